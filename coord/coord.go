@@ -1,0 +1,189 @@
+// Package coord is the cluster's coordination: who is a live member, who is quarantined, and
+// who leads. It is an interface with one implementation per backend (coord/zkcoord for
+// ZooKeeper, the seed's choice); every implementation passes the behaviour suite in
+// coord/coordtest.
+//
+// The semantics follow what both ZooKeeper sessions and etcd leases can give: a member entry
+// is ephemeral (it vanishes when its owner's session or lease ends), carries an epoch that
+// changes every time it is created, and is never re-created while a quarantine mark for the
+// same member stands.
+package coord
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+var (
+	// ErrDuplicate means another live process holds the member id.
+	ErrDuplicate = errors.New("member id is already registered by another live process")
+	// ErrNotLeader means a fenced write was refused because the caller no longer leads.
+	ErrNotLeader = errors.New("not the leader (leadership lost)")
+	// ErrNotFound means the entry asked for does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrClosed means the coordinator was closed.
+	ErrClosed = errors.New("coordinator closed")
+	// ErrUnavailable means the backend could not be reached in time.
+	ErrUnavailable = errors.New("coordination backend unavailable")
+)
+
+// Member is one broker node as the cluster sees it: the data of its ephemeral entry.
+type Member struct {
+	ID           string    `json:"id"`
+	MQTTAddr     string    `json:"mqtt_addr"`
+	InternalAddr string    `json:"internal_addr"`
+	AdminAddr    string    `json:"admin_addr"`
+	Version      string    `json:"version"`
+	StartedAt    time.Time `json:"started_at"`
+	// Instance is random per process; it tells a process's own stale entry (left by its
+	// expired session) from a different live process using the same id.
+	Instance string `json:"instance"`
+	// Epoch is set by the coordinator, not written by the member: the entry's creation
+	// transaction id (ZooKeeper czxid, etcd create revision). It is different for every
+	// registration, so a delivery addressed to an older epoch can be refused.
+	Epoch int64 `json:"epoch"`
+}
+
+// Quarantine is a persistent mark that takes a member out of service until released.
+type Quarantine struct {
+	Node     string          `json:"node"`
+	Reason   string          `json:"reason"`
+	At       time.Time       `json:"at"`
+	By       string          `json:"by"`
+	Evidence json.RawMessage `json:"evidence,omitempty"`
+}
+
+// State is where a registration stands.
+type State int
+
+const (
+	// Registering: not (or not again) registered yet; the registration is trying.
+	Registering State = iota
+	// Registered: the member entry exists and is owned by this registration's session.
+	Registered
+	// Suspended: the connection to the backend is lost; the entry may still exist. It
+	// becomes Fenced when the local timer of one session timeout runs out.
+	Suspended
+	// Fenced: the entry may be gone (session expired, or cut off for longer than the session
+	// timeout). The member must act as if it were not in the live set.
+	Fenced
+	// Quarantined: a quarantine mark stands and the entry is withdrawn; the registration
+	// re-registers by itself once the mark is released.
+	Quarantined
+	// Closed: Deregister was called or the coordinator closed.
+	Closed
+)
+
+func (s State) String() string {
+	switch s {
+	case Registering:
+		return "registering"
+	case Registered:
+		return "registered"
+	case Suspended:
+		return "suspended"
+	case Fenced:
+		return "fenced"
+	case Quarantined:
+		return "quarantined"
+	case Closed:
+		return "closed"
+	}
+	return fmt.Sprintf("state(%d)", int(s))
+}
+
+// Status is a registration's state, with the epoch of the current entry (zero unless
+// Registered or Suspended) and the member's quarantine mark, if one stands.
+type Status struct {
+	State State
+	Epoch int64
+	Mark  *Quarantine
+}
+
+// Live reports whether the member may act as a live member: Registered, or Suspended with
+// the fence timer still running.
+func (s Status) Live() bool { return s.State == Registered || s.State == Suspended }
+
+// Registration is one member's ephemeral entry, kept alive (and re-created with a new epoch
+// after a session loss) until Deregister. All methods are safe for concurrent use.
+type Registration interface {
+	// Status returns the current status and a channel that is closed at the next change.
+	Status() (Status, <-chan struct{})
+	// Withdraw deletes the entry while a quarantine mark stands (the node does this after
+	// its load-balancer grace period). The registration then waits in Quarantined and
+	// registers again by itself once the mark is released. Without a mark it does nothing.
+	Withdraw(ctx context.Context) error
+	// Deregister deletes the entry at once and stops re-registering. Idempotent.
+	Deregister(ctx context.Context) error
+}
+
+// Leadership is held by an elected candidate until Done is closed.
+type Leadership interface {
+	// Done is closed when leadership is lost: the candidate's entry is gone, its session
+	// ended, or it was cut off for a session timeout. Actions must also be fenced (see
+	// Coordinator.SetQuarantine), since Done can only be observed after the fact.
+	Done() <-chan struct{}
+	// Resign gives leadership up. Idempotent.
+	Resign(ctx context.Context) error
+}
+
+// Coordinator is the cluster coordination backend. All methods are safe for concurrent use.
+// Channels returned by Watch methods deliver the full current state first and then after
+// every change; a slow reader skips intermediate states but always gets the latest. They are
+// closed when ctx is done or the coordinator is closed.
+type Coordinator interface {
+	// Register creates this member's ephemeral entry and keeps it. It returns once the first
+	// attempt has settled: registered, or waiting in Quarantined because a mark stands. It
+	// fails with ErrDuplicate when another live process holds the id.
+	Register(ctx context.Context, m Member) (Registration, error)
+	// Members lists the live members.
+	Members(ctx context.Context) ([]Member, error)
+	// WatchMembers delivers the live member set.
+	WatchMembers(ctx context.Context) (<-chan []Member, error)
+
+	// SetQuarantine writes (or overwrites) a member's quarantine mark. With a non-nil
+	// fence, the write happens only while fence is still the leader, atomically with a check
+	// of its entry; otherwise it fails with ErrNotLeader.
+	SetQuarantine(ctx context.Context, q Quarantine, fence Leadership) error
+	// Release deletes a member's quarantine mark; ErrNotFound if there is none.
+	Release(ctx context.Context, node string) error
+	// Quarantines lists the standing marks.
+	Quarantines(ctx context.Context) ([]Quarantine, error)
+	// WatchQuarantines delivers the standing marks.
+	WatchQuarantines(ctx context.Context) (<-chan []Quarantine, error)
+
+	// Campaign blocks until candidate leads the named election (or ctx is done).
+	Campaign(ctx context.Context, election, candidate string) (Leadership, error)
+	// Leader returns the current leader of the named election; ErrNotFound if none.
+	Leader(ctx context.Context, election string) (string, error)
+
+	// Close ends the session: every entry this process registered vanishes. Idempotent.
+	Close() error
+}
+
+// MaxIDLen is the longest member id accepted.
+const MaxIDLen = 64
+
+// ValidateID checks a member (node) id: 1-64 characters of letters, digits, '.', '_' and
+// '-', not "." or "..". The same rule serves ZooKeeper paths, etcd keys and metric labels.
+func ValidateID(id string) error {
+	if id == "" {
+		return errors.New("node id is empty")
+	}
+	if len(id) > MaxIDLen {
+		return fmt.Errorf("node id %.20q... is %d characters long; the maximum is %d", id, len(id), MaxIDLen)
+	}
+	if id == "." || id == ".." {
+		return fmt.Errorf("node id %q is not allowed", id)
+	}
+	if i := strings.IndexFunc(id, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-')
+	}); i >= 0 {
+		return fmt.Errorf("node id %q has %q at position %d; use letters, digits, '.', '_' or '-'", id, id[i], i)
+	}
+	return nil
+}

@@ -1,0 +1,191 @@
+package zkcoord_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/coord/coordtest"
+	"github.com/switchboard-mqtt/switchboard/coord/zkcoord"
+	"github.com/switchboard-mqtt/switchboard/internal/backends"
+	"github.com/switchboard-mqtt/switchboard/internal/testenv"
+)
+
+const sessionTimeout = 2 * time.Second
+
+// TestSurvivesLossOfOneServerThenTheLeader stops a follower (the watch still sees a member
+// join), brings it back, then stops the leader (a new leader is elected and the watch still
+// sees a member leave). A registered member stays registered under its first epoch
+// throughout: one server down never costs a session.
+func TestSurvivesLossOfOneServerThenTheLeader(t *testing.T) {
+	e := testenv.Ensemble(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	node := open(t, e.Addrs(), "/sb", sessionTimeout)
+	watcher := open(t, e.Addrs(), "/sb", sessionTimeout)
+	watch, err := watcher.WatchMembers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := node.Register(ctx, coordtest.NewMember("node-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st0, _ := reg.Status()
+	coordtest.WaitMembers(t, watch, 5*time.Second, "node-1 registered", func(ms []coord.Member) bool { return len(ms) == 1 })
+
+	// Stop a follower.
+	leader, err := e.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var follower *backends.ZKServer
+	for _, s := range e.Servers() {
+		if s != leader {
+			follower = s
+			break
+		}
+	}
+	if err := follower.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.WaitQuorum(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The view stays correct: a member joining now is seen.
+	other := open(t, e.Addrs(), "/sb", sessionTimeout)
+	reg2, err := other.Register(ctx, coordtest.NewMember("node-2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	coordtest.WaitMembers(t, watch, 10*time.Second, "node-2 seen with one server down",
+		func(ms []coord.Member) bool { return len(ms) == 2 })
+
+	// Bring the follower back, then stop the leader: a new leader is elected.
+	if err := follower.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.WaitServing(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := leader.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.WaitQuorum(ctx); err != nil {
+		t.Fatal(err)
+	}
+	newLeader, err := e.Leader(ctx)
+	if err != nil || newLeader == leader {
+		t.Fatalf("no new leader after stopping %d: %v", leader.ID, err)
+	}
+	// A member leaving is seen through the new leader.
+	if err := reg2.Deregister(ctx); err != nil {
+		t.Fatal(err)
+	}
+	coordtest.WaitMembers(t, watch, 10*time.Second, "node-2 leaves after the leader stopped",
+		func(ms []coord.Member) bool { return len(ms) == 1 && ms[0].ID == "node-1" })
+	// node-1 stayed registered under its first epoch throughout.
+	st, _ := reg.Status()
+	if !st.Live() || st.Epoch != st0.Epoch {
+		t.Fatalf("node-1 status %+v, want live with epoch %d", st, st0.Epoch)
+	}
+	ms, err := watcher.Members(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 1 || ms[0].Epoch != st0.Epoch {
+		t.Fatalf("members = %+v, want node-1 epoch %d", ms, st0.Epoch)
+	}
+}
+
+// TestQuorumLossFencesThenReRegisters stops two of three servers: the registration is
+// suspended, fences itself after one session timeout, and registers again with a new epoch
+// when the servers return.
+func TestQuorumLossFencesThenReRegisters(t *testing.T) {
+	e := testenv.Ensemble(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	node := open(t, e.Addrs(), "/sb", sessionTimeout)
+	reg, err := node.Register(ctx, coordtest.NewMember("node-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st0, _ := reg.Status()
+	servers := e.Servers()
+	for _, s := range servers[:2] {
+		if err := s.Stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lost := time.Now()
+	coordtest.WaitStatus(t, reg, 10*time.Second, "suspended", func(s coord.Status) bool { return s.State != coord.Registered })
+	coordtest.WaitStatus(t, reg, 10*time.Second, "fenced", func(s coord.Status) bool { return s.State == coord.Fenced })
+	if d := time.Since(lost); d < sessionTimeout {
+		t.Fatalf("fenced after %v, before the session timeout %v", d, sessionTimeout)
+	}
+	for _, s := range servers[:2] {
+		if err := s.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := coordtest.WaitStatus(t, reg, 30*time.Second, "registered again", func(s coord.Status) bool { return s.State == coord.Registered })
+	if st.Epoch == st0.Epoch {
+		t.Fatalf("re-registered with the fenced epoch %d", st.Epoch)
+	}
+	ms, err := node.Members(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 1 || ms[0].Epoch != st.Epoch {
+		t.Fatalf("members = %+v, want node-1 at epoch %d", ms, st.Epoch)
+	}
+}
+
+// TestSessionExpiryReRegisters cuts one client off from a healthy ensemble for longer than
+// its session timeout, so the ensemble expires the session: on reconnect the client gets a
+// new session and the registration comes back with a new epoch.
+func TestSessionExpiryReRegisters(t *testing.T) {
+	e := shared.Ensemble(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var bridge testenv.Bridge
+	root := "/expiry-" + coordtest.Instance()
+	node, err := zkcoord.New(ctx, zkcoord.Config{Servers: e.Addrs(), Root: root, SessionTimeout: sessionTimeout,
+		Logger: testLogger(t), Dial: bridge.Dial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	watcher := open(t, e.Addrs(), root, sessionTimeout)
+	watch, err := watcher.WatchMembers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := node.Register(ctx, coordtest.NewMember("node-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st0, _ := reg.Status()
+	sess0 := node.SessionID()
+	coordtest.WaitMembers(t, watch, 5*time.Second, "registered", func(ms []coord.Member) bool { return len(ms) == 1 })
+
+	bridge.Cut()
+	// The ensemble expires the session and deletes the entry: the watcher sees it leave.
+	cut := time.Now()
+	coordtest.WaitMembers(t, watch, 3*sessionTimeout, "entry deleted by session expiry", func(ms []coord.Member) bool { return len(ms) == 0 })
+	t.Logf("entry left the live set %v after the cut (session timeout %v)", time.Since(cut).Round(time.Millisecond), sessionTimeout)
+	coordtest.WaitStatus(t, reg, 3*sessionTimeout, "fenced while cut off", func(s coord.Status) bool { return s.State == coord.Fenced })
+	bridge.Restore()
+	st := coordtest.WaitStatus(t, reg, 20*time.Second, "registered again", func(s coord.Status) bool { return s.State == coord.Registered })
+	if st.Epoch == st0.Epoch {
+		t.Fatalf("epoch unchanged after expiry: %d", st.Epoch)
+	}
+	if node.SessionID() == sess0 {
+		t.Fatalf("session id unchanged after expiry")
+	}
+	set := coordtest.WaitMembers(t, watch, 5*time.Second, "back in the live set", func(ms []coord.Member) bool { return len(ms) == 1 })
+	if set[0].Epoch != st.Epoch {
+		t.Fatalf("watched epoch %d, registration epoch %d", set[0].Epoch, st.Epoch)
+	}
+}

@@ -1,0 +1,228 @@
+package zkcoord
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/switchboard-mqtt/switchboard/coord"
+)
+
+// Members lists the live members, after a sync so that a read from a follower is current.
+func (c *Coordinator) Members(ctx context.Context) ([]coord.Member, error) {
+	if _, err := call(ctx, func() (string, error) { return c.conn.Sync(c.nodesDir) }); err != nil {
+		return nil, wrap("sync", err)
+	}
+	ms, _, err := listChildren(ctx, c, c.nodesDir, false, decodeMember)
+	return ms, wrap("list members", err)
+}
+
+// WatchMembers delivers the live member set now and after every change.
+func (c *Coordinator) WatchMembers(ctx context.Context) (<-chan []coord.Member, error) {
+	return watchChildren(ctx, c, c.nodesDir, decodeMember)
+}
+
+// Quarantines lists the standing quarantine marks.
+func (c *Coordinator) Quarantines(ctx context.Context) ([]coord.Quarantine, error) {
+	if _, err := call(ctx, func() (string, error) { return c.conn.Sync(c.quarDir) }); err != nil {
+		return nil, wrap("sync", err)
+	}
+	qs, _, err := listChildren(ctx, c, c.quarDir, false, decodeMarkChild)
+	return qs, wrap("list quarantines", err)
+}
+
+// WatchQuarantines delivers the standing marks now and after every change.
+func (c *Coordinator) WatchQuarantines(ctx context.Context) (<-chan []coord.Quarantine, error) {
+	return watchChildren(ctx, c, c.quarDir, decodeMarkChild)
+}
+
+// SetQuarantine writes a quarantine mark; with a fence, only while the fence still leads.
+func (c *Coordinator) SetQuarantine(ctx context.Context, q coord.Quarantine, fence coord.Leadership) error {
+	if err := coord.ValidateID(q.Node); err != nil {
+		return err
+	}
+	var check []any
+	if fence != nil {
+		l, ok := fence.(*leadership)
+		if !ok || l.c != c {
+			return fmt.Errorf("quarantine: fence %T is not a leadership of this coordinator", fence)
+		}
+		// The candidate znode is never modified, so version 0 proves it still exists: it
+		// vanishes with the leader's session, and a deposed leader's write then fails.
+		check = append(check, &zk.CheckVersionRequest{Path: l.path, Version: 0})
+	}
+	data, err := json.Marshal(q)
+	if err != nil {
+		return fmt.Errorf("quarantine: %w", err)
+	}
+	p := c.markPath(q.Node)
+	for attempt := 0; attempt < 3; attempt++ {
+		ok, err := call(ctx, func() (bool, error) { ok, _, err := c.conn.Exists(p); return ok, err })
+		if err != nil {
+			return wrap("quarantine", err)
+		}
+		var op any = &zk.CreateRequest{Path: p, Data: data, Acl: c.acl}
+		if ok {
+			op = &zk.SetDataRequest{Path: p, Data: data, Version: -1}
+		}
+		res, err := call(ctx, func() ([]zk.MultiResponse, error) { return c.conn.Multi(append(check, op)...) })
+		if err == nil {
+			return nil
+		}
+		if fence != nil && len(res) > 0 &&
+			(errors.Is(res[0].Error, zk.ErrNoNode) || errors.Is(res[0].Error, zk.ErrBadVersion)) {
+			return fmt.Errorf("quarantine %s: %w", q.Node, coord.ErrNotLeader)
+		}
+		if errors.Is(err, zk.ErrNodeExists) || errors.Is(err, zk.ErrNoNode) {
+			continue // raced with another writer of the same mark; look again
+		}
+		return wrap("quarantine", err)
+	}
+	return fmt.Errorf("quarantine %s: concurrent writers; try again", q.Node)
+}
+
+// Release deletes a quarantine mark.
+func (c *Coordinator) Release(ctx context.Context, node string) error {
+	if err := coord.ValidateID(node); err != nil {
+		return err
+	}
+	_, err := call(ctx, func() (struct{}, error) { return struct{}{}, c.conn.Delete(c.markPath(node), -1) })
+	return wrap("release "+node, err)
+}
+
+func decodeMember(name string, data []byte, st *zk.Stat) (coord.Member, bool) {
+	var m coord.Member
+	if err := json.Unmarshal(data, &m); err != nil || m.ID == "" {
+		m = coord.Member{ID: name} // foreign or damaged data: still a live entry
+	}
+	m.ID = name
+	m.Epoch = st.Czxid
+	return m, true
+}
+
+func decodeMark(node string, data []byte) coord.Quarantine {
+	var q coord.Quarantine
+	if len(data) > 0 {
+		_ = json.Unmarshal(data, &q)
+	}
+	q.Node = node
+	return q
+}
+
+func decodeMarkChild(name string, data []byte, _ *zk.Stat) (coord.Quarantine, bool) {
+	return decodeMark(name, data), true
+}
+
+// listChildren reads every child of dir and its data. With watch, it also arms a children
+// watch and returns its channel.
+func listChildren[T any](ctx context.Context, c *Coordinator, dir string, watch bool,
+	decode func(name string, data []byte, st *zk.Stat) (T, bool)) ([]T, <-chan zk.Event, error) {
+	type got struct {
+		names []string
+		ch    <-chan zk.Event
+	}
+	g, err := call(ctx, func() (got, error) {
+		if watch {
+			names, _, ch, err := c.conn.ChildrenW(dir)
+			return got{names, ch}, err
+		}
+		names, _, err := c.conn.Children(dir)
+		return got{names, nil}, err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	sort.Strings(g.names)
+	out := make([]T, 0, len(g.names))
+	for _, name := range g.names {
+		data, st, err := callGet(ctx, c, dir+"/"+name)
+		if errors.Is(err, zk.ErrNoNode) {
+			continue // deleted since the listing; the watch reports it
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if v, ok := decode(name, data, st); ok {
+			out = append(out, v)
+		}
+	}
+	return out, g.ch, nil
+}
+
+// watchChildren delivers dir's children now and after every change, re-arming the one-shot
+// watch each time and re-listing after every reconnect (events during a disconnection are
+// lost).
+func watchChildren[T any](ctx context.Context, c *Coordinator, dir string,
+	decode func(name string, data []byte, st *zk.Stat) (T, bool)) (<-chan []T, error) {
+	select {
+	case <-c.closed:
+		return nil, coord.ErrClosed
+	default:
+	}
+	out := make(chan []T, 1)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer close(out)
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			select {
+			case <-c.closed:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		for ctx.Err() == nil {
+			gen, err := c.waitSession(ctx)
+			if err != nil {
+				return
+			}
+			_, _ = call(ctx, func() (string, error) { return c.conn.Sync(dir) })
+			set, ch, err := listChildren(ctx, c, dir, true, decode)
+			if err != nil {
+				if !c.sleep(ctx, 100*time.Millisecond) {
+					return
+				}
+				continue
+			}
+			sendLatest(out, set)
+			// Wait for the watch or a new session generation (a reconnect).
+			for {
+				s, changed := c.sess.Get()
+				if s.gen != gen || s.closed {
+					break
+				}
+				select {
+				case <-ch:
+				case <-changed:
+					continue
+				case <-ctx.Done():
+					return
+				}
+				break
+			}
+		}
+	}()
+	return out, nil
+}
+
+// sendLatest puts v in a one-slot channel, replacing an unread older value. Only one
+// goroutine sends on out, so the replacement cannot race with another sender.
+func sendLatest[T any](out chan T, v T) {
+	select {
+	case out <- v:
+		return
+	default:
+	}
+	select {
+	case <-out:
+	default:
+	}
+	out <- v
+}

@@ -1,0 +1,304 @@
+// Package zkcoord implements coord.Coordinator on a ZooKeeper ensemble with
+// github.com/go-zookeeper/zk.
+//
+// Layout under Root (default /switchboard):
+//
+//	nodes/<id>             ephemeral, JSON coord.Member; epoch = czxid
+//	quarantine/<id>        persistent, JSON coord.Quarantine
+//	election/<name>/...    ephemeral sequential candidates, lowest leads
+//
+// The library's quirks stay in here: its calls take no context (we wrap them), its watches
+// fire once (we re-arm them and re-list after every reconnect), it re-opens an expired
+// session by itself without re-creating ephemeral znodes (registration does that), and a
+// client cut off from every server cannot learn that its session expired (a local timer of
+// one session timeout fences it).
+package zkcoord
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/internal/notify"
+)
+
+// Config configures a Coordinator.
+type Config struct {
+	// Servers are the ensemble's client addresses (host:port). Required.
+	Servers []string
+	// Root is the znode under which everything lives. Default "/switchboard".
+	Root string
+	// SessionTimeout is the ZooKeeper session timeout: how long after losing contact a
+	// member leaves the live set. The server clamps it to 2-20 ticks. Default 10s.
+	SessionTimeout time.Duration
+	// DialTimeout bounds the wait for a first session in New. Default 10s.
+	DialTimeout time.Duration
+	// Logger receives the adapter's and the library's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Dial, if set, opens connections to the servers (tests route them through a bridge
+	// to cut them for real). Default net.DialTimeout.
+	Dial func(network, address string, timeout time.Duration) (net.Conn, error)
+}
+
+// DefaultConfig returns a Config with every default filled in except Servers.
+func DefaultConfig() Config {
+	return Config{
+		Root:           "/switchboard",
+		SessionTimeout: 10 * time.Second,
+		DialTimeout:    10 * time.Second,
+	}
+}
+
+// Validate checks the configuration without side effects.
+func (c Config) Validate() error {
+	if len(c.Servers) == 0 {
+		return errors.New("zk: no servers given (--zk host:port,host:port,...)")
+	}
+	for _, s := range c.Servers {
+		if _, _, err := splitHostPort(s); err != nil {
+			return fmt.Errorf("zk: server %q: %w", s, err)
+		}
+	}
+	if c.Root != "" && (!strings.HasPrefix(c.Root, "/") || strings.HasSuffix(c.Root, "/") || strings.Contains(c.Root, "//")) {
+		return fmt.Errorf("zk: root %q must be an absolute znode path like /switchboard", c.Root)
+	}
+	if c.SessionTimeout != 0 && c.SessionTimeout < time.Second/2 {
+		return fmt.Errorf("zk: session timeout %v is too short (minimum 500ms)", c.SessionTimeout)
+	}
+	return nil
+}
+
+// session is what the event callback knows about the ZooKeeper session.
+type session struct {
+	connected bool
+	gen       uint64 // bumped every time a session is (re)established, so watchers re-list
+	closed    bool
+}
+
+// Coordinator is a coord.Coordinator on ZooKeeper.
+type Coordinator struct {
+	cfg  Config
+	log  *slog.Logger
+	conn *zk.Conn
+	acl  []zk.ACL
+
+	nodesDir, quarDir, electDir string
+
+	sess      notify.Value[session]
+	closed    chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup // goroutines owned by the coordinator (registrations, watches)
+}
+
+var _ coord.Coordinator = (*Coordinator)(nil)
+
+// New connects to the ensemble and returns once a session is established, or fails within
+// DialTimeout with an error naming the servers tried.
+func New(ctx context.Context, cfg Config) (*Coordinator, error) {
+	d := DefaultConfig()
+	if cfg.Root == "" {
+		cfg.Root = d.Root
+	}
+	if cfg.SessionTimeout == 0 {
+		cfg.SessionTimeout = d.SessionTimeout
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = d.DialTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c := &Coordinator{
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "zk"),
+		acl:      zk.WorldACL(zk.PermAll),
+		nodesDir: cfg.Root + "/nodes",
+		quarDir:  cfg.Root + "/quarantine",
+		electDir: cfg.Root + "/election",
+		closed:   make(chan struct{}),
+	}
+	dial := cfg.Dial
+	if dial == nil {
+		dial = net.DialTimeout
+	}
+	conn, _, err := zk.Connect(cfg.Servers, cfg.SessionTimeout,
+		zk.WithEventCallback(c.onEvent),
+		zk.WithLogger(zkLogger{c.log}),
+		zk.WithLogInfo(false),
+		zk.WithMaxBufferSize(4<<20),
+		zk.WithDialer(dial),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("zk: connect to %s: %w", strings.Join(cfg.Servers, ","), err)
+	}
+	c.conn = conn
+
+	wctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+	defer cancel()
+	if _, err := c.waitSession(wctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("zk: no session with any of %s within %v: %w",
+			strings.Join(cfg.Servers, ","), cfg.DialTimeout, coord.ErrUnavailable)
+	}
+	for _, p := range []string{c.nodesDir, c.quarDir, c.electDir} {
+		if err := c.ensurePath(wctx, p); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("zk: create %s: %w", p, err)
+		}
+	}
+	return c, nil
+}
+
+// onEvent runs on the library's goroutine and must not block.
+func (c *Coordinator) onEvent(ev zk.Event) {
+	if ev.Type != zk.EventSession {
+		return
+	}
+	switch ev.State {
+	case zk.StateHasSession:
+		c.sess.Update(func(s session) session { s.connected = true; s.gen++; return s })
+	case zk.StateDisconnected, zk.StateExpired:
+		c.sess.Update(func(s session) session { s.connected = false; return s })
+	}
+}
+
+// SessionID is the current ZooKeeper session id (0 while none).
+func (c *Coordinator) SessionID() int64 { return c.conn.SessionID() }
+
+// SessionTimeout is the session timeout asked for.
+func (c *Coordinator) SessionTimeout() time.Duration { return c.cfg.SessionTimeout }
+
+// waitSession blocks until the client has a session, returning its generation.
+func (c *Coordinator) waitSession(ctx context.Context) (uint64, error) {
+	for {
+		s, changed := c.sess.Get()
+		if s.closed {
+			return 0, coord.ErrClosed
+		}
+		if s.connected {
+			return s.gen, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-c.closed:
+			return 0, coord.ErrClosed
+		}
+	}
+}
+
+// Close ends the session; the ensemble deletes this process's ephemeral znodes at once.
+func (c *Coordinator) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		c.sess.Update(func(s session) session { s.closed = true; s.connected = false; return s })
+		c.wg.Wait()
+		c.conn.Close()
+	})
+	return nil
+}
+
+// call runs a context-less library call and returns early when ctx ends. The library call
+// itself finishes in the background: every request is answered or flushed on disconnect.
+func call[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		v, err := f()
+		ch <- result{v, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
+}
+
+// ensurePath creates p and its parents as persistent znodes if they are missing.
+func (c *Coordinator) ensurePath(ctx context.Context, p string) error {
+	parts := strings.Split(strings.TrimPrefix(p, "/"), "/")
+	cur := ""
+	for _, part := range parts {
+		cur += "/" + part
+		_, err := call(ctx, func() (string, error) { return c.conn.Create(cur, nil, 0, c.acl) })
+		if err != nil && !errors.Is(err, zk.ErrNodeExists) {
+			return err
+		}
+	}
+	return nil
+}
+
+// transient reports whether err is worth retrying after the session settles.
+func transient(err error) bool {
+	return errors.Is(err, zk.ErrConnectionClosed) || errors.Is(err, zk.ErrNoServer) ||
+		errors.Is(err, zk.ErrSessionExpired) || errors.Is(err, zk.ErrSessionMoved) ||
+		errors.Is(err, zk.ErrClosing)
+}
+
+// wrap turns library errors into coord errors where callers branch on them.
+func wrap(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, zk.ErrNoNode):
+		return fmt.Errorf("%s: %w", op, coord.ErrNotFound)
+	case transient(err):
+		return fmt.Errorf("%s: %w: %v", op, coord.ErrUnavailable, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+func (c *Coordinator) memberPath(id string) string { return c.nodesDir + "/" + id }
+func (c *Coordinator) markPath(id string) string   { return c.quarDir + "/" + id }
+
+// sleep waits d, returning false if ctx ends or the coordinator closes first.
+func (c *Coordinator) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-c.closed:
+		return false
+	}
+}
+
+func splitHostPort(s string) (string, string, error) {
+	i := strings.LastIndexByte(s, ':')
+	if i <= 0 || i == len(s)-1 {
+		return "", "", errors.New("want host:port")
+	}
+	return s[:i], s[i+1:], nil
+}
+
+// zkLogger routes the library's log lines into slog. Connection failures repeat every
+// second while a server is down, so they are logged at debug level.
+type zkLogger struct{ log *slog.Logger }
+
+func (l zkLogger) Printf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	l.log.Debug(msg, "source", "go-zookeeper")
+}
+
+// base returns the last element of a znode path.
+func base(p string) string { return path.Base(p) }

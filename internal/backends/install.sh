@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs the servers Switchboard's tests, benchmarks and `up --zk/--redis` runs need from
+# Debian's packages, if they are missing. Idempotent: a machine that has them is left alone.
+#
+# The Go helper in internal/backends embeds and runs this same file, so the script and the
+# test helper cannot drift apart.
+set -euo pipefail
+
+need=()
+[ -f /usr/share/java/zookeeper.jar ] || need+=(zookeeper)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v java >/dev/null 2>&1 || need+=(default-jre-headless)
+if [ "${SWITCHBOARD_INSTALL_BENCH:-0}" = 1 ]; then
+	command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
+	command -v mosquitto_sub >/dev/null 2>&1 || need+=(mosquitto-clients)
+fi
+
+if [ ${#need[@]} -eq 0 ]; then
+	exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" != 0 ]; then
+	if command -v sudo >/dev/null 2>&1; then
+		sudo="sudo"
+	else
+		echo "install-deps: missing ${need[*]} and not root (no sudo): install them with apt-get" >&2
+		exit 1
+	fi
+fi
+
+echo "install-deps: installing ${need[*]} from Debian's packages" >&2
+export DEBIAN_FRONTEND=noninteractive
+# Packages must not start their own system services: the project starts the servers it needs
+# on free loopback ports itself. policy-rc.d exit 101 tells invoke-rc.d "not now".
+policy=/usr/sbin/policy-rc.d
+made_policy=0
+if [ ! -e "$policy" ]; then
+	printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+	$sudo chmod +x "$policy"
+	made_policy=1
+fi
+trap '[ "$made_policy" = 1 ] && $sudo rm -f "$policy"' EXIT
+
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+echo "install-deps: done" >&2

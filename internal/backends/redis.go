@@ -1,0 +1,130 @@
+package backends
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// RedisConfig says how to run a Redis server on this machine.
+type RedisConfig struct {
+	// Dir holds the server's data (append-only file) and log. Required.
+	Dir string
+	// MaxMemory caps the server's memory, e.g. "256mb"; empty means no cap.
+	MaxMemory string
+}
+
+// Redis is a running redis-server on 127.0.0.1.
+type Redis struct {
+	Addr string
+	proc *process
+}
+
+// StartRedis starts redis-server on a free port and returns once it answers PING.
+//
+// It runs with appendonly yes / appendfsync everysec, so mailboxes survive a restart, and
+// maxmemory-policy noeviction: with any eviction policy Redis silently deletes keys (whole
+// mailboxes) under memory pressure, while noeviction turns a full Redis into a write error
+// that Switchboard reports to the sender.
+func StartRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("redis: Dir is required")
+	}
+	if err := EnsureInstalled(ctx); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	ports, err := FreePorts(1)
+	if err != nil {
+		return nil, err
+	}
+	argv := []string{"redis-server",
+		"--bind", "127.0.0.1",
+		"--port", strconv.Itoa(ports[0]),
+		"--dir", cfg.Dir,
+		"--save", "",
+		"--appendonly", "yes",
+		"--appendfsync", "everysec",
+		"--maxmemory-policy", "noeviction",
+		"--protected-mode", "yes",
+		"--daemonize", "no",
+	}
+	if cfg.MaxMemory != "" {
+		argv = append(argv, "--maxmemory", cfg.MaxMemory)
+	}
+	r := &Redis{
+		Addr: fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		proc: &process{name: "redis", argv: argv, dir: cfg.Dir, logPath: filepath.Join(cfg.Dir, "redis.log")},
+	}
+	if err := r.Start(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Start starts a stopped server again on the same port and data directory, and waits for it.
+func (r *Redis) Start(ctx context.Context) error {
+	if err := r.proc.start(); err != nil {
+		return err
+	}
+	for {
+		if err := Ping(ctx, r.Addr); err == nil {
+			return nil
+		}
+		select {
+		case <-r.proc.exited():
+			return fmt.Errorf("redis exited at start; see %s", r.proc.logPath)
+		case <-ctx.Done():
+			_ = r.proc.stop(true, time.Second)
+			return fmt.Errorf("redis at %s did not answer PING: %w", r.Addr, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Stop stops the server (SIGTERM, which writes the append-only file) and waits for it.
+func (r *Redis) Stop() error { return r.proc.stop(false, 10*time.Second) }
+
+// Kill stops the server with SIGKILL and waits for it.
+func (r *Redis) Kill() error { return r.proc.stop(true, 10*time.Second) }
+
+// Pause freezes the server (SIGSTOP).
+func (r *Redis) Pause() error { return r.proc.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server.
+func (r *Redis) Resume() error { return r.proc.signal(syscall.SIGCONT) }
+
+// Close stops the server.
+func (r *Redis) Close() error { return r.Kill() }
+
+// Ping sends PING over the Redis protocol and expects +PONG.
+func Ping(ctx context.Context, addr string) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(time.Second))
+	if _, err := conn.Write([]byte("*1\r\n$4\r\nPING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(line, "+PONG") {
+		return fmt.Errorf("redis %s answered %q", addr, strings.TrimSpace(line))
+	}
+	return nil
+}

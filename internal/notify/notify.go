@@ -1,0 +1,54 @@
+// Package notify holds a value that changes over time and lets any number of goroutines wait
+// for the next change without missing one: the latest-value pattern behind etcd's
+// ReadyNotify and a lease session's Done channel.
+package notify
+
+import "sync"
+
+// Value holds the latest T. The zero Value holds the zero T and is ready to use.
+type Value[T any] struct {
+	mu      sync.Mutex
+	v       T
+	changed chan struct{}
+}
+
+// Get returns the current value and a channel that is closed at the next Set.
+func (n *Value[T]) Get() (T, <-chan struct{}) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.changed == nil {
+		n.changed = make(chan struct{})
+	}
+	return n.v, n.changed
+}
+
+// Load returns the current value.
+func (n *Value[T]) Load() T {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.v
+}
+
+// Set stores v and wakes every waiter. It never blocks, so it is safe in callbacks that must
+// not block (go-zookeeper's event callback).
+func (n *Value[T]) Set(v T) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.v = v
+	if n.changed != nil {
+		close(n.changed)
+		n.changed = nil
+	}
+}
+
+// Update applies f to the current value under the lock and stores the result.
+func (n *Value[T]) Update(f func(T) T) T {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.v = f(n.v)
+	if n.changed != nil {
+		close(n.changed)
+		n.changed = nil
+	}
+	return n.v
+}

@@ -1,0 +1,182 @@
+// Package testenv gives integration tests the real servers they run against (a 3-server
+// ZooKeeper ensemble and a Redis server from internal/backends), the switchboard binary built
+// from this tree, and deadline polling in place of sleeps.
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/internal/backends"
+)
+
+// Ensemble starts a 3-server ZooKeeper ensemble on free loopback ports for this test and
+// stops it when the test ends.
+func Ensemble(t testing.TB) *backends.Ensemble {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	e, err := backends.StartEnsemble(ctx, backends.EnsembleConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("start ZooKeeper ensemble: %v", err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+// Redis starts a Redis server on a free loopback port for this test and stops it when the
+// test ends.
+func Redis(t testing.TB) *backends.Redis {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r, err := backends.StartRedis(ctx, backends.RedisConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("start Redis: %v", err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+)
+
+// Binary builds ./cmd/switchboard once per test process and returns the executable's path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "switchboard-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildPath = filepath.Join(dir, "switchboard")
+		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/switchboard")
+		cmd.Dir = ModuleRoot(t)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/switchboard: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildPath
+}
+
+// ModuleRoot is the directory holding go.mod.
+func ModuleRoot(t testing.TB) string {
+	t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("testenv: cannot locate source")
+	}
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// Eventually polls f every step until it returns nil or total has passed, then fails the
+// test with f's last error. It is for conditions no event announces; where an event can be
+// awaited, await it.
+func Eventually(t testing.TB, total, step time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(total)
+	var err error
+	for {
+		if err = f(); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %v", total, err)
+		}
+		time.Sleep(step)
+	}
+}
+
+// Shared holds servers that every test of a package may use: started on first use and
+// stopped by Stop, which TestMain calls after m.Run. Tests that inject faults into servers
+// start their own instead.
+type Shared struct {
+	mu       sync.Mutex
+	dir      string
+	ensemble *backends.Ensemble
+	redis    *backends.Redis
+	stops    []func()
+}
+
+func (s *Shared) tempDir(t testing.TB) string {
+	if s.dir == "" {
+		d, err := os.MkdirTemp("", "switchboard-test-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.dir = d
+	}
+	return s.dir
+}
+
+// Ensemble returns the package's shared ensemble.
+func (s *Shared) Ensemble(t testing.TB) *backends.Ensemble {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ensemble == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		e, err := backends.StartEnsemble(ctx, backends.EnsembleConfig{Dir: filepath.Join(s.tempDir(t), "zk")})
+		if err != nil {
+			t.Fatalf("start ZooKeeper ensemble: %v", err)
+		}
+		s.ensemble = e
+		s.stops = append(s.stops, func() { e.Close() })
+	}
+	return s.ensemble
+}
+
+// Redis returns the package's shared Redis.
+func (s *Shared) Redis(t testing.TB) *backends.Redis {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.redis == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		r, err := backends.StartRedis(ctx, backends.RedisConfig{Dir: filepath.Join(s.tempDir(t), "redis")})
+		if err != nil {
+			t.Fatalf("start Redis: %v", err)
+		}
+		s.redis = r
+		s.stops = append(s.stops, func() { r.Close() })
+	}
+	return s.redis
+}
+
+// Stop stops every shared server and removes their files.
+func (s *Shared) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := len(s.stops) - 1; i >= 0; i-- {
+		s.stops[i]()
+	}
+	s.stops = nil
+	s.ensemble, s.redis = nil, nil
+	if s.dir != "" {
+		os.RemoveAll(s.dir)
+		s.dir = ""
+	}
+}
+
+// Main runs a package's tests and stops its shared servers afterwards.
+func (s *Shared) Main(m *testing.M) {
+	code := m.Run()
+	s.Stop()
+	os.Exit(code)
+}
