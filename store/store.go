@@ -30,11 +30,11 @@ var (
 
 // Presence says where a client id is connected.
 type Presence struct {
-	Client string    `json:"client"`
-	Node   string    `json:"node"`
-	Epoch  int64     `json:"epoch"`   // the node's registration epoch when the client connected
-	Session string   `json:"session"` // unique per connection; fences late writes by older ones
-	Since  time.Time `json:"since"`
+	Client  string    `json:"client"`
+	Node    string    `json:"node"`
+	Epoch   int64     `json:"epoch"`   // the node's registration epoch when the client connected
+	Session string    `json:"session"` // unique per connection; fences late writes by older ones
+	Since   time.Time `json:"since"`
 }
 
 // Online reports whether p names a node (the zero Presence means offline).

@@ -1,0 +1,148 @@
+// Package integration runs the real switchboard binary — nodes, routers — against a real
+// 3-server ZooKeeper ensemble and a real Redis, and injects faults for real: kill -9,
+// SIGTERM, SIGSTOP, stopping ZooKeeper servers and Redis.
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/coord/coordtest"
+	"github.com/switchboard-mqtt/switchboard/coord/zkcoord"
+	"github.com/switchboard-mqtt/switchboard/internal/testenv"
+	"github.com/switchboard-mqtt/switchboard/node"
+)
+
+var shared testenv.Shared
+
+func TestMain(m *testing.M) { shared.Main(m) }
+
+// sessionTimeout is the nodes' ZooKeeper session timeout in these tests.
+const sessionTimeout = 2 * time.Second
+
+// cluster is one test's view of a Switchboard cluster: its backends and an observer
+// client on the same ZooKeeper root.
+type cluster struct {
+	t     *testing.T
+	zk    string
+	redis string
+	root  string
+	obs   *zkcoord.Coordinator
+	watch <-chan []coord.Member
+	last  []coord.Member
+}
+
+// newCluster uses the package's shared ensemble and Redis under a fresh root and prefix.
+func newCluster(t *testing.T) *cluster {
+	e := shared.Ensemble(t)
+	r := shared.Redis(t)
+	return newClusterOn(t, e.ConnectString(), r.Addr)
+}
+
+func newClusterOn(t *testing.T, zk, redis string) *cluster {
+	t.Helper()
+	c := &cluster{t: t, zk: zk, redis: redis, root: "/it-" + coordtest.Instance()}
+	ctx := context.Background()
+	obs, err := zkcoord.New(ctx, zkcoord.Config{Servers: strings.Split(zk, ","), Root: c.root,
+		SessionTimeout: sessionTimeout, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { obs.Close() })
+	c.obs = obs
+	wctx, cancel := context.WithCancel(ctx)
+	t.Cleanup(cancel)
+	if c.watch, err = obs.WatchMembers(wctx); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// baseArgs are the flags every process of this cluster takes.
+func (c *cluster) baseArgs() []string {
+	return []string{"--zk", c.zk, "--zk-root", c.root, "--redis", c.redis, "--redis-prefix", "sb" + c.root[4:12],
+		"--session-timeout", sessionTimeout.String()}
+}
+
+// nodeProc is a node process with the registration it made.
+type nodeProc struct {
+	*testenv.Proc
+	id     string
+	member coord.Member
+}
+
+// startNode runs `switchboard node` and waits until it is in the live set.
+func (c *cluster) startNode(id string, extra ...string) *nodeProc {
+	c.t.Helper()
+	args := append([]string{"node", "--id", id, "--mqtt", "127.0.0.1:0", "--internal", "127.0.0.1:0",
+		"--admin", "127.0.0.1:0", "--data-dir", c.t.TempDir(), "--ack-timeout", "3s"}, c.baseArgs()...)
+	p := testenv.StartProc(c.t, id, append(args, extra...)...)
+	m := c.waitMember(id, 30*time.Second, func(m coord.Member, ok bool) bool { return ok })
+	return &nodeProc{Proc: p, id: id, member: m}
+}
+
+// waitMember reads the live set until cond holds for id.
+func (c *cluster) waitMember(id string, d time.Duration, cond func(coord.Member, bool) bool) coord.Member {
+	c.t.Helper()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for {
+		m, ok := coordtest.Find(c.last, id)
+		if cond(m, ok) {
+			return m
+		}
+		select {
+		case set := <-c.watch:
+			c.last = set
+		case <-deadline.C:
+			c.t.Fatalf("live set %v: condition on %s not met within %v", coordtest.IDs(c.last), id, d)
+		}
+	}
+}
+
+// health fetches a node's /healthz.
+func health(adminAddr string) (int, node.Health, error) {
+	var h node.Health
+	resp, err := http.Get("http://" + adminAddr + "/healthz")
+	if err != nil {
+		return 0, h, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(b, &h); err != nil {
+		return resp.StatusCode, h, fmt.Errorf("healthz body %q: %w", b, err)
+	}
+	return resp.StatusCode, h, nil
+}
+
+// metric reads one sample's value from a /metrics page (0 if absent).
+func metric(adminAddr, sample string) (float64, error) {
+	resp, err := http.Get("http://" + adminAddr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, sample+" ") {
+			var v float64
+			_, err := fmt.Sscanf(strings.TrimPrefix(line, sample+" "), "%g", &v)
+			return v, err
+		}
+	}
+	return 0, nil
+}
+
+func init() {
+	// The nodes log to their own files; keep the test binary quiet.
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+}

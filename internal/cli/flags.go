@@ -1,0 +1,153 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/coord/zkcoord"
+	"github.com/switchboard-mqtt/switchboard/store/redisstore"
+)
+
+// newFlagSet returns a flag set that reports errors instead of exiting.
+func newFlagSet(name string, e env) *flag.FlagSet {
+	fs := flag.NewFlagSet("switchboard "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	return fs
+}
+
+// parse parses args, then fills every flag not given on the command line from its
+// environment variable SWITCHBOARD_<NAME> (upper case, '-' as '_').
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		key := "SWITCHBOARD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(key); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", key, v, err))
+			}
+		}
+	})
+	if len(errs) > 0 {
+		return usageError{errors.Join(errs...)}
+	}
+	return nil
+}
+
+// logOptions are the logging flags every long-running command takes.
+type logOptions struct {
+	level  string
+	format string
+}
+
+func (o *logOptions) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.level, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&o.format, "log-format", "text", "log format: text or json")
+}
+
+func (o *logOptions) logger(w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(o.level)); err != nil {
+		return nil, usagef("--log-level %q: want debug, info, warn or error", o.level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch o.format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usagef("--log-format %q: want text or json", o.format)
+}
+
+// zkOptions are the flags that reach the ZooKeeper ensemble.
+type zkOptions struct {
+	servers        string
+	root           string
+	sessionTimeout time.Duration
+	dialTimeout    time.Duration
+}
+
+func (o *zkOptions) register(fs *flag.FlagSet) {
+	d := zkcoord.DefaultConfig()
+	fs.StringVar(&o.servers, "zk", "", "ZooKeeper servers, comma-separated host:port (all of the ensemble)")
+	fs.StringVar(&o.root, "zk-root", d.Root, "znode under which Switchboard keeps its state")
+	fs.DurationVar(&o.sessionTimeout, "session-timeout", d.SessionTimeout,
+		"ZooKeeper session timeout: how soon a dead node leaves the live set")
+	fs.DurationVar(&o.dialTimeout, "zk-dial-timeout", d.DialTimeout, "how long to wait for ZooKeeper at start-up")
+}
+
+func (o *zkOptions) config(log *slog.Logger) (zkcoord.Config, error) {
+	if o.servers == "" {
+		return zkcoord.Config{}, usagef("--zk is required (comma-separated host:port of the ensemble)")
+	}
+	cfg := zkcoord.Config{
+		Servers: splitList(o.servers), Root: o.root, SessionTimeout: o.sessionTimeout,
+		DialTimeout: o.dialTimeout, Logger: log,
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, usageError{err}
+	}
+	return cfg, nil
+}
+
+func (o *zkOptions) open(ctx context.Context, log *slog.Logger) (*zkcoord.Coordinator, error) {
+	cfg, err := o.config(log)
+	if err != nil {
+		return nil, err
+	}
+	return zkcoord.New(ctx, cfg)
+}
+
+// redisOptions are the flags that reach Redis.
+type redisOptions struct {
+	addr      string
+	sentinels string
+	master    string
+	password  string
+	prefix    string
+}
+
+func (o *redisOptions) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.addr, "redis", "", "Redis address host:port (presence and mailboxes)")
+	fs.StringVar(&o.sentinels, "redis-sentinels", "", "Redis Sentinel addresses, comma-separated (instead of --redis)")
+	fs.StringVar(&o.master, "redis-master", "mymaster", "Sentinel master name")
+	fs.StringVar(&o.password, "redis-password", "", "Redis password")
+	fs.StringVar(&o.prefix, "redis-prefix", "sb", "key prefix")
+}
+
+func (o *redisOptions) open(ctx context.Context, log *slog.Logger) (*redisstore.Store, error) {
+	if o.addr == "" && o.sentinels == "" {
+		return nil, usagef("--redis is required (host:port)")
+	}
+	cfg := redisstore.DefaultConfig()
+	cfg.Addr = o.addr
+	cfg.SentinelAddrs = splitList(o.sentinels)
+	if len(cfg.SentinelAddrs) > 0 {
+		cfg.MasterName = o.master
+	}
+	cfg.Password = o.password
+	cfg.Prefix = o.prefix
+	cfg.Logger = log
+	if err := cfg.Validate(); err != nil {
+		return nil, usageError{err}
+	}
+	return redisstore.New(ctx, cfg)
+}

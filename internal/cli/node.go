@@ -1,0 +1,81 @@
+package cli
+
+import (
+	"context"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/node"
+)
+
+func runNode(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet("node", e)
+	d := node.DefaultConfig()
+	cfg := d
+	var (
+		lo    logOptions
+		zo    zkOptions
+		ro    redisOptions
+		token string
+	)
+	lo.register(fs)
+	zo.register(fs)
+	ro.register(fs)
+	fs.StringVar(&cfg.ID, "id", "", "node id, unique in the cluster (letters, digits, '.', '_', '-')")
+	fs.StringVar(&cfg.MQTTAddr, "mqtt", d.MQTTAddr, "MQTT listen address")
+	fs.StringVar(&cfg.InternalAddr, "internal", d.InternalAddr, "listen address for routers and other nodes")
+	fs.StringVar(&cfg.AdminAddr, "admin", d.AdminAddr, "HTTP address for /healthz, /metrics and /debug/pprof")
+	fs.StringVar(&cfg.Advertise, "advertise", "", "host to register for addresses bound to all interfaces (default: hostname)")
+	fs.StringVar(&cfg.DataDir, "data-dir", d.DataDir, "directory whose free space the readiness check watches")
+	fs.StringVar(&cfg.InboxPrefix, "inbox-prefix", d.InboxPrefix, "inbox topic prefix: client c's inbox is <prefix>c")
+	fs.StringVar(&token, "cluster-token", "", "shared secret for the router/node channel")
+	fs.DurationVar(&cfg.AckTimeout, "ack-timeout", d.AckTimeout, "wait for a client's PUBACK before giving the message back")
+	fs.IntVar(&cfg.MailboxLimit, "mailbox-limit", d.MailboxLimit, "most messages in one client's mailbox")
+	var maxPacket uint
+	fs.UintVar(&maxPacket, "max-packet-size", uint(d.Limits.MaxPacketSize), "largest MQTT packet accepted (bytes)")
+	fs.Int64Var(&cfg.Limits.MaxClients, "max-clients", d.Limits.MaxClients, "most concurrent MQTT connections")
+	var maxSession time.Duration
+	fs.DurationVar(&maxSession, "max-session-expiry", time.Duration(d.Limits.MaxSessionExpiry)*time.Second, "cap on a client's session expiry interval")
+	var minDisk uint64
+	fs.Uint64Var(&minDisk, "min-free-disk-mb", d.Health.MinFreeDisk>>20, "least free MiB on --data-dir before the node reports itself unready")
+	var maxMem uint64
+	fs.Uint64Var(&maxMem, "max-memory-mb", 0, "heap MiB above which the node reports itself unready (0: no limit)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected arguments %q", fs.Args())
+	}
+	cfg.WireToken = token
+	cfg.Limits.MaxPacketSize = uint32(maxPacket)
+	cfg.Limits.MaxSessionExpiry = uint32(maxSession / time.Second)
+	cfg.Health.MinFreeDisk = minDisk << 20
+	cfg.Health.MaxMemory = maxMem << 20
+	if err := cfg.Validate(); err != nil {
+		return usageError{err}
+	}
+	log, err := lo.logger(e.stderr)
+	if err != nil {
+		return err
+	}
+	zcfg, err := zo.config(log)
+	if err != nil {
+		return err
+	}
+	st, err := ro.open(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	c, err := openZK(ctx, zcfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	n, err := node.Start(ctx, cfg, c, st, log)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	return n.Close(context.Background())
+}

@@ -1,0 +1,133 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/router"
+	"github.com/switchboard-mqtt/switchboard/store"
+	"github.com/switchboard-mqtt/switchboard/watcher"
+)
+
+func runRouter(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet("router", e)
+	cfg := router.DefaultConfig()
+	var (
+		lo     logOptions
+		zo     zkOptions
+		ro     redisOptions
+		listen string
+		id     string
+	)
+	lo.register(fs)
+	zo.register(fs)
+	ro.register(fs)
+	host, _ := os.Hostname()
+	fs.StringVar(&listen, "listen", "127.0.0.1:8080", "HTTP API listen address")
+	fs.StringVar(&id, "id", "router-"+host, "this router's name (in elections)")
+	registerRouterFlags(fs, &cfg)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return usageError{err}
+	}
+	log, err := lo.logger(e.stderr)
+	if err != nil {
+		return err
+	}
+	zcfg, err := zo.config(log)
+	if err != nil {
+		return err
+	}
+	st, err := ro.open(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	c, err := openZK(ctx, zcfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", listen, err)
+	}
+	srv, err := startRouter(ctx, cfg, c, st, l, id, log)
+	if err != nil {
+		l.Close()
+		return err
+	}
+	log.Info("router listening", "addr", l.Addr().String())
+	<-ctx.Done()
+	return srv.close()
+}
+
+func registerRouterFlags(fs interface {
+	DurationVar(*time.Duration, string, time.Duration, string)
+	IntVar(*int, string, int, string)
+	StringVar(*string, string, string, string)
+}, cfg *router.Config) {
+	d := router.DefaultConfig()
+	fs.StringVar(&cfg.InboxPrefix, "inbox-prefix", d.InboxPrefix, "default topic prefix: a message to c goes to <prefix>c")
+	fs.DurationVar(&cfg.DefaultTTL, "default-ttl", d.DefaultTTL, "expiry of a message that gives none")
+	fs.DurationVar(&cfg.MaxTTL, "max-ttl", d.MaxTTL, "longest expiry accepted")
+	fs.IntVar(&cfg.MaxPayload, "max-payload", d.MaxPayload, "largest payload accepted (bytes)")
+	fs.IntVar(&cfg.MailboxLimit, "mailbox-limit", d.MailboxLimit, "most messages in one client's mailbox")
+	fs.IntVar(&cfg.MaxBatch, "max-batch", d.MaxBatch, "most messages in one batch request")
+	fs.StringVar(&cfg.WireToken, "cluster-token", "", "shared secret for the router/node channel")
+}
+
+// routerServer is a running router with its HTTP server and reaper.
+type routerServer struct {
+	r       *router.Router
+	w       *watcher.Watcher
+	http    *http.Server
+	cancel  context.CancelFunc
+	stopped chan struct{}
+}
+
+// startRouter starts the router role on l: the same code `router` and `up` run.
+func startRouter(ctx context.Context, cfg router.Config, c coord.Coordinator, st store.Store, l net.Listener, id string, log *slog.Logger) (*routerServer, error) {
+	w, err := watcher.Start(ctx, c, log)
+	if err != nil {
+		return nil, err
+	}
+	r, err := router.New(cfg, st, w, log)
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	s := &routerServer{r: r, w: w, cancel: cancel, stopped: make(chan struct{}),
+		http: &http.Server{Handler: r.Handler(), ReadHeaderTimeout: 10 * time.Second}}
+	go func() {
+		defer close(s.stopped)
+		watcher.RunReaper(rctx, c, w, st, id, log)
+	}()
+	go func() {
+		if err := s.http.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("router HTTP server", "error", err)
+		}
+	}()
+	return s, nil
+}
+
+func (s *routerServer) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := s.http.Shutdown(ctx)
+	s.cancel()
+	<-s.stopped
+	s.r.Close()
+	s.w.Close()
+	return err
+}

@@ -1,0 +1,195 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/router"
+)
+
+func runSend(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet("send", e)
+	var (
+		api, to, topic, ttl, id string
+		qos                     int
+		b64, asJSON             bool
+	)
+	fs.StringVar(&api, "api", "http://127.0.0.1:8080", "router API base URL")
+	fs.StringVar(&to, "to", "", "client id to send to (required)")
+	fs.StringVar(&topic, "topic", "", "topic (default: the client's inbox)")
+	fs.IntVar(&qos, "qos", 1, "QoS: 0 or 1")
+	fs.StringVar(&ttl, "ttl", "", "expiry, e.g. 90s or 24h (default: the router's)")
+	fs.StringVar(&id, "id", "", "message id (optional; a retry with the same id is recognised)")
+	fs.BoolVar(&b64, "base64", false, "PAYLOAD is base64")
+	fs.BoolVar(&asJSON, "json", false, "print the router's JSON answer")
+	if err := parse(fs, reorder(args)); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("want exactly one PAYLOAD argument (use - to read it from standard input); got %d", fs.NArg())
+	}
+	payload := fs.Arg(0)
+	if payload == "-" {
+		b, err := io.ReadAll(os.Stdin)
+		if err != nil {
+			return err
+		}
+		payload = string(b)
+	}
+	req := router.Request{ID: id, To: to, Topic: topic, QoS: &qos}
+	if b64 {
+		req.PayloadBase64 = &payload
+	} else {
+		req.Payload = &payload
+	}
+	if ttl != "" {
+		req.TTL, _ = json.Marshal(ttl)
+	}
+	var res router.Result
+	raw, err := postJSON(ctx, api+"/v1/messages", req, &res)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		_, err := e.stdout.Write(raw)
+		return err
+	}
+	switch res.Status {
+	case router.Delivered:
+		fmt.Fprintf(e.stdout, "delivered to %s on %s (id %s)\n", to, res.Node, res.ID)
+	case router.Queued:
+		fmt.Fprintf(e.stdout, "queued in %s's mailbox, depth %d (id %s)\n", to, res.Depth, res.ID)
+	default:
+		fmt.Fprintf(e.stdout, "%s (id %s)\n", res.Status, res.ID)
+	}
+	return nil
+}
+
+func runMailbox(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet("mailbox", e)
+	var (
+		api, to string
+		limit   int
+		asJSON  bool
+	)
+	fs.StringVar(&api, "api", "http://127.0.0.1:8080", "router API base URL")
+	fs.StringVar(&to, "to", "", "client id (required)")
+	fs.IntVar(&limit, "limit", 10, "how many of the oldest messages to show")
+	fs.BoolVar(&asJSON, "json", false, "print JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if to == "" {
+		return usagef("--to is required")
+	}
+	var v router.MailboxView
+	raw, err := getJSON(ctx, fmt.Sprintf("%s/v1/clients/%s/mailbox?limit=%d", api, url.PathEscape(to), limit), &v)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		_, err := e.stdout.Write(raw)
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s: %d message(s) waiting\n", v.Client, v.Depth)
+	for _, m := range v.Messages {
+		fmt.Fprintf(e.stdout, "  %s  %s  qos %d  expires %s  %q\n", m.ID, m.Topic, m.QoS,
+			m.Expires.Format(time.RFC3339), truncate(string(m.Payload), 60))
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// reorder moves flags after positional arguments to the front, so `send --to x hello
+// --qos 0` works as users expect.
+func reorder(args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if strings.HasPrefix(a, "-") && a != "-" {
+			flags = append(flags, a)
+			if !strings.Contains(a, "=") && i+1 < len(args) && !isBoolFlag(a) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+			continue
+		}
+		pos = append(pos, a)
+	}
+	return append(flags, append([]string{"--"}, pos...)...)
+}
+
+func isBoolFlag(a string) bool {
+	switch strings.TrimLeft(a, "-") {
+	case "base64", "json", "h", "help":
+		return true
+	}
+	return false
+}
+
+var httpClient = &http.Client{Timeout: 30 * time.Second}
+
+func postJSON(ctx context.Context, u string, body, out any) ([]byte, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	return doJSON(req, out)
+}
+
+func getJSON(ctx context.Context, u string, out any) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	return doJSON(req, out)
+}
+
+func doJSON(req *http.Request, out any) ([]byte, error) {
+	if tok := os.Getenv("SWITCHBOARD_TOKEN"); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: read answer: %w", req.Method, req.URL, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var eb router.ErrorBody
+		if json.Unmarshal(raw, &eb) == nil && eb.Error != "" {
+			return raw, fmt.Errorf("router answered %s: %s", resp.Status, eb.Error)
+		}
+		return raw, fmt.Errorf("router answered %s: %s", resp.Status, strings.TrimSpace(string(raw)))
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return raw, fmt.Errorf("decode answer: %w", err)
+	}
+	return raw, nil
+}

@@ -1,0 +1,82 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"text/tabwriter"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/coord"
+)
+
+// clusterStatus is what `switchboard status` reports.
+type clusterStatus struct {
+	Nodes         []coord.Member     `json:"nodes"`
+	Quarantined   []coord.Quarantine `json:"quarantined"`
+	MonitorLeader string             `json:"monitor_leader,omitempty"`
+}
+
+func runStatus(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet("status", e)
+	var (
+		zo     zkOptions
+		asJSON bool
+	)
+	zo.register(fs)
+	fs.BoolVar(&asJSON, "json", false, "print JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := zo.config(slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	c, err := openZK(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var st clusterStatus
+	if st.Nodes, err = c.Members(qctx); err != nil {
+		return err
+	}
+	if st.Quarantined, err = c.Quarantines(qctx); err != nil {
+		return err
+	}
+	if st.MonitorLeader, err = c.Leader(qctx, "monitor"); err != nil && !errors.Is(err, coord.ErrNotFound) {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tMQTT\tINTERNAL\tADMIN\tEPOCH\tVERSION\tUP SINCE")
+	for _, m := range st.Nodes {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%#x\t%s\t%s\n", m.ID, m.MQTTAddr, m.InternalAddr, m.AdminAddr, m.Epoch,
+			m.Version, m.StartedAt.Format(time.RFC3339))
+	}
+	tw.Flush()
+	fmt.Fprintf(e.stdout, "%d live node(s)\n", len(st.Nodes))
+	if len(st.Quarantined) > 0 {
+		fmt.Fprintln(e.stdout, "\nQUARANTINED")
+		tw = tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NODE\tSINCE\tBY\tREASON\tEVIDENCE")
+		for _, q := range st.Quarantined {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", q.Node, q.At.Format(time.RFC3339), q.By, q.Reason, string(q.Evidence))
+		}
+		tw.Flush()
+	}
+	leader := st.MonitorLeader
+	if leader == "" {
+		leader = "none"
+	}
+	fmt.Fprintf(e.stdout, "monitor leader: %s\n", leader)
+	return nil
+}

@@ -1,0 +1,80 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/coord/zkcoord"
+	"github.com/switchboard-mqtt/switchboard/zkstat"
+)
+
+func openZK(ctx context.Context, cfg zkcoord.Config) (*zkcoord.Coordinator, error) {
+	return zkcoord.New(ctx, cfg)
+}
+
+func runZK(ctx context.Context, e env, args []string) error {
+	if len(args) == 0 || args[0] != "status" {
+		return usagef("usage: switchboard zk status --zk host:port,... [--json]")
+	}
+	fs := newFlagSet("zk status", e)
+	var (
+		servers string
+		asJSON  bool
+		timeout time.Duration
+	)
+	fs.StringVar(&servers, "zk", "", "ZooKeeper servers, comma-separated host:port")
+	fs.BoolVar(&asJSON, "json", false, "print JSON")
+	fs.DurationVar(&timeout, "timeout", 3*time.Second, "how long to wait for each server")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	addrs := splitList(servers)
+	if len(addrs) == 0 {
+		return usagef("--zk is required")
+	}
+	qctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	st := zkstat.Query(qctx, addrs)
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(st); err != nil {
+			return err
+		}
+	} else {
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SERVER\tMODE\tVERSION\tZXID\tLATENCY min/avg/max\tCONNS\tOUTSTANDING\tZNODES\tERROR")
+		for _, s := range st.Servers {
+			mode := s.Mode
+			if mode == "" {
+				mode = "-"
+			}
+			lat := "-"
+			if s.Error == "" {
+				lat = fmt.Sprintf("%g/%g/%g", s.LatencyMin, s.LatencyAvg, s.LatencyMax)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", s.Addr, mode, dash(s.Version), dash(s.Zxid), lat,
+				s.Connections, s.Outstanding, s.NodeCount, s.Error)
+		}
+		tw.Flush()
+		if st.Quorum {
+			fmt.Fprintf(e.stdout, "quorum: yes (%d of %d serving, leader %s)\n", st.Serving, len(addrs), st.Leader)
+		} else {
+			fmt.Fprintf(e.stdout, "quorum: NO (%d of %d serving)\n", st.Serving, len(addrs))
+		}
+	}
+	if !st.Quorum {
+		return exitCodeError{code: exitError, err: fmt.Errorf("no serving quorum: %d of %d servers serving", st.Serving, len(addrs))}
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,157 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+)
+
+// Msg is a message an MQTT test client received.
+type Msg struct {
+	Topic   string
+	Payload []byte
+	QoS     byte
+	ID      string // the sb-id user property: the router's message id
+}
+
+// MQTTClient is an MQTT 5 client for tests (paho.golang), acknowledging QoS 1 messages as
+// they arrive.
+type MQTTClient struct {
+	ID      string
+	Connack *paho.Connack
+	c       *paho.Client
+	msgs    chan Msg
+
+	mu         sync.Mutex
+	disconnect *paho.Disconnect
+	discCh     chan struct{}
+}
+
+// MQTTOptions tune a test client.
+type MQTTOptions struct {
+	CleanStart     bool
+	SessionExpiry  uint32
+	KeepAlive      uint16
+	ConnectTimeout time.Duration
+}
+
+// DialMQTT connects a client; err is the connection or CONNACK failure (the Connack, if
+// one came, is in the returned client even on error).
+func DialMQTT(addr, id string, o MQTTOptions) (*MQTTClient, error) {
+	if o.KeepAlive == 0 {
+		o.KeepAlive = 30
+	}
+	if o.ConnectTimeout == 0 {
+		o.ConnectTimeout = 5 * time.Second
+	}
+	conn, err := net.DialTimeout("tcp", addr, o.ConnectTimeout)
+	if err != nil {
+		return nil, err
+	}
+	m := &MQTTClient{ID: id, msgs: make(chan Msg, 1<<16), discCh: make(chan struct{})}
+	m.c = paho.NewClient(paho.ClientConfig{
+		Conn: conn,
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			msg := Msg{Topic: pr.Packet.Topic, Payload: pr.Packet.Payload, QoS: pr.Packet.QoS}
+			if pr.Packet.Properties != nil {
+				msg.ID = pr.Packet.Properties.User.Get("sb-id")
+			}
+			m.msgs <- msg
+			return true, nil
+		}},
+		OnServerDisconnect: func(d *paho.Disconnect) {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if m.disconnect == nil {
+				m.disconnect = d
+				close(m.discCh)
+			}
+		},
+		OnClientError: func(error) {},
+	})
+	cp := &paho.Connect{ClientID: id, KeepAlive: o.KeepAlive, CleanStart: o.CleanStart}
+	if o.SessionExpiry > 0 {
+		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: &o.SessionExpiry}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.ConnectTimeout)
+	defer cancel()
+	ca, err := m.c.Connect(ctx, cp)
+	m.Connack = ca
+	if err != nil {
+		conn.Close()
+		return m, err
+	}
+	return m, nil
+}
+
+// ConnectMQTT is DialMQTT that fails the test on error and disconnects at cleanup.
+func ConnectMQTT(t testing.TB, addr, id string, o MQTTOptions) *MQTTClient {
+	t.Helper()
+	m, err := DialMQTT(addr, id, o)
+	if err != nil {
+		t.Fatalf("MQTT connect %s to %s: %v", id, addr, err)
+	}
+	t.Cleanup(m.Close)
+	return m
+}
+
+// Subscribe subscribes to filter at qos and waits for the SUBACK.
+func (m *MQTTClient) Subscribe(filter string, qos byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sa, err := m.c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: qos}}})
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", filter, err)
+	}
+	if len(sa.Reasons) != 1 || sa.Reasons[0] > 2 {
+		return fmt.Errorf("subscribe %s refused: %v", filter, sa.Reasons)
+	}
+	return nil
+}
+
+// Publish publishes at qos and waits for the acknowledgement (QoS 1).
+func (m *MQTTClient) Publish(topic string, payload []byte, qos byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := m.c.Publish(ctx, &paho.Publish{Topic: topic, Payload: payload, QoS: qos})
+	return err
+}
+
+// Messages is the channel of received messages.
+func (m *MQTTClient) Messages() <-chan Msg { return m.msgs }
+
+// Next waits up to d for the next message.
+func (m *MQTTClient) Next(d time.Duration) (Msg, error) {
+	select {
+	case msg := <-m.msgs:
+		return msg, nil
+	case <-time.After(d):
+		return Msg{}, fmt.Errorf("%s: no message within %v", m.ID, d)
+	}
+}
+
+// Disconnected returns a channel closed when the server sends DISCONNECT.
+func (m *MQTTClient) Disconnected() <-chan struct{} { return m.discCh }
+
+// Done is closed when the connection has ended, for any reason.
+func (m *MQTTClient) Done() <-chan struct{} { return m.c.Done() }
+
+// DisconnectReason is the reason code of the server's DISCONNECT (0 if none came).
+func (m *MQTTClient) DisconnectReason() byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.disconnect == nil {
+		return 0
+	}
+	return m.disconnect.ReasonCode
+}
+
+// Close disconnects politely (idempotent).
+func (m *MQTTClient) Close() {
+	_ = m.c.Disconnect(&paho.Disconnect{ReasonCode: 0})
+}

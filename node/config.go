@@ -1,0 +1,168 @@
+package node
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/coord"
+)
+
+// Config configures a Node. DefaultConfig shows every default.
+type Config struct {
+	// ID names the node in the cluster: 1-64 of [A-Za-z0-9._-]. Required.
+	ID string
+	// MQTTAddr is the MQTT listen address.
+	MQTTAddr string
+	// InternalAddr is where routers and other nodes reach this node (the wire protocol).
+	InternalAddr string
+	// AdminAddr serves /healthz, /metrics and /debug/pprof over HTTP.
+	AdminAddr string
+	// Advertise is the host written into the registration for addresses bound to all
+	// interfaces (":1883", "0.0.0.0:1883"). Default: the machine's hostname.
+	Advertise string
+	// DataDir is the directory whose free space the node's readiness report checks.
+	DataDir string
+	// InboxPrefix: client c is ready for directed messages once subscribed to
+	// InboxPrefix+c; its mailbox drains then.
+	InboxPrefix string
+	// WireToken is the shared secret routers and nodes present on the internal channel.
+	WireToken string
+
+	Limits Limits
+	Health HealthConfig
+
+	// AckTimeout bounds the wait for a client's PUBACK to a directed QoS 1 message; after
+	// it the sender is told the outcome is unknown and keeps the message (mailbox).
+	AckTimeout time.Duration
+	// DrainBatch is how many mailbox messages are in flight to one client during a drain.
+	DrainBatch int
+	// MailboxLimit caps each client's mailbox (messages) for messages the node itself
+	// stores (dropped by the broker for a slow subscriber).
+	MailboxLimit int
+	// StoreTimeout bounds each call to the presence/mailbox store made on a client's
+	// goroutine (connect, disconnect): a slow store must not stall the client forever.
+	StoreTimeout time.Duration
+	// ShutdownTimeout bounds a clean shutdown.
+	ShutdownTimeout time.Duration
+}
+
+// Limits protect a node from clients. Every one is finite by default.
+type Limits struct {
+	// MaxPacketSize is the largest MQTT packet accepted (bytes), enforced from the fixed
+	// header before the body is allocated. mochi's default is unlimited.
+	MaxPacketSize uint32
+	// MaxClients is the most concurrent MQTT connections; more are refused (0x89/0x03).
+	MaxClients int64
+	// MaxSessionExpiry caps the session expiry interval a client may ask for (seconds).
+	MaxSessionExpiry uint32
+	// MaxMessageExpiry caps how long a message waits in the broker's own session state.
+	MaxMessageExpiry time.Duration
+	// TopicAliasMax is the topic alias maximum offered to MQTT 5 clients.
+	TopicAliasMax uint16
+	// ReceiveMaximum is the most unacknowledged QoS 1/2 messages a client may send.
+	ReceiveMaximum uint16
+	// MaxInflight is the most unacknowledged QoS>0 messages stored per client.
+	MaxInflight uint16
+	// WritesPending is the per-client outbound queue (mochi's MaximumClientWritesPending):
+	// its buffer is allocated per connection, so it sets most of a connection's idle memory.
+	WritesPending int32
+}
+
+// HealthConfig sets the node's own readiness checks (the /healthz detail).
+type HealthConfig struct {
+	// Interval between checks.
+	Interval time.Duration
+	// MinFreeDisk is the least free space on DataDir's file system (bytes).
+	MinFreeDisk uint64
+	// MaxMemory is the most heap the node may use (bytes); 0 disables the check.
+	MaxMemory uint64
+	// StoreTimeout bounds the store ping.
+	StoreTimeout time.Duration
+}
+
+// DefaultConfig returns the defaults: the node listens for MQTT on all interfaces, for
+// routers and admin on loopback.
+func DefaultConfig() Config {
+	return Config{
+		MQTTAddr:     ":1883",
+		InternalAddr: "127.0.0.1:7883",
+		AdminAddr:    "127.0.0.1:9883",
+		DataDir:      ".",
+		InboxPrefix:  "inbox/",
+		Limits: Limits{
+			MaxPacketSize:    1 << 20, // 1 MiB, as EMQX
+			MaxClients:       100_000,
+			MaxSessionExpiry: 2 * 60 * 60, // 2h, as EMQX
+			MaxMessageExpiry: 24 * time.Hour,
+			TopicAliasMax:    16,
+			ReceiveMaximum:   128,
+			MaxInflight:      256,
+			WritesPending:    256,
+		},
+		Health: HealthConfig{
+			Interval:     time.Second,
+			MinFreeDisk:  64 << 20, // 64 MiB
+			MaxMemory:    0,
+			StoreTimeout: time.Second,
+		},
+		AckTimeout:      10 * time.Second,
+		DrainBatch:      32,
+		MailboxLimit:    10_000,
+		StoreTimeout:    2 * time.Second,
+		ShutdownTimeout: 10 * time.Second,
+	}
+}
+
+// Validate checks the configuration without side effects; errors name the field.
+func (c Config) Validate() error {
+	if err := coord.ValidateID(c.ID); err != nil {
+		return fmt.Errorf("--id: %w", err)
+	}
+	for _, a := range []struct{ flag, addr string }{
+		{"--mqtt", c.MQTTAddr}, {"--internal", c.InternalAddr}, {"--admin", c.AdminAddr},
+	} {
+		if err := validateAddr(a.addr); err != nil {
+			return fmt.Errorf("%s %q: %w", a.flag, a.addr, err)
+		}
+	}
+	if c.InboxPrefix == "" || strings.ContainsAny(c.InboxPrefix, "+#") {
+		return fmt.Errorf("inbox prefix %q: must be non-empty and without wildcards", c.InboxPrefix)
+	}
+	l := c.Limits
+	switch {
+	case l.MaxPacketSize < 128:
+		return fmt.Errorf("max packet size %d: too small (minimum 128 bytes)", l.MaxPacketSize)
+	case l.MaxClients <= 0:
+		return fmt.Errorf("max clients %d: must be positive", l.MaxClients)
+	case l.MaxSessionExpiry == 0:
+		return fmt.Errorf("max session expiry: must be positive")
+	case l.ReceiveMaximum == 0 || l.MaxInflight == 0 || l.WritesPending <= 0:
+		return fmt.Errorf("receive maximum, max inflight and writes pending must be positive")
+	}
+	if c.AckTimeout <= 0 || c.StoreTimeout <= 0 || c.ShutdownTimeout <= 0 || c.Health.Interval <= 0 {
+		return fmt.Errorf("timeouts and the health interval must be positive")
+	}
+	if c.DrainBatch <= 0 || c.MailboxLimit <= 0 {
+		return fmt.Errorf("drain batch %d and mailbox limit %d must be positive", c.DrainBatch, c.MailboxLimit)
+	}
+	return nil
+}
+
+func validateAddr(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return err
+	}
+	if host != "" && net.ParseIP(host) == nil && strings.ContainsAny(host, " /") {
+		return fmt.Errorf("bad host %q", host)
+	}
+	if port == "" {
+		return fmt.Errorf("missing port")
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("bad port %q", port)
+	}
+	return nil
+}

@@ -1,0 +1,271 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/switchboard-mqtt/switchboard/inbox"
+	"github.com/switchboard-mqtt/switchboard/store"
+	"github.com/switchboard-mqtt/switchboard/wire"
+)
+
+// hook connects mochi's client lifecycle to presence, readiness and delivery. mochi runs
+// hooks synchronously on the client's goroutine, so every store call here has a deadline.
+type hook struct {
+	mqtt.HookBase
+	n *Node
+}
+
+func (h *hook) ID() string { return "switchboard" }
+
+func (h *hook) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished,
+		mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnQosComplete,
+		mqtt.OnQosDropped, mqtt.OnPublishDropped,
+	}, []byte{b})
+}
+
+// OnConnectAuthenticate admits every client: OnConnect has already decided.
+func (h *hook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
+
+// OnACLCheck allows everything.
+func (h *hook) OnACLCheck(*mqtt.Client, string, bool) bool { return true }
+
+// errRefused ends a connection whose CONNACK we already sent.
+var errRefused = errors.New("connection refused")
+
+// OnConnect admits or refuses a connection (sending the CONNACK itself when it refuses, so
+// it can choose the reason code) and records the client's presence before mochi answers.
+func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	n := h.n
+	if g := n.gate.Load(); g != nil {
+		n.metrics.connections.WithLabelValues("refused_" + metricReason(g.reason)).Inc()
+		return n.refuse(cl, g)
+	}
+	if err := inbox.ValidateClientID(cl.ID); err != nil {
+		n.metrics.connections.WithLabelValues("refused_invalid_id").Inc()
+		n.log.Info("refusing connection", "remote", cl.Net.Remote, "error", err)
+		_ = n.mqtt.SendConnack(cl, packets.ErrClientIdentifierNotValid, false, nil)
+		return errRefused
+	}
+	st := newClientState(cl.ID, cl, randomToken())
+	n.clients.add(st)
+	epoch := n.epoch.Load()
+	if epoch == 0 {
+		n.clients.remove(st)
+		return n.refuse(cl, &gateState{reason: "not live"})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.StoreTimeout)
+	defer cancel()
+	prev, err := n.store.Connect(ctx, store.Presence{
+		Client: cl.ID, Node: n.cfg.ID, Epoch: epoch, Session: st.session, Since: time.Now().UTC(),
+	})
+	if err != nil {
+		n.clients.remove(st)
+		n.metrics.connections.WithLabelValues("refused_store").Inc()
+		n.log.Warn("refusing connection: cannot record presence", "client", cl.ID, "error", err)
+		return n.refuse(cl, &gateState{reason: "presence store unavailable"})
+	}
+	st.connected.Store(true)
+	n.metrics.connections.WithLabelValues("accepted").Inc()
+	if now := n.epoch.Load(); now != epoch && now != 0 {
+		// Re-registered while we wrote: record the new epoch too.
+		if err := n.store.Reassert(ctx, cl.ID, st.session, now); err != nil {
+			n.log.Warn("reassert presence", "client", cl.ID, "error", err)
+		}
+	}
+	if prev.Online() && prev.Node != n.cfg.ID {
+		// The client id is connected on another node: that session is taken over. (A
+		// previous session on this node is mochi's to take over.)
+		n.metrics.takeovers.WithLabelValues("remote").Inc()
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.kickRemote(prev) }()
+	}
+	return nil
+}
+
+// refuse answers CONNACK with a reason that sends the client elsewhere: MQTT 5 gets 0x9C
+// (use another server, with a server reference) while quarantined, 0x88 (server
+// unavailable) otherwise; MQTT 3.1.1 gets 0x03 (server unavailable).
+func (n *Node) refuse(cl *mqtt.Client, g *gateState) error {
+	code := packets.ErrServerUnavailable
+	var props *packets.Properties
+	if cl.Properties.ProtocolVersion == 5 && g.redirect {
+		if ref := n.otherServer(); ref != "" {
+			code = packets.ErrUseAnotherServer
+			props = &packets.Properties{ServerReference: ref}
+		}
+	}
+	_ = n.mqtt.SendConnack(cl, code, false, props)
+	return errRefused
+}
+
+// otherServer names another live node's MQTT address, for MQTT 5 redirects.
+func (n *Node) otherServer() string {
+	if n.members == nil {
+		return ""
+	}
+	for _, m := range n.members.Members() {
+		if m.ID != n.cfg.ID {
+			return m.MQTTAddr
+		}
+	}
+	return ""
+}
+
+// kickRemote asks the node named in prev to disconnect that session (reason 0x8E).
+func (n *Node) kickRemote(prev store.Presence) {
+	m, ok := n.members.Get(prev.Node)
+	if !ok {
+		return // that node is gone; its clients are gone with it
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	conn, err := n.peers.Get(ctx, m.InternalAddr)
+	if err == nil {
+		_, err = conn.Kick(ctx, wire.Kick{Epoch: prev.Epoch, Client: prev.Client, Session: prev.Session})
+	}
+	if err != nil {
+		n.log.Warn("could not tell the previous node to drop a taken-over session",
+			"client", prev.Client, "node", prev.Node, "error", err)
+	}
+}
+
+// OnSessionEstablished starts a drain when a resumed session already holds the inbox
+// subscription.
+func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	if st := h.n.clients.byClient(cl); st != nil {
+		h.n.updateReady(st)
+	}
+}
+
+// OnSubscribed makes the client ready once it subscribes to its inbox.
+func (h *hook) OnSubscribed(cl *mqtt.Client, _ packets.Packet, _ []byte) {
+	if st := h.n.clients.byClient(cl); st != nil {
+		h.n.updateReady(st)
+	}
+}
+
+// OnUnsubscribed makes the client not ready when it drops its inbox subscription.
+func (h *hook) OnUnsubscribed(cl *mqtt.Client, _ packets.Packet) {
+	if st := h.n.clients.byClient(cl); st != nil {
+		h.n.updateReady(st)
+	}
+}
+
+// updateReady recomputes readiness from the client's subscriptions and drains the mailbox
+// when the client has just become ready.
+func (n *Node) updateReady(st *clientState) {
+	topic := inbox.Topic(n.cfg.InboxPrefix, st.id)
+	ready := false
+	for filter := range st.cl.State.Subscriptions.GetAll() {
+		if inbox.Matches(filter, topic) {
+			ready = true
+			break
+		}
+	}
+	if was := st.ready.Swap(ready); ready && !was {
+		n.startDrain(st)
+	}
+}
+
+// OnDisconnect clears the client's presence (only if this connection still owns it) and
+// fails its pending deliveries.
+func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	st := h.n.clients.byClient(cl)
+	if st == nil {
+		return
+	}
+	h.n.forget(st)
+}
+
+// forget ends what the node does for a connection.
+func (n *Node) forget(st *clientState) {
+	n.clients.remove(st)
+	st.ready.Store(false)
+	st.markGone()
+	if !st.connected.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.StoreTimeout)
+	defer cancel()
+	if _, err := n.store.Disconnect(ctx, st.id, st.session); err != nil {
+		// The reaper clears it when this node leaves; routers check the session anyway.
+		n.log.Warn("clear presence", "client", st.id, "error", err)
+	}
+}
+
+// onPanic cleans up after a panic recovered in a client's goroutine: mochi did not get to
+// run its own disconnect handling, so the client may still be in its table.
+func (n *Node) onPanic(conn net.Conn, _ any) {
+	n.metrics.panics.Inc()
+	st := n.clients.byNetConn(conn)
+	if st == nil {
+		return
+	}
+	if cur, ok := n.mqtt.Clients.Get(st.id); ok && cur == st.cl {
+		n.mqtt.Clients.Delete(st.id)
+	}
+	n.forget(st)
+}
+
+// OnQosComplete resolves a directed delivery when the client acknowledges it.
+func (h *hook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	if st := h.n.clients.byClient(cl); st != nil {
+		st.complete(pk.PacketID, true)
+	}
+}
+
+// OnQosDropped fails a directed delivery that mochi dropped from the client's inflight
+// store (expired, or cleared on a clean takeover).
+func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	if st := h.n.clients.byClient(cl); st != nil {
+		st.complete(pk.PacketID, false)
+	}
+}
+
+// OnPublishDropped keeps a QoS>0 message mochi dropped for a slow subscriber (its outbound
+// queue was full): it goes to the subscriber's mailbox instead of being lost.
+func (h *hook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	if pk.FixedHeader.Qos == 0 {
+		return
+	}
+	n := h.n
+	now := time.Now()
+	expires := now.Add(n.cfg.Limits.MaxMessageExpiry)
+	if pk.Expiry > 0 {
+		expires = time.Unix(pk.Expiry, 0)
+	}
+	m := store.Message{
+		ID: "dropped-" + randomToken(), To: cl.ID, Topic: pk.TopicName, Payload: pk.Payload, QoS: 1,
+		Accepted: now.UTC(), Expires: expires.UTC(),
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.StoreTimeout)
+		defer cancel()
+		if _, err := n.store.Append(ctx, m, n.cfg.MailboxLimit); err != nil {
+			n.metrics.dropsLost.Inc()
+			n.log.Error("a message dropped for a slow subscriber could not be kept", "client", cl.ID, "error", err)
+			return
+		}
+		n.metrics.dropsKept.Inc()
+	}()
+}
+
+func metricReason(r string) string {
+	switch r {
+	case "starting", "shutting down", "quarantined", "fenced", "registering", "not live":
+		return strings.ReplaceAll(r, " ", "_")
+	}
+	return "unavailable"
+}

@@ -1,0 +1,96 @@
+package node
+
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/switchboard-mqtt/switchboard/wire"
+)
+
+// metrics are the node's Prometheus metrics, registered on the node's own registry (several
+// nodes can run in one process under `switchboard up`).
+type metrics struct {
+	connections     *prometheus.CounterVec
+	deliveries      *prometheus.CounterVec
+	deliverySeconds prometheus.Histogram
+	takeovers       *prometheus.CounterVec
+	panics          prometheus.Counter
+	dropsKept       prometheus.Counter
+	dropsLost       prometheus.Counter
+	regState        prometheus.Gauge
+
+	okTotal, failTotal atomic.Int64 // for the readiness report's counters
+}
+
+func newMetrics(reg *prometheus.Registry, n *Node) *metrics {
+	m := &metrics{
+		connections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_node_connections_total",
+			Help: "MQTT connection attempts by result (accepted, refused_<reason>).",
+		}, []string{"result"}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_node_deliveries_total",
+			Help: "Directed messages handled, by path (direct from a router, drain from a mailbox) and status.",
+		}, []string{"path", "status"}),
+		deliverySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "switchboard_node_delivery_seconds",
+			Help:    "Time from a routed message's arrival to the client's acknowledgement.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
+		}),
+		takeovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_node_takeovers_total",
+			Help: "Cluster-wide session takeovers: remote (this node took a session from another), kicked (another node took one from this).",
+		}, []string{"kind"}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_node_panics_recovered_total",
+			Help: "Panics recovered while handling one client's packets (that client was disconnected).",
+		}),
+		dropsKept: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_node_dropped_messages_kept_total",
+			Help: "QoS>0 messages the broker dropped for a slow subscriber that went to its mailbox instead.",
+		}),
+		dropsLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_node_dropped_messages_lost_total",
+			Help: "QoS>0 messages dropped for a slow subscriber that could not be stored.",
+		}),
+		regState: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchboard_node_registration_state",
+			Help: "Registration state: 0 registering, 1 registered, 2 suspended, 3 fenced, 4 quarantined, 5 closed.",
+		}),
+	}
+	info := func(name, help string, v func() int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(v()) })
+	}
+	reg.MustRegister(
+		m.connections, m.deliveries, m.deliverySeconds, m.takeovers, m.panics, m.dropsKept, m.dropsLost, m.regState,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "switchboard_node_clients_connected", Help: "Connected MQTT clients.",
+		}, func() float64 { return float64(n.clients.len()) }),
+		info("switchboard_node_mqtt_messages_received_total", "PUBLISH packets received from clients.",
+			func() int64 { return atomic.LoadInt64(&n.mqtt.Info.MessagesReceived) }),
+		info("switchboard_node_mqtt_messages_sent_total", "PUBLISH packets sent to clients.",
+			func() int64 { return atomic.LoadInt64(&n.mqtt.Info.MessagesSent) }),
+		info("switchboard_node_mqtt_messages_dropped_total", "Messages the broker dropped (slow subscribers).",
+			func() int64 { return atomic.LoadInt64(&n.mqtt.Info.MessagesDropped) }),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// countDelivery counts one directed message's outcome.
+func (m *metrics) countDelivery(path string, s wire.Status) {
+	m.deliveries.WithLabelValues(path, s.String()).Inc()
+	switch s {
+	case wire.StatusDelivered:
+		m.okTotal.Add(1)
+	case wire.StatusFailed:
+		m.failTotal.Add(1)
+	}
+}
+
+// deliveryTotals sums delivered and failed deliveries over both paths.
+func (m *metrics) deliveryTotals() (ok, failed int64) { return m.okTotal.Load(), m.failTotal.Load() }

@@ -1,0 +1,312 @@
+// Package node is a Switchboard broker node: an MQTT 3.1.1/5.0 broker on mochi-mqtt that
+// registers itself in the coordinator as an ephemeral member, records which clients are
+// connected to it (presence), accepts directed messages for them from routers over the wire
+// protocol, drains a client's mailbox when it becomes ready, and serves /healthz for the
+// load balancer.
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/internal/version"
+	"github.com/switchboard-mqtt/switchboard/store"
+	"github.com/switchboard-mqtt/switchboard/watcher"
+	"github.com/switchboard-mqtt/switchboard/wire"
+)
+
+// Node is one running broker node.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	coord coord.Coordinator
+	store store.Store
+
+	mqtt     *mqtt.Server
+	mqttLis  *listener
+	wireLis  net.Listener
+	wireSrv  *wire.Server
+	peers    *wire.Pool
+	adminLis net.Listener
+	admin    *http.Server
+	members  *watcher.Watcher
+	reg      coord.Registration
+	member   coord.Member
+
+	registry *prometheus.Registry
+	metrics  *metrics
+	clients  *clientTable
+	health   atomic.Pointer[Health]
+
+	epoch    atomic.Int64 // the live epoch; 0 while not live (fenced, withdrawn, stopping)
+	gate     atomic.Pointer[gateState]
+	stopping atomic.Bool
+
+	cancel    context.CancelFunc // ends the background goroutines
+	wg        sync.WaitGroup     // background goroutines (status loop, health, drains, kicks)
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// gateState says why new MQTT connections are refused; nil means they are accepted.
+type gateState struct {
+	reason   string
+	redirect bool // quarantined: tell MQTT 5 clients to use another server
+}
+
+// Start binds the node's listeners, starts the broker, registers in the coordinator and
+// returns once the node is registered (or waiting in quarantine). It fails with a clear
+// error for a busy port or an id already live in the cluster; nothing is left running then.
+func Start(ctx context.Context, cfg Config, c coord.Coordinator, st store.Store, log *slog.Logger) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	n := &Node{
+		cfg:      cfg,
+		log:      log.With("node", cfg.ID),
+		coord:    c,
+		store:    st,
+		registry: prometheus.NewRegistry(),
+		clients:  newClientTable(),
+	}
+	n.gate.Store(&gateState{reason: "starting"})
+	n.metrics = newMetrics(n.registry, n)
+	bgctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	if err := n.start(ctx, bgctx); err != nil {
+		n.Close(context.Background())
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Node) start(ctx, bgctx context.Context) error {
+	cfg := n.cfg
+	var err error
+	mqttL, err := net.Listen("tcp", cfg.MQTTAddr)
+	if err != nil {
+		return fmt.Errorf("--mqtt %s: %w", cfg.MQTTAddr, err)
+	}
+	n.mqttLis = &listener{id: "mqtt", l: mqttL, log: n.log.With("component", "mqtt-listener"), onPanic: n.onPanic}
+	if n.wireLis, err = net.Listen("tcp", cfg.InternalAddr); err != nil {
+		return fmt.Errorf("--internal %s: %w", cfg.InternalAddr, err)
+	}
+	if n.adminLis, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+		return fmt.Errorf("--admin %s: %w", cfg.AdminAddr, err)
+	}
+
+	n.mqtt = mqtt.New(&mqtt.Options{
+		Capabilities:           n.capabilities(),
+		Logger:                 n.log.With("component", "mqtt"),
+		SysTopicResendInterval: 10,
+	})
+	if err := n.mqtt.AddHook(&hook{n: n}, nil); err != nil {
+		return fmt.Errorf("add hook: %w", err)
+	}
+	if err := n.mqtt.AddListener(n.mqttLis); err != nil {
+		return fmt.Errorf("add listener: %w", err)
+	}
+	if err := n.mqtt.Serve(); err != nil {
+		return fmt.Errorf("start broker: %w", err)
+	}
+
+	n.wireSrv = wire.NewServer(handler{n}, wire.ServerOptions{Token: cfg.WireToken, Logger: n.log.With("component", "wire")})
+	go func() { _ = n.wireSrv.Serve(n.wireLis) }()
+	n.peers = wire.NewPool(wire.DialOptions{Token: cfg.WireToken, Logger: n.log.With("component", "peers")})
+
+	n.admin = &http.Server{Handler: n.adminMux(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = n.admin.Serve(n.adminLis) }()
+
+	n.checkHealth(ctx)
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.healthLoop(bgctx) }()
+
+	if n.members, err = watcher.Start(ctx, n.coord, n.log); err != nil {
+		return err
+	}
+
+	n.member = coord.Member{
+		ID:           cfg.ID,
+		MQTTAddr:     advertised(mqttL.Addr(), cfg.Advertise),
+		InternalAddr: advertised(n.wireLis.Addr(), cfg.Advertise),
+		AdminAddr:    advertised(n.adminLis.Addr(), cfg.Advertise),
+		Version:      version.Version,
+		StartedAt:    time.Now().UTC().Truncate(time.Millisecond),
+		Instance:     randomToken(),
+	}
+	if n.reg, err = n.coord.Register(ctx, n.member); err != nil {
+		if errors.Is(err, coord.ErrDuplicate) {
+			return fmt.Errorf("node id %q is already live in the cluster: %w", cfg.ID, err)
+		}
+		return fmt.Errorf("register %s: %w", cfg.ID, err)
+	}
+	st, _ := n.reg.Status()
+	n.applyStatus(bgctx, st, 0)
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.statusLoop(bgctx) }()
+	n.log.Info("node started", "mqtt", n.member.MQTTAddr, "internal", n.member.InternalAddr,
+		"admin", n.member.AdminAddr, "state", st.State.String(), "epoch", st.Epoch)
+	return nil
+}
+
+func (n *Node) capabilities() *mqtt.Capabilities {
+	l := n.cfg.Limits
+	c := mqtt.NewDefaultServerCapabilities()
+	c.MaximumPacketSize = l.MaxPacketSize
+	c.MaximumClients = l.MaxClients
+	c.MaximumSessionExpiryInterval = l.MaxSessionExpiry
+	c.MaximumMessageExpiryInterval = int64(l.MaxMessageExpiry / time.Second)
+	c.TopicAliasMaximum = l.TopicAliasMax
+	c.ReceiveMaximum = l.ReceiveMaximum
+	c.MaximumInflight = l.MaxInflight
+	c.MaximumClientWritesPending = l.WritesPending
+	return c
+}
+
+// Member is this node's registration data (with the addresses it actually listens on).
+func (n *Node) Member() coord.Member {
+	m := n.member
+	if n.reg != nil {
+		st, _ := n.reg.Status()
+		m.Epoch = st.Epoch
+	}
+	return m
+}
+
+// Registration is the node's registration in the coordinator.
+func (n *Node) Registration() coord.Registration { return n.reg }
+
+// statusLoop follows the registration: epoch changes, fencing and quarantine marks.
+func (n *Node) statusLoop(ctx context.Context) {
+	var last int64
+	for {
+		st, changed := n.reg.Status()
+		last = n.applyStatus(ctx, st, last)
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// applyStatus makes the node act on its registration status and returns the epoch it is
+// live under (or the previous one while not live).
+func (n *Node) applyStatus(ctx context.Context, st coord.Status, last int64) int64 {
+	n.metrics.regState.Set(float64(st.State))
+	if n.stopping.Load() {
+		return last
+	}
+	switch {
+	case st.Live():
+		n.epoch.Store(st.Epoch)
+		n.gate.Store(nil)
+		if last != 0 && st.Epoch != last {
+			// Registered again under a new epoch: routers dropped the old one, so tell the
+			// store where our clients are now and deliver what queued meanwhile.
+			n.wg.Add(1)
+			go func() { defer n.wg.Done(); n.reassertAll(ctx, st.Epoch) }()
+		}
+		return st.Epoch
+	case st.State == coord.Quarantined:
+		n.epoch.Store(0)
+		n.gate.Store(&gateState{reason: "quarantined", redirect: true})
+	default:
+		n.epoch.Store(0)
+		n.gate.Store(&gateState{reason: st.State.String()})
+	}
+	return last
+}
+
+// Close shuts the node down cleanly: it leaves the live set at once, refuses new work,
+// disconnects its clients with MQTT 5 reason 0x8B (server shutting down) and waits, bounded
+// by ctx and ShutdownTimeout, for their presence to be cleared. Idempotent.
+func (n *Node) Close(ctx context.Context) error {
+	n.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownTimeout)
+		defer cancel()
+		n.stopping.Store(true)
+		n.gate.Store(&gateState{reason: "shutting down"})
+		n.epoch.Store(0)
+		var errs []error
+		if n.reg != nil {
+			if err := n.reg.Deregister(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("deregister: %w", err))
+			}
+		}
+		if n.mqtt != nil {
+			_ = n.mqtt.Close() // disconnects every client with 0x8B
+			done := make(chan struct{})
+			go func() { n.mqttLis.handlers.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-ctx.Done():
+				errs = append(errs, errors.New("clients did not finish disconnecting in time"))
+			}
+		} else if n.mqttLis != nil {
+			n.mqttLis.l.Close()
+		}
+		if n.wireSrv != nil {
+			_ = n.wireSrv.Close()
+		} else if n.wireLis != nil {
+			n.wireLis.Close()
+		}
+		if n.peers != nil {
+			_ = n.peers.Close()
+		}
+		if n.members != nil {
+			n.members.Close()
+		}
+		if n.admin != nil {
+			_ = n.admin.Shutdown(ctx)
+		} else if n.adminLis != nil {
+			n.adminLis.Close()
+		}
+		n.cancel()
+		n.wg.Wait()
+		n.closeErr = errors.Join(errs...)
+		n.log.Info("node stopped")
+	})
+	return n.closeErr
+}
+
+// advertised turns a bound address into one other machines can dial.
+func advertised(a net.Addr, host string) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	if !tcp.IP.IsUnspecified() {
+		return tcp.String()
+	}
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, fmt.Sprint(tcp.Port))
+}
+
+func randomToken() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

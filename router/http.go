@@ -1,0 +1,399 @@
+package router
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/switchboard-mqtt/switchboard/inbox"
+	"github.com/switchboard-mqtt/switchboard/store"
+)
+
+// Request is the JSON body of POST /v1/messages (and each item of a batch).
+type Request struct {
+	ID            string          `json:"id,omitempty"` // optional: a retry with the same id is recognised
+	To            string          `json:"to"`
+	Topic         string          `json:"topic,omitempty"`
+	Payload       *string         `json:"payload,omitempty"`
+	PayloadBase64 *string         `json:"payload_base64,omitempty"`
+	QoS           *int            `json:"qos,omitempty"`
+	TTL           json.RawMessage `json:"ttl,omitempty"` // "24h" or seconds
+}
+
+// BatchRequest is the JSON body of POST /v1/messages/batch.
+type BatchRequest struct {
+	Messages []Request `json:"messages"`
+}
+
+// BatchItem is one entry of a batch answer: a result or an error.
+type BatchItem struct {
+	Result
+	Error string `json:"error,omitempty"`
+	Code  int    `json:"code"`
+}
+
+// ErrorBody is the JSON answer for a refused request.
+type ErrorBody struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"`
+	Index *int   `json:"index,omitempty"` // the offending item of a batch
+}
+
+// fieldError is a validation failure naming the request field.
+type fieldError struct {
+	field string
+	msg   string
+}
+
+func (e fieldError) Error() string { return e.field + ": " + e.msg }
+
+// maxIDLen bounds a client-chosen message id.
+const maxIDLen = 64
+
+// Validate turns a request into a message, or a fieldError naming what is wrong.
+func (c Config) validate(req Request) (Message, error) {
+	if req.To == "" {
+		return Message{}, fieldError{"to", "is required: the client id to send to"}
+	}
+	if err := inbox.ValidateClientID(req.To); err != nil {
+		return Message{}, fieldError{"to", err.Error()}
+	}
+	m := Message{To: req.To, Topic: req.Topic, QoS: 1, TTL: c.DefaultTTL}
+	if req.ID != "" {
+		if len(req.ID) > maxIDLen || strings.IndexFunc(req.ID, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
+		}) >= 0 {
+			return Message{}, fieldError{"id", fmt.Sprintf("%q: use 1-%d of [A-Za-z0-9._-]", req.ID, maxIDLen)}
+		}
+		m.ID = req.ID
+	}
+	if m.Topic == "" {
+		m.Topic = inbox.Topic(c.InboxPrefix, req.To)
+	}
+	if err := inbox.ValidateTopic(m.Topic); err != nil {
+		return Message{}, fieldError{"topic", err.Error()}
+	}
+	switch {
+	case req.Payload != nil && req.PayloadBase64 != nil:
+		return Message{}, fieldError{"payload", "give payload or payload_base64, not both"}
+	case req.PayloadBase64 != nil:
+		b, err := base64.StdEncoding.DecodeString(*req.PayloadBase64)
+		if err != nil {
+			return Message{}, fieldError{"payload_base64", "not valid base64: " + err.Error()}
+		}
+		m.Payload = b
+	case req.Payload != nil:
+		m.Payload = []byte(*req.Payload)
+	}
+	if len(m.Payload) > c.MaxPayload {
+		return Message{}, fieldError{"payload", fmt.Sprintf("%d bytes is over the maximum of %d", len(m.Payload), c.MaxPayload)}
+	}
+	if req.QoS != nil {
+		switch *req.QoS {
+		case 0, 1:
+			m.QoS = byte(*req.QoS)
+		case 2:
+			return Message{}, fieldError{"qos", "QoS 2 is not supported for directed messages yet; use 0 or 1"}
+		default:
+			return Message{}, fieldError{"qos", fmt.Sprintf("%d is not a QoS level; use 0 or 1", *req.QoS)}
+		}
+	}
+	if len(req.TTL) > 0 {
+		ttl, err := parseTTL(req.TTL)
+		if err != nil {
+			return Message{}, fieldError{"ttl", err.Error()}
+		}
+		if ttl < time.Second || ttl > c.MaxTTL {
+			return Message{}, fieldError{"ttl", fmt.Sprintf("%v is out of range: 1s to %v", ttl, c.MaxTTL)}
+		}
+		m.TTL = ttl
+	}
+	return m, nil
+}
+
+func parseTTL(raw json.RawMessage) (time.Duration, error) {
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a duration like \"90s\" or \"24h\"", s)
+		}
+		return d, nil
+	}
+	var secs float64
+	if err := json.Unmarshal(raw, &secs); err == nil {
+		return time.Duration(secs * float64(time.Second)), nil
+	}
+	return 0, fmt.Errorf("%s is neither a duration string nor a number of seconds", raw)
+}
+
+// Handler serves the router's HTTP API.
+func (r *Router) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/messages", r.handleSend)
+	mux.HandleFunc("POST /v1/messages/batch", r.handleBatch)
+	mux.HandleFunc("GET /v1/clients/{id}", r.handleClient)
+	mux.HandleFunc("GET /v1/clients/{id}/mailbox", r.handleMailbox)
+	mux.HandleFunc("GET /v1/nodes", r.handleNodes)
+	mux.HandleFunc("GET /healthz", r.handleHealth)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(r.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
+		writeJSON(w, http.StatusNotFound, ErrorBody{Error: fmt.Sprintf("no such endpoint: %s %s", req.Method, req.URL.Path)})
+	})
+	return mux
+}
+
+// decode reads one JSON value from the body, refusing unknown fields and trailing data.
+func decode(w http.ResponseWriter, req *http.Request, limit int64, v any) error {
+	if ct := req.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return fieldError{"body", fmt.Sprintf("content type %q: send application/json", ct)}
+	}
+	body := http.MaxBytesReader(w, req.Body, limit)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &mbe):
+			return fieldError{"body", fmt.Sprintf("larger than %d bytes", limit)}
+		case errors.As(err, &se):
+			return fieldError{"body", fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, err)}
+		case errors.As(err, &te):
+			return fieldError{te.Field, fmt.Sprintf("want %s, got JSON %s", te.Type, te.Value)}
+		case errors.Is(err, io.EOF):
+			return fieldError{"body", "empty: send a JSON object"}
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			return fieldError{name, "unknown field"}
+		}
+		return fieldError{"body", err.Error()}
+	}
+	if dec.More() {
+		return fieldError{"body", "trailing data after the JSON object"}
+	}
+	var extra json.RawMessage
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return fieldError{"body", "trailing data after the JSON object"}
+	}
+	return nil
+}
+
+func (r *Router) singleLimit() int64 { return int64(r.cfg.MaxPayload)*4/3 + 64<<10 }
+
+func (r *Router) handleSend(w http.ResponseWriter, req *http.Request) {
+	var body Request
+	if err := decode(w, req, r.singleLimit(), &body); err != nil {
+		r.badRequest(w, err, nil)
+		return
+	}
+	m, err := r.cfg.validate(body)
+	if err != nil {
+		r.badRequest(w, err, nil)
+		return
+	}
+	res, err := r.Send(req.Context(), m)
+	if err != nil {
+		code, msg := sendError(err)
+		writeJSON(w, code, ErrorBody{Error: msg})
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (r *Router) handleBatch(w http.ResponseWriter, req *http.Request) {
+	var body BatchRequest
+	if err := decode(w, req, int64(r.cfg.MaxBatch)*r.singleLimit(), &body); err != nil {
+		r.badRequest(w, err, nil)
+		return
+	}
+	if len(body.Messages) == 0 {
+		r.badRequest(w, fieldError{"messages", "is empty"}, nil)
+		return
+	}
+	if len(body.Messages) > r.cfg.MaxBatch {
+		r.badRequest(w, fieldError{"messages", fmt.Sprintf("%d messages is over the batch maximum of %d", len(body.Messages), r.cfg.MaxBatch)}, nil)
+		return
+	}
+	// Validate everything first: a bad item refuses the whole batch, nothing stored.
+	msgs := make([]Message, len(body.Messages))
+	for i, item := range body.Messages {
+		m, err := r.cfg.validate(item)
+		if err != nil {
+			r.badRequest(w, err, &i)
+			return
+		}
+		msgs[i] = m
+	}
+	items := r.SendBatch(req.Context(), msgs)
+	status := http.StatusOK
+	for _, it := range items {
+		if it.Error != "" {
+			status = http.StatusMultiStatus
+		}
+	}
+	writeJSON(w, status, struct {
+		Results []BatchItem `json:"results"`
+	}{items})
+}
+
+// SendBatch routes many messages: messages to different clients in parallel, messages to
+// one client in batch order.
+func (r *Router) SendBatch(ctx context.Context, msgs []Message) []BatchItem {
+	items := make([]BatchItem, len(msgs))
+	byClient := map[string][]int{}
+	var order []string
+	for i, m := range msgs {
+		if _, ok := byClient[m.To]; !ok {
+			order = append(order, m.To)
+		}
+		byClient[m.To] = append(byClient[m.To], i)
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 256)
+	for _, client := range order {
+		idx := byClient[client]
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			for _, i := range idx {
+				res, err := r.Send(ctx, msgs[i])
+				if err != nil {
+					code, msg := sendError(err)
+					items[i] = BatchItem{Error: msg, Code: code}
+					continue
+				}
+				items[i] = BatchItem{Result: res, Code: http.StatusOK}
+			}
+		}()
+	}
+	wg.Wait()
+	return items
+}
+
+func (r *Router) handleClient(w http.ResponseWriter, req *http.Request) {
+	id := req.PathValue("id")
+	if err := inbox.ValidateClientID(id); err != nil {
+		r.badRequest(w, fieldError{"id", err.Error()}, nil)
+		return
+	}
+	c, err := r.Lookup(req.Context(), id)
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, ErrorBody{Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
+}
+
+// MailboxView is the answer of GET /v1/clients/{id}/mailbox.
+type MailboxView struct {
+	Client   string          `json:"client"`
+	Depth    int             `json:"depth"`
+	Messages []store.Message `json:"messages"`
+}
+
+func (r *Router) handleMailbox(w http.ResponseWriter, req *http.Request) {
+	id := req.PathValue("id")
+	if err := inbox.ValidateClientID(id); err != nil {
+		r.badRequest(w, fieldError{"id", err.Error()}, nil)
+		return
+	}
+	limit := 10
+	if s := req.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 || n > 1000 {
+			r.badRequest(w, fieldError{"limit", fmt.Sprintf("%q: want 0 to 1000", s)}, nil)
+			return
+		}
+		limit = n
+	}
+	ctx, cancel := context.WithTimeout(req.Context(), r.cfg.StoreTimeout)
+	defer cancel()
+	v := MailboxView{Client: id, Messages: []store.Message{}}
+	var err error
+	if limit > 0 {
+		if v.Messages, err = r.store.Peek(ctx, id, limit); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, ErrorBody{Error: err.Error()})
+			return
+		}
+	}
+	if v.Depth, err = r.store.Depth(ctx, id); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, ErrorBody{Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (r *Router) handleNodes(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, struct {
+		Nodes any `json:"nodes"`
+	}{r.members.Members()})
+}
+
+func (r *Router) handleHealth(w http.ResponseWriter, req *http.Request) {
+	ctx, cancel := context.WithTimeout(req.Context(), r.cfg.StoreTimeout)
+	defer cancel()
+	h := struct {
+		Ready bool   `json:"ready"`
+		Store string `json:"store"`
+		Nodes int    `json:"nodes"`
+	}{Ready: true, Store: "ok", Nodes: len(r.members.Members())}
+	if err := r.store.Ping(ctx); err != nil {
+		h.Ready, h.Store = false, err.Error()
+	}
+	code := http.StatusOK
+	if !h.Ready {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, h)
+}
+
+func (r *Router) badRequest(w http.ResponseWriter, err error, index *int) {
+	r.metrics.refused.WithLabelValues("bad_request").Inc()
+	var fe fieldError
+	if errors.As(err, &fe) {
+		writeJSON(w, http.StatusBadRequest, ErrorBody{Error: fe.Error(), Field: fe.field, Index: index})
+		return
+	}
+	writeJSON(w, http.StatusBadRequest, ErrorBody{Error: err.Error(), Index: index})
+}
+
+// sendError maps a Send failure to an HTTP status. The message was not accepted; when the
+// store timed out it may still have been written, so the advice is to retry with the same
+// id, which the mailbox recognises.
+func sendError(err error) (int, string) {
+	const retry = `; retry with the same "id" to be safe`
+	switch {
+	case errors.Is(err, store.ErrMailboxFull):
+		return http.StatusInsufficientStorage, "mailbox full: the client has too many undelivered messages; not accepted: " + err.Error()
+	case errors.Is(err, store.ErrStoreFull):
+		return http.StatusInsufficientStorage, "store full (out of memory or disk); not accepted: " + err.Error()
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, "timed out; not accepted" + retry + ": " + err.Error()
+	}
+	return http.StatusServiceUnavailable, "store unavailable; not accepted" + retry + ": " + err.Error()
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(buf.Bytes())
+}

@@ -1,0 +1,59 @@
+package router
+
+import (
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/switchboard-mqtt/switchboard/store"
+)
+
+type metrics struct {
+	messages  *prometheus.CounterVec
+	refused   *prometheus.CounterVec
+	seconds   *prometheus.HistogramVec
+	uncertain prometheus.Counter
+}
+
+func newMetrics(reg *prometheus.Registry) *metrics {
+	m := &metrics{
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_router_messages_total",
+			Help: "Messages accepted, by outcome (delivered, queued, expired).",
+		}, []string{"status"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_router_refused_total",
+			Help: "Messages not accepted, by reason.",
+		}, []string{"reason"}),
+		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "switchboard_router_send_seconds",
+			Help:    "Time to accept a message (delivered or stored).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
+		}, []string{"status"}),
+		uncertain: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_router_uncertain_deliveries_total",
+			Help: "Direct deliveries whose outcome was unknown (node lost or no acknowledgement); queued, so a duplicate is possible.",
+		}),
+	}
+	reg.MustRegister(m.messages, m.refused, m.seconds, m.uncertain,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) observe(res Result, err error, d time.Duration) {
+	if err != nil {
+		reason := "unavailable"
+		switch {
+		case errors.Is(err, store.ErrMailboxFull):
+			reason = "mailbox_full"
+		case errors.Is(err, store.ErrStoreFull):
+			reason = "store_full"
+		}
+		m.refused.WithLabelValues(reason).Inc()
+		return
+	}
+	m.messages.WithLabelValues(string(res.Status)).Inc()
+	m.seconds.WithLabelValues(string(res.Status)).Observe(d.Seconds())
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs Switchboard's whole test suite on this machine. On a fresh Debian machine it first
+# installs ZooKeeper and Redis from Debian's packages (the tests start their own servers on
+# free 127.0.0.1 ports and stop them afterwards; nothing needs to be running beforehand).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash internal/backends/install.sh
+
+echo "== go vet"
+go vet ./...
+unformatted=$(gofmt -l .)
+if [ -n "$unformatted" ]; then
+	echo "gofmt: these files need formatting:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+
+echo "== go test"
+# -p 2: integration packages each start a ZooKeeper ensemble; two at a time fit 2 cores.
+go test -count=1 -p 2 -timeout 20m "$@" ./...
+
+echo "== fuzz (bounded)"
+go test -run '^$' -fuzz '^FuzzDecode$' -fuzztime 15s ./wire/

@@ -1,0 +1,139 @@
+package redisstore
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+)
+
+// Config says how to reach Redis and how to name keys.
+type Config struct {
+	// Addr is the host:port of a standalone Redis. Required unless SentinelAddrs is set.
+	Addr string
+	// SentinelAddrs are host:port addresses of Sentinels; with MasterName they select
+	// Sentinel mode, in which the client follows the primary across failovers.
+	SentinelAddrs []string
+	// MasterName is the name the Sentinels monitor the primary under.
+	MasterName string
+	// Password authenticates to Redis (not to the Sentinels).
+	Password string
+	// DB is the Redis database number.
+	DB int
+	// Prefix starts every key; it must not contain '{' or '}', which would move the
+	// hash tag. Empty means the default.
+	Prefix string
+	// DialTimeout bounds opening a connection, and New's first PING. Zero means default.
+	DialTimeout time.Duration
+	// ReadTimeout bounds waiting for a reply. Zero means default.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds sending a command. Zero means default.
+	WriteTimeout time.Duration
+	// PoolSize is the maximum number of connections; zero means go-redis's default of 10
+	// per CPU.
+	PoolSize int
+	// Logger receives warnings about best-effort steps that failed. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Defaults applied by DefaultConfig and by New to zero fields.
+const (
+	defaultPrefix  = "sb"
+	defaultTimeout = 2 * time.Second
+)
+
+// DefaultConfig returns a Config for a standalone Redis on localhost with every default
+// filled in.
+func DefaultConfig() Config {
+	return Config{
+		Addr:         "127.0.0.1:6379", // Redis's standard port
+		Prefix:       defaultPrefix,    // keys look like sb:{c:...}:q
+		DialTimeout:  defaultTimeout,   // a local or LAN Redis answers in well under a second
+		ReadTimeout:  defaultTimeout,   // longer than any of our scripts should ever run
+		WriteTimeout: defaultTimeout,
+		PoolSize:     0,   // go-redis default: 10 per CPU
+		Logger:       nil, // discard
+	}
+}
+
+// withDefaults returns c with zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	if c.Prefix == "" {
+		c.Prefix = defaultPrefix
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = defaultTimeout
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = defaultTimeout
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = defaultTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Validate reports every problem with c, each naming the field and its value. Zero values
+// that have a default are valid.
+func (c Config) Validate() error {
+	var errs []error
+	switch {
+	case c.Addr == "" && len(c.SentinelAddrs) == 0:
+		errs = append(errs, errors.New("missing Addr: required unless SentinelAddrs is set"))
+	case c.Addr != "" && len(c.SentinelAddrs) > 0:
+		errs = append(errs, fmt.Errorf("both Addr %q and SentinelAddrs %q set: use one", c.Addr, c.SentinelAddrs))
+	}
+	if c.Addr != "" {
+		if err := checkHostPort(c.Addr); err != nil {
+			errs = append(errs, fmt.Errorf("bad Addr %q: %w", c.Addr, err))
+		}
+	}
+	for i, a := range c.SentinelAddrs {
+		if err := checkHostPort(a); err != nil {
+			errs = append(errs, fmt.Errorf("bad SentinelAddrs[%d] %q: %w", i, a, err))
+		}
+	}
+	if len(c.SentinelAddrs) > 0 && c.MasterName == "" {
+		errs = append(errs, errors.New("missing MasterName: required with SentinelAddrs"))
+	}
+	if c.MasterName != "" && len(c.SentinelAddrs) == 0 {
+		errs = append(errs, fmt.Errorf("stray MasterName %q: needs SentinelAddrs", c.MasterName))
+	}
+	if c.DB < 0 {
+		errs = append(errs, fmt.Errorf("negative DB %d", c.DB))
+	}
+	if strings.ContainsAny(c.Prefix, "{}") {
+		errs = append(errs, fmt.Errorf("bad Prefix %q: must not contain '{' or '}'", c.Prefix))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"DialTimeout", c.DialTimeout}, {"ReadTimeout", c.ReadTimeout}, {"WriteTimeout", c.WriteTimeout}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("negative %s %v", d.name, d.v))
+		}
+	}
+	if c.PoolSize < 0 {
+		errs = append(errs, fmt.Errorf("negative PoolSize %d", c.PoolSize))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("redisstore config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+func checkHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want host:port")
+	}
+	if host == "" || port == "" {
+		return errors.New("want host:port")
+	}
+	return nil
+}

@@ -1,0 +1,58 @@
+package wire
+
+import "encoding/binary"
+
+func appendString(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+func appendBytes(dst, b []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(b)))
+	return append(dst, b...)
+}
+
+func (h Hello) appendBody(dst []byte) []byte {
+	dst = append(dst, Magic...)
+	dst = binary.AppendUvarint(dst, h.Version)
+	return appendString(dst, h.Token)
+}
+
+func (h HelloOK) appendBody(dst []byte) []byte { return binary.AppendUvarint(dst, h.Version) }
+
+func (r Reject) appendBody(dst []byte) []byte { return appendString(dst, r.Reason) }
+
+func (d Deliver) appendBody(dst []byte) []byte {
+	dst = binary.AppendUvarint(dst, d.Seq)
+	dst = binary.AppendVarint(dst, d.Epoch)
+	dst = appendString(dst, d.Client)
+	dst = appendString(dst, d.Session)
+	dst = appendString(dst, d.ID)
+	dst = appendString(dst, d.Topic)
+	dst = appendBytes(dst, d.Payload)
+	dst = append(dst, d.QoS)
+	return binary.AppendVarint(dst, d.Expires)
+}
+
+func (k Kick) appendBody(dst []byte) []byte {
+	dst = binary.AppendUvarint(dst, k.Seq)
+	dst = binary.AppendVarint(dst, k.Epoch)
+	dst = appendString(dst, k.Client)
+	return appendString(dst, k.Session)
+}
+
+func (d Drain) appendBody(dst []byte) []byte {
+	dst = binary.AppendUvarint(dst, d.Seq)
+	dst = binary.AppendVarint(dst, d.Epoch)
+	return appendString(dst, d.Client)
+}
+
+func (r Result) appendBody(dst []byte) []byte {
+	dst = binary.AppendUvarint(dst, r.Seq)
+	dst = append(dst, byte(r.Status))
+	return appendString(dst, r.Detail)
+}
+
+func (p Ping) appendBody(dst []byte) []byte { return binary.AppendUvarint(dst, p.Seq) }
+
+func (p Pong) appendBody(dst []byte) []byte { return binary.AppendUvarint(dst, p.Seq) }
