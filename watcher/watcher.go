@@ -145,7 +145,7 @@ func (w *Watcher) apply(set []coord.Member) {
 		return events[i].Member.ID < events[j].Member.ID
 	})
 	for _, e := range events {
-		w.log.Info("live set", "event", e.Kind.String(), "node", e.Member.ID, "epoch", e.Member.Epoch)
+		w.log.Info("live set", "event", e.Kind.String(), "member", e.Member.ID, "epoch", e.Member.Epoch)
 	}
 	w.members = next
 	w.version++

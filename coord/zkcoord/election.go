@@ -242,4 +242,3 @@ func (c *Coordinator) Leader(ctx context.Context, election string) (string, erro
 	}
 	return string(data), nil
 }
-

@@ -16,7 +16,7 @@ import (
 
 var shared testenv.Shared
 
-func TestMain(m *testing.M) { shared.Main(m) }
+func TestMain(m *testing.M) { shared.MainLeakCheck(m) }
 
 func testLogger(t *testing.T) *slog.Logger {
 	if testing.Verbose() {

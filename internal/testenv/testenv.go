@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/switchboard-mqtt/switchboard/internal/backends"
 )
 
@@ -178,5 +180,19 @@ func (s *Shared) Stop() {
 func (s *Shared) Main(m *testing.M) {
 	code := m.Run()
 	s.Stop()
+	os.Exit(code)
+}
+
+// MainLeakCheck is Main followed by a goroutine-leak check (go.uber.org/goleak) once every
+// test passed and the shared servers are stopped.
+func (s *Shared) MainLeakCheck(m *testing.M, opts ...goleak.Option) {
+	code := m.Run()
+	s.Stop()
+	if code == 0 {
+		if err := goleak.Find(opts...); err != nil {
+			fmt.Fprintf(os.Stderr, "goroutine leak: %v\n", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
