@@ -4,6 +4,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/switchboard-mqtt/switchboard/coord"
 	"github.com/switchboard-mqtt/switchboard/coord/coordtest"
 	"github.com/switchboard-mqtt/switchboard/coord/zkcoord"
+	"github.com/switchboard-mqtt/switchboard/internal/backends"
 	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 	"github.com/switchboard-mqtt/switchboard/node"
 )
@@ -145,4 +147,86 @@ func metric(adminAddr, sample string) (float64, error) {
 func init() {
 	// The nodes log to their own files; keep the test binary quiet.
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+}
+
+// routerProc is a running router process and its API base URL.
+type routerProc struct {
+	*testenv.Proc
+	url string
+}
+
+// startRouter runs `switchboard router` on a free port and waits until it is healthy.
+func (c *cluster) startRouter(name string, extra ...string) *routerProc {
+	c.t.Helper()
+	ports, err := backends.FreePorts(1)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	args := append([]string{"router", "--listen", addr, "--id", name}, c.baseArgs()...)
+	p := testenv.StartProc(c.t, name, append(args, extra...)...)
+	r := &routerProc{Proc: p, url: "http://" + addr}
+	testenv.Eventually(c.t, 20*time.Second, 50*time.Millisecond, func() error {
+		select {
+		case <-p.Done():
+			c.t.Fatalf("router exited:\n%s", p.Output())
+		default:
+		}
+		resp, err := http.Get(r.url + "/healthz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("healthz %d", resp.StatusCode)
+		}
+		return nil
+	})
+	return r
+}
+
+// send posts one message request and decodes the answer into out (a router.Result or
+// router.ErrorBody); it returns the HTTP status.
+func (r *routerProc) send(t *testing.T, body any, out any) int {
+	t.Helper()
+	return postJSON(t, r.url+"/v1/messages", body, out)
+}
+
+func postJSON(t *testing.T, url string, body any, out any) int {
+	t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return postRaw(t, url, b, out)
+}
+
+func postRaw(t *testing.T, url string, body []byte, out any) int {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("POST %s: answer %d %q: %v", url, resp.StatusCode, raw, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+func getJSON(t *testing.T, url string, out any) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(raw, out); err != nil {
+		t.Fatalf("GET %s: answer %d %q: %v", url, resp.StatusCode, raw, err)
+	}
+	return resp.StatusCode
 }
