@@ -30,8 +30,9 @@ type Config struct {
 	// WireToken is the shared secret routers and nodes present on the internal channel.
 	WireToken string
 
-	Limits Limits
-	Health HealthConfig
+	Limits     Limits
+	Health     HealthConfig
+	Quarantine QuarantineConfig
 
 	// AckTimeout bounds the wait for a client's PUBACK to a directed QoS 1 message; after
 	// it the sender is told the outcome is unknown and keeps the message (mailbox).
@@ -82,6 +83,17 @@ type HealthConfig struct {
 	StoreTimeout time.Duration
 }
 
+// QuarantineConfig sets how a quarantined node leaves service.
+type QuarantineConfig struct {
+	// Grace is how long the node stays in the live set after its mark appears, refusing
+	// new connections and answering /healthz 503, so the load balancer takes it out first.
+	Grace time.Duration
+	// MoveRate is how many clients a second are moved off after the grace (MQTT 5
+	// DISCONNECT 0x9C "use another server"; 3.1.1 connection closed), so they reconnect
+	// elsewhere without a thundering herd.
+	MoveRate int
+}
+
 // DefaultConfig returns the defaults: the node listens for MQTT on all interfaces, for
 // routers and admin on loopback.
 func DefaultConfig() Config {
@@ -106,6 +118,10 @@ func DefaultConfig() Config {
 			MinFreeDisk:  64 << 20, // 64 MiB
 			MaxMemory:    0,
 			StoreTimeout: time.Second,
+		},
+		Quarantine: QuarantineConfig{
+			Grace:    10 * time.Second,
+			MoveRate: 200,
 		},
 		AckTimeout:      10 * time.Second,
 		DrainBatch:      32,
@@ -143,6 +159,10 @@ func (c Config) Validate() error {
 	}
 	if c.AckTimeout <= 0 || c.StoreTimeout <= 0 || c.ShutdownTimeout <= 0 || c.Health.Interval <= 0 {
 		return fmt.Errorf("timeouts and the health interval must be positive")
+	}
+	if c.Quarantine.Grace < 0 || c.Quarantine.MoveRate <= 0 {
+		return fmt.Errorf("quarantine grace %v must not be negative and move rate %d must be positive",
+			c.Quarantine.Grace, c.Quarantine.MoveRate)
 	}
 	if c.DrainBatch <= 0 || c.MailboxLimit <= 0 {
 		return fmt.Errorf("drain batch %d and mailbox limit %d must be positive", c.DrainBatch, c.MailboxLimit)

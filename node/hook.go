@@ -29,8 +29,14 @@ func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished,
 		mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnQosComplete,
-		mqtt.OnQosDropped, mqtt.OnPublishDropped,
+		mqtt.OnQosDropped, mqtt.OnPublishDropped, mqtt.OnPacketRead,
 	}, []byte{b})
+}
+
+// OnPacketRead applies the packet-latency failpoint (a no-op unless a test set it).
+func (h *hook) OnPacketRead(_ *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	h.n.fp.delay()
+	return pk, nil
 }
 
 // OnConnectAuthenticate admits every client: OnConnect has already decided.

@@ -20,6 +20,7 @@ type metrics struct {
 	dropsKept       prometheus.Counter
 	dropsLost       prometheus.Counter
 	regState        prometheus.Gauge
+	movedOff        prometheus.Counter
 
 	okTotal, failTotal atomic.Int64 // for the readiness report's counters
 }
@@ -55,6 +56,10 @@ func newMetrics(reg *prometheus.Registry, n *Node) *metrics {
 			Name: "switchboard_node_dropped_messages_lost_total",
 			Help: "QoS>0 messages dropped for a slow subscriber that could not be stored.",
 		}),
+		movedOff: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_node_clients_moved_off_total",
+			Help: "Clients disconnected so they reconnect elsewhere (quarantine).",
+		}),
 		regState: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "switchboard_node_registration_state",
 			Help: "Registration state: 0 registering, 1 registered, 2 suspended, 3 fenced, 4 quarantined, 5 closed.",
@@ -65,7 +70,7 @@ func newMetrics(reg *prometheus.Registry, n *Node) *metrics {
 			func() float64 { return float64(v()) })
 	}
 	reg.MustRegister(
-		m.connections, m.deliveries, m.deliverySeconds, m.takeovers, m.panics, m.dropsKept, m.dropsLost, m.regState,
+		m.connections, m.deliveries, m.deliverySeconds, m.takeovers, m.panics, m.dropsKept, m.dropsLost, m.regState, m.movedOff,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "switchboard_node_clients_connected", Help: "Connected MQTT clients.",
 		}, func() float64 { return float64(n.clients.len()) }),

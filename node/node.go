@@ -52,9 +52,11 @@ type Node struct {
 	clients  *clientTable
 	health   atomic.Pointer[Health]
 
-	epoch    atomic.Int64 // the live epoch; 0 while not live (fenced, withdrawn, stopping)
-	gate     atomic.Pointer[gateState]
-	stopping atomic.Bool
+	epoch      atomic.Int64 // the live epoch; 0 while not live (fenced, withdrawn, stopping)
+	quarantine quarantine
+	fp         failpoints
+	gate       atomic.Pointer[gateState]
+	stopping   atomic.Bool
 
 	cancel    context.CancelFunc // ends the background goroutines
 	wg        sync.WaitGroup     // background goroutines (status loop, health, drains, kicks)
@@ -214,10 +216,21 @@ func (n *Node) applyStatus(ctx context.Context, st coord.Status, last int64) int
 	if n.stopping.Load() {
 		return last
 	}
+	marked := st.Mark != nil && (st.Live() || st.State == coord.Quarantined)
+	if marked {
+		// Out of the load balancer at once (healthz 503, new connections refused); out of
+		// the live set after the grace period; clients moved off after that.
+		n.gate.Store(&gateState{reason: "quarantined", redirect: true})
+		n.quarantine.begin(ctx, n, st.Mark)
+	} else {
+		n.quarantine.end(n)
+	}
 	switch {
 	case st.Live():
 		n.epoch.Store(st.Epoch)
-		n.gate.Store(nil)
+		if !marked {
+			n.gate.Store(nil)
+		}
 		if last != 0 && st.Epoch != last {
 			// Registered again under a new epoch: routers dropped the old one, so tell the
 			// store where our clients are now and deliver what queued meanwhile.
@@ -230,7 +243,9 @@ func (n *Node) applyStatus(ctx context.Context, st coord.Status, last int64) int
 		n.gate.Store(&gateState{reason: "quarantined", redirect: true})
 	default:
 		n.epoch.Store(0)
-		n.gate.Store(&gateState{reason: st.State.String()})
+		if !marked {
+			n.gate.Store(&gateState{reason: st.State.String()})
+		}
 	}
 	return last
 }
@@ -243,6 +258,7 @@ func (n *Node) Close(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownTimeout)
 		defer cancel()
 		n.stopping.Store(true)
+		n.quarantine.end(n)
 		n.gate.Store(&gateState{reason: "shutting down"})
 		n.epoch.Store(0)
 		var errs []error

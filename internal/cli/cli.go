@@ -36,10 +36,13 @@ func commands() []command {
 		{"up", "run a whole cluster on this machine (nodes, router, monitor, backends)", runUp},
 		{"node", "run a broker node", runNode},
 		{"router", "run a router: the HTTP API that sends messages to clients", runRouter},
+		{"monitor", "run a health monitor (several may run; one leads)", runMonitor},
 		{"status", "show the live nodes, quarantines and the monitor leader", runStatus},
 		{"zk", "ZooKeeper tools: `zk status` shows every server's mode and whether a quorum serves", runZK},
 		{"send", "send a message to a client through a router", runSend},
 		{"mailbox", "show a client's mailbox", runMailbox},
+		{"quarantine", "take a node out of service by hand: quarantine NODE --reason \"...\"", runQuarantine},
+		{"release", "lift a node's quarantine: release NODE", runRelease},
 		{"backends", "start a ZooKeeper ensemble and a Redis on this machine for development", runBackends},
 		{"version", "print the version", func(_ context.Context, e env, _ []string) error {
 			fmt.Fprintln(e.stdout, version.Version)

@@ -30,6 +30,9 @@ func runNode(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&token, "cluster-token", "", "shared secret for the router/node channel")
 	fs.DurationVar(&cfg.AckTimeout, "ack-timeout", d.AckTimeout, "wait for a client's PUBACK before giving the message back")
 	fs.IntVar(&cfg.MailboxLimit, "mailbox-limit", d.MailboxLimit, "most messages in one client's mailbox")
+	fs.DurationVar(&cfg.Quarantine.Grace, "quarantine-grace", d.Quarantine.Grace,
+		"when quarantined, stay in the live set this long (healthz 503) so the load balancer drops the node first")
+	fs.IntVar(&cfg.Quarantine.MoveRate, "move-rate", d.Quarantine.MoveRate, "clients a second moved off a quarantined node")
 	var maxPacket uint
 	fs.UintVar(&maxPacket, "max-packet-size", uint(d.Limits.MaxPacketSize), "largest MQTT packet accepted (bytes)")
 	fs.Int64Var(&cfg.Limits.MaxClients, "max-clients", d.Limits.MaxClients, "most concurrent MQTT connections")

@@ -139,7 +139,7 @@ func reorder(args []string) []string {
 
 func isBoolFlag(a string) bool {
 	switch strings.TrimLeft(a, "-") {
-	case "base64", "json", "h", "help":
+	case "base64", "json", "h", "help", "-h", "-help":
 		return true
 	}
 	return false

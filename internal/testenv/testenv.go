@@ -63,7 +63,8 @@ func Binary(t testing.TB) string {
 			return
 		}
 		buildPath = filepath.Join(dir, "switchboard")
-		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/switchboard")
+		// Tests build with the failpoints tag: they inject faults no outside signal can.
+		cmd := exec.Command("go", "build", "-tags", "failpoints", "-o", buildPath, "./cmd/switchboard")
 		cmd.Dir = ModuleRoot(t)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build ./cmd/switchboard: %v\n%s", err, out)

@@ -1,0 +1,184 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/user"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/monitor"
+	"github.com/switchboard-mqtt/switchboard/watcher"
+)
+
+func runMonitor(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet("monitor", e)
+	cfg := monitor.DefaultConfig()
+	var (
+		lo    logOptions
+		zo    zkOptions
+		ro    redisOptions
+		admin string
+	)
+	lo.register(fs)
+	zo.register(fs)
+	ro.register(fs)
+	fs.StringVar(&admin, "admin", "127.0.0.1:9884", "HTTP address for /healthz, /metrics and /v1/state")
+	fs.StringVar(&cfg.ID, "id", cfg.ID, "this monitor's name (unique among monitors)")
+	fs.DurationVar(&cfg.Interval, "interval", cfg.Interval, "time between probe rounds")
+	fs.DurationVar(&cfg.ProbeTimeout, "probe-timeout", cfg.ProbeTimeout, "a node's probes slower than this fail")
+	fs.IntVar(&cfg.FailAfter, "fail-after", cfg.FailAfter, "consecutive failed rounds before a node is quarantined")
+	fs.DurationVar(&cfg.SlowLatency, "slow-latency", cfg.SlowLatency, "end-to-end probe latency above which (and far above its peers) a node is slow")
+	fs.IntVar(&cfg.SlowAfter, "slow-after", cfg.SlowAfter, "consecutive slow or erroring rounds before a node is quarantined")
+	fs.IntVar(&cfg.MaxQuarantined, "max-quarantined", cfg.MaxQuarantined, "most nodes quarantined at once")
+	fs.IntVar(&cfg.MinHealthy, "min-healthy", cfg.MinHealthy, "never leave fewer healthy live nodes than this")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return usageError{err}
+	}
+	log, err := lo.logger(e.stderr)
+	if err != nil {
+		return err
+	}
+	zcfg, err := zo.config(log)
+	if err != nil {
+		return err
+	}
+	c, err := openZK(ctx, zcfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	l, err := net.Listen("tcp", admin)
+	if err != nil {
+		return fmt.Errorf("--admin %s: %w", admin, err)
+	}
+	w, err := watcher.Start(ctx, c, log)
+	if err != nil {
+		l.Close()
+		return err
+	}
+	defer w.Close()
+	m, err := monitor.New(cfg, c, w, log)
+	if err != nil {
+		l.Close()
+		return err
+	}
+	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Close()
+	if ro.addr != "" || ro.sentinels != "" {
+		// With a store, the monitor also stands for the reaper election.
+		st, err := ro.open(ctx, log)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		go watcher.RunReaper(ctx, c, w, st, cfg.ID, log)
+	}
+	log.Info("monitor started", "admin", l.Addr().String())
+	m.Run(ctx)
+	return nil
+}
+
+func operator() string {
+	who := "operator"
+	if u, err := user.Current(); err == nil {
+		who = u.Username
+	}
+	host, _ := os.Hostname()
+	return who + "@" + host
+}
+
+func runQuarantine(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet("quarantine", e)
+	var (
+		zo     zkOptions
+		reason string
+	)
+	zo.register(fs)
+	fs.StringVar(&reason, "reason", "", "why (required; shown in status and the node's logs)")
+	if err := parse(fs, reorder(args)); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("usage: switchboard quarantine NODE --reason \"...\" --zk ...")
+	}
+	if reason == "" {
+		return usagef("--reason is required")
+	}
+	node := fs.Arg(0)
+	if err := coord.ValidateID(node); err != nil {
+		return usageError{err}
+	}
+	cfg, err := zo.config(slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	c, err := openZK(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	q := coord.Quarantine{Node: node, Reason: reason, At: time.Now().UTC(), By: operator(),
+		Evidence: []byte(`{"manual":true}`)}
+	if err := c.SetQuarantine(qctx, q, nil); err != nil {
+		return err
+	}
+	members, err := c.Members(qctx)
+	if err == nil {
+		found := false
+		for _, m := range members {
+			found = found || m.ID == node
+		}
+		if !found {
+			fmt.Fprintf(e.stderr, "note: %s is not in the live set; the mark stands and keeps it out when it starts\n", node)
+		}
+	}
+	fmt.Fprintf(e.stdout, "quarantined %s: %s\n", node, reason)
+	return nil
+}
+
+func runRelease(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet("release", e)
+	var zo zkOptions
+	zo.register(fs)
+	if err := parse(fs, reorder(args)); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("usage: switchboard release NODE --zk ...")
+	}
+	node := fs.Arg(0)
+	if err := coord.ValidateID(node); err != nil {
+		return usageError{err}
+	}
+	cfg, err := zo.config(slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	c, err := openZK(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := c.Release(qctx, node); err != nil {
+		if errors.Is(err, coord.ErrNotFound) {
+			return fmt.Errorf("%s is not quarantined", node)
+		}
+		return err
+	}
+	fmt.Fprintf(e.stdout, "released %s\n", node)
+	return nil
+}

@@ -1,0 +1,268 @@
+package monitor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/watcher"
+)
+
+// Monitor probes the cluster's nodes while it leads, and quarantines the sick ones.
+type Monitor struct {
+	cfg     Config
+	log     *slog.Logger
+	coord   coord.Coordinator
+	members *watcher.Watcher
+	http    *http.Client
+
+	registry    *prometheus.Registry
+	probes      *prometheus.CounterVec
+	quarantines prometheus.Counter
+	held        prometheus.Counter
+	suspect     prometheus.Counter
+	leading     prometheus.Gauge
+
+	mu    sync.Mutex
+	state State
+}
+
+// State is what the monitor reports at /v1/state.
+type State struct {
+	ID      string           `json:"id"`
+	Leading bool             `json:"leading"`
+	Rounds  int64            `json:"rounds"`
+	Nodes   map[string]Probe `json:"nodes"` // the last probe of each node
+	Last    string           `json:"last_decision,omitempty"`
+}
+
+// New returns a monitor; Run makes it campaign and work.
+func New(cfg Config, c coord.Coordinator, members *watcher.Watcher, log *slog.Logger) (*Monitor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	m := &Monitor{
+		cfg: cfg, log: log.With("component", "monitor", "monitor", cfg.ID), coord: c, members: members,
+		http:     &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
+		registry: prometheus.NewRegistry(),
+		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_monitor_probes_total", Help: "Probe rounds of one node, by result (ok, failed).",
+		}, []string{"node", "result"}),
+		quarantines: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_monitor_quarantines_total", Help: "Nodes this monitor quarantined.",
+		}),
+		held: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_monitor_quarantines_held_total", Help: "Rounds in which a quarantine was held back by the limits.",
+		}),
+		suspect: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_monitor_self_suspect_rounds_total", Help: "Rounds in which most nodes failed at once and the monitor acted on none.",
+		}),
+		leading: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchboard_monitor_leading", Help: "1 while this monitor leads.",
+		}),
+		state: State{ID: cfg.ID, Nodes: map[string]Probe{}},
+	}
+	m.registry.MustRegister(m.probes, m.quarantines, m.held, m.suspect, m.leading,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m, nil
+}
+
+// Run campaigns for leadership and, while leading, probes every interval. It returns when
+// ctx ends.
+func (m *Monitor) Run(ctx context.Context) {
+	for ctx.Err() == nil {
+		lead, err := m.coord.Campaign(ctx, "monitor", m.cfg.ID)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			m.log.Warn("campaign failed; retrying", "error", err)
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
+		m.log.Info("leading: probing the cluster")
+		m.setLeading(true)
+		m.lead(ctx, lead)
+		m.setLeading(false)
+		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = lead.Resign(rctx)
+		cancel()
+	}
+}
+
+func (m *Monitor) setLeading(on bool) {
+	m.mu.Lock()
+	m.state.Leading = on
+	m.mu.Unlock()
+	if on {
+		m.leading.Set(1)
+	} else {
+		m.leading.Set(0)
+	}
+}
+
+// lead runs probe rounds until leadership or ctx ends.
+func (m *Monitor) lead(ctx context.Context, lead coord.Leadership) {
+	hist := map[string]*history{}
+	t := time.NewTicker(m.cfg.Interval)
+	defer t.Stop()
+	for {
+		if err := m.round(ctx, lead, hist); errors.Is(err, coord.ErrNotLeader) {
+			m.log.Warn("leadership lost while acting")
+			return
+		}
+		select {
+		case <-t.C:
+		case <-lead.Done():
+			m.log.Warn("leadership lost")
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// round probes every live, unmarked node at once, judges and acts.
+func (m *Monitor) round(ctx context.Context, lead coord.Leadership, hist map[string]*history) error {
+	qctx, cancel := context.WithTimeout(ctx, m.cfg.ProbeTimeout)
+	marks, err := m.coord.Quarantines(qctx)
+	cancel()
+	if err != nil {
+		m.log.Warn("cannot read quarantine marks; skipping the round", "error", err)
+		return nil
+	}
+	marked := map[string]bool{}
+	for _, q := range marks {
+		marked[q.Node] = true
+	}
+	var targets []coord.Member
+	for _, mem := range m.members.Members() {
+		if !marked[mem.ID] {
+			targets = append(targets, mem)
+		}
+	}
+	// Forget nodes that left.
+	live := map[string]bool{}
+	for _, mem := range targets {
+		live[mem.ID] = true
+		if hist[mem.ID] == nil {
+			hist[mem.ID] = &history{}
+		}
+	}
+	for id := range hist {
+		if !live[id] {
+			delete(hist, id)
+		}
+	}
+
+	probes := make(map[string]Probe, len(targets))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, mem := range targets {
+		prev := hist[mem.ID].last
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pctx, cancel := context.WithTimeout(ctx, m.cfg.ProbeTimeout)
+			defer cancel()
+			p := m.probe(pctx, mem, prev)
+			mu.Lock()
+			probes[mem.ID] = p
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	for id, p := range probes {
+		result := "ok"
+		if p.Failed() {
+			result = "failed"
+		}
+		m.probes.WithLabelValues(id, result).Inc()
+	}
+
+	v := judge(m.cfg, hist, probes, len(marks))
+	m.mu.Lock()
+	m.state.Rounds++
+	m.state.Nodes = probes
+	m.mu.Unlock()
+	switch {
+	case v.SelfSuspect:
+		m.suspect.Inc()
+		m.decided("most nodes failed at once: suspecting myself, acting on none")
+		m.log.Warn("most nodes failed their probes at once: suspecting myself, quarantining none", "nodes", len(probes))
+	case v.Held != "":
+		m.held.Inc()
+		m.decided("held: " + v.Held)
+		m.log.Warn("quarantine held back by the limits", "detail", v.Held)
+	case v.Quarantine != "":
+		evidence, _ := json.Marshal(struct {
+			Rule   string  `json:"rule"`
+			Probes []Probe `json:"probes"`
+		}{v.Reason, hist[v.Quarantine].recent})
+		q := coord.Quarantine{Node: v.Quarantine, Reason: v.Reason, At: time.Now().UTC(), By: m.cfg.ID, Evidence: evidence}
+		qctx, cancel := context.WithTimeout(ctx, m.cfg.ProbeTimeout)
+		err := m.coord.SetQuarantine(qctx, q, lead)
+		cancel()
+		if err != nil {
+			m.log.Error("quarantine failed", "node", v.Quarantine, "error", err)
+			return err
+		}
+		m.quarantines.Inc()
+		delete(hist, v.Quarantine)
+		m.decided("quarantined " + v.Quarantine + ": " + v.Reason)
+		m.log.Warn("quarantined a node", "node", v.Quarantine, "reason", v.Reason)
+	}
+	return nil
+}
+
+func (m *Monitor) decided(s string) {
+	m.mu.Lock()
+	m.state.Last = s
+	m.mu.Unlock()
+}
+
+// State returns a copy of the monitor's current state.
+func (m *Monitor) State() State {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.state
+	s.Nodes = make(map[string]Probe, len(m.state.Nodes))
+	for k, v := range m.state.Nodes {
+		s.Nodes[k] = v
+	}
+	return s
+}
+
+// Handler serves /healthz, /metrics and /v1/state.
+func (m *Monitor) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "leading": m.State().Leading})
+	})
+	mux.HandleFunc("GET /v1/state", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(m.State())
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
+	return mux
+}

@@ -1,0 +1,116 @@
+package node
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/switchboard-mqtt/switchboard/coord"
+)
+
+// quarantine carries out the node's own quarantine: the seed's "first remove it from the
+// load balancer, then from the cluster; keep it running for diagnosis".
+type quarantine struct {
+	mu     sync.Mutex
+	active bool
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// begin starts leaving service, once per mark.
+func (q *quarantine) begin(ctx context.Context, n *Node, mark *coord.Quarantine) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.active {
+		return
+	}
+	q.active = true
+	qctx, cancel := context.WithCancel(ctx)
+	q.cancel, q.done = cancel, make(chan struct{})
+	n.log.Warn("quarantined: refusing new connections, healthz 503; leaving the live set after the grace period",
+		"reason", mark.Reason, "by", mark.By, "grace", n.cfg.Quarantine.Grace)
+	done := q.done
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer close(done)
+		n.leaveService(qctx)
+	}()
+}
+
+// end stops leaving service (the mark was released, or the node is stopping).
+func (q *quarantine) end(n *Node) {
+	q.mu.Lock()
+	if !q.active {
+		q.mu.Unlock()
+		return
+	}
+	q.active = false
+	cancel, done := q.cancel, q.done
+	q.mu.Unlock()
+	cancel()
+	<-done
+	if !n.stopping.Load() {
+		n.log.Info("quarantine released: open again")
+	}
+}
+
+// leaveService waits the load-balancer grace, withdraws from the live set and moves the
+// clients off at a bounded rate.
+func (n *Node) leaveService(ctx context.Context) {
+	t := time.NewTimer(n.cfg.Quarantine.Grace)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		return
+	}
+	for {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := n.reg.Withdraw(wctx)
+		cancel()
+		if err == nil {
+			break
+		}
+		n.log.Warn("quarantine: withdraw from the live set failed; retrying", "error", err)
+		select {
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			return
+		}
+	}
+	n.log.Warn("quarantine: left the live set; moving clients off", "clients", n.clients.len(),
+		"rate_per_second", n.cfg.Quarantine.MoveRate)
+	tick := time.NewTicker(time.Second / time.Duration(n.cfg.Quarantine.MoveRate))
+	defer tick.Stop()
+	for _, st := range n.clients.all() {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return
+		}
+		n.moveOff(st)
+	}
+}
+
+// moveOff disconnects one client so it reconnects elsewhere: MQTT 5 clients get
+// DISCONNECT 0x9C (use another server) with a server reference; 3.1.1 has no such packet,
+// so the connection is closed.
+func (n *Node) moveOff(st *clientState) {
+	cl := st.cl
+	if cl.Properties.ProtocolVersion == 5 {
+		props := packets.Properties{ReasonString: packets.ErrUseAnotherServer.Reason}
+		if ref := n.otherServer(); ref != "" {
+			props.ServerReference = ref
+		}
+		_ = cl.WritePacket(packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: packets.Disconnect},
+			ReasonCode:  packets.ErrUseAnotherServer.Code,
+			Properties:  props,
+		})
+	}
+	cl.Stop(packets.ErrUseAnotherServer)
+	n.metrics.movedOff.Inc()
+}
