@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -10,9 +9,11 @@ import (
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/coord/zkcoord"
+	"github.com/switchboard-mqtt/switchboard/monitor"
 	"github.com/switchboard-mqtt/switchboard/node"
 	"github.com/switchboard-mqtt/switchboard/router"
 	"github.com/switchboard-mqtt/switchboard/store"
+	"github.com/switchboard-mqtt/switchboard/watcher"
 )
 
 func runUp(ctx context.Context, e env, args []string) error {
@@ -144,6 +145,27 @@ func runUp(ctx context.Context, e env, args []string) error {
 	}
 	defer rs.close()
 
+	mc, err := zkcoord.New(ctx, zcfg)
+	if err != nil {
+		return err
+	}
+	coords = append(coords, mc)
+	mw, err := watcher.Start(ctx, mc, log)
+	if err != nil {
+		return err
+	}
+	defer mw.Close()
+	mcfg := monitor.DefaultConfig()
+	mcfg.ID = "monitor-up"
+	mon, err := monitor.New(mcfg, mc, mw, log)
+	if err != nil {
+		return err
+	}
+	mctx, stopMonitor := context.WithCancel(context.Background())
+	monDone := make(chan struct{})
+	go func() { defer close(monDone); mon.Run(mctx) }()
+	defer func() { stopMonitor(); <-monDone }()
+
 	printTour(e, running, apiL.Addr().String(), zkAddrs, redis, st)
 	<-ctx.Done()
 	fmt.Fprintln(e.stderr, "stopping...")
@@ -152,7 +174,7 @@ func runUp(ctx context.Context, e env, args []string) error {
 
 func printTour(e env, nodes []*node.Node, api, zk, redis string, _ store.Store) {
 	w := e.stdout
-	fmt.Fprintf(w, "\nSwitchboard is up: %d nodes, a router, ZooKeeper and Redis.\n\n", len(nodes))
+	fmt.Fprintf(w, "\nSwitchboard is up: %d nodes, a router, a monitor, ZooKeeper and Redis.\n\n", len(nodes))
 	for _, n := range nodes {
 		m := n.Member()
 		fmt.Fprintf(w, "  %-8s mqtt://%s   admin http://%s/healthz\n", m.ID, m.MQTTAddr, m.AdminAddr)
@@ -166,5 +188,3 @@ func printTour(e env, nodes []*node.Node, api, zk, redis string, _ store.Store) 
 	fmt.Fprintf(w, "  switchboard send --api http://%s --to alice 'hello alice'\n\n", api)
 	fmt.Fprintf(w, "Ctrl-C stops everything.\n")
 }
-
-var _ = errors.New
