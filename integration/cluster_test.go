@@ -163,7 +163,7 @@ func (c *cluster) startRouter(name string, extra ...string) *routerProc {
 		c.t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	args := append([]string{"router", "--listen", addr, "--id", name}, c.baseArgs()...)
+	args := append([]string{"router", "--listen", addr, "--id", name, "--no-auth"}, c.baseArgs()...)
 	p := testenv.StartProc(c.t, name, append(args, extra...)...)
 	r := &routerProc{Proc: p, url: "http://" + addr}
 	testenv.Eventually(c.t, 20*time.Second, 50*time.Millisecond, func() error {

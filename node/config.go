@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strings"
@@ -29,6 +30,11 @@ type Config struct {
 	InboxPrefix string
 	// WireToken is the shared secret routers and nodes present on the internal channel.
 	WireToken string
+	// MQTTTLS, if set, makes the MQTT listener TLS-only.
+	MQTTTLS *tls.Config
+	// InternalTLS, if set, makes the internal listener TLS (mutual, when it requires client
+	// certificates); PeerTLS is the client side used to reach other nodes.
+	InternalTLS, PeerTLS *tls.Config
 
 	Limits     Limits
 	Health     HealthConfig
@@ -66,6 +72,11 @@ type Limits struct {
 	ReceiveMaximum uint16
 	// MaxInflight is the most unacknowledged QoS>0 messages stored per client.
 	MaxInflight uint16
+	// ConnRatePerIP is how many new MQTT connections a second one source address may open
+	// (a token bucket of ConnBurstPerIP); more are closed at once. 0 disables the limit
+	// (behind a load balancer that hides client addresses, every client shares one).
+	ConnRatePerIP  float64
+	ConnBurstPerIP int
 	// WritesPending is the per-client outbound queue (mochi's MaximumClientWritesPending):
 	// its buffer is allocated per connection, so it sets most of a connection's idle memory.
 	WritesPending int32
@@ -112,6 +123,8 @@ func DefaultConfig() Config {
 			ReceiveMaximum:   128,
 			MaxInflight:      256,
 			WritesPending:    256,
+			ConnRatePerIP:    500,
+			ConnBurstPerIP:   1000,
 		},
 		Health: HealthConfig{
 			Interval:     time.Second,
@@ -156,6 +169,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max session expiry: must be positive")
 	case l.ReceiveMaximum == 0 || l.MaxInflight == 0 || l.WritesPending <= 0:
 		return fmt.Errorf("receive maximum, max inflight and writes pending must be positive")
+	case l.ConnRatePerIP < 0 || (l.ConnRatePerIP > 0 && l.ConnBurstPerIP <= 0):
+		return fmt.Errorf("connection rate %g/s per address must not be negative, and its burst %d must be positive", l.ConnRatePerIP, l.ConnBurstPerIP)
 	}
 	if c.AckTimeout <= 0 || c.StoreTimeout <= 0 || c.ShutdownTimeout <= 0 || c.Health.Interval <= 0 {
 		return fmt.Errorf("timeouts and the health interval must be positive")

@@ -275,3 +275,25 @@ func metricReason(r string) string {
 	}
 	return "unavailable"
 }
+
+// connectionEnded counts connections a limit ended.
+func (n *Node) connectionEnded(err error) {
+	var limit string
+	switch {
+	case err == nil:
+		return
+	case errors.Is(err, errRateLimited):
+		limit = "conn_rate"
+	case errors.Is(err, packets.ErrPacketTooLarge):
+		limit = "packet_size"
+	case errors.Is(err, packets.ErrServerBusy):
+		limit = "max_clients"
+	case errors.Is(err, packets.ErrReceiveMaximum):
+		limit = "receive_maximum"
+	case errors.Is(err, packets.ErrQuotaExceeded):
+		limit = "inflight"
+	default:
+		return
+	}
+	n.metrics.limits.WithLabelValues(limit).Inc()
+}

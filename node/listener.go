@@ -21,6 +21,8 @@ type listener struct {
 	l       net.Listener
 	log     *slog.Logger
 	onPanic func(conn net.Conn, v any) // cleans up after a recovered panic
+	onEnd   func(err error)            // sees why each connection ended (limit refusals)
+	limiter *rateLimiter               // new connections per source address
 
 	accepting atomic.Bool
 	closeOnce sync.Once
@@ -54,6 +56,11 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			continue
 		}
 		backoff = 0
+		if l.limiter != nil && !l.limiter.allow(conn.RemoteAddr()) {
+			conn.Close()
+			l.onEnd(errRateLimited)
+			continue
+		}
 		l.handlers.Add(1)
 		go l.handle(establish, conn)
 	}
@@ -69,9 +76,11 @@ func (l *listener) handle(establish listeners.EstablishFn, conn net.Conn) {
 			l.onPanic(conn, v)
 		}
 	}()
-	if err := establish(l.id, conn); err != nil {
+	err := establish(l.id, conn)
+	if err != nil {
 		l.log.Debug("connection ended", "remote", conn.RemoteAddr().String(), "error", err)
 	}
+	l.onEnd(err)
 }
 
 // Close stops accepting and closes the listener's clients through closeClients.
@@ -84,3 +93,56 @@ func (l *listener) Close(closeClients listeners.CloseFn) {
 
 // Accepting reports whether the accept loop is running.
 func (l *listener) Accepting() bool { return l.accepting.Load() }
+
+// errRateLimited ends a connection refused by the per-address rate limit.
+var errRateLimited = errors.New("connection rate limit for this address exceeded")
+
+// rateLimiter is a token bucket per source IP address.
+type rateLimiter struct {
+	rate  float64 // tokens a second
+	burst float64
+
+	mu      sync.Mutex
+	buckets map[string]*bucket
+	swept   time.Time
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func newRateLimiter(rate float64, burst int) *rateLimiter {
+	return &rateLimiter{rate: rate, burst: float64(burst), buckets: map[string]*bucket{}}
+}
+
+func (r *rateLimiter) allow(a net.Addr) bool {
+	ip := a.String()
+	if tcp, ok := a.(*net.TCPAddr); ok {
+		ip = tcp.IP.String()
+	}
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now.Sub(r.swept) > time.Minute {
+		// Forget addresses whose buckets have refilled: they cost nothing to recreate.
+		for k, b := range r.buckets {
+			if b.tokens+now.Sub(b.last).Seconds()*r.rate >= r.burst {
+				delete(r.buckets, k)
+			}
+		}
+		r.swept = now
+	}
+	b := r.buckets[ip]
+	if b == nil {
+		b = &bucket{tokens: r.burst, last: now}
+		r.buckets[ip] = b
+	}
+	b.tokens = min(r.burst, b.tokens+now.Sub(b.last).Seconds()*r.rate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}

@@ -21,6 +21,7 @@ type metrics struct {
 	dropsLost       prometheus.Counter
 	regState        prometheus.Gauge
 	movedOff        prometheus.Counter
+	limits          *prometheus.CounterVec
 
 	okTotal, failTotal atomic.Int64 // for the readiness report's counters
 }
@@ -56,6 +57,10 @@ func newMetrics(reg *prometheus.Registry, n *Node) *metrics {
 			Name: "switchboard_node_dropped_messages_lost_total",
 			Help: "QoS>0 messages dropped for a slow subscriber that could not be stored.",
 		}),
+		limits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_node_limit_refusals_total",
+			Help: "Connections ended by a limit: packet_size, max_clients, receive_maximum, conn_rate, inflight.",
+		}, []string{"limit"}),
 		movedOff: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchboard_node_clients_moved_off_total",
 			Help: "Clients disconnected so they reconnect elsewhere (quarantine).",
@@ -70,7 +75,7 @@ func newMetrics(reg *prometheus.Registry, n *Node) *metrics {
 			func() float64 { return float64(v()) })
 	}
 	reg.MustRegister(
-		m.connections, m.deliveries, m.deliverySeconds, m.takeovers, m.panics, m.dropsKept, m.dropsLost, m.regState, m.movedOff,
+		m.connections, m.deliveries, m.deliverySeconds, m.takeovers, m.panics, m.dropsKept, m.dropsLost, m.regState, m.movedOff, m.limits,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "switchboard_node_clients_connected", Help: "Connected MQTT clients.",
 		}, func() float64 { return float64(n.clients.len()) }),

@@ -8,6 +8,7 @@ package node
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -106,9 +107,21 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("--mqtt %s: %w", cfg.MQTTAddr, err)
 	}
-	n.mqttLis = &listener{id: "mqtt", l: mqttL, log: n.log.With("component", "mqtt-listener"), onPanic: n.onPanic}
+	boundMQTT := mqttL.Addr()
+	if cfg.MQTTTLS != nil {
+		mqttL = tls.NewListener(mqttL, cfg.MQTTTLS)
+	}
+	n.mqttLis = &listener{id: "mqtt", l: mqttL, log: n.log.With("component", "mqtt-listener"),
+		onPanic: n.onPanic, onEnd: n.connectionEnded}
+	if cfg.Limits.ConnRatePerIP > 0 {
+		n.mqttLis.limiter = newRateLimiter(cfg.Limits.ConnRatePerIP, cfg.Limits.ConnBurstPerIP)
+	}
 	if n.wireLis, err = net.Listen("tcp", cfg.InternalAddr); err != nil {
 		return fmt.Errorf("--internal %s: %w", cfg.InternalAddr, err)
+	}
+	boundWire := n.wireLis.Addr()
+	if cfg.InternalTLS != nil {
+		n.wireLis = tls.NewListener(n.wireLis, cfg.InternalTLS)
 	}
 	if n.adminLis, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
 		return fmt.Errorf("--admin %s: %w", cfg.AdminAddr, err)
@@ -131,7 +144,7 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 
 	n.wireSrv = wire.NewServer(handler{n}, wire.ServerOptions{Token: cfg.WireToken, Logger: n.log.With("component", "wire")})
 	go func() { _ = n.wireSrv.Serve(n.wireLis) }()
-	n.peers = wire.NewPool(wire.DialOptions{Token: cfg.WireToken, Logger: n.log.With("component", "peers")})
+	n.peers = wire.NewPool(wire.DialOptions{Token: cfg.WireToken, TLS: cfg.PeerTLS, Logger: n.log.With("component", "peers")})
 
 	n.admin = &http.Server{Handler: n.adminMux(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = n.admin.Serve(n.adminLis) }()
@@ -146,8 +159,8 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 
 	n.member = coord.Member{
 		ID:           cfg.ID,
-		MQTTAddr:     advertised(mqttL.Addr(), cfg.Advertise),
-		InternalAddr: advertised(n.wireLis.Addr(), cfg.Advertise),
+		MQTTAddr:     advertised(boundMQTT, cfg.Advertise),
+		InternalAddr: advertised(boundWire, cfg.Advertise),
 		AdminAddr:    advertised(n.adminLis.Addr(), cfg.Advertise),
 		Version:      version.Version,
 		StartedAt:    time.Now().UTC().Truncate(time.Millisecond),

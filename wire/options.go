@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"time"
@@ -77,6 +78,9 @@ type DialOptions struct {
 	DialTimeout time.Duration
 	// Logger receives connection losses.
 	Logger *slog.Logger
+	// TLS, if set, makes connections TLS with this configuration (for mutual TLS, with a
+	// client certificate); the server side wraps its listener with tls.NewListener.
+	TLS *tls.Config
 }
 
 // DefaultDialOptions returns the defaults.

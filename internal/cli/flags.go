@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/coord/zkcoord"
+	"github.com/switchboard-mqtt/switchboard/internal/tlsconf"
 	"github.com/switchboard-mqtt/switchboard/store/redisstore"
 )
 
@@ -150,4 +152,41 @@ func (o *redisOptions) open(ctx context.Context, log *slog.Logger) (*redisstore.
 		return nil, usageError{err}
 	}
 	return redisstore.New(ctx, cfg)
+}
+
+// tlsOptions are a certificate, its key and a CA, for one listener or client.
+type tlsOptions struct {
+	cert, key, ca string
+}
+
+func (o *tlsOptions) register(fs *flag.FlagSet, prefix, what string) {
+	fs.StringVar(&o.cert, prefix+"cert", "", "TLS certificate file for "+what)
+	fs.StringVar(&o.key, prefix+"key", "", "TLS key file for "+what)
+	fs.StringVar(&o.ca, prefix+"ca", "", "CA file: peers must present a certificate it signed (mutual TLS) for "+what)
+}
+
+func (o *tlsOptions) set() bool { return o.cert != "" || o.key != "" || o.ca != "" }
+
+// server returns the listener side (nil when no flag is set).
+func (o *tlsOptions) server(flagPrefix string) (*tls.Config, error) {
+	if !o.set() {
+		return nil, nil
+	}
+	cfg, err := tlsconf.Server(o.cert, o.key, o.ca)
+	if err != nil {
+		return nil, usagef("--%scert/--%skey/--%sca: %v", flagPrefix, flagPrefix, flagPrefix, err)
+	}
+	return cfg, nil
+}
+
+// client returns the dialing side (nil when no flag is set).
+func (o *tlsOptions) client(flagPrefix string) (*tls.Config, error) {
+	if !o.set() {
+		return nil, nil
+	}
+	cfg, err := tlsconf.Client(o.ca, o.cert, o.key)
+	if err != nil {
+		return nil, usagef("--%scert/--%skey/--%sca: %v", flagPrefix, flagPrefix, flagPrefix, err)
+	}
+	return cfg, nil
 }

@@ -33,6 +33,11 @@ func runNode(ctx context.Context, e env, args []string) error {
 	fs.DurationVar(&cfg.Quarantine.Grace, "quarantine-grace", d.Quarantine.Grace,
 		"when quarantined, stay in the live set this long (healthz 503) so the load balancer drops the node first")
 	fs.IntVar(&cfg.Quarantine.MoveRate, "move-rate", d.Quarantine.MoveRate, "clients a second moved off a quarantined node")
+	var mqttTLS, internalTLS tlsOptions
+	mqttTLS.register(fs, "tls-", "the MQTT listener (TLS only when set)")
+	internalTLS.register(fs, "internal-", "the internal router/node channel")
+	fs.Float64Var(&cfg.Limits.ConnRatePerIP, "conn-rate", d.Limits.ConnRatePerIP, "new MQTT connections a second per source address (0: no limit)")
+	fs.IntVar(&cfg.Limits.ConnBurstPerIP, "conn-burst", d.Limits.ConnBurstPerIP, "burst of new connections per source address")
 	var maxPacket uint
 	fs.UintVar(&maxPacket, "max-packet-size", uint(d.Limits.MaxPacketSize), "largest MQTT packet accepted (bytes)")
 	fs.Int64Var(&cfg.Limits.MaxClients, "max-clients", d.Limits.MaxClients, "most concurrent MQTT connections")
@@ -53,6 +58,16 @@ func runNode(ctx context.Context, e env, args []string) error {
 	cfg.Limits.MaxSessionExpiry = uint32(maxSession / time.Second)
 	cfg.Health.MinFreeDisk = minDisk << 20
 	cfg.Health.MaxMemory = maxMem << 20
+	var err error
+	if cfg.MQTTTLS, err = mqttTLS.server("tls-"); err != nil {
+		return err
+	}
+	if cfg.InternalTLS, err = internalTLS.server("internal-"); err != nil {
+		return err
+	}
+	if cfg.PeerTLS, err = internalTLS.client("internal-"); err != nil {
+		return err
+	}
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,11 +34,33 @@ func runRouter(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&listen, "listen", "127.0.0.1:8080", "HTTP API listen address")
 	fs.StringVar(&id, "id", "router-"+host, "this router's name (in elections)")
 	registerRouterFlags(fs, &cfg)
+	var (
+		apiTLS, internalTLS tlsOptions
+		tokensFile          string
+		noAuth              bool
+	)
+	apiTLS.register(fs, "tls-", "the HTTP API (HTTPS only when set)")
+	internalTLS.register(fs, "internal-", "the internal router/node channel")
+	fs.StringVar(&tokensFile, "api-tokens", "", "file of bearer tokens the API accepts (one per line, `name token`); reloaded on change")
+	fs.BoolVar(&noAuth, "no-auth", false, "serve the API without tokens (development only)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
+	}
+	if tokensFile == "" && !noAuth {
+		return usagef("--api-tokens FILE is required (or --no-auth for development)")
+	}
+	serverTLS, err := apiTLS.server("tls-")
+	if err != nil {
+		return err
+	}
+	if apiTLS.ca != "" {
+		return usagef("--tls-ca is not used by the API; clients authenticate with bearer tokens")
+	}
+	if cfg.WireTLS, err = internalTLS.client("internal-"); err != nil {
+		return err
 	}
 	log, err := lo.logger(e.stderr)
 	if err != nil {
@@ -61,7 +84,20 @@ func runRouter(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("--listen %s: %w", listen, err)
 	}
-	srv, err := startRouter(ctx, cfg, c, st, l, id, log)
+	var tokens *router.Tokens
+	if tokensFile != "" {
+		if tokens, err = router.LoadTokens(tokensFile, log); err != nil {
+			l.Close()
+			return usageError{err}
+		}
+		go tokens.Watch(ctx, 2*time.Second)
+	} else {
+		log.Warn("the API accepts requests without a token (--no-auth)")
+	}
+	if serverTLS != nil {
+		l = tls.NewListener(l, serverTLS)
+	}
+	srv, err := startRouter(ctx, cfg, c, st, l, id, tokens, log)
 	if err != nil {
 		l.Close()
 		return err
@@ -96,7 +132,8 @@ type routerServer struct {
 }
 
 // startRouter starts the router role on l: the same code `router` and `up` run.
-func startRouter(ctx context.Context, cfg router.Config, c coord.Coordinator, st store.Store, l net.Listener, id string, log *slog.Logger) (*routerServer, error) {
+func startRouter(ctx context.Context, cfg router.Config, c coord.Coordinator, st store.Store, l net.Listener, id string,
+	tokens *router.Tokens, log *slog.Logger) (*routerServer, error) {
 	w, err := watcher.Start(ctx, c, log)
 	if err != nil {
 		return nil, err
@@ -107,8 +144,12 @@ func startRouter(ctx context.Context, cfg router.Config, c coord.Coordinator, st
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.Background())
+	h := r.Handler()
+	if tokens != nil {
+		h = r.AuthHandler(tokens)
+	}
 	s := &routerServer{r: r, w: w, cancel: cancel, stopped: make(chan struct{}),
-		http: &http.Server{Handler: r.Handler(), ReadHeaderTimeout: 10 * time.Second}}
+		http: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}}
 	go func() {
 		defer close(s.stopped)
 		watcher.RunReaper(rctx, c, w, st, id, log)

@@ -138,7 +138,7 @@ func runUp(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	coords = append(coords, rc)
-	rs, err := startRouter(ctx, router.DefaultConfig(), rc, st, apiL, "router-up", log)
+	rs, err := startRouter(ctx, router.DefaultConfig(), rc, st, apiL, "router-up", nil, log)
 	if err != nil {
 		apiL.Close()
 		return err

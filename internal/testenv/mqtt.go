@@ -2,12 +2,14 @@ package testenv
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 )
 
@@ -38,6 +40,9 @@ type MQTTOptions struct {
 	SessionExpiry  uint32
 	KeepAlive      uint16
 	ConnectTimeout time.Duration
+	Username       string
+	Password       []byte
+	TLS            *tls.Config // connect over TLS when set
 }
 
 // DialMQTT connects a client; err is the connection or CONNACK failure (the Connack, if
@@ -49,7 +54,16 @@ func DialMQTT(addr, id string, o MQTTOptions) (*MQTTClient, error) {
 	if o.ConnectTimeout == 0 {
 		o.ConnectTimeout = 5 * time.Second
 	}
-	conn, err := net.DialTimeout("tcp", addr, o.ConnectTimeout)
+	var conn net.Conn
+	var err error
+	if o.TLS != nil {
+		var tc *tls.Conn
+		if tc, err = tls.DialWithDialer(&net.Dialer{Timeout: o.ConnectTimeout}, "tcp", addr, o.TLS); err == nil {
+			conn = packets.NewThreadSafeConn(tc) // paho writes from several goroutines
+		}
+	} else {
+		conn, err = net.DialTimeout("tcp", addr, o.ConnectTimeout)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -75,6 +89,12 @@ func DialMQTT(addr, id string, o MQTTOptions) (*MQTTClient, error) {
 		OnClientError: func(error) {},
 	})
 	cp := &paho.Connect{ClientID: id, KeepAlive: o.KeepAlive, CleanStart: o.CleanStart}
+	if o.Username != "" {
+		cp.Username, cp.UsernameFlag = o.Username, true
+	}
+	if o.Password != nil {
+		cp.Password, cp.PasswordFlag = o.Password, true
+	}
 	if o.SessionExpiry > 0 {
 		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: &o.SessionExpiry}
 	}
