@@ -21,4 +21,5 @@ echo "== go test"
 go test -count=1 -p 2 -timeout 20m "$@" ./...
 
 echo "== fuzz (bounded)"
-go test -run '^$' -fuzz '^FuzzDecode$' -fuzztime 15s ./wire/
+go test -run "^$" -fuzz "^FuzzDecode$" -fuzztime 15s ./wire/
+go test -run "^$" -fuzz "^FuzzRequest$" -fuzztime 15s ./router/
