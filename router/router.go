@@ -189,7 +189,8 @@ type Message struct {
 // it wraps store.ErrMailboxFull, store.ErrStoreFull or store.ErrUnavailable.
 func (r *Router) Send(ctx context.Context, m Message) (Result, error) {
 	start := time.Now()
-	_ = r.lanes.acquire
+	release := r.lanes.acquire(m.To)
+	defer release()
 	res, err := r.send(ctx, m, start)
 	r.metrics.observe(res, err, time.Since(start))
 	return res, err
