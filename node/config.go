@@ -167,13 +167,25 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max clients %d: must be positive", l.MaxClients)
 	case l.MaxSessionExpiry == 0:
 		return fmt.Errorf("max session expiry: must be positive")
-	case l.ReceiveMaximum == 0 || l.MaxInflight == 0 || l.WritesPending <= 0:
-		return fmt.Errorf("receive maximum, max inflight and writes pending must be positive")
+	case l.ReceiveMaximum == 0:
+		return fmt.Errorf("receive maximum %d: must be positive", l.ReceiveMaximum)
+	case l.MaxInflight == 0:
+		return fmt.Errorf("max inflight %d: must be positive", l.MaxInflight)
+	case l.WritesPending <= 0:
+		return fmt.Errorf("writes pending %d: must be positive", l.WritesPending)
 	case l.ConnRatePerIP < 0 || (l.ConnRatePerIP > 0 && l.ConnBurstPerIP <= 0):
 		return fmt.Errorf("connection rate %g/s per address must not be negative, and its burst %d must be positive", l.ConnRatePerIP, l.ConnBurstPerIP)
 	}
-	if c.AckTimeout <= 0 || c.StoreTimeout <= 0 || c.ShutdownTimeout <= 0 || c.Health.Interval <= 0 {
-		return fmt.Errorf("timeouts and the health interval must be positive")
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"ack timeout", c.AckTimeout}, {"store timeout", c.StoreTimeout},
+		{"shutdown timeout", c.ShutdownTimeout}, {"health interval", c.Health.Interval},
+	} {
+		if d.v <= 0 {
+			return fmt.Errorf("%s %v: must be positive", d.name, d.v)
+		}
 	}
 	if c.Quarantine.Grace < 0 || c.Quarantine.MoveRate <= 0 {
 		return fmt.Errorf("quarantine grace %v must not be negative and move rate %d must be positive",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -67,9 +68,31 @@ func runZK(ctx context.Context, e env, args []string) error {
 		}
 	}
 	if !st.Quorum {
-		return exitCodeError{code: exitError, err: fmt.Errorf("no serving quorum: %d of %d servers serving", st.Serving, len(addrs))}
+		return exitCodeError{code: exitError, err: fmt.Errorf("no serving quorum: %d of %d servers serving; not serving: %s",
+			st.Serving, len(addrs), strings.Join(notServing(st), "; "))}
 	}
 	return nil
+}
+
+// notServing describes each server that is not in a serving quorum, by address, so the
+// error says which servers to look at even with --json, where stdout goes to a program.
+func notServing(st zkstat.Ensemble) []string {
+	var out []string
+	for _, s := range st.Servers {
+		if s.Serving() {
+			continue
+		}
+		why := s.Error
+		if why == "" {
+			why = "mode " + dash(s.Mode)
+		}
+		// Word's errors already start with the address; Parse's do not.
+		if !strings.HasPrefix(why, s.Addr) {
+			why = s.Addr + ": " + why
+		}
+		out = append(out, why)
+	}
+	return out
 }
 
 func dash(s string) string {

@@ -1,0 +1,307 @@
+package node_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/coord/coordtest"
+	"github.com/switchboard-mqtt/switchboard/coord/zkcoord"
+	"github.com/switchboard-mqtt/switchboard/internal/testenv"
+	"github.com/switchboard-mqtt/switchboard/node"
+	"github.com/switchboard-mqtt/switchboard/store/redisstore"
+)
+
+var shared testenv.Shared
+
+// A node runs the broker, listeners, health and status loops: after Close none of their
+// goroutines may be left.
+func TestMain(m *testing.M) { shared.MainLeakCheck(m) }
+
+func testLogger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", t.Name())
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// backendsFor opens a ZooKeeper session under a fresh root and a Redis store under a fresh
+// key prefix, on the package's shared servers.
+func backendsFor(t *testing.T) (*zkcoord.Coordinator, *redisstore.Store) {
+	t.Helper()
+	c, err := zkcoord.New(ctxT(t, 20*time.Second), zkcoord.Config{
+		Servers: shared.Ensemble(t).Addrs(), Root: "/node-test-" + coordtest.Instance(),
+		SessionTimeout: 2 * time.Second, Logger: testLogger(t),
+	})
+	if err != nil {
+		t.Fatalf("zkcoord.New: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	rc := redisstore.DefaultConfig()
+	rc.Addr = shared.Redis(t).Addr
+	rc.Prefix = "nt-" + coordtest.Instance()
+	st, err := redisstore.New(ctxT(t, 10*time.Second), rc)
+	if err != nil {
+		t.Fatalf("redisstore.New: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return c, st
+}
+
+// testConfig is the default configuration on free loopback ports.
+func testConfig(t *testing.T, id string) node.Config {
+	cfg := node.DefaultConfig()
+	cfg.ID = id
+	cfg.MQTTAddr, cfg.InternalAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	cfg.Health.Interval = 100 * time.Millisecond
+	return cfg
+}
+
+func startNode(t *testing.T, cfg node.Config, c *zkcoord.Coordinator, st *redisstore.Store) *node.Node {
+	t.Helper()
+	n, err := node.Start(ctxT(t, 30*time.Second), cfg, c, st, testLogger(t))
+	if err != nil {
+		t.Fatalf("node.Start: %v", err)
+	}
+	t.Cleanup(func() { _ = n.Close(context.Background()) })
+	return n
+}
+
+func getHealth(adminAddr string) (int, node.Health, error) {
+	client := http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get("http://" + adminAddr + "/healthz")
+	if err != nil {
+		return 0, node.Health{}, err
+	}
+	defer resp.Body.Close()
+	var h node.Health
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+		return resp.StatusCode, h, fmt.Errorf("decode /healthz: %w", err)
+	}
+	return resp.StatusCode, h, nil
+}
+
+// TestStartServeClose starts a node in-process on a real ensemble and Redis: it registers,
+// accepts an MQTT 5 client and records its presence, reports itself ready, and on Close
+// leaves the live set, sends the client DISCONNECT 0x8B and clears the presence.
+func TestStartServeClose(t *testing.T) {
+	c, st := backendsFor(t)
+	n := startNode(t, testConfig(t, "node-1"), c, st)
+
+	m := n.Member()
+	if m.ID != "node-1" || m.Epoch == 0 || m.Instance == "" || m.Version == "" {
+		t.Fatalf("member %+v, want node-1 registered with an epoch", m)
+	}
+	for _, a := range []string{m.MQTTAddr, m.InternalAddr, m.AdminAddr} {
+		if !strings.HasPrefix(a, "127.0.0.1:") || strings.HasSuffix(a, ":0") {
+			t.Fatalf("member address %q is not the bound loopback port (%+v)", a, m)
+		}
+	}
+	live, err := c.Members(ctxT(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(live) != 1 || live[0] != m {
+		t.Fatalf("live set %+v, want exactly the node's member %+v", live, m)
+	}
+
+	cl := testenv.ConnectMQTT(t, m.MQTTAddr, "client-1", testenv.MQTTOptions{CleanStart: true})
+	if err := cl.Subscribe("inbox/client-1", 1); err != nil {
+		t.Fatal(err)
+	}
+	p, _, err := st.Lookup(ctxT(t, 5*time.Second), "client-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Node != "node-1" || p.Epoch != m.Epoch || p.Session == "" {
+		t.Fatalf("presence of client-1 = %+v, want node-1@%#x", p, m.Epoch)
+	}
+
+	code, h, err := getHealth(m.AdminAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != 200 || !h.Ready || h.Node != "node-1" || h.State != "registered" || h.Epoch != m.Epoch || h.Clients != 1 {
+		t.Fatalf("/healthz = %d %+v, want 200 ready, registered at %#x with 1 client", code, h, m.Epoch)
+	}
+	for _, name := range []string{"store", "disk", "memory", "accept"} {
+		if ck, ok := h.Checks[name]; !ok || !ck.OK {
+			t.Fatalf("check %s = %+v (present %v), want ok; all: %+v", name, ck, ok, h.Checks)
+		}
+	}
+
+	if err := n.Close(ctxT(t, 20*time.Second)); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	select {
+	case <-cl.Disconnected():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client got no DISCONNECT when the node closed")
+	}
+	if r := cl.DisconnectReason(); r != 0x8B {
+		t.Fatalf("DISCONNECT reason %#x, want 0x8B (server shutting down)", r)
+	}
+	live, err = c.Members(ctxT(t, 5*time.Second))
+	if err != nil || len(live) != 0 {
+		t.Fatalf("live set after Close = %+v (%v), want empty", live, err)
+	}
+	p, _, err = st.Lookup(ctxT(t, 5*time.Second), "client-1")
+	if err != nil || p.Online() {
+		t.Fatalf("presence after Close = %+v (%v), want cleared", p, err)
+	}
+	if _, _, err := getHealth(m.AdminAddr); err == nil {
+		t.Fatal("/healthz still answers after Close")
+	}
+	if conn, err := net.DialTimeout("tcp", m.MQTTAddr, time.Second); err == nil {
+		conn.Close()
+		t.Fatal("MQTT port still accepts after Close")
+	}
+	if err := n.Close(ctxT(t, 5*time.Second)); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// TestHealthReportsLowDisk: with a free-space minimum no disk meets, the disk check fails
+// and /healthz answers 503 while the other checks pass.
+func TestHealthReportsLowDisk(t *testing.T) {
+	c, st := backendsFor(t)
+	cfg := testConfig(t, "node-disk")
+	cfg.Health.MinFreeDisk = 1 << 62
+	n := startNode(t, cfg, c, st)
+
+	code, h, err := getHealth(n.Member().AdminAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != http.StatusServiceUnavailable || h.Ready {
+		t.Fatalf("/healthz = %d ready=%v, want 503 not ready", code, h.Ready)
+	}
+	disk, ok := h.Checks["disk"]
+	if !ok || disk.OK {
+		t.Fatalf("disk check = %+v (present %v), want failing", disk, ok)
+	}
+	if !strings.Contains(disk.Detail, cfg.DataDir) {
+		t.Fatalf("disk detail %q does not name the data dir %s", disk.Detail, cfg.DataDir)
+	}
+	for _, name := range []string{"store", "memory", "accept"} {
+		if ck := h.Checks[name]; !ck.OK {
+			t.Fatalf("check %s = %+v, want ok (only the disk is short)", name, ck)
+		}
+	}
+	// Low disk makes the node unready, not unregistered: it stays in the live set.
+	if h.State != "registered" {
+		t.Fatalf("state %q, want registered", h.State)
+	}
+}
+
+// TestStartRefusesBusyPort: a port in use fails Start with an error naming the flag, and
+// nothing is left running (the leak check covers the goroutines, the registration is
+// checked here).
+func TestStartRefusesBusyPort(t *testing.T) {
+	c, st := backendsFor(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, tc := range []struct {
+		flag string
+		set  func(*node.Config)
+	}{
+		{"--mqtt", func(c *node.Config) { c.MQTTAddr = busy.Addr().String() }},
+		{"--internal", func(c *node.Config) { c.InternalAddr = busy.Addr().String() }},
+		{"--admin", func(c *node.Config) { c.AdminAddr = busy.Addr().String() }},
+	} {
+		cfg := testConfig(t, "node-busy")
+		tc.set(&cfg)
+		n, err := node.Start(ctxT(t, 20*time.Second), cfg, c, st, testLogger(t))
+		if err == nil {
+			n.Close(context.Background())
+			t.Fatalf("%s on a busy port: Start succeeded", tc.flag)
+		}
+		if !strings.Contains(err.Error(), tc.flag) || !strings.Contains(err.Error(), busy.Addr().String()) {
+			t.Fatalf("%s busy: error %q does not name the flag and address", tc.flag, err)
+		}
+	}
+	if live, err := c.Members(ctxT(t, 5*time.Second)); err != nil || len(live) != 0 {
+		t.Fatalf("after refused starts the live set is %+v (%v)", live, err)
+	}
+}
+
+// TestConfigValidate: every refusal names the field at fault (and its value where it has
+// one), and only that field.
+func TestConfigValidate(t *testing.T) {
+	base := node.DefaultConfig()
+	base.ID = "n1"
+	if err := base.Validate(); err != nil {
+		t.Fatalf("defaults with an id: %v", err)
+	}
+	for _, tc := range []struct {
+		name   string
+		set    func(*node.Config)
+		want   []string
+		reject []string // words that would blame another field
+	}{
+		{"empty id", func(c *node.Config) { c.ID = "" }, []string{"--id"}, nil},
+		{"bad id", func(c *node.Config) { c.ID = "a/b" }, []string{"--id", `"a/b"`}, nil},
+		{"mqtt no port", func(c *node.Config) { c.MQTTAddr = "localhost" }, []string{"--mqtt", `"localhost"`}, []string{"--internal", "--admin"}},
+		{"mqtt bad port", func(c *node.Config) { c.MQTTAddr = "127.0.0.1:mqtt-please" }, []string{"--mqtt", "mqtt-please"}, nil},
+		{"internal empty", func(c *node.Config) { c.InternalAddr = "" }, []string{"--internal"}, []string{"--mqtt", "--admin"}},
+		{"admin bad host", func(c *node.Config) { c.AdminAddr = "my host:80" }, []string{"--admin", "my host"}, []string{"--mqtt", "--internal"}},
+		{"inbox prefix empty", func(c *node.Config) { c.InboxPrefix = "" }, []string{"inbox prefix"}, nil},
+		{"inbox prefix plus", func(c *node.Config) { c.InboxPrefix = "in/+/" }, []string{"inbox prefix", `"in/+/"`}, nil},
+		{"inbox prefix hash", func(c *node.Config) { c.InboxPrefix = "#" }, []string{"inbox prefix", `"#"`}, nil},
+		{"max packet size", func(c *node.Config) { c.Limits.MaxPacketSize = 0 }, []string{"max packet size", "0"}, nil},
+		{"max clients", func(c *node.Config) { c.Limits.MaxClients = 0 }, []string{"max clients", "0"}, nil},
+		{"max session expiry", func(c *node.Config) { c.Limits.MaxSessionExpiry = 0 }, []string{"max session expiry"}, nil},
+		{"receive maximum", func(c *node.Config) { c.Limits.ReceiveMaximum = 0 }, []string{"receive maximum", "0"}, []string{"inflight", "writes pending"}},
+		{"max inflight", func(c *node.Config) { c.Limits.MaxInflight = 0 }, []string{"max inflight", "0"}, []string{"receive maximum", "writes pending"}},
+		{"writes pending", func(c *node.Config) { c.Limits.WritesPending = 0 }, []string{"writes pending", "0"}, []string{"receive maximum", "inflight"}},
+		{"ack timeout", func(c *node.Config) { c.AckTimeout = 0 }, []string{"ack timeout", "0s"}, []string{"store timeout", "shutdown", "health"}},
+		{"store timeout", func(c *node.Config) { c.StoreTimeout = -time.Second }, []string{"store timeout", "-1s"}, []string{"ack timeout", "shutdown", "health"}},
+		{"shutdown timeout", func(c *node.Config) { c.ShutdownTimeout = 0 }, []string{"shutdown timeout", "0s"}, []string{"ack timeout", "store timeout", "health"}},
+		{"health interval", func(c *node.Config) { c.Health.Interval = 0 }, []string{"health interval", "0s"}, []string{"ack timeout", "store timeout", "shutdown"}},
+		{"drain batch", func(c *node.Config) { c.DrainBatch = 0 }, []string{"drain batch", "0"}, nil},
+		{"mailbox limit", func(c *node.Config) { c.MailboxLimit = -1 }, []string{"mailbox limit", "-1"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := base
+			tc.set(&cfg)
+			err := cfg.Validate()
+			if err == nil {
+				t.Fatal("Validate accepted it")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Fatalf("error %q does not contain %q", err, w)
+				}
+			}
+			for _, r := range tc.reject {
+				if strings.Contains(err.Error(), r) {
+					t.Fatalf("error %q blames %q, which is fine", err, r)
+				}
+			}
+		})
+	}
+	// Validate has no side effects: a refused config starts nothing.
+	bad := base
+	bad.MQTTAddr = "nonsense"
+	if _, err := node.Start(context.Background(), bad, nil, nil, testLogger(t)); err == nil || !strings.Contains(err.Error(), "--mqtt") {
+		t.Fatalf("Start with a bad config: %v, want the validation error", err)
+	}
+}
