@@ -1,0 +1,146 @@
+package monitor
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func okProbe(e2e float64) Probe {
+	return Probe{At: time.Now(), MQTT: Check{OK: true, Millis: 1}, E2E: Check{OK: true, Millis: e2e}, Health: Check{OK: true}, FailureRatio: -1}
+}
+
+func failedProbe() Probe {
+	return Probe{At: time.Now(), MQTT: Check{Error: "connection refused"}, E2E: Check{Error: "not attempted"}, Health: Check{OK: true}, FailureRatio: -1}
+}
+
+// rounds feeds the same per-node probes to judge n times and returns the last verdict.
+func rounds(cfg Config, hist map[string]*history, n int, marks int, probes map[string]Probe) verdict {
+	var v verdict
+	for range n {
+		for id := range probes {
+			if hist[id] == nil {
+				hist[id] = &history{}
+			}
+		}
+		v = judge(cfg, hist, probes, marks)
+	}
+	return v
+}
+
+func TestFailedNodeQuarantinedAfterFailAfterRounds(t *testing.T) {
+	cfg := DefaultConfig()
+	hist := map[string]*history{}
+	probes := map[string]Probe{"a": okProbe(1), "b": okProbe(1), "c": failedProbe()}
+	if v := rounds(cfg, hist, cfg.FailAfter-1, 0, probes); v.Quarantine != "" {
+		t.Fatalf("quarantined after %d rounds: %+v", cfg.FailAfter-1, v)
+	}
+	v := rounds(cfg, hist, 1, 0, probes)
+	if v.Quarantine != "c" || !strings.Contains(v.Reason, "3 consecutive failed probe rounds") ||
+		!strings.Contains(v.Reason, "connection refused") {
+		t.Fatalf("verdict %+v, want c quarantined naming the failure", v)
+	}
+	if len(hist["c"].recent) != cfg.FailAfter {
+		t.Fatalf("evidence holds %d probes, want %d", len(hist["c"].recent), cfg.FailAfter)
+	}
+}
+
+func TestRecoveryResetsTheStreak(t *testing.T) {
+	cfg := DefaultConfig()
+	hist := map[string]*history{}
+	bad := map[string]Probe{"a": okProbe(1), "b": okProbe(1), "c": failedProbe()}
+	good := map[string]Probe{"a": okProbe(1), "b": okProbe(1), "c": okProbe(1)}
+	for range 5 {
+		rounds(cfg, hist, cfg.FailAfter-1, 0, bad)
+		if v := rounds(cfg, hist, 1, 0, good); v.Quarantine != "" {
+			t.Fatalf("a node that recovers between failures was quarantined: %+v", v)
+		}
+	}
+}
+
+func TestSlowNodeNeedsToBeSlowerThanPeersAndTheFloor(t *testing.T) {
+	cfg := DefaultConfig() // floor 250ms, 5x peers, 5 rounds
+	hist := map[string]*history{}
+	// Everyone slow: nobody stands out.
+	if v := rounds(cfg, hist, 10, 0, map[string]Probe{"a": okProbe(400), "b": okProbe(420), "c": okProbe(410)}); v.Quarantine != "" {
+		t.Fatalf("uniformly slow cluster: %+v", v)
+	}
+	// One node 10x its peers but under the floor: not slow.
+	hist = map[string]*history{}
+	if v := rounds(cfg, hist, 10, 0, map[string]Probe{"a": okProbe(2), "b": okProbe(2), "c": okProbe(20)}); v.Quarantine != "" {
+		t.Fatalf("fast-enough node quarantined: %+v", v)
+	}
+	// Above the floor and far above its peers for SlowAfter rounds: quarantined.
+	hist = map[string]*history{}
+	v := rounds(cfg, hist, cfg.SlowAfter, 0, map[string]Probe{"a": okProbe(2), "b": okProbe(3), "c": okProbe(300)})
+	if v.Quarantine != "c" || !strings.Contains(v.Reason, "latency") {
+		t.Fatalf("verdict %+v, want c quarantined for latency", v)
+	}
+}
+
+func TestErroringNode(t *testing.T) {
+	cfg := DefaultConfig()
+	hist := map[string]*history{}
+	p := func(ratio float64) Probe { q := okProbe(1); q.FailureRatio = ratio; return q }
+	v := rounds(cfg, hist, cfg.SlowAfter, 0, map[string]Probe{"a": p(0), "b": p(0.01), "c": p(0.8)})
+	if v.Quarantine != "c" || !strings.Contains(v.Reason, "failure ratio") {
+		t.Fatalf("verdict %+v, want c quarantined for its failure ratio", v)
+	}
+}
+
+func TestMostNodesFailingMeansSuspectSelf(t *testing.T) {
+	cfg := DefaultConfig()
+	hist := map[string]*history{}
+	probes := map[string]Probe{"a": failedProbe(), "b": failedProbe(), "c": okProbe(1)}
+	v := rounds(cfg, hist, 10, 0, probes)
+	if !v.SelfSuspect || v.Quarantine != "" {
+		t.Fatalf("verdict %+v, want self-suspicion and no quarantine", v)
+	}
+	for id, h := range hist {
+		if h.fails != 0 {
+			t.Fatalf("%s accumulated %d failures during rounds the monitor doubted itself", id, h.fails)
+		}
+	}
+}
+
+func TestLimitsHoldQuarantines(t *testing.T) {
+	cfg := DefaultConfig() // at most 1 quarantined, at least 2 healthy left
+	// One mark already stands: a second sick node is held.
+	hist := map[string]*history{}
+	v := rounds(cfg, hist, cfg.FailAfter, 1, map[string]Probe{"a": okProbe(1), "b": okProbe(1), "c": failedProbe()})
+	if v.Quarantine != "" || !strings.Contains(v.Held, "already quarantined") {
+		t.Fatalf("verdict %+v, want held by the maximum", v)
+	}
+	// Two nodes, one sick: quarantining it would leave one healthy node (min 2).
+	hist = map[string]*history{}
+	v = rounds(cfg, hist, 10, 0, map[string]Probe{"a": okProbe(1), "c": failedProbe()})
+	if !v.SelfSuspect && (v.Quarantine != "" || !strings.Contains(v.Held, "healthy")) {
+		t.Fatalf("verdict %+v, want held by the healthy minimum", v)
+	}
+	// Four nodes, two sick (not a majority): exactly one is chosen.
+	hist = map[string]*history{}
+	v = rounds(cfg, hist, cfg.FailAfter, 0, map[string]Probe{"a": okProbe(1), "b": okProbe(1), "c": failedProbe(), "d": failedProbe()})
+	if v.Quarantine != "c" && v.Quarantine != "d" {
+		t.Fatalf("verdict %+v, want one of c and d", v)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, c := range []struct {
+		mut  func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.ID = "" }, "id"},
+		{func(c *Config) { c.Interval = 0 }, "interval"},
+		{func(c *Config) { c.FailAfter = 0 }, "fail-after"},
+		{func(c *Config) { c.SlowFactor = 0.5 }, "slow factor"},
+		{func(c *Config) { c.ErrorRatio = 2 }, "error ratio"},
+		{func(c *Config) { c.MinHealthy = -1 }, "min healthy"},
+	} {
+		cfg := DefaultConfig()
+		c.mut(&cfg)
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Validate = %v, want an error about %s", err, c.want)
+		}
+	}
+}
