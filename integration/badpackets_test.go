@@ -28,7 +28,10 @@ func TestKnownBadPacketsAgainstARealNode(t *testing.T) {
 	c := newCluster(t)
 	n := c.startNode("bad-n")
 	addr := n.member.MQTTAddr
-	bystander := inboxClient(t, addr, "bystander")
+	bystander := testenv.ConnectMQTT(t, addr, "bystander", testenv.MQTTOptions{CleanStart: true})
+	if err := bystander.Subscribe("$switchboard/probe/bystander", 1); err != nil {
+		t.Fatal(err)
+	}
 	baseline, err := metric(n.member.AdminAddr, "go_goroutines")
 	if err != nil || baseline == 0 {
 		t.Fatalf("go_goroutines: %v %v", baseline, err)
@@ -89,7 +92,7 @@ func TestKnownBadPacketsAgainstARealNode(t *testing.T) {
 	}
 
 	// Still serving: the bystander publishes and receives; a new client connects.
-	if err := bystander.Publish("inbox/bystander", []byte("ok"), 1); err != nil {
+	if err := bystander.Publish("$switchboard/probe/bystander", []byte("ok"), 1); err != nil {
 		t.Fatal(err)
 	}
 	if m, err := bystander.Next(5 * time.Second); err != nil || string(m.Payload) != "ok" {

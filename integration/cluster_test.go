@@ -85,7 +85,7 @@ type nodeProc struct {
 // startNode runs `switchboard node` and waits until it is in the live set.
 func (c *cluster) startNode(id string, extra ...string) *nodeProc {
 	c.t.Helper()
-	args := append([]string{"node", "--id", id, "--mqtt", "127.0.0.1:0", "--internal", "127.0.0.1:0",
+	args := append([]string{"node", "--id", id, "--allow-anonymous", "--mqtt", "127.0.0.1:0", "--internal", "127.0.0.1:0",
 		"--admin", "127.0.0.1:0", "--data-dir", c.t.TempDir(), "--ack-timeout", "3s"}, c.baseArgs()...)
 	p := testenv.StartProc(c.t, id, append(args, extra...)...)
 	m := c.waitMember(id, 30*time.Second, func(m coord.Member, ok bool) bool { return ok })

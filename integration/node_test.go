@@ -93,7 +93,7 @@ func TestSIGTERMLeavesAtOnceAndDisconnectsClients(t *testing.T) {
 // TestNodeRefusesBadStart covers start-up refusals: each names the problem, in bounded time.
 func TestNodeRefusesBadStart(t *testing.T) {
 	c := newCluster(t)
-	base := c.baseArgs()
+	base := append(c.baseArgs(), "--allow-anonymous")
 	live := c.startNode("node-dup")
 	for _, tc := range []struct {
 		name string
@@ -104,10 +104,11 @@ func TestNodeRefusesBadStart(t *testing.T) {
 		{"slash in id", append([]string{"node", "--id", "a/b"}, base...), `"a/b"`},
 		{"long id", append([]string{"node", "--id", strings.Repeat("n", 65)}, base...), "maximum is 64"},
 		{"bad mqtt address", append([]string{"node", "--id", "x", "--mqtt", "nonsense"}, base...), `--mqtt "nonsense"`},
-		{"unreachable zk", []string{"node", "--id", "x", "--zk", "127.0.0.1:1,127.0.0.1:2", "--zk-dial-timeout", "2s",
+		{"no authentication configured", append([]string{"node", "--id", "x"}, c.baseArgs()...), "--allow-anonymous explicitly"},
+		{"unreachable zk", []string{"node", "--id", "x", "--allow-anonymous", "--zk", "127.0.0.1:1,127.0.0.1:2", "--zk-dial-timeout", "2s",
 			"--redis", c.redis, "--mqtt", "127.0.0.1:0", "--internal", "127.0.0.1:0", "--admin", "127.0.0.1:0"},
 			"127.0.0.1:1,127.0.0.1:2"},
-		{"unreachable redis", []string{"node", "--id", "x", "--zk", c.zk, "--redis", "127.0.0.1:1",
+		{"unreachable redis", []string{"node", "--id", "x", "--allow-anonymous", "--zk", c.zk, "--redis", "127.0.0.1:1",
 			"--mqtt", "127.0.0.1:0", "--internal", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, "127.0.0.1:1"},
 		{"busy port", append([]string{"node", "--id", "x", "--mqtt", live.member.MQTTAddr,
 			"--internal", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, base...), "address already in use"},
@@ -139,7 +140,8 @@ func TestPanicInOneClientKeepsNodeServing(t *testing.T) {
 	c := newCluster(t)
 	n := c.startNode("node-p")
 	other := testenv.ConnectMQTT(t, n.member.MQTTAddr, "bystander", testenv.MQTTOptions{CleanStart: true})
-	if err := other.Subscribe("inbox/bystander", 1); err != nil {
+	// A client may always use its own probe topic: a loop back through the broker.
+	if err := other.Subscribe("$switchboard/probe/bystander", 1); err != nil {
 		t.Fatal(err)
 	}
 
@@ -178,7 +180,7 @@ func TestPanicInOneClientKeepsNodeServing(t *testing.T) {
 	})
 	// The node is alive and serving: a new client connects, the bystander still works.
 	testenv.ConnectMQTT(t, n.member.MQTTAddr, "after-panic", testenv.MQTTOptions{CleanStart: true})
-	if err := other.Publish("inbox/bystander", []byte("still here"), 1); err != nil {
+	if err := other.Publish("$switchboard/probe/bystander", []byte("still here"), 1); err != nil {
 		t.Fatalf("bystander publish after the panic: %v", err)
 	}
 	if msg, err := other.Next(5 * time.Second); err != nil || string(msg.Payload) != "still here" {

@@ -39,26 +39,27 @@ type Config struct {
 	MaxQuarantined int
 	// MinHealthy: never quarantine a node if fewer healthy live nodes would remain.
 	MinHealthy int
-	// InboxPrefix is the nodes' inbox prefix (probe clients use their own topic outside it).
-	ProbeTopicPrefix string
+	// ProbeUsername and ProbePassword are the credentials probe clients connect with
+	// (a JWT goes in ProbePassword); empty when the nodes allow anonymous clients.
+	ProbeUsername string
+	ProbePassword string
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	host, _ := os.Hostname()
 	return Config{
-		ID:               "monitor-" + host,
-		Interval:         time.Second,
-		ProbeTimeout:     2 * time.Second,
-		FailAfter:        3,
-		SlowLatency:      250 * time.Millisecond,
-		SlowFactor:       5,
-		SlowAfter:        5,
-		ErrorRatio:       0.5,
-		ErrorMinVolume:   20,
-		MaxQuarantined:   1,
-		MinHealthy:       2,
-		ProbeTopicPrefix: "$switchboard/probe/",
+		ID:             "monitor-" + host,
+		Interval:       time.Second,
+		ProbeTimeout:   2 * time.Second,
+		FailAfter:      3,
+		SlowLatency:    250 * time.Millisecond,
+		SlowFactor:     5,
+		SlowAfter:      5,
+		ErrorRatio:     0.5,
+		ErrorMinVolume: 20,
+		MaxQuarantined: 1,
+		MinHealthy:     2,
 	}
 }
 
@@ -81,8 +82,6 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max quarantined %d must not be negative", c.MaxQuarantined)
 	case c.MinHealthy < 0:
 		return fmt.Errorf("min healthy %d must not be negative", c.MinHealthy)
-	case c.ProbeTopicPrefix == "":
-		return errors.New("probe topic prefix is empty")
 	}
 	return nil
 }

@@ -22,7 +22,7 @@ type mqttResult struct {
 // probeMQTT connects to addr as an MQTT 3.1.1 client, pings, publishes a QoS 1 message to a
 // topic only it subscribes to and waits for it to come back: the node accepted, parsed,
 // routed and delivered. It uses mochi's packet codec, so it speaks exactly what nodes parse.
-func probeMQTT(ctx context.Context, addr, clientID, topic string) (mqttResult, error) {
+func probeMQTT(ctx context.Context, addr, clientID, topic, username, password string) (mqttResult, error) {
 	var res mqttResult
 	var d net.Dialer
 	start := time.Now()
@@ -42,6 +42,12 @@ func probeMQTT(ctx context.Context, addr, clientID, topic string) (mqttResult, e
 		Connect: packets.ConnectParams{
 			ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 30, ClientIdentifier: clientID,
 		},
+	}
+	if username != "" {
+		connect.Connect.UsernameFlag, connect.Connect.Username = true, []byte(username)
+	}
+	if password != "" {
+		connect.Connect.PasswordFlag, connect.Connect.Password = true, []byte(password)
 	}
 	if err := c.write(connect, (*packets.Packet).ConnectEncode); err != nil {
 		return res, fmt.Errorf("send CONNECT: %w", err)

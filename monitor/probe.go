@@ -48,8 +48,9 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func (m *Monitor) probe(ctx context.Context, member coord.Member, prev *Probe) Probe {
 	p := Probe{At: time.Now().UTC(), FailureRatio: -1}
 	id := fmt.Sprintf("sb-probe.%s.%s", m.cfg.ID, member.ID)
-	topic := m.cfg.ProbeTopicPrefix + member.ID + "/" + m.cfg.ID
-	res, err := probeMQTT(ctx, member.MQTTAddr, id, topic)
+	// Every client may use exactly its own probe topic, whatever its credentials.
+	topic := node.ProbeTopicPrefix + id
+	res, err := probeMQTT(ctx, member.MQTTAddr, id, topic, m.cfg.ProbeUsername, m.cfg.ProbePassword)
 	switch {
 	case err != nil && res.Ping == 0:
 		p.MQTT = Check{Error: err.Error()}

@@ -4,8 +4,11 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+
+	"github.com/switchboard-mqtt/switchboard/auth"
 )
 
 // clientState is what the node knows of one MQTT connection beyond mochi's own state.
@@ -13,6 +16,8 @@ type clientState struct {
 	id      string
 	cl      *mqtt.Client
 	session string // presence fencing token, unique per connection
+	ident   *auth.Identity
+	expiry  *time.Timer // disconnects a token-authenticated client when its token expires
 
 	connected atomic.Bool // presence written
 	ready     atomic.Bool // subscribed to its inbox: directed messages may be sent
@@ -35,7 +40,12 @@ func newClientState(id string, cl *mqtt.Client, session string) *clientState {
 
 // markGone records that the connection ended and fails every waiter.
 func (s *clientState) markGone() {
-	s.goneOnce.Do(func() { close(s.gone) })
+	s.goneOnce.Do(func() {
+		close(s.gone)
+		if s.expiry != nil {
+			s.expiry.Stop()
+		}
+	})
 }
 
 func (s *clientState) addWaiter(id uint16) chan bool {

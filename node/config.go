@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchboard-mqtt/switchboard/auth"
 	"github.com/switchboard-mqtt/switchboard/coord"
 )
 
@@ -30,6 +31,9 @@ type Config struct {
 	InboxPrefix string
 	// WireToken is the shared secret routers and nodes present on the internal channel.
 	WireToken string
+	// Auth authenticates clients and decides what each may read and write. Required:
+	// anonymous access is an explicit choice made in its configuration.
+	Auth *auth.Authenticator
 	// MQTTTLS, if set, makes the MQTT listener TLS-only.
 	MQTTTLS *tls.Config
 	// InternalTLS, if set, makes the internal listener TLS (mutual, when it requires client
@@ -146,6 +150,9 @@ func DefaultConfig() Config {
 
 // Validate checks the configuration without side effects; errors name the field.
 func (c Config) Validate() error {
+	if c.Auth == nil {
+		return fmt.Errorf("auth: no authenticator (give a credentials file, JWT keys, or allow anonymous access explicitly)")
+	}
 	if err := coord.ValidateID(c.ID); err != nil {
 		return fmt.Errorf("--id: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/switchboard-mqtt/switchboard/auth"
 	"github.com/switchboard-mqtt/switchboard/inbox"
 	"github.com/switchboard-mqtt/switchboard/store"
 	"github.com/switchboard-mqtt/switchboard/wire"
@@ -29,7 +30,7 @@ func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished,
 		mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnQosComplete,
-		mqtt.OnQosDropped, mqtt.OnPublishDropped, mqtt.OnPacketRead,
+		mqtt.OnQosDropped, mqtt.OnPublishDropped, mqtt.OnPacketRead, mqtt.OnPublish,
 	}, []byte{b})
 }
 
@@ -39,11 +40,66 @@ func (h *hook) OnPacketRead(_ *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	return pk, nil
 }
 
-// OnConnectAuthenticate admits every client: OnConnect has already decided.
+// OnConnectAuthenticate admits every client that reached it: OnConnect has already
+// authenticated it (and answered those it refused with the right reason code).
 func (h *hook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
 
-// OnACLCheck allows everything.
-func (h *hook) OnACLCheck(*mqtt.Client, string, bool) bool { return true }
+// OnACLCheck decides subscriptions (on the raw filter, wildcards and $share included) and
+// publishes. mochi checks a publish before resolving its topic alias, so an aliased publish
+// arrives here with an empty topic: OnPublish checks the resolved topic again.
+func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	st := h.n.clients.byClient(cl)
+	if st == nil || st.ident == nil {
+		return false
+	}
+	var ok bool
+	switch {
+	case h.n.isProbeTopic(cl.ID, topic):
+		ok = true
+	case write && topic == "":
+		return true // aliased: decided in OnPublish on the real topic
+	case write:
+		ok = st.ident.CanPublish(topic)
+	default:
+		ok = st.ident.CanSubscribe(topic)
+	}
+	if !ok {
+		h.n.metrics.aclDenied.WithLabelValues(map[bool]string{true: "publish", false: "subscribe"}[write]).Inc()
+		h.n.log.Info("access denied", "client", cl.ID, "user", st.ident.Username, "topic", topic, "write", write)
+	}
+	return ok
+}
+
+// OnPublish checks the publish again on its real topic, after alias resolution.
+func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil
+	}
+	st := h.n.clients.byClient(cl)
+	if st != nil && st.ident != nil && (h.n.isProbeTopic(cl.ID, pk.TopicName) || st.ident.CanPublish(pk.TopicName)) {
+		return pk, nil
+	}
+	h.n.metrics.aclDenied.WithLabelValues("publish").Inc()
+	h.n.log.Info("access denied (resolved topic)", "client", cl.ID, "topic", pk.TopicName)
+	if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
+		return pk, packets.ErrNotAuthorized // mochi answers PUBACK 0x87
+	}
+	if cl.Properties.ProtocolVersion < 5 {
+		// 3.1.1 has no way to refuse a publish but to close the connection.
+		cl.Stop(packets.ErrNotAuthorized)
+	}
+	return pk, packets.ErrRejectPacket
+}
+
+// isProbeTopic reports whether topic is the client's own probe topic: every client may
+// publish to and subscribe to exactly that one, so a monitor's end-to-end probe works with
+// any credentials and no client can reach another through it.
+func (n *Node) isProbeTopic(clientID, topic string) bool {
+	return topic == ProbeTopicPrefix+clientID
+}
+
+// ProbeTopicPrefix: client c may always use topic ProbeTopicPrefix+c (monitor probes).
+const ProbeTopicPrefix = "$switchboard/probe/"
 
 // errRefused ends a connection whose CONNACK we already sent.
 var errRefused = errors.New("connection refused")
@@ -62,7 +118,19 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		_ = n.mqtt.SendConnack(cl, packets.ErrClientIdentifierNotValid, false, nil)
 		return errRefused
 	}
+	ident, err := n.cfg.Auth.Authenticate(string(cl.Properties.Username), pk.Connect.Password, cl.ID)
+	if err != nil {
+		return n.refuseAuth(cl, err)
+	}
 	st := newClientState(cl.ID, cl, randomToken())
+	st.ident = ident
+	if !ident.Expires.IsZero() {
+		// A token's expiry holds for the whole connection, not just at CONNECT.
+		st.expiry = time.AfterFunc(time.Until(ident.Expires), func() {
+			n.log.Info("token expired: disconnecting", "client", cl.ID)
+			_ = n.mqtt.DisconnectClient(cl, packets.ErrNotAuthorized)
+		})
+	}
 	n.clients.add(st)
 	epoch := n.epoch.Load()
 	if epoch == 0 {
@@ -96,6 +164,31 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		go func() { defer n.wg.Done(); n.kickRemote(prev) }()
 	}
 	return nil
+}
+
+// refuseAuth answers CONNACK for a failed authentication: bad credentials 0x86 (3.1.1:
+// 0x04), a client id the credentials may not use 0x85 (0x02), anonymous access refused 0x87
+// (0x05). The attempt is logged and counted.
+func (n *Node) refuseAuth(cl *mqtt.Client, err error) error {
+	v5 := cl.Properties.ProtocolVersion == 5
+	code, reason := packets.ErrNotAuthorized, "not_authorized"
+	v3 := packets.Err3NotAuthorized
+	switch {
+	case errors.Is(err, auth.ErrBadCredentials):
+		code, reason, v3 = packets.ErrBadUsernameOrPassword, "bad_credentials", packets.Code{Code: 0x04, Reason: "bad user name or password"}
+	case errors.Is(err, auth.ErrClientIDNotAllowed):
+		code, reason, v3 = packets.ErrClientIdentifierNotValid, "client_id_not_allowed", packets.Err3ClientIdentifierNotValid
+	case errors.Is(err, auth.ErrAnonymousNotAllowed):
+		reason = "anonymous"
+	}
+	n.metrics.authFailures.WithLabelValues(reason).Inc()
+	n.log.Warn("authentication refused", "client", cl.ID, "user", string(cl.Properties.Username),
+		"remote", cl.Net.Remote, "reason", err)
+	if !v5 {
+		code = v3
+	}
+	_ = n.mqtt.SendConnack(cl, code, false, nil)
+	return errRefused
 }
 
 // refuse answers CONNACK with a reason that sends the client elsewhere: MQTT 5 gets 0x9C

@@ -22,6 +22,8 @@ type metrics struct {
 	regState        prometheus.Gauge
 	movedOff        prometheus.Counter
 	limits          *prometheus.CounterVec
+	authFailures    *prometheus.CounterVec
+	aclDenied       *prometheus.CounterVec
 
 	okTotal, failTotal atomic.Int64 // for the readiness report's counters
 }
@@ -57,6 +59,14 @@ func newMetrics(reg *prometheus.Registry, n *Node) *metrics {
 			Name: "switchboard_node_dropped_messages_lost_total",
 			Help: "QoS>0 messages dropped for a slow subscriber that could not be stored.",
 		}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_node_auth_failures_total",
+			Help: "Refused MQTT authentications by reason (bad_credentials, client_id_not_allowed, anonymous).",
+		}, []string{"reason"}),
+		aclDenied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_node_acl_denied_total",
+			Help: "Subscriptions and publishes the ACL refused.",
+		}, []string{"action"}),
 		limits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_node_limit_refusals_total",
 			Help: "Connections ended by a limit: packet_size, max_clients, receive_maximum, conn_rate, inflight.",
@@ -75,7 +85,7 @@ func newMetrics(reg *prometheus.Registry, n *Node) *metrics {
 			func() float64 { return float64(v()) })
 	}
 	reg.MustRegister(
-		m.connections, m.deliveries, m.deliverySeconds, m.takeovers, m.panics, m.dropsKept, m.dropsLost, m.regState, m.movedOff, m.limits,
+		m.connections, m.deliveries, m.deliverySeconds, m.takeovers, m.panics, m.dropsKept, m.dropsLost, m.regState, m.movedOff, m.limits, m.authFailures, m.aclDenied,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "switchboard_node_clients_connected", Help: "Connected MQTT clients.",
 		}, func() float64 { return float64(n.clients.len()) }),

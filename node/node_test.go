@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-mqtt/switchboard/auth"
 	"github.com/switchboard-mqtt/switchboard/coord/coordtest"
 	"github.com/switchboard-mqtt/switchboard/coord/zkcoord"
 	"github.com/switchboard-mqtt/switchboard/internal/testenv"
@@ -69,7 +70,18 @@ func testConfig(t *testing.T, id string) node.Config {
 	cfg.MQTTAddr, cfg.InternalAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
 	cfg.Health.Interval = 100 * time.Millisecond
+	cfg.Auth = anonymous(t)
 	return cfg
+}
+
+// anonymous is an authenticator that admits clients without credentials.
+func anonymous(t *testing.T) *auth.Authenticator {
+	t.Helper()
+	a, err := auth.New(auth.Config{AllowAnonymous: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
 
 func startNode(t *testing.T, cfg node.Config, c *zkcoord.Coordinator, st *redisstore.Store) *node.Node {
@@ -248,6 +260,7 @@ func TestStartRefusesBusyPort(t *testing.T) {
 func TestConfigValidate(t *testing.T) {
 	base := node.DefaultConfig()
 	base.ID = "n1"
+	base.Auth = anonymous(t)
 	if err := base.Validate(); err != nil {
 		t.Fatalf("defaults with an id: %v", err)
 	}

@@ -43,6 +43,7 @@ func commands() []command {
 		{"mailbox", "show a client's mailbox", runMailbox},
 		{"quarantine", "take a node out of service by hand: quarantine NODE --reason \"...\"", runQuarantine},
 		{"release", "lift a node's quarantine: release NODE", runRelease},
+		{"passwd", "set a user's password in the credentials file: passwd FILE USER (password on stdin)", runPasswd},
 		{"backends", "start a ZooKeeper ensemble and a Redis on this machine for development", runBackends},
 		{"version", "print the version", func(_ context.Context, e env, _ []string) error {
 			fmt.Fprintln(e.stdout, version.Version)

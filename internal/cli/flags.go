@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchboard-mqtt/switchboard/auth"
 	"github.com/switchboard-mqtt/switchboard/coord/zkcoord"
 	"github.com/switchboard-mqtt/switchboard/internal/tlsconf"
 	"github.com/switchboard-mqtt/switchboard/store/redisstore"
@@ -189,4 +190,64 @@ func (o *tlsOptions) client(flagPrefix string) (*tls.Config, error) {
 		return nil, usagef("--%scert/--%skey/--%sca: %v", flagPrefix, flagPrefix, flagPrefix, err)
 	}
 	return cfg, nil
+}
+
+// authOptions are the flags that say who may connect to a node.
+type authOptions struct {
+	file           string
+	anonymous      bool
+	hs256File      string
+	rs256File      string
+	issuer         string
+	audience       string
+	reloadInterval time.Duration
+}
+
+func (o *authOptions) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.file, "auth-file", "", "credentials and ACL file (JSON; `switchboard passwd` adds users); reloaded on change")
+	fs.BoolVar(&o.anonymous, "allow-anonymous", false, "admit clients without credentials (each may read only its own inbox)")
+	fs.StringVar(&o.hs256File, "jwt-hs256-secret-file", "", "file holding the HS256 secret for JWT passwords (sub = client id)")
+	fs.StringVar(&o.rs256File, "jwt-rs256-public-key", "", "PEM file of the RS256 public key for JWT passwords")
+	fs.StringVar(&o.issuer, "jwt-issuer", "", "required JWT iss")
+	fs.StringVar(&o.audience, "jwt-audience", "", "required JWT aud")
+	fs.DurationVar(&o.reloadInterval, "auth-reload", auth.DefaultReloadInterval, "how often the auth file is checked for changes")
+}
+
+// open builds the authenticator; with no credentials configured it refuses to start
+// unless anonymous access was asked for.
+func (o *authOptions) open(inboxPrefix string, log *slog.Logger) (*auth.Authenticator, error) {
+	cfg := auth.DefaultConfig()
+	cfg.File, cfg.AllowAnonymous, cfg.InboxPrefix = o.file, o.anonymous, inboxPrefix
+	cfg.ReloadInterval, cfg.Logger = o.reloadInterval, log
+	if o.hs256File != "" || o.rs256File != "" {
+		j := &auth.JWTConfig{Issuer: o.issuer, Audience: o.audience}
+		if o.hs256File != "" {
+			secret, err := os.ReadFile(o.hs256File)
+			if err != nil {
+				return nil, usagef("--jwt-hs256-secret-file: %v", err)
+			}
+			j.HS256Secret = []byte(strings.TrimSpace(string(secret)))
+		}
+		if o.rs256File != "" {
+			pem, err := os.ReadFile(o.rs256File)
+			if err != nil {
+				return nil, usagef("--jwt-rs256-public-key: %v", err)
+			}
+			if j.RS256PublicKey, err = auth.LoadRS256PublicKey(pem); err != nil {
+				return nil, usagef("--jwt-rs256-public-key %s: %v", o.rs256File, err)
+			}
+		}
+		cfg.JWT = j
+	}
+	if cfg.File == "" && cfg.JWT == nil && !cfg.AllowAnonymous {
+		return nil, usagef("no way for clients to authenticate: give --auth-file and/or --jwt-*, or --allow-anonymous explicitly")
+	}
+	if cfg.AllowAnonymous {
+		log.Warn("anonymous MQTT clients are admitted (--allow-anonymous); each may read only its own inbox")
+	}
+	a, err := auth.New(cfg)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return a, nil
 }

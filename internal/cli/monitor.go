@@ -37,6 +37,8 @@ func runMonitor(ctx context.Context, e env, args []string) error {
 	fs.IntVar(&cfg.SlowAfter, "slow-after", cfg.SlowAfter, "consecutive slow or erroring rounds before a node is quarantined")
 	fs.IntVar(&cfg.MaxQuarantined, "max-quarantined", cfg.MaxQuarantined, "most nodes quarantined at once")
 	fs.IntVar(&cfg.MinHealthy, "min-healthy", cfg.MinHealthy, "never leave fewer healthy live nodes than this")
+	fs.StringVar(&cfg.ProbeUsername, "probe-username", "", "username probe clients connect with (when nodes require credentials)")
+	fs.StringVar(&cfg.ProbePassword, "probe-password", "", "password (or JWT) for probe clients; prefer SWITCHBOARD_PROBE_PASSWORD")
 	if err := parse(fs, args); err != nil {
 		return err
 	}

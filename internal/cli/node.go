@@ -33,6 +33,8 @@ func runNode(ctx context.Context, e env, args []string) error {
 	fs.DurationVar(&cfg.Quarantine.Grace, "quarantine-grace", d.Quarantine.Grace,
 		"when quarantined, stay in the live set this long (healthz 503) so the load balancer drops the node first")
 	fs.IntVar(&cfg.Quarantine.MoveRate, "move-rate", d.Quarantine.MoveRate, "clients a second moved off a quarantined node")
+	var ao authOptions
+	ao.register(fs)
 	var mqttTLS, internalTLS tlsOptions
 	mqttTLS.register(fs, "tls-", "the MQTT listener (TLS only when set)")
 	internalTLS.register(fs, "internal-", "the internal router/node channel")
@@ -68,12 +70,19 @@ func runNode(ctx context.Context, e env, args []string) error {
 	if cfg.PeerTLS, err = internalTLS.client("internal-"); err != nil {
 		return err
 	}
-	if err := cfg.Validate(); err != nil {
-		return usageError{err}
-	}
 	log, err := lo.logger(e.stderr)
 	if err != nil {
 		return err
+	}
+	authn, err := ao.open(cfg.InboxPrefix, log)
+	if err != nil {
+		return err
+	}
+	authn.Start(ctx)
+	defer authn.Wait()
+	cfg.Auth = authn
+	if err := cfg.Validate(); err != nil {
+		return usageError{err}
 	}
 	zcfg, err := zo.config(log)
 	if err != nil {

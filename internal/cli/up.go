@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/switchboard-mqtt/switchboard/auth"
 	"github.com/switchboard-mqtt/switchboard/coord/zkcoord"
 	"github.com/switchboard-mqtt/switchboard/monitor"
 	"github.com/switchboard-mqtt/switchboard/node"
@@ -100,6 +101,13 @@ func runUp(ctx context.Context, e env, args []string) error {
 	defer st.Close()
 	zcfg := zkcoord.Config{Servers: splitList(zkAddrs), SessionTimeout: session, Logger: log}
 
+	// The first-run tour connects mosquitto_sub without credentials.
+	authn, err := auth.New(auth.Config{AllowAnonymous: true})
+	if err != nil {
+		apiL.Close()
+		return err
+	}
+	fmt.Fprintln(e.stderr, "note: anonymous MQTT clients are admitted (each may read only its own inbox) and the API needs no token: this is a development cluster")
 	var running []*node.Node
 	defer func() {
 		for _, n := range running {
@@ -125,6 +133,7 @@ func runUp(ctx context.Context, e env, args []string) error {
 		cfg.InternalAddr = "127.0.0.1:0"
 		cfg.AdminAddr = "127.0.0.1:0"
 		cfg.DataDir = dataDir
+		cfg.Auth = authn
 		n, err := node.Start(ctx, cfg, c, st, log)
 		if err != nil {
 			apiL.Close()
