@@ -23,3 +23,5 @@ go test -count=1 -p 2 -timeout 20m "$@" ./...
 echo "== fuzz (bounded)"
 go test -run "^$" -fuzz "^FuzzDecode$" -fuzztime 15s ./wire/
 go test -run "^$" -fuzz "^FuzzRequest$" -fuzztime 15s ./router/
+go test -run "^$" -fuzz "^FuzzParseFile$" -fuzztime 10s ./auth/
+go test -run "^$" -fuzz "^FuzzCovers$" -fuzztime 10s ./auth/
