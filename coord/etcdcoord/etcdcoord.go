@@ -1,0 +1,320 @@
+// Package etcdcoord implements coord.Coordinator on an etcd v3 cluster with
+// go.etcd.io/etcd/client/v3 and its concurrency package.
+//
+// Layout under Prefix (default /switchboard):
+//
+//	nodes/<id>              JSON coord.Member, attached to the registration's lease; epoch = create revision
+//	quarantine/<id>         JSON coord.Quarantine, no lease
+//	election/<name>/<lease> concurrency.Election candidates, lowest create revision leads
+//
+// Leases: every registration and every campaign has a lease of its own (SessionTTL), so losing
+// or replacing one never disturbs another; Close revokes them all, so this process's entries
+// vanish at once, like closing a ZooKeeper session.
+//
+// The library's quirks stay in here: a client cut off from the cluster cannot learn that its
+// lease expired (a local timer of one TTL from the last keepalive answer fences it), the
+// election recipe resigns with the client's own context when a campaign is abandoned (a
+// campaign gets a client view whose context ends with the campaign), and every call waits for
+// a ready connection unless its context ends (every call here is bounded).
+package etcdcoord
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/internal/notify"
+)
+
+// MinSessionTTL is the shortest SessionTTL accepted. etcd grants leases in whole seconds and
+// raises any TTL below its own minimum (1.5 election timeouts: 2s with etcd's default 1s
+// election timeout) to that minimum; the coordinator always times itself by the TTL the
+// server granted.
+const MinSessionTTL = 2 * time.Second
+
+// Config configures a Coordinator.
+type Config struct {
+	// Endpoints are the cluster's client URLs (host:port or http(s)://host:port). Required
+	// unless Client is set; ignored when it is.
+	Endpoints []string
+	// Prefix is the key prefix under which everything lives. Default "/switchboard".
+	Prefix string
+	// SessionTTL is the lease TTL: how long after losing contact a member leaves the live
+	// set, and how long it keeps acting as live on its own timer. Rounded up to whole
+	// seconds; at least MinSessionTTL. Default 10s.
+	SessionTTL time.Duration
+	// DialTimeout bounds New's wait for the cluster to answer. Default 10s.
+	DialTimeout time.Duration
+	// Logger receives the adapter's and the etcd client's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Client, if set, is used instead of connecting to Endpoints (for example a client of
+	// an embedded server). The Coordinator does not close it.
+	Client *clientv3.Client
+}
+
+// DefaultConfig returns a Config with every default filled in except Endpoints.
+func DefaultConfig() Config {
+	return Config{
+		Prefix:      "/switchboard",
+		SessionTTL:  10 * time.Second,
+		DialTimeout: 10 * time.Second,
+	}
+}
+
+// Validate checks the configuration without side effects.
+func (c Config) Validate() error {
+	if c.Client == nil {
+		if len(c.Endpoints) == 0 {
+			return errors.New("etcd: Endpoints is empty (give host:port or http://host:port, or a Client)")
+		}
+		for _, e := range c.Endpoints {
+			if err := validateEndpoint(e); err != nil {
+				return fmt.Errorf("etcd: Endpoints: %q: %w", e, err)
+			}
+		}
+	}
+	if c.Prefix != "" && (!strings.HasPrefix(c.Prefix, "/") || strings.HasSuffix(c.Prefix, "/") || strings.Contains(c.Prefix, "//")) {
+		return fmt.Errorf("etcd: Prefix %q must be a key path like /switchboard", c.Prefix)
+	}
+	if c.SessionTTL != 0 && c.SessionTTL < MinSessionTTL {
+		return fmt.Errorf("etcd: SessionTTL %v is below the floor of %v", c.SessionTTL, MinSessionTTL)
+	}
+	if c.DialTimeout < 0 {
+		return fmt.Errorf("etcd: DialTimeout %v is negative", c.DialTimeout)
+	}
+	return nil
+}
+
+func validateEndpoint(e string) error {
+	hostport := e
+	if i := strings.Index(e, "://"); i >= 0 {
+		u, err := url.Parse(e)
+		if err != nil {
+			return err
+		}
+		if u.Scheme != "http" && u.Scheme != "https" {
+			return fmt.Errorf("scheme %q is not http or https", u.Scheme)
+		}
+		hostport = u.Host
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil || host == "" || port == "" {
+		return errors.New("want host:port or http(s)://host:port")
+	}
+	return nil
+}
+
+// Coordinator is a coord.Coordinator on etcd.
+type Coordinator struct {
+	cfg   Config
+	log   *slog.Logger
+	cli   *clientv3.Client
+	owned bool          // cli was created by New and is closed by Close
+	ttl   time.Duration // SessionTTL rounded up to whole seconds
+
+	nodesPfx, quarPfx, electPfx string
+
+	link   notify.Value[link]
+	closed chan struct{}
+
+	mu       sync.Mutex
+	isClosed bool
+	leases   map[*keeper]struct{} // live leases, revoked by Close
+	wg       sync.WaitGroup       // goroutines owned by the coordinator
+
+	closeOnce sync.Once
+}
+
+var _ coord.Coordinator = (*Coordinator)(nil)
+
+// New connects to the cluster and returns once it answers a linearizable read, or fails
+// within DialTimeout with an error that names the endpoints tried and wraps
+// coord.ErrUnavailable.
+func New(ctx context.Context, cfg Config) (*Coordinator, error) {
+	d := DefaultConfig()
+	if cfg.Prefix == "" {
+		cfg.Prefix = d.Prefix
+	}
+	if cfg.SessionTTL == 0 {
+		cfg.SessionTTL = d.SessionTTL
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = d.DialTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c := &Coordinator{
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "etcd"),
+		ttl:      cfg.SessionTTL,
+		nodesPfx: cfg.Prefix + "/nodes/",
+		quarPfx:  cfg.Prefix + "/quarantine/",
+		electPfx: cfg.Prefix + "/election/",
+		closed:   make(chan struct{}),
+		leases:   map[*keeper]struct{}{},
+	}
+	if r := c.ttl % time.Second; r != 0 {
+		c.ttl += time.Second - r
+	}
+	where := "the given client"
+	c.cli = cfg.Client
+	if c.cli == nil {
+		where = strings.Join(cfg.Endpoints, ",")
+		cli, err := clientv3.New(clientv3.Config{
+			Endpoints:   cfg.Endpoints,
+			DialTimeout: cfg.DialTimeout,
+			// Pings find a silently dead connection; etcd refuses pings more often than 5s
+			// and gRPC clamps the interval to at least 10s.
+			DialKeepAliveTime:    10 * time.Second,
+			DialKeepAliveTimeout: 5 * time.Second,
+			Logger:               zap.New(slogCore{log: c.log.With("source", "etcd-client")}),
+			// gRPC's default reconnect backoff grows to two minutes: after a long outage a
+			// member would come back that long after the cluster did. Half a TTL at most.
+			DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+				Backoff: backoff.Config{
+					BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2,
+					MaxDelay: max(time.Second, c.ttl/2),
+				},
+				MinConnectTimeout: cfg.DialTimeout,
+			})},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("etcd: client for %s: %w", where, err)
+		}
+		c.cli, c.owned = cli, true
+	}
+
+	wctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+	defer cancel()
+	if _, err := c.cli.Get(wctx, cfg.Prefix+"/", clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil {
+		if c.owned {
+			c.cli.Close()
+		}
+		return nil, fmt.Errorf("etcd: no answer from %s within %v: %w (%v)", where, cfg.DialTimeout, coord.ErrUnavailable, err)
+	}
+	if conn := c.cli.ActiveConnection(); conn != nil {
+		c.wg.Go(func() { c.watchLink(conn) }) // nobody else holds c yet: no race with Close
+	} else {
+		c.link.Set(link{ready: true, gen: 1}) // an in-process client has no connection to lose
+	}
+	return c, nil
+}
+
+// SessionTTL is the lease TTL asked for, rounded up to whole seconds.
+func (c *Coordinator) SessionTTL() time.Duration { return c.ttl }
+
+// Close revokes every lease this coordinator holds (its entries vanish at once), stops its
+// goroutines and closes the client it created. Idempotent.
+func (c *Coordinator) Close() error {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		c.isClosed = true
+		c.mu.Unlock()
+		close(c.closed)
+		c.wg.Wait()
+
+		c.mu.Lock()
+		ks := make([]*keeper, 0, len(c.leases))
+		for k := range c.leases {
+			ks = append(ks, k)
+		}
+		c.mu.Unlock()
+		var wg sync.WaitGroup
+		for _, k := range ks {
+			wg.Go(func() {
+				// After one TTL the lease has expired anyway: waiting longer gains nothing.
+				ctx, cancel := context.WithTimeout(context.Background(), k.ttl)
+				defer cancel()
+				if err := k.revoke(ctx); err != nil {
+					c.log.Warn("revoke lease on close", "lease", fmt.Sprintf("%x", int64(k.id)), "error", err)
+				}
+			})
+		}
+		wg.Wait()
+		if c.owned {
+			c.cli.Close()
+		}
+	})
+	return nil
+}
+
+// spawn runs f on a goroutine that Close waits for, unless the coordinator is closed.
+func (c *Coordinator) spawn(f func()) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.isClosed {
+		return coord.ErrClosed
+	}
+	c.wg.Go(f)
+	return nil
+}
+
+// bind returns a context that also ends when the coordinator closes or stop (if not nil) is
+// closed. The caller must call cancel.
+func (c *Coordinator) bind(ctx context.Context, stop <-chan struct{}) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-c.closed:
+			cancel()
+		case <-stop:
+			cancel()
+		}
+	}()
+	return ctx, cancel
+}
+
+// sleep waits d, returning false if ctx ends or the coordinator closes first.
+func (c *Coordinator) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-c.closed:
+		return false
+	}
+}
+
+// unavailable reports whether err means the cluster could not serve the request now.
+func unavailable(err error) bool {
+	if errors.Is(err, rpctypes.ErrNoLeader) || errors.Is(err, rpctypes.ErrTimeout) ||
+		errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail) || errors.Is(err, rpctypes.ErrLeaderChanged) {
+		return true
+	}
+	s, ok := status.FromError(err)
+	return ok && s.Code() == codes.Unavailable
+}
+
+// wrap turns library errors into coord errors where callers branch on them.
+func wrap(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, context.DeadlineExceeded) || unavailable(err):
+		return fmt.Errorf("%s: %w: %w", op, coord.ErrUnavailable, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}

@@ -1,0 +1,62 @@
+package etcdcoord
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/switchboard-mqtt/switchboard/coord"
+)
+
+// SetQuarantine writes a quarantine mark; with a fence, only in a transaction that finds the
+// fence's leader key still there under the create revision it was elected with.
+func (c *Coordinator) SetQuarantine(ctx context.Context, q coord.Quarantine, fence coord.Leadership) error {
+	if err := coord.ValidateID(q.Node); err != nil {
+		return err
+	}
+	data, err := json.Marshal(q)
+	if err != nil {
+		return fmt.Errorf("quarantine: %w", err)
+	}
+	if fence == nil {
+		_, err := c.cli.Put(ctx, c.quarPfx+q.Node, string(data))
+		return wrap("quarantine "+q.Node, err)
+	}
+	l, ok := fence.(*leadership)
+	if !ok || l.c != c {
+		return fmt.Errorf("quarantine %s: fence %T is not a leadership of this coordinator", q.Node, fence)
+	}
+	select {
+	case <-l.done:
+		return fmt.Errorf("quarantine %s: %w", q.Node, coord.ErrNotLeader)
+	default:
+	}
+	resp, err := c.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(l.key), "=", l.rev)).
+		Then(clientv3.OpPut(c.quarPfx+q.Node, string(data))).
+		Commit()
+	if err != nil {
+		return wrap("quarantine "+q.Node, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("quarantine %s: %w", q.Node, coord.ErrNotLeader)
+	}
+	return nil
+}
+
+// Release deletes a quarantine mark.
+func (c *Coordinator) Release(ctx context.Context, node string) error {
+	if err := coord.ValidateID(node); err != nil {
+		return err
+	}
+	resp, err := c.cli.Delete(ctx, c.quarPfx+node)
+	if err != nil {
+		return wrap("release "+node, err)
+	}
+	if resp.Deleted == 0 {
+		return fmt.Errorf("release %s: %w", node, coord.ErrNotFound)
+	}
+	return nil
+}

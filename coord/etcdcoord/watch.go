@@ -1,0 +1,151 @@
+package etcdcoord
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/switchboard-mqtt/switchboard/coord"
+)
+
+// Members lists the live members (a linearizable read: current even from a follower).
+func (c *Coordinator) Members(ctx context.Context) ([]coord.Member, error) {
+	ms, _, err := list(ctx, c, c.nodesPfx, decodeMember)
+	return ms, wrap("list members", err)
+}
+
+// WatchMembers delivers the live member set now and after every change.
+func (c *Coordinator) WatchMembers(ctx context.Context) (<-chan []coord.Member, error) {
+	return watchPrefix(ctx, c, c.nodesPfx, decodeMember)
+}
+
+// Quarantines lists the standing quarantine marks.
+func (c *Coordinator) Quarantines(ctx context.Context) ([]coord.Quarantine, error) {
+	qs, _, err := list(ctx, c, c.quarPfx, decodeMarkKV)
+	return qs, wrap("list quarantines", err)
+}
+
+// WatchQuarantines delivers the standing marks now and after every change.
+func (c *Coordinator) WatchQuarantines(ctx context.Context) (<-chan []coord.Quarantine, error) {
+	return watchPrefix(ctx, c, c.quarPfx, decodeMarkKV)
+}
+
+// list reads every entry under pfx, in key order, and the revision of the read.
+func list[T any](ctx context.Context, c *Coordinator, pfx string, decode func(string, *mvccpb.KeyValue) T) ([]T, int64, error) {
+	resp, err := c.cli.Get(ctx, pfx, clientv3.WithPrefix())
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]T, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		if name := childName(pfx, kv.Key); name != "" {
+			out = append(out, decode(name, kv))
+		}
+	}
+	return out, resp.Header.Revision, nil
+}
+
+// watchPrefix delivers the entries under pfx now and after every change. It lists, then
+// watches from the listing's revision; it lists again whenever the watch breaks (compaction,
+// loss of the leader) and after every reconnect.
+func watchPrefix[T any](ctx context.Context, c *Coordinator, pfx string, decode func(string, *mvccpb.KeyValue) T) (<-chan []T, error) {
+	out := make(chan []T, 1)
+	err := c.spawn(func() {
+		defer close(out)
+		ctx, cancel := c.bind(ctx, nil)
+		defer cancel()
+		backoff := 50 * time.Millisecond
+		for ctx.Err() == nil {
+			if follow(ctx, c, pfx, decode, out) {
+				backoff = 50 * time.Millisecond
+				continue
+			}
+			c.sleep(ctx, backoff)
+			backoff = min(2*backoff, time.Second)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// follow lists pfx once and follows its watch until the watch breaks, the connection comes
+// back after a loss, or ctx ends. It reports whether to list again at once (after a
+// reconnect) rather than after a pause (the listing failed or the watch broke).
+func follow[T any](ctx context.Context, c *Coordinator, pfx string, decode func(string, *mvccpb.KeyValue) T, out chan []T) bool {
+	lk, linkChanged := c.link.Get()
+	resp, err := c.cli.Get(ctx, pfx, clientv3.WithPrefix())
+	if err != nil {
+		return false
+	}
+	kvs := make(map[string]*mvccpb.KeyValue, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		kvs[string(kv.Key)] = kv
+	}
+	send := func() {
+		keys := make([]string, 0, len(kvs))
+		for k := range kvs {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		set := make([]T, 0, len(keys))
+		for _, k := range keys {
+			if name := childName(pfx, []byte(k)); name != "" {
+				set = append(set, decode(name, kvs[k]))
+			}
+		}
+		sendLatest(out, set)
+	}
+	send()
+
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	wch := c.cli.Watch(wctx, pfx, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
+	for {
+		select {
+		case wr, ok := <-wch:
+			if !ok || wr.Err() != nil {
+				return false
+			}
+			if len(wr.Events) == 0 {
+				continue
+			}
+			for _, ev := range wr.Events {
+				if ev.Type == mvccpb.DELETE {
+					delete(kvs, string(ev.Kv.Key))
+				} else if strings.HasPrefix(string(ev.Kv.Key), pfx) {
+					kvs[string(ev.Kv.Key)] = ev.Kv
+				}
+			}
+			send()
+		case <-linkChanged:
+			l, ch := c.link.Get()
+			if l.gen != lk.gen {
+				return true // reconnected: list again rather than trust the stream
+			}
+			linkChanged = ch
+		case <-ctx.Done():
+			return true
+		}
+	}
+}
+
+// sendLatest puts v in a one-slot channel, replacing an unread older value. Only one
+// goroutine sends on out, so the replacement cannot race with another sender.
+func sendLatest[T any](out chan T, v T) {
+	select {
+	case out <- v:
+		return
+	default:
+	}
+	select {
+	case <-out:
+	default:
+	}
+	out <- v
+}

@@ -1,0 +1,63 @@
+package etcdcoord
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sort"
+
+	"go.uber.org/zap/zapcore"
+)
+
+// slogCore routes the etcd client's zap logs into slog. The client warns on every retry
+// while the cluster is unreachable, so everything below zap's error level is logged at
+// debug, and errors at warn: the adapter reports what matters in its own words.
+type slogCore struct {
+	log    *slog.Logger
+	fields []zapcore.Field
+}
+
+func slogLevel(l zapcore.Level) slog.Level {
+	if l >= zapcore.ErrorLevel {
+		return slog.LevelWarn
+	}
+	return slog.LevelDebug
+}
+
+func (c slogCore) Enabled(l zapcore.Level) bool {
+	return c.log.Enabled(context.Background(), slogLevel(l))
+}
+
+func (c slogCore) With(fields []zapcore.Field) zapcore.Core {
+	return slogCore{log: c.log, fields: append(slices.Clip(c.fields), fields...)}
+}
+
+func (c slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.Enabled(e.Level) {
+		return ce.AddCore(e, c)
+	}
+	return ce
+}
+
+func (c slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
+	enc := zapcore.NewMapObjectEncoder()
+	for _, f := range c.fields {
+		f.AddTo(enc)
+	}
+	for _, f := range fields {
+		f.AddTo(enc)
+	}
+	keys := make([]string, 0, len(enc.Fields))
+	for k := range enc.Fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	args := make([]any, 0, 2*len(keys))
+	for _, k := range keys {
+		args = append(args, k, enc.Fields[k])
+	}
+	c.log.Log(context.Background(), slogLevel(e.Level), e.Message, args...)
+	return nil
+}
+
+func (c slogCore) Sync() error { return nil }
