@@ -44,6 +44,10 @@ type Config struct {
 	DialTimeout time.Duration
 	// Logger receives the adapter's and the library's logs. Default slog.Default().
 	Logger *slog.Logger
+	// Auth, "user:password", authenticates the session with ZooKeeper's digest scheme; the
+	// znodes this coordinator creates are then writable only with those credentials and
+	// readable by anyone (so `switchboard status` needs none).
+	Auth string
 	// Dial, if set, opens connections to the servers (tests route them through a bridge
 	// to cut them for real). Default net.DialTimeout.
 	Dial func(network, address string, timeout time.Duration) (net.Conn, error)
@@ -70,6 +74,11 @@ func (c Config) Validate() error {
 	}
 	if c.Root != "" && (!strings.HasPrefix(c.Root, "/") || strings.HasSuffix(c.Root, "/") || strings.Contains(c.Root, "//")) {
 		return fmt.Errorf("zk: root %q must be an absolute znode path like /switchboard", c.Root)
+	}
+	if c.Auth != "" {
+		if u, p, ok := strings.Cut(c.Auth, ":"); !ok || u == "" || p == "" {
+			return errors.New("zk: auth must be user:password")
+		}
 	}
 	if c.SessionTimeout != 0 && c.SessionTimeout < time.Second/2 {
 		return fmt.Errorf("zk: session timeout %v is too short (minimum 500ms)", c.SessionTimeout)
@@ -144,6 +153,15 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		return nil, fmt.Errorf("zk: connect to %s: %w", strings.Join(cfg.Servers, ","), err)
 	}
 	c.conn = conn
+	if cfg.Auth != "" {
+		user, pass, _ := strings.Cut(cfg.Auth, ":")
+		c.acl = append(zk.DigestACL(zk.PermAll, user, pass), zk.WorldACL(zk.PermRead)...)
+		// The library re-sends the credentials after every reconnect.
+		if err := conn.AddAuth("digest", []byte(cfg.Auth)); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("zk: digest auth: %w", err)
+		}
+	}
 
 	wctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
 	defer cancel()
@@ -238,7 +256,16 @@ func (c *Coordinator) ensurePath(ctx context.Context, p string) error {
 	cur := ""
 	for _, part := range parts {
 		cur += "/" + part
-		_, err := call(ctx, func() (string, error) { return c.conn.Create(cur, nil, 0, c.acl) })
+		// Look first: creating under a parent we may not write fails with NoAuth even when
+		// the child exists.
+		ok, err := call(ctx, func() (bool, error) { ok, _, err := c.conn.Exists(cur); return ok, err })
+		if err != nil {
+			return err
+		}
+		if ok {
+			continue
+		}
+		_, err = call(ctx, func() (string, error) { return c.conn.Create(cur, nil, 0, c.acl) })
 		if err != nil && !errors.Is(err, zk.ErrNodeExists) {
 			return err
 		}

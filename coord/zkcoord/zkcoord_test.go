@@ -81,3 +81,39 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestDigestAuth: with --zk-auth, what the coordinator creates is writable only with the
+// same credentials and readable by anyone.
+func TestDigestAuth(t *testing.T) {
+	e := shared.Ensemble(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	root := "/auth-" + coordtest.Instance()
+	owner, err := zkcoord.New(ctx, zkcoord.Config{Servers: e.Addrs(), Root: root, SessionTimeout: 2 * time.Second,
+		Logger: testLogger(t), Auth: "switchboard:s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Close()
+	if _, err := owner.Register(ctx, coordtest.NewMember("node-1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := owner.SetQuarantine(ctx, coord.Quarantine{Node: "node-0", Reason: "owner may"}, nil); err != nil {
+		t.Fatalf("owner's write: %v", err)
+	}
+	stranger := open(t, e.Addrs(), root, 2*time.Second)
+	ms, err := stranger.Members(ctx)
+	if err != nil || len(ms) != 1 {
+		t.Fatalf("reading without credentials: %v %v", ms, err)
+	}
+	if err := stranger.SetQuarantine(ctx, coord.Quarantine{Node: "node-1", Reason: "stranger"}, nil); err == nil {
+		t.Fatal("a client without the credentials wrote a quarantine mark")
+	}
+	if err := stranger.Release(ctx, "node-0"); err == nil {
+		t.Fatal("a client without the credentials released a quarantine")
+	}
+	if err := (zkcoord.Config{Servers: []string{"a:1"}, Auth: "nopassword"}).Validate(); err == nil ||
+		!strings.Contains(err.Error(), "user:password") {
+		t.Fatalf("Validate of a bad auth = %v", err)
+	}
+}

@@ -3,6 +3,8 @@ package backends
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -20,12 +22,16 @@ type RedisConfig struct {
 	Dir string
 	// MaxMemory caps the server's memory, e.g. "256mb"; empty means no cap.
 	MaxMemory string
+	// TLSCert and TLSKey, when set, make the server listen for TLS only (with TLSCA
+	// trusted for client certificates, which are then optional).
+	TLSCert, TLSKey, TLSCA string
 }
 
 // Redis is a running redis-server on 127.0.0.1.
 type Redis struct {
 	Addr string
 	proc *process
+	tls  *tls.Config // the client side, when the server speaks TLS only
 }
 
 // StartRedis starts redis-server on a free port and returns once it answers PING.
@@ -48,9 +54,23 @@ func StartRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 	if err != nil {
 		return nil, err
 	}
-	argv := []string{"redis-server",
-		"--bind", "127.0.0.1",
-		"--port", strconv.Itoa(ports[0]),
+	argv := []string{"redis-server", "--bind", "127.0.0.1"}
+	var tlsCfg *tls.Config
+	if cfg.TLSCert != "" {
+		argv = append(argv, "--port", "0", "--tls-port", strconv.Itoa(ports[0]),
+			"--tls-cert-file", cfg.TLSCert, "--tls-key-file", cfg.TLSKey,
+			"--tls-ca-cert-file", cfg.TLSCA, "--tls-auth-clients", "optional")
+		pem, err := os.ReadFile(cfg.TLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("redis: %w", err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		tlsCfg = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	} else {
+		argv = append(argv, "--port", strconv.Itoa(ports[0]))
+	}
+	argv = append(argv,
 		"--dir", cfg.Dir,
 		"--save", "",
 		"--appendonly", "yes",
@@ -58,12 +78,13 @@ func StartRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 		"--maxmemory-policy", "noeviction",
 		"--protected-mode", "yes",
 		"--daemonize", "no",
-	}
+	)
 	if cfg.MaxMemory != "" {
 		argv = append(argv, "--maxmemory", cfg.MaxMemory)
 	}
 	r := &Redis{
 		Addr: fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		tls:  tlsCfg,
 		proc: &process{name: "redis", argv: argv, dir: cfg.Dir, logPath: filepath.Join(cfg.Dir, "redis.log")},
 	}
 	if err := r.Start(ctx); err != nil {
@@ -78,7 +99,7 @@ func (r *Redis) Start(ctx context.Context) error {
 		return err
 	}
 	for {
-		if err := Ping(ctx, r.Addr); err == nil {
+		if err := ping(ctx, r.Addr, r.tls); err == nil {
 			return nil
 		}
 		select {
@@ -108,9 +129,18 @@ func (r *Redis) Resume() error { return r.proc.signal(syscall.SIGCONT) }
 func (r *Redis) Close() error { return r.Kill() }
 
 // Ping sends PING over the Redis protocol and expects +PONG.
-func Ping(ctx context.Context, addr string) error {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+func Ping(ctx context.Context, addr string) error { return ping(ctx, addr, nil) }
+
+func ping(ctx context.Context, addr string, tlsCfg *tls.Config) error {
+	var conn net.Conn
+	var err error
+	if tlsCfg != nil {
+		d := tls.Dialer{Config: tlsCfg}
+		conn, err = d.DialContext(ctx, "tcp", addr)
+	} else {
+		var d net.Dialer
+		conn, err = d.DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return err
 	}

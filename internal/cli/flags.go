@@ -86,6 +86,7 @@ type zkOptions struct {
 	root           string
 	sessionTimeout time.Duration
 	dialTimeout    time.Duration
+	auth           string
 }
 
 func (o *zkOptions) register(fs *flag.FlagSet) {
@@ -95,6 +96,7 @@ func (o *zkOptions) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.sessionTimeout, "session-timeout", d.SessionTimeout,
 		"ZooKeeper session timeout: how soon a dead node leaves the live set")
 	fs.DurationVar(&o.dialTimeout, "zk-dial-timeout", d.DialTimeout, "how long to wait for ZooKeeper at start-up")
+	fs.StringVar(&o.auth, "zk-auth", "", "ZooKeeper digest credentials user:password; znodes Switchboard creates are writable only with them (prefer SWITCHBOARD_ZK_AUTH)")
 }
 
 func (o *zkOptions) config(log *slog.Logger) (zkcoord.Config, error) {
@@ -103,7 +105,7 @@ func (o *zkOptions) config(log *slog.Logger) (zkcoord.Config, error) {
 	}
 	cfg := zkcoord.Config{
 		Servers: splitList(o.servers), Root: o.root, SessionTimeout: o.sessionTimeout,
-		DialTimeout: o.dialTimeout, Logger: log,
+		DialTimeout: o.dialTimeout, Logger: log, Auth: o.auth,
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, usageError{err}
@@ -126,6 +128,7 @@ type redisOptions struct {
 	master    string
 	password  string
 	prefix    string
+	tls       tlsOptions
 }
 
 func (o *redisOptions) register(fs *flag.FlagSet) {
@@ -134,6 +137,7 @@ func (o *redisOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.master, "redis-master", "mymaster", "Sentinel master name")
 	fs.StringVar(&o.password, "redis-password", "", "Redis password")
 	fs.StringVar(&o.prefix, "redis-prefix", "sb", "key prefix")
+	o.tls.register(fs, "redis-tls-", "connections to Redis (the CA verifies the server; a cert/key is sent as a client certificate)")
 }
 
 func (o *redisOptions) open(ctx context.Context, log *slog.Logger) (*redisstore.Store, error) {
@@ -148,6 +152,11 @@ func (o *redisOptions) open(ctx context.Context, log *slog.Logger) (*redisstore.
 	}
 	cfg.Password = o.password
 	cfg.Prefix = o.prefix
+	tlsCfg, err := o.tls.client("redis-tls-")
+	if err != nil {
+		return nil, err
+	}
+	cfg.TLS = tlsCfg
 	cfg.Logger = log
 	if err := cfg.Validate(); err != nil {
 		return nil, usageError{err}

@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,9 @@ type Config struct {
 	MasterName string
 	// Password authenticates to Redis (not to the Sentinels).
 	Password string
+	// TLS, if set, makes connections to Redis TLS (with a client certificate when the
+	// configuration has one).
+	TLS *tls.Config
 	// DB is the Redis database number.
 	DB int
 	// Prefix starts every key; it must not contain '{' or '}', which would move the

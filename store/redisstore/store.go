@@ -64,6 +64,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			ReadTimeout:   cfg.ReadTimeout,
 			WriteTimeout:  cfg.WriteTimeout,
 			PoolSize:      cfg.PoolSize,
+			TLSConfig:     cfg.TLS,
 			// Let the caller's deadline bound each call, as store.Store promises.
 			ContextTimeoutEnabled: true,
 		})
@@ -79,6 +80,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			ReadTimeout:           cfg.ReadTimeout,
 			WriteTimeout:          cfg.WriteTimeout,
 			PoolSize:              cfg.PoolSize,
+			TLSConfig:             cfg.TLS,
 			ContextTimeoutEnabled: true,
 			// Maintenance notifications are a Redis Enterprise/Cloud feature; a self-hosted
 			// Redis refuses the handshake.
