@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/auth"
+	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/coord/etcdcoord"
 	"github.com/switchboard-mqtt/switchboard/coord/zkcoord"
 	"github.com/switchboard-mqtt/switchboard/internal/tlsconf"
 	"github.com/switchboard-mqtt/switchboard/store/redisstore"
@@ -80,45 +82,70 @@ func (o *logOptions) logger(w io.Writer) (*slog.Logger, error) {
 	return nil, usagef("--log-format %q: want text or json", o.format)
 }
 
-// zkOptions are the flags that reach the ZooKeeper ensemble.
-type zkOptions struct {
+// coordOptions are the flags that reach the coordination backend: a ZooKeeper ensemble
+// (--zk) or an etcd cluster (--etcd), exactly one.
+type coordOptions struct {
 	servers        string
+	etcd           string
 	root           string
 	sessionTimeout time.Duration
 	dialTimeout    time.Duration
 	auth           string
 }
 
-func (o *zkOptions) register(fs *flag.FlagSet) {
+func (o *coordOptions) register(fs *flag.FlagSet) {
 	d := zkcoord.DefaultConfig()
 	fs.StringVar(&o.servers, "zk", "", "ZooKeeper servers, comma-separated host:port (all of the ensemble)")
-	fs.StringVar(&o.root, "zk-root", d.Root, "znode under which Switchboard keeps its state")
+	fs.StringVar(&o.etcd, "etcd", "", "etcd endpoints, comma-separated (instead of --zk)")
+	fs.StringVar(&o.root, "zk-root", d.Root, "znode (or etcd key prefix) under which Switchboard keeps its state")
 	fs.DurationVar(&o.sessionTimeout, "session-timeout", d.SessionTimeout,
-		"ZooKeeper session timeout: how soon a dead node leaves the live set")
-	fs.DurationVar(&o.dialTimeout, "zk-dial-timeout", d.DialTimeout, "how long to wait for ZooKeeper at start-up")
+		"ZooKeeper session timeout / etcd lease TTL: how soon a dead node leaves the live set")
+	fs.DurationVar(&o.dialTimeout, "zk-dial-timeout", d.DialTimeout, "how long to wait for the coordination backend at start-up")
 	fs.StringVar(&o.auth, "zk-auth", "", "ZooKeeper digest credentials user:password; znodes Switchboard creates are writable only with them (prefer SWITCHBOARD_ZK_AUTH)")
 }
 
-func (o *zkOptions) config(log *slog.Logger) (zkcoord.Config, error) {
-	if o.servers == "" {
-		return zkcoord.Config{}, usagef("--zk is required (comma-separated host:port of the ensemble)")
+// validate checks the flags without connecting.
+func (o *coordOptions) validate() error {
+	switch {
+	case o.servers == "" && o.etcd == "":
+		return usagef("--zk (comma-separated host:port of the ZooKeeper ensemble) or --etcd is required")
+	case o.servers != "" && o.etcd != "":
+		return usagef("give --zk or --etcd, not both")
+	case o.etcd != "":
+		if err := o.etcdConfig(nil).Validate(); err != nil {
+			return usageError{err}
+		}
+	default:
+		if err := o.zkConfig(nil).Validate(); err != nil {
+			return usageError{err}
+		}
 	}
-	cfg := zkcoord.Config{
+	return nil
+}
+
+func (o *coordOptions) zkConfig(log *slog.Logger) zkcoord.Config {
+	return zkcoord.Config{
 		Servers: splitList(o.servers), Root: o.root, SessionTimeout: o.sessionTimeout,
 		DialTimeout: o.dialTimeout, Logger: log, Auth: o.auth,
 	}
-	if err := cfg.Validate(); err != nil {
-		return cfg, usageError{err}
-	}
-	return cfg, nil
 }
 
-func (o *zkOptions) open(ctx context.Context, log *slog.Logger) (*zkcoord.Coordinator, error) {
-	cfg, err := o.config(log)
-	if err != nil {
+func (o *coordOptions) etcdConfig(log *slog.Logger) etcdcoord.Config {
+	return etcdcoord.Config{
+		Endpoints: splitList(o.etcd), Prefix: o.root, SessionTTL: o.sessionTimeout,
+		DialTimeout: o.dialTimeout, Logger: log,
+	}
+}
+
+// open connects to the backend the flags name.
+func (o *coordOptions) open(ctx context.Context, log *slog.Logger) (coord.Coordinator, error) {
+	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	return zkcoord.New(ctx, cfg)
+	if o.etcd != "" {
+		return etcdcoord.New(ctx, o.etcdConfig(log))
+	}
+	return zkcoord.New(ctx, o.zkConfig(log))
 }
 
 // redisOptions are the flags that reach Redis.

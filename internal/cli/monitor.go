@@ -21,7 +21,7 @@ func runMonitor(ctx context.Context, e env, args []string) error {
 	cfg := monitor.DefaultConfig()
 	var (
 		lo    logOptions
-		zo    zkOptions
+		zo    coordOptions
 		ro    redisOptions
 		admin string
 	)
@@ -49,11 +49,10 @@ func runMonitor(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	zcfg, err := zo.config(log)
-	if err != nil {
+	if err := zo.validate(); err != nil {
 		return err
 	}
-	c, err := openZK(ctx, zcfg)
+	c, err := zo.open(ctx, log)
 	if err != nil {
 		return err
 	}
@@ -102,7 +101,7 @@ func operator() string {
 func runQuarantine(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet("quarantine", e)
 	var (
-		zo     zkOptions
+		zo     coordOptions
 		reason string
 	)
 	zo.register(fs)
@@ -120,11 +119,7 @@ func runQuarantine(ctx context.Context, e env, args []string) error {
 	if err := coord.ValidateID(node); err != nil {
 		return usageError{err}
 	}
-	cfg, err := zo.config(slog.New(slog.DiscardHandler))
-	if err != nil {
-		return err
-	}
-	c, err := openZK(ctx, cfg)
+	c, err := zo.open(ctx, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}
@@ -152,7 +147,7 @@ func runQuarantine(ctx context.Context, e env, args []string) error {
 
 func runRelease(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet("release", e)
-	var zo zkOptions
+	var zo coordOptions
 	zo.register(fs)
 	if err := parse(fs, reorder(args)); err != nil {
 		return err
@@ -164,11 +159,7 @@ func runRelease(ctx context.Context, e env, args []string) error {
 	if err := coord.ValidateID(node); err != nil {
 		return usageError{err}
 	}
-	cfg, err := zo.config(slog.New(slog.DiscardHandler))
-	if err != nil {
-		return err
-	}
-	c, err := openZK(ctx, cfg)
+	c, err := zo.open(ctx, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}

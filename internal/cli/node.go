@@ -13,7 +13,7 @@ func runNode(ctx context.Context, e env, args []string) error {
 	cfg := d
 	var (
 		lo    logOptions
-		zo    zkOptions
+		zo    coordOptions
 		ro    redisOptions
 		token string
 	)
@@ -84,8 +84,7 @@ func runNode(ctx context.Context, e env, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
 	}
-	zcfg, err := zo.config(log)
-	if err != nil {
+	if err := zo.validate(); err != nil {
 		return err
 	}
 	st, err := ro.open(ctx, log)
@@ -93,7 +92,7 @@ func runNode(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer st.Close()
-	c, err := openZK(ctx, zcfg)
+	c, err := zo.open(ctx, log)
 	if err != nil {
 		return err
 	}

@@ -22,7 +22,7 @@ func runRouter(ctx context.Context, e env, args []string) error {
 	cfg := router.DefaultConfig()
 	var (
 		lo     logOptions
-		zo     zkOptions
+		zo     coordOptions
 		ro     redisOptions
 		listen string
 		id     string
@@ -66,8 +66,7 @@ func runRouter(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	zcfg, err := zo.config(log)
-	if err != nil {
+	if err := zo.validate(); err != nil {
 		return err
 	}
 	st, err := ro.open(ctx, log)
@@ -75,7 +74,7 @@ func runRouter(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer st.Close()
-	c, err := openZK(ctx, zcfg)
+	c, err := zo.open(ctx, log)
 	if err != nil {
 		return err
 	}

@@ -22,7 +22,7 @@ type clusterStatus struct {
 func runStatus(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet("status", e)
 	var (
-		zo     zkOptions
+		zo     coordOptions
 		asJSON bool
 	)
 	zo.register(fs)
@@ -30,11 +30,7 @@ func runStatus(ctx context.Context, e env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	cfg, err := zo.config(slog.New(slog.DiscardHandler))
-	if err != nil {
-		return err
-	}
-	c, err := openZK(ctx, cfg)
+	c, err := zo.open(ctx, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}

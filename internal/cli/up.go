@@ -2,198 +2,310 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/auth"
-	"github.com/switchboard-mqtt/switchboard/coord/zkcoord"
+	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/coord/etcdcoord"
 	"github.com/switchboard-mqtt/switchboard/monitor"
 	"github.com/switchboard-mqtt/switchboard/node"
 	"github.com/switchboard-mqtt/switchboard/router"
 	"github.com/switchboard-mqtt/switchboard/store"
+	"github.com/switchboard-mqtt/switchboard/store/embedded"
 	"github.com/switchboard-mqtt/switchboard/watcher"
 )
+
+// upOptions are `switchboard up`'s flags.
+type upOptions struct {
+	nodes    int
+	mqttPort int
+	api      string
+	dataDir  string
+	co       coordOptions
+	redis    redisOptions
+}
 
 func runUp(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet("up", e)
 	var (
-		lo       logOptions
-		nodes    int
-		mqttPort int
-		api      string
-		dataDir  string
-		zkAddrs  string
-		redis    string
-		session  time.Duration
+		lo logOptions
+		o  upOptions
 	)
 	lo.register(fs)
-	fs.IntVar(&nodes, "nodes", 3, "broker nodes to run")
-	fs.IntVar(&mqttPort, "mqtt-port", 1883, "MQTT port of the first node; the others take the next ports")
-	fs.StringVar(&api, "api", "127.0.0.1:8080", "router API listen address")
-	fs.StringVar(&dataDir, "data-dir", ".switchboard", "where backend data and logs go")
-	fs.StringVar(&zkAddrs, "zk", "", "use this ZooKeeper ensemble instead of starting one")
-	fs.StringVar(&redis, "redis", "", "use this Redis instead of starting one")
-	fs.DurationVar(&session, "session-timeout", 4*time.Second, "ZooKeeper session timeout for the nodes")
+	o.co.register(fs)
+	o.redis.register(fs)
+	fs.IntVar(&o.nodes, "nodes", 3, "broker nodes to run")
+	fs.IntVar(&o.mqttPort, "mqtt-port", 1883, "MQTT port of the first node; the others take the next ports")
+	fs.StringVar(&o.api, "api", "127.0.0.1:8080", "router API listen address")
+	fs.StringVar(&o.dataDir, "data-dir", ".switchboard", "where the embedded coordination and store keep their data")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if nodes < 1 || nodes > 64 {
-		return usagef("--nodes %d: want 1 to 64", nodes)
+	if o.nodes < 1 || o.nodes > 64 {
+		return usagef("--nodes %d: want 1 to 64", o.nodes)
 	}
-	if mqttPort < 1 || mqttPort+nodes-1 > 65535 {
-		return usagef("--mqtt-port %d: out of range for %d nodes", mqttPort, nodes)
+	if o.mqttPort < 1 || o.mqttPort+o.nodes-1 > 65535 {
+		return usagef("--mqtt-port %d: out of range for %d nodes", o.mqttPort, o.nodes)
+	}
+	if !flagSet(fs, "session-timeout") {
+		o.co.sessionTimeout = 5 * time.Second // a development cluster reacts quickly
+	}
+	if o.co.servers != "" || o.co.etcd != "" {
+		if err := o.co.validate(); err != nil {
+			return err
+		}
 	}
 	log, err := lo.logger(e.stderr)
 	if err != nil {
 		return err
 	}
-	// Check every port before starting anything, so a busy one fails cleanly.
-	var lis []net.Listener
-	closeAll := func() {
-		for _, l := range lis {
-			l.Close()
-		}
+
+	// Everything that can be refused is checked before anything starts.
+	unlock, err := lockDataDir(o.dataDir)
+	if err != nil {
+		return err
 	}
-	for i := range nodes {
-		addr := fmt.Sprintf("127.0.0.1:%d", mqttPort+i)
-		l, err := net.Listen("tcp", addr)
+	defer unlock()
+	var mqttL []net.Listener
+	for i := range o.nodes {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", o.mqttPort+i))
 		if err != nil {
-			closeAll()
+			closeAll(mqttL)
 			return fmt.Errorf("MQTT port for node-%d: %w", i+1, err)
 		}
-		lis = append(lis, l)
+		mqttL = append(mqttL, l)
 	}
-	apiL, err := net.Listen("tcp", api)
+	closeAll(mqttL) // nodes bind them again below; the check was that they are free
+	apiL, err := net.Listen("tcp", o.api)
 	if err != nil {
-		closeAll()
-		return fmt.Errorf("--api %s: %w", api, err)
+		return fmt.Errorf("--api %s: %w", o.api, err)
 	}
-	closeAll()
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
-		apiL.Close()
-		return fmt.Errorf("--data-dir %s: %w", dataDir, err)
-	}
+	defer apiL.Close()
 
-	if zkAddrs == "" || redis == "" {
-		fmt.Fprintln(e.stderr, "starting a 3-server ZooKeeper ensemble and Redis from Debian's packages...")
-		b, err := startDevBackends(ctx, filepath.Join(dataDir, "backends"))
-		if err != nil {
-			apiL.Close()
-			return err
-		}
-		defer b.close()
-		if zkAddrs == "" {
-			zkAddrs = b.ensemble.ConnectString()
-		}
-		if redis == "" {
-			redis = b.redis.Addr
-		}
-	}
-	ro := redisOptions{addr: redis, prefix: "sb"}
-	st, err := ro.open(ctx, log)
-	if err != nil {
-		apiL.Close()
+	u := &upCluster{log: log}
+	defer u.close()
+	if err := u.startBackends(ctx, o); err != nil {
 		return err
 	}
-	defer st.Close()
-	zcfg := zkcoord.Config{Servers: splitList(zkAddrs), SessionTimeout: session, Logger: log}
-
-	// The first-run tour connects mosquitto_sub without credentials.
-	authn, err := auth.New(auth.Config{AllowAnonymous: true})
-	if err != nil {
-		apiL.Close()
+	if err := u.startRoles(ctx, o, apiL); err != nil {
 		return err
 	}
-	fmt.Fprintln(e.stderr, "note: anonymous MQTT clients are admitted (each may read only its own inbox) and the API needs no token: this is a development cluster")
-	var running []*node.Node
-	defer func() {
-		for _, n := range running {
-			n.Close(context.Background())
-		}
-	}()
-	var coords []*zkcoord.Coordinator
-	defer func() {
-		for _, c := range coords {
-			c.Close()
-		}
-	}()
-	for i := range nodes {
-		c, err := zkcoord.New(ctx, zcfg)
-		if err != nil {
-			apiL.Close()
-			return err
-		}
-		coords = append(coords, c)
-		cfg := node.DefaultConfig()
-		cfg.ID = fmt.Sprintf("node-%d", i+1)
-		cfg.MQTTAddr = fmt.Sprintf("127.0.0.1:%d", mqttPort+i)
-		cfg.InternalAddr = "127.0.0.1:0"
-		cfg.AdminAddr = "127.0.0.1:0"
-		cfg.DataDir = dataDir
-		cfg.Auth = authn
-		n, err := node.Start(ctx, cfg, c, st, log)
-		if err != nil {
-			apiL.Close()
-			return err
-		}
-		running = append(running, n)
-	}
-	rc, err := zkcoord.New(ctx, zcfg)
-	if err != nil {
-		apiL.Close()
-		return err
-	}
-	coords = append(coords, rc)
-	rs, err := startRouter(ctx, router.DefaultConfig(), rc, st, apiL, "router-up", nil, log)
-	if err != nil {
-		apiL.Close()
-		return err
-	}
-	defer rs.close()
-
-	mc, err := zkcoord.New(ctx, zcfg)
-	if err != nil {
-		return err
-	}
-	coords = append(coords, mc)
-	mw, err := watcher.Start(ctx, mc, log)
-	if err != nil {
-		return err
-	}
-	defer mw.Close()
-	mcfg := monitor.DefaultConfig()
-	mcfg.ID = "monitor-up"
-	mon, err := monitor.New(mcfg, mc, mw, log)
-	if err != nil {
-		return err
-	}
-	mctx, stopMonitor := context.WithCancel(context.Background())
-	monDone := make(chan struct{})
-	go func() { defer close(monDone); mon.Run(mctx) }()
-	defer func() { stopMonitor(); <-monDone }()
-
-	printTour(e, running, apiL.Addr().String(), zkAddrs, redis, st)
+	u.printTour(e, o)
 	<-ctx.Done()
 	fmt.Fprintln(e.stderr, "stopping...")
 	return nil
 }
 
-func printTour(e env, nodes []*node.Node, api, zk, redis string, _ store.Store) {
+// upCluster is everything `up` runs, in the order it stops it.
+type upCluster struct {
+	log     *slog.Logger
+	etcd    *etcdcoord.Embedded
+	st      store.Store
+	stores  string // how the store was described to the user
+	coordBy string
+	coords  []coord.Coordinator
+	nodes   []*node.Node
+	router  *routerServer
+	stopMon func()
+	closers []func()
+}
+
+func (u *upCluster) startBackends(ctx context.Context, o upOptions) error {
+	var err error
+	switch {
+	case o.redis.addr != "" || o.redis.sentinels != "":
+		if u.st, err = o.redis.open(ctx, u.log); err != nil {
+			return err
+		}
+		u.stores = "Redis at " + o.redis.addr + o.redis.sentinels
+	default:
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if u.st, err = embedded.Open(sctx, embedded.Config{Dir: filepath.Join(o.dataDir, "store"), Logger: u.log}); err != nil {
+			return err
+		}
+		u.stores = "embedded store in " + filepath.Join(o.dataDir, "store")
+	}
+	switch {
+	case o.co.servers != "":
+		u.coordBy = "ZooKeeper at " + o.co.servers
+	case o.co.etcd != "":
+		u.coordBy = "etcd at " + o.co.etcd
+	default:
+		ectx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		if u.etcd, err = etcdcoord.StartEmbedded(ectx, filepath.Join(o.dataDir, "etcd")); err != nil {
+			return err
+		}
+		u.coordBy = "embedded etcd at " + u.etcd.Endpoint() + " (data in " + filepath.Join(o.dataDir, "etcd") + ")"
+	}
+	return nil
+}
+
+// newCoord gives one role its own session (its own ephemeral entries and elections).
+func (u *upCluster) newCoord(ctx context.Context, o upOptions) (coord.Coordinator, error) {
+	var c coord.Coordinator
+	var err error
+	if u.etcd != nil {
+		c, err = etcdcoord.New(ctx, etcdcoord.Config{Client: u.etcd.Client(), Prefix: o.co.root,
+			SessionTTL: o.co.sessionTimeout, Logger: u.log})
+	} else {
+		c, err = o.co.open(ctx, u.log)
+	}
+	if err != nil {
+		return nil, err
+	}
+	u.coords = append(u.coords, c)
+	return c, nil
+}
+
+// startRoles runs the nodes, a router and a monitor: the same code as the standalone
+// commands.
+func (u *upCluster) startRoles(ctx context.Context, o upOptions, apiL net.Listener) error {
+	// The first-run tour connects mosquitto_sub without credentials.
+	authn, err := auth.New(auth.Config{AllowAnonymous: true})
+	if err != nil {
+		return err
+	}
+	for i := range o.nodes {
+		c, err := u.newCoord(ctx, o)
+		if err != nil {
+			return err
+		}
+		cfg := node.DefaultConfig()
+		cfg.ID = fmt.Sprintf("node-%d", i+1)
+		cfg.MQTTAddr = fmt.Sprintf("127.0.0.1:%d", o.mqttPort+i)
+		cfg.InternalAddr = "127.0.0.1:0"
+		cfg.AdminAddr = "127.0.0.1:0"
+		cfg.DataDir = o.dataDir
+		cfg.Auth = authn
+		cfg.Quarantine.Grace = 2 * time.Second
+		n, err := node.Start(ctx, cfg, c, u.st, u.log)
+		if err != nil {
+			return err
+		}
+		u.nodes = append(u.nodes, n)
+	}
+	rc, err := u.newCoord(ctx, o)
+	if err != nil {
+		return err
+	}
+	if u.router, err = startRouter(ctx, router.DefaultConfig(), rc, u.st, apiL, "router-up", nil, u.log); err != nil {
+		return err
+	}
+	mc, err := u.newCoord(ctx, o)
+	if err != nil {
+		return err
+	}
+	mw, err := watcher.Start(ctx, mc, u.log)
+	if err != nil {
+		return err
+	}
+	u.closers = append(u.closers, mw.Close)
+	mcfg := monitor.DefaultConfig()
+	mcfg.ID = "monitor-up"
+	mon, err := monitor.New(mcfg, mc, mw, u.log)
+	if err != nil {
+		return err
+	}
+	mctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); mon.Run(mctx) }()
+	u.stopMon = func() { stop(); <-done }
+	return nil
+}
+
+// close stops everything in reverse order; the store and embedded etcd last, so their
+// files are closed cleanly.
+func (u *upCluster) close() {
+	if u.stopMon != nil {
+		u.stopMon()
+	}
+	for _, f := range u.closers {
+		f()
+	}
+	if u.router != nil {
+		_ = u.router.close()
+	}
+	for _, n := range u.nodes {
+		_ = n.Close(context.Background())
+	}
+	for _, c := range u.coords {
+		_ = c.Close()
+	}
+	if u.st != nil {
+		_ = u.st.Close()
+	}
+	if u.etcd != nil {
+		_ = u.etcd.Close()
+	}
+}
+
+func (u *upCluster) printTour(e env, o upOptions) {
 	w := e.stdout
-	fmt.Fprintf(w, "\nSwitchboard is up: %d nodes, a router, a monitor, ZooKeeper and Redis.\n\n", len(nodes))
-	for _, n := range nodes {
+	fmt.Fprintf(w, "\nSwitchboard is up: %d nodes, a router and a monitor, in this process.\n\n", len(u.nodes))
+	for _, n := range u.nodes {
 		m := n.Member()
 		fmt.Fprintf(w, "  %-8s mqtt://%s   admin http://%s/healthz\n", m.ID, m.MQTTAddr, m.AdminAddr)
 	}
-	fmt.Fprintf(w, "  router   http://%s   (POST /v1/messages)\n", api)
-	fmt.Fprintf(w, "  zk       %s\n  redis    %s\n\n", zk, redis)
-	first := nodes[0].Member().MQTTAddr
-	host, port, _ := net.SplitHostPort(first)
+	fmt.Fprintf(w, "  router   http://%s   (POST /v1/messages)\n", o.api)
+	fmt.Fprintf(w, "  coordination: %s\n  store:        %s\n\n", u.coordBy, u.stores)
+	host, port, _ := net.SplitHostPort(u.nodes[0].Member().MQTTAddr)
+	api := "http://" + o.api
+	fmt.Fprintf(w, "Anonymous MQTT clients are admitted and the API needs no token: this is a development cluster.\n\n")
 	fmt.Fprintf(w, "Try it:\n")
 	fmt.Fprintf(w, "  mosquitto_sub -h %s -p %s -i alice -q 1 -t inbox/alice\n", host, port)
-	fmt.Fprintf(w, "  switchboard send --api http://%s --to alice 'hello alice'\n\n", api)
-	fmt.Fprintf(w, "Ctrl-C stops everything.\n")
+	fmt.Fprintf(w, "  switchboard send --api %s --to alice 'hello alice'\n", api)
+	fmt.Fprintf(w, "  switchboard mailbox --api %s --to bob\n\n", api)
+	fmt.Fprintf(w, "Ctrl-C stops everything; messages waiting in mailboxes are kept in %s.\n", o.dataDir)
+}
+
+func closeAll(ls []net.Listener) {
+	for _, l := range ls {
+		l.Close()
+	}
+}
+
+// flagSet reports whether a flag was given on the command line or in the environment.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	found := false
+	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
+	return found
+}
+
+// lockDataDir makes sure dir exists, is writable and is not used by another running `up`.
+func lockDataDir(dir string) (unlock func(), err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("--data-dir %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, "up.lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("--data-dir %s is not writable: %w", dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("--data-dir %s is in use by another `switchboard up` (pid %s); stop it or choose another --data-dir",
+				dir, strings.TrimSpace(string(holder)))
+		}
+		return nil, fmt.Errorf("--data-dir %s: lock: %w", dir, err)
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
 }

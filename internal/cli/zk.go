@@ -8,13 +8,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/switchboard-mqtt/switchboard/coord/zkcoord"
 	"github.com/switchboard-mqtt/switchboard/zkstat"
 )
-
-func openZK(ctx context.Context, cfg zkcoord.Config) (*zkcoord.Coordinator, error) {
-	return zkcoord.New(ctx, cfg)
-}
 
 func runZK(ctx context.Context, e env, args []string) error {
 	if len(args) == 0 || args[0] != "status" {

@@ -1,0 +1,127 @@
+package etcdcoord
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// Embedded is a single-member etcd running inside this process, for `switchboard up`: its
+// data lives in a directory, and it listens on 127.0.0.1 only.
+type Embedded struct {
+	etcd     *embed.Etcd
+	client   *clientv3.Client
+	endpoint string
+	once     sync.Once
+}
+
+// embeddedPorts remembers the ports an embedded etcd used, so a restart on the same data
+// directory listens where its stored membership says it does.
+type embeddedPorts struct {
+	Client int `json:"client"`
+	Peer   int `json:"peer"`
+}
+
+// StartEmbedded starts (or restarts, with the same data) an etcd member in dir and returns
+// once it serves, with a client connected to it.
+func StartEmbedded(ctx context.Context, dir string) (*Embedded, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("embedded etcd: %w", err)
+	}
+	ports, err := loadPorts(dir)
+	if err != nil {
+		return nil, err
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = "switchboard-up"
+	cfg.Dir = filepath.Join(dir, "data")
+	cu := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", ports.Client)}
+	pu := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", ports.Peer)}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.EnableGRPCGateway = false
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("embedded etcd in %s: %w", dir, err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd in %s: %w", dir, err)
+	case <-ctx.Done():
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd in %s: not ready: %w", dir, ctx.Err())
+	}
+	endpoint := cu.Host
+	client, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, Logger: zap.NewNop()})
+	if err != nil {
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd client: %w", err)
+	}
+	return &Embedded{etcd: e, client: client, endpoint: endpoint}, nil
+}
+
+// loadPorts reads the ports a previous run used, or picks free ones and records them.
+func loadPorts(dir string) (embeddedPorts, error) {
+	path := filepath.Join(dir, "ports.json")
+	var p embeddedPorts
+	if b, err := os.ReadFile(path); err == nil {
+		if err := json.Unmarshal(b, &p); err != nil || p.Client == 0 || p.Peer == 0 {
+			return p, fmt.Errorf("embedded etcd: %s is damaged; remove the data directory to start afresh", path)
+		}
+		for _, port := range []int{p.Client, p.Peer} {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+			if err != nil {
+				return p, fmt.Errorf("embedded etcd: port %d (recorded in %s) is in use: %w", port, path, err)
+			}
+			l.Close()
+		}
+		return p, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return p, fmt.Errorf("embedded etcd: %w", err)
+	}
+	var ls [2]net.Listener
+	for i := range ls {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return p, fmt.Errorf("embedded etcd: choose a port: %w", err)
+		}
+		defer l.Close()
+		ls[i] = l
+	}
+	p = embeddedPorts{Client: ls[0].Addr().(*net.TCPAddr).Port, Peer: ls[1].Addr().(*net.TCPAddr).Port}
+	b, _ := json.Marshal(p)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return p, fmt.Errorf("embedded etcd: %w", err)
+	}
+	return p, nil
+}
+
+// Client is a client of the embedded member; pass it in Config.Client. It stays open until
+// Close.
+func (e *Embedded) Client() *clientv3.Client { return e.client }
+
+// Endpoint is the member's client address (127.0.0.1:port).
+func (e *Embedded) Endpoint() string { return e.endpoint }
+
+// Close closes the client and stops the member, flushing its data. Idempotent.
+func (e *Embedded) Close() error {
+	e.once.Do(func() {
+		e.client.Close()
+		e.etcd.Close()
+	})
+	return nil
+}
