@@ -12,7 +12,7 @@ type Config struct {
 	// Dir is the directory that holds the store's file. Open creates it if it is missing.
 	// One process at a time may use it. Required.
 	Dir string
-	// Logger receives warnings about background work that failed (the expiry sweeper).
+	// Logger receives warnings the calls cannot return: a failed sweep, a full disk.
 	// Nil discards them.
 	Logger *slog.Logger
 	// LockTimeout bounds how long Open waits for the directory's lock before it reports
@@ -25,8 +25,8 @@ type Config struct {
 	// holds. Zero means the default.
 	MaxGroup int
 	// ReserveBytes is the disk the store keeps in hand, in a file beside its database, so
-	// that acknowledgements can still delete when the disk fills (see reserve). Zero means
-	// the default.
+	// that acknowledgements can still delete when the disk fills (see the package
+	// documentation, Errors). Zero means the default.
 	ReserveBytes int64
 }
 

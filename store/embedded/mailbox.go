@@ -19,9 +19,9 @@ const maxPeek = 1000
 // Append adds m at the tail of m.To's mailbox unless a message with m.ID is already there
 // (Duplicate) or the mailbox holds limit messages (store.ErrMailboxFull, returned with the
 // depth and presence filled in). The id check, the append and the presence read are one
-// transaction, durable when Append returns. While the disk is full (see reserve) it still
-// recognises a duplicate and a full mailbox, and refuses anything else with
-// store.ErrStoreFull.
+// transaction, durable when Append returns. While the disk is full (see the package
+// documentation, Errors) it still recognises a duplicate and a full mailbox, and refuses
+// anything else with store.ErrStoreFull.
 func (s *Store) Append(ctx context.Context, m store.Message, limit int) (store.AppendResult, error) {
 	switch {
 	case m.To == "":
