@@ -74,7 +74,11 @@ type Limits struct {
 	TopicAliasMax uint16
 	// ReceiveMaximum is the most unacknowledged QoS 1/2 messages a client may send.
 	ReceiveMaximum uint16
-	// MaxInflight is the most unacknowledged QoS>0 messages stored per client.
+	// MaxInflight is the most unacknowledged QoS>0 messages held per client (sent and not
+	// yet acknowledged, or waiting for the client's receive maximum). Beyond it mochi drops
+	// further pub/sub messages to that client without calling any hook (counted in
+	// switchboard_node_mqtt_inflight_dropped_total); below it, a client that stops reading
+	// fills its outbound queue first, and those drops go to its mailbox.
 	MaxInflight uint16
 	// ConnRatePerIP is how many new MQTT connections a second one source address may open
 	// (a token bucket of ConnBurstPerIP); more are closed at once. 0 disables the limit
@@ -125,7 +129,7 @@ func DefaultConfig() Config {
 			MaxMessageExpiry: 24 * time.Hour,
 			TopicAliasMax:    16,
 			ReceiveMaximum:   128,
-			MaxInflight:      256,
+			MaxInflight:      8192,
 			WritesPending:    256,
 			ConnRatePerIP:    500,
 			ConnBurstPerIP:   1000,

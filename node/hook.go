@@ -347,18 +347,16 @@ func (h *hook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
 		ID: "dropped-" + randomToken(), To: cl.ID, Topic: pk.TopicName, Payload: pk.Payload, QoS: 1,
 		Accepted: now.UTC(), Expires: expires.UTC(),
 	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.StoreTimeout)
-		defer cancel()
-		if _, err := n.store.Append(ctx, m, n.cfg.MailboxLimit); err != nil {
-			n.metrics.dropsLost.Inc()
-			n.log.Error("a message dropped for a slow subscriber could not be kept", "client", cl.ID, "error", err)
-			return
-		}
-		n.metrics.dropsKept.Inc()
-	}()
+	// On the publisher's goroutine, with a deadline: drops for one subscriber arrive in
+	// order and must be appended in order.
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.StoreTimeout)
+	defer cancel()
+	if _, err := n.store.Append(ctx, m, n.cfg.MailboxLimit); err != nil {
+		n.metrics.dropsLost.Inc()
+		n.log.Error("a message dropped for a slow subscriber could not be kept", "client", cl.ID, "error", err)
+		return
+	}
+	n.metrics.dropsKept.Inc()
 }
 
 func metricReason(r string) string {

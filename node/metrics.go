@@ -93,8 +93,10 @@ func newMetrics(reg *prometheus.Registry, n *Node) *metrics {
 			func() int64 { return atomic.LoadInt64(&n.mqtt.Info.MessagesReceived) }),
 		info("switchboard_node_mqtt_messages_sent_total", "PUBLISH packets sent to clients.",
 			func() int64 { return atomic.LoadInt64(&n.mqtt.Info.MessagesSent) }),
-		info("switchboard_node_mqtt_messages_dropped_total", "Messages the broker dropped (slow subscribers).",
+		info("switchboard_node_mqtt_messages_dropped_total", "Pub/sub messages the broker dropped because a subscriber's outbound queue was full (QoS>0 ones go to its mailbox).",
 			func() int64 { return atomic.LoadInt64(&n.mqtt.Info.MessagesDropped) }),
+		info("switchboard_node_mqtt_inflight_dropped_total", "Pub/sub messages the broker dropped because a subscriber held max-inflight unacknowledged messages (no hook: not kept).",
+			func() int64 { return atomic.LoadInt64(&n.mqtt.Info.InflightDropped) }),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -40,6 +40,8 @@ func runNode(ctx context.Context, e env, args []string) error {
 	internalTLS.register(fs, "internal-", "the internal router/node channel")
 	fs.Float64Var(&cfg.Limits.ConnRatePerIP, "conn-rate", d.Limits.ConnRatePerIP, "new MQTT connections a second per source address (0: no limit)")
 	fs.IntVar(&cfg.Limits.ConnBurstPerIP, "conn-burst", d.Limits.ConnBurstPerIP, "burst of new connections per source address")
+	var maxInflight uint
+	fs.UintVar(&maxInflight, "max-inflight", uint(d.Limits.MaxInflight), "most unacknowledged QoS 1/2 messages held for one client (at most 65535)")
 	var maxPacket uint
 	fs.UintVar(&maxPacket, "max-packet-size", uint(d.Limits.MaxPacketSize), "largest MQTT packet accepted (bytes)")
 	fs.Int64Var(&cfg.Limits.MaxClients, "max-clients", d.Limits.MaxClients, "most concurrent MQTT connections")
@@ -57,6 +59,10 @@ func runNode(ctx context.Context, e env, args []string) error {
 	}
 	cfg.WireToken = token
 	cfg.Limits.MaxPacketSize = uint32(maxPacket)
+	if maxInflight > 65535 {
+		return usagef("--max-inflight %d: at most 65535", maxInflight)
+	}
+	cfg.Limits.MaxInflight = uint16(maxInflight)
 	cfg.Limits.MaxSessionExpiry = uint32(maxSession / time.Second)
 	cfg.Health.MinFreeDisk = minDisk << 20
 	cfg.Health.MaxMemory = maxMem << 20
