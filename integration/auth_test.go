@@ -297,7 +297,10 @@ func TestAuthenticationAndInboxIsolation(t *testing.T) {
 }
 
 // grantRead adds a read rule to a user in an auth file.
-func grantRead(t *testing.T, file, user, filter string) {
+func grantRead(t *testing.T, file, user, filter string) { grantRule(t, file, user, filter, "read") }
+
+// grantRule adds a rule (access read, write or readwrite) to a user in an auth file.
+func grantRule(t *testing.T, file, user, filter, access string) {
 	t.Helper()
 	raw, err := os.ReadFile(file)
 	if err != nil {
@@ -308,7 +311,8 @@ func grantRead(t *testing.T, file, user, filter string) {
 		t.Fatal(err)
 	}
 	u := doc["users"].(map[string]any)[user].(map[string]any)
-	u["acl"] = []any{map[string]any{"topic": filter, "access": "read"}}
+	rules, _ := u["acl"].([]any)
+	u["acl"] = append(rules, map[string]any{"topic": filter, "access": access})
 	out, _ := json.MarshalIndent(doc, "", "  ")
 	if err := os.WriteFile(file, out, 0o600); err != nil {
 		t.Fatal(err)
