@@ -50,6 +50,9 @@ type Config struct {
 	WireToken string
 	// WireTLS, if set, is the client side of TLS (mutual, with a certificate) to nodes.
 	WireTLS *tls.Config
+	// RouteCache is how many clients' routes are remembered (0 disables the cache: every
+	// message then reads presence and mailbox depth from the store).
+	RouteCache int
 }
 
 // DefaultConfig returns the defaults.
@@ -63,6 +66,7 @@ func DefaultConfig() Config {
 		MaxBatch:       1000,
 		DeliverTimeout: 15 * time.Second,
 		StoreTimeout:   2 * time.Second,
+		RouteCache:     1 << 20,
 	}
 }
 
@@ -81,6 +85,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max batch %d must be positive", c.MaxBatch)
 	case c.DeliverTimeout <= 0 || c.StoreTimeout <= 0:
 		return errors.New("timeouts must be positive")
+	case c.RouteCache < 0:
+		return fmt.Errorf("route cache %d must not be negative", c.RouteCache)
 	}
 	return nil
 }
@@ -93,6 +99,7 @@ type Router struct {
 	members  *watcher.Watcher
 	pool     *wire.Pool
 	lanes    lanes
+	routes   routes
 	registry *prometheus.Registry
 	metrics  *metrics
 
@@ -117,6 +124,7 @@ func New(cfg Config, st store.Store, members *watcher.Watcher, log *slog.Logger)
 		members:  members,
 		pool:     wire.NewPool(wire.DialOptions{Token: cfg.WireToken, TLS: cfg.WireTLS, Logger: log.With("component", "router-wire")}),
 		registry: prometheus.NewRegistry(),
+		routes:   routes{max: cfg.RouteCache},
 		cancel:   cancel,
 	}
 	r.metrics = newMetrics(r.registry)
@@ -204,6 +212,21 @@ func (r *Router) send(ctx context.Context, m Message, now time.Time) (Result, er
 		ID: m.ID, To: m.To, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS,
 		Accepted: now.UTC(), Expires: now.Add(m.TTL).UTC(),
 	}
+	// The common case needs no store round trip: the client's route (its node, epoch and
+	// session, seen last time with an empty mailbox) is remembered.
+	if p, ok := r.routes.get(m.To); ok {
+		if member, live := r.members.Live(p.Node, p.Epoch); live {
+			res, out := r.deliver(ctx, member, p, sm)
+			switch out {
+			case done:
+				return res, nil
+			case uncertain:
+				r.routes.forget(m.To)
+				return r.queue(ctx, sm)
+			}
+		}
+		r.routes.forget(m.To) // stale: look again
+	}
 	sctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
 	p, depth, err := r.store.Lookup(sctx, m.To)
 	cancel()
@@ -213,32 +236,48 @@ func (r *Router) send(ctx context.Context, m Message, now time.Time) (Result, er
 	// Direct only when nothing is queued ahead, so order holds across a drain.
 	if depth == 0 && p.Online() {
 		if member, live := r.members.Live(p.Node, p.Epoch); live {
-			res, ok := r.deliver(ctx, member, p, sm)
-			if ok {
+			res, out := r.deliver(ctx, member, p, sm)
+			if out == done {
+				r.routes.put(m.To, p)
 				return res, nil
 			}
 		}
 	}
-	sctx, cancel = context.WithTimeout(ctx, r.cfg.StoreTimeout)
+	return r.queue(ctx, sm)
+}
+
+// queue appends the message to its client's mailbox and wakes the client's node.
+func (r *Router) queue(ctx context.Context, sm store.Message) (Result, error) {
+	r.routes.forget(sm.To) // the next message must see the mailbox
+	sctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
 	ar, err := r.store.Append(sctx, sm, r.cfg.MailboxLimit)
 	cancel()
 	if err != nil {
-		return Result{}, fmt.Errorf("store for %s: %w", m.To, err)
+		return Result{}, fmt.Errorf("store for %s: %w", sm.To, err)
 	}
 	if ar.Presence.Online() {
 		r.kickDrain(ar.Presence)
 	}
-	return Result{ID: m.ID, Status: Queued, Depth: ar.Depth, Duplicate: ar.Duplicate}, nil
+	return Result{ID: sm.ID, Status: Queued, Depth: ar.Depth, Duplicate: ar.Duplicate}, nil
 }
 
-// deliver tries the client's node. ok is false when the message must go to the mailbox.
-func (r *Router) deliver(ctx context.Context, member coord.Member, p store.Presence, m store.Message) (Result, bool) {
+// outcome is what a direct delivery attempt came to.
+type outcome int
+
+const (
+	done      outcome = iota // delivered (or expired): answer the sender
+	notSent                  // nothing reached the client: looking again is safe
+	uncertain                // it may have reached the client: queue it, never resend directly
+)
+
+// deliver tries the client's node.
+func (r *Router) deliver(ctx context.Context, member coord.Member, p store.Presence, m store.Message) (Result, outcome) {
 	dctx, cancel := context.WithTimeout(ctx, r.cfg.DeliverTimeout)
 	defer cancel()
 	conn, err := r.pool.Get(dctx, member.InternalAddr)
 	if err != nil {
 		r.log.Debug("node unreachable; queueing", "node", member.ID, "error", err)
-		return Result{}, false
+		return Result{}, notSent
 	}
 	res, err := conn.Deliver(dctx, wire.Deliver{
 		Epoch: p.Epoch, Client: p.Client, Session: p.Session, ID: m.ID, Topic: m.Topic,
@@ -249,17 +288,18 @@ func (r *Router) deliver(ctx context.Context, member coord.Member, p store.Prese
 		// cause a duplicate, never a loss.
 		r.metrics.uncertain.Inc()
 		r.log.Debug("delivery outcome unknown; queueing", "node", member.ID, "client", p.Client, "error", err)
-		return Result{}, false
+		return Result{}, uncertain
 	}
 	switch res.Status {
 	case wire.StatusDelivered:
-		return Result{ID: m.ID, Status: Delivered, Node: member.ID}, true
+		return Result{ID: m.ID, Status: Delivered, Node: member.ID}, done
 	case wire.StatusExpired:
-		return Result{ID: m.ID, Status: Expired, Node: member.ID}, true
-	case wire.StatusFailed:
-		r.metrics.uncertain.Inc()
+		return Result{ID: m.ID, Status: Expired, Node: member.ID}, done
+	case wire.StatusNotHere, wire.StatusStaleEpoch:
+		return Result{}, notSent
 	}
-	return Result{}, false
+	r.metrics.uncertain.Inc()
+	return Result{}, uncertain
 }
 
 // kickDrain tells the client's node that its mailbox has messages. It is best effort: a node

@@ -45,6 +45,7 @@ func commands() []command {
 		{"release", "lift a node's quarantine: release NODE", runRelease},
 		{"passwd", "set a user's password in the credentials file: passwd FILE USER (password on stdin)", runPasswd},
 		{"backends", "start a ZooKeeper ensemble and a Redis on this machine for development", runBackends},
+		{"bench", "load generator: bench direct|pubsub|connect|report", runBench},
 		{"version", "print the version", func(_ context.Context, e env, _ []string) error {
 			fmt.Fprintln(e.stdout, version.Version)
 			return nil

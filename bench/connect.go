@@ -1,0 +1,330 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ConnectConfig configures a connection storm: many clients connect (and subscribe to their
+// inbox, as a Switchboard client does), then stay idle while the broker's memory is read.
+// DefaultConnectConfig shows every default.
+type ConnectConfig struct {
+	// MQTT are the brokers' addresses; connections go round-robin across them.
+	MQTT []string `json:"mqtt"`
+	// Connections is how many clients connect.
+	Connections int `json:"connections"`
+	// Rate is the offered connection rate a second; 0 connects as fast as Concurrency
+	// handshakes in flight allow.
+	Rate float64 `json:"rate,omitempty"`
+	// Concurrency is the most handshakes in flight.
+	Concurrency int `json:"concurrency"`
+	// Subscribe makes each client subscribe to InboxPrefix+id at QoS 1 after CONNACK.
+	Subscribe   bool   `json:"subscribe"`
+	InboxPrefix string `json:"inbox_prefix"`
+	// MQTTVersion is the protocol version, 4 or 5.
+	MQTTVersion byte `json:"mqtt_version"`
+	// KeepAlive is the clients' keep-alive (seconds); it must outlast the run, since idle
+	// clients here do not ping.
+	KeepAlive uint16 `json:"keepalive"`
+	// Settle is how long the clients stay idle before memory is read.
+	Settle time.Duration `json:"settle"`
+	// Admin are Go servers' admin addresses (a Switchboard node's --admin, mochi-bare's
+	// --admin): their /metrics give heap, stack and resident memory, and /debug/pprof
+	// collects garbage before each reading. Figures are summed over all of them.
+	Admin []string `json:"admin,omitempty"`
+	// PIDs are processes whose VmRSS (/proc/<pid>/status) is read, summed: for brokers
+	// without /metrics, such as mosquitto.
+	PIDs []int `json:"pids,omitempty"`
+	// GC collects garbage on the Admin servers before each reading.
+	GC bool `json:"gc"`
+	// Prefix starts client ids.
+	Prefix string `json:"prefix"`
+	// Username and Password are the clients' credentials, if the broker wants them.
+	Username string `json:"username,omitempty"`
+	Password string `json:"-"`
+	// SourceIPs spread the connections over these source addresses, so a broker's
+	// per-address connection rate limit does not throttle the storm.
+	SourceIPs []string `json:"source_ips,omitempty"`
+	// Progress, when not nil, gets a status line each second.
+	Progress io.Writer `json:"-"`
+}
+
+// DefaultConnectConfig returns the defaults.
+func DefaultConnectConfig() ConnectConfig {
+	return ConnectConfig{
+		MQTT:        []string{"127.0.0.1:1883"},
+		Connections: 5000,
+		Concurrency: 64,
+		Subscribe:   true,
+		InboxPrefix: "inbox/",
+		MQTTVersion: 4,
+		KeepAlive:   600,
+		Settle:      2 * time.Second,
+		GC:          true,
+		Prefix:      "bench",
+	}
+}
+
+// Validate checks the configuration; errors name the flag.
+func (c ConnectConfig) Validate() error {
+	switch {
+	case len(c.MQTT) == 0:
+		return errors.New("--mqtt is required")
+	case c.Connections < 1:
+		return fmt.Errorf("--connections %d: want at least 1", c.Connections)
+	case c.Rate < 0:
+		return fmt.Errorf("--rate %v: must not be negative", c.Rate)
+	case c.Concurrency < 1:
+		return fmt.Errorf("--concurrency %d: want at least 1", c.Concurrency)
+	case c.MQTTVersion != 4 && c.MQTTVersion != 5:
+		return fmt.Errorf("--mqtt-version %d: want 4 or 5", c.MQTTVersion)
+	case c.Settle < 0:
+		return fmt.Errorf("--settle %v: must not be negative", c.Settle)
+	}
+	return nil
+}
+
+// ConnectStats is what a connection storm measured.
+type ConnectStats struct {
+	Established int64   `json:"established"`
+	Failed      int64   `json:"failed"`
+	Seconds     float64 `json:"seconds"` // first dial to last handshake done
+	PerSecond   float64 `json:"per_second"`
+	Latency     Latency `json:"latency_ms"` // dial to CONNACK (and SUBACK)
+	// PerConn are the memory figures before and after, and the growth per connection.
+	PerConn []MemoryDelta `json:"per_conn,omitempty"`
+	// BytesPerConn is the headline idle memory per connection: resident memory growth
+	// (VmRSS when PIDs are given, else process_resident_memory_bytes).
+	BytesPerConn float64 `json:"bytes_per_conn,omitempty"`
+	// GoBytesPerConn is heap in use plus goroutine stacks, per connection (Go servers).
+	GoBytesPerConn float64 `json:"go_bytes_per_conn,omitempty"`
+}
+
+// MemoryDelta is one memory figure before and after the storm.
+type MemoryDelta struct {
+	Name         string  `json:"name"`
+	Before       float64 `json:"before"`
+	After        float64 `json:"after"`
+	BytesPerConn float64 `json:"bytes_per_conn"`
+}
+
+// memoryMetrics are the figures read from a Go server's /metrics.
+var memoryMetrics = []string{"process_resident_memory_bytes", "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes"}
+
+// memorySnapshot sums the memory figures of the configured servers.
+func (c ConnectConfig) memorySnapshot(ctx context.Context) (map[string]float64, error) {
+	out := map[string]float64{}
+	for _, a := range c.Admin {
+		if c.GC {
+			if err := forceGC(ctx, a); err != nil {
+				return nil, fmt.Errorf("collect garbage on %s: %w", a, err)
+			}
+		}
+		m, err := scrapeMetrics(ctx, adminURL(a)+"/metrics")
+		if err != nil {
+			return nil, err
+		}
+		for _, name := range memoryMetrics {
+			v, ok := m[name]
+			if !ok {
+				return nil, fmt.Errorf("%s/metrics has no %s", adminURL(a), name)
+			}
+			out[name] += v
+		}
+	}
+	for _, pid := range c.PIDs {
+		v, err := vmRSS(pid)
+		if err != nil {
+			return nil, err
+		}
+		out["vmrss"] += float64(v)
+	}
+	return out, nil
+}
+
+// RunConnect runs a connection storm.
+func RunConnect(ctx context.Context, cfg ConnectConfig) (*Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	res := &Result{Kind: "connect", Started: time.Now().UTC(), Config: cfg, OK: true}
+	before, err := cfg.memorySnapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	run := cfg.Prefix + "-" + runID()
+	clients := make([]*Client, cfg.Connections)
+	defer closeAll(clients)
+	var hist Histogram
+	var established, failed atomic.Int64
+	var emu sync.Mutex
+	var lastDone atomic.Int64
+	var connMeter rateMeter
+	prog := startProgress(cfg.Progress, time.Second, func(el time.Duration) string {
+		n := established.Load()
+		return fmt.Sprintf("connect %5.1fs  connected %d (%.0f/s)  failed %d", el.Seconds(), n, connMeter.rate(n), failed.Load())
+	})
+	start := time.Now()
+	idx := make(chan int)
+	var wg sync.WaitGroup
+	for range min(cfg.Concurrency, cfg.Connections) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range idx {
+				t0 := time.Now()
+				c, err := connectIdle(ctx, cfg, i, fmt.Sprintf("%s-%d", run, i))
+				if err != nil {
+					failed.Add(1)
+					emu.Lock()
+					res.addError(err.Error())
+					emu.Unlock()
+					continue
+				}
+				done := time.Now()
+				hist.Record(done.Sub(t0))
+				clients[i] = c
+				established.Add(1)
+				for {
+					l := lastDone.Load()
+					if int64(done.Sub(start)) <= l || lastDone.CompareAndSwap(l, int64(done.Sub(start))) {
+						break
+					}
+				}
+			}
+		}()
+	}
+	var interval time.Duration
+	if cfg.Rate > 0 {
+		interval = time.Duration(float64(time.Second) / cfg.Rate)
+	}
+feed:
+	for i := range cfg.Connections {
+		if interval > 0 {
+			if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
+				select {
+				case <-time.After(wait):
+				case <-ctx.Done():
+					break feed
+				}
+			}
+		}
+		select {
+		case idx <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(idx)
+	wg.Wait()
+	prog.Stop()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	s := &ConnectStats{Established: established.Load(), Failed: failed.Load(), Latency: hist.Summary()}
+	s.Seconds = time.Duration(lastDone.Load()).Seconds()
+	if s.Seconds > 0 {
+		s.PerSecond = float64(s.Established) / s.Seconds
+	}
+	res.Connect = s
+	if s.Failed > 0 {
+		res.fail("%d of %d connections failed", s.Failed, cfg.Connections)
+	}
+	if len(cfg.Admin) > 0 || len(cfg.PIDs) > 0 {
+		select {
+		case <-time.After(cfg.Settle):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		after, err := cfg.memorySnapshot(ctx)
+		if err != nil {
+			return nil, err
+		}
+		// Clients that dropped while idle would make the figures per connection wrong.
+		for _, c := range clients {
+			if c != nil && isDone(c) {
+				res.fail("a client was disconnected while idle: %v", c.Err())
+				break
+			}
+		}
+		names := make([]string, 0, len(after))
+		for k := range after {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		n := float64(max(s.Established, 1))
+		for _, k := range names {
+			s.PerConn = append(s.PerConn, MemoryDelta{Name: k, Before: before[k], After: after[k], BytesPerConn: (after[k] - before[k]) / n})
+		}
+		if _, ok := after["vmrss"]; ok {
+			s.BytesPerConn = (after["vmrss"] - before["vmrss"]) / n
+		} else {
+			s.BytesPerConn = (after["process_resident_memory_bytes"] - before["process_resident_memory_bytes"]) / n
+		}
+		if _, ok := after["go_memstats_heap_inuse_bytes"]; ok {
+			s.GoBytesPerConn = (after["go_memstats_heap_inuse_bytes"] + after["go_memstats_stack_inuse_bytes"] -
+				before["go_memstats_heap_inuse_bytes"] - before["go_memstats_stack_inuse_bytes"]) / n
+		}
+	}
+	return res, nil
+}
+
+// connectIdle connects (and subscribes) a client that then stays idle: no goroutines of
+// its own and a small read buffer, so the generator holds many cheaply.
+func connectIdle(ctx context.Context, cfg ConnectConfig, i int, id string) (*Client, error) {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := Dial(cctx, cfg.MQTT[i%len(cfg.MQTT)], ClientOptions{
+		ID: id, Version: cfg.MQTTVersion, KeepAlive: cfg.KeepAlive, ReadBufferSize: 512,
+		Username: cfg.Username, Password: cfg.Password, LocalAddr: sourceFor(cfg.SourceIPs, i),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Subscribe {
+		if err := c.Subscribe(cctx, cfg.InboxPrefix+id, 1); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// isDone reports whether an idle (not started) client's connection was closed by the
+// broker, without blocking: a zero-wait read sees EOF at once.
+func isDone(c *Client) bool {
+	_ = c.conn.SetReadDeadline(time.Now().Add(time.Millisecond))
+	_, err := c.r.Peek(1)
+	_ = c.conn.SetReadDeadline(time.Time{})
+	if err != nil && !isTimeout(err) {
+		c.errOnce.Do(func() { c.err = err; close(c.done) })
+		return true
+	}
+	return false
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+func closeAll(clients []*Client) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 128)
+	for _, c := range clients {
+		if c == nil {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() { defer wg.Done(); defer func() { <-sem }(); c.Close() }()
+	}
+	wg.Wait()
+}

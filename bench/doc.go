@@ -1,0 +1,17 @@
+// Package bench is Switchboard's load generator, behind `switchboard bench`:
+//
+//   - RunDirect: MQTT clients subscribed to their inboxes on the nodes, senders posting
+//     messages for them to a router's HTTP API; throughput, end-to-end latency and a
+//     completeness check (every accepted message arrives, in order per client).
+//   - RunPubSub: publisher→subscriber pairs against any MQTT broker (mosquitto, a bare
+//     mochi broker, a Switchboard node), for comparison.
+//   - RunConnect: a connection storm and the broker's idle memory per connection.
+//
+// The generator must not be what it measures, so it speaks MQTT through its own small
+// client (Client) on raw TCP with mochi's packet codec: one reader and one writer
+// goroutine per connection, buffers reused, writes coalesced. Every run reports the
+// generator's own CPU time per message.
+//
+// Report turns many runs' JSON results into a side-by-side table of medians
+// (scripts/bench.sh writes docs/BENCHMARKS.md with it).
+package bench

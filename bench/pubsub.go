@@ -1,0 +1,414 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// PubSubConfig configures a classic publish/subscribe benchmark against any MQTT broker:
+// pairs of one publisher and one subscriber, each pair on its own topic.
+// DefaultPubSubConfig shows every default.
+type PubSubConfig struct {
+	// MQTT is the broker's address.
+	MQTT string `json:"mqtt"`
+	// Pairs is the number of publisher/subscriber pairs.
+	Pairs int `json:"pairs"`
+	// Count is how many messages to publish in all; 0 publishes for Duration.
+	Count int `json:"count,omitempty"`
+	// Duration bounds the publishing when Count is 0.
+	Duration time.Duration `json:"duration,omitempty"`
+	// Rate is the offered rate in messages a second over all pairs; 0 publishes as fast as
+	// flow control allows.
+	Rate float64 `json:"rate,omitempty"`
+	// QoS of the publishes and subscriptions: 0 or 1.
+	QoS byte `json:"qos"`
+	// Size is the payload size in bytes (at least 32).
+	Size int `json:"size"`
+	// Window is the most messages of a pair published but not yet received: end-to-end
+	// flow control, so a broker's per-subscriber queue never overflows and the figure is
+	// a sustainable rate.
+	Window int `json:"window"`
+	// Inflight is the most QoS 1 publishes of one publisher awaiting PUBACK.
+	Inflight int `json:"inflight"`
+	// MQTTVersion is the protocol version, 4 or 5.
+	MQTTVersion byte `json:"mqtt_version"`
+	// Username and Password are the clients' credentials, if the broker wants them.
+	Username string `json:"username,omitempty"`
+	Password string `json:"-"`
+	// Prefix starts client ids and topics.
+	Prefix string `json:"prefix"`
+	// DrainTimeout bounds the wait for messages after the last publish.
+	DrainTimeout time.Duration `json:"drain_timeout"`
+	// Progress, when not nil, gets a status line each second.
+	Progress io.Writer `json:"-"`
+}
+
+// DefaultPubSubConfig returns the defaults.
+func DefaultPubSubConfig() PubSubConfig {
+	return PubSubConfig{
+		MQTT:         "127.0.0.1:1883",
+		Pairs:        8,
+		Duration:     10 * time.Second,
+		QoS:          0,
+		Size:         64,
+		Window:       256,
+		Inflight:     64,
+		MQTTVersion:  4,
+		Prefix:       "bench",
+		DrainTimeout: 10 * time.Second,
+	}
+}
+
+// Validate checks the configuration; errors name the flag.
+func (c PubSubConfig) Validate() error {
+	switch {
+	case c.MQTT == "":
+		return errors.New("--mqtt is required")
+	case c.Pairs < 1:
+		return fmt.Errorf("--pairs %d: want at least 1", c.Pairs)
+	case c.Count < 0:
+		return fmt.Errorf("--count %d: must not be negative", c.Count)
+	case c.Count == 0 && c.Duration <= 0:
+		return errors.New("give --count or a positive --duration")
+	case c.Rate < 0:
+		return fmt.Errorf("--rate %v: must not be negative", c.Rate)
+	case c.QoS > 1:
+		return fmt.Errorf("--qos %d: want 0 or 1", c.QoS)
+	case c.Size < stampLen || c.Size > 1<<20:
+		return fmt.Errorf("--size %d: want %d to %d bytes", c.Size, stampLen, 1<<20)
+	case c.Window < 1:
+		return fmt.Errorf("--window %d: want at least 1", c.Window)
+	case c.Inflight < 1 || c.Inflight > 65535:
+		return fmt.Errorf("--inflight %d: want 1 to 65535", c.Inflight)
+	case c.MQTTVersion != 4 && c.MQTTVersion != 5:
+		return fmt.Errorf("--mqtt-version %d: want 4 or 5", c.MQTTVersion)
+	case c.DrainTimeout <= 0:
+		return fmt.Errorf("--drain-timeout %v: must be positive", c.DrainTimeout)
+	}
+	return nil
+}
+
+// pair is one publisher and its subscriber.
+type pair struct {
+	topic    string
+	pub, sub *Client
+	recvd    atomic.Int64 // distinct messages the subscriber got
+	notify   chan struct{}
+	waiting  atomic.Bool // the publisher waits for window space
+
+	// QoS 1 publishes awaiting PUBACK, in publish order; brokers acknowledge QoS 1
+	// publishes in order [MQTT-4.6.0-2], so the front is normally the one acknowledged.
+	amu     sync.Mutex
+	pending []pendingPub
+}
+
+type pendingPub struct {
+	id  uint16
+	seq uint32
+}
+
+type pubsub struct {
+	cfg       PubSubConfig
+	epoch     time.Time
+	pairs     []*pair
+	check     *Checker
+	hist      Histogram
+	sent      atomic.Int64
+	settled   atomic.Int64 // publishes accepted or refused
+	misrouted atomic.Int64
+	lastRecv  atomic.Int64
+}
+
+// RunPubSub runs a publish/subscribe benchmark.
+func RunPubSub(ctx context.Context, cfg PubSubConfig) (*Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	p := &pubsub{cfg: cfg, check: NewChecker(cfg.Pairs)}
+	res := &Result{Kind: "pubsub", Started: time.Now().UTC(), Config: cfg, OK: true}
+	run := cfg.Prefix + "-" + runID()
+	p.epoch = time.Now()
+	p.pairs = make([]*pair, cfg.Pairs)
+	defer p.close()
+	for i := range p.pairs {
+		if err := p.connect(ctx, i, run); err != nil {
+			return nil, err
+		}
+	}
+
+	cpu0 := cpuTime()
+	start := time.Now()
+	var deadline time.Time
+	if cfg.Count == 0 {
+		deadline = start.Add(cfg.Duration)
+	}
+	var sentMeter, recvMeter rateMeter
+	prog := startProgress(cfg.Progress, time.Second, func(el time.Duration) string {
+		s, r := p.sent.Load(), p.check.Received()
+		return fmt.Sprintf("pubsub %5.1fs  published %d (%.0f/s)  received %d (%.0f/s)",
+			el.Seconds(), s, sentMeter.rate(s), r, recvMeter.rate(r))
+	})
+	var wg sync.WaitGroup
+	for i := range p.pairs {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.publish(ctx, i, start, deadline) }()
+	}
+	wg.Wait()
+	sendEnd := time.Now()
+	p.waitDrain(ctx)
+	prog.Stop()
+	cpu := cpuTime() - cpu0
+
+	c := p.check.Result()
+	res.Completeness = &c
+	res.Sent = p.sent.Load()
+	res.SendSeconds = sendEnd.Sub(start).Seconds()
+	res.AcceptedPerS = float64(c.Accepted) / res.SendSeconds
+	if last := time.Duration(p.lastRecv.Load()); last > 0 {
+		res.DeliveredPerS = float64(c.Received) / (last - start.Sub(p.epoch)).Seconds()
+	}
+	l := p.hist.Summary()
+	res.Latency = &l
+	res.Misrouted = p.misrouted.Load()
+	res.GeneratorCPUPerMsgUS = perMessageUS(cpu, c.Received)
+	if cfg.QoS == 1 {
+		if c.Missing > 0 {
+			res.fail("%d acknowledged QoS 1 message(s) never arrived", c.Missing)
+		}
+		if c.OutOfOrder > 0 {
+			res.fail("%d message(s) arrived out of order", c.OutOfOrder)
+		}
+	}
+	if res.Misrouted > 0 {
+		res.fail("%d message(s) arrived on the wrong subscription", res.Misrouted)
+	}
+	if c.Received == 0 {
+		res.fail("no message arrived")
+	}
+	for _, pr := range p.pairs {
+		for _, cl := range []*Client{pr.pub, pr.sub} {
+			if cl.Err() != nil {
+				res.fail("a client lost its connection: %v", cl.Err())
+				return res, nil
+			}
+		}
+	}
+	return res, nil
+}
+
+func (p *pubsub) connect(ctx context.Context, i int, run string) error {
+	cfg := p.cfg
+	pr := &pair{topic: fmt.Sprintf("%s/%s/%d", cfg.Prefix, run, i), notify: make(chan struct{}, 1)}
+	p.pairs[i] = pr
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var err error
+	pr.sub, err = Dial(cctx, cfg.MQTT, ClientOptions{
+		ID: fmt.Sprintf("%s-%d-s", run, i), Version: cfg.MQTTVersion, KeepAlive: 60,
+		Username: cfg.Username, Password: cfg.Password,
+		OnMessage: func(m *Message) { p.receive(i, m) },
+	})
+	if err != nil {
+		return fmt.Errorf("subscriber %d: %w", i, err)
+	}
+	if err := pr.sub.Subscribe(cctx, pr.topic, cfg.QoS); err != nil {
+		return fmt.Errorf("subscriber %d: %w", i, err)
+	}
+	pr.sub.Start()
+	pr.pub, err = Dial(cctx, cfg.MQTT, ClientOptions{
+		ID: fmt.Sprintf("%s-%d-p", run, i), Version: cfg.MQTTVersion, KeepAlive: 60,
+		Username: cfg.Username, Password: cfg.Password,
+		MaxInflight: cfg.Inflight,
+		OnPuback:    func(id uint16, reason byte) { p.puback(pr, i, id, reason) },
+	})
+	if err != nil {
+		return fmt.Errorf("publisher %d: %w", i, err)
+	}
+	pr.pub.Start()
+	return nil
+}
+
+func (p *pubsub) close() {
+	var wg sync.WaitGroup
+	for _, pr := range p.pairs {
+		if pr == nil {
+			continue
+		}
+		for _, c := range []*Client{pr.pub, pr.sub} {
+			if c != nil {
+				wg.Add(1)
+				go func() { defer wg.Done(); c.Close() }()
+			}
+		}
+	}
+	wg.Wait()
+}
+
+// receive handles a message on pair i's subscriber.
+func (p *pubsub) receive(i int, m *Message) {
+	now := time.Since(p.epoch)
+	st, err := ParseStamp(m.Payload)
+	if err != nil {
+		return
+	}
+	if int(st.Stream) != i {
+		p.misrouted.Add(1)
+		return
+	}
+	if !p.check.Receive(i, st.Seq) {
+		return
+	}
+	p.hist.Record(now - time.Duration(st.SentNS))
+	p.lastRecv.Store(int64(now))
+	pr := p.pairs[i]
+	pr.recvd.Add(1)
+	if pr.waiting.Load() {
+		select {
+		case pr.notify <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// puback settles a QoS 1 publish of pair i.
+func (p *pubsub) puback(pr *pair, i int, id uint16, reason byte) {
+	pr.amu.Lock()
+	var seq uint32
+	found := false
+	for k, pp := range pr.pending {
+		if pp.id == id {
+			seq, found = pp.seq, true
+			pr.pending = append(pr.pending[:k], pr.pending[k+1:]...)
+			break
+		}
+	}
+	pr.amu.Unlock()
+	if !found {
+		return
+	}
+	if reason >= 0x80 {
+		p.check.Refuse(i, seq)
+	} else {
+		p.check.Accept(i, seq)
+	}
+	p.settled.Add(1)
+}
+
+// publish publishes pair i's share of the messages.
+func (p *pubsub) publish(ctx context.Context, i int, start, deadline time.Time) {
+	cfg := p.cfg
+	pr := p.pairs[i]
+	quota := -1
+	if cfg.Count > 0 {
+		quota = cfg.Count / cfg.Pairs
+		if i < cfg.Count%cfg.Pairs {
+			quota++
+		}
+	}
+	var interval time.Duration
+	if cfg.Rate > 0 {
+		interval = time.Duration(float64(time.Second) * float64(cfg.Pairs) / cfg.Rate)
+	}
+	payload := newPayload(cfg.Size)
+	// written off: messages given up as lost when the window stalled (QoS 0 drops), so
+	// losses do not stop the publisher; the checker still counts them.
+	var writtenOff int64
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for seq := 0; quota < 0 || seq < quota; seq++ {
+		var stamp time.Duration
+		if interval > 0 {
+			due := start.Add(time.Duration(seq)*interval + time.Duration(i)*interval/time.Duration(cfg.Pairs))
+			if !deadline.IsZero() && due.After(deadline) {
+				return
+			}
+			if wait := time.Until(due); wait > 0 {
+				timer.Reset(wait)
+				select {
+				case <-timer.C:
+				case <-ctx.Done():
+					return
+				}
+			}
+			stamp = due.Sub(p.epoch)
+		}
+		if ctx.Err() != nil || !deadline.IsZero() && time.Now().After(deadline) {
+			return
+		}
+		if !p.waitWindow(ctx, pr, int64(seq), &writtenOff) {
+			return
+		}
+		if interval == 0 {
+			stamp = time.Since(p.epoch)
+		}
+		writeStamp(payload, Stamp{SentNS: int64(stamp), Stream: uint32(i), Seq: uint32(seq)})
+		if cfg.QoS == 1 {
+			_, err := pr.pub.PublishTracked(ctx, pr.topic, payload, 1, func(id uint16) {
+				pr.amu.Lock()
+				pr.pending = append(pr.pending, pendingPub{id, uint32(seq)})
+				pr.amu.Unlock()
+			})
+			if err != nil {
+				return
+			}
+		} else {
+			if _, err := pr.pub.Publish(ctx, pr.topic, payload, 0); err != nil {
+				return
+			}
+			p.check.Accept(i, uint32(seq))
+			p.settled.Add(1)
+		}
+		p.sent.Add(1)
+	}
+}
+
+// waitWindow waits until fewer than Window messages of the pair are on their way. After a
+// second without progress it writes the outstanding ones off (they are lost).
+func (p *pubsub) waitWindow(ctx context.Context, pr *pair, sent int64, writtenOff *int64) bool {
+	for {
+		r := pr.recvd.Load()
+		if sent-r-*writtenOff < int64(p.cfg.Window) {
+			return true
+		}
+		pr.waiting.Store(true)
+		if pr.recvd.Load() != r {
+			pr.waiting.Store(false)
+			continue
+		}
+		t := time.NewTimer(time.Second)
+		select {
+		case <-pr.notify:
+		case <-t.C:
+			if pr.recvd.Load() == r {
+				*writtenOff = sent - r
+			}
+		case <-ctx.Done():
+			t.Stop()
+			pr.waiting.Store(false)
+			return false
+		case <-pr.pub.Done():
+			t.Stop()
+			pr.waiting.Store(false)
+			return false
+		}
+		t.Stop()
+		pr.waiting.Store(false)
+	}
+}
+
+// waitDrain waits until every publish is settled and every accepted message arrived, or
+// DrainTimeout.
+func (p *pubsub) waitDrain(ctx context.Context) {
+	deadline := time.Now().Add(p.cfg.DrainTimeout)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if p.settled.Load() >= p.sent.Load() && p.check.Received() >= p.check.Accepted() {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

@@ -1,0 +1,137 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// Result is what one benchmark run measured. Sections that do not apply to a kind are
+// omitted from its JSON.
+type Result struct {
+	Kind    string    `json:"kind"`             // direct, pubsub or connect
+	Label   string    `json:"label,omitempty"`  // set by the caller, for reports
+	System  string    `json:"system,omitempty"` // set by the caller, for reports
+	Started time.Time `json:"started"`
+	Config  any       `json:"config"`
+
+	// Messages (direct, pubsub).
+	SendSeconds   float64          `json:"send_seconds,omitempty"` // the sending phase
+	Sent          int64            `json:"sent,omitempty"`
+	AcceptedPerS  float64          `json:"accepted_per_s,omitempty"`  // accepted by the router / acknowledged by the broker (QoS 1) / written (QoS 0)
+	DeliveredPerS float64          `json:"delivered_per_s,omitempty"` // distinct messages received, over the time to the last one
+	Latency       *Latency         `json:"latency_ms,omitempty"`      // send to first receipt
+	Completeness  *Completeness    `json:"completeness,omitempty"`
+	Outcomes      map[string]int64 `json:"outcomes,omitempty"` // router outcomes (delivered, queued, ...)
+	Misrouted     int64            `json:"misrouted,omitempty"`
+
+	// Connection storm (connect).
+	Connect *ConnectStats `json:"connect,omitempty"`
+
+	// CPU per message, in microseconds: the generator's own (getrusage), and the servers'
+	// (process_cpu_seconds_total from their /metrics) where known.
+	GeneratorCPUPerMsgUS float64  `json:"generator_cpu_us_per_msg,omitempty"`
+	RouterCPUPerMsgUS    *float64 `json:"router_cpu_us_per_msg,omitempty"`
+	NodeCPUPerMsgUS      *float64 `json:"node_cpu_us_per_msg,omitempty"`
+
+	Errors   []string `json:"errors,omitempty"` // examples of request/connection errors
+	Failures []string `json:"failures,omitempty"`
+	OK       bool     `json:"ok"`
+}
+
+// fail records a reason the run failed.
+func (r *Result) fail(format string, args ...any) {
+	r.Failures = append(r.Failures, fmt.Sprintf(format, args...))
+	r.OK = false
+}
+
+// addError keeps the first few error messages.
+func (r *Result) addError(msg string) {
+	if len(r.Errors) < maxExamples {
+		r.Errors = append(r.Errors, msg)
+	}
+}
+
+// WriteText writes the result for a person.
+func (r *Result) WriteText(w io.Writer) {
+	var b strings.Builder
+	switch r.Kind {
+	case "direct", "pubsub":
+		c := r.Completeness
+		fmt.Fprintf(&b, "%s: %d sent in %.2fs\n", r.Kind, r.Sent, r.SendSeconds)
+		fmt.Fprintf(&b, "  accepted   %10d  %10.0f msg/s\n", c.Accepted, r.AcceptedPerS)
+		fmt.Fprintf(&b, "  delivered  %10d  %10.0f msg/s\n", c.Received, r.DeliveredPerS)
+		if r.Latency != nil && r.Latency.Count > 0 {
+			l := r.Latency
+			fmt.Fprintf(&b, "  latency ms  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  (mean %.3f)\n",
+				l.P50, l.P90, l.P99, l.P999, l.Max, l.Mean)
+		}
+		fmt.Fprintf(&b, "  check      missing %d, out of order %d, duplicates %d, refused %d, unexpected %d",
+			c.Missing, c.OutOfOrder, c.Duplicates, c.Refused, c.Unexpected)
+		if r.Misrouted > 0 {
+			fmt.Fprintf(&b, ", misrouted %d", r.Misrouted)
+		}
+		b.WriteString("\n")
+		for _, e := range c.Examples {
+			fmt.Fprintf(&b, "    %s\n", e)
+		}
+		if len(r.Outcomes) > 0 {
+			fmt.Fprintf(&b, "  outcomes  ")
+			for _, k := range []string{"delivered", "queued", "expired"} {
+				if v, ok := r.Outcomes[k]; ok {
+					fmt.Fprintf(&b, " %s %d", k, v)
+				}
+			}
+			b.WriteString("\n")
+		}
+	case "connect":
+		s := r.Connect
+		fmt.Fprintf(&b, "connect: %d connections in %.2fs: %.0f conn/s (%d failed)\n",
+			s.Established, s.Seconds, s.PerSecond, s.Failed)
+		if s.Latency.Count > 0 {
+			fmt.Fprintf(&b, "  connect ms  p50 %.3f  p99 %.3f  max %.3f\n", s.Latency.P50, s.Latency.P99, s.Latency.Max)
+		}
+		for _, m := range s.PerConn {
+			fmt.Fprintf(&b, "  %-28s %10.0f bytes/connection  (%s → %s)\n", m.Name, m.BytesPerConn,
+				formatBytes(m.Before), formatBytes(m.After))
+		}
+	}
+	if r.GeneratorCPUPerMsgUS > 0 {
+		fmt.Fprintf(&b, "  cpu µs/msg  generator %.2f", r.GeneratorCPUPerMsgUS)
+		if r.RouterCPUPerMsgUS != nil {
+			fmt.Fprintf(&b, "  router %.2f", *r.RouterCPUPerMsgUS)
+		}
+		if r.NodeCPUPerMsgUS != nil {
+			fmt.Fprintf(&b, "  nodes %.2f", *r.NodeCPUPerMsgUS)
+		}
+		b.WriteString("\n")
+	}
+	for _, e := range r.Errors {
+		fmt.Fprintf(&b, "  error: %s\n", e)
+	}
+	for _, f := range r.Failures {
+		fmt.Fprintf(&b, "  FAILED: %s\n", f)
+	}
+	_, _ = io.WriteString(w, b.String())
+}
+
+func formatBytes(v float64) string {
+	switch {
+	case v >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", v/(1<<30))
+	case v >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", v/(1<<20))
+	case v >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", v/(1<<10))
+	}
+	return fmt.Sprintf("%.0f B", v)
+}
+
+// perMessageUS is d spread over n messages, in microseconds.
+func perMessageUS(d time.Duration, n int64) float64 {
+	if n <= 0 {
+		return 0
+	}
+	return float64(d) / float64(time.Microsecond) / float64(n)
+}

@@ -1,0 +1,409 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+
+	"github.com/switchboard-mqtt/switchboard/bench"
+)
+
+func runBench(ctx context.Context, e env, args []string) error {
+	subs := []struct {
+		name, summary string
+		run           func(context.Context, env, []string) error
+	}{
+		{"direct", "directed messages through a router to clients on the nodes: throughput, latency, completeness", benchDirect},
+		{"pubsub", "publisher→subscriber pairs against any MQTT broker", benchPubSub},
+		{"connect", "a connection storm: connections/s and the broker's idle memory per connection", benchConnect},
+		{"report", "turn --json results into a side-by-side markdown table of medians", benchReport},
+	}
+	if len(args) > 0 {
+		for _, s := range subs {
+			if s.name == args[0] {
+				return s.run(ctx, e, args[1:])
+			}
+		}
+	}
+	w := e.stderr
+	fmt.Fprintln(w, "usage: switchboard bench <direct|pubsub|connect|report> [flags]")
+	for _, s := range subs {
+		fmt.Fprintf(w, "  %-8s %s\n", s.name, s.summary)
+	}
+	fmt.Fprintln(w, "\nRun `switchboard bench <kind> -h` for its flags. --json prints a machine-readable result;")
+	fmt.Fprintln(w, "a run that loses an accepted message or breaks order exits 1.")
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		if len(args) == 0 {
+			return usagef("want a benchmark kind")
+		}
+		return flag.ErrHelp
+	}
+	return usagef("unknown benchmark %q", args[0])
+}
+
+// benchOutput are the flags every benchmark takes for its output.
+type benchOutput struct {
+	asJSON        bool
+	label, system string
+	progress      string
+	cpuProfile    string
+}
+
+func (o *benchOutput) register(fs *flag.FlagSet) {
+	fs.BoolVar(&o.asJSON, "json", false, "print the result as JSON")
+	fs.StringVar(&o.label, "label", "", "label recorded in the JSON result (for bench report)")
+	fs.StringVar(&o.system, "system", "", "system name recorded in the JSON result (for bench report)")
+	fs.StringVar(&o.progress, "progress", "auto", "progress line on stderr: auto (when it is a terminal), always, never")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the generator's own CPU profile to this file (to check it is not the bottleneck)")
+}
+
+// profile starts the generator's CPU profile if asked; stop ends it.
+func (o *benchOutput) profile() (stop func(), err error) {
+	if o.cpuProfile == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(o.cpuProfile)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// progressWriter is stderr when a progress line is wanted.
+func (o *benchOutput) progressWriter(e env) (io.Writer, error) {
+	switch o.progress {
+	case "always":
+		return e.stderr, nil
+	case "never":
+		return nil, nil
+	case "auto":
+		if f, ok := e.stderr.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+				return e.stderr, nil
+			}
+		}
+		return nil, nil
+	}
+	return nil, usagef("--progress %q: want auto, always or never", o.progress)
+}
+
+// finish prints the result and turns a failed run into exit status 1.
+func (o *benchOutput) finish(e env, res *bench.Result) error {
+	res.Label, res.System = o.label, o.system
+	if o.asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
+			return err
+		}
+	} else {
+		res.WriteText(e.stdout)
+	}
+	if !res.OK {
+		return exitCodeError{code: exitError, err: fmt.Errorf("benchmark failed: %s", strings.Join(res.Failures, "; "))}
+	}
+	return nil
+}
+
+func parseQoS(q int) (byte, error) {
+	if q != 0 && q != 1 {
+		return 0, usagef("--qos %d: want 0 or 1", q)
+	}
+	return byte(q), nil
+}
+
+func benchDirect(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet("bench direct", e)
+	cfg := bench.DefaultDirectConfig()
+	var (
+		out            benchOutput
+		mqttAddrs      string
+		admins         string
+		qos, version   int
+		senders, batch int
+	)
+	out.register(fs)
+	fs.StringVar(&cfg.API, "api", cfg.API, "router API base URL")
+	fs.StringVar(&mqttAddrs, "mqtt", strings.Join(cfg.MQTT, ","), "nodes' MQTT addresses, comma-separated; clients connect round-robin")
+	fs.IntVar(&cfg.Clients, "clients", cfg.Clients, "MQTT clients receiving (each subscribed to inbox/<id>)")
+	fs.IntVar(&senders, "senders", cfg.Senders, "concurrent senders posting to the API (one request in flight each)")
+	fs.IntVar(&cfg.Count, "count", 0, "messages to send in all (instead of --duration)")
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "how long to send, when --count is not given")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "offered rate, messages a second over all senders (0: saturation)")
+	fs.IntVar(&batch, "batch", cfg.Batch, "messages per request (more than 1 posts /v1/messages/batch)")
+	fs.IntVar(&qos, "qos", int(cfg.QoS), "QoS of the messages and subscriptions: 0 or 1")
+	fs.IntVar(&cfg.Size, "size", cfg.Size, "payload bytes (at least 32)")
+	fs.IntVar(&version, "mqtt-version", int(cfg.MQTTVersion), "MQTT protocol version of the clients: 4 (3.1.1) or 5")
+	fs.StringVar(&cfg.Prefix, "prefix", cfg.Prefix, "client id prefix (a random run id follows)")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "wait this long at most for accepted messages after the last send")
+	fs.StringVar(&cfg.RouterMetrics, "router-metrics", "", "router /metrics URL for its CPU per message (default: API/metrics; - for none)")
+	fs.StringVar(&admins, "node-admin", "", "nodes' admin addresses, comma-separated, for their CPU per message")
+	fs.StringVar(&cfg.Token, "token", "", "the API's bearer token, if it wants one")
+	creds := registerCreds(fs)
+	sources := fs.String("source-ips", "", "spread the clients over these source addresses: IPs or ranges like 127.0.0.2-127.0.0.33")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected arguments %q", fs.Args())
+	}
+	if cfg.Count > 0 && !flagGiven(fs, "duration") {
+		cfg.Duration = 0
+	}
+	var err error
+	if cfg.QoS, err = parseQoS(qos); err != nil {
+		return err
+	}
+	cfg.MQTT, cfg.NodeAdmin = splitList(mqttAddrs), splitList(admins)
+	cfg.MQTTVersion, cfg.Senders, cfg.Batch = byte(version), senders, batch
+	cfg.Username, cfg.Password = creds.user, creds.pass
+	if cfg.SourceIPs, err = bench.ParseSourceIPs(*sources); err != nil {
+		return usageError{err}
+	}
+	if err := cfg.Validate(); err != nil {
+		return usageError{err}
+	}
+	if cfg.Progress, err = out.progressWriter(e); err != nil {
+		return err
+	}
+	stopProfile, err := out.profile()
+	if err != nil {
+		return err
+	}
+	res, err := bench.RunDirect(ctx, cfg)
+	stopProfile()
+	if err != nil {
+		return err
+	}
+	return out.finish(e, res)
+}
+
+func benchPubSub(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet("bench pubsub", e)
+	cfg := bench.DefaultPubSubConfig()
+	var (
+		out          benchOutput
+		qos, version int
+	)
+	out.register(fs)
+	fs.StringVar(&cfg.MQTT, "mqtt", cfg.MQTT, "broker address host:port")
+	fs.IntVar(&cfg.Pairs, "pairs", cfg.Pairs, "publisher/subscriber pairs, each on its own topic")
+	fs.IntVar(&cfg.Count, "count", 0, "messages to publish in all (instead of --duration)")
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "how long to publish, when --count is not given")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "offered rate, messages a second over all pairs (0: as fast as flow control allows)")
+	fs.IntVar(&qos, "qos", int(cfg.QoS), "QoS: 0 or 1")
+	fs.IntVar(&cfg.Size, "size", cfg.Size, "payload bytes (at least 32)")
+	fs.IntVar(&cfg.Window, "window", cfg.Window, "most messages of a pair published but not yet received")
+	fs.IntVar(&cfg.Inflight, "inflight", cfg.Inflight, "most QoS 1 publishes of one publisher awaiting PUBACK")
+	fs.IntVar(&version, "mqtt-version", int(cfg.MQTTVersion), "MQTT protocol version: 4 (3.1.1) or 5")
+	fs.StringVar(&cfg.Prefix, "prefix", cfg.Prefix, "client id and topic prefix")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "wait this long at most for messages after the last publish")
+	creds := registerCreds(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected arguments %q", fs.Args())
+	}
+	if cfg.Count > 0 && !flagGiven(fs, "duration") {
+		cfg.Duration = 0
+	}
+	var err error
+	if cfg.QoS, err = parseQoS(qos); err != nil {
+		return err
+	}
+	cfg.MQTTVersion = byte(version)
+	cfg.Username, cfg.Password = creds.user, creds.pass
+	if err := cfg.Validate(); err != nil {
+		return usageError{err}
+	}
+	if cfg.Progress, err = out.progressWriter(e); err != nil {
+		return err
+	}
+	stopProfile, err := out.profile()
+	if err != nil {
+		return err
+	}
+	res, err := bench.RunPubSub(ctx, cfg)
+	stopProfile()
+	if err != nil {
+		return err
+	}
+	return out.finish(e, res)
+}
+
+func benchConnect(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet("bench connect", e)
+	cfg := bench.DefaultConnectConfig()
+	var (
+		out                     benchOutput
+		mqttAddrs, admins, pids string
+		version                 int
+		keepalive               uint
+	)
+	out.register(fs)
+	fs.StringVar(&mqttAddrs, "mqtt", strings.Join(cfg.MQTT, ","), "brokers' MQTT addresses, comma-separated; connections go round-robin")
+	fs.IntVar(&cfg.Connections, "connections", cfg.Connections, "connections to open")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "offered connections a second (0: as fast as --concurrency allows)")
+	fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "most handshakes in flight")
+	fs.BoolVar(&cfg.Subscribe, "subscribe", cfg.Subscribe, "subscribe each client to inbox/<id> at QoS 1, as a Switchboard client does")
+	fs.IntVar(&version, "mqtt-version", int(cfg.MQTTVersion), "MQTT protocol version: 4 (3.1.1) or 5")
+	fs.UintVar(&keepalive, "keepalive", uint(cfg.KeepAlive), "clients' keep-alive in seconds (idle clients do not ping: keep it longer than the run)")
+	fs.DurationVar(&cfg.Settle, "settle", cfg.Settle, "idle time after the storm before memory is read")
+	fs.StringVar(&admins, "admin", "", "Go brokers' admin addresses (node --admin, mochi-bare --admin), comma-separated: memory from their /metrics")
+	fs.StringVar(&pids, "pid", "", "broker process ids, comma-separated: memory from /proc/<pid>/status VmRSS (e.g. mosquitto)")
+	fs.BoolVar(&cfg.GC, "gc", cfg.GC, "collect garbage on --admin servers (via /debug/pprof) before reading memory")
+	fs.StringVar(&cfg.Prefix, "prefix", cfg.Prefix, "client id prefix")
+	creds := registerCreds(fs)
+	sources := fs.String("source-ips", "", "spread the connections over these source addresses: IPs or ranges like 127.0.0.2-127.0.0.33")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected arguments %q", fs.Args())
+	}
+	if keepalive > 65535 {
+		return usagef("--keepalive %d: at most 65535", keepalive)
+	}
+	cfg.MQTT, cfg.Admin = splitList(mqttAddrs), splitList(admins)
+	cfg.MQTTVersion, cfg.KeepAlive = byte(version), uint16(keepalive)
+	cfg.Username, cfg.Password = creds.user, creds.pass
+	var err error
+	if cfg.SourceIPs, err = bench.ParseSourceIPs(*sources); err != nil {
+		return usageError{err}
+	}
+	for _, p := range splitList(pids) {
+		n, err := strconv.Atoi(p)
+		if err != nil || n <= 0 {
+			return usagef("--pid %q: want process ids", pids)
+		}
+		cfg.PIDs = append(cfg.PIDs, n)
+	}
+	if err := cfg.Validate(); err != nil {
+		return usageError{err}
+	}
+	if cfg.Progress, err = out.progressWriter(e); err != nil {
+		return err
+	}
+	stopProfile, err := out.profile()
+	if err != nil {
+		return err
+	}
+	res, err := bench.RunConnect(ctx, cfg)
+	stopProfile()
+	if err != nil {
+		return err
+	}
+	return out.finish(e, res)
+}
+
+// mqttCreds are the MQTT credentials flags.
+type mqttCreds struct{ user, pass string }
+
+func registerCreds(fs *flag.FlagSet) *mqttCreds {
+	c := &mqttCreds{}
+	fs.StringVar(&c.user, "username", "", "MQTT username, if the broker wants one")
+	fs.StringVar(&c.pass, "password", "", "MQTT password (or SWITCHBOARD_PASSWORD)")
+	return c
+}
+
+// listFlag collects a repeated flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ", ") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+func benchReport(_ context.Context, e env, args []string) error {
+	fs := newFlagSet("bench report", e)
+	var (
+		systems, refs string
+		rows, targets listFlag
+		runs          bool
+	)
+	fs.StringVar(&systems, "systems", "mosquitto=mosquitto,mochi-bare=bare mochi,node=Switchboard node,cluster=Switchboard cluster",
+		"columns: key=heading, comma-separated (key is a result's --system)")
+	fs.StringVar(&refs, "ratio-to", "mosquitto,mochi-bare", "systems to give ratios to, comma-separated keys")
+	fs.Var(&rows, "row", "a row: TITLE|LABEL|METRIC|UNIT[|REF] (repeat); METRIC is a dotted path into the result, e.g. latency_ms.p99; REF is the label whose reference values the ratios use")
+	fs.Var(&targets, "target", "a target: TEXT|LABEL|SYSTEM|METRIC|UNIT|OP|VALUE[|REFLABEL|REFSYSTEM] (repeat)")
+	fs.BoolVar(&runs, "runs", false, "also list every run's value")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return usagef("want result files (the output of --json runs; - for standard input)")
+	}
+	var cols []bench.ReportSystem
+	for _, s := range splitList(systems) {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok {
+			v = k
+		}
+		cols = append(cols, bench.ReportSystem{Key: k, Name: v})
+	}
+	var rs []bench.ReportRow
+	for _, s := range rows {
+		r, err := bench.ParseReportRow(s)
+		if err != nil {
+			return usageError{err}
+		}
+		rs = append(rs, r)
+	}
+	var ts []bench.ReportTarget
+	for _, s := range targets {
+		t, err := bench.ParseReportTarget(s)
+		if err != nil {
+			return usageError{err}
+		}
+		ts = append(ts, t)
+	}
+	var all []map[string]any
+	for _, name := range fs.Args() {
+		var r io.Reader = os.Stdin
+		if name != "-" {
+			f, err := os.Open(name)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			r = f
+		}
+		res, err := bench.ReadResults(r)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		all = append(all, res...)
+	}
+	rep := bench.NewReport(all)
+	rep.WriteTable(e.stdout, cols, splitList(refs), rs)
+	if runs {
+		fmt.Fprintln(e.stdout)
+		rep.WriteRuns(e.stdout, cols, rs)
+	}
+	if len(ts) > 0 {
+		fmt.Fprintln(e.stdout)
+		verdicts := rep.CheckTargets(ts)
+		bench.WriteTargets(e.stdout, verdicts)
+	}
+	var failed strings.Builder
+	if rep.WriteFailures(&failed) {
+		fmt.Fprintf(e.stdout, "\nRuns that failed their checks:\n\n%s", failed.String())
+	}
+	return nil
+}
+
+// flagGiven reports whether the flag was set on the command line or in the environment.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
+}
