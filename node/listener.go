@@ -22,7 +22,11 @@ type listener struct {
 	log     *slog.Logger
 	onPanic func(conn net.Conn, v any) // cleans up after a recovered panic
 	onEnd   func(err error)            // sees why each connection ended (limit refusals)
-	limiter *rateLimiter               // new connections per source address
+	// closeAll disconnects every client when the listener closes. mochi's own callback
+	// (closeListenerClients) can deadlock in v2.7.9: Clients.GetByListener takes the read
+	// lock and calls Len, which takes it again, so a writer waiting in between blocks both.
+	closeAll func()
+	limiter  *rateLimiter // new connections per source address
 
 	accepting atomic.Bool
 	closeOnce sync.Once
@@ -83,11 +87,12 @@ func (l *listener) handle(establish listeners.EstablishFn, conn net.Conn) {
 	l.onEnd(err)
 }
 
-// Close stops accepting and closes the listener's clients through closeClients.
-func (l *listener) Close(closeClients listeners.CloseFn) {
+// Close stops accepting and disconnects the listener's clients (with closeAll, not
+// mochi's callback: see closeAll).
+func (l *listener) Close(listeners.CloseFn) {
 	l.closeOnce.Do(func() {
 		l.l.Close()
-		closeClients(l.id)
+		l.closeAll()
 	})
 }
 

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
@@ -112,7 +113,7 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 		mqttL = tls.NewListener(mqttL, cfg.MQTTTLS)
 	}
 	n.mqttLis = &listener{id: "mqtt", l: mqttL, log: n.log.With("component", "mqtt-listener"),
-		onPanic: n.onPanic, onEnd: n.connectionEnded}
+		onPanic: n.onPanic, onEnd: n.connectionEnded, closeAll: n.disconnectAll}
 	if cfg.Limits.ConnRatePerIP > 0 {
 		n.mqttLis.limiter = newRateLimiter(cfg.Limits.ConnRatePerIP, cfg.Limits.ConnBurstPerIP)
 	}
@@ -314,6 +315,15 @@ func (n *Node) Close(ctx context.Context) error {
 		n.log.Info("node stopped")
 	})
 	return n.closeErr
+}
+
+// disconnectAll disconnects every connected client with reason 0x8B (server shutting down).
+func (n *Node) disconnectAll() {
+	for _, cl := range n.mqtt.Clients.GetAll() {
+		if cl.Net.Conn != nil && !cl.Closed() {
+			_ = n.mqtt.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
 }
 
 // advertised turns a bound address into one other machines can dial.
