@@ -2,7 +2,7 @@
 
 package embedded_test
 
-// These benchmarks chose the engine behind this package (docs/BENCHMARKS-store.md has the
+// These benchmarks chose the engine behind this package (docs/BENCHMARKS.md, "Embedded store", has the
 // figures). They model a mailbox on each engine directly, without the package, so the two
 // engines are compared on the same work:
 //
