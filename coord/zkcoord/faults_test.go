@@ -113,12 +113,13 @@ func TestQuorumLossFencesThenReRegisters(t *testing.T) {
 	}
 	st0, _ := reg.Status()
 	servers := e.Servers()
+	// Timed from before the stops: the client loses its server when the first one lands.
+	lost := time.Now()
 	for _, s := range servers[:2] {
 		if err := s.Stop(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	lost := time.Now()
 	coordtest.WaitStatus(t, reg, 10*time.Second, "suspended", func(s coord.Status) bool { return s.State != coord.Registered })
 	coordtest.WaitStatus(t, reg, 10*time.Second, "fenced", func(s coord.Status) bool { return s.State == coord.Fenced })
 	if d := time.Since(lost); d < sessionTimeout {
