@@ -1,14 +1,13 @@
 package redisstore
 
 import (
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/store"
+	"github.com/switchboard-mqtt/switchboard/store/internal/codec"
 )
 
 // A message is stored as a short text header the Lua scripts can read, followed by a
@@ -38,21 +37,11 @@ func encodeMessage(m store.Message) []byte {
 	b = append(b, codecVersion+","...)
 	b = strconv.AppendInt(b, expiryMillis(m.Expires), 10)
 	b = append(b, ',')
-	for _, s := range []string{m.ID, m.To, m.Topic} {
-		b = binary.AppendUvarint(b, uint64(len(s)))
-		b = append(b, s...)
-	}
-	b = binary.AppendUvarint(b, uint64(len(m.Payload)))
-	b = append(b, m.Payload...)
-	b = append(b, m.QoS)
-	for _, t := range []time.Time{m.Accepted, m.Expires} {
-		b = binary.AppendVarint(b, t.Unix())
-		b = binary.AppendUvarint(b, uint64(t.Nanosecond()))
-	}
-	return b
+	return codec.AppendMessage(b, m)
 }
 
-var errCorrupt = errors.New("corrupt message")
+// errCorrupt means a stored value could not be decoded.
+var errCorrupt = codec.ErrCorrupt
 
 func decodeMessage(v string) (store.Message, error) {
 	var m store.Message
@@ -64,81 +53,12 @@ func decodeMessage(v string) (store.Message, error) {
 	if !ok {
 		return m, fmt.Errorf("decode message: %w: no header", errCorrupt)
 	}
-	d := decoder{b: []byte(body)}
-	m.ID = d.str()
-	m.To = d.str()
-	m.Topic = d.str()
-	m.Payload = []byte(d.str())
-	m.QoS = d.byte()
-	m.Accepted = d.time()
-	m.Expires = d.time()
-	if d.err != nil {
-		return store.Message{}, fmt.Errorf("decode message: %w", d.err)
+	d := codec.NewDecoder([]byte(body))
+	m = d.ReadMessage()
+	if err := d.Done(); err != nil {
+		return store.Message{}, fmt.Errorf("decode message: %w", err)
 	}
 	return m, nil
-}
-
-// decoder reads a body, remembering the first error.
-type decoder struct {
-	b   []byte
-	err error
-}
-
-func (d *decoder) fail() {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: truncated body", errCorrupt)
-	}
-}
-
-func (d *decoder) uvarint() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail()
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) varint() int64 {
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail()
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) str() string {
-	n := d.uvarint()
-	if n > uint64(len(d.b)) {
-		d.fail()
-		return ""
-	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
-}
-
-func (d *decoder) byte() byte {
-	if len(d.b) == 0 {
-		d.fail()
-		return 0
-	}
-	c := d.b[0]
-	d.b = d.b[1:]
-	return c
-}
-
-func (d *decoder) time() time.Time {
-	sec := d.varint()
-	nsec := d.uvarint()
-	if nsec >= uint64(time.Second) {
-		d.fail()
-		return time.Time{}
-	}
-	return time.Unix(sec, int64(nsec)).UTC()
 }
 
 // presenceFieldNames are the presence hash's fields in the order the scripts return them.
