@@ -122,9 +122,9 @@ func TestNodeRefusesBadStart(t *testing.T) {
 				t.Fatalf("node started; want a refusal naming %s", tc.want)
 			}
 			if !strings.Contains(errOut, tc.want) {
-				t.Fatalf("exit %d, stderr does not name %q:\n%s", code, tc.want, lastLines(errOut, 5))
+				t.Fatalf("exit %d, stderr does not name %q:\n%s", code, tc.want, testenv.LastLines(errOut, 5))
 			}
-			t.Logf("refused in %v: %s", time.Since(start).Round(time.Millisecond), lastLines(errOut, 1))
+			t.Logf("refused in %v: %s", time.Since(start).Round(time.Millisecond), testenv.LastLines(errOut, 1))
 		})
 	}
 	// The live node with the contested id is untouched.
@@ -212,12 +212,4 @@ func TestOversizedPacketRefused(t *testing.T) {
 		t.Fatal("node kept the connection open waiting for a 256 MiB body")
 	}
 	testenv.ConnectMQTT(t, n.member.MQTTAddr, "after-oversize", testenv.MQTTOptions{CleanStart: true})
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

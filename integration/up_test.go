@@ -111,7 +111,7 @@ func TestUpEndToEnd(t *testing.T) {
 
 	// Restart: Ctrl-C (SIGTERM) and start again on the same data directory.
 	if code, err := up.Term(30 * time.Second); err != nil || code != 0 {
-		t.Fatalf("up exit %d %v:\n%s", code, err, lastLines(up.Output(), 20))
+		t.Fatalf("up exit %d %v:\n%s", code, err, testenv.LastLines(up.Output(), 20))
 	}
 	up2 := startUp(t, "up-2", dataDir, base, api)
 	_ = up2

@@ -68,7 +68,10 @@ func (c Config) Validate() error {
 		return errors.New("zk: no servers given (--zk host:port,host:port,...)")
 	}
 	for _, s := range c.Servers {
-		if _, _, err := splitHostPort(s); err != nil {
+		if _, port, err := net.SplitHostPort(s); err != nil || port == "" {
+			if err == nil {
+				err = errors.New("missing port")
+			}
 			return fmt.Errorf("zk: server %q: %w", s, err)
 		}
 	}
@@ -308,14 +311,6 @@ func (c *Coordinator) sleep(ctx context.Context, d time.Duration) bool {
 	case <-c.closed:
 		return false
 	}
-}
-
-func splitHostPort(s string) (string, string, error) {
-	i := strings.LastIndexByte(s, ':')
-	if i <= 0 || i == len(s)-1 {
-		return "", "", errors.New("want host:port")
-	}
-	return s[:i], s[i+1:], nil
 }
 
 // zkLogger routes the library's log lines into slog. Connection failures repeat every

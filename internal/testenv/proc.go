@@ -79,13 +79,14 @@ func StartProc(t testing.TB, name string, args ...string) *Proc {
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("--- output of %s ---\n%s", name, lastLines(p.out.String(), 60))
+			t.Logf("--- output of %s ---\n%s", name, LastLines(p.out.String(), 60))
 		}
 	})
 	return p
 }
 
-func lastLines(s string, n int) string {
+// LastLines returns the last n lines of s.
+func LastLines(s string, n int) string {
 	lines := strings.Split(s, "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
