@@ -185,6 +185,7 @@ func TestAuthenticationAndInboxIsolation(t *testing.T) {
 		"--data-dir", dir}, c.baseArgs()...)...)
 	n := &nodeProc{Proc: p, id: "auth-n"}
 	n.member = c.waitMember("auth-n", 30*time.Second, func(_ coord.Member, ok bool) bool { return ok })
+	c.waitReady(n.member)
 	addr := n.member.MQTTAddr
 	r := c.startRouter("r-auth")
 

@@ -89,7 +89,21 @@ func (c *cluster) startNode(id string, extra ...string) *nodeProc {
 		"--admin", "127.0.0.1:0", "--data-dir", c.t.TempDir(), "--ack-timeout", "3s"}, c.baseArgs()...)
 	p := testenv.StartProc(c.t, id, append(args, extra...)...)
 	m := c.waitMember(id, 30*time.Second, func(m coord.Member, ok bool) bool { return ok })
+	c.waitReady(m)
 	return &nodeProc{Proc: p, id: id, member: m}
+}
+
+// waitReady waits until a registered node is open: registered is not yet open, so tests
+// wait for the readiness a load balancer would see.
+func (c *cluster) waitReady(m coord.Member) {
+	c.t.Helper()
+	testenv.Eventually(c.t, 10*time.Second, 20*time.Millisecond, func() error {
+		status, h, err := health(m.AdminAddr)
+		if err != nil || status != 200 {
+			return fmt.Errorf("healthz %d %+v %v", status, h, err)
+		}
+		return nil
+	})
 }
 
 // waitMember reads the live set until cond holds for id.
