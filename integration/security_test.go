@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,6 +72,15 @@ func TestAPIRequiresBearerToken(t *testing.T) {
 	var res router.Result
 	if code := apiCall(t, http.DefaultClient, url+"/v1/messages", good, msg, &res); code != 200 || res.Status != router.Queued || res.Depth != 1 {
 		t.Fatalf("with the token: %d %+v, want queued at depth 1 (the refused ones stored nothing)", code, res)
+	}
+	// The CLI takes the token from --token (or SWITCHBOARD_TOKEN).
+	if code, _, errOut := testenv.Run(t, 10*time.Second, "send", "--api", url, "--to", "guarded", "no token"); code == 0 ||
+		!strings.Contains(errOut, "401") {
+		t.Fatalf("send without a token: exit %d: %s", code, errOut)
+	}
+	if code, out, errOut := testenv.Run(t, 10*time.Second, "send", "--api", url, "--token", good, "--to", "guarded", "with token"); code != 0 ||
+		!strings.Contains(out, "queued") {
+		t.Fatalf("send with --token: exit %d: %s %s", code, out, errOut)
 	}
 	// Rotate: the new token works and the old one stops working, without a restart.
 	if err := os.WriteFile(tokens, []byte("backend "+other+"\n"), 0o600); err != nil {

@@ -18,9 +18,9 @@ import (
 func runSend(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet("send", e)
 	var (
-		api, to, topic, ttl, id string
-		qos                     int
-		b64, asJSON             bool
+		api, to, topic, ttl, id, apiToken string
+		qos                               int
+		b64, asJSON                       bool
 	)
 	fs.StringVar(&api, "api", "http://127.0.0.1:8080", "router API base URL")
 	fs.StringVar(&to, "to", "", "client id to send to (required)")
@@ -30,6 +30,7 @@ func runSend(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&id, "id", "", "message id (optional; a retry with the same id is recognised)")
 	fs.BoolVar(&b64, "base64", false, "PAYLOAD is base64")
 	fs.BoolVar(&asJSON, "json", false, "print the router's JSON answer")
+	fs.StringVar(&apiToken, "token", "", "the API's bearer token (or SWITCHBOARD_TOKEN)")
 	if err := parse(fs, reorder(args)); err != nil {
 		return err
 	}
@@ -54,7 +55,7 @@ func runSend(ctx context.Context, e env, args []string) error {
 		req.TTL, _ = json.Marshal(ttl)
 	}
 	var res router.Result
-	raw, err := postJSON(ctx, api+"/v1/messages", req, &res)
+	raw, err := postJSON(ctx, api+"/v1/messages", apiToken, req, &res)
 	if err != nil {
 		return err
 	}
@@ -76,14 +77,15 @@ func runSend(ctx context.Context, e env, args []string) error {
 func runMailbox(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet("mailbox", e)
 	var (
-		api, to string
-		limit   int
-		asJSON  bool
+		api, to, apiToken string
+		limit             int
+		asJSON            bool
 	)
 	fs.StringVar(&api, "api", "http://127.0.0.1:8080", "router API base URL")
 	fs.StringVar(&to, "to", "", "client id (required)")
 	fs.IntVar(&limit, "limit", 10, "how many of the oldest messages to show")
 	fs.BoolVar(&asJSON, "json", false, "print JSON")
+	fs.StringVar(&apiToken, "token", "", "the API's bearer token (or SWITCHBOARD_TOKEN)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -91,7 +93,7 @@ func runMailbox(ctx context.Context, e env, args []string) error {
 		return usagef("--to is required")
 	}
 	var v router.MailboxView
-	raw, err := getJSON(ctx, fmt.Sprintf("%s/v1/clients/%s/mailbox?limit=%d", api, url.PathEscape(to), limit), &v)
+	raw, err := getJSON(ctx, fmt.Sprintf("%s/v1/clients/%s/mailbox?limit=%d", api, url.PathEscape(to), limit), apiToken, &v)
 	if err != nil {
 		return err
 	}
@@ -147,7 +149,7 @@ func isBoolFlag(a string) bool {
 
 var httpClient = &http.Client{Timeout: 30 * time.Second}
 
-func postJSON(ctx context.Context, u string, body, out any) ([]byte, error) {
+func postJSON(ctx context.Context, u, token string, body, out any) ([]byte, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
@@ -157,20 +159,20 @@ func postJSON(ctx context.Context, u string, body, out any) ([]byte, error) {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	return doJSON(req, out)
+	return doJSON(req, token, out)
 }
 
-func getJSON(ctx context.Context, u string, out any) ([]byte, error) {
+func getJSON(ctx context.Context, u, token string, out any) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
 	}
-	return doJSON(req, out)
+	return doJSON(req, token, out)
 }
 
-func doJSON(req *http.Request, out any) ([]byte, error) {
-	if tok := os.Getenv("SWITCHBOARD_TOKEN"); tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
+func doJSON(req *http.Request, token string, out any) ([]byte, error) {
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
