@@ -127,18 +127,13 @@ func runID() string {
 
 // direct is one running directed benchmark.
 type direct struct {
-	cfg     DirectConfig
-	epoch   time.Time // stamps count from here
+	cfg DirectConfig
+	tally
 	ids     []string
 	clients []*Client
-	check   *Checker
-	hist    Histogram
 	http    *http.Client
 
-	sent      atomic.Int64
-	misrouted atomic.Int64
-	lastRecv  atomic.Int64 // ns since epoch of the latest first receipt
-	foreign   atomic.Int64 // payloads without a stamp
+	foreign atomic.Int64 // payloads without a stamp
 
 	mu       sync.Mutex
 	outcomes map[string]int64
@@ -156,7 +151,7 @@ func RunDirect(ctx context.Context, cfg DirectConfig) (*Result, error) {
 	cfg.Senders = min(cfg.Senders, cfg.Clients)
 	d := &direct{
 		cfg:      cfg,
-		check:    NewChecker(cfg.Clients),
+		tally:    tally{check: NewChecker(cfg.Clients)},
 		outcomes: map[string]int64{},
 	}
 	tr := &http.Transport{
@@ -210,20 +205,8 @@ func RunDirect(ctx context.Context, cfg DirectConfig) (*Result, error) {
 	sendEnd := time.Now()
 	d.waitDrain(ctx)
 	prog.Stop()
-	cpu := cpuTime() - cpu0
-
-	c := d.check.Result()
-	res.Completeness = &c
-	res.Sent = d.sent.Load()
-	res.SendSeconds = sendEnd.Sub(start).Seconds()
-	res.AcceptedPerS = float64(c.Accepted) / res.SendSeconds
-	if last := time.Duration(d.lastRecv.Load()); last > 0 {
-		res.DeliveredPerS = float64(c.Received) / (last - start.Sub(d.epoch)).Seconds()
-	}
-	l := d.hist.Summary()
-	res.Latency = &l
-	res.Misrouted = d.misrouted.Load()
-	res.GeneratorCPUPerMsgUS = perMessageUS(cpu, c.Received)
+	d.fill(res, start, sendEnd, cpuTime()-cpu0)
+	c := *res.Completeness
 	d.mu.Lock()
 	res.Outcomes = d.outcomes
 	res.Errors = d.errs

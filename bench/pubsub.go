@@ -113,15 +113,10 @@ type pendingPub struct {
 }
 
 type pubsub struct {
-	cfg       PubSubConfig
-	epoch     time.Time
-	pairs     []*pair
-	check     *Checker
-	hist      Histogram
-	sent      atomic.Int64
-	settled   atomic.Int64 // publishes accepted or refused
-	misrouted atomic.Int64
-	lastRecv  atomic.Int64
+	cfg PubSubConfig
+	tally
+	pairs   []*pair
+	settled atomic.Int64 // publishes accepted or refused
 }
 
 // RunPubSub runs a publish/subscribe benchmark.
@@ -129,7 +124,7 @@ func RunPubSub(ctx context.Context, cfg PubSubConfig) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &pubsub{cfg: cfg, check: NewChecker(cfg.Pairs)}
+	p := &pubsub{cfg: cfg, tally: tally{check: NewChecker(cfg.Pairs)}}
 	res := &Result{Kind: "pubsub", Started: time.Now().UTC(), Config: cfg, OK: true}
 	run := cfg.Prefix + "-" + runID()
 	p.epoch = time.Now()
@@ -162,20 +157,8 @@ func RunPubSub(ctx context.Context, cfg PubSubConfig) (*Result, error) {
 	sendEnd := time.Now()
 	p.waitDrain(ctx)
 	prog.Stop()
-	cpu := cpuTime() - cpu0
-
-	c := p.check.Result()
-	res.Completeness = &c
-	res.Sent = p.sent.Load()
-	res.SendSeconds = sendEnd.Sub(start).Seconds()
-	res.AcceptedPerS = float64(c.Accepted) / res.SendSeconds
-	if last := time.Duration(p.lastRecv.Load()); last > 0 {
-		res.DeliveredPerS = float64(c.Received) / (last - start.Sub(p.epoch)).Seconds()
-	}
-	l := p.hist.Summary()
-	res.Latency = &l
-	res.Misrouted = p.misrouted.Load()
-	res.GeneratorCPUPerMsgUS = perMessageUS(cpu, c.Received)
+	p.fill(res, start, sendEnd, cpuTime()-cpu0)
+	c := *res.Completeness
 	if cfg.QoS == 1 {
 		if c.Missing > 0 {
 			res.fail("%d acknowledged QoS 1 message(s) never arrived", c.Missing)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -134,4 +135,32 @@ func perMessageUS(d time.Duration, n int64) float64 {
 		return 0
 	}
 	return float64(d) / float64(time.Microsecond) / float64(n)
+}
+
+// tally is what the direct and pubsub runners count as messages flow, and how it becomes a
+// Result.
+type tally struct {
+	epoch     time.Time // stamps count from here
+	check     *Checker
+	hist      Histogram
+	sent      atomic.Int64
+	misrouted atomic.Int64
+	lastRecv  atomic.Int64 // ns since epoch of the latest first receipt
+}
+
+// fill records the run's figures: sending ran from start to sendEnd, and the generator
+// spent cpu.
+func (t *tally) fill(res *Result, start, sendEnd time.Time, cpu time.Duration) {
+	c := t.check.Result()
+	res.Completeness = &c
+	res.Sent = t.sent.Load()
+	res.SendSeconds = sendEnd.Sub(start).Seconds()
+	res.AcceptedPerS = float64(c.Accepted) / res.SendSeconds
+	if last := time.Duration(t.lastRecv.Load()); last > 0 {
+		res.DeliveredPerS = float64(c.Received) / (last - start.Sub(t.epoch)).Seconds()
+	}
+	l := t.hist.Summary()
+	res.Latency = &l
+	res.Misrouted = t.misrouted.Load()
+	res.GeneratorCPUPerMsgUS = perMessageUS(cpu, c.Received)
 }

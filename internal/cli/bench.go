@@ -97,6 +97,24 @@ func (o *benchOutput) progressWriter(e env) (io.Writer, error) {
 	return nil, usagef("--progress %q: want auto, always or never", o.progress)
 }
 
+// run sets the progress line, profiles the run when asked, and prints its result.
+func (o *benchOutput) run(e env, progress *io.Writer, run func() (*bench.Result, error)) error {
+	var err error
+	if *progress, err = o.progressWriter(e); err != nil {
+		return err
+	}
+	stopProfile, err := o.profile()
+	if err != nil {
+		return err
+	}
+	res, err := run()
+	stopProfile()
+	if err != nil {
+		return err
+	}
+	return o.finish(e, res)
+}
+
 // finish prints the result and turns a failed run into exit status 1.
 func (o *benchOutput) finish(e env, res *bench.Result) error {
 	res.Label, res.System = o.label, o.system
@@ -173,19 +191,7 @@ func benchDirect(ctx context.Context, e env, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
 	}
-	if cfg.Progress, err = out.progressWriter(e); err != nil {
-		return err
-	}
-	stopProfile, err := out.profile()
-	if err != nil {
-		return err
-	}
-	res, err := bench.RunDirect(ctx, cfg)
-	stopProfile()
-	if err != nil {
-		return err
-	}
-	return out.finish(e, res)
+	return out.run(e, &cfg.Progress, func() (*bench.Result, error) { return bench.RunDirect(ctx, cfg) })
 }
 
 func benchPubSub(ctx context.Context, e env, args []string) error {
@@ -227,19 +233,7 @@ func benchPubSub(ctx context.Context, e env, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
 	}
-	if cfg.Progress, err = out.progressWriter(e); err != nil {
-		return err
-	}
-	stopProfile, err := out.profile()
-	if err != nil {
-		return err
-	}
-	res, err := bench.RunPubSub(ctx, cfg)
-	stopProfile()
-	if err != nil {
-		return err
-	}
-	return out.finish(e, res)
+	return out.run(e, &cfg.Progress, func() (*bench.Result, error) { return bench.RunPubSub(ctx, cfg) })
 }
 
 func benchConnect(ctx context.Context, e env, args []string) error {
@@ -292,19 +286,7 @@ func benchConnect(ctx context.Context, e env, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
 	}
-	if cfg.Progress, err = out.progressWriter(e); err != nil {
-		return err
-	}
-	stopProfile, err := out.profile()
-	if err != nil {
-		return err
-	}
-	res, err := bench.RunConnect(ctx, cfg)
-	stopProfile()
-	if err != nil {
-		return err
-	}
-	return out.finish(e, res)
+	return out.run(e, &cfg.Progress, func() (*bench.Result, error) { return bench.RunConnect(ctx, cfg) })
 }
 
 // mqttCreds are the MQTT credentials flags.
