@@ -32,7 +32,7 @@ func TestDroppedMessageGoesToMailbox(t *testing.T) {
 	n.DropForTest("slowpoke", packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 0},
 		TopicName: "feed/x", Payload: []byte("qos 0: not kept")})
 	testenv.Eventually(t, 5*time.Second, 20*time.Millisecond, func() error {
-		d, err := st.Depth(ctxT(t, time.Second), "slowpoke")
+		d, err := st.Depth(testenv.Context(t, time.Second), "slowpoke")
 		if err != nil || d != 3 {
 			return fmt.Errorf("mailbox depth %d %v, want 3", d, err)
 		}

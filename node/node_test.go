@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -26,27 +24,13 @@ var shared testenv.Shared
 // goroutines may be left.
 func TestMain(m *testing.M) { shared.MainLeakCheck(m) }
 
-func testLogger(t *testing.T) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", t.Name())
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // backendsFor opens a ZooKeeper session under a fresh root and a Redis store under a fresh
 // key prefix, on the package's shared servers.
 func backendsFor(t *testing.T) (*zkcoord.Coordinator, *redisstore.Store) {
 	t.Helper()
-	c, err := zkcoord.New(ctxT(t, 20*time.Second), zkcoord.Config{
+	c, err := zkcoord.New(testenv.Context(t, 20*time.Second), zkcoord.Config{
 		Servers: shared.Ensemble(t).Addrs(), Root: "/node-test-" + coordtest.Instance(),
-		SessionTimeout: 2 * time.Second, Logger: testLogger(t),
+		SessionTimeout: 2 * time.Second, Logger: testenv.Logger(t),
 	})
 	if err != nil {
 		t.Fatalf("zkcoord.New: %v", err)
@@ -55,7 +39,7 @@ func backendsFor(t *testing.T) (*zkcoord.Coordinator, *redisstore.Store) {
 	rc := redisstore.DefaultConfig()
 	rc.Addr = shared.Redis(t).Addr
 	rc.Prefix = "nt-" + coordtest.Instance()
-	st, err := redisstore.New(ctxT(t, 10*time.Second), rc)
+	st, err := redisstore.New(testenv.Context(t, 10*time.Second), rc)
 	if err != nil {
 		t.Fatalf("redisstore.New: %v", err)
 	}
@@ -86,7 +70,7 @@ func anonymous(t *testing.T) *auth.Authenticator {
 
 func startNode(t *testing.T, cfg node.Config, c *zkcoord.Coordinator, st *redisstore.Store) *node.Node {
 	t.Helper()
-	n, err := node.Start(ctxT(t, 30*time.Second), cfg, c, st, testLogger(t))
+	n, err := node.Start(testenv.Context(t, 30*time.Second), cfg, c, st, testenv.Logger(t))
 	if err != nil {
 		t.Fatalf("node.Start: %v", err)
 	}
@@ -124,7 +108,7 @@ func TestStartServeClose(t *testing.T) {
 			t.Fatalf("member address %q is not the bound loopback port (%+v)", a, m)
 		}
 	}
-	live, err := c.Members(ctxT(t, 5*time.Second))
+	live, err := c.Members(testenv.Context(t, 5*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +120,7 @@ func TestStartServeClose(t *testing.T) {
 	if err := cl.Subscribe("inbox/client-1", 1); err != nil {
 		t.Fatal(err)
 	}
-	p, _, err := st.Lookup(ctxT(t, 5*time.Second), "client-1")
+	p, _, err := st.Lookup(testenv.Context(t, 5*time.Second), "client-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +141,7 @@ func TestStartServeClose(t *testing.T) {
 		}
 	}
 
-	if err := n.Close(ctxT(t, 20*time.Second)); err != nil {
+	if err := n.Close(testenv.Context(t, 20*time.Second)); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
 	select {
@@ -168,11 +152,11 @@ func TestStartServeClose(t *testing.T) {
 	if r := cl.DisconnectReason(); r != 0x8B {
 		t.Fatalf("DISCONNECT reason %#x, want 0x8B (server shutting down)", r)
 	}
-	live, err = c.Members(ctxT(t, 5*time.Second))
+	live, err = c.Members(testenv.Context(t, 5*time.Second))
 	if err != nil || len(live) != 0 {
 		t.Fatalf("live set after Close = %+v (%v), want empty", live, err)
 	}
-	p, _, err = st.Lookup(ctxT(t, 5*time.Second), "client-1")
+	p, _, err = st.Lookup(testenv.Context(t, 5*time.Second), "client-1")
 	if err != nil || p.Online() {
 		t.Fatalf("presence after Close = %+v (%v), want cleared", p, err)
 	}
@@ -183,7 +167,7 @@ func TestStartServeClose(t *testing.T) {
 		conn.Close()
 		t.Fatal("MQTT port still accepts after Close")
 	}
-	if err := n.Close(ctxT(t, 5*time.Second)); err != nil {
+	if err := n.Close(testenv.Context(t, 5*time.Second)); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
 }
@@ -241,7 +225,7 @@ func TestStartRefusesBusyPort(t *testing.T) {
 	} {
 		cfg := testConfig(t, "node-busy")
 		tc.set(&cfg)
-		n, err := node.Start(ctxT(t, 20*time.Second), cfg, c, st, testLogger(t))
+		n, err := node.Start(testenv.Context(t, 20*time.Second), cfg, c, st, testenv.Logger(t))
 		if err == nil {
 			n.Close(context.Background())
 			t.Fatalf("%s on a busy port: Start succeeded", tc.flag)
@@ -250,7 +234,7 @@ func TestStartRefusesBusyPort(t *testing.T) {
 			t.Fatalf("%s busy: error %q does not name the flag and address", tc.flag, err)
 		}
 	}
-	if live, err := c.Members(ctxT(t, 5*time.Second)); err != nil || len(live) != 0 {
+	if live, err := c.Members(testenv.Context(t, 5*time.Second)); err != nil || len(live) != 0 {
 		t.Fatalf("after refused starts the live set is %+v (%v)", live, err)
 	}
 }
@@ -314,7 +298,7 @@ func TestConfigValidate(t *testing.T) {
 	// Validate has no side effects: a refused config starts nothing.
 	bad := base
 	bad.MQTTAddr = "nonsense"
-	if _, err := node.Start(context.Background(), bad, nil, nil, testLogger(t)); err == nil || !strings.Contains(err.Error(), "--mqtt") {
+	if _, err := node.Start(context.Background(), bad, nil, nil, testenv.Logger(t)); err == nil || !strings.Contains(err.Error(), "--mqtt") {
 		t.Fatalf("Start with a bad config: %v, want the validation error", err)
 	}
 }

@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -29,20 +27,6 @@ var shared testenv.Shared
 // closing them leaves none behind.
 func TestMain(m *testing.M) { shared.MainLeakCheck(m) }
 
-func testLogger(t *testing.T) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", t.Name())
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // openStore opens a Redis store under a key prefix of its own, so tests do not see each
 // other's clients.
 func openStore(t *testing.T, addr string) *redisstore.Store {
@@ -51,7 +35,7 @@ func openStore(t *testing.T, addr string) *redisstore.Store {
 	cfg.Addr = addr
 	cfg.Prefix = "rt-" + coordtest.Instance()
 	cfg.DialTimeout, cfg.ReadTimeout, cfg.WriteTimeout = time.Second, time.Second, time.Second
-	st, err := redisstore.New(ctxT(t, 10*time.Second), cfg)
+	st, err := redisstore.New(testenv.Context(t, 10*time.Second), cfg)
 	if err != nil {
 		t.Fatalf("redisstore.New: %v", err)
 	}
@@ -62,8 +46,8 @@ func openStore(t *testing.T, addr string) *redisstore.Store {
 // openCoord opens a ZooKeeper session on the shared ensemble under root.
 func openCoord(t *testing.T, root string) *zkcoord.Coordinator {
 	t.Helper()
-	c, err := zkcoord.New(ctxT(t, 20*time.Second), zkcoord.Config{
-		Servers: shared.Ensemble(t).Addrs(), Root: root, SessionTimeout: 2 * time.Second, Logger: testLogger(t),
+	c, err := zkcoord.New(testenv.Context(t, 20*time.Second), zkcoord.Config{
+		Servers: shared.Ensemble(t).Addrs(), Root: root, SessionTimeout: 2 * time.Second, Logger: testenv.Logger(t),
 	})
 	if err != nil {
 		t.Fatalf("zkcoord.New: %v", err)
@@ -81,7 +65,7 @@ type cluster struct {
 func newCluster(t *testing.T) cluster {
 	t.Helper()
 	c := openCoord(t, "/router-test-"+coordtest.Instance())
-	w, err := watcher.Start(ctxT(t, 10*time.Second), c, testLogger(t))
+	w, err := watcher.Start(testenv.Context(t, 10*time.Second), c, testenv.Logger(t))
 	if err != nil {
 		t.Fatalf("watcher.Start: %v", err)
 	}
@@ -95,7 +79,7 @@ func newRouter(t *testing.T, st store.Store, w *watcher.Watcher, tune func(*rout
 	if tune != nil {
 		tune(&cfg)
 	}
-	r, err := router.New(cfg, st, w, testLogger(t))
+	r, err := router.New(cfg, st, w, testenv.Logger(t))
 	if err != nil {
 		t.Fatalf("router.New: %v", err)
 	}
@@ -146,7 +130,7 @@ func call(t *testing.T, h http.Handler, method, path, body string, out any) int 
 
 func peekAll(t *testing.T, st store.Store, client string) []store.Message {
 	t.Helper()
-	ms, err := st.Peek(ctxT(t, 5*time.Second), client, 1000)
+	ms, err := st.Peek(testenv.Context(t, 5*time.Second), client, 1000)
 	if err != nil {
 		t.Fatalf("peek %s: %v", client, err)
 	}
@@ -289,7 +273,7 @@ func TestSendRefusals(t *testing.T) {
 		t.Fatalf("batch with a bad second item: %d %+v, want 400 field qos index 1", code, eb)
 	}
 
-	if d, err := f.st.Depth(ctxT(t, 5*time.Second), "a"); err != nil || d != 0 {
+	if d, err := f.st.Depth(testenv.Context(t, 5*time.Second), "a"); err != nil || d != 0 {
 		t.Fatalf("refused requests stored %d messages for a (%v)", d, err)
 	}
 }
@@ -360,7 +344,7 @@ func TestClientUnknown(t *testing.T) {
 func TestClientOnlineOnlyOnLiveEpoch(t *testing.T) {
 	f := newFixture(t, nil)
 	m := coordtest.NewMember("node-1")
-	reg, err := f.cl.c.Register(ctxT(t, 10*time.Second), m)
+	reg, err := f.cl.c.Register(testenv.Context(t, 10*time.Second), m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,7 +361,7 @@ func TestClientOnlineOnlyOnLiveEpoch(t *testing.T) {
 		{Client: "stale-client", Node: "node-1", Epoch: st.Epoch - 1, Session: "s2", Since: since},
 		{Client: "gone-client", Node: "node-9", Epoch: st.Epoch, Session: "s3", Since: since},
 	} {
-		if _, err := f.st.Connect(ctxT(t, 5*time.Second), p); err != nil {
+		if _, err := f.st.Connect(testenv.Context(t, 5*time.Second), p); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -392,7 +376,7 @@ func TestClientOnlineOnlyOnLiveEpoch(t *testing.T) {
 			t.Fatalf("%s: %d %+v, want offline", id, code, c)
 		}
 	}
-	if err := reg.Deregister(ctxT(t, 10*time.Second)); err != nil {
+	if err := reg.Deregister(testenv.Context(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
@@ -417,7 +401,7 @@ func TestNodes(t *testing.T) {
 		t.Fatalf("no nodes: %d %s, want an empty list", rec.Code, rec.Body)
 	}
 	m := coordtest.NewMember("node-a")
-	reg, err := f.cl.c.Register(ctxT(t, 10*time.Second), m)
+	reg, err := f.cl.c.Register(testenv.Context(t, 10*time.Second), m)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/coord/coordtest"
+	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 	"github.com/switchboard-mqtt/switchboard/router"
 	"github.com/switchboard-mqtt/switchboard/store"
 	"github.com/switchboard-mqtt/switchboard/watcher"
@@ -71,13 +72,13 @@ func TestRouteCacheSkipsTheStoreAndStaysCorrect(t *testing.T) {
 	t.Cleanup(func() { srv.Close() })
 	m := coordtest.NewMember("n1")
 	m.InternalAddr = l.Addr().String()
-	reg, err := cl.c.Register(ctxT(t, 10*time.Second), m)
+	reg, err := cl.c.Register(testenv.Context(t, 10*time.Second), m)
 	if err != nil {
 		t.Fatal(err)
 	}
 	status, _ := reg.Status()
 	waitLive(t, cl.w, "n1", status.Epoch)
-	ctx := ctxT(t, 30*time.Second)
+	ctx := testenv.Context(t, 30*time.Second)
 	presence := func(session string) {
 		if _, err := st.Connect(ctx, store.Presence{Client: "c", Node: "n1", Epoch: status.Epoch, Session: session, Since: time.Now()}); err != nil {
 			t.Fatal(err)

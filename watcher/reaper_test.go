@@ -91,7 +91,7 @@ func startReaper(t *testing.T, root, name string) *reaperCandidate {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		watcher.RunReaper(ctx, rc.c, rc.w, rc.clear, name, testLogger(t).With("candidate", name))
+		watcher.RunReaper(ctx, rc.c, rc.w, rc.clear, name, testenv.Logger(t).With("candidate", name))
 	}()
 	// Cleanups run last-in first-out: the reaper stops before its watcher and session.
 	t.Cleanup(func() {
@@ -110,7 +110,7 @@ func waitLeader(t *testing.T, obs coord.Coordinator, cands ...*reaperCandidate) 
 	t.Helper()
 	var lead *reaperCandidate
 	testenv.Eventually(t, 15*time.Second, 50*time.Millisecond, func() error {
-		name, err := obs.Leader(ctxT(t, 5*time.Second), "reaper")
+		name, err := obs.Leader(testenv.Context(t, 5*time.Second), "reaper")
 		if err != nil {
 			return err
 		}
@@ -293,7 +293,7 @@ func TestReaperRetriesFailedClear(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		watcher.RunReaper(ctx, c, w, fc, "reaper-only", testLogger(t))
+		watcher.RunReaper(ctx, c, w, fc, "reaper-only", testenv.Logger(t))
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	rc := &reaperCandidate{name: "reaper-only", c: c, w: w, clear: fc.fakeClearer}

@@ -2,8 +2,6 @@ package watcher_test
 
 import (
 	"context"
-	"log/slog"
-	"os"
 	"testing"
 	"time"
 
@@ -21,20 +19,6 @@ func TestMain(m *testing.M) { shared.MainLeakCheck(m) }
 
 const sessionTimeout = 2 * time.Second
 
-func testLogger(t *testing.T) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", t.Name())
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // freshRoot is a znode namespace no other test uses.
 func freshRoot() string { return "/watcher-test-" + coordtest.Instance() }
 
@@ -42,8 +26,8 @@ func freshRoot() string { return "/watcher-test-" + coordtest.Instance() }
 func openCoord(t *testing.T, root string) *zkcoord.Coordinator {
 	t.Helper()
 	e := shared.Ensemble(t)
-	c, err := zkcoord.New(ctxT(t, 20*time.Second), zkcoord.Config{
-		Servers: e.Addrs(), Root: root, SessionTimeout: sessionTimeout, Logger: testLogger(t),
+	c, err := zkcoord.New(testenv.Context(t, 20*time.Second), zkcoord.Config{
+		Servers: e.Addrs(), Root: root, SessionTimeout: sessionTimeout, Logger: testenv.Logger(t),
 	})
 	if err != nil {
 		t.Fatalf("zkcoord.New: %v", err)
@@ -54,7 +38,7 @@ func openCoord(t *testing.T, root string) *zkcoord.Coordinator {
 
 func startWatcher(t *testing.T, c coord.Coordinator) *watcher.Watcher {
 	t.Helper()
-	w, err := watcher.Start(ctxT(t, 10*time.Second), c, testLogger(t))
+	w, err := watcher.Start(testenv.Context(t, 10*time.Second), c, testenv.Logger(t))
 	if err != nil {
 		t.Fatalf("watcher.Start: %v", err)
 	}
@@ -66,7 +50,7 @@ func startWatcher(t *testing.T, c coord.Coordinator) *watcher.Watcher {
 func register(t *testing.T, c coord.Coordinator, id string) (coord.Member, coord.Registration) {
 	t.Helper()
 	m := coordtest.NewMember(id)
-	reg, err := c.Register(ctxT(t, 10*time.Second), m)
+	reg, err := c.Register(testenv.Context(t, 10*time.Second), m)
 	if err != nil {
 		t.Fatalf("register %s: %v", id, err)
 	}
@@ -85,7 +69,7 @@ func register(t *testing.T, c coord.Coordinator, id string) (coord.Member, coord
 
 func deregister(t *testing.T, reg coord.Registration) {
 	t.Helper()
-	if err := reg.Deregister(ctxT(t, 10*time.Second)); err != nil {
+	if err := reg.Deregister(testenv.Context(t, 10*time.Second)); err != nil {
 		t.Fatalf("deregister: %v", err)
 	}
 }
@@ -244,14 +228,14 @@ func TestReRegistrationIsLeaveThenJoin(t *testing.T) {
 // subscription on its own ends only that one.
 func TestCloseClosesSubscriptions(t *testing.T) {
 	root := freshRoot()
-	w, err := watcher.Start(ctxT(t, 10*time.Second), openCoord(t, root), testLogger(t))
+	w, err := watcher.Start(testenv.Context(t, 10*time.Second), openCoord(t, root), testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	closedAlone := w.Subscribe()
 	sub := w.Subscribe()
 	closedAlone.Close()
-	if _, ok := closedAlone.Next(ctxT(t, 5*time.Second)); ok {
+	if _, ok := closedAlone.Next(testenv.Context(t, 5*time.Second)); ok {
 		t.Fatal("Next on a closed subscription returned an event")
 	}
 
@@ -272,7 +256,7 @@ func TestCloseClosesSubscriptions(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("blocked Next did not return after Close")
 	}
-	if _, ok := sub.Next(ctxT(t, 5*time.Second)); ok {
+	if _, ok := sub.Next(testenv.Context(t, 5*time.Second)); ok {
 		t.Fatal("Next after Close returned an event")
 	}
 	w.Close() // idempotent
@@ -284,7 +268,7 @@ func TestCloseClosesSubscriptions(t *testing.T) {
 func TestStartFailsOnClosedCoordinator(t *testing.T) {
 	c := openCoord(t, freshRoot())
 	c.Close()
-	w, err := watcher.Start(ctxT(t, 10*time.Second), c, testLogger(t))
+	w, err := watcher.Start(testenv.Context(t, 10*time.Second), c, testenv.Logger(t))
 	if err == nil {
 		w.Close()
 		t.Fatal("Start on a closed coordinator succeeded")

@@ -1,7 +1,6 @@
 package zkstat_test
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -18,13 +17,6 @@ var shared testenv.Shared
 
 // Query asks the servers from goroutines of its own, so the package checks for leaks.
 func TestMain(m *testing.M) { shared.MainLeakCheck(m) }
-
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 // closedAddr returns a loopback address on which nothing listens: a port that was free a
 // moment ago, released again.
@@ -88,7 +80,7 @@ func TestParseWithoutModeFails(t *testing.T) {
 // parses them: stat adds a client list whose lines contain colons too.
 func TestParseRealAnswers(t *testing.T) {
 	e := shared.Ensemble(t)
-	ctx := ctxT(t, 20*time.Second)
+	ctx := testenv.Context(t, 20*time.Second)
 	leaders := 0
 	for _, addr := range e.Addrs() {
 		for _, word := range []string{"srvr", "stat"} {
@@ -133,14 +125,14 @@ func TestParseRealAnswers(t *testing.T) {
 func TestWordSrvr(t *testing.T) {
 	e := shared.Ensemble(t)
 	addr := e.Addrs()[0]
-	out, err := zkstat.Word(ctxT(t, 10*time.Second), addr, "srvr")
+	out, err := zkstat.Word(testenv.Context(t, 10*time.Second), addr, "srvr")
 	if err != nil {
 		t.Fatalf("srvr: %v", err)
 	}
 	if !strings.Contains(out, "Mode: ") || !strings.Contains(out, "Zookeeper version: ") {
 		t.Fatalf("srvr answer is not a server report:\n%s", out)
 	}
-	s, err := zkstat.Srvr(ctxT(t, 10*time.Second), addr)
+	s, err := zkstat.Srvr(testenv.Context(t, 10*time.Second), addr)
 	if err != nil || s.Addr != addr || !s.Serving() || s.Error != "" {
 		t.Fatalf("Srvr(%s) = %+v, %v; want a serving server at that address", addr, s, err)
 	}
@@ -153,7 +145,7 @@ func TestWordNotWhitelisted(t *testing.T) {
 	e := shared.Ensemble(t)
 	addr := e.Addrs()[1]
 	for _, word := range []string{"wchs", "dump"} {
-		out, err := zkstat.Word(ctxT(t, 10*time.Second), addr, word)
+		out, err := zkstat.Word(testenv.Context(t, 10*time.Second), addr, word)
 		if !errors.Is(err, zkstat.ErrNotWhitelisted) {
 			t.Fatalf("%s: err = %v (answer %q), want ErrNotWhitelisted", word, err, out)
 		}
@@ -165,7 +157,7 @@ func TestWordNotWhitelisted(t *testing.T) {
 		}
 	}
 	// A whitelisted word other than srvr passes through untouched.
-	if out, err := zkstat.Word(ctxT(t, 10*time.Second), addr, "ruok"); err != nil || out != "imok" {
+	if out, err := zkstat.Word(testenv.Context(t, 10*time.Second), addr, "ruok"); err != nil || out != "imok" {
 		t.Fatalf("ruok = %q, %v; want imok", out, err)
 	}
 }
@@ -174,7 +166,7 @@ func TestWordNotWhitelisted(t *testing.T) {
 func TestWordUnreachable(t *testing.T) {
 	addr := closedAddr(t)
 	start := time.Now()
-	_, err := zkstat.Word(ctxT(t, 5*time.Second), addr, "srvr")
+	_, err := zkstat.Word(testenv.Context(t, 5*time.Second), addr, "srvr")
 	if err == nil {
 		t.Fatalf("srvr to %s (nothing listening) succeeded", addr)
 	}
@@ -184,7 +176,7 @@ func TestWordUnreachable(t *testing.T) {
 	if d := time.Since(start); d > 4*time.Second {
 		t.Fatalf("a refused connection took %v to report", d)
 	}
-	s, err := zkstat.Srvr(ctxT(t, 5*time.Second), addr)
+	s, err := zkstat.Srvr(testenv.Context(t, 5*time.Second), addr)
 	if err == nil || s.Addr != addr || s.Error == "" || s.Serving() {
 		t.Fatalf("Srvr(%s) = %+v, %v; want the address with an error, not serving", addr, s, err)
 	}
@@ -210,7 +202,7 @@ func TestWordNonZooKeeper(t *testing.T) {
 	}()
 	t.Cleanup(func() { l.Close(); <-accepted })
 	addr := l.Addr().String()
-	_, err = zkstat.Word(ctxT(t, 5*time.Second), addr, "srvr")
+	_, err = zkstat.Word(testenv.Context(t, 5*time.Second), addr, "srvr")
 	if err == nil || !strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), "empty answer") {
 		t.Fatalf("Word to a silent listener: %v; want an empty-answer error naming %s", err, addr)
 	}
@@ -220,7 +212,7 @@ func TestWordNonZooKeeper(t *testing.T) {
 // exactly one leader, which Query names.
 func TestQueryHealthy(t *testing.T) {
 	e := shared.Ensemble(t)
-	st := zkstat.Query(ctxT(t, 10*time.Second), e.Addrs())
+	st := zkstat.Query(testenv.Context(t, 10*time.Second), e.Addrs())
 	if !st.Quorum || st.Serving != 3 {
 		t.Fatalf("Query = %+v, want a quorum with 3 serving", st)
 	}
@@ -249,7 +241,7 @@ func TestQueryHealthy(t *testing.T) {
 // not serving.
 func TestQueryLosesQuorum(t *testing.T) {
 	e := testenv.Ensemble(t)
-	ctx := ctxT(t, 20*time.Second)
+	ctx := testenv.Context(t, 20*time.Second)
 	if st := zkstat.Query(ctx, e.Addrs()); !st.Quorum {
 		t.Fatalf("fresh ensemble has no quorum: %+v", st)
 	}
@@ -274,7 +266,7 @@ func TestQueryLosesQuorum(t *testing.T) {
 		t.Fatalf("stopped %v, survivor %v: want two stopped and one left", stopped, survivor)
 	}
 
-	st := zkstat.Query(ctxT(t, 5*time.Second), e.Addrs())
+	st := zkstat.Query(testenv.Context(t, 5*time.Second), e.Addrs())
 	if st.Quorum {
 		t.Fatalf("Query with two of three servers stopped reports a quorum: %+v", st)
 	}
@@ -289,13 +281,13 @@ func TestQueryLosesQuorum(t *testing.T) {
 
 	// The survivor notices it lost the quorum and refuses to serve.
 	testenv.Eventually(t, 15*time.Second, 100*time.Millisecond, func() error {
-		_, err := zkstat.Word(ctxT(t, 2*time.Second), survivor.ClientAddr, "srvr")
+		_, err := zkstat.Word(testenv.Context(t, 2*time.Second), survivor.ClientAddr, "srvr")
 		if !errors.Is(err, zkstat.ErrNotServing) {
 			return errors.New("survivor still answers srvr without ErrNotServing: " + errString(err))
 		}
 		return nil
 	})
-	st = zkstat.Query(ctxT(t, 5*time.Second), e.Addrs())
+	st = zkstat.Query(testenv.Context(t, 5*time.Second), e.Addrs())
 	if st.Quorum || st.Serving != 0 {
 		t.Fatalf("after the survivor stopped serving: %+v, want no quorum and none serving", st)
 	}

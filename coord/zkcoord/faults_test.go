@@ -153,7 +153,7 @@ func TestSessionExpiryReRegisters(t *testing.T) {
 	var bridge testenv.Bridge
 	root := "/expiry-" + coordtest.Instance()
 	node, err := zkcoord.New(ctx, zkcoord.Config{Servers: e.Addrs(), Root: root, SessionTimeout: sessionTimeout,
-		Logger: testLogger(t), Dial: bridge.Dial})
+		Logger: testenv.Logger(t), Dial: bridge.Dial})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,6 @@ package zkcoord_test
 
 import (
 	"context"
-	"log/slog"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -18,20 +16,13 @@ var shared testenv.Shared
 
 func TestMain(m *testing.M) { shared.MainLeakCheck(m) }
 
-func testLogger(t *testing.T) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", t.Name())
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
 // open connects a new client on servers under root.
 func open(t *testing.T, servers []string, root string, timeout time.Duration) *zkcoord.Coordinator {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	c, err := zkcoord.New(ctx, zkcoord.Config{
-		Servers: servers, Root: root, SessionTimeout: timeout, Logger: testLogger(t),
+		Servers: servers, Root: root, SessionTimeout: timeout, Logger: testenv.Logger(t),
 	})
 	if err != nil {
 		t.Fatalf("zkcoord.New: %v", err)
@@ -52,7 +43,7 @@ func TestUnreachableEnsembleFailsFast(t *testing.T) {
 	ctx := context.Background()
 	start := time.Now()
 	_, err := zkcoord.New(ctx, zkcoord.Config{
-		Servers: []string{"127.0.0.1:1", "127.0.0.1:2"}, DialTimeout: 2 * time.Second, Logger: testLogger(t),
+		Servers: []string{"127.0.0.1:1", "127.0.0.1:2"}, DialTimeout: 2 * time.Second, Logger: testenv.Logger(t),
 	})
 	if err == nil {
 		t.Fatal("New succeeded with no server listening")
@@ -90,7 +81,7 @@ func TestDigestAuth(t *testing.T) {
 	defer cancel()
 	root := "/auth-" + coordtest.Instance()
 	owner, err := zkcoord.New(ctx, zkcoord.Config{Servers: e.Addrs(), Root: root, SessionTimeout: 2 * time.Second,
-		Logger: testLogger(t), Auth: "switchboard:s3cret"})
+		Logger: testenv.Logger(t), Auth: "switchboard:s3cret"})
 	if err != nil {
 		t.Fatal(err)
 	}
