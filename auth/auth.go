@@ -213,10 +213,24 @@ func (id *Identity) rules(write bool) (global, own []rule, ok bool) {
 	return global, u.read, true
 }
 
+// ProbeTopicPrefix: client c may always publish to and subscribe to exactly
+// ProbeTopicPrefix+c, so a monitor's end-to-end probe works with any credentials and no
+// client can reach another through it.
+const ProbeTopicPrefix = "$switchboard/probe/"
+
+// ownTopic reports whether topic is one every client may use as its own: its inbox (read
+// only) or its probe topic.
+func (id *Identity) ownTopic(topic string, write bool) bool {
+	if !safeValue(id.ClientID) {
+		return false
+	}
+	return topic == ProbeTopicPrefix+id.ClientID || (!write && topic == id.a.cfg.InboxPrefix+id.ClientID)
+}
+
 // CanSubscribe reports whether the client may subscribe to filter, as sent in SUBSCRIBE
 // (wildcards, "$share/<group>/<filter>"). The share prefix is removed first: a share group
 // grants nothing. The filter is allowed only if every topic it can match is allowed by one
-// read rule; its own inbox topic (exactly, without wildcards) is always allowed.
+// read rule; its own inbox and probe topics (exactly, without wildcards) are always allowed.
 func (id *Identity) CanSubscribe(filter string) bool {
 	f, ok := stripShare(filter)
 	if !ok || checkFilter(f) != nil {
@@ -226,14 +240,15 @@ func (id *Identity) CanSubscribe(filter string) bool {
 	if !ok {
 		return false
 	}
-	if safeValue(id.ClientID) && f == id.a.cfg.InboxPrefix+id.ClientID {
+	if id.ownTopic(f, false) {
 		return true
 	}
 	return id.anyCovers(global, own, strings.Split(f, "/"))
 }
 
 // CanPublish reports whether the client may publish on topic: the real topic, after
-// topic-alias resolution. An empty topic, or one with a wildcard, is refused.
+// topic-alias resolution. An empty topic, or one with a wildcard, is refused; its own probe
+// topic is always allowed.
 func (id *Identity) CanPublish(topic string) bool {
 	if checkTopic(topic) != nil {
 		return false
@@ -241,6 +256,9 @@ func (id *Identity) CanPublish(topic string) bool {
 	global, own, ok := id.rules(true)
 	if !ok {
 		return false
+	}
+	if id.ownTopic(topic, true) {
+		return true
 	}
 	return id.anyCovers(global, own, strings.Split(topic, "/"))
 }

@@ -470,3 +470,22 @@ func TestConcurrentChecksDuringReload(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// TestOwnProbeTopic: every client may publish to and subscribe to exactly its own probe
+// topic, and no other client's; a client whose user was removed loses it with the rest.
+func TestOwnProbeTopic(t *testing.T) {
+	a := newAuth(t, Config{AllowAnonymous: true})
+	id := login(t, a, "", "", "dev1")
+	check(t, id, map[string]bool{
+		"$switchboard/probe/dev1": true,
+		"$switchboard/probe/dev2": false,
+		"$switchboard/probe/+":    false,
+		"$switchboard/#":          false,
+	}, map[string]bool{
+		"$switchboard/probe/dev1": true,
+		"$switchboard/probe/dev2": false,
+	})
+	if (&Identity{ClientID: "dev1"}).CanPublish("$switchboard/probe/dev1") {
+		t.Fatal("an identity without an authenticator may use the probe topic")
+	}
+}

@@ -54,8 +54,6 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	}
 	var ok bool
 	switch {
-	case h.n.isProbeTopic(cl.ID, topic):
-		ok = true
 	case write && topic == "":
 		return true // aliased: decided in OnPublish on the real topic
 	case write:
@@ -76,7 +74,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return pk, nil
 	}
 	st := h.n.clients.byClient(cl)
-	if st != nil && st.ident != nil && (h.n.isProbeTopic(cl.ID, pk.TopicName) || st.ident.CanPublish(pk.TopicName)) {
+	if st != nil && st.ident != nil && st.ident.CanPublish(pk.TopicName) {
 		return pk, nil
 	}
 	h.n.metrics.aclDenied.WithLabelValues("publish").Inc()
@@ -91,15 +89,8 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	return pk, packets.ErrRejectPacket
 }
 
-// isProbeTopic reports whether topic is the client's own probe topic: every client may
-// publish to and subscribe to exactly that one, so a monitor's end-to-end probe works with
-// any credentials and no client can reach another through it.
-func (n *Node) isProbeTopic(clientID, topic string) bool {
-	return topic == ProbeTopicPrefix+clientID
-}
-
 // ProbeTopicPrefix: client c may always use topic ProbeTopicPrefix+c (monitor probes).
-const ProbeTopicPrefix = "$switchboard/probe/"
+const ProbeTopicPrefix = auth.ProbeTopicPrefix
 
 // errRefused ends a connection whose CONNACK we already sent.
 var errRefused = errors.New("connection refused")
