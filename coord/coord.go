@@ -42,6 +42,10 @@ type Member struct {
 	// Instance is random per process; it tells a process's own stale entry (left by its
 	// expired session) from a different live process using the same id.
 	Instance string `json:"instance"`
+	// LeaseMillis is the member's delivery lease (see package lease): once a notice for it
+	// has been stored, it sends nothing more that the notice forbids after this long. Zero
+	// means the default.
+	LeaseMillis int64 `json:"lease_ms,omitempty"`
 	// Epoch is set by the coordinator, not written by the member: the entry's creation
 	// transaction id (ZooKeeper czxid, etcd create revision). It is different for every
 	// registration, so a delivery addressed to an older epoch can be refused.
@@ -58,18 +62,31 @@ type Quarantine struct {
 }
 
 // State is where a registration stands.
+//
+// The timing of Suspended and Fenced rests on one fact that both backends share: a server
+// that answers a request has heard from the session at or after the moment the request was
+// sent, and it renews the session (ZooKeeper) or lease (etcd) no earlier than that. So if H is
+// the send time of the most recent request the backend answered and T the session timeout or
+// lease TTL the backend applies, the backend cannot end the session before H + T. Each
+// backend keeps H fresh with a cheap request every T/6, even when nothing else is going on.
 type State int
 
 const (
 	// Registering: not (or not again) registered yet; the registration is trying.
 	Registering State = iota
-	// Registered: the member entry exists and is owned by this registration's session.
+	// Registered: the member entry exists and is owned by this registration's session, and
+	// the backend answers.
 	Registered
-	// Suspended: the connection to the backend is lost; the entry may still exist. It
-	// becomes Fenced when the local timer of one session timeout runs out.
+	// Suspended: the backend may not be hearing us: the connection is reported lost, or a
+	// request to it has gone unanswered for longer than T/3 (or nothing has been answered
+	// for T/2). The entry may still exist and the member still counts as live (Status.Live);
+	// it becomes Registered again when answers come back, or Fenced at the deadline below.
 	Suspended
-	// Fenced: the entry may be gone (session expired, or cut off for longer than the session
-	// timeout). The member must act as if it were not in the live set.
+	// Fenced: the entry may be gone, or will be soon. Entered at H + T×(1−FenceMargin) at
+	// the latest, which is before the backend can have ended the session (see State), and at
+	// once when the backend shows that the session ended or the entry belongs to another
+	// process. The member must act as if it were not in the live set. The entry comes back
+	// under a new epoch, never the fenced one.
 	Fenced
 	// Quarantined: a quarantine mark stands and the entry is withdrawn; the registration
 	// re-registers by itself once the mark is released.
@@ -77,6 +94,19 @@ const (
 	// Closed: Deregister was called or the coordinator closed.
 	Closed
 )
+
+// FenceMargin is the share of the session timeout by which a registration fences itself
+// ahead of the earliest moment the backend can expire it (see State): it absorbs a difference
+// in clock rates between this machine and the servers, the lateness of a timer on a busy
+// machine, and the time the member takes to act on Fenced. Clock rates differ by parts per
+// million; the rest is milliseconds, so a tenth (200ms of a 2s timeout, 1s of 10s) is ample.
+const FenceMargin = 0.1
+
+// FenceAfter is how long after the last answered request a registration fences itself, for
+// a backend timeout t: t×(1−FenceMargin).
+func FenceAfter(t time.Duration) time.Duration {
+	return t - time.Duration(float64(t)*FenceMargin)
+}
 
 func (s State) String() string {
 	switch s {
@@ -102,10 +132,13 @@ type Status struct {
 	State State
 	Epoch int64
 	Mark  *Quarantine
+	// Since is when State was entered (this process's clock): how long a member has been
+	// Suspended, for example, or the instant it fenced itself.
+	Since time.Time
 }
 
-// Live reports whether the member may act as a live member: Registered, or Suspended with
-// the fence timer still running.
+// Live reports whether the member may act as a live member: Registered, or Suspended (the
+// fence deadline has not come yet).
 func (s Status) Live() bool { return s.State == Registered || s.State == Suspended }
 
 // Registration is one member's ephemeral entry, kept alive (and re-created with a new epoch
@@ -124,8 +157,10 @@ type Registration interface {
 // Leadership is held by an elected candidate until Done is closed.
 type Leadership interface {
 	// Done is closed when leadership is lost: the candidate's entry is gone, its session
-	// ended, or it was cut off for a session timeout. Actions must also be fenced (see
-	// Coordinator.SetQuarantine), since Done can only be observed after the fact.
+	// ended, or the backend has not answered (or the connection has been down) for a third
+	// of the session timeout, well before the backend can have ended the session. Actions
+	// must also be fenced (see Coordinator.SetQuarantine), since Done can only be observed
+	// after the fact.
 	Done() <-chan struct{}
 	// Resign gives leadership up. Idempotent.
 	Resign(ctx context.Context) error

@@ -86,7 +86,7 @@ type nodeProc struct {
 func (c *cluster) startNode(id string, extra ...string) *nodeProc {
 	c.t.Helper()
 	args := append([]string{"node", "--id", id, "--allow-anonymous", "--mqtt", "127.0.0.1:0", "--internal", "127.0.0.1:0",
-		"--admin", "127.0.0.1:0", "--data-dir", c.t.TempDir(), "--ack-timeout", "3s"}, c.baseArgs()...)
+		"--admin", "127.0.0.1:0", "--data-dir", c.t.TempDir()}, c.baseArgs()...)
 	p := testenv.StartProc(c.t, id, append(args, extra...)...)
 	m := c.waitMember(id, 30*time.Second, func(m coord.Member, ok bool) bool { return ok })
 	c.waitReady(m)

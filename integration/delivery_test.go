@@ -19,6 +19,7 @@ type msgReq struct {
 	Payload string `json:"payload"`
 	QoS     *int   `json:"qos,omitempty"`
 	TTL     string `json:"ttl,omitempty"`
+	MaxWait string `json:"max_wait,omitempty"`
 }
 
 // inboxClient connects id to addr and subscribes it to its inbox.

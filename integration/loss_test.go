@@ -18,18 +18,34 @@ type device struct {
 	id    string
 	addrs []string
 	next  int
+	// ackDelay, if set, makes the device acknowledge each message this long after it
+	// arrives, as a slow device does.
+	ackDelay time.Duration
 
 	mu          sync.Mutex
 	received    []string // message ids, in arrival order
 	reconnected time.Time
 	connects    int
+	cur         *testenv.MQTTClient
+}
+
+// hop drops the device's connection (without DISCONNECT); it reconnects to the next node,
+// which takes the session over.
+func (d *device) hop() {
+	d.mu.Lock()
+	cur := d.cur
+	d.mu.Unlock()
+	if cur != nil {
+		cur.Drop()
+	}
 }
 
 func (d *device) run(ctx context.Context, ready chan<- struct{}) {
 	first := true
 	for ctx.Err() == nil {
 		addr := d.addrs[d.next%len(d.addrs)]
-		cl, err := testenv.DialMQTT(addr, d.id, testenv.MQTTOptions{CleanStart: true, ConnectTimeout: 2 * time.Second})
+		cl, err := testenv.DialMQTT(addr, d.id, testenv.MQTTOptions{CleanStart: true, ConnectTimeout: 5 * time.Second,
+			ManualAck: d.ackDelay > 0})
 		if err == nil {
 			err = cl.Subscribe("inbox/"+d.id, 1)
 			if err != nil {
@@ -47,6 +63,7 @@ func (d *device) run(ctx context.Context, ready chan<- struct{}) {
 		}
 		d.mu.Lock()
 		d.connects++
+		d.cur = cl
 		if !first {
 			d.reconnected = time.Now()
 		}
@@ -86,6 +103,9 @@ func (d *device) record(m testenv.Msg) {
 	d.mu.Lock()
 	d.received = append(d.received, m.ID)
 	d.mu.Unlock()
+	if d.ackDelay > 0 {
+		time.AfterFunc(d.ackDelay, func() { _ = m.Ack() })
+	}
 }
 
 // TestNoLossWhenANodeIsKilled is the loss test: 3 nodes, 300 clients spread over them, a

@@ -19,26 +19,23 @@ type clientState struct {
 	ident   *auth.Identity
 	expiry  *time.Timer // disconnects a token-authenticated client when its token expires
 
-	connected atomic.Bool // presence written
-	ready     atomic.Bool // subscribed to its inbox: directed messages may be sent
+	connected atomic.Bool  // presence written
+	epoch     atomic.Int64 // the node epoch its presence is confirmed under; sends need the live one
+	ready     atomic.Bool  // subscribed to its inbox: directed messages may be sent
+	revoked   atomic.Bool  // taken over elsewhere: nothing more is sent to it
 	gone      chan struct{}
 	goneOnce  sync.Once
 
-	// sendMu serialises sends to the client (direct deliveries and drain batches), so
-	// messages leave in the order they were handed over.
-	sendMu sync.Mutex
-
-	mu       sync.Mutex
-	waiters  map[uint16]chan bool // packet id → PUBACK (true) or drop (false)
-	draining bool
-	again    bool // a drain was asked for while one ran
+	ob *outbox // directed messages on their way to this connection
 }
 
 func newClientState(id string, cl *mqtt.Client, session string) *clientState {
-	return &clientState{id: id, cl: cl, session: session, gone: make(chan struct{}), waiters: map[uint16]chan bool{}}
+	st := &clientState{id: id, cl: cl, session: session, gone: make(chan struct{})}
+	st.ob = newOutbox(st)
+	return st
 }
 
-// markGone records that the connection ended and fails every waiter.
+// markGone records that the connection ended.
 func (s *clientState) markGone() {
 	s.goneOnce.Do(func() {
 		close(s.gone)
@@ -46,31 +43,6 @@ func (s *clientState) markGone() {
 			s.expiry.Stop()
 		}
 	})
-}
-
-func (s *clientState) addWaiter(id uint16) chan bool {
-	ch := make(chan bool, 1)
-	s.mu.Lock()
-	s.waiters[id] = ch
-	s.mu.Unlock()
-	return ch
-}
-
-func (s *clientState) removeWaiter(id uint16) {
-	s.mu.Lock()
-	delete(s.waiters, id)
-	s.mu.Unlock()
-}
-
-// complete resolves the waiter for packet id, if any.
-func (s *clientState) complete(id uint16, acked bool) {
-	s.mu.Lock()
-	ch, ok := s.waiters[id]
-	delete(s.waiters, id)
-	s.mu.Unlock()
-	if ok {
-		ch <- acked
-	}
 }
 
 // clientTable indexes client states by client id (the current connection), by mochi client
@@ -91,15 +63,17 @@ func newClientTable() *clientTable {
 	}
 }
 
-// add makes s the current connection for its id.
-func (t *clientTable) add(s *clientState) {
+// add makes s the current connection for its id and returns the one it replaced, if any.
+func (t *clientTable) add(s *clientState) *clientState {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	old := t.byID[s.id]
 	t.byID[s.id] = s
 	t.byCl[s.cl] = s
 	if s.cl.Net.Conn != nil {
 		t.byConn[s.cl.Net.Conn] = s
 	}
+	return old
 }
 
 // remove forgets s; the id entry only if s is still the current connection.
@@ -148,4 +122,45 @@ func (t *clientTable) len() int {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	return len(t.byID)
+}
+
+// keyedMutex serialises work per key (here: the CONNECT handling of one client id, so
+// that the client table, mochi's session table and the presence always name the same
+// connection). Keys nobody holds cost nothing.
+type keyedMutex struct {
+	mu sync.Mutex
+	m  map[string]*keyedLock
+}
+
+type keyedLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+// lock locks key and returns its unlock, which may be called once.
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyedLock{}
+	}
+	l := k.m[key]
+	if l == nil {
+		l = &keyedLock{}
+		k.m[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	l.mu.Lock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Unlock()
+			k.mu.Lock()
+			l.refs--
+			if l.refs == 0 {
+				delete(k.m, key)
+			}
+			k.mu.Unlock()
+		})
+	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/switchboard-mqtt/switchboard/auth"
 	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/lease"
 )
 
 // Config configures a Node. DefaultConfig shows every default.
@@ -24,6 +25,10 @@ type Config struct {
 	// Advertise is the host written into the registration for addresses bound to all
 	// interfaces (":1883", "0.0.0.0:1883"). Default: the machine's hostname.
 	Advertise string
+	// AdvertiseInternal, if set, is the host:port registered for InternalAddr instead of
+	// the bound address: what routers and other nodes dial when they reach this node
+	// through a NAT, a port mapping or a proxy.
+	AdvertiseInternal string
 	// DataDir is the directory whose free space the node's readiness report checks.
 	DataDir string
 	// InboxPrefix: client c is ready for directed messages once subscribed to
@@ -44,11 +49,32 @@ type Config struct {
 	Health     HealthConfig
 	Quarantine QuarantineConfig
 
-	// AckTimeout bounds the wait for a client's PUBACK to a directed QoS 1 message; after
-	// it the sender is told the outcome is unknown and keeps the message (mailbox).
-	AckTimeout time.Duration
-	// DrainBatch is how many mailbox messages are in flight to one client during a drain.
+	// MaxWait is how long a directed message from a router may wait for the client's
+	// PUBACK before the node puts it in the mailbox and answers `queued` (a request's
+	// max_wait overrides it). The message stays in flight: its PUBACK, when it comes,
+	// removes the mailbox copy, so a slow client costs the sender neither latency nor a
+	// duplicate.
+	MaxWait time.Duration
+	// Window is the most directed QoS 1 messages in flight to one client at once (also
+	// bounded by the client's receive maximum, less what mochi has in flight to it).
+	Window int
+	// OutboxLimit is the most directed messages from routers waiting to be written to one
+	// client; beyond it the node refuses more (the router queues them in the mailbox).
+	OutboxLimit int
+	// MaxQueuedBytes bounds the bytes of directed messages the node holds unanswered, over
+	// all clients; beyond it the node refuses more.
+	MaxQueuedBytes int64
+	// DrainBatch is how many mailbox messages one read takes (and the read-ahead).
 	DrainBatch int
+	// WriteTimeout bounds a write to a client that has no keepalive (with one, mochi's
+	// keepalive deadline bounds it).
+	WriteTimeout time.Duration
+	// Lease is the node's delivery lease (see package lease).
+	Lease LeaseConfig
+	// ClockSkew shifts the node's wall clock (presence and accepted stamps), for tests
+	// that show a machine with a wrong clock cannot expire an accepted message early: the
+	// node times expiries on its monotonic clock from durations the store gives.
+	ClockSkew time.Duration
 	// MailboxLimit caps each client's mailbox (messages) for messages the node itself
 	// stores (dropped by the broker for a slow subscriber).
 	MailboxLimit int
@@ -102,6 +128,18 @@ type HealthConfig struct {
 	StoreTimeout time.Duration
 }
 
+// LeaseConfig sets the node's delivery lease.
+type LeaseConfig struct {
+	// Duration: a notice stored for the node takes effect at most this long later (a lost
+	// takeover kick delays the new session's CONNACK, a message queued while its router
+	// cannot reach the node delays that router's answer, by up to this much). The node
+	// stops sending to every client when it cannot renew for this long.
+	Duration time.Duration
+	// Interval is how often the node takes its notices: a message queued for a connected
+	// client whose node could not be told directly arrives within about this long.
+	Interval time.Duration
+}
+
 // QuarantineConfig sets how a quarantined node leaves service.
 type QuarantineConfig struct {
 	// Grace is how long the node stays in the live set after its mark appears, refusing
@@ -144,8 +182,13 @@ func DefaultConfig() Config {
 			Grace:    10 * time.Second,
 			MoveRate: 200,
 		},
-		AckTimeout:      10 * time.Second,
-		DrainBatch:      32,
+		MaxWait:         time.Second,
+		Window:          128,
+		OutboxLimit:     1000,
+		MaxQueuedBytes:  256 << 20,
+		DrainBatch:      128,
+		WriteTimeout:    10 * time.Second,
+		Lease:           LeaseConfig{Duration: lease.DefaultDuration, Interval: lease.DefaultInterval},
 		MailboxLimit:    10_000,
 		StoreTimeout:    2 * time.Second,
 		ShutdownTimeout: 10 * time.Second,
@@ -165,6 +208,11 @@ func (c Config) Validate() error {
 	} {
 		if err := validateAddr(a.addr); err != nil {
 			return fmt.Errorf("%s %q: %w", a.flag, a.addr, err)
+		}
+	}
+	if c.AdvertiseInternal != "" {
+		if host, _, err := net.SplitHostPort(c.AdvertiseInternal); err != nil || host == "" {
+			return fmt.Errorf("--advertise-internal %q: want host:port", c.AdvertiseInternal)
 		}
 	}
 	if c.InboxPrefix == "" || strings.ContainsAny(c.InboxPrefix, "+#") {
@@ -191,7 +239,7 @@ func (c Config) Validate() error {
 		name string
 		v    time.Duration
 	}{
-		{"ack timeout", c.AckTimeout}, {"store timeout", c.StoreTimeout},
+		{"max wait", c.MaxWait}, {"store timeout", c.StoreTimeout}, {"write timeout", c.WriteTimeout},
 		{"shutdown timeout", c.ShutdownTimeout}, {"health interval", c.Health.Interval},
 	} {
 		if d.v <= 0 {
@@ -204,6 +252,13 @@ func (c Config) Validate() error {
 	}
 	if c.DrainBatch <= 0 || c.MailboxLimit <= 0 {
 		return fmt.Errorf("drain batch %d and mailbox limit %d must be positive", c.DrainBatch, c.MailboxLimit)
+	}
+	if c.Window <= 0 || c.OutboxLimit <= 0 || c.MaxQueuedBytes <= 0 {
+		return fmt.Errorf("window %d, outbox limit %d and max queued bytes %d must be positive",
+			c.Window, c.OutboxLimit, c.MaxQueuedBytes)
+	}
+	if err := (lease.Config{Node: c.ID, Duration: c.Lease.Duration, Interval: c.Lease.Interval}).Validate(); err != nil {
+		return err
 	}
 	return nil
 }

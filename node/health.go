@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/switchboard-mqtt/switchboard/coord"
 )
 
 // Health is the node's readiness report, served at /healthz. The load balancer reads only
@@ -96,10 +99,15 @@ func (n *Node) checkHealth(ctx context.Context) {
 
 // Health returns the current readiness report.
 func (n *Node) Health() Health {
-	h := Health{Checks: map[string]Check{}}
+	h := Health{}
 	if cached := n.health.Load(); cached != nil {
 		h = *cached
 	}
+	checks := make(map[string]Check, len(h.Checks)+1) // the cached map is shared: copy it
+	for k, v := range h.Checks {
+		checks[k] = v
+	}
+	h.Checks = checks
 	h.Node = n.cfg.ID
 	h.Clients = n.clients.len()
 	h.Ready = true
@@ -112,14 +120,23 @@ func (n *Node) Health() Health {
 		if st.Mark != nil {
 			h.Quarantined, h.Reason = true, st.Mark.Reason
 		}
+		// Suspended (cut off from the coordinator, not fenced yet) still delivers, but
+		// the load balancer should send new clients elsewhere: it may be fenced soon.
+		h.Ready = h.Ready && st.State == coord.Registered
+	}
+	if n.lease != nil {
+		if ok, _ := n.lease.Check(); !ok {
+			h.Checks["lease"] = Check{OK: false, Detail: "delivery lease lapsed: the store has not been reachable for the lease's duration"}
+			h.Ready = false
+		}
 	}
 	if g := n.gate.Load(); g != nil {
 		h.Gate = g.reason
 	}
 	h.Ready = h.Ready && h.Gate == "" && !h.Quarantined
 	if n.mqtt != nil {
-		h.Counters.MessagesIn = n.mqtt.Info.MessagesReceived
-		h.Counters.MessagesOut = n.mqtt.Info.MessagesSent
+		h.Counters.MessagesIn = atomic.LoadInt64(&n.mqtt.Info.MessagesReceived)
+		h.Counters.MessagesOut = atomic.LoadInt64(&n.mqtt.Info.MessagesSent)
 	}
 	h.Counters.DeliveriesOK, h.Counters.DeliveryFailures = n.metrics.deliveryTotals()
 	return h

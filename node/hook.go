@@ -14,7 +14,6 @@ import (
 	"github.com/switchboard-mqtt/switchboard/auth"
 	"github.com/switchboard-mqtt/switchboard/inbox"
 	"github.com/switchboard-mqtt/switchboard/store"
-	"github.com/switchboard-mqtt/switchboard/wire"
 )
 
 // hook connects mochi's client lifecycle to presence, readiness and delivery. mochi runs
@@ -29,15 +28,23 @@ func (h *hook) ID() string { return "switchboard" }
 func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished,
-		mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnQosComplete,
-		mqtt.OnQosDropped, mqtt.OnPublishDropped, mqtt.OnPacketRead, mqtt.OnPublish,
+		mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublishDropped,
+		mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublish,
 	}, []byte{b})
 }
 
-// OnPacketRead applies the packet-latency failpoint (a no-op unless a test set it).
-func (h *hook) OnPacketRead(_ *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+// OnPacketRead applies the packet-latency failpoint (a no-op unless a test set it), and
+// routes the client's acknowledgements of packets the server sent: a directed message's
+// PUBACK settles it, and mochi's own get their packet ids back (see pids.go).
+func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	h.n.fp.delay()
-	return pk, nil
+	return h.n.inbound(cl, pk), nil
+}
+
+// OnPacketEncode gives mochi's own outgoing QoS>0 publishes wire packet ids from the
+// node's table, so they never share one with a directed message (see pids.go).
+func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	return h.n.outbound(cl, pk)
 }
 
 // OnConnectAuthenticate admits every client that reached it: OnConnect has already
@@ -96,7 +103,10 @@ const ProbeTopicPrefix = auth.ProbeTopicPrefix
 var errRefused = errors.New("connection refused")
 
 // OnConnect admits or refuses a connection (sending the CONNACK itself when it refuses, so
-// it can choose the reason code) and records the client's presence before mochi answers.
+// it can choose the reason code), records the client's presence, and takes the session
+// over from wherever it was, all before mochi answers CONNACK. One client id's CONNECTs
+// are handled one at a time on this node (until OnSessionEstablished or the connection's
+// end), so the client table, mochi's session and the presence always name the same one.
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	n := h.n
 	if g := n.gate.Load(); g != nil {
@@ -113,8 +123,59 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if err != nil {
 		return n.refuseAuth(cl, err)
 	}
+	n.lockConnect(cl)
+	refused := func(reason string, code error) error {
+		n.metrics.connections.WithLabelValues("refused_" + reason).Inc()
+		n.unlockConnect(cl)
+		return code
+	}
+	epoch := n.epoch.Load()
+	if epoch == 0 {
+		return refused("not_live", n.refuse(cl, &gateState{reason: "not live"}))
+	}
 	st := newClientState(cl.ID, cl, randomToken())
 	st.ident = ident
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.StoreTimeout)
+	defer cancel()
+	prev, err := n.store.Connect(ctx, store.Presence{
+		Client: cl.ID, Node: n.cfg.ID, Epoch: epoch, Session: st.session, Since: time.Now().Add(n.cfg.ClockSkew).UTC(),
+	})
+	if err != nil {
+		n.log.Warn("refusing connection: cannot record presence", "client", cl.ID, "error", err)
+		return refused("store", n.refuse(cl, &gateState{reason: "presence store unavailable"}))
+	}
+	st.connected.Store(true)
+	st.epoch.Store(epoch)
+	if old := n.clients.add(st); old != nil && old != st {
+		// An older connection of this id here: mochi takes it over after this hook, and
+		// nothing more is sent to it from now on.
+		n.revokeState(old, "local")
+	}
+	if now := n.epoch.Load(); now != epoch && now != 0 {
+		// Registered again while we wrote: record the new epoch too.
+		if err := n.store.Reassert(ctx, cl.ID, st.session, now); err == nil {
+			st.epoch.Store(now)
+		} else {
+			n.log.Warn("reassert presence", "client", cl.ID, "error", err)
+		}
+	}
+	if prev.Online() && prev.Node != n.cfg.ID {
+		// The client id is connected on another node: that session is taken over. The new
+		// one is answered only once the old one can receive nothing more: its node said
+		// so, or it was told through the store and its delivery lease ran out.
+		n.metrics.takeovers.WithLabelValues("remote").Inc()
+		tctx, tcancel := context.WithTimeout(context.Background(), n.cfg.StoreTimeout+2*n.cfg.Lease.Duration)
+		err := n.teller.Tell(tctx, prev.Node, prev.Epoch, []store.Notice{{
+			Kind: store.NoticeRevoke, Client: prev.Client, Session: prev.Session,
+		}})
+		tcancel()
+		if err != nil {
+			n.log.Warn("refusing connection: the previous session could not be taken over",
+				"client", cl.ID, "node", prev.Node, "error", err)
+			n.forget(st)
+			return refused("takeover", n.refuse(cl, &gateState{reason: "takeover failed"}))
+		}
+	}
 	if !ident.Expires.IsZero() {
 		// A token's expiry holds for the whole connection, not just at CONNECT.
 		st.expiry = time.AfterFunc(time.Until(ident.Expires), func() {
@@ -122,39 +183,47 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 			_ = n.mqtt.DisconnectClient(cl, packets.ErrNotAuthorized)
 		})
 	}
-	n.clients.add(st)
-	epoch := n.epoch.Load()
-	if epoch == 0 {
-		n.clients.remove(st)
-		return n.refuse(cl, &gateState{reason: "not live"})
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.StoreTimeout)
-	defer cancel()
-	prev, err := n.store.Connect(ctx, store.Presence{
-		Client: cl.ID, Node: n.cfg.ID, Epoch: epoch, Session: st.session, Since: time.Now().UTC(),
-	})
-	if err != nil {
-		n.clients.remove(st)
-		n.metrics.connections.WithLabelValues("refused_store").Inc()
-		n.log.Warn("refusing connection: cannot record presence", "client", cl.ID, "error", err)
-		return n.refuse(cl, &gateState{reason: "presence store unavailable"})
-	}
-	st.connected.Store(true)
 	n.metrics.connections.WithLabelValues("accepted").Inc()
-	if now := n.epoch.Load(); now != epoch && now != 0 {
-		// Re-registered while we wrote: record the new epoch too.
-		if err := n.store.Reassert(ctx, cl.ID, st.session, now); err != nil {
-			n.log.Warn("reassert presence", "client", cl.ID, "error", err)
+	return nil
+}
+
+// lockConnect takes the per-client-id CONNECT lock for cl; unlockConnect (called from
+// OnSessionEstablished, or when the connection ends) releases it.
+func (n *Node) lockConnect(cl *mqtt.Client) {
+	unlock := n.connLocks.lock(cl.ID)
+	n.connMu.Lock()
+	n.connecting[cl] = unlock
+	n.connMu.Unlock()
+}
+
+func (n *Node) unlockConnect(cl *mqtt.Client) {
+	n.connMu.Lock()
+	unlock := n.connecting[cl]
+	delete(n.connecting, cl)
+	n.connMu.Unlock()
+	if unlock != nil {
+		unlock()
+	}
+}
+
+// connectionDone releases what a connection may still hold when mochi is done with it,
+// however it ended.
+func (n *Node) connectionDone(conn net.Conn) {
+	n.connMu.Lock()
+	var cls []*mqtt.Client
+	for cl := range n.connecting {
+		if cl.Net.Conn == conn {
+			cls = append(cls, cl)
 		}
 	}
-	if prev.Online() && prev.Node != n.cfg.ID {
-		// The client id is connected on another node: that session is taken over. (A
-		// previous session on this node is mochi's to take over.)
-		n.metrics.takeovers.WithLabelValues("remote").Inc()
-		n.wg.Add(1)
-		go func() { defer n.wg.Done(); n.kickRemote(prev) }()
+	n.connMu.Unlock()
+	for _, cl := range cls {
+		n.unlockConnect(cl)
 	}
-	return nil
+	if st := n.clients.byNetConn(conn); st != nil {
+		// mochi ends some connections without OnDisconnect (a failed CONNACK write).
+		n.forget(st)
+	}
 }
 
 // refuseAuth answers CONNACK for a failed authentication: bad credentials 0x86 (3.1.1:
@@ -211,27 +280,10 @@ func (n *Node) otherServer() string {
 	return ""
 }
 
-// kickRemote asks the node named in prev to disconnect that session (reason 0x8E).
-func (n *Node) kickRemote(prev store.Presence) {
-	m, ok := n.members.Get(prev.Node)
-	if !ok {
-		return // that node is gone; its clients are gone with it
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	conn, err := n.peers.Get(ctx, m.InternalAddr)
-	if err == nil {
-		_, err = conn.Kick(ctx, wire.Kick{Epoch: prev.Epoch, Client: prev.Client, Session: prev.Session})
-	}
-	if err != nil {
-		n.log.Warn("could not tell the previous node to drop a taken-over session",
-			"client", prev.Client, "node", prev.Node, "error", err)
-	}
-}
-
-// OnSessionEstablished starts a drain when a resumed session already holds the inbox
-// subscription.
+// OnSessionEstablished runs after CONNACK: it releases the client id's CONNECT lock and
+// makes a resumed session that already holds the inbox subscription ready.
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	h.n.unlockConnect(cl)
 	if st := h.n.clients.byClient(cl); st != nil {
 		h.n.updateReady(st)
 	}
@@ -251,8 +303,8 @@ func (h *hook) OnUnsubscribed(cl *mqtt.Client, _ packets.Packet) {
 	}
 }
 
-// updateReady recomputes readiness from the client's subscriptions and drains the mailbox
-// when the client has just become ready.
+// updateReady recomputes readiness from the client's subscriptions and wakes the sender
+// when the client has just become ready (it reads the mailbox first).
 func (n *Node) updateReady(st *clientState) {
 	topic := inbox.Topic(n.cfg.InboxPrefix, st.id)
 	ready := false
@@ -263,12 +315,12 @@ func (n *Node) updateReady(st *clientState) {
 		}
 	}
 	if was := st.ready.Swap(ready); ready && !was {
-		n.startDrain(st)
+		n.wake(st)
 	}
 }
 
 // OnDisconnect clears the client's presence (only if this connection still owns it) and
-// fails its pending deliveries.
+// queues its unanswered directed messages in its mailbox.
 func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	st := h.n.clients.byClient(cl)
 	if st == nil {
@@ -277,12 +329,13 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	h.n.forget(st)
 }
 
-// forget ends what the node does for a connection.
+// forget ends what the node does for a connection. Idempotent.
 func (n *Node) forget(st *clientState) {
 	n.clients.remove(st)
 	st.ready.Store(false)
 	st.markGone()
-	if !st.connected.Load() {
+	n.closeOutbox(st)
+	if !st.connected.Swap(false) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.StoreTimeout)
@@ -307,21 +360,6 @@ func (n *Node) onPanic(conn net.Conn, _ any) {
 	n.forget(st)
 }
 
-// OnQosComplete resolves a directed delivery when the client acknowledges it.
-func (h *hook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
-	if st := h.n.clients.byClient(cl); st != nil {
-		st.complete(pk.PacketID, true)
-	}
-}
-
-// OnQosDropped fails a directed delivery that mochi dropped from the client's inflight
-// store (expired, or cleared on a clean takeover).
-func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
-	if st := h.n.clients.byClient(cl); st != nil {
-		st.complete(pk.PacketID, false)
-	}
-}
-
 // OnPublishDropped keeps a QoS>0 message mochi dropped for a slow subscriber (its outbound
 // queue was full): it goes to the subscriber's mailbox instead of being lost.
 func (h *hook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
@@ -330,24 +368,40 @@ func (h *hook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
 	}
 	n := h.n
 	now := time.Now()
-	expires := now.Add(n.cfg.Limits.MaxMessageExpiry)
+	ttl := n.cfg.Limits.MaxMessageExpiry
 	if pk.Expiry > 0 {
-		expires = time.Unix(pk.Expiry, 0)
+		// mochi stamps the expiry on this node's clock, in whole seconds.
+		ttl = time.Until(time.Unix(pk.Expiry, 0))
+		if ttl <= 0 {
+			return // expired: never delivered
+		}
 	}
 	m := store.Message{
 		ID: "dropped-" + randomToken(), To: cl.ID, Topic: pk.TopicName, Payload: pk.Payload, QoS: 1,
-		Accepted: now.UTC(), Expires: expires.UTC(),
+		Accepted: now.Add(n.cfg.ClockSkew).UTC(), TTL: ttl,
+	}
+	origin := ""
+	st := n.clients.byClient(cl)
+	if st != nil {
+		origin = st.session
 	}
 	// On the publisher's goroutine, with a deadline: drops for one subscriber arrive in
 	// order and must be appended in order.
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.StoreTimeout)
 	defer cancel()
-	if _, err := n.store.Append(ctx, m, n.cfg.MailboxLimit); err != nil {
+	res, err := n.teller.Queue(ctx, origin, []store.Message{m})
+	if err == nil && res[0].Err != nil {
+		err = res[0].Err
+	}
+	if err != nil {
 		n.metrics.dropsLost.Inc()
 		n.log.Error("a message dropped for a slow subscriber could not be kept", "client", cl.ID, "error", err)
 		return
 	}
 	n.metrics.dropsKept.Inc()
+	if st != nil {
+		n.askMailbox(st)
+	}
 }
 
 func metricReason(r string) string {

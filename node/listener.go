@@ -22,6 +22,7 @@ type listener struct {
 	log     *slog.Logger
 	onPanic func(conn net.Conn, v any) // cleans up after a recovered panic
 	onEnd   func(err error)            // sees why each connection ended (limit refusals)
+	onDone  func(conn net.Conn)        // releases what the connection still holds, however it ended
 	// closeAll disconnects every client when the listener closes. mochi's own callback
 	// (closeListenerClients) can deadlock in v2.7.9: Clients.GetByListener takes the read
 	// lock and calls Len, which takes it again, so a writer waiting in between blocks both.
@@ -85,6 +86,9 @@ func (l *listener) handle(establish listeners.EstablishFn, conn net.Conn) {
 		l.log.Debug("connection ended", "remote", conn.RemoteAddr().String(), "error", err)
 	}
 	l.onEnd(err)
+	if l.onDone != nil {
+		l.onDone(conn)
+	}
 }
 
 // Close stops accepting and disconnects the listener's clients (with closeAll, not

@@ -24,6 +24,8 @@ type metrics struct {
 	limits          *prometheus.CounterVec
 	authFailures    *prometheus.CounterVec
 	aclDenied       *prometheus.CounterVec
+	tooLarge        prometheus.Counter
+	removeFailures  prometheus.Counter
 
 	okTotal, failTotal atomic.Int64 // for the readiness report's counters
 }
@@ -36,7 +38,7 @@ func newMetrics(reg *prometheus.Registry, n *Node) *metrics {
 		}, []string{"result"}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_node_deliveries_total",
-			Help: "Directed messages handled, by path (direct from a router, drain from a mailbox) and status.",
+			Help: "Directed messages settled, by path (direct from a router, drain from a mailbox) and status.",
 		}, []string{"path", "status"}),
 		deliverySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "switchboard_node_delivery_seconds",
@@ -45,7 +47,7 @@ func newMetrics(reg *prometheus.Registry, n *Node) *metrics {
 		}),
 		takeovers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_node_takeovers_total",
-			Help: "Cluster-wide session takeovers: remote (this node took a session from another), kicked (another node took one from this).",
+			Help: "Session takeovers: remote (this node took a session from another), kicked/revoked (another node took one from this, told directly or through a notice), local (on this node), reassert (found taken over after a new epoch).",
 		}, []string{"kind"}),
 		panics: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchboard_node_panics_recovered_total",
@@ -75,6 +77,14 @@ func newMetrics(reg *prometheus.Registry, n *Node) *metrics {
 			Name: "switchboard_node_clients_moved_off_total",
 			Help: "Clients disconnected so they reconnect elsewhere (quarantine).",
 		}),
+		tooLarge: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_node_directed_too_large_total",
+			Help: "Directed messages dropped because they exceed the client's maximum packet size.",
+		}),
+		removeFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_node_mailbox_remove_failures_total",
+			Help: "Failed deletions of acknowledged messages' mailbox copies (each costs a duplicate later).",
+		}),
 		regState: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "switchboard_node_registration_state",
 			Help: "Registration state: 0 registering, 1 registered, 2 suspended, 3 fenced, 4 quarantined, 5 closed.",
@@ -85,7 +95,7 @@ func newMetrics(reg *prometheus.Registry, n *Node) *metrics {
 			func() float64 { return float64(v()) })
 	}
 	reg.MustRegister(
-		m.connections, m.deliveries, m.deliverySeconds, m.takeovers, m.panics, m.dropsKept, m.dropsLost, m.regState, m.movedOff, m.limits, m.authFailures, m.aclDenied,
+		m.connections, m.deliveries, m.deliverySeconds, m.takeovers, m.panics, m.dropsKept, m.dropsLost, m.regState, m.movedOff, m.limits, m.authFailures, m.aclDenied, m.tooLarge, m.removeFailures,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "switchboard_node_clients_connected", Help: "Connected MQTT clients.",
 		}, func() float64 { return float64(n.clients.len()) }),

@@ -26,6 +26,7 @@ import (
 
 	"github.com/switchboard-mqtt/switchboard/coord"
 	"github.com/switchboard-mqtt/switchboard/internal/version"
+	"github.com/switchboard-mqtt/switchboard/lease"
 	"github.com/switchboard-mqtt/switchboard/store"
 	"github.com/switchboard-mqtt/switchboard/watcher"
 	"github.com/switchboard-mqtt/switchboard/wire"
@@ -53,6 +54,16 @@ type Node struct {
 	metrics  *metrics
 	clients  *clientTable
 	health   atomic.Pointer[Health]
+
+	lease       *lease.Holder // the delivery lease: nothing is sent to clients without it
+	teller      *lease.Teller // queues into mailboxes and tells other nodes
+	remover     *remover      // deletes acknowledged messages' mailbox copies
+	queuedBytes atomic.Int64  // bytes of directed messages held unanswered
+	sendWG      sync.WaitGroup
+	connLocks   keyedMutex // one CONNECT at a time per client id
+	connMu      sync.Mutex
+	connecting  map[*mqtt.Client]func() // CONNECT locks held, by connection
+	moving      mover                   // moves clients off while fenced
 
 	epoch      atomic.Int64 // the live epoch; 0 while not live (fenced, withdrawn, stopping)
 	quarantine quarantine
@@ -83,12 +94,14 @@ func Start(ctx context.Context, cfg Config, c coord.Coordinator, st store.Store,
 		log = slog.Default()
 	}
 	n := &Node{
-		cfg:      cfg,
-		log:      log.With("node", cfg.ID),
-		coord:    c,
-		store:    st,
-		registry: prometheus.NewRegistry(),
-		clients:  newClientTable(),
+		cfg:        cfg,
+		log:        log.With("node", cfg.ID),
+		coord:      c,
+		store:      st,
+		registry:   prometheus.NewRegistry(),
+		clients:    newClientTable(),
+		remover:    newRemover(),
+		connecting: map[*mqtt.Client]func(){},
 	}
 	n.gate.Store(&gateState{reason: "starting"})
 	n.metrics = newMetrics(n.registry, n)
@@ -113,7 +126,7 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 		mqttL = tls.NewListener(mqttL, cfg.MQTTTLS)
 	}
 	n.mqttLis = &listener{id: "mqtt", l: mqttL, log: n.log.With("component", "mqtt-listener"),
-		onPanic: n.onPanic, onEnd: n.connectionEnded, closeAll: n.disconnectAll}
+		onPanic: n.onPanic, onEnd: n.connectionEnded, onDone: n.connectionDone, closeAll: n.disconnectAll}
 	if cfg.Limits.ConnRatePerIP > 0 {
 		n.mqttLis.limiter = newRateLimiter(cfg.Limits.ConnRatePerIP, cfg.Limits.ConnBurstPerIP)
 	}
@@ -147,8 +160,6 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 	go func() { _ = n.wireSrv.Serve(n.wireLis) }()
 	n.peers = wire.NewPool(wire.DialOptions{Token: cfg.WireToken, TLS: cfg.PeerTLS, Logger: n.log.With("component", "peers")})
 
-	n.admin = &http.Server{Handler: n.adminMux(), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = n.admin.Serve(n.adminLis) }()
 
 	n.checkHealth(ctx)
 	n.wg.Add(1)
@@ -157,15 +168,31 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 	if n.members, err = watcher.Start(ctx, n.coord, n.log); err != nil {
 		return err
 	}
+	n.teller = lease.NewTeller(lease.TellerConfig{
+		Self: cfg.ID, Local: n.localNotice, MailboxLimit: cfg.MailboxLimit,
+	}, n.store, n.members, n.peers, n.log)
+	if n.lease, err = lease.Start(lease.Config{
+		Node: cfg.ID, Duration: cfg.Lease.Duration, Interval: cfg.Lease.Interval,
+	}, n.store, n.applyNotices, n.log); err != nil {
+		return err
+	}
+	n.wg.Add(2)
+	go func() { defer n.wg.Done(); n.leaseLoop(bgctx) }()
+	go func() { defer n.wg.Done(); n.removeLoop(bgctx) }()
 
+	internalAddr := advertised(boundWire, cfg.Advertise)
+	if cfg.AdvertiseInternal != "" {
+		internalAddr = cfg.AdvertiseInternal
+	}
 	n.member = coord.Member{
 		ID:           cfg.ID,
 		MQTTAddr:     advertised(boundMQTT, cfg.Advertise),
-		InternalAddr: advertised(boundWire, cfg.Advertise),
+		InternalAddr: internalAddr,
 		AdminAddr:    advertised(n.adminLis.Addr(), cfg.Advertise),
 		Version:      version.Version,
 		StartedAt:    time.Now().UTC().Truncate(time.Millisecond),
 		Instance:     randomToken(),
+		LeaseMillis:  cfg.Lease.Duration.Milliseconds(),
 	}
 	if n.reg, err = n.coord.Register(ctx, n.member); err != nil {
 		if errors.Is(err, coord.ErrDuplicate) {
@@ -177,6 +204,10 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 	n.applyStatus(bgctx, st, 0)
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); n.statusLoop(bgctx) }()
+	// /healthz reads everything above: serve it only now (the port is bound since the
+	// start, so a busy one fails early and a load balancer's early checks are refused).
+	n.admin = &http.Server{Handler: n.adminMux(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = n.admin.Serve(n.adminLis) }()
 	n.log.Info("node started", "mqtt", n.member.MQTTAddr, "internal", n.member.InternalAddr,
 		"admin", n.member.AdminAddr, "state", st.State.String(), "epoch", st.Epoch)
 	return nil
@@ -239,6 +270,9 @@ func (n *Node) applyStatus(ctx context.Context, st coord.Status, last int64) int
 	} else {
 		n.quarantine.end(n)
 	}
+	if st.State != coord.Fenced {
+		n.moving.stop()
+	}
 	switch {
 	case st.Live():
 		n.epoch.Store(st.Epoch)
@@ -258,7 +292,13 @@ func (n *Node) applyStatus(ctx context.Context, st coord.Status, last int64) int
 	default:
 		n.epoch.Store(0)
 		if !marked {
-			n.gate.Store(&gateState{reason: st.State.String()})
+			n.gate.Store(&gateState{reason: st.State.String(), redirect: st.State == coord.Fenced})
+		}
+		if st.State == coord.Fenced {
+			// Cut off from the coordinator for longer than it may keep us: nothing is
+			// delivered here now, so the clients must go where their messages can reach
+			// them (MQTT 5 redirect, 3.1.1 disconnect), at a bounded rate.
+			n.moving.begin(ctx, n, "fenced")
 		}
 	}
 	return last
@@ -293,6 +333,15 @@ func (n *Node) Close(ctx context.Context) error {
 		} else if n.mqttLis != nil {
 			n.mqttLis.l.Close()
 		}
+		// Every connection is closed: wait for the spills of what they left unanswered.
+		n.moving.stop()
+		spilled := make(chan struct{})
+		go func() { n.sendWG.Wait(); close(spilled) }()
+		select {
+		case <-spilled:
+		case <-ctx.Done():
+			errs = append(errs, errors.New("unacknowledged messages were not all queued in time"))
+		}
 		if n.wireSrv != nil {
 			_ = n.wireSrv.Close()
 		} else if n.wireLis != nil {
@@ -311,6 +360,9 @@ func (n *Node) Close(ctx context.Context) error {
 		}
 		n.cancel()
 		n.wg.Wait()
+		if n.lease != nil {
+			n.lease.Close()
+		}
 		n.closeErr = errors.Join(errs...)
 		n.log.Info("node stopped")
 	})

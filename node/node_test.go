@@ -269,7 +269,7 @@ func TestConfigValidate(t *testing.T) {
 		{"receive maximum", func(c *node.Config) { c.Limits.ReceiveMaximum = 0 }, []string{"receive maximum", "0"}, []string{"inflight", "writes pending"}},
 		{"max inflight", func(c *node.Config) { c.Limits.MaxInflight = 0 }, []string{"max inflight", "0"}, []string{"receive maximum", "writes pending"}},
 		{"writes pending", func(c *node.Config) { c.Limits.WritesPending = 0 }, []string{"writes pending", "0"}, []string{"receive maximum", "inflight"}},
-		{"ack timeout", func(c *node.Config) { c.AckTimeout = 0 }, []string{"ack timeout", "0s"}, []string{"store timeout", "shutdown", "health"}},
+		{"max wait", func(c *node.Config) { c.MaxWait = 0 }, []string{"max wait", "0s"}, []string{"store timeout", "shutdown", "health"}},
 		{"store timeout", func(c *node.Config) { c.StoreTimeout = -time.Second }, []string{"store timeout", "-1s"}, []string{"ack timeout", "shutdown", "health"}},
 		{"shutdown timeout", func(c *node.Config) { c.ShutdownTimeout = 0 }, []string{"shutdown timeout", "0s"}, []string{"ack timeout", "store timeout", "health"}},
 		{"health interval", func(c *node.Config) { c.Health.Interval = 0 }, []string{"health interval", "0s"}, []string{"ack timeout", "store timeout", "shutdown"}},

@@ -83,16 +83,7 @@ func (n *Node) leaveService(ctx context.Context) {
 	}
 	n.log.Warn("quarantine: left the live set; moving clients off", "clients", n.clients.len(),
 		"rate_per_second", n.cfg.Quarantine.MoveRate)
-	tick := time.NewTicker(time.Second / time.Duration(n.cfg.Quarantine.MoveRate))
-	defer tick.Stop()
-	for _, st := range n.clients.all() {
-		select {
-		case <-tick.C:
-		case <-ctx.Done():
-			return
-		}
-		n.moveOff(st)
-	}
+	n.moveAllOff(ctx)
 }
 
 // moveOff disconnects one client so it reconnects elsewhere: MQTT 5 clients get

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -28,12 +27,14 @@ type Request struct {
 	Payload       *string         `json:"payload,omitempty"`
 	PayloadBase64 *string         `json:"payload_base64,omitempty"`
 	QoS           *int            `json:"qos,omitempty"`
-	TTL           json.RawMessage `json:"ttl,omitempty"` // "24h" or seconds
+	TTL           json.RawMessage `json:"ttl,omitempty"`      // "24h" or seconds
+	MaxWait       json.RawMessage `json:"max_wait,omitempty"` // "1s" or seconds; single sends only
 }
 
 // BatchRequest is the JSON body of POST /v1/messages/batch.
 type BatchRequest struct {
-	Messages []Request `json:"messages"`
+	Messages []Request       `json:"messages"`
+	MaxWait  json.RawMessage `json:"max_wait,omitempty"` // "1s" or seconds, for every message
 }
 
 // BatchItem is one entry of a batch answer: a result or an error.
@@ -110,7 +111,7 @@ func (c Config) validate(req Request) (Message, error) {
 		}
 	}
 	if len(req.TTL) > 0 {
-		ttl, err := parseTTL(req.TTL)
+		ttl, err := parseDuration(req.TTL)
 		if err != nil {
 			return Message{}, fieldError{"ttl", err.Error()}
 		}
@@ -122,7 +123,23 @@ func (c Config) validate(req Request) (Message, error) {
 	return m, nil
 }
 
-func parseTTL(raw json.RawMessage) (time.Duration, error) {
+// maxWait reads a request's max_wait: 0 (the default) when absent.
+func (c Config) maxWait(raw json.RawMessage) (time.Duration, error) {
+	if len(raw) == 0 {
+		return 0, nil
+	}
+	d, err := parseDuration(raw)
+	if err != nil {
+		return 0, fieldError{"max_wait", err.Error()}
+	}
+	if d < time.Millisecond || d > c.MaxMaxWait {
+		return 0, fieldError{"max_wait", fmt.Sprintf("%v is out of range: 1ms to %v", d, c.MaxMaxWait)}
+	}
+	return d, nil
+}
+
+// parseDuration reads a duration given as a string ("90s", "24h") or a number of seconds.
+func parseDuration(raw json.RawMessage) (time.Duration, error) {
 	var s string
 	if err := json.Unmarshal(raw, &s); err == nil {
 		d, err := time.ParseDuration(s)
@@ -204,13 +221,18 @@ func (r *Router) handleSend(w http.ResponseWriter, req *http.Request) {
 		r.badRequest(w, err, nil)
 		return
 	}
-	res, err := r.Send(req.Context(), m)
+	wait, err := r.cfg.maxWait(body.MaxWait)
 	if err != nil {
-		code, msg := sendError(err)
+		r.badRequest(w, err, nil)
+		return
+	}
+	out := r.Route(req.Context(), []Message{m}, wait)[0]
+	if out.Err != nil {
+		code, msg := sendError(out.Err)
 		writeJSON(w, code, ErrorBody{Error: msg})
 		return
 	}
-	writeJSON(w, http.StatusOK, res)
+	writeJSON(w, http.StatusOK, out.Result)
 }
 
 func (r *Router) handleBatch(w http.ResponseWriter, req *http.Request) {
@@ -227,9 +249,18 @@ func (r *Router) handleBatch(w http.ResponseWriter, req *http.Request) {
 		r.badRequest(w, fieldError{"messages", fmt.Sprintf("%d messages is over the batch maximum of %d", len(body.Messages), r.cfg.MaxBatch)}, nil)
 		return
 	}
+	wait, err := r.cfg.maxWait(body.MaxWait)
+	if err != nil {
+		r.badRequest(w, err, nil)
+		return
+	}
 	// Validate everything first: a bad item refuses the whole batch, nothing stored.
 	msgs := make([]Message, len(body.Messages))
 	for i, item := range body.Messages {
+		if len(item.MaxWait) > 0 {
+			r.badRequest(w, fieldError{"max_wait", "give max_wait for the whole batch, beside messages"}, &i)
+			return
+		}
 		m, err := r.cfg.validate(item)
 		if err != nil {
 			r.badRequest(w, err, &i)
@@ -237,7 +268,7 @@ func (r *Router) handleBatch(w http.ResponseWriter, req *http.Request) {
 		}
 		msgs[i] = m
 	}
-	items := r.SendBatch(req.Context(), msgs)
+	items := r.SendBatch(req.Context(), msgs, wait)
 	status := http.StatusOK
 	for _, it := range items {
 		if it.Error != "" {
@@ -249,39 +280,18 @@ func (r *Router) handleBatch(w http.ResponseWriter, req *http.Request) {
 	}{items})
 }
 
-// SendBatch routes many messages: messages to different clients in parallel, messages to
-// one client in batch order.
-func (r *Router) SendBatch(ctx context.Context, msgs []Message) []BatchItem {
-	items := make([]BatchItem, len(msgs))
-	byClient := map[string][]int{}
-	var order []string
-	for i, m := range msgs {
-		if _, ok := byClient[m.To]; !ok {
-			order = append(order, m.To)
+// SendBatch routes many messages (see Route) and answers each as the batch API does.
+func (r *Router) SendBatch(ctx context.Context, msgs []Message, maxWait time.Duration) []BatchItem {
+	out := r.Route(ctx, msgs, maxWait)
+	items := make([]BatchItem, len(out))
+	for i, o := range out {
+		if o.Err != nil {
+			code, msg := sendError(o.Err)
+			items[i] = BatchItem{Error: msg, Code: code}
+			continue
 		}
-		byClient[m.To] = append(byClient[m.To], i)
+		items[i] = BatchItem{Result: o.Result, Code: http.StatusOK}
 	}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 256)
-	for _, client := range order {
-		idx := byClient[client]
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			for _, i := range idx {
-				res, err := r.Send(ctx, msgs[i])
-				if err != nil {
-					code, msg := sendError(err)
-					items[i] = BatchItem{Error: msg, Code: code}
-					continue
-				}
-				items[i] = BatchItem{Result: res, Code: http.StatusOK}
-			}
-		}()
-	}
-	wg.Wait()
 	return items
 }
 
@@ -301,9 +311,21 @@ func (r *Router) handleClient(w http.ResponseWriter, req *http.Request) {
 
 // MailboxView is the answer of GET /v1/clients/{id}/mailbox.
 type MailboxView struct {
-	Client   string          `json:"client"`
-	Depth    int             `json:"depth"`
-	Messages []store.Message `json:"messages"`
+	Client   string           `json:"client"`
+	Depth    int              `json:"depth"`
+	Messages []MailboxMessage `json:"messages"`
+}
+
+// MailboxMessage is one message waiting in a mailbox.
+type MailboxMessage struct {
+	ID       string    `json:"id"`
+	Topic    string    `json:"topic"`
+	Payload  []byte    `json:"payload"` // base64 in JSON
+	QoS      byte      `json:"qos"`
+	Accepted time.Time `json:"accepted"`
+	// ExpiresIn is the time it has left, in seconds, as the store counted when it was read.
+	ExpiresIn float64 `json:"expires_in"`
+	Seq       uint64  `json:"seq"`
 }
 
 func (r *Router) handleMailbox(w http.ResponseWriter, req *http.Request) {
@@ -323,12 +345,19 @@ func (r *Router) handleMailbox(w http.ResponseWriter, req *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), r.cfg.StoreTimeout)
 	defer cancel()
-	v := MailboxView{Client: id, Messages: []store.Message{}}
+	v := MailboxView{Client: id, Messages: []MailboxMessage{}}
 	var err error
 	if limit > 0 {
-		if v.Messages, err = r.store.Peek(ctx, id, limit); err != nil {
+		msgs, err := r.store.Peek(ctx, id, 0, limit)
+		if err != nil {
 			writeJSON(w, http.StatusServiceUnavailable, ErrorBody{Error: err.Error()})
 			return
+		}
+		for _, m := range msgs {
+			v.Messages = append(v.Messages, MailboxMessage{
+				ID: m.ID, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Accepted: m.Accepted,
+				ExpiresIn: m.TTL.Seconds(), Seq: m.Seq,
+			})
 		}
 	}
 	if v.Depth, err = r.store.Depth(ctx, id); err != nil {

@@ -1,9 +1,12 @@
 // Package router is Switchboard's message router — the seed's GMP. It takes "send this to
-// client X" over HTTP and puts the message on the node X is connected to, or in X's mailbox
-// when X is offline, its node is gone, or its mailbox already holds messages (so order
-// holds). A 2xx answer means the message was delivered or stored: it will not be lost.
+// client X" over HTTP and hands the message to the node X is connected to, or puts it in
+// X's mailbox when X is offline or its node cannot take it. A 2xx answer means the message
+// was delivered or stored, and that X's node (if any) knows of it: it will not be lost,
+// and nothing accepted after it reaches X before it.
 //
-// Routers keep no state of their own; several may run at once.
+// Routers keep no state of their own; any number may run at once, behind a load balancer.
+// Order among them holds because the client's node sequences its messages (see package
+// lease and docs/ARCHITECTURE.md).
 package router
 
 import (
@@ -15,12 +18,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/lease"
 	"github.com/switchboard-mqtt/switchboard/store"
 	"github.com/switchboard-mqtt/switchboard/watcher"
 	"github.com/switchboard-mqtt/switchboard/wire"
@@ -41,9 +46,16 @@ type Config struct {
 	MailboxLimit int
 	// MaxBatch is the most messages in one batch request.
 	MaxBatch int
-	// DeliverTimeout bounds a direct delivery (the node waits up to its ack timeout for
-	// the client's PUBACK); after it the message goes to the mailbox.
-	DeliverTimeout time.Duration
+	// MaxWait is how long a request waits, by default, for a message sent to an online
+	// client to be acknowledged; after it the client's node queues the message in its
+	// mailbox and the answer is `queued` (a request's max_wait overrides it).
+	MaxWait time.Duration
+	// MaxMaxWait caps a request's max_wait.
+	MaxMaxWait time.Duration
+	// AnswerGrace is how much longer than the max wait the router waits for a node's
+	// answer (the node may be storing the message) before it takes the outcome as unknown
+	// and queues the message itself (a duplicate is possible then, never a loss).
+	AnswerGrace time.Duration
 	// StoreTimeout bounds each store call.
 	StoreTimeout time.Duration
 	// WireToken is the shared secret presented to nodes.
@@ -51,22 +63,28 @@ type Config struct {
 	// WireTLS, if set, is the client side of TLS (mutual, with a certificate) to nodes.
 	WireTLS *tls.Config
 	// RouteCache is how many clients' routes are remembered (0 disables the cache: every
-	// message then reads presence and mailbox depth from the store).
+	// message then reads the client's presence from the store).
 	RouteCache int
+	// ClockSkew shifts the router's wall clock (message ids, accepted stamps), for tests
+	// that show a machine with a wrong clock cannot expire an accepted message early: no
+	// expiry is judged on it.
+	ClockSkew time.Duration
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		InboxPrefix:    "inbox/",
-		DefaultTTL:     24 * time.Hour,
-		MaxTTL:         30 * 24 * time.Hour,
-		MaxPayload:     256 << 10,
-		MailboxLimit:   10_000,
-		MaxBatch:       1000,
-		DeliverTimeout: 15 * time.Second,
-		StoreTimeout:   2 * time.Second,
-		RouteCache:     1 << 20,
+		InboxPrefix:  "inbox/",
+		DefaultTTL:   24 * time.Hour,
+		MaxTTL:       30 * 24 * time.Hour,
+		MaxPayload:   256 << 10,
+		MailboxLimit: 10_000,
+		MaxBatch:     1000,
+		MaxWait:      time.Second,
+		MaxMaxWait:   30 * time.Second,
+		AnswerGrace:  5 * time.Second,
+		StoreTimeout: 2 * time.Second,
+		RouteCache:   1 << 20,
 	}
 }
 
@@ -81,10 +99,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max payload %d must be positive", c.MaxPayload)
 	case c.MailboxLimit <= 0:
 		return fmt.Errorf("mailbox limit %d must be positive", c.MailboxLimit)
-	case c.MaxBatch <= 0:
-		return fmt.Errorf("max batch %d must be positive", c.MaxBatch)
-	case c.DeliverTimeout <= 0 || c.StoreTimeout <= 0:
-		return errors.New("timeouts must be positive")
+	case c.MaxBatch <= 0 || c.MaxBatch > wire.MaxMsgs:
+		return fmt.Errorf("max batch %d must be between 1 and %d", c.MaxBatch, wire.MaxMsgs)
+	case c.MaxWait <= 0 || c.MaxMaxWait < c.MaxWait:
+		return fmt.Errorf("max wait %v must be positive and at most the largest max wait %v", c.MaxWait, c.MaxMaxWait)
+	case c.MaxMaxWait > time.Duration(1<<32-1)*time.Millisecond:
+		return fmt.Errorf("largest max wait %v is too long", c.MaxMaxWait)
+	case c.AnswerGrace <= 0 || c.StoreTimeout <= 0:
+		return errors.New("answer grace and store timeout must be positive")
 	case c.RouteCache < 0:
 		return fmt.Errorf("route cache %d must not be negative", c.RouteCache)
 	}
@@ -98,7 +120,7 @@ type Router struct {
 	store    store.Store
 	members  *watcher.Watcher
 	pool     *wire.Pool
-	lanes    lanes
+	teller   *lease.Teller
 	routes   routes
 	registry *prometheus.Registry
 	metrics  *metrics
@@ -128,6 +150,7 @@ func New(cfg Config, st store.Store, members *watcher.Watcher, log *slog.Logger)
 		cancel:   cancel,
 	}
 	r.metrics = newMetrics(r.registry)
+	r.teller = lease.NewTeller(lease.TellerConfig{MailboxLimit: cfg.MailboxLimit}, st, members, r.pool, r.log)
 	sub := members.Subscribe()
 	r.wg.Add(1)
 	go func() {
@@ -193,135 +216,302 @@ type Message struct {
 	TTL     time.Duration
 }
 
-// Send routes one message. An error means the message was not accepted (nothing stored):
-// it wraps store.ErrMailboxFull, store.ErrStoreFull or store.ErrUnavailable.
+// Send routes one message with the default max wait. An error means the message was not
+// accepted (nothing stored): it wraps store.ErrMailboxFull, store.ErrStoreFull or
+// store.ErrUnavailable.
 func (r *Router) Send(ctx context.Context, m Message) (Result, error) {
+	out := r.Route(ctx, []Message{m}, 0)
+	return out[0].Result, out[0].Err
+}
+
+// Outcome of one message of Route: a Result, or Err when it was not accepted.
+type Routed struct {
+	Result
+	Err error
+}
+
+// Route routes messages: those to different clients in parallel, those to one client in
+// the order given (they travel to its node in one frame, and its node takes all or none).
+// maxWait bounds how long a message may wait for the client's acknowledgement before it
+// is queued and answered queued (0: the default). The answer for message i is out[i].
+func (r *Router) Route(ctx context.Context, msgs []Message, maxWait time.Duration) []Routed {
 	start := time.Now()
-	release := r.lanes.acquire(m.To)
-	defer release()
-	res, err := r.send(ctx, m, start)
-	r.metrics.observe(res, err, time.Since(start))
-	return res, err
-}
-
-func (r *Router) send(ctx context.Context, m Message, now time.Time) (Result, error) {
-	if m.ID == "" {
-		m.ID = NewID(now)
+	// The wall clock names and stamps messages; durations are measured on the monotonic
+	// clock (start), which the skew must not touch.
+	wall := start.Add(r.cfg.ClockSkew).Round(0)
+	if maxWait <= 0 {
+		maxWait = r.cfg.MaxWait
 	}
-	sm := store.Message{
-		ID: m.ID, To: m.To, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS,
-		Accepted: now.UTC(), Expires: now.Add(m.TTL).UTC(),
-	}
-	// The common case needs no store round trip: the client's route (its node, epoch and
-	// session, seen last time with an empty mailbox) is remembered.
-	if p, ok := r.routes.get(m.To); ok {
-		if member, live := r.members.Live(p.Node, p.Epoch); live {
-			res, out := r.deliver(ctx, member, p, sm)
-			switch out {
-			case done:
-				return res, nil
-			case uncertain:
-				r.routes.forget(m.To)
-				return r.queue(ctx, sm)
-			}
+	maxWait = min(maxWait, r.cfg.MaxMaxWait)
+	out := make([]Routed, len(msgs))
+	sms := make([]store.Message, len(msgs))
+	for i, m := range msgs {
+		if m.ID == "" {
+			m.ID = NewID(wall)
 		}
-		r.routes.forget(m.To) // stale: look again
-	}
-	sctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
-	p, depth, err := r.store.Lookup(sctx, m.To)
-	cancel()
-	if err != nil {
-		return Result{}, fmt.Errorf("look up %s: %w", m.To, err)
-	}
-	// Direct only when nothing is queued ahead, so order holds across a drain.
-	if depth == 0 && p.Online() {
-		if member, live := r.members.Live(p.Node, p.Epoch); live {
-			res, out := r.deliver(ctx, member, p, sm)
-			if out == done {
-				r.routes.put(m.To, p)
-				return res, nil
-			}
+		sms[i] = store.Message{
+			ID: m.ID, To: m.To, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS,
+			Accepted: wall.UTC(), TTL: m.TTL,
 		}
 	}
-	return r.queue(ctx, sm)
+	groups := groupByClient(sms)
+	// First attempt: every client with a route goes straight to its node.
+	retry, queue := r.deliverGroups(ctx, groups, sms, out, maxWait, start, true)
+	if len(retry) > 0 {
+		// Refused before anything was sent (not there any more, or its node cannot take
+		// it): look again in the store, and try once more where the client is now.
+		again, more := r.deliverGroups(ctx, regroup(retry, sms), sms, out, maxWait, start, false)
+		queue = append(append(queue, again...), more...)
+		slices.Sort(queue)
+	}
+	if len(queue) > 0 {
+		r.queueAll(ctx, queue, sms, out, start)
+	}
+	d := time.Since(start)
+	for i := range out {
+		r.metrics.observe(out[i].Result, out[i].Err, d)
+	}
+	return out
 }
 
-// queue appends the message to its client's mailbox and wakes the client's node.
-func (r *Router) queue(ctx context.Context, sm store.Message) (Result, error) {
-	r.routes.forget(sm.To) // the next message must see the mailbox
-	sctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
-	ar, err := r.store.Append(sctx, sm, r.cfg.MailboxLimit)
-	cancel()
-	if err != nil {
-		return Result{}, fmt.Errorf("store for %s: %w", sm.To, err)
-	}
-	if ar.Presence.Online() {
-		r.kickDrain(ar.Presence)
-	}
-	return Result{ID: sm.ID, Status: Queued, Depth: ar.Depth, Duplicate: ar.Duplicate}, nil
+// group is one client's messages of a request, in request order.
+type group struct {
+	client string
+	idx    []int
 }
 
-// outcome is what a direct delivery attempt came to.
-type outcome int
+func groupByClient(sms []store.Message) []group {
+	pos := map[string]int{}
+	var gs []group
+	for i, m := range sms {
+		k, ok := pos[m.To]
+		if !ok {
+			k = len(gs)
+			pos[m.To] = k
+			gs = append(gs, group{client: m.To})
+		}
+		gs[k].idx = append(gs[k].idx, i)
+	}
+	return gs
+}
 
-const (
-	done      outcome = iota // delivered (or expired): answer the sender
-	notSent                  // nothing reached the client: looking again is safe
-	uncertain                // it may have reached the client: queue it, never resend directly
-)
+// regroup groups message indexes (already in request order) by client.
+func regroup(idx []int, sms []store.Message) []group {
+	sub := make([]store.Message, len(idx))
+	for k, i := range idx {
+		sub[k] = sms[i]
+	}
+	gs := groupByClient(sub)
+	for g := range gs {
+		for k, j := range gs[g].idx {
+			gs[g].idx[k] = idx[j]
+		}
+	}
+	return gs
+}
 
-// deliver tries the client's node.
-func (r *Router) deliver(ctx context.Context, member coord.Member, p store.Presence, m store.Message) (Result, outcome) {
-	dctx, cancel := context.WithTimeout(ctx, r.cfg.DeliverTimeout)
+// errNoAnswer: a node did not answer within max wait plus the grace.
+var errNoAnswer = errors.New("no answer from the node in time")
+
+// deliverGroups sends each group to its client's node and waits for the answers. It
+// fills out for what is settled and returns, in request order, the indexes of messages
+// refused before they were sent (retry: worth a fresh look-up) and of messages to queue
+// (offline, or an outcome that is unknown: those are never sent directly again). cached
+// says whether routes may come from the cache (the first attempt) or must be read from
+// the store.
+func (r *Router) deliverGroups(ctx context.Context, groups []group, sms []store.Message, out []Routed, maxWait time.Duration, start time.Time, cached bool) (retry, toQueue []int) {
+	type sent struct {
+		g      group
+		p      store.Presence
+		member coord.Member
+		res    []wire.Result
+		errs   []error
+	}
+	var mu sync.Mutex
+	var list []*sent
+	lookups := make(chan struct{}, 64) // bounds concurrent store look-ups
+	var wg sync.WaitGroup
+	var answers sync.WaitGroup
+	for _, g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p, ok := store.Presence{}, false
+			if cached {
+				p, ok = r.routes.get(g.client)
+			}
+			if !ok {
+				lookups <- struct{}{}
+				lctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+				var err error
+				p, _, err = r.store.Lookup(lctx, g.client)
+				cancel()
+				<-lookups
+				if err != nil {
+					mu.Lock()
+					for _, i := range g.idx {
+						out[i].Err = fmt.Errorf("look up %s: %w", g.client, err)
+					}
+					mu.Unlock()
+					return
+				}
+			}
+			member, live := r.members.Live(p.Node, p.Epoch)
+			if !p.Online() || !live {
+				r.routes.forget(g.client)
+				mu.Lock()
+				toQueue = append(toQueue, g.idx...)
+				mu.Unlock()
+				return
+			}
+			conn, err := r.pool.Get(ctx, member.InternalAddr)
+			if err != nil {
+				r.log.Debug("node unreachable; queueing", "node", member.ID, "error", err)
+				r.routes.forget(g.client)
+				mu.Lock()
+				if cached {
+					retry = append(retry, g.idx...)
+				} else {
+					toQueue = append(toQueue, g.idx...)
+				}
+				mu.Unlock()
+				return
+			}
+			s := &sent{g: g, p: p, member: member, res: make([]wire.Result, len(g.idx)), errs: make([]error, len(g.idx))}
+			d := wire.Deliver{Epoch: p.Epoch, Client: p.Client, Session: p.Session, MaxWait: uint32(maxWait / time.Millisecond)}
+			now := time.Now()
+			for _, i := range g.idx {
+				m := sms[i]
+				ttl := m.TTL - now.Sub(start) // the time spent here counts against it
+				d.Msgs = append(d.Msgs, wire.Msg{ID: m.ID, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, TTL: ttl.Milliseconds()})
+			}
+			mu.Lock()
+			list = append(list, s)
+			mu.Unlock()
+			var once = make([]bool, len(g.idx))
+			var smu sync.Mutex
+			left := len(g.idx)
+			done := make(chan struct{})
+			answers.Add(1)
+			conn.Deliver(d, func(k int, res wire.Result, err error) {
+				smu.Lock()
+				defer smu.Unlock()
+				if k < 0 || k >= len(once) || once[k] {
+					return
+				}
+				once[k] = true
+				s.res[k], s.errs[k] = res, err
+				if left--; left == 0 {
+					close(done)
+				}
+			})
+			timer := time.NewTimer(maxWait + r.cfg.AnswerGrace)
+			select {
+			case <-done:
+			case <-timer.C:
+			case <-ctx.Done():
+			}
+			timer.Stop()
+			smu.Lock()
+			for k := range once {
+				if !once[k] {
+					once[k] = true
+					s.errs[k] = errNoAnswer
+				}
+			}
+			smu.Unlock()
+			answers.Done()
+		}()
+	}
+	wg.Wait()
+	answers.Wait()
+	for _, s := range list {
+		refused := false
+		for k, i := range s.g.idx {
+			res, err := s.res[k], s.errs[k]
+			switch {
+			case err != nil:
+				// The node may have delivered it before the connection broke, or may still:
+				// queueing it can cause a duplicate, never a loss.
+				r.metrics.uncertain.Inc()
+				r.log.Debug("delivery outcome unknown; queueing", "node", s.member.ID, "client", s.g.client, "error", err)
+				toQueue = append(toQueue, i)
+				refused = true
+			case res.Status == wire.StatusDelivered:
+				out[i].Result = Result{ID: sms[i].ID, Status: Delivered, Node: s.member.ID}
+			case res.Status == wire.StatusQueued:
+				out[i].Result = Result{ID: sms[i].ID, Status: Queued, Node: s.member.ID}
+			case res.Status == wire.StatusExpired:
+				out[i].Result = Result{ID: sms[i].ID, Status: Expired, Node: s.member.ID}
+			case res.Status == wire.StatusNotHere, res.Status == wire.StatusStaleEpoch:
+				if cached {
+					retry = append(retry, i)
+				} else {
+					toQueue = append(toQueue, i)
+				}
+				refused = true
+			default:
+				r.metrics.uncertain.Inc()
+				toQueue = append(toQueue, i)
+				refused = true
+			}
+		}
+		if refused {
+			r.routes.forget(s.g.client)
+		} else {
+			r.routes.put(s.g.client, s.p)
+		}
+	}
+	slices.Sort(retry)
+	slices.Sort(toQueue)
+	return retry, toQueue
+}
+
+// queueAll puts the messages at idx (in request order) in their mailboxes, and tells the
+// nodes of clients that are connected somewhere.
+func (r *Router) queueAll(ctx context.Context, idx []int, sms []store.Message, out []Routed, start time.Time) {
+	batch := make([]store.Message, len(idx))
+	now := time.Now()
+	for k, i := range idx {
+		batch[k] = sms[i]
+		batch[k].TTL -= now.Sub(start)
+	}
+	// Long enough for the store and, if a client's node cannot be told directly, for its
+	// delivery lease to run out.
+	qctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout+2*lease.DefaultDuration+time.Second)
 	defer cancel()
-	conn, err := r.pool.Get(dctx, member.InternalAddr)
-	if err != nil {
-		r.log.Debug("node unreachable; queueing", "node", member.ID, "error", err)
-		return Result{}, notSent
-	}
-	res, err := conn.Deliver(dctx, wire.Deliver{
-		Epoch: p.Epoch, Client: p.Client, Session: p.Session, ID: m.ID, Topic: m.Topic,
-		Payload: m.Payload, QoS: m.QoS, Expires: m.Expires.UnixMilli(),
-	})
-	if err != nil {
-		// The node may have delivered it before the connection broke: queueing it can
-		// cause a duplicate, never a loss.
-		r.metrics.uncertain.Inc()
-		r.log.Debug("delivery outcome unknown; queueing", "node", member.ID, "client", p.Client, "error", err)
-		return Result{}, uncertain
-	}
-	switch res.Status {
-	case wire.StatusDelivered:
-		return Result{ID: m.ID, Status: Delivered, Node: member.ID}, done
-	case wire.StatusExpired:
-		return Result{ID: m.ID, Status: Expired, Node: member.ID}, done
-	case wire.StatusNotHere, wire.StatusStaleEpoch:
-		return Result{}, notSent
-	}
-	r.metrics.uncertain.Inc()
-	return Result{}, uncertain
-}
-
-// kickDrain tells the client's node that its mailbox has messages. It is best effort: a node
-// that misses it drains when the client next subscribes.
-func (r *Router) kickDrain(p store.Presence) {
-	member, live := r.members.Live(p.Node, p.Epoch)
-	if !live {
-		return
-	}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		conn, err := r.pool.Get(ctx, member.InternalAddr)
-		if err == nil {
-			_, err = conn.Drain(ctx, wire.Drain{Epoch: p.Epoch, Client: p.Client})
+	var res []store.AppendResult
+	var err error
+	expired := make([]bool, len(batch))
+	live := batch[:0:0]
+	var liveIdx []int
+	for k, m := range batch {
+		if m.TTL <= 0 {
+			expired[k] = true
+			continue
 		}
-		if err != nil {
-			r.log.Debug("drain kick failed", "node", member.ID, "client", p.Client, "error", err)
+		live = append(live, m)
+		liveIdx = append(liveIdx, k)
+	}
+	if len(live) > 0 {
+		res, err = r.teller.Queue(qctx, "", live)
+	}
+	for k, i := range idx {
+		if expired[k] {
+			out[i].Result = Result{ID: sms[i].ID, Status: Expired}
 		}
-	}()
+	}
+	for j, k := range liveIdx {
+		i := idx[k]
+		switch {
+		case err != nil:
+			out[i].Err = fmt.Errorf("store for %s: %w", sms[i].To, err)
+		case res[j].Err != nil:
+			out[i].Err = fmt.Errorf("store for %s: %w", sms[i].To, res[j].Err)
+		default:
+			out[i].Result = Result{ID: sms[i].ID, Status: Queued, Depth: res[j].Depth, Duplicate: res[j].Duplicate}
+		}
+	}
 }
 
 // Client is what the router knows of a client.
@@ -356,39 +546,4 @@ func NewID(now time.Time) string {
 	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixNano()))
 	_, _ = rand.Read(b[8:])
 	return hex.EncodeToString(b[:])
-}
-
-// lanes serialise the messages of one client, so they are routed in the order accepted.
-type lanes struct {
-	mu sync.Mutex
-	m  map[string]*lane
-}
-
-type lane struct {
-	mu   sync.Mutex
-	refs int
-}
-
-func (l *lanes) acquire(client string) (release func()) {
-	l.mu.Lock()
-	if l.m == nil {
-		l.m = map[string]*lane{}
-	}
-	ln := l.m[client]
-	if ln == nil {
-		ln = &lane{}
-		l.m[client] = ln
-	}
-	ln.refs++
-	l.mu.Unlock()
-	ln.mu.Lock()
-	return func() {
-		ln.mu.Unlock()
-		l.mu.Lock()
-		ln.refs--
-		if ln.refs == 0 {
-			delete(l.m, client)
-		}
-		l.mu.Unlock()
-	}
 }

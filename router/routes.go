@@ -6,16 +6,12 @@ import (
 	"github.com/switchboard-mqtt/switchboard/store"
 )
 
-// routes remembers, per client, the presence last seen together with an empty mailbox, so
-// the next message can go straight to the client's node without reading the store. It is
-// safe because of how it is used:
-//
-//   - an entry is used only while its node is live under the same epoch, and the node
-//     refuses a delivery for any other session of the client, so a stale entry costs a
-//     second attempt through the store, never a wrong delivery;
-//   - every message that goes to the mailbox removes the client's entry first, so the next
-//     message reads the mailbox depth again and queues behind it (order holds);
-//   - entries are read and written only inside the client's lane.
+// routes remembers, per client, the presence last seen, so the next message can go
+// straight to the client's node without reading the store. A stale entry costs a second
+// attempt through the store, never a wrong delivery: an entry is used only while its node
+// is live under the same epoch, and the node refuses a delivery for any other session of
+// the client (or one taken over). Order does not depend on it: the client's node sequences
+// its messages and reads the mailbox first whenever it may hold something (package lease).
 //
 // It holds at most max entries; when full, a random part of it is dropped.
 type routes struct {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"runtime"
@@ -15,19 +16,34 @@ import (
 // sampleFrames has at least one frame of each type, with edge values.
 func sampleFrames() map[string]Frame {
 	return map[string]Frame{
-		"hello":          Hello{Version: ProtocolVersion, Token: "secret"},
-		"hello-notoken":  Hello{Version: ProtocolVersion},
-		"hello-ok":       HelloOK{Version: ProtocolVersion},
-		"reject":         Reject{Reason: "bad token"},
-		"deliver":        Deliver{Seq: 1, Epoch: 1 << 40, Client: "dev-1", Session: "s-9", ID: "m-1", Topic: "a/b", Payload: []byte("hello"), QoS: 1, Expires: 1_700_000_000_000},
-		"deliver-min":    Deliver{Client: "c", Topic: "t"},
-		"deliver-edges":  Deliver{Seq: math.MaxUint64, Epoch: math.MinInt64, Client: "ü", Payload: []byte{0, 0xff}, QoS: 2, Expires: -1},
+		"hello":         Hello{Version: ProtocolVersion, Token: "secret"},
+		"hello-notoken": Hello{Version: ProtocolVersion},
+		"hello-v1":      Hello{Version: 1, Token: "secret"},
+		"hello-ok":      HelloOK{Version: ProtocolVersion},
+		"reject":        Reject{Reason: "bad token"},
+		"deliver": Deliver{Seq: 1, Epoch: 1 << 40, Client: "dev-1", Session: "s-9", MaxWait: 2000, Msgs: []Msg{
+			{ID: "m-1", Topic: "a/b", Payload: []byte("hello"), QoS: 1, TTL: 60_000},
+		}},
+		"deliver-many": Deliver{Seq: 1000, Epoch: 3, Client: "dev-2", Session: "s-2", Msgs: []Msg{
+			{ID: "m-1", Topic: "a/b", Payload: []byte("one"), QoS: 1, TTL: 1},
+			{ID: "m-2", Topic: "a/c", QoS: 0, TTL: 0},
+			{ID: "m-3", Topic: "a/b", Payload: []byte{0}, QoS: 1, TTL: -5},
+		}},
+		"deliver-min": Deliver{Client: "c", Session: "s"},
+		"deliver-edges": Deliver{Seq: math.MaxUint64, Epoch: math.MinInt64, Client: "ü", MaxWait: math.MaxUint32, Msgs: []Msg{
+			{Payload: []byte{0, 0xff}, QoS: 2, TTL: math.MinInt64},
+			{ID: "x", TTL: math.MaxInt64},
+		}},
 		"kick":           Kick{Seq: 300, Epoch: 7, Client: "dev-1", Session: "s-1"},
-		"drain":          Drain{Seq: 2, Epoch: math.MaxInt64, Client: "dev-2"},
+		"drain":          Drain{Seq: 2, Epoch: math.MaxInt64, Clients: []string{"dev-2"}},
+		"drain-many":     Drain{Seq: 3, Epoch: -1, Clients: []string{"a", "", "dev-ü"}},
+		"drain-none":     Drain{Seq: 4},
 		"result":         Result{Seq: 1, Status: StatusDelivered},
+		"result-queued":  Result{Seq: 2, Status: StatusQueued, Detail: "max wait"},
 		"result-detail":  Result{Seq: 128, Status: StatusFailed, Detail: "handler panic: boom"},
 		"result-unknown": Result{Seq: 5, Status: 200},
 		"ping":           Ping{Seq: 9},
+		"ping-heartbeat": Ping{},
 		"pong":           Pong{Seq: 1 << 63},
 	}
 }
@@ -63,17 +79,80 @@ func TestFrameRoundTrip(t *testing.T) {
 	}
 }
 
+func TestDeliverEncoding(t *testing.T) {
+	d := Deliver{Seq: 1, Epoch: -1, Client: "c", Session: "s", MaxWait: 300, Msgs: []Msg{{ID: "i", Topic: "t", Payload: []byte("p"), QoS: 1, TTL: 2}}}
+	want := []byte{
+		typeDeliver,
+		1,      // seq
+		1,      // epoch -1, zigzag
+		1, 'c', // client
+		1, 's', // session
+		0xac, 0x02, // max wait 300
+		1,                      // one message
+		1, 'i', 1, 't', 1, 'p', // id, topic, payload
+		1, // qos
+		4, // ttl 2, zigzag
+	}
+	if got := body(t, AppendFrame(nil, d)); !bytes.Equal(got, want) {
+		t.Fatalf("encoded %x, want %x", got, want)
+	}
+	dr := Drain{Seq: 5, Epoch: 1, Clients: []string{"a", "bc"}}
+	want = []byte{typeDrain, 5, 2, 2, 1, 'a', 2, 'b', 'c'}
+	if got := body(t, AppendFrame(nil, dr)); !bytes.Equal(got, want) {
+		t.Fatalf("encoded %x, want %x", got, want)
+	}
+}
+
 func TestDecodeDoesNotAlias(t *testing.T) {
-	b := body(t, AppendFrame(nil, Deliver{Client: "c", Topic: "t", Payload: []byte("pay")}))
+	b := body(t, AppendFrame(nil, Deliver{Client: "c", Session: "s", Msgs: []Msg{{ID: "i", Topic: "t", Payload: []byte("pay")}}}))
 	f, err := DecodeFrame(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range b {
-		b[i] = 'x'
+	db := body(t, AppendFrame(nil, Drain{Clients: []string{"x", "y"}}))
+	fd, err := DecodeFrame(db)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if d := f.(Deliver); string(d.Payload) != "pay" || d.Client != "c" {
+	for _, b := range [][]byte{b, db} {
+		for i := range b {
+			b[i] = 'z'
+		}
+	}
+	if d := f.(Deliver); string(d.Msgs[0].Payload) != "pay" || d.Client != "c" || d.Msgs[0].ID != "i" {
 		t.Fatalf("decoded frame changed with its input: %#v", d)
+	}
+	if d := fd.(Drain); d.Clients[0] != "x" || d.Clients[1] != "y" {
+		t.Fatalf("decoded frame changed with its input: %#v", d)
+	}
+}
+
+// Payloads share one buffer; appending to one must not overwrite the next.
+func TestDecodedPayloadsDoNotOverlap(t *testing.T) {
+	b := body(t, AppendFrame(nil, testDeliver("a", "b")))
+	d, err := decodeDeliver(b[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = append(d.Msgs[0].Payload, "XXXX"...)
+	if string(d.Msgs[1].Payload) != "p-b" {
+		t.Fatalf("second payload %q after appending to the first", d.Msgs[1].Payload)
+	}
+}
+
+func TestDecodeDeliverAllocs(t *testing.T) {
+	ids := make([]string, 100)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("msg-%03d", i)
+	}
+	b := body(t, AppendFrame(nil, testDeliver(ids...)))[1:]
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := decodeDeliver(b); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 3 {
+		t.Fatalf("decoding a 100-message Deliver makes %v allocations, want at most 3", allocs)
 	}
 }
 
@@ -89,7 +168,11 @@ func TestDecodeTruncated(t *testing.T) {
 }
 
 func TestDecodeRejects(t *testing.T) {
-	okDrain := body(t, AppendFrame(nil, Drain{Seq: 1, Client: "c"}))
+	okDrain := body(t, AppendFrame(nil, Drain{Seq: 1, Clients: []string{"c"}}))
+	deliverHead := []byte{typeDeliver, 1, 0, 1, 'c', 1, 's', 0} // seq, epoch, client, session, max wait
+	withCount := func(head []byte, count ...byte) []byte {
+		return append(append([]byte(nil), head...), count...)
+	}
 	for _, c := range []struct {
 		name string
 		body []byte
@@ -100,11 +183,18 @@ func TestDecodeRejects(t *testing.T) {
 		{"unknown type high", []byte{200, 1}, "unknown frame type 200"},
 		{"trailing", append(append([]byte(nil), okDrain...), 0), "1 trailing bytes"},
 		{"non-minimal seq", []byte{typePing, 0x80, 0x00}, "non-minimal varint"},
-		{"non-minimal epoch", []byte{typeDrain, 1, 0x81, 0x00, 1, 'c'}, "non-minimal varint"},
+		{"non-minimal epoch", []byte{typeDrain, 1, 0x81, 0x00, 1, 1, 'c'}, "non-minimal varint"},
 		{"varint overflow", []byte{typePing, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02}, "overflows"},
 		{"huge string length", []byte{typeReject, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, "exceeds"},
 		{"string past end", []byte{typeReject, 5, 'a', 'b'}, "exceeds"},
 		{"bad magic", append([]byte{typeHello}, "HTTP\x01\x00"...), `bad magic "HTTP"`},
+		{"max wait over 32 bits", []byte{typeDeliver, 1, 0, 1, 'c', 1, 's', 0x80, 0x80, 0x80, 0x80, 0x10, 0}, "overflows 32 bits"},
+		{"deliver count past body", withCount(deliverHead, 2, 0, 0, 0, 0, 0), "2 items cannot fit in the 5 bytes left"},
+		{"deliver count huge", withCount(deliverHead, 0xff, 0xff, 0xff, 0xff, 0x0f), "at most 10000"},
+		{"deliver over MaxMsgs", withCount(deliverHead, 0x91, 0x4e), "10001 items: at most 10000"},
+		{"drain count past body", []byte{typeDrain, 1, 0, 3, 0, 0}, "3 items cannot fit in the 2 bytes left"},
+		{"drain count huge", []byte{typeDrain, 1, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}, "cannot fit"},
+		{"deliver message cut", withCount(deliverHead, 1, 1, 'i', 1, 't', 0, 1), "truncated"},
 	} {
 		_, err := DecodeFrame(c.body)
 		if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), c.want) {
@@ -113,14 +203,55 @@ func TestDecodeRejects(t *testing.T) {
 	}
 }
 
-func TestRequestSeq(t *testing.T) {
-	b := body(t, AppendFrame(nil, Deliver{Seq: 77, Client: "c"}))
-	if seq, ok := requestSeq(b[:3]); !ok || seq != 77 {
-		t.Fatalf("requestSeq = %d, %v; want 77, true", seq, ok)
+// A hostile count in a small body must not make the decoder allocate for it.
+func TestDecodeHostileCountAllocatesNothing(t *testing.T) {
+	for name, b := range map[string][]byte{
+		"deliver": {typeDeliver, 1, 0, 1, 'c', 1, 's', 0, 0x90, 0x4e, 0, 0, 0, 0, 0}, // 10000 messages
+		"drain":   {typeDrain, 1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f},
+	} {
+		const runs = 100
+		var err error
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range runs {
+			_, err = DecodeFrame(b)
+		}
+		runtime.ReadMemStats(&after)
+		if !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err %v, want ErrMalformed", name, err)
+		}
+		// The error's own allocations only: 10,000 Msgs would take 720 kB.
+		if n := (after.TotalAlloc - before.TotalAlloc) / runs; n > 1<<10 {
+			t.Errorf("%s: %d bytes allocated refusing the count", name, n)
+		}
 	}
-	for _, b := range [][]byte{nil, {typeDeliver}, {typeDeliver, 0x80}, {typePing, 1}, {typeResult, 1}} {
-		if _, ok := requestSeq(b); ok {
-			t.Errorf("requestSeq(%x) ok, want not", b)
+}
+
+func TestRequestAnswers(t *testing.T) {
+	three := body(t, AppendFrame(nil, Deliver{Seq: 77, Client: "c", Session: "s", Msgs: msgs("a", "b", "c")}))
+	none := body(t, AppendFrame(nil, Deliver{Seq: 9, Client: "c"}))
+	for _, c := range []struct {
+		name string
+		body []byte
+		seq  uint64
+		n    int
+	}{
+		{"deliver cut after its count", three[:9], 77, 3},
+		{"deliver cut in a message", three[:12], 77, 3},
+		{"deliver without messages", none, 9, 1},
+		{"kick seq only", []byte{typeKick, 5}, 5, 1},
+		{"drain seq only", []byte{typeDrain, 6, 0xff}, 6, 1},
+	} {
+		if seq, n, ok := requestAnswers(c.body); !ok || seq != c.seq || n != c.n {
+			t.Errorf("%s: requestAnswers = %d, %d, %v; want %d, %d, true", c.name, seq, n, ok, c.seq, c.n)
+		}
+	}
+	for _, b := range [][]byte{
+		nil, {typeDeliver}, {typeDeliver, 0x80}, three[:8], {typePing, 1}, {typeResult, 1},
+		{typeDeliver, 1, 0, 1, 'c', 1, 's', 0, 0x91, 0x4e}, // 10001 messages
+	} {
+		if _, _, ok := requestAnswers(b); ok {
+			t.Errorf("requestAnswers(%x) ok, want not", b)
 		}
 	}
 }
@@ -129,7 +260,7 @@ func TestStatusString(t *testing.T) {
 	want := map[Status]string{
 		StatusDelivered: "delivered", StatusNotHere: "not-here", StatusStaleEpoch: "stale-epoch",
 		StatusExpired: "expired", StatusFailed: "failed", StatusBadRequest: "bad-request",
-		0: "status(0)", 7: "status(7)",
+		StatusQueued: "queued", 0: "status(0)", 8: "status(8)",
 	}
 	for s, w := range want {
 		if got := s.String(); got != w {
@@ -141,7 +272,7 @@ func TestStatusString(t *testing.T) {
 func TestFrameReader(t *testing.T) {
 	var stream []byte
 	stream = AppendFrame(stream, Ping{Seq: 1})
-	stream = AppendFrame(stream, Deliver{Client: "c", Topic: "t", Payload: make([]byte, 100<<10)})
+	stream = AppendFrame(stream, Deliver{Client: "c", Session: "s", Msgs: []Msg{{Topic: "t", Payload: make([]byte, 100<<10)}}})
 	stream = AppendFrame(stream, Pong{Seq: 2})
 	fr := frameReader{br: bufio.NewReader(bytes.NewReader(stream)), max: DefaultMaxFrame}
 	for i, want := range []byte{typePing, typeDeliver, typePong} {

@@ -4,38 +4,58 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
-// Conn is the client end of a wire connection. Calls are safe for concurrent use and are
-// pipelined: each gets a fresh Seq, many may be in flight, and each returns when its own
-// result arrives, whatever the order.
+// Conn is the client end of a wire connection. Its methods are safe for concurrent use and
+// requests are pipelined: each gets fresh Seqs, any number may be in flight, and each is
+// answered when its own results arrive, in whatever order.
 //
-// A call returns a Result, or an error: ctx.Err() when ctx ended first (a late result is
-// discarded), an error wrapping ErrConnLost when the connection broke (the outcome is
-// unknown), ErrClosed (with ErrConnLost) when the Conn was closed, or ErrFrameTooLarge when
-// the request was too large to send.
+// Deliver never blocks: it queues the request and reports each message's outcome through
+// a callback. Kick, Drain and Ping block until their answer, the end of ctx, or the end of
+// the Conn. Nothing bounds the requests in flight on a Conn: callers bound their own (the
+// server pushes back through TCP, and the queue of unsent requests grows meanwhile).
+//
+// The Conn pings the server every PingInterval and declares the connection lost when
+// nothing arrived for IdleTimeout, so a server that stopped or a link that went silent
+// fails pending calls with ErrConnLost within IdleTimeout.
 type Conn struct {
-	addr     string
-	nc       net.Conn
-	log      *slog.Logger
-	maxFrame int
+	addr         string
+	nc           net.Conn
+	log          *slog.Logger
+	maxFrame     int
+	pingInterval time.Duration
 
 	seq     atomic.Uint64
-	writeq  chan *[]byte  // encoded frames for the writer
+	wake    chan struct{} // capacity 1: the queue has frames
 	closing chan struct{} // closed when shutdown starts
 	done    chan struct{} // closed when the reader and writer have exited
-	bufs    sync.Pool     // *[]byte
+	bufs    sync.Pool     // *[]byte, for encoding a request
 	calls   sync.Pool     // *call
 
+	qmu   sync.Mutex
+	queue []byte // encoded frames for the writer
+
 	mu      sync.Mutex
-	pending map[uint64]*call // nil once shut down
-	err     error            // why the Conn finished; nil while live
+	pending map[uint64]waiter // by Seq; nil once shut down
+	err     error             // why the Conn finished; nil while live
 }
 
-// call is one pending request; done receives exactly one reply.
+// waiter is who waits for one Seq's answer: a message of a Deliver (done and i), or a
+// blocking call.
+type waiter struct {
+	done func(i int, r Result, err error)
+	i    int
+	call *call
+	ping bool // the answer must be a pong; any other waiter's, a result
+}
+
+// call is one pending blocking call; done receives exactly one reply.
 type call struct {
 	done chan reply
 }
@@ -45,41 +65,143 @@ type reply struct {
 	err error
 }
 
+func (w waiter) answer(r Result, err error) {
+	if w.call != nil {
+		w.call.done <- reply{r: r, err: err}
+		return
+	}
+	w.done(w.i, r, err)
+}
+
 // errClosedConn is what calls see after Close: closed by its owner, and for a pending call
 // the outcome is unknown.
 var errClosedConn = fmt.Errorf("conn %w; %w", ErrClosed, ErrConnLost)
 
-// Deliver asks the node to deliver d to its client; d.Seq is overwritten.
-func (c *Conn) Deliver(ctx context.Context, d Deliver) (Result, error) {
-	d.Seq = c.seq.Add(1)
-	return c.roundTrip(ctx, d.Seq, c.encode(typeDeliver, d.appendBody))
+// Deliver asks the node to deliver d's messages, in order, to a session of a client. It
+// sets d.Seq (the first of len(d.Msgs) consecutive numbers), queues the request and
+// returns at once.
+//
+// done is called exactly once for every message of d, with its index and its Result, or
+// with an error and no Result: one wrapping ErrConnLost when the connection broke first
+// (the outcome is unknown), ErrClosed (with ErrConnLost) when the Conn was closed,
+// ErrFrameTooLarge when the request exceeds MaxFrame, ErrInvalid when d is invalid (no
+// session, for instance). A d without messages is invalid and done is never called for
+// it. There is no deadline per call: a caller that stops waiting ignores later results.
+//
+// done is called from the Conn's reader goroutine, from the caller's when the request
+// fails at once, or from the goroutine that closes the Conn: calls for different messages
+// of one Deliver may come from different goroutines, and may overlap when the Conn shuts
+// down while results arrive. done must not block, nor call Close (which waits for the
+// reader): it holds up every result of the Conn. A nil done discards the outcomes.
+func (c *Conn) Deliver(d Deliver, done func(i int, r Result, err error)) {
+	if done == nil {
+		done = func(int, Result, error) {}
+	}
+	n := len(d.Msgs)
+	if err := d.validate(); err != nil {
+		if n == 0 {
+			c.log.Warn("wire deliver without messages ignored", "client", d.Client)
+		}
+		failAll(done, n, fmt.Errorf("deliver: %w: %w", ErrInvalid, err))
+		return
+	}
+	d.Seq = c.seq.Add(uint64(n)) - uint64(n) + 1
+	p := c.bufs.Get().(*[]byte)
+	defer c.putBuf(p)
+	buf, start := beginFrame((*p)[:0], typeDeliver)
+	*p = endFrame(d.appendBody(buf), start)
+	if err := c.checkSize(*p); err != nil {
+		failAll(done, n, fmt.Errorf("deliver: %w", err))
+		return
+	}
+
+	c.mu.Lock()
+	if c.pending == nil {
+		err := c.err
+		c.mu.Unlock()
+		failAll(done, n, err)
+		return
+	}
+	for i := range n {
+		c.pending[d.Seq+uint64(i)] = waiter{done: done, i: i}
+	}
+	c.mu.Unlock()
+	c.push(*p)
+}
+
+func failAll(done func(int, Result, error), n int, err error) {
+	for i := range n {
+		done(i, Result{}, err)
+	}
 }
 
 // Kick asks the node to disconnect a session; k.Seq is overwritten.
 func (c *Conn) Kick(ctx context.Context, k Kick) (Result, error) {
+	if err := k.validate(); err != nil {
+		return Result{}, fmt.Errorf("kick: %w: %w", ErrInvalid, err)
+	}
 	k.Seq = c.seq.Add(1)
-	return c.roundTrip(ctx, k.Seq, c.encode(typeKick, k.appendBody))
+	return c.roundTrip(ctx, waiter{}, k.Seq, typeKick, k.appendBody)
 }
 
-// Drain tells the node a client's mailbox has messages; d.Seq is overwritten.
+// Drain tells the node that the mailboxes of some clients hold messages; d.Seq is
+// overwritten.
 func (c *Conn) Drain(ctx context.Context, d Drain) (Result, error) {
+	if err := d.validate(); err != nil {
+		return Result{}, fmt.Errorf("drain: %w: %w", ErrInvalid, err)
+	}
 	d.Seq = c.seq.Add(1)
-	return c.roundTrip(ctx, d.Seq, c.encode(typeDrain, d.appendBody))
+	return c.roundTrip(ctx, waiter{}, d.Seq, typeDrain, d.appendBody)
 }
 
 // Ping waits for the server to answer a ping.
 func (c *Conn) Ping(ctx context.Context) error {
 	p := Ping{Seq: c.seq.Add(1)}
-	_, err := c.roundTrip(ctx, p.Seq, c.encode(typePing, p.appendBody))
+	_, err := c.roundTrip(ctx, waiter{ping: true}, p.Seq, typePing, p.appendBody)
 	return err
 }
 
-// encode encodes a frame into a pooled buffer, which the writer gives back with putBuf.
-func (c *Conn) encode(typ byte, appendBody func([]byte) []byte) *[]byte {
+// roundTrip sends one request for seq and waits for its answer.
+func (c *Conn) roundTrip(ctx context.Context, w waiter, seq uint64, typ byte, appendBody func([]byte) []byte) (Result, error) {
 	p := c.bufs.Get().(*[]byte)
+	defer c.putBuf(p)
 	buf, start := beginFrame((*p)[:0], typ)
 	*p = endFrame(appendBody(buf), start)
-	return p
+	if err := c.checkSize(*p); err != nil {
+		return Result{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
+	w.call = c.calls.Get().(*call)
+	c.mu.Lock()
+	if c.pending == nil {
+		err := c.err
+		c.mu.Unlock()
+		c.calls.Put(w.call)
+		return Result{}, err
+	}
+	c.pending[seq] = w
+	c.mu.Unlock()
+	c.push(*p)
+
+	select {
+	case rep := <-w.call.done:
+		c.calls.Put(w.call)
+		return rep.r, rep.err
+	case <-ctx.Done():
+		if c.forget(seq) {
+			c.calls.Put(w.call) // nobody will answer it now
+		}
+		return Result{}, ctx.Err()
+	}
+}
+
+func (c *Conn) checkSize(frame []byte) error {
+	if n := len(frame) - 4; n > c.maxFrame {
+		return fmt.Errorf("%w: request of %d bytes, limit %d", ErrFrameTooLarge, n, c.maxFrame)
+	}
+	return nil
 }
 
 func (c *Conn) putBuf(p *[]byte) {
@@ -90,68 +212,51 @@ func (c *Conn) putBuf(p *[]byte) {
 	c.bufs.Put(p)
 }
 
-// roundTrip sends the encoded frame for request seq and waits for its answer.
-func (c *Conn) roundTrip(ctx context.Context, seq uint64, frame *[]byte) (Result, error) {
-	if n := len(*frame) - 4; n > c.maxFrame {
-		c.putBuf(frame)
-		return Result{}, fmt.Errorf("%w: request of %d bytes, limit %d", ErrFrameTooLarge, n, c.maxFrame)
+// push queues an encoded frame for the writer; it never blocks.
+func (c *Conn) push(frame []byte) {
+	c.qmu.Lock()
+	wake := len(c.queue) == 0 // otherwise the writer has been woken already
+	c.queue = append(c.queue, frame...)
+	c.qmu.Unlock()
+	if wake {
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
 	}
-	if err := ctx.Err(); err != nil {
-		c.putBuf(frame)
-		return Result{}, err
-	}
-	cl := c.calls.Get().(*call)
+}
+
+// complete hands seq's answer to its waiter; an answer nobody waits for any more (or a
+// heartbeat's pong) is dropped. An answer of the wrong kind is a protocol error.
+func (c *Conn) complete(seq uint64, pong bool, r Result) error {
 	c.mu.Lock()
-	if c.pending == nil {
-		err := c.err
+	w, ok := c.pending[seq]
+	if ok && w.ping != pong {
 		c.mu.Unlock()
-		c.putBuf(frame)
-		c.calls.Put(cl)
-		return Result{}, err
+		if pong {
+			return fmt.Errorf("pong for seq %d, which awaits a result", seq)
+		}
+		return fmt.Errorf("result for seq %d, which awaits a pong", seq)
 	}
-	c.pending[seq] = cl
-	c.mu.Unlock()
-
-	select {
-	case c.writeq <- frame:
-	case <-c.closing:
-		// shutdown has failed cl, which was pending; its reply is below.
-		c.putBuf(frame)
-	case <-ctx.Done():
-		c.putBuf(frame)
-		c.forget(seq)
-		return Result{}, ctx.Err()
-	}
-	select {
-	case rep := <-cl.done:
-		c.calls.Put(cl)
-		return rep.r, rep.err
-	case <-ctx.Done():
-		// cl is not reused: its reply may still arrive.
-		c.forget(seq)
-		return Result{}, ctx.Err()
-	}
-}
-
-// complete hands seq's answer to its caller; an answer nobody waits for any more is dropped.
-func (c *Conn) complete(seq uint64, rep reply) {
-	c.mu.Lock()
-	cl := c.pending[seq]
 	delete(c.pending, seq)
 	c.mu.Unlock()
-	if cl != nil {
-		cl.done <- rep
+	if ok {
+		w.answer(r, nil)
 	}
+	return nil
 }
 
-func (c *Conn) forget(seq uint64) {
+// forget stops waiting for seq; it reports whether seq was still pending.
+func (c *Conn) forget(seq uint64) bool {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.pending[seq]
 	delete(c.pending, seq)
-	c.mu.Unlock()
+	return ok
 }
 
-// shutdown finishes the Conn with err, failing every pending call with it. Only the first
-// call has an effect; it reports whether it was the first.
+// shutdown finishes the Conn with err, failing every pending call with it, in Seq order.
+// Only the first call has an effect; it reports whether it was the first.
 func (c *Conn) shutdown(err error) bool {
 	c.mu.Lock()
 	if c.pending == nil {
@@ -164,14 +269,15 @@ func (c *Conn) shutdown(err error) bool {
 	close(c.closing)
 	c.mu.Unlock()
 	_ = c.nc.Close()
-	for _, cl := range pending {
-		cl.done <- reply{err: err}
+	for _, seq := range slices.Sorted(maps.Keys(pending)) {
+		pending[seq].answer(Result{}, err)
 	}
 	return true
 }
 
 // Close closes the connection and waits for its goroutines. Pending calls fail with an
-// error matching ErrClosed and ErrConnLost. Close is idempotent.
+// error matching ErrClosed and ErrConnLost. Close is idempotent; it must not be called from
+// a Deliver's done callback.
 func (c *Conn) Close() error {
 	c.closeWith(errClosedConn)
 	return nil

@@ -6,22 +6,26 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"time"
 )
 
-// newConn starts the reader and writer of a connection whose hello is done.
-func newConn(nc net.Conn, br *bufio.Reader, addr string, o DialOptions) *Conn {
+// newConn starts the reader and writer of a connection whose hello is done; ir is the
+// reader under br, which gets the idle timeout now.
+func newConn(nc net.Conn, ir *idleReader, br *bufio.Reader, addr string, o DialOptions) *Conn {
 	c := &Conn{
-		addr:     addr,
-		nc:       nc,
-		log:      o.Logger.With("addr", addr),
-		maxFrame: o.MaxFrame,
-		writeq:   make(chan *[]byte, 256),
-		closing:  make(chan struct{}),
-		done:     make(chan struct{}),
-		pending:  make(map[uint64]*call),
+		addr:         addr,
+		nc:           nc,
+		log:          o.Logger.With("addr", addr),
+		maxFrame:     o.MaxFrame,
+		pingInterval: o.PingInterval,
+		wake:         make(chan struct{}, 1),
+		closing:      make(chan struct{}),
+		done:         make(chan struct{}),
+		pending:      make(map[uint64]waiter),
 	}
 	c.bufs.New = func() any { return new([]byte) }
 	c.calls.New = func() any { return &call{done: make(chan reply, 1)} }
+	ir.timeout = o.IdleTimeout
 	writerDone := make(chan struct{})
 	go c.writeLoop(writerDone)
 	go c.readLoop(br, writerDone)
@@ -57,15 +61,13 @@ func (c *Conn) dispatch(body []byte) error {
 		if err != nil {
 			return err
 		}
-		c.complete(r.Seq, reply{r: r})
-		return nil
+		return c.complete(r.Seq, false, r)
 	case typePong:
 		p, err := decodePong(body[1:])
 		if err != nil {
 			return err
 		}
-		c.complete(p.Seq, reply{})
-		return nil
+		return c.complete(p.Seq, true, Result{})
 	}
 	f, err := DecodeFrame(body)
 	if err != nil {
@@ -88,37 +90,46 @@ func (c *Conn) lost(op string, err error) {
 	}
 }
 
-// writeLoop writes queued requests, flushing only when none is queued, so concurrent calls
-// share syscalls.
+// keepQueueBytes is the largest request queue capacity the writer keeps once it is written:
+// enough for a burst of large Delivers from many callers without reallocating, and there is
+// one Conn per node.
+const keepQueueBytes = 1 << 20
+
+// writeLoop writes queued requests, all that are queued in one write, and a heartbeat ping
+// every pingInterval. The heartbeat has Seq 0, which no call uses, so its pong is dropped:
+// what matters is that the server hears from us and we from it.
 func (c *Conn) writeLoop(done chan<- struct{}) {
 	defer close(done)
-	bw := bufio.NewWriterSize(c.nc, 32<<10)
+	tick := time.NewTicker(c.pingInterval)
+	defer tick.Stop()
+	heartbeat := AppendFrame(nil, Ping{})
+	var buf []byte
 	for {
 		select {
-		case p := <-c.writeq:
-			c.write(bw, p)
+		case <-c.wake:
+		case <-tick.C:
+			c.qmu.Lock()
+			c.queue = append(c.queue, heartbeat...)
+			c.qmu.Unlock()
 		case <-c.closing:
 			return
 		}
-		for more := true; more; {
-			select {
-			case p := <-c.writeq:
-				c.write(bw, p)
-			default:
-				more = false
+		for {
+			c.qmu.Lock()
+			buf, c.queue = c.queue, buf[:0]
+			c.qmu.Unlock()
+			if len(buf) == 0 {
+				break
 			}
-		}
-		if err := bw.Flush(); err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				c.lost("write", err)
+			if _, err := c.nc.Write(buf); err != nil {
+				if !errors.Is(err, net.ErrClosed) {
+					c.lost("write", err)
+				}
+				return
 			}
-			return
+			if cap(buf) > keepQueueBytes {
+				buf = nil
+			}
 		}
 	}
-}
-
-// write buffers one frame; an error sticks in bw and is returned by the next Flush.
-func (c *Conn) write(bw *bufio.Writer, p *[]byte) {
-	_, _ = bw.Write(*p)
-	c.putBuf(p)
 }

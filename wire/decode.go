@@ -3,6 +3,8 @@ package wire
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
+	"strings"
 )
 
 // decoder reads fields from a body. The first error sticks: later reads return zero values,
@@ -39,6 +41,16 @@ func (d *decoder) uvarint() uint64 {
 	}
 	d.b = d.b[n:]
 	return v
+}
+
+// uint32 reads a uvarint that must fit 32 bits; a larger one would not re-encode the same.
+func (d *decoder) uint32() uint32 {
+	v := d.uvarint()
+	if v > math.MaxUint32 {
+		d.fail("%d overflows 32 bits", v)
+		return 0
+	}
+	return uint32(v)
 }
 
 // varint reads a zigzag-encoded int64, as binary.AppendVarint writes it.
@@ -78,39 +90,26 @@ func (d *decoder) raw(n uint64) []byte {
 	return r
 }
 
-func (d *decoder) string() string { return string(d.raw(d.uvarint())) }
+// field returns the next length-prefixed string or byte slice, aliasing the body.
+func (d *decoder) field() []byte { return d.raw(d.uvarint()) }
 
-// strings4 reads four consecutive strings with one allocation: the bytes spanning them
-// (length prefixes included) become one string, and each is a slice of it. It serves the
-// hot path, Deliver.
-func (d *decoder) strings4(a, b, c, e *string) {
-	dst := [...]*string{a, b, c, e}
-	var spans [len(dst)][2]int
-	start, pos := d.b, 0
-	for i := range dst {
-		before := len(d.b)
-		n := d.uvarint()
-		pos += before - len(d.b)
-		r := d.raw(n)
-		spans[i] = [2]int{pos, pos + len(r)}
-		pos += len(r)
-	}
-	if d.err != nil {
-		return
-	}
-	all := string(start[:pos])
-	for i, p := range dst {
-		*p = all[spans[i][0]:spans[i][1]]
-	}
-}
+func (d *decoder) string() string { return string(d.field()) }
 
-// bytes returns a copy, nil when empty.
-func (d *decoder) bytes() []byte {
-	r := d.raw(d.uvarint())
-	if len(r) == 0 {
-		return nil
+// count reads a list's length. Every item takes at least minSize bytes, so a count that
+// cannot fit in what is left of the body is refused before anything is allocated for it.
+func (d *decoder) count(minSize int, limit uint64) int {
+	n := d.uvarint()
+	switch {
+	case d.err != nil:
+		return 0
+	case n > limit:
+		d.fail("%d items: at most %d", n, limit)
+		return 0
+	case n > uint64(len(d.b)/minSize):
+		d.fail("%d items cannot fit in the %d bytes left", n, len(d.b))
+		return 0
 	}
-	return append([]byte(nil), r...)
+	return int(n)
 }
 
 // done reports the first error, or trailing bytes.
@@ -119,6 +118,17 @@ func (d *decoder) done() error {
 		d.fail("%d trailing bytes", len(d.b))
 	}
 	return d.err
+}
+
+// arena copies the strings of one frame into a single allocation; each string is a slice
+// of it. A strings.Builder never changes bytes it has handed out, so String may be taken
+// after every write. Grow it first with the total, or it reallocates as it goes.
+type arena struct{ sb strings.Builder }
+
+func (a *arena) add(b []byte) string {
+	start := a.sb.Len()
+	a.sb.Write(b)
+	return a.sb.String()[start:]
 }
 
 // The decode functions take the body after its type byte.
@@ -144,29 +154,98 @@ func decodeReject(b []byte) (Reject, error) {
 	return r, d.done()
 }
 
+// minMsgSize is the fewest bytes a Msg encodes to: three one-byte lengths (id, topic,
+// payload), the QoS byte and a one-byte TTL.
+const minMsgSize = 5
+
+// decodeDeliver is the server's hot path. It makes at most three allocations whatever the
+// number of messages: the Msgs slice, one string holding every string of the frame, and one
+// buffer holding every payload (each payload's capacity ends where it does). A string or
+// payload the handler keeps therefore keeps those of the whole Deliver.
 func decodeDeliver(b []byte) (Deliver, error) {
 	d := decoder{b: b, what: "deliver"}
 	m := Deliver{Seq: d.uvarint(), Epoch: d.varint()}
-	d.strings4(&m.Client, &m.Session, &m.ID, &m.Topic)
-	m.Payload = d.bytes()
-	m.QoS = d.oneByte()
-	m.Expires = d.varint()
+	client, session := d.field(), d.field()
+	m.MaxWait = d.uint32()
+	n := d.count(minMsgSize, MaxMsgs)
+	msgs := d.b
+
+	// First pass: check every message and size the buffers.
+	strLen, payLen := len(client)+len(session), 0
+	for range n {
+		id, topic, payload := d.field(), d.field(), d.field()
+		d.oneByte()
+		d.varint()
+		strLen += len(id) + len(topic)
+		payLen += len(payload)
+	}
 	if err := d.done(); err != nil {
 		return Deliver{}, err
+	}
+
+	// Second pass, over bytes known to be well formed: copy out.
+	var a arena
+	a.sb.Grow(strLen)
+	m.Client, m.Session = a.add(client), a.add(session)
+	if n == 0 {
+		return m, nil
+	}
+	var payloads []byte
+	if payLen > 0 {
+		payloads = make([]byte, 0, payLen)
+	}
+	m.Msgs = make([]Msg, n)
+	d = decoder{b: msgs, what: "deliver"}
+	for i := range m.Msgs {
+		msg := &m.Msgs[i]
+		msg.ID, msg.Topic = a.add(d.field()), a.add(d.field())
+		if p := d.field(); len(p) > 0 {
+			start := len(payloads)
+			payloads = append(payloads, p...)
+			msg.Payload = payloads[start:len(payloads):len(payloads)]
+		}
+		msg.QoS = d.oneByte()
+		msg.TTL = d.varint()
 	}
 	return m, nil
 }
 
 func decodeKick(b []byte) (Kick, error) {
 	d := decoder{b: b, what: "kick"}
-	k := Kick{Seq: d.uvarint(), Epoch: d.varint(), Client: d.string(), Session: d.string()}
-	return k, d.done()
+	k := Kick{Seq: d.uvarint(), Epoch: d.varint()}
+	client, session := d.field(), d.field()
+	if err := d.done(); err != nil {
+		return Kick{}, err
+	}
+	var a arena
+	a.sb.Grow(len(client) + len(session))
+	k.Client, k.Session = a.add(client), a.add(session)
+	return k, nil
 }
 
 func decodeDrain(b []byte) (Drain, error) {
 	d := decoder{b: b, what: "drain"}
-	m := Drain{Seq: d.uvarint(), Epoch: d.varint(), Client: d.string()}
-	return m, d.done()
+	m := Drain{Seq: d.uvarint(), Epoch: d.varint()}
+	n := d.count(1, math.MaxUint64) // an empty string takes one byte
+	clients := d.b
+	total := 0
+	for range n {
+		total += len(d.field())
+	}
+	if err := d.done(); err != nil {
+		return Drain{}, err
+	}
+	if n == 0 {
+		return m, nil
+	}
+	var a arena
+	a.sb.Grow(total)
+	m.Clients = make([]string, n)
+	d = decoder{b: clients, what: "drain"}
+	for i := range m.Clients {
+		m.Clients[i] = a.add(d.field())
+	}
+	return m, nil
 }
 
 func decodeResult(b []byte) (Result, error) {
@@ -187,18 +266,30 @@ func decodePong(b []byte) (Pong, error) {
 	return p, d.done()
 }
 
-// requestSeq reads the sequence number of a request body that failed to decode, so the
-// server can still answer it with StatusBadRequest.
-func requestSeq(body []byte) (uint64, bool) {
+// requestAnswers reads, from a request body that failed to decode, its Seq and how many
+// Results it is owed (a Deliver one per message it declares, at least one), so the server
+// can still answer it with StatusBadRequest. ok is false when they cannot be read: the
+// server cannot answer every call waiting on the request, and closes the connection.
+func requestAnswers(body []byte) (seq uint64, n int, ok bool) {
 	if len(body) == 0 {
-		return 0, false
-	}
-	switch body[0] {
-	case typeDeliver, typeKick, typeDrain:
-	default:
-		return 0, false
+		return 0, 0, false
 	}
 	d := decoder{b: body[1:], what: typeName(body[0])}
-	seq := d.uvarint()
-	return seq, d.err == nil
+	switch body[0] {
+	case typeKick, typeDrain:
+		seq = d.uvarint()
+		return seq, 1, d.err == nil
+	case typeDeliver:
+		seq = d.uvarint()
+		d.varint()
+		d.field()
+		d.field()
+		d.uint32()
+		count := d.uvarint()
+		if d.err != nil || count > MaxMsgs {
+			return 0, 0, false
+		}
+		return seq, max(int(count), 1), true
+	}
+	return 0, 0, false
 }

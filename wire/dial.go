@@ -10,7 +10,8 @@ import (
 
 // Dial connects to a wire server at addr and completes the hello. Connecting and the hello
 // together are bounded by opts.DialTimeout as well as by ctx. A refused hello returns an
-// error wrapping ErrRefused that carries the server's reason.
+// error wrapping ErrRefused that carries the server's reason. Invalid options are refused;
+// zero fields take the defaults of DefaultDialOptions.
 func Dial(ctx context.Context, addr string, opts DialOptions) (*Conn, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
@@ -35,10 +36,11 @@ func dial(ctx context.Context, addr string, opts DialOptions, hello []byte) (*Co
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	br := bufio.NewReaderSize(nc, 32<<10)
+	ir := &idleReader{nc: nc} // no idle deadline until the hello is done
+	br := bufio.NewReaderSize(ir, 32<<10)
 	if err := sendHello(ctx, nc, br, hello, opts.MaxFrame); err != nil {
 		_ = nc.Close()
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	return newConn(nc, br, addr, opts), nil
+	return newConn(nc, ir, br, addr, opts), nil
 }

@@ -27,11 +27,17 @@ func (d Deliver) appendBody(dst []byte) []byte {
 	dst = binary.AppendVarint(dst, d.Epoch)
 	dst = appendString(dst, d.Client)
 	dst = appendString(dst, d.Session)
-	dst = appendString(dst, d.ID)
-	dst = appendString(dst, d.Topic)
-	dst = appendBytes(dst, d.Payload)
-	dst = append(dst, d.QoS)
-	return binary.AppendVarint(dst, d.Expires)
+	dst = binary.AppendUvarint(dst, uint64(d.MaxWait))
+	dst = binary.AppendUvarint(dst, uint64(len(d.Msgs)))
+	for i := range d.Msgs {
+		m := &d.Msgs[i]
+		dst = appendString(dst, m.ID)
+		dst = appendString(dst, m.Topic)
+		dst = appendBytes(dst, m.Payload)
+		dst = append(dst, m.QoS)
+		dst = binary.AppendVarint(dst, m.TTL)
+	}
+	return dst
 }
 
 func (k Kick) appendBody(dst []byte) []byte {
@@ -44,7 +50,11 @@ func (k Kick) appendBody(dst []byte) []byte {
 func (d Drain) appendBody(dst []byte) []byte {
 	dst = binary.AppendUvarint(dst, d.Seq)
 	dst = binary.AppendVarint(dst, d.Epoch)
-	return appendString(dst, d.Client)
+	dst = binary.AppendUvarint(dst, uint64(len(d.Clients)))
+	for _, c := range d.Clients {
+		dst = appendString(dst, c)
+	}
+	return dst
 }
 
 func (r Result) appendBody(dst []byte) []byte {

@@ -17,4 +17,8 @@ var (
 	ErrMalformed = errors.New("malformed frame")
 	// ErrFrameTooLarge means a frame's length exceeds the maximum frame size.
 	ErrFrameTooLarge = errors.New("frame too large")
+	// ErrInvalid means a Conn refused to send a request that fails validation (a Deliver
+	// without a session or messages, a Kick without a session, ...); nothing was sent. A
+	// server answers such a request from another client with StatusBadRequest.
+	ErrInvalid = errors.New("invalid request")
 )

@@ -7,9 +7,11 @@ import (
 
 const (
 	// Magic opens every hello; a server refuses a connection that does not start with it.
+	// It names the protocol family and did not change with version 2, so a version-1 peer
+	// gets a reject naming both versions rather than a bad-magic one.
 	Magic = "SBW1"
-	// ProtocolVersion is the version this package speaks.
-	ProtocolVersion = 1
+	// ProtocolVersion is the version this package speaks, and the only one it accepts.
+	ProtocolVersion = 2
 	// DefaultMaxFrame is the default limit on a frame body's length.
 	DefaultMaxFrame = 16 << 20 // 16 MiB
 	// maxMaxFrame keeps a body length inside the 4-byte header with room to spare.
@@ -65,7 +67,8 @@ type Reject struct {
 	Reason string
 }
 
-// Ping asks the server for a Pong with the same Seq.
+// Ping asks the server for a Pong with the same Seq. A Conn's heartbeat pings carry Seq 0,
+// which no call uses.
 type Ping struct {
 	Seq uint64
 }

@@ -24,6 +24,9 @@ func seedBodies() map[string][]byte {
 	}
 	seeds["empty"] = []byte{}
 	seeds["unknown-type"] = []byte{0xee, 1, 2}
+	seeds["deliver-count-hostile"] = []byte{typeDeliver, 1, 0, 1, 'c', 1, 's', 0, 0x90, 0x4e, 0, 0, 0, 0, 0}
+	seeds["drain-count-hostile"] = []byte{typeDrain, 1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}
+	seeds["deliver-maxwait-overflow"] = []byte{typeDeliver, 1, 0, 1, 'c', 1, 's', 0x80, 0x80, 0x80, 0x80, 0x10, 0}
 	return seeds
 }
 
@@ -42,24 +45,31 @@ func FuzzDecode(f *testing.F) {
 		if again := AppendFrame(nil, fr)[4:]; !bytes.Equal(again, body) {
 			t.Fatalf("%#v re-encodes to %x, decoded from %x", fr, again, body)
 		}
-		if seq, ok := requestSeq(body); ok {
-			if want := reflectSeq(fr); seq != want {
-				t.Fatalf("requestSeq %d, frame Seq %d", seq, want)
+		// What the server answers when a request fails validation must agree with what
+		// it would answer, from the bytes alone, when it fails to decode.
+		if seq, n, ok := requestAnswers(body); ok {
+			wantSeq, wantN := answersOwed(fr)
+			if seq != wantSeq || n != wantN {
+				t.Fatalf("requestAnswers: %d from seq %d; the frame is owed %d from seq %d", n, seq, wantN, wantSeq)
 			}
+		} else if _, owed := answersOwed(fr); owed > 0 {
+			t.Fatalf("requestAnswers refused a %T that decodes", fr)
 		}
 	})
 }
 
-func reflectSeq(f Frame) uint64 {
+// answersOwed returns a request's Seq and the number of Results it is owed, 0 for a frame
+// that is not a request.
+func answersOwed(f Frame) (uint64, int) {
 	switch f := f.(type) {
 	case Deliver:
-		return f.Seq
+		return f.Seq, max(len(f.Msgs), 1)
 	case Kick:
-		return f.Seq
+		return f.Seq, 1
 	case Drain:
-		return f.Seq
+		return f.Seq, 1
 	}
-	return 0
+	return 0, 0
 }
 
 // TestSeedCorpus checks that the checked-in corpus holds every seed; with -update-corpus it
@@ -83,7 +93,7 @@ func TestSeedCorpus(t *testing.T) {
 		}
 		got, err := os.ReadFile(path)
 		if err != nil || string(got) != want {
-			t.Errorf("seed corpus file %s is missing or stale (run go test -run TestSeedCorpus -update-corpus ./wire/)", path)
+			t.Errorf("seed corpus file %s is missing or stale (run go test ./wire/ -run TestSeedCorpus -update-corpus)", path)
 		}
 	}
 }

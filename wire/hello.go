@@ -51,7 +51,7 @@ func checkHello(body []byte, token string) string {
 	case err != nil:
 		return "bad hello: " + err.Error()
 	case h.Version != ProtocolVersion:
-		return fmt.Sprintf("unsupported protocol version %d (server speaks %d)", h.Version, ProtocolVersion)
+		return fmt.Sprintf("unsupported protocol version %d: this server speaks version %d only", h.Version, ProtocolVersion)
 	case token != "" && subtle.ConstantTimeCompare([]byte(h.Token), []byte(token)) != 1:
 		return "bad token"
 	}

@@ -13,13 +13,28 @@ type ServerOptions struct {
 	Token string
 	// MaxFrame limits a request frame's body length.
 	MaxFrame int
-	// MaxInflight bounds concurrent handler calls per connection; when it is reached the
-	// connection's reader waits, which pushes back on the client through TCP.
-	MaxInflight int
+	// MaxPending bounds the messages of one connection that await their reply or whose
+	// answer is not written yet (Kick, Drain and Ping answers count until written). While
+	// it is reached the connection's reader reads nothing more, which pushes back on the
+	// client through TCP, until replies bring it under. One Deliver is read whole, so it
+	// may take the count over by up to MaxMsgs-1. A reader held back does not answer
+	// pings either: a node that leaves MaxPending messages unanswered for longer than the
+	// client's IdleTimeout loses the connection.
+	MaxPending int
 	// HelloTimeout bounds how long a new connection may take to send its hello.
 	HelloTimeout time.Duration
-	// Logger receives connection events, malformed frames and handler panics.
+	// IdleTimeout closes a connection on which nothing arrived for that long (a client
+	// pings every DialOptions.PingInterval, which must be well under it).
+	IdleTimeout time.Duration
+	// WriteTimeout bounds each write of answers, so that a client that stops reading
+	// cannot hold the connection's writer forever; when it expires the connection closes.
+	WriteTimeout time.Duration
+	// Logger receives connection events, malformed frames and handler misbehaviour.
 	Logger *slog.Logger
+
+	// onBackPressure, when set, is called on a connection's reader each time it stops at
+	// MaxPending; tests use it to see the reader held back.
+	onBackPressure func()
 }
 
 // DefaultServerOptions returns the defaults.
@@ -27,8 +42,10 @@ func DefaultServerOptions() ServerOptions {
 	return ServerOptions{
 		Token:        "",              // no authentication
 		MaxFrame:     DefaultMaxFrame, // 16 MiB
-		MaxInflight:  4096,
+		MaxPending:   100_000,         // messages awaiting a reply, per connection
 		HelloTimeout: 5 * time.Second,
+		IdleTimeout:  10 * time.Second, // ten missed heartbeats at the default PingInterval
+		WriteTimeout: 10 * time.Second,
 		Logger:       slog.New(slog.DiscardHandler),
 	}
 }
@@ -39,11 +56,15 @@ func (o ServerOptions) Validate() error {
 	if err := validateMaxFrame(o.MaxFrame); err != nil {
 		return err
 	}
-	if o.MaxInflight < 0 {
-		return fmt.Errorf("max inflight %d: must not be negative", o.MaxInflight)
-	}
-	if o.HelloTimeout < 0 {
+	switch {
+	case o.MaxPending < 0:
+		return fmt.Errorf("max pending %d: must not be negative", o.MaxPending)
+	case o.HelloTimeout < 0:
 		return fmt.Errorf("hello timeout %v: must not be negative", o.HelloTimeout)
+	case o.IdleTimeout < 0:
+		return fmt.Errorf("idle timeout %v: must not be negative", o.IdleTimeout)
+	case o.WriteTimeout < 0:
+		return fmt.Errorf("write timeout %v: must not be negative", o.WriteTimeout)
 	}
 	return nil
 }
@@ -54,11 +75,17 @@ func (o ServerOptions) withDefaults() ServerOptions {
 	if o.MaxFrame <= 0 || o.MaxFrame > maxMaxFrame {
 		o.MaxFrame = d.MaxFrame
 	}
-	if o.MaxInflight <= 0 {
-		o.MaxInflight = d.MaxInflight
+	if o.MaxPending <= 0 {
+		o.MaxPending = d.MaxPending
 	}
 	if o.HelloTimeout <= 0 {
 		o.HelloTimeout = d.HelloTimeout
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = d.IdleTimeout
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = d.WriteTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = d.Logger
@@ -76,6 +103,14 @@ type DialOptions struct {
 	MaxFrame int
 	// DialTimeout bounds connecting and the hello exchange.
 	DialTimeout time.Duration
+	// PingInterval is how often the Conn pings the server, so that both ends hear from
+	// each other even when no request is pending. It must be shorter than IdleTimeout,
+	// and well under the server's IdleTimeout.
+	PingInterval time.Duration
+	// IdleTimeout declares the connection lost when nothing arrived for that long (the
+	// server is stopped, or the link is cut without a reset); pending calls then fail
+	// with ErrConnLost.
+	IdleTimeout time.Duration
 	// Logger receives connection losses.
 	Logger *slog.Logger
 	// TLS, if set, makes connections TLS with this configuration (for mutual TLS, with a
@@ -86,10 +121,12 @@ type DialOptions struct {
 // DefaultDialOptions returns the defaults.
 func DefaultDialOptions() DialOptions {
 	return DialOptions{
-		Token:       "",
-		MaxFrame:    DefaultMaxFrame, // 16 MiB
-		DialTimeout: 3 * time.Second,
-		Logger:      slog.New(slog.DiscardHandler),
+		Token:        "",
+		MaxFrame:     DefaultMaxFrame, // 16 MiB
+		DialTimeout:  3 * time.Second,
+		PingInterval: time.Second,
+		IdleTimeout:  5 * time.Second, // five missed pongs
+		Logger:       slog.New(slog.DiscardHandler),
 	}
 }
 
@@ -99,8 +136,16 @@ func (o DialOptions) Validate() error {
 	if err := validateMaxFrame(o.MaxFrame); err != nil {
 		return err
 	}
-	if o.DialTimeout < 0 {
+	switch {
+	case o.DialTimeout < 0:
 		return fmt.Errorf("dial timeout %v: must not be negative", o.DialTimeout)
+	case o.PingInterval < 0:
+		return fmt.Errorf("ping interval %v: must not be negative", o.PingInterval)
+	case o.IdleTimeout < 0:
+		return fmt.Errorf("idle timeout %v: must not be negative", o.IdleTimeout)
+	}
+	if e := o.withDefaults(); e.PingInterval >= e.IdleTimeout {
+		return fmt.Errorf("ping interval %v: must be shorter than the idle timeout %v", e.PingInterval, e.IdleTimeout)
 	}
 	return nil
 }
@@ -112,6 +157,12 @@ func (o DialOptions) withDefaults() DialOptions {
 	}
 	if o.DialTimeout == 0 {
 		o.DialTimeout = d.DialTimeout
+	}
+	if o.PingInterval == 0 {
+		o.PingInterval = d.PingInterval
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = d.IdleTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = d.Logger

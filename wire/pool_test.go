@@ -71,7 +71,7 @@ func TestPoolSharesOneConn(t *testing.T) {
 	if n := l.accepted.Load(); n != 1 {
 		t.Fatalf("%d connections dialed, want 1", n)
 	}
-	if r, err := first.Drain(ctx, Drain{Client: "x"}); err != nil || r.Detail != "x" {
+	if r, err := first.Drain(ctx, Drain{Clients: []string{"x"}}); err != nil || r.Detail != "x" {
 		t.Fatalf("Drain = %+v, %v", r, err)
 	}
 }
@@ -106,19 +106,17 @@ func TestPoolRedialsAfterServerRestart(t *testing.T) {
 	if c2 == c1 {
 		t.Fatal("Get returned the dead Conn")
 	}
-	if r, err := c2.Deliver(ctx, Deliver{Client: "c", Topic: "t", ID: "again"}); err != nil || r.Detail != "again" {
-		t.Fatalf("Deliver on the new Conn = %+v, %v", r, err)
-	}
+	deliverOK(t, c2, testDeliver("again"))
 }
 
 func TestPoolDrop(t *testing.T) {
-	entered := make(chan struct{}, 1)
-	h := &fakeHandler{deliver: func(ctx context.Context, d Deliver) Result {
-		if d.ID == "hang" {
-			entered <- struct{}{}
-			<-ctx.Done()
+	held := make(chan heldDelivery, 1)
+	h := &fakeHandler{deliver: func(ctx context.Context, d Deliver, reply func(int, Result)) {
+		if d.Msgs[0].ID == "hang" {
+			held <- heldDelivery{ctx: ctx, d: d, reply: reply}
+			return
 		}
-		return Result{Status: StatusDelivered, Detail: d.ID}
+		reply(0, Result{Status: StatusDelivered, Detail: d.Msgs[0].ID})
 	}}
 	ts := startServer(t, h, ServerOptions{})
 	p := newPoolT(t, DialOptions{})
@@ -127,15 +125,12 @@ func TestPoolDrop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	errc := make(chan error, 1)
-	go func() {
-		_, err := c1.Deliver(ctx, Deliver{Client: "c", Topic: "t", ID: "hang"})
-		errc <- err
-	}()
-	<-entered
+	cl := newCollector(t, 1)
+	c1.Deliver(testDeliver("hang"), cl.done)
+	recvN(t, held, 1)
 	p.Drop(ts.addr)
-	if err := recvN(t, errc, 1)[0]; !errors.Is(err, ErrConnLost) {
-		t.Fatalf("call pending on a dropped Conn returned %v, want ErrConnLost", err)
+	if o := cl.wait()[0]; !errors.Is(o.err, ErrConnLost) {
+		t.Fatalf("message pending on a dropped Conn: %v, want ErrConnLost", o.err)
 	}
 	p.Drop(ts.addr)       // nothing left to drop
 	p.Drop("127.0.0.1:1") // never known
@@ -143,9 +138,7 @@ func TestPoolDrop(t *testing.T) {
 	if err != nil || c2 == c1 {
 		t.Fatalf("Get after Drop = %p, %v (dropped %p)", c2, err, c1)
 	}
-	if r, err := c2.Deliver(ctx, Deliver{Client: "c", Topic: "t", ID: "ok"}); err != nil || r.Detail != "ok" {
-		t.Fatalf("Deliver = %+v, %v", r, err)
-	}
+	deliverOK(t, c2, testDeliver("ok"))
 }
 
 func TestPoolClose(t *testing.T) {

@@ -3,8 +3,12 @@ package wire
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
+	"time"
 )
 
 // keepBuf is the largest read buffer a frameReader keeps between frames; a rare large frame
@@ -50,4 +54,26 @@ func (r *frameReader) next() ([]byte, error) {
 		return nil, err
 	}
 	return body, nil
+}
+
+// idleReader sets a read deadline of now+timeout before every read of the connection, so a
+// read fails once nothing has arrived for timeout: a stopped peer or a link cut without a
+// reset is noticed. A zero timeout (during the hello, which has its own deadline) sets none.
+// Only the connection's reader uses it.
+type idleReader struct {
+	nc      net.Conn
+	timeout time.Duration
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	if r.timeout > 0 {
+		if err := r.nc.SetReadDeadline(time.Now().Add(r.timeout)); err != nil {
+			return 0, err
+		}
+	}
+	n, err := r.nc.Read(p)
+	if err != nil && r.timeout > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("nothing received for %v: %w", r.timeout, err)
+	}
+	return n, err
 }

@@ -10,6 +10,7 @@ import (
 )
 
 // Server serves Handler calls to wire clients. Its methods are safe for concurrent use.
+// Each connection has two goroutines: a reader, which calls the Handler, and a writer.
 type Server struct {
 	h    Handler
 	opts ServerOptions
@@ -106,9 +107,10 @@ func (s *Server) isClosed() bool {
 	return s.closed
 }
 
-// Close closes every listener and connection, cancels the contexts of running handler
-// calls and waits for every goroutine the server started (so for those calls to return).
-// It is idempotent; calls to pending requests see their connection lost.
+// Close closes every listener and connection, cancels the contexts the Handler got and
+// waits for every goroutine the server started (each connection's reader and writer; not
+// goroutines the Handler started, whose later replies are discarded). It is idempotent;
+// clients see their pending calls fail with ErrConnLost.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if !s.closed {

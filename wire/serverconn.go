@@ -9,23 +9,29 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
-	"strings"
 	"sync"
 )
 
-// maxDetail bounds a Result's Detail on the wire (a panic message can be long).
-const maxDetail = 4 << 10
-
-// serverConn is one accepted connection after its hello: the reader runs on the
-// connection's goroutine, plus one writer goroutine and one goroutine per handler call.
+// serverConn is one accepted connection after its hello. Two goroutines serve it: the
+// reader, which is the connection's goroutine and calls the Handler, and the writer.
+// Answers reach the writer through an unbounded queue, so that a reply never blocks; the
+// queue is bounded in effect by MaxPending, which stops the reader.
 type serverConn struct {
-	h        Handler
-	nc       net.Conn
-	log      *slog.Logger
-	maxFrame int
-	out      chan outFrame // answers for the writer
-	sem      chan struct{} // one slot per running handler call
-	handlers sync.WaitGroup
+	h          Handler
+	nc         net.Conn
+	log        *slog.Logger
+	maxFrame   int
+	maxPending int
+	onFull     func() // test hook, may be nil
+
+	wake chan struct{} // capacity 1: the queue has answers
+	room chan struct{} // capacity 1: load fell under maxPending while the reader waited
+
+	mu      sync.Mutex
+	queue   []outFrame // answers for the writer
+	load    int        // messages awaiting their reply, plus answers queued and not yet written
+	waiting bool       // the reader waits on room
+	ended   bool       // the connection is over: answers are dropped
 }
 
 // outFrame is a Result, or a Pong for r.Seq; a struct rather than a Frame so that queueing
@@ -35,11 +41,12 @@ type outFrame struct {
 	r    Result
 }
 
-// serveConn serves nc until it breaks or ctx ends; it returns once every goroutine it
-// started has finished. The caller closes nc.
+// serveConn serves nc until it breaks or ctx ends; it returns once both goroutines of the
+// connection have finished. The caller closes nc.
 func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	log := s.opts.Logger.With("remote", nc.RemoteAddr().String())
-	br := bufio.NewReaderSize(nc, 32<<10)
+	ir := &idleReader{nc: nc} // no idle deadline until the hello is done
+	br := bufio.NewReaderSize(ir, 32<<10)
 	if err := s.acceptHello(nc, br); err != nil {
 		level := slog.LevelWarn
 		if errors.Is(err, io.EOF) {
@@ -49,22 +56,25 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		return
 	}
 	log.Debug("wire connection open")
+	ir.timeout = s.opts.IdleTimeout
 
 	ctx, cancel := context.WithCancel(ctx)
 	sc := &serverConn{
-		h:        s.h,
-		nc:       nc,
-		log:      log,
-		maxFrame: s.opts.MaxFrame,
-		out:      make(chan outFrame, 256),
-		sem:      make(chan struct{}, s.opts.MaxInflight),
+		h:          s.h,
+		nc:         nc,
+		log:        log,
+		maxFrame:   s.opts.MaxFrame,
+		maxPending: s.opts.MaxPending,
+		onFull:     s.opts.onBackPressure,
+		wake:       make(chan struct{}, 1),
+		room:       make(chan struct{}, 1),
 	}
 	writerDone := make(chan struct{})
-	go sc.writeLoop(ctx, writerDone)
+	go sc.writeLoop(ctx, s.opts.WriteTimeout, writerDone)
 	err := sc.readLoop(ctx, br)
+	sc.end()
 	cancel()
 	_ = nc.Close()
-	sc.handlers.Wait()
 	<-writerDone
 
 	if err == io.EOF || errors.Is(err, net.ErrClosed) || errors.Is(err, context.Canceled) {
@@ -77,6 +87,9 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 func (sc *serverConn) readLoop(ctx context.Context, br *bufio.Reader) error {
 	fr := frameReader{br: br, max: sc.maxFrame}
 	for {
+		if err := sc.waitRoom(ctx); err != nil {
+			return err
+		}
 		body, err := fr.next()
 		if err != nil {
 			return err
@@ -87,166 +100,135 @@ func (sc *serverConn) readLoop(ctx context.Context, br *bufio.Reader) error {
 	}
 }
 
-// request is one decoded request: kind says which field is set. Passing it by value to the
-// handler goroutine costs one allocation per request.
-type request struct {
-	kind    byte
-	deliver Deliver
-	kick    Kick
-	drain   Drain
-}
-
-func (r *request) seq() uint64 {
-	switch r.kind {
-	case typeDeliver:
-		return r.deliver.Seq
-	case typeKick:
-		return r.kick.Seq
+// waitRoom holds the reader while load is at MaxPending; the client feels it through TCP.
+func (sc *serverConn) waitRoom(ctx context.Context) error {
+	for {
+		sc.mu.Lock()
+		if sc.load < sc.maxPending {
+			sc.mu.Unlock()
+			return nil
+		}
+		sc.waiting = true
+		sc.mu.Unlock()
+		if sc.onFull != nil {
+			sc.onFull()
+		}
+		select {
+		case <-sc.room:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	return r.drain.Seq
 }
 
-// dispatch starts the handler call for one request. An error closes the connection.
+// dispatch decodes one request and calls the handler for it. An error closes the
+// connection.
 func (sc *serverConn) dispatch(ctx context.Context, body []byte) error {
-	req := request{kind: body[0]}
-	var err error
-	switch req.kind {
+	switch body[0] {
 	case typeDeliver:
-		if req.deliver, err = decodeDeliver(body[1:]); err == nil {
-			err = req.deliver.validate()
+		d, err := decodeDeliver(body[1:])
+		if err != nil {
+			return sc.undecodable(body, err)
 		}
+		if err := d.validate(); err != nil {
+			sc.badRequest(typeDeliver, d.Seq, max(len(d.Msgs), 1), err)
+			return nil
+		}
+		sc.deliver(ctx, d)
 	case typeKick:
-		if req.kick, err = decodeKick(body[1:]); err == nil {
-			err = req.kick.validate()
+		k, err := decodeKick(body[1:])
+		if err != nil {
+			return sc.undecodable(body, err)
 		}
+		if err := k.validate(); err != nil {
+			sc.badRequest(typeKick, k.Seq, 1, err)
+			return nil
+		}
+		sc.answer(sc.call(ctx, typeKick, k.Seq, func() Result { return sc.h.Kick(ctx, k) }))
 	case typeDrain:
-		if req.drain, err = decodeDrain(body[1:]); err == nil {
-			err = req.drain.validate()
+		d, err := decodeDrain(body[1:])
+		if err != nil {
+			return sc.undecodable(body, err)
 		}
+		if err := d.validate(); err != nil {
+			sc.badRequest(typeDrain, d.Seq, 1, err)
+			return nil
+		}
+		sc.answer(sc.call(ctx, typeDrain, d.Seq, func() Result { return sc.h.Drain(ctx, d) }))
 	case typePing:
 		p, err := decodePing(body[1:])
 		if err != nil {
 			return err
 		}
-		sc.send(ctx, outFrame{pong: true, r: Result{Seq: p.Seq}})
-		return nil
+		sc.enqueue(outFrame{pong: true, r: Result{Seq: p.Seq}}, true)
 	default:
 		if _, err := DecodeFrame(body); err != nil {
 			return err
 		}
 		return fmt.Errorf("unexpected %s frame", typeName(body[0]))
 	}
-	if err != nil {
-		return sc.badRequest(ctx, body, err)
-	}
-	return sc.spawn(ctx, req)
+	return nil
 }
 
-// badRequest answers a request that failed to decode or validate, if its Seq can be read;
-// otherwise the connection cannot be trusted and is closed.
-func (sc *serverConn) badRequest(ctx context.Context, body []byte, err error) error {
-	seq, ok := requestSeq(body)
+// undecodable answers a request that failed to decode with StatusBadRequest, one Result per
+// answer it is owed, when those can be read; otherwise the connection cannot be trusted and
+// is closed.
+func (sc *serverConn) undecodable(body []byte, err error) error {
+	seq, n, ok := requestAnswers(body)
 	if !ok {
 		return err
 	}
-	sc.log.Warn("wire bad request", "request", typeName(body[0]), "seq", seq, "err", err)
-	sc.send(ctx, outFrame{r: Result{Seq: seq, Status: StatusBadRequest, Detail: err.Error()}})
+	sc.badRequest(body[0], seq, n, err)
 	return nil
 }
 
-// spawn runs the handler call in its own goroutine once a MaxInflight slot is free; while
-// none is, the reader waits here and the client feels it through TCP.
-func (sc *serverConn) spawn(ctx context.Context, req request) error {
-	select {
-	case sc.sem <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+// badRequest answers n Seqs from seq with StatusBadRequest; the handler is not called.
+func (sc *serverConn) badRequest(typ byte, seq uint64, n int, err error) {
+	sc.log.Warn("wire bad request", "request", typeName(typ), "seq", seq, "err", err)
+	for i := range n {
+		sc.enqueue(outFrame{r: Result{Seq: seq + uint64(i), Status: StatusBadRequest, Detail: err.Error()}}, true)
 	}
-	sc.handlers.Add(1)
-	go sc.run(ctx, req)
-	return nil
 }
 
-// run is a handler call's goroutine; it holds its MaxInflight slot until the answer is
-// queued, so goroutines waiting on the writer stay bounded too.
-func (sc *serverConn) run(ctx context.Context, req request) {
-	defer sc.handlers.Done()
-	defer func() { <-sc.sem }()
-	sc.send(ctx, outFrame{r: sc.call(ctx, &req)})
-}
-
-// call runs one handler call, turning a panic or an invalid status into StatusFailed.
-func (sc *serverConn) call(ctx context.Context, req *request) (r Result) {
+// deliver calls the handler for d. Its messages count towards MaxPending from now until
+// their answers are written.
+func (sc *serverConn) deliver(ctx context.Context, d Deliver) {
+	dl := newDelivery(sc, d.Seq, len(d.Msgs))
+	sc.mu.Lock()
+	sc.load += len(d.Msgs)
+	sc.mu.Unlock()
 	defer func() {
 		if p := recover(); p != nil {
-			sc.log.Error("wire handler panicked", "request", typeName(req.kind), "seq", req.seq(), "panic", p, "stack", string(debug.Stack()))
+			sc.log.Error("wire handler panicked", "request", "deliver", "seq", d.Seq, "msgs", len(d.Msgs), "panic", p, "stack", string(debug.Stack()))
+			dl.failUnanswered(fmt.Sprintf("handler panic: %v", p))
+		}
+	}()
+	sc.h.Deliver(ctx, d, dl.reply)
+}
+
+// call runs a Kick or Drain handler, turning a panic or an invalid status into
+// StatusFailed, and stamps the request's Seq.
+func (sc *serverConn) call(ctx context.Context, typ byte, seq uint64, f func() Result) (r Result) {
+	defer func() {
+		if p := recover(); p != nil {
+			sc.log.Error("wire handler panicked", "request", typeName(typ), "seq", seq, "panic", p, "stack", string(debug.Stack()))
 			r = Result{Status: StatusFailed, Detail: fmt.Sprintf("handler panic: %v", p)}
 		}
-		if !r.Status.valid() {
-			sc.log.Error("wire handler returned an invalid status", "request", typeName(req.kind), "seq", req.seq(), "status", r.Status)
-			r = Result{Status: StatusFailed, Detail: "handler returned " + r.Status.String()}
-		}
-		r.Seq = req.seq()
+		r = sc.checkStatus(typ, seq, r)
+		r.Seq = seq
 	}()
-	switch req.kind {
-	case typeDeliver:
-		return sc.h.Deliver(ctx, req.deliver)
-	case typeKick:
-		return sc.h.Kick(ctx, req.kick)
-	}
-	return sc.h.Drain(ctx, req.drain)
+	return f()
 }
 
-// send queues an answer for the writer; it is dropped when the connection is ending.
-func (sc *serverConn) send(ctx context.Context, o outFrame) {
-	select {
-	case sc.out <- o:
-	case <-ctx.Done():
+// checkStatus turns a Result with a status this version does not know (a handler bug) into
+// StatusFailed.
+func (sc *serverConn) checkStatus(typ byte, seq uint64, r Result) Result {
+	if r.Status.valid() {
+		return r
 	}
+	sc.log.Error("wire handler answered with an invalid status", "request", typeName(typ), "seq", seq, "status", r.Status)
+	return Result{Status: StatusFailed, Detail: "handler answered " + r.Status.String()}
 }
 
-// writeLoop writes answers, flushing only when none is queued, so answers that complete
-// together share a syscall. A write error closes the connection, which stops the reader.
-func (sc *serverConn) writeLoop(ctx context.Context, done chan<- struct{}) {
-	defer close(done)
-	bw := bufio.NewWriterSize(sc.nc, 32<<10)
-	for {
-		select {
-		case o := <-sc.out:
-			writeOut(bw, o)
-		case <-ctx.Done():
-			return
-		}
-		for more := true; more; {
-			select {
-			case o := <-sc.out:
-				writeOut(bw, o)
-			default:
-				more = false
-			}
-		}
-		if err := bw.Flush(); err != nil {
-			sc.log.Debug("wire write failed", "err", err)
-			_ = sc.nc.Close()
-			return
-		}
-	}
-}
-
-// writeOut encodes straight into the writer's buffer; an error sticks in bw and is
-// returned by the next Flush.
-func writeOut(bw *bufio.Writer, o outFrame) {
-	var buf []byte
-	if o.pong {
-		b, start := beginFrame(bw.AvailableBuffer(), typePong)
-		buf = endFrame(Pong{Seq: o.r.Seq}.appendBody(b), start)
-	} else {
-		r := o.r
-		if len(r.Detail) > maxDetail {
-			r.Detail = strings.ToValidUTF8(r.Detail[:maxDetail], "")
-		}
-		b, start := beginFrame(bw.AvailableBuffer(), typeResult)
-		buf = endFrame(r.appendBody(b), start)
-	}
-	_, _ = bw.Write(buf)
-}
+// answer queues the Result of a Kick or Drain.
+func (sc *serverConn) answer(r Result) { sc.enqueue(outFrame{r: r}, true) }

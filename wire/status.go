@@ -10,19 +10,23 @@ const (
 	// its PUBACK, for a QoS 0 Deliver the message was written to the client; for Kick and
 	// Drain the session was found and acted on.
 	StatusDelivered Status = 1
-	// StatusNotHere means the client is not connected to this node, not ready yet, or is
-	// connected under a different session than the one the request names.
+	// StatusNotHere means the client is not connected to this node under the session the
+	// request names (it never was, or that session ended or was taken over), or the node
+	// cannot take more messages for it right now. Nothing was sent.
 	StatusNotHere Status = 2
 	// StatusStaleEpoch means the node is not live under the epoch the request addresses.
 	StatusStaleEpoch Status = 3
 	// StatusExpired means the message expired before delivery started; it was not delivered.
 	StatusExpired Status = 4
-	// StatusFailed means the outcome is unknown or the client did not acknowledge in time
-	// (also reported when the handler panicked).
+	// StatusFailed means the outcome is unknown; also reported when the handler panicked.
 	StatusFailed Status = 5
 	// StatusBadRequest means the request could not be decoded or was invalid; the handler
 	// was not called.
 	StatusBadRequest Status = 6
+	// StatusQueued means the node put the message in the client's mailbox (durably, and
+	// with the client's node told), for instance because the client had not acknowledged
+	// it within the Deliver's MaxWait. It will be delivered from there.
+	StatusQueued Status = 7
 )
 
 var statusNames = [...]string{
@@ -32,6 +36,7 @@ var statusNames = [...]string{
 	StatusExpired:    "expired",
 	StatusFailed:     "failed",
 	StatusBadRequest: "bad-request",
+	StatusQueued:     "queued",
 }
 
 // String returns the status's name ("delivered", "not-here", ...), or "status(N)" for a
@@ -43,4 +48,4 @@ func (s Status) String() string {
 	return "status(" + strconv.Itoa(int(s)) + ")"
 }
 
-func (s Status) valid() bool { return s >= StatusDelivered && s <= StatusBadRequest }
+func (s Status) valid() bool { return s >= StatusDelivered && s <= StatusQueued }

@@ -132,6 +132,7 @@ func testRegisterAndWatch(t *testing.T, newClient func() coord.Coordinator) {
 	WaitMembers(t, watch, 5*time.Second, "empty initial set", func(ms []coord.Member) bool { return len(ms) == 0 })
 
 	m := NewMember("node-1")
+	before := time.Now()
 	reg, err := a.Register(ctx, m)
 	if err != nil {
 		t.Fatalf("register: %v", err)
@@ -139,6 +140,9 @@ func testRegisterAndWatch(t *testing.T, newClient func() coord.Coordinator) {
 	st, _ := reg.Status()
 	if st.State != coord.Registered || st.Epoch == 0 {
 		t.Fatalf("status after Register = %+v, want registered with an epoch", st)
+	}
+	if st.Since.Before(before) || st.Since.After(time.Now()) {
+		t.Fatalf("status after Register = %+v, want Since within the call (from %v)", st, before)
 	}
 	set := WaitMembers(t, watch, 5*time.Second, "node-1 appears", has("node-1"))
 	got, _ := Find(set, "node-1")

@@ -154,9 +154,10 @@ func (l *leadership) Resign(ctx context.Context) error {
 }
 
 // watch follows the leadership until it is lost. Leadership is given up when the candidate
-// key is deleted, the lease ends, a keepalive answer is overdue, or the connection is down
-// for a third of the TTL (Curator gives up on suspension; CURATOR-460 shows why waiting
-// longer lets two leaders overlap). Writes are fenced regardless.
+// key is deleted, the lease ends, the lease counts as suspended (a keepalive unanswered for a
+// third of the TTL; see keeper.standing), or the connection is down for a third of the TTL
+// (Curator gives up on suspension; CURATOR-460 shows why waiting longer lets two leaders
+// overlap). Writes are fenced regardless.
 func (l *leadership) watch(rev int64) {
 	defer l.sess.Orphan()
 	c, k := l.c, l.k
@@ -175,30 +176,32 @@ func (l *leadership) watch(rev int64) {
 	for {
 		ls, leaseChanged := k.st.Get()
 		_, linkChanged := c.link.Get()
-		since := time.Since(ls.lastAck)
+		now := time.Now()
+		overdue, fenceAt, next := k.standing(ls, now)
 		switch {
 		case ls.lost:
 			l.lost("lease lost")
 			return
-		case since > k.overdue():
+		case overdue || !now.Before(fenceAt):
 			l.lost("keepalive answers overdue")
 			return
 		}
 		if c.linkReady() {
 			downSince = time.Time{}
 		} else if downSince.IsZero() {
-			downSince = time.Now()
+			downSince = now
 		}
-		next := k.overdue() - since
 		if !downSince.IsZero() {
-			down := time.Since(downSince)
-			if down >= k.ttl/3 {
+			giveUp := downSince.Add(k.ttl / 3)
+			if !now.Before(giveUp) {
 				l.lost("disconnected from etcd")
 				return
 			}
-			next = min(next, k.ttl/3-down)
+			if giveUp.Before(next) {
+				next = giveUp
+			}
 		}
-		timer.Reset(next + time.Millisecond)
+		timer.Reset(time.Until(next))
 
 		select {
 		case <-leaseChanged:

@@ -11,8 +11,23 @@
 // or replacing one never disturbs another; Close revokes them all, so this process's entries
 // vanish at once, like closing a ZooKeeper session.
 //
-// The library's quirks stay in here: a client cut off from the cluster cannot learn that its
-// lease expired (a local timer of one TTL from the last keepalive answer fences it), the
+// Fencing. A client cut off from the cluster cannot learn that its lease expired, so each
+// lease is kept alive by the coordinator itself (lease.go): one KeepAliveOnce every TTL/6,
+// recording the send time H of the latest one answered. The server renews the lease when a
+// keepalive reaches it, after H, so the lease cannot expire before H + TTL. (The library's
+// KeepAlive times a lease from the arrival of its answers and re-sends while one is overdue,
+// so nothing it reports bounds the server's expiry.) A registration is
+//   - Suspended as soon as the connection is down, or a keepalive has gone unanswered for
+//     TTL/3, or nothing has been answered for TTL/2;
+//   - Registered again, under the same epoch, when answers come back before the fence;
+//   - Fenced at H + coord.FenceAfter(TTL) (0.9 TTL), or at once when the server says the
+//     lease is gone; its lease is then dropped and the entry comes back on a new lease under
+//     a new epoch.
+//
+// A leadership is given up when its lease would be Suspended, or after TTL/3 of
+// disconnection.
+//
+// The library's quirks stay in here: the
 // election recipe resigns with the client's own context when a campaign is abandoned (a
 // campaign gets a client view whose context ends with the campaign), and every call waits for
 // a ready connection unless its context ends (every call here is bounded).

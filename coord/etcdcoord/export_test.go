@@ -1,6 +1,10 @@
 package etcdcoord
 
-import "github.com/switchboard-mqtt/switchboard/coord"
+import (
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/coord"
+)
 
 // StaleFence returns a leadership that still looks held locally but whose fence names a
 // create revision the leader key does not have, so that tests reach the server-side check
@@ -8,4 +12,16 @@ import "github.com/switchboard-mqtt/switchboard/coord"
 func StaleFence(l coord.Leadership) coord.Leadership {
 	ll := l.(*leadership)
 	return &leadership{c: ll.c, key: ll.key, rev: ll.rev + 1, done: make(chan struct{}), resign: make(chan struct{})}
+}
+
+// LeaseAcks returns, for every lease c holds, the send time of the latest request the server
+// answered for it.
+func LeaseAcks(c *Coordinator) []time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var acks []time.Time
+	for k := range c.leases {
+		acks = append(acks, k.st.Load().lastAck)
+	}
+	return acks
 }

@@ -3,26 +3,51 @@ package etcdcoord_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
 	"github.com/switchboard-mqtt/switchboard/coord/coordtest"
 	"github.com/switchboard-mqtt/switchboard/coord/etcdcoord"
+	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 )
 
 const faultTTL = suiteTTL
 
+// late is how much later than its deadline a timer may fire on this busy 2-core machine
+// before a test calls it a failure.
+const late = 250 * time.Millisecond
+
 // TestLeaseLossFencesThenReRegisters cuts one client off from a healthy server for longer
-// than its lease TTL: the registration is suspended at once, fences itself, the server
-// expires the lease (another client's watch sees the member leave), and once the link
-// returns the registration comes back under a new lease and a new epoch.
+// than its lease TTL, once refused (connections closed: the client learns at once) and once
+// blackholed (nothing passes and nothing closes: gRPC's own pings would take 15s to notice).
+// The registration is suspended within a third of the TTL and a keepalive interval, fences
+// itself strictly before the server expires the lease (as a second client, whose link is not
+// cut, sees the entry go), and once the link returns it comes back under a new lease and a
+// new epoch.
 func TestLeaseLossFencesThenReRegisters(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		cut  func(*testenv.Proxy)
+	}{
+		{"refused", (*testenv.Proxy).Cut},
+		{"blackholed", (*testenv.Proxy).Blackhole},
+	} {
+		t.Run(mode.name, func(t *testing.T) { testLeaseLoss(t, mode.name, mode.cut) })
+	}
+}
+
+func testLeaseLoss(t *testing.T, mode string, cutLink func(*testenv.Proxy)) {
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
-	p := newProxy(t, endpoint)
+	p := testenv.StartProxy(t, endpoint)
 	prefix := freshPrefix()
-	node := open(t, etcdcoord.Config{Endpoints: []string{p.Addr()}, Prefix: prefix, SessionTTL: faultTTL, DialTimeout: 5 * time.Second})
+	node := open(t, etcdcoord.Config{Endpoints: []string{p.Addr}, Prefix: prefix, SessionTTL: faultTTL, DialTimeout: 5 * time.Second})
 	watcher := open(t, etcdcoord.Config{Prefix: prefix, SessionTTL: faultTTL})
 	watch, err := watcher.WatchMembers(ctx)
 	if err != nil {
@@ -40,21 +65,64 @@ func TestLeaseLossFencesThenReRegisters(t *testing.T) {
 	}
 	st0, _ := reg.Status()
 	coordtest.WaitMembers(t, watch, 5*time.Second, "registered", func(ms []coord.Member) bool { return len(ms) == 1 })
-
-	p.Cut()
-	cut := time.Now()
-	coordtest.WaitStatus(t, reg, faultTTL, "suspended", func(s coord.Status) bool { return s.State == coord.Suspended })
-	if st, _ := reg.Status(); st.Epoch != st0.Epoch || !st.Live() {
-		t.Fatalf("suspended status %+v, want live with epoch %d", st, st0.Epoch)
+	obs := observeKey(t, prefix+"/nodes/node-1")
+	select {
+	case <-obs.present:
+	case <-ctx.Done():
+		t.Fatal("the observer never saw the member's key")
 	}
-	t.Logf("suspended %v after the cut", time.Since(cut).Round(time.Millisecond))
-	coordtest.WaitStatus(t, reg, 2*faultTTL, "fenced while cut off", func(s coord.Status) bool { return s.State == coord.Fenced })
-	fenced := time.Since(cut)
+	// A keepalive has been answered since the entry was created: the fence is timed by a
+	// keepalive, not by the grant.
+	registered := time.Now()
+	testenv.Eventually(t, faultTTL, 10*time.Millisecond, func() error {
+		acks := etcdcoord.LeaseAcks(node)
+		if len(acks) != 1 || !acks[0].After(registered) {
+			return fmt.Errorf("lease acks %v, want one after %v", acks, registered)
+		}
+		return nil
+	})
+	if st, _ := reg.Status(); st.State != coord.Registered || st.Epoch != st0.Epoch {
+		t.Fatalf("before the cut: %+v, want registered at epoch %d (a machine too busy for TTL %v?)", st, st0.Epoch, faultTTL)
+	}
+
+	cutLink(p)
+	cut := time.Now()
+	susp := coordtest.WaitStatus(t, reg, faultTTL, "suspended", func(s coord.Status) bool { return s.State != coord.Registered })
+	if susp.State != coord.Suspended || susp.Epoch != st0.Epoch || !susp.Live() {
+		t.Fatalf("suspended status %+v, want live with epoch %d", susp, st0.Epoch)
+	}
+	fenced := coordtest.WaitStatus(t, reg, 2*faultTTL, "fenced while cut off", func(s coord.Status) bool { return s.State == coord.Fenced })
+	select {
+	case <-obs.gone:
+	case <-time.After(3 * faultTTL):
+		t.Fatal("the server did not expire the lease within 3 TTLs")
+	}
+	obs.stop()
 	coordtest.WaitMembers(t, watch, 3*faultTTL, "entry deleted by lease expiry", func(ms []coord.Member) bool { return len(ms) == 0 })
-	t.Logf("fenced %v, entry left the live set %v after the cut (TTL %v)",
-		fenced.Round(time.Millisecond), time.Since(cut).Round(time.Millisecond), faultTTL)
 	if st, _ := reg.Status(); st.State != coord.Fenced {
 		t.Fatalf("status %v while still cut off, want fenced", st.State)
+	}
+	ms := func(d time.Duration) int64 { return d.Milliseconds() }
+	t.Logf("MEASURED etcd %s: lease TTL %v; suspended %dms, fenced %dms after the cut; the server "+
+		"deleted the entry between %dms and %dms after the cut (watch fired at %dms); fenced at least %dms before the deletion",
+		mode, faultTTL, ms(susp.Since.Sub(cut)), ms(fenced.Since.Sub(cut)),
+		ms(obs.lastPresent.Sub(cut)), ms(obs.goneAt.Sub(cut)), ms(obs.watchAt.Sub(cut)),
+		ms(obs.lastPresent.Sub(fenced.Since)))
+	// Suspended within TTL/3 of the first unanswered keepalive, which goes out at most a
+	// keepalive interval (TTL/6) after the cut; "late" for a busy machine.
+	if d := susp.Since.Sub(cut); d > faultTTL/3+faultTTL/6+late {
+		t.Errorf("suspended %v after the cut, want at most TTL/3 + TTL/6 = %v", d, faultTTL/3+faultTTL/6)
+	}
+	// Fenced while the server still held the entry: before the send time of a linearizable
+	// read that still found it.
+	if !fenced.Since.Before(obs.lastPresent) {
+		t.Errorf("fenced %v after the cut, the entry was last seen %v after it: not fenced strictly before the lease expired",
+			fenced.Since.Sub(cut), obs.lastPresent.Sub(cut))
+	}
+	// Fenced by the rule: the last answered keepalive was sent before the cut, so the fence
+	// comes at most FenceAfter(TTL) after it.
+	if d := fenced.Since.Sub(cut); d > coord.FenceAfter(faultTTL)+late {
+		t.Errorf("fenced %v after the cut, want at most FenceAfter(TTL) = %v", d, coord.FenceAfter(faultTTL))
 	}
 
 	p.Restore()
@@ -68,6 +136,69 @@ func TestLeaseLossFencesThenReRegisters(t *testing.T) {
 	}
 	coordtest.WaitMembers(t, ownWatch, 5*time.Second, "own watch sees the new epoch after the link returned",
 		func(ms []coord.Member) bool { return len(ms) == 1 && ms[0].Epoch == st.Epoch })
+}
+
+// observation is what an uncut client saw of a key: the send time of the last read that found
+// it, and when a read first found it gone and when its watch reported the deletion.
+type observation struct {
+	present chan struct{} // closed once the key was seen
+	gone    chan struct{} // closed once it was seen gone
+	stop    func()
+
+	lastPresent, goneAt, watchAt time.Time // valid once gone is closed
+}
+
+// observeKey follows key from a client of its own on the shared server: a watch for the
+// deletion, and a linearizable read every 10ms to bound when it happened.
+func observeKey(t *testing.T, key string) *observation {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	o := &observation{present: make(chan struct{}), gone: make(chan struct{})}
+	var wg sync.WaitGroup
+	var once sync.Once
+	o.stop = func() { once.Do(func() { cancel(); wg.Wait(); cli.Close() }) }
+	t.Cleanup(o.stop)
+	wg.Go(func() {
+		var watch clientv3.WatchChan
+		seen := false
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			sent := time.Now()
+			resp, err := cli.Get(ctx, key)
+			switch {
+			case err != nil:
+			case len(resp.Kvs) > 0:
+				o.lastPresent = sent
+				if !seen {
+					seen = true
+					close(o.present)
+					watch = cli.Watch(ctx, key, clientv3.WithRev(resp.Header.Revision+1), clientv3.WithFilterPut())
+				}
+			case seen:
+				o.goneAt = time.Now()
+				if o.watchAt.IsZero() {
+					o.watchAt = o.goneAt
+				}
+				close(o.gone)
+				return
+			}
+			select {
+			case wr := <-watch:
+				if len(wr.Events) > 0 && o.watchAt.IsZero() {
+					o.watchAt = time.Now()
+				}
+			case <-tick.C:
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
+	return o
 }
 
 // TestLeaderCutOffLosesLeadership cuts the leader off: its Done closes well within the TTL,

@@ -13,20 +13,21 @@ import (
 )
 
 // hold keeps watch over a created entry until it is lost, withdrawn or the registration
-// stops. It returns when the loop must register again (or check the entry again).
+// stops. It returns when the loop must register again.
 //
-// The state follows the lease: Suspended as soon as the connection is down or a keepalive
-// answer is overdue; Registered again when answers come back; Fenced once a whole TTL has
-// passed since the last answer (the server may have expired the lease without our being
-// able to hear it) or the keepalive ended. A fenced lease is dropped: the entry comes back
-// under a new lease and a new epoch.
+// The state follows the lease (see keeper): Suspended as soon as the connection is down or a
+// keepalive has gone unanswered for a third of the TTL (or nothing was answered for half of
+// it); Registered again when answers come back; Fenced at the send time of the latest
+// answered keepalive plus coord.FenceAfter(TTL), before the server can have expired the
+// lease, or at once when the keepalive ends (the lease expired or was revoked). A fenced
+// lease is dropped: the entry comes back under a new lease and a new epoch.
 func (r *registration) hold(ctx context.Context, k *keeper, cr created) {
 	// Creating a watch blocks while the connection is down, so the watches run on a
 	// goroutine of their own and this loop stays free to keep time.
 	wctx, cancel := context.WithCancel(ctx)
-	ended := make(chan entryEnd, 1)
+	gone := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Go(func() { r.watchEntry(wctx, cr, ended) })
+	wg.Go(func() { r.watchEntry(wctx, k, cr, gone) })
 	defer func() {
 		cancel()
 		wg.Wait()
@@ -36,40 +37,31 @@ func (r *registration) hold(ctx context.Context, k *keeper, cr created) {
 	for {
 		ls, leaseChanged := k.st.Get()
 		_, linkChanged := r.c.link.Get()
-		since := time.Since(ls.lastAck)
-		if ls.lost || since >= k.ttl {
+		now := time.Now()
+		overdue, fenceAt, next := k.standing(ls, now)
+		if ls.lost || !now.Before(fenceAt) {
 			r.c.log.Warn("registration fenced", "node", r.m.ID, "epoch", cr.epoch,
-				"lease_lost", ls.lost, "since_last_keepalive", since.Round(time.Millisecond))
+				"lease_lost", ls.lost, "since_last_answered_send", now.Sub(ls.lastAck).Round(time.Millisecond))
 			r.setState(coord.Fenced, 0)
 			r.dropLease()
 			return
 		}
-		suspended := since > k.overdue() || !r.c.linkReady()
+		suspended := overdue || !r.c.linkReady()
 		switch st := r.status.Load().State; {
 		case suspended && st == coord.Registered:
 			r.setState(coord.Suspended, cr.epoch)
 		case !suspended && st == coord.Suspended:
 			r.setState(coord.Registered, cr.epoch)
 		}
-		next := k.ttl - since
-		if !suspended {
-			next = min(next, k.overdue()-since)
-		}
-		timer.Reset(next + time.Millisecond)
+		timer.Reset(time.Until(next))
 
 		select {
 		case <-leaseChanged:
 		case <-linkChanged:
 		case <-timer.C:
-		case e := <-ended:
-			if e == entryGone {
-				r.c.log.Warn("registration entry is gone; registering again", "node", r.m.ID, "epoch", cr.epoch)
-				r.setState(coord.Registering, 0)
-				return
-			}
-			// A watch broke (compaction, cancellation): check the entry again through
-			// create, which adopts an entry on this lease under its epoch.
-			r.c.sleep(ctx, 100*time.Millisecond)
+		case <-gone:
+			r.c.log.Warn("registration entry is gone; registering again", "node", r.m.ID, "epoch", cr.epoch)
+			r.setState(coord.Registering, 0)
 			return
 		case reply := <-r.withdraw:
 			if r.status.Load().Mark == nil {
@@ -80,7 +72,7 @@ func (r *registration) hold(ctx context.Context, k *keeper, cr created) {
 				reply <- fmt.Errorf("withdraw: %w", coord.ErrUnavailable)
 				continue
 			}
-			err := r.deleteOwn(ctx, cr.epoch, k.overdue())
+			err := r.deleteOwn(ctx, cr.epoch, time.Until(next))
 			reply <- err
 			if err == nil {
 				r.setState(coord.Quarantined, 0)
@@ -92,43 +84,68 @@ func (r *registration) hold(ctx context.Context, k *keeper, cr created) {
 	}
 }
 
-// entryEnd is why watchEntry stopped.
-type entryEnd int
-
-const (
-	entryGone    entryEnd = iota // the entry was deleted or replaced
-	entryRecheck                 // a watch broke; the entry must be looked at again
-)
-
 // watchEntry follows the entry and the member's mark from the revision create saw, keeping
-// Status.Mark current, until the entry goes, a watch breaks (reported on ended) or ctx ends.
-// Watches resume by themselves across reconnects from the last revision they saw.
-func (r *registration) watchEntry(ctx context.Context, cr created, ended chan<- entryEnd) {
-	memberW := r.c.cli.Watch(ctx, r.key, clientv3.WithRev(cr.rev+1))
-	markW := r.c.cli.Watch(ctx, r.markKey, clientv3.WithRev(cr.rev+1))
+// Status.Mark current, until the entry is deleted or replaced (it closes gone) or ctx ends.
+// Watches resume by themselves across reconnects from the last revision they saw; one that
+// breaks (compaction, cancellation) is replaced here, after a look at the entry and the mark,
+// so that hold never has to leave its timekeeping to check the entry again.
+func (r *registration) watchEntry(ctx context.Context, k *keeper, cr created, gone chan<- struct{}) {
+	rev := cr.rev + 1
+	for ctx.Err() == nil {
+		if r.followEntry(ctx, cr, rev) {
+			close(gone)
+			return
+		}
+		for ctx.Err() == nil {
+			resp, err := r.c.cli.Txn(ctx).Then(clientv3.OpGet(r.key), clientv3.OpGet(r.markKey)).Commit()
+			if err != nil {
+				r.c.sleep(ctx, 100*time.Millisecond)
+				continue
+			}
+			kvs := resp.Responses[0].GetResponseRange().GetKvs()
+			if len(kvs) == 0 || kvs[0].CreateRevision != cr.epoch || clientv3.LeaseID(kvs[0].Lease) != k.id {
+				close(gone)
+				return
+			}
+			if mk := resp.Responses[1].GetResponseRange().GetKvs(); len(mk) > 0 {
+				q := decodeMark(r.m.ID, mk[0].Value)
+				r.setMark(&q)
+			} else {
+				r.setMark(nil)
+			}
+			rev = resp.Header.Revision + 1
+			break
+		}
+	}
+}
+
+// followEntry watches the entry and the mark from rev. It reports true when the entry was
+// deleted or replaced, false when a watch broke or ctx ended.
+func (r *registration) followEntry(ctx context.Context, cr created, rev int64) bool {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	memberW := r.c.cli.Watch(ctx, r.key, clientv3.WithRev(rev))
+	markW := r.c.cli.Watch(ctx, r.markKey, clientv3.WithRev(rev))
 	for {
 		select {
 		case wr, ok := <-memberW:
 			if !ok || wr.Err() != nil {
-				ended <- entryRecheck
-				return
+				return false
 			}
 			for _, ev := range wr.Events {
 				if ev.Type == mvccpb.DELETE || ev.Kv.CreateRevision != cr.epoch {
-					ended <- entryGone
-					return
+					return true
 				}
 			}
 		case wr, ok := <-markW:
 			if !ok || wr.Err() != nil {
-				ended <- entryRecheck
-				return
+				return false
 			}
 			for _, ev := range wr.Events {
 				r.applyMark(ev)
 			}
 		case <-ctx.Done():
-			return
+			return false
 		}
 	}
 }

@@ -16,13 +16,22 @@ import (
 
 // leaseState is what a keeper knows about its lease.
 type leaseState struct {
-	lastAck time.Time // when the server last confirmed the lease (grant or keepalive answer)
-	lost    bool      // the keepalive ended: the lease expired, was revoked, or went unconfirmed for a TTL
+	// lastAck is the send time of the latest request the server answered for the lease (the
+	// grant or a keepalive). The server renews a lease when a keepalive reaches it, which is
+	// after it was sent, so the lease cannot expire before lastAck + ttl.
+	lastAck time.Time
+	pending time.Time // send time of the oldest keepalive not answered yet; zero if none
+	lost    bool      // the lease expired, was revoked, or went unconfirmed for a TTL
 }
 
-// keeper is one lease kept alive by the client, with the time of its last confirmation. It
-// is the etcd counterpart of a ZooKeeper session: entries attached to it vanish when it
-// ends.
+// keeper is one lease kept alive by the coordinator, with the send time of its last
+// confirmation. It is the etcd counterpart of a ZooKeeper session: entries attached to it
+// vanish when it ends.
+//
+// The client library's KeepAlive is not used: it times a lease from the arrival of each
+// answer and does not say which request an answer is for (it sends again every half second
+// while one is overdue), so nothing it reports bounds the server's expiry. The keeper sends
+// one keepalive at a time instead (KeepAliveOnce) and remembers when it sent it.
 type keeper struct {
 	c   *Coordinator
 	id  clientv3.LeaseID
@@ -53,17 +62,14 @@ func (c *Coordinator) grant(ctx context.Context) (*keeper, error) {
 	k.st.Set(leaseState{lastAck: start})
 	kctx, kcancel := context.WithCancel(context.Background())
 	k.cancel = kcancel
-	acks, err := c.cli.KeepAlive(kctx, resp.ID)
-	if err == nil {
-		c.mu.Lock()
-		if c.isClosed {
-			err = coord.ErrClosed
-		} else {
-			c.leases[k] = struct{}{}
-			c.wg.Go(func() { k.run(acks) })
-		}
-		c.mu.Unlock()
+	c.mu.Lock()
+	if c.isClosed {
+		err = coord.ErrClosed
+	} else {
+		c.leases[k] = struct{}{}
+		c.wg.Go(func() { k.run(kctx) })
 	}
+	c.mu.Unlock()
 	if err != nil {
 		rctx, rcancel := context.WithTimeout(context.Background(), k.ttl)
 		defer rcancel()
@@ -73,20 +79,71 @@ func (c *Coordinator) grant(ctx context.Context) (*keeper, error) {
 	return k, nil
 }
 
-// run records every keepalive answer until the keepalive ends or the coordinator closes.
-func (k *keeper) run(acks <-chan *clientv3.LeaseKeepAliveResponse) {
+// keepaliveInterval is how often a keeper renews its lease: six times a TTL, so that an
+// overdue answer (a third of the TTL) is noticed with two intervals still in hand, and a
+// healthy lastAck is never older than a sixth of the TTL plus a round trip.
+func keepaliveInterval(ttl time.Duration) time.Duration { return ttl / 6 }
+
+// overdueAfter is how long a keepalive may go unanswered before the lease counts as
+// suspended: far longer than a round trip on a healthy link, well before the fence.
+func overdueAfter(ttl time.Duration) time.Duration { return ttl / 3 }
+
+// staleAfter is how old lastAck may get before the lease counts as suspended even without an
+// overdue keepalive (a keeper that cannot get its requests out).
+func staleAfter(ttl time.Duration) time.Duration { return ttl / 2 }
+
+// run renews the lease every keepaliveInterval, one keepalive at a time, until the lease is
+// lost or revoked or the coordinator closes.
+func (k *keeper) run(ctx context.Context) {
+	ctx, cancel := k.c.bind(ctx, nil)
+	defer cancel()
+	timer := time.NewTimer(keepaliveInterval(k.ttl))
+	defer timer.Stop()
 	for {
 		select {
-		case _, ok := <-acks:
-			if !ok {
-				k.lose()
-				return
-			}
-			now := time.Now()
-			k.st.Update(func(s leaseState) leaseState { s.lastAck = now; return s })
-		case <-k.c.closed:
+		case <-timer.C:
+		case <-ctx.Done():
 			return
 		}
+		sent := time.Now()
+		k.st.Update(func(s leaseState) leaseState {
+			if s.pending.IsZero() {
+				s.pending = sent
+			}
+			return s
+		})
+		// A slow answer still counts, by its own send time, so an attempt is given until
+		// the lease may be gone. (The library retries within it when the connection fails.)
+		actx, acancel := context.WithDeadline(ctx, k.st.Load().lastAck.Add(k.ttl))
+		_, err := k.c.cli.KeepAliveOnce(actx, k.id)
+		acancel()
+		switch {
+		case err == nil:
+			k.st.Update(func(s leaseState) leaseState {
+				if sent.After(s.lastAck) {
+					s.lastAck = sent
+				}
+				s.pending = time.Time{}
+				return s
+			})
+		case errors.Is(err, rpctypes.ErrLeaseNotFound):
+			k.c.log.Warn("lease expired", "lease", fmt.Sprintf("%x", int64(k.id)))
+			k.lose()
+			return
+		case ctx.Err() != nil:
+			return
+		}
+		if time.Since(k.st.Load().lastAck) >= k.ttl {
+			// Unconfirmed for a whole TTL: the server may have expired it.
+			k.lose()
+			return
+		}
+		// The next one an interval after this one was sent; after a failure, not at once.
+		next := time.Until(sent.Add(keepaliveInterval(k.ttl)))
+		if err != nil {
+			next = max(next, 100*time.Millisecond)
+		}
+		timer.Reset(max(0, next))
 	}
 }
 
@@ -97,12 +154,26 @@ func (k *keeper) lose() {
 	})
 }
 
-// overdue is how long without a keepalive answer counts as "not getting through". The
-// client asks every TTL/3, on a send loop that ticks every half second, so an answer can
-// come TTL/3+500ms after the last one on a healthy link; half a TTL plus that tick leaves a
-// sixth of the TTL for a busy machine and still gives up well before the lease expires.
-func (k *keeper) overdue() time.Duration {
-	return k.ttl/2 + 500*time.Millisecond
+// standing judges the lease at now: whether it counts as suspended (a keepalive unanswered
+// for overdueAfter, or nothing answered for staleAfter), when the holder must fence itself
+// (lastAck + coord.FenceAfter(ttl), before the server can have expired the lease), and when
+// either changes by itself if nothing more is heard.
+func (k *keeper) standing(s leaseState, now time.Time) (suspended bool, fenceAt, next time.Time) {
+	fenceAt = s.lastAck.Add(coord.FenceAfter(k.ttl))
+	next = fenceAt
+	if stale := s.lastAck.Add(staleAfter(k.ttl)); !now.Before(stale) {
+		suspended = true
+	} else if stale.Before(next) {
+		next = stale
+	}
+	if !s.pending.IsZero() {
+		if overdue := s.pending.Add(overdueAfter(k.ttl)); now.After(overdue) {
+			suspended = true
+		} else if overdue.Before(next) {
+			next = overdue.Add(time.Millisecond)
+		}
+	}
+	return suspended, fenceAt, next
 }
 
 // revoke stops the keepalive and revokes the lease, deleting every key attached to it.

@@ -89,6 +89,9 @@ func (r *registration) setState(st coord.State, epoch int64) {
 		if s.State != st || s.Epoch != epoch {
 			r.c.log.Info("registration", "node", r.m.ID, "state", st.String(), "epoch", epoch)
 		}
+		if s.State != st || s.Since.IsZero() {
+			s.Since = time.Now()
+		}
 		s.State, s.Epoch = st, epoch
 		return s
 	})

@@ -69,6 +69,7 @@ func seq(name string) string { return name[len(name)-10:] }
 func (c *Coordinator) await(ctx context.Context, dir, p string, sessID int64) (*leadership, error) {
 	me := base(p)
 	for {
+		sent := time.Now()
 		names, err := call(ctx, func() ([]string, error) { n, _, err := c.conn.Children(dir); return n, err })
 		if err != nil {
 			if ctx.Err() != nil {
@@ -93,7 +94,7 @@ func (c *Coordinator) await(ctx context.Context, dir, p string, sessID int64) (*
 			return nil, errLostCandidate
 		}
 		if idx == 0 {
-			return c.lead(p, sessID), nil
+			return c.lead(p, sessID, sent), nil
 		}
 		pred := dir + "/" + names[idx-1]
 		type got struct {
@@ -157,59 +158,82 @@ func (l *leadership) Resign(ctx context.Context) error {
 }
 
 // lead starts the goroutine that watches the leadership. Leadership is given up as soon as
-// the connection is lost for more than a third of the session timeout (Curator gives it up
-// on suspension; CURATOR-460 shows why waiting longer lets two leaders overlap), when the
-// candidate znode goes, or when the session changes. Writes are fenced regardless.
-func (c *Coordinator) lead(p string, sessID int64) *leadership {
+// the ensemble has not answered for a third of the session timeout (the registration's
+// Suspended, see hold), or the connection has been reported lost for that long (Curator gives
+// it up on suspension; CURATOR-460 shows why waiting longer lets two leaders overlap), when
+// the candidate znode goes, or when the session changes. Writes are fenced regardless.
+// heard is the send time of a request answered in session sessID.
+func (c *Coordinator) lead(p string, sessID int64, heard time.Time) *leadership {
 	l := &leadership{c: c, path: p, sessID: sessID, done: make(chan struct{}), resign: make(chan struct{})}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		var nodeCh <-chan zk.Event
-		var armedGen uint64
+		var (
+			nodeCh    <-chan zk.Event
+			armedGen  uint64
+			downSince time.Time
+		)
+		timer := time.NewTimer(time.Hour)
+		defer timer.Stop()
 		for {
 			s, changed := c.sess.Get()
+			_, heardChanged := c.heard.Get()
 			if s.closed {
 				l.lose("coordinator closed")
 				return
 			}
-			if !s.connected {
-				t := time.NewTimer(c.cfg.SessionTimeout / 3)
-				select {
-				case <-changed:
-					t.Stop()
-					continue
-				case <-t.C:
+			now := time.Now()
+			st := c.standing(now, sessID, heard)
+			heard = st.heard
+			if st.suspended || !now.Before(st.fenceAt) {
+				l.lose("ZooKeeper not answering")
+				return
+			}
+			next := st.next
+			if s.connected {
+				downSince = time.Time{}
+			} else {
+				if downSince.IsZero() {
+					downSince = now
+				}
+				giveUp := downSince.Add(c.timeout() / 3)
+				if !now.Before(giveUp) {
 					l.lose("disconnected from ZooKeeper")
 					return
-				case <-l.resign:
-					t.Stop()
-					l.lose("resigned")
-					return
-				case <-c.closed:
-					t.Stop()
-					l.lose("coordinator closed")
-					return
 				}
+				next = earliest(next, giveUp)
 			}
-			if c.conn.SessionID() != sessID {
+			timer.Reset(time.Until(next))
+			if s.connected && c.conn.SessionID() != sessID {
 				l.lose("session expired")
 				return
 			}
-			if nodeCh == nil || s.gen != armedGen {
-				armedGen = s.gen
-				ok, _, ch, err := c.conn.ExistsW(p)
-				if err != nil {
-					continue
+			if s.connected && (nodeCh == nil || s.gen != armedGen) {
+				cctx, cancel := context.WithDeadline(context.Background(), next)
+				type got struct {
+					ok bool
+					ch <-chan zk.Event
 				}
-				if !ok {
+				g, err := call(cctx, func() (got, error) {
+					ok, _, ch, err := c.conn.ExistsW(p)
+					return got{ok, ch}, err
+				})
+				cancel()
+				switch {
+				case err == nil && !g.ok:
 					l.lose("candidate znode deleted")
 					return
+				case err == nil:
+					armedGen, nodeCh = s.gen, g.ch
+				default:
+					// Look again shortly, or when the standing changes.
+					timer.Reset(max(0, min(100*time.Millisecond, time.Until(next))))
 				}
-				nodeCh = ch
 			}
 			select {
 			case <-changed:
+			case <-heardChanged:
+			case <-timer.C:
 			case <-nodeCh:
 				nodeCh = nil
 			case <-l.resign:

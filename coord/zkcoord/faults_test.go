@@ -100,8 +100,8 @@ func TestSurvivesLossOfOneServerThenTheLeader(t *testing.T) {
 }
 
 // TestQuorumLossFencesThenReRegisters stops two of three servers: the registration is
-// suspended, fences itself after one session timeout, and registers again with a new epoch
-// when the servers return.
+// suspended, fences itself FenceAfter(session timeout) after the last request the ensemble
+// answered, and registers again with a new epoch when the servers return.
 func TestQuorumLossFencesThenReRegisters(t *testing.T) {
 	e := testenv.Ensemble(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -121,10 +121,18 @@ func TestQuorumLossFencesThenReRegisters(t *testing.T) {
 		}
 	}
 	coordtest.WaitStatus(t, reg, 10*time.Second, "suspended", func(s coord.Status) bool { return s.State != coord.Registered })
-	coordtest.WaitStatus(t, reg, 10*time.Second, "fenced", func(s coord.Status) bool { return s.State == coord.Fenced })
-	if d := time.Since(lost); d < sessionTimeout {
-		t.Fatalf("fenced after %v, before the session timeout %v", d, sessionTimeout)
+	fenced := coordtest.WaitStatus(t, reg, 10*time.Second, "fenced", func(s coord.Status) bool { return s.State == coord.Fenced })
+	heard := node.LastHeard()
+	if heard.Before(lost.Add(-sessionTimeout / 2)) {
+		// Probes go out every T/6: one was answered shortly before the servers went.
+		t.Fatalf("last answered send %v before the servers were stopped", lost.Sub(heard))
 	}
+	if d := fenced.Since.Sub(heard); d < coord.FenceAfter(sessionTimeout) {
+		t.Fatalf("fenced %v after the last answered send, before FenceAfter(%v) = %v",
+			d, sessionTimeout, coord.FenceAfter(sessionTimeout))
+	}
+	t.Logf("fenced %v after the stops began, %v after the last answered send",
+		fenced.Since.Sub(lost).Round(time.Millisecond), fenced.Since.Sub(heard).Round(time.Millisecond))
 	for _, s := range servers[:2] {
 		if err := s.Start(); err != nil {
 			t.Fatal(err)

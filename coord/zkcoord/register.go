@@ -80,9 +80,19 @@ func (r *registration) setState(st coord.State, epoch int64) {
 		if s.State != st || s.Epoch != epoch {
 			r.c.log.Info("registration", "node", r.m.ID, "state", st.String(), "epoch", epoch)
 		}
+		if s.State != st || s.Since.IsZero() {
+			s.Since = time.Now()
+		}
 		s.State, s.Epoch = st, epoch
 		return s
 	})
+}
+
+// keepState is setState that leaves the status (and its waiters) alone when nothing changes.
+func (r *registration) keepState(st coord.State, epoch int64) {
+	if cur := r.status.Load(); cur.State != st || cur.Epoch != epoch {
+		r.setState(st, epoch)
+	}
 }
 
 func (r *registration) setMark(q *coord.Quarantine) {
@@ -153,6 +163,7 @@ func (r *registration) run(first chan<- error) {
 			return
 		}
 		sessID := r.c.conn.SessionID()
+		sent := time.Now() // every request create makes is sent after this
 		epoch, err := r.create(ctx, sessID)
 		switch {
 		case err == nil:
@@ -160,7 +171,7 @@ func (r *registration) run(first chan<- error) {
 			duplicateSince = time.Time{}
 			r.setState(coord.Registered, epoch)
 			settle(nil)
-			r.hold(ctx, sessID, epoch)
+			r.hold(ctx, sessID, epoch, sent)
 		case errors.Is(err, errMarked):
 			if data, _, err := callGet(ctx, r.c, r.markPath); err == nil {
 				q := decodeMark(r.m.ID, data)
@@ -260,38 +271,65 @@ func (r *registration) adopt(ctx context.Context, sessID int64) (int64, error) {
 }
 
 // hold keeps watch over a created entry until it is lost, withdrawn or the registration
-// stops. It returns when the loop must register again.
-func (r *registration) hold(ctx context.Context, sessID, epoch int64) {
+// stops. It returns when the loop must register again. heard is the send time of a request
+// the ensemble answered in session sessID (the create).
+//
+// The state follows the liveness record (liveness.go), with T the session timeout the
+// coordinator times itself by: Suspended as soon as the library reports the connection lost
+// or the ensemble has left a probe unanswered for T/3 (or answered nothing for T/2);
+// Registered again when answers come back; Fenced at the latest answered send time plus
+// FenceAfter(T), which is before the ensemble can have expired the session, or one T after
+// the library reported the disconnect if that came first (it cannot, unless the prober is
+// starved), or at once when a new session shows that the old one expired. Calls that wait on
+// the ensemble are bounded by the next of those instants, so a silent link never holds up a
+// change of state.
+func (r *registration) hold(ctx context.Context, sessID, epoch int64, heard time.Time) {
 	var (
 		nodeCh, markCh <-chan zk.Event
 		armedGen       uint64
-		fence          *time.Timer
-		fenceC         <-chan time.Time
+		downSince      time.Time
 		fenced         bool
 	)
-	defer func() {
-		if fence != nil {
-			fence.Stop()
-		}
-	}()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
 		s, changed := r.c.sess.Get()
+		_, heardChanged := r.c.heard.Get()
 		if s.closed || ctx.Err() != nil {
 			return
 		}
+		now := time.Now()
+		st := r.c.standing(now, sessID, heard)
+		heard = st.heard
+		fenceAt := st.fenceAt
+		if s.connected {
+			downSince = time.Time{}
+		} else {
+			if downSince.IsZero() {
+				downSince = now
+			}
+			fenceAt = earliest(fenceAt, downSince.Add(r.c.timeout()))
+		}
+		if !fenced && !now.Before(fenceAt) {
+			fenced = true
+			r.c.log.Warn("registration fenced: the ensemble may expire the session from now on",
+				"node", r.m.ID, "epoch", epoch, "connected", s.connected,
+				"since_last_answered_send", now.Sub(heard).Round(time.Millisecond))
+			r.setState(coord.Fenced, 0)
+		}
+		next := earliest(st.next, fenceAt)
+		if !fenced {
+			timer.Reset(time.Until(next))
+		}
 		if !s.connected {
-			// Cut off: the ensemble may expire the session without our knowing. Keep acting
-			// as registered for one session timeout, then fence.
-			if fence == nil && !fenced {
-				r.setState(coord.Suspended, epoch)
-				fence = time.NewTimer(r.c.cfg.SessionTimeout)
-				fenceC = fence.C
+			// Cut off: the ensemble may expire the session without our knowing.
+			if !fenced {
+				r.keepState(coord.Suspended, epoch)
 			}
 			select {
 			case <-changed:
-			case <-fenceC:
-				fence, fenceC, fenced = nil, nil, true
-				r.setState(coord.Fenced, 0)
+			case <-heardChanged:
+			case <-timer.C:
 			case reply := <-r.withdraw:
 				reply <- fmt.Errorf("withdraw: %w", coord.ErrUnavailable)
 			case <-ctx.Done():
@@ -304,16 +342,14 @@ func (r *registration) hold(ctx context.Context, sessID, epoch int64) {
 			r.setState(coord.Fenced, 0)
 			return
 		}
-		if fence != nil {
-			fence.Stop()
-			fence, fenceC = nil, nil
-		}
 		if fenced {
-			// Back within the same session, but this entry's epoch was fenced: routers may
-			// have sent its clients' messages to mailboxes meanwhile. Replace it, so the
-			// node comes back under a new epoch and nothing addressed to the old one is
-			// accepted.
-			if err := r.deleteOwn(ctx); err != nil {
+			// Within the same session, but this entry's epoch was fenced: routers may have
+			// sent its clients' messages to mailboxes meanwhile. Replace it, so the node comes
+			// back under a new epoch and nothing addressed to the old one is accepted.
+			dctx, cancel := context.WithTimeout(ctx, overdueAfter(r.c.timeout()))
+			err := r.deleteOwn(dctx)
+			cancel()
+			if err != nil {
 				if !r.c.sleep(ctx, 100*time.Millisecond) {
 					return
 				}
@@ -321,49 +357,34 @@ func (r *registration) hold(ctx context.Context, sessID, epoch int64) {
 			}
 			return
 		}
-		if r.status.Load().State != coord.Registered {
-			// Reconnected within the session timeout: the entry never left the live set.
-			r.setState(coord.Registered, epoch)
+		if st.suspended {
+			r.keepState(coord.Suspended, epoch)
+		} else {
+			// Answered within the session timeout: the entry never left the live set.
+			r.keepState(coord.Registered, epoch)
 		}
 		if s.gen != armedGen {
 			nodeCh, markCh, armedGen = nil, nil, s.gen
 		}
-		if nodeCh == nil {
-			type got struct {
-				ok bool
-				st *zk.Stat
-				ch <-chan zk.Event
-			}
-			g, err := call(ctx, func() (got, error) {
-				ok, st, ch, err := r.c.conn.ExistsW(r.path)
-				return got{ok, st, ch}, err
-			})
-			if err != nil {
-				if !r.c.sleep(ctx, 100*time.Millisecond) {
-					return
-				}
-				continue
-			}
-			if !g.ok || g.st.EphemeralOwner != sessID {
-				r.c.log.Warn("registration entry is gone; registering again", "node", r.m.ID)
-				r.setState(coord.Registering, 0)
+		cctx, cancel := context.WithDeadline(ctx, next)
+		gone, err := r.arm(cctx, sessID, &nodeCh, &markCh)
+		if gone {
+			cancel()
+			r.c.log.Warn("registration entry is gone; registering again", "node", r.m.ID)
+			r.setState(coord.Registering, 0)
+			return
+		}
+		if err != nil {
+			cancel()
+			if !r.pause(ctx, next) {
 				return
 			}
-			nodeCh = g.ch
-		}
-		if markCh == nil {
-			q, ch, err := r.readMarkW(ctx)
-			if err != nil {
-				if !r.c.sleep(ctx, 100*time.Millisecond) {
-					return
-				}
-				continue
-			}
-			r.setMark(q)
-			markCh = ch
+			continue
 		}
 		select {
 		case <-changed:
+		case <-heardChanged:
+		case <-timer.C:
 		case <-nodeCh:
 			nodeCh = nil
 		case <-markCh:
@@ -371,18 +392,65 @@ func (r *registration) hold(ctx context.Context, sessID, epoch int64) {
 		case reply := <-r.withdraw:
 			if r.status.Load().Mark == nil {
 				reply <- nil
-				continue
+				break
 			}
-			err := r.deleteOwn(ctx)
+			err := r.deleteOwn(cctx)
 			reply <- err
 			if err == nil {
+				cancel()
 				r.setState(coord.Quarantined, 0)
 				return
 			}
 		case <-ctx.Done():
-			return
 		}
+		cancel()
 	}
+}
+
+// arm sets whichever of the entry's and the mark's watches is not set. gone reports that the
+// entry no longer exists in session sessID.
+func (r *registration) arm(ctx context.Context, sessID int64, nodeCh, markCh *<-chan zk.Event) (gone bool, err error) {
+	if *nodeCh == nil {
+		type got struct {
+			ok bool
+			st *zk.Stat
+			ch <-chan zk.Event
+		}
+		g, err := call(ctx, func() (got, error) {
+			ok, st, ch, err := r.c.conn.ExistsW(r.path)
+			return got{ok, st, ch}, err
+		})
+		if err != nil {
+			return false, err
+		}
+		if !g.ok || g.st.EphemeralOwner != sessID {
+			return true, nil
+		}
+		*nodeCh = g.ch
+	}
+	if *markCh == nil {
+		q, ch, err := r.readMarkW(ctx)
+		if err != nil {
+			return false, err
+		}
+		r.setMark(q)
+		*markCh = ch
+	}
+	return false, nil
+}
+
+// pause waits 100ms before a retry, or less if the registration's standing changes sooner;
+// false if ctx ends or the coordinator closes first.
+func (r *registration) pause(ctx context.Context, next time.Time) bool {
+	return r.c.sleep(ctx, max(0, min(100*time.Millisecond, time.Until(next))))
+}
+
+// earliest returns the earlier of a and b.
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // readMarkW reads the member's quarantine mark, if any, and watches it.

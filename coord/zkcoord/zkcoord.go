@@ -9,9 +9,35 @@
 //
 // The library's quirks stay in here: its calls take no context (we wrap them), its watches
 // fire once (we re-arm them and re-list after every reconnect), it re-opens an expired
-// session by itself without re-creating ephemeral znodes (registration does that), and a
-// client cut off from every server cannot learn that its session expired (a local timer of
-// one session timeout fences it).
+// session by itself without re-creating ephemeral znodes (registration does that), it keeps
+// the session timeout the servers granted to itself (we read it off the connect response),
+// and a client cut off from every server cannot learn that its session expired.
+//
+// Fencing. The ensemble expires a session one session timeout T after a server last heard
+// from it, and go-zookeeper reports a silent link only after its receive timeout (2T/3), so
+// timing from its "disconnected" would leave a member acting live for up to 5T/3. Instead a
+// prober sends a Sync every T/6 and records the send time H of the latest one answered in the
+// session (liveness.go): the session cannot expire before H + T. T is the shorter of the
+// timeout asked for and the one granted: the servers clamp the one asked for to 2-20 ticks and
+// expire by the one granted, so the one asked for is shorter only when they raised it, and
+// timing by it then fences earlier than needed, never later. A registration is
+//   - Suspended as soon as the library reports a disconnect, or a probe has gone unanswered
+//     for T/3, or nothing has been answered for T/2 (at most T/2 after a link goes silent);
+//   - Registered again, under the same epoch, when answers come back before the fence;
+//   - Fenced at H + coord.FenceAfter(T) (0.9T), or one T after the library reported the
+//     disconnect if that is sooner, or at once when a new session shows the old one expired;
+//     then registered again under a new epoch once the ensemble answers.
+//
+// A leadership is given up when its registration would be Suspended (or after T/3 of
+// reported disconnection).
+//
+// The probe is a Sync rather than a read because a server answers a Sync only after a round
+// trip to the leader, whose session tracker expires sessions: a follower cut off from the
+// leader can go on answering reads for syncLimit ticks while the leader expires the sessions
+// connected to it. A follower passes its clients' activity on to the leader in its answers to
+// the leader's pings (every half tick), so if the follower is cut off from the leader in the
+// instant after answering a Sync, the leader may have heard of this session up to a probe
+// interval and half a tick before H; the margin does not cover that double fault.
 package zkcoord
 
 import (
@@ -23,6 +49,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -38,7 +65,8 @@ type Config struct {
 	// Root is the znode under which everything lives. Default "/switchboard".
 	Root string
 	// SessionTimeout is the ZooKeeper session timeout: how long after losing contact a
-	// member leaves the live set. The server clamps it to 2-20 ticks. Default 10s.
+	// member leaves the live set. The server clamps it to 2-20 ticks; the coordinator times
+	// itself by the shorter of this and the timeout granted. Default 10s.
 	SessionTimeout time.Duration
 	// DialTimeout bounds the wait for a first session in New. Default 10s.
 	DialTimeout time.Duration
@@ -105,10 +133,12 @@ type Coordinator struct {
 
 	nodesDir, quarDir, electDir string
 
-	sess      notify.Value[session]
-	closed    chan struct{}
-	closeOnce sync.Once
-	wg        sync.WaitGroup // goroutines owned by the coordinator (registrations, watches)
+	sess       notify.Value[session]
+	heard      notify.Value[hearing] // the liveness record, kept by the prober
+	negotiated atomic.Int64          // lowest session timeout a server granted, in ns
+	closed     chan struct{}
+	closeOnce  sync.Once
+	wg         sync.WaitGroup // goroutines owned by the coordinator (registrations, watches)
 }
 
 var _ coord.Coordinator = (*Coordinator)(nil)
@@ -150,7 +180,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		zk.WithLogger(zkLogger{c.log}),
 		zk.WithLogInfo(false),
 		zk.WithMaxBufferSize(4<<20),
-		zk.WithDialer(dial),
+		zk.WithDialer(c.sniffDial(dial)),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("zk: connect to %s: %w", strings.Join(cfg.Servers, ","), err)
@@ -179,6 +209,8 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 			return nil, fmt.Errorf("zk: create %s: %w", p, err)
 		}
 	}
+	c.wg.Add(1)
+	go c.probe()
 	return c, nil
 }
 
@@ -198,7 +230,8 @@ func (c *Coordinator) onEvent(ev zk.Event) {
 // SessionID is the current ZooKeeper session id (0 while none).
 func (c *Coordinator) SessionID() int64 { return c.conn.SessionID() }
 
-// SessionTimeout is the session timeout asked for.
+// SessionTimeout is the session timeout asked for (see NegotiatedSessionTimeout for the
+// one the servers granted).
 func (c *Coordinator) SessionTimeout() time.Duration { return c.cfg.SessionTimeout }
 
 // waitSession blocks until the client has a session, returning its generation.

@@ -25,10 +25,18 @@ func runNode(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&cfg.InternalAddr, "internal", d.InternalAddr, "listen address for routers and other nodes")
 	fs.StringVar(&cfg.AdminAddr, "admin", d.AdminAddr, "HTTP address for /healthz, /metrics and /debug/pprof")
 	fs.StringVar(&cfg.Advertise, "advertise", "", "host to register for addresses bound to all interfaces (default: hostname)")
+	fs.StringVar(&cfg.AdvertiseInternal, "advertise-internal", "",
+		"host:port routers and other nodes dial for --internal, when it differs from the bound address (NAT, port mapping, proxy)")
 	fs.StringVar(&cfg.DataDir, "data-dir", d.DataDir, "directory whose free space the readiness check watches")
 	fs.StringVar(&cfg.InboxPrefix, "inbox-prefix", d.InboxPrefix, "inbox topic prefix: client c's inbox is <prefix>c")
 	fs.StringVar(&token, "cluster-token", "", "shared secret for the router/node channel")
-	fs.DurationVar(&cfg.AckTimeout, "ack-timeout", d.AckTimeout, "wait for a client's PUBACK before giving the message back")
+	fs.DurationVar(&cfg.MaxWait, "max-wait", d.MaxWait,
+		"how long a routed message waits for the client's PUBACK before it is queued in the mailbox and answered queued (a request's max_wait overrides it)")
+	fs.IntVar(&cfg.Window, "window", d.Window, "most directed QoS 1 messages in flight to one client (also bounded by its receive maximum)")
+	fs.DurationVar(&cfg.Lease.Duration, "lease", d.Lease.Duration,
+		"delivery lease: a takeover or queued message this node could not be told of directly takes effect at most this long later")
+	fs.DurationVar(&cfg.ClockSkew, "clock-skew", 0, "testing: pretend this machine's wall clock is off by this much (expiry never depends on it)")
+	fs.DurationVar(&cfg.Lease.Interval, "lease-interval", d.Lease.Interval, "how often the node takes its notices (at most half the lease)")
 	fs.IntVar(&cfg.MailboxLimit, "mailbox-limit", d.MailboxLimit, "most messages in one client's mailbox")
 	fs.DurationVar(&cfg.Quarantine.Grace, "quarantine-grace", d.Quarantine.Grace,
 		"when quarantined, stay in the live set this long (healthz 503) so the load balancer drops the node first")

@@ -103,8 +103,9 @@ func runMailbox(ctx context.Context, e env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "%s: %d message(s) waiting\n", v.Client, v.Depth)
 	for _, m := range v.Messages {
-		fmt.Fprintf(e.stdout, "  %s  %s  qos %d  expires %s  %q\n", m.ID, m.Topic, m.QoS,
-			m.Expires.Format(time.RFC3339), truncate(string(m.Payload), 60))
+		left := time.Duration(m.ExpiresIn * float64(time.Second)).Round(time.Second)
+		fmt.Fprintf(e.stdout, "  %s  %s  qos %d  expires in %s  %q\n", m.ID, m.Topic, m.QoS,
+			left, truncate(string(m.Payload), 60))
 	}
 	return nil
 }

@@ -19,6 +19,10 @@ type Msg struct {
 	Payload []byte
 	QoS     byte
 	ID      string // the sb-id user property: the router's message id
+	Dup     bool
+	// Ack acknowledges the message, for a client with ManualAck (paho sends acks in the
+	// order messages arrived: an unacknowledged one holds back the acks after it).
+	Ack func() error
 }
 
 // MQTTClient is an MQTT 5 client for tests (paho.golang), acknowledging QoS 1 messages as
@@ -27,6 +31,7 @@ type MQTTClient struct {
 	ID      string
 	Connack *paho.Connack
 	c       *paho.Client
+	conn    net.Conn
 	msgs    chan Msg
 
 	mu         sync.Mutex
@@ -43,6 +48,9 @@ type MQTTOptions struct {
 	Username       string
 	Password       []byte
 	TLS            *tls.Config // connect over TLS when set
+	// ManualAck: QoS 1 messages are acknowledged only when the test calls Msg.Ack (or
+	// never), as a slow or broken device does.
+	ManualAck bool
 }
 
 // DialMQTT connects a client; err is the connection or CONNACK failure (the Connack, if
@@ -67,14 +75,17 @@ func DialMQTT(addr, id string, o MQTTOptions) (*MQTTClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &MQTTClient{ID: id, msgs: make(chan Msg, 1<<16), discCh: make(chan struct{})}
+	m := &MQTTClient{ID: id, conn: conn, msgs: make(chan Msg, 1<<16), discCh: make(chan struct{})}
 	m.c = paho.NewClient(paho.ClientConfig{
-		Conn: conn,
+		Conn:                       conn,
+		EnableManualAcknowledgment: o.ManualAck,
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			msg := Msg{Topic: pr.Packet.Topic, Payload: pr.Packet.Payload, QoS: pr.Packet.QoS}
+			msg := Msg{Topic: pr.Packet.Topic, Payload: pr.Packet.Payload, QoS: pr.Packet.QoS, Dup: pr.Packet.Duplicate()}
 			if pr.Packet.Properties != nil {
 				msg.ID = pr.Packet.Properties.User.Get("sb-id")
 			}
+			pk := pr.Packet
+			msg.Ack = func() error { return pr.Client.Ack(pk) }
 			m.msgs <- msg
 			return true, nil
 		}},
@@ -170,6 +181,10 @@ func (m *MQTTClient) DisconnectReason() byte {
 	}
 	return m.disconnect.ReasonCode
 }
+
+// Drop closes the TCP connection without DISCONNECT, as a device that loses its network
+// does.
+func (m *MQTTClient) Drop() { _ = m.conn.Close() }
 
 // Close disconnects politely (idempotent).
 func (m *MQTTClient) Close() {

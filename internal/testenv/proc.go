@@ -78,8 +78,12 @@ func StartProc(t testing.TB, name string, args ...string) *Proc {
 			_ = p.cmd.Process.Kill()
 			<-p.done
 		}
+		out := p.out.String()
+		if i := strings.Index(out, "WARNING: DATA RACE"); i >= 0 {
+			t.Errorf("%s reported a data race:\n%s", name, LastLines(out[i:], 80))
+		}
 		if t.Failed() {
-			t.Logf("--- output of %s ---\n%s", name, LastLines(p.out.String(), 60))
+			t.Logf("--- output of %s ---\n%s", name, LastLines(out, 60))
 		}
 	})
 	return p

@@ -1,14 +1,16 @@
 package testenv
 
 import (
-	"io"
 	"net"
 	"sync"
 	"testing"
 )
 
 // Proxy is a TCP proxy on 127.0.0.1 in front of one server, for cutting one client's link
-// to it for real while the server and everyone else stay up.
+// to it for real while the server and everyone else stay up. A link can fail two ways: Cut
+// refuses it (connections are closed, so both ends learn at once), Blackhole silences it
+// (connections stay open and nothing passes, so each end learns only from its own timeouts,
+// as behind a dead router or a dropped route).
 type Proxy struct {
 	Addr   string
 	target string
@@ -16,8 +18,23 @@ type Proxy struct {
 
 	mu    sync.Mutex
 	cut   bool
-	conns map[net.Conn]struct{}
+	hole  bool
+	links map[*proxyLink]struct{}
 	wg    sync.WaitGroup
+}
+
+// proxyLink is one client connection and, unless it was accepted into a blackhole, its
+// connection to the server.
+type proxyLink struct {
+	client, server net.Conn // server is nil for a connection accepted into a blackhole
+	holed          bool     // nothing passes; closed by Restore
+}
+
+func (l *proxyLink) close() {
+	l.client.Close()
+	if l.server != nil {
+		l.server.Close()
+	}
 }
 
 // StartProxy forwards connections on a free loopback port to target until the test ends.
@@ -27,7 +44,7 @@ func StartProxy(t testing.TB, target string) *Proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proxy{Addr: l.Addr().String(), target: target, l: l, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{Addr: l.Addr().String(), target: target, l: l, links: map[*proxyLink]struct{}{}}
 	p.wg.Add(1)
 	go p.serve()
 	t.Cleanup(func() {
@@ -51,29 +68,63 @@ func (p *Proxy) serve() {
 			c.Close()
 			continue
 		}
+		if p.hole {
+			// The kernel completed the handshake, as a server behind a blackhole would
+			// seem to; nothing the client sends goes anywhere.
+			link := &proxyLink{client: c, holed: true}
+			p.links[link] = struct{}{}
+			p.mu.Unlock()
+			p.wg.Add(1)
+			go p.pipe(link, nil, c)
+			continue
+		}
 		up, err := net.Dial("tcp", p.target)
 		if err != nil {
 			p.mu.Unlock()
 			c.Close()
 			continue
 		}
-		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
+		link := &proxyLink{client: c, server: up}
+		p.links[link] = struct{}{}
 		p.mu.Unlock()
 		p.wg.Add(2)
-		go p.pipe(c, up)
-		go p.pipe(up, c)
+		go p.pipe(link, c, up)
+		go p.pipe(link, up, c)
 	}
 }
 
-func (p *Proxy) pipe(dst, src net.Conn) {
+// pipe copies src to dst (nil: nowhere) until src fails. On a healthy link it then closes
+// both connections, as io.Copy followed by two Closes would. On a blackholed link it drops
+// what it reads and, when src fails, keeps dst open: not even the end of a stream passes a
+// blackhole.
+func (p *Proxy) pipe(link *proxyLink, dst, src net.Conn) {
 	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
-	dst.Close()
-	src.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && dst != nil && !p.holed(link) {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	if p.holed(link) {
+		src.Close()
+		return
+	}
+	link.close()
 	p.mu.Lock()
-	delete(p.conns, dst)
-	delete(p.conns, src)
+	delete(p.links, link)
 	p.mu.Unlock()
+}
+
+func (p *Proxy) holed(link *proxyLink) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return link.holed
 }
 
 // Cut closes every proxied connection and refuses new ones until Restore.
@@ -81,14 +132,34 @@ func (p *Proxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cut = true
-	for c := range p.conns {
-		c.Close()
+	for link := range p.links {
+		link.close()
+		delete(p.links, link)
 	}
 }
 
-// Restore lets connections through again.
+// Blackhole silences the link until Restore: open connections stay open but nothing passes
+// in either direction, and new connections are accepted but go nowhere.
+func (p *Proxy) Blackhole() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hole = true
+	for link := range p.links {
+		link.holed = true
+	}
+}
+
+// Restore lets connections through again. Connections that a blackhole swallowed are closed
+// (bytes were lost in them, so they cannot carry on), which their clients see as a reset
+// link and reconnect.
 func (p *Proxy) Restore() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.cut = false
+	p.cut, p.hole = false, false
+	for link := range p.links {
+		if link.holed {
+			link.close()
+			delete(p.links, link)
+		}
+	}
 }

@@ -65,7 +65,13 @@ func Binary(t testing.TB) string {
 		}
 		buildPath = filepath.Join(dir, "switchboard")
 		// Tests build with the failpoints tag: they inject faults no outside signal can.
-		cmd := exec.Command("go", "build", "-tags", "failpoints", "-o", buildPath, "./cmd/switchboard")
+		// SWITCHBOARD_TEST_RACE=1 builds it with the race detector; a process that reports
+		// a race then fails its test (see StartProc).
+		args := []string{"build", "-tags", "failpoints", "-o", buildPath}
+		if os.Getenv("SWITCHBOARD_TEST_RACE") != "" {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "./cmd/switchboard")...)
 		cmd.Dir = ModuleRoot(t)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build ./cmd/switchboard: %v\n%s", err, out)

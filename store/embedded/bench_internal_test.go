@@ -53,23 +53,15 @@ func BenchmarkAppend(b *testing.B) {
 	s := openT(b)
 	b.ResetTimer()
 	benchRun(b, b.N, func(c, i int) error {
-		_, err := s.Append(b.Context(), benchMessage(c, i), 1<<30)
+		_, err := s.Append(b.Context(), 1<<30, []store.Message{benchMessage(c, i)})
 		return err
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
 
-// BenchmarkDrain times a Peek of 32 messages and their Ack; each operation drains 32.
+// BenchmarkDrain times a Peek of 32 messages and their Remove; each operation drains 32.
 func BenchmarkDrain(b *testing.B) {
 	s := openT(b)
-	sessions := make([]string, benchClients)
-	for c := range benchClients {
-		p := storetest.NewPresence(fmt.Sprint("client-", c), "n1", 1)
-		if _, err := s.Connect(b.Context(), p); err != nil {
-			b.Fatal(err)
-		}
-		sessions[c] = p.Session
-	}
 	// Fill the mailboxes in one transaction: the drain is what is timed.
 	var msgs []store.Message
 	for c := range benchClients {
@@ -81,7 +73,7 @@ func BenchmarkDrain(b *testing.B) {
 	b.ResetTimer()
 	benchRun(b, b.N, func(c, _ int) error {
 		client := fmt.Sprint("client-", c)
-		msgs, err := s.Peek(b.Context(), client, benchBatch)
+		msgs, err := s.Peek(b.Context(), client, 0, benchBatch)
 		if err != nil {
 			return err
 		}
@@ -92,8 +84,7 @@ func BenchmarkDrain(b *testing.B) {
 		for i, m := range msgs {
 			ids[i] = m.ID
 		}
-		_, err = s.Ack(b.Context(), client, sessions[c], ids)
-		return err
+		return s.Remove(b.Context(), store.Removal{Client: client, IDs: ids})
 	})
 	b.ReportMetric(float64(b.N*benchBatch)/b.Elapsed().Seconds(), "msgs/s")
 }

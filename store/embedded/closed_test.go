@@ -26,11 +26,18 @@ func TestClosedStore(t *testing.T) {
 		"Disconnect": func() error { _, err := s.Disconnect(ctx, "c1", p.Session); return err },
 		"Lookup":     func() error { _, _, err := s.Lookup(ctx, "c1"); return err },
 		"ClearNode":  func() error { _, err := s.ClearNode(ctx, "n1", 1); return err },
-		"Append":     func() error { _, err := s.Append(ctx, storetest.NewMessage("c1", "m"), 10); return err },
-		"Peek":       func() error { _, err := s.Peek(ctx, "c1", 10); return err },
-		"Ack":        func() error { _, err := s.Ack(ctx, "c1", p.Session, []string{"m"}); return err },
-		"Depth":      func() error { _, err := s.Depth(ctx, "c1"); return err },
-		"Ping":       func() error { return s.Ping(ctx) },
+		"Append": func() error {
+			_, err := s.Append(ctx, 10, []store.Message{storetest.NewMessage("c1", "m")})
+			return err
+		},
+		"Peek":   func() error { _, err := s.Peek(ctx, "c1", 0, 10); return err },
+		"Remove": func() error { return s.Remove(ctx, store.Removal{Client: "c1", IDs: []string{"m"}}) },
+		"Depth":  func() error { _, err := s.Depth(ctx, "c1"); return err },
+		"Notify": func() error {
+			return s.Notify(ctx, "n1", store.Notice{Kind: store.NoticeMailbox, Client: "c1"})
+		},
+		"TakeNotices": func() error { _, err := s.TakeNotices(ctx, "n1", 10); return err },
+		"Ping":        func() error { return s.Ping(ctx) },
 	}
 	for name, call := range calls {
 		err := call()

@@ -11,29 +11,36 @@ import (
 
 // Values start with a format version, so a later format can be told apart:
 //
-//	message:  1, ID, To, Topic, Payload, QoS byte, Accepted, Expires
+//	message:  1, ID, To, Topic, Payload, QoS byte, Accepted, expiry
 //	presence: 1, Node, Session, Epoch, Since, then the presence it replaced (see record)
-//	mailbox:  1, next sequence number, depth (uvarints)
+//	mailbox:  2, depth (a uvarint); version 1 also held a per-mailbox next sequence number
 //
 // A string or byte slice is a uvarint length and the bytes, an int64 a varint, a time a
-// varint of Unix seconds and a uvarint of nanoseconds (read back in UTC).
-const formatVersion = 1
+// varint of Unix seconds and a uvarint of nanoseconds (read back in UTC). A message's
+// expiry is the store's: the process clock when it was appended, plus its TTL. Its
+// sequence number is in its key.
+const (
+	formatVersion  = 1
+	mailboxVersion = 2
+)
 
 // errCorrupt means a stored value could not be decoded.
 var errCorrupt = codec.ErrCorrupt
 
-func encodeMessage(m store.Message) []byte {
+func encodeMessage(m store.Message, expires time.Time) []byte {
 	b := make([]byte, 0, len(m.ID)+len(m.To)+len(m.Topic)+len(m.Payload)+48)
-	return codec.AppendMessage(append(b, formatVersion), m)
+	b = codec.AppendMessage(append(b, formatVersion), m)
+	return codec.AppendTime(b, expires)
 }
 
-func decodeMessage(v []byte) (store.Message, error) {
+func decodeMessage(v []byte) (store.Message, time.Time, error) {
 	d := newDecoder(v)
 	m := d.ReadMessage()
+	expires := d.Time()
 	if err := d.Done(); err != nil {
-		return store.Message{}, fmt.Errorf("decode message: %w", err)
+		return store.Message{}, time.Time{}, fmt.Errorf("decode message: %w", err)
 	}
-	return m, nil
+	return m, expires, nil
 }
 
 // messageMeta reads only the id and the expiry of an encoded message, without copying
@@ -83,22 +90,24 @@ func decodeRecord(client string, v []byte) (record, error) {
 	return r, nil
 }
 
-// mailbox is a client's mailbox header: the sequence number of its next message and how
-// many messages it holds.
+// mailbox is a client's mailbox header: how many messages it holds.
 type mailbox struct {
-	next  uint64
 	depth int
 }
 
 func encodeMailbox(b mailbox) []byte {
-	v := []byte{formatVersion}
-	v = binary.AppendUvarint(v, b.next)
-	return binary.AppendUvarint(v, uint64(b.depth))
+	return binary.AppendUvarint([]byte{mailboxVersion}, uint64(b.depth))
 }
 
 func decodeMailbox(v []byte) (mailbox, error) {
-	d := newDecoder(v)
-	b := mailbox{next: d.Uvarint(), depth: int(d.Uvarint())}
+	if len(v) == 0 || (v[0] != mailboxVersion && v[0] != formatVersion) {
+		return mailbox{}, fmt.Errorf("decode mailbox: %w: unknown format %.4x", errCorrupt, v)
+	}
+	d := codec.NewDecoder(v[1:])
+	if v[0] == formatVersion {
+		d.Uvarint() // the next sequence number, now store-wide (see nextSeq)
+	}
+	b := mailbox{depth: int(d.Uvarint())}
 	if err := d.Done(); err != nil {
 		return mailbox{}, fmt.Errorf("decode mailbox: %w", err)
 	}

@@ -11,26 +11,30 @@ import (
 
 func TestMessageRoundTrip(t *testing.T) {
 	at := time.Date(2024, 2, 29, 23, 59, 59, 123456789, time.UTC)
-	for _, m := range []store.Message{
-		{ID: "a", To: "c", Topic: "t/ä", Payload: []byte{0, 1, 255}, QoS: 2, Accepted: at, Expires: at.Add(time.Hour)},
-		{ID: "id\x00\xff", To: "日本語", Payload: nil, Accepted: at, Expires: at},
-		{ID: "old", To: "c", Payload: []byte{}, Accepted: time.Unix(-5, 7).UTC(), Expires: time.Unix(-1, 0).UTC()},
+	for _, c := range []struct {
+		m       store.Message
+		expires time.Time
+	}{
+		{store.Message{ID: "a", To: "c", Topic: "t/ä", Payload: []byte{0, 1, 255}, QoS: 2, Accepted: at}, at.Add(time.Hour)},
+		{store.Message{ID: "id\x00\xff", To: "日本語", Payload: nil, Accepted: at}, at},
+		{store.Message{ID: "old", To: "c", Payload: []byte{}, Accepted: time.Unix(-5, 7).UTC()}, time.Unix(-1, 0).UTC()},
 	} {
-		v := encodeMessage(m)
-		got, err := decodeMessage(v)
+		m := c.m
+		v := encodeMessage(m, c.expires)
+		got, expires, err := decodeMessage(v)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got.ID != m.ID || got.To != m.To || got.Topic != m.Topic || !bytes.Equal(got.Payload, m.Payload) ||
-			got.QoS != m.QoS || !got.Accepted.Equal(m.Accepted) || !got.Expires.Equal(m.Expires) {
-			t.Fatalf("round trip of %+v gave %+v", m, got)
+			got.QoS != m.QoS || !got.Accepted.Equal(m.Accepted) || !expires.Equal(c.expires) {
+			t.Fatalf("round trip of %+v, %v gave %+v, %v", m, c.expires, got, expires)
 		}
 		if got.Payload == nil {
 			t.Fatal("payload decoded as nil; want empty")
 		}
 		id, exp, err := messageMeta(v)
-		if err != nil || id != m.ID || !exp.Equal(m.Expires) {
-			t.Fatalf("messageMeta = %q, %v, %v; want %q, %v", id, exp, err, m.ID, m.Expires)
+		if err != nil || id != m.ID || !exp.Equal(c.expires) {
+			t.Fatalf("messageMeta = %q, %v, %v; want %q, %v", id, exp, err, m.ID, c.expires)
 		}
 	}
 }
@@ -56,7 +60,7 @@ func TestRecordRoundTrip(t *testing.T) {
 }
 
 func TestCorruptValues(t *testing.T) {
-	good := encodeMessage(store.Message{ID: "a", To: "c", Payload: []byte("p"), Expires: time.Now()})
+	good := encodeMessage(store.Message{ID: "a", To: "c", Payload: []byte("p")}, time.Now())
 	for name, v := range map[string][]byte{
 		"empty":     nil,
 		"version":   append([]byte{9}, good[1:]...),
@@ -64,17 +68,29 @@ func TestCorruptValues(t *testing.T) {
 		"trailing":  append(append([]byte{}, good...), 0),
 		"length":    {formatVersion, 0xff, 0xff, 0x03},
 	} {
-		if _, err := decodeMessage(v); !errors.Is(err, errCorrupt) {
+		if _, _, err := decodeMessage(v); !errors.Is(err, errCorrupt) {
 			t.Errorf("%s: decodeMessage = %v, want errCorrupt", name, err)
 		}
 		if _, err := decodeRecord("c", v); !errors.Is(err, errCorrupt) {
 			t.Errorf("%s: decodeRecord = %v, want errCorrupt", name, err)
 		}
 	}
-	if _, err := decodeMailbox([]byte{formatVersion, 1}); !errors.Is(err, errCorrupt) {
-		t.Errorf("truncated mailbox: %v, want errCorrupt", err)
+	for name, v := range map[string][]byte{
+		"empty":       nil,
+		"version":     {9, 1},
+		"truncated":   {mailboxVersion},
+		"truncated 1": {formatVersion, 1},
+		"trailing":    {mailboxVersion, 1, 0},
+	} {
+		if _, err := decodeMailbox(v); !errors.Is(err, errCorrupt) {
+			t.Errorf("%s mailbox: %v, want errCorrupt", name, err)
+		}
 	}
-	if b, err := decodeMailbox(encodeMailbox(mailbox{next: 1 << 40, depth: 7})); err != nil || b.next != 1<<40 || b.depth != 7 {
+	if b, err := decodeMailbox(encodeMailbox(mailbox{depth: 7})); err != nil || b.depth != 7 {
 		t.Errorf("mailbox round trip = %+v, %v", b, err)
+	}
+	// A header of the first format, which also held a next sequence number, still reads.
+	if b, err := decodeMailbox([]byte{formatVersion, 0x80, 0x01, 7}); err != nil || b.depth != 7 {
+		t.Errorf("version 1 mailbox = %+v, %v; want depth 7", b, err)
 	}
 }

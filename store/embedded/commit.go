@@ -37,10 +37,7 @@ const (
 // If ctx ends before the committer took the write, nothing is written. If it ends later,
 // update returns at once and the write may still commit, as with a store that timed out.
 func (s *Store) update(ctx context.Context, fn func(*bolt.Tx) error) error {
-	if s.closed.Load() {
-		return errClosed
-	}
-	if err := ctx.Err(); err != nil {
+	if err := s.live(ctx); err != nil {
 		return err
 	}
 	w := &write{fn: fn, done: make(chan error, 1)}
@@ -64,10 +61,7 @@ func (s *Store) update(ctx context.Context, fn func(*bolt.Tx) error) error {
 
 // view runs fn in a read transaction, which sees every write whose update returned.
 func (s *Store) view(ctx context.Context, fn func(*bolt.Tx) error) error {
-	if s.closed.Load() {
-		return errClosed
-	}
-	if err := ctx.Err(); err != nil {
+	if err := s.live(ctx); err != nil {
 		return err
 	}
 	return s.db.View(fn)

@@ -25,7 +25,7 @@ type Config struct {
 	// holds. Zero means the default.
 	MaxGroup int
 	// ReserveBytes is the disk the store keeps in hand, in a file beside its database, so
-	// that acknowledgements can still delete when the disk fills (see the package
+	// that removals can still delete when the disk fills (see the package
 	// documentation, Errors). Zero means the default.
 	ReserveBytes int64
 }
@@ -47,7 +47,7 @@ func DefaultConfig() Config {
 		LockTimeout:   defaultLockTimeout,   // a directory in use fails Open at once, not after a hang
 		SweepInterval: defaultSweepInterval, // expiries are minutes to days; Peek hides expired heads anyway
 		MaxGroup:      defaultMaxGroup,      // bounds one commit's size and the wait behind it
-		ReserveBytes:  defaultReserveBytes,  // a thousand pages: ample for acks and sweeps on a full disk
+		ReserveBytes:  defaultReserveBytes,  // a thousand pages: ample for removals and sweeps on a full disk
 	}
 }
 

@@ -15,10 +15,10 @@ import (
 	"github.com/switchboard-mqtt/switchboard/store/storetest"
 )
 
-// TestDiskFull fills a small tmpfs. The append that does not fit fails with
-// store.ErrStoreFull naming the directory; the store then still reads, acknowledges and
-// recognises duplicates, refuses new messages until space is freed, and accepts them
-// again after. It needs to mount, so it runs as root only.
+// TestDiskFull fills a small tmpfs. The append that does not fit gets an Err that wraps
+// store.ErrStoreFull naming the directory (the call itself succeeds); the store then
+// still reads, removes and recognises duplicates, refuses new messages until space is
+// freed, and accepts them again after. It needs to mount, so it runs as root only.
 func TestDiskFull(t *testing.T) {
 	dir := t.TempDir()
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
@@ -37,12 +37,20 @@ func TestDiskFull(t *testing.T) {
 	if _, err := s.Connect(ctx, p); err != nil {
 		t.Fatal(err)
 	}
+	appendOne := func(m store.Message) (store.AppendResult, error) {
+		t.Helper()
+		res, err := s.Append(ctx, 1000, []store.Message{m})
+		if err != nil {
+			t.Fatalf("append %s: the call failed: %v", m.ID, err)
+		}
+		return res[0], res[0].Err
+	}
 	var sent []store.Message
 	var err error
 	for i := range 100 {
 		m := storetest.NewMessage("c1", fmt.Sprint("m", i))
 		m.Payload = make([]byte, 64<<10)
-		if _, err = s.Append(ctx, m, 1000); err != nil {
+		if _, err = appendOne(m); err != nil {
 			break
 		}
 		sent = append(sent, m)
@@ -58,17 +66,20 @@ func TestDiskFull(t *testing.T) {
 	if d, err := s.Depth(ctx, "c1"); err != nil || d != len(sent) {
 		t.Fatalf("depth after the refused append = %d, %v; want %d", d, err, len(sent))
 	}
-	msgs, err := s.Peek(ctx, "c1", 2)
+	msgs, err := s.Peek(ctx, "c1", 0, 2)
 	if err != nil || len(msgs) != 2 {
 		t.Fatalf("peek on a full disk = %d messages, %v", len(msgs), err)
 	}
-	if left, err := s.Ack(ctx, "c1", p.Session, []string{msgs[0].ID, msgs[1].ID}); err != nil || left != len(sent)-2 {
-		t.Fatalf("ack on a full disk = %d, %v; want %d", left, err, len(sent)-2)
+	if err := s.Remove(ctx, store.Removal{Client: "c1", IDs: []string{msgs[0].ID, msgs[1].ID}}); err != nil {
+		t.Fatalf("remove on a full disk: %v", err)
 	}
-	if res, err := s.Append(ctx, sent[5], 1000); err != nil || !res.Duplicate {
+	if d, err := s.Depth(ctx, "c1"); err != nil || d != len(sent)-2 {
+		t.Fatalf("depth after remove on a full disk = %d, %v; want %d", d, err, len(sent)-2)
+	}
+	if res, err := appendOne(sent[5]); err != nil || !res.Duplicate {
 		t.Fatalf("duplicate append on a full disk = %+v, %v; want Duplicate", res, err)
 	}
-	if _, err := s.Append(ctx, storetest.NewMessage("c1", "small"), 1000); !errors.Is(err, store.ErrStoreFull) {
+	if _, err := appendOne(storetest.NewMessage("c1", "small")); !errors.Is(err, store.ErrStoreFull) {
 		t.Fatalf("append on a full disk: %v, want ErrStoreFull", err)
 	}
 
@@ -76,7 +87,7 @@ func TestDiskFull(t *testing.T) {
 		t.Fatalf("grow the tmpfs: %v", err)
 	}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		_, err := s.Append(ctx, storetest.NewMessage("c1", "small"), 1000)
+		_, err := appendOne(storetest.NewMessage("c1", "small"))
 		if err == nil {
 			break
 		}

@@ -17,13 +17,29 @@
 //
 //	presence  client id -> the presence, and the presence it replaced (see Connect)
 //	nodes     name(node) epoch name(client) -> nothing: the node index ClearNode walks
-//	boxes     name(client) -> mailbox header: next sequence number, depth
-//	messages  name(client) seq -> the message (seq is 8 bytes big-endian: oldest first)
-//	ids       name(client) id -> seq: recognises a duplicate Append
+//	boxes     name(client) -> mailbox header: depth (deleted when the mailbox empties)
+//	messages  name(client) seq -> the message and its expiry (seq is 8 bytes big-endian:
+//	          oldest first, and Peek's cursor is a seek to seq+1)
+//	ids       name(client) id -> seq: recognises a duplicate Append, finds a Remove's id
 //	expiry    expiry-nanoseconds name(client) seq -> nothing: the sweeper's work list
+//	meta      "seq" -> the last sequence number given to any message
+//
+// Sequence numbers are store-wide: each is one more than the last one given, and at
+// least the process clock in Unix microseconds. So one client's numbers grow in append
+// order and are never reused, even after its mailbox emptied and its header was deleted,
+// or the process restarted.
 //
 // Unlike Redis, where the node index lives in another hash slot than the presence, every
 // transaction here can change both, so the index is exact rather than a superset.
+//
+// # Notices
+//
+// Node notices are kept in memory, in a mutex-guarded queue per node inside the Store,
+// not in the file. `switchboard up` runs every node in the same process as its store, so
+// notices and the nodes they are for live and die together: a restart loses both, and
+// the restarted nodes read their clients' mailboxes as the clients connect again. So
+// Notify and TakeNotices need no commit. A node's queue is dropped an hour after its last
+// notice if the node never takes it.
 //
 // # Atomicity, durability and group commit
 //
@@ -39,27 +55,32 @@
 //
 // # Expiry
 //
-// Peek deletes the expired messages at a mailbox's head, as the Redis store does. Redis
-// also expires a whole mailbox a minute after its last message's expiry; here a sweeper
-// goroutine instead deletes, every Config.SweepInterval, each message whose expiry passed,
-// wherever it is in its mailbox, so an abandoned mailbox does not keep expired messages.
-// It walks the expiry index, so a sweep costs in proportion to what it deletes, and a
-// sweep that finds nothing costs no commit.
+// Expiry is judged on one clock, the process's: Append turns each message's TTL into an
+// expiry at the moment its transaction runs, and Peek returns the time left at its read.
+// Peek never returns an expired message: it deletes those at a mailbox's head, as the
+// Redis store does, and skips those behind an unexpired one. Redis also expires a whole
+// mailbox a minute after its last message's expiry; here a sweeper goroutine instead
+// deletes, every Config.SweepInterval, each message whose expiry passed, wherever it is
+// in its mailbox, so an abandoned mailbox does not keep expired messages. It walks the
+// expiry index, so a sweep costs in proportion to what it deletes, and a sweep that finds
+// nothing costs no commit.
 //
 // # Errors
 //
 // A write refused for lack of disk (ENOSPC, EDQUOT) wraps store.ErrStoreFull; nothing of
 // that transaction was written. bbolt never overwrites a page in place, so even a delete
 // needs free disk: the store keeps Config.ReserveBytes in a file beside its database and
-// deletes that file when a commit fails for lack of disk. Acknowledgements, disconnects
-// and the sweeper then go on freeing space, while Append recognises duplicates and full
-// mailboxes but refuses new messages with store.ErrStoreFull until the reserve can be
-// written again (tried at most once a second), as Redis with noeviction refuses writes
-// but serves deletes. A call on a closed store wraps ErrClosed and store.ErrUnavailable. If a call's context ends while its write waits for the committer,
-// nothing is written; if it ends while the write is being committed, the call returns and
-// the write may still commit, so the caller's retry must be idempotent, as it is for every
-// operation here (Append recognises its message id, Ack pops only ids at the head,
-// Connect remembers the presence it replaced).
+// deletes that file when a commit fails for lack of disk. Removals, disconnects and the
+// sweeper then go on freeing space, while Append recognises duplicates and full
+// mailboxes but gives every new message an Err that wraps store.ErrStoreFull until the
+// reserve can be written again (tried at most once a second), as Redis with noeviction
+// refuses writes but serves deletes. A call on a closed store wraps ErrClosed and
+// store.ErrUnavailable. If a call's context ends while its write waits for the
+// committer, nothing is written; if it ends while the write is being committed, the call
+// returns and the write may still commit, so the caller's retry must be idempotent, as it
+// is for every operation here (Append recognises its message ids and reports their
+// sequence numbers, Remove deletes only what is there, Connect remembers the presence it
+// replaced).
 //
 // The file grows to the most data it ever held and reuses its free pages; it does not
 // shrink.

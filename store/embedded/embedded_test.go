@@ -3,6 +3,7 @@ package embedded_test
 import (
 	"context"
 	"log/slog"
+	"os"
 	"testing"
 	"time"
 
@@ -14,8 +15,14 @@ import (
 )
 
 // TestMain fails the package if any test leaves a goroutine behind: every Store must stop
-// its committer and sweeper on Close.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// its committer and sweeper on Close. Run as the helper process of
+// TestLockAcrossProcesses, it runs that helper instead of the tests.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(lockHelperDir); dir != "" {
+		os.Exit(lockHelper(dir))
+	}
+	goleak.VerifyTestMain(m)
+}
 
 func TestBehaviour(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return open(t, testConfig(t, t.TempDir())) })

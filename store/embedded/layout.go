@@ -16,8 +16,12 @@ var (
 	bucketMessages = []byte("messages")
 	bucketIDs      = []byte("ids")
 	bucketExpiry   = []byte("expiry")
+	bucketMeta     = []byte("meta")
 
-	allBuckets = [][]byte{bucketPresence, bucketNodes, bucketBoxes, bucketMessages, bucketIDs, bucketExpiry}
+	allBuckets = [][]byte{bucketPresence, bucketNodes, bucketBoxes, bucketMessages, bucketIDs, bucketExpiry, bucketMeta}
+
+	// metaSeq is the meta key of the last sequence number given to a message.
+	metaSeq = []byte("seq")
 )
 
 // name is a client id or node name as a key part: its length as a uvarint, then its bytes.
@@ -78,9 +82,12 @@ func expiryKey(expires time.Time, client []byte, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(k, seq)
 }
 
+// expired reports whether a message that expires at expires has expired at now.
+func expired(expires, now time.Time) bool { return !now.Before(expires) }
+
 // expiryBound is the smallest expiry key of a message that has not expired at now: a
-// message expires when now is not before its expiry, so every key below holds an expired
-// message.
+// message expires when now is not before its expiry (see expired), so every key below
+// holds an expired message.
 // At or after the year 2262, which the key cannot tell apart, it is nil: everything.
 func expiryBound(now time.Time) []byte {
 	u := orderedInt(unixNanos(now))
@@ -118,7 +125,7 @@ func orderedInt(v int64) uint64 { return uint64(v) ^ (1 << 63) }
 
 // buckets are the store's buckets inside one transaction.
 type buckets struct {
-	presence, nodes, boxes, messages, ids, expiry *bolt.Bucket
+	presence, nodes, boxes, messages, ids, expiry, meta *bolt.Bucket
 }
 
 // bucketsOf returns tx's buckets; Open created them all.
@@ -130,5 +137,6 @@ func bucketsOf(tx *bolt.Tx) buckets {
 		messages: tx.Bucket(bucketMessages),
 		ids:      tx.Bucket(bucketIDs),
 		expiry:   tx.Bucket(bucketExpiry),
+		meta:     tx.Bucket(bucketMeta),
 	}
 }

@@ -49,15 +49,15 @@ func TestKeysSortInOrder(t *testing.T) {
 	}
 }
 
-// TestExpiryBoundMatchesExpired: the sweeper deletes exactly the messages that
-// store.Message.Expired reports.
+// TestExpiryBoundMatchesExpired: the sweeper deletes exactly the messages that expired
+// reports, which are those Peek skips.
 func TestExpiryBoundMatchesExpired(t *testing.T) {
 	now := time.Now()
 	bound := expiryBound(now)
 	for _, d := range []time.Duration{-time.Hour, -1, 0, 1, time.Hour} {
 		expires := now.Add(d)
 		got := expiredKey(expiryKey(expires, name("c"), 1), bound)
-		if want := !now.Before(expires); got != want {
+		if want := expired(expires, now); got != want {
 			t.Fatalf("expiry %v from now: swept %v, want %v", d, got, want)
 		}
 	}

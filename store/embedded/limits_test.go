@@ -5,6 +5,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/switchboard-mqtt/switchboard/store"
 	"github.com/switchboard-mqtt/switchboard/store/storetest"
 )
 
@@ -23,7 +24,7 @@ func TestOversizedIDRefused(t *testing.T) {
 			if i == 3 {
 				to = long
 			}
-			_, errs[i] = s.Append(ctx, storetest.NewMessage(to, "m"+string(rune('a'+i))), 100)
+			_, errs[i] = s.Append(ctx, 100, []store.Message{storetest.NewMessage(to, "m"+string(rune('a'+i)))})
 		})
 	}
 	wg.Wait()

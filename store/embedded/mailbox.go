@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -16,50 +17,77 @@ import (
 // maxPeek caps the messages one Peek returns, as the Redis store does.
 const maxPeek = 1000
 
-// Append adds m at the tail of m.To's mailbox unless a message with m.ID is already there
-// (Duplicate) or the mailbox holds limit messages (store.ErrMailboxFull, returned with the
-// depth and presence filled in). The id check, the append and the presence read are one
-// transaction, durable when Append returns. While the disk is full (see the package
-// documentation, Errors) it still recognises a duplicate and a full mailbox, and refuses
-// anything else with store.ErrStoreFull.
-func (s *Store) Append(ctx context.Context, m store.Message, limit int) (store.AppendResult, error) {
-	switch {
-	case m.To == "":
-		return store.AppendResult{}, errors.New("append: empty recipient")
-	case m.ID == "":
-		return store.AppendResult{}, fmt.Errorf("append to %q: empty message id", m.To)
-	case m.Expires.IsZero():
-		return store.AppendResult{}, fmt.Errorf("append %q to %q: no expiry", m.ID, m.To)
-	case limit <= 0:
-		return store.AppendResult{}, fmt.Errorf("append %q to %q: limit %d must be positive", m.ID, m.To, limit)
+// Append adds each message at the tail of its recipient's mailbox unless its id is
+// already there (Duplicate) or the mailbox holds limit messages (Err wraps
+// store.ErrMailboxFull). The id checks, the appends and the presence reads of one call
+// are one transaction, durable when Append returns; each message's expiry is the process
+// clock at that transaction plus its TTL. While the disk is full (see the package
+// documentation, Errors) it still recognises duplicates and full mailboxes, and gives
+// every other message an Err that wraps store.ErrStoreFull.
+func (s *Store) Append(ctx context.Context, limit int, msgs []store.Message) ([]store.AppendResult, error) {
+	if err := checkAppend(limit, msgs); err != nil {
+		return nil, err
+	}
+	if len(msgs) == 0 {
+		return []store.AppendResult{}, nil
+	}
+	var res []store.AppendResult
+	var outs []appendOutcome
+	run := func(write bool) func(*bolt.Tx) error {
+		return func(tx *bolt.Tx) error {
+			var err error
+			res, outs, err = bucketsOf(tx).appendAll(msgs, limit, write, time.Now())
+			return err
+		}
 	}
 	lowDisk := s.reserve.check()
-	client, value := name(m.To), encodeMessage(m)
-	var res store.AppendResult
-	var out appendOutcome
-	run := func(tx *bolt.Tx) error {
-		var err error
-		res, out, err = bucketsOf(tx).append(client, m, value, limit, lowDisk == nil)
-		return err
-	}
-	var err error
 	if lowDisk == nil {
-		err = s.update(ctx, run)
-	} else {
-		err = s.view(ctx, run) // it will not write: no commit needed
+		err := s.update(ctx, run(true))
+		if isNoSpace(err) {
+			// The commit failed for lack of disk and released the reserve; nothing was
+			// written. Answer as a store low on disk does.
+			lowDisk = s.reserve.check()
+		}
+		if lowDisk == nil && err != nil {
+			return nil, s.fail("append", err)
+		}
 	}
-	switch {
-	case err != nil:
-		return store.AppendResult{}, s.fail("append", err)
-	case out == appendFull:
-		return res, fmt.Errorf("append %q to %q: %w (limit %d)", m.ID, m.To, store.ErrMailboxFull, limit)
-	case out == appendRefused:
-		return store.AppendResult{}, s.fail("append", lowDisk)
+	if lowDisk != nil {
+		if err := s.view(ctx, run(false)); err != nil { // it will not write: no commit needed
+			return nil, s.fail("append", err)
+		}
+	}
+	for i, out := range outs {
+		m := msgs[i]
+		switch out {
+		case appendFull:
+			res[i].Err = fmt.Errorf("append %q to %q: %w (limit %d)", m.ID, m.To, store.ErrMailboxFull, limit)
+		case appendRefused:
+			res[i].Err = fmt.Errorf("append %q to %q: store in %q: %w", m.ID, m.To, s.dir, lowDisk)
+		}
 	}
 	return res, nil
 }
 
-// appendOutcome is what Append's transaction did.
+// checkAppend refuses a call no mailbox can take, before anything is written.
+func checkAppend(limit int, msgs []store.Message) error {
+	if limit <= 0 {
+		return fmt.Errorf("append: limit %d must be positive", limit)
+	}
+	for i, m := range msgs {
+		switch {
+		case m.To == "":
+			return fmt.Errorf("append: message %d (%q): empty recipient", i, m.ID)
+		case m.ID == "":
+			return fmt.Errorf("append: message %d to %q: empty message id", i, m.To)
+		case m.TTL <= 0:
+			return fmt.Errorf("append %q to %q: TTL %v must be positive", m.ID, m.To, m.TTL)
+		}
+	}
+	return nil
+}
+
+// appendOutcome is what Append's transaction did with one message.
 type appendOutcome int
 
 const (
@@ -69,10 +97,25 @@ const (
 	appendRefused                 // a new message, but writing was not allowed
 )
 
-// append is Append's transaction: it adds message m, encoded as value, to client's
-// mailbox if its id is new, the mailbox holds fewer than limit messages and write allows.
-func (b buckets) append(client []byte, m store.Message, value []byte, limit int, write bool) (store.AppendResult, appendOutcome, error) {
+// appendAll is Append's transaction: it appends each message in turn (see append) and
+// returns one result and outcome per message.
+func (b buckets) appendAll(msgs []store.Message, limit int, write bool, now time.Time) ([]store.AppendResult, []appendOutcome, error) {
+	res := make([]store.AppendResult, len(msgs))
+	outs := make([]appendOutcome, len(msgs))
+	for i, m := range msgs {
+		var err error
+		if res[i], outs[i], err = b.append(m, limit, write, now); err != nil {
+			return nil, nil, err
+		}
+	}
+	return res, outs, nil
+}
+
+// append adds m to its recipient's mailbox, expiring at now plus its TTL, if its id is
+// new, the mailbox holds fewer than limit messages and write allows.
+func (b buckets) append(m store.Message, limit int, write bool, now time.Time) (store.AppendResult, appendOutcome, error) {
 	var res store.AppendResult
+	client := name(m.To)
 	rec, err := b.record(m.To)
 	if err != nil {
 		return res, 0, err
@@ -82,38 +125,65 @@ func (b buckets) append(client []byte, m store.Message, value []byte, limit int,
 		return res, 0, err
 	}
 	res.Presence, res.Depth = rec.cur, box.depth
-	switch {
-	case b.ids.Get(idKey(client, m.ID)) != nil:
-		res.Duplicate = true
+	if v := b.ids.Get(idKey(client, m.ID)); v != nil {
+		if len(v) != 8 {
+			return res, 0, fmt.Errorf("%w: id entry of %q holds %d bytes", errCorrupt, m.ID, len(v))
+		}
+		res.Seq, res.Duplicate = binary.BigEndian.Uint64(v), true
 		return res, appendDuplicate, nil
+	}
+	switch {
 	case box.depth >= limit:
 		return res, appendFull, nil
 	case !write:
 		return res, appendRefused, nil
 	}
-	seq := box.next
-	if err := b.messages.Put(seqKey(client, seq), value); err != nil {
+	seq, err := b.nextSeq(now)
+	if err != nil {
+		return res, 0, err
+	}
+	expires := now.Add(m.TTL)
+	if err := b.messages.Put(seqKey(client, seq), encodeMessage(m, expires)); err != nil {
 		return res, 0, fmt.Errorf("put message: %w", err)
 	}
 	if err := b.ids.Put(idKey(client, m.ID), binary.BigEndian.AppendUint64(nil, seq)); err != nil {
 		return res, 0, fmt.Errorf("put id: %w", err)
 	}
-	if err := b.expiry.Put(expiryKey(m.Expires, client, seq), nil); err != nil {
+	if err := b.expiry.Put(expiryKey(expires, client, seq), nil); err != nil {
 		return res, 0, fmt.Errorf("put expiry: %w", err)
 	}
-	box.next++
 	box.depth++
-	res.Depth = box.depth
+	res.Seq, res.Depth = seq, box.depth
 	return res, appendAdded, b.setMailbox(client, box)
 }
 
-// Peek returns up to n messages (at most 1000) from the head of the client's mailbox,
-// oldest first, after deleting the expired messages at the head. A message that expired
-// behind an unexpired one is returned: the caller skips it and acknowledges it.
+// nextSeq gives out the next sequence number. Numbers are store-wide: one more than the
+// last one given (kept in the meta bucket, so a mailbox that empties and loses its header
+// never starts again), and at least the process clock in Unix microseconds, so even a
+// store whose file was replaced goes on above the numbers it gave before.
+func (b buckets) nextSeq(now time.Time) (uint64, error) {
+	var last uint64
+	if v := b.meta.Get(metaSeq); v != nil {
+		if len(v) != 8 {
+			return 0, fmt.Errorf("%w: last sequence number holds %d bytes", errCorrupt, len(v))
+		}
+		last = binary.BigEndian.Uint64(v)
+	}
+	seq := max(last+1, uint64(max(now.UnixMicro(), 0)))
+	if err := b.meta.Put(metaSeq, binary.BigEndian.AppendUint64(nil, seq)); err != nil {
+		return 0, fmt.Errorf("put sequence number: %w", err)
+	}
+	return seq, nil
+}
+
+// Peek returns up to n messages (at most 1000) of the client's mailbox whose sequence
+// number is above after, oldest first, each with the TTL it has left on the process
+// clock. Expired messages are never returned: those at the head are deleted, those behind
+// an unexpired one are skipped (and left to the sweeper).
 //
 // Peek reads in a read transaction; only when the head has expired does it delete and
 // read again in one write transaction.
-func (s *Store) Peek(ctx context.Context, client string, n int) ([]store.Message, error) {
+func (s *Store) Peek(ctx context.Context, client string, after uint64, n int) ([]store.Message, error) {
 	if client == "" {
 		return nil, errors.New("peek: empty client id")
 	}
@@ -126,7 +196,7 @@ func (s *Store) Peek(ctx context.Context, client string, n int) ([]store.Message
 	expiredHead := false
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		var err error
-		msgs, expiredHead, err = bucketsOf(tx).head(c, n, now)
+		msgs, expiredHead, err = bucketsOf(tx).read(c, after, n, now)
 		return err
 	})
 	if err == nil && expiredHead {
@@ -136,7 +206,7 @@ func (s *Store) Peek(ctx context.Context, client string, n int) ([]store.Message
 				return err
 			}
 			var err error
-			msgs, _, err = b.head(c, n, now)
+			msgs, _, err = b.read(c, after, n, now)
 			return err
 		})
 	}
@@ -146,50 +216,86 @@ func (s *Store) Peek(ctx context.Context, client string, n int) ([]store.Message
 	return msgs, nil
 }
 
-// Ack deletes the given messages from the head of the client's mailbox, in order, if
-// session still owns the client's presence; store.ErrNotOwner otherwise. An id that is not
-// at the head when its turn comes is skipped, so acknowledging twice changes nothing. It
-// returns the depth left.
-func (s *Store) Ack(ctx context.Context, client, session string, ids []string) (int, error) {
-	if client == "" {
-		return 0, errors.New("ack: empty client id")
+// read returns up to n messages of client's mailbox with a sequence number above after
+// that have not expired at now, and reports whether the oldest message has.
+func (b buckets) read(client []byte, after uint64, n int, now time.Time) (msgs []store.Message, expiredHead bool, err error) {
+	if _, v := b.first(client); v != nil {
+		_, expires, err := messageMeta(v)
+		if err != nil {
+			return nil, false, err
+		}
+		expiredHead = expired(expires, now)
 	}
-	c := name(client)
-	owner, depth := false, 0
+	if after == math.MaxUint64 {
+		return nil, expiredHead, nil
+	}
+	c := b.messages.Cursor()
+	for k, v := c.Seek(seqKey(client, after+1)); k != nil && bytes.HasPrefix(k, client) && len(msgs) < n; k, v = c.Next() {
+		m, expires, err := decodeMessage(v)
+		if err != nil {
+			return nil, false, err
+		}
+		if expired(expires, now) {
+			continue
+		}
+		m.Seq = binary.BigEndian.Uint64(k[len(client):])
+		m.TTL = expires.Sub(now)
+		msgs = append(msgs, m)
+	}
+	return msgs, expiredHead, nil
+}
+
+// Remove deletes the named messages from their mailboxes, wherever they are in them, in
+// one transaction. Ids that are not there are ignored.
+func (s *Store) Remove(ctx context.Context, items ...store.Removal) error {
+	ids := 0
+	for _, it := range items {
+		if it.Client == "" {
+			return errors.New("remove: empty client id")
+		}
+		ids += len(it.IDs)
+	}
+	if ids == 0 {
+		return nil
+	}
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		b := bucketsOf(tx)
-		rec, err := b.record(client)
-		owner = err == nil && owns(rec, session)
-		if !owner {
-			return err
-		}
-		for _, id := range ids {
-			seq, v := b.first(c)
-			if v == nil {
-				break
-			}
-			headID, expires, err := messageMeta(v)
-			if err != nil {
-				return err
-			}
-			if headID != id {
-				continue
-			}
-			if err := b.deleteMessage(c, seq, headID, expires); err != nil {
-				return err
+		for _, it := range items {
+			c := name(it.Client)
+			for _, id := range it.IDs {
+				if err := b.remove(c, id); err != nil {
+					return err
+				}
 			}
 		}
-		box, err := b.mailbox(c)
-		depth = box.depth
-		return err
+		return nil
 	})
+	return s.fail("remove", err)
+}
+
+// remove deletes message id from client's mailbox, if it is there.
+func (b buckets) remove(client []byte, id string) error {
+	v := b.ids.Get(idKey(client, id))
+	if v == nil {
+		return nil
+	}
+	if len(v) != 8 {
+		return fmt.Errorf("%w: id entry of %q holds %d bytes", errCorrupt, id, len(v))
+	}
+	seq := binary.BigEndian.Uint64(v)
+	mv := b.messages.Get(seqKey(client, seq))
+	if mv == nil {
+		// An id entry without its message, which no write leaves behind.
+		if err := b.ids.Delete(idKey(client, id)); err != nil {
+			return fmt.Errorf("drop stale id entry: %w", err)
+		}
+		return nil
+	}
+	_, expires, err := messageMeta(mv)
 	if err != nil {
-		return 0, s.fail("ack", err)
+		return err
 	}
-	if !owner {
-		return 0, fmt.Errorf("ack %q: %w", client, store.ErrNotOwner)
-	}
-	return depth, nil
+	return b.deleteMessage(client, seq, id, expires)
 }
 
 // Depth returns the number of messages in the client's mailbox, expired ones not yet
@@ -219,8 +325,9 @@ func (b buckets) mailbox(client []byte) (mailbox, error) {
 	return decodeMailbox(v)
 }
 
-// setMailbox stores the header of client's mailbox, deleting it when the mailbox is empty:
-// an empty mailbox leaves nothing behind, and its next message starts the numbering again.
+// setMailbox stores the header of client's mailbox, deleting it when the mailbox is
+// empty: an empty mailbox leaves nothing behind (sequence numbers are store-wide, so
+// nothing is lost with it).
 func (b buckets) setMailbox(client []byte, box mailbox) error {
 	if box.depth == 0 {
 		if err := b.boxes.Delete(client); err != nil {
@@ -244,23 +351,6 @@ func (b buckets) first(client []byte) (seq uint64, v []byte) {
 	return binary.BigEndian.Uint64(k[len(client):]), v
 }
 
-// head reads up to n messages from the head of client's mailbox. If the oldest message
-// has expired at now it stops there and reports expired, with no messages.
-func (b buckets) head(client []byte, n int, now time.Time) (msgs []store.Message, expired bool, err error) {
-	c := b.messages.Cursor()
-	for k, v := c.Seek(client); k != nil && bytes.HasPrefix(k, client) && len(msgs) < n; k, v = c.Next() {
-		m, err := decodeMessage(v)
-		if err != nil {
-			return nil, false, err
-		}
-		if len(msgs) == 0 && m.Expired(now) {
-			return nil, true, nil
-		}
-		msgs = append(msgs, m)
-	}
-	return msgs, false, nil
-}
-
 // dropExpiredHead deletes the messages at the head of client's mailbox that expired at
 // now.
 func (b buckets) dropExpiredHead(client []byte, now time.Time) error {
@@ -273,7 +363,7 @@ func (b buckets) dropExpiredHead(client []byte, now time.Time) error {
 		if err != nil {
 			return err
 		}
-		if now.Before(expires) {
+		if !expired(expires, now) {
 			return nil
 		}
 		if err := b.deleteMessage(client, seq, id, expires); err != nil {

@@ -21,7 +21,7 @@ const refillEvery = time.Second
 // reserve keeps Config.ReserveBytes of disk in hand, in a file of zeros beside the
 // database. bbolt never writes a page in place: even a delete needs free disk for the
 // pages it rewrites. When a commit fails for lack of disk, the reserve file is deleted,
-// so that acknowledgements, disconnects and the sweeper can still delete, and Append is
+// so that removals, disconnects and the sweeper can still delete, and Append is
 // refused with store.ErrStoreFull until the reserve can be written again, as Redis with
 // noeviction refuses writes but still serves deletes when out of memory.
 type reserve struct {

@@ -11,8 +11,8 @@ import (
 )
 
 // TestRestartKeepsData closes a store and opens its directory again: presence, mailbox
-// contents and order, what was acknowledged, the duplicate check and the numbering of new
-// messages all survive.
+// contents, order and sequence numbers, what was removed, the duplicate check and the
+// numbering of new messages all survive.
 func TestRestartKeepsData(t *testing.T) {
 	cfg := testConfig(t, t.TempDir())
 	ctx := testContext(t)
@@ -28,12 +28,21 @@ func TestRestartKeepsData(t *testing.T) {
 	for i := range 100 {
 		m := storetest.NewMessage("c1", fmt.Sprintf("m%03d", i))
 		m.Payload = fmt.Appendf(nil, "payload %d %x", i, make([]byte, i))
-		if _, err := first.Append(ctx, m, 1000); err != nil {
-			t.Fatal(err)
-		}
 		sent = append(sent, m)
 	}
-	if _, err := first.Ack(ctx, "c1", p.Session, []string{"m000", "m001"}); err != nil {
+	res, err := first.Append(ctx, 1000, sent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Remove(ctx, store.Removal{Client: "c1", IDs: []string{"m000", "m001"}}); err != nil {
+		t.Fatal(err)
+	}
+	// A mailbox that emptied before the restart.
+	gone, err := first.Append(ctx, 10, []store.Message{storetest.NewMessage("c2", "x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Remove(ctx, store.Removal{Client: "c2", IDs: []string{"x"}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := first.Close(); err != nil {
@@ -51,7 +60,7 @@ func TestRestartKeepsData(t *testing.T) {
 	if depth != 98 {
 		t.Fatalf("depth after restart %d, want 98", depth)
 	}
-	msgs, err := second.Peek(ctx, "c1", 1000)
+	msgs, err := second.Peek(ctx, "c1", 0, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,18 +70,26 @@ func TestRestartKeepsData(t *testing.T) {
 	for i, m := range msgs {
 		want := sent[i+2]
 		if m.ID != want.ID || m.To != want.To || m.Topic != want.Topic || m.QoS != want.QoS ||
-			string(m.Payload) != string(want.Payload) || !m.Accepted.Equal(want.Accepted) || !m.Expires.Equal(want.Expires) {
-			t.Fatalf("message %d after restart %+v, want %+v", i, m, want)
+			string(m.Payload) != string(want.Payload) || !m.Accepted.Equal(want.Accepted) ||
+			m.Seq != res[i+2].Seq || m.TTL <= 0 || m.TTL > want.TTL {
+			t.Fatalf("message %d after restart %+v, want %+v with seq %d", i, m, want, res[i+2].Seq)
 		}
 	}
-	if res, err := second.Append(ctx, sent[50], 1000); err != nil || !res.Duplicate {
-		t.Fatalf("append of a stored id after restart = %+v, %v; want Duplicate", res, err)
+	if res, err := second.Append(ctx, 1000, sent[50:51]); err != nil || !res[0].Duplicate || res[0].Seq != msgs[48].Seq {
+		t.Fatalf("append of a stored id after restart = %+v, %v; want Duplicate of seq %d", res, err, msgs[48].Seq)
 	}
-	res, err := second.Append(ctx, storetest.NewMessage("c1", "after"), 1000)
-	if err != nil || res.Depth != 99 || res.Presence.Session != p.Session {
-		t.Fatalf("append after restart = %+v, %v; want depth 99 and the presence", res, err)
+	after, err := second.Append(ctx, 1000, []store.Message{storetest.NewMessage("c1", "after"), storetest.NewMessage("c2", "y")})
+	if err != nil || after[0].Depth != 99 || after[0].Presence.Session != p.Session || after[0].Seq <= msgs[97].Seq {
+		t.Fatalf("append after restart = %+v, %v; want depth 99, the presence and a seq after %d", after, err, msgs[97].Seq)
 	}
-	msgs, err = second.Peek(ctx, "c1", 1000)
+	if after[1].Seq <= gone[0].Seq {
+		t.Fatalf("c2's seq after restart %d, want more than the %d it had before", after[1].Seq, gone[0].Seq)
+	}
+	msgs, err = second.Peek(ctx, "c1", msgs[97].Seq, 1000)
+	if err != nil || len(msgs) != 1 || msgs[0].ID != "after" {
+		t.Fatalf("peek after the last seen before restart = %v, %v; want only after", msgs, err)
+	}
+	msgs, err = second.Peek(ctx, "c1", 0, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +100,10 @@ func TestRestartKeepsData(t *testing.T) {
 	if ids[len(ids)-1] != "after" || !slices.IsSorted(ids[:len(ids)-1]) {
 		t.Fatalf("order after restart and append: %v", ids)
 	}
-	if left, err := second.Ack(ctx, "c1", p.Session, ids); err != nil || left != 0 {
-		t.Fatalf("ack after restart with the old session = %d, %v; want 0", left, err)
+	if err := second.Remove(ctx, store.Removal{Client: "c1", IDs: ids}); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := second.Depth(ctx, "c1"); err != nil || d != 0 {
+		t.Fatalf("depth after removing everything = %d, %v; want 0", d, err)
 	}
 }

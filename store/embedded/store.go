@@ -28,6 +28,7 @@ type Store struct {
 	log      *slog.Logger
 	maxGroup int
 	reserve  *reserve
+	notices  *notices
 
 	writes  chan *write
 	closing chan struct{} // closed by Close: the goroutines stop
@@ -87,6 +88,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		log:      cfg.Logger,
 		maxGroup: cfg.MaxGroup,
 		reserve:  r,
+		notices:  newNotices(),
 		writes:   make(chan *write),
 		closing:  make(chan struct{}),
 	}

@@ -15,7 +15,8 @@ import (
 const sweepChunk = 1000
 
 // sweepLoop is the sweeper: at start and then every interval it deletes the messages
-// whose expiry passed, wherever they are in their mailbox, until the store closes. Peek
+// whose expiry passed, wherever they are in their mailbox, and the notices no node took
+// within an hour, until the store closes. Peek
 // already hides and deletes expired messages at a mailbox's head; the sweeper keeps the
 // mailboxes of clients that never come back from holding expired messages for ever.
 func (s *Store) sweepLoop(interval time.Duration) {
@@ -23,7 +24,9 @@ func (s *Store) sweepLoop(interval time.Duration) {
 	defer t.Stop()
 	for {
 		// The store's closing ends a sweep: update returns ErrClosed.
-		n, err := s.sweep(context.Background(), time.Now())
+		now := time.Now()
+		s.notices.sweep(now)
+		n, err := s.sweep(context.Background(), now)
 		switch {
 		case errors.Is(err, ErrClosed):
 			return

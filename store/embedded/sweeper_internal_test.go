@@ -29,20 +29,21 @@ func TestSweepDeletesExpiredAnywhere(t *testing.T) {
 			t.Fatalf("depth of %s after sweep = %d, %v; want %d", client, d, err, want)
 		}
 	}
-	msgs, err := s.Peek(ctx, "c1", 10)
+	msgs, err := s.Peek(ctx, "c1", 0, 10)
 	if err != nil || len(msgs) != 2 || msgs[0].ID != "live1" || msgs[1].ID != "live2" {
 		t.Fatalf("peek after sweep = %v, %v; want live1, live2", msgs, err)
 	}
 	if n, err := s.sweep(ctx, time.Now()); err != nil || n != 0 {
 		t.Fatalf("second sweep = %d, %v; want 0", n, err)
 	}
-	// Once everything has expired, nothing is left behind in any bucket.
+	// Once everything has expired, nothing is left behind in any bucket but the last
+	// sequence number.
 	if n, err := s.sweep(ctx, time.Now().Add(2*time.Hour)); err != nil || n != 3 {
 		t.Fatalf("sweep two hours on = %d, %v; want 3", n, err)
 	}
 	for bucket, n := range count(t, s) {
-		if n != 0 {
-			t.Errorf("bucket %s holds %d keys after everything expired", bucket, n)
+		if want := map[string]int{"meta": 1}[bucket]; n != want {
+			t.Errorf("bucket %s holds %d keys after everything expired, want %d", bucket, n, want)
 		}
 	}
 }
@@ -74,8 +75,8 @@ func TestSweeperRuns(t *testing.T) {
 	}
 	defer s.Close()
 	m := storetest.NewMessage("c1", "soon")
-	m.Expires = time.Now().Add(50 * time.Millisecond)
-	if _, err := s.Append(ctxT(t), m, 10); err != nil {
+	m.TTL = 50 * time.Millisecond
+	if _, err := s.Append(ctxT(t), 10, []store.Message{m}); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
@@ -89,5 +90,31 @@ func TestSweeperRuns(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the sweeper left the expired message: depth %d", d)
 		}
+	}
+}
+
+// TestNoticesExpire: a node's notices are dropped an hour after the last Notify if no one
+// takes them, by the sweeper or by the next take; a Notify keeps the queue for another
+// hour.
+func TestNoticesExpire(t *testing.T) {
+	b := newNotices()
+	now := time.Now()
+	n := store.Notice{Kind: store.NoticeMailbox, Client: "c1"}
+	b.add("n1", []store.Notice{n}, now)
+	b.add("n2", []store.Notice{n}, now)
+	b.add("n2", []store.Notice{n}, now.Add(30*time.Minute))
+	b.sweep(now.Add(noticeKeep))
+	if _, ok := b.nodes["n1"]; ok {
+		t.Fatal("the sweep kept n1's notices an hour after the last")
+	}
+	if got := b.take("n2", 10, now.Add(noticeKeep)); len(got) != 2 {
+		t.Fatalf("n2's notices = %v, want both: the second Notify kept them", got)
+	}
+	b.add("n3", []store.Notice{n}, now)
+	if got := b.take("n3", 10, now.Add(2*noticeKeep)); got != nil {
+		t.Fatalf("take two hours on = %v, want nothing", got)
+	}
+	if len(b.nodes) != 0 {
+		t.Fatalf("%d queues left, want none", len(b.nodes))
 	}
 }

@@ -10,55 +10,82 @@ import (
 	"github.com/switchboard-mqtt/switchboard/store/internal/codec"
 )
 
-// A message is stored as a short text header the Lua scripts can read, followed by a
-// binary body:
+// A message is stored as a short text header the Lua scripts write and read, followed by
+// a binary body:
 //
-//	"1," <expiry in Unix ms, rounded up> "," body
+//	"2," <expiry: Unix ms on Redis's clock> "," <seq> "," body
 //
-// body is ID, To, Topic and Payload, each a uvarint length and the bytes, then QoS as one
-// byte, then Accepted and Expires, each a varint of Unix seconds and a uvarint of
-// nanoseconds. The leading "1" is the version; a script treats a value it cannot read as
-// unexpired, so it never deletes what a newer writer stored.
-const codecVersion = "1"
-
-// expiryMillis is t in Unix milliseconds rounded up, so a script comparing it with a
-// millisecond clock rounded down never finds a message expired before it is.
-func expiryMillis(t time.Time) int64 {
-	ms := t.UnixMilli()
-	if t.Nanosecond()%int(time.Millisecond) != 0 {
-		ms++
-	}
-	return ms
-}
-
-func encodeMessage(m store.Message) []byte {
-	n := len(m.ID) + len(m.To) + len(m.Topic) + len(m.Payload) + 64
-	b := make([]byte, 0, n)
-	b = append(b, codecVersion+","...)
-	b = strconv.AppendInt(b, expiryMillis(m.Expires), 10)
-	b = append(b, ',')
-	return codec.AppendMessage(b, m)
-}
+// The append script writes the header, because only it knows the expiry (Redis's TIME
+// plus the message's TTL) and the sequence number. body is what the caller gave: ID, To,
+// Topic and Payload, each a uvarint length and the bytes, then QoS as one byte, then
+// Accepted as a varint of Unix seconds and a uvarint of nanoseconds. The leading "2" is
+// the version (version 1, the list layout, held an expiry the router computed); a script
+// treats a value whose header it cannot read as unexpired, so it never deletes what
+// another writer stored.
+const codecVersion = "2"
 
 // errCorrupt means a stored value could not be decoded.
 var errCorrupt = codec.ErrCorrupt
 
-func decodeMessage(v string) (store.Message, error) {
-	var m store.Message
+// encodeBody is the part of m's stored value the caller's fields make up; the append
+// script puts the header in front.
+func encodeBody(m store.Message) []byte {
+	b := make([]byte, 0, len(m.ID)+len(m.To)+len(m.Topic)+len(m.Payload)+32)
+	return codec.AppendMessage(b, m)
+}
+
+// decodeMessage reads a stored value. now is Redis's clock (Unix ms) when the value was
+// read, from which the message's TTL is what is left.
+func decodeMessage(v string, now int64) (store.Message, error) {
 	rest, ok := strings.CutPrefix(v, codecVersion+",")
 	if !ok {
-		return m, fmt.Errorf("decode message: unknown version in %.8q", v)
+		return store.Message{}, fmt.Errorf("decode message: unknown version in %.8q", v)
 	}
-	_, body, ok := strings.Cut(rest, ",")
-	if !ok {
-		return m, fmt.Errorf("decode message: %w: no header", errCorrupt)
+	exp, rest, ok1 := strings.Cut(rest, ",")
+	seq, body, ok2 := strings.Cut(rest, ",")
+	if !ok1 || !ok2 {
+		return store.Message{}, fmt.Errorf("decode message: %w: no header", errCorrupt)
+	}
+	expMs, err1 := strconv.ParseInt(exp, 10, 64)
+	n, err2 := strconv.ParseUint(seq, 10, 64)
+	if err1 != nil || err2 != nil {
+		return store.Message{}, fmt.Errorf("decode message: %w: header %q,%q", errCorrupt, exp, seq)
 	}
 	d := codec.NewDecoder([]byte(body))
-	m = d.ReadMessage()
+	m := d.ReadMessage()
 	if err := d.Done(); err != nil {
 		return store.Message{}, fmt.Errorf("decode message: %w", err)
 	}
+	m.Seq = n
+	m.TTL = time.Duration(expMs-now) * time.Millisecond
 	return m, nil
+}
+
+// ttlMillis is a TTL in whole milliseconds, the unit of Redis's expiry, rounded down (a
+// message may expire up to a millisecond early, never late) and at least one.
+func ttlMillis(ttl time.Duration) int64 {
+	return max(ttl.Milliseconds(), 1)
+}
+
+// A notice is stored compactly: its kind as one byte, then Client and Session, each a
+// uvarint length and the bytes.
+func encodeNotice(n store.Notice) string {
+	b := make([]byte, 0, len(n.Client)+len(n.Session)+8)
+	b = append(b, byte(n.Kind))
+	b = codec.AppendString(b, n.Client)
+	return string(codec.AppendString(b, n.Session))
+}
+
+func decodeNotice(v string) (store.Notice, error) {
+	if v == "" {
+		return store.Notice{}, fmt.Errorf("decode notice: %w: empty", errCorrupt)
+	}
+	d := codec.NewDecoder([]byte(v[1:]))
+	n := store.Notice{Kind: store.NoticeKind(v[0]), Client: d.Str(), Session: d.Str()}
+	if err := d.Done(); err != nil {
+		return store.Notice{}, fmt.Errorf("decode notice: %w", err)
+	}
+	return n, nil
 }
 
 // presenceFieldNames are the presence hash's fields in the order the scripts return them.

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -9,57 +10,92 @@ import (
 	"github.com/switchboard-mqtt/switchboard/store"
 )
 
-func TestExpiryMillisRoundsUp(t *testing.T) {
+func TestTTLMillisRoundsDown(t *testing.T) {
 	for _, c := range []struct {
-		t    time.Time
+		ttl  time.Duration
 		want int64
 	}{
-		{time.UnixMilli(1700000000123), 1700000000123},
-		{time.UnixMilli(1700000000123).Add(time.Nanosecond), 1700000000124},
-		{time.UnixMilli(1700000000123).Add(999 * time.Microsecond), 1700000000124},
-		{time.Unix(-5, 0), -5000},
-		{time.Unix(-5, 500), -4999},
+		{time.Hour, 3600000},
+		{1500 * time.Microsecond, 1},
+		{time.Millisecond, 1},
+		{time.Nanosecond, 1},
+		{2*time.Second - time.Nanosecond, 1999},
 	} {
-		if got := expiryMillis(c.t); got != c.want {
-			t.Errorf("expiryMillis(%v) = %d, want %d", c.t, got, c.want)
+		if got := ttlMillis(c.ttl); got != c.want {
+			t.Errorf("ttlMillis(%v) = %d, want %d", c.ttl, got, c.want)
 		}
 	}
 }
 
-func TestCodecHeaderIsScriptReadable(t *testing.T) {
-	m := store.Message{ID: "x", To: "c", Expires: time.Unix(-5, 0)}
-	if enc := string(encodeMessage(m)); !strings.HasPrefix(enc, "1,-5000,") {
-		t.Fatalf("header of %q, want 1,-5000,", enc)
+// stored is m as the append script stores it: the header it writes, then the body.
+func stored(m store.Message, exp int64, seq uint64) string {
+	return codecVersion + "," + strconv.FormatInt(exp, 10) + "," + strconv.FormatUint(seq, 10) + "," + string(encodeBody(m))
+}
+
+func TestDecodeMessage(t *testing.T) {
+	m := store.Message{ID: "x", To: "c", Topic: "t", Payload: []byte("2,1,1,"), QoS: 1,
+		Accepted: time.Unix(1700000000, 5).UTC()}
+	got, err := decodeMessage(stored(m, 1700000002500, 1700000000000123), 1700000000000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != m.ID || got.To != m.To || got.Topic != m.Topic || !bytes.Equal(got.Payload, m.Payload) ||
+		got.QoS != m.QoS || !got.Accepted.Equal(m.Accepted) {
+		t.Fatalf("decoded %+v, want %+v", got, m)
+	}
+	if got.TTL != 2500*time.Millisecond || got.Seq != 1700000000000123 {
+		t.Fatalf("TTL %v, seq %d; want 2.5s and 1700000000000123", got.TTL, got.Seq)
 	}
 }
 
 func TestDecodeRejectsGarbage(t *testing.T) {
-	good := string(encodeMessage(store.Message{ID: "id", To: "c", Payload: []byte("p"), Expires: time.Now()}))
-	for _, v := range []string{"", "2,1,", "1,123", good[:len(good)-1], "1,5," + "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"} {
-		if _, err := decodeMessage(v); err == nil {
+	good := stored(store.Message{ID: "id", To: "c", Payload: []byte("p")}, 5, 7)
+	for _, v := range []string{"", "1,5,", "3,5,7,", "2,5", "2,5,7", "2,x,7,", "2,5,-7,", good[:len(good)-1],
+		"2,5,7," + "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"} {
+		if _, err := decodeMessage(v, 0); err == nil {
 			t.Errorf("decode(%q) succeeded", v)
 		}
 	}
 }
 
 func FuzzCodecRoundTrip(f *testing.F) {
-	f.Add("id", "to", "a/b", []byte{0, 1, 255}, byte(1), int64(1700000000), int64(123), int64(1700003600), int64(999999999))
-	f.Add("", "", "", []byte{}, byte(0), int64(-62135596800), int64(0), int64(0), int64(0))
-	f.Fuzz(func(t *testing.T, id, to, topic string, payload []byte, qos byte, as, ans, es, ens int64) {
-		if ans < 0 || ans >= 1e9 || ens < 0 || ens >= 1e9 {
-			t.Skip()
-		}
+	f.Add("id", "to", "a/b", []byte{0, 1, 255}, byte(1), int64(1700000000), uint32(123), int64(1700003600123), uint64(1700000000000001))
+	f.Add("", "", "", []byte{}, byte(0), int64(-62135596800), uint32(0), int64(0), uint64(0))
+	f.Fuzz(func(t *testing.T, id, to, topic string, payload []byte, qos byte, as int64, ans uint32, exp int64, seq uint64) {
 		m := store.Message{ID: id, To: to, Topic: topic, Payload: payload, QoS: qos,
-			Accepted: time.Unix(as, ans), Expires: time.Unix(es, ens)}
-		got, err := decodeMessage(string(encodeMessage(m)))
+			Accepted: time.Unix(as, int64(ans%1e9))}
+		exp = max(exp, 0)
+		got, err := decodeMessage(stored(m, exp, seq&(1<<53-1)), 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got.ID != m.ID || got.To != m.To || got.Topic != m.Topic || got.QoS != m.QoS ||
-			!bytes.Equal(got.Payload, m.Payload) || !got.Accepted.Equal(m.Accepted) || !got.Expires.Equal(m.Expires) {
+			!bytes.Equal(got.Payload, m.Payload) || !got.Accepted.Equal(m.Accepted) ||
+			got.Seq != seq&(1<<53-1) || got.TTL != time.Duration(exp)*time.Millisecond {
 			t.Fatalf("round trip: %+v, want %+v", got, m)
 		}
 	})
+}
+
+func TestNoticeRoundTrip(t *testing.T) {
+	for _, n := range []store.Notice{
+		{Kind: store.NoticeMailbox, Client: "c"},
+		{Kind: store.NoticeRevoke, Client: "a}{\x00", Session: strings.Repeat("s", 200)},
+		{Kind: 9, Client: "", Session: ""},
+	} {
+		got, err := decodeNotice(encodeNotice(n))
+		if err != nil || got != n {
+			t.Fatalf("round trip of %+v = %+v, %v", n, got, err)
+		}
+	}
+	if v := encodeNotice(store.Notice{Kind: store.NoticeMailbox, Client: "c1"}); len(v) != 5 {
+		t.Fatalf("a mailbox notice for c1 takes %d bytes, want 5", len(v))
+	}
+	for _, v := range []string{"", "\x01", "\x01\x05ab\x00", "\x01\x01a\x00x"} {
+		if _, err := decodeNotice(v); err == nil {
+			t.Errorf("decodeNotice(%q) succeeded", v)
+		}
+	}
 }
 
 func TestPresenceRoundTrip(t *testing.T) {

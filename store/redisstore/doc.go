@@ -6,13 +6,25 @@
 // Every key of one client carries the same hash tag, so each operation touches one hash slot
 // and a Lua script can change a client's keys atomically (and the layout is ready for Redis
 // Cluster). The client id is base64url-encoded inside the tag, so no byte of an id (a '}'
-// included) can end the tag early or make two ids share keys:
+// included) can end the tag early or make two ids share keys; node names are encoded the
+// same way in theirs:
 //
-//	<prefix>:{c:<b64 client>}:p   hash: node, epoch, session, since (and p* copies of the
-//	                              presence the last Connect replaced; see Connect)
-//	<prefix>:{c:<b64 client>}:q   list of message ids, oldest at the head
-//	<prefix>:{c:<b64 client>}:m   hash: message id -> encoded message
-//	<prefix>:{n:<b64 node>}:clients  set: ids of clients that connected on the node
+//	<prefix>:{c:<b64 client>}:p    hash: node, epoch, session, since (and p* copies of the
+//	                               presence the last Connect replaced; see Connect)
+//	<prefix>:{c:<b64 client>}:o    sorted set: message id, scored by its sequence number
+//	<prefix>:{c:<b64 client>}:m    hash: message id -> encoded message (see codec.go; the
+//	                               header holds the expiry and the sequence number)
+//	<prefix>:{c:<b64 client>}:seq  string: the last sequence number given to the client
+//	<prefix>:{n:<b64 node>}:clients        set: ids of clients that connected on the node
+//	<prefix>:{n:<b64 node>}:notices        list: the node's encoded notices, oldest first
+//	<prefix>:{n:<b64 node>}:taken:<token>  list: what one TakeNotices call took, for its
+//	                                       retries (a minute)
+//
+// The mailbox is the o and m keys: o gives the order and the cursor (Peek reads the ids
+// scored above the caller's last seen), m the contents. A sequence number is one more
+// than the last one the seq key records and at least Redis's clock in microseconds, so it
+// grows in append order and is never reused, even once all of a client's keys expired.
+// (The list layout of version 1 named its order key q; it is no longer read.)
 //
 // The node index lives in another hash slot than the presence it points to, so no script
 // can update both: it is kept as a superset of the clients whose presence names the node
@@ -20,25 +32,45 @@
 // the reaper, ClearNode, checks each entry against the presence with a compare-and-delete
 // script.
 //
+// # Scripts
+//
+// connect, reassert, disconnect and clear change one presence; append adds a client's
+// messages and reads its presence; peek reads a mailbox after a cursor and deletes the
+// expired messages it meets; remove deletes ids anywhere in a mailbox; take pops a node's
+// notices. scripts.go documents each one's keys, arguments and reply.
+//
+// Append, Remove and ClearNode send all of a call's script runs in one pipeline of
+// EVALSHA (one run per client, or a few for many messages); a run that Redis answers
+// NOSCRIPT, because it lost its script cache, runs again once the script is loaded.
+//
 // # Atomicity and retries
 //
-// Each method that writes runs one Lua script. A script has no rollback, so every script
-// makes all its checks before its first write. go-redis retries a command after a timeout or
-// a dropped connection, so a script may run twice; every script is written so that a second
-// run changes nothing more: Append finds the message id already in the mailbox and reports
-// Duplicate, Ack only pops ids still at the head, Connect remembers the presence it replaced
-// and reports that one again when the same session connects twice. Only the counts degrade:
-// a retried Disconnect may report false and a retried ClearNode may count fewer clients than
-// it cleared.
+// Each script is atomic. A script has no rollback, so every script makes all its checks
+// before its first write. go-redis retries a command after a timeout or a dropped
+// connection, so a script may run twice; every script is written so that a second run
+// changes nothing more: Append finds the message id already in the mailbox and reports
+// Duplicate with the first run's sequence number, Remove and Peek delete only what is
+// there, TakeNotices returns the copy it kept of what the first run took, and Connect
+// remembers the presence it replaced and reports that one again when the same session
+// connects twice. Only the counts degrade: a retried Disconnect may report false and a
+// retried ClearNode may count fewer clients than it cleared. Notify is a MULTI of RPUSH
+// and PEXPIRE; a retried one may append its notices twice, which a node may act on twice
+// without harm.
 //
 // A timeout is reported as store.ErrUnavailable although the script may have run before
 // the reply was lost; the caller's retry of the same call is safe for the same reasons.
 //
-// # Expiry
+// # One clock
 //
-// Every message has an expiry. The q and m keys carry a PEXPIREAT at the latest expiry of
-// any message appended to them plus a grace minute (never shortened), so an abandoned
-// mailbox vanishes by itself after its last message expired.
+// Every expiry is judged on Redis's clock: the scripts read it with TIME (Redis 7
+// replicates a script's effects, so replicas and the append-only file replay what the
+// script wrote, not its clock). Append takes a TTL and the script stores the message's
+// expiry as TIME plus the TTL, in milliseconds (rounded down); Peek returns the time left,
+// TIME of the read subtracted, and never a message whose expiry passed. The o, m and seq
+// keys carry a PEXPIREAT at the latest expiry of any message appended to them plus a
+// grace minute, computed in the script too and never shortened, so an abandoned mailbox
+// vanishes by itself after its last message expired, and no caller's clock decides when.
+// Notices' lists expire an hour after their last Notify.
 //
 // # What a mailbox promises
 //
@@ -47,7 +79,10 @@
 // process crash cannot. Replication to replicas is asynchronous: a Sentinel failover can
 // lose appends the old primary acknowledged, unless the primary runs with
 // min-replicas-to-write (it then refuses writes when cut off from its replicas, which this
-// package reports as store.ErrUnavailable). Redis must run with maxmemory-policy
-// noeviction: any other policy silently deletes whole mailboxes, while noeviction refuses
-// the write, which this package reports as store.ErrStoreFull.
+// package reports as store.ErrUnavailable). Sequence numbers stay increasing across a
+// failover as long as the new primary's clock is not behind the old one's by more than
+// the failover took. Redis must run with maxmemory-policy noeviction: any other policy
+// silently deletes whole mailboxes, while noeviction refuses the write, which this
+// package reports as store.ErrStoreFull (for Append, in the Err of each message of the
+// refused script run, a duplicate in the same run included).
 package redisstore

@@ -35,7 +35,7 @@ func (s *Store) fail(op string, err error) error {
 // isOOM reports a write refused under maxmemory-policy noeviction. A script passes on the
 // error of the command that failed inside it, so the text is matched too.
 func isOOM(err error) bool {
-	return redis.IsOOMError(err) || strings.Contains(err.Error(), "OOM command not allowed")
+	return err != nil && (redis.IsOOMError(err) || strings.Contains(err.Error(), "OOM command not allowed"))
 }
 
 // isUnavailable reports errors that say nothing about the request and everything about

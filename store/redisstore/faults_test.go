@@ -1,6 +1,7 @@
 package redisstore_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -92,8 +93,8 @@ func TestNewUnreachable(t *testing.T) {
 }
 
 // TestRedisRestart stops Redis under a store: every operation fails with ErrUnavailable
-// while it is down, and after a restart the store works again with the mailboxes intact
-// (the server runs with appendonly yes, and a SIGTERM writes the file).
+// while it is down, and after a restart the store works again with the mailboxes and
+// notices intact (the server runs with appendonly yes, and a SIGTERM writes the file).
 func TestRedisRestart(t *testing.T) {
 	r := testenv.Redis(t)
 	cfg := testConfig(t, r.Addr)
@@ -107,11 +108,14 @@ func TestRedisRestart(t *testing.T) {
 	}
 	var sent []store.Message
 	for i := range 3 {
-		m := storetest.NewMessage("c1", fmt.Sprint("m", i))
-		sent = append(sent, m)
-		if _, err := s.Append(ctx, m, 10); err != nil {
-			t.Fatal(err)
-		}
+		sent = append(sent, storetest.NewMessage("c1", fmt.Sprint("m", i)))
+	}
+	if _, err := s.Append(ctx, 10, sent); err != nil {
+		t.Fatal(err)
+	}
+	notice := store.Notice{Kind: store.NoticeMailbox, Client: "c1"}
+	if err := s.Notify(ctx, "n1", notice); err != nil {
+		t.Fatal(err)
 	}
 	if err := r.Stop(); err != nil {
 		t.Fatal(err)
@@ -120,20 +124,24 @@ func TestRedisRestart(t *testing.T) {
 	ops := map[string]func(context.Context) error{
 		"Ping": s.Ping,
 		"Append": func(ctx context.Context) error {
-			_, err := s.Append(ctx, storetest.NewMessage("c1", "down"), 10)
+			_, err := s.Append(ctx, 10, []store.Message{storetest.NewMessage("c1", "down")})
 			return err
 		},
-		"Peek":   func(ctx context.Context) error { _, err := s.Peek(ctx, "c1", 10); return err },
-		"Ack":    func(ctx context.Context) error { _, err := s.Ack(ctx, "c1", p.Session, []string{"m0"}); return err },
+		"Peek": func(ctx context.Context) error { _, err := s.Peek(ctx, "c1", 0, 10); return err },
+		"Remove": func(ctx context.Context) error {
+			return s.Remove(ctx, store.Removal{Client: "c1", IDs: []string{"m0"}})
+		},
 		"Depth":  func(ctx context.Context) error { _, err := s.Depth(ctx, "c1"); return err },
 		"Lookup": func(ctx context.Context) error { _, _, err := s.Lookup(ctx, "c1"); return err },
 		"Connect": func(ctx context.Context) error {
 			_, err := s.Connect(ctx, storetest.NewPresence("c2", "n1", 1))
 			return err
 		},
-		"Reassert":   func(ctx context.Context) error { return s.Reassert(ctx, "c1", p.Session, 2) },
-		"Disconnect": func(ctx context.Context) error { _, err := s.Disconnect(ctx, "c1", p.Session); return err },
-		"ClearNode":  func(ctx context.Context) error { _, err := s.ClearNode(ctx, "n1", 1); return err },
+		"Reassert":    func(ctx context.Context) error { return s.Reassert(ctx, "c1", p.Session, 2) },
+		"Disconnect":  func(ctx context.Context) error { _, err := s.Disconnect(ctx, "c1", p.Session); return err },
+		"ClearNode":   func(ctx context.Context) error { _, err := s.ClearNode(ctx, "n1", 1); return err },
+		"Notify":      func(ctx context.Context) error { return s.Notify(ctx, "n1", notice) },
+		"TakeNotices": func(ctx context.Context) error { _, err := s.TakeNotices(ctx, "n1", 10); return err },
 	}
 	for name, op := range ops {
 		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -155,7 +163,7 @@ func TestRedisRestart(t *testing.T) {
 	}
 	testenv.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error { return s.Ping(ctx) })
 
-	got, err := s.Peek(ctx, "c1", 10)
+	got, err := s.Peek(ctx, "c1", 0, 10)
 	if err != nil {
 		t.Fatalf("peek after restart: %v", err)
 	}
@@ -168,11 +176,18 @@ func TestRedisRestart(t *testing.T) {
 		}
 	}
 	// The scripts are gone from the restarted server's cache; each must load again.
-	if res, err := s.Append(ctx, storetest.NewMessage("c1", "after"), 10); err != nil || res.Depth != 4 {
-		t.Fatalf("append after restart = %+v, %v; want depth 4", res, err)
+	res, err := s.Append(ctx, 10, []store.Message{storetest.NewMessage("c1", "after")})
+	if err != nil || res[0].Err != nil || res[0].Depth != 4 || res[0].Seq <= got[2].Seq {
+		t.Fatalf("append after restart = %+v, %v; want depth 4 and a seq after %d", res, err, got[2].Seq)
 	}
-	if left, err := s.Ack(ctx, "c1", p.Session, []string{"m0"}); err != nil || left != 3 {
-		t.Fatalf("ack after restart = %d, %v; want 3", left, err)
+	if err := s.Remove(ctx, store.Removal{Client: "c1", IDs: []string{"m0"}}); err != nil {
+		t.Fatalf("remove after restart: %v", err)
+	}
+	if d, err := s.Depth(ctx, "c1"); err != nil || d != 3 {
+		t.Fatalf("depth after remove = %d, %v; want 3", d, err)
+	}
+	if ns, err := s.TakeNotices(ctx, "n1", 10); err != nil || len(ns) != 1 || ns[0] != notice {
+		t.Fatalf("notices after restart = %v, %v; want the one sent before", ns, err)
 	}
 	if n, err := s.ClearNode(ctx, "n1", 1); err != nil || n != 1 {
 		t.Fatalf("ClearNode after restart = %d, %v; want 1", n, err)
@@ -180,8 +195,13 @@ func TestRedisRestart(t *testing.T) {
 }
 
 // TestStoreFull fills a Redis capped at 2 MB (maxmemory-policy noeviction): the refused
-// append wraps ErrStoreFull, every earlier message is still there, and reads and acks,
-// which free memory, still work.
+// append's result wraps ErrStoreFull (the call itself succeeds), every earlier message is
+// still there, and what needs no memory still works: duplicates are recognised, reads,
+// removals and taking notices go on, and the memory removals free takes appends again.
+//
+// Redis counts the requests it is reading, and its append-only buffer drains every
+// second, so whether one more write fits varies a little: each refusal is sought with a
+// loop of writes that grow the data, not expected of one particular write.
 func TestStoreFull(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
@@ -190,51 +210,109 @@ func TestStoreFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close() })
-	s := open(t, testConfig(t, r.Addr))
-	p := storetest.NewPresence("c1", "n1", 1)
-	if _, err := s.Connect(ctx, p); err != nil {
+	addr := r.Addr
+	s := open(t, testConfig(t, addr))
+	if _, err := s.Connect(ctx, storetest.NewPresence("c1", "n1", 1)); err != nil {
+		t.Fatal(err)
+	}
+	notice := store.Notice{Kind: store.NoticeMailbox, Client: "c1"}
+	if err := s.Notify(ctx, "n1", notice); err != nil {
 		t.Fatal(err)
 	}
 
 	payload := make([]byte, 64<<10)
-	var sent []string
-	var full error
-	for i := 0; i < 1000 && full == nil; i++ {
-		m := storetest.NewMessage("c1", fmt.Sprint("m", i))
-		payload[0] = byte(i)
-		m.Payload = payload
-		if _, err := s.Append(ctx, m, 10000); err != nil {
-			full = err
+	n := 0
+	big := func(client string) store.Message {
+		n++
+		m := storetest.NewMessage(client, fmt.Sprint("m", n))
+		m.Payload = bytes.Clone(payload)
+		m.Payload[0] = byte(n)
+		return m
+	}
+	sent := map[string][]store.Message{}
+	// fill appends batches until one of its messages is refused, and returns that
+	// batch's results.
+	fill := func(clients ...string) []store.AppendResult {
+		t.Helper()
+		for range 1000 {
+			var batch []store.Message
+			for _, c := range clients {
+				batch = append(batch, big(c))
+			}
+			res, err := s.Append(ctx, 10000, batch)
+			if err != nil {
+				t.Fatalf("append: the call failed: %v", err)
+			}
+			refused := false
+			for i, r := range res {
+				switch {
+				case r.Err == nil:
+					sent[batch[i].To] = append(sent[batch[i].To], batch[i])
+				case errors.Is(r.Err, store.ErrStoreFull) && strings.Contains(r.Err.Error(), addr):
+					refused = true
+				default:
+					t.Fatalf("append %s: %v; want ErrStoreFull naming the server", batch[i].ID, r.Err)
+				}
+			}
+			if refused {
+				return res
+			}
+		}
+		t.Fatal("a thousand batches of 64 KiB messages fit in 2 MB")
+		return nil
+	}
+	fill("c1")
+	t.Logf("full after %d messages", len(sent["c1"]))
+	// A batch for two clients: the refused client's run says so in its own result.
+	res := fill("c1", "c2")
+	t.Logf("batch for two clients: %v; %v", res[0].Err, res[1].Err)
+	// A duplicate needs no memory.
+	if res, err := s.Append(ctx, 10000, sent["c1"][:1]); err != nil || !res[0].Duplicate || res[0].Err != nil {
+		t.Fatalf("duplicate into a full store = %+v, %v; want Duplicate", res, err)
+	}
+	for i := 0; ; i++ {
+		err := s.Notify(ctx, "n1", store.Notice{Kind: store.NoticeRevoke, Client: "c1", Session: string(payload)})
+		if errors.Is(err, store.ErrStoreFull) {
 			break
 		}
-		sent = append(sent, m.ID)
-	}
-	if !errors.Is(full, store.ErrStoreFull) {
-		t.Fatalf("after %d appends: %v; want ErrStoreFull", len(sent), full)
-	}
-	t.Logf("full after %d appends: %v", len(sent), full)
-
-	depth, err := s.Depth(ctx, "c1")
-	if err != nil || depth != len(sent) {
-		t.Fatalf("depth = %d, %v; want %d", depth, err, len(sent))
-	}
-	got, err := s.Peek(ctx, "c1", 1000)
-	if err != nil {
-		t.Fatalf("peek in a full store: %v", err)
-	}
-	if len(got) != len(sent) {
-		t.Fatalf("peek returned %d messages, want %d", len(got), len(sent))
-	}
-	for i, m := range got {
-		if m.ID != sent[i] || len(m.Payload) != len(payload) || m.Payload[0] != byte(i) {
-			t.Fatalf("message %d: id %s, %d bytes; want %s", i, m.ID, len(m.Payload), sent[i])
+		if err != nil || i == 1000 {
+			t.Fatalf("notify into a full store: %v after %d notices, want ErrStoreFull", err, i)
 		}
 	}
-	left, err := s.Ack(ctx, "c1", p.Session, sent[:4])
-	if err != nil || left != len(sent)-4 {
-		t.Fatalf("ack in a full store = %d, %v; want %d", left, err, len(sent)-4)
+
+	for _, c := range []string{"c1", "c2"} {
+		depth, err := s.Depth(ctx, c)
+		if err != nil || depth != len(sent[c]) {
+			t.Fatalf("depth of %s = %d, %v; want %d", c, depth, err, len(sent[c]))
+		}
+		got, err := s.Peek(ctx, c, 0, 1000)
+		if err != nil {
+			t.Fatalf("peek in a full store: %v", err)
+		}
+		if len(got) != len(sent[c]) {
+			t.Fatalf("peek of %s returned %d messages, want %d", c, len(got), len(sent[c]))
+		}
+		for i, m := range got {
+			if m.ID != sent[c][i].ID || !bytes.Equal(m.Payload, sent[c][i].Payload) {
+				t.Fatalf("message %d of %s: id %s, %d bytes; want %s", i, c, m.ID, len(m.Payload), sent[c][i].ID)
+			}
+		}
 	}
-	if _, err := s.Append(ctx, storetest.NewMessage("c1", "room-again"), 10000); err != nil {
-		t.Fatalf("append after acks freed memory: %v", err)
+	if ns, err := s.TakeNotices(ctx, "n1", 10); err != nil || len(ns) == 0 || ns[0] != notice {
+		t.Fatalf("take notices in a full store = %d notices, %v; want the first one first", len(ns), err)
+	}
+	var ids []string
+	for _, m := range sent["c1"][:4] {
+		ids = append(ids, m.ID)
+	}
+	if err := s.Remove(ctx, store.Removal{Client: "c1", IDs: ids}); err != nil {
+		t.Fatalf("remove in a full store: %v", err)
+	}
+	if d, err := s.Depth(ctx, "c1"); err != nil || d != len(sent["c1"])-4 {
+		t.Fatalf("depth after remove = %d, %v; want %d", d, err, len(sent["c1"])-4)
+	}
+	res, err = s.Append(ctx, 10000, []store.Message{storetest.NewMessage("c1", "room-again")})
+	if err != nil || res[0].Err != nil {
+		t.Fatalf("append after removals freed memory: %+v, %v", res, err)
 	}
 }

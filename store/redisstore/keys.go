@@ -2,25 +2,41 @@ package redisstore
 
 import "encoding/base64"
 
-// keys names a store's Redis keys. The ids are base64url-encoded inside the hash tag: the
-// alphabet has no '{' or '}', so no id can close the tag early, and the encoding is
-// injective, so two ids never share keys.
+// keys names a store's Redis keys (doc.go describes the layout). The ids are
+// base64url-encoded inside the hash tag: the alphabet has no '{' or '}', so no id can close
+// the tag early, and the encoding is injective, so two ids never share keys.
 type keys struct{ prefix string }
 
 func (k keys) client(client, suffix string) string {
 	return k.prefix + ":{c:" + base64.RawURLEncoding.EncodeToString([]byte(client)) + "}:" + suffix
 }
 
+func (k keys) ofNode(node, suffix string) string {
+	return k.prefix + ":{n:" + base64.RawURLEncoding.EncodeToString([]byte(node)) + "}:" + suffix
+}
+
 // presence is the client's presence hash.
 func (k keys) presence(client string) string { return k.client(client, "p") }
 
-// queue is the client's list of message ids, oldest first.
-func (k keys) queue(client string) string { return k.client(client, "q") }
+// order is the client's sorted set of message ids, scored by sequence number.
+func (k keys) order(client string) string { return k.client(client, "o") }
 
 // messages is the client's hash of message id to encoded message.
 func (k keys) messages(client string) string { return k.client(client, "m") }
 
-// node is the set of clients that connected on node.
-func (k keys) node(node string) string {
-	return k.prefix + ":{n:" + base64.RawURLEncoding.EncodeToString([]byte(node)) + "}:clients"
+// seq is the client's counter: the last sequence number given to one of its messages.
+func (k keys) seq(client string) string { return k.client(client, "seq") }
+
+// mailbox is the keys of the client's mailbox in the order the mailbox scripts take them.
+func (k keys) mailbox(client string) []string {
+	return []string{k.order(client), k.messages(client), k.seq(client)}
 }
+
+// node is the set of clients that connected on node.
+func (k keys) node(node string) string { return k.ofNode(node, "clients") }
+
+// notices is node's list of encoded notices, oldest first.
+func (k keys) notices(node string) string { return k.ofNode(node, "notices") }
+
+// taken is the list of notices one TakeNotices call took, kept for its retries.
+func (k keys) taken(node, token string) string { return k.ofNode(node, "taken:"+token) }

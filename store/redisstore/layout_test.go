@@ -1,11 +1,16 @@
 package redisstore_test
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"github.com/switchboard-mqtt/switchboard/internal/testenv"
@@ -14,8 +19,49 @@ import (
 	"github.com/switchboard-mqtt/switchboard/store/storetest"
 )
 
-// TestKeyLayout checks the documented key names, the mailbox keys' expiry (pushed out,
-// never pulled in) and that an abandoned mailbox vanishes once its messages expired.
+// keyGrace is how long the documented layout keeps a mailbox's keys past its latest
+// message's expiry.
+const keyGrace = time.Minute
+
+func clientTag(prefix, client string) string {
+	return prefix + ":{c:" + base64.RawURLEncoding.EncodeToString([]byte(client)) + "}:"
+}
+
+func nodeTag(prefix, node string) string {
+	return prefix + ":{n:" + base64.RawURLEncoding.EncodeToString([]byte(node)) + "}:"
+}
+
+// redisTime is the Redis server's clock.
+func redisTime(t *testing.T, raw *redis.Client) time.Time {
+	t.Helper()
+	now, err := raw.Time(t.Context()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return now
+}
+
+func appendOne(t *testing.T, s store.Store, limit int, m store.Message) store.AppendResult {
+	t.Helper()
+	res, err := s.Append(t.Context(), limit, []store.Message{m})
+	if err != nil || len(res) != 1 || res[0].Err != nil {
+		t.Fatalf("append %s to %q = %+v, %v", m.ID, m.To, res, err)
+	}
+	return res[0]
+}
+
+// within checks that got, a Unix ms instant, lies in [lo, hi].
+func within(t *testing.T, what string, got int64, lo, hi time.Time) {
+	t.Helper()
+	if got < lo.UnixMilli() || got > hi.UnixMilli() {
+		t.Fatalf("%s is %v, want between %v and %v", what, time.UnixMilli(got), lo, hi)
+	}
+}
+
+// TestKeyLayout checks the documented key names and types, and that every expiry is
+// Redis's clock plus a duration: the message's expiry in its header, the mailbox keys'
+// (the latest message's plus the grace, pushed out and never pulled in) and the
+// notices'.
 func TestKeyLayout(t *testing.T) {
 	addr := shared.Redis(t).Addr
 	cfg := testConfig(t, addr)
@@ -24,56 +70,283 @@ func TestKeyLayout(t *testing.T) {
 	ctx := t.Context()
 
 	client := "a}:{b"
-	tag := cfg.Prefix + ":{c:" + base64.RawURLEncoding.EncodeToString([]byte(client)) + "}:"
+	tag := clientTag(cfg.Prefix, client)
 	late := storetest.NewMessage(client, "late")
-	late.Expires = time.Now().Add(2 * time.Hour)
+	late.TTL = 2 * time.Hour
 	early := storetest.NewMessage(client, "early")
-	early.Expires = time.Now().Add(time.Hour)
-	for _, m := range []store.Message{late, early} {
-		if _, err := s.Append(ctx, m, 10); err != nil {
-			t.Fatal(err)
-		}
-	}
+	before := redisTime(t, raw)
+	lateRes := appendOne(t, s, 10, late)
+	earlyRes := appendOne(t, s, 10, early)
+	after := redisTime(t, raw)
 	if _, err := s.Connect(ctx, storetest.NewPresence(client, "n1", 1)); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{tag + "p", tag + "q", tag + "m"} {
-		if n, err := raw.Exists(ctx, k).Result(); err != nil || n != 1 {
-			t.Fatalf("key %q missing: %v", k, err)
+	for k, typ := range map[string]string{"p": "hash", "o": "zset", "m": "hash", "seq": "string"} {
+		if got, err := raw.Type(ctx, tag+k).Result(); err != nil || got != typ {
+			t.Fatalf("key %q is a %q, %v; want a %s", tag+k, got, err, typ)
 		}
 	}
-	nodeKey := cfg.Prefix + ":{n:" + base64.RawURLEncoding.EncodeToString([]byte("n1")) + "}:clients"
-	if ok, err := raw.SIsMember(ctx, nodeKey, client).Result(); err != nil || !ok {
-		t.Fatalf("client not in the node index %q: %v", nodeKey, err)
+	order, err := raw.ZRangeWithScores(ctx, tag+"o", 0, -1).Result()
+	if err != nil || len(order) != 2 || order[0].Member != "late" || uint64(order[0].Score) != lateRes.Seq ||
+		order[1].Member != "early" || uint64(order[1].Score) != earlyRes.Seq {
+		t.Fatalf("order set %+v, %v; want late and early scored by seq", order, err)
 	}
-	for _, k := range []string{tag + "q", tag + "m"} {
-		exp, err := raw.PExpireTime(ctx, k).Result()
+	if got, err := raw.Get(ctx, tag+"seq").Result(); err != nil || got != strconv.FormatUint(earlyRes.Seq, 10) {
+		t.Fatalf("counter %q, %v; want the last seq %d", got, err, earlyRes.Seq)
+	}
+	if lateRes.Seq < uint64(before.UnixMicro()) || lateRes.Seq > uint64(after.UnixMicro()) {
+		t.Fatalf("seq %d of a new client, want Redis's clock in µs, between %d and %d",
+			lateRes.Seq, before.UnixMicro(), after.UnixMicro())
+	}
+	v, err := raw.HGet(ctx, tag+"m", "late").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	header := strings.SplitN(v, ",", 4)
+	if len(header) != 4 || header[0] != "2" || header[2] != strconv.FormatUint(lateRes.Seq, 10) {
+		t.Fatalf("stored value starts %q, want 2,<expiry>,%d,", v[:min(len(v), 40)], lateRes.Seq)
+	}
+	exp, err := strconv.ParseInt(header[1], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	within(t, "the stored expiry", exp, before.Add(late.TTL).Truncate(time.Millisecond), after.Add(late.TTL))
+	for _, k := range []string{"o", "m", "seq"} {
+		exp, err := raw.PExpireTime(ctx, tag+k).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := late.Expires.Add(time.Minute)
-		if d := time.UnixMilli(int64(exp / time.Millisecond)).Sub(want); d < -time.Millisecond || d > time.Millisecond {
-			t.Fatalf("%s expires at %v, want %v (the latest message's expiry plus a minute)",
-				k, time.UnixMilli(int64(exp/time.Millisecond)), want)
-		}
+		within(t, k+"'s expiry", exp.Milliseconds(),
+			before.Add(late.TTL+keyGrace).Truncate(time.Millisecond), after.Add(late.TTL+keyGrace))
 	}
 	if ttl, err := raw.PTTL(ctx, tag+"p").Result(); err != nil || ttl != -1 {
 		t.Fatalf("presence has TTL %v, %v; want none", ttl, err)
 	}
+	if ok, err := raw.SIsMember(ctx, nodeTag(cfg.Prefix, "n1")+"clients", client).Result(); err != nil || !ok {
+		t.Fatalf("client not in the node index: %v", err)
+	}
 
-	// A mailbox whose only message expired a minute ago is deleted by Redis itself.
-	gone := storetest.NewMessage("abandoned", "m")
-	gone.Expires = time.Now().Add(-time.Minute + 300*time.Millisecond)
-	if _, err := s.Append(ctx, gone, 10); err != nil {
+	if err := s.Notify(ctx, "n}1", store.Notice{Kind: store.NoticeMailbox, Client: client}); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 5*time.Second, 50*time.Millisecond, func() error {
-		n, err := s.Depth(ctx, "abandoned")
+	key := nodeTag(cfg.Prefix, "n}1") + "notices"
+	if n, err := raw.LLen(ctx, key).Result(); err != nil || n != 1 {
+		t.Fatalf("notices list %q holds %d, %v; want 1", key, n, err)
+	}
+	if ttl, err := raw.PTTL(ctx, key).Result(); err != nil || ttl > time.Hour || ttl < time.Hour-time.Minute {
+		t.Fatalf("notices expire in %v, %v; want an hour", ttl, err)
+	}
+}
+
+// TestNoCallerClockSentToRedis: no command the mailbox and notice operations send
+// carries an instant from this process's clock, in seconds, milliseconds or
+// microseconds: every expiry and sequence number comes from Redis's TIME.
+func TestNoCallerClockSentToRedis(t *testing.T) {
+	s := open(t, testConfig(t, shared.Redis(t).Addr))
+	rec := &argsRecorder{}
+	redisstore.AddHook(s, rec)
+	ctx := t.Context()
+	var msgs []store.Message
+	for i := range 5 {
+		m := storetest.NewMessage(fmt.Sprint("c", i%2), fmt.Sprint("m", i))
+		m.TTL = time.Duration(i+1) * time.Second
+		msgs = append(msgs, m)
+	}
+	if _, err := s.Append(ctx, 10, msgs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Peek(ctx, "c0", 0, 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove(ctx, store.Removal{Client: "c0", IDs: []string{"m0"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Notify(ctx, "n1", store.Notice{Kind: store.NoticeMailbox, Client: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.TakeNotices(ctx, "n1", 10); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	lo, hi := now.AddDate(0, 0, -1), now.AddDate(0, 0, 1)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.args) == 0 {
+		t.Fatal("the hook saw no commands")
+	}
+	for _, args := range rec.args {
+		for _, a := range args {
+			n, err := strconv.ParseInt(fmt.Sprint(a), 10, 64)
+			if err != nil {
+				continue
+			}
+			for _, at := range []time.Time{time.Unix(n, 0), time.UnixMilli(n), time.UnixMicro(n)} {
+				if at.After(lo) && at.Before(hi) {
+					t.Fatalf("command %v carries %d, an instant of this process's clock (%v)", args[:1], n, at)
+				}
+			}
+		}
+	}
+}
+
+// argsRecorder is a go-redis hook that records every command's arguments.
+type argsRecorder struct {
+	mu   sync.Mutex
+	args [][]any
+}
+
+func (r *argsRecorder) record(cmds ...redis.Cmder) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range cmds {
+		r.args = append(r.args, c.Args())
+	}
+}
+
+func (r *argsRecorder) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (r *argsRecorder) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		r.record(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (r *argsRecorder) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		r.record(cmds...)
+		return next(ctx, cmds)
+	}
+}
+
+// TestAbandonedMailboxVanishes: once its last message expired, Redis deletes a mailbox's
+// keys by itself after the grace, and the client's numbering still goes on.
+func TestAbandonedMailboxVanishes(t *testing.T) {
+	addr := shared.Redis(t).Addr
+	cfg := testConfig(t, addr)
+	s := open(t, cfg)
+	redisstore.SetKeyGrace(s, 200*time.Millisecond)
+	raw := rawClient(t, addr)
+	tag := clientTag(cfg.Prefix, "abandoned")
+	m := storetest.NewMessage("abandoned", "m")
+	m.TTL = 300 * time.Millisecond
+	first := appendOne(t, s, 10, m)
+	testenv.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		n, err := raw.Exists(t.Context(), tag+"o", tag+"m", tag+"seq").Result()
 		if err == nil && n != 0 {
-			return fmt.Errorf("depth %d", n)
+			return fmt.Errorf("%d of the mailbox's keys left", n)
 		}
 		return err
 	})
+	if again := appendOne(t, s, 10, storetest.NewMessage("abandoned", "m")); again.Duplicate || again.Seq <= first.Seq {
+		t.Fatalf("append after the keys expired: %+v, want a new seq after %d", again, first.Seq)
+	}
+}
+
+// TestSeqSurvivesLostCounter: a client's sequence numbers keep growing when its counter
+// key is gone (expired with an abandoned mailbox), and follow a counter that is ahead of
+// Redis's clock.
+func TestSeqSurvivesLostCounter(t *testing.T) {
+	addr := shared.Redis(t).Addr
+	cfg := testConfig(t, addr)
+	s := open(t, cfg)
+	raw := rawClient(t, addr)
+	ctx := t.Context()
+	tag := clientTag(cfg.Prefix, "c1")
+	first := appendOne(t, s, 10, storetest.NewMessage("c1", "m1"))
+	if err := raw.Del(ctx, tag+"o", tag+"m", tag+"seq").Err(); err != nil {
+		t.Fatal(err)
+	}
+	second := appendOne(t, s, 10, storetest.NewMessage("c1", "m2"))
+	if second.Seq <= first.Seq {
+		t.Fatalf("seq %d after the keys were lost, want more than %d", second.Seq, first.Seq)
+	}
+	ahead := second.Seq + 5_000_000_000
+	if err := raw.Set(ctx, tag+"seq", ahead, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if third := appendOne(t, s, 10, storetest.NewMessage("c1", "m3")); third.Seq != ahead+1 {
+		t.Fatalf("seq %d after a counter at %d, want %d", third.Seq, ahead, ahead+1)
+	}
+}
+
+// TestScriptsReloadAfterFlush: after Redis lost its script cache, every operation loads
+// its script again, including those that run scripts in a pipeline.
+func TestScriptsReloadAfterFlush(t *testing.T) {
+	addr := shared.Redis(t).Addr
+	s := open(t, testConfig(t, addr))
+	raw := rawClient(t, addr)
+	ctx := t.Context()
+	flush := func() {
+		t.Helper()
+		if err := raw.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Connect(ctx, storetest.NewPresence("c1", "n1", 1)); err != nil {
+		t.Fatal(err)
+	}
+	flush()
+	res, err := s.Append(ctx, 10, []store.Message{
+		storetest.NewMessage("c1", "a"), storetest.NewMessage("c2", "b"), storetest.NewMessage("c1", "c"),
+	})
+	if err != nil || len(res) != 3 || res[2].Depth != 2 || res[1].Depth != 1 || res[0].Duplicate {
+		t.Fatalf("append after a flush = %+v, %v", res, err)
+	}
+	flush()
+	if msgs, err := s.Peek(ctx, "c1", 0, 10); err != nil || len(msgs) != 2 {
+		t.Fatalf("peek after a flush = %d messages, %v", len(msgs), err)
+	}
+	flush()
+	if err := s.Remove(ctx, store.Removal{Client: "c1", IDs: []string{"a"}}, store.Removal{Client: "c2", IDs: []string{"b"}}); err != nil {
+		t.Fatalf("remove after a flush: %v", err)
+	}
+	if d, err := s.Depth(ctx, "c1"); err != nil || d != 1 {
+		t.Fatalf("depth after remove = %d, %v; want 1", d, err)
+	}
+	if err := s.Notify(ctx, "n1", store.Notice{Kind: store.NoticeMailbox, Client: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	flush()
+	if ns, err := s.TakeNotices(ctx, "n1", 10); err != nil || len(ns) != 1 {
+		t.Fatalf("take after a flush = %v, %v", ns, err)
+	}
+	flush()
+	if n, err := s.ClearNode(ctx, "n1", 1); err != nil || n != 1 {
+		t.Fatalf("ClearNode after a flush = %d, %v; want 1", n, err)
+	}
+}
+
+// TestTakeNoticesRetryIsIdempotent: a second run of one TakeNotices call, as a go-redis
+// retry after a lost reply would make, returns what the first took and takes no more.
+func TestTakeNoticesRetryIsIdempotent(t *testing.T) {
+	addr := shared.Redis(t).Addr
+	cfg := testConfig(t, addr)
+	s := open(t, cfg)
+	ctx := t.Context()
+	var all []store.Notice
+	for i := range 5 {
+		all = append(all, store.Notice{Kind: store.NoticeRevoke, Client: fmt.Sprint("c", i), Session: "s"})
+	}
+	if err := s.Notify(ctx, "n1", all...); err != nil {
+		t.Fatal(err)
+	}
+	first, err := redisstore.TakeNoticesAs(ctx, s, "n1", 2, "call-1")
+	if err != nil || len(first) != 2 || first[0] != all[0] || first[1] != all[1] {
+		t.Fatalf("take = %v, %v; want the first two", first, err)
+	}
+	again, err := redisstore.TakeNoticesAs(ctx, s, "n1", 2, "call-1")
+	if err != nil || len(again) != 2 || again[0] != all[0] || again[1] != all[1] {
+		t.Fatalf("retry of the take = %v, %v; want the same two", again, err)
+	}
+	rest, err := s.TakeNotices(ctx, "n1", 10)
+	if err != nil || len(rest) != 3 || rest[0] != all[2] {
+		t.Fatalf("next take = %v, %v; want the last three", rest, err)
+	}
+	ttl, err := rawClient(t, addr).PTTL(ctx, nodeTag(cfg.Prefix, "n1")+"taken:call-1").Result()
+	if err != nil || ttl <= 0 || ttl > time.Minute {
+		t.Fatalf("the copy of a take expires in %v, %v; want within a minute", ttl, err)
+	}
 }
 
 // TestNodeIndexShrinks checks that clients that left a node leave its index, so the index
@@ -84,9 +357,7 @@ func TestNodeIndexShrinks(t *testing.T) {
 	s := open(t, cfg)
 	raw := rawClient(t, addr)
 	ctx := t.Context()
-	nodeKey := func(n string) string {
-		return cfg.Prefix + ":{n:" + base64.RawURLEncoding.EncodeToString([]byte(n)) + "}:clients"
-	}
+	nodeKey := func(n string) string { return nodeTag(cfg.Prefix, n) + "clients" }
 	a := storetest.NewPresence("a", "n1", 1)
 	b := storetest.NewPresence("b", "n1", 1)
 	for _, p := range []store.Presence{a, b} {
@@ -132,27 +403,14 @@ func TestConnectRetryReportsFirstPrevious(t *testing.T) {
 func TestCloseLeavesNoGoroutines(t *testing.T) {
 	addr := shared.Redis(t).Addr
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	s, err := redisstore.New(t.Context(), testConfig(t, addr))
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	s, err := redisstore.New(ctx, testConfig(t, addr))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Append(t.Context(), storetest.NewMessage("c1", "m"), 10); err != nil {
-		t.Fatal(err)
-	}
+	appendOne(t, s, 10, storetest.NewMessage("c1", "m"))
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func TestPeekReturnsAtMostAThousand(t *testing.T) {
-	s := open(t, testConfig(t, shared.Redis(t).Addr))
-	for i := range 1100 {
-		if _, err := s.Append(t.Context(), storetest.NewMessage("c1", fmt.Sprint("m", i)), 2000); err != nil {
-			t.Fatal(err)
-		}
-	}
-	msgs, err := s.Peek(t.Context(), "c1", 5000)
-	if err != nil || len(msgs) != 1000 || msgs[0].ID != "m0" || msgs[999].ID != "m999" {
-		t.Fatalf("peek 5000 = %d messages, %v; want the first 1000", len(msgs), err)
 	}
 }

@@ -4,64 +4,132 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/store"
 )
 
 const (
-	// keyGrace is how long a mailbox's keys outlive its latest expiry. It covers clock
-	// differences between the nodes, which compute expiries, and Redis, which enforces
-	// the keys' TTL, and keeps a message appended already expired from deleting the
-	// mailbox it joins at once.
+	// keyGrace is how long a mailbox's keys outlive its latest expiry, so that an
+	// abandoned mailbox vanishes by itself a little after its last message expired, and
+	// a message never outlives the key that holds it.
 	keyGrace = time.Minute
 	// maxPeek caps the messages one Peek returns, which bounds the script's work and the
 	// reply's size.
 	maxPeek = 1000
+	// maxRunMessages and maxRunBytes bound one run of the append script: a client's
+	// messages beyond them in one Append go to further runs, in order, so that no script
+	// holds Redis for long.
+	maxRunMessages = 128
+	maxRunBytes    = 1 << 20
+	// maxRemoveIDs bounds the ids of one run of the remove script (Lua's unpack takes a
+	// few thousand values at most).
+	maxRemoveIDs = 1000
 )
 
-// Append adds m at the tail of m.To's mailbox unless a message with m.ID is already there
-// (Duplicate) or the mailbox holds limit messages (store.ErrMailboxFull, returned with the
-// depth and presence filled in). The id check and the append are one script, so a retried
-// Append reports Duplicate and never adds the message twice.
-func (s *Store) Append(ctx context.Context, m store.Message, limit int) (store.AppendResult, error) {
-	switch {
-	case m.To == "":
-		return store.AppendResult{}, errors.New("append: empty recipient")
-	case m.ID == "":
-		return store.AppendResult{}, fmt.Errorf("append to %q: empty message id", m.To)
-	case m.Expires.IsZero():
-		return store.AppendResult{}, fmt.Errorf("append %q to %q: no expiry", m.ID, m.To)
-	case limit <= 0:
-		return store.AppendResult{}, fmt.Errorf("append %q to %q: limit %d must be positive", m.ID, m.To, limit)
+// Append adds each message at the tail of its recipient's mailbox unless its id is
+// already there (Duplicate) or the mailbox holds limit messages (Err wraps
+// store.ErrMailboxFull). Redis sets each new message's sequence number and expiry, from
+// its own clock. All of one call's messages go in one pipeline: one append script run
+// per client (more for many or large messages), each a single atomic step that also
+// reads the client's presence. A run Redis refused for lack of memory gives each of its
+// messages an Err that wraps store.ErrStoreFull; nothing of that run was written.
+//
+// The id check and the append are one script, so a retried Append reports Duplicate
+// with the first attempt's sequence number and never adds a message twice.
+func (s *Store) Append(ctx context.Context, limit int, msgs []store.Message) ([]store.AppendResult, error) {
+	if err := checkAppend(limit, msgs); err != nil {
+		return nil, err
 	}
-	keyExpiry := expiryMillis(m.Expires) + keyGrace.Milliseconds()
-	vals, err := s.scripts.append.Run(ctx, s.rdb,
-		[]string{s.keys.queue(m.To), s.keys.messages(m.To), s.keys.presence(m.To)},
-		m.ID, encodeMessage(m), limit, keyExpiry).Slice()
+	if len(msgs) == 0 {
+		return []store.AppendResult{}, nil
+	}
+	type run struct {
+		client string
+		msgs   []int // indexes into msgs
+		bytes  int
+	}
+	var runs []run
+	open := map[string]int{} // client -> its run still taking messages
+	calls := []scriptCall{}
+	for i, m := range msgs {
+		body := encodeBody(m)
+		r, ok := open[m.To]
+		if !ok || len(runs[r].msgs) == maxRunMessages || runs[r].bytes+len(body) > maxRunBytes {
+			r = len(runs)
+			open[m.To] = r
+			runs = append(runs, run{client: m.To})
+			keys := append(s.keys.mailbox(m.To), s.keys.presence(m.To))
+			calls = append(calls, scriptCall{keys: keys, args: []any{limit, s.grace.Milliseconds()}})
+		}
+		runs[r].msgs = append(runs[r].msgs, i)
+		runs[r].bytes += len(body)
+		calls[r].args = append(calls[r].args, m.ID, ttlMillis(m.TTL), body)
+	}
+	cmds, err := s.evalAll(ctx, s.scripts.append, calls)
 	if err != nil {
-		return store.AppendResult{}, s.fail("append", err)
+		return nil, s.fail("append", err)
 	}
-	if len(vals) != 6 {
-		return store.AppendResult{}, fmt.Errorf("append: script returned %d values, want 6", len(vals))
-	}
-	status, _ := vals[0].(int64)
-	depth, _ := vals[1].(int64)
-	p, err := parsePresence(m.To, vals[2:])
-	if err != nil {
-		return store.AppendResult{}, fmt.Errorf("append: %w", err)
-	}
-	res := store.AppendResult{Depth: int(depth), Duplicate: status == 1, Presence: p}
-	if status == 2 {
-		return res, fmt.Errorf("append %q to %q: %w (limit %d)", m.ID, m.To, store.ErrMailboxFull, limit)
+	res := make([]store.AppendResult, len(msgs))
+	for ri, cmd := range cmds {
+		r := runs[ri]
+		if err := cmd.Err(); isOOM(err) {
+			for _, i := range r.msgs {
+				res[i].Err = s.fail(fmt.Sprintf("append %q to %q", msgs[i].ID, msgs[i].To), err)
+			}
+			continue
+		}
+		vals, err := cmd.Slice()
+		if err != nil {
+			return nil, s.fail("append", err)
+		}
+		if want := len(presenceFieldNames) + 3*len(r.msgs); len(vals) != want {
+			return nil, fmt.Errorf("append: script returned %d values, want %d", len(vals), want)
+		}
+		p, err := parsePresence(r.client, vals[:len(presenceFieldNames)])
+		if err != nil {
+			return nil, fmt.Errorf("append: %w", err)
+		}
+		out := vals[len(presenceFieldNames):]
+		for j, i := range r.msgs {
+			status, _ := out[3*j].(int64)
+			seq, _ := out[3*j+1].(int64)
+			depth, _ := out[3*j+2].(int64)
+			res[i] = store.AppendResult{Seq: uint64(seq), Depth: int(depth), Duplicate: status == 1, Presence: p}
+			if status == 2 {
+				res[i].Seq = 0
+				res[i].Err = fmt.Errorf("append %q to %q: %w (limit %d)", msgs[i].ID, msgs[i].To, store.ErrMailboxFull, limit)
+			}
+		}
 	}
 	return res, nil
 }
 
-// Peek returns up to n messages (at most 1000) from the head of the client's mailbox,
-// oldest first, after deleting the expired messages at the head. A message that expired
-// behind an unexpired one is returned: the caller skips it and acknowledges it.
-func (s *Store) Peek(ctx context.Context, client string, n int) ([]store.Message, error) {
+// checkAppend refuses a call no mailbox can take, before anything is written.
+func checkAppend(limit int, msgs []store.Message) error {
+	if limit <= 0 {
+		return fmt.Errorf("append: limit %d must be positive", limit)
+	}
+	for i, m := range msgs {
+		switch {
+		case m.To == "":
+			return fmt.Errorf("append: message %d (%q): empty recipient", i, m.ID)
+		case m.ID == "":
+			return fmt.Errorf("append: message %d to %q: empty message id", i, m.To)
+		case m.TTL <= 0:
+			return fmt.Errorf("append %q to %q: TTL %v must be positive", m.ID, m.To, m.TTL)
+		}
+	}
+	return nil
+}
+
+// Peek returns up to n messages (at most 1000) of the client's mailbox whose sequence
+// number is above after, oldest first, each with the TTL it has left on Redis's clock.
+// Expired messages are never returned: the script deletes those at the head and those it
+// reads past.
+func (s *Store) Peek(ctx context.Context, client string, after uint64, n int) ([]store.Message, error) {
 	if client == "" {
 		return nil, errors.New("peek: empty client id")
 	}
@@ -70,14 +138,19 @@ func (s *Store) Peek(ctx context.Context, client string, n int) ([]store.Message
 	}
 	n = min(n, maxPeek)
 	vals, err := s.scripts.peek.Run(ctx, s.rdb,
-		[]string{s.keys.queue(client), s.keys.messages(client)},
-		n, time.Now().UnixMilli()).StringSlice()
+		[]string{s.keys.order(client), s.keys.messages(client)},
+		strconv.FormatUint(after, 10), n).Slice()
 	if err != nil {
 		return nil, s.fail("peek", err)
 	}
-	msgs := make([]store.Message, 0, len(vals))
-	for _, v := range vals {
-		m, err := decodeMessage(v)
+	if len(vals) == 0 {
+		return nil, errors.New("peek: script returned no clock")
+	}
+	now, _ := vals[0].(int64)
+	msgs := make([]store.Message, 0, len(vals)-1)
+	for _, v := range vals[1:] {
+		str, _ := v.(string)
+		m, err := decodeMessage(str, now)
 		if err != nil {
 			return nil, fmt.Errorf("peek %q: %w", client, err)
 		}
@@ -86,37 +159,45 @@ func (s *Store) Peek(ctx context.Context, client string, n int) ([]store.Message
 	return msgs, nil
 }
 
-// Ack deletes the given messages from the head of the client's mailbox, in order, if
-// session still owns the client's presence; store.ErrNotOwner otherwise. An id that is not
-// at the head when its turn comes is skipped, so acknowledging twice changes nothing. It
-// returns the depth left.
-func (s *Store) Ack(ctx context.Context, client, session string, ids []string) (int, error) {
-	if client == "" {
-		return 0, errors.New("ack: empty client id")
+// Remove deletes the named messages from their mailboxes, wherever they are in them, in
+// one pipeline: one script run per client (more for many ids), each atomic.
+func (s *Store) Remove(ctx context.Context, items ...store.Removal) error {
+	var calls []scriptCall
+	for _, it := range items {
+		if it.Client == "" {
+			return errors.New("remove: empty client id")
+		}
+		keys := []string{s.keys.order(it.Client), s.keys.messages(it.Client)}
+		for ids := range slices.Chunk(it.IDs, maxRemoveIDs) {
+			args := make([]any, len(ids))
+			for i, id := range ids {
+				args[i] = id
+			}
+			calls = append(calls, scriptCall{keys: keys, args: args})
+		}
 	}
-	args := make([]any, 0, len(ids)+1)
-	args = append(args, session)
-	for _, id := range ids {
-		args = append(args, id)
+	if len(calls) == 0 {
+		return nil
 	}
-	depth, err := s.scripts.ack.Run(ctx, s.rdb,
-		[]string{s.keys.presence(client), s.keys.queue(client), s.keys.messages(client)},
-		args...).Int()
+	cmds, err := s.evalAll(ctx, s.scripts.remove, calls)
 	if err != nil {
-		return 0, s.fail("ack", err)
+		return s.fail("remove", err)
 	}
-	if depth < 0 {
-		return 0, fmt.Errorf("ack %q: %w", client, store.ErrNotOwner)
+	for _, cmd := range cmds {
+		if err := cmd.Err(); err != nil {
+			return s.fail("remove", err)
+		}
 	}
-	return depth, nil
+	return nil
 }
 
-// Depth returns the number of messages in the client's mailbox.
+// Depth returns the number of messages in the client's mailbox, expired ones not yet
+// deleted included.
 func (s *Store) Depth(ctx context.Context, client string) (int, error) {
 	if client == "" {
 		return 0, errors.New("depth: empty client id")
 	}
-	n, err := s.rdb.LLen(ctx, s.keys.queue(client)).Result()
+	n, err := s.rdb.ZCard(ctx, s.keys.order(client)).Result()
 	if err != nil {
 		return 0, s.fail("depth", err)
 	}

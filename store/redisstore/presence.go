@@ -101,7 +101,7 @@ func (s *Store) Lookup(ctx context.Context, client string) (store.Presence, int,
 	var depth *redis.IntCmd
 	_, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		pres = pipe.HMGet(ctx, s.keys.presence(client), presenceFieldNames...)
-		depth = pipe.LLen(ctx, s.keys.queue(client))
+		depth = pipe.ZCard(ctx, s.keys.order(client))
 		return nil
 	})
 	if err != nil {

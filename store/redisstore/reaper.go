@@ -23,9 +23,6 @@ func (s *Store) ClearNode(ctx context.Context, node string, epoch int64) (int, e
 	if node == "" {
 		return 0, errors.New("clear node: empty node")
 	}
-	if err := s.scripts.clear.Load(ctx, s.rdb).Err(); err != nil {
-		return 0, s.fail("clear node: load script", err)
-	}
 	key := s.keys.node(node)
 	cleared := 0
 	var cursor uint64
@@ -51,37 +48,26 @@ func (s *Store) ClearNode(ctx context.Context, node string, epoch int64) (int, e
 // clearBatch runs the compare-and-delete script for each client in one pipeline, then
 // removes from the index the clients that are no longer on the node.
 func (s *Store) clearBatch(ctx context.Context, node, epoch string, clients []string) (int, error) {
-	var cmds []*redis.Cmd
-	run := func() error {
-		cmds = cmds[:0]
-		_, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-			for _, c := range clients {
-				cmds = append(cmds, s.scripts.clear.EvalSha(ctx, pipe, []string{s.keys.presence(c)}, node, epoch))
-			}
-			return nil
-		})
-		return err
+	calls := make([]scriptCall, len(clients))
+	for i, c := range clients {
+		calls[i] = scriptCall{keys: []string{s.keys.presence(c)}, args: []any{node, epoch}}
 	}
-	err := run()
-	if redis.HasErrorPrefix(err, "NOSCRIPT") {
-		// Redis restarted and lost its script cache; the script is idempotent, so run
-		// the whole batch again.
-		if err := s.scripts.clear.Load(ctx, s.rdb).Err(); err != nil {
-			return 0, s.fail("clear node: load script", err)
-		}
-		err = run()
-	}
+	cmds, err := s.evalAll(ctx, s.scripts.clear, calls)
 	if err != nil {
 		return 0, s.fail("clear node", err)
 	}
 	cleared := 0
 	var gone []string
 	for i, cmd := range cmds {
-		switch cmd.Val() {
-		case int64(1):
+		n, err := cmd.Int()
+		if err != nil {
+			return cleared, s.fail("clear node", err)
+		}
+		switch n {
+		case 1:
 			cleared++
 			gone = append(gone, clients[i])
-		case int64(0):
+		case 0:
 			gone = append(gone, clients[i])
 		}
 	}

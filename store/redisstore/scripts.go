@@ -2,11 +2,11 @@ package redisstore
 
 import "github.com/redis/go-redis/v9"
 
-// The Lua scripts. Each one touches the keys of one client only (all passed in KEYS, all
-// sharing one hash tag), makes every check before its first write (a script has no
-// rollback, and under maxmemory Redis refuses only a script's first write that needs
-// memory, so a refused script has written nothing), and is idempotent (go-redis may run it
-// twice; see the package documentation).
+// The Lua scripts. Each one touches the keys of one client only (or, takeLua, of one
+// node; all passed in KEYS, all sharing one hash tag), makes every check before its first
+// write (a script has no rollback, and under maxmemory Redis refuses only a script's first
+// write that needs memory, so a refused script has written nothing), and is idempotent
+// (go-redis may run it twice; see the package documentation).
 
 // connectLua sets the presence and returns the one it replaced. It keeps a copy of the
 // replaced presence (p* fields) so that a second run for the same session, a retry,
@@ -60,90 +60,160 @@ redis.call('DEL', KEYS[1])
 return 1
 `
 
-// appendLua adds a message at the tail unless its id is already in the mailbox or the
-// mailbox is full, and reads the presence in the same step. It pushes the keys' expiry out
-// to the message's, never in.
+// The mailbox scripts read Redis's clock with TIME, so expiry is judged on one clock, the
+// store's. Redis 7 replicates a script's effects, not the script, so a replica or the
+// append-only file replays the writes the script made, not its call to TIME.
 //
-// KEYS: queue, messages, presence. ARGV: id, encoded message, limit, key expiry (Unix ms).
-// Returns status (0 added, 1 duplicate, 2 full), depth, node, epoch, session, since.
-const appendLua = `
-local q, m = KEYS[1], KEYS[2]
-local pres = redis.call('HMGET', KEYS[3], 'node', 'epoch', 'session', 'since')
-local depth = redis.call('LLEN', q)
-local status = 0
-if redis.call('HEXISTS', m, ARGV[1]) == 1 then
-  status = 1
-elseif depth >= tonumber(ARGV[3]) then
-  status = 2
-else
-  redis.call('RPUSH', q, ARGV[1])
-  redis.call('HSET', m, ARGV[1], ARGV[2])
-  depth = depth + 1
-  local exp = tonumber(ARGV[4])
-  for _, k in ipairs({q, m}) do
-    if redis.call('PEXPIRETIME', k) < exp then redis.call('PEXPIREAT', k, exp) end
-  end
-end
-return {status, depth, pres[1], pres[2], pres[3], pres[4]}
-`
+// Lua numbers are doubles: a sequence number (about 1.8e15 today, Unix microseconds) is
+// exact below 2^53 (about 9e15, the year 2255), but Lua's tostring prints only 14 digits,
+// so the scripts format numbers with int() before they put them in a string.
 
-// peekLua deletes expired messages at the head, then returns up to n messages from the
-// head. It works through the head in chunks so a long run of expired messages costs a few
-// commands per hundred. A message whose header it cannot read counts as unexpired; an id
-// whose message is missing (which no script leaves behind) counts as expired, so it
-// cannot block the head.
+// appendLua adds messages at the tail of one client's mailbox, each unless its id is
+// already there (duplicate) or the mailbox is full, and reads the presence in the same
+// step. It decides every message's outcome before its first write.
 //
-// KEYS: queue, messages. ARGV: n, now (Unix ms). Returns the encoded messages.
-const peekLua = `
-local q, m = KEYS[1], KEYS[2]
-local now = tonumber(ARGV[2])
-while true do
-  local ids = redis.call('LRANGE', q, 0, 99)
-  if #ids == 0 then return {} end
-  local vals = redis.call('HMGET', m, unpack(ids))
-  local dead = 0
-  for i = 1, #ids do
-    local v = vals[i]
-    if v then
-      local exp = tonumber(string.match(v, '^1,(%-?%d+),'))
-      if exp == nil or exp > now then break end
-    end
-    dead = i
+// A new message's sequence number is one more than the last one given, and at least
+// Redis's clock in microseconds, so numbers keep growing even after the counter key
+// expired with the rest of an abandoned mailbox (a client would need a million appends a
+// second for the counter to run ahead of the clock). The message's expiry is Redis's
+// clock in milliseconds plus its TTL; the keys' expiry is pushed out to the latest
+// message's plus the grace, never in.
+//
+// KEYS: order, messages, seq, presence. ARGV: limit, grace (ms), then for each message
+// its id, TTL (ms) and body. Returns node, epoch, session, since, then for each message
+// its status (0 added, 1 duplicate, 2 full), seq (0 when full) and the depth after it.
+const appendLua = `
+local o, m, sk = KEYS[1], KEYS[2], KEYS[3]
+local function int(x) return string.format('%.0f', x) end
+local limit, grace = tonumber(ARGV[1]), tonumber(ARGV[2])
+local t = redis.call('TIME')
+local micros = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = math.floor(micros / 1000)
+local pres = redis.call('HMGET', KEYS[4], 'node', 'epoch', 'session', 'since')
+local depth = redis.call('ZCARD', o)
+local last = math.max(tonumber(redis.call('GET', sk) or 0), micros - 1)
+local out = {pres[1], pres[2], pres[3], pres[4]}
+local added, new, latest = {}, {}, 0
+for i = 3, #ARGV, 3 do
+  local id = ARGV[i]
+  local seq = new[id]
+  if not seq then
+    local score = redis.call('ZSCORE', o, id)
+    if score then seq = tonumber(score) end
   end
-  if dead > 0 then
-    redis.call('LPOP', q, dead)
-    redis.call('HDEL', m, unpack(ids, 1, dead))
+  if seq then
+    out[#out + 1] = 1; out[#out + 1] = seq; out[#out + 1] = depth
+  elseif depth >= limit then
+    out[#out + 1] = 2; out[#out + 1] = 0; out[#out + 1] = depth
+  else
+    last, depth = last + 1, depth + 1
+    local exp = now + tonumber(ARGV[i + 1])
+    new[id] = last
+    added[#added + 1] = {id, last, exp, ARGV[i + 2]}
+    latest = math.max(latest, exp)
+    out[#out + 1] = 0; out[#out + 1] = last; out[#out + 1] = depth
   end
-  if dead < #ids then break end
 end
-local ids = redis.call('LRANGE', q, 0, tonumber(ARGV[1]) - 1)
-local vals = redis.call('HMGET', m, unpack(ids))
-local out = {}
-for i = 1, #ids do
-  if vals[i] then out[#out + 1] = vals[i] end
+if #added == 0 then return out end
+for _, a in ipairs(added) do
+  redis.call('ZADD', o, int(a[2]), a[1])
+  redis.call('HSET', m, a[1], '2,' .. int(a[3]) .. ',' .. int(a[2]) .. ',' .. a[4])
+end
+redis.call('SET', sk, int(last), 'KEEPTTL')
+local kexp = latest + grace
+for _, k in ipairs({o, m, sk}) do
+  if redis.call('PEXPIRETIME', k) < kexp then redis.call('PEXPIREAT', k, int(kexp)) end
 end
 return out
 `
 
-// ackLua pops each given id that is at the head when its turn comes, if session owns the
-// presence; ids not at the head are skipped.
+// peekLua returns up to n unexpired messages with a sequence number above after, oldest
+// first. On its way it deletes the expired messages at the head (a hundred at a time, so
+// a long run of them costs a few commands per hundred) and every expired message it
+// reads past. Its only writes are those deletes, which are right at any point, so it may
+// interleave them with its reads and still be safe to run twice. A message whose header
+// it cannot read counts as unexpired; an id whose message is missing (which no script
+// leaves behind) counts as expired, so it cannot block the head.
 //
-// KEYS: presence, queue, messages. ARGV: session, ids... Returns the depth left, or -1 if
-// session does not own the presence.
-const ackLua = `
-if redis.call('HGET', KEYS[1], 'session') ~= ARGV[1] then return -1 end
-for i = 2, #ARGV do
-  if redis.call('LINDEX', KEYS[2], 0) == ARGV[i] then
-    redis.call('LPOP', KEYS[2])
-    redis.call('HDEL', KEYS[3], ARGV[i])
-  end
+// KEYS: order, messages. ARGV: after, n. Returns Redis's clock (Unix ms), then the
+// encoded messages.
+const peekLua = `
+local o, m = KEYS[1], KEYS[2]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function expired(v)
+  if not v then return true end
+  local exp = tonumber(string.match(v, '^2,(%d+),'))
+  return exp ~= nil and exp <= now
 end
-return redis.call('LLEN', KEYS[2])
+local function drop(ids)
+  if #ids == 0 then return end
+  redis.call('ZREM', o, unpack(ids))
+  redis.call('HDEL', m, unpack(ids))
+end
+while true do
+  local ids = redis.call('ZRANGE', o, 0, 99)
+  if #ids == 0 then break end
+  local vals = redis.call('HMGET', m, unpack(ids))
+  local dead = {}
+  for i = 1, #ids do
+    if not expired(vals[i]) then break end
+    dead[i] = ids[i]
+  end
+  drop(dead)
+  if #dead < #ids then break end
+end
+local n = tonumber(ARGV[2])
+local out = {now}
+local from = '(' .. ARGV[1]
+while #out - 1 < n do
+  local want = n - (#out - 1)
+  local r = redis.call('ZRANGE', o, from, '+inf', 'BYSCORE', 'LIMIT', 0, want, 'WITHSCORES')
+  if #r == 0 then break end
+  local ids = {}
+  for i = 1, #r, 2 do ids[#ids + 1] = r[i] end
+  local vals = redis.call('HMGET', m, unpack(ids))
+  local dead = {}
+  for i = 1, #ids do
+    if expired(vals[i]) then dead[#dead + 1] = ids[i] else out[#out + 1] = vals[i] end
+  end
+  drop(dead)
+  if #ids < want then break end
+  from = '(' .. r[#r]
+end
+return out
+`
+
+// removeLua deletes the given ids from one client's mailbox, wherever they are in it;
+// ids that are not there are ignored.
+//
+// KEYS: order, messages. ARGV: ids (at least one). Returns how many it deleted.
+const removeLua = `
+local n = redis.call('ZREM', KEYS[1], unpack(ARGV))
+redis.call('HDEL', KEYS[2], unpack(ARGV))
+return n
+`
+
+// takeLua pops up to count notices from the head of a node's list and keeps a copy under
+// a key named for the call, so a second run of the same call (a go-redis retry after a
+// lost reply) returns what the first took instead of taking more and losing those. Its
+// first write, LPOP, needs no memory, so under maxmemory Redis never refuses it half-way.
+//
+// KEYS: notices, taken. ARGV: count, how long to keep the copy (ms). Returns the encoded
+// notices.
+const takeLua = `
+local done = redis.call('LRANGE', KEYS[2], 0, -1)
+if #done > 0 then return done end
+local got = redis.call('LPOP', KEYS[1], ARGV[1])
+if not got then return {} end
+redis.call('RPUSH', KEYS[2], unpack(got))
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return got
 `
 
 // scripts are a store's loaded scripts; each remembers its SHA1 for EVALSHA.
 type scripts struct {
-	connect, reassert, disconnect, clear, append, peek, ack *redis.Script
+	connect, reassert, disconnect, clear, append, peek, remove, take *redis.Script
 }
 
 func newScripts() scripts {
@@ -154,6 +224,7 @@ func newScripts() scripts {
 		clear:      redis.NewScript(clearLua),
 		append:     redis.NewScript(appendLua),
 		peek:       redis.NewScript(peekLua),
-		ack:        redis.NewScript(ackLua),
+		remove:     redis.NewScript(removeLua),
+		take:       redis.NewScript(takeLua),
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
@@ -31,6 +32,7 @@ type Store struct {
 	where   string // the server, for error messages
 	log     *slog.Logger
 	scripts scripts
+	grace   time.Duration // keyGrace; tests shorten it
 
 	closeOnce sync.Once
 	closeErr  error
@@ -50,6 +52,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		keys:    keys{prefix: cfg.Prefix},
 		log:     cfg.Logger,
 		scripts: newScripts(),
+		grace:   keyGrace,
 	}
 	if len(cfg.SentinelAddrs) > 0 {
 		s.where = fmt.Sprintf("primary %q via sentinels %s", cfg.MasterName, strings.Join(cfg.SentinelAddrs, ","))
@@ -97,7 +100,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 }
 
 // checkServer pings Redis and checks that it is 7.0 or later (the scripts use
-// PEXPIRETIME).
+// PEXPIRETIME, and TIME followed by writes, which needs effects replication).
 func (s *Store) checkServer(ctx context.Context) error {
 	if err := s.Ping(ctx); err != nil {
 		return err

@@ -36,9 +36,12 @@ func TestTLS(t *testing.T) {
 		t.Fatalf("TLS store: %v", err)
 	}
 	defer s.Close()
-	now := time.Now()
-	if _, err := s.Append(ctx, store.Message{ID: "m1", To: "c", Topic: "inbox/c", Accepted: now, Expires: now.Add(time.Hour)}, 10); err != nil {
-		t.Fatalf("append over TLS: %v", err)
+	m := store.Message{ID: "m1", To: "c", Topic: "inbox/c", Accepted: time.Now(), TTL: time.Hour}
+	if res, err := s.Append(ctx, 10, []store.Message{m}); err != nil || res[0].Err != nil {
+		t.Fatalf("append over TLS: %+v, %v", res, err)
+	}
+	if msgs, err := s.Peek(ctx, "c", 0, 10); err != nil || len(msgs) != 1 || msgs[0].ID != "m1" {
+		t.Fatalf("peek over TLS: %v, %v", msgs, err)
 	}
 	cfg.TLS = nil
 	if _, err := redisstore.New(ctx, cfg); !errors.Is(err, store.ErrUnavailable) {

@@ -31,9 +31,7 @@ func testLookup(t *testing.T, s store.Store) {
 	if p.Online() || depth != 0 {
 		t.Fatalf("lookup of unknown client: %+v depth %d, want offline and 0", p, depth)
 	}
-	for i := range 3 {
-		mustAppend(t, s, NewMessage("c1", fmt.Sprint("m", i)), 10)
-	}
+	mustAdd(t, s, 10, messages("c1", "m", 0, 3)...)
 	p, depth, err = s.Lookup(ctx, "c1")
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -30,17 +32,31 @@ func Run(t *testing.T, open Opener) {
 		{"Reassert", testReassert},
 		{"ClearNodeMatchesNodeAndEpoch", testClearNode},
 		{"ClearNodeMany", testClearNodeMany},
-		{"AppendFIFO", testAppendFIFO},
+
+		{"FIFOWithCursors", testFIFOWithCursors},
+		{"PeekAfterCursor", testPeekAfterCursor},
+		{"PeekReturnsAtMostAThousand", testPeekAtMostAThousand},
+		{"SeqNeverReused", testSeqNeverReused},
 		{"AppendDuplicate", testAppendDuplicate},
 		{"AppendFullKeepsOld", testAppendFull},
+		{"AppendBatchManyClients", testAppendBatchManyClients},
 		{"AppendReadsPresence", testAppendPresence},
-		{"ExpiredHeadNeverReturned", testExpiredHead},
-		{"ExpiredBehindUnexpired", testExpiredBehind},
-		{"AckHeadOnly", testAck},
-		{"AckNotOwner", testAckNotOwner},
+		{"AppendRefusesBadInput", testAppendBadInput},
+		{"RemoveAnywhere", testRemoveAnywhere},
 		{"PayloadsRoundTrip", testPayloads},
 		{"ClientIDsDoNotCollide", testClientIDs},
 		{"ConcurrentAppends", testConcurrentAppends},
+
+		{"TTLCountsOnStoreClock", testTTLOnStoreClock},
+		{"ExpiredHeadDeleted", testExpiredHead},
+		{"ExpiredBehindSkipped", testExpiredBehind},
+
+		{"NoticesFIFO", testNoticesFIFO},
+		{"NoticesPerNode", testNoticesPerNode},
+		{"TakeNoticesUpToMax", testTakeNoticesUpToMax},
+		{"NoticesTakenOnce", testNoticesTakenOnce},
+		{"NotifyRefusesBadInput", testNotifyBadInput},
+
 		{"PingAndClose", testPingClose},
 		{"CancelledContext", testCancelled},
 	} {
@@ -67,12 +83,11 @@ func NewPresence(client, node string, epoch int64) store.Presence {
 	return store.Presence{Client: client, Node: node, Epoch: epoch, Session: Session(), Since: time.Now()}
 }
 
-// NewMessage returns a message for client that expires in an hour.
+// NewMessage returns a message for client with an hour to live.
 func NewMessage(client, id string) store.Message {
-	now := time.Now()
 	return store.Message{
 		ID: id, To: client, Topic: "t/" + id, Payload: []byte("payload " + id), QoS: 1,
-		Accepted: now, Expires: now.Add(time.Hour),
+		Accepted: time.Now(), TTL: time.Hour,
 	}
 }
 
@@ -84,12 +99,19 @@ func samePresence(t *testing.T, what string, got, want store.Presence) {
 	}
 }
 
+// sameMessage checks that got, read by Peek, is want as appended: the same fields, a
+// sequence number, and a TTL left that is positive and no more than want's.
 func sameMessage(t *testing.T, what string, got, want store.Message) {
 	t.Helper()
 	if got.ID != want.ID || got.To != want.To || got.Topic != want.Topic || got.QoS != want.QoS ||
-		!bytes.Equal(got.Payload, want.Payload) || !got.Accepted.Equal(want.Accepted) ||
-		!got.Expires.Equal(want.Expires) {
+		!bytes.Equal(got.Payload, want.Payload) || !got.Accepted.Equal(want.Accepted) {
 		t.Fatalf("%s: message %+v, want %+v", what, got, want)
+	}
+	if got.TTL <= 0 || got.TTL > want.TTL {
+		t.Fatalf("%s: TTL %v left, want more than 0 and at most the %v given", what, got.TTL, want.TTL)
+	}
+	if got.Seq == 0 {
+		t.Fatalf("%s: no sequence number", what)
 	}
 }
 
@@ -102,22 +124,64 @@ func mustConnect(t *testing.T, s store.Store, p store.Presence) store.Presence {
 	return prev
 }
 
-func mustAppend(t *testing.T, s store.Store, m store.Message, limit int) store.AppendResult {
+// mustAppend appends msgs and returns one result per message, failing the test on a
+// call-level error only: a message's own Err is the caller's to check.
+func mustAppend(t *testing.T, s store.Store, limit int, msgs ...store.Message) []store.AppendResult {
 	t.Helper()
-	res, err := s.Append(ctxT(t), m, limit)
+	res, err := s.Append(ctxT(t), limit, msgs)
 	if err != nil {
-		t.Fatalf("append %s to %q: %v", m.ID, m.To, err)
+		t.Fatalf("append %v: %v", ids(msgs), err)
+	}
+	if len(res) != len(msgs) {
+		t.Fatalf("append of %d messages returned %d results", len(msgs), len(res))
 	}
 	return res
 }
 
-func mustPeek(t *testing.T, s store.Store, client string, n int) []store.Message {
+// mustAdd is mustAppend for messages that must all be accepted.
+func mustAdd(t *testing.T, s store.Store, limit int, msgs ...store.Message) []store.AppendResult {
 	t.Helper()
-	msgs, err := s.Peek(ctxT(t), client, n)
+	res := mustAppend(t, s, limit, msgs...)
+	for i, r := range res {
+		if r.Err != nil {
+			t.Fatalf("append %s to %q: %v", msgs[i].ID, msgs[i].To, r.Err)
+		}
+	}
+	return res
+}
+
+func mustPeek(t *testing.T, s store.Store, client string, after uint64, n int) []store.Message {
+	t.Helper()
+	msgs, err := s.Peek(ctxT(t), client, after, n)
 	if err != nil {
-		t.Fatalf("peek %q: %v", client, err)
+		t.Fatalf("peek %q after %d: %v", client, after, err)
+	}
+	for i, m := range msgs {
+		if m.Seq <= after || (i > 0 && m.Seq <= msgs[i-1].Seq) {
+			t.Fatalf("peek %q after %d: seq %d at %d of %v", client, after, m.Seq, i, seqs(msgs))
+		}
+		if m.TTL <= 0 {
+			t.Fatalf("peek %q: message %s with TTL %v", client, m.ID, m.TTL)
+		}
 	}
 	return msgs
+}
+
+// peekIDs checks that Peek after after returns the messages want, by id.
+func peekIDs(t *testing.T, s store.Store, client string, after uint64, want ...string) []store.Message {
+	t.Helper()
+	msgs := mustPeek(t, s, client, after, 1000)
+	if got := ids(msgs); !slices.Equal(got, want) {
+		t.Fatalf("peek %q after %d = %v, want %v", client, after, got, want)
+	}
+	return msgs
+}
+
+func mustRemove(t *testing.T, s store.Store, items ...store.Removal) {
+	t.Helper()
+	if err := s.Remove(ctxT(t), items...); err != nil {
+		t.Fatalf("remove %v: %v", items, err)
+	}
 }
 
 func mustDepth(t *testing.T, s store.Store, client string) int {
@@ -129,10 +193,63 @@ func mustDepth(t *testing.T, s store.Store, client string) int {
 	return n
 }
 
+// checkDepth checks the client's depth.
+func checkDepth(t *testing.T, s store.Store, client string, want int) {
+	t.Helper()
+	if d := mustDepth(t, s, client); d != want {
+		t.Fatalf("depth of %q = %d, want %d", client, d, want)
+	}
+}
+
+// awaitPeek polls Peek until it returns the messages want, by id, and fails the test if
+// that takes longer than within. What it waits for is time passing on the store's clock
+// (a message expiring), which no event announces.
+func awaitPeek(t *testing.T, s store.Store, client string, after uint64, within time.Duration, want ...string) []store.Message {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		msgs := mustPeek(t, s, client, after, 1000)
+		got := ids(msgs)
+		if slices.Equal(got, want) {
+			return msgs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("peek %q after %d = %v after %v, want %v", client, after, got, within, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func ids(msgs []store.Message) []string {
 	out := make([]string, len(msgs))
 	for i, m := range msgs {
 		out[i] = m.ID
 	}
 	return out
+}
+
+func seqs(msgs []store.Message) []uint64 {
+	out := make([]uint64, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.Seq
+	}
+	return out
+}
+
+// messages returns count messages for client with ids prefix0000, prefix0001, ...
+func messages(client, prefix string, from, count int) []store.Message {
+	out := make([]store.Message, count)
+	for i := range out {
+		out[i] = NewMessage(client, fmt.Sprintf("%s%04d", prefix, from+i))
+	}
+	return out
+}
+
+// removal names msgs for Remove: they must all be for the same client.
+func removal(msgs ...store.Message) store.Removal {
+	r := store.Removal{Client: msgs[0].To}
+	for _, m := range msgs {
+		r.IDs = append(r.IDs, m.ID)
+	}
+	return r
 }

@@ -28,16 +28,16 @@ func AppendTime(b []byte, t time.Time) []byte {
 	return binary.AppendUvarint(b, uint64(t.Nanosecond()))
 }
 
-// AppendMessage appends a message: ID, To, Topic, Payload, QoS (one byte), Accepted,
-// Expires.
+// AppendMessage appends a message's caller-given fields: ID, To, Topic, Payload, QoS (one
+// byte), Accepted. The expiry and the sequence number are the store's, and each store
+// keeps them where its own readers need them.
 func AppendMessage(b []byte, m store.Message) []byte {
 	b = AppendString(b, m.ID)
 	b = AppendString(b, m.To)
 	b = AppendString(b, m.Topic)
 	b = AppendString(b, string(m.Payload))
 	b = append(b, m.QoS)
-	b = AppendTime(b, m.Accepted)
-	return AppendTime(b, m.Expires)
+	return AppendTime(b, m.Accepted)
 }
 
 // ReadMessage reads what AppendMessage wrote.
@@ -45,7 +45,6 @@ func (d *Decoder) ReadMessage() store.Message {
 	m := store.Message{ID: d.Str(), To: d.Str(), Topic: d.Str(), Payload: d.Bytes()}
 	m.QoS = d.Byte()
 	m.Accepted = d.Time()
-	m.Expires = d.Time()
 	return m
 }
 

@@ -16,8 +16,8 @@ func TestMessageRoundTrip(t *testing.T) {
 	}
 	now := time.Unix(1_800_000_000, 123456789).UTC()
 	for _, m := range []store.Message{
-		{ID: "m1", To: "c", Topic: "inbox/c", Payload: payload, QoS: 1, Accepted: now, Expires: now.Add(time.Hour)},
-		{ID: "m2", To: "Ω/{x}", Topic: "t", Payload: []byte{}, QoS: 0, Accepted: now, Expires: now},
+		{ID: "m1", To: "c", Topic: "inbox/c", Payload: payload, QoS: 1, Accepted: now},
+		{ID: "m2", To: "Ω/{x}", Topic: "t", Payload: []byte{}, QoS: 0, Accepted: now},
 	} {
 		d := NewDecoder(AppendMessage(nil, m))
 		got := d.ReadMessage()
@@ -25,7 +25,7 @@ func TestMessageRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got.ID != m.ID || got.To != m.To || got.Topic != m.Topic || !bytes.Equal(got.Payload, m.Payload) ||
-			got.Payload == nil || got.QoS != m.QoS || !got.Accepted.Equal(m.Accepted) || !got.Expires.Equal(m.Expires) {
+			got.Payload == nil || got.QoS != m.QoS || !got.Accepted.Equal(m.Accepted) {
 			t.Fatalf("round trip: got %+v, want %+v", got, m)
 		}
 	}

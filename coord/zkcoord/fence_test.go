@@ -1,0 +1,288 @@
+package zkcoord_test
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/coord/coordtest"
+	"github.com/switchboard-mqtt/switchboard/internal/testenv"
+)
+
+// late is how much later than its deadline a timer may fire on this busy 2-core machine
+// before a test calls it a failure.
+const late = 250 * time.Millisecond
+
+// TestFencedBeforeSessionExpiry cuts the only link between a registered member and a healthy
+// ensemble, once refused (the client learns at once) and once blackholed (nothing passes and
+// nothing closes, so go-zookeeper notices only after its receive timeout). Either way the
+// registration is Suspended within a third of the session timeout and a probe interval,
+// Fenced strictly before the ensemble deletes its ephemeral znode (as a second client, whose
+// link is not cut, sees it), and registered again under a new epoch once the link heals.
+func TestFencedBeforeSessionExpiry(t *testing.T) {
+	e := shared.Ensemble(t)
+	for _, mode := range []struct {
+		name string
+		cut  func(*testenv.Proxy)
+	}{
+		{"refused", (*testenv.Proxy).Cut},
+		{"blackholed", (*testenv.Proxy).Blackhole},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			const timeout = sessionTimeout
+			ctx := testenv.Context(t, 60*time.Second)
+			root := "/fence-" + coordtest.Instance()
+			proxy := testenv.StartProxy(t, e.Addrs()[0])
+			node := open(t, []string{proxy.Addr}, root, timeout)
+			reg, err := node.Register(ctx, coordtest.NewMember("node-1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			st0, _ := reg.Status()
+			if got := node.NegotiatedSessionTimeout(); got != timeout {
+				t.Fatalf("negotiated session timeout %v, want %v", got, timeout)
+			}
+			path := root + "/nodes/node-1"
+			obs := observe(t, e.Addrs(), path)
+			select {
+			case <-obs.present:
+			case <-ctx.Done():
+				t.Fatal("the observer never saw the member's znode")
+			}
+			// The prober has an answer in the session: the record that times the fence.
+			testenv.Eventually(t, timeout, 10*time.Millisecond, func() error {
+				if node.LastHeard().IsZero() {
+					return errors.New("no probe answered yet")
+				}
+				return nil
+			})
+
+			cut := time.Now()
+			mode.cut(proxy)
+			susp := coordtest.WaitStatus(t, reg, timeout, "suspended", func(s coord.Status) bool { return s.State != coord.Registered })
+			if susp.State != coord.Suspended || susp.Epoch != st0.Epoch || !susp.Live() {
+				t.Fatalf("after the cut: %+v, want suspended (and live) at epoch %d", susp, st0.Epoch)
+			}
+			fenced := coordtest.WaitStatus(t, reg, 2*timeout, "fenced", func(s coord.Status) bool { return s.State == coord.Fenced })
+			heard := node.LastHeard() // the session is unchanged while cut off
+			select {
+			case <-obs.gone:
+			case <-time.After(3 * timeout):
+				t.Fatal("the ensemble did not delete the znode within 3 session timeouts")
+			}
+			obs.stop()
+
+			ms := func(d time.Duration) int64 { return d.Milliseconds() }
+			t.Logf("MEASURED zk %s: session timeout %v; suspended %dms, fenced %dms after the cut "+
+				"(%dms after the last answered send, %dms before it); ensemble deleted the znode "+
+				"between %dms and %dms after the cut (watch fired at %dms); fenced at least %dms before the deletion",
+				mode.name, timeout, ms(susp.Since.Sub(cut)), ms(fenced.Since.Sub(cut)),
+				ms(fenced.Since.Sub(heard)), ms(cut.Sub(heard)),
+				ms(obs.lastPresent.Sub(cut)), ms(obs.goneAt.Sub(cut)), ms(obs.watchAt.Sub(cut)),
+				ms(obs.lastPresent.Sub(fenced.Since)))
+
+			// (a) Suspended within T/3 of the first unanswered probe, which goes out at most a
+			// probe interval (T/6) after the cut; "late" for a busy machine.
+			if d := susp.Since.Sub(cut); d > timeout/3+timeout/6+late {
+				t.Errorf("suspended %v after the cut, want at most T/3 + T/6 = %v", d, timeout/3+timeout/6)
+			}
+			// (b) Fenced while the ensemble still held the znode: before the send time of a
+			// read that still found it (a read after a sync, so current at that instant).
+			if !fenced.Since.Before(obs.lastPresent) {
+				t.Errorf("fenced at %v, the znode was last seen at %v: not fenced strictly before the deletion",
+					fenced.Since.Sub(cut), obs.lastPresent.Sub(cut))
+			}
+			// Fenced by the rule: FenceAfter(T) after the last answered send, not much later.
+			if d := fenced.Since.Sub(heard); d < coord.FenceAfter(timeout) || d > coord.FenceAfter(timeout)+late {
+				t.Errorf("fenced %v after the last answered send, want %v (+%v)", d, coord.FenceAfter(timeout), late)
+			}
+
+			// (c) The link heals: registered again under a new epoch.
+			proxy.Restore()
+			st := coordtest.WaitStatus(t, reg, 30*time.Second, "registered again", func(s coord.Status) bool { return s.State == coord.Registered })
+			if st.Epoch == st0.Epoch {
+				t.Fatalf("re-registered with the fenced epoch %d", st.Epoch)
+			}
+		})
+	}
+}
+
+// TestNegotiatedTimeoutRules asks for a session timeout above the ensemble's maximum (20
+// ticks): the coordinator times itself by the one granted, not the one asked for.
+func TestNegotiatedTimeoutRules(t *testing.T) {
+	e := shared.Ensemble(t)
+	ctx := testenv.Context(t, 30*time.Second)
+	asked := 30 * e.TickTime()
+	c := open(t, e.Addrs(), "/negotiated-"+coordtest.Instance(), asked)
+	if got, want := c.NegotiatedSessionTimeout(), 20*e.TickTime(); got != want {
+		t.Fatalf("negotiated session timeout %v, want the ensemble's maximum %v", got, want)
+	}
+	if got := c.SessionTimeout(); got != asked {
+		t.Fatalf("SessionTimeout %v, want the one asked for, %v", got, asked)
+	}
+	reg, err := c.Register(ctx, coordtest.NewMember("node-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := reg.Status(); st.State != coord.Registered || st.Since.IsZero() {
+		t.Fatalf("status %+v, want registered with Since set", st)
+	}
+	testenv.Eventually(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if h := c.LastHeard(); time.Since(h) > 20*e.TickTime()/6+time.Second {
+			return errors.New("last heard is not fresh: the prober does not run at the granted timeout's pace")
+		}
+		return nil
+	})
+}
+
+// observation is what an uncut client saw of a znode: the send time of the last read that
+// found it, and when a read first found it gone and when its watch fired.
+type observation struct {
+	present chan struct{} // closed once the znode was seen
+	gone    chan struct{} // closed once it was seen gone
+	stop    func()
+
+	lastPresent, goneAt, watchAt time.Time // valid once gone is closed
+}
+
+// observe follows path from a client of its own on servers: a watch for the deletion, and a
+// sync and a read every 10ms to bound when it happened.
+func observe(t *testing.T, servers []string, path string) *observation {
+	t.Helper()
+	conn, _, err := zk.Connect(servers, 5*time.Second, zk.WithLogger(quiet{}), zk.WithLogInfo(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &observation{present: make(chan struct{}), gone: make(chan struct{})}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var once sync.Once
+	o.stop = func() { once.Do(func() { close(stop); wg.Wait(); conn.Close() }) }
+	t.Cleanup(o.stop)
+	wg.Go(func() {
+		var watch <-chan zk.Event
+		seen := false
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			sent := time.Now()
+			var ok bool
+			_, err := conn.Sync("/")
+			if err == nil {
+				if watch == nil && seen {
+					ok, _, watch, err = conn.ExistsW(path)
+				} else {
+					ok, _, err = conn.Exists(path)
+				}
+			}
+			switch {
+			case err != nil:
+			case ok:
+				o.lastPresent = sent
+				if !seen {
+					seen = true
+					close(o.present)
+				}
+			case seen:
+				o.goneAt = time.Now()
+				if o.watchAt.IsZero() {
+					o.watchAt = o.goneAt
+				}
+				close(o.gone)
+				return
+			}
+			select {
+			case ev := <-watch:
+				if ev.Type == zk.EventNodeDeleted && o.watchAt.IsZero() {
+					o.watchAt = time.Now()
+				}
+				watch = nil
+			case <-tick.C:
+			case <-stop:
+				return
+			}
+		}
+	})
+	return o
+}
+
+type quiet struct{}
+
+func (quiet) Printf(string, ...any) {}
+
+// TestBlackholedLeaderGivesUpFirst silences the link of a leader: it gives leadership up
+// within a third of the session timeout and a probe interval, before the ensemble expires its
+// session and the other candidate is elected; its fenced write is refused once the link heals.
+func TestBlackholedLeaderGivesUpFirst(t *testing.T) {
+	const timeout = sessionTimeout
+	e := shared.Ensemble(t)
+	ctx := testenv.Context(t, 60*time.Second)
+	root := "/leader-" + coordtest.Instance()
+	proxy := testenv.StartProxy(t, e.Addrs()[0])
+	a := open(t, []string{proxy.Addr}, root, timeout)
+	b := open(t, e.Addrs(), root, timeout)
+	la, err := a.Campaign(ctx, "monitor", "mon-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	elected := make(chan time.Time, 1)
+	campaignErr := make(chan error, 1)
+	go func() {
+		if _, err := b.Campaign(ctx, "monitor", "mon-b"); err != nil {
+			campaignErr <- err
+			return
+		}
+		elected <- time.Now()
+	}()
+	testenv.Eventually(t, timeout, 10*time.Millisecond, func() error {
+		if a.LastHeard().IsZero() {
+			return errors.New("no probe answered yet")
+		}
+		return nil
+	})
+
+	cut := time.Now()
+	proxy.Blackhole()
+	var gaveUp time.Time
+	select {
+	case <-la.Done():
+		gaveUp = time.Now()
+	case <-time.After(timeout):
+		t.Fatal("blackholed leader still leads after a session timeout")
+	}
+	var bAt time.Time
+	select {
+	case bAt = <-elected:
+	case err := <-campaignErr:
+		t.Fatal(err)
+	case <-time.After(3 * timeout):
+		t.Fatal("mon-b not elected after the leader's session expired")
+	}
+	t.Logf("MEASURED zk leader blackholed: session timeout %v; leadership given up %dms after the cut, mon-b elected %dms after it",
+		timeout, gaveUp.Sub(cut).Milliseconds(), bAt.Sub(cut).Milliseconds())
+	if d := gaveUp.Sub(cut); d > timeout/3+timeout/6+late {
+		t.Errorf("leadership given up %v after the cut, want at most T/3 + T/6 = %v", d, timeout/3+timeout/6)
+	}
+	if !gaveUp.Before(bAt) {
+		t.Errorf("two leaders: mon-b elected %v after the cut, mon-a gave up only %v after it", bAt.Sub(cut), gaveUp.Sub(cut))
+	}
+	proxy.Restore()
+	// Until a has a session again its writes fail as unavailable; then as not the leader.
+	testenv.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
+		err := a.SetQuarantine(ctx, coord.Quarantine{Node: "n1", Reason: "stale leader"}, la)
+		if errors.Is(err, coord.ErrUnavailable) {
+			return err
+		}
+		if !errors.Is(err, coord.ErrNotLeader) {
+			t.Fatalf("fenced write by the deposed leader: err = %v, want ErrNotLeader", err)
+		}
+		return nil
+	})
+	if qs, err := b.Quarantines(ctx); err != nil || len(qs) != 0 {
+		t.Fatalf("quarantines = %+v, %v; want none", qs, err)
+	}
+}

@@ -1,0 +1,190 @@
+package zkcoord
+
+import (
+	"encoding/binary"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/coord"
+)
+
+// Liveness: how long this session can still be trusted (see the package doc, "Fencing").
+// The ensemble expires a session T after a server last heard from it; a server that answers
+// a request heard the session at or after the request was sent. So the prober keeps the send
+// time of the latest answered probe, and the session cannot expire before it plus T.
+
+// hearing is the coordinator's liveness record.
+type hearing struct {
+	sess    int64     // the session last is about (0 before the first answer)
+	last    time.Time // send time of the latest probe answered in sess
+	pending time.Time // send time of the oldest probe not answered yet; zero if none
+}
+
+// probeInterval is how often the prober asks: six probes a session timeout, so a probe that
+// is overdue (a third of the timeout) is noticed with two probe intervals still in hand, and
+// a healthy record is never older than a sixth of the timeout plus a round trip.
+func probeInterval(t time.Duration) time.Duration { return t / 6 }
+
+// overdueAfter is how long a probe may go unanswered before the session counts as
+// suspended: longer than a round trip on any healthy link, and well before the fence.
+func overdueAfter(t time.Duration) time.Duration { return t / 3 }
+
+// staleAfter is how old the latest answer may get before the session counts as suspended
+// even without an overdue probe (a prober that cannot get its requests out).
+func staleAfter(t time.Duration) time.Duration { return t / 2 }
+
+// timeout is the session timeout the coordinator times itself by: the one asked for or the
+// one the servers granted, whichever is shorter. The servers clamp the timeout asked for to
+// 2-20 ticks; the one granted is what they expire the session by, so it is the right one when
+// they lowered it, and using the one asked for when they raised it only fences earlier.
+func (c *Coordinator) timeout() time.Duration {
+	if n := c.negotiated.Load(); n > 0 && time.Duration(n) < c.cfg.SessionTimeout {
+		return time.Duration(n)
+	}
+	return c.cfg.SessionTimeout
+}
+
+// NegotiatedSessionTimeout is the session timeout the servers granted: the shortest one
+// granted on any connection so far, or zero before the first.
+func (c *Coordinator) NegotiatedSessionTimeout() time.Duration {
+	return time.Duration(c.negotiated.Load())
+}
+
+// LastHeard is the send time of the latest request the ensemble answered in the current
+// session: the session cannot expire before LastHeard plus the session timeout. Zero before
+// the first answer.
+func (c *Coordinator) LastHeard() time.Time {
+	h := c.heard.Load()
+	if h.sess == 0 || h.sess != c.conn.SessionID() {
+		return time.Time{}
+	}
+	return h.last
+}
+
+// probe keeps the liveness record fresh until the coordinator closes. One probe is in flight
+// at a time: while one is unanswered, its send time says since when the ensemble has been
+// silent.
+func (c *Coordinator) probe() {
+	defer c.wg.Done()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-timer.C:
+		case <-c.closed:
+			return
+		}
+		sess := c.conn.SessionID()
+		sent := time.Now()
+		c.heard.Update(func(h hearing) hearing {
+			if h.pending.IsZero() {
+				h.pending = sent
+			}
+			return h
+		})
+		// The library call takes no context; on Close it is flushed once this goroutine
+		// has returned (Close waits for it before closing the connection).
+		res := make(chan error, 1)
+		go func() { _, err := c.conn.Sync("/"); res <- err }()
+		var err error
+		select {
+		case err = <-res:
+		case <-c.closed:
+			return
+		}
+		// A probe counts only if the same session sent and received it: an answer in a
+		// new session says nothing about the old one.
+		if err == nil && sess != 0 && c.conn.SessionID() == sess {
+			c.heard.Update(func(h hearing) hearing {
+				if h.sess != sess || sent.After(h.last) {
+					h.sess, h.last = sess, sent
+				}
+				h.pending = time.Time{}
+				return h
+			})
+		}
+		// An unanswered probe stays pending: the next one is sent an interval after it,
+		// or at once if the answer (or failure) took longer than that.
+		timer.Reset(max(0, time.Until(sent.Add(probeInterval(c.timeout())))))
+	}
+}
+
+// standing is what the liveness record says about one session at one instant.
+type standing struct {
+	heard     time.Time // send time of the latest request known answered in the session
+	suspended bool      // a probe is overdue, or the latest answer is stale
+	fenceAt   time.Time // heard + FenceAfter(timeout): the session may be gone after this
+	next      time.Time // when the standing changes by itself if nothing more is heard
+}
+
+// standing judges session sess at now. heard is the send time of a request the caller knows
+// was answered in sess (the create of its entry, say), or zero.
+func (c *Coordinator) standing(now time.Time, sess int64, heard time.Time) standing {
+	t := c.timeout()
+	h := c.heard.Load()
+	if h.sess == sess && h.last.After(heard) {
+		heard = h.last
+	}
+	st := standing{heard: heard, fenceAt: heard.Add(coord.FenceAfter(t))}
+	st.next = st.fenceAt
+	stale := heard.Add(staleAfter(t))
+	if !now.Before(stale) {
+		st.suspended = true
+	} else if stale.Before(st.next) {
+		st.next = stale
+	}
+	if !h.pending.IsZero() {
+		overdue := h.pending.Add(overdueAfter(t))
+		if now.After(overdue) {
+			st.suspended = true
+		} else if overdue.Before(st.next) {
+			st.next = overdue.Add(time.Millisecond)
+		}
+	}
+	return st
+}
+
+// sniffDial wraps dial so that every connection reports the session timeout the server
+// grants in its connect response. go-zookeeper keeps that value to itself; it is the second
+// field of the first frame a server sends (int32 length, int32 protocol version, int32
+// timeout in milliseconds, int64 session id, ...), a layout fixed by the ZooKeeper protocol.
+func (c *Coordinator) sniffDial(dial func(string, string, time.Duration) (net.Conn, error)) func(string, string, time.Duration) (net.Conn, error) {
+	return func(network, addr string, timeout time.Duration) (net.Conn, error) {
+		conn, err := dial(network, addr, timeout)
+		if err != nil {
+			return nil, err
+		}
+		return &sniffConn{Conn: conn, granted: &c.negotiated}, nil
+	}
+}
+
+// sniffConn copies the first 12 bytes read from a server and, once it has them, records the
+// granted timeout. Reads come from one goroutine at a time (the library's handshake, then its
+// receive loop), so head needs no lock.
+type sniffConn struct {
+	net.Conn
+	granted *atomic.Int64 // lowest granted timeout so far, in nanoseconds
+	head    [12]byte
+	n       int
+}
+
+func (s *sniffConn) Read(p []byte) (int, error) {
+	n, err := s.Conn.Read(p)
+	if s.n < len(s.head) && n > 0 {
+		s.n += copy(s.head[s.n:], p[:n])
+		if s.n == len(s.head) {
+			// A zero timeout comes with a zero session id: the session expired.
+			if ms := int32(binary.BigEndian.Uint32(s.head[8:12])); ms > 0 {
+				d := int64(time.Duration(ms) * time.Millisecond)
+				for {
+					old := s.granted.Load()
+					if (old != 0 && old <= d) || s.granted.CompareAndSwap(old, d) {
+						break
+					}
+				}
+			}
+		}
+	}
+	return n, err
+}

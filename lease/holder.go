@@ -1,0 +1,171 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/store"
+)
+
+// Default timings. A node renews four times a second and may miss seven renewals in a row
+// (a slow store) before it stops sending.
+const (
+	DefaultDuration = 2 * time.Second
+	DefaultInterval = 250 * time.Millisecond
+	defaultBatch    = 1000
+)
+
+// Config configures a Holder.
+type Config struct {
+	// Node is the node whose notices are taken.
+	Node string
+	// Duration is how long a successful round of takes keeps the lease, counted from the
+	// moment the round's first take was sent. Senders wait this long after storing a
+	// notice, so it also bounds how late a lost kick or drain takes effect.
+	Duration time.Duration
+	// Interval is how often notices are taken. It must be well below Duration.
+	Interval time.Duration
+	// Batch is the most notices one take returns.
+	Batch int
+}
+
+// Validate checks the configuration; errors name the field.
+func (c Config) Validate() error {
+	switch {
+	case c.Node == "":
+		return errors.New("lease node: empty")
+	case c.Duration <= 0:
+		return fmt.Errorf("lease duration %v: must be positive", c.Duration)
+	case c.Interval <= 0 || c.Interval*2 > c.Duration:
+		return fmt.Errorf("lease interval %v: must be positive and at most half the lease duration %v", c.Interval, c.Duration)
+	case c.Batch < 0:
+		return fmt.Errorf("lease batch %d: must not be negative", c.Batch)
+	}
+	return nil
+}
+
+// NoticeTaker is the part of the store a Holder uses.
+type NoticeTaker interface {
+	TakeNotices(ctx context.Context, node string, max int) ([]store.Notice, error)
+}
+
+// Holder keeps a node's delivery lease. Its methods are safe for concurrent use.
+type Holder struct {
+	cfg   Config
+	st    NoticeTaker
+	apply func([]store.Notice)
+	log   *slog.Logger
+
+	mu         sync.Mutex
+	validUntil time.Time     // monotonic; zero: never held
+	renewed    chan struct{} // closed at the next renewal that makes the lease valid again
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Start starts renewing the lease. apply is called with each batch of notices before the
+// lease they came with becomes valid; it runs on the Holder's goroutine and must not
+// block for long (it should act on the node's own state only). The lease is not valid
+// until the first round succeeds. Close stops the Holder.
+func Start(cfg Config, st NoticeTaker, apply func([]store.Notice), log *slog.Logger) (*Holder, error) {
+	if cfg.Batch == 0 {
+		cfg.Batch = defaultBatch
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &Holder{
+		cfg: cfg, st: st, apply: apply, log: log.With("component", "lease"),
+		renewed: make(chan struct{}), cancel: cancel, done: make(chan struct{}),
+	}
+	go h.run(ctx)
+	return h, nil
+}
+
+// Valid reports whether the lease is held now.
+func (h *Holder) Valid() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return time.Now().Before(h.validUntil)
+}
+
+// Check reports whether the lease is held now and, read in the same step, a channel that
+// is closed when a renewal next makes it valid after a lapse: a sender that found the
+// lease invalid waits on it.
+func (h *Holder) Check() (valid bool, renewed <-chan struct{}) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return time.Now().Before(h.validUntil), h.renewed
+}
+
+// Duration is the lease's duration, as other nodes must assume it.
+func (h *Holder) Duration() time.Duration { return h.cfg.Duration }
+
+// Close stops renewing; the lease runs out. Idempotent.
+func (h *Holder) Close() {
+	h.cancel()
+	<-h.done
+}
+
+func (h *Holder) run(ctx context.Context) {
+	defer close(h.done)
+	t := time.NewTicker(h.cfg.Interval)
+	defer t.Stop()
+	failing := false
+	for {
+		err := h.round(ctx)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return
+		case err != nil && !failing:
+			failing = true
+			h.log.Warn("cannot renew the delivery lease; deliveries pause when it runs out", "error", err,
+				"lease", h.cfg.Duration)
+		case err == nil && failing:
+			failing = false
+			h.log.Info("delivery lease renewed again")
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// round takes every notice stored so far and, if it could, extends the lease.
+func (h *Holder) round(ctx context.Context) error {
+	sent := time.Now()
+	for {
+		tctx, cancel := context.WithDeadline(ctx, sent.Add(h.cfg.Duration))
+		ns, err := h.st.TakeNotices(tctx, h.cfg.Node, h.cfg.Batch)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if len(ns) > 0 {
+			h.apply(ns)
+		}
+		if len(ns) < h.cfg.Batch {
+			break
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	wasValid := time.Now().Before(h.validUntil)
+	h.validUntil = sent.Add(h.cfg.Duration)
+	if !wasValid {
+		close(h.renewed)
+		h.renewed = make(chan struct{})
+	}
+	return nil
+}

@@ -1,0 +1,121 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/store"
+)
+
+// reassertAll records the node's new epoch in every connected client's presence, and has
+// each read its mailbox: what was queued while the node was not live. A client whose
+// presence another session owns now was taken over while the node was cut off: it is
+// revoked. Nothing is sent to a client before its presence is confirmed under the new
+// epoch; one that cannot be confirmed now is tried again every second while the epoch
+// lasts.
+func (n *Node) reassertAll(ctx context.Context, epoch int64) {
+	todo := n.clients.all()
+	for len(todo) > 0 {
+		var again []*clientState
+		for _, st := range todo {
+			if n.epoch.Load() != epoch {
+				return // superseded by a newer epoch's reassertion
+			}
+			if !st.connected.Load() {
+				continue // its OnConnect is still writing presence and sees the new epoch
+			}
+			sctx, cancel := context.WithTimeout(ctx, n.cfg.StoreTimeout)
+			err := n.store.Reassert(sctx, st.id, st.session, epoch)
+			cancel()
+			switch {
+			case errors.Is(err, store.ErrNotOwner):
+				n.revokeState(st, "reassert")
+			case err != nil:
+				n.log.Warn("reassert presence; retrying", "client", st.id, "error", err)
+				again = append(again, st)
+			default:
+				st.epoch.Store(epoch)
+				n.askMailbox(st)
+			}
+		}
+		if len(again) == 0 {
+			return
+		}
+		select {
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			return
+		}
+		todo = again
+	}
+}
+
+// leaseLoop wakes every client's sender each time the delivery lease comes back after a
+// lapse (senders stop while it is lapsed).
+func (n *Node) leaseLoop(ctx context.Context) {
+	for {
+		_, renewed := n.lease.Check()
+		select {
+		case <-renewed:
+		case <-ctx.Done():
+			return
+		}
+		for _, st := range n.clients.all() {
+			n.wake(st)
+		}
+	}
+}
+
+// mover moves every client off the node at a bounded rate while its context lasts.
+type mover struct {
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// begin starts moving clients off, unless that is under way.
+func (m *mover) begin(ctx context.Context, n *Node, why string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cancel != nil {
+		return
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	m.cancel, m.done = cancel, make(chan struct{})
+	done := m.done
+	n.log.Warn("moving clients off", "why", why, "clients", n.clients.len(), "rate_per_second", n.cfg.Quarantine.MoveRate)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer close(done)
+		n.moveAllOff(mctx)
+	}()
+}
+
+// stop ends a move under way and waits for it. Idempotent.
+func (m *mover) stop() {
+	m.mu.Lock()
+	cancel, done := m.cancel, m.done
+	m.cancel, m.done = nil, nil
+	m.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+// moveAllOff disconnects the clients one by one at the quarantine move rate.
+func (n *Node) moveAllOff(ctx context.Context) {
+	tick := time.NewTicker(time.Second / time.Duration(n.cfg.Quarantine.MoveRate))
+	defer tick.Stop()
+	for _, st := range n.clients.all() {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return
+		}
+		n.moveOff(st)
+	}
+}

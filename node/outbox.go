@@ -1,0 +1,323 @@
+package node
+
+import (
+	"sync"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/store"
+	"github.com/switchboard-mqtt/switchboard/wire"
+)
+
+// The outbox is the node's sequencer for one client connection: every directed message
+// for the client passes through it, from routers (direct) and from the client's mailbox,
+// and leaves in one order. The rules, and why they keep the cluster's promises:
+//
+//   - Messages are written in order and never written twice on one connection (MQTT
+//     resends only on a new connection, [MQTT-4.4.0-1]); up to a window of them are in
+//     flight at once, each acknowledged by a PUBACK for its own packet id only.
+//   - While the mailbox may hold messages the outbox has not read (at session start, and
+//     after every mailbox notice), only mailbox messages are written: a message answered
+//     `queued` is never overtaken by one sent directly after that answer. The mailbox's
+//     order decides for everything in it, including the outbox's own copies.
+//   - A direct message still unacknowledged after its MaxWait is put in the mailbox
+//     (spilled, with every unanswered message before it, so the mailbox keeps the order)
+//     and answered `queued`; it stays in flight, and its PUBACK removes the mailbox copy.
+//   - When the connection ends, every unanswered direct message is spilled the same way.
+//   - Nothing is written while the node's delivery lease has lapsed, while the node is
+//     not live, before the session's presence is confirmed under the live epoch, before
+//     the client subscribed to its inbox, or once the session was taken over elsewhere.
+
+// entryState is where a directed message stands on one connection.
+type entryState uint8
+
+const (
+	entryQueued   entryState = iota // waiting to be written
+	entryWritten                    // written (QoS 1: waiting for its PUBACK)
+	entryFinished                   // acknowledged, or written at QoS 0, or dropped
+)
+
+// entry is one directed message on its way to one client connection.
+type entry struct {
+	id      string
+	topic   string
+	payload []byte
+	qos     byte
+	expires time.Time // on this node's monotonic clock
+	arrived time.Time
+
+	seq   uint64 // the mailbox position of its copy, once known
+	inBox bool   // a copy is (or may be) in the mailbox: remove it once acknowledged
+
+	direct   bool
+	reply    func(wire.Result) // the router waiting for it; nil once answered
+	answerBy time.Time         // when an unanswered direct message is spilled
+	spilling bool
+
+	state entryState
+	pid   uint16
+}
+
+// answer settles a direct entry's reply once; the caller sends the returned reply
+// outside the outbox lock.
+func (e *entry) answer(s wire.Status, detail string) func() {
+	r := e.reply
+	if r == nil {
+		return nil
+	}
+	e.reply = nil
+	return func() { r(wire.Result{Status: s, Detail: detail}) }
+}
+
+// outbox holds one connection's directed messages. Its fields are guarded by mu.
+type outbox struct {
+	st *clientState
+	mu sync.Mutex
+
+	boxQ    []*entry          // from the mailbox (or ours, met in it), unwritten, in mailbox order
+	directQ []*entry          // from routers, unwritten, in arrival order
+	waiting []*entry          // direct entries not answered yet, in arrival order (may hold answered ones)
+	byID    map[string]*entry // every entry not finished, and finished ones whose copy is being removed
+	window  int               // directed QoS 1 messages in flight
+	cursor  uint64            // the highest mailbox seq read
+	askGen  uint64            // mailbox reads asked for
+	readGen uint64            // the askGen the last complete read started under
+	reading bool              // a mailbox read is running
+	sending bool              // the sender goroutine runs
+	closed  bool
+	timer   *time.Timer // the next spill
+	pending int64       // bytes of unanswered direct payloads, counted against the node's budget
+
+	pids pidTable
+}
+
+func newOutbox(st *clientState) *outbox {
+	// askGen 1: a new session reads its mailbox before anything is sent directly.
+	return &outbox{st: st, byID: map[string]*entry{}, askGen: 1}
+}
+
+// mailboxPending reports whether the mailbox may hold messages the outbox has not read.
+func (o *outbox) mailboxPending() bool { return o.askGen != o.readGen }
+
+// replies runs answers collected under the lock.
+type replies []func()
+
+func (r *replies) add(f func()) {
+	if f != nil {
+		*r = append(*r, f)
+	}
+}
+
+func (r replies) run() {
+	for _, f := range r {
+		f()
+	}
+}
+
+// accept takes the messages of one Deliver, all or none. It returns false when the
+// connection cannot take them (closed, taken over, or over its limits).
+func (n *Node) accept(st *clientState, d wire.Deliver, reply func(int, wire.Result)) bool {
+	o := st.ob
+	maxWait := n.cfg.MaxWait
+	if d.MaxWait > 0 {
+		maxWait = time.Duration(d.MaxWait) * time.Millisecond
+	}
+	var bytes int64
+	for _, m := range d.Msgs {
+		if m.TTL > 0 {
+			bytes += int64(len(m.Payload) + len(m.Topic) + len(m.ID))
+		}
+	}
+	now := time.Now()
+	var rs replies
+	o.mu.Lock()
+	if o.closed || st.revoked.Load() || len(o.directQ)+len(d.Msgs) > n.cfg.OutboxLimit {
+		o.mu.Unlock()
+		return false
+	}
+	if n.queuedBytes.Add(bytes) > n.cfg.MaxQueuedBytes {
+		n.queuedBytes.Add(-bytes)
+		o.mu.Unlock()
+		return false
+	}
+	o.pending += bytes
+	for i, m := range d.Msgs {
+		if m.TTL <= 0 {
+			rs.add(func() {
+				reply(i, wire.Result{Status: wire.StatusExpired, Detail: "expired before it reached the node"})
+			})
+			continue
+		}
+		e := &entry{
+			id: m.ID, topic: m.Topic, payload: m.Payload, qos: m.QoS,
+			expires: now.Add(time.Duration(m.TTL) * time.Millisecond), arrived: now,
+			direct: true, answerBy: now.Add(maxWait),
+			reply: func(r wire.Result) { reply(i, r) },
+		}
+		o.directQ = append(o.directQ, e)
+		o.waiting = append(o.waiting, e)
+		o.byID[e.id] = e
+	}
+	n.armSpill(st)
+	o.mu.Unlock()
+	rs.run()
+	n.wake(st)
+	return true
+}
+
+// askMailbox makes the outbox read the client's mailbox before it sends anything that
+// arrives from now on.
+func (n *Node) askMailbox(st *clientState) {
+	o := st.ob
+	o.mu.Lock()
+	o.askGen++
+	o.mu.Unlock()
+	n.wake(st)
+}
+
+// mergeMailbox adds messages read from the mailbox (Seq > the cursor the read started
+// from, oldest first). asked is how many the read asked for: fewer means it reached the
+// end, so the mailbox holds nothing unread that was there when the read began under gen.
+func (n *Node) mergeMailbox(o *outbox, msgs []store.Message, gen uint64, asked int) {
+	now := time.Now()
+	// Our own unwritten direct entries met in the mailbox move to boxQ at their mailbox
+	// position; the rest of directQ keeps its order behind.
+	moved := map[*entry]bool{}
+	for _, m := range msgs {
+		if m.Seq > o.cursor {
+			o.cursor = m.Seq
+		}
+		if e, ok := o.byID[m.ID]; ok {
+			e.inBox = true
+			if e.seq == 0 {
+				e.seq = m.Seq
+			}
+			if e.state == entryQueued && e.direct && !moved[e] {
+				moved[e] = true
+				o.boxQ = append(o.boxQ, e)
+			}
+			continue
+		}
+		e := &entry{
+			id: m.ID, topic: m.Topic, payload: m.Payload, qos: m.QoS,
+			expires: now.Add(m.TTL), arrived: now, seq: m.Seq, inBox: true,
+		}
+		o.boxQ = append(o.boxQ, e)
+		o.byID[e.id] = e
+	}
+	if len(moved) > 0 {
+		keep := o.directQ[:0]
+		for _, e := range o.directQ {
+			if !moved[e] {
+				keep = append(keep, e)
+			}
+		}
+		clear(o.directQ[len(keep):])
+		o.directQ = keep
+	}
+	if len(msgs) < asked && o.askGen == gen {
+		o.readGen = gen
+	}
+}
+
+// takeWritable removes from the queues the entries to write now, in order, up to the
+// window; expired ones are finished instead (rs gets their answers, gone their ids).
+func (n *Node) takeWritable(o *outbox, max int, rs *replies, gone *[]string) []*entry {
+	var out []*entry
+	now := time.Now()
+	take := func(q []*entry) []*entry {
+		i := 0
+		for ; i < len(q); i++ {
+			e := q[i]
+			if e.state != entryQueued {
+				continue // finished meanwhile (answered by a spill failure, say)
+			}
+			if !now.Before(e.expires) {
+				e.state = entryFinished
+				rs.add(n.settle(o, e, wire.StatusExpired, "expired before delivery"))
+				n.finish(o, e, gone)
+				continue
+			}
+			if e.qos > 0 && o.window >= max {
+				break
+			}
+			if e.qos > 0 {
+				o.window++
+			}
+			e.state = entryWritten
+			out = append(out, e)
+		}
+		clear(q[:i])
+		return q[i:]
+	}
+	o.boxQ = take(o.boxQ)
+	if !o.mailboxPending() && !o.reading && len(o.boxQ) == 0 {
+		o.directQ = take(o.directQ)
+	}
+	return out
+}
+
+// finish forgets a finished entry, or keeps it until its mailbox copy is removed (so a
+// mailbox read meanwhile does not send it again): gone collects the ids to remove.
+func (n *Node) finish(o *outbox, e *entry, gone *[]string) {
+	switch {
+	case e.spilling:
+		// The spill storing its copy removes the copy when it returns.
+	case e.inBox:
+		*gone = append(*gone, e.id)
+	case o.byID[e.id] == e:
+		delete(o.byID, e.id)
+	}
+}
+
+// acked settles the directed message written under packet id pid. It reports whether pid
+// was one.
+func (n *Node) acked(st *clientState, pid uint16, reason byte) bool {
+	o := st.ob
+	var rs replies
+	var gone []string
+	o.mu.Lock()
+	e, ok := o.pids.directed[pid]
+	if !ok {
+		o.mu.Unlock()
+		return false
+	}
+	delete(o.pids.directed, pid)
+	o.window--
+	e.state = entryFinished
+	detail := ""
+	if reason >= 0x80 {
+		detail = "the client acknowledged it with an error reason code"
+	}
+	if f := n.settle(o, e, wire.StatusDelivered, detail); f != nil {
+		n.metrics.deliverySeconds.Observe(time.Since(e.arrived).Seconds())
+		n.metrics.countDelivery("direct", wire.StatusDelivered)
+		rs.add(f)
+	} else if !e.direct {
+		n.metrics.countDelivery("drain", wire.StatusDelivered)
+	}
+	n.finish(o, e, &gone)
+	o.mu.Unlock()
+	rs.run()
+	n.remove(st, gone)
+	n.wake(st)
+	return true
+}
+
+// removed is called once the mailbox copies of ids are deleted.
+func (n *Node) removed(st *clientState, ids []string) {
+	o := st.ob
+	o.mu.Lock()
+	for _, id := range ids {
+		if e, ok := o.byID[id]; ok && e.state == entryFinished {
+			delete(o.byID, id)
+		}
+	}
+	o.mu.Unlock()
+}
+
+// releaseBytes gives an answered direct entry's bytes back to the node's budget.
+func (n *Node) releaseBytes(o *outbox, e *entry) {
+	b := int64(len(e.payload) + len(e.topic) + len(e.id))
+	o.pending -= b
+	n.queuedBytes.Add(-b)
+}

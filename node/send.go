@@ -1,0 +1,241 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/wire"
+)
+
+// wake starts the connection's sender unless it is running. The sender runs while there is
+// something it may do, and exits when there is nothing: whatever makes work possible again
+// (a message, an acknowledgement, a notice, readiness, a renewed lease, a new epoch) wakes
+// it.
+func (n *Node) wake(st *clientState) {
+	o := st.ob
+	o.mu.Lock()
+	if o.sending || o.closed {
+		o.mu.Unlock()
+		return
+	}
+	o.sending = true
+	o.mu.Unlock()
+	n.sendWG.Add(1)
+	go func() {
+		defer n.sendWG.Done()
+		n.sendLoop(st)
+	}()
+}
+
+// blocked reports why nothing may be sent to st now ("" when something may).
+func (n *Node) blocked(st *clientState) string {
+	epoch := n.epoch.Load()
+	switch {
+	case epoch == 0:
+		return "node not live"
+	case st.epoch.Load() != epoch:
+		return "presence not confirmed under the live epoch"
+	case !st.ready.Load():
+		return "not subscribed to its inbox"
+	case n.lease == nil:
+		return "no delivery lease"
+	}
+	if ok, _ := n.lease.Check(); !ok {
+		return "delivery lease lapsed"
+	}
+	return ""
+}
+
+// window is how many directed QoS 1 messages may be in flight to st: the node's window,
+// within the client's receive maximum less what mochi has in flight to it.
+func (n *Node) window(st *clientState) int {
+	w := n.cfg.Window
+	if st.cl.Properties.ProtocolVersion == 5 {
+		rm := int(st.cl.Properties.Props.ReceiveMaximum)
+		if rm == 0 {
+			rm = 65535 // MQTT 5's default
+		}
+		w = min(w, rm-st.ob.pids.mochiInflight())
+	}
+	return max(w, 0)
+}
+
+// sendLoop is a connection's sender: it reads the mailbox when it must, and writes what
+// may be written, in order.
+func (n *Node) sendLoop(st *clientState) {
+	o := st.ob
+	var buf []byte
+	for {
+		var rs replies
+		var gone []string
+		o.mu.Lock()
+		if o.closed || st.revoked.Load() || n.blocked(st) != "" {
+			o.sending = false
+			o.mu.Unlock()
+			return
+		}
+		if o.mailboxPending() && !o.reading && len(o.boxQ) < n.cfg.DrainBatch {
+			gen, after := o.askGen, o.cursor
+			o.reading = true
+			o.mu.Unlock()
+			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.StoreTimeout)
+			msgs, err := n.store.Peek(ctx, st.id, after, n.cfg.DrainBatch)
+			cancel()
+			o.mu.Lock()
+			o.reading = false
+			if err != nil {
+				o.sending = false
+				o.mu.Unlock()
+				n.log.Warn("read mailbox; trying again in a second", "client", st.id, "error", err)
+				n.retryLater(st, time.Second)
+				return
+			}
+			n.mergeMailbox(o, msgs, gen, n.cfg.DrainBatch)
+			o.mu.Unlock()
+			continue
+		}
+		batch := n.takeWritable(o, n.window(st), &rs, &gone)
+		ok := true
+		for _, e := range batch {
+			if e.qos == 0 {
+				continue
+			}
+			if e.pid, ok = o.pids.alloc(); !ok {
+				break
+			}
+			if o.pids.directed == nil {
+				o.pids.directed = map[uint16]*entry{}
+			}
+			o.pids.directed[e.pid] = e
+		}
+		if len(batch) == 0 || !ok {
+			o.sending = false
+			o.mu.Unlock()
+			rs.run()
+			n.remove(st, gone)
+			return
+		}
+		o.mu.Unlock()
+		rs.run()
+		n.remove(st, gone)
+		buf = n.writeBatch(st, batch, buf[:0])
+	}
+}
+
+// retryLater wakes st's sender after d (a no-op once the connection has ended).
+func (n *Node) retryLater(st *clientState, d time.Duration) {
+	time.AfterFunc(d, func() { n.wake(st) })
+}
+
+// writeBatch writes the entries to the client in one write and settles what the write
+// settles (QoS 0 messages, messages too large for the client). It returns the buffer for
+// reuse.
+func (n *Node) writeBatch(st *clientState, batch []*entry, buf []byte) []byte {
+	cl := st.cl
+	now := time.Now()
+	var tooLarge []*entry
+	sent := batch[:0:0]
+	for _, e := range batch {
+		left := e.expires.Sub(now)
+		secs := uint32((left + time.Second - 1) / time.Second)
+		if secs == 0 {
+			secs = 1
+		}
+		b, err := appendPublish(buf, publishPacket{
+			topic: e.topic, payload: e.payload, qos: e.qos, pid: e.pid, id: e.id, expiry: secs,
+			protocol: cl.Properties.ProtocolVersion, maxSize: cl.Properties.Props.MaximumPacketSize,
+		})
+		if err != nil {
+			tooLarge = append(tooLarge, e)
+			continue
+		}
+		buf = b
+		sent = append(sent, e)
+	}
+	var werr error
+	if len(sent) > 0 {
+		werr = n.writeToClient(st, buf)
+		if werr == nil {
+			atomic.AddInt64(&n.mqtt.Info.MessagesSent, int64(len(sent)))
+			atomic.AddInt64(&n.mqtt.Info.PacketsSent, int64(len(sent)))
+			atomic.AddInt64(&n.mqtt.Info.BytesSent, int64(len(buf)))
+		}
+	}
+
+	var rs replies
+	var gone []string
+	o := st.ob
+	o.mu.Lock()
+	for _, e := range tooLarge {
+		if e.qos > 0 {
+			delete(o.pids.directed, e.pid)
+			o.window--
+		}
+		e.state = entryFinished
+		n.log.Warn("directed message larger than the client's maximum packet size; dropped",
+			"client", st.id, "id", e.id, "bytes", len(e.payload))
+		n.metrics.tooLarge.Inc()
+		rs.add(n.settle(o, e, wire.StatusFailed, errTooLarge.Error()))
+		n.finish(o, e, &gone)
+	}
+	if werr == nil {
+		for _, e := range sent {
+			if e.qos != 0 {
+				continue
+			}
+			e.state = entryFinished
+			if f := n.settle(o, e, wire.StatusDelivered, ""); f != nil {
+				n.metrics.countDelivery("direct", wire.StatusDelivered)
+				rs.add(f)
+			} else {
+				n.metrics.countDelivery("drain", wire.StatusDelivered)
+			}
+			n.finish(o, e, &gone)
+		}
+	}
+	o.mu.Unlock()
+	rs.run()
+	n.remove(st, gone)
+	if werr != nil && !errors.Is(werr, errRevoked) {
+		// The connection is broken: end it, and its outbox spills what is unanswered.
+		n.log.Debug("write to client failed; closing the connection", "client", st.id, "error", werr)
+		cl.Stop(werr)
+	}
+	return buf
+}
+
+// writeToClient writes b to the client's connection under mochi's client lock, so it never
+// interleaves with one of mochi's own packets. mochi sets the connection's deadline from
+// the keepalive on every read; with no keepalive there is none, so the write gets its own.
+func (n *Node) writeToClient(st *clientState, b []byte) error {
+	cl := st.cl
+	if cl.Closed() || cl.Net.Conn == nil {
+		return errClientGone
+	}
+	cl.Lock()
+	defer cl.Unlock()
+	if st.revoked.Load() {
+		return errRevoked
+	}
+	noKeepalive := cl.State.Keepalive == 0
+	if noKeepalive {
+		_ = cl.Net.Conn.SetWriteDeadline(time.Now().Add(n.cfg.WriteTimeout))
+	}
+	_, err := cl.Net.Conn.Write(b)
+	if noKeepalive && err == nil {
+		_ = cl.Net.Conn.SetWriteDeadline(time.Time{})
+	}
+	return err
+}
+
+// settle answers a direct entry (once) and gives its bytes back to the node's budget; the
+// caller runs the returned reply outside the outbox lock.
+func (n *Node) settle(o *outbox, e *entry, s wire.Status, detail string) func() {
+	if e.reply == nil {
+		return nil
+	}
+	n.releaseBytes(o, e)
+	return e.answer(s, detail)
+}

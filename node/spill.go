@@ -1,0 +1,246 @@
+package node
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/store"
+	"github.com/switchboard-mqtt/switchboard/wire"
+)
+
+// armSpill sets the outbox's timer to its earliest unanswered deadline. o.mu is held.
+func (n *Node) armSpill(st *clientState) {
+	o := st.ob
+	var next time.Time
+	keep := o.waiting[:0]
+	for _, e := range o.waiting {
+		if e.reply == nil {
+			continue // answered: drop it from the list
+		}
+		keep = append(keep, e)
+		if !e.spilling && (next.IsZero() || e.answerBy.Before(next)) {
+			next = e.answerBy
+		}
+	}
+	clear(o.waiting[len(keep):])
+	o.waiting = keep
+	if next.IsZero() || o.closed {
+		return
+	}
+	d := time.Until(next)
+	if o.timer == nil {
+		o.timer = time.AfterFunc(d, func() { n.spillDue(st) })
+		return
+	}
+	o.timer.Reset(d)
+}
+
+// spillDue spills the unanswered direct messages whose deadline has passed, with every
+// unanswered one before them, so the mailbox gets them in the outbox's order.
+func (n *Node) spillDue(st *clientState) {
+	o := st.ob
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return
+	}
+	now := time.Now()
+	last := -1
+	for i, e := range o.waiting {
+		if e.reply != nil && !e.spilling && !now.Before(e.answerBy) {
+			last = i
+		}
+	}
+	var batch []*entry
+	for _, e := range o.waiting[:last+1] {
+		if e.reply != nil && !e.spilling {
+			e.spilling = true
+			batch = append(batch, e)
+		}
+	}
+	n.armSpill(st)
+	o.mu.Unlock()
+	if len(batch) > 0 {
+		n.spill(st, batch, "not acknowledged within the max wait; queued in the mailbox")
+	}
+}
+
+// closeOutbox ends a connection's outbox: nothing more is written, and every direct
+// message not answered yet is spilled to the mailbox (it may have reached the client; a
+// copy in the mailbox costs a duplicate at worst, never a loss).
+func (n *Node) closeOutbox(st *clientState) {
+	o := st.ob
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return
+	}
+	o.closed = true
+	if o.timer != nil {
+		o.timer.Stop()
+	}
+	var batch []*entry
+	for _, e := range o.waiting {
+		if e.reply != nil && !e.spilling {
+			e.spilling = true
+			batch = append(batch, e)
+		}
+	}
+	o.mu.Unlock()
+	if len(batch) > 0 {
+		n.spill(st, batch, "the client's connection ended before it acknowledged; queued in the mailbox")
+	}
+}
+
+// spill stores batch (marked spilling, in order) in the client's mailbox in the
+// background, telling the client's node if it is connected elsewhere by now, and then
+// answers each message queued, or failed if it could not be stored (the router then
+// queues it itself).
+func (n *Node) spill(st *clientState, batch []*entry, why string) {
+	n.sendWG.Add(1)
+	go func() {
+		defer n.sendWG.Done()
+		now := time.Now()
+		wall := now.Add(n.cfg.ClockSkew).UTC()
+		var msgs []store.Message
+		var stored []*entry
+		var rs replies
+		o := st.ob
+		o.mu.Lock()
+		for _, e := range batch {
+			left := e.expires.Sub(now)
+			if left <= 0 {
+				e.spilling = false
+				rs.add(n.settle(o, e, wire.StatusExpired, "expired before delivery"))
+				if e.state == entryQueued {
+					e.state = entryFinished
+				}
+				continue
+			}
+			msgs = append(msgs, store.Message{
+				ID: e.id, To: st.id, Topic: e.topic, Payload: e.payload, QoS: e.qos,
+				Accepted: wall, TTL: left,
+			})
+			stored = append(stored, e)
+		}
+		o.mu.Unlock()
+		rs.run()
+		if len(msgs) == 0 {
+			return
+		}
+		// Long enough for the store call and, if the client's node cannot be told directly,
+		// for that node's lease to run out.
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.StoreTimeout+2*n.cfg.Lease.Duration)
+		res, err := n.teller.Queue(ctx, st.session, msgs)
+		cancel()
+		if err != nil {
+			n.log.Warn("could not queue unacknowledged messages; their routers will", "client", st.id,
+				"messages", len(msgs), "error", err)
+		}
+		var gone []string
+		rs = rs[:0]
+		o.mu.Lock()
+		for i, e := range stored {
+			e.spilling = false
+			if err != nil || res[i].Err != nil {
+				// Answered failed, the router stores its own copy: remove that copy if the
+				// client acknowledges this one after all.
+				e.inBox = true
+				rs.add(n.settle(o, e, wire.StatusFailed, "could not be queued"))
+				if e.state == entryQueued {
+					e.state = entryFinished
+					if o.byID[e.id] == e {
+						delete(o.byID, e.id)
+					}
+				}
+				continue
+			}
+			e.inBox = true
+			if e.seq == 0 {
+				e.seq = res[i].Seq
+			}
+			if f := n.settle(o, e, wire.StatusQueued, why); f != nil {
+				n.metrics.countDelivery("direct", wire.StatusQueued)
+				rs.add(f)
+			}
+			if e.state == entryFinished {
+				gone = append(gone, e.id) // acknowledged while its copy was being stored
+			}
+		}
+		if !o.closed {
+			n.armSpill(st)
+		}
+		o.mu.Unlock()
+		rs.run()
+		n.remove(st, gone)
+	}()
+}
+
+// remover deletes the mailbox copies of acknowledged messages, many clients' at a time.
+type remover struct {
+	mu      sync.Mutex
+	queue   map[*clientState][]string
+	signal  chan struct{}
+	stopped chan struct{}
+}
+
+func newRemover() *remover {
+	return &remover{queue: map[*clientState][]string{}, signal: make(chan struct{}, 1), stopped: make(chan struct{})}
+}
+
+// remove queues ids of st's mailbox for deletion.
+func (n *Node) remove(st *clientState, ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	r := n.remover
+	r.mu.Lock()
+	r.queue[st] = append(r.queue[st], ids...)
+	r.mu.Unlock()
+	select {
+	case r.signal <- struct{}{}:
+	default:
+	}
+}
+
+// removeLoop runs the remover until ctx ends, then makes one last pass.
+func (n *Node) removeLoop(ctx context.Context) {
+	r := n.remover
+	defer close(r.stopped)
+	for {
+		select {
+		case <-r.signal:
+		case <-ctx.Done():
+			n.removePass(context.Background())
+			return
+		}
+		n.removePass(ctx)
+	}
+}
+
+func (n *Node) removePass(ctx context.Context) {
+	r := n.remover
+	r.mu.Lock()
+	work := r.queue
+	r.queue = map[*clientState][]string{}
+	r.mu.Unlock()
+	if len(work) == 0 {
+		return
+	}
+	items := make([]store.Removal, 0, len(work))
+	for st, ids := range work {
+		items = append(items, store.Removal{Client: st.id, IDs: ids})
+	}
+	sctx, cancel := context.WithTimeout(ctx, n.cfg.StoreTimeout)
+	err := n.store.Remove(sctx, items...)
+	cancel()
+	if err != nil {
+		// The copies stay: each costs a duplicate when the client next reads its mailbox.
+		n.log.Warn("remove acknowledged messages from mailboxes", "clients", len(items), "error", err)
+		n.metrics.removeFailures.Inc()
+	}
+	for st, ids := range work {
+		n.removed(st, ids)
+	}
+}
