@@ -446,3 +446,63 @@ func TestSilentAndSlowAckers(t *testing.T) {
 		t.Fatalf("slow client: %v: %v", stl, stl.Examples)
 	}
 }
+
+// TestPubSubAndDirectedOnOneConnection: a client subscribed to its own probe topic gets its
+// own QoS 1 publishes back through the broker's ordinary publish/subscribe (mochi numbers
+// those) while it receives directed messages (the node numbers those) and publishes from
+// several goroutines: the node renumbers mochi's packets on the wire, so every message of
+// both kinds arrives and is acknowledged.
+func TestPubSubAndDirectedOnOneConnection(t *testing.T) {
+	const directed = 300
+	c := newCluster(t)
+	n := c.startNode("ps1")
+	r := c.startRouter("r1")
+	l := newLedger()
+	const id = "both"
+	cl := inboxClient(t, n.member.MQTTAddr, id)
+	probe := "$switchboard/probe/" + id
+	if err := cl.Subscribe(probe, 1); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	echoes := map[string]bool{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case m := <-cl.Messages():
+				if m.Topic == probe {
+					mu.Lock()
+					echoes[string(m.Payload)] = true
+					mu.Unlock()
+					continue
+				}
+				l.receive(id, m.ID)
+			case <-cl.Done():
+				return
+			}
+		}
+	}()
+	stopPub := publisher(t, cl, id)
+	for i := range directed {
+		if code, _ := l.sendOne(t, r.url, msgReq{To: id, Payload: fmt.Sprint(i)}); code != 200 {
+			t.Fatalf("directed %d: %d", i, code)
+		}
+	}
+	published := stopPub()
+	l.waitAll(t, 30*time.Second)
+	testenv.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(echoes) < published {
+			return fmt.Errorf("%d of %d published messages came back through the broker", len(echoes), published)
+		}
+		return nil
+	})
+	tl := l.report()
+	t.Logf("MEASURED directed %v; pub/sub on the same connection: %d published, %d came back", tl, published, len(echoes))
+	if tl.Lost != 0 || tl.Reordered != 0 || tl.Duplicates != 0 {
+		t.Fatalf("%v: %v", tl, tl.Examples)
+	}
+}

@@ -36,19 +36,10 @@ func TestNodeCutOffFromZooKeeper(t *testing.T) {
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
 	devs := make([]*device, devices)
-	ready := make(chan struct{}, devices)
 	for i := range devs {
 		devs[i] = &device{id: fmt.Sprintf("fenced-%02d", i), addrs: addrs} // all start on f1
-		wg.Add(1)
-		go func() { defer wg.Done(); devs[i].run(ctx, ready) }()
 	}
-	for range devices {
-		select {
-		case <-ready:
-		case <-time.After(30 * time.Second):
-			t.Fatal("devices did not all connect")
-		}
-	}
+	startDevices(t, ctx, &wg, devs)
 
 	l := newLedger()
 	sendCtx, stopSending := context.WithCancel(context.Background())
@@ -109,25 +100,7 @@ func TestNodeCutOffFromZooKeeper(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // the stream runs on where the devices are now
 	stopSending()
 	senders.Wait()
-	record := func() {
-		l.mu.Lock()
-		l.received = map[string][]string{}
-		l.mu.Unlock()
-		for _, d := range devs {
-			d.mu.Lock()
-			for _, id := range d.received {
-				l.receive(d.id, id)
-			}
-			d.mu.Unlock()
-		}
-	}
-	testenv.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
-		record()
-		if tl := l.report(); tl.Lost > 0 {
-			return fmt.Errorf("%v: %v", tl, tl.Examples)
-		}
-		return nil
-	})
+	l.waitDevices(t, devs, 30*time.Second)
 	tl := l.report()
 	t.Logf("MEASURED node cut off from ZooKeeper (session timeout %v): healthz 503 after %v, out of the live set after %v, all %d clients moved after %v; %v",
 		sessionTimeout, unready.Round(time.Millisecond), gone.Round(time.Millisecond), devices, moved.Round(time.Millisecond), tl)

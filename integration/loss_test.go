@@ -99,6 +99,51 @@ func (d *device) receive(ctx context.Context, cl *testenv.MQTTClient) {
 	}
 }
 
+// startDevices starts the devices, each reconnecting until ctx ends (wg tracks them), and
+// waits until every one has connected once.
+func startDevices(t *testing.T, ctx context.Context, wg *sync.WaitGroup, devs []*device) {
+	t.Helper()
+	ready := make(chan struct{}, len(devs))
+	for _, d := range devs {
+		wg.Add(1)
+		go func() { defer wg.Done(); d.run(ctx, ready) }()
+	}
+	for range devs {
+		select {
+		case <-ready:
+		case <-time.After(60 * time.Second):
+			t.Fatal("devices did not all connect")
+		}
+	}
+}
+
+// fromDevices replaces the ledger's receipts with what the devices have received so far.
+func (l *ledger) fromDevices(devs []*device) {
+	l.mu.Lock()
+	l.received = map[string][]string{}
+	l.mu.Unlock()
+	for _, d := range devs {
+		d.mu.Lock()
+		ids := append([]string(nil), d.received...)
+		d.mu.Unlock()
+		for _, id := range ids {
+			l.receive(d.id, id)
+		}
+	}
+}
+
+// waitDevices waits until the devices have received every message the ledger accepted.
+func (l *ledger) waitDevices(t *testing.T, devs []*device, d time.Duration) {
+	t.Helper()
+	testenv.Eventually(t, d, 50*time.Millisecond, func() error {
+		l.fromDevices(devs)
+		if tl := l.report(); tl.Lost > 0 {
+			return fmt.Errorf("%v: %v", tl, tl.Examples)
+		}
+		return nil
+	})
+}
+
 func (d *device) record(m testenv.Msg) {
 	d.mu.Lock()
 	d.received = append(d.received, m.ID)
@@ -128,19 +173,10 @@ func TestNoLossWhenANodeIsKilled(t *testing.T) {
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
 	devices := make([]*device, clients)
-	ready := make(chan struct{}, clients)
 	for i := range devices {
 		devices[i] = &device{id: fmt.Sprintf("dev-%03d", i), addrs: addrs, next: i % 3}
-		wg.Add(1)
-		go func() { defer wg.Done(); devices[i].run(ctx, ready) }()
 	}
-	for range clients {
-		select {
-		case <-ready:
-		case <-time.After(60 * time.Second):
-			t.Fatal("devices did not all connect")
-		}
-	}
+	startDevices(t, ctx, &wg, devices)
 
 	accepted := make([][]string, clients)
 	var statuses = map[router.Outcome]int{}

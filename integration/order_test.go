@@ -87,22 +87,13 @@ func TestOrderAcrossRouters(t *testing.T) {
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
 	devs := make([]*device, devices)
-	ready := make(chan struct{}, devices)
 	for i := range devs {
 		devs[i] = &device{id: fmt.Sprintf("ord-%02d", i), addrs: addrs, next: i % 3}
 		if i%5 == 0 {
 			devs[i].ackDelay = 500 * time.Millisecond // slower than the max wait
 		}
-		wg.Add(1)
-		go func() { defer wg.Done(); devs[i].run(ctx, ready) }()
 	}
-	for range devices {
-		select {
-		case <-ready:
-		case <-time.After(60 * time.Second):
-			t.Fatal("devices did not all connect")
-		}
-	}
+	startDevices(t, ctx, &wg, devs)
 
 	l := newLedger()
 	var sent sync.Map // device -> messages sent so far
@@ -146,25 +137,7 @@ func TestOrderAcrossRouters(t *testing.T) {
 	t.Logf("a third of the devices hopped to another node")
 	senders.Wait()
 
-	record := func() {
-		l.mu.Lock()
-		l.received = map[string][]string{}
-		l.mu.Unlock()
-		for _, d := range devs {
-			d.mu.Lock()
-			for _, id := range d.received {
-				l.receive(d.id, id)
-			}
-			d.mu.Unlock()
-		}
-	}
-	testenv.Eventually(t, 60*time.Second, 50*time.Millisecond, func() error {
-		record()
-		if tl := l.report(); tl.Lost > 0 {
-			return fmt.Errorf("%v: %v", tl, tl.Examples)
-		}
-		return nil
-	})
+	l.waitDevices(t, devs, 60*time.Second)
 	tl := l.report()
 	t.Logf("MEASURED order across 3 routers (node kill, router kill, slow acks, takeovers): %v", tl)
 	if tl.Lost != 0 || tl.Reordered != 0 || tl.Refused != 0 {

@@ -160,7 +160,6 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 	go func() { _ = n.wireSrv.Serve(n.wireLis) }()
 	n.peers = wire.NewPool(wire.DialOptions{Token: cfg.WireToken, TLS: cfg.PeerTLS, Logger: n.log.With("component", "peers")})
 
-
 	n.checkHealth(ctx)
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); n.healthLoop(bgctx) }()

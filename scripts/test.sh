@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash internal/backends/install.sh
+echo "== npm ci (MQTT.js for the integration tests)"
+npm ci --prefix integration/js --no-audit --no-fund --loglevel=error
 
 echo "== go vet"
 go vet ./...

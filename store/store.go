@@ -21,6 +21,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -161,4 +162,34 @@ type Store interface {
 	Ping(ctx context.Context) error
 	// Close releases the store's connections. Idempotent.
 	Close() error
+}
+
+// CheckAppend refuses an Append call no mailbox can take (a limit or a message that breaks
+// the contract), before anything is written. Every implementation calls it first.
+func CheckAppend(limit int, msgs []Message) error {
+	if limit <= 0 {
+		return fmt.Errorf("append: limit %d must be positive", limit)
+	}
+	for i, m := range msgs {
+		switch {
+		case m.To == "":
+			return fmt.Errorf("append: message %d (%q): empty recipient", i, m.ID)
+		case m.ID == "":
+			return fmt.Errorf("append: message %d to %q: empty message id", i, m.To)
+		case m.TTL <= 0:
+			return fmt.Errorf("append %q to %q: TTL %v must be positive", m.ID, m.To, m.TTL)
+		}
+	}
+	return nil
+}
+
+// Validate refuses a notice no node could act on.
+func (n Notice) Validate() error {
+	switch {
+	case n.Kind != NoticeMailbox && n.Kind != NoticeRevoke:
+		return fmt.Errorf("unknown kind %d", n.Kind)
+	case n.Client == "":
+		return errors.New("empty client id")
+	}
+	return nil
 }

@@ -10,9 +10,13 @@ need=()
 [ -f /usr/share/java/zookeeper.jar ] || need+=(zookeeper)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v java >/dev/null 2>&1 || need+=(default-jre-headless)
+# The tests drive the system with the clients users have: mosquitto_sub/pub, and MQTT.js
+# on Node.js (its npm packages come from the npm registry, see scripts/test.sh).
+command -v mosquitto_sub >/dev/null 2>&1 || need+=(mosquitto-clients)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if [ "${SWITCHBOARD_INSTALL_BENCH:-0}" = 1 ]; then
 	command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
-	command -v mosquitto_sub >/dev/null 2>&1 || need+=(mosquitto-clients)
 fi
 
 if [ ${#need[@]} -eq 0 ]; then

@@ -121,6 +121,7 @@ func registerRouterFlags(fs interface {
 	fs.DurationVar(&cfg.AnswerGrace, "answer-grace", d.AnswerGrace,
 		"how much longer than the max wait to wait for a node's answer before queueing the message (the outcome is then unknown)")
 	fs.DurationVar(&cfg.ClockSkew, "clock-skew", 0, "testing: pretend this machine's wall clock is off by this much (expiry never depends on it)")
+	fs.DurationVar(&cfg.MaxMaxWait, "max-max-wait", d.MaxMaxWait, "largest max_wait a request may ask for")
 	fs.DurationVar(&cfg.MaxWait, "max-wait", d.MaxWait,
 		"how long a request waits for an online client's acknowledgement before the message is queued and answered queued (a request's max_wait overrides it)")
 	fs.StringVar(&cfg.WireToken, "cluster-token", "", "shared secret for the router/node channel")

@@ -82,7 +82,7 @@ func (s *Store) Notify(ctx context.Context, node string, ns ...store.Notice) err
 		return errors.New("notify: empty node")
 	}
 	for i, n := range ns {
-		if err := checkNotice(n); err != nil {
+		if err := n.Validate(); err != nil {
 			return fmt.Errorf("notify %q: notice %d: %w", node, i, err)
 		}
 	}
@@ -91,16 +91,6 @@ func (s *Store) Notify(ctx context.Context, node string, ns ...store.Notice) err
 	}
 	if len(ns) > 0 {
 		s.notices.add(node, ns, time.Now())
-	}
-	return nil
-}
-
-func checkNotice(n store.Notice) error {
-	switch {
-	case n.Kind != store.NoticeMailbox && n.Kind != store.NoticeRevoke:
-		return fmt.Errorf("unknown kind %d", n.Kind)
-	case n.Client == "":
-		return errors.New("empty client id")
 	}
 	return nil
 }

@@ -40,7 +40,7 @@ const (
 // The id check and the append are one script, so a retried Append reports Duplicate
 // with the first attempt's sequence number and never adds a message twice.
 func (s *Store) Append(ctx context.Context, limit int, msgs []store.Message) ([]store.AppendResult, error) {
-	if err := checkAppend(limit, msgs); err != nil {
+	if err := store.CheckAppend(limit, msgs); err != nil {
 		return nil, err
 	}
 	if len(msgs) == 0 {
@@ -105,24 +105,6 @@ func (s *Store) Append(ctx context.Context, limit int, msgs []store.Message) ([]
 		}
 	}
 	return res, nil
-}
-
-// checkAppend refuses a call no mailbox can take, before anything is written.
-func checkAppend(limit int, msgs []store.Message) error {
-	if limit <= 0 {
-		return fmt.Errorf("append: limit %d must be positive", limit)
-	}
-	for i, m := range msgs {
-		switch {
-		case m.To == "":
-			return fmt.Errorf("append: message %d (%q): empty recipient", i, m.ID)
-		case m.ID == "":
-			return fmt.Errorf("append: message %d to %q: empty message id", i, m.To)
-		case m.TTL <= 0:
-			return fmt.Errorf("append %q to %q: TTL %v must be positive", m.ID, m.To, m.TTL)
-		}
-	}
-	return nil
 }
 
 // Peek returns up to n messages (at most 1000) of the client's mailbox whose sequence

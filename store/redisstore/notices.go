@@ -34,7 +34,7 @@ func (s *Store) Notify(ctx context.Context, node string, ns ...store.Notice) err
 	}
 	vals := make([]any, len(ns))
 	for i, n := range ns {
-		if err := checkNotice(n); err != nil {
+		if err := n.Validate(); err != nil {
 			return fmt.Errorf("notify %q: notice %d: %w", node, i, err)
 		}
 		vals[i] = encodeNotice(n)
@@ -57,16 +57,6 @@ func (s *Store) Notify(ctx context.Context, node string, ns ...store.Notice) err
 		}
 	}
 	return s.fail("notify", err)
-}
-
-func checkNotice(n store.Notice) error {
-	switch {
-	case n.Kind != store.NoticeMailbox && n.Kind != store.NoticeRevoke:
-		return fmt.Errorf("unknown kind %d", n.Kind)
-	case n.Client == "":
-		return errors.New("empty client id")
-	}
-	return nil
 }
 
 // TakeNotices removes and returns up to max (at most 1000) of node's notices, oldest
