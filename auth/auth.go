@@ -17,6 +17,7 @@
 package auth
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -26,6 +27,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
 
 // Sentinel errors of Authenticate; the returned error wraps one of them and adds the
@@ -63,6 +66,8 @@ type Authenticator struct {
 
 	startOnce sync.Once
 	wg        sync.WaitGroup // the poller started by Start
+
+	loads notify.Value[uint64] // rule sets installed after the first
 }
 
 // New validates cfg and loads the file (an error if it is unreadable or invalid). It
@@ -120,7 +125,9 @@ type Identity struct {
 	// disconnect the client then.
 	Expires time.Time
 
-	a *Authenticator
+	a    *Authenticator
+	hash []byte // MethodPassword: the hash it was checked against
+	jti  string // MethodJWT: the token's id, if it had one
 }
 
 // Authenticate checks a client's CONNECT credentials:
@@ -147,6 +154,10 @@ func (a *Authenticator) Authenticate(username string, password []byte, clientID 
 	if !a.cfg.AllowAnonymous {
 		return nil, ErrAnonymousNotAllowed
 	}
+	if a.rules.Load().reserved(clientID) {
+		return nil, fmt.Errorf("%w: client id %.64q belongs to a user in the credentials file; anonymous clients may not use it",
+			ErrClientIDNotAllowed, clientID)
+	}
 	return &Identity{ClientID: clientID, Method: MethodAnonymous, a: a}, nil
 }
 
@@ -168,8 +179,59 @@ func (a *Authenticator) authenticatePassword(username string, password []byte, c
 	if !u.allowsClient(username, clientID) {
 		return nil, fmt.Errorf("%w: user %q may not connect as client id %.64q", ErrClientIDNotAllowed, username, clientID)
 	}
-	return &Identity{Username: username, ClientID: clientID, Method: MethodPassword, a: a}, nil
+	return &Identity{Username: username, ClientID: clientID, Method: MethodPassword, a: a, hash: u.hash}, nil
 }
+
+// Valid reports whether the identity would still be admitted under the rules in force:
+// its user is still in the file with the same password hash and may still use this client
+// id, its token has not been revoked or expired, or (anonymous) its client id has not
+// become a user's. A node checks its connected clients after every reload and ends the
+// sessions that are no longer valid (and a token's expiry on a timer of its own).
+func (id *Identity) Valid() error {
+	if id == nil || id.a == nil {
+		return errors.New("no identity")
+	}
+	rs := id.a.rules.Load()
+	switch id.Method {
+	case MethodPassword:
+		u := rs.users[id.Username]
+		switch {
+		case u == nil:
+			return fmt.Errorf("user %q was removed", id.Username)
+		case !bytes.Equal(u.hash, id.hash):
+			return fmt.Errorf("user %q's password was changed", id.Username)
+		case !u.allowsClient(id.Username, id.ClientID):
+			return fmt.Errorf("user %q may no longer use client id %.64q", id.Username, id.ClientID)
+		}
+	case MethodJWT:
+		if err := rs.checkRevoked(id.jti, id.ClientID); err != nil {
+			return err
+		}
+		if !id.Expires.IsZero() && !time.Now().Before(id.Expires) {
+			return errors.New("token expired")
+		}
+	case MethodAnonymous:
+		if rs.reserved(id.ClientID) {
+			return fmt.Errorf("client id %.64q now belongs to a user", id.ClientID)
+		}
+	}
+	return nil
+}
+
+// checkRevoked refuses a token revoked by jti or by sub.
+func (rs *ruleSet) checkRevoked(jti, sub string) error {
+	switch {
+	case jti != "" && rs.revokedJTI[jti]:
+		return fmt.Errorf("token %.64q was revoked", jti)
+	case rs.revokedSub[sub]:
+		return fmt.Errorf("tokens for client id %.64q were revoked", sub)
+	}
+	return nil
+}
+
+// Changed returns the number of rule sets loaded so far and a channel closed at the next
+// load that changes the rules (a node then checks its sessions with Identity.Valid).
+func (a *Authenticator) Changed() (uint64, <-chan struct{}) { return a.loads.Get() }
 
 // dummyHash returns a bcrypt hash of the given cost that no password is compared with
 // successfully; it is made on first use (it takes as long as one login).

@@ -25,8 +25,13 @@ import (
 //	      "acl": [{"topic": "events/%c/#", "access": "write"}]
 //	    }
 //	  },
-//	  "acl": [{"topic": "status/%u", "access": "readwrite"}]
+//	  "acl": [{"topic": "status/%u", "access": "readwrite"}],
+//	  "revoked": {"jti": ["8f14e45f"], "sub": ["lost-phone-17"]}
 //	}
+//
+// "revoked" lists JWTs that are no longer accepted, by their jti or by their sub (the
+// client id): a leaked token is revoked by adding it here, and the sessions it opened end
+// at the next reload.
 //
 // Unknown fields, duplicate keys, null values and trailing data are refused, so a typo
 // never silently drops a rule.
@@ -34,8 +39,15 @@ import (
 // fileData is the file as written, before validation. Empty lists and maps are nil, so
 // decoding, encoding and decoding again gives the same value.
 type fileData struct {
-	Users map[string]*userData `json:"users,omitempty"`
-	ACL   []ruleData           `json:"acl,omitempty"`
+	Users   map[string]*userData `json:"users,omitempty"`
+	ACL     []ruleData           `json:"acl,omitempty"`
+	Revoked *revokedData         `json:"revoked,omitempty"`
+}
+
+// revokedData lists revoked JWTs.
+type revokedData struct {
+	JTI []string `json:"jti,omitempty"`
+	Sub []string `json:"sub,omitempty"`
 }
 
 type userData struct {
@@ -94,8 +106,27 @@ func decodeFile(name string, data []byte) (*fileData, error) {
 			rules, err := d.rules("acl rule")
 			fd.ACL = rules
 			return err
+		case "revoked":
+			r := &revokedData{}
+			fd.Revoked = r
+			return d.object("revoked", func(key string) error {
+				var list *[]string
+				switch key {
+				case "jti":
+					list = &r.JTI
+				case "sub":
+					list = &r.Sub
+				default:
+					return d.errorf("revoked: unknown field %q (want jti or sub)", key)
+				}
+				return d.array("revoked: "+key, func(i int) error {
+					s, err := d.str(fmt.Sprintf("revoked: %s[%d]", key, i))
+					*list = append(*list, s)
+					return err
+				})
+			})
 		}
-		return d.errorf("unknown field %q (want users or acl)", key)
+		return d.errorf("unknown field %q (want users, acl or revoked)", key)
 	})
 	if err != nil {
 		return nil, err
@@ -310,6 +341,26 @@ type ruleSet struct {
 	read, write []rule // for every authenticated client
 	dummyCost   int    // bcrypt cost of the dummy comparison for unknown users
 	sum         [sha256.Size]byte
+
+	// Client ids the users' "clients" patterns cover, reserved for those users: an
+	// anonymous client may not take one.
+	reservedIDs      map[string]bool
+	reservedPrefixes []string
+
+	revokedJTI, revokedSub map[string]bool
+}
+
+// reserved reports whether a user's clients patterns cover clientID.
+func (rs *ruleSet) reserved(clientID string) bool {
+	if rs.reservedIDs[clientID] {
+		return true
+	}
+	for _, p := range rs.reservedPrefixes {
+		if strings.HasPrefix(clientID, p) {
+			return true
+		}
+	}
+	return false
 }
 
 type user struct {
@@ -325,10 +376,15 @@ type clientPattern struct {
 	wildcard bool
 }
 
-func (p clientPattern) matches(username, clientID string) bool {
+// expand is the pattern's text with %u replaced by username (and %% by %).
+func (p clientPattern) expand(username string) string {
 	want := strings.ReplaceAll(p.text, "%%", "\x00")
 	want = strings.ReplaceAll(want, "%u", username)
-	want = strings.ReplaceAll(want, "\x00", "%")
+	return strings.ReplaceAll(want, "\x00", "%")
+}
+
+func (p clientPattern) matches(username, clientID string) bool {
+	want := p.expand(username)
 	if p.wildcard {
 		return strings.HasPrefix(clientID, want)
 	}
@@ -393,6 +449,32 @@ func (fd *fileData) compile(name string, minCost int) (*ruleSet, error) {
 		c, _ := bcrypt.Cost(u.hash)
 		costs[c]++
 		rs.users[n] = u
+		for _, p := range u.clients {
+			id := p.expand(n)
+			if p.wildcard {
+				rs.reservedPrefixes = append(rs.reservedPrefixes, id)
+				continue
+			}
+			if rs.reservedIDs == nil {
+				rs.reservedIDs = map[string]bool{}
+			}
+			rs.reservedIDs[id] = true
+		}
+	}
+	if r := fd.Revoked; r != nil {
+		rs.revokedJTI, rs.revokedSub = map[string]bool{}, map[string]bool{}
+		for i, j := range r.JTI {
+			if j == "" {
+				return nil, fail("revoked jti[%d]: empty", i)
+			}
+			rs.revokedJTI[j] = true
+		}
+		for i, sub := range r.Sub {
+			if sub == "" {
+				return nil, fail("revoked sub[%d]: empty", i)
+			}
+			rs.revokedSub[sub] = true
+		}
 	}
 	// The dummy comparison for unknown users costs what most users' do. Without users
 	// there is nothing to tell apart, so the cheapest accepted cost does.

@@ -77,7 +77,10 @@ func (a *Authenticator) authenticateJWT(token []byte, clientID string) (*Identit
 	if claims.Subject != clientID {
 		return nil, fmt.Errorf("%w: token is for client id %.64q, not %.64q", ErrClientIDNotAllowed, claims.Subject, clientID)
 	}
-	id := &Identity{ClientID: clientID, Method: MethodJWT, a: a}
+	if err := a.rules.Load().checkRevoked(claims.ID, claims.Subject); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadCredentials, err)
+	}
+	id := &Identity{ClientID: clientID, Method: MethodJWT, a: a, jti: claims.ID}
 	if claims.ExpiresAt != nil {
 		id.Expires = claims.ExpiresAt.Time
 	}

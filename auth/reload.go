@@ -58,6 +58,7 @@ func (a *Authenticator) load(data []byte) (changed bool, err error) {
 		return false, err
 	}
 	a.rules.Store(rs)
+	a.loads.Update(func(n uint64) uint64 { return n + 1 })
 	a.cfg.Logger.Info("auth file loaded", "file", a.cfg.File, "users", len(rs.users),
 		"read_rules", len(rs.read), "write_rules", len(rs.write))
 	return true, nil

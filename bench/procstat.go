@@ -98,10 +98,13 @@ func forceGC(ctx context.Context, admin string) error {
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s/debug/pprof/heap: %s", adminURL(admin), resp.Status)
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return nil
+	case http.StatusNotFound:
+		return fmt.Errorf("%s/debug/pprof/heap: %s (a node serves /debug/pprof only with --pprof)", adminURL(admin), resp.Status)
 	}
-	return nil
+	return fmt.Errorf("%s/debug/pprof/heap: %s", adminURL(admin), resp.Status)
 }
 
 // vmRSS reads a process's resident set size from /proc/<pid>/status.

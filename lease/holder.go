@@ -51,6 +51,7 @@ func (c Config) Validate() error {
 // NoticeTaker is the part of the store a Holder uses.
 type NoticeTaker interface {
 	TakeNotices(ctx context.Context, node string, max int) ([]store.Notice, error)
+	DoneNotices(ctx context.Context, node string, upTo uint64) error
 }
 
 // Holder keeps a node's delivery lease. Its methods are safe for concurrent use.
@@ -107,6 +108,14 @@ func (h *Holder) Check() (valid bool, renewed <-chan struct{}) {
 	return time.Now().Before(h.validUntil), h.renewed
 }
 
+// ValidUntil is when the lease runs out unless it is renewed (on the monotonic clock); the
+// zero time if it was never held. A write to a client must finish by then.
+func (h *Holder) ValidUntil() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.validUntil
+}
+
 // Duration is the lease's duration, as other nodes must assume it.
 func (h *Holder) Duration() time.Duration { return h.cfg.Duration }
 
@@ -142,18 +151,29 @@ func (h *Holder) run(ctx context.Context) {
 	}
 }
 
-// round takes every notice stored so far and, if it could, extends the lease.
+// round takes every notice stored so far, acts on it and confirms it, and, if it could,
+// extends the lease. A notice is removed from the store only after it was acted on, so a
+// take or a confirmation whose answer is lost loses nothing: the next round takes the same
+// notices again (acting on one twice is harmless).
 func (h *Holder) round(ctx context.Context) error {
 	sent := time.Now()
+	tctx, cancel := context.WithDeadline(ctx, sent.Add(h.cfg.Duration))
+	defer cancel()
 	for {
-		tctx, cancel := context.WithDeadline(ctx, sent.Add(h.cfg.Duration))
 		ns, err := h.st.TakeNotices(tctx, h.cfg.Node, h.cfg.Batch)
-		cancel()
 		if err != nil {
 			return err
 		}
-		if len(ns) > 0 {
-			h.apply(ns)
+		if len(ns) == 0 {
+			break
+		}
+		h.apply(ns)
+		var last uint64
+		for _, n := range ns {
+			last = max(last, n.Seq)
+		}
+		if err := h.st.DoneNotices(tctx, h.cfg.Node, last); err != nil {
+			return err
 		}
 		if len(ns) < h.cfg.Batch {
 			break

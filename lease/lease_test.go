@@ -25,6 +25,7 @@ type notices struct {
 	failing  bool
 	takes    int
 	notifies int
+	seq      uint64
 }
 
 func newNotices() *notices { return &notices{lists: map[string][]store.Notice{}} }
@@ -37,17 +38,32 @@ func (n *notices) TakeNotices(_ context.Context, node string, max int) ([]store.
 		return nil, errors.New("store unreachable")
 	}
 	l := n.lists[node]
-	k := min(max, len(l))
-	out := append([]store.Notice(nil), l[:k]...)
-	n.lists[node] = l[k:]
-	return out, nil
+	return append([]store.Notice(nil), l[:min(max, len(l))]...), nil
+}
+
+func (n *notices) DoneNotices(_ context.Context, node string, upTo uint64) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.failing {
+		return errors.New("store unreachable")
+	}
+	l := n.lists[node]
+	for len(l) > 0 && l[0].Seq <= upTo {
+		l = l[1:]
+	}
+	n.lists[node] = l
+	return nil
 }
 
 func (n *notices) Notify(_ context.Context, node string, ns ...store.Notice) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.notifies++
-	n.lists[node] = append(n.lists[node], ns...)
+	for _, x := range ns {
+		n.seq++
+		x.Seq = n.seq
+		n.lists[node] = append(n.lists[node], x)
+	}
 	return nil
 }
 
@@ -167,28 +183,15 @@ func newMembers(ms ...coord.Member) *members {
 	return m
 }
 
-func (m *members) Get(id string) (coord.Member, bool) {
+func (m *members) Lookup(id string) (coord.Member, bool, int64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	x, ok := m.set[id]
-	return x, ok
-}
-
-func (m *members) MaxEpoch() int64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var max int64
+	var maxEpoch int64
 	for _, x := range m.set {
-		max = maxInt(max, x.Epoch)
+		maxEpoch = max(maxEpoch, x.Epoch)
 	}
-	return max
-}
-
-func maxInt(a, b int64) int64 {
-	if a > b {
-		return a
-	}
-	return b
+	x, ok := m.set[id]
+	return x, ok, maxEpoch
 }
 
 func (m *members) Changed() <-chan struct{} {

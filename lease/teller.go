@@ -14,12 +14,11 @@ import (
 
 // Members is the live set as a Teller needs it (watcher.Watcher provides it).
 type Members interface {
-	// Get returns node's member data if it is live (under any epoch).
-	Get(node string) (coord.Member, bool)
-	// MaxEpoch is the highest epoch among the live members. Epochs are the coordinator's
-	// transaction ids, so an epoch at or below it that is not in the set has left it: the
-	// set was read after that epoch was created.
-	MaxEpoch() int64
+	// Lookup returns node's member data if it is live (under any epoch) and, read from the
+	// same set, the highest epoch among the live members. Epochs are the coordinator's
+	// transaction ids, so an epoch at or below that maximum which is not in the set has
+	// left it: the set was read after that epoch was created.
+	Lookup(node string) (m coord.Member, ok bool, maxEpoch int64)
 	// Changed returns a channel closed at the next change of the live set.
 	Changed() <-chan struct{}
 }
@@ -34,11 +33,11 @@ const (
 )
 
 func (t *Teller) epochState(node string, epoch int64) (coord.Member, epochState) {
-	m, ok := t.members.Get(node)
+	m, ok, maxEpoch := t.members.Lookup(node)
 	switch {
 	case ok && m.Epoch == epoch:
 		return m, epochLive
-	case ok && m.Epoch > epoch, epoch <= t.members.MaxEpoch():
+	case ok && m.Epoch > epoch, epoch <= maxEpoch:
 		return m, epochGone
 	}
 	return m, epochUnknown
@@ -176,14 +175,11 @@ func (t *Teller) Tell(ctx context.Context, node string, epoch int64, ns []store.
 	if err := t.store.Notify(ctx, node, ns...); err != nil {
 		return fmt.Errorf("tell %s: %w", node, err)
 	}
-	lease := DefaultDuration
-	if m.LeaseMillis > 0 {
-		lease = time.Duration(m.LeaseMillis) * time.Millisecond
-	}
-	// Past the lease the node has seen the notice, whatever happens to it; a little
-	// margin covers clocks that run at slightly different rates.
-	timer := time.NewTimer(lease + lease/10)
-	defer timer.Stop()
+	stored := time.Now()
+	// Past the lease the node has seen the notice, whatever happens to it. Until the
+	// member shows its own lease (an epoch not seen yet), the longest the Teller knows of
+	// counts.
+	until := stored.Add(waitFor(m, state == epochLive))
 	triedDirect := state == epochLive
 	for {
 		changed := t.members.Changed()
@@ -191,21 +187,51 @@ func (t *Teller) Tell(ctx context.Context, node string, epoch int64, ns []store.
 		switch {
 		case state == epochGone:
 			return nil
-		case state == epochLive && !triedDirect:
-			// An epoch the live set had not shown yet has appeared: tell it directly.
-			triedDirect = true
-			if t.direct(ctx, m, epoch, ns) == nil {
-				return nil
+		case state == epochLive:
+			if u := stored.Add(waitFor(m, true)); u.After(until) {
+				until = u
+			}
+			if !triedDirect {
+				// An epoch the live set had not shown yet has appeared: tell it directly.
+				triedDirect = true
+				if t.direct(ctx, m, epoch, ns) == nil {
+					return nil
+				}
 			}
 		}
+		timer := time.NewTimer(time.Until(until))
 		select {
 		case <-timer.C:
 			return nil
 		case <-changed:
+			timer.Stop()
 		case <-ctx.Done():
+			timer.Stop()
 			return fmt.Errorf("tell %s: waiting out its lease: %w", node, ctx.Err())
 		}
 	}
+}
+
+// waitFor is how long after storing a notice its node must have seen it: the node's lease
+// (the default when its member data is not known) plus 10% for clocks that run at
+// slightly different rates.
+func waitFor(m coord.Member, known bool) time.Duration {
+	d := DefaultDuration
+	if known && m.LeaseMillis > 0 {
+		d = time.Duration(m.LeaseMillis) * time.Millisecond
+	}
+	return d + d/10
+}
+
+// MaxTellWait bounds how long Tell (and so Queue) may wait out a lease, for a caller
+// sizing its context: the longest lease among live members or the default, with the
+// margin. Callers add the time their store calls may take.
+func MaxTellWait(members []coord.Member) time.Duration {
+	d := waitFor(coord.Member{}, false)
+	for _, m := range members {
+		d = max(d, waitFor(m, true))
+	}
+	return d
 }
 
 // direct tells the node over the wire: one Drain for every mailbox notice, one Kick per

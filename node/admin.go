@@ -1,15 +1,19 @@
 package node
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // adminMux serves the node's admin endpoints: /healthz for load balancers and the monitor,
-// /metrics for Prometheus, /debug/pprof for diagnosis (a quarantined node keeps serving it).
+// /metrics for Prometheus, and, only when configured (Config.Pprof), /debug/pprof for
+// diagnosis (a quarantined node keeps serving it), behind the admin token when one is set.
 func (n *Node) adminMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -21,11 +25,36 @@ func (n *Node) adminMux() *http.ServeMux {
 		_ = json.NewEncoder(w).Encode(h)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if n.cfg.Pprof {
+		pp := http.NewServeMux()
+		pp.HandleFunc("/debug/pprof/", pprof.Index)
+		pp.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		pp.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		pp.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		pp.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.Handle("/debug/pprof/", requireBearer(n.cfg.AdminToken, pp))
+	}
 	n.registerFailpoints(mux)
 	return mux
+}
+
+// requireBearer wraps h so every request must carry Authorization: Bearer <token>; with
+// an empty token (allowed only on a loopback address, see validateExposure) it is h.
+func requireBearer(token string, h http.Handler) http.Handler {
+	if token == "" {
+		return h
+	}
+	want := sha256.Sum256([]byte(token))
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		got, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
+		// Comparing fixed-size hashes keeps the comparison's time independent of how much
+		// of the token, and of its length, a caller guessed.
+		sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
+		if !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="switchboard-admin"`)
+			http.Error(w, "missing or wrong admin token (Authorization: Bearer <token>)", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, req)
+	})
 }

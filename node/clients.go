@@ -76,6 +76,21 @@ func (t *clientTable) add(s *clientState) *clientState {
 	return old
 }
 
+// putBack makes s the current connection for its id again if none is (a newer one that
+// replaced it was refused), unless its connection has ended.
+func (t *clientTable) putBack(s *clientState) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	select {
+	case <-s.gone:
+		return
+	default:
+	}
+	if _, ok := t.byID[s.id]; !ok {
+		t.byID[s.id] = s
+	}
+}
+
 // remove forgets s; the id entry only if s is still the current connection.
 func (t *clientTable) remove(s *clientState) {
 	t.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"time"
 
@@ -20,8 +21,16 @@ type Config struct {
 	MQTTAddr string
 	// InternalAddr is where routers and other nodes reach this node (the wire protocol).
 	InternalAddr string
-	// AdminAddr serves /healthz, /metrics and /debug/pprof over HTTP.
+	// AdminAddr serves /healthz and /metrics (and /debug/pprof with Pprof) over HTTP.
 	AdminAddr string
+	// Pprof serves /debug/pprof on AdminAddr. Off by default: /debug/pprof/cmdline shows
+	// the command line, with any secret given as a flag, and profiles cost CPU. With it on,
+	// AdminAddr must be loopback or AdminToken set.
+	Pprof bool
+	// AdminToken, if set, is the bearer token every /debug/pprof request must carry
+	// (Authorization: Bearer <token>); /healthz and /metrics stay open for load balancers
+	// and Prometheus. At least MinAdminTokenLen characters.
+	AdminToken string
 	// Advertise is the host written into the registration for addresses bound to all
 	// interfaces (":1883", "0.0.0.0:1883"). Default: the machine's hostname.
 	Advertise string
@@ -35,6 +44,8 @@ type Config struct {
 	// InboxPrefix+c; its mailbox drains then.
 	InboxPrefix string
 	// WireToken is the shared secret routers and nodes present on the internal channel.
+	// An InternalAddr off loopback needs it or mutual TLS (InternalTLS requiring client
+	// certificates): Validate refuses an unauthenticated internal channel beyond loopback.
 	WireToken string
 	// Auth authenticates clients and decides what each may read and write. Required:
 	// anonymous access is an explicit choice made in its configuration.
@@ -114,6 +125,35 @@ type Limits struct {
 	// WritesPending is the per-client outbound queue (mochi's MaximumClientWritesPending):
 	// its buffer is allocated per connection, so it sets most of a connection's idle memory.
 	WritesPending int32
+
+	// Before authentication (see docs/SECURITY.md): a connection is pending from accept
+	// until its CONNECT is authenticated or answered.
+
+	// ConnectTimeout bounds the pending phase's I/O: the TLS handshake and the CONNECT must
+	// arrive within it of accept, or the connection is closed.
+	ConnectTimeout time.Duration
+	// MaxConnectSize is the largest CONNECT accepted (its remaining length, bytes: client
+	// id, credentials, properties and Will, payload included), checked from the fixed
+	// header as it arrives; a larger one is closed before its body is read or allocated.
+	MaxConnectSize uint32
+	// MaxPending is the most pending connections; more are closed at accept, before any
+	// goroutine starts for them. Open connections, pending or not, are capped at
+	// MaxClients+MaxPending the same way.
+	MaxPending int
+	// MaxPendingPerIP is the most pending connections from one source address, so one
+	// address cannot take every pending slot (0: no limit; behind a proxy that hides client
+	// addresses every client shares one).
+	MaxPendingPerIP int
+	// AuthConcurrency is how many credential checks (a bcrypt comparison for a password)
+	// run at once; a CONNECT that finds none free within AuthWait is refused with 0x89
+	// server busy (3.1.1: 0x03).
+	AuthConcurrency int
+	AuthWait        time.Duration
+	// AuthFailuresPerIP is how many failed authentications one source address may cause
+	// a minute; beyond it, its CONNECTs with credentials are refused (0x9F, 3.1.1: 0x03)
+	// without being checked until the minute from its first failure has passed (0: no
+	// limit).
+	AuthFailuresPerIP int
 }
 
 // HealthConfig sets the node's own readiness checks (the /healthz detail).
@@ -171,6 +211,14 @@ func DefaultConfig() Config {
 			WritesPending:    256,
 			ConnRatePerIP:    500,
 			ConnBurstPerIP:   1000,
+
+			ConnectTimeout:    10 * time.Second,
+			MaxConnectSize:    64 << 10, // 64 KiB: a JWT and a modest Will fit
+			MaxPending:        1000,
+			MaxPendingPerIP:   100,
+			AuthConcurrency:   max(1, runtime.GOMAXPROCS(0)/2), // half the cores at most on bcrypt
+			AuthWait:          2 * time.Second,
+			AuthFailuresPerIP: 10,
 		},
 		Health: HealthConfig{
 			Interval:     time.Second,
@@ -195,6 +243,11 @@ func DefaultConfig() Config {
 	}
 }
 
+// maxDrainBatch is the most messages a store Peek returns: a read that returns fewer than
+// it asked for is taken to have reached the end of the mailbox, so a batch must not ask
+// for more.
+const maxDrainBatch = 1000
+
 // Validate checks the configuration without side effects; errors name the field.
 func (c Config) Validate() error {
 	if c.Auth == nil {
@@ -209,6 +262,9 @@ func (c Config) Validate() error {
 		if err := validateAddr(a.addr); err != nil {
 			return fmt.Errorf("%s %q: %w", a.flag, a.addr, err)
 		}
+	}
+	if err := c.validateExposure(); err != nil {
+		return err
 	}
 	if c.AdvertiseInternal != "" {
 		if host, _, err := net.SplitHostPort(c.AdvertiseInternal); err != nil || host == "" {
@@ -234,6 +290,20 @@ func (c Config) Validate() error {
 		return fmt.Errorf("writes pending %d: must be positive", l.WritesPending)
 	case l.ConnRatePerIP < 0 || (l.ConnRatePerIP > 0 && l.ConnBurstPerIP <= 0):
 		return fmt.Errorf("connection rate %g/s per address must not be negative, and its burst %d must be positive", l.ConnRatePerIP, l.ConnBurstPerIP)
+	case l.ConnectTimeout <= 0:
+		return fmt.Errorf("connect timeout %v: must be positive", l.ConnectTimeout)
+	case l.MaxConnectSize < 128:
+		return fmt.Errorf("max connect size %d: too small (minimum 128 bytes)", l.MaxConnectSize)
+	case l.MaxPending <= 0:
+		return fmt.Errorf("max pending connects %d: must be positive", l.MaxPending)
+	case l.MaxPendingPerIP < 0:
+		return fmt.Errorf("max pending connects per address %d: must not be negative", l.MaxPendingPerIP)
+	case l.AuthConcurrency <= 0:
+		return fmt.Errorf("auth concurrency %d: must be positive", l.AuthConcurrency)
+	case l.AuthWait <= 0:
+		return fmt.Errorf("auth wait %v: must be positive", l.AuthWait)
+	case l.AuthFailuresPerIP < 0:
+		return fmt.Errorf("auth failures per address %d: must not be negative", l.AuthFailuresPerIP)
 	}
 	for _, d := range []struct {
 		name string
@@ -250,8 +320,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("quarantine grace %v must not be negative and move rate %d must be positive",
 			c.Quarantine.Grace, c.Quarantine.MoveRate)
 	}
-	if c.DrainBatch <= 0 || c.MailboxLimit <= 0 {
-		return fmt.Errorf("drain batch %d and mailbox limit %d must be positive", c.DrainBatch, c.MailboxLimit)
+	if c.DrainBatch <= 0 || c.DrainBatch > maxDrainBatch || c.MailboxLimit <= 0 {
+		return fmt.Errorf("drain batch %d must be 1 to %d (a store read returns at most that many) and mailbox limit %d positive",
+			c.DrainBatch, maxDrainBatch, c.MailboxLimit)
 	}
 	if c.Window <= 0 || c.OutboxLimit <= 0 || c.MaxQueuedBytes <= 0 {
 		return fmt.Errorf("window %d, outbox limit %d and max queued bytes %d must be positive",

@@ -15,6 +15,8 @@ var (
 	errClientGone = errors.New("client connection closed")
 	// errRevoked: the session was taken over elsewhere before a write.
 	errRevoked = errors.New("session taken over")
+	// errBlocked: something forbade a write once it could start (see Node.blocked).
+	errBlocked = errors.New("write not allowed now")
 )
 
 // handler serves the wire protocol for the node. Its methods run on the wire
@@ -82,17 +84,22 @@ func (n *Node) revoke(client, session, how string) bool {
 }
 
 func (n *Node) revokeState(st *clientState, how string) {
+	n.log.Info("session taken over elsewhere; disconnecting it here", "client", st.id, "how", how)
+	n.metrics.takeovers.WithLabelValues(how).Inc()
+	n.endSession(st, how, packets.ErrSessionTakenOver)
+}
+
+// endSession stops everything to st and then disconnects it with code in the background.
+func (n *Node) endSession(st *clientState, why string, code packets.Code) {
 	if st.revoked.Swap(true) {
 		return
 	}
-	n.log.Info("session taken over elsewhere; disconnecting it here", "client", st.id, "how", how)
-	n.metrics.takeovers.WithLabelValues(how).Inc()
 	// From here on every write checks revoked under mochi's client lock before it starts
 	// (writeToClient): only a write already under way can still reach the client.
 	n.sendWG.Add(1)
 	go func() {
 		defer n.sendWG.Done()
-		_ = n.mqtt.DisconnectClient(st.cl, packets.ErrSessionTakenOver)
+		_ = n.mqtt.DisconnectClient(st.cl, code)
 	}()
 }
 

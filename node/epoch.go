@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/switchboard-mqtt/switchboard/lease"
 	"github.com/switchboard-mqtt/switchboard/store"
 )
 
@@ -23,11 +24,14 @@ func (n *Node) reassertAll(ctx context.Context, epoch int64) {
 			if n.epoch.Load() != epoch {
 				return // superseded by a newer epoch's reassertion
 			}
-			if !st.connected.Load() {
-				continue // its OnConnect is still writing presence and sees the new epoch
+			if !st.connected.Load() || st.revoked.Load() {
+				continue // its OnConnect is still writing presence and sees the new epoch; or it is ending
 			}
 			sctx, cancel := context.WithTimeout(ctx, n.cfg.StoreTimeout)
-			err := n.store.Reassert(sctx, st.id, st.session, epoch)
+			err := n.store.Reassert(sctx, store.Presence{
+				Client: st.id, Node: n.cfg.ID, Epoch: epoch, Session: st.session,
+				Since: time.Now().Add(n.cfg.ClockSkew).UTC(),
+			})
 			cancel()
 			switch {
 			case errors.Is(err, store.ErrNotOwner):
@@ -36,8 +40,11 @@ func (n *Node) reassertAll(ctx context.Context, epoch int64) {
 				n.log.Warn("reassert presence; retrying", "client", st.id, "error", err)
 				again = append(again, st)
 			default:
-				st.epoch.Store(epoch)
+				// Ask for the mailbox read first: the sender may write as soon as the epoch
+				// is confirmed, and must not write anything direct before that read.
 				n.askMailbox(st)
+				st.epoch.Store(epoch)
+				n.wake(st)
 			}
 		}
 		if len(again) == 0 {
@@ -50,6 +57,12 @@ func (n *Node) reassertAll(ctx context.Context, epoch int64) {
 		}
 		todo = again
 	}
+}
+
+// tellBudget bounds a call that may have to tell another node through the store and wait
+// out its lease: two store calls and the longest lease in the live set.
+func (n *Node) tellBudget() time.Duration {
+	return 2*n.cfg.StoreTimeout + lease.MaxTellWait(n.members.Members())
 }
 
 // leaseLoop wakes every client's sender each time the delivery lease comes back after a

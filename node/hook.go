@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"time"
@@ -29,7 +31,7 @@ func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished,
 		mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublishDropped,
-		mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublish,
+		mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublish, mqtt.OnWill,
 	}, []byte{b})
 }
 
@@ -70,22 +72,26 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	}
 	if !ok {
 		h.n.metrics.aclDenied.WithLabelValues(map[bool]string{true: "publish", false: "subscribe"}[write]).Inc()
-		h.n.log.Info("access denied", "client", cl.ID, "user", st.ident.Username, "topic", topic, "write", write)
+		h.n.throttled.log(h.n.log, slog.LevelInfo, "access denied", "client", cl.ID, "user", st.ident.Username, "topic", topic, "write", write)
 	}
 	return ok
 }
 
-// OnPublish checks the publish again on its real topic, after alias resolution.
+// OnPublish checks the publish again on its real topic, after alias resolution, and
+// removes the user properties only the node may set.
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil
 	}
 	st := h.n.clients.byClient(cl)
 	if st != nil && st.ident != nil && st.ident.CanPublish(pk.TopicName) {
+		if len(pk.Properties.User) > 0 {
+			pk.Properties.User = stripReserved(pk.Properties.User)
+		}
 		return pk, nil
 	}
 	h.n.metrics.aclDenied.WithLabelValues("publish").Inc()
-	h.n.log.Info("access denied (resolved topic)", "client", cl.ID, "topic", pk.TopicName)
+	h.n.throttled.log(h.n.log, slog.LevelInfo, "access denied (resolved topic)", "client", cl.ID, "topic", pk.TopicName)
 	if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
 		return pk, packets.ErrNotAuthorized // mochi answers PUBACK 0x87
 	}
@@ -135,46 +141,63 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	st := newClientState(cl.ID, cl, randomToken())
 	st.ident = ident
+	if !n.checkWill(cl, st) {
+		n.unlockConnect(cl)
+		n.metrics.connections.WithLabelValues("refused_will").Inc()
+		code := packets.ErrNotAuthorized
+		if cl.Properties.ProtocolVersion < 5 {
+			code = packets.Err3NotAuthorized // mochi does not map 0x87 for 3.1.1
+		}
+		_ = n.mqtt.SendConnack(cl, code, false, nil)
+		return errRefused
+	}
+	// In the table before the presence names it: a takeover by another node that follows
+	// the presence write must find this session to revoke it.
+	old := n.clients.add(st)
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.StoreTimeout)
 	defer cancel()
-	prev, err := n.store.Connect(ctx, store.Presence{
+	p := store.Presence{
 		Client: cl.ID, Node: n.cfg.ID, Epoch: epoch, Session: st.session, Since: time.Now().Add(n.cfg.ClockSkew).UTC(),
-	})
+	}
+	res, err := n.store.Connect(ctx, p)
 	if err != nil {
+		n.clients.remove(st)
+		if old != nil {
+			n.clients.putBack(old)
+		}
 		n.log.Warn("refusing connection: cannot record presence", "client", cl.ID, "error", err)
 		return refused("store", n.refuse(cl, &gateState{reason: "presence store unavailable"}))
 	}
 	st.connected.Store(true)
 	st.epoch.Store(epoch)
-	if old := n.clients.add(st); old != nil && old != st {
+	if old != nil && old != st {
 		// An older connection of this id here: mochi takes it over after this hook, and
 		// nothing more is sent to it from now on.
 		n.revokeState(old, "local")
 	}
 	if now := n.epoch.Load(); now != epoch && now != 0 {
-		// Registered again while we wrote: record the new epoch too.
-		if err := n.store.Reassert(ctx, cl.ID, st.session, now); err == nil {
-			st.epoch.Store(now)
-		} else {
-			n.log.Warn("reassert presence", "client", cl.ID, "error", err)
-		}
-	}
-	if prev.Online() && prev.Node != n.cfg.ID {
-		// The client id is connected on another node: that session is taken over. The new
-		// one is answered only once the old one can receive nothing more: its node said
-		// so, or it was told through the store and its delivery lease ran out.
-		n.metrics.takeovers.WithLabelValues("remote").Inc()
-		tctx, tcancel := context.WithTimeout(context.Background(), n.cfg.StoreTimeout+2*n.cfg.Lease.Duration)
-		err := n.teller.Tell(tctx, prev.Node, prev.Epoch, []store.Notice{{
-			Kind: store.NoticeRevoke, Client: prev.Client, Session: prev.Session,
-		}})
-		tcancel()
-		if err != nil {
-			n.log.Warn("refusing connection: the previous session could not be taken over",
-				"client", cl.ID, "node", prev.Node, "error", err)
+		// Registered again while we wrote: record the new epoch too, or give up (nothing
+		// could be sent to this session under an epoch it is not confirmed for).
+		p.Epoch = now
+		if err := n.store.Reassert(ctx, p); err != nil {
+			n.log.Warn("refusing connection: cannot record presence under the new epoch", "client", cl.ID, "error", err)
 			n.forget(st)
-			return refused("takeover", n.refuse(cl, &gateState{reason: "takeover failed"}))
+			return refused("store", n.refuse(cl, &gateState{reason: "presence store unavailable"}))
 		}
+		st.epoch.Store(now)
+	}
+	// Every earlier session of this id elsewhere — the one replaced, and any whose
+	// takeover was never confirmed — must receive nothing more before this one is
+	// answered: its node said so, or was told through the store and its lease ran out.
+	if err := n.takeOver(st, res); err != nil {
+		n.log.Warn("refusing connection: a previous session could not be taken over", "client", cl.ID, "error", err)
+		n.forget(st) // the store keeps the takeovers pending for the client's next CONNECT
+		return refused("takeover", n.refuse(cl, &gateState{reason: "takeover failed"}))
+	}
+	if st.revoked.Load() {
+		// Taken over by a CONNECT elsewhere while this one was being handled.
+		n.forget(st)
+		return refused("takeover", n.refuse(cl, &gateState{reason: "taken over"}))
 	}
 	if !ident.Expires.IsZero() {
 		// A token's expiry holds for the whole connection, not just at CONNECT.
@@ -184,6 +207,51 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		})
 	}
 	n.metrics.connections.WithLabelValues("accepted").Inc()
+	return nil
+}
+
+// takeOver revokes every earlier session named by a Connect's result that is not on this
+// node's table any more, then confirms the takeover in the store.
+func (n *Node) takeOver(st *clientState, res store.ConnectResult) error {
+	type target struct {
+		node  string
+		epoch int64
+	}
+	tell := map[target][]store.Notice{}
+	var order []target
+	recorded := len(res.Pending) > 0 // the store keeps a list to confirm
+	for _, p := range append(res.Pending, res.Prev) {
+		if !p.Online() || p.Session == st.session {
+			continue
+		}
+		if p.Node == n.cfg.ID {
+			n.revoke(p.Client, p.Session, "local")
+			continue
+		}
+		k := target{p.Node, p.Epoch}
+		if _, ok := tell[k]; !ok {
+			order = append(order, k)
+		}
+		tell[k] = append(tell[k], store.Notice{Kind: store.NoticeRevoke, Client: p.Client, Session: p.Session})
+		recorded = true
+	}
+	if !recorded {
+		return nil
+	}
+	if len(order) > 0 {
+		n.metrics.takeovers.WithLabelValues("remote").Inc()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.tellBudget())
+	defer cancel()
+	for _, k := range order {
+		if err := n.teller.Tell(ctx, k.node, k.epoch, tell[k]); err != nil {
+			return fmt.Errorf("node %s: %w", k.node, err)
+		}
+	}
+	if err := n.store.ConfirmTakeover(ctx, st.id, st.session); err != nil && !errors.Is(err, store.ErrNotOwner) {
+		// Done but not recorded as done: the next CONNECT revokes them again, harmlessly.
+		n.log.Warn("confirm takeover", "client", st.id, "error", err)
+	}
 	return nil
 }
 
@@ -242,7 +310,7 @@ func (n *Node) refuseAuth(cl *mqtt.Client, err error) error {
 		reason = "anonymous"
 	}
 	n.metrics.authFailures.WithLabelValues(reason).Inc()
-	n.log.Warn("authentication refused", "client", cl.ID, "user", string(cl.Properties.Username),
+	n.throttled.log(n.log, slog.LevelWarn, "authentication refused", "client", cl.ID, "user", string(cl.Properties.Username),
 		"remote", cl.Net.Remote, "reason", err)
 	if !v5 {
 		code = v3

@@ -1,7 +1,9 @@
 package node
 
 import (
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"runtime/debug"
@@ -10,12 +12,16 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // listener is the node's MQTT TCP listener. It replaces mochi's so that a panic while
 // handling one client's packets (mochi has no recovery of its own; see mochi issue #501, a
-// truncated MQTT 5 SUBSCRIBE) ends that connection only, and so that the readiness report
-// can tell whether the accept loop is alive.
+// truncated MQTT 5 SUBSCRIBE) ends that connection only, so that the readiness report can
+// tell whether the accept loop is alive, and so that what a client holds before it has
+// authenticated is bounded (see preauth.go): a connection beyond the pending caps is closed
+// before any goroutine starts for it, and an admitted one gets ConnectTimeout for its TLS
+// handshake and CONNECT, whose declared size is checked before mochi allocates it.
 type listener struct {
 	id      string
 	l       net.Listener
@@ -23,15 +29,53 @@ type listener struct {
 	onPanic func(conn net.Conn, v any) // cleans up after a recovered panic
 	onEnd   func(err error)            // sees why each connection ended (limit refusals)
 	onDone  func(conn net.Conn)        // releases what the connection still holds, however it ended
+	refused func(limit string)         // counts a connection the listener refused, by limit
 	// closeAll disconnects every client when the listener closes. mochi's own callback
 	// (closeListenerClients) can deadlock in v2.7.9: Clients.GetByListener takes the read
 	// lock and calls Len, which takes it again, so a writer waiting in between blocks both.
 	closeAll func()
 	limiter  *rateLimiter // new connections per source address
 
+	pending        *pendingSet
+	connectTimeout time.Duration // accept to the end of the CONNECT, TLS handshake included
+	maxConnect     uint32        // largest CONNECT remaining length
+	auth           *authGuard    // bounds the credential checks (see authlimit.go)
+
 	accepting atomic.Bool
 	closeOnce sync.Once
 	handlers  sync.WaitGroup
+}
+
+// newMQTTListener wraps the bound MQTT listener l (TLS or not) with the node's limits and
+// registers its gauges.
+func (n *Node) newMQTTListener(l net.Listener) *listener {
+	lim := n.cfg.Limits
+	ml := &listener{id: "mqtt", l: l, log: n.log.With("component", "mqtt-listener"),
+		onPanic: n.onPanic, onEnd: n.connectionEnded, onDone: n.connectionDone, closeAll: n.disconnectAll,
+		refused:        func(limit string) { n.metrics.limits.WithLabelValues(limit).Inc() },
+		pending:        newPendingSet(lim.MaxPending, lim.MaxPendingPerIP, lim.MaxClients+int64(lim.MaxPending)),
+		connectTimeout: lim.ConnectTimeout,
+		maxConnect:     lim.MaxConnectSize,
+		auth:           newAuthGuard(lim.AuthConcurrency, lim.AuthFailuresPerIP),
+	}
+	if lim.ConnRatePerIP > 0 {
+		ml.limiter = newRateLimiter(lim.ConnRatePerIP, lim.ConnBurstPerIP)
+	}
+	n.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "switchboard_node_mqtt_pending_connections",
+			Help: "MQTT connections accepted and not yet authenticated or answered (bounded by --max-pending-connects).",
+		}, func() float64 { p, _ := ml.pending.counts(); return float64(p) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "switchboard_node_mqtt_open_connections",
+			Help: "Open MQTT connections, authenticated or not (bounded by --max-clients plus --max-pending-connects).",
+		}, func() float64 { _, o := ml.pending.counts(); return float64(o) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "switchboard_node_auth_checks_total",
+			Help: "Credential checks run for CONNECTs with a username or password (each a bcrypt comparison for a password).",
+		}, func() float64 { return float64(ml.auth.checks.Load()) }),
+	)
+	return ml
 }
 
 var _ listeners.Listener = (*listener)(nil)
@@ -66,13 +110,22 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			l.onEnd(errRateLimited)
 			continue
 		}
+		pc, limit := l.pending.admit(conn)
+		if pc == nil {
+			if limit != "" {
+				l.refused(limit)
+			}
+			conn.Close()
+			continue
+		}
 		l.handlers.Add(1)
-		go l.handle(establish, conn)
+		go l.handle(establish, pc)
 	}
 }
 
-func (l *listener) handle(establish listeners.EstablishFn, conn net.Conn) {
+func (l *listener) handle(establish listeners.EstablishFn, conn *preauthConn) {
 	defer l.handlers.Done()
+	defer l.pending.done(conn)
 	defer func() {
 		if v := recover(); v != nil {
 			l.log.Error("recovered panic while handling a client; closing that connection",
@@ -81,9 +134,24 @@ func (l *listener) handle(establish listeners.EstablishFn, conn net.Conn) {
 			l.onPanic(conn, v)
 		}
 	}()
+	if err := l.preauth(conn); err != nil {
+		switch {
+		case errors.Is(err, errConnectTooLarge):
+			l.refused("connect_size")
+		case isTimeout(err):
+			l.refused("connect_timeout")
+		}
+		conn.Close()
+		l.log.Debug("connection refused before its CONNECT", "remote", conn.RemoteAddr().String(), "error", err)
+		return
+	}
 	err := establish(l.id, conn)
+	conn.Close() // mochi closes it too; whatever happened inside, it is over
 	if err != nil {
 		l.log.Debug("connection ended", "remote", conn.RemoteAddr().String(), "error", err)
+		if conn.pending.Load() && isTimeout(err) {
+			l.refused("connect_timeout") // the CONNECT's body did not arrive in time
+		}
 	}
 	l.onEnd(err)
 	if l.onDone != nil {
@@ -91,11 +159,38 @@ func (l *listener) handle(establish listeners.EstablishFn, conn net.Conn) {
 	}
 }
 
+// isTimeout reports whether err is a deadline's (crypto/tls does not always wrap
+// os.ErrDeadlineExceeded so that errors.Is finds it).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// preauth sets the pre-authentication deadline, does the TLS handshake (a tls.Conn would
+// otherwise do it lazily inside mochi's first read) and reads the CONNECT's fixed header,
+// which conn then replays to mochi. The deadline stays in force until mochi sets its
+// keepalive deadline after OnConnect.
+func (l *listener) preauth(conn *preauthConn) error {
+	_ = conn.SetDeadline(time.Now().Add(l.connectTimeout))
+	if tc, ok := conn.Conn.(*tls.Conn); ok {
+		if err := tc.Handshake(); err != nil {
+			return fmt.Errorf("tls handshake: %w", err)
+		}
+	}
+	hdr, err := readConnectHeader(conn.Conn, l.maxConnect)
+	if err != nil {
+		return fmt.Errorf("read CONNECT header: %w", err)
+	}
+	conn.prefix = hdr
+	return nil
+}
+
 // Close stops accepting and disconnects the listener's clients (with closeAll, not
 // mochi's callback: see closeAll).
 func (l *listener) Close(listeners.CloseFn) {
 	l.closeOnce.Do(func() {
 		l.l.Close()
+		l.pending.closeAll()
 		l.closeAll()
 	})
 }
@@ -126,10 +221,7 @@ func newRateLimiter(rate float64, burst int) *rateLimiter {
 }
 
 func (r *rateLimiter) allow(a net.Addr) bool {
-	ip := a.String()
-	if tcp, ok := a.(*net.TCPAddr); ok {
-		ip = tcp.IP.String()
-	}
+	ip := addrIP(a)
 	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()

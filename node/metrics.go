@@ -25,6 +25,7 @@ type metrics struct {
 	authFailures    *prometheus.CounterVec
 	aclDenied       *prometheus.CounterVec
 	tooLarge        prometheus.Counter
+	authRevoked     prometheus.Counter
 	removeFailures  prometheus.Counter
 
 	okTotal, failTotal atomic.Int64 // for the readiness report's counters
@@ -71,11 +72,15 @@ func newMetrics(reg *prometheus.Registry, n *Node) *metrics {
 		}, []string{"action"}),
 		limits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_node_limit_refusals_total",
-			Help: "Connections ended by a limit: packet_size, max_clients, receive_maximum, conn_rate, inflight.",
+			Help: "Connections ended by a limit: packet_size, max_clients, receive_maximum, conn_rate, inflight; before authentication connect_timeout, connect_size, pending_connects, pending_connects_per_ip, auth_busy, auth_failures.",
 		}, []string{"limit"}),
 		movedOff: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchboard_node_clients_moved_off_total",
 			Help: "Clients disconnected so they reconnect elsewhere (quarantine).",
+		}),
+		authRevoked: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_node_sessions_revoked_total",
+			Help: "Sessions ended because a reload of the credentials no longer admits them (user removed, password changed, token revoked).",
 		}),
 		tooLarge: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchboard_node_directed_too_large_total",
@@ -95,7 +100,7 @@ func newMetrics(reg *prometheus.Registry, n *Node) *metrics {
 			func() float64 { return float64(v()) })
 	}
 	reg.MustRegister(
-		m.connections, m.deliveries, m.deliverySeconds, m.takeovers, m.panics, m.dropsKept, m.dropsLost, m.regState, m.movedOff, m.limits, m.authFailures, m.aclDenied, m.tooLarge, m.removeFailures,
+		m.connections, m.deliveries, m.deliverySeconds, m.takeovers, m.panics, m.dropsKept, m.dropsLost, m.regState, m.movedOff, m.limits, m.authFailures, m.aclDenied, m.tooLarge, m.removeFailures, m.authRevoked,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "switchboard_node_clients_connected", Help: "Connected MQTT clients.",
 		}, func() float64 { return float64(n.clients.len()) }),

@@ -64,12 +64,14 @@ type Node struct {
 	connMu      sync.Mutex
 	connecting  map[*mqtt.Client]func() // CONNECT locks held, by connection
 	moving      mover                   // moves clients off while fenced
+	throttled   *logThrottle            // refusals a flood could repeat endlessly
 
 	epoch      atomic.Int64 // the live epoch; 0 while not live (fenced, withdrawn, stopping)
 	quarantine quarantine
 	fp         failpoints
 	gate       atomic.Pointer[gateState]
 	stopping   atomic.Bool
+	withdrawn  atomic.Bool // quarantined and leaving the live set: deliver nothing
 
 	cancel    context.CancelFunc // ends the background goroutines
 	wg        sync.WaitGroup     // background goroutines (status loop, health, drains, kicks)
@@ -101,6 +103,7 @@ func Start(ctx context.Context, cfg Config, c coord.Coordinator, st store.Store,
 		registry:   prometheus.NewRegistry(),
 		clients:    newClientTable(),
 		remover:    newRemover(),
+		throttled:  newLogThrottle(10, 50),
 		connecting: map[*mqtt.Client]func(){},
 	}
 	n.gate.Store(&gateState{reason: "starting"})
@@ -125,11 +128,7 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 	if cfg.MQTTTLS != nil {
 		mqttL = tls.NewListener(mqttL, cfg.MQTTTLS)
 	}
-	n.mqttLis = &listener{id: "mqtt", l: mqttL, log: n.log.With("component", "mqtt-listener"),
-		onPanic: n.onPanic, onEnd: n.connectionEnded, onDone: n.connectionDone, closeAll: n.disconnectAll}
-	if cfg.Limits.ConnRatePerIP > 0 {
-		n.mqttLis.limiter = newRateLimiter(cfg.Limits.ConnRatePerIP, cfg.Limits.ConnBurstPerIP)
-	}
+	n.mqttLis = n.newMQTTListener(mqttL)
 	if n.wireLis, err = net.Listen("tcp", cfg.InternalAddr); err != nil {
 		return fmt.Errorf("--internal %s: %w", cfg.InternalAddr, err)
 	}
@@ -175,7 +174,8 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 	}, n.store, n.applyNotices, n.log); err != nil {
 		return err
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
+	go func() { defer n.wg.Done(); n.authLoop(bgctx) }()
 	go func() { defer n.wg.Done(); n.leaseLoop(bgctx) }()
 	go func() { defer n.wg.Done(); n.removeLoop(bgctx) }()
 
@@ -273,6 +273,9 @@ func (n *Node) applyStatus(ctx context.Context, st coord.Status, last int64) int
 		n.moving.stop()
 	}
 	switch {
+	case st.Live() && marked && n.withdrawn.Load():
+		n.epoch.Store(0) // withdrawing: the entry may be gone already
+		return last
 	case st.Live():
 		n.epoch.Store(st.Epoch)
 		if !marked {

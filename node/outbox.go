@@ -33,7 +33,8 @@ type entryState uint8
 const (
 	entryQueued   entryState = iota // waiting to be written
 	entryWritten                    // written (QoS 1: waiting for its PUBACK)
-	entryFinished                   // acknowledged, or written at QoS 0, or dropped
+	entryFinished                   // acknowledged, or written at QoS 0, or given up
+	entryDropped                    // left memory: the mailbox holds it and will bring it back
 )
 
 // entry is one directed message on its way to one client connection.
@@ -53,8 +54,12 @@ type entry struct {
 	answerBy time.Time         // when an unanswered direct message is spilled
 	spilling bool
 
-	state entryState
-	pid   uint16
+	state    entryState
+	pid      uint16
+	fromBoxQ bool // taken from boxQ (not directQ) for its last write
+	inBoxQ   bool // in boxQ: placed by a mailbox read
+
+	removePending bool // its copy was removed while a mailbox read ran: forget it after that read
 }
 
 // answer settles a direct entry's reply once; the caller sends the returned reply
@@ -191,15 +196,16 @@ func (n *Node) mergeMailbox(o *outbox, msgs []store.Message, gen uint64, asked i
 			if e.seq == 0 {
 				e.seq = m.Seq
 			}
-			if e.state == entryQueued && e.direct && !moved[e] {
+			if e.state == entryQueued && e.direct && !e.inBoxQ && !moved[e] {
 				moved[e] = true
+				e.inBoxQ = true
 				o.boxQ = append(o.boxQ, e)
 			}
 			continue
 		}
 		e := &entry{
 			id: m.ID, topic: m.Topic, payload: m.Payload, qos: m.QoS,
-			expires: now.Add(m.TTL), arrived: now, seq: m.Seq, inBox: true,
+			expires: now.Add(m.TTL), arrived: now, seq: m.Seq, inBox: true, inBoxQ: true,
 		}
 		o.boxQ = append(o.boxQ, e)
 		o.byID[e.id] = e
@@ -217,6 +223,13 @@ func (n *Node) mergeMailbox(o *outbox, msgs []store.Message, gen uint64, asked i
 	if len(msgs) < asked && o.askGen == gen {
 		o.readGen = gen
 	}
+	// Copies removed while this read ran may have been in its answer (skipped above):
+	// no read that could still return them is left.
+	for id, e := range o.byID {
+		if e.removePending {
+			delete(o.byID, id)
+		}
+	}
 }
 
 // takeWritable removes from the queues the entries to write now, in order, up to the
@@ -224,7 +237,7 @@ func (n *Node) mergeMailbox(o *outbox, msgs []store.Message, gen uint64, asked i
 func (n *Node) takeWritable(o *outbox, max int, rs *replies, gone *[]string) []*entry {
 	var out []*entry
 	now := time.Now()
-	take := func(q []*entry) []*entry {
+	take := func(q []*entry, fromBox bool) []*entry {
 		i := 0
 		for ; i < len(q); i++ {
 			e := q[i]
@@ -244,14 +257,15 @@ func (n *Node) takeWritable(o *outbox, max int, rs *replies, gone *[]string) []*
 				o.window++
 			}
 			e.state = entryWritten
+			e.fromBoxQ = fromBox
 			out = append(out, e)
 		}
 		clear(q[:i])
 		return q[i:]
 	}
-	o.boxQ = take(o.boxQ)
+	o.boxQ = take(o.boxQ, true)
 	if !o.mailboxPending() && !o.reading && len(o.boxQ) == 0 {
-		o.directQ = take(o.directQ)
+		o.directQ = take(o.directQ, false)
 	}
 	return out
 }
@@ -303,12 +317,19 @@ func (n *Node) acked(st *clientState, pid uint16, reason byte) bool {
 	return true
 }
 
-// removed is called once the mailbox copies of ids are deleted.
+// removed is called once the mailbox copies of ids are deleted: the outbox may forget
+// them, unless a mailbox read that started before the deletion is still running (it may
+// return them; mergeMailbox forgets them after it).
 func (n *Node) removed(st *clientState, ids []string) {
 	o := st.ob
 	o.mu.Lock()
 	for _, id := range ids {
-		if e, ok := o.byID[id]; ok && e.state == entryFinished {
+		e, ok := o.byID[id]
+		switch {
+		case !ok || e.state != entryFinished:
+		case o.reading:
+			e.removePending = true
+		default:
 			delete(o.byID, id)
 		}
 	}

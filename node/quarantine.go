@@ -52,6 +52,7 @@ func (q *quarantine) end(n *Node) {
 	q.mu.Unlock()
 	cancel()
 	<-done
+	n.withdrawn.Store(false)
 	if !n.stopping.Load() {
 		n.log.Info("quarantine released: open again")
 	}
@@ -67,6 +68,10 @@ func (n *Node) leaveService(ctx context.Context) {
 	case <-ctx.Done():
 		return
 	}
+	// Stop delivering before the entry goes: once it has gone, others judge this epoch
+	// left and stop telling the node about its clients (package lease).
+	n.withdrawn.Store(true)
+	n.epoch.Store(0)
 	for {
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := n.reg.Withdraw(wctx)

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -157,6 +158,11 @@ func (n *Node) writeBatch(st *clientState, batch []*entry, buf []byte) []byte {
 	var werr error
 	if len(sent) > 0 {
 		werr = n.writeToClient(st, buf)
+		if errors.Is(werr, errBlocked) {
+			// Nothing was written: the entries go back to the head of their queues.
+			n.unwrite(st, sent)
+			return buf
+		}
 		if werr == nil {
 			atomic.AddInt64(&n.mqtt.Info.MessagesSent, int64(len(sent)))
 			atomic.AddInt64(&n.mqtt.Info.PacketsSent, int64(len(sent)))
@@ -177,7 +183,7 @@ func (n *Node) writeBatch(st *clientState, batch []*entry, buf []byte) []byte {
 		n.log.Warn("directed message larger than the client's maximum packet size; dropped",
 			"client", st.id, "id", e.id, "bytes", len(e.payload))
 		n.metrics.tooLarge.Inc()
-		rs.add(n.settle(o, e, wire.StatusFailed, errTooLarge.Error()))
+		rs.add(n.settle(o, e, wire.StatusRejected, errTooLarge.Error()))
 		n.finish(o, e, &gone)
 	}
 	if werr == nil {
@@ -207,8 +213,13 @@ func (n *Node) writeBatch(st *clientState, batch []*entry, buf []byte) []byte {
 }
 
 // writeToClient writes b to the client's connection under mochi's client lock, so it never
-// interleaves with one of mochi's own packets. mochi sets the connection's deadline from
-// the keepalive on every read; with no keepalive there is none, so the write gets its own.
+// interleaves with one of mochi's own packets. Under that lock it checks again that
+// nothing forbids the write (the session revoked, the lease lapsed, the node not live):
+// the sender decided before it waited for the lock, and mochi may hold it for as long as a
+// write to a slow socket takes. The write must finish while the lease holds, so its
+// deadline is the lease's end (or WriteTimeout, if sooner); a write cut short ends the
+// connection (what was written in part cannot be taken back). Afterwards the deadline is
+// what mochi would have set.
 func (n *Node) writeToClient(st *clientState, b []byte) error {
 	cl := st.cl
 	if cl.Closed() || cl.Net.Conn == nil {
@@ -219,15 +230,47 @@ func (n *Node) writeToClient(st *clientState, b []byte) error {
 	if st.revoked.Load() {
 		return errRevoked
 	}
-	noKeepalive := cl.State.Keepalive == 0
-	if noKeepalive {
-		_ = cl.Net.Conn.SetWriteDeadline(time.Now().Add(n.cfg.WriteTimeout))
+	if why := n.blocked(st); why != "" {
+		return fmt.Errorf("%w: %s", errBlocked, why)
 	}
+	deadline := time.Now().Add(n.cfg.WriteTimeout)
+	if end := n.lease.ValidUntil(); end.Before(deadline) {
+		deadline = end
+	}
+	_ = cl.Net.Conn.SetWriteDeadline(deadline)
 	_, err := cl.Net.Conn.Write(b)
-	if noKeepalive && err == nil {
-		_ = cl.Net.Conn.SetWriteDeadline(time.Time{})
+	var after time.Time // no keepalive: no deadline, as mochi sets it
+	if ka := cl.State.Keepalive; ka > 0 {
+		after = time.Now().Add(time.Duration(ka) * 3 / 2 * time.Second)
 	}
+	_ = cl.Net.Conn.SetWriteDeadline(after)
 	return err
+}
+
+// unwrite puts entries taken for a write that did not happen back where they were, in
+// order, so the sender writes them when it may.
+func (n *Node) unwrite(st *clientState, batch []*entry) {
+	o := st.ob
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var box, direct []*entry
+	for _, e := range batch {
+		if e.state != entryWritten {
+			continue
+		}
+		e.state = entryQueued
+		if e.qos > 0 {
+			delete(o.pids.directed, e.pid)
+			o.window--
+		}
+		if e.fromBoxQ {
+			box = append(box, e)
+		} else {
+			direct = append(direct, e)
+		}
+	}
+	o.boxQ = append(box, o.boxQ...)
+	o.directQ = append(direct, o.directQ...)
 }
 
 // settle answers a direct entry (once) and gives its bytes back to the node's budget; the

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -89,15 +90,22 @@ func (n *Node) closeOutbox(st *clientState) {
 	}
 	o.mu.Unlock()
 	if len(batch) > 0 {
-		n.spill(st, batch, "the client's connection ended before it acknowledged; queued in the mailbox")
+		n.spillBatch(st, batch, "the client's connection ended before it acknowledged; queued in the mailbox", true)
 	}
 }
 
 // spill stores batch (marked spilling, in order) in the client's mailbox in the
 // background, telling the client's node if it is connected elsewhere by now, and then
 // answers each message queued, or failed if it could not be stored (the router then
-// queues it itself).
+// queues it itself). A message that expired is answered expired — unless it is in flight
+// on a connection that goes on (closing false): its PUBACK may still come and settle it.
+// A stored message not written yet leaves memory: the mailbox holds it, and the outbox
+// reads it back in its place before it writes anything direct again.
 func (n *Node) spill(st *clientState, batch []*entry, why string) {
+	n.spillBatch(st, batch, why, false)
+}
+
+func (n *Node) spillBatch(st *clientState, batch []*entry, why string, closing bool) {
 	n.sendWG.Add(1)
 	go func() {
 		defer n.sendWG.Done()
@@ -106,15 +114,22 @@ func (n *Node) spill(st *clientState, batch []*entry, why string) {
 		var msgs []store.Message
 		var stored []*entry
 		var rs replies
+		var gone []string
 		o := st.ob
 		o.mu.Lock()
 		for _, e := range batch {
 			left := e.expires.Sub(now)
 			if left <= 0 {
 				e.spilling = false
+				if e.state == entryWritten && !closing {
+					continue // in flight: its PUBACK settles it
+				}
 				rs.add(n.settle(o, e, wire.StatusExpired, "expired before delivery"))
 				if e.state == entryQueued {
 					e.state = entryFinished
+				}
+				if e.state == entryFinished {
+					n.finish(o, e, &gone)
 				}
 				continue
 			}
@@ -126,20 +141,22 @@ func (n *Node) spill(st *clientState, batch []*entry, why string) {
 		}
 		o.mu.Unlock()
 		rs.run()
+		n.remove(st, gone)
+		gone = nil
 		if len(msgs) == 0 {
 			return
 		}
 		// Long enough for the store call and, if the client's node cannot be told directly,
 		// for that node's lease to run out.
-		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.StoreTimeout+2*n.cfg.Lease.Duration)
+		ctx, cancel := context.WithTimeout(context.Background(), n.tellBudget())
 		res, err := n.teller.Queue(ctx, st.session, msgs)
 		cancel()
 		if err != nil {
 			n.log.Warn("could not queue unacknowledged messages; their routers will", "client", st.id,
 				"messages", len(msgs), "error", err)
 		}
-		var gone []string
 		rs = rs[:0]
+		dropped := false
 		o.mu.Lock()
 		for i, e := range stored {
 			e.spilling = false
@@ -148,11 +165,14 @@ func (n *Node) spill(st *clientState, batch []*entry, why string) {
 				// client acknowledges this one after all.
 				e.inBox = true
 				rs.add(n.settle(o, e, wire.StatusFailed, "could not be queued"))
-				if e.state == entryQueued {
-					e.state = entryFinished
+				switch e.state {
+				case entryQueued:
+					e.state = entryDropped
 					if o.byID[e.id] == e {
 						delete(o.byID, e.id)
 					}
+				case entryFinished:
+					gone = append(gone, e.id) // acknowledged meanwhile: the router's copy must go
 				}
 				continue
 			}
@@ -164,9 +184,23 @@ func (n *Node) spill(st *clientState, batch []*entry, why string) {
 				n.metrics.countDelivery("direct", wire.StatusQueued)
 				rs.add(f)
 			}
-			if e.state == entryFinished {
+			switch {
+			case e.state == entryFinished:
 				gone = append(gone, e.id) // acknowledged while its copy was being stored
+			case e.state == entryQueued && !e.inBoxQ:
+				// Not written yet and not met in the mailbox: it waits there, not here. No
+				// mailbox read has passed its seq (one that had would have moved it to
+				// boxQ), so the next read brings it back in its place.
+				e.state = entryDropped
+				if o.byID[e.id] == e {
+					delete(o.byID, e.id)
+				}
+				dropped = true
 			}
+		}
+		if dropped {
+			o.askGen++ // nothing direct is written before the mailbox has been read again
+			o.directQ = slices.DeleteFunc(o.directQ, func(e *entry) bool { return e.state == entryDropped })
 		}
 		if !o.closed {
 			n.armSpill(st)
@@ -174,6 +208,9 @@ func (n *Node) spill(st *clientState, batch []*entry, why string) {
 		o.mu.Unlock()
 		rs.run()
 		n.remove(st, gone)
+		if dropped {
+			n.wake(st)
+		}
 	}()
 }
 
@@ -232,13 +269,27 @@ func (n *Node) removePass(ctx context.Context) {
 	for st, ids := range work {
 		items = append(items, store.Removal{Client: st.id, IDs: ids})
 	}
-	sctx, cancel := context.WithTimeout(ctx, n.cfg.StoreTimeout)
-	err := n.store.Remove(sctx, items...)
-	cancel()
+	var err error
+	for attempt := range 3 {
+		if attempt > 0 {
+			select {
+			case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+			case <-ctx.Done():
+			}
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), n.cfg.StoreTimeout)
+		err = n.store.Remove(sctx, items...)
+		cancel()
+		if err == nil {
+			break
+		}
+	}
 	if err != nil {
-		// The copies stay: each costs a duplicate when the client next reads its mailbox.
+		// The copies stay. The connection remembers the ids, so it does not send them
+		// again; the next connection will (a duplicate, never a loss).
 		n.log.Warn("remove acknowledged messages from mailboxes", "clients", len(items), "error", err)
 		n.metrics.removeFailures.Inc()
+		return
 	}
 	for st, ids := range work {
 		n.removed(st, ids)

@@ -176,6 +176,10 @@ func decode(w http.ResponseWriter, req *http.Request, limit int64, v any) error 
 	if ct := req.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		return fieldError{"body", fmt.Sprintf("content type %q: send application/json", ct)}
 	}
+	if req.ContentLength > limit {
+		// Refused from the header, before any of the body is read.
+		return fieldError{"body", fmt.Sprintf("%d bytes is larger than the limit of %d bytes", req.ContentLength, limit)}
+	}
 	body := http.MaxBytesReader(w, req.Body, limit)
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
@@ -185,7 +189,7 @@ func decode(w http.ResponseWriter, req *http.Request, limit int64, v any) error 
 		var te *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &mbe):
-			return fieldError{"body", fmt.Sprintf("larger than %d bytes", limit)}
+			return fieldError{"body", fmt.Sprintf("larger than the limit of %d bytes", limit)}
 		case errors.As(err, &se):
 			return fieldError{"body", fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, err)}
 		case errors.As(err, &te):
@@ -208,7 +212,13 @@ func decode(w http.ResponseWriter, req *http.Request, limit int64, v any) error 
 	return nil
 }
 
+// singleLimit bounds a single send's body: the largest payload, base64-encoded, and room
+// for the other fields (a topic may be up to 64 KiB).
 func (r *Router) singleLimit() int64 { return int64(r.cfg.MaxPayload)*4/3 + 64<<10 }
+
+// batchLimit bounds a batch's body: MaxBatch single sends (about 396 MiB at the defaults;
+// lower --max-batch or --max-payload to lower it).
+func (r *Router) batchLimit() int64 { return int64(r.cfg.MaxBatch) * r.singleLimit() }
 
 func (r *Router) handleSend(w http.ResponseWriter, req *http.Request) {
 	var body Request
@@ -237,7 +247,7 @@ func (r *Router) handleSend(w http.ResponseWriter, req *http.Request) {
 
 func (r *Router) handleBatch(w http.ResponseWriter, req *http.Request) {
 	var body BatchRequest
-	if err := decode(w, req, int64(r.cfg.MaxBatch)*r.singleLimit(), &body); err != nil {
+	if err := decode(w, req, r.batchLimit(), &body); err != nil {
 		r.badRequest(w, err, nil)
 		return
 	}
@@ -407,6 +417,8 @@ func (r *Router) badRequest(w http.ResponseWriter, err error, index *int) {
 func sendError(err error) (int, string) {
 	const retry = `; retry with the same "id" to be safe`
 	switch {
+	case errors.Is(err, ErrRejected):
+		return http.StatusRequestEntityTooLarge, "the client cannot take this message; not accepted: " + err.Error()
 	case errors.Is(err, store.ErrMailboxFull):
 		return http.StatusInsufficientStorage, "mailbox full: the client has too many undelivered messages; not accepted: " + err.Error()
 	case errors.Is(err, store.ErrStoreFull):

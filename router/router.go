@@ -69,6 +69,8 @@ type Config struct {
 	// that show a machine with a wrong clock cannot expire an accepted message early: no
 	// expiry is judged on it.
 	ClockSkew time.Duration
+	// HTTP bounds the API's connections (see HTTPServer).
+	HTTP HTTPConfig
 }
 
 // DefaultConfig returns the defaults.
@@ -85,6 +87,7 @@ func DefaultConfig() Config {
 		AnswerGrace:  5 * time.Second,
 		StoreTimeout: 2 * time.Second,
 		RouteCache:   1 << 20,
+		HTTP:         DefaultHTTPConfig(),
 	}
 }
 
@@ -110,7 +113,7 @@ func (c Config) Validate() error {
 	case c.RouteCache < 0:
 		return fmt.Errorf("route cache %d must not be negative", c.RouteCache)
 	}
-	return nil
+	return c.validateHTTP()
 }
 
 // Router routes messages. Its methods are safe for concurrent use.
@@ -310,6 +313,10 @@ func regroup(idx []int, sms []store.Message) []group {
 	return gs
 }
 
+// ErrRejected means the client's node refused the message for good: the client cannot
+// take it (larger than its maximum packet size). It was not accepted.
+var ErrRejected = errors.New("rejected by the client's node")
+
 // errNoAnswer: a node did not answer within max wait plus the grace.
 var errNoAnswer = errors.New("no answer from the node in time")
 
@@ -443,6 +450,8 @@ func (r *Router) deliverGroups(ctx context.Context, groups []group, sms []store.
 				out[i].Result = Result{ID: sms[i].ID, Status: Queued, Node: s.member.ID}
 			case res.Status == wire.StatusExpired:
 				out[i].Result = Result{ID: sms[i].ID, Status: Expired, Node: s.member.ID}
+			case res.Status == wire.StatusRejected:
+				out[i].Err = fmt.Errorf("%w: %s", ErrRejected, res.Detail)
 			case res.Status == wire.StatusNotHere, res.Status == wire.StatusStaleEpoch:
 				if cached {
 					retry = append(retry, i)
@@ -478,7 +487,7 @@ func (r *Router) queueAll(ctx context.Context, idx []int, sms []store.Message, o
 	}
 	// Long enough for the store and, if a client's node cannot be told directly, for its
 	// delivery lease to run out.
-	qctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout+2*lease.DefaultDuration+time.Second)
+	qctx, cancel := context.WithTimeout(ctx, 2*r.cfg.StoreTimeout+lease.MaxTellWait(r.members.Members()))
 	defer cancel()
 	var res []store.AppendResult
 	var err error

@@ -267,7 +267,7 @@ start_node() {
 	freeport
 	internal=127.0.0.1:$port
 	start "node-$id" "$bin/switchboard" node --id "$id" --mqtt "$node_mqtt" \
-		--internal "$internal" --admin "$node_admin" --data-dir "$work" \
+		--internal "$internal" --admin "$node_admin" --pprof --data-dir "$work" \
 		--zk "$zk" --zk-root "$root" --redis "$redis" --redis-prefix "${root#/}" --log-level warn \
 		"${node_auth[@]+"${node_auth[@]}"}"
 	node_pid=$started
@@ -487,7 +487,7 @@ if [ -n "$doc" ]; then
 		echo "mochi-bare --mqtt 127.0.0.1:PORT --admin 127.0.0.1:PORT"
 		echo "switchboard backends --dir DIR   # 3-server ZooKeeper ensemble + Redis"
 		node_flags="${node_auth[*]+"${node_auth[*]}"}"
-		echo "switchboard node --id ID --mqtt 127.0.0.1:PORT --internal 127.0.0.1:PORT --admin 127.0.0.1:PORT --zk ZK --zk-root ROOT --redis REDIS --redis-prefix ROOT --log-level warn ${node_flags//$work\//}"
+		echo "switchboard node --id ID --mqtt 127.0.0.1:PORT --internal 127.0.0.1:PORT --admin 127.0.0.1:PORT --pprof --zk ZK --zk-root ROOT --redis REDIS --redis-prefix ROOT --log-level warn ${node_flags//$work\//}"
 		if [ -f "$work/auth.json" ]; then echo "# auth.json: $(cat "$work/auth.json")"; fi
 		echo "switchboard router --listen 127.0.0.1:PORT --zk ZK --zk-root /bench-cluster --redis REDIS --redis-prefix bench-cluster --log-level warn ${router_auth[*]+"${router_auth[*]}"}"
 		echo '```'

@@ -27,3 +27,5 @@ go test -run "^$" -fuzz "^FuzzDecode$" -fuzztime 15s ./wire/
 go test -run "^$" -fuzz "^FuzzRequest$" -fuzztime 15s ./router/
 go test -run "^$" -fuzz "^FuzzParseFile$" -fuzztime 10s ./auth/
 go test -run "^$" -fuzz "^FuzzCovers$" -fuzztime 10s ./auth/
+# A real node per fuzzing process; minimization is capped so the 10s go to new inputs.
+go test -run "^$" -fuzz "^FuzzConnect$" -fuzztime 10s -fuzzminimizetime 20x ./node/

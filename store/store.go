@@ -8,7 +8,23 @@
 //
 // Every presence and mailbox operation touches one client's keys only, so each can be
 // atomic on one shard (Redis Cluster hash tags), and a client's operations are
-// linearizable. Notices live under their node's own key.
+// linearizable. Notices live under their node's own keys.
+//
+// # Nothing lost on a lost answer
+//
+// Every call may fail after the store did its work (a timeout whose answer came too
+// late), and a retry of the same call is always safe. Two things are kept until their
+// owner confirms them, so that such a failure loses neither:
+//
+//   - A node's notices stay after TakeNotices returns them, until the node confirms them
+//     by sequence number with DoneNotices: a take whose answer is lost loses nothing, the
+//     next take returns the same notices again.
+//   - A takeover (a Connect that replaced a presence on another node) is recorded with the
+//     client until the new session confirms it with ConfirmTakeover, after it made sure
+//     the replaced session receives nothing more. Until then every later Connect of the
+//     client returns it in ConnectResult.Pending, even after the session that took over
+//     disconnected or its node was reaped: a node that could not take a session over and
+//     so refused the connection does not erase what must still be revoked.
 //
 // # One clock
 //
@@ -50,6 +66,21 @@ type Presence struct {
 
 // Online reports whether p names a node (the zero Presence means offline).
 func (p Presence) Online() bool { return p.Node != "" }
+
+// MaxPending is the most sessions ConnectResult.Pending holds: the newest ones. A client
+// whose takeovers went unconfirmed more often than that in a row loses the oldest.
+const MaxPending = 8
+
+// ConnectResult is what Connect replaced.
+type ConnectResult struct {
+	// Prev is the presence Connect replaced: the zero Presence if there was none (the
+	// client was offline, or only pending takeovers were recorded for it).
+	Prev Presence
+	// Pending are earlier sessions of the client whose takeover was never confirmed
+	// (see ConfirmTakeover), oldest first, at most MaxPending, never Prev. Each may still
+	// be connected on its node and must receive nothing more, as Prev must.
+	Pending []Presence
+}
 
 // Message is one directed message.
 type Message struct {
@@ -113,26 +144,61 @@ type Notice struct {
 	Kind    NoticeKind
 	Client  string
 	Session string // NoticeRevoke: the session taken over; NoticeMailbox: empty
+	// Seq is the notice's position among its node's notices, set by the store when it
+	// stores the notice and returned by TakeNotices: strictly increasing in Notify order
+	// for one node. DoneNotices confirms notices by it. Notify ignores it.
+	Seq uint64
 }
 
 // Store is the presence table, the mailboxes and the node notices. All methods are safe
 // for concurrent use; all take a context that bounds the call.
 type Store interface {
-	// Connect records p as the client's presence and returns the presence it replaced (the
-	// zero Presence if none): the caller disconnects that older session if it is on
-	// another node.
-	Connect(ctx context.Context, p Presence) (prev Presence, err error)
-	// Reassert updates the epoch of the client's presence if session still owns it;
-	// ErrNotOwner otherwise. A node calls it for each client after it registers again
-	// under a new epoch.
-	Reassert(ctx context.Context, client, session string, epoch int64) error
+	// Connect records p as the client's presence and returns what it replaced: the
+	// previous presence, and the takeovers still pending.
+	//
+	// When Prev is online on another node than p.Node, Connect records Prev as a pending
+	// takeover of the client; the takeovers pending before are carried over too (and
+	// returned in Pending). The caller makes sure that Prev and every session in Pending
+	// receive nothing more (a revoke notice to their nodes, or a direct word), then calls
+	// ConfirmTakeover. Until then every later Connect of the client returns them in
+	// Pending, so a caller that fails half-way leaves them to the client's next Connect.
+	// A caller must do the same for a Prev on its own node, which Connect does not record:
+	// it takes over its own older session locally.
+	//
+	// A second Connect of the same session (a retry after a lost answer) returns what the
+	// first returned, less what ConfirmTakeover confirmed since, and records no takeover.
+	// Past MaxPending, the oldest pending takeovers are dropped (and logged): a client
+	// that failed to take over its session that many times in a row has long left those
+	// connections (a connection the client gave up ends by itself at its keep-alive), and
+	// the node of one still open learns that it was taken over when it registers again
+	// and its Reassert finds another session owning the presence.
+	Connect(ctx context.Context, p Presence) (ConnectResult, error)
+	// ConfirmTakeover clears the pending takeovers that session's Connect returned (its
+	// Prev and Pending), if session still owns the presence: the caller made sure that
+	// they receive nothing more. ErrNotOwner otherwise: a newer Connect carries them on
+	// and returns them to its own caller. A presence Reassert recorded anew returned
+	// nothing, so its session's ConfirmTakeover clears nothing. Idempotent.
+	ConfirmTakeover(ctx context.Context, client, session string) error
+	// Reassert records p again as the client's presence when p.Session is allowed to own
+	// it: if p.Session owns the presence, its epoch and node become p's; if the client has
+	// no presence (the reaper cleared it after the node left, or it was lost), p becomes
+	// the presence, unless p.Session is among the client's pending takeovers (it was taken
+	// over). ErrNotOwner otherwise: another session owns the presence, or p.Session was
+	// taken over. A node calls it for each of its clients after it registers again under
+	// a new epoch. Idempotent.
+	Reassert(ctx context.Context, p Presence) error
 	// Disconnect clears the client's presence if session still owns it, reporting whether
 	// it did. A late disconnect on an old node never erases a newer session's presence.
+	// The client's pending takeovers stay (see Connect): a session that disconnects
+	// before it confirmed its takeover, as a node that could not tell the old session's
+	// node and so refused the connection does, leaves them to the client's next Connect.
 	Disconnect(ctx context.Context, client, session string) (bool, error)
-	// Lookup returns the client's presence and mailbox depth in one round trip.
+	// Lookup returns the client's presence and mailbox depth in one round trip. A client
+	// whose only record is pending takeovers is offline: the zero Presence.
 	Lookup(ctx context.Context, client string) (Presence, int, error)
 	// ClearNode clears the presence of every client whose presence names node at epoch,
-	// and returns how many it cleared. It is the reaper's work when a node leaves.
+	// and returns how many it cleared. It is the reaper's work when a node leaves. The
+	// clients' pending takeovers stay, as with Disconnect.
 	ClearNode(ctx context.Context, node string, epoch int64) (int, error)
 
 	// Append adds each message at the tail of its recipient's mailbox, in slice order
@@ -152,11 +218,21 @@ type Store interface {
 	// Depth returns the number of messages in the client's mailbox.
 	Depth(ctx context.Context, client string) (int, error)
 
-	// Notify appends notices for node. They stay until the node takes them (or for an
-	// hour, in case the node is gone for good).
+	// Notify appends notices for node, each given the next Seq. They stay until the node
+	// confirms them with DoneNotices (or for an hour after the last Notify, in case the
+	// node is gone for good). A retried Notify may store its notices twice, under new
+	// sequence numbers: a notice is a hint, and acting on one twice is harmless.
 	Notify(ctx context.Context, node string, ns ...Notice) error
-	// TakeNotices removes and returns up to max of node's notices, oldest first.
+	// TakeNotices returns up to max (at most 1000) of node's notices, oldest first,
+	// without removing them: they stay until DoneNotices confirms them, so a take whose
+	// answer is lost loses nothing, and the next take returns them again. So a notice may
+	// be returned more than once, which is harmless (acting on a notice twice is). One
+	// process takes a node's notices: the node itself.
 	TakeNotices(ctx context.Context, node string, max int) ([]Notice, error)
+	// DoneNotices removes every notice of node whose Seq is upTo or less: the node acted
+	// on them. Idempotent: a retry removes nothing more, since every notice left has a
+	// greater Seq.
+	DoneNotices(ctx context.Context, node string, upTo uint64) error
 
 	// Ping checks that the backend answers.
 	Ping(ctx context.Context) error

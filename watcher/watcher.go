@@ -184,19 +184,18 @@ func (w *Watcher) Live(node string, epoch int64) (coord.Member, bool) {
 	return m, ok && m.Epoch == epoch
 }
 
-// MaxEpoch returns the highest epoch among the live members (0 when there are none).
-// Epochs are coordinator transaction ids and the set is read as a whole, so an epoch at or
-// below it that is not in the set has left it.
-func (w *Watcher) MaxEpoch() int64 {
+// Lookup returns the live member with id (if any) and, read from the same set, the
+// highest epoch among the live members (0 when there are none). Epochs are coordinator
+// transaction ids and the set is read as a whole, so an epoch at or below that maximum
+// which is not in the set has left it.
+func (w *Watcher) Lookup(id string) (m coord.Member, ok bool, maxEpoch int64) {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
-	var max int64
-	for _, m := range w.members {
-		if m.Epoch > max {
-			max = m.Epoch
-		}
+	for _, x := range w.members {
+		maxEpoch = max(maxEpoch, x.Epoch)
 	}
-	return max
+	m, ok = w.members[id]
+	return m, ok, maxEpoch
 }
 
 // Changed returns a channel closed at the next change of the set.

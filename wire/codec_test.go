@@ -260,7 +260,7 @@ func TestStatusString(t *testing.T) {
 	want := map[Status]string{
 		StatusDelivered: "delivered", StatusNotHere: "not-here", StatusStaleEpoch: "stale-epoch",
 		StatusExpired: "expired", StatusFailed: "failed", StatusBadRequest: "bad-request",
-		StatusQueued: "queued", 0: "status(0)", 8: "status(8)",
+		StatusQueued: "queued", StatusRejected: "rejected", 0: "status(0)", 9: "status(9)",
 	}
 	for s, w := range want {
 		if got := s.String(); got != w {

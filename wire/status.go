@@ -27,6 +27,9 @@ const (
 	// with the client's node told), for instance because the client had not acknowledged
 	// it within the Deliver's MaxWait. It will be delivered from there.
 	StatusQueued Status = 7
+	// StatusRejected means the client cannot take the message (it is larger than the
+	// client's maximum packet size); it was not delivered and never will be.
+	StatusRejected Status = 8
 )
 
 var statusNames = [...]string{
@@ -37,6 +40,7 @@ var statusNames = [...]string{
 	StatusFailed:     "failed",
 	StatusBadRequest: "bad-request",
 	StatusQueued:     "queued",
+	StatusRejected:   "rejected",
 }
 
 // String returns the status's name ("delivered", "not-here", ...), or "status(N)" for a
@@ -48,4 +52,4 @@ func (s Status) String() string {
 	return "status(" + strconv.Itoa(int(s)) + ")"
 }
 
-func (s Status) valid() bool { return s >= StatusDelivered && s <= StatusQueued }
+func (s Status) valid() bool { return s >= StatusDelivered && s <= StatusRejected }

@@ -166,12 +166,13 @@ func benchDirect(ctx context.Context, e env, args []string) error {
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "wait this long at most for accepted messages after the last send")
 	fs.StringVar(&cfg.RouterMetrics, "router-metrics", "", "router /metrics URL for its CPU per message (default: API/metrics; - for none)")
 	fs.StringVar(&admins, "node-admin", "", "nodes' admin addresses, comma-separated, for their CPU per message")
-	fs.StringVar(&cfg.Token, "token", "", "the API's bearer token, if it wants one")
+	secretVar(fs, &cfg.Token, "token", "the API's bearer token, if it wants one")
 	creds := registerCreds(fs)
 	sources := fs.String("source-ips", "", "spread the clients over these source addresses: IPs or ranges like 127.0.0.2-127.0.0.33")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	warnSecrets(fs, stderrLogger(e))
 	if fs.NArg() > 0 {
 		return usagef("unexpected arguments %q", fs.Args())
 	}
@@ -218,6 +219,7 @@ func benchPubSub(ctx context.Context, e env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	warnSecrets(fs, stderrLogger(e))
 	if fs.NArg() > 0 {
 		return usagef("unexpected arguments %q", fs.Args())
 	}
@@ -263,6 +265,7 @@ func benchConnect(ctx context.Context, e env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	warnSecrets(fs, stderrLogger(e))
 	if fs.NArg() > 0 {
 		return usagef("unexpected arguments %q", fs.Args())
 	}
@@ -295,7 +298,7 @@ type mqttCreds struct{ user, pass string }
 func registerCreds(fs *flag.FlagSet) *mqttCreds {
 	c := &mqttCreds{}
 	fs.StringVar(&c.user, "username", "", "MQTT username, if the broker wants one")
-	fs.StringVar(&c.pass, "password", "", "MQTT password (or SWITCHBOARD_PASSWORD)")
+	secretVar(fs, &c.pass, "password", "MQTT password")
 	return c
 }
 

@@ -37,7 +37,12 @@ func parse(fs *flag.FlagSet, args []string) error {
 		return usageError{err}
 	}
 	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	fs.Visit(func(f *flag.Flag) {
+		set[f.Name] = true
+		if m, ok := f.Value.(commandLineMarker); ok {
+			m.markCommandLine() // a secret in the process list: see warnSecrets
+		}
+	})
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
 		if set[f.Name] {
@@ -90,7 +95,8 @@ type coordOptions struct {
 	root           string
 	sessionTimeout time.Duration
 	dialTimeout    time.Duration
-	auth           string
+	auth           secretFlag
+	authValue      string // auth, read by validate
 }
 
 func (o *coordOptions) register(fs *flag.FlagSet) {
@@ -101,11 +107,16 @@ func (o *coordOptions) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.sessionTimeout, "session-timeout", d.SessionTimeout,
 		"ZooKeeper session timeout / etcd lease TTL: how soon a dead node leaves the live set")
 	fs.DurationVar(&o.dialTimeout, "zk-dial-timeout", d.DialTimeout, "how long to wait for the coordination backend at start-up")
-	fs.StringVar(&o.auth, "zk-auth", "", "ZooKeeper digest credentials user:password; znodes Switchboard creates are writable only with them (prefer SWITCHBOARD_ZK_AUTH)")
+	o.auth.register(fs, "zk-auth", "the ZooKeeper digest credentials user:password (znodes Switchboard creates are then writable only with them)")
 }
 
 // validate checks the flags without connecting.
 func (o *coordOptions) validate() error {
+	auth, err := o.auth.get()
+	if err != nil {
+		return err
+	}
+	o.authValue = auth
 	switch {
 	case o.servers == "" && o.etcd == "":
 		return usagef("--zk (comma-separated host:port of the ZooKeeper ensemble) or --etcd is required")
@@ -126,7 +137,7 @@ func (o *coordOptions) validate() error {
 func (o *coordOptions) zkConfig(log *slog.Logger) zkcoord.Config {
 	return zkcoord.Config{
 		Servers: splitList(o.servers), Root: o.root, SessionTimeout: o.sessionTimeout,
-		DialTimeout: o.dialTimeout, Logger: log, Auth: o.auth,
+		DialTimeout: o.dialTimeout, Logger: log, Auth: o.authValue,
 	}
 }
 
@@ -153,7 +164,7 @@ type redisOptions struct {
 	addr      string
 	sentinels string
 	master    string
-	password  string
+	password  secretFlag
 	prefix    string
 	tls       tlsOptions
 }
@@ -162,7 +173,7 @@ func (o *redisOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.addr, "redis", "", "Redis address host:port (presence and mailboxes)")
 	fs.StringVar(&o.sentinels, "redis-sentinels", "", "Redis Sentinel addresses, comma-separated (instead of --redis)")
 	fs.StringVar(&o.master, "redis-master", "mymaster", "Sentinel master name")
-	fs.StringVar(&o.password, "redis-password", "", "Redis password")
+	o.password.register(fs, "redis-password", "the Redis password")
 	fs.StringVar(&o.prefix, "redis-prefix", "sb", "key prefix")
 	o.tls.register(fs, "redis-tls-", "connections to Redis (the CA verifies the server; a cert/key is sent as a client certificate)")
 }
@@ -177,7 +188,10 @@ func (o *redisOptions) open(ctx context.Context, log *slog.Logger) (*redisstore.
 	if len(cfg.SentinelAddrs) > 0 {
 		cfg.MasterName = o.master
 	}
-	cfg.Password = o.password
+	var err error
+	if cfg.Password, err = o.password.get(); err != nil {
+		return nil, err
+	}
 	cfg.Prefix = o.prefix
 	tlsCfg, err := o.tls.client("redis-tls-")
 	if err != nil {

@@ -38,7 +38,7 @@ func runMonitor(ctx context.Context, e env, args []string) error {
 	fs.IntVar(&cfg.MaxQuarantined, "max-quarantined", cfg.MaxQuarantined, "most nodes quarantined at once")
 	fs.IntVar(&cfg.MinHealthy, "min-healthy", cfg.MinHealthy, "never leave fewer healthy live nodes than this")
 	fs.StringVar(&cfg.ProbeUsername, "probe-username", "", "username probe clients connect with (when nodes require credentials)")
-	fs.StringVar(&cfg.ProbePassword, "probe-password", "", "password (or JWT) for probe clients; prefer SWITCHBOARD_PROBE_PASSWORD")
+	secretVar(fs, &cfg.ProbePassword, "probe-password", "password (or JWT) for probe clients")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -49,6 +49,7 @@ func runMonitor(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
+	warnSecrets(fs, log)
 	if err := zo.validate(); err != nil {
 		return err
 	}
@@ -115,6 +116,7 @@ func runQuarantine(ctx context.Context, e env, args []string) error {
 	if reason == "" {
 		return usagef("--reason is required")
 	}
+	warnSecrets(fs, stderrLogger(e))
 	node := fs.Arg(0)
 	if err := coord.ValidateID(node); err != nil {
 		return usageError{err}
@@ -155,6 +157,7 @@ func runRelease(ctx context.Context, e env, args []string) error {
 	if fs.NArg() != 1 {
 		return usagef("usage: switchboard release NODE --zk ...")
 	}
+	warnSecrets(fs, stderrLogger(e))
 	node := fs.Arg(0)
 	if err := coord.ValidateID(node); err != nil {
 		return usageError{err}

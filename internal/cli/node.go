@@ -15,7 +15,8 @@ func runNode(ctx context.Context, e env, args []string) error {
 		lo    logOptions
 		zo    coordOptions
 		ro    redisOptions
-		token string
+		token secretFlag
+		admin adminOptions
 	)
 	lo.register(fs)
 	zo.register(fs)
@@ -23,13 +24,14 @@ func runNode(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&cfg.ID, "id", "", "node id, unique in the cluster (letters, digits, '.', '_', '-')")
 	fs.StringVar(&cfg.MQTTAddr, "mqtt", d.MQTTAddr, "MQTT listen address")
 	fs.StringVar(&cfg.InternalAddr, "internal", d.InternalAddr, "listen address for routers and other nodes")
-	fs.StringVar(&cfg.AdminAddr, "admin", d.AdminAddr, "HTTP address for /healthz, /metrics and /debug/pprof")
+	fs.StringVar(&cfg.AdminAddr, "admin", d.AdminAddr, "HTTP address for /healthz, /metrics (and /debug/pprof with --pprof)")
+	admin.register(fs)
 	fs.StringVar(&cfg.Advertise, "advertise", "", "host to register for addresses bound to all interfaces (default: hostname)")
 	fs.StringVar(&cfg.AdvertiseInternal, "advertise-internal", "",
 		"host:port routers and other nodes dial for --internal, when it differs from the bound address (NAT, port mapping, proxy)")
 	fs.StringVar(&cfg.DataDir, "data-dir", d.DataDir, "directory whose free space the readiness check watches")
 	fs.StringVar(&cfg.InboxPrefix, "inbox-prefix", d.InboxPrefix, "inbox topic prefix: client c's inbox is <prefix>c")
-	fs.StringVar(&token, "cluster-token", "", "shared secret for the router/node channel")
+	token.register(fs, "cluster-token", "the shared secret of the router/node channel (required, or mutual TLS, when --internal is not loopback)")
 	fs.DurationVar(&cfg.MaxWait, "max-wait", d.MaxWait,
 		"how long a routed message waits for the client's PUBACK before it is queued in the mailbox and answered queued (a request's max_wait overrides it)")
 	fs.IntVar(&cfg.Window, "window", d.Window, "most directed QoS 1 messages in flight to one client (also bounded by its receive maximum)")
@@ -53,6 +55,21 @@ func runNode(ctx context.Context, e env, args []string) error {
 	var maxPacket uint
 	fs.UintVar(&maxPacket, "max-packet-size", uint(d.Limits.MaxPacketSize), "largest MQTT packet accepted (bytes)")
 	fs.Int64Var(&cfg.Limits.MaxClients, "max-clients", d.Limits.MaxClients, "most concurrent MQTT connections")
+	fs.DurationVar(&cfg.Limits.ConnectTimeout, "connect-timeout", d.Limits.ConnectTimeout,
+		"time from accept for the TLS handshake and the CONNECT to arrive; the connection is closed after it")
+	var maxConnect uint
+	fs.UintVar(&maxConnect, "max-connect-size", uint(d.Limits.MaxConnectSize),
+		"largest CONNECT accepted (remaining length in bytes, Will included); a larger one is closed before it is read")
+	fs.IntVar(&cfg.Limits.MaxPending, "max-pending-connects", d.Limits.MaxPending,
+		"most connections not yet authenticated; more are closed at accept (open connections are capped at --max-clients plus this)")
+	fs.IntVar(&cfg.Limits.MaxPendingPerIP, "max-pending-connects-per-ip", d.Limits.MaxPendingPerIP,
+		"most connections not yet authenticated from one source address (0: no limit)")
+	fs.IntVar(&cfg.Limits.AuthConcurrency, "auth-concurrency", d.Limits.AuthConcurrency,
+		"credential checks (bcrypt) run at once: half the cores, at least 1, unless set")
+	fs.DurationVar(&cfg.Limits.AuthWait, "auth-wait", d.Limits.AuthWait,
+		"how long a CONNECT waits for a credential check slot before it is refused as busy")
+	fs.IntVar(&cfg.Limits.AuthFailuresPerIP, "auth-failures-per-ip", d.Limits.AuthFailuresPerIP,
+		"failed authentications a minute from one source address before its CONNECTs are refused unchecked (0: no limit)")
 	var maxSession time.Duration
 	fs.DurationVar(&maxSession, "max-session-expiry", time.Duration(d.Limits.MaxSessionExpiry)*time.Second, "cap on a client's session expiry interval")
 	var minDisk uint64
@@ -65,8 +82,18 @@ func runNode(ctx context.Context, e env, args []string) error {
 	if fs.NArg() > 0 {
 		return usagef("unexpected arguments %q", fs.Args())
 	}
-	cfg.WireToken = token
+	var err error
+	if cfg.WireToken, err = token.get(); err != nil {
+		return err
+	}
+	if cfg.Pprof, cfg.AdminToken, err = admin.get(); err != nil {
+		return err
+	}
 	cfg.Limits.MaxPacketSize = uint32(maxPacket)
+	if maxConnect > 268_435_455 {
+		return usagef("--max-connect-size %d: at most 268435455 (MQTT's largest remaining length)", maxConnect)
+	}
+	cfg.Limits.MaxConnectSize = uint32(maxConnect)
 	if maxInflight > 65535 {
 		return usagef("--max-inflight %d: at most 65535", maxInflight)
 	}
@@ -74,7 +101,6 @@ func runNode(ctx context.Context, e env, args []string) error {
 	cfg.Limits.MaxSessionExpiry = uint32(maxSession / time.Second)
 	cfg.Health.MinFreeDisk = minDisk << 20
 	cfg.Health.MaxMemory = maxMem << 20
-	var err error
 	if cfg.MQTTTLS, err = mqttTLS.server("tls-"); err != nil {
 		return err
 	}
@@ -88,6 +114,8 @@ func runNode(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
+	warnSecrets(fs, log)
+	warnShortToken(log, cfg.WireToken)
 	authn, err := ao.open(cfg.InboxPrefix, log)
 	if err != nil {
 		return err

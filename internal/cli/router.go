@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"time"
+
+	"golang.org/x/net/netutil"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
 	"github.com/switchboard-mqtt/switchboard/router"
@@ -26,6 +29,7 @@ func runRouter(ctx context.Context, e env, args []string) error {
 		ro     redisOptions
 		listen string
 		id     string
+		token  secretFlag
 	)
 	lo.register(fs)
 	zo.register(fs)
@@ -34,6 +38,8 @@ func runRouter(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&listen, "listen", "127.0.0.1:8080", "HTTP API listen address")
 	fs.StringVar(&id, "id", "router-"+host, "this router's name (in elections)")
 	registerRouterFlags(fs, &cfg)
+	registerHTTPFlags(fs, &cfg.HTTP)
+	token.register(fs, "cluster-token", "the shared secret of the router/node channel (nodes off loopback require it, or mutual TLS)")
 	var (
 		apiTLS, internalTLS tlsOptions
 		tokensFile          string
@@ -44,6 +50,10 @@ func runRouter(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&tokensFile, "api-tokens", "", "file of bearer tokens the API accepts (one per line, `name token`); reloaded on change")
 	fs.BoolVar(&noAuth, "no-auth", false, "serve the API without tokens (development only)")
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	var err error
+	if cfg.WireToken, err = token.get(); err != nil {
 		return err
 	}
 	if err := cfg.Validate(); err != nil {
@@ -65,6 +75,14 @@ func runRouter(ctx context.Context, e env, args []string) error {
 	log, err := lo.logger(e.stderr)
 	if err != nil {
 		return err
+	}
+	warnSecrets(fs, log)
+	warnShortToken(log, cfg.WireToken)
+	if cfg.WireToken == "" && internalTLS.cert == "" {
+		// The router listens on no internal port, so it cannot refuse as a node does; it
+		// can reach only nodes that accept an unauthenticated channel, on loopback.
+		log.Warn("no --cluster-token-file and no --internal-cert: nodes off loopback (which require one) will refuse this router; " +
+			"their clients' messages are then only queued")
 	}
 	if err := zo.validate(); err != nil {
 		return err
@@ -93,10 +111,7 @@ func runRouter(ctx context.Context, e env, args []string) error {
 	} else {
 		log.Warn("the API accepts requests without a token (--no-auth)")
 	}
-	if serverTLS != nil {
-		l = tls.NewListener(l, serverTLS)
-	}
-	srv, err := startRouter(ctx, cfg, c, st, l, id, tokens, log)
+	srv, err := startRouter(ctx, cfg, c, st, l, serverTLS, id, tokens, log)
 	if err != nil {
 		l.Close()
 		return err
@@ -124,7 +139,18 @@ func registerRouterFlags(fs interface {
 	fs.DurationVar(&cfg.MaxMaxWait, "max-max-wait", d.MaxMaxWait, "largest max_wait a request may ask for")
 	fs.DurationVar(&cfg.MaxWait, "max-wait", d.MaxWait,
 		"how long a request waits for an online client's acknowledgement before the message is queued and answered queued (a request's max_wait overrides it)")
-	fs.StringVar(&cfg.WireToken, "cluster-token", "", "shared secret for the router/node channel")
+}
+
+// registerHTTPFlags defines the flags of the API's connection limits.
+func registerHTTPFlags(fs *flag.FlagSet, h *router.HTTPConfig) {
+	d := router.DefaultHTTPConfig()
+	fs.DurationVar(&h.ReadHeaderTimeout, "read-header-timeout", d.ReadHeaderTimeout,
+		"longest a connection may take to send a request's headers (a new connection that sends nothing is closed then)")
+	fs.DurationVar(&h.ReadTimeout, "read-timeout", d.ReadTimeout, "longest a request, headers and body, may take to arrive")
+	fs.DurationVar(&h.WriteTimeout, "write-timeout", d.WriteTimeout,
+		"longest a request may take to be answered, counted from the end of its headers (0: --read-timeout + the longest answer (--max-max-wait, --answer-grace, store and lease bounds) + 10s; 1m31.2s at the defaults)")
+	fs.DurationVar(&h.IdleTimeout, "idle-timeout", d.IdleTimeout, "a kept-alive connection with no new request for this long is closed")
+	fs.IntVar(&h.MaxConnections, "max-connections", d.MaxConnections, "most open API connections; more wait in the listen backlog")
 }
 
 // routerServer is a running router with its HTTP server and reaper.
@@ -136,9 +162,10 @@ type routerServer struct {
 	stopped chan struct{}
 }
 
-// startRouter starts the router role on l: the same code `router` and `up` run.
-func startRouter(ctx context.Context, cfg router.Config, c coord.Coordinator, st store.Store, l net.Listener, id string,
-	tokens *router.Tokens, log *slog.Logger) (*routerServer, error) {
+// startRouter starts the router role on l (TLS with serverTLS, if set): the same code
+// `router` and `up` run. It caps l at cfg.HTTP.MaxConnections.
+func startRouter(ctx context.Context, cfg router.Config, c coord.Coordinator, st store.Store, l net.Listener, serverTLS *tls.Config,
+	id string, tokens *router.Tokens, log *slog.Logger) (*routerServer, error) {
 	w, err := watcher.Start(ctx, c, log)
 	if err != nil {
 		return nil, err
@@ -153,8 +180,13 @@ func startRouter(ctx context.Context, cfg router.Config, c coord.Coordinator, st
 	if tokens != nil {
 		h = r.AuthHandler(tokens)
 	}
-	s := &routerServer{r: r, w: w, cancel: cancel, stopped: make(chan struct{}),
-		http: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}}
+	s := &routerServer{r: r, w: w, cancel: cancel, stopped: make(chan struct{}), http: r.HTTPServer(h)}
+	// The cap counts TCP connections, under TLS, so a handshake that never completes holds
+	// a slot only until the read header timeout.
+	l = netutil.LimitListener(l, cfg.HTTP.MaxConnections)
+	if serverTLS != nil {
+		l = tls.NewListener(l, serverTLS)
+	}
 	go func() {
 		defer close(s.stopped)
 		watcher.RunReaper(rctx, c, w, st, id, log)

@@ -30,10 +30,11 @@ func runSend(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&id, "id", "", "message id (optional; a retry with the same id is recognised)")
 	fs.BoolVar(&b64, "base64", false, "PAYLOAD is base64")
 	fs.BoolVar(&asJSON, "json", false, "print the router's JSON answer")
-	fs.StringVar(&apiToken, "token", "", "the API's bearer token (or SWITCHBOARD_TOKEN)")
+	secretVar(fs, &apiToken, "token", "the API's bearer token")
 	if err := parse(fs, reorder(args)); err != nil {
 		return err
 	}
+	warnSecrets(fs, stderrLogger(e))
 	if fs.NArg() != 1 {
 		return usagef("want exactly one PAYLOAD argument (use - to read it from standard input); got %d", fs.NArg())
 	}
@@ -85,10 +86,11 @@ func runMailbox(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&to, "to", "", "client id (required)")
 	fs.IntVar(&limit, "limit", 10, "how many of the oldest messages to show")
 	fs.BoolVar(&asJSON, "json", false, "print JSON")
-	fs.StringVar(&apiToken, "token", "", "the API's bearer token (or SWITCHBOARD_TOKEN)")
+	secretVar(fs, &apiToken, "token", "the API's bearer token")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	warnSecrets(fs, stderrLogger(e))
 	if to == "" {
 		return usagef("--to is required")
 	}

@@ -30,6 +30,7 @@ func runStatus(ctx context.Context, e env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	warnSecrets(fs, stderrLogger(e))
 	c, err := zo.open(ctx, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err

@@ -69,6 +69,7 @@ func runUp(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
+	warnSecrets(fs, log)
 
 	// Everything that can be refused is checked before anything starts.
 	unlock, err := lockDataDir(o.dataDir)
@@ -200,7 +201,7 @@ func (u *upCluster) startRoles(ctx context.Context, o upOptions, apiL net.Listen
 	if err != nil {
 		return err
 	}
-	if u.router, err = startRouter(ctx, router.DefaultConfig(), rc, u.st, apiL, "router-up", nil, u.log); err != nil {
+	if u.router, err = startRouter(ctx, router.DefaultConfig(), rc, u.st, apiL, nil, "router-up", nil, u.log); err != nil {
 		return err
 	}
 	mc, err := u.newCoord(ctx, o)

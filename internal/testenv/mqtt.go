@@ -20,6 +20,7 @@ type Msg struct {
 	QoS     byte
 	ID      string // the sb-id user property: the router's message id
 	Dup     bool
+	User    map[string]string // every user property, by key
 	// Ack acknowledges the message, for a client with ManualAck (paho sends acks in the
 	// order messages arrived: an unacknowledged one holds back the acks after it).
 	Ack func() error
@@ -51,6 +52,9 @@ type MQTTOptions struct {
 	// ManualAck: QoS 1 messages are acknowledged only when the test calls Msg.Ack (or
 	// never), as a slow or broken device does.
 	ManualAck bool
+	// Will, if set, is the client's Will message (with WillUser as its user properties).
+	Will     *paho.WillMessage
+	WillUser map[string]string
 }
 
 // DialMQTT connects a client; err is the connection or CONNACK failure (the Connack, if
@@ -83,6 +87,12 @@ func DialMQTT(addr, id string, o MQTTOptions) (*MQTTClient, error) {
 			msg := Msg{Topic: pr.Packet.Topic, Payload: pr.Packet.Payload, QoS: pr.Packet.QoS, Dup: pr.Packet.Duplicate()}
 			if pr.Packet.Properties != nil {
 				msg.ID = pr.Packet.Properties.User.Get("sb-id")
+				for _, u := range pr.Packet.Properties.User {
+					if msg.User == nil {
+						msg.User = map[string]string{}
+					}
+					msg.User[u.Key] = u.Value
+				}
 			}
 			pk := pr.Packet
 			msg.Ack = func() error { return pr.Client.Ack(pk) }
@@ -108,6 +118,13 @@ func DialMQTT(addr, id string, o MQTTOptions) (*MQTTClient, error) {
 	}
 	if o.SessionExpiry > 0 {
 		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: &o.SessionExpiry}
+	}
+	if o.Will != nil {
+		cp.WillMessage = o.Will
+		cp.WillProperties = &paho.WillProperties{}
+		for k, v := range o.WillUser {
+			cp.WillProperties.User = append(cp.WillProperties.User, paho.UserProperty{Key: k, Value: v})
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.ConnectTimeout)
 	defer cancel()
@@ -147,9 +164,21 @@ func (m *MQTTClient) Subscribe(filter string, qos byte) error {
 
 // Publish publishes at qos and waits for the acknowledgement (QoS 1).
 func (m *MQTTClient) Publish(topic string, payload []byte, qos byte) error {
+	return m.PublishWith(topic, payload, qos, nil)
+}
+
+// PublishWith publishes with user properties; an error includes a refusal in the PUBACK.
+func (m *MQTTClient) PublishWith(topic string, payload []byte, qos byte, user map[string]string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err := m.c.Publish(ctx, &paho.Publish{Topic: topic, Payload: payload, QoS: qos})
+	p := &paho.Publish{Topic: topic, Payload: payload, QoS: qos}
+	if len(user) > 0 {
+		p.Properties = &paho.PublishProperties{}
+		for k, v := range user {
+			p.Properties.User = append(p.Properties.User, paho.UserProperty{Key: k, Value: v})
+		}
+	}
+	_, err := m.c.Publish(ctx, p)
 	return err
 }
 

@@ -15,7 +15,7 @@ import (
 const clearChunk = 1000
 
 // ClearNode clears the presence of every client whose presence names node at epoch, and
-// returns how many it cleared. The node index is exact (every presence change updates it
+// returns how many it cleared; their pending takeovers stay. The node index is exact (every presence change updates it
 // in the same transaction), so ClearNode visits only the clients it clears. Each client
 // is cleared atomically; a node's clients are cleared in chunks, not all at once.
 func (s *Store) ClearNode(ctx context.Context, node string, epoch int64) (int, error) {
@@ -64,7 +64,7 @@ func clearSome(b buckets, node string, epoch int64, prefix []byte) (cleared int,
 			return cleared, more, err
 		}
 		if rec.cur.Node == node && rec.cur.Epoch == epoch {
-			if err := b.clearPresence(rec.cur); err != nil {
+			if err := b.clearPresence(client, rec); err != nil {
 				return cleared, more, err
 			}
 			cleared++

@@ -21,8 +21,11 @@ func TestClosedStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := map[string]func() error{
-		"Connect":    func() error { _, err := s.Connect(ctx, p); return err },
-		"Reassert":   func() error { return s.Reassert(ctx, "c1", p.Session, 2) },
+		"Connect":  func() error { _, err := s.Connect(ctx, p); return err },
+		"Reassert": func() error { return s.Reassert(ctx, p) },
+		"ConfirmTakeover": func() error {
+			return s.ConfirmTakeover(ctx, "c1", p.Session)
+		},
 		"Disconnect": func() error { _, err := s.Disconnect(ctx, "c1", p.Session); return err },
 		"Lookup":     func() error { _, _, err := s.Lookup(ctx, "c1"); return err },
 		"ClearNode":  func() error { _, err := s.ClearNode(ctx, "n1", 1); return err },
@@ -37,6 +40,7 @@ func TestClosedStore(t *testing.T) {
 			return s.Notify(ctx, "n1", store.Notice{Kind: store.NoticeMailbox, Client: "c1"})
 		},
 		"TakeNotices": func() error { _, err := s.TakeNotices(ctx, "n1", 10); return err },
+		"DoneNotices": func() error { return s.DoneNotices(ctx, "n1", 1) },
 		"Ping":        func() error { return s.Ping(ctx) },
 	}
 	for name, call := range calls {

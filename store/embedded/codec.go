@@ -12,7 +12,11 @@ import (
 // Values start with a format version, so a later format can be told apart:
 //
 //	message:  1, ID, To, Topic, Payload, QoS byte, Accepted, expiry
-//	presence: 1, Node, Session, Epoch, Since, then the presence it replaced (see record)
+//	presence: 2, Node, Session, Epoch, Since, then the same of the presence it replaced,
+//	          then how many pending takeovers the last Connect returned and how many it
+//	          left (two uvarints), the number of pending takeovers (a uvarint) and each
+//	          as Node, Session, Epoch, Since (see record); version 1 ended after the
+//	          replaced presence
 //	mailbox:  2, depth (a uvarint); version 1 also held a per-mailbox next sequence number
 //
 // A string or byte slice is a uvarint length and the bytes, an int64 a varint, a time a
@@ -20,8 +24,9 @@ import (
 // expiry is the store's: the process clock when it was appended, plus its TTL. Its
 // sequence number is in its key.
 const (
-	formatVersion  = 1
-	mailboxVersion = 2
+	formatVersion   = 1
+	mailboxVersion  = 2
+	presenceVersion = 2
 )
 
 // errCorrupt means a stored value could not be decoded.
@@ -60,18 +65,36 @@ func messageMeta(v []byte) (id string, expires time.Time, err error) {
 	return id, expires, nil
 }
 
-// record is a client's stored presence: the current one and the one it replaced. Connect
-// keeps the replaced one so that a second Connect of the same session (a caller's retry
-// after a lost answer) reports what the first replaced, not the first's own presence.
+// record is a client's stored presence and pending takeovers. cur is the current presence
+// (the zero Presence when the record holds only pending takeovers: the client is
+// offline). prev is the presence cur replaced and returned is how many pending takeovers
+// the Connect that wrote cur returned (the head of pending): Connect keeps them so that a
+// second Connect of the same session (a caller's retry after a lost answer) reports what
+// the first returned, not the first's own presence. left is how many pending takeovers
+// that Connect left (the head of pending), which cur's ConfirmTakeover clears; a presence
+// Reassert recorded anew left none. pending are the sessions taken over and not yet
+// confirmed, oldest first (see store.Store.Connect).
 type record struct {
-	cur, prev store.Presence
+	cur, prev      store.Presence
+	returned, left int
+	pending        []store.Presence
 }
 
+// empty reports whether r holds nothing worth storing.
+func (r record) empty() bool { return !r.cur.Online() && len(r.pending) == 0 }
+
 func encodeRecord(r record) []byte {
-	b := make([]byte, 0, 96)
-	b = append(b, formatVersion)
+	b := make([]byte, 0, 96+48*len(r.pending))
+	b = append(b, presenceVersion)
 	b = appendPresence(b, r.cur)
-	return appendPresence(b, r.prev)
+	b = appendPresence(b, r.prev)
+	b = binary.AppendUvarint(b, uint64(r.returned))
+	b = binary.AppendUvarint(b, uint64(r.left))
+	b = binary.AppendUvarint(b, uint64(len(r.pending)))
+	for _, p := range r.pending {
+		b = appendPresence(b, p)
+	}
+	return b
 }
 
 func appendPresence(b []byte, p store.Presence) []byte {
@@ -81,9 +104,36 @@ func appendPresence(b []byte, p store.Presence) []byte {
 	return codec.AppendTime(b, p.Since)
 }
 
+// decodeRecord reads a stored record, of version 2 or of version 1 (which had no pending
+// takeovers).
 func decodeRecord(client string, v []byte) (record, error) {
-	d := newDecoder(v)
+	var d *codec.Decoder
+	version := byte(0)
+	if len(v) > 0 {
+		version = v[0]
+	}
+	switch version {
+	case presenceVersion, formatVersion:
+		d = codec.NewDecoder(v[1:])
+	default:
+		d = codec.NewDecoder(nil)
+		d.Fail("unknown format %.4x", v)
+	}
 	r := record{cur: readPresence(d, client), prev: readPresence(d, client)}
+	if version == presenceVersion {
+		r.returned, r.left = int(d.Uvarint()), int(d.Uvarint())
+		n := d.Uvarint()
+		if n > uint64(len(v)) { // each takes more than a byte: a corrupt count
+			d.Fail("%d pending takeovers in %d bytes", n, len(v))
+			n = 0
+		}
+		for range n {
+			r.pending = append(r.pending, readPresence(d, client))
+		}
+		if r.returned > len(r.pending) || r.left > len(r.pending) {
+			d.Fail("%d pending takeovers returned and %d left of %d", r.returned, r.left, len(r.pending))
+		}
+	}
 	if err := d.Done(); err != nil {
 		return record{}, fmt.Errorf("decode presence of %q: %w", client, err)
 	}

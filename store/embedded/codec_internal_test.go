@@ -42,21 +42,54 @@ func TestMessageRoundTrip(t *testing.T) {
 func TestRecordRoundTrip(t *testing.T) {
 	since := time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
 	r := record{
-		cur:  store.Presence{Client: "c", Node: "n2", Epoch: -3, Session: "s2", Since: since},
-		prev: store.Presence{Client: "c", Node: "n1", Epoch: 1 << 40, Session: "s1", Since: since.Add(-time.Hour)},
+		cur:      store.Presence{Client: "c", Node: "n2", Epoch: -3, Session: "s2", Since: since},
+		prev:     store.Presence{Client: "c", Node: "n1", Epoch: 1 << 40, Session: "s1", Since: since.Add(-time.Hour)},
+		returned: 1,
+		left:     2,
+		pending: []store.Presence{
+			{Client: "c", Node: "n0", Epoch: 7, Session: "s0", Since: since.Add(-2 * time.Hour)},
+			{Client: "c", Node: "n1", Epoch: 1 << 40, Session: "s1", Since: since.Add(-time.Hour)},
+		},
 	}
 	got, err := decodeRecord("c", encodeRecord(r))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.cur != r.cur || got.prev.Session != r.prev.Session || !got.prev.Since.Equal(r.prev.Since) ||
-		got.prev.Epoch != r.prev.Epoch || got.prev.Node != r.prev.Node {
+	if got.cur != r.cur || !samePresence(got.prev, r.prev) || got.returned != 1 || got.left != 2 || len(got.pending) != 2 ||
+		!samePresence(got.pending[0], r.pending[0]) || !samePresence(got.pending[1], r.pending[1]) {
 		t.Fatalf("round trip of %+v gave %+v", r, got)
 	}
 	got, err = decodeRecord("c", encodeRecord(record{cur: r.cur}))
-	if err != nil || got.prev != (store.Presence{}) {
-		t.Fatalf("record without a previous presence gave prev %+v, %v; want the zero Presence", got.prev, err)
+	if err != nil || got.prev != (store.Presence{}) || len(got.pending) != 0 {
+		t.Fatalf("record without a previous presence gave %+v, %v; want the zero Presence and nothing pending", got, err)
 	}
+	// A record holding only pending takeovers.
+	got, err = decodeRecord("c", encodeRecord(record{pending: r.pending[:1]}))
+	if err != nil || got.cur.Online() || len(got.pending) != 1 || !samePresence(got.pending[0], r.pending[0]) {
+		t.Fatalf("record of pending takeovers only gave %+v, %v", got, err)
+	}
+	// A record of version 1: the current and the previous presence, nothing pending.
+	v1 := appendPresence(appendPresence([]byte{formatVersion}, r.cur), r.prev)
+	got, err = decodeRecord("c", v1)
+	if err != nil || got.cur != r.cur || !samePresence(got.prev, r.prev) || len(got.pending) != 0 || got.returned != 0 {
+		t.Fatalf("version 1 record gave %+v, %v", got, err)
+	}
+	// A record that claims more returned or left than pending, or a huge count, is corrupt.
+	for _, at := range []int{3, 2} {
+		bad := encodeRecord(record{cur: r.cur})
+		bad[len(bad)-at] = 3
+		if _, err := decodeRecord("c", bad); !errors.Is(err, errCorrupt) {
+			t.Fatalf("record with 3 returned or left of none: %v, want errCorrupt", err)
+		}
+	}
+	huge := append(appendPresence(appendPresence([]byte{presenceVersion}, r.cur), r.prev), 0, 0, 0xff, 0xff, 0xff, 0x0f)
+	if _, err := decodeRecord("c", huge); !errors.Is(err, errCorrupt) {
+		t.Fatalf("record with a huge count: %v, want errCorrupt", err)
+	}
+}
+
+func samePresence(a, b store.Presence) bool {
+	return a.Client == b.Client && a.Node == b.Node && a.Epoch == b.Epoch && a.Session == b.Session && a.Since.Equal(b.Since)
 }
 
 func TestCorruptValues(t *testing.T) {

@@ -15,7 +15,9 @@
 // contiguous range whatever bytes ids hold. bbolt keys hold at most 32 KiB, so a client
 // id (with a message id) longer than that is refused with an error.
 //
-//	presence  client id -> the presence, and the presence it replaced (see Connect)
+//	presence  client id -> the presence, the presence it replaced and the client's pending
+//	          takeovers (see Connect); a record with no presence holds only pending
+//	          takeovers, which Disconnect and ClearNode leave
 //	nodes     name(node) epoch name(client) -> nothing: the node index ClearNode walks
 //	boxes     name(client) -> mailbox header: depth (deleted when the mailbox empties)
 //	messages  name(client) seq -> the message and its expiry (seq is 8 bytes big-endian:
@@ -32,14 +34,24 @@
 // Unlike Redis, where the node index lives in another hash slot than the presence, every
 // transaction here can change both, so the index is exact rather than a superset.
 //
+// A client's pending takeovers are kept in its presence record, beside the presence:
+// Disconnect and ClearNode delete the presence but rewrite the record with the pending
+// takeovers alone when there are any, and Lookup and Append see such a record as offline.
+// ConfirmTakeover, by the session that owns the presence, removes the ones that
+// session's Connect left (a presence Reassert recorded anew left none). Connect drops
+// the oldest past store.MaxPending, so a record holds at most MaxPending+1.
+//
 // # Notices
 //
 // Node notices are kept in memory, in a mutex-guarded queue per node inside the Store,
 // not in the file. `switchboard up` runs every node in the same process as its store, so
 // notices and the nodes they are for live and die together: a restart loses both, and
 // the restarted nodes read their clients' mailboxes as the clients connect again. So
-// Notify and TakeNotices need no commit. A node's queue is dropped an hour after its last
-// notice if the node never takes it.
+// Notify, TakeNotices and DoneNotices need no commit. A notice's sequence number is
+// store-wide, one more than the last one given and at least the process clock in Unix
+// microseconds. TakeNotices leaves the notices it returns in the queue; DoneNotices
+// removes them. A node's queue is dropped an hour after its last notice if the node never
+// confirms it.
 //
 // # Atomicity, durability and group commit
 //
@@ -80,7 +92,8 @@
 // returns and the write may still commit, so the caller's retry must be idempotent, as it
 // is for every operation here (Append recognises its message ids and reports their
 // sequence numbers, Remove deletes only what is there, Connect remembers the presence it
-// replaced).
+// replaced and the pending takeovers it returned, Reassert and ConfirmTakeover set what
+// they set before).
 //
 // The file grows to the most data it ever held and reuses its free pages; it does not
 // shrink.

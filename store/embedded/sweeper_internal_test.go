@@ -93,9 +93,9 @@ func TestSweeperRuns(t *testing.T) {
 	}
 }
 
-// TestNoticesExpire: a node's notices are dropped an hour after the last Notify if no one
-// takes them, by the sweeper or by the next take; a Notify keeps the queue for another
-// hour.
+// TestNoticesExpire: a node's notices are dropped an hour after the last Notify if the
+// node does not confirm them, by the sweeper or by the next take; a Notify keeps the
+// queue for another hour, and a take does not.
 func TestNoticesExpire(t *testing.T) {
 	b := newNotices()
 	now := time.Now()
@@ -107,14 +107,33 @@ func TestNoticesExpire(t *testing.T) {
 	if _, ok := b.nodes["n1"]; ok {
 		t.Fatal("the sweep kept n1's notices an hour after the last")
 	}
-	if got := b.take("n2", 10, now.Add(noticeKeep)); len(got) != 2 {
+	got := b.take("n2", 10, now.Add(noticeKeep))
+	if len(got) != 2 {
 		t.Fatalf("n2's notices = %v, want both: the second Notify kept them", got)
 	}
+	if again := b.take("n2", 10, now.Add(noticeKeep+time.Minute)); len(again) != 2 || again[1] != got[1] {
+		t.Fatalf("n2's notices taken again = %v, want the same two", again)
+	}
+	b.done("n2", got[1].Seq)
 	b.add("n3", []store.Notice{n}, now)
 	if got := b.take("n3", 10, now.Add(2*noticeKeep)); got != nil {
 		t.Fatalf("take two hours on = %v, want nothing", got)
 	}
 	if len(b.nodes) != 0 {
 		t.Fatalf("%d queues left, want none", len(b.nodes))
+	}
+}
+
+// TestNoticeSeqsFollowTheClock: sequence numbers are at least the clock in microseconds,
+// and keep growing when the clock steps back.
+func TestNoticeSeqsFollowTheClock(t *testing.T) {
+	b := newNotices()
+	now := time.Now()
+	n := store.Notice{Kind: store.NoticeMailbox, Client: "c1"}
+	b.add("n1", []store.Notice{n, n}, now)
+	b.add("n1", []store.Notice{n}, now.Add(-time.Minute))
+	got := b.take("n1", 10, now)
+	if len(got) != 3 || got[0].Seq != uint64(now.UnixMicro()) || got[1].Seq != got[0].Seq+1 || got[2].Seq != got[1].Seq+1 {
+		t.Fatalf("seqs %v, want %d and the next two", got, now.UnixMicro())
 	}
 }

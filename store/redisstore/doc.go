@@ -10,15 +10,20 @@
 // same way in theirs:
 //
 //	<prefix>:{c:<b64 client>}:p    hash: node, epoch, session, since (and p* copies of the
-//	                               presence the last Connect replaced; see Connect)
+//	                               presence the last Connect replaced, pn, how many
+//	                               pending takeovers it returned, and pt, how many it
+//	                               left in t; see Connect)
+//	<prefix>:{c:<b64 client>}:t    list: the pending takeovers, oldest first, four
+//	                               elements each: node, epoch, session, since
 //	<prefix>:{c:<b64 client>}:o    sorted set: message id, scored by its sequence number
 //	<prefix>:{c:<b64 client>}:m    hash: message id -> encoded message (see codec.go; the
 //	                               header holds the expiry and the sequence number)
 //	<prefix>:{c:<b64 client>}:seq  string: the last sequence number given to the client
-//	<prefix>:{n:<b64 node>}:clients        set: ids of clients that connected on the node
-//	<prefix>:{n:<b64 node>}:notices        list: the node's encoded notices, oldest first
-//	<prefix>:{n:<b64 node>}:taken:<token>  list: what one TakeNotices call took, for its
-//	                                       retries (a minute)
+//	<prefix>:{n:<b64 node>}:clients  set: ids of clients that connected on the node
+//	<prefix>:{n:<b64 node>}:notices  list: the node's notices, oldest first, each
+//	                                 "<seq>,<encoded notice>"
+//	<prefix>:{n:<b64 node>}:nseq     string: the last sequence number given to a notice
+//	                                 of the node
 //
 // The mailbox is the o and m keys: o gives the order and the cursor (Peek reads the ids
 // scored above the caller's last seen), m the contents. A sequence number is one more
@@ -26,18 +31,37 @@
 // grows in append order and is never reused, even once all of a client's keys expired.
 // (The list layout of version 1 named its order key q; it is no longer read.)
 //
+// The pending takeovers have their own key beside the presence, in the same hash slot, so
+// that Disconnect and ClearNode, which delete the presence key, leave them: a client whose
+// only key is t is offline (Lookup and Append read p alone), and its next Connect
+// carries them over. Only ConfirmTakeover by the session that owns p clears t, and only
+// the pt takeovers that session's Connect left there (a presence Reassert recorded again
+// knows of none). A Connect drops the oldest takeovers past store.MaxPending, so t holds at most
+// MaxPending+1 (the carried ones and the presence that Connect replaced). t has no
+// expiry, like p: it is a few hundred bytes, left only by a client whose takeover failed
+// and that never connected again.
+//
+// A notice's sequence number is one more than the last one nseq records and at least
+// Redis's clock in microseconds, like a message's, so it grows in Notify order even after
+// both keys expired. Notices stay in the list after TakeNotices (an LRANGE) returns them,
+// until DoneNotices trims those numbered up to the one it is given. (Version 1 popped
+// notices and kept a copy under taken:<token> for the retries of one call; a take whose
+// reply came too late lost them. Those keys are no longer written or read.)
+//
 // The node index lives in another hash slot than the presence it points to, so no script
 // can update both: it is kept as a superset of the clients whose presence names the node
-// (added before and after Connect's script, removed only after checking the presence), and
+// (added before and after the scripts of Connect and Reassert, removed only after checking
+// the presence), and
 // the reaper, ClearNode, checks each entry against the presence with a compare-and-delete
 // script.
 //
 // # Scripts
 //
-// connect, reassert, disconnect and clear change one presence; append adds a client's
-// messages and reads its presence; peek reads a mailbox after a cursor and deletes the
-// expired messages it meets; remove deletes ids anywhere in a mailbox; take pops a node's
-// notices. scripts.go documents each one's keys, arguments and reply.
+// connect, confirm, reassert, disconnect and clear change one client's presence and
+// pending takeovers; append adds a client's messages and reads its presence; peek reads a
+// mailbox after a cursor and deletes the expired messages it meets; remove deletes ids
+// anywhere in a mailbox; notify numbers and appends a node's notices, done trims those a
+// node confirmed. scripts.go documents each one's keys, arguments and reply.
 //
 // Append, Remove and ClearNode send all of a call's script runs in one pipeline of
 // EVALSHA (one run per client, or a few for many messages); a run that Redis answers
@@ -50,12 +74,14 @@
 // connection, so a script may run twice; every script is written so that a second run
 // changes nothing more: Append finds the message id already in the mailbox and reports
 // Duplicate with the first run's sequence number, Remove and Peek delete only what is
-// there, TakeNotices returns the copy it kept of what the first run took, and Connect
-// remembers the presence it replaced and reports that one again when the same session
-// connects twice. Only the counts degrade: a retried Disconnect may report false and a
-// retried ClearNode may count fewer clients than it cleared. Notify is a MULTI of RPUSH
-// and PEXPIRE; a retried one may append its notices twice, which a node may act on twice
-// without harm.
+// there, TakeNotices removes nothing and DoneNotices removes only notices up to a number
+// (a second run finds none), ConfirmTakeover clears the takeovers its session's Connect
+// left and records that it did (a second run clears none), Reassert sets what the first
+// run set, and Connect remembers the presence it replaced and how many pending
+// takeovers it returned, and reports those again when the same session connects twice.
+// Only the counts degrade: a retried Disconnect may report false and a retried ClearNode
+// may count fewer clients than it cleared. A retried Notify may append its notices twice,
+// under new numbers, which a node may act on twice without harm.
 //
 // A timeout is reported as store.ErrUnavailable although the script may have run before
 // the reply was lost; the caller's retry of the same call is safe for the same reasons.
@@ -70,7 +96,7 @@
 // keys carry a PEXPIREAT at the latest expiry of any message appended to them plus a
 // grace minute, computed in the script too and never shortened, so an abandoned mailbox
 // vanishes by itself after its last message expired, and no caller's clock decides when.
-// Notices' lists expire an hour after their last Notify.
+// A node's notices list and counter expire an hour after their last Notify.
 //
 // # What a mailbox promises
 //

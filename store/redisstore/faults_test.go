@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"strings"
 	"sync"
@@ -117,6 +118,8 @@ func TestRedisRestart(t *testing.T) {
 	if err := s.Notify(ctx, "n1", notice); err != nil {
 		t.Fatal(err)
 	}
+	again := p
+	again.Epoch = 2
 	if err := r.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -137,11 +140,13 @@ func TestRedisRestart(t *testing.T) {
 			_, err := s.Connect(ctx, storetest.NewPresence("c2", "n1", 1))
 			return err
 		},
-		"Reassert":    func(ctx context.Context) error { return s.Reassert(ctx, "c1", p.Session, 2) },
-		"Disconnect":  func(ctx context.Context) error { _, err := s.Disconnect(ctx, "c1", p.Session); return err },
-		"ClearNode":   func(ctx context.Context) error { _, err := s.ClearNode(ctx, "n1", 1); return err },
-		"Notify":      func(ctx context.Context) error { return s.Notify(ctx, "n1", notice) },
-		"TakeNotices": func(ctx context.Context) error { _, err := s.TakeNotices(ctx, "n1", 10); return err },
+		"Reassert":        func(ctx context.Context) error { return s.Reassert(ctx, again) },
+		"ConfirmTakeover": func(ctx context.Context) error { return s.ConfirmTakeover(ctx, "c1", p.Session) },
+		"Disconnect":      func(ctx context.Context) error { _, err := s.Disconnect(ctx, "c1", p.Session); return err },
+		"ClearNode":       func(ctx context.Context) error { _, err := s.ClearNode(ctx, "n1", 1); return err },
+		"Notify":          func(ctx context.Context) error { return s.Notify(ctx, "n1", notice) },
+		"TakeNotices":     func(ctx context.Context) error { _, err := s.TakeNotices(ctx, "n1", 10); return err },
+		"DoneNotices":     func(ctx context.Context) error { return s.DoneNotices(ctx, "n1", math.MaxUint64) },
 	}
 	for name, op := range ops {
 		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -186,10 +191,23 @@ func TestRedisRestart(t *testing.T) {
 	if d, err := s.Depth(ctx, "c1"); err != nil || d != 3 {
 		t.Fatalf("depth after remove = %d, %v; want 3", d, err)
 	}
-	if ns, err := s.TakeNotices(ctx, "n1", 10); err != nil || len(ns) != 1 || ns[0] != notice {
+	ns, err := s.TakeNotices(ctx, "n1", 10)
+	if err != nil || len(ns) != 1 || !sameNotice(ns[0], notice) {
 		t.Fatalf("notices after restart = %v, %v; want the one sent before", ns, err)
 	}
-	if n, err := s.ClearNode(ctx, "n1", 1); err != nil || n != 1 {
+	if err := s.DoneNotices(ctx, "n1", ns[0].Seq); err != nil {
+		t.Fatalf("done notices after restart: %v", err)
+	}
+	if ns, err := s.TakeNotices(ctx, "n1", 10); err != nil || len(ns) != 0 {
+		t.Fatalf("notices after done = %v, %v; want none", ns, err)
+	}
+	if err := s.Reassert(ctx, again); err != nil {
+		t.Fatalf("reassert after restart: %v", err)
+	}
+	if err := s.ConfirmTakeover(ctx, "c1", p.Session); err != nil {
+		t.Fatalf("confirm takeover after restart: %v", err)
+	}
+	if n, err := s.ClearNode(ctx, "n1", 2); err != nil || n != 1 {
 		t.Fatalf("ClearNode after restart = %d, %v; want 1", n, err)
 	}
 }
@@ -298,8 +316,16 @@ func TestStoreFull(t *testing.T) {
 			}
 		}
 	}
-	if ns, err := s.TakeNotices(ctx, "n1", 10); err != nil || len(ns) == 0 || ns[0] != notice {
+	ns, err := s.TakeNotices(ctx, "n1", 10)
+	if err != nil || len(ns) == 0 || !sameNotice(ns[0], notice) {
 		t.Fatalf("take notices in a full store = %d notices, %v; want the first one first", len(ns), err)
+	}
+	// Confirming notices needs no memory.
+	if err := s.DoneNotices(ctx, "n1", ns[0].Seq); err != nil {
+		t.Fatalf("done notices in a full store: %v", err)
+	}
+	if rest, err := s.TakeNotices(ctx, "n1", 10); err != nil || (len(rest) > 0 && rest[0].Seq <= ns[0].Seq) {
+		t.Fatalf("take after done in a full store = %v, %v; want the confirmed one gone", rest, err)
 	}
 	var ids []string
 	for _, m := range sent["c1"][:4] {

@@ -18,6 +18,11 @@ func (k keys) ofNode(node, suffix string) string {
 // presence is the client's presence hash.
 func (k keys) presence(client string) string { return k.client(client, "p") }
 
+// takeovers is the client's list of pending takeovers: four elements (node, epoch,
+// session, since) for each presence that a Connect replaced and no ConfirmTakeover
+// confirmed, oldest first.
+func (k keys) takeovers(client string) string { return k.client(client, "t") }
+
 // order is the client's sorted set of message ids, scored by sequence number.
 func (k keys) order(client string) string { return k.client(client, "o") }
 
@@ -35,8 +40,13 @@ func (k keys) mailbox(client string) []string {
 // node is the set of clients that connected on node.
 func (k keys) node(node string) string { return k.ofNode(node, "clients") }
 
-// notices is node's list of encoded notices, oldest first.
+// notices is node's list of notices, oldest first, each "<seq>,<encoded notice>".
 func (k keys) notices(node string) string { return k.ofNode(node, "notices") }
 
-// taken is the list of notices one TakeNotices call took, kept for its retries.
-func (k keys) taken(node, token string) string { return k.ofNode(node, "taken:"+token) }
+// noticeSeq is node's counter: the last sequence number given to one of its notices.
+func (k keys) noticeSeq(node string) string { return k.ofNode(node, "nseq") }
+
+// noticeKeys are node's notice keys in the order the notify script takes them.
+func (k keys) noticeKeys(node string) []string {
+	return []string{k.notices(node), k.noticeSeq(node)}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -126,15 +127,109 @@ func TestKeyLayout(t *testing.T) {
 		t.Fatalf("client not in the node index: %v", err)
 	}
 
-	if err := s.Notify(ctx, "n}1", store.Notice{Kind: store.NoticeMailbox, Client: client}); err != nil {
+	before = redisTime(t, raw)
+	if err := s.Notify(ctx, "n}1", store.Notice{Kind: store.NoticeMailbox, Client: client},
+		store.Notice{Kind: store.NoticeRevoke, Client: client, Session: "s,1"}); err != nil {
 		t.Fatal(err)
 	}
-	key := nodeTag(cfg.Prefix, "n}1") + "notices"
-	if n, err := raw.LLen(ctx, key).Result(); err != nil || n != 1 {
-		t.Fatalf("notices list %q holds %d, %v; want 1", key, n, err)
+	after = redisTime(t, raw)
+	ntag := nodeTag(cfg.Prefix, "n}1")
+	key := ntag + "notices"
+	entries, err := raw.LRange(ctx, key, 0, -1).Result()
+	if err != nil || len(entries) != 2 {
+		t.Fatalf("notices list %q holds %v, %v; want 2 entries", key, entries, err)
 	}
-	if ttl, err := raw.PTTL(ctx, key).Result(); err != nil || ttl > time.Hour || ttl < time.Hour-time.Minute {
-		t.Fatalf("notices expire in %v, %v; want an hour", ttl, err)
+	taken, err := s.TakeNotices(ctx, "n}1", 10)
+	if err != nil || len(taken) != 2 {
+		t.Fatalf("take = %v, %v", taken, err)
+	}
+	for i, e := range entries {
+		seq, _, ok := strings.Cut(e, ",")
+		if !ok || seq != strconv.FormatUint(taken[i].Seq, 10) {
+			t.Fatalf("notice entry %q, want it to start with its seq %d and a comma", e, taken[i].Seq)
+		}
+	}
+	if taken[0].Seq < uint64(before.UnixMicro()) || taken[0].Seq > uint64(after.UnixMicro()) ||
+		taken[1].Seq != taken[0].Seq+1 {
+		t.Fatalf("notice seqs %d, %d of a new node, want Redis's clock in µs (between %d and %d), then one more",
+			taken[0].Seq, taken[1].Seq, before.UnixMicro(), after.UnixMicro())
+	}
+	if got, err := raw.Get(ctx, ntag+"nseq").Result(); err != nil || got != strconv.FormatUint(taken[1].Seq, 10) {
+		t.Fatalf("notice counter %q, %v; want the last seq %d", got, err, taken[1].Seq)
+	}
+	for _, k := range []string{key, ntag + "nseq"} {
+		if ttl, err := raw.PTTL(ctx, k).Result(); err != nil || ttl > time.Hour || ttl < time.Hour-time.Minute {
+			t.Fatalf("%s expires in %v, %v; want an hour", k, ttl, err)
+		}
+	}
+	if err := s.DoneNotices(ctx, "n}1", taken[0].Seq); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := raw.LLen(ctx, key).Result(); err != nil || n != 1 {
+		t.Fatalf("notices list after done of the first holds %d, %v; want 1", n, err)
+	}
+	if ttl, err := raw.PTTL(ctx, key).Result(); err != nil || ttl < time.Hour-time.Minute {
+		t.Fatalf("notices expire in %v after done, %v; want the hour kept", ttl, err)
+	}
+}
+
+// TestTakeoverLayout: pending takeovers are a list beside the presence, under the client's
+// hash tag, four elements each; Disconnect and ClearNode delete the presence and leave it;
+// ConfirmTakeover by the owner deletes it.
+func TestTakeoverLayout(t *testing.T) {
+	addr := shared.Redis(t).Addr
+	cfg := testConfig(t, addr)
+	s := open(t, cfg)
+	raw := rawClient(t, addr)
+	ctx := t.Context()
+	client := "a}:{b"
+	tag := clientTag(cfg.Prefix, client)
+	s1 := storetest.NewPresence(client, "n}1", 1)
+	s2 := storetest.NewPresence(client, "n2", 2)
+	for _, p := range []store.Presence{s1, s2} {
+		if _, err := s.Connect(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	since, _ := s1.Since.MarshalText()
+	want := []string{"n}1", "1", s1.Session, string(since)}
+	if got, err := raw.LRange(ctx, tag+"t", 0, -1).Result(); err != nil || !slices.Equal(got, want) {
+		t.Fatalf("takeovers list %q = %q, %v; want %q", tag+"t", got, err, want)
+	}
+	if ttl, err := raw.PTTL(ctx, tag+"t").Result(); err != nil || ttl != -1 {
+		t.Fatalf("takeovers have TTL %v, %v; want none", ttl, err)
+	}
+	if ok, err := s.Disconnect(ctx, client, s2.Session); err != nil || !ok {
+		t.Fatalf("disconnect = %v, %v", ok, err)
+	}
+	if n, err := raw.Exists(ctx, tag+"p").Result(); err != nil || n != 0 {
+		t.Fatalf("presence key left after disconnect: %d, %v", n, err)
+	}
+	if n, err := raw.LLen(ctx, tag+"t").Result(); err != nil || n != 4 {
+		t.Fatalf("takeovers after disconnect hold %d, %v; want 4 elements", n, err)
+	}
+	s3 := storetest.NewPresence(client, "n3", 1)
+	if _, err := s.Connect(ctx, s3); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.ClearNode(ctx, "n3", 1); err != nil || n != 1 {
+		t.Fatalf("ClearNode = %d, %v", n, err)
+	}
+	if n, err := raw.LLen(ctx, tag+"t").Result(); err != nil || n != 4 {
+		t.Fatalf("takeovers after ClearNode hold %d, %v; want 4 elements", n, err)
+	}
+	s4 := storetest.NewPresence(client, "n4", 1)
+	if _, err := s.Connect(ctx, s4); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ConfirmTakeover(ctx, client, s4.Session); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := raw.Exists(ctx, tag+"t").Result(); err != nil || n != 0 {
+		t.Fatalf("takeovers key left after confirm: %d, %v", n, err)
+	}
+	if got, err := raw.HGet(ctx, tag+"p", "session").Result(); err != nil || got != s4.Session {
+		t.Fatalf("presence session %q, %v; want %q", got, err, s4.Session)
 	}
 }
 
@@ -283,7 +378,8 @@ func TestScriptsReloadAfterFlush(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.Connect(ctx, storetest.NewPresence("c1", "n1", 1)); err != nil {
+	p := storetest.NewPresence("c1", "n1", 1)
+	if _, err := s.Connect(ctx, p); err != nil {
 		t.Fatal(err)
 	}
 	flush()
@@ -304,12 +400,28 @@ func TestScriptsReloadAfterFlush(t *testing.T) {
 	if d, err := s.Depth(ctx, "c1"); err != nil || d != 1 {
 		t.Fatalf("depth after remove = %d, %v; want 1", d, err)
 	}
+	flush()
 	if err := s.Notify(ctx, "n1", store.Notice{Kind: store.NoticeMailbox, Client: "c1"}); err != nil {
-		t.Fatal(err)
+		t.Fatalf("notify after a flush: %v", err)
+	}
+	ns, err := s.TakeNotices(ctx, "n1", 10)
+	if err != nil || len(ns) != 1 {
+		t.Fatalf("take = %v, %v", ns, err)
 	}
 	flush()
-	if ns, err := s.TakeNotices(ctx, "n1", 10); err != nil || len(ns) != 1 {
-		t.Fatalf("take after a flush = %v, %v", ns, err)
+	if err := s.DoneNotices(ctx, "n1", ns[0].Seq); err != nil {
+		t.Fatalf("done after a flush: %v", err)
+	}
+	if ns, err := s.TakeNotices(ctx, "n1", 10); err != nil || len(ns) != 0 {
+		t.Fatalf("take after done = %v, %v; want none", ns, err)
+	}
+	flush()
+	if err := s.Reassert(ctx, p); err != nil {
+		t.Fatalf("reassert after a flush: %v", err)
+	}
+	flush()
+	if err := s.ConfirmTakeover(ctx, "c1", p.Session); err != nil {
+		t.Fatalf("confirm takeover after a flush: %v", err)
 	}
 	flush()
 	if n, err := s.ClearNode(ctx, "n1", 1); err != nil || n != 1 {
@@ -317,35 +429,62 @@ func TestScriptsReloadAfterFlush(t *testing.T) {
 	}
 }
 
-// TestTakeNoticesRetryIsIdempotent: a second run of one TakeNotices call, as a go-redis
-// retry after a lost reply would make, returns what the first took and takes no more.
-func TestTakeNoticesRetryIsIdempotent(t *testing.T) {
+// TestNotifyRetryNumbersAgain: a second run of one Notify's script, as a go-redis retry
+// after a lost reply would make, appends the notices again under new numbers (which the
+// contract allows), and a retried DoneNotices removes nothing more.
+func TestNotifyRetryNumbersAgain(t *testing.T) {
+	addr := shared.Redis(t).Addr
+	s := open(t, testConfig(t, addr))
+	ctx := t.Context()
+	n := store.Notice{Kind: store.NoticeMailbox, Client: "c1"}
+	for range 2 {
+		if err := s.Notify(ctx, "n1", n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ns, err := s.TakeNotices(ctx, "n1", 10)
+	if err != nil || len(ns) != 2 || !sameNotice(ns[0], n) || !sameNotice(ns[1], n) || ns[1].Seq <= ns[0].Seq {
+		t.Fatalf("take = %v, %v; want the notice twice, numbered apart", ns, err)
+	}
+	for range 2 {
+		if err := s.DoneNotices(ctx, "n1", ns[0].Seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rest, err := s.TakeNotices(ctx, "n1", 10); err != nil || len(rest) != 1 || rest[0] != ns[1] {
+		t.Fatalf("take after two dones of the first = %v, %v; want the second", rest, err)
+	}
+}
+
+// TestUndecodableNoticeDeleted: an entry of a node's list that cannot be decoded (no
+// version of the store writes one) is logged and deleted by the take that meets it, and
+// does not block the head for DoneNotices.
+func TestUndecodableNoticeDeleted(t *testing.T) {
 	addr := shared.Redis(t).Addr
 	cfg := testConfig(t, addr)
 	s := open(t, cfg)
+	raw := rawClient(t, addr)
 	ctx := t.Context()
-	var all []store.Notice
-	for i := range 5 {
-		all = append(all, store.Notice{Kind: store.NoticeRevoke, Client: fmt.Sprint("c", i), Session: "s"})
-	}
-	if err := s.Notify(ctx, "n1", all...); err != nil {
+	key := nodeTag(cfg.Prefix, "n1") + "notices"
+	if err := raw.RPush(ctx, key, "\x01\x02c1\x00", "7,\x09").Err(); err != nil {
 		t.Fatal(err)
 	}
-	first, err := redisstore.TakeNoticesAs(ctx, s, "n1", 2, "call-1")
-	if err != nil || len(first) != 2 || first[0] != all[0] || first[1] != all[1] {
-		t.Fatalf("take = %v, %v; want the first two", first, err)
+	n := store.Notice{Kind: store.NoticeMailbox, Client: "c1"}
+	if err := s.Notify(ctx, "n1", n); err != nil {
+		t.Fatal(err)
 	}
-	again, err := redisstore.TakeNoticesAs(ctx, s, "n1", 2, "call-1")
-	if err != nil || len(again) != 2 || again[0] != all[0] || again[1] != all[1] {
-		t.Fatalf("retry of the take = %v, %v; want the same two", again, err)
+	if err := raw.LPush(ctx, key, "garbage").Err(); err != nil {
+		t.Fatal(err)
 	}
-	rest, err := s.TakeNotices(ctx, "n1", 10)
-	if err != nil || len(rest) != 3 || rest[0] != all[2] {
-		t.Fatalf("next take = %v, %v; want the last three", rest, err)
+	if err := s.DoneNotices(ctx, "n1", 0); err != nil {
+		t.Fatal(err)
 	}
-	ttl, err := rawClient(t, addr).PTTL(ctx, nodeTag(cfg.Prefix, "n1")+"taken:call-1").Result()
-	if err != nil || ttl <= 0 || ttl > time.Minute {
-		t.Fatalf("the copy of a take expires in %v, %v; want within a minute", ttl, err)
+	ns, err := s.TakeNotices(ctx, "n1", 10)
+	if err != nil || len(ns) != 1 || !sameNotice(ns[0], n) {
+		t.Fatalf("take = %v, %v; want the one good notice", ns, err)
+	}
+	if got, err := raw.LRange(ctx, key, 0, -1).Result(); err != nil || len(got) != 1 {
+		t.Fatalf("list after the take = %q, %v; want the good notice alone", got, err)
 	}
 }
 
@@ -379,24 +518,38 @@ func TestNodeIndexShrinks(t *testing.T) {
 	}
 }
 
-// TestConnectRetryReportsFirstPrevious checks that Connect is idempotent: a second run for
-// the same session, as a go-redis retry would do, reports the presence the first replaced.
-func TestConnectRetryReportsFirstPrevious(t *testing.T) {
-	s := open(t, testConfig(t, shared.Redis(t).Addr))
+// TestConnectRetryReportsFirstResult checks that Connect is idempotent: a second run for
+// the same session, as a go-redis retry would do, reports the presence and the pending
+// takeovers the first reported, and leaves the takeovers list as the first left it.
+func TestConnectRetryReportsFirstResult(t *testing.T) {
+	addr := shared.Redis(t).Addr
+	cfg := testConfig(t, addr)
+	s := open(t, cfg)
+	raw := rawClient(t, addr)
 	ctx := t.Context()
 	first := storetest.NewPresence("c1", "n1", 1)
 	second := storetest.NewPresence("c1", "n2", 2)
-	for _, p := range []store.Presence{first, second} {
+	third := storetest.NewPresence("c1", "n3", 3)
+	for _, p := range []store.Presence{first, second, third} {
 		if _, err := s.Connect(ctx, p); err != nil {
 			t.Fatal(err)
 		}
 	}
-	prev, err := s.Connect(ctx, second)
+	key := clientTag(cfg.Prefix, "c1") + "t"
+	list, err := raw.LRange(ctx, key, 0, -1).Result()
+	if err != nil || len(list) != 8 {
+		t.Fatalf("takeovers = %q, %v; want two", list, err)
+	}
+	res, err := s.Connect(ctx, third)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if prev.Session != first.Session || prev.Node != "n1" {
-		t.Fatalf("repeated connect reported %+v, want the first presence", prev)
+	if res.Prev.Session != second.Session || res.Prev.Node != "n2" || len(res.Pending) != 1 ||
+		res.Pending[0].Session != first.Session {
+		t.Fatalf("repeated connect reported %+v, want the second presence and the first pending", res)
+	}
+	if again, err := raw.LRange(ctx, key, 0, -1).Result(); err != nil || !slices.Equal(again, list) {
+		t.Fatalf("takeovers after the repeat = %q, %v; want %q", again, err, list)
 	}
 }
 

@@ -2,68 +2,50 @@ package redisstore
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-mqtt/switchboard/store"
 )
 
 const (
 	// noticeKeep is how long a node's notices stay after the last Notify, in case the
-	// node is gone for good and never takes them.
+	// node is gone for good and never confirms them.
 	noticeKeep = time.Hour
-	// maxTake caps the notices one TakeNotices returns (Lua's unpack takes a few thousand
-	// values at most).
+	// maxTake caps the notices one TakeNotices returns, which bounds the reply.
 	maxTake = 1000
-	// takenKeep is how long the copy of what one TakeNotices took is kept for that call's
-	// retries: longer than go-redis spends retrying.
-	takenKeep = time.Minute
 )
 
-// Notify appends notices at the tail of node's list and pushes the list's expiry to an
-// hour from now, in one MULTI. A retry after a lost reply may append them twice; a notice
+// Notify appends notices at the tail of node's list, each under the next sequence number
+// of node's counter, and pushes the expiry of both keys to an hour from now, in one
+// script. A retry after a lost reply may append them twice, under new numbers; a notice
 // is a hint, and acting on one twice is harmless.
 func (s *Store) Notify(ctx context.Context, node string, ns ...store.Notice) error {
 	if node == "" {
 		return errors.New("notify: empty node")
 	}
-	vals := make([]any, len(ns))
+	args := make([]any, 0, len(ns)+1)
+	args = append(args, noticeKeep.Milliseconds())
 	for i, n := range ns {
 		if err := n.Validate(); err != nil {
 			return fmt.Errorf("notify %q: notice %d: %w", node, i, err)
 		}
-		vals[i] = encodeNotice(n)
+		args = append(args, encodeNotice(n))
 	}
-	if len(vals) == 0 {
+	if len(ns) == 0 {
 		return nil
 	}
-	key := s.keys.notices(node)
-	cmds, err := s.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		pipe.RPush(ctx, key, vals...)
-		pipe.PExpire(ctx, key, noticeKeep)
-		return nil
-	})
-	// A command Redis refused to queue (OOM, NOREPLICAS) makes EXEC answer only
-	// EXECABORT; the refused command holds the reason.
-	for _, cmd := range cmds {
-		if cerr := cmd.Err(); cerr != nil && !redis.HasErrorPrefix(cerr, "EXECABORT") {
-			err = cerr
-			break
-		}
-	}
+	err := s.scripts.notify.Run(ctx, s.rdb, s.keys.noticeKeys(node), args...).Err()
 	return s.fail("notify", err)
 }
 
-// TakeNotices removes and returns up to max (at most 1000) of node's notices, oldest
-// first, with LPOP in a script that keeps a copy of what it took for a minute under a
-// key named for this call, so that a go-redis retry of the call returns the same notices
-// rather than taking more and losing the first ones. A stored notice that cannot be
-// decoded is logged and dropped.
+// TakeNotices returns up to max (at most 1000) of node's notices, oldest first, with one
+// LRANGE: it removes nothing, so a take whose reply is lost loses nothing, and a retry
+// returns the same notices. A stored notice that cannot be decoded (which no version of
+// this package writes) is logged and deleted, so it is not read again at every take.
 func (s *Store) TakeNotices(ctx context.Context, node string, max int) ([]store.Notice, error) {
 	if node == "" {
 		return nil, errors.New("take notices: empty node")
@@ -71,27 +53,50 @@ func (s *Store) TakeNotices(ctx context.Context, node string, max int) ([]store.
 	if max <= 0 {
 		return nil, nil
 	}
-	token := make([]byte, 12)
-	_, _ = rand.Read(token)
-	return s.takeNotices(ctx, node, min(max, maxTake), hex.EncodeToString(token))
-}
-
-// takeNotices is TakeNotices for the call named token.
-func (s *Store) takeNotices(ctx context.Context, node string, n int, token string) ([]store.Notice, error) {
-	vals, err := s.scripts.take.Run(ctx, s.rdb,
-		[]string{s.keys.notices(node), s.keys.taken(node, token)},
-		n, takenKeep.Milliseconds()).StringSlice()
+	key := s.keys.notices(node)
+	vals, err := s.rdb.LRange(ctx, key, 0, int64(min(max, maxTake))-1).Result()
 	if err != nil {
 		return nil, s.fail("take notices", err)
 	}
 	var ns []store.Notice
 	for _, v := range vals {
-		n, err := decodeNotice(v)
+		n, err := decodeStoredNotice(v)
 		if err != nil {
-			s.log.Warn("redisstore: dropped a notice that cannot be decoded", "node", node, "err", err)
+			s.log.Warn("redisstore: deleting a notice that cannot be decoded", "node", node, "err", err)
+			if err := s.rdb.LRem(ctx, key, 1, v).Err(); err != nil {
+				s.log.Warn("redisstore: delete a notice that cannot be decoded", "node", node, "err", err)
+			}
 			continue
 		}
 		ns = append(ns, n)
 	}
 	return ns, nil
+}
+
+// DoneNotices removes node's notices whose sequence number is upTo or less, from the head
+// of its list, in one script.
+func (s *Store) DoneNotices(ctx context.Context, node string, upTo uint64) error {
+	if node == "" {
+		return errors.New("done notices: empty node")
+	}
+	err := s.scripts.done.Run(ctx, s.rdb, []string{s.keys.notices(node)}, strconv.FormatUint(upTo, 10)).Err()
+	return s.fail("done notices", err)
+}
+
+// decodeStoredNotice reads one entry of a node's list: "<seq>,<encoded notice>".
+func decodeStoredNotice(v string) (store.Notice, error) {
+	seq, body, ok := strings.Cut(v, ",")
+	if !ok {
+		return store.Notice{}, fmt.Errorf("decode notice: %w: no sequence number", errCorrupt)
+	}
+	n, err := strconv.ParseUint(seq, 10, 64)
+	if err != nil {
+		return store.Notice{}, fmt.Errorf("decode notice: %w: sequence number %.24q", errCorrupt, seq)
+	}
+	notice, err := decodeNotice(body)
+	if err != nil {
+		return store.Notice{}, err
+	}
+	notice.Seq = n
+	return notice, nil
 }

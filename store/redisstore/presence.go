@@ -4,46 +4,74 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-mqtt/switchboard/store"
 )
 
-// Connect records p as the client's presence and returns the presence it replaced.
+// Connect records p as the client's presence and returns the presence it replaced and
+// the pending takeovers, in one script over the client's presence and takeovers keys.
 //
 // The node index is written around the script: before it, so that a Connect that fails
 // half-way leaves at worst an index entry with no presence (which ClearNode drops), and
 // after it, so that a reaper that removed the entry meanwhile cannot leave the new
 // presence unindexed. The second write is best effort: a failure is logged, not returned,
 // because the presence is already written and the first write normally covers it.
-func (s *Store) Connect(ctx context.Context, p store.Presence) (store.Presence, error) {
+func (s *Store) Connect(ctx context.Context, p store.Presence) (store.ConnectResult, error) {
 	if err := checkPresence(p); err != nil {
-		return store.Presence{}, fmt.Errorf("connect: %w", err)
+		return store.ConnectResult{}, fmt.Errorf("connect: %w", err)
 	}
 	args, err := presenceArgs(p)
 	if err != nil {
-		return store.Presence{}, fmt.Errorf("connect: %w", err)
+		return store.ConnectResult{}, fmt.Errorf("connect: %w", err)
 	}
 	if err := s.index(ctx, p.Node, p.Client); err != nil {
-		return store.Presence{}, s.fail("connect: index", err)
+		return store.ConnectResult{}, s.fail("connect: index", err)
 	}
-	vals, err := s.scripts.connect.Run(ctx, s.rdb, []string{s.keys.presence(p.Client)}, args...).Slice()
+	vals, err := s.scripts.connect.Run(ctx, s.rdb, s.presenceKeys(p.Client),
+		append(args, store.MaxPending)...).Slice()
 	if err != nil {
-		return store.Presence{}, s.fail("connect", err)
+		return store.ConnectResult{}, s.fail("connect", err)
 	}
-	prev, err := parsePresence(p.Client, vals)
+	res, dropped, err := parseConnect(p.Client, vals)
 	if err != nil {
-		return store.Presence{}, fmt.Errorf("connect: %w", err)
+		return store.ConnectResult{}, fmt.Errorf("connect: %w", err)
+	}
+	if dropped > 0 {
+		s.log.Warn("redisstore: dropped the oldest pending takeovers of a client",
+			"client", p.Client, "dropped", dropped, "kept", store.MaxPending)
 	}
 	if err := s.index(ctx, p.Node, p.Client); err != nil {
 		s.log.Warn("redisstore: index connected client", "client", p.Client, "node", p.Node, "err", err)
 	}
-	if prev.Online() && prev.Node != p.Node {
-		s.unindex(ctx, prev.Node, p.Client)
+	if res.Prev.Online() && res.Prev.Node != p.Node {
+		s.unindex(ctx, res.Prev.Node, p.Client)
 	}
-	return prev, nil
+	return res, nil
+}
+
+// parseConnect reads the connect script's reply: the replaced presence, how many pending
+// takeovers it dropped, and the pending takeovers it carried over.
+func parseConnect(client string, vals []any) (store.ConnectResult, int64, error) {
+	n := len(presenceFieldNames)
+	if len(vals) < n+1 || (len(vals)-n-1)%n != 0 {
+		return store.ConnectResult{}, 0, fmt.Errorf("connect reply of %d values", len(vals))
+	}
+	prev, err := parsePresence(client, vals[:n])
+	if err != nil {
+		return store.ConnectResult{}, 0, err
+	}
+	dropped, _ := vals[n].(int64)
+	res := store.ConnectResult{Prev: prev}
+	for rest := vals[n+1:]; len(rest) > 0; rest = rest[n:] {
+		p, err := parsePresence(client, rest[:n])
+		if err != nil {
+			return store.ConnectResult{}, 0, fmt.Errorf("pending takeover: %w", err)
+		}
+		res.Pending = append(res.Pending, p)
+	}
+	return res, dropped, nil
 }
 
 func checkPresence(p store.Presence) error {
@@ -58,25 +86,68 @@ func checkPresence(p store.Presence) error {
 	return nil
 }
 
-// Reassert updates the epoch of the client's presence if session still owns it;
-// store.ErrNotOwner otherwise.
-func (s *Store) Reassert(ctx context.Context, client, session string, epoch int64) error {
+// presenceKeys are the client's keys in the order the presence scripts take them.
+func (s *Store) presenceKeys(client string) []string {
+	return []string{s.keys.presence(client), s.keys.takeovers(client)}
+}
+
+// ConfirmTakeover clears the pending takeovers that session's Connect left, if session
+// owns the client's presence; store.ErrNotOwner otherwise.
+func (s *Store) ConfirmTakeover(ctx context.Context, client, session string) error {
 	if client == "" {
-		return errors.New("reassert: empty client id")
+		return errors.New("confirm takeover: empty client id")
 	}
-	ok, err := s.scripts.reassert.Run(ctx, s.rdb, []string{s.keys.presence(client)},
-		session, strconv.FormatInt(epoch, 10)).Int()
+	ok, err := s.scripts.confirm.Run(ctx, s.rdb, s.presenceKeys(client), session).Int()
+	if err != nil {
+		return s.fail("confirm takeover", err)
+	}
+	if ok != 1 {
+		return fmt.Errorf("confirm takeover %q: %w", client, store.ErrNotOwner)
+	}
+	return nil
+}
+
+// Reassert sets the epoch and node of the client's presence to p's if p.Session owns it,
+// or records p if the client has no presence and p.Session was not taken over;
+// store.ErrNotOwner otherwise.
+//
+// The index is written around the script as in Connect, so that a client the reaper
+// cleared (and so removed from the index) is indexed again under its node.
+func (s *Store) Reassert(ctx context.Context, p store.Presence) error {
+	if err := checkPresence(p); err != nil {
+		return fmt.Errorf("reassert: %w", err)
+	}
+	args, err := presenceArgs(p)
+	if err != nil {
+		return fmt.Errorf("reassert: %w", err)
+	}
+	if err := s.index(ctx, p.Node, p.Client); err != nil {
+		return s.fail("reassert: index", err)
+	}
+	vals, err := s.scripts.reassert.Run(ctx, s.rdb, s.presenceKeys(p.Client), args...).Slice()
 	if err != nil {
 		return s.fail("reassert", err)
 	}
-	if ok != 1 {
-		return fmt.Errorf("reassert %q: %w", client, store.ErrNotOwner)
+	if len(vals) != 2 {
+		return fmt.Errorf("reassert: reply of %d values", len(vals))
+	}
+	status, _ := vals[0].(int64)
+	was, _ := vals[1].(string)
+	if status == 0 {
+		return fmt.Errorf("reassert %q: %w", p.Client, store.ErrNotOwner)
+	}
+	if err := s.index(ctx, p.Node, p.Client); err != nil {
+		s.log.Warn("redisstore: index reasserted client", "client", p.Client, "node", p.Node, "err", err)
+	}
+	if was != "" && was != p.Node {
+		s.unindex(ctx, was, p.Client)
 	}
 	return nil
 }
 
 // Disconnect clears the client's presence if session still owns it, reporting whether it
-// did. A retried call whose first attempt cleared the presence reports false.
+// did. The pending takeovers stay. A retried call whose first attempt cleared the presence
+// reports false.
 func (s *Store) Disconnect(ctx context.Context, client, session string) (bool, error) {
 	if client == "" {
 		return false, errors.New("disconnect: empty client id")
@@ -92,7 +163,9 @@ func (s *Store) Disconnect(ctx context.Context, client, session string) (bool, e
 	return true, nil
 }
 
-// Lookup returns the client's presence and mailbox depth in one round trip.
+// Lookup returns the client's presence and mailbox depth in one round trip. It reads
+// the presence key only: pending takeovers live in their own key, so a client that has
+// only them is offline.
 func (s *Store) Lookup(ctx context.Context, client string) (store.Presence, int, error) {
 	if client == "" {
 		return store.Presence{}, 0, errors.New("lookup: empty client id")

@@ -2,42 +2,98 @@ package redisstore
 
 import "github.com/redis/go-redis/v9"
 
-// The Lua scripts. Each one touches the keys of one client only (or, takeLua, of one
-// node; all passed in KEYS, all sharing one hash tag), makes every check before its first
-// write (a script has no rollback, and under maxmemory Redis refuses only a script's first
-// write that needs memory, so a refused script has written nothing), and is idempotent
-// (go-redis may run it twice; see the package documentation).
+// The Lua scripts. Each one touches the keys of one client only (or, for the notice
+// scripts, of one node; all passed in KEYS, all sharing one hash tag), makes every check
+// before its first write (a script has no rollback, and under maxmemory Redis refuses only
+// a script's first write that needs memory, so a refused script has written nothing), and
+// is idempotent (go-redis may run it twice; see the package documentation).
 
-// connectLua sets the presence and returns the one it replaced. It keeps a copy of the
-// replaced presence (p* fields) so that a second run for the same session, a retry,
-// returns the presence the first run replaced rather than the first run's own.
+// connectLua sets the presence and returns the one it replaced and the pending
+// takeovers it carried over. When the replaced presence is online on another node, it is
+// recorded as a pending takeover at the tail of the takeovers list (unless its session is
+// there already); when the list held more than max pending takeovers, the oldest are
+// dropped first. It keeps a copy of the replaced presence (p* fields) and the number of
+// pending takeovers it returned (pn, the head of the list it left), so that a second run
+// for the same session, a retry, returns what the first run returned (less what a
+// ConfirmTakeover cleared since) rather than the first run's own presence, and records
+// nothing more in the list. pt is the length of the list it left (in takeovers): what
+// this session's ConfirmTakeover may clear.
 //
-// KEYS: presence. ARGV: node, epoch, session, since. Returns node, epoch, session, since
-// of the replaced presence, empty strings for none.
+// KEYS: presence, takeovers. ARGV: node, epoch, session, since, max pending. Returns
+// node, epoch, session, since of the replaced presence (empty strings for none), how many
+// pending takeovers it dropped, then node, epoch, session, since of each pending
+// takeover it carried over, oldest first.
 const connectLua = `
-local cur = redis.call('HMGET', KEYS[1], 'node', 'epoch', 'session', 'since',
-  'pnode', 'pepoch', 'psession', 'psince')
-local prev
+local p, t = KEYS[1], KEYS[2]
+local cur = redis.call('HMGET', p, 'node', 'epoch', 'session', 'since',
+  'pnode', 'pepoch', 'psession', 'psince', 'pn')
+local list = redis.call('LRANGE', t, 0, -1)
+local total = math.floor(#list / 4)
 if cur[3] == ARGV[3] then
-  prev = {cur[5] or '', cur[6] or '', cur[7] or '', cur[8] or ''}
-else
-  prev = {cur[1] or '', cur[2] or '', cur[3] or '', cur[4] or ''}
+  local n = math.min(tonumber(cur[9]) or 0, total)
+  local out = {cur[5] or '', cur[6] or '', cur[7] or '', cur[8] or '', 0}
+  for i = 1, 4 * n do out[#out + 1] = list[i] end
+  redis.call('HSET', p, 'node', ARGV[1], 'epoch', ARGV[2], 'since', ARGV[4])
+  return out
 end
-redis.call('HSET', KEYS[1], 'node', ARGV[1], 'epoch', ARGV[2], 'session', ARGV[3], 'since', ARGV[4],
-  'pnode', prev[1], 'pepoch', prev[2], 'psession', prev[3], 'psince', prev[4])
-return prev
+local prev = {cur[1] or '', cur[2] or '', cur[3] or '', cur[4] or ''}
+local drop = math.max(total - tonumber(ARGV[5]), 0)
+local add = prev[1] ~= '' and prev[1] ~= ARGV[1]
+local out = {prev[1], prev[2], prev[3], prev[4], drop}
+for i = 4 * drop + 1, 4 * total, 4 do
+  if list[i + 2] == prev[3] then add = false end
+  for j = i, i + 3 do out[#out + 1] = list[j] end
+end
+local kept = total - drop
+redis.call('HSET', p, 'node', ARGV[1], 'epoch', ARGV[2], 'session', ARGV[3], 'since', ARGV[4],
+  'pnode', prev[1], 'pepoch', prev[2], 'psession', prev[3], 'psince', prev[4],
+  'pn', kept, 'pt', add and kept + 1 or kept)
+if drop > 0 then redis.call('LTRIM', t, 4 * drop, -1) end
+if add then redis.call('RPUSH', t, prev[1], prev[2], prev[3], prev[4]) end
+return out
 `
 
-// reassertLua sets the epoch if session owns the presence.
+// confirmLua clears the pending takeovers session's Connect left (pt of them, the whole
+// list unless the presence was recorded again by Reassert, which knows of none) if
+// session owns the presence, and sets pt to zero, so a second run clears nothing more.
+// Its first write, LTRIM, needs no memory.
 //
-// KEYS: presence. ARGV: session, epoch. Returns 1 if it did, 0 if session does not own it.
-const reassertLua = `
-if redis.call('HGET', KEYS[1], 'session') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'epoch', ARGV[2])
+// KEYS: presence, takeovers. ARGV: session. Returns 1 if session owns the presence, 0 if
+// it does not.
+const confirmLua = `
+local cur = redis.call('HMGET', KEYS[1], 'session', 'pt')
+if cur[1] ~= ARGV[1] then return 0 end
+local n = tonumber(cur[2]) or 0
+if n > 0 then
+  redis.call('LTRIM', KEYS[2], 4 * n, -1)
+  redis.call('HSET', KEYS[1], 'pt', 0)
+end
 return 1
 `
 
-// disconnectLua deletes the presence if session owns it.
+// reassertLua sets the epoch and node if session owns the presence, or records the
+// presence if there is none and session is not among the pending takeovers.
+//
+// KEYS: presence, takeovers. ARGV: node, epoch, session, since. Returns 1 and the node
+// the presence named if session owned it, 2 and an empty string if it recorded a new
+// presence, 0 and an empty string if session may not own it.
+const reassertLua = `
+local cur = redis.call('HMGET', KEYS[1], 'node', 'session')
+if cur[1] and cur[1] ~= '' then
+  if cur[2] ~= ARGV[3] then return {0, ''} end
+  redis.call('HSET', KEYS[1], 'node', ARGV[1], 'epoch', ARGV[2])
+  return {1, cur[1]}
+end
+local list = redis.call('LRANGE', KEYS[2], 0, -1)
+for i = 3, #list, 4 do
+  if list[i] == ARGV[3] then return {0, ''} end
+end
+redis.call('HSET', KEYS[1], 'node', ARGV[1], 'epoch', ARGV[2], 'session', ARGV[3], 'since', ARGV[4])
+return {2, ''}
+`
+
+// disconnectLua deletes the presence if session owns it. The pending takeovers, in their
+// own key, stay.
 //
 // KEYS: presence. ARGV: session. Returns the node the presence named, or nil if session
 // did not own it.
@@ -49,6 +105,7 @@ return cur[2]
 `
 
 // clearLua deletes the presence if it names node at epoch: the reaper's compare-and-delete.
+// The pending takeovers, in their own key, stay.
 //
 // KEYS: presence. ARGV: node, epoch. Returns 1 if it deleted, 2 if the presence names node
 // at another epoch (the client is still on the node), 0 if it names another node or none.
@@ -194,37 +251,75 @@ redis.call('HDEL', KEYS[2], unpack(ARGV))
 return n
 `
 
-// takeLua pops up to count notices from the head of a node's list and keeps a copy under
-// a key named for the call, so a second run of the same call (a go-redis retry after a
-// lost reply) returns what the first took instead of taking more and losing those. Its
-// first write, LPOP, needs no memory, so under maxmemory Redis never refuses it half-way.
+// notifyLua appends notices at the tail of a node's list, each as "<seq>,<encoded
+// notice>", and pushes the expiry of the list and of its counter to keep from now. A
+// notice's sequence number is one more than the last one given, and at least Redis's
+// clock in microseconds, so numbers keep growing even after both keys expired (as for a
+// mailbox). Its only check is reading the counter; its first write, RPUSH, is the one
+// that needs memory. A second run appends the notices again under new numbers (the
+// contract allows it: a notice may be acted on twice).
 //
-// KEYS: notices, taken. ARGV: count, how long to keep the copy (ms). Returns the encoded
-// notices.
-const takeLua = `
-local done = redis.call('LRANGE', KEYS[2], 0, -1)
-if #done > 0 then return done end
-local got = redis.call('LPOP', KEYS[1], ARGV[1])
-if not got then return {} end
-redis.call('RPUSH', KEYS[2], unpack(got))
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-return got
+// KEYS: notices, counter. ARGV: keep (ms), then the encoded notices (at least one).
+// Returns the last sequence number given.
+const notifyLua = `
+local function int(x) return string.format('%.0f', x) end
+local t = redis.call('TIME')
+local micros = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local last = math.max(tonumber(redis.call('GET', KEYS[2]) or 0), micros - 1)
+local vals = {}
+for i = 2, #ARGV do
+  last = last + 1
+  vals[#vals + 1] = int(last) .. ',' .. ARGV[i]
+end
+for i = 1, #vals, 1000 do
+  redis.call('RPUSH', KEYS[1], unpack(vals, i, math.min(i + 999, #vals)))
+end
+redis.call('SET', KEYS[2], int(last), 'PX', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return int(last)
+`
+
+// doneLua removes the notices at the head of a node's list whose sequence number is upTo
+// or less: it counts them first, a hundred at a time, then trims them in one LTRIM, which
+// needs no memory. An entry whose number it cannot read (which no script writes) counts
+// as confirmed, so it cannot block the head. A second run finds nothing more to remove:
+// every notice left has a greater number.
+//
+// KEYS: notices. ARGV: upTo. Returns how many it removed.
+const doneLua = `
+local upTo = tonumber(ARGV[1])
+local n = 0
+while true do
+  local head = redis.call('LRANGE', KEYS[1], n, n + 99)
+  local k = 0
+  for i = 1, #head do
+    local seq = tonumber(string.match(head[i], '^(%d+),'))
+    if seq and seq > upTo then break end
+    k = i
+  end
+  n = n + k
+  if k < 100 then break end
+end
+if n > 0 then redis.call('LTRIM', KEYS[1], n, -1) end
+return n
 `
 
 // scripts are a store's loaded scripts; each remembers its SHA1 for EVALSHA.
 type scripts struct {
-	connect, reassert, disconnect, clear, append, peek, remove, take *redis.Script
+	connect, confirm, reassert, disconnect, clear, append, peek, remove, notify, done *redis.Script
 }
 
 func newScripts() scripts {
 	return scripts{
 		connect:    redis.NewScript(connectLua),
+		confirm:    redis.NewScript(confirmLua),
 		reassert:   redis.NewScript(reassertLua),
 		disconnect: redis.NewScript(disconnectLua),
 		clear:      redis.NewScript(clearLua),
 		append:     redis.NewScript(appendLua),
 		peek:       redis.NewScript(peekLua),
 		remove:     redis.NewScript(removeLua),
-		take:       redis.NewScript(takeLua),
+		notify:     redis.NewScript(notifyLua),
+		done:       redis.NewScript(doneLua),
 	}
 }

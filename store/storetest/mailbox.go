@@ -541,6 +541,12 @@ func testCancelled(t *testing.T, s store.Store) {
 		"Depth":       func() error { _, err := s.Depth(ctx, "c1"); return err },
 		"Notify":      func() error { return s.Notify(ctx, "n1", notice) },
 		"TakeNotices": func() error { _, err := s.TakeNotices(ctx, "n1", 10); return err },
+		"DoneNotices": func() error { return s.DoneNotices(ctx, "n1", math.MaxUint64) },
+		"Connect":     func() error { _, err := s.Connect(ctx, NewPresence("c1", "n1", 1)); return err },
+		"Reassert":    func() error { return s.Reassert(ctx, NewPresence("c1", "n1", 1)) },
+		"ConfirmTakeover": func() error {
+			return s.ConfirmTakeover(ctx, "c1", "s")
+		},
 	}
 	for name, call := range calls {
 		if err := call(); err == nil {
@@ -552,4 +558,5 @@ func testCancelled(t *testing.T, s store.Store) {
 	if got := mustTake(t, s, "n1", 10); len(got) != 1 {
 		t.Fatalf("notices after calls with a cancelled context: %v, want the one", got)
 	}
+	lookupOffline(t, s, "c1")
 }

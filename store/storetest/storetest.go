@@ -30,8 +30,20 @@ func Run(t *testing.T, open Opener) {
 		{"DisconnectOwnerOnly", testDisconnect},
 		{"LateDisconnectKeepsNewer", testLateDisconnect},
 		{"Reassert", testReassert},
+		{"ReassertRecreatesAbsent", testReassertRecreates},
+		{"ReassertOfTakenOverRefused", testReassertTakenOver},
 		{"ClearNodeMatchesNodeAndEpoch", testClearNode},
 		{"ClearNodeMany", testClearNodeMany},
+		{"PresenceRefusesBadInput", testPresenceBadInput},
+
+		{"TakeoverChainPending", testTakeoverChain},
+		{"TakeoverSameNodeNotPending", testTakeoverSameNode},
+		{"ConfirmTakeoverOwnerOnly", testConfirmTakeover},
+		{"ConfirmAfterReassertClearsNone", testConfirmAfterRecreate},
+		{"DisconnectKeepsPending", testDisconnectKeepsPending},
+		{"ClearNodeKeepsPending", testClearNodeKeepsPending},
+		{"ConnectRetrySameResult", testConnectRetrySameResult},
+		{"PendingBounded", testPendingBounded},
 
 		{"FIFOWithCursors", testFIFOWithCursors},
 		{"PeekAfterCursor", testPeekAfterCursor},
@@ -54,7 +66,11 @@ func Run(t *testing.T, open Opener) {
 		{"NoticesFIFO", testNoticesFIFO},
 		{"NoticesPerNode", testNoticesPerNode},
 		{"TakeNoticesUpToMax", testTakeNoticesUpToMax},
-		{"NoticesTakenOnce", testNoticesTakenOnce},
+		{"TakeNoticesAtMostAThousand", testTakeNoticesAtMostAThousand},
+		{"NoticesReturnedUntilDone", testNoticesReturnedUntilDone},
+		{"DoneNoticesRemovesPrefix", testDoneNoticesPrefix},
+		{"NoticeSeqsIncrease", testNoticeSeqsIncrease},
+		{"NoticesOneTakerConcurrentNotify", testNoticesConcurrentNotify},
 		{"NotifyRefusesBadInput", testNotifyBadInput},
 
 		{"PingAndClose", testPingClose},
@@ -99,6 +115,17 @@ func samePresence(t *testing.T, what string, got, want store.Presence) {
 	}
 }
 
+// samePresences checks that got are want, in order.
+func samePresences(t *testing.T, what string, got []store.Presence, want ...store.Presence) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d presences %+v, want %d: %+v", what, len(got), got, len(want), want)
+	}
+	for i := range got {
+		samePresence(t, fmt.Sprint(what, " ", i), got[i], want[i])
+	}
+}
+
 // sameMessage checks that got, read by Peek, is want as appended: the same fields, a
 // sequence number, and a TTL left that is positive and no more than want's.
 func sameMessage(t *testing.T, what string, got, want store.Message) {
@@ -115,13 +142,13 @@ func sameMessage(t *testing.T, what string, got, want store.Message) {
 	}
 }
 
-func mustConnect(t *testing.T, s store.Store, p store.Presence) store.Presence {
+func mustConnect(t *testing.T, s store.Store, p store.Presence) store.ConnectResult {
 	t.Helper()
-	prev, err := s.Connect(ctxT(t), p)
+	res, err := s.Connect(ctxT(t), p)
 	if err != nil {
 		t.Fatalf("connect %+v: %v", p, err)
 	}
-	return prev
+	return res
 }
 
 // mustAppend appends msgs and returns one result per message, failing the test on a

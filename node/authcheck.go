@@ -1,0 +1,146 @@
+package node
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// reservedPropertyPrefix: user properties whose key starts with this (any case) are the
+// node's own (MessageIDProperty). A client may not set them on anything it publishes, its
+// Will included, so no subscriber can mistake a client's message for a directed one.
+const reservedPropertyPrefix = "sb-"
+
+// stripReserved removes the node's reserved user properties from props.
+func stripReserved(props []packets.UserProperty) []packets.UserProperty {
+	keep := props[:0:0]
+	dropped := false
+	for _, p := range props {
+		if len(p.Key) >= len(reservedPropertyPrefix) && strings.EqualFold(p.Key[:len(reservedPropertyPrefix)], reservedPropertyPrefix) {
+			dropped = true
+			continue
+		}
+		keep = append(keep, p)
+	}
+	if !dropped {
+		return props
+	}
+	return keep
+}
+
+// checkWill applies the client's write rules to its Will at CONNECT: mochi publishes (and
+// retains) a Will without any ACL check. It reports whether the Will may stand.
+func (n *Node) checkWill(cl *mqtt.Client, st *clientState) bool {
+	w := &cl.Properties.Will
+	if atomic.LoadUint32(&w.Flag) == 0 {
+		return true
+	}
+	w.User = stripReserved(w.User)
+	if st.ident.CanPublish(w.TopicName) {
+		return true
+	}
+	n.metrics.aclDenied.WithLabelValues("will").Inc()
+	n.throttled.log(n.log, slog.LevelInfo, "will refused: the client may not publish to its will topic",
+		"client", cl.ID, "user", st.ident.Username, "topic", w.TopicName)
+	return false
+}
+
+// voidTopic is where a Will that may no longer be published goes instead: mochi publishes
+// whatever OnWill returns, and a topic under $switchboard that no rule grants reaches
+// nobody.
+const voidTopic = "$switchboard/void"
+
+// OnWill checks the Will again as it is sent (the rules may have changed since CONNECT,
+// or the user been removed): a Will the client may not publish now reaches nobody.
+func (h *hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	st := h.n.clients.byClient(cl)
+	will.User = stripReserved(will.User)
+	if st != nil && st.ident != nil && st.ident.Valid() == nil && st.ident.CanPublish(will.TopicName) {
+		return will, nil
+	}
+	h.n.metrics.aclDenied.WithLabelValues("will").Inc()
+	h.n.throttled.log(h.n.log, slog.LevelInfo, "will dropped: the client may no longer publish to its will topic",
+		"client", cl.ID, "topic", will.TopicName)
+	return mqtt.Will{TopicName: voidTopic, Qos: 0}, nil
+}
+
+// authLoop ends, after every reload of the credentials, the sessions whose credentials no
+// longer admit them (user removed, password changed, client id no longer allowed, token
+// revoked): nothing more is delivered to them, their Will is dropped, and they are
+// disconnected with reason 0x87 (not authorized). It also drops a standing Will whose
+// topic the client may no longer publish to.
+func (n *Node) authLoop(ctx context.Context) {
+	for {
+		_, changed := n.cfg.Auth.Changed()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return
+		}
+		ended := 0
+		for _, st := range n.clients.all() {
+			if st.ident == nil {
+				continue
+			}
+			w := &st.cl.Properties.Will
+			if err := st.ident.Valid(); err != nil {
+				atomic.StoreUint32(&w.Flag, 0)
+				n.log.Info("credentials revoked: ending the session", "client", st.id, "user", st.ident.Username, "reason", err)
+				n.endSession(st, "credentials revoked", packets.ErrNotAuthorized)
+				ended++
+				continue
+			}
+			if atomic.LoadUint32(&w.Flag) == 1 && !st.ident.CanPublish(w.TopicName) {
+				atomic.StoreUint32(&w.Flag, 0)
+			}
+		}
+		if ended > 0 {
+			n.metrics.authRevoked.Add(float64(ended))
+		}
+	}
+}
+
+// logThrottle caps how many lines a flood of refusals writes: rate a second with a burst,
+// then one line every interval saying how many were suppressed, so an attacker cannot
+// fill the disk through the log.
+type logThrottle struct {
+	mu         sync.Mutex
+	rate       float64
+	burst      float64
+	tokens     float64
+	last       time.Time
+	suppressed int
+	reported   time.Time
+}
+
+func newLogThrottle(rate float64, burst int) *logThrottle {
+	return &logThrottle{rate: rate, burst: float64(burst), tokens: float64(burst)}
+}
+
+func (l *logThrottle) log(log *slog.Logger, level slog.Level, msg string, args ...any) {
+	now := time.Now()
+	l.mu.Lock()
+	l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
+	l.last = now
+	if l.tokens < 1 {
+		l.suppressed++
+		l.mu.Unlock()
+		return
+	}
+	l.tokens--
+	suppressed := 0
+	if l.suppressed > 0 && now.Sub(l.reported) > 10*time.Second {
+		suppressed, l.suppressed, l.reported = l.suppressed, 0, now
+	}
+	l.mu.Unlock()
+	if suppressed > 0 {
+		log.Warn("refusal log lines suppressed (rate limit)", "lines", suppressed)
+	}
+	log.Log(context.Background(), level, msg, args...)
+}

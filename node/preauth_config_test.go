@@ -1,0 +1,60 @@
+package node_test
+
+import (
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/node"
+)
+
+// TestPreauthLimitsValidate: the pre-authentication limits are finite by default, and a
+// bad one is refused naming it, first, and its value.
+func TestPreauthLimitsValidate(t *testing.T) {
+	base := node.DefaultConfig()
+	base.ID = "n1"
+	base.Auth = anonymous(t)
+	l := base.Limits
+	if l.ConnectTimeout != 10*time.Second || l.MaxConnectSize != 64<<10 || l.MaxPending != 1000 ||
+		l.MaxPendingPerIP != 100 || l.AuthConcurrency != max(1, runtime.GOMAXPROCS(0)/2) ||
+		l.AuthWait != 2*time.Second || l.AuthFailuresPerIP != 10 {
+		t.Fatalf("defaults %+v", l)
+	}
+	for _, tc := range []struct {
+		name string
+		set  func(*node.Limits)
+		want []string
+	}{
+		{"connect timeout", func(l *node.Limits) { l.ConnectTimeout = 0 }, []string{"connect timeout", "0s"}},
+		{"max connect size", func(l *node.Limits) { l.MaxConnectSize = 100 }, []string{"max connect size", "100"}},
+		{"max pending connects", func(l *node.Limits) { l.MaxPending = 0 }, []string{"max pending connects", "0"}},
+		{"max pending connects per address", func(l *node.Limits) { l.MaxPendingPerIP = -1 }, []string{"-1"}},
+		{"auth concurrency", func(l *node.Limits) { l.AuthConcurrency = 0 }, []string{"auth concurrency", "0"}},
+		{"auth wait", func(l *node.Limits) { l.AuthWait = -time.Second }, []string{"auth wait", "-1s"}},
+		{"auth failures per address", func(l *node.Limits) { l.AuthFailuresPerIP = -2 }, []string{"-2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := base
+			tc.set(&cfg.Limits)
+			err := cfg.Validate()
+			if err == nil {
+				t.Fatal("Validate accepted it")
+			}
+			if !strings.HasPrefix(err.Error(), tc.name+" ") {
+				t.Fatalf("error %q does not name %q first", err, tc.name)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Fatalf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+	// Off is a choice for the per-address bounds.
+	cfg := base
+	cfg.Limits.MaxPendingPerIP, cfg.Limits.AuthFailuresPerIP = 0, 0
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("per-address bounds off: %v", err)
+	}
+}
