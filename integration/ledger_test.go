@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -189,15 +188,6 @@ func (l *ledger) sendOne(t *testing.T, url string, req msgReq) (int, router.Resu
 	return resp.StatusCode, res
 }
 
-// sortedKeys returns m's keys in order, for stable reports.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
 
 // proxiedNode is a node whose internal address (what routers and other nodes dial) goes
 // through a TCP proxy the test can cut.

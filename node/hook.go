@@ -125,7 +125,10 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		_ = n.mqtt.SendConnack(cl, packets.ErrClientIdentifierNotValid, false, nil)
 		return errRefused
 	}
-	ident, err := n.cfg.Auth.Authenticate(string(cl.Properties.Username), pk.Connect.Password, cl.ID)
+	ident, err := n.authenticate(cl, pk)
+	if errors.Is(err, errAuthLimited) {
+		return n.refuseAuthLimit(cl, err)
+	}
 	if err != nil {
 		return n.refuseAuth(cl, err)
 	}

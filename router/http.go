@@ -216,9 +216,10 @@ func decode(w http.ResponseWriter, req *http.Request, limit int64, v any) error 
 // for the other fields (a topic may be up to 64 KiB).
 func (r *Router) singleLimit() int64 { return int64(r.cfg.MaxPayload)*4/3 + 64<<10 }
 
-// batchLimit bounds a batch's body: MaxBatch single sends (about 396 MiB at the defaults;
-// lower --max-batch or --max-payload to lower it).
-func (r *Router) batchLimit() int64 { return int64(r.cfg.MaxBatch) * r.singleLimit() }
+// batchLimit bounds a batch's body: MaxBatch single sends, but never more than MaxBody
+// (64 MiB by default; MaxBatch × the largest payload would be about 396 MiB). A batch that
+// needs more must be split.
+func (r *Router) batchLimit() int64 { return min(int64(r.cfg.MaxBatch)*r.singleLimit(), r.cfg.MaxBody) }
 
 func (r *Router) handleSend(w http.ResponseWriter, req *http.Request) {
 	var body Request

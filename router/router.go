@@ -46,6 +46,8 @@ type Config struct {
 	MailboxLimit int
 	// MaxBatch is the most messages in one batch request.
 	MaxBatch int
+	// MaxBody caps a batch request's body (bytes), whatever MaxBatch and MaxPayload allow.
+	MaxBody int64
 	// MaxWait is how long a request waits, by default, for a message sent to an online
 	// client to be acknowledged; after it the client's node queues the message in its
 	// mailbox and the answer is `queued` (a request's max_wait overrides it).
@@ -82,6 +84,7 @@ func DefaultConfig() Config {
 		MaxPayload:   256 << 10,
 		MailboxLimit: 10_000,
 		MaxBatch:     1000,
+		MaxBody:      64 << 20,
 		MaxWait:      time.Second,
 		MaxMaxWait:   30 * time.Second,
 		AnswerGrace:  5 * time.Second,
@@ -102,6 +105,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max payload %d must be positive", c.MaxPayload)
 	case c.MailboxLimit <= 0:
 		return fmt.Errorf("mailbox limit %d must be positive", c.MailboxLimit)
+	case c.MaxBody < int64(c.MaxPayload)*4/3+64<<10:
+		return fmt.Errorf("max body %d bytes must hold at least one message of the max payload %d", c.MaxBody, c.MaxPayload)
 	case c.MaxBatch <= 0 || c.MaxBatch > wire.MaxMsgs:
 		return fmt.Errorf("max batch %d must be between 1 and %d", c.MaxBatch, wire.MaxMsgs)
 	case c.MaxWait <= 0 || c.MaxMaxWait < c.MaxWait:
@@ -333,105 +338,92 @@ func (r *Router) deliverGroups(ctx context.Context, groups []group, sms []store.
 		member coord.Member
 		res    []wire.Result
 		errs   []error
+		got    []bool
 	}
+	routes := r.routesFor(ctx, groups, out, cached)
+	refuse := func(idx []int) {
+		if cached {
+			retry = append(retry, idx...)
+		} else {
+			toQueue = append(toQueue, idx...)
+		}
+	}
+	// One Deliver per client, all in flight at once; every answer is counted under mu, and
+	// done is closed when the last one has come (left starts at 1 for the sending itself).
 	var mu sync.Mutex
-	var list []*sent
-	lookups := make(chan struct{}, 64) // bounds concurrent store look-ups
-	var wg sync.WaitGroup
-	var answers sync.WaitGroup
-	for _, g := range groups {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p, ok := store.Presence{}, false
-			if cached {
-				p, ok = r.routes.get(g.client)
-			}
-			if !ok {
-				lookups <- struct{}{}
-				lctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
-				var err error
-				p, _, err = r.store.Lookup(lctx, g.client)
-				cancel()
-				<-lookups
-				if err != nil {
-					mu.Lock()
-					for _, i := range g.idx {
-						out[i].Err = fmt.Errorf("look up %s: %w", g.client, err)
-					}
-					mu.Unlock()
-					return
-				}
-			}
-			member, live := r.members.Live(p.Node, p.Epoch)
-			if !p.Online() || !live {
-				r.routes.forget(g.client)
-				mu.Lock()
-				toQueue = append(toQueue, g.idx...)
-				mu.Unlock()
-				return
-			}
-			conn, err := r.pool.Get(ctx, member.InternalAddr)
-			if err != nil {
-				r.log.Debug("node unreachable; queueing", "node", member.ID, "error", err)
-				r.routes.forget(g.client)
-				mu.Lock()
-				if cached {
-					retry = append(retry, g.idx...)
-				} else {
-					toQueue = append(toQueue, g.idx...)
-				}
-				mu.Unlock()
-				return
-			}
-			s := &sent{g: g, p: p, member: member, res: make([]wire.Result, len(g.idx)), errs: make([]error, len(g.idx))}
-			d := wire.Deliver{Epoch: p.Epoch, Client: p.Client, Session: p.Session, MaxWait: uint32(maxWait / time.Millisecond)}
-			now := time.Now()
-			for _, i := range g.idx {
-				m := sms[i]
-				ttl := m.TTL - now.Sub(start) // the time spent here counts against it
-				d.Msgs = append(d.Msgs, wire.Msg{ID: m.ID, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, TTL: ttl.Milliseconds()})
-			}
-			mu.Lock()
-			list = append(list, s)
-			mu.Unlock()
-			var once = make([]bool, len(g.idx))
-			var smu sync.Mutex
-			left := len(g.idx)
-			done := make(chan struct{})
-			answers.Add(1)
-			conn.Deliver(d, func(k int, res wire.Result, err error) {
-				smu.Lock()
-				defer smu.Unlock()
-				if k < 0 || k >= len(once) || once[k] {
-					return
-				}
-				once[k] = true
-				s.res[k], s.errs[k] = res, err
-				if left--; left == 0 {
-					close(done)
-				}
-			})
-			timer := time.NewTimer(maxWait + r.cfg.AnswerGrace)
-			select {
-			case <-done:
-			case <-timer.C:
-			case <-ctx.Done():
-			}
-			timer.Stop()
-			smu.Lock()
-			for k := range once {
-				if !once[k] {
-					once[k] = true
-					s.errs[k] = errNoAnswer
-				}
-			}
-			smu.Unlock()
-			answers.Done()
-		}()
+	left := 1
+	done := make(chan struct{})
+	answered := func() {
+		if left--; left == 0 {
+			close(done)
+		}
 	}
-	wg.Wait()
-	answers.Wait()
+	var list []*sent
+	now := time.Now()
+	for gi, g := range groups {
+		p, ok := routes[gi], routes[gi].Client != ""
+		if !ok {
+			continue // the look-up failed: out says why
+		}
+		member, live := r.members.Live(p.Node, p.Epoch)
+		if !p.Online() || !live {
+			r.routes.forget(g.client)
+			toQueue = append(toQueue, g.idx...)
+			continue
+		}
+		conn, err := r.pool.Get(ctx, member.InternalAddr)
+		if err != nil {
+			r.log.Debug("node unreachable; queueing", "node", member.ID, "error", err)
+			r.routes.forget(g.client)
+			refuse(g.idx)
+			continue
+		}
+		s := &sent{g: g, p: p, member: member, res: make([]wire.Result, len(g.idx)),
+			errs: make([]error, len(g.idx)), got: make([]bool, len(g.idx))}
+		d := wire.Deliver{Epoch: p.Epoch, Client: p.Client, Session: p.Session, MaxWait: uint32(maxWait / time.Millisecond),
+			Msgs: make([]wire.Msg, 0, len(g.idx))}
+		for _, i := range g.idx {
+			m := sms[i]
+			ttl := m.TTL - now.Sub(start) // the time spent here counts against it
+			d.Msgs = append(d.Msgs, wire.Msg{ID: m.ID, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, TTL: ttl.Milliseconds()})
+		}
+		list = append(list, s)
+		mu.Lock()
+		left += len(g.idx)
+		mu.Unlock()
+		conn.Deliver(d, func(k int, res wire.Result, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if k < 0 || k >= len(s.got) || s.got[k] {
+				return
+			}
+			s.got[k] = true
+			s.res[k], s.errs[k] = res, err
+			answered()
+		})
+	}
+	mu.Lock()
+	answered()
+	mu.Unlock()
+	if len(list) > 0 {
+		timer := time.NewTimer(maxWait + r.cfg.AnswerGrace)
+		select {
+		case <-done:
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		timer.Stop()
+	}
+	mu.Lock()
+	for _, s := range list {
+		for k := range s.got {
+			if !s.got[k] {
+				s.got[k] = true // a late answer is ignored
+				s.errs[k] = errNoAnswer
+			}
+		}
+	}
+	mu.Unlock()
 	for _, s := range list {
 		refused := false
 		for k, i := range s.g.idx {
@@ -474,6 +466,53 @@ func (r *Router) deliverGroups(ctx context.Context, groups []group, sms []store.
 	slices.Sort(retry)
 	slices.Sort(toQueue)
 	return retry, toQueue
+}
+
+// routesFor finds each group's route: from the cache when cached allows, else from the
+// store (look-ups run concurrently, a bounded number at a time). A group whose look-up
+// failed gets a zero presence and its messages' errors in out.
+func (r *Router) routesFor(ctx context.Context, groups []group, out []Routed, cached bool) []store.Presence {
+	routes := make([]store.Presence, len(groups))
+	var need []int
+	for gi, g := range groups {
+		if cached {
+			if p, ok := r.routes.get(g.client); ok {
+				routes[gi] = p
+				continue
+			}
+		}
+		need = append(need, gi)
+	}
+	if len(need) == 0 {
+		return routes
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	sem := make(chan struct{}, 64)
+	for _, gi := range need {
+		g := groups[gi]
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			lctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+			p, _, err := r.store.Lookup(lctx, g.client)
+			cancel()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				for _, i := range g.idx {
+					out[i].Err = fmt.Errorf("look up %s: %w", g.client, err)
+				}
+				return
+			}
+			p.Client = g.client // an offline client has a zero presence: name it, so the caller tells it from a failed look-up
+			routes[gi] = p
+		}()
+	}
+	wg.Wait()
+	return routes
 }
 
 // queueAll puts the messages at idx (in request order) in their mailboxes, and tells the

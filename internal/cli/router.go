@@ -124,6 +124,7 @@ func runRouter(ctx context.Context, e env, args []string) error {
 func registerRouterFlags(fs interface {
 	DurationVar(*time.Duration, string, time.Duration, string)
 	IntVar(*int, string, int, string)
+	Int64Var(*int64, string, int64, string)
 	StringVar(*string, string, string, string)
 }, cfg *router.Config) {
 	d := router.DefaultConfig()
@@ -133,6 +134,7 @@ func registerRouterFlags(fs interface {
 	fs.IntVar(&cfg.MaxPayload, "max-payload", d.MaxPayload, "largest payload accepted (bytes)")
 	fs.IntVar(&cfg.MailboxLimit, "mailbox-limit", d.MailboxLimit, "most messages in one client's mailbox")
 	fs.IntVar(&cfg.MaxBatch, "max-batch", d.MaxBatch, "most messages in one batch request")
+	fs.Int64Var(&cfg.MaxBody, "max-body", d.MaxBody, "largest batch request body (bytes)")
 	fs.DurationVar(&cfg.AnswerGrace, "answer-grace", d.AnswerGrace,
 		"how much longer than the max wait to wait for a node's answer before queueing the message (the outcome is then unknown)")
 	fs.DurationVar(&cfg.ClockSkew, "clock-skew", 0, "testing: pretend this machine's wall clock is off by this much (expiry never depends on it)")
