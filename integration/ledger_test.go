@@ -188,7 +188,6 @@ func (l *ledger) sendOne(t *testing.T, url string, req msgReq) (int, router.Resu
 	return resp.StatusCode, res
 }
 
-
 // proxiedNode is a node whose internal address (what routers and other nodes dial) goes
 // through a TCP proxy the test can cut.
 type proxiedNode struct {

@@ -50,8 +50,9 @@ type entry struct {
 	inBox bool   // a copy is (or may be) in the mailbox: remove it once acknowledged
 
 	direct   bool
-	reply    func(wire.Result) // the router waiting for it; nil once answered
-	answerBy time.Time         // when an unanswered direct message is spilled
+	reply    func(int, wire.Result) // the router waiting for it (message replyIdx of its Deliver); nil once answered
+	replyIdx int
+	answerBy time.Time // when an unanswered direct message is spilled
 	spilling bool
 
 	state    entryState
@@ -63,14 +64,21 @@ type entry struct {
 }
 
 // answer settles a direct entry's reply once; the caller sends the returned reply
-// outside the outbox lock.
-func (e *entry) answer(s wire.Status, detail string) func() {
+// outside the outbox lock (a zero pendingReply when it was answered already).
+func (e *entry) answer(s wire.Status, detail string) pendingReply {
 	r := e.reply
 	if r == nil {
-		return nil
+		return pendingReply{}
 	}
 	e.reply = nil
-	return func() { r(wire.Result{Status: s, Detail: detail}) }
+	return pendingReply{fn: r, i: e.replyIdx, r: wire.Result{Status: s, Detail: detail}}
+}
+
+// pendingReply is an answer to send once the outbox lock is released.
+type pendingReply struct {
+	fn func(int, wire.Result)
+	i  int
+	r  wire.Result
 }
 
 // outbox holds one connection's directed messages. Its fields are guarded by mu.
@@ -103,18 +111,18 @@ func newOutbox(st *clientState) *outbox {
 // mailboxPending reports whether the mailbox may hold messages the outbox has not read.
 func (o *outbox) mailboxPending() bool { return o.askGen != o.readGen }
 
-// replies runs answers collected under the lock.
-type replies []func()
+// replies are answers collected under the lock, sent after it.
+type replies []pendingReply
 
-func (r *replies) add(f func()) {
-	if f != nil {
-		*r = append(*r, f)
+func (r *replies) add(p pendingReply) {
+	if p.fn != nil {
+		*r = append(*r, p)
 	}
 }
 
 func (r replies) run() {
-	for _, f := range r {
-		f()
+	for _, p := range r {
+		p.fn(p.i, p.r)
 	}
 }
 
@@ -147,16 +155,14 @@ func (n *Node) accept(st *clientState, d wire.Deliver, reply func(int, wire.Resu
 	o.pending += bytes
 	for i, m := range d.Msgs {
 		if m.TTL <= 0 {
-			rs.add(func() {
-				reply(i, wire.Result{Status: wire.StatusExpired, Detail: "expired before it reached the node"})
-			})
+			rs.add(pendingReply{fn: reply, i: i, r: wire.Result{Status: wire.StatusExpired, Detail: "expired before it reached the node"}})
 			continue
 		}
 		e := &entry{
 			id: m.ID, topic: m.Topic, payload: m.Payload, qos: m.QoS,
 			expires: now.Add(time.Duration(m.TTL) * time.Millisecond), arrived: now,
 			direct: true, answerBy: now.Add(maxWait),
-			reply: func(r wire.Result) { reply(i, r) },
+			reply: reply, replyIdx: i,
 		}
 		o.directQ = append(o.directQ, e)
 		o.waiting = append(o.waiting, e)
@@ -302,7 +308,7 @@ func (n *Node) acked(st *clientState, pid uint16, reason byte) bool {
 	if reason >= 0x80 {
 		detail = "the client acknowledged it with an error reason code"
 	}
-	if f := n.settle(o, e, wire.StatusDelivered, detail); f != nil {
+	if f := n.settle(o, e, wire.StatusDelivered, detail); f.fn != nil {
 		n.metrics.deliverySeconds.Observe(time.Since(e.arrived).Seconds())
 		n.metrics.countDelivery("direct", wire.StatusDelivered)
 		rs.add(f)

@@ -192,7 +192,7 @@ func (n *Node) writeBatch(st *clientState, batch []*entry, buf []byte) []byte {
 				continue
 			}
 			e.state = entryFinished
-			if f := n.settle(o, e, wire.StatusDelivered, ""); f != nil {
+			if f := n.settle(o, e, wire.StatusDelivered, ""); f.fn != nil {
 				n.metrics.countDelivery("direct", wire.StatusDelivered)
 				rs.add(f)
 			} else {
@@ -275,9 +275,9 @@ func (n *Node) unwrite(st *clientState, batch []*entry) {
 
 // settle answers a direct entry (once) and gives its bytes back to the node's budget; the
 // caller runs the returned reply outside the outbox lock.
-func (n *Node) settle(o *outbox, e *entry, s wire.Status, detail string) func() {
+func (n *Node) settle(o *outbox, e *entry, s wire.Status, detail string) pendingReply {
 	if e.reply == nil {
-		return nil
+		return pendingReply{}
 	}
 	n.releaseBytes(o, e)
 	return e.answer(s, detail)

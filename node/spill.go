@@ -180,7 +180,7 @@ func (n *Node) spillBatch(st *clientState, batch []*entry, why string, closing b
 			if e.seq == 0 {
 				e.seq = res[i].Seq
 			}
-			if f := n.settle(o, e, wire.StatusQueued, why); f != nil {
+			if f := n.settle(o, e, wire.StatusQueued, why); f.fn != nil {
 				n.metrics.countDelivery("direct", wire.StatusQueued)
 				rs.add(f)
 			}

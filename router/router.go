@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -587,11 +588,22 @@ func (r *Router) Lookup(ctx context.Context, client string) (Client, error) {
 	return c, nil
 }
 
-// NewID returns a new message id: time-ordered (16 hex digits of Unix nanoseconds) then 16
-// random hex digits.
+// NewID returns a new message id: time-ordered (16 hex digits of Unix nanoseconds), then
+// 8 hex digits chosen at random once per process, then a counter of 8 hex digits: unique
+// across routers without a random read per message.
 func NewID(now time.Time) string {
 	var b [16]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixNano()))
-	_, _ = rand.Read(b[8:])
+	binary.BigEndian.PutUint32(b[8:12], idInstance)
+	binary.BigEndian.PutUint32(b[12:], idCounter.Add(1))
 	return hex.EncodeToString(b[:])
 }
+
+var (
+	idInstance = func() uint32 {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		return binary.BigEndian.Uint32(b[:])
+	}()
+	idCounter atomic.Uint32
+)
