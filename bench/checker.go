@@ -112,37 +112,50 @@ func (c *Checker) Result() Completeness {
 		Accepted: c.accepted.Load(), Refused: c.refused.Load(),
 		Received: c.received.Load(), Duplicates: c.dups.Load(),
 	}
+	for i := range c.streams {
+		c.checkStream(i, &v)
+	}
+	return v
+}
+
+// StreamOK reports whether every accepted message of stream arrived, in order. Like
+// Result, call it once both sides have stopped.
+func (c *Checker) StreamOK(stream int) bool {
+	var v Completeness
+	c.checkStream(stream, &v)
+	return v.OK()
+}
+
+// checkStream adds stream i's missing, out-of-order and unexpected messages to v.
+func (c *Checker) checkStream(i int, v *Completeness) {
 	example := func(format string, args ...any) {
 		if len(v.Examples) < maxExamples {
 			v.Examples = append(v.Examples, fmt.Sprintf(format, args...))
 		}
 	}
-	for i := range c.streams {
-		s := &c.streams[i]
-		var maxOrd uint32
-		var maxSeq int
-		for seq := 0; seq < max(len(s.state), len(s.ord)); seq++ {
-			var st uint8
-			var ord uint32
-			if seq < len(s.state) {
-				st = s.state[seq]
-			}
-			if seq < len(s.ord) {
-				ord = s.ord[seq]
-			}
-			switch {
-			case st == stateAccepted && ord == 0:
-				v.Missing++
-				example("stream %d: message %d accepted but never received", i, seq)
-			case st == stateAccepted && ord < maxOrd:
-				v.OutOfOrder++
-				example("stream %d: message %d arrived before message %d", i, seq, maxSeq)
-			case st == stateAccepted:
-				maxOrd, maxSeq = ord, seq
-			case ord != 0:
-				v.Unexpected++
-			}
+	s := &c.streams[i]
+	var maxOrd uint32
+	var maxSeq int
+	for seq := 0; seq < max(len(s.state), len(s.ord)); seq++ {
+		var st uint8
+		var ord uint32
+		if seq < len(s.state) {
+			st = s.state[seq]
+		}
+		if seq < len(s.ord) {
+			ord = s.ord[seq]
+		}
+		switch {
+		case st == stateAccepted && ord == 0:
+			v.Missing++
+			example("stream %d: message %d accepted but never received", i, seq)
+		case st == stateAccepted && ord < maxOrd:
+			v.OutOfOrder++
+			example("stream %d: message %d arrived before message %d", i, seq, maxSeq)
+		case st == stateAccepted:
+			maxOrd, maxSeq = ord, seq
+		case ord != 0:
+			v.Unexpected++
 		}
 	}
-	return v
 }

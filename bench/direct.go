@@ -1,17 +1,14 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,11 +26,19 @@ type DirectConfig struct {
 	// Clients is how many MQTT clients receive.
 	Clients int `json:"clients"`
 	// Senders is how many goroutines post to the API, each with one request in flight.
-	// Each client belongs to one sender, so its messages are accepted in sequence order.
+	// Each client belongs to one sender, so its messages are accepted in sequence order
+	// (but for a burst with more senders than clients: see Burst).
 	Senders int `json:"senders"`
-	// Count is how many messages to send in all; 0 sends for Duration.
+	// Count is how many messages to send in all; 0 sends for Duration, or a Burst.
 	Count int `json:"count,omitempty"`
-	// Duration bounds the sending when Count is 0.
+	// Burst, when positive, sends every client a burst of that many messages as fast as
+	// the API takes them: many messages in flight per client, where Count spreads few
+	// over many clients. With more senders than clients a client's burst is split over
+	// several senders, and order is checked per sender and client, as the API promises it.
+	// The result's burst section has each client's throughput, from the first send to it
+	// to its last receipt.
+	Burst int `json:"burst,omitempty"`
+	// Duration bounds the sending when neither Count nor Burst is given.
 	Duration time.Duration `json:"duration,omitempty"`
 	// Rate is the offered rate in messages a second over all senders; 0 sends as fast as
 	// the router answers (saturation). With a rate, latency counts from each message's
@@ -45,6 +50,15 @@ type DirectConfig struct {
 	QoS byte `json:"qos"`
 	// Size is the payload size in bytes (at least 32: the stamp).
 	Size int `json:"size"`
+	// MaxWait, when positive, is every request's max_wait: how long the router waits for
+	// an online client's PUBACK before it queues the message and answers "queued". 0
+	// leaves it to the router's --max-wait.
+	MaxWait time.Duration `json:"max_wait,omitempty"`
+	// DelayClients is how many clients, the first ones, connect through a DelayProxy that
+	// delays each direction by Delay: clients behind a slow link.
+	DelayClients int `json:"delay_clients,omitempty"`
+	// Delay is the DelayClients' delay each way.
+	Delay time.Duration `json:"delay,omitempty"`
 	// MQTTVersion is the clients' protocol version, 4 or 5.
 	MQTTVersion byte `json:"mqtt_version"`
 	// Prefix starts every client id; a random run id follows, so runs never share a mailbox.
@@ -80,6 +94,7 @@ func DefaultDirectConfig() DirectConfig {
 		Batch:        1,
 		QoS:          1,
 		Size:         64,
+		Delay:        50 * time.Millisecond, // a 100 ms round trip
 		MQTTVersion:  5,
 		Prefix:       "bench",
 		InboxPrefix:  "inbox/",
@@ -100,10 +115,24 @@ func (c DirectConfig) Validate() error {
 		return fmt.Errorf("--senders %d: want at least 1", c.Senders)
 	case c.Count < 0:
 		return fmt.Errorf("--count %d: must not be negative", c.Count)
-	case c.Count == 0 && c.Duration <= 0:
-		return errors.New("give --count or a positive --duration")
+	case c.Burst < 0 || c.Burst > 10_000_000:
+		return fmt.Errorf("--burst %d: want 0 to 10000000", c.Burst)
+	case int64(c.Burst)*int64(c.Clients) > 100_000_000:
+		return fmt.Errorf("--burst %d to --clients %d: at most 100000000 messages in all", c.Burst, c.Clients)
+	case c.Burst > 0 && c.Count > 0:
+		return errors.New("give --burst or --count, not both")
+	case c.Burst > 0 && c.Rate > 0:
+		return fmt.Errorf("--rate %v: a --burst is sent as fast as the API takes it", c.Rate)
+	case c.Count == 0 && c.Burst == 0 && c.Duration <= 0:
+		return errors.New("give --count, --burst or a positive --duration")
 	case c.Rate < 0:
 		return fmt.Errorf("--rate %v: must not be negative", c.Rate)
+	case c.MaxWait < 0 || c.MaxWait > 0 && c.MaxWait < time.Millisecond:
+		return fmt.Errorf("--max-wait %v: want 0 (the router's default) or at least 1ms", c.MaxWait)
+	case c.DelayClients < 0 || c.DelayClients > c.Clients:
+		return fmt.Errorf("--delay-clients %d: want 0 to --clients (%d)", c.DelayClients, c.Clients)
+	case c.DelayClients > 0 && (c.Delay <= 0 || c.Delay > 10*time.Second):
+		return fmt.Errorf("--delay %v: want more than 0 and at most 10s", c.Delay)
 	case c.Batch < 1 || c.Batch > 1000:
 		return fmt.Errorf("--batch %d: want 1 to 1000", c.Batch)
 	case c.QoS > 1:
@@ -131,7 +160,16 @@ type direct struct {
 	tally
 	ids     []string
 	clients []*Client
+	lanes   []lane // by checker stream
 	http    *http.Client
+	proxies map[string]*DelayProxy // by node address, for DelayClients
+	answers Histogram              // request to answer
+
+	// By client: when the first request with a message for it was sent, when its latest
+	// first receipt came and how many (ns since epoch), for a burst's per-client figures.
+	firstSend   []atomic.Int64
+	lastRecvAt  []atomic.Int64
+	receivedFor []atomic.Int64
 
 	foreign atomic.Int64 // payloads without a stamp
 
@@ -148,11 +186,18 @@ func RunDirect(ctx context.Context, cfg DirectConfig) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg.Senders = min(cfg.Senders, cfg.Clients)
+	if cfg.Burst == 0 {
+		cfg.Senders = min(cfg.Senders, cfg.Clients)
+	}
+	lanes := planLanes(cfg)
 	d := &direct{
-		cfg:      cfg,
-		tally:    tally{check: NewChecker(cfg.Clients)},
-		outcomes: map[string]int64{},
+		cfg:         cfg,
+		tally:       tally{check: NewChecker(len(lanes))},
+		lanes:       lanes,
+		outcomes:    map[string]int64{},
+		firstSend:   make([]atomic.Int64, cfg.Clients),
+		lastRecvAt:  make([]atomic.Int64, cfg.Clients),
+		receivedFor: make([]atomic.Int64, cfg.Clients),
 	}
 	tr := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -171,6 +216,10 @@ func RunDirect(ctx context.Context, cfg DirectConfig) (*Result, error) {
 		d.ids[i] = fmt.Sprintf("%s-%d", run, i)
 	}
 	d.epoch = time.Now()
+	if err := d.startProxies(); err != nil {
+		return nil, err
+	}
+	defer d.closeProxies()
 	defer d.closeClients()
 	if err := d.connect(ctx); err != nil {
 		return nil, err
@@ -187,7 +236,7 @@ func RunDirect(ctx context.Context, cfg DirectConfig) (*Result, error) {
 
 	start := time.Now()
 	var deadline time.Time // zero: until Count is sent
-	if cfg.Count == 0 {
+	if cfg.Count == 0 && cfg.Burst == 0 {
 		deadline = start.Add(cfg.Duration)
 	}
 	var accMeter, recvMeter rateMeter
@@ -207,6 +256,11 @@ func RunDirect(ctx context.Context, cfg DirectConfig) (*Result, error) {
 	prog.Stop()
 	d.fill(res, start, sendEnd, cpuTime()-cpu0)
 	c := *res.Completeness
+	answers := d.answers.Summary()
+	res.Answer = &answers
+	if cfg.Burst > 0 {
+		res.Burst = d.burstStats()
+	}
 	d.mu.Lock()
 	res.Outcomes = d.outcomes
 	res.Errors = d.errs
@@ -295,6 +349,9 @@ feed:
 
 func (d *direct) connectOne(ctx context.Context, i int) error {
 	addr := d.cfg.MQTT[i%len(d.cfg.MQTT)]
+	if i < d.cfg.DelayClients {
+		addr = d.proxies[addr].Addr()
+	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	c, err := Dial(cctx, addr, ClientOptions{
@@ -335,13 +392,42 @@ func (d *direct) receive(i int, m *Message) {
 		d.foreign.Add(1)
 		return
 	}
-	if int(st.Stream) != i {
+	if int(st.Stream) >= len(d.lanes) || d.lanes[st.Stream].client != i {
 		d.misrouted.Add(1)
 		return
 	}
-	if d.check.Receive(i, st.Seq) {
+	if d.check.Receive(int(st.Stream), st.Seq) {
 		d.hist.Record(now - time.Duration(st.SentNS))
 		d.lastRecv.Store(int64(now))
+		d.lastRecvAt[i].Store(int64(now))
+		d.receivedFor[i].Add(1)
+	}
+}
+
+// startProxies starts a DelayProxy in front of each node a DelayClient connects to.
+func (d *direct) startProxies() error {
+	d.proxies = map[string]*DelayProxy{}
+	for i := range d.cfg.DelayClients {
+		addr := d.cfg.MQTT[i%len(d.cfg.MQTT)]
+		if d.proxies[addr] != nil {
+			continue
+		}
+		pc := DefaultDelayProxyConfig()
+		pc.Target, pc.Delay = addr, d.cfg.Delay
+		pc.MaxConns = d.cfg.DelayClients + 8
+		p, err := StartDelayProxy(pc)
+		if err != nil {
+			d.closeProxies()
+			return fmt.Errorf("--delay-clients: %w", err)
+		}
+		d.proxies[addr] = p
+	}
+	return nil
+}
+
+func (d *direct) closeProxies() {
+	for _, p := range d.proxies {
+		_ = p.Close()
 	}
 }
 
@@ -374,231 +460,4 @@ func (d *direct) recordError(msg string) {
 		d.errs = append(d.errs, msg)
 	}
 	d.mu.Unlock()
-}
-
-// sender posts messages for its clients (every Senders-th client, starting at s) until
-// its share of Count is sent, the deadline passes (requests in flight then finish) or ctx
-// ends.
-func (d *direct) sender(ctx context.Context, s int, start, deadline time.Time) {
-	cfg := d.cfg
-	var owned []int
-	for i := s; i < cfg.Clients; i += cfg.Senders {
-		owned = append(owned, i)
-	}
-	seqs := make([]uint32, len(owned))
-	quota := -1
-	if cfg.Count > 0 {
-		quota = cfg.Count / cfg.Senders
-		if s < cfg.Count%cfg.Senders {
-			quota++
-		}
-	}
-	var interval time.Duration
-	if cfg.Rate > 0 {
-		interval = time.Duration(float64(time.Second) * float64(cfg.Batch*cfg.Senders) / cfg.Rate)
-	}
-	payload := newPayload(cfg.Size)
-	type item struct {
-		client int
-		seq    uint32
-	}
-	batch := make([]item, 0, cfg.Batch)
-	var body, resp bytes.Buffer
-	next, sent := 0, 0
-	path := "/v1/messages"
-	if cfg.Batch > 1 {
-		path += "/batch"
-	}
-	// The lean client for http://, net/http for anything else.
-	hc, err := newHTTPConn(cfg.API, cfg.Token, 60*time.Second)
-	if err != nil {
-		hc = nil
-	} else {
-		defer hc.Close()
-	}
-	timer := time.NewTimer(0)
-	<-timer.C
-	defer timer.Stop()
-	consecutiveErrs := 0
-	for k := 0; quota < 0 || sent < quota; k++ {
-		var stamp time.Duration
-		if interval > 0 {
-			// Senders start staggered so their requests interleave evenly.
-			due := start.Add(time.Duration(k)*interval + time.Duration(s)*interval/time.Duration(cfg.Senders))
-			if !deadline.IsZero() && due.After(deadline) {
-				return
-			}
-			if wait := time.Until(due); wait > 0 {
-				timer.Reset(wait)
-				select {
-				case <-timer.C:
-				case <-ctx.Done():
-					return
-				}
-			}
-			stamp = due.Sub(d.epoch)
-		} else {
-			stamp = time.Since(d.epoch)
-		}
-		if ctx.Err() != nil || !deadline.IsZero() && time.Now().After(deadline) {
-			return
-		}
-		n := cfg.Batch
-		if quota >= 0 {
-			n = min(n, quota-sent)
-		}
-		batch = batch[:0]
-		body.Reset()
-		if cfg.Batch > 1 {
-			body.WriteString(`{"messages":[`)
-		}
-		for j := range n {
-			o := next
-			next = (next + 1) % len(owned)
-			it := item{owned[o], seqs[o]}
-			seqs[o]++
-			batch = append(batch, it)
-			writeStamp(payload, Stamp{SentNS: int64(stamp), Stream: uint32(it.client), Seq: it.seq})
-			if j > 0 {
-				body.WriteByte(',')
-			}
-			body.WriteString(`{"to":"`)
-			body.WriteString(d.ids[it.client])
-			body.WriteString(`","payload":"`)
-			body.Write(payload)
-			body.WriteString(`","qos":`)
-			body.WriteString(strconv.Itoa(int(cfg.QoS)))
-			body.WriteByte('}')
-		}
-		if cfg.Batch > 1 {
-			body.WriteString(`]}`)
-		}
-		sent += n
-		d.sent.Add(int64(n))
-		codes, err := d.post(ctx, hc, path, body.Bytes(), &resp, n)
-		if err != nil {
-			if ctx.Err() != nil {
-				// Interrupted mid-request: the outcome is unknown.
-				for _, it := range batch {
-					d.check.Refuse(it.client, it.seq)
-				}
-				return
-			}
-			d.recordError(err.Error())
-			consecutiveErrs++
-			if consecutiveErrs > 100 {
-				time.Sleep(10 * time.Millisecond)
-			}
-		} else {
-			consecutiveErrs = 0
-		}
-		for j, it := range batch {
-			if err == nil && codes[j] == http.StatusOK {
-				d.check.Accept(it.client, it.seq)
-			} else {
-				d.check.Refuse(it.client, it.seq)
-			}
-		}
-	}
-}
-
-// batchAnswer is the part of a batch answer the sender reads.
-type batchAnswer struct {
-	Results []struct {
-		Code   int    `json:"code"`
-		Status string `json:"status"`
-		Error  string `json:"error"`
-	} `json:"results"`
-}
-
-// do sends one request, through hc when there is one, and reads the answer into resp.
-func (d *direct) do(ctx context.Context, hc *httpConn, path string, body []byte, resp *bytes.Buffer) (int, error) {
-	if hc != nil {
-		return hc.Post(ctx, path, body, resp)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(d.cfg.API, "/")+path, bytes.NewReader(body))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if d.cfg.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+d.cfg.Token)
-	}
-	r, err := d.http.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer r.Body.Close()
-	resp.Reset()
-	if _, err = resp.ReadFrom(io.LimitReader(r.Body, 64<<20)); err != nil {
-		return 0, fmt.Errorf("read answer: %w", err)
-	}
-	return r.StatusCode, nil
-}
-
-// post sends one request and returns a status code per message.
-func (d *direct) post(ctx context.Context, hc *httpConn, path string, body []byte, resp *bytes.Buffer, n int) ([]int, error) {
-	code, err := d.do(ctx, hc, path, body, resp)
-	if err != nil {
-		return nil, err
-	}
-	status := fmt.Sprintf("%d %s", code, http.StatusText(code))
-	codes := make([]int, n)
-	if d.cfg.Batch == 1 {
-		if code == http.StatusOK {
-			codes[0] = http.StatusOK
-			d.countOutcome(resp.Bytes())
-			return codes, nil
-		}
-		return nil, fmt.Errorf("router answered %s: %s", status, strings.TrimSpace(truncate(resp.String(), 200)))
-	}
-	if code != http.StatusOK && code != http.StatusMultiStatus {
-		return nil, fmt.Errorf("router answered %s: %s", status, strings.TrimSpace(truncate(resp.String(), 200)))
-	}
-	var a batchAnswer
-	if err := json.Unmarshal(resp.Bytes(), &a); err != nil {
-		return nil, fmt.Errorf("decode batch answer: %w", err)
-	}
-	if len(a.Results) != n {
-		return nil, fmt.Errorf("batch answer has %d results for %d messages", len(a.Results), n)
-	}
-	d.mu.Lock()
-	for i, it := range a.Results {
-		codes[i] = it.Code
-		if it.Code == http.StatusOK {
-			d.outcomes[it.Status]++
-		}
-	}
-	d.mu.Unlock()
-	for _, it := range a.Results {
-		if it.Code != http.StatusOK {
-			d.recordError(fmt.Sprintf("batch item refused (%d): %s", it.Code, it.Error))
-		}
-	}
-	return codes, nil
-}
-
-var (
-	statusDelivered = []byte(`"status":"delivered"`)
-	statusQueued    = []byte(`"status":"queued"`)
-)
-
-func (d *direct) countOutcome(answer []byte) {
-	k := "other"
-	switch {
-	case bytes.Contains(answer, statusDelivered):
-		k = "delivered"
-	case bytes.Contains(answer, statusQueued):
-		k = "queued"
-	}
-	d.mu.Lock()
-	d.outcomes[k]++
-	d.mu.Unlock()
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

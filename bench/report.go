@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,20 +22,27 @@ type ReportSystem struct{ Key, Name string }
 // ReportRow is a row: metric Metric (a dotted path into a result, such as
 // "latency_ms.p99") of the results labelled Label, shown in Unit. Ratios compare each
 // non-reference system's median with the reference systems' medians of the same metric
-// in the results labelled Ref (Label when empty).
+// (RefMetric when set) in the results labelled Ref (Label when empty). Gen, when set, is
+// the metric (in µs) of the same results shown in the table's last column, the
+// generator's CPU per message, so a reader sees beside the figure whether the generator
+// was what ran out.
 type ReportRow struct {
-	Title, Label, Metric, Unit, Ref string
+	Title, Label, Metric, Unit, Ref, RefMetric, Gen string
 }
 
-// ParseReportRow parses "TITLE|LABEL|METRIC|UNIT[|REF]".
+// ParseReportRow parses "TITLE|LABEL|METRIC|UNIT[|REF[|GEN]]", where REF is a label or
+// LABEL:METRIC.
 func ParseReportRow(s string) (ReportRow, error) {
 	f := strings.Split(s, "|")
-	if len(f) < 4 || len(f) > 5 {
-		return ReportRow{}, fmt.Errorf("row %q: want TITLE|LABEL|METRIC|UNIT[|REF]", s)
+	if len(f) < 4 || len(f) > 6 {
+		return ReportRow{}, fmt.Errorf("row %q: want TITLE|LABEL|METRIC|UNIT[|REF[|GEN]]", s)
 	}
 	r := ReportRow{Title: f[0], Label: f[1], Metric: f[2], Unit: f[3]}
-	if len(f) == 5 {
-		r.Ref = f[4]
+	if len(f) >= 5 {
+		r.Ref, r.RefMetric, _ = strings.Cut(f[4], ":")
+	}
+	if len(f) == 6 {
+		r.Gen = f[5]
 	}
 	return r, nil
 }
@@ -141,13 +149,20 @@ func (r *Report) values(label, system, metric string) []float64 {
 	return out
 }
 
+// Median is the median of metric over the results with that label and system; false when
+// none has it.
+func (r *Report) Median(label, system, metric string) (float64, bool) {
+	vals := r.values(label, system, metric)
+	return Median(vals), len(vals) > 0
+}
+
 // FormatValue writes v for a table in unit.
 func FormatValue(v float64, unit string) string {
 	if math.IsNaN(v) {
 		return "—"
 	}
 	switch unit {
-	case "msg/s", "conn/s":
+	case "msg/s", "conn/s", "messages":
 		return thousands(int64(math.Round(v))) + " " + unit
 	case "ms":
 		return fmt.Sprintf("%.3f ms", v)
@@ -180,8 +195,10 @@ func thousands(n int64) string {
 }
 
 // WriteTable writes the side-by-side markdown table: one column per system (medians), then
-// one ratio column per reference system.
+// one ratio column per reference system, then, if any row has a Gen metric, the generator's
+// CPU per message.
 func (r *Report) WriteTable(w io.Writer, systems []ReportSystem, refs []string, rows []ReportRow) {
+	gen := slices.ContainsFunc(rows, func(row ReportRow) bool { return row.Gen != "" })
 	isRef := map[string]bool{}
 	for _, k := range refs {
 		isRef[k] = true
@@ -198,8 +215,13 @@ func (r *Report) WriteTable(w io.Writer, systems []ReportSystem, refs []string, 
 	for _, k := range refs {
 		fmt.Fprintf(&b, " ÷ %s |", name[k])
 	}
+	cols := len(systems) + len(refs)
+	if gen {
+		b.WriteString(" generator CPU per message |")
+		cols++
+	}
 	b.WriteString("\n|---|")
-	for range len(systems) + len(refs) {
+	for range cols {
 		b.WriteString("---:|")
 	}
 	b.WriteString("\n")
@@ -215,12 +237,15 @@ func (r *Report) WriteTable(w io.Writer, systems []ReportSystem, refs []string, 
 			}
 			fmt.Fprintf(&b, " %s |", cell)
 		}
-		refLabel := row.Ref
+		refLabel, refMetric := row.Ref, row.RefMetric
 		if refLabel == "" {
 			refLabel = row.Label
 		}
+		if refMetric == "" {
+			refMetric = row.Metric
+		}
 		for _, k := range refs {
-			base := Median(r.values(refLabel, k, row.Metric))
+			base := Median(r.values(refLabel, k, refMetric))
 			var parts []string
 			for _, s := range systems {
 				if isRef[s.Key] || math.IsNaN(med[s.Key]) || math.IsNaN(base) || base == 0 {
@@ -233,9 +258,33 @@ func (r *Report) WriteTable(w io.Writer, systems []ReportSystem, refs []string, 
 			}
 			fmt.Fprintf(&b, " %s |", strings.Join(parts, "<br>"))
 		}
+		if gen {
+			fmt.Fprintf(&b, " %s |", r.genCell(row, systems))
+		}
 		b.WriteString("\n")
 	}
 	_, _ = io.WriteString(w, b.String())
+}
+
+// genCell is a row's generator CPU per message: the median for each system that has it,
+// named when more than one does.
+func (r *Report) genCell(row ReportRow, systems []ReportSystem) string {
+	var names, vals []string
+	for _, s := range systems {
+		if v, ok := r.Median(row.Label, s.Key, row.Gen); ok && row.Gen != "" {
+			names, vals = append(names, s.Name), append(vals, FormatValue(v, "µs"))
+		}
+	}
+	switch len(vals) {
+	case 0:
+		return "—"
+	case 1:
+		return vals[0]
+	}
+	for i := range vals {
+		vals[i] = names[i] + " " + vals[i]
+	}
+	return strings.Join(vals, "<br>")
 }
 
 // WriteRuns writes every run's value, for the record.

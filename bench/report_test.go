@@ -125,13 +125,58 @@ func TestReport(t *testing.T) {
 	if !NewReport(failedRun).WriteFailures(&b) || b.String() != "- x on y: 3 lost\n" {
 		t.Fatalf("failures %q", b.String())
 	}
-	for _, bad := range []string{"a|b", "a|b|c|d|e|f"} {
+	for _, bad := range []string{"a|b", "a|b|c|d|e|f|g"} {
 		if _, err := ParseReportRow(bad); err == nil {
 			t.Errorf("ParseReportRow(%q) succeeded", bad)
 		}
 	}
 	if _, err := ParseReportTarget("a|b|c|d|e|=|1"); err == nil {
 		t.Error("target with op = accepted")
+	}
+}
+
+func TestReportGeneratorColumnAndMedian(t *testing.T) {
+	res, err := ReadResults(strings.NewReader(`
+{"label":"pubsub-q1","system":"mochi-bare","delivered_per_s":200,"generator_cpu_us_per_msg":9}
+{"label":"pubsub-q1","system":"node","delivered_per_s":100,"generator_cpu_us_per_msg":10}
+{"label":"direct-burst","system":"cluster","burst":{"client_per_s":{"p50":12000}},"generator_cpu_us_per_msg":4}
+{"label":"direct-burst","system":"cluster","burst":{"client_per_s":{"p50":10000}},"generator_cpu_us_per_msg":6}
+{"label":"direct-burst","system":"cluster","burst":{"client_per_s":{"p50":16000}},"generator_cpu_us_per_msg":5}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := NewReport(res)
+	if v, ok := rep.Median("direct-burst", "cluster", "burst.client_per_s.p50"); !ok || v != 12000 {
+		t.Fatalf("median %v, %v", v, ok)
+	}
+	if _, ok := rep.Median("direct-burst", "node", "burst.client_per_s.p50"); ok {
+		t.Fatal("median of no results")
+	}
+	systems := []ReportSystem{{"mochi-bare", "bare mochi"}, {"node", "node"}, {"cluster", "cluster"}}
+	var rows []ReportRow
+	for _, s := range []string{
+		"pub/sub|pubsub-q1|delivered_per_s|msg/s||generator_cpu_us_per_msg",
+		"burst|direct-burst|burst.client_per_s.p50|msg/s|pubsub-q1:delivered_per_s|generator_cpu_us_per_msg",
+		"no generator|direct-burst|burst.client_per_s.p50|msg/s",
+	} {
+		r, err := ParseReportRow(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, r)
+	}
+	var b bytes.Buffer
+	rep.WriteTable(&b, systems, []string{"mochi-bare"}, rows)
+	for _, want := range []string{
+		"| | bare mochi | node | cluster | ÷ bare mochi | generator CPU per message |\n|---|---:|---:|---:|---:|---:|\n",
+		"| pub/sub | 200 msg/s <sub>n=1</sub> | 100 msg/s <sub>n=1</sub> | — | node 0.50× | bare mochi 9.00 µs<br>node 10.00 µs |",
+		"| burst | — | — | 12,000 msg/s <sub>n=3</sub> | cluster 60.00× | 5.00 µs |",
+		"| no generator | — | — | 12,000 msg/s <sub>n=3</sub> | — | — |",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
 	}
 }
 
@@ -147,6 +192,7 @@ func TestFormatValue(t *testing.T) {
 		{12.345, "µs", "12.35 µs"},
 		{9500, "B", "9.5 KB"},
 		{512, "B", "512 B"},
+		{12345, "messages", "12,345 messages"},
 		{math.NaN(), "B", "—"},
 	} {
 		if got := FormatValue(tc.v, tc.unit); got != tc.want {

@@ -23,6 +23,8 @@ type Result struct {
 	AcceptedPerS  float64          `json:"accepted_per_s,omitempty"`  // accepted by the router / acknowledged by the broker (QoS 1) / written (QoS 0)
 	DeliveredPerS float64          `json:"delivered_per_s,omitempty"` // distinct messages received, over the time to the last one
 	Latency       *Latency         `json:"latency_ms,omitempty"`      // send to first receipt
+	Answer        *Latency         `json:"answer_ms,omitempty"`       // direct: request sent to answer read, over every answered request
+	Burst         *BurstStats      `json:"burst,omitempty"`           // direct with a burst: per-client figures
 	Completeness  *Completeness    `json:"completeness,omitempty"`
 	Outcomes      map[string]int64 `json:"outcomes,omitempty"` // router outcomes (delivered, queued, ...)
 	Misrouted     int64            `json:"misrouted,omitempty"`
@@ -67,6 +69,14 @@ func (r *Result) WriteText(w io.Writer) {
 			l := r.Latency
 			fmt.Fprintf(&b, "  latency ms  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  (mean %.3f)\n",
 				l.P50, l.P90, l.P99, l.P999, l.Max, l.Mean)
+		}
+		if a := r.Answer; a != nil && a.Count > 0 {
+			fmt.Fprintf(&b, "  answer ms   p50 %.3f  p90 %.3f  p99 %.3f  max %.3f  (%d requests)\n", a.P50, a.P90, a.P99, a.Max, a.Count)
+		}
+		if s := r.Burst; s != nil {
+			fmt.Fprintf(&b, "  burst      %d to each of %d client(s), %d complete: per client %.0f msg/s (min %.0f, max %.0f) in %.3fs (max %.3fs)\n",
+				s.PerClient, s.Clients, s.ClientsComplete, s.ClientPerS.P50, s.ClientPerS.Min, s.ClientPerS.Max,
+				s.ClientSeconds.P50, s.ClientSeconds.Max)
 		}
 		fmt.Fprintf(&b, "  check      missing %d, out of order %d, duplicates %d, refused %d, unexpected %d",
 			c.Missing, c.OutOfOrder, c.Duplicates, c.Refused, c.Unexpected)

@@ -58,12 +58,24 @@ type fakeRouter struct {
 	held    []fakeMsg
 	refuse  func(Stamp) bool
 	batches atomic.Int64
+	// maxWaits counts the max_wait of each request ("" when it had none).
+	maxWaits map[string]int
 }
 
 type fakeMsg struct {
 	To      string `json:"to"`
 	Payload string `json:"payload"`
 	QoS     byte   `json:"qos"`
+	MaxWait string `json:"max_wait"`
+}
+
+func (f *fakeRouter) sawMaxWait(v string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.maxWaits == nil {
+		f.maxWaits = map[string]int{}
+	}
+	f.maxWaits[v]++
 }
 
 func (f *fakeRouter) publish(m fakeMsg) int {
@@ -104,15 +116,26 @@ func (f *fakeRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
+		f.sawMaxWait(m.MaxWait)
 		code := f.publish(m)
 		w.WriteHeader(code)
 		fmt.Fprintf(w, `{"id":"x","status":"delivered"}`)
 	case "/v1/messages/batch":
 		f.batches.Add(1)
-		var b struct{ Messages []fakeMsg }
+		var b struct {
+			Messages []fakeMsg
+			MaxWait  string `json:"max_wait"`
+		}
 		if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
+		}
+		f.sawMaxWait(b.MaxWait)
+		for _, m := range b.Messages {
+			if m.MaxWait != "" {
+				http.Error(w, "max_wait on a batch item", http.StatusBadRequest)
+				return
+			}
 		}
 		type item struct {
 			Code   int    `json:"code"`
@@ -222,6 +245,175 @@ func TestRunDirectRate(t *testing.T) {
 	}
 	if !res.OK || res.Sent < 350 || res.Sent > 410 {
 		t.Fatalf("sent %d in a second at 400/s: %+v", res.Sent, res)
+	}
+}
+
+func TestRunDirectMaxWait(t *testing.T) {
+	for _, batch := range []int{1, 10} {
+		f := &fakeRouter{}
+		cfg := directSetup(t, f)
+		cfg.Batch, cfg.Count, cfg.MaxWait = batch, 200, 50*time.Millisecond
+		res, err := RunDirect(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 200 / batch
+		if !res.OK || f.maxWaits["50ms"] != want || len(f.maxWaits) != 1 {
+			t.Fatalf("batch %d: max_wait of the requests %v, want 50ms on all %d (ok %v)", batch, f.maxWaits, want, res.OK)
+		}
+		if res.Answer == nil || res.Answer.Count != uint64(want) || res.Answer.P99 <= 0 {
+			t.Fatalf("batch %d: answer times %+v for %d requests", batch, res.Answer, want)
+		}
+	}
+	f := &fakeRouter{}
+	cfg := directSetup(t, f)
+	cfg.Count = 100
+	if _, err := RunDirect(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if f.maxWaits[""] != 100 {
+		t.Fatalf("without --max-wait the requests had max_wait %v", f.maxWaits)
+	}
+}
+
+func TestPlanLanes(t *testing.T) {
+	for _, c := range []struct{ clients, senders, burst int }{
+		{1, 1, 10}, {1, 4, 10}, {3, 8, 100}, {5, 2, 7}, {2, 5, 3}, {4, 4, 0}, {1, 16, 3},
+	} {
+		cfg := DirectConfig{Clients: c.clients, Senders: c.senders, Burst: c.burst}
+		lanes := planLanes(cfg)
+		perClient := make([]int, c.clients)
+		lanesOf := make([]int, c.clients)
+		senderHas := make([]bool, c.senders)
+		for _, ln := range lanes {
+			if c.burst == 0 && ln.quota != -1 || c.burst > 0 && ln.quota < 0 {
+				t.Fatalf("%+v: lane %+v has quota %d", c, ln, ln.quota)
+			}
+			perClient[ln.client] += ln.quota
+			lanesOf[ln.client]++
+			senderHas[ln.sender] = true
+		}
+		if len(lanes) != max(c.clients, c.senders) {
+			t.Fatalf("%+v: %d lanes", c, len(lanes))
+		}
+		for cl := range c.clients {
+			if c.burst > 0 && perClient[cl] != c.burst {
+				t.Errorf("%+v: client %d gets %d messages, want %d", c, cl, perClient[cl], c.burst)
+			}
+			if c.senders <= c.clients && lanesOf[cl] != 1 {
+				t.Errorf("%+v: client %d has %d lanes, want 1", c, cl, lanesOf[cl])
+			}
+		}
+		for s, ok := range senderHas {
+			if !ok {
+				t.Errorf("%+v: sender %d has no lane", c, s)
+			}
+		}
+	}
+}
+
+func TestRunDirectBurst(t *testing.T) {
+	for _, c := range []struct{ clients, senders, burst, batch int }{
+		{1, 4, 3000, 50}, // one client, several senders: order per sender
+		{3, 8, 1000, 20},
+		{5, 2, 200, 7},
+	} {
+		f := &fakeRouter{}
+		cfg := directSetup(t, f)
+		cfg.Clients, cfg.Senders, cfg.Count, cfg.Burst, cfg.Batch = c.clients, c.senders, 0, c.burst, c.batch
+		res, err := RunDirect(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all := int64(c.clients * c.burst)
+		cc, b := res.Completeness, res.Burst
+		if !res.OK || cc.Accepted != all || cc.Received != all || res.Sent != all {
+			t.Fatalf("%+v: %+v %+v", c, res, cc)
+		}
+		if b == nil || b.PerClient != c.burst || b.Clients != c.clients || b.ClientsComplete != c.clients {
+			t.Fatalf("%+v: burst %+v", c, b)
+		}
+		if b.ClientPerS.Min <= 0 || b.ClientPerS.Min > b.ClientPerS.P50 || b.ClientPerS.P50 > b.ClientPerS.Max || b.ClientSeconds.Max <= 0 {
+			t.Fatalf("%+v: per-client figures %+v", c, b)
+		}
+		if c.clients == 1 && f.batches.Load() != int64(c.burst/c.batch) {
+			t.Fatalf("%+v: %d batch requests, want %d", c, f.batches.Load(), c.burst/c.batch)
+		}
+	}
+}
+
+func TestRunDirectBurstChecksOrderPerClient(t *testing.T) {
+	// One sender: the held message is overtaken by the next of the same lane.
+	cfg := directSetup(t, &fakeRouter{hold: func(s Stamp) bool { return s.Stream == 0 && s.Seq == 10 }})
+	cfg.Clients, cfg.Senders, cfg.Count, cfg.Burst, cfg.Batch = 1, 1, 0, 500, 20
+	res, err := RunDirect(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.OK || res.Completeness.OutOfOrder != 1 || res.Burst.ClientsComplete != 0 {
+		t.Fatalf("a reordered message went unnoticed: %+v %+v", res.Completeness, res.Burst)
+	}
+}
+
+func TestRunDirectBurstDetectsLoss(t *testing.T) {
+	// 2 clients, 4 senders: lanes 0-3, lane 3 is client 1's second.
+	cfg := directSetup(t, &fakeRouter{lose: func(s Stamp) bool { return s.Stream == 3 && s.Seq == 5 }})
+	cfg.Clients, cfg.Senders, cfg.Count, cfg.Burst, cfg.Batch = 2, 4, 0, 400, 10
+	res, err := RunDirect(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.OK || res.Completeness.Missing != 1 || res.Burst.ClientsComplete != 1 {
+		t.Fatalf("a lost message went unnoticed: %+v %+v", res.Completeness, res.Burst)
+	}
+}
+
+func TestRunDirectDelayClients(t *testing.T) {
+	const delay = 40 * time.Millisecond
+	cfg := directSetup(t, &fakeRouter{})
+	cfg.Clients, cfg.Senders, cfg.Count, cfg.Batch = 5, 1, 500, 5
+	cfg.DelayClients, cfg.Delay = 1, delay
+	res, err := RunDirect(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := res.Completeness
+	if !res.OK || c.Received != 500 || c.Duplicates != 0 {
+		t.Fatalf("%+v %+v", res, c)
+	}
+	// A fifth of the messages go to the client behind the proxy: they take the delay at
+	// least (the fake router answers without waiting for PUBACKs).
+	if res.Latency.Max < float64(delay)/float64(time.Millisecond) || res.Latency.P90 < float64(delay)/float64(time.Millisecond) {
+		t.Fatalf("latency %+v: the delayed client's messages came sooner than %v", res.Latency, delay)
+	}
+}
+
+func TestDirectConfigValidate(t *testing.T) {
+	for _, c := range []struct {
+		change func(*DirectConfig)
+		want   string
+	}{
+		{func(c *DirectConfig) { c.Burst = -1 }, "--burst"},
+		{func(c *DirectConfig) { c.Burst, c.Count = 10, 10 }, "not both"},
+		{func(c *DirectConfig) { c.Burst, c.Rate = 10, 100 }, "--rate"},
+		{func(c *DirectConfig) { c.Burst, c.Clients = 10_000_000, 100 }, "in all"},
+		{func(c *DirectConfig) { c.MaxWait = time.Microsecond }, "--max-wait"},
+		{func(c *DirectConfig) { c.MaxWait = -time.Second }, "--max-wait"},
+		{func(c *DirectConfig) { c.DelayClients = 101 }, "--delay-clients"},
+		{func(c *DirectConfig) { c.DelayClients, c.Delay = 1, 0 }, "--delay"},
+		{func(c *DirectConfig) { c.DelayClients, c.Delay = 1, time.Minute }, "--delay"},
+		{func(c *DirectConfig) { c.Duration = 0 }, "--duration"},
+	} {
+		cfg := DefaultDirectConfig()
+		c.change(&cfg)
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: error %v, want one naming %s", cfg, err, c.want)
+		}
+	}
+	cfg := DefaultDirectConfig()
+	cfg.Duration, cfg.Burst, cfg.MaxWait, cfg.DelayClients = 0, 10, time.Millisecond, 100
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
 	}
 }
 

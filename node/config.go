@@ -232,7 +232,7 @@ func DefaultConfig() Config {
 		},
 		MaxWait:         time.Second,
 		Window:          128,
-		OutboxLimit:     1000,
+		OutboxLimit:     10_000,
 		MaxQueuedBytes:  256 << 20,
 		DrainBatch:      128,
 		WriteTimeout:    10 * time.Second,

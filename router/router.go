@@ -361,6 +361,13 @@ func (r *Router) deliverGroups(ctx context.Context, groups []group, sms []store.
 	}
 	var list []*sent
 	now := time.Now()
+	// One allocation for every group's answers: each group takes its slice.
+	total := 0
+	for _, g := range groups {
+		total += len(g.idx)
+	}
+	allRes, allErrs, allGot := make([]wire.Result, total), make([]error, total), make([]bool, total)
+	sents := make([]sent, 0, len(groups))
 	for gi, g := range groups {
 		p, ok := routes[gi], routes[gi].Client != ""
 		if !ok {
@@ -379,8 +386,10 @@ func (r *Router) deliverGroups(ctx context.Context, groups []group, sms []store.
 			refuse(g.idx)
 			continue
 		}
-		s := &sent{g: g, p: p, member: member, res: make([]wire.Result, len(g.idx)),
-			errs: make([]error, len(g.idx)), got: make([]bool, len(g.idx))}
+		n := len(g.idx)
+		sents = append(sents, sent{g: g, p: p, member: member, res: allRes[:n:n], errs: allErrs[:n:n], got: allGot[:n:n]})
+		allRes, allErrs, allGot = allRes[n:], allErrs[n:], allGot[n:]
+		s := &sents[len(sents)-1]
 		d := wire.Deliver{Epoch: p.Epoch, Client: p.Client, Session: p.Session, MaxWait: uint32(maxWait / time.Millisecond),
 			Msgs: make([]wire.Msg, 0, len(g.idx))}
 		for _, i := range g.idx {

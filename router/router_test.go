@@ -29,7 +29,7 @@ func TestMain(m *testing.M) { shared.MainLeakCheck(m) }
 
 // openStore opens a Redis store under a key prefix of its own, so tests do not see each
 // other's clients.
-func openStore(t *testing.T, addr string) *redisstore.Store {
+func openStore(t testing.TB, addr string) *redisstore.Store {
 	t.Helper()
 	cfg := redisstore.DefaultConfig()
 	cfg.Addr = addr
@@ -44,7 +44,7 @@ func openStore(t *testing.T, addr string) *redisstore.Store {
 }
 
 // openCoord opens a ZooKeeper session on the shared ensemble under root.
-func openCoord(t *testing.T, root string) *zkcoord.Coordinator {
+func openCoord(t testing.TB, root string) *zkcoord.Coordinator {
 	t.Helper()
 	c, err := zkcoord.New(testenv.Context(t, 20*time.Second), zkcoord.Config{
 		Servers: shared.Ensemble(t).Addrs(), Root: root, SessionTimeout: 2 * time.Second, Logger: testenv.Logger(t),
@@ -62,7 +62,7 @@ type cluster struct {
 	w *watcher.Watcher
 }
 
-func newCluster(t *testing.T) cluster {
+func newCluster(t testing.TB) cluster {
 	t.Helper()
 	c := openCoord(t, "/router-test-"+coordtest.Instance())
 	w, err := watcher.Start(testenv.Context(t, 10*time.Second), c, testenv.Logger(t))
@@ -73,7 +73,7 @@ func newCluster(t *testing.T) cluster {
 	return cluster{c, w}
 }
 
-func newRouter(t *testing.T, st store.Store, w *watcher.Watcher, tune func(*router.Config)) *router.Router {
+func newRouter(t testing.TB, st store.Store, w *watcher.Watcher, tune func(*router.Config)) *router.Router {
 	t.Helper()
 	cfg := router.DefaultConfig()
 	if tune != nil {

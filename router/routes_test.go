@@ -141,7 +141,7 @@ func TestRouteCacheSkipsTheStoreAndStaysCorrect(t *testing.T) {
 	}
 }
 
-func waitLive(t *testing.T, w *watcher.Watcher, id string, epoch int64) {
+func waitLive(t testing.TB, w *watcher.Watcher, id string, epoch int64) {
 	t.Helper()
 	deadline := time.After(10 * time.Second)
 	for {

@@ -22,13 +22,17 @@ func runBench(ctx context.Context, e env, args []string) error {
 		{"direct", "directed messages through a router to clients on the nodes: throughput, latency, completeness", benchDirect},
 		{"pubsub", "publisher→subscriber pairs against any MQTT broker", benchPubSub},
 		{"connect", "a connection storm: connections/s and the broker's idle memory per connection", benchConnect},
-		{"report", "turn --json results into a side-by-side markdown table of medians", benchReport},
+		{"report", "turn --json results into a side-by-side markdown table of medians (--median: one figure)", benchReport},
 	}
 	if len(args) > 0 {
 		for _, s := range subs {
 			if s.name == args[0] {
 				return s.run(ctx, e, args[1:])
 			}
+		}
+		// Not listed: a tool of the benchmark scripts, not a benchmark.
+		if args[0] == "delay-proxy" {
+			return benchDelayProxy(ctx, e, args[1:])
 		}
 	}
 	w := e.stderr
@@ -156,9 +160,14 @@ func benchDirect(ctx context.Context, e env, args []string) error {
 	fs.IntVar(&cfg.Clients, "clients", cfg.Clients, "MQTT clients receiving (each subscribed to inbox/<id>)")
 	fs.IntVar(&senders, "senders", cfg.Senders, "concurrent senders posting to the API (one request in flight each)")
 	fs.IntVar(&cfg.Count, "count", 0, "messages to send in all (instead of --duration)")
-	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "how long to send, when --count is not given")
+	fs.IntVar(&cfg.Burst, "burst", 0, "send each client a burst of this many messages as fast as the API takes them "+
+		"(instead of --count or --duration; --batch defaults to 100); reports each client's msg/s, first send to last receipt")
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "how long to send, when neither --count nor --burst is given")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "offered rate, messages a second over all senders (0: saturation)")
 	fs.IntVar(&batch, "batch", cfg.Batch, "messages per request (more than 1 posts /v1/messages/batch)")
+	fs.DurationVar(&cfg.MaxWait, "max-wait", 0, "max_wait of every request: how long the router waits for the client's PUBACK before answering queued (0: the router's default)")
+	fs.IntVar(&cfg.DelayClients, "delay-clients", 0, "connect this many clients (the first ones) through a proxy that delays each direction by --delay")
+	fs.DurationVar(&cfg.Delay, "delay", cfg.Delay, "the delay each way for --delay-clients (a round trip takes twice it more)")
 	fs.IntVar(&qos, "qos", int(cfg.QoS), "QoS of the messages and subscriptions: 0 or 1")
 	fs.IntVar(&cfg.Size, "size", cfg.Size, "payload bytes (at least 32)")
 	fs.IntVar(&version, "mqtt-version", int(cfg.MQTTVersion), "MQTT protocol version of the clients: 4 (3.1.1) or 5")
@@ -176,8 +185,11 @@ func benchDirect(ctx context.Context, e env, args []string) error {
 	if fs.NArg() > 0 {
 		return usagef("unexpected arguments %q", fs.Args())
 	}
-	if cfg.Count > 0 && !flagGiven(fs, "duration") {
+	if (cfg.Count > 0 || cfg.Burst > 0) && !flagGiven(fs, "duration") {
 		cfg.Duration = 0
+	}
+	if cfg.Burst > 0 && !flagGiven(fs, "batch") {
+		batch = 100
 	}
 	var err error
 	if cfg.QoS, err = parseQoS(qos); err != nil {
@@ -314,18 +326,27 @@ func benchReport(_ context.Context, e env, args []string) error {
 		systems, refs string
 		rows, targets listFlag
 		runs          bool
+		median        string
 	)
 	fs.StringVar(&systems, "systems", "mosquitto=mosquitto,mochi-bare=bare mochi,node=Switchboard node,cluster=Switchboard cluster",
 		"columns: key=heading, comma-separated (key is a result's --system)")
 	fs.StringVar(&refs, "ratio-to", "mosquitto,mochi-bare", "systems to give ratios to, comma-separated keys")
-	fs.Var(&rows, "row", "a row: TITLE|LABEL|METRIC|UNIT[|REF] (repeat); METRIC is a dotted path into the result, e.g. latency_ms.p99; REF is the label whose reference values the ratios use")
+	fs.Var(&rows, "row", "a row: TITLE|LABEL|METRIC|UNIT[|REF[|GEN]] (repeat); METRIC is a dotted path into the result, e.g. latency_ms.p99; "+
+		"REF is the label (or LABEL:METRIC) whose reference values the ratios use; GEN a metric shown in a last column, e.g. generator_cpu_us_per_msg")
 	fs.Var(&targets, "target", "a target: TEXT|LABEL|SYSTEM|METRIC|UNIT|OP|VALUE[|REFLABEL|REFSYSTEM] (repeat)")
 	fs.BoolVar(&runs, "runs", false, "also list every run's value")
+	fs.StringVar(&median, "median", "", "print only the median of LABEL|SYSTEM|METRIC, a plain number (exit 1 if no result has it)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
 		return usagef("want result files (the output of --json runs; - for standard input)")
+	}
+	var medianOf []string
+	if median != "" {
+		if medianOf = strings.Split(median, "|"); len(medianOf) != 3 {
+			return usagef("--median %q: want LABEL|SYSTEM|METRIC", median)
+		}
 	}
 	var cols []bench.ReportSystem
 	for _, s := range splitList(systems) {
@@ -369,6 +390,14 @@ func benchReport(_ context.Context, e env, args []string) error {
 		all = append(all, res...)
 	}
 	rep := bench.NewReport(all)
+	if medianOf != nil {
+		v, ok := rep.Median(medianOf[0], medianOf[1], medianOf[2])
+		if !ok {
+			return fmt.Errorf("--median %q: no result has it", median)
+		}
+		fmt.Fprintln(e.stdout, strconv.FormatFloat(v, 'f', -1, 64))
+		return nil
+	}
 	rep.WriteTable(e.stdout, cols, splitList(refs), rs)
 	if runs {
 		fmt.Fprintln(e.stdout)
@@ -391,4 +420,33 @@ func flagGiven(fs *flag.FlagSet, name string) bool {
 	given := false
 	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
 	return given
+}
+
+// benchDelayProxy runs a DelayProxy until interrupted: a client behind a slow link, for
+// trying by hand what `bench direct --delay-clients` does in process.
+func benchDelayProxy(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet("bench delay-proxy", e)
+	cfg := bench.DefaultDelayProxyConfig()
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to listen on (loopback only; port 0 picks one)")
+	fs.StringVar(&cfg.Target, "to", "", "address to forward every connection to (loopback only), e.g. a node's MQTT address")
+	fs.DurationVar(&cfg.Delay, "delay", cfg.Delay, "delay added to each direction (a round trip takes twice it more)")
+	fs.IntVar(&cfg.Buffer, "buffer", cfg.Buffer, "bytes held at most per direction and connection")
+	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "connections forwarded at once at most")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected arguments %q", fs.Args())
+	}
+	if err := cfg.Validate(); err != nil {
+		return usageError{err}
+	}
+	p, err := bench.StartDelayProxy(cfg)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	fmt.Fprintf(e.stdout, "delay proxy on %s to %s, %v each way\n", p.Addr(), cfg.Target, cfg.Delay)
+	<-ctx.Done()
+	return nil
 }
