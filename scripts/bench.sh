@@ -6,7 +6,7 @@
 # the directed path and the date go into docs/BENCHMARKS.md (between the bench.sh markers;
 # the rest of that file is kept).
 #
-#   scripts/bench.sh                              # the full run, about 11 minutes
+#   scripts/bench.sh                              # the full run, about 10 minutes
 #   BENCH_RUNS=1 BENCH_SECONDS=2 scripts/bench.sh # a quick check of the script itself
 #
 # Everything it starts listens on 127.0.0.1 only and is stopped when it exits (trap EXIT).
