@@ -27,8 +27,12 @@ func (ackingNode) Deliver(_ context.Context, d wire.Deliver, reply func(int, wir
 		reply(i, wire.Result{Status: wire.StatusDelivered})
 	}
 }
-func (ackingNode) Kick(context.Context, wire.Kick) wire.Result   { return wire.Result{Status: wire.StatusDelivered} }
-func (ackingNode) Drain(context.Context, wire.Drain) wire.Result { return wire.Result{Status: wire.StatusDelivered} }
+func (ackingNode) Kick(context.Context, wire.Kick) wire.Result {
+	return wire.Result{Status: wire.StatusDelivered}
+}
+func (ackingNode) Drain(context.Context, wire.Drain) wire.Result {
+	return wire.Result{Status: wire.StatusDelivered}
+}
 
 // benchRouter is a router whose clients are all online on one node that acknowledges at
 // once, with their routes cached: every request goes straight to the node.
