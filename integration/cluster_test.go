@@ -37,10 +37,13 @@ type cluster struct {
 	t     *testing.T
 	zk    string
 	redis string
-	root  string
-	obs   *zkcoord.Coordinator
-	watch <-chan []coord.Member
-	last  []coord.Member
+	// redisArgs, when set, name the store instead of --redis (--redis-sentinels ...,
+	// --redis-cluster ...).
+	redisArgs []string
+	root      string
+	obs       *zkcoord.Coordinator
+	watch     <-chan []coord.Member
+	last      []coord.Member
 }
 
 // newCluster uses the package's shared ensemble and Redis under a fresh root and prefix.
@@ -71,8 +74,12 @@ func newClusterOn(t *testing.T, zk, redis string) *cluster {
 
 // baseArgs are the flags every process of this cluster takes.
 func (c *cluster) baseArgs() []string {
-	return []string{"--zk", c.zk, "--zk-root", c.root, "--redis", c.redis, "--redis-prefix", "sb" + c.root[4:12],
-		"--session-timeout", sessionTimeout.String()}
+	redis := []string{"--redis", c.redis}
+	if len(c.redisArgs) > 0 {
+		redis = c.redisArgs
+	}
+	return append([]string{"--zk", c.zk, "--zk-root", c.root, "--redis-prefix", "sb" + c.root[4:12],
+		"--session-timeout", sessionTimeout.String()}, redis...)
 }
 
 // nodeProc is a node process with the registration it made.

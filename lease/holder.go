@@ -64,6 +64,8 @@ type Holder struct {
 	mu         sync.Mutex
 	validUntil time.Time     // monotonic; zero: never held
 	renewed    chan struct{} // closed at the next renewal that makes the lease valid again
+	lastStart  time.Time     // when the last successful round began
+	rounds     chan struct{} // closed at the end of the next successful round
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -86,7 +88,7 @@ func Start(cfg Config, st NoticeTaker, apply func([]store.Notice), log *slog.Log
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Holder{
 		cfg: cfg, st: st, apply: apply, log: log.With("component", "lease"),
-		renewed: make(chan struct{}), cancel: cancel, done: make(chan struct{}),
+		renewed: make(chan struct{}), rounds: make(chan struct{}), cancel: cancel, done: make(chan struct{}),
 	}
 	go h.run(ctx)
 	return h, nil
@@ -187,5 +189,30 @@ func (h *Holder) round(ctx context.Context) error {
 		close(h.renewed)
 		h.renewed = make(chan struct{})
 	}
+	h.lastStart = sent
+	close(h.rounds)
+	h.rounds = make(chan struct{})
 	return nil
+}
+
+// AwaitRound waits until a round that began after t has taken and acted on every notice
+// stored before it began. A node that confirms a session under a new epoch waits for one
+// before it writes to it, so that a revocation stored meanwhile (perhaps while its epoch
+// looked gone to the sender) is acted on first.
+func (h *Holder) AwaitRound(ctx context.Context, t time.Time) error {
+	for {
+		h.mu.Lock()
+		last, rounds := h.lastStart, h.rounds
+		h.mu.Unlock()
+		if last.After(t) {
+			return nil
+		}
+		select {
+		case <-rounds:
+		case <-h.done:
+			return errors.New("lease holder closed")
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }

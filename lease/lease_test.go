@@ -194,6 +194,16 @@ func (m *members) Lookup(id string) (coord.Member, bool, int64) {
 	return x, ok, maxEpoch
 }
 
+func (m *members) Members() []coord.Member {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]coord.Member, 0, len(m.set))
+	for _, x := range m.set {
+		out = append(out, x)
+	}
+	return out
+}
+
 func (m *members) Changed() <-chan struct{} {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -338,28 +348,41 @@ func TestQueueWaitsOutTheLeaseOfAnUnreachableNode(t *testing.T) {
 }
 
 // TestTellSkipsWhatNeedsNoTelling: the caller's own session, and an epoch that has left the
-// live set, are not told; an epoch newer than the live set has shown is told through the
-// store.
+// live set, are not waited for; an epoch newer than the live set has shown is told through
+// the store, with the wait. A revocation for an epoch that left is stored all the same (its
+// node acts on it if it comes back under a new epoch), a mailbox notice is not (the node
+// reads every mailbox again then).
 func TestTellSkipsWhatNeedsNoTelling(t *testing.T) {
 	pool := wire.NewPool(wire.DialOptions{DialTimeout: 100 * time.Millisecond})
 	defer pool.Close()
 	m := coord.Member{ID: "n1", Epoch: 10, InternalAddr: "127.0.0.1:1", LeaseMillis: 200}
-	other := coord.Member{ID: "n2", Epoch: 20, InternalAddr: "127.0.0.1:1"}
+	other := coord.Member{ID: "n2", Epoch: 20, InternalAddr: "127.0.0.1:1", LeaseMillis: 200}
 	st := newNotices()
 	tl := lease.NewTeller(lease.TellerConfig{DirectTimeout: 50 * time.Millisecond}, &mailboxes{notices: st}, newMembers(m, other), pool, quiet)
-	n := []store.Notice{{Kind: store.NoticeRevoke, Client: "c", Session: "s"}}
+	revoke := []store.Notice{{Kind: store.NoticeRevoke, Client: "c", Session: "s"}}
+	mailbox := []store.Notice{{Kind: store.NoticeMailbox, Client: "c"}}
 	ctx := context.Background()
+	quick := func(what string, node string, epoch int64, ns []store.Notice, wantNotifies int) {
+		t.Helper()
+		start := time.Now()
+		err := tl.Tell(ctx, node, epoch, ns)
+		if took := time.Since(start); err != nil || st.notifies != wantNotifies || took >= 200*time.Millisecond {
+			t.Fatalf("%s: %v, %d notices stored (want %d), took %v", what, err, st.notifies, wantNotifies, took)
+		}
+	}
 	// n1 at epoch 9: n1 is live at 10 now, so 9 left.
-	if err := tl.Tell(ctx, "n1", 9, n); err != nil || st.notifies != 0 {
-		t.Fatalf("older epoch of a live node: %v, %d notices", err, st.notifies)
-	}
+	quick("mailbox notice, older epoch of a live node", "n1", 9, mailbox, 0)
+	quick("revocation, older epoch of a live node", "n1", 9, revoke, 1)
 	// n3 at epoch 15: not in the set, and the set was read after epoch 20 was created.
-	if err := tl.Tell(ctx, "n3", 15, n); err != nil || st.notifies != 0 {
-		t.Fatalf("epoch that left: %v, %d notices", err, st.notifies)
-	}
+	quick("mailbox notice, epoch that left", "n3", 15, mailbox, 1)
+	quick("revocation, epoch that left", "n3", 15, revoke, 2)
 	// n4 at epoch 25: newer than anything seen: told through the store, with the wait.
-	if err := tl.Tell(ctx, "n4", 25, n); err != nil || st.notifies != 1 {
+	start := time.Now()
+	if err := tl.Tell(ctx, "n4", 25, revoke); err != nil || st.notifies != 3 {
 		t.Fatalf("epoch not seen yet: %v, %d notices", err, st.notifies)
+	}
+	if took := time.Since(start); took < 200*time.Millisecond {
+		t.Fatalf("epoch not seen yet: Tell returned after %v, within the members' 200ms lease", took)
 	}
 	// Queue does not tell the caller's own session.
 	mb := &mailboxes{notices: newNotices(), presence: store.Presence{Node: "n1", Epoch: 10, Session: "mine"}}

@@ -19,6 +19,8 @@ type Members interface {
 	// transaction ids, so an epoch at or below that maximum which is not in the set has
 	// left it: the set was read after that epoch was created.
 	Lookup(node string) (m coord.Member, ok bool, maxEpoch int64)
+	// Members returns every live member.
+	Members() []coord.Member
 	// Changed returns a channel closed at the next change of the live set.
 	Changed() <-chan struct{}
 }
@@ -37,7 +39,13 @@ func (t *Teller) epochState(node string, epoch int64) (coord.Member, epochState)
 	switch {
 	case ok && m.Epoch == epoch:
 		return m, epochLive
-	case ok && m.Epoch > epoch, epoch <= maxEpoch:
+	case ok && m.Epoch > epoch:
+		return m, epochGone
+	case ok && m.Epoch < epoch:
+		// The node registered again and the set has not shown it yet; its older epoch
+		// proves nothing about the newer one.
+		return m, epochUnknown
+	case epoch <= maxEpoch:
 		return m, epochGone
 	}
 	return m, epochUnknown
@@ -163,6 +171,14 @@ func (t *Teller) Tell(ctx context.Context, node string, epoch int64, ns []store.
 	}
 	m, state := t.epochState(node, epoch)
 	if state == epochGone {
+		// Nothing to wait for, but a revocation is stored all the same: a node that comes
+		// back under a new epoch still holds its sessions, and acts on its notices before
+		// it writes to any of them again (lease.Holder.AwaitRound).
+		if revokes := onlyRevokes(ns); len(revokes) > 0 {
+			if err := t.store.Notify(ctx, node, revokes...); err != nil {
+				return fmt.Errorf("tell %s: %w", node, err)
+			}
+		}
 		return nil
 	}
 	if state == epochLive {
@@ -179,14 +195,18 @@ func (t *Teller) Tell(ctx context.Context, node string, epoch int64, ns []store.
 	// Past the lease the node has seen the notice, whatever happens to it. Until the
 	// member shows its own lease (an epoch not seen yet), the longest the Teller knows of
 	// counts.
-	until := stored.Add(waitFor(m, state == epochLive))
+	wait := waitFor(m, state == epochLive)
+	if state != epochLive {
+		wait = max(MaxTellWait(t.members.Members()), waitFor(m, m.LeaseMillis > 0))
+	}
+	until := stored.Add(wait)
 	triedDirect := state == epochLive
 	for {
 		changed := t.members.Changed()
 		m, state = t.epochState(node, epoch)
 		switch {
 		case state == epochGone:
-			return nil
+			return nil // the notice is stored: see above
 		case state == epochLive:
 			if u := stored.Add(waitFor(m, true)); u.After(until) {
 				until = u
@@ -210,6 +230,17 @@ func (t *Teller) Tell(ctx context.Context, node string, epoch int64, ns []store.
 			return fmt.Errorf("tell %s: waiting out its lease: %w", node, ctx.Err())
 		}
 	}
+}
+
+// onlyRevokes returns the revocation notices among ns.
+func onlyRevokes(ns []store.Notice) []store.Notice {
+	var out []store.Notice
+	for _, n := range ns {
+		if n.Kind == store.NoticeRevoke {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // waitFor is how long after storing a notice its node must have seen it: the node's lease

@@ -43,6 +43,14 @@ type Config struct {
 	// (a JWT goes in ProbePassword); empty when the nodes allow anonymous clients.
 	ProbeUsername string
 	ProbePassword string
+	// AdminAddr is where this monitor's Handler answers, as others should dial it. It is
+	// published with its candidacy, so that a router's dashboard can read the leader's last
+	// probes (/v1/state) there. Empty publishes no address.
+	AdminAddr string
+	// ZooKeeper lists the ensemble's servers (host:port) whose srvr answers the monitor
+	// exports at /metrics at each scrape (switchboard_monitor_zk_*): the quorum alert's
+	// source. Empty (an etcd cluster): none.
+	ZooKeeper []string
 }
 
 // DefaultConfig returns the defaults.
@@ -60,6 +68,7 @@ func DefaultConfig() Config {
 		ErrorMinVolume: 20,
 		MaxQuarantined: 1,
 		MinHealthy:     2,
+		AdminAddr:      "", // none; `switchboard monitor` publishes its --admin address
 	}
 }
 

@@ -74,8 +74,11 @@ func New(cfg Config, c coord.Coordinator, members *watcher.Watcher, log *slog.Lo
 		}),
 		state: State{ID: cfg.ID, Nodes: map[string]Probe{}},
 	}
-	m.registry.MustRegister(m.probes, m.quarantines, m.held, m.suspect, m.leading,
+	m.registry.MustRegister(m.probes, m.quarantines, m.held, m.suspect, m.leading, newProbeCollector(m),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if len(cfg.ZooKeeper) > 0 {
+		m.registry.MustRegister(newZKCollector(cfg.ZooKeeper, cfg.ProbeTimeout)) // zkmetrics.go
+	}
 	return m, nil
 }
 
@@ -83,7 +86,7 @@ func New(cfg Config, c coord.Coordinator, members *watcher.Watcher, log *slog.Lo
 // ctx ends.
 func (m *Monitor) Run(ctx context.Context) {
 	for ctx.Err() == nil {
-		lead, err := m.coord.Campaign(ctx, "monitor", m.cfg.ID)
+		lead, err := m.coord.Campaign(ctx, "monitor", coord.Candidate{ID: m.cfg.ID, AdminAddr: m.cfg.AdminAddr}.String())
 		if err != nil {
 			if ctx.Err() != nil {
 				return

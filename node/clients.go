@@ -45,21 +45,27 @@ func (s *clientState) markGone() {
 	})
 }
 
-// clientTable indexes client states by client id (the current connection), by mochi client
-// (every connection, including one being taken over) and by network connection (to clean
-// up after a recovered panic).
+// clientTable indexes client states by client id (the current connection), by session
+// token and by mochi client (every connection, including one being taken over or one
+// whose CONNECT is still being handled), and by network connection (to clean up after a
+// recovered panic). A revocation names a session, so it is found by token whichever
+// connection of the id is current; a mailbox notice is for every connection of the id.
 type clientTable struct {
-	mu     sync.RWMutex
-	byID   map[string]*clientState
-	byCl   map[*mqtt.Client]*clientState
-	byConn map[net.Conn]*clientState
+	mu        sync.RWMutex
+	byID      map[string]*clientState
+	byCl      map[*mqtt.Client]*clientState
+	byConn    map[net.Conn]*clientState
+	bySession map[string]*clientState
+	ofID      map[string][]*clientState // every connection of an id, usually one
 }
 
 func newClientTable() *clientTable {
 	return &clientTable{
-		byID:   map[string]*clientState{},
-		byCl:   map[*mqtt.Client]*clientState{},
-		byConn: map[net.Conn]*clientState{},
+		byID:      map[string]*clientState{},
+		byCl:      map[*mqtt.Client]*clientState{},
+		byConn:    map[net.Conn]*clientState{},
+		bySession: map[string]*clientState{},
+		ofID:      map[string][]*clientState{},
 	}
 }
 
@@ -70,6 +76,8 @@ func (t *clientTable) add(s *clientState) *clientState {
 	old := t.byID[s.id]
 	t.byID[s.id] = s
 	t.byCl[s.cl] = s
+	t.bySession[s.session] = s
+	t.ofID[s.id] = append(t.ofID[s.id], s)
 	if s.cl.Net.Conn != nil {
 		t.byConn[s.cl.Net.Conn] = s
 	}
@@ -86,6 +94,9 @@ func (t *clientTable) putBack(s *clientState) {
 		return
 	default:
 	}
+	if _, ok := t.byCl[s.cl]; !ok {
+		return // forgotten meanwhile
+	}
 	if _, ok := t.byID[s.id]; !ok {
 		t.byID[s.id] = s
 	}
@@ -99,6 +110,22 @@ func (t *clientTable) remove(s *clientState) {
 		delete(t.byID, s.id)
 	}
 	delete(t.byCl, s.cl)
+	if t.bySession[s.session] == s {
+		delete(t.bySession, s.session)
+	}
+	if l := t.ofID[s.id]; len(l) > 0 {
+		keep := l[:0]
+		for _, x := range l {
+			if x != s {
+				keep = append(keep, x)
+			}
+		}
+		if len(keep) == 0 {
+			delete(t.ofID, s.id)
+		} else {
+			t.ofID[s.id] = keep
+		}
+	}
 	if s.cl.Net.Conn != nil {
 		delete(t.byConn, s.cl.Net.Conn)
 	}
@@ -108,6 +135,25 @@ func (t *clientTable) get(id string) *clientState {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	return t.byID[id]
+}
+
+// session returns the connection of client with session token session, if it is here.
+func (t *clientTable) session(client, session string) *clientState {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	s := t.bySession[session]
+	if s == nil || s.id != client {
+		return nil
+	}
+	return s
+}
+
+// connectionsOf returns every connection of the id (the current one, one being taken
+// over, one whose CONNECT is being handled).
+func (t *clientTable) connectionsOf(id string) []*clientState {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return append([]*clientState(nil), t.ofID[id]...)
 }
 
 func (t *clientTable) byClient(cl *mqtt.Client) *clientState {
@@ -122,17 +168,18 @@ func (t *clientTable) byNetConn(c net.Conn) *clientState {
 	return t.byConn[c]
 }
 
-// all returns the current connections.
+// all returns every connection, current or not.
 func (t *clientTable) all() []*clientState {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	out := make([]*clientState, 0, len(t.byID))
-	for _, s := range t.byID {
+	out := make([]*clientState, 0, len(t.byCl))
+	for _, s := range t.byCl {
 		out = append(out, s)
 	}
 	return out
 }
 
+// len is the number of client ids connected.
 func (t *clientTable) len() int {
 	t.mu.RLock()
 	defer t.mu.RUnlock()

@@ -94,6 +94,10 @@ type Config struct {
 	StoreTimeout time.Duration
 	// ShutdownTimeout bounds a clean shutdown.
 	ShutdownTimeout time.Duration
+	// AuditInterval is how often the node checks every connected client's presence
+	// against the store (see auditLoop): at most this long can a session the store lost
+	// sight of go without its mailbox. Zero turns the audit off.
+	AuditInterval time.Duration
 }
 
 // Limits protect a node from clients. Every one is finite by default.
@@ -240,6 +244,7 @@ func DefaultConfig() Config {
 		MailboxLimit:    10_000,
 		StoreTimeout:    2 * time.Second,
 		ShutdownTimeout: 10 * time.Second,
+		AuditInterval:   30 * time.Second,
 	}
 }
 
@@ -315,6 +320,9 @@ func (c Config) Validate() error {
 		if d.v <= 0 {
 			return fmt.Errorf("%s %v: must be positive", d.name, d.v)
 		}
+	}
+	if c.AuditInterval < 0 {
+		return fmt.Errorf("presence audit interval %v: must not be negative (0 turns it off)", c.AuditInterval)
 	}
 	if c.Quarantine.Grace < 0 || c.Quarantine.MoveRate <= 0 {
 		return fmt.Errorf("quarantine grace %v must not be negative and move rate %d must be positive",

@@ -39,12 +39,10 @@ func (h handler) Deliver(_ context.Context, d wire.Deliver, reply func(int, wire
 		refuse(wire.StatusStaleEpoch, "node is not live under that epoch")
 		return
 	}
-	st := n.clients.get(d.Client)
+	st := n.clients.session(d.Client, d.Session)
 	switch {
 	case st == nil || !st.connected.Load():
-		refuse(wire.StatusNotHere, "client not connected here")
-	case d.Session != st.session:
-		refuse(wire.StatusNotHere, "a different session of the client is connected here")
+		refuse(wire.StatusNotHere, "that session of the client is not connected here")
 	case st.revoked.Load():
 		refuse(wire.StatusNotHere, "the session was taken over")
 	case !n.accept(st, d, reply):
@@ -61,22 +59,27 @@ func (h handler) Kick(_ context.Context, k wire.Kick) wire.Result {
 	return wire.Result{Status: wire.StatusDelivered}
 }
 
-// Drain makes each named client connected here read its mailbox before anything newer is
-// sent to it.
+// Drain makes each named client connected here (every connection of it) read its mailbox
+// before anything newer is sent to it.
 func (h handler) Drain(_ context.Context, d wire.Drain) wire.Result {
 	for _, c := range d.Clients {
-		if st := h.n.clients.get(c); st != nil {
-			h.n.askMailbox(st)
-		}
+		h.n.askMailboxAll(c)
 	}
 	return wire.Result{Status: wire.StatusDelivered}
+}
+
+// askMailboxAll has every connection of client read its mailbox first.
+func (n *Node) askMailboxAll(client string) {
+	for _, st := range n.clients.connectionsOf(client) {
+		n.askMailbox(st)
+	}
 }
 
 // revoke stops everything to the client's session if it is connected here and then
 // disconnects it in the background. It reports whether it found the session.
 func (n *Node) revoke(client, session, how string) bool {
-	st := n.clients.get(client)
-	if st == nil || st.session != session {
+	st := n.clients.session(client, session)
+	if st == nil {
 		return false
 	}
 	n.revokeState(st, how)
@@ -108,9 +111,7 @@ func (n *Node) applyNotices(ns []store.Notice) {
 	for _, nt := range ns {
 		switch nt.Kind {
 		case store.NoticeMailbox:
-			if st := n.clients.get(nt.Client); st != nil {
-				n.askMailbox(st)
-			}
+			n.askMailboxAll(nt.Client)
 		case store.NoticeRevoke:
 			n.revoke(nt.Client, nt.Session, "revoked")
 		}

@@ -19,7 +19,7 @@ import (
 func (n *Node) reassertAll(ctx context.Context, epoch int64) {
 	todo := n.clients.all()
 	for len(todo) > 0 {
-		var again []*clientState
+		var again, confirmed []*clientState
 		for _, st := range todo {
 			if n.epoch.Load() != epoch {
 				return // superseded by a newer epoch's reassertion
@@ -27,25 +27,38 @@ func (n *Node) reassertAll(ctx context.Context, epoch int64) {
 			if !st.connected.Load() || st.revoked.Load() {
 				continue // its OnConnect is still writing presence and sees the new epoch; or it is ending
 			}
-			sctx, cancel := context.WithTimeout(ctx, n.cfg.StoreTimeout)
-			err := n.store.Reassert(sctx, store.Presence{
-				Client: st.id, Node: n.cfg.ID, Epoch: epoch, Session: st.session,
-				Since: time.Now().Add(n.cfg.ClockSkew).UTC(),
-			})
-			cancel()
+			err := n.reassert(ctx, st, epoch)
 			switch {
 			case errors.Is(err, store.ErrNotOwner):
 				n.revokeState(st, "reassert")
+			case errors.Is(err, errGone):
 			case err != nil:
 				n.log.Warn("reassert presence; retrying", "client", st.id, "error", err)
 				again = append(again, st)
 			default:
-				// Ask for the mailbox read first: the sender may write as soon as the epoch
-				// is confirmed, and must not write anything direct before that read.
-				n.askMailbox(st)
-				st.epoch.Store(epoch)
-				n.wake(st)
+				confirmed = append(confirmed, st)
 			}
+		}
+		if len(confirmed) > 0 {
+			// A session taken over while this node's epoch was out of the live set may
+			// have been given up by its successor since, so its presence was free to
+			// reassert; the revocation the successor stored for this node is what says
+			// so. Act on every notice stored before the reassertions first.
+			if err := n.awaitNotices(ctx, time.Now()); err != nil {
+				n.log.Warn("reassert presence: notices not taken; retrying", "error", err)
+				again = append(again, confirmed...)
+				confirmed = nil
+			}
+		}
+		for _, st := range confirmed {
+			if st.revoked.Load() {
+				continue
+			}
+			// Ask for the mailbox read first: the sender may write as soon as the epoch
+			// is confirmed, and must not write anything direct before that read.
+			n.askMailbox(st)
+			raiseEpoch(st, epoch)
+			n.wake(st)
 		}
 		if len(again) == 0 {
 			return
@@ -56,6 +69,49 @@ func (n *Node) reassertAll(ctx context.Context, epoch int64) {
 			return
 		}
 		todo = again
+	}
+}
+
+// reassert records st's presence again under epoch (store.Reassert). A connection that
+// ended meanwhile may have cleared its presence before the reassertion wrote it: that
+// presence, naming a session no node has, is taken back.
+func (n *Node) reassert(ctx context.Context, st *clientState, epoch int64) error {
+	sctx, cancel := context.WithTimeout(ctx, n.cfg.StoreTimeout)
+	defer cancel()
+	err := n.store.Reassert(sctx, store.Presence{
+		Client: st.id, Node: n.cfg.ID, Epoch: epoch, Session: st.session,
+		Since: time.Now().Add(n.cfg.ClockSkew).UTC(),
+	})
+	if err == nil && !st.connected.Load() {
+		// forget cleared connected before its Disconnect; if that came before our write,
+		// the presence is ours to clear (compare-and-delete: only if it still names st).
+		if _, err := n.store.Disconnect(sctx, st.id, st.session); err != nil {
+			n.log.Warn("clear presence reasserted for an ended connection", "client", st.id, "error", err)
+		}
+		return errGone
+	}
+	return err
+}
+
+// errGone: the connection ended.
+var errGone = errors.New("connection ended")
+
+// awaitNotices waits, bounded by the lease's duration, for a round of the delivery lease
+// that began after t: every notice stored before t has been acted on.
+func (n *Node) awaitNotices(ctx context.Context, t time.Time) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*n.lease.Duration())
+	defer cancel()
+	return n.lease.AwaitRound(ctx, t)
+}
+
+// raiseEpoch records that st's presence is confirmed under epoch, unless a newer epoch's
+// reassertion got there first: a session's epoch only goes up.
+func raiseEpoch(st *clientState, epoch int64) {
+	for {
+		cur := st.epoch.Load()
+		if cur >= epoch || st.epoch.CompareAndSwap(cur, epoch) {
+			return
+		}
 	}
 }
 

@@ -33,7 +33,17 @@ type Check struct {
 	OK     bool    `json:"ok"`
 	Detail string  `json:"detail,omitempty"`
 	Millis float64 `json:"ms,omitempty"`
+	// Status qualifies a failed store check: "degraded" while the node still holds its
+	// delivery lease and so still delivers to its clients directly (store calls fail: new
+	// connections and queueing do not work), "down" once the lease has lapsed too.
+	Status string `json:"status,omitempty"`
 }
+
+// Store check statuses.
+const (
+	StoreDegraded = "degraded"
+	StoreDown     = "down"
+)
 
 // Counters are running totals the monitor turns into rates.
 type Counters struct {
@@ -124,11 +134,21 @@ func (n *Node) Health() Health {
 		// the load balancer should send new clients elsewhere: it may be fenced soon.
 		h.Ready = h.Ready && st.State == coord.Registered
 	}
+	leaseOK := true
 	if n.lease != nil {
 		if ok, _ := n.lease.Check(); !ok {
+			leaseOK = false
 			h.Checks["lease"] = Check{OK: false, Detail: "delivery lease lapsed: the store has not been reachable for the lease's duration"}
 			h.Ready = false
 		}
+	}
+	if c, ok := h.Checks["store"]; ok && !c.OK {
+		c.Status = StoreDown
+		if leaseOK {
+			c.Status = StoreDegraded
+			c.Detail = "degraded: still delivering directly while the delivery lease holds; " + c.Detail
+		}
+		h.Checks["store"] = c
 	}
 	if g := n.gate.Load(); g != nil {
 		h.Gate = g.reason

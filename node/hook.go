@@ -163,11 +163,26 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		Client: cl.ID, Node: n.cfg.ID, Epoch: epoch, Session: st.session, Since: time.Now().Add(n.cfg.ClockSkew).UTC(),
 	}
 	res, err := n.store.Connect(ctx, p)
+	if err != nil && ctx.Err() == nil {
+		// The write may have happened with only its answer lost; the store answers a second
+		// Connect of the same session with what the first returned, so the takeover it
+		// recorded is not lost with the answer.
+		res, err = n.store.Connect(ctx, p)
+	}
 	if err != nil {
 		n.clients.remove(st)
 		if old != nil {
 			n.clients.putBack(old)
 		}
+		// The write may have happened with only its answers lost: take the presence back
+		// (compare-and-delete: only if this session still owns it), or every message for
+		// the client would go to a session that does not exist. The session it replaced,
+		// if it did, stays recorded as a pending takeover for the client's next CONNECT;
+		// until then its node holds it without a presence, and the presence audit
+		// (auditLoop) finds that.
+		dctx, dcancel := context.WithTimeout(context.Background(), n.cfg.StoreTimeout)
+		_, _ = n.store.Disconnect(dctx, cl.ID, st.session)
+		dcancel()
 		n.log.Warn("refusing connection: cannot record presence", "client", cl.ID, "error", err)
 		return refused("store", n.refuse(cl, &gateState{reason: "presence store unavailable"}))
 	}
@@ -182,12 +197,18 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		// Registered again while we wrote: record the new epoch too, or give up (nothing
 		// could be sent to this session under an epoch it is not confirmed for).
 		p.Epoch = now
-		if err := n.store.Reassert(ctx, p); err != nil {
+		err := n.store.Reassert(ctx, p)
+		if err == nil {
+			// As in reassertAll: a revocation stored while the old epoch was out of the
+			// live set is acted on before this session is written to.
+			err = n.awaitNotices(ctx, time.Now())
+		}
+		if err != nil {
 			n.log.Warn("refusing connection: cannot record presence under the new epoch", "client", cl.ID, "error", err)
 			n.forget(st)
 			return refused("store", n.refuse(cl, &gateState{reason: "presence store unavailable"}))
 		}
-		st.epoch.Store(now)
+		raiseEpoch(st, now)
 	}
 	// Every earlier session of this id elsewhere — the one replaced, and any whose
 	// takeover was never confirmed — must receive nothing more before this one is
@@ -246,10 +267,25 @@ func (n *Node) takeOver(st *clientState, res store.ConnectResult) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), n.tellBudget())
 	defer cancel()
+	// In parallel: each may have to wait out a lease, and the budget holds one wait.
+	errs := make(chan error, len(order))
 	for _, k := range order {
-		if err := n.teller.Tell(ctx, k.node, k.epoch, tell[k]); err != nil {
-			return fmt.Errorf("node %s: %w", k.node, err)
+		go func() {
+			if err := n.teller.Tell(ctx, k.node, k.epoch, tell[k]); err != nil {
+				errs <- fmt.Errorf("node %s: %w", k.node, err)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	var failed []error
+	for range order {
+		if err := <-errs; err != nil {
+			failed = append(failed, err)
 		}
+	}
+	if len(failed) > 0 {
+		return errors.Join(failed...)
 	}
 	if err := n.store.ConfirmTakeover(ctx, st.id, st.session); err != nil && !errors.Is(err, store.ErrNotOwner) {
 		// Done but not recorded as done: the next CONNECT revokes them again, harmlessly.

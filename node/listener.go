@@ -132,6 +132,9 @@ func (l *listener) handle(establish listeners.EstablishFn, conn *preauthConn) {
 				"remote", conn.RemoteAddr().String(), "panic", v, "stack", string(debug.Stack()))
 			conn.Close()
 			l.onPanic(conn, v)
+			if l.onDone != nil {
+				l.onDone(conn) // release what the connection holds (its CONNECT lock)
+			}
 		}
 	}()
 	if err := l.preauth(conn); err != nil {

@@ -27,6 +27,7 @@ type metrics struct {
 	tooLarge        prometheus.Counter
 	authRevoked     prometheus.Counter
 	removeFailures  prometheus.Counter
+	auditFixes      *prometheus.CounterVec
 
 	okTotal, failTotal atomic.Int64 // for the readiness report's counters
 }
@@ -86,6 +87,10 @@ func newMetrics(reg *prometheus.Registry, n *Node) *metrics {
 			Name: "switchboard_node_directed_too_large_total",
 			Help: "Directed messages dropped because they exceed the client's maximum packet size.",
 		}),
+		auditFixes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_node_presence_audit_fixes_total",
+			Help: "Presences the periodic audit found wrong, by what it did: recorded_again (the store had lost it), taken_over (another session owned it).",
+		}, []string{"fix"}),
 		removeFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchboard_node_mailbox_remove_failures_total",
 			Help: "Failed deletions of acknowledged messages' mailbox copies (each costs a duplicate later).",
@@ -100,7 +105,7 @@ func newMetrics(reg *prometheus.Registry, n *Node) *metrics {
 			func() float64 { return float64(v()) })
 	}
 	reg.MustRegister(
-		m.connections, m.deliveries, m.deliverySeconds, m.takeovers, m.panics, m.dropsKept, m.dropsLost, m.regState, m.movedOff, m.limits, m.authFailures, m.aclDenied, m.tooLarge, m.removeFailures, m.authRevoked,
+		m.connections, m.deliveries, m.deliverySeconds, m.takeovers, m.panics, m.dropsKept, m.dropsLost, m.regState, m.movedOff, m.limits, m.authFailures, m.aclDenied, m.tooLarge, m.removeFailures, m.auditFixes, m.authRevoked,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "switchboard_node_clients_connected", Help: "Connected MQTT clients.",
 		}, func() float64 { return float64(n.clients.len()) }),
@@ -115,6 +120,10 @@ func newMetrics(reg *prometheus.Registry, n *Node) *metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	for _, fix := range []string{"recorded_again", "taken_over"} {
+		m.auditFixes.WithLabelValues(fix) // at zero from the start, so rate() sees the first
+	}
+	registerStateMetrics(reg, n) // readiness, quarantine, lease, certificate expiry (statemetrics.go)
 	return m
 }
 

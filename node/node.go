@@ -72,6 +72,7 @@ type Node struct {
 	gate       atomic.Pointer[gateState]
 	stopping   atomic.Bool
 	withdrawn  atomic.Bool // quarantined and leaving the live set: deliver nothing
+	epochMu    sync.Mutex  // orders setLiveEpoch against a withdrawal (withdraw)
 
 	cancel    context.CancelFunc // ends the background goroutines
 	wg        sync.WaitGroup     // background goroutines (status loop, health, drains, kicks)
@@ -142,7 +143,7 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 
 	n.mqtt = mqtt.New(&mqtt.Options{
 		Capabilities:           n.capabilities(),
-		Logger:                 n.log.With("component", "mqtt"),
+		Logger:                 mochiLogger(n.log.With("component", "mqtt")),
 		SysTopicResendInterval: 10,
 	})
 	if err := n.mqtt.AddHook(&hook{n: n}, nil); err != nil {
@@ -174,7 +175,8 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 	}, n.store, n.applyNotices, n.log); err != nil {
 		return err
 	}
-	n.wg.Add(3)
+	n.wg.Add(4)
+	go func() { defer n.wg.Done(); n.auditLoop(bgctx) }()
 	go func() { defer n.wg.Done(); n.authLoop(bgctx) }()
 	go func() { defer n.wg.Done(); n.leaseLoop(bgctx) }()
 	go func() { defer n.wg.Done(); n.removeLoop(bgctx) }()
@@ -188,7 +190,7 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 		MQTTAddr:     advertised(boundMQTT, cfg.Advertise),
 		InternalAddr: internalAddr,
 		AdminAddr:    advertised(n.adminLis.Addr(), cfg.Advertise),
-		Version:      version.Version,
+		Version:      version.String(),
 		StartedAt:    time.Now().UTC().Truncate(time.Millisecond),
 		Instance:     randomToken(),
 		LeaseMillis:  cfg.Lease.Duration.Milliseconds(),
@@ -273,11 +275,10 @@ func (n *Node) applyStatus(ctx context.Context, st coord.Status, last int64) int
 		n.moving.stop()
 	}
 	switch {
-	case st.Live() && marked && n.withdrawn.Load():
-		n.epoch.Store(0) // withdrawing: the entry may be gone already
-		return last
 	case st.Live():
-		n.epoch.Store(st.Epoch)
+		if !n.setLiveEpoch(st.Epoch) {
+			return last // withdrawing: the entry may be gone already
+		}
 		if !marked {
 			n.gate.Store(nil)
 		}
@@ -304,6 +305,28 @@ func (n *Node) applyStatus(ctx context.Context, st coord.Status, last int64) int
 		}
 	}
 	return last
+}
+
+// setLiveEpoch makes epoch the live one unless the node is withdrawing from the live set;
+// it reports whether it did. With withdraw it is one step, so a withdrawal that starts
+// while the status loop sets the epoch cannot be undone by it.
+func (n *Node) setLiveEpoch(epoch int64) bool {
+	n.epochMu.Lock()
+	defer n.epochMu.Unlock()
+	if n.withdrawn.Load() {
+		n.epoch.Store(0)
+		return false
+	}
+	n.epoch.Store(epoch)
+	return true
+}
+
+// withdraw stops every delivery before the node leaves the live set (quarantine).
+func (n *Node) withdraw() {
+	n.epochMu.Lock()
+	defer n.epochMu.Unlock()
+	n.withdrawn.Store(true)
+	n.epoch.Store(0)
 }
 
 // Close shuts the node down cleanly: it leaves the live set at once, refuses new work,

@@ -70,8 +70,7 @@ func (n *Node) leaveService(ctx context.Context) {
 	}
 	// Stop delivering before the entry goes: once it has gone, others judge this epoch
 	// left and stop telling the node about its clients (package lease).
-	n.withdrawn.Store(true)
-	n.epoch.Store(0)
+	n.withdraw()
 	for {
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := n.reg.Withdraw(wctx)

@@ -165,15 +165,18 @@ func (n *Node) spillBatch(st *clientState, batch []*entry, why string, closing b
 				// client acknowledges this one after all.
 				e.inBox = true
 				rs.add(n.settle(o, e, wire.StatusFailed, "could not be queued"))
-				switch e.state {
-				case entryQueued:
+				switch {
+				case e.state == entryQueued && !e.inBoxQ:
+					// The router queues it; the outbox reads it back from the mailbox.
 					e.state = entryDropped
 					if o.byID[e.id] == e {
 						delete(o.byID, e.id)
 					}
-				case entryFinished:
+				case e.state == entryFinished:
 					gone = append(gone, e.id) // acknowledged meanwhile: the router's copy must go
 				}
+				// In boxQ (a mailbox read met its copy: the store did write it, only the
+				// answer was lost) it stays and is written in its place.
 				continue
 			}
 			e.inBox = true
@@ -285,10 +288,26 @@ func (n *Node) removePass(ctx context.Context) {
 		}
 	}
 	if err != nil {
-		// The copies stay. The connection remembers the ids, so it does not send them
-		// again; the next connection will (a duplicate, never a loss).
-		n.log.Warn("remove acknowledged messages from mailboxes", "clients", len(items), "error", err)
+		// The copies stay, and so does the connection's memory of them (an entry each,
+		// bounded by the outbox's cap), so it does not send them again. They are tried
+		// again a second later while the node runs; a copy left when it stops is sent
+		// again on the client's next connection (a duplicate, never a loss).
+		n.log.Warn("remove acknowledged messages from mailboxes; retrying", "clients", len(items), "error", err)
 		n.metrics.removeFailures.Inc()
+		if ctx.Err() != nil {
+			return
+		}
+		r.mu.Lock()
+		for st, ids := range work {
+			r.queue[st] = append(ids, r.queue[st]...)
+		}
+		r.mu.Unlock()
+		time.AfterFunc(time.Second, func() {
+			select {
+			case r.signal <- struct{}{}:
+			default:
+			}
+		})
 		return
 	}
 	for st, ids := range work {

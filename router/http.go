@@ -158,17 +158,34 @@ func parseDuration(raw json.RawMessage) (time.Duration, error) {
 // Handler serves the router's HTTP API.
 func (r *Router) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/messages", r.handleSend)
-	mux.HandleFunc("POST /v1/messages/batch", r.handleBatch)
-	mux.HandleFunc("GET /v1/clients/{id}", r.handleClient)
-	mux.HandleFunc("GET /v1/clients/{id}/mailbox", r.handleMailbox)
-	mux.HandleFunc("GET /v1/nodes", r.handleNodes)
-	mux.HandleFunc("GET /healthz", r.handleHealth)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(r.registry, promhttp.HandlerOpts{}))
+	for _, rt := range r.apiRoutes() {
+		mux.Handle(rt.pattern, rt.handler)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
 		writeJSON(w, http.StatusNotFound, ErrorBody{Error: fmt.Sprintf("no such endpoint: %s %s", req.Method, req.URL.Path)})
 	})
 	return mux
+}
+
+// route is one endpoint: a ServeMux pattern and its handler.
+type route struct {
+	pattern string
+	handler http.Handler
+}
+
+// apiRoutes are the API's endpoints. The OpenAPI document (openapi.json) describes each,
+// and no other (TestOpenAPIMatchesRoutes).
+func (r *Router) apiRoutes() []route {
+	return []route{
+		{"POST /v1/messages", http.HandlerFunc(r.handleSend)},
+		{"POST /v1/messages/batch", http.HandlerFunc(r.handleBatch)},
+		{"GET /v1/clients/{id}", http.HandlerFunc(r.handleClient)},
+		{"GET /v1/clients/{id}/mailbox", http.HandlerFunc(r.handleMailbox)},
+		{"GET /v1/nodes", http.HandlerFunc(r.handleNodes)},
+		{"GET /v1/openapi.json", http.HandlerFunc(serveOpenAPI)},
+		{"GET /healthz", http.HandlerFunc(r.handleHealth)},
+		{"GET /metrics", promhttp.HandlerFor(r.registry, promhttp.HandlerOpts{})},
+	}
 }
 
 // decode reads one JSON value from the body, refusing unknown fields and trailing data.
@@ -284,6 +301,9 @@ func (r *Router) handleBatch(w http.ResponseWriter, req *http.Request) {
 	for _, it := range items {
 		if it.Error != "" {
 			status = http.StatusMultiStatus
+		}
+		if it.Code == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", retryAfter)
 		}
 	}
 	writeJSON(w, status, struct {
@@ -430,12 +450,21 @@ func sendError(err error) (int, string) {
 	return http.StatusServiceUnavailable, "store unavailable; not accepted" + retry + ": " + err.Error()
 }
 
+// retryAfter is the Retry-After of every 503 (and of a batch answer with a 503 item): the
+// store is unavailable or slow (the store fails calls at once while Redis is out of reach,
+// and a Sentinel or Cluster failover takes a few seconds), so a sender should come back in
+// about a second, with the same message ids.
+const retryAfter = "1"
+
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v)
 	w.Header().Set("Content-Type", "application/json")
+	if code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", retryAfter)
+	}
 	w.WriteHeader(code)
 	_, _ = w.Write(buf.Bytes())
 }

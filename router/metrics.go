@@ -15,6 +15,7 @@ type metrics struct {
 	refused   *prometheus.CounterVec
 	seconds   *prometheus.HistogramVec
 	uncertain prometheus.Counter
+	depth     prometheus.Histogram
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -25,7 +26,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		}, []string{"status"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_router_refused_total",
-			Help: "Messages not accepted, by reason.",
+			Help: "Messages not accepted, by reason (unavailable: the store could not be read or written; mailbox_full, store_full, rejected by the client's node, bad_request, unauthorized).",
 		}, []string{"reason"}),
 		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "switchboard_router_send_seconds",
@@ -36,9 +37,18 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "switchboard_router_uncertain_deliveries_total",
 			Help: "Direct deliveries whose outcome was unknown (node lost or no acknowledgement); queued, so a duplicate is possible.",
 		}),
+		depth: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "switchboard_router_mailbox_depth",
+			Help:    "Depth of the recipient's mailbox after each message this router queued: deep or growing mailboxes show here first.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 8), // 1 … 16384
+		}),
 	}
-	reg.MustRegister(m.messages, m.refused, m.seconds, m.uncertain,
+	reg.MustRegister(m.messages, m.refused, m.seconds, m.uncertain, m.depth,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The store's refusals start at 0, so an alert's rate() sees the first one.
+	for _, reason := range []string{"unavailable", "mailbox_full", "store_full"} {
+		m.refused.WithLabelValues(reason)
+	}
 	return m
 }
 
@@ -50,10 +60,15 @@ func (m *metrics) observe(res Result, err error, d time.Duration) {
 			reason = "mailbox_full"
 		case errors.Is(err, store.ErrStoreFull):
 			reason = "store_full"
+		case errors.Is(err, ErrRejected):
+			reason = "rejected" // by the client's node; "unavailable" is left to the store's errors
 		}
 		m.refused.WithLabelValues(reason).Inc()
 		return
 	}
 	m.messages.WithLabelValues(string(res.Status)).Inc()
+	if res.Status == Queued && res.Depth > 0 {
+		m.depth.Observe(float64(res.Depth))
+	}
 	m.seconds.WithLabelValues(string(res.Status)).Observe(d.Seconds())
 }

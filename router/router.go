@@ -332,6 +332,53 @@ var errNoAnswer = errors.New("no answer from the node in time")
 // (offline, or an outcome that is unknown: those are never sent directly again). cached
 // says whether routes may come from the cache (the first attempt) or must be read from
 // the store.
+// dialed is one node's connection, or why there is none.
+type dialed struct {
+	conn *wire.Conn
+	err  error
+}
+
+// dialAll gets a connection to every live node the routes name, all at once: a node that
+// does not answer costs a request one dial timeout, not one per client it holds.
+func (r *Router) dialAll(ctx context.Context, groups []group, routes []store.Presence) map[string]dialed {
+	addrs := map[string]dialed{}
+	for gi := range groups {
+		p := routes[gi]
+		if p.Client == "" || !p.Online() {
+			continue
+		}
+		if m, live := r.members.Live(p.Node, p.Epoch); live {
+			addrs[m.InternalAddr] = dialed{}
+		}
+	}
+	if len(addrs) == 1 {
+		for addr := range addrs {
+			conn, err := r.pool.Get(ctx, addr)
+			addrs[addr] = dialed{conn, err}
+		}
+		return addrs
+	}
+	keys := make([]string, 0, len(addrs))
+	for addr := range addrs {
+		keys = append(keys, addr)
+	}
+	got := make([]dialed, len(keys))
+	var wg sync.WaitGroup
+	for i, addr := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := r.pool.Get(ctx, addr)
+			got[i] = dialed{conn, err}
+		}()
+	}
+	wg.Wait()
+	for i, addr := range keys {
+		addrs[addr] = got[i]
+	}
+	return addrs
+}
+
 func (r *Router) deliverGroups(ctx context.Context, groups []group, sms []store.Message, out []Routed, maxWait time.Duration, start time.Time, cached bool) (retry, toQueue []int) {
 	type sent struct {
 		g      group
@@ -360,7 +407,8 @@ func (r *Router) deliverGroups(ctx context.Context, groups []group, sms []store.
 		}
 	}
 	var list []*sent
-	now := time.Now()
+	conns := r.dialAll(ctx, groups, routes)
+	now := time.Now() // after the dials: their time counts against the messages' TTLs
 	// One allocation for every group's answers: each group takes its slice.
 	total := 0
 	for _, g := range groups {
@@ -379,7 +427,8 @@ func (r *Router) deliverGroups(ctx context.Context, groups []group, sms []store.
 			toQueue = append(toQueue, g.idx...)
 			continue
 		}
-		conn, err := r.pool.Get(ctx, member.InternalAddr)
+		dialed := conns[member.InternalAddr]
+		conn, err := dialed.conn, dialed.err
 		if err != nil {
 			r.log.Debug("node unreachable; queueing", "node", member.ID, "error", err)
 			r.routes.forget(g.client)

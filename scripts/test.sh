@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 bash internal/backends/install.sh
 echo "== npm ci (MQTT.js for the integration tests)"
 npm ci --prefix integration/js --no-audit --no-fund --loglevel=error
+echo "== npm ci (MQTT.js for the Node client example)"
+npm ci --prefix examples/node --no-audit --no-fund --loglevel=error
 
 echo "== go vet"
 go vet ./...

@@ -150,6 +150,15 @@ type Notice struct {
 	Seq uint64
 }
 
+// NodeEpoch names one registration of a node: the node and the epoch it registered under.
+type NodeEpoch struct {
+	Node  string
+	Epoch int64
+}
+
+// MaxRecordedEpochs caps the pairs one RecordedEpochs call returns.
+const MaxRecordedEpochs = 1000
+
 // Store is the presence table, the mailboxes and the node notices. All methods are safe
 // for concurrent use; all take a context that bounds the call.
 type Store interface {
@@ -200,6 +209,15 @@ type Store interface {
 	// and returns how many it cleared. It is the reaper's work when a node leaves. The
 	// clients' pending takeovers stay, as with Disconnect.
 	ClearNode(ctx context.Context, node string, epoch int64) (int, error)
+	// RecordedEpochs returns up to max (at most MaxRecordedEpochs) of the (node, epoch)
+	// pairs under which presence may still be recorded, in the store's own order, starting
+	// after the pair after (the zero NodeEpoch: from the first). Connect and Reassert
+	// record their presence's pair before they write the presence; ClearNode forgets a
+	// pair once it has cleared it. So the pair of a node that died while no reaper led
+	// stays until a reaper clears it: a reaper that starts to lead compares the pairs with
+	// the live set and clears those that left it. A pair may have no presence left (its
+	// clients disconnected); clearing it clears nothing and forgets it.
+	RecordedEpochs(ctx context.Context, after NodeEpoch, max int) ([]NodeEpoch, error)
 
 	// Append adds each message at the tail of its recipient's mailbox, in slice order
 	// (msgs may name many clients; one client's messages keep their order), unless a
@@ -217,6 +235,9 @@ type Store interface {
 	Remove(ctx context.Context, items ...Removal) error
 	// Depth returns the number of messages in the client's mailbox.
 	Depth(ctx context.Context, client string) (int, error)
+	// Mailboxes walks the non-empty mailboxes, one page per call, for operators' views (the
+	// router's dashboard); see MailboxDepth for what a walk promises. Read only.
+	Mailboxes(ctx context.Context, cursor string, n int) (page []MailboxDepth, next string, err error)
 
 	// Notify appends notices for node, each given the next Seq. They stay until the node
 	// confirms them with DoneNotices (or for an hour after the last Notify, in case the

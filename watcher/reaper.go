@@ -7,18 +7,39 @@ import (
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/store"
 )
 
-// PresenceClearer clears the presence entries a dead node left behind.
+// PresenceClearer clears the presence entries a dead node left behind (store.Store
+// provides it). Its methods may be called concurrently.
 type PresenceClearer interface {
+	// ClearNode clears the presence of node's clients at epoch, and forgets the pair.
 	ClearNode(ctx context.Context, node string, epoch int64) (int, error)
+	// RecordedEpochs lists the (node, epoch) pairs presence may still name, after after.
+	RecordedEpochs(ctx context.Context, after store.NodeEpoch, max int) ([]store.NodeEpoch, error)
 }
+
+const (
+	// sweepPage is how many recorded (node, epoch) pairs a sweep reads at a time.
+	sweepPage = 100
+	// sweepEvery is how often the leader sweeps again while it leads, for a node that
+	// joined and left between two listings of the live set (its leave is no event).
+	sweepEvery = 10 * time.Minute
+	// clearTimeout bounds one ClearNode.
+	clearTimeout = 30 * time.Second
+)
 
 // RunReaper is the seed's watcher updating the Redis table: among every process that runs
 // it, one is elected (election "reaper"), and that one clears the presence of each node that
 // leaves the live set, for the epoch that left. Routers never route by a stale entry anyway
 // (they check the node's epoch against the live set); the reaper keeps the table true for
 // everyone who reads it. It returns when ctx ends.
+//
+// A node can also leave while no reaper leads (every candidate down, or between one
+// leader's end and the next one's start): no one sees that leave as an event. So a leader
+// that starts sweeps first: it reads every (node, epoch) pair presence was recorded under,
+// in pages of sweepPage, and clears those that have left the live set. It sweeps again
+// every sweepEvery while it leads.
 func RunReaper(ctx context.Context, c coord.Coordinator, w *Watcher, st PresenceClearer, candidate string, log *slog.Logger) {
 	log = log.With("component", "reaper")
 	for ctx.Err() == nil {
@@ -36,14 +57,14 @@ func RunReaper(ctx context.Context, c coord.Coordinator, w *Watcher, st Presence
 			continue
 		}
 		log.Info("leading the reaper election", "candidate", candidate)
-		reap(ctx, lead, w, st, log)
+		reap(ctx, c, lead, w, st, log)
 		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = lead.Resign(rctx)
 		cancel()
 	}
 }
 
-func reap(ctx context.Context, lead coord.Leadership, w *Watcher, st PresenceClearer, log *slog.Logger) {
+func reap(ctx context.Context, c coord.Coordinator, lead coord.Leadership, w *Watcher, st PresenceClearer, log *slog.Logger) {
 	sub := w.Subscribe()
 	defer sub.Close()
 	lctx, cancel := context.WithCancel(ctx)
@@ -55,16 +76,27 @@ func reap(ctx context.Context, lead coord.Leadership, w *Watcher, st PresenceCle
 		case <-lctx.Done():
 		}
 	}()
+	// Subscribed first, so that a leave after the sweep's reading of the live set is an
+	// event, and one before it is the sweep's.
+	sweep(lctx, c, st, log)
+	next := time.Now().Add(sweepEvery)
 	for {
-		ev, ok := sub.Next(lctx)
+		nctx, ncancel := context.WithDeadline(lctx, next)
+		ev, ok := sub.Next(nctx)
+		ncancel()
 		if !ok {
-			return
+			if lctx.Err() != nil {
+				return
+			}
+			sweep(lctx, c, st, log)
+			next = time.Now().Add(sweepEvery)
+			continue
 		}
 		if ev.Kind != Leave {
 			continue
 		}
 		for attempt := 0; attempt < 5 && lctx.Err() == nil; attempt++ {
-			cctx, ccancel := context.WithTimeout(lctx, 30*time.Second)
+			cctx, ccancel := context.WithTimeout(lctx, clearTimeout)
 			n, err := st.ClearNode(cctx, ev.Member.ID, ev.Member.Epoch)
 			ccancel()
 			if err == nil {
@@ -82,4 +114,58 @@ func reap(ctx context.Context, lead coord.Leadership, w *Watcher, st PresenceCle
 			}
 		}
 	}
+}
+
+// sweep clears the presence of every recorded (node, epoch) pair that has left the live
+// set. A node records a pair (by connecting a client under it) only once it is registered
+// under that epoch, so a pair read from the store before a fresh listing of the live set
+// (the coordinator's Members, which syncs first) has left it when that listing does not
+// show the node under that epoch; the watcher's view could lag behind the store. A node
+// listed under an older epoch than the pair's is such a lag too, and left alone. A
+// failure ends the sweep; the next one (or the next leader's) starts over.
+func sweep(ctx context.Context, c coord.Coordinator, st PresenceClearer, log *slog.Logger) {
+	start := time.Now()
+	var after store.NodeEpoch
+	seen, cleared, clients := 0, 0, 0
+	for ctx.Err() == nil {
+		pctx, cancel := context.WithTimeout(ctx, clearTimeout)
+		page, err := st.RecordedEpochs(pctx, after, sweepPage)
+		var live []coord.Member
+		if err == nil {
+			live, err = c.Members(pctx)
+		}
+		cancel()
+		if err != nil {
+			log.Warn("sweep: reading recorded epochs or the live set failed; the next sweep starts over", "error", err)
+			return
+		}
+		epochs := make(map[string]int64, len(live))
+		for _, m := range live {
+			epochs[m.ID] = m.Epoch
+		}
+		for _, ne := range page {
+			seen++
+			if e, ok := epochs[ne.Node]; ok && e <= ne.Epoch {
+				continue // live under it (or a listing behind the store)
+			}
+			cctx, ccancel := context.WithTimeout(ctx, clearTimeout)
+			n, err := st.ClearNode(cctx, ne.Node, ne.Epoch)
+			ccancel()
+			if err != nil {
+				log.Warn("sweep: clear presence of a node that left failed; the next sweep retries",
+					"node", ne.Node, "epoch", ne.Epoch, "error", err)
+				continue
+			}
+			cleared++
+			clients += n
+			log.Info("sweep: cleared presence of a node that left while no reaper saw it",
+				"node", ne.Node, "epoch", ne.Epoch, "clients", n)
+		}
+		if len(page) < sweepPage {
+			break
+		}
+		after = page[len(page)-1]
+	}
+	log.Info("swept recorded epochs", "pairs", seen, "cleared", cleared, "clients", clients,
+		"took", time.Since(start).Round(time.Millisecond))
 }

@@ -1,9 +1,12 @@
 package watcher_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +14,7 @@ import (
 	"github.com/switchboard-mqtt/switchboard/coord"
 	"github.com/switchboard-mqtt/switchboard/coord/zkcoord"
 	"github.com/switchboard-mqtt/switchboard/internal/testenv"
+	"github.com/switchboard-mqtt/switchboard/store"
 	"github.com/switchboard-mqtt/switchboard/watcher"
 )
 
@@ -22,9 +26,11 @@ type clearCall struct {
 // fakeClearer records the reaper's ClearNode calls. It stands in for the store, which is the
 // reaper's dependency, not the unit under test.
 type fakeClearer struct {
-	mu     sync.Mutex
-	calls  []clearCall
-	signal chan struct{} // nudged after every call
+	mu       sync.Mutex
+	calls    []clearCall
+	recorded []store.NodeEpoch // what RecordedEpochs lists, in order; ClearNode forgets
+	listed   int               // RecordedEpochs calls
+	signal   chan struct{}     // nudged after every call
 }
 
 var _ watcher.PresenceClearer = (*fakeClearer)(nil)
@@ -34,12 +40,25 @@ func newFakeClearer() *fakeClearer { return &fakeClearer{signal: make(chan struc
 func (f *fakeClearer) ClearNode(_ context.Context, node string, epoch int64) (int, error) {
 	f.mu.Lock()
 	f.calls = append(f.calls, clearCall{node, epoch})
+	f.recorded = slices.DeleteFunc(f.recorded, func(ne store.NodeEpoch) bool { return ne == store.NodeEpoch{Node: node, Epoch: epoch} })
 	f.mu.Unlock()
 	select {
 	case f.signal <- struct{}{}:
 	default:
 	}
 	return 1, nil
+}
+
+// RecordedEpochs pages through f.recorded, which the test keeps in order.
+func (f *fakeClearer) RecordedEpochs(_ context.Context, after store.NodeEpoch, max int) ([]store.NodeEpoch, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.listed++
+	i := 0
+	if after != (store.NodeEpoch{}) {
+		i = slices.Index(f.recorded, after) + 1
+	}
+	return slices.Clone(f.recorded[i:min(len(f.recorded), i+max)]), nil
 }
 
 func (f *fakeClearer) snapshot() []clearCall {
@@ -314,5 +333,80 @@ func TestReaperRetriesFailedClear(t *testing.T) {
 	want := leave(t, mc, "node-f", w)
 	if !fc.waitCall(want, 10*time.Second) {
 		t.Fatalf("a failed ClearNode for node-f was not retried; calls %v", fc.snapshot())
+	}
+}
+
+// TestReaperSweepsWhatNoLeaderSaw: presence recorded under (node, epoch) pairs that left
+// the live set while no reaper led is cleared when a leader starts (a node gone
+// altogether, even one whose epoch is newer than any live one, and a live node's older
+// epochs), and nothing else is: not a live pair, not a pair newer than its node's listed
+// epoch (a listing behind the store). The dead pairs fill more than one page.
+func TestReaperSweepsWhatNoLeaderSaw(t *testing.T) {
+	root := freshRoot()
+	mc := openCoord(t, root)
+	a, _ := register(t, mc, "node-a")
+	b, _ := register(t, mc, "node-b")
+	c := openCoord(t, root)
+	w := startWatcher(t, c)
+	waitLive(t, w, a)
+	waitLive(t, w, b)
+
+	var want []clearCall
+	recorded := []store.NodeEpoch{{Node: "node-a", Epoch: a.Epoch}} // live: kept
+	// node-b's epochs before the live one, and 150 nodes that are gone altogether, each
+	// with an epoch older than the live ones.
+	for i := range 3 {
+		ne := store.NodeEpoch{Node: "node-b", Epoch: int64(i + 1)}
+		recorded = append(recorded, ne)
+		want = append(want, clearCall{ne.Node, ne.Epoch})
+	}
+	recorded = append(recorded, store.NodeEpoch{Node: "node-b", Epoch: b.Epoch})
+	for i := range 150 {
+		ne := store.NodeEpoch{Node: fmt.Sprintf("node-dead-%03d", i), Epoch: int64(i + 1)}
+		recorded = append(recorded, ne)
+		want = append(want, clearCall{ne.Node, ne.Epoch})
+	}
+	gone := store.NodeEpoch{Node: "node-gone", Epoch: max(a.Epoch, b.Epoch) + 1000}
+	recorded = append(recorded, gone)
+	want = append(want, clearCall{gone.Node, gone.Epoch})
+	ahead := store.NodeEpoch{Node: "node-b", Epoch: b.Epoch + 1000}
+	recorded = append(recorded, ahead)
+	slices.SortFunc(recorded, func(x, y store.NodeEpoch) int {
+		if x.Node != y.Node {
+			return strings.Compare(x.Node, y.Node)
+		}
+		return cmp.Compare(x.Epoch, y.Epoch)
+	})
+	fc := newFakeClearer()
+	fc.recorded = recorded
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		watcher.RunReaper(ctx, c, w, fc, "reaper-sweep", testenv.Logger(t))
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	for _, wc := range want {
+		if !fc.waitCall(wc, 15*time.Second) {
+			t.Fatalf("the new leader did not clear %v; calls %v", wc, fc.snapshot())
+		}
+	}
+	// The sweep is done once the last page was read; then nothing else is cleared.
+	testenv.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		fc.mu.Lock()
+		defer fc.mu.Unlock()
+		if fc.listed < 2 {
+			return fmt.Errorf("%d pages read", fc.listed)
+		}
+		return nil
+	})
+	if calls := fc.snapshot(); len(calls) != len(want) {
+		t.Fatalf("%d pairs cleared, want %d: %v", len(calls), len(want), calls)
+	}
+	for _, keep := range []store.NodeEpoch{{Node: "node-a", Epoch: a.Epoch}, {Node: "node-b", Epoch: b.Epoch}, ahead} {
+		if n := fc.count(clearCall{keep.Node, keep.Epoch}); n != 0 {
+			t.Fatalf("%v cleared; it is live, or newer than its node's listed epoch", keep)
+		}
 	}
 }

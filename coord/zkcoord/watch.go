@@ -119,39 +119,64 @@ func decodeMarkChild(name string, data []byte, _ *zk.Stat) (coord.Quarantine, bo
 }
 
 // listChildren reads every child of dir and its data. With watch, it also arms a children
-// watch and returns its channel.
+// watch and returns its channel. The set it returns is one the directory held at one
+// moment: when the children changed while their data was read (a child deleted and created
+// again would show an epoch newer than the listing), it reads them again. Callers judge an
+// epoch missing from the set as gone only because the set is such a snapshot.
 func listChildren[T any](ctx context.Context, c *Coordinator, dir string, watch bool,
 	decode func(name string, data []byte, st *zk.Stat) (T, bool)) ([]T, <-chan zk.Event, error) {
 	type got struct {
-		names []string
-		ch    <-chan zk.Event
+		names    []string
+		cversion int32
+		ch       <-chan zk.Event
 	}
-	g, err := call(ctx, func() (got, error) {
-		if watch {
-			names, _, ch, err := c.conn.ChildrenW(dir)
-			return got{names, ch}, err
-		}
-		names, _, err := c.conn.Children(dir)
-		return got{names, nil}, err
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	sort.Strings(g.names)
-	out := make([]T, 0, len(g.names))
-	for _, name := range g.names {
-		data, st, err := callGet(ctx, c, dir+"/"+name)
-		if errors.Is(err, zk.ErrNoNode) {
-			continue // deleted since the listing; the watch reports it
-		}
+	for {
+		g, err := call(ctx, func() (got, error) {
+			if watch {
+				names, st, ch, err := c.conn.ChildrenW(dir)
+				return got{names, cversionOf(st), ch}, err
+			}
+			names, st, err := c.conn.Children(dir)
+			return got{names, cversionOf(st), nil}, err
+		})
 		if err != nil {
 			return nil, nil, err
 		}
-		if v, ok := decode(name, data, st); ok {
-			out = append(out, v)
+		sort.Strings(g.names)
+		out := make([]T, 0, len(g.names))
+		for _, name := range g.names {
+			data, st, err := callGet(ctx, c, dir+"/"+name)
+			if errors.Is(err, zk.ErrNoNode) {
+				continue // deleted since the listing; the watch reports it
+			}
+			if err != nil {
+				return nil, nil, err
+			}
+			if v, ok := decode(name, data, st); ok {
+				out = append(out, v)
+			}
+		}
+		if len(g.names) == 0 {
+			return out, g.ch, nil
+		}
+		after, err := call(ctx, func() (int32, error) {
+			_, st, err := c.conn.Exists(dir)
+			return cversionOf(st), err
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		if after == g.cversion {
+			return out, g.ch, nil
 		}
 	}
-	return out, g.ch, nil
+}
+
+func cversionOf(st *zk.Stat) int32 {
+	if st == nil {
+		return 0
+	}
+	return st.Cversion
 }
 
 // watchChildren delivers dir's children now and after every change, re-arming the one-shot

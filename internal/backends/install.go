@@ -1,7 +1,8 @@
-// Package backends starts the real servers Switchboard runs against — a ZooKeeper ensemble and
-// a Redis server — from Debian's packages, on free loopback ports, and stops them again. The
-// integration tests, `switchboard backends` and scripts/backends.sh all use it, so a test never
-// depends on a server somebody started by hand.
+// Package backends starts the real servers Switchboard runs against — a ZooKeeper ensemble, a
+// Redis server, a Redis Cluster, a Redis primary with replicas behind Sentinel — from Debian's
+// packages, on free loopback ports, and stops them again. The integration tests, `switchboard
+// backends` and scripts/backends.sh all use it, so a test never depends on a server somebody
+// started by hand.
 package backends
 
 import (
@@ -26,7 +27,7 @@ func Missing() []string {
 	if _, err := os.Stat(ZooKeeperJar); err != nil {
 		missing = append(missing, ZooKeeperJar)
 	}
-	for _, bin := range []string{"java", "redis-server"} {
+	for _, bin := range []string{"java", "redis-server", "redis-sentinel", "redis-cli"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			missing = append(missing, bin)
 		}

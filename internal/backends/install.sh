@@ -9,12 +9,26 @@ set -euo pipefail
 need=()
 [ -f /usr/share/java/zookeeper.jar ] || need+=(zookeeper)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# Sentinel failover tests run three redis-sentinel processes; redis-cli (in redis-tools, which
+# redis-server depends on) creates and reshards the test Redis Cluster.
+command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
+command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 command -v java >/dev/null 2>&1 || need+=(default-jre-headless)
 # The tests drive the system with the clients users have: mosquitto_sub/pub, and MQTT.js
 # on Node.js (its npm packages come from the npm registry, see scripts/test.sh).
 command -v mosquitto_sub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+# The dashboard is tested in a real headless Chromium; the Python client example runs on
+# Debian's python3 with Debian's paho-mqtt (PyPI is not used).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import paho.mqtt.client' >/dev/null 2>&1 || need+=(python3 python3-paho-mqtt)
+# The deployment files in deploy/ are checked against the real software: HAProxy in front
+# of real nodes, promtool (from the prometheus package) on the alert rules, systemd-analyze
+# on the units.
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ "${SWITCHBOARD_INSTALL_BENCH:-0}" = 1 ]; then
 	command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
 fi

@@ -25,6 +25,11 @@ type RedisConfig struct {
 	// TLSCert and TLSKey, when set, make the server listen for TLS only (with TLSCA
 	// trusted for client certificates, which are then optional).
 	TLSCert, TLSKey, TLSCA string
+	// Port is the port to listen on; 0 means a free one.
+	Port int
+	// Args are more redis-server arguments ("--replicaof", "127.0.0.1 6379", ...), after
+	// the defaults, so they override them.
+	Args []string
 }
 
 // Redis is a running redis-server on 127.0.0.1.
@@ -50,9 +55,12 @@ func StartRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
 	}
-	ports, err := FreePorts(1)
-	if err != nil {
-		return nil, err
+	ports := []int{cfg.Port}
+	if cfg.Port == 0 {
+		var err error
+		if ports, err = FreePorts(1); err != nil {
+			return nil, err
+		}
 	}
 	argv := []string{"redis-server", "--bind", "127.0.0.1"}
 	var tlsCfg *tls.Config
@@ -82,6 +90,7 @@ func StartRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 	if cfg.MaxMemory != "" {
 		argv = append(argv, "--maxmemory", cfg.MaxMemory)
 	}
+	argv = append(argv, cfg.Args...)
 	r := &Redis{
 		Addr: fmt.Sprintf("127.0.0.1:%d", ports[0]),
 		tls:  tlsCfg,
@@ -127,6 +136,12 @@ func (r *Redis) Resume() error { return r.proc.signal(syscall.SIGCONT) }
 
 // Close stops the server.
 func (r *Redis) Close() error { return r.Kill() }
+
+// Running reports whether the server process is up.
+func (r *Redis) Running() bool { return r.proc.running() }
+
+// LogPath is the server's log file.
+func (r *Redis) LogPath() string { return r.proc.logPath }
 
 // Ping sends PING over the Redis protocol and expects +PONG.
 func Ping(ctx context.Context, addr string) error { return ping(ctx, addr, nil) }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/internal/backends"
+	"github.com/switchboard-mqtt/switchboard/internal/progress"
 )
 
 // devBackends are the real servers `backends` and `up` start from Debian's packages.
@@ -16,16 +17,18 @@ type devBackends struct {
 	redis    *backends.Redis
 }
 
-func startDevBackends(ctx context.Context, dir string) (*devBackends, error) {
+func startDevBackends(ctx context.Context, dir string, prog *progress.Line) (*devBackends, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", dir, err)
 	}
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
+	prog.Set("starting a 3-server ZooKeeper ensemble in %s (installing it first if it is missing)", filepath.Join(dir, "zookeeper"))
 	e, err := backends.StartEnsemble(sctx, backends.EnsembleConfig{Dir: filepath.Join(dir, "zookeeper"), TickTime: 500 * time.Millisecond})
 	if err != nil {
 		return nil, err
 	}
+	prog.Set("starting Redis in %s", filepath.Join(dir, "redis"))
 	r, err := backends.StartRedis(sctx, backends.RedisConfig{Dir: filepath.Join(dir, "redis")})
 	if err != nil {
 		e.Close()
@@ -46,7 +49,9 @@ func runBackends(ctx context.Context, e env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	b, err := startDevBackends(ctx, dir)
+	prog := startProgress(e, false)
+	b, err := startDevBackends(ctx, dir, prog)
+	prog.Stop()
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/switchboard-mqtt/switchboard/bench"
+	"github.com/switchboard-mqtt/switchboard/internal/progress"
 )
 
 func runBench(ctx context.Context, e env, args []string) error {
@@ -63,7 +64,7 @@ func (o *benchOutput) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.asJSON, "json", false, "print the result as JSON")
 	fs.StringVar(&o.label, "label", "", "label recorded in the JSON result (for bench report)")
 	fs.StringVar(&o.system, "system", "", "system name recorded in the JSON result (for bench report)")
-	fs.StringVar(&o.progress, "progress", "auto", "progress line on stderr: auto (when it is a terminal), always, never")
+	fs.StringVar(&o.progress, "progress", "auto", "progress line on stderr: auto (when it is a terminal and not --json), always, never")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the generator's own CPU profile to this file (to check it is not the bottleneck)")
 }
 
@@ -90,11 +91,9 @@ func (o *benchOutput) progressWriter(e env) (io.Writer, error) {
 		return e.stderr, nil
 	case "never":
 		return nil, nil
-	case "auto":
-		if f, ok := e.stderr.(*os.File); ok {
-			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-				return e.stderr, nil
-			}
+	case "auto": // a terminal, and not --json: the shared rule of every long-running command
+		if !o.asJSON && progress.IsTerminal(e.stderr) {
+			return e.stderr, nil
 		}
 		return nil, nil
 	}

@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-
-	"github.com/switchboard-mqtt/switchboard/internal/version"
 )
 
 // Exit codes.
@@ -23,6 +21,7 @@ const (
 // env is what a command gets to work with.
 type env struct {
 	stdout, stderr io.Writer
+	probe          *probe // set by `config`: stop a role's command early (config.go)
 }
 
 type command struct {
@@ -43,13 +42,11 @@ func commands() []command {
 		{"mailbox", "show a client's mailbox", runMailbox},
 		{"quarantine", "take a node out of service by hand: quarantine NODE --reason \"...\"", runQuarantine},
 		{"release", "lift a node's quarantine: release NODE", runRelease},
+		{"config", "check a config file (config check FILE) or print every setting with its default (config example)", runConfig},
 		{"passwd", "set a user's password in the credentials file: passwd FILE USER (password on stdin)", runPasswd},
 		{"backends", "start a ZooKeeper ensemble and a Redis on this machine for development", runBackends},
 		{"bench", "load generator: bench direct|pubsub|connect|report", runBench},
-		{"version", "print the version", func(_ context.Context, e env, _ []string) error {
-			fmt.Fprintln(e.stdout, version.Version)
-			return nil
-		}},
+		{"version", "print the version and the commit it was built from (--json)", runVersion},
 	}
 }
 
@@ -115,7 +112,8 @@ func printUsage(w io.Writer) {
 		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun `switchboard <command> -h` for a command's flags. Every flag can also be set")
-	fmt.Fprintln(w, "through the environment: --session-timeout is SWITCHBOARD_SESSION_TIMEOUT.")
+	fmt.Fprintln(w, "through the environment: --session-timeout is SWITCHBOARD_SESSION_TIMEOUT; a role's")
+	fmt.Fprintln(w, "also in its --config file (`switchboard config example` shows every setting).")
 }
 
 // splitList splits a comma-separated list, dropping empty items.

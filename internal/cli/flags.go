@@ -28,8 +28,16 @@ func newFlagSet(name string, e env) *flag.FlagSet {
 }
 
 // parse parses args, then fills every flag not given on the command line from its
-// environment variable SWITCHBOARD_<NAME> (upper case, '-' as '_').
+// environment variable SWITCHBOARD_<NAME> (upper case, '-' as '_'), then, for a role's
+// command, every flag still not given from the --config file (config.go).
 func parse(fs *flag.FlagSet, args []string) error {
+	cf := roleConfig(fs)
+	if cf != nil && cf.probe != nil {
+		cf.probe.fs = fs
+		if cf.probe.stage == probeFlags {
+			return errProbed
+		}
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -57,6 +65,11 @@ func parse(fs *flag.FlagSet, args []string) error {
 	})
 	if len(errs) > 0 {
 		return usageError{errors.Join(errs...)}
+	}
+	if cf != nil && cf.path != "" {
+		given := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+		return cf.apply(fs, given)
 	}
 	return nil
 }
@@ -119,7 +132,8 @@ func (o *coordOptions) validate() error {
 	o.authValue = auth
 	switch {
 	case o.servers == "" && o.etcd == "":
-		return usagef("--zk (comma-separated host:port of the ZooKeeper ensemble) or --etcd is required")
+		return usagef("--zk (comma-separated host:port of the ZooKeeper ensemble) or --etcd is required " +
+			"(status, quarantine and release need neither in the directory where `switchboard up` runs)")
 	case o.servers != "" && o.etcd != "":
 		return usagef("give --zk or --etcd, not both")
 	case o.etcd != "":
@@ -164,45 +178,73 @@ type redisOptions struct {
 	addr      string
 	sentinels string
 	master    string
+	cluster   string
 	password  secretFlag
 	prefix    string
 	tls       tlsOptions
+	// durability and durabilityTimeout are redisstore.Config's.
+	durability        string
+	durabilityTimeout time.Duration
 }
 
 func (o *redisOptions) register(fs *flag.FlagSet) {
-	fs.StringVar(&o.addr, "redis", "", "Redis address host:port (presence and mailboxes)")
+	redisAddrVar(fs, &o.addr) // host:port or a redis:// URL (redisurl.go)
 	fs.StringVar(&o.sentinels, "redis-sentinels", "", "Redis Sentinel addresses, comma-separated (instead of --redis)")
 	fs.StringVar(&o.master, "redis-master", "mymaster", "Sentinel master name")
+	fs.StringVar(&o.cluster, "redis-cluster", "", "Redis Cluster nodes, comma-separated host:port (some of them are enough; instead of --redis)")
+	fs.StringVar(&o.durability, "redis-durability", "",
+		"what a write has survived when it is acknowledged: none (the primary has it), replica (a replica has it too: WAIT), "+
+			"aof (fsynced, on a replica too if any: WAITAOF, Redis 7.2+); empty: replica if the primary has a replica at start, else none with a warning")
+	fs.DurationVar(&o.durabilityTimeout, "redis-durability-timeout", redisstore.DefaultConfig().DurabilityTimeout,
+		"how long a batch of writes waits for its replica (or fsync) before it is refused (503)")
 	o.password.register(fs, "redis-password", "the Redis password")
 	fs.StringVar(&o.prefix, "redis-prefix", "sb", "key prefix")
 	o.tls.register(fs, "redis-tls-", "connections to Redis (the CA verifies the server; a cert/key is sent as a client certificate)")
 }
 
+// given reports whether any flag names a Redis to use.
+func (o *redisOptions) given() bool { return o.addr != "" || o.sentinels != "" || o.cluster != "" }
+
 func (o *redisOptions) open(ctx context.Context, log *slog.Logger) (*redisstore.Store, error) {
-	if o.addr == "" && o.sentinels == "" {
-		return nil, usagef("--redis is required (host:port)")
+	cfg, err := o.config(log)
+	if err != nil {
+		return nil, err
+	}
+	return redisstore.New(ctx, cfg)
+}
+
+// config builds and validates the store's configuration without connecting.
+func (o *redisOptions) config(log *slog.Logger) (redisstore.Config, error) {
+	if !o.given() {
+		return redisstore.Config{}, usagef("--redis is required (host:port or a redis:// URL; or --redis-sentinels, or --redis-cluster)")
 	}
 	cfg := redisstore.DefaultConfig()
 	cfg.Addr = o.addr
+	cfg.ClusterAddrs = splitList(o.cluster)
+	cfg.Durability = redisstore.Durability(o.durability)
+	cfg.DurabilityTimeout = o.durabilityTimeout
 	cfg.SentinelAddrs = splitList(o.sentinels)
 	if len(cfg.SentinelAddrs) > 0 {
 		cfg.MasterName = o.master
 	}
 	var err error
 	if cfg.Password, err = o.password.get(); err != nil {
-		return nil, err
+		return cfg, err
 	}
 	cfg.Prefix = o.prefix
 	tlsCfg, err := o.tls.client("redis-tls-")
 	if err != nil {
-		return nil, err
+		return cfg, err
 	}
 	cfg.TLS = tlsCfg
+	if err := applyRedisURL(&cfg); err != nil {
+		return cfg, err
+	}
 	cfg.Logger = log
 	if err := cfg.Validate(); err != nil {
-		return nil, usageError{err}
+		return cfg, usageError{err}
 	}
-	return redisstore.New(ctx, cfg)
+	return cfg, nil
 }
 
 // tlsOptions are a certificate, its key and a CA, for one listener or client.

@@ -17,18 +17,21 @@ import (
 )
 
 func runMonitor(ctx context.Context, e env, args []string) error {
-	fs := newFlagSet("monitor", e)
+	fs := newRoleFlagSet("monitor", e)
 	cfg := monitor.DefaultConfig()
 	var (
-		lo    logOptions
-		zo    coordOptions
-		ro    redisOptions
-		admin string
+		lo        logOptions
+		zo        coordOptions
+		ro        redisOptions
+		admin     string
+		advertise string
 	)
 	lo.register(fs)
 	zo.register(fs)
 	ro.register(fs)
 	fs.StringVar(&admin, "admin", "127.0.0.1:9884", "HTTP address for /healthz, /metrics and /v1/state")
+	fs.StringVar(&advertise, "advertise-admin", "",
+		"the --admin address as routers dial it, published with this monitor's candidacy so their dashboards show its probes (default: the bound --admin address)")
 	fs.StringVar(&cfg.ID, "id", cfg.ID, "this monitor's name (unique among monitors)")
 	fs.DurationVar(&cfg.Interval, "interval", cfg.Interval, "time between probe rounds")
 	fs.DurationVar(&cfg.ProbeTimeout, "probe-timeout", cfg.ProbeTimeout, "a node's probes slower than this fail")
@@ -42,6 +45,7 @@ func runMonitor(ctx context.Context, e env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	cfg.ZooKeeper = splitList(zo.servers) // its servers' srvr answers are exported at /metrics
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
 	}
@@ -53,6 +57,14 @@ func runMonitor(ctx context.Context, e env, args []string) error {
 	if err := zo.validate(); err != nil {
 		return err
 	}
+	if ro.given() {
+		if _, err := ro.config(log); err != nil {
+			return err
+		}
+	}
+	if err := e.validated(fs); err != nil {
+		return err
+	}
 	c, err := zo.open(ctx, log)
 	if err != nil {
 		return err
@@ -61,6 +73,10 @@ func runMonitor(ctx context.Context, e env, args []string) error {
 	l, err := net.Listen("tcp", admin)
 	if err != nil {
 		return fmt.Errorf("--admin %s: %w", admin, err)
+	}
+	cfg.AdminAddr = advertise
+	if cfg.AdminAddr == "" {
+		cfg.AdminAddr = l.Addr().String()
 	}
 	w, err := watcher.Start(ctx, c, log)
 	if err != nil {
@@ -107,6 +123,9 @@ func runQuarantine(ctx context.Context, e env, args []string) error {
 	)
 	zo.register(fs)
 	fs.StringVar(&reason, "reason", "", "why (required; shown in status and the node's logs)")
+	var wait time.Duration
+	fs.DurationVar(&wait, "wait", 0, "then wait this long at most for the node to leave the live set and move its clients off, "+
+		"with progress on a terminal (0: return once the mark is set)")
 	if err := parse(fs, reorder(args)); err != nil {
 		return err
 	}
@@ -121,6 +140,9 @@ func runQuarantine(ctx context.Context, e env, args []string) error {
 	if err := coord.ValidateID(node); err != nil {
 		return usageError{err}
 	}
+	if err := zo.discover(fs, e); err != nil {
+		return err
+	}
 	c, err := zo.open(ctx, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
@@ -134,16 +156,22 @@ func runQuarantine(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	members, err := c.Members(qctx)
+	admin := ""
 	if err == nil {
 		found := false
 		for _, m := range members {
-			found = found || m.ID == node
+			if m.ID == node {
+				found, admin = true, m.AdminAddr
+			}
 		}
 		if !found {
 			fmt.Fprintf(e.stderr, "note: %s is not in the live set; the mark stands and keeps it out when it starts\n", node)
 		}
 	}
 	fmt.Fprintf(e.stdout, "quarantined %s: %s\n", node, reason)
+	if wait > 0 {
+		return waitDrained(ctx, e, c, node, admin, wait)
+	}
 	return nil
 }
 
@@ -151,6 +179,8 @@ func runRelease(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet("release", e)
 	var zo coordOptions
 	zo.register(fs)
+	var wait time.Duration
+	fs.DurationVar(&wait, "wait", 0, "then wait this long at most for the node to register again, with progress on a terminal (0: return once the mark is gone)")
 	if err := parse(fs, reorder(args)); err != nil {
 		return err
 	}
@@ -161,6 +191,9 @@ func runRelease(ctx context.Context, e env, args []string) error {
 	node := fs.Arg(0)
 	if err := coord.ValidateID(node); err != nil {
 		return usageError{err}
+	}
+	if err := zo.discover(fs, e); err != nil {
+		return err
 	}
 	c, err := zo.open(ctx, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -176,5 +209,8 @@ func runRelease(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "released %s\n", node)
+	if wait > 0 {
+		return waitRejoined(ctx, e, c, node, wait)
+	}
 	return nil
 }

@@ -8,7 +8,7 @@ import (
 )
 
 func runNode(ctx context.Context, e env, args []string) error {
-	fs := newFlagSet("node", e)
+	fs := newRoleFlagSet("node", e)
 	d := node.DefaultConfig()
 	cfg := d
 	var (
@@ -40,6 +40,8 @@ func runNode(ctx context.Context, e env, args []string) error {
 	fs.DurationVar(&cfg.ClockSkew, "clock-skew", 0, "testing: pretend this machine's wall clock is off by this much (expiry never depends on it)")
 	fs.DurationVar(&cfg.Lease.Interval, "lease-interval", d.Lease.Interval, "how often the node takes its notices (at most half the lease)")
 	fs.IntVar(&cfg.MailboxLimit, "mailbox-limit", d.MailboxLimit, "most messages in one client's mailbox")
+	fs.DurationVar(&cfg.AuditInterval, "presence-audit", d.AuditInterval,
+		"how often every connected client's presence is checked against the store and put right (0: never)")
 	fs.DurationVar(&cfg.Quarantine.Grace, "quarantine-grace", d.Quarantine.Grace,
 		"when quarantined, stay in the live set this long (healthz 503) so the load balancer drops the node first")
 	fs.IntVar(&cfg.Quarantine.MoveRate, "move-rate", d.Quarantine.MoveRate, "clients a second moved off a quarantined node")
@@ -120,8 +122,6 @@ func runNode(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	authn.Start(ctx)
-	defer authn.Wait()
 	cfg.Auth = authn
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
@@ -129,6 +129,14 @@ func runNode(ctx context.Context, e env, args []string) error {
 	if err := zo.validate(); err != nil {
 		return err
 	}
+	if _, err := ro.config(log); err != nil {
+		return err
+	}
+	if err := e.validated(fs); err != nil {
+		return err
+	}
+	authn.Start(ctx)
+	defer authn.Wait()
 	st, err := ro.open(ctx, log)
 	if err != nil {
 		return err

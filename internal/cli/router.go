@@ -15,13 +15,14 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/internal/tlsconf"
 	"github.com/switchboard-mqtt/switchboard/router"
 	"github.com/switchboard-mqtt/switchboard/store"
 	"github.com/switchboard-mqtt/switchboard/watcher"
 )
 
 func runRouter(ctx context.Context, e env, args []string) error {
-	fs := newFlagSet("router", e)
+	fs := newRoleFlagSet("router", e)
 	cfg := router.DefaultConfig()
 	var (
 		lo     logOptions
@@ -85,6 +86,12 @@ func runRouter(ctx context.Context, e env, args []string) error {
 			"their clients' messages are then only queued")
 	}
 	if err := zo.validate(); err != nil {
+		return err
+	}
+	if _, err := ro.config(log); err != nil {
+		return err
+	}
+	if err := e.validated(fs); err != nil {
 		return err
 	}
 	st, err := ro.open(ctx, log)
@@ -177,12 +184,22 @@ func startRouter(ctx context.Context, cfg router.Config, c coord.Coordinator, st
 		w.Close()
 		return nil, err
 	}
+	tlsconf.RegisterExpiry(r.Registry(), "api", serverTLS)
+	tlsconf.RegisterExpiry(r.Registry(), "internal", cfg.WireTLS) // its client certificate, with mutual TLS
+	// The web dashboard (/ui) is served beside the API, behind the same tokens.
+	ui, err := router.NewDashboard(router.DefaultDashboardConfig(), r, c, log)
+	if err != nil {
+		r.Close()
+		w.Close()
+		return nil, err
+	}
 	rctx, cancel := context.WithCancel(context.Background())
-	h := r.Handler()
+	h := ui.Handler()
 	if tokens != nil {
-		h = r.AuthHandler(tokens)
+		h = ui.AuthHandler(tokens)
 	}
 	s := &routerServer{r: r, w: w, cancel: cancel, stopped: make(chan struct{}), http: r.HTTPServer(h)}
+	s.http.RegisterOnShutdown(ui.Close) // its live streams end, so Shutdown need not wait for them
 	// The cap counts TCP connections, under TLS, so a handshake that never completes holds
 	// a slot only until the read header timeout.
 	l = netutil.LimitListener(l, cfg.HTTP.MaxConnections)

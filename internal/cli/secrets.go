@@ -81,6 +81,11 @@ func (s *secretFlag) get() (string, error) {
 // Call it once the command has its logger.
 func warnSecrets(fs *flag.FlagSet, log *slog.Logger) {
 	fs.Visit(func(f *flag.Flag) {
+		if u, ok := f.Value.(*urlFlag); ok && u.onCommandLine && hasURLPassword(*u.dst) {
+			log.Warn(fmt.Sprintf("--%s was given on the command line with a password in its URL, where any user of this machine can read it in the process list; use %s instead",
+				u.name, u.instead), "flag", "--"+u.name)
+			return
+		}
 		v, ok := f.Value.(*secretValue)
 		if !ok || !v.onCommandLine || *v.dst == "" {
 			return

@@ -55,6 +55,9 @@ func runSend(ctx context.Context, e env, args []string) error {
 	if ttl != "" {
 		req.TTL, _ = json.Marshal(ttl)
 	}
+	if err := discoverAPI(fs, e, &api); err != nil {
+		return err
+	}
 	var res router.Result
 	raw, err := postJSON(ctx, api+"/v1/messages", apiToken, req, &res)
 	if err != nil {
@@ -93,6 +96,9 @@ func runMailbox(ctx context.Context, e env, args []string) error {
 	warnSecrets(fs, stderrLogger(e))
 	if to == "" {
 		return usagef("--to is required")
+	}
+	if err := discoverAPI(fs, e, &api); err != nil {
+		return err
 	}
 	var v router.MailboxView
 	raw, err := getJSON(ctx, fmt.Sprintf("%s/v1/clients/%s/mailbox?limit=%d", api, url.PathEscape(to), limit), apiToken, &v)

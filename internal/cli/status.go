@@ -31,6 +31,9 @@ func runStatus(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	warnSecrets(fs, stderrLogger(e))
+	if err := zo.discover(fs, e); err != nil {
+		return err
+	}
 	c, err := zo.open(ctx, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
@@ -45,8 +48,12 @@ func runStatus(ctx context.Context, e env, args []string) error {
 	if st.Quarantined, err = c.Quarantines(qctx); err != nil {
 		return err
 	}
-	if st.MonitorLeader, err = c.Leader(qctx, "monitor"); err != nil && !errors.Is(err, coord.ErrNotFound) {
+	candidate, err := c.Leader(qctx, "monitor")
+	if err != nil && !errors.Is(err, coord.ErrNotFound) {
 		return err
+	}
+	if candidate != "" {
+		st.MonitorLeader = coord.ParseCandidate(candidate).ID // its admin address is for dashboards
 	}
 	if asJSON {
 		enc := json.NewEncoder(e.stdout)

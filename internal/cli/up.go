@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 	"github.com/switchboard-mqtt/switchboard/auth"
 	"github.com/switchboard-mqtt/switchboard/coord"
 	"github.com/switchboard-mqtt/switchboard/coord/etcdcoord"
+	"github.com/switchboard-mqtt/switchboard/internal/progress"
 	"github.com/switchboard-mqtt/switchboard/monitor"
 	"github.com/switchboard-mqtt/switchboard/node"
 	"github.com/switchboard-mqtt/switchboard/router"
@@ -36,7 +38,7 @@ type upOptions struct {
 }
 
 func runUp(ctx context.Context, e env, args []string) error {
-	fs := newFlagSet("up", e)
+	fs := newRoleFlagSet("up", e)
 	var (
 		lo logOptions
 		o  upOptions
@@ -48,8 +50,17 @@ func runUp(ctx context.Context, e env, args []string) error {
 	fs.IntVar(&o.mqttPort, "mqtt-port", 1883, "MQTT port of the first node; the others take the next ports")
 	fs.StringVar(&o.api, "api", "127.0.0.1:8080", "router API listen address")
 	fs.StringVar(&o.dataDir, "data-dir", ".switchboard", "where the embedded coordination and store keep their data")
+	// A development cluster reacts quickly, and its banner and tour come first: the roles'
+	// log is warnings only unless -v or --log-level asks for more.
+	setDefault(fs, "session-timeout", "5s")
+	setDefault(fs, "log-level", "warn")
+	var verbose bool
+	fs.BoolVar(&verbose, "v", false, "log what the roles do (--log-level info; --log-level debug for more)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if verbose && !flagSet(fs, "log-level") {
+		lo.level = "info"
 	}
 	if o.nodes < 1 || o.nodes > 64 {
 		return usagef("--nodes %d: want 1 to 64", o.nodes)
@@ -57,19 +68,26 @@ func runUp(ctx context.Context, e env, args []string) error {
 	if o.mqttPort < 1 || o.mqttPort+o.nodes-1 > 65535 {
 		return usagef("--mqtt-port %d: out of range for %d nodes", o.mqttPort, o.nodes)
 	}
-	if !flagSet(fs, "session-timeout") {
-		o.co.sessionTimeout = 5 * time.Second // a development cluster reacts quickly
-	}
 	if o.co.servers != "" || o.co.etcd != "" {
 		if err := o.co.validate(); err != nil {
 			return err
 		}
 	}
-	log, err := lo.logger(e.stderr)
+	if o.redis.given() {
+		if _, err := o.redis.config(nil); err != nil {
+			return err
+		}
+	}
+	prog := startProgress(e, false)
+	defer prog.Stop()
+	log, err := lo.logger(prog.Interleave(e.stderr))
 	if err != nil {
 		return err
 	}
 	warnSecrets(fs, log)
+	if err := e.validated(fs); err != nil {
+		return err
+	}
 
 	// Everything that can be refused is checked before anything starts.
 	unlock, err := lockDataDir(o.dataDir)
@@ -93,7 +111,7 @@ func runUp(ctx context.Context, e env, args []string) error {
 	}
 	defer apiL.Close()
 
-	u := &upCluster{log: log}
+	u := &upCluster{log: log, prog: prog}
 	defer u.close()
 	if err := u.startBackends(ctx, o); err != nil {
 		return err
@@ -101,6 +119,12 @@ func runUp(ctx context.Context, e env, args []string) error {
 	if err := u.startRoles(ctx, o, apiL); err != nil {
 		return err
 	}
+	prog.Stop()
+	removeDiscovery, err := writeDiscovery(o.dataDir, u.discovery(o, apiL.Addr().String()))
+	if err != nil {
+		return err
+	}
+	defer removeDiscovery()
 	u.printTour(e, o)
 	<-ctx.Done()
 	fmt.Fprintln(e.stderr, "stopping...")
@@ -110,6 +134,7 @@ func runUp(ctx context.Context, e env, args []string) error {
 // upCluster is everything `up` runs, in the order it stops it.
 type upCluster struct {
 	log     *slog.Logger
+	prog    *progress.Line // the start-up's status line
 	etcd    *etcdcoord.Embedded
 	st      store.Store
 	stores  string // how the store was described to the user
@@ -124,12 +149,14 @@ type upCluster struct {
 func (u *upCluster) startBackends(ctx context.Context, o upOptions) error {
 	var err error
 	switch {
-	case o.redis.addr != "" || o.redis.sentinels != "":
+	case o.redis.given():
+		u.stores = "Redis at " + redactURL(o.redis.addr) + o.redis.sentinels + o.redis.cluster
+		u.prog.Set("connecting to %s", u.stores)
 		if u.st, err = o.redis.open(ctx, u.log); err != nil {
 			return err
 		}
-		u.stores = "Redis at " + o.redis.addr + o.redis.sentinels
 	default:
+		u.prog.Set("opening the embedded store in %s", filepath.Join(o.dataDir, "store"))
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		if u.st, err = embedded.Open(sctx, embedded.Config{Dir: filepath.Join(o.dataDir, "store"), Logger: u.log}); err != nil {
@@ -143,6 +170,7 @@ func (u *upCluster) startBackends(ctx context.Context, o upOptions) error {
 	case o.co.etcd != "":
 		u.coordBy = "etcd at " + o.co.etcd
 	default:
+		u.prog.Set("starting the embedded etcd in %s", filepath.Join(o.dataDir, "etcd"))
 		ectx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		defer cancel()
 		if u.etcd, err = etcdcoord.StartEmbedded(ectx, filepath.Join(o.dataDir, "etcd")); err != nil {
@@ -179,6 +207,7 @@ func (u *upCluster) startRoles(ctx context.Context, o upOptions, apiL net.Listen
 		return err
 	}
 	for i := range o.nodes {
+		u.prog.Set("starting node-%d of %d", i+1, o.nodes)
 		c, err := u.newCoord(ctx, o)
 		if err != nil {
 			return err
@@ -197,6 +226,7 @@ func (u *upCluster) startRoles(ctx context.Context, o upOptions, apiL net.Listen
 		}
 		u.nodes = append(u.nodes, n)
 	}
+	u.prog.Set("starting the router on %s", o.api)
 	rc, err := u.newCoord(ctx, o)
 	if err != nil {
 		return err
@@ -204,6 +234,7 @@ func (u *upCluster) startRoles(ctx context.Context, o upOptions, apiL net.Listen
 	if u.router, err = startRouter(ctx, router.DefaultConfig(), rc, u.st, apiL, nil, "router-up", nil, u.log); err != nil {
 		return err
 	}
+	u.prog.Set("starting the monitor")
 	mc, err := u.newCoord(ctx, o)
 	if err != nil {
 		return err
@@ -215,10 +246,21 @@ func (u *upCluster) startRoles(ctx context.Context, o upOptions, apiL net.Listen
 	u.closers = append(u.closers, mw.Close)
 	mcfg := monitor.DefaultConfig()
 	mcfg.ID = "monitor-up"
+	// The monitor's admin endpoint, on a free loopback port: the dashboard reads its probes
+	// there (the address goes with its candidacy).
+	ml, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("monitor admin: %w", err)
+	}
+	mcfg.AdminAddr = ml.Addr().String()
 	mon, err := monitor.New(mcfg, mc, mw, u.log)
 	if err != nil {
+		ml.Close()
 		return err
 	}
+	msrv := &http.Server{Handler: mon.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = msrv.Serve(ml) }()
+	u.closers = append(u.closers, func() { _ = msrv.Close() })
 	mctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); mon.Run(mctx) }()
@@ -260,14 +302,25 @@ func (u *upCluster) printTour(e env, o upOptions) {
 		fmt.Fprintf(w, "  %-8s mqtt://%s   admin http://%s/healthz\n", m.ID, m.MQTTAddr, m.AdminAddr)
 	}
 	fmt.Fprintf(w, "  router   http://%s   (POST /v1/messages)\n", o.api)
+	fmt.Fprintf(w, "  dashboard http://%s/ui\n", o.api)
 	fmt.Fprintf(w, "  coordination: %s\n  store:        %s\n\n", u.coordBy, u.stores)
 	host, port, _ := net.SplitHostPort(u.nodes[0].Member().MQTTAddr)
 	api := "http://" + o.api
 	fmt.Fprintf(w, "Anonymous MQTT clients are admitted and the API needs no token: this is a development cluster.\n\n")
 	fmt.Fprintf(w, "Try it:\n")
 	fmt.Fprintf(w, "  mosquitto_sub -h %s -p %s -i alice -q 1 -t inbox/alice\n", host, port)
-	fmt.Fprintf(w, "  switchboard send --api %s --to alice 'hello alice'\n", api)
-	fmt.Fprintf(w, "  switchboard mailbox --api %s --to bob\n\n", api)
+	// In the directory of up's default data dir the commands find the cluster by
+	// themselves (discover.go); elsewhere they are told where it is.
+	apiFlag, coordFlag := "", ""
+	if filepath.Clean(o.dataDir) != defaultUpDir {
+		apiFlag = " --api " + api
+		if u.etcd != nil {
+			coordFlag = " --etcd " + u.etcd.Endpoint()
+		}
+	}
+	fmt.Fprintf(w, "  switchboard send%s --to alice 'hello alice'\n", apiFlag)
+	fmt.Fprintf(w, "  switchboard mailbox%s --to bob\n", apiFlag)
+	fmt.Fprintf(w, "  switchboard status%s\n\n", coordFlag)
 	fmt.Fprintf(w, "Ctrl-C stops everything; messages waiting in mailboxes are kept in %s.\n", o.dataDir)
 }
 

@@ -3,10 +3,13 @@ package embedded
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/switchboard-mqtt/switchboard/store"
 )
 
 // clearChunk is how many clients one ClearNode transaction clears: a node with many
@@ -75,4 +78,53 @@ func clearSome(b buckets, node string, epoch int64, prefix []byte) (cleared int,
 		}
 	}
 	return cleared, more, nil
+}
+
+// RecordedEpochs returns up to max distinct (node, epoch) pairs of the node index after
+// after, in key order (by name(node), then epoch). The index is exact, so a pair is there
+// exactly while some presence names it: the pairs a reaper must look at.
+func (s *Store) RecordedEpochs(ctx context.Context, after store.NodeEpoch, max int) ([]store.NodeEpoch, error) {
+	if max <= 0 {
+		return nil, nil
+	}
+	max = min(max, store.MaxRecordedEpochs)
+	var out []store.NodeEpoch
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketNodes).Cursor()
+		var k []byte
+		if after == (store.NodeEpoch{}) {
+			k, _ = c.First()
+		} else if next := prefixEnd(nodeEpochPrefix(after.Node, after.Epoch)); next != nil {
+			k, _ = c.Seek(next)
+		}
+		for k != nil && len(out) < max {
+			node, rest, ok := readName(k)
+			if !ok || len(rest) < 8 {
+				return fmt.Errorf("%w: node index key %x", errCorrupt, k)
+			}
+			out = append(out, store.NodeEpoch{Node: node, Epoch: int64(binary.BigEndian.Uint64(rest) ^ (1 << 63))})
+			next := prefixEnd(k[:len(k)-len(rest)+8])
+			if next == nil {
+				break
+			}
+			k, _ = c.Seek(next)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, s.fail("recorded epochs", err)
+	}
+	return out, nil
+}
+
+// prefixEnd is the first key after every key that starts with p (nil: there is none).
+func prefixEnd(p []byte) []byte {
+	end := bytes.Clone(p)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
 }

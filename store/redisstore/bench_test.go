@@ -2,10 +2,15 @@ package redisstore_test
 
 import (
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/switchboard-mqtt/switchboard/store"
+	"github.com/switchboard-mqtt/switchboard/store/redisstore"
 	"github.com/switchboard-mqtt/switchboard/store/storetest"
 )
 
@@ -90,4 +95,96 @@ func BenchmarkLookup(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkDurability appends queued messages (offline clients, as a router does) with each
+// durability setting, against a primary with one replica and against the package's Redis
+// Cluster (3 primaries, each with a replica): one message per call from 16 goroutines,
+// and batches of 64 messages for as many clients from 4 goroutines. It reports messages
+// per second and the 99th percentile of one call. aof needs Redis 7.2 (WAITAOF); on an
+// older server it is left out (and said so).
+func BenchmarkDurability(b *testing.B) {
+	p, _ := startReplicated(b)
+	c := sharedCluster(b)
+	version := ""
+	if info, err := rawClient(b, p.Addr).Info(b.Context(), "server").Result(); err == nil {
+		for line := range strings.Lines(info) {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
+				version = v
+			}
+		}
+	}
+	for _, target := range []struct {
+		name string
+		cfg  func() redisstore.Config
+	}{
+		{"primary+replica", func() redisstore.Config { return testConfig(b, p.Addr) }},
+		{"cluster", func() redisstore.Config { return clusterConfig(b, c) }},
+	} {
+		for _, d := range []redisstore.Durability{redisstore.DurabilityNone, redisstore.DurabilityReplica, redisstore.DurabilityAOF} {
+			if d == redisstore.DurabilityAOF && !versionAtLeast72(version) {
+				b.Logf("durability aof left out: Redis %s has no WAITAOF (7.2 or later)", version)
+				continue
+			}
+			for _, shape := range []struct {
+				name         string
+				batch, procs int
+			}{{"1msg", 1, 16}, {"64msgs", 64, 4}} {
+				b.Run(fmt.Sprintf("%s/%s/%s", target.name, d, shape.name), func(b *testing.B) {
+					cfg := target.cfg()
+					cfg.Durability = d
+					s := open(b, cfg)
+					benchAppends(b, s, shape.batch, shape.procs)
+				})
+			}
+		}
+	}
+}
+
+// benchAppends appends b.N messages in calls of batch messages from procs goroutines, and
+// reports msgs/s and the p99 of a call in milliseconds.
+func benchAppends(b *testing.B, s *redisstore.Store, batch, procs int) {
+	var seq atomic.Int64
+	var mu sync.Mutex
+	var took []time.Duration
+	b.SetParallelism(procs)
+	start := time.Now()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		msgs := make([]store.Message, 0, batch)
+		var mine []time.Duration
+		flush := func() bool {
+			if len(msgs) == 0 {
+				return true
+			}
+			t0 := time.Now()
+			_, err := s.Append(b.Context(), 1<<30, msgs)
+			mine = append(mine, time.Since(t0))
+			msgs = msgs[:0]
+			if err != nil {
+				b.Error(err)
+			}
+			return err == nil
+		}
+		for pb.Next() {
+			n := seq.Add(1)
+			msgs = append(msgs, storetest.NewMessage(fmt.Sprint("bench-", n%benchClients), fmt.Sprint("m", n)))
+			if len(msgs) == batch && !flush() {
+				return
+			}
+		}
+		flush()
+		mu.Lock()
+		took = append(took, mine...)
+		mu.Unlock()
+	})
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if len(took) == 0 {
+		return
+	}
+	slices.Sort(took)
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+	b.ReportMetric(float64(took[len(took)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(0, "ns/op")
 }

@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"cmp"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -12,13 +13,28 @@ import (
 
 // Config says how to reach Redis and how to name keys.
 type Config struct {
-	// Addr is the host:port of a standalone Redis. Required unless SentinelAddrs is set.
+	// Addr is the host:port of a standalone Redis. Required unless SentinelAddrs or
+	// ClusterAddrs is set.
 	Addr string
 	// SentinelAddrs are host:port addresses of Sentinels; with MasterName they select
 	// Sentinel mode, in which the client follows the primary across failovers.
 	SentinelAddrs []string
 	// MasterName is the name the Sentinels monitor the primary under.
 	MasterName string
+	// ClusterAddrs are host:port addresses of some nodes of a Redis Cluster (one is
+	// enough; the client learns the others and follows slots as they move).
+	ClusterAddrs []string
+	// Durability is what an acknowledged write has survived (see Durability); the zero
+	// value chooses at New: DurabilityReplica when every primary reports a connected
+	// replica, else DurabilityNone, with a warning.
+	Durability Durability
+	// DurabilityTimeout bounds the wait for replicas (or fsyncs) after a batch of writes;
+	// a wait that runs out fails the call with store.ErrUnavailable. It must be shorter
+	// than ReadTimeout. Zero means the default.
+	DurabilityTimeout time.Duration
+	// Username is the ACL user (Redis 6 and later) Password belongs to; empty means the
+	// default user.
+	Username string
 	// Password authenticates to Redis (not to the Sentinels).
 	Password string
 	// TLS, if set, makes connections to Redis TLS (with a client certificate when the
@@ -44,8 +60,9 @@ type Config struct {
 
 // Defaults applied by DefaultConfig and by New to zero fields.
 const (
-	defaultPrefix  = "sb"
-	defaultTimeout = 2 * time.Second
+	defaultPrefix            = "sb"
+	defaultTimeout           = 2 * time.Second
+	defaultDurabilityTimeout = 500 * time.Millisecond
 )
 
 // DefaultConfig returns a Config for a standalone Redis on localhost with every default
@@ -57,8 +74,13 @@ func DefaultConfig() Config {
 		DialTimeout:  defaultTimeout,   // a local or LAN Redis answers in well under a second
 		ReadTimeout:  defaultTimeout,   // longer than any of our scripts should ever run
 		WriteTimeout: defaultTimeout,
-		PoolSize:     0,   // go-redis default: 10 per CPU
-		Logger:       nil, // discard
+		// Chosen at New: replica when every primary has a connected replica, else none.
+		Durability: DurabilityAuto,
+		// A replica on the same LAN acknowledges in about a round trip; one that has not
+		// in half a second is cut off or far behind, and the write is refused (503).
+		DurabilityTimeout: defaultDurabilityTimeout,
+		PoolSize:          0,   // go-redis default: 10 per CPU
+		Logger:            nil, // discard
 	}
 }
 
@@ -76,6 +98,9 @@ func (c Config) withDefaults() Config {
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = defaultTimeout
 	}
+	if c.DurabilityTimeout == 0 {
+		c.DurabilityTimeout = min(defaultDurabilityTimeout, c.ReadTimeout/2)
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -86,11 +111,40 @@ func (c Config) withDefaults() Config {
 // that have a default are valid.
 func (c Config) Validate() error {
 	var errs []error
+	var modes []string
+	if c.Addr != "" {
+		modes = append(modes, fmt.Sprintf("Addr %q", c.Addr))
+	}
+	if len(c.SentinelAddrs) > 0 {
+		modes = append(modes, fmt.Sprintf("SentinelAddrs %q", c.SentinelAddrs))
+	}
+	if len(c.ClusterAddrs) > 0 {
+		modes = append(modes, fmt.Sprintf("ClusterAddrs %q", c.ClusterAddrs))
+	}
 	switch {
-	case c.Addr == "" && len(c.SentinelAddrs) == 0:
-		errs = append(errs, errors.New("missing Addr: required unless SentinelAddrs is set"))
-	case c.Addr != "" && len(c.SentinelAddrs) > 0:
-		errs = append(errs, fmt.Errorf("both Addr %q and SentinelAddrs %q set: use one", c.Addr, c.SentinelAddrs))
+	case len(modes) == 0:
+		errs = append(errs, errors.New("missing Addr: required unless SentinelAddrs or ClusterAddrs is set"))
+	case len(modes) > 1:
+		errs = append(errs, fmt.Errorf("%s set: use one", strings.Join(modes, " and ")))
+	}
+	for i, a := range c.ClusterAddrs {
+		if err := checkHostPort(a); err != nil {
+			errs = append(errs, fmt.Errorf("bad ClusterAddrs[%d] %q: %w", i, a, err))
+		}
+	}
+	if len(c.ClusterAddrs) > 0 && c.DB != 0 {
+		errs = append(errs, fmt.Errorf("DB %d with ClusterAddrs: Redis Cluster has database 0 only", c.DB))
+	}
+	switch c.Durability {
+	case DurabilityAuto, DurabilityNone, DurabilityReplica, DurabilityAOF:
+	default:
+		errs = append(errs, fmt.Errorf("bad Durability %q: want none, replica, aof or empty (chosen at start)", c.Durability))
+	}
+	if c.DurabilityTimeout < 0 {
+		errs = append(errs, fmt.Errorf("negative DurabilityTimeout %v", c.DurabilityTimeout))
+	}
+	if read := cmp.Or(c.ReadTimeout, defaultTimeout); c.DurabilityTimeout >= read {
+		errs = append(errs, fmt.Errorf("DurabilityTimeout %v must be shorter than ReadTimeout %v (the wait is one command)", c.DurabilityTimeout, read))
 	}
 	if c.Addr != "" {
 		if err := checkHostPort(c.Addr); err != nil {

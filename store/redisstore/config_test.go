@@ -16,6 +16,10 @@ func TestConfigValidate(t *testing.T) {
 	if err := sentinel.Validate(); err != nil {
 		t.Fatalf("sentinel config: %v", err)
 	}
+	cluster := redisstore.Config{ClusterAddrs: []string{"10.0.0.1:7000", "10.0.0.2:7000"}, Durability: redisstore.DurabilityReplica}
+	if err := cluster.Validate(); err != nil {
+		t.Fatalf("cluster config: %v", err)
+	}
 	for _, c := range []struct {
 		name string
 		edit func(*redisstore.Config)
@@ -35,6 +39,12 @@ func TestConfigValidate(t *testing.T) {
 		{"NegativeRead", func(c *redisstore.Config) { c.ReadTimeout = -time.Second }, []string{"ReadTimeout", "-1s"}},
 		{"NegativeWrite", func(c *redisstore.Config) { c.WriteTimeout = -time.Second }, []string{"WriteTimeout", "-1s"}},
 		{"NegativePool", func(c *redisstore.Config) { c.PoolSize = -2 }, []string{"PoolSize", "-2"}},
+		{"AddrAndCluster", func(c *redisstore.Config) { c.ClusterAddrs = []string{"h:1"} }, []string{"Addr", "ClusterAddrs"}},
+		{"BadCluster", func(c *redisstore.Config) { c.Addr, c.ClusterAddrs = "", []string{"h:1", "nope"} }, []string{"ClusterAddrs[1]", `"nope"`}},
+		{"ClusterDB", func(c *redisstore.Config) { c.Addr, c.ClusterAddrs, c.DB = "", []string{"h:1"}, 2 }, []string{"DB", "2"}},
+		{"BadDurability", func(c *redisstore.Config) { c.Durability = "always" }, []string{"Durability", `"always"`}},
+		{"NegativeDurabilityTimeout", func(c *redisstore.Config) { c.DurabilityTimeout = -time.Second }, []string{"DurabilityTimeout", "-1s"}},
+		{"DurabilityTimeoutPastRead", func(c *redisstore.Config) { c.DurabilityTimeout = c.ReadTimeout }, []string{"DurabilityTimeout", "ReadTimeout"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := redisstore.DefaultConfig()

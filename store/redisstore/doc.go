@@ -1,11 +1,11 @@
-// Package redisstore implements store.Store on Redis 7.0 or later, standalone or behind
-// Sentinel.
+// Package redisstore implements store.Store on Redis 7.0 or later: standalone, behind
+// Sentinel, or a Redis Cluster.
 //
 // # Key layout
 //
 // Every key of one client carries the same hash tag, so each operation touches one hash slot
-// and a Lua script can change a client's keys atomically (and the layout is ready for Redis
-// Cluster). The client id is base64url-encoded inside the tag, so no byte of an id (a '}'
+// and a Lua script can change a client's keys atomically, on a Redis Cluster too: no script
+// and no multi-key command spans two slots (a pipeline may; go-redis splits it per node). The client id is base64url-encoded inside the tag, so no byte of an id (a '}'
 // included) can end the tag early or make two ids share keys; node names are encoded the
 // same way in theirs:
 //
@@ -24,6 +24,9 @@
 //	                                 "<seq>,<encoded notice>"
 //	<prefix>:{n:<b64 node>}:nseq     string: the last sequence number given to a notice
 //	                                 of the node
+//	<prefix>:epochs                  sorted set: the (node, epoch) pairs presence was
+//	                                 recorded under and ClearNode has not cleared (see
+//	                                 epochs.go); no hash tag: one key
 //
 // The mailbox is the o and m keys: o gives the order and the cursor (Peek reads the ids
 // scored above the caller's last seen), m the contents. A sequence number is one more
@@ -64,8 +67,28 @@
 // node confirmed. scripts.go documents each one's keys, arguments and reply.
 //
 // Append, Remove and ClearNode send all of a call's script runs in one pipeline of
-// EVALSHA (one run per client, or a few for many messages); a run that Redis answers
-// NOSCRIPT, because it lost its script cache, runs again once the script is loaded.
+// EVALSHA (one run per client, or a few for many messages); the other calls send theirs
+// alone. The scripts are loaded at New; a run that Redis answers NOSCRIPT, because it lost
+// its script cache, runs again once the script is loaded, and one answered TRYAGAIN (on a
+// cluster, its keys are split between two nodes while their slot migrates) runs again
+// after a pause of a few milliseconds, up to ten times. go-redis follows MOVED and ASK.
+//
+// # Durability
+//
+// Config.Durability says what an acknowledged write has survived (see Durability): with
+// DurabilityReplica, the default when every primary has a replica at New, each pipeline of
+// durable writes (Append, Connect, Reassert, ConfirmTakeover, Notify) ends with WAIT 1
+// <timeout> on the connection that sent them, added by a go-redis hook (waitHook), so a
+// batch of any size costs one replica round trip. On a cluster the hook sits on every
+// node's client, so each node's share of a pipeline, and each share resent after a
+// redirection, ends with its own wait. A wait that is not satisfied fails the call with
+// store.ErrUnavailable: its writes are on the primary, and a retry finds them (duplicates).
+//
+// # Outages
+//
+// A second hook (guard) stops sending calls to a Redis that three calls in a row found out
+// of reach: they fail at once with store.ErrUnavailable, and one call every 100ms goes
+// through to find out whether Redis is back; the first reply ends the outage.
 //
 // # Atomicity and retries
 //
@@ -102,10 +125,12 @@
 //
 // An acknowledged Append is in Redis memory and in the append-only file's buffer. With
 // appendfsync everysec a machine crash can lose about the last second of appends; a
-// process crash cannot. Replication to replicas is asynchronous: a Sentinel failover can
-// lose appends the old primary acknowledged, unless the primary runs with
-// min-replicas-to-write (it then refuses writes when cut off from its replicas, which this
-// package reports as store.ErrUnavailable). Sequence numbers stay increasing across a
+// process crash cannot. Replication to replicas is asynchronous: with DurabilityNone a
+// Sentinel or Cluster failover can lose appends the old primary acknowledged; with
+// DurabilityReplica an acknowledged append is on a replica too, and the loss of the
+// primary loses none. A primary that runs with min-replicas-to-write refuses writes when
+// cut off from its replicas (NOREPLICAS), which this package reports as
+// store.ErrUnavailable. Sequence numbers stay increasing across a
 // failover as long as the new primary's clock is not behind the old one's by more than
 // the failover took. Redis must run with maxmemory-policy noeviction: any other policy
 // silently deletes whole mailboxes, while noeviction refuses the write, which this

@@ -52,6 +52,8 @@ func isUnavailable(err error) bool {
 		errors.Is(err, syscall.ECONNRESET),
 		errors.Is(err, syscall.EPIPE),
 		errors.Is(err, redis.ErrClosed),
+		errors.Is(err, errOutOfReach),
+		errors.Is(err, errNotDurable),
 		errors.Is(err, redis.ErrPoolTimeout),
 		errors.Is(err, redis.ErrPoolExhausted),
 		redis.IsLoadingError(err),

@@ -50,3 +50,7 @@ func (k keys) noticeSeq(node string) string { return k.ofNode(node, "nseq") }
 func (k keys) noticeKeys(node string) []string {
 	return []string{k.notices(node), k.noticeSeq(node)}
 }
+
+// epochs is the sorted set of (node, epoch) pairs under which presence was recorded and
+// not yet cleared (see epochs.go). It has no hash tag: it is one key.
+func (k keys) epochs() string { return k.prefix + ":epochs" }

@@ -68,7 +68,7 @@ func (s *Store) Append(ctx context.Context, limit int, msgs []store.Message) ([]
 		runs[r].bytes += len(body)
 		calls[r].args = append(calls[r].args, m.ID, ttlMillis(m.TTL), body)
 	}
-	cmds, err := s.evalAll(ctx, s.scripts.append, calls)
+	cmds, err := s.evalAll(ctx, s.scripts.append, calls, write)
 	if err != nil {
 		return nil, s.fail("append", err)
 	}
@@ -119,9 +119,9 @@ func (s *Store) Peek(ctx context.Context, client string, after uint64, n int) ([
 		return nil, nil
 	}
 	n = min(n, maxPeek)
-	vals, err := s.scripts.peek.Run(ctx, s.rdb,
+	vals, err := sliceOf(s.eval(ctx, noWait, s.scripts.peek,
 		[]string{s.keys.order(client), s.keys.messages(client)},
-		strconv.FormatUint(after, 10), n).Slice()
+		strconv.FormatUint(after, 10), n))
 	if err != nil {
 		return nil, s.fail("peek", err)
 	}
@@ -161,7 +161,7 @@ func (s *Store) Remove(ctx context.Context, items ...store.Removal) error {
 	if len(calls) == 0 {
 		return nil
 	}
-	cmds, err := s.evalAll(ctx, s.scripts.remove, calls)
+	cmds, err := s.evalAll(ctx, s.scripts.remove, calls, noWait)
 	if err != nil {
 		return s.fail("remove", err)
 	}

@@ -38,7 +38,10 @@ func (s *Store) Notify(ctx context.Context, node string, ns ...store.Notice) err
 	if len(ns) == 0 {
 		return nil
 	}
-	err := s.scripts.notify.Run(ctx, s.rdb, s.keys.noticeKeys(node), args...).Err()
+	cmd, err := s.eval(ctx, write, s.scripts.notify, s.keys.noticeKeys(node), args...)
+	if err == nil {
+		err = cmd.Err()
+	}
 	return s.fail("notify", err)
 }
 
@@ -79,7 +82,10 @@ func (s *Store) DoneNotices(ctx context.Context, node string, upTo uint64) error
 	if node == "" {
 		return errors.New("done notices: empty node")
 	}
-	err := s.scripts.done.Run(ctx, s.rdb, []string{s.keys.notices(node)}, strconv.FormatUint(upTo, 10)).Err()
+	cmd, err := s.eval(ctx, noWait, s.scripts.done, []string{s.keys.notices(node)}, strconv.FormatUint(upTo, 10))
+	if err == nil {
+		err = cmd.Err()
+	}
 	return s.fail("done notices", err)
 }
 

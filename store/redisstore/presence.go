@@ -26,11 +26,11 @@ func (s *Store) Connect(ctx context.Context, p store.Presence) (store.ConnectRes
 	if err != nil {
 		return store.ConnectResult{}, fmt.Errorf("connect: %w", err)
 	}
-	if err := s.index(ctx, p.Node, p.Client); err != nil {
+	if err := s.index(ctx, p.Node, p.Epoch, p.Client); err != nil {
 		return store.ConnectResult{}, s.fail("connect: index", err)
 	}
-	vals, err := s.scripts.connect.Run(ctx, s.rdb, s.presenceKeys(p.Client),
-		append(args, store.MaxPending)...).Slice()
+	vals, err := sliceOf(s.eval(ctx, write, s.scripts.connect, s.presenceKeys(p.Client),
+		append(args, store.MaxPending)...))
 	if err != nil {
 		return store.ConnectResult{}, s.fail("connect", err)
 	}
@@ -42,7 +42,7 @@ func (s *Store) Connect(ctx context.Context, p store.Presence) (store.ConnectRes
 		s.log.Warn("redisstore: dropped the oldest pending takeovers of a client",
 			"client", p.Client, "dropped", dropped, "kept", store.MaxPending)
 	}
-	if err := s.index(ctx, p.Node, p.Client); err != nil {
+	if err := s.index(ctx, p.Node, p.Epoch, p.Client); err != nil {
 		s.log.Warn("redisstore: index connected client", "client", p.Client, "node", p.Node, "err", err)
 	}
 	if res.Prev.Online() && res.Prev.Node != p.Node {
@@ -97,7 +97,7 @@ func (s *Store) ConfirmTakeover(ctx context.Context, client, session string) err
 	if client == "" {
 		return errors.New("confirm takeover: empty client id")
 	}
-	ok, err := s.scripts.confirm.Run(ctx, s.rdb, s.presenceKeys(client), session).Int()
+	ok, err := intOf(s.eval(ctx, write, s.scripts.confirm, s.presenceKeys(client), session))
 	if err != nil {
 		return s.fail("confirm takeover", err)
 	}
@@ -121,10 +121,10 @@ func (s *Store) Reassert(ctx context.Context, p store.Presence) error {
 	if err != nil {
 		return fmt.Errorf("reassert: %w", err)
 	}
-	if err := s.index(ctx, p.Node, p.Client); err != nil {
+	if err := s.index(ctx, p.Node, p.Epoch, p.Client); err != nil {
 		return s.fail("reassert: index", err)
 	}
-	vals, err := s.scripts.reassert.Run(ctx, s.rdb, s.presenceKeys(p.Client), args...).Slice()
+	vals, err := sliceOf(s.eval(ctx, write, s.scripts.reassert, s.presenceKeys(p.Client), args...))
 	if err != nil {
 		return s.fail("reassert", err)
 	}
@@ -136,7 +136,7 @@ func (s *Store) Reassert(ctx context.Context, p store.Presence) error {
 	if status == 0 {
 		return fmt.Errorf("reassert %q: %w", p.Client, store.ErrNotOwner)
 	}
-	if err := s.index(ctx, p.Node, p.Client); err != nil {
+	if err := s.index(ctx, p.Node, p.Epoch, p.Client); err != nil {
 		s.log.Warn("redisstore: index reasserted client", "client", p.Client, "node", p.Node, "err", err)
 	}
 	if was != "" && was != p.Node {
@@ -152,7 +152,7 @@ func (s *Store) Disconnect(ctx context.Context, client, session string) (bool, e
 	if client == "" {
 		return false, errors.New("disconnect: empty client id")
 	}
-	node, err := s.scripts.disconnect.Run(ctx, s.rdb, []string{s.keys.presence(client)}, session).Text()
+	node, err := textOf(s.eval(ctx, noWait, s.scripts.disconnect, []string{s.keys.presence(client)}, session))
 	if errors.Is(err, redis.Nil) {
 		return false, nil
 	}
@@ -185,4 +185,27 @@ func (s *Store) Lookup(ctx context.Context, client string) (store.Presence, int,
 		return store.Presence{}, 0, fmt.Errorf("lookup: %w", err)
 	}
 	return p, int(depth.Val()), nil
+}
+
+// sliceOf, intOf and textOf read the reply of an eval: the error that prevented a reply,
+// or Redis's error, or the value.
+func sliceOf(cmd *redis.Cmd, err error) ([]any, error) {
+	if err != nil {
+		return nil, err
+	}
+	return cmd.Slice()
+}
+
+func intOf(cmd *redis.Cmd, err error) (int, error) {
+	if err != nil {
+		return 0, err
+	}
+	return cmd.Int()
+}
+
+func textOf(cmd *redis.Cmd, err error) (string, error) {
+	if err != nil {
+		return "", err
+	}
+	return cmd.Text()
 }

@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-mqtt/switchboard/store"
 )
 
 // scanBatch is how many index entries ClearNode handles per round of pipelined commands.
@@ -39,6 +41,10 @@ func (s *Store) ClearNode(ctx context.Context, node string, epoch int64) (int, e
 			}
 		}
 		if next == 0 {
+			// Every presence the node had at epoch is cleared (the index is a superset).
+			if err := s.forgetEpoch(ctx, store.NodeEpoch{Node: node, Epoch: epoch}); err != nil {
+				return cleared, s.fail("clear node: forget epoch", err)
+			}
 			return cleared, nil
 		}
 		cursor = next
@@ -52,7 +58,7 @@ func (s *Store) clearBatch(ctx context.Context, node, epoch string, clients []st
 	for i, c := range clients {
 		calls[i] = scriptCall{keys: []string{s.keys.presence(c)}, args: []any{node, epoch}}
 	}
-	cmds, err := s.evalAll(ctx, s.scripts.clear, calls)
+	cmds, err := s.evalAll(ctx, s.scripts.clear, calls, noWait)
 	if err != nil {
 		return 0, s.fail("clear node", err)
 	}
@@ -75,11 +81,6 @@ func (s *Store) clearBatch(ctx context.Context, node, epoch string, clients []st
 		return cleared, s.fail("clear node: update index", err)
 	}
 	return cleared, nil
-}
-
-// index adds client to node's index.
-func (s *Store) index(ctx context.Context, node, client string) error {
-	return s.rdb.SAdd(ctx, s.keys.node(node), client).Err()
 }
 
 // unindex removes client from node's index, best effort: a failure is logged and leaves

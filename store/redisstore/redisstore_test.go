@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"os"
 	"testing"
 	"time"
 
@@ -15,7 +16,15 @@ import (
 
 var shared testenv.Shared
 
-func TestMain(m *testing.M) { shared.Main(m) }
+// clusters holds the package's shared Redis Cluster (see sharedCluster).
+var clusters sharedServers
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	clusters.stop()
+	shared.Stop()
+	os.Exit(code)
+}
 
 // randomPrefix gives each test its own key namespace on the shared server.
 func randomPrefix() string {
@@ -57,4 +66,9 @@ type testWriter struct{ t testing.TB }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p))
 	return len(p), nil
+}
+
+func TestBehaviourCluster(t *testing.T) {
+	c := sharedCluster(t)
+	storetest.Run(t, func(t *testing.T) store.Store { return open(t, clusterConfig(t, c)) })
 }

@@ -309,6 +309,11 @@ type scripts struct {
 	connect, confirm, reassert, disconnect, clear, append, peek, remove, notify, done *redis.Script
 }
 
+// all lists the scripts, for loading them at start.
+func (s scripts) all() []*redis.Script {
+	return []*redis.Script{s.connect, s.confirm, s.reassert, s.disconnect, s.clear, s.append, s.peek, s.remove, s.notify, s.done}
+}
+
 func newScripts() scripts {
 	return scripts{
 		connect:    redis.NewScript(connectLua),

@@ -27,12 +27,15 @@ const dialAttempts = 1
 
 // Store is a store.Store on Redis. It is safe for concurrent use.
 type Store struct {
-	rdb     redis.UniversalClient
-	keys    keys
-	where   string // the server, for error messages
-	log     *slog.Logger
-	scripts scripts
-	grace   time.Duration // keyGrace; tests shorten it
+	rdb        redis.UniversalClient
+	keys       keys
+	where      string // the server, for error messages
+	log        *slog.Logger
+	scripts    scripts
+	grace      time.Duration // keyGrace; tests shorten it
+	durability Durability    // as chosen at New
+	wait       *waitSpec     // what durable writes wait for; nil for DurabilityNone
+	epochs     epochCache
 
 	closeOnce sync.Once
 	closeErr  error
@@ -54,11 +57,36 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		scripts: newScripts(),
 		grace:   keyGrace,
 	}
-	if len(cfg.SentinelAddrs) > 0 {
+	// Maintenance notifications are a Redis Enterprise/Cloud feature; a self-hosted Redis
+	// refuses the handshake.
+	noMaint := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	switch {
+	case len(cfg.ClusterAddrs) > 0:
+		s.where = "cluster " + strings.Join(cfg.ClusterAddrs, ",")
+		c := redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs:                    cfg.ClusterAddrs,
+			Username:                 cfg.Username,
+			Password:                 cfg.Password,
+			MaxRetries:               maxRetries,
+			DialerRetries:            dialAttempts,
+			DialTimeout:              cfg.DialTimeout,
+			ReadTimeout:              cfg.ReadTimeout,
+			WriteTimeout:             cfg.WriteTimeout,
+			PoolSize:                 cfg.PoolSize,
+			TLSConfig:                cfg.TLS,
+			ContextTimeoutEnabled:    true,
+			MaintNotificationsConfig: noMaint,
+		})
+		// A wait must follow the writes on the connection that sent them: each node's
+		// share of a pipeline (see waitHook). Registered before any node is created.
+		c.OnNewNode(func(node *redis.Client) { node.AddHook(waitHook{}) })
+		s.rdb = c
+	case len(cfg.SentinelAddrs) > 0:
 		s.where = fmt.Sprintf("primary %q via sentinels %s", cfg.MasterName, strings.Join(cfg.SentinelAddrs, ","))
 		s.rdb = redis.NewFailoverClient(&redis.FailoverOptions{
 			MasterName:    cfg.MasterName,
 			SentinelAddrs: cfg.SentinelAddrs,
+			Username:      cfg.Username,
 			Password:      cfg.Password,
 			DB:            cfg.DB,
 			MaxRetries:    maxRetries,
@@ -71,24 +99,28 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			// Let the caller's deadline bound each call, as store.Store promises.
 			ContextTimeoutEnabled: true,
 		})
-	} else {
+	default:
 		s.where = cfg.Addr
 		s.rdb = redis.NewClient(&redis.Options{
-			Addr:                  cfg.Addr,
-			Password:              cfg.Password,
-			DB:                    cfg.DB,
-			MaxRetries:            maxRetries,
-			DialerRetries:         dialAttempts,
-			DialTimeout:           cfg.DialTimeout,
-			ReadTimeout:           cfg.ReadTimeout,
-			WriteTimeout:          cfg.WriteTimeout,
-			PoolSize:              cfg.PoolSize,
-			TLSConfig:             cfg.TLS,
-			ContextTimeoutEnabled: true,
-			// Maintenance notifications are a Redis Enterprise/Cloud feature; a self-hosted
-			// Redis refuses the handshake.
-			MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+			Addr:                     cfg.Addr,
+			Username:                 cfg.Username,
+			Password:                 cfg.Password,
+			DB:                       cfg.DB,
+			MaxRetries:               maxRetries,
+			DialerRetries:            dialAttempts,
+			DialTimeout:              cfg.DialTimeout,
+			ReadTimeout:              cfg.ReadTimeout,
+			WriteTimeout:             cfg.WriteTimeout,
+			PoolSize:                 cfg.PoolSize,
+			TLSConfig:                cfg.TLS,
+			ContextTimeoutEnabled:    true,
+			MaintNotificationsConfig: noMaint,
 		})
+	}
+	// The guard first, so that a call it refuses reaches no other hook.
+	s.rdb.AddHook(newGuard(s.log, s.where))
+	if _, cluster := s.rdb.(*redis.ClusterClient); !cluster {
+		s.rdb.AddHook(waitHook{})
 	}
 	pctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
 	defer cancel()
@@ -96,34 +128,56 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		s.rdb.Close()
 		return nil, fmt.Errorf("redisstore: %w", err)
 	}
+	wait, err := s.chooseDurability(pctx, cfg)
+	if err != nil {
+		s.rdb.Close()
+		return nil, err
+	}
+	// Loaded now so that the first call of each script costs no NOSCRIPT round trip (and,
+	// when durable, no second wait). A server that loses them later (a restart, a
+	// failover to a replica that never saw them) is answered by evalAll.
+	for _, sc := range s.scripts.all() {
+		if err := sc.Load(pctx, s.rdb).Err(); err != nil {
+			s.rdb.Close()
+			return nil, fmt.Errorf("redisstore: %w", s.fail("load scripts", err))
+		}
+	}
+	s.wait = wait
+	s.log.Info("redisstore: connected", "redis", s.where, "durability", string(s.durability))
 	return s, nil
 }
 
-// checkServer pings Redis and checks that it is 7.0 or later (the scripts use
+// Durability is the durability New settled on: Config.Durability, or what it chose.
+func (s *Store) Durability() Durability { return s.durability }
+
+// checkServer pings Redis and checks that every primary is 7.0 or later (the scripts use
 // PEXPIRETIME, and TIME followed by writes, which needs effects replication).
 func (s *Store) checkServer(ctx context.Context) error {
 	if err := s.Ping(ctx); err != nil {
 		return err
 	}
-	info, err := s.rdb.Info(ctx, "server").Result()
-	if err != nil {
-		return s.fail("server info", err)
-	}
-	for line := range strings.Lines(info) {
-		v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:")
-		if !ok {
-			continue
+	err := s.eachPrimary(ctx, func(ctx context.Context, c *redis.Client) error {
+		info, err := c.Info(ctx, "server").Result()
+		if err != nil {
+			return s.fail("server info", err)
 		}
+		v := infoFields(info)["redis_version"]
 		major, _, _ := strings.Cut(v, ".")
 		if n, err := strconv.Atoi(major); err == nil && n < 7 {
-			return fmt.Errorf("redis %s is version %s; redisstore needs 7.0 or later", s.where, v)
+			return fmt.Errorf("redis %s is version %s; redisstore needs 7.0 or later", c.Options().Addr, v)
 		}
-	}
-	return nil
+		return nil
+	})
+	return err
 }
 
-// Ping checks that Redis answers.
+// Ping checks that Redis answers: the one server, or every primary of a cluster.
 func (s *Store) Ping(ctx context.Context) error {
+	if c, ok := s.rdb.(*redis.ClusterClient); ok {
+		return s.fail("ping", c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			return m.Ping(ctx).Err()
+		}))
+	}
 	return s.fail("ping", s.rdb.Ping(ctx).Err())
 }
 

@@ -35,6 +35,7 @@ func Run(t *testing.T, open Opener) {
 		{"ClearNodeMatchesNodeAndEpoch", testClearNode},
 		{"ClearNodeMany", testClearNodeMany},
 		{"PresenceRefusesBadInput", testPresenceBadInput},
+		{"RecordedEpochs", testRecordedEpochs},
 
 		{"TakeoverChainPending", testTakeoverChain},
 		{"TakeoverSameNodeNotPending", testTakeoverSameNode},
@@ -58,6 +59,9 @@ func Run(t *testing.T, open Opener) {
 		{"PayloadsRoundTrip", testPayloads},
 		{"ClientIDsDoNotCollide", testClientIDs},
 		{"ConcurrentAppends", testConcurrentAppends},
+		{"MailboxesWalk", testMailboxesWalk},
+		{"MailboxesWalkMany", testMailboxesWalkMany},
+		{"MailboxesBadCursor", testMailboxesBadCursor},
 
 		{"TTLCountsOnStoreClock", testTTLOnStoreClock},
 		{"ExpiredHeadDeleted", testExpiredHead},

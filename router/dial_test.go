@@ -1,0 +1,78 @@
+package router_test
+
+import (
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/coord/coordtest"
+	"github.com/switchboard-mqtt/switchboard/internal/testenv"
+	"github.com/switchboard-mqtt/switchboard/router"
+	"github.com/switchboard-mqtt/switchboard/store"
+)
+
+// TestUnreachableNodeCostsOneDialPerPass: a live node the router cannot reach
+// (partitioned: TCP connects, the wire hello never comes back) holds four of a request's
+// clients. The request must pay one dial timeout (3s) per pass for that node, not one per
+// client (the pool dials again after every failed dial): the distinct nodes of a request
+// are dialed at once, before any group is sent.
+func TestUnreachableNodeCostsOneDialPerPass(t *testing.T) {
+	st := openStore(t, shared.Redis(t).Addr)
+	cl := newCluster(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // never answered
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	m := coordtest.NewMember("blackholed")
+	m.InternalAddr = l.Addr().String()
+	reg, err := cl.c.Register(testenv.Context(t, 10*time.Second), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, _ := reg.Status()
+	waitLive(t, cl.w, "blackholed", status.Epoch)
+	ctx := testenv.Context(t, 120*time.Second)
+	const n = 4
+	var msgs []router.Message
+	for i := range n {
+		id := fmt.Sprintf("bh%d-%s", i, coordtest.Instance())
+		if _, err := st.Connect(ctx, store.Presence{Client: id, Node: "blackholed", Epoch: status.Epoch,
+			Session: "s-" + id, Since: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, router.Message{To: id, Topic: "inbox/" + id, Payload: []byte("x"), QoS: 1, TTL: time.Hour})
+	}
+	r := newRouter(t, st, cl.w, nil)
+	start := time.Now()
+	out := r.Route(ctx, msgs, 0)
+	took := time.Since(start)
+	for i, o := range out {
+		t.Logf("message %d: %v %v", i, o.Status, o.Err)
+	}
+	if took > 12*time.Second {
+		t.Fatalf("one request to %d clients on one unreachable node took %v (a 3s dial per client, per pass)", n, took.Round(time.Second))
+	}
+}
