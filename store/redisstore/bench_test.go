@@ -137,6 +137,12 @@ func BenchmarkDurability(b *testing.B) {
 					benchAppends(b, s, shape.batch, shape.procs)
 				})
 			}
+			b.Run(fmt.Sprintf("%s/%s/drain", target.name, d), func(b *testing.B) {
+				cfg := target.cfg()
+				cfg.Durability = d
+				s := open(b, cfg)
+				benchDrain(b, s)
+			})
 		}
 	}
 }
@@ -186,5 +192,62 @@ func benchAppends(b *testing.B, s *redisstore.Store, batch, procs int) {
 	slices.Sort(took)
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
 	b.ReportMetric(float64(took[len(took)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(0, "ns/op")
+}
+
+// benchDrain fills the mailboxes of drainClients clients with b.N messages in all (not
+// timed), then drains them as a node does when its clients come online: each of 8
+// goroutines reads the 32 oldest messages of one of its clients (Peek) and removes them
+// (Remove), until every mailbox is empty. It reports drained messages per second.
+func benchDrain(b *testing.B, s *redisstore.Store) {
+	const drainClients, workers, page = 64, 8, 32
+	prefix := fmt.Sprintf("drain-%d-", time.Now().UnixNano())
+	batch := make([]store.Message, 0, 256)
+	for i := 0; i < b.N; i++ {
+		batch = append(batch, storetest.NewMessage(fmt.Sprint(prefix, i%drainClients), fmt.Sprint("d", i)))
+		if len(batch) == cap(batch) || i == b.N-1 {
+			if _, err := s.Append(b.Context(), 1<<30, batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	var drained atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for w := range workers {
+		wg.Go(func() {
+			for c := w; c < drainClients; c += workers {
+				client := fmt.Sprint(prefix, c)
+				for {
+					msgs, err := s.Peek(b.Context(), client, 0, page)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					if len(msgs) == 0 {
+						break
+					}
+					ids := make([]string, len(msgs))
+					for i, m := range msgs {
+						ids[i] = m.ID
+					}
+					if err := s.Remove(b.Context(), store.Removal{Client: client, IDs: ids}); err != nil {
+						b.Error(err)
+						return
+					}
+					drained.Add(int64(len(msgs)))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if got := drained.Load(); got != int64(b.N) {
+		b.Fatalf("drained %d messages, appended %d", got, b.N)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
 	b.ReportMetric(0, "ns/op")
 }
