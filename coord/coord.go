@@ -61,6 +61,18 @@ type Quarantine struct {
 	Evidence json.RawMessage `json:"evidence,omitempty"`
 }
 
+// ParseQuarantine reads a stored mark. The node is the one the mark is stored under, whatever
+// the data says; damaged data still counts as a mark (with nothing but the node), since a
+// mark's existence is what keeps a member out.
+func ParseQuarantine(node string, data []byte) Quarantine {
+	var q Quarantine
+	if len(data) > 0 {
+		_ = json.Unmarshal(data, &q)
+	}
+	q.Node = node
+	return q
+}
+
 // State is where a registration stands.
 //
 // The timing of Suspended and Fenced rests on one fact that both backends share: a server

@@ -108,7 +108,7 @@ func (r *registration) watchEntry(ctx context.Context, k *keeper, cr created, go
 				return
 			}
 			if mk := resp.Responses[1].GetResponseRange().GetKvs(); len(mk) > 0 {
-				q := decodeMark(r.m.ID, mk[0].Value)
+				q := coord.ParseQuarantine(r.m.ID, mk[0].Value)
 				r.setMark(&q)
 			} else {
 				r.setMark(nil)
@@ -156,7 +156,7 @@ func (r *registration) applyMark(ev *clientv3.Event) {
 		r.setMark(nil)
 		return
 	}
-	q := decodeMark(r.m.ID, ev.Kv.Value)
+	q := coord.ParseQuarantine(r.m.ID, ev.Kv.Value)
 	r.setMark(&q)
 }
 
@@ -187,7 +187,7 @@ func (r *registration) waitMarkGone(ctx context.Context) {
 			r.setState(coord.Registering, 0)
 			return
 		}
-		q := decodeMark(r.m.ID, resp.Kvs[0].Value)
+		q := coord.ParseQuarantine(r.m.ID, resp.Kvs[0].Value)
 		r.setMark(&q)
 		if r.followMark(ctx, resp.Header.Revision+1) {
 			r.setState(coord.Registering, 0)

@@ -284,7 +284,7 @@ func (r *registration) create(ctx context.Context, k *keeper) (created, error) {
 	}
 	var mark *coord.Quarantine
 	if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
-		q := decodeMark(r.m.ID, kvs[0].Value)
+		q := coord.ParseQuarantine(r.m.ID, kvs[0].Value)
 		mark = &q
 	}
 	kvs := resp.Responses[1].GetResponseRange().GetKvs()

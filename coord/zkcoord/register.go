@@ -174,7 +174,7 @@ func (r *registration) run(first chan<- error) {
 			r.hold(ctx, sessID, epoch, sent)
 		case errors.Is(err, errMarked):
 			if data, _, err := callGet(ctx, r.c, r.markPath); err == nil {
-				q := decodeMark(r.m.ID, data)
+				q := coord.ParseQuarantine(r.m.ID, data)
 				r.setMark(&q)
 			}
 			r.setState(coord.Quarantined, 0)
@@ -346,7 +346,7 @@ func (r *registration) hold(ctx context.Context, sessID, epoch int64, heard time
 			// Within the same session, but this entry's epoch was fenced: routers may have
 			// sent its clients' messages to mailboxes meanwhile. Replace it, so the node comes
 			// back under a new epoch and nothing addressed to the old one is accepted.
-			dctx, cancel := context.WithTimeout(ctx, overdueAfter(r.c.timeout()))
+			dctx, cancel := context.WithTimeout(ctx, coord.OverdueAfter(r.c.timeout()))
 			err := r.deleteOwn(dctx)
 			cancel()
 			if err != nil {
@@ -471,7 +471,7 @@ func (r *registration) readMarkW(ctx context.Context) (*coord.Quarantine, <-chan
 		if err != nil {
 			return got{}, err
 		}
-		q := decodeMark(r.m.ID, data)
+		q := coord.ParseQuarantine(r.m.ID, data)
 		return got{&q, ch}, nil
 	})
 	return g.q, g.ch, err

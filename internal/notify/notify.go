@@ -52,3 +52,19 @@ func (n *Value[T]) Update(f func(T) T) T {
 	}
 	return n.v
 }
+
+// SendLatest puts v in a one-slot channel, replacing an unread older value, so that a slow
+// reader skips intermediate values but always gets the latest. Only one goroutine may send on
+// out, so the replacement cannot race with another sender.
+func SendLatest[T any](out chan T, v T) {
+	select {
+	case out <- v:
+		return
+	default:
+	}
+	select {
+	case <-out:
+	default:
+	}
+	out <- v
+}
