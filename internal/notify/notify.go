@@ -3,7 +3,10 @@
 // ReadyNotify and a lease session's Done channel.
 package notify
 
-import "sync"
+import (
+	"context"
+	"sync"
+)
 
 // Value holds the latest T. The zero Value holds the zero T and is ready to use.
 type Value[T any] struct {
@@ -67,4 +70,21 @@ func SendLatest[T any](out chan T, v T) {
 	default:
 	}
 	out <- v
+}
+
+// CancelOn returns a context that also ends when a or b is closed (a nil channel never is):
+// the bridge from a "stop" or "closed" channel to the calls that take a context. The caller
+// must call cancel, which also ends the goroutine that watches the channels.
+func CancelOn(ctx context.Context, a, b <-chan struct{}) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-a:
+			cancel()
+		case <-b:
+			cancel()
+		}
+	}()
+	return ctx, cancel
 }
