@@ -245,18 +245,6 @@ func (r *registration) abandon() {
 	_ = r.e.Release(ctx)
 }
 
-// sleep waits d, returning false if ctx ends first.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 // run is the registration's loop: register, hold, and register again after every loss.
 func (r *registration) run(first chan<- error) {
 	ctx, cancel := notify.CancelOn(context.Background(), r.stop, r.o.Closed)
@@ -282,7 +270,7 @@ func (r *registration) run(first chan<- error) {
 			}
 			if ctx.Err() == nil {
 				r.o.Log.Warn("register: no session; retrying", "node", r.id, "error", err)
-				sleep(ctx, backoff)
+				notify.Sleep(ctx, backoff, nil)
 				backoff = min(backoff*2, maxBackoff)
 			}
 			continue
@@ -329,7 +317,7 @@ func (r *registration) run(first chan<- error) {
 				break
 			}
 			r.o.Log.Warn("register: retrying", "node", r.id, "error", err)
-			if !sleep(ctx, backoff) {
+			if !notify.Sleep(ctx, backoff, nil) {
 				break
 			}
 			backoff = min(backoff*2, maxBackoff)

@@ -186,15 +186,8 @@ func watchChildren[T any](ctx context.Context, c *Coordinator, dir string,
 	go func() {
 		defer c.wg.Done()
 		defer close(out)
-		ctx, cancel := context.WithCancel(ctx)
+		ctx, cancel := notify.CancelOn(ctx, c.closed, nil)
 		defer cancel()
-		go func() {
-			select {
-			case <-c.closed:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
 		for ctx.Err() == nil {
 			gen, err := c.waitSession(ctx)
 			if err != nil {

@@ -334,16 +334,7 @@ func (c *Coordinator) markPath(id string) string   { return c.quarDir + "/" + id
 
 // sleep waits d, returning false if ctx ends or the coordinator closes first.
 func (c *Coordinator) sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	case <-c.closed:
-		return false
-	}
+	return notify.Sleep(ctx, d, c.closed)
 }
 
 // zkLogger routes the library's log lines into slog. Connection failures repeat every

@@ -6,6 +6,7 @@ package notify
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // Value holds the latest T. The zero Value holds the zero T and is ready to use.
@@ -87,4 +88,19 @@ func CancelOn(ctx context.Context, a, b <-chan struct{}) (context.Context, conte
 		}
 	}()
 	return ctx, cancel
+}
+
+// Sleep waits d and reports true, or false as soon as ctx ends or stop (if not nil) is
+// closed.
+func Sleep(ctx context.Context, d time.Duration, stop <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-stop:
+		return false
+	}
 }
