@@ -24,19 +24,7 @@ func (c *Coordinator) Register(ctx context.Context, m coord.Member) (coord.Regis
 		Timeout: c.cfg.SessionTimeout,
 		Log:     c.log,
 		Closed:  c.closed,
-		Go: func(f func()) error {
-			select {
-			case <-c.closed:
-				return coord.ErrClosed
-			default:
-			}
-			c.wg.Add(1)
-			go func() {
-				defer c.wg.Done()
-				f()
-			}()
-			return nil
-		},
+		Go:      c.spawn,
 	})
 }
 

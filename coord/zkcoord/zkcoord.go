@@ -332,6 +332,17 @@ func wrap(op string, err error) error {
 func (c *Coordinator) memberPath(id string) string { return c.nodesDir + "/" + id }
 func (c *Coordinator) markPath(id string) string   { return c.quarDir + "/" + id }
 
+// spawn runs f on a goroutine that Close waits for, unless the coordinator is closed.
+func (c *Coordinator) spawn(f func()) error {
+	select {
+	case <-c.closed:
+		return coord.ErrClosed
+	default:
+	}
+	c.wg.Go(f)
+	return nil
+}
+
 // sleep waits d, returning false if ctx ends or the coordinator closes first.
 func (c *Coordinator) sleep(ctx context.Context, d time.Duration) bool {
 	return notify.Sleep(ctx, d, c.closed)
