@@ -110,9 +110,10 @@ type RegisterOptions struct {
 	Go func(func()) error
 }
 
-// EncodeMember checks m's id and encodes m as entry data, without an epoch (the backend
-// sets that).
-func EncodeMember(m Member) ([]byte, error) {
+// StartRegistration starts the registration machine for m on the entry that newEntry makes
+// of m's encoded data (without an epoch: the backend sets that); see Coordinator.Register,
+// whose contract it implements.
+func StartRegistration(ctx context.Context, m Member, o RegisterOptions, newEntry func(data []byte) Entry) (Registration, error) {
 	if err := ValidateID(m.ID); err != nil {
 		return nil, err
 	}
@@ -121,15 +122,9 @@ func EncodeMember(m Member) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode member: %w", err)
 	}
-	return data, nil
-}
-
-// StartRegistration starts the registration machine for member id on e; see
-// Coordinator.Register, whose contract it implements.
-func StartRegistration(ctx context.Context, id string, e Entry, o RegisterOptions) (Registration, error) {
 	r := &registration{
-		id:       id,
-		e:        e,
+		id:       m.ID,
+		e:        newEntry(data),
 		o:        o,
 		withdraw: make(chan chan error),
 		stop:     make(chan struct{}),
@@ -152,7 +147,7 @@ func StartRegistration(ctx context.Context, id string, e Entry, o RegisterOption
 		return r, nil
 	case <-ctx.Done():
 		r.abandon()
-		return nil, fmt.Errorf("register %s: %w", id, ctx.Err())
+		return nil, fmt.Errorf("register %s: %w", m.ID, ctx.Err())
 	}
 }
 

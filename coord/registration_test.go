@@ -34,6 +34,7 @@ type fakeEntry struct {
 	mark    *coord.Quarantine
 	epoch   atomic.Int64
 	retired atomic.Int32
+	proceed chan struct{} // Retire waits for one, so the test sees Fenced before it ends
 }
 
 func (e *fakeEntry) session() *fakeSession {
@@ -65,7 +66,12 @@ func (e *fakeEntry) Delete(context.Context, coord.Session, coord.Created) error 
 func (e *fakeEntry) Release(context.Context) error { return nil }
 
 // Retire starts a fresh, healthy session, as a backend's next Session would.
-func (e *fakeEntry) Retire(context.Context, coord.Session, coord.Created) {
+func (e *fakeEntry) Retire(ctx context.Context, _ coord.Session, _ coord.Created) {
+	select {
+	case <-e.proceed:
+	case <-ctx.Done():
+		return
+	}
 	e.retired.Add(1)
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -87,12 +93,12 @@ func start(t *testing.T, e *fakeEntry) coord.Registration {
 		close(closed)
 		wg.Wait()
 	})
-	reg, err := coord.StartRegistration(context.Background(), "node-1", e, coord.RegisterOptions{
+	reg, err := coord.StartRegistration(context.Background(), coordtest.NewMember("node-1"), coord.RegisterOptions{
 		Timeout: time.Second,
 		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Closed:  closed,
 		Go:      func(f func()) error { wg.Go(f); return nil },
-	})
+	}, func([]byte) coord.Entry { return e })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +109,7 @@ func start(t *testing.T, e *fakeEntry) coord.Registration {
 // under the same epoch, Withdraw refused while suspended, Fenced at FenceAt and not before,
 // then registered again under a new epoch after Retire.
 func TestMachineFollowsStanding(t *testing.T) {
-	e := &fakeEntry{sess: healthy(), mark: &coord.Quarantine{Node: "node-1", Reason: "test"}}
+	e := &fakeEntry{sess: healthy(), mark: &coord.Quarantine{Node: "node-1", Reason: "test"}, proceed: make(chan struct{})}
 	reg := start(t, e)
 	st0 := coordtest.WaitStatus(t, reg, time.Second, "registered", func(s coord.Status) bool {
 		return s.State == coord.Registered && s.Mark != nil
@@ -129,6 +135,7 @@ func TestMachineFollowsStanding(t *testing.T) {
 	if fenced.Since.Before(fenceAt) {
 		t.Fatalf("fenced %v before the standing's FenceAt", fenceAt.Sub(fenced.Since))
 	}
+	e.proceed <- struct{}{}
 	st := coordtest.WaitStatus(t, reg, time.Second, "registered again", func(s coord.Status) bool { return s.State == coord.Registered })
 	if st.Epoch == st0.Epoch || e.retired.Load() != 1 {
 		t.Fatalf("after the fence: %+v, retired %d times; want a new epoch after one Retire", st, e.retired.Load())
@@ -137,6 +144,8 @@ func TestMachineFollowsStanding(t *testing.T) {
 	// A lost session fences at once, whatever its FenceAt says.
 	s = e.session()
 	s.st.Set(coord.Standing{Lost: true, Heard: time.Now(), FenceAt: far, Next: far})
+	coordtest.WaitStatus(t, reg, time.Second, "fenced when lost", func(s coord.Status) bool { return s.State == coord.Fenced })
+	e.proceed <- struct{}{}
 	coordtest.WaitStatus(t, reg, time.Second, "registered under a third epoch", func(s coord.Status) bool {
 		return s.State == coord.Registered && s.Epoch == 3
 	})

@@ -15,16 +15,9 @@ import (
 // Register creates <prefix>/nodes/<id> on a lease of its own and keeps it: see
 // coord.Coordinator. The state machine is coord's; this file is what it needs of etcd.
 func (c *Coordinator) Register(ctx context.Context, m coord.Member) (coord.Registration, error) {
-	data, err := coord.EncodeMember(m)
-	if err != nil {
-		return nil, err
-	}
-	e := &entry{c: c, id: m.ID, instance: m.Instance, data: string(data), key: c.nodesPfx + m.ID, markKey: c.quarPfx + m.ID}
-	return coord.StartRegistration(ctx, m.ID, e, coord.RegisterOptions{
-		Timeout: c.ttl,
-		Log:     c.log,
-		Closed:  c.closed,
-		Go:      c.spawn,
+	o := coord.RegisterOptions{Timeout: c.ttl, Log: c.log, Closed: c.closed, Go: c.spawn}
+	return coord.StartRegistration(ctx, m, o, func(data []byte) coord.Entry {
+		return &entry{c: c, id: m.ID, instance: m.Instance, data: string(data), key: c.nodesPfx + m.ID, markKey: c.quarPfx + m.ID}
 	})
 }
 

@@ -13,16 +13,9 @@ import (
 // Register creates the member's entry in the client's session and keeps it: see
 // coord.Coordinator.
 func (c *Coordinator) Register(ctx context.Context, m coord.Member) (coord.Registration, error) {
-	data, err := coord.EncodeMember(m)
-	if err != nil {
-		return nil, err
-	}
-	e := &entry{c: c, id: m.ID, data: data}
-	return coord.StartRegistration(ctx, m.ID, e, coord.RegisterOptions{
-		Timeout: c.timeout,
-		Log:     c.log,
-		Closed:  c.closed,
-		Go:      c.spawn,
+	o := coord.RegisterOptions{Timeout: c.timeout, Log: c.log, Closed: c.closed, Go: c.spawn}
+	return coord.StartRegistration(ctx, m, o, func(data []byte) coord.Entry {
+		return &entry{c: c, id: m.ID, data: data}
 	})
 }
 

@@ -15,16 +15,9 @@ import (
 // Register creates <root>/nodes/<id> and keeps it: see coord.Coordinator. The state machine
 // is coord's; this file is what it needs of ZooKeeper.
 func (c *Coordinator) Register(ctx context.Context, m coord.Member) (coord.Registration, error) {
-	data, err := coord.EncodeMember(m)
-	if err != nil {
-		return nil, err
-	}
-	e := &entry{c: c, id: m.ID, instance: m.Instance, data: data, path: c.memberPath(m.ID), markPath: c.markPath(m.ID)}
-	return coord.StartRegistration(ctx, m.ID, e, coord.RegisterOptions{
-		Timeout: c.cfg.SessionTimeout,
-		Log:     c.log,
-		Closed:  c.closed,
-		Go:      c.spawn,
+	o := coord.RegisterOptions{Timeout: c.cfg.SessionTimeout, Log: c.log, Closed: c.closed, Go: c.spawn}
+	return coord.StartRegistration(ctx, m, o, func(data []byte) coord.Entry {
+		return &entry{c: c, id: m.ID, instance: m.Instance, data: data, path: c.memberPath(m.ID), markPath: c.markPath(m.ID)}
 	})
 }
 
