@@ -114,8 +114,8 @@ func (e *entry) Create(ctx context.Context, s coord.Session) (coord.Created, err
 
 // adopt looks at the existing entry: ours (this session) gives the epoch; ours from an
 // older session is deleted so the next attempt can create it; anyone else's is a duplicate.
-// It does not answer coord.ErrAgain: the next attempt waits the backoff, so a session that
-// the ensemble is still closing has time to go.
+// It answers a plain error, not coord.ErrAgain, as it always has: the next attempt waits the
+// backoff (50ms at first), where etcdcoord tries again at once.
 func (e *entry) adopt(ctx context.Context, sessID int64) (coord.Created, error) {
 	data, st, err := callGet(ctx, e.c, e.path)
 	if errors.Is(err, zk.ErrNoNode) {
