@@ -1,7 +1,12 @@
 // Package coord is the cluster's coordination: who is a live member, who is quarantined, and
-// who leads. It is an interface with one implementation per backend (coord/zkcoord for
-// ZooKeeper, the seed's choice); every implementation passes the behaviour suite in
-// coord/coordtest.
+// who leads. It is an interface with one implementation per backend: coord/zkcoord on
+// ZooKeeper, coord/etcdcoord on etcd, coord/memcoord in memory for tests; every one passes the
+// behaviour suite in coord/coordtest.
+//
+// What does not depend on the backend is written here once: the registration state machine
+// (registration.go), which every backend drives through a small Entry of its own; the
+// liveness rule that times Suspended and Fenced (liveness.go); and the leader loop of the
+// elected roles (Lead).
 //
 // The semantics follow what both ZooKeeper sessions and etcd leases can give: a member entry
 // is ephemeral (it vanishes when its owner's session or lease ends), carries an epoch that
@@ -59,6 +64,18 @@ type Quarantine struct {
 	At       time.Time       `json:"at"`
 	By       string          `json:"by"`
 	Evidence json.RawMessage `json:"evidence,omitempty"`
+}
+
+// ParseQuarantine reads a stored mark. The node is the one the mark is stored under, whatever
+// the data says; damaged data still counts as a mark (with nothing but the node), since a
+// mark's existence is what keeps a member out.
+func ParseQuarantine(node string, data []byte) Quarantine {
+	var q Quarantine
+	if len(data) > 0 {
+		_ = json.Unmarshal(data, &q)
+	}
+	q.Node = node
+	return q
 }
 
 // State is where a registration stands.

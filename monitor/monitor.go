@@ -85,28 +85,13 @@ func New(cfg Config, c coord.Coordinator, members *watcher.Watcher, log *slog.Lo
 // Run campaigns for leadership and, while leading, probes every interval. It returns when
 // ctx ends.
 func (m *Monitor) Run(ctx context.Context) {
-	for ctx.Err() == nil {
-		lead, err := m.coord.Campaign(ctx, "monitor", coord.Candidate{ID: m.cfg.ID, AdminAddr: m.cfg.AdminAddr}.String())
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			m.log.Warn("campaign failed; retrying", "error", err)
-			select {
-			case <-time.After(time.Second):
-			case <-ctx.Done():
-				return
-			}
-			continue
-		}
+	candidate := coord.Candidate{ID: m.cfg.ID, AdminAddr: m.cfg.AdminAddr}.String()
+	coord.Lead(ctx, m.coord, "monitor", candidate, m.log, func(ctx context.Context, lead coord.Leadership) {
 		m.log.Info("leading: probing the cluster")
 		m.setLeading(true)
 		m.lead(ctx, lead)
 		m.setLeading(false)
-		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = lead.Resign(rctx)
-		cancel()
-	}
+	})
 }
 
 func (m *Monitor) setLeading(on bool) {

@@ -42,26 +42,10 @@ const (
 // every sweepEvery while it leads.
 func RunReaper(ctx context.Context, c coord.Coordinator, w *Watcher, st PresenceClearer, candidate string, log *slog.Logger) {
 	log = log.With("component", "reaper")
-	for ctx.Err() == nil {
-		lead, err := c.Campaign(ctx, "reaper", candidate)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			log.Warn("campaign failed; retrying", "error", err)
-			select {
-			case <-time.After(time.Second):
-			case <-ctx.Done():
-				return
-			}
-			continue
-		}
+	coord.Lead(ctx, c, "reaper", candidate, log, func(ctx context.Context, lead coord.Leadership) {
 		log.Info("leading the reaper election", "candidate", candidate)
 		reap(ctx, c, lead, w, st, log)
-		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = lead.Resign(rctx)
-		cancel()
-	}
+	})
 }
 
 func reap(ctx context.Context, c coord.Coordinator, lead coord.Leadership, w *Watcher, st PresenceClearer, log *slog.Logger) {

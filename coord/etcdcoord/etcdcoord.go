@@ -286,31 +286,12 @@ func (c *Coordinator) spawn(f func()) error {
 // bind returns a context that also ends when the coordinator closes or stop (if not nil) is
 // closed. The caller must call cancel.
 func (c *Coordinator) bind(ctx context.Context, stop <-chan struct{}) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(ctx)
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-c.closed:
-			cancel()
-		case <-stop:
-			cancel()
-		}
-	}()
-	return ctx, cancel
+	return notify.CancelOn(ctx, c.closed, stop)
 }
 
 // sleep waits d, returning false if ctx ends or the coordinator closes first.
 func (c *Coordinator) sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	case <-c.closed:
-		return false
-	}
+	return notify.Sleep(ctx, d, c.closed)
 }
 
 // unavailable reports whether err means the cluster could not serve the request now.

@@ -29,16 +29,6 @@ func decodeMember(name string, kv *mvccpb.KeyValue) coord.Member {
 	return m
 }
 
-// decodeMark reads a quarantine mark; the node is the key's name whatever the data says.
-func decodeMark(node string, data []byte) coord.Quarantine {
-	var q coord.Quarantine
-	if len(data) > 0 {
-		_ = json.Unmarshal(data, &q)
-	}
-	q.Node = node
-	return q
-}
-
 func decodeMarkKV(name string, kv *mvccpb.KeyValue) coord.Quarantine {
-	return decodeMark(name, kv.Value)
+	return coord.ParseQuarantine(name, kv.Value)
 }

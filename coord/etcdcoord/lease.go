@@ -79,25 +79,12 @@ func (c *Coordinator) grant(ctx context.Context) (*keeper, error) {
 	return k, nil
 }
 
-// keepaliveInterval is how often a keeper renews its lease: six times a TTL, so that an
-// overdue answer (a third of the TTL) is noticed with two intervals still in hand, and a
-// healthy lastAck is never older than a sixth of the TTL plus a round trip.
-func keepaliveInterval(ttl time.Duration) time.Duration { return ttl / 6 }
-
-// overdueAfter is how long a keepalive may go unanswered before the lease counts as
-// suspended: far longer than a round trip on a healthy link, well before the fence.
-func overdueAfter(ttl time.Duration) time.Duration { return ttl / 3 }
-
-// staleAfter is how old lastAck may get before the lease counts as suspended even without an
-// overdue keepalive (a keeper that cannot get its requests out).
-func staleAfter(ttl time.Duration) time.Duration { return ttl / 2 }
-
-// run renews the lease every keepaliveInterval, one keepalive at a time, until the lease is
+// run renews the lease every coord.ProbeInterval(ttl), one keepalive at a time, until the lease is
 // lost or revoked or the coordinator closes.
 func (k *keeper) run(ctx context.Context) {
 	ctx, cancel := k.c.bind(ctx, nil)
 	defer cancel()
-	timer := time.NewTimer(keepaliveInterval(k.ttl))
+	timer := time.NewTimer(coord.ProbeInterval(k.ttl))
 	defer timer.Stop()
 	for {
 		select {
@@ -139,7 +126,7 @@ func (k *keeper) run(ctx context.Context) {
 			return
 		}
 		// The next one an interval after this one was sent; after a failure, not at once.
-		next := time.Until(sent.Add(keepaliveInterval(k.ttl)))
+		next := time.Until(sent.Add(coord.ProbeInterval(k.ttl)))
 		if err != nil {
 			next = max(next, 100*time.Millisecond)
 		}
@@ -154,26 +141,10 @@ func (k *keeper) lose() {
 	})
 }
 
-// standing judges the lease at now: whether it counts as suspended (a keepalive unanswered
-// for overdueAfter, or nothing answered for staleAfter), when the holder must fence itself
-// (lastAck + coord.FenceAfter(ttl), before the server can have expired the lease), and when
-// either changes by itself if nothing more is heard.
+// standing judges the lease at now (see coord.Liveness.Judge): before lastAck +
+// coord.FenceAfter(ttl) the server cannot have expired it.
 func (k *keeper) standing(s leaseState, now time.Time) (suspended bool, fenceAt, next time.Time) {
-	fenceAt = s.lastAck.Add(coord.FenceAfter(k.ttl))
-	next = fenceAt
-	if stale := s.lastAck.Add(staleAfter(k.ttl)); !now.Before(stale) {
-		suspended = true
-	} else if stale.Before(next) {
-		next = stale
-	}
-	if !s.pending.IsZero() {
-		if overdue := s.pending.Add(overdueAfter(k.ttl)); now.After(overdue) {
-			suspended = true
-		} else if overdue.Before(next) {
-			next = overdue.Add(time.Millisecond)
-		}
-	}
-	return suspended, fenceAt, next
+	return coord.Liveness{Heard: s.lastAck, Pending: s.pending}.Judge(now, k.ttl)
 }
 
 // revoke stops the keepalive and revokes the lease, deleting every key attached to it.

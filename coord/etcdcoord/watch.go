@@ -10,6 +10,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
 
 // Members lists the live members (a linearizable read: current even from a follower).
@@ -99,7 +100,7 @@ func follow[T any](ctx context.Context, c *Coordinator, pfx string, decode func(
 				set = append(set, decode(name, kvs[k]))
 			}
 		}
-		sendLatest(out, set)
+		notify.SendLatest(out, set)
 	}
 	send()
 
@@ -133,19 +134,4 @@ func follow[T any](ctx context.Context, c *Coordinator, pfx string, decode func(
 			return true
 		}
 	}
-}
-
-// sendLatest puts v in a one-slot channel, replacing an unread older value. Only one
-// goroutine sends on out, so the replacement cannot race with another sender.
-func sendLatest[T any](out chan T, v T) {
-	select {
-	case out <- v:
-		return
-	default:
-	}
-	select {
-	case <-out:
-	default:
-	}
-	out <- v
 }

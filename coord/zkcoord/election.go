@@ -158,10 +158,11 @@ func (l *leadership) Resign(ctx context.Context) error {
 }
 
 // lead starts the goroutine that watches the leadership. Leadership is given up as soon as
-// the ensemble has not answered for a third of the session timeout (the registration's
-// Suspended, see hold), or the connection has been reported lost for that long (Curator gives
-// it up on suspension; CURATOR-460 shows why waiting longer lets two leaders overlap), when
-// the candidate znode goes, or when the session changes. Writes are fenced regardless.
+// the ensemble has not answered for a third of the session timeout (when a registration
+// would be Suspended, see coord.Liveness), or the connection has been reported lost for that
+// long (Curator gives it up on suspension; CURATOR-460 shows why waiting longer lets two
+// leaders overlap), when the candidate znode goes, or when the session changes. Writes are
+// fenced regardless.
 // heard is the send time of a request answered in session sessID.
 func (c *Coordinator) lead(p string, sessID int64, heard time.Time) *leadership {
 	l := &leadership{c: c, path: p, sessID: sessID, done: make(chan struct{}), resign: make(chan struct{})}

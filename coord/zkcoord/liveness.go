@@ -21,19 +21,6 @@ type hearing struct {
 	pending time.Time // send time of the oldest probe not answered yet; zero if none
 }
 
-// probeInterval is how often the prober asks: six probes a session timeout, so a probe that
-// is overdue (a third of the timeout) is noticed with two probe intervals still in hand, and
-// a healthy record is never older than a sixth of the timeout plus a round trip.
-func probeInterval(t time.Duration) time.Duration { return t / 6 }
-
-// overdueAfter is how long a probe may go unanswered before the session counts as
-// suspended: longer than a round trip on any healthy link, and well before the fence.
-func overdueAfter(t time.Duration) time.Duration { return t / 3 }
-
-// staleAfter is how old the latest answer may get before the session counts as suspended
-// even without an overdue probe (a prober that cannot get its requests out).
-func staleAfter(t time.Duration) time.Duration { return t / 2 }
-
 // timeout is the session timeout the coordinator times itself by: the one asked for or the
 // one the servers granted, whichever is shorter. The servers clamp the timeout asked for to
 // 2-20 ticks; the one granted is what they expire the session by, so it is the right one when
@@ -106,7 +93,7 @@ func (c *Coordinator) probe() {
 		}
 		// An unanswered probe stays pending: the next one is sent an interval after it,
 		// or at once if the answer (or failure) took longer than that.
-		timer.Reset(max(0, time.Until(sent.Add(probeInterval(c.timeout())))))
+		timer.Reset(max(0, time.Until(sent.Add(coord.ProbeInterval(c.timeout())))))
 	}
 }
 
@@ -121,27 +108,12 @@ type standing struct {
 // standing judges session sess at now. heard is the send time of a request the caller knows
 // was answered in sess (the create of its entry, say), or zero.
 func (c *Coordinator) standing(now time.Time, sess int64, heard time.Time) standing {
-	t := c.timeout()
 	h := c.heard.Load()
 	if h.sess == sess && h.last.After(heard) {
 		heard = h.last
 	}
-	st := standing{heard: heard, fenceAt: heard.Add(coord.FenceAfter(t))}
-	st.next = st.fenceAt
-	stale := heard.Add(staleAfter(t))
-	if !now.Before(stale) {
-		st.suspended = true
-	} else if stale.Before(st.next) {
-		st.next = stale
-	}
-	if !h.pending.IsZero() {
-		overdue := h.pending.Add(overdueAfter(t))
-		if now.After(overdue) {
-			st.suspended = true
-		} else if overdue.Before(st.next) {
-			st.next = overdue.Add(time.Millisecond)
-		}
-	}
+	st := standing{heard: heard}
+	st.suspended, st.fenceAt, st.next = coord.Liveness{Heard: heard, Pending: h.pending}.Judge(now, c.timeout())
 	return st
 }
 

@@ -5,411 +5,188 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/go-zookeeper/zk"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
-	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
 
-// errMarked: the registration attempt failed because a quarantine mark stands.
-var errMarked = errors.New("quarantine mark stands")
-
-// Register creates <root>/nodes/<id> and keeps it: see coord.Coordinator.
+// Register creates <root>/nodes/<id> and keeps it: see coord.Coordinator. The state machine
+// is coord's; this file is what it needs of ZooKeeper.
 func (c *Coordinator) Register(ctx context.Context, m coord.Member) (coord.Registration, error) {
-	if err := coord.ValidateID(m.ID); err != nil {
-		return nil, err
-	}
-	m.Epoch = 0
-	data, err := json.Marshal(m)
-	if err != nil {
-		return nil, fmt.Errorf("encode member: %w", err)
-	}
-	r := &registration{
-		c:        c,
-		m:        m,
-		data:     data,
-		path:     c.memberPath(m.ID),
-		markPath: c.markPath(m.ID),
-		withdraw: make(chan chan error),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
-	}
-	r.status.Set(coord.Status{State: coord.Registering})
-	first := make(chan error, 1)
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		defer close(r.done)
-		r.run(first)
-	}()
-	select {
-	case err := <-first:
-		if err != nil {
-			r.stopOnce.Do(func() { close(r.stop) })
-			<-r.done
-			return nil, err
-		}
-		return r, nil
-	case <-ctx.Done():
-		r.stopOnce.Do(func() { close(r.stop) })
-		<-r.done
-		return nil, fmt.Errorf("register %s: %w", m.ID, ctx.Err())
-	}
-}
-
-type registration struct {
-	c              *Coordinator
-	m              coord.Member
-	data           []byte
-	path, markPath string
-
-	status   notify.Value[coord.Status]
-	withdraw chan chan error
-	stop     chan struct{}
-	stopOnce sync.Once
-	done     chan struct{}
-}
-
-func (r *registration) Status() (coord.Status, <-chan struct{}) { return r.status.Get() }
-
-func (r *registration) setState(st coord.State, epoch int64) {
-	r.status.Update(func(s coord.Status) coord.Status {
-		if s.State != st || s.Epoch != epoch {
-			r.c.log.Info("registration", "node", r.m.ID, "state", st.String(), "epoch", epoch)
-		}
-		if s.State != st || s.Since.IsZero() {
-			s.Since = time.Now()
-		}
-		s.State, s.Epoch = st, epoch
-		return s
+	o := coord.RegisterOptions{Timeout: c.cfg.SessionTimeout, Log: c.log, Closed: c.closed, Go: c.spawn}
+	return coord.StartRegistration(ctx, m, o, func(data []byte) coord.Entry {
+		return &entry{c: c, id: m.ID, instance: m.Instance, data: data, path: c.memberPath(m.ID), markPath: c.markPath(m.ID)}
 	})
 }
 
-// keepState is setState that leaves the status (and its waiters) alone when nothing changes.
-func (r *registration) keepState(st coord.State, epoch int64) {
-	if cur := r.status.Load(); cur.State != st || cur.Epoch != epoch {
-		r.setState(st, epoch)
-	}
+// entry is a member's znode, ephemeral in the session that created it.
+type entry struct {
+	c              *Coordinator
+	id, instance   string
+	data           []byte
+	path, markPath string
 }
 
-func (r *registration) setMark(q *coord.Quarantine) {
-	r.status.Update(func(s coord.Status) coord.Status { s.Mark = q; return s })
+var _ coord.Entry = (*entry)(nil)
+
+// regSession is one ZooKeeper session as a registration sees it: the liveness record
+// (liveness.go) for that session, with what this registration learnt itself.
+type regSession struct {
+	c  *Coordinator
+	id int64
+	// heard is the send time of a request the ensemble answered in the session: at first
+	// the instant before the create was sent (Create succeeding means it was answered).
+	heard     time.Time
+	downSince time.Time // when the library reported the connection lost; zero while connected
 }
 
-// Withdraw deletes the entry while a quarantine mark stands.
-func (r *registration) Withdraw(ctx context.Context) error {
-	reply := make(chan error, 1)
-	select {
-	case r.withdraw <- reply:
-	case <-r.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+// Session waits for a session; every request Create makes is sent after it returns.
+func (e *entry) Session(ctx context.Context) (coord.Session, error) {
+	if _, err := e.c.waitSession(ctx); err != nil {
+		return nil, err
 	}
-	select {
-	case err := <-reply:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return &regSession{c: e.c, id: e.c.conn.SessionID(), heard: time.Now()}, nil
 }
 
-// Deregister deletes the entry and stops the registration.
-func (r *registration) Deregister(ctx context.Context) error {
-	r.stopOnce.Do(func() { close(r.stop) })
-	select {
-	case <-r.done:
-	case <-ctx.Done():
-		return ctx.Err()
+// Standing follows the prober's record, with T the session timeout the coordinator times
+// itself by: Suspended as soon as the library reports the connection lost or a probe is
+// overdue; fenced at the latest answered send time plus FenceAfter(T), or one T after the
+// library reported the disconnect if that comes first (it cannot, unless the prober is
+// starved); lost when a new session shows that this one expired.
+func (s *regSession) Standing(now time.Time) coord.Standing {
+	ss, changed := s.c.sess.Get()
+	_, heardChanged := s.c.heard.Get()
+	st := s.c.standing(now, s.id, s.heard)
+	s.heard = st.heard
+	out := coord.Standing{
+		Suspended: st.suspended,
+		Heard:     st.heard,
+		FenceAt:   st.fenceAt,
+		Changed:   [2]<-chan struct{}{changed, heardChanged},
 	}
-	err := r.deleteOwn(ctx)
-	r.setState(coord.Closed, 0)
-	return err
-}
-
-// stopCtx is a context that ends when the registration is stopped or the coordinator closed.
-func (r *registration) stopCtx() (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		select {
-		case <-r.stop:
-		case <-r.c.closed:
-		case <-ctx.Done():
+	if ss.connected {
+		s.downSince = time.Time{}
+		out.Lost = s.c.conn.SessionID() != s.id
+	} else {
+		if s.downSince.IsZero() {
+			s.downSince = now
 		}
-		cancel()
-	}()
-	return ctx, cancel
+		out.Suspended = true // cut off: the ensemble may expire the session without our knowing
+		out.FenceAt = earliest(out.FenceAt, s.downSince.Add(s.c.timeout()))
+	}
+	out.Next = earliest(st.next, out.FenceAt)
+	return out
 }
 
-// run is the registration's loop: register, hold, and register again after every loss.
-func (r *registration) run(first chan<- error) {
-	ctx, cancel := r.stopCtx()
-	defer cancel()
-	settled := false
-	settle := func(err error) {
-		if !settled {
-			settled = true
-			first <- err
-		}
-	}
-	backoff := 50 * time.Millisecond
-	duplicateSince := time.Time{}
-	for ctx.Err() == nil {
-		if _, err := r.c.waitSession(ctx); err != nil {
-			settle(err)
-			return
-		}
-		sessID := r.c.conn.SessionID()
-		sent := time.Now() // every request create makes is sent after this
-		epoch, err := r.create(ctx, sessID)
-		switch {
-		case err == nil:
-			backoff = 50 * time.Millisecond
-			duplicateSince = time.Time{}
-			r.setState(coord.Registered, epoch)
-			settle(nil)
-			r.hold(ctx, sessID, epoch, sent)
-		case errors.Is(err, errMarked):
-			if data, _, err := callGet(ctx, r.c, r.markPath); err == nil {
-				q := decodeMark(r.m.ID, data)
-				r.setMark(&q)
-			}
-			r.setState(coord.Quarantined, 0)
-			settle(nil)
-			r.waitMarkGone(ctx)
-		case errors.Is(err, coord.ErrDuplicate):
-			// A different live process holds the id. It may be a crashed predecessor whose
-			// session the ensemble has not expired yet: wait up to a session timeout and a
-			// half for its entry to go before calling it a duplicate.
-			if duplicateSince.IsZero() {
-				duplicateSince = time.Now()
-			}
-			if !settled && time.Since(duplicateSince) > r.c.cfg.SessionTimeout*3/2 {
-				settle(fmt.Errorf("register %s: %w", r.m.ID, err))
-				return
-			}
-			if settled {
-				r.setState(coord.Fenced, 0)
-				r.c.log.Error("node id held by another live process; waiting for it to go", "node", r.m.ID)
-			}
-			r.waitGone(ctx, r.path, 2*time.Second)
-		default:
-			r.c.log.Warn("register: retrying", "node", r.m.ID, "error", err)
-			if !r.c.sleep(ctx, backoff) {
-				break
-			}
-			backoff = min(backoff*2, time.Second)
-		}
-	}
-	settle(coord.ErrClosed)
-}
-
-// create registers the entry unless a quarantine mark stands, in one transaction: creating
+// Create registers the entry unless a quarantine mark stands, in one transaction: creating
 // and deleting the mark's znode fails with NodeExists exactly when a mark is there.
-func (r *registration) create(ctx context.Context, sessID int64) (int64, error) {
+func (e *entry) Create(ctx context.Context, s coord.Session) (coord.Created, error) {
+	sessID := s.(*regSession).id
 	res, err := call(ctx, func() ([]zk.MultiResponse, error) {
-		return r.c.conn.Multi(
-			&zk.CreateRequest{Path: r.markPath, Acl: r.c.acl},
-			&zk.DeleteRequest{Path: r.markPath, Version: -1},
-			&zk.CreateRequest{Path: r.path, Data: r.data, Acl: r.c.acl, Flags: zk.FlagEphemeral},
+		return e.c.conn.Multi(
+			&zk.CreateRequest{Path: e.markPath, Acl: e.c.acl},
+			&zk.DeleteRequest{Path: e.markPath, Version: -1},
+			&zk.CreateRequest{Path: e.path, Data: e.data, Acl: e.c.acl, Flags: zk.FlagEphemeral},
 		)
 	})
 	if err == nil {
-		return r.adopt(ctx, sessID)
+		return e.adopt(ctx, sessID)
 	}
 	if len(res) == 3 {
 		switch {
 		case errors.Is(res[0].Error, zk.ErrNodeExists):
-			return 0, errMarked
+			var cr coord.Created
+			if data, _, err := callGet(ctx, e.c, e.markPath); err == nil {
+				q := coord.ParseQuarantine(e.id, data)
+				cr.Mark = &q
+			}
+			return cr, coord.ErrMarked
 		case errors.Is(res[2].Error, zk.ErrNodeExists):
 			// A create that failed with connection loss may have succeeded; or the entry is
 			// left from our expired session; or another process holds the id.
-			return r.adopt(ctx, sessID)
+			return e.adopt(ctx, sessID)
 		}
 	}
-	return 0, err
+	return coord.Created{}, err
 }
 
 // adopt looks at the existing entry: ours (this session) gives the epoch; ours from an
 // older session is deleted so the next attempt can create it; anyone else's is a duplicate.
-func (r *registration) adopt(ctx context.Context, sessID int64) (int64, error) {
-	type got struct {
-		data []byte
-		st   *zk.Stat
-	}
-	g, err := call(ctx, func() (got, error) {
-		d, st, err := r.c.conn.Get(r.path)
-		return got{d, st}, err
-	})
+// It answers a plain error, not coord.ErrAgain, as it always has: the next attempt waits the
+// backoff (50ms at first), where etcdcoord tries again at once.
+func (e *entry) adopt(ctx context.Context, sessID int64) (coord.Created, error) {
+	data, st, err := callGet(ctx, e.c, e.path)
 	if errors.Is(err, zk.ErrNoNode) {
-		return 0, errors.New("entry vanished; retrying")
+		return coord.Created{}, errors.New("entry vanished; retrying")
 	}
 	if err != nil {
-		return 0, err
+		return coord.Created{}, err
 	}
-	if g.st.EphemeralOwner == sessID {
-		return g.st.Czxid, nil
+	if st.EphemeralOwner == sessID {
+		return coord.Created{Epoch: st.Czxid}, nil
 	}
 	var other coord.Member
-	_ = json.Unmarshal(g.data, &other)
-	if other.Instance == r.m.Instance && g.st.EphemeralOwner != 0 {
+	_ = json.Unmarshal(data, &other)
+	if other.Instance == e.instance && st.EphemeralOwner != 0 {
 		// Left by this process's previous, expired session (KAFKA-1387): the ensemble will
 		// delete it anyway; deleting it now (only this version) lets us come back sooner.
-		r.c.log.Info("deleting own stale entry from an expired session", "node", r.m.ID,
-			"owner", fmt.Sprintf("%#x", g.st.EphemeralOwner), "session", fmt.Sprintf("%#x", sessID))
-		_, err := call(ctx, func() (struct{}, error) { return struct{}{}, r.c.conn.Delete(r.path, g.st.Version) })
+		e.c.log.Info("deleting own stale entry from an expired session", "node", e.id,
+			"owner", fmt.Sprintf("%#x", st.EphemeralOwner), "session", fmt.Sprintf("%#x", sessID))
+		_, err := call(ctx, func() (struct{}, error) { return struct{}{}, e.c.conn.Delete(e.path, st.Version) })
 		if err != nil && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrBadVersion) {
-			return 0, err
+			return coord.Created{}, err
 		}
-		return 0, errors.New("deleted stale entry; retrying")
+		return coord.Created{}, errors.New("deleted stale entry; retrying")
 	}
-	return 0, fmt.Errorf("%w (instance %s, session %#x, started %s)", coord.ErrDuplicate,
-		other.Instance, g.st.EphemeralOwner, other.StartedAt.Format(time.RFC3339))
+	return coord.Created{}, fmt.Errorf("%w (instance %s, session %#x, started %s)", coord.ErrDuplicate,
+		other.Instance, st.EphemeralOwner, other.StartedAt.Format(time.RFC3339))
 }
 
-// hold keeps watch over a created entry until it is lost, withdrawn or the registration
-// stops. It returns when the loop must register again. heard is the send time of a request
-// the ensemble answered in session sessID (the create).
-//
-// The state follows the liveness record (liveness.go), with T the session timeout the
-// coordinator times itself by: Suspended as soon as the library reports the connection lost
-// or the ensemble has left a probe unanswered for T/3 (or answered nothing for T/2);
-// Registered again when answers come back; Fenced at the latest answered send time plus
-// FenceAfter(T), which is before the ensemble can have expired the session, or one T after
-// the library reported the disconnect if that came first (it cannot, unless the prober is
-// starved), or at once when a new session shows that the old one expired. Calls that wait on
-// the ensemble are bounded by the next of those instants, so a silent link never holds up a
-// change of state.
-func (r *registration) hold(ctx context.Context, sessID, epoch int64, heard time.Time) {
+// Follow arms the entry's and the mark's one-shot watches, again after each fires and after
+// every reconnect, until the entry is gone or no longer in the session.
+func (e *entry) Follow(ctx context.Context, s coord.Session, _ coord.Created, mark func(*coord.Quarantine)) bool {
+	sessID := s.(*regSession).id
 	var (
 		nodeCh, markCh <-chan zk.Event
 		armedGen       uint64
-		downSince      time.Time
-		fenced         bool
 	)
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		s, changed := r.c.sess.Get()
-		_, heardChanged := r.c.heard.Get()
-		if s.closed || ctx.Err() != nil {
-			return
-		}
-		now := time.Now()
-		st := r.c.standing(now, sessID, heard)
-		heard = st.heard
-		fenceAt := st.fenceAt
-		if s.connected {
-			downSince = time.Time{}
-		} else {
-			if downSince.IsZero() {
-				downSince = now
+	for ctx.Err() == nil {
+		ss, changed := e.c.sess.Get()
+		if ss.connected {
+			if ss.gen != armedGen {
+				nodeCh, markCh, armedGen = nil, nil, ss.gen
 			}
-			fenceAt = earliest(fenceAt, downSince.Add(r.c.timeout()))
-		}
-		if !fenced && !now.Before(fenceAt) {
-			fenced = true
-			r.c.log.Warn("registration fenced: the ensemble may expire the session from now on",
-				"node", r.m.ID, "epoch", epoch, "connected", s.connected,
-				"since_last_answered_send", now.Sub(heard).Round(time.Millisecond))
-			r.setState(coord.Fenced, 0)
-		}
-		next := earliest(st.next, fenceAt)
-		if !fenced {
-			timer.Reset(time.Until(next))
-		}
-		if !s.connected {
-			// Cut off: the ensemble may expire the session without our knowing.
-			if !fenced {
-				r.keepState(coord.Suspended, epoch)
-			}
-			select {
-			case <-changed:
-			case <-heardChanged:
-			case <-timer.C:
-			case reply := <-r.withdraw:
-				reply <- fmt.Errorf("withdraw: %w", coord.ErrUnavailable)
-			case <-ctx.Done():
-				return
-			}
-			continue
-		}
-		if r.c.conn.SessionID() != sessID {
-			// A new session: the old one expired and its ephemeral entry with it.
-			r.setState(coord.Fenced, 0)
-			return
-		}
-		if fenced {
-			// Within the same session, but this entry's epoch was fenced: routers may have
-			// sent its clients' messages to mailboxes meanwhile. Replace it, so the node comes
-			// back under a new epoch and nothing addressed to the old one is accepted.
-			dctx, cancel := context.WithTimeout(ctx, overdueAfter(r.c.timeout()))
-			err := r.deleteOwn(dctx)
+			// Bounded, so that a call lost on a silent link is made again.
+			actx, cancel := context.WithTimeout(ctx, coord.OverdueAfter(e.c.timeout()))
+			gone, err := e.arm(actx, sessID, &nodeCh, &markCh, mark)
 			cancel()
+			if gone {
+				return true
+			}
 			if err != nil {
-				if !r.c.sleep(ctx, 100*time.Millisecond) {
-					return
+				if !e.c.sleep(ctx, 100*time.Millisecond) {
+					return false
 				}
 				continue
 			}
-			return
-		}
-		if st.suspended {
-			r.keepState(coord.Suspended, epoch)
-		} else {
-			// Answered within the session timeout: the entry never left the live set.
-			r.keepState(coord.Registered, epoch)
-		}
-		if s.gen != armedGen {
-			nodeCh, markCh, armedGen = nil, nil, s.gen
-		}
-		cctx, cancel := context.WithDeadline(ctx, next)
-		gone, err := r.arm(cctx, sessID, &nodeCh, &markCh)
-		if gone {
-			cancel()
-			r.c.log.Warn("registration entry is gone; registering again", "node", r.m.ID)
-			r.setState(coord.Registering, 0)
-			return
-		}
-		if err != nil {
-			cancel()
-			if !r.pause(ctx, next) {
-				return
-			}
-			continue
 		}
 		select {
 		case <-changed:
-		case <-heardChanged:
-		case <-timer.C:
 		case <-nodeCh:
 			nodeCh = nil
 		case <-markCh:
 			markCh = nil
-		case reply := <-r.withdraw:
-			if r.status.Load().Mark == nil {
-				reply <- nil
-				break
-			}
-			err := r.deleteOwn(cctx)
-			reply <- err
-			if err == nil {
-				cancel()
-				r.setState(coord.Quarantined, 0)
-				return
-			}
 		case <-ctx.Done():
 		}
-		cancel()
 	}
+	return false
 }
 
 // arm sets whichever of the entry's and the mark's watches is not set. gone reports that the
 // entry no longer exists in session sessID.
-func (r *registration) arm(ctx context.Context, sessID int64, nodeCh, markCh *<-chan zk.Event) (gone bool, err error) {
+func (e *entry) arm(ctx context.Context, sessID int64, nodeCh, markCh *<-chan zk.Event, mark func(*coord.Quarantine)) (gone bool, err error) {
 	if *nodeCh == nil {
 		type got struct {
 			ok bool
@@ -417,7 +194,7 @@ func (r *registration) arm(ctx context.Context, sessID int64, nodeCh, markCh *<-
 			ch <-chan zk.Event
 		}
 		g, err := call(ctx, func() (got, error) {
-			ok, st, ch, err := r.c.conn.ExistsW(r.path)
+			ok, st, ch, err := e.c.conn.ExistsW(e.path)
 			return got{ok, st, ch}, err
 		})
 		if err != nil {
@@ -429,20 +206,14 @@ func (r *registration) arm(ctx context.Context, sessID int64, nodeCh, markCh *<-
 		*nodeCh = g.ch
 	}
 	if *markCh == nil {
-		q, ch, err := r.readMarkW(ctx)
+		q, ch, err := e.readMarkW(ctx)
 		if err != nil {
 			return false, err
 		}
-		r.setMark(q)
+		mark(q)
 		*markCh = ch
 	}
 	return false, nil
-}
-
-// pause waits 100ms before a retry, or less if the registration's standing changes sooner;
-// false if ctx ends or the coordinator closes first.
-func (r *registration) pause(ctx context.Context, next time.Time) bool {
-	return r.c.sleep(ctx, max(0, min(100*time.Millisecond, time.Until(next))))
 }
 
 // earliest returns the earlier of a and b.
@@ -454,69 +225,64 @@ func earliest(a, b time.Time) time.Time {
 }
 
 // readMarkW reads the member's quarantine mark, if any, and watches it.
-func (r *registration) readMarkW(ctx context.Context) (*coord.Quarantine, <-chan zk.Event, error) {
+func (e *entry) readMarkW(ctx context.Context) (*coord.Quarantine, <-chan zk.Event, error) {
 	type got struct {
 		q  *coord.Quarantine
 		ch <-chan zk.Event
 	}
 	g, err := call(ctx, func() (got, error) {
-		ok, _, ch, err := r.c.conn.ExistsW(r.markPath)
+		ok, _, ch, err := e.c.conn.ExistsW(e.markPath)
 		if err != nil || !ok {
 			return got{nil, ch}, err
 		}
-		data, _, err := r.c.conn.Get(r.markPath)
+		data, _, err := e.c.conn.Get(e.markPath)
 		if errors.Is(err, zk.ErrNoNode) {
 			return got{nil, ch}, nil
 		}
 		if err != nil {
 			return got{}, err
 		}
-		q := decodeMark(r.m.ID, data)
+		q := coord.ParseQuarantine(e.id, data)
 		return got{&q, ch}, nil
 	})
 	return g.q, g.ch, err
 }
 
-// waitMarkGone waits in Quarantined until the mark is released.
-func (r *registration) waitMarkGone(ctx context.Context) {
+// AwaitRelease watches the mark until it is deleted, looking again after every reconnect.
+func (e *entry) AwaitRelease(ctx context.Context, mark func(*coord.Quarantine)) bool {
 	for {
-		if _, err := r.c.waitSession(ctx); err != nil {
-			return
+		if _, err := e.c.waitSession(ctx); err != nil {
+			return false
 		}
-		q, ch, err := r.readMarkW(ctx)
+		q, ch, err := e.readMarkW(ctx)
 		if err != nil {
-			if !r.c.sleep(ctx, 100*time.Millisecond) {
-				return
+			if !e.c.sleep(ctx, 100*time.Millisecond) {
+				return false
 			}
 			continue
 		}
-		r.setMark(q)
+		mark(q)
 		if q == nil {
-			r.setState(coord.Registering, 0)
-			return
+			return true
 		}
-		_, changed := r.c.sess.Get()
+		_, changed := e.c.sess.Get()
 		select {
 		case <-ch:
 		case <-changed:
-		case reply := <-r.withdraw:
-			reply <- nil // already withdrawn
 		case <-ctx.Done():
-			return
+			return false
 		}
 	}
 }
 
-// waitGone waits until p is deleted, at most d.
-func (r *registration) waitGone(ctx context.Context, p string, d time.Duration) {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
+// AwaitGone waits until another session's entry is deleted.
+func (e *entry) AwaitGone(ctx context.Context) {
 	type got struct {
 		ok bool
 		ch <-chan zk.Event
 	}
 	g, err := call(ctx, func() (got, error) {
-		ok, _, ch, err := r.c.conn.ExistsW(p)
+		ok, _, ch, err := e.c.conn.ExistsW(e.path)
 		return got{ok, ch}, err
 	})
 	if err != nil || !g.ok {
@@ -528,24 +294,62 @@ func (r *registration) waitGone(ctx context.Context, p string, d time.Duration) 
 	}
 }
 
+// Delete deletes the entry if the current session owns it.
+func (e *entry) Delete(ctx context.Context, _ coord.Session, _ coord.Created) error {
+	return e.deleteOwn(ctx)
+}
+
+// Retire, after a fence in the same session, deletes the entry once the ensemble answers,
+// so the node comes back under a new epoch: routers may have sent its clients' messages to
+// mailboxes meanwhile, and nothing addressed to the fenced epoch may be accepted. In a new
+// session the old one expired, and its entry with it.
+func (e *entry) Retire(ctx context.Context, s coord.Session, _ coord.Created) {
+	sessID := s.(*regSession).id
+	for {
+		if _, err := e.c.waitSession(ctx); err != nil {
+			return
+		}
+		if e.c.conn.SessionID() != sessID {
+			return
+		}
+		dctx, cancel := context.WithTimeout(ctx, coord.OverdueAfter(e.c.timeout()))
+		err := e.deleteOwn(dctx)
+		cancel()
+		if err == nil || !e.c.sleep(ctx, 100*time.Millisecond) {
+			return
+		}
+	}
+}
+
+// Release deletes the entry if the current session owns it. After Close the session has
+// ended, and its entries with it.
+func (e *entry) Release(ctx context.Context) error {
+	select {
+	case <-e.c.closed:
+		return nil
+	default:
+	}
+	return e.deleteOwn(ctx)
+}
+
 // deleteOwn deletes the entry if this process's current session owns it.
-func (r *registration) deleteOwn(ctx context.Context) error {
-	sessID := r.c.conn.SessionID()
-	_, st, err := callGet(ctx, r.c, r.path)
+func (e *entry) deleteOwn(ctx context.Context) error {
+	sessID := e.c.conn.SessionID()
+	_, st, err := callGet(ctx, e.c, e.path)
 	if errors.Is(err, zk.ErrNoNode) {
 		return nil
 	}
 	if err != nil {
-		return wrap("deregister", err)
+		return wrap("delete entry", err)
 	}
 	if st.EphemeralOwner != sessID {
 		return nil
 	}
-	_, err = call(ctx, func() (struct{}, error) { return struct{}{}, r.c.conn.Delete(r.path, st.Version) })
+	_, err = call(ctx, func() (struct{}, error) { return struct{}{}, e.c.conn.Delete(e.path, st.Version) })
 	if errors.Is(err, zk.ErrNoNode) {
 		return nil
 	}
-	return wrap("deregister", err)
+	return wrap("delete entry", err)
 }
 
 func callGet(ctx context.Context, c *Coordinator, p string) ([]byte, *zk.Stat, error) {

@@ -11,6 +11,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
 
 // Members lists the live members, after a sync so that a read from a follower is current.
@@ -105,17 +106,8 @@ func decodeMember(name string, data []byte, st *zk.Stat) (coord.Member, bool) {
 	return m, true
 }
 
-func decodeMark(node string, data []byte) coord.Quarantine {
-	var q coord.Quarantine
-	if len(data) > 0 {
-		_ = json.Unmarshal(data, &q)
-	}
-	q.Node = node
-	return q
-}
-
 func decodeMarkChild(name string, data []byte, _ *zk.Stat) (coord.Quarantine, bool) {
-	return decodeMark(name, data), true
+	return coord.ParseQuarantine(name, data), true
 }
 
 // listChildren reads every child of dir and its data. With watch, it also arms a children
@@ -194,15 +186,8 @@ func watchChildren[T any](ctx context.Context, c *Coordinator, dir string,
 	go func() {
 		defer c.wg.Done()
 		defer close(out)
-		ctx, cancel := context.WithCancel(ctx)
+		ctx, cancel := notify.CancelOn(ctx, c.closed, nil)
 		defer cancel()
-		go func() {
-			select {
-			case <-c.closed:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
 		for ctx.Err() == nil {
 			gen, err := c.waitSession(ctx)
 			if err != nil {
@@ -216,7 +201,7 @@ func watchChildren[T any](ctx context.Context, c *Coordinator, dir string,
 				}
 				continue
 			}
-			sendLatest(out, set)
+			notify.SendLatest(out, set)
 			// Wait for the watch or a new session generation (a reconnect).
 			for {
 				s, changed := c.sess.Get()
@@ -235,19 +220,4 @@ func watchChildren[T any](ctx context.Context, c *Coordinator, dir string,
 		}
 	}()
 	return out, nil
-}
-
-// sendLatest puts v in a one-slot channel, replacing an unread older value. Only one
-// goroutine sends on out, so the replacement cannot race with another sender.
-func sendLatest[T any](out chan T, v T) {
-	select {
-	case out <- v:
-		return
-	default:
-	}
-	select {
-	case <-out:
-	default:
-	}
-	out <- v
 }

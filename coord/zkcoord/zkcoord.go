@@ -332,18 +332,20 @@ func wrap(op string, err error) error {
 func (c *Coordinator) memberPath(id string) string { return c.nodesDir + "/" + id }
 func (c *Coordinator) markPath(id string) string   { return c.quarDir + "/" + id }
 
+// spawn runs f on a goroutine that Close waits for, unless the coordinator is closed.
+func (c *Coordinator) spawn(f func()) error {
+	select {
+	case <-c.closed:
+		return coord.ErrClosed
+	default:
+	}
+	c.wg.Go(f)
+	return nil
+}
+
 // sleep waits d, returning false if ctx ends or the coordinator closes first.
 func (c *Coordinator) sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	case <-c.closed:
-		return false
-	}
+	return notify.Sleep(ctx, d, c.closed)
 }
 
 // zkLogger routes the library's log lines into slog. Connection failures repeat every

@@ -3,7 +3,11 @@
 // ReadyNotify and a lease session's Done channel.
 package notify
 
-import "sync"
+import (
+	"context"
+	"sync"
+	"time"
+)
 
 // Value holds the latest T. The zero Value holds the zero T and is ready to use.
 type Value[T any] struct {
@@ -51,4 +55,52 @@ func (n *Value[T]) Update(f func(T) T) T {
 		n.changed = nil
 	}
 	return n.v
+}
+
+// SendLatest puts v in a one-slot channel, replacing an unread older value, so that a slow
+// reader skips intermediate values but always gets the latest. Only one goroutine may send on
+// out, so the replacement cannot race with another sender.
+func SendLatest[T any](out chan T, v T) {
+	select {
+	case out <- v:
+		return
+	default:
+	}
+	select {
+	case <-out:
+	default:
+	}
+	out <- v
+}
+
+// CancelOn returns a context that also ends when a or b is closed (a nil channel never is):
+// the bridge from a "stop" or "closed" channel to the calls that take a context. The caller
+// must call cancel, which also ends the goroutine that watches the channels.
+func CancelOn(ctx context.Context, a, b <-chan struct{}) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-a:
+			cancel()
+		case <-b:
+			cancel()
+		}
+	}()
+	return ctx, cancel
+}
+
+// Sleep waits d and reports true, or false as soon as ctx ends or stop (if not nil) is
+// closed.
+func Sleep(ctx context.Context, d time.Duration, stop <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-stop:
+		return false
+	}
 }

@@ -1,0 +1,41 @@
+package coord
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// Campaigner is what Lead needs of a coordinator.
+type Campaigner interface {
+	Campaign(ctx context.Context, election, candidate string) (Leadership, error)
+}
+
+// Lead is the loop of every elected role: campaign in the named election; once elected, call
+// lead with the leadership, which must return when the leadership's Done is closed or ctx
+// ends; then resign, so the next candidate need not wait for this one's session to end, and
+// campaign again. A failed campaign is retried after a second. Lead returns when ctx ends.
+func Lead(ctx context.Context, c Campaigner, election, candidate string, log *slog.Logger, lead func(ctx context.Context, l Leadership)) {
+	for ctx.Err() == nil {
+		l, err := c.Campaign(ctx, election, candidate)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			log.Warn("campaign failed; retrying", "election", election, "error", err)
+			t := time.NewTimer(time.Second)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return
+			}
+			continue
+		}
+		lead(ctx, l)
+		// Resigning must not depend on ctx, which has often ended by now.
+		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = l.Resign(rctx)
+		cancel()
+	}
+}

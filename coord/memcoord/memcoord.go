@@ -1,0 +1,296 @@
+// Package memcoord is a coord.Coordinator in memory, for the unit tests of the roles that use
+// one: a Cluster stands for the backend's servers, and every Coordinator opened on it for one
+// process's client with a session of its own. Registrations run coord's state machine, the
+// same one the real backends drive, and the package passes coord/coordtest like them.
+//
+// Nothing here is ever slow or cut off, so a registration never becomes Suspended by itself;
+// ExpireSession ends a client's session as a backend would after a partition, which fences
+// its registrations and makes them register again under a new epoch.
+package memcoord
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/internal/notify"
+)
+
+// Cluster is the shared state every Coordinator opened on it sees: the servers. The zero
+// Cluster is not usable; call NewCluster.
+type Cluster struct {
+	// changed is bumped on every write; everyone who waits for a change waits on it and then
+	// looks again (simple, and cheap at test sizes).
+	changed notify.Value[int64]
+
+	mu         sync.Mutex
+	rev        int64 // the last revision given out: epochs and candidates' order
+	lastSess   int64
+	members    map[string]member
+	marks      map[string]mark
+	candidates map[string][]candidate // per election, in campaign order
+}
+
+type member struct {
+	m    coord.Member // with Epoch set
+	sess int64
+}
+
+type mark struct {
+	q   coord.Quarantine
+	rev int64 // when it was written, so that watchers tell a change from a wake-up
+}
+
+type candidate struct {
+	rev   int64
+	sess  int64
+	value string
+}
+
+// NewCluster returns an empty cluster.
+func NewCluster() *Cluster {
+	return &Cluster{
+		members:    map[string]member{},
+		marks:      map[string]mark{},
+		candidates: map[string][]candidate{},
+	}
+}
+
+// write runs f under the lock and wakes every waiter.
+func (cl *Cluster) write(f func()) {
+	cl.mu.Lock()
+	f()
+	cl.mu.Unlock()
+	cl.changed.Update(func(n int64) int64 { return n + 1 })
+}
+
+// read runs f under the lock and returns a channel closed at the next write after it.
+func (cl *Cluster) read(f func()) <-chan struct{} {
+	_, ch := cl.changed.Get() // before the read: a write after it closes ch
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	f()
+	return ch
+}
+
+// newSession gives out a session id.
+func (cl *Cluster) newSession() int64 {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	cl.lastSess++
+	return cl.lastSess
+}
+
+// endSession deletes everything session sess owns, as a backend does when a session ends.
+func (cl *Cluster) endSession(sess int64) {
+	cl.write(func() {
+		for id, e := range cl.members {
+			if e.sess == sess {
+				delete(cl.members, id)
+			}
+		}
+		for name, cs := range cl.candidates {
+			cl.candidates[name] = slices.DeleteFunc(cs, func(c candidate) bool { return c.sess == sess })
+		}
+	})
+}
+
+// Config configures a Coordinator.
+type Config struct {
+	// SessionTimeout stands for a real backend's session timeout: a registration waits up to
+	// 1.5 times this for another process's entry to go before it fails with
+	// coord.ErrDuplicate. Default 1s.
+	SessionTimeout time.Duration
+	// Logger receives the coordinator's logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Coordinator is one client of a Cluster, with a session of its own.
+type Coordinator struct {
+	cl      *Cluster
+	log     *slog.Logger
+	timeout time.Duration
+	sess    notify.Value[int64] // the current session id
+
+	closed    chan struct{}
+	closeOnce sync.Once
+	mu        sync.Mutex
+	isClosed  bool
+	wg        sync.WaitGroup // goroutines owned by the coordinator
+}
+
+var _ coord.Coordinator = (*Coordinator)(nil)
+
+// Open returns a new client of cl with a fresh session.
+func (cl *Cluster) Open(cfg Config) *Coordinator {
+	if cfg.SessionTimeout <= 0 {
+		cfg.SessionTimeout = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	c := &Coordinator{cl: cl, log: cfg.Logger.With("component", "memcoord"), timeout: cfg.SessionTimeout, closed: make(chan struct{})}
+	c.sess.Set(cl.newSession())
+	return c
+}
+
+// ExpireSession ends the client's session and starts a new one, as a backend does after it
+// stopped hearing from a client: its entries and candidates vanish, its registrations are
+// fenced and register again under new epochs, its leaderships end.
+func (c *Coordinator) ExpireSession() {
+	old := c.sess.Load()
+	c.sess.Set(c.cl.newSession())
+	c.cl.endSession(old)
+}
+
+// Close ends the session: every entry and candidate of this client vanishes. Idempotent.
+func (c *Coordinator) Close() error {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		c.isClosed = true
+		c.mu.Unlock()
+		close(c.closed)
+		c.wg.Wait()
+		c.cl.endSession(c.sess.Load())
+	})
+	return nil
+}
+
+// spawn runs f on a goroutine that Close waits for, unless the coordinator is closed.
+func (c *Coordinator) spawn(f func()) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.isClosed {
+		return coord.ErrClosed
+	}
+	c.wg.Go(f)
+	return nil
+}
+
+// wait waits for ch, ctx or Close; false unless ch fired.
+func (c *Coordinator) wait(ctx context.Context, ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-c.closed:
+		return false
+	}
+}
+
+// Members lists the live members, in id order.
+func (c *Coordinator) Members(context.Context) ([]coord.Member, error) {
+	var ms []coord.Member
+	c.cl.read(func() { ms = c.cl.memberList() })
+	return ms, nil
+}
+
+func (cl *Cluster) memberList() []coord.Member {
+	ms := make([]coord.Member, 0, len(cl.members))
+	for _, e := range cl.members {
+		ms = append(ms, e.m)
+	}
+	slices.SortFunc(ms, func(a, b coord.Member) int { return cmp.Compare(a.ID, b.ID) })
+	return ms
+}
+
+func (cl *Cluster) markList() []coord.Quarantine {
+	qs := make([]coord.Quarantine, 0, len(cl.marks))
+	for _, mk := range cl.marks {
+		qs = append(qs, mk.q)
+	}
+	slices.SortFunc(qs, func(a, b coord.Quarantine) int { return cmp.Compare(a.Node, b.Node) })
+	return qs
+}
+
+// WatchMembers delivers the live member set now and after every change.
+func (c *Coordinator) WatchMembers(ctx context.Context) (<-chan []coord.Member, error) {
+	return watch(ctx, c, (*Cluster).memberList)
+}
+
+// Quarantines lists the standing marks, in node order.
+func (c *Coordinator) Quarantines(context.Context) ([]coord.Quarantine, error) {
+	var qs []coord.Quarantine
+	c.cl.read(func() { qs = c.cl.markList() })
+	return qs, nil
+}
+
+// WatchQuarantines delivers the standing marks now and after every change.
+func (c *Coordinator) WatchQuarantines(ctx context.Context) (<-chan []coord.Quarantine, error) {
+	return watch(ctx, c, (*Cluster).markList)
+}
+
+func watch[T any](ctx context.Context, c *Coordinator, list func(*Cluster) []T) (<-chan []T, error) {
+	out := make(chan []T, 1)
+	err := c.spawn(func() {
+		defer close(out)
+		for {
+			var set []T
+			changed := c.cl.read(func() { set = list(c.cl) })
+			notify.SendLatest(out, set)
+			if !c.wait(ctx, changed) {
+				return
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// SetQuarantine writes a mark; with a fence, only while the fence's candidate still stands,
+// in the same step.
+func (c *Coordinator) SetQuarantine(_ context.Context, q coord.Quarantine, fence coord.Leadership) error {
+	if err := coord.ValidateID(q.Node); err != nil {
+		return err
+	}
+	// Stored as the backends store it, so that a reader gets a copy, never the caller's.
+	data, err := json.Marshal(q)
+	if err != nil {
+		return fmt.Errorf("quarantine: %w", err)
+	}
+	var l *leadership
+	if fence != nil {
+		var ok bool
+		if l, ok = fence.(*leadership); !ok || l.c != c {
+			return fmt.Errorf("quarantine %s: fence %T is not a leadership of this coordinator", q.Node, fence)
+		}
+	}
+	led := true
+	c.cl.write(func() {
+		if l != nil && !c.cl.stands(l.election, l.rev) {
+			led = false
+			return
+		}
+		c.cl.rev++
+		c.cl.marks[q.Node] = mark{q: coord.ParseQuarantine(q.Node, data), rev: c.cl.rev}
+	})
+	if !led {
+		return fmt.Errorf("quarantine %s: %w", q.Node, coord.ErrNotLeader)
+	}
+	return nil
+}
+
+// Release deletes a mark; coord.ErrNotFound if there is none.
+func (c *Coordinator) Release(_ context.Context, node string) error {
+	if err := coord.ValidateID(node); err != nil {
+		return err
+	}
+	found := false
+	c.cl.write(func() {
+		_, found = c.cl.marks[node]
+		delete(c.cl.marks, node)
+	})
+	if !found {
+		return fmt.Errorf("release %s: %w", node, coord.ErrNotFound)
+	}
+	return nil
+}

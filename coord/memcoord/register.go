@@ -1,0 +1,186 @@
+package memcoord
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/coord"
+)
+
+// Register creates the member's entry in the client's session and keeps it: see
+// coord.Coordinator.
+func (c *Coordinator) Register(ctx context.Context, m coord.Member) (coord.Registration, error) {
+	o := coord.RegisterOptions{Timeout: c.timeout, Log: c.log, Closed: c.closed, Go: c.spawn}
+	return coord.StartRegistration(ctx, m, o, func(data []byte) coord.Entry {
+		return &entry{c: c, id: m.ID, data: data}
+	})
+}
+
+// entry is a member's entry in the cluster, owned by a session of its client.
+type entry struct {
+	c    *Coordinator
+	id   string
+	data []byte // the member as encoded, decoded afresh for every entry created
+}
+
+var _ coord.Entry = (*entry)(nil)
+
+// session is one session of the client. The cluster always answers, so it never counts as
+// Suspended and never has to fence by time; it is lost when ExpireSession replaces it.
+type session struct {
+	c  *Coordinator
+	id int64
+}
+
+// Standing: heard now, so the fence is always a day away.
+func (s *session) Standing(now time.Time) coord.Standing {
+	cur, changed := s.c.sess.Get()
+	later := now.Add(24 * time.Hour)
+	return coord.Standing{Lost: cur != s.id, Heard: now, FenceAt: later, Next: later, Changed: [2]<-chan struct{}{changed}}
+}
+
+func (e *entry) Session(context.Context) (coord.Session, error) {
+	select {
+	case <-e.c.closed:
+		return nil, coord.ErrClosed
+	default:
+	}
+	return &session{c: e.c, id: e.c.sess.Load()}, nil
+}
+
+var errExpired = errors.New("session expired; retrying")
+
+// Create creates the entry unless a mark stands, all in one step under the cluster's lock.
+func (e *entry) Create(_ context.Context, s coord.Session) (coord.Created, error) {
+	sess := s.(*session).id
+	var m coord.Member
+	if err := json.Unmarshal(e.data, &m); err != nil {
+		return coord.Created{}, fmt.Errorf("decode member: %w", err)
+	}
+	var (
+		cr  coord.Created
+		err error
+	)
+	e.c.cl.write(func() {
+		cl := e.c.cl
+		if e.c.sess.Load() != sess {
+			err = errExpired
+			return
+		}
+		if mk, ok := cl.marks[e.id]; ok {
+			cr.Mark, err = &mk.q, coord.ErrMarked
+			return
+		}
+		if cur, ok := cl.members[e.id]; ok {
+			switch {
+			case cur.sess == sess:
+				cr.Epoch = cur.m.Epoch
+			case cur.m.Instance == m.Instance:
+				// Left by an older session of this process: delete it, so that the next
+				// attempt creates it under this one.
+				delete(cl.members, e.id)
+				err = coord.ErrAgain
+			default:
+				err = fmt.Errorf("%w (instance %s, started %s)", coord.ErrDuplicate,
+					cur.m.Instance, cur.m.StartedAt.Format(time.RFC3339))
+			}
+			return
+		}
+		cl.rev++
+		m.Epoch = cl.rev
+		cl.members[e.id] = member{m: m, sess: sess}
+		cr.Epoch = m.Epoch
+	})
+	return cr, err
+}
+
+// current reads the entry and the mark (with the revision it was written at; zero if there
+// is none), and returns a channel closed at the next change.
+func (e *entry) current() (m member, ok bool, q *coord.Quarantine, qrev int64, changed <-chan struct{}) {
+	changed = e.c.cl.read(func() {
+		m, ok = e.c.cl.members[e.id]
+		if mk, marked := e.c.cl.marks[e.id]; marked {
+			q, qrev = &mk.q, mk.rev
+		}
+	})
+	return m, ok, q, qrev, changed
+}
+
+func (e *entry) Follow(ctx context.Context, s coord.Session, cr coord.Created, mark func(*coord.Quarantine)) bool {
+	sess := s.(*session).id
+	seen := int64(-1) // the mark's revision last passed on: only changes are
+	for {
+		m, ok, q, qrev, changed := e.current()
+		if !ok || m.sess != sess || m.m.Epoch != cr.Epoch {
+			return true
+		}
+		if qrev != seen {
+			mark(q)
+			seen = qrev
+		}
+		if !e.c.wait(ctx, changed) {
+			return false
+		}
+	}
+}
+
+func (e *entry) AwaitRelease(ctx context.Context, mark func(*coord.Quarantine)) bool {
+	seen := int64(-1)
+	for {
+		_, _, q, qrev, changed := e.current()
+		if qrev != seen {
+			mark(q)
+			seen = qrev
+		}
+		if q == nil {
+			return true
+		}
+		if !e.c.wait(ctx, changed) {
+			return false
+		}
+	}
+}
+
+func (e *entry) AwaitGone(ctx context.Context) {
+	for {
+		_, ok, _, _, changed := e.current()
+		if !ok || !e.c.wait(ctx, changed) {
+			return
+		}
+	}
+}
+
+// deleteIf deletes the entry if keep says it is the one meant.
+func (e *entry) deleteIf(keep func(member) bool) {
+	e.c.cl.write(func() {
+		if m, ok := e.c.cl.members[e.id]; ok && keep(m) {
+			delete(e.c.cl.members, e.id)
+		}
+	})
+}
+
+func (e *entry) Delete(_ context.Context, _ coord.Session, cr coord.Created) error {
+	e.deleteIf(func(m member) bool { return m.m.Epoch == cr.Epoch })
+	return nil
+}
+
+// Retire deletes the fenced entry if its session still stands, so that the member comes
+// back under a new epoch; an expired session took its entry with it.
+func (e *entry) Retire(_ context.Context, s coord.Session, cr coord.Created) {
+	sess := s.(*session).id
+	e.deleteIf(func(m member) bool { return m.sess == sess && m.m.Epoch == cr.Epoch })
+}
+
+func (e *entry) Release(context.Context) error {
+	select {
+	case <-e.c.closed:
+		return nil // Close ended the session, and the entry with it
+	default:
+	}
+	sess := e.c.sess.Load()
+	e.deleteIf(func(m member) bool { return m.sess == sess })
+	return nil
+}

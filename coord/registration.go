@@ -1,0 +1,431 @@
+package coord
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/internal/notify"
+)
+
+// The registration machine: one member's way through the six States, written once for every
+// backend. A backend gives it an Entry (the member's entry in that backend) and the Sessions
+// the entry is attached to; the machine decides when the member counts as live, when it is
+// fenced, and when it registers again.
+
+var (
+	// ErrMarked is what Entry.Create returns when a quarantine mark stands.
+	ErrMarked = errors.New("quarantine mark stands")
+	// ErrAgain is what Entry.Create returns when the entry changed under the attempt (it
+	// vanished, or a stale one of this process was just deleted): try again at once.
+	ErrAgain = errors.New("entry changed; trying again")
+)
+
+// Session is what an entry lives on: a ZooKeeper session, an etcd lease. When it ends, the
+// backend deletes the entry.
+type Session interface {
+	// Standing judges the session at now. It is called from the registration's goroutine
+	// only, so it may keep state from one call to the next.
+	Standing(now time.Time) Standing
+}
+
+// Standing is a Session's standing at one instant (see State for the rule it follows).
+type Standing struct {
+	// Lost: the backend has shown that the session ended (a new ZooKeeper session, an etcd
+	// lease the server no longer knows).
+	Lost bool
+	// Suspended: the backend may not be hearing us: the link is down, or a request has gone
+	// unanswered too long (Liveness.Judge).
+	Suspended bool
+	// Heard is the send time of the latest request the backend answered in the session.
+	Heard time.Time
+	// FenceAt is when the member must count as fenced at the latest: before the backend can
+	// have ended the session.
+	FenceAt time.Time
+	// Next is when the standing changes by itself if nothing more is heard.
+	Next time.Time
+	// Changed are closed when anything the standing rests on changes (a nil one never is).
+	Changed [2]<-chan struct{}
+}
+
+// Created is what a successful Entry.Create (or one that met a mark) found.
+type Created struct {
+	// Epoch is the entry's epoch (see Member.Epoch).
+	Epoch int64
+	// Rev is the backend's position at the create, from which Follow watches (etcd's
+	// revision); zero where the backend has no use for it.
+	Rev int64
+	// Mark is the member's quarantine mark if one stood and the backend read it.
+	Mark *Quarantine
+}
+
+// Entry is one member's entry in a backend, as the registration machine drives it. Methods
+// are called from the registration's goroutine, one at a time, except Follow and
+// AwaitRelease, which run on a goroutine of their own while the caller keeps time and
+// answers Withdraw. Every method returns soon after ctx ends.
+type Entry interface {
+	// Session returns the session the next attempt creates the entry on, waiting for (or
+	// making) one. ErrClosed means the coordinator closed; other errors are retried.
+	Session(ctx context.Context) (Session, error)
+	// Create creates the entry on s unless a quarantine mark stands, in one conditional
+	// write, and returns its epoch; also when the entry is already s's (an earlier attempt's
+	// answer was lost). It fails with ErrMarked (Created.Mark set if read), ErrDuplicate
+	// (another live process holds the id), ErrAgain, or an error retried after a backoff.
+	Create(ctx context.Context, s Session) (Created, error)
+	// Follow watches the created entry and the member's mark, passing the mark to mark at
+	// every change, and reports true once the entry is gone or no longer s's, false when ctx
+	// ends.
+	Follow(ctx context.Context, s Session, c Created, mark func(*Quarantine)) bool
+	// AwaitRelease waits while the member's mark stands, passing it to mark at every change,
+	// and reports true once it is gone (after mark(nil)), false when ctx ends.
+	AwaitRelease(ctx context.Context, mark func(*Quarantine)) bool
+	// AwaitGone waits until the entry another process holds is deleted, or ctx ends.
+	AwaitGone(ctx context.Context)
+	// Delete deletes the created entry if it is still s's (Withdraw).
+	Delete(ctx context.Context, s Session, c Created) error
+	// Retire follows a fence: it makes sure the next Create gives a new epoch, never the
+	// fenced one, which others may already count as gone.
+	Retire(ctx context.Context, s Session, c Created)
+	// Release gives the entry up for good once the registration has stopped (Deregister, or
+	// a Register that failed). After the coordinator closed it has nothing to do.
+	Release(ctx context.Context) error
+}
+
+// RegisterOptions is what a coordinator gives a registration besides its entry.
+type RegisterOptions struct {
+	// Timeout is the session timeout or lease TTL asked for. A different live process's
+	// entry may be a crashed predecessor's whose session has not ended yet: Register waits
+	// up to 1.5×Timeout for it to go before it fails with ErrDuplicate.
+	Timeout time.Duration
+	// Log receives the registration's state changes.
+	Log *slog.Logger
+	// Closed is closed when the coordinator closes; the registration then stops.
+	Closed <-chan struct{}
+	// Go runs the registration's goroutine for the coordinator, whose Close waits for it;
+	// it fails (ErrClosed) once the coordinator is closed.
+	Go func(func()) error
+}
+
+// StartRegistration starts the registration machine for m on the entry that newEntry makes
+// of m's encoded data (without an epoch: the backend sets that); see Coordinator.Register,
+// whose contract it implements.
+func StartRegistration(ctx context.Context, m Member, o RegisterOptions, newEntry func(data []byte) Entry) (Registration, error) {
+	if err := ValidateID(m.ID); err != nil {
+		return nil, err
+	}
+	m.Epoch = 0
+	data, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode member: %w", err)
+	}
+	r := &registration{
+		id:       m.ID,
+		e:        newEntry(data),
+		o:        o,
+		withdraw: make(chan chan error),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	r.status.Set(Status{State: Registering})
+	first := make(chan error, 1)
+	if err := o.Go(func() {
+		defer close(r.done)
+		r.run(first)
+	}); err != nil {
+		return nil, err
+	}
+	select {
+	case err := <-first:
+		if err != nil {
+			r.abandon()
+			return nil, err
+		}
+		return r, nil
+	case <-ctx.Done():
+		r.abandon()
+		return nil, fmt.Errorf("register %s: %w", m.ID, ctx.Err())
+	}
+}
+
+// registration is one member's entry kept by the machine. Its run goroutine owns the entry;
+// other methods talk to it through channels, or use the entry once done is closed.
+type registration struct {
+	id string
+	e  Entry
+	o  RegisterOptions
+
+	status   notify.Value[Status]
+	withdraw chan chan error
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
+}
+
+// Status returns the current status and a channel closed at the next change.
+func (r *registration) Status() (Status, <-chan struct{}) { return r.status.Get() }
+
+func (r *registration) setState(st State, epoch int64) {
+	r.status.Update(func(s Status) Status {
+		if s.State != st || s.Epoch != epoch {
+			r.o.Log.Info("registration", "node", r.id, "state", st.String(), "epoch", epoch)
+		}
+		if s.State != st || s.Since.IsZero() {
+			s.Since = time.Now()
+		}
+		s.State, s.Epoch = st, epoch
+		return s
+	})
+}
+
+// keepState is setState that leaves the status (and its waiters) alone when nothing changes.
+func (r *registration) keepState(st State, epoch int64) {
+	if cur := r.status.Load(); cur.State != st || cur.Epoch != epoch {
+		r.setState(st, epoch)
+	}
+}
+
+func (r *registration) setMark(q *Quarantine) {
+	r.status.Update(func(s Status) Status { s.Mark = q; return s })
+}
+
+// Withdraw deletes the entry while a quarantine mark stands.
+func (r *registration) Withdraw(ctx context.Context) error {
+	if r.status.Load().State == Quarantined {
+		return nil // already withdrawn
+	}
+	reply := make(chan error, 1)
+	select {
+	case r.withdraw <- reply:
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Deregister stops the registration and gives the entry up (it leaves the live set at
+// once). Idempotent.
+func (r *registration) Deregister(ctx context.Context) error {
+	r.stopOnce.Do(func() { close(r.stop) })
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	err := r.e.Release(ctx)
+	r.setState(Closed, 0)
+	if err != nil {
+		return fmt.Errorf("deregister %s: %w", r.id, err)
+	}
+	return nil
+}
+
+// abandon stops a registration whose Register failed and gives its entry up. After one
+// Timeout the session has ended anyway: waiting longer gains nothing.
+func (r *registration) abandon() {
+	r.stopOnce.Do(func() { close(r.stop) })
+	<-r.done
+	ctx, cancel := context.WithTimeout(context.Background(), r.o.Timeout)
+	defer cancel()
+	_ = r.e.Release(ctx)
+}
+
+// run is the registration's loop: register, hold, and register again after every loss.
+func (r *registration) run(first chan<- error) {
+	ctx, cancel := notify.CancelOn(context.Background(), r.stop, r.o.Closed)
+	defer cancel()
+	// Whatever ends the loop ends the entry: Deregister, a failed Register, or Close, whose
+	// end of every session deletes it.
+	defer r.setState(Closed, 0)
+	settled := false
+	settle := func(err error) {
+		if !settled {
+			settled = true
+			first <- err
+		}
+	}
+	const minBackoff, maxBackoff = 50 * time.Millisecond, time.Second
+	backoff := minBackoff
+	duplicateSince := time.Time{}
+	for ctx.Err() == nil {
+		s, err := r.e.Session(ctx)
+		if err != nil {
+			if errors.Is(err, ErrClosed) {
+				break
+			}
+			if ctx.Err() == nil {
+				r.o.Log.Warn("register: no session; retrying", "node", r.id, "error", err)
+				notify.Sleep(ctx, backoff, nil)
+				backoff = min(backoff*2, maxBackoff)
+			}
+			continue
+		}
+		c, err := r.e.Create(ctx, s)
+		switch {
+		case err == nil:
+			backoff = minBackoff
+			duplicateSince = time.Time{}
+			r.setMark(c.Mark)
+			r.setState(Registered, c.Epoch)
+			settle(nil)
+			if r.hold(ctx, s, c) {
+				r.e.Retire(ctx, s, c)
+			}
+		case errors.Is(err, ErrMarked):
+			if c.Mark != nil {
+				r.setMark(c.Mark)
+			}
+			r.setState(Quarantined, 0)
+			settle(nil)
+			r.awaitRelease(ctx)
+		case errors.Is(err, ErrDuplicate):
+			// A different live process holds the id. It may be a crashed predecessor whose
+			// session has not ended yet: wait up to a timeout and a half for its entry to go
+			// before calling it a duplicate.
+			if duplicateSince.IsZero() {
+				duplicateSince = time.Now()
+			}
+			if !settled && time.Since(duplicateSince) > r.o.Timeout*3/2 {
+				settle(fmt.Errorf("register %s: %w", r.id, err))
+				return
+			}
+			if settled {
+				r.setState(Fenced, 0)
+				r.o.Log.Error("node id held by another live process; waiting for it to go", "node", r.id)
+			}
+			gctx, gcancel := context.WithTimeout(ctx, 2*time.Second)
+			r.e.AwaitGone(gctx)
+			gcancel()
+		case errors.Is(err, ErrAgain):
+		default:
+			if ctx.Err() != nil {
+				break
+			}
+			r.o.Log.Warn("register: retrying", "node", r.id, "error", err)
+			if !notify.Sleep(ctx, backoff, nil) {
+				break
+			}
+			backoff = min(backoff*2, maxBackoff)
+		}
+	}
+	settle(ErrClosed)
+}
+
+// hold keeps watch over a created entry until it is lost, withdrawn or the registration
+// stops. It returns when the loop must register again, true if the entry was fenced.
+//
+// The state follows the session's standing: Suspended while it says so; Registered again
+// when answers come back; Fenced at its FenceAt, before the backend can have ended the
+// session, or at once when it is Lost. Follow watches the entry on a goroutine of its own
+// (a call to the backend can block while the link is down), so that this loop is always free
+// to keep time, and a Withdraw waits no longer than the next change of standing.
+func (r *registration) hold(ctx context.Context, s Session, c Created) (fenced bool) {
+	fctx, cancel := context.WithCancel(ctx)
+	gone := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if r.e.Follow(fctx, s, c, r.setMark) {
+			close(gone)
+		}
+	})
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	goneCh := (<-chan struct{})(gone)
+	for {
+		select {
+		case <-r.o.Closed:
+			return false
+		default:
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		now := time.Now()
+		st := s.Standing(now)
+		if st.Lost || !now.Before(st.FenceAt) {
+			r.o.Log.Warn("registration fenced: the backend may end the session from now on",
+				"node", r.id, "epoch", c.Epoch, "session_lost", st.Lost,
+				"since_last_answered_send", now.Sub(st.Heard).Round(time.Millisecond))
+			r.setState(Fenced, 0)
+			return true
+		}
+		if st.Suspended {
+			r.keepState(Suspended, c.Epoch)
+		} else {
+			// Answered in time: the entry never left the live set.
+			r.keepState(Registered, c.Epoch)
+		}
+		timer.Reset(time.Until(st.Next))
+
+		select {
+		case <-st.Changed[0]:
+		case <-st.Changed[1]:
+		case <-timer.C:
+		case <-goneCh:
+			if s.Standing(time.Now()).Lost {
+				goneCh = nil // the session ended, and the entry with it: fence, above
+				continue
+			}
+			r.o.Log.Warn("registration entry is gone; registering again", "node", r.id, "epoch", c.Epoch)
+			r.setState(Registering, 0)
+			return false
+		case reply := <-r.withdraw:
+			if r.status.Load().Mark == nil {
+				reply <- nil
+				continue
+			}
+			if st.Suspended {
+				reply <- fmt.Errorf("withdraw: %w", ErrUnavailable)
+				continue
+			}
+			dctx, dcancel := context.WithDeadline(ctx, st.Next)
+			err := r.e.Delete(dctx, s, c)
+			dcancel()
+			reply <- err
+			if err == nil {
+				r.setState(Quarantined, 0)
+				return false
+			}
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// awaitRelease waits in Quarantined until the mark is released, answering Withdraw (there is
+// nothing left to withdraw).
+func (r *registration) awaitRelease(ctx context.Context) {
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	released := make(chan bool, 1)
+	go func() { released <- r.e.AwaitRelease(actx, r.setMark) }()
+	for {
+		select {
+		case ok := <-released:
+			if ok {
+				r.setState(Registering, 0)
+			}
+			return
+		case reply := <-r.withdraw:
+			reply <- nil
+		case <-ctx.Done():
+			cancel()
+			<-released
+			return
+		}
+	}
+}

@@ -1,0 +1,161 @@
+package coord_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/coord/coordtest"
+	"github.com/switchboard-mqtt/switchboard/internal/notify"
+)
+
+// fakeSession's standing is whatever the test sets.
+type fakeSession struct {
+	st notify.Value[coord.Standing]
+}
+
+func (s *fakeSession) Standing(time.Time) coord.Standing {
+	st, changed := s.st.Get()
+	st.Changed = [2]<-chan struct{}{changed}
+	return st
+}
+
+// fakeEntry hands out one session at a time and an epoch per create; the entry is never
+// gone by itself, and the mark is whatever the test set when Follow starts.
+type fakeEntry struct {
+	mu      sync.Mutex
+	sess    *fakeSession
+	mark    *coord.Quarantine
+	epoch   atomic.Int64
+	retired atomic.Int32
+	proceed chan struct{} // Retire waits for one, so the test sees Fenced before it ends
+}
+
+func (e *fakeEntry) session() *fakeSession {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.sess
+}
+
+func (e *fakeEntry) Session(context.Context) (coord.Session, error) { return e.session(), nil }
+
+func (e *fakeEntry) Create(context.Context, coord.Session) (coord.Created, error) {
+	return coord.Created{Epoch: e.epoch.Add(1)}, nil
+}
+
+func (e *fakeEntry) Follow(ctx context.Context, _ coord.Session, _ coord.Created, mark func(*coord.Quarantine)) bool {
+	e.mu.Lock()
+	q := e.mark
+	e.mu.Unlock()
+	mark(q)
+	<-ctx.Done()
+	return false
+}
+
+func (e *fakeEntry) AwaitRelease(context.Context, func(*coord.Quarantine)) bool { return true }
+func (e *fakeEntry) AwaitGone(context.Context)                                  {}
+func (e *fakeEntry) Delete(context.Context, coord.Session, coord.Created) error {
+	return nil
+}
+func (e *fakeEntry) Release(context.Context) error { return nil }
+
+// Retire starts a fresh, healthy session, as a backend's next Session would.
+func (e *fakeEntry) Retire(ctx context.Context, _ coord.Session, _ coord.Created) {
+	select {
+	case <-e.proceed:
+	case <-ctx.Done():
+		return
+	}
+	e.retired.Add(1)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.sess = healthy()
+}
+
+func healthy() *fakeSession {
+	s := &fakeSession{}
+	far := time.Now().Add(time.Hour)
+	s.st.Set(coord.Standing{Heard: time.Now(), FenceAt: far, Next: far})
+	return s
+}
+
+func start(t *testing.T, e *fakeEntry) coord.Registration {
+	t.Helper()
+	closed := make(chan struct{})
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		close(closed)
+		wg.Wait()
+	})
+	reg, err := coord.StartRegistration(context.Background(), coordtest.NewMember("node-1"), coord.RegisterOptions{
+		Timeout: time.Second,
+		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Closed:  closed,
+		Go:      func(f func()) error { wg.Go(f); return nil },
+	}, func([]byte) coord.Entry { return e })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+// TestMachineFollowsStanding drives the machine through a session's standing: Suspended
+// under the same epoch, Withdraw refused while suspended, Fenced at FenceAt and not before,
+// then registered again under a new epoch after Retire.
+func TestMachineFollowsStanding(t *testing.T) {
+	e := &fakeEntry{sess: healthy(), mark: &coord.Quarantine{Node: "node-1", Reason: "test"}, proceed: make(chan struct{})}
+	reg := start(t, e)
+	st0 := coordtest.WaitStatus(t, reg, time.Second, "registered", func(s coord.Status) bool {
+		return s.State == coord.Registered && s.Mark != nil
+	})
+
+	s := e.session()
+	far := time.Now().Add(time.Hour)
+	s.st.Set(coord.Standing{Suspended: true, Heard: time.Now(), FenceAt: far, Next: far})
+	susp := coordtest.WaitStatus(t, reg, time.Second, "suspended", func(s coord.Status) bool { return s.State != coord.Registered })
+	if susp.State != coord.Suspended || susp.Epoch != st0.Epoch || !susp.Live() {
+		t.Fatalf("suspended status %+v, want live at epoch %d", susp, st0.Epoch)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := reg.Withdraw(ctx); !errors.Is(err, coord.ErrUnavailable) {
+		t.Fatalf("withdraw while suspended: %v, want ErrUnavailable", err)
+	}
+
+	const after = 150 * time.Millisecond
+	fenceAt := time.Now().Add(after)
+	s.st.Set(coord.Standing{Suspended: true, Heard: time.Now(), FenceAt: fenceAt, Next: fenceAt})
+	fenced := coordtest.WaitStatus(t, reg, time.Second, "fenced", func(s coord.Status) bool { return s.State == coord.Fenced })
+	if fenced.Since.Before(fenceAt) {
+		t.Fatalf("fenced %v before the standing's FenceAt", fenceAt.Sub(fenced.Since))
+	}
+	e.proceed <- struct{}{}
+	st := coordtest.WaitStatus(t, reg, time.Second, "registered again", func(s coord.Status) bool { return s.State == coord.Registered })
+	if st.Epoch == st0.Epoch || e.retired.Load() != 1 {
+		t.Fatalf("after the fence: %+v, retired %d times; want a new epoch after one Retire", st, e.retired.Load())
+	}
+
+	// A lost session fences at once, whatever its FenceAt says.
+	s = e.session()
+	s.st.Set(coord.Standing{Lost: true, Heard: time.Now(), FenceAt: far, Next: far})
+	coordtest.WaitStatus(t, reg, time.Second, "fenced when lost", func(s coord.Status) bool { return s.State == coord.Fenced })
+	e.proceed <- struct{}{}
+	coordtest.WaitStatus(t, reg, time.Second, "registered under a third epoch", func(s coord.Status) bool {
+		return s.State == coord.Registered && s.Epoch == 3
+	})
+	if e.retired.Load() != 2 {
+		t.Fatalf("retired %d times, want 2", e.retired.Load())
+	}
+	if err := reg.Deregister(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := reg.Status(); st.State != coord.Closed {
+		t.Fatalf("after Deregister: %v, want closed", st.State)
+	}
+}
