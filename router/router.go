@@ -226,8 +226,9 @@ type Message struct {
 }
 
 // Send routes one message with the default max wait. An error means the message was not
-// accepted (nothing stored): it wraps store.ErrMailboxFull, store.ErrStoreFull or
-// store.ErrUnavailable.
+// accepted: it wraps store.ErrMailboxFull, store.ErrStoreFull (nothing stored) or
+// store.ErrUnavailable (maybe stored, not acknowledged; a retry with the same id is
+// safe).
 func (r *Router) Send(ctx context.Context, m Message) (Result, error) {
 	out := r.Route(ctx, []Message{m}, 0)
 	return out[0].Result, out[0].Err

@@ -48,7 +48,10 @@ var (
 	// ErrStoreFull means the backend refused the write for lack of memory or disk (Redis
 	// with maxmemory-policy noeviction answers OOM instead of evicting mailboxes).
 	ErrStoreFull = errors.New("store out of memory or disk")
-	// ErrUnavailable means the backend could not be reached; nothing was written.
+	// ErrUnavailable means the backend could not be reached, or could not confirm a write
+	// as durable in time: the write is not acknowledged, but it may have been applied
+	// (a timed-out call, a wait for replicas not satisfied), so a retry must be safe to
+	// repeat — every store operation is.
 	ErrUnavailable = errors.New("store unavailable")
 	// ErrNotOwner means the caller's session no longer owns the client's presence (the
 	// client connected elsewhere since): the caller must stop acting for that client.

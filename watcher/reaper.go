@@ -72,6 +72,13 @@ func reap(ctx context.Context, c coord.Coordinator, lead coord.Leadership, w *Wa
 			if lctx.Err() != nil {
 				return
 			}
+			if time.Now().Before(next) {
+				// Not the sweep's deadline: the subscription ended (the watcher closed).
+				// Without it there are no leave events to wait for, so stop rather than
+				// sweep in a loop.
+				log.Warn("reaper: the watcher's subscription ended; stopping")
+				return
+			}
 			sweep(lctx, c, st, log)
 			next = time.Now().Add(sweepEvery)
 			continue

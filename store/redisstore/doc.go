@@ -88,7 +88,8 @@
 //
 // A second hook (guard) stops sending calls to a Redis that three calls in a row found out
 // of reach: they fail at once with store.ErrUnavailable, and one call every 100ms goes
-// through to find out whether Redis is back; the first reply ends the outage.
+// through to find out whether Redis is back; the first reply ends the outage. On Redis
+// Cluster each node has its own guard, so a dead primary fails only its own slots' calls.
 //
 // # Atomicity and retries
 //

@@ -61,6 +61,7 @@ func isUnavailable(err error) bool {
 		redis.IsMasterDownError(err),
 		redis.IsClusterDownError(err),
 		redis.IsTryAgainError(err),
+		isOrder(err),
 		redis.IsMaxClientsError(err),
 		redis.IsNoReplicasError(err):
 		return true

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -76,7 +77,7 @@ func (s *Store) evalAll(ctx context.Context, script *redis.Script, calls []scrip
 			switch err := cmd.Err(); {
 			case redis.HasErrorPrefix(err, "NOSCRIPT"):
 				missing = append(missing, i)
-			case redis.IsTryAgainError(err):
+			case redis.IsTryAgainError(err), isOrder(err):
 				again = append(again, i)
 			}
 		}
@@ -96,7 +97,10 @@ func (s *Store) evalAll(ctx context.Context, script *redis.Script, calls []scrip
 			}
 			pause = min(2*pause, maxPause)
 		}
-		if err := run(append(missing, again...)); err != nil {
+		// In their first order: a client's chained append runs must run as they were given.
+		rerun := append(missing, again...)
+		slices.Sort(rerun)
+		if err := run(rerun); err != nil {
 			return nil, err
 		}
 	}
@@ -122,6 +126,10 @@ func (s *Store) eval(ctx context.Context, durable bool, script *redis.Script, ke
 	}
 	return cmds[0], nil
 }
+
+// isOrder reports an append run refused because the run before it in the same call has
+// not run yet (see appendLua): sent again after it.
+func isOrder(err error) bool { return redis.HasErrorPrefix(err, "ORDER") }
 
 // transportError is err unless it is an error Redis answered to one command, which
 // Pipelined reports as its own although the other commands may have succeeded.

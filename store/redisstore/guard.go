@@ -33,9 +33,9 @@ var errOutOfReach = errors.New("not sent: redis out of reach")
 // own timeout, and goroutines do not pile up behind a server that does not answer. After
 // outageAfter calls in a row found Redis out of reach, it lets one call through every
 // probeEvery and fails the others; the first call Redis answers (any reply, an error reply
-// included) ends the outage. It is a go-redis hook on the client as a whole (on Redis
-// Cluster, above the per-node clients): a single dead node of a cluster trips it only if
-// every call fails, which is what Cluster's own failover takes care of meanwhile.
+// included) ends the outage. It is a go-redis hook on the client (on Redis Cluster, one
+// on each node's client): a dead primary of a cluster fails the calls for its own slots
+// fast until Cluster's failover promotes its replica, and no others.
 type guard struct {
 	log   *slog.Logger
 	where string

@@ -32,6 +32,10 @@ func (k keys) messages(client string) string { return k.client(client, "m") }
 // seq is the client's counter: the last sequence number given to one of its messages.
 func (k keys) seq(client string) string { return k.client(client, "seq") }
 
+// chain is the mark the last run of a multi-run Append left for the client (see
+// appendLua); it lives a minute.
+func (k keys) chain(client string) string { return k.client(client, "ch") }
+
 // mailbox is the keys of the client's mailbox in the order the mailbox scripts take them.
 func (k keys) mailbox(client string) []string {
 	return []string{k.order(client), k.messages(client), k.seq(client)}

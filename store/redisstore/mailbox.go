@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"time"
@@ -54,15 +55,28 @@ func (s *Store) Append(ctx context.Context, limit int, msgs []store.Message) ([]
 	var runs []run
 	open := map[string]int{} // client -> its run still taking messages
 	calls := []scriptCall{}
+	token := ""              // marks this call's chained runs (see appendLua)
+	ordinal := map[int]int{} // run -> its place among its client's runs
 	for i, m := range msgs {
 		body := encodeBody(m)
 		r, ok := open[m.To]
 		if !ok || len(runs[r].msgs) == maxRunMessages || runs[r].bytes+len(body) > maxRunBytes {
+			prev := ""
+			if ok {
+				// The client's run before this one must leave a mark and this one wait for it.
+				if token == "" {
+					token = strconv.FormatUint(rand.Uint64(), 36)
+				}
+				k := ordinal[r]
+				calls[r].args[3] = fmt.Sprintf("%s:%d", token, k)
+				prev = calls[r].args[3].(string)
+				ordinal[len(runs)] = k + 1
+			}
 			r = len(runs)
 			open[m.To] = r
 			runs = append(runs, run{client: m.To})
-			keys := append(s.keys.mailbox(m.To), s.keys.presence(m.To))
-			calls = append(calls, scriptCall{keys: keys, args: []any{limit, s.grace.Milliseconds()}})
+			keys := append(s.keys.mailbox(m.To), s.keys.presence(m.To), s.keys.chain(m.To))
+			calls = append(calls, scriptCall{keys: keys, args: []any{limit, s.grace.Milliseconds(), prev, ""}})
 		}
 		runs[r].msgs = append(runs[r].msgs, i)
 		runs[r].bytes += len(body)

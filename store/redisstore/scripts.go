@@ -136,13 +136,26 @@ return 1
 // clock in milliseconds plus its TTL; the keys' expiry is pushed out to the latest
 // message's plus the grace, never in.
 //
-// KEYS: order, messages, seq, presence. ARGV: limit, grace (ms), then for each message
-// its id, TTL (ms) and body. Returns node, epoch, session, since, then for each message
-// its status (0 added, 1 duplicate, 2 full), seq (0 when full) and the depth after it.
+// One Append's messages for one client can take several runs (see maxRunMessages), all in
+// one pipeline; a run Redis did not take at once (TRYAGAIN during a slot migration, then
+// NOSCRIPT or ASK on the slot's new node) is sent again while a later run may already have
+// been taken, which would put the later messages first. So the runs of one Append are
+// chained: each names the mark the run before it leaves in the client's chain key and
+// leaves its own, and a run whose predecessor has not run is refused with ORDER, before
+// any write, to be sent again after it. A lone run has no marks and writes no chain key.
+//
+// KEYS: order, messages, seq, presence, chain. ARGV: limit, grace (ms), the mark of the
+// run before (empty for none), this run's mark (empty for none), then for each message its id,
+// TTL (ms) and body. Returns node, epoch, session, since, then for each message its
+// status (0 added, 1 duplicate, 2 full), seq (0 when full) and the depth after it.
 const appendLua = `
 local o, m, sk = KEYS[1], KEYS[2], KEYS[3]
 local function int(x) return string.format('%.0f', x) end
 local limit, grace = tonumber(ARGV[1]), tonumber(ARGV[2])
+local prev, mark = ARGV[3], ARGV[4]
+if prev ~= '' and redis.call('GET', KEYS[5]) ~= prev then
+  return redis.error_reply('ORDER an earlier run of this append is not stored yet')
+end
 local t = redis.call('TIME')
 local micros = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now = math.floor(micros / 1000)
@@ -151,7 +164,7 @@ local depth = redis.call('ZCARD', o)
 local last = math.max(tonumber(redis.call('GET', sk) or 0), micros - 1)
 local out = {pres[1], pres[2], pres[3], pres[4]}
 local added, new, latest = {}, {}, 0
-for i = 3, #ARGV, 3 do
+for i = 5, #ARGV, 3 do
   local id = ARGV[i]
   local seq = new[id]
   if not seq then
@@ -171,6 +184,7 @@ for i = 3, #ARGV, 3 do
     out[#out + 1] = 0; out[#out + 1] = last; out[#out + 1] = depth
   end
 end
+if mark ~= '' then redis.call('SET', KEYS[5], mark, 'PX', 60000) end
 if #added == 0 then return out end
 for _, a in ipairs(added) do
   redis.call('ZADD', o, int(a[2]), a[1])

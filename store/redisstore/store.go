@@ -78,8 +78,14 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			MaintNotificationsConfig: noMaint,
 		})
 		// A wait must follow the writes on the connection that sent them: each node's
-		// share of a pipeline (see waitHook). Registered before any node is created.
-		c.OnNewNode(func(node *redis.Client) { node.AddHook(waitHook{}) })
+		// share of a pipeline (see waitHook). And each node has its own guard, first: a
+		// dead primary must fail its own slots' calls fast, not the healthy ones' (one
+		// guard over the cluster counts every node's failures together and trips on a
+		// third of the calls failing). Registered before any node is created.
+		c.OnNewNode(func(node *redis.Client) {
+			node.AddHook(newGuard(s.log, node.Options().Addr))
+			node.AddHook(waitHook{})
+		})
 		s.rdb = c
 	case len(cfg.SentinelAddrs) > 0:
 		s.where = fmt.Sprintf("primary %q via sentinels %s", cfg.MasterName, strings.Join(cfg.SentinelAddrs, ","))
@@ -117,9 +123,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			MaintNotificationsConfig: noMaint,
 		})
 	}
-	// The guard first, so that a call it refuses reaches no other hook.
-	s.rdb.AddHook(newGuard(s.log, s.where))
 	if _, cluster := s.rdb.(*redis.ClusterClient); !cluster {
+		// The guard first, so that a call it refuses reaches no other hook.
+		s.rdb.AddHook(newGuard(s.log, s.where))
 		s.rdb.AddHook(waitHook{})
 	}
 	pctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
