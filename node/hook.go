@@ -44,9 +44,33 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 }
 
 // OnPacketEncode gives mochi's own outgoing QoS>0 publishes wire packet ids from the
-// node's table, so they never share one with a directed message (see pids.go).
+// node's table, so they never share one with a directed message (see pids.go), and puts
+// right the reason code of mochi's PUBACKs (see fixPuback).
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Puback {
+		return fixPuback(pk)
+	}
 	return h.n.outbound(cl, pk)
+}
+
+// fixPuback answers a QoS 1 PUBLISH that mochi accepted with reason code 0x00 (success).
+// mochi v2.7.9 builds that PUBACK with the SUBACK code "granted QoS 1" (0x01), which MQTT 5
+// does not define for PUBACK (MQTT.js v5 takes it for a failure and its publish never
+// completes), and copies the PUBLISH's user properties onto it. Its encoder writes the
+// reason code only when the packet has properties to write, so only a PUBLISH with user
+// properties showed it. Codes of 0x80 and above (refusals) are left alone. The echoed
+// user properties are dropped too: they are the publisher's own, and MQTT 5 lets a
+// server's PUBACK carry user properties of its own, not send back the client's.
+func fixPuback(pk packets.Packet) packets.Packet {
+	switch pk.ReasonCode {
+	case packets.CodeSuccess.Code, packets.CodeNoMatchingSubscribers.Code:
+		return pk // PUBACK codes below 0x80 that MQTT 5 defines
+	}
+	if pk.ReasonCode < packets.ErrUnspecifiedError.Code {
+		pk.ReasonCode = packets.CodeSuccess.Code
+		pk.Properties.User = nil
+	}
+	return pk
 }
 
 // OnConnectAuthenticate admits every client that reached it: OnConnect has already
