@@ -31,7 +31,7 @@ func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished,
 		mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublishDropped,
-		mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublish, mqtt.OnWill,
+		mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublish, mqtt.OnWill, mqtt.OnClientExpired,
 	}, []byte{b})
 }
 
@@ -44,11 +44,15 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 }
 
 // OnPacketEncode gives mochi's own outgoing QoS>0 publishes wire packet ids from the
-// node's table, so they never share one with a directed message (see pids.go), and puts
-// right the reason code of mochi's PUBACKs (see fixPuback).
+// node's table, so they never share one with a directed message (see pids.go), gives a
+// renumbered SUBSCRIBE's answer its id back, and puts right the reason code of mochi's
+// PUBACKs (see fixPuback).
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if pk.FixedHeader.Type == packets.Puback {
+	switch pk.FixedHeader.Type {
+	case packets.Puback:
 		return fixPuback(pk)
+	case packets.Suback, packets.Unsuback:
+		return h.n.outboundSuback(cl, pk)
 	}
 	return h.n.outbound(cl, pk)
 }
@@ -80,9 +84,20 @@ func (h *hook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return
 // OnACLCheck decides subscriptions (on the raw filter, wildcards and $share included) and
 // publishes. mochi checks a publish before resolving its topic alias, so an aliased publish
 // arrives here with an empty topic: OnPublish checks the resolved topic again.
+//
+// A read check for a client whose connection has ended is mochi deciding whether its
+// session keeps a message for it: it is decided on the identity the session authenticated
+// with, unless those credentials have been revoked since (see sessions.go).
 func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	st := h.n.clients.byClient(cl)
-	if st == nil || st.ident == nil {
+	var ident *auth.Identity
+	if st := h.n.clients.byClient(cl); st != nil {
+		ident = st.ident
+	} else if !write {
+		if ident = h.n.sessions.get(cl); ident != nil && ident.Valid() != nil {
+			ident = nil
+		}
+	}
+	if ident == nil {
 		return false
 	}
 	var ok bool
@@ -90,16 +105,19 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	case write && topic == "":
 		return true // aliased: decided in OnPublish on the real topic
 	case write:
-		ok = st.ident.CanPublish(topic)
+		ok = ident.CanPublish(topic)
 	default:
-		ok = st.ident.CanSubscribe(topic)
+		ok = ident.CanSubscribe(topic)
 	}
 	if !ok {
 		h.n.metrics.aclDenied.WithLabelValues(map[bool]string{true: "publish", false: "subscribe"}[write]).Inc()
-		h.n.throttled.log(h.n.log, slog.LevelInfo, "access denied", "client", cl.ID, "user", st.ident.Username, "topic", topic, "write", write)
+		h.n.throttled.log(h.n.log, slog.LevelInfo, "access denied", "client", cl.ID, "user", ident.Username, "topic", topic, "write", write)
 	}
 	return ok
 }
+
+// OnClientExpired forgets the identity of a session mochi has expired.
+func (h *hook) OnClientExpired(cl *mqtt.Client) { h.n.sessions.drop(cl) }
 
 // OnPublish checks the publish again on its real topic, after alias resolution, and
 // removes the user properties only the node may set.
@@ -254,6 +272,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 			_ = n.mqtt.DisconnectClient(cl, packets.ErrNotAuthorized)
 		})
 	}
+	n.sessions.set(cl, ident)
 	n.metrics.connections.WithLabelValues("accepted").Inc()
 	return nil
 }
@@ -452,7 +471,10 @@ func (n *Node) updateReady(st *clientState) {
 
 // OnDisconnect clears the client's presence (only if this connection still owns it) and
 // queues its unanswered directed messages in its mailbox.
-func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+	if expire {
+		h.n.sessions.drop(cl) // mochi deletes the session now
+	}
 	st := h.n.clients.byClient(cl)
 	if st == nil {
 		return

@@ -54,6 +54,7 @@ type Node struct {
 	registry *prometheus.Registry
 	metrics  *metrics
 	clients  *clientTable
+	sessions *sessionIdents // who each session authenticated as, online or not
 	health   atomic.Pointer[Health]
 
 	lease       *lease.Holder // the delivery lease: nothing is sent to clients without it
@@ -104,6 +105,7 @@ func Start(ctx context.Context, cfg Config, c coord.Coordinator, st store.Store,
 		store:      st,
 		registry:   prometheus.NewRegistry(),
 		clients:    newClientTable(),
+		sessions:   newSessionIdents(),
 		remover:    newRemover(),
 		throttled:  newLogThrottle(10, 50),
 		connecting: map[*mqtt.Client]func(){},
