@@ -1,0 +1,333 @@
+package integration
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/internal/backends"
+	"github.com/switchboard-mqtt/switchboard/internal/testenv"
+	"github.com/switchboard-mqtt/switchboard/router"
+)
+
+// The node's edge: MQTT over WebSocket (ws:// and wss://) for MQTT.js, the PROXY protocol
+// behind a real HAProxy, and the PUBACK mochi got wrong.
+
+// startJSClient runs integration/js/client.js (see its header for modes and events).
+func startJSClient(t *testing.T, env []string, args ...string) *jsDevice {
+	t.Helper()
+	dir := filepath.Join(testenv.ModuleRoot(t), "integration", "js")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "mqtt")); err != nil {
+		t.Fatalf("MQTT.js is not installed (run: npm ci --prefix integration/js): %v", err)
+	}
+	cmd := exec.Command("node", append([]string{"client.js"}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start node client.js: %v", err)
+	}
+	d := &jsDevice{cmd: cmd, stdin: stdin, events: make(chan map[string]any, 1024), done: make(chan struct{})}
+	go func() {
+		defer close(d.done)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			var ev map[string]any
+			if json.Unmarshal(sc.Bytes(), &ev) == nil {
+				d.events <- ev
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		stdin.Close()
+		select {
+		case <-d.done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+		_ = cmd.Wait()
+	})
+	return d
+}
+
+// nextEvent returns the client's next event (error events included).
+func (d *jsDevice) nextEvent(t *testing.T, within time.Duration) map[string]any {
+	t.Helper()
+	select {
+	case ev := <-d.events:
+		return ev
+	case <-d.done:
+		t.Fatal("MQTT.js client exited")
+	case <-time.After(within):
+		t.Fatalf("MQTT.js client: no event within %v", within)
+	}
+	return nil
+}
+
+// TestPubackReasonCodeWithUserProperty: a QoS 1 PUBLISH with a user property is answered
+// PUBACK 0x00 (mochi sent 0x01, which MQTT 5 does not define for PUBACK), seen by
+// mosquitto_pub -V 5, paho.golang and MQTT.js (whose publish must complete).
+func TestPubackReasonCodeWithUserProperty(t *testing.T) {
+	mpub := testenv.Tool(t, "mosquitto_pub")
+	c := newCluster(t)
+	n := c.rulesNode(t, "puback")
+	host, port := splitHostPort(t, n.member.MQTTAddr)
+	out, err := exec.Command(mpub, "-h", host, "-p", port, "-V", "5", "-q", "1", "-i", "rules-mpub", "-u", "rules", "-P", rulesPassword,
+		"-t", "rules/puback", "-m", "hello", "-D", "publish", "user-property", "a", "1", "-d").CombinedOutput()
+	if err != nil {
+		t.Fatalf("mosquitto_pub: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "received PUBACK (Mid: 1, RC:0)") {
+		t.Fatalf("mosquitto_pub -V 5 -q 1 with a user property: want PUBACK reason 0, got:\n%s", out)
+	}
+
+	pub := rulesClient(t, n.member.MQTTAddr, "rules-paho", testenv.MQTTOptions{CleanStart: true})
+	if rc, err := pub.PublishProps("rules/puback", []byte("hello"), 1, [][2]string{{"a", "1"}}, 0); err != nil || rc != 0 {
+		t.Fatalf("paho: PUBACK reason %#x, %v; want 0", rc, err)
+	}
+
+	js := startJSClient(t, nil, "mqtt://"+n.member.MQTTAddr, "rules-js", "rules", rulesPassword, "publish", "rules/puback")
+	if ev := js.nextEvent(t, 10*time.Second); ev["event"] != "connected" {
+		t.Fatalf("MQTT.js: %v", ev)
+	}
+	if ev := js.nextEvent(t, 5*time.Second); ev["event"] != "published" || ev["reasonCode"] != float64(0) {
+		t.Fatalf("MQTT.js publish with a user property: %v, want published with reason 0", ev)
+	}
+}
+
+// TestWebSocketMQTTJS: MQTT.js connects to a node over ws:// and wss://, subscribes to its
+// inbox and receives a directed message sent through the router; a bad password over
+// WebSocket is refused as over TCP; and the connect deadline closes a WebSocket
+// connection that never upgrades.
+func TestWebSocketMQTTJS(t *testing.T) {
+	certs := testenv.GenerateCerts(t)
+	addrs := freeAddrs(t, 2)
+	ws, wss := addrs[0], addrs[1]
+	c := newCluster(t)
+	file := filepath.Join(t.TempDir(), "users.json")
+	setPassword(t, file, "web", "web-password-1", "--clients", "web-*")
+	n := c.startNode("ws-1", "--auth-file", file, "--ws", ws, "--wss", wss,
+		"--wss-cert", certs.ServerCert, "--wss-key", certs.ServerKey, "--connect-timeout", "1s")
+	r := c.startRouter("ws-r")
+
+	for _, tc := range []struct {
+		url string
+		env []string
+	}{
+		{"ws://" + ws + "/mqtt", nil},
+		{"wss://" + strings.Replace(wss, "127.0.0.1", "localhost", 1) + "/mqtt", []string{"SB_CA=" + certs.CA}},
+	} {
+		id := "web-" + strings.SplitN(tc.url, ":", 2)[0]
+		js := startJSClient(t, tc.env, tc.url, id, "web", "web-password-1", "inbox")
+		if ev := js.nextEvent(t, 10*time.Second); ev["event"] != "connected" {
+			t.Fatalf("%s: %v", tc.url, ev)
+		}
+		var res router.Result
+		if code := r.send(t, msgReq{To: id, Payload: "over " + tc.url}, &res); code != 200 || res.Status != router.Delivered {
+			t.Fatalf("send to %s: %d %+v", id, code, res)
+		}
+		ev := js.nextEvent(t, 5*time.Second)
+		if ev["event"] != "message" || ev["payload"] != "over "+tc.url || ev["id"] != res.ID {
+			t.Fatalf("%s: %v, want the directed message %s", tc.url, ev, res.ID)
+		}
+		t.Logf("MQTT.js over %s received directed message %s", tc.url, res.ID)
+	}
+
+	bad := startJSClient(t, nil, "ws://"+ws+"/mqtt", "web-bad", "web", "wrong-password", "inbox")
+	if ev := bad.nextEvent(t, 10*time.Second); ev["event"] != "error" || ev["code"] != float64(0x86) {
+		t.Fatalf("a bad password over ws://: %v, want a refusal with reason 0x86", ev)
+	}
+
+	// The pre-authentication deadline holds on the WebSocket port: a TCP connection that
+	// sends no upgrade request is closed after --connect-timeout.
+	conn, err := net.DialTimeout("tcp", ws, 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	_ = conn.SetReadDeadline(start.Add(5 * time.Second))
+	if _, err := io.Copy(io.Discard, conn); err != nil {
+		t.Fatalf("a silent WebSocket connection was not closed within 5s: %v", err)
+	}
+	if took := time.Since(start); took < 900*time.Millisecond || took > 3*time.Second {
+		t.Fatalf("a silent WebSocket connection was closed after %v, want about --connect-timeout 1s", took)
+	}
+	if v, err := metric(n.member.AdminAddr, `switchboard_node_limit_refusals_total{limit="connect_timeout"}`); err != nil || v < 1 {
+		t.Fatalf("connect_timeout refusals %v (%v), want at least 1", v, err)
+	}
+}
+
+// connectFrom opens a TCP connection from the loopback address src to addr, sends an MQTT 5
+// CONNECT with a password, and returns the CONNACK's reason code, or ok false when the
+// connection was closed without one.
+func connectFrom(t *testing.T, src, addr, id, user, pass string) (code byte, ok bool) {
+	t.Helper()
+	c, err := dialFromAddr(src, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	var body []byte
+	body = append(body, str("MQTT")...)
+	body = append(body, 5, 0x02|0x80|0x40, 0, 30, 0)
+	body = append(body, str(id)...)
+	body = append(body, str(user)...)
+	body = append(body, str(pass)...)
+	if _, err := c.Write(packet(0x10, body)); err != nil {
+		return 0, false
+	}
+	r := &rawConn{t: t, c: c}
+	typ, pk := r.read()
+	if typ != 0x20 || len(pk) < 2 {
+		return 0, false
+	}
+	return pk[1], true
+}
+
+// startProxyHAProxy runs HAProxy on 127.0.0.1 in front of nodes' MQTT ports, with
+// send-proxy-v2 on every server; balance first sends every connection to the first node
+// while it is up (the second takes over if it is not), so one node's per-address counts
+// see every client. It returns the frontend's address.
+func startProxyHAProxy(t *testing.T, nodes []*nodeProc) string {
+	t.Helper()
+	bin := testenv.Tool(t, "haproxy")
+	ports, err := backends.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	cfg := []string{
+		"global", "    log stderr format raw local0 info", "    maxconn 1000",
+		"defaults", "    log global", "    mode tcp", "    option tcplog",
+		"    timeout connect 5s", "    timeout client 30s", "    timeout server 30s",
+		"frontend mqtt", "    bind " + front, "    default_backend nodes",
+		"backend nodes", "    balance first",
+	}
+	for _, n := range nodes {
+		cfg = append(cfg, fmt.Sprintf("    server %s %s send-proxy-v2", n.id, n.member.MQTTAddr))
+	}
+	path := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(strings.Join(cfg, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "-c", "-f", path).CombinedOutput(); err != nil {
+		t.Fatalf("haproxy -c: %v\n%s", err, out)
+	}
+	h := startExternal(t, "haproxy", bin, "-db", "-f", path)
+	testenv.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		select {
+		case <-h.done:
+			t.Fatalf("haproxy exited; see its log")
+		default:
+		}
+		c, err := net.DialTimeout("tcp", front, time.Second)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
+	return front
+}
+
+// TestProxyProtocolThroughHAProxy: two nodes with --proxy-protocol behind a real HAProxy
+// (send-proxy-v2). Clients come from 127.0.0.2 and 127.0.0.3, HAProxy reaches the nodes
+// from 127.0.0.1, the only trusted source. The node's per-address limits and its log see
+// the clients' addresses: 127.0.0.2 spends its pending-connection share and its
+// authentication failure budget while 127.0.0.3, through the same HAProxy, is untouched.
+// A connection straight to a node without a header is refused, from an untrusted address
+// or a trusted one.
+func TestProxyProtocolThroughHAProxy(t *testing.T) {
+	c := newCluster(t)
+	file := filepath.Join(t.TempDir(), "users.json")
+	setPassword(t, file, "edge", "edge-password-1", "--clients", "edge-*")
+	limits := []string{"--auth-file", file, "--proxy-protocol", "--proxy-trusted", "127.0.0.1/32",
+		"--max-pending-connects-per-ip", "2", "--auth-failures-per-ip", "2", "--connect-timeout", "3s"}
+	nodes := []*nodeProc{c.startNode("pp-1", limits...), c.startNode("pp-2", limits...)}
+	front := startProxyHAProxy(t, nodes)
+	first := nodes[0]
+
+	// A client through HAProxy works, and the node logs its address, not HAProxy's.
+	if code, ok := connectFrom(t, "127.0.0.3", front, "edge-ok", "edge", "edge-password-1"); !ok || code != 0 {
+		t.Fatalf("through HAProxy from 127.0.0.3: CONNACK %#x (%v), want 0", code, ok)
+	}
+
+	// Authentication failures: 127.0.0.2's budget of 2 runs out, 127.0.0.3's does not.
+	for i := range 2 {
+		if code, ok := connectFrom(t, "127.0.0.2", front, "edge-bad", "edge", "wrong"); !ok || code != 0x86 {
+			t.Fatalf("bad password %d from 127.0.0.2: CONNACK %#x (%v), want 0x86", i, code, ok)
+		}
+	}
+	if code, ok := connectFrom(t, "127.0.0.2", front, "edge-bad", "edge", "wrong"); !ok || code != 0x9F {
+		t.Fatalf("third bad password from 127.0.0.2: CONNACK %#x (%v), want 0x9F (its failure budget is spent)", code, ok)
+	}
+	if code, ok := connectFrom(t, "127.0.0.3", front, "edge-ok", "edge", "edge-password-1"); !ok || code != 0 {
+		t.Fatalf("127.0.0.3 after 127.0.0.2 spent its budget: CONNACK %#x (%v), want 0 (HAProxy's address must not be limited)", code, ok)
+	}
+	if !strings.Contains(first.Output(), "remote=127.0.0.2:") {
+		t.Fatalf("the node's log does not name the client's address 127.0.0.2:\n%s", first.Output())
+	}
+
+	// Pending connections: 127.0.0.2 holds its 2; a third from it is closed by the node,
+	// while 127.0.0.3 still connects.
+	stalls := make([]net.Conn, 0, 2)
+	defer func() {
+		for _, s := range stalls {
+			s.Close()
+		}
+	}()
+	before, _ := metric(first.member.AdminAddr, `switchboard_node_limit_refusals_total{limit="pending_connects_per_ip"}`)
+	for range 2 {
+		s, err := dialFromAddr("127.0.0.2", front)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stalls = append(stalls, s)
+	}
+	testenv.Eventually(t, 5*time.Second, 20*time.Millisecond, func() error {
+		v, err := metric(first.member.AdminAddr, "switchboard_node_mqtt_pending_connections")
+		if err != nil || v < 2 {
+			return fmt.Errorf("pending %v (%v), want 2", v, err)
+		}
+		return nil
+	})
+	if code, ok := connectFrom(t, "127.0.0.2", front, "edge-ok", "edge", "edge-password-1"); ok {
+		t.Fatalf("a third pending connection from 127.0.0.2 got CONNACK %#x, want it closed (limit 2 per address)", code)
+	}
+	if v, _ := metric(first.member.AdminAddr, `switchboard_node_limit_refusals_total{limit="pending_connects_per_ip"}`); v != before+1 {
+		t.Fatalf("pending_connects_per_ip refusals %v, want %v", v, before+1)
+	}
+	if code, ok := connectFrom(t, "127.0.0.3", front, "edge-ok", "edge", "edge-password-1"); !ok || code != 0 {
+		t.Fatalf("127.0.0.3 while 127.0.0.2 holds its pending share: CONNACK %#x (%v), want 0", code, ok)
+	}
+
+	// Straight to a node, without a header: refused from an untrusted address at accept,
+	// and from the trusted one (a header is required).
+	for _, src := range []string{"127.0.0.2", "127.0.0.1"} {
+		if code, ok := connectFrom(t, src, first.member.MQTTAddr, "edge-ok", "edge", "edge-password-1"); ok {
+			t.Fatalf("a connection from %s without a PROXY header got CONNACK %#x, want it closed", src, code)
+		}
+	}
+	for limit, want := range map[string]float64{"proxy_untrusted": 1, "proxy_header": 1} {
+		if v, err := metric(first.member.AdminAddr, `switchboard_node_limit_refusals_total{limit="`+limit+`"}`); err != nil || v != want {
+			t.Fatalf("%s refusals %v (%v), want %v", limit, v, err, want)
+		}
+	}
+}
