@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/switchboard-mqtt/switchboard/internal/backends"
 	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 	"github.com/switchboard-mqtt/switchboard/router"
@@ -330,4 +332,31 @@ func TestProxyProtocolThroughHAProxy(t *testing.T) {
 			t.Fatalf("%s refusals %v (%v), want %v", limit, v, err, want)
 		}
 	}
+}
+
+// wsConnect opens MQTT over WebSocket to addr (ws://addr/mqtt, subprotocol mqtt), sends an
+// anonymous MQTT 5 CONNECT and returns the CONNACK's reason code.
+func wsConnect(addr, id string) (byte, error) {
+	d := websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: 5 * time.Second}
+	c, _, err := d.Dial("ws://"+addr+"/mqtt", nil)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var body []byte
+	body = append(body, str("MQTT")...)
+	body = append(body, 5, 0x02, 0, 30, 0)
+	body = append(body, str(id)...)
+	if err := c.WriteMessage(websocket.BinaryMessage, packet(0x10, body)); err != nil {
+		return 0, err
+	}
+	_, msg, err := c.ReadMessage()
+	if err != nil {
+		return 0, err
+	}
+	if len(msg) < 4 || msg[0] != 0x20 {
+		return 0, fmt.Errorf("want CONNACK, got %x", msg)
+	}
+	return msg[3], nil
 }
