@@ -204,27 +204,32 @@ func connectFrom(t *testing.T, src, addr, id, user, pass string) (code byte, ok 
 	return pk[1], true
 }
 
-// startProxyHAProxy runs HAProxy on 127.0.0.1 in front of nodes' MQTT ports, with
-// send-proxy-v2 on every server; balance first sends every connection to the first node
-// while it is up (the second takes over if it is not), so one node's per-address counts
-// see every client. It returns the frontend's address.
-func startProxyHAProxy(t *testing.T, nodes []*nodeProc) string {
+// startProxyHAProxy runs HAProxy on 127.0.0.1 in front of nodes' MQTT and WebSocket
+// ports, with send-proxy-v2 on every server; balance first sends every connection to the
+// first node while it is up (the second takes over if it is not), so one node's
+// per-address counts see every client. It returns the frontends' addresses.
+func startProxyHAProxy(t *testing.T, nodes []*nodeProc) (front, wsFront string) {
 	t.Helper()
 	bin := testenv.Tool(t, "haproxy")
-	ports, err := backends.FreePorts(1)
+	ports, err := backends.FreePorts(2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	front := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	front, wsFront = fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
 	cfg := []string{
 		"global", "    log stderr format raw local0 info", "    maxconn 1000",
 		"defaults", "    log global", "    mode tcp", "    option tcplog",
 		"    timeout connect 5s", "    timeout client 30s", "    timeout server 30s",
 		"frontend mqtt", "    bind " + front, "    default_backend nodes",
+		"frontend mqtt_ws", "    bind " + wsFront, "    default_backend nodes_ws",
 		"backend nodes", "    balance first",
 	}
 	for _, n := range nodes {
 		cfg = append(cfg, fmt.Sprintf("    server %s %s send-proxy-v2", n.id, n.member.MQTTAddr))
+	}
+	cfg = append(cfg, "backend nodes_ws", "    balance first")
+	for _, n := range nodes {
+		cfg = append(cfg, fmt.Sprintf("    server %s %s send-proxy-v2", n.id, n.ws))
 	}
 	path := filepath.Join(t.TempDir(), "haproxy.cfg")
 	if err := os.WriteFile(path, []byte(strings.Join(cfg, "\n")+"\n"), 0o600); err != nil {
@@ -246,7 +251,7 @@ func startProxyHAProxy(t *testing.T, nodes []*nodeProc) string {
 		}
 		return c.Close()
 	})
-	return front
+	return front, wsFront
 }
 
 // TestProxyProtocolThroughHAProxy: two nodes with --proxy-protocol behind a real HAProxy
@@ -262,8 +267,14 @@ func TestProxyProtocolThroughHAProxy(t *testing.T) {
 	setPassword(t, file, "edge", "edge-password-1", "--clients", "edge-*")
 	limits := []string{"--auth-file", file, "--proxy-protocol", "--proxy-trusted", "127.0.0.1/32",
 		"--max-pending-connects-per-ip", "2", "--auth-failures-per-ip", "2", "--connect-timeout", "3s"}
-	nodes := []*nodeProc{c.startNode("pp-1", limits...), c.startNode("pp-2", limits...)}
-	front := startProxyHAProxy(t, nodes)
+	wsAddrs := freeAddrs(t, 2)
+	var nodes []*nodeProc
+	for i, id := range []string{"pp-1", "pp-2"} {
+		n := c.startNode(id, append(limits, "--ws", wsAddrs[i])...)
+		n.ws = wsAddrs[i]
+		nodes = append(nodes, n)
+	}
+	front, wsFront := startProxyHAProxy(t, nodes)
 	first := nodes[0]
 
 	// A client through HAProxy works, and the node logs its address, not HAProxy's.
@@ -320,6 +331,17 @@ func TestProxyProtocolThroughHAProxy(t *testing.T) {
 		t.Fatalf("127.0.0.3 while 127.0.0.2 holds its pending share: CONNACK %#x (%v), want 0", code, ok)
 	}
 
+	// MQTT over WebSocket through HAProxy: the node sees the client's address there too.
+	if code, err := wsConnectFrom("127.0.0.4", wsFront, "edge-ws", "edge", "wrong"); err != nil || code != 0x86 {
+		t.Fatalf("bad password over WebSocket through HAProxy from 127.0.0.4: CONNACK %#x, %v; want 0x86", code, err)
+	}
+	testenv.Eventually(t, 5*time.Second, 20*time.Millisecond, func() error {
+		if !strings.Contains(first.Output(), "remote=127.0.0.4:") {
+			return fmt.Errorf("the node's log does not name the WebSocket client's address 127.0.0.4")
+		}
+		return nil
+	})
+
 	// Straight to a node, without a header: refused from an untrusted address at accept,
 	// and from the trusted one (a header is required).
 	for _, src := range []string{"127.0.0.2", "127.0.0.1"} {
@@ -336,18 +358,30 @@ func TestProxyProtocolThroughHAProxy(t *testing.T) {
 
 // wsConnect opens MQTT over WebSocket to addr (ws://addr/mqtt, subprotocol mqtt), sends an
 // anonymous MQTT 5 CONNECT and returns the CONNACK's reason code.
-func wsConnect(addr, id string) (byte, error) {
-	d := websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: 5 * time.Second}
+func wsConnect(addr, id string) (byte, error) { return wsConnectFrom("127.0.0.1", addr, id, "", "") }
+
+// wsConnectFrom is wsConnect from the loopback address src, with a username and password
+// when user is not empty.
+func wsConnectFrom(src, addr, id, user, pass string) (byte, error) {
+	d := websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: 5 * time.Second,
+		NetDialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}).DialContext}
 	c, _, err := d.Dial("ws://"+addr+"/mqtt", nil)
 	if err != nil {
 		return 0, err
 	}
 	defer c.Close()
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	flags := byte(0x02)
+	if user != "" {
+		flags |= 0x80 | 0x40
+	}
 	var body []byte
 	body = append(body, str("MQTT")...)
-	body = append(body, 5, 0x02, 0, 30, 0)
+	body = append(body, 5, flags, 0, 30, 0)
 	body = append(body, str(id)...)
+	if user != "" {
+		body = append(append(body, str(user)...), str(pass)...)
+	}
 	if err := c.WriteMessage(websocket.BinaryMessage, packet(0x10, body)); err != nil {
 		return 0, err
 	}
