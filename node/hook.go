@@ -510,6 +510,7 @@ func (n *Node) onPanic(conn net.Conn, _ any) {
 	if cur, ok := n.mqtt.Clients.Get(st.id); ok && cur == st.cl {
 		n.mqtt.Clients.Delete(st.id)
 	}
+	n.sessions.drop(st.cl) // mochi's session went with it
 	n.forget(st)
 }
 
