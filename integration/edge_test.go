@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -393,4 +394,82 @@ func wsConnectFrom(src, addr, id, user, pass string) (byte, error) {
 		return 0, fmt.Errorf("want CONNACK, got %x", msg)
 	}
 	return msg[3], nil
+}
+
+// TestWebSocketConnectionCost measures what an idle authenticated client costs the node
+// over TCP and over WebSocket (heap in use, goroutines), 300 of each, and bounds the
+// WebSocket one: its buffers are allocated per connection.
+func TestWebSocketConnectionCost(t *testing.T) {
+	const conns = 300
+	ws := freeAddrs(t, 2)
+	c := newCluster(t)
+	// One node for each transport, so neither measurement starts on the other's leftovers.
+	nodes := []*nodeProc{c.startNode("tcp-cost", "--ws", ws[0], "--pprof"), c.startNode("ws-cost", "--ws", ws[1], "--pprof")}
+	var n *nodeProc
+	sample := func() (heap, goroutines float64) {
+		// The heap profile with gc=1 collects first, so the heap in use is what is live.
+		resp, err := http.Get("http://" + n.member.AdminAddr + "/debug/pprof/heap?gc=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		h, err := metric(n.member.AdminAddr, "go_memstats_heap_inuse_bytes")
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := metric(n.member.AdminAddr, "go_goroutines")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h, g
+	}
+	measure := func(kind string, open func(i int) io.Closer) (perConn, goroutinesPer float64) {
+		h0, g0 := sample()
+		closers := make([]io.Closer, 0, conns)
+		for i := range conns {
+			closers = append(closers, open(i))
+		}
+		waitClients(t, n, conns)
+		h1, g1 := sample()
+		for _, cl := range closers {
+			cl.Close()
+		}
+		waitClients(t, n, 0)
+		perConn, goroutinesPer = (h1-h0)/conns, (g1-g0)/conns
+		t.Logf("MEASURED %d idle clients over %s: heap in use %.1f → %.1f MiB (%.1f KiB each), goroutines %.0f → %.0f (%.1f each)",
+			conns, kind, h0/(1<<20), h1/(1<<20), perConn/1024, g0, g1, goroutinesPer)
+		return perConn, goroutinesPer
+	}
+	n = nodes[0]
+	measure("TCP", func(i int) io.Closer {
+		r, code := dialRaw(t, n.member.MQTTAddr, fmt.Sprintf("cost-tcp-%d", i), "", "")
+		if code != 0 {
+			t.Fatalf("TCP CONNACK %#x", code)
+		}
+		return r.c
+	})
+	n = nodes[1]
+	wsPer, _ := measure("WebSocket", func(i int) io.Closer {
+		d := websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: 5 * time.Second}
+		wc, _, err := d.Dial("ws://"+ws[1]+"/mqtt", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body []byte
+		body = append(body, str("MQTT")...)
+		body = append(body, 5, 0x02, 0, 30, 0)
+		body = append(body, str(fmt.Sprintf("cost-ws-%d", i))...)
+		if err := wc.WriteMessage(websocket.BinaryMessage, packet(0x10, body)); err != nil {
+			t.Fatal(err)
+		}
+		_ = wc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, msg, err := wc.ReadMessage(); err != nil || len(msg) < 4 || msg[3] != 0 {
+			t.Fatalf("WebSocket CONNACK %x, %v", msg, err)
+		}
+		return wc
+	})
+	if wsPer > 128<<10 {
+		t.Fatalf("an idle WebSocket client costs %.0f KiB of heap, want under 128 KiB", wsPer/1024)
+	}
 }
