@@ -152,6 +152,17 @@ func TestWebSocketMQTTJS(t *testing.T) {
 		t.Logf("MQTT.js over %s received directed message %s", tc.url, res.ID)
 	}
 
+	// The ACLs hold over WebSocket: another client's inbox is refused, one's own granted.
+	for topic, want := range map[string]float64{"inbox/other-device": 0x87, "inbox/web-acl": 1} {
+		js := startJSClient(t, nil, "ws://"+ws+"/mqtt", "web-acl", "web", "web-password-1", "subscribe", topic)
+		if ev := js.nextEvent(t, 10*time.Second); ev["event"] != "connected" {
+			t.Fatalf("subscribe %s: %v", topic, ev)
+		}
+		if ev := js.nextEvent(t, 5*time.Second); ev["event"] != "subscribed" || ev["code"] != want {
+			t.Fatalf("subscribe %s over ws://: %v, want SUBACK reason %#x", topic, ev, int(want))
+		}
+	}
+
 	bad := startJSClient(t, nil, "ws://"+ws+"/mqtt", "web-bad", "web", "wrong-password", "inbox")
 	if ev := bad.nextEvent(t, 10*time.Second); ev["event"] != "error" || ev["code"] != float64(0x86) {
 		t.Fatalf("a bad password over ws://: %v, want a refusal with reason 0x86", ev)

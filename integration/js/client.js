@@ -7,6 +7,8 @@
 // Usage: node client.js <url> <client id> <username or ""> <password or ""> <mode> [topic]
 //   mode inbox:   subscribe to inbox/<client id> at QoS 1 and print what arrives
 //   mode publish: publish one QoS 1 message to topic with a user property, print the PUBACK
+//   mode subscribe: subscribe to topic at QoS 1, print {"event":"subscribed","code":N}
+//                   (N is the SUBACK's reason code: the granted QoS, or 0x80 and up for a refusal)
 // SB_CA, if set, is a CA file the server's certificate must be signed by (wss://).
 // It exits when stdin closes (the test ends it).
 'use strict';
@@ -47,6 +49,22 @@ client.on('connect', () => {
     return;
   }
   out({ event: 'connected' });
+  if (mode === 'subscribe') {
+    // On a refusal MQTT.js calls back with an error and the SUBACK packet, whose granted
+    // list holds the reason codes (the second argument still holds the requested QoS).
+    client.subscribe(topic, { qos: 1 }, (err, granted, suback) => {
+      if (suback && suback.granted) {
+        out({ event: 'subscribed', code: suback.granted[0] });
+        return;
+      }
+      if (err) {
+        out({ event: 'error', error: 'subscribe: ' + err.message, code: err.code });
+        return;
+      }
+      out({ event: 'subscribed', code: granted[0].qos });
+    });
+    return;
+  }
   client.publish(topic, 'with a user property', { qos: 1, properties: { userProperties: { a: '1' } } }, (err, packet) => {
     if (err) {
       out({ event: 'error', error: 'publish: ' + err.message, code: err.code });
