@@ -315,3 +315,21 @@ func TestSessionIdentsFollowTheSession(t *testing.T) {
 		t.Fatal("not forgotten")
 	}
 }
+
+func TestDollarSubscribed(t *testing.T) {
+	cl := &mqtt.Client{State: mqtt.ClientState{Subscriptions: mqtt.NewSubscriptions()}}
+	sub := func(f string) { cl.State.Subscriptions.Add(f, packets.Subscription{Filter: f}) }
+	sub("#")
+	sub("+/retained")
+	if dollarSubscribed(cl, "$rules/retained") {
+		t.Fatal("# and +/retained must not match $rules/retained [MQTT-4.7.2-1]")
+	}
+	sub("$share/g/$rules/#")
+	if !dollarSubscribed(cl, "$rules/retained") || dollarSubscribed(cl, "$other/retained") {
+		t.Fatal("a shared $rules/# subscription matches $rules/retained only")
+	}
+	sub("$other/+")
+	if !dollarSubscribed(cl, "$other/retained") {
+		t.Fatal("$other/+ matches $other/retained")
+	}
+}

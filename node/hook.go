@@ -30,7 +30,7 @@ func (h *hook) ID() string { return "switchboard" }
 func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished,
-		mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublishDropped,
+		mqtt.OnDisconnect, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublishDropped,
 		mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublish, mqtt.OnWill, mqtt.OnClientExpired,
 	}, []byte{b})
 }
@@ -89,8 +89,13 @@ func (h *hook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return
 // session keeps a message for it: it is decided on the identity the session authenticated
 // with, unless those credentials have been revoked since (see sessions.go).
 func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	st := h.n.clients.byClient(cl)
+	delivery := !write && (st == nil || !st.subscribing.Load())
+	if delivery && strings.HasPrefix(topic, "$") && !dollarSubscribed(cl, topic) {
+		return false // not an access decision: see dollarSubscribed
+	}
 	var ident *auth.Identity
-	if st := h.n.clients.byClient(cl); st != nil {
+	if st != nil {
 		ident = st.ident
 	} else if !write {
 		if ident = h.n.sessions.get(cl); ident != nil && ident.Valid() != nil {
@@ -114,6 +119,26 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		h.n.throttled.log(h.n.log, slog.LevelInfo, "access denied", "client", cl.ID, "user", ident.Username, "topic", topic, "write", write)
 	}
 	return ok
+}
+
+// dollarSubscribed reports whether one of cl's subscriptions matches the $ topic without
+// beginning with a wildcard [MQTT-4.7.2-1]. mochi (v2.7.9) keeps that rule when it routes a
+// publish, but when it sends the retained messages matching a new subscription it leaves
+// out only $SYS, so a subscriber to # or +/x got every other retained $ message. mochi asks
+// OnACLCheck before each of those sends; the subscription that led there is one of cl's.
+func dollarSubscribed(cl *mqtt.Client, topic string) bool {
+	for filter := range cl.State.Subscriptions.GetAll() {
+		if rest, ok := strings.CutPrefix(filter, "$share/"); ok {
+			_, filter, _ = strings.Cut(rest, "/")
+		}
+		if filter == "" || filter[0] == '+' || filter[0] == '#' {
+			continue
+		}
+		if inbox.Matches(filter, topic) {
+			return true
+		}
+	}
+	return false
 }
 
 // OnClientExpired forgets the identity of a session mochi has expired.
@@ -439,9 +464,19 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	}
 }
 
-// OnSubscribed makes the client ready once it subscribes to its inbox.
+// OnSubscribe marks the client's SUBSCRIBE as being checked (see OnACLCheck).
+func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if st := h.n.clients.byClient(cl); st != nil {
+		st.subscribing.Store(true)
+	}
+	return pk
+}
+
+// OnSubscribed makes the client ready once it subscribes to its inbox. mochi sends the
+// SUBACK and then the retained messages after it.
 func (h *hook) OnSubscribed(cl *mqtt.Client, _ packets.Packet, _ []byte) {
 	if st := h.n.clients.byClient(cl); st != nil {
+		st.subscribing.Store(false)
 		h.n.updateReady(st)
 	}
 }
