@@ -361,6 +361,21 @@ func TestProxyProtocolThroughHAProxy(t *testing.T) {
 			t.Fatalf("a connection from %s without a PROXY header got CONNACK %#x, want it closed", src, code)
 		}
 	}
+	// A trusted source that opens a connection and sends nothing, not even the header, is
+	// closed by the connect deadline (3s here): reading the header holds nothing for ever.
+	silent, err := dialFromAddr("127.0.0.1", first.member.MQTTAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	opened := time.Now()
+	_ = silent.SetReadDeadline(opened.Add(10 * time.Second))
+	if _, err := io.Copy(io.Discard, silent); err != nil {
+		t.Fatalf("a silent connection to a PROXY node was not closed within 10s: %v", err)
+	}
+	if took := time.Since(opened); took < 2900*time.Millisecond || took > 5*time.Second {
+		t.Fatalf("a silent connection was closed after %v, want about --connect-timeout 3s", took)
+	}
 	for limit, want := range map[string]float64{"proxy_untrusted": 1, "proxy_header": 1} {
 		if v, err := metric(first.member.AdminAddr, `switchboard_node_limit_refusals_total{limit="`+limit+`"}`); err != nil || v != want {
 			t.Fatalf("%s refusals %v (%v), want %v", limit, v, err, want)
