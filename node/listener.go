@@ -15,13 +15,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// listener is the node's MQTT TCP listener. It replaces mochi's so that a panic while
-// handling one client's packets (mochi has no recovery of its own; see mochi issue #501, a
-// truncated MQTT 5 SUBSCRIBE) ends that connection only, so that the readiness report can
-// tell whether the accept loop is alive, and so that what a client holds before it has
-// authenticated is bounded (see preauth.go): a connection beyond the pending caps is closed
-// before any goroutine starts for it, and an admitted one gets ConnectTimeout for its TLS
-// handshake and CONNECT, whose declared size is checked before mochi allocates it.
+// listener is one of the node's MQTT listeners: MQTT over TCP (or TLS), or over WebSocket
+// (see websocket.go), each optionally behind the PROXY protocol (proxyproto.go). It
+// replaces mochi's so that a panic while handling one client's packets (mochi has no
+// recovery of its own; see mochi issue #501, a truncated MQTT 5 SUBSCRIBE) ends that
+// connection only, so that the readiness report can tell whether the accept loop is alive,
+// and so that what a client holds before it has authenticated is bounded (see preauth.go):
+// a connection beyond the pending caps is closed before any goroutine starts for it, and an
+// admitted one gets ConnectTimeout for its PROXY header, TLS handshake, WebSocket upgrade
+// and CONNECT, whose declared size is checked before mochi allocates it.
 type listener struct {
 	id      string
 	l       net.Listener
