@@ -390,13 +390,8 @@ func (n *Node) Close(ctx context.Context) error {
 			case <-ctx.Done():
 				errs = append(errs, errors.New("clients did not finish disconnecting in time"))
 			}
-		} else {
-			if n.mqttLis != nil {
-				n.mqttLis.l.Close()
-			}
-			for _, l := range n.sideLis {
-				l.l.Close()
-			}
+		} else if n.mqttLis != nil {
+			n.mqttLis.l.Close()
 		}
 		for _, l := range n.sideLis {
 			l.l.Close() // mochi closed those it was given; this covers a failed start
