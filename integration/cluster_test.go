@@ -87,6 +87,7 @@ type nodeProc struct {
 	*testenv.Proc
 	id     string
 	member coord.Member
+	ws     string // its --ws address, when the test gave one
 }
 
 // startNode runs `switchboard node` and waits until it is in the live set.

@@ -45,11 +45,23 @@ func TestHAProxyInFrontOfNodes(t *testing.T) {
 	c := newCluster(t)
 	const grace = 3 * time.Second
 	graceFlag := []string{"--quarantine-grace", grace.String()}
-	nodes := []*nodeProc{c.startNode("lb-1", graceFlag...), c.startNode("lb-2", graceFlag...), c.startNode("lb-3", graceFlag...)}
+	wsAddrs := freeAddrs(t, 3)
+	var nodes []*nodeProc
+	for i, id := range []string{"lb-1", "lb-2", "lb-3"} {
+		n := c.startNode(id, append(graceFlag, "--ws", wsAddrs[i])...)
+		n.ws = wsAddrs[i]
+		nodes = append(nodes, n)
+	}
 	routers := []*routerProc{c.startRouter("lb-r1"), c.startRouter("lb-r2")}
 	ha := startHAProxy(t, bin, root, nodes, routers)
 	ha.waitChecked(t, "switchboard_mqtt", len(nodes))
 	ha.waitChecked(t, "switchboard_api", len(routers))
+	ha.waitChecked(t, "switchboard_mqtt_ws", len(nodes))
+
+	// MQTT over WebSocket through HAProxy's WebSocket frontend.
+	if code, err := wsConnect(ha.ws, "lb-ws"); err != nil || code != 0 {
+		t.Fatalf("MQTT over WebSocket through HAProxy: CONNACK %#x, %v", code, err)
+	}
 
 	// The API through HAProxy.
 	var res router.Result
@@ -168,7 +180,7 @@ func TestHAProxyInFrontOfNodes(t *testing.T) {
 // haproxy is a running HAProxy with its frontends' addresses.
 type haproxy struct {
 	*extProc
-	mqtt, api, stats string
+	mqtt, ws, api, stats string
 }
 
 // startHAProxy checks deploy/haproxy/haproxy.cfg with `haproxy -c`, rewrites it for the
@@ -179,12 +191,12 @@ func startHAProxy(t *testing.T, bin, root string, nodes []*nodeProc, routers []*
 	if out, err := exec.Command(bin, "-c", "-f", src).CombinedOutput(); err != nil || strings.Contains(string(out), "WARNING") {
 		t.Fatalf("haproxy -c -f %s: %v\n%s", src, err, out)
 	}
-	ports, err := backends.FreePorts(3)
+	ports, err := backends.FreePorts(4)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := &haproxy{mqtt: fmt.Sprintf("127.0.0.1:%d", ports[0]), api: fmt.Sprintf("127.0.0.1:%d", ports[1]),
-		stats: fmt.Sprintf("127.0.0.1:%d", ports[2])}
+		stats: fmt.Sprintf("127.0.0.1:%d", ports[2]), ws: fmt.Sprintf("127.0.0.1:%d", ports[3])}
 	b, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)
@@ -217,12 +229,14 @@ func startHAProxy(t *testing.T, bin, root string, nodes []*nodeProc, routers []*
 // test if the file no longer has the lines it replaces.
 func haproxyTestConfig(t *testing.T, src string, h *haproxy, nodes []*nodeProc, routers []*routerProc) string {
 	t.Helper()
-	binds := map[string]string{"frontend mqtt": h.mqtt, "frontend api": h.api, "listen stats": h.stats}
+	binds := map[string]string{"frontend mqtt": h.mqtt, "frontend mqtt_ws": h.ws, "frontend api": h.api, "listen stats": h.stats}
 	servers := map[string][]string{}
 	for _, n := range nodes {
 		_, admin, _ := strings.Cut(n.member.AdminAddr, ":")
 		servers["backend switchboard_mqtt"] = append(servers["backend switchboard_mqtt"],
 			fmt.Sprintf("server %s %s check port %s", n.id, n.member.MQTTAddr, admin))
+		servers["backend switchboard_mqtt_ws"] = append(servers["backend switchboard_mqtt_ws"],
+			fmt.Sprintf("server %s %s check port %s", n.id, n.ws, admin))
 	}
 	for i, r := range routers {
 		servers["backend switchboard_api"] = append(servers["backend switchboard_api"],

@@ -23,8 +23,11 @@ type clientState struct {
 	epoch     atomic.Int64 // the node epoch its presence is confirmed under; sends need the live one
 	ready     atomic.Bool  // subscribed to its inbox: directed messages may be sent
 	revoked   atomic.Bool  // taken over elsewhere: nothing more is sent to it
-	gone      chan struct{}
-	goneOnce  sync.Once
+	// subscribing: mochi is checking a SUBSCRIBE's filters (OnSubscribe to OnSubscribed),
+	// so a read ACL check names a filter being subscribed, not a message to deliver.
+	subscribing atomic.Bool
+	gone        chan struct{}
+	goneOnce    sync.Once
 
 	ob *outbox // directed messages on their way to this connection
 }

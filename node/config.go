@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"net/netip"
 	"runtime"
 	"strings"
 	"time"
@@ -52,6 +53,19 @@ type Config struct {
 	Auth *auth.Authenticator
 	// MQTTTLS, if set, makes the MQTT listener TLS-only.
 	MQTTTLS *tls.Config
+	// WSAddr, if set, is a listen address for MQTT over WebSocket (ws://); WSSAddr, for
+	// MQTT over WebSocket over TLS (wss://) with WSTLS. Both are off by default. Each takes
+	// every connection through the same limits, authentication and ACLs as MQTTAddr, and
+	// shares its per-address budgets.
+	WSAddr, WSSAddr string
+	WSTLS           *tls.Config
+	// ProxyProtocol requires a PROXY protocol header (v1 or v2) on every connection to the
+	// MQTT and WebSocket listeners, from a source in ProxyTrusted (required with it);
+	// connections from other sources are closed at accept, and those without a valid
+	// header before anything else is read. The client address in the header is the one
+	// the per-address limits count and the logs name.
+	ProxyProtocol bool
+	ProxyTrusted  []netip.Prefix
 	// InternalTLS, if set, makes the internal listener TLS (mutual, when it requires client
 	// certificates); PeerTLS is the client side used to reach other nodes.
 	InternalTLS, PeerTLS *tls.Config
@@ -267,6 +281,20 @@ func (c Config) Validate() error {
 		if err := validateAddr(a.addr); err != nil {
 			return fmt.Errorf("%s %q: %w", a.flag, a.addr, err)
 		}
+	}
+	for _, a := range []struct{ flag, addr string }{{"--ws", c.WSAddr}, {"--wss", c.WSSAddr}} {
+		if a.addr == "" {
+			continue
+		}
+		if err := validateAddr(a.addr); err != nil {
+			return fmt.Errorf("%s %q: %w", a.flag, a.addr, err)
+		}
+	}
+	if c.WSSAddr != "" && c.WSTLS == nil {
+		return fmt.Errorf("--wss %q: no certificate (give --wss-cert and --wss-key, or --tls-cert and --tls-key)", c.WSSAddr)
+	}
+	if c.ProxyProtocol && len(c.ProxyTrusted) == 0 {
+		return fmt.Errorf("--proxy-protocol: no trusted sources (give --proxy-trusted, the proxies' addresses or prefixes)")
 	}
 	if err := c.validateExposure(); err != nil {
 		return err

@@ -104,6 +104,14 @@ func (n *Node) checkHealth(ctx context.Context) {
 	if !accepting {
 		checks["accept"] = Check{OK: false, Detail: "MQTT accept loop not running"}
 	}
+	for _, l := range n.sideLis {
+		if accepting && !l.Accepting() {
+			// A node whose WebSocket port stopped accepting is out of service as well: the
+			// load balancer checks one /healthz for both ports.
+			checks["accept"] = Check{OK: false, Detail: l.id + " accept loop not running"}
+			break
+		}
+	}
 	n.health.Store(&Health{Checks: checks, CheckedAt: time.Now().UTC()})
 }
 

@@ -30,8 +30,8 @@ func (h *hook) ID() string { return "switchboard" }
 func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished,
-		mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublishDropped,
-		mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublish, mqtt.OnWill,
+		mqtt.OnDisconnect, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublishDropped,
+		mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublish, mqtt.OnWill, mqtt.OnClientExpired,
 	}, []byte{b})
 }
 
@@ -44,9 +44,37 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 }
 
 // OnPacketEncode gives mochi's own outgoing QoS>0 publishes wire packet ids from the
-// node's table, so they never share one with a directed message (see pids.go).
+// node's table, so they never share one with a directed message (see pids.go), gives a
+// renumbered SUBSCRIBE's answer its id back, and puts right the reason code of mochi's
+// PUBACKs (see fixPuback).
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	switch pk.FixedHeader.Type {
+	case packets.Puback:
+		return fixPuback(pk)
+	case packets.Suback, packets.Unsuback:
+		return h.n.outboundSuback(cl, pk)
+	}
 	return h.n.outbound(cl, pk)
+}
+
+// fixPuback answers a QoS 1 PUBLISH that mochi accepted with reason code 0x00 (success).
+// mochi v2.7.9 builds that PUBACK with the SUBACK code "granted QoS 1" (0x01), which MQTT 5
+// does not define for PUBACK (MQTT.js v5 takes it for a failure and its publish never
+// completes), and copies the PUBLISH's user properties onto it. Its encoder writes the
+// reason code only when the packet has properties to write, so only a PUBLISH with user
+// properties showed it. Codes of 0x80 and above (refusals) are left alone. The echoed
+// user properties are dropped too: they are the publisher's own, and MQTT 5 lets a
+// server's PUBACK carry user properties of its own, not send back the client's.
+func fixPuback(pk packets.Packet) packets.Packet {
+	switch pk.ReasonCode {
+	case packets.CodeSuccess.Code, packets.CodeNoMatchingSubscribers.Code:
+		return pk // PUBACK codes below 0x80 that MQTT 5 defines
+	}
+	if pk.ReasonCode < packets.ErrUnspecifiedError.Code {
+		pk.ReasonCode = packets.CodeSuccess.Code
+		pk.Properties.User = nil
+	}
+	return pk
 }
 
 // OnConnectAuthenticate admits every client that reached it: OnConnect has already
@@ -56,9 +84,25 @@ func (h *hook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return
 // OnACLCheck decides subscriptions (on the raw filter, wildcards and $share included) and
 // publishes. mochi checks a publish before resolving its topic alias, so an aliased publish
 // arrives here with an empty topic: OnPublish checks the resolved topic again.
+//
+// A read check for a client whose connection has ended is mochi deciding whether its
+// session keeps a message for it: it is decided on the identity the session authenticated
+// with, unless those credentials have been revoked since (see sessions.go).
 func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	st := h.n.clients.byClient(cl)
-	if st == nil || st.ident == nil {
+	delivery := !write && (st == nil || !st.subscribing.Load())
+	if delivery && strings.HasPrefix(topic, "$") && !dollarSubscribed(cl, topic) {
+		return false // not an access decision: see dollarSubscribed
+	}
+	var ident *auth.Identity
+	if st != nil {
+		ident = st.ident
+	} else if !write {
+		if ident = h.n.sessions.get(cl); ident != nil && ident.Valid() != nil {
+			ident = nil
+		}
+	}
+	if ident == nil {
 		return false
 	}
 	var ok bool
@@ -66,16 +110,39 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	case write && topic == "":
 		return true // aliased: decided in OnPublish on the real topic
 	case write:
-		ok = st.ident.CanPublish(topic)
+		ok = ident.CanPublish(topic)
 	default:
-		ok = st.ident.CanSubscribe(topic)
+		ok = ident.CanSubscribe(topic)
 	}
 	if !ok {
 		h.n.metrics.aclDenied.WithLabelValues(map[bool]string{true: "publish", false: "subscribe"}[write]).Inc()
-		h.n.throttled.log(h.n.log, slog.LevelInfo, "access denied", "client", cl.ID, "user", st.ident.Username, "topic", topic, "write", write)
+		h.n.throttled.log(h.n.log, slog.LevelInfo, "access denied", "client", cl.ID, "user", ident.Username, "topic", topic, "write", write)
 	}
 	return ok
 }
+
+// dollarSubscribed reports whether one of cl's subscriptions matches the $ topic without
+// beginning with a wildcard [MQTT-4.7.2-1]. mochi (v2.7.9) keeps that rule when it routes a
+// publish, but when it sends the retained messages matching a new subscription it leaves
+// out only $SYS, so a subscriber to # or +/x got every other retained $ message. mochi asks
+// OnACLCheck before each of those sends; the subscription that led there is one of cl's.
+func dollarSubscribed(cl *mqtt.Client, topic string) bool {
+	for filter := range cl.State.Subscriptions.GetAll() {
+		if rest, ok := strings.CutPrefix(filter, "$share/"); ok {
+			_, filter, _ = strings.Cut(rest, "/")
+		}
+		if filter == "" || filter[0] == '+' || filter[0] == '#' {
+			continue
+		}
+		if inbox.Matches(filter, topic) {
+			return true
+		}
+	}
+	return false
+}
+
+// OnClientExpired forgets the identity of a session mochi has expired.
+func (h *hook) OnClientExpired(cl *mqtt.Client) { h.n.sessions.drop(cl) }
 
 // OnPublish checks the publish again on its real topic, after alias resolution, and
 // removes the user properties only the node may set.
@@ -230,6 +297,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 			_ = n.mqtt.DisconnectClient(cl, packets.ErrNotAuthorized)
 		})
 	}
+	n.sessions.set(cl, ident)
 	n.metrics.connections.WithLabelValues("accepted").Inc()
 	return nil
 }
@@ -396,9 +464,19 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	}
 }
 
-// OnSubscribed makes the client ready once it subscribes to its inbox.
+// OnSubscribe marks the client's SUBSCRIBE as being checked (see OnACLCheck).
+func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if st := h.n.clients.byClient(cl); st != nil {
+		st.subscribing.Store(true)
+	}
+	return pk
+}
+
+// OnSubscribed makes the client ready once it subscribes to its inbox. mochi sends the
+// SUBACK and then the retained messages after it.
 func (h *hook) OnSubscribed(cl *mqtt.Client, _ packets.Packet, _ []byte) {
 	if st := h.n.clients.byClient(cl); st != nil {
+		st.subscribing.Store(false)
 		h.n.updateReady(st)
 	}
 }
@@ -428,7 +506,10 @@ func (n *Node) updateReady(st *clientState) {
 
 // OnDisconnect clears the client's presence (only if this connection still owns it) and
 // queues its unanswered directed messages in its mailbox.
-func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+	if expire {
+		h.n.sessions.drop(cl) // mochi deletes the session now
+	}
 	st := h.n.clients.byClient(cl)
 	if st == nil {
 		return
@@ -464,6 +545,7 @@ func (n *Node) onPanic(conn net.Conn, _ any) {
 	if cur, ok := n.mqtt.Clients.Get(st.id); ok && cur == st.cl {
 		n.mqtt.Clients.Delete(st.id)
 	}
+	n.sessions.drop(st.cl) // mochi's session went with it
 	n.forget(st)
 }
 

@@ -15,13 +15,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// listener is the node's MQTT TCP listener. It replaces mochi's so that a panic while
-// handling one client's packets (mochi has no recovery of its own; see mochi issue #501, a
-// truncated MQTT 5 SUBSCRIBE) ends that connection only, so that the readiness report can
-// tell whether the accept loop is alive, and so that what a client holds before it has
-// authenticated is bounded (see preauth.go): a connection beyond the pending caps is closed
-// before any goroutine starts for it, and an admitted one gets ConnectTimeout for its TLS
-// handshake and CONNECT, whose declared size is checked before mochi allocates it.
+// listener is one of the node's MQTT listeners: MQTT over TCP (or TLS), or over WebSocket
+// (see websocket.go), each optionally behind the PROXY protocol (proxyproto.go). It
+// replaces mochi's so that a panic while handling one client's packets (mochi has no
+// recovery of its own; see mochi issue #501, a truncated MQTT 5 SUBSCRIBE) ends that
+// connection only, so that the readiness report can tell whether the accept loop is alive,
+// and so that what a client holds before it has authenticated is bounded (see preauth.go):
+// a connection beyond the pending caps is closed before any goroutine starts for it, and an
+// admitted one gets ConnectTimeout for its PROXY header, TLS handshake, WebSocket upgrade
+// and CONNECT, whose declared size is checked before mochi allocates it.
 type listener struct {
 	id      string
 	l       net.Listener
@@ -41,14 +43,23 @@ type listener struct {
 	maxConnect     uint32        // largest CONNECT remaining length
 	auth           *authGuard    // bounds the credential checks (see authlimit.go)
 
+	// tls, if set, is the server side of TLS, done by the listener after the PROXY header
+	// (a listener given an already-TLS net.Listener does the handshake of its *tls.Conn).
+	tls *tls.Config
+	// proxy, if set, requires a PROXY protocol header from a trusted source on every
+	// connection (see proxyproto.go).
+	proxy *proxyPolicy
+	// websocket makes the listener serve MQTT over WebSocket (see websocket.go).
+	websocket bool
+
 	accepting atomic.Bool
 	closeOnce sync.Once
 	handlers  sync.WaitGroup
 }
 
-// newMQTTListener wraps the bound MQTT listener l (TLS or not) with the node's limits and
-// registers its gauges.
-func (n *Node) newMQTTListener(l net.Listener) *listener {
+// newMQTTListener wraps the bound MQTT listener l (plain TCP; tlsCfg, if set, is done on
+// each connection) with the node's limits and registers its gauges.
+func (n *Node) newMQTTListener(l net.Listener, tlsCfg *tls.Config) *listener {
 	lim := n.cfg.Limits
 	ml := &listener{id: "mqtt", l: l, log: n.log.With("component", "mqtt-listener"),
 		onPanic: n.onPanic, onEnd: n.connectionEnded, onDone: n.connectionDone, closeAll: n.disconnectAll,
@@ -57,6 +68,10 @@ func (n *Node) newMQTTListener(l net.Listener) *listener {
 		connectTimeout: lim.ConnectTimeout,
 		maxConnect:     lim.MaxConnectSize,
 		auth:           newAuthGuard(lim.AuthConcurrency, lim.AuthFailuresPerIP),
+		tls:            tlsCfg,
+	}
+	if n.cfg.ProxyProtocol {
+		ml.proxy = &proxyPolicy{trusted: n.cfg.ProxyTrusted}
 	}
 	if lim.ConnRatePerIP > 0 {
 		ml.limiter = newRateLimiter(lim.ConnRatePerIP, lim.ConnBurstPerIP)
@@ -78,11 +93,32 @@ func (n *Node) newMQTTListener(l net.Listener) *listener {
 	return ml
 }
 
+// newSideListener is another listener of the node's (WebSocket, WebSocket over TLS) on the
+// bound l: its own id, TLS and framing, but the MQTT listener's pending set, rate limiter
+// and credential guard, so one client address has one budget whichever port it uses.
+func (n *Node) newSideListener(id string, l net.Listener, tlsCfg *tls.Config, websocket bool) *listener {
+	m := n.mqttLis
+	return &listener{id: id, l: l, log: n.log.With("component", id+"-listener"),
+		onPanic: m.onPanic, onEnd: m.onEnd, onDone: m.onDone, closeAll: func() {},
+		refused: m.refused, limiter: m.limiter, pending: m.pending,
+		connectTimeout: m.connectTimeout, maxConnect: m.maxConnect, auth: m.auth,
+		tls: tlsCfg, proxy: m.proxy, websocket: websocket,
+	}
+}
+
 var _ listeners.Listener = (*listener)(nil)
 
-func (l *listener) ID() string       { return l.id }
-func (l *listener) Address() string  { return l.l.Addr().String() }
-func (l *listener) Protocol() string { return "tcp" }
+func (l *listener) ID() string      { return l.id }
+func (l *listener) Address() string { return l.l.Addr().String() }
+func (l *listener) Protocol() string {
+	switch {
+	case l.websocket && l.tls != nil:
+		return "wss"
+	case l.websocket:
+		return "ws"
+	}
+	return "tcp"
+}
 
 // Init is a no-op: the socket is bound in Node.Start so a busy port fails start-up early.
 func (l *listener) Init(*slog.Logger) error { return nil }
@@ -105,12 +141,23 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			continue
 		}
 		backoff = 0
-		if l.limiter != nil && !l.limiter.allow(conn.RemoteAddr()) {
+		ip := addrIP(conn.RemoteAddr())
+		if l.proxy != nil {
+			// The client's address comes in the PROXY header, read on the connection's own
+			// goroutine under the connect deadline; its per-address limits apply then.
+			if !l.proxy.trusts(conn.RemoteAddr()) {
+				l.refused("proxy_untrusted")
+				l.log.Debug("connection refused: PROXY protocol required and the source is not trusted", "remote", ip)
+				conn.Close()
+				continue
+			}
+			ip = ""
+		} else if l.limiter != nil && !l.limiter.allow(ip) {
 			conn.Close()
 			l.onEnd(errRateLimited)
 			continue
 		}
-		pc, limit := l.pending.admit(conn)
+		pc, limit := l.pending.admit(conn, ip)
 		if pc == nil {
 			if limit != "" {
 				l.refused(limit)
@@ -141,6 +188,12 @@ func (l *listener) handle(establish listeners.EstablishFn, conn *preauthConn) {
 		switch {
 		case errors.Is(err, errConnectTooLarge):
 			l.refused("connect_size")
+		case errors.Is(err, errRateLimited):
+			l.onEnd(err)
+		case errors.Is(err, errPerIPLimit):
+			l.refused("pending_connects_per_ip")
+		case errors.Is(err, errProxyHeader):
+			l.refused("proxy_header")
 		case isTimeout(err):
 			l.refused("connect_timeout")
 		}
@@ -169,16 +222,46 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// preauth sets the pre-authentication deadline, does the TLS handshake (a tls.Conn would
-// otherwise do it lazily inside mochi's first read) and reads the CONNECT's fixed header,
-// which conn then replays to mochi. The deadline stays in force until mochi sets its
-// keepalive deadline after OnConnect.
+// preauth sets the pre-authentication deadline and, under it, reads the PROXY header (then
+// applies the per-address limits to the client's address), does the TLS handshake (a
+// tls.Conn would otherwise do it lazily inside mochi's first read), the WebSocket upgrade,
+// and reads the CONNECT's fixed header, which conn then replays to mochi. The deadline
+// stays in force until mochi sets its keepalive deadline after OnConnect.
 func (l *listener) preauth(conn *preauthConn) error {
-	_ = conn.SetDeadline(time.Now().Add(l.connectTimeout))
+	deadline := time.Now().Add(l.connectTimeout)
+	_ = conn.SetDeadline(deadline)
+	if l.proxy != nil {
+		pc, err := readProxyHeader(conn.Conn)
+		if err != nil {
+			return err
+		}
+		conn.Conn = pc
+		addr := pc.RemoteAddr()
+		if l.limiter != nil && !l.limiter.allow(addrIP(addr)) {
+			return errRateLimited
+		}
+		if limit := l.pending.assign(conn, addrIP(addr)); limit != "" {
+			return errPerIPLimit
+		}
+	}
 	if tc, ok := conn.Conn.(*tls.Conn); ok {
 		if err := tc.Handshake(); err != nil {
 			return fmt.Errorf("tls handshake: %w", err)
 		}
+	} else if l.tls != nil {
+		tc := tls.Server(conn.Conn, l.tls)
+		if err := tc.Handshake(); err != nil {
+			return fmt.Errorf("tls handshake: %w", err)
+		}
+		conn.Conn = tc
+	}
+	if l.websocket {
+		ws, err := upgradeWebSocket(conn.Conn)
+		if err != nil {
+			return fmt.Errorf("websocket upgrade: %w", err)
+		}
+		conn.Conn = ws
+		_ = conn.SetDeadline(deadline) // the upgrade clears the connection's deadlines
 	}
 	hdr, err := readConnectHeader(conn.Conn, l.maxConnect)
 	if err != nil {
@@ -201,8 +284,13 @@ func (l *listener) Close(listeners.CloseFn) {
 // Accepting reports whether the accept loop is running.
 func (l *listener) Accepting() bool { return l.accepting.Load() }
 
-// errRateLimited ends a connection refused by the per-address rate limit.
-var errRateLimited = errors.New("connection rate limit for this address exceeded")
+var (
+	// errRateLimited ends a connection refused by the per-address rate limit.
+	errRateLimited = errors.New("connection rate limit for this address exceeded")
+	// errPerIPLimit ends a connection whose address (known from its PROXY header) already
+	// holds its share of pending connections.
+	errPerIPLimit = errors.New("pending connections for this address exceeded")
+)
 
 // rateLimiter is a token bucket per source IP address.
 type rateLimiter struct {
@@ -223,8 +311,7 @@ func newRateLimiter(rate float64, burst int) *rateLimiter {
 	return &rateLimiter{rate: rate, burst: float64(burst), buckets: map[string]*bucket{}}
 }
 
-func (r *rateLimiter) allow(a net.Addr) bool {
-	ip := addrIP(a)
+func (r *rateLimiter) allow(ip string) bool {
 	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -41,6 +41,7 @@ type Node struct {
 
 	mqtt     *mqtt.Server
 	mqttLis  *listener
+	sideLis  []*listener // WebSocket listeners, if any
 	wireLis  net.Listener
 	wireSrv  *wire.Server
 	peers    *wire.Pool
@@ -53,6 +54,7 @@ type Node struct {
 	registry *prometheus.Registry
 	metrics  *metrics
 	clients  *clientTable
+	sessions *sessionIdents // who each session authenticated as, online or not
 	health   atomic.Pointer[Health]
 
 	lease       *lease.Holder // the delivery lease: nothing is sent to clients without it
@@ -103,6 +105,7 @@ func Start(ctx context.Context, cfg Config, c coord.Coordinator, st store.Store,
 		store:      st,
 		registry:   prometheus.NewRegistry(),
 		clients:    newClientTable(),
+		sessions:   newSessionIdents(),
 		remover:    newRemover(),
 		throttled:  newLogThrottle(10, 50),
 		connecting: map[*mqtt.Client]func(){},
@@ -126,10 +129,21 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 		return fmt.Errorf("--mqtt %s: %w", cfg.MQTTAddr, err)
 	}
 	boundMQTT := mqttL.Addr()
-	if cfg.MQTTTLS != nil {
-		mqttL = tls.NewListener(mqttL, cfg.MQTTTLS)
+	// TLS is done per connection by the listener, after any PROXY header.
+	n.mqttLis = n.newMQTTListener(mqttL, cfg.MQTTTLS)
+	for _, s := range []struct {
+		id, flag, addr string
+		tls            *tls.Config
+	}{{"ws", "--ws", cfg.WSAddr, nil}, {"wss", "--wss", cfg.WSSAddr, cfg.WSTLS}} {
+		if s.addr == "" {
+			continue
+		}
+		l, err := net.Listen("tcp", s.addr)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", s.flag, s.addr, err)
+		}
+		n.sideLis = append(n.sideLis, n.newSideListener(s.id, l, s.tls, true))
 	}
-	n.mqttLis = n.newMQTTListener(mqttL)
 	if n.wireLis, err = net.Listen("tcp", cfg.InternalAddr); err != nil {
 		return fmt.Errorf("--internal %s: %w", cfg.InternalAddr, err)
 	}
@@ -149,8 +163,10 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 	if err := n.mqtt.AddHook(&hook{n: n}, nil); err != nil {
 		return fmt.Errorf("add hook: %w", err)
 	}
-	if err := n.mqtt.AddListener(n.mqttLis); err != nil {
-		return fmt.Errorf("add listener: %w", err)
+	for _, l := range append([]*listener{n.mqttLis}, n.sideLis...) {
+		if err := n.mqtt.AddListener(l); err != nil {
+			return fmt.Errorf("add listener %s: %w", l.id, err)
+		}
 	}
 	if err := n.mqtt.Serve(); err != nil {
 		return fmt.Errorf("start broker: %w", err)
@@ -211,6 +227,9 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 	go func() { _ = n.admin.Serve(n.adminLis) }()
 	n.log.Info("node started", "mqtt", n.member.MQTTAddr, "internal", n.member.InternalAddr,
 		"admin", n.member.AdminAddr, "state", st.State.String(), "epoch", st.Epoch)
+	for _, l := range n.sideLis {
+		n.log.Info("listening for MQTT over WebSocket", "listener", l.id, "addr", advertised(l.l.Addr(), cfg.Advertise))
+	}
 	return nil
 }
 
@@ -234,6 +253,16 @@ func (n *Node) Member() coord.Member {
 	if n.reg != nil {
 		st, _ := n.reg.Status()
 		m.Epoch = st.Epoch
+	}
+	return m
+}
+
+// WebSocketAddrs returns the bound addresses of the node's WebSocket listeners, by id ("ws",
+// "wss"); empty when it has none.
+func (n *Node) WebSocketAddrs() map[string]string {
+	m := map[string]string{}
+	for _, l := range n.sideLis {
+		m[l.id] = advertised(l.l.Addr(), n.cfg.Advertise)
 	}
 	return m
 }
@@ -349,7 +378,13 @@ func (n *Node) Close(ctx context.Context) error {
 		if n.mqtt != nil {
 			_ = n.mqtt.Close() // disconnects every client with 0x8B
 			done := make(chan struct{})
-			go func() { n.mqttLis.handlers.Wait(); close(done) }()
+			go func() {
+				n.mqttLis.handlers.Wait()
+				for _, l := range n.sideLis {
+					l.handlers.Wait()
+				}
+				close(done)
+			}()
 			select {
 			case <-done:
 			case <-ctx.Done():
@@ -357,6 +392,9 @@ func (n *Node) Close(ctx context.Context) error {
 			}
 		} else if n.mqttLis != nil {
 			n.mqttLis.l.Close()
+		}
+		for _, l := range n.sideLis {
+			l.l.Close() // mochi closed those it was given; this covers a failed start
 		}
 		// Every connection is closed: wait for the spills of what they left unanswered.
 		n.moving.stop()

@@ -36,6 +36,13 @@ type pidTable struct {
 	// the client's reader goroutine, one right after the other.
 	unknownPubrec    uint16
 	hasUnknownPubrec bool
+
+	// subscribeIDs: a SUBSCRIBE or UNSUBSCRIBE whose id mochi holds in flight for a
+	// message it sent (mochi keeps one id space for both directions, and would answer
+	// 0x91 "packet identifier in use", which a resumed session's resubscription meets
+	// whenever its first queued message is still unacknowledged) reaches mochi under an
+	// id mochi does not hold; its SUBACK or UNSUBACK goes out under the client's id again.
+	subscribeIDs map[uint16]uint16 // id mochi saw -> the client's
 }
 
 func (t *pidTable) used(id uint16) bool {
@@ -102,6 +109,9 @@ func (n *Node) outbound(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 // settles a directed message's PUBACK.
 func (n *Node) inbound(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	typ := pk.FixedHeader.Type
+	if typ == packets.Subscribe || typ == packets.Unsubscribe {
+		return n.inboundSubscribe(cl, pk)
+	}
 	if typ != packets.Puback && typ != packets.Pubrec && typ != packets.Pubcomp {
 		return pk
 	}
@@ -134,6 +144,51 @@ func (n *Node) inbound(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	o.mu.Unlock()
 	if ok {
 		n.wake(st) // a window slot may be free
+	}
+	return pk
+}
+
+// inboundSubscribe gives a SUBSCRIBE or UNSUBSCRIBE whose id mochi holds in flight another
+// id (see pidTable.subscribeIDs). mochi answers it on this goroutine before it reads on.
+func (n *Node) inboundSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if _, held := cl.State.Inflight.Get(pk.PacketID); !held {
+		return pk
+	}
+	st := n.clients.byClient(cl)
+	if st == nil {
+		return pk
+	}
+	// From the top of the id space down: mochi allocates upwards from its last id.
+	for id := uint16(65535); id > 0; id-- {
+		if _, held := cl.State.Inflight.Get(id); held {
+			continue
+		}
+		o := st.ob
+		o.mu.Lock()
+		if o.pids.subscribeIDs == nil {
+			o.pids.subscribeIDs = map[uint16]uint16{}
+		}
+		o.pids.subscribeIDs[id] = pk.PacketID
+		o.mu.Unlock()
+		pk.PacketID = id
+		return pk
+	}
+	return pk // every id held: mochi answers 0x91
+}
+
+// outboundSuback restores the client's id on the answer to a renumbered SUBSCRIBE or
+// UNSUBSCRIBE.
+func (n *Node) outboundSuback(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	st := n.clients.byClient(cl)
+	if st == nil {
+		return pk
+	}
+	o := st.ob
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if orig, ok := o.pids.subscribeIDs[pk.PacketID]; ok {
+		delete(o.pids.subscribeIDs, pk.PacketID)
+		pk.PacketID = orig
 	}
 	return pk
 }

@@ -66,7 +66,7 @@ func readConnectHeader(r io.Reader, max uint32) ([]byte, error) {
 type preauthConn struct {
 	net.Conn
 	raw    net.Conn // the TCP connection beneath, closed directly at shutdown
-	ip     string
+	ip     string   // the address its per-address count is under ("" while not known); guarded by set.mu
 	set    *pendingSet
 	prefix []byte // read by the listener, not yet by mochi; only mochi's reader touches it
 
@@ -116,16 +116,16 @@ func newPendingSet(max, perIP int, maxOpen int64) *pendingSet {
 		conns: map[*preauthConn]struct{}{}, byIP: map[string]int{}}
 }
 
-// admit takes a pending slot for a new connection, or names the limit that refuses it
-// ("" once the set is closed).
-func (p *pendingSet) admit(conn net.Conn) (*preauthConn, string) {
-	ip := addrIP(conn.RemoteAddr())
+// admit takes a pending slot for a new connection from address ip, or names the limit that
+// refuses it ("" once the set is closed). An empty ip (not known yet: it comes in a PROXY
+// header) takes no per-address share until assign gives it one.
+func (p *pendingSet) admit(conn net.Conn, ip string) (*preauthConn, string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
 	case p.closed:
 		return nil, ""
-	case p.perIP > 0 && p.byIP[ip] >= p.perIP:
+	case ip != "" && p.perIP > 0 && p.byIP[ip] >= p.perIP:
 		return nil, "pending_connects_per_ip"
 	case len(p.conns) >= p.max:
 		return nil, "pending_connects"
@@ -138,9 +138,28 @@ func (p *pendingSet) admit(conn net.Conn) (*preauthConn, string) {
 	}
 	c.pending.Store(true)
 	p.conns[c] = struct{}{}
-	p.byIP[ip]++
+	if ip != "" {
+		p.byIP[ip]++
+	}
 	p.open++
 	return c, ""
+}
+
+// assign gives a pending connection admitted without an address the address ip learnt
+// since, taking its per-address share, or names the limit that refuses it (the caller
+// closes it then; its slot is given back when its handler ends).
+func (p *pendingSet) assign(c *preauthConn, ip string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !c.pending.Load() || c.ip != "" {
+		return ""
+	}
+	if p.perIP > 0 && p.byIP[ip] >= p.perIP {
+		return "pending_connects_per_ip"
+	}
+	c.ip = ip
+	p.byIP[ip]++
+	return ""
 }
 
 // release gives back c's pending slot. Idempotent.
@@ -151,6 +170,9 @@ func (p *pendingSet) release(c *preauthConn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.conns, c)
+	if c.ip == "" {
+		return
+	}
 	if p.byIP[c.ip]--; p.byIP[c.ip] <= 0 {
 		delete(p.byIP, c.ip)
 	}

@@ -41,6 +41,7 @@ type discovery struct {
 type upNode struct {
 	ID    string `json:"id"`
 	MQTT  string `json:"mqtt"`
+	WS    string `json:"ws,omitempty"` // MQTT over WebSocket, with --ws-port
 	Admin string `json:"admin"`
 }
 
@@ -59,7 +60,7 @@ func (u *upCluster) discovery(o upOptions, api string) discovery {
 	}
 	for _, n := range u.nodes {
 		m := n.Member()
-		d.Nodes = append(d.Nodes, upNode{ID: m.ID, MQTT: m.MQTTAddr, Admin: m.AdminAddr})
+		d.Nodes = append(d.Nodes, upNode{ID: m.ID, MQTT: m.MQTTAddr, WS: n.WebSocketAddrs()["ws"], Admin: m.AdminAddr})
 	}
 	return d
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -342,4 +343,36 @@ func (o *authOptions) open(inboxPrefix string, log *slog.Logger) (*auth.Authenti
 		return nil, usageError{err}
 	}
 	return a, nil
+}
+
+// proxyOptions are the PROXY protocol flags of a node's MQTT and WebSocket listeners.
+type proxyOptions struct {
+	on      bool
+	trusted string
+}
+
+func (o *proxyOptions) register(fs *flag.FlagSet) {
+	fs.BoolVar(&o.on, "proxy-protocol", false,
+		"require a PROXY protocol v1/v2 header on every MQTT and WebSocket connection (from --proxy-trusted only; others are closed)")
+	fs.StringVar(&o.trusted, "proxy-trusted", "",
+		"comma-separated addresses or CIDR prefixes of the proxies that may send PROXY headers (required with --proxy-protocol)")
+}
+
+func (o *proxyOptions) get() (bool, []netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range splitList(o.trusted) {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return false, nil, usagef("--proxy-trusted %q: want an address or a CIDR prefix (10.0.0.0/8)", s)
+			}
+			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	if len(out) > 0 && !o.on {
+		return false, nil, usagef("--proxy-trusted without --proxy-protocol: give both, or neither")
+	}
+	return o.on, out, nil
 }

@@ -47,8 +47,13 @@ func runNode(ctx context.Context, e env, args []string) error {
 	fs.IntVar(&cfg.Quarantine.MoveRate, "move-rate", d.Quarantine.MoveRate, "clients a second moved off a quarantined node")
 	var ao authOptions
 	ao.register(fs)
-	var mqttTLS, internalTLS tlsOptions
+	var mqttTLS, internalTLS, wssTLS tlsOptions
 	mqttTLS.register(fs, "tls-", "the MQTT listener (TLS only when set)")
+	fs.StringVar(&cfg.WSAddr, "ws", "", "listen address for MQTT over WebSocket, ws:// (empty: off)")
+	fs.StringVar(&cfg.WSSAddr, "wss", "", "listen address for MQTT over WebSocket over TLS, wss:// (empty: off); its certificate is --wss-cert/--wss-key, else --tls-cert/--tls-key")
+	wssTLS.register(fs, "wss-", "the WebSocket over TLS listener (default: the --tls-* files)")
+	var proxy proxyOptions
+	proxy.register(fs)
 	internalTLS.register(fs, "internal-", "the internal router/node channel")
 	fs.Float64Var(&cfg.Limits.ConnRatePerIP, "conn-rate", d.Limits.ConnRatePerIP, "new MQTT connections a second per source address (0: no limit)")
 	fs.IntVar(&cfg.Limits.ConnBurstPerIP, "conn-burst", d.Limits.ConnBurstPerIP, "burst of new connections per source address")
@@ -104,6 +109,15 @@ func runNode(ctx context.Context, e env, args []string) error {
 	cfg.Health.MinFreeDisk = minDisk << 20
 	cfg.Health.MaxMemory = maxMem << 20
 	if cfg.MQTTTLS, err = mqttTLS.server("tls-"); err != nil {
+		return err
+	}
+	if cfg.WSTLS, err = wssTLS.server("wss-"); err != nil {
+		return err
+	}
+	if cfg.WSTLS == nil && cfg.WSSAddr != "" {
+		cfg.WSTLS = cfg.MQTTTLS
+	}
+	if cfg.ProxyProtocol, cfg.ProxyTrusted, err = proxy.get(); err != nil {
 		return err
 	}
 	if cfg.InternalTLS, err = internalTLS.server("internal-"); err != nil {

@@ -31,6 +31,7 @@ import (
 type upOptions struct {
 	nodes    int
 	mqttPort int
+	wsPort   int
 	api      string
 	dataDir  string
 	co       coordOptions
@@ -48,6 +49,7 @@ func runUp(ctx context.Context, e env, args []string) error {
 	o.redis.register(fs)
 	fs.IntVar(&o.nodes, "nodes", 3, "broker nodes to run")
 	fs.IntVar(&o.mqttPort, "mqtt-port", 1883, "MQTT port of the first node; the others take the next ports")
+	fs.IntVar(&o.wsPort, "ws-port", 0, "MQTT over WebSocket port of the first node, the others take the next ports (0: no WebSocket)")
 	fs.StringVar(&o.api, "api", "127.0.0.1:8080", "router API listen address")
 	fs.StringVar(&o.dataDir, "data-dir", ".switchboard", "where the embedded coordination and store keep their data")
 	// A development cluster reacts quickly, and its banner and tour come first: the roles'
@@ -67,6 +69,9 @@ func runUp(ctx context.Context, e env, args []string) error {
 	}
 	if o.mqttPort < 1 || o.mqttPort+o.nodes-1 > 65535 {
 		return usagef("--mqtt-port %d: out of range for %d nodes", o.mqttPort, o.nodes)
+	}
+	if o.wsPort < 0 || o.wsPort+o.nodes-1 > 65535 || (o.wsPort > 0 && o.wsPort < o.mqttPort+o.nodes && o.mqttPort < o.wsPort+o.nodes) {
+		return usagef("--ws-port %d: out of range for %d nodes, or overlapping the MQTT ports", o.wsPort, o.nodes)
 	}
 	if o.co.servers != "" || o.co.etcd != "" {
 		if err := o.co.validate(); err != nil {
@@ -103,6 +108,14 @@ func runUp(ctx context.Context, e env, args []string) error {
 			return fmt.Errorf("MQTT port for node-%d: %w", i+1, err)
 		}
 		mqttL = append(mqttL, l)
+		if o.wsPort > 0 {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", o.wsPort+i))
+			if err != nil {
+				closeAll(mqttL)
+				return fmt.Errorf("WebSocket port for node-%d: %w", i+1, err)
+			}
+			mqttL = append(mqttL, l)
+		}
 	}
 	closeAll(mqttL) // nodes bind them again below; the check was that they are free
 	apiL, err := net.Listen("tcp", o.api)
@@ -215,6 +228,9 @@ func (u *upCluster) startRoles(ctx context.Context, o upOptions, apiL net.Listen
 		cfg := node.DefaultConfig()
 		cfg.ID = fmt.Sprintf("node-%d", i+1)
 		cfg.MQTTAddr = fmt.Sprintf("127.0.0.1:%d", o.mqttPort+i)
+		if o.wsPort > 0 {
+			cfg.WSAddr = fmt.Sprintf("127.0.0.1:%d", o.wsPort+i)
+		}
 		cfg.InternalAddr = "127.0.0.1:0"
 		cfg.AdminAddr = "127.0.0.1:0"
 		cfg.DataDir = o.dataDir
@@ -299,7 +315,11 @@ func (u *upCluster) printTour(e env, o upOptions) {
 	fmt.Fprintf(w, "\nSwitchboard is up: %d nodes, a router and a monitor, in this process.\n\n", len(u.nodes))
 	for _, n := range u.nodes {
 		m := n.Member()
-		fmt.Fprintf(w, "  %-8s mqtt://%s   admin http://%s/healthz\n", m.ID, m.MQTTAddr, m.AdminAddr)
+		ws := ""
+		if a := n.WebSocketAddrs()["ws"]; a != "" {
+			ws = "   ws://" + a + "/mqtt"
+		}
+		fmt.Fprintf(w, "  %-8s mqtt://%s%s   admin http://%s/healthz\n", m.ID, m.MQTTAddr, ws, m.AdminAddr)
 	}
 	fmt.Fprintf(w, "  router   http://%s   (POST /v1/messages)\n", o.api)
 	fmt.Fprintf(w, "  dashboard http://%s/ui\n", o.api)

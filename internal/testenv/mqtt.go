@@ -21,6 +21,10 @@ type Msg struct {
 	ID      string // the sb-id user property: the router's message id
 	Dup     bool
 	User    map[string]string // every user property, by key
+	// UserList is every user property in the order received, repeated keys included.
+	UserList [][2]string
+	// Expiry is the message expiry interval received (seconds), if one came.
+	Expiry *uint32
 	// Ack acknowledges the message, for a client with ManualAck (paho sends acks in the
 	// order messages arrived: an unacknowledged one holds back the acks after it).
 	Ack func() error
@@ -92,7 +96,9 @@ func DialMQTT(addr, id string, o MQTTOptions) (*MQTTClient, error) {
 						msg.User = map[string]string{}
 					}
 					msg.User[u.Key] = u.Value
+					msg.UserList = append(msg.UserList, [2]string{u.Key, u.Value})
 				}
+				msg.Expiry = pr.Packet.Properties.MessageExpiry
 			}
 			pk := pr.Packet
 			msg.Ack = func() error { return pr.Client.Ack(pk) }
@@ -180,6 +186,26 @@ func (m *MQTTClient) PublishWith(topic string, payload []byte, qos byte, user ma
 	}
 	_, err := m.c.Publish(ctx, p)
 	return err
+}
+
+// PublishProps publishes with user properties in the given order (repeated keys kept) and,
+// when expiry > 0, a message expiry interval (seconds); it waits for the acknowledgement
+// (QoS 1) and returns its reason code.
+func (m *MQTTClient) PublishProps(topic string, payload []byte, qos byte, user [][2]string, expiry uint32) (byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	p := &paho.Publish{Topic: topic, Payload: payload, QoS: qos, Properties: &paho.PublishProperties{}}
+	for _, u := range user {
+		p.Properties.User = append(p.Properties.User, paho.UserProperty{Key: u[0], Value: u[1]})
+	}
+	if expiry > 0 {
+		p.Properties.MessageExpiry = &expiry
+	}
+	r, err := m.c.Publish(ctx, p)
+	if r != nil {
+		return r.ReasonCode, err
+	}
+	return 0, err
 }
 
 // Messages is the channel of received messages.
