@@ -97,6 +97,9 @@ func (n *Node) endSession(st *clientState, why string, code packets.Code) {
 	if st.revoked.Swap(true) {
 		return
 	}
+	// The session may outlive the connection in mochi (a session expiry): it must keep
+	// nothing for a client that is elsewhere now, or whose access ended (see sessions.go).
+	n.sessions.drop(st.cl)
 	// From here on every write checks revoked under mochi's client lock before it starts
 	// (writeToClient): only a write already under way can still reach the client.
 	n.sendWG.Add(1)

@@ -120,8 +120,13 @@ type wsConn struct {
 	ws       *websocket.Conn
 
 	r   io.Reader  // the message being read; only mochi's reader goroutine reads
-	wmu sync.Mutex // gorilla allows one writer at a time (mochi's, the node's sender) and
-	// keeps the write deadline in a field its writes read: both are set under wmu
+	wmu sync.Mutex // gorilla allows one writer at a time (mochi's, the node's sender)
+
+	// The write deadline is kept here and given to gorilla by the writer, under wmu:
+	// setting it must not wait for a write under way (mochi's reader sets the deadline
+	// before every packet it reads, and a write to a slow client would stall reading).
+	dmu      sync.Mutex
+	deadline time.Time
 }
 
 // errWSText ends a connection that sent a text message ([MQTT-6.0.0-1]).
@@ -154,6 +159,10 @@ func (c *wsConn) Read(b []byte) (int, error) {
 func (c *wsConn) Write(b []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	c.dmu.Lock()
+	d := c.deadline
+	c.dmu.Unlock()
+	_ = c.ws.SetWriteDeadline(d)
 	if err := c.ws.WriteMessage(websocket.BinaryMessage, b); err != nil {
 		return 0, err
 	}
@@ -166,7 +175,8 @@ func (c *wsConn) SetDeadline(t time.Time) error {
 }
 
 func (c *wsConn) SetWriteDeadline(t time.Time) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return c.ws.SetWriteDeadline(t)
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	c.deadline = t
+	return nil
 }

@@ -191,6 +191,19 @@ func TestDashboardOverview(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = f.cl.c.Release(context.Background(), "node-b") })
+	// Withdraw acts on a mark the registration has seen (without one it does nothing), so
+	// wait for it as the node does.
+	for {
+		st, changed := regB.Status()
+		if st.Mark != nil {
+			break
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			t.Fatalf("node-b's registration never saw its mark: %+v", st)
+		}
+	}
 	if err := regB.Withdraw(ctx); err != nil {
 		t.Fatal(err)
 	}
