@@ -103,6 +103,12 @@ func TestPresenceAuditRecordsALostPresence(t *testing.T) {
 		cs = n.clients.get("lost")
 		return cs != nil && cs.ready.Load() && n.blocked(cs) == ""
 	})
+	// A first message while the presence stands: once it arrives, the node's first read of
+	// the mailbox (on the subscription) is done, and only the audit can find what follows.
+	queueFor(t, n, "lost", "first")
+	if m, err := c.Next(5 * time.Second); err != nil || m.ID != "first" {
+		t.Fatalf("the message queued while the presence stood was not delivered: %v %q", err, m.ID)
+	}
 	ctx := testenv.Context(t, 10*time.Second)
 	if ok, err := st.Disconnect(ctx, "lost", cs.session); err != nil || !ok {
 		t.Fatalf("clearing the presence behind the node's back: %v %v", ok, err)
