@@ -102,9 +102,6 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	return pk, packets.ErrRejectPacket
 }
 
-// ProbeTopicPrefix: client c may always use topic ProbeTopicPrefix+c (monitor probes).
-const ProbeTopicPrefix = auth.ProbeTopicPrefix
-
 // errRefused ends a connection whose CONNACK we already sent.
 var errRefused = errors.New("connection refused")
 

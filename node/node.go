@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/healthz"
 	"github.com/switchboard-mqtt/switchboard/internal/version"
 	"github.com/switchboard-mqtt/switchboard/lease"
 	"github.com/switchboard-mqtt/switchboard/store"
@@ -53,7 +54,7 @@ type Node struct {
 	registry *prometheus.Registry
 	metrics  *metrics
 	clients  *clientTable
-	health   atomic.Pointer[Health]
+	health   atomic.Pointer[healthz.Report]
 
 	lease       *lease.Holder // the delivery lease: nothing is sent to clients without it
 	teller      *lease.Teller // queues into mailboxes and tells other nodes

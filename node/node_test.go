@@ -13,6 +13,7 @@ import (
 	"github.com/switchboard-mqtt/switchboard/auth"
 	"github.com/switchboard-mqtt/switchboard/coord/coordtest"
 	"github.com/switchboard-mqtt/switchboard/coord/zkcoord"
+	"github.com/switchboard-mqtt/switchboard/healthz"
 	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 	"github.com/switchboard-mqtt/switchboard/node"
 	"github.com/switchboard-mqtt/switchboard/store/redisstore"
@@ -78,14 +79,14 @@ func startNode(t *testing.T, cfg node.Config, c *zkcoord.Coordinator, st *rediss
 	return n
 }
 
-func getHealth(adminAddr string) (int, node.Health, error) {
+func getHealth(adminAddr string) (int, healthz.Report, error) {
 	client := http.Client{Timeout: 5 * time.Second}
 	resp, err := client.Get("http://" + adminAddr + "/healthz")
 	if err != nil {
-		return 0, node.Health{}, err
+		return 0, healthz.Report{}, err
 	}
 	defer resp.Body.Close()
-	var h node.Health
+	var h healthz.Report
 	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
 		return resp.StatusCode, h, fmt.Errorf("decode /healthz: %w", err)
 	}
