@@ -14,15 +14,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
-	"github.com/switchboard-mqtt/switchboard/watcher"
 )
 
 // Monitor probes the cluster's nodes while it leads, and quarantines the sick ones.
 type Monitor struct {
 	cfg     Config
 	log     *slog.Logger
-	coord   coord.Coordinator
-	members *watcher.Watcher
+	coord   Coordinator
+	members LiveSet
 	http    *http.Client
 
 	registry    *prometheus.Registry
@@ -45,8 +44,25 @@ type State struct {
 	Last    string           `json:"last_decision,omitempty"`
 }
 
+// Coordinator is what the monitor needs of the coordinator: the election it leads and the
+// quarantine marks it reads and writes. coord.Coordinator provides it. Its methods are
+// called from the monitor's goroutine only.
+type Coordinator interface {
+	coord.Campaigner
+	Quarantines(ctx context.Context) ([]coord.Quarantine, error)
+	SetQuarantine(ctx context.Context, q coord.Quarantine, fence coord.Leadership) error
+}
+
+var _ Coordinator = coord.Coordinator(nil)
+
+// LiveSet is the live node set the monitor probes; *watcher.Watcher provides it. Members is
+// called concurrently with the set's own updates.
+type LiveSet interface {
+	Members() []coord.Member
+}
+
 // New returns a monitor; Run makes it campaign and work.
-func New(cfg Config, c coord.Coordinator, members *watcher.Watcher, log *slog.Logger) (*Monitor, error) {
+func New(cfg Config, c Coordinator, members LiveSet, log *slog.Logger) (*Monitor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -37,7 +37,7 @@ import (
 type Node struct {
 	cfg   Config
 	log   *slog.Logger
-	coord coord.Coordinator
+	coord Coordinator
 	store store.Store
 
 	mqtt     *mqtt.Server
@@ -87,10 +87,19 @@ type gateState struct {
 	redirect bool // quarantined: tell MQTT 5 clients to use another server
 }
 
+// Coordinator is what a node needs of the coordinator: to register itself, and the live
+// set of the other nodes, which its watcher follows. coord.Coordinator provides it.
+type Coordinator interface {
+	coord.Registrar
+	watcher.MemberWatch
+}
+
+var _ Coordinator = coord.Coordinator(nil)
+
 // Start binds the node's listeners, starts the broker, registers in the coordinator and
 // returns once the node is registered (or waiting in quarantine). It fails with a clear
 // error for a busy port or an id already live in the cluster; nothing is left running then.
-func Start(ctx context.Context, cfg Config, c coord.Coordinator, st store.Store, log *slog.Logger) (*Node, error) {
+func Start(ctx context.Context, cfg Config, c Coordinator, st store.Store, log *slog.Logger) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

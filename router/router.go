@@ -127,7 +127,7 @@ type Router struct {
 	cfg      Config
 	log      *slog.Logger
 	store    store.Store
-	members  *watcher.Watcher
+	members  LiveSet
 	pool     *wire.Pool
 	teller   *lease.Teller
 	routes   routes
@@ -138,9 +138,22 @@ type Router struct {
 	wg     sync.WaitGroup
 }
 
+// LiveSet is the live node set a router routes by; *watcher.Watcher provides it. Its
+// methods are called concurrently, from every request.
+type LiveSet interface {
+	// Lookup, Members and Changed serve the router's lease.Teller.
+	lease.Members
+	// Live returns node's member data if it is live under exactly epoch.
+	Live(node string, epoch int64) (coord.Member, bool)
+	// Subscribe returns a stream of joins and leaves from now on; the router closes it.
+	Subscribe() *watcher.Subscription
+}
+
+var _ LiveSet = (*watcher.Watcher)(nil)
+
 // New returns a router that routes by the live set in members and the presence and
 // mailboxes in st. Close releases it; it does not close st or members.
-func New(cfg Config, st store.Store, members *watcher.Watcher, log *slog.Logger) (*Router, error) {
+func New(cfg Config, st store.Store, members LiveSet, log *slog.Logger) (*Router, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -29,6 +29,16 @@ const (
 	clearTimeout = 30 * time.Second
 )
 
+// ReaperCoordinator is what the reaper needs of the coordinator: its election, and a fresh
+// listing of the live set for the sweep (the watcher's view may lag). coord.Coordinator
+// provides it; its methods are called from the reaper's goroutine only.
+type ReaperCoordinator interface {
+	coord.Campaigner
+	Members(ctx context.Context) ([]coord.Member, error)
+}
+
+var _ ReaperCoordinator = coord.Coordinator(nil)
+
 // RunReaper is the seed's watcher updating the Redis table: among every process that runs
 // it, one is elected (election "reaper"), and that one clears the presence of each node that
 // leaves the live set, for the epoch that left. Routers never route by a stale entry anyway
@@ -40,7 +50,7 @@ const (
 // that starts sweeps first: it reads every (node, epoch) pair presence was recorded under,
 // in pages of sweepPage, and clears those that have left the live set. It sweeps again
 // every sweepEvery while it leads.
-func RunReaper(ctx context.Context, c coord.Coordinator, w *Watcher, st PresenceClearer, candidate string, log *slog.Logger) {
+func RunReaper(ctx context.Context, c ReaperCoordinator, w *Watcher, st PresenceClearer, candidate string, log *slog.Logger) {
 	log = log.With("component", "reaper")
 	coord.Lead(ctx, c, "reaper", candidate, log, func(ctx context.Context, lead coord.Leadership) {
 		log.Info("leading the reaper election", "candidate", candidate)
@@ -48,7 +58,7 @@ func RunReaper(ctx context.Context, c coord.Coordinator, w *Watcher, st Presence
 	})
 }
 
-func reap(ctx context.Context, c coord.Coordinator, lead coord.Leadership, w *Watcher, st PresenceClearer, log *slog.Logger) {
+func reap(ctx context.Context, c ReaperCoordinator, lead coord.Leadership, w *Watcher, st PresenceClearer, log *slog.Logger) {
 	sub := w.Subscribe()
 	defer sub.Close()
 	lctx, cancel := context.WithCancel(ctx)
@@ -107,7 +117,7 @@ func reap(ctx context.Context, c coord.Coordinator, lead coord.Leadership, w *Wa
 // show the node under that epoch; the watcher's view could lag behind the store. A node
 // listed under an older epoch than the pair's is such a lag too, and left alone. A
 // failure ends the sweep; the next one (or the next leader's) starts over.
-func sweep(ctx context.Context, c coord.Coordinator, st PresenceClearer, log *slog.Logger) {
+func sweep(ctx context.Context, c ReaperCoordinator, st PresenceClearer, log *slog.Logger) {
 	start := time.Now()
 	var after store.NodeEpoch
 	seen, cleared, clients := 0, 0, 0

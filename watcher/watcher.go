@@ -59,8 +59,17 @@ type Watcher struct {
 	done   chan struct{}
 }
 
+// MemberWatch is what a Watcher needs of the coordinator; coord.Membership provides it.
+// The channel delivers the whole live set first and again after every change, and is closed
+// when ctx ends or the coordinator closes.
+type MemberWatch interface {
+	WatchMembers(ctx context.Context) (<-chan []coord.Member, error)
+}
+
+var _ MemberWatch = coord.Coordinator(nil)
+
 // Start begins watching and returns once the first member set has arrived.
-func Start(ctx context.Context, c coord.Coordinator, log *slog.Logger) (*Watcher, error) {
+func Start(ctx context.Context, c MemberWatch, log *slog.Logger) (*Watcher, error) {
 	if log == nil {
 		log = slog.Default()
 	}

@@ -90,7 +90,7 @@ func waitRejoined(ctx context.Context, e env, c coord.Coordinator, id string, d 
 	}
 }
 
-func inLiveSet(ctx context.Context, c coord.Coordinator, id string) (bool, error) {
+func inLiveSet(ctx context.Context, c coord.Membership, id string) (bool, error) {
 	members, err := c.Members(ctx)
 	if err != nil {
 		return false, err
