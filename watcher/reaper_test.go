@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
-	"github.com/switchboard-mqtt/switchboard/coord/zkcoord"
+	"github.com/switchboard-mqtt/switchboard/coord/memcoord"
 	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 	"github.com/switchboard-mqtt/switchboard/store"
 	"github.com/switchboard-mqtt/switchboard/watcher"
@@ -93,11 +93,11 @@ func (f *fakeClearer) waitCall(c clearCall, d time.Duration) bool {
 	}
 }
 
-// reaperCandidate is one process running the reaper: its own ZooKeeper session, its own
+// reaperCandidate is one process running the reaper: its own coordinator session, its own
 // watcher and its own store.
 type reaperCandidate struct {
 	name  string
-	c     *zkcoord.Coordinator
+	c     *memcoord.Coordinator
 	w     *watcher.Watcher
 	clear *fakeClearer
 }
