@@ -191,6 +191,14 @@ func TestDashboardOverview(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = f.cl.c.Release(context.Background(), "node-b") })
+	// Withdraw acts on the mark as the registration has seen it (a node withdraws once its
+	// mark arrives), so wait for the mark to reach it first.
+	testenv.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if st, _ := regB.Status(); st.Mark == nil {
+			return fmt.Errorf("registration status %+v: no mark yet", st)
+		}
+		return nil
+	})
 	if err := regB.Withdraw(ctx); err != nil {
 		t.Fatal(err)
 	}
