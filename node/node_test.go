@@ -11,12 +11,12 @@ import (
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/auth"
-	"github.com/switchboard-mqtt/switchboard/coord/coordtest"
-	"github.com/switchboard-mqtt/switchboard/coord/zkcoord"
+	"github.com/switchboard-mqtt/switchboard/coord/memcoord"
 	"github.com/switchboard-mqtt/switchboard/healthz"
 	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 	"github.com/switchboard-mqtt/switchboard/node"
-	"github.com/switchboard-mqtt/switchboard/store/redisstore"
+	"github.com/switchboard-mqtt/switchboard/store"
+	"github.com/switchboard-mqtt/switchboard/store/embedded"
 )
 
 var shared testenv.Shared
@@ -25,24 +25,18 @@ var shared testenv.Shared
 // goroutines may be left.
 func TestMain(m *testing.M) { shared.MainLeakCheck(m) }
 
-// backendsFor opens a ZooKeeper session under a fresh root and a Redis store under a fresh
-// key prefix, on the package's shared servers.
-func backendsFor(t *testing.T) (*zkcoord.Coordinator, *redisstore.Store) {
+// backendsFor opens a client of a fresh in-memory coordinator cluster and an embedded store
+// in a directory of its own: the node's tests check the node, and its backends (each with
+// its own suite) are incidental.
+func backendsFor(t *testing.T) (*memcoord.Coordinator, *embedded.Store) {
 	t.Helper()
-	c, err := zkcoord.New(testenv.Context(t, 20*time.Second), zkcoord.Config{
-		Servers: shared.Ensemble(t).Addrs(), Root: "/node-test-" + coordtest.Instance(),
-		SessionTimeout: 2 * time.Second, Logger: testenv.Logger(t),
-	})
-	if err != nil {
-		t.Fatalf("zkcoord.New: %v", err)
-	}
+	c := memcoord.NewCluster().Open(memcoord.Config{SessionTimeout: 2 * time.Second, Logger: testenv.Logger(t)})
 	t.Cleanup(func() { c.Close() })
-	rc := redisstore.DefaultConfig()
-	rc.Addr = shared.Redis(t).Addr
-	rc.Prefix = "nt-" + coordtest.Instance()
-	st, err := redisstore.New(testenv.Context(t, 10*time.Second), rc)
+	sc := embedded.DefaultConfig()
+	sc.Dir = t.TempDir()
+	st, err := embedded.Open(testenv.Context(t, 10*time.Second), sc)
 	if err != nil {
-		t.Fatalf("redisstore.New: %v", err)
+		t.Fatalf("embedded.Open: %v", err)
 	}
 	t.Cleanup(func() { st.Close() })
 	return c, st
@@ -69,7 +63,7 @@ func anonymous(t *testing.T) *auth.Authenticator {
 	return a
 }
 
-func startNode(t *testing.T, cfg node.Config, c *zkcoord.Coordinator, st *redisstore.Store) *node.Node {
+func startNode(t *testing.T, cfg node.Config, c node.Coordinator, st store.Store) *node.Node {
 	t.Helper()
 	n, err := node.Start(testenv.Context(t, 30*time.Second), cfg, c, st, testenv.Logger(t))
 	if err != nil {
