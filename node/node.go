@@ -133,7 +133,7 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 	var err error
 	mqttL, err := net.Listen("tcp", cfg.MQTTAddr)
 	if err != nil {
-		return fmt.Errorf("--mqtt %s: %w", cfg.MQTTAddr, err)
+		return &FieldError{Field: "MQTTAddr", Value: cfg.MQTTAddr, Err: err}
 	}
 	boundMQTT := mqttL.Addr()
 	if cfg.MQTTTLS != nil {
@@ -141,14 +141,14 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 	}
 	n.mqttLis = n.newMQTTListener(mqttL)
 	if n.wireLis, err = net.Listen("tcp", cfg.InternalAddr); err != nil {
-		return fmt.Errorf("--internal %s: %w", cfg.InternalAddr, err)
+		return &FieldError{Field: "InternalAddr", Value: cfg.InternalAddr, Err: err}
 	}
 	boundWire := n.wireLis.Addr()
 	if cfg.InternalTLS != nil {
 		n.wireLis = tls.NewListener(n.wireLis, cfg.InternalTLS)
 	}
 	if n.adminLis, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
-		return fmt.Errorf("--admin %s: %w", cfg.AdminAddr, err)
+		return &FieldError{Field: "AdminAddr", Value: cfg.AdminAddr, Err: err}
 	}
 
 	n.mqtt = mqtt.New(&mqtt.Options{

@@ -200,7 +200,7 @@ func TestHealthReportsLowDisk(t *testing.T) {
 	}
 }
 
-// TestStartRefusesBusyPort: a port in use fails Start with an error naming the flag, and
+// TestStartRefusesBusyPort: a port in use fails Start with an error naming the field, and
 // nothing is left running (the leak check covers the goroutines, the registration is
 // checked here).
 func TestStartRefusesBusyPort(t *testing.T) {
@@ -211,22 +211,22 @@ func TestStartRefusesBusyPort(t *testing.T) {
 	}
 	defer busy.Close()
 	for _, tc := range []struct {
-		flag string
-		set  func(*node.Config)
+		field string
+		set   func(*node.Config)
 	}{
-		{"--mqtt", func(c *node.Config) { c.MQTTAddr = busy.Addr().String() }},
-		{"--internal", func(c *node.Config) { c.InternalAddr = busy.Addr().String() }},
-		{"--admin", func(c *node.Config) { c.AdminAddr = busy.Addr().String() }},
+		{"MQTTAddr", func(c *node.Config) { c.MQTTAddr = busy.Addr().String() }},
+		{"InternalAddr", func(c *node.Config) { c.InternalAddr = busy.Addr().String() }},
+		{"AdminAddr", func(c *node.Config) { c.AdminAddr = busy.Addr().String() }},
 	} {
 		cfg := testConfig(t, "node-busy")
 		tc.set(&cfg)
 		n, err := node.Start(testenv.Context(t, 20*time.Second), cfg, c, st, testenv.Logger(t))
 		if err == nil {
 			n.Close(context.Background())
-			t.Fatalf("%s on a busy port: Start succeeded", tc.flag)
+			t.Fatalf("%s on a busy port: Start succeeded", tc.field)
 		}
-		if !strings.Contains(err.Error(), tc.flag) || !strings.Contains(err.Error(), busy.Addr().String()) {
-			t.Fatalf("%s busy: error %q does not name the flag and address", tc.flag, err)
+		if !strings.Contains(err.Error(), tc.field) || !strings.Contains(err.Error(), busy.Addr().String()) {
+			t.Fatalf("%s busy: error %q does not name the field and address", tc.field, err)
 		}
 	}
 	if live, err := c.Members(testenv.Context(t, 5*time.Second)); err != nil || len(live) != 0 {
@@ -249,12 +249,12 @@ func TestConfigValidate(t *testing.T) {
 		want   []string
 		reject []string // words that would blame another field
 	}{
-		{"empty id", func(c *node.Config) { c.ID = "" }, []string{"--id"}, nil},
-		{"bad id", func(c *node.Config) { c.ID = "a/b" }, []string{"--id", `"a/b"`}, nil},
-		{"mqtt no port", func(c *node.Config) { c.MQTTAddr = "localhost" }, []string{"--mqtt", `"localhost"`}, []string{"--internal", "--admin"}},
-		{"mqtt bad port", func(c *node.Config) { c.MQTTAddr = "127.0.0.1:mqtt-please" }, []string{"--mqtt", "mqtt-please"}, nil},
-		{"internal empty", func(c *node.Config) { c.InternalAddr = "" }, []string{"--internal"}, []string{"--mqtt", "--admin"}},
-		{"admin bad host", func(c *node.Config) { c.AdminAddr = "my host:80" }, []string{"--admin", "my host"}, []string{"--mqtt", "--internal"}},
+		{"empty id", func(c *node.Config) { c.ID = "" }, []string{"ID"}, nil},
+		{"bad id", func(c *node.Config) { c.ID = "a/b" }, []string{"ID", `"a/b"`}, nil},
+		{"mqtt no port", func(c *node.Config) { c.MQTTAddr = "localhost" }, []string{"MQTTAddr", `"localhost"`}, []string{"InternalAddr", "AdminAddr"}},
+		{"mqtt bad port", func(c *node.Config) { c.MQTTAddr = "127.0.0.1:mqtt-please" }, []string{"MQTTAddr", "mqtt-please"}, nil},
+		{"internal empty", func(c *node.Config) { c.InternalAddr = "" }, []string{"InternalAddr"}, []string{"MQTTAddr", "AdminAddr"}},
+		{"admin bad host", func(c *node.Config) { c.AdminAddr = "my host:80" }, []string{"AdminAddr", "my host"}, []string{"MQTTAddr", "InternalAddr"}},
 		{"inbox prefix empty", func(c *node.Config) { c.InboxPrefix = "" }, []string{"inbox prefix"}, nil},
 		{"inbox prefix plus", func(c *node.Config) { c.InboxPrefix = "in/+/" }, []string{"inbox prefix", `"in/+/"`}, nil},
 		{"inbox prefix hash", func(c *node.Config) { c.InboxPrefix = "#" }, []string{"inbox prefix", `"#"`}, nil},
@@ -293,7 +293,7 @@ func TestConfigValidate(t *testing.T) {
 	// Validate has no side effects: a refused config starts nothing.
 	bad := base
 	bad.MQTTAddr = "nonsense"
-	if _, err := node.Start(context.Background(), bad, nil, nil, testenv.Logger(t)); err == nil || !strings.Contains(err.Error(), "--mqtt") {
+	if _, err := node.Start(context.Background(), bad, nil, nil, testenv.Logger(t)); err == nil || !strings.Contains(err.Error(), "MQTTAddr") {
 		t.Fatalf("Start with a bad config: %v, want the validation error", err)
 	}
 }

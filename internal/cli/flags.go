@@ -141,6 +141,9 @@ func (o *coordOptions) validate() error {
 			return usageError{err}
 		}
 	default:
+		if len(splitList(o.servers)) == 0 {
+			return usagef("--zk %q: no host:port in it", o.servers)
+		}
 		if err := o.zkConfig(nil).Validate(); err != nil {
 			return usageError{err}
 		}
