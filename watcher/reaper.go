@@ -39,8 +39,8 @@ type ReaperCoordinator interface {
 
 var _ ReaperCoordinator = coord.Coordinator(nil)
 
-// RunReaper is the seed's watcher updating the Redis table: among every process that runs
-// it, one is elected (election "reaper"), and that one clears the presence of each node that
+// RunReaper keeps the store's presence table in step with the live set: among every process
+// that runs it, one is elected (election "reaper"), and that one clears the presence of each node that
 // leaves the live set, for the epoch that left. Routers never route by a stale entry anyway
 // (they check the node's epoch against the live set); the reaper keeps the table true for
 // everyone who reads it. It returns when ctx ends.
