@@ -1,7 +1,8 @@
-// Package watcher holds one process's copy of the cluster's live node set. It follows
-// the coordinator's member watch (MemberWatch; a backend re-arms ZooKeeper's one-shot watches and re-lists
-// after reconnects) and offers the current set, a check that a node is live under a given
-// epoch, and subscriptions to join and leave events. Routers, monitors and nodes use it.
+// Package watcher holds one process's copy of the cluster's live node set. It follows the
+// coordinator's member watch (MemberWatch; the ZooKeeper backend re-arms its one-shot
+// watches and re-lists after reconnects) and offers the current set, a check that a node is
+// live under a given epoch, and subscriptions to join and leave events. Routers, monitors
+// and nodes use it.
 package watcher
 
 import (
