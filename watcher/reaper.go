@@ -58,6 +58,35 @@ func RunReaper(ctx context.Context, c ReaperCoordinator, w *Watcher, st Presence
 	})
 }
 
+// Reaper is a reaper candidate running on a goroutine of its own (see RunReaper), owned by
+// whoever started it: Close stops it, and after Close it calls neither the coordinator nor
+// the store, so the owner may close them next.
+type Reaper struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// StartReaper starts RunReaper on a goroutine of its own. It returns at once: the candidate
+// campaigns in the background and reaps while it leads.
+func StartReaper(c ReaperCoordinator, w *Watcher, st PresenceClearer, candidate string, log *slog.Logger) *Reaper {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Reaper{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		RunReaper(ctx, c, w, st, candidate, log)
+	}()
+	return r
+}
+
+// Done is closed once the reaper has stopped.
+func (r *Reaper) Done() <-chan struct{} { return r.done }
+
+// Close stops the reaper (resigning if it leads) and waits until it has. Idempotent.
+func (r *Reaper) Close() {
+	r.cancel()
+	<-r.done
+}
+
 func reap(ctx context.Context, c ReaperCoordinator, lead coord.Leadership, w *Watcher, st PresenceClearer, log *slog.Logger) {
 	sub := w.Subscribe()
 	defer sub.Close()

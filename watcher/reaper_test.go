@@ -410,3 +410,40 @@ func TestReaperSweepsWhatNoLeaderSaw(t *testing.T) {
 		}
 	}
 }
+
+// TestStartedReaperStopsAtClose: a reaper started with StartReaper leads, and Close stops it
+// for good: it resigns, Done is closed, and a node that leaves afterwards is not cleared by
+// it (its owner may close the store right after Close).
+func TestStartedReaperStopsAtClose(t *testing.T) {
+	root := freshRoot()
+	mc := openCoord(t, root)
+	c := openCoord(t, root)
+	w := startWatcher(t, c)
+	fc := newFakeClearer()
+	r := watcher.StartReaper(c, w, fc, "reaper-owned", testenv.Logger(t))
+	t.Cleanup(r.Close)
+	testenv.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		name, err := mc.Leader(testenv.Context(t, 5*time.Second), "reaper")
+		if err != nil || name != "reaper-owned" {
+			return fmt.Errorf("leader %q, %v", name, err)
+		}
+		return nil
+	})
+	a, reg := register(t, mc, "node-a")
+	waitLive(t, w, a)
+	r.Close()
+	select {
+	case <-r.Done():
+	default:
+		t.Fatal("Done is open after Close")
+	}
+	r.Close() // idempotent
+	if name, err := mc.Leader(testenv.Context(t, 5*time.Second), "reaper"); !errors.Is(err, coord.ErrNotFound) {
+		t.Fatalf("after Close the reaper election is led by %q (%v); want no leader", name, err)
+	}
+	deregister(t, reg)
+	time.Sleep(100 * time.Millisecond)
+	if calls := fc.snapshot(); len(calls) != 0 {
+		t.Fatalf("a closed reaper cleared %v", calls)
+	}
+}

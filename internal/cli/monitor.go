@@ -99,7 +99,8 @@ func runMonitor(ctx context.Context, e env, args []string) error {
 			return err
 		}
 		defer st.Close()
-		go watcher.RunReaper(ctx, c, w, st, cfg.ID, log)
+		reaper := watcher.StartReaper(c, w, st, cfg.ID, log)
+		defer reaper.Close() // before the store and the coordinator close: defers run last first
 	}
 	log.Info("monitor started", "admin", l.Addr().String())
 	m.Run(ctx)
