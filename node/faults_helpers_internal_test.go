@@ -41,21 +41,12 @@ type faultEnv struct {
 
 func newFaultEnv(t *testing.T) *faultEnv {
 	t.Helper()
-	cfg := embedded.DefaultConfig()
-	cfg.Dir = t.TempDir()
-	st, err := embedded.Open(testenv.Context(t, 10*time.Second), cfg)
-	if err != nil {
-		t.Fatalf("embedded.Open: %v", err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return &faultEnv{cl: memcoord.NewCluster(), st: st}
+	return &faultEnv{cl: memcoord.NewCluster(), st: testenv.EmbeddedStore(t)}
 }
 
 func (e *faultEnv) coord(t *testing.T) *memcoord.Coordinator {
 	t.Helper()
-	c := e.cl.Open(memcoord.Config{SessionTimeout: 2 * time.Second, Logger: testenv.Logger(t)})
-	t.Cleanup(func() { c.Close() })
-	return c
+	return testenv.OpenMemCoord(t, e.cl)
 }
 
 // store returns the test's store (the same one at every call).

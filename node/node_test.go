@@ -30,16 +30,7 @@ func TestMain(m *testing.M) { shared.MainLeakCheck(m) }
 // its own suite) are incidental.
 func backendsFor(t *testing.T) (*memcoord.Coordinator, *embedded.Store) {
 	t.Helper()
-	c := memcoord.NewCluster().Open(memcoord.Config{SessionTimeout: 2 * time.Second, Logger: testenv.Logger(t)})
-	t.Cleanup(func() { c.Close() })
-	sc := embedded.DefaultConfig()
-	sc.Dir = t.TempDir()
-	st, err := embedded.Open(testenv.Context(t, 10*time.Second), sc)
-	if err != nil {
-		t.Fatalf("embedded.Open: %v", err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return c, st
+	return testenv.OpenMemCoord(t, memcoord.NewCluster()), testenv.EmbeddedStore(t)
 }
 
 // testConfig is the default configuration on free loopback ports.

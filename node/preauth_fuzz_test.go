@@ -20,7 +20,6 @@ import (
 	"github.com/switchboard-mqtt/switchboard/coord/memcoord"
 	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 	"github.com/switchboard-mqtt/switchboard/node"
-	"github.com/switchboard-mqtt/switchboard/store/embedded"
 )
 
 // fuzzSecret signs the seeds' JWTs; fuzzPassword is alice's password in the fuzz node's
@@ -100,15 +99,8 @@ func startFuzzNode(tb testing.TB) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	c := memcoord.NewCluster().Open(memcoord.Config{SessionTimeout: 2 * time.Second, Logger: testenv.Logger(tb)})
-	tb.Cleanup(func() { c.Close() })
-	sc := embedded.DefaultConfig()
-	sc.Dir = tb.TempDir()
-	st, err := embedded.Open(testenv.Context(tb, 10*time.Second), sc)
-	if err != nil {
-		tb.Fatalf("embedded.Open: %v", err)
-	}
-	tb.Cleanup(func() { st.Close() })
+	c := testenv.OpenMemCoord(tb, memcoord.NewCluster())
+	st := testenv.EmbeddedStore(tb)
 
 	cfg := node.DefaultConfig()
 	cfg.ID = "fuzz-node"

@@ -28,20 +28,9 @@ var shared testenv.Shared
 // closing them leaves none behind.
 func TestMain(m *testing.M) { shared.MainLeakCheck(m) }
 
-// openStore opens an embedded store in a directory of its own. The router's tests check
-// the router; the store is incidental (its behaviour is the store suites'), so it needs no
-// server.
-func openStore(t testing.TB) *embedded.Store {
-	t.Helper()
-	cfg := embedded.DefaultConfig()
-	cfg.Dir = t.TempDir()
-	st, err := embedded.Open(testenv.Context(t, 10*time.Second), cfg)
-	if err != nil {
-		t.Fatalf("embedded.Open: %v", err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
-}
+// openStore opens an embedded store. The router's tests check the router; the store is
+// incidental (its behaviour is the store suites'), so it needs no server.
+func openStore(t testing.TB) *embedded.Store { return testenv.EmbeddedStore(t) }
 
 // openRedisStore opens a Redis store under a key prefix of its own, for the one test that
 // stops the store's server under the router.
@@ -62,9 +51,7 @@ func openRedisStore(t testing.TB, addr string) *redisstore.Store {
 // openCoord opens a client, with a session of its own, of the in-memory cluster cl.
 func openCoord(t testing.TB, cl *memcoord.Cluster) *memcoord.Coordinator {
 	t.Helper()
-	c := cl.Open(memcoord.Config{SessionTimeout: 2 * time.Second, Logger: testenv.Logger(t)})
-	t.Cleanup(func() { c.Close() })
-	return c
+	return testenv.OpenMemCoord(t, cl)
 }
 
 // cluster is a fresh in-memory cluster, with a client and a watcher on it.

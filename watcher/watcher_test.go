@@ -43,9 +43,7 @@ func openCoord(t *testing.T, root string) *memcoord.Coordinator {
 		advanceEpochs(t, cl, 1000)
 	}
 	clusters.Unlock()
-	c := cl.Open(memcoord.Config{Logger: testenv.Logger(t)})
-	t.Cleanup(func() { c.Close() })
-	return c
+	return testenv.OpenMemCoord(t, cl)
 }
 
 // advanceEpochs moves a fresh cluster's revision counter on by n (each campaign takes a
