@@ -16,7 +16,8 @@ import (
 	"github.com/switchboard-mqtt/switchboard/coord"
 )
 
-// Monitor probes the cluster's nodes while it leads, and quarantines the sick ones.
+// Monitor probes the cluster's nodes while it leads, and quarantines the sick ones. It runs
+// on a goroutine of its own from Start until Close.
 type Monitor struct {
 	cfg     Config
 	log     *slog.Logger
@@ -33,6 +34,9 @@ type Monitor struct {
 
 	mu    sync.Mutex
 	state State
+
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // State is what the monitor reports at /v1/state.
@@ -61,8 +65,10 @@ type LiveSet interface {
 	Members() []coord.Member
 }
 
-// New returns a monitor; Run makes it campaign and work.
-func New(cfg Config, c Coordinator, members LiveSet, log *slog.Logger) (*Monitor, error) {
+// Start starts a monitor: it campaigns in the "monitor" election and, while it leads, probes
+// every interval, until Close. It returns at once (a candidate is ready as soon as it
+// campaigns); an invalid cfg starts nothing.
+func Start(cfg Config, c Coordinator, members LiveSet, log *slog.Logger) (*Monitor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -95,12 +101,28 @@ func New(cfg Config, c Coordinator, members LiveSet, log *slog.Logger) (*Monitor
 	if len(cfg.ZooKeeper) > 0 {
 		m.registry.MustRegister(newZKCollector(cfg.ZooKeeper, cfg.ProbeTimeout)) // zkmetrics.go
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel, m.done = cancel, make(chan struct{})
+	go func() {
+		defer close(m.done)
+		m.run(ctx)
+	}()
 	return m, nil
 }
 
-// Run campaigns for leadership and, while leading, probes every interval. It returns when
+// Done is closed once the monitor has stopped.
+func (m *Monitor) Done() <-chan struct{} { return m.done }
+
+// Close stops the monitor (resigning if it leads) and waits until it has; it then calls the
+// coordinator no more. Idempotent.
+func (m *Monitor) Close() {
+	m.cancel()
+	<-m.done
+}
+
+// run campaigns for leadership and, while leading, probes every interval. It returns when
 // ctx ends.
-func (m *Monitor) Run(ctx context.Context) {
+func (m *Monitor) run(ctx context.Context) {
 	candidate := coord.Candidate{ID: m.cfg.ID, AdminAddr: m.cfg.AdminAddr}.String()
 	coord.Lead(ctx, m.coord, "monitor", candidate, m.log, func(ctx context.Context, lead coord.Leadership) {
 		m.log.Info("leading: probing the cluster")
