@@ -49,8 +49,8 @@ type State struct {
 }
 
 // Coordinator is what the monitor needs of the coordinator: the election it leads and the
-// quarantine marks it reads and writes. coord.Coordinator provides it. Its methods are
-// called from the monitor's goroutine only.
+// quarantine marks it reads and writes. coord.Coordinator provides it. Its methods may be
+// called concurrently.
 type Coordinator interface {
 	coord.Campaigner
 	Quarantines(ctx context.Context) ([]coord.Quarantine, error)

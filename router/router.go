@@ -1,7 +1,7 @@
 // Package router is Switchboard's message router, the way into the cluster for the backends
-// that send push messages. It takes "send this to
-// client X" over HTTP and hands the message to the node X is connected to, or puts it in
-// X's mailbox when X is offline or its node cannot take it. A 2xx answer means the message
+// that send push messages. It takes "send this to client X" over HTTP and hands the message
+// to the node X is connected to, or puts it in X's mailbox when X is offline or its node
+// cannot take it. A 2xx answer means the message
 // was delivered or stored, and that X's node (if any) knows of it: it will not be lost,
 // and nothing accepted after it reaches X before it.
 //

@@ -31,7 +31,7 @@ const (
 
 // ReaperCoordinator is what the reaper needs of the coordinator: its election, and a fresh
 // listing of the live set for the sweep (the watcher's view may lag). coord.Coordinator
-// provides it; its methods are called from the reaper's goroutine only.
+// provides it; its methods may be called concurrently.
 type ReaperCoordinator interface {
 	coord.Campaigner
 	Members(ctx context.Context) ([]coord.Member, error)
@@ -40,10 +40,10 @@ type ReaperCoordinator interface {
 var _ ReaperCoordinator = coord.Coordinator(nil)
 
 // RunReaper keeps the store's presence table in step with the live set: among every process
-// that runs it, one is elected (election "reaper"), and that one clears the presence of each node that
-// leaves the live set, for the epoch that left. Routers never route by a stale entry anyway
-// (they check the node's epoch against the live set); the reaper keeps the table true for
-// everyone who reads it. It returns when ctx ends.
+// that runs it, one is elected (election "reaper"), and that one clears the presence of each
+// node that leaves the live set, for the epoch that left. Routers never route by a stale
+// entry anyway (they check the node's epoch against the live set); the reaper keeps the
+// table true for everyone who reads it. It returns when ctx ends.
 //
 // A node can also leave while no reaper leads (every candidate down, or between one
 // leader's end and the next one's start): no one sees that leave as an event. So a leader

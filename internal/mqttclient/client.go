@@ -64,9 +64,10 @@ type Message struct {
 }
 
 // Client is one MQTT connection. Dial does the handshake synchronously; Ping and Subscribe
-// before Start are synchronous too. Start runs a reader goroutine (acknowledging QoS 1 messages) and a writer
-// goroutine that coalesces everything queued since its last write into one write, so a busy
-// client makes one system call for many packets and an idle one answers at once.
+// before Start are synchronous too. Start runs a reader goroutine (acknowledging QoS 1
+// messages) and a writer goroutine that coalesces everything queued since its last write
+// into one write, so a busy client makes one system call for many packets and an idle one
+// answers at once.
 //
 // Publish may be called from any number of goroutines after Start. Close is idempotent.
 type Client struct {
