@@ -28,6 +28,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/switchboard-mqtt/switchboard/inbox"
 	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
 
@@ -275,18 +276,13 @@ func (id *Identity) rules(write bool) (global, own []rule, ok bool) {
 	return global, u.read, true
 }
 
-// ProbeTopicPrefix: client c may always publish to and subscribe to exactly
-// ProbeTopicPrefix+c, so a monitor's end-to-end probe works with any credentials and no
-// client can reach another through it.
-const ProbeTopicPrefix = "$switchboard/probe/"
-
 // ownTopic reports whether topic is one every client may use as its own: its inbox (read
 // only) or its probe topic.
 func (id *Identity) ownTopic(topic string, write bool) bool {
 	if !safeValue(id.ClientID) {
 		return false
 	}
-	return topic == ProbeTopicPrefix+id.ClientID || (!write && topic == id.a.cfg.InboxPrefix+id.ClientID)
+	return topic == inbox.ProbeTopicPrefix+id.ClientID || (!write && topic == id.a.cfg.InboxPrefix+id.ClientID)
 }
 
 // CanSubscribe reports whether the client may subscribe to filter, as sent in SUBSCRIBE

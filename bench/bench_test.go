@@ -1,91 +1,15 @@
 package bench
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/switchboard-mqtt/switchboard/internal/mqttclient"
+	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 )
-
-// loopReader repeats one buffer forever.
-type loopReader struct {
-	buf []byte
-	off int
-}
-
-func (r *loopReader) Read(p []byte) (int, error) {
-	n := copy(p, r.buf[r.off:])
-	r.off = (r.off + n) % len(r.buf)
-	return n, nil
-}
-
-// BenchmarkReadPublish is the receive path: read and decode a PUBLISH, parse its stamp and
-// queue the PUBACK, as a subscriber does for every message.
-func BenchmarkReadPublish(b *testing.B) {
-	for _, version := range []byte{4, 5} {
-		b.Run(fmt.Sprintf("v%d", version), func(b *testing.B) {
-			payload := newPayload(64)
-			writeStamp(payload, Stamp{SentNS: 12345, Stream: 1, Seq: 2})
-			pk := packets.Packet{
-				FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: version,
-				TopicName: "inbox/bench-0123abcd-42", PacketID: 7, Payload: payload,
-			}
-			if version == 5 {
-				pk.Properties.User = []packets.UserProperty{{Key: "sb-id", Val: "0123456789abcdef0123456789abcdef"}}
-			}
-			var one bytes.Buffer
-			if err := pk.PublishEncode(&one); err != nil {
-				b.Fatal(err)
-			}
-			stream := bytes.Repeat(one.Bytes(), 256)
-			var sink atomic.Int64
-			c := &Client{opts: ClientOptions{Version: version, OnMessage: func(m *Message) {
-				st, _ := ParseStamp(m.Payload)
-				sink.Add(int64(st.Seq))
-			}}, r: bufio.NewReaderSize(&loopReader{buf: stream}, 16<<10)}
-			b.SetBytes(int64(one.Len()))
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
-				if err := c.readPacket(); err != nil {
-					b.Fatal(err)
-				}
-				if c.ack.Len() > 64<<10 {
-					c.ack.Reset()
-				}
-			}
-		})
-	}
-}
-
-// BenchmarkQueuePublish is the send path: encode a PUBLISH onto the writer's buffer.
-func BenchmarkQueuePublish(b *testing.B) {
-	c := &Client{opts: ClientOptions{Version: 4}, done: make(chan struct{}), wake: make(chan struct{}, 1)}
-	c.wcond = sync.NewCond(&c.wmu)
-	payload := newPayload(64)
-	b.SetBytes(int64(len(payload)))
-	b.ReportAllocs()
-	for i := range b.N {
-		writeStamp(payload, Stamp{SentNS: int64(i), Seq: uint32(i)})
-		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: "bench/x/1", Payload: payload}
-		if err := c.queue(&pk); err != nil {
-			b.Fatal(err)
-		}
-		if len(c.pending) > 64<<10 {
-			c.pending = c.pending[:0]
-		}
-		select {
-		case <-c.wake:
-		default:
-		}
-	}
-}
 
 func BenchmarkStamp(b *testing.B) {
 	p := newPayload(64)
@@ -113,12 +37,12 @@ func BenchmarkHistogramRecord(b *testing.B) {
 func BenchmarkPubSubMochi(b *testing.B) {
 	for _, qos := range []byte{0, 1} {
 		b.Run(fmt.Sprintf("qos%d", qos), func(b *testing.B) {
-			_, addr := startMochi(b)
+			_, addr := testenv.StartMochi(b)
 			ctx := context.Background()
 			var got atomic.Int64
 			done := make(chan struct{}, 1)
 			want := int64(b.N)
-			sub, err := Dial(ctx, addr, ClientOptions{ID: "bs", OnMessage: func(*Message) {
+			sub, err := mqttclient.Dial(ctx, addr, mqttclient.Options{ID: "bs", OnMessage: func(*mqttclient.Message) {
 				if got.Add(1) == want {
 					done <- struct{}{}
 				}
@@ -131,7 +55,7 @@ func BenchmarkPubSubMochi(b *testing.B) {
 				b.Fatal(err)
 			}
 			sub.Start()
-			pub, err := Dial(ctx, addr, ClientOptions{ID: "bp", MaxInflight: 256})
+			pub, err := mqttclient.Dial(ctx, addr, mqttclient.Options{ID: "bp", MaxInflight: 256})
 			if err != nil {
 				b.Fatal(err)
 			}

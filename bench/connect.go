@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/switchboard-mqtt/switchboard/internal/mqttclient"
 )
 
 // ConnectConfig configures a connection storm: many clients connect (and subscribe to their
@@ -159,7 +161,7 @@ func RunConnect(ctx context.Context, cfg ConnectConfig) (*Result, error) {
 		return nil, err
 	}
 	run := cfg.Prefix + "-" + runID()
-	clients := make([]*Client, cfg.Connections)
+	clients := make([]*mqttclient.Client, cfg.Connections)
 	defer closeAll(clients)
 	var hist Histogram
 	var established, failed atomic.Int64
@@ -249,7 +251,7 @@ feed:
 		}
 		// Clients that dropped while idle would make the figures per connection wrong.
 		for _, c := range clients {
-			if c != nil && isDone(c) {
+			if c != nil && c.IdleClosed() {
 				res.fail("a client was disconnected while idle: %v", c.Err())
 				break
 			}
@@ -278,10 +280,10 @@ feed:
 
 // connectIdle connects (and subscribes) a client that then stays idle: no goroutines of
 // its own and a small read buffer, so the generator holds many cheaply.
-func connectIdle(ctx context.Context, cfg ConnectConfig, i int, id string) (*Client, error) {
+func connectIdle(ctx context.Context, cfg ConnectConfig, i int, id string) (*mqttclient.Client, error) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	c, err := Dial(cctx, cfg.MQTT[i%len(cfg.MQTT)], ClientOptions{
+	c, err := mqttclient.Dial(cctx, cfg.MQTT[i%len(cfg.MQTT)], mqttclient.Options{
 		ID: id, Version: cfg.MQTTVersion, KeepAlive: cfg.KeepAlive, ReadBufferSize: 512,
 		Username: cfg.Username, Password: cfg.Password, LocalAddr: sourceFor(cfg.SourceIPs, i),
 	})
@@ -297,25 +299,7 @@ func connectIdle(ctx context.Context, cfg ConnectConfig, i int, id string) (*Cli
 	return c, nil
 }
 
-// isDone reports whether an idle (not started) client's connection was closed by the
-// broker, without blocking: a zero-wait read sees EOF at once.
-func isDone(c *Client) bool {
-	_ = c.conn.SetReadDeadline(time.Now().Add(time.Millisecond))
-	_, err := c.r.Peek(1)
-	_ = c.conn.SetReadDeadline(time.Time{})
-	if err != nil && !isTimeout(err) {
-		c.errOnce.Do(func() { c.err = err; close(c.done) })
-		return true
-	}
-	return false
-}
-
-func isTimeout(err error) bool {
-	var t interface{ Timeout() bool }
-	return errors.As(err, &t) && t.Timeout()
-}
-
-func closeAll(clients []*Client) {
+func closeAll(clients []*mqttclient.Client) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 128)
 	for _, c := range clients {

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/switchboard-mqtt/switchboard/internal/mqttclient"
 )
 
 // DirectConfig configures a directed-message benchmark: MQTT clients subscribed to their
@@ -159,7 +161,7 @@ type direct struct {
 	cfg DirectConfig
 	tally
 	ids     []string
-	clients []*Client
+	clients []*mqttclient.Client
 	lanes   []lane // by checker stream
 	http    *http.Client
 	proxies map[string]*DelayProxy // by node address, for DelayClients
@@ -312,7 +314,7 @@ func (d *direct) routerMetricsURLs() []string {
 // connect connects and subscribes every client, a few at a time; it stops at the first
 // failure.
 func (d *direct) connect(ctx context.Context) error {
-	d.clients = make([]*Client, d.cfg.Clients)
+	d.clients = make([]*mqttclient.Client, d.cfg.Clients)
 	idx := make(chan int)
 	failed := make(chan struct{})
 	var once sync.Once
@@ -354,10 +356,10 @@ func (d *direct) connectOne(ctx context.Context, i int) error {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	c, err := Dial(cctx, addr, ClientOptions{
+	c, err := mqttclient.Dial(cctx, addr, mqttclient.Options{
 		ID: d.ids[i], Version: d.cfg.MQTTVersion, KeepAlive: 60,
 		Username: d.cfg.Username, Password: d.cfg.Password, LocalAddr: sourceFor(d.cfg.SourceIPs, i),
-		OnMessage: func(m *Message) { d.receive(i, m) },
+		OnMessage: func(m *mqttclient.Message) { d.receive(i, m) },
 	})
 	if err != nil {
 		return fmt.Errorf("client %s: %w", d.ids[i], err)
@@ -385,7 +387,7 @@ func (d *direct) closeClients() {
 }
 
 // receive handles a message on client i's reader goroutine.
-func (d *direct) receive(i int, m *Message) {
+func (d *direct) receive(i int, m *mqttclient.Message) {
 	now := time.Since(d.epoch)
 	st, err := ParseStamp(m.Payload)
 	if err != nil {

@@ -12,7 +12,7 @@
 //   - DelayProxy: a TCP proxy on loopback that delays each direction by a fixed time.
 //
 // The generator must not be what it measures, so it speaks MQTT through its own small
-// client (Client) on raw TCP with mochi's packet codec: one reader and one writer
+// client (internal/mqttclient) on raw TCP with mochi's packet codec: one reader and one writer
 // goroutine per connection, buffers reused, writes coalesced. Every run reports the
 // generator's own CPU time per message.
 //

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/switchboard-mqtt/switchboard/internal/mqttclient"
 )
 
 // PubSubConfig configures a classic publish/subscribe benchmark against any MQTT broker:
@@ -96,7 +98,7 @@ func (c PubSubConfig) Validate() error {
 // pair is one publisher and its subscriber.
 type pair struct {
 	topic    string
-	pub, sub *Client
+	pub, sub *mqttclient.Client
 	recvd    atomic.Int64 // distinct messages the subscriber got
 	notify   chan struct{}
 	waiting  atomic.Bool // the publisher waits for window space
@@ -174,7 +176,7 @@ func RunPubSub(ctx context.Context, cfg PubSubConfig) (*Result, error) {
 		res.fail("no message arrived")
 	}
 	for _, pr := range p.pairs {
-		for _, cl := range []*Client{pr.pub, pr.sub} {
+		for _, cl := range []*mqttclient.Client{pr.pub, pr.sub} {
 			if cl.Err() != nil {
 				res.fail("a client lost its connection: %v", cl.Err())
 				return res, nil
@@ -191,10 +193,10 @@ func (p *pubsub) connect(ctx context.Context, i int, run string) error {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var err error
-	pr.sub, err = Dial(cctx, cfg.MQTT, ClientOptions{
+	pr.sub, err = mqttclient.Dial(cctx, cfg.MQTT, mqttclient.Options{
 		ID: fmt.Sprintf("%s-%d-s", run, i), Version: cfg.MQTTVersion, KeepAlive: 60,
 		Username: cfg.Username, Password: cfg.Password,
-		OnMessage: func(m *Message) { p.receive(i, m) },
+		OnMessage: func(m *mqttclient.Message) { p.receive(i, m) },
 	})
 	if err != nil {
 		return fmt.Errorf("subscriber %d: %w", i, err)
@@ -203,7 +205,7 @@ func (p *pubsub) connect(ctx context.Context, i int, run string) error {
 		return fmt.Errorf("subscriber %d: %w", i, err)
 	}
 	pr.sub.Start()
-	pr.pub, err = Dial(cctx, cfg.MQTT, ClientOptions{
+	pr.pub, err = mqttclient.Dial(cctx, cfg.MQTT, mqttclient.Options{
 		ID: fmt.Sprintf("%s-%d-p", run, i), Version: cfg.MQTTVersion, KeepAlive: 60,
 		Username: cfg.Username, Password: cfg.Password,
 		MaxInflight: cfg.Inflight,
@@ -222,7 +224,7 @@ func (p *pubsub) close() {
 		if pr == nil {
 			continue
 		}
-		for _, c := range []*Client{pr.pub, pr.sub} {
+		for _, c := range []*mqttclient.Client{pr.pub, pr.sub} {
 			if c != nil {
 				wg.Add(1)
 				go func() { defer wg.Done(); c.Close() }()
@@ -233,7 +235,7 @@ func (p *pubsub) close() {
 }
 
 // receive handles a message on pair i's subscriber.
-func (p *pubsub) receive(i int, m *Message) {
+func (p *pubsub) receive(i int, m *mqttclient.Message) {
 	now := time.Since(p.epoch)
 	st, err := ParseStamp(m.Payload)
 	if err != nil {

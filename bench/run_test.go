@@ -13,10 +13,12 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+
+	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 )
 
 func TestRunPubSub(t *testing.T) {
-	_, addr := startMochi(t)
+	_, addr := testenv.StartMochi(t)
 	for _, qos := range []byte{0, 1} {
 		cfg := DefaultPubSubConfig()
 		cfg.MQTT, cfg.Pairs, cfg.Count, cfg.Duration, cfg.QoS = addr, 3, 3000, 0, qos
@@ -35,7 +37,7 @@ func TestRunPubSub(t *testing.T) {
 }
 
 func TestRunPubSubRateAndDuration(t *testing.T) {
-	_, addr := startMochi(t)
+	_, addr := testenv.StartMochi(t)
 	cfg := DefaultPubSubConfig()
 	cfg.MQTT, cfg.Pairs, cfg.Duration, cfg.Rate, cfg.QoS = addr, 2, time.Second, 500, 1
 	res, err := RunPubSub(context.Background(), cfg)
@@ -162,7 +164,7 @@ func (f *fakeRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func directSetup(t *testing.T, f *fakeRouter) DirectConfig {
-	srv, addr := startMochi(t)
+	srv, addr := testenv.StartMochi(t)
 	f.srv = srv
 	api := httptest.NewServer(f)
 	t.Cleanup(api.Close)
@@ -426,7 +428,7 @@ func TestRunDirectUnreachableNode(t *testing.T) {
 }
 
 func TestRunConnect(t *testing.T) {
-	_, addr := startMochi(t)
+	_, addr := testenv.StartMochi(t)
 	var heap atomic.Int64
 	heap.Store(1 << 20)
 	var gcs atomic.Int64
@@ -459,7 +461,7 @@ func TestRunConnect(t *testing.T) {
 }
 
 func TestRunConnectReportsFailures(t *testing.T) {
-	_, addr := startMochi(t)
+	_, addr := testenv.StartMochi(t)
 	cfg := DefaultConnectConfig()
 	cfg.MQTT, cfg.Connections, cfg.Prefix = []string{addr}, 10, "refused-x"
 	res, err := RunConnect(context.Background(), cfg)

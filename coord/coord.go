@@ -176,27 +176,49 @@ type Leadership interface {
 	// Done is closed when leadership is lost: the candidate's entry is gone, its session
 	// ended, or the backend has not answered (or the connection has been down) for a third
 	// of the session timeout, well before the backend can have ended the session. Actions
-	// must also be fenced (see Coordinator.SetQuarantine), since Done can only be observed
+	// must also be fenced (see Marks.SetQuarantine), since Done can only be observed
 	// after the fact.
 	Done() <-chan struct{}
 	// Resign gives leadership up. Idempotent.
 	Resign(ctx context.Context) error
 }
 
-// Coordinator is the cluster coordination backend. All methods are safe for concurrent use.
+// Coordinator is the cluster coordination backend: every part below, and Close. The roles
+// take only the part they use (a node a Registrar, the watcher a Membership's watch, the
+// monitor Marks and an election), so a unit test can hand them a small fake or memcoord.
+// All methods are safe for concurrent use.
+//
 // Channels returned by Watch methods deliver the full current state first and then after
 // every change; a slow reader skips intermediate states but always gets the latest. They are
 // closed when ctx is done or the coordinator is closed.
 type Coordinator interface {
+	Registrar
+	Membership
+	Marks
+	Elections
+
+	// Close ends the session: every entry this process registered vanishes. Idempotent.
+	Close() error
+}
+
+// Registrar registers members: what a node needs of the coordinator.
+type Registrar interface {
 	// Register creates this member's ephemeral entry and keeps it. It returns once the first
 	// attempt has settled: registered, or waiting in Quarantined because a mark stands. It
 	// fails with ErrDuplicate when another live process holds the id.
 	Register(ctx context.Context, m Member) (Registration, error)
+}
+
+// Membership is the live member set.
+type Membership interface {
 	// Members lists the live members.
 	Members(ctx context.Context) ([]Member, error)
-	// WatchMembers delivers the live member set.
+	// WatchMembers delivers the live member set (see Coordinator for the channel).
 	WatchMembers(ctx context.Context) (<-chan []Member, error)
+}
 
+// Marks are the quarantine marks.
+type Marks interface {
 	// SetQuarantine writes (or overwrites) a member's quarantine mark. With a non-nil
 	// fence, the write happens only while fence is still the leader, atomically with a check
 	// of its entry; otherwise it fails with ErrNotLeader.
@@ -205,16 +227,15 @@ type Coordinator interface {
 	Release(ctx context.Context, node string) error
 	// Quarantines lists the standing marks.
 	Quarantines(ctx context.Context) ([]Quarantine, error)
-	// WatchQuarantines delivers the standing marks.
+	// WatchQuarantines delivers the standing marks (see Coordinator for the channel).
 	WatchQuarantines(ctx context.Context) (<-chan []Quarantine, error)
+}
 
-	// Campaign blocks until candidate leads the named election (or ctx is done).
-	Campaign(ctx context.Context, election, candidate string) (Leadership, error)
+// Elections are named leader elections.
+type Elections interface {
+	Campaigner
 	// Leader returns the current leader of the named election; ErrNotFound if none.
 	Leader(ctx context.Context, election string) (string, error)
-
-	// Close ends the session: every entry this process registered vanishes. Idempotent.
-	Close() error
 }
 
 // MaxIDLen is the longest member id accepted.

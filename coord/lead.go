@@ -8,6 +8,7 @@ import (
 
 // Campaigner is what Lead needs of a coordinator.
 type Campaigner interface {
+	// Campaign blocks until candidate leads the named election (or ctx is done).
 	Campaign(ctx context.Context, election, candidate string) (Leadership, error)
 }
 

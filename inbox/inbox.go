@@ -19,6 +19,11 @@ const MaxClientIDLen = 128
 // MaxTopicLen is the longest topic accepted for a directed message (bytes).
 const MaxTopicLen = 1024
 
+// ProbeTopicPrefix: client c may always publish to and subscribe to exactly
+// ProbeTopicPrefix+c, so a monitor's end-to-end probe works with any credentials and no
+// client can reach another through it.
+const ProbeTopicPrefix = "$switchboard/probe/"
+
 // Topic returns the inbox topic of client.
 func Topic(prefix, client string) string { return prefix + client }
 

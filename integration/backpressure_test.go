@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-mqtt/switchboard/healthz"
 	"github.com/switchboard-mqtt/switchboard/internal/testenv"
-	"github.com/switchboard-mqtt/switchboard/node"
 	"github.com/switchboard-mqtt/switchboard/router"
 )
 
@@ -117,14 +117,14 @@ func TestBackpressureWhenRedisFreezes(t *testing.T) {
 		}()
 	}
 	// The router's goroutines while the load runs; and the node's health.
-	var health node.Health
+	var health healthz.Report
 	sawDegraded := false
 	for time.Now().Before(stop) {
 		if g, err := metric(metricsAddr, "go_goroutines"); err == nil && g > peak {
 			peak = g
 		}
 		if _, h, err := healthOf(n.member.AdminAddr); err == nil {
-			if sc := h.Checks["store"]; sc.Status == node.StoreDegraded {
+			if sc := h.Checks["store"]; sc.Status == healthz.StoreDegraded {
 				sawDegraded, health = true, h
 			}
 		}
@@ -175,4 +175,4 @@ func TestBackpressureWhenRedisFreezes(t *testing.T) {
 }
 
 // healthOf fetches a node's /healthz.
-func healthOf(adminAddr string) (int, node.Health, error) { return health(adminAddr) }
+func healthOf(adminAddr string) (int, healthz.Report, error) { return health(adminAddr) }

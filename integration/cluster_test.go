@@ -19,9 +19,9 @@ import (
 	"github.com/switchboard-mqtt/switchboard/coord"
 	"github.com/switchboard-mqtt/switchboard/coord/coordtest"
 	"github.com/switchboard-mqtt/switchboard/coord/zkcoord"
+	"github.com/switchboard-mqtt/switchboard/healthz"
 	"github.com/switchboard-mqtt/switchboard/internal/backends"
 	"github.com/switchboard-mqtt/switchboard/internal/testenv"
-	"github.com/switchboard-mqtt/switchboard/node"
 )
 
 var shared testenv.Shared
@@ -134,8 +134,8 @@ func (c *cluster) waitMember(id string, d time.Duration, cond func(coord.Member,
 }
 
 // health fetches a node's /healthz.
-func health(adminAddr string) (int, node.Health, error) {
-	var h node.Health
+func health(adminAddr string) (int, healthz.Report, error) {
+	var h healthz.Report
 	resp, err := http.Get("http://" + adminAddr + "/healthz")
 	if err != nil {
 		return 0, h, err

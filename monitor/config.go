@@ -1,5 +1,6 @@
-// Package monitor is Switchboard's health monitor — the seed's Zabbix, made highly
-// available. Several monitors run; one leads (election "monitor" in the coordinator) and
+// Package monitor is Switchboard's health monitor: it finds sick nodes from outside, as a
+// client would meet them, and takes them out of service. Several monitors run, for
+// availability; one leads (election "monitor" in the coordinator) and
 // probes every live node each interval: an MQTT PING, an end-to-end publish through the
 // node, the node's own readiness report, and its delivery counters. A node that stays
 // sick is quarantined with a persistent mark, written only while this monitor still leads

@@ -14,15 +14,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
-	"github.com/switchboard-mqtt/switchboard/watcher"
 )
 
-// Monitor probes the cluster's nodes while it leads, and quarantines the sick ones.
+// Monitor probes the cluster's nodes while it leads, and quarantines the sick ones. It runs
+// on a goroutine of its own from Start until Close.
 type Monitor struct {
 	cfg     Config
 	log     *slog.Logger
-	coord   coord.Coordinator
-	members *watcher.Watcher
+	coord   Coordinator
+	members LiveSet
 	http    *http.Client
 
 	registry    *prometheus.Registry
@@ -34,6 +34,9 @@ type Monitor struct {
 
 	mu    sync.Mutex
 	state State
+
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // State is what the monitor reports at /v1/state.
@@ -45,8 +48,27 @@ type State struct {
 	Last    string           `json:"last_decision,omitempty"`
 }
 
-// New returns a monitor; Run makes it campaign and work.
-func New(cfg Config, c coord.Coordinator, members *watcher.Watcher, log *slog.Logger) (*Monitor, error) {
+// Coordinator is what the monitor needs of the coordinator: the election it leads and the
+// quarantine marks it reads and writes. coord.Coordinator provides it. Its methods may be
+// called concurrently.
+type Coordinator interface {
+	coord.Campaigner
+	Quarantines(ctx context.Context) ([]coord.Quarantine, error)
+	SetQuarantine(ctx context.Context, q coord.Quarantine, fence coord.Leadership) error
+}
+
+var _ Coordinator = coord.Coordinator(nil)
+
+// LiveSet is the live node set the monitor probes; *watcher.Watcher provides it. Members is
+// called concurrently with the set's own updates.
+type LiveSet interface {
+	Members() []coord.Member
+}
+
+// Start starts a monitor: it campaigns in the "monitor" election and, while it leads, probes
+// every interval, until Close. It returns at once (a candidate is ready as soon as it
+// campaigns); an invalid cfg starts nothing.
+func Start(cfg Config, c Coordinator, members LiveSet, log *slog.Logger) (*Monitor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -79,12 +101,28 @@ func New(cfg Config, c coord.Coordinator, members *watcher.Watcher, log *slog.Lo
 	if len(cfg.ZooKeeper) > 0 {
 		m.registry.MustRegister(newZKCollector(cfg.ZooKeeper, cfg.ProbeTimeout)) // zkmetrics.go
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel, m.done = cancel, make(chan struct{})
+	go func() {
+		defer close(m.done)
+		m.run(ctx)
+	}()
 	return m, nil
 }
 
-// Run campaigns for leadership and, while leading, probes every interval. It returns when
+// Done is closed once the monitor has stopped.
+func (m *Monitor) Done() <-chan struct{} { return m.done }
+
+// Close stops the monitor (resigning if it leads) and waits until it has; it then calls the
+// coordinator no more. Idempotent.
+func (m *Monitor) Close() {
+	m.cancel()
+	<-m.done
+}
+
+// run campaigns for leadership and, while leading, probes every interval. It returns when
 // ctx ends.
-func (m *Monitor) Run(ctx context.Context) {
+func (m *Monitor) run(ctx context.Context) {
 	candidate := coord.Candidate{ID: m.cfg.ID, AdminAddr: m.cfg.AdminAddr}.String()
 	coord.Lead(ctx, m.coord, "monitor", candidate, m.log, func(ctx context.Context, lead coord.Leadership) {
 		m.log.Info("leading: probing the cluster")

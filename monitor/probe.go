@@ -10,7 +10,8 @@ import (
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
-	"github.com/switchboard-mqtt/switchboard/node"
+	"github.com/switchboard-mqtt/switchboard/healthz"
+	"github.com/switchboard-mqtt/switchboard/inbox"
 )
 
 // Check is one probe's outcome.
@@ -36,7 +37,7 @@ type Probe struct {
 	// there were too few to judge.
 	FailureRatio float64 `json:"delivery_failure_ratio"`
 
-	counters node.Counters
+	counters healthz.Counters
 }
 
 // Failed reports whether any hard probe failed.
@@ -49,7 +50,7 @@ func (m *Monitor) probe(ctx context.Context, member coord.Member, prev *Probe) P
 	p := Probe{At: time.Now().UTC(), FailureRatio: -1}
 	id := fmt.Sprintf("sb-probe.%s.%s", m.cfg.ID, member.ID)
 	// Every client may use exactly its own probe topic, whatever its credentials.
-	topic := node.ProbeTopicPrefix + id
+	topic := inbox.ProbeTopicPrefix + id
 	res, err := probeMQTT(ctx, member.MQTTAddr, id, topic, m.cfg.ProbeUsername, m.cfg.ProbePassword)
 	switch {
 	case err != nil && res.Ping == 0:
@@ -103,8 +104,8 @@ func (m *Monitor) probe(ctx context.Context, member coord.Member, prev *Probe) P
 }
 
 // fetchHealth reads a node's /healthz.
-func fetchHealth(ctx context.Context, client *http.Client, adminAddr string) (node.Health, int, error) {
-	var h node.Health
+func fetchHealth(ctx context.Context, client *http.Client, adminAddr string) (healthz.Report, int, error) {
+	var h healthz.Report
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+adminAddr+"/healthz", nil)
 	if err != nil {
 		return h, 0, err

@@ -2,6 +2,7 @@ package node
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -267,19 +268,37 @@ func DefaultConfig() Config {
 // for more.
 const maxDrainBatch = 1000
 
+// FieldError is an error about one Config field whose name a user may need to find it by:
+// Field is the field's Go name ("MQTTAddr"), which a CLI maps back to its own flag or key;
+// Value is the bad value, when there is one to show.
+type FieldError struct {
+	Field string
+	Value string
+	Err   error
+}
+
+func (e *FieldError) Error() string {
+	if e.Value == "" {
+		return fmt.Sprintf("%s: %v", e.Field, e.Err)
+	}
+	return fmt.Sprintf("%s %q: %v", e.Field, e.Value, e.Err)
+}
+
+func (e *FieldError) Unwrap() error { return e.Err }
+
 // Validate checks the configuration without side effects; errors name the field.
 func (c Config) Validate() error {
 	if c.Auth == nil {
 		return fmt.Errorf("auth: no authenticator (give a credentials file, JWT keys, or allow anonymous access explicitly)")
 	}
 	if err := coord.ValidateID(c.ID); err != nil {
-		return fmt.Errorf("--id: %w", err)
+		return &FieldError{Field: "ID", Err: err}
 	}
-	for _, a := range []struct{ flag, addr string }{
-		{"--mqtt", c.MQTTAddr}, {"--internal", c.InternalAddr}, {"--admin", c.AdminAddr},
+	for _, a := range []struct{ field, addr string }{
+		{"MQTTAddr", c.MQTTAddr}, {"InternalAddr", c.InternalAddr}, {"AdminAddr", c.AdminAddr},
 	} {
 		if err := validateAddr(a.addr); err != nil {
-			return fmt.Errorf("%s %q: %w", a.flag, a.addr, err)
+			return &FieldError{Field: a.field, Value: a.addr, Err: err}
 		}
 	}
 	for _, a := range []struct{ flag, addr string }{{"--ws", c.WSAddr}, {"--wss", c.WSSAddr}} {
@@ -301,7 +320,7 @@ func (c Config) Validate() error {
 	}
 	if c.AdvertiseInternal != "" {
 		if host, _, err := net.SplitHostPort(c.AdvertiseInternal); err != nil || host == "" {
-			return fmt.Errorf("--advertise-internal %q: want host:port", c.AdvertiseInternal)
+			return &FieldError{Field: "AdvertiseInternal", Value: c.AdvertiseInternal, Err: errors.New("want host:port")}
 		}
 	}
 	if c.InboxPrefix == "" || strings.ContainsAny(c.InboxPrefix, "+#") {

@@ -1,7 +1,7 @@
 package node
 
-// Helpers for the fault tests that need the node's internals: each test gets its own
-// ZooKeeper ensemble and Redis (the package's shared ones live in package node_test).
+// Helpers for the fault tests that need the node's internals: each test gets a cluster of
+// its own (see faultEnv).
 
 import (
 	"context"
@@ -10,11 +10,10 @@ import (
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/auth"
-	"github.com/switchboard-mqtt/switchboard/coord/coordtest"
-	"github.com/switchboard-mqtt/switchboard/coord/zkcoord"
+	"github.com/switchboard-mqtt/switchboard/coord/memcoord"
 	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 	"github.com/switchboard-mqtt/switchboard/store"
-	"github.com/switchboard-mqtt/switchboard/store/redisstore"
+	"github.com/switchboard-mqtt/switchboard/store/embedded"
 )
 
 // faultStore is a store whose notice takes can be made to fail, as when the node cannot
@@ -31,45 +30,27 @@ func (s *faultStore) TakeNotices(ctx context.Context, node string, max int) ([]s
 	return s.Store.TakeNotices(ctx, node, max)
 }
 
+// faultEnv is one test's cluster: an in-memory coordinator cluster (each coord call is
+// another process's client of it) and one embedded store that every node of the test
+// shares, as they would share a Redis. The faults are injected by wrapping the store, so the
+// backends themselves are incidental and need no server.
 type faultEnv struct {
-	zk    []string
-	redis string
-	root  string
-	pfx   string
+	cl *memcoord.Cluster
+	st *embedded.Store
 }
 
 func newFaultEnv(t *testing.T) *faultEnv {
 	t.Helper()
-	return &faultEnv{
-		zk: testenv.Ensemble(t).Addrs(), redis: testenv.Redis(t).Addr,
-		root: "/fault-" + coordtest.Instance(), pfx: "fl-" + coordtest.Instance(),
-	}
+	return &faultEnv{cl: memcoord.NewCluster(), st: testenv.EmbeddedStore(t)}
 }
 
-func (e *faultEnv) coord(t *testing.T) *zkcoord.Coordinator {
+func (e *faultEnv) coord(t *testing.T) *memcoord.Coordinator {
 	t.Helper()
-	c, err := zkcoord.New(testenv.Context(t, 20*time.Second), zkcoord.Config{
-		Servers: e.zk, Root: e.root, SessionTimeout: 2 * time.Second, Logger: testenv.Logger(t),
-	})
-	if err != nil {
-		t.Fatalf("zkcoord.New: %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return testenv.OpenMemCoord(t, e.cl)
 }
 
-func (e *faultEnv) store(t *testing.T) *redisstore.Store {
-	t.Helper()
-	rc := redisstore.DefaultConfig()
-	rc.Addr = e.redis
-	rc.Prefix = e.pfx
-	st, err := redisstore.New(testenv.Context(t, 10*time.Second), rc)
-	if err != nil {
-		t.Fatalf("redisstore.New: %v", err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
-}
+// store returns the test's store (the same one at every call).
+func (e *faultEnv) store(*testing.T) store.Store { return e.st }
 
 func faultConfig(t *testing.T, id string) Config {
 	t.Helper()
@@ -86,7 +67,7 @@ func faultConfig(t *testing.T, id string) Config {
 	return cfg
 }
 
-func startFaultNode(t *testing.T, cfg Config, c *zkcoord.Coordinator, st store.Store) *Node {
+func startFaultNode(t *testing.T, cfg Config, c Coordinator, st store.Store) *Node {
 	t.Helper()
 	n, err := Start(testenv.Context(t, 30*time.Second), cfg, c, st, testenv.Logger(t))
 	if err != nil {

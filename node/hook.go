@@ -90,6 +90,9 @@ func (h *hook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return
 // with, unless those credentials have been revoked since (see sessions.go).
 func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	st := h.n.clients.byClient(cl)
+	if st != nil && st.revoked.Load() {
+		return false // ended here (taken over, access revoked): it gets and sends nothing more
+	}
 	delivery := !write && (st == nil || !st.subscribing.Load())
 	if delivery && strings.HasPrefix(topic, "$") && !dollarSubscribed(cl, topic) {
 		return false // not an access decision: see dollarSubscribed
@@ -168,9 +171,6 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	return pk, packets.ErrRejectPacket
 }
-
-// ProbeTopicPrefix: client c may always use topic ProbeTopicPrefix+c (monitor probes).
-const ProbeTopicPrefix = auth.ProbeTopicPrefix
 
 // errRefused ends a connection whose CONNACK we already sent.
 var errRefused = errors.New("connection refused")

@@ -121,11 +121,17 @@ func (l *listener) Protocol() string {
 }
 
 // Init is a no-op: the socket is bound in Node.Start so a busy port fails start-up early.
-func (l *listener) Init(*slog.Logger) error { return nil }
+// Init counts the listener as accepting from when mochi adds it: its socket is bound, so
+// the kernel queues connections until the accept loop, which mochi starts on a goroutine of
+// its own, takes them (a readiness check right after Start must not see a loop that is
+// merely not scheduled yet as one that stopped).
+func (l *listener) Init(*slog.Logger) error {
+	l.accepting.Store(true)
+	return nil
+}
 
 // Serve accepts connections until Close.
 func (l *listener) Serve(establish listeners.EstablishFn) {
-	l.accepting.Store(true)
 	defer l.accepting.Store(false)
 	var backoff time.Duration
 	for {

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/healthz"
 	"github.com/switchboard-mqtt/switchboard/internal/version"
 	"github.com/switchboard-mqtt/switchboard/lease"
 	"github.com/switchboard-mqtt/switchboard/store"
@@ -36,7 +37,7 @@ import (
 type Node struct {
 	cfg   Config
 	log   *slog.Logger
-	coord coord.Coordinator
+	coord Coordinator
 	store store.Store
 
 	mqtt     *mqtt.Server
@@ -55,7 +56,7 @@ type Node struct {
 	metrics  *metrics
 	clients  *clientTable
 	sessions *sessionIdents // who each session authenticated as, online or not
-	health   atomic.Pointer[Health]
+	health   atomic.Pointer[healthz.Report]
 
 	lease       *lease.Holder // the delivery lease: nothing is sent to clients without it
 	teller      *lease.Teller // queues into mailboxes and tells other nodes
@@ -88,10 +89,19 @@ type gateState struct {
 	redirect bool // quarantined: tell MQTT 5 clients to use another server
 }
 
+// Coordinator is what a node needs of the coordinator: to register itself, and the live
+// set of the other nodes, which its watcher follows. coord.Coordinator provides it.
+type Coordinator interface {
+	coord.Registrar
+	watcher.MemberWatch
+}
+
+var _ Coordinator = coord.Coordinator(nil)
+
 // Start binds the node's listeners, starts the broker, registers in the coordinator and
 // returns once the node is registered (or waiting in quarantine). It fails with a clear
 // error for a busy port or an id already live in the cluster; nothing is left running then.
-func Start(ctx context.Context, cfg Config, c coord.Coordinator, st store.Store, log *slog.Logger) (*Node, error) {
+func Start(ctx context.Context, cfg Config, c Coordinator, st store.Store, log *slog.Logger) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -126,7 +136,7 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 	var err error
 	mqttL, err := net.Listen("tcp", cfg.MQTTAddr)
 	if err != nil {
-		return fmt.Errorf("--mqtt %s: %w", cfg.MQTTAddr, err)
+		return &FieldError{Field: "MQTTAddr", Value: cfg.MQTTAddr, Err: err}
 	}
 	boundMQTT := mqttL.Addr()
 	// TLS is done per connection by the listener, after any PROXY header.
@@ -145,14 +155,14 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 		n.sideLis = append(n.sideLis, n.newSideListener(s.id, l, s.tls, true))
 	}
 	if n.wireLis, err = net.Listen("tcp", cfg.InternalAddr); err != nil {
-		return fmt.Errorf("--internal %s: %w", cfg.InternalAddr, err)
+		return &FieldError{Field: "InternalAddr", Value: cfg.InternalAddr, Err: err}
 	}
 	boundWire := n.wireLis.Addr()
 	if cfg.InternalTLS != nil {
 		n.wireLis = tls.NewListener(n.wireLis, cfg.InternalTLS)
 	}
 	if n.adminLis, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
-		return fmt.Errorf("--admin %s: %w", cfg.AdminAddr, err)
+		return &FieldError{Field: "AdminAddr", Value: cfg.AdminAddr, Err: err}
 	}
 
 	n.mqtt = mqtt.New(&mqtt.Options{

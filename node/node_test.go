@@ -11,11 +11,12 @@ import (
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/auth"
-	"github.com/switchboard-mqtt/switchboard/coord/coordtest"
-	"github.com/switchboard-mqtt/switchboard/coord/zkcoord"
+	"github.com/switchboard-mqtt/switchboard/coord/memcoord"
+	"github.com/switchboard-mqtt/switchboard/healthz"
 	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 	"github.com/switchboard-mqtt/switchboard/node"
-	"github.com/switchboard-mqtt/switchboard/store/redisstore"
+	"github.com/switchboard-mqtt/switchboard/store"
+	"github.com/switchboard-mqtt/switchboard/store/embedded"
 )
 
 var shared testenv.Shared
@@ -24,27 +25,12 @@ var shared testenv.Shared
 // goroutines may be left.
 func TestMain(m *testing.M) { shared.MainLeakCheck(m) }
 
-// backendsFor opens a ZooKeeper session under a fresh root and a Redis store under a fresh
-// key prefix, on the package's shared servers.
-func backendsFor(t *testing.T) (*zkcoord.Coordinator, *redisstore.Store) {
+// backendsFor opens a client of a fresh in-memory coordinator cluster and an embedded store
+// in a directory of its own: the node's tests check the node, and its backends (each with
+// its own suite) are incidental.
+func backendsFor(t *testing.T) (*memcoord.Coordinator, *embedded.Store) {
 	t.Helper()
-	c, err := zkcoord.New(testenv.Context(t, 20*time.Second), zkcoord.Config{
-		Servers: shared.Ensemble(t).Addrs(), Root: "/node-test-" + coordtest.Instance(),
-		SessionTimeout: 2 * time.Second, Logger: testenv.Logger(t),
-	})
-	if err != nil {
-		t.Fatalf("zkcoord.New: %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	rc := redisstore.DefaultConfig()
-	rc.Addr = shared.Redis(t).Addr
-	rc.Prefix = "nt-" + coordtest.Instance()
-	st, err := redisstore.New(testenv.Context(t, 10*time.Second), rc)
-	if err != nil {
-		t.Fatalf("redisstore.New: %v", err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return c, st
+	return testenv.OpenMemCoord(t, memcoord.NewCluster()), testenv.EmbeddedStore(t)
 }
 
 // testConfig is the default configuration on free loopback ports.
@@ -68,7 +54,7 @@ func anonymous(t *testing.T) *auth.Authenticator {
 	return a
 }
 
-func startNode(t *testing.T, cfg node.Config, c *zkcoord.Coordinator, st *redisstore.Store) *node.Node {
+func startNode(t *testing.T, cfg node.Config, c node.Coordinator, st store.Store) *node.Node {
 	t.Helper()
 	n, err := node.Start(testenv.Context(t, 30*time.Second), cfg, c, st, testenv.Logger(t))
 	if err != nil {
@@ -78,14 +64,14 @@ func startNode(t *testing.T, cfg node.Config, c *zkcoord.Coordinator, st *rediss
 	return n
 }
 
-func getHealth(adminAddr string) (int, node.Health, error) {
+func getHealth(adminAddr string) (int, healthz.Report, error) {
 	client := http.Client{Timeout: 5 * time.Second}
 	resp, err := client.Get("http://" + adminAddr + "/healthz")
 	if err != nil {
-		return 0, node.Health{}, err
+		return 0, healthz.Report{}, err
 	}
 	defer resp.Body.Close()
-	var h node.Health
+	var h healthz.Report
 	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
 		return resp.StatusCode, h, fmt.Errorf("decode /healthz: %w", err)
 	}
@@ -205,7 +191,7 @@ func TestHealthReportsLowDisk(t *testing.T) {
 	}
 }
 
-// TestStartRefusesBusyPort: a port in use fails Start with an error naming the flag, and
+// TestStartRefusesBusyPort: a port in use fails Start with an error naming the field, and
 // nothing is left running (the leak check covers the goroutines, the registration is
 // checked here).
 func TestStartRefusesBusyPort(t *testing.T) {
@@ -216,22 +202,22 @@ func TestStartRefusesBusyPort(t *testing.T) {
 	}
 	defer busy.Close()
 	for _, tc := range []struct {
-		flag string
-		set  func(*node.Config)
+		field string
+		set   func(*node.Config)
 	}{
-		{"--mqtt", func(c *node.Config) { c.MQTTAddr = busy.Addr().String() }},
-		{"--internal", func(c *node.Config) { c.InternalAddr = busy.Addr().String() }},
-		{"--admin", func(c *node.Config) { c.AdminAddr = busy.Addr().String() }},
+		{"MQTTAddr", func(c *node.Config) { c.MQTTAddr = busy.Addr().String() }},
+		{"InternalAddr", func(c *node.Config) { c.InternalAddr = busy.Addr().String() }},
+		{"AdminAddr", func(c *node.Config) { c.AdminAddr = busy.Addr().String() }},
 	} {
 		cfg := testConfig(t, "node-busy")
 		tc.set(&cfg)
 		n, err := node.Start(testenv.Context(t, 20*time.Second), cfg, c, st, testenv.Logger(t))
 		if err == nil {
 			n.Close(context.Background())
-			t.Fatalf("%s on a busy port: Start succeeded", tc.flag)
+			t.Fatalf("%s on a busy port: Start succeeded", tc.field)
 		}
-		if !strings.Contains(err.Error(), tc.flag) || !strings.Contains(err.Error(), busy.Addr().String()) {
-			t.Fatalf("%s busy: error %q does not name the flag and address", tc.flag, err)
+		if !strings.Contains(err.Error(), tc.field) || !strings.Contains(err.Error(), busy.Addr().String()) {
+			t.Fatalf("%s busy: error %q does not name the field and address", tc.field, err)
 		}
 	}
 	if live, err := c.Members(testenv.Context(t, 5*time.Second)); err != nil || len(live) != 0 {
@@ -254,12 +240,12 @@ func TestConfigValidate(t *testing.T) {
 		want   []string
 		reject []string // words that would blame another field
 	}{
-		{"empty id", func(c *node.Config) { c.ID = "" }, []string{"--id"}, nil},
-		{"bad id", func(c *node.Config) { c.ID = "a/b" }, []string{"--id", `"a/b"`}, nil},
-		{"mqtt no port", func(c *node.Config) { c.MQTTAddr = "localhost" }, []string{"--mqtt", `"localhost"`}, []string{"--internal", "--admin"}},
-		{"mqtt bad port", func(c *node.Config) { c.MQTTAddr = "127.0.0.1:mqtt-please" }, []string{"--mqtt", "mqtt-please"}, nil},
-		{"internal empty", func(c *node.Config) { c.InternalAddr = "" }, []string{"--internal"}, []string{"--mqtt", "--admin"}},
-		{"admin bad host", func(c *node.Config) { c.AdminAddr = "my host:80" }, []string{"--admin", "my host"}, []string{"--mqtt", "--internal"}},
+		{"empty id", func(c *node.Config) { c.ID = "" }, []string{"ID"}, nil},
+		{"bad id", func(c *node.Config) { c.ID = "a/b" }, []string{"ID", `"a/b"`}, nil},
+		{"mqtt no port", func(c *node.Config) { c.MQTTAddr = "localhost" }, []string{"MQTTAddr", `"localhost"`}, []string{"InternalAddr", "AdminAddr"}},
+		{"mqtt bad port", func(c *node.Config) { c.MQTTAddr = "127.0.0.1:mqtt-please" }, []string{"MQTTAddr", "mqtt-please"}, nil},
+		{"internal empty", func(c *node.Config) { c.InternalAddr = "" }, []string{"InternalAddr"}, []string{"MQTTAddr", "AdminAddr"}},
+		{"admin bad host", func(c *node.Config) { c.AdminAddr = "my host:80" }, []string{"AdminAddr", "my host"}, []string{"MQTTAddr", "InternalAddr"}},
 		{"inbox prefix empty", func(c *node.Config) { c.InboxPrefix = "" }, []string{"inbox prefix"}, nil},
 		{"inbox prefix plus", func(c *node.Config) { c.InboxPrefix = "in/+/" }, []string{"inbox prefix", `"in/+/"`}, nil},
 		{"inbox prefix hash", func(c *node.Config) { c.InboxPrefix = "#" }, []string{"inbox prefix", `"#"`}, nil},
@@ -298,7 +284,7 @@ func TestConfigValidate(t *testing.T) {
 	// Validate has no side effects: a refused config starts nothing.
 	bad := base
 	bad.MQTTAddr = "nonsense"
-	if _, err := node.Start(context.Background(), bad, nil, nil, testenv.Logger(t)); err == nil || !strings.Contains(err.Error(), "--mqtt") {
+	if _, err := node.Start(context.Background(), bad, nil, nil, testenv.Logger(t)); err == nil || !strings.Contains(err.Error(), "MQTTAddr") {
 		t.Fatalf("Start with a bad config: %v, want the validation error", err)
 	}
 }

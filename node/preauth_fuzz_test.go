@@ -17,11 +17,9 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/switchboard-mqtt/switchboard/auth"
-	"github.com/switchboard-mqtt/switchboard/coord/coordtest"
-	"github.com/switchboard-mqtt/switchboard/coord/zkcoord"
+	"github.com/switchboard-mqtt/switchboard/coord/memcoord"
 	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 	"github.com/switchboard-mqtt/switchboard/node"
-	"github.com/switchboard-mqtt/switchboard/store/redisstore"
 )
 
 // fuzzSecret signs the seeds' JWTs; fuzzPassword is alice's password in the fuzz node's
@@ -101,22 +99,8 @@ func startFuzzNode(tb testing.TB) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	c, err := zkcoord.New(testenv.Context(tb, 20*time.Second), zkcoord.Config{
-		Servers: shared.Ensemble(tb).Addrs(), Root: "/node-fuzz-" + coordtest.Instance(),
-		SessionTimeout: 2 * time.Second, Logger: testenv.Logger(tb),
-	})
-	if err != nil {
-		tb.Fatalf("zkcoord.New: %v", err)
-	}
-	tb.Cleanup(func() { c.Close() })
-	rc := redisstore.DefaultConfig()
-	rc.Addr = shared.Redis(tb).Addr
-	rc.Prefix = "nf-" + coordtest.Instance()
-	st, err := redisstore.New(testenv.Context(tb, 10*time.Second), rc)
-	if err != nil {
-		tb.Fatalf("redisstore.New: %v", err)
-	}
-	tb.Cleanup(func() { st.Close() })
+	c := testenv.OpenMemCoord(tb, memcoord.NewCluster())
+	st := testenv.EmbeddedStore(tb)
 
 	cfg := node.DefaultConfig()
 	cfg.ID = "fuzz-node"

@@ -10,8 +10,10 @@ import (
 	"github.com/switchboard-mqtt/switchboard/coord"
 )
 
-// quarantine carries out the node's own quarantine: the seed's "first remove it from the
-// load balancer, then from the cluster; keep it running for diagnosis".
+// quarantine carries out the node's own quarantine in the order that loses no client: first
+// out of the load balancer (healthz 503, new connections refused), then, after the grace
+// period, out of the live set (the entry withdrawn); the process keeps running so an
+// operator can look at it.
 type quarantine struct {
 	mu     sync.Mutex
 	active bool

@@ -38,7 +38,7 @@ func (ackingNode) Drain(context.Context, wire.Drain) wire.Result {
 // once, with their routes cached: every request goes straight to the node.
 func benchRouter(b *testing.B, clients int) (*router.Router, []string) {
 	b.Helper()
-	st := openStore(b, shared.Redis(b).Addr)
+	st := openStore(b)
 	cl := newCluster(b)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

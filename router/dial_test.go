@@ -19,7 +19,7 @@ import (
 // client (the pool dials again after every failed dial): the distinct nodes of a request
 // are dialed at once, before any group is sent.
 func TestUnreachableNodeCostsOneDialPerPass(t *testing.T) {
-	st := openStore(t, shared.Redis(t).Addr)
+	st := openStore(t)
 	cl := newCluster(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

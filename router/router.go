@@ -1,6 +1,7 @@
-// Package router is Switchboard's message router — the seed's GMP. It takes "send this to
-// client X" over HTTP and hands the message to the node X is connected to, or puts it in
-// X's mailbox when X is offline or its node cannot take it. A 2xx answer means the message
+// Package router is Switchboard's message router, the way into the cluster for the backends
+// that send push messages. It takes "send this to client X" over HTTP and hands the message
+// to the node X is connected to, or puts it in X's mailbox when X is offline or its node
+// cannot take it. A 2xx answer means the message
 // was delivered or stored, and that X's node (if any) knows of it: it will not be lost,
 // and nothing accepted after it reaches X before it.
 //
@@ -127,7 +128,7 @@ type Router struct {
 	cfg      Config
 	log      *slog.Logger
 	store    store.Store
-	members  *watcher.Watcher
+	members  LiveSet
 	pool     *wire.Pool
 	teller   *lease.Teller
 	routes   routes
@@ -138,9 +139,22 @@ type Router struct {
 	wg     sync.WaitGroup
 }
 
+// LiveSet is the live node set a router routes by; *watcher.Watcher provides it. Its
+// methods are called concurrently, from every request.
+type LiveSet interface {
+	// Lookup, Members and Changed serve the router's lease.Teller.
+	lease.Members
+	// Live returns node's member data if it is live under exactly epoch.
+	Live(node string, epoch int64) (coord.Member, bool)
+	// Subscribe returns a stream of joins and leaves from now on; the router closes it.
+	Subscribe() *watcher.Subscription
+}
+
+var _ LiveSet = (*watcher.Watcher)(nil)
+
 // New returns a router that routes by the live set in members and the presence and
 // mailboxes in st. Close releases it; it does not close st or members.
-func New(cfg Config, st store.Store, members *watcher.Watcher, log *slog.Logger) (*Router, error) {
+func New(cfg Config, st store.Store, members LiveSet, log *slog.Logger) (*Router, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -13,23 +13,28 @@ import (
 
 	"github.com/switchboard-mqtt/switchboard/coord"
 	"github.com/switchboard-mqtt/switchboard/coord/coordtest"
-	"github.com/switchboard-mqtt/switchboard/coord/zkcoord"
+	"github.com/switchboard-mqtt/switchboard/coord/memcoord"
 	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 	"github.com/switchboard-mqtt/switchboard/router"
 	"github.com/switchboard-mqtt/switchboard/store"
+	"github.com/switchboard-mqtt/switchboard/store/embedded"
 	"github.com/switchboard-mqtt/switchboard/store/redisstore"
 	"github.com/switchboard-mqtt/switchboard/watcher"
 )
 
 var shared testenv.Shared
 
-// The router, the watcher, the ZooKeeper and Redis clients all run goroutines: check that
+// The router, the watcher, the coordinator and the stores all run goroutines: check that
 // closing them leaves none behind.
 func TestMain(m *testing.M) { shared.MainLeakCheck(m) }
 
-// openStore opens a Redis store under a key prefix of its own, so tests do not see each
-// other's clients.
-func openStore(t testing.TB, addr string) *redisstore.Store {
+// openStore opens an embedded store. The router's tests check the router; the store is
+// incidental (its behaviour is the store suites'), so it needs no server.
+func openStore(t testing.TB) *embedded.Store { return testenv.EmbeddedStore(t) }
+
+// openRedisStore opens a Redis store under a key prefix of its own, for the one test that
+// stops the store's server under the router.
+func openRedisStore(t testing.TB, addr string) *redisstore.Store {
 	t.Helper()
 	cfg := redisstore.DefaultConfig()
 	cfg.Addr = addr
@@ -43,28 +48,21 @@ func openStore(t testing.TB, addr string) *redisstore.Store {
 	return st
 }
 
-// openCoord opens a ZooKeeper session on the shared ensemble under root.
-func openCoord(t testing.TB, root string) *zkcoord.Coordinator {
+// openCoord opens a client, with a session of its own, of the in-memory cluster cl.
+func openCoord(t testing.TB, cl *memcoord.Cluster) *memcoord.Coordinator {
 	t.Helper()
-	c, err := zkcoord.New(testenv.Context(t, 20*time.Second), zkcoord.Config{
-		Servers: shared.Ensemble(t).Addrs(), Root: root, SessionTimeout: 2 * time.Second, Logger: testenv.Logger(t),
-	})
-	if err != nil {
-		t.Fatalf("zkcoord.New: %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return testenv.OpenMemCoord(t, cl)
 }
 
-// cluster is a fresh namespace on the shared ensemble, with a watcher on it.
+// cluster is a fresh in-memory cluster, with a client and a watcher on it.
 type cluster struct {
-	c *zkcoord.Coordinator
+	c *memcoord.Coordinator
 	w *watcher.Watcher
 }
 
 func newCluster(t testing.TB) cluster {
 	t.Helper()
-	c := openCoord(t, "/router-test-"+coordtest.Instance())
+	c := openCoord(t, memcoord.NewCluster())
 	w, err := watcher.Start(testenv.Context(t, 10*time.Second), c, testenv.Logger(t))
 	if err != nil {
 		t.Fatalf("watcher.Start: %v", err)
@@ -87,9 +85,9 @@ func newRouter(t testing.TB, st store.Store, w *watcher.Watcher, tune func(*rout
 	return r
 }
 
-// fixture is a router on the shared Redis and a fresh namespace of the shared ensemble.
+// fixture is a router on an embedded store and a fresh in-memory cluster.
 type fixture struct {
-	st *redisstore.Store
+	st *embedded.Store
 	cl cluster
 	r  *router.Router
 	h  http.Handler
@@ -97,7 +95,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, tune func(*router.Config)) fixture {
 	t.Helper()
-	st := openStore(t, shared.Redis(t).Addr)
+	st := openStore(t)
 	cl := newCluster(t)
 	r := newRouter(t, st, cl.w, tune)
 	return fixture{st, cl, r, r.Handler()}
@@ -429,7 +427,7 @@ type health struct {
 // TestHealthz: 200 while Redis answers; 503 naming the store problem once it is stopped.
 func TestHealthz(t *testing.T) {
 	rd := testenv.Redis(t)
-	st := openStore(t, rd.Addr)
+	st := openRedisStore(t, rd.Addr)
 	cl := newCluster(t)
 	h := newRouter(t, st, cl.w, nil).Handler()
 	var hl health

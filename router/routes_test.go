@@ -68,7 +68,7 @@ func (f *fakeNode) Drain(_ context.Context, d wire.Drain) wire.Result {
 // tells the client's node before it answers (the node then reads the mailbox before it
 // sends anything newer).
 func TestRouteCacheSkipsTheStoreAndStaysCorrect(t *testing.T) {
-	st := &countingStore{Store: openStore(t, shared.Redis(t).Addr)}
+	st := &countingStore{Store: openStore(t)}
 	cl := newCluster(t)
 	fn := &fakeNode{session: "s1"}
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -40,7 +40,7 @@ func (slowNode) Drain(_ context.Context, d wire.Drain) wire.Result {
 // body is read, so a message whose client acknowledges after the read timeout is answered
 // delivered, on a server built by HTTPServer.
 func TestAnswerOutlastsReadTimeout(t *testing.T) {
-	st := openStore(t, shared.Redis(t).Addr)
+	st := openStore(t)
 	cl := newCluster(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

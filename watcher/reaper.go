@@ -29,18 +29,28 @@ const (
 	clearTimeout = 30 * time.Second
 )
 
-// RunReaper is the seed's watcher updating the Redis table: among every process that runs
-// it, one is elected (election "reaper"), and that one clears the presence of each node that
-// leaves the live set, for the epoch that left. Routers never route by a stale entry anyway
-// (they check the node's epoch against the live set); the reaper keeps the table true for
-// everyone who reads it. It returns when ctx ends.
+// ReaperCoordinator is what the reaper needs of the coordinator: its election, and a fresh
+// listing of the live set for the sweep (the watcher's view may lag). coord.Coordinator
+// provides it; its methods may be called concurrently.
+type ReaperCoordinator interface {
+	coord.Campaigner
+	Members(ctx context.Context) ([]coord.Member, error)
+}
+
+var _ ReaperCoordinator = coord.Coordinator(nil)
+
+// RunReaper keeps the store's presence table in step with the live set: among every process
+// that runs it, one is elected (election "reaper"), and that one clears the presence of each
+// node that leaves the live set, for the epoch that left. Routers never route by a stale
+// entry anyway (they check the node's epoch against the live set); the reaper keeps the
+// table true for everyone who reads it. It returns when ctx ends.
 //
 // A node can also leave while no reaper leads (every candidate down, or between one
 // leader's end and the next one's start): no one sees that leave as an event. So a leader
 // that starts sweeps first: it reads every (node, epoch) pair presence was recorded under,
 // in pages of sweepPage, and clears those that have left the live set. It sweeps again
 // every sweepEvery while it leads.
-func RunReaper(ctx context.Context, c coord.Coordinator, w *Watcher, st PresenceClearer, candidate string, log *slog.Logger) {
+func RunReaper(ctx context.Context, c ReaperCoordinator, w *Watcher, st PresenceClearer, candidate string, log *slog.Logger) {
 	log = log.With("component", "reaper")
 	coord.Lead(ctx, c, "reaper", candidate, log, func(ctx context.Context, lead coord.Leadership) {
 		log.Info("leading the reaper election", "candidate", candidate)
@@ -48,7 +58,36 @@ func RunReaper(ctx context.Context, c coord.Coordinator, w *Watcher, st Presence
 	})
 }
 
-func reap(ctx context.Context, c coord.Coordinator, lead coord.Leadership, w *Watcher, st PresenceClearer, log *slog.Logger) {
+// Reaper is a reaper candidate running on a goroutine of its own (see RunReaper), owned by
+// whoever started it: Close stops it, and after Close it calls neither the coordinator nor
+// the store, so the owner may close them next.
+type Reaper struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// StartReaper starts RunReaper on a goroutine of its own. It returns at once: the candidate
+// campaigns in the background and reaps while it leads.
+func StartReaper(c ReaperCoordinator, w *Watcher, st PresenceClearer, candidate string, log *slog.Logger) *Reaper {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Reaper{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		RunReaper(ctx, c, w, st, candidate, log)
+	}()
+	return r
+}
+
+// Done is closed once the reaper has stopped.
+func (r *Reaper) Done() <-chan struct{} { return r.done }
+
+// Close stops the reaper (resigning if it leads) and waits until it has. Idempotent.
+func (r *Reaper) Close() {
+	r.cancel()
+	<-r.done
+}
+
+func reap(ctx context.Context, c ReaperCoordinator, lead coord.Leadership, w *Watcher, st PresenceClearer, log *slog.Logger) {
 	sub := w.Subscribe()
 	defer sub.Close()
 	lctx, cancel := context.WithCancel(ctx)
@@ -114,7 +153,7 @@ func reap(ctx context.Context, c coord.Coordinator, lead coord.Leadership, w *Wa
 // show the node under that epoch; the watcher's view could lag behind the store. A node
 // listed under an older epoch than the pair's is such a lag too, and left alone. A
 // failure ends the sweep; the next one (or the next leader's) starts over.
-func sweep(ctx context.Context, c coord.Coordinator, st PresenceClearer, log *slog.Logger) {
+func sweep(ctx context.Context, c ReaperCoordinator, st PresenceClearer, log *slog.Logger) {
 	start := time.Now()
 	var after store.NodeEpoch
 	seen, cleared, clients := 0, 0, 0

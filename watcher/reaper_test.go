@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
-	"github.com/switchboard-mqtt/switchboard/coord/zkcoord"
+	"github.com/switchboard-mqtt/switchboard/coord/memcoord"
 	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 	"github.com/switchboard-mqtt/switchboard/store"
 	"github.com/switchboard-mqtt/switchboard/watcher"
@@ -93,11 +93,11 @@ func (f *fakeClearer) waitCall(c clearCall, d time.Duration) bool {
 	}
 }
 
-// reaperCandidate is one process running the reaper: its own ZooKeeper session, its own
+// reaperCandidate is one process running the reaper: its own coordinator session, its own
 // watcher and its own store.
 type reaperCandidate struct {
 	name  string
-	c     *zkcoord.Coordinator
+	c     *memcoord.Coordinator
 	w     *watcher.Watcher
 	clear *fakeClearer
 }
@@ -408,5 +408,42 @@ func TestReaperSweepsWhatNoLeaderSaw(t *testing.T) {
 		if n := fc.count(clearCall{keep.Node, keep.Epoch}); n != 0 {
 			t.Fatalf("%v cleared; it is live, or newer than its node's listed epoch", keep)
 		}
+	}
+}
+
+// TestStartedReaperStopsAtClose: a reaper started with StartReaper leads, and Close stops it
+// for good: it resigns, Done is closed, and a node that leaves afterwards is not cleared by
+// it (its owner may close the store right after Close).
+func TestStartedReaperStopsAtClose(t *testing.T) {
+	root := freshRoot()
+	mc := openCoord(t, root)
+	c := openCoord(t, root)
+	w := startWatcher(t, c)
+	fc := newFakeClearer()
+	r := watcher.StartReaper(c, w, fc, "reaper-owned", testenv.Logger(t))
+	t.Cleanup(r.Close)
+	testenv.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		name, err := mc.Leader(testenv.Context(t, 5*time.Second), "reaper")
+		if err != nil || name != "reaper-owned" {
+			return fmt.Errorf("leader %q, %v", name, err)
+		}
+		return nil
+	})
+	a, reg := register(t, mc, "node-a")
+	waitLive(t, w, a)
+	r.Close()
+	select {
+	case <-r.Done():
+	default:
+		t.Fatal("Done is open after Close")
+	}
+	r.Close() // idempotent
+	if name, err := mc.Leader(testenv.Context(t, 5*time.Second), "reaper"); !errors.Is(err, coord.ErrNotFound) {
+		t.Fatalf("after Close the reaper election is led by %q (%v); want no leader", name, err)
+	}
+	deregister(t, reg)
+	time.Sleep(100 * time.Millisecond)
+	if calls := fc.snapshot(); len(calls) != 0 {
+		t.Fatalf("a closed reaper cleared %v", calls)
 	}
 }

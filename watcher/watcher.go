@@ -1,7 +1,8 @@
-// Package watcher holds the cluster's live node set — the seed's watcher client. It follows
-// a coord.Coordinator's member watch (which re-arms ZooKeeper's one-shot watches and re-lists
-// after reconnects) and offers the current set, a check that a node is live under a given
-// epoch, and subscriptions to join and leave events. Routers, monitors and nodes use it.
+// Package watcher holds one process's copy of the cluster's live node set. It follows the
+// coordinator's member watch (MemberWatch; the ZooKeeper backend re-arms its one-shot
+// watches and re-lists after reconnects) and offers the current set, a check that a node is
+// live under a given epoch, and subscriptions to join and leave events. Routers, monitors
+// and nodes use it.
 package watcher
 
 import (
@@ -59,8 +60,17 @@ type Watcher struct {
 	done   chan struct{}
 }
 
+// MemberWatch is what a Watcher needs of the coordinator; coord.Membership provides it.
+// The channel delivers the whole live set first and again after every change, and is closed
+// when ctx ends or the coordinator closes.
+type MemberWatch interface {
+	WatchMembers(ctx context.Context) (<-chan []coord.Member, error)
+}
+
+var _ MemberWatch = coord.Coordinator(nil)
+
 // Start begins watching and returns once the first member set has arrived.
-func Start(ctx context.Context, c coord.Coordinator, log *slog.Logger) (*Watcher, error) {
+func Start(ctx context.Context, c MemberWatch, log *slog.Logger) (*Watcher, error) {
 	if log == nil {
 		log = slog.Default()
 	}

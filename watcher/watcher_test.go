@@ -2,38 +2,67 @@ package watcher_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/switchboard-mqtt/switchboard/coord"
 	"github.com/switchboard-mqtt/switchboard/coord/coordtest"
-	"github.com/switchboard-mqtt/switchboard/coord/zkcoord"
+	"github.com/switchboard-mqtt/switchboard/coord/memcoord"
 	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 	"github.com/switchboard-mqtt/switchboard/watcher"
 )
 
-var shared testenv.Shared
-
 // The watcher and the reaper run goroutines of their own: check none is left behind.
-func TestMain(m *testing.M) { shared.MainLeakCheck(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-const sessionTimeout = 2 * time.Second
+// The watcher and the reaper need only the coordinator's interface: they are tested on an
+// in-memory one. The ZooKeeper and etcd specifics (re-armed watches, re-listing after a
+// reconnect) are the backends' own suites'.
 
-// freshRoot is a znode namespace no other test uses.
+// clusters are the in-memory clusters by namespace: every openCoord with the same root is
+// another process's client of the same cluster.
+var clusters = struct {
+	sync.Mutex
+	m map[string]*memcoord.Cluster
+}{m: map[string]*memcoord.Cluster{}}
+
+// freshRoot is a namespace no other test uses.
 func freshRoot() string { return "/watcher-test-" + coordtest.Instance() }
 
-// openCoord opens a ZooKeeper client (its own session) on the shared ensemble under root.
-func openCoord(t *testing.T, root string) *zkcoord.Coordinator {
+// openCoord opens a client (its own session) of the cluster named root.
+func openCoord(t *testing.T, root string) *memcoord.Coordinator {
 	t.Helper()
-	e := shared.Ensemble(t)
-	c, err := zkcoord.New(testenv.Context(t, 20*time.Second), zkcoord.Config{
-		Servers: e.Addrs(), Root: root, SessionTimeout: sessionTimeout, Logger: testenv.Logger(t),
-	})
-	if err != nil {
-		t.Fatalf("zkcoord.New: %v", err)
+	clusters.Lock()
+	cl, ok := clusters.m[root]
+	if !ok {
+		cl = memcoord.NewCluster()
+		clusters.m[root] = cl
+		advanceEpochs(t, cl, 1000)
 	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	clusters.Unlock()
+	return testenv.OpenMemCoord(t, cl)
+}
+
+// advanceEpochs moves a fresh cluster's revision counter on by n (each campaign takes a
+// revision), so its epochs are, like a real backend's transaction ids, far above the small
+// made-up "older" epochs the reaper tests record.
+func advanceEpochs(t *testing.T, cl *memcoord.Cluster, n int) {
+	t.Helper()
+	c := cl.Open(memcoord.Config{Logger: testenv.Logger(t)})
+	defer c.Close()
+	ctx := testenv.Context(t, 10*time.Second)
+	for range n {
+		l, err := c.Campaign(ctx, "warm-up", "x")
+		if err != nil {
+			t.Fatalf("campaign: %v", err)
+		}
+		if err := l.Resign(ctx); err != nil {
+			t.Fatalf("resign: %v", err)
+		}
+	}
 }
 
 func startWatcher(t *testing.T, c coord.Coordinator) *watcher.Watcher {

@@ -1,6 +1,7 @@
 // Package zkstat asks ZooKeeper servers about themselves with the four-letter words (srvr,
-// stat, ruok, mntr) and decides whether an ensemble has a serving quorum. It is the seed's
-// `echo stat | nc localhost 2181 | grep Mode`, done properly.
+// stat, ruok, mntr) and decides whether an ensemble has a serving quorum: each server's
+// mode (leader, follower, standalone), and whether a majority of the listed servers serves
+// with a leader among them.
 package zkstat
 
 import (

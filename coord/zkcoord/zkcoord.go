@@ -93,7 +93,7 @@ func DefaultConfig() Config {
 // Validate checks the configuration without side effects.
 func (c Config) Validate() error {
 	if len(c.Servers) == 0 {
-		return errors.New("zk: no servers given (--zk host:port,host:port,...)")
+		return errors.New("zk: Servers: no servers given (want the host:port of each ensemble member)")
 	}
 	for _, s := range c.Servers {
 		if _, port, err := net.SplitHostPort(s); err != nil || port == "" {

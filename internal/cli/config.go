@@ -183,6 +183,11 @@ func (c *configFlag) apply(fs *flag.FlagSet, given map[string]bool) error {
 		if !ok {
 			return
 		}
+		if now, alias := flagAliases[fl.Name]; alias {
+			if _, ok := f.lookup(c.role, now); ok {
+				return // the new name's key wins
+			}
+		}
 		if err := fs.Set(fl.Name, en.value); err != nil {
 			errs = append(errs, f.valueError(en, fl, err))
 		}

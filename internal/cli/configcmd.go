@@ -128,11 +128,16 @@ func keyOf(f *configFile, role, name string) string {
 // sourceOf says where a flag's value came from, as parse took it (config check gives no
 // flags but --config).
 func sourceOf(f *configFile, role string, fl *flag.Flag) string {
-	if _, ok := os.LookupEnv(envName(fl.Name)); ok {
-		return envName(fl.Name)
+	names := namesOf(fl.Name)
+	for _, n := range names {
+		if _, ok := os.LookupEnv(envName(n)); ok {
+			return envName(n)
+		}
 	}
-	if en, ok := f.lookup(role, fl.Name); ok {
-		return f.where(en.key0)
+	for _, n := range names {
+		if en, ok := f.lookup(role, n); ok {
+			return f.where(en.key0)
+		}
 	}
 	return "default"
 }
@@ -154,7 +159,7 @@ func writeEffectiveSection(w io.Writer, section string, fs *flag.FlagSet, f *con
 	fmt.Fprintf(w, "%s:\n", section)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fs.VisitAll(func(fl *flag.Flag) {
-		if !in(fl) {
+		if !in(fl) || isAlias(fl.Name) {
 			return
 		}
 		if v, ok := fl.Value.(*secretValue); ok {

@@ -47,6 +47,9 @@ func writeExample(w io.Writer, active bool) error {
 	for _, s := range shared {
 		fmt.Fprintf(w, "# %s\n%s:\n", s.title, s.name)
 		s.flags.VisitAll(func(fl *flag.Flag) {
+			if isAlias(fl.Name) {
+				return // the example shows a flag under its name now
+			}
 			canonical[fl.Name] = fl
 			writeExampleKey(w, s.flags, fl, "", active, host)
 		})
@@ -58,7 +61,7 @@ func writeExample(w io.Writer, active bool) error {
 		}
 		fmt.Fprintf(w, "# switchboard %s: %s.\n%s:\n", role, commandSummary(role), role)
 		fs.VisitAll(func(fl *flag.Flag) {
-			if fl.Name == "config" {
+			if fl.Name == "config" || isAlias(fl.Name) {
 				return
 			}
 			if c, ok := canonical[fl.Name]; ok {

@@ -33,7 +33,7 @@ type discovery struct {
 	API       string    `json:"api"`      // the router's base URL
 	Etcd      string    `json:"etcd,omitempty"`
 	ZK        string    `json:"zk,omitempty"`
-	Root      string    `json:"root"` // --zk-root: the znode or etcd key prefix
+	Root      string    `json:"root"` // --coord-root: the znode or etcd key prefix
 	Nodes     []upNode  `json:"nodes"`
 }
 
@@ -145,7 +145,7 @@ func (o *coordOptions) discover(fs *flag.FlagSet, e env) error {
 		return err
 	}
 	o.etcd, o.servers = d.Etcd, d.ZK
-	if !flagSet(fs, "zk-root") && d.Root != "" {
+	if !flagSet(fs, "coord-root") && !flagSet(fs, "zk-root") && d.Root != "" {
 		o.root = d.Root
 	}
 	d.announce(e)

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
-	"github.com/switchboard-mqtt/switchboard/node"
+	"github.com/switchboard-mqtt/switchboard/healthz"
 )
 
 // drainPoll is how often `quarantine --wait` and `release --wait` look again.
@@ -90,7 +90,7 @@ func waitRejoined(ctx context.Context, e env, c coord.Coordinator, id string, d 
 	}
 }
 
-func inLiveSet(ctx context.Context, c coord.Coordinator, id string) (bool, error) {
+func inLiveSet(ctx context.Context, c coord.Membership, id string) (bool, error) {
 	members, err := c.Members(ctx)
 	if err != nil {
 		return false, err
@@ -120,7 +120,7 @@ func healthClients(ctx context.Context, admin string) (int, bool) {
 		return 0, false
 	}
 	defer resp.Body.Close()
-	var h node.Health
+	var h healthz.Report
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&h); err != nil {
 		return 0, false
 	}

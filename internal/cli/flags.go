@@ -52,12 +52,18 @@ func parse(fs *flag.FlagSet, args []string) error {
 			m.markCommandLine() // a secret in the process list: see warnSecrets
 		}
 	})
+	markAliases(set)
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
 		if set[f.Name] {
 			return
 		}
-		key := "SWITCHBOARD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		key := envName(f.Name)
+		if now, ok := flagAliases[f.Name]; ok && fs.Lookup(now) != nil {
+			if _, ok := os.LookupEnv(envName(now)); ok {
+				return // the new name's variable wins
+			}
+		}
 		if v, ok := os.LookupEnv(key); ok {
 			if err := fs.Set(f.Name, v); err != nil {
 				errs = append(errs, fmt.Errorf("%s=%q: %w", key, v, err))
@@ -70,9 +76,43 @@ func parse(fs *flag.FlagSet, args []string) error {
 	if cf != nil && cf.path != "" {
 		given := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+		markAliases(given)
 		return cf.apply(fs, given)
 	}
 	return nil
+}
+
+// flagAliases maps a flag's old name to its name now. Both are defined on the same variable;
+// the command line, the environment and the config file accept either, the new name wins
+// where both are given at the same level, and a name given at a higher level (a flag over
+// the environment over the file) wins whichever name it uses. The example file and
+// `config check` show only the new name.
+var flagAliases = map[string]string{
+	"zk-root":         "coord-root",
+	"zk-dial-timeout": "coord-dial-timeout",
+}
+
+// isAlias reports whether name is a flag's old name.
+func isAlias(name string) bool { _, ok := flagAliases[name]; return ok }
+
+// namesOf returns a flag's name and then its old names.
+func namesOf(name string) []string {
+	names := []string{name}
+	for old, now := range flagAliases {
+		if now == name {
+			names = append(names, old)
+		}
+	}
+	return names
+}
+
+// markAliases marks both names of a flag given under either.
+func markAliases(given map[string]bool) {
+	for old, now := range flagAliases {
+		if given[old] || given[now] {
+			given[old], given[now] = true, true
+		}
+	}
 }
 
 // logOptions are the logging flags every long-running command takes.
@@ -117,10 +157,12 @@ func (o *coordOptions) register(fs *flag.FlagSet) {
 	d := zkcoord.DefaultConfig()
 	fs.StringVar(&o.servers, "zk", "", "ZooKeeper servers, comma-separated host:port (all of the ensemble)")
 	fs.StringVar(&o.etcd, "etcd", "", "etcd endpoints, comma-separated (instead of --zk)")
-	fs.StringVar(&o.root, "zk-root", d.Root, "znode (or etcd key prefix) under which Switchboard keeps its state")
+	fs.StringVar(&o.root, "coord-root", d.Root, "ZooKeeper znode or etcd key prefix under which Switchboard keeps its state")
+	fs.StringVar(&o.root, "zk-root", d.Root, "the old name of --coord-root")
 	fs.DurationVar(&o.sessionTimeout, "session-timeout", d.SessionTimeout,
 		"ZooKeeper session timeout / etcd lease TTL: how soon a dead node leaves the live set")
-	fs.DurationVar(&o.dialTimeout, "zk-dial-timeout", d.DialTimeout, "how long to wait for the coordination backend at start-up")
+	fs.DurationVar(&o.dialTimeout, "coord-dial-timeout", d.DialTimeout, "how long to wait for the coordination backend (ZooKeeper or etcd) at start-up")
+	fs.DurationVar(&o.dialTimeout, "zk-dial-timeout", d.DialTimeout, "the old name of --coord-dial-timeout")
 	o.auth.register(fs, "zk-auth", "the ZooKeeper digest credentials user:password (znodes Switchboard creates are then writable only with them)")
 }
 
@@ -142,6 +184,9 @@ func (o *coordOptions) validate() error {
 			return usageError{err}
 		}
 	default:
+		if len(splitList(o.servers)) == 0 {
+			return usagef("--zk %q: no host:port in it", o.servers)
+		}
 		if err := o.zkConfig(nil).Validate(); err != nil {
 			return usageError{err}
 		}

@@ -84,11 +84,12 @@ func runMonitor(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer w.Close()
-	m, err := monitor.New(cfg, c, w, log)
+	m, err := monitor.Start(cfg, c, w, log)
 	if err != nil {
 		l.Close()
 		return err
 	}
+	defer m.Close() // stopped before its watcher and the coordinator close
 	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(l) }()
 	defer srv.Close()
@@ -99,10 +100,11 @@ func runMonitor(ctx context.Context, e env, args []string) error {
 			return err
 		}
 		defer st.Close()
-		go watcher.RunReaper(ctx, c, w, st, cfg.ID, log)
+		reaper := watcher.StartReaper(c, w, st, cfg.ID, log)
+		defer reaper.Close() // before the store and the coordinator close: defers run last first
 	}
 	log.Info("monitor started", "admin", l.Addr().String())
-	m.Run(ctx)
+	<-ctx.Done()
 	return nil
 }
 

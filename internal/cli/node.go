@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/node"
@@ -138,7 +140,7 @@ func runNode(ctx context.Context, e env, args []string) error {
 	}
 	cfg.Auth = authn
 	if err := cfg.Validate(); err != nil {
-		return usageError{err}
+		return usageError{nodeFlagError(err)}
 	}
 	if err := zo.validate(); err != nil {
 		return err
@@ -163,9 +165,32 @@ func runNode(ctx context.Context, e env, args []string) error {
 	defer c.Close()
 	n, err := node.Start(ctx, cfg, c, st, log)
 	if err != nil {
-		return err
+		return nodeFlagError(err)
 	}
 	<-ctx.Done()
 	log.Info("shutting down")
 	return n.Close(context.Background())
+}
+
+// nodeFlags names the flag behind each node.Config field a node.FieldError can name.
+var nodeFlags = map[string]string{
+	"ID": "--id", "MQTTAddr": "--mqtt", "InternalAddr": "--internal", "AdminAddr": "--admin",
+	"AdvertiseInternal": "--advertise-internal",
+}
+
+// nodeFlagError says which flag a node error is about: the node names its config field,
+// the user knows the flag.
+func nodeFlagError(err error) error {
+	var fe *node.FieldError
+	if !errors.As(err, &fe) {
+		return err
+	}
+	flag, ok := nodeFlags[fe.Field]
+	if !ok {
+		return err
+	}
+	if fe.Value == "" {
+		return fmt.Errorf("%s: %w", flag, fe.Err)
+	}
+	return fmt.Errorf("%s %q: %w", flag, fe.Value, fe.Err)
 }

@@ -164,11 +164,10 @@ func registerHTTPFlags(fs *flag.FlagSet, h *router.HTTPConfig) {
 
 // routerServer is a running router with its HTTP server and reaper.
 type routerServer struct {
-	r       *router.Router
-	w       *watcher.Watcher
-	http    *http.Server
-	cancel  context.CancelFunc
-	stopped chan struct{}
+	r      *router.Router
+	w      *watcher.Watcher
+	http   *http.Server
+	reaper *watcher.Reaper
 }
 
 // startRouter starts the router role on l (TLS with serverTLS, if set): the same code
@@ -193,12 +192,11 @@ func startRouter(ctx context.Context, cfg router.Config, c coord.Coordinator, st
 		w.Close()
 		return nil, err
 	}
-	rctx, cancel := context.WithCancel(context.Background())
 	h := ui.Handler()
 	if tokens != nil {
 		h = ui.AuthHandler(tokens)
 	}
-	s := &routerServer{r: r, w: w, cancel: cancel, stopped: make(chan struct{}), http: r.HTTPServer(h)}
+	s := &routerServer{r: r, w: w, http: r.HTTPServer(h)}
 	s.http.RegisterOnShutdown(ui.Close) // its live streams end, so Shutdown need not wait for them
 	// The cap counts TCP connections, under TLS, so a handshake that never completes holds
 	// a slot only until the read header timeout.
@@ -206,10 +204,7 @@ func startRouter(ctx context.Context, cfg router.Config, c coord.Coordinator, st
 	if serverTLS != nil {
 		l = tls.NewListener(l, serverTLS)
 	}
-	go func() {
-		defer close(s.stopped)
-		watcher.RunReaper(rctx, c, w, st, id, log)
-	}()
+	s.reaper = watcher.StartReaper(c, w, st, id, log)
 	go func() {
 		if err := s.http.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("router HTTP server", "error", err)
@@ -222,8 +217,7 @@ func (s *routerServer) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := s.http.Shutdown(ctx)
-	s.cancel()
-	<-s.stopped
+	s.reaper.Close()
 	s.r.Close()
 	s.w.Close()
 	return err

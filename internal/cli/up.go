@@ -269,7 +269,7 @@ func (u *upCluster) startRoles(ctx context.Context, o upOptions, apiL net.Listen
 		return fmt.Errorf("monitor admin: %w", err)
 	}
 	mcfg.AdminAddr = ml.Addr().String()
-	mon, err := monitor.New(mcfg, mc, mw, u.log)
+	mon, err := monitor.Start(mcfg, mc, mw, u.log)
 	if err != nil {
 		ml.Close()
 		return err
@@ -277,10 +277,7 @@ func (u *upCluster) startRoles(ctx context.Context, o upOptions, apiL net.Listen
 	msrv := &http.Server{Handler: mon.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = msrv.Serve(ml) }()
 	u.closers = append(u.closers, func() { _ = msrv.Close() })
-	mctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); mon.Run(mctx) }()
-	u.stopMon = func() { stop(); <-done }
+	u.stopMon = mon.Close
 	return nil
 }
 

@@ -1,4 +1,10 @@
-package bench
+// Package mqttclient is a small MQTT 3.1.1/5.0 client on raw TCP with mochi's packet codec,
+// so it speaks exactly what the nodes parse. It serves two users that must not be what they
+// measure: the load generator (bench), whose hot paths (reading a PUBLISH, queueing one)
+// allocate nothing, and the monitor's probe, which connects, pings, subscribes and sends
+// itself one message. It is not a general-purpose client: no TLS, no session resumption,
+// no retransmission; a test that needs those uses paho (internal/testenv).
+package mqttclient
 
 import (
 	"bufio"
@@ -14,8 +20,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// ClientOptions configure a Client.
-type ClientOptions struct {
+// Options configure a Client.
+type Options struct {
 	// ID is the MQTT client identifier.
 	ID string
 	// Version is the MQTT protocol version: 4 (3.1.1) or 5.
@@ -57,15 +63,15 @@ type Message struct {
 	ID string
 }
 
-// Client is a minimal MQTT 3.1.1/5.0 client for load generation, on raw TCP with mochi's
-// packet codec. Dial does the handshake synchronously; Subscribe before Start is
-// synchronous too. Start runs a reader goroutine (acknowledging QoS 1 messages) and a writer
-// goroutine that coalesces everything queued since its last write into one write, so a busy
-// client makes one system call for many packets and an idle one answers at once.
+// Client is one MQTT connection. Dial does the handshake synchronously; Ping and Subscribe
+// before Start are synchronous too. Start runs a reader goroutine (acknowledging QoS 1
+// messages) and a writer goroutine that coalesces everything queued since its last write
+// into one write, so a busy client makes one system call for many packets and an idle one
+// answers at once.
 //
 // Publish may be called from any number of goroutines after Start. Close is idempotent.
 type Client struct {
-	opts ClientOptions
+	opts Options
 	conn net.Conn
 	r    *bufio.Reader
 
@@ -109,7 +115,7 @@ const maxPending = 1 << 20
 var ErrClosed = errors.New("mqtt client closed")
 
 // Dial connects to addr and completes CONNECT/CONNACK. ctx bounds the handshake only.
-func Dial(ctx context.Context, addr string, o ClientOptions) (*Client, error) {
+func Dial(ctx context.Context, addr string, o Options) (*Client, error) {
 	if o.Version == 0 {
 		o.Version = 4
 	}
@@ -205,6 +211,46 @@ func (c *Client) Subscribe(ctx context.Context, filter string, qos byte) error {
 		return fmt.Errorf("subscribe %s refused: reason codes %v", filter, sa.ReasonCodes)
 	}
 	return nil
+}
+
+// Ping sends PINGREQ and waits for the PINGRESP, bounded by ctx. It must be called before
+// Start (after it, the writer pings on its own when keep-alive asks).
+func (c *Client) Ping(ctx context.Context) error {
+	if c.started {
+		return errors.New("ping after start")
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.conn.SetDeadline(dl)
+		defer c.conn.SetDeadline(time.Time{})
+	}
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingreq}}
+	if err := c.writeSync(&pk); err != nil {
+		return fmt.Errorf("send PINGREQ: %w", err)
+	}
+	if _, err := c.readSync(packets.Pingresp); err != nil {
+		return fmt.Errorf("PINGRESP: %w", err)
+	}
+	return nil
+}
+
+// IdleClosed reports, without blocking, whether the broker closed the connection of a
+// client that was never started (a connection storm holds many such clients): a read with
+// a deadline a millisecond away sees EOF at once. A closed client is ended, as if its reader
+// had seen the EOF.
+func (c *Client) IdleClosed() bool {
+	_ = c.conn.SetReadDeadline(time.Now().Add(time.Millisecond))
+	_, err := c.r.Peek(1)
+	_ = c.conn.SetReadDeadline(time.Time{})
+	if err != nil && !isTimeout(err) {
+		c.errOnce.Do(func() { c.err = err; close(c.done) })
+		return true
+	}
+	return false
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
 }
 
 // Start starts the reader and writer goroutines.

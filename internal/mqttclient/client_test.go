@@ -1,4 +1,4 @@
-package bench
+package mqttclient
 
 import (
 	"bufio"
@@ -13,9 +13,11 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 )
 
-func dialT(t *testing.T, addr string, o ClientOptions) *Client {
+func dialT(t *testing.T, addr string, o Options) *Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -67,19 +69,19 @@ func (r *received) waitFor(t *testing.T, n int, d time.Duration) []Message {
 }
 
 func TestClientPublishSubscribe(t *testing.T) {
-	srv, addr := startMochi(t)
+	srv, addr := testenv.StartMochi(t)
 	for _, version := range []byte{4, 5} {
 		for _, qos := range []byte{0, 1} {
 			t.Run(fmt.Sprintf("v%d-qos%d", version, qos), func(t *testing.T) {
 				topic := fmt.Sprintf("t/%d/%d", version, qos)
 				rec := newReceived()
-				sub := dialT(t, addr, ClientOptions{ID: "sub" + topic, Version: version, OnMessage: rec.on})
+				sub := dialT(t, addr, Options{ID: "sub" + topic, Version: version, OnMessage: rec.on})
 				if err := sub.Subscribe(context.Background(), topic, qos); err != nil {
 					t.Fatal(err)
 				}
 				sub.Start()
 				var acks atomic.Int64
-				pub := dialT(t, addr, ClientOptions{ID: "pub" + topic, Version: version, MaxInflight: 8,
+				pub := dialT(t, addr, Options{ID: "pub" + topic, Version: version, MaxInflight: 8,
 					OnPuback: func(uint16, byte) { acks.Add(1) }})
 				pub.Start()
 				const n = 2000
@@ -132,14 +134,14 @@ func TestClientPublishSubscribe(t *testing.T) {
 }
 
 func TestClientLargePayloadSmallBuffer(t *testing.T) {
-	_, addr := startMochi(t)
+	_, addr := testenv.StartMochi(t)
 	rec := newReceived()
-	sub := dialT(t, addr, ClientOptions{ID: "big-sub", ReadBufferSize: 64, OnMessage: rec.on})
+	sub := dialT(t, addr, Options{ID: "big-sub", ReadBufferSize: 64, OnMessage: rec.on})
 	if err := sub.Subscribe(context.Background(), "big", 1); err != nil {
 		t.Fatal(err)
 	}
 	sub.Start()
-	pub := dialT(t, addr, ClientOptions{ID: "big-pub"})
+	pub := dialT(t, addr, Options{ID: "big-pub"})
 	pub.Start()
 	payload := bytes.Repeat([]byte("0123456789"), 30_000)
 	for range 3 {
@@ -155,21 +157,21 @@ func TestClientLargePayloadSmallBuffer(t *testing.T) {
 }
 
 func TestClientRefused(t *testing.T) {
-	_, addr := startMochi(t)
+	_, addr := testenv.StartMochi(t)
 	for _, v := range []byte{4, 5} {
-		_, err := Dial(context.Background(), addr, ClientOptions{ID: "refused-1", Version: v})
+		_, err := Dial(context.Background(), addr, Options{ID: "refused-1", Version: v})
 		if err == nil || !strings.Contains(err.Error(), "refused with reason") {
 			t.Fatalf("v%d: Dial of a refused client: %v", v, err)
 		}
 	}
-	if _, err := Dial(context.Background(), addr, ClientOptions{ID: "x", Version: 3}); err == nil {
+	if _, err := Dial(context.Background(), addr, Options{ID: "x", Version: 3}); err == nil {
 		t.Fatal("Dial accepted MQTT version 3")
 	}
 }
 
 func TestClientSeesBrokerDisconnect(t *testing.T) {
-	srv, addr := startMochi(t)
-	c := dialT(t, addr, ClientOptions{ID: "gone", Version: 5})
+	srv, addr := testenv.StartMochi(t)
+	c := dialT(t, addr, Options{ID: "gone", Version: 5})
 	c.Start()
 	cl, ok := srv.Clients.Get("gone")
 	if !ok {
@@ -190,8 +192,8 @@ func TestClientSeesBrokerDisconnect(t *testing.T) {
 }
 
 func TestClientKeepAlivePings(t *testing.T) {
-	_, addr := startMochi(t)
-	c := dialT(t, addr, ClientOptions{ID: "pinger", KeepAlive: 1})
+	_, addr := testenv.StartMochi(t)
+	c := dialT(t, addr, Options{ID: "pinger", KeepAlive: 1})
 	c.Start()
 	// mochi drops a client silent for 1.5 keep-alive intervals.
 	select {
@@ -206,7 +208,7 @@ func TestClientDecodesUserProperty(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
 	rec := newReceived()
-	c := &Client{opts: ClientOptions{Version: 5, OnMessage: rec.on}, conn: b, r: bufio.NewReader(b),
+	c := &Client{opts: Options{Version: 5, OnMessage: rec.on}, conn: b, r: bufio.NewReader(b),
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 	c.wcond = sync.NewCond(&c.wmu)
 	c.Start()
@@ -236,24 +238,9 @@ func TestClientDecodesUserProperty(t *testing.T) {
 	}
 }
 
-func TestParseSourceIPs(t *testing.T) {
-	got, err := ParseSourceIPs("127.0.0.2-127.0.0.4, 127.0.1.1")
-	if err != nil || strings.Join(got, ",") != "127.0.0.2,127.0.0.3,127.0.0.4,127.0.1.1" {
-		t.Fatalf("%v %v", got, err)
-	}
-	for _, bad := range []string{"x", "127.0.0.5-127.0.0.4", "::1", "127.0.0.0-127.1.0.0"} {
-		if _, err := ParseSourceIPs(bad); err == nil {
-			t.Errorf("ParseSourceIPs(%q) succeeded", bad)
-		}
-	}
-	if got, _ := ParseSourceIPs(""); len(got) != 0 {
-		t.Fatal("empty list")
-	}
-}
-
 func TestClientFromSourceAddress(t *testing.T) {
-	srv, addr := startMochi(t)
-	c := dialT(t, addr, ClientOptions{ID: "src", LocalAddr: "127.0.0.7"})
+	srv, addr := testenv.StartMochi(t)
+	c := dialT(t, addr, Options{ID: "src", LocalAddr: "127.0.0.7"})
 	c.Start()
 	cl, ok := srv.Clients.Get("src")
 	if !ok || !strings.HasPrefix(cl.Net.Remote, "127.0.0.7:") {

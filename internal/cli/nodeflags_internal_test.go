@@ -1,0 +1,55 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/switchboard-mqtt/switchboard/auth"
+	"github.com/switchboard-mqtt/switchboard/node"
+)
+
+// TestNodeErrorsNameTheFlag: the node names the Config field it refuses; what the user of
+// `switchboard node` reads names the flag and the value instead.
+func TestNodeErrorsNameTheFlag(t *testing.T) {
+	a, err := auth.New(auth.Config{AllowAnonymous: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := node.DefaultConfig()
+	base.ID = "n1"
+	base.Auth = a
+	for _, tc := range []struct {
+		name   string
+		set    func(*node.Config)
+		want   []string
+		reject []string
+	}{
+		{"empty id", func(c *node.Config) { c.ID = "" }, []string{"--id"}, []string{"ID:"}},
+		{"bad id", func(c *node.Config) { c.ID = "a/b" }, []string{"--id", `"a/b"`}, nil},
+		{"mqtt no port", func(c *node.Config) { c.MQTTAddr = "localhost" }, []string{"--mqtt", `"localhost"`}, []string{"--internal", "--admin", "MQTTAddr"}},
+		{"internal empty", func(c *node.Config) { c.InternalAddr = "" }, []string{"--internal"}, []string{"--mqtt", "--admin"}},
+		{"admin bad host", func(c *node.Config) { c.AdminAddr = "my host:80" }, []string{"--admin", "my host"}, []string{"--mqtt", "--internal"}},
+		{"advertise internal", func(c *node.Config) { c.AdvertiseInternal = "nohost" }, []string{"--advertise-internal", `"nohost"`}, nil},
+		{"other fields pass through", func(c *node.Config) { c.InboxPrefix = "" }, []string{"inbox prefix"}, []string{"--"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := base
+			tc.set(&cfg)
+			err := cfg.Validate()
+			if err == nil {
+				t.Fatal("Validate accepted it")
+			}
+			msg := nodeFlagError(err).Error()
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("%q does not contain %q", msg, w)
+				}
+			}
+			for _, r := range tc.reject {
+				if strings.Contains(msg, r) {
+					t.Errorf("%q contains %q", msg, r)
+				}
+			}
+		})
+	}
+}
