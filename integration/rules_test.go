@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
+
 	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 )
 
@@ -263,4 +265,72 @@ func splitHostPort(t *testing.T, addr string) (string, string) {
 		t.Fatalf("address %q", addr)
 	}
 	return host, port
+}
+
+// Retained-message handling options [MQTT-3.3.1-9..13, MQTT-3.8.3-4]: with retain handling
+// 0 a subscription gets the retained message; with 1 only a new subscription does, not one
+// that exists already; with 2 none does. Retain as published keeps the RETAIN flag of a
+// message forwarded live; without it the flag is cleared. A message that must not come is
+// shown absent by order: a later, non-retained marker on the same subscription must be the
+// first thing the client gets (a retained message is sent right after the SUBACK).
+func TestRuleRetainHandling(t *testing.T) {
+	mpub := testenv.Tool(t, "mosquitto_pub")
+	c := newCluster(t)
+	n := c.rulesNode(t, "rules-retain")
+	host, port := splitHostPort(t, n.member.MQTTAddr)
+	pub := func(topic, payload string, retain bool) {
+		t.Helper()
+		args := []string{"-h", host, "-p", port, "-V", "5", "-q", "1", "-i", "rules-pub", "-u", "rules", "-P", rulesPassword,
+			"-t", topic, "-m", payload}
+		if retain {
+			args = append(args, "-r")
+		}
+		if out, err := exec.Command(mpub, args...).CombinedOutput(); err != nil {
+			t.Fatalf("mosquitto_pub %v: %v\n%s", args, err, out)
+		}
+	}
+	sub := func(cl *testenv.MQTTClient, o paho.SubscribeOptions) {
+		t.Helper()
+		o.QoS = 1
+		if err := cl.SubscribeWith(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := func(cl *testenv.MQTTClient, wantTopic, wantPayload string, wantRetain bool) {
+		t.Helper()
+		m, err := cl.Next(5 * time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", cl.ID, err)
+		}
+		if m.Topic != wantTopic || string(m.Payload) != wantPayload || m.Retain != wantRetain {
+			t.Fatalf("%s got %s %q (retain %v), want %s %q (retain %v)", cl.ID, m.Topic, m.Payload, m.Retain,
+				wantTopic, wantPayload, wantRetain)
+		}
+	}
+	pub("ret/a", "kept", true)
+	opts := testenv.MQTTOptions{CleanStart: true}
+
+	rh0 := rulesClient(t, n.member.MQTTAddr, "rules-rh0", opts)
+	sub(rh0, paho.SubscribeOptions{Topic: "ret/#", RetainHandling: 0})
+	first(rh0, "ret/a", "kept", true)
+
+	rh1 := rulesClient(t, n.member.MQTTAddr, "rules-rh1", opts)
+	sub(rh1, paho.SubscribeOptions{Topic: "ret/#", RetainHandling: 1})
+	first(rh1, "ret/a", "kept", true) // a new subscription
+	sub(rh1, paho.SubscribeOptions{Topic: "ret/#", RetainHandling: 1})
+	pub("ret/m1", "marker-1", false)
+	first(rh1, "ret/m1", "marker-1", false) // the existing one: no retained message again
+
+	rh2 := rulesClient(t, n.member.MQTTAddr, "rules-rh2", opts)
+	sub(rh2, paho.SubscribeOptions{Topic: "ret/#", RetainHandling: 2})
+	pub("ret/m2", "marker-2", false)
+	first(rh2, "ret/m2", "marker-2", false)
+
+	rap := rulesClient(t, n.member.MQTTAddr, "rules-rap", opts)
+	sub(rap, paho.SubscribeOptions{Topic: "live/x", RetainAsPublished: true})
+	plain := rulesClient(t, n.member.MQTTAddr, "rules-plain", opts)
+	sub(plain, paho.SubscribeOptions{Topic: "live/x"})
+	pub("live/x", "live", true)
+	first(rap, "live/x", "live", true)
+	first(plain, "live/x", "live", false)
 }

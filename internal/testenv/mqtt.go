@@ -20,6 +20,7 @@ type Msg struct {
 	QoS     byte
 	ID      string // the sb-id user property: the router's message id
 	Dup     bool
+	Retain  bool              // the RETAIN flag as received
 	User    map[string]string // every user property, by key
 	// UserList is every user property in the order received, repeated keys included.
 	UserList [][2]string
@@ -88,7 +89,7 @@ func DialMQTT(addr, id string, o MQTTOptions) (*MQTTClient, error) {
 		Conn:                       conn,
 		EnableManualAcknowledgment: o.ManualAck,
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			msg := Msg{Topic: pr.Packet.Topic, Payload: pr.Packet.Payload, QoS: pr.Packet.QoS, Dup: pr.Packet.Duplicate()}
+			msg := Msg{Topic: pr.Packet.Topic, Payload: pr.Packet.Payload, QoS: pr.Packet.QoS, Dup: pr.Packet.Duplicate(), Retain: pr.Packet.Retain}
 			if pr.Packet.Properties != nil {
 				msg.ID = pr.Packet.Properties.User.Get("sb-id")
 				for _, u := range pr.Packet.Properties.User {
@@ -164,6 +165,21 @@ func (m *MQTTClient) Subscribe(filter string, qos byte) error {
 	}
 	if len(sa.Reasons) != 1 || sa.Reasons[0] > 2 {
 		return fmt.Errorf("subscribe %s refused: %v", filter, sa.Reasons)
+	}
+	return nil
+}
+
+// SubscribeWith subscribes with MQTT 5 subscription options (retain handling, retain as
+// published, no local).
+func (m *MQTTClient) SubscribeWith(o paho.SubscribeOptions) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sa, err := m.c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{o}})
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", o.Topic, err)
+	}
+	if len(sa.Reasons) != 1 || sa.Reasons[0] > 2 {
+		return fmt.Errorf("subscribe %s refused: %v", o.Topic, sa.Reasons)
 	}
 	return nil
 }
