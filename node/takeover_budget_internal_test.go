@@ -1,8 +1,6 @@
 package node
 
 import (
-	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,37 +18,13 @@ import (
 // admitted within one node's cost.
 func TestTakeoversOfUnreachableNodesFitTheBudget(t *testing.T) {
 	env := newFaultEnv(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
+	silent := testenv.SilentAddr(t) // accepts, never answers
 	ctx := testenv.Context(t, 60*time.Second)
 	c := env.coord(t)
 	epochs := map[string]int64{}
 	for _, id := range []string{"far-x", "far-y"} {
 		m := coordtest.NewMember(id)
-		m.InternalAddr = l.Addr().String()
+		m.InternalAddr = silent
 		reg, err := c.Register(ctx, m)
 		if err != nil {
 			t.Fatal(err)

@@ -2,8 +2,6 @@ package router_test
 
 import (
 	"fmt"
-	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,33 +19,9 @@ import (
 func TestUnreachableNodeCostsOneDialPerPass(t *testing.T) {
 	st := openStore(t)
 	cl := newCluster(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c) // never answered
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
+	silent := testenv.SilentAddr(t) // accepts, never answers
 	m := coordtest.NewMember("blackholed")
-	m.InternalAddr = l.Addr().String()
+	m.InternalAddr = silent
 	reg, err := cl.c.Register(testenv.Context(t, 10*time.Second), m)
 	if err != nil {
 		t.Fatal(err)
