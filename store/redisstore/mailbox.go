@@ -55,22 +55,20 @@ func (s *Store) Append(ctx context.Context, limit int, msgs []store.Message) ([]
 	var runs []run
 	open := map[string]int{} // client -> its run still taking messages
 	calls := []scriptCall{}
-	token := ""              // marks this call's chained runs (see appendLua)
-	ordinal := map[int]int{} // run -> its place among its client's runs
+	token := "" // marks this call's chained runs (see appendLua)
 	for i, m := range msgs {
 		body := encodeBody(m)
 		r, ok := open[m.To]
 		if !ok || len(runs[r].msgs) == maxRunMessages || runs[r].bytes+len(body) > maxRunBytes {
 			prev := ""
 			if ok {
-				// The client's run before this one must leave a mark and this one wait for it.
+				// The client's run before this one (run r) must leave a mark, and this one
+				// wait for it; the run's index makes the mark unique within the call.
 				if token == "" {
 					token = strconv.FormatUint(rand.Uint64(), 36)
 				}
-				k := ordinal[r]
-				calls[r].args[3] = fmt.Sprintf("%s:%d", token, k)
-				prev = calls[r].args[3].(string)
-				ordinal[len(runs)] = k + 1
+				prev = token + ":" + strconv.Itoa(r)
+				calls[r].args[3] = prev
 			}
 			r = len(runs)
 			open[m.To] = r
