@@ -40,6 +40,9 @@ func (h *hook) Provides(b byte) bool {
 // PUBACK settles it, and mochi's own get their packet ids back (see pids.go).
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	h.n.fp.delay()
+	if pk.FixedHeader.Type == packets.Disconnect {
+		return h.n.clampSessionExpiry(pk), nil
+	}
 	return h.n.inbound(cl, pk), nil
 }
 

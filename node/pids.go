@@ -112,9 +112,6 @@ func (n *Node) inbound(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if typ == packets.Subscribe || typ == packets.Unsubscribe {
 		return n.inboundSubscribe(cl, pk)
 	}
-	if typ == packets.Disconnect {
-		return n.clampSessionExpiry(pk)
-	}
 	if typ != packets.Puback && typ != packets.Pubrec && typ != packets.Pubcomp {
 		return pk
 	}
@@ -147,17 +144,6 @@ func (n *Node) inbound(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	o.mu.Unlock()
 	if ok {
 		n.wake(st) // a window slot may be free
-	}
-	return pk
-}
-
-// clampSessionExpiry caps the session expiry a DISCONNECT asks for at the node's maximum.
-// mochi caps the CONNECT's but takes the DISCONNECT's as it comes, so without this a
-// client could connect with a minute and leave with 0xFFFFFFFF (never expire), and its
-// session — and the messages kept for it — would stay until the node restarts.
-func (n *Node) clampSessionExpiry(pk packets.Packet) packets.Packet {
-	if max := n.cfg.Limits.MaxSessionExpiry; pk.Properties.SessionExpiryIntervalFlag && pk.Properties.SessionExpiryInterval > max {
-		pk.Properties.SessionExpiryInterval = max
 	}
 	return pk
 }

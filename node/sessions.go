@@ -4,6 +4,7 @@ import (
 	"sync"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/switchboard-mqtt/switchboard/auth"
 )
@@ -55,4 +56,15 @@ func (s *sessionIdents) drop(cl *mqtt.Client) {
 	if e, ok := s.m[cl.ID]; ok && e.cl == cl {
 		delete(s.m, cl.ID)
 	}
+}
+
+// clampSessionExpiry caps the session expiry a DISCONNECT asks for at the node's maximum.
+// mochi caps the CONNECT's but takes the DISCONNECT's as it comes, so without this a
+// client could connect with a minute and leave with 0xFFFFFFFF (never expire), and its
+// session — and the messages kept for it — would stay until the node restarts.
+func (n *Node) clampSessionExpiry(pk packets.Packet) packets.Packet {
+	if max := n.cfg.Limits.MaxSessionExpiry; pk.Properties.SessionExpiryIntervalFlag && pk.Properties.SessionExpiryInterval > max {
+		pk.Properties.SessionExpiryInterval = max
+	}
+	return pk
 }
