@@ -109,6 +109,10 @@ type Config struct {
 	StoreTimeout time.Duration
 	// ShutdownTimeout bounds a clean shutdown.
 	ShutdownTimeout time.Duration
+	// RouteSyncTimeout bounds how long a SUBACK waits for every other live node to learn
+	// the new subscription (so that a publish on any node after the SUBACK reaches it); a
+	// node that does not answer in time learns it later.
+	RouteSyncTimeout time.Duration
 	// AuditInterval is how often the node checks every connected client's presence
 	// against the store (see auditLoop): at most this long can a session the store lost
 	// sight of go without its mailbox. Zero turns the audit off.
@@ -249,17 +253,18 @@ func DefaultConfig() Config {
 			Grace:    10 * time.Second,
 			MoveRate: 200,
 		},
-		MaxWait:         time.Second,
-		Window:          128,
-		OutboxLimit:     10_000,
-		MaxQueuedBytes:  256 << 20,
-		DrainBatch:      128,
-		WriteTimeout:    10 * time.Second,
-		Lease:           LeaseConfig{Duration: lease.DefaultDuration, Interval: lease.DefaultInterval},
-		MailboxLimit:    10_000,
-		StoreTimeout:    2 * time.Second,
-		ShutdownTimeout: 10 * time.Second,
-		AuditInterval:   30 * time.Second,
+		MaxWait:          time.Second,
+		Window:           128,
+		OutboxLimit:      10_000,
+		MaxQueuedBytes:   256 << 20,
+		DrainBatch:       128,
+		WriteTimeout:     10 * time.Second,
+		Lease:            LeaseConfig{Duration: lease.DefaultDuration, Interval: lease.DefaultInterval},
+		MailboxLimit:     10_000,
+		StoreTimeout:     2 * time.Second,
+		ShutdownTimeout:  10 * time.Second,
+		AuditInterval:    30 * time.Second,
+		RouteSyncTimeout: 2 * time.Second,
 	}
 }
 
@@ -363,6 +368,7 @@ func (c Config) Validate() error {
 	}{
 		{"max wait", c.MaxWait}, {"store timeout", c.StoreTimeout}, {"write timeout", c.WriteTimeout},
 		{"shutdown timeout", c.ShutdownTimeout}, {"health interval", c.Health.Interval},
+		{"route sync timeout", c.RouteSyncTimeout},
 	} {
 		if d.v <= 0 {
 			return fmt.Errorf("%s %v: must be positive", d.name, d.v)

@@ -49,6 +49,7 @@ type Node struct {
 	adminLis net.Listener
 	admin    *http.Server
 	members  *watcher.Watcher
+	cluster  *cluster // publish/subscribe across the nodes
 	reg      coord.Registration
 	member   coord.Member
 
@@ -170,6 +171,7 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 		Logger:                 mochiLogger(n.log.With("component", "mqtt")),
 		SysTopicResendInterval: 10,
 	})
+	n.cluster = newCluster(n)
 	if err := n.mqtt.AddHook(&hook{n: n}, nil); err != nil {
 		return fmt.Errorf("add hook: %w", err)
 	}
@@ -227,6 +229,7 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 		}
 		return fmt.Errorf("register %s: %w", cfg.ID, err)
 	}
+	n.cluster.start(bgctx)
 	st, _ := n.reg.Status()
 	n.applyStatus(bgctx, st, 0)
 	n.wg.Add(1)
@@ -321,6 +324,9 @@ func (n *Node) applyStatus(ctx context.Context, st coord.Status, last int64) int
 		if !marked {
 			n.gate.Store(nil)
 		}
+		if st.Epoch != last {
+			n.cluster.wake() // the links push our routes under the new epoch
+		}
 		if last != 0 && st.Epoch != last {
 			// Registered again under a new epoch: routers dropped the old one, so tell the
 			// store where our clients are now and deliver what queued meanwhile.
@@ -414,6 +420,9 @@ func (n *Node) Close(ctx context.Context) error {
 		case <-spilled:
 		case <-ctx.Done():
 			errs = append(errs, errors.New("unacknowledged messages were not all queued in time"))
+		}
+		if n.cluster != nil {
+			n.cluster.close()
 		}
 		if n.wireSrv != nil {
 			_ = n.wireSrv.Close()

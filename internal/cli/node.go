@@ -44,6 +44,8 @@ func runNode(ctx context.Context, e env, args []string) error {
 	fs.IntVar(&cfg.MailboxLimit, "mailbox-limit", d.MailboxLimit, "most messages in one client's mailbox")
 	fs.DurationVar(&cfg.AuditInterval, "presence-audit", d.AuditInterval,
 		"how often every connected client's presence is checked against the store and put right (0: never)")
+	fs.DurationVar(&cfg.RouteSyncTimeout, "route-sync-timeout", d.RouteSyncTimeout,
+		"how long a SUBACK waits for every other node to learn the subscription (publishes on any node after the SUBACK then reach it)")
 	fs.DurationVar(&cfg.Quarantine.Grace, "quarantine-grace", d.Quarantine.Grace,
 		"when quarantined, stay in the live set this long (healthz 503) so the load balancer drops the node first")
 	fs.IntVar(&cfg.Quarantine.MoveRate, "move-rate", d.Quarantine.MoveRate, "clients a second moved off a quarantined node")

@@ -1,0 +1,428 @@
+package node
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard-mqtt/switchboard/inbox"
+	"github.com/switchboard-mqtt/switchboard/routes"
+	"github.com/switchboard-mqtt/switchboard/wire"
+)
+
+// The cluster makes the nodes one MQTT broker for publish/subscribe:
+//
+//   - Every node keeps the cluster's subscription table (package routes): its own
+//     sessions' filters, pushed to every other live node over the wire protocol, and theirs,
+//     kept under the epoch they were pushed with and dropped when that epoch leaves the live
+//     set (the coordinator's member watch is the one source of who is alive, so a dead
+//     node's routes go with its ephemeral entry). A SUBACK is sent once every reachable
+//     live node has the new filter (bounded by RouteSyncTimeout), so a publish on any node
+//     after the SUBACK reaches the subscriber.
+//   - A publish is forwarded, once, to each node with a matching subscriber, on that node's
+//     link (one queue per node, so one publisher's messages keep their order), and that node
+//     hands it to its subscribers as mochi does for its own publishes: per-subscription QoS
+//     downgrade, retain-as-published, subscription identifiers, no-local.
+//   - A shared subscription's message goes to one member in the cluster: the publishing
+//     node picks the node (weighted by its members), that node picks the member. At QoS 1
+//     and 2 the publishing node keeps the message until the member acknowledged it, and
+//     sends it to another member when the member's session or node goes first.
+//   - Retained messages live in the store (they survive any node) and every node keeps a
+//     copy in mochi, so a subscriber on any node gets them as from a single broker.
+//
+// Directed messages (inbox topics) never take this path: the inbox subscription of a
+// client is not a route.
+type cluster struct {
+	n     *Node
+	log   *slog.Logger
+	table *routes.Table
+
+	fwdClient   *mqtt.Client // injections of forwarded publishes are made as this client
+	shareClient *mqtt.Client // and of shared-group deliveries as this one
+
+	mu     sync.Mutex
+	links  map[string]*link     // to the other live nodes, by id
+	in     map[string]*receiver // from the other nodes (and this one, for shared), by sender id
+	closed bool
+
+	shares  shareWaits // deliveries to a member here, awaiting its acknowledgement
+	sending sharedSends
+
+	ret retainedCopies
+
+	metrics clusterMetrics
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+type clusterMetrics struct {
+	forwards *prometheus.CounterVec // by result
+	shared   *prometheus.CounterVec // by result
+	routes   prometheus.GaugeFunc
+}
+
+func newCluster(n *Node) *cluster {
+	c := &cluster{
+		n:           n,
+		log:         n.log.With("component", "cluster"),
+		table:       routes.New(n.cfg.ID),
+		fwdClient:   n.mqtt.NewClient(nil, "local", "$sb/forwarded", true),
+		shareClient: n.mqtt.NewClient(nil, "local", "$sb/shared", true),
+		links:       map[string]*link{},
+		in:          map[string]*receiver{},
+		stop:        make(chan struct{}),
+	}
+	c.shares.init()
+	c.sending.init()
+	c.ret.init()
+	c.metrics.forwards = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_node_forwards_total",
+		Help: "Publishes forwarded between nodes: sent, received, dropped (the link's queue was full or the node unreachable), failed.",
+	}, []string{"result"})
+	c.metrics.shared = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_node_shared_total",
+		Help: "Shared-subscription messages this node sent for its publishers: delivered, retried (sent to another member), dropped (no member took it in time).",
+	}, []string{"result"})
+	c.metrics.routes = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "switchboard_node_route_peers",
+		Help: "Other nodes whose subscription routes this node holds.",
+	}, func() float64 { return float64(len(c.table.Peers())) })
+	n.registry.MustRegister(c.metrics.forwards, c.metrics.shared, c.metrics.routes)
+	return c
+}
+
+// start follows the member watch; the node calls it once its watcher runs.
+func (c *cluster) start(ctx context.Context) {
+	c.wg.Add(2)
+	go func() { defer c.wg.Done(); c.watchMembers(ctx) }()
+	go func() { defer c.wg.Done(); c.ret.syncLoop(ctx, c) }()
+}
+
+// close stops the links and receivers and fails what waits on them.
+func (c *cluster) close() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	links, ins := c.links, c.in
+	c.links, c.in = map[string]*link{}, map[string]*receiver{}
+	c.mu.Unlock()
+	close(c.stop)
+	for _, l := range links {
+		l.close()
+	}
+	for _, r := range ins {
+		r.close()
+	}
+	c.wg.Wait()
+	c.shares.failAll("node shutting down")
+	c.sending.dropAll(c)
+}
+
+// watchMembers keeps one link per other live node and drops the routes of nodes that left
+// the live set (under the epoch they had).
+func (c *cluster) watchMembers(ctx context.Context) {
+	for {
+		changed := c.n.members.Changed()
+		c.reconcile()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return
+		case <-c.stop:
+			return
+		}
+	}
+}
+
+func (c *cluster) reconcile() {
+	live := map[string]int64{}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	for _, m := range c.n.members.Members() {
+		if m.ID == c.n.cfg.ID || m.InternalAddr == "" {
+			continue
+		}
+		live[m.ID] = m.Epoch
+		l := c.links[m.ID]
+		if l != nil && (l.addr != m.InternalAddr || l.epoch != m.Epoch) {
+			l.close() // a new registration: a new link sends it everything
+			l = nil
+		}
+		if l == nil {
+			c.links[m.ID] = c.newLink(m.ID, m.InternalAddr, m.Epoch)
+		}
+	}
+	var gone []*link
+	for id, l := range c.links {
+		if _, ok := live[id]; !ok {
+			gone = append(gone, l)
+			delete(c.links, id)
+		}
+	}
+	c.mu.Unlock()
+	for _, l := range gone {
+		l.close()
+	}
+	for id, epoch := range c.table.Peers() {
+		if e, ok := live[id]; !ok || e != epoch {
+			c.table.Drop(id, epoch)
+			c.log.Info("dropped the routes of a node that left the live set", "peer", id, "epoch", epoch)
+		}
+	}
+	c.sending.retryWaiting(c)
+}
+
+func (c *cluster) link(id string) *link {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.links[id]
+}
+
+// liveLinks returns the links to every other live node.
+func (c *cluster) liveLinks() []*link {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*link, 0, len(c.links))
+	for _, l := range c.links {
+		out = append(out, l)
+	}
+	return out
+}
+
+// isRoute reports whether a subscription of client to filter is one the cluster routes:
+// every filter but the client's own inbox, which only directed messages use.
+func (c *cluster) isRoute(client, filter string) bool {
+	return filter != inbox.Topic(c.n.cfg.InboxPrefix, client)
+}
+
+// subscribed records the filters mochi granted to cl and waits (bounded) until every
+// reachable live node has them.
+func (c *cluster) subscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	var ver uint64
+	for i, sub := range pk.Filters {
+		if i < len(codes) && codes[i] >= 0x80 {
+			continue
+		}
+		if c.isRoute(cl.ID, sub.Filter) {
+			ver = c.table.Subscribe(cl.ID, sub.Filter)
+		}
+	}
+	if ver == 0 {
+		return
+	}
+	c.wake()
+	ctx, cancel := context.WithTimeout(context.Background(), c.n.cfg.RouteSyncTimeout)
+	defer cancel()
+	c.awaitSynced(ctx, ver)
+}
+
+func (c *cluster) unsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	changed := false
+	for _, sub := range pk.Filters {
+		before := c.table.Version()
+		if c.table.Unsubscribe(cl.ID, sub.Filter) != before {
+			changed = true
+		}
+	}
+	if changed {
+		c.wake()
+	}
+}
+
+// sessionEnded forgets the routes of a session mochi deleted.
+func (c *cluster) sessionEnded(client string) {
+	before := c.table.Version()
+	if c.table.Forget(client) != before {
+		c.wake()
+	}
+}
+
+// wake tells every link that the local filters changed.
+func (c *cluster) wake() {
+	for _, l := range c.liveLinks() {
+		l.poke()
+	}
+}
+
+// awaitSynced waits until every link reachable now has pushed local version ver, or ctx ends.
+func (c *cluster) awaitSynced(ctx context.Context, ver uint64) {
+	for _, l := range c.liveLinks() {
+		l.awaitSynced(ctx, ver)
+	}
+}
+
+// applyRoutes takes another node's filters, if it is live under the epoch it sends them with.
+func (c *cluster) applyRoutes(from string, epoch int64, body []byte) wire.Result {
+	u, err := decodeRoutes(body)
+	if err != nil {
+		return wire.Result{Status: wire.StatusBadRequest, Detail: err.Error()}
+	}
+	if _, ok := c.n.members.Live(from, epoch); !ok {
+		// Not (yet) in our live set: taking its routes now could keep them after it left.
+		// The sender tries again.
+		return wire.Result{Status: wire.StatusStaleEpoch, Detail: "the sender is not live under that epoch here"}
+	}
+	if !c.table.Apply(from, epoch, u.full, u.counts) {
+		return wire.Result{Status: wire.StatusStaleEpoch, Detail: "routes of an older epoch"}
+	}
+	return wire.Result{Status: wire.StatusDelivered}
+}
+
+// Tags a publish carries through mochi in Connect.ClientIdentifier, a field a PUBLISH never
+// encodes and mochi copies with the packet to every subscriber's copy.
+const (
+	tagLocalGroups = "\x00sb-local\x00" // the shared groups a local publish goes to here, \x00-separated
+	tagShared      = "\x00sb-share\x00" // a shared-group delivery, by its id in shareWaits
+)
+
+// publish routes a publish of a client of this node to the rest of the cluster and returns
+// the packet mochi goes on with (tagged with the shared groups it delivers to here). It
+// fails only for a retained publish the store could not keep.
+func (c *cluster) publish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	nodes, groups := c.table.Match(pk.TopicName)
+	retain := pk.FixedHeader.Retain
+	if !retain && len(nodes) == 0 && len(groups) == 0 {
+		return pk, nil
+	}
+	f := fromPacket(pk, cl.ID, time.Now().Unix())
+	var links []*link
+	if retain {
+		v, err := c.ret.store(c, pk)
+		if err != nil {
+			return pk, err
+		}
+		f.version = v
+		links = c.liveLinks() // every node keeps the retained message
+	} else {
+		for _, id := range nodes {
+			if l := c.link(id); l != nil {
+				links = append(links, l)
+			}
+		}
+	}
+	if len(links) > 0 {
+		body := f.append(nil)
+		for _, l := range links {
+			l.enqueue(outItem{body: body})
+		}
+	}
+	if len(groups) == 0 {
+		return pk, nil
+	}
+	f.flags &^= fwdRetain
+	var here []string
+	for _, g := range groups {
+		if f.qos == 0 {
+			to := pickNode(g.Nodes, nil)
+			if to == c.n.cfg.ID {
+				here = append(here, g.Key)
+			} else if l := c.link(to); l != nil {
+				sf := f
+				sf.flags |= fwdShared
+				sf.group = g.Key
+				l.enqueue(outItem{body: sf.append(nil)})
+			}
+			continue
+		}
+		c.sending.start(c, f, g.Key)
+	}
+	pk.Connect.ClientIdentifier = tagLocalGroups + strings.Join(here, "\x00")
+	return pk, nil
+}
+
+// pickNode picks a node from counts (members by node), weighted by its members, leaving
+// out those in skip; "" when none is left.
+func pickNode(counts map[string]int, skip map[string]bool) string {
+	total := 0
+	for id, k := range counts {
+		if !skip[id] && k > 0 {
+			total += k
+		}
+	}
+	if total == 0 {
+		return ""
+	}
+	r := rand.IntN(total)
+	for id, k := range counts {
+		if skip[id] || k <= 0 {
+			continue
+		}
+		if r < k {
+			return id
+		}
+		r -= k
+	}
+	return ""
+}
+
+// selectSubscribers narrows mochi's choice of subscribers for a publish to what the
+// cluster decided: a forwarded publish goes to this node's non-shared subscribers only, a
+// shared-group delivery to the one member chosen here, a local publish to the shared
+// groups the cluster left to this node.
+func (c *cluster) selectSubscribers(subs *mqtt.Subscribers, pk packets.Packet) *mqtt.Subscribers {
+	tag := pk.Connect.ClientIdentifier
+	switch {
+	case pk.Origin == c.fwdClient.ID:
+		clear(subs.Shared)
+	case pk.Origin == c.shareClient.ID:
+		c.shares.selectMember(c, subs, tag)
+	case strings.HasPrefix(tag, tagLocalGroups):
+		keep := map[string]bool{}
+		for _, k := range strings.Split(tag[len(tagLocalGroups):], "\x00") {
+			keep[k] = true
+		}
+		for k := range subs.Shared {
+			if !keep[k] {
+				delete(subs.Shared, k)
+			}
+		}
+	}
+	return subs
+}
+
+// Forward takes another node's items: its routes, and publishes for our subscribers.
+func (h handler) Forward(_ context.Context, f wire.Forward, reply func(int, wire.Result)) {
+	c := h.n.cluster
+	for i, it := range f.Items {
+		switch it.Kind {
+		case itemRoutes:
+			reply(i, c.applyRoutes(f.From, f.Epoch, it.Body))
+		case itemPublish:
+			c.receiverFor(f.From).add(inItem{body: it.Body, reply: func(r wire.Result) { reply(i, r) }})
+		default:
+			reply(i, wire.Result{Status: wire.StatusBadRequest, Detail: "unknown item kind"})
+		}
+	}
+}
+
+// clusterPublish is OnPublish's last step for a client's publish: the cluster's routing.
+// A retained publish the store could not keep is refused as mochi refuses one the ACL
+// denies: an error PUBACK for MQTT 5 at QoS 1 and 2, the connection closed for 3.1.1 (its
+// client sends it again after reconnecting), dropped at QoS 0.
+func (n *Node) clusterPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	out, err := n.cluster.publish(cl, pk)
+	if err == nil {
+		return out, nil
+	}
+	switch {
+	case pk.FixedHeader.Qos == 0:
+	case cl.Properties.ProtocolVersion == 5:
+		return pk, packets.ErrUnspecifiedError
+	default:
+		cl.Stop(err)
+	}
+	return pk, packets.ErrRejectPacket
+}
