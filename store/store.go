@@ -197,8 +197,8 @@ func (r Retained) Validate() error {
 	return nil
 }
 
-// Store is the presence table, the mailboxes and the node notices. All methods are safe
-// for concurrent use; all take a context that bounds the call.
+// Store is the presence table, the mailboxes, the node notices and the retained messages.
+// All methods are safe for concurrent use; all take a context that bounds the call.
 type Store interface {
 	// Connect records p as the client's presence and returns what it replaced: the
 	// previous presence, and the takeovers still pending.
@@ -292,6 +292,23 @@ type Store interface {
 	// on them. Idempotent: a retry removes nothing more, since every notice left has a
 	// greater Seq.
 	DoneNotices(ctx context.Context, node string, upTo uint64) error
+
+	// SetRetained stores r as the retained message of r.Topic, replacing the one before, or
+	// clears the topic's retained message when r.Data is empty. It returns the version the
+	// store gave the change (r.Version is ignored). A message whose TTL passes is gone.
+	//
+	// Versions come from one counter for all topics: each change, a clear included, gets
+	// one greater than every version given before. r.TTL counts from the moment the store
+	// writes the message (0: it never expires). It refuses what Retained.Validate refuses.
+	// A retry after a lost answer stores the message again, under a newer version.
+	SetRetained(ctx context.Context, r Retained) (uint64, error)
+	// Retained returns every retained message not expired, each with its version and the
+	// time it has left (on the store's clock), in no particular order.
+	//
+	// TTL is zero for a message that never expires, else positive. A message set or cleared
+	// while Retained reads may be returned in its old or its new state. Expired messages
+	// it meets may be deleted.
+	Retained(ctx context.Context) ([]Retained, error)
 
 	// Ping checks that the backend answers.
 	Ping(ctx context.Context) error
