@@ -81,7 +81,8 @@
 // expiry index, so a sweep costs in proportion to what it deletes, and a sweep that finds
 // nothing costs no commit. A retained message's TTL becomes an expiry on the same clock;
 // Retained never returns an expired one and deletes those it met (the sweeper leaves the
-// retained bucket alone: it is read whole, often, and holds thousands, not millions).
+// retained bucket alone: Retained reads it whole anyway, and it holds thousands of
+// topics, not millions).
 //
 // # Errors
 //
