@@ -190,7 +190,8 @@ func (r Retained) Validate() error {
 	case len(r.Topic) > MaxRetainedTopic:
 		return fmt.Errorf("topic of %d bytes is over the maximum of %d", len(r.Topic), MaxRetainedTopic)
 	case len(r.Data) > MaxRetainedData:
-		return fmt.Errorf("topic %.64q: data of %d bytes is over the maximum of %d", r.Topic, len(r.Data), MaxRetainedData)
+		return fmt.Errorf("topic %.64q: data of %d bytes is over the maximum of %d",
+			r.Topic, len(r.Data), MaxRetainedData)
 	case r.TTL < 0:
 		return fmt.Errorf("topic %.64q: negative TTL %v", r.Topic, r.TTL)
 	}
