@@ -11,9 +11,9 @@ import (
 )
 
 const (
-	linkQueueMax   = 65536           // publishes waiting for one node; more are dropped
-	linkBatchMax   = 1024            // items in one Forward
-	linkBatchBytes = 1 << 20         // bytes of items in one Forward
+	linkQueueMax   = 65536   // publishes waiting for one node; more are dropped
+	linkBatchMax   = 1024    // items in one Forward
+	linkBatchBytes = 1 << 20 // bytes of items in one Forward
 	linkRetryMin   = 100 * time.Millisecond
 	linkRetryMax   = 2 * time.Second
 	linkResync     = 5 * time.Minute // a full push now and then, whatever happened
