@@ -11,6 +11,7 @@
 package routes
 
 import (
+	"slices"
 	"strings"
 	"sync"
 )
@@ -225,12 +226,10 @@ type Group struct {
 func (t *Table) Match(topic string) (nodes []string, groups []Group) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	seen := map[string]bool{}
 	var byKey map[string]*Group
 	t.root.match(strings.Split(topic, "/"), 0, strings.HasPrefix(topic, "$"), func(e *entries) {
 		for n := range e.plain {
-			if n != t.self && !seen[n] {
-				seen[n] = true
+			if n != t.self && !slices.Contains(nodes, n) { // a cluster has a handful of nodes
 				nodes = append(nodes, n)
 			}
 		}

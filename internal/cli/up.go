@@ -34,6 +34,7 @@ type upOptions struct {
 	wsPort   int
 	api      string
 	dataDir  string
+	authFile string
 	co       coordOptions
 	redis    redisOptions
 }
@@ -52,6 +53,8 @@ func runUp(ctx context.Context, e env, args []string) error {
 	fs.IntVar(&o.wsPort, "ws-port", 0, "MQTT over WebSocket port of the first node, the others take the next ports (0: no WebSocket)")
 	fs.StringVar(&o.api, "api", "127.0.0.1:8080", "router API listen address")
 	fs.StringVar(&o.dataDir, "data-dir", ".switchboard", "where the embedded coordination and store keep their data")
+	fs.StringVar(&o.authFile, "auth-file", "",
+		"credentials and ACL file for the nodes (anonymous clients stay admitted and get its global rules; default: each client its own inbox only)")
 	// A development cluster reacts quickly, and its banner and tour come first: the roles'
 	// log is warnings only unless -v or --log-level asks for more.
 	setDefault(fs, "session-timeout", "5s")
@@ -215,7 +218,7 @@ func (u *upCluster) newCoord(ctx context.Context, o upOptions) (coord.Coordinato
 // commands.
 func (u *upCluster) startRoles(ctx context.Context, o upOptions, apiL net.Listener) error {
 	// The first-run tour connects mosquitto_sub without credentials.
-	authn, err := auth.New(auth.Config{AllowAnonymous: true})
+	authn, err := auth.New(auth.Config{AllowAnonymous: true, File: o.authFile})
 	if err != nil {
 		return err
 	}
