@@ -455,3 +455,21 @@ func forwardsOut(t *testing.T, n *nodeProc) float64 {
 	}
 	return total
 }
+
+// A device's Will, published by mochi on the node the device was connected to, reaches a
+// subscriber on another node when the device drops its TCP connection without DISCONNECT.
+func TestWillAcrossNodes(t *testing.T) {
+	c := newCluster(t)
+	n1, n2 := c.rulesNode(t, "will-1"), c.rulesNode(t, "will-2")
+	sub := rulesClient(t, n1.member.MQTTAddr, "rules-will-sub", testenv.MQTTOptions{CleanStart: true})
+	if err := sub.Subscribe("will/#", 1); err != nil {
+		t.Fatal(err)
+	}
+	dev := rulesClient(t, n2.member.MQTTAddr, "rules-will-dev", testenv.MQTTOptions{CleanStart: true,
+		Will: &paho.WillMessage{Topic: "will/rules-will-dev", Payload: []byte("gone"), QoS: 1}})
+	dev.Drop()
+	m := nextOn(t, sub, "will/rules-will-dev", 10*time.Second)
+	if string(m.Payload) != "gone" {
+		t.Fatalf("will payload %q", m.Payload)
+	}
+}

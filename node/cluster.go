@@ -426,3 +426,54 @@ func (n *Node) clusterPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packe
 	}
 	return pk, packets.ErrRejectPacket
 }
+
+// willSent passes a Will message mochi published here on to the rest of the cluster.
+// mochi publishes a Will straight to its subscribers (not through OnPublish), having
+// picked this node's own members of shared groups; a group with no member here gets it
+// on another node.
+func (c *cluster) willSent(cl *mqtt.Client, pk packets.Packet) {
+	nodes, groups := c.table.Match(pk.TopicName)
+	retain := pk.FixedHeader.Retain
+	if !retain && len(nodes) == 0 && len(groups) == 0 {
+		return
+	}
+	pk.Properties.MessageExpiryInterval = 0 // pk.Expiry is the Will's delay, not an expiry
+	f := fromPacket(pk, cl.ID, time.Now().Unix())
+	var links []*link
+	if retain {
+		v, err := c.ret.store(c, pk)
+		if err != nil {
+			c.log.Warn("a retained Will is not kept in the store", "client", cl.ID, "topic", pk.TopicName, "error", err)
+		}
+		f.version = v
+		links = c.liveLinks()
+	} else {
+		for _, id := range nodes {
+			if l := c.link(id); l != nil {
+				links = append(links, l)
+			}
+		}
+	}
+	if len(links) > 0 {
+		body := f.append(nil)
+		for _, l := range links {
+			l.enqueue(outItem{body: body})
+		}
+	}
+	f.flags &^= fwdRetain
+	for _, g := range groups {
+		if g.Nodes[c.n.cfg.ID] > 0 {
+			continue // mochi gave it to a member here
+		}
+		if f.qos > 0 {
+			c.sending.start(c, f, g.Key)
+			continue
+		}
+		if l := c.link(pickNode(g.Nodes, nil)); l != nil {
+			sf := f
+			sf.flags |= fwdShared
+			sf.group = g.Key
+			l.enqueue(outItem{body: sf.append(nil)})
+		}
+	}
+}

@@ -33,7 +33,7 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished,
 		mqtt.OnDisconnect, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublishDropped,
 		mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublish, mqtt.OnWill, mqtt.OnClientExpired,
-		mqtt.OnSelectSubscribers,
+		mqtt.OnSelectSubscribers, mqtt.OnWillSent,
 	}, []byte{b})
 }
 
@@ -154,6 +154,9 @@ func (h *hook) OnClientExpired(cl *mqtt.Client) {
 	h.n.sessions.drop(cl)
 	h.n.cluster.sessionEnded(cl.ID)
 }
+
+// OnWillSent passes a Will mochi published on to the other nodes' subscribers.
+func (h *hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) { h.n.cluster.willSent(cl, pk) }
 
 // OnSelectSubscribers leaves mochi the subscribers the cluster chose for a publish (see
 // cluster.selectSubscribers).
