@@ -21,7 +21,7 @@ func TestRunPubSub(t *testing.T) {
 	_, addr := testenv.StartMochi(t)
 	for _, qos := range []byte{0, 1} {
 		cfg := DefaultPubSubConfig()
-		cfg.MQTT, cfg.Pairs, cfg.Count, cfg.Duration, cfg.QoS = addr, 3, 3000, 0, qos
+		cfg.MQTT, cfg.Pairs, cfg.Count, cfg.Duration, cfg.QoS = []string{addr}, 3, 3000, 0, qos
 		res, err := RunPubSub(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -33,13 +33,16 @@ func TestRunPubSub(t *testing.T) {
 		if res.Latency.Count != 3000 || res.Latency.P99 <= 0 || res.DeliveredPerS <= 0 || res.GeneratorCPUPerMsgUS <= 0 {
 			t.Fatalf("qos %d: figures %+v", qos, res)
 		}
+		if p := res.Placement; p == nil || p.Pairs != 3 || p.CrossBroker != 0 || len(p.Routes) != 1 || p.Routes[0].Sub != addr {
+			t.Fatalf("qos %d: placement %+v", qos, p)
+		}
 	}
 }
 
 func TestRunPubSubRateAndDuration(t *testing.T) {
 	_, addr := testenv.StartMochi(t)
 	cfg := DefaultPubSubConfig()
-	cfg.MQTT, cfg.Pairs, cfg.Duration, cfg.Rate, cfg.QoS = addr, 2, time.Second, 500, 1
+	cfg.MQTT, cfg.Pairs, cfg.Duration, cfg.Rate, cfg.QoS = []string{addr}, 2, time.Second, 500, 1
 	res, err := RunPubSub(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
