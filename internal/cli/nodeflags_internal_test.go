@@ -30,6 +30,7 @@ func TestNodeErrorsNameTheFlag(t *testing.T) {
 		{"internal empty", func(c *node.Config) { c.InternalAddr = "" }, []string{"--internal"}, []string{"--mqtt", "--admin"}},
 		{"admin bad host", func(c *node.Config) { c.AdminAddr = "my host:80" }, []string{"--admin", "my host"}, []string{"--mqtt", "--internal"}},
 		{"advertise internal", func(c *node.Config) { c.AdvertiseInternal = "nohost" }, []string{"--advertise-internal", `"nohost"`}, nil},
+		{"max keepalive", func(c *node.Config) { c.Limits.MaxKeepAlive = node.MaxServerKeepAlive + 1 }, []string{"--max-keepalive", `"43691s"`}, []string{"Limits."}},
 		{"other fields pass through", func(c *node.Config) { c.InboxPrefix = "" }, []string{"inbox prefix"}, []string{"--"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
