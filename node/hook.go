@@ -180,8 +180,8 @@ var errRefused = errors.New("connection refused")
 
 // OnConnect admits or refuses a connection (sending the CONNACK itself when it refuses, so
 // it can choose the reason code), sets the keep-alive it is held to (see keepalive.go),
-// records the client's presence, and takes the session
-// over from wherever it was, all before mochi answers CONNACK. One client id's CONNECTs
+// records the client's presence, and takes the session over from wherever it was, all
+// before mochi answers CONNACK. One client id's CONNECTs
 // are handled one at a time on this node (until OnSessionEstablished or the connection's
 // end), so the client table, mochi's session and the presence always name the same one.
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
