@@ -130,6 +130,13 @@ type Limits struct {
 	MaxSessionExpiry uint32
 	// MaxMessageExpiry caps how long a message waits in the broker's own session state.
 	MaxMessageExpiry time.Duration
+	// MaxKeepAlive, if not 0, is the server keep-alive (seconds, at most
+	// MaxServerKeepAlive): the longest keep-alive a client may use, as mosquitto's
+	// max_keepalive. An MQTT 5 client asking for more, or for 0 (none), is told this value
+	// in CONNACK's Server Keep Alive [MQTT-3.1.2-21] and held to it: silent for 1.5 times
+	// it, it is disconnected. An MQTT 3.1.1 client cannot be told, so one asking for more
+	// or for 0 is refused (CONNACK 0x02, as mosquitto). 0 leaves every client its own.
+	MaxKeepAlive uint16
 	// TopicAliasMax is the topic alias maximum offered to MQTT 5 clients.
 	TopicAliasMax uint16
 	// ReceiveMaximum is the most unacknowledged QoS 1/2 messages a client may send.
@@ -228,6 +235,7 @@ func DefaultConfig() Config {
 			MaxClients:       100_000,
 			MaxSessionExpiry: 2 * 60 * 60, // 2h, as EMQX
 			MaxMessageExpiry: 24 * time.Hour,
+			MaxKeepAlive:     0, // off: the client's own keep-alive, as mochi and mosquitto
 			TopicAliasMax:    16,
 			ReceiveMaximum:   128,
 			MaxInflight:      8192,
@@ -267,6 +275,11 @@ func DefaultConfig() Config {
 		RouteSyncTimeout: 2 * time.Second,
 	}
 }
+
+// MaxServerKeepAlive is the largest Limits.MaxKeepAlive (seconds, about 12h08m): mochi
+// (v2.7.9) computes a client's deadline, 1.5 times its keep-alive, in 16-bit seconds,
+// which wraps above it (65535 would become 32766).
+const MaxServerKeepAlive = 43690
 
 // maxDrainBatch is the most messages a store Peek returns: a read that returns fewer than
 // it asked for is taken to have reached the end of the mailbox, so a batch must not ask
@@ -339,6 +352,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max clients %d: must be positive", l.MaxClients)
 	case l.MaxSessionExpiry == 0:
 		return fmt.Errorf("max session expiry: must be positive")
+	case l.MaxKeepAlive > MaxServerKeepAlive:
+		return &FieldError{Field: "Limits.MaxKeepAlive", Value: fmt.Sprintf("%ds", l.MaxKeepAlive),
+			Err: fmt.Errorf("at most %ds (mochi's keep-alive deadline wraps above it)", MaxServerKeepAlive)}
 	case l.ReceiveMaximum == 0:
 		return fmt.Errorf("receive maximum %d: must be positive", l.ReceiveMaximum)
 	case l.MaxInflight == 0:

@@ -193,8 +193,9 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 var errRefused = errors.New("connection refused")
 
 // OnConnect admits or refuses a connection (sending the CONNACK itself when it refuses, so
-// it can choose the reason code), records the client's presence, and takes the session
-// over from wherever it was, all before mochi answers CONNACK. One client id's CONNECTs
+// it can choose the reason code), sets the keep-alive it is held to (see keepalive.go),
+// records the client's presence, and takes the session over from wherever it was, all
+// before mochi answers CONNACK. One client id's CONNECTs
 // are handled one at a time on this node (until OnSessionEstablished or the connection's
 // end), so the client table, mochi's session and the presence always name the same one.
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
@@ -208,6 +209,10 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		n.log.Info("refusing connection", "remote", cl.Net.Remote, "error", err)
 		_ = n.mqtt.SendConnack(cl, packets.ErrClientIdentifierNotValid, false, nil)
 		return errRefused
+	}
+	// Before the credential check: a keep-alive refused costs no bcrypt comparison.
+	if !n.applyKeepAlive(cl, pk) {
+		return n.refuseKeepAlive(cl, pk)
 	}
 	ident, err := n.authenticate(cl, pk)
 	if errors.Is(err, errAuthLimited) {

@@ -252,6 +252,7 @@ func TestConfigValidate(t *testing.T) {
 		{"max packet size", func(c *node.Config) { c.Limits.MaxPacketSize = 0 }, []string{"max packet size", "0"}, nil},
 		{"max clients", func(c *node.Config) { c.Limits.MaxClients = 0 }, []string{"max clients", "0"}, nil},
 		{"max session expiry", func(c *node.Config) { c.Limits.MaxSessionExpiry = 0 }, []string{"max session expiry"}, nil},
+		{"max keepalive", func(c *node.Config) { c.Limits.MaxKeepAlive = node.MaxServerKeepAlive + 1 }, []string{"Limits.MaxKeepAlive", `"43691s"`}, nil},
 		{"receive maximum", func(c *node.Config) { c.Limits.ReceiveMaximum = 0 }, []string{"receive maximum", "0"}, []string{"inflight", "writes pending"}},
 		{"max inflight", func(c *node.Config) { c.Limits.MaxInflight = 0 }, []string{"max inflight", "0"}, []string{"receive maximum", "writes pending"}},
 		{"writes pending", func(c *node.Config) { c.Limits.WritesPending = 0 }, []string{"writes pending", "0"}, []string{"receive maximum", "inflight"}},

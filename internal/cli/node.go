@@ -83,6 +83,9 @@ func runNode(ctx context.Context, e env, args []string) error {
 		"failed authentications a minute from one source address before its CONNECTs are refused unchecked (0: no limit)")
 	var maxSession time.Duration
 	fs.DurationVar(&maxSession, "max-session-expiry", time.Duration(d.Limits.MaxSessionExpiry)*time.Second, "cap on a client's session expiry interval")
+	var maxKeepAlive time.Duration
+	fs.DurationVar(&maxKeepAlive, "max-keepalive", 0,
+		"server keep-alive: the longest a client may use; MQTT 5 clients asking for more or for none are told this (CONNACK Server Keep Alive) and disconnected after 1.5x of it silent, MQTT 3.1.1 ones refused (0x02) (0: the client's own)")
 	var minDisk uint64
 	fs.Uint64Var(&minDisk, "min-free-disk-mb", d.Health.MinFreeDisk>>20, "least free MiB on --data-dir before the node reports itself unready")
 	var maxMem uint64
@@ -110,6 +113,11 @@ func runNode(ctx context.Context, e env, args []string) error {
 	}
 	cfg.Limits.MaxInflight = uint16(maxInflight)
 	cfg.Limits.MaxSessionExpiry = uint32(maxSession / time.Second)
+	if maxKeepAlive < 0 || maxKeepAlive%time.Second != 0 || maxKeepAlive > node.MaxServerKeepAlive*time.Second {
+		return usagef("--max-keepalive %v: whole seconds, 0 to %v (MQTT keep-alives are seconds; mochi's deadline wraps above it)",
+			maxKeepAlive, node.MaxServerKeepAlive*time.Second)
+	}
+	cfg.Limits.MaxKeepAlive = uint16(maxKeepAlive / time.Second)
 	cfg.Health.MinFreeDisk = minDisk << 20
 	cfg.Health.MaxMemory = maxMem << 20
 	if cfg.MQTTTLS, err = mqttTLS.server("tls-"); err != nil {
@@ -177,7 +185,7 @@ func runNode(ctx context.Context, e env, args []string) error {
 // nodeFlags names the flag behind each node.Config field a node.FieldError can name.
 var nodeFlags = map[string]string{
 	"ID": "--id", "MQTTAddr": "--mqtt", "InternalAddr": "--internal", "AdminAddr": "--admin",
-	"AdvertiseInternal": "--advertise-internal",
+	"AdvertiseInternal": "--advertise-internal", "Limits.MaxKeepAlive": "--max-keepalive",
 }
 
 // nodeFlagError says which flag a node error is about: the node names its config field,

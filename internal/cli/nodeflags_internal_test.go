@@ -30,6 +30,7 @@ func TestNodeErrorsNameTheFlag(t *testing.T) {
 		{"internal empty", func(c *node.Config) { c.InternalAddr = "" }, []string{"--internal"}, []string{"--mqtt", "--admin"}},
 		{"admin bad host", func(c *node.Config) { c.AdminAddr = "my host:80" }, []string{"--admin", "my host"}, []string{"--mqtt", "--internal"}},
 		{"advertise internal", func(c *node.Config) { c.AdvertiseInternal = "nohost" }, []string{"--advertise-internal", `"nohost"`}, nil},
+		{"max keepalive", func(c *node.Config) { c.Limits.MaxKeepAlive = node.MaxServerKeepAlive + 1 }, []string{"--max-keepalive", `"43691s"`}, []string{"Limits."}},
 		{"other fields pass through", func(c *node.Config) { c.InboxPrefix = "" }, []string{"inbox prefix"}, []string{"--"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -51,5 +52,23 @@ func TestNodeErrorsNameTheFlag(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMaxKeepAliveFlag: --max-keepalive takes whole seconds up to what mochi's deadline can
+// hold, and a refusal names the flag and the value.
+func TestMaxKeepAliveFlag(t *testing.T) {
+	base := []string{"--id", "n1", "--allow-anonymous", "--zk", "127.0.0.1:1", "--redis", "127.0.0.1:2",
+		"--mqtt", "127.0.0.1:0", "--internal", "127.0.0.1:0", "--admin", "127.0.0.1:0"}
+	for _, ok := range []string{"0", "60s", "12h8m10s"} {
+		if _, stderr, err := probeRole(t, "node", append(base, "--max-keepalive", ok)...); err != nil {
+			t.Errorf("--max-keepalive %s: %v\n%s", ok, err, stderr)
+		}
+	}
+	for _, bad := range []string{"1500ms", "-1s", "12h8m11s"} {
+		_, _, err := probeRole(t, "node", append(base, "--max-keepalive", bad)...)
+		if err == nil || !strings.Contains(err.Error(), "--max-keepalive") {
+			t.Errorf("--max-keepalive %s: %v, want a refusal naming the flag", bad, err)
+		}
 	}
 }
