@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/node"
@@ -172,25 +170,16 @@ func runNode(ctx context.Context, e env, args []string) error {
 	return n.Close(context.Background())
 }
 
-// nodeFlags names the flag behind each node.Config field a node.FieldError can name.
-var nodeFlags = map[string]string{
+// nodeFlags names the flag behind each node.Config field the node's errors name.
+var nodeFlags = fieldFlags{
 	"ID": "--id", "MQTTAddr": "--mqtt", "InternalAddr": "--internal", "AdminAddr": "--admin",
-	"AdvertiseInternal": "--advertise-internal",
+	"AdvertiseInternal": "--advertise-internal", "WSAddr": "--ws", "WSSAddr": "--wss",
+	"WSTLS": "--wss-cert and --wss-key, or --tls-cert and --tls-key", "ProxyProtocol": "--proxy-protocol",
+	"ProxyTrusted": "--proxy-trusted", "WireToken": "--cluster-token-file (or SWITCHBOARD_CLUSTER_TOKEN)",
+	"InternalTLS": "--internal-cert, --internal-key and --internal-ca", "AdminToken": "--admin-token-file",
+	"Pprof": "--pprof",
 }
 
-// nodeFlagError says which flag a node error is about: the node names its config field,
-// the user knows the flag.
-func nodeFlagError(err error) error {
-	var fe *node.FieldError
-	if !errors.As(err, &fe) {
-		return err
-	}
-	flag, ok := nodeFlags[fe.Field]
-	if !ok {
-		return err
-	}
-	if fe.Value == "" {
-		return fmt.Errorf("%s: %w", flag, fe.Err)
-	}
-	return fmt.Errorf("%s %q: %w", flag, fe.Value, fe.Err)
-}
+// nodeFlagError says which flags a node error is about: the node names its config fields,
+// the user knows the flags.
+func nodeFlagError(err error) error { return nodeFlags.rename(err) }

@@ -58,7 +58,7 @@ func runRouter(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	if err := cfg.Validate(); err != nil {
-		return usageError{err}
+		return usageError{routerFlags.rename(err)}
 	}
 	if tokensFile == "" && !noAuth {
 		return usagef("--api-tokens FILE is required (or --no-auth for development)")
@@ -148,6 +148,13 @@ func registerRouterFlags(fs interface {
 	fs.DurationVar(&cfg.MaxMaxWait, "max-max-wait", d.MaxMaxWait, "largest max_wait a request may ask for")
 	fs.DurationVar(&cfg.MaxWait, "max-wait", d.MaxWait,
 		"how long a request waits for an online client's acknowledgement before the message is queued and answered queued (a request's max_wait overrides it)")
+}
+
+// routerFlags names the flag behind each router.Config field the router's errors name.
+var routerFlags = fieldFlags{
+	"HTTP.ReadHeaderTimeout": "--read-header-timeout", "HTTP.ReadTimeout": "--read-timeout",
+	"HTTP.WriteTimeout": "--write-timeout", "HTTP.IdleTimeout": "--idle-timeout",
+	"HTTP.MaxConnections": "--max-connections", "MaxMaxWait": "--max-max-wait", "AnswerGrace": "--answer-grace",
 }
 
 // registerHTTPFlags defines the flags of the API's connection limits.
