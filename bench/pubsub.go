@@ -66,31 +66,31 @@ func DefaultPubSubConfig() PubSubConfig {
 	}
 }
 
-// Validate checks the configuration; errors name the flag.
+// Validate checks the configuration; errors name the field.
 func (c PubSubConfig) Validate() error {
 	switch {
 	case c.MQTT == "":
-		return errors.New("--mqtt is required")
+		return errors.New("missing MQTT: required")
 	case c.Pairs < 1:
-		return fmt.Errorf("--pairs %d: want at least 1", c.Pairs)
+		return fmt.Errorf("bad Pairs %d: want at least 1", c.Pairs)
 	case c.Count < 0:
-		return fmt.Errorf("--count %d: must not be negative", c.Count)
+		return fmt.Errorf("bad Count %d: must not be negative", c.Count)
 	case c.Count == 0 && c.Duration <= 0:
-		return errors.New("give --count or a positive --duration")
+		return errors.New("give Count or a positive Duration")
 	case c.Rate < 0:
-		return fmt.Errorf("--rate %v: must not be negative", c.Rate)
+		return fmt.Errorf("bad Rate %v: must not be negative", c.Rate)
 	case c.QoS > 1:
-		return fmt.Errorf("--qos %d: want 0 or 1", c.QoS)
+		return fmt.Errorf("bad QoS %d: want 0 or 1", c.QoS)
 	case c.Size < stampLen || c.Size > 1<<20:
-		return fmt.Errorf("--size %d: want %d to %d bytes", c.Size, stampLen, 1<<20)
+		return fmt.Errorf("bad Size %d: want %d to %d bytes", c.Size, stampLen, 1<<20)
 	case c.Window < 1:
-		return fmt.Errorf("--window %d: want at least 1", c.Window)
+		return fmt.Errorf("bad Window %d: want at least 1", c.Window)
 	case c.Inflight < 1 || c.Inflight > 65535:
-		return fmt.Errorf("--inflight %d: want 1 to 65535", c.Inflight)
+		return fmt.Errorf("bad Inflight %d: want 1 to 65535", c.Inflight)
 	case c.MQTTVersion != 4 && c.MQTTVersion != 5:
-		return fmt.Errorf("--mqtt-version %d: want 4 or 5", c.MQTTVersion)
+		return fmt.Errorf("bad MQTTVersion %d: want 4 or 5", c.MQTTVersion)
 	case c.DrainTimeout <= 0:
-		return fmt.Errorf("--drain-timeout %v: must be positive", c.DrainTimeout)
+		return fmt.Errorf("bad DrainTimeout %v: must be positive", c.DrainTimeout)
 	}
 	return nil
 }
