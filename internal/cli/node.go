@@ -161,7 +161,7 @@ func runNode(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer c.Close()
-	n, err := node.Start(ctx, cfg, c, st, log)
+	n, err := node.Start(ctx, cfg, node.Deps{Coord: c, Store: st, Logger: log})
 	if err != nil {
 		return nodeFlagError(err)
 	}

@@ -236,7 +236,7 @@ func (u *upCluster) startRoles(ctx context.Context, o upOptions, apiL net.Listen
 		cfg.DataDir = o.dataDir
 		cfg.Auth = authn
 		cfg.Quarantine.Grace = 2 * time.Second
-		n, err := node.Start(ctx, cfg, c, u.st, u.log)
+		n, err := node.Start(ctx, cfg, node.Deps{Coord: c, Store: u.st, Logger: u.log})
 		if err != nil {
 			return err
 		}
