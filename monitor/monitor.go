@@ -69,7 +69,8 @@ type Coordinator interface {
 
 var _ Coordinator = coord.Coordinator(nil)
 
-// Deps are what a monitor is given. It closes Admin, not Coord.
+// Deps are what a monitor is given. Close closes Admin, not Coord; if Start fails, Admin is
+// still the caller's to close.
 type Deps struct {
 	Coord Coordinator
 	// Admin, if set, is where the monitor serves Handler (/healthz, /metrics, /v1/state)

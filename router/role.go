@@ -25,7 +25,8 @@ type RoleCoordinator interface {
 	Cluster
 }
 
-// Deps are what a router role is given. It closes none of them but Listener.
+// Deps are what a router role is given. Close closes Listener (required), none of the
+// others; if Start fails, Listener is still the caller's to close.
 type Deps struct {
 	Coord RoleCoordinator
 	Store store.Store
@@ -51,7 +52,6 @@ const shutdownTimeout = 10 * time.Second
 type Server struct {
 	w    *watcher.Watcher
 	r    *Router
-	ui   *Dashboard
 	http *http.Server
 	addr net.Addr
 
@@ -97,7 +97,7 @@ func Start(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	if deps.Tokens != nil {
 		h = ui.AuthHandler(deps.Tokens)
 	}
-	s := &Server{w: w, r: r, ui: ui, http: r.HTTPServer(h), addr: deps.Listener.Addr(),
+	s := &Server{w: w, r: r, http: r.HTTPServer(h), addr: deps.Listener.Addr(),
 		served: make(chan struct{})}
 	s.http.RegisterOnShutdown(ui.Close) // its live streams end, so Shutdown need not wait for them
 	// The cap counts TCP connections, under TLS, so a handshake that never completes holds
@@ -126,9 +126,6 @@ func Start(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	}()
 	return s, nil
 }
-
-// Router is the role's router.
-func (s *Server) Router() *Router { return s.r }
 
 // Addr is the address the API listens on.
 func (s *Server) Addr() net.Addr { return s.addr }

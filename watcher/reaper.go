@@ -29,12 +29,14 @@ const (
 	clearTimeout = 30 * time.Second
 )
 
-// ReaperCoordinator is what the reaper needs of the coordinator: its election, and a fresh
-// listing of the live set for the sweep (the watcher's view may lag). coord.Coordinator
-// provides it; its methods may be called concurrently.
+// ReaperCoordinator is what the reaper needs of the coordinator: its election, a fresh
+// listing of the live set for the sweep (the watcher's view may lag), and the member watch
+// the live set of a started reaper follows. coord.Coordinator provides it; its methods may
+// be called concurrently.
 type ReaperCoordinator interface {
 	coord.Campaigner
 	Members(ctx context.Context) ([]coord.Member, error)
+	MemberWatch
 }
 
 var _ ReaperCoordinator = coord.Coordinator(nil)
@@ -66,12 +68,8 @@ type ReaperConfig struct {
 
 // ReaperDeps are what a reaper role is given. It closes neither.
 type ReaperDeps struct {
-	// Coord is the reaper's election and the live set it follows, through a Watcher of
-	// its own; coord.Coordinator provides it.
-	Coord interface {
-		ReaperCoordinator
-		MemberWatch
-	}
+	// Coord is the reaper's election and the member watch a Watcher of its own follows.
+	Coord ReaperCoordinator
 	// Store clears the presence of the nodes that leave.
 	Store  PresenceClearer
 	Logger *slog.Logger
