@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/user"
@@ -132,10 +131,7 @@ func runQuarantine(ctx context.Context, e env, args []string) error {
 	if err := coord.ValidateID(node); err != nil {
 		return usageError{err}
 	}
-	if err := zo.discover(fs, e); err != nil {
-		return err
-	}
-	c, err := zo.open(ctx, slog.New(slog.DiscardHandler))
+	c, err := zo.openDiscovered(ctx, fs, e)
 	if err != nil {
 		return err
 	}
@@ -184,10 +180,7 @@ func runRelease(ctx context.Context, e env, args []string) error {
 	if err := coord.ValidateID(node); err != nil {
 		return usageError{err}
 	}
-	if err := zo.discover(fs, e); err != nil {
-		return err
-	}
-	c, err := zo.open(ctx, slog.New(slog.DiscardHandler))
+	c, err := zo.openDiscovered(ctx, fs, e)
 	if err != nil {
 		return err
 	}
