@@ -41,7 +41,7 @@ type Monitor struct {
 	live  []coord.Member // the live set, as the member watch last delivered it
 
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // the loop and the member watch's follower
+	wg     sync.WaitGroup // the loop, the member watch's follower and the admin server
 	done   chan struct{}
 	once   sync.Once
 }
@@ -130,14 +130,10 @@ func Start(ctx context.Context, cfg Config, deps Deps) (*Monitor, error) {
 		cancel()
 		return nil, err
 	}
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		m.run(rctx)
-	}()
+	m.wg.Go(func() { m.run(rctx) })
 	if deps.Admin != nil {
 		m.admin = &http.Server{Handler: m.Handler(), ReadHeaderTimeout: adminHeaderTimeout}
-		go func() { _ = m.admin.Serve(deps.Admin) }()
+		m.wg.Go(func() { _ = m.admin.Serve(deps.Admin) })
 	}
 	return m, nil
 }
@@ -158,13 +154,11 @@ func (m *Monitor) followMembers(ctx, rctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("watch members: %w", ctx.Err())
 	}
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
+	m.wg.Go(func() {
 		for set := range ch {
 			m.setLive(set)
 		}
-	}()
+	})
 	return nil
 }
 
