@@ -73,21 +73,21 @@ func DefaultConnectConfig() ConnectConfig {
 	}
 }
 
-// Validate checks the configuration; errors name the flag.
+// Validate checks the configuration; errors name the field.
 func (c ConnectConfig) Validate() error {
 	switch {
 	case len(c.MQTT) == 0:
-		return errors.New("--mqtt is required")
+		return errors.New("missing MQTT: required")
 	case c.Connections < 1:
-		return fmt.Errorf("--connections %d: want at least 1", c.Connections)
+		return fmt.Errorf("bad Connections %d: want at least 1", c.Connections)
 	case c.Rate < 0:
-		return fmt.Errorf("--rate %v: must not be negative", c.Rate)
+		return fmt.Errorf("bad Rate %v: must not be negative", c.Rate)
 	case c.Concurrency < 1:
-		return fmt.Errorf("--concurrency %d: want at least 1", c.Concurrency)
+		return fmt.Errorf("bad Concurrency %d: want at least 1", c.Concurrency)
 	case c.MQTTVersion != 4 && c.MQTTVersion != 5:
-		return fmt.Errorf("--mqtt-version %d: want 4 or 5", c.MQTTVersion)
+		return fmt.Errorf("bad MQTTVersion %d: want 4 or 5", c.MQTTVersion)
 	case c.Settle < 0:
-		return fmt.Errorf("--settle %v: must not be negative", c.Settle)
+		return fmt.Errorf("bad Settle %v: must not be negative", c.Settle)
 	}
 	return nil
 }

@@ -84,46 +84,46 @@ func DefaultPubSubConfig() PubSubConfig {
 	}
 }
 
-// Validate checks the configuration; errors name the flag.
+// Validate checks the configuration; errors name the field.
 func (c PubSubConfig) Validate() error {
 	for _, l := range []struct {
-		flag  string
+		field string
 		addrs []string
-	}{{"--mqtt", c.MQTT}, {"--sub-mqtt", c.SubMQTT}, {"--pub-mqtt", c.PubMQTT}} {
+	}{{"MQTT", c.MQTT}, {"SubMQTT", c.SubMQTT}, {"PubMQTT", c.PubMQTT}} {
 		if slices.Contains(l.addrs, "") {
-			return fmt.Errorf("%s %q: an empty address", l.flag, strings.Join(l.addrs, ","))
+			return fmt.Errorf("%s %q: an empty address", l.field, strings.Join(l.addrs, ","))
 		}
 	}
 	switch {
 	case len(c.subBrokers()) == 0:
-		return errors.New("--mqtt (or --sub-mqtt) is required")
+		return errors.New("missing MQTT (or SubMQTT): required")
 	case len(c.pubBrokers()) == 0:
-		return errors.New("--mqtt (or --pub-mqtt) is required")
+		return errors.New("missing MQTT (or PubMQTT): required")
 	case c.Pairs < 1:
-		return fmt.Errorf("--pairs %d: want at least 1", c.Pairs)
+		return fmt.Errorf("bad Pairs %d: want at least 1", c.Pairs)
 	case c.Count < 0:
-		return fmt.Errorf("--count %d: must not be negative", c.Count)
+		return fmt.Errorf("bad Count %d: must not be negative", c.Count)
 	case c.Count == 0 && c.Duration <= 0:
-		return errors.New("give --count or a positive --duration")
+		return errors.New("give Count or a positive Duration")
 	case c.Rate < 0:
-		return fmt.Errorf("--rate %v: must not be negative", c.Rate)
+		return fmt.Errorf("bad Rate %v: must not be negative", c.Rate)
 	case c.QoS > 1:
-		return fmt.Errorf("--qos %d: want 0 or 1", c.QoS)
+		return fmt.Errorf("bad QoS %d: want 0 or 1", c.QoS)
 	case c.Size < stampLen || c.Size > 1<<20:
-		return fmt.Errorf("--size %d: want %d to %d bytes", c.Size, stampLen, 1<<20)
+		return fmt.Errorf("bad Size %d: want %d to %d bytes", c.Size, stampLen, 1<<20)
 	case c.Window < 1:
-		return fmt.Errorf("--window %d: want at least 1", c.Window)
+		return fmt.Errorf("bad Window %d: want at least 1", c.Window)
 	case c.Inflight < 1 || c.Inflight > 65535:
-		return fmt.Errorf("--inflight %d: want 1 to 65535", c.Inflight)
+		return fmt.Errorf("bad Inflight %d: want 1 to 65535", c.Inflight)
 	case c.MQTTVersion != 4 && c.MQTTVersion != 5:
-		return fmt.Errorf("--mqtt-version %d: want 4 or 5", c.MQTTVersion)
+		return fmt.Errorf("bad MQTTVersion %d: want 4 or 5", c.MQTTVersion)
 	case c.DrainTimeout <= 0:
-		return fmt.Errorf("--drain-timeout %v: must be positive", c.DrainTimeout)
+		return fmt.Errorf("bad DrainTimeout %v: must be positive", c.DrainTimeout)
 	}
 	if c.CrossNode {
 		for i := range c.Pairs {
 			if sub, pub := c.brokers(i); sub == pub {
-				return fmt.Errorf("--cross-node: pair %d's subscriber and publisher would both connect to %s; "+
+				return fmt.Errorf("CrossNode: pair %d's subscriber and publisher would both connect to %s; "+
 					"give at least two brokers, each once", i, sub)
 			}
 		}

@@ -125,21 +125,21 @@ func TestPubSubConfigValidate(t *testing.T) {
 		change func(*PubSubConfig)
 		want   []string
 	}{
-		{func(c *PubSubConfig) { c.MQTT = nil }, []string{"--mqtt", "--sub-mqtt"}},
-		{func(c *PubSubConfig) { c.MQTT, c.SubMQTT = nil, []string{"a:1"} }, []string{"--mqtt", "--pub-mqtt"}},
-		{func(c *PubSubConfig) { c.MQTT = []string{"a:1", ""} }, []string{"--mqtt", `"a:1,"`, "empty"}},
-		{func(c *PubSubConfig) { c.SubMQTT = []string{""} }, []string{"--sub-mqtt", "empty"}},
-		{func(c *PubSubConfig) { c.PubMQTT = []string{"", "b:1"} }, []string{"--pub-mqtt", "empty"}},
-		{func(c *PubSubConfig) { c.CrossNode = true }, []string{"--cross-node", "pair 0", "127.0.0.1:1883"}},
-		{func(c *PubSubConfig) { c.MQTT, c.CrossNode = []string{"a:1", "a:1"}, true }, []string{"--cross-node", "a:1"}},
+		{func(c *PubSubConfig) { c.MQTT = nil }, []string{"MQTT", "SubMQTT"}},
+		{func(c *PubSubConfig) { c.MQTT, c.SubMQTT = nil, []string{"a:1"} }, []string{"MQTT", "PubMQTT"}},
+		{func(c *PubSubConfig) { c.MQTT = []string{"a:1", ""} }, []string{"MQTT", `"a:1,"`, "empty"}},
+		{func(c *PubSubConfig) { c.SubMQTT = []string{""} }, []string{"SubMQTT", "empty"}},
+		{func(c *PubSubConfig) { c.PubMQTT = []string{"", "b:1"} }, []string{"PubMQTT", "empty"}},
+		{func(c *PubSubConfig) { c.CrossNode = true }, []string{"CrossNode", "pair 0", "127.0.0.1:1883"}},
+		{func(c *PubSubConfig) { c.MQTT, c.CrossNode = []string{"a:1", "a:1"}, true }, []string{"CrossNode", "a:1"}},
 		// a:1 twice in three: pair 2's subscriber (a) and publisher (a, the first) collide.
-		{func(c *PubSubConfig) { c.MQTT, c.CrossNode = []string{"a:1", "b:1", "a:1"}, true }, []string{"--cross-node", "pair 2"}},
+		{func(c *PubSubConfig) { c.MQTT, c.CrossNode = []string{"a:1", "b:1", "a:1"}, true }, []string{"CrossNode", "pair 2"}},
 		// Lists of different lengths: pair 2 has subscriber a:1 and publisher a:1.
 		{func(c *PubSubConfig) {
 			c.MQTT, c.SubMQTT, c.PubMQTT, c.CrossNode = nil, []string{"a:1", "b:1"}, []string{"a:1", "b:1", "c:1"}, true
-		}, []string{"--cross-node", "pair 2", "a:1"}},
-		{func(c *PubSubConfig) { c.Pairs = 0 }, []string{"--pairs"}},
-		{func(c *PubSubConfig) { c.QoS = 2 }, []string{"--qos"}},
+		}, []string{"CrossNode", "pair 2", "a:1"}},
+		{func(c *PubSubConfig) { c.Pairs = 0 }, []string{"Pairs"}},
+		{func(c *PubSubConfig) { c.QoS = 2 }, []string{"QoS"}},
 	} {
 		cfg := DefaultPubSubConfig()
 		c.change(&cfg)

@@ -398,16 +398,16 @@ func TestDirectConfigValidate(t *testing.T) {
 		change func(*DirectConfig)
 		want   string
 	}{
-		{func(c *DirectConfig) { c.Burst = -1 }, "--burst"},
+		{func(c *DirectConfig) { c.Burst = -1 }, "Burst"},
 		{func(c *DirectConfig) { c.Burst, c.Count = 10, 10 }, "not both"},
-		{func(c *DirectConfig) { c.Burst, c.Rate = 10, 100 }, "--rate"},
+		{func(c *DirectConfig) { c.Burst, c.Rate = 10, 100 }, "Rate"},
 		{func(c *DirectConfig) { c.Burst, c.Clients = 10_000_000, 100 }, "in all"},
-		{func(c *DirectConfig) { c.MaxWait = time.Microsecond }, "--max-wait"},
-		{func(c *DirectConfig) { c.MaxWait = -time.Second }, "--max-wait"},
-		{func(c *DirectConfig) { c.DelayClients = 101 }, "--delay-clients"},
-		{func(c *DirectConfig) { c.DelayClients, c.Delay = 1, 0 }, "--delay"},
-		{func(c *DirectConfig) { c.DelayClients, c.Delay = 1, time.Minute }, "--delay"},
-		{func(c *DirectConfig) { c.Duration = 0 }, "--duration"},
+		{func(c *DirectConfig) { c.MaxWait = time.Microsecond }, "MaxWait"},
+		{func(c *DirectConfig) { c.MaxWait = -time.Second }, "MaxWait"},
+		{func(c *DirectConfig) { c.DelayClients = 101 }, "DelayClients"},
+		{func(c *DirectConfig) { c.DelayClients, c.Delay = 1, 0 }, "Delay"},
+		{func(c *DirectConfig) { c.DelayClients, c.Delay = 1, time.Minute }, "Delay"},
+		{func(c *DirectConfig) { c.Duration = 0 }, "Duration"},
 	} {
 		cfg := DefaultDirectConfig()
 		c.change(&cfg)

@@ -319,19 +319,19 @@ func (c Config) Validate() error {
 			return &FieldError{Field: a.field, Value: a.addr, Err: err}
 		}
 	}
-	for _, a := range []struct{ flag, addr string }{{"--ws", c.WSAddr}, {"--wss", c.WSSAddr}} {
+	for _, a := range []struct{ field, addr string }{{"WSAddr", c.WSAddr}, {"WSSAddr", c.WSSAddr}} {
 		if a.addr == "" {
 			continue
 		}
 		if err := validateAddr(a.addr); err != nil {
-			return fmt.Errorf("%s %q: %w", a.flag, a.addr, err)
+			return &FieldError{Field: a.field, Value: a.addr, Err: err}
 		}
 	}
 	if c.WSSAddr != "" && c.WSTLS == nil {
-		return fmt.Errorf("--wss %q: no certificate (give --wss-cert and --wss-key, or --tls-cert and --tls-key)", c.WSSAddr)
+		return &FieldError{Field: "WSSAddr", Value: c.WSSAddr, Err: errors.New("no certificate (give WSTLS)")}
 	}
 	if c.ProxyProtocol && len(c.ProxyTrusted) == 0 {
-		return fmt.Errorf("--proxy-protocol: no trusted sources (give --proxy-trusted, the proxies' addresses or prefixes)")
+		return &FieldError{Field: "ProxyProtocol", Err: errors.New("no trusted sources (give ProxyTrusted, the proxies' addresses or prefixes)")}
 	}
 	if err := c.validateExposure(); err != nil {
 		return err

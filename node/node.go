@@ -82,6 +82,7 @@ type Node struct {
 	wg        sync.WaitGroup     // background goroutines (status loop, health, drains, kicks)
 	closeOnce sync.Once
 	closeErr  error
+	done      chan struct{} // closed when Close has finished
 }
 
 // gateState says why new MQTT connections are refused; nil means they are accepted.
@@ -99,10 +100,18 @@ type Coordinator interface {
 
 var _ Coordinator = coord.Coordinator(nil)
 
+// Deps are what a node is given. It closes neither Coord nor Store.
+type Deps struct {
+	Coord  Coordinator
+	Store  store.Store
+	Logger *slog.Logger
+}
+
 // Start binds the node's listeners, starts the broker, registers in the coordinator and
 // returns once the node is registered (or waiting in quarantine). It fails with a clear
 // error for a busy port or an id already live in the cluster; nothing is left running then.
-func Start(ctx context.Context, cfg Config, c Coordinator, st store.Store, log *slog.Logger) (*Node, error) {
+func Start(ctx context.Context, cfg Config, deps Deps) (*Node, error) {
+	c, st, log := deps.Coord, deps.Store, deps.Logger
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -120,6 +129,7 @@ func Start(ctx context.Context, cfg Config, c Coordinator, st store.Store, log *
 		remover:    newRemover(),
 		throttled:  newLogThrottle(10, 50),
 		connecting: map[*mqtt.Client]func(){},
+		done:       make(chan struct{}),
 	}
 	n.gate.Store(&gateState{reason: "starting"})
 	n.metrics = newMetrics(n.registry, n)
@@ -447,9 +457,13 @@ func (n *Node) Close(ctx context.Context) error {
 		}
 		n.closeErr = errors.Join(errs...)
 		n.log.Info("node stopped")
+		close(n.done)
 	})
 	return n.closeErr
 }
+
+// Done is closed once Close has stopped the node.
+func (n *Node) Done() <-chan struct{} { return n.done }
 
 // disconnectAll disconnects every connected client with reason 0x8B (server shutting down).
 func (n *Node) disconnectAll() {

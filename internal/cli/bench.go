@@ -201,9 +201,21 @@ func benchDirect(ctx context.Context, e env, args []string) error {
 		return usageError{err}
 	}
 	if err := cfg.Validate(); err != nil {
-		return usageError{err}
+		return usageError{benchFlags.rename(err)}
 	}
 	return out.run(e, &cfg.Progress, func() (*bench.Result, error) { return bench.RunDirect(ctx, cfg) })
+}
+
+// benchFlags names the flag behind each field of the bench configs their errors name (the
+// bench commands give each field the same flag).
+var benchFlags = fieldFlags{
+	"API": "--api", "MQTT": "--mqtt", "Clients": "--clients", "Senders": "--senders", "Count": "--count",
+	"Burst": "--burst", "Duration": "--duration", "Rate": "--rate", "MaxWait": "--max-wait",
+	"DelayClients": "--delay-clients", "Delay": "--delay", "Batch": "--batch", "QoS": "--qos", "Size": "--size",
+	"MQTTVersion": "--mqtt-version", "DrainTimeout": "--drain-timeout", "Connections": "--connections",
+	"Concurrency": "--concurrency", "Settle": "--settle", "Pairs": "--pairs", "Window": "--window",
+	"Inflight": "--inflight", "Listen": "--listen", "Target": "--to",
+	"SubMQTT": "--sub-mqtt", "PubMQTT": "--pub-mqtt", "CrossNode": "--cross-node",
 }
 
 func benchPubSub(ctx context.Context, e env, args []string) error {
@@ -263,7 +275,7 @@ func pubSubConfig(e env, args []string) (bench.PubSubConfig, *benchOutput, error
 	cfg.MQTTVersion = byte(version)
 	cfg.Username, cfg.Password = creds.user, creds.pass
 	if err := cfg.Validate(); err != nil {
-		return cfg, nil, usageError{err}
+		return cfg, nil, usageError{benchFlags.rename(err)}
 	}
 	return cfg, &out, nil
 }
@@ -317,7 +329,7 @@ func benchConnect(ctx context.Context, e env, args []string) error {
 		cfg.PIDs = append(cfg.PIDs, n)
 	}
 	if err := cfg.Validate(); err != nil {
-		return usageError{err}
+		return usageError{benchFlags.rename(err)}
 	}
 	return out.run(e, &cfg.Progress, func() (*bench.Result, error) { return bench.RunConnect(ctx, cfg) })
 }
@@ -458,7 +470,7 @@ func benchDelayProxy(ctx context.Context, e env, args []string) error {
 		return usagef("unexpected arguments %q", fs.Args())
 	}
 	if err := cfg.Validate(); err != nil {
-		return usageError{err}
+		return usageError{benchFlags.rename(err)}
 	}
 	p, err := bench.StartDelayProxy(cfg)
 	if err != nil {

@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/node"
@@ -173,7 +171,7 @@ func runNode(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer c.Close()
-	n, err := node.Start(ctx, cfg, c, st, log)
+	n, err := node.Start(ctx, cfg, node.Deps{Coord: c, Store: st, Logger: log})
 	if err != nil {
 		return nodeFlagError(err)
 	}
@@ -182,25 +180,16 @@ func runNode(ctx context.Context, e env, args []string) error {
 	return n.Close(context.Background())
 }
 
-// nodeFlags names the flag behind each node.Config field a node.FieldError can name.
-var nodeFlags = map[string]string{
+// nodeFlags names the flag behind each node.Config field the node's errors name.
+var nodeFlags = fieldFlags{
 	"ID": "--id", "MQTTAddr": "--mqtt", "InternalAddr": "--internal", "AdminAddr": "--admin",
-	"AdvertiseInternal": "--advertise-internal", "Limits.MaxKeepAlive": "--max-keepalive",
+	"AdvertiseInternal": "--advertise-internal", "WSAddr": "--ws", "WSSAddr": "--wss",
+	"WSTLS": "--wss-cert and --wss-key, or --tls-cert and --tls-key", "ProxyProtocol": "--proxy-protocol",
+	"ProxyTrusted": "--proxy-trusted", "WireToken": "--cluster-token-file (or SWITCHBOARD_CLUSTER_TOKEN)",
+	"InternalTLS": "--internal-cert, --internal-key and --internal-ca", "AdminToken": "--admin-token-file",
+	"Pprof": "--pprof", "Limits.MaxKeepAlive": "--max-keepalive",
 }
 
-// nodeFlagError says which flag a node error is about: the node names its config field,
-// the user knows the flag.
-func nodeFlagError(err error) error {
-	var fe *node.FieldError
-	if !errors.As(err, &fe) {
-		return err
-	}
-	flag, ok := nodeFlags[fe.Field]
-	if !ok {
-		return err
-	}
-	if fe.Value == "" {
-		return fmt.Errorf("%s: %w", flag, fe.Err)
-	}
-	return fmt.Errorf("%s %q: %w", flag, fe.Value, fe.Err)
-}
+// nodeFlagError says which flags a node error is about: the node names its config fields,
+// the user knows the flags.
+func nodeFlagError(err error) error { return nodeFlags.rename(err) }

@@ -31,6 +31,17 @@ func TestNodeErrorsNameTheFlag(t *testing.T) {
 		{"admin bad host", func(c *node.Config) { c.AdminAddr = "my host:80" }, []string{"--admin", "my host"}, []string{"--mqtt", "--internal"}},
 		{"advertise internal", func(c *node.Config) { c.AdvertiseInternal = "nohost" }, []string{"--advertise-internal", `"nohost"`}, nil},
 		{"max keepalive", func(c *node.Config) { c.Limits.MaxKeepAlive = node.MaxServerKeepAlive + 1 }, []string{"--max-keepalive", `"43691s"`}, []string{"Limits."}},
+		{"ws address", func(c *node.Config) { c.WSAddr = "nope" }, []string{"--ws", `"nope"`}, []string{"WSAddr"}},
+		{"wss without a certificate", func(c *node.Config) { c.WSSAddr = "127.0.0.1:8084" },
+			[]string{"--wss", "--wss-cert", "--tls-cert"}, []string{"WSSAddr", "WSTLS"}},
+		{"proxy without trusted sources", func(c *node.Config) { c.ProxyProtocol = true },
+			[]string{"--proxy-protocol", "--proxy-trusted"}, []string{"ProxyProtocol", "ProxyTrusted"}},
+		{"internal exposed", func(c *node.Config) { c.InternalAddr = ":7883" },
+			[]string{"--internal", `":7883"`, "--cluster-token-file", "--internal-cert", "--internal-key", "--internal-ca"},
+			[]string{"InternalAddr", "WireToken", "InternalTLS"}},
+		{"pprof exposed", func(c *node.Config) { c.Pprof = true; c.AdminAddr = ":9883" },
+			[]string{"--pprof", "--admin", `":9883"`, "--admin-token-file"}, []string{"Pprof", "AdminAddr", "AdminToken"}},
+		{"short admin token", func(c *node.Config) { c.AdminToken = "short" }, []string{"--admin-token-file", "5 characters"}, nil},
 		{"other fields pass through", func(c *node.Config) { c.InboxPrefix = "" }, []string{"inbox prefix"}, []string{"--"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
