@@ -292,17 +292,33 @@ const (
 // the packet mochi goes on with (tagged with the shared groups it delivers to here). It
 // fails only for a retained publish the store could not keep.
 func (c *cluster) publish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	here, grouped, err := c.route(cl, pk, false)
+	if err != nil || !grouped {
+		return pk, err
+	}
+	pk.Connect.ClientIdentifier = tagLocalGroups + strings.Join(here, "\x00")
+	return pk, nil
+}
+
+// route forwards a publish made here (a client's, or a Will mochi sent) to the nodes with
+// matching subscribers (every node, for a retained one, after the store kept it), and sends
+// each matching shared group's copy to one member: tracked until acknowledged at QoS 1 and 2,
+// and at QoS 0 to a node picked by its members — here returns the groups picked for this
+// node, which mochi serves. A Will has been given to this node's members already (mochi
+// publishes it straight to its subscribers), so its groups with members here are left out,
+// and a store failure does not stop it. grouped reports whether any group matched.
+func (c *cluster) route(cl *mqtt.Client, pk packets.Packet, will bool) (here []string, grouped bool, err error) {
 	nodes, groups := c.table.Match(pk.TopicName)
 	retain := pk.FixedHeader.Retain
 	if !retain && len(nodes) == 0 && len(groups) == 0 {
-		return pk, nil
+		return nil, false, nil
 	}
 	f := fromPacket(pk, cl.ID, time.Now().Unix())
 	var links []*link
 	if retain {
 		v, err := c.ret.store(c, pk)
-		if err != nil {
-			return pk, err
+		if err != nil && !will {
+			return nil, false, err
 		}
 		f.version = v
 		links = c.liveLinks() // every node keeps the retained message
@@ -319,13 +335,14 @@ func (c *cluster) publish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 			l.enqueue(outItem{body: body})
 		}
 	}
-	if len(groups) == 0 {
-		return pk, nil
-	}
 	f.flags &^= fwdRetain
-	var here []string
 	for _, g := range groups {
-		if f.qos == 0 {
+		switch {
+		case will && g.Nodes[c.n.cfg.ID] > 0:
+			// mochi gave it to a member here
+		case f.qos > 0:
+			c.sending.start(c, f, g.Key)
+		default:
 			to := pickNode(g.Nodes, nil)
 			if to == c.n.cfg.ID {
 				here = append(here, g.Key)
@@ -335,12 +352,9 @@ func (c *cluster) publish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 				sf.group = g.Key
 				l.enqueue(outItem{body: sf.append(nil)})
 			}
-			continue
 		}
-		c.sending.start(c, f, g.Key)
 	}
-	pk.Connect.ClientIdentifier = tagLocalGroups + strings.Join(here, "\x00")
-	return pk, nil
+	return here, len(groups) > 0, nil
 }
 
 // pickNode picks a node from counts (members by node), weighted by its members, leaving
@@ -428,52 +442,9 @@ func (n *Node) clusterPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packe
 }
 
 // willSent passes a Will message mochi published here on to the rest of the cluster.
-// mochi publishes a Will straight to its subscribers (not through OnPublish), having
-// picked this node's own members of shared groups; a group with no member here gets it
-// on another node.
 func (c *cluster) willSent(cl *mqtt.Client, pk packets.Packet) {
-	nodes, groups := c.table.Match(pk.TopicName)
-	retain := pk.FixedHeader.Retain
-	if !retain && len(nodes) == 0 && len(groups) == 0 {
-		return
-	}
 	pk.Properties.MessageExpiryInterval = 0 // pk.Expiry is the Will's delay, not an expiry
-	f := fromPacket(pk, cl.ID, time.Now().Unix())
-	var links []*link
-	if retain {
-		v, err := c.ret.store(c, pk)
-		if err != nil {
-			c.log.Warn("a retained Will is not kept in the store", "client", cl.ID, "topic", pk.TopicName, "error", err)
-		}
-		f.version = v
-		links = c.liveLinks()
-	} else {
-		for _, id := range nodes {
-			if l := c.link(id); l != nil {
-				links = append(links, l)
-			}
-		}
-	}
-	if len(links) > 0 {
-		body := f.append(nil)
-		for _, l := range links {
-			l.enqueue(outItem{body: body})
-		}
-	}
-	f.flags &^= fwdRetain
-	for _, g := range groups {
-		if g.Nodes[c.n.cfg.ID] > 0 {
-			continue // mochi gave it to a member here
-		}
-		if f.qos > 0 {
-			c.sending.start(c, f, g.Key)
-			continue
-		}
-		if l := c.link(pickNode(g.Nodes, nil)); l != nil {
-			sf := f
-			sf.flags |= fwdShared
-			sf.group = g.Key
-			l.enqueue(outItem{body: sf.append(nil)})
-		}
+	if _, _, err := c.route(cl, pk, true); err != nil {
+		c.log.Warn("a Will could not be passed on", "client", cl.ID, "topic", pk.TopicName, "error", err)
 	}
 }

@@ -58,7 +58,7 @@ func (r *retainedCopies) store(c *cluster, pk packets.Packet) (uint64, error) {
 	defer cancel()
 	v, err := rs.SetRetained(ctx, rec)
 	if err != nil {
-		c.log.Warn("retained message not stored; the publish is refused", "topic", pk.TopicName, "error", err)
+		c.log.Warn("retained message not stored", "topic", pk.TopicName, "error", err)
 		return 0, fmt.Errorf("%w: %w", errRetainedNotStored, err)
 	}
 	r.lock()

@@ -110,20 +110,5 @@ func (c *Conn) Forward(f Forward, done func(i int, r Result, err error)) {
 	defer c.putBuf(p)
 	buf, start := beginFrame((*p)[:0], typeForward)
 	*p = endFrame(f.appendBody(buf), start)
-	if err := c.checkSize(*p); err != nil {
-		failAll(done, n, fmt.Errorf("forward: %w", err))
-		return
-	}
-	c.mu.Lock()
-	if c.pending == nil {
-		err := c.err
-		c.mu.Unlock()
-		failAll(done, n, err)
-		return
-	}
-	for i := range n {
-		c.pending[f.Seq+uint64(i)] = waiter{done: done, i: i}
-	}
-	c.mu.Unlock()
-	c.push(*p)
+	c.sendMany("forward", *p, f.Seq, n, done)
 }
