@@ -176,11 +176,17 @@ func (c *cluster) reconcile() {
 	for _, l := range gone {
 		l.close()
 	}
+	left := false
 	for id, epoch := range c.table.Peers() {
 		if e, ok := live[id]; !ok || e != epoch {
 			c.table.Drop(id, epoch)
+			left = true
 			c.log.Info("dropped the routes of a node that left the live set", "peer", id, "epoch", epoch)
 		}
+	}
+	if left {
+		// It may have stored retained messages whose forwards it never sent.
+		c.ret.kick()
 	}
 	c.sending.retryWaiting(c)
 }
@@ -331,8 +337,12 @@ func (c *cluster) route(cl *mqtt.Client, pk packets.Packet, will bool) (here []s
 	}
 	if len(links) > 0 {
 		body := f.append(nil)
-		for _, l := range links {
-			l.enqueue(outItem{body: body})
+		if retain && !will {
+			c.forwardAll(links, body)
+		} else {
+			for _, l := range links {
+				l.enqueue(outItem{body: body})
+			}
 		}
 	}
 	f.flags &^= fwdRetain
@@ -355,6 +365,27 @@ func (c *cluster) route(cl *mqtt.Client, pk packets.Packet, will bool) (here []s
 		}
 	}
 	return here, len(groups) > 0, nil
+}
+
+// forwardAll forwards a retained publish to every node and waits (at most
+// RouteSyncTimeout) until each took it: after the publisher's PUBACK a subscriber on any
+// reachable node finds it, even if this node dies at once. A node that did not answer
+// reads it from the store (at the latest when this node leaves the live set).
+func (c *cluster) forwardAll(links []*link, body []byte) {
+	var wg sync.WaitGroup
+	wg.Add(len(links))
+	for _, l := range links {
+		l.enqueue(outItem{body: body, done: func(wire.Result, error) { wg.Done() }})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(c.n.cfg.RouteSyncTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	case <-c.stop:
+	}
 }
 
 // pickNode picks a node from counts (members by node), weighted by its members, leaving

@@ -27,13 +27,23 @@ var errRetainedNotStored = errors.New("the retained message could not be stored"
 // the store holds every retained message with a version, and a node applies a change (its
 // own, forwarded, or read from the store) only when it is newer than the one it has.
 type retainedCopies struct {
-	mu  chan struct{} // a lock that a sync can hold across a store read
-	ver map[string]uint64
+	mu    chan struct{} // a lock that a sync can hold across a store read
+	ver   map[string]uint64
+	again chan struct{} // capacity 1: sync now
 }
 
 func (r *retainedCopies) init() {
 	r.mu = make(chan struct{}, 1)
 	r.ver = map[string]uint64{}
+	r.again = make(chan struct{}, 1)
+}
+
+// kick asks for a sync with the store now.
+func (r *retainedCopies) kick() {
+	select {
+	case r.again <- struct{}{}:
+	default:
+	}
 }
 
 func (r *retainedCopies) lock()   { r.mu <- struct{}{} }
@@ -101,6 +111,7 @@ func (r *retainedCopies) syncLoop(ctx context.Context, c *cluster) {
 	for {
 		select {
 		case <-t.C:
+		case <-r.again:
 		case <-ctx.Done():
 			return
 		case <-c.stop:
