@@ -3,10 +3,10 @@ package node
 import (
 	"context"
 	"errors"
-	"maps"
 	"sync"
 	"time"
 
+	"github.com/switchboard-mqtt/switchboard/routes"
 	"github.com/switchboard-mqtt/switchboard/wire"
 )
 
@@ -40,11 +40,12 @@ type link struct {
 	quit chan struct{}
 	done chan struct{}
 
+	changes *routes.Changes // our filters changed since the last push
+
 	mu        sync.Mutex
 	queue     []outItem
-	sent      map[string]int // our filters as the peer acknowledged them
-	sentVer   uint64         // the local version of sent
-	sentEpoch int64          // our epoch they were sent under
+	sentVer   uint64 // the local version the peer acknowledged
+	sentEpoch int64  // our epoch it was sent under
 	pushing   bool
 	full      bool          // the next push sends every filter
 	synced    chan struct{} // closed when sentVer advances (or the link gives up for now)
@@ -56,7 +57,7 @@ func (c *cluster) newLink(id, addr string, epoch int64) *link {
 	l := &link{
 		c: c, id: id, addr: addr, epoch: epoch,
 		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
-		full: true, synced: make(chan struct{}),
+		full: true, synced: make(chan struct{}), changes: c.table.Track(),
 	}
 	c.wg.Add(1)
 	go func() { defer c.wg.Done(); defer close(l.done); l.run() }()
@@ -78,6 +79,7 @@ func (l *link) close() {
 		close(l.quit)
 	}
 	<-l.done
+	l.c.table.Untrack(l.changes)
 }
 
 // enqueue queues a publish for the node; a full queue drops it (and fails its done).
@@ -199,28 +201,18 @@ func (l *link) push(conn *wire.Conn) time.Duration {
 	if epoch == 0 {
 		return 0 // not live: the peer would refuse; the epoch's arrival wakes every link
 	}
-	local, ver := l.c.table.Local()
 	l.mu.Lock()
-	if l.pushing || (!l.full && ver == l.sentVer && epoch == l.sentEpoch) {
+	if l.pushing || (!l.full && l.c.table.Version() == l.sentVer && epoch == l.sentEpoch) {
 		l.mu.Unlock()
 		return 0
 	}
 	full := l.full || epoch != l.sentEpoch
 	var counts map[string]int
+	var ver uint64
 	if full {
-		counts = local
+		counts, ver = l.c.table.Full(l.changes)
 	} else {
-		counts = map[string]int{}
-		for f, n := range local {
-			if l.sent[f] != n {
-				counts[f] = n
-			}
-		}
-		for f := range l.sent {
-			if _, ok := local[f]; !ok {
-				counts[f] = 0
-			}
-		}
+		counts, ver = l.c.table.Delta(l.changes)
 	}
 	l.pushing = true
 	l.mu.Unlock()
@@ -246,7 +238,6 @@ func (l *link) push(conn *wire.Conn) time.Duration {
 				}()
 				return
 			}
-			l.sent = maps.Clone(local)
 			l.sentVer, l.sentEpoch, l.full, l.failing, l.retryAt = ver, epoch, false, false, 0
 			l.signal()
 			l.poke() // more may have changed meanwhile

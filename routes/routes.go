@@ -26,6 +26,13 @@ type Table struct {
 	ver   uint64                    // bumped on every change to local
 	peers map[string]*peer          // other nodes' entries, by node id
 	root  *level                    // every node's filters (this one's too), for matching
+	track map[*Changes]struct{}     // who follows the changes to local
+}
+
+// Changes collects the local filters changed since its owner last took them, so a node
+// that pushes its filters to another sends only those (see Table.Track).
+type Changes struct {
+	dirty map[string]struct{} // guarded by the table's mu
 }
 
 type peer struct {
@@ -37,7 +44,55 @@ type peer struct {
 func New(self string) *Table {
 	return &Table{
 		self: self, local: map[string]int{}, subs: map[string]map[string]int{},
-		peers: map[string]*peer{}, root: newLevel(),
+		peers: map[string]*peer{}, root: newLevel(), track: map[*Changes]struct{}{},
+	}
+}
+
+// Track starts collecting the changes to this node's filters; Untrack stops it.
+func (t *Table) Track() *Changes {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := &Changes{dirty: map[string]struct{}{}}
+	t.track[c] = struct{}{}
+	return c
+}
+
+// Untrack stops collecting for c.
+func (t *Table) Untrack(c *Changes) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.track, c)
+}
+
+// Delta takes the filters changed since c was last taken, with their counts now (0 for
+// a filter gone), and the local version they are at.
+func (t *Table) Delta(c *Changes) (map[string]int, uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m := make(map[string]int, len(c.dirty))
+	for f := range c.dirty {
+		m[f] = t.local[f]
+	}
+	clear(c.dirty)
+	return m, t.ver
+}
+
+// Full takes every local filter (and forgets c's changes: they are in it).
+func (t *Table) Full(c *Changes) (map[string]int, uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	clear(c.dirty)
+	m := make(map[string]int, len(t.local))
+	for f, n := range t.local {
+		m[f] = n
+	}
+	return m, t.ver
+}
+
+// changed marks filter changed for every tracker; the caller holds mu.
+func (t *Table) changed(filter string) {
+	for c := range t.track {
+		c.dirty[filter] = struct{}{}
 	}
 }
 
@@ -59,6 +114,7 @@ func (t *Table) Subscribe(client, filter string) uint64 {
 	if t.local[filter] == 1 {
 		t.root.add(filter, t.self)
 	}
+	t.changed(filter)
 	t.ver++
 	return t.ver
 }
@@ -97,6 +153,7 @@ func (t *Table) Forget(client string) uint64 {
 }
 
 func (t *Table) dropLocal(filter string) {
+	t.changed(filter)
 	if t.local[filter]--; t.local[filter] <= 0 {
 		delete(t.local, filter)
 		t.root.remove(filter, t.self)

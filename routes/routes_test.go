@@ -90,3 +90,37 @@ func TestSharedGroupsAndLocalCounts(t *testing.T) {
 		}
 	}
 }
+
+func TestTrackedChanges(t *testing.T) {
+	tb := New("n1")
+	c := tb.Track()
+	tb.Subscribe("a", "x/1")
+	tb.Subscribe("b", "x/1")
+	tb.Subscribe("a", "x/2")
+	if m, _ := tb.Delta(c); len(m) != 2 || m["x/1"] != 2 || m["x/2"] != 1 {
+		t.Fatalf("delta after subscribes: %v", m)
+	}
+	if m, _ := tb.Delta(c); len(m) != 0 {
+		t.Fatalf("a second delta repeated changes: %v", m)
+	}
+	tb.Forget("a")
+	m, ver := tb.Delta(c)
+	if len(m) != 2 || m["x/1"] != 1 || m["x/2"] != 0 {
+		t.Fatalf("delta after a session ended: %v", m)
+	}
+	if ver != tb.Version() {
+		t.Fatalf("delta at version %d, table at %d", ver, tb.Version())
+	}
+	tb.Subscribe("c", "x/3")
+	if full, _ := tb.Full(c); len(full) != 2 || full["x/3"] != 1 {
+		t.Fatalf("full: %v", full)
+	}
+	if m, _ := tb.Delta(c); len(m) != 0 {
+		t.Fatalf("changes taken by Full came again: %v", m)
+	}
+	tb.Untrack(c)
+	tb.Subscribe("d", "x/4")
+	if len(c.dirty) != 0 {
+		t.Fatal("an untracked Changes still collects")
+	}
+}
