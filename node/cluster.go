@@ -146,6 +146,9 @@ func (c *cluster) watchMembers(ctx context.Context) {
 
 func (c *cluster) reconcile() {
 	live := map[string]int64{}
+	// Links are closed after mu is released: closing one fails what it holds, and a
+	// shared-group message's failure is sent again on another link, which takes mu.
+	var gone []*link
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -158,14 +161,13 @@ func (c *cluster) reconcile() {
 		live[m.ID] = m.Epoch
 		l := c.links[m.ID]
 		if l != nil && (l.addr != m.InternalAddr || l.epoch != m.Epoch) {
-			l.close() // a new registration: a new link sends it everything
+			gone = append(gone, l) // a new registration: a new link sends it everything
 			l = nil
 		}
 		if l == nil {
 			c.links[m.ID] = c.newLink(m.ID, m.InternalAddr, m.Epoch)
 		}
 	}
-	var gone []*link
 	for id, l := range c.links {
 		if _, ok := live[id]; !ok {
 			gone = append(gone, l)
@@ -284,6 +286,12 @@ func (c *cluster) applyRoutes(from string, epoch int64, body []byte) wire.Result
 	if !c.table.Apply(from, epoch, u.full, u.counts) {
 		return wire.Result{Status: wire.StatusStaleEpoch, Detail: "routes of an older epoch"}
 	}
+	if _, ok := c.n.members.Live(from, epoch); !ok {
+		// It left the live set while we applied: the member watch may have dropped its
+		// routes before they were in the table.
+		c.table.Drop(from, epoch)
+		return wire.Result{Status: wire.StatusStaleEpoch, Detail: "the sender left the live set"}
+	}
 	return wire.Result{Status: wire.StatusDelivered}
 }
 
@@ -298,7 +306,7 @@ const (
 // the packet mochi goes on with (tagged with the shared groups it delivers to here). It
 // fails only for a retained publish the store could not keep.
 func (c *cluster) publish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	here, grouped, err := c.route(cl, pk, false)
+	here, grouped, err := c.route(cl, &pk, false)
 	if err != nil || !grouped {
 		return pk, err
 	}
@@ -313,20 +321,25 @@ func (c *cluster) publish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 // node, which mochi serves. A Will has been given to this node's members already (mochi
 // publishes it straight to its subscribers), so its groups with members here are left out,
 // and a store failure does not stop it. grouped reports whether any group matched.
-func (c *cluster) route(cl *mqtt.Client, pk packets.Packet, will bool) (here []string, grouped bool, err error) {
+func (c *cluster) route(cl *mqtt.Client, pk *packets.Packet, will bool) (here []string, grouped bool, err error) {
 	nodes, groups := c.table.Match(pk.TopicName)
 	retain := pk.FixedHeader.Retain
 	if !retain && len(nodes) == 0 && len(groups) == 0 {
 		return nil, false, nil
 	}
-	f := fromPacket(pk, cl.ID, time.Now().Unix())
+	f := fromPacket(*pk, cl.ID, time.Now().Unix())
 	var links []*link
 	if retain {
-		v, err := c.ret.store(c, pk)
+		v, err := c.ret.store(c, *pk)
 		if err != nil && !will {
 			return nil, false, err
 		}
 		f.version = v
+		tagVersion(pk, v) // mochi keeps it with its version
+		if will && v > 0 {
+			// mochi retained the Will before telling us: its copy gets the version too.
+			c.n.mqtt.Topics.RetainMessage(pk.Copy(false))
+		}
 		links = c.liveLinks() // every node keeps the retained message
 	} else {
 		for _, id := range nodes {
@@ -464,18 +477,51 @@ func (n *Node) clusterPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packe
 	}
 	switch {
 	case pk.FixedHeader.Qos == 0:
+	case cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos == 1:
+		return pk, packets.ErrUnspecifiedError // mochi answers PUBACK 0x80
 	case cl.Properties.ProtocolVersion == 5:
-		return pk, packets.ErrUnspecifiedError
+		// mochi would answer a refused QoS 2 publish with a PUBACK too: a PUBREC it is.
+		_ = cl.WritePacket(packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, PacketID: pk.PacketID,
+			ReasonCode: packets.ErrUnspecifiedError.Code,
+			Properties: packets.Properties{ReasonString: errRetainedNotStored.Error()},
+		})
 	default:
 		cl.Stop(err)
 	}
 	return pk, packets.ErrRejectPacket
 }
 
+// sessionOver reports whether a connection mochi ends also ends its session's routes and
+// shared-group deliveries: not when a newer connection of the client took the session over
+// (mochi hands the subscriptions on to it, and still tells us the old one ended).
+func (n *Node) sessionOver(cl *mqtt.Client) bool {
+	if cl.IsTakenOver() {
+		return false
+	}
+	cur, ok := n.mqtt.Clients.Get(cl.ID)
+	return !ok || cur == cl
+}
+
 // willSent passes a Will message mochi published here on to the rest of the cluster.
 func (c *cluster) willSent(cl *mqtt.Client, pk packets.Packet) {
+	if pk.Connect.WillProperties.WillDelayInterval > 0 && c.reconnectedElsewhere(cl.ID) {
+		// [MQTT-3.1.3-9]: the client connected again before the delay passed, on another
+		// node (mochi only knows of a reconnection to itself); the rest of the cluster does
+		// not get it.
+		c.log.Info("a delayed Will of a client now connected elsewhere is not passed on", "client", cl.ID)
+		return
+	}
 	pk.Properties.MessageExpiryInterval = 0 // pk.Expiry is the Will's delay, not an expiry
-	if _, _, err := c.route(cl, pk, true); err != nil {
+	if _, _, err := c.route(cl, &pk, true); err != nil {
 		c.log.Warn("a Will could not be passed on", "client", cl.ID, "topic", pk.TopicName, "error", err)
 	}
+}
+
+// reconnectedElsewhere reports whether the store has client connected to another node.
+func (c *cluster) reconnectedElsewhere(client string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), c.n.cfg.StoreTimeout)
+	defer cancel()
+	p, _, err := c.n.store.Lookup(ctx, client)
+	return err == nil && p.Online() && p.Node != c.n.cfg.ID
 }

@@ -53,11 +53,10 @@ func decodeRoutes(b []byte) (routesUpdate, error) {
 
 // Flags of a forwarded publish.
 const (
-	fwdRetain      = 1 << 0 // the publish was retained: the receiver keeps it as its retained message
-	fwdShared      = 1 << 1 // for one member of group only, not for the receiver's other subscribers
-	fwdExpiry      = 1 << 2 // it has a message expiry interval (expiry holds the seconds left)
-	fwdFormat      = 1 << 3 // it has a payload format indicator
-	fwdRetainStale = 1 << 4 // retained, but the receiver must not keep it (an older version)
+	fwdRetain = 1 << 0 // the publish was retained: the receiver keeps it as its retained message
+	fwdShared = 1 << 1 // for one member of group only, not for the receiver's other subscribers
+	fwdExpiry = 1 << 2 // it has a message expiry interval (expiry holds the seconds left)
+	fwdFormat = 1 << 3 // it has a payload format indicator
 )
 
 // forwarded is an itemPublish body: one publish, as a broker would pass it on to a

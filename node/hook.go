@@ -33,7 +33,7 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished,
 		mqtt.OnDisconnect, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublishDropped,
 		mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublish, mqtt.OnWill, mqtt.OnClientExpired,
-		mqtt.OnSelectSubscribers, mqtt.OnWillSent,
+		mqtt.OnSelectSubscribers, mqtt.OnWillSent, mqtt.OnRetainMessage,
 	}, []byte{b})
 }
 
@@ -152,7 +152,15 @@ func dollarSubscribed(cl *mqtt.Client, topic string) bool {
 // OnClientExpired forgets the identity and the routes of a session mochi has expired.
 func (h *hook) OnClientExpired(cl *mqtt.Client) {
 	h.n.sessions.drop(cl)
-	h.n.cluster.sessionEnded(cl.ID)
+	if h.n.sessionOver(cl) {
+		h.n.cluster.sessionEnded(cl.ID)
+	}
+}
+
+// OnRetainMessage checks the version of every retained message mochi keeps (see
+// retainedCopies.retained).
+func (h *hook) OnRetainMessage(_ *mqtt.Client, pk packets.Packet, _ int64) {
+	h.n.cluster.ret.retained(pk)
 }
 
 // OnWillSent passes a Will mochi published on to the other nodes' subscribers.
@@ -533,10 +541,12 @@ func (n *Node) updateReady(st *clientState) {
 // OnDisconnect clears the client's presence (only if this connection still owns it) and
 // queues its unanswered directed messages in its mailbox.
 func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
-	h.n.cluster.shares.memberGone(cl.ID)
+	h.n.cluster.shares.memberGone(cl)
 	if expire {
 		h.n.sessions.drop(cl) // mochi deletes the session now
-		h.n.cluster.sessionEnded(cl.ID)
+		if h.n.sessionOver(cl) {
+			h.n.cluster.sessionEnded(cl.ID)
+		}
 	}
 	st := h.n.clients.byClient(cl)
 	if st == nil {
@@ -547,7 +557,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 
 // forget ends what the node does for a connection. Idempotent.
 func (n *Node) forget(st *clientState) {
-	n.cluster.shares.memberGone(st.id)
+	n.cluster.shares.memberGone(st.cl)
 	n.clients.remove(st)
 	st.ready.Store(false)
 	st.markGone()

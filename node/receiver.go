@@ -114,14 +114,10 @@ func (c *cluster) deliverForwarded(it inItem) {
 		return
 	}
 	pk := f.packet()
-	var restore func()
 	if pk.FixedHeader.Retain {
-		restore = c.ret.received(c, f)
+		tagVersion(&pk, f.version) // mochi keeps it with its version (OnRetainMessage checks it)
 	}
 	err = c.n.mqtt.InjectPacket(c.fwdClient, pk)
-	if restore != nil {
-		restore()
-	}
 	if err != nil {
 		it.reply(wire.Result{Status: wire.StatusFailed, Detail: err.Error()})
 		return

@@ -1,9 +1,12 @@
 package node
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -23,18 +26,41 @@ type retainedStore interface {
 
 var errRetainedNotStored = errors.New("the retained message could not be stored")
 
+// The store's version of a retained message travels with the packet mochi keeps, in
+// Connect.Password: a PUBLISH never encodes it, and mochi's Packet.Copy keeps it. So what
+// mochi holds can always be compared with the store, whatever order mochi applied changes
+// in (a client's publish and a forwarded one can reach mochi's retained index in either
+// order).
+var versionMark = []byte("sb-retained-version:")
+
+func tagVersion(pk *packets.Packet, v uint64) {
+	if v > 0 {
+		pk.Connect.Password = binary.BigEndian.AppendUint64(bytes.Clone(versionMark), v)
+	}
+}
+
+func versionOf(pk packets.Packet) (uint64, bool) {
+	rest, ok := bytes.CutPrefix(pk.Connect.Password, versionMark)
+	if !ok || len(rest) != 8 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(rest), true
+}
+
 // retainedCopies keeps mochi's retained messages on this node in step with the cluster's:
-// the store holds every retained message with a version, and a node applies a change (its
-// own, forwarded, or read from the store) only when it is newer than the one it has.
+// the store holds every retained message with a version, and whenever mochi's copy of a
+// topic is older than a version this node has seen for it, a sync with the store puts it
+// right.
 type retainedCopies struct {
-	mu    chan struct{} // a lock that a sync can hold across a store read
-	ver   map[string]uint64
-	again chan struct{} // capacity 1: sync now
+	mu     sync.Mutex
+	seen   map[string]uint64 // the newest version seen per topic: stored here, forwarded, read
+	absent map[string]uint64 // topics mochi holds that the last sync did not find in the store
+	again  chan struct{}     // capacity 1: sync now
 }
 
 func (r *retainedCopies) init() {
-	r.mu = make(chan struct{}, 1)
-	r.ver = map[string]uint64{}
+	r.seen = map[string]uint64{}
+	r.absent = map[string]uint64{}
 	r.again = make(chan struct{}, 1)
 }
 
@@ -46,8 +72,14 @@ func (r *retainedCopies) kick() {
 	}
 }
 
-func (r *retainedCopies) lock()   { r.mu <- struct{}{} }
-func (r *retainedCopies) unlock() { <-r.mu }
+// note records that version v of topic exists.
+func (r *retainedCopies) note(topic string, v uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if v > r.seen[topic] {
+		r.seen[topic] = v
+	}
+}
 
 // store keeps a retained publish of a client of this node (an empty payload clears the
 // topic) and returns its version.
@@ -71,36 +103,31 @@ func (r *retainedCopies) store(c *cluster, pk packets.Packet) (uint64, error) {
 		c.log.Warn("retained message not stored", "topic", pk.TopicName, "error", err)
 		return 0, fmt.Errorf("%w: %w", errRetainedNotStored, err)
 	}
-	r.lock()
-	if v > r.ver[pk.TopicName] {
-		r.ver[pk.TopicName] = v
-	}
-	r.unlock()
+	r.note(pk.TopicName, v)
 	return v, nil
 }
 
-// received notes a retained message another node forwarded. When this node has a newer
-// one, it returns a function that puts the newer one back after mochi took the
-// forwarded one (mochi retains whatever retained publish it is given).
-func (r *retainedCopies) received(c *cluster, f forwarded) func() {
-	r.lock()
-	defer r.unlock()
-	if f.version == 0 || f.version > r.ver[f.topic] {
-		r.ver[f.topic] = f.version
-		return nil
+// retained is told of every retained message mochi kept (OnRetainMessage): one older than
+// a version seen for its topic means mochi applied two changes out of order, and the store
+// decides.
+func (r *retainedCopies) retained(pk packets.Packet) {
+	v, ok := versionOf(pk)
+	if !ok {
+		return // not the cluster's ($SYS)
 	}
-	prev, had := c.n.mqtt.Topics.Retained.Get(f.topic)
-	return func() {
-		if had {
-			c.n.mqtt.Topics.RetainMessage(prev)
-		} else {
-			c.n.mqtt.Topics.RetainMessage(packets.Packet{TopicName: f.topic, FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true}})
-		}
+	r.mu.Lock()
+	stale := v < r.seen[pk.TopicName]
+	if !stale {
+		r.seen[pk.TopicName] = v
+	}
+	r.mu.Unlock()
+	if stale {
+		r.kick()
 	}
 }
 
-// syncLoop reads the store's retained messages once the node is up, and every
-// retainedSync after that.
+// syncLoop reads the store's retained messages once the node is up, when kicked, and every
+// retainedSync.
 func (r *retainedCopies) syncLoop(ctx context.Context, c *cluster) {
 	rs, ok := c.n.store.(retainedStore)
 	if !ok {
@@ -126,26 +153,27 @@ func (r *retainedCopies) syncLoop(ctx context.Context, c *cluster) {
 	}
 }
 
-// sync applies every retained message of the store newer than this node's copy, and
-// removes the copies of topics the store no longer has (cleared or expired).
+// sync gives mochi the store's copy of every topic where mochi holds an older one or none,
+// and removes what mochi holds of topics the store no longer has (cleared or expired): at
+// once when a newer change of the topic was seen, else when two syncs in a row missed it
+// (a publish made while the store was read may be missing from what the read returned).
 func (r *retainedCopies) sync(ctx context.Context, c *cluster, rs retainedStore) error {
 	ctx, cancel := context.WithTimeout(ctx, 4*c.n.cfg.StoreTimeout)
 	defer cancel()
-	r.lock()
-	defer r.unlock()
-	before := make(map[string]bool, len(r.ver))
-	for t := range r.ver {
-		before[t] = true
-	}
 	list, err := rs.Retained(ctx)
 	if err != nil {
 		return err
 	}
+	topics := c.n.mqtt.Topics
 	now := time.Now().Unix()
+	inStore := make(map[string]bool, len(list))
 	for _, m := range list {
-		delete(before, m.Topic)
-		if m.Version <= r.ver[m.Topic] {
-			continue
+		inStore[m.Topic] = true
+		r.note(m.Topic, m.Version)
+		if cur, ok := topics.Retained.Get(m.Topic); ok {
+			if v, _ := versionOf(cur); v >= m.Version {
+				continue
+			}
 		}
 		f, err := decodeForwarded(m.Data)
 		if err != nil {
@@ -160,13 +188,23 @@ func (r *retainedCopies) sync(ctx context.Context, c *cluster, rs retainedStore)
 			pk.Properties.MessageExpiryInterval = uint32(secs)
 			pk.Expiry = now + secs
 		}
-		c.n.mqtt.Topics.RetainMessage(pk)
-		r.ver[m.Topic] = m.Version
+		tagVersion(&pk, m.Version)
+		topics.RetainMessage(pk)
 	}
-	for t := range before {
-		// Known before the read began and not in the store: cleared or expired there.
-		c.n.mqtt.Topics.RetainMessage(packets.Packet{TopicName: t, FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true}})
-		delete(r.ver, t)
+	absent := map[string]uint64{}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for topic, pk := range topics.Retained.GetAll() {
+		v, ours := versionOf(pk)
+		if !ours || inStore[topic] {
+			continue
+		}
+		if v < r.seen[topic] || r.absent[topic] == v {
+			topics.RetainMessage(packets.Packet{TopicName: topic, FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true}})
+			continue
+		}
+		absent[topic] = v
 	}
+	r.absent = absent
 	return nil
 }

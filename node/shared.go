@@ -28,8 +28,8 @@ type shareWait struct {
 	id      uint64
 	group   string
 	qos     byte
-	member  string // the client mochi was told to send it to; "" if none could take it
-	tracked bool   // sent at QoS 1 or 2: settled by the member's acknowledgement
+	member  *mqtt.Client // the connection mochi was told to send it to; nil if none could take it
+	tracked bool         // sent at QoS 1 or 2: settled by the member's acknowledgement
 	done    bool
 	reply   func(wire.Result)
 	timer   *time.Timer
@@ -48,7 +48,10 @@ func (s *shareWaits) init() { s.byID = map[uint64]*shareWait{} }
 // subscribed at QoS 0) is settled once mochi queued it for the member; QoS 1 and 2 once
 // the member acknowledged it, or refused when the member goes first.
 func (s *shareWaits) deliver(c *cluster, f forwarded, reply func(wire.Result)) {
-	if k, _ := c.table.LocalCount(f.group); k == 0 {
+	// mochi asks OnSelectSubscribers (where the member is chosen, and everyone else left
+	// out) only for a topic with shared subscribers: without a member of the group in
+	// mochi's index the injection would reach the plain subscribers instead.
+	if k, _ := c.table.LocalCount(f.group); k == 0 || !c.hasMember(f.group, f.topic) {
 		reply(wire.Result{Status: wire.StatusNotHere, Detail: "no member of the group here"})
 		return
 	}
@@ -68,7 +71,7 @@ func (s *shareWaits) deliver(c *cluster, f forwarded, reply func(wire.Result)) {
 	switch {
 	case w.done:
 		// The member acknowledged it already.
-	case err != nil || w.member == "":
+	case err != nil || w.member == nil:
 		s.finish(w, wire.Result{Status: wire.StatusNotHere, Detail: "no member of the group connected here"})
 	case !w.tracked:
 		s.finish(w, wire.Result{Status: wire.StatusDelivered})
@@ -101,13 +104,14 @@ func (s *shareWaits) settle(id uint64, r wire.Result) {
 	}
 }
 
-// memberGone refuses every delivery waiting on client: the sending node tries another
-// member (the member may still get it again, as a QoS 1 duplicate, if its session resumes).
-func (s *shareWaits) memberGone(client string) {
+// memberGone refuses every delivery waiting on the connection cl: the sending node tries
+// another member (the member may still get it again, as a QoS 1 duplicate, if its session
+// resumes).
+func (s *shareWaits) memberGone(cl *mqtt.Client) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, w := range s.byID {
-		if w.member == client {
+		if w.member == cl {
 			s.finish(w, wire.Result{Status: wire.StatusNotHere, Detail: "the member disconnected before acknowledging it"})
 		}
 	}
@@ -144,11 +148,21 @@ func (s *shareWaits) selectMember(c *cluster, subs *mqtt.Subscribers, tag string
 		}
 		subs.SharedSelected = map[string]packets.Subscription{id: sub}
 		s.mu.Lock()
-		w.member = id
+		w.member = cl
 		w.tracked = w.qos > 0 && sub.Qos > 0
 		s.mu.Unlock()
 		return
 	}
+}
+
+// hasMember reports whether mochi holds a connected member of group for topic.
+func (c *cluster) hasMember(group, topic string) bool {
+	for id := range c.n.mqtt.Topics.Subscribers(topic).Shared[group] {
+		if cl, ok := c.n.mqtt.Clients.Get(id); ok && !cl.Closed() && cl.Net.Conn != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // shareID reads the delivery id from a tagged packet.
