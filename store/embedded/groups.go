@@ -228,9 +228,28 @@ func (s *Store) ClaimJob(ctx context.Context, owner string, lease time.Duration)
 	if owner == "" || lease <= 0 {
 		return store.Job{}, false, fmt.Errorf("claim job: owner %q and lease %v must be set", owner, lease)
 	}
+	// A look first, so that a router polling for jobs costs no write while there are none.
+	var any bool
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketJobs)
+		if b == nil {
+			return nil
+		}
+		now := time.Now().UnixNano()
+		return b.ForEach(func(_, v []byte) error {
+			var j storedJob
+			if json.Unmarshal(v, &j) == nil && j.State == store.JobRunning && (j.Owner == owner || j.Owner == "" || j.Lease <= now) {
+				any = true
+			}
+			return nil
+		})
+	})
+	if err != nil || !any {
+		return store.Job{}, false, s.fail("claim job", err)
+	}
 	var got store.Job
 	var ok bool
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err = s.update(ctx, func(tx *bolt.Tx) error {
 		got, ok = store.Job{}, false
 		b := tx.Bucket(bucketJobs)
 		if b == nil {
