@@ -208,14 +208,16 @@ func (r *Router) writeFanout(w http.ResponseWriter, a FanoutAnswer) {
 	writeJSON(w, status, a)
 }
 
-// fanOut routes msgs (one per recipient) in slices of MaxBatch, Parallel slices at a time,
+// fanOut routes msgs (one per recipient) in slices of at most MaxBatch, Parallel at a time,
 // and answers each as the batch API does.
 func (r *Router) fanOut(ctx context.Context, msgs []Message, maxWait time.Duration) []FanoutItem {
 	out := make([]FanoutItem, len(msgs))
 	sem := make(chan struct{}, r.cfg.Fanout.Parallel)
 	var wg sync.WaitGroup
-	for start := 0; start < len(msgs); start += r.cfg.MaxBatch {
-		part := msgs[start:min(start+r.cfg.MaxBatch, len(msgs))]
+	// Slices of MaxBatch, but small enough that a job's page keeps Parallel of them busy.
+	size := min(r.cfg.MaxBatch, max(minSlice, (len(msgs)+r.cfg.Fanout.Parallel-1)/r.cfg.Fanout.Parallel))
+	for start := 0; start < len(msgs); start += size {
+		part := msgs[start:min(start+size, len(msgs))]
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
@@ -229,6 +231,9 @@ func (r *Router) fanOut(ctx context.Context, msgs []Message, maxWait time.Durati
 	wg.Wait()
 	return out
 }
+
+// minSlice is the smallest slice fanOut routes on its own.
+const minSlice = 100
 
 // retryable reports a failure worth trying again later (the store was unavailable or
 // slow: a 503), as opposed to a refusal (a full mailbox or store, a message the client
