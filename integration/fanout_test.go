@@ -2,8 +2,12 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -276,9 +280,43 @@ func TestFanOutJobSurvivesRouterKill(t *testing.T) {
 		t.Fatalf("group send: %d %+v", code, v)
 	}
 	views := jobViews(t, r1, v.Job, 5*time.Minute, func(v router.JobView) bool { return v.Sent >= total/4 })
-	before := views[len(views)-1]
-	if before.State != store.JobRunning {
-		t.Fatalf("the job ended before the kill: %+v", before)
+	if views[len(views)-1].State != store.JobRunning {
+		t.Fatalf("the job ended before the kill: %+v", views[len(views)-1])
+	}
+	// Kill r1 in the middle of a page: stopped (SIGSTOP), it is killed only if the member
+	// after the recorded cursor already has its message, so the page is in flight (sent
+	// at least in part, not recorded) and must be sent again.
+	st := c.storeOf()
+	var before store.Job
+	for attempt := 0; ; attempt++ {
+		if attempt == 500 {
+			t.Fatal("never caught r1 in the middle of a page")
+		}
+		r1.Pause()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		j, err := st.Job(ctx, v.Job)
+		var next int
+		if err == nil && j.Cursor != "" {
+			_, err = fmt.Sscanf(j.Cursor, "kj-%06d", &next)
+			next++
+		}
+		depth := 0
+		if err == nil && next < total {
+			depth, err = st.Depth(ctx, ids[next])
+		}
+		cancel()
+		if err != nil {
+			t.Fatalf("read the job and the next mailbox: %v", err)
+		}
+		if j.State != store.JobRunning {
+			t.Fatalf("the job ended before the kill: %+v", j)
+		}
+		if depth == 1 {
+			before = j
+			break
+		}
+		r1.Resume()
+		time.Sleep(5 * time.Millisecond) // let r1 run on; bounded by the attempts
 	}
 	r1.Kill()
 	killed := time.Now()
@@ -288,13 +326,65 @@ func TestFanOutJobSurvivesRouterKill(t *testing.T) {
 	if end.State != store.JobDone || end.Total != total || end.Sent != total || end.Queued+end.Duplicates != total || end.Failed != 0 || end.Claims != 2 {
 		t.Fatalf("job ended %+v; want done, %d sent, queued+duplicates = total, claimed twice", end, total)
 	}
-	if end.Duplicates > 2*1000 {
-		t.Fatalf("%d duplicates: more than the page in flight at the kill", end.Duplicates)
+	if end.Duplicates < 1 || end.Duplicates > 1000 {
+		t.Fatalf("%d duplicates: want the part of the page in flight at the kill that was sent, 1 to 1000", end.Duplicates)
 	}
-	counts := mailboxCounts(t, c.storeOf(), ids)
+	counts := mailboxCounts(t, st, ids)
 	if counts[1] != total {
 		t.Fatalf("mailboxes by depth: %v, want all %d with 1", counts, total)
 	}
-	t.Logf("MEASURED router killed at %d of %d sent; resumed by r2 and done %.1fs after the kill; queued %d, duplicates %d (the page re-sent; deduplicated in the mailboxes), failed %d, claims %d; %d mailboxes hold exactly 1 (lost 0, duplicated 0)",
-		before.Sent, total, time.Since(killed).Seconds(), end.Queued, end.Duplicates, end.Failed, end.Claims, counts[1])
+	t.Logf("MEASURED router killed mid-page at %d of %d recorded sent; resumed by r2 and done %.1fs after the kill; queued %d, duplicates %d (the page re-sent; deduplicated in the mailboxes), failed %d, claims %d; %d mailboxes hold exactly 1 (lost 0, duplicated 0)",
+		before.Counts.Sum(), total, time.Since(killed).Seconds(), end.Queued, end.Duplicates, end.Failed, end.Claims, counts[1])
+}
+
+// TestFanOutCommands: `switchboard send --to a,b,c` sends to a list, `send --group` to a
+// group through a job whose end it prints, and `bench fanout` measures a group's fan-out
+// and checks it, all against `switchboard up` and its embedded store.
+func TestFanOutCommands(t *testing.T) {
+	dir := t.TempDir()
+	startUpIn(t, "up", dir)
+	var info struct {
+		API string `json:"api"`
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, ".switchboard", "cluster.json"))
+	if err != nil || json.Unmarshal(raw, &info) != nil || info.API == "" {
+		t.Fatalf("cluster.json: %v %s", err, raw)
+	}
+	run := func(wantCode int, args ...string) string {
+		t.Helper()
+		code, out, errOut := runIn(t, dir, 2*time.Minute, args...)
+		if code != wantCode {
+			t.Fatalf("%v: exit %d, want %d\nstdout %s\nstderr %s", args, code, wantCode, out, errOut)
+		}
+		return out + errOut
+	}
+	if out := run(0, "send", "--to", "fc-a,fc-b,fc-c", "hello all three"); !strings.Contains(out, "sent to 3 clients") || !strings.Contains(out, "3 queued") {
+		t.Fatalf("send --to a list: %s", out)
+	}
+	if out := run(1, "send", "--to", "fc-a,fc-a", "twice"); !strings.Contains(out, "to_many[1]") {
+		t.Fatalf("send --to with a duplicate: %s", out)
+	}
+	ids := make([]string, 1500)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("fcg-%04d", i)
+	}
+	var v router.GroupView
+	if code := postJSON(t, info.API+"/v1/groups/fcg/members", router.GroupChange{Add: ids}, &v); code != 200 || v.Size != 1500 {
+		t.Fatalf("make the group: %d %+v", code, v)
+	}
+	out := run(0, "send", "--group", "fcg", "hello group")
+	if !strings.Contains(out, "done in") || !strings.Contains(out, "1500 of 1500 sent") || !strings.Contains(out, "1500 queued") {
+		t.Fatalf("send --group: %s", out)
+	}
+	out = run(0, "bench", "fanout", "--clients", "3000", "--sample", "20")
+	if !strings.Contains(out, "messages queued/s") || !strings.Contains(out, "queued 3000") || !strings.Contains(out, "sampled mailboxes: 20, wrong 0") {
+		t.Fatalf("bench fanout: %s", out)
+	}
+	line := ""
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "messages queued/s") {
+			line = strings.TrimSpace(l)
+		}
+	}
+	t.Logf("MEASURED commands: send --to 3 queued 3, send --group queued 1500 of 1500, bench fanout: %s", line)
 }

@@ -339,3 +339,28 @@ func TestFanoutNeedsToken(t *testing.T) {
 		t.Fatalf("the authorised fan-out stored %d messages", len(ms))
 	}
 }
+
+// TestFanoutListAtTheLimit: a list of the maximum 10,000 client ids of the longest length
+// (128 bytes) fits the body limit and is sent; one more is refused, nothing stored.
+func TestFanoutListAtTheLimit(t *testing.T) {
+	f := newFixture(t, nil)
+	ids := make([]string, 10_001)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%06d-%s", i, strings.Repeat("é", 61)) // 7 + 122 bytes: over 128
+		ids[i] = ids[i][:128-1] + "x"
+	}
+	var eb router.ErrorBody
+	if code := call(t, f.h, "POST", "/v1/messages", `{"payload":"p","to_many":[`+quoted(ids)+`]}`, &eb); code != 400 || eb.Field != "to_many" {
+		t.Fatalf("10,001 ids: %d %+v, want 400 naming to_many", code, eb)
+	}
+	if ms := peekAll(t, f.st, ids[0]); len(ms) != 0 {
+		t.Fatalf("a refused list stored %+v", ms)
+	}
+	var a fanoutAnswer
+	if code := call(t, f.h, "POST", "/v1/messages", `{"payload":"p","to_many":[`+quoted(ids[:10_000])+`]}`, &a); code != 200 || len(a.Results) != 10_000 {
+		t.Fatalf("10,000 ids: %d, %d results", code, len(a.Results))
+	}
+	if ms := peekAll(t, f.st, ids[9_999]); len(ms) != 1 {
+		t.Fatalf("the last of 10,000: %d messages", len(ms))
+	}
+}

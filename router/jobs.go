@@ -219,6 +219,18 @@ func (r *Router) runJob(ctx context.Context, j store.Job) {
 		return
 	}
 	cursor := j.Cursor
+	defer func() {
+		if ctx.Err() == nil {
+			return
+		}
+		// The router is closing: let the job go now, at the cursor recorded last (a
+		// renewal to a lease of 1ms changes nothing else), so that another router (or
+		// this one restarted) need not wait out the lease.
+		rctx, cancel := context.WithTimeout(context.Background(), r.cfg.StoreTimeout)
+		defer cancel()
+		err := r.jobs.jobs.AdvanceJob(rctx, j.ID, r.jobs.owner, store.JobProgress{Renew: true}, time.Millisecond)
+		log.Info("fan-out job released at close", "cursor", cursor, "error", err)
+	}()
 	for range maxJobPages {
 		var members []string
 		err := r.retry(ctx, func(ctx context.Context) error {
@@ -232,7 +244,7 @@ func (r *Router) runJob(ctx context.Context, j store.Job) {
 		}
 		p := store.JobProgress{Cursor: cursor, State: store.JobDone}
 		if len(members) > 0 {
-			counts, err := r.sendJobPage(ctx, j.ID, cursor, spec, members)
+			counts, err := r.sendJobPage(ctx, j.ID, spec, members)
 			if err != nil {
 				log.Warn("fan-out job: page not sent; leaving the job for a later claim", "cursor", cursor, "error", err)
 				return
@@ -268,7 +280,7 @@ func (r *Router) advance(ctx context.Context, log *slog.Logger, id string, p sto
 // does, and counts the outcomes. Failures worth retrying (the store unavailable: its 503)
 // are retried with back-off, with the same message ids; an error means the page was not
 // completely sent (and must be sent again by whoever resumes the job).
-func (r *Router) sendJobPage(ctx context.Context, id, cursor string, spec jobSpec, members []string) (store.JobCounts, error) {
+func (r *Router) sendJobPage(ctx context.Context, id string, spec jobSpec, members []string) (store.JobCounts, error) {
 	msgs, err := r.cfg.forRecipients(spec.message(), spec.ID, members)
 	if err != nil {
 		return store.JobCounts{}, err
@@ -280,8 +292,8 @@ func (r *Router) sendJobPage(ctx context.Context, id, cursor string, spec jobSpe
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		// The lease, renewed at a third of its length with the cursor unchanged; stopped
-		// (and waited for) before the page's progress is recorded.
+		// The lease, renewed at a third of its length; stopped (and waited for) before
+		// the page's progress is recorded.
 		tick := time.NewTicker(r.cfg.Fanout.JobLease / 3)
 		defer tick.Stop()
 		for {
@@ -291,8 +303,7 @@ func (r *Router) sendJobPage(ctx context.Context, id, cursor string, spec jobSpe
 			case <-tick.C:
 			}
 			cctx, ccancel := context.WithTimeout(pctx, r.cfg.StoreTimeout)
-			err := r.jobs.jobs.AdvanceJob(cctx, id, r.jobs.owner,
-				store.JobProgress{Cursor: cursor, State: store.JobRunning, At: time.Now().Add(r.cfg.ClockSkew)}, r.cfg.Fanout.JobLease)
+			err := r.jobs.jobs.AdvanceJob(cctx, id, r.jobs.owner, store.JobProgress{Renew: true}, r.cfg.Fanout.JobLease)
 			ccancel()
 			if errors.Is(err, store.ErrNotOwner) {
 				lost = err

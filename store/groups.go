@@ -133,6 +133,9 @@ type Job struct {
 
 // JobProgress is one step of a job, recorded by the lease holder.
 type JobProgress struct {
+	// Renew only renews (or, with a tiny lease, gives up) the lease: the other fields are
+	// ignored, the cursor and counts stay as they are.
+	Renew  bool
 	Cursor string
 	Add    JobCounts
 	// State is JobRunning to go on, JobDone or JobFailed to end the job (and release it).

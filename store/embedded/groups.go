@@ -310,6 +310,9 @@ var errLost = errors.New("lost")
 
 // AdvanceJob records progress for the lease holder.
 func (s *Store) AdvanceJob(ctx context.Context, id, owner string, p store.JobProgress, lease time.Duration) error {
+	if p.Renew {
+		p = store.JobProgress{Renew: true, State: store.JobRunning}
+	}
 	switch p.State {
 	case store.JobRunning, store.JobDone, store.JobFailed:
 	default:
@@ -327,9 +330,12 @@ func (s *Store) AdvanceJob(ctx context.Context, id, owner string, p store.JobPro
 			outcome = errLost
 			return nil
 		}
+		j.Lease = time.Now().Add(lease).UnixNano()
+		if p.Renew {
+			return putJob(b, j)
+		}
 		j.Cursor, j.Updated = p.Cursor, p.At
 		j.Counts = j.Counts.Add(p.Add)
-		j.Lease = time.Now().Add(lease).UnixNano()
 		if p.State != store.JobRunning {
 			j.State, j.Error, j.Ended, j.Owner, j.Lease = p.State, p.Error, p.At, "", 0
 		}

@@ -42,12 +42,17 @@ return 'ok'
 `)
 
 // advanceJobLua records progress if ARGV[1] owns the running job. ARGV: owner, lease ms,
-// cursor, state, error, at, delivered, queued, duplicates, expired, failed, retention ms.
+// cursor, state, error, at, delivered, queued, duplicates, expired, failed, retention ms,
+// renew ("1": only the lease).
 var advanceJobLua = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if ARGV[13] == '1' then
+  redis.call('HSET', KEYS[1], 'lease', now + tonumber(ARGV[2]))
+  return 1
+end
 redis.call('HSET', KEYS[1], 'cursor', ARGV[3], 'updated', ARGV[6], 'lease', now + tonumber(ARGV[2]))
 local names = {'delivered', 'queued', 'duplicates', 'expired', 'failed'}
 for i, f in ipairs(names) do
@@ -172,15 +177,22 @@ func (s *Store) ClaimJob(ctx context.Context, owner string, lease time.Duration)
 // AdvanceJob runs the advance script on the job's hash, and drops an ended job from the
 // running index.
 func (s *Store) AdvanceJob(ctx context.Context, id, owner string, p store.JobProgress, lease time.Duration) error {
+	if p.Renew {
+		p = store.JobProgress{Renew: true, State: store.JobRunning}
+	}
 	switch p.State {
 	case store.JobRunning, store.JobDone, store.JobFailed:
 	default:
 		return fmt.Errorf("advance job %q: unknown state %q", id, p.State)
 	}
+	renew := "0"
+	if p.Renew {
+		renew = "1"
+	}
 	c := p.Add
 	cmd, err := s.eval(ctx, write, advanceJobLua, []string{s.keys.job(id)},
 		owner, lease.Milliseconds(), p.Cursor, string(p.State), p.Error, unixMilli(p.At),
-		c.Delivered, c.Queued, c.Duplicates, c.Expired, c.Failed, store.JobRetention.Milliseconds())
+		c.Delivered, c.Queued, c.Duplicates, c.Expired, c.Failed, store.JobRetention.Milliseconds(), renew)
 	if err != nil {
 		return s.fail("advance job", err)
 	}

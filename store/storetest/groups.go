@@ -239,6 +239,39 @@ func testJobLease(t *testing.T, st store.Store) {
 	if err != nil || got.Cursor != "m5" || got.Counts != (store.JobCounts{Queued: 4, Delivered: 1}) || got.Owner != "a" {
 		t.Fatalf("after one step: %+v, %v", got, err)
 	}
+	// A renewal changes the lease only, whatever else it carries.
+	renew := store.JobProgress{Renew: true, Cursor: "zz", Add: store.JobCounts{Queued: 100}, State: store.JobDone}
+	if err := js.AdvanceJob(ctx, "j", "a", renew, time.Minute); err != nil {
+		t.Fatalf("a renews: %v", err)
+	}
+	if err := js.AdvanceJob(ctx, "j", "b", renew, time.Minute); !errors.Is(err, store.ErrNotOwner) {
+		t.Fatalf("b renews a's lease: %v, want ErrNotOwner", err)
+	}
+	got, err = js.Job(ctx, "j")
+	if err != nil || got.Cursor != "m5" || got.Counts != (store.JobCounts{Queued: 4, Delivered: 1}) || got.State != store.JobRunning || got.Owner != "a" {
+		t.Fatalf("after a renewal: %+v, %v", got, err)
+	}
+	// Renewed to a lease of 1ms, the job is given up: b claims it at once.
+	if err := js.AdvanceJob(ctx, "j", "a", store.JobProgress{Renew: true}, time.Millisecond); err != nil {
+		t.Fatalf("a gives the job up: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		j, ok, err := js.ClaimJob(ctx, "b", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			if j.Cursor != "m5" || j.Owner != "b" {
+				t.Fatalf("b claims a given-up job: %+v", j)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("b could not claim a job given up with a lease of 1ms")
+		}
+		time.Sleep(5 * time.Millisecond) // the store's clock passing the 1ms, bounded by the deadline
+	}
 }
 
 func testJobLeaseExpires(t *testing.T, st store.Store) {
