@@ -29,6 +29,9 @@ type Request struct {
 	QoS           *int            `json:"qos,omitempty"`
 	TTL           json.RawMessage `json:"ttl,omitempty"`      // "24h" or seconds
 	MaxWait       json.RawMessage `json:"max_wait,omitempty"` // "1s" or seconds; single sends only
+	// ToMany and Group fan the message out (see fanout.go): give one of To, ToMany, Group.
+	ToMany []string `json:"to_many,omitempty"`
+	Group  string   `json:"group,omitempty"`
 }
 
 // BatchRequest is the JSON body of POST /v1/messages/batch.
@@ -64,6 +67,12 @@ const maxIDLen = 64
 
 // Validate turns a request into a message, or a fieldError naming what is wrong.
 func (c Config) validate(req Request) (Message, error) {
+	switch {
+	case req.ToMany != nil:
+		return Message{}, fieldError{"to_many", "a batch item goes to one client: use to"}
+	case req.Group != "":
+		return Message{}, fieldError{"group", "a batch item goes to one client: use to"}
+	}
 	if req.To == "" {
 		return Message{}, fieldError{"to", "is required: the client id to send to"}
 	}
@@ -179,6 +188,10 @@ func (r *Router) apiRoutes() []route {
 	return []route{
 		{"POST /v1/messages", http.HandlerFunc(r.handleSend)},
 		{"POST /v1/messages/batch", http.HandlerFunc(r.handleBatch)},
+		{"POST /v1/groups/{name}/members", http.HandlerFunc(r.handleGroupChange)},
+		{"GET /v1/groups/{name}", http.HandlerFunc(r.handleGroup)},
+		{"DELETE /v1/groups/{name}", http.HandlerFunc(r.handleGroupDelete)},
+		{"GET /v1/jobs/{id}", http.HandlerFunc(r.handleJob)},
 		{"GET /v1/clients/{id}", http.HandlerFunc(r.handleClient)},
 		{"GET /v1/clients/{id}/mailbox", http.HandlerFunc(r.handleMailbox)},
 		{"GET /v1/nodes", http.HandlerFunc(r.handleNodes)},
@@ -240,8 +253,12 @@ func (r *Router) batchLimit() int64 { return min(int64(r.cfg.MaxBatch)*r.singleL
 
 func (r *Router) handleSend(w http.ResponseWriter, req *http.Request) {
 	var body Request
-	if err := decode(w, req, r.singleLimit(), &body); err != nil {
+	if err := decode(w, req, r.sendLimit(), &body); err != nil {
 		r.badRequest(w, err, nil)
+		return
+	}
+	if body.ToMany != nil || body.Group != "" {
+		r.handleFanout(w, req, body)
 		return
 	}
 	m, err := r.cfg.validate(body)

@@ -75,6 +75,8 @@ type Config struct {
 	ClockSkew time.Duration
 	// HTTP bounds the API's connections (see HTTPServer).
 	HTTP HTTPConfig
+	// Fanout bounds fan-out to lists and groups, and runs group jobs (see fanout.go).
+	Fanout FanoutConfig
 }
 
 // DefaultConfig returns the defaults.
@@ -93,6 +95,7 @@ func DefaultConfig() Config {
 		StoreTimeout: 2 * time.Second,
 		RouteCache:   1 << 20,
 		HTTP:         DefaultHTTPConfig(),
+		Fanout:       DefaultFanoutConfig(),
 	}
 }
 
@@ -120,6 +123,9 @@ func (c Config) Validate() error {
 	case c.RouteCache < 0:
 		return fmt.Errorf("route cache %d must not be negative", c.RouteCache)
 	}
+	if err := c.Fanout.validate(); err != nil {
+		return err
+	}
 	return c.validateHTTP()
 }
 
@@ -134,6 +140,8 @@ type Router struct {
 	routes   routes
 	registry *prometheus.Registry
 	metrics  *metrics
+
+	jobs *jobRunner // nil when the store keeps no jobs
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -174,6 +182,7 @@ func New(cfg Config, st store.Store, members LiveSet, log *slog.Logger) (*Router
 	}
 	r.metrics = newMetrics(r.registry)
 	r.teller = lease.NewTeller(lease.TellerConfig{MailboxLimit: cfg.MailboxLimit}, st, members, r.pool, r.log)
+	r.startJobs(ctx)
 	sub := members.Subscribe()
 	r.wg.Add(1)
 	go func() {

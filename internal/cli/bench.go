@@ -22,6 +22,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	}{
 		{"direct", "directed messages through a router to clients on the nodes: throughput, latency, completeness", benchDirect},
 		{"pubsub", "publisher→subscriber pairs against any MQTT broker", benchPubSub},
+		{"fanout", "one message to a group (a background job) or lists of offline clients: messages queued/s", benchFanout},
 		{"connect", "a connection storm: connections/s and the broker's idle memory per connection", benchConnect},
 		{"report", "turn --json results into a side-by-side markdown table of medians (--median: one figure)", benchReport},
 	}
@@ -37,7 +38,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 		}
 	}
 	w := e.stderr
-	fmt.Fprintln(w, "usage: switchboard bench <direct|pubsub|connect|report> [flags]")
+	fmt.Fprintln(w, "usage: switchboard bench <direct|pubsub|fanout|connect|report> [flags]")
 	for _, s := range subs {
 		fmt.Fprintf(w, "  %-8s %s\n", s.name, s.summary)
 	}

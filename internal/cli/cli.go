@@ -45,7 +45,7 @@ func commands() []command {
 		{"config", "check a config file (config check FILE) or print every setting with its default (config example)", runConfig},
 		{"passwd", "set a user's password in the credentials file: passwd FILE USER (password on stdin)", runPasswd},
 		{"backends", "start a ZooKeeper ensemble and a Redis on this machine for development", runBackends},
-		{"bench", "load generator: bench direct|pubsub|connect|report", runBench},
+		{"bench", "load generator: bench direct|pubsub|fanout|connect|report", runBench},
 		{"version", "print the version and the commit it was built from (--json)", runVersion},
 	}
 }

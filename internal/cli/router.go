@@ -148,6 +148,11 @@ func registerRouterFlags(fs interface {
 	fs.DurationVar(&cfg.AnswerGrace, "answer-grace", d.AnswerGrace,
 		"how much longer than the max wait to wait for a node's answer before queueing the message (the outcome is then unknown)")
 	fs.DurationVar(&cfg.ClockSkew, "clock-skew", 0, "testing: pretend this machine's wall clock is off by this much (expiry never depends on it)")
+	fs.IntVar(&cfg.Fanout.MaxList, "max-fanout", d.Fanout.MaxList, "most client ids in one request's to_many")
+	fs.IntVar(&cfg.Fanout.InlineGroup, "fanout-inline", d.Fanout.InlineGroup,
+		"largest group sent to within the request (answered like to_many); a larger one is sent by a background job (202)")
+	fs.DurationVar(&cfg.Fanout.JobLease, "job-lease", d.Fanout.JobLease,
+		"how long a router holds a fan-out job without renewing it; another router resumes the job of one that died this long after")
 	fs.DurationVar(&cfg.MaxMaxWait, "max-max-wait", d.MaxMaxWait, "largest max_wait a request may ask for")
 	fs.DurationVar(&cfg.MaxWait, "max-wait", d.MaxWait,
 		"how long a request waits for an online client's acknowledgement before the message is queued and answered queued (a request's max_wait overrides it)")
@@ -158,6 +163,7 @@ var routerFlags = fieldFlags{
 	"HTTP.ReadHeaderTimeout": "--read-header-timeout", "HTTP.ReadTimeout": "--read-timeout",
 	"HTTP.WriteTimeout": "--write-timeout", "HTTP.IdleTimeout": "--idle-timeout",
 	"HTTP.MaxConnections": "--max-connections", "MaxMaxWait": "--max-max-wait", "AnswerGrace": "--answer-grace",
+	"Fanout.MaxList": "--max-fanout", "Fanout.InlineGroup": "--fanout-inline", "Fanout.JobLease": "--job-lease",
 }
 
 // registerHTTPFlags defines the flags of the API's connection limits.

@@ -18,12 +18,14 @@ import (
 func runSend(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet("send", e)
 	var (
-		api, to, topic, ttl, id, apiToken string
-		qos                               int
-		b64, asJSON                       bool
+		api, to, group, topic, ttl, id, apiToken string
+		qos                                      int
+		b64, asJSON, wait                        bool
 	)
 	fs.StringVar(&api, "api", "http://127.0.0.1:8080", "router API base URL")
-	fs.StringVar(&to, "to", "", "client id to send to (required)")
+	fs.StringVar(&to, "to", "", "client id to send to, or a comma-separated list of them (to_many: each gets its own message)")
+	fs.StringVar(&group, "group", "", "group to send to (instead of --to): every member gets its own message")
+	fs.BoolVar(&wait, "wait", true, "with --group: follow a background job, printing its progress, until it ends")
 	fs.StringVar(&topic, "topic", "", "topic (default: the client's inbox)")
 	fs.IntVar(&qos, "qos", 1, "QoS: 0 or 1")
 	fs.StringVar(&ttl, "ttl", "", "expiry, e.g. 90s or 24h (default: the router's)")
@@ -46,7 +48,13 @@ func runSend(ctx context.Context, e env, args []string) error {
 		}
 		payload = string(b)
 	}
-	req := router.Request{ID: id, To: to, Topic: topic, QoS: &qos}
+	if (to == "") == (group == "") {
+		return usagef("give one of --to and --group")
+	}
+	req := router.Request{ID: id, To: to, Group: group, Topic: topic, QoS: &qos}
+	if strings.Contains(to, ",") {
+		req.To, req.ToMany = "", strings.Split(to, ",")
+	}
 	if b64 {
 		req.PayloadBase64 = &payload
 	} else {
@@ -57,6 +65,9 @@ func runSend(ctx context.Context, e env, args []string) error {
 	}
 	if err := discoverAPI(fs, e, &api); err != nil {
 		return err
+	}
+	if req.To == "" {
+		return sendMany(ctx, e, api, apiToken, req, asJSON, wait)
 	}
 	var res router.Result
 	raw, err := postJSON(ctx, api+"/v1/messages", apiToken, req, &res)
@@ -150,7 +161,7 @@ func reorder(args []string) []string {
 
 func isBoolFlag(a string) bool {
 	switch strings.TrimLeft(a, "-") {
-	case "base64", "json", "h", "help", "-h", "-help":
+	case "base64", "json", "wait", "h", "help", "-h", "-help":
 		return true
 	}
 	return false

@@ -28,6 +28,9 @@
 //	          version given to a retained change
 //	retained  SHA-256(topic) -> the topic's retained message: topic, data, version, expiry
 //	          (a topic may be 64 KiB, over bbolt's key limit, so the key is its hash)
+//	groups    group name -> a bucket: "n" -> its size, "m" id -> 1 for each member
+//	          (created by the first ChangeGroup, so older files open unchanged)
+//	jobs      job id -> the job as JSON, with its lease's end (created by the first job)
 //
 // Sequence numbers are store-wide: each is one more than the last one given, and at
 // least the process clock in Unix microseconds. So one client's numbers grow in append

@@ -30,6 +30,13 @@
 //	<prefix>:{r}:retained            hash: topic -> the cluster's retained message of the
 //	                                 topic, "1,<expiry ms, 0 for none>,<version>,<data>"
 //	<prefix>:{r}:rseq                string: the last version given to a retained change
+//	<prefix>:{g:<b64 group>}:members sorted set: the group's client ids, every score 0, so
+//	                                 ZRANGE BYLEX pages through them (see groups.go)
+//	<prefix>:{j:<b64 job>}:job       hash: a fan-out job (see jobs.go); expires
+//	                                 store.JobRetention after it ends
+//	<prefix>:jobs                    sorted set: ids of jobs that may still run, scored by
+//	                                 creation; no hash tag: one key, a hint the job
+//	                                 hashes overrule
 //
 // The retained messages are one hash and one counter for the whole cluster, sharing the
 // hash tag {r}: one slot, so on Redis Cluster the cluster's retained set lives on one

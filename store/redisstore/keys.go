@@ -69,3 +69,18 @@ func (k keys) retainedSeq() string { return k.prefix + ":{r}:rseq" }
 
 // retainedKeys are the retained keys in the order the set-retained script takes them.
 func (k keys) retainedKeys() []string { return []string{k.retained(), k.retainedSeq()} }
+
+// group is the sorted set of a group's members, every score 0, so that ZRANGE BYLEX pages
+// through them in byte order. Each group has its own hash tag.
+func (k keys) group(name string) string {
+	return k.prefix + ":{g:" + base64.RawURLEncoding.EncodeToString([]byte(name)) + "}:members"
+}
+
+// job is a fan-out job's hash (see jobs.go). Each job has its own hash tag.
+func (k keys) job(id string) string {
+	return k.prefix + ":{j:" + base64.RawURLEncoding.EncodeToString([]byte(id)) + "}:job"
+}
+
+// runningJobs is the sorted set of the ids of jobs that may still be running, scored by
+// creation time. It has no hash tag: it is one key, an index that the job hashes overrule.
+func (k keys) runningJobs() string { return k.prefix + ":jobs" }

@@ -84,6 +84,16 @@ func Run(t *testing.T, open Opener) {
 		{"RetainedMany", testRetainedMany},
 		{"RetainedRefusesBadInput", testRetainedBadInput},
 
+		{"GroupChangeAndSize", testGroupChange},
+		{"GroupPagesWalkAll", testGroupPages},
+		{"GroupNamesDoNotCollide", testGroupNames},
+		{"GroupDelete", testGroupDelete},
+		{"GroupRefusesBadInput", testGroupBadInput},
+		{"JobCreateOnce", testJobCreateOnce},
+		{"JobLeaseFencing", testJobLease},
+		{"JobLeaseExpires", testJobLeaseExpires},
+		{"JobEnds", testJobEnds},
+
 		{"PingAndClose", testPingClose},
 		{"CancelledContext", testCancelled},
 	} {
