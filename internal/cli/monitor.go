@@ -117,7 +117,7 @@ func runQuarantine(ctx context.Context, e env, args []string) error {
 	var wait time.Duration
 	fs.DurationVar(&wait, "wait", 0, "then wait this long at most for the node to leave the live set and move its clients off, "+
 		"with progress on a terminal (0: return once the mark is set)")
-	if err := parse(fs, reorder(args)); err != nil {
+	if err := parse(fs, reorderFlags(fs, args)); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -169,7 +169,7 @@ func runRelease(ctx context.Context, e env, args []string) error {
 	zo.register(fs)
 	var wait time.Duration
 	fs.DurationVar(&wait, "wait", 0, "then wait this long at most for the node to register again, with progress on a terminal (0: return once the mark is gone)")
-	if err := parse(fs, reorder(args)); err != nil {
+	if err := parse(fs, reorderFlags(fs, args)); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {

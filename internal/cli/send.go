@@ -33,7 +33,7 @@ func runSend(ctx context.Context, e env, args []string) error {
 	fs.BoolVar(&b64, "base64", false, "PAYLOAD is base64")
 	fs.BoolVar(&asJSON, "json", false, "print the router's JSON answer")
 	secretVar(fs, &apiToken, "token", "the API's bearer token")
-	if err := parse(fs, reorder(args)); err != nil {
+	if err := parse(fs, reorderFlags(fs, args)); err != nil {
 		return err
 	}
 	warnSecrets(fs, stderrLogger(e))
@@ -134,37 +134,6 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
-}
-
-// reorder moves flags after positional arguments to the front, so `send --to x hello
-// --qos 0` works as users expect.
-func reorder(args []string) []string {
-	var flags, pos []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			pos = append(pos, args[i+1:]...)
-			break
-		}
-		if strings.HasPrefix(a, "-") && a != "-" {
-			flags = append(flags, a)
-			if !strings.Contains(a, "=") && i+1 < len(args) && !isBoolFlag(a) {
-				flags = append(flags, args[i+1])
-				i++
-			}
-			continue
-		}
-		pos = append(pos, a)
-	}
-	return append(flags, append([]string{"--"}, pos...)...)
-}
-
-func isBoolFlag(a string) bool {
-	switch strings.TrimLeft(a, "-") {
-	case "base64", "json", "wait", "h", "help", "-h", "-help":
-		return true
-	}
-	return false
 }
 
 var httpClient = &http.Client{Timeout: 30 * time.Second}
