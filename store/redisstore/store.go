@@ -36,6 +36,7 @@ type Store struct {
 	durability Durability    // as chosen at New
 	wait       *waitSpec     // what durable writes wait for; nil for DurabilityNone
 	epochs     epochCache
+	connects   connectQueue
 
 	closeOnce sync.Once
 	closeErr  error
@@ -189,6 +190,9 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close releases the store's connections. Idempotent.
 func (s *Store) Close() error {
-	s.closeOnce.Do(func() { s.closeErr = s.rdb.Close() })
+	s.closeOnce.Do(func() {
+		s.closeErr = s.rdb.Close()
+		s.connects.wg.Wait() // a batch under way fails fast on the closed client
+	})
 	return s.closeErr
 }
