@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -53,6 +54,10 @@ type ConnectConfig struct {
 	// SourceIPs spread the connections over these source addresses, so a broker's
 	// per-address connection rate limit does not throttle the storm.
 	SourceIPs []string `json:"source_ips,omitempty"`
+	// TLS, when set, makes every connection TLS (a full handshake each: no resumption, as
+	// a fleet of devices reconnecting after a broker restart); UseTLS records it.
+	TLS    *tls.Config `json:"-"`
+	UseTLS bool        `json:"tls,omitempty"`
 	// Progress, when not nil, gets a status line each second.
 	Progress io.Writer `json:"-"`
 }
@@ -106,6 +111,9 @@ type ConnectStats struct {
 	BytesPerConn float64 `json:"bytes_per_conn,omitempty"`
 	// GoBytesPerConn is heap in use plus goroutine stacks, per connection (Go servers).
 	GoBytesPerConn float64 `json:"go_bytes_per_conn,omitempty"`
+	// GeneratorCPUPerConnUS is the generator's own CPU time (getrusage) per connection
+	// established, during the storm: the share of the shared cores it took.
+	GeneratorCPUPerConnUS float64 `json:"generator_cpu_us_per_conn,omitempty"`
 }
 
 // MemoryDelta is one memory figure before and after the storm.
@@ -173,6 +181,7 @@ func RunConnect(ctx context.Context, cfg ConnectConfig) (*Result, error) {
 		return fmt.Sprintf("connect %5.1fs  connected %d (%.0f/s)  failed %d", el.Seconds(), n, connMeter.rate(n), failed.Load())
 	})
 	start := time.Now()
+	cpu0 := cpuTime()
 	idx := make(chan int)
 	var wg sync.WaitGroup
 	for range min(cfg.Concurrency, cfg.Connections) {
@@ -225,6 +234,7 @@ feed:
 	}
 	close(idx)
 	wg.Wait()
+	cpu := cpuTime() - cpu0
 	prog.Stop()
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -235,6 +245,7 @@ feed:
 	if s.Seconds > 0 {
 		s.PerSecond = float64(s.Established) / s.Seconds
 	}
+	s.GeneratorCPUPerConnUS = perMessageUS(cpu, s.Established)
 	res.Connect = s
 	if s.Failed > 0 {
 		res.fail("%d of %d connections failed", s.Failed, cfg.Connections)
@@ -285,7 +296,7 @@ func connectIdle(ctx context.Context, cfg ConnectConfig, i int, id string) (*mqt
 	defer cancel()
 	c, err := mqttclient.Dial(cctx, cfg.MQTT[i%len(cfg.MQTT)], mqttclient.Options{
 		ID: id, Version: cfg.MQTTVersion, KeepAlive: cfg.KeepAlive, ReadBufferSize: 512,
-		Username: cfg.Username, Password: cfg.Password, LocalAddr: sourceFor(cfg.SourceIPs, i),
+		Username: cfg.Username, Password: cfg.Password, LocalAddr: sourceFor(cfg.SourceIPs, i), TLS: cfg.TLS,
 	})
 	if err != nil {
 		return nil, err
