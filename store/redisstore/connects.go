@@ -6,20 +6,62 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/switchboard-mqtt/switchboard/store"
 )
 
-// maxConnectBatch is the most Connects written in one batch.
-const maxConnectBatch = 256
+// maxBatch is the most calls written in one batch.
+const maxBatch = 256
 
-// connectQueue gathers the Connects that arrive while a batch of them is being written, so
-// a connection storm pays three round trips (index, presence scripts, index) per batch
-// rather than per client. A lone Connect starts its batch at once: no waiting for company.
-type connectQueue struct {
+// batchQueue gathers the calls (Connects, Peeks) that arrive while a batch of them is
+// being written, so a connection storm pays a few round trips per batch rather than per
+// client. A lone call starts its batch at once: no waiting for company. One flusher
+// goroutine at a time owns the queue; it writes batches until none waits, then ends.
+type batchQueue[C any] struct {
 	mu      sync.Mutex
-	waiting []*connectCall
-	running bool // a flusher goroutine owns the queue
-	wg      sync.WaitGroup
+	waiting []C
+	running bool
+	wg      *sync.WaitGroup // the Store's: Close waits for a flusher under way
+}
+
+// add queues c and makes sure a flusher runs write.
+func (q *batchQueue[C]) add(c C, write func([]C)) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.waiting = append(q.waiting, c)
+	if q.running {
+		return
+	}
+	q.running = true
+	q.wg.Add(1)
+	go func() {
+		defer q.wg.Done()
+		for {
+			q.mu.Lock()
+			batch := q.waiting
+			if len(batch) > maxBatch {
+				batch = batch[:maxBatch:maxBatch]
+				q.waiting = append([]C(nil), q.waiting[maxBatch:]...)
+			} else {
+				q.waiting = nil
+			}
+			if len(batch) == 0 {
+				q.running = false
+				q.mu.Unlock()
+				return
+			}
+			q.mu.Unlock()
+			write(batch)
+		}
+	}()
+}
+
+// waitingCalls is how many calls wait for a batch to start (for tests).
+func (q *batchQueue[C]) waitingCalls() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.waiting)
 }
 
 // connectCall is one Connect waiting for its batch.
@@ -37,15 +79,7 @@ type connectOutcome struct {
 
 // connectBatched queues c and waits for its outcome or its context.
 func (s *Store) connectBatched(c *connectCall) (store.ConnectResult, error) {
-	q := &s.connects
-	q.mu.Lock()
-	q.waiting = append(q.waiting, c)
-	if !q.running {
-		q.running = true
-		q.wg.Add(1)
-		go s.flushConnects()
-	}
-	q.mu.Unlock()
+	s.connects.add(c, s.connectBatch)
 	select {
 	case o := <-c.done:
 		return o.res, o.err
@@ -53,29 +87,6 @@ func (s *Store) connectBatched(c *connectCall) (store.ConnectResult, error) {
 		// As with any write whose answer is lost, it may still happen: a retry of the
 		// same session is answered with the first result.
 		return store.ConnectResult{}, fmt.Errorf("connect: %w", c.ctx.Err())
-	}
-}
-
-// flushConnects writes batches until no Connect is waiting.
-func (s *Store) flushConnects() {
-	q := &s.connects
-	defer q.wg.Done()
-	for {
-		q.mu.Lock()
-		batch := q.waiting
-		if len(batch) > maxConnectBatch {
-			batch = batch[:maxConnectBatch:maxConnectBatch]
-			q.waiting = append([]*connectCall(nil), q.waiting[maxConnectBatch:]...)
-		} else {
-			q.waiting = nil
-		}
-		if len(batch) == 0 {
-			q.running = false
-			q.mu.Unlock()
-			return
-		}
-		q.mu.Unlock()
-		s.connectBatch(batch)
 	}
 }
 
@@ -95,7 +106,7 @@ func (s *Store) connectBatch(batch []*connectCall) {
 	if len(live) == 0 {
 		return
 	}
-	ctx, cancel := batchContext(live)
+	ctx, cancel := batchContext(live, func(c *connectCall) context.Context { return c.ctx })
 	defer cancel()
 	failAll := func(err error) {
 		for _, c := range live {
@@ -170,16 +181,69 @@ func groupByNodeEpoch(batch []*connectCall) map[store.NodeEpoch][]string {
 
 // batchContext lasts as long as the batch's most patient caller: until the latest of
 // their deadlines (each caller stops waiting at its own), or without one if any has none.
-func batchContext(batch []*connectCall) (context.Context, context.CancelFunc) {
+func batchContext[C any](batch []C, ctxOf func(C) context.Context) (context.Context, context.CancelFunc) {
 	var latest time.Time
 	for _, c := range batch {
-		d, ok := c.ctx.Deadline()
+		d, ok := ctxOf(c).Deadline()
 		if !ok {
-			return context.WithCancel(context.WithoutCancel(c.ctx))
+			return context.WithCancel(context.WithoutCancel(ctxOf(c)))
 		}
 		if d.After(latest) {
 			latest = d
 		}
 	}
-	return context.WithDeadline(context.WithoutCancel(batch[0].ctx), latest)
+	return context.WithDeadline(context.WithoutCancel(ctxOf(batch[0])), latest)
+}
+
+// peekCall is one Peek waiting for its batch.
+type peekCall struct {
+	ctx  context.Context
+	call scriptCall
+	done chan peekOutcome // buffered
+}
+
+type peekOutcome struct {
+	cmd *redis.Cmd
+	err error
+}
+
+// peekBatched runs one peek script in the next batch (one pipeline for all of them: a
+// storm of new sessions each reads its mailbox) and returns its command.
+func (s *Store) peekBatched(ctx context.Context, call scriptCall) (*redis.Cmd, error) {
+	c := &peekCall{ctx: ctx, call: call, done: make(chan peekOutcome, 1)}
+	s.peeks.add(c, s.peekBatch)
+	select {
+	case o := <-c.done:
+		return o.cmd, o.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (s *Store) peekBatch(batch []*peekCall) {
+	live := batch[:0:0]
+	for _, c := range batch {
+		if err := c.ctx.Err(); err != nil {
+			c.done <- peekOutcome{err: err}
+			continue
+		}
+		live = append(live, c)
+	}
+	if len(live) == 0 {
+		return
+	}
+	ctx, cancel := batchContext(live, func(c *peekCall) context.Context { return c.ctx })
+	defer cancel()
+	calls := make([]scriptCall, len(live))
+	for i, c := range live {
+		calls[i] = c.call
+	}
+	cmds, err := s.evalAll(ctx, s.scripts.peek, calls, noWait)
+	for i, c := range live {
+		if err != nil {
+			c.done <- peekOutcome{err: err}
+			continue
+		}
+		c.done <- peekOutcome{cmd: cmds[i]}
+	}
 }

@@ -114,3 +114,57 @@ func TestConcurrentConnectsShareRoundTrips(t *testing.T) {
 		t.Fatalf("%d round trips for 1 + %d concurrent Connects, want at most %d", trips, n, 3+3+2)
 	}
 }
+
+// TestConcurrentPeeksShareRoundTrips: Peeks that arrive while a batch is being read are
+// read together in one pipeline, each with its own mailbox's messages.
+func TestConcurrentPeeksShareRoundTrips(t *testing.T) {
+	s := open(t, testConfig(t, shared.Redis(t).Addr))
+	ctx, cancel := testContext(t, 20*time.Second)
+	defer cancel()
+	const n = 64
+	var msgs []store.Message
+	for i := range n {
+		msgs = append(msgs, storetest.NewMessage(fmt.Sprint("c", i), fmt.Sprint("m", i)))
+	}
+	if _, err := s.Append(ctx, 10, msgs); err != nil {
+		t.Fatal(err)
+	}
+	rt := &roundTrips{hold: make(chan struct{}), held: make(chan struct{})}
+	redisstore.AddHook(s, rt)
+	first := make(chan error, 1)
+	go func() {
+		_, err := s.Peek(ctx, "nobody", 0, 10)
+		first <- err
+	}()
+	<-rt.held
+	var wg sync.WaitGroup
+	got := make([][]store.Message, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i], errs[i] = s.Peek(ctx, fmt.Sprint("c", i), 0, 10)
+		}()
+	}
+	testenv.Eventually(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if w := redisstore.WaitingPeeks(s); w != n {
+			return fmt.Errorf("%d Peeks waiting, want %d", w, n)
+		}
+		return nil
+	})
+	before := rt.count()
+	close(rt.hold)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if trips := rt.count() - before; trips > 2 {
+		t.Fatalf("%d round trips for 1 + %d concurrent Peeks, want at most 2", trips, n)
+	}
+	for i := range n {
+		if errs[i] != nil || len(got[i]) != 1 || got[i][0].ID != fmt.Sprint("m", i) {
+			t.Fatalf("peek c%d: %+v %v", i, got[i], errs[i])
+		}
+	}
+}

@@ -14,8 +14,7 @@ func SetKeyGrace(s *Store, d time.Duration) { s.grace = d }
 func AddHook(s *Store, h redis.Hook) { s.rdb.AddHook(h) }
 
 // WaitingConnects is how many Connects wait for a batch to start.
-func WaitingConnects(s *Store) int {
-	s.connects.mu.Lock()
-	defer s.connects.mu.Unlock()
-	return len(s.connects.waiting)
-}
+func WaitingConnects(s *Store) int { return s.connects.waitingCalls() }
+
+// WaitingPeeks is how many Peeks wait for a batch to start.
+func WaitingPeeks(s *Store) int { return s.peeks.waitingCalls() }

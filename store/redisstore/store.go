@@ -36,7 +36,9 @@ type Store struct {
 	durability Durability    // as chosen at New
 	wait       *waitSpec     // what durable writes wait for; nil for DurabilityNone
 	epochs     epochCache
-	connects   connectQueue
+	connects   batchQueue[*connectCall]
+	peeks      batchQueue[*peekCall]
+	flushers   sync.WaitGroup // the batch queues' flushers
 
 	closeOnce sync.Once
 	closeErr  error
@@ -58,6 +60,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		scripts: newScripts(),
 		grace:   keyGrace,
 	}
+	s.connects.wg, s.peeks.wg = &s.flushers, &s.flushers
 	// Maintenance notifications are a Redis Enterprise/Cloud feature; a self-hosted Redis
 	// refuses the handshake.
 	noMaint := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
@@ -192,7 +195,7 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closeErr = s.rdb.Close()
-		s.connects.wg.Wait() // a batch under way fails fast on the closed client
+		s.flushers.Wait() // a batch under way fails fast on the closed client
 	})
 	return s.closeErr
 }
