@@ -277,6 +277,8 @@ func benchConnect(ctx context.Context, e env, args []string) error {
 	creds := registerCreds(fs)
 	sources := fs.String("source-ips", "", "spread the connections over these source addresses: IPs or ranges like 127.0.0.2-127.0.0.33")
 	useTLS := fs.Bool("tls", false, "connect over TLS (a full handshake for every connection)")
+	fs.DurationVar(&cfg.Hold, "hold", 0, "after memory is read, keep the clients this long while the brokers' CPU is measured")
+	fs.DurationVar(&cfg.PingInterval, "ping", 0, "while held, ping every client this often (within the keep-alive) and count the answers")
 	tlsCA := fs.String("tls-ca", "", "CA file the brokers' certificates must be signed by (implies --tls; default: the system's roots)")
 	if err := parse(fs, args); err != nil {
 		return err
