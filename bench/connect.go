@@ -130,7 +130,7 @@ type ConnectStats struct {
 	// and the pings sent, failed and their round trips.
 	HoldCPUCores *float64 `json:"hold_cpu_cores,omitempty"`
 	Pings        int64    `json:"pings,omitempty"`
-	PingsFailed  int64    `json:"pings_failed,omitempty"`
+	PingsFailed  *int64   `json:"pings_failed,omitempty"` // set when pings were sent
 	PingLatency  *Latency `json:"ping_latency_ms,omitempty"`
 }
 
@@ -308,8 +308,8 @@ feed:
 		if err := cfg.hold(ctx, clients, s); err != nil {
 			return nil, err
 		}
-		if s.PingsFailed > 0 {
-			res.fail("%d of %d pings failed while held", s.PingsFailed, s.Pings)
+		if s.PingsFailed != nil && *s.PingsFailed > 0 {
+			res.fail("%d of %d pings failed while held", *s.PingsFailed, s.Pings)
 		}
 	}
 	return res, nil
@@ -405,10 +405,11 @@ func (c ConnectConfig) hold(ctx context.Context, clients []*mqttclient.Client, s
 		cores := (cpu1 - cpu0) / time.Since(start).Seconds()
 		s.HoldCPUCores = &cores
 	}
-	s.Pings, s.PingsFailed = pings.Load(), failed.Load()
+	s.Pings = pings.Load()
 	if s.Pings > 0 {
+		f := failed.Load()
 		l := hist.Summary()
-		s.PingLatency = &l
+		s.PingsFailed, s.PingLatency = &f, &l
 	}
 	return nil
 }

@@ -488,7 +488,7 @@ func TestRunConnectHold(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := res.Connect
-	if !res.OK || s.Pings != 60 || s.PingsFailed != 0 || s.PingLatency == nil || s.PingLatency.Count != 60 {
+	if !res.OK || s.Pings != 60 || s.PingsFailed == nil || *s.PingsFailed != 0 || s.PingLatency == nil || s.PingLatency.Count != 60 {
 		t.Fatalf("pings %d, failed %d, latency %+v (%+v)", s.Pings, s.PingsFailed, s.PingLatency, res.Errors)
 	}
 	if s.HoldCPUCores == nil || *s.HoldCPUCores < 0 {

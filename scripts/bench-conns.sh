@@ -22,8 +22,11 @@
 # Everything listens on 127.0.0.1 only, is stopped on exit (trap EXIT), every wait is
 # bounded and the whole run gives up after BENCH_TIMEOUT seconds.
 #
+# Then the largest count is held for 75 s, pinging, while the brokers' CPU is read and (on
+# the node) directed messages go to 100 other clients through a router.
+#
 # Environment: BENCH_RUNS (3: storms per system at the first count, and TLS storms),
-# BENCH_CONN_COUNTS ("10000 100000"), BENCH_TIMEOUT (2400), BENCH_DOC (docs/BENCHMARKS.md;
+# BENCH_CONN_COUNTS ("10000 100000"), BENCH_HOLD_SECS (75), BENCH_TIMEOUT (2400), BENCH_DOC (docs/BENCHMARKS.md;
 # empty: no doc), BENCH_KEEP=1 keeps the work directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -329,6 +332,43 @@ if [ "$tls_n" -gt 0 ]; then
 		stop_node
 	done
 fi
+# Holding the largest count: the clients (keep-alive 60 s) stay connected for hold_secs and
+# each pings every 30 s; the broker's CPU over the hold is its idle cost. On the node, a
+# router sends directed QoS 1 messages meanwhile to 100 more clients (a second generator
+# process: each holds its own descriptors) at 200 msg/s: their latency with the node full.
+hold_n=0
+for n in $run_counts; do hold_n=$n; done
+hold_secs=${BENCH_HOLD_SECS:-75}
+if [ "$hold_n" -gt 0 ]; then
+	hold_n=$((hold_n - 500)) # room for the directed clients, the router's and the node's own
+	hold=(connect --connections "$hold_n" --source-ips "$sources" --settle 2s --keepalive 60
+		--hold "${hold_secs}s" --ping 30s)
+	start_mosquitto
+	bench "hold-$hold_n" mosquitto "${hold[@]}" --mqtt "$mosq_addr" --pid "$mosq_pid"
+	stop "$mosq_pid"
+	start_node
+	freeport
+	api=127.0.0.1:$port
+	start router "$bin/switchboard" router --listen "$api" --zk "$zk" --zk-root /bench-conns \
+		--redis "$redis" --redis-prefix "conns-$node_seq" --log-level warn --no-auth
+	router_pid=$started
+	wait_http "http://$api/healthz" '"nodes":1' 60 "$router_pid"
+	bench "hold-$hold_n" node "${hold[@]}" --mqtt "$node_mqtt" --admin "$node_admin" &
+	hold_pid=$!
+	for i in $(seq 1 600); do # until the held clients are all connected (bounded)
+		curl -fsS --max-time 2 "http://$node_admin/metrics" 2>/dev/null |
+			grep -q "^switchboard_node_clients_connected $hold_n\$" && break
+		sleep 0.5
+	done
+	sleep 5
+	bench "hold-direct" node direct --api "http://$api" --mqtt "$node_mqtt" --node-admin "$node_admin" \
+		--qos 1 --clients 100 --senders 4 --rate 200 --duration 20s --source-ips "$sources"
+	wait "$hold_pid" || true
+	# (bench counted a failure in its own subshell: count it here.)
+	grep -A1 "\"label\": \"hold-$hold_n\"," "$results" | grep -q '"system": "node"' || failed_runs=$((failed_runs + 1))
+	stop "$router_pid"
+	stop_node
+fi
 stop "$backends_pid"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -345,6 +385,19 @@ for n in $run_counts; do
 		--target "idle memory per connected client on a node ≤ 10 KB (RSS), $nf|connect-$n|node|connect.bytes_per_conn|B|<=|10000"
 	)
 done
+if [ "$hold_n" -gt 0 ]; then
+	nf=$(printf "%'d" "$hold_n" 2>/dev/null || echo "$hold_n")
+	report+=(
+		--row "$nf idle clients held ${hold_secs} s, each pinging every 30 s: broker CPU|hold-$hold_n|connect.hold_cpu_cores|cores"
+		--row "… pings answered|hold-$hold_n|connect.pings|pings"
+		--row "… pings failed|hold-$hold_n|connect.pings_failed|pings"
+		--row "… ping round trip p99|hold-$hold_n|connect.ping_latency_ms.p99|ms"
+		--row "directed QoS 1 to 100 more clients at 200 msg/s while $nf are held: p99|hold-direct|latency_ms.p99|ms"
+		--target "node CPU holding $nf idle clients (pinging every 30 s) < 10% of a core|hold-$hold_n|node|connect.hold_cpu_cores|cores|<|0.1"
+		--target "every PINGREQ of $nf held clients answered|hold-$hold_n|node|connect.pings_failed|pings|<=|0"
+		--target "directed message p99 < 10 ms while $nf clients are held|hold-direct|node|latency_ms.p99|ms|<|10"
+	)
+fi
 if [ "$tls_n" -gt 0 ]; then
 	nf=$(printf "%'d" "$tls_n" 2>/dev/null || echo "$tls_n")
 	report+=(
