@@ -84,27 +84,27 @@ func DefaultConnectConfig() ConnectConfig {
 	}
 }
 
-// Validate checks the configuration; errors name the flag.
+// Validate checks the configuration; errors name the field.
 func (c ConnectConfig) Validate() error {
 	switch {
 	case len(c.MQTT) == 0:
-		return errors.New("--mqtt is required")
+		return errors.New("missing MQTT: required")
 	case c.Connections < 1:
-		return fmt.Errorf("--connections %d: want at least 1", c.Connections)
+		return fmt.Errorf("bad Connections %d: want at least 1", c.Connections)
 	case c.Rate < 0:
-		return fmt.Errorf("--rate %v: must not be negative", c.Rate)
+		return fmt.Errorf("bad Rate %v: must not be negative", c.Rate)
 	case c.Concurrency < 1:
-		return fmt.Errorf("--concurrency %d: want at least 1", c.Concurrency)
+		return fmt.Errorf("bad Concurrency %d: want at least 1", c.Concurrency)
 	case c.MQTTVersion != 4 && c.MQTTVersion != 5:
-		return fmt.Errorf("--mqtt-version %d: want 4 or 5", c.MQTTVersion)
+		return fmt.Errorf("bad MQTTVersion %d: want 4 or 5", c.MQTTVersion)
 	case c.Settle < 0:
-		return fmt.Errorf("--settle %v: must not be negative", c.Settle)
+		return fmt.Errorf("bad Settle %v: must not be negative", c.Settle)
 	case c.Hold < 0 || c.PingInterval < 0:
-		return fmt.Errorf("--hold %v, --ping %v: must not be negative", c.Hold, c.PingInterval)
+		return fmt.Errorf("bad Hold %v or PingInterval %v: must not be negative", c.Hold, c.PingInterval)
 	case c.PingInterval > 0 && c.Hold == 0:
-		return errors.New("--ping needs --hold")
+		return errors.New("bad PingInterval: needs Hold")
 	case c.PingInterval > 0 && c.KeepAlive > 0 && c.PingInterval >= time.Duration(c.KeepAlive)*time.Second*3/2:
-		return fmt.Errorf("--ping %v: the broker closes clients silent for 1.5 × --keepalive %ds", c.PingInterval, c.KeepAlive)
+		return fmt.Errorf("bad PingInterval %v: the broker closes clients silent for 1.5 × KeepAlive %ds", c.PingInterval, c.KeepAlive)
 	}
 	return nil
 }

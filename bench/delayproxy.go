@@ -40,20 +40,20 @@ func DefaultDelayProxyConfig() DelayProxyConfig {
 	}
 }
 
-// Validate checks the configuration; errors name the flag.
+// Validate checks the configuration; errors name the field.
 func (c DelayProxyConfig) Validate() error {
-	for _, a := range []struct{ flag, addr string }{{"--listen", c.Listen}, {"--to", c.Target}} {
+	for _, a := range []struct{ field, addr string }{{"Listen", c.Listen}, {"Target", c.Target}} {
 		host, _, err := net.SplitHostPort(a.addr)
 		if err != nil {
-			return fmt.Errorf("%s %q: %w", a.flag, a.addr, err)
+			return fmt.Errorf("%s %q: %w", a.field, a.addr, err)
 		}
 		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-			return fmt.Errorf("%s %q: want a loopback IP address (127.0.0.0/8 or ::1)", a.flag, a.addr)
+			return fmt.Errorf("%s %q: want a loopback IP address (127.0.0.0/8 or ::1)", a.field, a.addr)
 		}
 	}
 	switch {
 	case c.Delay < 0 || c.Delay > 10*time.Second:
-		return fmt.Errorf("--delay %v: want 0 to 10s", c.Delay)
+		return fmt.Errorf("bad Delay %v: want 0 to 10s", c.Delay)
 	case c.Buffer < 64<<10 || c.Buffer > 64<<20:
 		return fmt.Errorf("delay proxy buffer %d: want 64 KiB to 64 MiB", c.Buffer)
 	case c.MaxConns < 1:

@@ -232,13 +232,13 @@ func TestDelayProxyConfig(t *testing.T) {
 		change func(*DelayProxyConfig)
 		want   string
 	}{
-		{func(c *DelayProxyConfig) { c.Listen = "0.0.0.0:0" }, "--listen"},
-		{func(c *DelayProxyConfig) { c.Listen = ":0" }, "--listen"},
-		{func(c *DelayProxyConfig) { c.Target = "10.0.0.1:1883" }, "--to"},
-		{func(c *DelayProxyConfig) { c.Target = "localhost:1883" }, "--to"},
-		{func(c *DelayProxyConfig) { c.Target = "" }, "--to"},
-		{func(c *DelayProxyConfig) { c.Delay = -time.Millisecond }, "--delay"},
-		{func(c *DelayProxyConfig) { c.Delay = time.Minute }, "--delay"},
+		{func(c *DelayProxyConfig) { c.Listen = "0.0.0.0:0" }, "Listen"},
+		{func(c *DelayProxyConfig) { c.Listen = ":0" }, "Listen"},
+		{func(c *DelayProxyConfig) { c.Target = "10.0.0.1:1883" }, "Target"},
+		{func(c *DelayProxyConfig) { c.Target = "localhost:1883" }, "Target"},
+		{func(c *DelayProxyConfig) { c.Target = "" }, "Target"},
+		{func(c *DelayProxyConfig) { c.Delay = -time.Millisecond }, "Delay"},
+		{func(c *DelayProxyConfig) { c.Delay = time.Minute }, "Delay"},
 		{func(c *DelayProxyConfig) { c.Buffer = 1 << 30 }, "buffer"},
 		{func(c *DelayProxyConfig) { c.MaxConns = 0 }, "connections"},
 	} {

@@ -104,47 +104,47 @@ func DefaultDirectConfig() DirectConfig {
 	}
 }
 
-// Validate checks the configuration; errors name the flag.
+// Validate checks the configuration; errors name the field.
 func (c DirectConfig) Validate() error {
 	switch {
 	case c.API == "":
-		return errors.New("--api is required")
+		return errors.New("missing API: required")
 	case len(c.MQTT) == 0:
-		return errors.New("--mqtt is required")
+		return errors.New("missing MQTT: required")
 	case c.Clients < 1:
-		return fmt.Errorf("--clients %d: want at least 1", c.Clients)
+		return fmt.Errorf("bad Clients %d: want at least 1", c.Clients)
 	case c.Senders < 1:
-		return fmt.Errorf("--senders %d: want at least 1", c.Senders)
+		return fmt.Errorf("bad Senders %d: want at least 1", c.Senders)
 	case c.Count < 0:
-		return fmt.Errorf("--count %d: must not be negative", c.Count)
+		return fmt.Errorf("bad Count %d: must not be negative", c.Count)
 	case c.Burst < 0 || c.Burst > 10_000_000:
-		return fmt.Errorf("--burst %d: want 0 to 10000000", c.Burst)
+		return fmt.Errorf("bad Burst %d: want 0 to 10000000", c.Burst)
 	case int64(c.Burst)*int64(c.Clients) > 100_000_000:
-		return fmt.Errorf("--burst %d to --clients %d: at most 100000000 messages in all", c.Burst, c.Clients)
+		return fmt.Errorf("bad Burst %d to Clients %d: at most 100000000 messages in all", c.Burst, c.Clients)
 	case c.Burst > 0 && c.Count > 0:
-		return errors.New("give --burst or --count, not both")
+		return errors.New("give Burst or Count, not both")
 	case c.Burst > 0 && c.Rate > 0:
-		return fmt.Errorf("--rate %v: a --burst is sent as fast as the API takes it", c.Rate)
+		return fmt.Errorf("bad Rate %v: a Burst is sent as fast as the router takes it", c.Rate)
 	case c.Count == 0 && c.Burst == 0 && c.Duration <= 0:
-		return errors.New("give --count, --burst or a positive --duration")
+		return errors.New("give Count, Burst or a positive Duration")
 	case c.Rate < 0:
-		return fmt.Errorf("--rate %v: must not be negative", c.Rate)
+		return fmt.Errorf("bad Rate %v: must not be negative", c.Rate)
 	case c.MaxWait < 0 || c.MaxWait > 0 && c.MaxWait < time.Millisecond:
-		return fmt.Errorf("--max-wait %v: want 0 (the router's default) or at least 1ms", c.MaxWait)
+		return fmt.Errorf("bad MaxWait %v: want 0 (the router's default) or at least 1ms", c.MaxWait)
 	case c.DelayClients < 0 || c.DelayClients > c.Clients:
-		return fmt.Errorf("--delay-clients %d: want 0 to --clients (%d)", c.DelayClients, c.Clients)
+		return fmt.Errorf("bad DelayClients %d: want 0 to Clients (%d)", c.DelayClients, c.Clients)
 	case c.DelayClients > 0 && (c.Delay <= 0 || c.Delay > 10*time.Second):
-		return fmt.Errorf("--delay %v: want more than 0 and at most 10s", c.Delay)
+		return fmt.Errorf("bad Delay %v: want more than 0 and at most 10s", c.Delay)
 	case c.Batch < 1 || c.Batch > 1000:
-		return fmt.Errorf("--batch %d: want 1 to 1000", c.Batch)
+		return fmt.Errorf("bad Batch %d: want 1 to 1000", c.Batch)
 	case c.QoS > 1:
-		return fmt.Errorf("--qos %d: want 0 or 1", c.QoS)
+		return fmt.Errorf("bad QoS %d: want 0 or 1", c.QoS)
 	case c.Size < stampLen || c.Size > 256<<10:
-		return fmt.Errorf("--size %d: want %d to %d bytes", c.Size, stampLen, 256<<10)
+		return fmt.Errorf("bad Size %d: want %d to %d bytes", c.Size, stampLen, 256<<10)
 	case c.MQTTVersion != 4 && c.MQTTVersion != 5:
-		return fmt.Errorf("--mqtt-version %d: want 4 or 5", c.MQTTVersion)
+		return fmt.Errorf("bad MQTTVersion %d: want 4 or 5", c.MQTTVersion)
 	case c.DrainTimeout <= 0:
-		return fmt.Errorf("--drain-timeout %v: must be positive", c.DrainTimeout)
+		return fmt.Errorf("bad DrainTimeout %v: must be positive", c.DrainTimeout)
 	}
 	return nil
 }
@@ -420,7 +420,7 @@ func (d *direct) startProxies() error {
 		p, err := StartDelayProxy(pc)
 		if err != nil {
 			d.closeProxies()
-			return fmt.Errorf("--delay-clients: %w", err)
+			return fmt.Errorf("DelayClients: %w", err)
 		}
 		d.proxies[addr] = p
 	}

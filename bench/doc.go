@@ -7,7 +7,8 @@
 //     each of few clients (DirectConfig.Burst) with that client's own throughput; some
 //     clients may sit behind a DelayProxy, a slow link.
 //   - RunPubSub: publisher→subscriber pairs against any MQTT broker (mosquitto, a bare
-//     mochi broker, a Switchboard node), for comparison.
+//     mochi broker, a Switchboard node), for comparison, or across a cluster's nodes with
+//     each publisher on another node than its subscriber (PubSubConfig.CrossNode).
 //   - RunConnect: a connection storm and the broker's idle memory per connection.
 //   - DelayProxy: a TCP proxy on loopback that delays each direction by a fixed time.
 //

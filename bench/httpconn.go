@@ -33,10 +33,10 @@ type httpConn struct {
 func newHTTPConn(base, token string, timeout time.Duration) (*httpConn, error) {
 	u, err := url.Parse(base)
 	if err != nil {
-		return nil, fmt.Errorf("--api %q: %w", base, err)
+		return nil, fmt.Errorf("API %q: %w", base, err)
 	}
 	if u.Scheme != "http" {
-		return nil, fmt.Errorf("--api %q: only http:// is supported", base)
+		return nil, fmt.Errorf("API %q: only http:// is supported", base)
 	}
 	host := u.Host
 	if u.Port() == "" {

@@ -102,7 +102,7 @@ func forceGC(ctx context.Context, admin string) error {
 	case http.StatusOK:
 		return nil
 	case http.StatusNotFound:
-		return fmt.Errorf("%s/debug/pprof/heap: %s (a node serves /debug/pprof only with --pprof)", adminURL(admin), resp.Status)
+		return fmt.Errorf("%s/debug/pprof/heap: %s (a node serves /debug/pprof only with its Pprof config on)", adminURL(admin), resp.Status)
 	}
 	return fmt.Errorf("%s/debug/pprof/heap: %s", adminURL(admin), resp.Status)
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,12 +14,28 @@ import (
 	"github.com/switchboard-mqtt/switchboard/internal/mqttclient"
 )
 
-// PubSubConfig configures a classic publish/subscribe benchmark against any MQTT broker:
-// pairs of one publisher and one subscriber, each pair on its own topic.
+// PubSubConfig configures a classic publish/subscribe benchmark against any MQTT broker
+// or cluster: pairs of one publisher and one subscriber, each pair on its own topic.
 // DefaultPubSubConfig shows every default.
+//
+// Where the clients connect: pair i's subscriber to subscribers' list[i % len] and its
+// publisher to publishers' list[(i + k) % len], where the lists are SubMQTT and PubMQTT
+// (each MQTT when empty) and k is 1 with CrossNode, 0 without. So one address puts every
+// client on one broker; a cluster's nodes in MQTT spread the pairs over them, each pair on
+// one node; and CrossNode with them puts every publisher on the node after its
+// subscriber's, so each message crosses from one node to another.
 type PubSubConfig struct {
-	// MQTT is the broker's address.
-	MQTT string `json:"mqtt"`
+	// MQTT are the brokers' addresses, for subscribers and publishers alike unless SubMQTT
+	// or PubMQTT is set.
+	MQTT []string `json:"mqtt,omitempty"`
+	// SubMQTT, when not empty, are the subscribers' brokers instead of MQTT.
+	SubMQTT []string `json:"sub_mqtt,omitempty"`
+	// PubMQTT, when not empty, are the publishers' brokers instead of MQTT.
+	PubMQTT []string `json:"pub_mqtt,omitempty"`
+	// CrossNode moves each pair's publisher one address on in its list. Validate refuses
+	// it when a pair's publisher and subscriber would still connect to the same address
+	// (addresses are compared as written: give each broker the same way in both lists).
+	CrossNode bool `json:"cross_node,omitempty"`
 	// Pairs is the number of publisher/subscriber pairs.
 	Pairs int `json:"pairs"`
 	// Count is how many messages to publish in all; 0 publishes for Duration.
@@ -53,7 +71,7 @@ type PubSubConfig struct {
 // DefaultPubSubConfig returns the defaults.
 func DefaultPubSubConfig() PubSubConfig {
 	return PubSubConfig{
-		MQTT:         "127.0.0.1:1883",
+		MQTT:         []string{"127.0.0.1:1883"},
 		Pairs:        8,
 		Duration:     10 * time.Second,
 		QoS:          0,
@@ -66,33 +84,97 @@ func DefaultPubSubConfig() PubSubConfig {
 	}
 }
 
-// Validate checks the configuration; errors name the flag.
+// Validate checks the configuration; errors name the field.
 func (c PubSubConfig) Validate() error {
+	for _, l := range []struct {
+		field string
+		addrs []string
+	}{{"MQTT", c.MQTT}, {"SubMQTT", c.SubMQTT}, {"PubMQTT", c.PubMQTT}} {
+		if slices.Contains(l.addrs, "") {
+			return fmt.Errorf("%s %q: an empty address", l.field, strings.Join(l.addrs, ","))
+		}
+	}
 	switch {
-	case c.MQTT == "":
-		return errors.New("--mqtt is required")
+	case len(c.subBrokers()) == 0:
+		return errors.New("missing MQTT (or SubMQTT): required")
+	case len(c.pubBrokers()) == 0:
+		return errors.New("missing MQTT (or PubMQTT): required")
 	case c.Pairs < 1:
-		return fmt.Errorf("--pairs %d: want at least 1", c.Pairs)
+		return fmt.Errorf("bad Pairs %d: want at least 1", c.Pairs)
 	case c.Count < 0:
-		return fmt.Errorf("--count %d: must not be negative", c.Count)
+		return fmt.Errorf("bad Count %d: must not be negative", c.Count)
 	case c.Count == 0 && c.Duration <= 0:
-		return errors.New("give --count or a positive --duration")
+		return errors.New("give Count or a positive Duration")
 	case c.Rate < 0:
-		return fmt.Errorf("--rate %v: must not be negative", c.Rate)
+		return fmt.Errorf("bad Rate %v: must not be negative", c.Rate)
 	case c.QoS > 1:
-		return fmt.Errorf("--qos %d: want 0 or 1", c.QoS)
+		return fmt.Errorf("bad QoS %d: want 0 or 1", c.QoS)
 	case c.Size < stampLen || c.Size > 1<<20:
-		return fmt.Errorf("--size %d: want %d to %d bytes", c.Size, stampLen, 1<<20)
+		return fmt.Errorf("bad Size %d: want %d to %d bytes", c.Size, stampLen, 1<<20)
 	case c.Window < 1:
-		return fmt.Errorf("--window %d: want at least 1", c.Window)
+		return fmt.Errorf("bad Window %d: want at least 1", c.Window)
 	case c.Inflight < 1 || c.Inflight > 65535:
-		return fmt.Errorf("--inflight %d: want 1 to 65535", c.Inflight)
+		return fmt.Errorf("bad Inflight %d: want 1 to 65535", c.Inflight)
 	case c.MQTTVersion != 4 && c.MQTTVersion != 5:
-		return fmt.Errorf("--mqtt-version %d: want 4 or 5", c.MQTTVersion)
+		return fmt.Errorf("bad MQTTVersion %d: want 4 or 5", c.MQTTVersion)
 	case c.DrainTimeout <= 0:
-		return fmt.Errorf("--drain-timeout %v: must be positive", c.DrainTimeout)
+		return fmt.Errorf("bad DrainTimeout %v: must be positive", c.DrainTimeout)
+	}
+	if c.CrossNode {
+		for i := range c.Pairs {
+			if sub, pub := c.brokers(i); sub == pub {
+				return fmt.Errorf("CrossNode: pair %d's subscriber and publisher would both connect to %s; "+
+					"give at least two brokers, each once", i, sub)
+			}
+		}
 	}
 	return nil
+}
+
+func (c PubSubConfig) subBrokers() []string {
+	if len(c.SubMQTT) > 0 {
+		return c.SubMQTT
+	}
+	return c.MQTT
+}
+
+func (c PubSubConfig) pubBrokers() []string {
+	if len(c.PubMQTT) > 0 {
+		return c.PubMQTT
+	}
+	return c.MQTT
+}
+
+// brokers returns the addresses pair i's subscriber and publisher connect to. Only for
+// a configuration that passes Validate.
+func (c PubSubConfig) brokers(i int) (sub, pub string) {
+	subs, pubs := c.subBrokers(), c.pubBrokers()
+	k := 0
+	if c.CrossNode {
+		k = 1
+	}
+	return subs[i%len(subs)], pubs[(i+k)%len(pubs)]
+}
+
+// placement counts the pairs of each subscriber's and publisher's broker, in the order of
+// the first pair of each.
+func (c PubSubConfig) placement() *Placement {
+	pl := &Placement{Pairs: c.Pairs}
+	at := map[[2]string]int{}
+	for i := range c.Pairs {
+		sub, pub := c.brokers(i)
+		k, ok := at[[2]string{sub, pub}]
+		if !ok {
+			k = len(pl.Routes)
+			at[[2]string{sub, pub}] = k
+			pl.Routes = append(pl.Routes, PlacementRoute{Sub: sub, Pub: pub})
+		}
+		pl.Routes[k].Pairs++
+		if sub != pub {
+			pl.CrossBroker++
+		}
+	}
+	return pl
 }
 
 // pair is one publisher and its subscriber.
@@ -127,7 +209,7 @@ func RunPubSub(ctx context.Context, cfg PubSubConfig) (*Result, error) {
 		return nil, err
 	}
 	p := &pubsub{cfg: cfg, tally: tally{check: NewChecker(cfg.Pairs)}}
-	res := &Result{Kind: "pubsub", Started: time.Now().UTC(), Config: cfg, OK: true}
+	res := &Result{Kind: "pubsub", Started: time.Now().UTC(), Config: cfg, Placement: cfg.placement(), OK: true}
 	run := cfg.Prefix + "-" + runID()
 	p.epoch = time.Now()
 	p.pairs = make([]*pair, cfg.Pairs)
@@ -192,27 +274,28 @@ func (p *pubsub) connect(ctx context.Context, i int, run string) error {
 	p.pairs[i] = pr
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	subAddr, pubAddr := cfg.brokers(i)
 	var err error
-	pr.sub, err = mqttclient.Dial(cctx, cfg.MQTT, mqttclient.Options{
+	pr.sub, err = mqttclient.Dial(cctx, subAddr, mqttclient.Options{
 		ID: fmt.Sprintf("%s-%d-s", run, i), Version: cfg.MQTTVersion, KeepAlive: 60,
 		Username: cfg.Username, Password: cfg.Password,
 		OnMessage: func(m *mqttclient.Message) { p.receive(i, m) },
 	})
 	if err != nil {
-		return fmt.Errorf("subscriber %d: %w", i, err)
+		return fmt.Errorf("subscriber %d on %s: %w", i, subAddr, err)
 	}
 	if err := pr.sub.Subscribe(cctx, pr.topic, cfg.QoS); err != nil {
-		return fmt.Errorf("subscriber %d: %w", i, err)
+		return fmt.Errorf("subscriber %d on %s: %w", i, subAddr, err)
 	}
 	pr.sub.Start()
-	pr.pub, err = mqttclient.Dial(cctx, cfg.MQTT, mqttclient.Options{
+	pr.pub, err = mqttclient.Dial(cctx, pubAddr, mqttclient.Options{
 		ID: fmt.Sprintf("%s-%d-p", run, i), Version: cfg.MQTTVersion, KeepAlive: 60,
 		Username: cfg.Username, Password: cfg.Password,
 		MaxInflight: cfg.Inflight,
 		OnPuback:    func(id uint16, reason byte) { p.puback(pr, i, id, reason) },
 	})
 	if err != nil {
-		return fmt.Errorf("publisher %d: %w", i, err)
+		return fmt.Errorf("publisher %d on %s: %w", i, pubAddr, err)
 	}
 	pr.pub.Start()
 	return nil

@@ -22,16 +22,19 @@ type ReportSystem struct{ Key, Name string }
 // ReportRow is a row: metric Metric (a dotted path into a result, such as
 // "latency_ms.p99") of the results labelled Label, shown in Unit. Ratios compare each
 // non-reference system's median with the reference systems' medians of the same metric
-// (RefMetric when set) in the results labelled Ref (Label when empty). Gen, when set, is
-// the metric (in µs) of the same results shown in the table's last column, the
-// generator's CPU per message, so a reader sees beside the figure whether the generator
-// was what ran out.
+// (RefMetric when set) in the results labelled Ref (Label when empty). RefSystem, when
+// set, adds one ratio inside the cell of each system that is neither RefSystem nor a
+// reference system: to RefSystem's median of that reference, so a row reads against a
+// figure of another row (cross-node pub/sub on a cluster against pub/sub on one node).
+// Gen, when set, is the metric (in µs) of the same results shown in the table's last
+// column, the generator's CPU per message, so a reader sees beside the figure whether the
+// generator was what ran out.
 type ReportRow struct {
-	Title, Label, Metric, Unit, Ref, RefMetric, Gen string
+	Title, Label, Metric, Unit, Ref, RefMetric, RefSystem, Gen string
 }
 
-// ParseReportRow parses "TITLE|LABEL|METRIC|UNIT[|REF[|GEN]]", where REF is a label or
-// LABEL:METRIC.
+// ParseReportRow parses "TITLE|LABEL|METRIC|UNIT[|REF[|GEN]]", where REF is
+// LABEL[:METRIC][@SYSTEM] (LABEL may be empty: "@node" compares with the same label).
 func ParseReportRow(s string) (ReportRow, error) {
 	f := strings.Split(s, "|")
 	if len(f) < 4 || len(f) > 6 {
@@ -39,7 +42,9 @@ func ParseReportRow(s string) (ReportRow, error) {
 	}
 	r := ReportRow{Title: f[0], Label: f[1], Metric: f[2], Unit: f[3]}
 	if len(f) >= 5 {
-		r.Ref, r.RefMetric, _ = strings.Cut(f[4], ":")
+		ref, sys, _ := strings.Cut(f[4], "@")
+		r.Ref, r.RefMetric, _ = strings.Cut(ref, ":")
+		r.RefSystem = sys
 	}
 	if len(f) == 6 {
 		r.Gen = f[5]
@@ -229,6 +234,17 @@ func (r *Report) WriteTable(w io.Writer, systems []ReportSystem, refs []string, 
 	b.WriteString("\n")
 	for _, row := range rows {
 		fmt.Fprintf(&b, "| %s |", row.Title)
+		refLabel, refMetric := row.Ref, row.RefMetric
+		if refLabel == "" {
+			refLabel = row.Label
+		}
+		if refMetric == "" {
+			refMetric = row.Metric
+		}
+		rowBase := math.NaN()
+		if row.RefSystem != "" {
+			rowBase = Median(r.values(refLabel, row.RefSystem, refMetric))
+		}
 		med := map[string]float64{}
 		for _, s := range systems {
 			vals := r.values(row.Label, s.Key, row.Metric)
@@ -236,15 +252,15 @@ func (r *Report) WriteTable(w io.Writer, systems []ReportSystem, refs []string, 
 			cell := FormatValue(med[s.Key], row.Unit)
 			if len(vals) > 0 {
 				cell += fmt.Sprintf(" <sub>n=%d</sub>", len(vals))
+				if s.Key != row.RefSystem && !isRef[s.Key] && !math.IsNaN(rowBase) && rowBase != 0 {
+					refName := name[row.RefSystem]
+					if refName == "" {
+						refName = row.RefSystem
+					}
+					cell += fmt.Sprintf(" (%.2f× %s)", med[s.Key]/rowBase, refName)
+				}
 			}
 			fmt.Fprintf(&b, " %s |", cell)
-		}
-		refLabel, refMetric := row.Ref, row.RefMetric
-		if refLabel == "" {
-			refLabel = row.Label
-		}
-		if refMetric == "" {
-			refMetric = row.Metric
 		}
 		for _, k := range refs {
 			base := Median(r.values(refLabel, k, refMetric))

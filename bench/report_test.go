@@ -202,3 +202,52 @@ func TestFormatValue(t *testing.T) {
 		}
 	}
 }
+
+// TestReportRatioToSystem: a row whose REF names a system carries, in each other system's
+// cell, its ratio to that system's median of the reference label: cross-node pub/sub on
+// the cluster against pub/sub on one node.
+func TestReportRatioToSystem(t *testing.T) {
+	res, err := ReadResults(strings.NewReader(`
+{"label":"pubsub-q0","system":"mochi-bare","delivered_per_s":200}
+{"label":"pubsub-q0","system":"node","delivered_per_s":160}
+{"label":"pubsub-x-q0","system":"cluster","delivered_per_s":90}
+{"label":"pubsub-x-q0","system":"cluster","delivered_per_s":80}
+{"label":"pubsub-x-q0","system":"cluster","delivered_per_s":70}
+{"label":"pubsub-x-q1","system":"cluster","ok":false}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	systems := []ReportSystem{{"mochi-bare", "bare mochi"}, {"node", "Switchboard node"}, {"cluster", "Switchboard cluster"}}
+	var rows []ReportRow
+	for _, s := range []string{
+		"cross-node QoS 0|pubsub-x-q0|delivered_per_s|msg/s|pubsub-q0@node",
+		"cross-node QoS 1|pubsub-x-q1|delivered_per_s|msg/s|pubsub-q1@node",
+		"same label|pubsub-q0|delivered_per_s|msg/s|@node",
+	} {
+		r, err := ParseReportRow(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, r)
+	}
+	if r := rows[0]; r.Ref != "pubsub-q0" || r.RefMetric != "" || r.RefSystem != "node" {
+		t.Fatalf("parsed %+v", r)
+	}
+	if r, _ := ParseReportRow("t|l|m|u|ref:lat.p99@node|gen"); r.Ref != "ref" || r.RefMetric != "lat.p99" || r.RefSystem != "node" || r.Gen != "gen" {
+		t.Fatalf("parsed %+v", r)
+	}
+	var b bytes.Buffer
+	NewReport(res).WriteTable(&b, systems, []string{"mochi-bare"}, rows)
+	for _, want := range []string{
+		"| cross-node QoS 0 | — | — | 80 msg/s <sub>n=3</sub> (0.50× Switchboard node) | Switchboard cluster 0.40× |",
+		// Nothing to compare: no figure, no ratio.
+		"| cross-node QoS 1 | — | — | — | — |",
+		// Neither RefSystem nor a ratio column's system gets the ratio in its cell.
+		"| same label | 200 msg/s <sub>n=1</sub> | 160 msg/s <sub>n=1</sub> | — | Switchboard node 0.80× |",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+}

@@ -28,6 +28,7 @@ type Result struct {
 	Completeness  *Completeness    `json:"completeness,omitempty"`
 	Outcomes      map[string]int64 `json:"outcomes,omitempty"` // router outcomes (delivered, queued, ...)
 	Misrouted     int64            `json:"misrouted,omitempty"`
+	Placement     *Placement       `json:"placement,omitempty"` // pubsub: where the clients connected
 
 	// Connection storm (connect).
 	Connect *ConnectStats `json:"connect,omitempty"`
@@ -41,6 +42,24 @@ type Result struct {
 	Errors   []string `json:"errors,omitempty"` // examples of request/connection errors
 	Failures []string `json:"failures,omitempty"`
 	OK       bool     `json:"ok"`
+}
+
+// Placement is where a pub/sub run's clients connected.
+type Placement struct {
+	Pairs int `json:"pairs"`
+	// CrossBroker is how many pairs had their publisher and subscriber on different
+	// addresses: for a cluster's nodes, the pairs whose messages cross between nodes.
+	CrossBroker int `json:"cross_broker"`
+	// Routes are the distinct (subscriber's, publisher's) addresses, in the order of their
+	// first pair.
+	Routes []PlacementRoute `json:"routes"`
+}
+
+// PlacementRoute is how many pairs had their subscriber on Sub and publisher on Pub.
+type PlacementRoute struct {
+	Sub   string `json:"sub"`
+	Pub   string `json:"pub"`
+	Pairs int    `json:"pairs"`
 }
 
 // fail records a reason the run failed.
@@ -63,6 +82,16 @@ func (r *Result) WriteText(w io.Writer) {
 	case "direct", "pubsub":
 		c := r.Completeness
 		fmt.Fprintf(&b, "%s: %d sent in %.2fs\n", r.Kind, r.Sent, r.SendSeconds)
+		if p := r.Placement; p != nil {
+			fmt.Fprintf(&b, "  placement  %d pair(s), %d with publisher and subscriber on different brokers\n", p.Pairs, p.CrossBroker)
+			for k, rt := range p.Routes {
+				if k == maxExamples {
+					fmt.Fprintf(&b, "    and %d more (in the JSON result)\n", len(p.Routes)-k)
+					break
+				}
+				fmt.Fprintf(&b, "    subscriber on %s, publisher on %s: %d pair(s)\n", rt.Sub, rt.Pub, rt.Pairs)
+			}
+		}
 		fmt.Fprintf(&b, "  accepted   %10d  %10.0f msg/s\n", c.Accepted, r.AcceptedPerS)
 		fmt.Fprintf(&b, "  delivered  %10d  %10.0f msg/s\n", c.Received, r.DeliveredPerS)
 		if r.Latency != nil && r.Latency.Count > 0 {

@@ -22,7 +22,7 @@ func TestRunPubSub(t *testing.T) {
 	_, addr := testenv.StartMochi(t)
 	for _, qos := range []byte{0, 1} {
 		cfg := DefaultPubSubConfig()
-		cfg.MQTT, cfg.Pairs, cfg.Count, cfg.Duration, cfg.QoS = addr, 3, 3000, 0, qos
+		cfg.MQTT, cfg.Pairs, cfg.Count, cfg.Duration, cfg.QoS = []string{addr}, 3, 3000, 0, qos
 		res, err := RunPubSub(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -34,13 +34,16 @@ func TestRunPubSub(t *testing.T) {
 		if res.Latency.Count != 3000 || res.Latency.P99 <= 0 || res.DeliveredPerS <= 0 || res.GeneratorCPUPerMsgUS <= 0 {
 			t.Fatalf("qos %d: figures %+v", qos, res)
 		}
+		if p := res.Placement; p == nil || p.Pairs != 3 || p.CrossBroker != 0 || len(p.Routes) != 1 || p.Routes[0].Sub != addr {
+			t.Fatalf("qos %d: placement %+v", qos, p)
+		}
 	}
 }
 
 func TestRunPubSubRateAndDuration(t *testing.T) {
 	_, addr := testenv.StartMochi(t)
 	cfg := DefaultPubSubConfig()
-	cfg.MQTT, cfg.Pairs, cfg.Duration, cfg.Rate, cfg.QoS = addr, 2, time.Second, 500, 1
+	cfg.MQTT, cfg.Pairs, cfg.Duration, cfg.Rate, cfg.QoS = []string{addr}, 2, time.Second, 500, 1
 	res, err := RunPubSub(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -396,16 +399,16 @@ func TestDirectConfigValidate(t *testing.T) {
 		change func(*DirectConfig)
 		want   string
 	}{
-		{func(c *DirectConfig) { c.Burst = -1 }, "--burst"},
+		{func(c *DirectConfig) { c.Burst = -1 }, "Burst"},
 		{func(c *DirectConfig) { c.Burst, c.Count = 10, 10 }, "not both"},
-		{func(c *DirectConfig) { c.Burst, c.Rate = 10, 100 }, "--rate"},
+		{func(c *DirectConfig) { c.Burst, c.Rate = 10, 100 }, "Rate"},
 		{func(c *DirectConfig) { c.Burst, c.Clients = 10_000_000, 100 }, "in all"},
-		{func(c *DirectConfig) { c.MaxWait = time.Microsecond }, "--max-wait"},
-		{func(c *DirectConfig) { c.MaxWait = -time.Second }, "--max-wait"},
-		{func(c *DirectConfig) { c.DelayClients = 101 }, "--delay-clients"},
-		{func(c *DirectConfig) { c.DelayClients, c.Delay = 1, 0 }, "--delay"},
-		{func(c *DirectConfig) { c.DelayClients, c.Delay = 1, time.Minute }, "--delay"},
-		{func(c *DirectConfig) { c.Duration = 0 }, "--duration"},
+		{func(c *DirectConfig) { c.MaxWait = time.Microsecond }, "MaxWait"},
+		{func(c *DirectConfig) { c.MaxWait = -time.Second }, "MaxWait"},
+		{func(c *DirectConfig) { c.DelayClients = 101 }, "DelayClients"},
+		{func(c *DirectConfig) { c.DelayClients, c.Delay = 1, 0 }, "Delay"},
+		{func(c *DirectConfig) { c.DelayClients, c.Delay = 1, time.Minute }, "Delay"},
+		{func(c *DirectConfig) { c.Duration = 0 }, "Duration"},
 	} {
 		cfg := DefaultDirectConfig()
 		c.change(&cfg)

@@ -25,6 +25,13 @@ type Report struct {
 	CheckedAt   time.Time        `json:"checked_at"`
 }
 
+// Served is a Report as a reader received it, with the HTTP status it was served with (the
+// dashboard shows both; 200 and 503 both carry the report).
+type Served struct {
+	Status int `json:"status"` // the HTTP status: 200 in service, 503 not
+	Report
+}
+
 // Check is one readiness check's outcome.
 type Check struct {
 	OK     bool    `json:"ok"`

@@ -125,8 +125,10 @@ func TestWebSocketMQTTJS(t *testing.T) {
 	c := newCluster(t)
 	file := filepath.Join(t.TempDir(), "users.json")
 	setPassword(t, file, "web", "web-password-1", "--clients", "web-*")
+	grantRule(t, file, "web", "web/news/#", "readwrite")
 	n := c.startNode("ws-1", "--auth-file", file, "--ws", ws, "--wss", wss,
 		"--wss-cert", certs.ServerCert, "--wss-key", certs.ServerKey, "--connect-timeout", "1s")
+	n2 := c.startNode("ws-2", "--auth-file", file)
 	r := c.startRouter("ws-r")
 
 	for _, tc := range []struct {
@@ -150,6 +152,24 @@ func TestWebSocketMQTTJS(t *testing.T) {
 			t.Fatalf("%s: %v, want the directed message %s", tc.url, ev, res.ID)
 		}
 		t.Logf("MQTT.js over %s received directed message %s", tc.url, res.ID)
+
+		// A cross-node publish: subscribed over WebSocket on node 1, published by a paho
+		// client on node 2.
+		sub := startJSClient(t, tc.env, tc.url, id+"-sub", "web", "web-password-1", "subscribe", "web/news/#")
+		if ev := sub.nextEvent(t, 10*time.Second); ev["event"] != "connected" {
+			t.Fatalf("%s: %v", tc.url, ev)
+		}
+		if ev := sub.nextEvent(t, 5*time.Second); ev["event"] != "subscribed" || ev["code"] != float64(1) {
+			t.Fatalf("subscribe web/news/# over %s: %v", tc.url, ev)
+		}
+		pub := testenv.ConnectMQTT(t, n2.member.MQTTAddr, id+"-pub", testenv.MQTTOptions{CleanStart: true, Username: "web", Password: []byte("web-password-1")})
+		if err := pub.Publish("web/news/today", []byte("from node 2 to "+tc.url), 1); err != nil {
+			t.Fatal(err)
+		}
+		if ev := sub.nextEvent(t, 5*time.Second); ev["event"] != "message" || ev["payload"] != "from node 2 to "+tc.url || ev["topic"] != "web/news/today" {
+			t.Fatalf("%s: %v, want the publish made on node 2", tc.url, ev)
+		}
+		pub.Close()
 	}
 
 	// The ACLs hold over WebSocket: another client's inbox is refused, one's own granted.

@@ -1,7 +1,12 @@
 package integration
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
+	"io"
+	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -9,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	mqttpackets "github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/switchboard-mqtt/switchboard/internal/testenv"
@@ -333,4 +339,169 @@ func TestRuleRetainHandling(t *testing.T) {
 	pub("live/x", "live", true)
 	first(rap, "live/x", "live", true)
 	first(plain, "live/x", "live", false)
+}
+
+// [MQTT-3.1.2-21/22] on a node with a server keep-alive of 2s (--max-keepalive 2s): an
+// MQTT 5 client asking for a longer keep-alive (paho's test default, 30) or for none (a raw
+// client's 0) is told 2 in CONNACK's Server Keep Alive and held to it. Measured three ways:
+// the raw client, silent from its CONNACK on, is disconnected about 3s (1.5 x 2s) after
+// the CONNACK arrived, not never; a paho client whose link goes silent (a blackholed
+// proxy) is disconnected, its Will published, within about 3s of the silence, not 45s; and
+// clients that were told, and ping at 2s (paho, mosquitto_sub -V 5 -k 60), stay connected
+// past 3s. A 3.1.1 client cannot be told: mosquitto_sub -V mqttv311 asking for 60 is
+// refused with "identifier rejected", as mosquitto's max_keepalive does.
+func TestRuleServerKeepAlive(t *testing.T) {
+	msub := testenv.Tool(t, "mosquitto_sub")
+	c := newCluster(t)
+	n := c.rulesNode(t, "rules-ka", "--max-keepalive", "2s")
+	addr := n.member.MQTTAddr
+	told := func(cl *testenv.MQTTClient) {
+		t.Helper()
+		if p := cl.Connack.Properties; p == nil || p.ServerKeepAlive == nil || *p.ServerKeepAlive != 2 {
+			t.Errorf("%s asked for keep-alive 30: CONNACK properties %+v, want Server Keep Alive 2", cl.ID, p)
+		}
+	}
+	host, port := splitHostPort(t, addr)
+	mosq := func(args ...string) []string {
+		return append([]string{"-h", host, "-p", port, "-u", "rules", "-P", rulesPassword}, args...)
+	}
+
+	// A 3.1.1 client asking for more than the server allows is refused.
+	out, err := exec.Command(msub, mosq("-V", "mqttv311", "-k", "60", "-i", "rules-ka-m4", "-t", "rules/ka/m4", "-C", "1", "-W", "10")...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "identifier rejected") {
+		t.Errorf("mosquitto_sub -V mqttv311 -k 60: %v, %q; want refused, identifier rejected", err, out)
+	}
+
+	watch := rulesClient(t, addr, "rules-ka-watch", testenv.MQTTOptions{CleanStart: true}) // keep-alive 30
+	told(watch)
+	if err := watch.Subscribe("rules/ka/will", 1); err != nil {
+		t.Fatal(err)
+	}
+	// mosquitto_sub asking for 60 pings at the 2s it is told, once it has subscribed: the
+	// debug lines say when it sent what, in order (line-buffered: into a pipe its stdio
+	// would hold them back).
+	m5 := exec.Command(testenv.Tool(t, "stdbuf"), append([]string{"-oL", msub}, mosq("-V", "5", "-k", "60", "-d", "-i", "rules-ka-m5", "-t", "rules/ka/m5", "-C", "1", "-W", "30")...)...)
+	m5out, err := m5.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m5.Stderr = m5.Stdout
+	if err := m5.Start(); err != nil {
+		t.Fatal(err)
+	}
+	m5done := make(chan struct{}) // closed once it has exited, with m5err
+	var m5err error
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(m5out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		m5err = m5.Wait()
+		close(m5done)
+	}()
+	t.Cleanup(func() {
+		_ = m5.Process.Kill()
+		for range lines { // what the test did not read, so the reader can finish
+		}
+		<-m5done
+	})
+	var m5log []string
+	await := func(what string) {
+		t.Helper()
+		timeout := time.After(15 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("mosquitto_sub -V 5 -k 60 ended before %q:\n%s", what, strings.Join(m5log, "\n"))
+				}
+				m5log = append(m5log, l)
+				if strings.Contains(l, what) {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("mosquitto_sub -V 5 -k 60: no %q within 15s:\n%s", what, strings.Join(m5log, "\n"))
+			}
+		}
+	}
+	await("received SUBACK")
+
+	// The raw client asks for none and then says nothing.
+	raw, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	_ = raw.SetDeadline(time.Now().Add(5 * time.Second))
+	body := append(str("MQTT"), 5, 0xC2, 0, 0, 0) // v5, username+password+clean start, keep-alive 0, no properties
+	body = append(append(append(body, str("rules-ka-raw")...), str("rules")...), str(rulesPassword)...)
+	if _, err := raw.Write(packet(0x10, body)); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := mqttpackets.ReadPacket(raw)
+	connacked := time.Now()
+	if err != nil {
+		t.Fatalf("raw client: no CONNACK: %v", err)
+	}
+	ca, ok := cp.Content.(*mqttpackets.Connack)
+	if !ok || ca.ReasonCode != 0 {
+		t.Fatalf("raw client: %v, want CONNACK 0", cp)
+	}
+	if p := ca.Properties; p == nil || p.ServerKeepAlive == nil || *p.ServerKeepAlive != 2 {
+		t.Errorf("raw client asked for keep-alive 0: CONNACK properties %+v, want Server Keep Alive 2", p)
+	}
+	_ = raw.SetReadDeadline(connacked.Add(15 * time.Second))
+	_, err = io.Copy(io.Discard, raw)
+	silent := time.Since(connacked)
+	t.Logf("raw client, keep-alive 0, silent: disconnected %v after its CONNACK (%v)", silent, err)
+	// mochi sets the deadline once the CONNACK is written: no earlier than 3s after it
+	// arrived, less the write's own time; the upper bound allows for a busy machine.
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("raw client asked for keep-alive 0: still connected %v after its CONNACK, silent all along", silent)
+	} else if silent < 2900*time.Millisecond || silent > 5*time.Second {
+		t.Errorf("raw client disconnected %v after its CONNACK, silent; want about 3s (1.5 x 2s)", silent)
+	}
+
+	// A paho client whose link goes silent: the node hears nothing more and ends the
+	// connection within 1.5 x 2s of its last packet, publishing its Will. (Errors rather
+	// than failures up to here, so a run without the server keep-alive shows each.)
+	proxy := testenv.StartProxy(t, addr)
+	dev := rulesClient(t, proxy.Addr, "rules-ka-dev", testenv.MQTTOptions{CleanStart: true,
+		Will: &paho.WillMessage{Topic: "rules/ka/will", Payload: []byte("gone"), QoS: 1}})
+	told(dev)
+	proxy.Blackhole()
+	holed := time.Now()
+	select {
+	case m := <-watch.Messages():
+		d := time.Since(holed)
+		t.Logf("paho client, keep-alive 30, link silent: Will %v after the silence began", d)
+		if m.Topic != "rules/ka/will" || d > 5*time.Second {
+			t.Errorf("got %q on %s %v after a paho client's link went silent; want its Will within about 3s (1.5 x 2s)", m.Payload, m.Topic, d)
+		}
+	case <-time.After(15 * time.Second):
+		t.Errorf("a paho client's link has been silent for 15s and its Will has not come; want it within about 3s (1.5 x 2s)")
+	}
+
+	// By now the watcher and mosquitto_sub have been connected for longer than 3s: told
+	// 2s, they ping at it and are still connected.
+	select {
+	case <-watch.Done():
+		t.Fatal("the paho client told keep-alive 2 was disconnected")
+	default:
+	}
+	await("sending PINGREQ")
+	await("received PINGRESP")
+	if err := watch.Publish("rules/ka/m5", []byte("still here"), 1); err != nil {
+		t.Fatalf("the paho client told keep-alive 2: %v", err)
+	}
+	await("still here")
+	<-m5done
+	if m5err != nil {
+		t.Fatalf("mosquitto_sub -V 5 -k 60: %v:\n%s", m5err, strings.Join(m5log, "\n"))
+	}
+	if all := strings.Join(m5log, "\n"); strings.Count(all, "received CONNACK") != 1 {
+		t.Fatalf("mosquitto_sub -V 5 -k 60 connected more than once:\n%s", all)
+	}
 }

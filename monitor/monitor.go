@@ -4,8 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,11 +23,11 @@ import (
 // Monitor probes the cluster's nodes while it leads, and quarantines the sick ones. It runs
 // on a goroutine of its own from Start until Close.
 type Monitor struct {
-	cfg     Config
-	log     *slog.Logger
-	coord   Coordinator
-	members LiveSet
-	http    *http.Client
+	cfg   Config
+	log   *slog.Logger
+	coord Coordinator
+	http  *http.Client
+	admin *http.Server // serving Handler on Deps.Admin, if given
 
 	registry    *prometheus.Registry
 	probes      *prometheus.CounterVec
@@ -34,9 +38,12 @@ type Monitor struct {
 
 	mu    sync.Mutex
 	state State
+	live  []coord.Member // the live set, as the member watch last delivered it
 
 	cancel context.CancelFunc
+	wg     sync.WaitGroup // the loop, the member watch's follower and the admin server
 	done   chan struct{}
+	once   sync.Once
 }
 
 // State is what the monitor reports at /v1/state.
@@ -48,35 +55,50 @@ type State struct {
 	Last    string           `json:"last_decision,omitempty"`
 }
 
-// Coordinator is what the monitor needs of the coordinator: the election it leads and the
-// quarantine marks it reads and writes. coord.Coordinator provides it. Its methods may be
-// called concurrently.
+// Coordinator is what the monitor needs of the coordinator: the election it leads, the
+// quarantine marks it reads and writes, and the member watch it follows the live set by.
+// coord.Coordinator provides it. Its methods may be called concurrently.
 type Coordinator interface {
 	coord.Campaigner
 	Quarantines(ctx context.Context) ([]coord.Quarantine, error)
 	SetQuarantine(ctx context.Context, q coord.Quarantine, fence coord.Leadership) error
+	// WatchMembers delivers the whole live set first and again after every change; the
+	// channel is closed when ctx ends or the coordinator closes.
+	WatchMembers(ctx context.Context) (<-chan []coord.Member, error)
 }
 
 var _ Coordinator = coord.Coordinator(nil)
 
-// LiveSet is the live node set the monitor probes; *watcher.Watcher provides it. Members is
-// called concurrently with the set's own updates.
-type LiveSet interface {
-	Members() []coord.Member
+// Deps are what a monitor is given. Close closes Admin, not Coord; if Start fails, Admin is
+// still the caller's to close.
+type Deps struct {
+	Coord Coordinator
+	// Admin, if set, is where the monitor serves Handler (/healthz, /metrics, /v1/state)
+	// until Close; Config.AdminAddr defaults to its address.
+	Admin  net.Listener
+	Logger *slog.Logger
 }
 
-// Start starts a monitor: it campaigns in the "monitor" election and, while it leads, probes
-// every interval, until Close. It returns at once (a candidate is ready as soon as it
-// campaigns); an invalid cfg starts nothing.
-func Start(cfg Config, c Coordinator, members LiveSet, log *slog.Logger) (*Monitor, error) {
+// adminHeaderTimeout bounds reading a request's headers on the admin listener.
+const adminHeaderTimeout = 5 * time.Second
+
+// Start starts a monitor: it follows the live set (returning once the first set has
+// arrived, or when ctx ends first), campaigns in the "monitor" election and, while it
+// leads, probes every interval, until Close. An invalid cfg starts nothing. ctx bounds the
+// start only.
+func Start(ctx context.Context, cfg Config, deps Deps) (*Monitor, error) {
+	if deps.Admin != nil && cfg.AdminAddr == "" {
+		cfg.AdminAddr = deps.Admin.Addr().String()
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	log := deps.Logger
 	if log == nil {
 		log = slog.Default()
 	}
 	m := &Monitor{
-		cfg: cfg, log: log.With("component", "monitor", "monitor", cfg.ID), coord: c, members: members,
+		cfg: cfg, log: log.With("component", "monitor", "monitor", cfg.ID), coord: deps.Coord,
 		http:     &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
 		registry: prometheus.NewRegistry(),
 		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -95,28 +117,80 @@ func Start(cfg Config, c Coordinator, members LiveSet, log *slog.Logger) (*Monit
 			Name: "switchboard_monitor_leading", Help: "1 while this monitor leads.",
 		}),
 		state: State{ID: cfg.ID, Nodes: map[string]Probe{}},
+		done:  make(chan struct{}),
 	}
 	m.registry.MustRegister(m.probes, m.quarantines, m.held, m.suspect, m.leading, newProbeCollector(m),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if len(cfg.ZooKeeper) > 0 {
 		m.registry.MustRegister(newZKCollector(cfg.ZooKeeper, cfg.ProbeTimeout)) // zkmetrics.go
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	m.cancel, m.done = cancel, make(chan struct{})
-	go func() {
-		defer close(m.done)
-		m.run(ctx)
-	}()
+	rctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	if err := m.followMembers(ctx, rctx); err != nil {
+		cancel()
+		return nil, err
+	}
+	m.wg.Go(func() { m.run(rctx) })
+	if deps.Admin != nil {
+		m.admin = &http.Server{Handler: m.Handler(), ReadHeaderTimeout: adminHeaderTimeout}
+		m.wg.Go(func() { _ = m.admin.Serve(deps.Admin) })
+	}
 	return m, nil
+}
+
+// followMembers keeps m.live as the member watch delivers it, until rctx ends. It returns
+// once the first set has arrived, or with an error when ctx ends first.
+func (m *Monitor) followMembers(ctx, rctx context.Context) error {
+	ch, err := m.coord.WatchMembers(rctx)
+	if err != nil {
+		return fmt.Errorf("watch members: %w", err)
+	}
+	select {
+	case set, ok := <-ch:
+		if !ok {
+			return fmt.Errorf("watch members: closed before the first set: %w", coord.ErrClosed)
+		}
+		m.setLive(set)
+	case <-ctx.Done():
+		return fmt.Errorf("watch members: %w", ctx.Err())
+	}
+	m.wg.Go(func() {
+		for set := range ch {
+			m.setLive(set)
+		}
+	})
+	return nil
+}
+
+// setLive installs a delivered set, copied and in id order (the coordinator keeps its own).
+func (m *Monitor) setLive(set []coord.Member) {
+	live := slices.Clone(set)
+	slices.SortFunc(live, func(a, b coord.Member) int { return strings.Compare(a.ID, b.ID) })
+	m.mu.Lock()
+	m.live = live
+	m.mu.Unlock()
+}
+
+func (m *Monitor) members() []coord.Member {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.live
 }
 
 // Done is closed once the monitor has stopped.
 func (m *Monitor) Done() <-chan struct{} { return m.done }
 
-// Close stops the monitor (resigning if it leads) and waits until it has; it then calls the
-// coordinator no more. Idempotent.
+// Close stops the monitor (resigning if it leads) and its admin server, and waits until it
+// has; it then calls the coordinator no more. Idempotent.
 func (m *Monitor) Close() {
-	m.cancel()
+	m.once.Do(func() {
+		if m.admin != nil {
+			_ = m.admin.Close()
+		}
+		m.cancel()
+		m.wg.Wait()
+		close(m.done)
+	})
 	<-m.done
 }
 
@@ -178,7 +252,7 @@ func (m *Monitor) round(ctx context.Context, lead coord.Leadership, hist map[str
 		marked[q.Node] = true
 	}
 	var targets []coord.Member
-	for _, mem := range m.members.Members() {
+	for _, mem := range m.members() {
 		if !marked[mem.ID] {
 			targets = append(targets, mem)
 		}

@@ -109,6 +109,10 @@ type Config struct {
 	StoreTimeout time.Duration
 	// ShutdownTimeout bounds a clean shutdown.
 	ShutdownTimeout time.Duration
+	// RouteSyncTimeout bounds how long a SUBACK waits for every other live node to learn
+	// the new subscription (so that a publish on any node after the SUBACK reaches it); a
+	// node that does not answer in time learns it later.
+	RouteSyncTimeout time.Duration
 	// AuditInterval is how often the node checks every connected client's presence
 	// against the store (see auditLoop): at most this long can a session the store lost
 	// sight of go without its mailbox. Zero turns the audit off.
@@ -126,6 +130,13 @@ type Limits struct {
 	MaxSessionExpiry uint32
 	// MaxMessageExpiry caps how long a message waits in the broker's own session state.
 	MaxMessageExpiry time.Duration
+	// MaxKeepAlive, if not 0, is the server keep-alive (seconds, at most
+	// MaxServerKeepAlive): the longest keep-alive a client may use, as mosquitto's
+	// max_keepalive. An MQTT 5 client asking for more, or for 0 (none), is told this value
+	// in CONNACK's Server Keep Alive [MQTT-3.1.2-21] and held to it: silent for 1.5 times
+	// it, it is disconnected. An MQTT 3.1.1 client cannot be told, so one asking for more
+	// or for 0 is refused (CONNACK 0x02, as mosquitto). 0 leaves every client its own.
+	MaxKeepAlive uint16
 	// TopicAliasMax is the topic alias maximum offered to MQTT 5 clients.
 	TopicAliasMax uint16
 	// ReceiveMaximum is the most unacknowledged QoS 1/2 messages a client may send.
@@ -232,6 +243,7 @@ func DefaultConfig() Config {
 			MaxClients:       100_000,
 			MaxSessionExpiry: 2 * 60 * 60, // 2h, as EMQX
 			MaxMessageExpiry: 24 * time.Hour,
+			MaxKeepAlive:     0, // off: the client's own keep-alive, as mochi and mosquitto
 			TopicAliasMax:    16,
 			ReceiveMaximum:   128,
 			MaxInflight:      8192,
@@ -258,19 +270,25 @@ func DefaultConfig() Config {
 			Grace:    10 * time.Second,
 			MoveRate: 200,
 		},
-		MaxWait:         time.Second,
-		Window:          128,
-		OutboxLimit:     10_000,
-		MaxQueuedBytes:  256 << 20,
-		DrainBatch:      128,
-		WriteTimeout:    10 * time.Second,
-		Lease:           LeaseConfig{Duration: lease.DefaultDuration, Interval: lease.DefaultInterval},
-		MailboxLimit:    10_000,
-		StoreTimeout:    2 * time.Second,
-		ShutdownTimeout: 10 * time.Second,
-		AuditInterval:   30 * time.Second,
+		MaxWait:          time.Second,
+		Window:           128,
+		OutboxLimit:      10_000,
+		MaxQueuedBytes:   256 << 20,
+		DrainBatch:       128,
+		WriteTimeout:     10 * time.Second,
+		Lease:            LeaseConfig{Duration: lease.DefaultDuration, Interval: lease.DefaultInterval},
+		MailboxLimit:     10_000,
+		StoreTimeout:     2 * time.Second,
+		ShutdownTimeout:  10 * time.Second,
+		AuditInterval:    30 * time.Second,
+		RouteSyncTimeout: 2 * time.Second,
 	}
 }
+
+// MaxServerKeepAlive is the largest Limits.MaxKeepAlive (seconds, about 12h08m): mochi
+// (v2.7.9) computes a client's deadline, 1.5 times its keep-alive, in 16-bit seconds,
+// which wraps above it (65535 would become 32766).
+const MaxServerKeepAlive = 43690
 
 // maxDrainBatch is the most messages a store Peek returns: a read that returns fewer than
 // it asked for is taken to have reached the end of the mailbox, so a batch must not ask
@@ -310,19 +328,19 @@ func (c Config) Validate() error {
 			return &FieldError{Field: a.field, Value: a.addr, Err: err}
 		}
 	}
-	for _, a := range []struct{ flag, addr string }{{"--ws", c.WSAddr}, {"--wss", c.WSSAddr}} {
+	for _, a := range []struct{ field, addr string }{{"WSAddr", c.WSAddr}, {"WSSAddr", c.WSSAddr}} {
 		if a.addr == "" {
 			continue
 		}
 		if err := validateAddr(a.addr); err != nil {
-			return fmt.Errorf("%s %q: %w", a.flag, a.addr, err)
+			return &FieldError{Field: a.field, Value: a.addr, Err: err}
 		}
 	}
 	if c.WSSAddr != "" && c.WSTLS == nil {
-		return fmt.Errorf("--wss %q: no certificate (give --wss-cert and --wss-key, or --tls-cert and --tls-key)", c.WSSAddr)
+		return &FieldError{Field: "WSSAddr", Value: c.WSSAddr, Err: errors.New("no certificate (give WSTLS)")}
 	}
 	if c.ProxyProtocol && len(c.ProxyTrusted) == 0 {
-		return fmt.Errorf("--proxy-protocol: no trusted sources (give --proxy-trusted, the proxies' addresses or prefixes)")
+		return &FieldError{Field: "ProxyProtocol", Err: errors.New("no trusted sources (give ProxyTrusted, the proxies' addresses or prefixes)")}
 	}
 	if err := c.validateExposure(); err != nil {
 		return err
@@ -343,6 +361,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max clients %d: must be positive", l.MaxClients)
 	case l.MaxSessionExpiry == 0:
 		return fmt.Errorf("max session expiry: must be positive")
+	case l.MaxKeepAlive > MaxServerKeepAlive:
+		return &FieldError{Field: "Limits.MaxKeepAlive", Value: fmt.Sprintf("%ds", l.MaxKeepAlive),
+			Err: fmt.Errorf("at most %ds (mochi's keep-alive deadline wraps above it)", MaxServerKeepAlive)}
 	case l.ReceiveMaximum == 0:
 		return fmt.Errorf("receive maximum %d: must be positive", l.ReceiveMaximum)
 	case l.MaxInflight == 0:
@@ -374,6 +395,7 @@ func (c Config) Validate() error {
 	}{
 		{"max wait", c.MaxWait}, {"store timeout", c.StoreTimeout}, {"write timeout", c.WriteTimeout},
 		{"shutdown timeout", c.ShutdownTimeout}, {"health interval", c.Health.Interval},
+		{"route sync timeout", c.RouteSyncTimeout},
 	} {
 		if d.v <= 0 {
 			return fmt.Errorf("%s %v: must be positive", d.name, d.v)

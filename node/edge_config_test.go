@@ -9,8 +9,8 @@ import (
 )
 
 // TestEdgeConfigValidate: the WebSocket listeners and the PROXY protocol are off by
-// default; --wss needs a certificate, --proxy-protocol trusted sources, and a bad address
-// is refused naming its flag.
+// default; WSSAddr needs a certificate, ProxyProtocol trusted sources, and a bad address
+// is refused naming its field.
 func TestEdgeConfigValidate(t *testing.T) {
 	base := node.DefaultConfig()
 	base.ID = "n1"
@@ -23,9 +23,9 @@ func TestEdgeConfigValidate(t *testing.T) {
 		set  func(*node.Config)
 		want string
 	}{
-		{"ws address", func(c *node.Config) { c.WSAddr = "nope" }, "--ws"},
-		{"wss without a certificate", func(c *node.Config) { c.WSSAddr = "127.0.0.1:8084" }, "--wss-cert"},
-		{"proxy without trusted sources", func(c *node.Config) { c.ProxyProtocol = true }, "--proxy-trusted"},
+		{"ws address", func(c *node.Config) { c.WSAddr = "nope" }, "WSAddr"},
+		{"wss without a certificate", func(c *node.Config) { c.WSSAddr = "127.0.0.1:8084" }, "WSTLS"},
+		{"proxy without trusted sources", func(c *node.Config) { c.ProxyProtocol = true }, "ProxyTrusted"},
 	} {
 		cfg := base
 		tc.set(&cfg)

@@ -1,6 +1,13 @@
 package node
 
-import "github.com/mochi-mqtt/server/v2/packets"
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/switchboard-mqtt/switchboard/wire"
+)
 
 // DropForTest calls the node's OnPublishDropped hook as mochi does when a subscriber's
 // outbound queue is full, for the client connected with id.
@@ -11,4 +18,43 @@ func (n *Node) DropForTest(id string, pk packets.Packet) bool {
 	}
 	(&hook{n: n}).OnPublishDropped(st.cl, pk)
 	return true
+}
+
+// ConnectedForTest is how many connections mochi holds; it drops once mochi has run a
+// connection's OnDisconnect.
+func (n *Node) ConnectedForTest() int64 { return atomic.LoadInt64(&n.mqtt.Info.ClientsConnected) }
+
+// ReconcileWithQueuedShareForTest queues, on the link to peer, a shared-group message
+// whose failure is sent again to another member (as sharedSends queues them), then makes
+// the member watch's next reconcile see peer under a new registration, which closes that
+// link. The returned channel closes when reconcile returns.
+func (n *Node) ReconcileWithQueuedShareForTest(peer, topic, group string) <-chan struct{} {
+	c := n.cluster
+	l := c.link(peer)
+	f := forwarded{qos: 1, topic: topic, payload: []byte("x"), flags: fwdShared, group: group, track: 1}
+	ss := &sharedSend{f: f, tried: map[string]bool{}, deadline: time.Now().Add(time.Minute)}
+	l.mu.Lock()
+	l.queue = append(l.queue, outItem{body: f.append(nil), done: func(wire.Result, error) {
+		ss.tried[peer] = true
+		c.sending.try(c, ss)
+	}})
+	l.mu.Unlock()
+	c.mu.Lock()
+	l.epoch = -1
+	c.mu.Unlock()
+	done := make(chan struct{})
+	go func() { c.reconcile(); close(done) }()
+	return done
+}
+
+// DeliverSharedForTest hands this node a shared-group message for group from another
+// node, after recording in the cluster table a member of group here that mochi does not
+// have (as between an UNSUBSCRIBE and the table's update), and returns the answer.
+func (n *Node) DeliverSharedForTest(topic, group, payload string) wire.Result {
+	c := n.cluster
+	c.table.Subscribe("ghost-member", group)
+	f := forwarded{qos: 1, topic: topic, payload: []byte(payload), flags: fwdShared, group: group, track: 1}
+	res := make(chan wire.Result, 1)
+	c.shares.deliver(c, f, func(r wire.Result) { res <- r })
+	return <-res
 }

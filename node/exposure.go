@@ -2,6 +2,7 @@ package node
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -16,16 +17,15 @@ const MinAdminTokenLen = 16
 // and CPU-costly profiles).
 func (c Config) validateExposure() error {
 	if !isLoopback(c.InternalAddr) && c.WireToken == "" && !mutualTLS(c.InternalTLS) {
-		return fmt.Errorf("--internal %q is not a loopback address and the internal channel is not authenticated: "+
-			"give every node and router the same --cluster-token-file (or SWITCHBOARD_CLUSTER_TOKEN), "+
-			"or mutual TLS with --internal-cert, --internal-key and --internal-ca; or listen on 127.0.0.1", c.InternalAddr)
+		return &FieldError{Field: "InternalAddr", Value: c.InternalAddr, Err: errors.New("not a loopback address and the internal channel is not authenticated: " +
+			"give every node and router the same WireToken, or mutual TLS (InternalTLS); or listen on 127.0.0.1")}
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < MinAdminTokenLen {
-		return fmt.Errorf("--admin-token-file: the token is %d characters; the minimum is %d", len(c.AdminToken), MinAdminTokenLen)
+		return &FieldError{Field: "AdminToken", Err: fmt.Errorf("the token is %d characters; the minimum is %d", len(c.AdminToken), MinAdminTokenLen)}
 	}
 	if c.Pprof && c.AdminToken == "" && !isLoopback(c.AdminAddr) {
-		return fmt.Errorf("--pprof with --admin %q, not a loopback address: give --admin-token-file (every /debug/pprof request then needs "+
-			"Authorization: Bearer <token>), or listen on 127.0.0.1", c.AdminAddr)
+		return &FieldError{Field: "Pprof", Err: fmt.Errorf("with AdminAddr %q, not a loopback address: give AdminToken (every /debug/pprof request then needs "+
+			"Authorization: Bearer <token>), or listen on 127.0.0.1", c.AdminAddr)}
 	}
 	return nil
 }

@@ -10,8 +10,8 @@ import (
 )
 
 // TestConfigRefusesExposure: an internal channel off loopback needs a cluster token or
-// mutual TLS, pprof off loopback needs an admin token, and each refusal names the flags
-// that fix it; loopback needs neither.
+// mutual TLS, pprof off loopback needs an admin token, and each refusal names the config
+// fields that fix it (the CLI names their flags); loopback needs neither.
 func TestConfigRefusesExposure(t *testing.T) {
 	base := node.DefaultConfig()
 	base.ID = "n1"
@@ -29,21 +29,21 @@ func TestConfigRefusesExposure(t *testing.T) {
 		{"internal loopback v6", func(c *node.Config) { c.InternalAddr = "[::1]:7883" }, nil},
 		{"internal localhost", func(c *node.Config) { c.InternalAddr = "localhost:7883" }, nil},
 		{"internal all interfaces", func(c *node.Config) { c.InternalAddr = ":7883" },
-			[]string{"--internal", `":7883"`, "--cluster-token-file", "--internal-cert", "--internal-key", "--internal-ca"}},
-		{"internal 0.0.0.0", func(c *node.Config) { c.InternalAddr = "0.0.0.0:7883" }, []string{"--internal", "0.0.0.0", "--cluster-token-file"}},
-		{"internal [::]", func(c *node.Config) { c.InternalAddr = "[::]:7883" }, []string{"--internal", "--cluster-token-file"}},
-		{"internal LAN address", func(c *node.Config) { c.InternalAddr = "10.0.0.5:7883" }, []string{"--internal", "10.0.0.5", "--internal-ca"}},
-		{"internal host name", func(c *node.Config) { c.InternalAddr = "node-1.example:7883" }, []string{"--internal", "node-1.example"}},
+			[]string{"InternalAddr", `":7883"`, "WireToken", "InternalTLS"}},
+		{"internal 0.0.0.0", func(c *node.Config) { c.InternalAddr = "0.0.0.0:7883" }, []string{"InternalAddr", "0.0.0.0", "WireToken"}},
+		{"internal [::]", func(c *node.Config) { c.InternalAddr = "[::]:7883" }, []string{"InternalAddr", "WireToken"}},
+		{"internal LAN address", func(c *node.Config) { c.InternalAddr = "10.0.0.5:7883" }, []string{"InternalAddr", "10.0.0.5", "InternalTLS"}},
+		{"internal host name", func(c *node.Config) { c.InternalAddr = "node-1.example:7883" }, []string{"InternalAddr", "node-1.example"}},
 		{"internal TLS without client CA", func(c *node.Config) { c.InternalAddr = "10.0.0.5:7883"; c.InternalTLS = serverOnly },
-			[]string{"--internal", "--internal-ca"}},
+			[]string{"InternalAddr", "InternalTLS"}},
 		{"internal with token", func(c *node.Config) { c.InternalAddr = "10.0.0.5:7883"; c.WireToken = "cluster-secret-0123" }, nil},
 		{"internal with mutual TLS", func(c *node.Config) { c.InternalAddr = "10.0.0.5:7883"; c.InternalTLS = mtls }, nil},
 		{"pprof loopback", func(c *node.Config) { c.Pprof = true }, nil},
 		{"pprof off, admin anywhere", func(c *node.Config) { c.AdminAddr = ":9883" }, nil},
 		{"pprof on all interfaces", func(c *node.Config) { c.Pprof = true; c.AdminAddr = ":9883" },
-			[]string{"--pprof", "--admin", `":9883"`, "--admin-token-file"}},
+			[]string{"Pprof", "AdminAddr", `":9883"`, "AdminToken"}},
 		{"pprof with token", func(c *node.Config) { c.Pprof = true; c.AdminAddr = ":9883"; c.AdminToken = token }, nil},
-		{"short admin token", func(c *node.Config) { c.Pprof = true; c.AdminToken = "short" }, []string{"--admin-token-file", "5 characters", "16"}},
+		{"short admin token", func(c *node.Config) { c.Pprof = true; c.AdminToken = "short" }, []string{"AdminToken", "5 characters", "16"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := base

@@ -69,7 +69,7 @@ func faultConfig(t *testing.T, id string) Config {
 
 func startFaultNode(t *testing.T, cfg Config, c Coordinator, st store.Store) *Node {
 	t.Helper()
-	n, err := Start(testenv.Context(t, 30*time.Second), cfg, c, st, testenv.Logger(t))
+	n, err := Start(testenv.Context(t, 30*time.Second), cfg, Deps{Coord: c, Store: st, Logger: testenv.Logger(t)})
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/switchboard-mqtt/switchboard/auth"
 	"github.com/switchboard-mqtt/switchboard/inbox"
 	"github.com/switchboard-mqtt/switchboard/store"
+	"github.com/switchboard-mqtt/switchboard/wire"
 )
 
 // hook connects mochi's client lifecycle to presence, readiness and delivery. mochi runs
@@ -32,6 +33,7 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished,
 		mqtt.OnDisconnect, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublishDropped,
 		mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublish, mqtt.OnWill, mqtt.OnClientExpired,
+		mqtt.OnSelectSubscribers, mqtt.OnWillSent, mqtt.OnRetainMessage,
 	}, []byte{b})
 }
 
@@ -147,8 +149,28 @@ func dollarSubscribed(cl *mqtt.Client, topic string) bool {
 	return false
 }
 
-// OnClientExpired forgets the identity of a session mochi has expired.
-func (h *hook) OnClientExpired(cl *mqtt.Client) { h.n.sessions.drop(cl) }
+// OnClientExpired forgets the identity and the routes of a session mochi has expired.
+func (h *hook) OnClientExpired(cl *mqtt.Client) {
+	h.n.sessions.drop(cl)
+	if h.n.sessionOver(cl) {
+		h.n.cluster.sessionEnded(cl.ID)
+	}
+}
+
+// OnRetainMessage checks the version of every retained message mochi keeps (see
+// retainedCopies.retained).
+func (h *hook) OnRetainMessage(_ *mqtt.Client, pk packets.Packet, _ int64) {
+	h.n.cluster.ret.retained(pk)
+}
+
+// OnWillSent passes a Will mochi published on to the other nodes' subscribers.
+func (h *hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) { h.n.cluster.willSent(cl, pk) }
+
+// OnSelectSubscribers leaves mochi the subscribers the cluster chose for a publish (see
+// cluster.selectSubscribers).
+func (h *hook) OnSelectSubscribers(subs *mqtt.Subscribers, pk packets.Packet) *mqtt.Subscribers {
+	return h.n.cluster.selectSubscribers(subs, pk)
+}
 
 // OnPublish checks the publish again on its real topic, after alias resolution, and
 // removes the user properties only the node may set.
@@ -161,7 +183,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		if len(pk.Properties.User) > 0 {
 			pk.Properties.User = stripReserved(pk.Properties.User)
 		}
-		return pk, nil
+		return h.n.clusterPublish(cl, pk)
 	}
 	h.n.metrics.aclDenied.WithLabelValues("publish").Inc()
 	h.n.throttled.log(h.n.log, slog.LevelInfo, "access denied (resolved topic)", "client", cl.ID, "topic", pk.TopicName)
@@ -179,8 +201,9 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 var errRefused = errors.New("connection refused")
 
 // OnConnect admits or refuses a connection (sending the CONNACK itself when it refuses, so
-// it can choose the reason code), records the client's presence, and takes the session
-// over from wherever it was, all before mochi answers CONNACK. One client id's CONNECTs
+// it can choose the reason code), sets the keep-alive it is held to (see keepalive.go),
+// records the client's presence, and takes the session over from wherever it was, all
+// before mochi answers CONNACK. One client id's CONNECTs
 // are handled one at a time on this node (until OnSessionEstablished or the connection's
 // end), so the client table, mochi's session and the presence always name the same one.
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
@@ -194,6 +217,10 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		n.log.Info("refusing connection", "remote", cl.Net.Remote, "error", err)
 		_ = n.mqtt.SendConnack(cl, packets.ErrClientIdentifierNotValid, false, nil)
 		return errRefused
+	}
+	// Before the credential check: a keep-alive refused costs no bcrypt comparison.
+	if !n.applyKeepAlive(cl, pk) {
+		return n.refuseKeepAlive(cl, pk)
 	}
 	ident, err := n.authenticate(cl, pk)
 	if errors.Is(err, errAuthLimited) {
@@ -475,20 +502,24 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	return pk
 }
 
-// OnSubscribed makes the client ready once it subscribes to its inbox. mochi sends the
-// SUBACK and then the retained messages after it.
-func (h *hook) OnSubscribed(cl *mqtt.Client, _ packets.Packet, _ []byte) {
+// OnSubscribed makes the client ready once it subscribes to its inbox, and makes its new
+// subscriptions known to the cluster. mochi sends the SUBACK when this returns, and then
+// the retained messages.
+func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	if st := h.n.clients.byClient(cl); st != nil {
 		st.subscribing.Store(false)
 		h.n.updateReady(st)
 	}
+	h.n.cluster.subscribed(cl, pk, codes)
 }
 
-// OnUnsubscribed makes the client not ready when it drops its inbox subscription.
-func (h *hook) OnUnsubscribed(cl *mqtt.Client, _ packets.Packet) {
+// OnUnsubscribed makes the client not ready when it drops its inbox subscription, and
+// withdraws its routes. mochi calls it for every subscription of a session it deletes too.
+func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 	if st := h.n.clients.byClient(cl); st != nil {
 		h.n.updateReady(st)
 	}
+	h.n.cluster.unsubscribed(cl, pk)
 }
 
 // updateReady recomputes readiness from the client's subscriptions and wakes the sender
@@ -510,8 +541,12 @@ func (n *Node) updateReady(st *clientState) {
 // OnDisconnect clears the client's presence (only if this connection still owns it) and
 // queues its unanswered directed messages in its mailbox.
 func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+	h.n.cluster.shares.memberGone(cl)
 	if expire {
 		h.n.sessions.drop(cl) // mochi deletes the session now
+		if h.n.sessionOver(cl) {
+			h.n.cluster.sessionEnded(cl.ID)
+		}
 	}
 	st := h.n.clients.byClient(cl)
 	if st == nil {
@@ -522,6 +557,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 
 // forget ends what the node does for a connection. Idempotent.
 func (n *Node) forget(st *clientState) {
+	n.cluster.shares.memberGone(st.cl)
 	n.clients.remove(st)
 	st.ready.Store(false)
 	st.markGone()
@@ -555,6 +591,11 @@ func (n *Node) onPanic(conn net.Conn, _ any) {
 // OnPublishDropped keeps a QoS>0 message mochi dropped for a slow subscriber (its outbound
 // queue was full): it goes to the subscriber's mailbox instead of being lost.
 func (h *hook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	if id, ok := shareID(pk.Connect.ClientIdentifier); ok {
+		// A shared-group message: another member takes it.
+		h.n.cluster.shares.settle(id, wire.Result{Status: wire.StatusNotHere, Detail: "the member's queue is full"})
+		return
+	}
 	if pk.FixedHeader.Qos == 0 {
 		return
 	}

@@ -49,6 +49,7 @@ type Node struct {
 	adminLis net.Listener
 	admin    *http.Server
 	members  *watcher.Watcher
+	cluster  *cluster // publish/subscribe across the nodes
 	reg      coord.Registration
 	member   coord.Member
 
@@ -81,6 +82,7 @@ type Node struct {
 	wg        sync.WaitGroup     // background goroutines (status loop, health, drains, kicks)
 	closeOnce sync.Once
 	closeErr  error
+	done      chan struct{} // closed when Close has finished
 }
 
 // gateState says why new MQTT connections are refused; nil means they are accepted.
@@ -98,10 +100,18 @@ type Coordinator interface {
 
 var _ Coordinator = coord.Coordinator(nil)
 
+// Deps are what a node is given. It closes neither Coord nor Store.
+type Deps struct {
+	Coord  Coordinator
+	Store  store.Store
+	Logger *slog.Logger
+}
+
 // Start binds the node's listeners, starts the broker, registers in the coordinator and
 // returns once the node is registered (or waiting in quarantine). It fails with a clear
 // error for a busy port or an id already live in the cluster; nothing is left running then.
-func Start(ctx context.Context, cfg Config, c Coordinator, st store.Store, log *slog.Logger) (*Node, error) {
+func Start(ctx context.Context, cfg Config, deps Deps) (*Node, error) {
+	c, st, log := deps.Coord, deps.Store, deps.Logger
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -119,6 +129,7 @@ func Start(ctx context.Context, cfg Config, c Coordinator, st store.Store, log *
 		remover:    newRemover(),
 		throttled:  newLogThrottle(10, 50),
 		connecting: map[*mqtt.Client]func(){},
+		done:       make(chan struct{}),
 	}
 	n.gate.Store(&gateState{reason: "starting"})
 	n.metrics = newMetrics(n.registry, n)
@@ -171,6 +182,7 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 		Logger:                  mochiLogger(n.log.With("component", "mqtt")),
 		SysTopicResendInterval:  10,
 	})
+	n.cluster = newCluster(n)
 	if err := n.mqtt.AddHook(&hook{n: n}, nil); err != nil {
 		return fmt.Errorf("add hook: %w", err)
 	}
@@ -228,6 +240,7 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 		}
 		return fmt.Errorf("register %s: %w", cfg.ID, err)
 	}
+	n.cluster.start(bgctx)
 	st, _ := n.reg.Status()
 	n.applyStatus(bgctx, st, 0)
 	n.wg.Add(1)
@@ -321,6 +334,9 @@ func (n *Node) applyStatus(ctx context.Context, st coord.Status, last int64) int
 		}
 		if !marked {
 			n.gate.Store(nil)
+		}
+		if st.Epoch != last {
+			n.cluster.wake() // the links push our routes under the new epoch
 		}
 		if last != 0 && st.Epoch != last {
 			// Registered again under a new epoch: routers dropped the old one, so tell the
@@ -416,6 +432,9 @@ func (n *Node) Close(ctx context.Context) error {
 		case <-ctx.Done():
 			errs = append(errs, errors.New("unacknowledged messages were not all queued in time"))
 		}
+		if n.cluster != nil {
+			n.cluster.close()
+		}
 		if n.wireSrv != nil {
 			_ = n.wireSrv.Close()
 		} else if n.wireLis != nil {
@@ -439,9 +458,13 @@ func (n *Node) Close(ctx context.Context) error {
 		}
 		n.closeErr = errors.Join(errs...)
 		n.log.Info("node stopped")
+		close(n.done)
 	})
 	return n.closeErr
 }
+
+// Done is closed once Close has stopped the node.
+func (n *Node) Done() <-chan struct{} { return n.done }
 
 // disconnectAll disconnects every connected client with reason 0x8B (server shutting down).
 func (n *Node) disconnectAll() {

@@ -56,7 +56,7 @@ func anonymous(t *testing.T) *auth.Authenticator {
 
 func startNode(t *testing.T, cfg node.Config, c node.Coordinator, st store.Store) *node.Node {
 	t.Helper()
-	n, err := node.Start(testenv.Context(t, 30*time.Second), cfg, c, st, testenv.Logger(t))
+	n, err := node.Start(testenv.Context(t, 30*time.Second), cfg, node.Deps{Coord: c, Store: st, Logger: testenv.Logger(t)})
 	if err != nil {
 		t.Fatalf("node.Start: %v", err)
 	}
@@ -127,8 +127,18 @@ func TestStartServeClose(t *testing.T) {
 		}
 	}
 
+	select {
+	case <-n.Done():
+		t.Fatal("Done is closed while the node runs")
+	default:
+	}
 	if err := n.Close(testenv.Context(t, 20*time.Second)); err != nil {
 		t.Fatalf("Close: %v", err)
+	}
+	select {
+	case <-n.Done():
+	default:
+		t.Fatal("Done is open after Close")
 	}
 	select {
 	case <-cl.Disconnected():
@@ -211,7 +221,7 @@ func TestStartRefusesBusyPort(t *testing.T) {
 	} {
 		cfg := testConfig(t, "node-busy")
 		tc.set(&cfg)
-		n, err := node.Start(testenv.Context(t, 20*time.Second), cfg, c, st, testenv.Logger(t))
+		n, err := node.Start(testenv.Context(t, 20*time.Second), cfg, node.Deps{Coord: c, Store: st, Logger: testenv.Logger(t)})
 		if err == nil {
 			n.Close(context.Background())
 			t.Fatalf("%s on a busy port: Start succeeded", tc.field)
@@ -252,6 +262,7 @@ func TestConfigValidate(t *testing.T) {
 		{"max packet size", func(c *node.Config) { c.Limits.MaxPacketSize = 0 }, []string{"max packet size", "0"}, nil},
 		{"max clients", func(c *node.Config) { c.Limits.MaxClients = 0 }, []string{"max clients", "0"}, nil},
 		{"max session expiry", func(c *node.Config) { c.Limits.MaxSessionExpiry = 0 }, []string{"max session expiry"}, nil},
+		{"max keepalive", func(c *node.Config) { c.Limits.MaxKeepAlive = node.MaxServerKeepAlive + 1 }, []string{"Limits.MaxKeepAlive", `"43691s"`}, nil},
 		{"receive maximum", func(c *node.Config) { c.Limits.ReceiveMaximum = 0 }, []string{"receive maximum", "0"}, []string{"inflight", "writes pending"}},
 		{"max inflight", func(c *node.Config) { c.Limits.MaxInflight = 0 }, []string{"max inflight", "0"}, []string{"receive maximum", "writes pending"}},
 		{"writes pending", func(c *node.Config) { c.Limits.WritesPending = 0 }, []string{"writes pending", "0"}, []string{"receive maximum", "inflight"}},
@@ -284,7 +295,7 @@ func TestConfigValidate(t *testing.T) {
 	// Validate has no side effects: a refused config starts nothing.
 	bad := base
 	bad.MQTTAddr = "nonsense"
-	if _, err := node.Start(context.Background(), bad, nil, nil, testenv.Logger(t)); err == nil || !strings.Contains(err.Error(), "MQTTAddr") {
+	if _, err := node.Start(context.Background(), bad, node.Deps{Logger: testenv.Logger(t)}); err == nil || !strings.Contains(err.Error(), "MQTTAddr") {
 		t.Fatalf("Start with a bad config: %v, want the validation error", err)
 	}
 }

@@ -3,6 +3,8 @@ package node
 import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/switchboard-mqtt/switchboard/wire"
 )
 
 // Packet identifiers. MQTT gives each direction of a connection its own packet-id space,
@@ -29,6 +31,7 @@ type pidTable struct {
 	directed map[uint16]*entry // wire id -> directed message in flight
 	toWire   map[uint16]uint16 // mochi id -> wire id
 	toMochi  map[uint16]uint16 // wire id -> mochi id
+	shared   map[uint16]uint64 // wire id -> shared-group delivery (see shareWaits) it carries
 	next     uint16
 
 	// An unknown PUBREC is answered by mochi with a PUBREL for id 0 (it was renumbered
@@ -101,6 +104,12 @@ func (n *Node) outbound(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 		t.toWire, t.toMochi = map[uint16]uint16{}, map[uint16]uint16{}
 	}
 	t.toWire[pk.PacketID], t.toMochi[w] = w, pk.PacketID
+	if id, ok := shareID(pk.Connect.ClientIdentifier); ok && pk.FixedHeader.Type == packets.Publish {
+		if t.shared == nil {
+			t.shared = map[uint16]uint64{}
+		}
+		t.shared[w] = id
+	}
 	pk.PacketID = w
 	return pk
 }
@@ -128,6 +137,13 @@ func (n *Node) inbound(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	t := &o.pids
 	w := pk.PacketID
 	m, ok := t.toMochi[w]
+	share, isShare := t.shared[w]
+	if ok && isShare && typ != packets.Pubcomp {
+		// A shared-group message is the member's once it acknowledged it (PUBACK, or the
+		// PUBREC of QoS 2), whatever the reason code: it was delivered to the member.
+		delete(t.shared, w)
+		defer n.cluster.shares.settle(share, wire.Result{Status: wire.StatusDelivered})
+	}
 	switch {
 	case !ok:
 		if typ == packets.Pubrec {

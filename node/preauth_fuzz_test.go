@@ -109,7 +109,7 @@ func startFuzzNode(tb testing.TB) string {
 	cfg.Auth = a
 	cfg.Limits.ConnRatePerIP = 0 // the probe connects once per input
 	cfg.Limits.ConnectTimeout = 2 * time.Second
-	n, err := node.Start(testenv.Context(tb, 30*time.Second), cfg, c, st, testenv.Logger(tb))
+	n, err := node.Start(testenv.Context(tb, 30*time.Second), cfg, node.Deps{Coord: c, Store: st, Logger: testenv.Logger(tb)})
 	if err != nil {
 		tb.Fatalf("node.Start: %v", err)
 	}

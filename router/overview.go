@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/healthz"
 	"github.com/switchboard-mqtt/switchboard/store"
 )
 
@@ -41,43 +42,13 @@ type NodeView struct {
 	coord.Member
 	// Live: in the live set now. A quarantined node that left it is still shown, from the
 	// registration this router last saw, while its mark stands.
-	Live   bool        `json:"live"`
-	Health *NodeHealth `json:"health,omitempty"`
+	Live   bool            `json:"live"`
+	Health *healthz.Served `json:"health,omitempty"`
 	// HealthError is why /healthz could not be read.
 	HealthError string `json:"health_error,omitempty"`
 	// Rates are per second, from the node's counters between this overview's /healthz and
 	// the one before (absent on the first, or after the node restarted).
 	Rates *NodeRates `json:"rates,omitempty"`
-}
-
-// NodeHealth is what a node's /healthz said (docs/OPERATIONS.md describes each field).
-type NodeHealth struct {
-	Status      int                    `json:"status"` // the HTTP status: 200 in service, 503 not
-	Ready       bool                   `json:"ready"`
-	State       string                 `json:"state"`
-	Epoch       int64                  `json:"epoch"`
-	Gate        string                 `json:"gate,omitempty"`
-	Quarantined bool                   `json:"quarantined"`
-	Reason      string                 `json:"reason,omitempty"`
-	Clients     int                    `json:"clients"`
-	Checks      map[string]HealthCheck `json:"checks"`
-	Counters    NodeCounters           `json:"counters"`
-	CheckedAt   time.Time              `json:"checked_at"`
-}
-
-// HealthCheck is one of a node's readiness checks.
-type HealthCheck struct {
-	OK     bool    `json:"ok"`
-	Detail string  `json:"detail,omitempty"`
-	Millis float64 `json:"ms,omitempty"`
-}
-
-// NodeCounters are a node's running totals.
-type NodeCounters struct {
-	MessagesIn       int64 `json:"messages_in"`
-	MessagesOut      int64 `json:"messages_out"`
-	DeliveriesOK     int64 `json:"deliveries_ok"`
-	DeliveryFailures int64 `json:"delivery_failures"`
 }
 
 // NodeRates are a node's counters turned into rates per second.
@@ -137,7 +108,7 @@ type overviewState struct {
 type counterSample struct {
 	instance string
 	at       time.Time
-	c        NodeCounters
+	c        healthz.Counters
 }
 
 // Overview returns the cluster overview, built at most once per Cache however many call.
@@ -254,7 +225,7 @@ func (d *Dashboard) readHealth(ctx context.Context, n *NodeView) {
 		n.HealthError = err.Error()
 		return
 	}
-	var h NodeHealth
+	var h healthz.Served
 	if err := json.Unmarshal(body, &h); err != nil {
 		n.HealthError = fmt.Sprintf("/healthz answered %d with %d bytes that are not its report: %v", status, len(body), err)
 		return

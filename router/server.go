@@ -67,29 +67,29 @@ func (c Config) writeTimeout() time.Duration {
 	return c.HTTP.WriteTimeout
 }
 
-// validateHTTP checks c.HTTP; errors name the flag.
+// validateHTTP checks c.HTTP; errors name the field.
 func (c Config) validateHTTP() error {
 	h := c.HTTP
 	for _, d := range []struct {
-		flag string
-		v    time.Duration
+		field string
+		v     time.Duration
 	}{
-		{"--read-header-timeout", h.ReadHeaderTimeout}, {"--read-timeout", h.ReadTimeout}, {"--idle-timeout", h.IdleTimeout},
+		{"HTTP.ReadHeaderTimeout", h.ReadHeaderTimeout}, {"HTTP.ReadTimeout", h.ReadTimeout}, {"HTTP.IdleTimeout", h.IdleTimeout},
 	} {
 		if d.v <= 0 {
-			return fmt.Errorf("%s %v: must be positive", d.flag, d.v)
+			return fmt.Errorf("%s %v: must be positive", d.field, d.v)
 		}
 	}
 	switch {
 	case h.ReadHeaderTimeout > h.ReadTimeout:
-		return fmt.Errorf("--read-header-timeout %v: must not exceed --read-timeout %v", h.ReadHeaderTimeout, h.ReadTimeout)
+		return fmt.Errorf("HTTP.ReadHeaderTimeout %v: must not exceed HTTP.ReadTimeout %v", h.ReadHeaderTimeout, h.ReadTimeout)
 	case h.WriteTimeout < 0:
-		return fmt.Errorf("--write-timeout %v: must not be negative (0: derived)", h.WriteTimeout)
+		return fmt.Errorf("HTTP.WriteTimeout %v: must not be negative (0: derived)", h.WriteTimeout)
 	case h.WriteTimeout > 0 && h.WriteTimeout < c.LongestAnswer():
-		return fmt.Errorf("--write-timeout %v: shorter than the longest answer, %v (--max-max-wait %v + --answer-grace %v + store and lease bounds); "+
+		return fmt.Errorf("HTTP.WriteTimeout %v: shorter than the longest answer, %v (MaxMaxWait %v + AnswerGrace %v + store and lease bounds); "+
 			"raise it, or give 0 to derive it", h.WriteTimeout, c.LongestAnswer(), c.MaxMaxWait, c.AnswerGrace)
 	case h.MaxConnections <= 0:
-		return fmt.Errorf("--max-connections %d: must be positive", h.MaxConnections)
+		return fmt.Errorf("HTTP.MaxConnections %d: must be positive", h.MaxConnections)
 	}
 	return nil
 }

@@ -92,7 +92,7 @@ func TestAnswerOutlastsReadTimeout(t *testing.T) {
 }
 
 // TestHTTPConfigValidate: the derived write timeout covers the longest answer, and a
-// shorter one given explicitly is refused naming the flags.
+// shorter one given explicitly is refused naming the field.
 func TestHTTPConfigValidate(t *testing.T) {
 	c := router.DefaultConfig()
 	if err := c.Validate(); err != nil {
@@ -109,7 +109,7 @@ func TestHTTPConfigValidate(t *testing.T) {
 	}
 	t.Logf("MEASURED longest answer %v, derived write timeout %v at the defaults", longest, want)
 	c.HTTP.WriteTimeout = longest - time.Second
-	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--write-timeout") {
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "HTTP.WriteTimeout") {
 		t.Fatalf("write timeout under the longest answer: %v", err)
 	}
 	c.HTTP.WriteTimeout = longest

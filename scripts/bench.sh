@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side benchmarks on this machine, in one run: mosquitto, a bare mochi broker
 # (cmd/mochi-bare), a single Switchboard node, and a 3-node Switchboard cluster with a
-# router, Redis and a 3-server ZooKeeper ensemble. Every figure is the median of several
+# router, Redis and a 3-server ZooKeeper ensemble (directed messages, and pub/sub with each
+# publisher on another node than its subscriber). Every figure is the median of several
 # runs of `switchboard bench`; the table, the machine, the exact commands, the profiles of
 # the directed path and the date go into docs/BENCHMARKS.md (between the bench.sh markers;
 # the rest of that file is kept).
@@ -139,8 +140,11 @@ wait_http() { # wait_http URL PATTERN [SECONDS [PID]]: until the answer matches 
 }
 
 # bench LABEL SYSTEM ARGS...: one `switchboard bench` run, its JSON result appended to
-# $results. The first run of each label and system records its command line.
+# $results and kept alone in $last; $last_ok is 1 when it passed, 0 when it failed (it
+# then counts in $failed_runs). The first run of each label and system records its
+# command line.
 failed_runs=0
+last=$work/last.json
 bench() {
 	local label=$1 system=$2
 	shift 2
@@ -149,11 +153,20 @@ bench() {
 		echo "$label $system switchboard bench $*" >>"$work/commands.txt"
 	fi
 	log "$label on $system: switchboard bench $*"
-	if ! timeout 180 "$bin/switchboard" bench "$@" --json --progress never \
-		--label "$label" --system "$system" >>"$results" 2>>"$logs/bench.err"; then
+	last_ok=1
+	timeout 180 "$bin/switchboard" bench "$@" --json --progress never \
+		--label "$label" --system "$system" >"$last" 2>>"$logs/bench.err" || last_ok=0
+	cat "$last" >>"$results"
+	if [ "$last_ok" = 0 ]; then
 		log "$label on $system failed (see $logs/bench.err)"
 		failed_runs=$((failed_runs + 1))
 	fi
+}
+
+# cross_received LABEL: how many distinct messages the cluster run in $last received;
+# empty when it left no result (it could not run at all).
+cross_received() {
+	"$bin/switchboard" bench report --median "$1|cluster|completeness.received" "$last" 2>/dev/null || true
 }
 
 # pubsub_rows SYSTEM ADDR: the pub/sub rows for one broker.
@@ -178,14 +191,18 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 # anonymous clients (no password check at connect, as mosquitto and bare mochi are run
 # here), and an ACL lets every client use the pub/sub benchmark's topics (anonymous
 # clients may otherwise read only their own inbox).
+# (The help is read whole first: under pipefail, `cmd -h | grep -q` fails at random when
+# grep exits before cmd has written everything and cmd dies of SIGPIPE.)
+router_help=$("$bin/switchboard" router -h 2>&1 || true)
+node_help=$("$bin/switchboard" node -h 2>&1 || true)
 router_auth=()
-if "$bin/switchboard" router -h 2>&1 | grep -q -- '-no-auth'; then
+if grep -q -- '-no-auth' <<<"$router_help"; then
 	router_auth=(--no-auth)
 fi
 node_auth=()
-if "$bin/switchboard" node -h 2>&1 | grep -q -- '-allow-anonymous'; then
+if grep -q -- '-allow-anonymous' <<<"$node_help"; then
 	node_auth=(--allow-anonymous)
-	if "$bin/switchboard" node -h 2>&1 | grep -q -- '-auth-file'; then
+	if grep -q -- '-auth-file' <<<"$node_help"; then
 		echo '{"acl": [{"topic": "bench/#", "access": "readwrite"}]}' >"$work/auth.json"
 		node_auth+=(--auth-file "$work/auth.json")
 	fi
@@ -393,6 +410,25 @@ if [ -n "$router_perf" ]; then
 		grep '%' | sed 's/[[:space:]]*-[[:space:]]*-[[:space:]]*$//' | head -45 >"$prof/router.cum" || true
 fi
 stop "$router_pid"
+
+# Pub/sub across the cluster: each publisher on the node after its subscriber's
+# (--cross-node), so every message crosses between nodes; read against the single node's
+# pub/sub of this run. A build without cross-node pub/sub (before issue 17) delivers
+# nothing: the first such run is recorded, shows as failed in the report, and the rest are
+# skipped, without failing the script. A run that delivers but loses or reorders fails it.
+cross=(pubsub --mqtt "$cl_mqtt" --cross-node --pairs 8)
+cross_none=""
+for r in $(seq 1 "$runs"); do
+	for q in 0 1; do
+		[ -z "$cross_none" ] || break 2
+		bench "pubsub-x-q$q" cluster "${cross[@]}" --qos "$q" --duration "${secs}s"
+		if [ "$last_ok" = 0 ] && [ "$(cross_received "pubsub-x-q$q")" = 0 ]; then
+			cross_none="pubsub-x-q$q"
+			failed_runs=$((failed_runs - 1))
+			log "no message crossed between nodes: this build has no cross-node pub/sub; skipping the other cross-node runs"
+		fi
+	done
+done
 stop_cluster
 for r in $(seq 1 "$runs"); do
 	start_cluster "c$r"
@@ -408,6 +444,8 @@ report=(
 	--row "pub/sub QoS 0 throughput|pubsub-q0|delivered_per_s|msg/s||$gen"
 	--row "pub/sub QoS 1 throughput|pubsub-q1|delivered_per_s|msg/s||$gen"
 	--row "pub/sub QoS 1 p99 latency at 1,000 msg/s|pubsub-q1-lat|latency_ms.p99|ms||$gen"
+	--row "pub/sub cross-node QoS 0 throughput (publisher and subscriber on different nodes)|pubsub-x-q0|delivered_per_s|msg/s|pubsub-q0@node|$gen"
+	--row "pub/sub cross-node QoS 1 throughput (publisher and subscriber on different nodes)|pubsub-x-q1|delivered_per_s|msg/s|pubsub-q1@node|$gen"
 	--row "directed QoS 1, batches of 100, 1,000 clients|direct-batch|delivered_per_s|msg/s|pubsub-q1|$gen"
 	--row "directed QoS 1, one message per request, 64 senders|direct-sat|delivered_per_s|msg/s|pubsub-q1|$gen"
 	--row "one client receiving a burst of 10,000: that client's msg/s|direct-burst|burst.client_per_s.p50|msg/s|pubsub-q1:delivered_per_s|$gen"
@@ -426,6 +464,8 @@ report=(
 	--row "connect storm ($conns clients)|connect|connect.per_second|conn/s"
 	--row "idle memory per connection (RSS)|connect|connect.bytes_per_conn|B"
 	--row "idle Go heap + stacks per connection|connect|connect.go_bytes_per_conn|B"
+	--target "pub/sub cross-node QoS 0 ≥ 0.5× a single node's QoS 0 pub/sub|pubsub-x-q0|cluster|delivered_per_s|msg/s|>=|0.5|pubsub-q0|node"
+	--target "pub/sub cross-node QoS 1 ≥ 0.5× a single node's QoS 1 pub/sub|pubsub-x-q1|cluster|delivered_per_s|msg/s|>=|0.5|pubsub-q1|node"
 	--target "directed QoS 1, batches of 100, 1,000 clients ≥ 1.0× bare mochi's QoS 1 pub/sub|direct-batch|cluster|delivered_per_s|msg/s|>=|1.0|pubsub-q1|mochi-bare"
 	--target "directed QoS 1, one message per request, 64 senders ≥ 0.4× bare mochi's QoS 1 pub/sub|direct-sat|cluster|delivered_per_s|msg/s|>=|0.4|pubsub-q1|mochi-bare"
 	--target "one client receiving a burst of 10,000 ≥ 10,000 msg/s|direct-burst|cluster|burst.client_per_s.p50|msg/s|>=|10000"
@@ -472,6 +512,16 @@ if [ -n "$doc" ]; then
 		echo "(${slow_delay_ms} ms each way, in the generator's process); each batch has one message for it and"
 		echo "one for each of 99 clients without a delay, with \`max_wait\` ${slow_wait_ms} ms; the answer time is"
 		echo "from sending the request to reading the answer, over ${slow_batches} batches a run."
+		echo
+		echo "The cross-node pub/sub rows run \`bench pubsub --cross-node\` against the cluster's three nodes"
+		echo "(the router stopped; ZooKeeper and Redis as for every node): pair i's subscriber connects to"
+		echo "node i mod 3 and its publisher to node (i + 1) mod 3, so every message crosses from one node to"
+		echo "another. In brackets, the ratio to the single Switchboard node's pub/sub at the same QoS in"
+		echo "this run (its target: at least 0.5×)."
+		if [ -n "$cross_none" ]; then
+			echo "This build has no cross-node pub/sub: the first cross-node run ($cross_none) received no"
+			echo "message, and the other cross-node runs were skipped."
+		fi
 		echo
 		sed -n '1,/^$/p' "$work/table.md" | sed '/^$/d'
 		echo

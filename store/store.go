@@ -1,14 +1,15 @@
 // Package store holds what Switchboard must not lose or confuse: presence (which node each
 // connected client id is on, fenced by a per-connection session token), mailboxes (a
-// durable FIFO of messages per client id) and node notices (durable hints a node reads
+// durable FIFO of messages per client id), node notices (durable hints a node reads
 // within its delivery lease: "client X's mailbox has messages", "session S of client X was
-// taken over"). It is an interface with one implementation per backend (store/redisstore
-// for Redis, store/embedded for `switchboard up`); every implementation passes the
-// behaviour suite in store/storetest.
+// taken over") and the cluster's retained MQTT messages, one per topic. It is an interface
+// with one implementation per backend (store/redisstore for Redis, store/embedded for
+// `switchboard up`); every implementation passes the behaviour suite in store/storetest.
 //
 // Every presence and mailbox operation touches one client's keys only, so each can be
 // atomic on one shard (Redis Cluster hash tags), and a client's operations are
-// linearizable. Notices live under their node's own keys.
+// linearizable. Notices live under their node's own keys. The retained messages are one
+// set with one version counter for the whole cluster (on Redis Cluster, on one shard).
 //
 // # Nothing lost on a lost answer
 //
@@ -29,9 +30,9 @@
 // # One clock
 //
 // Expiry is judged on the store's clock alone. Callers hand over and get back durations
-// (Message.TTL: the time a message has left), never instants, so no other machine's clock
-// can expire an accepted message early: a router or node whose clock is off by hours
-// stores and reads the same message as one whose clock is right.
+// (Message.TTL, Retained.TTL: the time a message has left), never instants, so no other
+// machine's clock can expire an accepted message early: a router or node whose clock is
+// off by hours stores and reads the same message as one whose clock is right.
 package store
 
 import (
@@ -162,8 +163,43 @@ type NodeEpoch struct {
 // MaxRecordedEpochs caps the pairs one RecordedEpochs call returns.
 const MaxRecordedEpochs = 1000
 
-// Store is the presence table, the mailboxes and the node notices. All methods are safe
-// for concurrent use; all take a context that bounds the call.
+// Retained is one retained MQTT message of the cluster. Data is opaque to the store (the node
+// encodes the message's QoS, payload and properties in it).
+type Retained struct {
+	Topic   string
+	Data    []byte
+	TTL     time.Duration // time left to live; 0: no expiry
+	Version uint64        // set by the store: greater than that of every earlier change
+}
+
+const (
+	// MaxRetainedTopic is the longest topic SetRetained takes, in bytes: MQTT's own limit
+	// on a topic name.
+	MaxRetainedTopic = 65535
+	// MaxRetainedData is the largest Data SetRetained takes, in bytes: the nodes' default
+	// MQTT packet size, 1 MiB, which bounds a retained message's payload and properties.
+	MaxRetainedData = 1 << 20
+)
+
+// Validate refuses a retained message no store takes: an empty or overlong topic, Data
+// over MaxRetainedData, a negative TTL. Every implementation of SetRetained calls it first.
+func (r Retained) Validate() error {
+	switch {
+	case r.Topic == "":
+		return errors.New("empty topic")
+	case len(r.Topic) > MaxRetainedTopic:
+		return fmt.Errorf("topic of %d bytes is over the maximum of %d", len(r.Topic), MaxRetainedTopic)
+	case len(r.Data) > MaxRetainedData:
+		return fmt.Errorf("topic %.64q: data of %d bytes is over the maximum of %d",
+			r.Topic, len(r.Data), MaxRetainedData)
+	case r.TTL < 0:
+		return fmt.Errorf("topic %.64q: negative TTL %v", r.Topic, r.TTL)
+	}
+	return nil
+}
+
+// Store is the presence table, the mailboxes, the node notices and the retained messages.
+// All methods are safe for concurrent use; all take a context that bounds the call.
 type Store interface {
 	// Connect records p as the client's presence and returns what it replaced: the
 	// previous presence, and the takeovers still pending.
@@ -257,6 +293,23 @@ type Store interface {
 	// on them. Idempotent: a retry removes nothing more, since every notice left has a
 	// greater Seq.
 	DoneNotices(ctx context.Context, node string, upTo uint64) error
+
+	// SetRetained stores r as the retained message of r.Topic, replacing the one before, or
+	// clears the topic's retained message when r.Data is empty. It returns the version the
+	// store gave the change (r.Version is ignored). A message whose TTL passes is gone.
+	//
+	// Versions come from one counter for all topics: each change, a clear included, gets
+	// one greater than every version given before. r.TTL counts from the moment the store
+	// writes the message (0: it never expires). It refuses what Retained.Validate refuses.
+	// A retry after a lost answer stores the message again, under a newer version.
+	SetRetained(ctx context.Context, r Retained) (uint64, error)
+	// Retained returns every retained message not expired, each with its version and the
+	// time it has left (on the store's clock), in no particular order.
+	//
+	// TTL is zero for a message that never expires, else positive. A message set or cleared
+	// while Retained reads may be returned in its old or its new state. Expired messages
+	// it meets may be deleted.
+	Retained(ctx context.Context) ([]Retained, error)
 
 	// Ping checks that the backend answers.
 	Ping(ctx context.Context) error

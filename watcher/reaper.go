@@ -29,12 +29,14 @@ const (
 	clearTimeout = 30 * time.Second
 )
 
-// ReaperCoordinator is what the reaper needs of the coordinator: its election, and a fresh
-// listing of the live set for the sweep (the watcher's view may lag). coord.Coordinator
-// provides it; its methods may be called concurrently.
+// ReaperCoordinator is what the reaper needs of the coordinator: its election, a fresh
+// listing of the live set for the sweep (the watcher's view may lag), and the member watch
+// the live set of a started reaper follows. coord.Coordinator provides it; its methods may
+// be called concurrently.
 type ReaperCoordinator interface {
 	coord.Campaigner
 	Members(ctx context.Context) ([]coord.Member, error)
+	MemberWatch
 }
 
 var _ ReaperCoordinator = coord.Coordinator(nil)
@@ -58,33 +60,63 @@ func RunReaper(ctx context.Context, c ReaperCoordinator, w *Watcher, st Presence
 	})
 }
 
-// Reaper is a reaper candidate running on a goroutine of its own (see RunReaper), owned by
-// whoever started it: Close stops it, and after Close it calls neither the coordinator nor
-// the store, so the owner may close them next.
+// ReaperConfig configures a reaper role.
+type ReaperConfig struct {
+	// Candidate is the reaper's name in the "reaper" election (a router's or monitor's id).
+	Candidate string
+}
+
+// ReaperDeps are what a reaper role is given. It closes neither.
+type ReaperDeps struct {
+	// Coord is the reaper's election and the member watch a Watcher of its own follows.
+	Coord ReaperCoordinator
+	// Store clears the presence of the nodes that leave.
+	Store  PresenceClearer
+	Logger *slog.Logger
+}
+
+// Reaper is a running reaper role: a candidate in the reaper election with a live set of
+// its own (see RunReaper), owned by whoever started it. Close stops it, and after Close it
+// calls neither the coordinator nor the store, so the owner may close them next.
 type Reaper struct {
+	w      *Watcher
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-// StartReaper starts RunReaper on a goroutine of its own. It returns at once: the candidate
-// campaigns in the background and reaps while it leads.
-func StartReaper(c ReaperCoordinator, w *Watcher, st PresenceClearer, candidate string, log *slog.Logger) *Reaper {
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &Reaper{cancel: cancel, done: make(chan struct{})}
+// StartReaper starts a reaper role: it follows the live set (returning once the first set
+// has arrived, or when ctx ends first) and runs RunReaper on a goroutine of its own, which
+// campaigns in the background and reaps while it leads. ctx bounds the start only.
+func StartReaper(ctx context.Context, cfg ReaperConfig, deps ReaperDeps) (*Reaper, error) {
+	if cfg.Candidate == "" {
+		return nil, errors.New("reaper: Candidate is empty")
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	w, err := Start(ctx, deps.Coord, log)
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	r := &Reaper{w: w, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
-		RunReaper(ctx, c, w, st, candidate, log)
+		RunReaper(rctx, deps.Coord, w, deps.Store, cfg.Candidate, log)
 	}()
-	return r
+	return r, nil
 }
 
 // Done is closed once the reaper has stopped.
 func (r *Reaper) Done() <-chan struct{} { return r.done }
 
-// Close stops the reaper (resigning if it leads) and waits until it has. Idempotent.
+// Close stops the reaper (resigning if it leads) and its live set, and waits until they
+// have. Idempotent.
 func (r *Reaper) Close() {
 	r.cancel()
 	<-r.done
+	r.w.Close()
 }
 
 func reap(ctx context.Context, c ReaperCoordinator, lead coord.Leadership, w *Watcher, st PresenceClearer, log *slog.Logger) {

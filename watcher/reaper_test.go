@@ -411,7 +411,8 @@ func TestReaperSweepsWhatNoLeaderSaw(t *testing.T) {
 	}
 }
 
-// TestStartedReaperStopsAtClose: a reaper started with StartReaper leads, and Close stops it
+// TestStartedReaperStopsAtClose: a reaper started with StartReaper (with a live set of its
+// own) leads, and Close stops it
 // for good: it resigns, Done is closed, and a node that leaves afterwards is not cleared by
 // it (its owner may close the store right after Close).
 func TestStartedReaperStopsAtClose(t *testing.T) {
@@ -420,7 +421,11 @@ func TestStartedReaperStopsAtClose(t *testing.T) {
 	c := openCoord(t, root)
 	w := startWatcher(t, c)
 	fc := newFakeClearer()
-	r := watcher.StartReaper(c, w, fc, "reaper-owned", testenv.Logger(t))
+	r, err := watcher.StartReaper(testenv.Context(t, 10*time.Second), watcher.ReaperConfig{Candidate: "reaper-owned"},
+		watcher.ReaperDeps{Coord: c, Store: fc, Logger: testenv.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(r.Close)
 	testenv.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
 		name, err := mc.Leader(testenv.Context(t, 5*time.Second), "reaper")

@@ -45,6 +45,10 @@ func sampleFrames() map[string]Frame {
 		"ping":           Ping{Seq: 9},
 		"ping-heartbeat": Ping{},
 		"pong":           Pong{Seq: 1 << 63},
+		"forward": Forward{Seq: 7, From: "node-1", Epoch: 42, Items: []Item{
+			{Kind: 1, Body: []byte("routes")}, {Kind: 2}, {Kind: 255, Body: []byte{0}},
+		}},
+		"forward-none": Forward{From: "n"},
 	}
 }
 

@@ -110,11 +110,16 @@ func (c *Conn) Deliver(d Deliver, done func(i int, r Result, err error)) {
 	defer c.putBuf(p)
 	buf, start := beginFrame((*p)[:0], typeDeliver)
 	*p = endFrame(d.appendBody(buf), start)
-	if err := c.checkSize(*p); err != nil {
-		failAll(done, n, fmt.Errorf("deliver: %w", err))
+	c.sendMany("deliver", *p, d.Seq, n, done)
+}
+
+// sendMany queues an encoded request owed n results from seq on (a Deliver's or a
+// Forward's), each answered through done.
+func (c *Conn) sendMany(what string, frame []byte, seq uint64, n int, done func(int, Result, error)) {
+	if err := c.checkSize(frame); err != nil {
+		failAll(done, n, fmt.Errorf("%s: %w", what, err))
 		return
 	}
-
 	c.mu.Lock()
 	if c.pending == nil {
 		err := c.err
@@ -123,10 +128,10 @@ func (c *Conn) Deliver(d Deliver, done func(i int, r Result, err error)) {
 		return
 	}
 	for i := range n {
-		c.pending[d.Seq+uint64(i)] = waiter{done: done, i: i}
+		c.pending[seq+uint64(i)] = waiter{done: done, i: i}
 	}
 	c.mu.Unlock()
-	c.push(*p)
+	c.push(frame)
 }
 
 func failAll(done func(int, Result, error), n int, err error) {

@@ -279,6 +279,15 @@ func requestAnswers(body []byte) (seq uint64, n int, ok bool) {
 	case typeKick, typeDrain:
 		seq = d.uvarint()
 		return seq, 1, d.err == nil
+	case typeForward:
+		seq = d.uvarint()
+		d.field()
+		d.varint()
+		count := d.uvarint()
+		if d.err != nil || count > MaxItems {
+			return 0, 0, false
+		}
+		return seq, max(int(count), 1), true
 	case typeDeliver:
 		seq = d.uvarint()
 		d.varint()

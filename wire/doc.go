@@ -34,6 +34,7 @@
 //	result    seq:uvarint status:byte detail:string
 //	ping      seq:uvarint
 //	pong      seq:uvarint
+//	forward   seq:uvarint from:string epoch:varint count:uvarint { kind:byte body:bytes }
 //
 // A request that decodes but is invalid (a deliver without a session, say) is answered
 // with StatusBadRequest, a deliver once per message. So is a request that fails to decode

@@ -29,11 +29,12 @@ const (
 	typeResult  byte = 7
 	typePing    byte = 8
 	typePong    byte = 9
+	typeForward byte = 10
 )
 
 var typeNames = [...]string{
 	typeHello: "hello", typeHelloOK: "hello-ok", typeReject: "reject", typeDeliver: "deliver",
-	typeKick: "kick", typeDrain: "drain", typeResult: "result", typePing: "ping", typePong: "pong",
+	typeKick: "kick", typeDrain: "drain", typeResult: "result", typePing: "ping", typePong: "pong", typeForward: "forward",
 }
 
 func typeName(t byte) string {
@@ -43,8 +44,8 @@ func typeName(t byte) string {
 	return fmt.Sprintf("type %d", t)
 }
 
-// Frame is one protocol message: Hello, HelloOK, Reject, Deliver, Kick, Drain, Result, Ping
-// or Pong. The set is closed.
+// Frame is one protocol message: Hello, HelloOK, Reject, Deliver, Kick, Drain, Result, Ping,
+// Pong or Forward. The set is closed.
 type Frame interface {
 	frameType() byte
 	appendBody(dst []byte) []byte
@@ -139,6 +140,8 @@ func DecodeFrame(body []byte) (Frame, error) {
 		f, err = decodePing(b)
 	case typePong:
 		f, err = decodePong(b)
+	case typeForward:
+		f, err = decodeForward(b)
 	default:
 		return nil, fmt.Errorf("%w: unknown frame type %d", ErrMalformed, body[0])
 	}

@@ -64,6 +64,8 @@ func answersOwed(f Frame) (uint64, int) {
 	switch f := f.(type) {
 	case Deliver:
 		return f.Seq, max(len(f.Msgs), 1)
+	case Forward:
+		return f.Seq, max(len(f.Items), 1)
 	case Kick:
 		return f.Seq, 1
 	case Drain:

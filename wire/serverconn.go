@@ -155,6 +155,21 @@ func (sc *serverConn) dispatch(ctx context.Context, body []byte) error {
 			return nil
 		}
 		sc.answer(sc.call(ctx, typeDrain, d.Seq, func() Result { return sc.h.Drain(ctx, d) }))
+	case typeForward:
+		f, err := decodeForward(body[1:])
+		if err != nil {
+			return sc.undecodable(body, err)
+		}
+		fh, ok := sc.h.(ForwardHandler)
+		switch {
+		case !ok:
+			sc.badRequest(typeForward, f.Seq, len(f.Items), errors.New("this server takes no forwards"))
+			return nil
+		case f.validate() != nil:
+			sc.badRequest(typeForward, f.Seq, max(len(f.Items), 1), f.validate())
+			return nil
+		}
+		sc.forward(ctx, fh, f)
 	case typePing:
 		p, err := decodePing(body[1:])
 		if err != nil {
@@ -204,6 +219,22 @@ func (sc *serverConn) deliver(ctx context.Context, d Deliver) {
 		}
 	}()
 	sc.h.Deliver(ctx, d, dl.reply)
+}
+
+// forward calls the handler for f; its items count towards MaxPending as a Deliver's
+// messages do.
+func (sc *serverConn) forward(ctx context.Context, fh ForwardHandler, f Forward) {
+	dl := newDelivery(sc, f.Seq, len(f.Items))
+	sc.mu.Lock()
+	sc.load += len(f.Items)
+	sc.mu.Unlock()
+	defer func() {
+		if p := recover(); p != nil {
+			sc.log.Error("wire handler panicked", "request", "forward", "seq", f.Seq, "items", len(f.Items), "panic", p, "stack", string(debug.Stack()))
+			dl.failUnanswered(fmt.Sprintf("handler panic: %v", p))
+		}
+	}()
+	fh.Forward(ctx, f, dl.reply)
 }
 
 // call runs a Kick or Drain handler, turning a panic or an invalid status into

@@ -34,6 +34,7 @@
 package etcdcoord
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -162,18 +163,8 @@ var _ coord.Coordinator = (*Coordinator)(nil)
 // coord.ErrUnavailable.
 func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	d := DefaultConfig()
-	if cfg.Prefix == "" {
-		cfg.Prefix = d.Prefix
-	}
-	if cfg.SessionTTL == 0 {
-		cfg.SessionTTL = d.SessionTTL
-	}
-	if cfg.DialTimeout == 0 {
-		cfg.DialTimeout = d.DialTimeout
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg.Prefix, cfg.SessionTTL = cmp.Or(cfg.Prefix, d.Prefix), cmp.Or(cfg.SessionTTL, d.SessionTTL)
+	cfg.DialTimeout, cfg.Logger = cmp.Or(cfg.DialTimeout, d.DialTimeout), cmp.Or(cfg.Logger, slog.Default())
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +13,7 @@ import (
 	"github.com/switchboard-mqtt/switchboard/coord"
 	"github.com/switchboard-mqtt/switchboard/coord/coordtest"
 	"github.com/switchboard-mqtt/switchboard/coord/etcdcoord"
+	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 )
 
 // suiteTTL is the lease TTL for the behaviour suite and the fault tests. DuplicateRefused
@@ -22,13 +21,6 @@ import (
 // (sent every TTL/3 on the client's half-second tick) had too little slack on this 2-core
 // machine under load with the race detector: leases expired under live members.
 const suiteTTL = 4 * time.Second
-
-func testLogger(t *testing.T) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", t.Name())
-	}
-	return slog.New(slog.DiscardHandler)
-}
 
 // open connects a new coordinator with cfg (Endpoints default to the shared server) and
 // closes it when the test ends.
@@ -38,7 +30,7 @@ func open(t *testing.T, cfg etcdcoord.Config) *etcdcoord.Coordinator {
 		cfg.Endpoints = []string{endpoint}
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = testLogger(t)
+		cfg.Logger = testenv.Logger(t)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -64,7 +56,7 @@ func TestBehaviour(t *testing.T) {
 func TestUnreachableEndpointsFailFast(t *testing.T) {
 	start := time.Now()
 	_, err := etcdcoord.New(context.Background(), etcdcoord.Config{
-		Endpoints: []string{"127.0.0.1:1", "127.0.0.1:2"}, DialTimeout: 2 * time.Second, Logger: testLogger(t),
+		Endpoints: []string{"127.0.0.1:1", "127.0.0.1:2"}, DialTimeout: 2 * time.Second, Logger: testenv.Logger(t),
 	})
 	if err == nil {
 		t.Fatal("New succeeded with no server listening")

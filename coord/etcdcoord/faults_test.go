@@ -207,9 +207,9 @@ func observeKey(t *testing.T, key string) *observation {
 func TestLeaderCutOffLosesLeadership(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p := newProxy(t, endpoint)
+	p := testenv.StartProxy(t, endpoint)
 	prefix := freshPrefix()
-	a := open(t, etcdcoord.Config{Endpoints: []string{p.Addr()}, Prefix: prefix, SessionTTL: faultTTL, DialTimeout: 5 * time.Second})
+	a := open(t, etcdcoord.Config{Endpoints: []string{p.Addr}, Prefix: prefix, SessionTTL: faultTTL, DialTimeout: 5 * time.Second})
 	b := open(t, etcdcoord.Config{Prefix: prefix, SessionTTL: faultTTL})
 	la, err := a.Campaign(ctx, "monitor", "mon-a")
 	if err != nil {
@@ -261,9 +261,9 @@ func TestShortCutKeepsEpoch(t *testing.T) {
 	const ttl = 5 * time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p := newProxy(t, endpoint)
+	p := testenv.StartProxy(t, endpoint)
 	prefix := freshPrefix()
-	node := open(t, etcdcoord.Config{Endpoints: []string{p.Addr()}, Prefix: prefix, SessionTTL: ttl, DialTimeout: 5 * time.Second})
+	node := open(t, etcdcoord.Config{Endpoints: []string{p.Addr}, Prefix: prefix, SessionTTL: ttl, DialTimeout: 5 * time.Second})
 	watcher := open(t, etcdcoord.Config{Prefix: prefix, SessionTTL: ttl})
 	reg, err := node.Register(ctx, coordtest.NewMember("node-1"))
 	if err != nil {

@@ -132,9 +132,7 @@ func (cl *Cluster) Open(cfg Config) *Coordinator {
 	if cfg.SessionTimeout <= 0 {
 		cfg.SessionTimeout = time.Second
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	c := &Coordinator{cl: cl, log: cfg.Logger.With("component", "memcoord"), timeout: cfg.SessionTimeout, closed: make(chan struct{})}
 	c.sess.Set(cl.newSession())
 	return c

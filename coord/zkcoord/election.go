@@ -49,7 +49,7 @@ func (c *Coordinator) Campaign(ctx context.Context, election, candidate string) 
 		}
 		// Give up the candidate znode before retrying or returning.
 		dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, _ = call(dctx, func() (struct{}, error) { return struct{}{}, c.conn.Delete(p, -1) })
+		_ = callDelete(dctx, c, p, -1)
 		cancel()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -96,21 +96,13 @@ func (c *Coordinator) await(ctx context.Context, dir, p string, sessID int64) (*
 		if idx == 0 {
 			return c.lead(p, sessID, sent), nil
 		}
-		pred := dir + "/" + names[idx-1]
-		type got struct {
-			ok bool
-			ch <-chan zk.Event
-		}
-		g, err := call(ctx, func() (got, error) {
-			ok, _, ch, err := c.conn.ExistsW(pred)
-			return got{ok, ch}, err
-		})
-		if err != nil || !g.ok {
+		ok, _, predCh, err := callExistsW(ctx, c, dir+"/"+names[idx-1])
+		if err != nil || !ok {
 			continue
 		}
 		_, changed := c.sess.Get()
 		select {
-		case <-g.ch:
+		case <-predCh:
 		case <-changed:
 			if c.conn.SessionID() != sessID {
 				return nil, errLostCandidate
@@ -150,7 +142,7 @@ func (l *leadership) Resign(ctx context.Context) error {
 	if l.c.conn.SessionID() != l.sessID {
 		return nil
 	}
-	_, err := call(ctx, func() (struct{}, error) { return struct{}{}, l.c.conn.Delete(l.path, -1) })
+	err := callDelete(ctx, l.c, l.path, -1)
 	if errors.Is(err, zk.ErrNoNode) {
 		return nil
 	}
@@ -211,21 +203,14 @@ func (c *Coordinator) lead(p string, sessID int64, heard time.Time) *leadership 
 			}
 			if s.connected && (nodeCh == nil || s.gen != armedGen) {
 				cctx, cancel := context.WithDeadline(context.Background(), next)
-				type got struct {
-					ok bool
-					ch <-chan zk.Event
-				}
-				g, err := call(cctx, func() (got, error) {
-					ok, _, ch, err := c.conn.ExistsW(p)
-					return got{ok, ch}, err
-				})
+				ok, _, ch, err := callExistsW(cctx, c, p)
 				cancel()
 				switch {
-				case err == nil && !g.ok:
+				case err == nil && !ok:
 					l.lose("candidate znode deleted")
 					return
 				case err == nil:
-					armedGen, nodeCh = s.gen, g.ch
+					armedGen, nodeCh = s.gen, ch
 				default:
 					// Look again shortly, or when the standing changes.
 					timer.Reset(max(0, min(100*time.Millisecond, time.Until(next))))

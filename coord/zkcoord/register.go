@@ -134,7 +134,7 @@ func (e *entry) adopt(ctx context.Context, sessID int64) (coord.Created, error) 
 		// delete it anyway; deleting it now (only this version) lets us come back sooner.
 		e.c.log.Info("deleting own stale entry from an expired session", "node", e.id,
 			"owner", fmt.Sprintf("%#x", st.EphemeralOwner), "session", fmt.Sprintf("%#x", sessID))
-		_, err := call(ctx, func() (struct{}, error) { return struct{}{}, e.c.conn.Delete(e.path, st.Version) })
+		err := callDelete(ctx, e.c, e.path, st.Version)
 		if err != nil && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrBadVersion) {
 			return coord.Created{}, err
 		}
@@ -188,22 +188,14 @@ func (e *entry) Follow(ctx context.Context, s coord.Session, _ coord.Created, ma
 // entry no longer exists in session sessID.
 func (e *entry) arm(ctx context.Context, sessID int64, nodeCh, markCh *<-chan zk.Event, mark func(*coord.Quarantine)) (gone bool, err error) {
 	if *nodeCh == nil {
-		type got struct {
-			ok bool
-			st *zk.Stat
-			ch <-chan zk.Event
-		}
-		g, err := call(ctx, func() (got, error) {
-			ok, st, ch, err := e.c.conn.ExistsW(e.path)
-			return got{ok, st, ch}, err
-		})
+		ok, st, ch, err := callExistsW(ctx, e.c, e.path)
 		if err != nil {
 			return false, err
 		}
-		if !g.ok || g.st.EphemeralOwner != sessID {
+		if !ok || st.EphemeralOwner != sessID {
 			return true, nil
 		}
-		*nodeCh = g.ch
+		*nodeCh = ch
 	}
 	if *markCh == nil {
 		q, ch, err := e.readMarkW(ctx)
@@ -277,19 +269,12 @@ func (e *entry) AwaitRelease(ctx context.Context, mark func(*coord.Quarantine)) 
 
 // AwaitGone waits until another session's entry is deleted.
 func (e *entry) AwaitGone(ctx context.Context) {
-	type got struct {
-		ok bool
-		ch <-chan zk.Event
-	}
-	g, err := call(ctx, func() (got, error) {
-		ok, _, ch, err := e.c.conn.ExistsW(e.path)
-		return got{ok, ch}, err
-	})
-	if err != nil || !g.ok {
+	ok, _, ch, err := callExistsW(ctx, e.c, e.path)
+	if err != nil || !ok {
 		return
 	}
 	select {
-	case <-g.ch:
+	case <-ch:
 	case <-ctx.Done():
 	}
 }
@@ -345,11 +330,31 @@ func (e *entry) deleteOwn(ctx context.Context) error {
 	if st.EphemeralOwner != sessID {
 		return nil
 	}
-	_, err = call(ctx, func() (struct{}, error) { return struct{}{}, e.c.conn.Delete(e.path, st.Version) })
+	err = callDelete(ctx, e.c, e.path, st.Version)
 	if errors.Is(err, zk.ErrNoNode) {
 		return nil
 	}
 	return wrap("delete entry", err)
+}
+
+// callExistsW is conn.ExistsW through call.
+func callExistsW(ctx context.Context, c *Coordinator, p string) (bool, *zk.Stat, <-chan zk.Event, error) {
+	type got struct {
+		ok bool
+		st *zk.Stat
+		ch <-chan zk.Event
+	}
+	g, err := call(ctx, func() (got, error) {
+		ok, st, ch, err := c.conn.ExistsW(p)
+		return got{ok, st, ch}, err
+	})
+	return g.ok, g.st, g.ch, err
+}
+
+// callDelete is conn.Delete through call.
+func callDelete(ctx context.Context, c *Coordinator, p string, version int32) error {
+	_, err := call(ctx, func() (struct{}, error) { return struct{}{}, c.conn.Delete(p, version) })
+	return err
 }
 
 func callGet(ctx context.Context, c *Coordinator, p string) ([]byte, *zk.Stat, error) {

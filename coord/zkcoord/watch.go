@@ -92,7 +92,7 @@ func (c *Coordinator) Release(ctx context.Context, node string) error {
 	if err := coord.ValidateID(node); err != nil {
 		return err
 	}
-	_, err := call(ctx, func() (struct{}, error) { return struct{}{}, c.conn.Delete(c.markPath(node), -1) })
+	err := callDelete(ctx, c, c.markPath(node), -1)
 	return wrap("release "+node, err)
 }
 

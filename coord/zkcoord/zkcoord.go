@@ -41,6 +41,7 @@
 package zkcoord
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -147,18 +148,8 @@ var _ coord.Coordinator = (*Coordinator)(nil)
 // DialTimeout with an error naming the servers tried.
 func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	d := DefaultConfig()
-	if cfg.Root == "" {
-		cfg.Root = d.Root
-	}
-	if cfg.SessionTimeout == 0 {
-		cfg.SessionTimeout = d.SessionTimeout
-	}
-	if cfg.DialTimeout == 0 {
-		cfg.DialTimeout = d.DialTimeout
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg.Root, cfg.SessionTimeout = cmp.Or(cfg.Root, d.Root), cmp.Or(cfg.SessionTimeout, d.SessionTimeout)
+	cfg.DialTimeout, cfg.Logger = cmp.Or(cfg.DialTimeout, d.DialTimeout), cmp.Or(cfg.Logger, slog.Default())
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -204,20 +204,48 @@ func benchDirect(ctx context.Context, e env, args []string) error {
 		return usageError{err}
 	}
 	if err := cfg.Validate(); err != nil {
-		return usageError{err}
+		return usageError{benchFlags.rename(err)}
 	}
 	return out.run(e, &cfg.Progress, func() (*bench.Result, error) { return bench.RunDirect(ctx, cfg) })
 }
 
+// benchFlags names the flag behind each field of the bench configs their errors name (the
+// bench commands give each field the same flag).
+var benchFlags = fieldFlags{
+	"API": "--api", "MQTT": "--mqtt", "Clients": "--clients", "Senders": "--senders", "Count": "--count",
+	"Burst": "--burst", "Duration": "--duration", "Rate": "--rate", "MaxWait": "--max-wait",
+	"DelayClients": "--delay-clients", "Delay": "--delay", "Batch": "--batch", "QoS": "--qos", "Size": "--size",
+	"MQTTVersion": "--mqtt-version", "DrainTimeout": "--drain-timeout", "Connections": "--connections",
+	"Concurrency": "--concurrency", "Settle": "--settle", "Pairs": "--pairs", "Window": "--window",
+	"Inflight": "--inflight", "Listen": "--listen", "Target": "--to",
+	"SubMQTT": "--sub-mqtt", "PubMQTT": "--pub-mqtt", "CrossNode": "--cross-node",
+	"Hold": "--hold", "PingInterval": "--ping", "KeepAlive": "--keepalive",
+}
+
 func benchPubSub(ctx context.Context, e env, args []string) error {
+	cfg, out, err := pubSubConfig(e, args)
+	if err != nil {
+		return err
+	}
+	return out.run(e, &cfg.Progress, func() (*bench.Result, error) { return bench.RunPubSub(ctx, cfg) })
+}
+
+// pubSubConfig parses `bench pubsub`'s flags into a validated configuration.
+func pubSubConfig(e env, args []string) (bench.PubSubConfig, *benchOutput, error) {
 	fs := newFlagSet("bench pubsub", e)
 	cfg := bench.DefaultPubSubConfig()
 	var (
-		out          benchOutput
-		qos, version int
+		out                           benchOutput
+		mqttAddrs, subAddrs, pubAddrs string
+		qos, version                  int
 	)
 	out.register(fs)
-	fs.StringVar(&cfg.MQTT, "mqtt", cfg.MQTT, "broker address host:port")
+	fs.StringVar(&mqttAddrs, "mqtt", strings.Join(cfg.MQTT, ","), "brokers' addresses host:port, comma-separated: "+
+		"pair i's subscriber and publisher connect to address i % N (a cluster's nodes: the pairs spread over them, each on one node)")
+	fs.StringVar(&subAddrs, "sub-mqtt", "", "subscribers' brokers, comma-separated, instead of --mqtt")
+	fs.StringVar(&pubAddrs, "pub-mqtt", "", "publishers' brokers, comma-separated, instead of --mqtt")
+	fs.BoolVar(&cfg.CrossNode, "cross-node", false, "connect pair i's publisher to address (i+1) % N of its list: "+
+		"with a cluster's N ≥ 2 nodes in --mqtt, every publisher is on another node than its subscriber (refused if one would not be)")
 	fs.IntVar(&cfg.Pairs, "pairs", cfg.Pairs, "publisher/subscriber pairs, each on its own topic")
 	fs.IntVar(&cfg.Count, "count", 0, "messages to publish in all (instead of --duration)")
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "how long to publish, when --count is not given")
@@ -231,25 +259,29 @@ func benchPubSub(ctx context.Context, e env, args []string) error {
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "wait this long at most for messages after the last publish")
 	creds := registerCreds(fs)
 	if err := parse(fs, args); err != nil {
-		return err
+		return cfg, nil, err
 	}
 	warnSecrets(fs, stderrLogger(e))
 	if fs.NArg() > 0 {
-		return usagef("unexpected arguments %q", fs.Args())
+		return cfg, nil, usagef("unexpected arguments %q", fs.Args())
 	}
 	if cfg.Count > 0 && !flagGiven(fs, "duration") {
 		cfg.Duration = 0
 	}
 	var err error
 	if cfg.QoS, err = parseQoS(qos); err != nil {
-		return err
+		return cfg, nil, err
+	}
+	cfg.MQTT, cfg.SubMQTT, cfg.PubMQTT = splitList(mqttAddrs), splitList(subAddrs), splitList(pubAddrs)
+	if len(cfg.SubMQTT) > 0 && len(cfg.PubMQTT) > 0 && !flagGiven(fs, "mqtt") {
+		cfg.MQTT = nil // unused: the result should not name the default as if it were
 	}
 	cfg.MQTTVersion = byte(version)
 	cfg.Username, cfg.Password = creds.user, creds.pass
 	if err := cfg.Validate(); err != nil {
-		return usageError{err}
+		return cfg, nil, usageError{benchFlags.rename(err)}
 	}
-	return out.run(e, &cfg.Progress, func() (*bench.Result, error) { return bench.RunPubSub(ctx, cfg) })
+	return cfg, &out, nil
 }
 
 func benchConnect(ctx context.Context, e env, args []string) error {
@@ -312,7 +344,7 @@ func benchConnect(ctx context.Context, e env, args []string) error {
 		cfg.PIDs = append(cfg.PIDs, n)
 	}
 	if err := cfg.Validate(); err != nil {
-		return usageError{err}
+		return usageError{benchFlags.rename(err)}
 	}
 	return out.run(e, &cfg.Progress, func() (*bench.Result, error) { return bench.RunConnect(ctx, cfg) })
 }
@@ -345,7 +377,8 @@ func benchReport(_ context.Context, e env, args []string) error {
 		"columns: key=heading, comma-separated (key is a result's --system)")
 	fs.StringVar(&refs, "ratio-to", "mosquitto,mochi-bare", "systems to give ratios to, comma-separated keys")
 	fs.Var(&rows, "row", "a row: TITLE|LABEL|METRIC|UNIT[|REF[|GEN]] (repeat); METRIC is a dotted path into the result, e.g. latency_ms.p99; "+
-		"REF is the label (or LABEL:METRIC) whose reference values the ratios use; GEN a metric shown in a last column, e.g. generator_cpu_us_per_msg")
+		"REF is the label (or LABEL:METRIC) whose reference values the ratios use, with @SYSTEM for one more ratio, to that system, in the row's other cells; "+
+		"GEN a metric shown in a last column, e.g. generator_cpu_us_per_msg")
 	fs.Var(&targets, "target", "a target: TEXT|LABEL|SYSTEM|METRIC|UNIT|OP|VALUE[|REFLABEL|REFSYSTEM] (repeat)")
 	fs.BoolVar(&runs, "runs", false, "also list every run's value")
 	fs.StringVar(&median, "median", "", "print only the median of LABEL|SYSTEM|METRIC, a plain number (exit 1 if no result has it)")
@@ -452,7 +485,7 @@ func benchDelayProxy(ctx context.Context, e env, args []string) error {
 		return usagef("unexpected arguments %q", fs.Args())
 	}
 	if err := cfg.Validate(); err != nil {
-		return usageError{err}
+		return usageError{benchFlags.rename(err)}
 	}
 	p, err := bench.StartDelayProxy(cfg)
 	if err != nil {

@@ -219,6 +219,15 @@ func (o *coordOptions) open(ctx context.Context, log *slog.Logger) (coord.Coordi
 	return zkcoord.New(ctx, o.zkConfig(log))
 }
 
+// openDiscovered opens a coordinator for an operator command (status, quarantine, release)
+// on the cluster discover finds; the command reports its own errors, so it logs nothing.
+func (o *coordOptions) openDiscovered(ctx context.Context, fs *flag.FlagSet, e env) (coord.Coordinator, error) {
+	if err := o.discover(fs, e); err != nil {
+		return nil, err
+	}
+	return o.open(ctx, slog.New(slog.DiscardHandler))
+}
+
 // redisOptions are the flags that reach Redis.
 type redisOptions struct {
 	addr      string

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/user"
 	"time"
@@ -74,25 +72,13 @@ func runMonitor(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("--admin %s: %w", admin, err)
 	}
-	cfg.AdminAddr = advertise
-	if cfg.AdminAddr == "" {
-		cfg.AdminAddr = l.Addr().String()
-	}
-	w, err := watcher.Start(ctx, c, log)
+	cfg.AdminAddr = advertise // empty: the bound address
+	m, err := monitor.Start(ctx, cfg, monitor.Deps{Coord: c, Admin: l, Logger: log})
 	if err != nil {
 		l.Close()
 		return err
 	}
-	defer w.Close()
-	m, err := monitor.Start(cfg, c, w, log)
-	if err != nil {
-		l.Close()
-		return err
-	}
-	defer m.Close() // stopped before its watcher and the coordinator close
-	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(l) }()
-	defer srv.Close()
+	defer m.Close() // stopped before the coordinator closes
 	if ro.addr != "" || ro.sentinels != "" {
 		// With a store, the monitor also stands for the reaper election.
 		st, err := ro.open(ctx, log)
@@ -100,7 +86,10 @@ func runMonitor(ctx context.Context, e env, args []string) error {
 			return err
 		}
 		defer st.Close()
-		reaper := watcher.StartReaper(c, w, st, cfg.ID, log)
+		reaper, err := watcher.StartReaper(ctx, watcher.ReaperConfig{Candidate: cfg.ID}, watcher.ReaperDeps{Coord: c, Store: st, Logger: log})
+		if err != nil {
+			return err
+		}
 		defer reaper.Close() // before the store and the coordinator close: defers run last first
 	}
 	log.Info("monitor started", "admin", l.Addr().String())
@@ -142,10 +131,7 @@ func runQuarantine(ctx context.Context, e env, args []string) error {
 	if err := coord.ValidateID(node); err != nil {
 		return usageError{err}
 	}
-	if err := zo.discover(fs, e); err != nil {
-		return err
-	}
-	c, err := zo.open(ctx, slog.New(slog.DiscardHandler))
+	c, err := zo.openDiscovered(ctx, fs, e)
 	if err != nil {
 		return err
 	}
@@ -194,10 +180,7 @@ func runRelease(ctx context.Context, e env, args []string) error {
 	if err := coord.ValidateID(node); err != nil {
 		return usageError{err}
 	}
-	if err := zo.discover(fs, e); err != nil {
-		return err
-	}
-	c, err := zo.open(ctx, slog.New(slog.DiscardHandler))
+	c, err := zo.openDiscovered(ctx, fs, e)
 	if err != nil {
 		return err
 	}

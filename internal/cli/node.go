@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/node"
@@ -44,6 +42,8 @@ func runNode(ctx context.Context, e env, args []string) error {
 	fs.IntVar(&cfg.MailboxLimit, "mailbox-limit", d.MailboxLimit, "most messages in one client's mailbox")
 	fs.DurationVar(&cfg.AuditInterval, "presence-audit", d.AuditInterval,
 		"how often every connected client's presence is checked against the store and put right (0: never)")
+	fs.DurationVar(&cfg.RouteSyncTimeout, "route-sync-timeout", d.RouteSyncTimeout,
+		"how long a SUBACK waits for every other node to learn the subscription (publishes on any node after the SUBACK then reach it)")
 	fs.DurationVar(&cfg.Quarantine.Grace, "quarantine-grace", d.Quarantine.Grace,
 		"when quarantined, stay in the live set this long (healthz 503) so the load balancer drops the node first")
 	fs.IntVar(&cfg.Quarantine.MoveRate, "move-rate", d.Quarantine.MoveRate, "clients a second moved off a quarantined node")
@@ -86,6 +86,9 @@ func runNode(ctx context.Context, e env, args []string) error {
 		"failed authentications a minute from one source address before its CONNECTs are refused unchecked (0: no limit)")
 	var maxSession time.Duration
 	fs.DurationVar(&maxSession, "max-session-expiry", time.Duration(d.Limits.MaxSessionExpiry)*time.Second, "cap on a client's session expiry interval")
+	var maxKeepAlive time.Duration
+	fs.DurationVar(&maxKeepAlive, "max-keepalive", 0,
+		"server keep-alive: the longest a client may use; MQTT 5 clients asking for more or for none are told this (CONNACK Server Keep Alive) and disconnected after 1.5x of it silent, MQTT 3.1.1 ones refused (0x02) (0: the client's own)")
 	var minDisk uint64
 	fs.Uint64Var(&minDisk, "min-free-disk-mb", d.Health.MinFreeDisk>>20, "least free MiB on --data-dir before the node reports itself unready")
 	var maxMem uint64
@@ -117,6 +120,11 @@ func runNode(ctx context.Context, e env, args []string) error {
 	}
 	cfg.Limits.WritesPending = int32(writesPending)
 	cfg.Limits.MaxSessionExpiry = uint32(maxSession / time.Second)
+	if maxKeepAlive < 0 || maxKeepAlive%time.Second != 0 || maxKeepAlive > node.MaxServerKeepAlive*time.Second {
+		return usagef("--max-keepalive %v: whole seconds, 0 to %v (MQTT keep-alives are seconds; mochi's deadline wraps above it)",
+			maxKeepAlive, node.MaxServerKeepAlive*time.Second)
+	}
+	cfg.Limits.MaxKeepAlive = uint16(maxKeepAlive / time.Second)
 	cfg.Health.MinFreeDisk = minDisk << 20
 	cfg.Health.MaxMemory = maxMem << 20
 	if cfg.MQTTTLS, err = mqttTLS.server("tls-"); err != nil {
@@ -172,7 +180,7 @@ func runNode(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer c.Close()
-	n, err := node.Start(ctx, cfg, c, st, log)
+	n, err := node.Start(ctx, cfg, node.Deps{Coord: c, Store: st, Logger: log})
 	if err != nil {
 		return nodeFlagError(err)
 	}
@@ -181,25 +189,16 @@ func runNode(ctx context.Context, e env, args []string) error {
 	return n.Close(context.Background())
 }
 
-// nodeFlags names the flag behind each node.Config field a node.FieldError can name.
-var nodeFlags = map[string]string{
+// nodeFlags names the flag behind each node.Config field the node's errors name.
+var nodeFlags = fieldFlags{
 	"ID": "--id", "MQTTAddr": "--mqtt", "InternalAddr": "--internal", "AdminAddr": "--admin",
-	"AdvertiseInternal": "--advertise-internal",
+	"AdvertiseInternal": "--advertise-internal", "WSAddr": "--ws", "WSSAddr": "--wss",
+	"WSTLS": "--wss-cert and --wss-key, or --tls-cert and --tls-key", "ProxyProtocol": "--proxy-protocol",
+	"ProxyTrusted": "--proxy-trusted", "WireToken": "--cluster-token-file (or SWITCHBOARD_CLUSTER_TOKEN)",
+	"InternalTLS": "--internal-cert, --internal-key and --internal-ca", "AdminToken": "--admin-token-file",
+	"Pprof": "--pprof", "Limits.MaxKeepAlive": "--max-keepalive",
 }
 
-// nodeFlagError says which flag a node error is about: the node names its config field,
-// the user knows the flag.
-func nodeFlagError(err error) error {
-	var fe *node.FieldError
-	if !errors.As(err, &fe) {
-		return err
-	}
-	flag, ok := nodeFlags[fe.Field]
-	if !ok {
-		return err
-	}
-	if fe.Value == "" {
-		return fmt.Errorf("%s: %w", flag, fe.Err)
-	}
-	return fmt.Errorf("%s %q: %w", flag, fe.Value, fe.Err)
-}
+// nodeFlagError says which flags a node error is about: the node names its config fields,
+// the user knows the flags.
+func nodeFlagError(err error) error { return nodeFlags.rename(err) }

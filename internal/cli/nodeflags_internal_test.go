@@ -30,6 +30,18 @@ func TestNodeErrorsNameTheFlag(t *testing.T) {
 		{"internal empty", func(c *node.Config) { c.InternalAddr = "" }, []string{"--internal"}, []string{"--mqtt", "--admin"}},
 		{"admin bad host", func(c *node.Config) { c.AdminAddr = "my host:80" }, []string{"--admin", "my host"}, []string{"--mqtt", "--internal"}},
 		{"advertise internal", func(c *node.Config) { c.AdvertiseInternal = "nohost" }, []string{"--advertise-internal", `"nohost"`}, nil},
+		{"max keepalive", func(c *node.Config) { c.Limits.MaxKeepAlive = node.MaxServerKeepAlive + 1 }, []string{"--max-keepalive", `"43691s"`}, []string{"Limits."}},
+		{"ws address", func(c *node.Config) { c.WSAddr = "nope" }, []string{"--ws", `"nope"`}, []string{"WSAddr"}},
+		{"wss without a certificate", func(c *node.Config) { c.WSSAddr = "127.0.0.1:8084" },
+			[]string{"--wss", "--wss-cert", "--tls-cert"}, []string{"WSSAddr", "WSTLS"}},
+		{"proxy without trusted sources", func(c *node.Config) { c.ProxyProtocol = true },
+			[]string{"--proxy-protocol", "--proxy-trusted"}, []string{"ProxyProtocol", "ProxyTrusted"}},
+		{"internal exposed", func(c *node.Config) { c.InternalAddr = ":7883" },
+			[]string{"--internal", `":7883"`, "--cluster-token-file", "--internal-cert", "--internal-key", "--internal-ca"},
+			[]string{"InternalAddr", "WireToken", "InternalTLS"}},
+		{"pprof exposed", func(c *node.Config) { c.Pprof = true; c.AdminAddr = ":9883" },
+			[]string{"--pprof", "--admin", `":9883"`, "--admin-token-file"}, []string{"Pprof", "AdminAddr", "AdminToken"}},
+		{"short admin token", func(c *node.Config) { c.AdminToken = "short" }, []string{"--admin-token-file", "5 characters"}, nil},
 		{"other fields pass through", func(c *node.Config) { c.InboxPrefix = "" }, []string{"inbox prefix"}, []string{"--"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -51,5 +63,23 @@ func TestNodeErrorsNameTheFlag(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMaxKeepAliveFlag: --max-keepalive takes whole seconds up to what mochi's deadline can
+// hold, and a refusal names the flag and the value.
+func TestMaxKeepAliveFlag(t *testing.T) {
+	base := []string{"--id", "n1", "--allow-anonymous", "--zk", "127.0.0.1:1", "--redis", "127.0.0.1:2",
+		"--mqtt", "127.0.0.1:0", "--internal", "127.0.0.1:0", "--admin", "127.0.0.1:0"}
+	for _, ok := range []string{"0", "60s", "12h8m10s"} {
+		if _, stderr, err := probeRole(t, "node", append(base, "--max-keepalive", ok)...); err != nil {
+			t.Errorf("--max-keepalive %s: %v\n%s", ok, err, stderr)
+		}
+	}
+	for _, bad := range []string{"1500ms", "-1s", "12h8m11s"} {
+		_, _, err := probeRole(t, "node", append(base, "--max-keepalive", bad)...)
+		if err == nil || !strings.Contains(err.Error(), "--max-keepalive") {
+			t.Errorf("--max-keepalive %s: %v, want a refusal naming the flag", bad, err)
+		}
 	}
 }

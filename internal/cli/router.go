@@ -2,22 +2,13 @@ package cli
 
 import (
 	"context"
-	"crypto/tls"
-	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"time"
 
-	"golang.org/x/net/netutil"
-
-	"github.com/switchboard-mqtt/switchboard/coord"
-	"github.com/switchboard-mqtt/switchboard/internal/tlsconf"
 	"github.com/switchboard-mqtt/switchboard/router"
-	"github.com/switchboard-mqtt/switchboard/store"
 	"github.com/switchboard-mqtt/switchboard/watcher"
 )
 
@@ -58,7 +49,7 @@ func runRouter(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	if err := cfg.Validate(); err != nil {
-		return usageError{err}
+		return usageError{routerFlags.rename(err)}
 	}
 	if tokensFile == "" && !noAuth {
 		return usagef("--api-tokens FILE is required (or --no-auth for development)")
@@ -114,18 +105,30 @@ func runRouter(ctx context.Context, e env, args []string) error {
 			l.Close()
 			return usageError{err}
 		}
-		go tokens.Watch(ctx, 2*time.Second)
 	} else {
 		log.Warn("the API accepts requests without a token (--no-auth)")
 	}
-	srv, err := startRouter(ctx, cfg, c, st, l, serverTLS, id, tokens, log)
+	srv, err := router.Start(ctx, cfg, router.Deps{Coord: c, Store: st, Listener: l, TLS: serverTLS, Tokens: tokens, Logger: log})
 	if err != nil {
 		l.Close()
 		return err
 	}
-	log.Info("router listening", "addr", l.Addr().String())
-	<-ctx.Done()
-	return srv.close()
+	// The router stands for the reaper election too: some process must reap.
+	reaper, err := watcher.StartReaper(ctx, watcher.ReaperConfig{Candidate: id}, watcher.ReaperDeps{Coord: c, Store: st, Logger: log})
+	if err != nil {
+		_ = srv.Close()
+		return err
+	}
+	log.Info("router listening", "addr", srv.Addr().String())
+	select {
+	case <-ctx.Done():
+	case <-srv.Done():
+	}
+	reaper.Close() // before the store and the coordinator close: defers run last first
+	if err := srv.Close(); err != nil {
+		return err
+	}
+	return srv.Err()
 }
 
 func registerRouterFlags(fs interface {
@@ -150,6 +153,13 @@ func registerRouterFlags(fs interface {
 		"how long a request waits for an online client's acknowledgement before the message is queued and answered queued (a request's max_wait overrides it)")
 }
 
+// routerFlags names the flag behind each router.Config field the router's errors name.
+var routerFlags = fieldFlags{
+	"HTTP.ReadHeaderTimeout": "--read-header-timeout", "HTTP.ReadTimeout": "--read-timeout",
+	"HTTP.WriteTimeout": "--write-timeout", "HTTP.IdleTimeout": "--idle-timeout",
+	"HTTP.MaxConnections": "--max-connections", "MaxMaxWait": "--max-max-wait", "AnswerGrace": "--answer-grace",
+}
+
 // registerHTTPFlags defines the flags of the API's connection limits.
 func registerHTTPFlags(fs *flag.FlagSet, h *router.HTTPConfig) {
 	d := router.DefaultHTTPConfig()
@@ -160,65 +170,4 @@ func registerHTTPFlags(fs *flag.FlagSet, h *router.HTTPConfig) {
 		"longest a request may take to be answered, counted from the end of its headers (0: --read-timeout + the longest answer (--max-max-wait, --answer-grace, store and lease bounds) + 10s; 1m31.2s at the defaults)")
 	fs.DurationVar(&h.IdleTimeout, "idle-timeout", d.IdleTimeout, "a kept-alive connection with no new request for this long is closed")
 	fs.IntVar(&h.MaxConnections, "max-connections", d.MaxConnections, "most open API connections; more wait in the listen backlog")
-}
-
-// routerServer is a running router with its HTTP server and reaper.
-type routerServer struct {
-	r      *router.Router
-	w      *watcher.Watcher
-	http   *http.Server
-	reaper *watcher.Reaper
-}
-
-// startRouter starts the router role on l (TLS with serverTLS, if set): the same code
-// `router` and `up` run. It caps l at cfg.HTTP.MaxConnections.
-func startRouter(ctx context.Context, cfg router.Config, c coord.Coordinator, st store.Store, l net.Listener, serverTLS *tls.Config,
-	id string, tokens *router.Tokens, log *slog.Logger) (*routerServer, error) {
-	w, err := watcher.Start(ctx, c, log)
-	if err != nil {
-		return nil, err
-	}
-	r, err := router.New(cfg, st, w, log)
-	if err != nil {
-		w.Close()
-		return nil, err
-	}
-	tlsconf.RegisterExpiry(r.Registry(), "api", serverTLS)
-	tlsconf.RegisterExpiry(r.Registry(), "internal", cfg.WireTLS) // its client certificate, with mutual TLS
-	// The web dashboard (/ui) is served beside the API, behind the same tokens.
-	ui, err := router.NewDashboard(router.DefaultDashboardConfig(), r, c, log)
-	if err != nil {
-		r.Close()
-		w.Close()
-		return nil, err
-	}
-	h := ui.Handler()
-	if tokens != nil {
-		h = ui.AuthHandler(tokens)
-	}
-	s := &routerServer{r: r, w: w, http: r.HTTPServer(h)}
-	s.http.RegisterOnShutdown(ui.Close) // its live streams end, so Shutdown need not wait for them
-	// The cap counts TCP connections, under TLS, so a handshake that never completes holds
-	// a slot only until the read header timeout.
-	l = netutil.LimitListener(l, cfg.HTTP.MaxConnections)
-	if serverTLS != nil {
-		l = tls.NewListener(l, serverTLS)
-	}
-	s.reaper = watcher.StartReaper(c, w, st, id, log)
-	go func() {
-		if err := s.http.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("router HTTP server", "error", err)
-		}
-	}()
-	return s, nil
-}
-
-func (s *routerServer) close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err := s.http.Shutdown(ctx)
-	s.reaper.Close()
-	s.r.Close()
-	s.w.Close()
-	return err
 }

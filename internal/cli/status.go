@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"text/tabwriter"
 	"time"
 
@@ -31,10 +30,7 @@ func runStatus(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	warnSecrets(fs, stderrLogger(e))
-	if err := zo.discover(fs, e); err != nil {
-		return err
-	}
-	c, err := zo.open(ctx, slog.New(slog.DiscardHandler))
+	c, err := zo.openDiscovered(ctx, fs, e)
 	if err != nil {
 		return err
 	}

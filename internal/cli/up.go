@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -34,6 +33,7 @@ type upOptions struct {
 	wsPort   int
 	api      string
 	dataDir  string
+	authFile string
 	co       coordOptions
 	redis    redisOptions
 }
@@ -52,6 +52,8 @@ func runUp(ctx context.Context, e env, args []string) error {
 	fs.IntVar(&o.wsPort, "ws-port", 0, "MQTT over WebSocket port of the first node, the others take the next ports (0: no WebSocket)")
 	fs.StringVar(&o.api, "api", "127.0.0.1:8080", "router API listen address")
 	fs.StringVar(&o.dataDir, "data-dir", ".switchboard", "where the embedded coordination and store keep their data")
+	fs.StringVar(&o.authFile, "auth-file", "",
+		"credentials and ACL file for the nodes (anonymous clients stay admitted and get its global rules; default: each client its own inbox only)")
 	// A development cluster reacts quickly, and its banner and tour come first: the roles'
 	// log is warnings only unless -v or --log-level asks for more.
 	setDefault(fs, "session-timeout", "5s")
@@ -154,9 +156,9 @@ type upCluster struct {
 	coordBy string
 	coords  []coord.Coordinator
 	nodes   []*node.Node
-	router  *routerServer
-	stopMon func()
-	closers []func()
+	router  *router.Server
+	reaper  *watcher.Reaper
+	monitor *monitor.Monitor
 }
 
 func (u *upCluster) startBackends(ctx context.Context, o upOptions) error {
@@ -215,7 +217,7 @@ func (u *upCluster) newCoord(ctx context.Context, o upOptions) (coord.Coordinato
 // commands.
 func (u *upCluster) startRoles(ctx context.Context, o upOptions, apiL net.Listener) error {
 	// The first-run tour connects mosquitto_sub without credentials.
-	authn, err := auth.New(auth.Config{AllowAnonymous: true})
+	authn, err := auth.New(auth.Config{AllowAnonymous: true, File: o.authFile})
 	if err != nil {
 		return err
 	}
@@ -236,7 +238,7 @@ func (u *upCluster) startRoles(ctx context.Context, o upOptions, apiL net.Listen
 		cfg.DataDir = o.dataDir
 		cfg.Auth = authn
 		cfg.Quarantine.Grace = 2 * time.Second
-		n, err := node.Start(ctx, cfg, c, u.st, u.log)
+		n, err := node.Start(ctx, cfg, node.Deps{Coord: c, Store: u.st, Logger: u.log})
 		if err != nil {
 			return err
 		}
@@ -247,7 +249,11 @@ func (u *upCluster) startRoles(ctx context.Context, o upOptions, apiL net.Listen
 	if err != nil {
 		return err
 	}
-	if u.router, err = startRouter(ctx, router.DefaultConfig(), rc, u.st, apiL, nil, "router-up", nil, u.log); err != nil {
+	if u.router, err = router.Start(ctx, router.DefaultConfig(), router.Deps{Coord: rc, Store: u.st, Listener: apiL, Logger: u.log}); err != nil {
+		return err
+	}
+	if u.reaper, err = watcher.StartReaper(ctx, watcher.ReaperConfig{Candidate: "router-up"},
+		watcher.ReaperDeps{Coord: rc, Store: u.st, Logger: u.log}); err != nil {
 		return err
 	}
 	u.prog.Set("starting the monitor")
@@ -255,11 +261,6 @@ func (u *upCluster) startRoles(ctx context.Context, o upOptions, apiL net.Listen
 	if err != nil {
 		return err
 	}
-	mw, err := watcher.Start(ctx, mc, u.log)
-	if err != nil {
-		return err
-	}
-	u.closers = append(u.closers, mw.Close)
 	mcfg := monitor.DefaultConfig()
 	mcfg.ID = "monitor-up"
 	// The monitor's admin endpoint, on a free loopback port: the dashboard reads its probes
@@ -268,30 +269,24 @@ func (u *upCluster) startRoles(ctx context.Context, o upOptions, apiL net.Listen
 	if err != nil {
 		return fmt.Errorf("monitor admin: %w", err)
 	}
-	mcfg.AdminAddr = ml.Addr().String()
-	mon, err := monitor.Start(mcfg, mc, mw, u.log)
-	if err != nil {
+	if u.monitor, err = monitor.Start(ctx, mcfg, monitor.Deps{Coord: mc, Admin: ml, Logger: u.log}); err != nil {
 		ml.Close()
 		return err
 	}
-	msrv := &http.Server{Handler: mon.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = msrv.Serve(ml) }()
-	u.closers = append(u.closers, func() { _ = msrv.Close() })
-	u.stopMon = mon.Close
 	return nil
 }
 
 // close stops everything in reverse order; the store and embedded etcd last, so their
 // files are closed cleanly.
 func (u *upCluster) close() {
-	if u.stopMon != nil {
-		u.stopMon()
+	if u.monitor != nil {
+		u.monitor.Close()
 	}
-	for _, f := range u.closers {
-		f()
+	if u.reaper != nil {
+		u.reaper.Close()
 	}
 	if u.router != nil {
-		_ = u.router.close()
+		_ = u.router.Close()
 	}
 	for _, n := range u.nodes {
 		_ = n.Close(context.Background())

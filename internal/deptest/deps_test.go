@@ -80,7 +80,7 @@ var rules = []struct {
 	{"node", group([]string{roleRouter, roleMonitor, bench, cli}, coordBackends, storeBackends), "a node is given its coordinator and store"},
 	{"router", group([]string{roleNode, roleMonitor, bench, cli}, coordBackends, storeBackends, mochiAll), "a router speaks HTTP and wire, never MQTT"},
 	{"monitor", group([]string{roleNode, roleRouter, bench, cli}, coordBackends, storeBackends, mochiBroker), "the monitor probes nodes as a client; it must not carry the broker"},
-	{"monitor", []string{module + "store/...", module + "watcher/..."}, "the monitor is given its live set and needs no store"},
+	{"monitor", []string{module + "store/...", module + "watcher/..."}, "the monitor follows the live set through its coordinator and needs no store"},
 	{"bench", group([]string{roleNode, roleRouter, roleMonitor, cli, module + "coord/...", module + "store/..."}, coordBackends, storeBackends, mochiBroker), "the load generator is an outside client"},
 }
 

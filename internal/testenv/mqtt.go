@@ -189,6 +189,15 @@ func (m *MQTTClient) Publish(topic string, payload []byte, qos byte) error {
 	return m.PublishWith(topic, payload, qos, nil)
 }
 
+// PublishRetained publishes a retained message (an empty payload clears the topic's) and
+// waits for the acknowledgement.
+func (m *MQTTClient) PublishRetained(topic string, payload []byte, qos byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := m.c.Publish(ctx, &paho.Publish{Topic: topic, Payload: payload, QoS: qos, Retain: true})
+	return err
+}
+
 // PublishWith publishes with user properties; an error includes a refusal in the PUBACK.
 func (m *MQTTClient) PublishWith(topic string, payload []byte, qos byte, user map[string]string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -18,6 +18,8 @@ import (
 //	          as Node, Session, Epoch, Since (see record); version 1 ended after the
 //	          replaced presence
 //	mailbox:  2, depth (a uvarint); version 1 also held a per-mailbox next sequence number
+//	retained: 1, Topic, Data, Version (a uvarint), expiry (a varint of Unix nanoseconds on
+//	          the process clock; 0 for none)
 //
 // A string or byte slice is a uvarint length and the bytes, an int64 a varint, a time a
 // varint of Unix seconds and a uvarint of nanoseconds (read back in UTC). A message's
@@ -27,6 +29,7 @@ const (
 	formatVersion   = 1
 	mailboxVersion  = 2
 	presenceVersion = 2
+	retainedVersion = 1
 )
 
 // errCorrupt means a stored value could not be decoded.
@@ -182,4 +185,37 @@ func readPresence(d *codec.Decoder, client string) store.Presence {
 	}
 	p.Client = client
 	return p
+}
+
+// encodeRetained is r's stored value, under version and expiring at expires (the zero
+// time for never).
+func encodeRetained(r store.Retained, version uint64, expires time.Time) []byte {
+	b := make([]byte, 0, len(r.Topic)+len(r.Data)+32)
+	b = codec.AppendString(append(b, retainedVersion), r.Topic)
+	b = codec.AppendString(b, string(r.Data))
+	b = binary.AppendUvarint(b, version)
+	exp := int64(0)
+	if !expires.IsZero() {
+		exp = unixNanos(expires)
+	}
+	return binary.AppendVarint(b, exp)
+}
+
+// decodeRetained reads a stored retained message and its expiry (the zero time for
+// never); its TTL is left zero.
+func decodeRetained(v []byte) (store.Retained, time.Time, error) {
+	if len(v) == 0 || v[0] != retainedVersion {
+		return store.Retained{}, time.Time{}, fmt.Errorf("decode retained: %w: unknown format %.4x", errCorrupt, v)
+	}
+	d := codec.NewDecoder(v[1:])
+	r := store.Retained{Topic: d.Str(), Data: d.Bytes(), Version: d.Uvarint()}
+	exp := d.Varint()
+	if err := d.Done(); err != nil {
+		return store.Retained{}, time.Time{}, fmt.Errorf("decode retained: %w", err)
+	}
+	var expires time.Time
+	if exp != 0 {
+		expires = time.Unix(0, exp)
+	}
+	return r, expires, nil
 }

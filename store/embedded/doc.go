@@ -24,12 +24,16 @@
 //	          oldest first, and Peek's cursor is a seek to seq+1)
 //	ids       name(client) id -> seq: recognises a duplicate Append, finds a Remove's id
 //	expiry    expiry-nanoseconds name(client) seq -> nothing: the sweeper's work list
-//	meta      "seq" -> the last sequence number given to any message
+//	meta      "seq" -> the last sequence number given to any message; "rseq" -> the last
+//	          version given to a retained change
+//	retained  SHA-256(topic) -> the topic's retained message: topic, data, version, expiry
+//	          (a topic may be 64 KiB, over bbolt's key limit, so the key is its hash)
 //
 // Sequence numbers are store-wide: each is one more than the last one given, and at
 // least the process clock in Unix microseconds. So one client's numbers grow in append
 // order and are never reused, even after its mailbox emptied and its header was deleted,
-// or the process restarted.
+// or the process restarted. Retained versions are made the same way from "rseq", a
+// clear included, so they grow across all topics.
 //
 // Unlike Redis, where the node index lives in another hash slot than the presence, every
 // transaction here can change both, so the index is exact rather than a superset.
@@ -75,7 +79,10 @@
 // deletes, every Config.SweepInterval, each message whose expiry passed, wherever it is
 // in its mailbox, so an abandoned mailbox does not keep expired messages. It walks the
 // expiry index, so a sweep costs in proportion to what it deletes, and a sweep that finds
-// nothing costs no commit.
+// nothing costs no commit. A retained message's TTL becomes an expiry on the same clock;
+// Retained never returns an expired one and deletes those it met (the sweeper leaves the
+// retained bucket alone: Retained reads it whole anyway, and it holds thousands of
+// topics, not millions).
 //
 // # Errors
 //

@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"math"
 	"time"
@@ -17,11 +18,14 @@ var (
 	bucketIDs      = []byte("ids")
 	bucketExpiry   = []byte("expiry")
 	bucketMeta     = []byte("meta")
+	bucketRetained = []byte("retained")
 
-	allBuckets = [][]byte{bucketPresence, bucketNodes, bucketBoxes, bucketMessages, bucketIDs, bucketExpiry, bucketMeta}
+	allBuckets = [][]byte{bucketPresence, bucketNodes, bucketBoxes, bucketMessages, bucketIDs, bucketExpiry, bucketMeta, bucketRetained}
 
 	// metaSeq is the meta key of the last sequence number given to a message.
 	metaSeq = []byte("seq")
+	// metaRetainedSeq is the meta key of the last version given to a retained change.
+	metaRetainedSeq = []byte("rseq")
 )
 
 // name is a client id or node name as a key part: its length as a uvarint, then its bytes.
@@ -70,6 +74,13 @@ func nodeKey(node string, epoch int64, client string) []byte {
 // nodeEpochPrefix is the start of every nodeKey of node at epoch.
 func nodeEpochPrefix(node string, epoch int64) []byte {
 	return binary.BigEndian.AppendUint64(name(node), orderedInt(epoch))
+}
+
+// retainedKey is the key of topic's retained message: the topic's SHA-256. A topic may be
+// 64 KiB long, twice what a bbolt key holds; the value holds the topic itself.
+func retainedKey(topic string) []byte {
+	h := sha256.Sum256([]byte(topic))
+	return h[:]
 }
 
 // expiryKey is the expiry index entry of message seq of client: the expiry in Unix
@@ -125,7 +136,7 @@ func orderedInt(v int64) uint64 { return uint64(v) ^ (1 << 63) }
 
 // buckets are the store's buckets inside one transaction.
 type buckets struct {
-	presence, nodes, boxes, messages, ids, expiry, meta *bolt.Bucket
+	presence, nodes, boxes, messages, ids, expiry, meta, retained *bolt.Bucket
 }
 
 // bucketsOf returns tx's buckets; Open created them all.
@@ -138,5 +149,6 @@ func bucketsOf(tx *bolt.Tx) buckets {
 		ids:      tx.Bucket(bucketIDs),
 		expiry:   tx.Bucket(bucketExpiry),
 		meta:     tx.Bucket(bucketMeta),
+		retained: tx.Bucket(bucketRetained),
 	}
 }

@@ -125,3 +125,31 @@ func parsePresence(client string, vals []any) (store.Presence, error) {
 	p.Since = since
 	return p, nil
 }
+
+// retainedVersion is the version of a stored retained message (see scripts.go): "1,"
+// <expiry: Unix ms on Redis's clock, 0 for none> "," <version> "," data.
+const retainedVersion = "1"
+
+// decodeRetained reads the stored value v of topic's retained message. now is Redis's
+// clock (Unix ms) when it was read, from which the TTL is what is left.
+func decodeRetained(topic, v string, now int64) (store.Retained, error) {
+	rest, ok := strings.CutPrefix(v, retainedVersion+",")
+	if !ok {
+		return store.Retained{}, fmt.Errorf("decode retained %.64q: unknown version in %.8q", topic, v)
+	}
+	exp, rest, ok1 := strings.Cut(rest, ",")
+	ver, data, ok2 := strings.Cut(rest, ",")
+	if !ok1 || !ok2 {
+		return store.Retained{}, fmt.Errorf("decode retained %.64q: %w: no header", topic, errCorrupt)
+	}
+	expMs, err1 := strconv.ParseInt(exp, 10, 64)
+	n, err2 := strconv.ParseUint(ver, 10, 64)
+	if err1 != nil || err2 != nil {
+		return store.Retained{}, fmt.Errorf("decode retained %.64q: %w: header %q,%q", topic, errCorrupt, exp, ver)
+	}
+	r := store.Retained{Topic: topic, Data: []byte(data), Version: n}
+	if expMs > 0 {
+		r.TTL = time.Duration(expMs-now) * time.Millisecond
+	}
+	return r, nil
+}

@@ -27,6 +27,16 @@
 //	<prefix>:epochs                  sorted set: the (node, epoch) pairs presence was
 //	                                 recorded under and ClearNode has not cleared (see
 //	                                 epochs.go); no hash tag: one key
+//	<prefix>:{r}:retained            hash: topic -> the cluster's retained message of the
+//	                                 topic, "1,<expiry ms, 0 for none>,<version>,<data>"
+//	<prefix>:{r}:rseq                string: the last version given to a retained change
+//
+// The retained messages are one hash and one counter for the whole cluster, sharing the
+// hash tag {r}: one slot, so on Redis Cluster the cluster's retained set lives on one
+// shard. That is fine for the thousands of retained topics an MQTT deployment has (each
+// at most store.MaxRetainedData). A version is one more than rseq and at least Redis's
+// clock in microseconds, a clear's included, so versions grow across all topics. Neither
+// key expires; an expired message is deleted by the next Retained that reads it.
 //
 // The mailbox is the o and m keys: o gives the order and the cursor (Peek reads the ids
 // scored above the caller's last seen), m the contents. A sequence number is one more
@@ -64,24 +74,27 @@
 // pending takeovers; append adds a client's messages and reads its presence; peek reads a
 // mailbox after a cursor and deletes the expired messages it meets; remove deletes ids
 // anywhere in a mailbox; notify numbers and appends a node's notices, done trims those a
-// node confirmed. scripts.go documents each one's keys, arguments and reply.
+// node confirmed; set-retained versions and stores or clears a retained message, and
+// scan-retained reads one HSCAN page of them and deletes the expired ones it meets.
+// scripts.go documents each one's keys, arguments and reply.
 //
 // Append, Remove and ClearNode send all of a call's script runs in one pipeline of
 // EVALSHA (one run per client, or a few for many messages); the other calls send theirs
-// alone. The scripts are loaded at New; a run that Redis answers NOSCRIPT, because it lost
-// its script cache, runs again once the script is loaded, and one answered TRYAGAIN (on a
-// cluster, its keys are split between two nodes while their slot migrates) runs again
-// after a pause of a few milliseconds, up to ten times. go-redis follows MOVED and ASK.
+// alone (Retained one run per page of about a hundred topics). The scripts are loaded at
+// New; a run that Redis answers NOSCRIPT, because it lost its script cache, runs again
+// once the script is loaded, and one answered TRYAGAIN (on a cluster, its keys are split
+// between two nodes while their slot migrates) runs again after a pause of a few
+// milliseconds, up to ten times. go-redis follows MOVED and ASK.
 //
 // # Durability
 //
 // Config.Durability says what an acknowledged write has survived (see Durability): with
 // DurabilityReplica, the default when every primary has a replica at New, each pipeline of
-// durable writes (Append, Connect, Reassert, ConfirmTakeover, Notify) ends with WAIT 1
-// <timeout> on the connection that sent them, added by a go-redis hook (waitHook), so a
-// batch of any size costs one replica round trip. On a cluster the hook sits on every
-// node's client, so each node's share of a pipeline, and each share resent after a
-// redirection, ends with its own wait. A wait that is not satisfied fails the call with
+// durable writes (Append, Connect, Reassert, ConfirmTakeover, Notify, SetRetained) ends
+// with WAIT 1 <timeout> on the connection that sent them, added by a go-redis hook
+// (waitHook), so a batch of any size costs one replica round trip. On a cluster the hook
+// sits on every node's client, so each node's share of a pipeline, and each share resent
+// after a redirection, ends with its own wait. A wait that is not satisfied fails the call with
 // store.ErrUnavailable: its writes are on the primary, and a retry finds them (duplicates).
 //
 // # Outages
@@ -105,7 +118,8 @@
 // takeovers it returned, and reports those again when the same session connects twice.
 // Only the counts degrade: a retried Disconnect may report false and a retried ClearNode
 // may count fewer clients than it cleared. A retried Notify may append its notices twice,
-// under new numbers, which a node may act on twice without harm.
+// under new numbers, which a node may act on twice without harm, and a retried
+// SetRetained stores its message again under a newer version.
 //
 // A timeout is reported as store.ErrUnavailable although the script may have run before
 // the reply was lost; the caller's retry of the same call is safe for the same reasons.
@@ -120,7 +134,9 @@
 // keys carry a PEXPIREAT at the latest expiry of any message appended to them plus a
 // grace minute, computed in the script too and never shortened, so an abandoned mailbox
 // vanishes by itself after its last message expired, and no caller's clock decides when.
-// A node's notices list and counter expire an hour after their last Notify.
+// A node's notices list and counter expire an hour after their last Notify. A retained
+// message's expiry is TIME plus its TTL too, and Retained returns what is left of it on
+// the TIME of the page's read.
 //
 // # What a mailbox promises
 //

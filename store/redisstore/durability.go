@@ -15,10 +15,11 @@ import (
 
 // Durability says what a write has survived when the store acknowledges it. It applies to
 // the writes whose loss would break a promise: Append (an accepted message), Connect,
-// Reassert and ConfirmTakeover (who owns a client), and Notify (what a node must learn
-// within its lease). The others (Disconnect, Remove, DoneNotices, ClearNode, Peek's
-// deletions of expired messages) are not waited for: losing one costs a duplicate or an
-// untidy entry, never a message.
+// Reassert and ConfirmTakeover (who owns a client), Notify (what a node must learn within
+// its lease) and SetRetained (a retained message the cluster accepted). The others
+// (Disconnect, Remove, DoneNotices, ClearNode, the deletions of expired messages by Peek
+// and Retained) are not waited for: losing one costs a duplicate or an untidy entry,
+// never a message.
 type Durability string
 
 const (

@@ -123,9 +123,9 @@ func (c *pipelineCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) re
 
 // TestDurableWrites: with durability replica, an Append of messages for many clients is
 // one pipeline ending with one WAIT. When the replica stops answering (SIGSTOP), every
-// durable write (Append, Connect, Reassert, ConfirmTakeover, Notify) fails with
-// ErrUnavailable once the wait runs out, although the primary applied it; the others
-// (Disconnect, Remove, Peek, DoneNotices) go on. When the replica is back, a retry of the
+// durable write (Append, Connect, Reassert, ConfirmTakeover, Notify, SetRetained) fails
+// with ErrUnavailable once the wait runs out, although the primary applied it; the others
+// (Disconnect, Remove, Peek, DoneNotices, Retained) go on. When the replica is back, a retry of the
 // failed Append finds its messages there (duplicates) and succeeds.
 func TestDurableWrites(t *testing.T) {
 	p, replica := startReplicated(t)
@@ -194,6 +194,10 @@ func TestDurableWrites(t *testing.T) {
 		"Reassert":        func() error { return s.Reassert(ctx, again) },
 		"ConfirmTakeover": func() error { return s.ConfirmTakeover(ctx, "c1", pres.Session) },
 		"Notify":          func() error { return s.Notify(ctx, "n1", store.Notice{Kind: store.NoticeMailbox, Client: "c1"}) },
+		"SetRetained": func() error {
+			_, err := s.SetRetained(ctx, store.Retained{Topic: "a/b", Data: []byte("x")})
+			return err
+		},
 	}
 	for name, op := range durable {
 		start := time.Now()
@@ -213,6 +217,7 @@ func TestDurableWrites(t *testing.T) {
 		"DoneNotices": func() error { return s.DoneNotices(ctx, "n1", 1) },
 		"Disconnect":  func() error { _, err := s.Disconnect(ctx, "c3", "nobody"); return err },
 		"Lookup":      func() error { _, _, err := s.Lookup(ctx, "c1"); return err },
+		"Retained":    func() error { _, err := s.Retained(ctx); return err },
 	}
 	for name, op := range others {
 		if err := op(); err != nil {

@@ -58,3 +58,14 @@ func (k keys) noticeKeys(node string) []string {
 // epochs is the sorted set of (node, epoch) pairs under which presence was recorded and
 // not yet cleared (see epochs.go). It has no hash tag: it is one key.
 func (k keys) epochs() string { return k.prefix + ":epochs" }
+
+// retained is the cluster's hash of retained messages: topic -> encoded message (see
+// codec.go). It and retainedSeq share the hash tag {r}, so one script changes both, and
+// on Redis Cluster the whole retained set lives on the one shard that serves that slot.
+func (k keys) retained() string { return k.prefix + ":{r}:retained" }
+
+// retainedSeq is the counter of the retained messages: the last version given to a change.
+func (k keys) retainedSeq() string { return k.prefix + ":{r}:rseq" }
+
+// retainedKeys are the retained keys in the order the set-retained script takes them.
+func (k keys) retainedKeys() []string { return []string{k.retained(), k.retainedSeq()} }

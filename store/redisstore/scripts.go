@@ -318,14 +318,68 @@ if n > 0 then redis.call('LTRIM', KEYS[1], n, -1) end
 return n
 `
 
+// The retained scripts change the cluster's one retained hash and its counter, which share
+// the hash tag {r}. A retained message is stored as "1,<expiry: Unix ms on Redis's clock,
+// 0 for none>,<version>," then the caller's data.
+
+// setRetainedLua stores a topic's retained message, or deletes it when the data is empty,
+// under the next version: one more than the counter, and at least Redis's clock in
+// microseconds (as a message's sequence number), so versions keep growing even if the
+// counter was lost. A clear takes a version too. Its first write is the one that needs
+// memory (HSET), or needs none (HDEL). A second run stores the same message again under a
+// new version.
+//
+// KEYS: retained, counter. ARGV: topic, TTL (ms, 0 for none), data (empty to clear).
+// Returns the version given.
+const setRetainedLua = `
+local function int(x) return string.format('%.0f', x) end
+local t = redis.call('TIME')
+local micros = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local v = math.max(tonumber(redis.call('GET', KEYS[2]) or 0), micros - 1) + 1
+if ARGV[3] == '' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+else
+  local ttl, exp = tonumber(ARGV[2]), 0
+  if ttl > 0 then exp = math.floor(micros / 1000) + ttl end
+  redis.call('HSET', KEYS[1], ARGV[1], '1,' .. int(exp) .. ',' .. int(v) .. ',' .. ARGV[3])
+end
+redis.call('SET', KEYS[2], int(v))
+return int(v)
+`
+
+// scanRetainedLua reads one HSCAN page of the retained hash and deletes the messages in it
+// whose expiry passed; its only writes are those deletes, which are right at any point. A
+// value whose header it cannot read counts as unexpired.
+//
+// KEYS: retained. ARGV: cursor, count. Returns the next cursor ("0" at the end), Redis's
+// clock (Unix ms), then topic and value of each unexpired message of the page.
+const scanRetainedLua = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local r = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])
+local out, dead, kv = {r[1], now}, {}, r[2]
+for i = 1, #kv, 2 do
+  local exp = tonumber(string.match(kv[i + 1], '^1,(%d+),'))
+  if exp and exp > 0 and exp <= now then
+    dead[#dead + 1] = kv[i]
+  else
+    out[#out + 1] = kv[i]; out[#out + 1] = kv[i + 1]
+  end
+end
+if #dead > 0 then redis.call('HDEL', KEYS[1], unpack(dead)) end
+return out
+`
+
 // scripts are a store's loaded scripts; each remembers its SHA1 for EVALSHA.
 type scripts struct {
 	connect, confirm, reassert, disconnect, clear, append, peek, remove, notify, done *redis.Script
+	setRetained, scanRetained                                                         *redis.Script
 }
 
 // all lists the scripts, for loading them at start.
 func (s scripts) all() []*redis.Script {
-	return []*redis.Script{s.connect, s.confirm, s.reassert, s.disconnect, s.clear, s.append, s.peek, s.remove, s.notify, s.done}
+	return []*redis.Script{s.connect, s.confirm, s.reassert, s.disconnect, s.clear, s.append, s.peek, s.remove, s.notify, s.done,
+		s.setRetained, s.scanRetained}
 }
 
 func newScripts() scripts {
@@ -340,5 +394,8 @@ func newScripts() scripts {
 		remove:     redis.NewScript(removeLua),
 		notify:     redis.NewScript(notifyLua),
 		done:       redis.NewScript(doneLua),
+
+		setRetained:  redis.NewScript(setRetainedLua),
+		scanRetained: redis.NewScript(scanRetainedLua),
 	}
 }

@@ -77,6 +77,13 @@ func Run(t *testing.T, open Opener) {
 		{"NoticesOneTakerConcurrentNotify", testNoticesConcurrentNotify},
 		{"NotifyRefusesBadInput", testNotifyBadInput},
 
+		{"RetainedSetReplaceClear", testRetainedSetReplaceClear},
+		{"RetainedDataRoundTrip", testRetainedDataRoundTrip},
+		{"RetainedVersionsIncrease", testRetainedVersionsIncrease},
+		{"RetainedExpiry", testRetainedExpiry},
+		{"RetainedMany", testRetainedMany},
+		{"RetainedRefusesBadInput", testRetainedBadInput},
+
 		{"PingAndClose", testPingClose},
 		{"CancelledContext", testCancelled},
 	} {

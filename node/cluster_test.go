@@ -1,0 +1,169 @@
+package node_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/auth"
+	"github.com/switchboard-mqtt/switchboard/coord/memcoord"
+	"github.com/switchboard-mqtt/switchboard/internal/testenv"
+	"github.com/switchboard-mqtt/switchboard/node"
+)
+
+// openACL is an authenticator admitting anonymous clients to read and write t/#.
+func openACL(t *testing.T) *auth.Authenticator {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "acl.json")
+	if err := os.WriteFile(file, []byte(`{"acl": [{"topic": "t/#", "access": "readwrite"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := auth.New(auth.Config{AllowAnonymous: true, File: file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// Two nodes in one process (an in-memory coordinator, one embedded store): a publish on
+// one reaches a plain subscriber and one member of a shared group on the other, and a
+// retained message reaches a subscriber there after the SUBACK. It runs the cluster's
+// goroutines under the race detector in the package's own tests.
+func TestClusterPubSubInProcess(t *testing.T) {
+	cl := memcoord.NewCluster()
+	st := testenv.EmbeddedStore(t)
+	var ns []*node.Node
+	for i := range 2 {
+		cfg := testConfig(t, fmt.Sprintf("pc-%d", i+1))
+		cfg.Auth = openACL(t)
+		ns = append(ns, startNode(t, cfg, testenv.OpenMemCoord(t, cl), st))
+	}
+	sub := testenv.ConnectMQTT(t, ns[0].Member().MQTTAddr, "sub", testenv.MQTTOptions{CleanStart: true})
+	if err := sub.Subscribe("t/#", 1); err != nil {
+		t.Fatal(err)
+	}
+	member := testenv.ConnectMQTT(t, ns[0].Member().MQTTAddr, "member", testenv.MQTTOptions{CleanStart: true})
+	if err := member.Subscribe("$share/g/t/+", 1); err != nil {
+		t.Fatal(err)
+	}
+	pub := testenv.ConnectMQTT(t, ns[1].Member().MQTTAddr, "pub", testenv.MQTTOptions{CleanStart: true})
+	const n = 50
+	for i := range n {
+		if err := pub.Publish("t/x", []byte(fmt.Sprint(i)), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []*testenv.MQTTClient{sub, member} {
+		for i := range n {
+			m, err := c.Next(10 * time.Second)
+			if err != nil {
+				t.Fatalf("%s: message %d: %v", c.ID, i, err)
+			}
+			if string(m.Payload) != fmt.Sprint(i) {
+				t.Fatalf("%s: message %d is %q: lost or out of order", c.ID, i, m.Payload)
+			}
+		}
+	}
+	if err := pub.PublishRetained("t/kept", []byte("kept"), 1); err != nil {
+		t.Fatal(err)
+	}
+	late := testenv.ConnectMQTT(t, ns[0].Member().MQTTAddr, "late", testenv.MQTTOptions{CleanStart: true})
+	testenv.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+		// The retained copy reaches node 1 by the forward; until then a new subscriber
+		// finds none.
+		if err := late.Subscribe("t/kept", 1); err != nil {
+			return err
+		}
+		m, err := late.Next(200 * time.Millisecond)
+		if err != nil {
+			return err
+		}
+		if string(m.Payload) != "kept" || !m.Retain {
+			return fmt.Errorf("got %q retain=%v", m.Payload, m.Retain)
+		}
+		return nil
+	})
+}
+
+// twoNodes starts two nodes on one in-memory coordinator and one store, whose anonymous
+// clients may use t/#.
+func twoNodes(t *testing.T, prefix string) []*node.Node {
+	t.Helper()
+	cl := memcoord.NewCluster()
+	st := testenv.EmbeddedStore(t)
+	var ns []*node.Node
+	for i := range 2 {
+		cfg := testConfig(t, fmt.Sprintf("%s-%d", prefix, i+1))
+		cfg.Auth = openACL(t)
+		ns = append(ns, startNode(t, cfg, testenv.OpenMemCoord(t, cl), st))
+	}
+	return ns
+}
+
+// A session resumed on its node while its old connection is still open keeps its routes:
+// mochi hands the subscriptions to the new connection and then reports the old one's end
+// as a session end, which must not withdraw them from the other nodes.
+func TestResumedSessionKeepsItsRoutes(t *testing.T) {
+	ns := twoNodes(t, "rs")
+	old := testenv.ConnectMQTT(t, ns[0].Member().MQTTAddr, "sub", testenv.MQTTOptions{CleanStart: true})
+	if err := old.Subscribe("t/x", 1); err != nil {
+		t.Fatal(err)
+	}
+	resumed := testenv.ConnectMQTT(t, ns[0].Member().MQTTAddr, "sub", testenv.MQTTOptions{CleanStart: false})
+	<-old.Done()
+	testenv.Eventually(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if k := ns[0].ConnectedForTest(); k != 1 {
+			return fmt.Errorf("%d connections, the old one's end not handled yet", k)
+		}
+		return nil
+	})
+	pub := testenv.ConnectMQTT(t, ns[1].Member().MQTTAddr, "pub", testenv.MQTTOptions{CleanStart: true})
+	if err := pub.Publish("t/x", []byte("cross-node"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := resumed.Next(5 * time.Second); err != nil || string(m.Payload) != "cross-node" {
+		t.Fatalf("the resumed session got %q, %v: its routes went with the old connection", m.Payload, err)
+	}
+}
+
+// A link closed by the member watch (its node registered again) fails what it holds, and a
+// shared-group message among that is sent again on another link: the member watch must not
+// hold the cluster's lock meanwhile.
+func TestReconcileClosesLinksOutsideTheLock(t *testing.T) {
+	ns := twoNodes(t, "rc")
+	for i, n := range ns {
+		m := testenv.ConnectMQTT(t, n.Member().MQTTAddr, fmt.Sprint("member", i), testenv.MQTTOptions{CleanStart: true})
+		if err := m.Subscribe("$share/g/t/+", 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := ns[1].ReconcileWithQueuedShareForTest("rc-1", "t/x", "$share/g/t/+")
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("reconcile did not return: closing a link under the cluster's lock deadlocked")
+	}
+}
+
+// A shared-group delivery for a group the table still counts here but mochi no longer has
+// is refused, and reaches none of the node's plain subscribers.
+func TestSharedDeliveryWithoutAMemberReachesNobody(t *testing.T) {
+	ns := twoNodes(t, "sd")
+	plain := testenv.ConnectMQTT(t, ns[0].Member().MQTTAddr, "plain", testenv.MQTTOptions{CleanStart: true})
+	if err := plain.Subscribe("t/#", 1); err != nil {
+		t.Fatal(err)
+	}
+	if r := ns[0].DeliverSharedForTest("t/x", "$share/g/t/+", "for the group only"); r.Status == 1 {
+		t.Fatalf("answered %v for a group with no member", r)
+	}
+	// A later plain publish is the next message the subscriber gets.
+	pub := testenv.ConnectMQTT(t, ns[0].Member().MQTTAddr, "pub", testenv.MQTTOptions{CleanStart: true})
+	if err := pub.Publish("t/y", []byte("plain"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := plain.Next(5 * time.Second); err != nil || string(m.Payload) != "plain" {
+		t.Fatalf("the plain subscriber got %q (%v) first", m.Payload, err)
+	}
+}
