@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -53,6 +54,16 @@ type ConnectConfig struct {
 	// SourceIPs spread the connections over these source addresses, so a broker's
 	// per-address connection rate limit does not throttle the storm.
 	SourceIPs []string `json:"source_ips,omitempty"`
+	// TLS, when set, makes every connection TLS (a full handshake each: no resumption, as
+	// a fleet of devices reconnecting after a broker restart); UseTLS records it.
+	TLS    *tls.Config `json:"-"`
+	UseTLS bool        `json:"tls,omitempty"`
+	// Hold keeps the clients connected this long after memory is read, pinging each every
+	// PingInterval (0: no pings), while the servers' CPU is measured (Admin's
+	// process_cpu_seconds_total, PIDs' /proc/<pid>/stat). The clients' KeepAlive must
+	// allow PingInterval.
+	Hold         time.Duration `json:"hold,omitempty"`
+	PingInterval time.Duration `json:"ping_interval,omitempty"`
 	// Progress, when not nil, gets a status line each second.
 	Progress io.Writer `json:"-"`
 }
@@ -88,6 +99,12 @@ func (c ConnectConfig) Validate() error {
 		return fmt.Errorf("bad MQTTVersion %d: want 4 or 5", c.MQTTVersion)
 	case c.Settle < 0:
 		return fmt.Errorf("bad Settle %v: must not be negative", c.Settle)
+	case c.Hold < 0 || c.PingInterval < 0:
+		return fmt.Errorf("bad Hold %v or PingInterval %v: must not be negative", c.Hold, c.PingInterval)
+	case c.PingInterval > 0 && c.Hold == 0:
+		return errors.New("bad PingInterval: needs Hold")
+	case c.PingInterval > 0 && c.KeepAlive > 0 && c.PingInterval >= time.Duration(c.KeepAlive)*time.Second*3/2:
+		return fmt.Errorf("bad PingInterval %v: the broker closes clients silent for 1.5 × KeepAlive %ds", c.PingInterval, c.KeepAlive)
 	}
 	return nil
 }
@@ -106,6 +123,15 @@ type ConnectStats struct {
 	BytesPerConn float64 `json:"bytes_per_conn,omitempty"`
 	// GoBytesPerConn is heap in use plus goroutine stacks, per connection (Go servers).
 	GoBytesPerConn float64 `json:"go_bytes_per_conn,omitempty"`
+	// GeneratorCPUPerConnUS is the generator's own CPU time (getrusage) per connection
+	// established, during the storm: the share of the shared cores it took.
+	GeneratorCPUPerConnUS float64 `json:"generator_cpu_us_per_conn,omitempty"`
+	// Hold: the servers' CPU while the clients were held (cores, averaged over the hold),
+	// and the pings sent, failed and their round trips.
+	HoldCPUCores *float64 `json:"hold_cpu_cores,omitempty"`
+	Pings        int64    `json:"pings,omitempty"`
+	PingsFailed  *int64   `json:"pings_failed,omitempty"` // set when pings were sent
+	PingLatency  *Latency `json:"ping_latency_ms,omitempty"`
 }
 
 // MemoryDelta is one memory figure before and after the storm.
@@ -173,6 +199,7 @@ func RunConnect(ctx context.Context, cfg ConnectConfig) (*Result, error) {
 		return fmt.Sprintf("connect %5.1fs  connected %d (%.0f/s)  failed %d", el.Seconds(), n, connMeter.rate(n), failed.Load())
 	})
 	start := time.Now()
+	cpu0 := cpuTime()
 	idx := make(chan int)
 	var wg sync.WaitGroup
 	for range min(cfg.Concurrency, cfg.Connections) {
@@ -225,6 +252,7 @@ feed:
 	}
 	close(idx)
 	wg.Wait()
+	cpu := cpuTime() - cpu0
 	prog.Stop()
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -235,6 +263,7 @@ feed:
 	if s.Seconds > 0 {
 		s.PerSecond = float64(s.Established) / s.Seconds
 	}
+	s.GeneratorCPUPerConnUS = perMessageUS(cpu, s.Established)
 	res.Connect = s
 	if s.Failed > 0 {
 		res.fail("%d of %d connections failed", s.Failed, cfg.Connections)
@@ -275,7 +304,114 @@ feed:
 				before["go_memstats_heap_inuse_bytes"] - before["go_memstats_stack_inuse_bytes"]) / n
 		}
 	}
+	if cfg.Hold > 0 {
+		if err := cfg.hold(ctx, clients, s); err != nil {
+			return nil, err
+		}
+		if s.PingsFailed != nil && *s.PingsFailed > 0 {
+			res.fail("%d of %d pings failed while held", *s.PingsFailed, s.Pings)
+		}
+	}
 	return res, nil
+}
+
+// serverCPU sums the servers' CPU seconds so far.
+func (c ConnectConfig) serverCPU(ctx context.Context) (float64, error) {
+	urls := make([]string, len(c.Admin))
+	for i, a := range c.Admin {
+		urls[i] = adminURL(a) + "/metrics"
+	}
+	total, err := cpuSeconds(ctx, urls)
+	if err != nil {
+		return 0, err
+	}
+	if len(c.Admin) > 0 {
+		return total, nil // a Go broker given both ways counts once
+	}
+	for _, pid := range c.PIDs {
+		v, err := pidCPUSeconds(pid)
+		if err != nil {
+			return 0, err
+		}
+		total += v
+	}
+	return total, nil
+}
+
+// hold keeps the clients for cfg.Hold, pinging each every cfg.PingInterval from
+// cfg.Concurrency workers, and records the servers' CPU over it.
+func (c ConnectConfig) hold(ctx context.Context, clients []*mqttclient.Client, s *ConnectStats) error {
+	measured := len(c.Admin) > 0 || len(c.PIDs) > 0
+	var cpu0 float64
+	if measured {
+		v, err := c.serverCPU(ctx)
+		if err != nil {
+			return err
+		}
+		cpu0 = v
+	}
+	start := time.Now()
+	end := start.Add(c.Hold)
+	var hist Histogram
+	var pings, failed atomic.Int64
+	for round := 0; c.PingInterval > 0; round++ {
+		at := start.Add(time.Duration(round+1) * c.PingInterval)
+		if at.After(end) {
+			break
+		}
+		select {
+		case <-time.After(time.Until(at)):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		idx := make(chan int)
+		var wg sync.WaitGroup
+		for range c.Concurrency {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range idx {
+					pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+					t0 := time.Now()
+					err := clients[i].Ping(pctx)
+					cancel()
+					pings.Add(1)
+					if err != nil {
+						failed.Add(1)
+						continue
+					}
+					hist.Record(time.Since(t0))
+				}
+			}()
+		}
+		for i, cl := range clients {
+			if cl != nil {
+				idx <- i
+			}
+		}
+		close(idx)
+		wg.Wait()
+	}
+	select {
+	case <-time.After(time.Until(end)):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if measured {
+		cpu1, err := c.serverCPU(ctx)
+		if err != nil {
+			return err
+		}
+		cores := (cpu1 - cpu0) / time.Since(start).Seconds()
+		s.HoldCPUCores = &cores
+	}
+	s.Pings = pings.Load()
+	if s.Pings > 0 {
+		f := failed.Load()
+		l := hist.Summary()
+		s.PingsFailed, s.PingLatency = &f, &l
+	}
+	return nil
 }
 
 // connectIdle connects (and subscribes) a client that then stays idle: no goroutines of
@@ -285,7 +421,7 @@ func connectIdle(ctx context.Context, cfg ConnectConfig, i int, id string) (*mqt
 	defer cancel()
 	c, err := mqttclient.Dial(cctx, cfg.MQTT[i%len(cfg.MQTT)], mqttclient.Options{
 		ID: id, Version: cfg.MQTTVersion, KeepAlive: cfg.KeepAlive, ReadBufferSize: 512,
-		Username: cfg.Username, Password: cfg.Password, LocalAddr: sourceFor(cfg.SourceIPs, i),
+		Username: cfg.Username, Password: cfg.Password, LocalAddr: sourceFor(cfg.SourceIPs, i), TLS: cfg.TLS,
 	})
 	if err != nil {
 		return nil, err

@@ -144,3 +144,29 @@ func cpuSeconds(ctx context.Context, urls []string) (float64, error) {
 	}
 	return total, nil
 }
+
+// pidCPUSeconds reads a process's CPU time (user + system) from /proc/<pid>/stat, in
+// seconds (the kernel counts clock ticks, 100 a second on Linux).
+func pidCPUSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name, in parentheses, may hold spaces: fields count from after it.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	// After the name: state (field 3 of stat(5)) is f[0], utime (14) f[11], stime (15) f[12].
+	ut, err1 := strconv.ParseFloat(f[11], 64)
+	st, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: utime %q stime %q", pid, f[11], f[12])
+	}
+	return (ut + st) / 100, nil
+}

@@ -167,8 +167,10 @@ func FormatValue(v float64, unit string) string {
 		return "—"
 	}
 	switch unit {
-	case "msg/s", "conn/s", "messages":
+	case "msg/s", "conn/s", "messages", "pings":
 		return thousands(int64(math.Round(v))) + " " + unit
+	case "cores":
+		return fmt.Sprintf("%.4f cores", v)
 	case "ms":
 		return fmt.Sprintf("%.3f ms", v)
 	case "µs":

@@ -193,6 +193,8 @@ func TestFormatValue(t *testing.T) {
 		{9500, "B", "9.5 KB"},
 		{512, "B", "512 B"},
 		{12345, "messages", "12,345 messages"},
+		{37000, "pings", "37,000 pings"},
+		{0.12494, "cores", "0.1249 cores"},
 		{math.NaN(), "B", "—"},
 	} {
 		if got := FormatValue(tc.v, tc.unit); got != tc.want {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -473,5 +474,31 @@ func TestRunConnectReportsFailures(t *testing.T) {
 	}
 	if res.OK || res.Connect.Failed != 10 || len(res.Errors) == 0 {
 		t.Fatalf("%+v", res)
+	}
+}
+
+// TestRunConnectHold: held clients are pinged every interval within the hold (three rounds
+// of 0.5 s in 1.5 s) and every ping is answered; the broker's CPU over the hold is read
+// from its process.
+func TestRunConnectHold(t *testing.T) {
+	_, addr := testenv.StartMochi(t)
+	cfg := DefaultConnectConfig()
+	cfg.MQTT, cfg.Connections, cfg.KeepAlive = []string{addr}, 20, 2
+	cfg.Hold, cfg.PingInterval = 1500*time.Millisecond, 500*time.Millisecond
+	cfg.PIDs = []int{os.Getpid()} // the mochi broker runs in this process
+	res, err := RunConnect(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := res.Connect
+	if !res.OK || s.Pings != 60 || s.PingsFailed == nil || *s.PingsFailed != 0 || s.PingLatency == nil || s.PingLatency.Count != 60 {
+		t.Fatalf("pings %d, failed %d, latency %+v (%+v)", s.Pings, s.PingsFailed, s.PingLatency, res.Errors)
+	}
+	if s.HoldCPUCores == nil || *s.HoldCPUCores < 0 {
+		t.Fatalf("hold CPU %v", s.HoldCPUCores)
+	}
+	cfg.PingInterval = 3 * time.Second // the broker closes a client silent for 1.5 × 2 s
+	if err := cfg.Validate(); err == nil {
+		t.Fatal("a ping interval beyond the keep-alive accepted")
 	}
 }

@@ -153,8 +153,16 @@ type Limits struct {
 	ConnRatePerIP  float64
 	ConnBurstPerIP int
 	// WritesPending is the per-client outbound queue (mochi's MaximumClientWritesPending):
-	// its buffer is allocated per connection, so it sets most of a connection's idle memory.
+	// a channel buffer of 8 bytes a slot allocated with every connection, idle or not. It
+	// carries only mochi's own pub/sub and retained messages (directed messages are written
+	// by the node itself); when it is full, QoS>0 messages go to the client's mailbox
+	// (OnPublishDropped) and QoS 0 ones are dropped.
 	WritesPending int32
+	// ReadBuffer is the size of each connection's read buffer (mochi's
+	// ClientNetReadBufferSize), allocated with the connection, idle or not. A packet larger
+	// than the buffer is read past it, straight into the packet's own memory; a small buffer
+	// only means more read calls for a client that sends many small packets at once.
+	ReadBuffer int
 
 	// Before authentication (see docs/SECURITY.md): a connection is pending from accept
 	// until its CONNECT is authenticated or answered.
@@ -239,7 +247,8 @@ func DefaultConfig() Config {
 			TopicAliasMax:    16,
 			ReceiveMaximum:   128,
 			MaxInflight:      8192,
-			WritesPending:    256,
+			WritesPending:    64,  // 512 bytes a connection; mochi's default, 8192, is 64 KiB
+			ReadBuffer:       512, // mochi's default is 2048
 			ConnRatePerIP:    500,
 			ConnBurstPerIP:   1000,
 
@@ -361,6 +370,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max inflight %d: must be positive", l.MaxInflight)
 	case l.WritesPending <= 0:
 		return fmt.Errorf("writes pending %d: must be positive", l.WritesPending)
+	case l.ReadBuffer < 64:
+		return fmt.Errorf("read buffer %d: too small (minimum 64 bytes)", l.ReadBuffer)
 	case l.ConnRatePerIP < 0 || (l.ConnRatePerIP > 0 && l.ConnBurstPerIP <= 0):
 		return fmt.Errorf("connection rate %g/s per address must not be negative, and its burst %d must be positive", l.ConnRatePerIP, l.ConnBurstPerIP)
 	case l.ConnectTimeout <= 0:

@@ -177,9 +177,10 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 	}
 
 	n.mqtt = mqtt.New(&mqtt.Options{
-		Capabilities:           n.capabilities(),
-		Logger:                 mochiLogger(n.log.With("component", "mqtt")),
-		SysTopicResendInterval: 10,
+		Capabilities:            n.capabilities(),
+		ClientNetReadBufferSize: cfg.Limits.ReadBuffer,
+		Logger:                  mochiLogger(n.log.With("component", "mqtt")),
+		SysTopicResendInterval:  10,
 	})
 	n.cluster = newCluster(n)
 	if err := n.mqtt.AddHook(&hook{n: n}, nil); err != nil {

@@ -34,10 +34,13 @@ var errWSNoSubprotocol = errors.New("the client offered no MQTT WebSocket subpro
 
 var wsUpgrader = websocket.Upgrader{
 	Subprotocols: wsSubprotocols,
-	// Its own buffers, so reads after the upgrade do not go through the request's
-	// size-limited reader.
-	ReadBufferSize:  4096,
+	// Its own read buffer, so reads after the upgrade do not go through the request's
+	// size-limited reader; small, since mochi's reader buffers again above it and a larger
+	// frame is read past it. Write buffers come from a pool only while a message is being
+	// written: an idle connection holds none (4 KiB less each).
+	ReadBufferSize:  512,
 	WriteBufferSize: 4096,
+	WriteBufferPool: &sync.Pool{},
 	// Any origin: a browser on any site may connect. MQTT authenticates with the CONNECT's
 	// credentials, never with cookies or other ambient credentials a foreign page could
 	// borrow, so there is nothing for an origin check to protect.

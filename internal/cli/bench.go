@@ -2,10 +2,13 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"runtime/pprof"
 	"strconv"
@@ -217,6 +220,7 @@ var benchFlags = fieldFlags{
 	"Concurrency": "--concurrency", "Settle": "--settle", "Pairs": "--pairs", "Window": "--window",
 	"Inflight": "--inflight", "Listen": "--listen", "Target": "--to",
 	"SubMQTT": "--sub-mqtt", "PubMQTT": "--pub-mqtt", "CrossNode": "--cross-node",
+	"Hold": "--hold", "PingInterval": "--ping", "KeepAlive": "--keepalive",
 }
 
 func benchPubSub(ctx context.Context, e env, args []string) error {
@@ -305,12 +309,23 @@ func benchConnect(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&cfg.Prefix, "prefix", cfg.Prefix, "client id prefix")
 	creds := registerCreds(fs)
 	sources := fs.String("source-ips", "", "spread the connections over these source addresses: IPs or ranges like 127.0.0.2-127.0.0.33")
+	useTLS := fs.Bool("tls", false, "connect over TLS (a full handshake for every connection)")
+	fs.DurationVar(&cfg.Hold, "hold", 0, "after memory is read, keep the clients this long while the brokers' CPU is measured")
+	fs.DurationVar(&cfg.PingInterval, "ping", 0, "while held, ping every client this often (within the keep-alive) and count the answers")
+	tlsCA := fs.String("tls-ca", "", "CA file the brokers' certificates must be signed by (implies --tls; default: the system's roots)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	warnSecrets(fs, stderrLogger(e))
 	if fs.NArg() > 0 {
 		return usagef("unexpected arguments %q", fs.Args())
+	}
+	if *useTLS || *tlsCA != "" {
+		tc, err := benchTLS(*tlsCA, mqttAddrs)
+		if err != nil {
+			return err
+		}
+		cfg.TLS, cfg.UseTLS = tc, true
 	}
 	if keepalive > 65535 {
 		return usagef("--keepalive %d: at most 65535", keepalive)
@@ -481,4 +496,25 @@ func benchDelayProxy(ctx context.Context, e env, args []string) error {
 	fmt.Fprintf(e.stdout, "delay proxy on %s to %s, %v each way\n", p.Addr(), cfg.Target, cfg.Delay)
 	<-ctx.Done()
 	return nil
+}
+
+// benchTLS is the generator's TLS client configuration: the brokers verified against the
+// CA file (the system's roots without one) under the host of the first address, set once
+// rather than per connection.
+func benchTLS(caFile, addrs string) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, usagef("--tls-ca: %v", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, usagef("--tls-ca %s: no PEM certificate in it", caFile)
+		}
+	}
+	if l := splitList(addrs); len(l) > 0 {
+		tc.ServerName, _, _ = net.SplitHostPort(l[0])
+	}
+	return tc, nil
 }

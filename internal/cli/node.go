@@ -64,6 +64,11 @@ func runNode(ctx context.Context, e env, args []string) error {
 	var maxPacket uint
 	fs.UintVar(&maxPacket, "max-packet-size", uint(d.Limits.MaxPacketSize), "largest MQTT packet accepted (bytes)")
 	fs.Int64Var(&cfg.Limits.MaxClients, "max-clients", d.Limits.MaxClients, "most concurrent MQTT connections")
+	var writesPending int
+	fs.IntVar(&writesPending, "writes-pending", int(d.Limits.WritesPending),
+		"per-connection queue of the broker's own pub/sub messages (8 bytes a slot, allocated with each connection); when full, QoS>0 ones go to the mailbox")
+	fs.IntVar(&cfg.Limits.ReadBuffer, "read-buffer", d.Limits.ReadBuffer,
+		"per-connection read buffer (bytes, allocated with each connection); larger packets are read past it")
 	fs.DurationVar(&cfg.Limits.ConnectTimeout, "connect-timeout", d.Limits.ConnectTimeout,
 		"time from accept for the TLS handshake and the CONNECT to arrive; the connection is closed after it")
 	var maxConnect uint
@@ -110,6 +115,10 @@ func runNode(ctx context.Context, e env, args []string) error {
 		return usagef("--max-inflight %d: at most 65535", maxInflight)
 	}
 	cfg.Limits.MaxInflight = uint16(maxInflight)
+	if writesPending < 1 || writesPending > 1<<20 {
+		return usagef("--writes-pending %d: between 1 and 1048576", writesPending)
+	}
+	cfg.Limits.WritesPending = int32(writesPending)
 	cfg.Limits.MaxSessionExpiry = uint32(maxSession / time.Second)
 	if maxKeepAlive < 0 || maxKeepAlive%time.Second != 0 || maxKeepAlive > node.MaxServerKeepAlive*time.Second {
 		return usagef("--max-keepalive %v: whole seconds, 0 to %v (MQTT keep-alives are seconds; mochi's deadline wraps above it)",

@@ -2,14 +2,16 @@
 // so it speaks exactly what the nodes parse. It serves two users that must not be what they
 // measure: the load generator (bench), whose hot paths (reading a PUBLISH, queueing one)
 // allocate nothing, and the monitor's probe, which connects, pings, subscribes and sends
-// itself one message. It is not a general-purpose client: no TLS, no session resumption,
-// no retransmission; a test that needs those uses paho (internal/testenv).
+// itself one message. It is not a general-purpose client: TLS only as a transport (for
+// the connection storm beside other brokers' TLS), no session resumption, no
+// retransmission; a test that needs those uses paho (internal/testenv).
 package mqttclient
 
 import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -39,6 +41,9 @@ type Options struct {
 	// LocalAddr, when set, is the source IP address to connect from (e.g. one of
 	// 127.0.0.0/8, to spread a storm over many source addresses).
 	LocalAddr string
+	// TLS, when set, makes the connection TLS with this configuration (its ServerName, if
+	// empty, is the host of the address dialled); the handshake is bounded by Dial's ctx.
+	TLS *tls.Config
 	// ReadBufferSize is the read buffer's size (default 16 KiB); a packet larger than it
 	// is read into a separate buffer.
 	ReadBufferSize int
@@ -139,6 +144,19 @@ func Dial(ctx context.Context, addr string, o Options) (*Client, error) {
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", addr, err)
+	}
+	if o.TLS != nil {
+		cfg := o.TLS
+		if cfg.ServerName == "" {
+			cfg = cfg.Clone()
+			cfg.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		tc := tls.Client(conn, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("tls handshake with %s: %w", addr, err)
+		}
+		conn = tc
 	}
 	c := &Client{
 		opts: o,

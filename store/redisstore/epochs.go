@@ -95,15 +95,19 @@ func (s *Store) RecordedEpochs(ctx context.Context, after store.NodeEpoch, max i
 	return out, nil
 }
 
-// index adds client to node's index and, unless this process did so already, records the
+// index adds clients to node's index and, unless this process did so already, records the
 // pair (node, epoch), in one pipeline.
-func (s *Store) index(ctx context.Context, node string, epoch int64, client string) error {
+func (s *Store) index(ctx context.Context, node string, epoch int64, clients ...string) error {
 	ne := store.NodeEpoch{Node: node, Epoch: epoch}
+	members := make([]any, len(clients))
+	for i, c := range clients {
+		members[i] = c
+	}
 	if s.epochs.has(ne) {
-		return s.rdb.SAdd(ctx, s.keys.node(node), client).Err()
+		return s.rdb.SAdd(ctx, s.keys.node(node), members...).Err()
 	}
 	_, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		pipe.SAdd(ctx, s.keys.node(node), client)
+		pipe.SAdd(ctx, s.keys.node(node), members...)
 		pipe.ZAddNX(ctx, s.keys.epochs(), redis.Z{Member: epochMember(ne)})
 		return nil
 	})

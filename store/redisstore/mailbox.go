@@ -131,9 +131,12 @@ func (s *Store) Peek(ctx context.Context, client string, after uint64, n int) ([
 		return nil, nil
 	}
 	n = min(n, maxPeek)
-	vals, err := sliceOf(s.eval(ctx, noWait, s.scripts.peek,
-		[]string{s.keys.order(client), s.keys.messages(client)},
-		strconv.FormatUint(after, 10), n))
+	// Concurrent Peeks share a pipeline (connects.go): a storm of new sessions each reads
+	// its mailbox once.
+	vals, err := sliceOf(s.peekBatched(ctx, scriptCall{
+		keys: []string{s.keys.order(client), s.keys.messages(client)},
+		args: []any{strconv.FormatUint(after, 10), n},
+	}))
 	if err != nil {
 		return nil, s.fail("peek", err)
 	}

@@ -18,6 +18,10 @@ import (
 // after it, so that a reaper that removed the entry meanwhile cannot leave the new
 // presence unindexed. The second write is best effort: a failure is logged, not returned,
 // because the presence is already written and the first write normally covers it.
+//
+// Concurrent Connects are written together (connects.go): each phase once for all of them,
+// their scripts in one pipeline, and each returns when its own batch is written, so no
+// Connect returns before its presence is recorded.
 func (s *Store) Connect(ctx context.Context, p store.Presence) (store.ConnectResult, error) {
 	if err := checkPresence(p); err != nil {
 		return store.ConnectResult{}, fmt.Errorf("connect: %w", err)
@@ -26,29 +30,7 @@ func (s *Store) Connect(ctx context.Context, p store.Presence) (store.ConnectRes
 	if err != nil {
 		return store.ConnectResult{}, fmt.Errorf("connect: %w", err)
 	}
-	if err := s.index(ctx, p.Node, p.Epoch, p.Client); err != nil {
-		return store.ConnectResult{}, s.fail("connect: index", err)
-	}
-	vals, err := sliceOf(s.eval(ctx, write, s.scripts.connect, s.presenceKeys(p.Client),
-		append(args, store.MaxPending)...))
-	if err != nil {
-		return store.ConnectResult{}, s.fail("connect", err)
-	}
-	res, dropped, err := parseConnect(p.Client, vals)
-	if err != nil {
-		return store.ConnectResult{}, fmt.Errorf("connect: %w", err)
-	}
-	if dropped > 0 {
-		s.log.Warn("redisstore: dropped the oldest pending takeovers of a client",
-			"client", p.Client, "dropped", dropped, "kept", store.MaxPending)
-	}
-	if err := s.index(ctx, p.Node, p.Epoch, p.Client); err != nil {
-		s.log.Warn("redisstore: index connected client", "client", p.Client, "node", p.Node, "err", err)
-	}
-	if res.Prev.Online() && res.Prev.Node != p.Node {
-		s.unindex(ctx, res.Prev.Node, p.Client)
-	}
-	return res, nil
+	return s.connectBatched(&connectCall{ctx: ctx, p: p, args: args, done: make(chan connectOutcome, 1)})
 }
 
 // parseConnect reads the connect script's reply: the replaced presence, how many pending

@@ -36,6 +36,9 @@ type Store struct {
 	durability Durability    // as chosen at New
 	wait       *waitSpec     // what durable writes wait for; nil for DurabilityNone
 	epochs     epochCache
+	connects   batchQueue[*connectCall]
+	peeks      batchQueue[*peekCall]
+	flushers   sync.WaitGroup // the batch queues' flushers
 
 	closeOnce sync.Once
 	closeErr  error
@@ -57,6 +60,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		scripts: newScripts(),
 		grace:   keyGrace,
 	}
+	s.connects.wg, s.peeks.wg = &s.flushers, &s.flushers
 	// Maintenance notifications are a Redis Enterprise/Cloud feature; a self-hosted Redis
 	// refuses the handshake.
 	noMaint := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
@@ -189,6 +193,9 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close releases the store's connections. Idempotent.
 func (s *Store) Close() error {
-	s.closeOnce.Do(func() { s.closeErr = s.rdb.Close() })
+	s.closeOnce.Do(func() {
+		s.closeErr = s.rdb.Close()
+		s.flushers.Wait() // a batch under way fails fast on the closed client
+	})
 	return s.closeErr
 }

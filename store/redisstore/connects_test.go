@@ -1,0 +1,170 @@
+package redisstore_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-mqtt/switchboard/internal/testenv"
+	"github.com/switchboard-mqtt/switchboard/store"
+	"github.com/switchboard-mqtt/switchboard/store/redisstore"
+	"github.com/switchboard-mqtt/switchboard/store/storetest"
+)
+
+// roundTrips counts the round trips a store makes (a command or a pipeline each) and can
+// hold the first one back until released.
+type roundTrips struct {
+	mu      sync.Mutex
+	n       int
+	hold    chan struct{} // closed to release the first round trip
+	held    chan struct{} // closed once the first round trip is held
+	holding bool
+}
+
+func (r *roundTrips) count() int { r.mu.Lock(); defer r.mu.Unlock(); return r.n }
+
+func (r *roundTrips) trip() {
+	r.mu.Lock()
+	r.n++
+	first := !r.holding && r.hold != nil
+	if first {
+		r.holding = true
+	}
+	r.mu.Unlock()
+	if first {
+		close(r.held)
+		<-r.hold
+	}
+}
+
+func (r *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { r.trip(); return next(ctx, cmd) }
+}
+func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error { r.trip(); return next(ctx, cmds) }
+}
+
+// TestConcurrentConnectsShareRoundTrips: Connects that arrive while a batch is being
+// written are written together in the next one (three round trips for all of them, not
+// three each), and each still returns only once its own presence is recorded, with its
+// own answer (here: the presence it replaced).
+func TestConcurrentConnectsShareRoundTrips(t *testing.T) {
+	s := open(t, testConfig(t, shared.Redis(t).Addr))
+	ctx, cancel := testContext(t, 20*time.Second)
+	defer cancel()
+	const n = 64
+	// Each client had a presence on another node: its Connect must return that one.
+	for i := range n {
+		if _, err := s.Connect(ctx, storetest.NewPresence(fmt.Sprint("c", i), "old", 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rt := &roundTrips{hold: make(chan struct{}), held: make(chan struct{})}
+	redisstore.AddHook(s, rt)
+
+	first := make(chan error, 1)
+	go func() {
+		_, err := s.Connect(ctx, storetest.NewPresence("first", "n1", 2))
+		first <- err
+	}()
+	<-rt.held // the first batch (of one) is under way and held
+	var wg sync.WaitGroup
+	results := make([]store.ConnectResult, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = s.Connect(ctx, storetest.NewPresence(fmt.Sprint("c", i), "n1", 2))
+		}()
+	}
+	testenv.Eventually(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if w := redisstore.WaitingConnects(s); w != n {
+			return fmt.Errorf("%d Connects waiting, want %d", w, n)
+		}
+		return nil
+	})
+	before := rt.count()
+	close(rt.hold)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	trips := rt.count() - before
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("connect c%d: %v", i, errs[i])
+		}
+		if prev := results[i].Prev; prev.Node != "old" || prev.Client != fmt.Sprint("c", i) {
+			t.Fatalf("connect c%d replaced %+v, want its presence on node old", i, prev)
+		}
+		p, _, err := s.Lookup(ctx, fmt.Sprint("c", i))
+		if err != nil || p.Node != "n1" {
+			t.Fatalf("presence of c%d: %+v %v", i, p, err)
+		}
+	}
+	// The first batch: up to three round trips (index, script, index); the second the
+	// same for all 64, and two to take them out of the previous node's index.
+	if trips > 3+3+2 {
+		t.Fatalf("%d round trips for 1 + %d concurrent Connects, want at most %d", trips, n, 3+3+2)
+	}
+}
+
+// TestConcurrentPeeksShareRoundTrips: Peeks that arrive while a batch is being read are
+// read together in one pipeline, each with its own mailbox's messages.
+func TestConcurrentPeeksShareRoundTrips(t *testing.T) {
+	s := open(t, testConfig(t, shared.Redis(t).Addr))
+	ctx, cancel := testContext(t, 20*time.Second)
+	defer cancel()
+	const n = 64
+	var msgs []store.Message
+	for i := range n {
+		msgs = append(msgs, storetest.NewMessage(fmt.Sprint("c", i), fmt.Sprint("m", i)))
+	}
+	if _, err := s.Append(ctx, 10, msgs); err != nil {
+		t.Fatal(err)
+	}
+	rt := &roundTrips{hold: make(chan struct{}), held: make(chan struct{})}
+	redisstore.AddHook(s, rt)
+	first := make(chan error, 1)
+	go func() {
+		_, err := s.Peek(ctx, "nobody", 0, 10)
+		first <- err
+	}()
+	<-rt.held
+	var wg sync.WaitGroup
+	got := make([][]store.Message, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i], errs[i] = s.Peek(ctx, fmt.Sprint("c", i), 0, 10)
+		}()
+	}
+	testenv.Eventually(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if w := redisstore.WaitingPeeks(s); w != n {
+			return fmt.Errorf("%d Peeks waiting, want %d", w, n)
+		}
+		return nil
+	})
+	before := rt.count()
+	close(rt.hold)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if trips := rt.count() - before; trips > 2 {
+		t.Fatalf("%d round trips for 1 + %d concurrent Peeks, want at most 2", trips, n)
+	}
+	for i := range n {
+		if errs[i] != nil || len(got[i]) != 1 || got[i][0].ID != fmt.Sprint("m", i) {
+			t.Fatalf("peek c%d: %+v %v", i, got[i], errs[i])
+		}
+	}
+}
