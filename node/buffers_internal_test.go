@@ -16,8 +16,8 @@ import (
 // and 8192.
 func TestConnectionBufferDefaults(t *testing.T) {
 	l := DefaultConfig().Limits
-	if l.ReadBuffer != 512 || l.WritesPending != 64 {
-		t.Fatalf("read buffer %d, writes pending %d; want 512 and 64", l.ReadBuffer, l.WritesPending)
+	if l.ReadBuffer != 512 || l.WritesPending != 256 {
+		t.Fatalf("read buffer %d, writes pending %d; want 512 and 256", l.ReadBuffer, l.WritesPending)
 	}
 	bad := faultConfig(t, "buf-0")
 	bad.Limits.ReadBuffer = 8
