@@ -167,3 +167,36 @@ func TestSharedDeliveryWithoutAMemberReachesNobody(t *testing.T) {
 		t.Fatalf("the plain subscriber got %q (%v) first", m.Payload, err)
 	}
 }
+
+// A session that ends (a clean disconnect, and a dropped connection whose session does not
+// outlive it) takes its routes from the other nodes with it; one whose session outlives the
+// connection keeps them, since mochi keeps its messages.
+func TestEndedSessionWithdrawsItsRoutes(t *testing.T) {
+	ns := twoNodes(t, "es")
+	routesOnPeer := func(want int) {
+		t.Helper()
+		testenv.Eventually(t, 10*time.Second, 5*time.Millisecond, func() error {
+			if got := ns[1].PeerFiltersForTest("es-1"); got != want {
+				return fmt.Errorf("node 2 holds %d of node 1's filters, want %d", got, want)
+			}
+			return nil
+		})
+	}
+	clean := testenv.ConnectMQTT(t, ns[0].Member().MQTTAddr, "clean", testenv.MQTTOptions{CleanStart: true})
+	if err := clean.Subscribe("t/clean", 1); err != nil {
+		t.Fatal(err)
+	}
+	dropped := testenv.ConnectMQTT(t, ns[0].Member().MQTTAddr, "dropped", testenv.MQTTOptions{CleanStart: true})
+	if err := dropped.Subscribe("t/dropped", 1); err != nil {
+		t.Fatal(err)
+	}
+	kept := testenv.ConnectMQTT(t, ns[0].Member().MQTTAddr, "kept", testenv.MQTTOptions{CleanStart: true, SessionExpiry: 600})
+	if err := kept.Subscribe("t/kept", 1); err != nil {
+		t.Fatal(err)
+	}
+	routesOnPeer(3)
+	clean.Close()
+	dropped.Drop()
+	kept.Drop()
+	routesOnPeer(1)
+}

@@ -58,3 +58,6 @@ func (n *Node) DeliverSharedForTest(topic, group, payload string) wire.Result {
 	c.shares.deliver(c, f, func(r wire.Result) { res <- r })
 	return <-res
 }
+
+// PeerFiltersForTest is how many filters of peer this node's table holds.
+func (n *Node) PeerFiltersForTest(peer string) int { return n.cluster.table.PeerFilters(peer) }

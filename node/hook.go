@@ -543,10 +543,11 @@ func (n *Node) updateReady(st *clientState) {
 func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	h.n.cluster.shares.memberGone(cl)
 	if expire {
-		h.n.sessions.drop(cl) // mochi deletes the session now
-		if h.n.sessionOver(cl) {
-			h.n.cluster.sessionEnded(cl.ID)
-		}
+		// mochi deletes the session now. Its routes go by OnUnsubscribed, which mochi calls
+		// for a session it deletes, and only then: deciding here would race a takeover that
+		// inherits the subscriptions (mochi marks the old connection taken over after it
+		// told this one to end).
+		h.n.sessions.drop(cl)
 	}
 	st := h.n.clients.byClient(cl)
 	if st == nil {
