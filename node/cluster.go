@@ -52,8 +52,7 @@ type cluster struct {
 	in     map[string]*receiver // from the other nodes (and this one, for shared), by sender id
 	closed bool
 
-	shares  shareWaits // deliveries to a member here, awaiting its acknowledgement
-	sending sharedSends
+	shares shareWaits // deliveries to a member here, awaiting its acknowledgement
 
 	ret retainedCopies
 
@@ -80,7 +79,6 @@ func newCluster(n *Node) *cluster {
 		stop:        make(chan struct{}),
 	}
 	c.shares.init()
-	c.sending.init()
 	c.ret.init()
 	c.metrics.forwards = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_node_forwards_total",
@@ -125,7 +123,6 @@ func (c *cluster) close() {
 	}
 	c.wg.Wait()
 	c.shares.failAll("node shutting down")
-	c.sending.dropAll(c)
 }
 
 // watchMembers keeps one link per other live node and drops the routes of nodes that left
@@ -190,7 +187,6 @@ func (c *cluster) reconcile() {
 		// It may have stored retained messages whose forwards it never sent.
 		c.ret.kick()
 	}
-	c.sending.retryWaiting(c)
 }
 
 func (c *cluster) link(id string) *link {
@@ -238,14 +234,12 @@ func (c *cluster) subscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 }
 
 func (c *cluster) unsubscribed(cl *mqtt.Client, pk packets.Packet) {
-	changed := false
+	before := c.table.Version()
+	ver := before
 	for _, sub := range pk.Filters {
-		before := c.table.Version()
-		if c.table.Unsubscribe(cl.ID, sub.Filter) != before {
-			changed = true
-		}
+		ver = c.table.Unsubscribe(cl.ID, sub.Filter)
 	}
-	if changed {
+	if ver != before {
 		c.wake()
 	}
 }
@@ -364,7 +358,7 @@ func (c *cluster) route(cl *mqtt.Client, pk *packets.Packet, will bool) (here []
 		case will && g.Nodes[c.n.cfg.ID] > 0:
 			// mochi gave it to a member here
 		case f.qos > 0:
-			c.sending.start(c, f, g.Key)
+			c.sendShared(f, g.Key)
 		default:
 			to := pickNode(g.Nodes, nil)
 			if to == c.n.cfg.ID {

@@ -25,7 +25,7 @@ func (n *Node) DropForTest(id string, pk packets.Packet) bool {
 func (n *Node) ConnectedForTest() int64 { return atomic.LoadInt64(&n.mqtt.Info.ClientsConnected) }
 
 // ReconcileWithQueuedShareForTest queues, on the link to peer, a shared-group message
-// whose failure is sent again to another member (as sharedSends queues them), then makes
+// whose failure is sent again to another member (as sendShared queues them), then makes
 // the member watch's next reconcile see peer under a new registration, which closes that
 // link. The returned channel closes when reconcile returns.
 func (n *Node) ReconcileWithQueuedShareForTest(peer, topic, group string) <-chan struct{} {
@@ -36,7 +36,7 @@ func (n *Node) ReconcileWithQueuedShareForTest(peer, topic, group string) <-chan
 	l.mu.Lock()
 	l.queue = append(l.queue, outItem{body: f.append(nil), done: func(wire.Result, error) {
 		ss.tried[peer] = true
-		c.sending.try(c, ss)
+		c.trySharedSend(ss)
 	}})
 	l.mu.Unlock()
 	c.mu.Lock()

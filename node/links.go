@@ -179,6 +179,12 @@ func (l *link) run() {
 func (l *link) backoff() time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.nextRetry()
+}
+
+// nextRetry doubles the retry delay (up to linkRetryMax) and returns it; the caller
+// holds mu.
+func (l *link) nextRetry() time.Duration {
 	l.retryAt = min(max(l.retryAt*2, linkRetryMin), linkRetryMax)
 	return l.retryAt
 }
@@ -267,8 +273,7 @@ func (l *link) push(conn *wire.Conn) time.Duration {
 						l.failing = true
 						l.signal()
 					}
-					l.retryAt = min(max(l.retryAt*2, linkRetryMin), linkRetryMax)
-					retry := l.retryAt
+					retry := l.nextRetry()
 					go func() {
 						select {
 						case <-time.After(retry):

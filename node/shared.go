@@ -183,19 +183,17 @@ type sharedSend struct {
 	deadline time.Time
 }
 
-// sharedSends sends shared-group messages to a member somewhere in the cluster, and to
-// another when that one fails.
-type sharedSends struct{}
-
-func (sharedSends) init() {}
-
-func (s sharedSends) start(c *cluster, f forwarded, group string) {
+// sendShared sends a QoS 1 or 2 shared-group message to a member somewhere in the
+// cluster, and to another when that one fails (see trySharedSend).
+func (c *cluster) sendShared(f forwarded, group string) {
 	f.flags |= fwdShared
 	f.group, f.track = group, 1
-	s.try(c, &sharedSend{f: f, tried: map[string]bool{}, deadline: time.Now().Add(shareDeadline)})
+	c.trySharedSend(&sharedSend{f: f, tried: map[string]bool{}, deadline: time.Now().Add(shareDeadline)})
 }
 
-func (s sharedSends) try(c *cluster, ss *sharedSend) {
+// trySharedSend hands ss to one member's node, picked among those not tried this round;
+// it ends when a member acknowledged it, the node closes, or the deadline passed.
+func (c *cluster) trySharedSend(ss *sharedSend) {
 	select {
 	case <-c.stop:
 		return
@@ -218,7 +216,7 @@ func (s sharedSends) try(c *cluster, ss *sharedSend) {
 	if to == "" {
 		// Every member failed it (or the group has none now): a new round after a pause.
 		clear(ss.tried)
-		time.AfterFunc(shareRetry, func() { s.try(c, ss) })
+		time.AfterFunc(shareRetry, func() { c.trySharedSend(ss) })
 		return
 	}
 	done := func(r wire.Result, err error) {
@@ -228,7 +226,7 @@ func (s sharedSends) try(c *cluster, ss *sharedSend) {
 		}
 		c.metrics.shared.WithLabelValues("retried").Inc()
 		ss.tried[to] = true
-		s.try(c, ss)
+		c.trySharedSend(ss)
 	}
 	body := ss.f.append(nil)
 	if to == c.n.cfg.ID {
@@ -242,7 +240,3 @@ func (s sharedSends) try(c *cluster, ss *sharedSend) {
 	}
 	l.enqueue(outItem{body: body, done: done})
 }
-
-func (sharedSends) dropAll(*cluster) {}
-
-func (sharedSends) retryWaiting(*cluster) {}
