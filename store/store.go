@@ -105,6 +105,10 @@ type Message struct {
 	// increasing in append order for one client, and never reused for that client, even
 	// after its mailbox emptied or expired. Append ignores it.
 	Seq uint64
+	// Receipt asks for a terminal receipt (see Receipts): a store that keeps receipts
+	// registers the message before Append writes it. It is not stored with the message
+	// (Peek returns it false).
+	Receipt bool
 }
 
 // AppendResult tells what Append did with one message.
@@ -261,7 +265,9 @@ type Store interface {
 	// Append adds each message at the tail of its recipient's mailbox, in slice order
 	// (msgs may name many clients; one client's messages keep their order), unless a
 	// message with the same id is already in that mailbox (Duplicate) or the mailbox holds
-	// limit messages (Err wraps ErrMailboxFull). It returns one result per message. An
+	// limit messages (Err wraps ErrMailboxFull). A store that keeps receipts registers
+	// each message with Receipt set first (see Receipts), whatever the outcome of its
+	// append. It returns one result per message. An
 	// error means the call as a whole failed: any of the messages may or may not have
 	// been added, and a retry of the same messages is safe (ids are recognised).
 	Append(ctx context.Context, limit int, msgs []Message) ([]AppendResult, error)
