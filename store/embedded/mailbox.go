@@ -35,8 +35,15 @@ func (s *Store) Append(ctx context.Context, limit int, msgs []store.Message) ([]
 	var outs []appendOutcome
 	run := func(write bool) func(*bolt.Tx) error {
 		return func(tx *bolt.Tx) error {
+			now := time.Now()
+			if write {
+				// Registered first, whatever each append's outcome (Append's contract).
+				if err := registerReceipts(tx, msgs, now); err != nil {
+					return err
+				}
+			}
 			var err error
-			res, outs, err = bucketsOf(tx).appendAll(msgs, limit, write, time.Now())
+			res, outs, err = bucketsOf(tx).appendAll(msgs, limit, write, now)
 			return err
 		}
 	}

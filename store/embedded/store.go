@@ -29,6 +29,7 @@ type Store struct {
 	maxGroup int
 	reserve  *reserve
 	notices  *notices
+	rwake    receiptWake // readers of the receipt log waiting for more
 
 	writes  chan *write
 	closing chan struct{} // closed by Close: the goroutines stop

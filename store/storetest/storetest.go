@@ -94,6 +94,15 @@ func Run(t *testing.T, open Opener) {
 		{"JobLeaseExpires", testJobLeaseExpires},
 		{"JobEnds", testJobEnds},
 
+		{"ReceiptOncePerMessage", testReceiptOncePerMessage},
+		{"ReceiptOnlyPending", testReceiptOnlyPending},
+		{"ReceiptPendingState", testReceiptPendingState},
+		{"ReceiptSweepExpires", testReceiptSweepExpires},
+		{"ReceiptsLogOrderAndCursor", testReceiptsLogOrderAndCursor},
+		{"ReceiptsRetention", testReceiptsRetention},
+		{"ReceiptConsumers", testReceiptConsumers},
+		{"ReceiptsRefuseBadInput", testReceiptsRefuseBadInput},
+
 		{"PingAndClose", testPingClose},
 		{"CancelledContext", testCancelled},
 	} {
