@@ -80,6 +80,11 @@ func (s *Store) Append(ctx context.Context, limit int, msgs []store.Message) ([]
 		runs[r].bytes += len(body)
 		calls[r].args = append(calls[r].args, m.ID, ttlMillis(m.TTL), body)
 	}
+	// Registered first, so that the receipt of a message delivered at once finds it. (A
+	// run of its own: on a cluster its slot is on another shard than the mailboxes.)
+	if err := s.register(ctx, msgs); err != nil {
+		return nil, fmt.Errorf("append: %w", err)
+	}
 	cmds, err := s.evalAll(ctx, s.scripts.append, calls, write)
 	if err != nil {
 		return nil, s.fail("append", err)
