@@ -109,7 +109,21 @@ type Message struct {
 	// registers the message before Append writes it. It is not stored with the message
 	// (Peek returns it false).
 	Receipt bool
+	// CollapseKey, when set, makes the message replace the client's queued message with
+	// the same key (AppendResult.Collapsed names it; with receipts, its receipt is
+	// ReceiptCollapsed). The new message goes at the tail. A client's mailbox holds at
+	// most CollapseLimit distinct keys (0: no limit): a message with a new key past it is
+	// refused (Err wraps ErrTooManyCollapseKeys). Neither is returned by Peek.
+	CollapseKey   string
+	CollapseLimit int
 }
+
+// MaxCollapseKey is the longest collapse key, in bytes.
+const MaxCollapseKey = 128
+
+// ErrTooManyCollapseKeys means the client's mailbox holds messages under its limit of
+// collapse keys, none of them the new message's; the message was refused.
+var ErrTooManyCollapseKeys = errors.New("too many collapse keys")
 
 // AppendResult tells what Append did with one message.
 type AppendResult struct {
@@ -123,6 +137,9 @@ type AppendResult struct {
 	Duplicate bool
 	// Err is why this message was not added: it wraps ErrMailboxFull or ErrStoreFull.
 	Err error
+	// Collapsed is the id of the older message with the same collapse key that this one
+	// replaced in the mailbox ("" for none).
+	Collapsed string
 	// Presence is the client's presence read in the same atomic step as the append, so a
 	// caller can tell the client's node: a client that connected before the append is
 	// named here, one that connects after it reads its mailbox on connect.
@@ -337,6 +354,10 @@ func CheckAppend(limit int, msgs []Message) error {
 			return fmt.Errorf("append: message %d to %q: empty message id", i, m.To)
 		case m.TTL <= 0:
 			return fmt.Errorf("append %q to %q: TTL %v must be positive", m.ID, m.To, m.TTL)
+		case len(m.CollapseKey) > MaxCollapseKey:
+			return fmt.Errorf("append %q to %q: collapse key of %d bytes is over the maximum of %d", m.ID, m.To, len(m.CollapseKey), MaxCollapseKey)
+		case m.CollapseLimit < 0:
+			return fmt.Errorf("append %q to %q: negative collapse limit %d", m.ID, m.To, m.CollapseLimit)
 		}
 	}
 	return nil

@@ -137,6 +137,8 @@ func orderedInt(v int64) uint64 { return uint64(v) ^ (1 << 63) }
 // buckets are the store's buckets inside one transaction.
 type buckets struct {
 	presence, nodes, boxes, messages, ids, expiry, meta, retained *bolt.Bucket
+	// collapse is nil until a write created it (see collapse.go).
+	collapse *bolt.Bucket
 }
 
 // bucketsOf returns tx's buckets; Open created them all.
@@ -150,5 +152,6 @@ func bucketsOf(tx *bolt.Tx) buckets {
 		expiry:   tx.Bucket(bucketExpiry),
 		meta:     tx.Bucket(bucketMeta),
 		retained: tx.Bucket(bucketRetained),
+		collapse: tx.Bucket(bucketCollapse),
 	}
 }

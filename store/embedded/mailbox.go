@@ -33,6 +33,7 @@ func (s *Store) Append(ctx context.Context, limit int, msgs []store.Message) ([]
 	}
 	var res []store.AppendResult
 	var outs []appendOutcome
+	collapsed := false // a collapsed message's receipt was recorded
 	run := func(write bool) func(*bolt.Tx) error {
 		return func(tx *bolt.Tx) error {
 			now := time.Now()
@@ -41,9 +42,17 @@ func (s *Store) Append(ctx context.Context, limit int, msgs []store.Message) ([]
 				if err := registerReceipts(tx, msgs, now); err != nil {
 					return err
 				}
+				if err := createCollapse(tx, msgs); err != nil {
+					return err
+				}
 			}
 			var err error
-			res, outs, err = bucketsOf(tx).appendAll(msgs, limit, write, now)
+			if res, outs, err = bucketsOf(tx).appendAll(msgs, limit, write, now); err != nil {
+				return err
+			}
+			if write {
+				collapsed, err = endCollapsed(tx, msgs, res, now)
+			}
 			return err
 		}
 	}
@@ -71,7 +80,12 @@ func (s *Store) Append(ctx context.Context, limit int, msgs []store.Message) ([]
 			res[i].Err = fmt.Errorf("append %q to %q: %w (limit %d)", m.ID, m.To, store.ErrMailboxFull, limit)
 		case appendRefused:
 			res[i].Err = fmt.Errorf("append %q to %q: store in %q: %w", m.ID, m.To, s.dir, lowDisk)
+		case appendTooManyKeys:
+			res[i].Err = fmt.Errorf("append %q to %q: %w (limit %d)", m.ID, m.To, store.ErrTooManyCollapseKeys, m.CollapseLimit)
 		}
+	}
+	if collapsed {
+		s.rwake.broadcast()
 	}
 	return res, nil
 }
@@ -84,6 +98,7 @@ const (
 	appendDuplicate               // the id is in the mailbox already
 	appendFull                    // the mailbox holds its limit
 	appendRefused                 // a new message, but writing was not allowed
+	appendTooManyKeys             // a new collapse key past the client's limit
 )
 
 // appendAll is Append's transaction: it appends each message in turn (see append) and
@@ -121,11 +136,35 @@ func (b buckets) append(m store.Message, limit int, write bool, now time.Time) (
 		res.Seq, res.Duplicate = binary.BigEndian.Uint64(v), true
 		return res, appendDuplicate, nil
 	}
+	var replace string // the queued message with the same collapse key
+	if m.CollapseKey != "" {
+		old, keys, err := b.collapseState(client, m.CollapseKey, write)
+		if err != nil {
+			return res, 0, err
+		}
+		if old == "" && m.CollapseLimit > 0 && keys >= m.CollapseLimit {
+			return res, appendTooManyKeys, nil
+		}
+		replace = old
+	}
+	depth := box.depth
+	if replace != "" {
+		depth-- // the new message takes the old one's place in the count
+	}
 	switch {
-	case box.depth >= limit:
+	case depth >= limit:
 		return res, appendFull, nil
 	case !write:
 		return res, appendRefused, nil
+	}
+	if replace != "" {
+		if err := b.remove(client, replace); err != nil {
+			return res, 0, err
+		}
+		if box, err = b.mailbox(client); err != nil {
+			return res, 0, err
+		}
+		res.Collapsed = replace
 	}
 	seq, err := b.nextSeq(now)
 	if err != nil {
@@ -140,6 +179,11 @@ func (b buckets) append(m store.Message, limit int, write bool, now time.Time) (
 	}
 	if err := b.expiry.Put(expiryKey(expires, client, seq), nil); err != nil {
 		return res, 0, fmt.Errorf("put expiry: %w", err)
+	}
+	if m.CollapseKey != "" {
+		if err := b.collapse.Put(collapseKey(client, m.CollapseKey), []byte(m.ID)); err != nil {
+			return res, 0, fmt.Errorf("put collapse key: %w", err)
+		}
 	}
 	box.depth++
 	res.Seq, res.Depth = seq, box.depth

@@ -19,6 +19,8 @@
 //	<prefix>:{c:<b64 client>}:m    hash: message id -> encoded message (see codec.go; the
 //	                               header holds the expiry and the sequence number)
 //	<prefix>:{c:<b64 client>}:seq  string: the last sequence number given to the client
+//	<prefix>:{c:<b64 client>}:k    hash: collapse key -> the id of the message that last
+//	                               came with it (see appendLua)
 //	<prefix>:{n:<b64 node>}:clients  set: ids of clients that connected on the node
 //	<prefix>:{n:<b64 node>}:notices  list: the node's notices, oldest first, each
 //	                                 "<seq>,<encoded notice>"
@@ -41,6 +43,8 @@
 //	                                 the delivery receipts: the log (a stream), the
 //	                                 registered messages, the ended ones and the log's
 //	                                 consumers; see receipts.go
+//	<prefix>:{s}:due, :{s}:msg       the scheduled messages (a send's deliver_at): by
+//	                                 due time, and their contents; see schedule.go
 //
 // The retained messages are one hash and one counter for the whole cluster, sharing the
 // hash tag {r}: one slot, so on Redis Cluster the cluster's retained set lives on one

@@ -36,6 +36,10 @@ func (k keys) seq(client string) string { return k.client(client, "seq") }
 // appendLua); it lives a minute.
 func (k keys) chain(client string) string { return k.client(client, "ch") }
 
+// collapse is the client's hash of collapse key -> the id of the message that last came
+// with it (see appendLua).
+func (k keys) collapse(client string) string { return k.client(client, "k") }
+
 // mailbox is the keys of the client's mailbox in the order the mailbox scripts take them.
 func (k keys) mailbox(client string) []string {
 	return []string{k.order(client), k.messages(client), k.seq(client)}

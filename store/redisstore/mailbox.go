@@ -73,12 +73,12 @@ func (s *Store) Append(ctx context.Context, limit int, msgs []store.Message) ([]
 			r = len(runs)
 			open[m.To] = r
 			runs = append(runs, run{client: m.To})
-			keys := append(s.keys.mailbox(m.To), s.keys.presence(m.To), s.keys.chain(m.To))
+			keys := append(s.keys.mailbox(m.To), s.keys.presence(m.To), s.keys.chain(m.To), s.keys.collapse(m.To))
 			calls = append(calls, scriptCall{keys: keys, args: []any{limit, s.grace.Milliseconds(), prev, ""}})
 		}
 		runs[r].msgs = append(runs[r].msgs, i)
 		runs[r].bytes += len(body)
-		calls[r].args = append(calls[r].args, m.ID, ttlMillis(m.TTL), body)
+		calls[r].args = append(calls[r].args, m.ID, ttlMillis(m.TTL), body, m.CollapseKey, m.CollapseLimit)
 	}
 	// Registered first, so that the receipt of a message delivered at once finds it. (A
 	// run of its own: on a cluster its slot is on another shard than the mailboxes.)
@@ -102,7 +102,7 @@ func (s *Store) Append(ctx context.Context, limit int, msgs []store.Message) ([]
 		if err != nil {
 			return nil, s.fail("append", err)
 		}
-		if want := len(presenceFieldNames) + 3*len(r.msgs); len(vals) != want {
+		if want := len(presenceFieldNames) + 4*len(r.msgs); len(vals) != want {
 			return nil, fmt.Errorf("append: script returned %d values, want %d", len(vals), want)
 		}
 		p, err := parsePresence(r.client, vals[:len(presenceFieldNames)])
@@ -111,16 +111,22 @@ func (s *Store) Append(ctx context.Context, limit int, msgs []store.Message) ([]
 		}
 		out := vals[len(presenceFieldNames):]
 		for j, i := range r.msgs {
-			status, _ := out[3*j].(int64)
-			seq, _ := out[3*j+1].(int64)
-			depth, _ := out[3*j+2].(int64)
-			res[i] = store.AppendResult{Seq: uint64(seq), Depth: int(depth), Duplicate: status == 1, Presence: p}
-			if status == 2 {
+			status, _ := out[4*j].(int64)
+			seq, _ := out[4*j+1].(int64)
+			depth, _ := out[4*j+2].(int64)
+			old, _ := out[4*j+3].(string)
+			res[i] = store.AppendResult{Seq: uint64(seq), Depth: int(depth), Duplicate: status == 1, Presence: p, Collapsed: old}
+			switch status {
+			case 2:
 				res[i].Seq = 0
 				res[i].Err = fmt.Errorf("append %q to %q: %w (limit %d)", msgs[i].ID, msgs[i].To, store.ErrMailboxFull, limit)
+			case 3:
+				res[i].Seq = 0
+				res[i].Err = fmt.Errorf("append %q to %q: %w (limit %d)", msgs[i].ID, msgs[i].To, store.ErrTooManyCollapseKeys, msgs[i].CollapseLimit)
 			}
 		}
 	}
+	s.endCollapsed(ctx, msgs, res)
 	return res, nil
 }
 
@@ -204,4 +210,28 @@ func (s *Store) Depth(ctx context.Context, client string) (int, error) {
 		return 0, s.fail("depth", err)
 	}
 	return int(n), nil
+}
+
+// endCollapsed records the collapsed receipt of each registered message this Append
+// replaced. The replacement is already stored, so a failure here does not fail the
+// Append: it is logged, and the replaced message's registration ends, later, in an
+// expired receipt instead.
+func (s *Store) endCollapsed(ctx context.Context, msgs []store.Message, res []store.AppendResult) {
+	var rs []store.Receipt
+	for i, r := range res {
+		if r.Collapsed != "" {
+			rs = append(rs, store.Receipt{Client: msgs[i].To, ID: r.Collapsed, Status: store.ReceiptCollapsed,
+				Detail: "replaced by " + msgs[i].ID, OnlyPending: true})
+		}
+	}
+	if len(rs) == 0 {
+		return
+	}
+	var err error
+	for range 3 {
+		if err = s.Finish(ctx, rs...); err == nil {
+			return
+		}
+	}
+	s.log.Warn("redisstore: record the receipts of collapsed messages", "messages", len(rs), "error", err)
 }

@@ -144,12 +144,20 @@ return 1
 // leaves its own, and a run whose predecessor has not run is refused with ORDER, before
 // any write, to be sent again after it. A lone run has no marks and writes no chain key.
 //
-// KEYS: order, messages, seq, presence, chain. ARGV: limit, grace (ms), the mark of the
-// run before (empty for none), this run's mark (empty for none), then for each message its id,
-// TTL (ms) and body. Returns node, epoch, session, since, then for each message its
-// status (0 added, 1 duplicate, 2 full), seq (0 when full) and the depth after it.
+// A message with a collapse key replaces the queued message that came last with the same
+// key (the collapse hash maps each key to that message's id; an entry whose message left
+// the mailbox is stale, counts for nothing, and is deleted when met): the old one is
+// deleted, the new one goes at the tail, and the depth stays. A new key past the
+// message's limit of keys (0: none) refuses the message (status 3).
+//
+// KEYS: order, messages, seq, presence, chain, collapse. ARGV: limit, grace (ms), the
+// mark of the run before (empty for none), this run's mark (empty for none), then for
+// each message its id, TTL (ms), body, collapse key (empty for none) and limit of keys.
+// Returns node, epoch, session, since, then for each message its status (0 added, 1
+// duplicate, 2 full, 3 too many collapse keys), seq (0 when not added), the depth after
+// it and the id of the message it replaced (empty for none).
 const appendLua = `
-local o, m, sk = KEYS[1], KEYS[2], KEYS[3]
+local o, m, sk, ck = KEYS[1], KEYS[2], KEYS[3], KEYS[6]
 local function int(x) return string.format('%.0f', x) end
 local limit, grace = tonumber(ARGV[1]), tonumber(ARGV[2])
 local prev, mark = ARGV[3], ARGV[4]
@@ -164,35 +172,82 @@ local depth = redis.call('ZCARD', o)
 local last = math.max(tonumber(redis.call('GET', sk) or 0), micros - 1)
 local out = {pres[1], pres[2], pres[3], pres[4]}
 local added, new, latest = {}, {}, 0
-for i = 5, #ARGV, 3 do
-  local id = ARGV[i]
+local ckeys, nkeys, stale, ksets, removals = nil, 0, {}, {}, {}
+local function loadKeys()
+  if ckeys then return end
+  ckeys = {}
+  local all = redis.call('HGETALL', ck)
+  for j = 1, #all, 2 do
+    if redis.call('ZSCORE', o, all[j + 1]) then
+      ckeys[all[j]] = all[j + 1]; nkeys = nkeys + 1
+    else
+      stale[all[j]] = true
+    end
+  end
+end
+for i = 5, #ARGV, 5 do
+  local id, key, klimit = ARGV[i], ARGV[i + 3], tonumber(ARGV[i + 4])
   local seq = new[id]
   if not seq then
     local score = redis.call('ZSCORE', o, id)
     if score then seq = tonumber(score) end
   end
+  local old = nil
+  if not seq and key ~= '' then
+    loadKeys()
+    old = ckeys[key]
+    if old == id then old = nil end
+  end
+  local d = depth
+  if old then d = d - 1 end
   if seq then
-    out[#out + 1] = 1; out[#out + 1] = seq; out[#out + 1] = depth
-  elseif depth >= limit then
-    out[#out + 1] = 2; out[#out + 1] = 0; out[#out + 1] = depth
+    out[#out + 1] = 1; out[#out + 1] = seq; out[#out + 1] = depth; out[#out + 1] = ''
+  elseif key ~= '' and not old and klimit > 0 and nkeys >= klimit then
+    out[#out + 1] = 3; out[#out + 1] = 0; out[#out + 1] = depth; out[#out + 1] = ''
+  elseif d >= limit then
+    out[#out + 1] = 2; out[#out + 1] = 0; out[#out + 1] = depth; out[#out + 1] = ''
   else
+    if old then
+      if new[old] then
+        for _, a in ipairs(added) do if a[1] == old then a[5] = true end end
+        new[old] = nil
+      else
+        removals[#removals + 1] = old
+      end
+      depth = depth - 1
+    end
     last, depth = last + 1, depth + 1
     local exp = now + tonumber(ARGV[i + 1])
     new[id] = last
-    added[#added + 1] = {id, last, exp, ARGV[i + 2]}
+    added[#added + 1] = {id, last, exp, ARGV[i + 2], false}
     latest = math.max(latest, exp)
-    out[#out + 1] = 0; out[#out + 1] = last; out[#out + 1] = depth
+    if key ~= '' then
+      if not ckeys[key] then nkeys = nkeys + 1 end
+      ckeys[key] = id; ksets[key] = id; stale[key] = nil
+    end
+    out[#out + 1] = 0; out[#out + 1] = last; out[#out + 1] = depth; out[#out + 1] = old or ''
   end
 end
 if mark ~= '' then redis.call('SET', KEYS[5], mark, 'PX', 60000) end
+for k in pairs(stale) do redis.call('HDEL', ck, k) end
 if #added == 0 then return out end
-for _, a in ipairs(added) do
-  redis.call('ZADD', o, int(a[2]), a[1])
-  redis.call('HSET', m, a[1], '2,' .. int(a[3]) .. ',' .. int(a[2]) .. ',' .. a[4])
+if #removals > 0 then
+  redis.call('ZREM', o, unpack(removals))
+  redis.call('HDEL', m, unpack(removals))
 end
+for _, a in ipairs(added) do
+  if not a[5] then
+    redis.call('ZADD', o, int(a[2]), a[1])
+    redis.call('HSET', m, a[1], '2,' .. int(a[3]) .. ',' .. int(a[2]) .. ',' .. a[4])
+  end
+end
+local kn = 0
+for k, v in pairs(ksets) do redis.call('HSET', ck, k, v); kn = kn + 1 end
 redis.call('SET', sk, int(last), 'KEEPTTL')
 local kexp = latest + grace
-for _, k in ipairs({o, m, sk}) do
+local expiring = {o, m, sk}
+if kn > 0 then expiring[4] = ck end
+for _, k in ipairs(expiring) do
   if redis.call('PEXPIRETIME', k) < kexp then redis.call('PEXPIREAT', k, int(kexp)) end
 end
 return out

@@ -94,6 +94,13 @@ func Run(t *testing.T, open Opener) {
 		{"JobLeaseExpires", testJobLeaseExpires},
 		{"JobEnds", testJobEnds},
 
+		{"CollapseReplaces", testCollapseReplaces},
+		{"CollapseFullMailbox", testCollapseFullMailbox},
+		{"CollapseKeyLimit", testCollapseKeyLimit},
+
+		{"ScheduleDueInOrder", testScheduleDueInOrder},
+		{"ScheduleExpiredDropped", testScheduleExpiredDropped},
+
 		{"ReceiptOncePerMessage", testReceiptOncePerMessage},
 		{"ReceiptOnlyPending", testReceiptOnlyPending},
 		{"ReceiptPendingState", testReceiptPendingState},

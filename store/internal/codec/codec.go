@@ -155,3 +155,13 @@ func (d *Decoder) Time() time.Time {
 	}
 	return time.Unix(sec, int64(nsec)).UTC()
 }
+
+// Rest returns the bytes not read yet (nil after an error) and consumes them.
+func (d *Decoder) Rest() []byte {
+	if d.err != nil {
+		return nil
+	}
+	r := d.b
+	d.b = nil
+	return r
+}

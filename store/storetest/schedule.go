@@ -1,0 +1,103 @@
+package storetest
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/store"
+)
+
+func scheduleOf(t *testing.T, st store.Store) store.Schedule {
+	t.Helper()
+	s, ok := st.(store.Schedule)
+	if !ok {
+		t.Fatalf("%T does not provide store.Schedule", st)
+	}
+	return s
+}
+
+func later(client, id string, delay time.Duration) store.Scheduled {
+	return store.Scheduled{Message: NewMessage(client, id), Delay: delay}
+}
+
+func takenIDs(msgs []store.Message) []string {
+	var ids []string
+	for _, m := range msgs {
+		ids = append(ids, m.To+"/"+m.ID)
+	}
+	return ids
+}
+
+// testScheduleDueInOrder: messages come due after their delay, soonest first, leased
+// while taken, until DoneScheduled.
+func testScheduleDueInOrder(t *testing.T, st store.Store) {
+	sc := scheduleOf(t, st)
+	ctx := ctxT(t)
+	first := later("alice", "s1", 60*time.Millisecond)
+	first.Receipt = true
+	first.CollapseKey, first.CollapseLimit = "k", 5
+	dup, err := sc.ScheduleMessages(ctx, []store.Scheduled{first, later("alice", "s2", 30*time.Minute), later("bob", "s3", 20*time.Millisecond)})
+	if err != nil || !slices.Equal(dup, []bool{false, false, false}) {
+		t.Fatalf("schedule: %v, %v", dup, err)
+	}
+	dup, err = sc.ScheduleMessages(ctx, []store.Scheduled{later("alice", "s1", time.Minute)})
+	if err != nil || !slices.Equal(dup, []bool{true}) {
+		t.Fatalf("schedule again: %v, %v; want a duplicate", dup, err)
+	}
+	if s, err := receiptsOf(t, st).MessageState(ctx, "alice", "s1"); err != nil || !s.Pending {
+		t.Fatalf("a scheduled message with a receipt: %+v, %v; want pending", s, err)
+	}
+	if got, err := sc.TakeDue(ctx, 10, time.Minute); err != nil || len(got) != 0 {
+		t.Fatalf("take before anything is due: %v, %v", takenIDs(got), err)
+	}
+	time.Sleep(100 * time.Millisecond) // the delays must pass on the store's clock
+	got, err := sc.TakeDue(ctx, 10, 100*time.Millisecond)
+	if err != nil || !slices.Equal(takenIDs(got), []string{"bob/s3", "alice/s1"}) {
+		t.Fatalf("take: %v, %v; want bob/s3 then alice/s1", takenIDs(got), err)
+	}
+	m := got[1]
+	if m.TTL <= 59*time.Minute || m.TTL > time.Hour || string(m.Payload) != "payload s1" || m.Topic != "t/s1" ||
+		m.CollapseKey != "k" || m.CollapseLimit != 5 {
+		t.Fatalf("taken message %+v", m)
+	}
+	if got, err := sc.TakeDue(ctx, 10, time.Minute); err != nil || len(got) != 0 {
+		t.Fatalf("take while leased: %v, %v", takenIDs(got), err)
+	}
+	if err := sc.DoneScheduled(ctx, store.MessageKey("bob", "s3")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(150 * time.Millisecond) // the lease must run out
+	got, err = sc.TakeDue(ctx, 10, time.Minute)
+	if err != nil || !slices.Equal(takenIDs(got), []string{"alice/s1"}) {
+		t.Fatalf("take after the lease: %v, %v; want alice/s1 again", takenIDs(got), err)
+	}
+	if err := sc.DoneScheduled(ctx, store.MessageKey("alice", "s1"), store.MessageKey("alice", "s1")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := sc.ScheduledCount(ctx); err != nil || n != 1 {
+		t.Fatalf("count %d, %v; want 1 (alice/s2)", n, err)
+	}
+}
+
+// testScheduleExpiredDropped: a due message that expired meanwhile is never returned.
+func testScheduleExpiredDropped(t *testing.T, st store.Store) {
+	sc := scheduleOf(t, st)
+	ctx := ctxT(t)
+	m := later("carol", "x", 10*time.Millisecond)
+	m.TTL = 30 * time.Millisecond
+	if _, err := sc.ScheduleMessages(ctx, []store.Scheduled{m}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(60 * time.Millisecond) // past its expiry
+	if got, err := sc.TakeDue(ctx, 10, time.Minute); err != nil || len(got) != 0 {
+		t.Fatalf("take of an expired message: %v, %v", takenIDs(got), err)
+	}
+	if n, err := sc.ScheduledCount(ctx); err != nil || n != 0 {
+		t.Fatalf("count %d, %v; want 0", n, err)
+	}
+	bad := later("carol", "y", time.Hour) // a delay at or past the TTL
+	if _, err := sc.ScheduleMessages(ctx, []store.Scheduled{bad}); err == nil {
+		t.Fatal("a delay past the TTL was taken")
+	}
+}
