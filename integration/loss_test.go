@@ -21,6 +21,9 @@ type device struct {
 	// ackDelay, if set, makes the device acknowledge each message this long after it
 	// arrives, as a slow device does.
 	ackDelay time.Duration
+	// onMessage, if set, is given each message instead (the device acknowledges manually
+	// and onMessage decides when, or never).
+	onMessage func(testenv.Msg)
 
 	mu          sync.Mutex
 	received    []string // message ids, in arrival order
@@ -45,7 +48,7 @@ func (d *device) run(ctx context.Context, ready chan<- struct{}) {
 	for ctx.Err() == nil {
 		addr := d.addrs[d.next%len(d.addrs)]
 		cl, err := testenv.DialMQTT(addr, d.id, testenv.MQTTOptions{CleanStart: true, ConnectTimeout: 5 * time.Second,
-			ManualAck: d.ackDelay > 0})
+			ManualAck: d.ackDelay > 0 || d.onMessage != nil})
 		if err == nil {
 			err = cl.Subscribe("inbox/"+d.id, 1)
 			if err != nil {
@@ -148,7 +151,10 @@ func (d *device) record(m testenv.Msg) {
 	d.mu.Lock()
 	d.received = append(d.received, m.ID)
 	d.mu.Unlock()
-	if d.ackDelay > 0 {
+	switch {
+	case d.onMessage != nil:
+		d.onMessage(m)
+	case d.ackDelay > 0:
 		time.AfterFunc(d.ackDelay, func() { _ = m.Ack() })
 	}
 }

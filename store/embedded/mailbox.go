@@ -94,11 +94,11 @@ func (s *Store) Append(ctx context.Context, limit int, msgs []store.Message) ([]
 type appendOutcome int
 
 const (
-	appendAdded     appendOutcome = iota
-	appendDuplicate               // the id is in the mailbox already
-	appendFull                    // the mailbox holds its limit
-	appendRefused                 // a new message, but writing was not allowed
-	appendTooManyKeys             // a new collapse key past the client's limit
+	appendAdded       appendOutcome = iota
+	appendDuplicate                 // the id is in the mailbox already
+	appendFull                      // the mailbox holds its limit
+	appendRefused                   // a new message, but writing was not allowed
+	appendTooManyKeys               // a new collapse key past the client's limit
 )
 
 // appendAll is Append's transaction: it appends each message in turn (see append) and
