@@ -114,7 +114,7 @@ type webhook struct {
 
 func newWebhook(cfg WebhookConfig, rs store.Receipts, holder string, storeTimeout time.Duration, m *metrics, log *slog.Logger) *webhook {
 	return &webhook{cfg: cfg, rs: rs, holder: holder, storeTimeout: storeTimeout, metrics: m,
-		log:    log.With("component", "webhook"),
+		log:    log.With("consumer", webhookConsumer),
 		client: &http.Client{Timeout: cfg.Timeout}}
 }
 
