@@ -44,6 +44,8 @@ type fakeReceipts struct {
 	grew      chan struct{} // closed and replaced when the log grows
 	consumers map[string]store.Consumer
 	leases    map[string]fakeLease
+	sweeps    []store.SweepOptions // every SweepReceipts call's options
+	failing   error                // if set, Finish fails with it
 }
 
 type fakeLease struct {
@@ -91,10 +93,27 @@ func (f *fakeReceipts) Finish(ctx context.Context, rs ...store.Receipt) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.failing != nil {
+		return f.failing
+	}
 	for _, r := range rs {
 		f.finishLocked(r)
 	}
 	return nil
+}
+
+// failFinish makes Finish fail with err (nil: succeed again).
+func (f *fakeReceipts) failFinish(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failing = err
+}
+
+// Sweeps is every SweepReceipts call's options, in order.
+func (f *fakeReceipts) Sweeps() []store.SweepOptions {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]store.SweepOptions(nil), f.sweeps...)
 }
 
 func (f *fakeReceipts) finishLocked(r store.Receipt) {
@@ -117,6 +136,7 @@ func (f *fakeReceipts) finishLocked(r store.Receipt) {
 func (f *fakeReceipts) SweepReceipts(ctx context.Context, o store.SweepOptions) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.sweeps = append(f.sweeps, o)
 	n := 0
 	now := time.Now()
 	for k, exp := range f.pending {

@@ -444,3 +444,60 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name, label string) fl
 	t.Fatalf("no counter %s{%s}", name, label)
 	return 0
 }
+
+// TestSweeperExpires: the router's sweeper ends a message still pending after its expiry
+// and the grace with an expired receipt, sweeping with the configured grace and retention.
+func TestSweeperExpires(t *testing.T) {
+	f := newReceiptFixture(t, func(c *router.Config) {
+		c.Receipts.Grace, c.Receipts.Retention, c.Receipts.SweepEvery = 0, time.Hour, 10*time.Millisecond
+	})
+	if code := call(t, f.h, "POST", "/v1/messages", `{"to":"sw-1","id":"short","payload":"x","ttl":"1s"}`, nil); code != 200 {
+		t.Fatalf("send: %d", code)
+	}
+	testenv.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if log := f.st.Log(); len(log) != 1 || log[0].ID != "short" || log[0].Status != store.ReceiptExpired {
+			return fmt.Errorf("receipt log %+v; want short expired", log)
+		}
+		return nil
+	})
+	sw := f.st.Sweeps()
+	if o := sw[len(sw)-1]; o.Grace != 0 || o.Retention != time.Hour || o.Max != 1000 || o.Keep != "" {
+		t.Fatalf("sweep options %+v", o)
+	}
+}
+
+// TestSweeperKeepsWebhookCursor: with a webhook, a sweep never trims the log past the
+// webhook consumer's cursor.
+func TestSweeperKeepsWebhookCursor(t *testing.T) {
+	h := &hook{t: t, secret: "k", got: make(chan []router.ReceiptEvent, 10)}
+	f := webhookFixture(t, h, 8)
+	ctx := testenv.Context(t, 30*time.Second)
+	if err := f.st.Finish(ctx, store.Receipt{Client: "kc-1", ID: "a", Status: store.ReceiptExpired}); err != nil {
+		t.Fatal(err)
+	}
+	<-h.got
+	cursor := f.st.Log()[0].Cursor
+	testenv.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+		sw := f.st.Sweeps()
+		if len(sw) == 0 || sw[len(sw)-1].Keep != cursor {
+			return fmt.Errorf("sweeps %+v; want the last to keep %s", sw, cursor)
+		}
+		return nil
+	})
+}
+
+// TestFinishFailureKeepsAnswer: when the store cannot record a receipt the router owes,
+// the answer is the same (507 here) and the failure is counted.
+func TestFinishFailureKeepsAnswer(t *testing.T) {
+	f := newReceiptFixture(t, func(c *router.Config) { c.MailboxLimit = 1 })
+	if code := call(t, f.h, "POST", "/v1/messages", `{"to":"ff-1","payload":"x"}`, nil); code != 200 {
+		t.Fatalf("first: %d", code)
+	}
+	f.st.failFinish(fmt.Errorf("finish: %w: injected by the test", store.ErrUnavailable))
+	if code := call(t, f.h, "POST", "/v1/messages", `{"to":"ff-1","payload":"x"}`, nil); code != http.StatusInsufficientStorage {
+		t.Fatalf("second: %d, want 507", code)
+	}
+	if n := counterValue(t, f.r.Registry(), "switchboard_router_receipt_errors_total", "finish"); n != 1 {
+		t.Fatalf("receipt errors %v; want 1", n)
+	}
+}
