@@ -95,8 +95,10 @@ func (r *Router) handleEvents(w http.ResponseWriter, req *http.Request) {
 	}
 	last := time.Now()
 	for ctx.Err() == nil {
-		rctx, rcancel := context.WithTimeout(ctx, r.cfg.StoreTimeout+eventsWait)
-		batch, err := rs.ReadReceipts(rctx, after, eventsRead, eventsWait)
+		// No longer than the keep-alive due next.
+		wait := min(eventsWait, max(r.cfg.Receipts.KeepAlive-time.Since(last), time.Millisecond))
+		rctx, rcancel := context.WithTimeout(ctx, r.cfg.StoreTimeout+wait)
+		batch, err := rs.ReadReceipts(rctx, after, eventsRead, wait)
 		rcancel()
 		if err != nil {
 			if ctx.Err() != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -302,5 +303,6 @@ func loopbackHost(u *url.URL) bool {
 	if h == "localhost" {
 		return true
 	}
-	return strings.HasPrefix(h, "127.") || h == "::1"
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }

@@ -344,7 +344,8 @@ type sseEvent struct {
 
 // eventStream reads server-sent events from one GET /v1/events.
 type eventStream struct {
-	sc *bufio.Scanner
+	sc    *bufio.Scanner
+	close func() // ends the stream
 }
 
 func openEvents(t *testing.T, ctx context.Context, url, lastID string) *eventStream {
@@ -361,14 +362,15 @@ func openEvents(t *testing.T, ctx context.Context, url, lastID string) *eventStr
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cancel(); resp.Body.Close() })
+	end := func() { cancel(); resp.Body.Close() }
+	t.Cleanup(end)
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
 		t.Fatalf("GET %s: %s %q", url, resp.Status, resp.Header.Get("Content-Type"))
 	}
-	s := &eventStream{sc: bufio.NewScanner(resp.Body)}
+	s := &eventStream{sc: bufio.NewScanner(resp.Body), close: end}
 	// The stream opens with a comment: once it is read, the stream has its starting point.
-	if !s.sc.Scan() || !strings.HasPrefix(s.sc.Text(), ":") {
-		t.Fatalf("GET %s: first line %q, %v", url, s.sc.Text(), s.sc.Err())
+	if !s.sc.Scan() || !strings.HasPrefix(s.sc.Text(), ":") || !s.sc.Scan() || s.sc.Text() != "" {
+		t.Fatalf("GET %s: %q, %v; want a comment and a blank line first", url, s.sc.Text(), s.sc.Err())
 	}
 	return s
 }
@@ -500,4 +502,42 @@ func TestFinishFailureKeepsAnswer(t *testing.T) {
 	if n := counterValue(t, f.r.Registry(), "switchboard_router_receipt_errors_total", "finish"); n != 1 {
 		t.Fatalf("receipt errors %v; want 1", n)
 	}
+}
+
+// TestEventsKeepAliveAndLimit: an idle stream gets keep-alive comments; a stream beyond
+// MaxStreams is refused with 503, and one slot freed lets the next in.
+func TestEventsKeepAliveAndLimit(t *testing.T) {
+	f := newReceiptFixture(t, func(c *router.Config) { c.Receipts.KeepAlive, c.Receipts.MaxStreams = 20*time.Millisecond, 1 })
+	srv := httptest.NewServer(f.h)
+	t.Cleanup(srv.Close)
+	ctx := testenv.Context(t, 30*time.Second)
+	s := openEvents(t, ctx, srv.URL+"/v1/events", "")
+	for range 2 {
+		if !s.sc.Scan() || s.sc.Text() != ": keep-alive" {
+			t.Fatalf("idle stream: %q, %v; want a keep-alive comment", s.sc.Text(), s.sc.Err())
+		}
+		if !s.sc.Scan() || s.sc.Text() != "" {
+			t.Fatalf("after the keep-alive: %q", s.sc.Text())
+		}
+	}
+	resp, err := http.Get(srv.URL + "/v1/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("a second stream: %s, want 503", resp.Status)
+	}
+	s.close()
+	testenv.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		resp, err := http.Get(srv.URL + "/v1/events?from=oldest")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("after the first stream closed: %s", resp.Status)
+		}
+		return nil
+	})
 }
