@@ -114,8 +114,10 @@ type webhook struct {
 
 func newWebhook(cfg WebhookConfig, rs store.Receipts, holder string, storeTimeout time.Duration, m *metrics, log *slog.Logger) *webhook {
 	return &webhook{cfg: cfg, rs: rs, holder: holder, storeTimeout: storeTimeout, metrics: m,
-		log:    log.With("consumer", webhookConsumer),
-		client: &http.Client{Timeout: cfg.Timeout}}
+		log: log.With("consumer", webhookConsumer),
+		client: &http.Client{Timeout: cfg.Timeout,
+			// A redirect is a failure: the signed body goes to the configured URL only.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
 
 // run holds the consumer when it can and posts batches until ctx ends.
