@@ -32,6 +32,8 @@ type Request struct {
 	// ToMany and Group fan the message out (see fanout.go): give one of To, ToMany, Group.
 	ToMany []string `json:"to_many,omitempty"`
 	Group  string   `json:"group,omitempty"`
+	// Receipt asks for the message's terminal receipt (absent: true); see receipts.go.
+	Receipt *bool `json:"receipt,omitempty"`
 }
 
 // BatchRequest is the JSON body of POST /v1/messages/batch.
@@ -79,12 +81,11 @@ func (c Config) validate(req Request) (Message, error) {
 	if err := inbox.ValidateClientID(req.To); err != nil {
 		return Message{}, fieldError{"to", err.Error()}
 	}
-	m := Message{To: req.To, Topic: req.Topic, QoS: 1, TTL: c.DefaultTTL}
+	// Receipts are on unless the request turns them off.
+	m := Message{To: req.To, Topic: req.Topic, QoS: 1, TTL: c.DefaultTTL, Receipt: req.Receipt == nil || *req.Receipt}
 	if req.ID != "" {
-		if len(req.ID) > maxIDLen || strings.IndexFunc(req.ID, func(r rune) bool {
-			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
-		}) >= 0 {
-			return Message{}, fieldError{"id", fmt.Sprintf("%q: use 1-%d of [A-Za-z0-9._-]", req.ID, maxIDLen)}
+		if err := validMessageID(req.ID); err != nil {
+			return Message{}, err
 		}
 		m.ID = req.ID
 	}
@@ -188,6 +189,8 @@ func (r *Router) apiRoutes() []route {
 	return []route{
 		{"POST /v1/messages", http.HandlerFunc(r.handleSend)},
 		{"POST /v1/messages/batch", http.HandlerFunc(r.handleBatch)},
+		{"GET /v1/messages/{id}", http.HandlerFunc(r.handleMessage)},
+		{"GET /v1/events", http.HandlerFunc(r.handleEvents)},
 		{"POST /v1/groups/{name}/members", http.HandlerFunc(r.handleGroupChange)},
 		{"GET /v1/groups/{name}", http.HandlerFunc(r.handleGroup)},
 		{"DELETE /v1/groups/{name}", http.HandlerFunc(r.handleGroupDelete)},

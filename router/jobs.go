@@ -59,10 +59,14 @@ type jobSpec struct {
 	QoS     byte   `json:"qos"`
 	TTL     int64  `json:"ttl_ms"`
 	MaxWait int64  `json:"max_wait_ms,omitempty"`
+	// NoReceipt is the negative so that a job stored before receipts existed decodes
+	// with them on, the default.
+	NoReceipt bool `json:"no_receipt,omitempty"`
 }
 
 func (s jobSpec) message() Message {
-	return Message{ID: s.ID, Topic: s.Topic, Payload: s.Payload, QoS: s.QoS, TTL: time.Duration(s.TTL) * time.Millisecond}
+	return Message{ID: s.ID, Topic: s.Topic, Payload: s.Payload, QoS: s.QoS, TTL: time.Duration(s.TTL) * time.Millisecond,
+		Receipt: !s.NoReceipt}
 }
 
 // JobID is the id of the job of a group send whose message id is base: a retry of the
@@ -94,7 +98,7 @@ func (r *Router) createJob(ctx context.Context, group string, size int, t Messag
 		return JobView{}, false, errors.New("this store keeps no jobs")
 	}
 	spec, err := json.Marshal(jobSpec{ID: base, Topic: t.Topic, Payload: t.Payload, QoS: t.QoS,
-		TTL: t.TTL.Milliseconds(), MaxWait: wait.Milliseconds()})
+		TTL: t.TTL.Milliseconds(), MaxWait: wait.Milliseconds(), NoReceipt: !t.Receipt})
 	if err != nil {
 		return JobView{}, false, fmt.Errorf("encode job: %w", err)
 	}

@@ -16,6 +16,11 @@ type metrics struct {
 	seconds   *prometheus.HistogramVec
 	uncertain prometheus.Counter
 	depth     prometheus.Histogram
+
+	receiptErrors *prometheus.CounterVec
+	swept         prometheus.Counter
+	webhookSent   *prometheus.CounterVec
+	webhookDead   prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -43,6 +48,29 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Buckets: prometheus.ExponentialBuckets(1, 4, 8), // 1 … 16384
 		}),
 	}
+	m.receiptErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_router_receipt_errors_total",
+		Help: "Receipt store calls that failed, by operation (finish: a receipt the router owed was not recorded, the sweeper expires it later; sweep).",
+	}, []string{"op"})
+	m.swept = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "switchboard_router_receipts_swept_total",
+		Help: "Pending messages this router's sweeper declared expired.",
+	})
+	m.webhookSent = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_router_webhook_attempts_total",
+		Help: "Webhook POSTs of receipt batches, by result (sent: 2xx; failed: an error or another status).",
+	}, []string{"result"})
+	m.webhookDead = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "switchboard_router_webhook_dead_letters_total",
+		Help: "Receipts given up on after every webhook attempt failed.",
+	})
+	for _, op := range []string{"finish", "sweep"} {
+		m.receiptErrors.WithLabelValues(op)
+	}
+	for _, res := range []string{"sent", "failed"} {
+		m.webhookSent.WithLabelValues(res)
+	}
+	reg.MustRegister(m.receiptErrors, m.swept, m.webhookSent, m.webhookDead)
 	reg.MustRegister(m.messages, m.refused, m.seconds, m.uncertain, m.depth,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// The store's refusals start at 0, so an alert's rate() sees the first one.

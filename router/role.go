@@ -99,7 +99,8 @@ func Start(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	}
 	s := &Server{w: w, r: r, http: r.HTTPServer(h), addr: deps.Listener.Addr(),
 		served: make(chan struct{})}
-	s.http.RegisterOnShutdown(ui.Close) // its live streams end, so Shutdown need not wait for them
+	s.http.RegisterOnShutdown(ui.Close)     // its live streams end, so Shutdown need not wait for them
+	s.http.RegisterOnShutdown(r.EndStreams) // so do the receipt event streams
 	// The cap counts TCP connections, under TLS, so a handshake that never completes holds
 	// a slot only until the read header timeout.
 	l := netutil.LimitListener(deps.Listener, cfg.HTTP.MaxConnections)

@@ -1,6 +1,7 @@
 package router_test
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -96,5 +97,56 @@ func TestStartRefusesBadConfig(t *testing.T) {
 	if _, err := router.Start(testenv.Context(t, 10*time.Second), cfg,
 		router.Deps{Coord: openCoord(t, memcoord.NewCluster()), Store: openStore(t), Listener: l, Logger: testenv.Logger(t)}); err == nil {
 		t.Fatal("Start accepted a config with no connections")
+	}
+}
+
+// TestCloseEndsEventStreams: a role with a receipt event stream open closes at once
+// (well within the shutdown timeout), behind the token like the rest of the API, and the
+// stream's reader sees it end.
+func TestCloseEndsEventStreams(t *testing.T) {
+	st := newReceiptStore(openStore(t))
+	c := openCoord(t, memcoord.NewCluster())
+	path := filepath.Join(t.TempDir(), "tokens")
+	const token = "0123456789abcdef0123456789abcdef"
+	if err := os.WriteFile(path, []byte("test "+token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := router.LoadTokens(path, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := router.Start(testenv.Context(t, 10*time.Second), router.DefaultConfig(),
+		router.Deps{Coord: c, Store: st, Listener: l, Tokens: tokens, Logger: testenv.Logger(t)})
+	if err != nil {
+		l.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	url := "http://" + s.Addr().String() + "/v1/events"
+	if resp, err := http.Get(url); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("GET /v1/events without a token: %v %v, want 401", resp.Status, err)
+	} else {
+		resp.Body.Close()
+	}
+	req, _ := http.NewRequestWithContext(testenv.Context(t, 30*time.Second), "GET", url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /v1/events: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	start := time.Now()
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Close took %v with a stream open", d)
+	}
+	if _, err := io.ReadAll(resp.Body); err != nil {
+		t.Logf("the stream ended with %v", err)
 	}
 }

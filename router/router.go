@@ -77,6 +77,9 @@ type Config struct {
 	HTTP HTTPConfig
 	// Fanout bounds fan-out to lists and groups, and runs group jobs (see fanout.go).
 	Fanout FanoutConfig
+	// Receipts configures delivery receipts, their sweeper, webhook and event stream (see
+	// receipts.go).
+	Receipts ReceiptsConfig
 }
 
 // DefaultConfig returns the defaults.
@@ -96,6 +99,7 @@ func DefaultConfig() Config {
 		RouteCache:   1 << 20,
 		HTTP:         DefaultHTTPConfig(),
 		Fanout:       DefaultFanoutConfig(),
+		Receipts:     DefaultReceiptsConfig(),
 	}
 }
 
@@ -126,6 +130,9 @@ func (c Config) Validate() error {
 	if err := c.Fanout.validate(); err != nil {
 		return err
 	}
+	if err := c.Receipts.validate(); err != nil {
+		return err
+	}
 	return c.validateHTTP()
 }
 
@@ -142,6 +149,14 @@ type Router struct {
 	metrics  *metrics
 
 	jobs *jobRunner // nil when the store keeps no jobs
+
+	// receipts is the store's receipts, nil when it keeps none or Config.Receipts turns
+	// them off: Message.Receipt is then ignored.
+	receipts store.Receipts
+	holder   string        // this router, in consumer leases
+	streams  chan struct{} // a slot per open event stream
+	ending   chan struct{} // closed by EndStreams: event streams end
+	endOnce  sync.Once
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -179,10 +194,17 @@ func New(cfg Config, st store.Store, members LiveSet, log *slog.Logger) (*Router
 		registry: prometheus.NewRegistry(),
 		routes:   routes{max: cfg.RouteCache},
 		cancel:   cancel,
+		holder:   newHolder(),
+		streams:  make(chan struct{}, cfg.Receipts.MaxStreams),
+		ending:   make(chan struct{}),
+	}
+	if rs, ok := st.(store.Receipts); ok && cfg.Receipts.Enabled {
+		r.receipts = rs
 	}
 	r.metrics = newMetrics(r.registry)
 	r.teller = lease.NewTeller(lease.TellerConfig{MailboxLimit: cfg.MailboxLimit}, st, members, r.pool, r.log)
 	r.startJobs(ctx)
+	r.startReceipts(ctx)
 	sub := members.Subscribe()
 	r.wg.Add(1)
 	go func() {
@@ -207,8 +229,10 @@ func (r *Router) followLeaves(ctx context.Context, sub *watcher.Subscription) {
 	}
 }
 
-// Close stops the router's connections to nodes. Idempotent.
+// Close stops the router's connections to nodes, its event streams and its background
+// loops. Idempotent.
 func (r *Router) Close() error {
+	r.EndStreams()
 	r.cancel()
 	r.wg.Wait()
 	return r.pool.Close()
@@ -246,6 +270,9 @@ type Message struct {
 	Payload []byte
 	QoS     byte
 	TTL     time.Duration
+	// Receipt asks for a terminal receipt (see receipts.go); ignored when the router keeps
+	// none.
+	Receipt bool
 }
 
 // Send routes one message with the default max wait. An error means the message was not
@@ -284,7 +311,7 @@ func (r *Router) Route(ctx context.Context, msgs []Message, maxWait time.Duratio
 		}
 		sms[i] = store.Message{
 			ID: m.ID, To: m.To, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS,
-			Accepted: wall.UTC(), TTL: m.TTL,
+			Accepted: wall.UTC(), TTL: m.TTL, Receipt: m.Receipt && r.receipts != nil,
 		}
 	}
 	groups := groupByClient(sms)
@@ -300,6 +327,8 @@ func (r *Router) Route(ctx context.Context, msgs []Message, maxWait time.Duratio
 	if len(queue) > 0 {
 		r.queueAll(ctx, queue, sms, out, start)
 	}
+	// Before the answer: a receipt the router owes is durable before the sender hears 2xx.
+	r.finishRouted(ctx, sms, out)
 	d := time.Since(start)
 	for i := range out {
 		r.metrics.observe(out[i].Result, out[i].Err, d)
@@ -468,6 +497,7 @@ func (r *Router) deliverGroups(ctx context.Context, groups []group, sms []store.
 		for _, i := range g.idx {
 			m := sms[i]
 			ttl := m.TTL - now.Sub(start) // the time spent here counts against it
+			// TODO(receipts): add Receipt: m.Receipt once wire.Msg.Receipt exists (the node records delivered/expired receipts).
 			d.Msgs = append(d.Msgs, wire.Msg{ID: m.ID, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, TTL: ttl.Milliseconds()})
 		}
 		list = append(list, s)

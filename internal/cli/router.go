@@ -16,12 +16,13 @@ func runRouter(ctx context.Context, e env, args []string) error {
 	fs := newRoleFlagSet("router", e)
 	cfg := router.DefaultConfig()
 	var (
-		lo     logOptions
-		zo     coordOptions
-		ro     redisOptions
-		listen string
-		id     string
-		token  secretFlag
+		lo         logOptions
+		zo         coordOptions
+		ro         redisOptions
+		listen     string
+		id         string
+		token      secretFlag
+		hookSecret secretFlag
 	)
 	lo.register(fs)
 	zo.register(fs)
@@ -32,6 +33,7 @@ func runRouter(ctx context.Context, e env, args []string) error {
 	registerRouterFlags(fs, &cfg)
 	registerHTTPFlags(fs, &cfg.HTTP)
 	token.register(fs, "cluster-token", "the shared secret of the router/node channel (nodes off loopback require it, or mutual TLS)")
+	hookSecret.register(fs, "webhook-secret", "the key that signs the receipts webhook's bodies (required with --webhook-url)")
 	var (
 		apiTLS, internalTLS tlsOptions
 		tokensFile          string
@@ -46,6 +48,9 @@ func runRouter(ctx context.Context, e env, args []string) error {
 	}
 	var err error
 	if cfg.WireToken, err = token.get(); err != nil {
+		return err
+	}
+	if cfg.Receipts.Webhook.Secret, err = hookSecret.get(); err != nil {
 		return err
 	}
 	if err := cfg.Validate(); err != nil {
@@ -132,6 +137,7 @@ func runRouter(ctx context.Context, e env, args []string) error {
 }
 
 func registerRouterFlags(fs interface {
+	BoolVar(*bool, string, bool, string)
 	DurationVar(*time.Duration, string, time.Duration, string)
 	IntVar(*int, string, int, string)
 	Int64Var(*int64, string, int64, string)
@@ -156,6 +162,18 @@ func registerRouterFlags(fs interface {
 	fs.DurationVar(&cfg.MaxMaxWait, "max-max-wait", d.MaxMaxWait, "largest max_wait a request may ask for")
 	fs.DurationVar(&cfg.MaxWait, "max-wait", d.MaxWait,
 		"how long a request waits for an online client's acknowledgement before the message is queued and answered queued (a request's max_wait overrides it)")
+	fs.BoolVar(&cfg.Receipts.Enabled, "receipts", d.Receipts.Enabled,
+		"keep delivery receipts (when the store keeps them): a request's receipt field, GET /v1/events, GET /v1/messages/{id}, the webhook")
+	fs.DurationVar(&cfg.Receipts.Grace, "receipt-grace", d.Receipts.Grace,
+		"how long after its expiry a message still pending is reported expired (a node's late acknowledgement may still come)")
+	fs.DurationVar(&cfg.Receipts.Retention, "receipt-retention", d.Receipts.Retention,
+		"how long receipts and messages' final states are kept (0: forever); the log is never trimmed past the webhook's cursor")
+	fs.StringVar(&cfg.Receipts.Webhook.URL, "webhook-url", "",
+		"URL that receives every receipt, in signed JSON batches (https; plain http only to loopback); one router at a time posts")
+	fs.IntVar(&cfg.Receipts.Webhook.Batch, "webhook-batch", d.Receipts.Webhook.Batch, "most receipts in one webhook POST")
+	fs.IntVar(&cfg.Receipts.Webhook.Attempts, "webhook-attempts", d.Receipts.Webhook.Attempts,
+		"POSTs of one batch, with back-off from 200ms to 30s, before its receipts are counted as dead letters and skipped")
+	fs.DurationVar(&cfg.Receipts.Webhook.Timeout, "webhook-timeout", d.Receipts.Webhook.Timeout, "longest one webhook POST may take")
 }
 
 // routerFlags names the flag behind each router.Config field the router's errors name.
@@ -164,6 +182,9 @@ var routerFlags = fieldFlags{
 	"HTTP.WriteTimeout": "--write-timeout", "HTTP.IdleTimeout": "--idle-timeout",
 	"HTTP.MaxConnections": "--max-connections", "MaxMaxWait": "--max-max-wait", "AnswerGrace": "--answer-grace",
 	"Fanout.MaxList": "--max-fanout", "Fanout.InlineGroup": "--fanout-inline", "Fanout.JobLease": "--job-lease",
+	"Receipts.Grace": "--receipt-grace", "Receipts.Retention": "--receipt-retention", "Receipts.Webhook.URL": "--webhook-url",
+	"Receipts.Webhook.Secret": "--webhook-secret", "Receipts.Webhook.Batch": "--webhook-batch",
+	"Receipts.Webhook.Attempts": "--webhook-attempts", "Receipts.Webhook.Timeout": "--webhook-timeout",
 }
 
 // registerHTTPFlags defines the flags of the API's connection limits.

@@ -20,7 +20,7 @@ func runSend(ctx context.Context, e env, args []string) error {
 	var (
 		api, to, group, topic, ttl, id, apiToken string
 		qos                                      int
-		b64, asJSON, wait                        bool
+		b64, asJSON, wait, receipt               bool
 	)
 	fs.StringVar(&api, "api", "http://127.0.0.1:8080", "router API base URL")
 	fs.StringVar(&to, "to", "", "client id to send to, or a comma-separated list of them (to_many: each gets its own message)")
@@ -30,6 +30,7 @@ func runSend(ctx context.Context, e env, args []string) error {
 	fs.IntVar(&qos, "qos", 1, "QoS: 0 or 1")
 	fs.StringVar(&ttl, "ttl", "", "expiry, e.g. 90s or 24h (default: the router's)")
 	fs.StringVar(&id, "id", "", "message id (optional; a retry with the same id is recognised)")
+	fs.BoolVar(&receipt, "receipt", true, "ask for a delivery receipt (--receipt=false: none; see GET /v1/events)")
 	fs.BoolVar(&b64, "base64", false, "PAYLOAD is base64")
 	fs.BoolVar(&asJSON, "json", false, "print the router's JSON answer")
 	secretVar(fs, &apiToken, "token", "the API's bearer token")
@@ -52,6 +53,9 @@ func runSend(ctx context.Context, e env, args []string) error {
 		return usagef("give one of --to and --group")
 	}
 	req := router.Request{ID: id, To: to, Group: group, Topic: topic, QoS: &qos}
+	if !receipt {
+		req.Receipt = &receipt // absent means on: send the field only to turn it off
+	}
 	if strings.Contains(to, ",") {
 		req.To, req.ToMany = "", strings.Split(to, ",")
 	}
