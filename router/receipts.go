@@ -187,6 +187,7 @@ func (r *Router) sweep(ctx context.Context) error {
 			return fmt.Errorf("read the webhook's cursor: %w", err)
 		}
 		o.Keep = c.Cursor
+		o.KeepLog = c.Cursor == "" // it has read nothing yet: it starts at the oldest kept
 	}
 	for range 100 {
 		cctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)

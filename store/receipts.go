@@ -163,6 +163,9 @@ type SweepOptions struct {
 	// Keep is a cursor the sweep must not trim the log past ("" : no such bound): the
 	// position of a consumer that has not read further.
 	Keep string
+	// KeepLog keeps the whole log (a consumer that has read nothing yet): only terminal
+	// states are forgotten.
+	KeepLog bool
 }
 
 // Consumer is the state of one reader of the log, kept in the store so that another

@@ -281,6 +281,9 @@ func (s *Store) SweepReceipts(ctx context.Context, o store.SweepOptions) (int, e
 				return err
 			}
 		}
+		if o.KeepLog {
+			return nil
+		}
 		var trim [][]byte
 		lc := rt.log.Cursor()
 		for k, v := lc.First(); k != nil && len(trim) < 10*store.MaxReceiptsRead; k, v = lc.Next() {

@@ -89,7 +89,8 @@ return out
 
 // sweepLua expires up to ARGV[2] registered messages whose expiry is ARGV[1] ms or more
 // ago, then, when ARGV[3] (the retention, ms) is positive, forgets ended states older than
-// it and trims the log to it, but not past ARGV[4] (a cursor, or ""). It returns how many
+// it and trims the log to it, but not past ARGV[4] (a cursor, or ""), and not at all when
+// ARGV[5] is "1". It returns how many
 // it expired.
 var sweepLua = redis.NewScript(receiptNow + receiptEnd + `
 local due = redis.call('ZRANGE', KEYS[2], '-inf', now - tonumber(ARGV[1]), 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[2]))
@@ -113,6 +114,7 @@ if ret > 0 then
     redis.call('HDEL', KEYS[3], unpack(chunk))
     redis.call('ZREM', KEYS[4], unpack(chunk))
   end
+  if ARGV[5] == '1' then return n end
   local minms = now - ret + 1
   if ARGV[4] ~= '' then
     local kms, kseq = string.match(ARGV[4], '^(%d+)-(%d+)$')
@@ -241,8 +243,12 @@ func (s *Store) SweepReceipts(ctx context.Context, o store.SweepOptions) (int, e
 		return 0, err
 	}
 	n := min(max(o.Max, 0), store.MaxReceiptsRead)
+	keepLog := "0"
+	if o.KeepLog {
+		keepLog = "1"
+	}
 	cmd, err := s.eval(ctx, write, sweepLua, s.keys.receiptKeys(),
-		max(o.Grace.Milliseconds(), 0), n, max(o.Retention.Milliseconds(), 0), o.Keep)
+		max(o.Grace.Milliseconds(), 0), n, max(o.Retention.Milliseconds(), 0), o.Keep, keepLog)
 	if err != nil {
 		return 0, s.fail("sweep receipts", err)
 	}

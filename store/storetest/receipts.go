@@ -275,6 +275,13 @@ func testReceiptsRetention(t *testing.T, st store.Store) {
 	if err := rs.Finish(ctx, store.Receipt{Client: "g", ID: "new", Status: store.ReceiptDelivered}); err != nil {
 		t.Fatal(err)
 	}
+	// A consumer that has read nothing yet keeps the whole log.
+	if _, err := rs.SweepReceipts(ctx, store.SweepOptions{Max: 10, Retention: 500 * time.Millisecond, KeepLog: true}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(readAll(t, rs)); n != 5 {
+		t.Fatalf("log holds %d receipts after a sweep that keeps the log, want 5", n)
+	}
 	// A consumer has read only the first two old ones: the log keeps what follows.
 	if _, err := rs.SweepReceipts(ctx, store.SweepOptions{Max: 10, Retention: 500 * time.Millisecond, Keep: old[1].Cursor}); err != nil {
 		t.Fatal(err)
