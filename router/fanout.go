@@ -178,11 +178,19 @@ func (r *Router) handleFanout(w http.ResponseWriter, req *http.Request, body Req
 		base = NewID(time.Now().Add(r.cfg.ClockSkew))
 	}
 	if body.Group != "" {
+		if tok, _ := req.Context().Value(tokenKey{}).(Token); tok.Scoped() {
+			writeJSON(w, http.StatusForbidden, ErrorBody{Error: fmt.Sprintf(
+				"token %s is scoped to the clients whose id starts with %q: a group spans clients", tok.Name, tok.Prefix), Field: "group"})
+			return
+		}
 		r.sendGroup(w, req, body.Group, t, base, wait)
 		return
 	}
 	if err := r.cfg.recipients(body.ToMany); err != nil {
 		r.badRequest(w, err, nil)
+		return
+	}
+	if !r.scopeAllowsAll(w, req, "to_many", body.ToMany) {
 		return
 	}
 	msgs, err := r.cfg.forRecipients(t, base, body.ToMany)

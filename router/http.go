@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -197,6 +196,8 @@ func (r *Router) apiRoutes() []route {
 		{"GET /v1/jobs/{id}", http.HandlerFunc(r.handleJob)},
 		{"GET /v1/clients/{id}", http.HandlerFunc(r.handleClient)},
 		{"GET /v1/clients/{id}/mailbox", http.HandlerFunc(r.handleMailbox)},
+		{"DELETE /v1/clients/{id}/mailbox", http.HandlerFunc(r.handleMailboxPurge)},
+		{"DELETE /v1/clients/{id}/mailbox/{msg}", http.HandlerFunc(r.handleMailboxDelete)},
 		{"GET /v1/nodes", http.HandlerFunc(r.handleNodes)},
 		{"GET /v1/openapi.json", http.HandlerFunc(serveOpenAPI)},
 		{"GET /healthz", http.HandlerFunc(r.handleHealth)},
@@ -269,6 +270,9 @@ func (r *Router) handleSend(w http.ResponseWriter, req *http.Request) {
 		r.badRequest(w, err, nil)
 		return
 	}
+	if !r.scopeAllows(w, req, "to", m.To) {
+		return
+	}
 	wait, err := r.cfg.maxWait(body.MaxWait)
 	if err != nil {
 		r.badRequest(w, err, nil)
@@ -316,6 +320,13 @@ func (r *Router) handleBatch(w http.ResponseWriter, req *http.Request) {
 		}
 		msgs[i] = m
 	}
+	to := make([]string, len(msgs))
+	for i, m := range msgs {
+		to[i] = m.To
+	}
+	if !r.scopeAllowsAll(w, req, "messages", to) {
+		return
+	}
 	items := r.SendBatch(req.Context(), msgs, wait)
 	status := http.StatusOK
 	for _, it := range items {
@@ -352,70 +363,15 @@ func (r *Router) handleClient(w http.ResponseWriter, req *http.Request) {
 		r.badRequest(w, fieldError{"id", err.Error()}, nil)
 		return
 	}
+	if !r.scopeAllows(w, req, "id", id) {
+		return
+	}
 	c, err := r.Lookup(req.Context(), id)
 	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, ErrorBody{Error: err.Error()})
 		return
 	}
 	writeJSON(w, http.StatusOK, c)
-}
-
-// MailboxView is the answer of GET /v1/clients/{id}/mailbox.
-type MailboxView struct {
-	Client   string           `json:"client"`
-	Depth    int              `json:"depth"`
-	Messages []MailboxMessage `json:"messages"`
-}
-
-// MailboxMessage is one message waiting in a mailbox.
-type MailboxMessage struct {
-	ID       string    `json:"id"`
-	Topic    string    `json:"topic"`
-	Payload  []byte    `json:"payload"` // base64 in JSON
-	QoS      byte      `json:"qos"`
-	Accepted time.Time `json:"accepted"`
-	// ExpiresIn is the time it has left, in seconds, as the store counted when it was read.
-	ExpiresIn float64 `json:"expires_in"`
-	Seq       uint64  `json:"seq"`
-}
-
-func (r *Router) handleMailbox(w http.ResponseWriter, req *http.Request) {
-	id := req.PathValue("id")
-	if err := inbox.ValidateClientID(id); err != nil {
-		r.badRequest(w, fieldError{"id", err.Error()}, nil)
-		return
-	}
-	limit := 10
-	if s := req.URL.Query().Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 0 || n > 1000 {
-			r.badRequest(w, fieldError{"limit", fmt.Sprintf("%q: want 0 to 1000", s)}, nil)
-			return
-		}
-		limit = n
-	}
-	ctx, cancel := context.WithTimeout(req.Context(), r.cfg.StoreTimeout)
-	defer cancel()
-	v := MailboxView{Client: id, Messages: []MailboxMessage{}}
-	var err error
-	if limit > 0 {
-		msgs, err := r.store.Peek(ctx, id, 0, limit)
-		if err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, ErrorBody{Error: err.Error()})
-			return
-		}
-		for _, m := range msgs {
-			v.Messages = append(v.Messages, MailboxMessage{
-				ID: m.ID, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Accepted: m.Accepted,
-				ExpiresIn: m.TTL.Seconds(), Seq: m.Seq,
-			})
-		}
-	}
-	if v.Depth, err = r.store.Depth(ctx, id); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, ErrorBody{Error: err.Error()})
-		return
-	}
-	writeJSON(w, http.StatusOK, v)
 }
 
 func (r *Router) handleNodes(w http.ResponseWriter, _ *http.Request) {

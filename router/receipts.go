@@ -261,6 +261,9 @@ func (r *Router) handleMessage(w http.ResponseWriter, req *http.Request) {
 		r.badRequest(w, fieldError{"to", err.Error()}, nil)
 		return
 	}
+	if !r.scopeAllows(w, req, "to", to) {
+		return
+	}
 	rs, ok := r.receiptsOr501(w)
 	if !ok {
 		return

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -149,6 +150,10 @@ type Router struct {
 	metrics  *metrics
 
 	jobs *jobRunner // nil when the store keeps no jobs
+
+	// patterns matches a request to its API route, for the scope of a token.
+	patterns     *http.ServeMux
+	patternsOnce sync.Once
 
 	// receipts is the store's receipts, nil when it keeps none or Config.Receipts turns
 	// them off: Message.Receipt is then ignored.

@@ -17,9 +17,12 @@ import (
 )
 
 // Tokens holds the bearer tokens the API accepts, from a file with one token per line, as
-// `name token` or just `token` (blank lines and lines starting with # are ignored). It is
-// reloaded when the file changes; a file that no longer parses keeps the old tokens.
-// Safe for concurrent use.
+// `name token`, `name token clients=PREFIX` or just `token` (blank lines and lines
+// starting with # are ignored). A token with clients=PREFIX is scoped: it may send to,
+// read and manage only the clients whose id starts with PREFIX, and nothing that spans
+// clients (groups, jobs, the receipts stream, nodes, the dashboard, metrics). The file is
+// reloaded when it changes; a file that no longer parses keeps the old tokens. Safe for
+// concurrent use.
 type Tokens struct {
 	path string
 	log  *slog.Logger
@@ -28,8 +31,21 @@ type Tokens struct {
 
 type tokenSet struct {
 	sum    [32]byte // of the file, to notice changes
-	hashes map[[32]byte]string
+	hashes map[[32]byte]Token
 }
+
+// Token is one accepted token, by name, with its scope.
+type Token struct {
+	Name string
+	// Prefix, when set, scopes the token to the client ids that start with it.
+	Prefix string
+}
+
+// Scoped reports whether the token is limited to some clients.
+func (t Token) Scoped() bool { return t.Prefix != "" }
+
+// Allows reports whether the token may address client.
+func (t Token) Allows(client string) bool { return strings.HasPrefix(client, t.Prefix) }
 
 // MinTokenLen is the shortest token accepted in a tokens file.
 const MinTokenLen = 16
@@ -47,8 +63,8 @@ func LoadTokens(path string, log *slog.Logger) (*Tokens, error) {
 }
 
 // ParseTokens parses a tokens file's contents; errors name the line.
-func ParseTokens(data []byte) (map[[32]byte]string, error) {
-	out := map[[32]byte]string{}
+func ParseTokens(data []byte) (map[[32]byte]Token, error) {
+	out := map[[32]byte]Token{}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for line := 1; sc.Scan(); line++ {
 		text := strings.TrimSpace(sc.Text())
@@ -56,18 +72,25 @@ func ParseTokens(data []byte) (map[[32]byte]string, error) {
 			continue
 		}
 		fields := strings.Fields(text)
-		name, tok := fmt.Sprintf("line %d", line), fields[0]
+		name, tok, prefix := fmt.Sprintf("line %d", line), fields[0], ""
 		switch len(fields) {
 		case 1:
 		case 2:
 			name, tok = fields[0], fields[1]
+		case 3:
+			name, tok = fields[0], fields[1]
+			p, ok := strings.CutPrefix(fields[2], "clients=")
+			if !ok || p == "" {
+				return nil, fmt.Errorf("line %d: third field %q: want clients=PREFIX (a client-id prefix the token is scoped to)", line, fields[2])
+			}
+			prefix = p
 		default:
-			return nil, fmt.Errorf("line %d: want `name token` or `token`", line)
+			return nil, fmt.Errorf("line %d: want `name token`, `name token clients=PREFIX` or `token`", line)
 		}
 		if len(tok) < MinTokenLen {
 			return nil, fmt.Errorf("line %d: token for %s is %d characters; the minimum is %d", line, name, len(tok), MinTokenLen)
 		}
-		out[sha256.Sum256([]byte(tok))] = name
+		out[sha256.Sum256([]byte(tok))] = Token{Name: name, Prefix: prefix}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
@@ -115,22 +138,77 @@ func (t *Tokens) Watch(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// Check returns the name of the token presented in an Authorization: Bearer header.
-func (t *Tokens) Check(header string) (string, bool) {
+// Check returns the token presented in an Authorization: Bearer header.
+func (t *Tokens) Check(header string) (Token, bool) {
 	tok, ok := strings.CutPrefix(header, "Bearer ")
 	if !ok || tok == "" {
-		return "", false
+		return Token{}, false
 	}
 	h := sha256.Sum256([]byte(strings.TrimSpace(tok)))
 	set := t.set.Load()
 	// Comparing fixed-size hashes keeps the map lookup from leaking how much of a token
 	// matched; the constant-time compare guards the last step.
-	for k, name := range set.hashes {
+	for k, info := range set.hashes {
 		if subtle.ConstantTimeCompare(k[:], h[:]) == 1 {
-			return name, true
+			return info, true
 		}
 	}
-	return "", false
+	return Token{}, false
+}
+
+// mux matches requests to the API's routes (its handlers are never called through it).
+func (r *Router) mux() *http.ServeMux {
+	r.patternsOnce.Do(func() {
+		r.patterns = http.NewServeMux()
+		for _, rt := range r.apiRoutes() {
+			r.patterns.Handle(rt.pattern, rt.handler)
+		}
+	})
+	return r.patterns
+}
+
+// tokenKey is the request context key of the token a request presented.
+type tokenKey struct{}
+
+// scopedRoutes are the endpoints a scoped token may use: those about named clients.
+// Each checks every client it addresses with scopeAllows.
+var scopedRoutes = map[string]bool{
+	"POST /v1/messages": true, "POST /v1/messages/batch": true, "GET /v1/messages/{id}": true,
+	"GET /v1/clients/{id}": true, "GET /v1/clients/{id}/mailbox": true,
+	"DELETE /v1/clients/{id}/mailbox": true, "DELETE /v1/clients/{id}/mailbox/{msg}": true,
+	"GET /v1/openapi.json": true,
+}
+
+// scopeAllows reports whether the request's token may address client (named by field);
+// when not, it has answered 403.
+func (r *Router) scopeAllows(w http.ResponseWriter, req *http.Request, field, client string) bool {
+	tok, _ := req.Context().Value(tokenKey{}).(Token)
+	if tok.Allows(client) {
+		return true
+	}
+	r.metrics.refused.WithLabelValues("forbidden").Inc()
+	writeJSON(w, http.StatusForbidden, ErrorBody{
+		Error: fmt.Sprintf("token %s may address only clients whose id starts with %q, not %q", tok.Name, tok.Prefix, client),
+		Field: field})
+	return false
+}
+
+// scopeAllowsAll is scopeAllows for many clients; field names the offending one.
+func (r *Router) scopeAllowsAll(w http.ResponseWriter, req *http.Request, field string, clients []string) bool {
+	tok, _ := req.Context().Value(tokenKey{}).(Token)
+	if !tok.Scoped() {
+		return true
+	}
+	for i, c := range clients {
+		if !tok.Allows(c) {
+			r.metrics.refused.WithLabelValues("forbidden").Inc()
+			writeJSON(w, http.StatusForbidden, ErrorBody{
+				Error: fmt.Sprintf("token %s may address only clients whose id starts with %q, not %q", tok.Name, tok.Prefix, c),
+				Field: fmt.Sprintf("%s[%d]", field, i)})
+			return false
+		}
+	}
+	return true
 }
 
 // requireToken wraps h so every request but GET /healthz needs a valid bearer token.
@@ -140,13 +218,22 @@ func (r *Router) requireToken(t *Tokens, h http.Handler) http.Handler {
 			h.ServeHTTP(w, req)
 			return
 		}
-		if _, ok := t.Check(req.Header.Get("Authorization")); !ok {
+		tok, ok := t.Check(req.Header.Get("Authorization"))
+		if !ok {
 			r.metrics.refused.WithLabelValues("unauthorized").Inc()
 			w.Header().Set("WWW-Authenticate", `Bearer realm="switchboard"`)
 			writeJSON(w, http.StatusUnauthorized, ErrorBody{Error: "missing or wrong bearer token (Authorization: Bearer <token>)"})
 			return
 		}
-		h.ServeHTTP(w, req)
+		if tok.Scoped() {
+			if _, pattern := r.mux().Handler(req); !scopedRoutes[pattern] {
+				r.metrics.refused.WithLabelValues("forbidden").Inc()
+				writeJSON(w, http.StatusForbidden, ErrorBody{Error: fmt.Sprintf(
+					"token %s is scoped to the clients whose id starts with %q: %s %s spans clients", tok.Name, tok.Prefix, req.Method, req.URL.Path)})
+				return
+			}
+		}
+		h.ServeHTTP(w, req.WithContext(context.WithValue(req.Context(), tokenKey{}, tok)))
 	})
 }
 
