@@ -127,9 +127,16 @@ func (n *Node) receiptPass(ctx context.Context) bool {
 	}
 	rs := make([]store.Receipt, 0, count)
 	for _, it := range work {
-		if !it.barrier {
-			rs = append(rs, it.r)
+		if it.barrier {
+			continue
 		}
+		if err := it.r.Validate(); err != nil {
+			// No store would ever take it, and retrying would hold back every receipt
+			// behind it: what waits for it goes ahead without it.
+			n.log.Error("a delivery receipt no store records; skipped", "error", err)
+			continue
+		}
+		rs = append(rs, it.r)
 	}
 	wait := receiptBackoff
 	for len(rs) > 0 {
