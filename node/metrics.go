@@ -27,6 +27,7 @@ type metrics struct {
 	tooLarge        prometheus.Counter
 	authRevoked     prometheus.Counter
 	removeFailures  prometheus.Counter
+	receiptFailures prometheus.Counter
 	auditFixes      *prometheus.CounterVec
 
 	okTotal, failTotal atomic.Int64 // for the readiness report's counters
@@ -95,6 +96,10 @@ func newMetrics(reg *prometheus.Registry, n *Node) *metrics {
 			Name: "switchboard_node_mailbox_remove_failures_total",
 			Help: "Failed deletions of acknowledged messages' mailbox copies (each costs a duplicate later).",
 		}),
+		receiptFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_node_receipt_failures_total",
+			Help: "Failed writes of delivery receipts (retried; their messages wait unsettled meanwhile).",
+		}),
 		regState: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "switchboard_node_registration_state",
 			Help: "Registration state: 0 registering, 1 registered, 2 suspended, 3 fenced, 4 quarantined, 5 closed.",
@@ -105,7 +110,7 @@ func newMetrics(reg *prometheus.Registry, n *Node) *metrics {
 			func() float64 { return float64(v()) })
 	}
 	reg.MustRegister(
-		m.connections, m.deliveries, m.deliverySeconds, m.takeovers, m.panics, m.dropsKept, m.dropsLost, m.regState, m.movedOff, m.limits, m.authFailures, m.aclDenied, m.tooLarge, m.removeFailures, m.auditFixes, m.authRevoked,
+		m.connections, m.deliveries, m.deliverySeconds, m.takeovers, m.panics, m.dropsKept, m.dropsLost, m.regState, m.movedOff, m.limits, m.authFailures, m.aclDenied, m.tooLarge, m.removeFailures, m.receiptFailures, m.auditFixes, m.authRevoked,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "switchboard_node_clients_connected", Help: "Connected MQTT clients.",
 		}, func() float64 { return float64(n.clients.len()) }),

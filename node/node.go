@@ -62,6 +62,7 @@ type Node struct {
 	lease       *lease.Holder // the delivery lease: nothing is sent to clients without it
 	teller      *lease.Teller // queues into mailboxes and tells other nodes
 	remover     *remover      // deletes acknowledged messages' mailbox copies
+	receipter   *receipter    // records delivery receipts before their messages are settled
 	queuedBytes atomic.Int64  // bytes of directed messages held unanswered
 	sendWG      sync.WaitGroup
 	connLocks   keyedMutex // one CONNECT at a time per client id
@@ -127,6 +128,7 @@ func Start(ctx context.Context, cfg Config, deps Deps) (*Node, error) {
 		clients:    newClientTable(),
 		sessions:   newSessionIdents(),
 		remover:    newRemover(),
+		receipter:  newReceipter(st),
 		throttled:  newLogThrottle(10, 50),
 		connecting: map[*mqtt.Client]func(){},
 		done:       make(chan struct{}),
@@ -214,10 +216,11 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 	}, n.store, n.applyNotices, n.log); err != nil {
 		return err
 	}
-	n.wg.Add(4)
+	n.wg.Add(5)
 	go func() { defer n.wg.Done(); n.auditLoop(bgctx) }()
 	go func() { defer n.wg.Done(); n.authLoop(bgctx) }()
 	go func() { defer n.wg.Done(); n.leaseLoop(bgctx) }()
+	go func() { defer n.wg.Done(); n.receiptLoop(bgctx) }()
 	go func() { defer n.wg.Done(); n.removeLoop(bgctx) }()
 
 	internalAddr := advertised(boundWire, cfg.Advertise)

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"fmt"
 	"sync"
 	"time"
 
@@ -26,6 +27,13 @@ import (
 //   - Nothing is written while the node's delivery lease has lapsed, while the node is
 //     not live, before the session's presence is confirmed under the live epoch, before
 //     the client subscribed to its inbox, or once the session was taken over elsewhere.
+//   - When the store keeps delivery receipts (store.Receipts), a message that ends here
+//     (acknowledged, written at QoS 0, expired, or too large for the client) has its
+//     terminal receipt recorded durably before its router is answered and before its
+//     mailbox copy is removed (see receipter): a direct message if its router asked for
+//     one, a mailbox message always, for the store to keep only if its sender asked. A
+//     node killed in between leaves the message to be delivered again, never without a
+//     receipt. The outbox's spills ask the store to register what they store.
 
 // entryState is where a directed message stands on one connection.
 type entryState uint8
@@ -50,6 +58,9 @@ type entry struct {
 	inBox bool   // a copy is (or may be) in the mailbox: remove it once acknowledged
 
 	direct   bool
+	receipt  bool                   // direct: its router asked for a delivery receipt (unknown for mailbox messages)
+	ended    bool                   // its receipt is queued (see Node.end)
+	writes   int                    // times written to the client on this connection
 	reply    func(int, wire.Result) // the router waiting for it (message replyIdx of its Deliver); nil once answered
 	replyIdx int
 	answerBy time.Time // when an unanswered direct message is spilled
@@ -155,13 +166,13 @@ func (n *Node) accept(st *clientState, d wire.Deliver, reply func(int, wire.Resu
 	o.pending += bytes
 	for i, m := range d.Msgs {
 		if m.TTL <= 0 {
-			rs.add(pendingReply{fn: reply, i: i, r: wire.Result{Status: wire.StatusExpired, Detail: "expired before it reached the node"}})
+			n.expiredOnArrival(st, m, reply, i, &rs)
 			continue
 		}
 		e := &entry{
 			id: m.ID, topic: m.Topic, payload: m.Payload, qos: m.QoS,
 			expires: now.Add(time.Duration(m.TTL) * time.Millisecond), arrived: now,
-			direct: true, answerBy: now.Add(maxWait),
+			direct: true, receipt: m.Receipt, answerBy: now.Add(maxWait),
 			reply: reply, replyIdx: i,
 		}
 		o.directQ = append(o.directQ, e)
@@ -239,7 +250,7 @@ func (n *Node) mergeMailbox(o *outbox, msgs []store.Message, gen uint64, asked i
 }
 
 // takeWritable removes from the queues the entries to write now, in order, up to the
-// window; expired ones are finished instead (rs gets their answers, gone their ids).
+// window; expired ones are ended instead (see end).
 func (n *Node) takeWritable(o *outbox, max int, rs *replies, gone *[]string) []*entry {
 	var out []*entry
 	now := time.Now()
@@ -252,8 +263,7 @@ func (n *Node) takeWritable(o *outbox, max int, rs *replies, gone *[]string) []*
 			}
 			if !now.Before(e.expires) {
 				e.state = entryFinished
-				rs.add(n.settle(o, e, wire.StatusExpired, "expired before delivery"))
-				n.finish(o, e, gone)
+				n.end(o, e, wire.StatusExpired, "expired before delivery", rs, gone)
 				continue
 			}
 			if e.qos > 0 && o.window >= max {
@@ -263,6 +273,7 @@ func (n *Node) takeWritable(o *outbox, max int, rs *replies, gone *[]string) []*
 				o.window++
 			}
 			e.state = entryWritten
+			e.writes++ // now, not after the write: its PUBACK may come before the writer returns
 			e.fromBoxQ = fromBox
 			out = append(out, e)
 		}
@@ -306,16 +317,15 @@ func (n *Node) acked(st *clientState, pid uint16, reason byte) bool {
 	e.state = entryFinished
 	detail := ""
 	if reason >= 0x80 {
-		detail = "the client acknowledged it with an error reason code"
+		// Still delivered: the client has it, and MQTT does not resend it.
+		detail = fmt.Sprintf("the client acknowledged it with error reason code 0x%02x", reason)
 	}
-	if f := n.settle(o, e, wire.StatusDelivered, detail); f.fn != nil {
+	if n.end(o, e, wire.StatusDelivered, detail, &rs, &gone) {
 		n.metrics.deliverySeconds.Observe(time.Since(e.arrived).Seconds())
 		n.metrics.countDelivery("direct", wire.StatusDelivered)
-		rs.add(f)
 	} else if !e.direct {
 		n.metrics.countDelivery("drain", wire.StatusDelivered)
 	}
-	n.finish(o, e, &gone)
 	o.mu.Unlock()
 	rs.run()
 	n.remove(st, gone)

@@ -180,11 +180,11 @@ func (n *Node) writeBatch(st *clientState, batch []*entry, buf []byte) []byte {
 			o.window--
 		}
 		e.state = entryFinished
+		e.writes-- // never written
 		n.log.Warn("directed message larger than the client's maximum packet size; dropped",
 			"client", st.id, "id", e.id, "bytes", len(e.payload))
 		n.metrics.tooLarge.Inc()
-		rs.add(n.settle(o, e, wire.StatusRejected, errTooLarge.Error()))
-		n.finish(o, e, &gone)
+		n.end(o, e, wire.StatusRejected, errTooLarge.Error(), &rs, &gone)
 	}
 	if werr == nil {
 		for _, e := range sent {
@@ -192,13 +192,11 @@ func (n *Node) writeBatch(st *clientState, batch []*entry, buf []byte) []byte {
 				continue
 			}
 			e.state = entryFinished
-			if f := n.settle(o, e, wire.StatusDelivered, ""); f.fn != nil {
+			if n.end(o, e, wire.StatusDelivered, "", &rs, &gone) {
 				n.metrics.countDelivery("direct", wire.StatusDelivered)
-				rs.add(f)
 			} else {
 				n.metrics.countDelivery("drain", wire.StatusDelivered)
 			}
-			n.finish(o, e, &gone)
 		}
 	}
 	o.mu.Unlock()
@@ -259,6 +257,7 @@ func (n *Node) unwrite(st *clientState, batch []*entry) {
 			continue
 		}
 		e.state = entryQueued
+		e.writes--
 		if e.qos > 0 {
 			delete(o.pids.directed, e.pid)
 			o.window--

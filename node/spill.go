@@ -124,18 +124,15 @@ func (n *Node) spillBatch(st *clientState, batch []*entry, why string, closing b
 				if e.state == entryWritten && !closing {
 					continue // in flight: its PUBACK settles it
 				}
-				rs.add(n.settle(o, e, wire.StatusExpired, "expired before delivery"))
 				if e.state == entryQueued {
 					e.state = entryFinished
 				}
-				if e.state == entryFinished {
-					n.finish(o, e, &gone)
-				}
+				n.end(o, e, wire.StatusExpired, "expired before delivery", &rs, &gone)
 				continue
 			}
 			msgs = append(msgs, store.Message{
 				ID: e.id, To: st.id, Topic: e.topic, Payload: e.payload, QoS: e.qos,
-				Accepted: wall, TTL: left,
+				Accepted: wall, TTL: left, Receipt: e.receipt,
 			})
 			stored = append(stored, e)
 		}
@@ -173,7 +170,7 @@ func (n *Node) spillBatch(st *clientState, batch []*entry, why string, closing b
 						delete(o.byID, e.id)
 					}
 				case e.state == entryFinished:
-					gone = append(gone, e.id) // acknowledged meanwhile: the router's copy must go
+					n.dropCopy(o, e, &gone) // acknowledged meanwhile: the router's copy must go
 				}
 				// In boxQ (a mailbox read met its copy: the store did write it, only the
 				// answer was lost) it stays and is written in its place.
@@ -189,7 +186,7 @@ func (n *Node) spillBatch(st *clientState, batch []*entry, why string, closing b
 			}
 			switch {
 			case e.state == entryFinished:
-				gone = append(gone, e.id) // acknowledged while its copy was being stored
+				n.dropCopy(o, e, &gone) // acknowledged while its copy was being stored
 			case e.state == entryQueued && !e.inBoxQ:
 				// Not written yet and not met in the mailbox: it waits there, not here. No
 				// mailbox read has passed its seq (one that had would have moved it to
@@ -252,6 +249,8 @@ func (n *Node) removeLoop(ctx context.Context) {
 		select {
 		case <-r.signal:
 		case <-ctx.Done():
+			// The receipter's last pass may queue removals still.
+			<-n.receipter.stopped
 			n.removePass(context.Background())
 			return
 		}

@@ -30,6 +30,12 @@ func sampleFrames() map[string]Frame {
 			{ID: "m-3", Topic: "a/b", Payload: []byte{0}, QoS: 1, TTL: -5},
 		}},
 		"deliver-min": Deliver{Client: "c", Session: "s"},
+		"deliver-receipt": Deliver{Seq: 2, Epoch: 1, Client: "dev-3", Session: "s-3", Msgs: []Msg{
+			{ID: "r-1", Topic: "a/b", Payload: []byte("x"), QoS: 1, TTL: 60_000, Receipt: true},
+			{ID: "r-2", Topic: "a/b", QoS: 0, TTL: 1, Receipt: true},
+			{ID: "r-3", Topic: "a/b", QoS: 1, TTL: 1},
+			{ID: "r-4", Topic: "a/b", QoS: 0x7f, Receipt: true},
+		}},
 		"deliver-edges": Deliver{Seq: math.MaxUint64, Epoch: math.MinInt64, Client: "ü", MaxWait: math.MaxUint32, Msgs: []Msg{
 			{Payload: []byte{0, 0xff}, QoS: 2, TTL: math.MinInt64},
 			{ID: "x", TTL: math.MaxInt64},
@@ -99,6 +105,19 @@ func TestDeliverEncoding(t *testing.T) {
 	}
 	if got := body(t, AppendFrame(nil, d)); !bytes.Equal(got, want) {
 		t.Fatalf("encoded %x, want %x", got, want)
+	}
+	// The receipt flag is the QoS byte's top bit; a QoS that does not fit the other seven
+	// is sent as 0x7f, which the server refuses, never as a valid QoS or a receipt.
+	for _, c := range []struct {
+		qos     byte
+		receipt bool
+		want    byte
+	}{{0, true, 0x80}, {1, true, 0x81}, {1, false, 0x01}, {0x80, false, 0x7f}, {0xff, true, 0xff}} {
+		d.Msgs[0].QoS, d.Msgs[0].Receipt = c.qos, c.receipt
+		b := body(t, AppendFrame(nil, d))
+		if got := b[len(b)-2]; got != c.want {
+			t.Errorf("qos %d receipt %v: qos byte %#x, want %#x", c.qos, c.receipt, got, c.want)
+		}
 	}
 	dr := Drain{Seq: 5, Epoch: 1, Clients: []string{"a", "bc"}}
 	want = []byte{typeDrain, 5, 2, 2, 1, 'a', 2, 'b', 'c'}

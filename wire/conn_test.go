@@ -35,7 +35,7 @@ func TestRoundTripEachRequest(t *testing.T) {
 	ctx := testCtx(t)
 
 	d := Deliver{Epoch: 5, Client: "dev-1", Session: "s-1", MaxWait: 1500, Msgs: []Msg{
-		{ID: "m-1", Topic: "a/b", Payload: []byte("hi"), QoS: 1, TTL: 1234},
+		{ID: "m-1", Topic: "a/b", Payload: []byte("hi"), QoS: 1, TTL: 1234, Receipt: true},
 		{ID: "m-2", Topic: "a/c", QoS: 0, TTL: 0},
 		{ID: "m-3", Topic: "a/b", Payload: []byte{0, 1}, QoS: 1, TTL: -1},
 	}}

@@ -204,7 +204,8 @@ func decodeDeliver(b []byte) (Deliver, error) {
 			payloads = append(payloads, p...)
 			msg.Payload = payloads[start:len(payloads):len(payloads)]
 		}
-		msg.QoS = d.oneByte()
+		q := d.oneByte()
+		msg.QoS, msg.Receipt = q&^receiptBit, q&receiptBit != 0
 		msg.TTL = d.varint()
 	}
 	return m, nil

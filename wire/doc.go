@@ -36,6 +36,10 @@
 //	pong      seq:uvarint
 //	forward   seq:uvarint from:string epoch:varint count:uvarint { kind:byte body:bytes }
 //
+// A deliver message's qos byte holds the MQTT QoS in its low seven bits and, in bit 0x80,
+// whether the message asks for a delivery receipt (Msg.Receipt). Receipts came without a
+// new version: a server that predates them refuses such a message as a QoS over 1.
+//
 // A request that decodes but is invalid (a deliver without a session, say) is answered
 // with StatusBadRequest, a deliver once per message. So is a request that fails to decode
 // but whose sequence number (for a deliver, and message count) can still be read; any other

@@ -34,7 +34,7 @@ func (d Deliver) appendBody(dst []byte) []byte {
 		dst = appendString(dst, m.ID)
 		dst = appendString(dst, m.Topic)
 		dst = appendBytes(dst, m.Payload)
-		dst = append(dst, m.QoS)
+		dst = append(dst, qosByte(m))
 		dst = binary.AppendVarint(dst, m.TTL)
 	}
 	return dst
@@ -66,3 +66,19 @@ func (r Result) appendBody(dst []byte) []byte {
 func (p Ping) appendBody(dst []byte) []byte { return binary.AppendUvarint(dst, p.Seq) }
 
 func (p Pong) appendBody(dst []byte) []byte { return binary.AppendUvarint(dst, p.Seq) }
+
+// receiptBit is the bit of a message's QoS byte that carries Msg.Receipt. MQTT's QoS
+// never needs it, and a version-2 server that predates receipts refuses the byte (a QoS
+// over 1) rather than deliver a message without the receipt it asks for.
+const receiptBit = 0x80
+
+// qosByte is m's QoS and Receipt in one byte. A QoS too large for the seven bits left is
+// sent as 0x7f, still a QoS the server refuses, so it never turns into a valid QoS or a
+// receipt.
+func qosByte(m *Msg) byte {
+	b := min(m.QoS, receiptBit-1)
+	if m.Receipt {
+		b |= receiptBit
+	}
+	return b
+}

@@ -13,8 +13,11 @@ type Msg struct {
 	ID      string // message id
 	Topic   string
 	Payload []byte
-	QoS     byte
+	QoS     byte  // 0 or 1; on the wire it shares its byte with Receipt, so at most 0x7f
 	TTL     int64 // milliseconds the message has left to live when the request was sent
+	// Receipt asks for a terminal receipt (store.Receipts): the node records one in the
+	// store before it answers the message delivered or expired.
+	Receipt bool
 }
 
 // Deliver asks a node to deliver messages, in order, to one session of one client

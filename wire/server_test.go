@@ -279,6 +279,7 @@ func TestInvalidRequestsAreBadRequests(t *testing.T) {
 		{"deliver without client", Deliver{Seq: 20, Session: "s", Msgs: msgs("a")}, []uint64{20}, "empty client id"},
 		{"deliver without messages", Deliver{Seq: 30, Client: "c", Session: "s"}, []uint64{30}, "no messages"},
 		{"deliver with qos 2", Deliver{Seq: 40, Client: "c", Session: "s", Msgs: []Msg{{ID: "i", Topic: "t", QoS: 2}}}, []uint64{40}, "qos 2"},
+		{"deliver with qos 2 and a receipt", Deliver{Seq: 45, Client: "c", Session: "s", Msgs: []Msg{{ID: "i", Topic: "t", QoS: 2, Receipt: true}}}, []uint64{45}, "qos 2"},
 		{"kick without session", Kick{Seq: 50, Client: "c"}, []uint64{50}, "empty session"},
 		{"drain without clients", Drain{Seq: 60}, []uint64{60}, "no clients"},
 		{"drain with an empty client", Drain{Seq: 70, Clients: []string{"a", ""}}, []uint64{70}, "empty client id"},

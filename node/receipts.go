@@ -1,0 +1,248 @@
+package node
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/store"
+	"github.com/switchboard-mqtt/switchboard/wire"
+)
+
+// receiptWriter is what the node needs of a store that keeps delivery receipts
+// (store.Receipts). The receipter calls it from its one goroutine.
+type receiptWriter interface {
+	Finish(ctx context.Context, rs ...store.Receipt) error
+}
+
+// maxReceiptBatch bounds the receipts of one Finish call, so that one call stays well within
+// the store's timeout however many settled while the store was failing.
+const maxReceiptBatch = 1000
+
+// receiptBackoff is the first wait after a failed Finish; it doubles up to
+// maxReceiptBackoff.
+const (
+	receiptBackoff    = 50 * time.Millisecond
+	maxReceiptBackoff = time.Second
+)
+
+// receipter records the terminal receipts of the messages the node settles, many clients'
+// at a time, and only then runs what waits for each: the router's answer, the removal of
+// the mailbox copy. Until the receipt is durable, either of those would make it lose: a
+// router answered never sends the message again, and a mailbox emptied of it never brings
+// it back, so a node killed in between would leave the message without a receipt. Kept
+// back, they make the message come again after such a kill (the router, unanswered,
+// queues it; the mailbox copy stays), and its receipt is recorded then (a duplicate at
+// worst, which the store ignores).
+//
+// Items are queued under their client's outbox lock and passed to Finish in queue order,
+// so one client's receipts enter the log in the order its messages settled.
+type receipter struct {
+	w       receiptWriter // nil: the store keeps no receipts, and nothing is queued
+	mu      sync.Mutex
+	queue   []receiptItem
+	signal  chan struct{}
+	stopped chan struct{}
+}
+
+// receiptItem is a receipt to record and what runs once it is durable. An item without
+// a receipt (barrier) runs once every receipt queued before it is.
+type receiptItem struct {
+	r       store.Receipt
+	barrier bool
+	then    func()
+}
+
+// newReceipter returns the receipter for st: one that records nothing when st keeps no
+// receipts.
+func newReceipter(st store.Store) *receipter {
+	r := &receipter{signal: make(chan struct{}, 1), stopped: make(chan struct{})}
+	if rs, ok := st.(store.Receipts); ok {
+		r.w = rs
+	}
+	return r
+}
+
+// on reports whether receipts are recorded.
+func (r *receipter) on() bool { return r != nil && r.w != nil }
+
+// add queues rec; then runs once rec is durable, after every item queued before it.
+func (r *receipter) add(rec store.Receipt, then func()) { r.push(receiptItem{r: rec, then: then}) }
+
+// after queues then to run once every receipt queued before it is durable.
+func (r *receipter) after(then func()) { r.push(receiptItem{barrier: true, then: then}) }
+
+func (r *receipter) push(it receiptItem) {
+	r.mu.Lock()
+	r.queue = append(r.queue, it)
+	r.mu.Unlock()
+	select {
+	case r.signal <- struct{}{}:
+	default:
+	}
+}
+
+// receiptLoop runs the receipter until ctx ends, then makes one last try, without
+// retries, at what is queued.
+func (n *Node) receiptLoop(ctx context.Context) {
+	r := n.receipter
+	defer close(r.stopped)
+	for {
+		select {
+		case <-r.signal:
+		case <-ctx.Done():
+		}
+		for n.receiptPass(ctx) {
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// receiptPass records one batch of queued receipts, then runs the batch's items in order.
+// It retries a failing Finish with back-off while the node runs; once ctx ends (the node
+// stops) it gives up, and the batch's items never run, so nothing is answered or removed
+// for a receipt that is not durable. It reports whether it recorded the batch and more
+// is queued.
+func (n *Node) receiptPass(ctx context.Context) bool {
+	r := n.receipter
+	r.mu.Lock()
+	k, count := 0, 0
+	for ; k < len(r.queue) && count < maxReceiptBatch; k++ {
+		if !r.queue[k].barrier {
+			count++
+		}
+	}
+	work := r.queue[:k:k]
+	if k == len(r.queue) {
+		r.queue = nil
+	} else {
+		r.queue = r.queue[k:]
+	}
+	more := len(r.queue) > 0
+	r.mu.Unlock()
+	if len(work) == 0 {
+		return false
+	}
+	rs := make([]store.Receipt, 0, count)
+	for _, it := range work {
+		if it.barrier {
+			continue
+		}
+		if err := it.r.Validate(); err != nil {
+			// No store would ever take it, and retrying would hold back every receipt
+			// behind it: what waits for it goes ahead without it.
+			n.log.Error("a delivery receipt no store records; skipped", "error", err)
+			continue
+		}
+		rs = append(rs, it.r)
+	}
+	wait := receiptBackoff
+	for len(rs) > 0 {
+		sctx, cancel := context.WithTimeout(context.Background(), n.cfg.StoreTimeout)
+		err := r.w.Finish(sctx, rs...)
+		cancel()
+		if err == nil {
+			break
+		}
+		n.metrics.receiptFailures.Inc()
+		if ctx.Err() != nil {
+			// Their routers are unanswered and their mailbox copies stay: each message is
+			// delivered again, and its receipt recorded then.
+			n.log.Warn("record delivery receipts; the node is stopping, so their messages stay unsettled",
+				"receipts", len(rs), "error", err)
+			return false
+		}
+		n.log.Warn("record delivery receipts; retrying", "receipts", len(rs), "in", wait, "error", err)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
+		wait = min(2*wait, maxReceiptBackoff)
+	}
+	for _, it := range work {
+		it.then()
+	}
+	return more
+}
+
+// wantsReceipt reports whether e gets a receipt when it ends here: a direct message whose
+// router asked for one, or a mailbox message, whose sender may have (the store records
+// that one only if the message was registered).
+func (e *entry) wantsReceipt() bool { return !e.direct || e.receipt }
+
+// receiptStatus is the receipt of a message answered s, if s ends it.
+func receiptStatus(s wire.Status) (store.ReceiptStatus, bool) {
+	switch s {
+	case wire.StatusDelivered:
+		return store.ReceiptDelivered, true
+	case wire.StatusExpired:
+		return store.ReceiptExpired, true
+	case wire.StatusRejected:
+		return store.ReceiptRejected, true
+	}
+	return "", false
+}
+
+// end settles e, which ended on this connection as s, and finishes it if it is finished
+// (a connection that closes leaves written entries unfinished). When e gets a receipt,
+// its answer and the removal of its mailbox copy are queued behind it; otherwise they go
+// to rs and gone, for the caller to run once it releases o.mu. o.mu is held. It reports
+// whether e was still to be answered.
+func (n *Node) end(o *outbox, e *entry, s wire.Status, detail string, rs *replies, gone *[]string) bool {
+	var ids []string
+	if e.state == entryFinished {
+		n.finish(o, e, &ids)
+	}
+	f := n.settle(o, e, s, detail)
+	status, final := receiptStatus(s)
+	if !final || !e.wantsReceipt() || !n.receipter.on() {
+		rs.add(f)
+		*gone = append(*gone, ids...)
+		return f.fn != nil
+	}
+	st := o.st
+	then := func() {
+		if f.fn != nil {
+			f.fn(f.i, f.r)
+		}
+		n.remove(st, ids)
+	}
+	if e.ended {
+		// Its receipt is queued already (acknowledged while a spill stored it, say):
+		// what is left waits behind that one.
+		n.receipter.after(then)
+		return f.fn != nil
+	}
+	e.ended = true
+	n.receipter.add(store.Receipt{
+		Client: st.id, ID: e.id, Status: status, Node: n.cfg.ID, Attempts: e.writes,
+		Detail: detail, OnlyPending: !e.direct,
+	}, then)
+	return f.fn != nil
+}
+
+// dropCopy queues the removal of finished e's mailbox copy (which the spill that stored
+// it left to its return), behind e's receipt if it has one. o.mu is held.
+func (n *Node) dropCopy(o *outbox, e *entry, gone *[]string) {
+	if !e.ended || !e.wantsReceipt() || !n.receipter.on() {
+		*gone = append(*gone, e.id)
+		return
+	}
+	st, ids := o.st, []string{e.id}
+	n.receipter.after(func() { n.remove(st, ids) })
+}
+
+// expiredOnArrival answers a message of a Deliver that had expired before it reached the
+// node, with its receipt first if it asked for one. o.mu is held.
+func (n *Node) expiredOnArrival(st *clientState, m wire.Msg, reply func(int, wire.Result), i int, rs *replies) {
+	const why = "expired before it reached the node"
+	p := pendingReply{fn: reply, i: i, r: wire.Result{Status: wire.StatusExpired, Detail: why}}
+	if !m.Receipt || !n.receipter.on() {
+		rs.add(p)
+		return
+	}
+	n.receipter.add(store.Receipt{Client: st.id, ID: m.ID, Status: store.ReceiptExpired, Node: n.cfg.ID, Detail: why},
+		func() { p.fn(p.i, p.r) })
+}
