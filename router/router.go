@@ -502,8 +502,8 @@ func (r *Router) deliverGroups(ctx context.Context, groups []group, sms []store.
 		for _, i := range g.idx {
 			m := sms[i]
 			ttl := m.TTL - now.Sub(start) // the time spent here counts against it
-			// TODO(receipts): add Receipt: m.Receipt once wire.Msg.Receipt exists (the node records delivered/expired receipts).
-			d.Msgs = append(d.Msgs, wire.Msg{ID: m.ID, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, TTL: ttl.Milliseconds()})
+			// The node records the receipt of what it delivers or lets expire.
+			d.Msgs = append(d.Msgs, wire.Msg{ID: m.ID, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, TTL: ttl.Milliseconds(), Receipt: m.Receipt})
 		}
 		list = append(list, s)
 		mu.Lock()
