@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -33,6 +35,10 @@ type Request struct {
 	Group  string   `json:"group,omitempty"`
 	// Receipt asks for the message's terminal receipt (absent: true); see receipts.go.
 	Receipt *bool `json:"receipt,omitempty"`
+	// CollapseKey makes this message replace the client's queued one with the same key.
+	CollapseKey string `json:"collapse_key,omitempty"`
+	// DeliverAt holds the message back until that time (RFC 3339), at most its ttl ahead.
+	DeliverAt string `json:"deliver_at,omitempty"`
 }
 
 // BatchRequest is the JSON body of POST /v1/messages/batch.
@@ -128,6 +134,23 @@ func (c Config) validate(req Request) (Message, error) {
 			return Message{}, fieldError{"ttl", fmt.Sprintf("%v is out of range: 1s to %v", ttl, c.MaxTTL)}
 		}
 		m.TTL = ttl
+	}
+	if req.CollapseKey != "" {
+		if len(req.CollapseKey) > store.MaxCollapseKey || strings.IndexFunc(req.CollapseKey, unicode.IsControl) >= 0 || !utf8.ValidString(req.CollapseKey) {
+			return Message{}, fieldError{"collapse_key", fmt.Sprintf("use 1-%d bytes of UTF-8 without control characters", store.MaxCollapseKey)}
+		}
+		m.CollapseKey = req.CollapseKey
+	}
+	if req.DeliverAt != "" {
+		at, err := time.Parse(time.RFC3339Nano, req.DeliverAt)
+		if err != nil {
+			return Message{}, fieldError{"deliver_at", fmt.Sprintf("%q is not an RFC 3339 time like 2026-12-24T18:00:00Z", req.DeliverAt)}
+		}
+		if ahead := time.Until(at.Add(-c.ClockSkew)); ahead >= m.TTL {
+			return Message{}, fieldError{"deliver_at", fmt.Sprintf("is %v ahead, not less than the ttl of %v: it would expire before it is due",
+				ahead.Round(time.Second), m.TTL)}
+		}
+		m.DeliverAt = at
 	}
 	return m, nil
 }
@@ -416,6 +439,10 @@ func sendError(err error) (int, string) {
 	switch {
 	case errors.Is(err, ErrRejected):
 		return http.StatusRequestEntityTooLarge, "the client cannot take this message; not accepted: " + err.Error()
+	case errors.Is(err, ErrUnsupported):
+		return http.StatusNotImplemented, err.Error()
+	case errors.Is(err, store.ErrTooManyCollapseKeys):
+		return http.StatusInsufficientStorage, "too many collapse keys: the client's mailbox holds messages under the limit of distinct keys; not accepted: " + err.Error()
 	case errors.Is(err, store.ErrMailboxFull):
 		return http.StatusInsufficientStorage, "mailbox full: the client has too many undelivered messages; not accepted: " + err.Error()
 	case errors.Is(err, store.ErrStoreFull):

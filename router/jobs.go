@@ -62,11 +62,18 @@ type jobSpec struct {
 	// NoReceipt is the negative so that a job stored before receipts existed decodes
 	// with them on, the default.
 	NoReceipt bool `json:"no_receipt,omitempty"`
+	// CollapseKey and DeliverAt (Unix ms; 0: none) are each recipient's.
+	CollapseKey string `json:"collapse_key,omitempty"`
+	DeliverAt   int64  `json:"deliver_at_ms,omitempty"`
 }
 
 func (s jobSpec) message() Message {
-	return Message{ID: s.ID, Topic: s.Topic, Payload: s.Payload, QoS: s.QoS, TTL: time.Duration(s.TTL) * time.Millisecond,
-		Receipt: !s.NoReceipt}
+	m := Message{ID: s.ID, Topic: s.Topic, Payload: s.Payload, QoS: s.QoS, TTL: time.Duration(s.TTL) * time.Millisecond,
+		Receipt: !s.NoReceipt, CollapseKey: s.CollapseKey}
+	if s.DeliverAt != 0 {
+		m.DeliverAt = time.UnixMilli(s.DeliverAt)
+	}
+	return m
 }
 
 // JobID is the id of the job of a group send whose message id is base: a retry of the
@@ -98,7 +105,8 @@ func (r *Router) createJob(ctx context.Context, group string, size int, t Messag
 		return JobView{}, false, errors.New("this store keeps no jobs")
 	}
 	spec, err := json.Marshal(jobSpec{ID: base, Topic: t.Topic, Payload: t.Payload, QoS: t.QoS,
-		TTL: t.TTL.Milliseconds(), MaxWait: wait.Milliseconds(), NoReceipt: !t.Receipt})
+		TTL: t.TTL.Milliseconds(), MaxWait: wait.Milliseconds(), NoReceipt: !t.Receipt, CollapseKey: t.CollapseKey,
+		DeliverAt: deliverAtMillis(t.DeliverAt)})
 	if err != nil {
 		return JobView{}, false, fmt.Errorf("encode job: %w", err)
 	}
@@ -391,4 +399,11 @@ func (r *Router) retry(ctx context.Context, call func(context.Context) error) er
 		pause = min(2*pause, 5*time.Second)
 	}
 	return err
+}
+
+func deliverAtMillis(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
 }

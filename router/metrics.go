@@ -19,6 +19,8 @@ type metrics struct {
 
 	receiptErrors *prometheus.CounterVec
 	swept         prometheus.Counter
+	// scheduledQueued counts scheduled messages queued when they came due.
+	scheduledQueued prometheus.Counter
 	webhookSent   *prometheus.CounterVec
 	webhookDead   prometheus.Counter
 }
@@ -56,6 +58,10 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		Name: "switchboard_router_receipts_swept_total",
 		Help: "Pending messages this router's sweeper declared expired.",
 	})
+	m.scheduledQueued = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "switchboard_router_scheduled_queued_total",
+		Help: "Scheduled messages (deliver_at) this router queued when they came due.",
+	})
 	m.webhookSent = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_router_webhook_attempts_total",
 		Help: "Webhook POSTs of receipt batches, by result (sent: 2xx; failed: an error or another status).",
@@ -70,7 +76,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	for _, res := range []string{"sent", "failed"} {
 		m.webhookSent.WithLabelValues(res)
 	}
-	reg.MustRegister(m.receiptErrors, m.swept, m.webhookSent, m.webhookDead)
+	reg.MustRegister(m.receiptErrors, m.swept, m.scheduledQueued, m.webhookSent, m.webhookDead)
 	reg.MustRegister(m.messages, m.refused, m.seconds, m.uncertain, m.depth,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// The store's refusals start at 0, so an alert's rate() sees the first one.

@@ -121,7 +121,8 @@ func (r *Router) finishRouted(ctx context.Context, sms []store.Message, out []Ro
 		switch err := out[i].Err; {
 		case err == nil && out[i].Status == Expired && out[i].Node == "":
 			rc.Status, rc.Detail = store.ReceiptExpired, "expired at the router before it could be queued"
-		case errors.Is(err, store.ErrMailboxFull), errors.Is(err, store.ErrStoreFull), errors.Is(err, ErrRejected):
+		case errors.Is(err, store.ErrMailboxFull), errors.Is(err, store.ErrStoreFull), errors.Is(err, ErrRejected),
+			errors.Is(err, store.ErrTooManyCollapseKeys):
 			rc.Status, rc.Detail = store.ReceiptRejected, clip(err.Error(), store.MaxReceiptDetail)
 		default:
 			continue // a node's, or the sweeper's, or not accepted at all (503: the sender retries)

@@ -81,6 +81,11 @@ type Config struct {
 	// Receipts configures delivery receipts, their sweeper, webhook and event stream (see
 	// receipts.go).
 	Receipts ReceiptsConfig
+	// MaxCollapseKeys caps the distinct collapse keys one client's mailbox holds.
+	MaxCollapseKeys int
+	// SchedulePoll is how often the router looks for scheduled messages whose time has
+	// come (see schedule.go); ScheduleLease how long it holds those it took.
+	SchedulePoll, ScheduleLease time.Duration
 }
 
 // DefaultConfig returns the defaults.
@@ -101,6 +106,10 @@ func DefaultConfig() Config {
 		HTTP:         DefaultHTTPConfig(),
 		Fanout:       DefaultFanoutConfig(),
 		Receipts:     DefaultReceiptsConfig(),
+
+		MaxCollapseKeys: 100,
+		SchedulePoll:    250 * time.Millisecond,
+		ScheduleLease:   30 * time.Second,
 	}
 }
 
@@ -130,6 +139,14 @@ func (c Config) Validate() error {
 	}
 	if err := c.Fanout.validate(); err != nil {
 		return err
+	}
+	switch {
+	case c.MaxCollapseKeys <= 0:
+		return fmt.Errorf("MaxCollapseKeys %d: must be positive", c.MaxCollapseKeys)
+	case c.SchedulePoll <= 0:
+		return fmt.Errorf("SchedulePoll %v: must be positive", c.SchedulePoll)
+	case c.ScheduleLease <= 0:
+		return fmt.Errorf("ScheduleLease %v: must be positive", c.ScheduleLease)
 	}
 	if err := c.Receipts.validate(); err != nil {
 		return err
@@ -210,6 +227,7 @@ func New(cfg Config, st store.Store, members LiveSet, log *slog.Logger) (*Router
 	r.teller = lease.NewTeller(lease.TellerConfig{MailboxLimit: cfg.MailboxLimit}, st, members, r.pool, r.log)
 	r.startJobs(ctx)
 	r.startReceipts(ctx)
+	r.startSchedule(ctx)
 	sub := members.Subscribe()
 	r.wg.Add(1)
 	go func() {
@@ -256,6 +274,8 @@ const (
 	Queued Outcome = "queued"
 	// Expired: it expired before delivery began and will never be delivered.
 	Expired Outcome = "expired"
+	// Scheduled: it waits in the store for its deliver_at, and is queued then.
+	Scheduled Outcome = "scheduled"
 )
 
 // Result is the router's answer for one accepted message.
@@ -265,6 +285,11 @@ type Result struct {
 	Node      string  `json:"node,omitempty"`
 	Depth     int     `json:"mailbox_depth,omitempty"`
 	Duplicate bool    `json:"duplicate,omitempty"`
+	// Collapsed is the id of the queued message with the same collapse key this one
+	// replaced.
+	Collapsed string `json:"collapsed,omitempty"`
+	// DeliverAt is when a scheduled message becomes deliverable.
+	DeliverAt time.Time `json:"deliver_at,omitzero"`
 }
 
 // Message is a validated message to send.
@@ -278,6 +303,11 @@ type Message struct {
 	// Receipt asks for a terminal receipt (see receipts.go); ignored when the router keeps
 	// none.
 	Receipt bool
+	// CollapseKey makes the message replace the client's queued message with the same key
+	// (see schedule.go: such a message always goes through the mailbox).
+	CollapseKey string
+	// DeliverAt, when later than now, holds the message back until then (schedule.go).
+	DeliverAt time.Time
 }
 
 // Send routes one message with the default max wait. An error means the message was not
@@ -317,11 +347,20 @@ func (r *Router) Route(ctx context.Context, msgs []Message, maxWait time.Duratio
 		sms[i] = store.Message{
 			ID: m.ID, To: m.To, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS,
 			Accepted: wall.UTC(), TTL: m.TTL, Receipt: m.Receipt && r.receipts != nil,
+			CollapseKey: m.CollapseKey,
+		}
+		if m.CollapseKey != "" {
+			sms[i].CollapseLimit = r.cfg.MaxCollapseKeys
 		}
 	}
-	groups := groupByClient(sms)
+	groups, queue, later := r.pathsOf(msgs, sms, wall)
+	if len(later) > 0 {
+		r.scheduleAll(ctx, later, msgs, sms, out, wall, start)
+	}
 	// First attempt: every client with a route goes straight to its node.
-	retry, queue := r.deliverGroups(ctx, groups, sms, out, maxWait, start, true)
+	retry, direct := r.deliverGroups(ctx, groups, sms, out, maxWait, start, true)
+	queue = append(queue, direct...)
+	slices.Sort(queue)
 	if len(retry) > 0 {
 		// Refused before anything was sent (not there any more, or its node cannot take
 		// it): look again in the store, and try once more where the client is now.
@@ -675,7 +714,8 @@ func (r *Router) queueAll(ctx context.Context, idx []int, sms []store.Message, o
 		case res[j].Err != nil:
 			out[i].Err = fmt.Errorf("store for %s: %w", sms[i].To, res[j].Err)
 		default:
-			out[i].Result = Result{ID: sms[i].ID, Status: Queued, Depth: res[j].Depth, Duplicate: res[j].Duplicate}
+			out[i].Result = Result{ID: sms[i].ID, Status: Queued, Depth: res[j].Depth, Duplicate: res[j].Duplicate,
+				Collapsed: res[j].Collapsed}
 		}
 	}
 }

@@ -174,6 +174,10 @@ func registerRouterFlags(fs interface {
 	fs.IntVar(&cfg.Receipts.Webhook.Attempts, "webhook-attempts", d.Receipts.Webhook.Attempts,
 		"POSTs of one batch, with back-off from 200ms to 30s, before its receipts are counted as dead letters and skipped")
 	fs.DurationVar(&cfg.Receipts.Webhook.Timeout, "webhook-timeout", d.Receipts.Webhook.Timeout, "longest one webhook POST may take")
+	fs.IntVar(&cfg.MaxCollapseKeys, "max-collapse-keys", d.MaxCollapseKeys,
+		"most distinct collapse keys one client's mailbox holds; a message with a new key past them is refused (507)")
+	fs.DurationVar(&cfg.SchedulePoll, "schedule-poll", d.SchedulePoll,
+		"how often the router queues scheduled messages (deliver_at) that came due")
 }
 
 // routerFlags names the flag behind each router.Config field the router's errors name.
@@ -185,6 +189,7 @@ var routerFlags = fieldFlags{
 	"Receipts.Grace": "--receipt-grace", "Receipts.Retention": "--receipt-retention", "Receipts.Webhook.URL": "--webhook-url",
 	"Receipts.Webhook.Secret": "--webhook-secret", "Receipts.Webhook.Batch": "--webhook-batch",
 	"Receipts.Webhook.Attempts": "--webhook-attempts", "Receipts.Webhook.Timeout": "--webhook-timeout",
+	"MaxCollapseKeys": "--max-collapse-keys", "SchedulePoll": "--schedule-poll",
 }
 
 // registerHTTPFlags defines the flags of the API's connection limits.

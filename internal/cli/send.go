@@ -31,6 +31,9 @@ func runSend(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&ttl, "ttl", "", "expiry, e.g. 90s or 24h (default: the router's)")
 	fs.StringVar(&id, "id", "", "message id (optional; a retry with the same id is recognised)")
 	fs.BoolVar(&receipt, "receipt", true, "ask for a delivery receipt (--receipt=false: none; see GET /v1/events)")
+	var collapse, deliverAt string
+	fs.StringVar(&collapse, "collapse-key", "", "replace the client's queued message with the same key (collapse_key)")
+	fs.StringVar(&deliverAt, "deliver-at", "", "hold the message back until this RFC 3339 time, or for a duration such as 10m (deliver_at)")
 	fs.BoolVar(&b64, "base64", false, "PAYLOAD is base64")
 	fs.BoolVar(&asJSON, "json", false, "print the router's JSON answer")
 	secretVar(fs, &apiToken, "token", "the API's bearer token")
@@ -52,7 +55,13 @@ func runSend(ctx context.Context, e env, args []string) error {
 	if (to == "") == (group == "") {
 		return usagef("give one of --to and --group")
 	}
-	req := router.Request{ID: id, To: to, Group: group, Topic: topic, QoS: &qos}
+	req := router.Request{ID: id, To: to, Group: group, Topic: topic, QoS: &qos, CollapseKey: collapse}
+	if deliverAt != "" {
+		if d, err := time.ParseDuration(deliverAt); err == nil {
+			deliverAt = time.Now().Add(d).UTC().Format(time.RFC3339Nano)
+		}
+		req.DeliverAt = deliverAt
+	}
 	if !receipt {
 		req.Receipt = &receipt // absent means on: send the field only to turn it off
 	}

@@ -1,0 +1,155 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/store"
+)
+
+// Two kinds of message leave the direct path:
+//
+//   - A message with a collapse key goes through the mailbox, where it replaces the
+//     client's queued message with the same key; its node is told and reads it from
+//     there (a mailbox read, not a frame of its own: a few milliseconds more). So that
+//     the client's messages of one request keep their order, all of that client's
+//     messages in the request go through the mailbox with it.
+//   - A message whose deliver_at is ahead waits in the store's schedule (store.Schedule),
+//     registered for its receipt; every router polls the schedule and queues what has
+//     come due, in due order, with the rest of its TTL. Its place among the client's
+//     messages is its deliver_at: those accepted before it come first, those accepted
+//     after it come after it, within a poll (SchedulePoll).
+
+// ErrUnsupported means the store cannot do what the message asks (a deliver_at on a store
+// without a schedule).
+var ErrUnsupported = errors.New("not supported by this store")
+
+// pathsOf splits a Route's messages: groups to try directly, indexes to queue at once
+// (collapse keys), indexes to schedule (deliver_at ahead of wall).
+func (r *Router) pathsOf(msgs []Message, sms []store.Message, wall time.Time) (direct []group, queue, later []int) {
+	viaBox := map[string]bool{}
+	now := make([]int, 0, len(msgs))
+	for i, m := range msgs {
+		switch {
+		case !m.DeliverAt.IsZero() && m.DeliverAt.After(wall):
+			later = append(later, i)
+		default:
+			if m.CollapseKey != "" {
+				viaBox[m.To] = true
+			}
+			now = append(now, i)
+		}
+	}
+	for _, g := range regroup(now, sms) {
+		if viaBox[g.client] {
+			queue = append(queue, g.idx...)
+		} else {
+			direct = append(direct, g)
+		}
+	}
+	return direct, queue, later
+}
+
+// scheduleAll stores the messages at idx in the schedule.
+func (r *Router) scheduleAll(ctx context.Context, idx []int, msgs []Message, sms []store.Message, out []Routed, wall, start time.Time) {
+	sc, ok := r.store.(store.Schedule)
+	if !ok {
+		for _, i := range idx {
+			out[i].Err = fmt.Errorf("deliver_at: %w", ErrUnsupported)
+		}
+		return
+	}
+	batch := make([]store.Scheduled, len(idx))
+	for k, i := range idx {
+		m := sms[i]
+		m.TTL -= time.Since(start)
+		batch[k] = store.Scheduled{Message: m, Delay: msgs[i].DeliverAt.Sub(wall) - time.Since(start)}
+		if batch[k].Delay <= 0 {
+			batch[k].Delay = time.Millisecond // due at once: the next poll queues it
+		}
+	}
+	sctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+	defer cancel()
+	dup, err := sc.ScheduleMessages(sctx, batch)
+	for k, i := range idx {
+		switch {
+		case err != nil:
+			out[i].Err = fmt.Errorf("schedule for %s: %w", sms[i].To, err)
+		default:
+			out[i].Result = Result{ID: sms[i].ID, Status: Scheduled, Duplicate: dup[k], DeliverAt: msgs[i].DeliverAt.UTC()}
+		}
+	}
+}
+
+// startSchedule starts the poller of the schedule, when the store keeps one.
+func (r *Router) startSchedule(ctx context.Context) {
+	sc, ok := r.store.(store.Schedule)
+	if !ok {
+		return
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		tick := time.NewTicker(r.cfg.SchedulePoll)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			for range 100 { // bounded: a backlog does not keep the loop from ctx
+				n, err := r.queueDue(ctx, sc)
+				if err != nil && ctx.Err() == nil {
+					r.log.Warn("queue scheduled messages that came due; retrying after their lease", "error", err)
+				}
+				if err != nil || n < store.MaxScheduledTake {
+					break
+				}
+			}
+		}
+	}()
+}
+
+// queueDue takes due messages, queues them (telling the nodes of connected clients), and
+// forgets those queued or refused for good. A message whose queueing failed for now stays
+// leased and comes back when the lease ends.
+func (r *Router) queueDue(ctx context.Context, sc store.Schedule) (int, error) {
+	tctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+	due, err := sc.TakeDue(tctx, store.MaxScheduledTake, r.cfg.ScheduleLease)
+	cancel()
+	if err != nil || len(due) == 0 {
+		return 0, err
+	}
+	qctx, cancel := context.WithTimeout(ctx, 2*r.cfg.StoreTimeout)
+	defer cancel()
+	res, err := r.teller.Queue(qctx, "", due)
+	if err != nil {
+		return len(due), fmt.Errorf("queue %d due messages: %w", len(due), err)
+	}
+	var done []string
+	var refused []store.Receipt
+	for i, m := range due {
+		switch err := res[i].Err; {
+		case err == nil:
+		case errors.Is(err, store.ErrMailboxFull), errors.Is(err, store.ErrTooManyCollapseKeys):
+			refused = append(refused, store.Receipt{Client: m.To, ID: m.ID, Status: store.ReceiptRejected,
+				Detail: clip("came due but was refused: "+err.Error(), store.MaxReceiptDetail), OnlyPending: true})
+		default:
+			continue // the store could not take it now: after the lease
+		}
+		done = append(done, store.MessageKey(m.To, m.ID))
+	}
+	if len(refused) > 0 && r.receipts != nil {
+		if err := r.receipts.Finish(qctx, refused...); err != nil {
+			return len(due), fmt.Errorf("record the receipts of refused due messages: %w", err)
+		}
+	}
+	r.metrics.scheduledQueued.Add(float64(len(done)))
+	if err := sc.DoneScheduled(qctx, done...); err != nil {
+		return len(due), fmt.Errorf("forget queued scheduled messages: %w", err)
+	}
+	return len(due), nil
+}
