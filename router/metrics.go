@@ -21,8 +21,8 @@ type metrics struct {
 	swept         prometheus.Counter
 	// scheduledQueued counts scheduled messages queued when they came due.
 	scheduledQueued prometheus.Counter
-	webhookSent   *prometheus.CounterVec
-	webhookDead   prometheus.Counter
+	webhookSent     *prometheus.CounterVec
+	webhookDead     prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
