@@ -56,6 +56,9 @@ type DirectConfig struct {
 	// an online client's PUBACK before it queues the message and answers "queued". 0
 	// leaves it to the router's --max-wait.
 	MaxWait time.Duration `json:"max_wait,omitempty"`
+	// NoReceipts sends every message with receipt:false (the API's default is a receipt
+	// per message), to measure what receipts cost.
+	NoReceipts bool `json:"no_receipts,omitempty"`
 	// DelayClients is how many clients, the first ones, connect through a DelayProxy that
 	// delays each direction by Delay: clients behind a slow link.
 	DelayClients int `json:"delay_clients,omitempty"`

@@ -171,6 +171,9 @@ func (d *direct) sender(ctx context.Context, s int, start, deadline time.Time) {
 			body.Write(payload)
 			body.WriteString(`","qos":`)
 			body.WriteString(strconv.Itoa(int(cfg.QoS)))
+			if cfg.NoReceipts {
+				body.WriteString(`,"receipt":false`)
+			}
 			if cfg.Batch == 1 && maxWait != "" {
 				body.WriteByte(',')
 				body.WriteString(maxWait)

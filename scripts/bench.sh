@@ -355,6 +355,9 @@ slow_batches=$((secs * 10))
 for r in $(seq 1 "$runs"); do
 	bench direct-batch cluster "${many[@]}" --senders 8 --batch 100 --duration "${secs}s"
 	bench direct-sat cluster "${many[@]}" --senders 64 --duration "${secs}s"
+	# The same two without receipts (receipt:false): what a receipt per message costs.
+	bench direct-batch-norcpt cluster "${many[@]}" --senders 8 --batch 100 --duration "${secs}s" --receipts=false
+	bench direct-sat-norcpt cluster "${many[@]}" --senders 64 --duration "${secs}s" --receipts=false
 	bench direct-burst cluster "${direct[@]}" --clients 1 --burst 10000 --senders 4 --batch 100
 	bench direct-slow cluster "${direct[@]}" --clients 100 --senders 1 --batch 100 --count $((100 * slow_batches)) \
 		--delay-clients 1 --delay "${slow_delay_ms}ms" --max-wait "${slow_wait_ms}ms"
@@ -448,6 +451,8 @@ report=(
 	--row "pub/sub cross-node QoS 1 throughput (publisher and subscriber on different nodes)|pubsub-x-q1|delivered_per_s|msg/s|pubsub-q1@node|$gen"
 	--row "directed QoS 1, batches of 100, 1,000 clients|direct-batch|delivered_per_s|msg/s|pubsub-q1|$gen"
 	--row "directed QoS 1, one message per request, 64 senders|direct-sat|delivered_per_s|msg/s|pubsub-q1|$gen"
+	--row "directed QoS 1, batches of 100, 1,000 clients, receipts off|direct-batch-norcpt|delivered_per_s|msg/s|pubsub-q1|$gen"
+	--row "directed QoS 1, one message per request, 64 senders, receipts off|direct-sat-norcpt|delivered_per_s|msg/s|pubsub-q1|$gen"
 	--row "one client receiving a burst of 10,000: that client's msg/s|direct-burst|burst.client_per_s.p50|msg/s|pubsub-q1:delivered_per_s|$gen"
 	--row "directed QoS 1 p50 latency at 1,000 msg/s|direct-lat|latency_ms.p50|ms|pubsub-q1-lat|$gen"
 	--row "directed QoS 1 p99 latency at 1,000 msg/s|direct-lat|latency_ms.p99|ms|pubsub-q1-lat|$gen"
@@ -468,6 +473,8 @@ report=(
 	--target "pub/sub cross-node QoS 1 ≥ 0.5× a single node's QoS 1 pub/sub|pubsub-x-q1|cluster|delivered_per_s|msg/s|>=|0.5|pubsub-q1|node"
 	--target "directed QoS 1, batches of 100, 1,000 clients ≥ 1.0× bare mochi's QoS 1 pub/sub|direct-batch|cluster|delivered_per_s|msg/s|>=|1.0|pubsub-q1|mochi-bare"
 	--target "directed QoS 1, one message per request, 64 senders ≥ 0.4× bare mochi's QoS 1 pub/sub|direct-sat|cluster|delivered_per_s|msg/s|>=|0.4|pubsub-q1|mochi-bare"
+	--target "receipts on cost at most 25 % of directed throughput, batches of 100|direct-batch|cluster|delivered_per_s|msg/s|>=|0.75|direct-batch-norcpt|cluster"
+	--target "receipts on cost at most 25 % of directed throughput, one message per request|direct-sat|cluster|delivered_per_s|msg/s|>=|0.75|direct-sat-norcpt|cluster"
 	--target "one client receiving a burst of 10,000 ≥ 10,000 msg/s|direct-burst|cluster|burst.client_per_s.p50|msg/s|>=|10000"
 	--target "directed QoS 1 p99 < 2 ms at 1,000 msg/s offered|direct-lat|cluster|latency_ms.p99|ms|<|2"
 	--target "directed QoS 1 p99 < 10 ms at half of the saturation offered|direct-half|cluster|latency_ms.p99|ms|<|10"

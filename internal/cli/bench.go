@@ -169,6 +169,8 @@ func benchDirect(ctx context.Context, e env, args []string) error {
 	fs.Float64Var(&cfg.Rate, "rate", 0, "offered rate, messages a second over all senders (0: saturation)")
 	fs.IntVar(&batch, "batch", cfg.Batch, "messages per request (more than 1 posts /v1/messages/batch)")
 	fs.DurationVar(&cfg.MaxWait, "max-wait", 0, "max_wait of every request: how long the router waits for the client's PUBACK before answering queued (0: the router's default)")
+	receipts := true
+	fs.BoolVar(&receipts, "receipts", true, "ask for a delivery receipt with every message (the API's default); --receipts=false sends receipt:false")
 	fs.IntVar(&cfg.DelayClients, "delay-clients", 0, "connect this many clients (the first ones) through a proxy that delays each direction by --delay")
 	fs.DurationVar(&cfg.Delay, "delay", cfg.Delay, "the delay each way for --delay-clients (a round trip takes twice it more)")
 	fs.IntVar(&qos, "qos", int(cfg.QoS), "QoS of the messages and subscriptions: 0 or 1")
@@ -200,6 +202,7 @@ func benchDirect(ctx context.Context, e env, args []string) error {
 	}
 	cfg.MQTT, cfg.NodeAdmin = splitList(mqttAddrs), splitList(admins)
 	cfg.MQTTVersion, cfg.Senders, cfg.Batch = byte(version), senders, batch
+	cfg.NoReceipts = !receipts
 	cfg.Username, cfg.Password = creds.user, creds.pass
 	if cfg.SourceIPs, err = bench.ParseSourceIPs(*sources); err != nil {
 		return usageError{err}
