@@ -116,6 +116,9 @@ type Message struct {
 	// refused (Err wraps ErrTooManyCollapseKeys). Neither is returned by Peek.
 	CollapseKey   string
 	CollapseLimit int
+	// Priority is the message's lane (see Priorities); PriorityNormal unless the store
+	// provides Priorities. Peek and PeekHigh return it set to their lane's.
+	Priority Priority
 }
 
 // MaxCollapseKey is the longest collapse key, in bytes.
