@@ -18,8 +18,8 @@ var _ store.Schedule = (*Store)(nil)
 // The scheduled messages, in buckets created by the first schedule:
 //
 //	sched   store.MessageKey -> the due time (Unix ns, 8 bytes), then the collapse limit
-//	        (uvarint), the collapse key and the message as the mailbox encodes it (with
-//	        its expiry)
+//	        (uvarint), the collapse key, the priority (a byte) and the message as the
+//	        mailbox encodes it (with its expiry)
 //	schedx  due time (8 bytes) + MessageKey -> nothing: sched by due time; a taken
 //	        message is moved to the end of its lease
 var (
@@ -31,6 +31,7 @@ func encodeScheduled(due time.Time, m store.Message, expires time.Time) []byte {
 	b := binary.BigEndian.AppendUint64(nil, orderedInt(unixNanos(due)))
 	b = binary.AppendUvarint(b, uint64(m.CollapseLimit))
 	b = codec.AppendString(b, m.CollapseKey)
+	b = append(b, byte(m.Priority))
 	return append(b, encodeMessage(m, expires)...)
 }
 
@@ -42,6 +43,7 @@ func decodeScheduled(v []byte) (due int64, m store.Message, expires time.Time, e
 	d := codec.NewDecoder(v[8:])
 	limit := d.Uvarint()
 	key := d.Str()
+	prio := d.Byte()
 	rest := d.Rest()
 	if err := d.Done(); err != nil {
 		return 0, m, expires, fmt.Errorf("decode scheduled: %w", err)
@@ -49,7 +51,7 @@ func decodeScheduled(v []byte) (due int64, m store.Message, expires time.Time, e
 	if m, expires, err = decodeMessage(rest); err != nil {
 		return 0, m, expires, err
 	}
-	m.CollapseKey, m.CollapseLimit = key, int(limit)
+	m.CollapseKey, m.CollapseLimit, m.Priority = key, int(limit), store.Priority(prio)
 	return due, m, expires, nil
 }
 

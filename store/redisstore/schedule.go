@@ -20,7 +20,7 @@ var _ store.Schedule = (*Store)(nil)
 //	<prefix>:{s}:due  sorted set: store.MessageKey, scored by when it is due (Unix ms on
 //	                  Redis's clock), or, once taken, by when its lease ends
 //	<prefix>:{s}:msg  hash: MessageKey -> "<expiry ms>,<collapse limit>,<b64 collapse
-//	                  key>,<encoded message>"
+//	                  key>,<priority>,<encoded message>"
 func (k keys) scheduleKeys() []string {
 	return []string{k.prefix + ":{s}:due", k.prefix + ":{s}:msg"}
 }
@@ -87,7 +87,8 @@ func (s *Store) ScheduleMessages(ctx context.Context, msgs []store.Scheduled) ([
 	for i := 0; i < len(msgs); i += maxRunMessages {
 		var args []any
 		for _, m := range msgs[i:min(i+maxRunMessages, len(msgs))] {
-			v := strconv.Itoa(m.CollapseLimit) + "," + base64.RawURLEncoding.EncodeToString([]byte(m.CollapseKey)) + "," + string(encodeBody(m.Message))
+			v := strconv.Itoa(m.CollapseLimit) + "," + base64.RawURLEncoding.EncodeToString([]byte(m.CollapseKey)) + "," +
+				strconv.Itoa(int(m.Priority)) + "," + string(encodeBody(m.Message))
 			args = append(args, store.MessageKey(m.To, m.ID), max(m.Delay.Milliseconds(), 1), ttlMillis(m.TTL), v)
 		}
 		calls = append(calls, scriptCall{keys: s.keys.scheduleKeys(), args: args})
@@ -140,24 +141,25 @@ func (s *Store) TakeDue(ctx context.Context, n int, lease time.Duration) ([]stor
 }
 
 func decodeScheduled(v string, now int64) (store.Message, error) {
-	parts := strings.SplitN(v, ",", 4)
-	if len(parts) != 4 {
+	parts := strings.SplitN(v, ",", 5)
+	if len(parts) != 5 {
 		return store.Message{}, fmt.Errorf("%w: scheduled value %.32q", errCorrupt, v)
 	}
 	exp, err1 := strconv.ParseInt(parts[0], 10, 64)
 	limit, err2 := strconv.Atoi(parts[1])
 	key, err3 := base64.RawURLEncoding.DecodeString(parts[2])
-	if err1 != nil || err2 != nil || err3 != nil {
+	prio, err4 := strconv.ParseUint(parts[3], 10, 8)
+	if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
 		return store.Message{}, fmt.Errorf("%w: scheduled value header %.32q", errCorrupt, v)
 	}
 	// decodeMessage reads the mailbox format: give it a header with no expiry of its own.
-	m, err := decodeMessage(codecVersion+",0,0,"+parts[3], 0)
+	m, err := decodeMessage(codecVersion+",0,0,"+parts[4], 0)
 	if err != nil {
 		return store.Message{}, err
 	}
 	m.TTL = time.Duration(exp-now) * time.Millisecond
 	m.Seq = 0
-	m.CollapseKey, m.CollapseLimit = string(key), limit
+	m.CollapseKey, m.CollapseLimit, m.Priority = string(key), limit, store.Priority(prio)
 	return m, nil
 }
 

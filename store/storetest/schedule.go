@@ -36,7 +36,7 @@ func testScheduleDueInOrder(t *testing.T, st store.Store) {
 	ctx := ctxT(t)
 	first := later("alice", "s1", 60*time.Millisecond)
 	first.Receipt = true
-	first.CollapseKey, first.CollapseLimit = "k", 5
+	first.CollapseKey, first.CollapseLimit, first.Priority = "k", 5, store.PriorityHigh
 	dup, err := sc.ScheduleMessages(ctx, []store.Scheduled{first, later("alice", "s2", 30*time.Minute), later("bob", "s3", 20*time.Millisecond)})
 	if err != nil || !slices.Equal(dup, []bool{false, false, false}) {
 		t.Fatalf("schedule: %v, %v", dup, err)
@@ -58,7 +58,7 @@ func testScheduleDueInOrder(t *testing.T, st store.Store) {
 	}
 	m := got[1]
 	if m.TTL <= 59*time.Minute || m.TTL > time.Hour || string(m.Payload) != "payload s1" || m.Topic != "t/s1" ||
-		m.CollapseKey != "k" || m.CollapseLimit != 5 {
+		m.CollapseKey != "k" || m.CollapseLimit != 5 || m.Priority != store.PriorityHigh {
 		t.Fatalf("taken message %+v", m)
 	}
 	if got, err := sc.TakeDue(ctx, 10, time.Minute); err != nil || len(got) != 0 {
