@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/switchboard-mqtt/switchboard/store"
 )
 
 // eventsRead is the most receipts one read of the log takes for a stream.
@@ -44,6 +46,18 @@ func (r *Router) handleEvents(w http.ResponseWriter, req *http.Request) {
 		r.badRequest(w, fieldError{"from", "give from or after, not both"}, nil)
 		return
 	case resume:
+		// A cursor this store does not know is refused now, not retried for ever.
+		ctx, cancel := context.WithTimeout(req.Context(), r.cfg.StoreTimeout)
+		_, err := rs.ReadReceipts(ctx, after, 1, 0)
+		cancel()
+		if errors.Is(err, store.ErrBadCursor) {
+			field := "after"
+			if !q.Has("after") {
+				field = "Last-Event-ID"
+			}
+			r.badRequest(w, fieldError{field, err.Error()}, nil)
+			return
+		}
 	case from == "oldest":
 		after = "" // ReadReceipts reads from the oldest kept
 	default:

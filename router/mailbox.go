@@ -199,7 +199,7 @@ func (r *Router) handleMailboxPurge(w http.ResponseWriter, req *http.Request) {
 // whose receipt says deleted still queued (a retry deletes it), never a deleted message
 // without its receipt.
 func (r *Router) deleteFromMailbox(ctx context.Context, w http.ResponseWriter, client string, ids []string) {
-	if rs, ok := r.store.(store.Receipts); ok && len(ids) > 0 {
+	if rs := r.receipts; rs != nil && len(ids) > 0 {
 		recs := make([]store.Receipt, len(ids))
 		for i, id := range ids {
 			recs[i] = store.Receipt{Client: client, ID: id, Status: store.ReceiptDeleted, Detail: "deleted through the API", OnlyPending: true}

@@ -113,6 +113,7 @@ func (r *Router) finishRouted(ctx context.Context, sms []store.Message, out []Ro
 		return
 	}
 	var rs []store.Receipt
+	var accepted []int // messages answered 2xx whose receipt is in rs
 	for i, m := range sms {
 		if !m.Receipt {
 			continue
@@ -121,6 +122,7 @@ func (r *Router) finishRouted(ctx context.Context, sms []store.Message, out []Ro
 		switch err := out[i].Err; {
 		case err == nil && out[i].Status == Expired && out[i].Node == "":
 			rc.Status, rc.Detail = store.ReceiptExpired, "expired at the router before it could be queued"
+			accepted = append(accepted, i)
 		case errors.Is(err, store.ErrMailboxFull), errors.Is(err, store.ErrStoreFull), errors.Is(err, ErrRejected),
 			errors.Is(err, store.ErrTooManyCollapseKeys):
 			rc.Status, rc.Detail = store.ReceiptRejected, clip(err.Error(), store.MaxReceiptDetail)
@@ -137,7 +139,12 @@ func (r *Router) finishRouted(ctx context.Context, sms []store.Message, out []Ro
 	defer cancel()
 	if err := r.receipts.Finish(fctx, rs...); err != nil {
 		r.metrics.receiptErrors.WithLabelValues("finish").Inc()
-		r.log.Error("record receipts", "receipts", len(rs), "error", err)
+		r.log.Error("record receipts", "receipts", len(rs), "first", rs[0].Client+"/"+rs[0].ID, "error", err)
+		// An answer of 200 promises a receipt: without it, those are not accepted (the
+		// sender retries with the same id). A refusal stays a refusal.
+		for _, i := range accepted {
+			out[i].Result, out[i].Err = Result{}, fmt.Errorf("record the receipt of %s: %w: %w", sms[i].ID, store.ErrUnavailable, err)
+		}
 	}
 }
 
@@ -178,18 +185,18 @@ const sweepMax = 1000
 // backlog does not keep the loop from its ctx).
 func (r *Router) sweep(ctx context.Context) error {
 	o := store.SweepOptions{Grace: r.cfg.Receipts.Grace, Max: sweepMax, Retention: r.cfg.Receipts.Retention}
-	if r.cfg.Receipts.Webhook.URL != "" {
-		// The log is trimmed no further than the webhook has read: an outage of the
-		// receiver loses nothing to the retention.
-		cctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
-		c, err := r.receipts.Consumer(cctx, webhookConsumer)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("read the webhook's cursor: %w", err)
-		}
-		o.Keep = c.Cursor
-		o.KeepLog = c.Cursor == "" // it has read nothing yet: it starts at the oldest kept
+	// The log is trimmed no further than the webhook has read: an outage of the receiver
+	// loses nothing to the retention. Whatever this router's own configuration: another
+	// router may post to a webhook this one does not know of.
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+	c, err := r.receipts.Consumer(cctx, webhookConsumer)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("read the webhook's cursor: %w", err)
 	}
+	o.Keep = c.Cursor
+	// A webhook that has read nothing yet starts at the oldest kept.
+	o.KeepLog = c.Cursor == "" && r.cfg.Receipts.Webhook.URL != ""
 	for range 100 {
 		cctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
 		n, err := r.receipts.SweepReceipts(cctx, o)

@@ -541,3 +541,23 @@ func TestEventsKeepAliveAndLimit(t *testing.T) {
 		return nil
 	})
 }
+
+// TestEventsRefuseABadCursor: a cursor the store does not know is a 400 naming where it
+// came from, not a stream that retries for ever.
+func TestEventsRefuseABadCursor(t *testing.T) {
+	st := openStore(t)
+	cl := newCluster(t)
+	r := newRouter(t, st, cl.w, nil)
+	h := r.Handler()
+	var e router.ErrorBody
+	if code := call(t, h, "GET", "/v1/events?after=not-a-cursor", "", &e); code != 400 || e.Field != "after" {
+		t.Fatalf("?after=garbage: %d %+v", code, e)
+	}
+	req := httptest.NewRequest("GET", "/v1/events", nil)
+	req.Header.Set("Last-Event-ID", "1-0-x")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 400 || !strings.Contains(rec.Body.String(), `"field":"Last-Event-ID"`) {
+		t.Fatalf("Last-Event-ID garbage: %d %s", rec.Code, rec.Body)
+	}
+}

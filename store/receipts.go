@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -70,6 +71,9 @@ type Receipts interface {
 // ErrNoMessage means the store knows nothing of a message (see Receipts.MessageState).
 var ErrNoMessage = errors.New("no such message")
 
+// ErrBadCursor means a cursor is not one this store gives (another store's, or garbage).
+var ErrBadCursor = errors.New("not a cursor of this store")
+
 // ReceiptStatus is how a message ended.
 type ReceiptStatus string
 
@@ -128,6 +132,8 @@ func (r Receipt) Validate() error {
 		return fmt.Errorf("receipt %q: empty client id", r.ID)
 	case r.ID == "":
 		return fmt.Errorf("receipt for %q: empty message id", r.Client)
+	case strings.IndexByte(r.Client, 0) >= 0 || strings.IndexByte(r.ID, 0) >= 0:
+		return fmt.Errorf("receipt %q for %q: a zero byte in the client or message id", r.ID, r.Client)
 	case !r.Status.Valid():
 		return fmt.Errorf("receipt %q for %q: unknown status %q", r.ID, r.Client, r.Status)
 	case len(r.Detail) > MaxReceiptDetail:

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -228,7 +229,7 @@ func (s *Store) SweepReceipts(ctx context.Context, o store.SweepOptions) (int, e
 	if o.Keep != "" {
 		var err error
 		if keep, err = strconv.ParseUint(o.Keep, 10, 64); err != nil {
-			return 0, fmt.Errorf("sweep receipts: cursor %q is not one of this store's", o.Keep)
+			return 0, fmt.Errorf("sweep receipts: cursor %.64q: %w (want a decimal number)", o.Keep, store.ErrBadCursor)
 		}
 	}
 	n := 0
@@ -318,8 +319,11 @@ func (s *Store) ReadReceipts(ctx context.Context, after string, n int, wait time
 	if after != "" {
 		var err error
 		if from, err = strconv.ParseUint(after, 10, 64); err != nil {
-			return nil, fmt.Errorf("read receipts: cursor %q is not one of this store's", after)
+			return nil, fmt.Errorf("read receipts: cursor %.64q: %w (want a decimal number)", after, store.ErrBadCursor)
 		}
+	}
+	if from == math.MaxUint64 {
+		return nil, nil // nothing can follow it (and from+1 would wrap to the start)
 	}
 	n = min(max(n, 0), store.MaxReceiptsRead)
 	if n == 0 {

@@ -227,8 +227,17 @@ func (s *Store) endCollapsed(ctx context.Context, msgs []store.Message, res []st
 	if len(rs) == 0 {
 		return
 	}
+	// The sender may be gone; the receipts are owed all the same.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
 	var err error
-	for range 3 {
+	for attempt := range 3 {
+		if attempt > 0 {
+			select {
+			case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+			case <-ctx.Done():
+			}
+		}
 		if err = s.Finish(ctx, rs...); err == nil {
 			return
 		}

@@ -162,7 +162,7 @@ var streamID = regexp.MustCompile(`^[0-9]+-[0-9]+$`)
 
 func checkCursor(op, c string) error {
 	if c != "" && !streamID.MatchString(c) {
-		return fmt.Errorf("%s: cursor %.64q is not one of this store's (want <ms>-<seq>)", op, c)
+		return fmt.Errorf("%s: cursor %.64q: %w (want <ms>-<seq>)", op, c, store.ErrBadCursor)
 	}
 	return nil
 }

@@ -304,6 +304,10 @@ func testReceiptsRetention(t *testing.T, st store.Store) {
 	if s, err := rs.MessageState(ctx, "g", "new"); err != nil || s.Receipt.Status != store.ReceiptDelivered {
 		t.Fatalf("state of the new one: %+v, %v", s, err)
 	}
+	// Garbage is no cursor.
+	if _, err := rs.ReadReceipts(ctx, "not a cursor", 10, 0); !errors.Is(err, store.ErrBadCursor) {
+		t.Fatalf("read after garbage: %v, want ErrBadCursor", err)
+	}
 	// A cursor the log no longer holds reads from the oldest kept.
 	page, err := rs.ReadReceipts(ctx, old[0].Cursor, 10, 0)
 	if err != nil || !slices.Equal(describe(page), []string{"g/new:delivered"}) {
@@ -358,6 +362,7 @@ func testReceiptsRefuseBadInput(t *testing.T, st store.Store) {
 		{ID: "x", Status: store.ReceiptDelivered},
 		{Client: "a", Status: store.ReceiptDelivered},
 		{Client: "a", ID: "x", Status: "lost"},
+		{Client: "a\x00b", ID: "x", Status: store.ReceiptDelivered},
 		{Client: "a", ID: "x", Status: store.ReceiptRejected, Detail: string(make([]byte, store.MaxReceiptDetail+1))},
 	} {
 		good := store.Receipt{Client: "a", ID: "good", Status: store.ReceiptDelivered}
