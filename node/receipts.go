@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/store"
@@ -37,8 +38,16 @@ const (
 //
 // Items are queued under their client's outbox lock and passed to Finish in queue order,
 // so one client's receipts enter the log in the order its messages settled.
+//
+// One exception keeps delivery from depending on the store: when Finish fails (the store
+// is out of reach or frozen), the routers' answers of the batch are sent at once, and
+// only the removals of mailbox copies keep waiting for the receipts, which are retried
+// until they are durable. A node killed before the store comes back loses the receipts
+// of the messages it delivered directly meanwhile (their mailbox messages come again, and
+// with them their receipts); docs/API.md says so.
 type receipter struct {
 	w       receiptWriter // nil: the store keeps no receipts, and nothing is queued
+	failing atomic.Bool   // the last Finish failed: answers do not wait (see above)
 	mu      sync.Mutex
 	queue   []receiptItem
 	signal  chan struct{}
@@ -50,6 +59,7 @@ type receipter struct {
 type receiptItem struct {
 	r       store.Receipt
 	barrier bool
+	answer  func() // the router's answer (nil: none); sent early when the store fails
 	then    func()
 }
 
@@ -66,19 +76,45 @@ func newReceipter(st store.Store) *receipter {
 // on reports whether receipts are recorded.
 func (r *receipter) on() bool { return r != nil && r.w != nil }
 
-// add queues rec; then runs once rec is durable, after every item queued before it.
-func (r *receipter) add(rec store.Receipt, then func()) { r.push(receiptItem{r: rec, then: then}) }
+// add queues rec; answer and then run once rec is durable, after every item queued before
+// it (answer earlier if the store fails: see receipter).
+func (r *receipter) add(rec store.Receipt, answer, then func()) {
+	r.push(receiptItem{r: rec, answer: answer, then: then})
+}
 
 // after queues then to run once every receipt queued before it is durable.
 func (r *receipter) after(then func()) { r.push(receiptItem{barrier: true, then: then}) }
 
 func (r *receipter) push(it receiptItem) {
+	var now func()
+	if r.failing.Load() && it.answer != nil {
+		now, it.answer = it.answer, nil
+	}
 	r.mu.Lock()
 	r.queue = append(r.queue, it)
 	r.mu.Unlock()
+	if now != nil {
+		now()
+	}
 	select {
 	case r.signal <- struct{}{}:
 	default:
+	}
+}
+
+// answerQueued sends the answers of every queued item now.
+func (r *receipter) answerQueued() {
+	var now []func()
+	r.mu.Lock()
+	for i := range r.queue {
+		if a := r.queue[i].answer; a != nil {
+			r.queue[i].answer = nil
+			now = append(now, a)
+		}
+	}
+	r.mu.Unlock()
+	for _, a := range now {
+		a()
 	}
 }
 
@@ -139,6 +175,7 @@ func (n *Node) receiptPass(ctx context.Context) bool {
 		rs = append(rs, it.r)
 	}
 	wait := receiptBackoff
+	answered := false
 	for len(rs) > 0 {
 		sctx, cancel := context.WithTimeout(context.Background(), n.cfg.StoreTimeout)
 		err := r.w.Finish(sctx, rs...)
@@ -154,6 +191,20 @@ func (n *Node) receiptPass(ctx context.Context) bool {
 				"receipts", len(rs), "error", err)
 			return false
 		}
+		if !answered {
+			// Delivery does not wait for the store: the routers hear now (those of
+			// receipts queued later too, until a Finish works), the removals of mailbox
+			// copies wait for the receipts.
+			answered = true
+			r.failing.Store(true)
+			for i := range work {
+				if a := work[i].answer; a != nil {
+					work[i].answer = nil
+					a()
+				}
+			}
+		}
+		r.answerQueued() // every time: one queued as the flag was set may have missed it
 		n.log.Warn("record delivery receipts; retrying", "receipts", len(rs), "in", wait, "error", err)
 		select {
 		case <-time.After(wait):
@@ -161,8 +212,14 @@ func (n *Node) receiptPass(ctx context.Context) bool {
 		}
 		wait = min(2*wait, maxReceiptBackoff)
 	}
+	r.failing.Store(false)
 	for _, it := range work {
-		it.then()
+		if it.answer != nil {
+			it.answer()
+		}
+		if it.then != nil {
+			it.then()
+		}
 	}
 	return more
 }
@@ -203,23 +260,27 @@ func (n *Node) end(o *outbox, e *entry, s wire.Status, detail string, rs *replie
 		return f.fn != nil
 	}
 	st := o.st
-	then := func() {
-		if f.fn != nil {
-			f.fn(f.i, f.r)
-		}
-		n.remove(st, ids)
+	var answer func()
+	if f.fn != nil {
+		answer = func() { f.fn(f.i, f.r) }
 	}
+	then := func() { n.remove(st, ids) }
 	if e.ended {
 		// Its receipt is queued already (acknowledged while a spill stored it, say):
 		// what is left waits behind that one.
-		n.receipter.after(then)
+		n.receipter.after(func() {
+			if answer != nil {
+				answer()
+			}
+			then()
+		})
 		return f.fn != nil
 	}
 	e.ended = true
 	n.receipter.add(store.Receipt{
 		Client: st.id, ID: e.id, Status: status, Node: n.cfg.ID, Attempts: e.writes,
 		Detail: detail, OnlyPending: !e.direct,
-	}, then)
+	}, answer, then)
 	return f.fn != nil
 }
 
@@ -244,5 +305,5 @@ func (n *Node) expiredOnArrival(st *clientState, m wire.Msg, reply func(int, wir
 		return
 	}
 	n.receipter.add(store.Receipt{Client: st.id, ID: m.ID, Status: store.ReceiptExpired, Node: n.cfg.ID, Detail: why},
-		func() { p.fn(p.i, p.r) })
+		func() { p.fn(p.i, p.r) }, nil)
 }
