@@ -59,11 +59,12 @@ type Node struct {
 	sessions *sessionIdents // who each session authenticated as, online or not
 	health   atomic.Pointer[healthz.Report]
 
-	lease       *lease.Holder // the delivery lease: nothing is sent to clients without it
-	teller      *lease.Teller // queues into mailboxes and tells other nodes
-	remover     *remover      // deletes acknowledged messages' mailbox copies
-	receipter   *receipter    // records delivery receipts before their messages are settled
-	queuedBytes atomic.Int64  // bytes of directed messages held unanswered
+	lease       *lease.Holder    // the delivery lease: nothing is sent to clients without it
+	teller      *lease.Teller    // queues into mailboxes and tells other nodes
+	remover     *remover         // deletes acknowledged messages' mailbox copies
+	receipter   *receipter       // records delivery receipts before their messages are settled
+	priorities  store.Priorities // the mailboxes' high-priority lanes; nil when the store has none
+	queuedBytes atomic.Int64     // bytes of directed messages held unanswered
 	sendWG      sync.WaitGroup
 	connLocks   keyedMutex // one CONNECT at a time per client id
 	connMu      sync.Mutex
@@ -132,6 +133,9 @@ func Start(ctx context.Context, cfg Config, deps Deps) (*Node, error) {
 		throttled:  newLogThrottle(10, 50),
 		connecting: map[*mqtt.Client]func(){},
 		done:       make(chan struct{}),
+	}
+	if ps, ok := st.(store.Priorities); ok {
+		n.priorities = ps
 	}
 	n.gate.Store(&gateState{reason: "starting"})
 	n.metrics = newMetrics(n.registry, n)

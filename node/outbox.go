@@ -97,19 +97,20 @@ type outbox struct {
 	st *clientState
 	mu sync.Mutex
 
-	boxQ    []*entry          // from the mailbox (or ours, met in it), unwritten, in mailbox order
-	directQ []*entry          // from routers, unwritten, in arrival order
-	waiting []*entry          // direct entries not answered yet, in arrival order (may hold answered ones)
-	byID    map[string]*entry // every entry not finished, and finished ones whose copy is being removed
-	window  int               // directed QoS 1 messages in flight
-	cursor  uint64            // the highest mailbox seq read
-	askGen  uint64            // mailbox reads asked for
-	readGen uint64            // the askGen the last complete read started under
-	reading bool              // a mailbox read is running
-	sending bool              // the sender goroutine runs
-	closed  bool
-	timer   *time.Timer // the next spill
-	pending int64       // bytes of unanswered direct payloads, counted against the node's budget
+	boxQ     []*entry          // from the mailbox (or ours, met in it), unwritten, in mailbox order
+	directQ  []*entry          // from routers, unwritten, in arrival order
+	waiting  []*entry          // direct entries not answered yet, in arrival order (may hold answered ones)
+	byID     map[string]*entry // every entry not finished, and finished ones whose copy is being removed
+	window   int               // directed QoS 1 messages in flight
+	cursor   uint64            // the highest mailbox seq read
+	hiCursor uint64            // the highest seq read from the mailbox's high-priority lane
+	askGen   uint64            // mailbox reads asked for
+	readGen  uint64            // the askGen the last complete read started under
+	reading  bool              // a mailbox read is running
+	sending  bool              // the sender goroutine runs
+	closed   bool
+	timer    *time.Timer // the next spill
+	pending  int64       // bytes of unanswered direct payloads, counted against the node's budget
 
 	pids pidTable
 }
@@ -196,10 +197,41 @@ func (n *Node) askMailbox(st *clientState) {
 	n.wake(st)
 }
 
+// mergeHigh adds messages read from the mailbox's high-priority lane (Seq > hiCursor,
+// oldest first) ahead of every unwritten message: a client's queued high-priority
+// messages are written before its queued normal ones, and in their own order. It runs
+// before mergeMailbox of the same read.
+func (n *Node) mergeHigh(o *outbox, msgs []store.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	now := time.Now()
+	var front []*entry
+	for _, m := range msgs {
+		if m.Seq > o.hiCursor {
+			o.hiCursor = m.Seq
+		}
+		if e, ok := o.byID[m.ID]; ok {
+			e.inBox = true // ours already (read before, or in flight): its copy is in the lane
+			if e.seq == 0 {
+				e.seq = m.Seq
+			}
+			continue
+		}
+		e := &entry{
+			id: m.ID, topic: m.Topic, payload: m.Payload, qos: m.QoS,
+			expires: now.Add(m.TTL), arrived: now, seq: m.Seq, inBox: true, inBoxQ: true,
+		}
+		front = append(front, e)
+		o.byID[e.id] = e
+	}
+	o.boxQ = append(front, o.boxQ...)
+}
+
 // mergeMailbox adds messages read from the mailbox (Seq > the cursor the read started
 // from, oldest first). asked is how many the read asked for: fewer means it reached the
 // end, so the mailbox holds nothing unread that was there when the read began under gen.
-func (n *Node) mergeMailbox(o *outbox, msgs []store.Message, gen uint64, asked int) {
+func (n *Node) mergeMailbox(o *outbox, msgs []store.Message, gen uint64, asked int, highDone bool) {
 	now := time.Now()
 	// Our own unwritten direct entries met in the mailbox move to boxQ at their mailbox
 	// position; the rest of directQ keeps its order behind.
@@ -237,7 +269,7 @@ func (n *Node) mergeMailbox(o *outbox, msgs []store.Message, gen uint64, asked i
 		clear(o.directQ[len(keep):])
 		o.directQ = keep
 	}
-	if len(msgs) < asked && o.askGen == gen {
+	if len(msgs) < asked && highDone && o.askGen == gen {
 		o.readGen = gen
 	}
 	// Copies removed while this read ran may have been in its answer (skipped above):

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchboard-mqtt/switchboard/store"
 	"github.com/switchboard-mqtt/switchboard/wire"
 )
 
@@ -78,11 +79,18 @@ func (n *Node) sendLoop(st *clientState) {
 			return
 		}
 		if o.mailboxPending() && !o.reading && len(o.boxQ) < n.cfg.DrainBatch {
-			gen, after := o.askGen, o.cursor
+			gen, after, hiAfter := o.askGen, o.cursor, o.hiCursor
 			o.reading = true
 			o.mu.Unlock()
 			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.StoreTimeout)
-			msgs, err := n.store.Peek(ctx, st.id, after, n.cfg.DrainBatch)
+			var hi, msgs []store.Message
+			var err error
+			if n.priorities != nil {
+				hi, err = n.priorities.PeekHigh(ctx, st.id, hiAfter, n.cfg.DrainBatch)
+			}
+			if err == nil {
+				msgs, err = n.store.Peek(ctx, st.id, after, n.cfg.DrainBatch)
+			}
 			cancel()
 			o.mu.Lock()
 			o.reading = false
@@ -93,7 +101,8 @@ func (n *Node) sendLoop(st *clientState) {
 				n.retryLater(st, time.Second)
 				return
 			}
-			n.mergeMailbox(o, msgs, gen, n.cfg.DrainBatch)
+			n.mergeHigh(o, hi)
+			n.mergeMailbox(o, msgs, gen, n.cfg.DrainBatch, len(hi) < n.cfg.DrainBatch)
 			o.mu.Unlock()
 			continue
 		}

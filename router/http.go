@@ -39,6 +39,8 @@ type Request struct {
 	CollapseKey string `json:"collapse_key,omitempty"`
 	// DeliverAt holds the message back until that time (RFC 3339), at most its ttl ahead.
 	DeliverAt string `json:"deliver_at,omitempty"`
+	// Priority is "high" or "normal" (the default): see Message.Priority.
+	Priority string `json:"priority,omitempty"`
 }
 
 // BatchRequest is the JSON body of POST /v1/messages/batch.
@@ -140,6 +142,13 @@ func (c Config) validate(req Request) (Message, error) {
 			return Message{}, fieldError{"collapse_key", fmt.Sprintf("use 1-%d bytes of UTF-8 without control characters", store.MaxCollapseKey)}
 		}
 		m.CollapseKey = req.CollapseKey
+	}
+	switch req.Priority {
+	case "", "normal":
+	case "high":
+		m.Priority = store.PriorityHigh
+	default:
+		return Message{}, fieldError{"priority", fmt.Sprintf("%.32q: use high or normal", req.Priority)}
 	}
 	if req.DeliverAt != "" {
 		at, err := time.Parse(time.RFC3339Nano, req.DeliverAt)

@@ -65,11 +65,12 @@ type jobSpec struct {
 	// CollapseKey and DeliverAt (Unix ms; 0: none) are each recipient's.
 	CollapseKey string `json:"collapse_key,omitempty"`
 	DeliverAt   int64  `json:"deliver_at_ms,omitempty"`
+	Priority    uint8  `json:"priority,omitempty"`
 }
 
 func (s jobSpec) message() Message {
 	m := Message{ID: s.ID, Topic: s.Topic, Payload: s.Payload, QoS: s.QoS, TTL: time.Duration(s.TTL) * time.Millisecond,
-		Receipt: !s.NoReceipt, CollapseKey: s.CollapseKey}
+		Receipt: !s.NoReceipt, CollapseKey: s.CollapseKey, Priority: store.Priority(s.Priority)}
 	if s.DeliverAt != 0 {
 		m.DeliverAt = time.UnixMilli(s.DeliverAt)
 	}
@@ -106,7 +107,7 @@ func (r *Router) createJob(ctx context.Context, group string, size int, t Messag
 	}
 	spec, err := json.Marshal(jobSpec{ID: base, Topic: t.Topic, Payload: t.Payload, QoS: t.QoS,
 		TTL: t.TTL.Milliseconds(), MaxWait: wait.Milliseconds(), NoReceipt: !t.Receipt, CollapseKey: t.CollapseKey,
-		DeliverAt: deliverAtMillis(t.DeliverAt)})
+		DeliverAt: deliverAtMillis(t.DeliverAt), Priority: uint8(t.Priority)})
 	if err != nil {
 		return JobView{}, false, fmt.Errorf("encode job: %w", err)
 	}

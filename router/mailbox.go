@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/inbox"
@@ -46,6 +47,7 @@ const mailboxScanCalls = 10
 type mailboxQuery struct {
 	client string
 	after  uint64
+	high   bool // after is in the high-priority lane (a cursor "h<seq>")
 	topic  string
 	limit  int
 }
@@ -63,6 +65,9 @@ func parseMailboxQuery(req *http.Request, defLimit int) (mailboxQuery, error) {
 		q.limit = n
 	}
 	if s := req.URL.Query().Get("after"); s != "" {
+		var high bool
+		s, high = strings.CutPrefix(s, "h")
+		q.high = high
 		n, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
 			return q, fieldError{"after", fmt.Sprintf("%q: want the next of a previous page", s)}
@@ -72,15 +77,33 @@ func parseMailboxQuery(req *http.Request, defLimit int) (mailboxQuery, error) {
 	return q, nil
 }
 
-// scan walks the mailbox after q.after, calling keep for each message on q.topic (all
-// when empty) until keep returns false, the mailbox ends or calls store reads were made.
-// It returns the seq of the last message examined and whether the mailbox ended.
-func (r *Router) scanMailbox(ctx context.Context, q mailboxQuery, calls int, keep func(store.Message) bool) (uint64, bool, error) {
-	after := q.after
+// scanMailbox walks the mailbox after q's cursor, the normal lane and then the
+// high-priority lane (when the store has one), calling keep for each message on q.topic
+// (all when empty) until keep returns false, the mailbox ends or calls store reads were
+// made. It returns the cursor of the last message examined ("h<seq>" in the high lane)
+// and whether the mailbox ended.
+func (r *Router) scanMailbox(ctx context.Context, q mailboxQuery, calls int, keep func(store.Message) bool) (string, bool, error) {
+	after, high := q.after, q.high
+	prio, hasLanes := r.store.(store.Priorities)
+	cursor := func() string {
+		if high {
+			return "h" + strconv.FormatUint(after, 10)
+		}
+		return strconv.FormatUint(after, 10)
+	}
+	if high && !hasLanes {
+		return cursor(), true, nil // a high-lane cursor for a store without lanes: nothing there
+	}
 	for range calls {
-		msgs, err := r.store.Peek(ctx, q.client, after, 1000)
+		var msgs []store.Message
+		var err error
+		if high {
+			msgs, err = prio.PeekHigh(ctx, q.client, after, 1000)
+		} else {
+			msgs, err = r.store.Peek(ctx, q.client, after, 1000)
+		}
 		if err != nil {
-			return after, false, err
+			return cursor(), false, err
 		}
 		for _, m := range msgs {
 			after = m.Seq
@@ -88,14 +111,17 @@ func (r *Router) scanMailbox(ctx context.Context, q mailboxQuery, calls int, kee
 				continue
 			}
 			if !keep(m) {
-				return after, false, nil
+				return cursor(), false, nil
 			}
 		}
 		if len(msgs) < 1000 {
-			return after, true, nil
+			if high || !hasLanes {
+				return cursor(), true, nil
+			}
+			high, after = true, 0
 		}
 	}
-	return after, false, nil
+	return cursor(), false, nil
 }
 
 func (r *Router) handleMailbox(w http.ResponseWriter, req *http.Request) {
@@ -123,7 +149,7 @@ func (r *Router) handleMailbox(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 		if !ended {
-			v.Next = strconv.FormatUint(last, 10)
+			v.Next = last
 		}
 	}
 	if v.Depth, err = r.store.Depth(ctx, q.client); err != nil {

@@ -308,6 +308,9 @@ type Message struct {
 	CollapseKey string
 	// DeliverAt, when later than now, holds the message back until then (schedule.go).
 	DeliverAt time.Time
+	// Priority high puts the message in its mailbox's high-priority lane, which the
+	// client's node drains before the normal one (schedule.go).
+	Priority store.Priority
 }
 
 // Send routes one message with the default max wait. An error means the message was not
@@ -347,7 +350,7 @@ func (r *Router) Route(ctx context.Context, msgs []Message, maxWait time.Duratio
 		sms[i] = store.Message{
 			ID: m.ID, To: m.To, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS,
 			Accepted: wall.UTC(), TTL: m.TTL, Receipt: m.Receipt && r.receipts != nil,
-			CollapseKey: m.CollapseKey,
+			CollapseKey: m.CollapseKey, Priority: m.Priority,
 		}
 		if m.CollapseKey != "" {
 			sms[i].CollapseLimit = r.cfg.MaxCollapseKeys

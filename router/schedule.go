@@ -9,7 +9,13 @@ import (
 	"github.com/switchboard-mqtt/switchboard/store"
 )
 
-// Two kinds of message leave the direct path:
+// Three kinds of message leave the direct path:
+//
+//   - A high-priority message goes through the mailbox's high lane (store.Priorities),
+//     which the client's node reads before the normal lane: queued high-priority messages
+//     are written before queued normal ones, and in their own order. (A direct send would
+//     wait behind the client's queued normal messages.) Normal messages of the same
+//     request keep their own path and order.
 //
 //   - A message with a collapse key goes through the mailbox, where it replaces the
 //     client's queued message with the same key; its node is told and reads it from
@@ -35,6 +41,8 @@ func (r *Router) pathsOf(msgs []Message, sms []store.Message, wall time.Time) (d
 		switch {
 		case !m.DeliverAt.IsZero() && m.DeliverAt.After(wall):
 			later = append(later, i)
+		case m.Priority == store.PriorityHigh:
+			queue = append(queue, i)
 		default:
 			if m.CollapseKey != "" {
 				viaBox[m.To] = true

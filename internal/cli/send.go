@@ -31,7 +31,8 @@ func runSend(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&ttl, "ttl", "", "expiry, e.g. 90s or 24h (default: the router's)")
 	fs.StringVar(&id, "id", "", "message id (optional; a retry with the same id is recognised)")
 	fs.BoolVar(&receipt, "receipt", true, "ask for a delivery receipt (--receipt=false: none; see GET /v1/events)")
-	var collapse, deliverAt string
+	var collapse, deliverAt, priority string
+	fs.StringVar(&priority, "priority", "", "high or normal (the default): a client's queued high-priority messages are delivered first")
 	fs.StringVar(&collapse, "collapse-key", "", "replace the client's queued message with the same key (collapse_key)")
 	fs.StringVar(&deliverAt, "deliver-at", "", "hold the message back until this RFC 3339 time, or for a duration such as 10m (deliver_at)")
 	fs.BoolVar(&b64, "base64", false, "PAYLOAD is base64")
@@ -55,7 +56,7 @@ func runSend(ctx context.Context, e env, args []string) error {
 	if (to == "") == (group == "") {
 		return usagef("give one of --to and --group")
 	}
-	req := router.Request{ID: id, To: to, Group: group, Topic: topic, QoS: &qos, CollapseKey: collapse}
+	req := router.Request{ID: id, To: to, Group: group, Topic: topic, QoS: &qos, CollapseKey: collapse, Priority: priority}
 	if deliverAt != "" {
 		if d, err := time.ParseDuration(deliverAt); err == nil {
 			deliverAt = time.Now().Add(d).UTC().Format(time.RFC3339Nano)
