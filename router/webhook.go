@@ -78,6 +78,8 @@ func (c WebhookConfig) validate() error {
 		return fmt.Errorf("Receipts.Webhook.Timeout %v: must be positive", c.Timeout)
 	case c.Lease < time.Second:
 		return fmt.Errorf("Receipts.Webhook.Lease %v: must be at least 1s", c.Lease)
+	case c.Timeout >= c.Lease:
+		return fmt.Errorf("Receipts.Webhook.Timeout %v: must be shorter than the lease %v (a POST must end while its router holds the consumer)", c.Timeout, c.Lease)
 	case c.MinBackoff <= 0 || c.MaxBackoff < c.MinBackoff:
 		return fmt.Errorf("Receipts.Webhook.MinBackoff %v and MaxBackoff %v: must be positive, min at most max", c.MinBackoff, c.MaxBackoff)
 	}
@@ -177,6 +179,12 @@ func (h *webhook) step(ctx context.Context) error {
 	body, err := encodeBatch(batch)
 	if err != nil {
 		return err
+	}
+	// Renewed just before the POST: the reads above may have taken a good part of the
+	// lease, and a POST must end while this router still holds the consumer, or another
+	// one could post the same and later batches meanwhile.
+	if ok, err := h.claim(ctx); err != nil || !ok {
+		return fmt.Errorf("renew the webhook consumer before posting: held %v: %v", ok, err)
 	}
 	sent, err := h.post(ctx, body)
 	if err != nil {
