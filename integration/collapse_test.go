@@ -110,3 +110,67 @@ func TestCollapseAndScheduleAcrossRestart(t *testing.T) {
 		return nil
 	})
 }
+
+// TestPriorityAcrossRestart: a device is away while five normal messages and then two
+// high-priority ones are queued for it, and the router that took them is killed and
+// another started; the device comes back on another node, its node killed meanwhile, and
+// receives the high-priority ones first, then the normal ones, each lane in the order
+// accepted. A high-priority message to it while it is connected arrives too.
+func TestPriorityAcrossRestart(t *testing.T) {
+	c := newCluster(t)
+	n1, n2 := c.startNode("pr1"), c.startNode("pr2")
+	r1 := c.startRouter("prr1")
+	const dev = "pr-dev"
+	first := inboxClient(t, n1.member.MQTTAddr, dev)
+	first.Drop() // gone without DISCONNECT
+	n1.Kill()
+	testenv.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
+		var cl router.Client
+		getJSON(t, r1.url+"/v1/clients/"+dev, &cl)
+		if cl.Online {
+			return fmt.Errorf("still online on %s", cl.Node)
+		}
+		return nil
+	})
+	var want []string
+	for i := range 5 {
+		id := fmt.Sprintf("n%d", i)
+		if code := r1.send(t, map[string]any{"id": id, "to": dev, "payload": id}, nil); code != 200 {
+			t.Fatalf("send %s: %d", id, code)
+		}
+	}
+	for i := range 2 {
+		id := fmt.Sprintf("h%d", i)
+		var res router.Result
+		if code := r1.send(t, map[string]any{"id": id, "to": dev, "payload": id, "priority": "high"}, &res); code != 200 || res.Status != router.Queued {
+			t.Fatalf("send %s: %d %+v", id, code, res)
+		}
+		want = append(want, id)
+	}
+	for i := range 5 {
+		want = append(want, fmt.Sprintf("n%d", i))
+	}
+	r1.Kill()
+	r2 := c.startRouter("prr2")
+
+	cl := inboxClient(t, n2.member.MQTTAddr, dev)
+	defer cl.Close()
+	var got []string
+	for range want {
+		m, err := cl.Next(10 * time.Second)
+		if err != nil {
+			t.Fatalf("after %v: %v", got, err)
+		}
+		got = append(got, m.ID)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("received %v, want %v", got, want)
+	}
+	var res router.Result
+	if code := r2.send(t, map[string]any{"id": "h2", "to": dev, "payload": "h2", "priority": "high"}, &res); code != 200 {
+		t.Fatalf("send h2: %d %+v", code, res)
+	}
+	if m, err := cl.Next(10 * time.Second); err != nil || m.ID != "h2" {
+		t.Fatalf("h2 while connected: %+v, %v", m, err)
+	}
+}
