@@ -31,6 +31,12 @@
 //	groups    group name -> a bucket: "n" -> its size, "m" id -> 1 for each member
 //	          (created by the first ChangeGroup, so older files open unchanged)
 //	jobs      job id -> the job as JSON, with its lease's end (created by the first job)
+//	collapse  name(client) collapse key -> the id of the message that last came with it
+//	          (see collapse.go; created by the first append with a collapse key)
+//	high      name(client) seq -> 1 for each message in the high lane (store.Priorities;
+//	          created by the first high-priority append): the messages bucket holds both
+//	          lanes, so the depth, the id and expiry indexes and the sweeper cover both;
+//	          PeekHigh walks this index, Peek skips the messages it names
 //
 // Sequence numbers are store-wide: each is one more than the last one given, and at
 // least the process clock in Unix microseconds. So one client's numbers grow in append
@@ -76,11 +82,12 @@
 //
 // Expiry is judged on one clock, the process's: Append turns each message's TTL into an
 // expiry at the moment its transaction runs, and Peek returns the time left at its read.
-// Peek never returns an expired message: it deletes those at a mailbox's head, as the
-// Redis store does, and skips those behind an unexpired one. Redis also expires a whole
-// mailbox a minute after its last message's expiry; here a sweeper goroutine instead
-// deletes, every Config.SweepInterval, each message whose expiry passed, wherever it is
-// in its mailbox, so an abandoned mailbox does not keep expired messages. It walks the
+// Peek (and PeekHigh) never returns an expired message: it deletes those at the head of
+// the lane it reads, as the Redis store does, and skips those behind an unexpired one.
+// Redis also expires a whole mailbox a minute after its last message's expiry; here a
+// sweeper goroutine instead deletes, every Config.SweepInterval, each message whose
+// expiry passed, wherever it is in its mailbox and whichever lane, so an abandoned
+// mailbox does not keep expired messages. It walks the
 // expiry index, so a sweep costs in proportion to what it deletes, and a sweep that finds
 // nothing costs no commit. A retained message's TTL becomes an expiry on the same clock;
 // Retained never returns an expired one and deletes those it met (the sweeper leaves the

@@ -38,6 +38,12 @@ func ctxT(t testing.TB) context.Context {
 func fill(t testing.TB, s *Store, msgs []store.Message) {
 	t.Helper()
 	err := s.update(ctxT(t), func(tx *bolt.Tx) error {
+		if err := createCollapse(tx, msgs); err != nil {
+			return err
+		}
+		if err := createHigh(tx, msgs); err != nil {
+			return err
+		}
 		_, _, err := bucketsOf(tx).appendAll(msgs, 1<<30, true, time.Now())
 		return err
 	})

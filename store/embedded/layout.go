@@ -139,6 +139,8 @@ type buckets struct {
 	presence, nodes, boxes, messages, ids, expiry, meta, retained *bolt.Bucket
 	// collapse is nil until a write created it (see collapse.go).
 	collapse *bolt.Bucket
+	// high is nil until a write created it (see priority.go).
+	high *bolt.Bucket
 }
 
 // bucketsOf returns tx's buckets; Open created them all.
@@ -153,5 +155,6 @@ func bucketsOf(tx *bolt.Tx) buckets {
 		meta:     tx.Bucket(bucketMeta),
 		retained: tx.Bucket(bucketRetained),
 		collapse: tx.Bucket(bucketCollapse),
+		high:     tx.Bucket(bucketHigh),
 	}
 }

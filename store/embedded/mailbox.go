@@ -1,7 +1,6 @@
 package embedded
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -43,6 +42,9 @@ func (s *Store) Append(ctx context.Context, limit int, msgs []store.Message) ([]
 					return err
 				}
 				if err := createCollapse(tx, msgs); err != nil {
+					return err
+				}
+				if err := createHigh(tx, msgs); err != nil {
 					return err
 				}
 			}
@@ -180,6 +182,11 @@ func (b buckets) append(m store.Message, limit int, write bool, now time.Time) (
 	if err := b.expiry.Put(expiryKey(expires, client, seq), nil); err != nil {
 		return res, 0, fmt.Errorf("put expiry: %w", err)
 	}
+	if m.Priority == store.PriorityHigh {
+		if err := b.high.Put(seqKey(client, seq), highMark); err != nil {
+			return res, 0, fmt.Errorf("put high lane entry: %w", err)
+		}
+	}
 	if m.CollapseKey != "" {
 		if err := b.collapse.Put(collapseKey(client, m.CollapseKey), []byte(m.ID)); err != nil {
 			return res, 0, fmt.Errorf("put collapse key: %w", err)
@@ -209,16 +216,21 @@ func (b buckets) nextSeq(now time.Time) (uint64, error) {
 	return seq, nil
 }
 
-// Peek returns up to n messages (at most 1000) of the client's mailbox whose sequence
-// number is above after, oldest first, each with the TTL it has left on the process
-// clock. Expired messages are never returned: those at the head are deleted, those behind
-// an unexpired one are skipped (and left to the sweeper).
+// Peek returns up to n messages (at most 1000) of the normal lane of the client's mailbox
+// whose sequence number is above after, oldest first, each with the TTL it has left on
+// the process clock. Expired messages are never returned: those at the lane's head are
+// deleted, those behind an unexpired one are skipped (and left to the sweeper).
 //
 // Peek reads in a read transaction; only when the head has expired does it delete and
 // read again in one write transaction.
 func (s *Store) Peek(ctx context.Context, client string, after uint64, n int) ([]store.Message, error) {
+	return s.peekLane(ctx, "peek", client, store.PriorityNormal, after, n)
+}
+
+// peekLane is Peek of one lane of the client's mailbox.
+func (s *Store) peekLane(ctx context.Context, what, client string, lane store.Priority, after uint64, n int) ([]store.Message, error) {
 	if client == "" {
-		return nil, errors.New("peek: empty client id")
+		return nil, fmt.Errorf("%s: empty client id", what)
 	}
 	if n <= 0 {
 		return nil, nil
@@ -229,30 +241,32 @@ func (s *Store) Peek(ctx context.Context, client string, after uint64, n int) ([
 	expiredHead := false
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		var err error
-		msgs, expiredHead, err = bucketsOf(tx).read(c, after, n, now)
+		msgs, expiredHead, err = bucketsOf(tx).read(c, lane, after, n, now)
 		return err
 	})
 	if err == nil && expiredHead {
 		err = s.update(ctx, func(tx *bolt.Tx) error {
 			b := bucketsOf(tx)
-			if err := b.dropExpiredHead(c, now); err != nil {
+			if err := b.dropExpiredHead(c, lane, now); err != nil {
 				return err
 			}
 			var err error
-			msgs, _, err = b.read(c, after, n, now)
+			msgs, _, err = b.read(c, lane, after, n, now)
 			return err
 		})
 	}
 	if err != nil {
-		return nil, s.fail("peek", err)
+		return nil, s.fail(what, err)
 	}
 	return msgs, nil
 }
 
-// read returns up to n messages of client's mailbox with a sequence number above after
-// that have not expired at now, and reports whether the oldest message has.
-func (b buckets) read(client []byte, after uint64, n int, now time.Time) (msgs []store.Message, expiredHead bool, err error) {
-	if _, v := b.first(client); v != nil {
+// read returns up to n messages of a lane of client's mailbox with a sequence number
+// above after that have not expired at now, each with Priority set to the lane, and
+// reports whether the lane's oldest message has expired.
+func (b buckets) read(client []byte, lane store.Priority, after uint64, n int, now time.Time) (msgs []store.Message, expiredHead bool, err error) {
+	it := b.lane(client, lane)
+	if _, v := it.seek(0); v != nil {
 		_, expires, err := messageMeta(v)
 		if err != nil {
 			return nil, false, err
@@ -262,8 +276,7 @@ func (b buckets) read(client []byte, after uint64, n int, now time.Time) (msgs [
 	if after == math.MaxUint64 {
 		return nil, expiredHead, nil
 	}
-	c := b.messages.Cursor()
-	for k, v := c.Seek(seqKey(client, after+1)); k != nil && bytes.HasPrefix(k, client) && len(msgs) < n; k, v = c.Next() {
+	for seq, v := it.seek(after + 1); v != nil && len(msgs) < n; seq, v = it.next() {
 		m, expires, err := decodeMessage(v)
 		if err != nil {
 			return nil, false, err
@@ -271,8 +284,7 @@ func (b buckets) read(client []byte, after uint64, n int, now time.Time) (msgs [
 		if expired(expires, now) {
 			continue
 		}
-		m.Seq = binary.BigEndian.Uint64(k[len(client):])
-		m.TTL = expires.Sub(now)
+		m.Seq, m.TTL, m.Priority = seq, expires.Sub(now), lane
 		msgs = append(msgs, m)
 	}
 	return msgs, expiredHead, nil
@@ -374,21 +386,13 @@ func (b buckets) setMailbox(client []byte, box mailbox) error {
 	return nil
 }
 
-// first returns the sequence number and value of the oldest message in client's
-// mailbox; v is nil when the mailbox is empty.
-func (b buckets) first(client []byte) (seq uint64, v []byte) {
-	k, v := b.messages.Cursor().Seek(client)
-	if k == nil || !bytes.HasPrefix(k, client) {
-		return 0, nil
-	}
-	return binary.BigEndian.Uint64(k[len(client):]), v
-}
-
-// dropExpiredHead deletes the messages at the head of client's mailbox that expired at
-// now.
-func (b buckets) dropExpiredHead(client []byte, now time.Time) error {
+// dropExpiredHead deletes the messages at the head of a lane of client's mailbox that
+// expired at now.
+func (b buckets) dropExpiredHead(client []byte, lane store.Priority, now time.Time) error {
+	var from uint64
 	for {
-		seq, v := b.first(client)
+		// A fresh walk after each delete: a cursor does not survive a delete under it.
+		seq, v := b.lane(client, lane).seek(from)
 		if v == nil {
 			return nil
 		}
@@ -402,11 +406,14 @@ func (b buckets) dropExpiredHead(client []byte, now time.Time) error {
 		if err := b.deleteMessage(client, seq, id, expires); err != nil {
 			return err
 		}
+		from = seq + 1
 	}
 }
 
 // deleteMessage deletes message seq (with id and expiry) from client's mailbox, with its
-// index entries, and counts it out of the mailbox's depth.
+// index entries (the high lane's included), and counts it out of the mailbox's depth. It
+// is the one place a message is deleted: Remove, collapse, Peek and the sweeper all come
+// here.
 func (b buckets) deleteMessage(client []byte, seq uint64, id string, expires time.Time) error {
 	if err := b.messages.Delete(seqKey(client, seq)); err != nil {
 		return fmt.Errorf("delete message: %w", err)
@@ -416,6 +423,11 @@ func (b buckets) deleteMessage(client []byte, seq uint64, id string, expires tim
 	}
 	if err := b.expiry.Delete(expiryKey(expires, client, seq)); err != nil {
 		return fmt.Errorf("delete expiry: %w", err)
+	}
+	if b.high != nil {
+		if err := b.high.Delete(seqKey(client, seq)); err != nil {
+			return fmt.Errorf("delete high lane entry: %w", err)
+		}
 	}
 	box, err := b.mailbox(client)
 	if err != nil {

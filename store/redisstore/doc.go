@@ -16,6 +16,8 @@
 //	<prefix>:{c:<b64 client>}:t    list: the pending takeovers, oldest first, four
 //	                               elements each: node, epoch, session, since
 //	<prefix>:{c:<b64 client>}:o    sorted set: message id, scored by its sequence number
+//	<prefix>:{c:<b64 client>}:oh   sorted set: the same for the high lane (see
+//	                               store.Priorities): ids of high-priority messages only
 //	<prefix>:{c:<b64 client>}:m    hash: message id -> encoded message (see codec.go; the
 //	                               header holds the expiry and the sequence number)
 //	<prefix>:{c:<b64 client>}:seq  string: the last sequence number given to the client
@@ -53,10 +55,14 @@
 // clock in microseconds, a clear's included, so versions grow across all topics. Neither
 // key expires; an expired message is deleted by the next Retained that reads it.
 //
-// The mailbox is the o and m keys: o gives the order and the cursor (Peek reads the ids
-// scored above the caller's last seen), m the contents. A sequence number is one more
-// than the last one the seq key records and at least Redis's clock in microseconds, so it
-// grows in append order and is never reused, even once all of a client's keys expired.
+// The mailbox is the o, oh and m keys: o gives the order and the cursor of the normal
+// lane (Peek reads the ids scored above the caller's last seen), oh the same for the high
+// lane (PeekHigh), m the contents of both. An id is in one of the two sets, never both;
+// the depth is the sum of their sizes. Both lanes take their numbers from the one
+// counter, so an id and a sequence number name one message whichever lane holds it. A
+// sequence number is one more than the last one the seq key records and at least Redis's
+// clock in microseconds, so it grows in append order and is never reused, even once all
+// of a client's keys expired.
 // (The list layout of version 1 named its order key q; it is no longer read.)
 //
 // The pending takeovers have their own key beside the presence, in the same hash slot, so
@@ -86,11 +92,12 @@
 // # Scripts
 //
 // connect, confirm, reassert, disconnect and clear change one client's presence and
-// pending takeovers; append adds a client's messages and reads its presence; peek reads a
-// mailbox after a cursor and deletes the expired messages it meets; remove deletes ids
-// anywhere in a mailbox; notify numbers and appends a node's notices, done trims those a
-// node confirmed; set-retained versions and stores or clears a retained message, and
-// scan-retained reads one HSCAN page of them and deletes the expired ones it meets.
+// pending takeovers; append adds a client's messages and reads its presence; peek reads
+// one lane of a mailbox after a cursor and deletes the expired messages it meets; remove
+// deletes ids anywhere in a mailbox, in either lane; notify numbers and appends a node's
+// notices, done trims those a node confirmed; set-retained versions and stores or clears a
+// retained message, and scan-retained reads one HSCAN page of them and deletes the expired
+// ones it meets.
 // scripts.go documents each one's keys, arguments and reply.
 //
 // Append, Remove and ClearNode send all of a call's script runs in one pipeline of
@@ -145,8 +152,8 @@
 // replicates a script's effects, so replicas and the append-only file replay what the
 // script wrote, not its clock). Append takes a TTL and the script stores the message's
 // expiry as TIME plus the TTL, in milliseconds (rounded down); Peek returns the time left,
-// TIME of the read subtracted, and never a message whose expiry passed. The o, m and seq
-// keys carry a PEXPIREAT at the latest expiry of any message appended to them plus a
+// TIME of the read subtracted, and never a message whose expiry passed. The o, oh, m and
+// seq keys carry a PEXPIREAT at the latest expiry of any message appended to them plus a
 // grace minute, computed in the script too and never shortened, so an abandoned mailbox
 // vanishes by itself after its last message expired, and no caller's clock decides when.
 // A node's notices list and counter expire an hour after their last Notify. A retained

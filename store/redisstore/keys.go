@@ -26,6 +26,10 @@ func (k keys) takeovers(client string) string { return k.client(client, "t") }
 // order is the client's sorted set of message ids, scored by sequence number.
 func (k keys) order(client string) string { return k.client(client, "o") }
 
+// high is the client's sorted set of the ids of its high-priority messages, scored by
+// sequence number: the high lane (see store.Priorities), which order does not hold.
+func (k keys) high(client string) string { return k.client(client, "oh") }
+
 // messages is the client's hash of message id to encoded message.
 func (k keys) messages(client string) string { return k.client(client, "m") }
 
@@ -40,9 +44,10 @@ func (k keys) chain(client string) string { return k.client(client, "ch") }
 // with it (see appendLua).
 func (k keys) collapse(client string) string { return k.client(client, "k") }
 
-// mailbox is the keys of the client's mailbox in the order the mailbox scripts take them.
-func (k keys) mailbox(client string) []string {
-	return []string{k.order(client), k.messages(client), k.seq(client)}
+// appendKeys are the keys of the client the append script takes, in its order.
+func (k keys) appendKeys(client string) []string {
+	return []string{k.order(client), k.messages(client), k.seq(client), k.presence(client), k.chain(client),
+		k.collapse(client), k.high(client)}
 }
 
 // node is the set of clients that connected on node.

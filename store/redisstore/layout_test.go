@@ -245,12 +245,18 @@ func TestNoCallerClockSentToRedis(t *testing.T) {
 	for i := range 5 {
 		m := storetest.NewMessage(fmt.Sprint("c", i%2), fmt.Sprint("m", i))
 		m.TTL = time.Duration(i+1) * time.Second
+		if i%2 == 0 {
+			m.Priority = store.PriorityHigh
+		}
 		msgs = append(msgs, m)
 	}
 	if _, err := s.Append(ctx, 10, msgs); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Peek(ctx, "c0", 0, 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PeekHigh(ctx, "c0", 0, 10); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Remove(ctx, store.Removal{Client: "c0", IDs: []string{"m0"}}); err != nil {

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/switchboard-mqtt/switchboard/store"
 )
 
@@ -73,12 +75,11 @@ func (s *Store) Append(ctx context.Context, limit int, msgs []store.Message) ([]
 			r = len(runs)
 			open[m.To] = r
 			runs = append(runs, run{client: m.To})
-			keys := append(s.keys.mailbox(m.To), s.keys.presence(m.To), s.keys.chain(m.To), s.keys.collapse(m.To))
-			calls = append(calls, scriptCall{keys: keys, args: []any{limit, s.grace.Milliseconds(), prev, ""}})
+			calls = append(calls, scriptCall{keys: s.keys.appendKeys(m.To), args: []any{limit, s.grace.Milliseconds(), prev, ""}})
 		}
 		runs[r].msgs = append(runs[r].msgs, i)
 		runs[r].bytes += len(body)
-		calls[r].args = append(calls[r].args, m.ID, ttlMillis(m.TTL), body, m.CollapseKey, m.CollapseLimit)
+		calls[r].args = append(calls[r].args, m.ID, ttlMillis(m.TTL), body, m.CollapseKey, m.CollapseLimit, laneArg(m.Priority))
 	}
 	// Registered first, so that the receipt of a message delivered at once finds it. (A
 	// run of its own: on a cluster its slot is on another shard than the mailboxes.)
@@ -130,29 +131,47 @@ func (s *Store) Append(ctx context.Context, limit int, msgs []store.Message) ([]
 	return res, nil
 }
 
-// Peek returns up to n messages (at most 1000) of the client's mailbox whose sequence
-// number is above after, oldest first, each with the TTL it has left on Redis's clock.
-// Expired messages are never returned: the script deletes those at the head and those it
-// reads past.
+var _ store.Priorities = (*Store)(nil)
+
+// Peek returns up to n messages (at most 1000) of the normal lane of the client's mailbox
+// whose sequence number is above after, oldest first, each with the TTL it has left on
+// Redis's clock. Expired messages are never returned: the script deletes those at the
+// head and those it reads past.
 func (s *Store) Peek(ctx context.Context, client string, after uint64, n int) ([]store.Message, error) {
+	return s.peekLane(ctx, "peek", client, store.PriorityNormal, after, n)
+}
+
+// PeekHigh is Peek for the high lane of the client's mailbox (store.Priorities): the same
+// script on the high set.
+func (s *Store) PeekHigh(ctx context.Context, client string, after uint64, n int) ([]store.Message, error) {
+	return s.peekLane(ctx, "peek high", client, store.PriorityHigh, after, n)
+}
+
+// peekLane runs the peek script on one lane of the client's mailbox and sets each
+// message's Priority to the lane's (the stored body does not hold it: the set does).
+func (s *Store) peekLane(ctx context.Context, what, client string, lane store.Priority, after uint64, n int) ([]store.Message, error) {
 	if client == "" {
-		return nil, errors.New("peek: empty client id")
+		return nil, fmt.Errorf("%s: empty client id", what)
 	}
 	if n <= 0 {
 		return nil, nil
 	}
 	n = min(n, maxPeek)
+	set := s.keys.order(client)
+	if lane == store.PriorityHigh {
+		set = s.keys.high(client)
+	}
 	// Concurrent Peeks share a pipeline (connects.go): a storm of new sessions each reads
 	// its mailbox once.
 	vals, err := sliceOf(s.peekBatched(ctx, scriptCall{
-		keys: []string{s.keys.order(client), s.keys.messages(client)},
+		keys: []string{set, s.keys.messages(client)},
 		args: []any{strconv.FormatUint(after, 10), n},
 	}))
 	if err != nil {
-		return nil, s.fail("peek", err)
+		return nil, s.fail(what, err)
 	}
 	if len(vals) == 0 {
-		return nil, errors.New("peek: script returned no clock")
+		return nil, fmt.Errorf("%s: script returned no clock", what)
 	}
 	now, _ := vals[0].(int64)
 	msgs := make([]store.Message, 0, len(vals)-1)
@@ -160,11 +179,21 @@ func (s *Store) Peek(ctx context.Context, client string, after uint64, n int) ([
 		str, _ := v.(string)
 		m, err := decodeMessage(str, now)
 		if err != nil {
-			return nil, fmt.Errorf("peek %q: %w", client, err)
+			return nil, fmt.Errorf("%s %q: %w", what, client, err)
 		}
+		m.Priority = lane
 		msgs = append(msgs, m)
 	}
 	return msgs, nil
+}
+
+// laneArg is the append script's lane argument for a message of priority p: only
+// store.PriorityHigh goes in the high lane, any other value in the normal one.
+func laneArg(p store.Priority) string {
+	if p == store.PriorityHigh {
+		return "1"
+	}
+	return "0"
 }
 
 // Remove deletes the named messages from their mailboxes, wherever they are in them, in
@@ -175,7 +204,7 @@ func (s *Store) Remove(ctx context.Context, items ...store.Removal) error {
 		if it.Client == "" {
 			return errors.New("remove: empty client id")
 		}
-		keys := []string{s.keys.order(it.Client), s.keys.messages(it.Client)}
+		keys := []string{s.keys.order(it.Client), s.keys.messages(it.Client), s.keys.high(it.Client)}
 		for ids := range slices.Chunk(it.IDs, maxRemoveIDs) {
 			args := make([]any, len(ids))
 			for i, id := range ids {
@@ -199,17 +228,26 @@ func (s *Store) Remove(ctx context.Context, items ...store.Removal) error {
 	return nil
 }
 
-// Depth returns the number of messages in the client's mailbox, expired ones not yet
-// deleted included.
+// Depth returns the number of messages in the client's mailbox, both lanes, expired ones
+// not yet deleted included: the sizes of the two sets, read in one pipeline.
 func (s *Store) Depth(ctx context.Context, client string) (int, error) {
 	if client == "" {
 		return 0, errors.New("depth: empty client id")
 	}
-	n, err := s.rdb.ZCard(ctx, s.keys.order(client)).Result()
-	if err != nil {
+	var normal, high *redis.IntCmd
+	if _, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		normal, high = s.depthCmds(ctx, pipe, client)
+		return nil
+	}); err != nil {
 		return 0, s.fail("depth", err)
 	}
-	return int(n), nil
+	return int(normal.Val() + high.Val()), nil
+}
+
+// depthCmds queues on pipe the reads of the sizes of the client's two lanes, whose sum is
+// its mailbox depth.
+func (s *Store) depthCmds(ctx context.Context, pipe redis.Pipeliner, client string) (normal, high *redis.IntCmd) {
+	return pipe.ZCard(ctx, s.keys.order(client)), pipe.ZCard(ctx, s.keys.high(client))
 }
 
 // endCollapsed records the collapsed receipt of each registered message this Append

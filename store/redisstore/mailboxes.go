@@ -15,10 +15,17 @@ import (
 	"github.com/switchboard-mqtt/switchboard/store"
 )
 
-// Mailboxes walks the mailboxes' order sets with SCAN (MATCH on their key pattern, TYPE
-// zset): each call is one SCAN of about n keys and one pipelined ZCARD of those it found.
-// The cursor is SCAN's. SCAN walks the whole database, so a page examines n keys of every
-// kind and returns the mailboxes among them.
+// Mailboxes walks the mailboxes' lane sets (order and high) with SCAN (MATCH on their key
+// pattern, TYPE zset): each call is one SCAN of about n keys and one pipelined ZCARD of
+// both lanes of each client it found, whose sum is the depth. The cursor is SCAN's. SCAN
+// walks the whole database, so a page examines n keys of every kind and returns the
+// mailboxes among them.
+//
+// A mailbox with messages in both lanes has two keys, so a walk may return it twice, with
+// the same depth unless it changed between (the walk's contract allows it; a page returns
+// each client once). Counting it from either key is what makes a mailbox that exists
+// throughout a walk come back at least once, even when one of its lanes empties or first
+// fills during it.
 //
 // On Redis Cluster SCAN sees one node's keys: the walk goes through the primaries in the
 // order of their addresses, and the cursor is "<primary>,<its SCAN cursor>". A slot that
@@ -87,33 +94,42 @@ func (s *Store) clusterMailboxes(ctx context.Context, c *redis.ClusterClient, cu
 // mailboxPage is one SCAN of about n keys on scanner from cursor from, and the depths of
 // the mailboxes it found.
 func (s *Store) mailboxPage(ctx context.Context, scanner redis.Cmdable, from uint64, n int) ([]store.MailboxDepth, uint64, error) {
-	found, next, err := scanner.ScanType(ctx, from, s.keys.orderPattern(), int64(n), "zset").Result()
+	found, next, err := scanner.ScanType(ctx, from, s.keys.lanePattern(), int64(n), "zset").Result()
 	if err != nil {
 		return nil, 0, s.fail("mailboxes", err)
 	}
-	page := make([]store.MailboxDepth, 0, len(found))
-	if len(found) > 0 {
+	var clients []string
+	seen := map[string]bool{}
+	for _, k := range found {
+		if client, ok := s.keys.clientOfLane(k); ok && !seen[client] {
+			seen[client] = true
+			clients = append(clients, client)
+		}
+	}
+	page := make([]store.MailboxDepth, 0, len(clients))
+	if len(clients) > 0 {
 		pipe := s.rdb.Pipeline()
-		cards := make([]*redis.IntCmd, len(found))
-		for i, k := range found {
-			cards[i] = pipe.ZCard(ctx, k)
+		normal := make([]*redis.IntCmd, len(clients))
+		high := make([]*redis.IntCmd, len(clients))
+		for i, c := range clients {
+			normal[i], high[i] = s.depthCmds(ctx, pipe, c)
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return nil, 0, s.fail("mailboxes", err)
 		}
-		for i, k := range found {
-			client, ok := s.keys.clientOfOrder(k)
-			if d := cards[i].Val(); ok && d > 0 { // 0: emptied since the SCAN
-				page = append(page, store.MailboxDepth{Client: client, Depth: int(d)})
+		for i, c := range clients {
+			if d := normal[i].Val() + high[i].Val(); d > 0 { // 0: emptied since the SCAN
+				page = append(page, store.MailboxDepth{Client: c, Depth: int(d)})
 			}
 		}
 	}
 	return page, next, nil
 }
 
-// orderPattern is the SCAN pattern of every client's order set, the prefix escaped so
-// that a glob character in it matches only itself.
-func (k keys) orderPattern() string {
+// lanePattern is the SCAN pattern of every client's lane sets (order, "o", and high,
+// "oh"; no other key of a client has a suffix that starts with "o"), the prefix escaped
+// so that a glob character in it matches only itself.
+func (k keys) lanePattern() string {
 	var b strings.Builder
 	for _, r := range k.prefix {
 		if strings.ContainsRune(`*?[]\`, r) {
@@ -121,19 +137,23 @@ func (k keys) orderPattern() string {
 		}
 		b.WriteRune(r)
 	}
-	return b.String() + ":{c:*}:o"
+	return b.String() + ":{c:*}:o*"
 }
 
-// clientOfOrder returns the client id of an order set's key (see keys.order).
-func (k keys) clientOfOrder(key string) (string, bool) {
+// clientOfLane returns the client id of a lane set's key (see keys.order and keys.high).
+func (k keys) clientOfLane(key string) (string, bool) {
 	enc, ok := strings.CutPrefix(key, k.prefix+":{c:")
 	if !ok {
 		return "", false
 	}
-	if enc, ok = strings.CutSuffix(enc, "}:o"); !ok {
+	e, ok := strings.CutSuffix(enc, "}:o")
+	if !ok {
+		e, ok = strings.CutSuffix(enc, "}:oh")
+	}
+	if !ok {
 		return "", false
 	}
-	id, err := base64.RawURLEncoding.DecodeString(enc)
+	id, err := base64.RawURLEncoding.DecodeString(e)
 	if err != nil || len(id) == 0 {
 		return "", false
 	}

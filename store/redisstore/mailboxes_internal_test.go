@@ -2,21 +2,24 @@ package redisstore
 
 import "testing"
 
-// TestOrderPattern: a glob character in the prefix matches only itself, and every order
+// TestLanePattern: a glob character in the prefix matches only itself, and every lane
 // key's client id reads back.
-func TestOrderPattern(t *testing.T) {
+func TestLanePattern(t *testing.T) {
 	k := keys{prefix: `a*b?[c]\`}
-	if got, want := k.orderPattern(), `a\*b\?\[c\]\\:{c:*}:o`; got != want {
-		t.Fatalf("orderPattern = %q, want %q", got, want)
+	if got, want := k.lanePattern(), `a\*b\?\[c\]\\:{c:*}:o*`; got != want {
+		t.Fatalf("lanePattern = %q, want %q", got, want)
 	}
 	for _, id := range []string{"alice", "w:}{x", "é/é"} {
-		if got, ok := k.clientOfOrder(k.order(id)); !ok || got != id {
-			t.Errorf("clientOfOrder(order(%q)) = %q, %v", id, got, ok)
+		for _, key := range []string{k.order(id), k.high(id)} {
+			if got, ok := k.clientOfLane(key); !ok || got != id {
+				t.Errorf("clientOfLane(%q) = %q, %v; want %q", key, got, ok, id)
+			}
 		}
 	}
-	for _, key := range []string{k.messages("alice"), "other:{c:YWxpY2U}:o", k.prefix + ":{c:!!}:o"} {
-		if got, ok := k.clientOfOrder(key); ok {
-			t.Errorf("clientOfOrder(%q) = %q, want no client", key, got)
+	for _, key := range []string{k.messages("alice"), "other:{c:YWxpY2U}:o", k.prefix + ":{c:!!}:o",
+		k.prefix + ":{c:YWxpY2U}:ox"} {
+		if got, ok := k.clientOfLane(key); ok {
+			t.Errorf("clientOfLane(%q) = %q, want no client", key, got)
 		}
 	}
 }

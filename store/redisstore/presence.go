@@ -145,18 +145,18 @@ func (s *Store) Disconnect(ctx context.Context, client, session string) (bool, e
 	return true, nil
 }
 
-// Lookup returns the client's presence and mailbox depth in one round trip. It reads
-// the presence key only: pending takeovers live in their own key, so a client that has
+// Lookup returns the client's presence and mailbox depth (both lanes, as Depth) in one
+// round trip. It reads the presence key only: pending takeovers live in their own key, so a client that has
 // only them is offline.
 func (s *Store) Lookup(ctx context.Context, client string) (store.Presence, int, error) {
 	if client == "" {
 		return store.Presence{}, 0, errors.New("lookup: empty client id")
 	}
 	var pres *redis.SliceCmd
-	var depth *redis.IntCmd
+	var normal, high *redis.IntCmd
 	_, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		pres = pipe.HMGet(ctx, s.keys.presence(client), presenceFieldNames...)
-		depth = pipe.ZCard(ctx, s.keys.order(client))
+		normal, high = s.depthCmds(ctx, pipe, client)
 		return nil
 	})
 	if err != nil {
@@ -166,7 +166,7 @@ func (s *Store) Lookup(ctx context.Context, client string) (store.Presence, int,
 	if err != nil {
 		return store.Presence{}, 0, fmt.Errorf("lookup: %w", err)
 	}
-	return p, int(depth.Val()), nil
+	return p, int(normal.Val() + high.Val()), nil
 }
 
 // sliceOf, intOf and textOf read the reply of an eval: the error that prevented a reply,

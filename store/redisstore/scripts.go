@@ -150,14 +150,21 @@ return 1
 // deleted, the new one goes at the tail, and the depth stays. A new key past the
 // message's limit of keys (0: none) refuses the message (status 3).
 //
-// KEYS: order, messages, seq, presence, chain, collapse. ARGV: limit, grace (ms), the
-// mark of the run before (empty for none), this run's mark (empty for none), then for
-// each message its id, TTL (ms), body, collapse key (empty for none) and limit of keys.
+// The mailbox has two lanes, order and high (store.Priorities), sharing the messages
+// hash and the counter. A message goes in the lane its priority names; everything else
+// looks at both: a duplicate id is one queued in either, the depth the limit is checked
+// against is both sets' size, a collapse key's message may be in either (and is deleted
+// from whichever holds it), and both sets' expiry is pushed out with the others'.
+//
+// KEYS: order, messages, seq, presence, chain, collapse, high. ARGV: limit, grace (ms),
+// the mark of the run before (empty for none), this run's mark (empty for none), then for
+// each message its id, TTL (ms), body, collapse key (empty for none), limit of keys and
+// lane ("1" for the high lane, "0" for the normal one).
 // Returns node, epoch, session, since, then for each message its status (0 added, 1
 // duplicate, 2 full, 3 too many collapse keys), seq (0 when not added), the depth after
 // it and the id of the message it replaced (empty for none).
 const appendLua = `
-local o, m, sk, ck = KEYS[1], KEYS[2], KEYS[3], KEYS[6]
+local o, m, sk, ck, oh = KEYS[1], KEYS[2], KEYS[3], KEYS[6], KEYS[7]
 local function int(x) return string.format('%.0f', x) end
 local limit, grace = tonumber(ARGV[1]), tonumber(ARGV[2])
 local prev, mark = ARGV[3], ARGV[4]
@@ -168,9 +175,11 @@ local t = redis.call('TIME')
 local micros = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now = math.floor(micros / 1000)
 local pres = redis.call('HMGET', KEYS[4], 'node', 'epoch', 'session', 'since')
-local depth = redis.call('ZCARD', o)
+local depth = redis.call('ZCARD', o) + redis.call('ZCARD', oh)
 local last = math.max(tonumber(redis.call('GET', sk) or 0), micros - 1)
 local out = {pres[1], pres[2], pres[3], pres[4]}
+-- queued is the message's sequence number in either lane, or false.
+local function queued(id) return redis.call('ZSCORE', o, id) or redis.call('ZSCORE', oh, id) end
 local added, new, latest = {}, {}, 0
 local ckeys, nkeys, stale, ksets, removals = nil, 0, {}, {}, {}
 local function loadKeys()
@@ -178,18 +187,18 @@ local function loadKeys()
   ckeys = {}
   local all = redis.call('HGETALL', ck)
   for j = 1, #all, 2 do
-    if redis.call('ZSCORE', o, all[j + 1]) then
+    if queued(all[j + 1]) then
       ckeys[all[j]] = all[j + 1]; nkeys = nkeys + 1
     else
       stale[all[j]] = true
     end
   end
 end
-for i = 5, #ARGV, 5 do
+for i = 5, #ARGV, 6 do
   local id, key, klimit = ARGV[i], ARGV[i + 3], tonumber(ARGV[i + 4])
   local seq = new[id]
   if not seq then
-    local score = redis.call('ZSCORE', o, id)
+    local score = queued(id)
     if score then seq = tonumber(score) end
   end
   local old = nil
@@ -219,7 +228,7 @@ for i = 5, #ARGV, 5 do
     last, depth = last + 1, depth + 1
     local exp = now + tonumber(ARGV[i + 1])
     new[id] = last
-    added[#added + 1] = {id, last, exp, ARGV[i + 2], false}
+    added[#added + 1] = {id, last, exp, ARGV[i + 2], false, ARGV[i + 5] == '1'}
     latest = math.max(latest, exp)
     if key ~= '' then
       if not ckeys[key] then nkeys = nkeys + 1 end
@@ -233,11 +242,12 @@ for k in pairs(stale) do redis.call('HDEL', ck, k) end
 if #added == 0 then return out end
 if #removals > 0 then
   redis.call('ZREM', o, unpack(removals))
+  redis.call('ZREM', oh, unpack(removals))
   redis.call('HDEL', m, unpack(removals))
 end
 for _, a in ipairs(added) do
   if not a[5] then
-    redis.call('ZADD', o, int(a[2]), a[1])
+    redis.call('ZADD', a[6] and oh or o, int(a[2]), a[1])
     redis.call('HSET', m, a[1], '2,' .. int(a[3]) .. ',' .. int(a[2]) .. ',' .. a[4])
   end
 end
@@ -245,8 +255,9 @@ local kn = 0
 for k, v in pairs(ksets) do redis.call('HSET', ck, k, v); kn = kn + 1 end
 redis.call('SET', sk, int(last), 'KEEPTTL')
 local kexp = latest + grace
-local expiring = {o, m, sk}
-if kn > 0 then expiring[4] = ck end
+-- A lane that does not exist is left alone: PEXPIREAT of a missing key does nothing.
+local expiring = {o, oh, m, sk}
+if kn > 0 then expiring[5] = ck end
 for _, k in ipairs(expiring) do
   if redis.call('PEXPIRETIME', k) < kexp then redis.call('PEXPIREAT', k, int(kexp)) end
 end
@@ -261,8 +272,10 @@ return out
 // it cannot read counts as unexpired; an id whose message is missing (which no script
 // leaves behind) counts as expired, so it cannot block the head.
 //
-// KEYS: order, messages. ARGV: after, n. Returns Redis's clock (Unix ms), then the
-// encoded messages.
+// It reads one lane: KEYS[1] is the order set for Peek, the high set for PeekHigh.
+//
+// KEYS: order (or high), messages. ARGV: after, n. Returns Redis's clock (Unix ms), then
+// the encoded messages.
 const peekLua = `
 local o, m = KEYS[1], KEYS[2]
 local t = redis.call('TIME')
@@ -310,12 +323,12 @@ end
 return out
 `
 
-// removeLua deletes the given ids from one client's mailbox, wherever they are in it;
-// ids that are not there are ignored.
+// removeLua deletes the given ids from one client's mailbox, wherever they are in it, in
+// either lane; ids that are not there are ignored.
 //
-// KEYS: order, messages. ARGV: ids (at least one). Returns how many it deleted.
+// KEYS: order, messages, high. ARGV: ids (at least one). Returns how many it deleted.
 const removeLua = `
-local n = redis.call('ZREM', KEYS[1], unpack(ARGV))
+local n = redis.call('ZREM', KEYS[1], unpack(ARGV)) + redis.call('ZREM', KEYS[3], unpack(ARGV))
 redis.call('HDEL', KEYS[2], unpack(ARGV))
 return n
 `

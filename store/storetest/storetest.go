@@ -98,6 +98,16 @@ func Run(t *testing.T, open Opener) {
 		{"CollapseFullMailbox", testCollapseFullMailbox},
 		{"CollapseKeyLimit", testCollapseKeyLimit},
 
+		{"PriorityLanesKeepOrder", testPriorityLanes},
+		{"PriorityCursors", testPriorityCursors},
+		{"PriorityDuplicateAcrossLanes", testPriorityDuplicate},
+		{"PriorityLimitCountsBoth", testPriorityLimit},
+		{"PriorityRemoveEither", testPriorityRemove},
+		{"PriorityDepthCountsBoth", testPriorityDepth},
+		{"PriorityExpiry", testPriorityExpiry},
+		{"PriorityCollapseAcrossLanes", testPriorityCollapse},
+		{"PriorityUnknownClient", testPriorityUnknown},
+
 		{"ScheduleDueInOrder", testScheduleDueInOrder},
 		{"ScheduleExpiredDropped", testScheduleExpiredDropped},
 
