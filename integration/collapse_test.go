@@ -87,7 +87,19 @@ func TestCollapseAndScheduleAcrossRestart(t *testing.T) {
 		}
 	}
 
-	// Connected: a collapse-keyed message goes through the mailbox and arrives at once.
+	// Connected: a collapse-keyed message goes through the mailbox and arrives at once. (It
+	// is sent once score-2's receipt is recorded: until its node has recorded the
+	// acknowledgement, score-2 is still queued, and a newer score would replace it.)
+	testenv.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+		var st struct {
+			State string `json:"state"`
+		}
+		getJSON(t, r2.url+"/v1/messages/score-2?to="+dev, &st)
+		if st.State != "delivered" {
+			return fmt.Errorf("score-2: state %q", st.State)
+		}
+		return nil
+	})
 	var res router.Result
 	if code := r2.send(t, map[string]any{"id": "score-3", "to": dev, "payload": "3-0", "collapse_key": "score"}, &res); code != 200 {
 		t.Fatalf("send score-3: %d %+v", code, res)

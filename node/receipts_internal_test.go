@@ -504,3 +504,12 @@ func TestReceiptOfAMessageExpiredOnArrival(t *testing.T) {
 		t.Fatalf("recorded %+v; want one expired receipt for gone, never written", recorded)
 	}
 }
+
+// PeekHigh passes the wrapped store's high lane through, when it has one.
+func (s *receiptStore) PeekHigh(ctx context.Context, client string, after uint64, n int) ([]store.Message, error) {
+	p, ok := s.Store.(store.Priorities)
+	if !ok {
+		return nil, errNotImplemented
+	}
+	return p.PeekHigh(ctx, client, after, n)
+}

@@ -120,3 +120,54 @@ func TestDeliverAt(t *testing.T) {
 		t.Fatalf("a bad deliver_at: %d %+v", code, e)
 	}
 }
+
+// TestPriorityLane: a high-priority message goes to the mailbox's high lane, a normal one
+// to the normal lane; the listing covers both lanes, a page at a time; a priority that is
+// neither is refused.
+func TestPriorityLane(t *testing.T) {
+	f := newFixture(t, nil)
+	for _, body := range []string{
+		`{"to":"pl-1","id":"n0","payload":"x"}`,
+		`{"to":"pl-1","id":"h0","payload":"x","priority":"high"}`,
+		`{"to":"pl-1","id":"n1","payload":"x","priority":"normal"}`,
+		`{"to":"pl-1","id":"h1","payload":"x","priority":"high"}`,
+	} {
+		var res router.Result
+		if code := call(t, f.h, "POST", "/v1/messages", body, &res); code != 200 || res.Status != router.Queued {
+			t.Fatalf("%s: %d %+v", body, code, res)
+		}
+	}
+	if got := mailboxOf(t, f, "pl-1"); !slices.Equal(got, []string{"n0", "n1"}) {
+		t.Fatalf("normal lane %v", got)
+	}
+	high, err := f.st.PeekHigh(testenv.Context(t, 5*time.Second), "pl-1", 0, 10)
+	if err != nil || len(high) != 2 || high[0].ID != "h0" || high[1].ID != "h1" {
+		t.Fatalf("high lane %v, %v", high, err)
+	}
+	var got []string
+	after := ""
+	for {
+		var v router.MailboxView
+		path := "/v1/clients/pl-1/mailbox?limit=1"
+		if after != "" {
+			path += "&after=" + after
+		}
+		if code := call(t, f.h, "GET", path, "", &v); code != 200 || v.Depth != 4 {
+			t.Fatalf("GET %s: %d %+v", path, code, v)
+		}
+		for _, m := range v.Messages {
+			got = append(got, m.ID)
+		}
+		if v.Next == "" {
+			break
+		}
+		after = v.Next
+	}
+	if !slices.Equal(got, []string{"n0", "n1", "h0", "h1"}) {
+		t.Fatalf("listing %v, want the normal lane then the high lane", got)
+	}
+	var e router.ErrorBody
+	if code := call(t, f.h, "POST", "/v1/messages", `{"to":"pl-1","payload":"x","priority":"urgent"}`, &e); code != 400 || e.Field != "priority" {
+		t.Fatalf("priority urgent: %d %+v", code, e)
+	}
+}

@@ -9,10 +9,11 @@ import (
 	"github.com/switchboard-mqtt/switchboard/store"
 )
 
-// bucketCollapse maps a client's collapse keys to the id of the message that last came
-// with each: name(client) followed by the key -> the id. It is created by the first
-// append with a collapse key. An entry whose message left the mailbox (delivered,
-// expired, removed) is stale: it counts for nothing and is dropped when met.
+// bucketCollapse maps a client's collapse keys to the message that last came with each:
+// name(client) followed by the key -> its sequence number (8 bytes) and id. It is created
+// by the first append with a collapse key. An entry whose message left the mailbox
+// (delivered, expired, removed) is stale — also when the id was sent again since, which
+// is another message — counts for nothing and is dropped when met.
 var bucketCollapse = []byte("collapse")
 
 func collapseKey(client []byte, key string) []byte {
@@ -40,13 +41,13 @@ func (b buckets) collapseState(client []byte, key string, write bool) (old strin
 	var stale [][]byte
 	c := b.collapse.Cursor()
 	for k, v := c.Seek(client); k != nil && bytes.HasPrefix(k, client); k, v = c.Next() {
-		if b.ids.Get(idKey(client, string(v))) == nil {
+		if len(v) < 8 || !bytes.Equal(b.ids.Get(idKey(client, string(v[8:]))), v[:8]) {
 			stale = append(stale, bytes.Clone(k))
 			continue
 		}
 		keys++
 		if bytes.Equal(k, want) {
-			old = string(v)
+			old = string(v[8:])
 		}
 	}
 	if write {

@@ -188,7 +188,7 @@ func (b buckets) append(m store.Message, limit int, write bool, now time.Time) (
 		}
 	}
 	if m.CollapseKey != "" {
-		if err := b.collapse.Put(collapseKey(client, m.CollapseKey), []byte(m.ID)); err != nil {
+		if err := b.collapse.Put(collapseKey(client, m.CollapseKey), append(binary.BigEndian.AppendUint64(nil, seq), m.ID...)); err != nil {
 			return res, 0, fmt.Errorf("put collapse key: %w", err)
 		}
 	}

@@ -181,14 +181,18 @@ local out = {pres[1], pres[2], pres[3], pres[4]}
 -- queued is the message's sequence number in either lane, or false.
 local function queued(id) return redis.call('ZSCORE', o, id) or redis.call('ZSCORE', oh, id) end
 local added, new, latest = {}, {}, 0
-local ckeys, nkeys, stale, ksets, removals = nil, 0, {}, {}, {}
+local ckeys, nkeys, stale, ksets, removals, gone = nil, 0, {}, {}, {}, {}
+-- A key's entry is "<seq>,<id>": live only while that very message is queued (an id sent
+-- again after its first message left is another message, which the key does not name).
 local function loadKeys()
   if ckeys then return end
   ckeys = {}
   local all = redis.call('HGETALL', ck)
   for j = 1, #all, 2 do
-    if queued(all[j + 1]) then
-      ckeys[all[j]] = all[j + 1]; nkeys = nkeys + 1
+    local s, cid = string.match(all[j + 1], '^(%d+),(.*)$')
+    local q = cid and queued(cid)
+    if q and tonumber(q) == tonumber(s) then
+      ckeys[all[j]] = cid; nkeys = nkeys + 1
     else
       stale[all[j]] = true
     end
@@ -197,7 +201,7 @@ end
 for i = 5, #ARGV, 6 do
   local id, key, klimit = ARGV[i], ARGV[i + 3], tonumber(ARGV[i + 4])
   local seq = new[id]
-  if not seq then
+  if not seq and not gone[id] then -- one replaced in this run is not queued any more
     local score = queued(id)
     if score then seq = tonumber(score) end
   end
@@ -223,6 +227,7 @@ for i = 5, #ARGV, 6 do
       else
         removals[#removals + 1] = old
       end
+      gone[old] = true
       depth = depth - 1
     end
     last, depth = last + 1, depth + 1
@@ -232,7 +237,7 @@ for i = 5, #ARGV, 6 do
     latest = math.max(latest, exp)
     if key ~= '' then
       if not ckeys[key] then nkeys = nkeys + 1 end
-      ckeys[key] = id; ksets[key] = id; stale[key] = nil
+      ckeys[key] = id; ksets[key] = int(last) .. ',' .. id; stale[key] = nil
     end
     out[#out + 1] = 0; out[#out + 1] = last; out[#out + 1] = depth; out[#out + 1] = old or ''
   end

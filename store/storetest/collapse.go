@@ -118,3 +118,50 @@ func testCollapseKeyLimit(t *testing.T, st store.Store) {
 		t.Fatalf("another client's first key: %+v, %v", res, err)
 	}
 }
+
+// testCollapseReusedID: a key names the message that came with it, not its id: once that
+// message left, the same id sent again without the key is not replaced by the key's next
+// message.
+func testCollapseReusedID(t *testing.T, st store.Store) {
+	ctx := ctxT(t)
+	if _, err := st.Append(ctx, 10, []store.Message{keyed("fay", "a1", "K", 0)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Remove(ctx, store.Removal{Client: "fay", IDs: []string{"a1"}}); err != nil {
+		t.Fatal(err)
+	}
+	again := NewMessage("fay", "a1") // the id again, another message, no key
+	again.Receipt = true
+	if _, err := st.Append(ctx, 10, []store.Message{again}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := st.Append(ctx, 10, []store.Message{keyed("fay", "b1", "K", 0)})
+	if err != nil || res[0].Err != nil || res[0].Collapsed != "" {
+		t.Fatalf("b1 after a1 was sent again without the key: %+v, %v; want nothing replaced", res, err)
+	}
+	if got := mailboxIDs(t, st, "fay"); !slices.Equal(got, []string{"a1", "b1"}) {
+		t.Fatalf("mailbox %v, want [a1 b1]", got)
+	}
+	if s, err := receiptsOf(t, st).MessageState(ctx, "fay", "a1"); err != nil || !s.Pending {
+		t.Fatalf("a1 sent again: %+v, %v; want pending", s, err)
+	}
+}
+
+// testCollapseReplacedThenResent: within one Append, a message replaced by an earlier one
+// of the call and then sent again is a new message (never a duplicate of what is gone).
+func testCollapseReplacedThenResent(t *testing.T, st store.Store) {
+	ctx := ctxT(t)
+	if _, err := st.Append(ctx, 10, []store.Message{keyed("gus", "a1", "K", 0)}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := st.Append(ctx, 10, []store.Message{keyed("gus", "b1", "K", 0), keyed("gus", "a1", "K", 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Collapsed != "a1" || res[1].Duplicate || res[1].Collapsed != "b1" {
+		t.Fatalf("[b1(K) a1(K)] after a1(K): %+v; want b1 replacing a1, then a1 (new) replacing b1", res)
+	}
+	if got := mailboxIDs(t, st, "gus"); !slices.Equal(got, []string{"a1"}) {
+		t.Fatalf("mailbox %v, want [a1]", got)
+	}
+}

@@ -97,6 +97,8 @@ func Run(t *testing.T, open Opener) {
 		{"CollapseReplaces", testCollapseReplaces},
 		{"CollapseFullMailbox", testCollapseFullMailbox},
 		{"CollapseKeyLimit", testCollapseKeyLimit},
+		{"CollapseReusedID", testCollapseReusedID},
+		{"CollapseReplacedThenResent", testCollapseReplacedThenResent},
 
 		{"PriorityLanesKeepOrder", testPriorityLanes},
 		{"PriorityCursors", testPriorityCursors},
