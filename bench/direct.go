@@ -59,6 +59,9 @@ type DirectConfig struct {
 	// NoReceipts sends every message with receipt:false (the API's default is a receipt
 	// per message), to measure what receipts cost.
 	NoReceipts bool `json:"no_receipts,omitempty"`
+	// Priority, when set ("high" or "normal"), is every message's priority: high ones go
+	// through their mailbox's high lane.
+	Priority string `json:"priority,omitempty"`
 	// DelayClients is how many clients, the first ones, connect through a DelayProxy that
 	// delays each direction by Delay: clients behind a slow link.
 	DelayClients int `json:"delay_clients,omitempty"`
@@ -114,6 +117,8 @@ func (c DirectConfig) Validate() error {
 		return errors.New("missing API: required")
 	case len(c.MQTT) == 0:
 		return errors.New("missing MQTT: required")
+	case c.Priority != "" && c.Priority != "high" && c.Priority != "normal":
+		return fmt.Errorf("Priority %q: use high or normal", c.Priority)
 	case c.Clients < 1:
 		return fmt.Errorf("bad Clients %d: want at least 1", c.Clients)
 	case c.Senders < 1:

@@ -174,6 +174,11 @@ func (d *direct) sender(ctx context.Context, s int, start, deadline time.Time) {
 			if cfg.NoReceipts {
 				body.WriteString(`,"receipt":false`)
 			}
+			if cfg.Priority != "" {
+				body.WriteString(`,"priority":"`)
+				body.WriteString(cfg.Priority)
+				body.WriteByte('"')
+			}
 			if cfg.Batch == 1 && maxWait != "" {
 				body.WriteByte(',')
 				body.WriteString(maxWait)
