@@ -124,15 +124,23 @@ func (r *Router) scanMailbox(ctx context.Context, q mailboxQuery, calls int, kee
 	return cursor(), false, nil
 }
 
-func (r *Router) handleMailbox(w http.ResponseWriter, req *http.Request) {
-	q, err := parseMailboxQuery(req, 10)
+// mailboxRequest reads a mailbox request's client and query, answering 400 or 403 (and
+// reporting false) when it is bad or not the token's to make.
+func (r *Router) mailboxRequest(w http.ResponseWriter, req *http.Request, defLimit int) (mailboxQuery, bool) {
+	q, err := parseMailboxQuery(req, defLimit)
 	if err != nil {
 		r.badRequest(w, err, nil)
+		return q, false
+	}
+	return q, r.scopeAllows(w, req, "id", q.client)
+}
+
+func (r *Router) handleMailbox(w http.ResponseWriter, req *http.Request) {
+	q, ok := r.mailboxRequest(w, req, 10)
+	if !ok {
 		return
 	}
-	if !r.scopeAllows(w, req, "id", q.client) {
-		return
-	}
+	var err error
 	ctx, cancel := context.WithTimeout(req.Context(), r.cfg.StoreTimeout)
 	defer cancel()
 	v := MailboxView{Client: q.client, Messages: []MailboxMessage{}}
@@ -170,12 +178,8 @@ type MailboxDeleted struct {
 
 // handleMailboxDelete deletes one message: DELETE /v1/clients/{id}/mailbox/{msg}.
 func (r *Router) handleMailboxDelete(w http.ResponseWriter, req *http.Request) {
-	q, err := parseMailboxQuery(req, 0)
-	if err != nil {
-		r.badRequest(w, err, nil)
-		return
-	}
-	if !r.scopeAllows(w, req, "id", q.client) {
+	q, ok := r.mailboxRequest(w, req, 0)
+	if !ok {
 		return
 	}
 	id := req.PathValue("msg")
@@ -199,12 +203,8 @@ func (r *Router) handleMailboxDelete(w http.ResponseWriter, req *http.Request) {
 // handleMailboxPurge deletes every queued message, or those on ?topic=:
 // DELETE /v1/clients/{id}/mailbox.
 func (r *Router) handleMailboxPurge(w http.ResponseWriter, req *http.Request) {
-	q, err := parseMailboxQuery(req, 0)
-	if err != nil {
-		r.badRequest(w, err, nil)
-		return
-	}
-	if !r.scopeAllows(w, req, "id", q.client) {
+	q, ok := r.mailboxRequest(w, req, 0)
+	if !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), 4*r.cfg.StoreTimeout)

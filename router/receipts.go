@@ -163,7 +163,17 @@ func clip(s string, n int) string {
 // (and forgets what the retention allows), until ctx ends. Every router runs one: sweeps
 // are safe concurrently.
 func (r *Router) runSweeper(ctx context.Context) {
-	tick := time.NewTicker(r.cfg.Receipts.SweepEvery)
+	every(ctx, r.cfg.Receipts.SweepEvery, func() {
+		if err := r.sweep(ctx); err != nil && ctx.Err() == nil {
+			r.metrics.receiptErrors.WithLabelValues("sweep").Inc()
+			r.log.Warn("sweep receipts", "error", err)
+		}
+	})
+}
+
+// every calls fn every d until ctx ends (the first time after d).
+func every(ctx context.Context, d time.Duration, fn func()) {
+	tick := time.NewTicker(d)
 	defer tick.Stop()
 	for {
 		select {
@@ -171,10 +181,7 @@ func (r *Router) runSweeper(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		if err := r.sweep(ctx); err != nil && ctx.Err() == nil {
-			r.metrics.receiptErrors.WithLabelValues("sweep").Inc()
-			r.log.Warn("sweep receipts", "error", err)
-		}
+		fn()
 	}
 }
 

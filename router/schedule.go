@@ -100,24 +100,17 @@ func (r *Router) startSchedule(ctx context.Context) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		tick := time.NewTicker(r.cfg.SchedulePoll)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
+		every(ctx, r.cfg.SchedulePoll, func() {
 			for range 100 { // bounded: a backlog does not keep the loop from ctx
 				n, err := r.queueDue(ctx, sc)
 				if err != nil && ctx.Err() == nil {
 					r.log.Warn("queue scheduled messages that came due; retrying after their lease", "error", err)
 				}
 				if err != nil || n < store.MaxScheduledTake {
-					break
+					return
 				}
 			}
-		}
+		})
 	}()
 }
 
