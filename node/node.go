@@ -439,6 +439,18 @@ func (n *Node) Close(ctx context.Context) error {
 		case <-ctx.Done():
 			errs = append(errs, errors.New("unacknowledged messages were not all queued in time"))
 		}
+		// The answers waiting for their receipts go out before the routers' channel
+		// closes (a router that loses one queues the message again: a duplicate). Bounded:
+		// a store that is down keeps its receipts, whose answers went out already.
+		if n.receipter.on() {
+			recorded := make(chan struct{})
+			n.receipter.after(func() { close(recorded) })
+			select {
+			case <-recorded:
+			case <-ctx.Done():
+			case <-time.After(2 * n.cfg.StoreTimeout):
+			}
+		}
 		if n.cluster != nil {
 			n.cluster.close()
 		}

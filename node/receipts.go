@@ -44,7 +44,9 @@ const (
 // only the removals of mailbox copies keep waiting for the receipts, which are retried
 // until they are durable. A node killed before the store comes back loses the receipts
 // of the messages it delivered directly meanwhile (their mailbox messages come again, and
-// with them their receipts); docs/API.md says so.
+// with them their receipts); docs/API.md says so. The receipts kept meanwhile are bounded
+// by the delivery lease: a node that cannot reach the store stops writing to clients
+// once its lease (renewed through the store) runs out.
 type receipter struct {
 	w       receiptWriter // nil: the store keeps no receipts, and nothing is queued
 	failing atomic.Bool   // the last Finish failed: answers do not wait (see above)
