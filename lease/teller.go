@@ -105,7 +105,8 @@ func NewTeller(cfg TellerConfig, st Mailboxes, members Members, dial Dialer, log
 // caller's own).
 //
 // The results are per message, as store.Append gives them. An error means the messages
-// must be taken as not accepted (some may be in a mailbox; a retry is recognised by id).
+// must be taken as not accepted (some may be in a mailbox; a retry is recognised by id);
+// when only the telling failed, the results say what the store did all the same.
 func (t *Teller) Queue(ctx context.Context, origin string, msgs []store.Message) ([]store.AppendResult, error) {
 	if len(msgs) == 0 {
 		return nil, nil
@@ -147,7 +148,7 @@ func (t *Teller) Queue(ctx context.Context, origin string, msgs []store.Message)
 		}
 	}
 	if len(all) > 0 {
-		return nil, fmt.Errorf("queue: %w", errors.Join(all...))
+		return res, fmt.Errorf("queue: %w", errors.Join(all...))
 	}
 	return res, nil
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -70,6 +71,7 @@ type entry struct {
 	pid      uint16
 	fromBoxQ bool // taken from boxQ (not directQ) for its last write
 	inBoxQ   bool // in boxQ: placed by a mailbox read
+	high     bool // read from the mailbox's high-priority lane
 
 	removePending bool // its copy was removed while a mailbox read ran: forget it after that read
 }
@@ -104,13 +106,19 @@ type outbox struct {
 	window   int               // directed QoS 1 messages in flight
 	cursor   uint64            // the highest mailbox seq read
 	hiCursor uint64            // the highest seq read from the mailbox's high-priority lane
-	askGen   uint64            // mailbox reads asked for
-	readGen  uint64            // the askGen the last complete read started under
-	reading  bool              // a mailbox read is running
-	sending  bool              // the sender goroutine runs
-	closed   bool
-	timer    *time.Timer // the next spill
-	pending  int64       // bytes of unanswered direct payloads, counted against the node's budget
+	// hiMore: the last read of the high lane was full, so it may hold more: no normal
+	// mailbox message is written until a read finds its end.
+	hiMore bool
+	// hiReadGen is the askGen under which the high lane was last read to its end: it is
+	// read again, even behind a long normal backlog, once a notice makes askGen differ.
+	hiReadGen uint64
+	askGen    uint64 // mailbox reads asked for
+	readGen   uint64 // the askGen the last complete read started under
+	reading   bool   // a mailbox read is running
+	sending   bool   // the sender goroutine runs
+	closed    bool
+	timer     *time.Timer // the next spill
+	pending   int64       // bytes of unanswered direct payloads, counted against the node's budget
 
 	pids pidTable
 }
@@ -198,10 +206,16 @@ func (n *Node) askMailbox(st *clientState) {
 }
 
 // mergeHigh adds messages read from the mailbox's high-priority lane (Seq > hiCursor,
-// oldest first) ahead of every unwritten message: a client's queued high-priority
-// messages are written before its queued normal ones, and in their own order. It runs
-// before mergeMailbox of the same read.
-func (n *Node) mergeHigh(o *outbox, msgs []store.Message) {
+// oldest first) behind the unwritten high-priority messages read before and ahead of
+// every unwritten normal one: a client's queued high-priority messages are written
+// before its queued normal ones, and in their own order. gen is the askGen the read
+// started under, asked how many it asked for. It runs before mergeMailbox of the same
+// read.
+func (n *Node) mergeHigh(o *outbox, msgs []store.Message, gen uint64, asked int) {
+	o.hiMore = len(msgs) >= asked
+	if !o.hiMore {
+		o.hiReadGen = gen
+	}
 	if len(msgs) == 0 {
 		return
 	}
@@ -220,12 +234,22 @@ func (n *Node) mergeHigh(o *outbox, msgs []store.Message) {
 		}
 		e := &entry{
 			id: m.ID, topic: m.Topic, payload: m.Payload, qos: m.QoS,
-			expires: now.Add(m.TTL), arrived: now, seq: m.Seq, inBox: true, inBoxQ: true,
+			expires: now.Add(m.TTL), arrived: now, seq: m.Seq, inBox: true, inBoxQ: true, high: true,
 		}
 		front = append(front, e)
 		o.byID[e.id] = e
 	}
-	o.boxQ = append(front, o.boxQ...)
+	o.boxQ = slices.Insert(o.boxQ, o.highQueued(), front...)
+}
+
+// highQueued counts the unwritten high-priority entries, which lead boxQ: new ones go
+// behind them.
+func (o *outbox) highQueued() int {
+	k := 0
+	for k < len(o.boxQ) && o.boxQ[k].high {
+		k++
+	}
+	return k
 }
 
 // mergeMailbox adds messages read from the mailbox (Seq > the cursor the read started
@@ -272,8 +296,12 @@ func (n *Node) mergeMailbox(o *outbox, msgs []store.Message, gen uint64, asked i
 	if len(msgs) < asked && highDone && o.askGen == gen {
 		o.readGen = gen
 	}
-	// Copies removed while this read ran may have been in its answer (skipped above):
-	// no read that could still return them is left.
+}
+
+// readDone ends a mailbox read (of either lane or both): copies removed while it ran may
+// have been in its answer (skipped by the merges); no read that could still return them
+// is left.
+func (n *Node) readDone(o *outbox) {
 	for id, e := range o.byID {
 		if e.removePending {
 			delete(o.byID, id)
@@ -300,6 +328,9 @@ func (n *Node) takeWritable(o *outbox, max int, rs *replies, gone *[]string) []*
 			}
 			if e.qos > 0 && o.window >= max {
 				break
+			}
+			if fromBox && !e.high && o.hiMore {
+				break // the high lane may hold more: read it before any normal message
 			}
 			if e.qos > 0 {
 				o.window++

@@ -53,3 +53,33 @@ func TestHighLaneDrainsFirst(t *testing.T) {
 		mustAck(t, r.receive(t, want))
 	}
 }
+
+// TestHighLaneInOrderPastOneRead: more high-priority messages are queued than one read
+// takes, and normal ones behind them, with a window smaller than a read: every high one
+// is written first, in order, and then the normal ones in theirs.
+func TestHighLaneInOrderPastOneRead(t *testing.T) {
+	s := newReceiptStore(nil)
+	var want []string
+	r := newReceiptRig(t, "pq-2", s, func(client string) {
+		var msgs []store.Message
+		for i := range 4 {
+			id := fmt.Sprintf("n%d", i)
+			msgs = append(msgs, store.Message{ID: id, To: client, Topic: "inbox/" + client, Payload: []byte(id), QoS: 1, TTL: time.Minute})
+		}
+		for i := range 7 {
+			id := fmt.Sprintf("h%d", i)
+			want = append(want, id)
+			msgs = append(msgs, store.Message{ID: id, To: client, Topic: "inbox/" + client, Payload: []byte(id), QoS: 1, TTL: time.Minute,
+				Priority: store.PriorityHigh})
+		}
+		for i := range 4 {
+			want = append(want, fmt.Sprintf("n%d", i))
+		}
+		if _, err := s.Store.Append(testenv.Context(t, 5*time.Second), 100, msgs); err != nil {
+			t.Fatal(err)
+		}
+	}, func(c *Config) { c.Window, c.DrainBatch = 2, 3 })
+	for _, id := range want {
+		mustAck(t, r.receive(t, id))
+	}
+}

@@ -270,12 +270,7 @@ func (n *Node) end(o *outbox, e *entry, s wire.Status, detail string, rs *replie
 	if e.ended {
 		// Its receipt is queued already (acknowledged while a spill stored it, say):
 		// what is left waits behind that one.
-		n.receipter.after(func() {
-			if answer != nil {
-				answer()
-			}
-			then()
-		})
+		n.receipter.push(receiptItem{barrier: true, answer: answer, then: then})
 		return f.fn != nil
 	}
 	e.ended = true

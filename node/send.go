@@ -78,7 +78,12 @@ func (n *Node) sendLoop(st *clientState) {
 			o.mu.Unlock()
 			return
 		}
-		if o.mailboxPending() && !o.reading && len(o.boxQ) < n.cfg.DrainBatch {
+		// The normal lane is read while the queue is short; the high lane also behind a
+		// long normal backlog, whenever it may hold something unread.
+		readBox := o.mailboxPending() && !o.reading && len(o.boxQ) < n.cfg.DrainBatch
+		readHigh := n.priorities != nil && o.mailboxPending() && !o.reading &&
+			(o.hiMore || o.hiReadGen != o.askGen) && o.highQueued() < n.cfg.DrainBatch
+		if readBox || readHigh {
 			gen, after, hiAfter := o.askGen, o.cursor, o.hiCursor
 			o.reading = true
 			o.mu.Unlock()
@@ -88,7 +93,7 @@ func (n *Node) sendLoop(st *clientState) {
 			if n.priorities != nil {
 				hi, err = n.priorities.PeekHigh(ctx, st.id, hiAfter, n.cfg.DrainBatch)
 			}
-			if err == nil {
+			if err == nil && readBox {
 				msgs, err = n.store.Peek(ctx, st.id, after, n.cfg.DrainBatch)
 			}
 			cancel()
@@ -101,8 +106,13 @@ func (n *Node) sendLoop(st *clientState) {
 				n.retryLater(st, time.Second)
 				return
 			}
-			n.mergeHigh(o, hi)
-			n.mergeMailbox(o, msgs, gen, n.cfg.DrainBatch, len(hi) < n.cfg.DrainBatch)
+			if n.priorities != nil {
+				n.mergeHigh(o, hi, gen, n.cfg.DrainBatch)
+			}
+			if readBox {
+				n.mergeMailbox(o, msgs, gen, n.cfg.DrainBatch, !o.hiMore)
+			}
+			n.readDone(o)
 			o.mu.Unlock()
 			continue
 		}

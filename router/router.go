@@ -145,8 +145,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("MaxCollapseKeys %d: must be positive", c.MaxCollapseKeys)
 	case c.SchedulePoll <= 0:
 		return fmt.Errorf("SchedulePoll %v: must be positive", c.SchedulePoll)
-	case c.ScheduleLease <= 0:
-		return fmt.Errorf("ScheduleLease %v: must be positive", c.ScheduleLease)
+	case c.ScheduleLease <= 3*c.StoreTimeout:
+		return fmt.Errorf("ScheduleLease %v: must be longer than three store timeouts (%v): a router takes, queues and forgets due messages within it", c.ScheduleLease, 3*c.StoreTimeout)
 	}
 	if err := c.Receipts.validate(); err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/store"
@@ -127,15 +128,21 @@ func (r *Router) queueDue(ctx context.Context, sc store.Schedule) (int, error) {
 	qctx, cancel := context.WithTimeout(ctx, 2*r.cfg.StoreTimeout)
 	defer cancel()
 	res, err := r.teller.Queue(qctx, "", due)
-	if err != nil {
+	if err != nil && res == nil {
 		return len(due), fmt.Errorf("queue %d due messages: %w", len(due), err)
 	}
+	// When only telling a node failed, the messages are in their mailboxes all the same
+	// (their nodes read them at the next notice or audit): forget those, or they would be
+	// queued again after the lease.
+	tellErr := err
 	var done []string
 	var refused []store.Receipt
+	refusedKey := map[string]bool{}
 	for i, m := range due {
 		switch err := res[i].Err; {
 		case err == nil:
 		case errors.Is(err, store.ErrMailboxFull), errors.Is(err, store.ErrTooManyCollapseKeys):
+			refusedKey[store.MessageKey(m.To, m.ID)] = true
 			refused = append(refused, store.Receipt{Client: m.To, ID: m.ID, Status: store.ReceiptRejected,
 				Detail: clip("came due but was refused: "+err.Error(), store.MaxReceiptDetail), OnlyPending: true})
 		default:
@@ -145,12 +152,17 @@ func (r *Router) queueDue(ctx context.Context, sc store.Schedule) (int, error) {
 	}
 	if len(refused) > 0 && r.receipts != nil {
 		if err := r.receipts.Finish(qctx, refused...); err != nil {
-			return len(due), fmt.Errorf("record the receipts of refused due messages: %w", err)
+			// Those stay leased (and come back); the queued ones are forgotten below.
+			done = slices.DeleteFunc(done, func(k string) bool { return refusedKey[k] })
+			r.log.Warn("record the receipts of refused due messages; retrying after their lease", "messages", len(refused), "error", err)
 		}
 	}
 	r.metrics.scheduledQueued.Add(float64(len(done)))
 	if err := sc.DoneScheduled(qctx, done...); err != nil {
 		return len(due), fmt.Errorf("forget queued scheduled messages: %w", err)
+	}
+	if tellErr != nil {
+		return len(due), fmt.Errorf("tell the nodes of %d due messages queued: %w", len(done), tellErr)
 	}
 	return len(due), nil
 }

@@ -183,8 +183,10 @@ func (h *webhook) step(ctx context.Context) error {
 	// Renewed just before the POST: the reads above may have taken a good part of the
 	// lease, and a POST must end while this router still holds the consumer, or another
 	// one could post the same and later batches meanwhile.
-	if ok, err := h.claim(ctx); err != nil || !ok {
-		return fmt.Errorf("renew the webhook consumer before posting: held %v: %v", ok, err)
+	if ok, err := h.claim(ctx); err != nil {
+		return fmt.Errorf("renew the webhook consumer before posting: %w", err)
+	} else if !ok {
+		return errors.New("lost the webhook consumer to another router before posting; it posts from the stored cursor")
 	}
 	sent, err := h.post(ctx, body)
 	if err != nil {

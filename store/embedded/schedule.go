@@ -133,7 +133,12 @@ func (s *Store) TakeDue(ctx context.Context, n int, lease time.Duration) ([]stor
 			}
 			_, m, expires, err := decodeScheduled(v)
 			if err != nil {
-				return err
+				// One value no one can read must not hold back the rest for good.
+				s.log.Error("embedded store: a scheduled message that cannot be decoded is dropped", "key", string(it.key), "error", err)
+				if err := sb.Delete(it.key); err != nil {
+					return err
+				}
+				continue
 			}
 			if !now.Before(expires) {
 				if err := sb.Delete(it.key); err != nil {

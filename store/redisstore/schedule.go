@@ -129,13 +129,23 @@ func (s *Store) TakeDue(ctx context.Context, n int, lease time.Duration) ([]stor
 	}
 	now, _ := vals[0].(int64)
 	var out []store.Message
+	var bad []string
 	for i := 1; i+1 < len(vals); i += 2 {
+		k, _ := vals[i].(string)
 		v, _ := vals[i+1].(string)
 		m, err := decodeScheduled(v, now)
 		if err != nil {
-			return nil, fmt.Errorf("take due %q: %w", vals[i], err)
+			// One value no one can read must not hold back the rest, lease after lease.
+			s.log.Error("redisstore: a scheduled message that cannot be decoded is dropped", "key", k, "error", err)
+			bad = append(bad, k)
+			continue
 		}
 		out = append(out, m)
+	}
+	if len(bad) > 0 {
+		if err := s.DoneScheduled(ctx, bad...); err != nil {
+			s.log.Warn("redisstore: drop undecodable scheduled messages", "error", err)
+		}
 	}
 	return out, nil
 }
