@@ -41,7 +41,7 @@
 //	<prefix>:jobs                    sorted set: ids of jobs that may still run, scored by
 //	                                 creation; no hash tag: one key, a hint the job
 //	                                 hashes overrule
-//	<prefix>:{e}:log, :{e}:pend, :{e}:state, :{e}:done, :{e}:cons:<b64 name>
+//	<prefix>:{e}:log, :{e}:pend, :{e}:state, :{e}:cons:<b64 name>
 //	                                 the delivery receipts: the log (a stream), the
 //	                                 registered messages, the ended ones and the log's
 //	                                 consumers; see receipts.go

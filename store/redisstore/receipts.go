@@ -3,7 +3,6 @@ package redisstore
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -26,16 +25,18 @@ var _ store.Receipts = (*Store)(nil)
 //	                    its milliseconds the receipt's time
 //	<prefix>:{e}:pend   sorted set: store.MessageKey of each registered message, scored
 //	                    by its expiry (Unix ms on Redis's clock)
-//	<prefix>:{e}:state  hash: MessageKey -> the terminal receipt (JSON, with its cursor)
-//	<prefix>:{e}:done   sorted set: MessageKey of each ended message, scored by when it
-//	                    ended, for the retention
+//	<prefix>:{e}:state  hash: MessageKey -> "<status>,<cursor>" of its terminal receipt
+//	                    (the rest of the receipt is its log entry)
 //	<prefix>:{e}:cons:<b64 name>  hash: a consumer's cursor, dead count, holder, lease
 //
 // The one-receipt rule is the state hash: a message with an entry there has ended, and
-// no script writes a second receipt for it.
+// no script writes a second receipt for it. A state goes with its log entry: the sweep
+// that trims entries from the log deletes their states first (so a state outlives the
+// retention as long as the log keeps its entry for a consumer that has not read it).
+// Each receipt costs four commands (HEXISTS, ZREM, XADD, HSET) and no encoding in Lua.
 
 func (k keys) receiptKeys() []string {
-	return []string{k.prefix + ":{e}:log", k.prefix + ":{e}:pend", k.prefix + ":{e}:state", k.prefix + ":{e}:done"}
+	return []string{k.prefix + ":{e}:log", k.prefix + ":{e}:pend", k.prefix + ":{e}:state"}
 }
 
 func (k keys) consumer(name string) string {
@@ -50,10 +51,9 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 // receiptEnd is the Lua function that ends one message: it appends the receipt to the log
 // and records the terminal state. KEYS are receiptKeys.
 const receiptEnd = `
-local function finish(key, c, i, s, n, a, d, now)
+local function finish(key, c, i, s, n, a, d)
   local id = redis.call('XADD', KEYS[1], '*', 'c', c, 'i', i, 's', s, 'n', n, 'a', a, 'd', d)
-  redis.call('HSET', KEYS[3], key, cjson.encode({k = id, c = c, i = i, s = s, n = n, a = a, d = d}))
-  redis.call('ZADD', KEYS[4], now, key)
+  redis.call('HSET', KEYS[3], key, s .. ',' .. id)
   return id
 end
 `
@@ -69,22 +69,22 @@ end
 return 1
 `)
 
-// finishLua ends messages (ARGV, eight per receipt: key, client, id, status, node,
-// attempts, detail, only-pending "1"/"0"), each unless it ended already or, only-pending
-// set, is not registered. It returns the cursor of each receipt recorded ("" for none).
-var finishLua = redis.NewScript(receiptNow + receiptEnd + `
-local out = {}
-for i = 1, #ARGV, 8 do
-  local key, id = ARGV[i], ''
+// finishLua ends messages (ARGV, seven per receipt: client, id, status, node, attempts,
+// detail, only-pending "1"/"0"), each unless it ended already or, only-pending set, is
+// not registered. It returns how many it recorded.
+var finishLua = redis.NewScript(receiptEnd + `
+local n = 0
+for i = 1, #ARGV, 7 do
+  local key = ARGV[i] .. '\0' .. ARGV[i + 1]
   if redis.call('HEXISTS', KEYS[3], key) == 0 then
     local was = redis.call('ZREM', KEYS[2], key)
-    if was == 1 or ARGV[i + 7] ~= '1' then
-      id = finish(key, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], now)
+    if was == 1 or ARGV[i + 6] ~= '1' then
+      finish(key, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
+      n = n + 1
     end
   end
-  out[#out + 1] = id
 end
-return out
+return n
 `)
 
 // sweepLua expires up to ARGV[2] registered messages whose expiry is ARGV[1] ms or more
@@ -101,37 +101,57 @@ for _, key in ipairs(due) do
     local z = string.find(key, '\0', 1, true)
     if z then
       finish(key, string.sub(key, 1, z - 1), string.sub(key, z + 1), 'expired', '', '0',
-        'its TTL ran out before it was delivered', now)
+        'its TTL ran out before it was delivered')
       n = n + 1
     end
   end
 end
 local ret = tonumber(ARGV[3])
-if ret > 0 then
-  local old = redis.call('ZRANGE', KEYS[4], '-inf', now - ret, 'BYSCORE', 'LIMIT', 0, 10000)
-  for i = 1, #old, 1000 do
-    local chunk = {unpack(old, i, math.min(i + 999, #old))}
-    redis.call('HDEL', KEYS[3], unpack(chunk))
-    redis.call('ZREM', KEYS[4], unpack(chunk))
+if ret > 0 and ARGV[5] ~= '1' then
+  -- Entries older than the retention go, but none after the consumer's cursor.
+  local bound = (now - ret + 1) .. '-0'
+  local kms, kseq = string.match(ARGV[4], '^(%d+)-(%d+)$')
+  if kms then
+    local bms = now - ret + 1
+    if tonumber(kms) < bms then bound = ARGV[4] end
   end
-  if ARGV[5] == '1' then return n end
-  local minms = now - ret + 1
-  if ARGV[4] ~= '' then
-    local kms, kseq = string.match(ARGV[4], '^(%d+)-(%d+)$')
-    if kms and tonumber(kms) < minms then
-      redis.call('XTRIM', KEYS[1], 'MINID', ARGV[4])
-      return n
+  -- Their states first, a bounded number per sweep: the trim stops where they stop.
+  local old = redis.call('XRANGE', KEYS[1], '-', '(' .. bound, 'COUNT', 10000)
+  local drop = {}
+  for _, e in ipairs(old) do
+    local f, c, i = e[2], nil, nil
+    for j = 1, #f, 2 do
+      if f[j] == 'c' then c = f[j + 1] elseif f[j] == 'i' then i = f[j + 1] end
+    end
+    if c and i then
+      local key = c .. '\0' .. i
+      local st = redis.call('HGET', KEYS[3], key)
+      if st and string.sub(st, -#e[1]) == e[1] then drop[#drop + 1] = key end
     end
   end
-  redis.call('XTRIM', KEYS[1], 'MINID', minms .. '-0')
+  for j = 1, #drop, 1000 do
+    redis.call('HDEL', KEYS[3], unpack(drop, j, math.min(j + 999, #drop)))
+  end
+  if #old == 10000 then
+    local ms, sq = string.match(old[#old][1], '^(%d+)-(%d+)$')
+    bound = ms .. '-' .. (tonumber(sq) + 1)
+  end
+  if #old > 0 then redis.call('XTRIM', KEYS[1], 'MINID', bound) end
 end
 return n
 `)
 
-// stateLua returns {'s', terminal state JSON}, {'p', expiry ms, now ms} or {} for ARGV[1].
+// stateLua returns {'s', status, cursor, the log entry's fields (empty if trimmed)},
+// {'p', expiry ms, now ms} or {} for ARGV[1].
 var stateLua = redis.NewScript(receiptNow + `
 local s = redis.call('HGET', KEYS[3], ARGV[1])
-if s then return {'s', s} end
+if s then
+  local st, id = string.match(s, '^([^,]*),(.*)$')
+  local e = redis.call('XRANGE', KEYS[1], id, id)
+  local f = {}
+  if #e > 0 then f = e[1][2] end
+  return {'s', st, id, f}
+end
 local e = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if e then return {'p', e, tostring(now)} end
 return {}
@@ -210,14 +230,13 @@ func (s *Store) Finish(ctx context.Context, rs ...store.Receipt) error {
 	var calls []scriptCall
 	for i := 0; i < len(rs); i += maxFinishRun {
 		part := rs[i:min(i+maxFinishRun, len(rs))]
-		args := make([]any, 0, 8*len(part))
+		args := make([]any, 0, 7*len(part))
 		for _, r := range part {
 			only := "0"
 			if r.OnlyPending {
 				only = "1"
 			}
-			args = append(args, store.MessageKey(r.Client, r.ID), r.Client, r.ID, string(r.Status), r.Node,
-				strconv.Itoa(r.Attempts), r.Detail, only)
+			args = append(args, r.Client, r.ID, string(r.Status), r.Node, strconv.Itoa(r.Attempts), r.Detail, only)
 		}
 		calls = append(calls, scriptCall{keys: s.keys.receiptKeys(), args: args})
 	}
@@ -335,17 +354,6 @@ func (s *Store) ReceiptsTail(ctx context.Context) (string, error) {
 	return msgs[0].ID, nil
 }
 
-// storedState is a terminal state as stateLua returns it.
-type storedState struct {
-	Cursor   string `json:"k"`
-	Client   string `json:"c"`
-	ID       string `json:"i"`
-	Status   string `json:"s"`
-	Node     string `json:"n"`
-	Attempts string `json:"a"`
-	Detail   string `json:"d"`
-}
-
 // MessageState reads a message's terminal state, or its registration.
 func (s *Store) MessageState(ctx context.Context, client, id string) (store.MessageState, error) {
 	vals, err := sliceOf(s.eval(ctx, noWait, stateLua, s.keys.receiptKeys(), store.MessageKey(client, id)))
@@ -358,13 +366,18 @@ func (s *Store) MessageState(ctx context.Context, client, id string) (store.Mess
 		kind, _ = vals[0].(string)
 	}
 	switch {
-	case kind == "s" && len(vals) == 2:
-		raw, _ := vals[1].(string)
-		var ss storedState
-		if err := json.Unmarshal([]byte(raw), &ss); err != nil {
-			return store.MessageState{}, fmt.Errorf("message state of %q: %w: %v", id, errCorrupt, err)
+	case kind == "s" && len(vals) == 4:
+		status, _ := vals[1].(string)
+		cursor, _ := vals[2].(string)
+		fields := map[string]any{"c": client, "i": id, "s": status}
+		if f, ok := vals[3].([]any); ok {
+			for j := 0; j+1 < len(f); j += 2 {
+				if k, ok := f[j].(string); ok {
+					fields[k] = f[j+1]
+				}
+			}
 		}
-		r, err := receiptOf(ss.Cursor, map[string]any{"c": ss.Client, "i": ss.ID, "s": ss.Status, "n": ss.Node, "a": ss.Attempts, "d": ss.Detail})
+		r, err := receiptOf(cursor, fields)
 		if err != nil {
 			return store.MessageState{}, fmt.Errorf("message state: %w", err)
 		}
