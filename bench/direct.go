@@ -62,6 +62,9 @@ type DirectConfig struct {
 	// Priority, when set ("high" or "normal"), is every message's priority: high ones go
 	// through their mailbox's high lane.
 	Priority string `json:"priority,omitempty"`
+	// DeliverIn, when positive, schedules every message this long after its request
+	// (deliver_at): what the schedule adds, latency counted from the request.
+	DeliverIn time.Duration `json:"deliver_in,omitempty"`
 	// DelayClients is how many clients, the first ones, connect through a DelayProxy that
 	// delays each direction by Delay: clients behind a slow link.
 	DelayClients int `json:"delay_clients,omitempty"`
@@ -119,6 +122,8 @@ func (c DirectConfig) Validate() error {
 		return errors.New("missing MQTT: required")
 	case c.Priority != "" && c.Priority != "high" && c.Priority != "normal":
 		return fmt.Errorf("Priority %q: use high or normal", c.Priority)
+	case c.DeliverIn < 0:
+		return fmt.Errorf("DeliverIn %v: must not be negative", c.DeliverIn)
 	case c.Clients < 1:
 		return fmt.Errorf("bad Clients %d: want at least 1", c.Clients)
 	case c.Senders < 1:

@@ -174,6 +174,11 @@ func (d *direct) sender(ctx context.Context, s int, start, deadline time.Time) {
 			if cfg.NoReceipts {
 				body.WriteString(`,"receipt":false`)
 			}
+			if cfg.DeliverIn > 0 {
+				body.WriteString(`,"deliver_at":"`)
+				body.WriteString(time.Now().Add(cfg.DeliverIn).UTC().Format(time.RFC3339Nano))
+				body.WriteByte('"')
+			}
 			if cfg.Priority != "" {
 				body.WriteString(`,"priority":"`)
 				body.WriteString(cfg.Priority)

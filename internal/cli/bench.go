@@ -169,6 +169,7 @@ func benchDirect(ctx context.Context, e env, args []string) error {
 	fs.Float64Var(&cfg.Rate, "rate", 0, "offered rate, messages a second over all senders (0: saturation)")
 	fs.IntVar(&batch, "batch", cfg.Batch, "messages per request (more than 1 posts /v1/messages/batch)")
 	fs.DurationVar(&cfg.MaxWait, "max-wait", 0, "max_wait of every request: how long the router waits for the client's PUBACK before answering queued (0: the router's default)")
+	fs.DurationVar(&cfg.DeliverIn, "deliver-in", 0, "schedule every message this long after its request (deliver_at); latency counts from the request")
 	fs.StringVar(&cfg.Priority, "priority", "", "every message's priority: high (through the mailbox's high lane) or normal")
 	receipts := true
 	fs.BoolVar(&receipts, "receipts", true, "ask for a delivery receipt with every message (the API's default); --receipts=false sends receipt:false")
@@ -224,7 +225,7 @@ var benchFlags = fieldFlags{
 	"Concurrency": "--concurrency", "Settle": "--settle", "Pairs": "--pairs", "Window": "--window",
 	"Inflight": "--inflight", "Listen": "--listen", "Target": "--to",
 	"SubMQTT": "--sub-mqtt", "PubMQTT": "--pub-mqtt", "CrossNode": "--cross-node",
-	"Hold": "--hold", "PingInterval": "--ping", "KeepAlive": "--keepalive", "Priority": "--priority",
+	"Hold": "--hold", "PingInterval": "--ping", "KeepAlive": "--keepalive", "Priority": "--priority", "DeliverIn": "--deliver-in",
 }
 
 func benchPubSub(ctx context.Context, e env, args []string) error {
