@@ -106,7 +106,8 @@ func TestNodeSurvivesZKServerThenLeaderLoss(t *testing.T) {
 }
 
 // TestQuorumLossFencesNode stops two of three servers: `zk status` exits non-zero; the node
-// fences itself after its session timeout (healthz 503, new connections refused); when the
+// fences itself a margin before its session could end (healthz 503, new connections
+// refused), and no sooner than that allows; when the
 // servers return it registers again with a new epoch.
 func TestQuorumLossFencesNode(t *testing.T) {
 	e := testenv.Ensemble(t)
@@ -140,8 +141,12 @@ func TestQuorumLossFencesNode(t *testing.T) {
 	})
 	fencedAfter := time.Since(lost)
 	t.Logf("MEASURED: quorum lost → node fenced after %v (session timeout %v)", fencedAfter.Round(time.Millisecond), sessionTimeout)
-	if fencedAfter < sessionTimeout {
-		t.Fatalf("fenced after %v, before its session timeout %v", fencedAfter, sessionTimeout)
+	// The node fences FenceAfter(T) after the send of its last answered probe (a margin
+	// before the ensemble could end the session), and that probe went out at most a probe
+	// interval before the servers stopped: sooner than that would be a fence without cause.
+	if early := coord.FenceAfter(sessionTimeout) - coord.ProbeInterval(sessionTimeout); fencedAfter < early {
+		t.Fatalf("fenced after %v, before %v (%v after its last answered probe, which can be at most %v before the loss)",
+			fencedAfter, early, coord.FenceAfter(sessionTimeout), coord.ProbeInterval(sessionTimeout))
 	}
 	if cl, err := testenv.DialMQTT(n.member.MQTTAddr, "while-fenced", testenv.MQTTOptions{CleanStart: true}); err == nil {
 		cl.Close()
