@@ -119,10 +119,8 @@ func (r *Router) handleEvents(w http.ResponseWriter, req *http.Request) {
 				return
 			}
 			r.log.Warn("event stream: read the receipt log", "after", after, "error", err)
-			select {
-			case <-ctx.Done():
+			if !sleep(ctx, eventsWait) {
 				return
-			case <-time.After(eventsWait):
 			}
 		}
 		for _, rcpt := range batch {

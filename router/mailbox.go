@@ -178,31 +178,19 @@ type MailboxDeleted struct {
 
 // handleMailboxDelete deletes one message: DELETE /v1/clients/{id}/mailbox/{msg}.
 func (r *Router) handleMailboxDelete(w http.ResponseWriter, req *http.Request) {
-	q, ok := r.mailboxRequest(w, req, 0)
-	if !ok {
-		return
-	}
 	id := req.PathValue("msg")
-	ctx, cancel := context.WithTimeout(req.Context(), 4*r.cfg.StoreTimeout)
-	defer cancel()
-	found := false
-	if _, _, err := r.scanMailbox(ctx, q, r.cfg.MailboxLimit/1000+1, func(m store.Message) bool {
-		found = m.ID == id
-		return !found
-	}); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, ErrorBody{Error: err.Error()})
-		return
-	}
-	if !found {
-		writeJSON(w, http.StatusNotFound, ErrorBody{Error: fmt.Sprintf("no message %q in the mailbox of %q", id, q.client), Field: "msg"})
-		return
-	}
-	r.deleteFromMailbox(ctx, w, q.client, []string{id})
+	r.deleteWhere(w, req, id, func(m store.Message) bool { return m.ID == id })
 }
 
 // handleMailboxPurge deletes every queued message, or those on ?topic=:
 // DELETE /v1/clients/{id}/mailbox.
 func (r *Router) handleMailboxPurge(w http.ResponseWriter, req *http.Request) {
+	r.deleteWhere(w, req, "", func(store.Message) bool { return true })
+}
+
+// deleteWhere walks the whole mailbox of a request's client and deletes the messages
+// match takes: the one named one (404 if it is not queued), or all.
+func (r *Router) deleteWhere(w http.ResponseWriter, req *http.Request, one string, match func(store.Message) bool) {
 	q, ok := r.mailboxRequest(w, req, 0)
 	if !ok {
 		return
@@ -211,10 +199,16 @@ func (r *Router) handleMailboxPurge(w http.ResponseWriter, req *http.Request) {
 	defer cancel()
 	var ids []string
 	if _, _, err := r.scanMailbox(ctx, q, r.cfg.MailboxLimit/1000+1, func(m store.Message) bool {
-		ids = append(ids, m.ID)
-		return true
+		if match(m) {
+			ids = append(ids, m.ID)
+		}
+		return one == "" || len(ids) == 0 // the one named: stop once found
 	}); err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, ErrorBody{Error: err.Error()})
+		return
+	}
+	if one != "" && len(ids) == 0 {
+		writeJSON(w, http.StatusNotFound, ErrorBody{Error: fmt.Sprintf("no message %q in the mailbox of %q", one, q.client), Field: "msg"})
 		return
 	}
 	r.deleteFromMailbox(ctx, w, q.client, ids)

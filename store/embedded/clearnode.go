@@ -3,7 +3,6 @@ package embedded
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -102,7 +101,7 @@ func (s *Store) RecordedEpochs(ctx context.Context, after store.NodeEpoch, max i
 			if !ok || len(rest) < 8 {
 				return fmt.Errorf("%w: node index key %x", errCorrupt, k)
 			}
-			out = append(out, store.NodeEpoch{Node: node, Epoch: int64(binary.BigEndian.Uint64(rest) ^ (1 << 63))})
+			out = append(out, store.NodeEpoch{Node: node, Epoch: readOrderedInt(rest)})
 			next := prefixEnd(k[:len(k)-len(rest)+8])
 			if next == nil {
 				break

@@ -134,6 +134,9 @@ func unixNanos(t time.Time) int64 {
 // orderedInt maps an int64 to a uint64 whose big-endian bytes sort in the int64's order.
 func orderedInt(v int64) uint64 { return uint64(v) ^ (1 << 63) }
 
+// readOrderedInt reads back the int64 whose orderedInt the first 8 bytes of b hold.
+func readOrderedInt(b []byte) int64 { return int64(binary.BigEndian.Uint64(b) ^ (1 << 63)) }
+
 // buckets are the store's buckets inside one transaction.
 type buckets struct {
 	presence, nodes, boxes, messages, ids, expiry, meta, retained *bolt.Bucket

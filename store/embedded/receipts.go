@@ -244,7 +244,7 @@ func (s *Store) SweepReceipts(ctx context.Context, o store.SweepOptions) (int, e
 		var keys []string
 		c := rt.pendx.Cursor()
 		for k, _ := c.First(); k != nil && len(keys) < maxN; k, _ = c.Next() {
-			if len(k) < 8 || int64(binary.BigEndian.Uint64(k[:8])^(1<<63)) > due {
+			if len(k) < 8 || readOrderedInt(k) > due {
 				break
 			}
 			keys = append(keys, string(k[8:]))
@@ -269,7 +269,7 @@ func (s *Store) SweepReceipts(ctx context.Context, o store.SweepOptions) (int, e
 		var gone [][]byte
 		dc := rt.done.Cursor()
 		for k, _ := dc.First(); k != nil && len(gone) < 10*store.MaxReceiptsRead; k, _ = dc.Next() {
-			if len(k) < 8 || int64(binary.BigEndian.Uint64(k[:8])^(1<<63)) > old {
+			if len(k) < 8 || readOrderedInt(k) > old {
 				break
 			}
 			gone = append(gone, bytes.Clone(k))

@@ -39,7 +39,7 @@ func decodeScheduled(v []byte) (due int64, m store.Message, expires time.Time, e
 	if len(v) < 8 {
 		return 0, m, expires, fmt.Errorf("%w: scheduled entry of %d bytes", errCorrupt, len(v))
 	}
-	due = int64(binary.BigEndian.Uint64(v[:8]) ^ (1 << 63))
+	due = readOrderedInt(v)
 	d := codec.NewDecoder(v[8:])
 	limit := d.Uvarint()
 	key := d.Str()
@@ -118,7 +118,7 @@ func (s *Store) TakeDue(ctx context.Context, n int, lease time.Duration) ([]stor
 		var due []item
 		c := xb.Cursor()
 		for k, _ := c.First(); k != nil && len(due) < n; k, _ = c.Next() {
-			if len(k) < 8 || int64(binary.BigEndian.Uint64(k[:8])^(1<<63)) > unixNanos(now) {
+			if len(k) < 8 || readOrderedInt(k) > unixNanos(now) {
 				break
 			}
 			due = append(due, item{bytes.Clone(k), bytes.Clone(k[8:])})
@@ -180,7 +180,7 @@ func (s *Store) DoneScheduled(ctx context.Context, keys ...string) error {
 				continue
 			}
 			if len(v) >= 8 {
-				if err := xb.Delete(nanoKey(int64(binary.BigEndian.Uint64(v[:8])^(1<<63)), k)); err != nil {
+				if err := xb.Delete(nanoKey(readOrderedInt(v), k)); err != nil {
 					return err
 				}
 			}

@@ -127,6 +127,24 @@ func (s *Store) eval(ctx context.Context, durable bool, script *redis.Script, ke
 	return cmds[0], nil
 }
 
+// evalEach runs script for each call (see evalAll) when only success matters: the first
+// failure, the pipeline's or one run's, is the error, named by op.
+func (s *Store) evalEach(ctx context.Context, op string, script *redis.Script, calls []scriptCall, durable bool) error {
+	if len(calls) == 0 {
+		return nil
+	}
+	cmds, err := s.evalAll(ctx, script, calls, durable)
+	if err != nil {
+		return s.fail(op, err)
+	}
+	for _, cmd := range cmds {
+		if err := cmd.Err(); err != nil {
+			return s.fail(op, err)
+		}
+	}
+	return nil
+}
+
 // isOrder reports an append run refused because the run before it in the same call has
 // not run yet (see appendLua): sent again after it.
 func isOrder(err error) bool { return redis.HasErrorPrefix(err, "ORDER") }

@@ -213,19 +213,7 @@ func (s *Store) Remove(ctx context.Context, items ...store.Removal) error {
 			calls = append(calls, scriptCall{keys: keys, args: args})
 		}
 	}
-	if len(calls) == 0 {
-		return nil
-	}
-	cmds, err := s.evalAll(ctx, s.scripts.remove, calls, noWait)
-	if err != nil {
-		return s.fail("remove", err)
-	}
-	for _, cmd := range cmds {
-		if err := cmd.Err(); err != nil {
-			return s.fail("remove", err)
-		}
-	}
-	return nil
+	return s.evalEach(ctx, "remove", s.scripts.remove, calls, noWait)
 }
 
 // Depth returns the number of messages in the client's mailbox, both lanes, expired ones

@@ -204,19 +204,7 @@ func (s *Store) register(ctx context.Context, msgs []store.Message) error {
 	if len(args) > 0 {
 		calls = append(calls, scriptCall{keys: s.keys.receiptKeys(), args: args})
 	}
-	if len(calls) == 0 {
-		return nil
-	}
-	cmds, err := s.evalAll(ctx, registerLua, calls, write)
-	if err != nil {
-		return s.fail("register receipts", err)
-	}
-	for _, cmd := range cmds {
-		if err := cmd.Err(); err != nil {
-			return s.fail("register receipts", err)
-		}
-	}
-	return nil
+	return s.evalEach(ctx, "register receipts", registerLua, calls, write)
 }
 
 // Finish records receipts, in slice order, a few hundred per script run, the runs in one
@@ -240,19 +228,7 @@ func (s *Store) Finish(ctx context.Context, rs ...store.Receipt) error {
 		}
 		calls = append(calls, scriptCall{keys: s.keys.receiptKeys(), args: args})
 	}
-	if len(calls) == 0 {
-		return nil
-	}
-	cmds, err := s.evalAll(ctx, finishLua, calls, write)
-	if err != nil {
-		return s.fail("finish", err)
-	}
-	for _, cmd := range cmds {
-		if err := cmd.Err(); err != nil {
-			return s.fail("finish", err)
-		}
-	}
-	return nil
+	return s.evalEach(ctx, "finish", finishLua, calls, write)
 }
 
 // SweepReceipts expires registered messages past their expiry and the grace, and applies

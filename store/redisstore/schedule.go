@@ -183,19 +183,7 @@ func (s *Store) DoneScheduled(ctx context.Context, keys ...string) error {
 		}
 		calls = append(calls, scriptCall{keys: s.keys.scheduleKeys(), args: args})
 	}
-	if len(calls) == 0 {
-		return nil
-	}
-	cmds, err := s.evalAll(ctx, doneScheduledLua, calls, noWait)
-	if err != nil {
-		return s.fail("done scheduled", err)
-	}
-	for _, cmd := range cmds {
-		if err := cmd.Err(); err != nil {
-			return s.fail("done scheduled", err)
-		}
-	}
-	return nil
+	return s.evalEach(ctx, "done scheduled", doneScheduledLua, calls, noWait)
 }
 
 // ScheduledCount counts the scheduled messages.
