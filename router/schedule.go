@@ -36,7 +36,12 @@ var ErrUnsupported = errors.New("not supported by this store")
 // pathsOf splits a Route's messages: groups to try directly, indexes to queue at once
 // (collapse keys), indexes to schedule (deliver_at ahead of wall).
 func (r *Router) pathsOf(msgs []Message, sms []store.Message, wall time.Time) (direct []group, queue, later []int) {
-	viaBox := map[string]bool{}
+	if !slices.ContainsFunc(msgs, func(m Message) bool {
+		return !m.DeliverAt.IsZero() || m.Priority == store.PriorityHigh || m.CollapseKey != ""
+	}) {
+		return groupByClient(sms), nil, nil // the common case, without the copies below
+	}
+	var viaBox map[string]bool
 	now := make([]int, 0, len(msgs))
 	for i, m := range msgs {
 		switch {
@@ -46,6 +51,9 @@ func (r *Router) pathsOf(msgs []Message, sms []store.Message, wall time.Time) (d
 			queue = append(queue, i)
 		default:
 			if m.CollapseKey != "" {
+				if viaBox == nil {
+					viaBox = map[string]bool{}
+				}
 				viaBox[m.To] = true
 			}
 			now = append(now, i)
