@@ -88,6 +88,20 @@ type DirectConfig struct {
 	// Username and Password are the MQTT clients' credentials, if the nodes want them.
 	Username string `json:"username,omitempty"`
 	Password string `json:"-"`
+	// Reconnect makes every client behave as a device whose node goes away: when its
+	// connection ends it waits up to ReconnectJitter, dials another node (ReconnectMQTT,
+	// or another of MQTT), subscribes again and backs off exponentially while that fails.
+	// The result's failover section says how long they took to come back and drain.
+	Reconnect bool `json:"reconnect,omitempty"`
+	// ReconnectMQTT are the addresses reconnecting clients dial; empty: MQTT.
+	ReconnectMQTT []string `json:"reconnect_mqtt,omitempty"`
+	// ReconnectJitter bounds a client's first wait before it redials, and starts its
+	// back-off (doubling to 30s, each wait drawn at random below the bound).
+	ReconnectJitter time.Duration `json:"reconnect_jitter,omitempty"`
+	// KillPID, when positive, is a process (a node) the run SIGKILLs KillAfter into the
+	// sending, with Reconnect implied.
+	KillPID   int           `json:"kill_pid,omitempty"`
+	KillAfter time.Duration `json:"kill_after,omitempty"`
 	// SourceIPs spread the clients' connections over these source addresses.
 	SourceIPs []string `json:"source_ips,omitempty"`
 	// Progress, when not nil, gets a status line each second (a terminal).
@@ -110,6 +124,9 @@ func DefaultDirectConfig() DirectConfig {
 		Prefix:       "bench",
 		InboxPrefix:  "inbox/",
 		DrainTimeout: 30 * time.Second,
+
+		ReconnectJitter: time.Second,
+		KillAfter:       5 * time.Second,
 	}
 }
 
@@ -158,6 +175,14 @@ func (c DirectConfig) Validate() error {
 		return fmt.Errorf("bad MQTTVersion %d: want 4 or 5", c.MQTTVersion)
 	case c.DrainTimeout <= 0:
 		return fmt.Errorf("bad DrainTimeout %v: must be positive", c.DrainTimeout)
+	case c.KillPID < 0:
+		return fmt.Errorf("bad KillPID %d: must not be negative", c.KillPID)
+	case (c.Reconnect || c.KillPID > 0) && c.Burst > 0:
+		return errors.New("Reconnect with a Burst: not supported (a failover run spreads its messages over the clients)")
+	case (c.Reconnect || c.KillPID > 0) && (c.ReconnectJitter <= 0 || c.ReconnectJitter > time.Minute):
+		return fmt.Errorf("bad ReconnectJitter %v: want more than 0 and at most 1m", c.ReconnectJitter)
+	case c.KillPID > 0 && c.KillAfter <= 0:
+		return fmt.Errorf("bad KillAfter %v: must be positive", c.KillAfter)
 	}
 	return nil
 }
@@ -188,6 +213,8 @@ type direct struct {
 
 	foreign atomic.Int64 // payloads without a stamp
 
+	fo *failover // with Reconnect
+
 	mu       sync.Mutex
 	outcomes map[string]int64
 	errs     []string
@@ -203,6 +230,9 @@ func RunDirect(ctx context.Context, cfg DirectConfig) (*Result, error) {
 	}
 	if cfg.Burst == 0 {
 		cfg.Senders = min(cfg.Senders, cfg.Clients)
+	}
+	if cfg.KillPID > 0 {
+		cfg.Reconnect = true
 	}
 	lanes := planLanes(cfg)
 	d := &direct{
@@ -236,6 +266,11 @@ func RunDirect(ctx context.Context, cfg DirectConfig) (*Result, error) {
 	}
 	defer d.closeProxies()
 	defer d.closeClients()
+	if cfg.Reconnect {
+		d.fo = newFailover(d)
+		// Before closeClients: a supervisor would take a closed client for a lost one.
+		defer func() { d.clients = d.fo.shutdown() }()
+	}
 	if err := d.connect(ctx); err != nil {
 		return nil, err
 	}
@@ -260,6 +295,9 @@ func RunDirect(ctx context.Context, cfg DirectConfig) (*Result, error) {
 		return fmt.Sprintf("direct %5.1fs  accepted %d (%.0f/s)  delivered %d (%.0f/s)  errors %d",
 			el.Seconds(), acc, accMeter.rate(acc), recv, recvMeter.rate(recv), d.errorCount())
 	})
+	if cfg.KillPID > 0 {
+		d.fo.startKill(cfg.KillPID, start, cfg.KillAfter)
+	}
 	var wg sync.WaitGroup
 	for s := range cfg.Senders {
 		wg.Add(1)
@@ -275,6 +313,16 @@ func RunDirect(ctx context.Context, cfg DirectConfig) (*Result, error) {
 	res.Answer = &answers
 	if cfg.Burst > 0 {
 		res.Burst = d.burstStats()
+	}
+	if d.fo != nil {
+		d.clients = d.fo.shutdown()
+		res.Failover = d.fo.stats(cfg.KillPID, start)
+		if err := d.fo.killErr; err != nil {
+			res.fail("%v", err)
+		}
+		if n := res.Failover.Dropped - res.Failover.Reconnected; n > 0 {
+			res.fail("%d client(s) lost their connection and were not back by the end", n)
+		}
 	}
 	d.mu.Lock()
 	res.Outcomes = d.outcomes
@@ -306,6 +354,9 @@ func RunDirect(ctx context.Context, cfg DirectConfig) (*Result, error) {
 		res.fail("no message was accepted")
 	}
 	for i, cl := range d.clients {
+		if d.fo != nil {
+			break // counted above
+		}
 		if cl != nil && cl.Err() != nil {
 			res.fail("client %s lost its connection: %v", d.ids[i], cl.Err())
 			break
@@ -367,6 +418,20 @@ func (d *direct) connectOne(ctx context.Context, i int) error {
 	if i < d.cfg.DelayClients {
 		addr = d.proxies[addr].Addr()
 	}
+	c, err := d.dialClient(ctx, i, addr)
+	if err != nil {
+		return err
+	}
+	d.clients[i] = c
+	c.Start()
+	if d.fo != nil {
+		d.fo.watch(i, c, addr)
+	}
+	return nil
+}
+
+// dialClient connects client i to addr and subscribes it to its inbox; the caller starts it.
+func (d *direct) dialClient(ctx context.Context, i int, addr string) (*mqttclient.Client, error) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	c, err := mqttclient.Dial(cctx, addr, mqttclient.Options{
@@ -375,14 +440,24 @@ func (d *direct) connectOne(ctx context.Context, i int) error {
 		OnMessage: func(m *mqttclient.Message) { d.receive(i, m) },
 	})
 	if err != nil {
-		return fmt.Errorf("client %s: %w", d.ids[i], err)
+		return nil, fmt.Errorf("client %s: %w", d.ids[i], err)
 	}
-	d.clients[i] = c
 	if err := c.Subscribe(cctx, d.cfg.InboxPrefix+d.ids[i], d.cfg.QoS); err != nil {
-		return fmt.Errorf("client %s: %w", d.ids[i], err)
+		c.Close()
+		return nil, fmt.Errorf("client %s: %w", d.ids[i], err)
 	}
-	c.Start()
-	return nil
+	return c, nil
+}
+
+// streamsOf are the checker streams whose messages go to client i.
+func (d *direct) streamsOf(i int) []int {
+	var s []int
+	for l, ln := range d.lanes {
+		if ln.client == i {
+			s = append(s, l)
+		}
+	}
+	return s
 }
 
 func (d *direct) closeClients() {
@@ -412,6 +487,9 @@ func (d *direct) receive(i int, m *mqttclient.Message) {
 		return
 	}
 	if d.check.Receive(int(st.Stream), st.Seq) {
+		if d.fo != nil {
+			d.fo.received(i, int(st.Stream), st.Seq, now)
+		}
 		d.hist.Record(now - time.Duration(st.SentNS))
 		d.lastRecv.Store(int64(now))
 		d.lastRecvAt[i].Store(int64(now))
@@ -450,7 +528,7 @@ func (d *direct) closeProxies() {
 func (d *direct) waitDrain(ctx context.Context) {
 	deadline := time.Now().Add(d.cfg.DrainTimeout)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if d.check.Received() >= d.check.Accepted() {
+		if d.check.Received() >= d.check.Accepted() && (d.fo == nil || d.fo.allBack()) {
 			break
 		}
 		time.Sleep(2 * time.Millisecond)

@@ -222,6 +222,9 @@ func (d *direct) sender(ctx context.Context, s int, start, deadline time.Time) {
 		for j, it := range batch {
 			if err == nil && codes[j] == http.StatusOK {
 				d.check.Accept(it.lane, it.seq)
+				if d.fo != nil {
+					d.fo.accepted(it.lane, it.seq)
+				}
 			} else {
 				d.check.Refuse(it.lane, it.seq)
 			}

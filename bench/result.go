@@ -25,6 +25,7 @@ type Result struct {
 	Latency       *Latency         `json:"latency_ms,omitempty"`      // send to first receipt
 	Answer        *Latency         `json:"answer_ms,omitempty"`       // direct: request sent to answer read, over every answered request
 	Burst         *BurstStats      `json:"burst,omitempty"`           // direct with a burst: per-client figures
+	Failover      *FailoverStats   `json:"failover,omitempty"`        // direct with Reconnect: clients back, backlog drained
 	Completeness  *Completeness    `json:"completeness,omitempty"`
 	Outcomes      map[string]int64 `json:"outcomes,omitempty"` // router outcomes (delivered, queued, ...)
 	Misrouted     int64            `json:"misrouted,omitempty"`

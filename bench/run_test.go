@@ -63,6 +63,8 @@ type fakeRouter struct {
 	mu      sync.Mutex
 	held    []fakeMsg
 	refuse  func(Stamp) bool
+	gate    sync.RWMutex
+	away    func(to string) bool // under gate (read); refuses a message to a client away
 	batches atomic.Int64
 	// maxWaits counts the max_wait of each request ("" when it had none).
 	maxWaits map[string]int
@@ -85,8 +87,14 @@ func (f *fakeRouter) sawMaxWait(v string) {
 }
 
 func (f *fakeRouter) publish(m fakeMsg) int {
+	// A test that changes refuse holds gate: no publish straddles the change.
+	f.gate.RLock()
+	defer f.gate.RUnlock()
 	st, _ := ParseStamp([]byte(m.Payload))
 	if f.refuse != nil && f.refuse(st) {
+		return http.StatusServiceUnavailable
+	}
+	if f.away != nil && f.away(m.To) {
 		return http.StatusServiceUnavailable
 	}
 	if f.lose != nil && f.lose(st) {

@@ -25,9 +25,16 @@
 # Then the largest count is held for 75 s, pinging, while the brokers' CPU is read and (on
 # the node) directed messages go to 100 other clients through a router.
 #
+# Last, a reconnect storm: a node holding BENCH_FAILOVER_CLIENTS clients is SIGKILLed 10 s
+# into 40 s of directed QoS 1 messages to them (1,000 msg/s through a router); they come
+# back on the two other nodes as devices do (a random wait under 2 s, then exponential
+# back-off with jitter while dials fail). Reported: how long until all are back and until
+# each has what was queued for it meanwhile, and every message counted.
+#
 # Environment: BENCH_RUNS (3: storms per system at the first count, and TLS storms),
-# BENCH_CONN_COUNTS ("10000 100000"), BENCH_HOLD_SECS (75), BENCH_TIMEOUT (2400), BENCH_DOC (docs/BENCHMARKS.md;
-# empty: no doc), BENCH_KEEP=1 keeps the work directory.
+# BENCH_CONN_COUNTS ("10000 100000"), BENCH_HOLD_SECS (75), BENCH_FAILOVER_CLIENTS (30000),
+# BENCH_SECTIONS ("storm tls hold failover": which parts run), BENCH_TIMEOUT (2400), BENCH_DOC
+# (docs/BENCHMARKS.md; empty: no doc), BENCH_KEEP=1 keeps the work directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +43,8 @@ counts=${BENCH_CONN_COUNTS:-10000 100000}
 doc=${BENCH_DOC-docs/BENCHMARKS.md}
 give_up_at=$(($(date +%s) + ${BENCH_TIMEOUT:-2400}))
 sources=127.0.0.2-127.0.0.101
+sections=" ${BENCH_SECTIONS:-storm tls hold failover} "
+want() { case "$sections" in *" $1 "*) return 0 ;; esac; return 1; }
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 nofile=$(ulimit -n)
@@ -265,7 +274,7 @@ start_node() { # [tls]: a fresh node on fresh ports; sets node_mqtt, node_admin,
 	fi
 	start "node-$node_seq" "$bin/switchboard" node --id "conns-$node_seq" --mqtt "$node_mqtt" \
 		--internal "$internal" --admin "$node_admin" --pprof --data-dir "$work" \
-		--zk "$zk" --zk-root /bench-conns --redis "$redis" --redis-prefix "conns-$node_seq" --log-level warn \
+		--zk "$zk" --zk-root /bench-conns --redis "$redis" --redis-prefix "${node_prefix:-conns-$node_seq}" --log-level warn \
 		"${node_auth[@]}" "${tls[@]+"${tls[@]}"}"
 	node_pid=$started
 	wait_http "http://$node_admin/healthz" '"ready":true' 60 "$node_pid"
@@ -310,7 +319,9 @@ for n in $counts; do
 		log "the largest round count that fits instead: $n"
 	fi
 	run_counts="$run_counts $n"
-	if [ -z "$first" ]; then
+	if ! want storm; then
+		first=${first:-$n}
+	elif [ -z "$first" ]; then
 		first=$n
 		for r in $(seq 1 "$runs"); do storm_round "connect-$n" "$n"; done
 	else
@@ -320,6 +331,7 @@ done
 
 # TLS storms at the first count: mosquitto's TLS listener against the node's.
 tls_n=${first:-0}
+want tls || tls_n=0
 if [ "$tls_n" -gt 0 ]; then
 	for r in $(seq 1 "$runs"); do
 		start_mosquitto tls
@@ -338,6 +350,7 @@ fi
 # process: each holds its own descriptors) at 200 msg/s: their latency with the node full.
 hold_n=0
 for n in $run_counts; do hold_n=$n; done
+want hold || hold_n=0
 hold_secs=${BENCH_HOLD_SECS:-75}
 if [ "$hold_n" -gt 0 ]; then
 	hold_n=$((hold_n - 500)) # room for the directed clients, the router's and the node's own
@@ -369,13 +382,48 @@ if [ "$hold_n" -gt 0 ]; then
 	stop "$router_pid"
 	stop_node
 fi
+# The reconnect storm: three nodes sharing one store prefix, a router; every client starts on
+# the first node, which the bench SIGKILLs.
+fail_n=${BENCH_FAILOVER_CLIENTS:-30000}
+want failover || fail_n=0
+if [ "$fail_n" -gt "$max_conns" ]; then
+	log "a reconnect storm of $fail_n does not fit under the open-files limit ($nofile): not run"
+	echo "$fail_n" >>"$work/skipped.txt"
+	fail_n=$((max_conns / 1000 * 1000))
+	log "the largest round count that fits instead: $fail_n"
+fi
+if [ "$fail_n" -gt 0 ]; then
+	node_prefix=conns-failover
+	start_node
+	a_mqtt=$node_mqtt a_pid=$node_pid
+	start_node
+	b_mqtt=$node_mqtt b_admin=$node_admin b_pid=$node_pid
+	start_node
+	c_mqtt=$node_mqtt c_admin=$node_admin c_pid=$node_pid
+	freeport
+	api=127.0.0.1:$port
+	start router "$bin/switchboard" router --listen "$api" --zk "$zk" --zk-root /bench-conns \
+		--redis "$redis" --redis-prefix "$node_prefix" --log-level warn --no-auth
+	router_pid=$started
+	wait_http "http://$api/healthz" '"nodes":3' 60 "$router_pid"
+	bench "failover-$fail_n" node direct --api "http://$api" --mqtt "$a_mqtt" --reconnect-mqtt "$b_mqtt,$c_mqtt" \
+		--kill-pid "$a_pid" --kill-after 10s --duration 40s --rate 1000 --qos 1 --clients "$fail_n" --senders 8 \
+		--reconnect-jitter 2s --drain-timeout 120s --source-ips "$sources" --node-admin "$b_admin,$c_admin"
+	stop "$router_pid"
+	stop "$a_pid" # (killed by the bench; this only forgets it)
+	stop "$b_pid"
+	stop "$c_pid"
+	unset node_prefix
+fi
 stop "$backends_pid"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- the report ------------------------------------------------------------------------------
 gen=connect.generator_cpu_us_per_conn
 report=()
-for n in $run_counts; do
+storm_counts=$run_counts
+want storm || storm_counts=""
+for n in $storm_counts; do
 	nf=$(printf "%'d" "$n" 2>/dev/null || echo "$n")
 	report+=(
 		--row "connect storm, $nf clients (CONNECT + SUBSCRIBE)|connect-$n|connect.per_second|conn/s||$gen"
@@ -396,6 +444,20 @@ if [ "$hold_n" -gt 0 ]; then
 		--target "node CPU holding $nf idle clients (pinging every 30 s) < 10% of a core|hold-$hold_n|node|connect.hold_cpu_cores|cores|<|0.1"
 		--target "every PINGREQ of $nf held clients answered|hold-$hold_n|node|connect.pings_failed|pings|<=|0"
 		--target "directed message p99 < 10 ms while $nf clients are held|hold-direct|node|latency_ms.p99|ms|<|10"
+	)
+fi
+if [ "$fail_n" -gt 0 ]; then
+	nf=$(printf "%'d" "$fail_n" 2>/dev/null || echo "$fail_n")
+	report+=(
+		--row "reconnect storm: $nf clients of a killed node all back on the other two, from the kill|failover-$fail_n|failover.all_back_s|s"
+		--row "… a client back, median|failover-$fail_n|failover.back_s.p50|s"
+		--row "… every client's backlog (queued while it was away) delivered, from the kill|failover-$fail_n|failover.drained_s|s"
+		--row "… dials or subscribes refused before all were back|failover-$fail_n|failover.failed_dials|dials"
+		--row "… messages accepted (1,000/s offered for 40 s)|failover-$fail_n|completeness.accepted|msgs"
+		--row "… accepted and lost|failover-$fail_n|completeness.missing|msgs"
+		--row "… duplicates|failover-$fail_n|completeness.duplicates|msgs"
+		--row "… out of order|failover-$fail_n|completeness.out_of_order|msgs"
+		--target "nothing accepted is lost when a node holding $nf clients is killed|failover-$fail_n|node|completeness.missing|msgs|<=|0"
 	)
 fi
 if [ "$tls_n" -gt 0 ]; then
@@ -435,6 +497,14 @@ if [ -n "$doc" ]; then
 		echo "mosquitto, process_resident_memory_bytes for the Go brokers) over the connections held."
 		echo "The last column is the generator's own CPU time per connection (getrusage): rate × µs ÷"
 		echo "10⁶ is how many of the $(nproc) cores it kept busy."
+		echo
+		echo "The reconnect storm: three nodes and a router on the same ZooKeeper and Redis; every"
+		echo "client (MQTT 5, keep-alive 60 s) connects to the first node and subscribes; a sender posts"
+		echo "directed QoS 1 messages to them at 1,000 msg/s for 40 s; 10 s in, the bench SIGKILLs the"
+		echo "first node. Each client then waits a random time under 2 s, dials one of the two others"
+		echo "and subscribes again, doubling a random back-off (to 30 s) while that is refused. Times"
+		echo "count from the kill; \"backlog delivered\" is when the last client had every message"
+		echo "accepted for it before it was back. Messages are counted as in every directed run."
 		echo
 		sed -n '1,/^$/p' "$work/table.md" | sed '/^$/d'
 		echo

@@ -180,6 +180,12 @@ func benchDirect(ctx context.Context, e env, args []string) error {
 	fs.IntVar(&version, "mqtt-version", int(cfg.MQTTVersion), "MQTT protocol version of the clients: 4 (3.1.1) or 5")
 	fs.StringVar(&cfg.Prefix, "prefix", cfg.Prefix, "client id prefix (a random run id follows)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "wait this long at most for accepted messages after the last send")
+	fs.BoolVar(&cfg.Reconnect, "reconnect", false, "clients whose connection ends reconnect as devices do: a random wait below --reconnect-jitter, "+
+		"another node, exponential back-off while dials fail; reports how long until all are back and their backlog drained")
+	reconnectMQTT := fs.String("reconnect-mqtt", "", "with --reconnect: the addresses reconnecting clients dial, comma-separated (default: --mqtt)")
+	fs.DurationVar(&cfg.ReconnectJitter, "reconnect-jitter", cfg.ReconnectJitter, "with --reconnect: a client's first wait is random below this; its back-off starts here")
+	fs.IntVar(&cfg.KillPID, "kill-pid", 0, "SIGKILL this process (a node) --kill-after into the sending; implies --reconnect")
+	fs.DurationVar(&cfg.KillAfter, "kill-after", cfg.KillAfter, "with --kill-pid: when to kill, from the start of the sending")
 	fs.StringVar(&cfg.RouterMetrics, "router-metrics", "", "router /metrics URL for its CPU per message (default: API/metrics; - for none)")
 	fs.StringVar(&admins, "node-admin", "", "nodes' admin addresses, comma-separated, for their CPU per message")
 	secretVar(fs, &cfg.Token, "token", "the API's bearer token, if it wants one")
@@ -203,6 +209,7 @@ func benchDirect(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	cfg.MQTT, cfg.NodeAdmin = splitList(mqttAddrs), splitList(admins)
+	cfg.ReconnectMQTT = splitList(*reconnectMQTT)
 	cfg.MQTTVersion, cfg.Senders, cfg.Batch = byte(version), senders, batch
 	cfg.NoReceipts = !receipts
 	cfg.Username, cfg.Password = creds.user, creds.pass
@@ -226,6 +233,7 @@ var benchFlags = fieldFlags{
 	"Inflight": "--inflight", "Listen": "--listen", "Target": "--to",
 	"SubMQTT": "--sub-mqtt", "PubMQTT": "--pub-mqtt", "CrossNode": "--cross-node",
 	"Hold": "--hold", "PingInterval": "--ping", "KeepAlive": "--keepalive", "Priority": "--priority", "DeliverIn": "--deliver-in",
+	"Reconnect": "--reconnect", "ReconnectJitter": "--reconnect-jitter", "KillPID": "--kill-pid", "KillAfter": "--kill-after",
 }
 
 func benchPubSub(ctx context.Context, e env, args []string) error {
