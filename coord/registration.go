@@ -38,9 +38,12 @@ type Standing struct {
 	// Lost: the backend has shown that the session ended (a new ZooKeeper session, an etcd
 	// lease the server no longer knows).
 	Lost bool
-	// Suspended: the backend may not be hearing us: the link is down, or a request has gone
-	// unanswered too long (Liveness.Judge).
+	// Suspended: the backend may not be hearing us: a request has gone unanswered too long
+	// (Liveness.Judge).
 	Suspended bool
+	// Down: the link is reported lost. A registration counts as Suspended while it is; a
+	// leadership is given up after a third of the timeout (HoldLeadership).
+	Down bool
 	// Heard is the send time of the latest request the backend answered in the session.
 	Heard time.Time
 	// FenceAt is when the member must count as fenced at the latest: before the backend can
@@ -363,7 +366,8 @@ func (r *registration) hold(ctx context.Context, s Session, c Created) (fenced b
 			r.setState(Fenced, 0)
 			return true
 		}
-		if st.Suspended {
+		suspended := st.Suspended || st.Down
+		if suspended {
 			r.keepState(Suspended, c.Epoch)
 		} else {
 			// Answered in time: the entry never left the live set.
@@ -388,7 +392,7 @@ func (r *registration) hold(ctx context.Context, s Session, c Created) (fenced b
 				reply <- nil
 				continue
 			}
-			if st.Suspended {
+			if suspended {
 				reply <- fmt.Errorf("withdraw: %w", ErrUnavailable)
 				continue
 			}

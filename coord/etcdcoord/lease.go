@@ -141,12 +141,6 @@ func (k *keeper) lose() {
 	})
 }
 
-// standing judges the lease at now (see coord.Liveness.Judge): before lastAck +
-// coord.FenceAfter(ttl) the server cannot have expired it.
-func (k *keeper) standing(s leaseState, now time.Time) (suspended bool, fenceAt, next time.Time) {
-	return coord.Liveness{Heard: s.lastAck, Pending: s.pending}.Judge(now, k.ttl)
-}
-
 // revoke stops the keepalive and revokes the lease, deleting every key attached to it.
 // Idempotent; a lease that already expired counts as revoked.
 func (k *keeper) revoke(ctx context.Context) error {

@@ -29,7 +29,7 @@ func (c *Coordinator) SetQuarantine(ctx context.Context, q coord.Quarantine, fen
 		return fmt.Errorf("quarantine %s: fence %T is not a leadership of this coordinator", q.Node, fence)
 	}
 	select {
-	case <-l.done:
+	case <-l.Done():
 		return fmt.Errorf("quarantine %s: %w", q.Node, coord.ErrNotLeader)
 	default:
 	}

@@ -59,10 +59,11 @@ func (e *entry) Session(ctx context.Context) (coord.Session, error) {
 func (k *keeper) Standing(now time.Time) coord.Standing {
 	ls, leaseChanged := k.st.Get()
 	_, linkChanged := k.c.link.Get()
-	overdue, fenceAt, next := k.standing(ls, now)
+	overdue, fenceAt, next := coord.Liveness{Heard: ls.lastAck, Pending: ls.pending}.Judge(now, k.ttl)
 	return coord.Standing{
 		Lost:      ls.lost,
-		Suspended: overdue || !k.c.linkReady(),
+		Suspended: overdue,
+		Down:      !k.c.linkReady(),
 		Heard:     ls.lastAck,
 		FenceAt:   fenceAt,
 		Next:      next,

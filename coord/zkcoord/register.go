@@ -73,7 +73,7 @@ func (s *regSession) Standing(now time.Time) coord.Standing {
 		if s.downSince.IsZero() {
 			s.downSince = now
 		}
-		out.Suspended = true // cut off: the ensemble may expire the session without our knowing
+		out.Down = true // cut off: the ensemble may expire the session without our knowing
 		out.FenceAt = earliest(out.FenceAt, s.downSince.Add(s.c.timeout()))
 	}
 	out.Next = earliest(st.next, out.FenceAt)
