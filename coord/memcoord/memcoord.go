@@ -33,18 +33,13 @@ type Cluster struct {
 	rev        int64 // the last revision given out: epochs and candidates' order
 	lastSess   int64
 	members    map[string]member
-	marks      map[string]mark
+	marks      map[string]coord.Quarantine
 	candidates map[string][]candidate // per election, in campaign order
 }
 
 type member struct {
 	m    coord.Member // with Epoch set
 	sess int64
-}
-
-type mark struct {
-	q   coord.Quarantine
-	rev int64 // when it was written, so that watchers tell a change from a wake-up
 }
 
 type candidate struct {
@@ -57,7 +52,7 @@ type candidate struct {
 func NewCluster() *Cluster {
 	return &Cluster{
 		members:    map[string]member{},
-		marks:      map[string]mark{},
+		marks:      map[string]coord.Quarantine{},
 		candidates: map[string][]candidate{},
 	}
 }
@@ -202,7 +197,7 @@ func (cl *Cluster) memberList() []coord.Member {
 func (cl *Cluster) markList() []coord.Quarantine {
 	qs := make([]coord.Quarantine, 0, len(cl.marks))
 	for _, mk := range cl.marks {
-		qs = append(qs, mk.q)
+		qs = append(qs, mk)
 	}
 	slices.SortFunc(qs, func(a, b coord.Quarantine) int { return cmp.Compare(a.Node, b.Node) })
 	return qs
@@ -268,8 +263,7 @@ func (c *Coordinator) SetQuarantine(_ context.Context, q coord.Quarantine, fence
 			led = false
 			return
 		}
-		c.cl.rev++
-		c.cl.marks[q.Node] = mark{q: coord.ParseQuarantine(q.Node, data), rev: c.cl.rev}
+		c.cl.marks[q.Node] = coord.ParseQuarantine(q.Node, data)
 	})
 	if !led {
 		return fmt.Errorf("quarantine %s: %w", q.Node, coord.ErrNotLeader)

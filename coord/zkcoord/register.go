@@ -144,68 +144,41 @@ func (e *entry) adopt(ctx context.Context, sessID int64) (coord.Created, error) 
 		other.Instance, st.EphemeralOwner, other.StartedAt.Format(time.RFC3339))
 }
 
-// Follow arms the entry's and the mark's one-shot watches, again after each fires and after
-// every reconnect, until the entry is gone or no longer in the session.
-func (e *entry) Follow(ctx context.Context, s coord.Session, _ coord.Created, mark func(*coord.Quarantine)) bool {
-	sessID := s.(*regSession).id
-	var (
-		nodeCh, markCh <-chan zk.Event
-		armedGen       uint64
-	)
-	for ctx.Err() == nil {
-		ss, changed := e.c.sess.Get()
-		if ss.connected {
-			if ss.gen != armedGen {
-				nodeCh, markCh, armedGen = nil, nil, ss.gen
-			}
-			// Bounded, so that a call lost on a silent link is made again.
-			actx, cancel := context.WithTimeout(ctx, coord.OverdueAfter(e.c.timeout()))
-			gone, err := e.arm(actx, sessID, &nodeCh, &markCh, mark)
-			cancel()
-			if gone {
-				return true
-			}
-			if err != nil {
-				if !e.c.sleep(ctx, 100*time.Millisecond) {
-					return false
-				}
-				continue
-			}
-		}
+// Look reads the entry and the mark and arms their one-shot watches; changed is closed when
+// either fires or the session changes (events during a disconnection are lost, so a
+// reconnect means looking again). While disconnected it fails, with a changed that the
+// reconnect closes.
+func (e *entry) Look(ctx context.Context, s coord.Session, cr coord.Created) (coord.Sight, <-chan struct{}, error) {
+	ss, sessChanged := e.c.sess.Get()
+	if !ss.connected {
+		return coord.Sight{}, sessChanged, fmt.Errorf("look: %w", coord.ErrUnavailable)
+	}
+	// Bounded, so that a call lost on a silent link is made again.
+	actx, cancel := context.WithTimeout(ctx, coord.OverdueAfter(e.c.timeout()))
+	defer cancel()
+	ok, st, nodeCh, err := callExistsW(actx, e.c, e.path)
+	if err != nil {
+		return coord.Sight{}, sessChanged, err
+	}
+	q, markCh, err := e.readMarkW(actx)
+	if err != nil {
+		return coord.Sight{}, sessChanged, err
+	}
+	v := coord.Sight{Exists: ok, Mark: q}
+	if rs, mine := s.(*regSession); mine && ok {
+		v.Ours = st.EphemeralOwner == rs.id && st.Czxid == cr.Epoch
+	}
+	changed := make(chan struct{})
+	go func() { // ends with ctx, which the caller ends once it has looked
+		defer close(changed)
 		select {
-		case <-changed:
 		case <-nodeCh:
-			nodeCh = nil
 		case <-markCh:
-			markCh = nil
+		case <-sessChanged:
 		case <-ctx.Done():
 		}
-	}
-	return false
-}
-
-// arm sets whichever of the entry's and the mark's watches is not set. gone reports that the
-// entry no longer exists in session sessID.
-func (e *entry) arm(ctx context.Context, sessID int64, nodeCh, markCh *<-chan zk.Event, mark func(*coord.Quarantine)) (gone bool, err error) {
-	if *nodeCh == nil {
-		ok, st, ch, err := callExistsW(ctx, e.c, e.path)
-		if err != nil {
-			return false, err
-		}
-		if !ok || st.EphemeralOwner != sessID {
-			return true, nil
-		}
-		*nodeCh = ch
-	}
-	if *markCh == nil {
-		q, ch, err := e.readMarkW(ctx)
-		if err != nil {
-			return false, err
-		}
-		mark(q)
-		*markCh = ch
-	}
-	return false, nil
+	}()
+	return v, changed, nil
 }
 
 // earliest returns the earlier of a and b.
@@ -238,45 +211,6 @@ func (e *entry) readMarkW(ctx context.Context) (*coord.Quarantine, <-chan zk.Eve
 		return got{&q, ch}, nil
 	})
 	return g.q, g.ch, err
-}
-
-// AwaitRelease watches the mark until it is deleted, looking again after every reconnect.
-func (e *entry) AwaitRelease(ctx context.Context, mark func(*coord.Quarantine)) bool {
-	for {
-		if _, err := e.c.waitSession(ctx); err != nil {
-			return false
-		}
-		q, ch, err := e.readMarkW(ctx)
-		if err != nil {
-			if !e.c.sleep(ctx, 100*time.Millisecond) {
-				return false
-			}
-			continue
-		}
-		mark(q)
-		if q == nil {
-			return true
-		}
-		_, changed := e.c.sess.Get()
-		select {
-		case <-ch:
-		case <-changed:
-		case <-ctx.Done():
-			return false
-		}
-	}
-}
-
-// AwaitGone waits until another session's entry is deleted.
-func (e *entry) AwaitGone(ctx context.Context) {
-	ok, _, ch, err := callExistsW(ctx, e.c, e.path)
-	if err != nil || !ok {
-		return
-	}
-	select {
-	case <-ch:
-	case <-ctx.Done():
-	}
 }
 
 // Delete deletes the entry if the current session owns it.
