@@ -27,7 +27,7 @@ func (c *Coordinator) Campaign(ctx context.Context, election, candidate string) 
 	pfx := c.electPfx + election
 	for {
 		select {
-		case <-c.closed:
+		case <-c.g.Closed():
 			return nil, coord.ErrClosed
 		default:
 		}
@@ -74,7 +74,7 @@ func (c *Coordinator) campaign(ctx context.Context, k *keeper, pfx, candidate st
 		select {
 		case <-k.gone:
 			return errLostCandidate
-		case <-c.closed:
+		case <-c.g.Closed():
 			return coord.ErrClosed
 		default:
 			return err
@@ -97,7 +97,7 @@ func (c *Coordinator) campaign(ctx context.Context, k *keeper, pfx, candidate st
 	l := &leadership{c: c, key: e.Key(), rev: e.Rev()}
 	var mu sync.Mutex // serialises the Resigns' use of e
 	l.Held, err = coord.HoldLeadership(coord.Candidacy{
-		Name: l.key, Session: k, Timeout: k.ttl, Ended: sess.Done(), Log: c.log, Closed: c.closed,
+		Name: l.key, Session: k, Timeout: k.ttl, Ended: sess.Done(), Log: c.log, Closed: c.g.Closed(),
 		Follow: func(ctx context.Context) string {
 			defer sess.Orphan()
 			return l.followKey(ctx, resp.Header.Revision+1)
@@ -106,7 +106,7 @@ func (c *Coordinator) campaign(ctx context.Context, k *keeper, pfx, candidate st
 		// lease; after Close there is nothing left to do, Close revoked it.
 		Resign: func(ctx context.Context) error {
 			select {
-			case <-c.closed:
+			case <-c.g.Closed():
 				return nil
 			default:
 			}
@@ -121,7 +121,7 @@ func (c *Coordinator) campaign(ctx context.Context, k *keeper, pfx, candidate st
 		// A lost leadership gives its lease up, so that a candidate key that may linger does
 		// not hold up the next leader.
 		Lost: func() { c.revokeLater(k) },
-	}, c.spawn)
+	}, c.g.Go)
 	if err != nil {
 		sess.Orphan()
 		return nil, err

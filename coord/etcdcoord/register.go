@@ -14,7 +14,7 @@ import (
 // Register creates <prefix>/nodes/<id> on a lease of its own and keeps it: see
 // coord.Coordinator. The state machine is coord's; this file is what it needs of etcd.
 func (c *Coordinator) Register(ctx context.Context, m coord.Member) (coord.Registration, error) {
-	o := coord.RegisterOptions{Timeout: c.ttl, Log: c.log, Closed: c.closed, Go: c.spawn}
+	o := coord.RegisterOptions{Timeout: c.ttl, Log: c.log, Closed: c.g.Closed(), Go: c.g.Go}
 	return coord.StartRegistration(ctx, m, o, func(data []byte) coord.Entry {
 		return &entry{c: c, id: m.ID, instance: m.Instance, data: string(data), key: c.nodesPfx + m.ID, markKey: c.quarPfx + m.ID}
 	})
@@ -181,7 +181,7 @@ func (e *entry) Retire(context.Context, coord.Session, coord.Created) {
 // left to do: Close revoked every lease.
 func (e *entry) Release(ctx context.Context) error {
 	select {
-	case <-e.c.closed:
+	case <-e.c.g.Closed():
 		return nil
 	default:
 	}

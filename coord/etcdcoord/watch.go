@@ -55,7 +55,7 @@ func list[T any](ctx context.Context, c *Coordinator, pfx string, decode func(st
 // loss of the leader) and after every reconnect.
 func watchPrefix[T any](ctx context.Context, c *Coordinator, pfx string, decode func(string, *mvccpb.KeyValue) T) (<-chan []T, error) {
 	out := make(chan []T, 1)
-	err := c.spawn(func() {
+	err := c.g.Go(func() {
 		defer close(out)
 		ctx, cancel := c.bind(ctx, nil)
 		defer cancel()

@@ -91,7 +91,7 @@ func (c *Coordinator) lead(election string, rev, sess int64) (*leadership, error
 	l := &leadership{c: c, election: election, rev: rev}
 	var err error
 	l.Held, err = coord.HoldLeadership(coord.Candidacy{
-		Name: election, Session: &session{c: c, id: sess}, Timeout: c.timeout, Log: c.log, Closed: c.closed,
+		Name: election, Session: &session{c: c, id: sess}, Timeout: c.timeout, Log: c.log, Closed: c.g.Closed(),
 		Follow: func(ctx context.Context) string {
 			for {
 				var stands bool
@@ -109,7 +109,7 @@ func (c *Coordinator) lead(election string, rev, sess int64) (*leadership, error
 			c.cl.withdraw(election, rev)
 			return nil
 		},
-	}, c.spawn)
+	}, c.g.Go)
 	if err != nil {
 		c.cl.withdraw(election, rev)
 		return nil, err

@@ -113,11 +113,7 @@ type Coordinator struct {
 	timeout time.Duration
 	sess    notify.Value[int64] // the current session id
 
-	closed    chan struct{}
-	closeOnce sync.Once
-	mu        sync.Mutex
-	isClosed  bool
-	wg        sync.WaitGroup // goroutines owned by the coordinator
+	g *coord.Group // the goroutines owned by the coordinator
 }
 
 var _ coord.Coordinator = (*Coordinator)(nil)
@@ -128,7 +124,7 @@ func (cl *Cluster) Open(cfg Config) *Coordinator {
 		cfg.SessionTimeout = time.Second
 	}
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
-	c := &Coordinator{cl: cl, log: cfg.Logger.With("component", "memcoord"), timeout: cfg.SessionTimeout, closed: make(chan struct{})}
+	c := &Coordinator{cl: cl, log: cfg.Logger.With("component", "memcoord"), timeout: cfg.SessionTimeout, g: coord.NewGroup()}
 	c.sess.Set(cl.newSession())
 	return c
 }
@@ -144,25 +140,7 @@ func (c *Coordinator) ExpireSession() {
 
 // Close ends the session: every entry and candidate of this client vanishes. Idempotent.
 func (c *Coordinator) Close() error {
-	c.closeOnce.Do(func() {
-		c.mu.Lock()
-		c.isClosed = true
-		c.mu.Unlock()
-		close(c.closed)
-		c.wg.Wait()
-		c.cl.endSession(c.sess.Load())
-	})
-	return nil
-}
-
-// spawn runs f on a goroutine that Close waits for, unless the coordinator is closed.
-func (c *Coordinator) spawn(f func()) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.isClosed {
-		return coord.ErrClosed
-	}
-	c.wg.Go(f)
+	c.g.Close(func() { c.cl.endSession(c.sess.Load()) })
 	return nil
 }
 
@@ -173,7 +151,7 @@ func (c *Coordinator) wait(ctx context.Context, ch <-chan struct{}) bool {
 		return true
 	case <-ctx.Done():
 		return false
-	case <-c.closed:
+	case <-c.g.Closed():
 		return false
 	}
 }
@@ -222,7 +200,7 @@ func (c *Coordinator) WatchQuarantines(ctx context.Context) (<-chan []coord.Quar
 
 func watch[T any](ctx context.Context, c *Coordinator, list func(*Cluster) []T) (<-chan []T, error) {
 	out := make(chan []T, 1)
-	err := c.spawn(func() {
+	err := c.g.Go(func() {
 		defer close(out)
 		for {
 			var set []T

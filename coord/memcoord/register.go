@@ -13,7 +13,7 @@ import (
 // Register creates the member's entry in the client's session and keeps it: see
 // coord.Coordinator.
 func (c *Coordinator) Register(ctx context.Context, m coord.Member) (coord.Registration, error) {
-	o := coord.RegisterOptions{Timeout: c.timeout, Log: c.log, Closed: c.closed, Go: c.spawn}
+	o := coord.RegisterOptions{Timeout: c.timeout, Log: c.log, Closed: c.g.Closed(), Go: c.g.Go}
 	return coord.StartRegistration(ctx, m, o, func(data []byte) coord.Entry {
 		return &entry{c: c, id: m.ID, data: data}
 	})
@@ -44,7 +44,7 @@ func (s *session) Standing(now time.Time) coord.Standing {
 
 func (e *entry) Session(context.Context) (coord.Session, error) {
 	select {
-	case <-e.c.closed:
+	case <-e.c.g.Closed():
 		return nil, coord.ErrClosed
 	default:
 	}
@@ -134,7 +134,7 @@ func (e *entry) Retire(_ context.Context, s coord.Session, cr coord.Created) {
 
 func (e *entry) Release(context.Context) error {
 	select {
-	case <-e.c.closed:
+	case <-e.c.g.Closed():
 		return nil // Close ended the session, and the entry with it
 	default:
 	}

@@ -108,7 +108,7 @@ func (c *Coordinator) await(ctx context.Context, dir, p string, sessID int64) (*
 			}
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-c.closed:
+		case <-c.g.Closed():
 			return nil, coord.ErrClosed
 		}
 	}
@@ -130,7 +130,7 @@ func (c *Coordinator) lead(p string, sessID int64, heard time.Time) (*leadership
 	var err error
 	l.Held, err = coord.HoldLeadership(coord.Candidacy{
 		Name: p, Session: &regSession{c: c, id: sessID, heard: heard}, Timeout: c.timeout(),
-		Log: c.log, Closed: c.closed, Follow: l.follow,
+		Log: c.log, Closed: c.g.Closed(), Follow: l.follow,
 		// Resign deletes the candidate znode, which wakes the next candidate; in a new
 		// session the old one expired, and the znode with it.
 		Resign: func(ctx context.Context) error {
@@ -143,7 +143,7 @@ func (c *Coordinator) lead(p string, sessID int64, heard time.Time) (*leadership
 			}
 			return wrap("resign", err)
 		},
-	}, c.spawn)
+	}, c.g.Go)
 	return l, err
 }
 

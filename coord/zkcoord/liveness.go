@@ -53,13 +53,12 @@ func (c *Coordinator) LastHeard() time.Time {
 // at a time: while one is unanswered, its send time says since when the ensemble has been
 // silent.
 func (c *Coordinator) probe() {
-	defer c.wg.Done()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
 		select {
 		case <-timer.C:
-		case <-c.closed:
+		case <-c.g.Closed():
 			return
 		}
 		sess := c.conn.SessionID()
@@ -77,7 +76,7 @@ func (c *Coordinator) probe() {
 		var err error
 		select {
 		case err = <-res:
-		case <-c.closed:
+		case <-c.g.Closed():
 			return
 		}
 		// A probe counts only if the same session sent and received it: an answer in a

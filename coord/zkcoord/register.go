@@ -15,7 +15,7 @@ import (
 // Register creates <root>/nodes/<id> and keeps it: see coord.Coordinator. The state machine
 // is coord's; this file is what it needs of ZooKeeper.
 func (c *Coordinator) Register(ctx context.Context, m coord.Member) (coord.Registration, error) {
-	o := coord.RegisterOptions{Timeout: c.cfg.SessionTimeout, Log: c.log, Closed: c.closed, Go: c.spawn}
+	o := coord.RegisterOptions{Timeout: c.cfg.SessionTimeout, Log: c.log, Closed: c.g.Closed(), Go: c.g.Go}
 	return coord.StartRegistration(ctx, m, o, func(data []byte) coord.Entry {
 		return &entry{c: c, id: m.ID, instance: m.Instance, data: data, path: c.memberPath(m.ID), markPath: c.markPath(m.ID)}
 	})
@@ -244,7 +244,7 @@ func (e *entry) Retire(ctx context.Context, s coord.Session, _ coord.Created) {
 // ended, and its entries with it.
 func (e *entry) Release(ctx context.Context) error {
 	select {
-	case <-e.c.closed:
+	case <-e.c.g.Closed():
 		return nil
 	default:
 	}

@@ -176,17 +176,10 @@ func cversionOf(st *zk.Stat) int32 {
 // lost).
 func watchChildren[T any](ctx context.Context, c *Coordinator, dir string,
 	decode func(name string, data []byte, st *zk.Stat) (T, bool)) (<-chan []T, error) {
-	select {
-	case <-c.closed:
-		return nil, coord.ErrClosed
-	default:
-	}
 	out := make(chan []T, 1)
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
+	err := c.g.Go(func() {
 		defer close(out)
-		ctx, cancel := notify.CancelOn(ctx, c.closed, nil)
+		ctx, cancel := notify.CancelOn(ctx, c.g.Closed(), nil)
 		defer cancel()
 		for ctx.Err() == nil {
 			gen, err := c.waitSession(ctx)
@@ -218,6 +211,9 @@ func watchChildren[T any](ctx context.Context, c *Coordinator, dir string,
 				break
 			}
 		}
-	}()
+	})
+	if err != nil {
+		return nil, err
+	}
 	return out, nil
 }
