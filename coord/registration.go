@@ -99,7 +99,8 @@ type Entry interface {
 	// fenced one, which others may already count as gone.
 	Retire(ctx context.Context, s Session, c Created)
 	// Release gives the entry up for good once the registration has stopped (Deregister, or
-	// a Register that failed). After the coordinator closed it has nothing to do.
+	// a Register that failed). It is not called once the coordinator closed, since Close
+	// ends every session and every entry with it.
 	Release(ctx context.Context) error
 }
 
@@ -233,7 +234,7 @@ func (r *registration) Deregister(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	err := r.e.Release(ctx)
+	err := r.release(ctx)
 	r.setState(Closed, 0)
 	if err != nil {
 		return fmt.Errorf("deregister %s: %w", r.id, err)
@@ -248,7 +249,18 @@ func (r *registration) abandon() {
 	<-r.done
 	ctx, cancel := context.WithTimeout(context.Background(), r.o.Timeout)
 	defer cancel()
-	_ = r.e.Release(ctx)
+	_ = r.release(ctx)
+}
+
+// release gives the entry up, unless the coordinator closed: its Close ended every session,
+// and every entry with it.
+func (r *registration) release(ctx context.Context) error {
+	select {
+	case <-r.o.Closed:
+		return nil
+	default:
+		return r.e.Release(ctx)
+	}
 }
 
 // run is the registration's loop: register, hold, and register again after every loss.

@@ -104,8 +104,8 @@ func (c Config) Validate() error {
 			}
 		}
 	}
-	if c.Prefix != "" && (!strings.HasPrefix(c.Prefix, "/") || strings.HasSuffix(c.Prefix, "/") || strings.Contains(c.Prefix, "//")) {
-		return fmt.Errorf("etcd: Prefix %q must be a key path like /switchboard", c.Prefix)
+	if err := coord.ValidateRoot("etcd: Prefix", c.Prefix); err != nil {
+		return err
 	}
 	if c.SessionTTL != 0 && c.SessionTTL < MinSessionTTL {
 		return fmt.Errorf("etcd: SessionTTL %v is below the floor of %v", c.SessionTTL, MinSessionTTL)

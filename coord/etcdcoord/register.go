@@ -177,14 +177,8 @@ func (e *entry) Retire(context.Context, coord.Session, coord.Created) {
 	}
 }
 
-// Release revokes the lease, which deletes the entry at once. After Close there is nothing
-// left to do: Close revoked every lease.
+// Release revokes the lease, which deletes the entry at once.
 func (e *entry) Release(ctx context.Context) error {
-	select {
-	case <-e.c.g.Closed():
-		return nil
-	default:
-	}
 	if e.lease == nil {
 		return nil
 	}

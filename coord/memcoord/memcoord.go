@@ -11,9 +11,9 @@ package memcoord
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -164,21 +164,20 @@ func (c *Coordinator) Members(context.Context) ([]coord.Member, error) {
 }
 
 func (cl *Cluster) memberList() []coord.Member {
-	ms := make([]coord.Member, 0, len(cl.members))
-	for _, e := range cl.members {
-		ms = append(ms, e.m)
-	}
-	slices.SortFunc(ms, func(a, b coord.Member) int { return cmp.Compare(a.ID, b.ID) })
-	return ms
+	return byKey(cl.members, func(e member) coord.Member { return e.m })
 }
 
 func (cl *Cluster) markList() []coord.Quarantine {
-	qs := make([]coord.Quarantine, 0, len(cl.marks))
-	for _, mk := range cl.marks {
-		qs = append(qs, mk)
+	return byKey(cl.marks, func(q coord.Quarantine) coord.Quarantine { return q })
+}
+
+// byKey returns what f makes of m's values, in key order (member ids, mark nodes).
+func byKey[V, T any](m map[string]V, f func(V) T) []T {
+	out := make([]T, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, f(m[k]))
 	}
-	slices.SortFunc(qs, func(a, b coord.Quarantine) int { return cmp.Compare(a.Node, b.Node) })
-	return qs
+	return out
 }
 
 // WatchMembers delivers the live member set now and after every change.
@@ -220,13 +219,10 @@ func watch[T any](ctx context.Context, c *Coordinator, list func(*Cluster) []T) 
 // SetQuarantine writes a mark; with a fence, only while the fence's candidate still stands,
 // in the same step.
 func (c *Coordinator) SetQuarantine(_ context.Context, q coord.Quarantine, fence coord.Leadership) error {
-	if err := coord.ValidateID(q.Node); err != nil {
-		return err
-	}
 	// Stored as the backends store it, so that a reader gets a copy, never the caller's.
-	data, err := json.Marshal(q)
+	data, err := coord.EncodeQuarantine(q)
 	if err != nil {
-		return fmt.Errorf("quarantine: %w", err)
+		return err
 	}
 	var l *leadership
 	if fence != nil {

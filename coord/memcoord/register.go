@@ -133,11 +133,6 @@ func (e *entry) Retire(_ context.Context, s coord.Session, cr coord.Created) {
 }
 
 func (e *entry) Release(context.Context) error {
-	select {
-	case <-e.c.g.Closed():
-		return nil // Close ended the session, and the entry with it
-	default:
-	}
 	sess := e.c.sess.Load()
 	e.deleteIf(func(m member) bool { return m.sess == sess })
 	return nil

@@ -96,26 +96,6 @@ func (c *Coordinator) probe() {
 	}
 }
 
-// standing is what the liveness record says about one session at one instant.
-type standing struct {
-	heard     time.Time // send time of the latest request known answered in the session
-	suspended bool      // a probe is overdue, or the latest answer is stale
-	fenceAt   time.Time // heard + FenceAfter(timeout): the session may be gone after this
-	next      time.Time // when the standing changes by itself if nothing more is heard
-}
-
-// standing judges session sess at now. heard is the send time of a request the caller knows
-// was answered in sess (the create of its entry, say), or zero.
-func (c *Coordinator) standing(now time.Time, sess int64, heard time.Time) standing {
-	h := c.heard.Load()
-	if h.sess == sess && h.last.After(heard) {
-		heard = h.last
-	}
-	st := standing{heard: heard}
-	st.suspended, st.fenceAt, st.next = coord.Liveness{Heard: heard, Pending: h.pending}.Judge(now, c.timeout())
-	return st
-}
-
 // sniffDial wraps dial so that every connection reports the session timeout the server
 // grants in its connect response. go-zookeeper keeps that value to itself; it is the second
 // field of the first frame a server sends (int32 length, int32 protocol version, int32

@@ -57,13 +57,15 @@ func (e *entry) Session(ctx context.Context) (coord.Session, error) {
 // starved); lost when a new session shows that this one expired.
 func (s *regSession) Standing(now time.Time) coord.Standing {
 	ss, changed := s.c.sess.Get()
-	_, heardChanged := s.c.heard.Get()
-	st := s.c.standing(now, s.id, s.heard)
-	s.heard = st.heard
+	h, heardChanged := s.c.heard.Get()
+	if h.sess == s.id && h.last.After(s.heard) {
+		s.heard = h.last // a probe answered in this session since
+	}
+	suspended, fenceAt, next := coord.Liveness{Heard: s.heard, Pending: h.pending}.Judge(now, s.c.timeout())
 	out := coord.Standing{
-		Suspended: st.suspended,
-		Heard:     st.heard,
-		FenceAt:   st.fenceAt,
+		Suspended: suspended,
+		Heard:     s.heard,
+		FenceAt:   fenceAt,
 		Changed:   [2]<-chan struct{}{changed, heardChanged},
 	}
 	if ss.connected {
@@ -76,7 +78,7 @@ func (s *regSession) Standing(now time.Time) coord.Standing {
 		out.Down = true // cut off: the ensemble may expire the session without our knowing
 		out.FenceAt = earliest(out.FenceAt, s.downSince.Add(s.c.timeout()))
 	}
-	out.Next = earliest(st.next, out.FenceAt)
+	out.Next = earliest(next, out.FenceAt)
 	return out
 }
 
@@ -240,16 +242,8 @@ func (e *entry) Retire(ctx context.Context, s coord.Session, _ coord.Created) {
 	}
 }
 
-// Release deletes the entry if the current session owns it. After Close the session has
-// ended, and its entries with it.
-func (e *entry) Release(ctx context.Context) error {
-	select {
-	case <-e.c.g.Closed():
-		return nil
-	default:
-	}
-	return e.deleteOwn(ctx)
-}
+// Release deletes the entry if the current session owns it.
+func (e *entry) Release(ctx context.Context) error { return e.deleteOwn(ctx) }
 
 // deleteOwn deletes the entry if this process's current session owns it.
 func (e *entry) deleteOwn(ctx context.Context) error {

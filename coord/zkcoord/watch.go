@@ -16,11 +16,7 @@ import (
 
 // Members lists the live members, after a sync so that a read from a follower is current.
 func (c *Coordinator) Members(ctx context.Context) ([]coord.Member, error) {
-	if _, err := call(ctx, func() (string, error) { return c.conn.Sync(c.nodesDir) }); err != nil {
-		return nil, wrap("sync", err)
-	}
-	ms, _, err := listChildren(ctx, c, c.nodesDir, false, decodeMember)
-	return ms, wrap("list members", err)
+	return listSynced(ctx, c, c.nodesDir, "members", decodeMember)
 }
 
 // WatchMembers delivers the live member set now and after every change.
@@ -28,13 +24,19 @@ func (c *Coordinator) WatchMembers(ctx context.Context) (<-chan []coord.Member, 
 	return watchChildren(ctx, c, c.nodesDir, decodeMember)
 }
 
-// Quarantines lists the standing quarantine marks.
+// Quarantines lists the standing quarantine marks, after a sync.
 func (c *Coordinator) Quarantines(ctx context.Context) ([]coord.Quarantine, error) {
-	if _, err := call(ctx, func() (string, error) { return c.conn.Sync(c.quarDir) }); err != nil {
+	return listSynced(ctx, c, c.quarDir, "quarantines", decodeMarkChild)
+}
+
+// listSynced lists dir's children after a sync, so that a read from a follower is current.
+func listSynced[T any](ctx context.Context, c *Coordinator, dir, what string,
+	decode func(name string, data []byte, st *zk.Stat) (T, bool)) ([]T, error) {
+	if _, err := call(ctx, func() (string, error) { return c.conn.Sync(dir) }); err != nil {
 		return nil, wrap("sync", err)
 	}
-	qs, _, err := listChildren(ctx, c, c.quarDir, false, decodeMarkChild)
-	return qs, wrap("list quarantines", err)
+	set, _, err := listChildren(ctx, c, dir, false, decode)
+	return set, wrap("list "+what, err)
 }
 
 // WatchQuarantines delivers the standing marks now and after every change.
@@ -44,7 +46,8 @@ func (c *Coordinator) WatchQuarantines(ctx context.Context) (<-chan []coord.Quar
 
 // SetQuarantine writes a quarantine mark; with a fence, only while the fence still leads.
 func (c *Coordinator) SetQuarantine(ctx context.Context, q coord.Quarantine, fence coord.Leadership) error {
-	if err := coord.ValidateID(q.Node); err != nil {
+	data, err := coord.EncodeQuarantine(q)
+	if err != nil {
 		return err
 	}
 	var check []any
@@ -56,10 +59,6 @@ func (c *Coordinator) SetQuarantine(ctx context.Context, q coord.Quarantine, fen
 		// The candidate znode is never modified, so version 0 proves it still exists: it
 		// vanishes with the leader's session, and a deposed leader's write then fails.
 		check = append(check, &zk.CheckVersionRequest{Path: l.path, Version: 0})
-	}
-	data, err := json.Marshal(q)
-	if err != nil {
-		return fmt.Errorf("quarantine: %w", err)
 	}
 	p := c.markPath(q.Node)
 	for attempt := 0; attempt < 3; attempt++ {

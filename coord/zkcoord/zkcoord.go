@@ -103,8 +103,8 @@ func (c Config) Validate() error {
 			return fmt.Errorf("zk: server %q: %w", s, err)
 		}
 	}
-	if c.Root != "" && (!strings.HasPrefix(c.Root, "/") || strings.HasSuffix(c.Root, "/") || strings.Contains(c.Root, "//")) {
-		return fmt.Errorf("zk: root %q must be an absolute znode path like /switchboard", c.Root)
+	if err := coord.ValidateRoot("zk: root", c.Root); err != nil {
+		return err
 	}
 	if c.Auth != "" {
 		if u, p, ok := strings.Cut(c.Auth, ":"); !ok || u == "" || p == "" {
