@@ -1,6 +1,12 @@
 package coord
 
-import "sync"
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/internal/notify"
+)
 
 // Group owns a coordinator's goroutines, so that its Close can stop them and wait for them.
 // The zero Group is not usable; call NewGroup.
@@ -41,4 +47,33 @@ func (g *Group) Close(after func()) {
 		g.wg.Wait()
 		after()
 	})
+}
+
+// Deliver runs the loop behind a Watch method (see Coordinator) on a goroutine of g: follow
+// sends the full current state and then every change until it must start over, and says
+// whether to start over at once (after a reconnect, say) rather than after a pause that
+// grows from 50ms to a second while it keeps failing. The channel closes when ctx ends or g
+// closes.
+func Deliver[T any](ctx context.Context, g *Group, follow func(ctx context.Context, send func(T)) (again bool)) (<-chan T, error) {
+	out := make(chan T, 1)
+	err := g.Go(func() {
+		defer close(out)
+		ctx, cancel := notify.CancelOn(ctx, g.Closed(), nil)
+		defer cancel()
+		send := func(v T) { notify.SendLatest(out, v) }
+		const minPause, maxPause = 50 * time.Millisecond, time.Second
+		pause := minPause
+		for ctx.Err() == nil {
+			if follow(ctx, send) {
+				pause = minPause
+				continue
+			}
+			notify.Sleep(ctx, pause, nil)
+			pause = min(2*pause, maxPause)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }

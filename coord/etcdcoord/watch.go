@@ -4,13 +4,11 @@ import (
 	"context"
 	"slices"
 	"strings"
-	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
-	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
 
 // Members lists the live members (a linearizable read: current even from a follower).
@@ -54,31 +52,15 @@ func list[T any](ctx context.Context, c *Coordinator, pfx string, decode func(st
 // watches from the listing's revision; it lists again whenever the watch breaks (compaction,
 // loss of the leader) and after every reconnect.
 func watchPrefix[T any](ctx context.Context, c *Coordinator, pfx string, decode func(string, *mvccpb.KeyValue) T) (<-chan []T, error) {
-	out := make(chan []T, 1)
-	err := c.g.Go(func() {
-		defer close(out)
-		ctx, cancel := c.bind(ctx, nil)
-		defer cancel()
-		backoff := 50 * time.Millisecond
-		for ctx.Err() == nil {
-			if follow(ctx, c, pfx, decode, out) {
-				backoff = 50 * time.Millisecond
-				continue
-			}
-			c.sleep(ctx, backoff)
-			backoff = min(2*backoff, time.Second)
-		}
+	return coord.Deliver(ctx, c.g, func(ctx context.Context, send func([]T)) bool {
+		return follow(ctx, c, pfx, decode, send)
 	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 // follow lists pfx once and follows its watch until the watch breaks, the connection comes
 // back after a loss, or ctx ends. It reports whether to list again at once (after a
 // reconnect) rather than after a pause (the listing failed or the watch broke).
-func follow[T any](ctx context.Context, c *Coordinator, pfx string, decode func(string, *mvccpb.KeyValue) T, out chan []T) bool {
+func follow[T any](ctx context.Context, c *Coordinator, pfx string, decode func(string, *mvccpb.KeyValue) T, send func([]T)) bool {
 	lk, linkChanged := c.link.Get()
 	resp, err := c.cli.Get(ctx, pfx, clientv3.WithPrefix())
 	if err != nil {
@@ -88,7 +70,7 @@ func follow[T any](ctx context.Context, c *Coordinator, pfx string, decode func(
 	for _, kv := range resp.Kvs {
 		kvs[string(kv.Key)] = kv
 	}
-	send := func() {
+	sendAll := func() {
 		keys := make([]string, 0, len(kvs))
 		for k := range kvs {
 			keys = append(keys, k)
@@ -100,9 +82,9 @@ func follow[T any](ctx context.Context, c *Coordinator, pfx string, decode func(
 				set = append(set, decode(name, kvs[k]))
 			}
 		}
-		notify.SendLatest(out, set)
+		send(set)
 	}
-	send()
+	sendAll()
 
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
@@ -123,7 +105,7 @@ func follow[T any](ctx context.Context, c *Coordinator, pfx string, decode func(
 					kvs[string(ev.Kv.Key)] = ev.Kv
 				}
 			}
-			send()
+			sendAll()
 		case <-linkChanged:
 			l, ch := c.link.Get()
 			if l.gen != lk.gen {

@@ -198,22 +198,16 @@ func (c *Coordinator) WatchQuarantines(ctx context.Context) (<-chan []coord.Quar
 }
 
 func watch[T any](ctx context.Context, c *Coordinator, list func(*Cluster) []T) (<-chan []T, error) {
-	out := make(chan []T, 1)
-	err := c.g.Go(func() {
-		defer close(out)
+	return coord.Deliver(ctx, c.g, func(ctx context.Context, send func([]T)) bool {
 		for {
 			var set []T
 			changed := c.cl.read(func() { set = list(c.cl) })
-			notify.SendLatest(out, set)
+			send(set)
 			if !c.wait(ctx, changed) {
-				return
+				return false
 			}
 		}
 	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 // SetQuarantine writes a mark; with a fence, only while the fence's candidate still stands,

@@ -6,12 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"time"
 
 	"github.com/go-zookeeper/zk"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
-	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
 
 // Members lists the live members, after a sync so that a read from a follower is current.
@@ -175,44 +173,30 @@ func cversionOf(st *zk.Stat) int32 {
 // lost).
 func watchChildren[T any](ctx context.Context, c *Coordinator, dir string,
 	decode func(name string, data []byte, st *zk.Stat) (T, bool)) (<-chan []T, error) {
-	out := make(chan []T, 1)
-	err := c.g.Go(func() {
-		defer close(out)
-		ctx, cancel := notify.CancelOn(ctx, c.g.Closed(), nil)
-		defer cancel()
-		for ctx.Err() == nil {
-			gen, err := c.waitSession(ctx)
-			if err != nil {
-				return
+	return coord.Deliver(ctx, c.g, func(ctx context.Context, send func([]T)) bool {
+		gen, err := c.waitSession(ctx)
+		if err != nil {
+			return false
+		}
+		_, _ = call(ctx, func() (string, error) { return c.conn.Sync(dir) })
+		set, ch, err := listChildren(ctx, c, dir, true, decode)
+		if err != nil {
+			return false
+		}
+		send(set)
+		// Wait for the watch or a new session generation (a reconnect).
+		for {
+			s, changed := c.sess.Get()
+			if s.gen != gen || s.closed {
+				return true
 			}
-			_, _ = call(ctx, func() (string, error) { return c.conn.Sync(dir) })
-			set, ch, err := listChildren(ctx, c, dir, true, decode)
-			if err != nil {
-				if !c.sleep(ctx, 100*time.Millisecond) {
-					return
-				}
-				continue
-			}
-			notify.SendLatest(out, set)
-			// Wait for the watch or a new session generation (a reconnect).
-			for {
-				s, changed := c.sess.Get()
-				if s.gen != gen || s.closed {
-					break
-				}
-				select {
-				case <-ch:
-				case <-changed:
-					continue
-				case <-ctx.Done():
-					return
-				}
-				break
+			select {
+			case <-ch:
+				return true
+			case <-changed:
+			case <-ctx.Done():
+				return false
 			}
 		}
 	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
 }
