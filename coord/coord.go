@@ -5,8 +5,10 @@
 //
 // What does not depend on the backend is written here once: the registration state machine
 // (registration.go), which every backend drives through a small Entry of its own; the
-// liveness rule that times Suspended and Fenced (liveness.go); and the leader loop of the
-// elected roles (Lead).
+// holder of a won election, which gives it up by the same liveness (leadership.go); the
+// liveness rule that times Suspended and Fenced (liveness.go); the goroutines a coordinator
+// owns and the loop behind its watches (group.go); and the leader loop of the elected roles
+// (Lead).
 //
 // The semantics follow what both ZooKeeper sessions and etcd leases can give: a member entry
 // is ephemeral (it vanishes when its owner's session or lease ends), carries an epoch that
