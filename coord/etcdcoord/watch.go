@@ -1,7 +1,9 @@
 package etcdcoord
 
 import (
+	"bytes"
 	"context"
+	"maps"
 	"slices"
 	"strings"
 
@@ -13,7 +15,7 @@ import (
 
 // Members lists the live members (a linearizable read: current even from a follower).
 func (c *Coordinator) Members(ctx context.Context) ([]coord.Member, error) {
-	ms, _, err := list(ctx, c, c.nodesPfx, decodeMember)
+	ms, err := list(ctx, c, c.nodesPfx, decodeMember)
 	return ms, wrap("list members", err)
 }
 
@@ -24,7 +26,7 @@ func (c *Coordinator) WatchMembers(ctx context.Context) (<-chan []coord.Member, 
 
 // Quarantines lists the standing quarantine marks.
 func (c *Coordinator) Quarantines(ctx context.Context) ([]coord.Quarantine, error) {
-	qs, _, err := list(ctx, c, c.quarPfx, decodeMarkKV)
+	qs, err := list(ctx, c, c.quarPfx, decodeMarkKV)
 	return qs, wrap("list quarantines", err)
 }
 
@@ -33,19 +35,25 @@ func (c *Coordinator) WatchQuarantines(ctx context.Context) (<-chan []coord.Quar
 	return watchPrefix(ctx, c, c.quarPfx, decodeMarkKV)
 }
 
-// list reads every entry under pfx, in key order, and the revision of the read.
-func list[T any](ctx context.Context, c *Coordinator, pfx string, decode func(string, *mvccpb.KeyValue) T) ([]T, int64, error) {
+// list reads every entry under pfx, in key order.
+func list[T any](ctx context.Context, c *Coordinator, pfx string, decode func(string, *mvccpb.KeyValue) T) ([]T, error) {
 	resp, err := c.cli.Get(ctx, pfx, clientv3.WithPrefix())
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	out := make([]T, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
+	return decodeAll(pfx, resp.Kvs, decode), nil
+}
+
+// decodeAll decodes the entries among kvs that lie directly under pfx, in key order.
+func decodeAll[T any](pfx string, kvs []*mvccpb.KeyValue, decode func(string, *mvccpb.KeyValue) T) []T {
+	slices.SortFunc(kvs, func(a, b *mvccpb.KeyValue) int { return bytes.Compare(a.Key, b.Key) })
+	out := make([]T, 0, len(kvs))
+	for _, kv := range kvs {
 		if name := childName(pfx, kv.Key); name != "" {
 			out = append(out, decode(name, kv))
 		}
 	}
-	return out, resp.Header.Revision, nil
+	return out
 }
 
 // watchPrefix delivers the entries under pfx now and after every change. It lists, then
@@ -70,20 +78,7 @@ func follow[T any](ctx context.Context, c *Coordinator, pfx string, decode func(
 	for _, kv := range resp.Kvs {
 		kvs[string(kv.Key)] = kv
 	}
-	sendAll := func() {
-		keys := make([]string, 0, len(kvs))
-		for k := range kvs {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		set := make([]T, 0, len(keys))
-		for _, k := range keys {
-			if name := childName(pfx, []byte(k)); name != "" {
-				set = append(set, decode(name, kvs[k]))
-			}
-		}
-		send(set)
-	}
+	sendAll := func() { send(decodeAll(pfx, slices.Collect(maps.Values(kvs)), decode)) }
 	sendAll()
 
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
