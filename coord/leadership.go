@@ -81,10 +81,12 @@ func (h *Held) end(why string, taken bool) {
 			lvl = slog.LevelInfo
 		}
 		h.c.Log.Log(context.Background(), lvl, "leadership ended", "candidate", h.c.Name, "why", why)
+		// Done first: Lost may hand the leadership on (etcd revokes the lease, which deletes
+		// the candidate key), and the next leader must not lead while this one still does.
+		close(h.done)
 		if taken && h.c.Lost != nil {
 			h.c.Lost()
 		}
-		close(h.done)
 	})
 }
 

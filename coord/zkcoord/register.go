@@ -150,6 +150,11 @@ func (e *entry) adopt(ctx context.Context, sessID int64) (coord.Created, error) 
 // either fires or the session changes (events during a disconnection are lost, so a
 // reconnect means looking again). While disconnected it fails, with a changed that the
 // reconnect closes.
+//
+// Each look arms both watches again, so the one that did not fire stays registered in the
+// client beside the new one until its path's next event (or the session's end): one small
+// channel per change of the other path. Changes are rare (a registration, a quarantine
+// mark set or released), so this is cheaper than tracking which watch is still armed.
 func (e *entry) Look(ctx context.Context, s coord.Session, cr coord.Created) (coord.Sight, <-chan struct{}, error) {
 	ss, sessChanged := e.c.sess.Get()
 	if !ss.connected {
