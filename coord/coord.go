@@ -5,8 +5,10 @@
 //
 // What does not depend on the backend is written here once: the registration state machine
 // (registration.go), which every backend drives through a small Entry of its own; the
-// liveness rule that times Suspended and Fenced (liveness.go); and the leader loop of the
-// elected roles (Lead).
+// holder of a won election, which gives it up by the same liveness (leadership.go); the
+// liveness rule that times Suspended and Fenced (liveness.go); the goroutines a coordinator
+// owns and the loop behind its watches (group.go); and the leader loop of the elected roles
+// (Lead).
 //
 // The semantics follow what both ZooKeeper sessions and etcd leases can give: a member entry
 // is ephemeral (it vanishes when its owner's session or lease ends), carries an epoch that
@@ -259,4 +261,26 @@ func ValidateID(id string) error {
 		return fmt.Errorf("node id %q has %q at position %d; use letters, digits, '.', '_' or '-'", id, id[i], i)
 	}
 	return nil
+}
+
+// ValidateRoot checks the key path a backend keeps everything under, named field in the
+// error: absolute, with neither a trailing nor a doubled '/' (empty means the backend's
+// default). The same rule serves ZooKeeper paths and etcd keys.
+func ValidateRoot(field, p string) error {
+	if p != "" && (!strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.Contains(p, "//")) {
+		return fmt.Errorf("%s %q must be an absolute key path like /switchboard", field, p)
+	}
+	return nil
+}
+
+// EncodeQuarantine checks q's node id and encodes q as every backend stores it.
+func EncodeQuarantine(q Quarantine) ([]byte, error) {
+	if err := ValidateID(q.Node); err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(q)
+	if err != nil {
+		return nil, fmt.Errorf("quarantine %s: %w", q.Node, err)
+	}
+	return data, nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
 
 // Campaigner is what Lead needs of a coordinator.
@@ -24,13 +26,7 @@ func Lead(ctx context.Context, c Campaigner, election, candidate string, log *sl
 				return
 			}
 			log.Warn("campaign failed; retrying", "election", election, "error", err)
-			t := time.NewTimer(time.Second)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return
-			}
+			notify.Sleep(ctx, time.Second, nil)
 			continue
 		}
 		lead(ctx, l)

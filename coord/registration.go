@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sync"
 	"time"
 
@@ -38,9 +39,12 @@ type Standing struct {
 	// Lost: the backend has shown that the session ended (a new ZooKeeper session, an etcd
 	// lease the server no longer knows).
 	Lost bool
-	// Suspended: the backend may not be hearing us: the link is down, or a request has gone
-	// unanswered too long (Liveness.Judge).
+	// Suspended: the backend may not be hearing us: a request has gone unanswered too long
+	// (Liveness.Judge).
 	Suspended bool
+	// Down: the link is reported lost. A registration counts as Suspended while it is; a
+	// leadership is given up after a third of the timeout (HoldLeadership).
+	Down bool
 	// Heard is the send time of the latest request the backend answered in the session.
 	Heard time.Time
 	// FenceAt is when the member must count as fenced at the latest: before the backend can
@@ -56,17 +60,24 @@ type Standing struct {
 type Created struct {
 	// Epoch is the entry's epoch (see Member.Epoch).
 	Epoch int64
-	// Rev is the backend's position at the create, from which Follow watches (etcd's
-	// revision); zero where the backend has no use for it.
-	Rev int64
 	// Mark is the member's quarantine mark if one stood and the backend read it.
 	Mark *Quarantine
 }
 
+// Sight is what Entry.Look saw.
+type Sight struct {
+	// Exists: an entry for the member exists, whoever holds it.
+	Exists bool
+	// Ours: it is the entry Created on the Session given to Look.
+	Ours bool
+	// Mark is the member's quarantine mark, if one stands.
+	Mark *Quarantine
+}
+
 // Entry is one member's entry in a backend, as the registration machine drives it. Methods
-// are called from the registration's goroutine, one at a time, except Follow and
-// AwaitRelease, which run on a goroutine of their own while the caller keeps time and
-// answers Withdraw. Every method returns soon after ctx ends.
+// are called from the registration's goroutine, one at a time, except Look, which the
+// machine also calls from a goroutine of its own while it keeps time and answers Withdraw.
+// Every method returns soon after ctx ends.
 type Entry interface {
 	// Session returns the session the next attempt creates the entry on, waiting for (or
 	// making) one. ErrClosed means the coordinator closed; other errors are retried.
@@ -76,22 +87,20 @@ type Entry interface {
 	// answer was lost). It fails with ErrMarked (Created.Mark set if read), ErrDuplicate
 	// (another live process holds the id), ErrAgain, or an error retried after a backoff.
 	Create(ctx context.Context, s Session) (Created, error)
-	// Follow watches the created entry and the member's mark, passing the mark to mark at
-	// every change, and reports true once the entry is gone or no longer s's, false when ctx
-	// ends.
-	Follow(ctx context.Context, s Session, c Created, mark func(*Quarantine)) bool
-	// AwaitRelease waits while the member's mark stands, passing it to mark at every change,
-	// and reports true once it is gone (after mark(nil)), false when ctx ends.
-	AwaitRelease(ctx context.Context, mark func(*Quarantine)) bool
-	// AwaitGone waits until the entry another process holds is deleted, or ctx ends.
-	AwaitGone(ctx context.Context)
+	// Look reads the entry (Ours when it is the one c created on s; s is nil when the
+	// caller has none) and the member's mark in one read, and watches both from there:
+	// changed is closed at the next change of either, or when the backend may have missed
+	// one, and once ctx ends. After an error, changed (if not nil) is closed when looking
+	// again may succeed; the machine also looks again after a pause.
+	Look(ctx context.Context, s Session, c Created) (v Sight, changed <-chan struct{}, err error)
 	// Delete deletes the created entry if it is still s's (Withdraw).
 	Delete(ctx context.Context, s Session, c Created) error
 	// Retire follows a fence: it makes sure the next Create gives a new epoch, never the
 	// fenced one, which others may already count as gone.
 	Retire(ctx context.Context, s Session, c Created)
 	// Release gives the entry up for good once the registration has stopped (Deregister, or
-	// a Register that failed). After the coordinator closed it has nothing to do.
+	// a Register that failed). It is not called once the coordinator closed, since Close
+	// ends every session and every entry with it.
 	Release(ctx context.Context) error
 }
 
@@ -188,8 +197,11 @@ func (r *registration) keepState(st State, epoch int64) {
 	}
 }
 
+// setMark sets the mark, leaving the status (and its waiters) alone when it is unchanged.
 func (r *registration) setMark(q *Quarantine) {
-	r.status.Update(func(s Status) Status { s.Mark = q; return s })
+	if !reflect.DeepEqual(r.status.Load().Mark, q) {
+		r.status.Update(func(s Status) Status { s.Mark = q; return s })
+	}
 }
 
 // Withdraw deletes the entry while a quarantine mark stands.
@@ -222,7 +234,7 @@ func (r *registration) Deregister(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	err := r.e.Release(ctx)
+	err := r.release(ctx)
 	r.setState(Closed, 0)
 	if err != nil {
 		return fmt.Errorf("deregister %s: %w", r.id, err)
@@ -237,7 +249,18 @@ func (r *registration) abandon() {
 	<-r.done
 	ctx, cancel := context.WithTimeout(context.Background(), r.o.Timeout)
 	defer cancel()
-	_ = r.e.Release(ctx)
+	_ = r.release(ctx)
+}
+
+// release gives the entry up, unless the coordinator closed: its Close ended every session,
+// and every entry with it.
+func (r *registration) release(ctx context.Context) error {
+	select {
+	case <-r.o.Closed:
+		return nil
+	default:
+		return r.e.Release(ctx)
+	}
 }
 
 // run is the registration's loop: register, hold, and register again after every loss.
@@ -304,7 +327,7 @@ func (r *registration) run(first chan<- error) {
 				r.o.Log.Error("node id held by another live process; waiting for it to go", "node", r.id)
 			}
 			gctx, gcancel := context.WithTimeout(ctx, 2*time.Second)
-			r.e.AwaitGone(gctx)
+			r.watch(gctx, nil, Created{}, func(v Sight) bool { return !v.Exists })
 			gcancel()
 		case errors.Is(err, ErrAgain):
 		default:
@@ -326,15 +349,18 @@ func (r *registration) run(first chan<- error) {
 //
 // The state follows the session's standing: Suspended while it says so; Registered again
 // when answers come back; Fenced at its FenceAt, before the backend can have ended the
-// session, or at once when it is Lost. Follow watches the entry on a goroutine of its own
-// (a call to the backend can block while the link is down), so that this loop is always free
+// session, or at once when it is Lost. The entry is watched on a goroutine of its own (a
+// call to the backend can block while the link is down), so that this loop is always free
 // to keep time, and a Withdraw waits no longer than the next change of standing.
 func (r *registration) hold(ctx context.Context, s Session, c Created) (fenced bool) {
 	fctx, cancel := context.WithCancel(ctx)
 	gone := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		if r.e.Follow(fctx, s, c, r.setMark) {
+		if r.watch(fctx, s, c, func(v Sight) bool {
+			r.setMark(v.Mark)
+			return !v.Ours
+		}) {
 			close(gone)
 		}
 	})
@@ -363,7 +389,8 @@ func (r *registration) hold(ctx context.Context, s Session, c Created) (fenced b
 			r.setState(Fenced, 0)
 			return true
 		}
-		if st.Suspended {
+		suspended := st.Suspended || st.Down
+		if suspended {
 			r.keepState(Suspended, c.Epoch)
 		} else {
 			// Answered in time: the entry never left the live set.
@@ -388,7 +415,7 @@ func (r *registration) hold(ctx context.Context, s Session, c Created) (fenced b
 				reply <- nil
 				continue
 			}
-			if st.Suspended {
+			if suspended {
 				reply <- fmt.Errorf("withdraw: %w", ErrUnavailable)
 				continue
 			}
@@ -412,7 +439,12 @@ func (r *registration) awaitRelease(ctx context.Context) {
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	released := make(chan bool, 1)
-	go func() { released <- r.e.AwaitRelease(actx, r.setMark) }()
+	go func() {
+		released <- r.watch(actx, nil, Created{}, func(v Sight) bool {
+			r.setMark(v.Mark)
+			return v.Mark == nil
+		})
+	}()
 	for {
 		select {
 		case ok := <-released:
@@ -428,4 +460,28 @@ func (r *registration) awaitRelease(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// watch looks at the entry and the mark (Entry.Look) until done says what it saw is what the
+// caller waits for (true), or ctx ends (false), looking again at every change.
+func (r *registration) watch(ctx context.Context, s Session, c Created, done func(Sight) bool) bool {
+	for ctx.Err() == nil {
+		lctx, cancel := context.WithCancel(ctx)
+		v, changed, err := r.e.Look(lctx, s, c)
+		if err == nil && done(v) {
+			cancel()
+			return true
+		}
+		var retry <-chan time.Time
+		if err != nil {
+			retry = time.After(100 * time.Millisecond)
+		}
+		select {
+		case <-changed:
+		case <-retry:
+		case <-ctx.Done():
+		}
+		cancel()
+	}
+	return false
 }

@@ -27,7 +27,7 @@ func (s *fakeSession) Standing(time.Time) coord.Standing {
 }
 
 // fakeEntry hands out one session at a time and an epoch per create; the entry is never
-// gone by itself, and the mark is whatever the test set when Follow starts.
+// gone by itself, and the mark is whatever the test set when it is looked at.
 type fakeEntry struct {
 	mu      sync.Mutex
 	sess    *fakeSession
@@ -49,17 +49,14 @@ func (e *fakeEntry) Create(context.Context, coord.Session) (coord.Created, error
 	return coord.Created{Epoch: e.epoch.Add(1)}, nil
 }
 
-func (e *fakeEntry) Follow(ctx context.Context, _ coord.Session, _ coord.Created, mark func(*coord.Quarantine)) bool {
+// Look: the entry is always there and ours, the mark whatever the test set, and nothing
+// changes by itself.
+func (e *fakeEntry) Look(context.Context, coord.Session, coord.Created) (coord.Sight, <-chan struct{}, error) {
 	e.mu.Lock()
-	q := e.mark
-	e.mu.Unlock()
-	mark(q)
-	<-ctx.Done()
-	return false
+	defer e.mu.Unlock()
+	return coord.Sight{Exists: true, Ours: true, Mark: e.mark}, nil, nil
 }
 
-func (e *fakeEntry) AwaitRelease(context.Context, func(*coord.Quarantine)) bool { return true }
-func (e *fakeEntry) AwaitGone(context.Context)                                  {}
 func (e *fakeEntry) Delete(context.Context, coord.Session, coord.Created) error {
 	return nil
 }

@@ -320,15 +320,7 @@ func testElection(t *testing.T, newClient func() coord.Coordinator) {
 	if got, err := b.Leader(ctx, "monitor"); err != nil || got != "mon-a" {
 		t.Fatalf("Leader = %q, %v; want mon-a", got, err)
 	}
-	type res struct {
-		l   coord.Leadership
-		err error
-	}
-	bch := make(chan res, 1)
-	go func() {
-		l, err := b.Campaign(ctx, "monitor", "mon-b")
-		bch <- res{l, err}
-	}()
+	bch := CampaignAsync(ctx, b, "monitor", "mon-b")
 	select {
 	case r := <-bch:
 		t.Fatalf("second candidate elected while the first leads: %+v", r)
@@ -344,27 +336,22 @@ func testElection(t *testing.T, newClient func() coord.Coordinator) {
 		t.Fatal("Done not closed after Resign")
 	}
 	r := <-bch
-	if r.err != nil {
-		t.Fatal(r.err)
+	if r.Err != nil {
+		t.Fatal(r.Err)
 	}
 	if got, err := a.Leader(ctx, "monitor"); err != nil || got != "mon-b" {
 		t.Fatalf("Leader after resign = %q, %v; want mon-b", got, err)
 	}
 	// When the leader's client closes, the next candidate takes over.
-	cch := make(chan res, 1)
-	c := newClient()
-	go func() {
-		l, err := c.Campaign(ctx, "monitor", "mon-c")
-		cch <- res{l, err}
-	}()
+	cch := CampaignAsync(ctx, newClient(), "monitor", "mon-c")
 	b.Close()
 	select {
-	case <-r.l.Done():
+	case <-r.L.Done():
 	case <-time.After(5 * time.Second):
 		t.Fatal("leadership Done not closed when its client closed")
 	}
-	if r := <-cch; r.err != nil {
-		t.Fatal(r.err)
+	if r := <-cch; r.Err != nil {
+		t.Fatal(r.Err)
 	}
 	// Another client's read may come from a server a moment behind the one that took
 	// mon-c's candidacy (ZooKeeper reads are not linearizable across servers): look again
@@ -426,4 +413,21 @@ func containsQuoted(msg, id string) bool {
 		q = q[:20]
 	}
 	return strings.Contains(msg, q) || strings.Contains(msg, "characters long")
+}
+
+// Campaigned is the outcome of a campaign CampaignAsync ran.
+type Campaigned struct {
+	L   coord.Leadership
+	Err error
+}
+
+// CampaignAsync campaigns for candidate in the named election on a goroutine of its own, which
+// ends with the campaign (ctx bounds it); the channel receives the outcome.
+func CampaignAsync(ctx context.Context, c coord.Campaigner, election, candidate string) <-chan Campaigned {
+	ch := make(chan Campaigned, 1)
+	go func() {
+		l, err := c.Campaign(ctx, election, candidate)
+		ch <- Campaigned{l, err}
+	}()
+	return ch
 }

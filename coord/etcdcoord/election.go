@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"time"
 
@@ -28,7 +27,7 @@ func (c *Coordinator) Campaign(ctx context.Context, election, candidate string) 
 	pfx := c.electPfx + election
 	for {
 		select {
-		case <-c.closed:
+		case <-c.g.Closed():
 			return nil, coord.ErrClosed
 		default:
 		}
@@ -75,7 +74,7 @@ func (c *Coordinator) campaign(ctx context.Context, k *keeper, pfx, candidate st
 		select {
 		case <-k.gone:
 			return errLostCandidate
-		case <-c.closed:
+		case <-c.g.Closed():
 			return coord.ErrClosed
 		default:
 			return err
@@ -95,9 +94,35 @@ func (c *Coordinator) campaign(ctx context.Context, k *keeper, pfx, candidate st
 		sess.Orphan()
 		return nil, errLostCandidate
 	}
-	l := &leadership{c: c, e: e, sess: sess, k: k, key: e.Key(), rev: e.Rev(),
-		done: make(chan struct{}), resign: make(chan struct{})}
-	if err := c.spawn(func() { l.watch(resp.Header.Revision + 1) }); err != nil {
+	l := &leadership{c: c, key: e.Key(), rev: e.Rev()}
+	var mu sync.Mutex // serialises the Resigns' use of e
+	l.Held, err = coord.HoldLeadership(coord.Candidacy{
+		Name: l.key, Session: k, Timeout: k.ttl, Ended: sess.Done(), Log: c.log, Closed: c.g.Closed(),
+		Follow: func(ctx context.Context) string {
+			defer sess.Orphan()
+			return l.followKey(ctx, resp.Header.Revision+1)
+		},
+		// Resign deletes the candidate key, which wakes the next candidate, and revokes the
+		// lease; after Close there is nothing left to do, Close revoked it.
+		Resign: func(ctx context.Context) error {
+			select {
+			case <-c.g.Closed():
+				return nil
+			default:
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			err := e.Resign(ctx)
+			if rerr := k.revoke(ctx); err == nil {
+				err = rerr
+			}
+			return wrap("resign", err)
+		},
+		// A lost leadership gives its lease up, so that a candidate key that may linger does
+		// not hold up the next leader.
+		Lost: func() { c.revokeLater(k) },
+	}, c.g.Go)
+	if err != nil {
 		sess.Orphan()
 		return nil, err
 	}
@@ -105,126 +130,18 @@ func (c *Coordinator) campaign(ctx context.Context, k *keeper, pfx, candidate st
 	return l, nil
 }
 
-// leadership is held while its candidate key exists on its lease.
+// leadership is held while its candidate key exists on its lease (see coord.HoldLeadership
+// for when it is given up).
 type leadership struct {
-	c    *Coordinator
-	e    *concurrency.Election
-	sess *concurrency.Session
-	k    *keeper
-	key  string
-	rev  int64 // the candidate key's create revision: the fence
-
-	done   chan struct{}
-	once   sync.Once
-	resign chan struct{}
-	rOnce  sync.Once
-	mu     sync.Mutex // serialises Resign's use of e
+	*coord.Held
+	c   *Coordinator
+	key string
+	rev int64 // the candidate key's create revision: the fence
 }
 
-// Done is closed when leadership is lost or given up.
-func (l *leadership) Done() <-chan struct{} { return l.done }
-
-func (l *leadership) lose(why string) {
-	l.once.Do(func() {
-		lvl := slog.LevelWarn
-		if why == "resigned" {
-			lvl = slog.LevelInfo
-		}
-		l.c.log.Log(context.Background(), lvl, "leadership ended", "key", l.key, "why", why)
-		close(l.done)
-	})
-}
-
-// Resign deletes the candidate key, which wakes the next candidate, and revokes the lease.
-func (l *leadership) Resign(ctx context.Context) error {
-	l.rOnce.Do(func() { close(l.resign) })
-	<-l.done
-	select {
-	case <-l.c.closed:
-		return nil // Close revoked the lease
-	default:
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	err := l.e.Resign(ctx)
-	if rerr := l.k.revoke(ctx); err == nil {
-		err = rerr
-	}
-	return wrap("resign", err)
-}
-
-// watch follows the leadership until it is lost. Leadership is given up when the candidate
-// key is deleted, the lease ends, the lease counts as suspended (a keepalive unanswered for a
-// third of the TTL; see keeper.standing), or the connection is down for a third of the TTL
-// (Curator gives up on suspension; CURATOR-460 shows why waiting longer lets two leaders
-// overlap). Writes are fenced regardless.
-func (l *leadership) watch(rev int64) {
-	defer l.sess.Orphan()
-	c, k := l.c, l.k
-	// Creating a watch blocks while the connection is down: the key is watched on a
-	// goroutine of its own, and this loop keeps time.
-	ctx, cancel := c.bind(context.Background(), l.done)
-	var wg sync.WaitGroup
-	wg.Go(func() { l.followKey(ctx, rev) })
-	defer func() {
-		cancel()
-		wg.Wait()
-	}()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	var downSince time.Time
-	for {
-		ls, leaseChanged := k.st.Get()
-		_, linkChanged := c.link.Get()
-		now := time.Now()
-		overdue, fenceAt, next := k.standing(ls, now)
-		switch {
-		case ls.lost:
-			l.lost("lease lost")
-			return
-		case overdue || !now.Before(fenceAt):
-			l.lost("keepalive answers overdue")
-			return
-		}
-		if c.linkReady() {
-			downSince = time.Time{}
-		} else if downSince.IsZero() {
-			downSince = now
-		}
-		if !downSince.IsZero() {
-			giveUp := downSince.Add(k.ttl / 3)
-			if !now.Before(giveUp) {
-				l.lost("disconnected from etcd")
-				return
-			}
-			if giveUp.Before(next) {
-				next = giveUp
-			}
-		}
-		timer.Reset(time.Until(next))
-
-		select {
-		case <-leaseChanged:
-		case <-linkChanged:
-		case <-timer.C:
-		case <-l.done: // followKey saw the key go
-			return
-		case <-l.sess.Done():
-			l.lost("session ended")
-			return
-		case <-l.resign:
-			l.lose("resigned")
-			return
-		case <-c.closed:
-			l.lose("coordinator closed")
-			return
-		}
-	}
-}
-
-// followKey watches the candidate key from rev until it is deleted or replaced (leadership
-// is lost) or ctx ends.
-func (l *leadership) followKey(ctx context.Context, rev int64) {
+// followKey watches the candidate key from rev until it is deleted or replaced, and says
+// which, or returns "" when ctx ends.
+func (l *leadership) followKey(ctx context.Context, rev int64) string {
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(ctx)
 		for wr := range l.c.cli.Watch(wctx, l.key, clientv3.WithRev(rev), clientv3.WithFilterPut()) {
@@ -233,33 +150,25 @@ func (l *leadership) followKey(ctx context.Context, rev int64) {
 			}
 			if len(wr.Events) > 0 {
 				cancel()
-				l.lost("candidate key deleted")
-				return
+				return "candidate key deleted"
 			}
 			rev = wr.Header.Revision + 1
 		}
 		cancel()
 		if ctx.Err() != nil {
-			return
+			return ""
 		}
 		// The watch broke (compaction): look at the key itself, then watch from there.
 		resp, err := l.c.cli.Get(ctx, l.key)
 		if err == nil {
 			if len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != l.rev {
-				l.lost("candidate key replaced")
-				return
+				return "candidate key replaced"
 			}
 			rev = resp.Header.Revision + 1
 		}
 		l.c.sleep(ctx, 100*time.Millisecond)
 	}
-}
-
-// lost gives up leadership that was taken away, and the lease with it, so that a candidate
-// key that may linger does not hold up the next leader.
-func (l *leadership) lost(why string) {
-	l.lose(why)
-	l.c.revokeLater(l.k)
+	return ""
 }
 
 // Leader returns the value of the candidate that leads the named election.

@@ -104,8 +104,8 @@ func (c Config) Validate() error {
 			}
 		}
 	}
-	if c.Prefix != "" && (!strings.HasPrefix(c.Prefix, "/") || strings.HasSuffix(c.Prefix, "/") || strings.Contains(c.Prefix, "//")) {
-		return fmt.Errorf("etcd: Prefix %q must be a key path like /switchboard", c.Prefix)
+	if err := coord.ValidateRoot("etcd: Prefix", c.Prefix); err != nil {
+		return err
 	}
 	if c.SessionTTL != 0 && c.SessionTTL < MinSessionTTL {
 		return fmt.Errorf("etcd: SessionTTL %v is below the floor of %v", c.SessionTTL, MinSessionTTL)
@@ -145,15 +145,11 @@ type Coordinator struct {
 
 	nodesPfx, quarPfx, electPfx string
 
-	link   notify.Value[link]
-	closed chan struct{}
+	link notify.Value[link]
+	g    *coord.Group // the goroutines owned by the coordinator
 
-	mu       sync.Mutex
-	isClosed bool
-	leases   map[*keeper]struct{} // live leases, revoked by Close
-	wg       sync.WaitGroup       // goroutines owned by the coordinator
-
-	closeOnce sync.Once
+	mu     sync.Mutex
+	leases map[*keeper]struct{} // live leases, revoked by Close
 }
 
 var _ coord.Coordinator = (*Coordinator)(nil)
@@ -175,7 +171,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		nodesPfx: cfg.Prefix + "/nodes/",
 		quarPfx:  cfg.Prefix + "/quarantine/",
 		electPfx: cfg.Prefix + "/election/",
-		closed:   make(chan struct{}),
+		g:        coord.NewGroup(),
 		leases:   map[*keeper]struct{}{},
 	}
 	if r := c.ttl % time.Second; r != 0 {
@@ -218,7 +214,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		return nil, fmt.Errorf("etcd: no answer from %s within %v: %w (%v)", where, cfg.DialTimeout, coord.ErrUnavailable, err)
 	}
 	if conn := c.cli.ActiveConnection(); conn != nil {
-		c.wg.Go(func() { c.watchLink(conn) }) // nobody else holds c yet: no race with Close
+		_ = c.g.Go(func() { c.watchLink(conn) }) // nobody else holds c yet: it cannot be closed
 	} else {
 		c.link.Set(link{ready: true, gen: 1}) // an in-process client has no connection to lose
 	}
@@ -231,13 +227,7 @@ func (c *Coordinator) SessionTTL() time.Duration { return c.ttl }
 // Close revokes every lease this coordinator holds (its entries vanish at once), stops its
 // goroutines and closes the client it created. Idempotent.
 func (c *Coordinator) Close() error {
-	c.closeOnce.Do(func() {
-		c.mu.Lock()
-		c.isClosed = true
-		c.mu.Unlock()
-		close(c.closed)
-		c.wg.Wait()
-
+	c.g.Close(func() {
 		c.mu.Lock()
 		ks := make([]*keeper, 0, len(c.leases))
 		for k := range c.leases {
@@ -263,26 +253,15 @@ func (c *Coordinator) Close() error {
 	return nil
 }
 
-// spawn runs f on a goroutine that Close waits for, unless the coordinator is closed.
-func (c *Coordinator) spawn(f func()) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.isClosed {
-		return coord.ErrClosed
-	}
-	c.wg.Go(f)
-	return nil
-}
-
 // bind returns a context that also ends when the coordinator closes or stop (if not nil) is
 // closed. The caller must call cancel.
 func (c *Coordinator) bind(ctx context.Context, stop <-chan struct{}) (context.Context, context.CancelFunc) {
-	return notify.CancelOn(ctx, c.closed, stop)
+	return notify.CancelOn(ctx, c.g.Closed(), stop)
 }
 
 // sleep waits d, returning false if ctx ends or the coordinator closes first.
 func (c *Coordinator) sleep(ctx context.Context, d time.Duration) bool {
-	return notify.Sleep(ctx, d, c.closed)
+	return notify.Sleep(ctx, d, c.g.Closed())
 }
 
 // unavailable reports whether err means the cluster could not serve the request now.

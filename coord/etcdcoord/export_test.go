@@ -11,7 +11,8 @@ import (
 // of a fenced write rather than the local short cut for a leadership already given up.
 func StaleFence(l coord.Leadership) coord.Leadership {
 	ll := l.(*leadership)
-	return &leadership{c: ll.c, key: ll.key, rev: ll.rev + 1, done: make(chan struct{}), resign: make(chan struct{})}
+	// A zero Held's Done is nil: never closed.
+	return &leadership{Held: new(coord.Held), c: ll.c, key: ll.key, rev: ll.rev + 1}
 }
 
 // LeaseAcks returns, for every lease c holds, the send time of the latest request the server

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,10 +17,6 @@ import (
 )
 
 const faultTTL = suiteTTL
-
-// late is how much later than its deadline a timer may fire on this busy 2-core machine
-// before a test calls it a failure.
-const late = 250 * time.Millisecond
 
 // TestLeaseLossFencesThenReRegisters cuts one client off from a healthy server for longer
 // than its lease TTL, once refused (connections closed: the client learns at once) and once
@@ -59,15 +54,10 @@ func testLeaseLoss(t *testing.T, mode string, cutLink func(*testenv.Proxy)) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := node.Register(ctx, coordtest.NewMember("node-1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st0, _ := reg.Status()
-	coordtest.WaitMembers(t, watch, 5*time.Second, "registered", func(ms []coord.Member) bool { return len(ms) == 1 })
+	reg, st0 := coordtest.RegisterSeen(ctx, t, node, watch, "node-1")
 	obs := observeKey(t, prefix+"/nodes/node-1")
 	select {
-	case <-obs.present:
+	case <-obs.Present:
 	case <-ctx.Done():
 		t.Fatal("the observer never saw the member's key")
 	}
@@ -93,11 +83,11 @@ func testLeaseLoss(t *testing.T, mode string, cutLink func(*testenv.Proxy)) {
 	}
 	fenced := coordtest.WaitStatus(t, reg, 2*faultTTL, "fenced while cut off", func(s coord.Status) bool { return s.State == coord.Fenced })
 	select {
-	case <-obs.gone:
+	case <-obs.Gone:
 	case <-time.After(3 * faultTTL):
 		t.Fatal("the server did not expire the lease within 3 TTLs")
 	}
-	obs.stop()
+	obs.Stop()
 	coordtest.WaitMembers(t, watch, 3*faultTTL, "entry deleted by lease expiry", func(ms []coord.Member) bool { return len(ms) == 0 })
 	if st, _ := reg.Status(); st.State != coord.Fenced {
 		t.Fatalf("status %v while still cut off, want fenced", st.State)
@@ -106,22 +96,14 @@ func testLeaseLoss(t *testing.T, mode string, cutLink func(*testenv.Proxy)) {
 	t.Logf("MEASURED etcd %s: lease TTL %v; suspended %dms, fenced %dms after the cut; the server "+
 		"deleted the entry between %dms and %dms after the cut (watch fired at %dms); fenced at least %dms before the deletion",
 		mode, faultTTL, ms(susp.Since.Sub(cut)), ms(fenced.Since.Sub(cut)),
-		ms(obs.lastPresent.Sub(cut)), ms(obs.goneAt.Sub(cut)), ms(obs.watchAt.Sub(cut)),
-		ms(obs.lastPresent.Sub(fenced.Since)))
-	// Suspended within TTL/3 of the first unanswered keepalive, which goes out at most a
-	// keepalive interval (TTL/6) after the cut; "late" for a busy machine.
-	if d := susp.Since.Sub(cut); d > faultTTL/3+faultTTL/6+late {
-		t.Errorf("suspended %v after the cut, want at most TTL/3 + TTL/6 = %v", d, faultTTL/3+faultTTL/6)
-	}
-	// Fenced while the server still held the entry: before the send time of a linearizable
-	// read that still found it.
-	if !fenced.Since.Before(obs.lastPresent) {
-		t.Errorf("fenced %v after the cut, the entry was last seen %v after it: not fenced strictly before the lease expired",
-			fenced.Since.Sub(cut), obs.lastPresent.Sub(cut))
-	}
+		ms(obs.LastPresent.Sub(cut)), ms(obs.GoneAt.Sub(cut)), ms(obs.WatchAt.Sub(cut)),
+		ms(obs.LastPresent.Sub(fenced.Since)))
+	// Suspended within TTL/3 of the first unanswered keepalive; fenced before a linearizable
+	// read last found the entry.
+	coordtest.CheckFence(t, faultTTL, cut, susp, fenced, obs)
 	// Fenced by the rule: the last answered keepalive was sent before the cut, so the fence
 	// comes at most FenceAfter(TTL) after it.
-	if d := fenced.Since.Sub(cut); d > coord.FenceAfter(faultTTL)+late {
+	if d := fenced.Since.Sub(cut); d > coord.FenceAfter(faultTTL)+coordtest.Late {
 		t.Errorf("fenced %v after the cut, want at most FenceAfter(TTL) = %v", d, coord.FenceAfter(faultTTL))
 	}
 
@@ -138,67 +120,34 @@ func testLeaseLoss(t *testing.T, mode string, cutLink func(*testenv.Proxy)) {
 		func(ms []coord.Member) bool { return len(ms) == 1 && ms[0].Epoch == st.Epoch })
 }
 
-// observation is what an uncut client saw of a key: the send time of the last read that found
-// it, and when a read first found it gone and when its watch reported the deletion.
-type observation struct {
-	present chan struct{} // closed once the key was seen
-	gone    chan struct{} // closed once it was seen gone
-	stop    func()
-
-	lastPresent, goneAt, watchAt time.Time // valid once gone is closed
-}
-
-// observeKey follows key from a client of its own on the shared server: a watch for the
-// deletion, and a linearizable read every 10ms to bound when it happened.
-func observeKey(t *testing.T, key string) *observation {
+// observeKey follows key from a client of its own on the shared server: a linearizable read
+// every 10ms, and a watch for the deletion.
+func observeKey(t *testing.T, key string) *coordtest.Observation {
 	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	o := &observation{present: make(chan struct{}), gone: make(chan struct{})}
-	var wg sync.WaitGroup
-	var once sync.Once
-	o.stop = func() { once.Do(func() { cancel(); wg.Wait(); cli.Close() }) }
-	t.Cleanup(o.stop)
-	wg.Go(func() {
-		var watch clientv3.WatchChan
-		seen := false
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			sent := time.Now()
-			resp, err := cli.Get(ctx, key)
-			switch {
-			case err != nil:
-			case len(resp.Kvs) > 0:
-				o.lastPresent = sent
-				if !seen {
-					seen = true
-					close(o.present)
-					watch = cli.Watch(ctx, key, clientv3.WithRev(resp.Header.Revision+1), clientv3.WithFilterPut())
+	t.Cleanup(func() { cli.Close() }) // after the observation's own cleanup
+	read := func(ctx context.Context) (bool, error) {
+		resp, err := cli.Get(ctx, key)
+		return err == nil && len(resp.Kvs) > 0, err
+	}
+	return coordtest.Observe(t, read, func(ctx context.Context) <-chan struct{} {
+		deleted := make(chan struct{})
+		w := cli.Watch(ctx, key, clientv3.WithFilterPut())
+		go func() { // ends with ctx, which closes the watch
+			for wr := range w {
+				if len(wr.Events) > 0 {
+					close(deleted)
+					break
 				}
-			case seen:
-				o.goneAt = time.Now()
-				if o.watchAt.IsZero() {
-					o.watchAt = o.goneAt
-				}
-				close(o.gone)
-				return
 			}
-			select {
-			case wr := <-watch:
-				if len(wr.Events) > 0 && o.watchAt.IsZero() {
-					o.watchAt = time.Now()
-				}
-			case <-tick.C:
-			case <-ctx.Done():
-				return
+			for range w {
 			}
-		}
+		}()
+		return deleted
 	})
-	return o
 }
 
 // TestLeaderCutOffLosesLeadership cuts the leader off: its Done closes well within the TTL,
@@ -215,15 +164,7 @@ func TestLeaderCutOffLosesLeadership(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type res struct {
-		l   coord.Leadership
-		err error
-	}
-	bch := make(chan res, 1)
-	go func() {
-		l, err := b.Campaign(ctx, "monitor", "mon-b")
-		bch <- res{l, err}
-	}()
+	bch := coordtest.CampaignAsync(ctx, b, "monitor", "mon-b")
 
 	p.Cut()
 	cut := time.Now()
@@ -235,8 +176,8 @@ func TestLeaderCutOffLosesLeadership(t *testing.T) {
 	}
 	select {
 	case r := <-bch:
-		if r.err != nil {
-			t.Fatal(r.err)
+		if r.Err != nil {
+			t.Fatal(r.Err)
 		}
 		t.Logf("mon-b elected %v after the cut", time.Since(cut).Round(time.Millisecond))
 	case <-time.After(5 * faultTTL):

@@ -62,15 +62,11 @@ func (c *Coordinator) grant(ctx context.Context) (*keeper, error) {
 	k.st.Set(leaseState{lastAck: start})
 	kctx, kcancel := context.WithCancel(context.Background())
 	k.cancel = kcancel
+	// In the set before the goroutine starts: once it has, Close revokes what is in the set.
 	c.mu.Lock()
-	if c.isClosed {
-		err = coord.ErrClosed
-	} else {
-		c.leases[k] = struct{}{}
-		c.wg.Go(func() { k.run(kctx) })
-	}
+	c.leases[k] = struct{}{}
 	c.mu.Unlock()
-	if err != nil {
+	if err := c.g.Go(func() { k.run(kctx) }); err != nil {
 		rctx, rcancel := context.WithTimeout(context.Background(), k.ttl)
 		defer rcancel()
 		_ = k.revoke(rctx)
@@ -141,12 +137,6 @@ func (k *keeper) lose() {
 	})
 }
 
-// standing judges the lease at now (see coord.Liveness.Judge): before lastAck +
-// coord.FenceAfter(ttl) the server cannot have expired it.
-func (k *keeper) standing(s leaseState, now time.Time) (suspended bool, fenceAt, next time.Time) {
-	return coord.Liveness{Heard: s.lastAck, Pending: s.pending}.Judge(now, k.ttl)
-}
-
 // revoke stops the keepalive and revokes the lease, deleting every key attached to it.
 // Idempotent; a lease that already expired counts as revoked.
 func (k *keeper) revoke(ctx context.Context) error {
@@ -167,12 +157,8 @@ func (k *keeper) revoke(ctx context.Context) error {
 // revokeLater revokes k in the background, giving up after one TTL when the lease has
 // expired anyway.
 func (c *Coordinator) revokeLater(k *keeper) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.isClosed {
-		return // Close revokes what is left
-	}
-	c.wg.Go(func() {
+	// Once the coordinator is closing, Go fails, and Close revokes what is left.
+	_ = c.g.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), k.ttl)
 		defer cancel()
 		if err := k.revoke(ctx); err != nil {

@@ -2,7 +2,6 @@ package etcdcoord
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -13,12 +12,9 @@ import (
 // SetQuarantine writes a quarantine mark; with a fence, only in a transaction that finds the
 // fence's leader key still there under the create revision it was elected with.
 func (c *Coordinator) SetQuarantine(ctx context.Context, q coord.Quarantine, fence coord.Leadership) error {
-	if err := coord.ValidateID(q.Node); err != nil {
-		return err
-	}
-	data, err := json.Marshal(q)
+	data, err := coord.EncodeQuarantine(q)
 	if err != nil {
-		return fmt.Errorf("quarantine: %w", err)
+		return err
 	}
 	if fence == nil {
 		_, err := c.cli.Put(ctx, c.quarPfx+q.Node, string(data))
@@ -29,7 +25,7 @@ func (c *Coordinator) SetQuarantine(ctx context.Context, q coord.Quarantine, fen
 		return fmt.Errorf("quarantine %s: fence %T is not a leadership of this coordinator", q.Node, fence)
 	}
 	select {
-	case <-l.done:
+	case <-l.Done():
 		return fmt.Errorf("quarantine %s: %w", q.Node, coord.ErrNotLeader)
 	default:
 	}

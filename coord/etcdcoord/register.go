@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
@@ -15,7 +14,7 @@ import (
 // Register creates <prefix>/nodes/<id> on a lease of its own and keeps it: see
 // coord.Coordinator. The state machine is coord's; this file is what it needs of etcd.
 func (c *Coordinator) Register(ctx context.Context, m coord.Member) (coord.Registration, error) {
-	o := coord.RegisterOptions{Timeout: c.ttl, Log: c.log, Closed: c.closed, Go: c.spawn}
+	o := coord.RegisterOptions{Timeout: c.ttl, Log: c.log, Closed: c.g.Closed(), Go: c.g.Go}
 	return coord.StartRegistration(ctx, m, o, func(data []byte) coord.Entry {
 		return &entry{c: c, id: m.ID, instance: m.Instance, data: string(data), key: c.nodesPfx + m.ID, markKey: c.quarPfx + m.ID}
 	})
@@ -59,10 +58,11 @@ func (e *entry) Session(ctx context.Context) (coord.Session, error) {
 func (k *keeper) Standing(now time.Time) coord.Standing {
 	ls, leaseChanged := k.st.Get()
 	_, linkChanged := k.c.link.Get()
-	overdue, fenceAt, next := k.standing(ls, now)
+	overdue, fenceAt, next := coord.Liveness{Heard: ls.lastAck, Pending: ls.pending}.Judge(now, k.ttl)
 	return coord.Standing{
 		Lost:      ls.lost,
-		Suspended: overdue || !k.c.linkReady(),
+		Suspended: overdue,
+		Down:      !k.c.linkReady(),
 		Heard:     ls.lastAck,
 		FenceAt:   fenceAt,
 		Next:      next,
@@ -85,9 +85,8 @@ func (e *entry) Create(ctx context.Context, s coord.Session) (coord.Created, err
 	if err != nil {
 		return coord.Created{}, wrap("register", err)
 	}
-	rev := resp.Header.Revision
 	if resp.Succeeded {
-		return coord.Created{Epoch: rev, Rev: rev}, nil
+		return coord.Created{Epoch: resp.Header.Revision}, nil
 	}
 	var mark *coord.Quarantine
 	if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
@@ -98,7 +97,7 @@ func (e *entry) Create(ctx context.Context, s coord.Session) (coord.Created, err
 	if len(kvs) > 0 && clientv3.LeaseID(kvs[0].Lease) == k.id {
 		// Ours, on this lease: an earlier attempt did create it (its answer was lost), or
 		// the loop is checking the entry again after its watch broke.
-		return coord.Created{Epoch: kvs[0].CreateRevision, Rev: rev, Mark: mark}, nil
+		return coord.Created{Epoch: kvs[0].CreateRevision, Mark: mark}, nil
 	}
 	if mark != nil {
 		return coord.Created{Mark: mark}, coord.ErrMarked
@@ -127,135 +126,37 @@ func (e *entry) Create(ctx context.Context, s coord.Session) (coord.Created, err
 		other.Instance, kv.Lease, other.StartedAt.Format(time.RFC3339))
 }
 
-// Follow follows the entry and the member's mark from the revision Create saw, until the
-// entry is deleted or replaced. Watches resume by themselves across reconnects from the last
-// revision they saw; one that breaks (compaction, cancellation) is replaced here, after a
-// look at the entry and the mark.
-func (e *entry) Follow(ctx context.Context, s coord.Session, cr coord.Created, mark func(*coord.Quarantine)) bool {
-	k := s.(*keeper)
-	rev := cr.Rev + 1
-	for ctx.Err() == nil {
-		if e.followEntry(ctx, cr, rev, mark) {
-			return true
-		}
-		for ctx.Err() == nil {
-			resp, err := e.c.cli.Txn(ctx).Then(clientv3.OpGet(e.key), clientv3.OpGet(e.markKey)).Commit()
-			if err != nil {
-				e.c.sleep(ctx, 100*time.Millisecond)
-				continue
-			}
-			kvs := resp.Responses[0].GetResponseRange().GetKvs()
-			if len(kvs) == 0 || kvs[0].CreateRevision != cr.Epoch || clientv3.LeaseID(kvs[0].Lease) != k.id {
-				return true
-			}
-			if mk := resp.Responses[1].GetResponseRange().GetKvs(); len(mk) > 0 {
-				q := coord.ParseQuarantine(e.id, mk[0].Value)
-				mark(&q)
-			} else {
-				mark(nil)
-			}
-			rev = resp.Header.Revision + 1
-			break
-		}
+// Look reads the entry and the mark in one transaction, then watches both from the
+// revision read, so that no change in between is missed. Watches resume by themselves across
+// reconnects; changed is also closed when one breaks (compaction, cancellation).
+func (e *entry) Look(ctx context.Context, s coord.Session, cr coord.Created) (coord.Sight, <-chan struct{}, error) {
+	resp, err := e.c.cli.Txn(ctx).Then(clientv3.OpGet(e.key), clientv3.OpGet(e.markKey)).Commit()
+	if err != nil {
+		return coord.Sight{}, nil, wrap("look", err)
 	}
-	return false
-}
-
-// followEntry watches the entry and the mark from rev. It reports true when the entry was
-// deleted or replaced, false when a watch broke or ctx ended.
-func (e *entry) followEntry(ctx context.Context, cr coord.Created, rev int64, mark func(*coord.Quarantine)) bool {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	memberW := e.c.cli.Watch(ctx, e.key, clientv3.WithRev(rev))
+	var v coord.Sight
+	if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
+		k, _ := s.(*keeper)
+		v.Exists = true
+		v.Ours = k != nil && kvs[0].CreateRevision == cr.Epoch && clientv3.LeaseID(kvs[0].Lease) == k.id
+	}
+	if kvs := resp.Responses[1].GetResponseRange().GetKvs(); len(kvs) > 0 {
+		q := coord.ParseQuarantine(e.id, kvs[0].Value)
+		v.Mark = &q
+	}
+	rev := resp.Header.Revision + 1
+	entryW := e.c.cli.Watch(ctx, e.key, clientv3.WithRev(rev))
 	markW := e.c.cli.Watch(ctx, e.markKey, clientv3.WithRev(rev))
-	for {
+	changed := make(chan struct{})
+	go func() { // ends with ctx, which the caller ends once it has looked
+		defer close(changed)
 		select {
-		case wr, ok := <-memberW:
-			if !ok || wr.Err() != nil {
-				return false
-			}
-			for _, ev := range wr.Events {
-				if ev.Type == mvccpb.DELETE || ev.Kv.CreateRevision != cr.Epoch {
-					return true
-				}
-			}
-		case wr, ok := <-markW:
-			if !ok || wr.Err() != nil {
-				return false
-			}
-			for _, ev := range wr.Events {
-				e.applyMark(ev, mark)
-			}
+		case <-entryW:
+		case <-markW:
 		case <-ctx.Done():
-			return false
 		}
-	}
-}
-
-// applyMark passes a change of the member's quarantine mark on.
-func (e *entry) applyMark(ev *clientv3.Event, mark func(*coord.Quarantine)) {
-	if ev.Type == mvccpb.DELETE {
-		mark(nil)
-		return
-	}
-	q := coord.ParseQuarantine(e.id, ev.Kv.Value)
-	mark(&q)
-}
-
-// AwaitRelease reads the mark and watches it until it is deleted.
-func (e *entry) AwaitRelease(ctx context.Context, mark func(*coord.Quarantine)) bool {
-	for ctx.Err() == nil {
-		gctx, cancel := context.WithTimeout(ctx, e.c.cfg.DialTimeout)
-		resp, err := e.c.cli.Get(gctx, e.markKey)
-		cancel()
-		if err != nil {
-			e.c.sleep(ctx, 100*time.Millisecond)
-			continue
-		}
-		if len(resp.Kvs) == 0 {
-			mark(nil)
-			return true
-		}
-		q := coord.ParseQuarantine(e.id, resp.Kvs[0].Value)
-		mark(&q)
-		if e.followMark(ctx, resp.Header.Revision+1, mark) {
-			return true
-		}
-	}
-	return false
-}
-
-// followMark watches the mark from rev and reports whether it was deleted; false means the
-// watch broke or ctx ended.
-func (e *entry) followMark(ctx context.Context, rev int64, mark func(*coord.Quarantine)) bool {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for wr := range e.c.cli.Watch(wctx, e.markKey, clientv3.WithRev(rev)) {
-		if wr.Err() != nil {
-			break
-		}
-		for _, ev := range wr.Events {
-			e.applyMark(ev, mark)
-			if ev.Type == mvccpb.DELETE {
-				return true
-			}
-		}
-	}
-	e.c.sleep(ctx, 100*time.Millisecond)
-	return false
-}
-
-// AwaitGone waits until the entry is deleted.
-func (e *entry) AwaitGone(ctx context.Context) {
-	resp, err := e.c.cli.Get(ctx, e.key)
-	if err != nil || len(resp.Kvs) == 0 {
-		return
-	}
-	for wr := range e.c.cli.Watch(ctx, e.key, clientv3.WithRev(resp.Header.Revision+1), clientv3.WithFilterPut()) {
-		if len(wr.Events) > 0 || wr.Err() != nil {
-			return
-		}
-	}
+	}()
+	return v, changed, nil
 }
 
 // Delete deletes the entry if it is still the one created at cr.Epoch.
@@ -276,14 +177,8 @@ func (e *entry) Retire(context.Context, coord.Session, coord.Created) {
 	}
 }
 
-// Release revokes the lease, which deletes the entry at once. After Close there is nothing
-// left to do: Close revoked every lease.
+// Release revokes the lease, which deletes the entry at once.
 func (e *entry) Release(ctx context.Context) error {
-	select {
-	case <-e.c.closed:
-		return nil
-	default:
-	}
 	if e.lease == nil {
 		return nil
 	}

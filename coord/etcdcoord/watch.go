@@ -1,21 +1,21 @@
 package etcdcoord
 
 import (
+	"bytes"
 	"context"
+	"maps"
 	"slices"
 	"strings"
-	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
-	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
 
 // Members lists the live members (a linearizable read: current even from a follower).
 func (c *Coordinator) Members(ctx context.Context) ([]coord.Member, error) {
-	ms, _, err := list(ctx, c, c.nodesPfx, decodeMember)
+	ms, err := list(ctx, c, c.nodesPfx, decodeMember)
 	return ms, wrap("list members", err)
 }
 
@@ -26,7 +26,7 @@ func (c *Coordinator) WatchMembers(ctx context.Context) (<-chan []coord.Member, 
 
 // Quarantines lists the standing quarantine marks.
 func (c *Coordinator) Quarantines(ctx context.Context) ([]coord.Quarantine, error) {
-	qs, _, err := list(ctx, c, c.quarPfx, decodeMarkKV)
+	qs, err := list(ctx, c, c.quarPfx, decodeMarkKV)
 	return qs, wrap("list quarantines", err)
 }
 
@@ -35,50 +35,40 @@ func (c *Coordinator) WatchQuarantines(ctx context.Context) (<-chan []coord.Quar
 	return watchPrefix(ctx, c, c.quarPfx, decodeMarkKV)
 }
 
-// list reads every entry under pfx, in key order, and the revision of the read.
-func list[T any](ctx context.Context, c *Coordinator, pfx string, decode func(string, *mvccpb.KeyValue) T) ([]T, int64, error) {
+// list reads every entry under pfx, in key order.
+func list[T any](ctx context.Context, c *Coordinator, pfx string, decode func(string, *mvccpb.KeyValue) T) ([]T, error) {
 	resp, err := c.cli.Get(ctx, pfx, clientv3.WithPrefix())
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	out := make([]T, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
+	return decodeAll(pfx, resp.Kvs, decode), nil
+}
+
+// decodeAll decodes the entries among kvs that lie directly under pfx, in key order.
+func decodeAll[T any](pfx string, kvs []*mvccpb.KeyValue, decode func(string, *mvccpb.KeyValue) T) []T {
+	slices.SortFunc(kvs, func(a, b *mvccpb.KeyValue) int { return bytes.Compare(a.Key, b.Key) })
+	out := make([]T, 0, len(kvs))
+	for _, kv := range kvs {
 		if name := childName(pfx, kv.Key); name != "" {
 			out = append(out, decode(name, kv))
 		}
 	}
-	return out, resp.Header.Revision, nil
+	return out
 }
 
 // watchPrefix delivers the entries under pfx now and after every change. It lists, then
 // watches from the listing's revision; it lists again whenever the watch breaks (compaction,
 // loss of the leader) and after every reconnect.
 func watchPrefix[T any](ctx context.Context, c *Coordinator, pfx string, decode func(string, *mvccpb.KeyValue) T) (<-chan []T, error) {
-	out := make(chan []T, 1)
-	err := c.spawn(func() {
-		defer close(out)
-		ctx, cancel := c.bind(ctx, nil)
-		defer cancel()
-		backoff := 50 * time.Millisecond
-		for ctx.Err() == nil {
-			if follow(ctx, c, pfx, decode, out) {
-				backoff = 50 * time.Millisecond
-				continue
-			}
-			c.sleep(ctx, backoff)
-			backoff = min(2*backoff, time.Second)
-		}
+	return coord.Deliver(ctx, c.g, func(ctx context.Context, send func([]T)) bool {
+		return follow(ctx, c, pfx, decode, send)
 	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 // follow lists pfx once and follows its watch until the watch breaks, the connection comes
 // back after a loss, or ctx ends. It reports whether to list again at once (after a
 // reconnect) rather than after a pause (the listing failed or the watch broke).
-func follow[T any](ctx context.Context, c *Coordinator, pfx string, decode func(string, *mvccpb.KeyValue) T, out chan []T) bool {
+func follow[T any](ctx context.Context, c *Coordinator, pfx string, decode func(string, *mvccpb.KeyValue) T, send func([]T)) bool {
 	lk, linkChanged := c.link.Get()
 	resp, err := c.cli.Get(ctx, pfx, clientv3.WithPrefix())
 	if err != nil {
@@ -88,21 +78,8 @@ func follow[T any](ctx context.Context, c *Coordinator, pfx string, decode func(
 	for _, kv := range resp.Kvs {
 		kvs[string(kv.Key)] = kv
 	}
-	send := func() {
-		keys := make([]string, 0, len(kvs))
-		for k := range kvs {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		set := make([]T, 0, len(keys))
-		for _, k := range keys {
-			if name := childName(pfx, []byte(k)); name != "" {
-				set = append(set, decode(name, kvs[k]))
-			}
-		}
-		notify.SendLatest(out, set)
-	}
-	send()
+	sendAll := func() { send(decodeAll(pfx, slices.Collect(maps.Values(kvs)), decode)) }
+	sendAll()
 
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
@@ -123,7 +100,7 @@ func follow[T any](ctx context.Context, c *Coordinator, pfx string, decode func(
 					kvs[string(ev.Kv.Key)] = ev.Kv
 				}
 			}
-			send()
+			sendAll()
 		case <-linkChanged:
 			l, ch := c.link.Get()
 			if l.gen != lk.gen {

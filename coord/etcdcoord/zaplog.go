@@ -3,8 +3,8 @@ package etcdcoord
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"slices"
-	"sort"
 
 	"go.uber.org/zap/zapcore"
 )
@@ -47,13 +47,8 @@ func (c slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	for _, f := range fields {
 		f.AddTo(enc)
 	}
-	keys := make([]string, 0, len(enc.Fields))
-	for k := range enc.Fields {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	args := make([]any, 0, 2*len(keys))
-	for _, k := range keys {
+	args := make([]any, 0, 2*len(enc.Fields))
+	for _, k := range slices.Sorted(maps.Keys(enc.Fields)) {
 		args = append(args, k, enc.Fields[k])
 	}
 	c.log.Log(context.Background(), slogLevel(e.Level), e.Message, args...)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
 )
@@ -17,13 +16,13 @@ func (c *Coordinator) Campaign(ctx context.Context, election, value string) (coo
 		return nil, fmt.Errorf("election name: %w", err)
 	}
 	for {
-		var rev int64
+		var rev, sess int64
 		c.cl.write(func() {
 			// The session read under the lock: if ExpireSession replaces it now, its end of
 			// the old one comes after this and takes the candidate with it.
 			c.cl.rev++
-			rev = c.cl.rev
-			cand := candidate{rev: rev, sess: c.sess.Load(), value: value}
+			rev, sess = c.cl.rev, c.sess.Load()
+			cand := candidate{rev: rev, sess: sess, value: value}
 			c.cl.candidates[election] = append(c.cl.candidates[election], cand)
 		})
 		for {
@@ -34,7 +33,7 @@ func (c *Coordinator) Campaign(ctx context.Context, election, value string) (coo
 				first = len(cs) > 0 && cs[0].rev == rev
 			})
 			if first {
-				return c.lead(election, rev)
+				return c.lead(election, rev, sess)
 			}
 			if !stands {
 				break // lost with its session: campaign again
@@ -79,45 +78,41 @@ func (c *Coordinator) Leader(_ context.Context, election string) (string, error)
 	return value, nil
 }
 
-// leadership is held while its candidate stands.
+// leadership is held while its candidate stands (see coord.HoldLeadership).
 type leadership struct {
+	*coord.Held
 	c        *Coordinator
 	election string
 	rev      int64
-
-	done     chan struct{}
-	doneOnce sync.Once
 }
 
-// lead starts the goroutine that closes Done once the candidate is gone (resigned, its
-// session ended) or the coordinator closes.
-func (c *Coordinator) lead(election string, rev int64) (*leadership, error) {
-	l := &leadership{c: c, election: election, rev: rev, done: make(chan struct{})}
-	err := c.spawn(func() {
-		defer l.end()
-		for {
-			var stands bool
-			changed := c.cl.read(func() { stands = c.cl.stands(election, rev) })
-			if !stands || !c.wait(context.Background(), changed) {
-				return
+// lead holds the leadership of the candidate of election at rev, in session sess.
+func (c *Coordinator) lead(election string, rev, sess int64) (*leadership, error) {
+	l := &leadership{c: c, election: election, rev: rev}
+	var err error
+	l.Held, err = coord.HoldLeadership(coord.Candidacy{
+		Name: election, Session: &session{c: c, id: sess}, Timeout: c.timeout, Log: c.log, Closed: c.g.Closed(),
+		Follow: func(ctx context.Context) string {
+			for {
+				var stands bool
+				changed := c.cl.read(func() { stands = c.cl.stands(election, rev) })
+				if !stands {
+					return "candidate gone"
+				}
+				if !c.wait(ctx, changed) {
+					return ""
+				}
 			}
-		}
-	})
+		},
+		// Removing the candidate elects the next one.
+		Resign: func(context.Context) error {
+			c.cl.withdraw(election, rev)
+			return nil
+		},
+	}, c.g.Go)
 	if err != nil {
 		c.cl.withdraw(election, rev)
 		return nil, err
 	}
 	return l, nil
-}
-
-func (l *leadership) end() { l.doneOnce.Do(func() { close(l.done) }) }
-
-// Done is closed when the leadership is lost or given up.
-func (l *leadership) Done() <-chan struct{} { return l.done }
-
-// Resign removes the candidate, which elects the next one. Idempotent.
-func (l *leadership) Resign(context.Context) error {
-	l.c.cl.withdraw(l.election, l.rev)
-	l.end()
-	return nil
 }

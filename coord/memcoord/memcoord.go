@@ -11,9 +11,9 @@ package memcoord
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -33,18 +33,13 @@ type Cluster struct {
 	rev        int64 // the last revision given out: epochs and candidates' order
 	lastSess   int64
 	members    map[string]member
-	marks      map[string]mark
+	marks      map[string]coord.Quarantine
 	candidates map[string][]candidate // per election, in campaign order
 }
 
 type member struct {
 	m    coord.Member // with Epoch set
 	sess int64
-}
-
-type mark struct {
-	q   coord.Quarantine
-	rev int64 // when it was written, so that watchers tell a change from a wake-up
 }
 
 type candidate struct {
@@ -57,7 +52,7 @@ type candidate struct {
 func NewCluster() *Cluster {
 	return &Cluster{
 		members:    map[string]member{},
-		marks:      map[string]mark{},
+		marks:      map[string]coord.Quarantine{},
 		candidates: map[string][]candidate{},
 	}
 }
@@ -118,11 +113,7 @@ type Coordinator struct {
 	timeout time.Duration
 	sess    notify.Value[int64] // the current session id
 
-	closed    chan struct{}
-	closeOnce sync.Once
-	mu        sync.Mutex
-	isClosed  bool
-	wg        sync.WaitGroup // goroutines owned by the coordinator
+	g *coord.Group // the goroutines owned by the coordinator
 }
 
 var _ coord.Coordinator = (*Coordinator)(nil)
@@ -133,7 +124,7 @@ func (cl *Cluster) Open(cfg Config) *Coordinator {
 		cfg.SessionTimeout = time.Second
 	}
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
-	c := &Coordinator{cl: cl, log: cfg.Logger.With("component", "memcoord"), timeout: cfg.SessionTimeout, closed: make(chan struct{})}
+	c := &Coordinator{cl: cl, log: cfg.Logger.With("component", "memcoord"), timeout: cfg.SessionTimeout, g: coord.NewGroup()}
 	c.sess.Set(cl.newSession())
 	return c
 }
@@ -149,25 +140,7 @@ func (c *Coordinator) ExpireSession() {
 
 // Close ends the session: every entry and candidate of this client vanishes. Idempotent.
 func (c *Coordinator) Close() error {
-	c.closeOnce.Do(func() {
-		c.mu.Lock()
-		c.isClosed = true
-		c.mu.Unlock()
-		close(c.closed)
-		c.wg.Wait()
-		c.cl.endSession(c.sess.Load())
-	})
-	return nil
-}
-
-// spawn runs f on a goroutine that Close waits for, unless the coordinator is closed.
-func (c *Coordinator) spawn(f func()) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.isClosed {
-		return coord.ErrClosed
-	}
-	c.wg.Go(f)
+	c.g.Close(func() { c.cl.endSession(c.sess.Load()) })
 	return nil
 }
 
@@ -178,7 +151,7 @@ func (c *Coordinator) wait(ctx context.Context, ch <-chan struct{}) bool {
 		return true
 	case <-ctx.Done():
 		return false
-	case <-c.closed:
+	case <-c.g.Closed():
 		return false
 	}
 }
@@ -191,21 +164,20 @@ func (c *Coordinator) Members(context.Context) ([]coord.Member, error) {
 }
 
 func (cl *Cluster) memberList() []coord.Member {
-	ms := make([]coord.Member, 0, len(cl.members))
-	for _, e := range cl.members {
-		ms = append(ms, e.m)
-	}
-	slices.SortFunc(ms, func(a, b coord.Member) int { return cmp.Compare(a.ID, b.ID) })
-	return ms
+	return byKey(cl.members, func(e member) coord.Member { return e.m })
 }
 
 func (cl *Cluster) markList() []coord.Quarantine {
-	qs := make([]coord.Quarantine, 0, len(cl.marks))
-	for _, mk := range cl.marks {
-		qs = append(qs, mk.q)
+	return byKey(cl.marks, func(q coord.Quarantine) coord.Quarantine { return q })
+}
+
+// byKey returns what f makes of m's values, in key order (member ids, mark nodes).
+func byKey[V, T any](m map[string]V, f func(V) T) []T {
+	out := make([]T, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, f(m[k]))
 	}
-	slices.SortFunc(qs, func(a, b coord.Quarantine) int { return cmp.Compare(a.Node, b.Node) })
-	return qs
+	return out
 }
 
 // WatchMembers delivers the live member set now and after every change.
@@ -226,34 +198,25 @@ func (c *Coordinator) WatchQuarantines(ctx context.Context) (<-chan []coord.Quar
 }
 
 func watch[T any](ctx context.Context, c *Coordinator, list func(*Cluster) []T) (<-chan []T, error) {
-	out := make(chan []T, 1)
-	err := c.spawn(func() {
-		defer close(out)
+	return coord.Deliver(ctx, c.g, func(ctx context.Context, send func([]T)) bool {
 		for {
 			var set []T
 			changed := c.cl.read(func() { set = list(c.cl) })
-			notify.SendLatest(out, set)
+			send(set)
 			if !c.wait(ctx, changed) {
-				return
+				return false
 			}
 		}
 	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 // SetQuarantine writes a mark; with a fence, only while the fence's candidate still stands,
 // in the same step.
 func (c *Coordinator) SetQuarantine(_ context.Context, q coord.Quarantine, fence coord.Leadership) error {
-	if err := coord.ValidateID(q.Node); err != nil {
-		return err
-	}
 	// Stored as the backends store it, so that a reader gets a copy, never the caller's.
-	data, err := json.Marshal(q)
+	data, err := coord.EncodeQuarantine(q)
 	if err != nil {
-		return fmt.Errorf("quarantine: %w", err)
+		return err
 	}
 	var l *leadership
 	if fence != nil {
@@ -268,8 +231,7 @@ func (c *Coordinator) SetQuarantine(_ context.Context, q coord.Quarantine, fence
 			led = false
 			return
 		}
-		c.cl.rev++
-		c.cl.marks[q.Node] = mark{q: coord.ParseQuarantine(q.Node, data), rev: c.cl.rev}
+		c.cl.marks[q.Node] = coord.ParseQuarantine(q.Node, data)
 	})
 	if !led {
 		return fmt.Errorf("quarantine %s: %w", q.Node, coord.ErrNotLeader)

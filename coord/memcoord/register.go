@@ -13,7 +13,7 @@ import (
 // Register creates the member's entry in the client's session and keeps it: see
 // coord.Coordinator.
 func (c *Coordinator) Register(ctx context.Context, m coord.Member) (coord.Registration, error) {
-	o := coord.RegisterOptions{Timeout: c.timeout, Log: c.log, Closed: c.closed, Go: c.spawn}
+	o := coord.RegisterOptions{Timeout: c.timeout, Log: c.log, Closed: c.g.Closed(), Go: c.g.Go}
 	return coord.StartRegistration(ctx, m, o, func(data []byte) coord.Entry {
 		return &entry{c: c, id: m.ID, data: data}
 	})
@@ -44,7 +44,7 @@ func (s *session) Standing(now time.Time) coord.Standing {
 
 func (e *entry) Session(context.Context) (coord.Session, error) {
 	select {
-	case <-e.c.closed:
+	case <-e.c.g.Closed():
 		return nil, coord.ErrClosed
 	default:
 	}
@@ -71,7 +71,7 @@ func (e *entry) Create(_ context.Context, s coord.Session) (coord.Created, error
 			return
 		}
 		if mk, ok := cl.marks[e.id]; ok {
-			cr.Mark, err = &mk.q, coord.ErrMarked
+			cr.Mark, err = &mk, coord.ErrMarked
 			return
 		}
 		if cur, ok := cl.members[e.id]; ok {
@@ -97,60 +97,18 @@ func (e *entry) Create(_ context.Context, s coord.Session) (coord.Created, error
 	return cr, err
 }
 
-// current reads the entry and the mark (with the revision it was written at; zero if there
-// is none), and returns a channel closed at the next change.
-func (e *entry) current() (m member, ok bool, q *coord.Quarantine, qrev int64, changed <-chan struct{}) {
-	changed = e.c.cl.read(func() {
-		m, ok = e.c.cl.members[e.id]
+// Look reads the entry and the mark, and returns a channel closed at the next write.
+func (e *entry) Look(_ context.Context, s coord.Session, cr coord.Created) (coord.Sight, <-chan struct{}, error) {
+	var v coord.Sight
+	changed := e.c.cl.read(func() {
+		m, ok := e.c.cl.members[e.id]
+		ss, _ := s.(*session)
+		v.Exists, v.Ours = ok, ok && ss != nil && m.sess == ss.id && m.m.Epoch == cr.Epoch
 		if mk, marked := e.c.cl.marks[e.id]; marked {
-			q, qrev = &mk.q, mk.rev
+			v.Mark = &mk
 		}
 	})
-	return m, ok, q, qrev, changed
-}
-
-func (e *entry) Follow(ctx context.Context, s coord.Session, cr coord.Created, mark func(*coord.Quarantine)) bool {
-	sess := s.(*session).id
-	seen := int64(-1) // the mark's revision last passed on: only changes are
-	for {
-		m, ok, q, qrev, changed := e.current()
-		if !ok || m.sess != sess || m.m.Epoch != cr.Epoch {
-			return true
-		}
-		if qrev != seen {
-			mark(q)
-			seen = qrev
-		}
-		if !e.c.wait(ctx, changed) {
-			return false
-		}
-	}
-}
-
-func (e *entry) AwaitRelease(ctx context.Context, mark func(*coord.Quarantine)) bool {
-	seen := int64(-1)
-	for {
-		_, _, q, qrev, changed := e.current()
-		if qrev != seen {
-			mark(q)
-			seen = qrev
-		}
-		if q == nil {
-			return true
-		}
-		if !e.c.wait(ctx, changed) {
-			return false
-		}
-	}
-}
-
-func (e *entry) AwaitGone(ctx context.Context) {
-	for {
-		_, ok, _, _, changed := e.current()
-		if !ok || !e.c.wait(ctx, changed) {
-			return
-		}
-	}
+	return v, changed, nil
 }
 
 // deleteIf deletes the entry if keep says it is the one meant.
@@ -175,11 +133,6 @@ func (e *entry) Retire(_ context.Context, s coord.Session, cr coord.Created) {
 }
 
 func (e *entry) Release(context.Context) error {
-	select {
-	case <-e.c.closed:
-		return nil // Close ended the session, and the entry with it
-	default:
-	}
 	sess := e.c.sess.Load()
 	e.deleteIf(func(m member) bool { return m.sess == sess })
 	return nil

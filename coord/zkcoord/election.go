@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -94,7 +93,7 @@ func (c *Coordinator) await(ctx context.Context, dir, p string, sessID int64) (*
 			return nil, errLostCandidate
 		}
 		if idx == 0 {
-			return c.lead(p, sessID, sent), nil
+			return c.lead(p, sessID, sent)
 		}
 		ok, _, predCh, err := callExistsW(ctx, c, dir+"/"+names[idx-1])
 		if err != nil || !ok {
@@ -109,129 +108,79 @@ func (c *Coordinator) await(ctx context.Context, dir, p string, sessID int64) (*
 			}
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-c.closed:
+		case <-c.g.Closed():
 			return nil, coord.ErrClosed
 		}
 	}
 }
 
-// leadership is held while its candidate znode exists in the session that created it.
+// leadership is held while its candidate znode exists in the session that created it (see
+// coord.HoldLeadership for when it is given up).
 type leadership struct {
-	c      *Coordinator
-	path   string
-	sessID int64
-	done   chan struct{}
-	once   sync.Once
-	resign chan struct{}
-	rOnce  sync.Once
+	*coord.Held
+	c    *Coordinator
+	path string
 }
 
-func (l *leadership) Done() <-chan struct{} { return l.done }
-
-func (l *leadership) lose(why string) {
-	l.once.Do(func() {
-		l.c.log.Warn("leadership lost", "candidate", l.path, "why", why)
-		close(l.done)
-	})
+// lead starts watching the leadership of candidate p, created in session sessID; heard is
+// the send time of a request answered in that session. The session is judged as a
+// registration's is (regSession).
+func (c *Coordinator) lead(p string, sessID int64, heard time.Time) (*leadership, error) {
+	l := &leadership{c: c, path: p}
+	var err error
+	l.Held, err = coord.HoldLeadership(coord.Candidacy{
+		Name: p, Session: &regSession{c: c, id: sessID, heard: heard}, Timeout: c.timeout(),
+		Log: c.log, Closed: c.g.Closed(), Follow: l.follow,
+		// Resign deletes the candidate znode, which wakes the next candidate; in a new
+		// session the old one expired, and the znode with it.
+		Resign: func(ctx context.Context) error {
+			if c.conn.SessionID() != sessID {
+				return nil
+			}
+			err := callDelete(ctx, c, p, -1)
+			if errors.Is(err, zk.ErrNoNode) {
+				return nil
+			}
+			return wrap("resign", err)
+		},
+	}, c.g.Go)
+	return l, err
 }
 
-// Resign deletes the candidate znode, which wakes the next candidate.
-func (l *leadership) Resign(ctx context.Context) error {
-	l.rOnce.Do(func() { close(l.resign) })
-	<-l.done
-	if l.c.conn.SessionID() != l.sessID {
-		return nil
-	}
-	err := callDelete(ctx, l.c, l.path, -1)
-	if errors.Is(err, zk.ErrNoNode) {
-		return nil
-	}
-	return wrap("resign", err)
-}
-
-// lead starts the goroutine that watches the leadership. Leadership is given up as soon as
-// the ensemble has not answered for a third of the session timeout (when a registration
-// would be Suspended, see coord.Liveness), or the connection has been reported lost for that
-// long (Curator gives it up on suspension; CURATOR-460 shows why waiting longer lets two
-// leaders overlap), when the candidate znode goes, or when the session changes. Writes are
-// fenced regardless.
-// heard is the send time of a request answered in session sessID.
-func (c *Coordinator) lead(p string, sessID int64, heard time.Time) *leadership {
-	l := &leadership{c: c, path: p, sessID: sessID, done: make(chan struct{}), resign: make(chan struct{})}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		var (
-			nodeCh    <-chan zk.Event
-			armedGen  uint64
-			downSince time.Time
-		)
-		timer := time.NewTimer(time.Hour)
-		defer timer.Stop()
-		for {
-			s, changed := c.sess.Get()
-			_, heardChanged := c.heard.Get()
-			if s.closed {
-				l.lose("coordinator closed")
-				return
-			}
-			now := time.Now()
-			st := c.standing(now, sessID, heard)
-			heard = st.heard
-			if st.suspended || !now.Before(st.fenceAt) {
-				l.lose("ZooKeeper not answering")
-				return
-			}
-			next := st.next
-			if s.connected {
-				downSince = time.Time{}
-			} else {
-				if downSince.IsZero() {
-					downSince = now
+// follow arms the candidate znode's one-shot watch, again after it fires and after every
+// reconnect, until the znode is gone.
+func (l *leadership) follow(ctx context.Context) string {
+	var (
+		nodeCh   <-chan zk.Event
+		armedGen uint64
+	)
+	for ctx.Err() == nil {
+		s, changed := l.c.sess.Get()
+		if s.connected && (nodeCh == nil || s.gen != armedGen) {
+			// Bounded, so that a call lost on a silent link is made again.
+			actx, cancel := context.WithTimeout(ctx, coord.OverdueAfter(l.c.timeout()))
+			ok, _, ch, err := callExistsW(actx, l.c, l.path)
+			cancel()
+			switch {
+			case err == nil && !ok:
+				return "candidate znode deleted"
+			case err == nil:
+				armedGen, nodeCh = s.gen, ch
+			default:
+				if !l.c.sleep(ctx, 100*time.Millisecond) {
+					return ""
 				}
-				giveUp := downSince.Add(c.timeout() / 3)
-				if !now.Before(giveUp) {
-					l.lose("disconnected from ZooKeeper")
-					return
-				}
-				next = earliest(next, giveUp)
-			}
-			timer.Reset(time.Until(next))
-			if s.connected && c.conn.SessionID() != sessID {
-				l.lose("session expired")
-				return
-			}
-			if s.connected && (nodeCh == nil || s.gen != armedGen) {
-				cctx, cancel := context.WithDeadline(context.Background(), next)
-				ok, _, ch, err := callExistsW(cctx, c, p)
-				cancel()
-				switch {
-				case err == nil && !ok:
-					l.lose("candidate znode deleted")
-					return
-				case err == nil:
-					armedGen, nodeCh = s.gen, ch
-				default:
-					// Look again shortly, or when the standing changes.
-					timer.Reset(max(0, min(100*time.Millisecond, time.Until(next))))
-				}
-			}
-			select {
-			case <-changed:
-			case <-heardChanged:
-			case <-timer.C:
-			case <-nodeCh:
-				nodeCh = nil
-			case <-l.resign:
-				l.lose("resigned")
-				return
-			case <-c.closed:
-				l.lose("coordinator closed")
-				return
+				continue
 			}
 		}
-	}()
-	return l
+		select {
+		case <-changed:
+		case <-nodeCh:
+			nodeCh = nil
+		case <-ctx.Done():
+		}
+	}
+	return ""
 }
 
 // Leader returns the candidate that leads the named election.

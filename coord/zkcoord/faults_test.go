@@ -28,12 +28,7 @@ func TestSurvivesLossOfOneServerThenTheLeader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := node.Register(ctx, coordtest.NewMember("node-1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st0, _ := reg.Status()
-	coordtest.WaitMembers(t, watch, 5*time.Second, "node-1 registered", func(ms []coord.Member) bool { return len(ms) == 1 })
+	reg, st0 := coordtest.RegisterSeen(ctx, t, node, watch, "node-1")
 
 	// Stop a follower.
 	leader, err := e.Leader(ctx)

@@ -53,13 +53,12 @@ func (c *Coordinator) LastHeard() time.Time {
 // at a time: while one is unanswered, its send time says since when the ensemble has been
 // silent.
 func (c *Coordinator) probe() {
-	defer c.wg.Done()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
 		select {
 		case <-timer.C:
-		case <-c.closed:
+		case <-c.g.Closed():
 			return
 		}
 		sess := c.conn.SessionID()
@@ -77,7 +76,7 @@ func (c *Coordinator) probe() {
 		var err error
 		select {
 		case err = <-res:
-		case <-c.closed:
+		case <-c.g.Closed():
 			return
 		}
 		// A probe counts only if the same session sent and received it: an answer in a
@@ -95,26 +94,6 @@ func (c *Coordinator) probe() {
 		// or at once if the answer (or failure) took longer than that.
 		timer.Reset(max(0, time.Until(sent.Add(coord.ProbeInterval(c.timeout())))))
 	}
-}
-
-// standing is what the liveness record says about one session at one instant.
-type standing struct {
-	heard     time.Time // send time of the latest request known answered in the session
-	suspended bool      // a probe is overdue, or the latest answer is stale
-	fenceAt   time.Time // heard + FenceAfter(timeout): the session may be gone after this
-	next      time.Time // when the standing changes by itself if nothing more is heard
-}
-
-// standing judges session sess at now. heard is the send time of a request the caller knows
-// was answered in sess (the create of its entry, say), or zero.
-func (c *Coordinator) standing(now time.Time, sess int64, heard time.Time) standing {
-	h := c.heard.Load()
-	if h.sess == sess && h.last.After(heard) {
-		heard = h.last
-	}
-	st := standing{heard: heard}
-	st.suspended, st.fenceAt, st.next = coord.Liveness{Heard: heard, Pending: h.pending}.Judge(now, c.timeout())
-	return st
 }
 
 // sniffDial wraps dial so that every connection reports the session timeout the server

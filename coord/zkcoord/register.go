@@ -15,7 +15,7 @@ import (
 // Register creates <root>/nodes/<id> and keeps it: see coord.Coordinator. The state machine
 // is coord's; this file is what it needs of ZooKeeper.
 func (c *Coordinator) Register(ctx context.Context, m coord.Member) (coord.Registration, error) {
-	o := coord.RegisterOptions{Timeout: c.cfg.SessionTimeout, Log: c.log, Closed: c.closed, Go: c.spawn}
+	o := coord.RegisterOptions{Timeout: c.cfg.SessionTimeout, Log: c.log, Closed: c.g.Closed(), Go: c.g.Go}
 	return coord.StartRegistration(ctx, m, o, func(data []byte) coord.Entry {
 		return &entry{c: c, id: m.ID, instance: m.Instance, data: data, path: c.memberPath(m.ID), markPath: c.markPath(m.ID)}
 	})
@@ -57,13 +57,15 @@ func (e *entry) Session(ctx context.Context) (coord.Session, error) {
 // starved); lost when a new session shows that this one expired.
 func (s *regSession) Standing(now time.Time) coord.Standing {
 	ss, changed := s.c.sess.Get()
-	_, heardChanged := s.c.heard.Get()
-	st := s.c.standing(now, s.id, s.heard)
-	s.heard = st.heard
+	h, heardChanged := s.c.heard.Get()
+	if h.sess == s.id && h.last.After(s.heard) {
+		s.heard = h.last // a probe answered in this session since
+	}
+	suspended, fenceAt, next := coord.Liveness{Heard: s.heard, Pending: h.pending}.Judge(now, s.c.timeout())
 	out := coord.Standing{
-		Suspended: st.suspended,
-		Heard:     st.heard,
-		FenceAt:   st.fenceAt,
+		Suspended: suspended,
+		Heard:     s.heard,
+		FenceAt:   fenceAt,
 		Changed:   [2]<-chan struct{}{changed, heardChanged},
 	}
 	if ss.connected {
@@ -73,10 +75,10 @@ func (s *regSession) Standing(now time.Time) coord.Standing {
 		if s.downSince.IsZero() {
 			s.downSince = now
 		}
-		out.Suspended = true // cut off: the ensemble may expire the session without our knowing
+		out.Down = true // cut off: the ensemble may expire the session without our knowing
 		out.FenceAt = earliest(out.FenceAt, s.downSince.Add(s.c.timeout()))
 	}
-	out.Next = earliest(st.next, out.FenceAt)
+	out.Next = earliest(next, out.FenceAt)
 	return out
 }
 
@@ -144,68 +146,46 @@ func (e *entry) adopt(ctx context.Context, sessID int64) (coord.Created, error) 
 		other.Instance, st.EphemeralOwner, other.StartedAt.Format(time.RFC3339))
 }
 
-// Follow arms the entry's and the mark's one-shot watches, again after each fires and after
-// every reconnect, until the entry is gone or no longer in the session.
-func (e *entry) Follow(ctx context.Context, s coord.Session, _ coord.Created, mark func(*coord.Quarantine)) bool {
-	sessID := s.(*regSession).id
-	var (
-		nodeCh, markCh <-chan zk.Event
-		armedGen       uint64
-	)
-	for ctx.Err() == nil {
-		ss, changed := e.c.sess.Get()
-		if ss.connected {
-			if ss.gen != armedGen {
-				nodeCh, markCh, armedGen = nil, nil, ss.gen
-			}
-			// Bounded, so that a call lost on a silent link is made again.
-			actx, cancel := context.WithTimeout(ctx, coord.OverdueAfter(e.c.timeout()))
-			gone, err := e.arm(actx, sessID, &nodeCh, &markCh, mark)
-			cancel()
-			if gone {
-				return true
-			}
-			if err != nil {
-				if !e.c.sleep(ctx, 100*time.Millisecond) {
-					return false
-				}
-				continue
-			}
-		}
+// Look reads the entry and the mark and arms their one-shot watches; changed is closed when
+// either fires or the session changes (events during a disconnection are lost, so a
+// reconnect means looking again). While disconnected it fails, with a changed that the
+// reconnect closes.
+//
+// Each look arms both watches again, so the one that did not fire stays registered in the
+// client beside the new one until its path's next event (or the session's end): one small
+// channel per change of the other path. Changes are rare (a registration, a quarantine
+// mark set or released), so this is cheaper than tracking which watch is still armed.
+func (e *entry) Look(ctx context.Context, s coord.Session, cr coord.Created) (coord.Sight, <-chan struct{}, error) {
+	ss, sessChanged := e.c.sess.Get()
+	if !ss.connected {
+		return coord.Sight{}, sessChanged, fmt.Errorf("look: %w", coord.ErrUnavailable)
+	}
+	// Bounded, so that a call lost on a silent link is made again.
+	actx, cancel := context.WithTimeout(ctx, coord.OverdueAfter(e.c.timeout()))
+	defer cancel()
+	ok, st, nodeCh, err := callExistsW(actx, e.c, e.path)
+	if err != nil {
+		return coord.Sight{}, sessChanged, err
+	}
+	q, markCh, err := e.readMarkW(actx)
+	if err != nil {
+		return coord.Sight{}, sessChanged, err
+	}
+	v := coord.Sight{Exists: ok, Mark: q}
+	if rs, mine := s.(*regSession); mine && ok {
+		v.Ours = st.EphemeralOwner == rs.id && st.Czxid == cr.Epoch
+	}
+	changed := make(chan struct{})
+	go func() { // ends with ctx, which the caller ends once it has looked
+		defer close(changed)
 		select {
-		case <-changed:
 		case <-nodeCh:
-			nodeCh = nil
 		case <-markCh:
-			markCh = nil
+		case <-sessChanged:
 		case <-ctx.Done():
 		}
-	}
-	return false
-}
-
-// arm sets whichever of the entry's and the mark's watches is not set. gone reports that the
-// entry no longer exists in session sessID.
-func (e *entry) arm(ctx context.Context, sessID int64, nodeCh, markCh *<-chan zk.Event, mark func(*coord.Quarantine)) (gone bool, err error) {
-	if *nodeCh == nil {
-		ok, st, ch, err := callExistsW(ctx, e.c, e.path)
-		if err != nil {
-			return false, err
-		}
-		if !ok || st.EphemeralOwner != sessID {
-			return true, nil
-		}
-		*nodeCh = ch
-	}
-	if *markCh == nil {
-		q, ch, err := e.readMarkW(ctx)
-		if err != nil {
-			return false, err
-		}
-		mark(q)
-		*markCh = ch
-	}
-	return false, nil
+	}()
+	return v, changed, nil
 }
 
 // earliest returns the earlier of a and b.
@@ -240,45 +220,6 @@ func (e *entry) readMarkW(ctx context.Context) (*coord.Quarantine, <-chan zk.Eve
 	return g.q, g.ch, err
 }
 
-// AwaitRelease watches the mark until it is deleted, looking again after every reconnect.
-func (e *entry) AwaitRelease(ctx context.Context, mark func(*coord.Quarantine)) bool {
-	for {
-		if _, err := e.c.waitSession(ctx); err != nil {
-			return false
-		}
-		q, ch, err := e.readMarkW(ctx)
-		if err != nil {
-			if !e.c.sleep(ctx, 100*time.Millisecond) {
-				return false
-			}
-			continue
-		}
-		mark(q)
-		if q == nil {
-			return true
-		}
-		_, changed := e.c.sess.Get()
-		select {
-		case <-ch:
-		case <-changed:
-		case <-ctx.Done():
-			return false
-		}
-	}
-}
-
-// AwaitGone waits until another session's entry is deleted.
-func (e *entry) AwaitGone(ctx context.Context) {
-	ok, _, ch, err := callExistsW(ctx, e.c, e.path)
-	if err != nil || !ok {
-		return
-	}
-	select {
-	case <-ch:
-	case <-ctx.Done():
-	}
-}
-
 // Delete deletes the entry if the current session owns it.
 func (e *entry) Delete(ctx context.Context, _ coord.Session, _ coord.Created) error {
 	return e.deleteOwn(ctx)
@@ -306,16 +247,8 @@ func (e *entry) Retire(ctx context.Context, s coord.Session, _ coord.Created) {
 	}
 }
 
-// Release deletes the entry if the current session owns it. After Close the session has
-// ended, and its entries with it.
-func (e *entry) Release(ctx context.Context) error {
-	select {
-	case <-e.c.closed:
-		return nil
-	default:
-	}
-	return e.deleteOwn(ctx)
-}
+// Release deletes the entry if the current session owns it.
+func (e *entry) Release(ctx context.Context) error { return e.deleteOwn(ctx) }
 
 // deleteOwn deletes the entry if this process's current session owns it.
 func (e *entry) deleteOwn(ctx context.Context) error {

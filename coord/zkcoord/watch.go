@@ -6,21 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"time"
 
 	"github.com/go-zookeeper/zk"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
-	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
 
 // Members lists the live members, after a sync so that a read from a follower is current.
 func (c *Coordinator) Members(ctx context.Context) ([]coord.Member, error) {
-	if _, err := call(ctx, func() (string, error) { return c.conn.Sync(c.nodesDir) }); err != nil {
-		return nil, wrap("sync", err)
-	}
-	ms, _, err := listChildren(ctx, c, c.nodesDir, false, decodeMember)
-	return ms, wrap("list members", err)
+	return listSynced(ctx, c, c.nodesDir, "members", decodeMember)
 }
 
 // WatchMembers delivers the live member set now and after every change.
@@ -28,13 +22,19 @@ func (c *Coordinator) WatchMembers(ctx context.Context) (<-chan []coord.Member, 
 	return watchChildren(ctx, c, c.nodesDir, decodeMember)
 }
 
-// Quarantines lists the standing quarantine marks.
+// Quarantines lists the standing quarantine marks, after a sync.
 func (c *Coordinator) Quarantines(ctx context.Context) ([]coord.Quarantine, error) {
-	if _, err := call(ctx, func() (string, error) { return c.conn.Sync(c.quarDir) }); err != nil {
+	return listSynced(ctx, c, c.quarDir, "quarantines", decodeMarkChild)
+}
+
+// listSynced lists dir's children after a sync, so that a read from a follower is current.
+func listSynced[T any](ctx context.Context, c *Coordinator, dir, what string,
+	decode func(name string, data []byte, st *zk.Stat) (T, bool)) ([]T, error) {
+	if _, err := call(ctx, func() (string, error) { return c.conn.Sync(dir) }); err != nil {
 		return nil, wrap("sync", err)
 	}
-	qs, _, err := listChildren(ctx, c, c.quarDir, false, decodeMarkChild)
-	return qs, wrap("list quarantines", err)
+	set, _, err := listChildren(ctx, c, dir, false, decode)
+	return set, wrap("list "+what, err)
 }
 
 // WatchQuarantines delivers the standing marks now and after every change.
@@ -44,7 +44,8 @@ func (c *Coordinator) WatchQuarantines(ctx context.Context) (<-chan []coord.Quar
 
 // SetQuarantine writes a quarantine mark; with a fence, only while the fence still leads.
 func (c *Coordinator) SetQuarantine(ctx context.Context, q coord.Quarantine, fence coord.Leadership) error {
-	if err := coord.ValidateID(q.Node); err != nil {
+	data, err := coord.EncodeQuarantine(q)
+	if err != nil {
 		return err
 	}
 	var check []any
@@ -56,10 +57,6 @@ func (c *Coordinator) SetQuarantine(ctx context.Context, q coord.Quarantine, fen
 		// The candidate znode is never modified, so version 0 proves it still exists: it
 		// vanishes with the leader's session, and a deposed leader's write then fails.
 		check = append(check, &zk.CheckVersionRequest{Path: l.path, Version: 0})
-	}
-	data, err := json.Marshal(q)
-	if err != nil {
-		return fmt.Errorf("quarantine: %w", err)
 	}
 	p := c.markPath(q.Node)
 	for attempt := 0; attempt < 3; attempt++ {
@@ -176,48 +173,30 @@ func cversionOf(st *zk.Stat) int32 {
 // lost).
 func watchChildren[T any](ctx context.Context, c *Coordinator, dir string,
 	decode func(name string, data []byte, st *zk.Stat) (T, bool)) (<-chan []T, error) {
-	select {
-	case <-c.closed:
-		return nil, coord.ErrClosed
-	default:
-	}
-	out := make(chan []T, 1)
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		defer close(out)
-		ctx, cancel := notify.CancelOn(ctx, c.closed, nil)
-		defer cancel()
-		for ctx.Err() == nil {
-			gen, err := c.waitSession(ctx)
-			if err != nil {
-				return
+	return coord.Deliver(ctx, c.g, func(ctx context.Context, send func([]T)) bool {
+		gen, err := c.waitSession(ctx)
+		if err != nil {
+			return false
+		}
+		_, _ = call(ctx, func() (string, error) { return c.conn.Sync(dir) })
+		set, ch, err := listChildren(ctx, c, dir, true, decode)
+		if err != nil {
+			return false
+		}
+		send(set)
+		// Wait for the watch or a new session generation (a reconnect).
+		for {
+			s, changed := c.sess.Get()
+			if s.gen != gen || s.closed {
+				return true
 			}
-			_, _ = call(ctx, func() (string, error) { return c.conn.Sync(dir) })
-			set, ch, err := listChildren(ctx, c, dir, true, decode)
-			if err != nil {
-				if !c.sleep(ctx, 100*time.Millisecond) {
-					return
-				}
-				continue
-			}
-			notify.SendLatest(out, set)
-			// Wait for the watch or a new session generation (a reconnect).
-			for {
-				s, changed := c.sess.Get()
-				if s.gen != gen || s.closed {
-					break
-				}
-				select {
-				case <-ch:
-				case <-changed:
-					continue
-				case <-ctx.Done():
-					return
-				}
-				break
+			select {
+			case <-ch:
+				return true
+			case <-changed:
+			case <-ctx.Done():
+				return false
 			}
 		}
-	}()
-	return out, nil
+	})
 }

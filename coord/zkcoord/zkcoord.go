@@ -49,7 +49,6 @@ import (
 	"net"
 	"path"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -104,8 +103,8 @@ func (c Config) Validate() error {
 			return fmt.Errorf("zk: server %q: %w", s, err)
 		}
 	}
-	if c.Root != "" && (!strings.HasPrefix(c.Root, "/") || strings.HasSuffix(c.Root, "/") || strings.Contains(c.Root, "//")) {
-		return fmt.Errorf("zk: root %q must be an absolute znode path like /switchboard", c.Root)
+	if err := coord.ValidateRoot("zk: root", c.Root); err != nil {
+		return err
 	}
 	if c.Auth != "" {
 		if u, p, ok := strings.Cut(c.Auth, ":"); !ok || u == "" || p == "" {
@@ -137,9 +136,7 @@ type Coordinator struct {
 	sess       notify.Value[session]
 	heard      notify.Value[hearing] // the liveness record, kept by the prober
 	negotiated atomic.Int64          // lowest session timeout a server granted, in ns
-	closed     chan struct{}
-	closeOnce  sync.Once
-	wg         sync.WaitGroup // goroutines owned by the coordinator (registrations, watches)
+	g          *coord.Group          // goroutines owned by the coordinator (registrations, watches)
 }
 
 var _ coord.Coordinator = (*Coordinator)(nil)
@@ -160,7 +157,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		nodesDir: cfg.Root + "/nodes",
 		quarDir:  cfg.Root + "/quarantine",
 		electDir: cfg.Root + "/election",
-		closed:   make(chan struct{}),
+		g:        coord.NewGroup(),
 	}
 	dial := cfg.Dial
 	if dial == nil {
@@ -200,8 +197,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 			return nil, fmt.Errorf("zk: create %s: %w", p, err)
 		}
 	}
-	c.wg.Add(1)
-	go c.probe()
+	_ = c.g.Go(c.probe) // nobody else holds c yet: it cannot be closed
 	return c, nil
 }
 
@@ -239,7 +235,7 @@ func (c *Coordinator) waitSession(ctx context.Context) (uint64, error) {
 		case <-changed:
 		case <-ctx.Done():
 			return 0, ctx.Err()
-		case <-c.closed:
+		case <-c.g.Closed():
 			return 0, coord.ErrClosed
 		}
 	}
@@ -247,10 +243,8 @@ func (c *Coordinator) waitSession(ctx context.Context) (uint64, error) {
 
 // Close ends the session; the ensemble deletes this process's ephemeral znodes at once.
 func (c *Coordinator) Close() error {
-	c.closeOnce.Do(func() {
-		close(c.closed)
+	c.g.Close(func() {
 		c.sess.Update(func(s session) session { s.closed = true; s.connected = false; return s })
-		c.wg.Wait()
 		c.conn.Close()
 	})
 	return nil
@@ -323,20 +317,9 @@ func wrap(op string, err error) error {
 func (c *Coordinator) memberPath(id string) string { return c.nodesDir + "/" + id }
 func (c *Coordinator) markPath(id string) string   { return c.quarDir + "/" + id }
 
-// spawn runs f on a goroutine that Close waits for, unless the coordinator is closed.
-func (c *Coordinator) spawn(f func()) error {
-	select {
-	case <-c.closed:
-		return coord.ErrClosed
-	default:
-	}
-	c.wg.Go(f)
-	return nil
-}
-
 // sleep waits d, returning false if ctx ends or the coordinator closes first.
 func (c *Coordinator) sleep(ctx context.Context, d time.Duration) bool {
-	return notify.Sleep(ctx, d, c.closed)
+	return notify.Sleep(ctx, d, c.g.Closed())
 }
 
 // zkLogger routes the library's log lines into slog. Connection failures repeat every

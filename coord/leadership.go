@@ -1,0 +1,154 @@
+package coord
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/internal/notify"
+)
+
+// Candidacy is a won election as its backend keeps it: what HoldLeadership needs to tell
+// when the leadership ends.
+type Candidacy struct {
+	// Name identifies the candidate's entry in the log (its key or path).
+	Name string
+	// Session is what the candidate's entry lives on, judged as a registration's is but
+	// more strictly (see HoldLeadership). Only the holding goroutine calls it.
+	Session Session
+	// Timeout is the session timeout or lease TTL the Session is timed by.
+	Timeout time.Duration
+	// Follow watches the candidate's entry until it is gone and says why, or returns ""
+	// once ctx ends. It runs on a goroutine of its own: a call to the backend can block while
+	// the link is down, and the holder must keep time meanwhile.
+	Follow func(ctx context.Context) (gone string)
+	// Ended, if not nil, is closed when the backend ends the candidacy by itself.
+	Ended <-chan struct{}
+	// Resign deletes the candidate's entry, after Done is closed (Leadership.Resign).
+	Resign func(ctx context.Context) error
+	// Lost, if not nil, is called once if the leadership is taken away (not resigned, and
+	// not ended by Close), before Done is closed.
+	Lost func()
+	// Log receives the end of the leadership.
+	Log *slog.Logger
+	// Closed is closed when the coordinator closes; the leadership then ends.
+	Closed <-chan struct{}
+}
+
+// Held is a Leadership kept by HoldLeadership. Backends embed it to keep what their fenced
+// writes check (the candidate's key and revision).
+type Held struct {
+	c        Candidacy
+	done     chan struct{}
+	doneOnce sync.Once
+	resign   chan struct{}
+	rOnce    sync.Once
+}
+
+var _ Leadership = (*Held)(nil)
+
+// HoldLeadership starts the goroutine (through spawn, which fails once the coordinator is
+// closed) that watches a won candidacy and closes Done when it ends. Leadership is given
+// up when the candidate's entry goes, when the session is Lost or Suspended by its answers
+// (Standing.Suspended) or past its FenceAt, or when the link has been Down for a third of
+// the Timeout: Curator gives leadership up on suspension, and CURATOR-460 shows why waiting
+// longer lets two leaders overlap. Writes are fenced regardless (Marks.SetQuarantine).
+func HoldLeadership(c Candidacy, spawn func(func()) error) (*Held, error) {
+	h := &Held{c: c, done: make(chan struct{}), resign: make(chan struct{})}
+	if err := spawn(h.hold); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// Done is closed when the leadership is lost or given up.
+func (h *Held) Done() <-chan struct{} { return h.done }
+
+// Resign ends the leadership and deletes the candidate's entry, which elects the next
+// candidate. Idempotent.
+func (h *Held) Resign(ctx context.Context) error {
+	h.rOnce.Do(func() { close(h.resign) })
+	<-h.done
+	return h.c.Resign(ctx)
+}
+
+// end closes Done once; taken says that the leadership was taken away, not given up.
+func (h *Held) end(why string, taken bool) {
+	h.doneOnce.Do(func() {
+		lvl := slog.LevelWarn
+		if !taken {
+			lvl = slog.LevelInfo
+		}
+		h.c.Log.Log(context.Background(), lvl, "leadership ended", "candidate", h.c.Name, "why", why)
+		// Done first: Lost may hand the leadership on (etcd revokes the lease, which deletes
+		// the candidate key), and the next leader must not lead while this one still does.
+		close(h.done)
+		if taken && h.c.Lost != nil {
+			h.c.Lost()
+		}
+	})
+}
+
+func (h *Held) hold() {
+	ctx, cancel := notify.CancelOn(context.Background(), h.done, h.c.Closed)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if why := h.c.Follow(ctx); why != "" {
+			h.end(why, true)
+		}
+	})
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var downSince time.Time
+	for {
+		now := time.Now()
+		st := h.c.Session.Standing(now)
+		switch {
+		case st.Lost:
+			h.end("session lost", true)
+			return
+		case st.Suspended || !now.Before(st.FenceAt):
+			h.end("the backend is not answering", true)
+			return
+		}
+		next := st.Next
+		if !st.Down {
+			downSince = time.Time{}
+		} else {
+			if downSince.IsZero() {
+				downSince = now
+			}
+			giveUp := downSince.Add(h.c.Timeout / 3)
+			if !now.Before(giveUp) {
+				h.end("disconnected", true)
+				return
+			}
+			if giveUp.Before(next) {
+				next = giveUp
+			}
+		}
+		timer.Reset(time.Until(next))
+
+		select {
+		case <-st.Changed[0]:
+		case <-st.Changed[1]:
+		case <-timer.C:
+		case <-h.done: // Follow saw the entry go
+			return
+		case <-h.c.Ended:
+			h.end("session ended", true)
+			return
+		case <-h.resign:
+			h.end("resigned", false)
+			return
+		case <-h.c.Closed:
+			h.end("coordinator closed", false)
+			return
+		}
+	}
+}
