@@ -11,14 +11,16 @@ import (
 	"github.com/switchboard-mqtt/switchboard/wire"
 )
 
-// wake starts the connection's sender unless it is running. The sender runs while there is
-// something it may do, and exits when there is nothing: whatever makes work possible again
-// (a message, an acknowledgement, a notice, readiness, a renewed lease, a new epoch) wakes
-// it.
+// wake starts the connection's sender unless it is running or has nothing to do. The
+// sender runs while there is something it may do, and exits when there is nothing:
+// whatever makes work possible again (a message, an acknowledgement, a notice, readiness,
+// a renewed lease, a new epoch) wakes it.
 func (n *Node) wake(st *clientState) {
 	o := st.ob
 	o.mu.Lock()
-	if o.sending || o.closed {
+	if o.sending || o.closed || o.idle() {
+		// idle: most wakes come from PUBACKs of clients with nothing more queued, and a
+		// sender started for them would find nothing and exit (a goroutine per message).
 		o.mu.Unlock()
 		return
 	}
@@ -29,6 +31,13 @@ func (n *Node) wake(st *clientState) {
 		defer n.sendWG.Done()
 		n.sendLoop(st)
 	}()
+}
+
+// idle reports whether a sender would find nothing to do: no message queued and no
+// mailbox read owed. A sender that is blocked (see blocked) finds nothing either, but
+// is woken when the block lifts, so only the queues count here. o.mu is held.
+func (o *outbox) idle() bool {
+	return len(o.boxQ) == 0 && len(o.directQ) == 0 && !o.mailboxPending()
 }
 
 // blocked reports why nothing may be sent to st now ("" when something may).
