@@ -142,9 +142,12 @@ func (r *replies) add(p pendingReply) {
 
 func (r replies) run() {
 	for _, p := range r {
-		p.fn(p.i, p.r)
+		p.send()
 	}
 }
+
+// send sends the reply; fn is not nil.
+func (p pendingReply) send() { p.fn(p.i, p.r) }
 
 // accept takes the messages of one Deliver, all or none. It returns false when the
 // connection cannot take them (closed, taken over, or over its limits).
