@@ -344,6 +344,9 @@ func (n *Node) takeWritable(o *outbox, max int, rs *replies, gone *[]string) []*
 			out = append(out, e)
 		}
 		clear(q[:i])
+		if i == len(q) {
+			return q[:0] // keep the array: the next message would allocate a new one
+		}
 		return q[i:]
 	}
 	o.boxQ = take(o.boxQ, true)

@@ -77,7 +77,16 @@ func (n *Node) window(st *clientState) int {
 // may be written, in order.
 func (n *Node) sendLoop(st *clientState) {
 	o := st.ob
-	var buf []byte
+	bp, _ := n.writeBufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	defer func() {
+		if cap(*bp) <= maxPooledWriteBuf {
+			n.writeBufs.Put(bp)
+		}
+	}()
+	buf := (*bp)[:0]
 	for {
 		var rs replies
 		var gone []string
@@ -150,8 +159,13 @@ func (n *Node) sendLoop(st *clientState) {
 		rs.run()
 		n.remove(st, gone)
 		buf = n.writeBatch(st, batch, buf[:0])
+		*bp = buf
 	}
 }
+
+// maxPooledWriteBuf is the largest write buffer kept for reuse: one grown by a large
+// payload is left to the collector rather than held by the pool.
+const maxPooledWriteBuf = 64 << 10
 
 // retryLater wakes st's sender after d (a no-op once the connection has ended).
 func (n *Node) retryLater(st *clientState, d time.Duration) {
@@ -165,7 +179,7 @@ func (n *Node) writeBatch(st *clientState, batch []*entry, buf []byte) []byte {
 	cl := st.cl
 	now := time.Now()
 	var tooLarge []*entry
-	sent := batch[:0:0]
+	sent := batch[:0] // in place: batch is not used after this
 	for _, e := range batch {
 		left := e.expires.Sub(now)
 		secs := uint32((left + time.Second - 1) / time.Second)
