@@ -42,6 +42,21 @@ func (o *outbox) idle() bool {
 
 // blocked reports why nothing may be sent to st now ("" when something may).
 func (n *Node) blocked(st *clientState) string {
+	if why := n.blockedState(st); why != "" {
+		return why
+	}
+	if ok, _ := n.lease.Check(); !ok {
+		return leaseLapsed
+	}
+	return ""
+}
+
+// leaseLapsed is why nothing is sent while the delivery lease has run out.
+const leaseLapsed = "delivery lease lapsed"
+
+// blockedState is blocked without the lease's expiry, for a caller that reads the lease's
+// end itself.
+func (n *Node) blockedState(st *clientState) string {
 	epoch := n.epoch.Load()
 	switch {
 	case epoch == 0:
@@ -52,9 +67,6 @@ func (n *Node) blocked(st *clientState) string {
 		return "not subscribed to its inbox"
 	case n.lease == nil:
 		return "no delivery lease"
-	}
-	if ok, _ := n.lease.Check(); !ok {
-		return "delivery lease lapsed"
 	}
 	return ""
 }
@@ -270,18 +282,25 @@ func (n *Node) writeToClient(st *clientState, b []byte) error {
 	if st.revoked.Load() {
 		return errRevoked
 	}
-	if why := n.blocked(st); why != "" {
+	if why := n.blockedState(st); why != "" {
 		return fmt.Errorf("%w: %s", errBlocked, why)
 	}
-	deadline := time.Now().Add(n.cfg.WriteTimeout)
-	if end := n.lease.ValidUntil(); end.Before(deadline) {
+	// One clock reading and one look at the lease serve the check and both deadlines.
+	now, end := time.Now(), n.lease.ValidUntil()
+	if !now.Before(end) {
+		return fmt.Errorf("%w: %s", errBlocked, leaseLapsed)
+	}
+	deadline := now.Add(n.cfg.WriteTimeout)
+	if end.Before(deadline) {
 		deadline = end
 	}
 	_ = cl.Net.Conn.SetWriteDeadline(deadline)
 	_, err := cl.Net.Conn.Write(b)
 	var after time.Time // no keepalive: no deadline, as mochi sets it
 	if ka := cl.State.Keepalive; ka > 0 {
-		after = time.Now().Add(time.Duration(ka) * 3 / 2 * time.Second)
+		// Counted from before the write, which moves it a write's duration earlier:
+		// mochi sets it again at the next packet it reads.
+		after = now.Add(time.Duration(ka) * 3 / 2 * time.Second)
 	}
 	_ = cl.Net.Conn.SetWriteDeadline(after)
 	return err
