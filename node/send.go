@@ -191,6 +191,7 @@ func (n *Node) writeBatch(st *clientState, batch []*entry, buf []byte) []byte {
 	cl := st.cl
 	now := time.Now()
 	var tooLarge []*entry
+	qos0 := false
 	sent := batch[:0] // in place: batch is not used after this
 	for _, e := range batch {
 		left := e.expires.Sub(now)
@@ -208,6 +209,7 @@ func (n *Node) writeBatch(st *clientState, batch []*entry, buf []byte) []byte {
 		}
 		buf = b
 		sent = append(sent, e)
+		qos0 = qos0 || e.qos == 0
 	}
 	var werr error
 	if len(sent) > 0 {
@@ -224,6 +226,21 @@ func (n *Node) writeBatch(st *clientState, batch []*entry, buf []byte) []byte {
 		}
 	}
 
+	if len(tooLarge) > 0 || werr == nil && qos0 {
+		n.settleWritten(st, tooLarge, sent, werr == nil)
+	}
+	if werr != nil && !errors.Is(werr, errRevoked) {
+		// The connection is broken: end it, and its outbox spills what is unanswered.
+		n.log.Debug("write to client failed; closing the connection", "client", st.id, "error", werr)
+		cl.Stop(werr)
+	}
+	return buf
+}
+
+// settleWritten ends what a write settles: the entries too large for the client, and,
+// when the write succeeded, the QoS 0 ones it wrote. (A batch of QoS 1 messages that all
+// fit, the usual case, settles nothing until its PUBACKs: writeBatch does not call it.)
+func (n *Node) settleWritten(st *clientState, tooLarge, sent []*entry, written bool) {
 	var rs replies
 	var gone []string
 	o := st.ob
@@ -240,7 +257,7 @@ func (n *Node) writeBatch(st *clientState, batch []*entry, buf []byte) []byte {
 		n.metrics.tooLarge.Inc()
 		n.end(o, e, wire.StatusRejected, errTooLarge.Error(), &rs, &gone)
 	}
-	if werr == nil {
+	if written {
 		for _, e := range sent {
 			if e.qos != 0 {
 				continue
@@ -256,12 +273,6 @@ func (n *Node) writeBatch(st *clientState, batch []*entry, buf []byte) []byte {
 	o.mu.Unlock()
 	rs.run()
 	n.remove(st, gone)
-	if werr != nil && !errors.Is(werr, errRevoked) {
-		// The connection is broken: end it, and its outbox spills what is unanswered.
-		n.log.Debug("write to client failed; closing the connection", "client", st.id, "error", werr)
-		cl.Stop(werr)
-	}
-	return buf
 }
 
 // writeToClient writes b to the client's connection under mochi's client lock, so it never
