@@ -40,13 +40,27 @@ func (h *hook) Provides(b byte) bool {
 // OnPacketRead applies the packet-latency failpoint (a no-op unless a test set it), and
 // routes the client's acknowledgements of packets the server sent: a directed message's
 // PUBACK settles it, and mochi's own get their packet ids back (see pids.go).
+//
+// The packet (800 bytes) is changed in place, through a pointer, below here: every copy
+// passed or returned by value is stack space on the client's read goroutine, and a PUBACK
+// that needs more than the stack the collector shrank it to while the client was idle
+// makes the runtime copy the stack to a larger one, for each client after each collection.
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	h.n.fp.delay()
 	if pk.FixedHeader.Type == packets.Disconnect {
-		return h.n.clampSessionExpiry(pk), nil
+		h.clampDisconnect(&pk)
+	} else {
+		h.n.inbound(cl, &pk)
 	}
-	return h.n.inbound(cl, pk), nil
+	return pk, nil
 }
+
+// clampDisconnect applies clampSessionExpiry to pk in place. It is kept out of line so
+// that the copies clampSessionExpiry takes and returns are on the stack of a DISCONNECT
+// only, not in OnPacketRead's frame for every packet (see OnPacketRead).
+//
+//go:noinline
+func (h *hook) clampDisconnect(pk *packets.Packet) { *pk = h.n.clampSessionExpiry(*pk) }
 
 // OnPacketEncode gives mochi's own outgoing QoS>0 publishes wire packet ids from the
 // node's table, so they never share one with a directed message (see pids.go), gives a

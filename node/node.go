@@ -71,6 +71,10 @@ type Node struct {
 	connecting  map[*mqtt.Client]func() // CONNECT locks held, by connection
 	moving      mover                   // moves clients off while fenced
 	throttled   *logThrottle            // refusals a flood could repeat endlessly
+	// writeBufs holds the buffers senders encode PUBLISH packets into (*[]byte): a
+	// sender lives for one burst of work, often a single message, and a buffer of its
+	// own would be allocated and grown for each.
+	writeBufs sync.Pool
 
 	epoch      atomic.Int64 // the live epoch; 0 while not live (fenced, withdrawn, stopping)
 	quarantine quarantine

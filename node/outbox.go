@@ -142,9 +142,12 @@ func (r *replies) add(p pendingReply) {
 
 func (r replies) run() {
 	for _, p := range r {
-		p.fn(p.i, p.r)
+		p.send()
 	}
 }
+
+// send sends the reply; fn is not nil.
+func (p pendingReply) send() { p.fn(p.i, p.r) }
 
 // accept takes the messages of one Deliver, all or none. It returns false when the
 // connection cannot take them (closed, taken over, or over its limits).
@@ -341,6 +344,9 @@ func (n *Node) takeWritable(o *outbox, max int, rs *replies, gone *[]string) []*
 			out = append(out, e)
 		}
 		clear(q[:i])
+		if i == len(q) {
+			return q[:0] // keep the array: the next message would allocate a new one
+		}
 		return q[i:]
 	}
 	o.boxQ = take(o.boxQ, true)

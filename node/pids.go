@@ -115,22 +115,24 @@ func (n *Node) outbound(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 }
 
 // inbound renumbers an acknowledgement from the client for a packet the server sent, and
-// settles a directed message's PUBACK.
-func (n *Node) inbound(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+// settles a directed message's PUBACK. It changes pk in place (see hook.OnPacketRead for
+// why not by value).
+func (n *Node) inbound(cl *mqtt.Client, pk *packets.Packet) {
 	typ := pk.FixedHeader.Type
 	if typ == packets.Subscribe || typ == packets.Unsubscribe {
-		return n.inboundSubscribe(cl, pk)
+		n.inboundSubscribe(cl, pk)
+		return
 	}
 	if typ != packets.Puback && typ != packets.Pubrec && typ != packets.Pubcomp {
-		return pk
+		return
 	}
 	st := n.clients.byClient(cl)
 	if st == nil {
-		return pk
+		return
 	}
 	if typ == packets.Puback && n.acked(st, pk.PacketID, pk.ReasonCode) {
 		pk.PacketID = 0
-		return pk
+		return
 	}
 	o := st.ob
 	o.mu.Lock()
@@ -161,18 +163,17 @@ func (n *Node) inbound(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if ok {
 		n.wake(st) // a window slot may be free
 	}
-	return pk
 }
 
 // inboundSubscribe gives a SUBSCRIBE or UNSUBSCRIBE whose id mochi holds in flight another
 // id (see pidTable.subscribeIDs). mochi answers it on this goroutine before it reads on.
-func (n *Node) inboundSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+func (n *Node) inboundSubscribe(cl *mqtt.Client, pk *packets.Packet) {
 	if _, held := cl.State.Inflight.Get(pk.PacketID); !held {
-		return pk
+		return
 	}
 	st := n.clients.byClient(cl)
 	if st == nil {
-		return pk
+		return
 	}
 	// From the top of the id space down: mochi allocates upwards from its last id.
 	for id := uint16(65535); id > 0; id-- {
@@ -187,9 +188,9 @@ func (n *Node) inboundSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Pack
 		o.pids.subscribeIDs[id] = pk.PacketID
 		o.mu.Unlock()
 		pk.PacketID = id
-		return pk
+		return
 	}
-	return pk // every id held: mochi answers 0x91
+	// Every id held: mochi answers 0x91.
 }
 
 // outboundSuback restores the client's id on the answer to a renumbered SUBSCRIBE or

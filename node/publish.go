@@ -52,6 +52,13 @@ func appendPublish(dst []byte, p publishPacket) ([]byte, error) {
 	if remaining > 268_435_455 || len(p.topic) > 65535 || len(p.id) > 65535 {
 		return dst, fmt.Errorf("%w: %d bytes is over MQTT's limit", errTooLarge, total)
 	}
+	if cap(dst)-len(dst) < total {
+		// One allocation, not one per append below that outgrows it; at least doubled, so
+		// that a batch of packets appended one by one is copied a bounded number of times.
+		grown := make([]byte, len(dst), max(len(dst)+total, 2*cap(dst)))
+		copy(grown, dst)
+		dst = grown
+	}
 	dst = append(dst, 0x30|p.qos<<1)
 	dst = appendVarint(dst, remaining)
 	dst = appendString16(dst, p.topic)

@@ -100,3 +100,26 @@ func TestAppendPublishRespectsMaximumPacketSize(t *testing.T) {
 		t.Fatalf("one byte over: %q, %v; want errTooLarge and nothing appended", out, err)
 	}
 }
+
+// TestAppendPublishAllocatesOnce: encoding into an empty buffer allocates it once, at
+// its final size, rather than growing it append by append. (Counted against encoding
+// into a buffer large enough already, so that what the race detector adds cancels out.)
+func TestAppendPublishAllocatesOnce(t *testing.T) {
+	p := publishPacket{
+		topic: "inbox/some-client-id", payload: make([]byte, 200), qos: 1, pid: 7,
+		id: "01JD0000000000000000000000", expiry: 60, protocol: 5,
+	}
+	count := func(buf func() []byte) float64 {
+		return testing.AllocsPerRun(100, func() {
+			if _, err := appendPublish(buf(), p); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	room := make([]byte, 0, 1024)
+	empty := count(func() []byte { return nil })
+	roomy := count(func() []byte { return room[:0] })
+	if empty-roomy != 1 {
+		t.Fatalf("appendPublish into an empty buffer: %v allocations more than into a large one, want 1", empty-roomy)
+	}
+}

@@ -57,12 +57,30 @@ type receipter struct {
 }
 
 // receiptItem is a receipt to record and what runs once it is durable. An item without
-// a receipt (barrier) runs once every receipt queued before it is.
+// a receipt (barrier) runs once every receipt queued before it is. The answer and the
+// removal are data rather than closures: one of each per settled message would be two
+// allocations on the hot path.
 type receiptItem struct {
 	r       store.Receipt
 	barrier bool
-	answer  func() // the router's answer (nil: none); sent early when the store fails
-	then    func()
+	answer  pendingReply // the router's answer (fn nil: none); sent early when the store fails
+	st      *clientState // with gone: whose mailbox copies to remove
+	gone    []string     // the mailbox copies to remove
+	then    func()       // anything else (nil: nothing)
+}
+
+// runItem runs what waits for the item's receipt: the answer (unless sent already), the
+// removal, then.
+func (n *Node) runItem(it *receiptItem) {
+	if it.answer.fn != nil {
+		it.answer.send()
+	}
+	if len(it.gone) > 0 {
+		n.remove(it.st, it.gone)
+	}
+	if it.then != nil {
+		it.then()
+	}
 }
 
 // newReceipter returns the receipter for st: one that records nothing when st keeps no
@@ -78,25 +96,26 @@ func newReceipter(st store.Store) *receipter {
 // on reports whether receipts are recorded.
 func (r *receipter) on() bool { return r != nil && r.w != nil }
 
-// add queues rec; answer and then run once rec is durable, after every item queued before
-// it (answer earlier if the store fails: see receipter).
-func (r *receipter) add(rec store.Receipt, answer, then func()) {
-	r.push(receiptItem{r: rec, answer: answer, then: then})
+// add queues rec; its answer and the removal of gone (st's mailbox copies) run once rec
+// is durable, after every item queued before it (the answer earlier if the store fails:
+// see receipter).
+func (r *receipter) add(rec store.Receipt, answer pendingReply, st *clientState, gone []string) {
+	r.push(receiptItem{r: rec, answer: answer, st: st, gone: gone})
 }
 
 // after queues then to run once every receipt queued before it is durable.
 func (r *receipter) after(then func()) { r.push(receiptItem{barrier: true, then: then}) }
 
 func (r *receipter) push(it receiptItem) {
-	var now func()
-	if r.failing.Load() && it.answer != nil {
-		now, it.answer = it.answer, nil
+	var now pendingReply
+	if r.failing.Load() && it.answer.fn != nil {
+		now, it.answer = it.answer, pendingReply{}
 	}
 	r.mu.Lock()
 	r.queue = append(r.queue, it)
 	r.mu.Unlock()
-	if now != nil {
-		now()
+	if now.fn != nil {
+		now.send()
 	}
 	select {
 	case r.signal <- struct{}{}:
@@ -106,18 +125,14 @@ func (r *receipter) push(it receiptItem) {
 
 // answerQueued sends the answers of every queued item now.
 func (r *receipter) answerQueued() {
-	var now []func()
+	var now replies
 	r.mu.Lock()
 	for i := range r.queue {
-		if a := r.queue[i].answer; a != nil {
-			r.queue[i].answer = nil
-			now = append(now, a)
-		}
+		now.add(r.queue[i].answer)
+		r.queue[i].answer = pendingReply{}
 	}
 	r.mu.Unlock()
-	for _, a := range now {
-		a()
-	}
+	now.run()
 }
 
 // receiptLoop runs the receipter until ctx ends, then makes one last try, without
@@ -200,9 +215,9 @@ func (n *Node) receiptPass(ctx context.Context) bool {
 			answered = true
 			r.failing.Store(true)
 			for i := range work {
-				if a := work[i].answer; a != nil {
-					work[i].answer = nil
-					a()
+				if a := work[i].answer; a.fn != nil {
+					work[i].answer = pendingReply{}
+					a.send()
 				}
 			}
 		}
@@ -215,13 +230,8 @@ func (n *Node) receiptPass(ctx context.Context) bool {
 		wait = min(2*wait, maxReceiptBackoff)
 	}
 	r.failing.Store(false)
-	for _, it := range work {
-		if it.answer != nil {
-			it.answer()
-		}
-		if it.then != nil {
-			it.then()
-		}
+	for i := range work {
+		n.runItem(&work[i])
 	}
 	return more
 }
@@ -262,22 +272,17 @@ func (n *Node) end(o *outbox, e *entry, s wire.Status, detail string, rs *replie
 		return f.fn != nil
 	}
 	st := o.st
-	var answer func()
-	if f.fn != nil {
-		answer = func() { f.fn(f.i, f.r) }
-	}
-	then := func() { n.remove(st, ids) }
 	if e.ended {
 		// Its receipt is queued already (acknowledged while a spill stored it, say):
 		// what is left waits behind that one.
-		n.receipter.push(receiptItem{barrier: true, answer: answer, then: then})
+		n.receipter.push(receiptItem{barrier: true, answer: f, st: st, gone: ids})
 		return f.fn != nil
 	}
 	e.ended = true
 	n.receipter.add(store.Receipt{
 		Client: st.id, ID: e.id, Status: status, Node: n.cfg.ID, Attempts: e.writes,
 		Detail: detail, OnlyPending: !e.direct,
-	}, answer, then)
+	}, f, st, ids)
 	return f.fn != nil
 }
 
@@ -288,8 +293,7 @@ func (n *Node) dropCopy(o *outbox, e *entry, gone *[]string) {
 		*gone = append(*gone, e.id)
 		return
 	}
-	st, ids := o.st, []string{e.id}
-	n.receipter.after(func() { n.remove(st, ids) })
+	n.receipter.push(receiptItem{barrier: true, st: o.st, gone: []string{e.id}})
 }
 
 // expiredOnArrival answers a message of a Deliver that had expired before it reached the
@@ -302,5 +306,5 @@ func (n *Node) expiredOnArrival(st *clientState, m wire.Msg, reply func(int, wir
 		return
 	}
 	n.receipter.add(store.Receipt{Client: st.id, ID: m.ID, Status: store.ReceiptExpired, Node: n.cfg.ID, Detail: why},
-		func() { p.fn(p.i, p.r) }, nil)
+		p, nil, nil)
 }

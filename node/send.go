@@ -11,14 +11,16 @@ import (
 	"github.com/switchboard-mqtt/switchboard/wire"
 )
 
-// wake starts the connection's sender unless it is running. The sender runs while there is
-// something it may do, and exits when there is nothing: whatever makes work possible again
-// (a message, an acknowledgement, a notice, readiness, a renewed lease, a new epoch) wakes
-// it.
+// wake starts the connection's sender unless it is running or has nothing to do. The
+// sender runs while there is something it may do, and exits when there is nothing:
+// whatever makes work possible again (a message, an acknowledgement, a notice, readiness,
+// a renewed lease, a new epoch) wakes it.
 func (n *Node) wake(st *clientState) {
 	o := st.ob
 	o.mu.Lock()
-	if o.sending || o.closed {
+	if o.sending || o.closed || o.idle() {
+		// idle: most wakes come from PUBACKs of clients with nothing more queued, and a
+		// sender started for them would find nothing and exit (a goroutine per message).
 		o.mu.Unlock()
 		return
 	}
@@ -31,8 +33,30 @@ func (n *Node) wake(st *clientState) {
 	}()
 }
 
+// idle reports whether a sender would find nothing to do: no message queued and no
+// mailbox read owed. A sender that is blocked (see blocked) finds nothing either, but
+// is woken when the block lifts, so only the queues count here. o.mu is held.
+func (o *outbox) idle() bool {
+	return len(o.boxQ) == 0 && len(o.directQ) == 0 && !o.mailboxPending()
+}
+
 // blocked reports why nothing may be sent to st now ("" when something may).
 func (n *Node) blocked(st *clientState) string {
+	if why := n.blockedState(st); why != "" {
+		return why
+	}
+	if ok, _ := n.lease.Check(); !ok {
+		return leaseLapsed
+	}
+	return ""
+}
+
+// leaseLapsed is why nothing is sent while the delivery lease has run out.
+const leaseLapsed = "delivery lease lapsed"
+
+// blockedState is blocked without the lease's expiry, for a caller that reads the lease's
+// end itself.
+func (n *Node) blockedState(st *clientState) string {
 	epoch := n.epoch.Load()
 	switch {
 	case epoch == 0:
@@ -43,9 +67,6 @@ func (n *Node) blocked(st *clientState) string {
 		return "not subscribed to its inbox"
 	case n.lease == nil:
 		return "no delivery lease"
-	}
-	if ok, _ := n.lease.Check(); !ok {
-		return "delivery lease lapsed"
 	}
 	return ""
 }
@@ -68,7 +89,16 @@ func (n *Node) window(st *clientState) int {
 // may be written, in order.
 func (n *Node) sendLoop(st *clientState) {
 	o := st.ob
-	var buf []byte
+	bp, _ := n.writeBufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	defer func() {
+		if cap(*bp) <= maxPooledWriteBuf {
+			n.writeBufs.Put(bp)
+		}
+	}()
+	buf := (*bp)[:0]
 	for {
 		var rs replies
 		var gone []string
@@ -141,8 +171,13 @@ func (n *Node) sendLoop(st *clientState) {
 		rs.run()
 		n.remove(st, gone)
 		buf = n.writeBatch(st, batch, buf[:0])
+		*bp = buf
 	}
 }
+
+// maxPooledWriteBuf is the largest write buffer kept for reuse: one grown by a large
+// payload is left to the collector rather than held by the pool.
+const maxPooledWriteBuf = 64 << 10
 
 // retryLater wakes st's sender after d (a no-op once the connection has ended).
 func (n *Node) retryLater(st *clientState, d time.Duration) {
@@ -156,7 +191,8 @@ func (n *Node) writeBatch(st *clientState, batch []*entry, buf []byte) []byte {
 	cl := st.cl
 	now := time.Now()
 	var tooLarge []*entry
-	sent := batch[:0:0]
+	qos0 := false
+	sent := batch[:0] // in place: batch is not used after this
 	for _, e := range batch {
 		left := e.expires.Sub(now)
 		secs := uint32((left + time.Second - 1) / time.Second)
@@ -173,6 +209,7 @@ func (n *Node) writeBatch(st *clientState, batch []*entry, buf []byte) []byte {
 		}
 		buf = b
 		sent = append(sent, e)
+		qos0 = qos0 || e.qos == 0
 	}
 	var werr error
 	if len(sent) > 0 {
@@ -189,6 +226,21 @@ func (n *Node) writeBatch(st *clientState, batch []*entry, buf []byte) []byte {
 		}
 	}
 
+	if len(tooLarge) > 0 || werr == nil && qos0 {
+		n.settleWritten(st, tooLarge, sent, werr == nil)
+	}
+	if werr != nil && !errors.Is(werr, errRevoked) {
+		// The connection is broken: end it, and its outbox spills what is unanswered.
+		n.log.Debug("write to client failed; closing the connection", "client", st.id, "error", werr)
+		cl.Stop(werr)
+	}
+	return buf
+}
+
+// settleWritten ends what a write settles: the entries too large for the client, and,
+// when the write succeeded, the QoS 0 ones it wrote. (A batch of QoS 1 messages that all
+// fit, the usual case, settles nothing until its PUBACKs: writeBatch does not call it.)
+func (n *Node) settleWritten(st *clientState, tooLarge, sent []*entry, written bool) {
 	var rs replies
 	var gone []string
 	o := st.ob
@@ -205,7 +257,7 @@ func (n *Node) writeBatch(st *clientState, batch []*entry, buf []byte) []byte {
 		n.metrics.tooLarge.Inc()
 		n.end(o, e, wire.StatusRejected, errTooLarge.Error(), &rs, &gone)
 	}
-	if werr == nil {
+	if written {
 		for _, e := range sent {
 			if e.qos != 0 {
 				continue
@@ -221,12 +273,6 @@ func (n *Node) writeBatch(st *clientState, batch []*entry, buf []byte) []byte {
 	o.mu.Unlock()
 	rs.run()
 	n.remove(st, gone)
-	if werr != nil && !errors.Is(werr, errRevoked) {
-		// The connection is broken: end it, and its outbox spills what is unanswered.
-		n.log.Debug("write to client failed; closing the connection", "client", st.id, "error", werr)
-		cl.Stop(werr)
-	}
-	return buf
 }
 
 // writeToClient writes b to the client's connection under mochi's client lock, so it never
@@ -247,18 +293,25 @@ func (n *Node) writeToClient(st *clientState, b []byte) error {
 	if st.revoked.Load() {
 		return errRevoked
 	}
-	if why := n.blocked(st); why != "" {
+	if why := n.blockedState(st); why != "" {
 		return fmt.Errorf("%w: %s", errBlocked, why)
 	}
-	deadline := time.Now().Add(n.cfg.WriteTimeout)
-	if end := n.lease.ValidUntil(); end.Before(deadline) {
+	// One clock reading and one look at the lease serve the check and both deadlines.
+	now, end := time.Now(), n.lease.ValidUntil()
+	if !now.Before(end) {
+		return fmt.Errorf("%w: %s", errBlocked, leaseLapsed)
+	}
+	deadline := now.Add(n.cfg.WriteTimeout)
+	if end.Before(deadline) {
 		deadline = end
 	}
 	_ = cl.Net.Conn.SetWriteDeadline(deadline)
 	_, err := cl.Net.Conn.Write(b)
 	var after time.Time // no keepalive: no deadline, as mochi sets it
 	if ka := cl.State.Keepalive; ka > 0 {
-		after = time.Now().Add(time.Duration(ka) * 3 / 2 * time.Second)
+		// Counted from before the write, which moves it a write's duration earlier:
+		// mochi sets it again at the next packet it reads.
+		after = now.Add(time.Duration(ka) * 3 / 2 * time.Second)
 	}
 	_ = cl.Net.Conn.SetWriteDeadline(after)
 	return err
