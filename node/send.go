@@ -215,8 +215,14 @@ func (n *Node) writeBatch(st *clientState, batch []*entry, buf []byte) []byte {
 	if len(sent) > 0 {
 		werr = n.writeToClient(st, buf)
 		if errors.Is(werr, errBlocked) {
-			// Nothing was written: the entries go back to the head of their queues.
+			// Nothing was written: the entries go back to the head of their queues. The
+			// too-large ones are settled all the same, as after any other write: no write
+			// would ever carry them, and left as they are they would hold a window slot
+			// and a packet id, and their routers would wait, until the connection ends.
 			n.unwrite(st, sent)
+			if len(tooLarge) > 0 {
+				n.settleWritten(st, tooLarge, nil, false)
+			}
 			return buf
 		}
 		if werr == nil {

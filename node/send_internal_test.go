@@ -1,7 +1,14 @@
 package node
 
 import (
+	"bytes"
+	"slices"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/internal/testenv"
+	"github.com/switchboard-mqtt/switchboard/wire"
 )
 
 // TestWakeIdleStartsNoSender: a wake with nothing queued and no mailbox read owed (the
@@ -47,5 +54,135 @@ func TestWakeIdleStartsNoSender(t *testing.T) {
 		if sending {
 			t.Fatalf("%s: the sender did not exit", tc.name)
 		}
+	}
+}
+
+// connectReady connects id to n as an MQTT 5 client subscribed to its inbox and waits
+// until the node may send to it.
+func connectReady(t *testing.T, n *Node, id string, o testenv.MQTTOptions) (*testenv.MQTTClient, *clientState) {
+	t.Helper()
+	cl := testenv.ConnectMQTT(t, n.Member().MQTTAddr, id, o)
+	if err := cl.Subscribe("inbox/"+id, 1); err != nil {
+		t.Fatal(err)
+	}
+	var st *clientState
+	faultWaitFor(t, 5*time.Second, "client ready with a valid lease", func() bool {
+		st = n.clients.get(id)
+		return st != nil && st.ready.Load() && n.blocked(st) == ""
+	})
+	return cl, st
+}
+
+// answerLog collects a Deliver's answers by message index.
+type answerLog struct {
+	mu  sync.Mutex
+	got map[int][]wire.Result
+}
+
+func (a *answerLog) reply(i int, r wire.Result) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.got == nil {
+		a.got = map[int][]wire.Result{}
+	}
+	a.got[i] = append(a.got[i], r)
+}
+
+func (a *answerLog) of(i int) []wire.Result {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.got[i])
+}
+
+// senderIdle waits until st's sender has exited.
+func senderIdle(t *testing.T, st *clientState) {
+	t.Helper()
+	faultWaitFor(t, 5*time.Second, "the sender exited", func() bool {
+		st.ob.mu.Lock()
+		defer st.ob.mu.Unlock()
+		return !st.ob.sending
+	})
+}
+
+// TestTooLargeSettledWhenTheWriteIsBlocked: a batch holds a message too large for the
+// client's Maximum Packet Size and one that fits; by the time the sender holds mochi's
+// client lock the client is no longer subscribed to its inbox, so the write is refused
+// (errBlocked). The one that fits goes back to its queue and is delivered, once, when the
+// client subscribes again; the too-large one is answered rejected at once and gives back
+// its window slot and packet id (left taken, they would stay taken, and its router
+// unanswered, until the connection ended).
+func TestTooLargeSettledWhenTheWriteIsBlocked(t *testing.T) {
+	env := newFaultEnv(t)
+	n := startFaultNode(t, faultConfig(t, "big-1"), env.coord(t), env.store(t))
+	const id = "small-packets"
+	cl, st := connectReady(t, n, id, testenv.MQTTOptions{CleanStart: true, MaximumPacketSize: 512})
+	o := st.ob
+
+	// mochi holds the client lock while it writes one of its own packets.
+	st.cl.Lock()
+	locked := true
+	defer func() {
+		if locked {
+			st.cl.Unlock()
+		}
+	}()
+	var answers answerLog
+	if !n.accept(st, wire.Deliver{
+		Epoch: n.epoch.Load(), Client: id, Session: st.session, MaxWait: 60_000,
+		Msgs: []wire.Msg{
+			{ID: "big", Topic: "inbox/" + id, Payload: bytes.Repeat([]byte("b"), 2048), QoS: 1, TTL: 60_000},
+			{ID: "fits", Topic: "inbox/" + id, Payload: []byte("fits"), QoS: 1, TTL: 60_000},
+		},
+	}, answers.reply) {
+		t.Fatal("accept refused")
+	}
+	faultWaitFor(t, 5*time.Second, "the sender took both", func() bool {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		big, fits := o.byID["big"], o.byID["fits"]
+		return big != nil && fits != nil && big.state == entryWritten && fits.state == entryWritten
+	})
+	// The client unsubscribes from its inbox (updateReady) while the sender waits.
+	st.ready.Store(false)
+	st.cl.Unlock()
+	locked = false
+
+	faultWaitFor(t, 5*time.Second, "the too-large message answered", func() bool { return len(answers.of(0)) > 0 })
+	senderIdle(t, st)
+	if a := answers.of(0); len(a) != 1 || a[0].Status != wire.StatusRejected {
+		t.Fatalf("the too-large message was answered %+v, want rejected once", a)
+	}
+	o.mu.Lock()
+	window, inFlight := o.window, len(o.pids.directed)
+	fits := o.byID["fits"]
+	fitsState, queued := fits.state, slices.Clone(o.directQ)
+	o.mu.Unlock()
+	if window != 0 || inFlight != 0 {
+		t.Fatalf("after the refused write: window %d, %d packet ids held; want 0 and 0", window, inFlight)
+	}
+	if fitsState != entryQueued || len(queued) != 1 || queued[0] != fits {
+		t.Fatalf("the message that fits is %v, queue %d long; want it queued alone", fitsState, len(queued))
+	}
+	if a := answers.of(1); len(a) != 0 {
+		t.Fatalf("the message that fits was answered %+v before it was written", a)
+	}
+
+	n.updateReady(st) // subscribed again: the sender is woken
+	m, err := cl.Next(5 * time.Second)
+	if err != nil || m.ID != "fits" {
+		t.Fatalf("received %q, %v; want the message that fits", m.ID, err)
+	}
+	faultWaitFor(t, 5*time.Second, "the message that fits answered", func() bool { return len(answers.of(1)) > 0 })
+	if a := answers.of(1); len(a) != 1 || a[0].Status != wire.StatusDelivered {
+		t.Fatalf("the message that fits was answered %+v, want delivered once", a)
+	}
+	if m, err := cl.Next(300 * time.Millisecond); err == nil {
+		t.Fatalf("received %q again (or the too-large one)", m.ID)
+	}
+	o.mu.Lock()
+	window, inFlight = o.window, len(o.pids.directed)
+	o.mu.Unlock()
+	if window != 0 || inFlight != 0 {
+		t.Fatalf("after the acknowledgement: window %d, %d packet ids held; want 0 and 0", window, inFlight)
 	}
 }

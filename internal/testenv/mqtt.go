@@ -60,6 +60,9 @@ type MQTTOptions struct {
 	// Will, if set, is the client's Will message (with WillUser as its user properties).
 	Will     *paho.WillMessage
 	WillUser map[string]string
+	// MaximumPacketSize, if set, is the largest packet the client says it accepts (its
+	// CONNECT's Maximum Packet Size).
+	MaximumPacketSize uint32
 }
 
 // DialMQTT connects a client; err is the connection or CONNACK failure (the Connack, if
@@ -123,8 +126,14 @@ func DialMQTT(addr, id string, o MQTTOptions) (*MQTTClient, error) {
 	if o.Password != nil {
 		cp.Password, cp.PasswordFlag = o.Password, true
 	}
+	if o.SessionExpiry > 0 || o.MaximumPacketSize > 0 {
+		cp.Properties = &paho.ConnectProperties{}
+	}
 	if o.SessionExpiry > 0 {
-		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: &o.SessionExpiry}
+		cp.Properties.SessionExpiryInterval = &o.SessionExpiry
+	}
+	if o.MaximumPacketSize > 0 {
+		cp.Properties.MaximumPacketSize = &o.MaximumPacketSize
 	}
 	if o.Will != nil {
 		cp.WillMessage = o.Will
