@@ -160,9 +160,18 @@ func (n *Node) sendLoop(st *clientState) {
 			}
 			o.pids.directed[e.pid] = e
 		}
+		if !ok {
+			// No free id (see alloc: it cannot happen while the window and mochi's
+			// inflight limit hold). The batch goes back, in order, and waits for the wake
+			// that an id set free by an acknowledgement brings.
+			n.unwriteLocked(o, batch)
+		}
 		if len(batch) == 0 || !ok {
 			o.sending = false
 			o.mu.Unlock()
+			if !ok {
+				n.log.Error("no free packet id for a directed message; waiting for one", "client", st.id)
+			}
 			rs.run()
 			n.remove(st, gone)
 			return
@@ -329,6 +338,11 @@ func (n *Node) unwrite(st *clientState, batch []*entry) {
 	o := st.ob
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	n.unwriteLocked(o, batch)
+}
+
+// unwriteLocked is unwrite with o.mu held.
+func (n *Node) unwriteLocked(o *outbox, batch []*entry) {
 	var box, direct []*entry
 	for _, e := range batch {
 		if e.state != entryWritten {
@@ -337,7 +351,12 @@ func (n *Node) unwrite(st *clientState, batch []*entry) {
 		e.state = entryQueued
 		e.writes--
 		if e.qos > 0 {
-			delete(o.pids.directed, e.pid)
+			// Only its own mapping: an entry that got no id in this attempt (sendLoop's
+			// alloc failed before it) may still name an id another entry holds now.
+			if o.pids.directed[e.pid] == e {
+				delete(o.pids.directed, e.pid)
+			}
+			e.pid = 0
 			o.window--
 		}
 		if e.fromBoxQ {

@@ -186,3 +186,115 @@ func TestTooLargeSettledWhenTheWriteIsBlocked(t *testing.T) {
 		t.Fatalf("after the acknowledgement: window %d, %d packet ids held; want 0 and 0", window, inFlight)
 	}
 }
+
+// TestBatchBackWhenNoPacketIDIsFree: the sender takes a batch of three and finds a packet
+// id for the first only (every other id held, which the window and mochi's inflight
+// limit prevent in practice). The batch goes back to its queue, in order, with its window
+// slots, and the id the first took is free again; the third, which the search never
+// reached and which still names an id another message holds (left by an earlier
+// attempt), does not take that message's id away. When ids are free again all three are
+// delivered, in order, once.
+func TestBatchBackWhenNoPacketIDIsFree(t *testing.T) {
+	env := newFaultEnv(t)
+	n := startFaultNode(t, faultConfig(t, "pid-1"), env.coord(t), env.store(t))
+	const id = "no-ids"
+	cl, st := connectReady(t, n, id, testenv.MQTTOptions{CleanStart: true})
+	o := st.ob
+
+	// Not subscribed to its inbox for a moment: the messages wait in the queue.
+	st.ready.Store(false)
+	var answers answerLog
+	ids := []string{"m1", "m2", "m3"}
+	var msgs []wire.Msg
+	for _, mid := range ids {
+		msgs = append(msgs, wire.Msg{ID: mid, Topic: "inbox/" + id, Payload: []byte(mid), QoS: 1, TTL: 60_000})
+	}
+	if !n.accept(st, wire.Deliver{Epoch: n.epoch.Load(), Client: id, Session: st.session, MaxWait: 60_000, Msgs: msgs},
+		answers.reply) {
+		t.Fatal("accept refused")
+	}
+	senderIdle(t, st)
+
+	// Every id but one held by another message in flight; m3 still names one of them.
+	held := &entry{id: "held elsewhere", qos: 1, state: entryWritten}
+	o.mu.Lock()
+	free := o.pids.next + 1
+	if free == 0 {
+		free = 1
+	}
+	if o.pids.directed == nil {
+		o.pids.directed = map[uint16]*entry{}
+	}
+	for pid := 1; pid <= 65535; pid++ {
+		if p := uint16(pid); p != free && !o.pids.used(p) {
+			o.pids.directed[p] = held
+		}
+	}
+	stale := free + 1
+	if stale == 0 {
+		stale = 1
+	}
+	o.byID["m3"].pid = stale
+	o.mu.Unlock()
+
+	n.updateReady(st) // subscribed again: the sender is woken, and runs out of ids
+	senderIdle(t, st)
+	o.mu.Lock()
+	var queued []string
+	for _, e := range o.directQ {
+		queued = append(queued, e.id)
+		if e.state != entryQueued || e.writes != 0 {
+			t.Errorf("%s is %v, written %d times; want queued, never written", e.id, e.state, e.writes)
+		}
+	}
+	window, freed, kept := o.window, o.pids.directed[free] == nil, o.pids.directed[stale] == held
+	tried := o.pids.next == free // the first took it; the search for the second went round
+	o.mu.Unlock()
+	if !tried {
+		t.Fatal("the sender did not try to write the batch")
+	}
+	if !slices.Equal(queued, ids) || window != 0 {
+		t.Fatalf("after the failed attempt: queue %v, window %d; want %v and 0", queued, window, ids)
+	}
+	if !freed || !kept {
+		t.Fatalf("after the failed attempt: the first one's id free %v, the other message's id still its own %v; want both",
+			freed, kept)
+	}
+	for i := range ids {
+		if a := answers.of(i); len(a) != 0 {
+			t.Fatalf("%s answered %+v before it was written", ids[i], a)
+		}
+	}
+
+	// The messages in flight are acknowledged: every id is free again.
+	o.mu.Lock()
+	for pid, e := range o.pids.directed {
+		if e == held {
+			delete(o.pids.directed, pid)
+		}
+	}
+	o.mu.Unlock()
+	n.wake(st)
+	for _, want := range ids {
+		m, err := cl.Next(5 * time.Second)
+		if err != nil || m.ID != want {
+			t.Fatalf("received %q, %v; want %s", m.ID, err, want)
+		}
+	}
+	faultWaitFor(t, 5*time.Second, "all three answered", func() bool {
+		for i := range ids {
+			if len(answers.of(i)) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for i := range ids {
+		if a := answers.of(i); len(a) != 1 || a[0].Status != wire.StatusDelivered {
+			t.Fatalf("%s answered %+v, want delivered once", ids[i], a)
+		}
+	}
+	if m, err := cl.Next(300 * time.Millisecond); err == nil {
+		t.Fatalf("received %q again", m.ID)
+	}
+}
