@@ -137,7 +137,10 @@ func (g *guard) done(probe bool, start time.Time, err error, calls int) {
 		if probe {
 			g.probing = false
 		}
-		if g.out.Load() {
+		// Only a round trip begun after the outage was declared ends it: the reply to one
+		// sent before (Redis answered, then froze; the reader got to it late) says nothing
+		// of Redis now.
+		if g.out.Load() && (probe || !start.Before(g.since)) {
 			g.out.Store(false)
 			g.log.Info("redisstore: redis answers again", "redis", g.where,
 				"outage", time.Since(g.since).Round(time.Millisecond), "refused", g.refused)
