@@ -9,7 +9,8 @@ import (
 )
 
 // auditRate caps the presence look-ups of an audit, so that a node with many clients
-// spreads its pass over more than AuditInterval rather than loading the store.
+// spreads its pass over more than AuditInterval rather than loading the store. They go
+// auditLookups at a time.
 const auditRate = 2000 // per second
 
 // auditLoop checks, every AuditInterval, that each connected client's presence in the
@@ -35,28 +36,59 @@ func (n *Node) auditLoop(ctx context.Context) {
 	}
 }
 
+// auditLookups is how many clients' presences an audit looks up in one store call: one
+// round trip on Redis instead of one each (the round trips were most of an idle node's
+// CPU), and small enough that the reads of one batch do not hold up other clients' calls.
+const auditLookups = 100
+
 func (n *Node) auditPass(ctx context.Context) {
-	pace := time.NewTicker(time.Second / auditRate)
+	pace := time.NewTicker(time.Second * auditLookups / auditRate)
 	defer pace.Stop()
-	for _, st := range n.clients.all() {
+	clients := n.clients.all()
+	for len(clients) > 0 {
 		select {
 		case <-pace.C:
 		case <-ctx.Done():
 			return
 		}
-		n.audit(ctx, st)
+		k := min(auditLookups, len(clients))
+		n.auditBatch(ctx, clients[:k])
+		clients = clients[k:]
 	}
 }
 
-// audit checks one client's presence; see auditLoop.
-func (n *Node) audit(ctx context.Context, st *clientState) {
+// auditBatch looks up the presences of batch, those under the live epoch, in one store
+// call, and acts on each; see auditLoop.
+func (n *Node) auditBatch(ctx context.Context, batch []*clientState) {
 	epoch := n.epoch.Load()
-	if epoch == 0 || st.epoch.Load() != epoch || !st.connected.Load() || st.revoked.Load() {
-		return // not sending under the live epoch: a reassertion or the CONNECT is under way
+	if epoch == 0 {
+		return
+	}
+	var sts []*clientState
+	var ids []string
+	for _, st := range batch {
+		if st.epoch.Load() != epoch || !st.connected.Load() || st.revoked.Load() {
+			continue // not sending under the live epoch: a reassertion or the CONNECT is under way
+		}
+		sts, ids = append(sts, st), append(ids, st.id)
+	}
+	if len(ids) == 0 {
+		return
 	}
 	sctx, cancel := context.WithTimeout(ctx, n.cfg.StoreTimeout)
-	defer cancel()
-	p, depth, err := n.store.Lookup(sctx, st.id)
+	res := n.store.LookupAll(sctx, ids)
+	cancel()
+	for i, st := range sts {
+		if st.epoch.Load() != epoch || !st.connected.Load() || st.revoked.Load() {
+			continue // changed since it was looked up: the next pass sees what it is now
+		}
+		n.audit(ctx, st, epoch, res[i])
+	}
+}
+
+// audit acts on what the store holds for one client; see auditLoop.
+func (n *Node) audit(ctx context.Context, st *clientState, epoch int64, found store.LookupResult) {
+	p, depth, err := found.Presence, found.Depth, found.Err
 	if err != nil {
 		n.log.Debug("presence audit: look-up failed", "client", st.id, "error", err)
 		return

@@ -240,3 +240,40 @@ func TestReassertActsOnRevocationsFirst(t *testing.T) {
 	}
 	<-reasserted
 }
+
+// lookupCountingStore records the clients of each LookupAll.
+type lookupCountingStore struct {
+	store.Store
+	mu    sync.Mutex
+	calls [][]string
+}
+
+func (s *lookupCountingStore) LookupAll(ctx context.Context, clients []string) []store.LookupResult {
+	s.mu.Lock()
+	s.calls = append(s.calls, append([]string(nil), clients...))
+	s.mu.Unlock()
+	return s.Store.LookupAll(ctx, clients)
+}
+
+// TestPresenceAuditLooksUpClientsTogether: an audit looks up its clients' presences in
+// one store call per auditLookups clients, not one call each (on Redis, one round trip
+// for them all).
+func TestPresenceAuditLooksUpClientsTogether(t *testing.T) {
+	env := newFaultEnv(t)
+	st := &lookupCountingStore{Store: env.store(t)}
+	n := startFaultNode(t, auditConfig(t, "au-3"), env.coord(t), st)
+	ids := []string{"a1", "a2", "a3"}
+	for _, id := range ids {
+		testenv.ConnectMQTT(t, n.Member().MQTTAddr, id, testenv.MQTTOptions{CleanStart: true})
+	}
+	faultWaitFor(t, 10*time.Second, "an audit of the three clients in one look-up", func() bool {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		for _, c := range st.calls {
+			if len(c) == len(ids) {
+				return true
+			}
+		}
+		return false
+	})
+}

@@ -86,6 +86,13 @@ type ConnectResult struct {
 	Pending []Presence
 }
 
+// LookupResult is one client's part of LookupAll: what Lookup returns for it.
+type LookupResult struct {
+	Presence Presence
+	Depth    int
+	Err      error
+}
+
 // Message is one directed message.
 type Message struct {
 	ID      string
@@ -268,6 +275,10 @@ type Store interface {
 	// Lookup returns the client's presence and mailbox depth in one round trip. A client
 	// whose only record is pending takeovers is offline: the zero Presence.
 	Lookup(ctx context.Context, client string) (Presence, int, error)
+	// LookupAll is Lookup for each of clients, one result each in clients' order, in as
+	// few round trips as the store can (a node's presence audit looks up every client it
+	// holds). Each result has its own error: one client's failure is not the others'.
+	LookupAll(ctx context.Context, clients []string) []LookupResult
 	// ClearNode clears the presence of every client whose presence names node at epoch,
 	// and returns how many it cleared. It is the reaper's work when a node leaves. The
 	// clients' pending takeovers stay, as with Disconnect.

@@ -197,6 +197,40 @@ func (s *Store) Lookup(ctx context.Context, client string) (store.Presence, int,
 	return p, box.depth, nil
 }
 
+// LookupAll is Lookup for each of clients, all read in one transaction.
+func (s *Store) LookupAll(ctx context.Context, clients []string) []store.LookupResult {
+	out := make([]store.LookupResult, len(clients))
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		b := bucketsOf(tx)
+		for i, client := range clients {
+			if client == "" {
+				out[i].Err = errors.New("lookup: empty client id")
+				continue
+			}
+			rec, err := b.record(client)
+			if err != nil {
+				out[i].Err = s.fail("lookup", err)
+				continue
+			}
+			box, err := b.mailbox(name(client))
+			if err != nil {
+				out[i].Err = s.fail("lookup", err)
+				continue
+			}
+			out[i].Presence, out[i].Depth = rec.cur, box.depth
+		}
+		return nil
+	})
+	if err != nil {
+		for i := range out {
+			if out[i].Err == nil {
+				out[i] = store.LookupResult{Err: s.fail("lookup", err)}
+			}
+		}
+	}
+	return out
+}
+
 // owns reports whether session owns the presence in rec.
 func owns(rec record, session string) bool {
 	return rec.cur.Online() && rec.cur.Session == session

@@ -168,3 +168,118 @@ func TestConcurrentPeeksShareRoundTrips(t *testing.T) {
 		}
 	}
 }
+
+// TestLookupAllIsOneRoundTrip: a presence audit's look-ups of many clients take one
+// round trip, each client with its own presence and depth.
+func TestLookupAllIsOneRoundTrip(t *testing.T) {
+	s := open(t, testConfig(t, shared.Redis(t).Addr))
+	ctx, cancel := testContext(t, 20*time.Second)
+	defer cancel()
+	const n = 100
+	clients := make([]string, n)
+	want := make([]store.Presence, n)
+	for i := range n {
+		clients[i] = fmt.Sprint("c", i)
+		if i%2 == 0 {
+			want[i] = storetest.NewPresence(clients[i], "n1", 1)
+			if _, err := s.Connect(ctx, want[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := s.Append(ctx, 10, []store.Message{storetest.NewMessage("c1", "m")}); err != nil {
+		t.Fatal(err)
+	}
+	rt := &roundTrips{}
+	redisstore.AddHook(s, rt)
+	got := s.LookupAll(ctx, clients)
+	if trips := rt.count(); trips != 1 {
+		t.Fatalf("%d round trips to look up %d clients, want 1", trips, n)
+	}
+	for i, l := range got {
+		if l.Err != nil || l.Presence.Session != want[i].Session || l.Presence.Online() != (i%2 == 0) {
+			t.Fatalf("LookupAll of %s: %+v, want session %q", clients[i], l, want[i].Session)
+		}
+		if wantDepth := map[bool]int{true: 1}[i == 1]; l.Depth != wantDepth {
+			t.Fatalf("LookupAll of %s: depth %d, want %d", clients[i], l.Depth, wantDepth)
+		}
+	}
+}
+
+// TestConcurrentDisconnectsShareRoundTrips: Disconnects that arrive while a batch is being
+// written are written together, each with its own answer; a late Disconnect of a session
+// that was taken over, in the same batch, clears nothing.
+func TestConcurrentDisconnectsShareRoundTrips(t *testing.T) {
+	s := open(t, testConfig(t, shared.Redis(t).Addr))
+	ctx, cancel := testContext(t, 20*time.Second)
+	defer cancel()
+	const n = 64
+	sessions := make([]string, n)
+	for i := range n {
+		p := storetest.NewPresence(fmt.Sprint("c", i), "n1", 1)
+		if _, err := s.Connect(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		sessions[i] = p.Session
+	}
+	old := storetest.NewPresence("taken", "n1", 1)
+	newer := storetest.NewPresence("taken", "n2", 1)
+	for _, p := range []store.Presence{old, newer} {
+		if _, err := s.Connect(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rt := &roundTrips{hold: make(chan struct{}), held: make(chan struct{})}
+	redisstore.AddHook(s, rt)
+	first := make(chan error, 1)
+	go func() {
+		_, err := s.Disconnect(ctx, "nobody", "s")
+		first <- err
+	}()
+	<-rt.held
+	var wg sync.WaitGroup
+	cleared := make([]bool, n+1)
+	errs := make([]error, n+1)
+	for i := range n + 1 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i == n {
+				cleared[i], errs[i] = s.Disconnect(ctx, "taken", old.Session)
+				return
+			}
+			cleared[i], errs[i] = s.Disconnect(ctx, fmt.Sprint("c", i), sessions[i])
+		}()
+	}
+	testenv.Eventually(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if w := redisstore.WaitingDisconnects(s); w != n+1 {
+			return fmt.Errorf("%d Disconnects waiting, want %d", w, n+1)
+		}
+		return nil
+	})
+	before := rt.count()
+	close(rt.hold)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	trips := rt.count() - before
+	for i := range n {
+		if errs[i] != nil || !cleared[i] {
+			t.Fatalf("disconnect c%d: %v %v, want it cleared", i, cleared[i], errs[i])
+		}
+		if p, _, err := s.Lookup(ctx, fmt.Sprint("c", i)); err != nil || p.Online() {
+			t.Fatalf("presence of c%d after its Disconnect: %+v %v", i, p, err)
+		}
+	}
+	if errs[n] != nil || cleared[n] {
+		t.Fatalf("late disconnect of a session taken over: %v %v, want nothing cleared", cleared[n], errs[n])
+	}
+	if p, _, err := s.Lookup(ctx, "taken"); err != nil || p.Session != newer.Session {
+		t.Fatalf("presence after a late disconnect of the session it replaced: %+v %v, want %s", p, err, newer.Session)
+	}
+	// The first batch: the script and the index (two); the second the same for all.
+	if trips > 3+3 {
+		t.Fatalf("%d round trips for 1 + %d concurrent Disconnects, want at most %d", trips, n+1, 3+3)
+	}
+}

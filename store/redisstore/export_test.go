@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"errors"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -18,3 +19,12 @@ func WaitingConnects(s *Store) int { return s.connects.waitingCalls() }
 
 // WaitingPeeks is how many Peeks wait for a batch to start.
 func WaitingPeeks(s *Store) int { return s.peeks.waitingCalls() }
+
+// WaitingLookups is how many Lookups wait for a batch to start.
+func WaitingLookups(s *Store) int { return s.lookups.waitingCalls() }
+
+// WaitingDisconnects is how many Disconnects wait for a batch to start.
+func WaitingDisconnects(s *Store) int { return s.disconnects.waitingCalls() }
+
+// RefusedByGuard reports whether err is a call the outage guard did not send.
+func RefusedByGuard(err error) bool { return errors.Is(err, errOutOfReach) }

@@ -73,6 +73,26 @@ func (g *guard) admit() (probe bool, err error) {
 	return false, fmt.Errorf("%w for %v (last: %v)", errOutOfReach, now.Sub(g.since).Round(time.Millisecond), g.last)
 }
 
+// join is admit for a call about to wait in a batch queue (batch.go): an error while
+// Redis is out of reach, unless the call may be the outage's probe, which its batch's
+// first round trip to this server then is (see admitIn); the calls that follow
+// it are refused until the probe is answered, rather than waiting behind it. Nil-safe: a
+// call whose server is not known is let through.
+func (g *guard) join() (probe bool, err error) {
+	if g == nil {
+		return false, nil
+	}
+	return g.admit()
+}
+
+// dropProbe ends a probe that made no round trip (its batch never reached the server):
+// the next call may probe at once.
+func (g *guard) dropProbe() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.probing = false
+}
+
 // outcome is what one call's error says of Redis.
 type outcome int
 
@@ -98,8 +118,12 @@ func classify(err error, took time.Duration) outcome {
 	return unreached
 }
 
-// done records a call's outcome.
-func (g *guard) done(probe bool, start time.Time, err error) {
+// done records the outcome of a round trip that stands for calls calls (a batch's; see
+// batch.go), the first of them begun at start. Nil-safe.
+func (g *guard) done(probe bool, start time.Time, err error, calls int) {
+	if g == nil {
+		return
+	}
 	switch classify(err, time.Since(start)) {
 	case answered:
 		if g.failures.Load() != 0 {
@@ -113,13 +137,16 @@ func (g *guard) done(probe bool, start time.Time, err error) {
 		if probe {
 			g.probing = false
 		}
-		if g.out.Load() {
+		// Only a round trip begun after the outage was declared ends it: the reply to one
+		// sent before (Redis answered, then froze; the reader got to it late) says nothing
+		// of Redis now.
+		if g.out.Load() && (probe || !start.Before(g.since)) {
 			g.out.Store(false)
 			g.log.Info("redisstore: redis answers again", "redis", g.where,
 				"outage", time.Since(g.since).Round(time.Millisecond), "refused", g.refused)
 		}
 	case unreached:
-		n := g.failures.Add(1)
+		n := g.failures.Add(int64(calls))
 		now := time.Now()
 		g.mu.Lock()
 		defer g.mu.Unlock()
@@ -143,6 +170,23 @@ func (g *guard) done(probe bool, start time.Time, err error) {
 	}
 }
 
+// send makes one round trip the guard admitted and records its outcome: for a batch's
+// (batch.go), as many calls as found Redis out of reach with it, their wait begun when
+// the first of them joined the queue.
+func (g *guard) send(ctx context.Context, probe bool, trip func(context.Context) error) error {
+	start, b := time.Now(), batchIn(ctx)
+	if b != nil {
+		start = b.since
+	}
+	err := trip(context.WithValue(ctx, admittedKey{}, true))
+	calls := 1
+	if b != nil && classify(err, time.Since(start)) == unreached {
+		calls = b.tell(g)
+	}
+	g.done(probe, start, err, calls)
+	return err
+}
+
 func (g *guard) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 // admittedKey marks the context of a call the guard let through: what go-redis runs
@@ -154,15 +198,12 @@ func (g *guard) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		if ctx.Value(admittedKey{}) != nil {
 			return next(ctx, cmd)
 		}
-		probe, err := g.admit()
+		probe, err := admitIn(ctx, g)
 		if err != nil {
 			cmd.SetErr(err)
 			return err
 		}
-		start := time.Now()
-		err = next(context.WithValue(ctx, admittedKey{}, true), cmd)
-		g.done(probe, start, err)
-		return err
+		return g.send(ctx, probe, func(ctx context.Context) error { return next(ctx, cmd) })
 	}
 }
 
@@ -171,16 +212,13 @@ func (g *guard) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proces
 		if ctx.Value(admittedKey{}) != nil {
 			return next(ctx, cmds)
 		}
-		probe, err := g.admit()
+		probe, err := admitIn(ctx, g)
 		if err != nil {
 			for _, c := range cmds {
 				c.SetErr(err)
 			}
 			return err
 		}
-		start := time.Now()
-		err = next(context.WithValue(ctx, admittedKey{}, true), cmds)
-		g.done(probe, start, err)
-		return err
+		return g.send(ctx, probe, func(ctx context.Context) error { return next(ctx, cmds) })
 	}
 }

@@ -7,11 +7,15 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 	"github.com/switchboard-mqtt/switchboard/store"
+	"github.com/switchboard-mqtt/switchboard/store/redisstore"
 	"github.com/switchboard-mqtt/switchboard/store/storetest"
 )
 
@@ -105,4 +109,96 @@ func TestOutageFailsFast(t *testing.T) {
 		return err
 	})
 	t.Logf("calls succeed again %v after Redis resumed", time.Since(start).Round(time.Millisecond))
+}
+
+// holdOnce holds the next round trip that reaches it (once armed) until released: a call
+// the guard let through that Redis does not answer.
+type holdOnce struct {
+	armed   atomic.Bool
+	held    chan struct{}
+	release chan struct{}
+}
+
+func (h *holdOnce) trip() {
+	if h.armed.CompareAndSwap(true, false) {
+		close(h.held)
+		<-h.release
+	}
+}
+
+func (h *holdOnce) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *holdOnce) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { h.trip(); return next(ctx, cmd) }
+}
+func (h *holdOnce) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error { h.trip(); return next(ctx, cmds) }
+}
+
+// TestBatchedCallsFailAtOnceDuringAnOutage: Connects, Disconnects, Peeks and Lookups wait
+// in batch queues. While Redis is known out of reach and the outage's probe (a call of the
+// same kind, here held unanswered) is under way, another call must be refused at once by
+// the guard, not queued behind the probe to wait out its own deadline.
+func TestBatchedCallsFailAtOnceDuringAnOutage(t *testing.T) {
+	r := testenv.Redis(t)
+	cfg := testConfig(t, r.Addr)
+	cfg.ReadTimeout, cfg.DurabilityTimeout = 300*time.Millisecond, 100*time.Millisecond
+	s := open(t, cfg)
+	if err := r.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Resume() })
+	testenv.Eventually(t, 30*time.Second, 10*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		if _, _, err := s.Lookup(ctx, "c"); !redisstore.RefusedByGuard(err) {
+			return fmt.Errorf("lookup while Redis is frozen: %v, want it refused by the guard", err)
+		}
+		return nil
+	})
+	for _, k := range []struct {
+		name string
+		call func(context.Context) error
+	}{
+		{"Connect", func(ctx context.Context) error {
+			_, err := s.Connect(ctx, storetest.NewPresence("c", "n1", 1))
+			return err
+		}},
+		{"Disconnect", func(ctx context.Context) error { _, err := s.Disconnect(ctx, "c", "s"); return err }},
+		{"Peek", func(ctx context.Context) error { _, err := s.Peek(ctx, "c", 0, 10); return err }},
+		{"Lookup", func(ctx context.Context) error { _, _, err := s.Lookup(ctx, "c"); return err }},
+	} {
+		t.Run(k.name, func(t *testing.T) {
+			h := &holdOnce{held: make(chan struct{}), release: make(chan struct{})}
+			h.armed.Store(true)
+			redisstore.AddHook(s, h)
+			// Calls are refused until the guard lets one through to probe; that one is held.
+			var probe chan error
+			for attempt := 0; probe == nil; attempt++ {
+				if attempt == 1000 {
+					t.Fatal("no call was let through to probe")
+				}
+				res := make(chan error, 1)
+				go func() { res <- k.call(t.Context()) }()
+				select {
+				case <-h.held:
+					probe = res
+				case err := <-res:
+					if !redisstore.RefusedByGuard(err) {
+						t.Fatalf("%s while Redis is frozen: %v, want it refused by the guard", k.name, err)
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			err := k.call(ctx)
+			cancel()
+			close(h.release)
+			if !redisstore.RefusedByGuard(err) || !errors.Is(err, store.ErrUnavailable) {
+				t.Errorf("%s while the probe is under way: %v, want it refused by the guard (ErrUnavailable) at once", k.name, err)
+			}
+			if err := <-probe; !errors.Is(err, store.ErrUnavailable) {
+				t.Errorf("the probe: %v, want ErrUnavailable", err)
+			}
+		})
+	}
 }

@@ -30,7 +30,16 @@ func (s *Store) Connect(ctx context.Context, p store.Presence) (store.ConnectRes
 	if err != nil {
 		return store.ConnectResult{}, fmt.Errorf("connect: %w", err)
 	}
-	return s.connectBatched(&connectCall{ctx: ctx, p: p, args: args, done: make(chan connectOutcome, 1)})
+	c := &connectCall{p: p, args: args}
+	c.init(ctx, s.keys.presence(p.Client))
+	s.connects.add(c)
+	res, err := c.wait()
+	if err != nil {
+		// As with any write whose answer is lost, it may still happen: a retry of the same
+		// session is answered with the first result.
+		return store.ConnectResult{}, s.fail("connect", err)
+	}
+	return res, nil
 }
 
 // parseConnect reads the connect script's reply: the replaced presence, how many pending
@@ -130,43 +139,60 @@ func (s *Store) Reassert(ctx context.Context, p store.Presence) error {
 // Disconnect clears the client's presence if session still owns it, reporting whether it
 // did. The pending takeovers stay. A retried call whose first attempt cleared the presence
 // reports false.
+//
+// Concurrent Disconnects are written together (connects.go): their scripts in one
+// pipeline, then the clients they cleared out of their nodes' indexes, one batch per node.
+// Each script is a compare-and-delete on the session, so a Disconnect written late (after
+// a takeover's Connect, in another batch or on another node) clears nothing.
 func (s *Store) Disconnect(ctx context.Context, client, session string) (bool, error) {
 	if client == "" {
 		return false, errors.New("disconnect: empty client id")
 	}
-	node, err := textOf(s.eval(ctx, noWait, s.scripts.disconnect, []string{s.keys.presence(client)}, session))
-	if errors.Is(err, redis.Nil) {
-		return false, nil
-	}
+	c := &disconnectCall{client: client, session: session}
+	c.init(ctx, s.keys.presence(client))
+	s.disconnects.add(c)
+	ok, err := c.wait()
 	if err != nil {
 		return false, s.fail("disconnect", err)
 	}
-	s.unindex(ctx, node, client)
-	return true, nil
+	return ok, nil
 }
 
 // Lookup returns the client's presence and mailbox depth (both lanes, as Depth) in one
-// round trip. It reads the presence key only: pending takeovers live in their own key, so a client that has
-// only them is offline.
+// round trip. It reads the presence key only: pending takeovers live in their own key, so
+// a client that has only them is offline. Concurrent Lookups share a round trip
+// (connects.go), as LookupAll's do.
 func (s *Store) Lookup(ctx context.Context, client string) (store.Presence, int, error) {
 	if client == "" {
 		return store.Presence{}, 0, errors.New("lookup: empty client id")
 	}
-	var pres *redis.SliceCmd
-	var normal, high *redis.IntCmd
-	_, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		pres = pipe.HMGet(ctx, s.keys.presence(client), presenceFieldNames...)
-		normal, high = s.depthCmds(ctx, pipe, client)
-		return nil
-	})
-	if err != nil {
-		return store.Presence{}, 0, s.fail("lookup", err)
+	l := s.LookupAll(ctx, []string{client})[0]
+	return l.Presence, l.Depth, l.Err
+}
+
+// LookupAll is Lookup for each of clients, in one round trip for up to maxBatch of them
+// (with any other Lookups waiting), each with its own outcome, in clients' order.
+func (s *Store) LookupAll(ctx context.Context, clients []string) []store.LookupResult {
+	out := make([]store.LookupResult, len(clients))
+	calls := make([]*lookupCall, 0, len(clients))
+	for i, client := range clients {
+		if client == "" {
+			out[i].Err = errors.New("lookup: empty client id")
+			continue
+		}
+		c := &lookupCall{client: client, i: i}
+		c.init(ctx, s.keys.presence(client))
+		calls = append(calls, c)
 	}
-	p, err := parsePresence(client, pres.Val())
-	if err != nil {
-		return store.Presence{}, 0, fmt.Errorf("lookup: %w", err)
+	s.lookups.add(calls...)
+	for _, c := range calls {
+		l, err := c.wait()
+		if err != nil {
+			l = store.LookupResult{Err: s.fail("lookup", err)}
+		}
+		out[c.i] = l
 	}
-	return p, int(normal.Val() + high.Val()), nil
+	return out
 }
 
 // sliceOf, intOf and textOf read the reply of an eval: the error that prevented a reply,

@@ -27,18 +27,23 @@ const dialAttempts = 1
 
 // Store is a store.Store on Redis. It is safe for concurrent use.
 type Store struct {
-	rdb        redis.UniversalClient
-	keys       keys
-	where      string // the server, for error messages
-	log        *slog.Logger
-	scripts    scripts
-	grace      time.Duration // keyGrace; tests shorten it
-	durability Durability    // as chosen at New
-	wait       *waitSpec     // what durable writes wait for; nil for DurabilityNone
-	epochs     epochCache
-	connects   batchQueue[*connectCall]
-	peeks      batchQueue[*peekCall]
-	flushers   sync.WaitGroup // the batch queues' flushers
+	rdb         redis.UniversalClient
+	keys        keys
+	where       string // the server, for error messages
+	log         *slog.Logger
+	scripts     scripts
+	grace       time.Duration // keyGrace; tests shorten it
+	durability  Durability    // as chosen at New
+	wait        *waitSpec     // what durable writes wait for; nil for DurabilityNone
+	epochs      epochCache
+	connects    batchQueue[*connectCall]
+	disconnects batchQueue[*disconnectCall]
+	peeks       batchQueue[*peekCall]
+	lookups     batchQueue[*lookupCall]
+	flushers    sync.WaitGroup // the batch queues' flushers
+
+	guard  *guard   // the outage guard; nil on a cluster, which has one a node (guards)
+	guards sync.Map // on a cluster: node address -> its *guard
 
 	closeOnce sync.Once
 	closeErr  error
@@ -60,7 +65,10 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		scripts: newScripts(),
 		grace:   keyGrace,
 	}
-	s.connects.wg, s.peeks.wg = &s.flushers, &s.flushers
+	s.connects = batchQueue[*connectCall]{s: s, write: s.connectBatch}
+	s.disconnects = batchQueue[*disconnectCall]{s: s, write: s.disconnectBatch}
+	s.peeks = batchQueue[*peekCall]{s: s, write: s.peekBatch}
+	s.lookups = batchQueue[*lookupCall]{s: s, write: s.lookupBatch}
 	// Maintenance notifications are a Redis Enterprise/Cloud feature; a self-hosted Redis
 	// refuses the handshake.
 	noMaint := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
@@ -87,7 +95,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		// guard over the cluster counts every node's failures together and trips on a
 		// third of the calls failing). Registered before any node is created.
 		c.OnNewNode(func(node *redis.Client) {
-			node.AddHook(newGuard(s.log, node.Options().Addr))
+			g := newGuard(s.log, node.Options().Addr)
+			s.guards.Store(node.Options().Addr, g)
+			node.AddHook(g)
 			node.AddHook(waitHook{})
 		})
 		s.rdb = c
@@ -129,7 +139,8 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	if _, cluster := s.rdb.(*redis.ClusterClient); !cluster {
 		// The guard first, so that a call it refuses reaches no other hook.
-		s.rdb.AddHook(newGuard(s.log, s.where))
+		s.guard = newGuard(s.log, s.where)
+		s.rdb.AddHook(s.guard)
 		s.rdb.AddHook(waitHook{})
 	}
 	pctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
@@ -155,6 +166,22 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	s.wait = wait
 	s.log.Info("redisstore: connected", "redis", s.where, "durability", string(s.durability))
 	return s, nil
+}
+
+// guardOf returns the outage guard of the server that holds key: the one guard, or on a
+// cluster the guard of the primary its slot maps to (nil while the slot map is not known).
+func (s *Store) guardOf(ctx context.Context, key string) *guard {
+	c, ok := s.rdb.(*redis.ClusterClient)
+	if !ok {
+		return s.guard
+	}
+	m, err := c.MasterForKey(ctx, key)
+	if err != nil {
+		return nil
+	}
+	g, _ := s.guards.Load(m.Options().Addr)
+	g2, _ := g.(*guard)
+	return g2
 }
 
 // Durability is the durability New settled on: Config.Durability, or what it chose.

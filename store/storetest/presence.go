@@ -53,6 +53,39 @@ func testLookup(t *testing.T, s store.Store) {
 	}
 }
 
+// testLookupAll: each client's result is what Lookup returns for it, in the order asked,
+// and a bad id fails only its own.
+func testLookupAll(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	mustAdd(t, s, 10, messages("c1", "m", 0, 2)...)
+	on := NewPresence("c2", "n1", 3)
+	mustConnect(t, s, on)
+	clients := []string{"c1", "c2", "", "nobody", "c2"}
+	got := s.LookupAll(ctx, clients)
+	if len(got) != len(clients) {
+		t.Fatalf("LookupAll of %d clients returned %d results", len(clients), len(got))
+	}
+	for i, c := range clients {
+		if c == "" {
+			if got[i].Err == nil {
+				t.Errorf("LookupAll of an empty id succeeded: %+v", got[i])
+			}
+			continue
+		}
+		p, depth, err := s.Lookup(ctx, c)
+		if err != nil || got[i].Err != nil {
+			t.Fatalf("lookup of %q: %v; LookupAll: %v", c, err, got[i].Err)
+		}
+		samePresence(t, "LookupAll of "+c, got[i].Presence, p)
+		if got[i].Depth != depth {
+			t.Errorf("LookupAll of %q: depth %d, Lookup says %d", c, got[i].Depth, depth)
+		}
+	}
+	if got[0].Depth != 2 || got[1].Presence.Session != on.Session {
+		t.Fatalf("LookupAll: %+v", got)
+	}
+}
+
 func testDisconnect(t *testing.T, s store.Store) {
 	ctx := ctxT(t)
 	p := NewPresence("c1", "n1", 1)

@@ -27,6 +27,7 @@ func Run(t *testing.T, open Opener) {
 	}{
 		{"ConnectReturnsPrevious", testConnectReturnsPrevious},
 		{"LookupOfflineAndDepth", testLookup},
+		{"LookupAll", testLookupAll},
 		{"DisconnectOwnerOnly", testDisconnect},
 		{"LateDisconnectKeepsNewer", testLateDisconnect},
 		{"Reassert", testReassert},
