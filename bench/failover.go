@@ -31,8 +31,10 @@ type FailoverStats struct {
 	// of them that were connected and subscribed again by its end.
 	Dropped     int `json:"dropped"`
 	Reconnected int `json:"reconnected"`
-	// FailedDials counts the dials and subscribes that failed before a client was back.
-	FailedDials int64 `json:"failed_dials"`
+	// FailedDials counts the dials and subscribes that failed before a client was back;
+	// DialErrors are the first few of their errors.
+	FailedDials int64    `json:"failed_dials"`
+	DialErrors  []string `json:"dial_errors,omitempty"`
 	// Back is, over the dropped clients, the time until each was connected and subscribed
 	// again; AllBack the largest (0 when some never came back).
 	Back    Spread  `json:"back_s"`
@@ -55,6 +57,9 @@ type failover struct {
 	fails atomic.Int64
 
 	killErr error // set by the kill goroutine; read after shutdown
+
+	errMu   sync.Mutex
+	dialErr []string // the first few failed dials' errors
 
 	mu      sync.Mutex
 	clients []*mqttclient.Client // the current connection of each client
@@ -122,7 +127,11 @@ func (f *failover) supervise(i int, c *mqttclient.Client) {
 				c = nc
 				break
 			}
-			f.fails.Add(1)
+			if f.fails.Add(1) <= maxExamples {
+				f.errMu.Lock()
+				f.dialErr = append(f.dialErr, err.Error())
+				f.errMu.Unlock()
+			}
 			backoff = min(2*backoff, 30*time.Second)
 			wait = rand.N(backoff)
 		}
@@ -232,7 +241,7 @@ func (f *failover) shutdown() []*mqttclient.Client {
 
 // stats works out the figures once the supervisors have stopped.
 func (f *failover) stats(pid int, start time.Time) *FailoverStats {
-	fs := &FailoverStats{KilledPID: pid, FailedDials: f.fails.Load()}
+	fs := &FailoverStats{KilledPID: pid, FailedDials: f.fails.Load(), DialErrors: f.dialErr}
 	since := f.since.Load()
 	if pid > 0 && since > 0 {
 		fs.KilledAt = (time.Duration(since) - start.Sub(f.d.epoch)).Seconds()
