@@ -324,9 +324,9 @@ func (n *Node) writeToClient(st *clientState, b []byte) error {
 	_, err := cl.Net.Conn.Write(b)
 	var after time.Time // no keepalive: no deadline, as mochi sets it
 	if ka := cl.State.Keepalive; ka > 0 {
-		// Counted from before the write, which moves it a write's duration earlier:
-		// mochi sets it again at the next packet it reads.
-		after = now.Add(time.Duration(ka) * 3 / 2 * time.Second)
+		// From after the write: one slower than the keepalive would otherwise leave a
+		// deadline already past, and mochi's next write (a PINGRESP) would fail.
+		after = time.Now().Add(time.Duration(ka) * 3 / 2 * time.Second)
 	}
 	_ = cl.Net.Conn.SetWriteDeadline(after)
 	return err
