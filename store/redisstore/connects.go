@@ -35,6 +35,13 @@ func (s *Store) connectBatch(ctx context.Context, live []*connectCall) {
 			return
 		}
 	}
+	// A caller whose deadline passed during the index round trip has been told it failed
+	// (a node refuses the connection and undoes it with a Disconnect, which may already
+	// have run): its presence must not be written after that.
+	if live = dropExpired(live); len(live) == 0 {
+		return
+	}
+	groups = groupByNodeEpoch(live)
 	calls := make([]scriptCall, len(live))
 	for i, c := range live {
 		calls[i] = scriptCall{keys: s.presenceKeys(c.p.Client), args: append(c.args, store.MaxPending)}

@@ -32,8 +32,8 @@ var errOutOfReach = errors.New("not sent: redis out of reach")
 // store.ErrUnavailable (a router's 503) within microseconds rather than each waiting for its
 // own timeout, and goroutines do not pile up behind a server that does not answer. After
 // outageAfter calls in a row found Redis out of reach, it lets one call through every
-// probeEvery and fails the others; the first call Redis answers (any reply, an error reply
-// included) ends the outage. It is a go-redis hook on the client (on Redis Cluster, one
+// probeEvery and fails the others; the probe's reply (any reply, an error reply included)
+// ends the outage. It is a go-redis hook on the client (on Redis Cluster, one
 // on each node's client): a dead primary of a cluster fails the calls for its own slots
 // fast until Cluster's failover promotes its replica, and no others.
 type guard struct {
@@ -73,24 +73,25 @@ func (g *guard) admit() (probe bool, err error) {
 	return false, fmt.Errorf("%w for %v (last: %v)", errOutOfReach, now.Sub(g.since).Round(time.Millisecond), g.last)
 }
 
-// join is admit for a call about to wait in a batch queue (batch.go): an error while
-// Redis is out of reach, unless the call may be the outage's probe, which its batch's
-// first round trip to this server then is (see admitIn); the calls that follow
-// it are refused until the probe is answered, rather than waiting behind it. Nil-safe: a
-// call whose server is not known is let through.
-func (g *guard) join() (probe bool, err error) {
-	if g == nil {
-		return false, nil
+// join is admit for a call about to wait in a batch queue (batch.go). While Redis is out
+// of reach it fails the call at once, unless a probe may go now; it never takes the probe
+// itself: the round trip that carries the call takes it when it is sent (admit, from the
+// hook). A call that held the probe while it waited behind a slow batch — on a Redis that
+// answers, say a durable write waiting for its replica — would have every other call on
+// the server refused until that batch ended. Nil-safe: a call whose server is not known is
+// let through.
+func (g *guard) join() error {
+	if g == nil || !g.out.Load() {
+		return nil
 	}
-	return g.admit()
-}
-
-// dropProbe ends a probe that made no round trip (its batch never reached the server):
-// the next call may probe at once.
-func (g *guard) dropProbe() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.probing = false
+	now := time.Now()
+	if !g.out.Load() || !g.probing && !now.Before(g.nextProbe) {
+		return nil
+	}
+	g.refused++
+	return fmt.Errorf("%w for %v (last: %v)", errOutOfReach, now.Sub(g.since).Round(time.Millisecond), g.last)
 }
 
 // outcome is what one call's error says of Redis.
@@ -198,7 +199,7 @@ func (g *guard) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		if ctx.Value(admittedKey{}) != nil {
 			return next(ctx, cmd)
 		}
-		probe, err := admitIn(ctx, g)
+		probe, err := g.admit()
 		if err != nil {
 			cmd.SetErr(err)
 			return err
@@ -212,7 +213,7 @@ func (g *guard) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proces
 		if ctx.Value(admittedKey{}) != nil {
 			return next(ctx, cmds)
 		}
-		probe, err := admitIn(ctx, g)
+		probe, err := g.admit()
 		if err != nil {
 			for _, c := range cmds {
 				c.SetErr(err)
