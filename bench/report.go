@@ -167,7 +167,7 @@ func FormatValue(v float64, unit string) string {
 		return "—"
 	}
 	switch unit {
-	case "msg/s", "conn/s", "messages", "pings":
+	case "msg/s", "conn/s", "messages", "pings", "dials":
 		return thousands(int64(math.Round(v))) + " " + unit
 	case "cores":
 		return fmt.Sprintf("%.4f cores", v)

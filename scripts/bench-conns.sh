@@ -453,11 +453,11 @@ if [ "$fail_n" -gt 0 ]; then
 		--row "… a client back, median|failover-$fail_n|failover.back_s.p50|s"
 		--row "… every client's backlog (queued while it was away) delivered, from the kill|failover-$fail_n|failover.drained_s|s"
 		--row "… dials or subscribes refused before all were back|failover-$fail_n|failover.failed_dials|dials"
-		--row "… messages accepted (1,000/s offered for 40 s)|failover-$fail_n|completeness.accepted|msgs"
-		--row "… accepted and lost|failover-$fail_n|completeness.missing|msgs"
-		--row "… duplicates|failover-$fail_n|completeness.duplicates|msgs"
-		--row "… out of order|failover-$fail_n|completeness.out_of_order|msgs"
-		--target "nothing accepted is lost when a node holding $nf clients is killed|failover-$fail_n|node|completeness.missing|msgs|<=|0"
+		--row "… messages accepted (1,000/s offered for 40 s)|failover-$fail_n|completeness.accepted|messages"
+		--row "… accepted and lost|failover-$fail_n|completeness.missing|messages"
+		--row "… duplicates|failover-$fail_n|completeness.duplicates|messages"
+		--row "… out of order|failover-$fail_n|completeness.out_of_order|messages"
+		--target "nothing accepted is lost when a node holding $nf clients is killed|failover-$fail_n|node|completeness.missing|messages|<=|0"
 	)
 fi
 if [ "$tls_n" -gt 0 ]; then
