@@ -20,8 +20,8 @@ const maxBatch = 256
 // the guard would have done for each of them on its own:
 //   - a call asks its server's guard before it joins: while Redis is known out of reach
 //     it fails at once, rather than waiting behind the batch under way (the outage's
-//     probe) for its own deadline; when a probe is due it joins, and its batch's round
-//     trip takes the probe when it is sent (see guard.join);
+//     probe) for its own deadline; the one call let through to probe (only into an idle
+//     queue: see guard.join) makes its batch's round trip the probe;
 //   - a call that gives up waiting (its deadline passed, in the queue or in a batch's
 //     round trip that lasts for a more patient caller) tells the guard so at once, as a
 //     call that found Redis out of reach, as its own round trip would have;
@@ -50,6 +50,7 @@ type callState struct {
 	key    string // the key the call's keys hash with: which server's guard it asks
 	joined time.Time
 	g      *guard      // its server's guard; nil when unknown (the hook still guards the call)
+	probe  atomic.Bool // the call holds its guard's probe (see guard.join), until its batch takes it
 	told   atomic.Bool // its guard was told of its outcome: it is counted once
 }
 
@@ -58,7 +59,7 @@ type callState struct {
 // saw (a batch whose deadline had passed before it was sent).
 func (q *callState) settle(err error) {
 	if q.told.CompareAndSwap(false, true) {
-		q.g.done(false, q.joined, err, 1)
+		q.g.done(q.probe.Swap(false), q.joined, err, 1)
 	}
 }
 
@@ -120,15 +121,20 @@ func (c *call[T]) wait() (T, error) {
 // makes sure a flusher runs.
 func (q *batchQueue[C]) add(calls ...C) {
 	now := time.Now()
+	q.mu.Lock()
+	idle := !q.running
+	q.mu.Unlock()
 	admitted := calls[:0:0]
 	for _, c := range calls {
 		b := c.state()
 		b.joined = now
 		b.g = q.s.guardOf(b.ctx, b.key)
-		if err := b.g.join(); err != nil {
+		probe, err := b.g.join(idle)
+		if err != nil {
 			c.fail(err)
 			continue
 		}
+		b.probe.Store(probe)
 		admitted = append(admitted, c)
 	}
 	if len(admitted) == 0 {
@@ -165,9 +171,10 @@ func (q *batchQueue[C]) flush() {
 		}
 		q.mu.Unlock()
 		if live := dropExpired(batch); len(live) > 0 {
-			ctx, cancel := batchContext(live)
+			ctx, info, cancel := batchContext(live)
 			q.write(ctx, live)
 			cancel()
+			info.dropProbes()
 		}
 	}
 }
@@ -195,8 +202,9 @@ type batchKey struct{}
 type batchInfo struct {
 	since time.Time // when its first call joined the queue
 
-	mu    sync.Mutex              // a cluster's node hooks run concurrently
-	calls map[*guard][]*callState // its calls, by their server's guard
+	mu     sync.Mutex              // a cluster's node hooks run concurrently
+	calls  map[*guard][]*callState // its calls, by their server's guard
+	probes map[*guard]bool         // guards whose probe is a call of the batch, until it is sent
 }
 
 // tell marks the batch's calls for g that have not given up as told, for a round trip
@@ -221,11 +229,36 @@ func batchIn(ctx context.Context) *batchInfo {
 	return b
 }
 
+// admitIn is guard.admit for a round trip of ctx: the probe, if the batch it is part of
+// holds g's probe and has not yet sent it.
+func admitIn(ctx context.Context, g *guard) (probe bool, err error) {
+	if b := batchIn(ctx); b != nil {
+		b.mu.Lock()
+		probe := b.probes[g]
+		delete(b.probes, g)
+		b.mu.Unlock()
+		if probe {
+			return true, nil
+		}
+	}
+	return g.admit()
+}
+
+// dropProbes ends the probes the batch held and never sent.
+func (b *batchInfo) dropProbes() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for g := range b.probes {
+		g.dropProbe()
+	}
+	b.probes = nil
+}
+
 // batchContext lasts as long as the batch's most patient caller: until the latest of
 // their deadlines (each caller stops waiting at its own), or without one if any has none.
-// It carries the batch's batchInfo.
-func batchContext[C queuedCall](batch []C) (context.Context, context.CancelFunc) {
-	info := &batchInfo{since: batch[0].state().joined, calls: map[*guard][]*callState{}}
+// It carries the batch's batchInfo, which it returns.
+func batchContext[C queuedCall](batch []C) (context.Context, *batchInfo, context.CancelFunc) {
+	info := &batchInfo{since: batch[0].state().joined, calls: map[*guard][]*callState{}, probes: map[*guard]bool{}}
 	var latest time.Time
 	unbounded := false
 	for _, c := range batch {
@@ -234,6 +267,9 @@ func batchContext[C queuedCall](batch []C) (context.Context, context.CancelFunc)
 			info.since = b.joined
 		}
 		info.calls[b.g] = append(info.calls[b.g], b)
+		if b.probe.Swap(false) {
+			info.probes[b.g] = true
+		}
 		d, ok := b.ctx.Deadline()
 		if !ok {
 			unbounded = true
@@ -244,9 +280,11 @@ func batchContext[C queuedCall](batch []C) (context.Context, context.CancelFunc)
 	}
 	ctx := context.WithValue(context.WithoutCancel(batch[0].state().ctx), batchKey{}, info)
 	if unbounded {
-		return context.WithCancel(ctx)
+		ctx, cancel := context.WithCancel(ctx)
+		return ctx, info, cancel
 	}
-	return context.WithDeadline(ctx, latest)
+	ctx, cancel := context.WithDeadline(ctx, latest)
+	return ctx, info, cancel
 }
 
 // waitingCalls is how many calls wait for a batch to start (for tests).

@@ -73,25 +73,37 @@ func (g *guard) admit() (probe bool, err error) {
 	return false, fmt.Errorf("%w for %v (last: %v)", errOutOfReach, now.Sub(g.since).Round(time.Millisecond), g.last)
 }
 
-// join is admit for a call about to wait in a batch queue (batch.go). While Redis is out
-// of reach it fails the call at once, unless a probe may go now; it never takes the probe
-// itself: the round trip that carries the call takes it when it is sent (admit, from the
-// hook). A call that held the probe while it waited behind a slow batch — on a Redis that
-// answers, say a durable write waiting for its replica — would have every other call on
-// the server refused until that batch ended. Nil-safe: a call whose server is not known is
-// let through.
-func (g *guard) join() error {
+// join is admit for a call about to wait in a batch queue (batch.go): an error while
+// Redis is out of reach, unless the call may be the outage's probe, which its batch's
+// first round trip to this server then is (see admitIn); the calls that follow
+// it are refused until the probe is answered, rather than waiting behind it. A call takes
+// the probe only when its queue is idle, so that its batch goes at once: one queued behind
+// a slow batch on a Redis that answers (a durable write waiting for its replica, say) would
+// hold the probe, and have every other call on the server refused, until that batch
+// ended; it is refused instead, and the next call not batched probes. Nil-safe: a call
+// whose server is not known is let through.
+func (g *guard) join(idle bool) (probe bool, err error) {
 	if g == nil || !g.out.Load() {
-		return nil
+		return false, nil
 	}
+	if !idle {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if !g.out.Load() {
+			return false, nil
+		}
+		g.refused++
+		return false, fmt.Errorf("%w for %v (last: %v)", errOutOfReach, time.Since(g.since).Round(time.Millisecond), g.last)
+	}
+	return g.admit()
+}
+
+// dropProbe ends a probe that made no round trip (its batch never reached the server):
+// the next call may probe at once.
+func (g *guard) dropProbe() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	now := time.Now()
-	if !g.out.Load() || !g.probing && !now.Before(g.nextProbe) {
-		return nil
-	}
-	g.refused++
-	return fmt.Errorf("%w for %v (last: %v)", errOutOfReach, now.Sub(g.since).Round(time.Millisecond), g.last)
+	g.probing = false
 }
 
 // outcome is what one call's error says of Redis.
@@ -199,7 +211,7 @@ func (g *guard) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		if ctx.Value(admittedKey{}) != nil {
 			return next(ctx, cmd)
 		}
-		probe, err := g.admit()
+		probe, err := admitIn(ctx, g)
 		if err != nil {
 			cmd.SetErr(err)
 			return err
@@ -213,7 +225,7 @@ func (g *guard) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proces
 		if ctx.Value(admittedKey{}) != nil {
 			return next(ctx, cmds)
 		}
-		probe, err := g.admit()
+		probe, err := admitIn(ctx, g)
 		if err != nil {
 			for _, c := range cmds {
 				c.SetErr(err)

@@ -30,23 +30,30 @@ func TestLateReplyDoesNotEndAnOutage(t *testing.T) {
 	}
 }
 
-// TestJoinLeavesTheProbeToTheRoundTrip: a call joining a batch queue when a probe is due
-// joins without taking it, so a call not batched (an Append, a Finish) can still probe at
-// once; while a probe is out, joining is refused.
-func TestJoinLeavesTheProbeToTheRoundTrip(t *testing.T) {
+// TestJoinTakesTheProbeOnlyIntoAnIdleQueue: a call joining a busy batch queue while a
+// probe is due is refused without taking the probe, so a call not batched (an Append, a
+// Finish) can still probe at once; into an idle queue, whose batch goes at once, it takes
+// the probe, and a call after it is refused.
+func TestJoinTakesTheProbeOnlyIntoAnIdleQueue(t *testing.T) {
 	g := newGuard(slog.New(slog.DiscardHandler), "test")
 	g.done(false, time.Now(), errors.New("connection reset by peer"), outageAfter)
 	g.mu.Lock()
 	g.nextProbe = time.Now() // a probe is due
 	g.mu.Unlock()
-	if err := g.join(); err != nil {
-		t.Fatalf("join with a probe due: %v", err)
+	if _, err := g.join(false); err == nil {
+		t.Fatal("a call joined a busy queue during an outage")
 	}
-	probe, err := g.admit()
-	if err != nil || !probe {
-		t.Fatalf("a round trip after a call joined: probe %v, %v; want the probe", probe, err)
+	if probe, err := g.admit(); err != nil || !probe {
+		t.Fatalf("a call not batched after a refused join: probe %v, %v; want the probe", probe, err)
 	}
-	if err := g.join(); err == nil {
+	g.done(true, time.Now(), errors.New("connection reset by peer"), 1) // the probe failed
+	g.mu.Lock()
+	g.nextProbe = time.Now()
+	g.mu.Unlock()
+	if probe, err := g.join(true); err != nil || !probe {
+		t.Fatalf("join into an idle queue with a probe due: probe %v, %v; want the probe", probe, err)
+	}
+	if _, err := g.join(true); err == nil {
 		t.Fatal("a call joined while the probe was out")
 	}
 }
