@@ -26,15 +26,7 @@ func TestNoWriteAfterTheLeaseLapsed(t *testing.T) {
 	n := startFaultNode(t, cfg, c, rs)
 
 	const id = "victim"
-	cl := testenv.ConnectMQTT(t, n.Member().MQTTAddr, id, testenv.MQTTOptions{CleanStart: true})
-	if err := cl.Subscribe("inbox/"+id, 1); err != nil {
-		t.Fatal(err)
-	}
-	var st *clientState
-	faultWaitFor(t, 5*time.Second, "client ready with a valid lease", func() bool {
-		st = n.clients.get(id)
-		return st != nil && st.ready.Load() && n.blocked(st) == ""
-	})
+	cl, st := connectReady(t, n, id, testenv.MQTTOptions{CleanStart: true})
 
 	// mochi holds the client lock while it writes one of its own packets (slow socket).
 	st.cl.Lock()

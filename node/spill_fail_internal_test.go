@@ -59,15 +59,7 @@ func TestSpillFailureKeepsAnEntryAMailboxReadMoved(t *testing.T) {
 	n := startFaultNode(t, cfg, env.coord(t), ls)
 
 	const id = "slow"
-	cl := testenv.ConnectMQTT(t, n.Member().MQTTAddr, id, testenv.MQTTOptions{CleanStart: true, ManualAck: true})
-	if err := cl.Subscribe("inbox/"+id, 1); err != nil {
-		t.Fatal(err)
-	}
-	var st *clientState
-	faultWaitFor(t, 5*time.Second, "client ready", func() bool {
-		st = n.clients.get(id)
-		return st != nil && st.ready.Load() && n.blocked(st) == ""
-	})
+	cl, st := connectReady(t, n, id, testenv.MQTTOptions{CleanStart: true, ManualAck: true})
 	answers := map[string]chan wire.Result{"m0": make(chan wire.Result, 1), "A": make(chan wire.Result, 1), "B": make(chan wire.Result, 1)}
 	deliver := func(msgID string, maxWait uint32) {
 		t.Helper()

@@ -55,7 +55,10 @@ func newGuard(log *slog.Logger, where string) *guard { return &guard{log: log, w
 
 // admit lets a call through, or refuses it during an outage; probe says the call is the
 // outage's probe.
-func (g *guard) admit() (probe bool, err error) {
+func (g *guard) admit() (probe bool, err error) { return g.admitMay(true) }
+
+// admitMay is admit for a call that may take the probe only if mayProbe.
+func (g *guard) admitMay(mayProbe bool) (probe bool, err error) {
 	if !g.out.Load() {
 		return false, nil
 	}
@@ -65,7 +68,7 @@ func (g *guard) admit() (probe bool, err error) {
 		return false, nil
 	}
 	now := time.Now()
-	if !g.probing && !now.Before(g.nextProbe) {
+	if mayProbe && !g.probing && !now.Before(g.nextProbe) {
 		g.probing = true
 		return true, nil
 	}
@@ -83,19 +86,10 @@ func (g *guard) admit() (probe bool, err error) {
 // ended; it is refused instead, and the next call not batched probes. Nil-safe: a call
 // whose server is not known is let through.
 func (g *guard) join(idle bool) (probe bool, err error) {
-	if g == nil || !g.out.Load() {
+	if g == nil {
 		return false, nil
 	}
-	if !idle {
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		if !g.out.Load() {
-			return false, nil
-		}
-		g.refused++
-		return false, fmt.Errorf("%w for %v (last: %v)", errOutOfReach, time.Since(g.since).Round(time.Millisecond), g.last)
-	}
-	return g.admit()
+	return g.admitMay(idle)
 }
 
 // dropProbe ends a probe that made no round trip (its batch never reached the server):
