@@ -39,6 +39,10 @@ type Node struct {
 	log   *slog.Logger
 	coord Coordinator
 	store store.Store
+	// looping: start got as far as the background loops. Close waits for the receipt
+	// loop's answers only then: without it, nothing records them, and a Start refused
+	// early (a busy port) waited twice the store timeout for nothing.
+	looping bool
 
 	mqtt     *mqtt.Server
 	mqttLis  *listener
@@ -225,6 +229,7 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 		return err
 	}
 	n.wg.Add(5)
+	n.looping = true
 	go func() { defer n.wg.Done(); n.auditLoop(bgctx) }()
 	go func() { defer n.wg.Done(); n.authLoop(bgctx) }()
 	go func() { defer n.wg.Done(); n.leaseLoop(bgctx) }()
@@ -446,7 +451,7 @@ func (n *Node) Close(ctx context.Context) error {
 		// The answers waiting for their receipts go out before the routers' channel
 		// closes (a router that loses one queues the message again: a duplicate). Bounded:
 		// a store that is down keeps its receipts, whose answers went out already.
-		if n.receipter.on() {
+		if n.receipter.on() && n.looping {
 			recorded := make(chan struct{})
 			n.receipter.after(func() { close(recorded) })
 			select {

@@ -221,7 +221,24 @@ func TestStartRefusesBusyPort(t *testing.T) {
 	} {
 		cfg := testConfig(t, "node-busy")
 		tc.set(&cfg)
-		n, err := node.Start(testenv.Context(t, 20*time.Second), cfg, node.Deps{Coord: c, Store: st, Logger: testenv.Logger(t)})
+		// Bounds a refused start has no reason to wait out: one that does hangs the test.
+		cfg.StoreTimeout, cfg.ShutdownTimeout = time.Hour, time.Hour
+		type started struct {
+			n   *node.Node
+			err error
+		}
+		ch := make(chan started, 1)
+		go func() {
+			n, err := node.Start(testenv.Context(t, 20*time.Second), cfg, node.Deps{Coord: c, Store: st, Logger: testenv.Logger(t)})
+			ch <- started{n, err}
+		}()
+		var n *node.Node
+		select {
+		case s := <-ch:
+			n, err = s.n, s.err
+		case <-time.After(time.Minute):
+			t.Fatalf("%s on a busy port: Start neither failed nor returned within a minute", tc.field)
+		}
 		if err == nil {
 			n.Close(context.Background())
 			t.Fatalf("%s on a busy port: Start succeeded", tc.field)
