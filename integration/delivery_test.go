@@ -276,6 +276,14 @@ func TestRedisDownRefusesWithoutLoss(t *testing.T) {
 	if code != http.StatusServiceUnavailable || !strings.Contains(eb.Error, "not accepted") {
 		t.Fatalf("with Redis down: %d %+v, want 503 not accepted", code, eb)
 	}
+	// The router's readiness says so too, naming the Redis it cannot reach.
+	var hl struct {
+		Ready bool   `json:"ready"`
+		Store string `json:"store"`
+	}
+	if code := getJSON(t, r.url+"/healthz", &hl); code != http.StatusServiceUnavailable || hl.Ready || !strings.Contains(hl.Store, redis.Addr) {
+		t.Fatalf("router /healthz with Redis down: %d %+v, want 503 naming %s", code, hl, redis.Addr)
+	}
 	ctx := t.Context()
 	if err := redis.Start(ctx); err != nil {
 		t.Fatal(err)

@@ -211,42 +211,39 @@ func waitJob(t *testing.T, h http.Handler, id string, within time.Duration) []ro
 // job that answers 202 at once and reports its progress until every member has the
 // message; the same request again finds the same job.
 func TestGroupInlineAndJob(t *testing.T) {
-	for name, st := range map[string]store.Store{"embedded": openStore(t), "redis": openRedisStore(t, shared.Redis(t).Addr)} {
-		t.Run(name, func(t *testing.T) {
-			cl := newCluster(t)
-			r := newRouter(t, st, cl.w, func(c *router.Config) { c.Fanout.InlineGroup = 10; c.Fanout.JobPage = 100 })
-			h := r.Handler()
-			small := addMembers(t, h, "small", name+"-s", 10)
-			var a fanoutAnswer
-			if code := call(t, h, "POST", "/v1/messages", `{"group":"small","payload":"s"}`, &a); code != 200 || a.Group != "small" || len(a.Results) != 10 {
-				t.Fatalf("small group: %d %+v", code, a)
-			}
-			for _, id := range small {
-				if ms := peekAll(t, st, id); len(ms) != 1 {
-					t.Fatalf("%s: %d messages", id, len(ms))
-				}
-			}
-			big := addMembers(t, h, "big", name+"-b", 2500)
-			var v router.JobView
-			if code := call(t, h, "POST", "/v1/messages", `{"group":"big","id":"big-1","payload":"b"}`, &v); code != 202 || v.Job != router.JobID("big-1") || v.Total != 2500 {
-				t.Fatalf("big group: %d %+v", code, v)
-			}
-			views := waitJob(t, h, v.Job, time.Minute)
-			end := views[len(views)-1]
-			if end.State != store.JobDone || end.Total != 2500 || end.Queued != 2500 || end.Sent != 2500 || end.Duplicates != 0 || end.Failed != 0 || end.Claims != 1 {
-				t.Fatalf("job ended %+v", end)
-			}
-			for _, id := range big {
-				if ms := peekAll(t, st, id); len(ms) != 1 || ms[0].ID != router.FanoutID("big-1", id) || string(ms[0].Payload) != "b" {
-					t.Fatalf("%s: %+v", id, ms)
-				}
-			}
-			t.Logf("MEASURED job of %d: %d polls, done in %.3fs", end.Total, len(views), end.Elapsed)
-			var again router.JobView
-			if code := call(t, h, "POST", "/v1/messages", `{"group":"big","id":"big-1","payload":"b"}`, &again); code != 202 || again.Job != v.Job || !again.Duplicate || again.State != store.JobDone {
-				t.Fatalf("the same request again: %d %+v", code, again)
-			}
-		})
+	st := openStore(t)
+	cl := newCluster(t)
+	r := newRouter(t, st, cl.w, func(c *router.Config) { c.Fanout.InlineGroup = 10; c.Fanout.JobPage = 100 })
+	h := r.Handler()
+	small := addMembers(t, h, "small", "s", 10)
+	var a fanoutAnswer
+	if code := call(t, h, "POST", "/v1/messages", `{"group":"small","payload":"s"}`, &a); code != 200 || a.Group != "small" || len(a.Results) != 10 {
+		t.Fatalf("small group: %d %+v", code, a)
+	}
+	for _, id := range small {
+		if ms := peekAll(t, st, id); len(ms) != 1 {
+			t.Fatalf("%s: %d messages", id, len(ms))
+		}
+	}
+	big := addMembers(t, h, "big", "b", 2500)
+	var v router.JobView
+	if code := call(t, h, "POST", "/v1/messages", `{"group":"big","id":"big-1","payload":"b"}`, &v); code != 202 || v.Job != router.JobID("big-1") || v.Total != 2500 {
+		t.Fatalf("big group: %d %+v", code, v)
+	}
+	views := waitJob(t, h, v.Job, time.Minute)
+	end := views[len(views)-1]
+	if end.State != store.JobDone || end.Total != 2500 || end.Queued != 2500 || end.Sent != 2500 || end.Duplicates != 0 || end.Failed != 0 || end.Claims != 1 {
+		t.Fatalf("job ended %+v", end)
+	}
+	for _, id := range big {
+		if ms := peekAll(t, st, id); len(ms) != 1 || ms[0].ID != router.FanoutID("big-1", id) || string(ms[0].Payload) != "b" {
+			t.Fatalf("%s: %+v", id, ms)
+		}
+	}
+	t.Logf("MEASURED job of %d: %d polls, done in %.3fs", end.Total, len(views), end.Elapsed)
+	var again router.JobView
+	if code := call(t, h, "POST", "/v1/messages", `{"group":"big","id":"big-1","payload":"b"}`, &again); code != 202 || again.Job != v.Job || !again.Duplicate || again.State != store.JobDone {
+		t.Fatalf("the same request again: %d %+v", code, again)
 	}
 }
 
@@ -255,7 +252,7 @@ func TestGroupInlineAndJob(t *testing.T) {
 // page is sent again, the copies already queued are counted as duplicates, and every
 // member ends up with exactly one message.
 func TestJobResumed(t *testing.T) {
-	st := openRedisStore(t, shared.Redis(t).Addr)
+	st := openStore(t)
 	cl := newCluster(t)
 	// The dead router's part, played by hand: it claimed the job, recorded one page of
 	// 100 and sent 50 of the next before it died.
