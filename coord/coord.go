@@ -263,16 +263,6 @@ func ValidateID(id string) error {
 	return nil
 }
 
-// ValidateRoot checks the key path a backend keeps everything under, named field in the
-// error: absolute, with neither a trailing nor a doubled '/' (empty means the backend's
-// default). The same rule serves ZooKeeper paths and etcd keys.
-func ValidateRoot(field, p string) error {
-	if p != "" && (!strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.Contains(p, "//")) {
-		return fmt.Errorf("%s %q must be an absolute key path like /switchboard", field, p)
-	}
-	return nil
-}
-
 // EncodeQuarantine checks q's node id and encodes q as every backend stores it.
 func EncodeQuarantine(q Quarantine) ([]byte, error) {
 	if err := ValidateID(q.Node); err != nil {
