@@ -80,6 +80,25 @@ func ParseQuarantine(node string, data []byte) Quarantine {
 	return q
 }
 
+// Decoder reads one stored entry, named name and created at epoch: DecodeMember or DecodeMark.
+type Decoder[T any] func(name string, data []byte, epoch int64) T
+
+// DecodeMember reads a stored member entry the way every backend lists one: the id is the one
+// the entry is stored under and the epoch the backend's (see Member.Epoch), whatever the data
+// says; foreign or damaged data still makes a live entry, with nothing but the id.
+func DecodeMember(id string, data []byte, epoch int64) Member {
+	var m Member
+	if err := json.Unmarshal(data, &m); err != nil || m.ID == "" {
+		m = Member{}
+	}
+	m.ID, m.Epoch = id, epoch
+	return m
+}
+
+// DecodeMark is ParseQuarantine in DecodeMember's shape, so that a backend lists members and
+// marks alike (a mark's epoch means nothing).
+func DecodeMark(node string, data []byte, _ int64) Quarantine { return ParseQuarantine(node, data) }
+
 // State is where a registration stands.
 //
 // The timing of Suspended and Fenced rests on one fact that both backends share: a server
