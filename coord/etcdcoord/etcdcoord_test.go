@@ -53,25 +53,6 @@ func TestBehaviour(t *testing.T) {
 	})
 }
 
-func TestUnreachableEndpointsFailFast(t *testing.T) {
-	start := time.Now()
-	_, err := etcdcoord.New(context.Background(), etcdcoord.Config{
-		Endpoints: []string{"127.0.0.1:1", "127.0.0.1:2"}, Settings: coord.Settings{DialTimeout: 2 * time.Second, Logger: testenv.Logger(t)},
-	})
-	if err == nil {
-		t.Fatal("New succeeded with no server listening")
-	}
-	if !strings.Contains(err.Error(), "127.0.0.1:1,127.0.0.1:2") {
-		t.Fatalf("error %q does not name the endpoints tried", err)
-	}
-	if !errors.Is(err, coord.ErrUnavailable) {
-		t.Fatalf("error %q does not wrap coord.ErrUnavailable", err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("New took %v with DialTimeout 2s", d)
-	}
-}
-
 func TestConfigValidate(t *testing.T) {
 	for _, c := range []struct {
 		cfg  etcdcoord.Config

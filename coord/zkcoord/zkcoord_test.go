@@ -39,23 +39,6 @@ func TestBehaviour(t *testing.T) {
 	})
 }
 
-func TestUnreachableEnsembleFailsFast(t *testing.T) {
-	ctx := context.Background()
-	start := time.Now()
-	_, err := zkcoord.New(ctx, zkcoord.Config{
-		Servers: []string{"127.0.0.1:1", "127.0.0.1:2"}, Settings: coord.Settings{DialTimeout: 2 * time.Second, Logger: testenv.Logger(t)},
-	})
-	if err == nil {
-		t.Fatal("New succeeded with no server listening")
-	}
-	if !strings.Contains(err.Error(), "127.0.0.1:1,127.0.0.1:2") {
-		t.Fatalf("error %q does not name the servers tried", err)
-	}
-	if d := time.Since(start); d > 10*time.Second {
-		t.Fatalf("New took %v with DialTimeout 2s", d)
-	}
-}
-
 func TestConfigValidate(t *testing.T) {
 	for _, c := range []struct {
 		cfg  zkcoord.Config
