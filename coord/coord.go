@@ -80,6 +80,25 @@ func ParseQuarantine(node string, data []byte) Quarantine {
 	return q
 }
 
+// Decoder reads one stored entry, named name and created at epoch: DecodeMember or DecodeMark.
+type Decoder[T any] func(name string, data []byte, epoch int64) T
+
+// DecodeMember reads a stored member entry the way every backend lists one: the id is the one
+// the entry is stored under and the epoch the backend's (see Member.Epoch), whatever the data
+// says; foreign or damaged data still makes a live entry, with nothing but the id.
+func DecodeMember(id string, data []byte, epoch int64) Member {
+	var m Member
+	if err := json.Unmarshal(data, &m); err != nil || m.ID == "" {
+		m = Member{}
+	}
+	m.ID, m.Epoch = id, epoch
+	return m
+}
+
+// DecodeMark is ParseQuarantine in DecodeMember's shape, so that a backend lists members and
+// marks alike (a mark's epoch means nothing).
+func DecodeMark(node string, data []byte, _ int64) Quarantine { return ParseQuarantine(node, data) }
+
 // State is where a registration stands.
 //
 // The timing of Suspended and Fenced rests on one fact that both backends share: a server
@@ -259,16 +278,6 @@ func ValidateID(id string) error {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-')
 	}); i >= 0 {
 		return fmt.Errorf("node id %q has %q at position %d; use letters, digits, '.', '_' or '-'", id, id[i], i)
-	}
-	return nil
-}
-
-// ValidateRoot checks the key path a backend keeps everything under, named field in the
-// error: absolute, with neither a trailing nor a doubled '/' (empty means the backend's
-// default). The same rule serves ZooKeeper paths and etcd keys.
-func ValidateRoot(field, p string) error {
-	if p != "" && (!strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.Contains(p, "//")) {
-		return fmt.Errorf("%s %q must be an absolute key path like /switchboard", field, p)
 	}
 	return nil
 }

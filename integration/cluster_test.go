@@ -57,8 +57,8 @@ func newClusterOn(t *testing.T, zk, redis string) *cluster {
 	t.Helper()
 	c := &cluster{t: t, zk: zk, redis: redis, root: "/it-" + coordtest.Instance()}
 	ctx := context.Background()
-	obs, err := zkcoord.New(ctx, zkcoord.Config{Servers: strings.Split(zk, ","), Root: c.root,
-		SessionTimeout: sessionTimeout, Logger: slog.New(slog.DiscardHandler)})
+	obs, err := zkcoord.New(ctx, zkcoord.Config{Servers: strings.Split(zk, ","),
+		Settings: coord.Settings{Root: c.root, SessionTimeout: sessionTimeout, Logger: slog.New(slog.DiscardHandler)}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,31 +1,26 @@
 // Package etcdcoord implements coord.Coordinator on an etcd v3 cluster with
 // go.etcd.io/etcd/client/v3 and its concurrency package.
 //
-// Layout under Prefix (default /switchboard):
+// Layout under Root (default /switchboard):
 //
 //	nodes/<id>              JSON coord.Member, attached to the registration's lease; epoch = create revision
 //	quarantine/<id>         JSON coord.Quarantine, no lease
 //	election/<name>/<lease> concurrency.Election candidates, lowest create revision leads
 //
-// Leases: every registration and every campaign has a lease of its own (SessionTTL), so losing
+// Leases: every registration and every campaign has a lease of its own (SessionTimeout), so losing
 // or replacing one never disturbs another; Close revokes them all, so this process's entries
 // vanish at once, like closing a ZooKeeper session.
 //
-// Fencing. A client cut off from the cluster cannot learn that its lease expired, so each
-// lease is kept alive by the coordinator itself (lease.go): one KeepAliveOnce every TTL/6,
-// recording the send time H of the latest one answered. The server renews the lease when a
-// keepalive reaches it, after H, so the lease cannot expire before H + TTL. (The library's
-// KeepAlive times a lease from the arrival of its answers and re-sends while one is overdue,
-// so nothing it reports bounds the server's expiry.) A registration is
-//   - Suspended as soon as the connection is down, or a keepalive has gone unanswered for
-//     TTL/3, or nothing has been answered for TTL/2;
-//   - Registered again, under the same epoch, when answers come back before the fence;
-//   - Fenced at H + coord.FenceAfter(TTL) (0.9 TTL), or at once when the server says the
-//     lease is gone; its lease is then dropped and the entry comes back on a new lease under
-//     a new epoch.
-//
-// A leadership is given up when its lease would be Suspended, or after TTL/3 of
-// disconnection.
+// Fencing follows the rule in coord.State's doc, with T the lease TTL. A client cut off from
+// the cluster cannot learn that its lease expired, so each lease is kept alive by the
+// coordinator itself (lease.go): one KeepAliveOnce every TTL/6, recording the send time H of
+// the latest one answered. The server renews the lease when a keepalive reaches it, after H,
+// so the lease cannot expire before H + TTL. (The library's KeepAlive times a lease from the
+// arrival of its answers and re-sends while one is overdue, so nothing it reports bounds the
+// server's expiry.) Beyond the rule, a registration is also Suspended as soon as the
+// connection is down, and Fenced at once when the server says the lease is gone; its lease is
+// then dropped and the entry comes back on a new lease. A leadership is given up when its
+// lease would be Suspended, or after TTL/3 of disconnection.
 //
 // The library's quirks stay in here: the
 // election recipe resigns with the client's own context when a campaign is abandoned (a
@@ -34,7 +29,6 @@
 package etcdcoord
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -57,40 +51,27 @@ import (
 	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
 
-// MinSessionTTL is the shortest SessionTTL accepted. etcd grants leases in whole seconds and
-// raises any TTL below its own minimum (1.5 election timeouts: 2s with etcd's default 1s
+// MinSessionTTL is the shortest SessionTimeout accepted. etcd grants leases in whole seconds
+// and raises any TTL below its own minimum (1.5 election timeouts: 2s with etcd's default 1s
 // election timeout) to that minimum; the coordinator always times itself by the TTL the
 // server granted.
 const MinSessionTTL = 2 * time.Second
 
-// Config configures a Coordinator.
+// Config configures a Coordinator. Of its Settings, SessionTimeout is the lease TTL: how long
+// after losing contact a member leaves the live set, and how long it keeps acting as live on
+// its own timer; rounded up to whole seconds, and at least MinSessionTTL.
 type Config struct {
+	coord.Settings
 	// Endpoints are the cluster's client URLs (host:port or http(s)://host:port). Required
 	// unless Client is set; ignored when it is.
 	Endpoints []string
-	// Prefix is the key prefix under which everything lives. Default "/switchboard".
-	Prefix string
-	// SessionTTL is the lease TTL: how long after losing contact a member leaves the live
-	// set, and how long it keeps acting as live on its own timer. Rounded up to whole
-	// seconds; at least MinSessionTTL. Default 10s.
-	SessionTTL time.Duration
-	// DialTimeout bounds New's wait for the cluster to answer. Default 10s.
-	DialTimeout time.Duration
-	// Logger receives the adapter's and the etcd client's logs. Default slog.Default().
-	Logger *slog.Logger
 	// Client, if set, is used instead of connecting to Endpoints (for example a client of
 	// an embedded server). The Coordinator does not close it.
 	Client *clientv3.Client
 }
 
 // DefaultConfig returns a Config with every default filled in except Endpoints.
-func DefaultConfig() Config {
-	return Config{
-		Prefix:      "/switchboard",
-		SessionTTL:  10 * time.Second,
-		DialTimeout: 10 * time.Second,
-	}
-}
+func DefaultConfig() Config { return Config{Settings: coord.DefaultSettings()} }
 
 // Validate checks the configuration without side effects.
 func (c Config) Validate() error {
@@ -104,16 +85,7 @@ func (c Config) Validate() error {
 			}
 		}
 	}
-	if err := coord.ValidateRoot("etcd: Prefix", c.Prefix); err != nil {
-		return err
-	}
-	if c.SessionTTL != 0 && c.SessionTTL < MinSessionTTL {
-		return fmt.Errorf("etcd: SessionTTL %v is below the floor of %v", c.SessionTTL, MinSessionTTL)
-	}
-	if c.DialTimeout < 0 {
-		return fmt.Errorf("etcd: DialTimeout %v is negative", c.DialTimeout)
-	}
-	return nil
+	return c.Settings.Validate("etcd", MinSessionTTL)
 }
 
 func validateEndpoint(e string) error {
@@ -141,7 +113,7 @@ type Coordinator struct {
 	log   *slog.Logger
 	cli   *clientv3.Client
 	owned bool          // cli was created by New and is closed by Close
-	ttl   time.Duration // SessionTTL rounded up to whole seconds
+	ttl   time.Duration // SessionTimeout rounded up to whole seconds
 
 	nodesPfx, quarPfx, electPfx string
 
@@ -158,19 +130,17 @@ var _ coord.Coordinator = (*Coordinator)(nil)
 // within DialTimeout with an error that names the endpoints tried and wraps
 // coord.ErrUnavailable.
 func New(ctx context.Context, cfg Config) (*Coordinator, error) {
-	d := DefaultConfig()
-	cfg.Prefix, cfg.SessionTTL = cmp.Or(cfg.Prefix, d.Prefix), cmp.Or(cfg.SessionTTL, d.SessionTTL)
-	cfg.DialTimeout, cfg.Logger = cmp.Or(cfg.DialTimeout, d.DialTimeout), cmp.Or(cfg.Logger, slog.Default())
+	cfg.Settings = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	c := &Coordinator{
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "etcd"),
-		ttl:      cfg.SessionTTL,
-		nodesPfx: cfg.Prefix + "/nodes/",
-		quarPfx:  cfg.Prefix + "/quarantine/",
-		electPfx: cfg.Prefix + "/election/",
+		ttl:      cfg.SessionTimeout,
+		nodesPfx: cfg.Root + "/nodes/",
+		quarPfx:  cfg.Root + "/quarantine/",
+		electPfx: cfg.Root + "/election/",
 		g:        coord.NewGroup(),
 		leases:   map[*keeper]struct{}{},
 	}
@@ -207,7 +177,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 
 	wctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
 	defer cancel()
-	if _, err := c.cli.Get(wctx, cfg.Prefix+"/", clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil {
+	if _, err := c.cli.Get(wctx, cfg.Root+"/", clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil {
 		if c.owned {
 			c.cli.Close()
 		}
@@ -221,7 +191,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	return c, nil
 }
 
-// SessionTTL is the lease TTL asked for, rounded up to whole seconds.
+// SessionTTL is the lease TTL asked for (SessionTimeout), rounded up to whole seconds.
 func (c *Coordinator) SessionTTL() time.Duration { return c.ttl }
 
 // Close revokes every lease this coordinator holds (its entries vanish at once), stops its

@@ -48,28 +48,9 @@ func TestBehaviour(t *testing.T) {
 	coordtest.Run(t, func(t *testing.T) func() coord.Coordinator {
 		prefix := freshPrefix()
 		return func() coord.Coordinator {
-			return open(t, etcdcoord.Config{Prefix: prefix, SessionTTL: suiteTTL})
+			return open(t, etcdcoord.Config{Settings: coord.Settings{Root: prefix, SessionTimeout: suiteTTL}})
 		}
 	})
-}
-
-func TestUnreachableEndpointsFailFast(t *testing.T) {
-	start := time.Now()
-	_, err := etcdcoord.New(context.Background(), etcdcoord.Config{
-		Endpoints: []string{"127.0.0.1:1", "127.0.0.1:2"}, DialTimeout: 2 * time.Second, Logger: testenv.Logger(t),
-	})
-	if err == nil {
-		t.Fatal("New succeeded with no server listening")
-	}
-	if !strings.Contains(err.Error(), "127.0.0.1:1,127.0.0.1:2") {
-		t.Fatalf("error %q does not name the endpoints tried", err)
-	}
-	if !errors.Is(err, coord.ErrUnavailable) {
-		t.Fatalf("error %q does not wrap coord.ErrUnavailable", err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("New took %v with DialTimeout 2s", d)
-	}
 }
 
 func TestConfigValidate(t *testing.T) {
@@ -80,10 +61,8 @@ func TestConfigValidate(t *testing.T) {
 		{etcdcoord.Config{}, "Endpoints is empty"},
 		{etcdcoord.Config{Endpoints: []string{"localhost"}}, `"localhost"`},
 		{etcdcoord.Config{Endpoints: []string{"ftp://a:1"}}, `"ftp://a:1"`},
-		{etcdcoord.Config{Endpoints: []string{"a:1"}, Prefix: "switchboard"}, `Prefix "switchboard"`},
-		{etcdcoord.Config{Endpoints: []string{"a:1"}, Prefix: "/switchboard/"}, `Prefix "/switchboard/"`},
-		{etcdcoord.Config{Endpoints: []string{"a:1"}, SessionTTL: time.Second}, "SessionTTL 1s is below"},
-		{etcdcoord.Config{Endpoints: []string{"a:1"}, DialTimeout: -time.Second}, "DialTimeout -1s"},
+		// The shared Settings are checked in coord; here only that they are, with etcd's floor.
+		{etcdcoord.Config{Endpoints: []string{"a:1"}, Settings: coord.Settings{SessionTimeout: time.Second}}, "etcd: SessionTimeout 1s is too short (minimum 2s)"},
 	} {
 		err := c.cfg.Validate()
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -108,7 +87,7 @@ func TestGivenClient(t *testing.T) {
 	}
 	defer cli.Close()
 	prefix := freshPrefix()
-	c := open(t, etcdcoord.Config{Client: cli, Prefix: prefix, SessionTTL: 5 * time.Second})
+	c := open(t, etcdcoord.Config{Client: cli, Settings: coord.Settings{Root: prefix, SessionTimeout: 5 * time.Second}})
 	if got := c.SessionTTL(); got != 5*time.Second {
 		t.Fatalf("SessionTTL = %v", got)
 	}
@@ -137,7 +116,7 @@ func TestGivenClient(t *testing.T) {
 func TestFenceCheckedByServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c := open(t, etcdcoord.Config{Prefix: freshPrefix(), SessionTTL: suiteTTL})
+	c := open(t, etcdcoord.Config{Settings: coord.Settings{Root: freshPrefix(), SessionTimeout: suiteTTL}})
 	l, err := c.Campaign(ctx, "monitor", "mon-a")
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +128,7 @@ func TestFenceCheckedByServer(t *testing.T) {
 	if err := c.SetQuarantine(ctx, coord.Quarantine{Node: "n1", Reason: "current fence"}, l); err != nil {
 		t.Fatalf("write with the current fence: %v", err)
 	}
-	other := open(t, etcdcoord.Config{Prefix: freshPrefix(), SessionTTL: suiteTTL})
+	other := open(t, etcdcoord.Config{Settings: coord.Settings{Root: freshPrefix(), SessionTimeout: suiteTTL}})
 	if err := other.SetQuarantine(ctx, coord.Quarantine{Node: "n1"}, l); err == nil || errors.Is(err, coord.ErrNotLeader) {
 		t.Fatalf("write fenced by another coordinator's leadership: err = %v, want a usage error", err)
 	}
@@ -186,7 +165,7 @@ func TestStaleOwnEntryIsReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c := open(t, etcdcoord.Config{Prefix: prefix, SessionTTL: suiteTTL})
+	c := open(t, etcdcoord.Config{Settings: coord.Settings{Root: prefix, SessionTimeout: suiteTTL}})
 	start := time.Now()
 	reg, err := c.Register(ctx, m)
 	if err != nil {

@@ -42,8 +42,8 @@ func testLeaseLoss(t *testing.T, mode string, cutLink func(*testenv.Proxy)) {
 	defer cancel()
 	p := testenv.StartProxy(t, endpoint)
 	prefix := freshPrefix()
-	node := open(t, etcdcoord.Config{Endpoints: []string{p.Addr}, Prefix: prefix, SessionTTL: faultTTL, DialTimeout: 5 * time.Second})
-	watcher := open(t, etcdcoord.Config{Prefix: prefix, SessionTTL: faultTTL})
+	node := open(t, etcdcoord.Config{Endpoints: []string{p.Addr}, Settings: coord.Settings{Root: prefix, SessionTimeout: faultTTL, DialTimeout: 5 * time.Second}})
+	watcher := open(t, etcdcoord.Config{Settings: coord.Settings{Root: prefix, SessionTimeout: faultTTL}})
 	watch, err := watcher.WatchMembers(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -158,8 +158,8 @@ func TestLeaderCutOffLosesLeadership(t *testing.T) {
 	defer cancel()
 	p := testenv.StartProxy(t, endpoint)
 	prefix := freshPrefix()
-	a := open(t, etcdcoord.Config{Endpoints: []string{p.Addr}, Prefix: prefix, SessionTTL: faultTTL, DialTimeout: 5 * time.Second})
-	b := open(t, etcdcoord.Config{Prefix: prefix, SessionTTL: faultTTL})
+	a := open(t, etcdcoord.Config{Endpoints: []string{p.Addr}, Settings: coord.Settings{Root: prefix, SessionTimeout: faultTTL, DialTimeout: 5 * time.Second}})
+	b := open(t, etcdcoord.Config{Settings: coord.Settings{Root: prefix, SessionTimeout: faultTTL}})
 	la, err := a.Campaign(ctx, "monitor", "mon-a")
 	if err != nil {
 		t.Fatal(err)
@@ -204,8 +204,8 @@ func TestShortCutKeepsEpoch(t *testing.T) {
 	defer cancel()
 	p := testenv.StartProxy(t, endpoint)
 	prefix := freshPrefix()
-	node := open(t, etcdcoord.Config{Endpoints: []string{p.Addr}, Prefix: prefix, SessionTTL: ttl, DialTimeout: 5 * time.Second})
-	watcher := open(t, etcdcoord.Config{Prefix: prefix, SessionTTL: ttl})
+	node := open(t, etcdcoord.Config{Endpoints: []string{p.Addr}, Settings: coord.Settings{Root: prefix, SessionTimeout: ttl, DialTimeout: 5 * time.Second}})
+	watcher := open(t, etcdcoord.Config{Settings: coord.Settings{Root: prefix, SessionTimeout: ttl}})
 	reg, err := node.Register(ctx, coordtest.NewMember("node-1"))
 	if err != nil {
 		t.Fatal(err)

@@ -147,16 +147,7 @@ func (e *entry) Look(ctx context.Context, s coord.Session, cr coord.Created) (co
 	rev := resp.Header.Revision + 1
 	entryW := e.c.cli.Watch(ctx, e.key, clientv3.WithRev(rev))
 	markW := e.c.cli.Watch(ctx, e.markKey, clientv3.WithRev(rev))
-	changed := make(chan struct{})
-	go func() { // ends with ctx, which the caller ends once it has looked
-		defer close(changed)
-		select {
-		case <-entryW:
-		case <-markW:
-		case <-ctx.Done():
-		}
-	}()
-	return v, changed, nil
+	return v, coord.LookChanged(ctx, entryW, markW, nil), nil
 }
 
 // Delete deletes the entry if it is still the one created at cr.Epoch.

@@ -15,28 +15,28 @@ import (
 
 // Members lists the live members (a linearizable read: current even from a follower).
 func (c *Coordinator) Members(ctx context.Context) ([]coord.Member, error) {
-	ms, err := list(ctx, c, c.nodesPfx, decodeMember)
+	ms, err := list(ctx, c, c.nodesPfx, coord.DecodeMember)
 	return ms, wrap("list members", err)
 }
 
 // WatchMembers delivers the live member set now and after every change.
 func (c *Coordinator) WatchMembers(ctx context.Context) (<-chan []coord.Member, error) {
-	return watchPrefix(ctx, c, c.nodesPfx, decodeMember)
+	return watchPrefix(ctx, c, c.nodesPfx, coord.DecodeMember)
 }
 
 // Quarantines lists the standing quarantine marks.
 func (c *Coordinator) Quarantines(ctx context.Context) ([]coord.Quarantine, error) {
-	qs, err := list(ctx, c, c.quarPfx, decodeMarkKV)
+	qs, err := list(ctx, c, c.quarPfx, coord.DecodeMark)
 	return qs, wrap("list quarantines", err)
 }
 
 // WatchQuarantines delivers the standing marks now and after every change.
 func (c *Coordinator) WatchQuarantines(ctx context.Context) (<-chan []coord.Quarantine, error) {
-	return watchPrefix(ctx, c, c.quarPfx, decodeMarkKV)
+	return watchPrefix(ctx, c, c.quarPfx, coord.DecodeMark)
 }
 
 // list reads every entry under pfx, in key order.
-func list[T any](ctx context.Context, c *Coordinator, pfx string, decode func(string, *mvccpb.KeyValue) T) ([]T, error) {
+func list[T any](ctx context.Context, c *Coordinator, pfx string, decode coord.Decoder[T]) ([]T, error) {
 	resp, err := c.cli.Get(ctx, pfx, clientv3.WithPrefix())
 	if err != nil {
 		return nil, err
@@ -45,21 +45,30 @@ func list[T any](ctx context.Context, c *Coordinator, pfx string, decode func(st
 }
 
 // decodeAll decodes the entries among kvs that lie directly under pfx, in key order.
-func decodeAll[T any](pfx string, kvs []*mvccpb.KeyValue, decode func(string, *mvccpb.KeyValue) T) []T {
+func decodeAll[T any](pfx string, kvs []*mvccpb.KeyValue, decode coord.Decoder[T]) []T {
 	slices.SortFunc(kvs, func(a, b *mvccpb.KeyValue) int { return bytes.Compare(a.Key, b.Key) })
 	out := make([]T, 0, len(kvs))
 	for _, kv := range kvs {
 		if name := childName(pfx, kv.Key); name != "" {
-			out = append(out, decode(name, kv))
+			out = append(out, decode(name, kv.Value, kv.CreateRevision))
 		}
 	}
 	return out
 }
 
+// childName is the last element of key under pfx, or "" when key lies deeper (not ours).
+func childName(pfx string, key []byte) string {
+	name := strings.TrimPrefix(string(key), pfx)
+	if name == "" || strings.Contains(name, "/") {
+		return ""
+	}
+	return name
+}
+
 // watchPrefix delivers the entries under pfx now and after every change. It lists, then
 // watches from the listing's revision; it lists again whenever the watch breaks (compaction,
 // loss of the leader) and after every reconnect.
-func watchPrefix[T any](ctx context.Context, c *Coordinator, pfx string, decode func(string, *mvccpb.KeyValue) T) (<-chan []T, error) {
+func watchPrefix[T any](ctx context.Context, c *Coordinator, pfx string, decode coord.Decoder[T]) (<-chan []T, error) {
 	return coord.Deliver(ctx, c.g, func(ctx context.Context, send func([]T)) bool {
 		return follow(ctx, c, pfx, decode, send)
 	})
@@ -68,7 +77,7 @@ func watchPrefix[T any](ctx context.Context, c *Coordinator, pfx string, decode 
 // follow lists pfx once and follows its watch until the watch breaks, the connection comes
 // back after a loss, or ctx ends. It reports whether to list again at once (after a
 // reconnect) rather than after a pause (the listing failed or the watch broke).
-func follow[T any](ctx context.Context, c *Coordinator, pfx string, decode func(string, *mvccpb.KeyValue) T, send func([]T)) bool {
+func follow[T any](ctx context.Context, c *Coordinator, pfx string, decode coord.Decoder[T], send func([]T)) bool {
 	lk, linkChanged := c.link.Get()
 	resp, err := c.cli.Get(ctx, pfx, clientv3.WithPrefix())
 	if err != nil {

@@ -155,8 +155,8 @@ func TestSessionExpiryReRegisters(t *testing.T) {
 	defer cancel()
 	var bridge testenv.Bridge
 	root := "/expiry-" + coordtest.Instance()
-	node, err := zkcoord.New(ctx, zkcoord.Config{Servers: e.Addrs(), Root: root, SessionTimeout: sessionTimeout,
-		Logger: testenv.Logger(t), Dial: bridge.Dial})
+	node, err := zkcoord.New(ctx, zkcoord.Config{Servers: e.Addrs(), Dial: bridge.Dial,
+		Settings: coord.Settings{Root: root, SessionTimeout: sessionTimeout, Logger: testenv.Logger(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}

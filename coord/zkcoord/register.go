@@ -175,17 +175,7 @@ func (e *entry) Look(ctx context.Context, s coord.Session, cr coord.Created) (co
 	if rs, mine := s.(*regSession); mine && ok {
 		v.Ours = st.EphemeralOwner == rs.id && st.Czxid == cr.Epoch
 	}
-	changed := make(chan struct{})
-	go func() { // ends with ctx, which the caller ends once it has looked
-		defer close(changed)
-		select {
-		case <-nodeCh:
-		case <-markCh:
-		case <-sessChanged:
-		case <-ctx.Done():
-		}
-	}()
-	return v, changed, nil
+	return v, coord.LookChanged(ctx, nodeCh, markCh, sessChanged), nil
 }
 
 // earliest returns the earlier of a and b.
@@ -198,26 +188,19 @@ func earliest(a, b time.Time) time.Time {
 
 // readMarkW reads the member's quarantine mark, if any, and watches it.
 func (e *entry) readMarkW(ctx context.Context) (*coord.Quarantine, <-chan zk.Event, error) {
-	type got struct {
-		q  *coord.Quarantine
-		ch <-chan zk.Event
+	ok, _, ch, err := callExistsW(ctx, e.c, e.markPath)
+	if err != nil || !ok {
+		return nil, ch, err
 	}
-	g, err := call(ctx, func() (got, error) {
-		ok, _, ch, err := e.c.conn.ExistsW(e.markPath)
-		if err != nil || !ok {
-			return got{nil, ch}, err
-		}
-		data, _, err := e.c.conn.Get(e.markPath)
-		if errors.Is(err, zk.ErrNoNode) {
-			return got{nil, ch}, nil
-		}
-		if err != nil {
-			return got{}, err
-		}
-		q := coord.ParseQuarantine(e.id, data)
-		return got{&q, ch}, nil
-	})
-	return g.q, g.ch, err
+	data, _, err := callGet(ctx, e.c, e.markPath)
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil, ch, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	q := coord.ParseQuarantine(e.id, data)
+	return &q, ch, nil
 }
 
 // Delete deletes the entry if the current session owns it.

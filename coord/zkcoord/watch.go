@@ -2,7 +2,6 @@ package zkcoord
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -14,22 +13,21 @@ import (
 
 // Members lists the live members, after a sync so that a read from a follower is current.
 func (c *Coordinator) Members(ctx context.Context) ([]coord.Member, error) {
-	return listSynced(ctx, c, c.nodesDir, "members", decodeMember)
+	return listSynced(ctx, c, c.nodesDir, "members", coord.DecodeMember)
 }
 
 // WatchMembers delivers the live member set now and after every change.
 func (c *Coordinator) WatchMembers(ctx context.Context) (<-chan []coord.Member, error) {
-	return watchChildren(ctx, c, c.nodesDir, decodeMember)
+	return watchChildren(ctx, c, c.nodesDir, coord.DecodeMember)
 }
 
 // Quarantines lists the standing quarantine marks, after a sync.
 func (c *Coordinator) Quarantines(ctx context.Context) ([]coord.Quarantine, error) {
-	return listSynced(ctx, c, c.quarDir, "quarantines", decodeMarkChild)
+	return listSynced(ctx, c, c.quarDir, "quarantines", coord.DecodeMark)
 }
 
 // listSynced lists dir's children after a sync, so that a read from a follower is current.
-func listSynced[T any](ctx context.Context, c *Coordinator, dir, what string,
-	decode func(name string, data []byte, st *zk.Stat) (T, bool)) ([]T, error) {
+func listSynced[T any](ctx context.Context, c *Coordinator, dir, what string, decode coord.Decoder[T]) ([]T, error) {
 	if _, err := call(ctx, func() (string, error) { return c.conn.Sync(dir) }); err != nil {
 		return nil, wrap("sync", err)
 	}
@@ -39,7 +37,7 @@ func listSynced[T any](ctx context.Context, c *Coordinator, dir, what string,
 
 // WatchQuarantines delivers the standing marks now and after every change.
 func (c *Coordinator) WatchQuarantines(ctx context.Context) (<-chan []coord.Quarantine, error) {
-	return watchChildren(ctx, c, c.quarDir, decodeMarkChild)
+	return watchChildren(ctx, c, c.quarDir, coord.DecodeMark)
 }
 
 // SetQuarantine writes a quarantine mark; with a fence, only while the fence still leads.
@@ -93,27 +91,13 @@ func (c *Coordinator) Release(ctx context.Context, node string) error {
 	return wrap("release "+node, err)
 }
 
-func decodeMember(name string, data []byte, st *zk.Stat) (coord.Member, bool) {
-	var m coord.Member
-	if err := json.Unmarshal(data, &m); err != nil || m.ID == "" {
-		m = coord.Member{ID: name} // foreign or damaged data: still a live entry
-	}
-	m.ID = name
-	m.Epoch = st.Czxid
-	return m, true
-}
-
-func decodeMarkChild(name string, data []byte, _ *zk.Stat) (coord.Quarantine, bool) {
-	return coord.ParseQuarantine(name, data), true
-}
-
 // listChildren reads every child of dir and its data. With watch, it also arms a children
 // watch and returns its channel. The set it returns is one the directory held at one
 // moment: when the children changed while their data was read (a child deleted and created
 // again would show an epoch newer than the listing), it reads them again. Callers judge an
 // epoch missing from the set as gone only because the set is such a snapshot.
 func listChildren[T any](ctx context.Context, c *Coordinator, dir string, watch bool,
-	decode func(name string, data []byte, st *zk.Stat) (T, bool)) ([]T, <-chan zk.Event, error) {
+	decode coord.Decoder[T]) ([]T, <-chan zk.Event, error) {
 	type got struct {
 		names    []string
 		cversion int32
@@ -141,9 +125,7 @@ func listChildren[T any](ctx context.Context, c *Coordinator, dir string, watch 
 			if err != nil {
 				return nil, nil, err
 			}
-			if v, ok := decode(name, data, st); ok {
-				out = append(out, v)
-			}
+			out = append(out, decode(name, data, st.Czxid))
 		}
 		if len(g.names) == 0 {
 			return out, g.ch, nil
@@ -171,8 +153,7 @@ func cversionOf(st *zk.Stat) int32 {
 // watchChildren delivers dir's children now and after every change, re-arming the one-shot
 // watch each time and re-listing after every reconnect (events during a disconnection are
 // lost).
-func watchChildren[T any](ctx context.Context, c *Coordinator, dir string,
-	decode func(name string, data []byte, st *zk.Stat) (T, bool)) (<-chan []T, error) {
+func watchChildren[T any](ctx context.Context, c *Coordinator, dir string, decode coord.Decoder[T]) (<-chan []T, error) {
 	return coord.Deliver(ctx, c.g, func(ctx context.Context, send func([]T)) bool {
 		gen, err := c.waitSession(ctx)
 		if err != nil {

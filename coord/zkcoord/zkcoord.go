@@ -13,23 +13,18 @@
 // the session timeout the servers granted to itself (we read it off the connect response),
 // and a client cut off from every server cannot learn that its session expired.
 //
-// Fencing. The ensemble expires a session one session timeout T after a server last heard
-// from it, and go-zookeeper reports a silent link only after its receive timeout (2T/3), so
-// timing from its "disconnected" would leave a member acting live for up to 5T/3. Instead a
-// prober sends a Sync every T/6 and records the send time H of the latest one answered in the
-// session (liveness.go): the session cannot expire before H + T. T is the shorter of the
-// timeout asked for and the one granted: the servers clamp the one asked for to 2-20 ticks and
-// expire by the one granted, so the one asked for is shorter only when they raised it, and
-// timing by it then fences earlier than needed, never later. A registration is
-//   - Suspended as soon as the library reports a disconnect, or a probe has gone unanswered
-//     for T/3, or nothing has been answered for T/2 (at most T/2 after a link goes silent);
-//   - Registered again, under the same epoch, when answers come back before the fence;
-//   - Fenced at H + coord.FenceAfter(T) (0.9T), or one T after the library reported the
-//     disconnect if that is sooner, or at once when a new session shows the old one expired;
-//     then registered again under a new epoch once the ensemble answers.
-//
-// A leadership is given up when its registration would be Suspended (or after T/3 of
-// reported disconnection).
+// Fencing follows the rule in coord.State's doc, with H the send time of the latest request
+// answered in the session. go-zookeeper reports a silent link only after its receive timeout
+// (2T/3), so timing from its "disconnected" would leave a member acting live for up to 5T/3.
+// Instead a prober sends a Sync every T/6 and records H (liveness.go): the ensemble expires a
+// session one session timeout T after a server last heard from it, so not before H + T. T is
+// the shorter of the timeout asked for and the one granted: the servers clamp the one asked
+// for to 2-20 ticks and expire by the one granted, so the one asked for is shorter only when
+// they raised it, and timing by it then fences earlier than needed, never later. Beyond the
+// rule, a registration is also Suspended as soon as the library reports a disconnect, and
+// Fenced one T after that report if that is sooner than the rule's deadline, or at once when a
+// new session shows the old one expired. A leadership is given up when its registration would
+// be Suspended (or after T/3 of reported disconnection).
 //
 // The probe is a Sync rather than a read because a server answers a Sync only after a round
 // trip to the leader, whose session tracker expires sessions: a follower cut off from the
@@ -41,7 +36,6 @@
 package zkcoord
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -58,20 +52,13 @@ import (
 	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
 
-// Config configures a Coordinator.
+// Config configures a Coordinator. Of its Settings, SessionTimeout is the ZooKeeper session
+// timeout (at least 500ms): the servers clamp it to 2-20 ticks, and the coordinator times
+// itself by the shorter of this and the timeout granted.
 type Config struct {
+	coord.Settings
 	// Servers are the ensemble's client addresses (host:port). Required.
 	Servers []string
-	// Root is the znode under which everything lives. Default "/switchboard".
-	Root string
-	// SessionTimeout is the ZooKeeper session timeout: how long after losing contact a
-	// member leaves the live set. The server clamps it to 2-20 ticks; the coordinator times
-	// itself by the shorter of this and the timeout granted. Default 10s.
-	SessionTimeout time.Duration
-	// DialTimeout bounds the wait for a first session in New. Default 10s.
-	DialTimeout time.Duration
-	// Logger receives the adapter's and the library's logs. Default slog.Default().
-	Logger *slog.Logger
 	// Auth, "user:password", authenticates the session with ZooKeeper's digest scheme; the
 	// znodes this coordinator creates are then writable only with those credentials and
 	// readable by anyone (so `switchboard status` needs none).
@@ -82,13 +69,7 @@ type Config struct {
 }
 
 // DefaultConfig returns a Config with every default filled in except Servers.
-func DefaultConfig() Config {
-	return Config{
-		Root:           "/switchboard",
-		SessionTimeout: 10 * time.Second,
-		DialTimeout:    10 * time.Second,
-	}
-}
+func DefaultConfig() Config { return Config{Settings: coord.DefaultSettings()} }
 
 // Validate checks the configuration without side effects.
 func (c Config) Validate() error {
@@ -103,18 +84,12 @@ func (c Config) Validate() error {
 			return fmt.Errorf("zk: server %q: %w", s, err)
 		}
 	}
-	if err := coord.ValidateRoot("zk: root", c.Root); err != nil {
-		return err
-	}
 	if c.Auth != "" {
 		if u, p, ok := strings.Cut(c.Auth, ":"); !ok || u == "" || p == "" {
 			return errors.New("zk: auth must be user:password")
 		}
 	}
-	if c.SessionTimeout != 0 && c.SessionTimeout < time.Second/2 {
-		return fmt.Errorf("zk: session timeout %v is too short (minimum 500ms)", c.SessionTimeout)
-	}
-	return nil
+	return c.Settings.Validate("zk", time.Second/2)
 }
 
 // session is what the event callback knows about the ZooKeeper session.
@@ -144,9 +119,7 @@ var _ coord.Coordinator = (*Coordinator)(nil)
 // New connects to the ensemble and returns once a session is established, or fails within
 // DialTimeout with an error naming the servers tried.
 func New(ctx context.Context, cfg Config) (*Coordinator, error) {
-	d := DefaultConfig()
-	cfg.Root, cfg.SessionTimeout = cmp.Or(cfg.Root, d.Root), cmp.Or(cfg.SessionTimeout, d.SessionTimeout)
-	cfg.DialTimeout, cfg.Logger = cmp.Or(cfg.DialTimeout, d.DialTimeout), cmp.Or(cfg.Logger, slog.Default())
+	cfg.Settings = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

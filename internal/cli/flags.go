@@ -195,17 +195,16 @@ func (o *coordOptions) validate() error {
 }
 
 func (o *coordOptions) zkConfig(log *slog.Logger) zkcoord.Config {
-	return zkcoord.Config{
-		Servers: splitList(o.servers), Root: o.root, SessionTimeout: o.sessionTimeout,
-		DialTimeout: o.dialTimeout, Logger: log, Auth: o.authValue,
-	}
+	return zkcoord.Config{Settings: o.settings(log), Servers: splitList(o.servers), Auth: o.authValue}
 }
 
 func (o *coordOptions) etcdConfig(log *slog.Logger) etcdcoord.Config {
-	return etcdcoord.Config{
-		Endpoints: splitList(o.etcd), Prefix: o.root, SessionTTL: o.sessionTimeout,
-		DialTimeout: o.dialTimeout, Logger: log,
-	}
+	return etcdcoord.Config{Settings: o.settings(log), Endpoints: splitList(o.etcd)}
+}
+
+// settings are the flags every backend takes.
+func (o *coordOptions) settings(log *slog.Logger) coord.Settings {
+	return coord.Settings{Root: o.root, SessionTimeout: o.sessionTimeout, DialTimeout: o.dialTimeout, Logger: log}
 }
 
 // open connects to the backend the flags name.

@@ -28,9 +28,8 @@ func TestStatusShowsRegisteredNode(t *testing.T) {
 	root := "/cli-test-" + coordtest.Instance()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := zkcoord.New(ctx, zkcoord.Config{
-		Servers: e.Addrs(), Root: root, SessionTimeout: 2 * time.Second, Logger: slog.New(slog.DiscardHandler),
-	})
+	c, err := zkcoord.New(ctx, zkcoord.Config{Servers: e.Addrs(),
+		Settings: coord.Settings{Root: root, SessionTimeout: 2 * time.Second, Logger: slog.New(slog.DiscardHandler)}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -201,8 +201,8 @@ func (u *upCluster) newCoord(ctx context.Context, o upOptions) (coord.Coordinato
 	var c coord.Coordinator
 	var err error
 	if u.etcd != nil {
-		c, err = etcdcoord.New(ctx, etcdcoord.Config{Client: u.etcd.Client(), Prefix: o.co.root,
-			SessionTTL: o.co.sessionTimeout, Logger: u.log})
+		c, err = etcdcoord.New(ctx, etcdcoord.Config{Client: u.etcd.Client(),
+			Settings: coord.Settings{Root: o.co.root, SessionTimeout: o.co.sessionTimeout, Logger: u.log}})
 	} else {
 		c, err = o.co.open(ctx, u.log)
 	}
