@@ -23,14 +23,12 @@ type Candidacy struct {
 	// once ctx ends. It runs on a goroutine of its own: a call to the backend can block while
 	// the link is down, and the holder must keep time meanwhile.
 	Follow func(ctx context.Context) (gone string)
-	// Ended, if not nil, is closed when the backend ends the candidacy by itself.
-	Ended <-chan struct{}
 	// Resign deletes the candidate's entry, after Done is closed (Leadership.Resign).
 	Resign func(ctx context.Context) error
 	// Lost, if not nil, is called once if the leadership is taken away (not resigned, and
-	// not ended by Close), before Done is closed.
+	// not ended by Close), after Done is closed.
 	Lost func()
-	// Log receives the end of the leadership.
+	// Log receives the end of the leadership. (Campaign sets Log and Closed.)
 	Log *slog.Logger
 	// Closed is closed when the coordinator closes; the leadership then ends.
 	Closed <-chan struct{}
@@ -80,7 +78,7 @@ func (h *Held) end(why string, taken bool) {
 		if !taken {
 			lvl = slog.LevelInfo
 		}
-		h.c.Log.Log(context.Background(), lvl, "leadership ended", "candidate", h.c.Name, "why", why)
+		h.c.Log.Log(context.Background(), lvl, "leadership ended", "entry", h.c.Name, "why", why)
 		// Done first: Lost may hand the leadership on (etcd revokes the lease, which deletes
 		// the candidate key), and the next leader must not lead while this one still does.
 		close(h.done)
@@ -139,9 +137,6 @@ func (h *Held) hold() {
 		case <-st.Changed[1]:
 		case <-timer.C:
 		case <-h.done: // Follow saw the entry go
-			return
-		case <-h.c.Ended:
-			h.end("session ended", true)
 			return
 		case <-h.resign:
 			h.end("resigned", false)

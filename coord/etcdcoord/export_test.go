@@ -12,7 +12,7 @@ import (
 func StaleFence(l coord.Leadership) coord.Leadership {
 	ll := l.(*leadership)
 	// A zero Held's Done is nil: never closed.
-	return &leadership{Held: new(coord.Held), c: ll.c, key: ll.key, rev: ll.rev + 1}
+	return &leadership{Held: new(coord.Held), ballot: &ballot{c: ll.c, key: ll.key, rev: ll.rev + 1}}
 }
 
 // LeaseAcks returns, for every lease c holds, the send time of the latest request the server

@@ -1,0 +1,124 @@
+package coord
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/internal/notify"
+)
+
+// Ballot is one candidate's entry in an election, on the session (or lease) it was put on:
+// the primitives of the election recipe as a backend provides them. Line and Wait are
+// called from one goroutine at a time (the campaign's, then the leadership's Follow); each
+// method returns soon after ctx ends.
+type Ballot interface {
+	// Line reads the election's candidates in order and returns how many stand before
+	// this one: at 0 it leads. A negative count says it is lost: its entry is gone, or the
+	// session it lives on ended. Errors are retried after a pause.
+	Line(ctx context.Context) (ahead int, err error)
+	// Wait returns once the entry the last Line looked at last may have gone — the
+	// candidate just before this one, or this one when it leads — or this one's session
+	// may have changed. It watches that one entry only, so a leader's end wakes the next
+	// candidate, not the herd.
+	Wait(ctx context.Context)
+	// Candidacy is the election won in the last Line, for HoldLeadership (Campaign sets
+	// its Follow, Log and Closed).
+	Candidacy() Candidacy
+	// Withdraw gives the entry up when the campaign is abandoned or the candidate was
+	// lost; ctx is its own, since the campaign's has often ended.
+	Withdraw(ctx context.Context) error
+}
+
+// Campaign runs the leader-election recipe (see Elections.Campaign) on the ballots stand
+// puts up, each a new entry on a session it waits for or makes: the lowest entry leads;
+// every other waits only for the one just before it. A candidate lost with its session
+// while waiting stands again on a new one; an abandoned one withdraws its entry. Errors of
+// stand are retried after a pause. The leadership is held on g (HoldLeadership).
+func Campaign[B Ballot](ctx context.Context, g *Group, log *slog.Logger, election, value string,
+	stand func(ctx context.Context, election, value string) (B, error)) (*Held, B, error) {
+	var none B
+	if err := ValidateID(election); err != nil {
+		return nil, none, fmt.Errorf("election name: %w", err)
+	}
+	ctx, cancel := notify.CancelOn(ctx, g.Closed(), nil)
+	defer cancel()
+	log = log.With("election", election, "candidate", value)
+	for {
+		b, err := stand(ctx, election, value)
+		if err == nil {
+			var h *Held
+			if h, err = elect(ctx, b, g, log); err == nil {
+				return h, b, nil
+			}
+			wctx, wcancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = b.Withdraw(wctx)
+			wcancel()
+		}
+		select {
+		case <-g.Closed():
+			return nil, none, ErrClosed
+		default:
+		}
+		if ctx.Err() != nil {
+			return nil, none, fmt.Errorf("campaign %s: %w", election, ctx.Err())
+		}
+		if errors.Is(err, errLostCandidate) {
+			log.Warn("campaign: candidate lost with its session; campaigning again")
+			continue
+		}
+		log.Warn("campaign: retrying", "error", err)
+		notify.Sleep(ctx, 100*time.Millisecond, nil)
+	}
+}
+
+var errLostCandidate = errors.New("candidate lost")
+
+// elect waits until b leads, then holds its leadership.
+func elect(ctx context.Context, b Ballot, g *Group, log *slog.Logger) (*Held, error) {
+	for {
+		ahead, err := b.Line(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case err != nil:
+			notify.Sleep(ctx, 100*time.Millisecond, nil)
+			continue
+		case ahead < 0:
+			return nil, errLostCandidate
+		case ahead == 0:
+			c := b.Candidacy()
+			c.Follow = func(ctx context.Context) string { return follow(ctx, b, c.Timeout) }
+			c.Log, c.Closed = log, g.Closed()
+			h, err := HoldLeadership(c, g.Go)
+			if err == nil {
+				log.Info("elected", "entry", c.Name)
+			}
+			return h, err
+		}
+		b.Wait(ctx)
+	}
+}
+
+// follow looks at b's entry, and again whenever Wait says it may have gone, until Line
+// finds it lost (for HoldLeadership's Candidacy.Follow).
+func follow(ctx context.Context, b Ballot, timeout time.Duration) string {
+	for ctx.Err() == nil {
+		// Bounded, so that a call lost on a silent link is made again.
+		lctx, cancel := context.WithTimeout(ctx, OverdueAfter(timeout))
+		ahead, err := b.Line(lctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+		case err != nil:
+			notify.Sleep(ctx, 100*time.Millisecond, nil)
+		case ahead < 0:
+			return "candidate entry gone"
+		default:
+			b.Wait(ctx)
+		}
+	}
+	return ""
+}
