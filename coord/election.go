@@ -36,12 +36,12 @@ type Ballot interface {
 // puts up, each a new entry on a session it waits for or makes: the lowest entry leads;
 // every other waits only for the one just before it. A candidate lost with its session
 // while waiting stands again on a new one; an abandoned one withdraws its entry. Errors of
-// stand are retried after a pause. The leadership is held on g (HoldLeadership).
+// stand are retried after a pause. The leadership is held on g (HoldLeadership); FenceOf
+// gives its ballot back to the backend's fenced writes.
 func Campaign[B Ballot](ctx context.Context, g *Group, log *slog.Logger, election, value string,
-	stand func(ctx context.Context, election, value string) (B, error)) (*Held, B, error) {
-	var none B
+	stand func(ctx context.Context, election, value string) (B, error)) (Leadership, error) {
 	if err := ValidateID(election); err != nil {
-		return nil, none, fmt.Errorf("election name: %w", err)
+		return nil, fmt.Errorf("election name: %w", err)
 	}
 	ctx, cancel := notify.CancelOn(ctx, g.Closed(), nil)
 	defer cancel()
@@ -51,7 +51,7 @@ func Campaign[B Ballot](ctx context.Context, g *Group, log *slog.Logger, electio
 		if err == nil {
 			var h *Held
 			if h, err = elect(ctx, b, g, log); err == nil {
-				return h, b, nil
+				return h, nil
 			}
 			wctx, wcancel := context.WithTimeout(context.Background(), 2*time.Second)
 			_ = b.Withdraw(wctx)
@@ -59,11 +59,11 @@ func Campaign[B Ballot](ctx context.Context, g *Group, log *slog.Logger, electio
 		}
 		select {
 		case <-g.Closed():
-			return nil, none, ErrClosed
+			return nil, ErrClosed
 		default:
 		}
 		if ctx.Err() != nil {
-			return nil, none, fmt.Errorf("campaign %s: %w", election, ctx.Err())
+			return nil, fmt.Errorf("campaign %s: %w", election, ctx.Err())
 		}
 		if errors.Is(err, errLostCandidate) {
 			log.Warn("campaign: candidate lost with its session; campaigning again")
@@ -75,6 +75,28 @@ func Campaign[B Ballot](ctx context.Context, g *Group, log *slog.Logger, electio
 }
 
 var errLostCandidate = errors.New("candidate lost")
+
+// Leader returns the value of the lowest candidate in the named election, which first reads
+// (ok false when there is none: ErrNotFound).
+func Leader(ctx context.Context, election string, first func(ctx context.Context, election string) (value string, ok bool, err error)) (string, error) {
+	if err := ValidateID(election); err != nil {
+		return "", fmt.Errorf("election name: %w", err)
+	}
+	v, ok, err := first(ctx, election)
+	if err == nil && !ok {
+		err = fmt.Errorf("leader of %s: %w", election, ErrNotFound)
+	}
+	return v, err
+}
+
+// FenceOf returns the ballot that l, a leadership Campaign returned, was won with, if it is
+// of type B: what a backend's fenced write checks.
+func FenceOf[B Ballot](l Leadership) (b B, ok bool) {
+	if h, held := l.(*Held); held {
+		b, ok = h.c.Ballot.(B)
+	}
+	return b, ok
+}
 
 // elect waits until b leads, then holds its leadership.
 func elect(ctx context.Context, b Ballot, g *Group, log *slog.Logger) (*Held, error) {
@@ -90,6 +112,7 @@ func elect(ctx context.Context, b Ballot, g *Group, log *slog.Logger) (*Held, er
 			return nil, errLostCandidate
 		case ahead == 0:
 			c := b.Candidacy()
+			c.Ballot = b
 			c.Follow = func(ctx context.Context) string { return follow(ctx, b, c.Timeout) }
 			c.Log, c.Closed = log, g.Closed()
 			h, err := HoldLeadership(c, g.Go)

@@ -14,6 +14,8 @@ import (
 type Candidacy struct {
 	// Name identifies the candidate's entry in the log (its key or path).
 	Name string
+	// Ballot is the candidate's entry as Campaign drove it (see FenceOf).
+	Ballot Ballot
 	// Session is what the candidate's entry lives on, judged as a registration's is but
 	// more strictly (see HoldLeadership). Only the holding goroutine calls it.
 	Session Session
@@ -34,7 +36,7 @@ type Candidacy struct {
 	Closed <-chan struct{}
 }
 
-// Held is a Leadership kept by HoldLeadership. Backends embed it to keep what their fenced
+// Held is a Leadership kept by HoldLeadership; its Ballot keeps what the backend's fenced
 // writes check (the candidate's key and revision).
 type Held struct {
 	c        Candidacy

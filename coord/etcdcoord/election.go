@@ -25,21 +25,11 @@ import (
 // Campaign returns once every earlier candidate is gone even if its own key went with its
 // lease meanwhile (so the key had to be read again).
 func (c *Coordinator) Campaign(ctx context.Context, election, candidate string) (coord.Leadership, error) {
-	h, b, err := coord.Campaign(ctx, c.g, c.log, election, candidate, c.stand)
-	if err != nil {
-		return nil, err
-	}
-	return &leadership{h, b}, nil
+	return coord.Campaign(ctx, c.g, c.log, election, candidate, c.stand)
 }
 
-// leadership is held while its candidate key exists on its lease (see coord.HoldLeadership
-// for when it is given up); SetQuarantine checks the ballot's key and create revision.
-type leadership struct {
-	*coord.Held
-	*ballot
-}
-
-// ballot is a candidate key on lease k.
+// ballot is a candidate key on lease k; a leadership is held while it exists (see
+// coord.HoldLeadership for when it is given up), and SetQuarantine checks its create revision.
 type ballot struct {
 	c        *Coordinator
 	k        *keeper
@@ -134,15 +124,11 @@ func (b *ballot) Withdraw(context.Context) error {
 
 // Leader returns the value of the candidate that leads the named election.
 func (c *Coordinator) Leader(ctx context.Context, election string) (string, error) {
-	if err := coord.ValidateID(election); err != nil {
-		return "", fmt.Errorf("election name: %w", err)
-	}
-	resp, err := c.cli.Get(ctx, c.electPfx+election+"/", clientv3.WithFirstCreate()...)
-	if err != nil {
-		return "", wrap("leader", err)
-	}
-	if len(resp.Kvs) == 0 {
-		return "", fmt.Errorf("leader of %s: %w", election, coord.ErrNotFound)
-	}
-	return string(resp.Kvs[0].Value), nil
+	return coord.Leader(ctx, election, func(ctx context.Context, election string) (string, bool, error) {
+		resp, err := c.cli.Get(ctx, c.electPfx+election+"/", clientv3.WithFirstCreate()...)
+		if err != nil || len(resp.Kvs) == 0 {
+			return "", false, wrap("leader", err)
+		}
+		return string(resp.Kvs[0].Value), true, nil
+	})
 }

@@ -10,9 +10,10 @@ import (
 // create revision the leader key does not have, so that tests reach the server-side check
 // of a fenced write rather than the local short cut for a leadership already given up.
 func StaleFence(l coord.Leadership) coord.Leadership {
-	ll := l.(*leadership)
-	// A zero Held's Done is nil: never closed.
-	return &leadership{Held: new(coord.Held), ballot: &ballot{c: ll.c, key: ll.key, rev: ll.rev + 1}}
+	b, _ := coord.FenceOf[*ballot](l)
+	// A Held whose goroutine never runs: Done is never closed.
+	h, _ := coord.HoldLeadership(coord.Candidacy{Ballot: &ballot{c: b.c, key: b.key, rev: b.rev + 1}}, func(func()) error { return nil })
+	return h
 }
 
 // LeaseAcks returns, for every lease c holds, the send time of the latest request the server

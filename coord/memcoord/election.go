@@ -2,7 +2,6 @@ package memcoord
 
 import (
 	"context"
-	"fmt"
 	"slices"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
@@ -11,21 +10,11 @@ import (
 // Campaign runs coord's election recipe (coord.Campaign) on candidates kept in the cluster,
 // in the client's session: the recipe both real backends follow.
 func (c *Coordinator) Campaign(ctx context.Context, election, value string) (coord.Leadership, error) {
-	h, b, err := coord.Campaign(ctx, c.g, c.log, election, value, c.stand)
-	if err != nil {
-		return nil, err
-	}
-	return &leadership{h, b}, nil
+	return coord.Campaign(ctx, c.g, c.log, election, value, c.stand)
 }
 
-// leadership is held while its candidate stands (see coord.HoldLeadership); SetQuarantine
-// checks that the ballot's candidate stands.
-type leadership struct {
-	*coord.Held
-	*ballot
-}
-
-// ballot is the candidate of election at rev, in session sess.
+// ballot is the candidate of election at rev, in session sess; a leadership is held while
+// it stands (see coord.HoldLeadership), and SetQuarantine checks that it does.
 type ballot struct {
 	c         *Coordinator
 	election  string
@@ -80,18 +69,13 @@ func (cl *Cluster) stands(election string, rev int64) bool {
 }
 
 // Leader returns the value of the earliest candidate standing.
-func (c *Coordinator) Leader(_ context.Context, election string) (string, error) {
-	var (
-		value string
-		ok    bool
-	)
-	c.cl.read(func() {
-		if cs := c.cl.candidates[election]; len(cs) > 0 {
-			value, ok = cs[0].value, true
-		}
+func (c *Coordinator) Leader(ctx context.Context, election string) (string, error) {
+	return coord.Leader(ctx, election, func(_ context.Context, election string) (value string, ok bool, _ error) {
+		c.cl.read(func() {
+			if cs := c.cl.candidates[election]; len(cs) > 0 {
+				value, ok = cs[0].value, true
+			}
+		})
+		return value, ok, nil
 	})
-	if !ok {
-		return "", fmt.Errorf("leader of %s: %w", election, coord.ErrNotFound)
-	}
-	return value, nil
 }

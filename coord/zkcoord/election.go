@@ -3,7 +3,6 @@ package zkcoord
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -19,21 +18,11 @@ import (
 // sequential candidate znode per candidate; the lowest sequence leads; each other candidate
 // watches only its predecessor.
 func (c *Coordinator) Campaign(ctx context.Context, election, candidate string) (coord.Leadership, error) {
-	h, b, err := coord.Campaign(ctx, c.g, c.log, election, candidate, c.stand)
-	if err != nil {
-		return nil, err
-	}
-	return &leadership{h, b}, nil
+	return coord.Campaign(ctx, c.g, c.log, election, candidate, c.stand)
 }
 
-// leadership is held while its candidate znode exists in the session that created it (see
-// coord.HoldLeadership for when it is given up); SetQuarantine checks the ballot's path.
-type leadership struct {
-	*coord.Held
-	*ballot
-}
-
-// ballot is a candidate znode, ephemeral in session sess.
+// ballot is a candidate znode, ephemeral in session sess; a leadership is held while it
+// exists (see coord.HoldLeadership for when it is given up), and SetQuarantine checks it.
 type ballot struct {
 	c         *Coordinator
 	dir, path string
@@ -128,19 +117,12 @@ func (c *Coordinator) candidates(ctx context.Context, dir string) ([]string, err
 
 // Leader returns the candidate that leads the named election.
 func (c *Coordinator) Leader(ctx context.Context, election string) (string, error) {
-	if err := coord.ValidateID(election); err != nil {
-		return "", fmt.Errorf("election name: %w", err)
-	}
-	names, err := c.candidates(ctx, c.electDir+"/"+election)
-	if err != nil {
-		return "", wrap("leader", err)
-	}
-	if len(names) == 0 {
-		return "", fmt.Errorf("leader of %s: %w", election, coord.ErrNotFound)
-	}
-	data, _, err := callGet(ctx, c, c.electDir+"/"+election+"/"+names[0])
-	if err != nil {
-		return "", wrap("leader", err)
-	}
-	return string(data), nil
+	return coord.Leader(ctx, election, func(ctx context.Context, election string) (string, bool, error) {
+		names, err := c.candidates(ctx, c.electDir+"/"+election)
+		if err != nil || len(names) == 0 {
+			return "", false, wrap("leader", err)
+		}
+		data, _, err := callGet(ctx, c, c.electDir+"/"+election+"/"+names[0])
+		return string(data), true, wrap("leader", err)
+	})
 }
