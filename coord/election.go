@@ -24,8 +24,7 @@ type Ballot interface {
 	// may have changed. It watches that one entry only, so a leader's end wakes the next
 	// candidate, not the herd.
 	Wait(ctx context.Context)
-	// Candidacy is the election won in the last Line, for HoldLeadership (Campaign sets
-	// its Follow, Log and Closed).
+	// Candidacy is the election won in the last Line, for HoldLeadership.
 	Candidacy() Candidacy
 	// Withdraw gives the entry up when the campaign is abandoned or the candidate was
 	// lost; ctx is its own, since the campaign's has often ended.
@@ -89,11 +88,11 @@ func Leader(ctx context.Context, election string, first func(ctx context.Context
 	return v, err
 }
 
-// FenceOf returns the ballot that l, a leadership Campaign returned, was won with, if it is
-// of type B: what a backend's fenced write checks.
+// FenceOf returns the ballot that l, a leadership Campaign returned (a Held), was won with,
+// if it is of type B: what a backend's fenced write checks.
 func FenceOf[B Ballot](l Leadership) (b B, ok bool) {
-	if h, held := l.(*Held); held {
-		b, ok = h.c.Ballot.(B)
+	if w, won := l.(interface{ Ballot() Ballot }); won {
+		b, ok = w.Ballot().(B)
 	}
 	return b, ok
 }
@@ -111,13 +110,9 @@ func elect(ctx context.Context, b Ballot, g *Group, log *slog.Logger) (*Held, er
 		case ahead < 0:
 			return nil, errLostCandidate
 		case ahead == 0:
-			c := b.Candidacy()
-			c.Ballot = b
-			c.Follow = func(ctx context.Context) string { return follow(ctx, b, c.Timeout) }
-			c.Log, c.Closed = log, g.Closed()
-			h, err := HoldLeadership(c, g.Go)
+			h, err := HoldLeadership(b, g, log)
 			if err == nil {
-				log.Info("elected", "entry", c.Name)
+				log.Info("elected", "entry", h.c.Name)
 			}
 			return h, err
 		}
@@ -126,7 +121,7 @@ func elect(ctx context.Context, b Ballot, g *Group, log *slog.Logger) (*Held, er
 }
 
 // follow looks at b's entry, and again whenever Wait says it may have gone, until Line
-// finds it lost (for HoldLeadership's Candidacy.Follow).
+// finds it lost, and says so; it returns "" once ctx ends (HoldLeadership).
 func follow(ctx context.Context, b Ballot, timeout time.Duration) string {
 	for ctx.Err() == nil {
 		// Bounded, so that a call lost on a silent link is made again.

@@ -1,6 +1,7 @@
 package etcdcoord
 
 import (
+	"context"
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
@@ -11,10 +12,14 @@ import (
 // of a fenced write rather than the local short cut for a leadership already given up.
 func StaleFence(l coord.Leadership) coord.Leadership {
 	b, _ := coord.FenceOf[*ballot](l)
-	// A Held whose goroutine never runs: Done is never closed.
-	h, _ := coord.HoldLeadership(coord.Candidacy{Ballot: &ballot{c: b.c, key: b.key, rev: b.rev + 1}}, func(func()) error { return nil })
-	return h
+	return staleFence{&ballot{c: b.c, key: b.key, rev: b.rev + 1}}
 }
+
+type staleFence struct{ b *ballot }
+
+func (staleFence) Done() <-chan struct{}        { return nil } // never closed
+func (staleFence) Resign(context.Context) error { return nil }
+func (f staleFence) Ballot() coord.Ballot       { return f.b }
 
 // LeaseAcks returns, for every lease c holds, the send time of the latest request the server
 // answered for it.
