@@ -12,8 +12,8 @@ import (
 
 // Ballot is one candidate's entry in an election, on the session (or lease) it was put on:
 // the primitives of the election recipe as a backend provides them. Line and Wait are
-// called from one goroutine at a time (the campaign's, then the leadership's Follow); each
-// method returns soon after ctx ends.
+// called from one goroutine at a time (the campaign's, then, once elected, the one that
+// follows the leader's entry: see follow); each method returns soon after ctx ends.
 type Ballot interface {
 	// Line reads the election's candidates in order and returns how many stand before
 	// this one: at 0 it leads. A negative count says it is lost: its entry is gone, or the
