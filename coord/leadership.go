@@ -19,27 +19,20 @@ type Candidacy struct {
 	Session Session
 	// Timeout is the session timeout or lease TTL the Session is timed by.
 	Timeout time.Duration
-	// Follow watches the candidate's entry until it is gone and says why, or returns ""
-	// once ctx ends. It runs on a goroutine of its own: a call to the backend can block while
-	// the link is down, and the holder must keep time meanwhile.
-	Follow func(ctx context.Context) (gone string)
-	// Ended, if not nil, is closed when the backend ends the candidacy by itself.
-	Ended <-chan struct{}
 	// Resign deletes the candidate's entry, after Done is closed (Leadership.Resign).
 	Resign func(ctx context.Context) error
 	// Lost, if not nil, is called once if the leadership is taken away (not resigned, and
-	// not ended by Close), before Done is closed.
+	// not ended by Close), after Done is closed.
 	Lost func()
-	// Log receives the end of the leadership.
-	Log *slog.Logger
-	// Closed is closed when the coordinator closes; the leadership then ends.
-	Closed <-chan struct{}
 }
 
-// Held is a Leadership kept by HoldLeadership. Backends embed it to keep what their fenced
+// Held is a Leadership kept by HoldLeadership; its Ballot keeps what the backend's fenced
 // writes check (the candidate's key and revision).
 type Held struct {
+	b        Ballot
 	c        Candidacy
+	log      *slog.Logger
+	closed   <-chan struct{} // the coordinator's: the leadership then ends
 	done     chan struct{}
 	doneOnce sync.Once
 	resign   chan struct{}
@@ -48,19 +41,25 @@ type Held struct {
 
 var _ Leadership = (*Held)(nil)
 
-// HoldLeadership starts the goroutine (through spawn, which fails once the coordinator is
-// closed) that watches a won candidacy and closes Done when it ends. Leadership is given
-// up when the candidate's entry goes, when the session is Lost or Suspended by its answers
+// HoldLeadership starts the goroutine (on g, which refuses once the coordinator is closed)
+// that watches b's won Candidacy and closes Done when it ends. Leadership is given up when
+// the candidate's entry goes (b's Line finds it lost: it is followed on a goroutine of its
+// own, since a call to the backend can block while the link is down, and the holder must
+// keep time meanwhile), when the session is Lost or Suspended by its answers
 // (Standing.Suspended) or past its FenceAt, or when the link has been Down for a third of
 // the Timeout: Curator gives leadership up on suspension, and CURATOR-460 shows why waiting
-// longer lets two leaders overlap. Writes are fenced regardless (Marks.SetQuarantine).
-func HoldLeadership(c Candidacy, spawn func(func()) error) (*Held, error) {
-	h := &Held{c: c, done: make(chan struct{}), resign: make(chan struct{})}
-	if err := spawn(h.hold); err != nil {
+// longer lets two leaders overlap. Writes are fenced regardless (Marks.SetQuarantine). log
+// receives the end of the leadership.
+func HoldLeadership(b Ballot, g *Group, log *slog.Logger) (*Held, error) {
+	h := &Held{b: b, c: b.Candidacy(), log: log, closed: g.Closed(), done: make(chan struct{}), resign: make(chan struct{})}
+	if err := g.Go(h.hold); err != nil {
 		return nil, err
 	}
 	return h, nil
 }
+
+// Ballot is the ballot the leadership was won with (see FenceOf).
+func (h *Held) Ballot() Ballot { return h.b }
 
 // Done is closed when the leadership is lost or given up.
 func (h *Held) Done() <-chan struct{} { return h.done }
@@ -80,7 +79,7 @@ func (h *Held) end(why string, taken bool) {
 		if !taken {
 			lvl = slog.LevelInfo
 		}
-		h.c.Log.Log(context.Background(), lvl, "leadership ended", "candidate", h.c.Name, "why", why)
+		h.log.Log(context.Background(), lvl, "leadership ended", "entry", h.c.Name, "why", why)
 		// Done first: Lost may hand the leadership on (etcd revokes the lease, which deletes
 		// the candidate key), and the next leader must not lead while this one still does.
 		close(h.done)
@@ -91,10 +90,10 @@ func (h *Held) end(why string, taken bool) {
 }
 
 func (h *Held) hold() {
-	ctx, cancel := notify.CancelOn(context.Background(), h.done, h.c.Closed)
+	ctx, cancel := notify.CancelOn(context.Background(), h.done, h.closed)
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		if why := h.c.Follow(ctx); why != "" {
+		if why := follow(ctx, h.b, h.c.Timeout); why != "" {
 			h.end(why, true)
 		}
 	})
@@ -140,13 +139,10 @@ func (h *Held) hold() {
 		case <-timer.C:
 		case <-h.done: // Follow saw the entry go
 			return
-		case <-h.c.Ended:
-			h.end("session ended", true)
-			return
 		case <-h.resign:
 			h.end("resigned", false)
 			return
-		case <-h.c.Closed:
+		case <-h.closed:
 			h.end("coordinator closed", false)
 			return
 		}

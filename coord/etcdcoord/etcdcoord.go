@@ -1,11 +1,11 @@
 // Package etcdcoord implements coord.Coordinator on an etcd v3 cluster with
-// go.etcd.io/etcd/client/v3 and its concurrency package.
+// go.etcd.io/etcd/client/v3.
 //
 // Layout under Root (default /switchboard):
 //
 //	nodes/<id>              JSON coord.Member, attached to the registration's lease; epoch = create revision
 //	quarantine/<id>         JSON coord.Quarantine, no lease
-//	election/<name>/<lease> concurrency.Election candidates, lowest create revision leads
+//	election/<name>/<lease> candidates (keyed as concurrency.Election keys them), lowest create revision leads
 //
 // Leases: every registration and every campaign has a lease of its own (SessionTimeout), so losing
 // or replacing one never disturbs another; Close revokes them all, so this process's entries
@@ -22,10 +22,8 @@
 // then dropped and the entry comes back on a new lease. A leadership is given up when its
 // lease would be Suspended, or after TTL/3 of disconnection.
 //
-// The library's quirks stay in here: the
-// election recipe resigns with the client's own context when a campaign is abandoned (a
-// campaign gets a client view whose context ends with the campaign), and every call waits for
-// a ready connection unless its context ends (every call here is bounded).
+// The library's quirks stay in here: every call waits for a ready connection unless its
+// context ends (every call here is bounded).
 package etcdcoord
 
 import (

@@ -1,6 +1,7 @@
 package etcdcoord
 
 import (
+	"context"
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
@@ -10,10 +11,15 @@ import (
 // create revision the leader key does not have, so that tests reach the server-side check
 // of a fenced write rather than the local short cut for a leadership already given up.
 func StaleFence(l coord.Leadership) coord.Leadership {
-	ll := l.(*leadership)
-	// A zero Held's Done is nil: never closed.
-	return &leadership{Held: new(coord.Held), c: ll.c, key: ll.key, rev: ll.rev + 1}
+	b, _ := coord.FenceOf[*ballot](l)
+	return staleFence{&ballot{c: b.c, key: b.key, rev: b.rev + 1}}
 }
+
+type staleFence struct{ b *ballot }
+
+func (staleFence) Done() <-chan struct{}        { return nil } // never closed
+func (staleFence) Resign(context.Context) error { return nil }
+func (f staleFence) Ballot() coord.Ballot       { return f.b }
 
 // LeaseAcks returns, for every lease c holds, the send time of the latest request the server
 // answered for it.

@@ -20,12 +20,12 @@ func (c *Coordinator) SetQuarantine(ctx context.Context, q coord.Quarantine, fen
 		_, err := c.cli.Put(ctx, c.quarPfx+q.Node, string(data))
 		return wrap("quarantine "+q.Node, err)
 	}
-	l, ok := fence.(*leadership)
+	l, ok := coord.FenceOf[*ballot](fence)
 	if !ok || l.c != c {
 		return fmt.Errorf("quarantine %s: fence %T is not a leadership of this coordinator", q.Node, fence)
 	}
 	select {
-	case <-l.Done():
+	case <-fence.Done():
 		return fmt.Errorf("quarantine %s: %w", q.Node, coord.ErrNotLeader)
 	default:
 	}

@@ -218,10 +218,10 @@ func (c *Coordinator) SetQuarantine(_ context.Context, q coord.Quarantine, fence
 	if err != nil {
 		return err
 	}
-	var l *leadership
+	var l *ballot
 	if fence != nil {
 		var ok bool
-		if l, ok = fence.(*leadership); !ok || l.c != c {
+		if l, ok = coord.FenceOf[*ballot](fence); !ok || l.c != c {
 			return fmt.Errorf("quarantine %s: fence %T is not a leadership of this coordinator", q.Node, fence)
 		}
 	}

@@ -1,6 +1,8 @@
 package memcoord_test
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -64,4 +66,42 @@ func TestExpiredSessionFencesThenReRegisters(t *testing.T) {
 	coordtest.WaitMembers(t, watch, time.Second, "node-1 under its new epoch", func(ms []coord.Member) bool {
 		return len(ms) == 1 && ms[0].Epoch == st.Epoch
 	})
+}
+
+// TestCandidateLostWhileWaitingStandsAgain: a waiting candidate whose session expires is
+// lost with it and campaigns again on the new session, so it is elected once the leader
+// resigns; an abandoned campaign leaves no candidate behind.
+func TestCandidateLostWhileWaitingStandsAgain(t *testing.T) {
+	ctx := testenv.Context(t, 10*time.Second)
+	o := open(t)
+	a, b, c := o(), o(), o()
+	la, err := a.Campaign(ctx, "monitor", "mon-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bch := coordtest.CampaignAsync(ctx, b, "monitor", "mon-b")
+	cctx, cancel := context.WithCancel(ctx)
+	cch := coordtest.CampaignAsync(cctx, c, "monitor", "mon-c")
+	time.Sleep(50 * time.Millisecond) // nothing announces "waiting"; let both stand
+	b.ExpireSession()
+	cancel()
+	if r := <-cch; !errors.Is(r.Err, context.Canceled) {
+		t.Fatalf("abandoned campaign: %+v, want context.Canceled", r)
+	}
+	if err := la.Resign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := <-bch
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if got, err := a.Leader(ctx, "monitor"); err != nil || got != "mon-b" {
+		t.Fatalf("Leader = %q, %v; want mon-b", got, err)
+	}
+	if err := r.L.Resign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.Leader(ctx, "monitor"); !errors.Is(err, coord.ErrNotFound) {
+		t.Fatalf("Leader once all resigned = %q, %v; want ErrNotFound (no candidate left behind)", got, err)
+	}
 }

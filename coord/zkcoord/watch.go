@@ -48,7 +48,7 @@ func (c *Coordinator) SetQuarantine(ctx context.Context, q coord.Quarantine, fen
 	}
 	var check []any
 	if fence != nil {
-		l, ok := fence.(*leadership)
+		l, ok := coord.FenceOf[*ballot](fence)
 		if !ok || l.c != c {
 			return fmt.Errorf("quarantine: fence %T is not a leadership of this coordinator", fence)
 		}

@@ -1,0 +1,142 @@
+package coord
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/internal/notify"
+)
+
+// Ballot is one candidate's entry in an election, on the session (or lease) it was put on:
+// the primitives of the election recipe as a backend provides them. Line and Wait are
+// called from one goroutine at a time (the campaign's, then, once elected, the one that
+// follows the leader's entry: see follow); each method returns soon after ctx ends.
+type Ballot interface {
+	// Line reads the election's candidates in order and returns how many stand before
+	// this one: at 0 it leads. A negative count says it is lost: its entry is gone, or the
+	// session it lives on ended. Errors are retried after a pause.
+	Line(ctx context.Context) (ahead int, err error)
+	// Wait returns once the entry the last Line looked at last may have gone — the
+	// candidate just before this one, or this one when it leads — or this one's session
+	// may have changed. It watches that one entry only, so a leader's end wakes the next
+	// candidate, not the herd.
+	Wait(ctx context.Context)
+	// Candidacy is the election won in the last Line, for HoldLeadership.
+	Candidacy() Candidacy
+	// Withdraw gives the entry up when the campaign is abandoned or the candidate was
+	// lost; ctx is its own, since the campaign's has often ended.
+	Withdraw(ctx context.Context) error
+}
+
+// Campaign runs the leader-election recipe (see Elections.Campaign) on the ballots stand
+// puts up, each a new entry on a session it waits for or makes: the lowest entry leads;
+// every other waits only for the one just before it. A candidate lost with its session
+// while waiting stands again on a new one; an abandoned one withdraws its entry. Errors of
+// stand are retried after a pause. The leadership is held on g (HoldLeadership); FenceOf
+// gives its ballot back to the backend's fenced writes.
+func Campaign[B Ballot](ctx context.Context, g *Group, log *slog.Logger, election, value string,
+	stand func(ctx context.Context, election, value string) (B, error)) (Leadership, error) {
+	if err := ValidateID(election); err != nil {
+		return nil, fmt.Errorf("election name: %w", err)
+	}
+	ctx, cancel := notify.CancelOn(ctx, g.Closed(), nil)
+	defer cancel()
+	log = log.With("election", election, "candidate", value)
+	for {
+		b, err := stand(ctx, election, value)
+		if err == nil {
+			var h *Held
+			if h, err = elect(ctx, b, g, log); err == nil {
+				return h, nil
+			}
+			wctx, wcancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = b.Withdraw(wctx)
+			wcancel()
+		}
+		select {
+		case <-g.Closed():
+			return nil, ErrClosed
+		default:
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("campaign %s: %w", election, ctx.Err())
+		}
+		if errors.Is(err, errLostCandidate) {
+			log.Warn("campaign: candidate lost with its session; campaigning again")
+			continue
+		}
+		log.Warn("campaign: retrying", "error", err)
+		notify.Sleep(ctx, 100*time.Millisecond, nil)
+	}
+}
+
+var errLostCandidate = errors.New("candidate lost")
+
+// Leader returns the value of the lowest candidate in the named election, which first reads
+// (ok false when there is none: ErrNotFound).
+func Leader(ctx context.Context, election string, first func(ctx context.Context, election string) (value string, ok bool, err error)) (string, error) {
+	if err := ValidateID(election); err != nil {
+		return "", fmt.Errorf("election name: %w", err)
+	}
+	v, ok, err := first(ctx, election)
+	if err == nil && !ok {
+		err = fmt.Errorf("leader of %s: %w", election, ErrNotFound)
+	}
+	return v, err
+}
+
+// FenceOf returns the ballot that l, a leadership Campaign returned (a Held), was won with,
+// if it is of type B: what a backend's fenced write checks.
+func FenceOf[B Ballot](l Leadership) (b B, ok bool) {
+	if w, won := l.(interface{ Ballot() Ballot }); won {
+		b, ok = w.Ballot().(B)
+	}
+	return b, ok
+}
+
+// elect waits until b leads, then holds its leadership.
+func elect(ctx context.Context, b Ballot, g *Group, log *slog.Logger) (*Held, error) {
+	for {
+		ahead, err := b.Line(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case err != nil:
+			notify.Sleep(ctx, 100*time.Millisecond, nil)
+			continue
+		case ahead < 0:
+			return nil, errLostCandidate
+		case ahead == 0:
+			h, err := HoldLeadership(b, g, log)
+			if err == nil {
+				log.Info("elected", "entry", h.c.Name)
+			}
+			return h, err
+		}
+		b.Wait(ctx)
+	}
+}
+
+// follow looks at b's entry, and again whenever Wait says it may have gone, until Line
+// finds it lost, and says so; it returns "" once ctx ends (HoldLeadership).
+func follow(ctx context.Context, b Ballot, timeout time.Duration) string {
+	for ctx.Err() == nil {
+		// Bounded, so that a call lost on a silent link is made again.
+		lctx, cancel := context.WithTimeout(ctx, OverdueAfter(timeout))
+		ahead, err := b.Line(lctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+		case err != nil:
+			notify.Sleep(ctx, 100*time.Millisecond, nil)
+		case ahead < 0:
+			return "candidate entry gone"
+		default:
+			b.Wait(ctx)
+		}
+	}
+	return ""
+}
