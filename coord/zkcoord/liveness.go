@@ -45,21 +45,15 @@ func (c *Coordinator) LastHeard() time.Time {
 // probe keeps the liveness record fresh until the coordinator closes.
 func (c *Coordinator) probe() { c.prober.Run(context.Background(), c.g.Closed(), 0) }
 
-// sync is the prober's probe: a Sync (see the package doc for why not a read).
+// sync is the prober's probe: a Sync (see the package doc for why not a read). On Close the
+// library call is flushed once the prober has returned (Close waits for it before closing
+// the connection).
 func (c *Coordinator) sync(ctx context.Context) (session int64, counts bool) {
 	sess := c.conn.SessionID()
-	// The library call takes no context; on Close it is flushed once the prober has
-	// returned (Close waits for it before closing the connection).
-	res := make(chan error, 1)
-	go func() { _, err := c.conn.Sync("/"); res <- err }()
-	select {
-	case err := <-res:
-		// A probe counts only if the same session sent and received it: an answer in a
-		// new session says nothing about the old one.
-		return sess, err == nil && sess != 0 && c.conn.SessionID() == sess
-	case <-ctx.Done():
-		return sess, false
-	}
+	_, err := call(ctx, func() (string, error) { return c.conn.Sync("/") })
+	// A probe counts only if the same session sent and received it: an answer in a new
+	// session says nothing about the old one.
+	return sess, err == nil && sess != 0 && c.conn.SessionID() == sess
 }
 
 // sniffDial wraps dial so that every connection reports the session timeout the server
