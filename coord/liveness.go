@@ -78,10 +78,10 @@ type Prober struct {
 
 // NewProber returns a Prober whose Heard starts at heard (the send time of the request that
 // began the session, such as an etcd grant; zero if none). timeout returns the backend's T,
-// asked before every wait (a backend may learn of a shorter one). probe sends one request and
-// waits for its answer or for ctx to end; it says in which session the request was answered
-// and whether the answer counts: only one that shows the backend heard the session at or
-// after the send does.
+// asked before every wait (a backend may learn of a shorter one). probe, called by Run one
+// call at a time, sends one request and waits for its answer or for ctx to end; it says in
+// which session the request was answered and whether the answer counts: only one that shows
+// the backend heard the session at or after the send does.
 func NewProber(heard time.Time, timeout func() time.Duration, probe func(ctx context.Context) (session int64, counts bool)) *Prober {
 	p := &Prober{probe: probe, timeout: timeout, lost: make(chan struct{})}
 	p.rec.Set(Liveness{Heard: heard})
