@@ -1,6 +1,12 @@
 package coord
 
-import "time"
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/internal/notify"
+)
 
 // Liveness is what a backend knows about one session (ZooKeeper) or lease (etcd) from its own
 // requests: the send time of the latest one the backend answered, and of the oldest one still
@@ -9,6 +15,8 @@ import "time"
 type Liveness struct {
 	Heard   time.Time // send time of the latest answered request; the session lives until Heard + T at least
 	Pending time.Time // send time of the oldest unanswered request; zero if none
+	Session int64     // the session Heard is about, as the Prober's probe said (a ZooKeeper session id)
+	Lost    bool      // the backend has shown that the session ended (Prober.Lose)
 }
 
 // ProbeInterval is how often a backend asks to keep Heard fresh: six times a T, so that an
@@ -45,4 +53,88 @@ func (l Liveness) Judge(now time.Time, t time.Duration) (suspended bool, fenceAt
 		}
 	}
 	return suspended, fenceAt, next
+}
+
+// Standing is what l means at now for a backend timeout t (Judge), as a Session reports it;
+// the backend adds what only it knows (Down, Changed, a Lost it sees itself).
+func (l Liveness) Standing(now time.Time, t time.Duration) Standing {
+	suspended, fenceAt, next := l.Judge(now, t)
+	return Standing{Lost: l.Lost, Suspended: suspended, Heard: l.Heard, FenceAt: fenceAt, Next: next}
+}
+
+// Prober keeps a Liveness fresh: it sends one cheap request at a time, the next one
+// ProbeInterval(T) after the previous one was sent or at once if the answer took longer, and
+// records the send time of the latest one that counted (Heard) and of the oldest one still
+// unanswered (Pending). One at a time, so that Pending says since when the backend has been
+// silent, and an answer is known to be for the request it came back to.
+type Prober struct {
+	probe   func(ctx context.Context) (session int64, counts bool)
+	timeout func() time.Duration
+
+	rec      notify.Value[Liveness]
+	lost     chan struct{} // closed by Lose
+	loseOnce sync.Once
+}
+
+// NewProber returns a Prober whose Heard starts at heard (the send time of the request that
+// began the session, such as an etcd grant; zero if none). timeout returns the backend's T,
+// asked before every wait (a backend may learn of a shorter one). probe, called by Run one
+// call at a time, sends one request and waits for its answer or for ctx to end; it says in
+// which session the request was answered and whether the answer counts: only one that shows
+// the backend heard the session at or after the send does.
+func NewProber(heard time.Time, timeout func() time.Duration, probe func(ctx context.Context) (session int64, counts bool)) *Prober {
+	p := &Prober{probe: probe, timeout: timeout, lost: make(chan struct{})}
+	p.rec.Set(Liveness{Heard: heard})
+	return p
+}
+
+// Get returns the record and a channel that is closed at its next change. Any goroutine
+// may call it.
+func (p *Prober) Get() (Liveness, <-chan struct{}) { return p.rec.Get() }
+
+// Load returns the record.
+func (p *Prober) Load() Liveness { return p.rec.Load() }
+
+// Lose marks the record Lost, closes Lost and ends Run, the probe in flight with it: the
+// backend has shown that the session ended, or gave it up. Idempotent.
+func (p *Prober) Lose() {
+	p.loseOnce.Do(func() {
+		p.rec.Update(func(l Liveness) Liveness { l.Lost = true; return l })
+		close(p.lost)
+	})
+}
+
+// Lost is closed by Lose.
+func (p *Prober) Lost() <-chan struct{} { return p.lost }
+
+// Run probes, the first time after wait, until ctx ends, stop is closed or Lose is called.
+func (p *Prober) Run(ctx context.Context, stop <-chan struct{}, wait time.Duration) {
+	ctx, cancel := notify.CancelOn(ctx, stop, p.lost)
+	defer cancel()
+	for notify.Sleep(ctx, wait, nil) {
+		sent := time.Now()
+		p.rec.Update(func(l Liveness) Liveness {
+			if l.Pending.IsZero() {
+				l.Pending = sent
+			}
+			return l
+		})
+		session, counts := p.probe(ctx)
+		if counts {
+			p.rec.Update(func(l Liveness) Liveness {
+				// An answer in another session says nothing about the one Heard is about.
+				if l.Session != session || sent.After(l.Heard) {
+					l.Session, l.Heard = session, sent
+				}
+				l.Pending = time.Time{}
+				return l
+			})
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		// A probe that did not count stays pending: the next one is sent an interval after
+		// it, or at once if the answer (or failure) took longer than that.
+		wait = time.Until(sent.Add(ProbeInterval(p.timeout())))
+	}
 }

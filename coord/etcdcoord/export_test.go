@@ -28,7 +28,7 @@ func LeaseAcks(c *Coordinator) []time.Time {
 	defer c.mu.Unlock()
 	var acks []time.Time
 	for k := range c.leases {
-		acks = append(acks, k.st.Load().lastAck)
+		acks = append(acks, k.p.Load().Heard)
 	}
 	return acks
 }

@@ -11,18 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
-	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
-
-// leaseState is what a keeper knows about its lease.
-type leaseState struct {
-	// lastAck is the send time of the latest request the server answered for the lease (the
-	// grant or a keepalive). The server renews a lease when a keepalive reaches it, which is
-	// after it was sent, so the lease cannot expire before lastAck + ttl.
-	lastAck time.Time
-	pending time.Time // send time of the oldest keepalive not answered yet; zero if none
-	lost    bool      // the lease expired, was revoked, or went unconfirmed for a TTL
-}
 
 // keeper is one lease kept alive by the coordinator, with the send time of its last
 // confirmation. It is the etcd counterpart of a ZooKeeper session: entries attached to it
@@ -31,17 +20,19 @@ type leaseState struct {
 // The client library's KeepAlive is not used: it times a lease from the arrival of each
 // answer and does not say which request an answer is for (it sends again every half second
 // while one is overdue), so nothing it reports bounds the server's expiry. The keeper sends
-// one keepalive at a time instead (KeepAliveOnce) and remembers when it sent it.
+// one keepalive at a time instead (KeepAliveOnce, the probe of a coord.Prober) and remembers
+// when it sent it. The server renews a lease when a keepalive reaches it, which is after it
+// was sent, so the lease cannot expire before the prober's Heard + ttl.
 type keeper struct {
 	c   *Coordinator
 	id  clientv3.LeaseID
 	ttl time.Duration // as granted by the server
 
-	st       notify.Value[leaseState]
-	gone     chan struct{} // closed when lost
-	goneOnce sync.Once
+	// p sends the keepalives. Its Heard starts at the grant's send time; it is Lost when the
+	// lease expired, was revoked, or went unconfirmed for a TTL.
+	p    *coord.Prober
+	gone <-chan struct{} // p.Lost()
 
-	cancel     context.CancelFunc // stops the keepalive
 	revokeOnce sync.Once
 	revokeErr  error
 }
@@ -58,15 +49,15 @@ func (c *Coordinator) grant(ctx context.Context) (*keeper, error) {
 	if err != nil {
 		return nil, wrap("grant lease", err)
 	}
-	k := &keeper{c: c, id: resp.ID, ttl: time.Duration(resp.TTL) * time.Second, gone: make(chan struct{})}
-	k.st.Set(leaseState{lastAck: start})
-	kctx, kcancel := context.WithCancel(context.Background())
-	k.cancel = kcancel
+	k := &keeper{c: c, id: resp.ID, ttl: time.Duration(resp.TTL) * time.Second}
+	k.p = coord.NewProber(start, func() time.Duration { return k.ttl }, k.keepAlive)
+	k.gone = k.p.Lost()
 	// In the set before the goroutine starts: once it has, Close revokes what is in the set.
 	c.mu.Lock()
 	c.leases[k] = struct{}{}
 	c.mu.Unlock()
-	if err := c.g.Go(func() { k.run(kctx) }); err != nil {
+	// The keepalives run until the lease is lost or revoked or the coordinator closes.
+	if err := c.g.Go(func() { k.p.Run(context.Background(), c.g.Closed(), coord.ProbeInterval(k.ttl)) }); err != nil {
 		rctx, rcancel := context.WithTimeout(context.Background(), k.ttl)
 		defer rcancel()
 		_ = k.revoke(rctx)
@@ -75,74 +66,34 @@ func (c *Coordinator) grant(ctx context.Context) (*keeper, error) {
 	return k, nil
 }
 
-// run renews the lease every coord.ProbeInterval(ttl), one keepalive at a time, until the lease is
-// lost or revoked or the coordinator closes.
-func (k *keeper) run(ctx context.Context) {
-	ctx, cancel := k.c.bind(ctx, nil)
-	defer cancel()
-	timer := time.NewTimer(coord.ProbeInterval(k.ttl))
-	defer timer.Stop()
-	for {
-		select {
-		case <-timer.C:
-		case <-ctx.Done():
-			return
-		}
-		sent := time.Now()
-		k.st.Update(func(s leaseState) leaseState {
-			if s.pending.IsZero() {
-				s.pending = sent
-			}
-			return s
-		})
-		// A slow answer still counts, by its own send time, so an attempt is given until
-		// the lease may be gone. (The library retries within it when the connection fails.)
-		actx, acancel := context.WithDeadline(ctx, k.st.Load().lastAck.Add(k.ttl))
-		_, err := k.c.cli.KeepAliveOnce(actx, k.id)
-		acancel()
-		switch {
-		case err == nil:
-			k.st.Update(func(s leaseState) leaseState {
-				if sent.After(s.lastAck) {
-					s.lastAck = sent
-				}
-				s.pending = time.Time{}
-				return s
-			})
-		case errors.Is(err, rpctypes.ErrLeaseNotFound):
-			k.c.log.Warn("lease expired", "lease", fmt.Sprintf("%x", int64(k.id)))
-			k.lose()
-			return
-		case ctx.Err() != nil:
-			return
-		}
-		if time.Since(k.st.Load().lastAck) >= k.ttl {
-			// Unconfirmed for a whole TTL: the server may have expired it.
-			k.lose()
-			return
-		}
-		// The next one an interval after this one was sent; after a failure, not at once.
-		next := time.Until(sent.Add(coord.ProbeInterval(k.ttl)))
-		if err != nil {
-			next = max(next, 100*time.Millisecond)
-		}
-		timer.Reset(max(0, next))
+// keepAlive is the prober's probe: one keepalive, which counts if the server answered it.
+func (k *keeper) keepAlive(ctx context.Context) (session int64, counts bool) {
+	// A slow answer still counts, by its own send time, so an attempt is given until the
+	// lease may be gone. (The library retries within it when the connection fails.)
+	actx, acancel := context.WithDeadline(ctx, k.p.Load().Heard.Add(k.ttl))
+	_, err := k.c.cli.KeepAliveOnce(actx, k.id)
+	acancel()
+	switch {
+	case err == nil:
+		return 0, true
+	case errors.Is(err, rpctypes.ErrLeaseNotFound):
+		k.c.log.Warn("lease expired", "lease", fmt.Sprintf("%x", int64(k.id)))
+		k.p.Lose()
+	case ctx.Err() != nil: // revoked, lost or closing: the prober stops
+	case time.Since(k.p.Load().Heard) >= k.ttl:
+		// Unconfirmed for a whole TTL: the server may have expired it.
+		k.p.Lose()
+	default:
+		k.c.sleep(ctx, 100*time.Millisecond) // after a failure, the next one not at once
 	}
-}
-
-func (k *keeper) lose() {
-	k.goneOnce.Do(func() {
-		k.st.Update(func(s leaseState) leaseState { s.lost = true; return s })
-		close(k.gone)
-	})
+	return 0, false
 }
 
 // revoke stops the keepalive and revokes the lease, deleting every key attached to it.
 // Idempotent; a lease that already expired counts as revoked.
 func (k *keeper) revoke(ctx context.Context) error {
 	k.revokeOnce.Do(func() {
-		k.cancel()
-		k.lose()
+		k.p.Lose()
 		k.c.mu.Lock()
 		delete(k.c.leases, k)
 		k.c.mu.Unlock()

@@ -35,7 +35,7 @@ var _ coord.Entry = (*entry)(nil)
 // Session returns the registration's lease, granting a new one if it has none or its lease
 // was lost.
 func (e *entry) Session(ctx context.Context) (coord.Session, error) {
-	if e.lease != nil && !e.lease.st.Load().lost {
+	if e.lease != nil && !e.lease.p.Load().Lost {
 		return e.lease, nil
 	}
 	if e.lease != nil {
@@ -56,18 +56,12 @@ func (e *entry) Session(ctx context.Context) (coord.Session, error) {
 // Unlike a ZooKeeper session, the lease is renewed by keepalives only, so the create is no
 // evidence of it.
 func (k *keeper) Standing(now time.Time) coord.Standing {
-	ls, leaseChanged := k.st.Get()
+	l, leaseChanged := k.p.Get()
 	_, linkChanged := k.c.link.Get()
-	overdue, fenceAt, next := coord.Liveness{Heard: ls.lastAck, Pending: ls.pending}.Judge(now, k.ttl)
-	return coord.Standing{
-		Lost:      ls.lost,
-		Suspended: overdue,
-		Down:      !k.c.linkReady(),
-		Heard:     ls.lastAck,
-		FenceAt:   fenceAt,
-		Next:      next,
-		Changed:   [2]<-chan struct{}{leaseChanged, linkChanged},
-	}
+	out := l.Standing(now, k.ttl)
+	out.Down = !k.c.linkReady()
+	out.Changed = [2]<-chan struct{}{leaseChanged, linkChanged}
+	return out
 }
 
 // Create registers the entry on lease s unless a quarantine mark stands, in one transaction

@@ -1,25 +1,18 @@
 package zkcoord
 
 import (
+	"context"
 	"encoding/binary"
 	"net"
 	"sync/atomic"
 	"time"
-
-	"github.com/switchboard-mqtt/switchboard/coord"
 )
 
 // Liveness: how long this session can still be trusted (see the package doc, "Fencing").
 // The ensemble expires a session T after a server last heard from it; a server that answers
-// a request heard the session at or after the request was sent. So the prober keeps the send
-// time of the latest answered probe, and the session cannot expire before it plus T.
-
-// hearing is the coordinator's liveness record.
-type hearing struct {
-	sess    int64     // the session last is about (0 before the first answer)
-	last    time.Time // send time of the latest probe answered in sess
-	pending time.Time // send time of the oldest probe not answered yet; zero if none
-}
+// a request heard the session at or after the request was sent. So the prober (a
+// coord.Prober whose probe is sync) keeps the send time of the latest answered probe, and the
+// session cannot expire before it plus T.
 
 // timeout is the session timeout the coordinator times itself by: the one asked for or the
 // one the servers granted, whichever is shorter. The servers clamp the timeout asked for to
@@ -42,58 +35,25 @@ func (c *Coordinator) NegotiatedSessionTimeout() time.Duration {
 // session: the session cannot expire before LastHeard plus the session timeout. Zero before
 // the first answer.
 func (c *Coordinator) LastHeard() time.Time {
-	h := c.heard.Load()
-	if h.sess == 0 || h.sess != c.conn.SessionID() {
+	l := c.prober.Load()
+	if l.Session == 0 || l.Session != c.conn.SessionID() {
 		return time.Time{}
 	}
-	return h.last
+	return l.Heard
 }
 
-// probe keeps the liveness record fresh until the coordinator closes. One probe is in flight
-// at a time: while one is unanswered, its send time says since when the ensemble has been
-// silent.
-func (c *Coordinator) probe() {
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-timer.C:
-		case <-c.g.Closed():
-			return
-		}
-		sess := c.conn.SessionID()
-		sent := time.Now()
-		c.heard.Update(func(h hearing) hearing {
-			if h.pending.IsZero() {
-				h.pending = sent
-			}
-			return h
-		})
-		// The library call takes no context; on Close it is flushed once this goroutine
-		// has returned (Close waits for it before closing the connection).
-		res := make(chan error, 1)
-		go func() { _, err := c.conn.Sync("/"); res <- err }()
-		var err error
-		select {
-		case err = <-res:
-		case <-c.g.Closed():
-			return
-		}
-		// A probe counts only if the same session sent and received it: an answer in a
-		// new session says nothing about the old one.
-		if err == nil && sess != 0 && c.conn.SessionID() == sess {
-			c.heard.Update(func(h hearing) hearing {
-				if h.sess != sess || sent.After(h.last) {
-					h.sess, h.last = sess, sent
-				}
-				h.pending = time.Time{}
-				return h
-			})
-		}
-		// An unanswered probe stays pending: the next one is sent an interval after it,
-		// or at once if the answer (or failure) took longer than that.
-		timer.Reset(max(0, time.Until(sent.Add(coord.ProbeInterval(c.timeout())))))
-	}
+// probe keeps the liveness record fresh until the coordinator closes.
+func (c *Coordinator) probe() { c.prober.Run(context.Background(), c.g.Closed(), 0) }
+
+// sync is the prober's probe: a Sync (see the package doc for why not a read). On Close the
+// library call is flushed once the prober has returned (Close waits for it before closing
+// the connection).
+func (c *Coordinator) sync(ctx context.Context) (session int64, counts bool) {
+	sess := c.conn.SessionID()
+	_, err := call(ctx, func() (string, error) { return c.conn.Sync("/") })
+	// A probe counts only if the same session sent and received it: an answer in a new
+	// session says nothing about the old one.
+	return sess, err == nil && sess != 0 && c.conn.SessionID() == sess
 }
 
 // sniffDial wraps dial so that every connection reports the session timeout the server

@@ -57,17 +57,12 @@ func (e *entry) Session(ctx context.Context) (coord.Session, error) {
 // starved); lost when a new session shows that this one expired.
 func (s *regSession) Standing(now time.Time) coord.Standing {
 	ss, changed := s.c.sess.Get()
-	h, heardChanged := s.c.heard.Get()
-	if h.sess == s.id && h.last.After(s.heard) {
-		s.heard = h.last // a probe answered in this session since
+	l, heardChanged := s.c.prober.Get()
+	if l.Session == s.id && l.Heard.After(s.heard) {
+		s.heard = l.Heard // a probe answered in this session since
 	}
-	suspended, fenceAt, next := coord.Liveness{Heard: s.heard, Pending: h.pending}.Judge(now, s.c.timeout())
-	out := coord.Standing{
-		Suspended: suspended,
-		Heard:     s.heard,
-		FenceAt:   fenceAt,
-		Changed:   [2]<-chan struct{}{changed, heardChanged},
-	}
+	out := coord.Liveness{Heard: s.heard, Pending: l.Pending}.Standing(now, s.c.timeout())
+	out.Changed = [2]<-chan struct{}{changed, heardChanged}
 	if ss.connected {
 		s.downSince = time.Time{}
 		out.Lost = s.c.conn.SessionID() != s.id
@@ -78,7 +73,7 @@ func (s *regSession) Standing(now time.Time) coord.Standing {
 		out.Down = true // cut off: the ensemble may expire the session without our knowing
 		out.FenceAt = earliest(out.FenceAt, s.downSince.Add(s.c.timeout()))
 	}
-	out.Next = earliest(next, out.FenceAt)
+	out.Next = earliest(out.Next, out.FenceAt)
 	return out
 }
 

@@ -109,9 +109,9 @@ type Coordinator struct {
 	nodesDir, quarDir, electDir string
 
 	sess       notify.Value[session]
-	heard      notify.Value[hearing] // the liveness record, kept by the prober
-	negotiated atomic.Int64          // lowest session timeout a server granted, in ns
-	g          *coord.Group          // goroutines owned by the coordinator (registrations, watches)
+	prober     *coord.Prober // keeps the liveness record (liveness.go)
+	negotiated atomic.Int64  // lowest session timeout a server granted, in ns
+	g          *coord.Group  // goroutines owned by the coordinator (registrations, watches)
 }
 
 var _ coord.Coordinator = (*Coordinator)(nil)
@@ -132,6 +132,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		electDir: cfg.Root + "/election",
 		g:        coord.NewGroup(),
 	}
+	c.prober = coord.NewProber(time.Time{}, c.timeout, c.sync)
 	dial := cfg.Dial
 	if dial == nil {
 		dial = net.DialTimeout
