@@ -111,10 +111,17 @@ func elect(ctx context.Context, b Ballot, g *Group, log *slog.Logger) (*Held, er
 			return nil, errLostCandidate
 		case ahead == 0:
 			h, err := HoldLeadership(b, g, log)
-			if err == nil {
-				log.Info("elected", "entry", h.c.Name)
+			if err != nil {
+				return nil, err
 			}
-			return h, err
+			if ctx.Err() != nil { // abandoned meanwhile: nobody would hold it
+				rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				_ = h.Resign(rctx)
+				cancel()
+				return nil, ctx.Err()
+			}
+			log.Info("elected", "entry", h.c.Name)
+			return h, nil
 		}
 		b.Wait(ctx)
 	}

@@ -31,6 +31,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("RegisterWhileQuarantined", func(t *testing.T) { testRegisterWhileMarked(t, open(t)) })
 	t.Run("Election", func(t *testing.T) { testElection(t, open(t)) })
 	t.Run("FencedWriteAfterResign", func(t *testing.T) { testFence(t, open(t)) })
+	t.Run("AbandonedCampaignLeavesNoCandidate", func(t *testing.T) { testAbandonedCampaign(t, open(t)) })
 	t.Run("InvalidIDs", func(t *testing.T) { testInvalid(t, open(t)) })
 }
 
@@ -392,6 +393,40 @@ func testFence(t *testing.T, newClient func() coord.Coordinator) {
 	}
 	if len(qs) != 1 || qs[0].Node != "n1" {
 		t.Fatalf("quarantines = %+v, want only n1", qs)
+	}
+}
+
+// testAbandonedCampaign: campaigns whose context ends while their candidate entry is being
+// made leave no entry behind, whenever the end comes (a backend may make the entry after its
+// caller gave up); another candidate is then elected at once.
+func testAbandonedCampaign(t *testing.T, newClient func() coord.Coordinator) {
+	ctx := ctxT(t, 60*time.Second)
+	a, b := newClient(), newClient()
+	l, err := a.Campaign(ctx, "monitor", "warm") // the election exists from here
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Resign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	won := 0
+	for d := 100 * time.Microsecond; d < 5*time.Millisecond; d += 100 * time.Microsecond {
+		cctx, cancel := context.WithTimeout(ctx, d)
+		l, err := a.Campaign(cctx, "monitor", "abandoned")
+		cancel()
+		if err == nil {
+			won++
+			if err := l.Resign(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := b.Campaign(bctx, "monitor", "mon-b"); err != nil {
+		leader, _ := b.Leader(ctx, "monitor")
+		t.Fatalf("mon-b not elected with nobody else campaigning (%d of the abandoned campaigns won and resigned): %v; Leader = %q",
+			won, err, leader)
 	}
 }
 

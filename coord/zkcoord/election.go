@@ -2,13 +2,11 @@ package zkcoord
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/go-zookeeper/zk"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
 	"github.com/switchboard-mqtt/switchboard/internal/notify"
@@ -18,6 +16,14 @@ import (
 // sequential candidate znode per candidate; the lowest sequence leads; each other candidate
 // watches only its predecessor.
 func (c *Coordinator) Campaign(ctx context.Context, election, candidate string) (coord.Leadership, error) {
+	if err := coord.ValidateID(election); err != nil {
+		return nil, fmt.Errorf("election name: %w", err)
+	}
+	// Once, before the recipe, which retries what fails: a directory that cannot be made
+	// (no write access, say) is an error to return, not one to wait out.
+	if err := c.ensurePath(ctx, c.electDir+"/"+election); err != nil {
+		return nil, wrap("campaign", err)
+	}
 	return coord.Campaign(ctx, c.g, c.log, election, candidate, c.stand)
 }
 
@@ -31,23 +37,50 @@ type ballot struct {
 	watch     string    // the entry the last Line looked at last: the predecessor, or this one
 }
 
-// stand creates a candidate znode in the election's directory, in the current session.
+// stand creates a candidate znode in the election's directory, in the current session. The
+// create is not abandoned with ctx: ZooKeeper may make the znode anyway, and a candidate
+// nobody waits for would lead forever while its session lives, so a create that succeeds
+// after ctx ended is deleted again.
 func (c *Coordinator) stand(ctx context.Context, election, value string) (*ballot, error) {
 	dir := c.electDir + "/" + election
-	if err := c.ensurePath(ctx, dir); err != nil {
-		return nil, wrap("campaign", err)
-	}
 	if _, err := c.waitSession(ctx); err != nil {
 		return nil, err
 	}
 	sess := c.conn.SessionID()
-	p, err := call(ctx, func() (string, error) {
-		return c.conn.CreateProtectedEphemeralSequential(dir+"/n_", []byte(value), c.acl)
-	})
-	if err != nil {
-		return nil, wrap("campaign", err)
+	type made struct {
+		path string
+		err  error
 	}
-	return &ballot{c: c, dir: dir, path: p, sess: sess}, nil
+	ch := make(chan made, 1)
+	go func() {
+		p, err := c.conn.CreateProtectedEphemeralSequential(dir+"/n_", []byte(value), c.acl)
+		ch <- made{p, err}
+	}()
+	var m made
+	select {
+	case m = <-ch:
+	case <-ctx.Done():
+		_ = c.g.Go(func() { // after Close the session is gone, and every znode of it
+			select {
+			case m := <-ch:
+				if m.err == nil {
+					c.dropCandidate(m.path)
+				}
+			case <-c.g.Closed():
+			}
+		})
+		return nil, ctx.Err()
+	}
+	if m.err != nil {
+		return nil, wrap("campaign", m.err)
+	}
+	if c.conn.SessionID() != sess {
+		// Made in the old session (gone with it) or the new one (deleted here): either way
+		// not a candidate of the session this ballot would be judged by.
+		_ = c.g.Go(func() { c.dropCandidate(m.path) })
+		return nil, fmt.Errorf("campaign: %w: the session changed while the candidate was made", coord.ErrUnavailable)
+	}
+	return &ballot{c: c, dir: dir, path: m.path, sess: sess}, nil
 }
 
 // Line lists the candidates by sequence; the candidate is lost with its session.
@@ -59,6 +92,9 @@ func (b *ballot) Line(ctx context.Context) (int, error) {
 	names, err := b.c.candidates(ctx, b.dir)
 	if err != nil {
 		return 0, err
+	}
+	if b.c.conn.SessionID() != b.sess {
+		return -1, nil // answered in a new session, which says nothing of the candidate's
 	}
 	i := slices.Index(names, base(b.path))
 	b.heard, b.watch = sent, base(b.path)
@@ -73,6 +109,9 @@ func (b *ballot) Line(ctx context.Context) (int, error) {
 // was lost, and a call lost on a silent link is made again.
 func (b *ballot) Wait(ctx context.Context) {
 	_, changed := b.c.sess.Get()
+	if b.c.conn.SessionID() != b.sess {
+		return // a session change between Line and here: the next Line says it is lost
+	}
 	ctx, cancel := notify.CancelOn(ctx, changed, nil)
 	defer cancel()
 	ok, _, ch, err := callExistsW(ctx, b.c, b.dir+"/"+b.watch)
@@ -91,20 +130,45 @@ func (b *ballot) Candidacy() coord.Candidacy {
 	return coord.Candidacy{
 		Name: b.path, Session: &regSession{c: b.c, id: b.sess, heard: b.heard}, Timeout: b.c.timeout(),
 		Resign: b.Withdraw,
+		// A leadership given up on a link down for a third of the timeout may keep its
+		// session: its znode, still the lowest, would hold every candidate off.
+		Lost: func() { _ = b.c.g.Go(func() { b.c.dropCandidate(b.path) }) },
 	}
 }
 
 // Withdraw deletes the candidate znode, which wakes the next candidate; in a new session the
-// old one expired, and the znode with it.
+// old one expired, and the znode with it. If the delete fails, it goes on in the background
+// while the session lasts (a candidate of a live session that nobody holds would block the
+// election).
 func (b *ballot) Withdraw(ctx context.Context) error {
 	if b.c.conn.SessionID() != b.sess {
 		return nil
 	}
-	err := callDelete(ctx, b.c, b.path, -1)
-	if errors.Is(err, zk.ErrNoNode) {
-		return nil
+	if err := b.c.deleteOwned(ctx, b.path); err != nil {
+		_ = b.c.g.Go(func() { b.c.dropCandidate(b.path) })
+		return fmt.Errorf("resign: %w", err)
 	}
-	return wrap("resign", err)
+	return nil
+}
+
+// dropCandidate deletes candidate znode p once the ensemble answers, while a session of this
+// process owns it; it gives up when the coordinator closes, which ends the session.
+func (c *Coordinator) dropCandidate(p string) {
+	for {
+		if _, err := c.waitSession(context.Background()); err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), coord.OverdueAfter(c.timeout()))
+		err := c.deleteOwned(ctx, p)
+		cancel()
+		if err == nil {
+			return
+		}
+		c.log.Warn("delete candidate znode; trying again", "path", p, "error", err)
+		if !c.sleep(context.Background(), 100*time.Millisecond) {
+			return
+		}
+	}
 }
 
 // candidates lists the candidate znodes in dir by sequence (the suffix ZooKeeper appended).

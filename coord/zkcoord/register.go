@@ -229,23 +229,27 @@ func (e *entry) Retire(ctx context.Context, s coord.Session, _ coord.Created) {
 func (e *entry) Release(ctx context.Context) error { return e.deleteOwn(ctx) }
 
 // deleteOwn deletes the entry if this process's current session owns it.
-func (e *entry) deleteOwn(ctx context.Context) error {
-	sessID := e.c.conn.SessionID()
-	_, st, err := callGet(ctx, e.c, e.path)
+func (e *entry) deleteOwn(ctx context.Context) error { return e.c.deleteOwned(ctx, e.path) }
+
+// deleteOwned deletes ephemeral znode p if this process's current session owns it; one of an
+// earlier session goes with that session.
+func (c *Coordinator) deleteOwned(ctx context.Context, p string) error {
+	sessID := c.conn.SessionID()
+	_, st, err := callGet(ctx, c, p)
 	if errors.Is(err, zk.ErrNoNode) {
 		return nil
 	}
 	if err != nil {
-		return wrap("delete entry", err)
+		return wrap("delete "+p, err)
 	}
 	if st.EphemeralOwner != sessID {
 		return nil
 	}
-	err = callDelete(ctx, e.c, e.path, st.Version)
+	err = callDelete(ctx, c, p, st.Version)
 	if errors.Is(err, zk.ErrNoNode) {
 		return nil
 	}
-	return wrap("delete entry", err)
+	return wrap("delete "+p, err)
 }
 
 // callExistsW is conn.ExistsW through call.
