@@ -45,9 +45,14 @@ func Campaign[B Ballot](ctx context.Context, g *Group, log *slog.Logger, electio
 	ctx, cancel := notify.CancelOn(ctx, g.Closed(), nil)
 	defer cancel()
 	log = log.With("election", election, "candidate", value)
+	// Between failed attempts: a fault that lasts (no right to create the election's
+	// entries, say) is retried as a transient one is, but not ten times a second.
+	const minPause, maxPause = 100 * time.Millisecond, 5 * time.Second
+	pause := minPause
 	for {
 		b, err := stand(ctx, election, value)
 		if err == nil {
+			pause = minPause
 			var h *Held
 			if h, err = elect(ctx, b, g, log); err == nil {
 				return h, nil
@@ -68,8 +73,9 @@ func Campaign[B Ballot](ctx context.Context, g *Group, log *slog.Logger, electio
 			log.Warn("campaign: candidate lost with its session; campaigning again")
 			continue
 		}
-		log.Warn("campaign: retrying", "error", err)
-		notify.Sleep(ctx, 100*time.Millisecond, nil)
+		log.Warn("campaign: retrying", "in", pause, "error", err)
+		notify.Sleep(ctx, pause, nil)
+		pause = min(2*pause, maxPause)
 	}
 }
 
@@ -111,17 +117,10 @@ func elect(ctx context.Context, b Ballot, g *Group, log *slog.Logger) (*Held, er
 			return nil, errLostCandidate
 		case ahead == 0:
 			h, err := HoldLeadership(b, g, log)
-			if err != nil {
-				return nil, err
+			if err == nil {
+				log.Info("elected", "entry", h.c.Name)
 			}
-			if ctx.Err() != nil { // abandoned meanwhile: nobody would hold it
-				rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				_ = h.Resign(rctx)
-				cancel()
-				return nil, ctx.Err()
-			}
-			log.Info("elected", "entry", h.c.Name)
-			return h, nil
+			return h, err
 		}
 		b.Wait(ctx)
 	}

@@ -2,11 +2,14 @@ package zkcoord
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/go-zookeeper/zk"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
 	"github.com/switchboard-mqtt/switchboard/internal/notify"
@@ -16,14 +19,6 @@ import (
 // sequential candidate znode per candidate; the lowest sequence leads; each other candidate
 // watches only its predecessor.
 func (c *Coordinator) Campaign(ctx context.Context, election, candidate string) (coord.Leadership, error) {
-	if err := coord.ValidateID(election); err != nil {
-		return nil, fmt.Errorf("election name: %w", err)
-	}
-	// Once, before the recipe, which retries what fails: a directory that cannot be made
-	// (no write access, say) is an error to return, not one to wait out.
-	if err := c.ensurePath(ctx, c.electDir+"/"+election); err != nil {
-		return nil, wrap("campaign", err)
-	}
 	return coord.Campaign(ctx, c.g, c.log, election, candidate, c.stand)
 }
 
@@ -32,55 +27,61 @@ func (c *Coordinator) Campaign(ctx context.Context, election, candidate string) 
 type ballot struct {
 	c         *Coordinator
 	dir, path string
+	tag       string // the prefix of the znode's name, unique to this ballot (see stand)
 	sess      int64
 	heard     time.Time // send time of the last Line's listing, answered in sess
 	watch     string    // the entry the last Line looked at last: the predecessor, or this one
 }
 
-// stand creates a candidate znode in the election's directory, in the current session. The
-// create is not abandoned with ctx: ZooKeeper may make the znode anyway, and a candidate
-// nobody waits for would lead forever while its session lives, so a create that succeeds
-// after ctx ended is deleted again.
+// stand creates a candidate znode in the election's directory, in the current session. A
+// create can be applied though its caller never learns it (ctx ended; the answer lost with
+// the connection), and a candidate nobody waits for would lead for as long as its session
+// lives. So, as ZooKeeper's "protected" recipe does, the znode's name starts with a tag unique
+// to this attempt, and whenever the outcome is not a ballot, the attempt's znodes (found by
+// the tag) are deleted in the background.
 func (c *Coordinator) stand(ctx context.Context, election, value string) (*ballot, error) {
 	dir := c.electDir + "/" + election
+	if err := c.ensurePath(ctx, dir); err != nil {
+		return nil, wrap("campaign", err)
+	}
 	if _, err := c.waitSession(ctx); err != nil {
 		return nil, err
 	}
 	sess := c.conn.SessionID()
+	tag := "_c_" + rand.Text() + "-"
 	type made struct {
 		path string
 		err  error
 	}
 	ch := make(chan made, 1)
 	go func() {
-		p, err := c.conn.CreateProtectedEphemeralSequential(dir+"/n_", []byte(value), c.acl)
+		p, err := c.conn.Create(dir+"/"+tag+"n_", []byte(value), zk.FlagEphemeralSequential, c.acl)
 		ch <- made{p, err}
 	}()
-	var m made
+	drop := func() { _ = c.g.Go(func() { c.dropCandidate(dir, tag) }) } // after Close, every znode of the session is gone
 	select {
-	case m = <-ch:
+	case m := <-ch:
+		switch {
+		case m.err != nil:
+			drop()
+			return nil, wrap("campaign", m.err)
+		case c.conn.SessionID() != sess:
+			// Made in the old session (gone with it) or the new one: either way not a
+			// candidate of the session this ballot would be judged by.
+			drop()
+			return nil, fmt.Errorf("campaign: %w: the session changed while the candidate was made", coord.ErrUnavailable)
+		}
+		return &ballot{c: c, dir: dir, path: m.path, tag: tag, sess: sess}, nil
 	case <-ctx.Done():
-		_ = c.g.Go(func() { // after Close the session is gone, and every znode of it
+		_ = c.g.Go(func() {
 			select {
-			case m := <-ch:
-				if m.err == nil {
-					c.dropCandidate(m.path)
-				}
+			case <-ch:
+				c.dropCandidate(dir, tag)
 			case <-c.g.Closed():
 			}
 		})
 		return nil, ctx.Err()
 	}
-	if m.err != nil {
-		return nil, wrap("campaign", m.err)
-	}
-	if c.conn.SessionID() != sess {
-		// Made in the old session (gone with it) or the new one (deleted here): either way
-		// not a candidate of the session this ballot would be judged by.
-		_ = c.g.Go(func() { c.dropCandidate(m.path) })
-		return nil, fmt.Errorf("campaign: %w: the session changed while the candidate was made", coord.ErrUnavailable)
-	}
-	return &ballot{c: c, dir: dir, path: m.path, sess: sess}, nil
 }
 
 // Line lists the candidates by sequence; the candidate is lost with its session.
@@ -132,7 +133,7 @@ func (b *ballot) Candidacy() coord.Candidacy {
 		Resign: b.Withdraw,
 		// A leadership given up on a link down for a third of the timeout may keep its
 		// session: its znode, still the lowest, would hold every candidate off.
-		Lost: func() { _ = b.c.g.Go(func() { b.c.dropCandidate(b.path) }) },
+		Lost: func() { _ = b.c.g.Go(func() { b.c.dropCandidate(b.dir, b.tag) }) },
 	}
 }
 
@@ -145,30 +146,51 @@ func (b *ballot) Withdraw(ctx context.Context) error {
 		return nil
 	}
 	if err := b.c.deleteOwned(ctx, b.path); err != nil {
-		_ = b.c.g.Go(func() { b.c.dropCandidate(b.path) })
+		_ = b.c.g.Go(func() { b.c.dropCandidate(b.dir, b.tag) })
 		return fmt.Errorf("resign: %w", err)
 	}
 	return nil
 }
 
-// dropCandidate deletes candidate znode p once the ensemble answers, while a session of this
-// process owns it; it gives up when the coordinator closes, which ends the session.
-func (c *Coordinator) dropCandidate(p string) {
-	for {
+// dropCandidate deletes the candidate znodes in dir whose names start with tag (one attempt's:
+// see stand) once the ensemble answers, those a session of this process owns; it backs off to
+// a session timeout between failed attempts, and stops when the coordinator closes, which ends
+// the session and its znodes.
+func (c *Coordinator) dropCandidate(dir, tag string) {
+	for pause := 100 * time.Millisecond; ; pause = min(2*pause, c.timeout()) {
 		if _, err := c.waitSession(context.Background()); err != nil {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), coord.OverdueAfter(c.timeout()))
-		err := c.deleteOwned(ctx, p)
+		ctx, cancel := notify.CancelOn(context.Background(), c.g.Closed(), nil)
+		ctx, cancelT := context.WithTimeout(ctx, coord.OverdueAfter(c.timeout()))
+		err := c.deleteTagged(ctx, dir, tag)
+		cancelT()
 		cancel()
 		if err == nil {
 			return
 		}
-		c.log.Warn("delete candidate znode; trying again", "path", p, "error", err)
-		if !c.sleep(context.Background(), 100*time.Millisecond) {
+		c.log.Warn("delete candidate znode; trying again", "dir", dir, "tag", tag, "in", pause, "error", err)
+		if !c.sleep(context.Background(), pause) {
 			return
 		}
 	}
+}
+
+// deleteTagged deletes the znodes in dir whose names start with tag and that this process's
+// current session owns.
+func (c *Coordinator) deleteTagged(ctx context.Context, dir, tag string) error {
+	names, err := call(ctx, func() ([]string, error) { n, _, err := c.conn.Children(dir); return n, err })
+	if err != nil {
+		return wrap("list "+dir, err)
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n, tag) {
+			if err := c.deleteOwned(ctx, dir+"/"+n); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // candidates lists the candidate znodes in dir by sequence (the suffix ZooKeeper appended).

@@ -229,6 +229,64 @@ func TestLeadershipGivenUpOnACutLeavesNoCandidate(t *testing.T) {
 	}
 }
 
+// TestCandidateMadeWhileItsAnswerWasLost: a's create of its candidate znode reaches the
+// ensemble and is carried out, but the answer is lost and the link stays cut for longer than
+// the library takes to give the create up; a's session survives the cut. The znode a never
+// learned of must not stand (it would be the lowest, and lead for as long as the session
+// lives): a candidate is elected once the link is back.
+func TestCandidateMadeWhileItsAnswerWasLost(t *testing.T) {
+	const timeout = 6 * time.Second
+	e := shared.Ensemble(t)
+	ctx := testenv.Context(t, 90*time.Second)
+	root := "/lost-create-" + coordtest.Instance()
+	proxy := testenv.StartProxy(t, e.Addrs()[0])
+	a := open(t, []string{proxy.Addr}, root, timeout)
+	b := open(t, e.Addrs(), root, timeout)
+	l, err := b.Campaign(ctx, "monitor", "warm") // the election's directory exists from here
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Resign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sess := a.SessionID()
+	proxy.MuteRepliesAfter([]byte("_c_")) // the protected prefix of a candidate's name
+	ach := coordtest.CampaignAsync(ctx, a, "monitor", "mon-a")
+	testenv.Eventually(t, timeout, 10*time.Millisecond, func() error {
+		if v, _ := b.Leader(ctx, "monitor"); v != "mon-a" {
+			return errors.New("a's candidate znode not made yet")
+		}
+		return nil
+	})
+	proxy.Cut()
+	time.Sleep(1500 * time.Millisecond) // the fault: cut longer than the client's retry of its one server
+	proxy.Restore()
+	restored := time.Now()
+	testenv.Eventually(t, timeout, 50*time.Millisecond, func() error {
+		if !a.LastHeard().After(restored) {
+			return errors.New("the ensemble has not answered a since the link came back")
+		}
+		return nil
+	})
+	if a.SessionID() != sess {
+		t.Fatalf("a's session changed (%x → %x): the cut was meant to be shorter than the timeout", sess, a.SessionID())
+	}
+	bch := coordtest.CampaignAsync(ctx, b, "monitor", "mon-b")
+	select {
+	case r := <-ach:
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	case r := <-bch:
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	case <-time.After(3 * timeout):
+		leader, _ := b.Leader(ctx, "monitor")
+		t.Fatalf("nobody elected %v after the link came back; Leader = %q (a candidate nobody holds)", 3*timeout, leader)
+	}
+}
+
 type quiet struct{}
 
 func (quiet) Printf(string, ...any) {}

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"bytes"
 	"net"
 	"sync"
 	"testing"
@@ -16,11 +17,12 @@ type Proxy struct {
 	target string
 	l      net.Listener
 
-	mu    sync.Mutex
-	cut   bool
-	hole  bool
-	links map[*proxyLink]struct{}
-	wg    sync.WaitGroup
+	mu     sync.Mutex
+	cut    bool
+	hole   bool
+	marker []byte // MuteRepliesAfter's, until a link sends it
+	links  map[*proxyLink]struct{}
+	wg     sync.WaitGroup
 }
 
 // proxyLink is one client connection and, unless it was accepted into a blackhole, its
@@ -28,6 +30,7 @@ type Proxy struct {
 type proxyLink struct {
 	client, server net.Conn // server is nil for a connection accepted into a blackhole
 	holed          bool     // nothing passes; closed by Restore
+	muted          bool     // the server's replies are dropped (MuteRepliesAfter)
 }
 
 func (l *proxyLink) close() {
@@ -100,11 +103,15 @@ func (p *Proxy) serve() {
 func (p *Proxy) pipe(link *proxyLink, dst, src net.Conn) {
 	defer p.wg.Done()
 	buf := make([]byte, 32<<10)
+	toServer := dst != nil && dst == link.server
 	for {
 		n, err := src.Read(buf)
-		if n > 0 && dst != nil && !p.holed(link) {
+		if n > 0 && dst != nil && !p.holed(link) && (toServer || !p.muted(link)) {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				break
+			}
+			if toServer {
+				p.sent(link, buf[:n])
 			}
 		}
 		if err != nil {
@@ -119,6 +126,30 @@ func (p *Proxy) pipe(link *proxyLink, dst, src net.Conn) {
 	p.mu.Lock()
 	delete(p.links, link)
 	p.mu.Unlock()
+}
+
+func (p *Proxy) muted(link *proxyLink) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return link.muted
+}
+
+// sent mutes link's replies if what its client just sent holds the marker.
+func (p *Proxy) sent(link *proxyLink, b []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.marker != nil && bytes.Contains(b, p.marker) {
+		link.muted, p.marker = true, nil
+	}
+}
+
+// MuteRepliesAfter drops everything the server sends on the first link whose client sends
+// marker, from the moment it has been passed on: a request that reaches the server and is
+// carried out while its answer is lost, as when a link fails in between. Until Cut.
+func (p *Proxy) MuteRepliesAfter(marker []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.marker = marker
 }
 
 func (p *Proxy) holed(link *proxyLink) bool {
