@@ -209,15 +209,7 @@ func TestLeadershipGivenUpOnACutLeavesNoCandidate(t *testing.T) {
 	cancel()
 	t.Logf("gave up %v after the cut; resign: %v", time.Since(cut).Round(time.Millisecond), rerr)
 	proxy.Restore()
-	testenv.Eventually(t, timeout, 50*time.Millisecond, func() error {
-		if !a.LastHeard().After(cut) {
-			return errors.New("the ensemble has not answered a since the cut")
-		}
-		return nil
-	})
-	if a.SessionID() != sess {
-		t.Fatalf("a's session changed (%x → %x): the cut was meant to be shorter than the timeout", sess, a.SessionID())
-	}
+	heardAgainInSession(t, a, sess, cut, timeout)
 	select {
 	case r := <-bch:
 		if r.Err != nil {
@@ -261,16 +253,7 @@ func TestCandidateMadeWhileItsAnswerWasLost(t *testing.T) {
 	proxy.Cut()
 	time.Sleep(1500 * time.Millisecond) // the fault: cut longer than the client's retry of its one server
 	proxy.Restore()
-	restored := time.Now()
-	testenv.Eventually(t, timeout, 50*time.Millisecond, func() error {
-		if !a.LastHeard().After(restored) {
-			return errors.New("the ensemble has not answered a since the link came back")
-		}
-		return nil
-	})
-	if a.SessionID() != sess {
-		t.Fatalf("a's session changed (%x → %x): the cut was meant to be shorter than the timeout", sess, a.SessionID())
-	}
+	heardAgainInSession(t, a, sess, time.Now(), timeout)
 	bch := coordtest.CampaignAsync(ctx, b, "monitor", "mon-b")
 	select {
 	case r := <-ach:
@@ -284,6 +267,22 @@ func TestCandidateMadeWhileItsAnswerWasLost(t *testing.T) {
 	case <-time.After(3 * timeout):
 		leader, _ := b.Leader(ctx, "monitor")
 		t.Fatalf("nobody elected %v after the link came back; Leader = %q (a candidate nobody holds)", 3*timeout, leader)
+	}
+}
+
+// heardAgainInSession waits until the ensemble has answered a request a sent after since,
+// and fails unless a is still in session sess: the fault was meant to be shorter than the
+// session timeout.
+func heardAgainInSession(t *testing.T, a *zkcoord.Coordinator, sess int64, since time.Time, timeout time.Duration) {
+	t.Helper()
+	testenv.Eventually(t, timeout, 50*time.Millisecond, func() error {
+		if !a.LastHeard().After(since) {
+			return errors.New("the ensemble has not answered a since the link came back")
+		}
+		return nil
+	})
+	if a.SessionID() != sess {
+		t.Fatalf("a's session changed (%x → %x): the cut was meant to be shorter than the timeout", sess, a.SessionID())
 	}
 }
 
