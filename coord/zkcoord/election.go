@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -29,6 +30,7 @@ type ballot struct {
 	dir, path string
 	tag       string // the prefix of the znode's name, unique to this ballot (see stand)
 	sess      int64
+	dropOnce  sync.Once // one background delete serves a taken leadership and a failed Withdraw
 	heard     time.Time // send time of the last Line's listing, answered in sess
 	watch     string    // the entry the last Line looked at last: the predecessor, or this one
 }
@@ -133,7 +135,7 @@ func (b *ballot) Candidacy() coord.Candidacy {
 		Resign: b.Withdraw,
 		// A leadership given up on a link down for a third of the timeout may keep its
 		// session: its znode, still the lowest, would hold every candidate off.
-		Lost: func() { _ = b.c.g.Go(func() { b.c.dropCandidate(b.dir, b.tag) }) },
+		Lost: b.dropLater,
 	}
 }
 
@@ -146,10 +148,15 @@ func (b *ballot) Withdraw(ctx context.Context) error {
 		return nil
 	}
 	if err := b.c.deleteOwned(ctx, b.path); err != nil {
-		_ = b.c.g.Go(func() { b.c.dropCandidate(b.dir, b.tag) })
+		b.dropLater()
 		return fmt.Errorf("resign: %w", err)
 	}
 	return nil
+}
+
+// dropLater deletes the candidate znode in the background (dropCandidate), once.
+func (b *ballot) dropLater() {
+	b.dropOnce.Do(func() { _ = b.c.g.Go(func() { b.c.dropCandidate(b.dir, b.tag) }) })
 }
 
 // dropCandidate deletes the candidate znodes in dir whose names start with tag (one attempt's:
@@ -179,7 +186,7 @@ func (c *Coordinator) dropCandidate(dir, tag string) {
 // deleteTagged deletes the znodes in dir whose names start with tag and that this process's
 // current session owns.
 func (c *Coordinator) deleteTagged(ctx context.Context, dir, tag string) error {
-	names, err := call(ctx, func() ([]string, error) { n, _, err := c.conn.Children(dir); return n, err })
+	names, err := callChildren(ctx, c, dir)
 	if err != nil {
 		return wrap("list "+dir, err)
 	}
@@ -195,7 +202,7 @@ func (c *Coordinator) deleteTagged(ctx context.Context, dir, tag string) error {
 
 // candidates lists the candidate znodes in dir by sequence (the suffix ZooKeeper appended).
 func (c *Coordinator) candidates(ctx context.Context, dir string) ([]string, error) {
-	names, err := call(ctx, func() ([]string, error) { n, _, err := c.conn.Children(dir); return n, err })
+	names, err := callChildren(ctx, c, dir)
 	names = slices.DeleteFunc(names, func(n string) bool { return !strings.Contains(n, "n_") || len(n) < 10 })
 	sort.Slice(names, func(i, j int) bool { return names[i][len(names[i])-10:] < names[j][len(names[j])-10:] })
 	return names, err

@@ -200,7 +200,7 @@ func (e *entry) readMarkW(ctx context.Context) (*coord.Quarantine, <-chan zk.Eve
 
 // Delete deletes the entry if the current session owns it.
 func (e *entry) Delete(ctx context.Context, _ coord.Session, _ coord.Created) error {
-	return e.deleteOwn(ctx)
+	return e.c.deleteOwned(ctx, e.path)
 }
 
 // Retire, after a fence in the same session, deletes the entry once the ensemble answers,
@@ -217,7 +217,7 @@ func (e *entry) Retire(ctx context.Context, s coord.Session, _ coord.Created) {
 			return
 		}
 		dctx, cancel := context.WithTimeout(ctx, coord.OverdueAfter(e.c.timeout()))
-		err := e.deleteOwn(dctx)
+		err := e.c.deleteOwned(dctx, e.path)
 		cancel()
 		if err == nil || !e.c.sleep(ctx, 100*time.Millisecond) {
 			return
@@ -226,10 +226,7 @@ func (e *entry) Retire(ctx context.Context, s coord.Session, _ coord.Created) {
 }
 
 // Release deletes the entry if the current session owns it.
-func (e *entry) Release(ctx context.Context) error { return e.deleteOwn(ctx) }
-
-// deleteOwn deletes the entry if this process's current session owns it.
-func (e *entry) deleteOwn(ctx context.Context) error { return e.c.deleteOwned(ctx, e.path) }
+func (e *entry) Release(ctx context.Context) error { return e.c.deleteOwned(ctx, e.path) }
 
 // deleteOwned deletes ephemeral znode p if this process's current session owns it; one of an
 // earlier session goes with that session.
@@ -270,6 +267,11 @@ func callExistsW(ctx context.Context, c *Coordinator, p string) (bool, *zk.Stat,
 func callDelete(ctx context.Context, c *Coordinator, p string, version int32) error {
 	_, err := call(ctx, func() (struct{}, error) { return struct{}{}, c.conn.Delete(p, version) })
 	return err
+}
+
+// callChildren is conn.Children through call, without the stat.
+func callChildren(ctx context.Context, c *Coordinator, p string) ([]string, error) {
+	return call(ctx, func() ([]string, error) { n, _, err := c.conn.Children(p); return n, err })
 }
 
 func callGet(ctx context.Context, c *Coordinator, p string) ([]byte, *zk.Stat, error) {
