@@ -27,6 +27,26 @@ type roundTrips struct {
 
 func (r *roundTrips) count() int { r.mu.Lock(); defer r.mu.Unlock(); return r.n }
 
+// release waits until waiting says want calls of kind are queued behind the held first round
+// trip, lets it go, and returns how many round trips were made from then until first (the
+// held call's outcome, which must be a success) and wg's calls are done.
+func (r *roundTrips) release(t *testing.T, kind string, want int, waiting func() int, first <-chan error, wg *sync.WaitGroup) int {
+	t.Helper()
+	testenv.Eventually(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if w := waiting(); w != want {
+			return fmt.Errorf("%d %s waiting, want %d", w, kind, want)
+		}
+		return nil
+	})
+	before := r.count()
+	close(r.hold)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	return r.count() - before
+}
+
 func (r *roundTrips) trip() {
 	r.mu.Lock()
 	r.n++
@@ -83,19 +103,7 @@ func TestConcurrentConnectsShareRoundTrips(t *testing.T) {
 			results[i], errs[i] = s.Connect(ctx, storetest.NewPresence(fmt.Sprint("c", i), "n1", 2))
 		}()
 	}
-	testenv.Eventually(t, 10*time.Second, 5*time.Millisecond, func() error {
-		if w := redisstore.WaitingConnects(s); w != n {
-			return fmt.Errorf("%d Connects waiting, want %d", w, n)
-		}
-		return nil
-	})
-	before := rt.count()
-	close(rt.hold)
-	if err := <-first; err != nil {
-		t.Fatal(err)
-	}
-	wg.Wait()
-	trips := rt.count() - before
+	trips := rt.release(t, "Connects", n, func() int { return redisstore.WaitingConnects(s) }, first, &wg)
 	for i := range n {
 		if errs[i] != nil {
 			t.Fatalf("connect c%d: %v", i, errs[i])
@@ -147,19 +155,7 @@ func TestConcurrentPeeksShareRoundTrips(t *testing.T) {
 			got[i], errs[i] = s.Peek(ctx, fmt.Sprint("c", i), 0, 10)
 		}()
 	}
-	testenv.Eventually(t, 10*time.Second, 5*time.Millisecond, func() error {
-		if w := redisstore.WaitingPeeks(s); w != n {
-			return fmt.Errorf("%d Peeks waiting, want %d", w, n)
-		}
-		return nil
-	})
-	before := rt.count()
-	close(rt.hold)
-	if err := <-first; err != nil {
-		t.Fatal(err)
-	}
-	wg.Wait()
-	if trips := rt.count() - before; trips > 2 {
+	if trips := rt.release(t, "Peeks", n, func() int { return redisstore.WaitingPeeks(s) }, first, &wg); trips > 2 {
 		t.Fatalf("%d round trips for 1 + %d concurrent Peeks, want at most 2", trips, n)
 	}
 	for i := range n {
@@ -254,19 +250,7 @@ func TestConcurrentDisconnectsShareRoundTrips(t *testing.T) {
 			cleared[i], errs[i] = s.Disconnect(ctx, fmt.Sprint("c", i), sessions[i])
 		}()
 	}
-	testenv.Eventually(t, 10*time.Second, 5*time.Millisecond, func() error {
-		if w := redisstore.WaitingDisconnects(s); w != n+1 {
-			return fmt.Errorf("%d Disconnects waiting, want %d", w, n+1)
-		}
-		return nil
-	})
-	before := rt.count()
-	close(rt.hold)
-	if err := <-first; err != nil {
-		t.Fatal(err)
-	}
-	wg.Wait()
-	trips := rt.count() - before
+	trips := rt.release(t, "Disconnects", n+1, func() int { return redisstore.WaitingDisconnects(s) }, first, &wg)
 	for i := range n {
 		if errs[i] != nil || !cleared[i] {
 			t.Fatalf("disconnect c%d: %v %v, want it cleared", i, cleared[i], errs[i])
