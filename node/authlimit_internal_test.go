@@ -38,6 +38,7 @@ func guardWithClock(concurrency, budget int) (*authGuard, *fakeClock) {
 }
 
 func TestAuthGuardBoundsConcurrentChecks(t *testing.T) {
+	t.Parallel()
 	g := newAuthGuard(2, 0)
 	release := make(chan struct{})
 	var running, peak atomic.Int32
@@ -90,6 +91,7 @@ func TestAuthGuardBoundsConcurrentChecks(t *testing.T) {
 }
 
 func TestAuthGuardFailureBudget(t *testing.T) {
+	t.Parallel()
 	g, clk := guardWithClock(1, 3)
 	ctx := context.Background()
 	calls := 0
@@ -133,6 +135,7 @@ func TestAuthGuardFailureBudget(t *testing.T) {
 }
 
 func TestAuthGuardBudgetHoldsForChecksThatWaited(t *testing.T) {
+	t.Parallel()
 	g := newAuthGuard(1, 2)
 	gate := make(chan struct{})
 	var ran atomic.Int32
@@ -163,6 +166,7 @@ func TestAuthGuardBudgetHoldsForChecksThatWaited(t *testing.T) {
 }
 
 func TestAuthGuardForgetsOldAddresses(t *testing.T) {
+	t.Parallel()
 	g, clk := guardWithClock(1, 5)
 	ctx := context.Background()
 	for i := 0; i < 1000; i++ {
@@ -179,6 +183,7 @@ func TestAuthGuardForgetsOldAddresses(t *testing.T) {
 }
 
 func TestAuthGuardTableIsCapped(t *testing.T) {
+	t.Parallel()
 	g, clk := guardWithClock(1, 5)
 	for i := 0; i < maxFailureAddrs+10; i++ {
 		g.fail(fmt.Sprintf("a%d", i))
@@ -192,6 +197,7 @@ func TestAuthGuardTableIsCapped(t *testing.T) {
 }
 
 func TestAuthGuardWithoutBudget(t *testing.T) {
+	t.Parallel()
 	g := newAuthGuard(1, 0)
 	for i := 0; i < 50; i++ {
 		if err := g.check(context.Background(), "10.0.0.1", func() error { return errWrong }); !errors.Is(err, errWrong) {
@@ -219,6 +225,7 @@ func waitWaiting(t *testing.T, g *authGuard, n int) {
 }
 
 func TestAuthGuardServesAddressesThatHaveNotFailedFirst(t *testing.T) {
+	t.Parallel()
 	g := newAuthGuard(1, 10)
 	for i := 0; i < 3; i++ {
 		g.fail("10.0.0.66") // a flood's address
@@ -260,6 +267,7 @@ func TestAuthGuardServesAddressesThatHaveNotFailedFirst(t *testing.T) {
 }
 
 func TestAuthGuardWaiterThatGivesUpLeavesTheQueue(t *testing.T) {
+	t.Parallel()
 	g := newAuthGuard(1, 0)
 	hold := make(chan struct{})
 	held := make(chan struct{})

@@ -19,6 +19,7 @@ import (
 // credentials without checking them (CONNACK 0x9F, 3.1.1 0x03); other addresses and
 // anonymous clients are not affected.
 func TestAuthenticateWithinBounds(t *testing.T) {
+	t.Parallel()
 	c, st := backendsFor(t)
 	dir := t.TempDir()
 	hash, err := bcrypt.GenerateFromPassword([]byte("alice-password"), 10)

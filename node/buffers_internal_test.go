@@ -15,6 +15,7 @@ import (
 // connection (docs/BENCHMARKS.md, idle memory): 512 bytes and 64 slots, not mochi's 2 KiB
 // and 8192.
 func TestConnectionBufferDefaults(t *testing.T) {
+	t.Parallel()
 	l := DefaultConfig().Limits
 	if l.ReadBuffer != 512 || l.WritesPending != 256 {
 		t.Fatalf("read buffer %d, writes pending %d; want 512 and 256", l.ReadBuffer, l.WritesPending)
@@ -29,6 +30,7 @@ func TestConnectionBufferDefaults(t *testing.T) {
 // TestPacketsLargerThanTheReadBuffer: the read buffer is handed to mochi, and a packet
 // several times its size is read whole, with the stream in step after it.
 func TestPacketsLargerThanTheReadBuffer(t *testing.T) {
+	t.Parallel()
 	env := newFaultEnv(t)
 	cfg := faultConfig(t, "buf-1")
 	cfg.Limits.ReadBuffer = 64

@@ -32,6 +32,7 @@ func openACL(t *testing.T) *auth.Authenticator {
 // retained message reaches a subscriber there after the SUBACK. It runs the cluster's
 // goroutines under the race detector in the package's own tests.
 func TestClusterPubSubInProcess(t *testing.T) {
+	t.Parallel()
 	cl := memcoord.NewCluster()
 	st := testenv.EmbeddedStore(t)
 	var ns []*node.Node
@@ -106,6 +107,7 @@ func twoNodes(t *testing.T, prefix string) []*node.Node {
 // mochi hands the subscriptions to the new connection and then reports the old one's end
 // as a session end, which must not withdraw them from the other nodes.
 func TestResumedSessionKeepsItsRoutes(t *testing.T) {
+	t.Parallel()
 	ns := twoNodes(t, "rs")
 	old := testenv.ConnectMQTT(t, ns[0].Member().MQTTAddr, "sub", testenv.MQTTOptions{CleanStart: true})
 	if err := old.Subscribe("t/x", 1); err != nil {
@@ -132,6 +134,7 @@ func TestResumedSessionKeepsItsRoutes(t *testing.T) {
 // shared-group message among that is sent again on another link: the member watch must not
 // hold the cluster's lock meanwhile.
 func TestReconcileClosesLinksOutsideTheLock(t *testing.T) {
+	t.Parallel()
 	ns := twoNodes(t, "rc")
 	for i, n := range ns {
 		m := testenv.ConnectMQTT(t, n.Member().MQTTAddr, fmt.Sprint("member", i), testenv.MQTTOptions{CleanStart: true})
@@ -150,6 +153,7 @@ func TestReconcileClosesLinksOutsideTheLock(t *testing.T) {
 // A shared-group delivery for a group the table still counts here but mochi no longer has
 // is refused, and reaches none of the node's plain subscribers.
 func TestSharedDeliveryWithoutAMemberReachesNobody(t *testing.T) {
+	t.Parallel()
 	ns := twoNodes(t, "sd")
 	plain := testenv.ConnectMQTT(t, ns[0].Member().MQTTAddr, "plain", testenv.MQTTOptions{CleanStart: true})
 	if err := plain.Subscribe("t/#", 1); err != nil {
@@ -172,6 +176,7 @@ func TestSharedDeliveryWithoutAMemberReachesNobody(t *testing.T) {
 // outlive it) takes its routes from the other nodes with it; one whose session outlives the
 // connection keeps them, since mochi keeps its messages.
 func TestEndedSessionWithdrawsItsRoutes(t *testing.T) {
+	t.Parallel()
 	ns := twoNodes(t, "es")
 	routesOnPeer := func(want int) {
 		t.Helper()

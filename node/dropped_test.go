@@ -19,6 +19,7 @@ import (
 // cannot be provoked reliably from outside; what is tested here is what the node does
 // with it.
 func TestDroppedMessageGoesToMailbox(t *testing.T) {
+	t.Parallel()
 	c, st := backendsFor(t)
 	n := startNode(t, testConfig(t, "drop-1"), c, st)
 	cl := testenv.ConnectMQTT(t, n.Member().MQTTAddr, "slowpoke", testenv.MQTTOptions{CleanStart: true})

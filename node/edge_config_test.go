@@ -12,6 +12,7 @@ import (
 // default; WSSAddr needs a certificate, ProxyProtocol trusted sources, and a bad address
 // is refused naming its field.
 func TestEdgeConfigValidate(t *testing.T) {
+	t.Parallel()
 	base := node.DefaultConfig()
 	base.ID = "n1"
 	base.Auth = anonymous(t)

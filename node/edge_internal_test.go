@@ -90,6 +90,7 @@ func (b *remoteBroker) establish(id string, c net.Conn) error {
 }
 
 func TestProxyHeaderGivesTheClientAddress(t *testing.T) {
+	t.Parallel()
 	for _, version := range []byte{1, 2} {
 		fb := newRemoteBroker()
 		tl := proxyListener(t, testLimits(), fb.establish, false, nil)
@@ -108,6 +109,7 @@ func TestProxyHeaderGivesTheClientAddress(t *testing.T) {
 }
 
 func TestProxyRefusesUntrustedSourcesAndMissingHeaders(t *testing.T) {
+	t.Parallel()
 	fb := newFakeBroker()
 	tl := proxyListener(t, testLimits(), fb.establish, false, nil)
 	// Untrusted source, even with a header: closed at accept.
@@ -132,6 +134,7 @@ func TestProxyRefusesUntrustedSourcesAndMissingHeaders(t *testing.T) {
 }
 
 func TestProxyPerAddressPendingLimitUsesTheHeaderAddress(t *testing.T) {
+	t.Parallel()
 	lim := testLimits()
 	lim.MaxPendingPerIP = 2
 	lim.ConnectTimeout = 5 * time.Second
@@ -193,6 +196,7 @@ func wsDial(t *testing.T, addr string, header []byte, tlsCfg *tls.Config, subpro
 }
 
 func TestWebSocketCarriesMQTTThroughTheLimits(t *testing.T) {
+	t.Parallel()
 	certs := testenv.GenerateCerts(t)
 	srvTLS, err := tlsconf.Server(certs.ServerCert, certs.ServerKey, "")
 	if err != nil {
@@ -239,6 +243,7 @@ func TestWebSocketCarriesMQTTThroughTheLimits(t *testing.T) {
 }
 
 func TestWebSocketRefusals(t *testing.T) {
+	t.Parallel()
 	lim := testLimits()
 	lim.MaxConnectSize = 128
 	fb := newFakeBroker()
@@ -281,6 +286,7 @@ func TestWebSocketRefusals(t *testing.T) {
 }
 
 func TestFixPuback(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ in, want byte }{{0x01, 0}, {0x02, 0}, {0x00, 0}, {0x10, 0x10}, {0x87, 0x87}, {0x97, 0x97}} {
 		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, ReasonCode: tc.in,
 			Properties: packets.Properties{User: []packets.UserProperty{{Key: "a", Val: "1"}}}}
@@ -291,6 +297,7 @@ func TestFixPuback(t *testing.T) {
 }
 
 func TestSessionIdentsFollowTheSession(t *testing.T) {
+	t.Parallel()
 	s := newSessionIdents()
 	a, err := auth.New(auth.Config{AllowAnonymous: true})
 	if err != nil {
@@ -317,6 +324,7 @@ func TestSessionIdentsFollowTheSession(t *testing.T) {
 }
 
 func TestDollarSubscribed(t *testing.T) {
+	t.Parallel()
 	cl := &mqtt.Client{State: mqtt.ClientState{Subscriptions: mqtt.NewSubscriptions()}}
 	sub := func(f string) { cl.State.Subscriptions.Add(f, packets.Subscription{Filter: f}) }
 	sub("#")

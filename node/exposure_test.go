@@ -13,6 +13,7 @@ import (
 // mutual TLS, pprof off loopback needs an admin token, and each refusal names the config
 // fields that fix it (the CLI names their flags); loopback needs neither.
 func TestConfigRefusesExposure(t *testing.T) {
+	t.Parallel()
 	base := node.DefaultConfig()
 	base.ID = "n1"
 	base.Auth = anonymous(t)

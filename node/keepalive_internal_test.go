@@ -95,6 +95,7 @@ func (k *kaConn) serverKeepAlive() (uint16, bool) {
 // after 90s; one asking for less keeps its own, untold. An MQTT 3.1.1 client, which cannot
 // be told, is refused with 0x02 when it asks for none or for more, and admitted otherwise.
 func TestServerKeepAlive(t *testing.T) {
+	t.Parallel()
 	env := newFaultEnv(t)
 	cfg := faultConfig(t, "ka-1")
 	cfg.Limits.MaxKeepAlive = 2
@@ -144,6 +145,7 @@ func TestServerKeepAlive(t *testing.T) {
 // for more than mochi's deadline can hold (65535s would be cut after 32766s) is told the
 // longest that works; one asking for less is told nothing, and a 3.1.1 one is admitted.
 func TestKeepAliveBeyondMochisArithmetic(t *testing.T) {
+	t.Parallel()
 	env := newFaultEnv(t)
 	n := startFaultNode(t, faultConfig(t, "ka-2"), env.coord(t), env.store(t))
 	addr := n.Member().MQTTAddr

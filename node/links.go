@@ -42,6 +42,10 @@ type link struct {
 	wake chan struct{} // capacity 1
 	quit chan struct{}
 	done chan struct{}
+	// ctx ends with quit, so that close does not wait out a dial to a peer that does not
+	// answer.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	changes *routes.Changes // our filters changed since the last push
 
@@ -66,6 +70,7 @@ func (c *cluster) newLink(id, addr string, epoch int64) *link {
 		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
 		full: true, synced: make(chan struct{}), changes: c.table.Track(),
 	}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
 	c.wg.Add(1)
 	go func() { defer c.wg.Done(); defer close(l.done); l.run() }()
 	l.poke()
@@ -84,6 +89,7 @@ func (l *link) close() {
 	case <-l.quit:
 	default:
 		close(l.quit)
+		l.cancel()
 	}
 	<-l.done
 	l.c.table.Untrack(l.changes)
@@ -156,9 +162,12 @@ func (l *link) run() {
 		if wait > 0 {
 			continue // the retry timer is set; what is queued meanwhile waits for it
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(l.ctx, 5*time.Second)
 		conn, err := l.c.n.peers.Get(ctx, l.addr)
 		cancel()
+		if err != nil && l.ctx.Err() != nil {
+			continue // closed while dialling: the next select returns
+		}
 		if err != nil {
 			l.unreachable(err)
 			d := l.backoff()

@@ -2,15 +2,21 @@ package node
 
 import (
 	"fmt"
+	"net"
 	"testing"
+	"time"
 
+	"github.com/switchboard-mqtt/switchboard/coord/coordtest"
+	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 	"github.com/switchboard-mqtt/switchboard/routes"
+	"github.com/switchboard-mqtt/switchboard/wire"
 )
 
 // A full push of more filters than one frame holds goes in chunks of about
 // linkBatchBytes: the first replaces the receiver's copy, the others add to it, and the
 // receiver ends with every filter and nothing else.
 func TestFullRoutesPushInChunks(t *testing.T) {
+	t.Parallel()
 	counts := map[string]int{}
 	for i := range 60_000 {
 		counts[fmt.Sprintf("devices/%036d/cmd", i)] = 1 + i%3
@@ -45,5 +51,59 @@ func TestFullRoutesPushInChunks(t *testing.T) {
 	}
 	if one := splitRoutes(map[string]int{}, true); len(one) != 1 {
 		t.Fatalf("an empty full push is %d chunks, want 1 (it clears the receiver's copy)", len(one))
+	}
+}
+
+// TestCloseDoesNotWaitOutADialToASilentPeer: a node whose publish/subscribe link is
+// dialling a peer that accepts and never answers closes at once; it does not wait for the
+// dial's timeout (a rolling restart beside a frozen node would stall that long per node).
+func TestCloseDoesNotWaitOutADialToASilentPeer(t *testing.T) {
+	t.Parallel()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 8)
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c // held open, never answered
+		}
+	}()
+	t.Cleanup(func() {
+		lis.Close()
+		for {
+			select {
+			case c := <-accepted:
+				c.Close()
+			default:
+				return
+			}
+		}
+	})
+	env := newFaultEnv(t)
+	ctx := testenv.Context(t, 30*time.Second)
+	m := coordtest.NewMember("frozen")
+	m.InternalAddr = lis.Addr().String()
+	if _, err := env.coord(t).Register(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	n := startFaultNode(t, faultConfig(t, "cl-1"), env.coord(t), env.store(t))
+	select {
+	case c := <-accepted:
+		accepted <- c // for the cleanup to close
+	case <-ctx.Done():
+		t.Fatal("the node never dialled its peer")
+	}
+	start := time.Now()
+	if err := n.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if took, dial := time.Since(start), wire.DefaultDialOptions().DialTimeout; took >= dial/2 {
+		t.Fatalf("Close took %v with a dial to a silent peer in flight (dial timeout %v): it waited the dial out",
+			took.Round(time.Millisecond), dial)
 	}
 }

@@ -15,6 +15,7 @@ import (
 // answered queued after their max wait and then leave the node's memory (the mailbox holds
 // them), so the node holds no more than its MaxQueuedBytes of them however many arrive.
 func TestQueuedBytesBoundMemory(t *testing.T) {
+	t.Parallel()
 	env := newFaultEnv(t)
 	cfg := faultConfig(t, "mem-1")
 	cfg.MaxQueuedBytes = 1 << 20 // 1 MiB

@@ -20,6 +20,7 @@ func mochiLogTo(level slog.Level) (*slog.Logger, *bytes.Buffer) {
 // with a reason code (an ACL denial) is DEBUG and names the packet by type and id, never
 // its payload; at the default level it is not written at all.
 func TestMochiLoggerPacketRefusal(t *testing.T) {
+	t.Parallel()
 	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 7,
 		TopicName: "inbox/bob", Payload: []byte("SECRET-PAYLOAD")}
 	log, buf := mochiLogTo(slog.LevelInfo)
@@ -43,6 +44,7 @@ func TestMochiLoggerPacketRefusal(t *testing.T) {
 // TestMochiLoggerOtherErrors: an error that is not a reason code stays a WARN, still
 // without the packet struct.
 func TestMochiLoggerOtherErrors(t *testing.T) {
+	t.Parallel()
 	log, buf := mochiLogTo(slog.LevelInfo)
 	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe}, Payload: []byte("SECRET-PAYLOAD")}
 	log.Warn("error processing packet", "error", errors.New("write: broken pipe"), "pk", pk)
@@ -58,6 +60,7 @@ func TestMochiLoggerOtherErrors(t *testing.T) {
 // TestMochiLoggerChatter: mochi's start and stop lines are DEBUG; its other lines keep
 // their level.
 func TestMochiLoggerChatter(t *testing.T) {
+	t.Parallel()
 	log, buf := mochiLogTo(slog.LevelInfo)
 	log.Info("attached listener", "id", "mqtt", "address", "127.0.0.1:1883")
 	log.Info("mochi mqtt server started")

@@ -23,7 +23,11 @@ var shared testenv.Shared
 
 // A node runs the broker, listeners, health and status loops: after Close none of their
 // goroutines may be left.
-func TestMain(m *testing.M) { shared.MainLeakCheck(m) }
+// The package's tests wait on leases, keep-alives and timeouts far more than they compute.
+func TestMain(m *testing.M) {
+	testenv.WaitingTests(8)
+	shared.MainLeakCheck(m)
+}
 
 // backendsFor opens a client of a fresh in-memory coordinator cluster and an embedded store
 // in a directory of its own: the node's tests check the node, and its backends (each with
@@ -82,6 +86,7 @@ func getHealth(adminAddr string) (int, healthz.Report, error) {
 // accepts an MQTT 5 client and records its presence, reports itself ready, and on Close
 // leaves the live set, sends the client DISCONNECT 0x8B and clears the presence.
 func TestStartServeClose(t *testing.T) {
+	t.Parallel()
 	c, st := backendsFor(t)
 	n := startNode(t, testConfig(t, "node-1"), c, st)
 
@@ -171,6 +176,7 @@ func TestStartServeClose(t *testing.T) {
 // TestHealthReportsLowDisk: with a free-space minimum no disk meets, the disk check fails
 // and /healthz answers 503 while the other checks pass.
 func TestHealthReportsLowDisk(t *testing.T) {
+	t.Parallel()
 	c, st := backendsFor(t)
 	cfg := testConfig(t, "node-disk")
 	cfg.Health.MinFreeDisk = 1 << 62
@@ -205,6 +211,7 @@ func TestHealthReportsLowDisk(t *testing.T) {
 // nothing is left running (the leak check covers the goroutines, the registration is
 // checked here).
 func TestStartRefusesBusyPort(t *testing.T) {
+	t.Parallel()
 	c, st := backendsFor(t)
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -255,6 +262,7 @@ func TestStartRefusesBusyPort(t *testing.T) {
 // TestConfigValidate: every refusal names the field at fault (and its value where it has
 // one), and only that field.
 func TestConfigValidate(t *testing.T) {
+	t.Parallel()
 	base := node.DefaultConfig()
 	base.ID = "n1"
 	base.Auth = anonymous(t)

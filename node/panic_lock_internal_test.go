@@ -32,6 +32,7 @@ func (s *panicConnectStore) Connect(ctx context.Context, p store.Presence) (stor
 // later CONNECT of that id on the node would hang, and so would the node's Close (mochi's
 // Close waits for every connection's goroutine).
 func TestPanicInConnectReleasesTheConnectLock(t *testing.T) {
+	t.Parallel()
 	env := newFaultEnv(t)
 	ps := &panicConnectStore{Store: env.store(t), client: "wedged"}
 	n := startFaultNode(t, faultConfig(t, "pl-1"), env.coord(t), ps)

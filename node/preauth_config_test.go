@@ -12,6 +12,7 @@ import (
 // TestPreauthLimitsValidate: the pre-authentication limits are finite by default, and a
 // bad one is refused naming it, first, and its value.
 func TestPreauthLimitsValidate(t *testing.T) {
+	t.Parallel()
 	base := node.DefaultConfig()
 	base.ID = "n1"
 	base.Auth = anonymous(t)

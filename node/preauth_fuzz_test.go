@@ -30,7 +30,7 @@ var (
 )
 
 // FuzzConnect sends arbitrary bytes, as the first bytes of a connection, to a real node
-// (one per fuzzing process, on the package's ZooKeeper ensemble and Redis) with a
+// (one per fuzzing process, on an in-memory coordinator and an embedded store) with a
 // credentials file, JWT and anonymous access on and the default pre-authentication limits,
 // then half-closes the connection: the node must close it in time, and keep answering a
 // good client. Seeds: CONNECTs of MQTT 3.1, 3.1.1 and 5 with Wills, properties, usernames,

@@ -20,6 +20,7 @@ import (
 )
 
 func TestReadConnectHeader(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		in   []byte
@@ -220,6 +221,7 @@ func waitCounts(t *testing.T, tl *testListener, pending int, open int64) {
 }
 
 func TestListenerClosesSilentConnectionsAfterTheConnectTimeout(t *testing.T) {
+	t.Parallel()
 	fb := newFakeBroker()
 	tl := startTestListener(t, testLimits(), nil, fb.establish)
 	c := dialFrom(t, "127.0.0.1", tl.addr)
@@ -239,6 +241,7 @@ func TestListenerClosesSilentConnectionsAfterTheConnectTimeout(t *testing.T) {
 }
 
 func TestListenerPassesTheConnectThroughAndTheDeadlineEndsWithIt(t *testing.T) {
+	t.Parallel()
 	fb := newFakeBroker()
 	tl := startTestListener(t, testLimits(), nil, fb.establish)
 	c := dialFrom(t, "127.0.0.1", tl.addr)
@@ -264,6 +267,7 @@ func TestListenerPassesTheConnectThroughAndTheDeadlineEndsWithIt(t *testing.T) {
 }
 
 func TestListenerRefusesALargeConnectAtOnce(t *testing.T) {
+	t.Parallel()
 	fb := newFakeBroker()
 	lim := testLimits()
 	lim.ConnectTimeout = 10 * time.Second
@@ -302,6 +306,7 @@ func TestListenerRefusesALargeConnectAtOnce(t *testing.T) {
 }
 
 func TestListenerPendingCaps(t *testing.T) {
+	t.Parallel()
 	fb := newFakeBroker()
 	lim := testLimits()
 	lim.ConnectTimeout = 10 * time.Second
@@ -347,6 +352,7 @@ func TestListenerPendingCaps(t *testing.T) {
 }
 
 func TestListenerOpenCap(t *testing.T) {
+	t.Parallel()
 	fb := newFakeBroker()
 	lim := testLimits()
 	lim.ConnectTimeout = 10 * time.Second
@@ -369,6 +375,7 @@ func TestListenerOpenCap(t *testing.T) {
 }
 
 func TestListenerTLSHandshakeDeadline(t *testing.T) {
+	t.Parallel()
 	certs := testenv.GenerateCerts(t)
 	srv, err := tlsconf.Server(certs.ServerCert, certs.ServerKey, "")
 	if err != nil {

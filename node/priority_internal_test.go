@@ -13,6 +13,7 @@ import (
 // flight (its window); a high-priority message queued then is written next, ahead of the
 // three normal ones the node has read but not written, which follow in their order.
 func TestHighLaneDrainsFirst(t *testing.T) {
+	t.Parallel()
 	s := newReceiptStore(nil)
 	var st store.Store
 	r := newReceiptRig(t, "pq-1", s, func(client string) {
@@ -58,6 +59,7 @@ func TestHighLaneDrainsFirst(t *testing.T) {
 // takes, and normal ones behind them, with a window smaller than a read: every high one
 // is written first, in order, and then the normal ones in theirs.
 func TestHighLaneInOrderPastOneRead(t *testing.T) {
+	t.Parallel()
 	s := newReceiptStore(nil)
 	var want []string
 	r := newReceiptRig(t, "pq-2", s, func(client string) {

@@ -38,6 +38,7 @@ func decodePublish(t *testing.T, b []byte, protocol byte) (packets.Packet, int) 
 }
 
 func TestAppendPublishDecodesAsMQTT(t *testing.T) {
+	t.Parallel()
 	big := bytes.Repeat([]byte("x"), 300) // a two-byte remaining length
 	for _, c := range []struct {
 		name     string
@@ -86,6 +87,7 @@ func TestAppendPublishDecodesAsMQTT(t *testing.T) {
 }
 
 func TestAppendPublishRespectsMaximumPacketSize(t *testing.T) {
+	t.Parallel()
 	p := publishPacket{topic: "inbox/a", payload: bytes.Repeat([]byte("x"), 100), qos: 1, pid: 1, id: "i", protocol: 5}
 	b, err := appendPublish(nil, p)
 	if err != nil {

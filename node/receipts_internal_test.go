@@ -240,6 +240,7 @@ func entered(t *testing.T, s *receiptStore) []store.Receipt {
 // gets one delivered receipt, recorded by this node as its own (not only if pending), and
 // the router's answer waits until Finish has returned.
 func TestReceiptBeforeAnswer(t *testing.T) {
+	t.Parallel()
 	s := newReceiptStore(nil)
 	s.gate, s.entered = make(chan struct{}), make(chan []store.Receipt, 8)
 	r := newReceiptRig(t, "rc-1", s, nil, nil)
@@ -269,6 +270,7 @@ func TestReceiptBeforeAnswer(t *testing.T) {
 // known here) is acknowledged: its receipt is recorded only if pending, and its mailbox
 // copy is removed only after Finish returned.
 func TestReceiptOfAMailboxMessage(t *testing.T) {
+	t.Parallel()
 	s := newReceiptStore(nil)
 	s.gate, s.entered = make(chan struct{}), make(chan []store.Receipt, 8)
 	r := newReceiptRig(t, "rc-2", s, func(client string) {
@@ -299,6 +301,7 @@ func TestReceiptOfAMailboxMessage(t *testing.T) {
 // TestNoReceiptUnasked: a direct message that did not ask for a receipt gets none; one
 // that did, right after it, gets its own only.
 func TestNoReceiptUnasked(t *testing.T) {
+	t.Parallel()
 	s := newReceiptStore(nil)
 	r := newReceiptRig(t, "rc-3", s, nil, nil)
 
@@ -325,6 +328,7 @@ func TestNoReceiptUnasked(t *testing.T) {
 
 // TestReceiptRetried: Finish fails three times, then works: one receipt, one answer.
 func TestReceiptRetried(t *testing.T) {
+	t.Parallel()
 	s := newReceiptStore(nil)
 	s.failures.Store(3)
 	r := newReceiptRig(t, "rc-4", s, nil, nil)
@@ -355,6 +359,7 @@ func TestReceiptRetried(t *testing.T) {
 // router is answered all the same (delivery does not wait for the store), but the mailbox
 // copy stays, so the mailbox message is delivered again and its receipt recorded then.
 func TestReceiptNeverRecordedSettlesNothing(t *testing.T) {
+	t.Parallel()
 	s := newReceiptStore(nil)
 	s.entered = make(chan []store.Receipt, 64)
 	s.failures.Store(1 << 40)
@@ -365,7 +370,9 @@ func TestReceiptNeverRecordedSettlesNothing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	}, nil)
+	}, func(c *Config) {
+		c.StoreTimeout = 200 * time.Millisecond // Close waits two for receipts that never come
+	})
 	mustAck(t, r.receive(t, "box-1"))
 	entered(t, s)
 	r.deliver(t, 60_000, wire.Msg{ID: "r1", QoS: 1, Receipt: true})
@@ -395,6 +402,7 @@ func TestReceiptNeverRecordedSettlesNothing(t *testing.T) {
 // to the mailbox with their receipt flag, so the store registers those that asked; once
 // acknowledged, the one that asked gets its receipt before its copy is removed.
 func TestSpillRegistersReceipts(t *testing.T) {
+	t.Parallel()
 	s := newReceiptStore(nil)
 	r := newReceiptRig(t, "rc-6", s, nil, nil)
 
@@ -429,6 +437,7 @@ func TestSpillRegistersReceipts(t *testing.T) {
 // TestReceiptOfAnErrorAck: a PUBACK with an error reason code still ends the message
 // delivered (the client has it), with the code in the receipt.
 func TestReceiptOfAnErrorAck(t *testing.T) {
+	t.Parallel()
 	s := newReceiptStore(nil)
 	r := newReceiptRig(t, "rc-7", s, nil, nil)
 
@@ -458,6 +467,7 @@ func TestReceiptOfAnErrorAck(t *testing.T) {
 // TestReceiptOfAnExpiredMessage: a direct message that expires waiting behind another
 // (the window is 1) ends expired, never written, with its receipt before its answer.
 func TestReceiptOfAnExpiredMessage(t *testing.T) {
+	t.Parallel()
 	s := newReceiptStore(nil)
 	r := newReceiptRig(t, "rc-8", s, nil, func(c *Config) { c.Window = 1 })
 
@@ -490,6 +500,7 @@ func TestReceiptOfAnExpiredMessage(t *testing.T) {
 // TestReceiptOfAMessageExpiredOnArrival: a message whose TTL ran out on its way to the node
 // never becomes an entry, but is still answered expired only after its receipt.
 func TestReceiptOfAMessageExpiredOnArrival(t *testing.T) {
+	t.Parallel()
 	s := newReceiptStore(nil)
 	r := newReceiptRig(t, "rc-9", s, nil, nil)
 

@@ -15,6 +15,7 @@ import (
 // PUBACK of a client with nothing more to get, most of them under load) starts no sender;
 // one with something queued does.
 func TestWakeIdleStartsNoSender(t *testing.T) {
+	t.Parallel()
 	n := &Node{}
 	st := newClientState("c1", nil, "s1")
 	o := st.ob
@@ -112,6 +113,7 @@ func senderIdle(t *testing.T, st *clientState) {
 // its window slot and packet id (left taken, they would stay taken, and its router
 // unanswered, until the connection ended).
 func TestTooLargeSettledWhenTheWriteIsBlocked(t *testing.T) {
+	t.Parallel()
 	env := newFaultEnv(t)
 	n := startFaultNode(t, faultConfig(t, "big-1"), env.coord(t), env.store(t))
 	const id = "small-packets"
@@ -195,6 +197,7 @@ func TestTooLargeSettledWhenTheWriteIsBlocked(t *testing.T) {
 // attempt), does not take that message's id away. When ids are free again all three are
 // delivered, in order, once.
 func TestBatchBackWhenNoPacketIDIsFree(t *testing.T) {
+	t.Parallel()
 	env := newFaultEnv(t)
 	n := startFaultNode(t, faultConfig(t, "pid-1"), env.coord(t), env.store(t))
 	const id = "no-ids"

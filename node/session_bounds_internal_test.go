@@ -17,6 +17,7 @@ import (
 // caps the CONNECT's interval but takes the DISCONNECT's as it comes; the node must cap it
 // too, or the session — and every message kept for it — stays until the node restarts.
 func TestDisconnectCannotExtendTheSessionPastTheCap(t *testing.T) {
+	t.Parallel()
 	env := newFaultEnv(t)
 	cfg := faultConfig(t, "sx-1")
 	cfg.Limits.MaxSessionExpiry = 60
@@ -79,6 +80,7 @@ func TestDisconnectCannotExtendTheSessionPastTheCap(t *testing.T) {
 // authenticated as, so that mochi's read check refuses and nothing is kept for a client
 // that is elsewhere now.
 func TestEndedSessionKeepsNoIdentity(t *testing.T) {
+	t.Parallel()
 	env := newFaultEnv(t)
 	n := startFaultNode(t, faultConfig(t, "sx-2"), env.coord(t), env.store(t))
 	c := testenv.ConnectMQTT(t, n.Member().MQTTAddr, "moved", testenv.MQTTOptions{CleanStart: true, SessionExpiry: 600})

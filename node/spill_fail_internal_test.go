@@ -51,6 +51,7 @@ func (s *lostAnswerAppendStore) Append(ctx context.Context, limit int, msgs []st
 // return seq s again): the router, answered failed, queues A itself and sends B after it;
 // the client must receive A before B, and both.
 func TestSpillFailureKeepsAnEntryAMailboxReadMoved(t *testing.T) {
+	t.Parallel()
 	env := newFaultEnv(t)
 	base := env.store(t)
 	ls := &lostAnswerAppendStore{Store: base, id: "A", appended: make(chan struct{}), release: make(chan struct{})}

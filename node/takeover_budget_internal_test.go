@@ -17,6 +17,7 @@ import (
 // while the two nodes stay unreachable. takeOver tells them at once, so the CONNECT is
 // admitted within one node's cost.
 func TestTakeoversOfUnreachableNodesFitTheBudget(t *testing.T) {
+	t.Parallel()
 	env := newFaultEnv(t)
 	silent := testenv.SilentAddr(t) // accepts, never answers
 	ctx := testenv.Context(t, 60*time.Second)

@@ -31,6 +31,7 @@ func (s *failNotifyStore) Notify(ctx context.Context, node string, ns ...store.N
 // takeover pending, so when the client tries again node 2 revokes node 1's session before
 // its CONNACK: the old session receives nothing after that.
 func TestFailedTakeoverIsRetriedOnReconnect(t *testing.T) {
+	t.Parallel()
 	env := newFaultEnv(t)
 	cfg1, cfg2 := faultConfig(t, "tf-1"), faultConfig(t, "tf-2")
 	for _, c := range []*Config{&cfg1, &cfg2} {
@@ -65,11 +66,10 @@ func TestFailedTakeoverIsRetriedOnReconnect(t *testing.T) {
 	}}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(3 * cfg1.Lease.Duration)
 	select {
 	case <-old.Done():
 		return // ended: the promise holds
-	default:
+	case <-time.After(3 * cfg1.Lease.Duration):
 	}
 	st := n1.clients.get("dup")
 	if err := old.Subscribe("inbox/dup", 1); err != nil {

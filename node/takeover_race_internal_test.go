@@ -34,6 +34,7 @@ func (s *slowConnectStore) Connect(ctx context.Context, p store.Presence) (store
 // that write, finds it and revokes it: one session survives, and the old one receives
 // nothing queued after the new one's CONNACK.
 func TestConcurrentConnectsOnTwoNodesLeaveOneSession(t *testing.T) {
+	t.Parallel()
 	env := newFaultEnv(t)
 	slow := &slowConnectStore{Store: env.store(t), client: "twin", delay: time.Second, written: make(chan struct{})}
 	written := slow.written
@@ -85,11 +86,10 @@ func TestConcurrentConnectsOnTwoNodesLeaveOneSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Well past node 1's lease: any takeover node 1 was told of has taken effect by now.
-	time.Sleep(3 * cfg1.Lease.Duration)
 	select {
 	case <-old.Done():
 		return // the old session was ended: the promise holds
-	default:
+	case <-time.After(3 * cfg1.Lease.Duration):
 	}
 	if err := old.Subscribe("inbox/twin", 1); err != nil {
 		t.Fatalf("old session: subscribe: %v", err)

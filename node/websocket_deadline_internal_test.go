@@ -14,6 +14,7 @@ import (
 // before every packet it reads. Over a WebSocket, setting it must not wait for a write under
 // way to a client that is not reading, or reading (PUBACKs, DISCONNECT, EOF) stops behind it.
 func TestWebSocketDeadlineDoesNotWaitForAWrite(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		up := websocket.Upgrader{Subprotocols: []string{"mqtt"}}

@@ -43,6 +43,7 @@ func quoted(ids []string) string {
 // an id of its own, derived from the request's; the same request again is recognised in
 // every mailbox.
 func TestFanoutList(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	var ids []string
 	for i := range 1500 { // more than one slice of MaxBatch
@@ -84,6 +85,7 @@ func TestFanoutList(t *testing.T) {
 // TestFanoutRefusals: bad lists are refused with 400 naming what is wrong, and nothing is
 // stored.
 func TestFanoutRefusals(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, func(c *router.Config) { c.Fanout.MaxList = 5 })
 	for _, tc := range []struct{ body, field, says string }{
 		{`{"to_many":["a","b","a"]}`, "to_many[2]", "also to_many[0]"},
@@ -118,6 +120,7 @@ func TestFanoutRefusals(t *testing.T) {
 // TestGroupsAPI: members are added and removed in batches, read in pages and the group
 // deleted; bad names and ids are refused naming the field.
 func TestGroupsAPI(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	var v router.GroupView
 	if code := call(t, f.h, "POST", "/v1/groups/user:42/members", `{"add":["d1","d2","d3","d4"]}`, &v); code != 200 || v.Size != 4 {
@@ -211,6 +214,7 @@ func waitJob(t *testing.T, h http.Handler, id string, within time.Duration) []ro
 // job that answers 202 at once and reports its progress until every member has the
 // message; the same request again finds the same job.
 func TestGroupInlineAndJob(t *testing.T) {
+	t.Parallel()
 	st := openStore(t)
 	cl := newCluster(t)
 	r := newRouter(t, st, cl.w, func(c *router.Config) { c.Fanout.InlineGroup = 10; c.Fanout.JobPage = 100 })
@@ -252,6 +256,7 @@ func TestGroupInlineAndJob(t *testing.T) {
 // page is sent again, the copies already queued are counted as duplicates, and every
 // member ends up with exactly one message.
 func TestJobResumed(t *testing.T) {
+	t.Parallel()
 	st := openStore(t)
 	cl := newCluster(t)
 	// The dead router's part, played by hand: it claimed the job, recorded one page of
@@ -303,6 +308,7 @@ func TestJobResumed(t *testing.T) {
 // TestFanoutNeedsToken: with tokens on, the fan-out, group and job endpoints refuse a
 // request without one, as every other endpoint does.
 func TestFanoutNeedsToken(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	path := filepath.Join(t.TempDir(), "tokens")
 	if err := os.WriteFile(path, []byte("ops 0123456789abcdef0123\n"), 0o600); err != nil {
@@ -343,6 +349,7 @@ func TestFanoutNeedsToken(t *testing.T) {
 // TestFanoutListAtTheLimit: a list of the maximum 10,000 client ids of the longest length
 // (128 bytes) fits the body limit and is sent; one more is refused, nothing stored.
 func TestFanoutListAtTheLimit(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	ids := make([]string, 10_001)
 	for i := range ids {
@@ -385,6 +392,7 @@ func (f *flakyStore) Append(ctx context.Context, limit int, msgs []store.Message
 // retries them with back-off, with the same ids, and ends done with every member queued
 // once and none failed.
 func TestJobRetriesBackPressure(t *testing.T) {
+	t.Parallel()
 	st := &flakyStore{Store: openStore(t)}
 	st.refuse.Store(8)
 	cl := newCluster(t)

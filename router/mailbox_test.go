@@ -33,6 +33,7 @@ func queueN(t *testing.T, h http.Handler, client string, n int) []string {
 // TestMailboxPagesAndFilter: a mailbox is listed a page at a time, every message once, in
 // order, and a topic filter lists only that topic's.
 func TestMailboxPagesAndFilter(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	want := queueN(t, f.h, "mb-1", 25)
 	var got []string
@@ -83,6 +84,7 @@ func TestMailboxPagesAndFilter(t *testing.T) {
 // deleted message that asked for a receipt has the receipt deleted, the one that did not
 // has none.
 func TestMailboxDeleteAndPurge(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	ids := queueN(t, f.h, "mb-2", 6)
 	if code := call(t, f.h, "POST", "/v1/messages", `{"to":"mb-2","id":"quiet","payload":"q","receipt":false}`, nil); code != 200 {
@@ -125,6 +127,7 @@ func TestMailboxDeleteAndPurge(t *testing.T) {
 // TestScopedTokens: a token scoped to a client-id prefix sends to, reads and manages only
 // those clients, and nothing that spans clients; an unscoped token is unchanged.
 func TestScopedTokens(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	path := filepath.Join(t.TempDir(), "tokens")
 	const scoped, ops = "acme-token-0123456789", "ops-token-0123456789"

@@ -17,6 +17,7 @@ import (
 // describes exactly the endpoints the router serves, the dashboard's included: a route
 // added without its description, or a description left after its route went, fails here.
 func TestOpenAPIMatchesRoutes(t *testing.T) {
+	t.Parallel()
 	doc, err := openapi3.NewLoader().LoadFromData(OpenAPI())
 	if err != nil {
 		t.Fatalf("load the OpenAPI document: %v", err)
@@ -73,6 +74,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 
 // TestOpenAPIServed: GET /v1/openapi.json answers the embedded document.
 func TestOpenAPIServed(t *testing.T) {
+	t.Parallel()
 	r := &Router{registry: prometheus.NewRegistry()}
 	rec := httptest.NewRecorder()
 	r.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/v1/openapi.json", nil))

@@ -42,6 +42,7 @@ func newReceiptFixture(t *testing.T, tune func(*router.Config)) receiptFixture {
 // receipt:false, in a single send, a batch and a fan-out; with receipts turned off on the
 // router, never.
 func TestReceiptFlag(t *testing.T) {
+	t.Parallel()
 	f := newReceiptFixture(t, nil)
 	for _, body := range []string{
 		`{"to":"rf-1","id":"on","payload":"x"}`,
@@ -85,6 +86,7 @@ func TestReceiptFlag(t *testing.T) {
 // rejected receipt, with the reason, before the answer; the one queued before it stays
 // pending, and one sent with receipt:false gets none.
 func TestRejectedReceiptForFullMailbox(t *testing.T) {
+	t.Parallel()
 	f := newReceiptFixture(t, func(c *router.Config) { c.MailboxLimit = 1 })
 	if code := call(t, f.h, "POST", "/v1/messages", `{"to":"full-1","id":"m1","payload":"x"}`, nil); code != 200 {
 		t.Fatalf("first: %d", code)
@@ -110,6 +112,7 @@ func TestRejectedReceiptForFullMailbox(t *testing.T) {
 // TestMessageState: GET /v1/messages/{id} answers pending with the time left, then the
 // terminal receipt; 404 for a message it does not know; 400 naming to without it.
 func TestMessageState(t *testing.T) {
+	t.Parallel()
 	f := newReceiptFixture(t, nil)
 	if code := call(t, f.h, "POST", "/v1/messages", `{"to":"ms-1","id":"q1","payload":"x","ttl":"1h"}`, nil); code != 200 {
 		t.Fatalf("send: %d", code)
@@ -216,6 +219,7 @@ func webhookFixture(t *testing.T, h *hook, attempts int) receiptFixture {
 // batch on the third, signed as documented (the receiver checks every request), and the
 // consumer's cursor moves to the batch's last receipt with no dead letters.
 func TestWebhookRetriesThenDelivers(t *testing.T) {
+	t.Parallel()
 	h := &hook{t: t, secret: "s3cret", fail: 2, got: make(chan []router.ReceiptEvent, 10)}
 	f := webhookFixture(t, h, 8)
 	ctx := testenv.Context(t, 30*time.Second)
@@ -254,6 +258,7 @@ func TestWebhookRetriesThenDelivers(t *testing.T) {
 // (in the consumer and the metric) after exactly Attempts requests, and the cursor moves
 // past it, so the next receipt is posted.
 func TestWebhookDeadLetters(t *testing.T) {
+	t.Parallel()
 	h := &hook{t: t, secret: "k", fail: 3, got: make(chan []router.ReceiptEvent, 10)}
 	f := webhookFixture(t, h, 3)
 	ctx := testenv.Context(t, 30*time.Second)
@@ -293,6 +298,7 @@ func TestWebhookDeadLetters(t *testing.T) {
 // with receipts recorded later; the default stream shows only receipts recorded after it
 // started.
 func TestEventsResume(t *testing.T) {
+	t.Parallel()
 	f := newReceiptFixture(t, nil)
 	srv := httptest.NewServer(f.h)
 	t.Cleanup(srv.Close)
@@ -406,6 +412,7 @@ func (s *eventStream) next(t *testing.T) sseEvent {
 // TestWebhookConfig: a webhook URL must be https unless it is loopback, and needs a
 // secret.
 func TestWebhookConfig(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		url, secret string
 		ok          bool
@@ -450,6 +457,7 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name, label string) fl
 // TestSweeperExpires: the router's sweeper ends a message still pending after its expiry
 // and the grace with an expired receipt, sweeping with the configured grace and retention.
 func TestSweeperExpires(t *testing.T) {
+	t.Parallel()
 	f := newReceiptFixture(t, func(c *router.Config) {
 		c.Receipts.Grace, c.Receipts.Retention, c.Receipts.SweepEvery = 0, time.Hour, 10*time.Millisecond
 	})
@@ -471,6 +479,7 @@ func TestSweeperExpires(t *testing.T) {
 // TestSweeperKeepsWebhookCursor: with a webhook, a sweep never trims the log past the
 // webhook consumer's cursor.
 func TestSweeperKeepsWebhookCursor(t *testing.T) {
+	t.Parallel()
 	h := &hook{t: t, secret: "k", got: make(chan []router.ReceiptEvent, 10)}
 	f := webhookFixture(t, h, 8)
 	ctx := testenv.Context(t, 30*time.Second)
@@ -491,6 +500,7 @@ func TestSweeperKeepsWebhookCursor(t *testing.T) {
 // TestFinishFailureKeepsAnswer: when the store cannot record a receipt the router owes,
 // the answer is the same (507 here) and the failure is counted.
 func TestFinishFailureKeepsAnswer(t *testing.T) {
+	t.Parallel()
 	f := newReceiptFixture(t, func(c *router.Config) { c.MailboxLimit = 1 })
 	if code := call(t, f.h, "POST", "/v1/messages", `{"to":"ff-1","payload":"x"}`, nil); code != 200 {
 		t.Fatalf("first: %d", code)
@@ -507,6 +517,7 @@ func TestFinishFailureKeepsAnswer(t *testing.T) {
 // TestEventsKeepAliveAndLimit: an idle stream gets keep-alive comments; a stream beyond
 // MaxStreams is refused with 503, and one slot freed lets the next in.
 func TestEventsKeepAliveAndLimit(t *testing.T) {
+	t.Parallel()
 	f := newReceiptFixture(t, func(c *router.Config) { c.Receipts.KeepAlive, c.Receipts.MaxStreams = 20*time.Millisecond, 1 })
 	srv := httptest.NewServer(f.h)
 	t.Cleanup(srv.Close)
@@ -545,6 +556,7 @@ func TestEventsKeepAliveAndLimit(t *testing.T) {
 // TestEventsRefuseABadCursor: a cursor the store does not know is a 400 naming where it
 // came from, not a stream that retries for ever.
 func TestEventsRefuseABadCursor(t *testing.T) {
+	t.Parallel()
 	st := openStore(t)
 	cl := newCluster(t)
 	r := newRouter(t, st, cl.w, nil)

@@ -18,6 +18,7 @@ import (
 // listener it was given, behind the tokens when given them, and Close stops serving, closes
 // Done and may be called again.
 func TestStartServesAndCloseStops(t *testing.T) {
+	t.Parallel()
 	st := openStore(t)
 	c := openCoord(t, memcoord.NewCluster())
 	path := filepath.Join(t.TempDir(), "tokens")
@@ -87,6 +88,7 @@ func TestStartServesAndCloseStops(t *testing.T) {
 
 // TestStartRefusesBadConfig: an invalid configuration starts nothing.
 func TestStartRefusesBadConfig(t *testing.T) {
+	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -104,6 +106,7 @@ func TestStartRefusesBadConfig(t *testing.T) {
 // (well within the shutdown timeout), behind the token like the rest of the API, and the
 // stream's reader sees it end.
 func TestCloseEndsEventStreams(t *testing.T) {
+	t.Parallel()
 	st := newReceiptStore(openStore(t))
 	c := openCoord(t, memcoord.NewCluster())
 	path := filepath.Join(t.TempDir(), "tokens")

@@ -63,6 +63,9 @@ type Config struct {
 	AnswerGrace time.Duration
 	// StoreTimeout bounds each store call.
 	StoreTimeout time.Duration
+	// DialTimeout bounds connecting to a node, the wire hello included: a node that
+	// accepts and never answers costs a pass this long once, not once per message.
+	DialTimeout time.Duration
 	// WireToken is the shared secret presented to nodes.
 	WireToken string
 	// WireTLS, if set, is the client side of TLS (mutual, with a certificate) to nodes.
@@ -102,6 +105,7 @@ func DefaultConfig() Config {
 		MaxMaxWait:   30 * time.Second,
 		AnswerGrace:  5 * time.Second,
 		StoreTimeout: 2 * time.Second,
+		DialTimeout:  wire.DefaultDialOptions().DialTimeout,
 		RouteCache:   1 << 20,
 		HTTP:         DefaultHTTPConfig(),
 		Fanout:       DefaultFanoutConfig(),
@@ -132,8 +136,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max wait %v must be positive and at most the largest max wait %v", c.MaxWait, c.MaxMaxWait)
 	case c.MaxMaxWait > time.Duration(1<<32-1)*time.Millisecond:
 		return fmt.Errorf("largest max wait %v is too long", c.MaxMaxWait)
-	case c.AnswerGrace <= 0 || c.StoreTimeout <= 0:
-		return errors.New("answer grace and store timeout must be positive")
+	case c.AnswerGrace <= 0 || c.StoreTimeout <= 0 || c.DialTimeout <= 0:
+		return errors.New("answer grace, store timeout and dial timeout must be positive")
 	case c.RouteCache < 0:
 		return fmt.Errorf("route cache %d must not be negative", c.RouteCache)
 	}
@@ -212,7 +216,7 @@ func New(cfg Config, st store.Store, members LiveSet, log *slog.Logger) (*Router
 		log:      log.With("component", "router"),
 		store:    st,
 		members:  members,
-		pool:     wire.NewPool(wire.DialOptions{Token: cfg.WireToken, TLS: cfg.WireTLS, Logger: log.With("component", "router-wire")}),
+		pool:     wire.NewPool(wire.DialOptions{Token: cfg.WireToken, TLS: cfg.WireTLS, DialTimeout: cfg.DialTimeout, Logger: log.With("component", "router-wire")}),
 		registry: prometheus.NewRegistry(),
 		routes:   routes{max: cfg.RouteCache},
 		cancel:   cancel,

@@ -25,7 +25,11 @@ var shared testenv.Shared
 
 // The router, the watcher, the coordinator and the stores all run goroutines: check that
 // closing them leaves none behind.
-func TestMain(m *testing.M) { shared.MainLeakCheck(m) }
+// The package's tests wait on leases, keep-alives and timeouts far more than they compute.
+func TestMain(m *testing.M) {
+	testenv.WaitingTests(8)
+	shared.MainLeakCheck(m)
+}
 
 // openStore opens an embedded store. The router's tests check the router; the store is
 // incidental (its behaviour is the store suites'), so it needs no server.
@@ -121,6 +125,7 @@ func peekAll(t *testing.T, st store.Store, client string) []store.Message {
 // TestSendDefaults: a message with only "to" and a payload goes to inbox/<to> at QoS 1 with
 // a 24h expiry; the client is offline, so it is queued in its mailbox.
 func TestSendDefaults(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	var res router.Result
 	if code := call(t, f.h, "POST", "/v1/messages", `{"to":"alice","payload":"hello"}`, &res); code != 200 {
@@ -160,6 +165,7 @@ func TestSendDefaults(t *testing.T) {
 
 // TestSendTTL: ttl is a duration string or a number of seconds.
 func TestSendTTL(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	for _, tc := range []struct {
 		client, ttl string
@@ -188,6 +194,7 @@ func TestSendTTL(t *testing.T) {
 // TestSendRefusals: every malformed request is a 400 naming the offending field, and
 // nothing is stored.
 func TestSendRefusals(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, func(c *router.Config) { c.MaxPayload = 16; c.MaxBatch = 3 })
 	for _, tc := range []struct {
 		name, ctype, body, field string
@@ -262,6 +269,7 @@ func TestSendRefusals(t *testing.T) {
 // TestBatchKeepsPerClientOrder: a batch interleaving three clients answers in request
 // order, and each client's mailbox holds its messages in batch order.
 func TestBatchKeepsPerClientOrder(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	clients := []string{"c1", "c2", "c3"}
 	const perClient = 20
@@ -306,6 +314,7 @@ func TestBatchKeepsPerClientOrder(t *testing.T) {
 
 // TestClientUnknown: a client never seen is offline with an empty mailbox; a bad id is a 400.
 func TestClientUnknown(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	var c router.Client
 	if code := call(t, f.h, "GET", "/v1/clients/nobody", "", &c); code != 200 {
@@ -323,6 +332,7 @@ func TestClientUnknown(t *testing.T) {
 // TestClientOnlineOnlyOnLiveEpoch: a client's presence counts only while its node is live
 // under the epoch the presence names.
 func TestClientOnlineOnlyOnLiveEpoch(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	m := coordtest.NewMember("node-1")
 	reg, err := f.cl.c.Register(testenv.Context(t, 10*time.Second), m)
@@ -372,6 +382,7 @@ func TestClientOnlineOnlyOnLiveEpoch(t *testing.T) {
 
 // TestNodes: GET /v1/nodes lists the live members the watcher holds.
 func TestNodes(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	var out struct {
 		Nodes []coord.Member `json:"nodes"`
@@ -411,6 +422,7 @@ type health struct {
 // and a send refused with 503, not accepted. (The same with a Redis stopped for real is
 // integration's TestRedisDownRefusesWithoutLoss.)
 func TestHealthz(t *testing.T) {
+	t.Parallel()
 	st := openStore(t)
 	cl := newCluster(t)
 	h := newRouter(t, st, cl.w, nil).Handler()
@@ -437,6 +449,7 @@ func TestHealthz(t *testing.T) {
 
 // TestUnknownPath: anything the API does not serve is a JSON 404 naming the request.
 func TestUnknownPath(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	for _, tc := range []struct{ method, path string }{
 		{"GET", "/v2/messages"}, {"POST", "/v1/message"}, {"DELETE", "/nothing/here"},

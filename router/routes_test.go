@@ -68,6 +68,7 @@ func (f *fakeNode) Drain(_ context.Context, d wire.Drain) wire.Result {
 // tells the client's node before it answers (the node then reads the mailbox before it
 // sends anything newer).
 func TestRouteCacheSkipsTheStoreAndStaysCorrect(t *testing.T) {
+	t.Parallel()
 	st := &countingStore{Store: openStore(t)}
 	cl := newCluster(t)
 	fn := &fakeNode{session: "s1"}

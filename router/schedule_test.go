@@ -22,6 +22,7 @@ func mailboxOf(t *testing.T, f fixture, client string) []string {
 // TestCollapseKey: a queued message with a collapse key is replaced by the next one with
 // the same key, which answers the id it replaced; the replaced one's receipt is collapsed.
 func TestCollapseKey(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	for i, body := range []string{
 		`{"to":"ck-1","id":"s1","payload":"1-0","collapse_key":"score"}`,
@@ -58,6 +59,7 @@ func TestCollapseKey(t *testing.T) {
 // TestCollapseKeyLimit: a client's mailbox holds at most --max-collapse-keys keys; a new
 // key past them is refused with 507 and its receipt says rejected.
 func TestCollapseKeyLimit(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, func(c *router.Config) { c.MaxCollapseKeys = 2 })
 	for i := range 2 {
 		body := fmt.Sprintf(`{"to":"ck-2","id":"k%d","payload":"x","collapse_key":"key-%d"}`, i, i)
@@ -83,6 +85,7 @@ func TestCollapseKeyLimit(t *testing.T) {
 // TestDeliverAt: a message with deliver_at waits in the schedule and reaches the mailbox
 // when it comes due, in deliver_at order; a deliver_at at or past the ttl is refused.
 func TestDeliverAt(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, func(c *router.Config) { c.SchedulePoll = 20 * time.Millisecond })
 	now := time.Now()
 	late := now.Add(400 * time.Millisecond).UTC().Format(time.RFC3339Nano)
@@ -125,6 +128,7 @@ func TestDeliverAt(t *testing.T) {
 // to the normal lane; the listing covers both lanes, a page at a time; a priority that is
 // neither is refused.
 func TestPriorityLane(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	for _, body := range []string{
 		`{"to":"pl-1","id":"n0","payload":"x"}`,

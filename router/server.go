@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/lease"
-	"github.com/switchboard-mqtt/switchboard/wire"
 )
 
 // HTTPConfig bounds what a connection to the API may hold: how long it may take to send a
@@ -53,8 +52,7 @@ func DefaultHTTPConfig() HTTPConfig {
 // wait for the client's node's delivery lease to run out; counted here at the default
 // lease, since the nodes' leases are not known until they are live).
 func (c Config) LongestAnswer() time.Duration {
-	dial := wire.DefaultDialOptions().DialTimeout
-	lookup := c.StoreTimeout + dial
+	lookup := c.StoreTimeout + c.DialTimeout
 	queue := 2*c.StoreTimeout + lease.MaxTellWait(nil) // as queueAll
 	return 2*lookup + c.MaxMaxWait + c.AnswerGrace + queue
 }

@@ -40,6 +40,7 @@ func (slowNode) Drain(_ context.Context, d wire.Drain) wire.Result {
 // body is read, so a message whose client acknowledges after the read timeout is answered
 // delivered, on a server built by HTTPServer.
 func TestAnswerOutlastsReadTimeout(t *testing.T) {
+	t.Parallel()
 	st := openStore(t)
 	cl := newCluster(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -94,6 +95,7 @@ func TestAnswerOutlastsReadTimeout(t *testing.T) {
 // TestHTTPConfigValidate: the derived write timeout covers the longest answer, and a
 // shorter one given explicitly is refused naming the field.
 func TestHTTPConfigValidate(t *testing.T) {
+	t.Parallel()
 	c := router.DefaultConfig()
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)

@@ -110,6 +110,7 @@ func conforms(t *testing.T, name string, body []byte) {
 // set), the leading monitor's state from its published admin address, and the mailbox
 // depths; it matches its OpenAPI schema.
 func TestDashboardOverview(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	d := newDashboard(t, f, func(c *router.DashboardConfig) {
 		c.Cache = time.Millisecond
@@ -235,6 +236,7 @@ func TestDashboardOverview(t *testing.T) {
 // TestDashboardOverviewShared: many viewers at once share one build, so each node's
 // /healthz is read once per Cache.
 func TestDashboardOverviewShared(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	d := newDashboard(t, f, func(c *router.DashboardConfig) { c.Cache = time.Hour })
 	var reads atomic.Int64
@@ -261,6 +263,7 @@ func TestDashboardOverviewShared(t *testing.T) {
 // TestDashboardAuth: the page needs no token and holds no data; the overview, its stream
 // and the API need one.
 func TestDashboardAuth(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	d := newDashboard(t, f, nil)
 	const tok = "dashboard-test-token-0123456789"
@@ -321,6 +324,7 @@ func TestDashboardAuth(t *testing.T) {
 // TestDashboardStream: over a real HTTP server with a 1s read timeout, the stream sends an
 // overview every Refresh for longer than the read timeout, and Shutdown ends it at once.
 func TestDashboardStream(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, func(c *router.Config) { c.HTTP.ReadTimeout, c.HTTP.ReadHeaderTimeout = time.Second, time.Second })
 	d := newDashboard(t, f, func(c *router.DashboardConfig) { c.Refresh, c.Cache = 100*time.Millisecond, 50*time.Millisecond })
 	srv := f.r.HTTPServer(d.Handler())
@@ -373,6 +377,7 @@ func TestDashboardStream(t *testing.T) {
 
 // TestDashboardStreamCap: streams beyond MaxStreams are refused with 503.
 func TestDashboardStreamCap(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	d := newDashboard(t, f, func(c *router.DashboardConfig) { c.MaxStreams = 1 })
 	srv := httptest.NewServer(d.Handler())
@@ -399,6 +404,7 @@ func TestDashboardStreamCap(t *testing.T) {
 // TestOpenAPIAnswersConform: the API's real answers match the schemas the OpenAPI document
 // gives them.
 func TestOpenAPIAnswersConform(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	h := newDashboard(t, f, nil).Handler()
 	register(t, f, "node-c", "127.0.0.1:1") // an admin address nothing answers on

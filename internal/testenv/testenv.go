@@ -5,12 +5,14 @@ package testenv
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -203,6 +205,24 @@ func (s *Shared) MainLeakCheck(m *testing.M, opts ...goleak.Option) {
 		}
 	}
 	os.Exit(code)
+}
+
+// WaitingTests lets n of a package's parallel tests run at once unless the command line
+// says otherwise (-parallel, whose default is GOMAXPROCS). It is for packages whose tests
+// spend their time waiting (leases, keep-alives, timeouts of servers that do not answer),
+// not computing: run two at a time on a 2-core machine, they would leave it idle. It
+// changes nothing when fuzzing, where -parallel is the number of fuzzing processes. Call
+// it from TestMain, before m.Run.
+func WaitingTests(n int) {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if fuzz := flag.Lookup("test.fuzz"); set || fuzz != nil && fuzz.Value.String() != "" {
+		return
+	}
+	if err := flag.Set("test.parallel", strconv.Itoa(n)); err != nil {
+		panic(err) // the testing package defines the flag
+	}
 }
 
 // Logger is a test's logger: the test's output in verbose runs (-v), silent otherwise.
