@@ -139,7 +139,7 @@ func StartRegistration(ctx context.Context, m Member, o RegisterOptions, newEntr
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
-	r.status.Set(Status{State: Registering})
+	r.status.Set(Status{State: Registering, Since: time.Now()})
 	first := make(chan error, 1)
 	if err := o.Go(func() {
 		defer close(r.done)
@@ -177,24 +177,21 @@ type registration struct {
 // Status returns the current status and a channel closed at the next change.
 func (r *registration) Status() (Status, <-chan struct{}) { return r.status.Get() }
 
+// setState enters st at epoch, leaving the status (and its waiters) alone when neither
+// changes. Only run's goroutine sets the state, so the status cannot change between the
+// check and the update but for its mark (setMark).
 func (r *registration) setState(st State, epoch int64) {
+	if cur := r.status.Load(); cur.State == st && cur.Epoch == epoch {
+		return
+	}
+	r.o.Log.Info("registration", "node", r.id, "state", st.String(), "epoch", epoch)
 	r.status.Update(func(s Status) Status {
-		if s.State != st || s.Epoch != epoch {
-			r.o.Log.Info("registration", "node", r.id, "state", st.String(), "epoch", epoch)
-		}
-		if s.State != st || s.Since.IsZero() {
+		if s.State != st {
 			s.Since = time.Now()
 		}
 		s.State, s.Epoch = st, epoch
 		return s
 	})
-}
-
-// keepState is setState that leaves the status (and its waiters) alone when nothing changes.
-func (r *registration) keepState(st State, epoch int64) {
-	if cur := r.status.Load(); cur.State != st || cur.Epoch != epoch {
-		r.setState(st, epoch)
-	}
 }
 
 // setMark sets the mark, leaving the status (and its waiters) alone when it is unchanged.
@@ -234,9 +231,8 @@ func (r *registration) Deregister(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	err := r.release(ctx)
-	r.setState(Closed, 0)
-	if err != nil {
+	// run set Closed before done was closed.
+	if err := r.release(ctx); err != nil {
 		return fmt.Errorf("deregister %s: %w", r.id, err)
 	}
 	return nil
@@ -391,10 +387,10 @@ func (r *registration) hold(ctx context.Context, s Session, c Created) (fenced b
 		}
 		suspended := st.Suspended || st.Down
 		if suspended {
-			r.keepState(Suspended, c.Epoch)
+			r.setState(Suspended, c.Epoch)
 		} else {
 			// Answered in time: the entry never left the live set.
-			r.keepState(Registered, c.Epoch)
+			r.setState(Registered, c.Epoch)
 		}
 		timer.Reset(time.Until(st.Next))
 
