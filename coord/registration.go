@@ -40,7 +40,7 @@ type Standing struct {
 	// lease the server no longer knows).
 	Lost bool
 	// Suspended: the backend may not be hearing us: a request has gone unanswered too long
-	// (Liveness.Judge).
+	// (Liveness.Standing).
 	Suspended bool
 	// Down: the link is reported lost. A registration counts as Suspended while it is; a
 	// leadership is given up after a third of the timeout (HoldLeadership).
@@ -275,6 +275,13 @@ func (r *registration) run(first chan<- error) {
 	}
 	const minBackoff, maxBackoff = 50 * time.Millisecond, time.Second
 	backoff := minBackoff
+	retry := func(msg string, err error) {
+		if ctx.Err() == nil {
+			r.o.Log.Warn(msg, "node", r.id, "error", err)
+			notify.Sleep(ctx, backoff, nil)
+			backoff = min(backoff*2, maxBackoff)
+		}
+	}
 	duplicateSince := time.Time{}
 	for ctx.Err() == nil {
 		s, err := r.e.Session(ctx)
@@ -282,11 +289,7 @@ func (r *registration) run(first chan<- error) {
 			if errors.Is(err, ErrClosed) {
 				break
 			}
-			if ctx.Err() == nil {
-				r.o.Log.Warn("register: no session; retrying", "node", r.id, "error", err)
-				notify.Sleep(ctx, backoff, nil)
-				backoff = min(backoff*2, maxBackoff)
-			}
+			retry("register: no session; retrying", err)
 			continue
 		}
 		c, err := r.e.Create(ctx, s)
@@ -327,14 +330,7 @@ func (r *registration) run(first chan<- error) {
 			gcancel()
 		case errors.Is(err, ErrAgain):
 		default:
-			if ctx.Err() != nil {
-				break
-			}
-			r.o.Log.Warn("register: retrying", "node", r.id, "error", err)
-			if !notify.Sleep(ctx, backoff, nil) {
-				break
-			}
-			backoff = min(backoff*2, maxBackoff)
+			retry("register: retrying", err)
 		}
 	}
 	settle(ErrClosed)
@@ -432,11 +428,10 @@ func (r *registration) hold(ctx context.Context, s Session, c Created) (fenced b
 // awaitRelease waits in Quarantined until the mark is released, answering Withdraw (there is
 // nothing left to withdraw).
 func (r *registration) awaitRelease(ctx context.Context) {
-	actx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// The watch ends with ctx, and is always waited for.
 	released := make(chan bool, 1)
 	go func() {
-		released <- r.watch(actx, nil, Created{}, func(v Sight) bool {
+		released <- r.watch(ctx, nil, Created{}, func(v Sight) bool {
 			r.setMark(v.Mark)
 			return v.Mark == nil
 		})
@@ -450,10 +445,6 @@ func (r *registration) awaitRelease(ctx context.Context) {
 			return
 		case reply := <-r.withdraw:
 			reply <- nil
-		case <-ctx.Done():
-			cancel()
-			<-released
-			return
 		}
 	}
 }
