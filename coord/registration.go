@@ -360,8 +360,6 @@ func (r *registration) hold(ctx context.Context, s Session, c Created) (fenced b
 		cancel()
 		wg.Wait()
 	}()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
 	goneCh := (<-chan struct{})(gone)
 	for {
 		select {
@@ -388,12 +386,10 @@ func (r *registration) hold(ctx context.Context, s Session, c Created) (fenced b
 			// Answered in time: the entry never left the live set.
 			r.setState(Registered, c.Epoch)
 		}
-		timer.Reset(time.Until(st.Next))
-
 		select {
 		case <-st.Changed[0]:
 		case <-st.Changed[1]:
-		case <-timer.C:
+		case <-time.After(time.Until(st.Next)):
 		case <-goneCh:
 			if s.Standing(time.Now()).Lost {
 				goneCh = nil // the session ended, and the entry with it: fence, above

@@ -66,8 +66,7 @@ func watched(t *testing.T, newClient func() coord.Coordinator) (ctx context.Cont
 // WaitMembers reads ch until a set satisfies ok, failing after d.
 func WaitMembers(t *testing.T, ch <-chan []coord.Member, d time.Duration, what string, ok func([]coord.Member) bool) []coord.Member {
 	t.Helper()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
+	timeout := time.After(d)
 	var last []coord.Member
 	for {
 		select {
@@ -79,7 +78,7 @@ func WaitMembers(t *testing.T, ch <-chan []coord.Member, d time.Duration, what s
 			if ok(set) {
 				return set
 			}
-		case <-timer.C:
+		case <-timeout:
 			t.Fatalf("not within %v: %s (last set %v)", d, what, IDs(last))
 		}
 	}
@@ -88,8 +87,7 @@ func WaitMembers(t *testing.T, ch <-chan []coord.Member, d time.Duration, what s
 // WaitStatus waits until the registration's status satisfies ok.
 func WaitStatus(t *testing.T, r coord.Registration, d time.Duration, what string, ok func(coord.Status) bool) coord.Status {
 	t.Helper()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
+	timeout := time.After(d)
 	for {
 		st, changed := r.Status()
 		if ok(st) {
@@ -97,7 +95,7 @@ func WaitStatus(t *testing.T, r coord.Registration, d time.Duration, what string
 		}
 		select {
 		case <-changed:
-		case <-timer.C:
+		case <-timeout:
 			t.Fatalf("not within %v: %s (status %+v)", d, what, st)
 		}
 	}
