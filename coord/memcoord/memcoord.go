@@ -78,11 +78,7 @@ func (cl *Cluster) read(f func()) <-chan struct{} {
 // endSession deletes everything session sess owns, as a backend does when a session ends.
 func (cl *Cluster) endSession(sess int64) {
 	cl.write(func() {
-		for id, e := range cl.members {
-			if e.sess == sess {
-				delete(cl.members, id)
-			}
-		}
+		maps.DeleteFunc(cl.members, func(_ string, e member) bool { return e.sess == sess })
 		for name, cs := range cl.candidates {
 			cl.candidates[name] = slices.DeleteFunc(cs, func(c candidate) bool { return c.sess == sess })
 		}
