@@ -66,9 +66,6 @@ func (b *ballot) Withdraw(context.Context) error {
 // is reports whether c is this ballot's candidate.
 func (b *ballot) is(c candidate) bool { return c.rev == b.rev }
 
-// stands reports whether the candidate still stands. Called under the cluster's lock.
-func (b *ballot) stands() bool { return slices.ContainsFunc(b.c.cl.candidates[b.election], b.is) }
-
 // Leader returns the value of the earliest candidate standing.
 func (c *Coordinator) Leader(ctx context.Context, election string) (string, error) {
 	return coord.Leader(ctx, election, func(_ context.Context, election string) (value string, ok bool, _ error) {

@@ -216,7 +216,7 @@ func (c *Coordinator) SetQuarantine(_ context.Context, q coord.Quarantine, fence
 		}
 	}
 	c.cl.write(func() {
-		if l != nil && !l.stands() {
+		if l != nil && !slices.ContainsFunc(c.cl.candidates[l.election], l.is) {
 			err = fmt.Errorf("quarantine %s: %w", q.Node, coord.ErrNotLeader)
 			return
 		}
