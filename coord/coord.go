@@ -146,20 +146,12 @@ func FenceAfter(t time.Duration) time.Duration {
 	return t - time.Duration(float64(t)*FenceMargin)
 }
 
+var stateNames = [...]string{Registering: "registering", Registered: "registered", Suspended: "suspended",
+	Fenced: "fenced", Quarantined: "quarantined", Closed: "closed"}
+
 func (s State) String() string {
-	switch s {
-	case Registering:
-		return "registering"
-	case Registered:
-		return "registered"
-	case Suspended:
-		return "suspended"
-	case Fenced:
-		return "fenced"
-	case Quarantined:
-		return "quarantined"
-	case Closed:
-		return "closed"
+	if s >= 0 && int(s) < len(stateNames) {
+		return stateNames[s]
 	}
 	return fmt.Sprintf("state(%d)", int(s))
 }

@@ -101,8 +101,6 @@ func (h *Held) hold() {
 		cancel()
 		wg.Wait()
 	}()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
 	var downSince time.Time
 	for {
 		now := time.Now()
@@ -131,12 +129,10 @@ func (h *Held) hold() {
 				next = giveUp
 			}
 		}
-		timer.Reset(time.Until(next))
-
 		select {
 		case <-st.Changed[0]:
 		case <-st.Changed[1]:
-		case <-timer.C:
+		case <-time.After(time.Until(next)):
 		case <-h.done: // Follow saw the entry go
 			return
 		case <-h.resign:

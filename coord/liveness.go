@@ -32,34 +32,28 @@ func OverdueAfter(t time.Duration) time.Duration { return t / 3 }
 // overdue request (a prober that cannot get its requests out).
 func StaleAfter(t time.Duration) time.Duration { return t / 2 }
 
-// Judge says what l means at now for a backend timeout t: whether the session counts as
-// Suspended (a request unanswered for OverdueAfter(t), or nothing answered for
-// StaleAfter(t)), when its holder must fence itself (Heard + FenceAfter(t)), and when either
-// changes by itself if nothing more is heard.
-func (l Liveness) Judge(now time.Time, t time.Duration) (suspended bool, fenceAt, next time.Time) {
-	fenceAt = l.Heard.Add(FenceAfter(t))
-	next = fenceAt
+// Standing is what l means at now for a backend timeout t, as a Session reports it: whether
+// the session counts as Suspended (a request unanswered for OverdueAfter(t), or nothing
+// answered for StaleAfter(t)), when its holder must fence itself (Heard + FenceAfter(t)), and
+// when either changes by itself if nothing more is heard. The backend adds what only it
+// knows (Down, Changed, a Lost it sees itself).
+func (l Liveness) Standing(now time.Time, t time.Duration) Standing {
+	st := Standing{Lost: l.Lost, Heard: l.Heard, FenceAt: l.Heard.Add(FenceAfter(t))}
+	st.Next = st.FenceAt
 	if stale := l.Heard.Add(StaleAfter(t)); !now.Before(stale) {
-		suspended = true
-	} else if stale.Before(next) {
-		next = stale
+		st.Suspended = true
+	} else if stale.Before(st.Next) {
+		st.Next = stale
 	}
 	if !l.Pending.IsZero() {
 		if overdue := l.Pending.Add(OverdueAfter(t)); now.After(overdue) {
-			suspended = true
-		} else if overdue.Before(next) {
+			st.Suspended = true
+		} else if overdue.Before(st.Next) {
 			// Just past the instant, so that the wake-up finds the request overdue.
-			next = overdue.Add(time.Millisecond)
+			st.Next = overdue.Add(time.Millisecond)
 		}
 	}
-	return suspended, fenceAt, next
-}
-
-// Standing is what l means at now for a backend timeout t (Judge), as a Session reports it;
-// the backend adds what only it knows (Down, Changed, a Lost it sees itself).
-func (l Liveness) Standing(now time.Time, t time.Duration) Standing {
-	suspended, fenceAt, next := l.Judge(now, t)
-	return Standing{Lost: l.Lost, Suspended: suspended, Heard: l.Heard, FenceAt: fenceAt, Next: next}
+	return st
 }
 
 // Prober keeps a Liveness fresh: it sends one cheap request at a time, the next one

@@ -8,7 +8,7 @@ import (
 	"github.com/switchboard-mqtt/switchboard/coord"
 )
 
-func TestLivenessJudge(t *testing.T) {
+func TestLivenessStanding(t *testing.T) {
 	const T = 6 * time.Second
 	h := time.Unix(1000, 0) // the last answered send
 	ms := time.Millisecond
@@ -32,9 +32,10 @@ func TestLivenessJudge(t *testing.T) {
 		{"pending, overdue only at the instant: not yet", coord.Liveness{Heard: h, Pending: h.Add(500 * ms)}, h.Add(2500 * ms),
 			false, h.Add(5400 * ms), h.Add(2500*ms + ms)},
 	} {
-		s, f, n := c.l.Judge(c.now, T)
-		if s != c.suspended || !f.Equal(c.fenceAt) || !n.Equal(c.next) {
-			t.Errorf("%s: Judge = (%v, +%v, +%v), want (%v, +%v, +%v)", c.name,
+		st := c.l.Standing(c.now, T)
+		s, f, n := st.Suspended, st.FenceAt, st.Next
+		if s != c.suspended || !f.Equal(c.fenceAt) || !n.Equal(c.next) || !st.Heard.Equal(h) || st.Lost {
+			t.Errorf("%s: Standing = (%v, +%v, +%v), want (%v, +%v, +%v)", c.name,
 				s, f.Sub(h), n.Sub(h), c.suspended, c.fenceAt.Sub(h), c.next.Sub(h))
 		}
 	}

@@ -40,7 +40,7 @@ type Standing struct {
 	// lease the server no longer knows).
 	Lost bool
 	// Suspended: the backend may not be hearing us: a request has gone unanswered too long
-	// (Liveness.Judge).
+	// (Liveness.Standing).
 	Suspended bool
 	// Down: the link is reported lost. A registration counts as Suspended while it is; a
 	// leadership is given up after a third of the timeout (HoldLeadership).
@@ -139,7 +139,7 @@ func StartRegistration(ctx context.Context, m Member, o RegisterOptions, newEntr
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
-	r.status.Set(Status{State: Registering})
+	r.status.Set(Status{State: Registering, Since: time.Now()})
 	first := make(chan error, 1)
 	if err := o.Go(func() {
 		defer close(r.done)
@@ -177,24 +177,21 @@ type registration struct {
 // Status returns the current status and a channel closed at the next change.
 func (r *registration) Status() (Status, <-chan struct{}) { return r.status.Get() }
 
+// setState enters st at epoch, leaving the status (and its waiters) alone when neither
+// changes. Only run's goroutine sets the state, so the status cannot change between the
+// check and the update but for its mark (setMark).
 func (r *registration) setState(st State, epoch int64) {
+	if cur := r.status.Load(); cur.State == st && cur.Epoch == epoch {
+		return
+	}
+	r.o.Log.Info("registration", "node", r.id, "state", st.String(), "epoch", epoch)
 	r.status.Update(func(s Status) Status {
-		if s.State != st || s.Epoch != epoch {
-			r.o.Log.Info("registration", "node", r.id, "state", st.String(), "epoch", epoch)
-		}
-		if s.State != st || s.Since.IsZero() {
+		if s.State != st {
 			s.Since = time.Now()
 		}
 		s.State, s.Epoch = st, epoch
 		return s
 	})
-}
-
-// keepState is setState that leaves the status (and its waiters) alone when nothing changes.
-func (r *registration) keepState(st State, epoch int64) {
-	if cur := r.status.Load(); cur.State != st || cur.Epoch != epoch {
-		r.setState(st, epoch)
-	}
 }
 
 // setMark sets the mark, leaving the status (and its waiters) alone when it is unchanged.
@@ -234,9 +231,8 @@ func (r *registration) Deregister(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	err := r.release(ctx)
-	r.setState(Closed, 0)
-	if err != nil {
+	// run set Closed before done was closed.
+	if err := r.release(ctx); err != nil {
 		return fmt.Errorf("deregister %s: %w", r.id, err)
 	}
 	return nil
@@ -279,6 +275,13 @@ func (r *registration) run(first chan<- error) {
 	}
 	const minBackoff, maxBackoff = 50 * time.Millisecond, time.Second
 	backoff := minBackoff
+	retry := func(msg string, err error) {
+		if ctx.Err() == nil {
+			r.o.Log.Warn(msg, "node", r.id, "error", err)
+			notify.Sleep(ctx, backoff, nil)
+			backoff = min(backoff*2, maxBackoff)
+		}
+	}
 	duplicateSince := time.Time{}
 	for ctx.Err() == nil {
 		s, err := r.e.Session(ctx)
@@ -286,11 +289,7 @@ func (r *registration) run(first chan<- error) {
 			if errors.Is(err, ErrClosed) {
 				break
 			}
-			if ctx.Err() == nil {
-				r.o.Log.Warn("register: no session; retrying", "node", r.id, "error", err)
-				notify.Sleep(ctx, backoff, nil)
-				backoff = min(backoff*2, maxBackoff)
-			}
+			retry("register: no session; retrying", err)
 			continue
 		}
 		c, err := r.e.Create(ctx, s)
@@ -331,14 +330,7 @@ func (r *registration) run(first chan<- error) {
 			gcancel()
 		case errors.Is(err, ErrAgain):
 		default:
-			if ctx.Err() != nil {
-				break
-			}
-			r.o.Log.Warn("register: retrying", "node", r.id, "error", err)
-			if !notify.Sleep(ctx, backoff, nil) {
-				break
-			}
-			backoff = min(backoff*2, maxBackoff)
+			retry("register: retrying", err)
 		}
 	}
 	settle(ErrClosed)
@@ -368,8 +360,6 @@ func (r *registration) hold(ctx context.Context, s Session, c Created) (fenced b
 		cancel()
 		wg.Wait()
 	}()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
 	goneCh := (<-chan struct{})(gone)
 	for {
 		select {
@@ -391,17 +381,15 @@ func (r *registration) hold(ctx context.Context, s Session, c Created) (fenced b
 		}
 		suspended := st.Suspended || st.Down
 		if suspended {
-			r.keepState(Suspended, c.Epoch)
+			r.setState(Suspended, c.Epoch)
 		} else {
 			// Answered in time: the entry never left the live set.
-			r.keepState(Registered, c.Epoch)
+			r.setState(Registered, c.Epoch)
 		}
-		timer.Reset(time.Until(st.Next))
-
 		select {
 		case <-st.Changed[0]:
 		case <-st.Changed[1]:
-		case <-timer.C:
+		case <-time.After(time.Until(st.Next)):
 		case <-goneCh:
 			if s.Standing(time.Now()).Lost {
 				goneCh = nil // the session ended, and the entry with it: fence, above
@@ -436,11 +424,10 @@ func (r *registration) hold(ctx context.Context, s Session, c Created) (fenced b
 // awaitRelease waits in Quarantined until the mark is released, answering Withdraw (there is
 // nothing left to withdraw).
 func (r *registration) awaitRelease(ctx context.Context) {
-	actx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// The watch ends with ctx, and is always waited for.
 	released := make(chan bool, 1)
 	go func() {
-		released <- r.watch(actx, nil, Created{}, func(v Sight) bool {
+		released <- r.watch(ctx, nil, Created{}, func(v Sight) bool {
 			r.setMark(v.Mark)
 			return v.Mark == nil
 		})
@@ -454,10 +441,6 @@ func (r *registration) awaitRelease(ctx context.Context) {
 			return
 		case reply := <-r.withdraw:
 			reply <- nil
-		case <-ctx.Done():
-			cancel()
-			<-released
-			return
 		}
 	}
 }

@@ -50,8 +50,7 @@ func Observe(t *testing.T, read func(ctx context.Context) (bool, error), watchDe
 	ctx, cancel := context.WithCancel(context.Background())
 	o := &Observation{Present: make(chan struct{}), Gone: make(chan struct{})}
 	var wg sync.WaitGroup
-	var once sync.Once
-	o.stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	o.stop = sync.OnceFunc(func() { cancel(); wg.Wait() })
 	t.Cleanup(o.stop)
 	wg.Go(func() {
 		var deleted <-chan struct{}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 )
 
 // Opener returns a function that opens a new client (its own session) on a namespace that
@@ -50,17 +51,22 @@ func NewMember(id string) coord.Member {
 	}
 }
 
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
+// watched opens two clients on a test of at most 30s: a to act, b to watch the members.
+func watched(t *testing.T, newClient func() coord.Coordinator) (ctx context.Context, a, b coord.Coordinator, watch <-chan []coord.Member) {
+	t.Helper()
+	ctx = testenv.Context(t, 30*time.Second)
+	a, b = newClient(), newClient()
+	watch, err := b.WatchMembers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, a, b, watch
 }
 
 // WaitMembers reads ch until a set satisfies ok, failing after d.
 func WaitMembers(t *testing.T, ch <-chan []coord.Member, d time.Duration, what string, ok func([]coord.Member) bool) []coord.Member {
 	t.Helper()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
+	timeout := time.After(d)
 	var last []coord.Member
 	for {
 		select {
@@ -72,7 +78,7 @@ func WaitMembers(t *testing.T, ch <-chan []coord.Member, d time.Duration, what s
 			if ok(set) {
 				return set
 			}
-		case <-timer.C:
+		case <-timeout:
 			t.Fatalf("not within %v: %s (last set %v)", d, what, IDs(last))
 		}
 	}
@@ -81,8 +87,7 @@ func WaitMembers(t *testing.T, ch <-chan []coord.Member, d time.Duration, what s
 // WaitStatus waits until the registration's status satisfies ok.
 func WaitStatus(t *testing.T, r coord.Registration, d time.Duration, what string, ok func(coord.Status) bool) coord.Status {
 	t.Helper()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
+	timeout := time.After(d)
 	for {
 		st, changed := r.Status()
 		if ok(st) {
@@ -90,7 +95,7 @@ func WaitStatus(t *testing.T, r coord.Registration, d time.Duration, what string
 		}
 		select {
 		case <-changed:
-		case <-timer.C:
+		case <-timeout:
 			t.Fatalf("not within %v: %s (status %+v)", d, what, st)
 		}
 	}
@@ -107,10 +112,8 @@ func IDs(ms []coord.Member) []string {
 
 // Find returns the member with id.
 func Find(ms []coord.Member, id string) (coord.Member, bool) {
-	for _, m := range ms {
-		if m.ID == id {
-			return m, true
-		}
+	if i := slices.IndexFunc(ms, func(m coord.Member) bool { return m.ID == id }); i >= 0 {
+		return ms[i], true
 	}
 	return coord.Member{}, false
 }
@@ -124,12 +127,7 @@ func hasNot(id string) func([]coord.Member) bool {
 }
 
 func testRegisterAndWatch(t *testing.T, newClient func() coord.Coordinator) {
-	ctx := ctxT(t, 30*time.Second)
-	a, b := newClient(), newClient()
-	watch, err := b.WatchMembers(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, a, b, watch := watched(t, newClient)
 	WaitMembers(t, watch, 5*time.Second, "empty initial set", func(ms []coord.Member) bool { return len(ms) == 0 })
 
 	m := NewMember("node-1")
@@ -174,17 +172,8 @@ func testRegisterAndWatch(t *testing.T, newClient func() coord.Coordinator) {
 }
 
 func testDeregister(t *testing.T, newClient func() coord.Coordinator) {
-	ctx := ctxT(t, 30*time.Second)
-	a, b := newClient(), newClient()
-	watch, err := b.WatchMembers(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := a.Register(ctx, NewMember("node-d"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	WaitMembers(t, watch, 5*time.Second, "node-d appears", has("node-d"))
+	ctx, a, _, watch := watched(t, newClient)
+	reg, _ := RegisterSeen(ctx, t, a, watch, "node-d")
 	if err := reg.Deregister(ctx); err != nil {
 		t.Fatalf("deregister: %v", err)
 	}
@@ -199,16 +188,8 @@ func testDeregister(t *testing.T, newClient func() coord.Coordinator) {
 }
 
 func testClose(t *testing.T, newClient func() coord.Coordinator) {
-	ctx := ctxT(t, 30*time.Second)
-	a, b := newClient(), newClient()
-	watch, err := b.WatchMembers(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Register(ctx, NewMember("node-c")); err != nil {
-		t.Fatal(err)
-	}
-	WaitMembers(t, watch, 5*time.Second, "node-c appears", has("node-c"))
+	ctx, a, _, watch := watched(t, newClient)
+	RegisterSeen(ctx, t, a, watch, "node-c")
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +200,7 @@ func testClose(t *testing.T, newClient func() coord.Coordinator) {
 }
 
 func testDuplicate(t *testing.T, newClient func() coord.Coordinator) {
-	ctx := ctxT(t, 60*time.Second)
+	ctx := testenv.Context(t, 60*time.Second)
 	a, b := newClient(), newClient()
 	if _, err := a.Register(ctx, NewMember("node-x")); err != nil {
 		t.Fatal(err)
@@ -231,22 +212,12 @@ func testDuplicate(t *testing.T, newClient func() coord.Coordinator) {
 }
 
 func testQuarantine(t *testing.T, newClient func() coord.Coordinator) {
-	ctx := ctxT(t, 30*time.Second)
-	a, b := newClient(), newClient()
-	watch, err := b.WatchMembers(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, a, b, watch := watched(t, newClient)
 	qwatch, err := b.WatchQuarantines(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := a.Register(ctx, NewMember("node-q"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st0, _ := reg.Status()
-	WaitMembers(t, watch, 5*time.Second, "node-q appears", has("node-q"))
+	reg, st0 := RegisterSeen(ctx, t, a, watch, "node-q")
 
 	q := coord.Quarantine{Node: "node-q", Reason: "test", At: time.Now().UTC().Truncate(time.Second), By: "suite",
 		Evidence: []byte(`{"probe":"mqtt","ok":false}`)}
@@ -285,7 +256,7 @@ func testQuarantine(t *testing.T, newClient func() coord.Coordinator) {
 }
 
 func testRegisterWhileMarked(t *testing.T, newClient func() coord.Coordinator) {
-	ctx := ctxT(t, 30*time.Second)
+	ctx := testenv.Context(t, 30*time.Second)
 	a, b := newClient(), newClient()
 	if err := b.SetQuarantine(ctx, coord.Quarantine{Node: "node-m", Reason: "before start", By: "suite"}, nil); err != nil {
 		t.Fatal(err)
@@ -312,7 +283,7 @@ func testRegisterWhileMarked(t *testing.T, newClient func() coord.Coordinator) {
 }
 
 func testElection(t *testing.T, newClient func() coord.Coordinator) {
-	ctx := ctxT(t, 30*time.Second)
+	ctx := testenv.Context(t, 30*time.Second)
 	a, b := newClient(), newClient()
 	la, err := a.Campaign(ctx, "monitor", "mon-a")
 	if err != nil {
@@ -356,22 +327,17 @@ func testElection(t *testing.T, newClient func() coord.Coordinator) {
 	}
 	// Another client's read may come from a server a moment behind the one that took
 	// mon-c's candidacy (ZooKeeper reads are not linearizable across servers): look again
-	// for a bounded while.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		got, _ := a.Leader(ctx, "monitor")
-		if got == "mon-c" {
-			break
+	// for a bounded while (polling a read that lags: nothing to wait on).
+	testenv.Eventually(t, 5*time.Second, 20*time.Millisecond, func() error {
+		if got, _ := a.Leader(ctx, "monitor"); got != "mon-c" {
+			return fmt.Errorf("Leader after leader's client closed = %q, want mon-c", got)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Leader after leader's client closed = %q, want mon-c", got)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a read that lags: nothing to wait on
-	}
+		return nil
+	})
 }
 
 func testFence(t *testing.T, newClient func() coord.Coordinator) {
-	ctx := ctxT(t, 30*time.Second)
+	ctx := testenv.Context(t, 30*time.Second)
 	a := newClient()
 	l, err := a.Campaign(ctx, "monitor", "mon-a")
 	if err != nil {
@@ -400,7 +366,7 @@ func testFence(t *testing.T, newClient func() coord.Coordinator) {
 // made leave no entry behind, whenever the end comes (a backend may make the entry after its
 // caller gave up); another candidate is then elected at once.
 func testAbandonedCampaign(t *testing.T, newClient func() coord.Coordinator) {
-	ctx := ctxT(t, 60*time.Second)
+	ctx := testenv.Context(t, 60*time.Second)
 	a, b := newClient(), newClient()
 	l, err := a.Campaign(ctx, "monitor", "warm") // the election exists from here
 	if err != nil {
@@ -431,7 +397,7 @@ func testAbandonedCampaign(t *testing.T, newClient func() coord.Coordinator) {
 }
 
 func testInvalid(t *testing.T, newClient func() coord.Coordinator) {
-	ctx := ctxT(t, 10*time.Second)
+	ctx := testenv.Context(t, 10*time.Second)
 	a := newClient()
 	for _, id := range []string{"", "a/b", "..", string(make([]byte, 65)), "node 1"} {
 		if _, err := a.Register(ctx, NewMember(id)); err == nil {

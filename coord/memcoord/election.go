@@ -39,7 +39,7 @@ func (c *Coordinator) stand(_ context.Context, election, value string) (*ballot,
 // session ended.
 func (b *ballot) Line(context.Context) (ahead int, _ error) {
 	b.changed = b.c.cl.read(func() {
-		ahead = slices.IndexFunc(b.c.cl.candidates[b.election], func(c candidate) bool { return c.rev == b.rev })
+		ahead = slices.IndexFunc(b.c.cl.candidates[b.election], b.is)
 	})
 	return ahead, nil
 }
@@ -58,15 +58,13 @@ func (b *ballot) Candidacy() coord.Candidacy {
 // Withdraw removes the candidate.
 func (b *ballot) Withdraw(context.Context) error {
 	b.c.cl.write(func() {
-		b.c.cl.candidates[b.election] = slices.DeleteFunc(b.c.cl.candidates[b.election], func(c candidate) bool { return c.rev == b.rev })
+		b.c.cl.candidates[b.election] = slices.DeleteFunc(b.c.cl.candidates[b.election], b.is)
 	})
 	return nil
 }
 
-// stands reports whether the candidate of election at rev still stands. Called under mu.
-func (cl *Cluster) stands(election string, rev int64) bool {
-	return slices.ContainsFunc(cl.candidates[election], func(c candidate) bool { return c.rev == rev })
-}
+// is reports whether c is this ballot's candidate.
+func (b *ballot) is(c candidate) bool { return c.rev == b.rev }
 
 // Leader returns the value of the earliest candidate standing.
 func (c *Coordinator) Leader(ctx context.Context, election string) (string, error) {

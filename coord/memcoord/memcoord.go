@@ -16,6 +16,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
@@ -27,11 +28,11 @@ import (
 type Cluster struct {
 	// changed is bumped on every write; everyone who waits for a change waits on it and then
 	// looks again (simple, and cheap at test sizes).
-	changed notify.Value[int64]
+	changed  notify.Value[int64]
+	sessions atomic.Int64 // the last session id given out
 
 	mu         sync.Mutex
 	rev        int64 // the last revision given out: epochs and candidates' order
-	lastSess   int64
 	members    map[string]member
 	marks      map[string]coord.Quarantine
 	candidates map[string][]candidate // per election, in campaign order
@@ -74,22 +75,10 @@ func (cl *Cluster) read(f func()) <-chan struct{} {
 	return ch
 }
 
-// newSession gives out a session id.
-func (cl *Cluster) newSession() int64 {
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	cl.lastSess++
-	return cl.lastSess
-}
-
 // endSession deletes everything session sess owns, as a backend does when a session ends.
 func (cl *Cluster) endSession(sess int64) {
 	cl.write(func() {
-		for id, e := range cl.members {
-			if e.sess == sess {
-				delete(cl.members, id)
-			}
-		}
+		maps.DeleteFunc(cl.members, func(_ string, e member) bool { return e.sess == sess })
 		for name, cs := range cl.candidates {
 			cl.candidates[name] = slices.DeleteFunc(cs, func(c candidate) bool { return c.sess == sess })
 		}
@@ -125,7 +114,7 @@ func (cl *Cluster) Open(cfg Config) *Coordinator {
 	}
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	c := &Coordinator{cl: cl, log: cfg.Logger.With("component", "memcoord"), timeout: cfg.SessionTimeout, g: coord.NewGroup()}
-	c.sess.Set(cl.newSession())
+	c.sess.Set(cl.sessions.Add(1))
 	return c
 }
 
@@ -134,7 +123,7 @@ func (cl *Cluster) Open(cfg Config) *Coordinator {
 // fenced and register again under new epochs, its leaderships end.
 func (c *Coordinator) ExpireSession() {
 	old := c.sess.Load()
-	c.sess.Set(c.cl.newSession())
+	c.sess.Set(c.cl.sessions.Add(1))
 	c.cl.endSession(old)
 }
 
@@ -158,26 +147,29 @@ func (c *Coordinator) wait(ctx context.Context, ch <-chan struct{}) bool {
 
 // Members lists the live members, in id order.
 func (c *Coordinator) Members(context.Context) ([]coord.Member, error) {
-	var ms []coord.Member
-	c.cl.read(func() { ms = c.cl.memberList() })
+	ms, _ := c.cl.memberList()
 	return ms, nil
 }
 
-func (cl *Cluster) memberList() []coord.Member {
-	return byKey(cl.members, func(e member) coord.Member { return e.m })
+// memberList and markList read a list, with a channel closed at the next write.
+func (cl *Cluster) memberList() ([]coord.Member, <-chan struct{}) {
+	return byKey(cl, cl.members, func(e member) coord.Member { return e.m })
 }
 
-func (cl *Cluster) markList() []coord.Quarantine {
-	return byKey(cl.marks, func(q coord.Quarantine) coord.Quarantine { return q })
+func (cl *Cluster) markList() ([]coord.Quarantine, <-chan struct{}) {
+	return byKey(cl, cl.marks, func(q coord.Quarantine) coord.Quarantine { return q })
 }
 
-// byKey returns what f makes of m's values, in key order (member ids, mark nodes).
-func byKey[V, T any](m map[string]V, f func(V) T) []T {
-	out := make([]T, 0, len(m))
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		out = append(out, f(m[k]))
-	}
-	return out
+// byKey reads what f makes of m's values under cl's lock, in key order (member ids, mark
+// nodes).
+func byKey[V, T any](cl *Cluster, m map[string]V, f func(V) T) (out []T, changed <-chan struct{}) {
+	changed = cl.read(func() {
+		out = make([]T, 0, len(m))
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			out = append(out, f(m[k]))
+		}
+	})
+	return out, changed
 }
 
 // WatchMembers delivers the live member set now and after every change.
@@ -187,8 +179,7 @@ func (c *Coordinator) WatchMembers(ctx context.Context) (<-chan []coord.Member, 
 
 // Quarantines lists the standing marks, in node order.
 func (c *Coordinator) Quarantines(context.Context) ([]coord.Quarantine, error) {
-	var qs []coord.Quarantine
-	c.cl.read(func() { qs = c.cl.markList() })
+	qs, _ := c.cl.markList()
 	return qs, nil
 }
 
@@ -197,11 +188,10 @@ func (c *Coordinator) WatchQuarantines(ctx context.Context) (<-chan []coord.Quar
 	return watch(ctx, c, (*Cluster).markList)
 }
 
-func watch[T any](ctx context.Context, c *Coordinator, list func(*Cluster) []T) (<-chan []T, error) {
+func watch[T any](ctx context.Context, c *Coordinator, list func(*Cluster) ([]T, <-chan struct{})) (<-chan []T, error) {
 	return coord.Deliver(ctx, c.g, func(ctx context.Context, send func([]T)) bool {
 		for {
-			var set []T
-			changed := c.cl.read(func() { set = list(c.cl) })
+			set, changed := list(c.cl)
 			send(set)
 			if !c.wait(ctx, changed) {
 				return false
@@ -225,18 +215,14 @@ func (c *Coordinator) SetQuarantine(_ context.Context, q coord.Quarantine, fence
 			return fmt.Errorf("quarantine %s: fence %T is not a leadership of this coordinator", q.Node, fence)
 		}
 	}
-	led := true
 	c.cl.write(func() {
-		if l != nil && !c.cl.stands(l.election, l.rev) {
-			led = false
+		if l != nil && !slices.ContainsFunc(c.cl.candidates[l.election], l.is) {
+			err = fmt.Errorf("quarantine %s: %w", q.Node, coord.ErrNotLeader)
 			return
 		}
 		c.cl.marks[q.Node] = coord.ParseQuarantine(q.Node, data)
 	})
-	if !led {
-		return fmt.Errorf("quarantine %s: %w", q.Node, coord.ErrNotLeader)
-	}
-	return nil
+	return err
 }
 
 // Release deletes a mark; coord.ErrNotFound if there is none.
@@ -244,13 +230,12 @@ func (c *Coordinator) Release(_ context.Context, node string) error {
 	if err := coord.ValidateID(node); err != nil {
 		return err
 	}
-	found := false
+	var err error
 	c.cl.write(func() {
-		_, found = c.cl.marks[node]
+		if _, found := c.cl.marks[node]; !found {
+			err = fmt.Errorf("release %s: %w", node, coord.ErrNotFound)
+		}
 		delete(c.cl.marks, node)
 	})
-	if !found {
-		return fmt.Errorf("release %s: %w", node, coord.ErrNotFound)
-	}
-	return nil
+	return err
 }

@@ -2,7 +2,6 @@ package memcoord
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -15,15 +14,15 @@ import (
 func (c *Coordinator) Register(ctx context.Context, m coord.Member) (coord.Registration, error) {
 	o := coord.RegisterOptions{Timeout: c.timeout, Log: c.log, Closed: c.g.Closed(), Go: c.g.Go}
 	return coord.StartRegistration(ctx, m, o, func(data []byte) coord.Entry {
-		return &entry{c: c, id: m.ID, data: data}
+		// As stored: what a backend lists is the decoded encoding, not the caller's value.
+		return &entry{c: c, m: coord.DecodeMember(m.ID, data, 0)}
 	})
 }
 
 // entry is a member's entry in the cluster, owned by a session of its client.
 type entry struct {
-	c    *Coordinator
-	id   string
-	data []byte // the member as encoded, decoded afresh for every entry created
+	c *Coordinator
+	m coord.Member // without an epoch: each created entry is a copy with its own
 }
 
 var _ coord.Entry = (*entry)(nil)
@@ -55,11 +54,7 @@ var errExpired = errors.New("session expired; retrying")
 
 // Create creates the entry unless a mark stands, all in one step under the cluster's lock.
 func (e *entry) Create(_ context.Context, s coord.Session) (coord.Created, error) {
-	sess := s.(*session).id
-	var m coord.Member
-	if err := json.Unmarshal(e.data, &m); err != nil {
-		return coord.Created{}, fmt.Errorf("decode member: %w", err)
-	}
+	sess, m := s.(*session).id, e.m
 	var (
 		cr  coord.Created
 		err error
@@ -70,18 +65,18 @@ func (e *entry) Create(_ context.Context, s coord.Session) (coord.Created, error
 			err = errExpired
 			return
 		}
-		if mk, ok := cl.marks[e.id]; ok {
+		if mk, ok := cl.marks[m.ID]; ok {
 			cr.Mark, err = &mk, coord.ErrMarked
 			return
 		}
-		if cur, ok := cl.members[e.id]; ok {
+		if cur, ok := cl.members[m.ID]; ok {
 			switch {
 			case cur.sess == sess:
 				cr.Epoch = cur.m.Epoch
 			case cur.m.Instance == m.Instance:
 				// Left by an older session of this process: delete it, so that the next
 				// attempt creates it under this one.
-				delete(cl.members, e.id)
+				delete(cl.members, m.ID)
 				err = coord.ErrAgain
 			default:
 				err = fmt.Errorf("%w (instance %s, started %s)", coord.ErrDuplicate,
@@ -91,7 +86,7 @@ func (e *entry) Create(_ context.Context, s coord.Session) (coord.Created, error
 		}
 		cl.rev++
 		m.Epoch = cl.rev
-		cl.members[e.id] = member{m: m, sess: sess}
+		cl.members[m.ID] = member{m: m, sess: sess}
 		cr.Epoch = m.Epoch
 	})
 	return cr, err
@@ -101,10 +96,10 @@ func (e *entry) Create(_ context.Context, s coord.Session) (coord.Created, error
 func (e *entry) Look(_ context.Context, s coord.Session, cr coord.Created) (coord.Sight, <-chan struct{}, error) {
 	var v coord.Sight
 	changed := e.c.cl.read(func() {
-		m, ok := e.c.cl.members[e.id]
+		m, ok := e.c.cl.members[e.m.ID]
 		ss, _ := s.(*session)
 		v.Exists, v.Ours = ok, ok && ss != nil && m.sess == ss.id && m.m.Epoch == cr.Epoch
-		if mk, marked := e.c.cl.marks[e.id]; marked {
+		if mk, marked := e.c.cl.marks[e.m.ID]; marked {
 			v.Mark = &mk
 		}
 	})
@@ -114,8 +109,8 @@ func (e *entry) Look(_ context.Context, s coord.Session, cr coord.Created) (coor
 // deleteIf deletes the entry if keep says it is the one meant.
 func (e *entry) deleteIf(keep func(member) bool) {
 	e.c.cl.write(func() {
-		if m, ok := e.c.cl.members[e.id]; ok && keep(m) {
-			delete(e.c.cl.members, e.id)
+		if m, ok := e.c.cl.members[e.m.ID]; ok && keep(m) {
+			delete(e.c.cl.members, e.m.ID)
 		}
 	})
 }
