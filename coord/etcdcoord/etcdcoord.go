@@ -31,8 +31,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -197,18 +199,12 @@ func (c *Coordinator) SessionTTL() time.Duration { return c.ttl }
 func (c *Coordinator) Close() error {
 	c.g.Close(func() {
 		c.mu.Lock()
-		ks := make([]*keeper, 0, len(c.leases))
-		for k := range c.leases {
-			ks = append(ks, k)
-		}
+		ks := slices.Collect(maps.Keys(c.leases))
 		c.mu.Unlock()
 		var wg sync.WaitGroup
 		for _, k := range ks {
 			wg.Go(func() {
-				// After one TTL the lease has expired anyway: waiting longer gains nothing.
-				ctx, cancel := context.WithTimeout(context.Background(), k.ttl)
-				defer cancel()
-				if err := k.revoke(ctx); err != nil {
+				if err := k.revokeWithinTTL(); err != nil {
 					c.log.Warn("revoke lease on close", "lease", fmt.Sprintf("%x", int64(k.id)), "error", err)
 				}
 			})
@@ -225,11 +221,6 @@ func (c *Coordinator) Close() error {
 // closed. The caller must call cancel.
 func (c *Coordinator) bind(ctx context.Context, stop <-chan struct{}) (context.Context, context.CancelFunc) {
 	return notify.CancelOn(ctx, c.g.Closed(), stop)
-}
-
-// sleep waits d, returning false if ctx ends or the coordinator closes first.
-func (c *Coordinator) sleep(ctx context.Context, d time.Duration) bool {
-	return notify.Sleep(ctx, d, c.g.Closed())
 }
 
 // unavailable reports whether err means the cluster could not serve the request now.
