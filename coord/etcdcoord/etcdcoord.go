@@ -117,8 +117,10 @@ type Coordinator struct {
 
 	nodesPfx, quarPfx, electPfx string
 
-	link notify.Value[link]
-	g    *coord.Group // the goroutines owned by the coordinator
+	// linkGen counts the times the connection became ready (watchLink); every change of the
+	// connection's state wakes its waiters.
+	linkGen notify.Value[uint64]
+	g       *coord.Group // the goroutines owned by the coordinator
 
 	mu     sync.Mutex
 	leases map[*keeper]struct{} // live leases, revoked by Close
@@ -183,10 +185,9 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		}
 		return nil, fmt.Errorf("etcd: no answer from %s within %v: %w (%v)", where, cfg.DialTimeout, coord.ErrUnavailable, err)
 	}
+	// An in-process client has no connection to lose.
 	if conn := c.cli.ActiveConnection(); conn != nil {
 		_ = c.g.Go(func() { c.watchLink(conn) }) // nobody else holds c yet: it cannot be closed
-	} else {
-		c.link.Set(link{ready: true, gen: 1}) // an in-process client has no connection to lose
 	}
 	return c, nil
 }

@@ -57,7 +57,7 @@ func (e *entry) Session(ctx context.Context) (coord.Session, error) {
 // evidence of it.
 func (k *keeper) Standing(now time.Time) coord.Standing {
 	l, leaseChanged := k.p.Get()
-	_, linkChanged := k.c.link.Get()
+	_, linkChanged := k.c.linkGen.Get()
 	out := l.Standing(now, k.ttl)
 	out.Down = !k.c.linkReady()
 	out.Changed = [2]<-chan struct{}{leaseChanged, linkChanged}

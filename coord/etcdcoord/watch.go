@@ -78,7 +78,7 @@ func watchPrefix[T any](ctx context.Context, c *Coordinator, pfx string, decode 
 // back after a loss, or ctx ends. It reports whether to list again at once (after a
 // reconnect) rather than after a pause (the listing failed or the watch broke).
 func follow[T any](ctx context.Context, c *Coordinator, pfx string, decode coord.Decoder[T], send func([]T)) bool {
-	lk, linkChanged := c.link.Get()
+	gen, linkChanged := c.linkGen.Get()
 	resp, err := c.cli.Get(ctx, pfx, clientv3.WithPrefix())
 	if err != nil {
 		return false
@@ -111,8 +111,8 @@ func follow[T any](ctx context.Context, c *Coordinator, pfx string, decode coord
 			}
 			sendAll()
 		case <-linkChanged:
-			l, ch := c.link.Get()
-			if l.gen != lk.gen {
+			g, ch := c.linkGen.Get()
+			if g != gen {
 				return true // reconnected: list again rather than trust the stream
 			}
 			linkChanged = ch
