@@ -44,25 +44,17 @@ func list[T any](ctx context.Context, c *Coordinator, pfx string, decode coord.D
 	return decodeAll(pfx, resp.Kvs, decode), nil
 }
 
-// decodeAll decodes the entries among kvs that lie directly under pfx, in key order.
+// decodeAll decodes the entries among kvs that lie directly under pfx, in key order; keys
+// deeper under pfx are not ours.
 func decodeAll[T any](pfx string, kvs []*mvccpb.KeyValue, decode coord.Decoder[T]) []T {
 	slices.SortFunc(kvs, func(a, b *mvccpb.KeyValue) int { return bytes.Compare(a.Key, b.Key) })
 	out := make([]T, 0, len(kvs))
 	for _, kv := range kvs {
-		if name := childName(pfx, kv.Key); name != "" {
+		if name := strings.TrimPrefix(string(kv.Key), pfx); name != "" && !strings.Contains(name, "/") {
 			out = append(out, decode(name, kv.Value, kv.CreateRevision))
 		}
 	}
 	return out
-}
-
-// childName is the last element of key under pfx, or "" when key lies deeper (not ours).
-func childName(pfx string, key []byte) string {
-	name := strings.TrimPrefix(string(key), pfx)
-	if name == "" || strings.Contains(name, "/") {
-		return ""
-	}
-	return name
 }
 
 // watchPrefix delivers the entries under pfx now and after every change. It lists, then
@@ -105,7 +97,7 @@ func follow[T any](ctx context.Context, c *Coordinator, pfx string, decode coord
 			for _, ev := range wr.Events {
 				if ev.Type == mvccpb.DELETE {
 					delete(kvs, string(ev.Kv.Key))
-				} else if strings.HasPrefix(string(ev.Kv.Key), pfx) {
+				} else {
 					kvs[string(ev.Kv.Key)] = ev.Kv
 				}
 			}
