@@ -11,16 +11,13 @@
 // or replacing one never disturbs another; Close revokes them all, so this process's entries
 // vanish at once, like closing a ZooKeeper session.
 //
-// Fencing follows the rule in coord.State's doc, with T the lease TTL. A client cut off from
-// the cluster cannot learn that its lease expired, so each lease is kept alive by the
-// coordinator itself (lease.go): one KeepAliveOnce every TTL/6, recording the send time H of
-// the latest one answered. The server renews the lease when a keepalive reaches it, after H,
-// so the lease cannot expire before H + TTL. (The library's KeepAlive times a lease from the
-// arrival of its answers and re-sends while one is overdue, so nothing it reports bounds the
-// server's expiry.) Beyond the rule, a registration is also Suspended as soon as the
-// connection is down, and Fenced at once when the server says the lease is gone; its lease is
-// then dropped and the entry comes back on a new lease. A leadership is given up when its
-// lease would be Suspended, or after TTL/3 of disconnection.
+// Fencing follows the rule in coord.State's doc, with T the lease TTL and H the send time of
+// the latest keepalive answered. A client cut off from the cluster cannot learn that its lease
+// expired, so each lease is kept alive by the coordinator itself, one KeepAliveOnce at a time
+// (keeper, in lease.go, says why the library's KeepAlive cannot bound the server's expiry).
+// Beyond the rule, a registration is also Suspended as soon as the connection is down, and
+// Fenced at once when the server says the lease is gone; its lease is then dropped and the
+// entry comes back on a new lease. coord.HoldLeadership says when a leadership is given up.
 //
 // The library's quirks stay in here: every call waits for a ready connection unless its
 // context ends (every call here is bounded).
@@ -57,9 +54,8 @@ import (
 // server granted.
 const MinSessionTTL = 2 * time.Second
 
-// Config configures a Coordinator. Of its Settings, SessionTimeout is the lease TTL: how long
-// after losing contact a member leaves the live set, and how long it keeps acting as live on
-// its own timer; rounded up to whole seconds, and at least MinSessionTTL.
+// Config configures a Coordinator. Of its Settings, SessionTimeout is the lease TTL, rounded up
+// to whole seconds, and at least MinSessionTTL.
 type Config struct {
 	coord.Settings
 	// Endpoints are the cluster's client URLs (host:port or http(s)://host:port). Required
@@ -139,15 +135,12 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	c := &Coordinator{
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "etcd"),
-		ttl:      cfg.SessionTimeout,
+		ttl:      (cfg.SessionTimeout + time.Second - 1).Truncate(time.Second),
 		nodesPfx: cfg.Root + "/nodes/",
 		quarPfx:  cfg.Root + "/quarantine/",
 		electPfx: cfg.Root + "/election/",
 		g:        coord.NewGroup(),
 		leases:   map[*keeper]struct{}{},
-	}
-	if r := c.ttl % time.Second; r != 0 {
-		c.ttl += time.Second - r
 	}
 	where := "the given client"
 	c.cli = cfg.Client
