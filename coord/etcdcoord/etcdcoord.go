@@ -217,22 +217,17 @@ func (c *Coordinator) bind(ctx context.Context, stop <-chan struct{}) (context.C
 	return notify.CancelOn(ctx, c.g.Closed(), stop)
 }
 
-// unavailable reports whether err means the cluster could not serve the request now.
-func unavailable(err error) bool {
-	if errors.Is(err, rpctypes.ErrNoLeader) || errors.Is(err, rpctypes.ErrTimeout) ||
-		errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail) || errors.Is(err, rpctypes.ErrLeaderChanged) {
-		return true
-	}
-	s, ok := status.FromError(err)
-	return ok && s.Code() == codes.Unavailable
-}
-
-// wrap turns library errors into coord errors where callers branch on them.
+// wrap turns library errors into coord errors where callers branch on them: ErrUnavailable
+// for a deadline, or when the cluster could not serve the request now.
 func wrap(op string, err error) error {
-	switch {
-	case err == nil:
+	if err == nil {
 		return nil
-	case errors.Is(err, context.DeadlineExceeded) || unavailable(err):
+	}
+	s, isStatus := status.FromError(err)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), isStatus && s.Code() == codes.Unavailable,
+		errors.Is(err, rpctypes.ErrNoLeader), errors.Is(err, rpctypes.ErrTimeout),
+		errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail), errors.Is(err, rpctypes.ErrLeaderChanged):
 		return fmt.Errorf("%s: %w: %w", op, coord.ErrUnavailable, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
