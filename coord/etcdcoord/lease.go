@@ -87,6 +87,18 @@ func (k *keeper) keepAlive(ctx context.Context) (session int64, counts bool) {
 	return 0, false
 }
 
+// Standing judges the lease by its keepalives (coord.Liveness.Standing) and the connection
+// (Down). Unlike a ZooKeeper session, the lease is renewed by keepalives only, so the create
+// is no evidence of it.
+func (k *keeper) Standing(now time.Time) coord.Standing {
+	l, leaseChanged := k.p.Get()
+	_, linkChanged := k.c.linkGen.Get()
+	out := l.Standing(now, k.ttl)
+	out.Down = !k.c.linkReady()
+	out.Changed = [2]<-chan struct{}{leaseChanged, linkChanged}
+	return out
+}
+
 // revoke stops the keepalive and revokes the lease, deleting every key attached to it.
 // Idempotent; a lease that already expired counts as revoked.
 func (k *keeper) revoke(ctx context.Context) error {
