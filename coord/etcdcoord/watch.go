@@ -57,18 +57,17 @@ func decodeAll[T any](pfx string, kvs []*mvccpb.KeyValue, decode coord.Decoder[T
 	return out
 }
 
-// watchPrefix delivers the entries under pfx now and after every change. It lists, then
-// watches from the listing's revision; it lists again whenever the watch breaks (compaction,
-// loss of the leader) and after every reconnect.
+// watchPrefix delivers the entries under pfx now and after every change (follow).
 func watchPrefix[T any](ctx context.Context, c *Coordinator, pfx string, decode coord.Decoder[T]) (<-chan []T, error) {
 	return coord.Deliver(ctx, c.g, func(ctx context.Context, send func([]T)) bool {
 		return follow(ctx, c, pfx, decode, send)
 	})
 }
 
-// follow lists pfx once and follows its watch until the watch breaks, the connection comes
-// back after a loss, or ctx ends. It reports whether to list again at once (after a
-// reconnect) rather than after a pause (the listing failed or the watch broke).
+// follow lists pfx, then follows a watch from the listing's revision until the watch breaks
+// (compaction, loss of the leader), the connection comes back after a loss, or ctx ends. It
+// reports whether to list again at once (after a reconnect) rather than after a pause (the
+// listing failed or the watch broke).
 func follow[T any](ctx context.Context, c *Coordinator, pfx string, decode coord.Decoder[T], send func([]T)) bool {
 	gen, linkChanged := c.linkGen.Get()
 	resp, err := c.cli.Get(ctx, pfx, clientv3.WithPrefix())
