@@ -211,12 +211,6 @@ func (c *Coordinator) Close() error {
 	return nil
 }
 
-// bind returns a context that also ends when the coordinator closes or stop (if not nil) is
-// closed. The caller must call cancel.
-func (c *Coordinator) bind(ctx context.Context, stop <-chan struct{}) (context.Context, context.CancelFunc) {
-	return notify.CancelOn(ctx, c.g.Closed(), stop)
-}
-
 // wrap turns library errors into coord errors where callers branch on them: ErrUnavailable
 // for a deadline, or when the cluster could not serve the request now.
 func wrap(op string, err error) error {

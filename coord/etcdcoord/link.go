@@ -5,6 +5,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
+
+	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
 
 // watchLink follows the gRPC connection's state until the coordinator closes. Every change
@@ -12,7 +14,7 @@ import (
 // waiting for a keepalive to be overdue (they ask linkReady); a regained one bumps the
 // generation, so that watchers re-list.
 func (c *Coordinator) watchLink(conn *grpc.ClientConn) {
-	ctx, cancel := c.bind(context.Background(), nil)
+	ctx, cancel := notify.CancelOn(context.Background(), c.g.Closed(), nil)
 	defer cancel()
 	st := conn.GetState()
 	var wasReady bool
