@@ -9,6 +9,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
 
 // Campaign runs coord's election recipe (coord.Campaign) on a lease of its own per
@@ -47,7 +48,7 @@ func (c *Coordinator) stand(ctx context.Context, election, value string) (*ballo
 	}
 	b := &ballot{c: c, k: k, pfx: c.electPfx + election + "/"}
 	b.key = fmt.Sprintf("%s%x", b.pfx, int64(k.id))
-	pctx, cancel := c.bind(ctx, k.gone)
+	pctx, cancel := notify.CancelOn(ctx, c.g.Closed(), k.p.Lost())
 	defer cancel()
 	resp, err := c.cli.Put(pctx, b.key, value, clientv3.WithLease(k.id))
 	if err != nil {
@@ -60,12 +61,12 @@ func (c *Coordinator) stand(ctx context.Context, election, value string) (*ballo
 
 // Line reads the candidate keys by create revision; the candidate is lost with its lease.
 func (b *ballot) Line(ctx context.Context) (int, error) {
-	ctx, cancel := b.c.bind(ctx, b.k.gone)
+	ctx, cancel := notify.CancelOn(ctx, b.c.g.Closed(), b.k.p.Lost())
 	defer cancel()
 	resp, err := b.c.cli.Get(ctx, b.pfx, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
 		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
 	select {
-	case <-b.k.gone:
+	case <-b.k.p.Lost():
 		return -1, nil
 	default:
 	}
@@ -86,7 +87,7 @@ func (b *ballot) Line(ctx context.Context) (int, error) {
 // Wait watches the key from the last Line's read until it is deleted, the watch breaks
 // (compaction: Line reads again) or the lease is lost.
 func (b *ballot) Wait(ctx context.Context) {
-	ctx, cancel := b.c.bind(ctx, b.k.gone)
+	ctx, cancel := notify.CancelOn(ctx, b.c.g.Closed(), b.k.p.Lost())
 	defer cancel()
 	for wr := range b.c.cli.Watch(ctx, b.watch, clientv3.WithRev(b.from), clientv3.WithFilterPut()) {
 		if wr.Err() != nil || len(wr.Events) > 0 {

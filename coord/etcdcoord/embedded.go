@@ -65,13 +65,12 @@ func StartEmbedded(ctx context.Context, dir string) (*Embedded, error) {
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd in %s: not ready: %w", dir, ctx.Err())
 	}
-	endpoint := cu.Host
-	client, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, Logger: zap.NewNop()})
+	client, err := clientv3.New(clientv3.Config{Endpoints: []string{cu.Host}, Logger: zap.NewNop()})
 	if err != nil {
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd client: %w", err)
 	}
-	return &Embedded{etcd: e, client: client, endpoint: endpoint}, nil
+	return &Embedded{etcd: e, client: client, endpoint: cu.Host}, nil
 }
 
 // loadPorts reads the ports a previous run used, or picks free ones and records them.

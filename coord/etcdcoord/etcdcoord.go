@@ -11,16 +11,13 @@
 // or replacing one never disturbs another; Close revokes them all, so this process's entries
 // vanish at once, like closing a ZooKeeper session.
 //
-// Fencing follows the rule in coord.State's doc, with T the lease TTL. A client cut off from
-// the cluster cannot learn that its lease expired, so each lease is kept alive by the
-// coordinator itself (lease.go): one KeepAliveOnce every TTL/6, recording the send time H of
-// the latest one answered. The server renews the lease when a keepalive reaches it, after H,
-// so the lease cannot expire before H + TTL. (The library's KeepAlive times a lease from the
-// arrival of its answers and re-sends while one is overdue, so nothing it reports bounds the
-// server's expiry.) Beyond the rule, a registration is also Suspended as soon as the
-// connection is down, and Fenced at once when the server says the lease is gone; its lease is
-// then dropped and the entry comes back on a new lease. A leadership is given up when its
-// lease would be Suspended, or after TTL/3 of disconnection.
+// Fencing follows the rule in coord.State's doc, with T the lease TTL and H the send time of
+// the latest keepalive answered. A client cut off from the cluster cannot learn that its lease
+// expired, so each lease is kept alive by the coordinator itself, one KeepAliveOnce at a time
+// (keeper, in lease.go, says why the library's KeepAlive cannot bound the server's expiry).
+// Beyond the rule, a registration is also Suspended as soon as the connection is down, and
+// Fenced at once when the server says the lease is gone; its lease is then dropped and the
+// entry comes back on a new lease. coord.HoldLeadership says when a leadership is given up.
 //
 // The library's quirks stay in here: every call waits for a ready connection unless its
 // context ends (every call here is bounded).
@@ -31,8 +28,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -55,9 +54,8 @@ import (
 // server granted.
 const MinSessionTTL = 2 * time.Second
 
-// Config configures a Coordinator. Of its Settings, SessionTimeout is the lease TTL: how long
-// after losing contact a member leaves the live set, and how long it keeps acting as live on
-// its own timer; rounded up to whole seconds, and at least MinSessionTTL.
+// Config configures a Coordinator. Of its Settings, SessionTimeout is the lease TTL, rounded up
+// to whole seconds, and at least MinSessionTTL.
 type Config struct {
 	coord.Settings
 	// Endpoints are the cluster's client URLs (host:port or http(s)://host:port). Required
@@ -115,8 +113,10 @@ type Coordinator struct {
 
 	nodesPfx, quarPfx, electPfx string
 
-	link notify.Value[link]
-	g    *coord.Group // the goroutines owned by the coordinator
+	// linkGen counts the times the connection became ready (watchLink); every change of the
+	// connection's state wakes its waiters.
+	linkGen notify.Value[uint64]
+	g       *coord.Group // the goroutines owned by the coordinator
 
 	mu     sync.Mutex
 	leases map[*keeper]struct{} // live leases, revoked by Close
@@ -135,15 +135,12 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	c := &Coordinator{
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "etcd"),
-		ttl:      cfg.SessionTimeout,
+		ttl:      (cfg.SessionTimeout + time.Second - 1).Truncate(time.Second),
 		nodesPfx: cfg.Root + "/nodes/",
 		quarPfx:  cfg.Root + "/quarantine/",
 		electPfx: cfg.Root + "/election/",
 		g:        coord.NewGroup(),
 		leases:   map[*keeper]struct{}{},
-	}
-	if r := c.ttl % time.Second; r != 0 {
-		c.ttl += time.Second - r
 	}
 	where := "the given client"
 	c.cli = cfg.Client
@@ -181,10 +178,9 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		}
 		return nil, fmt.Errorf("etcd: no answer from %s within %v: %w (%v)", where, cfg.DialTimeout, coord.ErrUnavailable, err)
 	}
+	// An in-process client has no connection to lose.
 	if conn := c.cli.ActiveConnection(); conn != nil {
 		_ = c.g.Go(func() { c.watchLink(conn) }) // nobody else holds c yet: it cannot be closed
-	} else {
-		c.link.Set(link{ready: true, gen: 1}) // an in-process client has no connection to lose
 	}
 	return c, nil
 }
@@ -197,18 +193,12 @@ func (c *Coordinator) SessionTTL() time.Duration { return c.ttl }
 func (c *Coordinator) Close() error {
 	c.g.Close(func() {
 		c.mu.Lock()
-		ks := make([]*keeper, 0, len(c.leases))
-		for k := range c.leases {
-			ks = append(ks, k)
-		}
+		ks := slices.Collect(maps.Keys(c.leases))
 		c.mu.Unlock()
 		var wg sync.WaitGroup
 		for _, k := range ks {
 			wg.Go(func() {
-				// After one TTL the lease has expired anyway: waiting longer gains nothing.
-				ctx, cancel := context.WithTimeout(context.Background(), k.ttl)
-				defer cancel()
-				if err := k.revoke(ctx); err != nil {
+				if err := k.revokeWithinTTL(); err != nil {
 					c.log.Warn("revoke lease on close", "lease", fmt.Sprintf("%x", int64(k.id)), "error", err)
 				}
 			})
@@ -221,33 +211,17 @@ func (c *Coordinator) Close() error {
 	return nil
 }
 
-// bind returns a context that also ends when the coordinator closes or stop (if not nil) is
-// closed. The caller must call cancel.
-func (c *Coordinator) bind(ctx context.Context, stop <-chan struct{}) (context.Context, context.CancelFunc) {
-	return notify.CancelOn(ctx, c.g.Closed(), stop)
-}
-
-// sleep waits d, returning false if ctx ends or the coordinator closes first.
-func (c *Coordinator) sleep(ctx context.Context, d time.Duration) bool {
-	return notify.Sleep(ctx, d, c.g.Closed())
-}
-
-// unavailable reports whether err means the cluster could not serve the request now.
-func unavailable(err error) bool {
-	if errors.Is(err, rpctypes.ErrNoLeader) || errors.Is(err, rpctypes.ErrTimeout) ||
-		errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail) || errors.Is(err, rpctypes.ErrLeaderChanged) {
-		return true
-	}
-	s, ok := status.FromError(err)
-	return ok && s.Code() == codes.Unavailable
-}
-
-// wrap turns library errors into coord errors where callers branch on them.
+// wrap turns library errors into coord errors where callers branch on them: ErrUnavailable
+// for a deadline, or when the cluster could not serve the request now.
 func wrap(op string, err error) error {
-	switch {
-	case err == nil:
+	if err == nil {
 		return nil
-	case errors.Is(err, context.DeadlineExceeded) || unavailable(err):
+	}
+	s, isStatus := status.FromError(err)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), isStatus && s.Code() == codes.Unavailable,
+		errors.Is(err, rpctypes.ErrNoLeader), errors.Is(err, rpctypes.ErrTimeout),
+		errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail), errors.Is(err, rpctypes.ErrLeaderChanged):
 		return fmt.Errorf("%s: %w: %w", op, coord.ErrUnavailable, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)

@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
 
 // keeper is one lease kept alive by the coordinator, with the send time of its last
@@ -30,8 +31,7 @@ type keeper struct {
 
 	// p sends the keepalives. Its Heard starts at the grant's send time; it is Lost when the
 	// lease expired, was revoked, or went unconfirmed for a TTL.
-	p    *coord.Prober
-	gone <-chan struct{} // p.Lost()
+	p *coord.Prober
 
 	revokeOnce sync.Once
 	revokeErr  error
@@ -51,16 +51,13 @@ func (c *Coordinator) grant(ctx context.Context) (*keeper, error) {
 	}
 	k := &keeper{c: c, id: resp.ID, ttl: time.Duration(resp.TTL) * time.Second}
 	k.p = coord.NewProber(start, func() time.Duration { return k.ttl }, k.keepAlive)
-	k.gone = k.p.Lost()
 	// In the set before the goroutine starts: once it has, Close revokes what is in the set.
 	c.mu.Lock()
 	c.leases[k] = struct{}{}
 	c.mu.Unlock()
 	// The keepalives run until the lease is lost or revoked or the coordinator closes.
 	if err := c.g.Go(func() { k.p.Run(context.Background(), c.g.Closed(), coord.ProbeInterval(k.ttl)) }); err != nil {
-		rctx, rcancel := context.WithTimeout(context.Background(), k.ttl)
-		defer rcancel()
-		_ = k.revoke(rctx)
+		_ = k.revokeWithinTTL()
 		return nil, fmt.Errorf("keep lease alive: %w", err)
 	}
 	return k, nil
@@ -84,9 +81,22 @@ func (k *keeper) keepAlive(ctx context.Context) (session int64, counts bool) {
 		// Unconfirmed for a whole TTL: the server may have expired it.
 		k.p.Lose()
 	default:
-		k.c.sleep(ctx, 100*time.Millisecond) // after a failure, the next one not at once
+		// After a failure, the next one not at once. (ctx ends when the coordinator closes.)
+		notify.Sleep(ctx, 100*time.Millisecond, nil)
 	}
 	return 0, false
+}
+
+// Standing judges the lease by its keepalives (coord.Liveness.Standing) and the connection
+// (Down). Unlike a ZooKeeper session, the lease is renewed by keepalives only, so the create
+// is no evidence of it.
+func (k *keeper) Standing(now time.Time) coord.Standing {
+	l, leaseChanged := k.p.Get()
+	_, linkChanged := k.c.linkGen.Get()
+	out := l.Standing(now, k.ttl)
+	out.Down = !k.c.linkReady()
+	out.Changed = [2]<-chan struct{}{leaseChanged, linkChanged}
+	return out
 }
 
 // revoke stops the keepalive and revokes the lease, deleting every key attached to it.
@@ -105,14 +115,18 @@ func (k *keeper) revoke(ctx context.Context) error {
 	return k.revokeErr
 }
 
-// revokeLater revokes k in the background, giving up after one TTL when the lease has
-// expired anyway.
+// revokeWithinTTL revokes k, giving up after one TTL: by then the lease has expired anyway.
+func (k *keeper) revokeWithinTTL() error {
+	ctx, cancel := context.WithTimeout(context.Background(), k.ttl)
+	defer cancel()
+	return k.revoke(ctx)
+}
+
+// revokeLater revokes k in the background (revokeWithinTTL).
 func (c *Coordinator) revokeLater(k *keeper) {
 	// Once the coordinator is closing, Go fails, and Close revokes what is left.
 	_ = c.g.Go(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), k.ttl)
-		defer cancel()
-		if err := k.revoke(ctx); err != nil {
+		if err := k.revokeWithinTTL(); err != nil {
 			c.log.Debug("revoke lost lease", "lease", fmt.Sprintf("%x", int64(k.id)), "error", err)
 		}
 	})

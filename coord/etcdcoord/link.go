@@ -5,30 +5,28 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
+
+	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
 
-// link is what the coordinator knows about its connection to the cluster.
-type link struct {
-	ready bool
-	gen   uint64 // bumped every time the connection becomes ready, so watchers re-list
-}
-
-// watchLink follows the gRPC connection's state until the coordinator closes. A lost
-// connection makes registrations Suspended at once, without waiting for a keepalive to be
-// overdue; a regained one makes watchers re-list.
+// watchLink follows the gRPC connection's state until the coordinator closes. Every change
+// wakes the link's waiters: a lost connection makes registrations Suspended at once, without
+// waiting for a keepalive to be overdue (they ask linkReady); a regained one bumps the
+// generation, so that watchers re-list.
 func (c *Coordinator) watchLink(conn *grpc.ClientConn) {
-	ctx, cancel := c.bind(context.Background(), nil)
+	ctx, cancel := notify.CancelOn(context.Background(), c.g.Closed(), nil)
 	defer cancel()
 	st := conn.GetState()
+	var wasReady bool
 	for {
 		ready := st == connectivity.Ready
-		c.link.Update(func(l link) link {
-			if ready && !l.ready {
-				l.gen++
+		c.linkGen.Update(func(gen uint64) uint64 {
+			if ready && !wasReady {
+				gen++
 			}
-			l.ready = ready
-			return l
+			return gen
 		})
+		wasReady = ready
 		if !conn.WaitForStateChange(ctx, st) {
 			return
 		}

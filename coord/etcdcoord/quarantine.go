@@ -16,28 +16,26 @@ func (c *Coordinator) SetQuarantine(ctx context.Context, q coord.Quarantine, fen
 	if err != nil {
 		return err
 	}
-	if fence == nil {
-		_, err := c.cli.Put(ctx, c.quarPfx+q.Node, string(data))
-		return wrap("quarantine "+q.Node, err)
+	op := "quarantine " + q.Node
+	var fenced []clientv3.Cmp // none without a fence: the transaction then always succeeds
+	if fence != nil {
+		l, ok := coord.FenceOf[*ballot](fence)
+		if !ok || l.c != c {
+			return fmt.Errorf("%s: fence %T is not a leadership of this coordinator", op, fence)
+		}
+		select {
+		case <-fence.Done():
+			return fmt.Errorf("%s: %w", op, coord.ErrNotLeader)
+		default:
+		}
+		fenced = append(fenced, clientv3.Compare(clientv3.CreateRevision(l.key), "=", l.rev))
 	}
-	l, ok := coord.FenceOf[*ballot](fence)
-	if !ok || l.c != c {
-		return fmt.Errorf("quarantine %s: fence %T is not a leadership of this coordinator", q.Node, fence)
-	}
-	select {
-	case <-fence.Done():
-		return fmt.Errorf("quarantine %s: %w", q.Node, coord.ErrNotLeader)
-	default:
-	}
-	resp, err := c.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(l.key), "=", l.rev)).
-		Then(clientv3.OpPut(c.quarPfx+q.Node, string(data))).
-		Commit()
+	resp, err := c.cli.Txn(ctx).If(fenced...).Then(clientv3.OpPut(c.quarPfx+q.Node, string(data))).Commit()
 	if err != nil {
-		return wrap("quarantine "+q.Node, err)
+		return wrap(op, err)
 	}
 	if !resp.Succeeded {
-		return fmt.Errorf("quarantine %s: %w", q.Node, coord.ErrNotLeader)
+		return fmt.Errorf("%s: %w", op, coord.ErrNotLeader)
 	}
 	return nil
 }

@@ -35,10 +35,10 @@ var _ coord.Entry = (*entry)(nil)
 // Session returns the registration's lease, granting a new one if it has none or its lease
 // was lost.
 func (e *entry) Session(ctx context.Context) (coord.Session, error) {
-	if e.lease != nil && !e.lease.p.Load().Lost {
-		return e.lease, nil
-	}
 	if e.lease != nil {
+		if !e.lease.p.Load().Lost {
+			return e.lease, nil
+		}
 		e.c.revokeLater(e.lease)
 		e.lease = nil
 	}
@@ -48,20 +48,6 @@ func (e *entry) Session(ctx context.Context) (coord.Session, error) {
 	}
 	e.lease = k
 	return k, nil
-}
-
-// Standing follows the lease (see keeper): Suspended as soon as the connection is down or a
-// keepalive is overdue; fenced at the send time of the latest answered keepalive plus
-// coord.FenceAfter(TTL); lost when the keepalive ends (the lease expired or was revoked).
-// Unlike a ZooKeeper session, the lease is renewed by keepalives only, so the create is no
-// evidence of it.
-func (k *keeper) Standing(now time.Time) coord.Standing {
-	l, leaseChanged := k.p.Get()
-	_, linkChanged := k.c.link.Get()
-	out := l.Standing(now, k.ttl)
-	out.Down = !k.c.linkReady()
-	out.Changed = [2]<-chan struct{}{leaseChanged, linkChanged}
-	return out
 }
 
 // Create registers the entry on lease s unless a quarantine mark stands, in one transaction

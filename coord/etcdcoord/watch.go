@@ -44,41 +44,32 @@ func list[T any](ctx context.Context, c *Coordinator, pfx string, decode coord.D
 	return decodeAll(pfx, resp.Kvs, decode), nil
 }
 
-// decodeAll decodes the entries among kvs that lie directly under pfx, in key order.
+// decodeAll decodes the entries among kvs that lie directly under pfx, in key order; keys
+// deeper under pfx are not ours.
 func decodeAll[T any](pfx string, kvs []*mvccpb.KeyValue, decode coord.Decoder[T]) []T {
 	slices.SortFunc(kvs, func(a, b *mvccpb.KeyValue) int { return bytes.Compare(a.Key, b.Key) })
 	out := make([]T, 0, len(kvs))
 	for _, kv := range kvs {
-		if name := childName(pfx, kv.Key); name != "" {
+		if name := strings.TrimPrefix(string(kv.Key), pfx); name != "" && !strings.Contains(name, "/") {
 			out = append(out, decode(name, kv.Value, kv.CreateRevision))
 		}
 	}
 	return out
 }
 
-// childName is the last element of key under pfx, or "" when key lies deeper (not ours).
-func childName(pfx string, key []byte) string {
-	name := strings.TrimPrefix(string(key), pfx)
-	if name == "" || strings.Contains(name, "/") {
-		return ""
-	}
-	return name
-}
-
-// watchPrefix delivers the entries under pfx now and after every change. It lists, then
-// watches from the listing's revision; it lists again whenever the watch breaks (compaction,
-// loss of the leader) and after every reconnect.
+// watchPrefix delivers the entries under pfx now and after every change (follow).
 func watchPrefix[T any](ctx context.Context, c *Coordinator, pfx string, decode coord.Decoder[T]) (<-chan []T, error) {
 	return coord.Deliver(ctx, c.g, func(ctx context.Context, send func([]T)) bool {
 		return follow(ctx, c, pfx, decode, send)
 	})
 }
 
-// follow lists pfx once and follows its watch until the watch breaks, the connection comes
-// back after a loss, or ctx ends. It reports whether to list again at once (after a
-// reconnect) rather than after a pause (the listing failed or the watch broke).
+// follow lists pfx, then follows a watch from the listing's revision until the watch breaks
+// (compaction, loss of the leader), the connection comes back after a loss, or ctx ends. It
+// reports whether to list again at once (after a reconnect) rather than after a pause (the
+// listing failed or the watch broke).
 func follow[T any](ctx context.Context, c *Coordinator, pfx string, decode coord.Decoder[T], send func([]T)) bool {
-	lk, linkChanged := c.link.Get()
+	gen, linkChanged := c.linkGen.Get()
 	resp, err := c.cli.Get(ctx, pfx, clientv3.WithPrefix())
 	if err != nil {
 		return false
@@ -105,14 +96,14 @@ func follow[T any](ctx context.Context, c *Coordinator, pfx string, decode coord
 			for _, ev := range wr.Events {
 				if ev.Type == mvccpb.DELETE {
 					delete(kvs, string(ev.Kv.Key))
-				} else if strings.HasPrefix(string(ev.Kv.Key), pfx) {
+				} else {
 					kvs[string(ev.Kv.Key)] = ev.Kv
 				}
 			}
 			sendAll()
 		case <-linkChanged:
-			l, ch := c.link.Get()
-			if l.gen != lk.gen {
+			g, ch := c.linkGen.Get()
+			if g != gen {
 				return true // reconnected: list again rather than trust the stream
 			}
 			linkChanged = ch

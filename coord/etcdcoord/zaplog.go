@@ -29,7 +29,7 @@ func (c slogCore) Enabled(l zapcore.Level) bool {
 }
 
 func (c slogCore) With(fields []zapcore.Field) zapcore.Core {
-	return slogCore{log: c.log, fields: append(slices.Clip(c.fields), fields...)}
+	return slogCore{log: c.log, fields: slices.Concat(c.fields, fields)}
 }
 
 func (c slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
@@ -41,10 +41,7 @@ func (c slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.Chec
 
 func (c slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	enc := zapcore.NewMapObjectEncoder()
-	for _, f := range c.fields {
-		f.AddTo(enc)
-	}
-	for _, f := range fields {
+	for _, f := range slices.Concat(c.fields, fields) {
 		f.AddTo(enc)
 	}
 	args := make([]any, 0, 2*len(enc.Fields))
