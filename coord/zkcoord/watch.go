@@ -168,7 +168,7 @@ func watchChildren[T any](ctx context.Context, c *Coordinator, dir string, decod
 		// Wait for the watch or a new session generation (a reconnect).
 		for {
 			s, changed := c.sess.Get()
-			if s.gen != gen || s.closed {
+			if s.gen != gen {
 				return true
 			}
 			select {

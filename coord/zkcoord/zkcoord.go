@@ -96,7 +96,6 @@ func (c Config) Validate() error {
 type session struct {
 	connected bool
 	gen       uint64 // bumped every time a session is (re)established, so watchers re-list
-	closed    bool
 }
 
 // Coordinator is a coord.Coordinator on ZooKeeper.
@@ -199,9 +198,6 @@ func (c *Coordinator) SessionTimeout() time.Duration { return c.cfg.SessionTimeo
 func (c *Coordinator) waitSession(ctx context.Context) (uint64, error) {
 	for {
 		s, changed := c.sess.Get()
-		if s.closed {
-			return 0, coord.ErrClosed
-		}
 		if s.connected {
 			return s.gen, nil
 		}
@@ -218,7 +214,7 @@ func (c *Coordinator) waitSession(ctx context.Context) (uint64, error) {
 // Close ends the session; the ensemble deletes this process's ephemeral znodes at once.
 func (c *Coordinator) Close() error {
 	c.g.Close(func() {
-		c.sess.Update(func(s session) session { s.closed = true; s.connected = false; return s })
+		c.sess.Update(func(s session) session { s.connected = false; return s })
 		c.conn.Close()
 	})
 	return nil
