@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"path"
 	"slices"
 	"sort"
 	"strings"
@@ -99,8 +100,8 @@ func (b *ballot) Line(ctx context.Context) (int, error) {
 	if b.c.conn.SessionID() != b.sess {
 		return -1, nil // answered in a new session, which says nothing of the candidate's
 	}
-	i := slices.Index(names, base(b.path))
-	b.heard, b.watch = sent, base(b.path)
+	i := slices.Index(names, path.Base(b.path))
+	b.heard, b.watch = sent, path.Base(b.path)
 	if i > 0 {
 		b.watch = names[i-1]
 	}
@@ -177,7 +178,7 @@ func (c *Coordinator) dropCandidate(dir, tag string) {
 			return
 		}
 		c.log.Warn("delete candidate znode; trying again", "dir", dir, "tag", tag, "in", pause, "error", err)
-		if !c.sleep(context.Background(), pause) {
+		if !notify.Sleep(context.Background(), pause, c.g.Closed()) {
 			return
 		}
 	}

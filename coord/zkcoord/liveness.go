@@ -42,9 +42,6 @@ func (c *Coordinator) LastHeard() time.Time {
 	return l.Heard
 }
 
-// probe keeps the liveness record fresh until the coordinator closes.
-func (c *Coordinator) probe() { c.prober.Run(context.Background(), c.g.Closed(), 0) }
-
 // sync is the prober's probe: a Sync (see the package doc for why not a read). On Close the
 // library call is flushed once the prober has returned (Close waits for it before closing
 // the connection).

@@ -10,6 +10,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
 
 // Register creates <root>/nodes/<id> and keeps it: see coord.Coordinator. The state machine
@@ -219,7 +220,7 @@ func (e *entry) Retire(ctx context.Context, s coord.Session, _ coord.Created) {
 		dctx, cancel := context.WithTimeout(ctx, coord.OverdueAfter(e.c.timeout()))
 		err := e.c.deleteOwned(dctx, e.path)
 		cancel()
-		if err == nil || !e.c.sleep(ctx, 100*time.Millisecond) {
+		if err == nil || !notify.Sleep(ctx, 100*time.Millisecond, e.c.g.Closed()) {
 			return
 		}
 	}

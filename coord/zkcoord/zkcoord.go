@@ -41,7 +41,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"path"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -170,7 +169,8 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 			return nil, fmt.Errorf("zk: create %s: %w", p, err)
 		}
 	}
-	_ = c.g.Go(c.probe) // nobody else holds c yet: it cannot be closed
+	// Go cannot fail: nobody else holds c yet, so nobody can have closed it.
+	_ = c.g.Go(func() { c.prober.Run(context.Background(), c.g.Closed(), 0) })
 	return c, nil
 }
 
@@ -264,21 +264,16 @@ func (c *Coordinator) ensurePath(ctx context.Context, p string) error {
 	return nil
 }
 
-// transient reports whether err is worth retrying after the session settles.
-func transient(err error) bool {
-	return errors.Is(err, zk.ErrConnectionClosed) || errors.Is(err, zk.ErrNoServer) ||
-		errors.Is(err, zk.ErrSessionExpired) || errors.Is(err, zk.ErrSessionMoved) ||
-		errors.Is(err, zk.ErrClosing)
-}
-
-// wrap turns library errors into coord errors where callers branch on them.
+// wrap turns library errors into coord errors where callers branch on them: ErrUnavailable
+// for those worth retrying once the session settles.
 func wrap(op string, err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, zk.ErrNoNode):
 		return fmt.Errorf("%s: %w", op, coord.ErrNotFound)
-	case transient(err):
+	case errors.Is(err, zk.ErrConnectionClosed), errors.Is(err, zk.ErrNoServer), errors.Is(err, zk.ErrSessionExpired),
+		errors.Is(err, zk.ErrSessionMoved), errors.Is(err, zk.ErrClosing):
 		return fmt.Errorf("%s: %w: %v", op, coord.ErrUnavailable, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
@@ -286,11 +281,6 @@ func wrap(op string, err error) error {
 
 func (c *Coordinator) memberPath(id string) string { return c.nodesDir + "/" + id }
 func (c *Coordinator) markPath(id string) string   { return c.quarDir + "/" + id }
-
-// sleep waits d, returning false if ctx ends or the coordinator closes first.
-func (c *Coordinator) sleep(ctx context.Context, d time.Duration) bool {
-	return notify.Sleep(ctx, d, c.g.Closed())
-}
 
 // zkLogger routes the library's log lines into slog. Connection failures repeat every
 // second while a server is down, so they are logged at debug level.
@@ -300,6 +290,3 @@ func (l zkLogger) Printf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	l.log.Debug(msg, "source", "go-zookeeper")
 }
-
-// base returns the last element of a znode path.
-func base(p string) string { return path.Base(p) }
