@@ -99,18 +99,18 @@ func (c *Coordinator) Release(ctx context.Context, node string) error {
 func listChildren[T any](ctx context.Context, c *Coordinator, dir string, watch bool,
 	decode coord.Decoder[T]) ([]T, <-chan zk.Event, error) {
 	type got struct {
-		names    []string
-		cversion int32
-		ch       <-chan zk.Event
+		names []string
+		st    *zk.Stat
+		ch    <-chan zk.Event
 	}
 	for {
 		g, err := call(ctx, func() (got, error) {
 			if watch {
 				names, st, ch, err := c.conn.ChildrenW(dir)
-				return got{names, cversionOf(st), ch}, err
+				return got{names, st, ch}, err
 			}
 			names, st, err := c.conn.Children(dir)
-			return got{names, cversionOf(st), nil}, err
+			return got{names, st, nil}, err
 		})
 		if err != nil {
 			return nil, nil, err
@@ -130,24 +130,15 @@ func listChildren[T any](ctx context.Context, c *Coordinator, dir string, watch 
 		if len(g.names) == 0 {
 			return out, g.ch, nil
 		}
-		after, err := call(ctx, func() (int32, error) {
-			_, st, err := c.conn.Exists(dir)
-			return cversionOf(st), err
-		})
+		// Stats are read only after a call without an error: the library gives one then.
+		after, err := call(ctx, func() (*zk.Stat, error) { _, st, err := c.conn.Exists(dir); return st, err })
 		if err != nil {
 			return nil, nil, err
 		}
-		if after == g.cversion {
+		if after.Cversion == g.st.Cversion {
 			return out, g.ch, nil
 		}
 	}
-}
-
-func cversionOf(st *zk.Stat) int32 {
-	if st == nil {
-		return 0
-	}
-	return st.Cversion
 }
 
 // watchChildren delivers dir's children now and after every change, re-arming the one-shot
