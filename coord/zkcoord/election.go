@@ -61,20 +61,18 @@ func (c *Coordinator) stand(ctx context.Context, election, value string) (*ballo
 		p, err := c.conn.Create(dir+"/"+tag+"n_", []byte(value), zk.FlagEphemeralSequential, c.acl)
 		ch <- made{p, err}
 	}()
-	drop := func() { _ = c.g.Go(func() { c.dropCandidate(dir, tag) }) } // after Close, every znode of the session is gone
 	select {
 	case m := <-ch:
-		switch {
-		case m.err != nil:
-			drop()
-			return nil, wrap("campaign", m.err)
-		case c.conn.SessionID() != sess:
-			// Made in the old session (gone with it) or the new one: either way not a
-			// candidate of the session this ballot would be judged by.
-			drop()
-			return nil, fmt.Errorf("campaign: %w: the session changed while the candidate was made", coord.ErrUnavailable)
+		if m.err == nil && c.conn.SessionID() == sess {
+			return &ballot{c: c, dir: dir, path: m.path, tag: tag, sess: sess}, nil
 		}
-		return &ballot{c: c, dir: dir, path: m.path, tag: tag, sess: sess}, nil
+		_ = c.g.Go(func() { c.dropCandidate(dir, tag) }) // after Close, every znode of the session is gone
+		if m.err != nil {
+			return nil, wrap("campaign", m.err)
+		}
+		// Made in the old session (gone with it) or the new one: either way not a candidate
+		// of the session this ballot would be judged by.
+		return nil, fmt.Errorf("campaign: %w: the session changed while the candidate was made", coord.ErrUnavailable)
 	case <-ctx.Done():
 		_ = c.g.Go(func() {
 			select {
@@ -165,20 +163,20 @@ func (b *ballot) dropLater() {
 // a session timeout between failed attempts, and stops when the coordinator closes, which ends
 // the session and its znodes.
 func (c *Coordinator) dropCandidate(dir, tag string) {
+	ctx, cancel := notify.CancelOn(context.Background(), c.g.Closed(), nil)
+	defer cancel()
 	for pause := 100 * time.Millisecond; ; pause = min(2*pause, c.timeout()) {
-		if _, err := c.waitSession(context.Background()); err != nil {
+		if _, err := c.waitSession(ctx); err != nil {
 			return
 		}
-		ctx, cancel := notify.CancelOn(context.Background(), c.g.Closed(), nil)
-		ctx, cancelT := context.WithTimeout(ctx, coord.OverdueAfter(c.timeout()))
-		err := c.deleteTagged(ctx, dir, tag)
-		cancelT()
-		cancel()
+		dctx, cancelD := context.WithTimeout(ctx, coord.OverdueAfter(c.timeout()))
+		err := c.deleteTagged(dctx, dir, tag)
+		cancelD()
 		if err == nil {
 			return
 		}
 		c.log.Warn("delete candidate znode; trying again", "dir", dir, "tag", tag, "in", pause, "error", err)
-		if !notify.Sleep(context.Background(), pause, c.g.Closed()) {
+		if !notify.Sleep(ctx, pause, nil) {
 			return
 		}
 	}
