@@ -158,10 +158,9 @@ func (b *ballot) dropLater() {
 	b.dropOnce.Do(func() { _ = b.c.g.Go(func() { b.c.dropCandidate(b.dir, b.tag) }) })
 }
 
-// dropCandidate deletes the candidate znodes in dir whose names start with tag (one attempt's:
-// see stand) once the ensemble answers, those a session of this process owns; it backs off to
-// a session timeout between failed attempts, and stops when the coordinator closes, which ends
-// the session and its znodes.
+// dropCandidate deletes one attempt's candidate znodes (deleteTagged; see stand) once the
+// ensemble answers, backing off to a session timeout between failed attempts; it stops when
+// the coordinator closes, which ends the session and its znodes.
 func (c *Coordinator) dropCandidate(dir, tag string) {
 	ctx, cancel := notify.CancelOn(context.Background(), c.g.Closed(), nil)
 	defer cancel()

@@ -14,17 +14,12 @@
 // and a client cut off from every server cannot learn that its session expired.
 //
 // Fencing follows the rule in coord.State's doc, with H the send time of the latest request
-// answered in the session. go-zookeeper reports a silent link only after its receive timeout
-// (2T/3), so timing from its "disconnected" would leave a member acting live for up to 5T/3.
-// Instead a prober sends a Sync every T/6 and records H (liveness.go): the ensemble expires a
-// session one session timeout T after a server last heard from it, so not before H + T. T is
-// the shorter of the timeout asked for and the one granted: the servers clamp the one asked
-// for to 2-20 ticks and expire by the one granted, so the one asked for is shorter only when
-// they raised it, and timing by it then fences earlier than needed, never later. Beyond the
-// rule, a registration is also Suspended as soon as the library reports a disconnect, and
-// Fenced one T after that report if that is sooner than the rule's deadline, or at once when a
-// new session shows the old one expired. A leadership is given up when its registration would
-// be Suspended (or after T/3 of reported disconnection).
+// answered in the session and T the shorter of the session timeout asked for and the one
+// granted (Coordinator.timeout says why). go-zookeeper reports a silent link only after its
+// receive timeout (2T/3), so timing from its "disconnected" would leave a member acting live
+// for up to 5T/3. Instead a prober sends a Sync every T/6 and records H (liveness.go). Beyond
+// the rule, a registration also goes by the disconnects the library reports
+// (regSession.Standing), and a leadership by coord.HoldLeadership's stricter rule.
 //
 // The probe is a Sync rather than a read because a server answers a Sync only after a round
 // trip to the leader, whose session tracker expires sessions: a follower cut off from the
