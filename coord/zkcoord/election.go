@@ -52,37 +52,27 @@ func (c *Coordinator) stand(ctx context.Context, election, value string) (*ballo
 	}
 	sess := c.conn.SessionID()
 	tag := "_c_" + rand.Text() + "-"
-	type made struct {
-		path string
-		err  error
+	answered := make(chan struct{}) // closed once the create has its outcome, ctx or not
+	p, err := call(ctx, func() (string, error) {
+		defer close(answered)
+		return c.conn.Create(dir+"/"+tag+"n_", []byte(value), zk.FlagEphemeralSequential, c.acl)
+	})
+	if err == nil && c.conn.SessionID() == sess {
+		return &ballot{c: c, dir: dir, path: p, tag: tag, sess: sess}, nil
 	}
-	ch := make(chan made, 1)
-	go func() {
-		p, err := c.conn.Create(dir+"/"+tag+"n_", []byte(value), zk.FlagEphemeralSequential, c.acl)
-		ch <- made{p, err}
-	}()
-	select {
-	case m := <-ch:
-		if m.err == nil && c.conn.SessionID() == sess {
-			return &ballot{c: c, dir: dir, path: m.path, tag: tag, sess: sess}, nil
+	_ = c.g.Go(func() {
+		select {
+		case <-answered:
+			c.dropCandidate(dir, tag)
+		case <-c.g.Closed(): // every znode of the session is gone with it
 		}
-		_ = c.g.Go(func() { c.dropCandidate(dir, tag) }) // after Close, every znode of the session is gone
-		if m.err != nil {
-			return nil, wrap("campaign", m.err)
-		}
-		// Made in the old session (gone with it) or the new one: either way not a candidate
-		// of the session this ballot would be judged by.
-		return nil, fmt.Errorf("campaign: %w: the session changed while the candidate was made", coord.ErrUnavailable)
-	case <-ctx.Done():
-		_ = c.g.Go(func() {
-			select {
-			case <-ch:
-				c.dropCandidate(dir, tag)
-			case <-c.g.Closed():
-			}
-		})
-		return nil, ctx.Err()
+	})
+	if err != nil {
+		return nil, wrap("campaign", err) // also when ctx ended first: coord.Campaign then reports ctx's error
 	}
+	// Made in the old session (gone with it) or the new one: either way not a candidate of
+	// the session this ballot would be judged by.
+	return nil, fmt.Errorf("campaign: %w: the session changed while the candidate was made", coord.ErrUnavailable)
 }
 
 // Line lists the candidates by sequence; the candidate is lost with its session.
