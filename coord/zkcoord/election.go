@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"path"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -192,7 +191,7 @@ func (c *Coordinator) deleteTagged(ctx context.Context, dir, tag string) error {
 func (c *Coordinator) candidates(ctx context.Context, dir string) ([]string, error) {
 	names, err := callChildren(ctx, c, dir)
 	names = slices.DeleteFunc(names, func(n string) bool { return !strings.Contains(n, "n_") || len(n) < 10 })
-	sort.Slice(names, func(i, j int) bool { return names[i][len(names[i])-10:] < names[j][len(names[j])-10:] })
+	slices.SortFunc(names, func(a, b string) int { return strings.Compare(a[len(a)-10:], b[len(b)-10:]) })
 	return names, err
 }
 

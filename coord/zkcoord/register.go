@@ -211,10 +211,7 @@ func (e *entry) Delete(ctx context.Context, _ coord.Session, _ coord.Created) er
 func (e *entry) Retire(ctx context.Context, s coord.Session, _ coord.Created) {
 	sessID := s.(*regSession).id
 	for {
-		if _, err := e.c.waitSession(ctx); err != nil {
-			return
-		}
-		if e.c.conn.SessionID() != sessID {
+		if _, err := e.c.waitSession(ctx); err != nil || e.c.conn.SessionID() != sessID {
 			return
 		}
 		dctx, cancel := context.WithTimeout(ctx, coord.OverdueAfter(e.c.timeout()))

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 
 	"github.com/go-zookeeper/zk"
 
@@ -115,7 +115,7 @@ func listChildren[T any](ctx context.Context, c *Coordinator, dir string, watch 
 		if err != nil {
 			return nil, nil, err
 		}
-		sort.Strings(g.names)
+		slices.Sort(g.names)
 		out := make([]T, 0, len(g.names))
 		for _, name := range g.names {
 			data, st, err := callGet(ctx, c, dir+"/"+name)

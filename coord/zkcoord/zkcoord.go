@@ -282,6 +282,5 @@ func (c *Coordinator) markPath(id string) string   { return c.quarDir + "/" + id
 type zkLogger struct{ log *slog.Logger }
 
 func (l zkLogger) Printf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	l.log.Debug(msg, "source", "go-zookeeper")
+	l.log.Debug(fmt.Sprintf(format, args...), "source", "go-zookeeper")
 }
