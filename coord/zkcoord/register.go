@@ -97,8 +97,7 @@ func (e *entry) Create(ctx context.Context, s coord.Session) (coord.Created, err
 		case errors.Is(res[0].Error, zk.ErrNodeExists):
 			var cr coord.Created
 			if data, _, err := callGet(ctx, e.c, e.markPath); err == nil {
-				q := coord.ParseQuarantine(e.id, data)
-				cr.Mark = &q
+				cr.Mark = new(coord.ParseQuarantine(e.id, data))
 			}
 			return cr, coord.ErrMarked
 		case errors.Is(res[2].Error, zk.ErrNodeExists):
@@ -195,8 +194,7 @@ func (e *entry) readMarkW(ctx context.Context) (*coord.Quarantine, <-chan zk.Eve
 	if err != nil {
 		return nil, nil, err
 	}
-	q := coord.ParseQuarantine(e.id, data)
-	return &q, ch, nil
+	return new(coord.ParseQuarantine(e.id, data)), ch, nil
 }
 
 // Delete deletes the entry if the current session owns it.
