@@ -238,9 +238,8 @@ func call[T any](ctx context.Context, f func() (T, error)) (T, error) {
 
 // ensurePath creates p and its parents as persistent znodes if they are missing.
 func (c *Coordinator) ensurePath(ctx context.Context, p string) error {
-	parts := strings.Split(strings.TrimPrefix(p, "/"), "/")
 	cur := ""
-	for _, part := range parts {
+	for part := range strings.SplitSeq(strings.TrimPrefix(p, "/"), "/") {
 		cur += "/" + part
 		// Look first: creating under a parent we may not write fails with NoAuth even when
 		// the child exists.
