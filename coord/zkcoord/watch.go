@@ -57,7 +57,7 @@ func (c *Coordinator) SetQuarantine(ctx context.Context, q coord.Quarantine, fen
 		check = append(check, &zk.CheckVersionRequest{Path: l.path, Version: 0})
 	}
 	p := c.markPath(q.Node)
-	for attempt := 0; attempt < 3; attempt++ {
+	for range 3 {
 		ok, err := call(ctx, func() (bool, error) { ok, _, err := c.conn.Exists(p); return ok, err })
 		if err != nil {
 			return wrap("quarantine", err)
