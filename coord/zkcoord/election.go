@@ -4,8 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"path"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -51,39 +51,27 @@ func (c *Coordinator) stand(ctx context.Context, election, value string) (*ballo
 	}
 	sess := c.conn.SessionID()
 	tag := "_c_" + rand.Text() + "-"
-	type made struct {
-		path string
-		err  error
+	answered := make(chan struct{}) // closed once the create has its outcome, ctx or not
+	p, err := call(ctx, func() (string, error) {
+		defer close(answered)
+		return c.conn.Create(dir+"/"+tag+"n_", []byte(value), zk.FlagEphemeralSequential, c.acl)
+	})
+	if err == nil && c.conn.SessionID() == sess {
+		return &ballot{c: c, dir: dir, path: p, tag: tag, sess: sess}, nil
 	}
-	ch := make(chan made, 1)
-	go func() {
-		p, err := c.conn.Create(dir+"/"+tag+"n_", []byte(value), zk.FlagEphemeralSequential, c.acl)
-		ch <- made{p, err}
-	}()
-	drop := func() { _ = c.g.Go(func() { c.dropCandidate(dir, tag) }) } // after Close, every znode of the session is gone
-	select {
-	case m := <-ch:
-		switch {
-		case m.err != nil:
-			drop()
-			return nil, wrap("campaign", m.err)
-		case c.conn.SessionID() != sess:
-			// Made in the old session (gone with it) or the new one: either way not a
-			// candidate of the session this ballot would be judged by.
-			drop()
-			return nil, fmt.Errorf("campaign: %w: the session changed while the candidate was made", coord.ErrUnavailable)
+	_ = c.g.Go(func() {
+		select {
+		case <-answered:
+			c.dropCandidate(dir, tag)
+		case <-c.g.Closed(): // every znode of the session is gone with it
 		}
-		return &ballot{c: c, dir: dir, path: m.path, tag: tag, sess: sess}, nil
-	case <-ctx.Done():
-		_ = c.g.Go(func() {
-			select {
-			case <-ch:
-				c.dropCandidate(dir, tag)
-			case <-c.g.Closed():
-			}
-		})
-		return nil, ctx.Err()
+	})
+	if err != nil {
+		return nil, wrap("campaign", err) // also when ctx ended first: coord.Campaign then reports ctx's error
 	}
+	// Made in the old session (gone with it) or the new one: either way not a candidate of
+	// the session this ballot would be judged by.
+	return nil, fmt.Errorf("campaign: %w: the session changed while the candidate was made", coord.ErrUnavailable)
 }
 
 // Line lists the candidates by sequence; the candidate is lost with its session.
@@ -99,8 +87,8 @@ func (b *ballot) Line(ctx context.Context) (int, error) {
 	if b.c.conn.SessionID() != b.sess {
 		return -1, nil // answered in a new session, which says nothing of the candidate's
 	}
-	i := slices.Index(names, base(b.path))
-	b.heard, b.watch = sent, base(b.path)
+	i := slices.Index(names, path.Base(b.path))
+	b.heard, b.watch = sent, path.Base(b.path)
 	if i > 0 {
 		b.watch = names[i-1]
 	}
@@ -159,25 +147,24 @@ func (b *ballot) dropLater() {
 	b.dropOnce.Do(func() { _ = b.c.g.Go(func() { b.c.dropCandidate(b.dir, b.tag) }) })
 }
 
-// dropCandidate deletes the candidate znodes in dir whose names start with tag (one attempt's:
-// see stand) once the ensemble answers, those a session of this process owns; it backs off to
-// a session timeout between failed attempts, and stops when the coordinator closes, which ends
-// the session and its znodes.
+// dropCandidate deletes one attempt's candidate znodes (deleteTagged; see stand) once the
+// ensemble answers, backing off to a session timeout between failed attempts; it stops when
+// the coordinator closes, which ends the session and its znodes.
 func (c *Coordinator) dropCandidate(dir, tag string) {
+	ctx, cancel := notify.CancelOn(context.Background(), c.g.Closed(), nil)
+	defer cancel()
 	for pause := 100 * time.Millisecond; ; pause = min(2*pause, c.timeout()) {
-		if _, err := c.waitSession(context.Background()); err != nil {
+		if _, err := c.waitSession(ctx); err != nil {
 			return
 		}
-		ctx, cancel := notify.CancelOn(context.Background(), c.g.Closed(), nil)
-		ctx, cancelT := context.WithTimeout(ctx, coord.OverdueAfter(c.timeout()))
-		err := c.deleteTagged(ctx, dir, tag)
-		cancelT()
-		cancel()
+		dctx, cancelD := context.WithTimeout(ctx, coord.OverdueAfter(c.timeout()))
+		err := c.deleteTagged(dctx, dir, tag)
+		cancelD()
 		if err == nil {
 			return
 		}
 		c.log.Warn("delete candidate znode; trying again", "dir", dir, "tag", tag, "in", pause, "error", err)
-		if !c.sleep(context.Background(), pause) {
+		if !notify.Sleep(ctx, pause, nil) {
 			return
 		}
 	}
@@ -204,7 +191,7 @@ func (c *Coordinator) deleteTagged(ctx context.Context, dir, tag string) error {
 func (c *Coordinator) candidates(ctx context.Context, dir string) ([]string, error) {
 	names, err := callChildren(ctx, c, dir)
 	names = slices.DeleteFunc(names, func(n string) bool { return !strings.Contains(n, "n_") || len(n) < 10 })
-	sort.Slice(names, func(i, j int) bool { return names[i][len(names[i])-10:] < names[j][len(names[j])-10:] })
+	slices.SortFunc(names, func(a, b string) int { return strings.Compare(a[len(a)-10:], b[len(b)-10:]) })
 	return names, err
 }
 

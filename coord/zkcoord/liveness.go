@@ -8,16 +8,10 @@ import (
 	"time"
 )
 
-// Liveness: how long this session can still be trusted (see the package doc, "Fencing").
-// The ensemble expires a session T after a server last heard from it; a server that answers
-// a request heard the session at or after the request was sent. So the prober (a
-// coord.Prober whose probe is sync) keeps the send time of the latest answered probe, and the
-// session cannot expire before it plus T.
-
-// timeout is the session timeout the coordinator times itself by: the one asked for or the
-// one the servers granted, whichever is shorter. The servers clamp the timeout asked for to
-// 2-20 ticks; the one granted is what they expire the session by, so it is the right one when
-// they lowered it, and using the one asked for when they raised it only fences earlier.
+// timeout is T, the session timeout the coordinator times itself by: the shorter of the one
+// asked for and the one granted. The servers clamp the one asked for to 2-20 ticks and expire
+// the session by the one granted, so the one asked for is shorter only when they raised it,
+// and timing by it then fences earlier than needed, never later.
 func (c *Coordinator) timeout() time.Duration {
 	if n := c.negotiated.Load(); n > 0 && time.Duration(n) < c.cfg.SessionTimeout {
 		return time.Duration(n)
@@ -41,9 +35,6 @@ func (c *Coordinator) LastHeard() time.Time {
 	}
 	return l.Heard
 }
-
-// probe keeps the liveness record fresh until the coordinator closes.
-func (c *Coordinator) probe() { c.prober.Run(context.Background(), c.g.Closed(), 0) }
 
 // sync is the prober's probe: a Sync (see the package doc for why not a read). On Close the
 // library call is flushed once the prober has returned (Close waits for it before closing

@@ -10,6 +10,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
 
 // Register creates <root>/nodes/<id> and keeps it: see coord.Coordinator. The state machine
@@ -96,8 +97,7 @@ func (e *entry) Create(ctx context.Context, s coord.Session) (coord.Created, err
 		case errors.Is(res[0].Error, zk.ErrNodeExists):
 			var cr coord.Created
 			if data, _, err := callGet(ctx, e.c, e.markPath); err == nil {
-				q := coord.ParseQuarantine(e.id, data)
-				cr.Mark = &q
+				cr.Mark = new(coord.ParseQuarantine(e.id, data))
 			}
 			return cr, coord.ErrMarked
 		case errors.Is(res[2].Error, zk.ErrNodeExists):
@@ -194,8 +194,7 @@ func (e *entry) readMarkW(ctx context.Context) (*coord.Quarantine, <-chan zk.Eve
 	if err != nil {
 		return nil, nil, err
 	}
-	q := coord.ParseQuarantine(e.id, data)
-	return &q, ch, nil
+	return new(coord.ParseQuarantine(e.id, data)), ch, nil
 }
 
 // Delete deletes the entry if the current session owns it.
@@ -210,16 +209,13 @@ func (e *entry) Delete(ctx context.Context, _ coord.Session, _ coord.Created) er
 func (e *entry) Retire(ctx context.Context, s coord.Session, _ coord.Created) {
 	sessID := s.(*regSession).id
 	for {
-		if _, err := e.c.waitSession(ctx); err != nil {
-			return
-		}
-		if e.c.conn.SessionID() != sessID {
+		if _, err := e.c.waitSession(ctx); err != nil || e.c.conn.SessionID() != sessID {
 			return
 		}
 		dctx, cancel := context.WithTimeout(ctx, coord.OverdueAfter(e.c.timeout()))
 		err := e.c.deleteOwned(dctx, e.path)
 		cancel()
-		if err == nil || !e.c.sleep(ctx, 100*time.Millisecond) {
+		if err == nil || !notify.Sleep(ctx, 100*time.Millisecond, e.c.g.Closed()) {
 			return
 		}
 	}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 
 	"github.com/go-zookeeper/zk"
 
@@ -57,7 +57,7 @@ func (c *Coordinator) SetQuarantine(ctx context.Context, q coord.Quarantine, fen
 		check = append(check, &zk.CheckVersionRequest{Path: l.path, Version: 0})
 	}
 	p := c.markPath(q.Node)
-	for attempt := 0; attempt < 3; attempt++ {
+	for range 3 {
 		ok, err := call(ctx, func() (bool, error) { ok, _, err := c.conn.Exists(p); return ok, err })
 		if err != nil {
 			return wrap("quarantine", err)
@@ -99,23 +99,23 @@ func (c *Coordinator) Release(ctx context.Context, node string) error {
 func listChildren[T any](ctx context.Context, c *Coordinator, dir string, watch bool,
 	decode coord.Decoder[T]) ([]T, <-chan zk.Event, error) {
 	type got struct {
-		names    []string
-		cversion int32
-		ch       <-chan zk.Event
+		names []string
+		st    *zk.Stat
+		ch    <-chan zk.Event
 	}
 	for {
 		g, err := call(ctx, func() (got, error) {
 			if watch {
 				names, st, ch, err := c.conn.ChildrenW(dir)
-				return got{names, cversionOf(st), ch}, err
+				return got{names, st, ch}, err
 			}
 			names, st, err := c.conn.Children(dir)
-			return got{names, cversionOf(st), nil}, err
+			return got{names, st, nil}, err
 		})
 		if err != nil {
 			return nil, nil, err
 		}
-		sort.Strings(g.names)
+		slices.Sort(g.names)
 		out := make([]T, 0, len(g.names))
 		for _, name := range g.names {
 			data, st, err := callGet(ctx, c, dir+"/"+name)
@@ -130,24 +130,15 @@ func listChildren[T any](ctx context.Context, c *Coordinator, dir string, watch 
 		if len(g.names) == 0 {
 			return out, g.ch, nil
 		}
-		after, err := call(ctx, func() (int32, error) {
-			_, st, err := c.conn.Exists(dir)
-			return cversionOf(st), err
-		})
+		// Stats are read only after a call without an error: the library gives one then.
+		after, err := call(ctx, func() (*zk.Stat, error) { _, st, err := c.conn.Exists(dir); return st, err })
 		if err != nil {
 			return nil, nil, err
 		}
-		if after == g.cversion {
+		if after.Cversion == g.st.Cversion {
 			return out, g.ch, nil
 		}
 	}
-}
-
-func cversionOf(st *zk.Stat) int32 {
-	if st == nil {
-		return 0
-	}
-	return st.Cversion
 }
 
 // watchChildren delivers dir's children now and after every change, re-arming the one-shot
@@ -168,7 +159,7 @@ func watchChildren[T any](ctx context.Context, c *Coordinator, dir string, decod
 		// Wait for the watch or a new session generation (a reconnect).
 		for {
 			s, changed := c.sess.Get()
-			if s.gen != gen || s.closed {
+			if s.gen != gen {
 				return true
 			}
 			select {

@@ -14,17 +14,12 @@
 // and a client cut off from every server cannot learn that its session expired.
 //
 // Fencing follows the rule in coord.State's doc, with H the send time of the latest request
-// answered in the session. go-zookeeper reports a silent link only after its receive timeout
-// (2T/3), so timing from its "disconnected" would leave a member acting live for up to 5T/3.
-// Instead a prober sends a Sync every T/6 and records H (liveness.go): the ensemble expires a
-// session one session timeout T after a server last heard from it, so not before H + T. T is
-// the shorter of the timeout asked for and the one granted: the servers clamp the one asked
-// for to 2-20 ticks and expire by the one granted, so the one asked for is shorter only when
-// they raised it, and timing by it then fences earlier than needed, never later. Beyond the
-// rule, a registration is also Suspended as soon as the library reports a disconnect, and
-// Fenced one T after that report if that is sooner than the rule's deadline, or at once when a
-// new session shows the old one expired. A leadership is given up when its registration would
-// be Suspended (or after T/3 of reported disconnection).
+// answered in the session and T the shorter of the session timeout asked for and the one
+// granted (Coordinator.timeout says why). go-zookeeper reports a silent link only after its
+// receive timeout (2T/3), so timing from its "disconnected" would leave a member acting live
+// for up to 5T/3. Instead a prober sends a Sync every T/6 and records H (liveness.go). Beyond
+// the rule, a registration also goes by the disconnects the library reports
+// (regSession.Standing), and a leadership by coord.HoldLeadership's stricter rule.
 //
 // The probe is a Sync rather than a read because a server answers a Sync only after a round
 // trip to the leader, whose session tracker expires sessions: a follower cut off from the
@@ -41,7 +36,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"path"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -96,7 +90,6 @@ func (c Config) Validate() error {
 type session struct {
 	connected bool
 	gen       uint64 // bumped every time a session is (re)established, so watchers re-list
-	closed    bool
 }
 
 // Coordinator is a coord.Coordinator on ZooKeeper.
@@ -171,7 +164,8 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 			return nil, fmt.Errorf("zk: create %s: %w", p, err)
 		}
 	}
-	_ = c.g.Go(c.probe) // nobody else holds c yet: it cannot be closed
+	// Go cannot fail: nobody else holds c yet, so nobody can have closed it.
+	_ = c.g.Go(func() { c.prober.Run(context.Background(), c.g.Closed(), 0) })
 	return c, nil
 }
 
@@ -199,9 +193,6 @@ func (c *Coordinator) SessionTimeout() time.Duration { return c.cfg.SessionTimeo
 func (c *Coordinator) waitSession(ctx context.Context) (uint64, error) {
 	for {
 		s, changed := c.sess.Get()
-		if s.closed {
-			return 0, coord.ErrClosed
-		}
 		if s.connected {
 			return s.gen, nil
 		}
@@ -218,7 +209,7 @@ func (c *Coordinator) waitSession(ctx context.Context) (uint64, error) {
 // Close ends the session; the ensemble deletes this process's ephemeral znodes at once.
 func (c *Coordinator) Close() error {
 	c.g.Close(func() {
-		c.sess.Update(func(s session) session { s.closed = true; s.connected = false; return s })
+		c.sess.Update(func(s session) session { s.connected = false; return s })
 		c.conn.Close()
 	})
 	return nil
@@ -247,9 +238,8 @@ func call[T any](ctx context.Context, f func() (T, error)) (T, error) {
 
 // ensurePath creates p and its parents as persistent znodes if they are missing.
 func (c *Coordinator) ensurePath(ctx context.Context, p string) error {
-	parts := strings.Split(strings.TrimPrefix(p, "/"), "/")
 	cur := ""
-	for _, part := range parts {
+	for part := range strings.SplitSeq(strings.TrimPrefix(p, "/"), "/") {
 		cur += "/" + part
 		// Look first: creating under a parent we may not write fails with NoAuth even when
 		// the child exists.
@@ -268,21 +258,16 @@ func (c *Coordinator) ensurePath(ctx context.Context, p string) error {
 	return nil
 }
 
-// transient reports whether err is worth retrying after the session settles.
-func transient(err error) bool {
-	return errors.Is(err, zk.ErrConnectionClosed) || errors.Is(err, zk.ErrNoServer) ||
-		errors.Is(err, zk.ErrSessionExpired) || errors.Is(err, zk.ErrSessionMoved) ||
-		errors.Is(err, zk.ErrClosing)
-}
-
-// wrap turns library errors into coord errors where callers branch on them.
+// wrap turns library errors into coord errors where callers branch on them: ErrUnavailable
+// for those worth retrying once the session settles.
 func wrap(op string, err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, zk.ErrNoNode):
 		return fmt.Errorf("%s: %w", op, coord.ErrNotFound)
-	case transient(err):
+	case errors.Is(err, zk.ErrConnectionClosed), errors.Is(err, zk.ErrNoServer), errors.Is(err, zk.ErrSessionExpired),
+		errors.Is(err, zk.ErrSessionMoved), errors.Is(err, zk.ErrClosing):
 		return fmt.Errorf("%s: %w: %v", op, coord.ErrUnavailable, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
@@ -291,19 +276,10 @@ func wrap(op string, err error) error {
 func (c *Coordinator) memberPath(id string) string { return c.nodesDir + "/" + id }
 func (c *Coordinator) markPath(id string) string   { return c.quarDir + "/" + id }
 
-// sleep waits d, returning false if ctx ends or the coordinator closes first.
-func (c *Coordinator) sleep(ctx context.Context, d time.Duration) bool {
-	return notify.Sleep(ctx, d, c.g.Closed())
-}
-
 // zkLogger routes the library's log lines into slog. Connection failures repeat every
 // second while a server is down, so they are logged at debug level.
 type zkLogger struct{ log *slog.Logger }
 
 func (l zkLogger) Printf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	l.log.Debug(msg, "source", "go-zookeeper")
+	l.log.Debug(fmt.Sprintf(format, args...), "source", "go-zookeeper")
 }
-
-// base returns the last element of a znode path.
-func base(p string) string { return path.Base(p) }
