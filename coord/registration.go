@@ -112,17 +112,13 @@ type RegisterOptions struct {
 	Timeout time.Duration
 	// Log receives the registration's state changes.
 	Log *slog.Logger
-	// Closed is closed when the coordinator closes; the registration then stops.
-	Closed <-chan struct{}
-	// Go runs the registration's goroutine for the coordinator, whose Close waits for it;
-	// it fails (ErrClosed) once the coordinator is closed.
-	Go func(func()) error
 }
 
-// StartRegistration starts the registration machine for m on the entry that newEntry makes
-// of m's encoded data (without an epoch: the backend sets that); see Coordinator.Register,
-// whose contract it implements.
-func StartRegistration(ctx context.Context, m Member, o RegisterOptions, newEntry func(data []byte) Entry) (Registration, error) {
+// StartRegistration starts the registration machine for m, on a goroutine of the
+// coordinator's g (it stops when g closes), on the entry that newEntry makes of m's encoded
+// data (without an epoch: the backend sets that); see Coordinator.Register, whose contract
+// it implements.
+func StartRegistration(ctx context.Context, g *Group, m Member, o RegisterOptions, newEntry func(data []byte) Entry) (Registration, error) {
 	if err := ValidateID(m.ID); err != nil {
 		return nil, err
 	}
@@ -135,13 +131,14 @@ func StartRegistration(ctx context.Context, m Member, o RegisterOptions, newEntr
 		id:       m.ID,
 		e:        newEntry(data),
 		o:        o,
+		closed:   g.Closed(),
 		withdraw: make(chan chan error),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
 	r.status.Set(Status{State: Registering, Since: time.Now()})
 	first := make(chan error, 1)
-	if err := o.Go(func() {
+	if err := g.Go(func() {
 		defer close(r.done)
 		r.run(first)
 	}); err != nil {
@@ -163,9 +160,10 @@ func StartRegistration(ctx context.Context, m Member, o RegisterOptions, newEntr
 // registration is one member's entry kept by the machine. Its run goroutine owns the entry;
 // other methods talk to it through channels, or use the entry once done is closed.
 type registration struct {
-	id string
-	e  Entry
-	o  RegisterOptions
+	id     string
+	e      Entry
+	o      RegisterOptions
+	closed <-chan struct{} // the coordinator's group closed: stop
 
 	status   notify.Value[Status]
 	withdraw chan chan error
@@ -252,7 +250,7 @@ func (r *registration) abandon() {
 // and every entry with it.
 func (r *registration) release(ctx context.Context) error {
 	select {
-	case <-r.o.Closed:
+	case <-r.closed:
 		return nil
 	default:
 		return r.e.Release(ctx)
@@ -261,7 +259,7 @@ func (r *registration) release(ctx context.Context) error {
 
 // run is the registration's loop: register, hold, and register again after every loss.
 func (r *registration) run(first chan<- error) {
-	ctx, cancel := notify.CancelOn(context.Background(), r.stop, r.o.Closed)
+	ctx, cancel := notify.CancelOn(context.Background(), r.stop, r.closed)
 	defer cancel()
 	// Whatever ends the loop ends the entry: Deregister, a failed Register, or Close, whose
 	// end of every session deletes it.
@@ -363,7 +361,7 @@ func (r *registration) hold(ctx context.Context, s Session, c Created) (fenced b
 	goneCh := (<-chan struct{})(gone)
 	for {
 		select {
-		case <-r.o.Closed:
+		case <-r.closed:
 			return false
 		default:
 		}

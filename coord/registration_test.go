@@ -84,17 +84,11 @@ func healthy() *fakeSession {
 
 func start(t *testing.T, e *fakeEntry) coord.Registration {
 	t.Helper()
-	closed := make(chan struct{})
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		close(closed)
-		wg.Wait()
-	})
-	reg, err := coord.StartRegistration(context.Background(), coordtest.NewMember("node-1"), coord.RegisterOptions{
+	g := coord.NewGroup()
+	t.Cleanup(func() { g.Close(func() {}) })
+	reg, err := coord.StartRegistration(context.Background(), g, coordtest.NewMember("node-1"), coord.RegisterOptions{
 		Timeout: time.Second,
 		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Closed:  closed,
-		Go:      func(f func()) error { wg.Go(f); return nil },
 	}, func([]byte) coord.Entry { return e })
 	if err != nil {
 		t.Fatal(err)

@@ -14,8 +14,8 @@ import (
 // Register creates <prefix>/nodes/<id> on a lease of its own and keeps it: see
 // coord.Coordinator. The state machine is coord's; this file is what it needs of etcd.
 func (c *Coordinator) Register(ctx context.Context, m coord.Member) (coord.Registration, error) {
-	o := coord.RegisterOptions{Timeout: c.ttl, Log: c.log, Closed: c.g.Closed(), Go: c.g.Go}
-	return coord.StartRegistration(ctx, m, o, func(data []byte) coord.Entry {
+	o := coord.RegisterOptions{Timeout: c.ttl, Log: c.log}
+	return coord.StartRegistration(ctx, c.g, m, o, func(data []byte) coord.Entry {
 		return &entry{c: c, id: m.ID, instance: m.Instance, data: string(data), key: c.nodesPfx + m.ID, markKey: c.quarPfx + m.ID}
 	})
 }

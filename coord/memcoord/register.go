@@ -12,8 +12,8 @@ import (
 // Register creates the member's entry in the client's session and keeps it: see
 // coord.Coordinator.
 func (c *Coordinator) Register(ctx context.Context, m coord.Member) (coord.Registration, error) {
-	o := coord.RegisterOptions{Timeout: c.timeout, Log: c.log, Closed: c.g.Closed(), Go: c.g.Go}
-	return coord.StartRegistration(ctx, m, o, func(data []byte) coord.Entry {
+	o := coord.RegisterOptions{Timeout: c.timeout, Log: c.log}
+	return coord.StartRegistration(ctx, c.g, m, o, func(data []byte) coord.Entry {
 		// As stored: what a backend lists is the decoded encoding, not the caller's value.
 		return &entry{c: c, m: coord.DecodeMember(m.ID, data, 0)}
 	})

@@ -16,8 +16,8 @@ import (
 // Register creates <root>/nodes/<id> and keeps it: see coord.Coordinator. The state machine
 // is coord's; this file is what it needs of ZooKeeper.
 func (c *Coordinator) Register(ctx context.Context, m coord.Member) (coord.Registration, error) {
-	o := coord.RegisterOptions{Timeout: c.cfg.SessionTimeout, Log: c.log, Closed: c.g.Closed(), Go: c.g.Go}
-	return coord.StartRegistration(ctx, m, o, func(data []byte) coord.Entry {
+	o := coord.RegisterOptions{Timeout: c.cfg.SessionTimeout, Log: c.log}
+	return coord.StartRegistration(ctx, c.g, m, o, func(data []byte) coord.Entry {
 		return &entry{c: c, id: m.ID, instance: m.Instance, data: data, path: c.memberPath(m.ID), markPath: c.markPath(m.ID)}
 	})
 }
