@@ -159,7 +159,13 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 			strings.Join(cfg.Servers, ","), cfg.DialTimeout, coord.ErrUnavailable)
 	}
 	for _, p := range []string{c.nodesDir, c.quarDir, c.electDir} {
-		if err := c.ensurePath(wctx, p); err != nil {
+		// A young session's connection may drop (a server restarting): try again within
+		// DialTimeout, as for the session itself, unless the servers refused the request.
+		err := c.ensurePath(wctx, p)
+		for err != nil && !refused(err) && notify.Sleep(wctx, 100*time.Millisecond, nil) {
+			err = c.ensurePath(wctx, p)
+		}
+		if err != nil {
 			conn.Close()
 			return nil, fmt.Errorf("zk: create %s: %w", p, err)
 		}
@@ -256,6 +262,13 @@ func (c *Coordinator) ensurePath(ctx context.Context, p string) error {
 		}
 	}
 	return nil
+}
+
+// refused reports whether err is the servers' answer to a request that asking again will
+// not change (credentials, ACLs, the path).
+func refused(err error) bool {
+	return errors.Is(err, zk.ErrNoAuth) || errors.Is(err, zk.ErrAuthFailed) || errors.Is(err, zk.ErrInvalidACL) ||
+		errors.Is(err, zk.ErrBadArguments) || errors.Is(err, zk.ErrInvalidPath)
 }
 
 // wrap turns library errors into coord errors where callers branch on them: ErrUnavailable

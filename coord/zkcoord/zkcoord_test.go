@@ -2,7 +2,9 @@ package zkcoord_test
 
 import (
 	"context"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -89,5 +91,48 @@ func TestDigestAuth(t *testing.T) {
 	if err := (zkcoord.Config{Servers: []string{"a:1"}, Auth: "nopassword"}).Validate(); err == nil ||
 		!strings.Contains(err.Error(), "user:password") {
 		t.Fatalf("Validate of a bad auth = %v", err)
+	}
+}
+
+// dropsFirstRequest is a net.Conn whose first connection closes itself at the first request
+// after the session handshake: a server that restarts just after giving a client a session.
+type dropsFirstRequest struct {
+	net.Conn
+	writes int
+}
+
+func (c *dropsFirstRequest) Write(b []byte) (int, error) {
+	if c.writes++; c.writes == 2 {
+		c.Conn.Close()
+		return 0, net.ErrClosed
+	}
+	return c.Conn.Write(b)
+}
+
+// TestNewRidesOutALinkDroppedWhileItCreatesItsDirectories: the connection drops right
+// after the session is established, as New creates its directories. New retries within its
+// DialTimeout, as it waits for a session, instead of failing the process's start.
+func TestNewRidesOutALinkDroppedWhileItCreatesItsDirectories(t *testing.T) {
+	e := shared.Ensemble(t)
+	var dials atomic.Int32
+	dial := func(network, address string, timeout time.Duration) (net.Conn, error) {
+		conn, err := net.DialTimeout(network, address, timeout)
+		if err != nil || dials.Add(1) > 1 {
+			return conn, err
+		}
+		return &dropsFirstRequest{Conn: conn}, nil
+	}
+	ctx := testenv.Context(t, 30*time.Second)
+	c, err := zkcoord.New(ctx, zkcoord.Config{Servers: e.Addrs(), Dial: dial,
+		Settings: coord.Settings{Root: "/drop-" + coordtest.Instance(), SessionTimeout: 2 * time.Second, Logger: testenv.Logger(t)}})
+	if err != nil {
+		t.Fatalf("New failed on one dropped connection (%d dials): %v", dials.Load(), err)
+	}
+	defer c.Close()
+	if dials.Load() < 2 {
+		t.Fatalf("%d dials: the first connection was not dropped; the test proves nothing", dials.Load())
+	}
+	if _, err := c.Register(ctx, coordtest.NewMember("node-1")); err != nil {
+		t.Fatalf("Register after the reconnect: %v", err)
 	}
 }
