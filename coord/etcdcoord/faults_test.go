@@ -227,3 +227,38 @@ func TestShortCutKeepsEpoch(t *testing.T) {
 		t.Fatalf("members = %+v, want node-1 at epoch %d", ms, st0.Epoch)
 	}
 }
+
+// TestResignAfterALostLeadershipKeepsToItsContext: a cut-off leader's leadership ends and
+// its lease is revoked in the background, which cannot get through and waits up to a TTL.
+// The role's Resign that follows must keep to its own context, not wait behind that revoke.
+func TestResignAfterALostLeadershipKeepsToItsContext(t *testing.T) {
+	ctx := testenv.Context(t, 30*time.Second)
+	p := testenv.StartProxy(t, endpoint)
+	a := open(t, etcdcoord.Config{Endpoints: []string{p.Addr}, Settings: coord.Settings{Root: freshPrefix(), SessionTimeout: faultTTL, DialTimeout: 5 * time.Second}})
+	la, err := a.Campaign(ctx, "monitor", "mon-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Cut()
+	select {
+	case <-la.Done():
+	case <-time.After(faultTTL):
+		t.Fatal("cut-off leader still leads after a TTL")
+	}
+	// The lease leaves the coordinator's set as its revoke begins: the background one.
+	testenv.Eventually(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if n := len(etcdcoord.LeaseAcks(a)); n > 0 {
+			return fmt.Errorf("%d leases held: the lost lease's revoke has not started", n)
+		}
+		return nil
+	})
+	const wait = 200 * time.Millisecond
+	rctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	start := time.Now()
+	err = la.Resign(rctx)
+	if took := time.Since(start); took > faultTTL/2 {
+		t.Fatalf("Resign with a %v context returned after %v (%v): it waited for the background revoke", wait, took.Round(time.Millisecond), err)
+	}
+	t.Logf("Resign on a cut link: %v", err)
+}

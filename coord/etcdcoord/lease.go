@@ -34,6 +34,7 @@ type keeper struct {
 	p *coord.Prober
 
 	revokeOnce sync.Once
+	revoked    chan struct{} // closed when the first revoke has its outcome, revokeErr
 	revokeErr  error
 }
 
@@ -49,7 +50,7 @@ func (c *Coordinator) grant(ctx context.Context) (*keeper, error) {
 	if err != nil {
 		return nil, wrap("grant lease", err)
 	}
-	k := &keeper{c: c, id: resp.ID, ttl: time.Duration(resp.TTL) * time.Second}
+	k := &keeper{c: c, id: resp.ID, ttl: time.Duration(resp.TTL) * time.Second, revoked: make(chan struct{})}
 	k.p = coord.NewProber(start, func() time.Duration { return k.ttl }, k.keepAlive)
 	// In the set before the goroutine starts: once it has, Close revokes what is in the set.
 	c.mu.Lock()
@@ -100,18 +101,29 @@ func (k *keeper) Standing(now time.Time) coord.Standing {
 }
 
 // revoke stops the keepalive and revokes the lease, deleting every key attached to it.
-// Idempotent; a lease that already expired counts as revoked.
+// Idempotent; a lease that already expired counts as revoked. A call made while an earlier
+// one is under way (a background revoke on a cut link, say) waits for its outcome only as
+// long as its own ctx lasts.
 func (k *keeper) revoke(ctx context.Context) error {
-	k.revokeOnce.Do(func() {
-		k.p.Lose()
-		k.c.mu.Lock()
-		delete(k.c.leases, k)
-		k.c.mu.Unlock()
-		_, err := k.c.cli.Revoke(ctx, k.id)
-		if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-			k.revokeErr = wrap("revoke lease", err)
+	first := false
+	k.revokeOnce.Do(func() { first = true })
+	if !first {
+		select {
+		case <-k.revoked:
+			return k.revokeErr
+		case <-ctx.Done():
+			return wrap("revoke lease", ctx.Err())
 		}
-	})
+	}
+	k.p.Lose()
+	k.c.mu.Lock()
+	delete(k.c.leases, k)
+	k.c.mu.Unlock()
+	_, err := k.c.cli.Revoke(ctx, k.id)
+	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		k.revokeErr = wrap("revoke lease", err)
+	}
+	close(k.revoked)
 	return k.revokeErr
 }
 
