@@ -31,12 +31,14 @@ func TestLivenessStanding(t *testing.T) {
 			true, h.Add(5400 * ms), h.Add(5400 * ms)},
 		{"pending, overdue only at the instant: not yet", coord.Liveness{Heard: h, Pending: h.Add(500 * ms)}, h.Add(2500 * ms),
 			false, h.Add(5400 * ms), h.Add(2500*ms + ms)},
+		{"lost: carried through, the times as ever", coord.Liveness{Heard: h, Lost: true}, h.Add(time.Second),
+			false, h.Add(5400 * ms), h.Add(3 * time.Second)},
 	} {
 		st := c.l.Standing(c.now, T)
 		s, f, n := st.Suspended, st.FenceAt, st.Next
-		if s != c.suspended || !f.Equal(c.fenceAt) || !n.Equal(c.next) || !st.Heard.Equal(h) || st.Lost {
-			t.Errorf("%s: Standing = (%v, +%v, +%v), want (%v, +%v, +%v)", c.name,
-				s, f.Sub(h), n.Sub(h), c.suspended, c.fenceAt.Sub(h), c.next.Sub(h))
+		if s != c.suspended || !f.Equal(c.fenceAt) || !n.Equal(c.next) || !st.Heard.Equal(h) || st.Lost != c.l.Lost {
+			t.Errorf("%s: Standing = (suspended %v, fence +%v, next +%v, heard +%v, lost %v), want (%v, +%v, +%v, +0s, %v)", c.name,
+				s, f.Sub(h), n.Sub(h), st.Heard.Sub(h), st.Lost, c.suspended, c.fenceAt.Sub(h), c.next.Sub(h), c.l.Lost)
 		}
 	}
 	if got := coord.FenceAfter(T); got != 5400*ms {

@@ -330,7 +330,7 @@ func testElection(t *testing.T, newClient func() coord.Coordinator) {
 	// for a bounded while (polling a read that lags: nothing to wait on).
 	testenv.Eventually(t, 5*time.Second, 20*time.Millisecond, func() error {
 		if got, _ := a.Leader(ctx, "monitor"); got != "mon-c" {
-			return fmt.Errorf("Leader after leader's client closed = %q, want mon-c", got)
+			return fmt.Errorf("leader after the leader's client closed = %q, want mon-c", got)
 		}
 		return nil
 	})

@@ -198,6 +198,12 @@ func (c *Coordinator) SessionTimeout() time.Duration { return c.cfg.SessionTimeo
 // waitSession blocks until the client has a session, returning its generation.
 func (c *Coordinator) waitSession(ctx context.Context) (uint64, error) {
 	for {
+		// Closed first: the library may report a session it regained while Close ran.
+		select {
+		case <-c.g.Closed():
+			return 0, coord.ErrClosed
+		default:
+		}
 		s, changed := c.sess.Get()
 		if s.connected {
 			return s.gen, nil
