@@ -123,9 +123,10 @@ func TestProxyRefusesUntrustedSourcesAndMissingHeaders(t *testing.T) {
 	_, _ = c.Write(minimalConnect("dev-1"))
 	closedWithin(t, c, 5*time.Second)
 	// Trusted source that sends nothing: closed by the connect deadline.
+	dialed := time.Now() // the deadline runs from the accept, after this
 	c = dialFrom(t, "127.0.0.1", tl.addr)
-	if took := closedWithin(t, c, 5*time.Second); took < 250*time.Millisecond {
-		t.Fatalf("silent connection closed after %v, before the 300ms connect timeout", took)
+	if closedWithin(t, c, 5*time.Second); time.Since(dialed) < testLimits().ConnectTimeout {
+		t.Fatalf("silent connection closed %v after the dial, before the 300ms connect timeout", time.Since(dialed))
 	}
 	waitCounts(t, tl, 0, 0)
 	if tl.refusals("proxy_untrusted") != 1 || tl.refusals("proxy_header") != 1 || tl.refusals("connect_timeout") != 1 || fb.count() != 0 {
@@ -213,7 +214,10 @@ func TestWebSocketCarriesMQTTThroughTheLimits(t *testing.T) {
 	}{{"ws", nil, nil}, {"wss", srvTLS, cliTLS}} {
 		t.Run(tc.name, func(t *testing.T) {
 			fb := newRemoteBroker()
-			tl := proxyListener(t, testLimits(), fb.establish, true, tc.srv)
+			// Room for a handshake on a loaded machine: the limits under test are the others.
+			limits := testLimits()
+			limits.ConnectTimeout = 10 * time.Second
+			tl := proxyListener(t, limits, fb.establish, true, tc.srv)
 			c, resp, err := wsDial(t, tl.addr, proxyHeader(t, 1, "203.0.113.9"), tc.cli, "mqtt")
 			if err != nil {
 				t.Fatalf("dial: %v (%v)", err, resp)

@@ -106,6 +106,7 @@ func TestAppendPublishRespectsMaximumPacketSize(t *testing.T) {
 // TestAppendPublishAllocatesOnce: encoding into an empty buffer allocates it once, at
 // its final size, rather than growing it append by append. (Counted against encoding
 // into a buffer large enough already, so that what the race detector adds cancels out.)
+// Not parallel: testing.AllocsPerRun counts every goroutine's allocations.
 func TestAppendPublishAllocatesOnce(t *testing.T) {
 	p := publishPacket{
 		topic: "inbox/some-client-id", payload: make([]byte, 200), qos: 1, pid: 7,

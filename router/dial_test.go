@@ -50,8 +50,9 @@ func TestUnreachableNodeCostsOneDialPerPass(t *testing.T) {
 		t.Logf("message %d: %v %v", i, o.Status, o.Err)
 	}
 	// Two passes' dials, then queueing: a dial to tell the node directly, and its lease
-	// waited out. One dial per client would cost 4×2×300ms on its own.
-	if budget := 3*dial + time.Duration(m.LeaseMillis)*time.Millisecond*11/10 + 500*time.Millisecond; took > budget {
+	// waited out; and a second for a loaded machine. One dial per client would cost
+	// 4×2×300ms more.
+	if budget := 3*dial + time.Duration(m.LeaseMillis)*time.Millisecond*11/10 + time.Second; took > budget {
 		t.Fatalf("one request to %d clients on one unreachable node took %v, over %v (a %v dial per client, per pass)",
 			n, took.Round(time.Millisecond), budget, dial)
 	}

@@ -136,8 +136,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max wait %v must be positive and at most the largest max wait %v", c.MaxWait, c.MaxMaxWait)
 	case c.MaxMaxWait > time.Duration(1<<32-1)*time.Millisecond:
 		return fmt.Errorf("largest max wait %v is too long", c.MaxMaxWait)
-	case c.AnswerGrace <= 0 || c.StoreTimeout <= 0 || c.DialTimeout <= 0:
-		return errors.New("answer grace, store timeout and dial timeout must be positive")
+	case c.AnswerGrace <= 0 || c.StoreTimeout <= 0:
+		return errors.New("answer grace and store timeout must be positive")
+	case c.DialTimeout <= 0:
+		return fmt.Errorf("dial timeout %v must be positive", c.DialTimeout)
 	case c.RouteCache < 0:
 		return fmt.Errorf("route cache %d must not be negative", c.RouteCache)
 	}

@@ -207,8 +207,8 @@ func (s *Shared) MainLeakCheck(m *testing.M, opts ...goleak.Option) {
 	os.Exit(code)
 }
 
-// WaitingTests lets n of a package's parallel tests run at once unless the command line
-// says otherwise (-parallel, whose default is GOMAXPROCS). It is for packages whose tests
+// WaitingTests lets n (or GOMAXPROCS, if more) of a package's parallel tests run at once
+// unless the command line says otherwise (-parallel, whose default is GOMAXPROCS). It is for packages whose tests
 // spend their time waiting (leases, keep-alives, timeouts of servers that do not answer),
 // not computing: run two at a time on a 2-core machine, they would leave it idle. It
 // changes nothing when fuzzing, where -parallel is the number of fuzzing processes. Call
@@ -220,7 +220,7 @@ func WaitingTests(n int) {
 	if fuzz := flag.Lookup("test.fuzz"); set || fuzz != nil && fuzz.Value.String() != "" {
 		return
 	}
-	if err := flag.Set("test.parallel", strconv.Itoa(n)); err != nil {
+	if err := flag.Set("test.parallel", strconv.Itoa(max(n, runtime.GOMAXPROCS(0)))); err != nil {
 		panic(err) // the testing package defines the flag
 	}
 }
