@@ -2,7 +2,6 @@ package node
 
 import (
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
@@ -59,42 +58,17 @@ func TestFullRoutesPushInChunks(t *testing.T) {
 // dial's timeout (a rolling restart beside a frozen node would stall that long per node).
 func TestCloseDoesNotWaitOutADialToASilentPeer(t *testing.T) {
 	t.Parallel()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	accepted := make(chan net.Conn, 8)
-	go func() {
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- c // held open, never answered
-		}
-	}()
-	t.Cleanup(func() {
-		lis.Close()
-		for {
-			select {
-			case c := <-accepted:
-				c.Close()
-			default:
-				return
-			}
-		}
-	})
+	frozen := testenv.StartSilent(t)
 	env := newFaultEnv(t)
 	ctx := testenv.Context(t, 30*time.Second)
 	m := coordtest.NewMember("frozen")
-	m.InternalAddr = lis.Addr().String()
+	m.InternalAddr = frozen.Addr
 	if _, err := env.coord(t).Register(ctx, m); err != nil {
 		t.Fatal(err)
 	}
 	n := startFaultNode(t, faultConfig(t, "cl-1"), env.coord(t), env.store(t))
 	select {
-	case c := <-accepted:
-		accepted <- c // for the cleanup to close
+	case <-frozen.Accepted:
 	case <-ctx.Done():
 		t.Fatal("the node never dialled its peer")
 	}

@@ -200,13 +200,26 @@ func (p *Proxy) Restore() {
 // listener and every connection it took are closed when the test ends.
 func SilentAddr(t testing.TB) string {
 	t.Helper()
+	return StartSilent(t).Addr
+}
+
+// Silent is the server behind SilentAddr, for a test that waits for its first connection.
+type Silent struct {
+	Addr string
+	// Accepted is closed once the server has accepted a connection.
+	Accepted <-chan struct{}
+}
+
+// StartSilent starts a SilentAddr server.
+func StartSilent(t testing.TB) Silent {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
 	var conns []net.Conn
-	done := make(chan struct{})
+	done, accepted := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
 		for {
@@ -215,7 +228,9 @@ func SilentAddr(t testing.TB) string {
 				return
 			}
 			mu.Lock()
-			conns = append(conns, c)
+			if conns = append(conns, c); len(conns) == 1 {
+				close(accepted)
+			}
 			mu.Unlock()
 		}
 	}()
@@ -228,5 +243,5 @@ func SilentAddr(t testing.TB) string {
 			c.Close()
 		}
 	})
-	return l.Addr().String()
+	return Silent{Addr: l.Addr().String(), Accepted: accepted}
 }
