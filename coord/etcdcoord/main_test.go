@@ -9,7 +9,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/switchboard-mqtt/switchboard/coord/etcdcoord"
+	"github.com/switchboard-mqtt/switchboard/internal/etcdembed"
 )
 
 // endpoint is the shared in-process etcd server's client address (host:port), set by
@@ -30,7 +30,7 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	srv, err := etcdcoord.StartEmbedded(ctx, dir)
+	srv, err := etcdembed.Start(ctx, dir)
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start etcd:", err)

@@ -17,6 +17,7 @@ import (
 	"github.com/switchboard-mqtt/switchboard/auth"
 	"github.com/switchboard-mqtt/switchboard/coord"
 	"github.com/switchboard-mqtt/switchboard/coord/etcdcoord"
+	"github.com/switchboard-mqtt/switchboard/internal/etcdembed"
 	"github.com/switchboard-mqtt/switchboard/internal/progress"
 	"github.com/switchboard-mqtt/switchboard/monitor"
 	"github.com/switchboard-mqtt/switchboard/node"
@@ -150,7 +151,7 @@ func runUp(ctx context.Context, e env, args []string) error {
 type upCluster struct {
 	log     *slog.Logger
 	prog    *progress.Line // the start-up's status line
-	etcd    *etcdcoord.Embedded
+	etcd    *etcdembed.Server
 	st      store.Store
 	stores  string // how the store was described to the user
 	coordBy string
@@ -188,7 +189,7 @@ func (u *upCluster) startBackends(ctx context.Context, o upOptions) error {
 		u.prog.Set("starting the embedded etcd in %s", filepath.Join(o.dataDir, "etcd"))
 		ectx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		defer cancel()
-		if u.etcd, err = etcdcoord.StartEmbedded(ectx, filepath.Join(o.dataDir, "etcd")); err != nil {
+		if u.etcd, err = etcdembed.Start(ectx, filepath.Join(o.dataDir, "etcd")); err != nil {
 			return err
 		}
 		u.coordBy = "embedded etcd at " + u.etcd.Endpoint() + " (data in " + filepath.Join(o.dataDir, "etcd") + ")"

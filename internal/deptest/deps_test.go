@@ -67,7 +67,8 @@ var rules = []struct {
 		"coord is below every role and knows no backend"},
 	{"coord/memcoord", group(coordBackends, storeBackends, mochiAll, []string{module + "store/..."}), "the in-memory coordinator needs no server"},
 	{"coord/zkcoord", group([]string{module + "coord/etcdcoord/...", "go.etcd.io/etcd/...", module + "store/..."}, storeBackends, mochiAll), "a coordination backend is alone with its library"},
-	{"coord/etcdcoord", group([]string{module + "coord/zkcoord/...", "github.com/go-zookeeper/...", module + "store/...", "github.com/redis/..."}, mochiAll), "a coordination backend is alone with its library"},
+	{"coord/etcdcoord", group([]string{module + "coord/zkcoord/...", "github.com/go-zookeeper/...", module + "store/...", "github.com/redis/...", "go.etcd.io/etcd/server/...", "go.etcd.io/bbolt/...", module + "internal/etcdembed/..."}, mochiAll), "a coordination backend is alone with its client library (etcd's server is internal/etcdembed's)"},
+	{"internal/etcdembed", []string{module + "..."}, "the embedded etcd member is a leaf"},
 	{"store/redisstore", group([]string{module + "coord/..."}, coordBackends, []string{module + "store/embedded/...", "go.etcd.io/bbolt/..."}, mochiAll), "a store backend is alone with its library"},
 	{"store/embedded", group([]string{module + "coord/..."}, coordBackends, []string{module + "store/redisstore/...", "github.com/redis/..."}, mochiAll), "a store backend is alone with its library"},
 

@@ -1,4 +1,7 @@
-package etcdcoord
+// Package etcdembed runs a single etcd member inside this process, for `switchboard up` and
+// the etcd backend's tests. It is apart from coord/etcdcoord so that the backend, like the
+// ZooKeeper one, links only its client library, not etcd's server.
+package etcdembed
 
 import (
 	"context"
@@ -16,25 +19,25 @@ import (
 	"go.uber.org/zap"
 )
 
-// Embedded is a single-member etcd running inside this process, for `switchboard up`: its
-// data lives in a directory, and it listens on 127.0.0.1 only.
-type Embedded struct {
+// Server is a single-member etcd running inside this process: its data lives in a
+// directory, and it listens on 127.0.0.1 only.
+type Server struct {
 	etcd     *embed.Etcd
 	client   *clientv3.Client
 	endpoint string
 	once     sync.Once
 }
 
-// embeddedPorts remembers the ports an embedded etcd used, so a restart on the same data
+// portFile remembers the ports an embedded etcd used, so a restart on the same data
 // directory listens where its stored membership says it does.
-type embeddedPorts struct {
+type portFile struct {
 	Client int `json:"client"`
 	Peer   int `json:"peer"`
 }
 
-// StartEmbedded starts (or restarts, with the same data) an etcd member in dir and returns
+// Start starts (or restarts, with the same data) an etcd member in dir and returns
 // once it serves, with a client connected to it.
-func StartEmbedded(ctx context.Context, dir string) (*Embedded, error) {
+func Start(ctx context.Context, dir string) (*Server, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded etcd: %w", err)
 	}
@@ -70,13 +73,13 @@ func StartEmbedded(ctx context.Context, dir string) (*Embedded, error) {
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd client: %w", err)
 	}
-	return &Embedded{etcd: e, client: client, endpoint: cu.Host}, nil
+	return &Server{etcd: e, client: client, endpoint: cu.Host}, nil
 }
 
 // loadPorts reads the ports a previous run used, or picks free ones and records them.
-func loadPorts(dir string) (embeddedPorts, error) {
+func loadPorts(dir string) (portFile, error) {
 	path := filepath.Join(dir, "ports.json")
-	var p embeddedPorts
+	var p portFile
 	if b, err := os.ReadFile(path); err == nil {
 		if err := json.Unmarshal(b, &p); err != nil || p.Client == 0 || p.Peer == 0 {
 			return p, fmt.Errorf("embedded etcd: %s is damaged; remove the data directory to start afresh", path)
@@ -101,7 +104,7 @@ func loadPorts(dir string) (embeddedPorts, error) {
 		defer l.Close()
 		ls[i] = l
 	}
-	p = embeddedPorts{Client: ls[0].Addr().(*net.TCPAddr).Port, Peer: ls[1].Addr().(*net.TCPAddr).Port}
+	p = portFile{Client: ls[0].Addr().(*net.TCPAddr).Port, Peer: ls[1].Addr().(*net.TCPAddr).Port}
 	b, _ := json.Marshal(p)
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		return p, fmt.Errorf("embedded etcd: %w", err)
@@ -109,15 +112,15 @@ func loadPorts(dir string) (embeddedPorts, error) {
 	return p, nil
 }
 
-// Client is a client of the embedded member; pass it in Config.Client. It stays open until
+// Client is a client of the embedded member; pass it in etcdcoord.Config.Client. It stays open until
 // Close.
-func (e *Embedded) Client() *clientv3.Client { return e.client }
+func (e *Server) Client() *clientv3.Client { return e.client }
 
 // Endpoint is the member's client address (127.0.0.1:port).
-func (e *Embedded) Endpoint() string { return e.endpoint }
+func (e *Server) Endpoint() string { return e.endpoint }
 
 // Close closes the client and stops the member, flushing its data. Idempotent.
-func (e *Embedded) Close() error {
+func (e *Server) Close() error {
 	e.once.Do(func() {
 		e.client.Close()
 		e.etcd.Close()
