@@ -1,14 +1,9 @@
 // Package coord is the cluster's coordination: who is a live member, who is quarantined, and
 // who leads. It is an interface with one implementation per backend: coord/zkcoord on
 // ZooKeeper, coord/etcdcoord on etcd, coord/memcoord in memory for tests; every one passes the
-// behaviour suite in coord/coordtest.
-//
-// What does not depend on the backend is written here once: the registration state machine
-// (registration.go), which every backend drives through a small Entry of its own; the
-// holder of a won election, which gives it up by the same liveness (leadership.go); the
-// liveness rule that times Suspended and Fenced (liveness.go); the goroutines a coordinator
-// owns and the loop behind its watches (group.go); and the leader loop of the elected roles
-// (Lead).
+// behaviour suite in coord/coordtest. What does not depend on the backend is written here
+// once, and each backend drives it through a few primitives: the registration machine
+// (Entry), the election recipe (Ballot), the liveness rule and its prober.
 //
 // The semantics follow what both ZooKeeper sessions and etcd leases can give: a member entry
 // is ephemeral (it vanishes when its owner's session or lease ends), carries an epoch that

@@ -5,7 +5,6 @@ package coordtest
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -37,11 +36,7 @@ func Run(t *testing.T, open Opener) {
 }
 
 // Instance returns a random instance id.
-func Instance() string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
+func Instance() string { return rand.Text() }
 
 // NewMember returns a member with plausible data.
 func NewMember(id string) coord.Member {
