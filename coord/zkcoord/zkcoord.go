@@ -248,6 +248,37 @@ func call[T any](ctx context.Context, f func() (T, error)) (T, error) {
 	}
 }
 
+// call2 and call3 are call for a library call on path p with two or three results.
+func call2[A, B any](ctx context.Context, f func(p string) (A, B, error), p string) (A, B, error) {
+	type ab struct {
+		a A
+		b B
+	}
+	r, err := call(ctx, func() (ab, error) { a, b, err := f(p); return ab{a, b}, err })
+	return r.a, r.b, err
+}
+
+func call3[A, B, C any](ctx context.Context, f func(p string) (A, B, C, error), p string) (A, B, C, error) {
+	type abc struct {
+		a A
+		b B
+		c C
+	}
+	r, err := call(ctx, func() (abc, error) { a, b, c, err := f(p); return abc{a, b, c}, err })
+	return r.a, r.b, r.c, err
+}
+
+// delete is conn.Delete through call.
+func (c *Coordinator) delete(ctx context.Context, p string, version int32) error {
+	_, err := call(ctx, func() (struct{}, error) { return struct{}{}, c.conn.Delete(p, version) })
+	return err
+}
+
+// bounded bounds ctx by OverdueAfter(T), so that a call lost on a silent link is made again.
+func (c *Coordinator) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, coord.OverdueAfter(c.timeout()))
+}
+
 // ensurePath creates p and its parents as persistent znodes if they are missing.
 func (c *Coordinator) ensurePath(ctx context.Context, p string) error {
 	cur := ""
@@ -255,7 +286,7 @@ func (c *Coordinator) ensurePath(ctx context.Context, p string) error {
 		cur += "/" + part
 		// Look first: creating under a parent we may not write fails with NoAuth even when
 		// the child exists.
-		ok, err := call(ctx, func() (bool, error) { ok, _, err := c.conn.Exists(cur); return ok, err })
+		ok, _, err := call2(ctx, c.conn.Exists, cur)
 		if err != nil {
 			return err
 		}
