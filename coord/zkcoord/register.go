@@ -51,11 +51,9 @@ func (e *entry) Session(ctx context.Context) (coord.Session, error) {
 	return &regSession{c: e.c, id: e.c.conn.SessionID(), heard: time.Now()}, nil
 }
 
-// Standing follows the prober's record, with T the session timeout the coordinator times
-// itself by: Suspended as soon as the library reports the connection lost or a probe is
-// overdue; fenced at the latest answered send time plus FenceAfter(T), or one T after the
-// library reported the disconnect if that comes first (it cannot, unless the prober is
-// starved); lost when a new session shows that this one expired.
+// Standing is coord.Liveness.Standing of the prober's record for this session, with what the
+// library reports: Down while disconnected, fenced one T after the disconnect if that comes
+// first (only if the prober is starved), Lost once a new session shows this one expired.
 func (s *regSession) Standing(now time.Time) coord.Standing {
 	ss, changed := s.c.sess.Get()
 	l, heardChanged := s.c.prober.Get()
@@ -76,6 +74,14 @@ func (s *regSession) Standing(now time.Time) coord.Standing {
 	}
 	out.Next = earliest(out.Next, out.FenceAt)
 	return out
+}
+
+// earliest returns the earlier of a and b.
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // Create registers the entry unless a quarantine mark stands, in one transaction: creating
@@ -172,14 +178,6 @@ func (e *entry) Look(ctx context.Context, s coord.Session, cr coord.Created) (co
 	return v, coord.LookChanged(ctx, nodeCh, markCh, sessChanged), nil
 }
 
-// earliest returns the earlier of a and b.
-func earliest(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
-}
-
 // readMarkW reads the member's quarantine mark, if any, and watches it.
 func (e *entry) readMarkW(ctx context.Context) (*coord.Quarantine, <-chan zk.Event, error) {
 	ok, _, ch, err := call3(ctx, e.c.conn.ExistsW, e.markPath)
@@ -196,15 +194,15 @@ func (e *entry) readMarkW(ctx context.Context) (*coord.Quarantine, <-chan zk.Eve
 	return new(coord.ParseQuarantine(e.id, data)), ch, nil
 }
 
-// Delete deletes the entry if the current session owns it.
+// Delete and Release delete the entry if the current session owns it.
 func (e *entry) Delete(ctx context.Context, _ coord.Session, _ coord.Created) error {
 	return e.c.deleteOwned(ctx, e.path)
 }
 
-// Retire, after a fence in the same session, deletes the entry once the ensemble answers,
-// so the node comes back under a new epoch: routers may have sent its clients' messages to
-// mailboxes meanwhile, and nothing addressed to the fenced epoch may be accepted. In a new
-// session the old one expired, and its entry with it.
+func (e *entry) Release(ctx context.Context) error { return e.c.deleteOwned(ctx, e.path) }
+
+// Retire deletes the entry once the ensemble answers, if still in the session that made it:
+// in a new session the old one expired, and the entry with it.
 func (e *entry) Retire(ctx context.Context, s coord.Session, _ coord.Created) {
 	sessID := s.(*regSession).id
 	for {
@@ -219,9 +217,6 @@ func (e *entry) Retire(ctx context.Context, s coord.Session, _ coord.Created) {
 		}
 	}
 }
-
-// Release deletes the entry if the current session owns it.
-func (e *entry) Release(ctx context.Context) error { return e.c.deleteOwned(ctx, e.path) }
 
 // deleteOwned deletes ephemeral znode p if this process's current session owns it; one of an
 // earlier session goes with that session.

@@ -13,13 +13,11 @@
 // the session timeout the servers granted to itself (we read it off the connect response),
 // and a client cut off from every server cannot learn that its session expired.
 //
-// Fencing follows the rule in coord.State's doc, with H the send time of the latest request
-// answered in the session and T the shorter of the session timeout asked for and the one
-// granted (Coordinator.timeout says why). go-zookeeper reports a silent link only after its
-// receive timeout (2T/3), so timing from its "disconnected" would leave a member acting live
-// for up to 5T/3. Instead a prober sends a Sync every T/6 and records H (liveness.go). Beyond
-// the rule, a registration also goes by the disconnects the library reports
-// (regSession.Standing), and a leadership by coord.HoldLeadership's stricter rule.
+// Fencing follows coord.State's rule, with T the shorter of the session timeout asked for and
+// the one granted (Coordinator.timeout). go-zookeeper reports a silent link only after its
+// receive timeout (2T/3), which would leave a member acting live for up to 5T/3, so a
+// coord.Prober sends Syncs to keep H (liveness.go); the library's disconnects count besides
+// (regSession.Standing).
 //
 // The probe is a Sync rather than a read because a server answers a Sync only after a round
 // trip to the leader, whose session tracker expires sessions: a follower cut off from the
