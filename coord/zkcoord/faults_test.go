@@ -50,10 +50,7 @@ func TestSurvivesLossOfOneServerThenTheLeader(t *testing.T) {
 	}
 	// The view stays correct: a member joining now is seen.
 	other := open(t, e.Addrs(), "/sb", sessionTimeout)
-	reg2, err := other.Register(ctx, coordtest.NewMember("node-2"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg2, _ := register(ctx, t, other, "node-2")
 	coordtest.WaitMembers(t, watch, 10*time.Second, "node-2 seen with one server down",
 		func(ms []coord.Member) bool { return len(ms) == 2 })
 
@@ -102,11 +99,7 @@ func TestQuorumLossFencesThenReRegisters(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	node := open(t, e.Addrs(), "/sb", sessionTimeout)
-	reg, err := node.Register(ctx, coordtest.NewMember("node-1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st0, _ := reg.Status()
+	reg, st0 := register(ctx, t, node, "node-1")
 	servers := e.Servers()
 	// Timed from before the stops: the client loses its server when the first one lands.
 	lost := time.Now()
@@ -155,22 +148,13 @@ func TestSessionExpiryReRegisters(t *testing.T) {
 	defer cancel()
 	var bridge testenv.Bridge
 	root := "/expiry-" + coordtest.Instance()
-	node, err := zkcoord.New(ctx, zkcoord.Config{Servers: e.Addrs(), Dial: bridge.Dial,
-		Settings: coord.Settings{Root: root, SessionTimeout: sessionTimeout, Logger: testenv.Logger(t)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
+	node := open(t, e.Addrs(), root, sessionTimeout, func(c *zkcoord.Config) { c.Dial = bridge.Dial })
 	watcher := open(t, e.Addrs(), root, sessionTimeout)
 	watch, err := watcher.WatchMembers(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := node.Register(ctx, coordtest.NewMember("node-1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st0, _ := reg.Status()
+	reg, st0 := register(ctx, t, node, "node-1")
 	sess0 := node.SessionID()
 	coordtest.WaitMembers(t, watch, 5*time.Second, "registered", func(ms []coord.Member) bool { return len(ms) == 1 })
 
