@@ -121,9 +121,7 @@ func TestNegotiatedTimeoutRules(t *testing.T) {
 func observe(t *testing.T, servers []string, path string) *coordtest.Observation {
 	t.Helper()
 	conn, _, err := zk.Connect(servers, 5*time.Second, zk.WithLogger(quiet{}), zk.WithLogInfo(false))
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	t.Cleanup(conn.Close) // after the observation's own cleanup
 	read := func(context.Context) (bool, error) {
 		if _, err := conn.Sync("/"); err != nil {
@@ -174,9 +172,7 @@ func leaderBehindProxy(ctx context.Context, t *testing.T, timeout time.Duration)
 	t.Helper()
 	proxy, a, b := behindProxy(t, "/leader-", timeout)
 	la, err := a.Campaign(ctx, "monitor", "mon-a")
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	return proxy, a, la, b
 }
 
@@ -205,9 +201,7 @@ func TestLeadershipGivenUpOnACutLeavesNoCandidate(t *testing.T) {
 	heardAgainInSession(t, a, sess, cut, timeout)
 	select {
 	case r := <-bch:
-		if r.Err != nil {
-			t.Fatal(r.Err)
-		}
+		must(t, r.Err)
 	case <-time.After(3 * timeout):
 		l, _ := b.Leader(ctx, "monitor")
 		t.Fatalf("mon-b not elected %v after the cut, with a's session alive; Leader = %q", time.Since(cut).Round(time.Second), l)
@@ -224,12 +218,8 @@ func TestCandidateMadeWhileItsAnswerWasLost(t *testing.T) {
 	ctx := testenv.Context(t, 90*time.Second)
 	proxy, a, b := behindProxy(t, "/lost-create-", timeout)
 	l, err := b.Campaign(ctx, "monitor", "warm") // the election's directory exists from here
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Resign(ctx); err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
+	must(t, l.Resign(ctx))
 	sess := a.SessionID()
 	proxy.MuteRepliesAfter([]byte("_c_")) // the protected prefix of a candidate's name
 	ach := coordtest.CampaignAsync(ctx, a, "monitor", "mon-a")
@@ -246,13 +236,9 @@ func TestCandidateMadeWhileItsAnswerWasLost(t *testing.T) {
 	bch := coordtest.CampaignAsync(ctx, b, "monitor", "mon-b")
 	select {
 	case r := <-ach:
-		if r.Err != nil {
-			t.Fatal(r.Err)
-		}
+		must(t, r.Err)
 	case r := <-bch:
-		if r.Err != nil {
-			t.Fatal(r.Err)
-		}
+		must(t, r.Err)
 	case <-time.After(3 * timeout):
 		leader, _ := b.Leader(ctx, "monitor")
 		t.Fatalf("nobody elected %v after the link came back; Leader = %q (a candidate nobody holds)", 3*timeout, leader)
