@@ -11,7 +11,7 @@ import (
 	"github.com/switchboard-mqtt/switchboard/coord"
 )
 
-// Members lists the live members, after a sync so that a read from a follower is current.
+// Members lists the live members, after a sync (listSynced).
 func (c *Coordinator) Members(ctx context.Context) ([]coord.Member, error) {
 	return listSynced(ctx, c, c.nodesDir, "members", coord.DecodeMember)
 }
