@@ -105,7 +105,7 @@ func (b *ballot) Wait(ctx context.Context) {
 	}
 	ctx, cancel := notify.CancelOn(ctx, changed, nil)
 	defer cancel()
-	ok, _, ch, err := callExistsW(ctx, b.c, b.dir+"/"+b.watch)
+	ok, _, ch, err := call3(ctx, b.c.conn.ExistsW, b.dir+"/"+b.watch)
 	if err != nil || !ok {
 		return
 	}
@@ -157,7 +157,7 @@ func (c *Coordinator) dropCandidate(dir, tag string) {
 		if _, err := c.waitSession(ctx); err != nil {
 			return
 		}
-		dctx, cancelD := context.WithTimeout(ctx, coord.OverdueAfter(c.timeout()))
+		dctx, cancelD := c.bounded(ctx)
 		err := c.deleteTagged(dctx, dir, tag)
 		cancelD()
 		if err == nil {
@@ -173,7 +173,7 @@ func (c *Coordinator) dropCandidate(dir, tag string) {
 // deleteTagged deletes the znodes in dir whose names start with tag and that this process's
 // current session owns.
 func (c *Coordinator) deleteTagged(ctx context.Context, dir, tag string) error {
-	names, err := callChildren(ctx, c, dir)
+	names, _, err := call2(ctx, c.conn.Children, dir)
 	if err != nil {
 		return wrap("list "+dir, err)
 	}
@@ -189,7 +189,7 @@ func (c *Coordinator) deleteTagged(ctx context.Context, dir, tag string) error {
 
 // candidates lists the candidate znodes in dir by sequence (the suffix ZooKeeper appended).
 func (c *Coordinator) candidates(ctx context.Context, dir string) ([]string, error) {
-	names, err := callChildren(ctx, c, dir)
+	names, _, err := call2(ctx, c.conn.Children, dir)
 	names = slices.DeleteFunc(names, func(n string) bool { return !strings.Contains(n, "n_") || len(n) < 10 })
 	slices.SortFunc(names, func(a, b string) int { return strings.Compare(a[len(a)-10:], b[len(b)-10:]) })
 	return names, err
@@ -202,7 +202,7 @@ func (c *Coordinator) Leader(ctx context.Context, election string) (string, erro
 		if err != nil || len(names) == 0 {
 			return "", false, wrap("leader", err)
 		}
-		data, _, err := callGet(ctx, c, c.electDir+"/"+election+"/"+names[0])
+		data, _, err := call2(ctx, c.conn.Get, c.electDir+"/"+election+"/"+names[0])
 		return string(data), true, wrap("leader", err)
 	})
 }

@@ -25,16 +25,12 @@ func TestSurvivesLossOfOneServerThenTheLeader(t *testing.T) {
 	node := open(t, e.Addrs(), "/sb", sessionTimeout)
 	watcher := open(t, e.Addrs(), "/sb", sessionTimeout)
 	watch, err := watcher.WatchMembers(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	reg, st0 := coordtest.RegisterSeen(ctx, t, node, watch, "node-1")
 
 	// Stop a follower.
 	leader, err := e.Leader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	var follower *backends.ZKServer
 	for _, s := range e.Servers() {
 		if s != leader {
@@ -42,42 +38,25 @@ func TestSurvivesLossOfOneServerThenTheLeader(t *testing.T) {
 			break
 		}
 	}
-	if err := follower.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.WaitQuorum(ctx); err != nil {
-		t.Fatal(err)
-	}
+	must(t, follower.Stop())
+	must(t, e.WaitQuorum(ctx))
 	// The view stays correct: a member joining now is seen.
 	other := open(t, e.Addrs(), "/sb", sessionTimeout)
-	reg2, err := other.Register(ctx, coordtest.NewMember("node-2"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg2, _ := register(ctx, t, other, "node-2")
 	coordtest.WaitMembers(t, watch, 10*time.Second, "node-2 seen with one server down",
 		func(ms []coord.Member) bool { return len(ms) == 2 })
 
 	// Bring the follower back, then stop the leader: a new leader is elected.
-	if err := follower.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.WaitServing(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := leader.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.WaitQuorum(ctx); err != nil {
-		t.Fatal(err)
-	}
+	must(t, follower.Start())
+	must(t, e.WaitServing(ctx))
+	must(t, leader.Stop())
+	must(t, e.WaitQuorum(ctx))
 	newLeader, err := e.Leader(ctx)
 	if err != nil || newLeader == leader {
 		t.Fatalf("no new leader after stopping %d: %v", leader.ID, err)
 	}
 	// A member leaving is seen through the new leader.
-	if err := reg2.Deregister(ctx); err != nil {
-		t.Fatal(err)
-	}
+	must(t, reg2.Deregister(ctx))
 	coordtest.WaitMembers(t, watch, 10*time.Second, "node-2 leaves after the leader stopped",
 		func(ms []coord.Member) bool { return len(ms) == 1 && ms[0].ID == "node-1" })
 	// node-1 stayed registered under its first epoch throughout.
@@ -86,9 +65,7 @@ func TestSurvivesLossOfOneServerThenTheLeader(t *testing.T) {
 		t.Fatalf("node-1 status %+v, want live with epoch %d", st, st0.Epoch)
 	}
 	ms, err := watcher.Members(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	if len(ms) != 1 || ms[0].Epoch != st0.Epoch {
 		t.Fatalf("members = %+v, want node-1 epoch %d", ms, st0.Epoch)
 	}
@@ -102,18 +79,12 @@ func TestQuorumLossFencesThenReRegisters(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	node := open(t, e.Addrs(), "/sb", sessionTimeout)
-	reg, err := node.Register(ctx, coordtest.NewMember("node-1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st0, _ := reg.Status()
+	reg, st0 := register(ctx, t, node, "node-1")
 	servers := e.Servers()
 	// Timed from before the stops: the client loses its server when the first one lands.
 	lost := time.Now()
 	for _, s := range servers[:2] {
-		if err := s.Stop(); err != nil {
-			t.Fatal(err)
-		}
+		must(t, s.Stop())
 	}
 	coordtest.WaitStatus(t, reg, 10*time.Second, "suspended", func(s coord.Status) bool { return s.State != coord.Registered })
 	fenced := coordtest.WaitStatus(t, reg, 10*time.Second, "fenced", func(s coord.Status) bool { return s.State == coord.Fenced })
@@ -129,18 +100,14 @@ func TestQuorumLossFencesThenReRegisters(t *testing.T) {
 	t.Logf("fenced %v after the stops began, %v after the last answered send",
 		fenced.Since.Sub(lost).Round(time.Millisecond), fenced.Since.Sub(heard).Round(time.Millisecond))
 	for _, s := range servers[:2] {
-		if err := s.Start(); err != nil {
-			t.Fatal(err)
-		}
+		must(t, s.Start())
 	}
 	st := coordtest.WaitStatus(t, reg, 30*time.Second, "registered again", func(s coord.Status) bool { return s.State == coord.Registered })
 	if st.Epoch == st0.Epoch {
 		t.Fatalf("re-registered with the fenced epoch %d", st.Epoch)
 	}
 	ms, err := node.Members(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	if len(ms) != 1 || ms[0].Epoch != st.Epoch {
 		t.Fatalf("members = %+v, want node-1 at epoch %d", ms, st.Epoch)
 	}
@@ -155,22 +122,11 @@ func TestSessionExpiryReRegisters(t *testing.T) {
 	defer cancel()
 	var bridge testenv.Bridge
 	root := "/expiry-" + coordtest.Instance()
-	node, err := zkcoord.New(ctx, zkcoord.Config{Servers: e.Addrs(), Dial: bridge.Dial,
-		Settings: coord.Settings{Root: root, SessionTimeout: sessionTimeout, Logger: testenv.Logger(t)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
+	node := open(t, e.Addrs(), root, sessionTimeout, func(c *zkcoord.Config) { c.Dial = bridge.Dial })
 	watcher := open(t, e.Addrs(), root, sessionTimeout)
 	watch, err := watcher.WatchMembers(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := node.Register(ctx, coordtest.NewMember("node-1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st0, _ := reg.Status()
+	must(t, err)
+	reg, st0 := register(ctx, t, node, "node-1")
 	sess0 := node.SessionID()
 	coordtest.WaitMembers(t, watch, 5*time.Second, "registered", func(ms []coord.Member) bool { return len(ms) == 1 })
 

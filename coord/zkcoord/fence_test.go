@@ -3,6 +3,7 @@ package zkcoord_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -35,11 +36,7 @@ func TestFencedBeforeSessionExpiry(t *testing.T) {
 			root := "/fence-" + coordtest.Instance()
 			proxy := testenv.StartProxy(t, e.Addrs()[0])
 			node := open(t, []string{proxy.Addr}, root, timeout)
-			reg, err := node.Register(ctx, coordtest.NewMember("node-1"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			st0, _ := reg.Status()
+			reg, st0 := register(ctx, t, node, "node-1")
 			if got := node.NegotiatedSessionTimeout(); got != timeout {
 				t.Fatalf("negotiated session timeout %v, want %v", got, timeout)
 			}
@@ -51,12 +48,7 @@ func TestFencedBeforeSessionExpiry(t *testing.T) {
 				t.Fatal("the observer never saw the member's znode")
 			}
 			// The prober has an answer in the session: the record that times the fence.
-			testenv.Eventually(t, timeout, 10*time.Millisecond, func() error {
-				if node.LastHeard().IsZero() {
-					return errors.New("no probe answered yet")
-				}
-				return nil
-			})
+			heardSince(t, node, time.Time{}, timeout)
 
 			cut := time.Now()
 			mode.cut(proxy)
@@ -113,11 +105,7 @@ func TestNegotiatedTimeoutRules(t *testing.T) {
 	if got := c.SessionTimeout(); got != asked {
 		t.Fatalf("SessionTimeout %v, want the one asked for, %v", got, asked)
 	}
-	reg, err := c.Register(ctx, coordtest.NewMember("node-1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st, _ := reg.Status(); st.State != coord.Registered || st.Since.IsZero() {
+	if _, st := register(ctx, t, c, "node-1"); st.State != coord.Registered || st.Since.IsZero() {
 		t.Fatalf("status %+v, want registered with Since set", st)
 	}
 	testenv.Eventually(t, 5*time.Second, 10*time.Millisecond, func() error {
@@ -133,9 +121,7 @@ func TestNegotiatedTimeoutRules(t *testing.T) {
 func observe(t *testing.T, servers []string, path string) *coordtest.Observation {
 	t.Helper()
 	conn, _, err := zk.Connect(servers, 5*time.Second, zk.WithLogger(quiet{}), zk.WithLogInfo(false))
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	t.Cleanup(conn.Close) // after the observation's own cleanup
 	read := func(context.Context) (bool, error) {
 		if _, err := conn.Sync("/"); err != nil {
@@ -171,19 +157,22 @@ func observe(t *testing.T, servers []string, path string) *coordtest.Observation
 	})
 }
 
-// leaderBehindProxy opens two clients on a fresh root, a through a proxy the test can cut
-// and b directly, and elects a (mon-a).
-func leaderBehindProxy(ctx context.Context, t *testing.T, timeout time.Duration) (*testenv.Proxy, *zkcoord.Coordinator, coord.Leadership, *zkcoord.Coordinator) {
+// behindProxy opens two clients on a fresh root named from prefix, a through a proxy the
+// test can cut and b directly.
+func behindProxy(t *testing.T, prefix string, timeout time.Duration) (proxy *testenv.Proxy, a, b *zkcoord.Coordinator) {
 	t.Helper()
 	e := shared.Ensemble(t)
-	root := "/leader-" + coordtest.Instance()
-	proxy := testenv.StartProxy(t, e.Addrs()[0])
-	a := open(t, []string{proxy.Addr}, root, timeout)
-	b := open(t, e.Addrs(), root, timeout)
+	root := prefix + coordtest.Instance()
+	proxy = testenv.StartProxy(t, e.Addrs()[0])
+	return proxy, open(t, []string{proxy.Addr}, root, timeout), open(t, e.Addrs(), root, timeout)
+}
+
+// leaderBehindProxy is behindProxy with a elected (mon-a).
+func leaderBehindProxy(ctx context.Context, t *testing.T, timeout time.Duration) (*testenv.Proxy, *zkcoord.Coordinator, coord.Leadership, *zkcoord.Coordinator) {
+	t.Helper()
+	proxy, a, b := behindProxy(t, "/leader-", timeout)
 	la, err := a.Campaign(ctx, "monitor", "mon-a")
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	return proxy, a, la, b
 }
 
@@ -212,9 +201,7 @@ func TestLeadershipGivenUpOnACutLeavesNoCandidate(t *testing.T) {
 	heardAgainInSession(t, a, sess, cut, timeout)
 	select {
 	case r := <-bch:
-		if r.Err != nil {
-			t.Fatal(r.Err)
-		}
+		must(t, r.Err)
 	case <-time.After(3 * timeout):
 		l, _ := b.Leader(ctx, "monitor")
 		t.Fatalf("mon-b not elected %v after the cut, with a's session alive; Leader = %q", time.Since(cut).Round(time.Second), l)
@@ -228,19 +215,11 @@ func TestLeadershipGivenUpOnACutLeavesNoCandidate(t *testing.T) {
 // lives): a candidate is elected once the link is back.
 func TestCandidateMadeWhileItsAnswerWasLost(t *testing.T) {
 	const timeout = 6 * time.Second
-	e := shared.Ensemble(t)
 	ctx := testenv.Context(t, 90*time.Second)
-	root := "/lost-create-" + coordtest.Instance()
-	proxy := testenv.StartProxy(t, e.Addrs()[0])
-	a := open(t, []string{proxy.Addr}, root, timeout)
-	b := open(t, e.Addrs(), root, timeout)
+	proxy, a, b := behindProxy(t, "/lost-create-", timeout)
 	l, err := b.Campaign(ctx, "monitor", "warm") // the election's directory exists from here
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Resign(ctx); err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
+	must(t, l.Resign(ctx))
 	sess := a.SessionID()
 	proxy.MuteRepliesAfter([]byte("_c_")) // the protected prefix of a candidate's name
 	ach := coordtest.CampaignAsync(ctx, a, "monitor", "mon-a")
@@ -257,13 +236,9 @@ func TestCandidateMadeWhileItsAnswerWasLost(t *testing.T) {
 	bch := coordtest.CampaignAsync(ctx, b, "monitor", "mon-b")
 	select {
 	case r := <-ach:
-		if r.Err != nil {
-			t.Fatal(r.Err)
-		}
+		must(t, r.Err)
 	case r := <-bch:
-		if r.Err != nil {
-			t.Fatal(r.Err)
-		}
+		must(t, r.Err)
 	case <-time.After(3 * timeout):
 		leader, _ := b.Leader(ctx, "monitor")
 		t.Fatalf("nobody elected %v after the link came back; Leader = %q (a candidate nobody holds)", 3*timeout, leader)
@@ -275,15 +250,21 @@ func TestCandidateMadeWhileItsAnswerWasLost(t *testing.T) {
 // session timeout.
 func heardAgainInSession(t *testing.T, a *zkcoord.Coordinator, sess int64, since time.Time, timeout time.Duration) {
 	t.Helper()
-	testenv.Eventually(t, timeout, 50*time.Millisecond, func() error {
-		if !a.LastHeard().After(since) {
-			return errors.New("the ensemble has not answered a since the link came back")
-		}
-		return nil
-	})
+	heardSince(t, a, since, timeout)
 	if a.SessionID() != sess {
 		t.Fatalf("a's session changed (%x → %x): the cut was meant to be shorter than the timeout", sess, a.SessionID())
 	}
+}
+
+// heardSince waits up to within for the ensemble to answer a probe c sent after since.
+func heardSince(t *testing.T, c *zkcoord.Coordinator, since time.Time, within time.Duration) {
+	t.Helper()
+	testenv.Eventually(t, within, 10*time.Millisecond, func() error {
+		if !c.LastHeard().After(since) {
+			return fmt.Errorf("the ensemble has answered no probe sent after %s", since.Format(time.StampMilli))
+		}
+		return nil
+	})
 }
 
 type quiet struct{}
@@ -306,12 +287,7 @@ func TestBlackholedLeaderGivesUpFirst(t *testing.T) {
 		}
 		elected <- time.Now()
 	}()
-	testenv.Eventually(t, timeout, 10*time.Millisecond, func() error {
-		if a.LastHeard().IsZero() {
-			return errors.New("no probe answered yet")
-		}
-		return nil
-	})
+	heardSince(t, a, time.Time{}, timeout)
 
 	cut := time.Now()
 	proxy.Blackhole()

@@ -26,8 +26,7 @@ func (c *Coordinator) NegotiatedSessionTimeout() time.Duration {
 }
 
 // LastHeard is the send time of the latest request the ensemble answered in the current
-// session: the session cannot expire before LastHeard plus the session timeout. Zero before
-// the first answer.
+// session (H of coord.State's rule); zero before the first answer.
 func (c *Coordinator) LastHeard() time.Time {
 	l := c.prober.Load()
 	if l.Session == 0 || l.Session != c.conn.SessionID() {
@@ -79,9 +78,8 @@ func (s *sniffConn) Read(p []byte) (int, error) {
 			// A zero timeout comes with a zero session id: the session expired.
 			if ms := int32(binary.BigEndian.Uint32(s.head[8:12])); ms > 0 {
 				d := int64(time.Duration(ms) * time.Millisecond)
-				for {
-					old := s.granted.Load()
-					if (old != 0 && old <= d) || s.granted.CompareAndSwap(old, d) {
+				for old := s.granted.Load(); old == 0 || d < old; old = s.granted.Load() {
+					if s.granted.CompareAndSwap(old, d) {
 						break
 					}
 				}

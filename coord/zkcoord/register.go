@@ -51,11 +51,9 @@ func (e *entry) Session(ctx context.Context) (coord.Session, error) {
 	return &regSession{c: e.c, id: e.c.conn.SessionID(), heard: time.Now()}, nil
 }
 
-// Standing follows the prober's record, with T the session timeout the coordinator times
-// itself by: Suspended as soon as the library reports the connection lost or a probe is
-// overdue; fenced at the latest answered send time plus FenceAfter(T), or one T after the
-// library reported the disconnect if that comes first (it cannot, unless the prober is
-// starved); lost when a new session shows that this one expired.
+// Standing is coord.Liveness.Standing of the prober's record for this session, with what the
+// library reports: Down while disconnected, fenced one T after the disconnect if that comes
+// first (only if the prober is starved), Lost once a new session shows this one expired.
 func (s *regSession) Standing(now time.Time) coord.Standing {
 	ss, changed := s.c.sess.Get()
 	l, heardChanged := s.c.prober.Get()
@@ -78,6 +76,14 @@ func (s *regSession) Standing(now time.Time) coord.Standing {
 	return out
 }
 
+// earliest returns the earlier of a and b.
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
 // Create registers the entry unless a quarantine mark stands, in one transaction: creating
 // and deleting the mark's znode fails with NodeExists exactly when a mark is there.
 func (e *entry) Create(ctx context.Context, s coord.Session) (coord.Created, error) {
@@ -96,7 +102,7 @@ func (e *entry) Create(ctx context.Context, s coord.Session) (coord.Created, err
 		switch {
 		case errors.Is(res[0].Error, zk.ErrNodeExists):
 			var cr coord.Created
-			if data, _, err := callGet(ctx, e.c, e.markPath); err == nil {
+			if data, _, err := call2(ctx, e.c.conn.Get, e.markPath); err == nil {
 				cr.Mark = new(coord.ParseQuarantine(e.id, data))
 			}
 			return cr, coord.ErrMarked
@@ -114,7 +120,7 @@ func (e *entry) Create(ctx context.Context, s coord.Session) (coord.Created, err
 // It answers a plain error, not coord.ErrAgain, as it always has: the next attempt waits the
 // backoff (50ms at first), where etcdcoord tries again at once.
 func (e *entry) adopt(ctx context.Context, sessID int64) (coord.Created, error) {
-	data, st, err := callGet(ctx, e.c, e.path)
+	data, st, err := call2(ctx, e.c.conn.Get, e.path)
 	if errors.Is(err, zk.ErrNoNode) {
 		return coord.Created{}, errors.New("entry vanished; retrying")
 	}
@@ -131,7 +137,7 @@ func (e *entry) adopt(ctx context.Context, sessID int64) (coord.Created, error) 
 		// delete it anyway; deleting it now (only this version) lets us come back sooner.
 		e.c.log.Info("deleting own stale entry from an expired session", "node", e.id,
 			"owner", fmt.Sprintf("%#x", st.EphemeralOwner), "session", fmt.Sprintf("%#x", sessID))
-		err := callDelete(ctx, e.c, e.path, st.Version)
+		err := e.c.delete(ctx, e.path, st.Version)
 		if err != nil && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrBadVersion) {
 			return coord.Created{}, err
 		}
@@ -155,10 +161,9 @@ func (e *entry) Look(ctx context.Context, s coord.Session, cr coord.Created) (co
 	if !ss.connected {
 		return coord.Sight{}, sessChanged, fmt.Errorf("look: %w", coord.ErrUnavailable)
 	}
-	// Bounded, so that a call lost on a silent link is made again.
-	actx, cancel := context.WithTimeout(ctx, coord.OverdueAfter(e.c.timeout()))
+	actx, cancel := e.c.bounded(ctx)
 	defer cancel()
-	ok, st, nodeCh, err := callExistsW(actx, e.c, e.path)
+	ok, st, nodeCh, err := call3(actx, e.c.conn.ExistsW, e.path)
 	if err != nil {
 		return coord.Sight{}, sessChanged, err
 	}
@@ -173,21 +178,13 @@ func (e *entry) Look(ctx context.Context, s coord.Session, cr coord.Created) (co
 	return v, coord.LookChanged(ctx, nodeCh, markCh, sessChanged), nil
 }
 
-// earliest returns the earlier of a and b.
-func earliest(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
-}
-
 // readMarkW reads the member's quarantine mark, if any, and watches it.
 func (e *entry) readMarkW(ctx context.Context) (*coord.Quarantine, <-chan zk.Event, error) {
-	ok, _, ch, err := callExistsW(ctx, e.c, e.markPath)
+	ok, _, ch, err := call3(ctx, e.c.conn.ExistsW, e.markPath)
 	if err != nil || !ok {
 		return nil, ch, err
 	}
-	data, _, err := callGet(ctx, e.c, e.markPath)
+	data, _, err := call2(ctx, e.c.conn.Get, e.markPath)
 	if errors.Is(err, zk.ErrNoNode) {
 		return nil, ch, nil
 	}
@@ -197,22 +194,22 @@ func (e *entry) readMarkW(ctx context.Context) (*coord.Quarantine, <-chan zk.Eve
 	return new(coord.ParseQuarantine(e.id, data)), ch, nil
 }
 
-// Delete deletes the entry if the current session owns it.
+// Delete and Release delete the entry if the current session owns it.
 func (e *entry) Delete(ctx context.Context, _ coord.Session, _ coord.Created) error {
 	return e.c.deleteOwned(ctx, e.path)
 }
 
-// Retire, after a fence in the same session, deletes the entry once the ensemble answers,
-// so the node comes back under a new epoch: routers may have sent its clients' messages to
-// mailboxes meanwhile, and nothing addressed to the fenced epoch may be accepted. In a new
-// session the old one expired, and its entry with it.
+func (e *entry) Release(ctx context.Context) error { return e.c.deleteOwned(ctx, e.path) }
+
+// Retire deletes the entry once the ensemble answers, if still in the session that made it:
+// in a new session the old one expired, and the entry with it.
 func (e *entry) Retire(ctx context.Context, s coord.Session, _ coord.Created) {
 	sessID := s.(*regSession).id
 	for {
 		if _, err := e.c.waitSession(ctx); err != nil || e.c.conn.SessionID() != sessID {
 			return
 		}
-		dctx, cancel := context.WithTimeout(ctx, coord.OverdueAfter(e.c.timeout()))
+		dctx, cancel := e.c.bounded(ctx)
 		err := e.c.deleteOwned(dctx, e.path)
 		cancel()
 		if err == nil || !notify.Sleep(ctx, 100*time.Millisecond, e.c.g.Closed()) {
@@ -221,14 +218,11 @@ func (e *entry) Retire(ctx context.Context, s coord.Session, _ coord.Created) {
 	}
 }
 
-// Release deletes the entry if the current session owns it.
-func (e *entry) Release(ctx context.Context) error { return e.c.deleteOwned(ctx, e.path) }
-
 // deleteOwned deletes ephemeral znode p if this process's current session owns it; one of an
 // earlier session goes with that session.
 func (c *Coordinator) deleteOwned(ctx context.Context, p string) error {
 	sessID := c.conn.SessionID()
-	_, st, err := callGet(ctx, c, p)
+	_, st, err := call2(ctx, c.conn.Get, p)
 	if errors.Is(err, zk.ErrNoNode) {
 		return nil
 	}
@@ -238,46 +232,9 @@ func (c *Coordinator) deleteOwned(ctx context.Context, p string) error {
 	if st.EphemeralOwner != sessID {
 		return nil
 	}
-	err = callDelete(ctx, c, p, st.Version)
+	err = c.delete(ctx, p, st.Version)
 	if errors.Is(err, zk.ErrNoNode) {
 		return nil
 	}
 	return wrap("delete "+p, err)
-}
-
-// callExistsW is conn.ExistsW through call.
-func callExistsW(ctx context.Context, c *Coordinator, p string) (bool, *zk.Stat, <-chan zk.Event, error) {
-	type got struct {
-		ok bool
-		st *zk.Stat
-		ch <-chan zk.Event
-	}
-	g, err := call(ctx, func() (got, error) {
-		ok, st, ch, err := c.conn.ExistsW(p)
-		return got{ok, st, ch}, err
-	})
-	return g.ok, g.st, g.ch, err
-}
-
-// callDelete is conn.Delete through call.
-func callDelete(ctx context.Context, c *Coordinator, p string, version int32) error {
-	_, err := call(ctx, func() (struct{}, error) { return struct{}{}, c.conn.Delete(p, version) })
-	return err
-}
-
-// callChildren is conn.Children through call, without the stat.
-func callChildren(ctx context.Context, c *Coordinator, p string) ([]string, error) {
-	return call(ctx, func() ([]string, error) { n, _, err := c.conn.Children(p); return n, err })
-}
-
-func callGet(ctx context.Context, c *Coordinator, p string) ([]byte, *zk.Stat, error) {
-	type got struct {
-		d  []byte
-		st *zk.Stat
-	}
-	g, err := call(ctx, func() (got, error) {
-		d, st, err := c.conn.Get(p)
-		return got{d, st}, err
-	})
-	return g.d, g.st, err
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/switchboard-mqtt/switchboard/coord"
 )
 
-// Members lists the live members, after a sync so that a read from a follower is current.
+// Members lists the live members, after a sync (listSynced).
 func (c *Coordinator) Members(ctx context.Context) ([]coord.Member, error) {
 	return listSynced(ctx, c, c.nodesDir, "members", coord.DecodeMember)
 }
@@ -58,7 +58,7 @@ func (c *Coordinator) SetQuarantine(ctx context.Context, q coord.Quarantine, fen
 	}
 	p := c.markPath(q.Node)
 	for range 3 {
-		ok, err := call(ctx, func() (bool, error) { ok, _, err := c.conn.Exists(p); return ok, err })
+		ok, _, err := call2(ctx, c.conn.Exists, p)
 		if err != nil {
 			return wrap("quarantine", err)
 		}
@@ -87,7 +87,7 @@ func (c *Coordinator) Release(ctx context.Context, node string) error {
 	if err := coord.ValidateID(node); err != nil {
 		return err
 	}
-	err := callDelete(ctx, c, c.markPath(node), -1)
+	err := c.delete(ctx, c.markPath(node), -1)
 	return wrap("release "+node, err)
 }
 
@@ -98,27 +98,22 @@ func (c *Coordinator) Release(ctx context.Context, node string) error {
 // epoch missing from the set as gone only because the set is such a snapshot.
 func listChildren[T any](ctx context.Context, c *Coordinator, dir string, watch bool,
 	decode coord.Decoder[T]) ([]T, <-chan zk.Event, error) {
-	type got struct {
-		names []string
-		st    *zk.Stat
-		ch    <-chan zk.Event
+	list := c.conn.ChildrenW
+	if !watch {
+		list = func(p string) ([]string, *zk.Stat, <-chan zk.Event, error) {
+			names, st, err := c.conn.Children(p)
+			return names, st, nil, err
+		}
 	}
 	for {
-		g, err := call(ctx, func() (got, error) {
-			if watch {
-				names, st, ch, err := c.conn.ChildrenW(dir)
-				return got{names, st, ch}, err
-			}
-			names, st, err := c.conn.Children(dir)
-			return got{names, st, nil}, err
-		})
+		names, listed, ch, err := call3(ctx, list, dir)
 		if err != nil {
 			return nil, nil, err
 		}
-		slices.Sort(g.names)
-		out := make([]T, 0, len(g.names))
-		for _, name := range g.names {
-			data, st, err := callGet(ctx, c, dir+"/"+name)
+		slices.Sort(names)
+		out := make([]T, 0, len(names))
+		for _, name := range names {
+			data, st, err := call2(ctx, c.conn.Get, dir+"/"+name)
 			if errors.Is(err, zk.ErrNoNode) {
 				continue // deleted since the listing; the watch reports it
 			}
@@ -127,16 +122,16 @@ func listChildren[T any](ctx context.Context, c *Coordinator, dir string, watch 
 			}
 			out = append(out, decode(name, data, st.Czxid))
 		}
-		if len(g.names) == 0 {
-			return out, g.ch, nil
+		if len(names) == 0 {
+			return out, ch, nil
 		}
 		// Stats are read only after a call without an error: the library gives one then.
-		after, err := call(ctx, func() (*zk.Stat, error) { _, st, err := c.conn.Exists(dir); return st, err })
+		_, after, err := call2(ctx, c.conn.Exists, dir)
 		if err != nil {
 			return nil, nil, err
 		}
-		if after.Cversion == g.st.Cversion {
-			return out, g.ch, nil
+		if after.Cversion == listed.Cversion {
+			return out, ch, nil
 		}
 	}
 }

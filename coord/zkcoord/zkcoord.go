@@ -13,13 +13,11 @@
 // the session timeout the servers granted to itself (we read it off the connect response),
 // and a client cut off from every server cannot learn that its session expired.
 //
-// Fencing follows the rule in coord.State's doc, with H the send time of the latest request
-// answered in the session and T the shorter of the session timeout asked for and the one
-// granted (Coordinator.timeout says why). go-zookeeper reports a silent link only after its
-// receive timeout (2T/3), so timing from its "disconnected" would leave a member acting live
-// for up to 5T/3. Instead a prober sends a Sync every T/6 and records H (liveness.go). Beyond
-// the rule, a registration also goes by the disconnects the library reports
-// (regSession.Standing), and a leadership by coord.HoldLeadership's stricter rule.
+// Fencing follows coord.State's rule, with T the shorter of the session timeout asked for and
+// the one granted (Coordinator.timeout). go-zookeeper reports a silent link only after its
+// receive timeout (2T/3), which would leave a member acting live for up to 5T/3, so a
+// coord.Prober sends Syncs to keep H (liveness.go); the library's disconnects count besides
+// (regSession.Standing).
 //
 // The probe is a Sync rather than a read because a server answers a Sync only after a round
 // trip to the leader, whose session tracker expires sessions: a follower cut off from the
@@ -248,6 +246,37 @@ func call[T any](ctx context.Context, f func() (T, error)) (T, error) {
 	}
 }
 
+// call2 and call3 are call for a library call on path p with two or three results.
+func call2[A, B any](ctx context.Context, f func(p string) (A, B, error), p string) (A, B, error) {
+	type ab struct {
+		a A
+		b B
+	}
+	r, err := call(ctx, func() (ab, error) { a, b, err := f(p); return ab{a, b}, err })
+	return r.a, r.b, err
+}
+
+func call3[A, B, C any](ctx context.Context, f func(p string) (A, B, C, error), p string) (A, B, C, error) {
+	type abc struct {
+		a A
+		b B
+		c C
+	}
+	r, err := call(ctx, func() (abc, error) { a, b, c, err := f(p); return abc{a, b, c}, err })
+	return r.a, r.b, r.c, err
+}
+
+// delete is conn.Delete through call.
+func (c *Coordinator) delete(ctx context.Context, p string, version int32) error {
+	_, err := call(ctx, func() (struct{}, error) { return struct{}{}, c.conn.Delete(p, version) })
+	return err
+}
+
+// bounded bounds ctx by OverdueAfter(T), so that a call lost on a silent link is made again.
+func (c *Coordinator) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, coord.OverdueAfter(c.timeout()))
+}
+
 // ensurePath creates p and its parents as persistent znodes if they are missing.
 func (c *Coordinator) ensurePath(ctx context.Context, p string) error {
 	cur := ""
@@ -255,7 +284,7 @@ func (c *Coordinator) ensurePath(ctx context.Context, p string) error {
 		cur += "/" + part
 		// Look first: creating under a parent we may not write fails with NoAuth even when
 		// the child exists.
-		ok, err := call(ctx, func() (bool, error) { ok, _, err := c.conn.Exists(cur); return ok, err })
+		ok, _, err := call2(ctx, c.conn.Exists, cur)
 		if err != nil {
 			return err
 		}

@@ -18,19 +18,41 @@ var shared testenv.Shared
 
 func TestMain(m *testing.M) { shared.MainLeakCheck(m) }
 
-// open connects a new client on servers under root.
-func open(t *testing.T, servers []string, root string, timeout time.Duration) *zkcoord.Coordinator {
+// open connects a new client on servers under root, closed when the test ends; edit, if
+// given, changes its Config first.
+func open(t *testing.T, servers []string, root string, timeout time.Duration, edit ...func(*zkcoord.Config)) *zkcoord.Coordinator {
 	t.Helper()
+	cfg := zkcoord.Config{Servers: servers, Settings: coord.Settings{Root: root, SessionTimeout: timeout, Logger: testenv.Logger(t)}}
+	for _, f := range edit {
+		f(&cfg)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := zkcoord.New(ctx, zkcoord.Config{
-		Servers: servers, Settings: coord.Settings{Root: root, SessionTimeout: timeout, Logger: testenv.Logger(t)},
-	})
+	c, err := zkcoord.New(ctx, cfg)
 	if err != nil {
 		t.Fatalf("zkcoord.New: %v", err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// must fails the test at once on an error.
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// register registers id on c and returns the registration with its first status.
+func register(ctx context.Context, t *testing.T, c coord.Registrar, id string) (coord.Registration, coord.Status) {
+	t.Helper()
+	reg, err := c.Register(ctx, coordtest.NewMember(id))
+	if err != nil {
+		t.Fatalf("Register %s: %v", id, err)
+	}
+	st, _ := reg.Status()
+	return reg, st
 }
 
 func TestBehaviour(t *testing.T) {
@@ -65,15 +87,8 @@ func TestDigestAuth(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	root := "/auth-" + coordtest.Instance()
-	owner, err := zkcoord.New(ctx, zkcoord.Config{Servers: e.Addrs(), Auth: "switchboard:s3cret",
-		Settings: coord.Settings{Root: root, SessionTimeout: 2 * time.Second, Logger: testenv.Logger(t)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer owner.Close()
-	if _, err := owner.Register(ctx, coordtest.NewMember("node-1")); err != nil {
-		t.Fatal(err)
-	}
+	owner := open(t, e.Addrs(), root, 2*time.Second, func(c *zkcoord.Config) { c.Auth = "switchboard:s3cret" })
+	register(ctx, t, owner, "node-1")
 	if err := owner.SetQuarantine(ctx, coord.Quarantine{Node: "node-0", Reason: "owner may"}, nil); err != nil {
 		t.Fatalf("owner's write: %v", err)
 	}
