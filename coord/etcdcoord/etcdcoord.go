@@ -199,7 +199,7 @@ func (c *Coordinator) Close() error {
 		for _, k := range ks {
 			wg.Go(func() {
 				if err := k.revokeWithinTTL(); err != nil {
-					c.log.Warn("revoke lease on close", "lease", fmt.Sprintf("%x", int64(k.id)), "error", err)
+					c.log.Warn("revoke lease on close", "lease", k.hex(), "error", err)
 				}
 			})
 		}
