@@ -15,8 +15,7 @@ import (
 
 // Members lists the live members (a linearizable read: current even from a follower).
 func (c *Coordinator) Members(ctx context.Context) ([]coord.Member, error) {
-	ms, err := list(ctx, c, c.nodesPfx, coord.DecodeMember)
-	return ms, wrap("list members", err)
+	return list(ctx, c, "list members", c.nodesPfx, coord.DecodeMember)
 }
 
 // WatchMembers delivers the live member set now and after every change.
@@ -26,8 +25,7 @@ func (c *Coordinator) WatchMembers(ctx context.Context) (<-chan []coord.Member, 
 
 // Quarantines lists the standing quarantine marks.
 func (c *Coordinator) Quarantines(ctx context.Context) ([]coord.Quarantine, error) {
-	qs, err := list(ctx, c, c.quarPfx, coord.DecodeMark)
-	return qs, wrap("list quarantines", err)
+	return list(ctx, c, "list quarantines", c.quarPfx, coord.DecodeMark)
 }
 
 // WatchQuarantines delivers the standing marks now and after every change.
@@ -35,11 +33,11 @@ func (c *Coordinator) WatchQuarantines(ctx context.Context) (<-chan []coord.Quar
 	return coord.Deliver(ctx, c.g, follow(c, c.quarPfx, coord.DecodeMark))
 }
 
-// list reads every entry under pfx, in key order.
-func list[T any](ctx context.Context, c *Coordinator, pfx string, decode coord.Decoder[T]) ([]T, error) {
+// list reads every entry under pfx, in key order; op names a failure.
+func list[T any](ctx context.Context, c *Coordinator, op, pfx string, decode coord.Decoder[T]) ([]T, error) {
 	resp, err := c.cli.Get(ctx, pfx, clientv3.WithPrefix())
 	if err != nil {
-		return nil, err
+		return nil, wrap(op, err)
 	}
 	return decodeAll(pfx, resp.Kvs, decode), nil
 }
