@@ -15,13 +15,11 @@ import (
 // ones concurrency.Election puts (the lease id in hex), so candidates of either kind share one
 // election.
 //
-// The library's concurrency.Election is not used: the shared recipe needs three small
-// primitives here (a Put, a sorted Get, a Watch), where the library needed workarounds for
-// three quirks — its session runs a second keepalive of its own on the lease; an abandoned
-// Campaign resigns with its client's context, which waits for a ready connection (so it took
-// a client view whose context ended with the campaign, and Orphan on every exit); and
-// Campaign returns once every earlier candidate is gone even if its own key went with its
-// lease meanwhile (so the key had to be read again).
+// The library's concurrency.Election is not used: the shared recipe needs only a Put, a
+// sorted Get and a Watch here, and the library has three quirks that each took a workaround:
+// its session runs a second keepalive of its own on the lease; an abandoned Campaign resigns
+// with its client's context, which waits for a ready connection; and Campaign returns once
+// every earlier candidate is gone even if its own key went with its lease meanwhile.
 func (c *Coordinator) Campaign(ctx context.Context, election, candidate string) (coord.Leadership, error) {
 	return coord.Campaign(ctx, c.g, c.log, election, candidate, c.stand)
 }
