@@ -2,35 +2,29 @@ package etcdcoord
 
 import (
 	"context"
-	"fmt"
 	"slices"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
-	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
 
-// Campaign runs coord's election recipe (coord.Campaign) on a lease of its own per
-// candidate: each candidate puts a key under <prefix>/election/<name>/ on its lease, the
-// lowest create revision leads, and each other candidate waits only for the deletion of the
-// candidate just before it. The keys are the ones concurrency.Election puts (the lease id in
-// hex), in the same order, so candidates of either kind share one election.
+// Campaign runs coord.Campaign with one ballot per candidate: a key under
+// <prefix>/election/<name>/ on a lease of its own, ordered by create revision. The keys are the
+// ones concurrency.Election puts (the lease id in hex), so candidates of either kind share one
+// election.
 //
-// The library's concurrency.Election is not used: the shared recipe needs three small
-// primitives here (a Put, a sorted Get, a Watch), where the library needed workarounds for
-// three quirks — its session runs a second keepalive of its own on the lease; an abandoned
-// Campaign resigns with its client's context, which waits for a ready connection (so it took
-// a client view whose context ended with the campaign, and Orphan on every exit); and
-// Campaign returns once every earlier candidate is gone even if its own key went with its
-// lease meanwhile (so the key had to be read again).
+// The library's concurrency.Election is not used: the shared recipe needs only a Put, a
+// sorted Get and a Watch here, and the library has three quirks that each took a workaround:
+// its session runs a second keepalive of its own on the lease; an abandoned Campaign resigns
+// with its client's context, which waits for a ready connection; and Campaign returns once
+// every earlier candidate is gone even if its own key went with its lease meanwhile.
 func (c *Coordinator) Campaign(ctx context.Context, election, candidate string) (coord.Leadership, error) {
 	return coord.Campaign(ctx, c.g, c.log, election, candidate, c.stand)
 }
 
-// ballot is a candidate key on lease k; a leadership is held while it exists (see
-// coord.HoldLeadership for when it is given up), and SetQuarantine checks its create revision.
+// ballot is a candidate key on lease k; SetQuarantine checks its create revision.
 type ballot struct {
 	c        *Coordinator
 	k        *keeper
@@ -47,8 +41,8 @@ func (c *Coordinator) stand(ctx context.Context, election, value string) (*ballo
 		return nil, err
 	}
 	b := &ballot{c: c, k: k, pfx: c.electPfx + election + "/"}
-	b.key = fmt.Sprintf("%s%x", b.pfx, int64(k.id))
-	pctx, cancel := notify.CancelOn(ctx, c.g.Closed(), k.p.Lost())
+	b.key = b.pfx + k.hex()
+	pctx, cancel := k.bound(ctx)
 	defer cancel()
 	resp, err := c.cli.Put(pctx, b.key, value, clientv3.WithLease(k.id))
 	if err != nil {
@@ -61,14 +55,12 @@ func (c *Coordinator) stand(ctx context.Context, election, value string) (*ballo
 
 // Line reads the candidate keys by create revision; the candidate is lost with its lease.
 func (b *ballot) Line(ctx context.Context) (int, error) {
-	ctx, cancel := notify.CancelOn(ctx, b.c.g.Closed(), b.k.p.Lost())
+	ctx, cancel := b.k.bound(ctx)
 	defer cancel()
 	resp, err := b.c.cli.Get(ctx, b.pfx, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
 		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
-	select {
-	case <-b.k.p.Lost():
+	if b.k.p.Load().Lost {
 		return -1, nil
-	default:
 	}
 	if err != nil {
 		return 0, wrap("campaign", err)
@@ -87,7 +79,7 @@ func (b *ballot) Line(ctx context.Context) (int, error) {
 // Wait watches the key from the last Line's read until it is deleted, the watch breaks
 // (compaction: Line reads again) or the lease is lost.
 func (b *ballot) Wait(ctx context.Context) {
-	ctx, cancel := notify.CancelOn(ctx, b.c.g.Closed(), b.k.p.Lost())
+	ctx, cancel := b.k.bound(ctx)
 	defer cancel()
 	for wr := range b.c.cli.Watch(ctx, b.watch, clientv3.WithRev(b.from), clientv3.WithFilterPut()) {
 		if wr.Err() != nil || len(wr.Events) > 0 {

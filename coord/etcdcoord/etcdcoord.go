@@ -11,13 +11,10 @@
 // or replacing one never disturbs another; Close revokes them all, so this process's entries
 // vanish at once, like closing a ZooKeeper session.
 //
-// Fencing follows the rule in coord.State's doc, with T the lease TTL and H the send time of
-// the latest keepalive answered. A client cut off from the cluster cannot learn that its lease
-// expired, so each lease is kept alive by the coordinator itself, one KeepAliveOnce at a time
-// (keeper, in lease.go, says why the library's KeepAlive cannot bound the server's expiry).
-// Beyond the rule, a registration is also Suspended as soon as the connection is down, and
-// Fenced at once when the server says the lease is gone; its lease is then dropped and the
-// entry comes back on a new lease. coord.HoldLeadership says when a leadership is given up.
+// The registration and election machines are package coord's, with T the lease TTL. A client
+// cut off from the cluster cannot learn that its lease expired, so each lease is kept alive by
+// the coordinator itself, one KeepAliveOnce at a time (keeper, in lease.go, says why not the
+// library's KeepAlive). A fenced registration drops its lease; the entry comes back on a new one.
 //
 // The library's quirks stay in here: every call waits for a ready connection unless its
 // context ends (every call here is bounded).
@@ -85,19 +82,17 @@ func (c Config) Validate() error {
 }
 
 func validateEndpoint(e string) error {
-	hostport := e
-	if i := strings.Index(e, "://"); i >= 0 {
+	if strings.Contains(e, "://") {
 		u, err := url.Parse(e)
-		if err != nil {
+		switch {
+		case err != nil:
 			return err
-		}
-		if u.Scheme != "http" && u.Scheme != "https" {
+		case u.Scheme != "http" && u.Scheme != "https":
 			return fmt.Errorf("scheme %q is not http or https", u.Scheme)
 		}
-		hostport = u.Host
+		e = u.Host
 	}
-	host, port, err := net.SplitHostPort(hostport)
-	if err != nil || host == "" || port == "" {
+	if host, port, err := net.SplitHostPort(e); err != nil || host == "" || port == "" {
 		return errors.New("want host:port or http(s)://host:port")
 	}
 	return nil
@@ -199,7 +194,7 @@ func (c *Coordinator) Close() error {
 		for _, k := range ks {
 			wg.Go(func() {
 				if err := k.revokeWithinTTL(); err != nil {
-					c.log.Warn("revoke lease on close", "lease", fmt.Sprintf("%x", int64(k.id)), "error", err)
+					c.log.Warn("revoke lease on close", "lease", k.hex(), "error", err)
 				}
 			})
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
 	"github.com/switchboard-mqtt/switchboard/coord/coordtest"
@@ -22,24 +23,43 @@ import (
 // machine under load with the race detector: leases expired under live members.
 const suiteTTL = 4 * time.Second
 
-// open connects a new coordinator with cfg (Endpoints default to the shared server) and
-// closes it when the test ends.
+// open connects a new coordinator with cfg and closes it when the test ends.
 func open(t *testing.T, cfg etcdcoord.Config) *etcdcoord.Coordinator {
 	t.Helper()
-	if cfg.Endpoints == nil && cfg.Client == nil {
-		cfg.Endpoints = []string{endpoint}
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = testenv.Logger(t)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	c, err := etcdcoord.New(ctx, cfg)
+	c, err := etcdcoord.New(testenv.Context(t, 20*time.Second), cfg)
 	if err != nil {
 		t.Fatalf("etcdcoord.New: %v", err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// openAt opens a coordinator on the shared server under root, with lease TTL ttl.
+func openAt(t *testing.T, root string, ttl time.Duration) *etcdcoord.Coordinator {
+	t.Helper()
+	return open(t, etcdcoord.Config{Endpoints: []string{endpoint}, Settings: coord.Settings{Root: root, SessionTimeout: ttl}})
+}
+
+// openProxied is openAt through a proxy of its own, for the test to cut, with a DialTimeout
+// of 5s.
+func openProxied(t *testing.T, root string, ttl time.Duration) (*etcdcoord.Coordinator, *testenv.Proxy) {
+	t.Helper()
+	p := testenv.StartProxy(t, endpoint)
+	return open(t, etcdcoord.Config{Endpoints: []string{p.Addr}, Settings: coord.Settings{Root: root, SessionTimeout: ttl, DialTimeout: 5 * time.Second}}), p
+}
+
+// client is a plain etcd client of the shared server, closed when the test ends.
+func client(t *testing.T) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
 }
 
 func freshPrefix() string { return "/test-" + coordtest.Instance() }
@@ -48,7 +68,7 @@ func TestBehaviour(t *testing.T) {
 	coordtest.Run(t, func(t *testing.T) func() coord.Coordinator {
 		prefix := freshPrefix()
 		return func() coord.Coordinator {
-			return open(t, etcdcoord.Config{Settings: coord.Settings{Root: prefix, SessionTimeout: suiteTTL}})
+			return openAt(t, prefix, suiteTTL)
 		}
 	})
 }
@@ -79,13 +99,8 @@ func TestConfigValidate(t *testing.T) {
 // TestGivenClient uses a client the caller owns: Close revokes the coordinator's leases but
 // leaves the client open.
 func TestGivenClient(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	ctx := testenv.Context(t, 20*time.Second)
+	cli := client(t)
 	prefix := freshPrefix()
 	c := open(t, etcdcoord.Config{Client: cli, Settings: coord.Settings{Root: prefix, SessionTimeout: 5 * time.Second}})
 	if got := c.SessionTTL(); got != 5*time.Second {
@@ -114,9 +129,8 @@ func TestGivenClient(t *testing.T) {
 // TestFenceCheckedByServer shows that a fenced write is checked by etcd, in the same
 // transaction, against the leader key's create revision.
 func TestFenceCheckedByServer(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	c := open(t, etcdcoord.Config{Settings: coord.Settings{Root: freshPrefix(), SessionTimeout: suiteTTL}})
+	ctx := testenv.Context(t, 20*time.Second)
+	c := openAt(t, freshPrefix(), suiteTTL)
 	l, err := c.Campaign(ctx, "monitor", "mon-a")
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +142,7 @@ func TestFenceCheckedByServer(t *testing.T) {
 	if err := c.SetQuarantine(ctx, coord.Quarantine{Node: "n1", Reason: "current fence"}, l); err != nil {
 		t.Fatalf("write with the current fence: %v", err)
 	}
-	other := open(t, etcdcoord.Config{Settings: coord.Settings{Root: freshPrefix(), SessionTimeout: suiteTTL}})
+	other := openAt(t, freshPrefix(), suiteTTL)
 	if err := other.SetQuarantine(ctx, coord.Quarantine{Node: "n1"}, l); err == nil || errors.Is(err, coord.ErrNotLeader) {
 		t.Fatalf("write fenced by another coordinator's leadership: err = %v, want a usage error", err)
 	}
@@ -142,13 +156,8 @@ func TestFenceCheckedByServer(t *testing.T) {
 // live lease (as a fenced registration leaves behind before its old lease expires): Register
 // deletes it and registers under its own lease at once instead of refusing a duplicate.
 func TestStaleOwnEntryIsReplaced(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	ctx := testenv.Context(t, 20*time.Second)
+	cli := client(t)
 	prefix := freshPrefix()
 	m := coordtest.NewMember("node-s")
 	data, err := json.Marshal(m)
@@ -165,7 +174,7 @@ func TestStaleOwnEntryIsReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c := open(t, etcdcoord.Config{Settings: coord.Settings{Root: prefix, SessionTimeout: suiteTTL}})
+	c := openAt(t, prefix, suiteTTL)
 	start := time.Now()
 	reg, err := c.Register(ctx, m)
 	if err != nil {

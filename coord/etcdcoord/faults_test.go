@@ -8,7 +8,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
 	"github.com/switchboard-mqtt/switchboard/coord/coordtest"
@@ -38,12 +37,10 @@ func TestLeaseLossFencesThenReRegisters(t *testing.T) {
 }
 
 func testLeaseLoss(t *testing.T, mode string, cutLink func(*testenv.Proxy)) {
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
-	defer cancel()
-	p := testenv.StartProxy(t, endpoint)
+	ctx := testenv.Context(t, 45*time.Second)
 	prefix := freshPrefix()
-	node := open(t, etcdcoord.Config{Endpoints: []string{p.Addr}, Settings: coord.Settings{Root: prefix, SessionTimeout: faultTTL, DialTimeout: 5 * time.Second}})
-	watcher := open(t, etcdcoord.Config{Settings: coord.Settings{Root: prefix, SessionTimeout: faultTTL}})
+	node, p := openProxied(t, prefix, faultTTL)
+	watcher := openAt(t, prefix, faultTTL)
 	watch, err := watcher.WatchMembers(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -82,11 +79,7 @@ func testLeaseLoss(t *testing.T, mode string, cutLink func(*testenv.Proxy)) {
 		t.Fatalf("suspended status %+v, want live with epoch %d", susp, st0.Epoch)
 	}
 	fenced := coordtest.WaitStatus(t, reg, 2*faultTTL, "fenced while cut off", func(s coord.Status) bool { return s.State == coord.Fenced })
-	select {
-	case <-obs.Gone:
-	case <-time.After(3 * faultTTL):
-		t.Fatal("the server did not expire the lease within 3 TTLs")
-	}
+	within(t, obs.Gone, 3*faultTTL, "the server did not expire the lease within 3 TTLs")
 	obs.Stop()
 	coordtest.WaitMembers(t, watch, 3*faultTTL, "entry deleted by lease expiry", func(ms []coord.Member) bool { return len(ms) == 0 })
 	if st, _ := reg.Status(); st.State != coord.Fenced {
@@ -120,15 +113,21 @@ func testLeaseLoss(t *testing.T, mode string, cutLink func(*testenv.Proxy)) {
 		func(ms []coord.Member) bool { return len(ms) == 1 && ms[0].Epoch == st.Epoch })
 }
 
+// within fails the test with failure unless ch is closed within d.
+func within(t *testing.T, ch <-chan struct{}, d time.Duration, failure string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(d):
+		t.Fatal(failure)
+	}
+}
+
 // observeKey follows key from a client of its own on the shared server: a linearizable read
 // every 10ms, and a watch for the deletion.
 func observeKey(t *testing.T, key string) *coordtest.Observation {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() }) // after the observation's own cleanup
+	cli := client(t) // closed after the observation's own cleanup
 	read := func(ctx context.Context) (bool, error) {
 		resp, err := cli.Get(ctx, key)
 		return err == nil && len(resp.Kvs) > 0, err
@@ -154,12 +153,10 @@ func observeKey(t *testing.T, key string) *coordtest.Observation {
 // the other candidate is elected once the leader's lease expires, and the old leader's
 // fenced write is refused after the link returns.
 func TestLeaderCutOffLosesLeadership(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	p := testenv.StartProxy(t, endpoint)
+	ctx := testenv.Context(t, 30*time.Second)
 	prefix := freshPrefix()
-	a := open(t, etcdcoord.Config{Endpoints: []string{p.Addr}, Settings: coord.Settings{Root: prefix, SessionTimeout: faultTTL, DialTimeout: 5 * time.Second}})
-	b := open(t, etcdcoord.Config{Settings: coord.Settings{Root: prefix, SessionTimeout: faultTTL}})
+	a, p := openProxied(t, prefix, faultTTL)
+	b := openAt(t, prefix, faultTTL)
 	la, err := a.Campaign(ctx, "monitor", "mon-a")
 	if err != nil {
 		t.Fatal(err)
@@ -168,12 +165,8 @@ func TestLeaderCutOffLosesLeadership(t *testing.T) {
 
 	p.Cut()
 	cut := time.Now()
-	select {
-	case <-la.Done():
-		t.Logf("leadership given up %v after the cut", time.Since(cut).Round(time.Millisecond))
-	case <-time.After(faultTTL):
-		t.Fatal("cut-off leader still leads after a TTL")
-	}
+	within(t, la.Done(), faultTTL, "cut-off leader still leads after a TTL")
+	t.Logf("leadership given up %v after the cut", time.Since(cut).Round(time.Millisecond))
 	select {
 	case r := <-bch:
 		if r.Err != nil {
@@ -200,12 +193,10 @@ func TestLeaderCutOffLosesLeadership(t *testing.T) {
 // and comes back registered under the same epoch; the member never leaves the live set.
 func TestShortCutKeepsEpoch(t *testing.T) {
 	const ttl = 5 * time.Second
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	p := testenv.StartProxy(t, endpoint)
+	ctx := testenv.Context(t, 30*time.Second)
 	prefix := freshPrefix()
-	node := open(t, etcdcoord.Config{Endpoints: []string{p.Addr}, Settings: coord.Settings{Root: prefix, SessionTimeout: ttl, DialTimeout: 5 * time.Second}})
-	watcher := open(t, etcdcoord.Config{Settings: coord.Settings{Root: prefix, SessionTimeout: ttl}})
+	node, p := openProxied(t, prefix, ttl)
+	watcher := openAt(t, prefix, ttl)
 	reg, err := node.Register(ctx, coordtest.NewMember("node-1"))
 	if err != nil {
 		t.Fatal(err)
@@ -233,18 +224,13 @@ func TestShortCutKeepsEpoch(t *testing.T) {
 // The role's Resign that follows must keep to its own context, not wait behind that revoke.
 func TestResignAfterALostLeadershipKeepsToItsContext(t *testing.T) {
 	ctx := testenv.Context(t, 30*time.Second)
-	p := testenv.StartProxy(t, endpoint)
-	a := open(t, etcdcoord.Config{Endpoints: []string{p.Addr}, Settings: coord.Settings{Root: freshPrefix(), SessionTimeout: faultTTL, DialTimeout: 5 * time.Second}})
+	a, p := openProxied(t, freshPrefix(), faultTTL)
 	la, err := a.Campaign(ctx, "monitor", "mon-a")
 	if err != nil {
 		t.Fatal(err)
 	}
 	p.Cut()
-	select {
-	case <-la.Done():
-	case <-time.After(faultTTL):
-		t.Fatal("cut-off leader still leads after a TTL")
-	}
+	within(t, la.Done(), faultTTL, "cut-off leader still leads after a TTL")
 	// The lease leaves the coordinator's set as its revoke begins: the background one.
 	testenv.Eventually(t, 5*time.Second, 5*time.Millisecond, func() error {
 		if n := len(etcdcoord.LeaseAcks(a)); n > 0 {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -20,10 +20,9 @@ import (
 //
 // The client library's KeepAlive is not used: it times a lease from the arrival of each
 // answer and does not say which request an answer is for (it sends again every half second
-// while one is overdue), so nothing it reports bounds the server's expiry. The keeper sends
-// one keepalive at a time instead (KeepAliveOnce, the probe of a coord.Prober) and remembers
-// when it sent it. The server renews a lease when a keepalive reaches it, which is after it
-// was sent, so the lease cannot expire before the prober's Heard + ttl.
+// while one is overdue), so nothing it reports bounds the server's expiry. The keeper's
+// coord.Prober sends one KeepAliveOnce at a time instead and remembers when it sent it, which
+// is what coord.State's rule needs.
 type keeper struct {
 	c   *Coordinator
 	id  clientv3.LeaseID
@@ -33,10 +32,13 @@ type keeper struct {
 	// lease expired, was revoked, or went unconfirmed for a TTL.
 	p *coord.Prober
 
-	revokeOnce sync.Once
-	revoked    chan struct{} // closed when the first revoke has its outcome, revokeErr
-	revokeErr  error
+	revoking  atomic.Bool   // set by the first revoke
+	revoked   chan struct{} // closed when the first revoke has its outcome, revokeErr
+	revokeErr error
 }
+
+// hex is the lease id as etcd's tools print it, and as concurrency.Election keys a candidate.
+func (k *keeper) hex() string { return fmt.Sprintf("%x", int64(k.id)) }
 
 // grant creates a lease of SessionTTL and keeps it alive until revoked, lost, or the
 // coordinator closes.
@@ -56,12 +58,17 @@ func (c *Coordinator) grant(ctx context.Context) (*keeper, error) {
 	c.mu.Lock()
 	c.leases[k] = struct{}{}
 	c.mu.Unlock()
-	// The keepalives run until the lease is lost or revoked or the coordinator closes.
 	if err := c.g.Go(func() { k.p.Run(context.Background(), c.g.Closed(), coord.ProbeInterval(k.ttl)) }); err != nil {
 		_ = k.revokeWithinTTL()
 		return nil, fmt.Errorf("keep lease alive: %w", err)
 	}
 	return k, nil
+}
+
+// bound returns ctx, ended also when the lease is lost or the coordinator closes: a call on
+// the lease need not outlive it.
+func (k *keeper) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return notify.CancelOn(ctx, k.c.g.Closed(), k.p.Lost())
 }
 
 // keepAlive is the prober's probe: one keepalive, which counts if the server answered it.
@@ -75,7 +82,7 @@ func (k *keeper) keepAlive(ctx context.Context) (session int64, counts bool) {
 	case err == nil:
 		return 0, true
 	case errors.Is(err, rpctypes.ErrLeaseNotFound):
-		k.c.log.Warn("lease expired", "lease", fmt.Sprintf("%x", int64(k.id)))
+		k.c.log.Warn("lease expired", "lease", k.hex())
 		k.p.Lose()
 	case ctx.Err() != nil: // revoked, lost or closing: the prober stops
 	case time.Since(k.p.Load().Heard) >= k.ttl:
@@ -105,9 +112,7 @@ func (k *keeper) Standing(now time.Time) coord.Standing {
 // one is under way (a background revoke on a cut link, say) waits for its outcome only as
 // long as its own ctx lasts.
 func (k *keeper) revoke(ctx context.Context) error {
-	first := false
-	k.revokeOnce.Do(func() { first = true })
-	if !first {
+	if k.revoking.Swap(true) {
 		select {
 		case <-k.revoked:
 			return k.revokeErr
@@ -139,7 +144,7 @@ func (c *Coordinator) revokeLater(k *keeper) {
 	// Once the coordinator is closing, Go fails, and Close revokes what is left.
 	_ = c.g.Go(func() {
 		if err := k.revokeWithinTTL(); err != nil {
-			c.log.Debug("revoke lost lease", "lease", fmt.Sprintf("%x", int64(k.id)), "error", err)
+			c.log.Debug("revoke lost lease", "lease", k.hex(), "error", err)
 		}
 	})
 }

@@ -11,8 +11,7 @@ import (
 	"github.com/switchboard-mqtt/switchboard/coord"
 )
 
-// Register creates <prefix>/nodes/<id> on a lease of its own and keeps it: see
-// coord.Coordinator. The state machine is coord's; this file is what it needs of etcd.
+// Register keeps <prefix>/nodes/<id> on a lease of its own, by coord's registration machine.
 func (c *Coordinator) Register(ctx context.Context, m coord.Member) (coord.Registration, error) {
 	o := coord.RegisterOptions{Timeout: c.ttl, Log: c.log}
 	return coord.StartRegistration(ctx, c.g, m, o, func(data []byte) coord.Entry {
@@ -35,13 +34,10 @@ var _ coord.Entry = (*entry)(nil)
 // Session returns the registration's lease, granting a new one if it has none or its lease
 // was lost.
 func (e *entry) Session(ctx context.Context) (coord.Session, error) {
-	if e.lease != nil {
-		if !e.lease.p.Load().Lost {
-			return e.lease, nil
-		}
-		e.c.revokeLater(e.lease)
-		e.lease = nil
+	if e.lease != nil && !e.lease.p.Load().Lost {
+		return e.lease, nil
 	}
+	e.drop()
 	k, err := e.c.grant(ctx)
 	if err != nil {
 		return nil, err
@@ -92,7 +88,7 @@ func (e *entry) Create(ctx context.Context, s coord.Session) (coord.Created, err
 		// Left on an older lease of this process (fenced, not yet expired): delete it, only
 		// that version, so the next attempt can create it under the current lease.
 		e.c.log.Info("deleting own stale entry from an older lease", "node", e.id,
-			"lease", fmt.Sprintf("%x", kv.Lease), "current", fmt.Sprintf("%x", int64(k.id)))
+			"lease", fmt.Sprintf("%x", kv.Lease), "current", k.hex())
 		_, err := e.c.cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.ModRevision(e.key), "=", kv.ModRevision)).
 			Then(clientv3.OpDelete(e.key)).
@@ -141,7 +137,10 @@ func (e *entry) Delete(ctx context.Context, _ coord.Session, cr coord.Created) e
 
 // Retire gives up the fenced lease: the entry comes back under a new lease and a new epoch,
 // never the one that was fenced.
-func (e *entry) Retire(context.Context, coord.Session, coord.Created) {
+func (e *entry) Retire(context.Context, coord.Session, coord.Created) { e.drop() }
+
+// drop revokes the registration's lease, if any, in the background.
+func (e *entry) drop() {
 	if e.lease != nil {
 		e.c.revokeLater(e.lease)
 		e.lease = nil

@@ -15,31 +15,29 @@ import (
 
 // Members lists the live members (a linearizable read: current even from a follower).
 func (c *Coordinator) Members(ctx context.Context) ([]coord.Member, error) {
-	ms, err := list(ctx, c, c.nodesPfx, coord.DecodeMember)
-	return ms, wrap("list members", err)
+	return list(ctx, c, "list members", c.nodesPfx, coord.DecodeMember)
 }
 
 // WatchMembers delivers the live member set now and after every change.
 func (c *Coordinator) WatchMembers(ctx context.Context) (<-chan []coord.Member, error) {
-	return watchPrefix(ctx, c, c.nodesPfx, coord.DecodeMember)
+	return coord.Deliver(ctx, c.g, follow(c, c.nodesPfx, coord.DecodeMember))
 }
 
 // Quarantines lists the standing quarantine marks.
 func (c *Coordinator) Quarantines(ctx context.Context) ([]coord.Quarantine, error) {
-	qs, err := list(ctx, c, c.quarPfx, coord.DecodeMark)
-	return qs, wrap("list quarantines", err)
+	return list(ctx, c, "list quarantines", c.quarPfx, coord.DecodeMark)
 }
 
 // WatchQuarantines delivers the standing marks now and after every change.
 func (c *Coordinator) WatchQuarantines(ctx context.Context) (<-chan []coord.Quarantine, error) {
-	return watchPrefix(ctx, c, c.quarPfx, coord.DecodeMark)
+	return coord.Deliver(ctx, c.g, follow(c, c.quarPfx, coord.DecodeMark))
 }
 
-// list reads every entry under pfx, in key order.
-func list[T any](ctx context.Context, c *Coordinator, pfx string, decode coord.Decoder[T]) ([]T, error) {
+// list reads every entry under pfx, in key order; op names a failure.
+func list[T any](ctx context.Context, c *Coordinator, op, pfx string, decode coord.Decoder[T]) ([]T, error) {
 	resp, err := c.cli.Get(ctx, pfx, clientv3.WithPrefix())
 	if err != nil {
-		return nil, err
+		return nil, wrap(op, err)
 	}
 	return decodeAll(pfx, resp.Kvs, decode), nil
 }
@@ -57,58 +55,53 @@ func decodeAll[T any](pfx string, kvs []*mvccpb.KeyValue, decode coord.Decoder[T
 	return out
 }
 
-// watchPrefix delivers the entries under pfx now and after every change (follow).
-func watchPrefix[T any](ctx context.Context, c *Coordinator, pfx string, decode coord.Decoder[T]) (<-chan []T, error) {
-	return coord.Deliver(ctx, c.g, func(ctx context.Context, send func([]T)) bool {
-		return follow(ctx, c, pfx, decode, send)
-	})
-}
+// follow is coord.Deliver's follow for the entries under pfx: it lists pfx, then follows a
+// watch from the listing's revision until the watch breaks (compaction, loss of the leader),
+// the connection comes back after a loss, or ctx ends. It lists again at once after a
+// reconnect, and after a pause when the listing failed or the watch broke.
+func follow[T any](c *Coordinator, pfx string, decode coord.Decoder[T]) func(context.Context, func([]T)) bool {
+	return func(ctx context.Context, send func([]T)) bool {
+		gen, linkChanged := c.linkGen.Get()
+		resp, err := c.cli.Get(ctx, pfx, clientv3.WithPrefix())
+		if err != nil {
+			return false
+		}
+		kvs := make(map[string]*mvccpb.KeyValue, len(resp.Kvs))
+		for _, kv := range resp.Kvs {
+			kvs[string(kv.Key)] = kv
+		}
+		sendAll := func() { send(decodeAll(pfx, slices.Collect(maps.Values(kvs)), decode)) }
+		sendAll()
 
-// follow lists pfx, then follows a watch from the listing's revision until the watch breaks
-// (compaction, loss of the leader), the connection comes back after a loss, or ctx ends. It
-// reports whether to list again at once (after a reconnect) rather than after a pause (the
-// listing failed or the watch broke).
-func follow[T any](ctx context.Context, c *Coordinator, pfx string, decode coord.Decoder[T], send func([]T)) bool {
-	gen, linkChanged := c.linkGen.Get()
-	resp, err := c.cli.Get(ctx, pfx, clientv3.WithPrefix())
-	if err != nil {
-		return false
-	}
-	kvs := make(map[string]*mvccpb.KeyValue, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		kvs[string(kv.Key)] = kv
-	}
-	sendAll := func() { send(decodeAll(pfx, slices.Collect(maps.Values(kvs)), decode)) }
-	sendAll()
-
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	wch := c.cli.Watch(wctx, pfx, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
-	for {
-		select {
-		case wr, ok := <-wch:
-			if !ok || wr.Err() != nil {
-				return false
-			}
-			if len(wr.Events) == 0 {
-				continue
-			}
-			for _, ev := range wr.Events {
-				if ev.Type == mvccpb.DELETE {
-					delete(kvs, string(ev.Kv.Key))
-				} else {
-					kvs[string(ev.Kv.Key)] = ev.Kv
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		defer cancel()
+		wch := c.cli.Watch(wctx, pfx, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
+		for {
+			select {
+			case wr, ok := <-wch:
+				if !ok || wr.Err() != nil {
+					return false
 				}
+				if len(wr.Events) == 0 {
+					continue
+				}
+				for _, ev := range wr.Events {
+					if ev.Type == mvccpb.DELETE {
+						delete(kvs, string(ev.Kv.Key))
+					} else {
+						kvs[string(ev.Kv.Key)] = ev.Kv
+					}
+				}
+				sendAll()
+			case <-linkChanged:
+				g, ch := c.linkGen.Get()
+				if g != gen {
+					return true // reconnected: list again rather than trust the stream
+				}
+				linkChanged = ch
+			case <-ctx.Done():
+				return true
 			}
-			sendAll()
-		case <-linkChanged:
-			g, ch := c.linkGen.Get()
-			if g != gen {
-				return true // reconnected: list again rather than trust the stream
-			}
-			linkChanged = ch
-		case <-ctx.Done():
-			return true
 		}
 	}
 }
