@@ -131,6 +131,7 @@ func StartRegistration(ctx context.Context, g *Group, m Member, o RegisterOption
 		id:       m.ID,
 		e:        newEntry(data),
 		o:        o,
+		g:        g,
 		closed:   g.Closed(),
 		withdraw: make(chan chan error),
 		stop:     make(chan struct{}),
@@ -163,7 +164,8 @@ type registration struct {
 	id     string
 	e      Entry
 	o      RegisterOptions
-	closed <-chan struct{} // the coordinator's group closed: stop
+	g      *Group
+	closed <-chan struct{} // g closed: stop
 
 	status   notify.Value[Status]
 	withdraw chan chan error
@@ -236,14 +238,20 @@ func (r *registration) Deregister(ctx context.Context) error {
 	return nil
 }
 
-// abandon stops a registration whose Register failed and gives its entry up. After one
-// Timeout the session has ended anyway: waiting longer gains nothing.
+// abandon stops a registration whose Register failed and gives its entry up (a create may
+// have been carried out though its answer was lost), in the background, so that Register
+// returns with its ctx. After one Timeout the session has ended anyway; once g closes, Close
+// ends it.
 func (r *registration) abandon() {
 	r.stopOnce.Do(func() { close(r.stop) })
 	<-r.done
-	ctx, cancel := context.WithTimeout(context.Background(), r.o.Timeout)
-	defer cancel()
-	_ = r.release(ctx)
+	_ = r.g.Go(func() {
+		ctx, cancel := notify.CancelOn(context.Background(), r.closed, nil)
+		defer cancel()
+		ctx, cancelT := context.WithTimeout(ctx, r.o.Timeout)
+		defer cancelT()
+		_ = r.release(ctx)
+	})
 }
 
 // release gives the entry up, unless the coordinator closed: its Close ended every session,
@@ -296,9 +304,7 @@ func (r *registration) run(first chan<- error) {
 			backoff = minBackoff
 			duplicateSince = time.Time{}
 			r.setMark(c.Mark)
-			r.setState(Registered, c.Epoch)
-			settle(nil)
-			if r.hold(ctx, s, c) {
+			if r.hold(ctx, s, c, func() { settle(nil) }) {
 				r.e.Retire(ctx, s, c)
 			}
 		case errors.Is(err, ErrMarked):
@@ -335,14 +341,16 @@ func (r *registration) run(first chan<- error) {
 }
 
 // hold keeps watch over a created entry until it is lost, withdrawn or the registration
-// stops. It returns when the loop must register again, true if the entry was fenced.
+// stops. It returns when the loop must register again, true if the entry was fenced. live
+// is called once the entry first counts as live: not before the session's standing says so,
+// since a create answered late may find the session past its fence already.
 //
 // The state follows the session's standing: Suspended while it says so; Registered again
 // when answers come back; Fenced at its FenceAt, before the backend can have ended the
 // session, or at once when it is Lost. The entry is watched on a goroutine of its own (a
 // call to the backend can block while the link is down), so that this loop is always free
 // to keep time, and a Withdraw waits no longer than the next change of standing.
-func (r *registration) hold(ctx context.Context, s Session, c Created) (fenced bool) {
+func (r *registration) hold(ctx context.Context, s Session, c Created, live func()) (fenced bool) {
 	fctx, cancel := context.WithCancel(ctx)
 	gone := make(chan struct{})
 	var wg sync.WaitGroup
@@ -383,6 +391,10 @@ func (r *registration) hold(ctx context.Context, s Session, c Created) (fenced b
 		} else {
 			// Answered in time: the entry never left the live set.
 			r.setState(Registered, c.Epoch)
+		}
+		if live != nil {
+			live()
+			live = nil
 		}
 		select {
 		case <-st.Changed[0]:

@@ -13,6 +13,7 @@ import (
 	"github.com/switchboard-mqtt/switchboard/coord"
 	"github.com/switchboard-mqtt/switchboard/coord/coordtest"
 	"github.com/switchboard-mqtt/switchboard/internal/notify"
+	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 )
 
 // fakeSession's standing is whatever the test sets.
@@ -148,5 +149,88 @@ func TestMachineFollowsStanding(t *testing.T) {
 	}
 	if st, _ := reg.Status(); st.State != coord.Closed {
 		t.Fatalf("after Deregister: %v, want closed", st.State)
+	}
+}
+
+// stateLog records the states the machine enters, from its "registration" log lines.
+type stateLog struct {
+	mu     sync.Mutex
+	states []string
+}
+
+func (l *stateLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *stateLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *stateLog) WithGroup(string) slog.Handler            { return l }
+func (l *stateLog) Handle(_ context.Context, r slog.Record) error {
+	r.Attrs(func(a slog.Attr) bool {
+		if r.Message == "registration" && a.Key == "state" {
+			l.mu.Lock()
+			l.states = append(l.states, a.Value.String())
+			l.mu.Unlock()
+		}
+		return true
+	})
+	return nil
+}
+
+// TestNotLiveOnASessionPastItsFence: an entry created on a session already past its fence
+// (a create answered late) is never announced as Registered: the machine fences, retires it,
+// and Register returns with the next attempt's epoch.
+func TestNotLiveOnASessionPastItsFence(t *testing.T) {
+	s := &fakeSession{}
+	past := time.Now().Add(-time.Millisecond)
+	s.st.Set(coord.Standing{Heard: past.Add(-time.Second), FenceAt: past, Next: past})
+	e := &fakeEntry{sess: s, proceed: make(chan struct{})}
+	log := &stateLog{}
+	g := coord.NewGroup()
+	defer g.Close(func() {})
+	type result struct {
+		reg coord.Registration
+		err error
+	}
+	done := make(chan result, 1)
+	ctx := testenv.Context(t, 5*time.Second)
+	go func() {
+		reg, err := coord.StartRegistration(ctx, g, coordtest.NewMember("node-1"),
+			coord.RegisterOptions{Timeout: time.Second, Log: slog.New(log)}, func([]byte) coord.Entry { return e })
+		done <- result{reg, err}
+	}()
+	e.proceed <- struct{}{} // the first entry fenced: Retire takes this
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	st, _ := r.reg.Status()
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	if st.State != coord.Registered || st.Epoch != 2 || len(log.states) == 0 || log.states[0] != "fenced" {
+		t.Fatalf("Register returned %v at epoch %d after states %v; want registered at epoch 2, fenced first",
+			st.State, st.Epoch, log.states)
+	}
+}
+
+// blockingEntry is a backend that does not answer: Create and Release wait for their ctx.
+type blockingEntry struct{ fakeEntry }
+
+func (e *blockingEntry) Create(ctx context.Context, _ coord.Session) (coord.Created, error) {
+	<-ctx.Done()
+	return coord.Created{}, ctx.Err()
+}
+func (e *blockingEntry) Release(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+
+// TestRegisterReturnsWithItsContext: a Register whose ctx ends while the backend does not
+// answer returns then; the entry is given up in the background, not within the call.
+func TestRegisterReturnsWithItsContext(t *testing.T) {
+	e := &blockingEntry{fakeEntry{sess: healthy()}}
+	g := coord.NewGroup()
+	defer g.Close(func() {})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	const timeout = 10 * time.Second // what a Release on a silent link may take
+	start := time.Now()
+	_, err := coord.StartRegistration(ctx, g, coordtest.NewMember("node-1"),
+		coord.RegisterOptions{Timeout: timeout, Log: testenv.Logger(t)}, func([]byte) coord.Entry { return e })
+	if took := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || took > timeout/2 {
+		t.Fatalf("Register: %v after %v; want DeadlineExceeded soon after the 100ms ctx", err, took)
 	}
 }
