@@ -60,7 +60,14 @@ func (s *regSession) Standing(now time.Time) coord.Standing {
 	if l.Session == s.id && l.Heard.After(s.heard) {
 		s.heard = l.Heard // a probe answered in this session since
 	}
-	out := coord.Liveness{Heard: s.heard, Pending: l.Pending}.Standing(now, s.c.timeout())
+	pending := l.Pending
+	if pending.Before(s.heard) {
+		// Sent before a request answered in this session: the ensemble answers a session's
+		// requests in order, so it is answered already or was another session's (one that
+		// expired, which says nothing of this one).
+		pending = time.Time{}
+	}
+	out := coord.Liveness{Heard: s.heard, Pending: pending}.Standing(now, s.c.timeout())
 	out.Changed = [2]<-chan struct{}{changed, heardChanged}
 	if ss.connected {
 		s.downSince = time.Time{}
