@@ -57,9 +57,15 @@ func Campaign[B Ballot](ctx context.Context, g *Group, log *slog.Logger, electio
 			if h, err = elect(ctx, b, g, log); err == nil {
 				return h, nil
 			}
-			wctx, wcancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_ = b.Withdraw(wctx)
-			wcancel()
+			// In the background: an abandoned campaign returns with its ctx, not a link's
+			// timeout later. (Once g closes, Close ends the session and the entry with it.)
+			_ = g.Go(func() {
+				wctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer cancel()
+				wctx, cancelC := notify.CancelOn(wctx, g.Closed(), nil)
+				defer cancelC()
+				_ = b.Withdraw(wctx)
+			})
 		}
 		select {
 		case <-g.Closed():
@@ -94,13 +100,26 @@ func Leader(ctx context.Context, election string, first func(ctx context.Context
 	return v, err
 }
 
-// FenceOf returns the ballot that l, a leadership Campaign returned (a Held), was won with,
-// if it is of type B: what a backend's fenced write checks.
-func FenceOf[B Ballot](l Leadership) (b B, ok bool) {
-	if w, won := l.(interface{ Ballot() Ballot }); won {
-		b, ok = w.Ballot().(B)
+// FenceOf returns the ballot that l, a leadership Campaign returned (a Held), was won with:
+// what a backend's fenced write checks. It fails unless the ballot is a B that mine accepts
+// (one of the writing coordinator's), and with ErrNotLeader once l's Done is closed: the
+// backend's own check may still pass then, as a ZooKeeper candidate outlives a leadership
+// given up on a cut until its delete gets through.
+func FenceOf[B Ballot](l Leadership, mine func(B) bool) (B, error) {
+	var b B
+	w, won := l.(interface{ Ballot() Ballot })
+	if won {
+		b, won = w.Ballot().(B)
 	}
-	return b, ok
+	if !won || !mine(b) {
+		return b, fmt.Errorf("fence %T is not a leadership of this coordinator", l)
+	}
+	select {
+	case <-l.Done():
+		return b, ErrNotLeader
+	default:
+		return b, nil
+	}
 }
 
 // elect waits until b leads, then holds its leadership.
@@ -116,6 +135,18 @@ func elect(ctx context.Context, b Ballot, g *Group, log *slog.Logger) (*Held, er
 		case ahead < 0:
 			return nil, errLostCandidate
 		case ahead == 0:
+			// Not on a session HoldLeadership would give up at once: the leadership would
+			// end as it began, and its entry with it, electing the next candidate.
+			now := time.Now()
+			if st := b.Candidacy().Session.Standing(now); st.Lost || st.Suspended || !now.Before(st.FenceAt) {
+				select {
+				case <-st.Changed[0]:
+				case <-st.Changed[1]:
+				case <-time.After(max(time.Until(st.Next), 10*time.Millisecond)):
+				case <-ctx.Done():
+				}
+				continue
+			}
 			h, err := HoldLeadership(b, g, log)
 			if err == nil {
 				log.Info("elected", "entry", h.c.Name)

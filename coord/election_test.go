@@ -21,6 +21,10 @@ type fakeBallot struct {
 	waits int // before it led
 	gone  int // withdrawals
 	sess  *fakeSession
+	// withdrew, if not nil, gets a value at every withdrawal (Campaign withdraws a lost or
+	// abandoned candidate in the background); block makes Withdraw wait for its ctx (a cut link).
+	withdrew chan struct{}
+	block    bool
 }
 
 func (b *fakeBallot) Line(context.Context) (int, error) {
@@ -57,11 +61,27 @@ func (b *fakeBallot) Candidacy() coord.Candidacy {
 	return coord.Candidacy{Name: "fake", Session: b.sess, Timeout: time.Second, Resign: b.Withdraw}
 }
 
-func (b *fakeBallot) Withdraw(context.Context) error {
+func (b *fakeBallot) Withdraw(ctx context.Context) error {
+	if b.block {
+		<-ctx.Done()
+	}
 	b.mu.Lock()
 	b.gone++
 	b.mu.Unlock()
+	if b.withdrew != nil {
+		b.withdrew <- struct{}{}
+	}
 	return nil
+}
+
+// withdrawn waits for a withdrawal of b.
+func withdrawn(t *testing.T, b *fakeBallot) {
+	t.Helper()
+	select {
+	case <-b.withdrew:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the ballot was not withdrawn")
+	}
 }
 
 // TestCampaignStandsAgainWhenLost: a candidate lost while it waits is withdrawn and a new
@@ -73,7 +93,7 @@ func TestCampaignStandsAgainWhenLost(t *testing.T) {
 	ctx := testenv.Context(t, 5*time.Second)
 	var stood []*fakeBallot
 	stand := func(context.Context, string, string) (*fakeBallot, error) {
-		b := &fakeBallot{line: []int{2, 1, 0}, sess: healthy()}
+		b := &fakeBallot{line: []int{2, 1, 0}, sess: healthy(), withdrew: make(chan struct{}, 1)}
 		if len(stood) == 0 {
 			b.line = []int{1, -1}
 		}
@@ -84,11 +104,12 @@ func TestCampaignStandsAgainWhenLost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	withdrawn(t, stood[0])
 	if waits, gone := stood[0].counts(); len(stood) != 2 || gone != 1 || waits != 1 {
 		t.Fatalf("stood %d ballots, the first withdrawn %d times after %d waits; want 2, 1, 1", len(stood), gone, waits)
 	}
-	if b, ok := coord.FenceOf[*fakeBallot](l); !ok || b != stood[1] {
-		t.Fatalf("fence = %v, %v; want the second ballot", b, ok)
+	if b, err := coord.FenceOf(l, func(*fakeBallot) bool { return true }); err != nil || b != stood[1] {
+		t.Fatalf("fence = %v, %v; want the second ballot", b, err)
 	}
 	if waits, _ := stood[1].counts(); waits != 2 {
 		t.Fatalf("elected after %d waits, want 2", waits)
@@ -108,9 +129,10 @@ func TestAbandonedCampaignWithdraws(t *testing.T) {
 	defer g.Close(func() {})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	b := &fakeBallot{line: []int{1}, sess: healthy()}
+	b := &fakeBallot{line: []int{1}, sess: healthy(), withdrew: make(chan struct{}, 1)}
 	stand := func(context.Context, string, string) (*fakeBallot, error) { return b, nil }
 	_, err := coord.Campaign(ctx, g, testenv.Logger(t), "monitor", "mon-a", stand)
+	withdrawn(t, b)
 	if _, gone := b.counts(); !errors.Is(err, context.DeadlineExceeded) || gone != 1 {
 		t.Fatalf("abandoned campaign: err = %v, %d withdrawals; want DeadlineExceeded and 1", err, gone)
 	}
@@ -120,5 +142,63 @@ func TestAbandonedCampaignWithdraws(t *testing.T) {
 	g.Close(func() {})
 	if _, err := coord.Campaign(context.Background(), g, testenv.Logger(t), "monitor", "mon-a", stand); !errors.Is(err, coord.ErrClosed) {
 		t.Fatalf("campaign after Close: err = %v, want ErrClosed", err)
+	}
+}
+
+// TestAbandonedCampaignReturnsWithItsContext: an abandoned campaign returns when its ctx
+// ends, even when its withdrawal cannot get through; the withdrawal goes on in the background.
+func TestAbandonedCampaignReturnsWithItsContext(t *testing.T) {
+	g := coord.NewGroup()
+	defer g.Close(func() {})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	b := &fakeBallot{line: []int{1}, sess: healthy(), block: true, withdrew: make(chan struct{}, 1)}
+	start := time.Now()
+	_, err := coord.Campaign(ctx, g, testenv.Logger(t), "monitor", "mon-a",
+		func(context.Context, string, string) (*fakeBallot, error) { return b, nil })
+	// The withdrawal's own bound is 2s: returning before it is returning with ctx.
+	if took := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || took > time.Second {
+		t.Fatalf("abandoned campaign: %v after %v; want DeadlineExceeded soon after the 100ms ctx", err, took)
+	}
+	g.Close(func() {}) // ends the withdrawal's wait, and waits for it
+	if _, gone := b.counts(); gone != 1 {
+		t.Fatalf("withdrawn %d times, want 1", gone)
+	}
+}
+
+// TestNoLeadershipOnASessionThatWouldLoseIt: a candidate found lowest while its session is
+// Suspended (or past its fence) is not elected until the session answers again, rather than
+// handed a leadership that ends as it begins.
+func TestNoLeadershipOnASessionThatWouldLoseIt(t *testing.T) {
+	g := coord.NewGroup()
+	defer g.Close(func() {})
+	s := &fakeSession{}
+	far := time.Now().Add(time.Hour)
+	s.st.Set(coord.Standing{Suspended: true, Heard: time.Now(), FenceAt: far, Next: far})
+	b := &fakeBallot{line: []int{0}, sess: s, withdrew: make(chan struct{}, 1)}
+	stand := func(context.Context, string, string) (*fakeBallot, error) { return b, nil }
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if l, err := coord.Campaign(ctx, g, testenv.Logger(t), "monitor", "mon-a", stand); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("campaign on a suspended session: leadership %T, err %v; want none (DeadlineExceeded)", l, err)
+	}
+	withdrawn(t, b)
+
+	elected := make(chan error, 1)
+	ctx = testenv.Context(t, 5*time.Second)
+	go func() {
+		l, err := coord.Campaign(ctx, g, testenv.Logger(t), "monitor", "mon-a", stand)
+		if err == nil {
+			select {
+			case <-l.Done():
+				err = errors.New("elected with Done already closed")
+			default:
+			}
+		}
+		elected <- err
+	}()
+	s.st.Set(coord.Standing{Heard: time.Now(), FenceAt: far, Next: far}) // answered again
+	if err := <-elected; err != nil {
+		t.Fatal(err)
 	}
 }

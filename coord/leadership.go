@@ -15,7 +15,8 @@ type Candidacy struct {
 	// Name identifies the candidate's entry in the log (its key or path).
 	Name string
 	// Session is what the candidate's entry lives on, judged as a registration's is but
-	// more strictly (see HoldLeadership). Only the holding goroutine calls it.
+	// more strictly (see HoldLeadership). The campaign's goroutine, then the holding one,
+	// call it, one at a time.
 	Session Session
 	// Timeout is the session timeout or lease TTL the Session is timed by.
 	Timeout time.Duration

@@ -11,7 +11,7 @@ import (
 // create revision the leader key does not have, so that tests reach the server-side check
 // of a fenced write rather than the local short cut for a leadership already given up.
 func StaleFence(l coord.Leadership) coord.Leadership {
-	b, _ := coord.FenceOf[*ballot](l)
+	b, _ := coord.FenceOf(l, func(*ballot) bool { return true })
 	return staleFence{&ballot{c: b.c, key: b.key, rev: b.rev + 1}}
 }
 

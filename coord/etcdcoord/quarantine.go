@@ -19,14 +19,9 @@ func (c *Coordinator) SetQuarantine(ctx context.Context, q coord.Quarantine, fen
 	op := "quarantine " + q.Node
 	var fenced []clientv3.Cmp // none without a fence: the transaction then always succeeds
 	if fence != nil {
-		l, ok := coord.FenceOf[*ballot](fence)
-		if !ok || l.c != c {
-			return fmt.Errorf("%s: fence %T is not a leadership of this coordinator", op, fence)
-		}
-		select {
-		case <-fence.Done():
-			return fmt.Errorf("%s: %w", op, coord.ErrNotLeader)
-		default:
+		l, err := coord.FenceOf(fence, func(b *ballot) bool { return b.c == c })
+		if err != nil {
+			return fmt.Errorf("%s: %w", op, err)
 		}
 		fenced = append(fenced, clientv3.Compare(clientv3.CreateRevision(l.key), "=", l.rev))
 	}

@@ -210,9 +210,8 @@ func (c *Coordinator) SetQuarantine(_ context.Context, q coord.Quarantine, fence
 	}
 	var l *ballot
 	if fence != nil {
-		var ok bool
-		if l, ok = coord.FenceOf[*ballot](fence); !ok || l.c != c {
-			return fmt.Errorf("quarantine %s: fence %T is not a leadership of this coordinator", q.Node, fence)
+		if l, err = coord.FenceOf(fence, func(b *ballot) bool { return b.c == c }); err != nil {
+			return fmt.Errorf("quarantine %s: %w", q.Node, err)
 		}
 	}
 	c.cl.write(func() {

@@ -208,6 +208,27 @@ func TestLeadershipGivenUpOnACutLeavesNoCandidate(t *testing.T) {
 	}
 }
 
+// TestFencedWriteRefusedOnceLeadershipGivenUp: a leader whose link is down for a third of the
+// session timeout gives its leadership up while its session, and so its candidate znode, may
+// live on: its fenced write must be refused as not the leader's, not left to a check of the
+// znode that would pass once the link is back.
+func TestFencedWriteRefusedOnceLeadershipGivenUp(t *testing.T) {
+	const timeout = 6 * time.Second
+	ctx := testenv.Context(t, 60*time.Second)
+	proxy, a, la, _ := leaderBehindProxy(ctx, t, timeout)
+	proxy.Blackhole()
+	select {
+	case <-la.Done():
+	case <-time.After(timeout):
+		t.Fatal("leadership not given up within a session timeout of the cut")
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := a.SetQuarantine(wctx, coord.Quarantine{Node: "n1", Reason: "deposed"}, la); !errors.Is(err, coord.ErrNotLeader) {
+		t.Fatalf("fenced write after the leadership was given up: %v, want ErrNotLeader", err)
+	}
+}
+
 // TestCandidateMadeWhileItsAnswerWasLost: a's create of its candidate znode reaches the
 // ensemble and is carried out, but the answer is lost and the link stays cut for longer than
 // the library takes to give the create up; a's session survives the cut. The znode a never

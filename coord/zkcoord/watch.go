@@ -48,9 +48,9 @@ func (c *Coordinator) SetQuarantine(ctx context.Context, q coord.Quarantine, fen
 	}
 	var check []any
 	if fence != nil {
-		l, ok := coord.FenceOf[*ballot](fence)
-		if !ok || l.c != c {
-			return fmt.Errorf("quarantine: fence %T is not a leadership of this coordinator", fence)
+		l, err := coord.FenceOf(fence, func(b *ballot) bool { return b.c == c })
+		if err != nil {
+			return fmt.Errorf("quarantine %s: %w", q.Node, err)
 		}
 		// The candidate znode is never modified, so version 0 proves it still exists: it
 		// vanishes with the leader's session, and a deposed leader's write then fails.
