@@ -138,7 +138,11 @@ func elect(ctx context.Context, b Ballot, g *Group, log *slog.Logger) (*Held, er
 			// Not on a session HoldLeadership would give up at once: the leadership would
 			// end as it began, and its entry with it, electing the next candidate.
 			now := time.Now()
-			if st := b.Candidacy().Session.Standing(now); st.Lost || st.Suspended || !now.Before(st.FenceAt) {
+			st := b.Candidacy().Session.Standing(now)
+			if st.Lost {
+				return nil, errLostCandidate
+			}
+			if st.Suspended || !now.Before(st.FenceAt) {
 				select {
 				case <-st.Changed[0]:
 				case <-st.Changed[1]:

@@ -202,3 +202,30 @@ func TestNoLeadershipOnASessionThatWouldLoseIt(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCampaignStandsAgainWhenLostAsItLeads: a candidate whose session is lost just as it is
+// found lowest is withdrawn and a new one stands at once, rather than waiting for the lost
+// session's standing to change.
+func TestCampaignStandsAgainWhenLostAsItLeads(t *testing.T) {
+	g := coord.NewGroup()
+	defer g.Close(func() {})
+	lost := &fakeSession{}
+	far := time.Now().Add(time.Hour)
+	lost.st.Set(coord.Standing{Lost: true, Heard: time.Now(), FenceAt: far, Next: far})
+	var stood []*fakeBallot
+	stand := func(context.Context, string, string) (*fakeBallot, error) {
+		b := &fakeBallot{line: []int{0}, sess: healthy()}
+		if len(stood) == 0 {
+			b.sess = lost
+		}
+		stood = append(stood, b)
+		return b, nil
+	}
+	l, err := coord.Campaign(testenv.Context(t, 5*time.Second), g, testenv.Logger(t), "monitor", "mon-a", stand)
+	if err != nil {
+		t.Fatalf("campaign: %v after %d ballots", err, len(stood))
+	}
+	if b, _ := coord.FenceOf(l, func(*fakeBallot) bool { return true }); len(stood) != 2 || b != stood[1] {
+		t.Fatalf("stood %d ballots; want the second elected", len(stood))
+	}
+}

@@ -16,6 +16,7 @@ type Group struct {
 	stopping bool
 	wg       sync.WaitGroup
 	once     sync.Once
+	cleanups map[string]chan struct{} // see cleanup
 }
 
 // NewGroup returns a Group that is not closed.
@@ -31,6 +32,49 @@ func (g *Group) Go(f func()) error {
 	}
 	g.wg.Go(f)
 	return nil
+}
+
+// cleanup runs f on a goroutine of g after the previous cleanup of the same key has ended,
+// and returns at once. pending returns a channel closed once every cleanup of key begun so
+// far has ended (nil if none is under way): a failed registration's background release,
+// which a new registration of the same member waits for, since the release would delete the
+// entry the new one made. If g refuses f (Close began), Close's end of the session does it.
+func (g *Group) cleanup(key string, f func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	prev, done := g.cleanups[key], make(chan struct{})
+	run := func() {
+		defer func() {
+			g.mu.Lock()
+			if g.cleanups[key] == done {
+				delete(g.cleanups, key)
+			}
+			g.mu.Unlock()
+			close(done)
+		}()
+		if prev != nil {
+			select {
+			case <-prev:
+			case <-g.closed:
+				return
+			}
+		}
+		f()
+	}
+	if g.stopping {
+		return
+	}
+	if g.cleanups == nil {
+		g.cleanups = map[string]chan struct{}{}
+	}
+	g.cleanups[key] = done
+	g.wg.Go(run)
+}
+
+func (g *Group) pending(key string) <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cleanups[key]
 }
 
 // Closed is closed when Close begins.

@@ -24,6 +24,8 @@ var (
 	// ErrAgain is what Entry.Create returns when the entry changed under the attempt (it
 	// vanished, or a stale one of this process was just deleted): try again at once.
 	ErrAgain = errors.New("entry changed; trying again")
+
+	errFencedAtOnce = errors.New("the session was past its fence when the create was answered")
 )
 
 // Session is what an entry lives on: a ZooKeeper session, an etcd lease. When it ends, the
@@ -132,6 +134,7 @@ func StartRegistration(ctx context.Context, g *Group, m Member, o RegisterOption
 		e:        newEntry(data),
 		o:        o,
 		g:        g,
+		after:    g.pending(m.ID),
 		closed:   g.Closed(),
 		withdraw: make(chan chan error),
 		stop:     make(chan struct{}),
@@ -165,6 +168,7 @@ type registration struct {
 	e      Entry
 	o      RegisterOptions
 	g      *Group
+	after  <-chan struct{} // a failed registration's release of the id, waited for first
 	closed <-chan struct{} // g closed: stop
 
 	status   notify.Value[Status]
@@ -245,7 +249,7 @@ func (r *registration) Deregister(ctx context.Context) error {
 func (r *registration) abandon() {
 	r.stopOnce.Do(func() { close(r.stop) })
 	<-r.done
-	_ = r.g.Go(func() {
+	r.g.cleanup(r.id, func() {
 		ctx, cancel := notify.CancelOn(context.Background(), r.closed, nil)
 		defer cancel()
 		ctx, cancelT := context.WithTimeout(ctx, r.o.Timeout)
@@ -289,6 +293,12 @@ func (r *registration) run(first chan<- error) {
 		}
 	}
 	duplicateSince := time.Time{}
+	if r.after != nil {
+		select {
+		case <-r.after:
+		case <-ctx.Done():
+		}
+	}
 	for ctx.Err() == nil {
 		s, err := r.e.Session(ctx)
 		if err != nil {
@@ -301,11 +311,16 @@ func (r *registration) run(first chan<- error) {
 		c, err := r.e.Create(ctx, s)
 		switch {
 		case err == nil:
-			backoff = minBackoff
-			duplicateSince = time.Time{}
 			r.setMark(c.Mark)
-			if r.hold(ctx, s, c, func() { settle(nil) }) {
+			live := false
+			if r.hold(ctx, s, c, func() {
+				live, backoff, duplicateSince = true, minBackoff, time.Time{}
+				settle(nil)
+			}) {
 				r.e.Retire(ctx, s, c)
+				if !live {
+					retry("register: the entry was fenced as it was made; retrying", errFencedAtOnce)
+				}
 			}
 		case errors.Is(err, ErrMarked):
 			if c.Mark != nil {

@@ -234,3 +234,44 @@ func TestRegisterReturnsWithItsContext(t *testing.T) {
 		t.Fatalf("Register: %v after %v; want DeadlineExceeded soon after the 100ms ctx", err, took)
 	}
 }
+
+// gatedRelease does not answer a create, and its release waits for gate.
+type gatedRelease struct {
+	blockingEntry
+	gate chan struct{}
+}
+
+func (e *gatedRelease) Release(ctx context.Context) error {
+	select {
+	case <-e.gate:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// TestRegisterAgainWaitsForTheFailedOnesRelease: a Register that failed gives its entry up
+// in the background; a new Register of the same member waits for that (and for every failed
+// one's before it), or the release would delete the entry the new one made.
+func TestRegisterAgainWaitsForTheFailedOnesRelease(t *testing.T) {
+	g := coord.NewGroup()
+	defer g.Close(func() {})
+	register := func(e coord.Entry, d time.Duration) error {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		_, err := coord.StartRegistration(ctx, g, coordtest.NewMember("node-1"),
+			coord.RegisterOptions{Timeout: 10 * time.Second, Log: testenv.Logger(t)}, func([]byte) coord.Entry { return e })
+		return err
+	}
+	gate := make(chan struct{})
+	if err := register(&gatedRelease{blockingEntry{fakeEntry{sess: healthy()}}, gate}, 100*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("first Register: %v, want DeadlineExceeded", err)
+	}
+	if err := register(&fakeEntry{sess: healthy()}, 300*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Register while the failed one's release is under way: %v, want it to wait (DeadlineExceeded)", err)
+	}
+	close(gate)
+	if err := register(&fakeEntry{sess: healthy()}, 5*time.Second); err != nil {
+		t.Fatalf("Register once the releases ended: %v", err)
+	}
+}

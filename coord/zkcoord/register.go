@@ -61,11 +61,12 @@ func (s *regSession) Standing(now time.Time) coord.Standing {
 		s.heard = l.Heard // a probe answered in this session since
 	}
 	pending := l.Pending
-	if pending.Before(s.heard) {
-		// Sent before a request answered in this session: the ensemble answers a session's
-		// requests in order, so it is answered already or was another session's (one that
-		// expired, which says nothing of this one).
-		pending = time.Time{}
+	if !pending.IsZero() && pending.Before(s.heard) {
+		// Pending since before a request answered in this session: the ensemble answers a
+		// session's requests in order, so it is answered already, or another session's (an
+		// expired one, which says nothing of this one), or was queued after that request.
+		// Unanswered since heard, then, at the most.
+		pending = s.heard
 	}
 	out := coord.Liveness{Heard: s.heard, Pending: pending}.Standing(now, s.c.timeout())
 	out.Changed = [2]<-chan struct{}{changed, heardChanged}

@@ -10,9 +10,10 @@ import (
 
 // TestProbeSentBeforeTheSessionsAnswerIsNotOverdue: a Sync still pending from before a
 // request answered in the session (the ensemble answers a session's requests in order, so it
-// is the expired session's, or answered already) does not make the session Suspended; one
-// sent after does, once overdue. Without the rule, every registration and leadership in a
-// session that replaced an expired one counted as unanswered until the next probe came back.
+// is the expired session's, answered already, or queued after that request) counts as
+// unanswered only since that request was sent; one sent after it counts from its own send.
+// Without the rule, every registration and leadership in a session that replaced an expired
+// one counted as unanswered until the next probe came back.
 func TestProbeSentBeforeTheSessionsAnswerIsNotOverdue(t *testing.T) {
 	const timeout = 6 * time.Second
 	c := &Coordinator{cfg: Config{Settings: coord.Settings{SessionTimeout: timeout}}}
@@ -36,10 +37,14 @@ func TestProbeSentBeforeTheSessionsAnswerIsNotOverdue(t *testing.T) {
 		}
 	}
 	sent := c.prober.Load().Pending
-	at := sent.Add(coord.OverdueAfter(timeout) + 500*time.Millisecond) // overdue, not yet stale
-	after := &regSession{c: c, id: 2, heard: sent.Add(time.Millisecond)}
-	if st := after.Standing(at); st.Suspended {
-		t.Fatalf("a session answered after the pending probe was sent counts as Suspended: %+v", st)
+	overdue := coord.OverdueAfter(timeout)
+	at := sent.Add(overdue + 500*time.Millisecond) // overdue by the probe's own send time
+	later := &regSession{c: c, id: 2, heard: sent.Add(time.Second)}
+	if st := later.Standing(at); st.Suspended {
+		t.Fatalf("a session answered 1s after the pending probe was sent counts as Suspended %v later: %+v", at.Sub(sent), st)
+	}
+	if st := later.Standing(later.heard.Add(overdue + time.Millisecond)); !st.Suspended {
+		t.Fatalf("still pending %v after the session's answered send, not Suspended: %+v", overdue, st)
 	}
 	before := &regSession{c: c, id: 1, heard: sent.Add(-time.Millisecond)}
 	if st := before.Standing(at); !st.Suspended {
