@@ -161,9 +161,10 @@ func (e *entry) adopt(ctx context.Context, sessID int64) (coord.Created, error) 
 // reconnect closes.
 //
 // Each look arms both watches again, so the one that did not fire stays registered in the
-// client beside the new one until its path's next event (or the session's end): one small
-// channel per change of the other path. Changes are rare (a registration, a quarantine
-// mark set or released), so this is cheaper than tracking which watch is still armed.
+// client beside the new one until its path's next event (or the session's end): a small
+// channel or two per change of the other path or per reconnect. Both are rare (a
+// registration, a mark set or released, a lost link), so this is cheaper than tracking
+// which watch is still armed.
 func (e *entry) Look(ctx context.Context, s coord.Session, cr coord.Created) (coord.Sight, <-chan struct{}, error) {
 	ss, sessChanged := e.c.sess.Get()
 	if !ss.connected {
