@@ -283,6 +283,35 @@ func TestMonitorLeaderFailover(t *testing.T) {
 	}
 }
 
+// TestKilledNodeComesBackWithoutAMark: a node killed with SIGKILL is not quarantined (every
+// port refuses: its process is gone, not sick); it leaves the live set when its session ends,
+// and restarted it rejoins by itself, with nobody releasing a mark at 3 a.m.
+func TestKilledNodeComesBackWithoutAMark(t *testing.T) {
+	c := newCluster(t)
+	n1 := c.startNode("k1", graceArgs...)
+	c.startNode("k2", graceArgs...)
+	c.startNode("k3", graceArgs...)
+	m := c.startMonitor("mon-k")
+	m.waitLeading(t, 20*time.Second)
+	killed := time.Now()
+	n1.Kill()
+	c.waitMember("k1", 4*sessionTimeout, func(_ coord.Member, ok bool) bool { return !ok })
+	left := time.Since(killed)
+	if q := c.quarantines(); len(q) != 0 {
+		t.Fatalf("a killed node was quarantined: %s: %s", q[0].Node, q[0].Reason)
+	}
+	if st, err := m.state(); err != nil || st.Rounds == 0 {
+		t.Fatalf("monitor state %+v, %v", st, err)
+	}
+	restarted := time.Now()
+	c.startNode("k1", graceArgs...) // waits until it is in the live set and ready
+	if q := c.quarantines(); len(q) != 0 {
+		t.Fatalf("a mark after the restart: %s: %s", q[0].Node, q[0].Reason)
+	}
+	t.Logf("MEASURED kill -9 of a node under a probing monitor (rounds every 250ms, fail after 3): out of the live set %v after the kill (session timeout %v), no mark; restarted, in the live set and ready %v later",
+		left.Round(time.Millisecond), sessionTimeout, time.Since(restarted).Round(time.Millisecond))
+}
+
 func (c *cluster) quarantines() []coord.Quarantine {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -10,6 +10,7 @@ type history struct {
 	fails, slow, erroring int     // consecutive rounds
 	recent                []Probe // the last few probes, newest last: the evidence
 	last                  *Probe
+	gone                  bool // the last round found it Gone
 }
 
 const keepProbes = 5
@@ -31,6 +32,8 @@ type verdict struct {
 	Reason     string
 	// Held explains a quarantine the limits prevented.
 	Held string
+	// Gone names the nodes found Gone this round that were not the round before.
+	Gone []string
 }
 
 // judge updates every node's streaks from this round's probes and decides. probes holds
@@ -39,7 +42,7 @@ func judge(cfg Config, hist map[string]*history, probes map[string]Probe, marks 
 	var v verdict
 	failed := 0
 	for _, p := range probes {
-		if p.Failed() {
+		if p.Failed() && !p.Gone {
 			failed++
 		}
 	}
@@ -56,9 +59,18 @@ func judge(cfg Config, hist map[string]*history, probes map[string]Probe, marks 
 	for id, p := range probes {
 		h := hist[id]
 		h.add(p)
-		if p.Failed() {
+		if p.Gone && !h.gone {
+			v.Gone = append(v.Gone, id)
+		}
+		h.gone = p.Gone
+		switch {
+		case p.Gone:
+			// Not sick, and not a candidate: its session's end takes it out.
+			h.fails, h.slow, h.erroring = 0, 0, 0
+			continue
+		case p.Failed():
 			h.fails++
-		} else {
+		default:
 			h.fails = 0
 		}
 		// Slow: above the absolute floor and SlowFactor times the peers' median.
@@ -75,6 +87,7 @@ func judge(cfg Config, hist map[string]*history, probes map[string]Probe, marks 
 			h.erroring = 0
 		}
 	}
+	sort.Strings(v.Gone)
 
 	type candidate struct {
 		id, reason string

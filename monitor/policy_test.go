@@ -1,9 +1,15 @@
 package monitor
 
 import (
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 )
 
 func okProbe(e2e float64) Probe {
@@ -142,5 +148,70 @@ func TestConfigValidate(t *testing.T) {
 		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("Validate = %v, want an error about %s", err, c.want)
 		}
+	}
+}
+
+// goneProbe is a node whose process is not running: every port refuses the connection.
+func goneProbe() Probe {
+	p := failedProbe()
+	p.Health, p.Gone = Check{Error: "connection refused"}, true
+	return p
+}
+
+// TestGoneNodeIsNotQuarantined: a node whose process is not running (killed, crashed) is
+// left to its session's end, however many rounds it stays gone: a mark would keep the
+// restarted process out until someone released it. It does not count against the monitor
+// itself either, and is said once when it goes.
+func TestGoneNodeIsNotQuarantined(t *testing.T) {
+	cfg := DefaultConfig()
+	hist := map[string]*history{}
+	probes := map[string]Probe{"a": okProbe(1), "b": okProbe(1), "c": goneProbe()}
+	v := rounds(cfg, hist, 1, 0, probes)
+	if len(v.Gone) != 1 || v.Gone[0] != "c" {
+		t.Fatalf("first gone round: %+v, want c named gone", v)
+	}
+	v = rounds(cfg, hist, 3*cfg.FailAfter, 0, probes)
+	if v.Quarantine != "" || v.SelfSuspect || len(v.Gone) != 0 {
+		t.Fatalf("after %d rounds gone: %+v, want nothing done and c not named again", 3*cfg.FailAfter, v)
+	}
+	// Two of three gone is not the monitor being cut off.
+	probes["b"] = goneProbe()
+	if v := rounds(cfg, hist, 1, 0, probes); v.SelfSuspect {
+		t.Fatalf("two nodes gone: %+v, want no self-suspicion", v)
+	}
+	// A node that refuses MQTT but answers its admin endpoint is running, and sick.
+	probes = map[string]Probe{"a": okProbe(1), "b": okProbe(1), "c": failedProbe()}
+	if v := rounds(cfg, hist, cfg.FailAfter, 0, probes); v.Quarantine != "c" {
+		t.Fatalf("a running node refusing MQTT: %+v, want it quarantined", v)
+	}
+}
+
+// closedAddr returns a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// TestProbeTellsAGoneNodeFromASickOne: a node whose MQTT port and admin endpoint both refuse
+// the connection is Gone; one whose admin endpoint answers while MQTT refuses is not.
+func TestProbeTellsAGoneNodeFromASickOne(t *testing.T) {
+	m := &Monitor{cfg: DefaultConfig(), http: &http.Client{}}
+	ctx := testenv.Context(t, 10*time.Second)
+	if p := m.probe(ctx, coord.Member{ID: "n1", MQTTAddr: closedAddr(t), AdminAddr: closedAddr(t)}, nil); !p.Gone || !p.Failed() {
+		t.Fatalf("every port refused: %+v, want failed and gone", p)
+	}
+	admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"ready":false}`))
+	}))
+	defer admin.Close()
+	if p := m.probe(ctx, coord.Member{ID: "n1", MQTTAddr: closedAddr(t), AdminAddr: admin.Listener.Addr().String()}, nil); p.Gone || !p.Failed() {
+		t.Fatalf("MQTT refused, admin answering: %+v, want failed and not gone", p)
 	}
 }

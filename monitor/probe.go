@@ -3,10 +3,12 @@ package monitor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"sort"
+	"syscall"
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
@@ -29,6 +31,11 @@ type Probe struct {
 	Health Check     `json:"readiness"`
 	// Failing names the node's own readiness checks that failed.
 	Failing []string `json:"failing,omitempty"`
+	// Gone: both the MQTT port and the admin endpoint refused the connection, so the node's
+	// process is not running (crashed, killed, stopped by hand). Gone is not sick: the node
+	// leaves the live set when its session ends, and a restart brings it back; a quarantine
+	// would keep the restarted process out until someone released it.
+	Gone bool `json:"gone,omitempty"`
 	// Rates from the node's counters since the previous round (per second).
 	MessagesIn       float64 `json:"messages_in_per_s"`
 	MessagesOut      float64 `json:"messages_out_per_s"`
@@ -51,8 +58,8 @@ func (m *Monitor) probe(ctx context.Context, member coord.Member, prev *Probe) P
 	id := fmt.Sprintf("sb-probe.%s.%s", m.cfg.ID, member.ID)
 	// Every client may use exactly its own probe topic, whatever its credentials.
 	topic := inbox.ProbeTopicPrefix + id
-	res, err := probeMQTT(ctx, member.MQTTAddr, id, topic, m.cfg.ProbeUsername, m.cfg.ProbePassword)
-	switch {
+	res, mqttErr := probeMQTT(ctx, member.MQTTAddr, id, topic, m.cfg.ProbeUsername, m.cfg.ProbePassword)
+	switch err := mqttErr; {
 	case err != nil && res.Ping == 0:
 		p.MQTT = Check{Error: err.Error()}
 		p.E2E = Check{Error: "not attempted: MQTT ping failed"}
@@ -84,6 +91,7 @@ func (m *Monitor) probe(ctx context.Context, member coord.Member, prev *Probe) P
 	default:
 		p.Health.OK = true
 	}
+	p.Gone = errors.Is(mqttErr, syscall.ECONNREFUSED) && errors.Is(err, syscall.ECONNREFUSED)
 	if err == nil {
 		p.counters = h.Counters
 		if prev != nil && !prev.At.IsZero() {
