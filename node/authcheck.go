@@ -108,7 +108,8 @@ func (n *Node) authLoop(ctx context.Context) {
 
 // logThrottle caps how many lines a flood of refusals writes: rate a second with a burst,
 // then one line every interval saying how many were suppressed, so an attacker cannot
-// fill the disk through the log.
+// fill the disk through the log. A line below the logger's level neither spends the budget
+// nor counts as suppressed (the report would name lines nobody could have seen).
 type logThrottle struct {
 	mu         sync.Mutex
 	rate       float64
@@ -124,6 +125,9 @@ func newLogThrottle(rate float64, burst int) *logThrottle {
 }
 
 func (l *logThrottle) log(log *slog.Logger, level slog.Level, msg string, args ...any) {
+	if !log.Enabled(context.Background(), level) {
+		return
+	}
 	now := time.Now()
 	l.mu.Lock()
 	l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
