@@ -163,7 +163,7 @@ func noRouterHint(err error, api string) error {
 	}
 	return fmt.Errorf("%w\nno router API listens at %s: give the right one with --api URL (or SWITCHBOARD_API); "+
 		"`switchboard up` serves the API on http://127.0.0.1:8080 by default, and send and mailbox find it "+
-		"themselves when run in the directory where up runs", err, api)
+		"themselves when run in the directory where up runs with its default --data-dir", err, api)
 }
 
 func postJSON(ctx context.Context, u, token string, body, out any) ([]byte, error) {
