@@ -6,10 +6,22 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
 )
+
+// absDir returns dir as an absolute path. Every server runs in a directory of its own, so a
+// relative path in its command line or configuration file would be read from there, not
+// from where the caller meant; each Start resolves its Dir once, before it writes anything.
+func absDir(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("directory %s: %w", dir, err)
+	}
+	return abs, nil
+}
 
 // process is one server process we started: it can be stopped, killed, paused and started
 // again with the same command line.

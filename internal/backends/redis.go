@@ -52,6 +52,25 @@ func StartRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 	if err := EnsureInstalled(ctx); err != nil {
 		return nil, err
 	}
+	r, err := newRedis(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Start(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// newRedis makes cfg.Dir absolute and creates it, chooses the port when cfg.Port is 0 and
+// returns the server's command line, not started. redis-server runs in its Dir and reads
+// --dir from there, so the path it is given is absolute.
+func newRedis(cfg RedisConfig) (*Redis, error) {
+	dir, err := absDir(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	cfg.Dir = dir
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
 	}
@@ -95,9 +114,6 @@ func StartRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 		Addr: fmt.Sprintf("127.0.0.1:%d", ports[0]),
 		tls:  tlsCfg,
 		proc: &process{name: "redis", argv: argv, dir: cfg.Dir, logPath: filepath.Join(cfg.Dir, "redis.log")},
-	}
-	if err := r.Start(ctx); err != nil {
-		return nil, err
 	}
 	return r, nil
 }

@@ -62,6 +62,11 @@ func StartRedisCluster(ctx context.Context, cfg RedisClusterConfig) (*RedisClust
 	if cfg.Dir == "" {
 		return nil, errors.New("redis cluster: Dir is required")
 	}
+	dir, err := absDir(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("redis cluster: %w", err)
+	}
+	cfg.Dir = dir
 	if err := EnsureInstalled(ctx); err != nil {
 		return nil, err
 	}

@@ -84,6 +84,11 @@ func StartSentinelSet(ctx context.Context, cfg SentinelConfig) (*SentinelSet, er
 	if cfg.Dir == "" {
 		return nil, errors.New("sentinel set: Dir is required")
 	}
+	dir, err := absDir(cfg.Dir) // sentinel.conf's dir and the Sentinels' argv are read from their own dirs
+	if err != nil {
+		return nil, fmt.Errorf("sentinel set: %w", err)
+	}
+	cfg.Dir = dir
 	if err := EnsureInstalled(ctx); err != nil {
 		return nil, err
 	}

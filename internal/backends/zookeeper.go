@@ -65,6 +65,34 @@ func StartEnsemble(ctx context.Context, cfg EnsembleConfig) (*Ensemble, error) {
 	if err != nil {
 		return nil, err
 	}
+	e, err := newEnsemble(cfg, ports)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range e.servers {
+		if err := s.proc.start(); err != nil {
+			e.Close()
+			return nil, err
+		}
+	}
+	if err := e.WaitServing(ctx); err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// newEnsemble writes every server's directory, myid and zoo.cfg under cfg.Dir, made
+// absolute first, with three ports a server from ports (client, quorum, election), and
+// returns the ensemble, not started. ZooKeeper reads zoo.cfg and dataDir relative to its
+// working directory, which is the server's own directory, so every path it is given is
+// absolute.
+func newEnsemble(cfg EnsembleConfig, ports []int) (*Ensemble, error) {
+	dirAbs, err := absDir(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("ensemble: %w", err)
+	}
+	cfg.Dir = dirAbs
 	var serverLines strings.Builder
 	for i := range cfg.Size {
 		// server.N=host:quorumPort:electionPort;clientHost:clientPort
@@ -116,16 +144,6 @@ reconfigEnabled=false
 			},
 		}
 		e.servers = append(e.servers, s)
-	}
-	for _, s := range e.servers {
-		if err := s.proc.start(); err != nil {
-			e.Close()
-			return nil, err
-		}
-	}
-	if err := e.WaitServing(ctx); err != nil {
-		e.Close()
-		return nil, err
 	}
 	return e, nil
 }

@@ -18,6 +18,13 @@ type devBackends struct {
 }
 
 func startDevBackends(ctx context.Context, dir string, prog *progress.Line) (*devBackends, error) {
+	// Once, before anything is written: the servers run in directories of their own and
+	// would read a relative path from there.
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", dir, err)
+	}
+	dir = abs
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", dir, err)
 	}

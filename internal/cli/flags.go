@@ -43,7 +43,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return usageError{err}
+		return usageError{explainFlagError(fs, err)}
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) {
@@ -80,6 +80,40 @@ func parse(fs *flag.FlagSet, args []string) error {
 		return cf.apply(fs, given)
 	}
 	return nil
+}
+
+// explainFlagError rewrites the flag package's "flag needs an argument: -wait" to say what
+// the value is, e.g. "--wait needs a duration such as 30s", and adds the same to an invalid
+// duration's "invalid value ... for flag -wait".
+func explainFlagError(fs *flag.FlagSet, err error) error {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
+		if f := fs.Lookup(name); f != nil {
+			return fmt.Errorf("--%s needs %s", name, valueKind(f))
+		}
+		return err
+	}
+	if _, rest, ok := strings.Cut(msg, " for flag -"); ok && strings.HasPrefix(msg, "invalid value ") {
+		name, _, _ := strings.Cut(rest, ":")
+		if f := fs.Lookup(name); f != nil {
+			if kind, _ := flag.UnquoteUsage(f); kind == "duration" {
+				return fmt.Errorf("%w (--%s takes %s)", err, name, valueKind(f))
+			}
+		}
+	}
+	return err
+}
+
+// valueKind names the kind of value a flag takes, for an error.
+func valueKind(f *flag.Flag) string {
+	switch kind, _ := flag.UnquoteUsage(f); kind {
+	case "duration":
+		return "a duration such as 30s"
+	case "int", "uint", "float":
+		return "a number"
+	default:
+		return "a value"
+	}
 }
 
 // flagAliases maps a flag's old name to its name now. Both are defined on the same variable;

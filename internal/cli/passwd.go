@@ -87,7 +87,9 @@ func isTerminal(r io.Reader) bool {
 }
 
 // reorderFlags moves flags ahead of positional arguments (the flag package stops at the
-// first positional one), asking fs which flags take no value.
+// first positional one), asking fs which flags take no value. A flag that wants a value
+// but comes last without one ends the arguments, so that Parse reports it as missing its
+// value (rather than taking the "--" put before the positional arguments as the value).
 func reorderFlags(fs *flag.FlagSet, args []string) []string {
 	var flags, pos []string
 	for i := 0; i < len(args); i++ {
@@ -112,10 +114,11 @@ func reorderFlags(fs *flag.FlagSet, args []string) []string {
 		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
 			continue
 		}
-		if i+1 < len(args) {
-			flags = append(flags, args[i+1])
-			i++
+		if i+1 >= len(args) {
+			return flags
 		}
+		flags = append(flags, args[i+1])
+		i++
 	}
 	return append(flags, append([]string{"--"}, pos...)...)
 }

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/router"
@@ -81,12 +83,12 @@ func runSend(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	if req.To == "" {
-		return sendMany(ctx, e, api, apiToken, req, asJSON, wait)
+		return noRouterHint(sendMany(ctx, e, api, apiToken, req, asJSON, wait), api)
 	}
 	var res router.Result
 	raw, err := postJSON(ctx, api+"/v1/messages", apiToken, req, &res)
 	if err != nil {
-		return err
+		return noRouterHint(err, api)
 	}
 	if asJSON {
 		_, err := e.stdout.Write(raw)
@@ -128,7 +130,7 @@ func runMailbox(ctx context.Context, e env, args []string) error {
 	var v router.MailboxView
 	raw, err := getJSON(ctx, fmt.Sprintf("%s/v1/clients/%s/mailbox?limit=%d", api, url.PathEscape(to), limit), apiToken, &v)
 	if err != nil {
-		return err
+		return noRouterHint(err, api)
 	}
 	if asJSON {
 		_, err := e.stdout.Write(raw)
@@ -151,6 +153,18 @@ func truncate(s string, n int) string {
 }
 
 var httpClient = &http.Client{Timeout: 30 * time.Second}
+
+// noRouterHint adds to an error of send or mailbox whose connection to the API was refused
+// where it tried and how to point the command elsewhere. The address is `up`'s --api
+// default and the router role's --listen default.
+func noRouterHint(err error, api string) error {
+	if err == nil || !errors.Is(err, syscall.ECONNREFUSED) {
+		return err
+	}
+	return fmt.Errorf("%w\nno router API listens at %s: give the right one with --api URL (or SWITCHBOARD_API); "+
+		"`switchboard up` serves the API on http://127.0.0.1:8080 by default, and send and mailbox find it "+
+		"themselves when run in the directory where up runs with its default --data-dir", err, api)
+}
 
 func postJSON(ctx context.Context, u, token string, body, out any) ([]byte, error) {
 	b, err := json.Marshal(body)
@@ -179,6 +193,10 @@ func doJSON(req *http.Request, token string, out any) ([]byte, error) {
 	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
+		var ue *url.Error // it names the method and URL again
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return nil, fmt.Errorf("%s %s: %w", req.Method, req.URL, err)
 	}
 	defer resp.Body.Close()

@@ -1,12 +1,16 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
 )
@@ -66,12 +70,7 @@ func runStatus(ctx context.Context, e env, args []string) error {
 	fmt.Fprintf(e.stdout, "%d live node(s)\n", len(st.Nodes))
 	if len(st.Quarantined) > 0 {
 		fmt.Fprintln(e.stdout, "\nQUARANTINED")
-		tw = tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NODE\tSINCE\tBY\tREASON\tEVIDENCE")
-		for _, q := range st.Quarantined {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", q.Node, q.At.Format(time.RFC3339), q.By, q.Reason, string(q.Evidence))
-		}
-		tw.Flush()
+		writeQuarantines(e.stdout, st.Quarantined)
 	}
 	leader := st.MonitorLeader
 	if leader == "" {
@@ -79,4 +78,38 @@ func runStatus(ctx context.Context, e env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "monitor leader: %s\n", leader)
 	return nil
+}
+
+// writeQuarantines prints the QUARANTINED table: a line a mark, its evidence cut short
+// (the monitor's holds every probe round it saw; `status --json` prints it whole).
+func writeQuarantines(w io.Writer, qs []coord.Quarantine) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tSINCE\tBY\tREASON\tEVIDENCE")
+	for _, q := range qs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", q.Node, q.At.Format(time.RFC3339), q.By, q.Reason, evidenceSummary(q.Evidence))
+	}
+	tw.Flush()
+}
+
+// evidenceMax is how much of a mark's evidence the status table shows.
+const evidenceMax = 60
+
+// evidenceSummary is the evidence JSON on one line, cut after evidenceMax characters with
+// a pointer to --json; "-" when there is none.
+func evidenceSummary(ev []byte) string {
+	if len(bytes.TrimSpace(ev)) == 0 {
+		return "-"
+	}
+	var buf bytes.Buffer
+	var text string
+	if json.Compact(&buf, ev) == nil {
+		text = buf.String()
+	} else {
+		text = strings.Join(strings.Fields(string(ev)), " ") // not JSON: still one line
+	}
+	if utf8.RuneCountInString(text) <= evidenceMax {
+		return text
+	}
+	r := []rune(text)
+	return string(r[:evidenceMax]) + "… (see status --json)"
 }

@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -21,8 +22,8 @@ type statusJSON struct {
 }
 
 // TestStatusShowsRegisteredNode: a member registered with zkcoord directly is what
-// `status --json` reports, with its epoch; a quarantine mark and the monitor election's
-// leader show too; the text form names the node.
+// `status --json` reports, with its epoch; a quarantine mark (its evidence whole) and the
+// monitor election's leader show too; the text form names the node and keeps its lines short.
 func TestStatusShowsRegisteredNode(t *testing.T) {
 	e := shared.Ensemble(t)
 	root := "/cli-test-" + coordtest.Instance()
@@ -56,7 +57,9 @@ func TestStatusShowsRegisteredNode(t *testing.T) {
 	t.Cleanup(func() { _ = reg.Deregister(context.Background()) })
 	rs, _ := reg.Status()
 	m.Epoch = rs.Epoch
-	q := coord.Quarantine{Node: "node-q", Reason: "test mark", At: time.Now().UTC().Truncate(time.Second), By: "cli-test"}
+	evidence := `{"rule":"test","probes":[` + strings.Repeat(`{"mqtt":"127.0.0.1:1883","error":"i/o timeout"},`, 30) + `{}]}`
+	q := coord.Quarantine{Node: "node-q", Reason: "test mark", At: time.Now().UTC().Truncate(time.Second), By: "cli-test",
+		Evidence: []byte(evidence)}
 	if err := c.SetQuarantine(ctx, q, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -81,6 +84,10 @@ func TestStatusShowsRegisteredNode(t *testing.T) {
 		!st.Quarantined[0].At.Equal(q.At) {
 		t.Fatalf("status shows quarantines %+v, want %+v", st.Quarantined, q)
 	}
+	var ev bytes.Buffer // --json indents the evidence with the rest
+	if err := json.Compact(&ev, st.Quarantined[0].Evidence); err != nil || ev.String() != evidence {
+		t.Fatalf("status --json shows the evidence as %s (%v), want %s", st.Quarantined[0].Evidence, err, evidence)
+	}
 	if st.MonitorLeader != "monitor-1" {
 		t.Fatalf("monitor leader %q, want monitor-1", st.MonitorLeader)
 	}
@@ -92,6 +99,11 @@ func TestStatusShowsRegisteredNode(t *testing.T) {
 	for _, want := range []string{"node-s", m.MQTTAddr, "1 live node(s)", "QUARANTINED", "node-q", "test mark", "monitor leader: monitor-1"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("status text lacks %q:\n%s", want, out)
+		}
+	}
+	for line := range strings.Lines(out) {
+		if len(line) > 200 {
+			t.Fatalf("status text has a line of %d bytes (the evidence whole?):\n%s", len(line), out)
 		}
 	}
 }

@@ -1,0 +1,34 @@
+package cli_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestWaitWithoutADuration: --wait of release and quarantine takes a duration; given last
+// without one (the arguments are reordered to put flags first) the error says so, instead
+// of the flag package's `invalid value "--" for flag -wait`, and a value that is not a
+// duration is answered the same way. Neither reaches for ZooKeeper.
+func TestWaitWithoutADuration(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"release", "node-2", "--wait"}, "switchboard release: --wait needs a duration such as 30s"},
+		{[]string{"quarantine", "node-2", "--reason", "disk", "--wait"}, "switchboard quarantine: --wait needs a duration such as 30s"},
+		{[]string{"release", "node-2", "--wait", "--zk", "127.0.0.1:1"}, "(--wait takes a duration such as 30s)"},
+		{[]string{"status", "--zk"}, "switchboard status: --zk needs a value"},
+	} {
+		code, _, errOut := run(t, 10*time.Second, tc.args...)
+		if code == 0 {
+			t.Fatalf("%q exited 0", tc.args)
+		}
+		if !strings.Contains(errOut, tc.want) {
+			t.Errorf("%q: error lacks %q:\n%s", tc.args, tc.want, errOut)
+		}
+		if strings.Contains(errOut, `invalid value "--"`) {
+			t.Errorf("%q: error takes the separator for the value:\n%s", tc.args, errOut)
+		}
+	}
+}
