@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -237,7 +238,9 @@ func (r *Router) apiRoutes() []route {
 	}
 }
 
-// decode reads one JSON value from the body, refusing unknown fields and trailing data.
+// decode reads one JSON object from the body, refusing unknown fields and trailing data,
+// and a body that is not UTF-8: encoding/json would replace each invalid byte with U+FFFD
+// and store what was not sent.
 func decode(w http.ResponseWriter, req *http.Request, limit int64, v any) error {
 	if ct := req.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		return fieldError{"body", fmt.Sprintf("content type %q: send application/json", ct)}
@@ -246,16 +249,25 @@ func decode(w http.ResponseWriter, req *http.Request, limit int64, v any) error 
 		// Refused from the header, before any of the body is read.
 		return fieldError{"body", fmt.Sprintf("%d bytes is larger than the limit of %d bytes", req.ContentLength, limit)}
 	}
-	body := http.MaxBytesReader(w, req.Body, limit)
-	dec := json.NewDecoder(body)
+	// The decoder would hold the whole value in memory anyway: reading it first lets the
+	// body be checked as a whole.
+	raw, err := io.ReadAll(http.MaxBytesReader(w, req.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return fieldError{"body", fmt.Sprintf("larger than the limit of %d bytes", limit)}
+		}
+		return fieldError{"body", "reading it: " + err.Error()}
+	}
+	if !utf8.Valid(raw) {
+		return invalidUTF8(raw)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
 		var se *json.SyntaxError
 		var te *json.UnmarshalTypeError
 		switch {
-		case errors.As(err, &mbe):
-			return fieldError{"body", fmt.Sprintf("larger than the limit of %d bytes", limit)}
 		case errors.As(err, &se):
 			return fieldError{"body", fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, err)}
 		case errors.As(err, &te):
@@ -276,6 +288,99 @@ func decode(w http.ResponseWriter, req *http.Request, limit int64, v any) error 
 		return fieldError{"body", "trailing data after the JSON object"}
 	}
 	return nil
+}
+
+// invalidUTF8 is the error for a body that is not UTF-8: it names the field whose value
+// holds the first invalid byte ("body" when that is not a string value) and its offset.
+func invalidUTF8(raw []byte) error {
+	off := 0
+	for off < len(raw) {
+		r, size := utf8.DecodeRune(raw[off:])
+		if r == utf8.RuneError && size <= 1 {
+			break
+		}
+		off += size
+	}
+	field := fieldAt(raw, int64(off))
+	if field == "" {
+		field = "body"
+	}
+	msg := fmt.Sprintf("not valid UTF-8: byte 0x%02x at byte %d of the body; JSON text must be UTF-8, and is not changed to fit", raw[off], off)
+	if field == "body" || field == "payload" || strings.HasSuffix(field, ".payload") {
+		msg += ": send bytes base64-encoded in payload_base64 instead of payload"
+	}
+	return fieldError{field, msg}
+}
+
+// fieldAt names the field of a JSON text whose string value holds byte off ("payload",
+// "messages[2].payload", "to_many[3]"), or "" when off is in no string value (in a key, or
+// outside any string: the text is malformed there).
+func fieldAt(raw []byte, off int64) string {
+	type frame struct {
+		array   bool
+		key     string // object: the current member's name
+		next    int    // array: the index of the next element
+		wantKey bool   // object: the next string is a member's name
+	}
+	var stack []*frame
+	path := func() string {
+		var b strings.Builder
+		for _, f := range stack {
+			if f.array {
+				fmt.Fprintf(&b, "[%d]", f.next-1)
+				continue
+			}
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(f.key)
+		}
+		return b.String()
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		end := dec.InputOffset()
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		if top != nil && !top.array && top.wantKey {
+			if end > off {
+				return "" // in a member's name
+			}
+			top.key, top.wantKey = tok.(string), false
+			continue
+		}
+		// A value begins.
+		if top != nil {
+			if top.array {
+				top.next++
+			} else {
+				top.wantKey = true
+			}
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &frame{wantKey: true})
+		case json.Delim('['):
+			stack = append(stack, &frame{array: true})
+		default:
+			if end > off {
+				if _, ok := tok.(string); ok {
+					return path()
+				}
+				return ""
+			}
+		}
+	}
 }
 
 // singleLimit bounds a single send's body: the largest payload, base64-encoded, and room
@@ -322,7 +427,8 @@ func (r *Router) handleSend(w http.ResponseWriter, req *http.Request) {
 func (r *Router) handleBatch(w http.ResponseWriter, req *http.Request) {
 	var body BatchRequest
 	if err := decode(w, req, r.batchLimit(), &body); err != nil {
-		r.badRequest(w, err, nil)
+		fe, index := batchItemError(err)
+		r.badRequest(w, fe, index)
 		return
 	}
 	if len(body.Messages) == 0 {
@@ -372,6 +478,25 @@ func (r *Router) handleBatch(w http.ResponseWriter, req *http.Request) {
 	writeJSON(w, status, struct {
 		Results []BatchItem `json:"results"`
 	}{items})
+}
+
+// batchItemError turns a decoding error naming a batch item's field ("messages[2].payload")
+// into the batch's form: the item's field and its index.
+func batchItemError(err error) (error, *int) {
+	var fe fieldError
+	if !errors.As(err, &fe) {
+		return err, nil
+	}
+	rest, ok := strings.CutPrefix(fe.field, "messages[")
+	if !ok {
+		return err, nil
+	}
+	num, field, ok := strings.Cut(rest, "].")
+	i, convErr := strconv.Atoi(num)
+	if !ok || convErr != nil || field == "" {
+		return err, nil
+	}
+	return fieldError{field, fe.msg}, &i
 }
 
 // SendBatch routes many messages (see Route) and answers each as the batch API does.
