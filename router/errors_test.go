@@ -77,3 +77,40 @@ func TestInvalidUTF8Refused(t *testing.T) {
 		t.Fatalf("mailbox of dev2: %+v, want one message with payload %q", ms, text)
 	}
 }
+
+// TestNonObjectBodyRefused: a body of another JSON kind than an object is refused naming
+// the body and the kind it is, without Go's type names.
+func TestNonObjectBodyRefused(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	for _, path := range []string{"/v1/messages", "/v1/messages/batch", "/v1/groups/g1/members"} {
+		for body, kind := range map[string]string{
+			`[]`: "an array", ` [{"to":"a"}]`: "an array", `"to"`: "a string", `5`: "a number",
+			`-1.5`: "a number", `true`: "a boolean", `null`: "null",
+		} {
+			code, eb := post(t, f.h, path, body)
+			if want := "body: want a JSON object, got " + kind; code != 400 || eb.Field != "body" || eb.Error != want || eb.Index != nil {
+				t.Fatalf("POST %s %s → %d %+v, want 400 with field body and %q", path, body, code, eb, want)
+			}
+		}
+		// Malformed JSON is that, whatever it begins with.
+		for _, body := range []string{`[1,]`, `[1,`, `tru`, `{"to":`} {
+			if code, eb := post(t, f.h, path, body); code != 400 || eb.Field != "body" || !strings.Contains(eb.Error, "malformed JSON") {
+				t.Fatalf("POST %s %s → %d %+v, want malformed JSON", path, body, code, eb)
+			}
+		}
+	}
+	// A field of the wrong kind is named in JSON's terms too.
+	for _, tc := range []struct{ path, body, field, want string }{
+		{"/v1/messages", `{"to":5}`, "to", "to: want a JSON string, got a number"},
+		{"/v1/messages", `{"to":"a","qos":1.5}`, "qos", "qos: want a JSON integer in range, got the number 1.5"},
+		{"/v1/messages", `{"to":"a","receipt":"yes"}`, "receipt", "receipt: want true or false, got a string"},
+		{"/v1/messages/batch", `{"messages":{"to":"a"}}`, "messages", "messages: want a JSON array, got an object"},
+		{"/v1/groups/g1/members", `{"add":"dev1"}`, "add", "add: want a JSON array, got a string"},
+	} {
+		code, eb := post(t, f.h, tc.path, tc.body)
+		if code != 400 || eb.Field != tc.field || eb.Error != tc.want {
+			t.Fatalf("POST %s %s → %d %+v, want 400 with field %s and %q", tc.path, tc.body, code, eb, tc.field, tc.want)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -262,6 +263,9 @@ func decode(w http.ResponseWriter, req *http.Request, limit int64, v any) error 
 	if !utf8.Valid(raw) {
 		return invalidUTF8(raw)
 	}
+	if kind := jsonKind(raw); kind != "" && kind != "an object" && json.Valid(raw) {
+		return fieldError{"body", "want a JSON object, got " + kind}
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -271,9 +275,15 @@ func decode(w http.ResponseWriter, req *http.Request, limit int64, v any) error 
 		case errors.As(err, &se):
 			return fieldError{"body", fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, err)}
 		case errors.As(err, &te):
-			return fieldError{te.Field, fmt.Sprintf("want %s, got JSON %s", te.Type, te.Value)}
+			field := te.Field
+			if field == "" {
+				field = "body"
+			}
+			return fieldError{field, fmt.Sprintf("want %s, got %s", typeKind(te.Type), article(te.Value))}
 		case errors.Is(err, io.EOF):
 			return fieldError{"body", "empty: send a JSON object"}
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return fieldError{"body", fmt.Sprintf("malformed JSON: it ends at byte %d, within a value", len(raw))}
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 			return fieldError{name, "unknown field"}
@@ -381,6 +391,70 @@ func fieldAt(raw []byte, off int64) string {
 			}
 		}
 	}
+}
+
+// jsonKind names the kind of the JSON value raw begins with ("an object", "an array", ...),
+// or "" when it begins with none.
+func jsonKind(raw []byte) string {
+	raw = bytes.TrimLeft(raw, " \t\r\n")
+	if len(raw) == 0 {
+		return ""
+	}
+	switch c := raw[0]; {
+	case c == '{':
+		return "an object"
+	case c == '[':
+		return "an array"
+	case c == '"':
+		return "a string"
+	case c == 't' || c == 'f':
+		return "a boolean"
+	case c == 'n':
+		return "null"
+	case c == '-' || c >= '0' && c <= '9':
+		return "a number"
+	}
+	return ""
+}
+
+// typeKind names the JSON kind a Go type is decoded from, for an error that names no Go type.
+func typeKind(t reflect.Type) string {
+	if t == nil {
+		return "another kind of value"
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "a JSON object"
+	case reflect.Slice, reflect.Array:
+		return "a JSON array"
+	case reflect.String:
+		return "a JSON string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return "a JSON integer in range"
+	case reflect.Float32, reflect.Float64:
+		return "a JSON number"
+	}
+	return "another kind of value"
+}
+
+// article reads a json.UnmarshalTypeError's Value ("array", "number 1.5", "bool") as the
+// JSON it describes ("an array", "the number 1.5", "a boolean").
+func article(value string) string {
+	switch {
+	case value == "array" || value == "object":
+		return "an " + value
+	case value == "bool":
+		return "a boolean"
+	case strings.HasPrefix(value, "number "):
+		return "the " + value
+	}
+	return "a " + value
 }
 
 // singleLimit bounds a single send's body: the largest payload, base64-encoded, and room
