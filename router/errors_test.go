@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -112,5 +114,74 @@ func TestNonObjectBodyRefused(t *testing.T) {
 		if code != 400 || eb.Field != tc.field || eb.Error != tc.want {
 			t.Fatalf("POST %s %s → %d %+v, want 400 with field %s and %q", tc.path, tc.body, code, eb, tc.field, tc.want)
 		}
+	}
+}
+
+// TestMethodNotAllowed: a path the API serves, asked with another method, is a JSON 405
+// with an Allow header, with the API's handler, behind tokens and with the dashboard's; a
+// path it does not serve stays a 404.
+func TestMethodNotAllowed(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	path := filepath.Join(t.TempDir(), "tokens")
+	const tok = "ops-token-0123456789"
+	if err := os.WriteFile(path, []byte("ops "+tok+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := router.LoadTokens(path, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := newDashboard(t, f, nil)
+	handlers := map[string]http.Handler{
+		"api": f.h, "api with tokens": f.r.AuthHandler(tokens), "dashboard": d.Handler(), "dashboard with tokens": d.AuthHandler(tokens),
+	}
+	for name, h := range handlers {
+		do := func(method, path string) *httptest.ResponseRecorder {
+			req := httptest.NewRequest(method, path, nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			return rec
+		}
+		for _, tc := range []struct{ method, path, allow string }{
+			{"GET", "/v1/messages", "POST"},
+			{"PUT", "/v1/messages", "POST"},
+			{"DELETE", "/v1/messages/batch", "GET, HEAD, POST"}, // GET /v1/messages/{id} with the id "batch"
+			{"POST", "/v1/messages/m-1", "GET, HEAD"},
+			{"PUT", "/v1/clients/dev1/mailbox", "DELETE, GET, HEAD"},
+			{"POST", "/v1/groups/g1", "DELETE, GET, HEAD"},
+			{"GET", "/v1/groups/g1/members", "POST"},
+			{"POST", "/healthz", "GET, HEAD"},
+		} {
+			rec := do(tc.method, tc.path)
+			var eb router.ErrorBody
+			if err := json.Unmarshal(rec.Body.Bytes(), &eb); err != nil || rec.Code != http.StatusMethodNotAllowed ||
+				rec.Header().Get("Allow") != tc.allow || !strings.Contains(eb.Error, tc.method+" "+tc.path) {
+				t.Fatalf("%s: %s %s → %d Allow %q %s, want a JSON 405 with Allow %q", name, tc.method, tc.path,
+					rec.Code, rec.Header().Get("Allow"), rec.Body, tc.allow)
+			}
+		}
+		if rec := do("GET", "/v1/message"); rec.Code != 404 || rec.Header().Get("Allow") != "" {
+			t.Fatalf("%s: GET /v1/message → %d Allow %q, want 404", name, rec.Code, rec.Header().Get("Allow"))
+		}
+	}
+	for _, name := range []string{"dashboard", "dashboard with tokens"} {
+		for _, path := range []string{"/v1/dashboard", "/ui", "/"} {
+			req := httptest.NewRequest("POST", path, nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			rec := httptest.NewRecorder()
+			handlers[name].ServeHTTP(rec, req)
+			if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != "GET, HEAD" {
+				t.Fatalf("%s: POST %s → %d Allow %q, want 405 with Allow GET, HEAD", name, path, rec.Code, rec.Header().Get("Allow"))
+			}
+		}
+	}
+	// Without a token, the token is asked for first.
+	req := httptest.NewRequest("GET", "/v1/messages", nil)
+	rec := httptest.NewRecorder()
+	f.r.AuthHandler(tokens).ServeHTTP(rec, req)
+	if rec.Code != http.StatusUnauthorized {
+		t.Fatalf("GET /v1/messages without a token: %d, want 401", rec.Code)
 	}
 }

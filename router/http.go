@@ -204,9 +204,48 @@ func (r *Router) Handler() http.Handler {
 	for _, rt := range r.apiRoutes() {
 		mux.Handle(rt.pattern, rt.handler)
 	}
+	// The catch-all matches every method, so the mux's own 405 never happens: it is
+	// answered here, from the routes matched with the other methods.
 	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
+		if allow := allowedMethods(r.mux(), req); allow != nil {
+			methodNotAllowed(w, req, allow)
+			return
+		}
 		writeJSON(w, http.StatusNotFound, ErrorBody{Error: fmt.Sprintf("no such endpoint: %s %s", req.Method, req.URL.Path)})
 	})
+	return mux
+}
+
+// allowedMethods lists, sorted, the methods with which a pattern of mux matches req's
+// path (GET's include HEAD); nil when none does.
+func allowedMethods(mux *http.ServeMux, req *http.Request) []string {
+	var allow []string
+	for _, m := range []string{http.MethodDelete, http.MethodGet, http.MethodHead, http.MethodPatch, http.MethodPost, http.MethodPut} {
+		if m == req.Method {
+			continue
+		}
+		probe := *req
+		probe.Method = m
+		if _, pattern := mux.Handler(&probe); pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	return allow
+}
+
+// methodNotAllowed answers 405 for a path served with the methods allow only.
+func methodNotAllowed(w http.ResponseWriter, req *http.Request, allow []string) {
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeJSON(w, http.StatusMethodNotAllowed, ErrorBody{Error: fmt.Sprintf("method not allowed: %s %s; use %s",
+		req.Method, req.URL.Path, strings.Join(allow, " or "))})
+}
+
+// patternMux matches requests to routes (its handlers are never called through it).
+func patternMux(routes []route) *http.ServeMux {
+	mux := http.NewServeMux()
+	for _, rt := range routes {
+		mux.Handle(rt.pattern, rt.handler)
+	}
 	return mux
 }
 

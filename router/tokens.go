@@ -158,12 +158,7 @@ func (t *Tokens) Check(header string) (Token, bool) {
 
 // mux matches requests to the API's routes (its handlers are never called through it).
 func (r *Router) mux() *http.ServeMux {
-	r.patternsOnce.Do(func() {
-		r.patterns = http.NewServeMux()
-		for _, rt := range r.apiRoutes() {
-			r.patterns.Handle(rt.pattern, rt.handler)
-		}
-	})
+	r.patternsOnce.Do(func() { r.patterns = patternMux(r.apiRoutes()) })
 	return r.patterns
 }
 
