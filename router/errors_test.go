@@ -49,6 +49,11 @@ func TestInvalidUTF8Refused(t *testing.T) {
 		{"to_many", "/v1/messages", `{"to_many":["dev1","dev` + "\xff" + `"],"payload":"x"}`, "to_many[1]", -1, "byte 23 ", false},
 		{"batch item", "/v1/messages/batch", `{"messages":[{"to":"dev1","payload":"ok"},{"to":"dev1","payload":"` + "\xfe" + `"}]}`, "payload", 1, "byte 66 ", true},
 		{"group change", "/v1/groups/g1/members", `{"add":["dev1","dev` + "\xff" + `"]}`, "add[1]", -1, "byte 19 ", false},
+		// An escaped UTF-16 surrogate that is not half of a pair is no character either.
+		{"lone high surrogate", "/v1/messages", `{"to":"dev1","payload":"\ud800"}`, "payload", -1, `\ud800 at byte 24 `, true},
+		{"lone low surrogate", "/v1/messages", `{"to":"dev1","payload":"ab\uDC00"}`, "payload", -1, `\uDC00 at byte 26 `, true},
+		{"high surrogate before another escape", "/v1/messages", `{"to":"dev1","payload":"\\\ud83d\u0041"}`, "payload", -1, `\ud83d at byte 26 `, true},
+		{"surrogate in a batch", "/v1/messages/batch", `{"messages":[{"to":"dev1","topic":"t/\udfff"}]}`, "topic", 0, `\udfff at byte 37 `, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, eb := post(t, f.h, tc.path, tc.body)
@@ -56,8 +61,8 @@ func TestInvalidUTF8Refused(t *testing.T) {
 			if code != 400 || eb.Field != tc.field || (eb.Index != nil) != wantIndex || wantIndex && *eb.Index != tc.index {
 				t.Fatalf("%q → %d %+v, want 400 with field %q (index %d)", tc.body, code, eb, tc.field, tc.index)
 			}
-			if !strings.Contains(eb.Error, "not valid UTF-8") || !strings.Contains(eb.Error, tc.offset) {
-				t.Fatalf("%q → %q: want it to say not valid UTF-8 at %q", tc.body, eb.Error, tc.offset)
+			if !strings.Contains(eb.Error, "UTF-8") || !strings.Contains(eb.Error, tc.offset) {
+				t.Fatalf("%q → %q: want it to say what is not UTF-8 at %q", tc.body, eb.Error, tc.offset)
 			}
 			if strings.Contains(eb.Error, "payload_base64") != tc.base64 {
 				t.Fatalf("%q → %q: mentions payload_base64 %v, want %v", tc.body, eb.Error, !tc.base64, tc.base64)
@@ -77,6 +82,13 @@ func TestInvalidUTF8Refused(t *testing.T) {
 	}
 	if ms := peekAll(t, f.st, "dev2"); len(ms) != 1 || string(ms[0].Payload) != text {
 		t.Fatalf("mailbox of dev2: %+v, want one message with payload %q", ms, text)
+	}
+	// A surrogate pair is one character; an escaped backslash before "ud800" is text.
+	if code := call(t, f.h, "POST", "/v1/messages", `{"to":"dev3","payload":"\\ud800 \ud83d\ude00"}`, nil); code != 200 {
+		t.Fatalf("a surrogate pair: %d", code)
+	}
+	if ms := peekAll(t, f.st, "dev3"); len(ms) != 1 || string(ms[0].Payload) != `\ud800 😀` {
+		t.Fatalf("mailbox of dev3: %+v, want one message with payload %q", ms, `\ud800 😀`)
 	}
 }
 

@@ -302,6 +302,9 @@ func decode(w http.ResponseWriter, req *http.Request, limit int64, v any) error 
 	if !utf8.Valid(raw) {
 		return invalidUTF8(raw)
 	}
+	if off := loneSurrogate(raw); off >= 0 {
+		return notText(raw, off, fmt.Sprintf("%s at byte %d of the body is half of a UTF-16 surrogate pair, which UTF-8 cannot hold", raw[off:off+6], off))
+	}
 	if kind := jsonKind(raw); kind != "" && kind != "an object" && json.Valid(raw) {
 		return fieldError{"body", "want a JSON object, got " + kind}
 	}
@@ -350,15 +353,58 @@ func invalidUTF8(raw []byte) error {
 		}
 		off += size
 	}
+	return notText(raw, off, fmt.Sprintf("not valid UTF-8: byte 0x%02x at byte %d of the body", raw[off], off))
+}
+
+// notText is the error for what the body holds at byte off that is not text: it names the
+// field whose string value holds it ("body" when it is in none).
+func notText(raw []byte, off int, what string) error {
 	field := fieldAt(raw, int64(off))
 	if field == "" {
 		field = "body"
 	}
-	msg := fmt.Sprintf("not valid UTF-8: byte 0x%02x at byte %d of the body; JSON text must be UTF-8, and is not changed to fit", raw[off], off)
+	msg := what + "; JSON text must be UTF-8, and is not changed to fit"
 	if field == "body" || field == "payload" || strings.HasSuffix(field, ".payload") {
 		msg += ": send bytes base64-encoded in payload_base64 instead of payload"
 	}
 	return fieldError{field, msg}
+}
+
+// loneSurrogate returns the offset of the first \u escape of a UTF-16 surrogate that is not
+// half of a pair, or -1. JSON allows one, but it stands for no character: encoding/json
+// would decode it as U+FFFD.
+func loneSurrogate(raw []byte) int {
+	hex4 := func(b []byte) (rune, bool) {
+		if len(b) < 4 {
+			return 0, false
+		}
+		n, err := strconv.ParseUint(string(b[:4]), 16, 16)
+		return rune(n), err == nil
+	}
+	for i := bytes.IndexByte(raw, '\\'); i >= 0 && i+1 < len(raw); {
+		next := i + 2 // past a two-byte escape (\\ included)
+		if raw[i+1] == 'u' {
+			if r, ok := hex4(raw[i+2:]); ok {
+				next = i + 6
+				switch {
+				case 0xd800 <= r && r < 0xdc00:
+					if r2, ok := hex4(raw[min(i+8, len(raw)):]); ok && bytes.HasPrefix(raw[i+6:], []byte(`\u`)) && 0xdc00 <= r2 && r2 < 0xe000 {
+						next = i + 12
+						break
+					}
+					return i
+				case 0xdc00 <= r && r < 0xe000:
+					return i
+				}
+			}
+		}
+		j := bytes.IndexByte(raw[next:], '\\')
+		if j < 0 {
+			break
+		}
+		i = next + j
+	}
+	return -1
 }
 
 // fieldAt names the field of a JSON text whose string value holds byte off ("payload",
