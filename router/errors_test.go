@@ -137,7 +137,8 @@ func TestMethodNotAllowed(t *testing.T) {
 	f := newFixture(t, nil)
 	path := filepath.Join(t.TempDir(), "tokens")
 	const tok = "ops-token-0123456789"
-	if err := os.WriteFile(path, []byte("ops "+tok+"\n"), 0o600); err != nil {
+	const scoped = "acme-token-0123456789"
+	if err := os.WriteFile(path, []byte("ops "+tok+"\nacme "+scoped+" clients=acme-\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	tokens, err := router.LoadTokens(path, testenv.Logger(t))
@@ -189,9 +190,17 @@ func TestMethodNotAllowed(t *testing.T) {
 			}
 		}
 	}
-	// Without a token, the token is asked for first.
+	// A token scoped to clients is told the same, not that the path spans clients.
 	req := httptest.NewRequest("GET", "/v1/messages", nil)
+	req.Header.Set("Authorization", "Bearer "+scoped)
 	rec := httptest.NewRecorder()
+	f.r.AuthHandler(tokens).ServeHTTP(rec, req)
+	if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != "POST" {
+		t.Fatalf("GET /v1/messages with a scoped token: %d Allow %q %s, want 405 with Allow POST", rec.Code, rec.Header().Get("Allow"), rec.Body)
+	}
+	// Without a token, the token is asked for first.
+	req = httptest.NewRequest("GET", "/v1/messages", nil)
+	rec = httptest.NewRecorder()
 	f.r.AuthHandler(tokens).ServeHTTP(rec, req)
 	if rec.Code != http.StatusUnauthorized {
 		t.Fatalf("GET /v1/messages without a token: %d, want 401", rec.Code)

@@ -222,6 +222,10 @@ func (r *Router) requireToken(t *Tokens, h http.Handler) http.Handler {
 		}
 		if tok.Scoped() {
 			if _, pattern := r.mux().Handler(req); !scopedRoutes[pattern] {
+				if allow := allowedMethods(r.mux(), req); allow != nil && pattern == "" {
+					methodNotAllowed(w, req, allow) // a path the API serves, with other methods
+					return
+				}
 				r.metrics.refused.WithLabelValues("forbidden").Inc()
 				writeJSON(w, http.StatusForbidden, ErrorBody{Error: fmt.Sprintf(
 					"token %s is scoped to the clients whose id starts with %q: %s %s spans clients", tok.Name, tok.Prefix, req.Method, req.URL.Path)})
