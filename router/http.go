@@ -291,7 +291,7 @@ func decode(w http.ResponseWriter, req *http.Request, limit int64, v any) error 
 	}
 	// The decoder would hold the whole value in memory anyway: reading it first lets the
 	// body be checked as a whole.
-	raw, err := io.ReadAll(http.MaxBytesReader(w, req.Body, limit))
+	raw, err := readBody(http.MaxBytesReader(w, req.Body, limit), req.ContentLength)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -340,6 +340,27 @@ func decode(w http.ResponseWriter, req *http.Request, limit int64, v any) error 
 		return fieldError{"body", "trailing data after the JSON object"}
 	}
 	return nil
+}
+
+// readBody reads body to its end, into a buffer of its length when that is known.
+func readBody(body io.Reader, length int64) ([]byte, error) {
+	if length < 0 {
+		length = 511
+	}
+	raw := make([]byte, 0, length+1) // +1: the read that sees the end
+	for {
+		if len(raw) == cap(raw) {
+			raw = append(raw, 0)[:len(raw)]
+		}
+		n, err := body.Read(raw[len(raw):cap(raw)])
+		raw = raw[:len(raw)+n]
+		if errors.Is(err, io.EOF) {
+			return raw, nil
+		}
+		if err != nil {
+			return raw, err
+		}
+	}
 }
 
 // invalidUTF8 is the error for a body that is not UTF-8: it names the field whose value
