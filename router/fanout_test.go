@@ -97,7 +97,7 @@ func TestFanoutRefusals(t *testing.T) {
 		{`{"to":"a","group":"g"}`, "to", "one of"},
 		{`{"to_many":["a"],"group":"g"}`, "group", "one of"},
 		{`{"to_many":["a"],"qos":2}`, "qos", "QoS 2"},
-		{`{"to_many":"a"}`, "to_many", "want []string"},
+		{`{"to_many":"a"}`, "to_many", "want a JSON array, got a string"},
 		{`{"group":"bad name"}`, "group", "A-Za-z0-9"},
 		{`{"messages":[{"to_many":["a"]}]}`, "to_many", "one client"},
 	} {

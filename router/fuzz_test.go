@@ -18,6 +18,7 @@ func FuzzRequest(f *testing.F) {
 		`{"to":"alice","topic":"a/b","payload_base64":"aGk=","qos":0,"ttl":"90s","id":"m-1"}`,
 		`{"to":"alice","ttl":3600}`,
 		`{"to":"a/b"}`, `{"to":5}`, `{"to":"x","qos":2}`, `{"to":"x",`, `{} {}`, `[]`, ``,
+		"{\"to\":\"a\",\"payload\":\"\xff\xfe\"}", `{"to":"a","payload":"\ud800\\"}`, `{"to_many":["a","\udc00"]}`, `null`,
 	} {
 		f.Add([]byte(s))
 	}

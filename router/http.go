@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -202,9 +204,48 @@ func (r *Router) Handler() http.Handler {
 	for _, rt := range r.apiRoutes() {
 		mux.Handle(rt.pattern, rt.handler)
 	}
+	// The catch-all matches every method, so the mux's own 405 never happens: it is
+	// answered here, from the routes matched with the other methods.
 	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
+		if allow := allowedMethods(r.mux(), req); allow != nil {
+			methodNotAllowed(w, req, allow)
+			return
+		}
 		writeJSON(w, http.StatusNotFound, ErrorBody{Error: fmt.Sprintf("no such endpoint: %s %s", req.Method, req.URL.Path)})
 	})
+	return mux
+}
+
+// allowedMethods lists, sorted, the methods with which a pattern of mux matches req's
+// path (GET's include HEAD); nil when none does.
+func allowedMethods(mux *http.ServeMux, req *http.Request) []string {
+	var allow []string
+	for _, m := range []string{http.MethodDelete, http.MethodGet, http.MethodHead, http.MethodPatch, http.MethodPost, http.MethodPut} {
+		if m == req.Method {
+			continue
+		}
+		probe := *req
+		probe.Method = m
+		if _, pattern := mux.Handler(&probe); pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	return allow
+}
+
+// methodNotAllowed answers 405 for a path served with the methods allow only.
+func methodNotAllowed(w http.ResponseWriter, req *http.Request, allow []string) {
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeJSON(w, http.StatusMethodNotAllowed, ErrorBody{Error: fmt.Sprintf("method not allowed: %s %s; use %s",
+		req.Method, req.URL.Path, strings.Join(allow, " or "))})
+}
+
+// patternMux matches requests to routes (its handlers are never called through it).
+func patternMux(routes []route) *http.ServeMux {
+	mux := http.NewServeMux()
+	for _, rt := range routes {
+		mux.Handle(rt.pattern, rt.handler)
+	}
 	return mux
 }
 
@@ -237,7 +278,9 @@ func (r *Router) apiRoutes() []route {
 	}
 }
 
-// decode reads one JSON value from the body, refusing unknown fields and trailing data.
+// decode reads one JSON object from the body, refusing unknown fields and trailing data,
+// and a body that is not UTF-8: encoding/json would replace each invalid byte with U+FFFD
+// and store what was not sent.
 func decode(w http.ResponseWriter, req *http.Request, limit int64, v any) error {
 	if ct := req.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		return fieldError{"body", fmt.Sprintf("content type %q: send application/json", ct)}
@@ -246,22 +289,43 @@ func decode(w http.ResponseWriter, req *http.Request, limit int64, v any) error 
 		// Refused from the header, before any of the body is read.
 		return fieldError{"body", fmt.Sprintf("%d bytes is larger than the limit of %d bytes", req.ContentLength, limit)}
 	}
-	body := http.MaxBytesReader(w, req.Body, limit)
-	dec := json.NewDecoder(body)
+	// The decoder would hold the whole value in memory anyway: reading it first lets the
+	// body be checked as a whole.
+	raw, err := readBody(http.MaxBytesReader(w, req.Body, limit), req.ContentLength)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return fieldError{"body", fmt.Sprintf("larger than the limit of %d bytes", limit)}
+		}
+		return fieldError{"body", "reading it: " + err.Error()}
+	}
+	if !utf8.Valid(raw) {
+		return invalidUTF8(raw)
+	}
+	if off := loneSurrogate(raw); off >= 0 {
+		return notText(raw, off, fmt.Sprintf("%s at byte %d of the body is half of a UTF-16 surrogate pair, which UTF-8 cannot hold", raw[off:off+6], off))
+	}
+	if kind := jsonKind(raw); kind != "" && kind != "an object" && json.Valid(raw) {
+		return fieldError{"body", "want a JSON object, got " + kind}
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
 		var se *json.SyntaxError
 		var te *json.UnmarshalTypeError
 		switch {
-		case errors.As(err, &mbe):
-			return fieldError{"body", fmt.Sprintf("larger than the limit of %d bytes", limit)}
 		case errors.As(err, &se):
 			return fieldError{"body", fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, err)}
 		case errors.As(err, &te):
-			return fieldError{te.Field, fmt.Sprintf("want %s, got JSON %s", te.Type, te.Value)}
+			field := te.Field
+			if field == "" {
+				field = "body"
+			}
+			return fieldError{field, fmt.Sprintf("want %s, got %s", typeKind(te.Type), article(te.Value))}
 		case errors.Is(err, io.EOF):
 			return fieldError{"body", "empty: send a JSON object"}
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return fieldError{"body", fmt.Sprintf("malformed JSON: it ends at byte %d, within a value", len(raw))}
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 			return fieldError{name, "unknown field"}
@@ -276,6 +340,227 @@ func decode(w http.ResponseWriter, req *http.Request, limit int64, v any) error 
 		return fieldError{"body", "trailing data after the JSON object"}
 	}
 	return nil
+}
+
+// readBody reads body to its end, into a buffer of its length when that is known.
+func readBody(body io.Reader, length int64) ([]byte, error) {
+	if length < 0 {
+		length = 511
+	}
+	raw := make([]byte, 0, length+1) // +1: the read that sees the end
+	for {
+		if len(raw) == cap(raw) {
+			raw = append(raw, 0)[:len(raw)]
+		}
+		n, err := body.Read(raw[len(raw):cap(raw)])
+		raw = raw[:len(raw)+n]
+		if errors.Is(err, io.EOF) {
+			return raw, nil
+		}
+		if err != nil {
+			return raw, err
+		}
+	}
+}
+
+// invalidUTF8 is the error for a body that is not UTF-8: it names the field whose value
+// holds the first invalid byte ("body" when that is not a string value) and its offset.
+func invalidUTF8(raw []byte) error {
+	off := 0
+	for off < len(raw) {
+		r, size := utf8.DecodeRune(raw[off:])
+		if r == utf8.RuneError && size <= 1 {
+			break
+		}
+		off += size
+	}
+	return notText(raw, off, fmt.Sprintf("not valid UTF-8: byte 0x%02x at byte %d of the body", raw[off], off))
+}
+
+// notText is the error for what the body holds at byte off that is not text: it names the
+// field whose string value holds it ("body" when it is in none).
+func notText(raw []byte, off int, what string) error {
+	field := fieldAt(raw, int64(off))
+	if field == "" {
+		field = "body"
+	}
+	msg := what + "; JSON text must be UTF-8, and is not changed to fit"
+	if field == "body" || field == "payload" || strings.HasSuffix(field, ".payload") {
+		msg += ": send bytes base64-encoded in payload_base64 instead of payload"
+	}
+	return fieldError{field, msg}
+}
+
+// loneSurrogate returns the offset of the first \u escape of a UTF-16 surrogate that is not
+// half of a pair, or -1. JSON allows one, but it stands for no character: encoding/json
+// would decode it as U+FFFD.
+func loneSurrogate(raw []byte) int {
+	hex4 := func(b []byte) (rune, bool) {
+		if len(b) < 4 {
+			return 0, false
+		}
+		n, err := strconv.ParseUint(string(b[:4]), 16, 16)
+		return rune(n), err == nil
+	}
+	for i := bytes.IndexByte(raw, '\\'); i >= 0 && i+1 < len(raw); {
+		next := i + 2 // past a two-byte escape (\\ included)
+		if raw[i+1] == 'u' {
+			if r, ok := hex4(raw[i+2:]); ok {
+				next = i + 6
+				switch {
+				case 0xd800 <= r && r < 0xdc00:
+					if r2, ok := hex4(raw[min(i+8, len(raw)):]); ok && bytes.HasPrefix(raw[i+6:], []byte(`\u`)) && 0xdc00 <= r2 && r2 < 0xe000 {
+						next = i + 12
+						break
+					}
+					return i
+				case 0xdc00 <= r && r < 0xe000:
+					return i
+				}
+			}
+		}
+		j := bytes.IndexByte(raw[next:], '\\')
+		if j < 0 {
+			break
+		}
+		i = next + j
+	}
+	return -1
+}
+
+// fieldAt names the field of a JSON text whose string value holds byte off ("payload",
+// "messages[2].payload", "to_many[3]"), or "" when off is in no string value (in a key, or
+// outside any string: the text is malformed there).
+func fieldAt(raw []byte, off int64) string {
+	type frame struct {
+		array   bool
+		key     string // object: the current member's name
+		next    int    // array: the index of the next element
+		wantKey bool   // object: the next string is a member's name
+	}
+	var stack []*frame
+	path := func() string {
+		var b strings.Builder
+		for _, f := range stack {
+			if f.array {
+				fmt.Fprintf(&b, "[%d]", f.next-1)
+				continue
+			}
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(f.key)
+		}
+		return b.String()
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		end := dec.InputOffset()
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		if top != nil && !top.array && top.wantKey {
+			if end > off {
+				return "" // in a member's name
+			}
+			top.key, top.wantKey = tok.(string), false
+			continue
+		}
+		// A value begins.
+		if top != nil {
+			if top.array {
+				top.next++
+			} else {
+				top.wantKey = true
+			}
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &frame{wantKey: true})
+		case json.Delim('['):
+			stack = append(stack, &frame{array: true})
+		default:
+			if end > off {
+				if _, ok := tok.(string); ok {
+					return path()
+				}
+				return ""
+			}
+		}
+	}
+}
+
+// jsonKind names the kind of the JSON value raw begins with ("an object", "an array", ...),
+// or "" when it begins with none.
+func jsonKind(raw []byte) string {
+	raw = bytes.TrimLeft(raw, " \t\r\n")
+	if len(raw) == 0 {
+		return ""
+	}
+	switch c := raw[0]; {
+	case c == '{':
+		return "an object"
+	case c == '[':
+		return "an array"
+	case c == '"':
+		return "a string"
+	case c == 't' || c == 'f':
+		return "a boolean"
+	case c == 'n':
+		return "null"
+	case c == '-' || c >= '0' && c <= '9':
+		return "a number"
+	}
+	return ""
+}
+
+// typeKind names the JSON kind a Go type is decoded from, for an error that names no Go type.
+func typeKind(t reflect.Type) string {
+	if t == nil {
+		return "another kind of value"
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "a JSON object"
+	case reflect.Slice, reflect.Array:
+		return "a JSON array"
+	case reflect.String:
+		return "a JSON string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return "a JSON integer in range"
+	case reflect.Float32, reflect.Float64:
+		return "a JSON number"
+	}
+	return "another kind of value"
+}
+
+// article reads a json.UnmarshalTypeError's Value ("array", "number 1.5", "bool") as the
+// JSON it describes ("an array", "the number 1.5", "a boolean").
+func article(value string) string {
+	switch {
+	case value == "array" || value == "object":
+		return "an " + value
+	case value == "bool":
+		return "a boolean"
+	case strings.HasPrefix(value, "number "):
+		return "the " + value
+	}
+	return "a " + value
 }
 
 // singleLimit bounds a single send's body: the largest payload, base64-encoded, and room
@@ -322,7 +607,8 @@ func (r *Router) handleSend(w http.ResponseWriter, req *http.Request) {
 func (r *Router) handleBatch(w http.ResponseWriter, req *http.Request) {
 	var body BatchRequest
 	if err := decode(w, req, r.batchLimit(), &body); err != nil {
-		r.badRequest(w, err, nil)
+		fe, index := batchItemError(err)
+		r.badRequest(w, fe, index)
 		return
 	}
 	if len(body.Messages) == 0 {
@@ -372,6 +658,25 @@ func (r *Router) handleBatch(w http.ResponseWriter, req *http.Request) {
 	writeJSON(w, status, struct {
 		Results []BatchItem `json:"results"`
 	}{items})
+}
+
+// batchItemError turns a decoding error naming a batch item's field ("messages[2].payload")
+// into the batch's form: the item's field and its index.
+func batchItemError(err error) (error, *int) {
+	var fe fieldError
+	if !errors.As(err, &fe) {
+		return err, nil
+	}
+	rest, ok := strings.CutPrefix(fe.field, "messages[")
+	if !ok {
+		return err, nil
+	}
+	num, field, ok := strings.Cut(rest, "].")
+	i, convErr := strconv.Atoi(num)
+	if !ok || convErr != nil || field == "" {
+		return err, nil
+	}
+	return fieldError{field, fe.msg}, &i
 }
 
 // SendBatch routes many messages (see Route) and answers each as the batch API does.

@@ -158,12 +158,7 @@ func (t *Tokens) Check(header string) (Token, bool) {
 
 // mux matches requests to the API's routes (its handlers are never called through it).
 func (r *Router) mux() *http.ServeMux {
-	r.patternsOnce.Do(func() {
-		r.patterns = http.NewServeMux()
-		for _, rt := range r.apiRoutes() {
-			r.patterns.Handle(rt.pattern, rt.handler)
-		}
-	})
+	r.patternsOnce.Do(func() { r.patterns = patternMux(r.apiRoutes()) })
 	return r.patterns
 }
 
@@ -227,6 +222,10 @@ func (r *Router) requireToken(t *Tokens, h http.Handler) http.Handler {
 		}
 		if tok.Scoped() {
 			if _, pattern := r.mux().Handler(req); !scopedRoutes[pattern] {
+				if allow := allowedMethods(r.mux(), req); allow != nil && pattern == "" {
+					methodNotAllowed(w, req, allow) // a path the API serves, with other methods
+					return
+				}
 				r.metrics.refused.WithLabelValues("forbidden").Inc()
 				writeJSON(w, http.StatusForbidden, ErrorBody{Error: fmt.Sprintf(
 					"token %s is scoped to the clients whose id starts with %q: %s %s spans clients", tok.Name, tok.Prefix, req.Method, req.URL.Path)})

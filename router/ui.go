@@ -143,7 +143,20 @@ func (d *Dashboard) handler(api http.Handler, guard func(http.Handler) http.Hand
 	for _, rt := range d.dataRoutes() {
 		mux.Handle(rt.pattern, guard(rt.handler))
 	}
-	mux.Handle("/", api)
+	// A dashboard path asked with another method is a 405 (behind the token for the data);
+	// anything else is the API's, which answers 405 or 404 for what it does not serve.
+	pages, data := patternMux(d.pageRoutes()), patternMux(d.dataRoutes())
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if allow := allowedMethods(pages, req); allow != nil {
+			methodNotAllowed(w, req, allow)
+			return
+		}
+		if allow := allowedMethods(data, req); allow != nil {
+			guard(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { methodNotAllowed(w, req, allow) })).ServeHTTP(w, req)
+			return
+		}
+		api.ServeHTTP(w, req)
+	}))
 	return mux
 }
 

@@ -423,6 +423,7 @@ func TestOpenAPIAnswersConform(t *testing.T) {
 		{"GET", "/healthz", "", 200, "RouterHealth"},
 		{"GET", "/v1/dashboard", "", 200, "Overview"},
 		{"GET", "/no/such/endpoint", "", 404, "Error"},
+		{"GET", "/v1/messages", "", 405, "Error"},
 	} {
 		var rd io.Reader
 		if c.body != "" {
