@@ -1,7 +1,6 @@
 package monitor
 
 import (
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -186,24 +185,12 @@ func TestGoneNodeIsNotQuarantined(t *testing.T) {
 	}
 }
 
-// closedAddr returns a loopback address nothing listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
 // TestProbeTellsAGoneNodeFromASickOne: a node whose MQTT port and admin endpoint both refuse
 // the connection is Gone; one whose admin endpoint answers while MQTT refuses is not.
 func TestProbeTellsAGoneNodeFromASickOne(t *testing.T) {
 	m := &Monitor{cfg: DefaultConfig(), http: &http.Client{}}
 	ctx := testenv.Context(t, 10*time.Second)
-	if p := m.probe(ctx, coord.Member{ID: "n1", MQTTAddr: closedAddr(t), AdminAddr: closedAddr(t)}, nil); !p.Gone || !p.Failed() {
+	if p := m.probe(ctx, coord.Member{ID: "n1", MQTTAddr: testenv.RefusedAddr(t), AdminAddr: testenv.RefusedAddr(t)}, nil); !p.Gone || !p.Failed() {
 		t.Fatalf("every port refused: %+v, want failed and gone", p)
 	}
 	admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -211,7 +198,7 @@ func TestProbeTellsAGoneNodeFromASickOne(t *testing.T) {
 		_, _ = w.Write([]byte(`{"ready":false}`))
 	}))
 	defer admin.Close()
-	if p := m.probe(ctx, coord.Member{ID: "n1", MQTTAddr: closedAddr(t), AdminAddr: admin.Listener.Addr().String()}, nil); p.Gone || !p.Failed() {
+	if p := m.probe(ctx, coord.Member{ID: "n1", MQTTAddr: testenv.RefusedAddr(t), AdminAddr: admin.Listener.Addr().String()}, nil); p.Gone || !p.Failed() {
 		t.Fatalf("MQTT refused, admin answering: %+v, want failed and not gone", p)
 	}
 }

@@ -18,19 +18,6 @@ var shared testenv.Shared
 // Query asks the servers from goroutines of its own, so the package checks for leaks.
 func TestMain(m *testing.M) { shared.MainLeakCheck(m) }
 
-// closedAddr returns a loopback address on which nothing listens: a port that was free a
-// moment ago, released again.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
 // TestParseFixedSample parses a srvr answer of a leader, written out in the layout
 // ZooKeeper 3.8 uses (the leader adds a proposal-size line the parser must skip).
 func TestParseFixedSample(t *testing.T) {
@@ -164,7 +151,7 @@ func TestWordNotWhitelisted(t *testing.T) {
 
 // TestWordUnreachable: nothing listens at the address; the error names it.
 func TestWordUnreachable(t *testing.T) {
-	addr := closedAddr(t)
+	addr := testenv.RefusedAddr(t)
 	start := time.Now()
 	_, err := zkstat.Word(testenv.Context(t, 5*time.Second), addr, "srvr")
 	if err == nil {

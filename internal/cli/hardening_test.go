@@ -12,7 +12,7 @@ import (
 // neither a cluster token nor mutual TLS refuses at once (before it binds or dials
 // anything: the backends here do not exist), naming the flags that fix it.
 func TestNodeRefusesOpenInternalChannel(t *testing.T) {
-	dead := closedAddrs(t, 2)
+	dead := testenv.RefusedAddrs(t, 2)
 	for _, internal := range []string{"0.0.0.0:0", ":0", "[::]:0"} {
 		code, _, errOut := run(t, 10*time.Second, "node", "--id", "n1", "--allow-anonymous", "--internal", internal,
 			"--mqtt", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--zk", dead[0], "--redis", dead[1])
@@ -38,7 +38,7 @@ func TestNodeRefusesOpenInternalChannel(t *testing.T) {
 // TestNodeRefusesOpenPprof: --pprof on an admin address off loopback without a token is
 // refused, naming --admin-token-file.
 func TestNodeRefusesOpenPprof(t *testing.T) {
-	dead := closedAddrs(t, 2)
+	dead := testenv.RefusedAddrs(t, 2)
 	code, _, errOut := run(t, 10*time.Second, "node", "--id", "n1", "--allow-anonymous", "--pprof", "--admin", "0.0.0.0:0",
 		"--mqtt", "127.0.0.1:0", "--internal", "127.0.0.1:0", "--zk", dead[0], "--redis", dead[1])
 	if code != 2 || !strings.Contains(errOut, "--pprof") || !strings.Contains(errOut, "--admin-token-file") {
@@ -49,7 +49,7 @@ func TestNodeRefusesOpenPprof(t *testing.T) {
 // TestRouterHTTPLimitFlags: the router's connection limits are checked before it connects
 // anywhere, and each refusal names its flag.
 func TestRouterHTTPLimitFlags(t *testing.T) {
-	dead := closedAddrs(t, 2)
+	dead := testenv.RefusedAddrs(t, 2)
 	for _, tc := range []struct {
 		args []string
 		want []string

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 )
 
 // TestSendNoRouterHint: send and mailbox against an address where nothing listens fail
@@ -11,7 +13,7 @@ import (
 // the API by default.
 func TestSendNoRouterHint(t *testing.T) {
 	t.Chdir(t.TempDir()) // no ./.switchboard of a running up to discover
-	api := "http://" + closedAddrs(t, 1)[0]
+	api := "http://" + testenv.RefusedAddr(t)
 	for _, args := range [][]string{
 		{"send", "--api", api, "--to", "dev-1", "hello"},
 		{"send", "--api", api, "--to", "dev-1,dev-2", "hello"},

@@ -12,6 +12,7 @@ import (
 	"github.com/switchboard-mqtt/switchboard/coord"
 	"github.com/switchboard-mqtt/switchboard/coord/coordtest"
 	"github.com/switchboard-mqtt/switchboard/coord/zkcoord"
+	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 )
 
 // statusJSON mirrors the JSON `switchboard status --json` prints.
@@ -111,7 +112,7 @@ func TestStatusShowsRegisteredNode(t *testing.T) {
 // TestStatusUnreachable: with no ZooKeeper the command fails in bounded time naming the
 // servers it tried.
 func TestStatusUnreachable(t *testing.T) {
-	addrs := closedAddrs(t, 2)
+	addrs := testenv.RefusedAddrs(t, 2)
 	start := time.Now()
 	code, _, errOut := run(t, 30*time.Second, "status", "--zk", strings.Join(addrs, ","), "--zk-dial-timeout", "2s", "--json")
 	if code == 0 {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -28,25 +27,6 @@ func run(t *testing.T, d time.Duration, args ...string) (code int, stdout, stder
 	var out, errOut bytes.Buffer
 	code = cli.Run(ctx, args, &out, &errOut)
 	return code, out.String(), errOut.String()
-}
-
-// closedAddrs returns n loopback addresses on which nothing listens.
-func closedAddrs(t *testing.T, n int) []string {
-	t.Helper()
-	var ls []net.Listener
-	var addrs []string
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		addrs = append(addrs, l.Addr().String())
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return addrs
 }
 
 // TestZKStatusHealthy: exit 0 and a table row per server with the mode the server itself
@@ -96,7 +76,7 @@ func TestZKStatusHealthy(t *testing.T) {
 // TestZKStatusNoneAnswers: no server answers; exit 1 and the error names every server that
 // could not be asked.
 func TestZKStatusNoneAnswers(t *testing.T) {
-	addrs := closedAddrs(t, 2)
+	addrs := testenv.RefusedAddrs(t, 2)
 	code, out, errOut := run(t, 20*time.Second, "zk", "status", "--zk", strings.Join(addrs, ","), "--timeout", "2s")
 	if code == 0 {
 		t.Fatalf("zk status with nothing listening exited 0:\n%s", out)
@@ -149,7 +129,7 @@ func TestZKStatusJSON(t *testing.T) {
 			break
 		}
 	}
-	dead := closedAddrs(t, 1)[0]
+	dead := testenv.RefusedAddrs(t, 1)[0]
 	code, out, errOut = run(t, 20*time.Second, "zk", "status", "--zk", st.Leader+","+follower+","+dead, "--json", "--timeout", "2s")
 	if code != 0 {
 		t.Fatalf("two of three serving: exit %d: %s\n%s", code, errOut, out)

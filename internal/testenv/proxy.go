@@ -195,6 +195,25 @@ func (p *Proxy) Restore() {
 	}
 }
 
+// RefusedAddrs returns n distinct loopback addresses on which nothing listens (ports free a
+// moment ago, released again): a dial to one is refused, like a server whose process is gone.
+func RefusedAddrs(t testing.TB, n int) []string {
+	t.Helper()
+	addrs := make([]string, n)
+	for i := range addrs {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close() // all held until every one is chosen, so that they differ
+		addrs[i] = l.Addr().String()
+	}
+	return addrs
+}
+
+// RefusedAddr is RefusedAddrs(t, 1)[0].
+func RefusedAddr(t testing.TB) string { t.Helper(); return RefusedAddrs(t, 1)[0] }
+
 // SilentAddr is a loopback address that accepts connections and never answers, like a
 // frozen server or a host behind a dead route that still completes the handshake. The
 // listener and every connection it took are closed when the test ends.

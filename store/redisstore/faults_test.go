@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -18,26 +17,11 @@ import (
 	"github.com/switchboard-mqtt/switchboard/store/storetest"
 )
 
-// refusingAddr is a loopback address nothing listens on.
-func refusingAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
-// silentAddr is a loopback address that accepts connections and never answers, like a
-// frozen server.
-func silentAddr(t *testing.T) string { return testenv.SilentAddr(t) }
-
 func TestNewUnreachable(t *testing.T) {
 	for _, c := range []struct {
 		name string
-		addr func(*testing.T) string
-	}{{"Refused", refusingAddr}, {"Silent", silentAddr}} {
+		addr func(testing.TB) string
+	}{{"Refused", testenv.RefusedAddr}, {"Silent", testenv.SilentAddr}} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := testConfig(t, c.addr(t))
 			cfg.DialTimeout = 500 * time.Millisecond
