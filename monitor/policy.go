@@ -40,15 +40,18 @@ type verdict struct {
 // this round's result per live, unmarked node; marks is how many quarantine marks stand.
 func judge(cfg Config, hist map[string]*history, probes map[string]Probe, marks int) verdict {
 	var v verdict
-	failed := 0
+	failed, running := 0, 0
 	for _, p := range probes {
-		if p.Failed() && !p.Gone {
-			failed++
+		if !p.Gone {
+			running++
+			if p.Failed() {
+				failed++
+			}
 		}
 	}
 	// A monitor that cannot reach most nodes is more likely cut off itself: act on none,
-	// and do not count the round against anyone.
-	if len(probes) >= 2 && failed*2 > len(probes) {
+	// and do not count the round against anyone. Gone nodes count on neither side.
+	if running >= 2 && failed*2 > running {
 		v.SelfSuspect = true
 		return v
 	}
@@ -65,8 +68,8 @@ func judge(cfg Config, hist map[string]*history, probes map[string]Probe, marks 
 		h.gone = p.Gone
 		switch {
 		case p.Gone:
-			// Not sick, and not a candidate: its session's end takes it out.
-			h.fails, h.slow, h.erroring = 0, 0, 0
+			// Not sick, and not a candidate: its session's end takes it out. Its streaks
+			// stand, so that a node failing between restarts (a crash loop) still adds up.
 			continue
 		case p.Failed():
 			h.fails++

@@ -202,3 +202,36 @@ func TestProbeTellsAGoneNodeFromASickOne(t *testing.T) {
 		t.Fatalf("MQTT refused, admin answering: %+v, want failed and not gone", p)
 	}
 }
+
+// TestGoneNodesLeaveTheSelfSuspicionCount: gone nodes count neither as failed nor as
+// probed when the monitor asks whether it is the one cut off: with 2 healthy, 3 failing and
+// 2 gone, most of the running nodes failed, so it suspects itself and quarantines none.
+func TestGoneNodesLeaveTheSelfSuspicionCount(t *testing.T) {
+	cfg := DefaultConfig()
+	hist := map[string]*history{}
+	probes := map[string]Probe{"a": okProbe(1), "b": okProbe(1), "c": failedProbe(), "d": failedProbe(),
+		"e": failedProbe(), "f": goneProbe(), "g": goneProbe()}
+	for range cfg.FailAfter + 1 {
+		if v := rounds(cfg, hist, 1, 0, probes); !v.SelfSuspect || v.Quarantine != "" {
+			t.Fatalf("3 of 5 running nodes failing: %+v, want self-suspicion", v)
+		}
+	}
+}
+
+// TestCrashLoopingNodeIsQuarantined: a node that fails between restarts (refusing every
+// connection while it is down) still adds up its failed rounds: gone rounds neither count
+// nor reset them.
+func TestCrashLoopingNodeIsQuarantined(t *testing.T) {
+	cfg := DefaultConfig()
+	hist := map[string]*history{}
+	for i := range 3 * cfg.FailAfter {
+		p := failedProbe()
+		if i%3 == 2 {
+			p = goneProbe()
+		}
+		if v := rounds(cfg, hist, 1, 0, map[string]Probe{"a": okProbe(1), "b": okProbe(1), "c": p}); v.Quarantine == "c" {
+			return
+		}
+	}
+	t.Fatalf("a node failing two rounds in three, gone in the third, not quarantined in %d rounds", 3*cfg.FailAfter)
+}

@@ -342,12 +342,17 @@ func decode(w http.ResponseWriter, req *http.Request, limit int64, v any) error 
 	return nil
 }
 
-// readBody reads body to its end, into a buffer of its length when that is known.
+// firstRead is the most of a body's declared length readBody reserves before it arrives.
+const firstRead = 64 << 10
+
+// readBody reads body to its end, into a buffer of its length when that is known, up to
+// firstRead: beyond it the buffer grows with what arrives, so that a Content-Length alone
+// (a client that declares 60 MB and sends 5 bytes) reserves no memory.
 func readBody(body io.Reader, length int64) ([]byte, error) {
 	if length < 0 {
 		length = 511
 	}
-	raw := make([]byte, 0, length+1) // +1: the read that sees the end
+	raw := make([]byte, 0, min(length, firstRead)+1) // +1: the read that sees the end
 	for {
 		if len(raw) == cap(raw) {
 			raw = append(raw, 0)[:len(raw)]
