@@ -49,6 +49,24 @@ func (c *cluster) startMonitor(name string, extra ...string) *monitorProc {
 	return mp
 }
 
+// startNodes starts a node for each id, with graceArgs.
+func (c *cluster) startNodes(ids ...string) []*nodeProc {
+	c.t.Helper()
+	nodes := make([]*nodeProc, len(ids))
+	for i, id := range ids {
+		nodes[i] = c.startNode(id, graceArgs...)
+	}
+	return nodes
+}
+
+// startLeadingMonitor starts a monitor and waits until it leads and has probed once.
+func (c *cluster) startLeadingMonitor(name string) *monitorProc {
+	c.t.Helper()
+	m := c.startMonitor(name)
+	m.waitLeading(c.t, 20*time.Second)
+	return m
+}
+
 func (m *monitorProc) state() (monitor.State, error) {
 	var st monitor.State
 	resp, err := http.Get("http://" + m.admin + "/v1/state")
@@ -131,10 +149,9 @@ func (c *cluster) quarantineTimeline(t *testing.T, n *nodeProc, fault time.Time,
 // process lives on; its clients move to other nodes and receive every accepted message.
 func TestAcceptLoopStopQuarantinesNodeWithoutLoss(t *testing.T) {
 	c := newCluster(t)
-	nodes := []*nodeProc{c.startNode("q1", graceArgs...), c.startNode("q2", graceArgs...), c.startNode("q3", graceArgs...)}
+	nodes := c.startNodes("q1", "q2", "q3")
 	r := c.startRouter("r1")
-	mon := c.startMonitor("mon-1")
-	mon.waitLeading(t, 20*time.Second)
+	c.startLeadingMonitor("mon-1")
 
 	addrs := []string{nodes[0].member.MQTTAddr, nodes[1].member.MQTTAddr, nodes[2].member.MQTTAddr}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -228,11 +245,8 @@ func status(t *testing.T, c *cluster) string {
 // TestSlowNodeQuarantined: a node that answers, but slowly, is quarantined.
 func TestSlowNodeQuarantined(t *testing.T) {
 	c := newCluster(t)
-	n1 := c.startNode("s1", graceArgs...)
-	c.startNode("s2", graceArgs...)
-	c.startNode("s3", graceArgs...)
-	mon := c.startMonitor("mon-1")
-	mon.waitLeading(t, 20*time.Second)
+	n1 := c.startNodes("s1", "s2", "s3")[0]
+	c.startLeadingMonitor("mon-1")
 	fault := time.Now()
 	failpoint(t, n1.member.AdminAddr, "mqtt-latency", "150ms")
 	c.quarantineTimeline(t, n1, fault, "added latency (150ms a packet)")
@@ -244,10 +258,8 @@ func TestNodeLosingRedisQuarantined(t *testing.T) {
 	c := newCluster(t)
 	proxy := testenv.StartProxy(t, c.redis)
 	n1 := c.startNode("d1", append([]string{"--redis", proxy.Addr}, graceArgs...)...)
-	c.startNode("d2", graceArgs...)
-	c.startNode("d3", graceArgs...)
-	mon := c.startMonitor("mon-1")
-	mon.waitLeading(t, 20*time.Second)
+	c.startNodes("d2", "d3")
+	c.startLeadingMonitor("mon-1")
 	fault := time.Now()
 	proxy.Cut()
 	c.quarantineTimeline(t, n1, fault, "lost Redis")
@@ -257,11 +269,8 @@ func TestNodeLosingRedisQuarantined(t *testing.T) {
 // session timeout and keeps acting.
 func TestMonitorLeaderFailover(t *testing.T) {
 	c := newCluster(t)
-	n1 := c.startNode("f1", graceArgs...)
-	c.startNode("f2", graceArgs...)
-	c.startNode("f3", graceArgs...)
-	a := c.startMonitor("mon-a")
-	a.waitLeading(t, 20*time.Second)
+	n1 := c.startNodes("f1", "f2", "f3")[0]
+	a := c.startLeadingMonitor("mon-a")
 	b := c.startMonitor("mon-b")
 	if st, _ := b.state(); st.Leading {
 		t.Fatal("two monitors lead")
@@ -288,11 +297,8 @@ func TestMonitorLeaderFailover(t *testing.T) {
 // and restarted it rejoins by itself, with nobody releasing a mark at 3 a.m.
 func TestKilledNodeComesBackWithoutAMark(t *testing.T) {
 	c := newCluster(t)
-	n1 := c.startNode("k1", graceArgs...)
-	c.startNode("k2", graceArgs...)
-	c.startNode("k3", graceArgs...)
-	m := c.startMonitor("mon-k")
-	m.waitLeading(t, 20*time.Second)
+	n1 := c.startNodes("k1", "k2", "k3")[0]
+	m := c.startLeadingMonitor("mon-k")
 	killed := time.Now()
 	n1.Kill()
 	c.waitMember("k1", 4*sessionTimeout, func(_ coord.Member, ok bool) bool { return !ok })
@@ -329,9 +335,8 @@ func (c *cluster) quarantines() []coord.Quarantine {
 func TestMonitorLimits(t *testing.T) {
 	t.Run("all fail: none quarantined", func(t *testing.T) {
 		c := newCluster(t)
-		nodes := []*nodeProc{c.startNode("a1", graceArgs...), c.startNode("a2", graceArgs...), c.startNode("a3", graceArgs...)}
-		mon := c.startMonitor("mon-1")
-		mon.waitLeading(t, 20*time.Second)
+		nodes := c.startNodes("a1", "a2", "a3")
+		mon := c.startLeadingMonitor("mon-1")
 		for _, n := range nodes {
 			failpoint(t, n.member.AdminAddr, "mqtt-accept", "stop")
 		}
@@ -352,12 +357,8 @@ func TestMonitorLimits(t *testing.T) {
 	})
 	t.Run("two of four fail: one quarantined", func(t *testing.T) {
 		c := newCluster(t)
-		var nodes []*nodeProc
-		for i := range 4 {
-			nodes = append(nodes, c.startNode(fmt.Sprintf("b%d", i+1), graceArgs...))
-		}
-		mon := c.startMonitor("mon-1")
-		mon.waitLeading(t, 20*time.Second)
+		nodes := c.startNodes("b1", "b2", "b3", "b4")
+		mon := c.startLeadingMonitor("mon-1")
 		failpoint(t, nodes[0].member.AdminAddr, "mqtt-accept", "stop")
 		failpoint(t, nodes[1].member.AdminAddr, "mqtt-accept", "stop")
 		testenv.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
@@ -461,8 +462,7 @@ func TestNoFalseQuarantineUnderSteadyLoad(t *testing.T) {
 	c := newCluster(t)
 	nodes := []*nodeProc{c.startNode("h1"), c.startNode("h2"), c.startNode("h3")}
 	r := c.startRouter("r1")
-	mon := c.startMonitor("mon-1")
-	mon.waitLeading(t, 20*time.Second)
+	mon := c.startLeadingMonitor("mon-1")
 	addrs := []string{nodes[0].member.MQTTAddr, nodes[1].member.MQTTAddr, nodes[2].member.MQTTAddr}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
