@@ -142,7 +142,7 @@ func elect(ctx context.Context, b Ballot, g *Group, log *slog.Logger) (*Held, er
 			if st.Lost {
 				return nil, errLostCandidate
 			}
-			if st.Suspended || !now.Before(st.FenceAt) {
+			if !st.answering(now) {
 				select {
 				case <-st.Changed[0]:
 				case <-st.Changed[1]:

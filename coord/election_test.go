@@ -172,9 +172,7 @@ func TestAbandonedCampaignReturnsWithItsContext(t *testing.T) {
 func TestNoLeadershipOnASessionThatWouldLoseIt(t *testing.T) {
 	g := coord.NewGroup()
 	defer g.Close(func() {})
-	s := &fakeSession{}
-	far := time.Now().Add(time.Hour)
-	s.st.Set(coord.Standing{Suspended: true, Heard: time.Now(), FenceAt: far, Next: far})
+	s := heardNow(false, true)
 	b := &fakeBallot{line: []int{0}, sess: s, withdrew: make(chan struct{}, 1)}
 	stand := func(context.Context, string, string) (*fakeBallot, error) { return b, nil }
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
@@ -197,7 +195,7 @@ func TestNoLeadershipOnASessionThatWouldLoseIt(t *testing.T) {
 		}
 		elected <- err
 	}()
-	s.st.Set(coord.Standing{Heard: time.Now(), FenceAt: far, Next: far}) // answered again
+	s.st.Set(healthy().st.Load()) // answered again
 	if err := <-elected; err != nil {
 		t.Fatal(err)
 	}
@@ -209,9 +207,7 @@ func TestNoLeadershipOnASessionThatWouldLoseIt(t *testing.T) {
 func TestCampaignStandsAgainWhenLostAsItLeads(t *testing.T) {
 	g := coord.NewGroup()
 	defer g.Close(func() {})
-	lost := &fakeSession{}
-	far := time.Now().Add(time.Hour)
-	lost.st.Set(coord.Standing{Lost: true, Heard: time.Now(), FenceAt: far, Next: far})
+	lost := heardNow(true, false)
 	var stood []*fakeBallot
 	stand := func(context.Context, string, string) (*fakeBallot, error) {
 		b := &fakeBallot{line: []int{0}, sess: healthy()}

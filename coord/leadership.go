@@ -27,6 +27,11 @@ type Candidacy struct {
 	Lost func()
 }
 
+// answering reports whether a session that is not Lost may hold a leadership at now: not
+// Suspended by its answers and not past its FenceAt (HoldLeadership gives one up otherwise,
+// and a candidate is not elected on such a session).
+func (st Standing) answering(now time.Time) bool { return !st.Suspended && now.Before(st.FenceAt) }
+
 // Held is a Leadership kept by HoldLeadership; its Ballot keeps what the backend's fenced
 // writes check (the candidate's key and revision).
 type Held struct {
@@ -110,7 +115,7 @@ func (h *Held) hold() {
 		case st.Lost:
 			h.end("session lost", true)
 			return
-		case st.Suspended || !now.Before(st.FenceAt):
+		case !st.answering(now):
 			h.end("the backend is not answering", true)
 			return
 		}

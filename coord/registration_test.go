@@ -76,12 +76,15 @@ func (e *fakeEntry) Retire(ctx context.Context, _ coord.Session, _ coord.Created
 	e.sess = healthy()
 }
 
-func healthy() *fakeSession {
+// heardNow is a session heard just now, its fence an hour away, Lost or Suspended as given.
+func heardNow(lost, suspended bool) *fakeSession {
 	s := &fakeSession{}
 	far := time.Now().Add(time.Hour)
-	s.st.Set(coord.Standing{Heard: time.Now(), FenceAt: far, Next: far})
+	s.st.Set(coord.Standing{Lost: lost, Suspended: suspended, Heard: time.Now(), FenceAt: far, Next: far})
 	return s
 }
+
+func healthy() *fakeSession { return heardNow(false, false) }
 
 func start(t *testing.T, e *fakeEntry) coord.Registration {
 	t.Helper()

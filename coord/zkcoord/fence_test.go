@@ -176,6 +176,18 @@ func leaderBehindProxy(ctx context.Context, t *testing.T, timeout time.Duration)
 	return proxy, a, la, b
 }
 
+// blackholeUntilGivenUp cuts the leader's link silently and waits until it gives its
+// leadership up, failing after a session timeout.
+func blackholeUntilGivenUp(t *testing.T, proxy *testenv.Proxy, l coord.Leadership, timeout time.Duration) {
+	t.Helper()
+	proxy.Blackhole()
+	select {
+	case <-l.Done():
+	case <-time.After(timeout):
+		t.Fatal("leadership not given up within a session timeout of the cut")
+	}
+}
+
 // TestLeadershipGivenUpOnACutLeavesNoCandidate: a leader whose link is down for a third of
 // the session timeout gives its leadership up, and its Resign cannot reach the ensemble; the
 // link comes back before the session expires. Its candidate znode, still the lowest, must not
@@ -187,12 +199,7 @@ func TestLeadershipGivenUpOnACutLeavesNoCandidate(t *testing.T) {
 	bch := coordtest.CampaignAsync(ctx, b, "monitor", "mon-b")
 	sess := a.SessionID()
 	cut := time.Now()
-	proxy.Blackhole()
-	select {
-	case <-la.Done():
-	case <-time.After(timeout):
-		t.Fatal("leadership not given up within a session timeout of the cut")
-	}
+	blackholeUntilGivenUp(t, proxy, la, timeout)
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	rerr := la.Resign(rctx)
 	cancel()
@@ -216,12 +223,7 @@ func TestFencedWriteRefusedOnceLeadershipGivenUp(t *testing.T) {
 	const timeout = 6 * time.Second
 	ctx := testenv.Context(t, 60*time.Second)
 	proxy, a, la, _ := leaderBehindProxy(ctx, t, timeout)
-	proxy.Blackhole()
-	select {
-	case <-la.Done():
-	case <-time.After(timeout):
-		t.Fatal("leadership not given up within a session timeout of the cut")
-	}
+	blackholeUntilGivenUp(t, proxy, la, timeout)
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := a.SetQuarantine(wctx, coord.Quarantine{Node: "n1", Reason: "deposed"}, la); !errors.Is(err, coord.ErrNotLeader) {
