@@ -120,6 +120,9 @@ func newMetrics(reg *prometheus.Registry, n *Node) *metrics {
 			func() int64 { return atomic.LoadInt64(&n.mqtt.Info.MessagesSent) }),
 		info("switchboard_node_mqtt_messages_dropped_total", "Pub/sub messages the broker dropped because a subscriber's outbound queue was full (QoS>0 ones go to its mailbox).",
 			func() int64 { return atomic.LoadInt64(&n.mqtt.Info.MessagesDropped) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "switchboard_node_mqtt_inflight", Help: "Pub/sub QoS 1/2 messages the broker holds unacknowledged, those kept for offline sessions included.",
+		}, func() float64 { return float64(atomic.LoadInt64(&n.mqtt.Info.Inflight)) }),
 		info("switchboard_node_mqtt_inflight_dropped_total", "Pub/sub messages the broker dropped because a subscriber held max-inflight unacknowledged messages (no hook: not kept).",
 			func() int64 { return atomic.LoadInt64(&n.mqtt.Info.InflightDropped) }),
 		collectors.NewGoCollector(),
