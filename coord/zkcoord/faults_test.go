@@ -2,6 +2,9 @@ package zkcoord_test
 
 import (
 	"context"
+	"net"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -147,5 +150,74 @@ func TestSessionExpiryReRegisters(t *testing.T) {
 	set := coordtest.WaitMembers(t, watch, 5*time.Second, "back in the live set", func(ms []coord.Member) bool { return len(ms) == 1 })
 	if set[0].Epoch != st.Epoch {
 		t.Fatalf("watched epoch %d, registration epoch %d", set[0].Epoch, st.Epoch)
+	}
+}
+
+// TestReconnectPastAFrozenServerKeepsTheSession: the link drops and the library's next dial
+// reaches a server that accepts the connection and never answers (a SIGSTOPped ZooKeeper,
+// whose kernel still completes TCP handshakes). The library would wait ten receive timeouts
+// (6⅔ session timeouts) for its connect response, fenced all along; bounded by the session
+// timeout over the number of servers, it goes on to a healthy server while the session
+// lives, and the registration keeps its session and its epoch.
+func TestReconnectPastAFrozenServerKeepsTheSession(t *testing.T) {
+	const timeout = 4 * time.Second // a second of the bound's 4/3s and the fence's 3.6s spare
+	e := shared.Ensemble(t)
+	frozen := testenv.StartSilent(t)
+	var (
+		mu      sync.Mutex
+		current net.Conn
+		freeze  atomic.Bool
+		dials   atomic.Int32
+	)
+	dial := func(network, address string, d time.Duration) (net.Conn, error) {
+		if freeze.CompareAndSwap(true, false) {
+			address = frozen.Addr
+		}
+		dials.Add(1)
+		conn, err := net.DialTimeout(network, address, d)
+		if err == nil {
+			mu.Lock()
+			current = conn
+			mu.Unlock()
+		}
+		return conn, err
+	}
+	ctx := testenv.Context(t, 30*time.Second)
+	c, err := zkcoord.New(ctx, zkcoord.Config{Servers: e.Addrs(), Dial: dial,
+		Settings: coord.Settings{Root: "/frozen-" + coordtest.Instance(), SessionTimeout: timeout, Logger: testenv.Logger(t)}})
+	must(t, err)
+	defer c.Close()
+	reg, err := c.Register(ctx, coordtest.NewMember("node-1"))
+	must(t, err)
+	st0, changed := reg.Status()
+	sess := c.SessionID()
+
+	freeze.Store(true)
+	dropped := time.Now()
+	mu.Lock()
+	current.Close()
+	mu.Unlock()
+	select {
+	case <-frozen.Accepted:
+	case <-ctx.Done():
+		t.Fatal("the library never dialled the frozen server")
+	}
+	deadline := time.After(2 * timeout)
+	for st := st0; ; {
+		if !st.Live() || st.Epoch != st0.Epoch {
+			t.Fatalf("%v after the link dropped: %+v (epoch %d before); the library waited for the frozen server", time.Since(dropped), st, st0.Epoch)
+		}
+		if st.State == coord.Registered && dials.Load() >= 3 && c.SessionID() == sess {
+			t.Logf("MEASURED: registered again under the same session and epoch %v after the link dropped, past a frozen server (%d dials)",
+				time.Since(dropped).Round(time.Millisecond), dials.Load())
+			return
+		}
+		select {
+		case <-changed:
+		case <-time.After(20 * time.Millisecond): // the session id and the dials have no channel
+		case <-deadline:
+			t.Fatalf("not registered again within %v of the link dropping: %+v, %d dials", 2*timeout, st, dials.Load())
+		}
+		st, changed = reg.Status()
 	}
 }

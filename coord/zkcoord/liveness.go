@@ -47,27 +47,39 @@ func (c *Coordinator) sync(ctx context.Context) (session int64, counts bool) {
 }
 
 // sniffDial wraps dial so that every connection reports the session timeout the server
-// grants in its connect response. go-zookeeper keeps that value to itself; it is the second
-// field of the first frame a server sends (int32 length, int32 protocol version, int32
-// timeout in milliseconds, int64 session id, ...), a layout fixed by the ZooKeeper protocol.
+// grants in its connect response, and bounds the wait for that response. go-zookeeper keeps
+// the value to itself; it is the second field of the first frame a server sends (int32
+// length, int32 protocol version, int32 timeout in milliseconds, int64 session id, ...), a
+// layout fixed by the ZooKeeper protocol. The library waits ten receive timeouts (6⅔ session
+// timeouts) for that frame, and a frozen server (SIGSTOP, a hung JVM) still accepts
+// connections in its kernel: a client that reconnects to one would wait a minute, fenced,
+// while two servers serve. So the frame must come within the session timeout over the
+// number of servers, ZooKeeper's own client's connect timeout, after which the library
+// tries the next server.
 func (c *Coordinator) sniffDial(dial func(string, string, time.Duration) (net.Conn, error)) func(string, string, time.Duration) (net.Conn, error) {
 	return func(network, addr string, timeout time.Duration) (net.Conn, error) {
 		conn, err := dial(network, addr, timeout)
 		if err != nil {
 			return nil, err
 		}
-		return &sniffConn{Conn: conn, granted: &c.negotiated}, nil
+		s := &sniffConn{Conn: conn, granted: &c.negotiated,
+			answerBy: time.Now().Add(c.timeout() / time.Duration(len(c.cfg.Servers)))}
+		_ = conn.SetDeadline(s.answerBy)
+		return s, nil
 	}
 }
 
 // sniffConn copies the first 12 bytes read from a server and, once it has them, records the
-// granted timeout. Reads come from one goroutine at a time (the library's handshake, then its
-// receive loop), so head needs no lock.
+// granted timeout; until then no deadline is later than answerBy. Reads come from one
+// goroutine at a time (the library's handshake, then its receive loop), so head needs no
+// lock.
 type sniffConn struct {
 	net.Conn
-	granted *atomic.Int64 // lowest granted timeout so far, in nanoseconds
-	head    [12]byte
-	n       int
+	granted  *atomic.Int64 // lowest granted timeout so far, in nanoseconds
+	head     [12]byte
+	n        int
+	answerBy time.Time
+	answered atomic.Bool
 }
 
 func (s *sniffConn) Read(p []byte) (int, error) {
@@ -75,6 +87,7 @@ func (s *sniffConn) Read(p []byte) (int, error) {
 	if s.n < len(s.head) && n > 0 {
 		s.n += copy(s.head[s.n:], p[:n])
 		if s.n == len(s.head) {
+			s.answered.Store(true)
 			// A zero timeout comes with a zero session id: the session expired.
 			if ms := int32(binary.BigEndian.Uint32(s.head[8:12])); ms > 0 {
 				d := int64(time.Duration(ms) * time.Millisecond)
@@ -87,4 +100,16 @@ func (s *sniffConn) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+func (s *sniffConn) SetDeadline(t time.Time) error      { return s.Conn.SetDeadline(s.bound(t)) }
+func (s *sniffConn) SetReadDeadline(t time.Time) error  { return s.Conn.SetReadDeadline(s.bound(t)) }
+func (s *sniffConn) SetWriteDeadline(t time.Time) error { return s.Conn.SetWriteDeadline(s.bound(t)) }
+
+// bound is t, or answerBy if that is sooner and the connect response has not come.
+func (s *sniffConn) bound(t time.Time) time.Time {
+	if !s.answered.Load() && (t.IsZero() || t.After(s.answerBy)) {
+		return s.answerBy
+	}
+	return t
 }

@@ -11,7 +11,8 @@
 // fire once (we re-arm them and re-list after every reconnect), it re-opens an expired
 // session by itself without re-creating ephemeral znodes (registration does that), it keeps
 // the session timeout the servers granted to itself (we read it off the connect response),
-// and a client cut off from every server cannot learn that its session expired.
+// it waits a minute for a frozen server's connect response (we bound that wait), and a
+// client cut off from every server cannot learn that its session expired.
 //
 // Fencing follows coord.State's rule, with T the shorter of the session timeout asked for and
 // the one granted (Coordinator.timeout). go-zookeeper reports a silent link only after its
