@@ -12,8 +12,11 @@ import (
 // Report is a node's readiness report. A load balancer reads only the status code it is
 // served with (200 ready, 503 not); the monitor reads the detail.
 type Report struct {
-	Ready       bool             `json:"ready"`
-	Node        string           `json:"node"`
+	Ready bool   `json:"ready"`
+	Node  string `json:"node"`
+	// Instance is the node process's coord.Member.Instance, so that a reader can tell a
+	// restarted process from the one a member entry names.
+	Instance    string           `json:"instance,omitempty"`
 	State       string           `json:"state"` // registration state
 	Epoch       int64            `json:"epoch"`
 	Gate        string           `json:"gate,omitempty"` // why new connections are refused

@@ -318,6 +318,31 @@ func TestKilledNodeComesBackWithoutAMark(t *testing.T) {
 		left.Round(time.Millisecond), sessionTimeout, time.Since(restarted).Round(time.Millisecond))
 }
 
+// TestNodeRestartedAtOnceComesBackWithoutAMark: a node killed and started again at once on
+// the same ports waits to register until its predecessor's entry has gone with its session,
+// refusing MQTT clients meanwhile. The monitor's probes of that entry reach the new process,
+// whose admin endpoint names another instance: the entry's own process is gone, not sick, and
+// the restarted node registers and serves without anyone releasing a mark. (A trial found
+// such a node quarantined in 2 restarts of 2, out of service until released.)
+func TestNodeRestartedAtOnceComesBackWithoutAMark(t *testing.T) {
+	c := newCluster(t)
+	n1 := c.startNodes("r1", "r2", "r3")[0]
+	c.startLeadingMonitor("mon-r")
+	old := n1.member
+	n1.Kill()
+	restarted := time.Now()
+	args := append([]string{"node", "--id", "r1", "--allow-anonymous", "--mqtt", old.MQTTAddr, "--internal", old.InternalAddr,
+		"--admin", old.AdminAddr, "--data-dir", t.TempDir()}, c.baseArgs()...)
+	testenv.StartProc(t, "r1-again", args...)
+	m := c.waitMember("r1", 4*sessionTimeout, func(m coord.Member, ok bool) bool { return ok && m.Epoch != old.Epoch })
+	c.waitReady(m)
+	if q := c.quarantines(); len(q) != 0 {
+		t.Fatalf("the restarted node was quarantined: %s: %s", q[0].Node, q[0].Reason)
+	}
+	t.Logf("MEASURED kill -9 and an immediate restart on the same ports under a probing monitor: registered under a new epoch and ready %v after the restart (session timeout %v), no mark",
+		time.Since(restarted).Round(time.Millisecond), sessionTimeout)
+}
+
 func (c *cluster) quarantines() []coord.Quarantine {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

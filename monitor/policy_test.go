@@ -203,6 +203,28 @@ func TestProbeTellsAGoneNodeFromASickOne(t *testing.T) {
 	}
 }
 
+// TestProbeTellsARestartedProcessFromTheEntrysOwn: a node killed and started again at once
+// waits to register while its predecessor's entry lives on, refusing MQTT clients; its
+// admin endpoint names another instance than the entry, so the entry's process is Gone. The
+// same instance failing is judged as before.
+func TestProbeTellsARestartedProcessFromTheEntrysOwn(t *testing.T) {
+	m := &Monitor{cfg: DefaultConfig(), http: &http.Client{}}
+	ctx := testenv.Context(t, 10*time.Second)
+	admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"ready":false,"node":"n1","instance":"started-again","state":"registering","gate":"starting"}`))
+	}))
+	defer admin.Close()
+	entry := coord.Member{ID: "n1", Instance: "killed", MQTTAddr: testenv.RefusedAddr(t), AdminAddr: admin.Listener.Addr().String()}
+	if p := m.probe(ctx, entry, nil); !p.Gone || !p.Failed() {
+		t.Fatalf("another instance answering for the entry: %+v, want failed and gone", p)
+	}
+	entry.Instance = "started-again"
+	if p := m.probe(ctx, entry, nil); p.Gone || !p.Failed() {
+		t.Fatalf("the entry's own instance failing: %+v, want failed and not gone", p)
+	}
+}
+
 // TestGoneNodesLeaveTheSelfSuspicionCount: gone nodes count neither as failed nor as
 // probed when the monitor asks whether it is the one cut off: with 2 healthy, 3 failing and
 // 2 gone, most of the running nodes failed, so it suspects itself and quarantines none.

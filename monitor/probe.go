@@ -31,10 +31,12 @@ type Probe struct {
 	Health Check     `json:"readiness"`
 	// Failing names the node's own readiness checks that failed.
 	Failing []string `json:"failing,omitempty"`
-	// Gone: both the MQTT port and the admin endpoint refused the connection, so the node's
-	// process is not running (crashed, killed, stopped by hand). Gone is not sick: the node
-	// leaves the live set when its session ends, and a restart brings it back; a quarantine
-	// would keep the restarted process out until someone released it.
+	// Gone: the process the member entry names is not running (crashed, killed, stopped by
+	// hand): both the MQTT port and the admin endpoint refused the connection, or the admin
+	// endpoint answers for another instance (a restarted process, which waits to register
+	// until its predecessor's entry has gone, and refuses MQTT clients meanwhile). Gone is
+	// not sick: the entry leaves the live set when its session ends, and the restarted
+	// process registers; a quarantine would keep it out until someone released it.
 	Gone bool `json:"gone,omitempty"`
 	// Rates from the node's counters since the previous round (per second).
 	MessagesIn       float64 `json:"messages_in_per_s"`
@@ -91,7 +93,8 @@ func (m *Monitor) probe(ctx context.Context, member coord.Member, prev *Probe) P
 	default:
 		p.Health.OK = true
 	}
-	p.Gone = errors.Is(mqttErr, syscall.ECONNREFUSED) && errors.Is(err, syscall.ECONNREFUSED)
+	p.Gone = errors.Is(mqttErr, syscall.ECONNREFUSED) && errors.Is(err, syscall.ECONNREFUSED) ||
+		err == nil && h.Instance != "" && member.Instance != "" && h.Instance != member.Instance
 	if err == nil {
 		p.counters = h.Counters
 		if prev != nil && !prev.At.IsZero() {

@@ -7,9 +7,34 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/switchboard-mqtt/switchboard/coord"
+	"github.com/switchboard-mqtt/switchboard/healthz"
 )
+
+// adminHandler serves adminMux once started is set. Before, while the node registers,
+// /healthz answers 503 with the node's id and instance in state "registering", and every
+// other endpoint 503.
+func (n *Node) adminHandler(started *atomic.Bool) http.Handler {
+	full := n.adminMux()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case started.Load():
+			full.ServeHTTP(w, r)
+		case r.Method == http.MethodGet && r.URL.Path == "/healthz":
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_ = json.NewEncoder(w).Encode(healthz.Report{Node: n.cfg.ID, Instance: n.member.Instance,
+				State: coord.Registering.String(), Gate: "starting", Checks: map[string]healthz.Check{}, CheckedAt: time.Now().UTC()})
+		default:
+			http.Error(w, "node starting", http.StatusServiceUnavailable)
+		}
+	})
+}
 
 // adminMux serves the node's admin endpoints: /healthz for load balancers and the monitor,
 // /metrics for Prometheus, and, only when configured (Config.Pprof), /debug/pprof for

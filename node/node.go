@@ -250,6 +250,12 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 		Instance:     randomToken(),
 		LeaseMillis:  cfg.Lease.Duration.Milliseconds(),
 	}
+	// The admin endpoint answers from here, before Register, which waits up to 1.5 session
+	// timeouts when the entry of a predecessor (killed, restarted at once) is still live: a
+	// monitor probing that entry must be able to tell this process from the one it names.
+	var started atomic.Bool
+	n.admin = &http.Server{Handler: n.adminHandler(&started), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = n.admin.Serve(n.adminLis) }()
 	if n.reg, err = n.coord.Register(ctx, n.member); err != nil {
 		if errors.Is(err, coord.ErrDuplicate) {
 			return fmt.Errorf("node id %q is already live in the cluster: %w", cfg.ID, err)
@@ -261,10 +267,7 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 	n.applyStatus(bgctx, st, 0)
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); n.statusLoop(bgctx) }()
-	// /healthz reads everything above: serve it only now (the port is bound since the
-	// start, so a busy one fails early and a load balancer's early checks are refused).
-	n.admin = &http.Server{Handler: n.adminMux(), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = n.admin.Serve(n.adminLis) }()
+	started.Store(true) // the full admin endpoints read everything above
 	n.log.Info("node started", "mqtt", n.member.MQTTAddr, "internal", n.member.InternalAddr,
 		"admin", n.member.AdminAddr, "state", st.State.String(), "epoch", st.Epoch)
 	for _, l := range n.sideLis {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/auth"
+	"github.com/switchboard-mqtt/switchboard/coord/coordtest"
 	"github.com/switchboard-mqtt/switchboard/coord/memcoord"
 	"github.com/switchboard-mqtt/switchboard/healthz"
 	"github.com/switchboard-mqtt/switchboard/internal/testenv"
@@ -322,5 +323,56 @@ func TestConfigValidate(t *testing.T) {
 	bad.MQTTAddr = "nonsense"
 	if _, err := node.Start(context.Background(), bad, node.Deps{Logger: testenv.Logger(t)}); err == nil || !strings.Contains(err.Error(), "MQTTAddr") {
 		t.Fatalf("Start with a bad config: %v, want the validation error", err)
+	}
+}
+
+// TestHealthzNamesTheInstanceWhileRegistering: a node started while its predecessor's entry
+// is still live waits in Register for it to go; meanwhile /healthz answers 503 in state
+// registering with the node's own instance, so that a monitor probing the predecessor's
+// entry at the same address can tell the two processes apart. Once the entry has gone the
+// node registers and serves the full report, under the same instance.
+func TestHealthzNamesTheInstanceWhileRegistering(t *testing.T) {
+	t.Parallel()
+	cl := memcoord.NewCluster()
+	ctx := testenv.Context(t, 20*time.Second)
+	predecessor := testenv.OpenMemCoord(t, cl)
+	old := coordtest.NewMember("node-1")
+	reg, err := predecessor.Register(ctx, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, "node-1")
+	cfg.AdminAddr = testenv.RefusedAddr(t)
+	started := make(chan *node.Node, 1)
+	go func() {
+		n, err := node.Start(ctx, cfg, node.Deps{Coord: testenv.OpenMemCoord(t, cl), Store: testenv.EmbeddedStore(t), Logger: testenv.Logger(t)})
+		if err != nil {
+			t.Errorf("node.Start: %v", err)
+		}
+		started <- n
+	}()
+	var waiting healthz.Report
+	testenv.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		code, h, err := getHealth(cfg.AdminAddr)
+		if err == nil && (code != http.StatusServiceUnavailable || h.State != "registering" || h.Node != "node-1" || h.Instance == "") {
+			err = fmt.Errorf("/healthz %d %+v, want 503 registering with node-1's instance", code, h)
+		}
+		waiting = h
+		return err
+	})
+	if waiting.Instance == old.Instance {
+		t.Fatalf("the waiting node reports its predecessor's instance %q", old.Instance)
+	}
+	if err := reg.Deregister(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n := <-started
+	if n == nil {
+		t.FailNow()
+	}
+	t.Cleanup(func() { _ = n.Close(context.Background()) })
+	code, h, err := getHealth(cfg.AdminAddr)
+	if err != nil || code != http.StatusOK || h.State != "registered" || h.Instance != waiting.Instance || h.Instance != n.Member().Instance {
+		t.Fatalf("after registering: /healthz %d %+v %v, want 200 registered with instance %q", code, h, err, waiting.Instance)
 	}
 }
