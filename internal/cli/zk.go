@@ -59,14 +59,24 @@ func runZK(ctx context.Context, e env, args []string) error {
 		if st.Quorum {
 			fmt.Fprintf(e.stdout, "quorum: yes (%d of %d serving, leader %s)\n", st.Serving, len(addrs), st.Leader)
 		} else {
-			fmt.Fprintf(e.stdout, "quorum: NO (%d of %d serving)\n", st.Serving, len(addrs))
+			fmt.Fprintf(e.stdout, "quorum: NO (%s)\n", noQuorum(st, len(addrs)))
 		}
 	}
 	if !st.Quorum {
-		return exitCodeError{code: exitError, err: fmt.Errorf("no serving quorum: %d of %d servers serving; not serving: %s",
-			st.Serving, len(addrs), strings.Join(notServing(st), "; "))}
+		return exitCodeError{code: exitError, err: fmt.Errorf("no serving quorum: %s; not serving: %s",
+			noQuorum(st, len(addrs)), strings.Join(notServing(st), "; "))}
 	}
 	return nil
+}
+
+// noQuorum says why there is no quorum. Followers of a leader that stopped answering (frozen,
+// partitioned off) still say they follow until they notice, syncLimit ticks later: that is
+// no leader, not servers serving.
+func noQuorum(st zkstat.Ensemble, n int) string {
+	if st.Leader == "" && st.Serving > 0 {
+		return fmt.Sprintf("no leader answers; %d of %d answer as its followers", st.Serving, n)
+	}
+	return fmt.Sprintf("%d of %d serving", st.Serving, n)
 }
 
 // notServing describes each server that is not in a serving quorum, by address, so the

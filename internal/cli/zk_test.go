@@ -97,6 +97,38 @@ func TestZKStatusNoneAnswers(t *testing.T) {
 	}
 }
 
+// TestZKStatusFollowersWithoutALeader: listed with the ensemble's two followers, its
+// leader's place taken by a server that accepts connections and never answers (a frozen
+// leader, whose followers say they follow it until they notice), zk status finds no quorum
+// and says no leader answers, rather than that two of three serve.
+func TestZKStatusFollowersWithoutALeader(t *testing.T) {
+	e := shared.Ensemble(t)
+	ctx := testenv.Context(t, 10*time.Second)
+	leader, err := e.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frozen := testenv.SilentAddr(t)
+	var addrs []string
+	for _, s := range e.Servers() {
+		if s == leader {
+			addrs = append(addrs, frozen)
+		} else {
+			addrs = append(addrs, s.ClientAddr)
+		}
+	}
+	code, out, errOut := run(t, 20*time.Second, "zk", "status", "--zk", strings.Join(addrs, ","), "--timeout", "1s")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1 (no quorum):\n%s%s", code, out, errOut)
+	}
+	if want := "quorum: NO (no leader answers; 2 of 3 answer as its followers)"; !strings.Contains(out, want) {
+		t.Fatalf("stdout does not say %q:\n%s", want, out)
+	}
+	if !strings.Contains(errOut, "no leader answers") || !strings.Contains(errOut, frozen) {
+		t.Fatalf("stderr does not say no leader answers and name %s:\n%s", frozen, errOut)
+	}
+}
+
 // TestZKStatusJSON: --json prints a zkstat.Ensemble; with one server of three unreachable
 // the quorum still holds and the unreachable one carries its error.
 func TestZKStatusJSON(t *testing.T) {
