@@ -301,7 +301,7 @@ func (m *Monitor) round(ctx context.Context, lead coord.Leadership, hist map[str
 
 	v := judge(m.cfg, hist, probes, len(marks))
 	for _, id := range v.Gone {
-		m.log.Warn("node refuses every connection: its process is not running; not quarantined, it leaves the live set when its session ends", "node", id)
+		m.log.Warn("node gone: its entry's process is not running (every connection refused, or another instance answers); not quarantined, it leaves the live set when its session ends", "node", id)
 	}
 	m.mu.Lock()
 	m.state.Rounds++

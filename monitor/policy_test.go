@@ -223,6 +223,15 @@ func TestProbeTellsARestartedProcessFromTheEntrysOwn(t *testing.T) {
 	if p := m.probe(ctx, entry, nil); p.Gone || !p.Failed() {
 		t.Fatalf("the entry's own instance failing: %+v, want failed and not gone", p)
 	}
+	// Another node's report at the entry's admin address says nothing of the entry.
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte(`{"ready":true,"node":"n2","instance":"someone-else","state":"registered"}`))
+	}))
+	defer other.Close()
+	entry.AdminAddr = other.Listener.Addr().String()
+	if p := m.probe(ctx, entry, nil); p.Gone || p.Health.OK || !strings.Contains(p.Health.Error, "answers for node n2") {
+		t.Fatalf("another node answering at the entry's admin address: %+v, want its readiness failed, not gone", p)
+	}
 }
 
 // TestGoneNodesLeaveTheSelfSuspicionCount: gone nodes count neither as failed nor as

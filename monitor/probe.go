@@ -93,8 +93,13 @@ func (m *Monitor) probe(ctx context.Context, member coord.Member, prev *Probe) P
 	default:
 		p.Health.OK = true
 	}
+	if err == nil && h.Node != "" && h.Node != member.ID {
+		// Another node's report (two entries advertising one admin address): it says nothing
+		// of this one.
+		p.Health = Check{Error: fmt.Sprintf("admin endpoint %s answers for node %s", member.AdminAddr, h.Node), Millis: p.Health.Millis}
+	}
 	p.Gone = errors.Is(mqttErr, syscall.ECONNREFUSED) && errors.Is(err, syscall.ECONNREFUSED) ||
-		err == nil && h.Instance != "" && member.Instance != "" && h.Instance != member.Instance
+		err == nil && h.Node == member.ID && h.Instance != "" && member.Instance != "" && h.Instance != member.Instance
 	if err == nil {
 		p.counters = h.Counters
 		if prev != nil && !prev.At.IsZero() {

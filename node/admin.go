@@ -28,7 +28,7 @@ func (n *Node) adminHandler(started *atomic.Bool) http.Handler {
 		case r.Method == http.MethodGet && r.URL.Path == "/healthz":
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusServiceUnavailable)
-			_ = json.NewEncoder(w).Encode(healthz.Report{Node: n.cfg.ID, Instance: n.member.Instance,
+			_ = json.NewEncoder(w).Encode(healthz.Report{Node: n.cfg.ID, Instance: n.instance,
 				State: coord.Registering.String(), Gate: "starting", Checks: map[string]healthz.Check{}, CheckedAt: time.Now().UTC()})
 		default:
 			http.Error(w, "node starting", http.StatusServiceUnavailable)

@@ -85,7 +85,7 @@ func (n *Node) Health() healthz.Report {
 		checks[k] = v
 	}
 	h.Checks = checks
-	h.Node, h.Instance = n.cfg.ID, n.member.Instance
+	h.Node, h.Instance = n.cfg.ID, n.instance
 	h.Clients = n.clients.len()
 	h.Ready = true
 	for _, c := range h.Checks {

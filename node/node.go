@@ -56,6 +56,7 @@ type Node struct {
 	cluster  *cluster // publish/subscribe across the nodes
 	reg      coord.Registration
 	member   coord.Member
+	instance string // coord.Member.Instance, set before the admin endpoint answers
 
 	registry *prometheus.Registry
 	metrics  *metrics
@@ -189,6 +190,14 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 	if n.adminLis, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
 		return &FieldError{Field: "AdminAddr", Value: cfg.AdminAddr, Err: err}
 	}
+	// The admin endpoint answers from here: until the node has registered, /healthz says so
+	// with the process's instance. Register waits up to 1.5 session timeouts when the entry
+	// of a predecessor (killed, restarted at once on the same ports) is still live, and a
+	// monitor probing that entry must be able to tell this process from the one it names.
+	n.instance = randomToken()
+	var started atomic.Bool
+	n.admin = &http.Server{Handler: n.adminHandler(&started), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = n.admin.Serve(n.adminLis) }()
 
 	n.mqtt = mqtt.New(&mqtt.Options{
 		Capabilities:            n.capabilities(),
@@ -247,15 +256,9 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 		AdminAddr:    advertised(n.adminLis.Addr(), cfg.Advertise),
 		Version:      version.String(),
 		StartedAt:    time.Now().UTC().Truncate(time.Millisecond),
-		Instance:     randomToken(),
+		Instance:     n.instance,
 		LeaseMillis:  cfg.Lease.Duration.Milliseconds(),
 	}
-	// The admin endpoint answers from here, before Register, which waits up to 1.5 session
-	// timeouts when the entry of a predecessor (killed, restarted at once) is still live: a
-	// monitor probing that entry must be able to tell this process from the one it names.
-	var started atomic.Bool
-	n.admin = &http.Server{Handler: n.adminHandler(&started), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = n.admin.Serve(n.adminLis) }()
 	if n.reg, err = n.coord.Register(ctx, n.member); err != nil {
 		if errors.Is(err, coord.ErrDuplicate) {
 			return fmt.Errorf("node id %q is already live in the cluster: %w", cfg.ID, err)

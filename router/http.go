@@ -754,7 +754,7 @@ func (r *Router) badRequest(w http.ResponseWriter, err error, index *int) {
 // store timed out it may still have been written, so the advice is to retry with the same
 // id, which the mailbox recognises.
 func sendError(err error) (int, string) {
-	const retry = `, though it may have been stored: retry with the same "id", which the mailbox keeps once`
+	const retry = `, though it may have been stored: retry with the same "id" (a retry is not stored again while the first copy waits in the mailbox)`
 	switch {
 	case errors.Is(err, ErrRejected):
 		return http.StatusRequestEntityTooLarge, "the client cannot take this message; not accepted: " + err.Error()

@@ -54,16 +54,20 @@ func (c *Coordinator) sync(ctx context.Context) (session int64, counts bool) {
 // timeouts) for that frame, and a frozen server (SIGSTOP, a hung JVM) still accepts
 // connections in its kernel: a client that reconnects to one would wait a minute, fenced,
 // while two servers serve. So the frame must come within the session timeout over the
-// number of servers, ZooKeeper's own client's connect timeout, after which the library
-// tries the next server.
+// number of servers listed, ZooKeeper's own client's connect timeout, after which the
+// library tries the next server.
 func (c *Coordinator) sniffDial(dial func(string, string, time.Duration) (net.Conn, error)) func(string, string, time.Duration) (net.Conn, error) {
 	return func(network, addr string, timeout time.Duration) (net.Conn, error) {
 		conn, err := dial(network, addr, timeout)
 		if err != nil {
 			return nil, err
 		}
-		s := &sniffConn{Conn: conn, granted: &c.negotiated,
-			answerBy: time.Now().Add(c.timeout() / time.Duration(len(c.cfg.Servers)))}
+		// The session lives by the granted timeout (the one asked for until one is).
+		t := time.Duration(c.negotiated.Load())
+		if t == 0 {
+			t = c.cfg.SessionTimeout
+		}
+		s := &sniffConn{Conn: conn, granted: &c.negotiated, answerBy: time.Now().Add(t / time.Duration(len(c.cfg.Servers)))}
 		_ = conn.SetDeadline(s.answerBy)
 		return s, nil
 	}
