@@ -280,3 +280,54 @@ func TestMinReplicasToWrite(t *testing.T) {
 		t.Fatalf("peek without a replica = %v, %v", msgs, err)
 	}
 }
+
+// TestDuplicateAppendWrites: an Append that finds only duplicates (a retry of a call that
+// was stored though its answer, or its WAIT, failed) answers them as stored, and still
+// writes: a WAIT or WAITAOF covers the writes its own connection sent (Redis keeps a
+// connection's offset at its last propagated command), so a run that wrote nothing need
+// not wait for the first copy to reach a replica or the disk. The write is the counter,
+// again, with its value and its expiry.
+func TestDuplicateAppendWrites(t *testing.T) {
+	ctx := t.Context()
+	r, err := backends.StartRedis(ctx, backends.RedisConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	cfg := testConfig(t, r.Addr)
+	s := open(t, cfg)
+	raw := rawClient(t, r.Addr)
+	changes := func() int64 {
+		t.Helper()
+		info, err := raw.Info(ctx, "persistence").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for line := range strings.SplitSeq(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "rdb_changes_since_last_save:"); ok {
+				if _, err := fmt.Sscan(v, &n); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		return n
+	}
+	msg := storetest.NewMessage("c1", "m1")
+	if res, err := s.Append(ctx, 10, []store.Message{msg}); err != nil || res[0].Err != nil || res[0].Duplicate {
+		t.Fatalf("first append: %+v, %v", res, err)
+	}
+	seqKey := redisstore.SeqKey(cfg.Prefix, "c1")
+	ttl := raw.PTTL(ctx, seqKey).Val()
+	counter := raw.Get(ctx, seqKey).Val()
+	before := changes()
+	if res, err := s.Append(ctx, 10, []store.Message{msg}); err != nil || !res[0].Duplicate {
+		t.Fatalf("second append: %+v, %v; want a duplicate", res, err)
+	}
+	if after := changes(); after <= before {
+		t.Fatalf("a duplicate-only append wrote nothing (%d changes before, %d after): a WAIT after it would not cover the first copy", before, after)
+	}
+	if got, left := raw.Get(ctx, seqKey).Val(), raw.PTTL(ctx, seqKey).Val(); got != counter || left <= 0 || left > ttl {
+		t.Fatalf("counter %q with %v left after the duplicate, want %q with at most %v", got, left, counter, ttl)
+	}
+}

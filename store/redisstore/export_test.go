@@ -28,3 +28,6 @@ func WaitingDisconnects(s *Store) int { return s.disconnects.waitingCalls() }
 
 // RefusedByGuard reports whether err is a call the outage guard did not send.
 func RefusedByGuard(err error) bool { return errors.Is(err, errOutOfReach) }
+
+// SeqKey is the key of client's counter under prefix.
+func SeqKey(prefix, client string) string { return keys{prefix}.seq(client) }

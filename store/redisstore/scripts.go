@@ -156,6 +156,10 @@ return 1
 // against is both sets' size, a collapse key's message may be in either (and is deleted
 // from whichever holds it), and both sets' expiry is pushed out with the others'.
 //
+// A run whose messages are all duplicates or refused writes nothing, but one that answers
+// a duplicate (as stored) writes the counter again, unchanged, for the wait after it (see
+// the script).
+//
 // KEYS: order, messages, seq, presence, chain, collapse, high. ARGV: limit, grace (ms),
 // the mark of the run before (empty for none), this run's mark (empty for none), then for
 // each message its id, TTL (ms), body, collapse key (empty for none), limit of keys and
@@ -180,7 +184,7 @@ local last = math.max(tonumber(redis.call('GET', sk) or 0), micros - 1)
 local out = {pres[1], pres[2], pres[3], pres[4]}
 -- queued is the message's sequence number in either lane, or false.
 local function queued(id) return redis.call('ZSCORE', o, id) or redis.call('ZSCORE', oh, id) end
-local added, new, latest = {}, {}, 0
+local added, new, latest, dup = {}, {}, 0, false
 local ckeys, nkeys, stale, ksets, removals, gone = nil, 0, {}, {}, {}, {}
 -- A key's entry is "<seq>,<id>": live only while that very message is queued (an id sent
 -- again after its first message left is another message, which the key does not name).
@@ -214,6 +218,7 @@ for i = 5, #ARGV, 6 do
   local d = depth
   if old then d = d - 1 end
   if seq then
+    dup = true
     out[#out + 1] = 1; out[#out + 1] = seq; out[#out + 1] = depth; out[#out + 1] = ''
   elseif key ~= '' and not old and klimit > 0 and nkeys >= klimit then
     out[#out + 1] = 3; out[#out + 1] = 0; out[#out + 1] = depth; out[#out + 1] = ''
@@ -244,7 +249,14 @@ for i = 5, #ARGV, 6 do
 end
 if mark ~= '' then redis.call('SET', KEYS[5], mark, 'PX', 60000) end
 for k in pairs(stale) do redis.call('HDEL', ck, k) end
-if #added == 0 then return out end
+if #added == 0 then
+  -- A duplicate is answered as stored, though this run writes nothing, and Redis counts
+  -- only a connection's own writes for the WAIT or WAITAOF sent after it: writing
+  -- the counter again (the same value) makes that wait cover the first copy's write too.
+  -- A store out of memory refuses the write; the duplicate is still one (pcall).
+  if dup and redis.call('EXISTS', sk) == 1 then redis.pcall('SET', sk, redis.call('GET', sk), 'KEEPTTL') end
+  return out
+end
 if #removals > 0 then
   redis.call('ZREM', o, unpack(removals))
   redis.call('ZREM', oh, unpack(removals))
