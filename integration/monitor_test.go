@@ -343,6 +343,51 @@ func TestNodeRestartedAtOnceComesBackWithoutAMark(t *testing.T) {
 		time.Since(restarted).Round(time.Millisecond), sessionTimeout)
 }
 
+// TestFrozenNodeDoesNotFailItsPeersProbes: while a node is frozen (SIGSTOP: its ports still
+// accept connections, its pub/sub link stays open), the other nodes answer their probes as
+// before and the monitor never suspects itself. (A trial found every node failing: the
+// probe's SUBACK waited for the frozen peer to take the probe topic's route, longer than
+// the probe timeout, so the monitor suspected itself and acted on nothing until the frozen
+// node's session ended.)
+func TestFrozenNodeDoesNotFailItsPeersProbes(t *testing.T) {
+	c := newCluster(t)
+	nodes := c.startNodes("f1", "f2", "f3")
+	mon := c.startLeadingMonitor("mon-f")
+	rounds := func() int64 {
+		st, err := mon.state()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Rounds
+	}
+	// Rounds with every node answering: the probes run, and the nodes' links are up.
+	start := rounds()
+	testenv.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if r := rounds(); r < start+3 {
+			return fmt.Errorf("%d rounds", r-start)
+		}
+		return nil
+	})
+	nodes[0].Pause()
+	defer nodes[0].Resume()
+	c.waitMember("f1", 4*sessionTimeout, func(_ coord.Member, ok bool) bool { return !ok })
+	left := rounds()
+	testenv.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if r := rounds(); r < left+2 {
+			return fmt.Errorf("%d rounds since f1 left", r-left)
+		}
+		return nil
+	})
+	for _, id := range []string{"f2", "f3"} {
+		if v, err := metric(mon.admin, `switchboard_monitor_probes_total{node="`+id+`",result="failed"}`); err != nil || v != 0 {
+			t.Errorf("%s failed %v probe rounds (%v) while f1 was frozen", id, v, err)
+		}
+	}
+	if v, err := metric(mon.admin, "switchboard_monitor_self_suspect_rounds_total"); err != nil || v != 0 {
+		t.Errorf("the monitor suspected itself in %v rounds (%v) while one node of three was frozen", v, err)
+	}
+}
+
 func (c *cluster) quarantines() []coord.Quarantine {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

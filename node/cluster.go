@@ -207,9 +207,12 @@ func (c *cluster) liveLinks() []*link {
 }
 
 // isRoute reports whether a subscription of client to filter is one the cluster routes:
-// every filter but the client's own inbox, which only directed messages use.
+// every filter but the client's own inbox, which only directed messages use, and its own
+// probe topic, which a monitor's probe publishes to on the same connection. (A probe's
+// SUBACK that waited for route sync would wait on every other node: one frozen peer then
+// made every node fail its end-to-end probe, and the monitor suspect itself.)
 func (c *cluster) isRoute(client, filter string) bool {
-	return filter != inbox.Topic(c.n.cfg.InboxPrefix, client)
+	return filter != inbox.Topic(c.n.cfg.InboxPrefix, client) && filter != inbox.ProbeTopicPrefix+client
 }
 
 // subscribed records the filters mochi granted to cl and waits (bounded) until every
