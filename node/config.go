@@ -353,73 +353,56 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.InboxPrefix == "" || strings.ContainsAny(c.InboxPrefix, "+#") {
-		return fmt.Errorf("inbox prefix %q: must be non-empty and without wildcards", c.InboxPrefix)
+		return &FieldError{Field: "InboxPrefix", Value: c.InboxPrefix, Err: errors.New("must be non-empty and without wildcards")}
 	}
 	l := c.Limits
-	switch {
-	case l.MaxPacketSize < 128:
-		return fmt.Errorf("max packet size %d: too small (minimum 128 bytes)", l.MaxPacketSize)
-	case l.MaxClients <= 0:
-		return fmt.Errorf("max clients %d: must be positive", l.MaxClients)
-	case l.MaxSessionExpiry == 0:
-		return fmt.Errorf("max session expiry: must be positive")
-	case l.MaxKeepAlive > MaxServerKeepAlive:
-		return &FieldError{Field: "Limits.MaxKeepAlive", Value: fmt.Sprintf("%ds", l.MaxKeepAlive),
-			Err: fmt.Errorf("at most %ds (mochi's keep-alive deadline wraps above it)", MaxServerKeepAlive)}
-	case l.ReceiveMaximum == 0:
-		return fmt.Errorf("receive maximum %d: must be positive", l.ReceiveMaximum)
-	case l.MaxInflight == 0:
-		return fmt.Errorf("max inflight %d: must be positive", l.MaxInflight)
-	case l.WritesPending <= 0:
-		return fmt.Errorf("writes pending %d: must be positive", l.WritesPending)
-	case l.ReadBuffer < 64:
-		return fmt.Errorf("read buffer %d: too small (minimum 64 bytes)", l.ReadBuffer)
-	case l.ConnRatePerIP < 0 || (l.ConnRatePerIP > 0 && l.ConnBurstPerIP <= 0):
-		return fmt.Errorf("connection rate %g/s per address must not be negative, and its burst %d must be positive", l.ConnRatePerIP, l.ConnBurstPerIP)
-	case l.ConnectTimeout <= 0:
-		return fmt.Errorf("connect timeout %v: must be positive", l.ConnectTimeout)
-	case l.MaxConnectSize < 128:
-		return fmt.Errorf("max connect size %d: too small (minimum 128 bytes)", l.MaxConnectSize)
-	case l.MaxPending <= 0:
-		return fmt.Errorf("max pending connects %d: must be positive", l.MaxPending)
-	case l.MaxPendingPerIP < 0:
-		return fmt.Errorf("max pending connects per address %d: must not be negative", l.MaxPendingPerIP)
-	case l.AuthConcurrency <= 0:
-		return fmt.Errorf("auth concurrency %d: must be positive", l.AuthConcurrency)
-	case l.AuthWait <= 0:
-		return fmt.Errorf("auth wait %v: must be positive", l.AuthWait)
-	case l.AuthFailuresPerIP < 0:
-		return fmt.Errorf("auth failures per address %d: must not be negative", l.AuthFailuresPerIP)
-	}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
+	positive := errors.New("must be positive")
+	for _, f := range []struct {
+		field string
+		bad   bool
+		value any
+		err   error
 	}{
-		{"max wait", c.MaxWait}, {"store timeout", c.StoreTimeout}, {"write timeout", c.WriteTimeout},
-		{"shutdown timeout", c.ShutdownTimeout}, {"health interval", c.Health.Interval},
-		{"route sync timeout", c.RouteSyncTimeout},
+		{"Limits.MaxPacketSize", l.MaxPacketSize < 128, l.MaxPacketSize, errors.New("too small (minimum 128 bytes)")},
+		{"Limits.MaxClients", l.MaxClients <= 0, l.MaxClients, positive},
+		{"Limits.MaxSessionExpiry", l.MaxSessionExpiry == 0, l.MaxSessionExpiry, positive},
+		{"Limits.MaxKeepAlive", l.MaxKeepAlive > MaxServerKeepAlive, fmt.Sprintf("%ds", l.MaxKeepAlive),
+			fmt.Errorf("at most %ds (mochi's keep-alive deadline wraps above it)", MaxServerKeepAlive)},
+		{"Limits.ReceiveMaximum", l.ReceiveMaximum == 0, l.ReceiveMaximum, positive},
+		{"Limits.MaxInflight", l.MaxInflight == 0, l.MaxInflight, positive},
+		{"Limits.WritesPending", l.WritesPending <= 0, l.WritesPending, positive},
+		{"Limits.ReadBuffer", l.ReadBuffer < 64, l.ReadBuffer, errors.New("too small (minimum 64 bytes)")},
+		{"Limits.ConnRatePerIP", l.ConnRatePerIP < 0, l.ConnRatePerIP, errors.New("must not be negative")},
+		{"Limits.ConnBurstPerIP", l.ConnRatePerIP > 0 && l.ConnBurstPerIP <= 0, l.ConnBurstPerIP, errors.New("must be positive with a connection rate")},
+		{"Limits.ConnectTimeout", l.ConnectTimeout <= 0, l.ConnectTimeout, positive},
+		{"Limits.MaxConnectSize", l.MaxConnectSize < 128, l.MaxConnectSize, errors.New("too small (minimum 128 bytes)")},
+		{"Limits.MaxPending", l.MaxPending <= 0, l.MaxPending, positive},
+		{"Limits.MaxPendingPerIP", l.MaxPendingPerIP < 0, l.MaxPendingPerIP, errors.New("must not be negative")},
+		{"Limits.AuthConcurrency", l.AuthConcurrency <= 0, l.AuthConcurrency, positive},
+		{"Limits.AuthWait", l.AuthWait <= 0, l.AuthWait, positive},
+		{"Limits.AuthFailuresPerIP", l.AuthFailuresPerIP < 0, l.AuthFailuresPerIP, errors.New("must not be negative")},
+		{"MaxWait", c.MaxWait <= 0, c.MaxWait, positive},
+		{"StoreTimeout", c.StoreTimeout <= 0, c.StoreTimeout, positive},
+		{"WriteTimeout", c.WriteTimeout <= 0, c.WriteTimeout, positive},
+		{"ShutdownTimeout", c.ShutdownTimeout <= 0, c.ShutdownTimeout, positive},
+		{"Health.Interval", c.Health.Interval <= 0, c.Health.Interval, positive},
+		{"RouteSyncTimeout", c.RouteSyncTimeout <= 0, c.RouteSyncTimeout, positive},
+		{"AuditInterval", c.AuditInterval < 0, c.AuditInterval, errors.New("must not be negative (0 turns it off)")},
+		{"Quarantine.Grace", c.Quarantine.Grace < 0, c.Quarantine.Grace, errors.New("must not be negative")},
+		{"Quarantine.MoveRate", c.Quarantine.MoveRate <= 0, c.Quarantine.MoveRate, positive},
+		{"DrainBatch", c.DrainBatch <= 0 || c.DrainBatch > maxDrainBatch, c.DrainBatch,
+			fmt.Errorf("must be 1 to %d (a store read returns at most that many)", maxDrainBatch)},
+		{"MailboxLimit", c.MailboxLimit <= 0, c.MailboxLimit, positive},
+		{"Window", c.Window <= 0, c.Window, positive},
+		{"OutboxLimit", c.OutboxLimit <= 0, c.OutboxLimit, positive},
+		{"MaxQueuedBytes", c.MaxQueuedBytes <= 0, c.MaxQueuedBytes, positive},
 	} {
-		if d.v <= 0 {
-			return fmt.Errorf("%s %v: must be positive", d.name, d.v)
+		if f.bad {
+			return &FieldError{Field: f.field, Value: fmt.Sprint(f.value), Err: f.err}
 		}
 	}
-	if c.AuditInterval < 0 {
-		return fmt.Errorf("presence audit interval %v: must not be negative (0 turns it off)", c.AuditInterval)
-	}
-	if c.Quarantine.Grace < 0 || c.Quarantine.MoveRate <= 0 {
-		return fmt.Errorf("quarantine grace %v must not be negative and move rate %d must be positive",
-			c.Quarantine.Grace, c.Quarantine.MoveRate)
-	}
-	if c.DrainBatch <= 0 || c.DrainBatch > maxDrainBatch || c.MailboxLimit <= 0 {
-		return fmt.Errorf("drain batch %d must be 1 to %d (a store read returns at most that many) and mailbox limit %d positive",
-			c.DrainBatch, maxDrainBatch, c.MailboxLimit)
-	}
-	if c.Window <= 0 || c.OutboxLimit <= 0 || c.MaxQueuedBytes <= 0 {
-		return fmt.Errorf("window %d, outbox limit %d and max queued bytes %d must be positive",
-			c.Window, c.OutboxLimit, c.MaxQueuedBytes)
-	}
 	if err := (lease.Config{Node: c.ID, Duration: c.Lease.Duration, Interval: c.Lease.Interval}).Validate(); err != nil {
-		return err
+		return &FieldError{Field: "Lease", Err: err}
 	}
 	return nil
 }

@@ -32,3 +32,26 @@ func TestWaitWithoutADuration(t *testing.T) {
 		}
 	}
 }
+
+// TestCoordinationErrorsNameTheFlag: a coordination setting the backend refuses is named by
+// its flag, as `config check` needs to trace it to its key (a trial found "etcd:
+// SessionTimeout 1s is too short"), for both backends.
+func TestCoordinationErrorsNameTheFlag(t *testing.T) {
+	base := []string{"node", "--id", "n1", "--allow-anonymous", "--redis", "127.0.0.1:1"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--etcd", "127.0.0.1:1", "--session-timeout", "1s"}, "etcd: --session-timeout 1s is too short (minimum 2s)"},
+		{[]string{"--zk", "127.0.0.1:1", "--session-timeout", "100ms"}, "zk: --session-timeout 100ms is too short (minimum 500ms)"},
+		{[]string{"--zk", "127.0.0.1:1", "--coord-root", "bad/"}, `zk: --coord-root "bad/" must be an absolute key path`},
+	} {
+		code, _, errOut := run(t, 10*time.Second, append(base, tc.args...)...)
+		if code != 2 {
+			t.Errorf("%q: exit %d, want 2 (usage)", tc.args, code)
+		}
+		if !strings.Contains(errOut, tc.want) {
+			t.Errorf("%q: error lacks %q:\n%s", tc.args, tc.want, errOut)
+		}
+	}
+}

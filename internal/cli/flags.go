@@ -215,17 +215,23 @@ func (o *coordOptions) validate() error {
 		return usagef("give --zk or --etcd, not both")
 	case o.etcd != "":
 		if err := o.etcdConfig(nil).Validate(); err != nil {
-			return usageError{err}
+			return usageError{coordFieldFlags.rename(err)}
 		}
 	default:
 		if len(splitList(o.servers)) == 0 {
 			return usagef("--zk %q: no host:port in it", o.servers)
 		}
 		if err := o.zkConfig(nil).Validate(); err != nil {
-			return usageError{err}
+			return usageError{coordFieldFlags.rename(err)}
 		}
 	}
 	return nil
+}
+
+// coordFieldFlags names the flag behind each coordination config field the backends' errors name.
+var coordFieldFlags = fieldFlags{
+	"Root": "--coord-root", "SessionTimeout": "--session-timeout", "DialTimeout": "--coord-dial-timeout",
+	"Servers": "--zk", "Endpoints": "--etcd",
 }
 
 func (o *coordOptions) zkConfig(log *slog.Logger) zkcoord.Config {

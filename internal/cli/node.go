@@ -196,7 +196,17 @@ var nodeFlags = fieldFlags{
 	"WSTLS": "--wss-cert and --wss-key, or --tls-cert and --tls-key", "ProxyProtocol": "--proxy-protocol",
 	"ProxyTrusted": "--proxy-trusted", "WireToken": "--cluster-token-file (or SWITCHBOARD_CLUSTER_TOKEN)",
 	"InternalTLS": "--internal-cert, --internal-key and --internal-ca", "AdminToken": "--admin-token-file",
-	"Pprof": "--pprof", "Limits.MaxKeepAlive": "--max-keepalive",
+	"Pprof": "--pprof", "Limits.MaxKeepAlive": "--max-keepalive", "InboxPrefix": "--inbox-prefix", "DataDir": "--data-dir",
+	"Limits.MaxPacketSize": "--max-packet-size", "Limits.MaxClients": "--max-clients",
+	"Limits.MaxSessionExpiry": "--max-session-expiry", "Limits.MaxInflight": "--max-inflight",
+	"Limits.WritesPending": "--writes-pending", "Limits.ReadBuffer": "--read-buffer", "Limits.ConnRatePerIP": "--conn-rate",
+	"Limits.ConnBurstPerIP": "--conn-burst", "Limits.ConnectTimeout": "--connect-timeout",
+	"Limits.MaxConnectSize": "--max-connect-size", "Limits.MaxPending": "--max-pending-connects",
+	"Limits.MaxPendingPerIP": "--max-pending-connects-per-ip", "Limits.AuthConcurrency": "--auth-concurrency",
+	"Limits.AuthWait": "--auth-wait", "Limits.AuthFailuresPerIP": "--auth-failures-per-ip", "MaxWait": "--max-wait",
+	"RouteSyncTimeout": "--route-sync-timeout", "AuditInterval": "--presence-audit",
+	"Quarantine.Grace": "--quarantine-grace", "Quarantine.MoveRate": "--move-rate", "MailboxLimit": "--mailbox-limit",
+	"Window": "--window", "Lease": "--lease and --lease-interval",
 }
 
 // nodeFlagError says which flags a node error is about: the node names its config fields,

@@ -42,7 +42,16 @@ func TestNodeErrorsNameTheFlag(t *testing.T) {
 		{"pprof exposed", func(c *node.Config) { c.Pprof = true; c.AdminAddr = ":9883" },
 			[]string{"--pprof", "--admin", `":9883"`, "--admin-token-file"}, []string{"Pprof", "AdminAddr", "AdminToken"}},
 		{"short admin token", func(c *node.Config) { c.AdminToken = "short" }, []string{"--admin-token-file", "5 characters"}, nil},
-		{"other fields pass through", func(c *node.Config) { c.InboxPrefix = "" }, []string{"inbox prefix"}, []string{"--"}},
+		{"inbox prefix", func(c *node.Config) { c.InboxPrefix = "" }, []string{"--inbox-prefix"}, []string{"InboxPrefix"}},
+		// Found by a trial: these named no flag, and `config check` could not trace them to a key.
+		{"window", func(c *node.Config) { c.Window = -5 }, []string{"--window", `"-5"`, "positive"}, []string{"Window", "outbox"}},
+		{"mailbox limit", func(c *node.Config) { c.MailboxLimit = 0 }, []string{"--mailbox-limit", `"0"`}, []string{"drain batch"}},
+		{"move rate", func(c *node.Config) { c.Quarantine.MoveRate = -1 }, []string{"--move-rate", `"-1"`}, []string{"grace"}},
+		{"max wait", func(c *node.Config) { c.MaxWait = 0 }, []string{"--max-wait", `"0s"`}, nil},
+		{"max clients", func(c *node.Config) { c.Limits.MaxClients = 0 }, []string{"--max-clients", `"0"`}, []string{"Limits."}},
+		{"conn burst", func(c *node.Config) { c.Limits.ConnBurstPerIP = 0 }, []string{"--conn-burst"}, []string{"Limits."}},
+		{"lease interval", func(c *node.Config) { c.Lease.Interval = c.Lease.Duration }, []string{"--lease and --lease-interval", "half"}, nil},
+		{"fields without a flag pass through", func(c *node.Config) { c.StoreTimeout = 0 }, []string{"StoreTimeout", `"0s"`}, []string{"--"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := base
