@@ -55,3 +55,21 @@ func TestCoordinationErrorsNameTheFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestUpAPIOnANodesPort: `up --api` on a port one of its own nodes takes is refused before
+// anything starts, naming both flags, rather than failing later as if another program held
+// the node's port (a trial found "MQTTAddr ... address already in use" for --api :1884).
+func TestUpAPIOnANodesPort(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--api", "127.0.0.1:1884"}, "--api 127.0.0.1:1884: port 1884 is node-2's MQTT port (--mqtt-port 1883 gives the 3 nodes 1883-1885)"},
+		{[]string{"--ws-port", "8080"}, "--api 127.0.0.1:8080: port 8080 is node-1's WebSocket port (--ws-port 8080 gives the 3 nodes 8080-8082)"},
+	} {
+		code, _, errOut := run(t, 10*time.Second, append([]string{"up", "--data-dir", t.TempDir()}, tc.args...)...)
+		if code != 2 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("up %q: exit %d, want 2 with %q:\n%s", tc.args, code, tc.want, errOut)
+		}
+	}
+}

@@ -76,6 +76,9 @@ func runUp(ctx context.Context, e env, args []string) error {
 	if o.wsPort < 0 || o.wsPort+o.nodes-1 > 65535 || (o.wsPort > 0 && o.wsPort < o.mqttPort+o.nodes && o.mqttPort < o.wsPort+o.nodes) {
 		return usagef("--ws-port %d: out of range for %d nodes, or overlapping the MQTT ports", o.wsPort, o.nodes)
 	}
+	if err := o.apiPortFree(); err != nil {
+		return err
+	}
 	if o.co.servers != "" || o.co.etcd != "" {
 		if err := o.co.validate(); err != nil {
 			return err
@@ -375,4 +378,27 @@ func lockDataDir(dir string) (unlock func(), err error) {
 		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
 	}, nil
+}
+
+// apiPortFree refuses an --api whose port is one of the nodes' own (up binds the API before
+// the nodes, which would then fail as if another program held their port).
+func (o *upOptions) apiPortFree() error {
+	_, p, err := net.SplitHostPort(o.api)
+	if err != nil {
+		return usagef("--api %q: %v", o.api, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return nil // a service name: the listener says what is wrong with it
+	}
+	for _, r := range []struct {
+		flag, what string
+		first      int
+	}{{"--mqtt-port", "MQTT", o.mqttPort}, {"--ws-port", "WebSocket", o.wsPort}} {
+		if r.first > 0 && port >= r.first && port < r.first+o.nodes {
+			return usagef("--api %s: port %d is node-%d's %s port (%s %d gives the %d nodes %d-%d); choose another",
+				o.api, port, port-r.first+1, r.what, r.flag, r.first, o.nodes, r.first, r.first+o.nodes-1)
+		}
+	}
+	return nil
 }
