@@ -53,6 +53,9 @@ type State struct {
 	Rounds  int64            `json:"rounds"`
 	Nodes   map[string]Probe `json:"nodes"` // the last probe of each node
 	Last    string           `json:"last_decision,omitempty"`
+	// LastAt is when Last was decided: a decision stands until the next one, which may be
+	// long after the rounds stopped agreeing with it.
+	LastAt time.Time `json:"last_decision_at,omitzero"`
 }
 
 // Coordinator is what the monitor needs of the coordinator: the election it leads, the
@@ -339,7 +342,7 @@ func (m *Monitor) round(ctx context.Context, lead coord.Leadership, hist map[str
 
 func (m *Monitor) decided(s string) {
 	m.mu.Lock()
-	m.state.Last = s
+	m.state.Last, m.state.LastAt = s, time.Now().UTC()
 	m.mu.Unlock()
 }
 

@@ -266,3 +266,15 @@ func TestCrashLoopingNodeIsQuarantined(t *testing.T) {
 	}
 	t.Fatalf("a node failing two rounds in three, gone in the third, not quarantined in %d rounds", 3*cfg.FailAfter)
 }
+
+// TestDecisionCarriesItsTime: the state's last decision says when it was made, since it
+// stands until the next one (a trial read "suspecting myself" 17 minutes after the rounds
+// had stopped failing, with nothing to tell it was old).
+func TestDecisionCarriesItsTime(t *testing.T) {
+	m := &Monitor{}
+	before := time.Now()
+	m.decided("held: test")
+	if st := m.State(); st.Last != "held: test" || st.LastAt.Before(before) || st.LastAt.After(time.Now()) {
+		t.Fatalf("state %+v, want the decision with its time", st)
+	}
+}

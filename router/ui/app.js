@@ -234,7 +234,10 @@ function renderMonitor(ov) {
   else parts.push("No monitor leads.");
   if (st) {
     parts.push(" · ", String(st.rounds), " rounds");
-    if (st.last_decision) parts.push(" · last decision: ", el("b", {}, st.last_decision));
+    if (st.last_decision) {
+      parts.push(" · last decision: ", el("b", {}, st.last_decision));
+      if (st.last_decision_at) parts.push(" (" + ago(st.last_decision_at) + ")");
+    }
   }
   if (m.error) parts.push(" ", el("span", { class: "error" }, m.error));
   fill($("monitor-summary"), parts);
