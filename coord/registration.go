@@ -335,6 +335,11 @@ func (r *registration) run(first chan<- error) {
 			// before calling it a duplicate.
 			if duplicateSince.IsZero() {
 				duplicateSince = time.Now()
+				if !settled {
+					// Register waits this long without a word otherwise.
+					r.o.Log.Warn("node id held by another live process; waiting for its entry to go (a crashed predecessor's session ends by then)",
+						"node", r.id, "wait", r.o.Timeout*3/2, "error", err)
+				}
 			}
 			if !settled && time.Since(duplicateSince) > r.o.Timeout*3/2 {
 				settle(fmt.Errorf("register %s: %w", r.id, err))

@@ -3,8 +3,10 @@ package coord_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -159,12 +161,16 @@ func TestMachineFollowsStanding(t *testing.T) {
 type stateLog struct {
 	mu     sync.Mutex
 	states []string
+	msgs   []string // every message, in order
 }
 
 func (l *stateLog) Enabled(context.Context, slog.Level) bool { return true }
 func (l *stateLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
 func (l *stateLog) WithGroup(string) slog.Handler            { return l }
 func (l *stateLog) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	l.msgs = append(l.msgs, r.Message)
+	l.mu.Unlock()
 	r.Attrs(func(a slog.Attr) bool {
 		if r.Message == "registration" && a.Key == "state" {
 			l.mu.Lock()
@@ -276,5 +282,42 @@ func TestRegisterAgainWaitsForTheFailedOnesRelease(t *testing.T) {
 	close(gate)
 	if err := register(&fakeEntry{sess: healthy()}, 5*time.Second); err != nil {
 		t.Fatalf("Register once the releases ended: %v", err)
+	}
+}
+
+// duplicateEntry is held by another live process: every Create says so.
+type duplicateEntry struct{ fakeEntry }
+
+func (e *duplicateEntry) Create(context.Context, coord.Session) (coord.Created, error) {
+	return coord.Created{}, fmt.Errorf("%w (instance other)", coord.ErrDuplicate)
+}
+
+// TestRegisterSaysWhyItWaits: a Register that finds the id held by another live process
+// waits up to a timeout and a half for it to go (a crashed predecessor's session), and says
+// so when it starts waiting, not only when it gives up (a trial saw a second node with the
+// same id sit silent for 16s).
+func TestRegisterSaysWhyItWaits(t *testing.T) {
+	e := &duplicateEntry{fakeEntry{sess: healthy()}}
+	log := &stateLog{}
+	g := coord.NewGroup()
+	defer g.Close(func() {})
+	done := make(chan error, 1)
+	go func() {
+		_, err := coord.StartRegistration(testenv.Context(t, 10*time.Second), g, coordtest.NewMember("node-1"),
+			coord.RegisterOptions{Timeout: time.Second, Log: slog.New(log)}, func([]byte) coord.Entry { return e })
+		done <- err
+	}()
+	testenv.Eventually(t, time.Second, 10*time.Millisecond, func() error {
+		log.mu.Lock()
+		defer log.mu.Unlock()
+		for _, m := range log.msgs {
+			if strings.Contains(m, "held by another live process; waiting") {
+				return nil
+			}
+		}
+		return fmt.Errorf("logged %q", log.msgs)
+	})
+	if err := <-done; !errors.Is(err, coord.ErrDuplicate) {
+		t.Fatalf("Register: %v, want ErrDuplicate after the wait", err)
 	}
 }
