@@ -22,7 +22,7 @@ func TestConnectionBufferDefaults(t *testing.T) {
 	}
 	bad := faultConfig(t, "buf-0")
 	bad.Limits.ReadBuffer = 8
-	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "read buffer 8") {
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), `Limits.ReadBuffer "8"`) {
 		t.Fatalf("Validate with a read buffer of 8: %v", err)
 	}
 }

@@ -282,22 +282,22 @@ func TestConfigValidate(t *testing.T) {
 		{"mqtt bad port", func(c *node.Config) { c.MQTTAddr = "127.0.0.1:mqtt-please" }, []string{"MQTTAddr", "mqtt-please"}, nil},
 		{"internal empty", func(c *node.Config) { c.InternalAddr = "" }, []string{"InternalAddr"}, []string{"MQTTAddr", "AdminAddr"}},
 		{"admin bad host", func(c *node.Config) { c.AdminAddr = "my host:80" }, []string{"AdminAddr", "my host"}, []string{"MQTTAddr", "InternalAddr"}},
-		{"inbox prefix empty", func(c *node.Config) { c.InboxPrefix = "" }, []string{"inbox prefix"}, nil},
-		{"inbox prefix plus", func(c *node.Config) { c.InboxPrefix = "in/+/" }, []string{"inbox prefix", `"in/+/"`}, nil},
-		{"inbox prefix hash", func(c *node.Config) { c.InboxPrefix = "#" }, []string{"inbox prefix", `"#"`}, nil},
-		{"max packet size", func(c *node.Config) { c.Limits.MaxPacketSize = 0 }, []string{"max packet size", "0"}, nil},
-		{"max clients", func(c *node.Config) { c.Limits.MaxClients = 0 }, []string{"max clients", "0"}, nil},
-		{"max session expiry", func(c *node.Config) { c.Limits.MaxSessionExpiry = 0 }, []string{"max session expiry"}, nil},
+		{"inbox prefix empty", func(c *node.Config) { c.InboxPrefix = "" }, []string{"InboxPrefix"}, nil},
+		{"inbox prefix plus", func(c *node.Config) { c.InboxPrefix = "in/+/" }, []string{"InboxPrefix", `"in/+/"`}, nil},
+		{"inbox prefix hash", func(c *node.Config) { c.InboxPrefix = "#" }, []string{"InboxPrefix", `"#"`}, nil},
+		{"max packet size", func(c *node.Config) { c.Limits.MaxPacketSize = 0 }, []string{"Limits.MaxPacketSize", `"0"`}, nil},
+		{"max clients", func(c *node.Config) { c.Limits.MaxClients = 0 }, []string{"Limits.MaxClients", `"0"`}, nil},
+		{"max session expiry", func(c *node.Config) { c.Limits.MaxSessionExpiry = 0 }, []string{"Limits.MaxSessionExpiry"}, nil},
 		{"max keepalive", func(c *node.Config) { c.Limits.MaxKeepAlive = node.MaxServerKeepAlive + 1 }, []string{"Limits.MaxKeepAlive", `"43691s"`}, nil},
-		{"receive maximum", func(c *node.Config) { c.Limits.ReceiveMaximum = 0 }, []string{"receive maximum", "0"}, []string{"inflight", "writes pending"}},
-		{"max inflight", func(c *node.Config) { c.Limits.MaxInflight = 0 }, []string{"max inflight", "0"}, []string{"receive maximum", "writes pending"}},
-		{"writes pending", func(c *node.Config) { c.Limits.WritesPending = 0 }, []string{"writes pending", "0"}, []string{"receive maximum", "inflight"}},
-		{"max wait", func(c *node.Config) { c.MaxWait = 0 }, []string{"max wait", "0s"}, []string{"store timeout", "shutdown", "health"}},
-		{"store timeout", func(c *node.Config) { c.StoreTimeout = -time.Second }, []string{"store timeout", "-1s"}, []string{"ack timeout", "shutdown", "health"}},
-		{"shutdown timeout", func(c *node.Config) { c.ShutdownTimeout = 0 }, []string{"shutdown timeout", "0s"}, []string{"ack timeout", "store timeout", "health"}},
-		{"health interval", func(c *node.Config) { c.Health.Interval = 0 }, []string{"health interval", "0s"}, []string{"ack timeout", "store timeout", "shutdown"}},
-		{"drain batch", func(c *node.Config) { c.DrainBatch = 0 }, []string{"drain batch", "0"}, nil},
-		{"mailbox limit", func(c *node.Config) { c.MailboxLimit = -1 }, []string{"mailbox limit", "-1"}, nil},
+		{"receive maximum", func(c *node.Config) { c.Limits.ReceiveMaximum = 0 }, []string{"Limits.ReceiveMaximum", `"0"`}, []string{"Inflight", "WritesPending"}},
+		{"max inflight", func(c *node.Config) { c.Limits.MaxInflight = 0 }, []string{"Limits.MaxInflight", `"0"`}, []string{"ReceiveMaximum", "WritesPending"}},
+		{"writes pending", func(c *node.Config) { c.Limits.WritesPending = 0 }, []string{"Limits.WritesPending", `"0"`}, []string{"ReceiveMaximum", "Inflight"}},
+		{"max wait", func(c *node.Config) { c.MaxWait = 0 }, []string{"MaxWait", `"0s"`}, []string{"StoreTimeout", "Shutdown", "Health"}},
+		{"store timeout", func(c *node.Config) { c.StoreTimeout = -time.Second }, []string{"StoreTimeout", `"-1s"`}, []string{"MaxWait", "Shutdown", "Health"}},
+		{"shutdown timeout", func(c *node.Config) { c.ShutdownTimeout = 0 }, []string{"ShutdownTimeout", `"0s"`}, []string{"MaxWait", "StoreTimeout", "Health"}},
+		{"health interval", func(c *node.Config) { c.Health.Interval = 0 }, []string{"Health.Interval", `"0s"`}, []string{"MaxWait", "StoreTimeout", "Shutdown"}},
+		{"drain batch", func(c *node.Config) { c.DrainBatch = 0 }, []string{"DrainBatch", `"0"`}, []string{"MailboxLimit"}},
+		{"mailbox limit", func(c *node.Config) { c.MailboxLimit = -1 }, []string{"MailboxLimit", `"-1"`}, []string{"DrainBatch"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := base
@@ -371,8 +371,12 @@ func TestHealthzNamesTheInstanceWhileRegistering(t *testing.T) {
 		t.FailNow()
 	}
 	t.Cleanup(func() { _ = n.Close(context.Background()) })
-	code, h, err := getHealth(cfg.AdminAddr)
-	if err != nil || code != http.StatusOK || h.State != "registered" || h.Instance != waiting.Instance || h.Instance != n.Member().Instance {
-		t.Fatalf("after registering: /healthz %d %+v %v, want 200 registered with instance %q", code, h, err, waiting.Instance)
-	}
+	// Registered is not yet ready (the delivery lease comes first): wait for the readiness.
+	testenv.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		code, h, err := getHealth(cfg.AdminAddr)
+		if err == nil && (code != http.StatusOK || h.State != "registered" || h.Instance != waiting.Instance || h.Instance != n.Member().Instance) {
+			err = fmt.Errorf("/healthz %d %+v, want 200 registered with instance %q", code, h, waiting.Instance)
+		}
+		return err
+	})
 }

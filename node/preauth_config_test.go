@@ -27,13 +27,13 @@ func TestPreauthLimitsValidate(t *testing.T) {
 		set  func(*node.Limits)
 		want []string
 	}{
-		{"connect timeout", func(l *node.Limits) { l.ConnectTimeout = 0 }, []string{"connect timeout", "0s"}},
-		{"max connect size", func(l *node.Limits) { l.MaxConnectSize = 100 }, []string{"max connect size", "100"}},
-		{"max pending connects", func(l *node.Limits) { l.MaxPending = 0 }, []string{"max pending connects", "0"}},
-		{"max pending connects per address", func(l *node.Limits) { l.MaxPendingPerIP = -1 }, []string{"-1"}},
-		{"auth concurrency", func(l *node.Limits) { l.AuthConcurrency = 0 }, []string{"auth concurrency", "0"}},
-		{"auth wait", func(l *node.Limits) { l.AuthWait = -time.Second }, []string{"auth wait", "-1s"}},
-		{"auth failures per address", func(l *node.Limits) { l.AuthFailuresPerIP = -2 }, []string{"-2"}},
+		{"Limits.ConnectTimeout", func(l *node.Limits) { l.ConnectTimeout = 0 }, []string{`"0s"`}},
+		{"Limits.MaxConnectSize", func(l *node.Limits) { l.MaxConnectSize = 100 }, []string{`"100"`}},
+		{"Limits.MaxPending", func(l *node.Limits) { l.MaxPending = 0 }, []string{`"0"`}},
+		{"Limits.MaxPendingPerIP", func(l *node.Limits) { l.MaxPendingPerIP = -1 }, []string{`"-1"`}},
+		{"Limits.AuthConcurrency", func(l *node.Limits) { l.AuthConcurrency = 0 }, []string{`"0"`}},
+		{"Limits.AuthWait", func(l *node.Limits) { l.AuthWait = -time.Second }, []string{`"-1s"`}},
+		{"Limits.AuthFailuresPerIP", func(l *node.Limits) { l.AuthFailuresPerIP = -2 }, []string{`"-2"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := base
