@@ -104,6 +104,14 @@ type waiter struct {
 // durable returns ctx marked so that every pipeline run under it ends each connection's
 // batch with a wait, and the waiter that collects their outcome. With no wait configured
 // it returns ctx and nil.
+// waitsArg tells a script whether a WAIT or WAITAOF follows it ("1") or not ("0").
+func (s *Store) waitsArg() string {
+	if s.wait == nil {
+		return "0"
+	}
+	return "1"
+}
+
 func (s *Store) durable(ctx context.Context) (context.Context, *waiter) {
 	if s.wait == nil {
 		return ctx, nil

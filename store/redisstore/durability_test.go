@@ -282,21 +282,19 @@ func TestMinReplicasToWrite(t *testing.T) {
 }
 
 // TestDuplicateAppendWrites: an Append that finds only duplicates (a retry of a call that
-// was stored though its answer, or its WAIT, failed) answers them as stored, and still
-// writes: a WAIT or WAITAOF covers the writes its own connection sent (Redis keeps a
+// was stored though its answer, or its WAIT, failed) answers them as stored, and, with a
+// wait for a replica to follow, still writes: a WAIT or WAITAOF covers the writes its own connection sent (Redis keeps a
 // connection's offset at its last propagated command), so a run that wrote nothing need
 // not wait for the first copy to reach a replica or the disk. The write is the counter,
 // again, with its value and its expiry.
 func TestDuplicateAppendWrites(t *testing.T) {
 	ctx := t.Context()
-	r, err := backends.StartRedis(ctx, backends.RedisConfig{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	cfg := testConfig(t, r.Addr)
+	p, _ := startReplicated(t)
+	cfg := testConfig(t, p.Addr)
+	cfg.Durability = redisstore.DurabilityReplica
+	cfg.DurabilityTimeout = time.Second // a replica sharing two busy cores, as in TestDurableWrites
 	s := open(t, cfg)
-	raw := rawClient(t, r.Addr)
+	raw := rawClient(t, p.Addr)
 	changes := func() int64 {
 		t.Helper()
 		info, err := raw.Info(ctx, "persistence").Result()
@@ -314,9 +312,12 @@ func TestDuplicateAppendWrites(t *testing.T) {
 		return n
 	}
 	msg := storetest.NewMessage("c1", "m1")
-	if res, err := s.Append(ctx, 10, []store.Message{msg}); err != nil || res[0].Err != nil || res[0].Duplicate {
-		t.Fatalf("first append: %+v, %v", res, err)
-	}
+	// Loads the script; retried while the replica that just joined catches up (safe: the
+	// retry of a stored message is a duplicate).
+	testenv.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		_, err := s.Append(ctx, 10, []store.Message{msg})
+		return err
+	})
 	seqKey := redisstore.SeqKey(cfg.Prefix, "c1")
 	ttl := raw.PTTL(ctx, seqKey).Val()
 	counter := raw.Get(ctx, seqKey).Val()

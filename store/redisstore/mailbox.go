@@ -75,7 +75,7 @@ func (s *Store) Append(ctx context.Context, limit int, msgs []store.Message) ([]
 			r = len(runs)
 			open[m.To] = r
 			runs = append(runs, run{client: m.To})
-			calls = append(calls, scriptCall{keys: s.keys.appendKeys(m.To), args: []any{limit, s.grace.Milliseconds(), prev, ""}})
+			calls = append(calls, scriptCall{keys: s.keys.appendKeys(m.To), args: []any{limit, s.grace.Milliseconds(), prev, "", s.waitsArg()}})
 		}
 		runs[r].msgs = append(runs[r].msgs, i)
 		runs[r].bytes += len(body)

@@ -157,11 +157,12 @@ return 1
 // from whichever holds it), and both sets' expiry is pushed out with the others'.
 //
 // A run whose messages are all duplicates or refused writes nothing, but one that answers
-// a duplicate (as stored) writes the counter again, unchanged, for the wait after it (see
-// the script).
+// a duplicate (as stored) while a wait for durability follows writes the counter again,
+// unchanged, for that wait (see the script).
 //
 // KEYS: order, messages, seq, presence, chain, collapse, high. ARGV: limit, grace (ms),
-// the mark of the run before (empty for none), this run's mark (empty for none), then for
+// the mark of the run before (empty for none), this run's mark (empty for none), "1" when a
+// WAIT or WAITAOF follows the run ("0" otherwise), then for
 // each message its id, TTL (ms), body, collapse key (empty for none), limit of keys and
 // lane ("1" for the high lane, "0" for the normal one).
 // Returns node, epoch, session, since, then for each message its status (0 added, 1
@@ -171,7 +172,7 @@ const appendLua = `
 local o, m, sk, ck, oh = KEYS[1], KEYS[2], KEYS[3], KEYS[6], KEYS[7]
 local function int(x) return string.format('%.0f', x) end
 local limit, grace = tonumber(ARGV[1]), tonumber(ARGV[2])
-local prev, mark = ARGV[3], ARGV[4]
+local prev, mark, waits = ARGV[3], ARGV[4], ARGV[5] == '1'
 if prev ~= '' and redis.call('GET', KEYS[5]) ~= prev then
   return redis.error_reply('ORDER an earlier run of this append is not stored yet')
 end
@@ -202,7 +203,7 @@ local function loadKeys()
     end
   end
 end
-for i = 5, #ARGV, 6 do
+for i = 6, #ARGV, 6 do
   local id, key, klimit = ARGV[i], ARGV[i + 3], tonumber(ARGV[i + 4])
   local seq = new[id]
   if not seq and not gone[id] then -- one replaced in this run is not queued any more
@@ -251,10 +252,11 @@ if mark ~= '' then redis.call('SET', KEYS[5], mark, 'PX', 60000) end
 for k in pairs(stale) do redis.call('HDEL', ck, k) end
 if #added == 0 then
   -- A duplicate is answered as stored, though this run writes nothing, and Redis counts
-  -- only a connection's own writes for the WAIT or WAITAOF sent after it: writing
-  -- the counter again (the same value) makes that wait cover the first copy's write too.
-  -- A store out of memory refuses the write; the duplicate is still one (pcall).
-  if dup and redis.call('EXISTS', sk) == 1 then redis.pcall('SET', sk, redis.call('GET', sk), 'KEEPTTL') end
+  -- only a connection's own writes for the WAIT or WAITAOF sent after it: writing the
+  -- counter again (the same value) makes that wait cover the first copy's write too. A
+  -- store that refuses the write (out of memory, a failed AOF write, too few replicas)
+  -- fails the run: nothing then says the first copy is as durable as asked.
+  if dup and waits and redis.call('EXISTS', sk) == 1 then redis.call('SET', sk, redis.call('GET', sk), 'KEEPTTL') end
   return out
 end
 if #removals > 0 then
