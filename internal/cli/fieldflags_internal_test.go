@@ -21,6 +21,11 @@ func TestFieldFlagsRename(t *testing.T) {
 	if !errors.Is(err, sentinel) {
 		t.Fatal("the renamed error does not unwrap to the original")
 	}
+	// A quoted value is the user's, whatever words it holds.
+	if got, want := m.rename(errors.New(`Rate "Rate 1" for HTTP.WriteTimeout "a\"Rate"`)).Error(),
+		`--rate "Rate 1" for --write-timeout "a\"Rate"`; got != want {
+		t.Fatalf("renamed %q, want %q", got, want)
+	}
 	plain := errors.New("nothing to rename")
 	if m.rename(plain) != plain || m.rename(nil) != nil {
 		t.Fatal("an error without fields is not returned as it is")
