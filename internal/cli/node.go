@@ -153,7 +153,7 @@ func runNode(ctx context.Context, e env, args []string) error {
 	warnShortToken(log, cfg.WireToken)
 	authn, err := ao.open(cfg.InboxPrefix, log)
 	if err != nil {
-		return err
+		return nodeFlagError(err)
 	}
 	cfg.Auth = authn
 	if err := cfg.Validate(); err != nil {
