@@ -72,4 +72,10 @@ func TestUpAPIOnANodesPort(t *testing.T) {
 			t.Errorf("up %q: exit %d, want 2 with %q:\n%s", tc.args, code, tc.want, errOut)
 		}
 	}
+	// Another address's port 1884 is not the nodes': the check lets it by (the listener
+	// then fails: nothing may listen on 192.0.2.1 here).
+	code, _, errOut := run(t, 10*time.Second, "up", "--data-dir", t.TempDir(), "--api", "192.0.2.1:1884")
+	if code == 0 || strings.Contains(errOut, "node-2's MQTT port") {
+		t.Errorf("up --api 192.0.2.1:1884: exit %d:\n%s", code, errOut)
+	}
 }

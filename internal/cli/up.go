@@ -380,12 +380,17 @@ func lockDataDir(dir string) (unlock func(), err error) {
 	}, nil
 }
 
-// apiPortFree refuses an --api whose port is one of the nodes' own (up binds the API before
-// the nodes, which would then fail as if another program held their port).
+// apiPortFree refuses an --api on one of the nodes' own ports of 127.0.0.1 (up binds the API
+// before the nodes, which would then fail as if another program held their port).
 func (o *upOptions) apiPortFree() error {
-	_, p, err := net.SplitHostPort(o.api)
+	host, p, err := net.SplitHostPort(o.api)
 	if err != nil {
-		return usagef("--api %q: %v", o.api, err)
+		return nil // the listener says what is wrong with it
+	}
+	switch host {
+	case "", "localhost", "127.0.0.1", "0.0.0.0", "::": // where the nodes' 127.0.0.1 ports are
+	default:
+		return nil
 	}
 	port, err := strconv.Atoi(p)
 	if err != nil {
