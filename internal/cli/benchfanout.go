@@ -46,7 +46,7 @@ func benchFanout(ctx context.Context, e env, args []string) error {
 		clients, size, sample    int
 		asJSON, keep             bool
 	)
-	fs.StringVar(&api, "api", "http://127.0.0.1:8080", "router API base URL")
+	fs.StringVar(&api, "api", "http://127.0.0.1:8080", "router API base URL, or its host:port")
 	fs.StringVar(&mode, "mode", "group", "group: one send to a group of --clients (a background job); list: to_many requests of up to 10,000")
 	fs.IntVar(&clients, "clients", 100_000, "offline clients to fan out to")
 	fs.IntVar(&size, "size", 64, "payload bytes")

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -152,9 +153,15 @@ func (o *coordOptions) discover(fs *flag.FlagSet, e env) error {
 	return nil
 }
 
-// discoverAPI sets *api to the local cluster's router when --api was not given.
+// discoverAPI sets *api to the local cluster's router when --api was not given, and makes a
+// given one a base URL.
 func discoverAPI(fs *flag.FlagSet, e env, api *string) error {
 	if flagSet(fs, "api") {
+		// up's --api is a listen address (host:port): the same value names the router here.
+		if !strings.Contains(*api, "://") {
+			*api = "http://" + *api
+		}
+		*api = strings.TrimSuffix(*api, "/")
 		return nil
 	}
 	d, err := localCluster(e)

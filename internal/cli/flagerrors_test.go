@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 )
 
 // TestWaitWithoutADuration: --wait of release and quarantine takes a duration; given last
@@ -77,5 +79,17 @@ func TestUpAPIOnANodesPort(t *testing.T) {
 	code, _, errOut := run(t, 10*time.Second, "up", "--data-dir", t.TempDir(), "--api", "192.0.2.1:1884")
 	if code == 0 || strings.Contains(errOut, "node-2's MQTT port") {
 		t.Errorf("up --api 192.0.2.1:1884: exit %d:\n%s", code, errOut)
+	}
+}
+
+// TestAPIWithoutAScheme: send and mailbox take --api as up does, host:port, besides a URL
+// (a trial's `--api localhost:8080` got `unsupported protocol scheme "localhost"`).
+func TestAPIWithoutAScheme(t *testing.T) {
+	addr := testenv.RefusedAddr(t)
+	for _, args := range [][]string{{"send", "--api", addr, "--to", "x", "hi"}, {"mailbox", "--api", addr + "/", "--to", "x"}} {
+		code, _, errOut := run(t, 10*time.Second, args...)
+		if code == 0 || strings.Contains(errOut, "unsupported protocol scheme") || !strings.Contains(errOut, "http://"+addr+"/v1/") {
+			t.Errorf("%q: exit %d, want the request to http://%s/v1/... refused:\n%s", args, code, addr, errOut)
+		}
 	}
 }

@@ -24,7 +24,7 @@ func runSend(ctx context.Context, e env, args []string) error {
 		qos                                      int
 		b64, asJSON, wait, receipt               bool
 	)
-	fs.StringVar(&api, "api", "http://127.0.0.1:8080", "router API base URL")
+	fs.StringVar(&api, "api", "http://127.0.0.1:8080", "router API base URL, or its host:port")
 	fs.StringVar(&to, "to", "", "client id to send to, or a comma-separated list of them (to_many: each gets its own message)")
 	fs.StringVar(&group, "group", "", "group to send to (instead of --to): every member gets its own message")
 	fs.BoolVar(&wait, "wait", true, "with --group: follow a background job, printing its progress, until it ends")
@@ -112,7 +112,7 @@ func runMailbox(ctx context.Context, e env, args []string) error {
 		limit             int
 		asJSON            bool
 	)
-	fs.StringVar(&api, "api", "http://127.0.0.1:8080", "router API base URL")
+	fs.StringVar(&api, "api", "http://127.0.0.1:8080", "router API base URL, or its host:port")
 	fs.StringVar(&to, "to", "", "client id (required)")
 	fs.IntVar(&limit, "limit", 10, "how many of the oldest messages to show")
 	fs.BoolVar(&asJSON, "json", false, "print JSON")
