@@ -76,6 +76,11 @@ func (m *Monitor) probe(ctx context.Context, member coord.Member, prev *Probe) P
 	start := time.Now()
 	h, status, err := fetchHealth(ctx, m.http, member.AdminAddr)
 	p.Health.Millis = ms(time.Since(start))
+	if err == nil && h.Node != "" && h.Node != member.ID {
+		// Another node's report (two entries advertising one admin address): neither its
+		// checks nor its counters say anything of this one.
+		err = fmt.Errorf("admin endpoint %s answers for node %s", member.AdminAddr, h.Node)
+	}
 	switch {
 	case err != nil:
 		p.Health.Error = err.Error()
@@ -92,11 +97,6 @@ func (m *Monitor) probe(ctx context.Context, member coord.Member, prev *Probe) P
 		}
 	default:
 		p.Health.OK = true
-	}
-	if err == nil && h.Node != "" && h.Node != member.ID {
-		// Another node's report (two entries advertising one admin address): it says nothing
-		// of this one.
-		p.Health = Check{Error: fmt.Sprintf("admin endpoint %s answers for node %s", member.AdminAddr, h.Node), Millis: p.Health.Millis}
 	}
 	p.Gone = errors.Is(mqttErr, syscall.ECONNREFUSED) && errors.Is(err, syscall.ECONNREFUSED) ||
 		err == nil && h.Node == member.ID && h.Instance != "" && member.Instance != "" && h.Instance != member.Instance
