@@ -93,12 +93,18 @@ type nodeProc struct {
 // startNode runs `switchboard node` and waits until it is in the live set.
 func (c *cluster) startNode(id string, extra ...string) *nodeProc {
 	c.t.Helper()
-	args := append([]string{"node", "--id", id, "--allow-anonymous", "--mqtt", "127.0.0.1:0", "--internal", "127.0.0.1:0",
-		"--admin", "127.0.0.1:0", "--data-dir", c.t.TempDir()}, c.baseArgs()...)
-	p := testenv.StartProc(c.t, id, append(args, extra...)...)
+	p := testenv.StartProc(c.t, id, c.nodeArgs(id, extra...)...)
 	m := c.waitMember(id, 30*time.Second, func(m coord.Member, ok bool) bool { return ok })
 	c.waitReady(m)
 	return &nodeProc{Proc: p, id: id, member: m}
+}
+
+// nodeArgs are the arguments of a node process of this cluster on free ports, then extra
+// (a flag given again there wins).
+func (c *cluster) nodeArgs(id string, extra ...string) []string {
+	args := append([]string{"node", "--id", id, "--allow-anonymous", "--mqtt", "127.0.0.1:0", "--internal", "127.0.0.1:0",
+		"--admin", "127.0.0.1:0", "--data-dir", c.t.TempDir()}, c.baseArgs()...)
+	return append(args, extra...)
 }
 
 // waitReady waits until a registered node is open: registered is not yet open, so tests

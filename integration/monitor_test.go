@@ -92,6 +92,22 @@ func (m *monitorProc) waitLeading(t *testing.T, d time.Duration) {
 	})
 }
 
+// waitRounds waits until the monitor has finished n more rounds.
+func (m *monitorProc) waitRounds(t *testing.T, n int64, d time.Duration) {
+	t.Helper()
+	st, err := m.state()
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, d, 50*time.Millisecond, func() error {
+		now, err := m.state()
+		if err == nil && now.Rounds < st.Rounds+n {
+			err = fmt.Errorf("%d rounds of %d", now.Rounds-st.Rounds, n)
+		}
+		return err
+	})
+}
+
 // failpoint sets a node failpoint (test builds only).
 func failpoint(t *testing.T, adminAddr, name, value string) {
 	t.Helper()
@@ -331,9 +347,7 @@ func TestNodeRestartedAtOnceComesBackWithoutAMark(t *testing.T) {
 	old := n1.member
 	n1.Kill()
 	restarted := time.Now()
-	args := append([]string{"node", "--id", "r1", "--allow-anonymous", "--mqtt", old.MQTTAddr, "--internal", old.InternalAddr,
-		"--admin", old.AdminAddr, "--data-dir", t.TempDir()}, c.baseArgs()...)
-	testenv.StartProc(t, "r1-again", args...)
+	testenv.StartProc(t, "r1-again", c.nodeArgs("r1", "--mqtt", old.MQTTAddr, "--internal", old.InternalAddr, "--admin", old.AdminAddr)...)
 	m := c.waitMember("r1", 4*sessionTimeout, func(m coord.Member, ok bool) bool { return ok && m.Epoch != old.Epoch })
 	c.waitReady(m)
 	if q := c.quarantines(); len(q) != 0 {
@@ -353,31 +367,11 @@ func TestFrozenNodeDoesNotFailItsPeersProbes(t *testing.T) {
 	c := newCluster(t)
 	nodes := c.startNodes("f1", "f2", "f3")
 	mon := c.startLeadingMonitor("mon-f")
-	rounds := func() int64 {
-		st, err := mon.state()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st.Rounds
-	}
-	// Rounds with every node answering: the probes run, and the nodes' links are up.
-	start := rounds()
-	testenv.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
-		if r := rounds(); r < start+3 {
-			return fmt.Errorf("%d rounds", r-start)
-		}
-		return nil
-	})
+	mon.waitRounds(t, 3, 10*time.Second) // every node answering: the probes run, the nodes' links are up
 	nodes[0].Pause()
 	defer nodes[0].Resume()
 	c.waitMember("f1", 4*sessionTimeout, func(_ coord.Member, ok bool) bool { return !ok })
-	left := rounds()
-	testenv.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
-		if r := rounds(); r < left+2 {
-			return fmt.Errorf("%d rounds since f1 left", r-left)
-		}
-		return nil
-	})
+	mon.waitRounds(t, 2, 10*time.Second) // the others' probes after f1 left
 	for _, id := range []string{"f2", "f3"} {
 		if v, err := metric(mon.admin, `switchboard_monitor_probes_total{node="`+id+`",result="failed"}`); err != nil || v != 0 {
 			t.Errorf("%s failed %v probe rounds (%v) while f1 was frozen", id, v, err)

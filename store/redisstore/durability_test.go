@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -301,13 +302,9 @@ func TestDuplicateAppendWrites(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var n int64
-		for line := range strings.SplitSeq(info, "\r\n") {
-			if v, ok := strings.CutPrefix(line, "rdb_changes_since_last_save:"); ok {
-				if _, err := fmt.Sscan(v, &n); err != nil {
-					t.Fatal(err)
-				}
-			}
+		n, err := strconv.ParseInt(redisstore.InfoFields(info)["rdb_changes_since_last_save"], 10, 64)
+		if err != nil {
+			t.Fatal(err)
 		}
 		return n
 	}

@@ -31,3 +31,6 @@ func RefusedByGuard(err error) bool { return errors.Is(err, errOutOfReach) }
 
 // SeqKey is the key of client's counter under prefix.
 func SeqKey(prefix, client string) string { return keys{prefix}.seq(client) }
+
+// InfoFields is infoFields: INFO's "field:value" lines.
+func InfoFields(info string) map[string]string { return infoFields(info) }
