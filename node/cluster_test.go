@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -204,4 +205,68 @@ func TestEndedSessionWithdrawsItsRoutes(t *testing.T) {
 	dropped.Drop()
 	kept.Drop()
 	routesOnPeer(1)
+}
+
+// A peer whose link goes silent (frozen, or behind a dead route: the connection stays open
+// and nothing comes back) holds one SUBACK for the route sync timeout, not every SUBACK
+// until the link's idle timeout ends the connection; once it takes our routes again, SUBACKs
+// wait for it again.
+func TestSilentPeerHoldsOneSubackNotEvery(t *testing.T) {
+	t.Parallel()
+	cl := memcoord.NewCluster()
+	st := testenv.EmbeddedStore(t)
+	const syncTimeout = 2 * time.Second
+	a := testConfig(t, "sp-1")
+	a.Auth, a.RouteSyncTimeout = openACL(t), syncTimeout
+	b := testConfig(t, "sp-2")
+	b.Auth = openACL(t)
+	b.InternalAddr = testenv.RefusedAddr(t)
+	proxy := testenv.StartProxy(t, b.InternalAddr) // node 1 reaches node 2 only through it
+	b.AdvertiseInternal = proxy.Addr
+	ns := []*node.Node{startNode(t, a, testenv.OpenMemCoord(t, cl), st), startNode(t, b, testenv.OpenMemCoord(t, cl), st)}
+	sub := testenv.ConnectMQTT(t, ns[0].Member().MQTTAddr, "sub", testenv.MQTTOptions{CleanStart: true})
+	subscribe := func(filter string) time.Duration {
+		t.Helper()
+		start := time.Now()
+		if err := sub.Subscribe(filter, 1); err != nil {
+			t.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	warm := 0
+	testenv.Eventually(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if warm == 0 {
+			warm = 1
+			subscribe("t/warm")
+		}
+		if got := ns[1].PeerFiltersForTest("sp-1"); got != 1 {
+			return fmt.Errorf("node 2 holds %d of node 1's filters, want 1", got)
+		}
+		return nil
+	})
+
+	proxy.Blackhole()
+	if d := subscribe("t/first"); d < syncTimeout {
+		t.Fatalf("the first SUBACK after the link went silent came after %v, before the route sync timeout (%v): the test did not silence the link", d, syncTimeout)
+	}
+	for i := range 3 {
+		if d := subscribe(fmt.Sprintf("t/later-%d", i)); d >= syncTimeout/2 {
+			t.Fatalf("SUBACK %d after the first that ran out came after %v: it waited again for the silent peer", i+1, d)
+		}
+	}
+
+	proxy.Restore() // closes the swallowed connection: node 1 dials again and pushes every filter
+	testenv.Eventually(t, 20*time.Second, 5*time.Millisecond, func() error {
+		if got := ns[1].PeerFiltersForTest("sp-1"); got != 5 {
+			return fmt.Errorf("node 2 holds %d of node 1's filters, want 5", got)
+		}
+		if ns[0].LaggingForTest("sp-2") {
+			return errors.New("node 2's answer has not reached node 1 yet")
+		}
+		return nil
+	})
+	proxy.Blackhole()
+	if d := subscribe("t/again"); d < syncTimeout {
+		t.Fatalf("a SUBACK after the peer took our routes again and went silent again came after %v: it no longer waited for that peer", d)
+	}
 }

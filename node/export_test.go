@@ -61,3 +61,15 @@ func (n *Node) DeliverSharedForTest(topic, group, payload string) wire.Result {
 
 // PeerFiltersForTest is how many filters of peer this node's table holds.
 func (n *Node) PeerFiltersForTest(peer string) int { return n.cluster.table.PeerFilters(peer) }
+
+// LaggingForTest reports whether SUBACKs on this node have stopped waiting for peer, whose
+// link let a route sync run out.
+func (n *Node) LaggingForTest(peer string) bool {
+	l := n.cluster.link(peer)
+	if l == nil {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lagging
+}

@@ -61,6 +61,11 @@ type link struct {
 	full          bool          // the next push sends every filter
 	synced        chan struct{} // closed when sentVer advances (or the link gives up for now)
 	failing       bool          // the last attempt to reach the peer failed: nobody waits on it
+	// lagging: a SUBACK's wait for the peer ran out (RouteSyncTimeout). Nobody waits on it
+	// again until it acknowledges a push: a peer that is frozen, or whose link is silent,
+	// would otherwise hold every SUBACK on this node for RouteSyncTimeout until the link's
+	// idle timeout ends it.
+	lagging bool
 	retryAt       time.Duration
 }
 
@@ -113,11 +118,11 @@ func (l *link) enqueue(it outItem) {
 }
 
 // awaitSynced waits until the peer acknowledged local version ver, unless the link cannot
-// reach it now.
+// reach it now or lags. A wait that runs out marks the link lagging.
 func (l *link) awaitSynced(ctx context.Context, ver uint64) {
 	for {
 		l.mu.Lock()
-		if l.sentVer >= ver || l.failing {
+		if l.sentVer >= ver || l.failing || l.lagging {
 			l.mu.Unlock()
 			return
 		}
@@ -126,11 +131,26 @@ func (l *link) awaitSynced(ctx context.Context, ver uint64) {
 		select {
 		case <-ch:
 		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				l.lag(ver)
+			}
 			return
 		case <-l.quit:
 			return
 		}
 	}
+}
+
+// lag marks the link lagging if the peer still has not acknowledged ver.
+func (l *link) lag(ver uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sentVer >= ver || l.failing || l.lagging {
+		return
+	}
+	l.lagging = true
+	l.c.log.Warn("a node did not take a new subscription within the route sync timeout; SUBACKs stop waiting for it until it does",
+		"peer", l.id, "addr", l.addr, "timeout", l.c.n.cfg.RouteSyncTimeout)
 }
 
 // signal wakes the waiters of awaitSynced; the caller holds mu.
@@ -292,7 +312,10 @@ func (l *link) push(conn *wire.Conn) time.Duration {
 					}()
 					return
 				}
-				l.sentVer, l.sentEpoch, l.full, l.failing, l.retryAt = ver, epoch, false, false, 0
+				if l.lagging {
+					l.c.log.Info("a lagging node took our subscriptions again; SUBACKs wait for it again", "peer", l.id)
+				}
+				l.sentVer, l.sentEpoch, l.full, l.failing, l.lagging, l.retryAt = ver, epoch, false, false, false, 0
 				l.signal()
 				l.poke() // more may have changed meanwhile
 			})
