@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -380,12 +381,18 @@ func (c *cluster) route(cl *mqtt.Client, pk *packets.Packet, will bool) (here []
 // forwardAll forwards a retained publish to every node and waits (at most
 // RouteSyncTimeout) until each took it: after the publisher's PUBACK a subscriber on any
 // reachable node finds it, even if this node dies at once. A node that did not answer
-// reads it from the store (at the latest when this node leaves the live set).
+// reads it from the store (at the latest when this node leaves the live set); its link
+// lags, and is not waited for again until it answers.
 func (c *cluster) forwardAll(links []*link, body []byte) {
 	var wg sync.WaitGroup
-	wg.Add(len(links))
-	for _, l := range links {
-		l.enqueue(outItem{body: body, done: func(wire.Result, error) { wg.Done() }})
+	answered := make([]atomic.Bool, len(links))
+	for i, l := range links {
+		if !l.waits() {
+			l.enqueue(outItem{body: body})
+			continue
+		}
+		wg.Add(1)
+		l.enqueue(outItem{body: body, done: func(wire.Result, error) { answered[i].Store(true); wg.Done() }})
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -394,6 +401,13 @@ func (c *cluster) forwardAll(links []*link, body []byte) {
 	select {
 	case <-done:
 	case <-t.C:
+		for i, l := range links {
+			if !answered[i].Load() {
+				l.mu.Lock()
+				l.lagLocked("a retained message")
+				l.mu.Unlock()
+			}
+		}
 	case <-c.stop:
 	}
 }

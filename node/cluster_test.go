@@ -208,9 +208,9 @@ func TestEndedSessionWithdrawsItsRoutes(t *testing.T) {
 }
 
 // A peer whose link goes silent (frozen, or behind a dead route: the connection stays open
-// and nothing comes back) holds one SUBACK for the route sync timeout, not every SUBACK
-// until the link's idle timeout ends the connection; once it takes our routes again, SUBACKs
-// wait for it again.
+// and nothing comes back) holds one SUBACK or retained PUBACK for the route sync timeout,
+// not every one until the link's idle timeout ends the connection; once it answers again,
+// they wait for it again.
 func TestSilentPeerHoldsOneSubackNotEvery(t *testing.T) {
 	t.Parallel()
 	cl := memcoord.NewCluster()
@@ -225,25 +225,36 @@ func TestSilentPeerHoldsOneSubackNotEvery(t *testing.T) {
 	b.AdvertiseInternal = proxy.Addr
 	ns := []*node.Node{startNode(t, a, testenv.OpenMemCoord(t, cl), st), startNode(t, b, testenv.OpenMemCoord(t, cl), st)}
 	sub := testenv.ConnectMQTT(t, ns[0].Member().MQTTAddr, "sub", testenv.MQTTOptions{CleanStart: true})
-	subscribe := func(filter string) time.Duration {
+	timed := func(what string, f func() error) time.Duration {
 		t.Helper()
 		start := time.Now()
-		if err := sub.Subscribe(filter, 1); err != nil {
-			t.Fatal(err)
+		if err := f(); err != nil {
+			t.Fatalf("%s: %v", what, err)
 		}
 		return time.Since(start)
 	}
-	warm := 0
-	testenv.Eventually(t, 10*time.Second, 5*time.Millisecond, func() error {
-		if warm == 0 {
-			warm = 1
-			subscribe("t/warm")
-		}
-		if got := ns[1].PeerFiltersForTest("sp-1"); got != 1 {
-			return fmt.Errorf("node 2 holds %d of node 1's filters, want 1", got)
-		}
-		return nil
-	})
+	subscribe := func(filter string) time.Duration {
+		t.Helper()
+		return timed("subscribe "+filter, func() error { return sub.Subscribe(filter, 1) })
+	}
+	retain := func(topic string) time.Duration {
+		t.Helper()
+		return timed("retain "+topic, func() error { return sub.PublishRetained(topic, []byte("kept"), 1) })
+	}
+	filtersOnPeer := func(want int) {
+		t.Helper()
+		testenv.Eventually(t, 20*time.Second, 5*time.Millisecond, func() error {
+			if got := ns[1].PeerFiltersForTest("sp-1"); got != want {
+				return fmt.Errorf("node 2 holds %d of node 1's filters, want %d", got, want)
+			}
+			if ns[0].LaggingForTest("sp-2") {
+				return errors.New("node 2's answer has not reached node 1 yet")
+			}
+			return nil
+		})
+	}
+	subscribe("t/warm")
+	filtersOnPeer(1) // the link was up and idle, or the SUBACK did not wait: either way it is up now
 
 	proxy.Blackhole()
 	if d := subscribe("t/first"); d < syncTimeout {
@@ -254,19 +265,17 @@ func TestSilentPeerHoldsOneSubackNotEvery(t *testing.T) {
 			t.Fatalf("SUBACK %d after the first that ran out came after %v: it waited again for the silent peer", i+1, d)
 		}
 	}
+	if d := retain("t/kept-1"); d >= syncTimeout/2 {
+		t.Fatalf("a retained PUBACK after a SUBACK's wait ran out came after %v: it waited again for the silent peer", d)
+	}
 
 	proxy.Restore() // closes the swallowed connection: node 1 dials again and pushes every filter
-	testenv.Eventually(t, 20*time.Second, 5*time.Millisecond, func() error {
-		if got := ns[1].PeerFiltersForTest("sp-1"); got != 5 {
-			return fmt.Errorf("node 2 holds %d of node 1's filters, want 5", got)
-		}
-		if ns[0].LaggingForTest("sp-2") {
-			return errors.New("node 2's answer has not reached node 1 yet")
-		}
-		return nil
-	})
+	filtersOnPeer(5)
 	proxy.Blackhole()
-	if d := subscribe("t/again"); d < syncTimeout {
-		t.Fatalf("a SUBACK after the peer took our routes again and went silent again came after %v: it no longer waited for that peer", d)
+	if d := retain("t/kept-2"); d < syncTimeout {
+		t.Fatalf("a retained PUBACK after the peer answered again and went silent again came after %v: it no longer waited for that peer", d)
+	}
+	if d := subscribe("t/again"); d >= syncTimeout/2 {
+		t.Fatalf("a SUBACK after a retained publish's wait ran out came after %v: it waited again for the silent peer", d)
 	}
 }

@@ -61,10 +61,10 @@ type link struct {
 	full          bool          // the next push sends every filter
 	synced        chan struct{} // closed when sentVer advances (or the link gives up for now)
 	failing       bool          // the last attempt to reach the peer failed: nobody waits on it
-	// lagging: a SUBACK's wait for the peer ran out (RouteSyncTimeout). Nobody waits on it
-	// again until it acknowledges a push: a peer that is frozen, or whose link is silent,
-	// would otherwise hold every SUBACK on this node for RouteSyncTimeout until the link's
-	// idle timeout ends it.
+	// lagging: a SUBACK's or retained publish's wait for the peer ran out
+	// (RouteSyncTimeout). Nobody waits on it again until it answers: a peer that is frozen,
+	// or whose link is silent, would otherwise hold every SUBACK and retained PUBACK on this
+	// node for RouteSyncTimeout until the link's idle timeout ends the connection.
 	lagging bool
 	retryAt       time.Duration
 }
@@ -145,12 +145,36 @@ func (l *link) awaitSynced(ctx context.Context, ver uint64) {
 func (l *link) lag(ver uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.sentVer >= ver || l.failing || l.lagging {
+	if l.sentVer < ver {
+		l.lagLocked("a new subscription")
+	}
+}
+
+// lagLocked marks the link lagging, after a wait for the peer to take what ran out; the
+// caller holds mu. The wait's item is still pending on the link: its answer, or the
+// connection's failure and the full push that follows, ends the lag.
+func (l *link) lagLocked(what string) {
+	if l.failing || l.lagging {
 		return
 	}
 	l.lagging = true
-	l.c.log.Warn("a node did not take a new subscription within the route sync timeout; SUBACKs stop waiting for it until it does",
+	l.c.log.Warn("a node did not take "+what+" within the route sync timeout; SUBACKs and retained publishes stop waiting for it until it does",
 		"peer", l.id, "addr", l.addr, "timeout", l.c.n.cfg.RouteSyncTimeout)
+}
+
+// caughtUpLocked ends a lag: the peer answered. The caller holds mu.
+func (l *link) caughtUpLocked() {
+	if l.lagging {
+		l.lagging = false
+		l.c.log.Info("a lagging node answers again; SUBACKs and retained publishes wait for it again", "peer", l.id)
+	}
+}
+
+// waits reports whether a SUBACK or retained publish waits for the peer now.
+func (l *link) waits() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.failing && !l.lagging
 }
 
 // signal wakes the waiters of awaitSynced; the caller holds mu.
@@ -312,10 +336,8 @@ func (l *link) push(conn *wire.Conn) time.Duration {
 					}()
 					return
 				}
-				if l.lagging {
-					l.c.log.Info("a lagging node took our subscriptions again; SUBACKs wait for it again", "peer", l.id)
-				}
-				l.sentVer, l.sentEpoch, l.full, l.failing, l.lagging, l.retryAt = ver, epoch, false, false, false, 0
+				l.caughtUpLocked()
+				l.sentVer, l.sentEpoch, l.full, l.failing, l.retryAt = ver, epoch, false, false, 0
 				l.signal()
 				l.poke() // more may have changed meanwhile
 			})
@@ -379,6 +401,9 @@ func (l *link) send(conn *wire.Conn) {
 			l.mu.Lock()
 			l.inflight--
 			l.inflightBytes -= len(it.body)
+			if err == nil && r.Status == wire.StatusDelivered {
+				l.caughtUpLocked()
+			}
 			l.mu.Unlock()
 			l.poke()
 			if err != nil || r.Status != wire.StatusDelivered {
