@@ -66,7 +66,7 @@ type link struct {
 	// or whose link is silent, would otherwise hold every SUBACK and retained PUBACK on this
 	// node for RouteSyncTimeout until the link's idle timeout ends the connection.
 	lagging bool
-	retryAt       time.Duration
+	retryAt time.Duration
 }
 
 func (c *cluster) newLink(id, addr string, epoch int64) *link {

@@ -222,3 +222,86 @@ func TestReconnectPastAFrozenServerKeepsTheSession(t *testing.T) {
 		st, changed = reg.Status()
 	}
 }
+
+// TestSilentServerIsLeftBeforeTheRegistrationSuspends: the server the client is connected
+// to goes silent (frozen, or behind a dead route: the connection stays open and nothing
+// comes back). The library would notice only after its receive timeout (2T/3), and every
+// node on that server would count as Suspended — not ready for the load balancer — from T/3
+// until then. The coordinator leaves a server that lets a probe go unanswered for T/4, so
+// the registration is Suspended only while the library reconnects (Down), and stays in its
+// session and epoch on another server.
+func TestSilentServerIsLeftBeforeTheRegistrationSuspends(t *testing.T) {
+	const timeout = 5 * time.Second // the longest the shared ensemble grants (20 ticks of 250ms)
+	e := shared.Ensemble(t)
+	var proxies []*testenv.Proxy
+	var servers []string
+	for _, a := range e.Addrs() {
+		p := testenv.StartProxy(t, a)
+		proxies, servers = append(proxies, p), append(servers, p.Addr)
+	}
+	var (
+		mu      sync.Mutex
+		current string
+		frozen  time.Time
+		redial  time.Time // the first dial after the freeze
+	)
+	dial := func(network, address string, d time.Duration) (net.Conn, error) {
+		mu.Lock()
+		if !frozen.IsZero() && redial.IsZero() {
+			redial = time.Now()
+		}
+		current = address
+		mu.Unlock()
+		return net.DialTimeout(network, address, d)
+	}
+	left := func() (time.Duration, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		return redial.Sub(frozen).Round(time.Millisecond), !redial.IsZero()
+	}
+	ctx := testenv.Context(t, 30*time.Second)
+	c := open(t, servers, "/silent-"+coordtest.Instance(), timeout, func(cfg *zkcoord.Config) { cfg.Dial = dial })
+	reg, st0 := register(ctx, t, c, "node-1")
+	if c.NegotiatedSessionTimeout() != timeout {
+		t.Fatalf("granted %v, want %v", c.NegotiatedSessionTimeout(), timeout)
+	}
+	sess := c.SessionID()
+
+	mu.Lock()
+	frozen = time.Now()
+	for i, s := range servers {
+		if s == current {
+			proxies[i].Blackhole()
+		}
+	}
+	mu.Unlock()
+	var suspended time.Duration // in all, while the library reconnected
+	st, changed := reg.Status()
+	for end := time.After(timeout); ; {
+		after, ok := left()
+		switch {
+		case st.State == coord.Suspended && !ok:
+			t.Fatalf("Suspended %v after the server went silent, still connected to it", time.Since(frozen).Round(time.Millisecond))
+		case st.State != coord.Registered && st.State != coord.Suspended, st.Epoch != st0.Epoch:
+			t.Fatalf("%v after the server went silent (left it %v after): %+v (epoch %d before)",
+				time.Since(frozen).Round(time.Millisecond), after, st, st0.Epoch)
+		}
+		was := st
+		select {
+		case <-changed:
+			st, changed = reg.Status()
+			if was.State == coord.Suspended {
+				suspended += st.Since.Sub(was.Since)
+			}
+			continue
+		case <-end:
+		}
+		break
+	}
+	after, _ := left()
+	if st.State != coord.Registered || c.SessionID() != sess {
+		t.Fatalf("%v after the server went silent (left it %v after): %+v, session %x (was %x)", timeout, after, st, c.SessionID(), sess)
+	}
+	t.Logf("MEASURED: left the silent server %v after it went silent; Suspended %v in all, while reconnecting; same session and epoch",
+		after, suspended.Round(time.Millisecond))
+}

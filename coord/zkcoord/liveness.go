@@ -38,13 +38,34 @@ func (c *Coordinator) LastHeard() time.Time {
 // sync is the prober's probe: a Sync (see the package doc for why not a read). On Close the
 // library call is flushed once the prober has returned (Close waits for it before closing
 // the connection).
+//
+// A server that leaves a probe unanswered for leaveAfter(T) is left: the probe's connection
+// is closed, and the library goes on to the next server at once. It would notice by itself
+// only after its receive timeout (2T/3), when the registration has been Suspended (not ready
+// for the load balancer) since OverdueAfter(T), for every node on that server: a frozen
+// server (SIGSTOP, a hung JVM) whose kernel keeps the connection open, or a dead route.
+// With one server listed there is no next one: the library would pause a second before it
+// dialled the same server again, and the session would lose that second.
 func (c *Coordinator) sync(ctx context.Context) (session int64, counts bool) {
 	sess := c.conn.SessionID()
+	on := c.link.Load()
+	leave := time.AfterFunc(leaveAfter(c.timeout()), func() {
+		if on != nil && len(c.cfg.Servers) > 1 && on.Close() == nil {
+			c.log.Warn("a ZooKeeper server left a probe unanswered; trying the next server",
+				"server", on.RemoteAddr().String(), "after", leaveAfter(c.timeout()))
+		}
+	})
+	defer leave.Stop()
 	_, err := call(ctx, func() (string, error) { return c.conn.Sync("/") })
 	// A probe counts only if the same session sent and received it: an answer in a new
 	// session says nothing about the old one.
 	return sess, err == nil && sess != 0 && c.conn.SessionID() == sess
 }
+
+// leaveAfter is how long a probe may go unanswered before its server is left for the next:
+// T/4, before the registration counts as Suspended (coord.OverdueAfter, T/3), so that a
+// reconnect to a healthy server and its next probe usually come first.
+func leaveAfter(t time.Duration) time.Duration { return t / 4 }
 
 // sniffDial wraps dial so that every connection reports the session timeout the server
 // grants in its connect response, and bounds the wait for that response. go-zookeeper keeps
@@ -69,6 +90,7 @@ func (c *Coordinator) sniffDial(dial func(string, string, time.Duration) (net.Co
 		}
 		s := &sniffConn{Conn: conn, granted: &c.negotiated, answerBy: time.Now().Add(t / time.Duration(len(c.cfg.Servers)))}
 		_ = conn.SetDeadline(s.answerBy)
+		c.link.Store(s)
 		return s, nil
 	}
 }

@@ -17,8 +17,8 @@
 // Fencing follows coord.State's rule, with T the shorter of the session timeout asked for and
 // the one granted (Coordinator.timeout). go-zookeeper reports a silent link only after its
 // receive timeout (2T/3), which would leave a member acting live for up to 5T/3, so a
-// coord.Prober sends Syncs to keep H (liveness.go); the library's disconnects count besides
-// (regSession.Standing).
+// coord.Prober sends Syncs to keep H (liveness.go), and a server that leaves one unanswered
+// for T/4 is left for the next; the library's disconnects count besides (regSession.Standing).
 //
 // The probe is a Sync rather than a read because a server answers a Sync only after a round
 // trip to the leader, whose session tracker expires sessions: a follower cut off from the
@@ -101,9 +101,10 @@ type Coordinator struct {
 	nodesDir, quarDir, electDir string
 
 	sess       notify.Value[session]
-	prober     *coord.Prober // keeps the liveness record (liveness.go)
-	negotiated atomic.Int64  // lowest session timeout a server granted, in ns
-	g          *coord.Group  // goroutines owned by the coordinator (registrations, watches)
+	prober     *coord.Prober             // keeps the liveness record (liveness.go)
+	negotiated atomic.Int64              // lowest session timeout a server granted, in ns
+	link       atomic.Pointer[sniffConn] // the connection the library dialled last
+	g          *coord.Group              // goroutines owned by the coordinator (registrations, watches)
 }
 
 var _ coord.Coordinator = (*Coordinator)(nil)
