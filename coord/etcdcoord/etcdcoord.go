@@ -35,7 +35,6 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
@@ -43,6 +42,7 @@ import (
 
 	"github.com/switchboard-mqtt/switchboard/coord"
 	"github.com/switchboard-mqtt/switchboard/internal/notify"
+	"github.com/switchboard-mqtt/switchboard/internal/zapslog"
 )
 
 // MinSessionTTL is the shortest SessionTimeout accepted. etcd grants leases in whole seconds
@@ -148,7 +148,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 			// and gRPC clamps the interval to at least 10s.
 			DialKeepAliveTime:    10 * time.Second,
 			DialKeepAliveTimeout: 5 * time.Second,
-			Logger:               zap.New(slogCore{log: c.log.With("source", "etcd-client")}),
+			Logger:               zapslog.New(c.log.With("source", "etcd-client"), slog.LevelWarn),
 			// gRPC's default reconnect backoff grows to two minutes: after a long outage a
 			// member would come back that long after the cluster did. Half a TTL at most.
 			DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{

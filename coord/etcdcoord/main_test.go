@@ -3,6 +3,7 @@ package etcdcoord_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"testing"
 	"time"
@@ -30,7 +31,7 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	srv, err := etcdembed.Start(ctx, dir)
+	srv, err := etcdembed.Start(ctx, dir, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start etcd:", err)

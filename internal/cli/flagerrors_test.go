@@ -1,6 +1,8 @@
 package cli_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -91,5 +93,19 @@ func TestAPIWithoutAScheme(t *testing.T) {
 		if code == 0 || strings.Contains(errOut, "unsupported protocol scheme") || !strings.Contains(errOut, "http://"+addr+"/v1/") {
 			t.Errorf("%q: exit %d, want the request to http://%s/v1/... refused:\n%s", args, code, addr, errOut)
 		}
+	}
+}
+
+// TestUpStoreThatCannotOpen: an embedded store that cannot be opened (here a file where its
+// directory goes; a trial's was on a full disk) ends up with its error. It used to panic in
+// the clean-up, which closed the store that was never opened.
+func TestUpStoreThatCannotOpen(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "store"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := run(t, 20*time.Second, "up", "--data-dir", dir, "--api", testenv.RefusedAddr(t))
+	if code != 1 || !strings.Contains(errOut, "open embedded store in directory") {
+		t.Fatalf("exit %d, want 1 with the store's error:\n%s", code, errOut)
 	}
 }

@@ -178,9 +178,11 @@ func (u *upCluster) startBackends(ctx context.Context, o upOptions) error {
 		u.prog.Set("opening the embedded store in %s", filepath.Join(o.dataDir, "store"))
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		if u.st, err = embedded.Open(sctx, embedded.Config{Dir: filepath.Join(o.dataDir, "store"), Logger: u.log}); err != nil {
-			return err
+		st, err := embedded.Open(sctx, embedded.Config{Dir: filepath.Join(o.dataDir, "store"), Logger: u.log})
+		if err != nil {
+			return err // not into u.st: a nil *embedded.Store there is a store close would call
 		}
+		u.st = st
 		u.stores = "embedded store in " + filepath.Join(o.dataDir, "store")
 	}
 	switch {
@@ -192,7 +194,7 @@ func (u *upCluster) startBackends(ctx context.Context, o upOptions) error {
 		u.prog.Set("starting the embedded etcd in %s", filepath.Join(o.dataDir, "etcd"))
 		ectx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		defer cancel()
-		if u.etcd, err = etcdembed.Start(ectx, filepath.Join(o.dataDir, "etcd")); err != nil {
+		if u.etcd, err = etcdembed.Start(ectx, filepath.Join(o.dataDir, "etcd"), u.log); err != nil {
 			return err
 		}
 		u.coordBy = "embedded etcd at " + u.etcd.Endpoint() + " (data in " + filepath.Join(o.dataDir, "etcd") + ")"

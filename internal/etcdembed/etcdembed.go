@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -16,7 +17,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/zap"
+
+	"github.com/switchboard-mqtt/switchboard/internal/zapslog"
 )
 
 // Server is a single-member etcd running inside this process: its data lives in a
@@ -36,8 +38,11 @@ type portFile struct {
 }
 
 // Start starts (or restarts, with the same data) an etcd member in dir and returns
-// once it serves, with a client connected to it.
-func Start(ctx context.Context, dir string) (*Server, error) {
+// once it serves, with a client connected to it. The member's logs go to log: its errors
+// at error, the rest at debug. etcd ends the process on some failures (a write to its
+// database refused for lack of disk, say), and the line it writes first is all that says
+// why.
+func Start(ctx context.Context, dir string, log *slog.Logger) (*Server, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded etcd: %w", err)
 	}
@@ -54,8 +59,8 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	cfg.EnableGRPCGateway = false
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	e, err := embed.StartEtcd(cfg)
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapslog.New(log.With("source", "etcd-server"), slog.LevelError))
+	e, err := startEtcd(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("embedded etcd in %s: %w", dir, err)
 	}
@@ -68,12 +73,24 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd in %s: not ready: %w", dir, ctx.Err())
 	}
-	client, err := clientv3.New(clientv3.Config{Endpoints: []string{cu.Host}, Logger: zap.NewNop()})
+	client, err := clientv3.New(clientv3.Config{Endpoints: []string{cu.Host}, Logger: zapslog.New(log.With("source", "etcd-client"), slog.LevelWarn)})
 	if err != nil {
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd client: %w", err)
 	}
 	return &Server{etcd: e, client: client, endpoint: cu.Host}, nil
+}
+
+// startEtcd is embed.StartEtcd with its panics as errors: etcd panics as it starts on some
+// failures of its data directory (a WAL it cannot create on a full disk), after logging
+// why.
+func startEtcd(cfg *embed.Config) (e *embed.Etcd, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v (the etcd-server line logged before says why)", r)
+		}
+	}()
+	return embed.StartEtcd(cfg)
 }
 
 // loadPorts reads the ports a previous run used, or picks free ones and records them.
