@@ -196,9 +196,15 @@ func (waitHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proces
 // chooseDurability settles cfg's durability against what the primaries report, and
 // returns the wait durable writes end with (nil for none).
 func (s *Store) chooseDurability(ctx context.Context, cfg Config) (*waitSpec, error) {
-	replicas, aofOn, version, err := s.primaryFacts(ctx)
+	replicas, aofOn, version, evicts, err := s.primaryFacts(ctx)
 	if err != nil {
 		return nil, s.fail("durability", err)
+	}
+	if evicts != "" {
+		// Evicting deletes whole keys, mailboxes among them (their keys expire too, so the
+		// volatile-* policies take them as well), and the writer is never told.
+		return nil, fmt.Errorf("redisstore: redis %s evicts keys when full (%s): it would delete mailboxes without a word; "+
+			"set maxmemory-policy noeviction, with which a full Redis refuses writes (answered 507) instead", s.where, evicts)
 	}
 	d := cfg.Durability
 	if d == DurabilityAuto {
@@ -232,13 +238,14 @@ func (s *Store) chooseDurability(ctx context.Context, cfg Config) (*waitSpec, er
 }
 
 // primaryFacts reads from every primary the fewest connected replicas, whether every one
-// has its append-only file on, and the oldest version.
-func (s *Store) primaryFacts(ctx context.Context) (replicas int64, aofOn bool, version string, err error) {
+// has its append-only file on, the oldest version, and the eviction policy of one that
+// evicts when full ("" if none does).
+func (s *Store) primaryFacts(ctx context.Context) (replicas int64, aofOn bool, version, evicts string, err error) {
 	var mu sync.Mutex
 	first := true
 	aofOn = true
 	err = s.eachPrimary(ctx, func(ctx context.Context, c *redis.Client) error {
-		info, err := c.Info(ctx, "server", "replication", "persistence").Result()
+		info, err := c.Info(ctx, "server", "replication", "persistence", "memory").Result()
 		if err != nil {
 			return err
 		}
@@ -253,10 +260,14 @@ func (s *Store) primaryFacts(ctx context.Context) (replicas int64, aofOn bool, v
 			version = v
 		}
 		aofOn = aofOn && f["aof_enabled"] == "1"
+		// Without a maxmemory, Redis never evicts (whatever the policy says).
+		if p := f["maxmemory_policy"]; p != "" && p != "noeviction" && f["maxmemory"] != "0" && f["maxmemory"] != "" {
+			evicts = fmt.Sprintf("maxmemory-policy %s, maxmemory %s", p, f["maxmemory"])
+		}
 		first = false
 		return nil
 	})
-	return replicas, aofOn, version, err
+	return replicas, aofOn, version, evicts, err
 }
 
 // eachPrimary calls fn with a client of every primary: the one server of a standalone or
