@@ -172,7 +172,7 @@
 // store.ErrUnavailable. Sequence numbers stay increasing across a
 // failover as long as the new primary's clock is not behind the old one's by more than
 // the failover took. Redis must run with maxmemory-policy noeviction: any other policy
-// silently deletes whole mailboxes, while noeviction refuses the write, which this
-// package reports as store.ErrStoreFull (for Append, in the Err of each message of the
+// silently deletes whole mailboxes (New refuses a Redis with a maxmemory and such a
+// policy), while noeviction refuses the write, which this package reports as store.ErrStoreFull (for Append, in the Err of each message of the
 // refused script run, a duplicate in the same run included).
 package redisstore
