@@ -26,8 +26,11 @@ type clientState struct {
 	// subscribing: mochi is checking a SUBSCRIBE's filters (OnSubscribe to OnSubscribed),
 	// so a read ACL check names a filter being subscribed, not a message to deliver.
 	subscribing atomic.Bool
-	gone        chan struct{}
-	goneOnce    sync.Once
+	// overQuota are the indexes of the filters of the SUBSCRIBE being handled that are over
+	// the session's limits (OnSubscribe to OnSubscribed, on the client's own goroutine).
+	overQuota []int
+	gone      chan struct{}
+	goneOnce  sync.Once
 
 	ob *outbox // directed messages on their way to this connection
 }

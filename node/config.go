@@ -137,6 +137,14 @@ type Limits struct {
 	// it, it is disconnected. An MQTT 3.1.1 client cannot be told, so one asking for more
 	// or for 0 is refused (CONNACK 0x02, as mosquitto). 0 leaves every client its own.
 	MaxKeepAlive uint16
+	// MaxSubscriptions is the most filters one session may hold, its own inbox (and its
+	// probe topic) not counted: a subscription beyond it is refused, 0x97 Quota exceeded
+	// (MQTT 3.1.1: 0x80). Every node keeps every session's filters, so without a cap one
+	// client with an ordinary write rule could grow every node's memory without bound.
+	MaxSubscriptions int
+	// MaxFilterLength is the longest topic filter a client may subscribe to (bytes, the
+	// $share/<group>/ prefix included); a longer one is refused as over the quota.
+	MaxFilterLength int
 	// TopicAliasMax is the topic alias maximum offered to MQTT 5 clients.
 	TopicAliasMax uint16
 	// ReceiveMaximum is the most unacknowledged QoS 1/2 messages a client may send.
@@ -245,7 +253,9 @@ func DefaultConfig() Config {
 			MaxClients:       100_000,
 			MaxSessionExpiry: 2 * 60 * 60, // 2h, as EMQX
 			MaxMessageExpiry: 24 * time.Hour,
-			MaxKeepAlive:     0, // off: the client's own keep-alive, as mochi and mosquitto
+			MaxKeepAlive:     0,    // off: the client's own keep-alive, as mochi and mosquitto
+			MaxSubscriptions: 100,  // AWS IoT allows 50 a connection; EMQX has no cap by default
+			MaxFilterLength:  1024, // AWS IoT allows 256 bytes; MQTT, 65,535
 			TopicAliasMax:    16,
 			ReceiveMaximum:   128,
 			MaxInflight:      8192,
@@ -366,6 +376,8 @@ func (c Config) Validate() error {
 		{"Limits.MaxPacketSize", l.MaxPacketSize < 128, l.MaxPacketSize, errors.New("too small (minimum 128 bytes)")},
 		{"Limits.MaxClients", l.MaxClients <= 0, l.MaxClients, positive},
 		{"Limits.MaxSessionExpiry", l.MaxSessionExpiry == 0, l.MaxSessionExpiry, positive},
+		{"Limits.MaxSubscriptions", l.MaxSubscriptions <= 0, l.MaxSubscriptions, positive},
+		{"Limits.MaxFilterLength", l.MaxFilterLength <= 0 || l.MaxFilterLength > 65535, l.MaxFilterLength, errors.New("must be 1 to 65535 bytes")},
 		{"Limits.MaxKeepAlive", l.MaxKeepAlive > MaxServerKeepAlive, fmt.Sprintf("%ds", l.MaxKeepAlive),
 			fmt.Errorf("at most %ds (mochi's keep-alive deadline wraps above it)", MaxServerKeepAlive)},
 		{"Limits.ReceiveMaximum", l.ReceiveMaximum == 0, l.ReceiveMaximum, positive},

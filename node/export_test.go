@@ -73,3 +73,13 @@ func (n *Node) LaggingForTest(peer string) bool {
 	defer l.mu.Unlock()
 	return l.lagging
 }
+
+// SessionFiltersForTest is how many filters mochi's session of client holds, and how many
+// filters this node routes for its own sessions.
+func (n *Node) SessionFiltersForTest(client string) (session, routed int) {
+	if cl, ok := n.mqtt.Clients.Get(client); ok {
+		session = cl.State.Subscriptions.Len()
+	}
+	local, _ := n.cluster.table.Local()
+	return session, len(local)
+}

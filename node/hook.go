@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -508,12 +509,57 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	}
 }
 
-// OnSubscribe marks the client's SUBSCRIBE as being checked (see OnACLCheck).
+// OnSubscribe marks the client's SUBSCRIBE as being checked (see OnACLCheck), and takes
+// out the filters over the session's limits (Limits.MaxSubscriptions, MaxFilterLength).
 func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if st := h.n.clients.byClient(cl); st != nil {
 		st.subscribing.Store(true)
+		st.overQuota = h.n.overQuota(cl, pk.Filters)
+		if len(st.overQuota) > 0 {
+			// mochi (v2.7.9) lets a hook refuse a filter only as not authorized (0x87): an
+			// invalid filter in its place is refused, unchecked and unstored, as 0x8F, which
+			// OnSubscribed makes 0x97 in the SUBACK mochi then sends.
+			pk.Filters = slices.Clone(pk.Filters)
+			for _, i := range st.overQuota {
+				pk.Filters[i].Filter = overQuotaFilter
+			}
+			h.n.metrics.limits.WithLabelValues("subscriptions").Add(float64(len(st.overQuota)))
+			h.n.throttled.log(h.n.log, slog.LevelInfo, "subscriptions over the session's limits refused", "client", cl.ID,
+				"refused", len(st.overQuota), "max_subscriptions", h.n.cfg.Limits.MaxSubscriptions, "max_filter_length", h.n.cfg.Limits.MaxFilterLength)
+		}
 	}
 	return pk
+}
+
+// overQuotaFilter stands in for a filter over the limits: mochi finds it invalid.
+const overQuotaFilter = "#/over-quota"
+
+// overQuota returns the indexes of filters that cl may not add: longer than MaxFilterLength,
+// or new ones beyond MaxSubscriptions. Its own inbox and probe topic do not count, so that a
+// full session can always take its directed messages.
+func (n *Node) overQuota(cl *mqtt.Client, filters packets.Subscriptions) []int {
+	held := map[string]bool{}
+	count := 0
+	for f := range cl.State.Subscriptions.GetAll() {
+		held[f] = true
+		if n.cluster.isRoute(cl.ID, f) {
+			count++
+		}
+	}
+	var over []int
+	for i, sub := range filters {
+		switch {
+		case len(sub.Filter) > n.cfg.Limits.MaxFilterLength:
+			over = append(over, i)
+		case held[sub.Filter] || !n.cluster.isRoute(cl.ID, sub.Filter):
+		case count >= n.cfg.Limits.MaxSubscriptions:
+			over = append(over, i)
+		default:
+			held[sub.Filter] = true
+			count++
+		}
+	}
+	return over
 }
 
 // OnSubscribed makes the client ready once it subscribes to its inbox, and makes its new
@@ -522,6 +568,14 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	if st := h.n.clients.byClient(cl); st != nil {
 		st.subscribing.Store(false)
+		// codes is the SUBACK's own slice (mochi builds the packet with it before calling
+		// this hook); MQTT 3.1.1 has only 0x80 for a refusal, which mochi set already.
+		for _, i := range st.overQuota {
+			if i < len(codes) && cl.Properties.ProtocolVersion >= 5 {
+				codes[i] = packets.ErrQuotaExceeded.Code
+			}
+		}
+		st.overQuota = nil
 		h.n.updateReady(st)
 	}
 	h.n.cluster.subscribed(cl, pk, codes)

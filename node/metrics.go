@@ -74,7 +74,7 @@ func newMetrics(reg *prometheus.Registry, n *Node) *metrics {
 		}, []string{"action"}),
 		limits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_node_limit_refusals_total",
-			Help: "Connections ended by a limit: packet_size, max_clients, receive_maximum, conn_rate, inflight; before authentication connect_timeout, connect_size, pending_connects, pending_connects_per_ip, auth_busy, auth_failures.",
+			Help: "Connections ended by a limit: packet_size, max_clients, receive_maximum, conn_rate, inflight; subscriptions refused over a session's limits: subscriptions; before authentication connect_timeout, connect_size, pending_connects, pending_connects_per_ip, auth_busy, auth_failures.",
 		}, []string{"limit"}),
 		movedOff: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchboard_node_clients_moved_off_total",

@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -379,4 +380,32 @@ func TestHealthzNamesTheInstanceWhileRegistering(t *testing.T) {
 		}
 		return err
 	})
+}
+
+// TestSubscriptionLimits: a session holds at most Limits.MaxSubscriptions filters, its own
+// inbox not counted, none longer than MaxFilterLength; the rest are refused 0x97 Quota
+// exceeded, stored nowhere (not in the session, not routed), while the filters within the
+// limits of the same SUBSCRIBE are granted. A security trial grew every node's heap to
+// hundreds of MiB with one client's 2,400 filters of 60 KB each.
+func TestSubscriptionLimits(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t, "limits-1")
+	cfg.Auth = openACL(t)
+	cfg.Limits.MaxSubscriptions, cfg.Limits.MaxFilterLength = 3, 32
+	n := startNode(t, cfg, testenv.OpenMemCoord(t, memcoord.NewCluster()), testenv.EmbeddedStore(t))
+	c := testenv.ConnectMQTT(t, n.Member().MQTTAddr, "greedy", testenv.MQTTOptions{CleanStart: true})
+	want := func(filters []string, codes ...byte) {
+		t.Helper()
+		got, err := c.SubscribeCodes(filters...)
+		if err != nil || !bytes.Equal(got, codes) {
+			t.Fatalf("subscribe %q: codes %x, %v; want %x", filters, got, err, codes)
+		}
+	}
+	long := "t/" + strings.Repeat("x", 31) // 33 bytes
+	want([]string{"t/1", long, "t/2"}, 1, 0x97, 1)
+	want([]string{"t/2", "t/3", "t/4", "t/5"}, 1, 1, 0x97, 0x97) // t/2 again is not a new one
+	want([]string{"inbox/greedy", "t/1"}, 1, 1)                  // the inbox does not count; t/1 is held
+	if session, routed := n.SessionFiltersForTest("greedy"); session != 4 || routed != 3 {
+		t.Fatalf("the session holds %d filters and the node routes %d, want 4 (t/1-3 and the inbox) and 3", session, routed)
+	}
 }

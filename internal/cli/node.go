@@ -84,6 +84,10 @@ func runNode(ctx context.Context, e env, args []string) error {
 		"how long a CONNECT waits for a credential check slot before it is refused as busy")
 	fs.IntVar(&cfg.Limits.AuthFailuresPerIP, "auth-failures-per-ip", d.Limits.AuthFailuresPerIP,
 		"failed authentications a minute from one source address before its CONNECTs are refused unchecked (0: no limit)")
+	fs.IntVar(&cfg.Limits.MaxSubscriptions, "max-subscriptions", d.Limits.MaxSubscriptions,
+		"most topic filters one session may hold, its inbox not counted; more are refused 0x97 Quota exceeded")
+	fs.IntVar(&cfg.Limits.MaxFilterLength, "max-filter-length", d.Limits.MaxFilterLength,
+		"longest topic filter a client may subscribe to, in bytes; longer ones are refused 0x97 Quota exceeded")
 	var maxSession time.Duration
 	fs.DurationVar(&maxSession, "max-session-expiry", time.Duration(d.Limits.MaxSessionExpiry)*time.Second, "cap on a client's session expiry interval")
 	var maxKeepAlive time.Duration
@@ -198,7 +202,7 @@ var nodeFlags = fieldFlags{
 	"InternalTLS": "--internal-cert, --internal-key and --internal-ca", "AdminToken": "--admin-token-file",
 	"Pprof": "--pprof", "Limits.MaxKeepAlive": "--max-keepalive", "InboxPrefix": "--inbox-prefix", "DataDir": "--data-dir",
 	"Limits.MaxPacketSize": "--max-packet-size", "Limits.MaxClients": "--max-clients",
-	"Limits.MaxSessionExpiry": "--max-session-expiry", "Limits.MaxInflight": "--max-inflight",
+	"Limits.MaxSessionExpiry": "--max-session-expiry", "Limits.MaxSubscriptions": "--max-subscriptions", "Limits.MaxFilterLength": "--max-filter-length", "Limits.MaxInflight": "--max-inflight",
 	"Limits.WritesPending": "--writes-pending", "Limits.ReadBuffer": "--read-buffer", "Limits.ConnRatePerIP": "--conn-rate",
 	"Limits.ConnBurstPerIP": "--conn-burst", "Limits.ConnectTimeout": "--connect-timeout",
 	"Limits.MaxConnectSize": "--max-connect-size", "Limits.MaxPending": "--max-pending-connects",

@@ -178,6 +178,22 @@ func (m *MQTTClient) Subscribe(filter string, qos byte) error {
 	return nil
 }
 
+// SubscribeCodes subscribes to filters at QoS 1 in one SUBSCRIBE and returns the SUBACK's
+// reason codes, refusals included.
+func (m *MQTTClient) SubscribeCodes(filters ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	subs := make([]paho.SubscribeOptions, len(filters))
+	for i, f := range filters {
+		subs[i] = paho.SubscribeOptions{Topic: f, QoS: 1}
+	}
+	sa, err := m.c.Subscribe(ctx, &paho.Subscribe{Subscriptions: subs})
+	if sa == nil {
+		return nil, fmt.Errorf("subscribe %v: %w", filters, err)
+	}
+	return sa.Reasons, nil // err only says that a code is a refusal
+}
+
 // SubscribeWith subscribes with MQTT 5 subscription options (retain handling, retain as
 // published, no local).
 func (m *MQTTClient) SubscribeWith(o paho.SubscribeOptions) error {
