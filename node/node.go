@@ -342,7 +342,7 @@ func (n *Node) applyStatus(ctx context.Context, st coord.Status, last int64) int
 		// Out of the load balancer at once (healthz 503, new connections refused); out of
 		// the live set after the grace period; clients moved off after that.
 		n.gate.Store(&gateState{reason: "quarantined", redirect: true})
-		n.quarantine.begin(ctx, n, st.Mark)
+		n.quarantine.begin(ctx, n, st.Mark, st.Live())
 	} else {
 		n.quarantine.end(n)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/auth"
+	"github.com/switchboard-mqtt/switchboard/coord"
 	"github.com/switchboard-mqtt/switchboard/coord/coordtest"
 	"github.com/switchboard-mqtt/switchboard/coord/memcoord"
 	"github.com/switchboard-mqtt/switchboard/healthz"
@@ -407,5 +408,48 @@ func TestSubscriptionLimits(t *testing.T) {
 	want([]string{"inbox/greedy", "t/1"}, 1, 1)                  // the inbox does not count; t/1 is held
 	if session, routed := n.SessionFiltersForTest("greedy"); session != 4 || routed != 3 {
 		t.Fatalf("the session holds %d filters and the node routes %d, want 4 (t/1-3 and the inbox) and 3", session, routed)
+	}
+}
+
+// TestQuarantinedOutOfTheLiveSetMovesClientsAtOnce: a node whose session ended while it was
+// marked (frozen past its session timeout: fenced when it thaws) finds the mark as it
+// registers again, out of the live set and of the load balancer already. It moves its
+// clients off at once instead of waiting the grace period, which exists only to take a
+// live node out of the load balancer first (a trial's clients waited 10 s more on a node
+// nobody routed to).
+func TestQuarantinedOutOfTheLiveSetMovesClientsAtOnce(t *testing.T) {
+	t.Parallel()
+	cl := memcoord.NewCluster()
+	cfg := testConfig(t, "qo-1")
+	cfg.Quarantine.Grace, cfg.Quarantine.MoveRate = time.Minute, 100
+	nc := testenv.OpenMemCoord(t, cl)
+	n := startNode(t, cfg, nc, testenv.EmbeddedStore(t))
+	var clients []*testenv.MQTTClient
+	for i := range 20 {
+		clients = append(clients, testenv.ConnectMQTT(t, n.Member().MQTTAddr, fmt.Sprintf("qo-c%d", i), testenv.MQTTOptions{CleanStart: true}))
+	}
+	mon := testenv.OpenMemCoord(t, cl)
+	ctx := testenv.Context(t, 30*time.Second)
+	lead, err := mon.Campaign(ctx, "monitor", "mon")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mon.SetQuarantine(ctx, coord.Quarantine{Node: "qo-1", Reason: "test", At: time.Now(), By: "mon"}, lead); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if _, h, err := getHealth(n.Member().AdminAddr); err != nil || h.Gate != "quarantined" {
+			return fmt.Errorf("gate %q, %v", h.Gate, err)
+		}
+		return nil
+	})
+	nc.ExpireSession() // fenced; registering again finds the mark
+	deadline := time.After(10 * time.Second)
+	for i, c := range clients {
+		select {
+		case <-c.Done():
+		case <-deadline:
+			t.Fatalf("client %d of %d still connected 10s after the node left the live set (grace %v)", i+1, len(clients), cfg.Quarantine.Grace)
+		}
 	}
 }

@@ -19,27 +19,42 @@ type quarantine struct {
 	active bool
 	cancel context.CancelFunc
 	done   chan struct{}
+	out    chan struct{} // closed once the node is out of the live set: the grace is over
 }
 
-// begin starts leaving service, once per mark.
-func (q *quarantine) begin(ctx context.Context, n *Node, mark *coord.Quarantine) {
+// begin starts leaving service, once per mark. live says whether the node is in the live
+// set (and so, possibly, in the load balancer): only then does it wait the grace period.
+// A node that finds the mark as it registers again (fenced while frozen, say) is out of
+// both already, and its clients are moved off at once: waiting would leave them on a node
+// nobody routes to.
+func (q *quarantine) begin(ctx context.Context, n *Node, mark *coord.Quarantine, live bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.active {
-		return
+	if !q.active {
+		q.active = true
+		qctx, cancel := context.WithCancel(ctx)
+		q.cancel, q.done, q.out = cancel, make(chan struct{}), make(chan struct{})
+		if live {
+			n.log.Warn("quarantined: refusing new connections, healthz 503; leaving the live set after the grace period",
+				"reason", mark.Reason, "by", mark.By, "grace", n.cfg.Quarantine.Grace)
+		}
+		done, out := q.done, q.out
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			defer close(done)
+			n.leaveService(qctx, out)
+		}()
 	}
-	q.active = true
-	qctx, cancel := context.WithCancel(ctx)
-	q.cancel, q.done = cancel, make(chan struct{})
-	n.log.Warn("quarantined: refusing new connections, healthz 503; leaving the live set after the grace period",
-		"reason", mark.Reason, "by", mark.By, "grace", n.cfg.Quarantine.Grace)
-	done := q.done
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		defer close(done)
-		n.leaveService(qctx)
-	}()
+	if !live {
+		select {
+		case <-q.out:
+		default:
+			close(q.out)
+			n.log.Warn("quarantined while out of the live set: refusing new connections, healthz 503, moving clients off now",
+				"reason", mark.Reason, "by", mark.By)
+		}
+	}
 }
 
 // end stops leaving service (the mark was released, or the node is stopping).
@@ -60,13 +75,14 @@ func (q *quarantine) end(n *Node) {
 	}
 }
 
-// leaveService waits the load-balancer grace, withdraws from the live set and moves the
+// leaveService waits the load-balancer grace (cut short once out is closed), withdraws from the live set and moves the
 // clients off at a bounded rate.
-func (n *Node) leaveService(ctx context.Context) {
+func (n *Node) leaveService(ctx context.Context, out <-chan struct{}) {
 	t := time.NewTimer(n.cfg.Quarantine.Grace)
 	defer t.Stop()
 	select {
 	case <-t.C:
+	case <-out:
 	case <-ctx.Done():
 		return
 	}
