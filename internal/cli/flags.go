@@ -279,6 +279,8 @@ type redisOptions struct {
 	// durability and durabilityTimeout are redisstore.Config's.
 	durability        string
 	durabilityTimeout time.Duration
+	// clientName names the connections (redisstore.ClientName), set by the command.
+	clientName string
 }
 
 func (o *redisOptions) register(fs *flag.FlagSet) {
@@ -335,6 +337,7 @@ func (o *redisOptions) config(log *slog.Logger) (redisstore.Config, error) {
 		return cfg, err
 	}
 	cfg.Logger = log
+	cfg.ClientName = o.clientName
 	if err := cfg.Validate(); err != nil {
 		return cfg, usageError{err}
 	}

@@ -9,6 +9,8 @@ import (
 	"os/user"
 	"time"
 
+	"github.com/switchboard-mqtt/switchboard/store/redisstore"
+
 	"github.com/switchboard-mqtt/switchboard/coord"
 	"github.com/switchboard-mqtt/switchboard/monitor"
 	"github.com/switchboard-mqtt/switchboard/watcher"
@@ -56,6 +58,7 @@ func runMonitor(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	if ro.given() {
+		ro.clientName = redisstore.ClientName("monitor", cfg.ID)
 		if _, err := ro.config(log); err != nil {
 			return err
 		}

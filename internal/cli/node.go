@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/switchboard-mqtt/switchboard/store/redisstore"
+
 	"github.com/switchboard-mqtt/switchboard/node"
 )
 
@@ -166,6 +168,7 @@ func runNode(ctx context.Context, e env, args []string) error {
 	if err := zo.validate(); err != nil {
 		return err
 	}
+	ro.clientName = redisstore.ClientName("node", cfg.ID)
 	if _, err := ro.config(log); err != nil {
 		return err
 	}

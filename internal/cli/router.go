@@ -8,6 +8,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/switchboard-mqtt/switchboard/store/redisstore"
+
 	"github.com/switchboard-mqtt/switchboard/router"
 	"github.com/switchboard-mqtt/switchboard/watcher"
 )
@@ -84,6 +86,7 @@ func runRouter(ctx context.Context, e env, args []string) error {
 	if err := zo.validate(); err != nil {
 		return err
 	}
+	ro.clientName = redisstore.ClientName("router", id)
 	if _, err := ro.config(log); err != nil {
 		return err
 	}

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/switchboard-mqtt/switchboard/store/redisstore"
+
 	"github.com/switchboard-mqtt/switchboard/auth"
 	"github.com/switchboard-mqtt/switchboard/coord"
 	"github.com/switchboard-mqtt/switchboard/coord/etcdcoord"
@@ -171,6 +173,7 @@ func (u *upCluster) startBackends(ctx context.Context, o upOptions) error {
 	case o.redis.given():
 		u.stores = "Redis at " + redactURL(o.redis.addr) + o.redis.sentinels + o.redis.cluster
 		u.prog.Set("connecting to %s", u.stores)
+		o.redis.clientName = redisstore.ClientName("up", "")
 		if u.st, err = o.redis.open(ctx, u.log); err != nil {
 			return err
 		}

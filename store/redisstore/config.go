@@ -51,6 +51,9 @@ type Config struct {
 	ReadTimeout time.Duration
 	// WriteTimeout bounds sending a command. Zero means default.
 	WriteTimeout time.Duration
+	// ClientName names every connection (CLIENT SETNAME), so that CLIENT LIST shows which
+	// process holds each; see ClientName. Empty leaves the connections unnamed.
+	ClientName string
 	// PoolSize is the maximum number of connections; zero means go-redis's default of 10
 	// per CPU.
 	PoolSize int
@@ -176,6 +179,9 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("negative %s %v", d.name, d.v))
 		}
 	}
+	if strings.IndexFunc(c.ClientName, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
+		errs = append(errs, fmt.Errorf("bad ClientName %q: Redis takes printable ASCII without spaces", c.ClientName))
+	}
 	if c.PoolSize < 0 {
 		errs = append(errs, fmt.Errorf("negative PoolSize %d", c.PoolSize))
 	}
@@ -194,4 +200,20 @@ func checkHostPort(addr string) error {
 		return errors.New("want host:port")
 	}
 	return nil
+}
+
+// ClientName is the connection name of a switchboard process: "switchboard-", its role
+// (node, router, monitor, up), "-" and its id (if any), with any character Redis refuses in a name (a
+// space, a control character, anything outside printable ASCII) replaced by '_'.
+func ClientName(role, id string) string {
+	name := "switchboard-" + role
+	if id != "" {
+		name += "-" + id
+	}
+	return strings.Map(func(r rune) rune {
+		if r <= ' ' || r > '~' {
+			return '_'
+		}
+		return r
+	}, name)
 }

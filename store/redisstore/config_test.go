@@ -1,7 +1,9 @@
 package redisstore_test
 
 import (
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,6 +41,7 @@ func TestConfigValidate(t *testing.T) {
 		{"NegativeRead", func(c *redisstore.Config) { c.ReadTimeout = -time.Second }, []string{"ReadTimeout", "-1s"}},
 		{"NegativeWrite", func(c *redisstore.Config) { c.WriteTimeout = -time.Second }, []string{"WriteTimeout", "-1s"}},
 		{"NegativePool", func(c *redisstore.Config) { c.PoolSize = -2 }, []string{"PoolSize", "-2"}},
+		{"SpaceInClientName", func(c *redisstore.Config) { c.ClientName = "router one" }, []string{"ClientName", `"router one"`}},
 		{"AddrAndCluster", func(c *redisstore.Config) { c.ClusterAddrs = []string{"h:1"} }, []string{"Addr", "ClusterAddrs"}},
 		{"BadCluster", func(c *redisstore.Config) { c.Addr, c.ClusterAddrs = "", []string{"h:1", "nope"} }, []string{"ClusterAddrs[1]", `"nope"`}},
 		{"ClusterDB", func(c *redisstore.Config) { c.Addr, c.ClusterAddrs, c.DB = "", []string{"h:1"}, 2 }, []string{"DB", "2"}},
@@ -71,4 +74,42 @@ func TestZeroFieldsTakeDefaults(t *testing.T) {
 	if err := s.Ping(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestConnectionsCarryTheClientName: every connection of a store made with a ClientName
+// shows it in CLIENT LIST, and ClientName makes a name Redis takes of any id.
+func TestConnectionsCarryTheClientName(t *testing.T) {
+	if got, want := redisstore.ClientName("router", "edge 1\tö"), "switchboard-router-edge_1__"; got != want {
+		t.Fatalf("ClientName = %q, want %q", got, want)
+	}
+	if got := redisstore.ClientName("up", ""); got != "switchboard-up" {
+		t.Fatalf("ClientName without an id = %q", got)
+	}
+	addr := shared.Redis(t).Addr
+	cfg := testConfig(t, addr)
+	cfg.ClientName = redisstore.ClientName("router", "named-"+strings.ToLower(t.Name()))
+	s := open(t, cfg)
+	ctx, cancel := testContext(t, 10*time.Second)
+	defer cancel()
+	// Several calls at once, so the pool holds more than one connection.
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.Depth(ctx, fmt.Sprint("named-", i)); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	list, err := rawClient(t, addr).ClientList(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := strings.Count(list, " name="+cfg.ClientName+" ")
+	if named == 0 {
+		t.Fatalf("no connection named %s in CLIENT LIST:\n%s", cfg.ClientName, list)
+	}
+	t.Logf("%d connections named %s", named, cfg.ClientName)
 }

@@ -84,6 +84,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			DialTimeout:              cfg.DialTimeout,
 			ReadTimeout:              cfg.ReadTimeout,
 			WriteTimeout:             cfg.WriteTimeout,
+			ClientName:               cfg.ClientName,
 			PoolSize:                 cfg.PoolSize,
 			TLSConfig:                cfg.TLS,
 			ContextTimeoutEnabled:    true,
@@ -114,6 +115,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			DialTimeout:   cfg.DialTimeout,
 			ReadTimeout:   cfg.ReadTimeout,
 			WriteTimeout:  cfg.WriteTimeout,
+			ClientName:    cfg.ClientName,
 			PoolSize:      cfg.PoolSize,
 			TLSConfig:     cfg.TLS,
 			// Let the caller's deadline bound each call, as store.Store promises.
@@ -131,6 +133,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			DialTimeout:              cfg.DialTimeout,
 			ReadTimeout:              cfg.ReadTimeout,
 			WriteTimeout:             cfg.WriteTimeout,
+			ClientName:               cfg.ClientName,
 			PoolSize:                 cfg.PoolSize,
 			TLSConfig:                cfg.TLS,
 			ContextTimeoutEnabled:    true,
