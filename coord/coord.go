@@ -48,6 +48,9 @@ type Member struct {
 	// has been stored, it sends nothing more that the notice forbids after this long. Zero
 	// means the default.
 	LeaseMillis int64 `json:"lease_ms,omitempty"`
+	// MQTTProxy says MQTTAddr requires a PROXY protocol header (the node's ProxyProtocol):
+	// a prober that dials it directly sends a LOCAL one, as a load balancer's check does.
+	MQTTProxy bool `json:"mqtt_proxy,omitempty"`
 	// Epoch is set by the coordinator, not written by the member: the entry's creation
 	// transaction id (ZooKeeper czxid, etcd create revision). It is different for every
 	// registration, so a delivery addressed to an older epoch can be refused.

@@ -568,3 +568,32 @@ func TestNoFalseQuarantineUnderSteadyLoad(t *testing.T) {
 		t.Fatalf("healthy nodes quarantined under load: %+v", q)
 	}
 }
+
+// TestMonitorProbesNodesBehindTheProxyProtocol: nodes that require the PROXY protocol
+// (--proxy-protocol, the monitor's address trusted) pass the monitor's probes, which send a
+// LOCAL header as a load balancer's check does; they are not quarantined. Without the
+// header every probe connection was closed and both nodes failed every round.
+func TestMonitorProbesNodesBehindTheProxyProtocol(t *testing.T) {
+	c := newCluster(t)
+	proxied := append([]string{"--proxy-protocol", "--proxy-trusted", "127.0.0.1/32"}, graceArgs...)
+	c.startNode("pp-m1", proxied...)
+	c.startNode("pp-m2", proxied...)
+	mon := c.startLeadingMonitor("mon-pp")
+	mon.waitRounds(t, 5, 20*time.Second) // past --fail-after 3
+	st, err := mon.state()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"pp-m1", "pp-m2"} {
+		p, ok := st.Nodes[id]
+		if !ok || !p.MQTT.OK || !p.E2E.OK {
+			t.Errorf("%s: last probe %+v (probed %v), want MQTT and end to end passed", id, p, ok)
+		}
+		if v, err := metric(mon.admin, `switchboard_monitor_probes_total{node="`+id+`",result="failed"}`); err != nil || v != 0 {
+			t.Errorf("%s failed %v probe rounds (%v)", id, v, err)
+		}
+	}
+	if q := c.quarantines(); len(q) != 0 {
+		t.Fatalf("quarantined: %+v", q)
+	}
+}

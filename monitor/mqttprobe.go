@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/switchboard-mqtt/switchboard/coord"
 	"github.com/switchboard-mqtt/switchboard/internal/mqttclient"
 )
 
@@ -15,20 +16,21 @@ type mqttResult struct {
 	E2E  time.Duration // PUBLISH to the probe's own subscription and back through the node
 }
 
-// probeMQTT connects to addr as an MQTT 3.1.1 client, pings, publishes a QoS 1 message to a
-// topic only it subscribes to and waits for both its PUBACK and the message itself: the
-// node accepted, parsed, routed and delivered. The client uses mochi's packet codec, so it
-// speaks exactly what nodes parse.
-func probeMQTT(ctx context.Context, addr, clientID, topic, username, password string) (mqttResult, error) {
+// probeMQTT connects to member's MQTT address (with a PROXY header if it requires one) as
+// an MQTT 3.1.1 client, pings, publishes a QoS 1 message to a topic only it subscribes to
+// and waits for both its PUBACK and the message itself: the node accepted, parsed, routed
+// and delivered. The client uses mochi's packet codec, so it speaks exactly what nodes
+// parse.
+func probeMQTT(ctx context.Context, member coord.Member, clientID, topic, username, password string) (mqttResult, error) {
 	var res mqttResult
 	start := time.Now()
 	// payload is written before Start and read only by the client's reader goroutine after
 	// it; the channels carry the two halves of the answer.
 	var payload []byte
 	acked, echoed := make(chan struct{}, 1), make(chan struct{}, 1)
-	c, err := mqttclient.Dial(ctx, addr, mqttclient.Options{
+	c, err := mqttclient.Dial(ctx, member.MQTTAddr, mqttclient.Options{
 		ID: clientID, Version: 4, KeepAlive: 30, MaxInflight: 1,
-		Username: username, Password: password,
+		Username: username, Password: password, ProxyLocal: member.MQTTProxy,
 		OnMessage: func(m *mqttclient.Message) {
 			if payload != nil && m.Topic == topic && bytes.Equal(m.Payload, payload) {
 				signal(echoed)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-mqtt/switchboard/coord"
 	"github.com/switchboard-mqtt/switchboard/inbox"
 	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 )
@@ -15,7 +16,7 @@ func TestProbeMQTT(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	id := "sb-probe.m1.n1"
-	res, err := probeMQTT(ctx, addr, id, inbox.ProbeTopicPrefix+id, "", "")
+	res, err := probeMQTT(ctx, coord.Member{MQTTAddr: addr}, id, inbox.ProbeTopicPrefix+id, "", "")
 	if err != nil {
 		t.Fatalf("probe: %v", err)
 	}
@@ -29,7 +30,7 @@ func TestProbeMQTTRefused(t *testing.T) {
 	_, addr := testenv.StartMochi(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	res, err := probeMQTT(ctx, addr, "refused-probe", inbox.ProbeTopicPrefix+"refused-probe", "", "")
+	res, err := probeMQTT(ctx, coord.Member{MQTTAddr: addr}, "refused-probe", inbox.ProbeTopicPrefix+"refused-probe", "", "")
 	if err == nil || res.Ping != 0 {
 		t.Fatalf("probe of a refusing broker: %+v, %v", res, err)
 	}

@@ -60,7 +60,7 @@ func (m *Monitor) probe(ctx context.Context, member coord.Member, prev *Probe) P
 	id := fmt.Sprintf("sb-probe.%s.%s", m.cfg.ID, member.ID)
 	// Every client may use exactly its own probe topic, whatever its credentials.
 	topic := inbox.ProbeTopicPrefix + id
-	res, mqttErr := probeMQTT(ctx, member.MQTTAddr, id, topic, m.cfg.ProbeUsername, m.cfg.ProbePassword)
+	res, mqttErr := probeMQTT(ctx, member, id, topic, m.cfg.ProbeUsername, m.cfg.ProbePassword)
 	switch err := mqttErr; {
 	case err != nil && res.Ping == 0:
 		p.MQTT = Check{Error: err.Error()}

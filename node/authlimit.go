@@ -46,7 +46,8 @@ const (
 // clients that have not failed. Safe for concurrent use.
 type authGuard struct {
 	slots  int
-	budget int // failures per address and window; 0: no budget
+	budget int     // failures per address and window; 0: no budget
+	exempt addrSet // addresses without a budget
 	now    func() time.Time
 	checks atomic.Int64 // credential checks run
 
@@ -70,8 +71,8 @@ type failures struct {
 	n     int
 }
 
-func newAuthGuard(concurrency, budget int) *authGuard {
-	return &authGuard{slots: concurrency, budget: budget, now: time.Now, addrs: map[string]*failures{}}
+func newAuthGuard(concurrency, budget int, exempt addrSet) *authGuard {
+	return &authGuard{slots: concurrency, budget: budget, exempt: exempt, now: time.Now, addrs: map[string]*failures{}}
 }
 
 // check runs fn, the credential check of a CONNECT from address ip, when a slot is free:
@@ -79,7 +80,8 @@ func newAuthGuard(concurrency, budget int) *authGuard {
 // waiting or running fn when ip has used up its budget, and fn's error otherwise; an error
 // from fn counts as a failure against ip.
 func (g *authGuard) check(ctx context.Context, ip string, fn func() error) error {
-	if g.throttled(ip) {
+	budgeted := !g.exempt.contains(ip)
+	if budgeted && g.throttled(ip) {
 		return errAuthThrottled
 	}
 	if !g.acquire(ctx, ip) {
@@ -88,12 +90,12 @@ func (g *authGuard) check(ctx context.Context, ip string, fn func() error) error
 	defer g.release()
 	// Failures may have come in while this one waited: the budget holds to within the
 	// number of slots.
-	if g.throttled(ip) {
+	if budgeted && g.throttled(ip) {
 		return errAuthThrottled
 	}
 	g.checks.Add(1)
 	err := fn()
-	if err != nil {
+	if err != nil && budgeted {
 		g.fail(ip)
 	}
 	return err

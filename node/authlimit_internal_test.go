@@ -31,7 +31,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 func guardWithClock(concurrency, budget int) (*authGuard, *fakeClock) {
-	g := newAuthGuard(concurrency, budget)
+	g := newAuthGuard(concurrency, budget, nil)
 	clk := &fakeClock{now: time.Unix(1_700_000_000, 0)}
 	g.now = clk.Now
 	return g, clk
@@ -39,7 +39,7 @@ func guardWithClock(concurrency, budget int) (*authGuard, *fakeClock) {
 
 func TestAuthGuardBoundsConcurrentChecks(t *testing.T) {
 	t.Parallel()
-	g := newAuthGuard(2, 0)
+	g := newAuthGuard(2, 0, nil)
 	release := make(chan struct{})
 	var running, peak atomic.Int32
 	started := make(chan struct{}, 10)
@@ -136,7 +136,7 @@ func TestAuthGuardFailureBudget(t *testing.T) {
 
 func TestAuthGuardBudgetHoldsForChecksThatWaited(t *testing.T) {
 	t.Parallel()
-	g := newAuthGuard(1, 2)
+	g := newAuthGuard(1, 2, nil)
 	gate := make(chan struct{})
 	var ran atomic.Int32
 	var wg sync.WaitGroup
@@ -198,7 +198,7 @@ func TestAuthGuardTableIsCapped(t *testing.T) {
 
 func TestAuthGuardWithoutBudget(t *testing.T) {
 	t.Parallel()
-	g := newAuthGuard(1, 0)
+	g := newAuthGuard(1, 0, nil)
 	for i := 0; i < 50; i++ {
 		if err := g.check(context.Background(), "10.0.0.1", func() error { return errWrong }); !errors.Is(err, errWrong) {
 			t.Fatalf("check %d: %v", i, err)
@@ -226,7 +226,7 @@ func waitWaiting(t *testing.T, g *authGuard, n int) {
 
 func TestAuthGuardServesAddressesThatHaveNotFailedFirst(t *testing.T) {
 	t.Parallel()
-	g := newAuthGuard(1, 10)
+	g := newAuthGuard(1, 10, nil)
 	for i := 0; i < 3; i++ {
 		g.fail("10.0.0.66") // a flood's address
 	}
@@ -268,7 +268,7 @@ func TestAuthGuardServesAddressesThatHaveNotFailedFirst(t *testing.T) {
 
 func TestAuthGuardWaiterThatGivesUpLeavesTheQueue(t *testing.T) {
 	t.Parallel()
-	g := newAuthGuard(1, 0)
+	g := newAuthGuard(1, 0, nil)
 	hold := make(chan struct{})
 	held := make(chan struct{})
 	done := make(chan struct{})

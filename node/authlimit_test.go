@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -17,7 +18,8 @@ import (
 // TestAuthenticateWithinBounds: the credential check OnConnect runs on a real node counts
 // failures per source address and, past the budget, refuses that address's CONNECTs with
 // credentials without checking them (CONNACK 0x9F, 3.1.1 0x03); other addresses and
-// anonymous clients are not affected.
+// anonymous clients are not affected, and an exempt address (a monitor's) has no budget:
+// its failures are not counted, so its right password is still checked and admitted.
 func TestAuthenticateWithinBounds(t *testing.T) {
 	t.Parallel()
 	c, st := backendsFor(t)
@@ -37,6 +39,7 @@ func TestAuthenticateWithinBounds(t *testing.T) {
 	cfg := testConfig(t, "auth-limit")
 	cfg.Auth = a
 	cfg.Limits.AuthFailuresPerIP = 3
+	cfg.Limits.PerIPExempt = []netip.Prefix{netip.MustParsePrefix("192.0.2.9/32")}
 	n := startNode(t, cfg, c, st)
 
 	attacker, other := net.ParseIP("192.0.2.7"), net.ParseIP("192.0.2.8")
@@ -67,6 +70,15 @@ func TestAuthenticateWithinBounds(t *testing.T) {
 	}
 	if method, _, err := n.AuthenticateForTest(attacker, 5, "", "", "anon-1"); err != nil || method != auth.MethodAnonymous {
 		t.Fatalf("anonymous from the throttled address: %q %v", method, err)
+	}
+	monitor := net.ParseIP("192.0.2.9")
+	for i := range 5 {
+		if _, _, err := n.AuthenticateForTest(monitor, 4, "alice", "wrong", "alice"); !errors.Is(err, auth.ErrBadCredentials) {
+			t.Fatalf("exempt address, failure %d: %v, want the password checked and refused", i, err)
+		}
+	}
+	if method, _, err := n.AuthenticateForTest(monitor, 4, "alice", "alice-password", "alice"); err != nil || method != auth.MethodPassword {
+		t.Fatalf("exempt address past the budget: %q %v, want admitted", method, err)
 	}
 }
 

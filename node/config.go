@@ -202,6 +202,12 @@ type Limits struct {
 	// without being checked until the minute from its first failure has passed (0: no
 	// limit).
 	AuthFailuresPerIP int
+	// PerIPExempt are source addresses the per-address limits (ConnRatePerIP,
+	// MaxPendingPerIP, AuthFailuresPerIP) do not apply to: the monitors', whose probes
+	// would otherwise be refused, and the node quarantined, once a client sharing their
+	// address spent its share. The limits on all connections still apply to them, and
+	// their credential checks wait for a slot like any other.
+	PerIPExempt []netip.Prefix
 }
 
 // HealthConfig sets the node's own readiness checks (the /healthz detail).

@@ -47,10 +47,10 @@ func startTestListenerWith(t *testing.T, lim Limits, establish func(string, net.
 			tl.refusal[limit]++
 			tl.mu.Unlock()
 		},
-		pending:        newPendingSet(lim.MaxPending, lim.MaxPendingPerIP, lim.MaxClients+int64(lim.MaxPending)),
+		pending:        newPendingSet(lim.MaxPending, lim.MaxPendingPerIP, lim.MaxClients+int64(lim.MaxPending), addrSet(lim.PerIPExempt)),
 		connectTimeout: lim.ConnectTimeout,
 		maxConnect:     lim.MaxConnectSize,
-		auth:           newAuthGuard(1, 0),
+		auth:           newAuthGuard(1, 0, nil),
 	}
 	adjust(tl.listener)
 	served := make(chan struct{})
@@ -166,6 +166,50 @@ func TestProxyPerAddressPendingLimitUsesTheHeaderAddress(t *testing.T) {
 	<-fb.got
 	if n := tl.refusals("pending_connects_per_ip"); n != 1 {
 		t.Fatalf("pending_connects_per_ip refusals %d, want 1", n)
+	}
+}
+
+// TestPerIPExemptAddressesHaveNoShare: an address in Limits.PerIPExempt (a monitor's)
+// keeps more connections pending than MaxPendingPerIP and is not rate limited, while
+// another address is held to both.
+func TestPerIPExemptAddressesHaveNoShare(t *testing.T) {
+	t.Parallel()
+	lim := testLimits()
+	lim.MaxPendingPerIP = 1
+	lim.ConnectTimeout = 5 * time.Second
+	lim.PerIPExempt = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}
+	fb := newFakeBroker()
+	tl := proxyListener(t, lim, fb.establish, false, nil)
+	for range 3 {
+		c := dialFrom(t, "127.0.0.1", tl.addr)
+		if _, err := c.Write(proxyHeader(t, 2, "198.51.100.9")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := dialFrom(t, "127.0.0.1", tl.addr)
+	if _, err := held.Write(proxyHeader(t, 2, "203.0.113.7")); err != nil {
+		t.Fatal(err)
+	}
+	refused := dialFrom(t, "127.0.0.1", tl.addr)
+	_, _ = refused.Write(proxyHeader(t, 2, "203.0.113.7"))
+	closedWithin(t, refused, 2*time.Second)
+	tl.pending.mu.Lock()
+	pending, exempt := len(tl.pending.conns), tl.pending.byIP["198.51.100.9"]
+	tl.pending.mu.Unlock()
+	if pending != 4 || exempt != 0 {
+		t.Fatalf("%d pending (want the 3 exempt and 1 other), %d counted for the exempt address (want 0)", pending, exempt)
+	}
+	if n := tl.refusals("pending_connects_per_ip"); n != 1 {
+		t.Fatalf("pending_connects_per_ip refusals %d, want 1 (the second of the other address)", n)
+	}
+	r := newRateLimiter(1, 1, addrSet(lim.PerIPExempt))
+	for i := range 5 {
+		if !r.allow("198.51.100.9") {
+			t.Fatalf("exempt address rate limited at connection %d", i+1)
+		}
+	}
+	if !r.allow("203.0.113.7") || r.allow("203.0.113.7") {
+		t.Fatal("another address: want its burst of 1 allowed, then refused")
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -61,20 +62,21 @@ type listener struct {
 // each connection) with the node's limits and registers its gauges.
 func (n *Node) newMQTTListener(l net.Listener, tlsCfg *tls.Config) *listener {
 	lim := n.cfg.Limits
+	exempt := addrSet(lim.PerIPExempt)
 	ml := &listener{id: "mqtt", l: l, log: n.log.With("component", "mqtt-listener"),
 		onPanic: n.onPanic, onEnd: n.connectionEnded, onDone: n.connectionDone, closeAll: n.disconnectAll,
 		refused:        func(limit string) { n.metrics.limits.WithLabelValues(limit).Inc() },
-		pending:        newPendingSet(lim.MaxPending, lim.MaxPendingPerIP, lim.MaxClients+int64(lim.MaxPending)),
+		pending:        newPendingSet(lim.MaxPending, lim.MaxPendingPerIP, lim.MaxClients+int64(lim.MaxPending), exempt),
 		connectTimeout: lim.ConnectTimeout,
 		maxConnect:     lim.MaxConnectSize,
-		auth:           newAuthGuard(lim.AuthConcurrency, lim.AuthFailuresPerIP),
+		auth:           newAuthGuard(lim.AuthConcurrency, lim.AuthFailuresPerIP, exempt),
 		tls:            tlsCfg,
 	}
 	if n.cfg.ProxyProtocol {
 		ml.proxy = &proxyPolicy{trusted: n.cfg.ProxyTrusted}
 	}
 	if lim.ConnRatePerIP > 0 {
-		ml.limiter = newRateLimiter(lim.ConnRatePerIP, lim.ConnBurstPerIP)
+		ml.limiter = newRateLimiter(lim.ConnRatePerIP, lim.ConnBurstPerIP, exempt)
 	}
 	n.registry.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -298,10 +300,11 @@ var (
 	errPerIPLimit = errors.New("pending connections for this address exceeded")
 )
 
-// rateLimiter is a token bucket per source IP address.
+// rateLimiter is a token bucket per source IP address; exempt addresses have none.
 type rateLimiter struct {
-	rate  float64 // tokens a second
-	burst float64
+	rate   float64 // tokens a second
+	burst  float64
+	exempt addrSet
 
 	mu      sync.Mutex
 	buckets map[string]*bucket
@@ -313,11 +316,14 @@ type bucket struct {
 	last   time.Time
 }
 
-func newRateLimiter(rate float64, burst int) *rateLimiter {
-	return &rateLimiter{rate: rate, burst: float64(burst), buckets: map[string]*bucket{}}
+func newRateLimiter(rate float64, burst int, exempt addrSet) *rateLimiter {
+	return &rateLimiter{rate: rate, burst: float64(burst), exempt: exempt, buckets: map[string]*bucket{}}
 }
 
 func (r *rateLimiter) allow(ip string) bool {
+	if r.exempt.contains(ip) {
+		return true
+	}
 	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -342,4 +348,25 @@ func (r *rateLimiter) allow(ip string) bool {
 	}
 	b.tokens--
 	return true
+}
+
+// addrSet is a list of address prefixes: the sources the per-address limits exempt.
+type addrSet []netip.Prefix
+
+// contains reports whether ip (an address as addrIP gives it) is in one of the prefixes.
+func (s addrSet) contains(ip string) bool {
+	if len(s) == 0 {
+		return false
+	}
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range s {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }

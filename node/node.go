@@ -258,6 +258,7 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 		StartedAt:    time.Now().UTC().Truncate(time.Millisecond),
 		Instance:     n.instance,
 		LeaseMillis:  cfg.Lease.Duration.Milliseconds(),
+		MQTTProxy:    cfg.ProxyProtocol,
 	}
 	if n.reg, err = n.coord.Register(ctx, n.member); err != nil {
 		if errors.Is(err, coord.ErrDuplicate) {

@@ -103,6 +103,7 @@ type pendingSet struct {
 	max     int   // pending connections in all
 	perIP   int   // pending connections from one address; 0: no limit
 	maxOpen int64 // open connections, pending or not
+	exempt  addrSet
 
 	mu     sync.Mutex
 	conns  map[*preauthConn]struct{} // pending
@@ -111,8 +112,8 @@ type pendingSet struct {
 	closed bool
 }
 
-func newPendingSet(max, perIP int, maxOpen int64) *pendingSet {
-	return &pendingSet{max: max, perIP: perIP, maxOpen: maxOpen,
+func newPendingSet(max, perIP int, maxOpen int64, exempt addrSet) *pendingSet {
+	return &pendingSet{max: max, perIP: perIP, maxOpen: maxOpen, exempt: exempt,
 		conns: map[*preauthConn]struct{}{}, byIP: map[string]int{}}
 }
 
@@ -120,6 +121,9 @@ func newPendingSet(max, perIP int, maxOpen int64) *pendingSet {
 // refuses it ("" once the set is closed). An empty ip (not known yet: it comes in a PROXY
 // header) takes no per-address share until assign gives it one.
 func (p *pendingSet) admit(conn net.Conn, ip string) (*preauthConn, string) {
+	if p.exempt.contains(ip) {
+		ip = "" // no per-address share
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
@@ -151,7 +155,7 @@ func (p *pendingSet) admit(conn net.Conn, ip string) (*preauthConn, string) {
 func (p *pendingSet) assign(c *preauthConn, ip string) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !c.pending.Load() || c.ip != "" {
+	if !c.pending.Load() || c.ip != "" || p.exempt.contains(ip) {
 		return ""
 	}
 	if p.perIP > 0 && p.byIP[ip] >= p.perIP {

@@ -151,10 +151,10 @@ func startTestListener(t *testing.T, lim Limits, tlsCfg *tls.Config, establish f
 			tl.refusal[limit]++
 			tl.mu.Unlock()
 		},
-		pending:        newPendingSet(lim.MaxPending, lim.MaxPendingPerIP, lim.MaxClients+int64(lim.MaxPending)),
+		pending:        newPendingSet(lim.MaxPending, lim.MaxPendingPerIP, lim.MaxClients+int64(lim.MaxPending), addrSet(lim.PerIPExempt)),
 		connectTimeout: lim.ConnectTimeout,
 		maxConnect:     lim.MaxConnectSize,
-		auth:           newAuthGuard(1, 0),
+		auth:           newAuthGuard(1, 0, nil),
 	}
 	served := make(chan struct{})
 	go func() { defer close(served); tl.Serve(establish) }()

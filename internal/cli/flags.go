@@ -455,20 +455,30 @@ func (o *proxyOptions) register(fs *flag.FlagSet) {
 }
 
 func (o *proxyOptions) get() (bool, []netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, s := range splitList(o.trusted) {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			a, aerr := netip.ParseAddr(s)
-			if aerr != nil {
-				return false, nil, usagef("--proxy-trusted %q: want an address or a CIDR prefix (10.0.0.0/8)", s)
-			}
-			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
-		}
-		out = append(out, p.Masked())
+	out, err := parsePrefixes("proxy-trusted", o.trusted)
+	if err != nil {
+		return false, nil, err
 	}
 	if len(out) > 0 && !o.on {
 		return false, nil, usagef("--proxy-trusted without --proxy-protocol: give both, or neither")
 	}
 	return o.on, out, nil
+}
+
+// parsePrefixes reads the value of flag name: comma-separated addresses (each its own
+// prefix) or CIDR prefixes.
+func parsePrefixes(name, list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range splitList(list) {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, usagef("--%s %q: want an address or a CIDR prefix (10.0.0.0/8)", name, s)
+			}
+			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }

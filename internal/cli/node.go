@@ -86,6 +86,9 @@ func runNode(ctx context.Context, e env, args []string) error {
 		"how long a CONNECT waits for a credential check slot before it is refused as busy")
 	fs.IntVar(&cfg.Limits.AuthFailuresPerIP, "auth-failures-per-ip", d.Limits.AuthFailuresPerIP,
 		"failed authentications a minute from one source address before its CONNECTs are refused unchecked (0: no limit)")
+	perIPExempt := fs.String("per-ip-exempt", "",
+		"comma-separated addresses or CIDR prefixes the per-address limits (--conn-rate, --max-pending-connects-per-ip, --auth-failures-per-ip) "+
+			"do not apply to: give the monitors', so that a client sharing their address cannot get their probes refused")
 	fs.IntVar(&cfg.Limits.MaxSubscriptions, "max-subscriptions", d.Limits.MaxSubscriptions,
 		"most topic filters one session may hold, its inbox not counted; more are refused 0x97 Quota exceeded")
 	fs.IntVar(&cfg.Limits.MaxFilterLength, "max-filter-length", d.Limits.MaxFilterLength,
@@ -143,6 +146,9 @@ func runNode(ctx context.Context, e env, args []string) error {
 		cfg.WSTLS = cfg.MQTTTLS
 	}
 	if cfg.ProxyProtocol, cfg.ProxyTrusted, err = proxy.get(); err != nil {
+		return err
+	}
+	if cfg.Limits.PerIPExempt, err = parsePrefixes("per-ip-exempt", *perIPExempt); err != nil {
 		return err
 	}
 	if cfg.InternalTLS, err = internalTLS.server("internal-"); err != nil {
@@ -210,7 +216,7 @@ var nodeFlags = fieldFlags{
 	"Limits.ConnBurstPerIP": "--conn-burst", "Limits.ConnectTimeout": "--connect-timeout",
 	"Limits.MaxConnectSize": "--max-connect-size", "Limits.MaxPending": "--max-pending-connects",
 	"Limits.MaxPendingPerIP": "--max-pending-connects-per-ip", "Limits.AuthConcurrency": "--auth-concurrency",
-	"Limits.AuthWait": "--auth-wait", "Limits.AuthFailuresPerIP": "--auth-failures-per-ip", "MaxWait": "--max-wait",
+	"Limits.AuthWait": "--auth-wait", "Limits.AuthFailuresPerIP": "--auth-failures-per-ip", "Limits.PerIPExempt": "--per-ip-exempt", "MaxWait": "--max-wait",
 	"RouteSyncTimeout": "--route-sync-timeout", "AuditInterval": "--presence-audit",
 	"Quarantine.Grace": "--quarantine-grace", "Quarantine.MoveRate": "--move-rate", "MailboxLimit": "--mailbox-limit",
 	"Window": "--window", "Lease": "--lease and --lease-interval",

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+	proxyproto "github.com/pires/go-proxyproto"
 )
 
 // Options configure a Client.
@@ -41,6 +42,10 @@ type Options struct {
 	// LocalAddr, when set, is the source IP address to connect from (e.g. one of
 	// 127.0.0.0/8, to spread a storm over many source addresses).
 	LocalAddr string
+	// ProxyLocal sends a PROXY protocol v2 header with the LOCAL command first, as a load
+	// balancer's own health check does: a node that requires the PROXY protocol then
+	// keeps the connection's own address (which it must trust) instead of closing it.
+	ProxyLocal bool
 	// TLS, when set, makes the connection TLS with this configuration (its ServerName, if
 	// empty, is the host of the address dialled); the handshake is bounded by Dial's ctx.
 	TLS *tls.Config
@@ -144,6 +149,16 @@ func Dial(ctx context.Context, addr string, o Options) (*Client, error) {
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", addr, err)
+	}
+	if o.ProxyLocal {
+		if dl, ok := ctx.Deadline(); ok {
+			_ = conn.SetWriteDeadline(dl)
+		}
+		h := proxyproto.Header{Version: 2, Command: proxyproto.LOCAL, TransportProtocol: proxyproto.UNSPEC}
+		if _, err := h.WriteTo(conn); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("send PROXY header to %s: %w", addr, err)
+		}
 	}
 	if o.TLS != nil {
 		cfg := o.TLS
