@@ -51,6 +51,26 @@ func (n *Node) checkWill(cl *mqtt.Client, st *clientState) bool {
 	return false
 }
 
+// sysRefusedTopic is what a client's QoS 1 or 2 PUBLISH to a $SYS topic is given instead,
+// so that mochi refuses it as it refuses a publish its ACL check denies (OnACLCheck denies
+// this topic): MQTT 5 gets PUBACK or PUBREC 0x87 not authorized, MQTT 3.1.1 (which cannot
+// refuse a publish) is disconnected. mochi v2.7.9 drops a $SYS publish before its ACL
+// check without any answer, so the publisher waited for an acknowledgement forever, its
+// packet id and a slot of its in-flight window held.
+const sysRefusedTopic = "$switchboard/refused/sys"
+
+// inboundPublish refuses a client's QoS 1 or 2 publish to $SYS (see sysRefusedTopic); it
+// changes pk in place. A QoS 0 one is dropped by mochi, as any refused QoS 0 publish is.
+func (n *Node) inboundPublish(cl *mqtt.Client, pk *packets.Packet) {
+	if pk.FixedHeader.Qos == 0 || cl.Net.Inline || len(pk.TopicName) < len(mqtt.SysPrefix) ||
+		!strings.EqualFold(pk.TopicName[:len(mqtt.SysPrefix)], mqtt.SysPrefix) {
+		return
+	}
+	n.metrics.aclDenied.WithLabelValues("publish").Inc()
+	n.throttled.log(n.log, slog.LevelInfo, "access denied: clients may not publish to $SYS", "client", cl.ID, "topic", pk.TopicName)
+	pk.TopicName = sysRefusedTopic
+}
+
 // voidTopic is where a Will that may no longer be published goes instead: mochi publishes
 // whatever OnWill returns, and a topic under $switchboard that no rule grants reaches
 // nobody.

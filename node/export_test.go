@@ -4,6 +4,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/switchboard-mqtt/switchboard/wire"
@@ -82,4 +84,13 @@ func (n *Node) SessionFiltersForTest(client string) (session, routed int) {
 	}
 	local, _ := n.cluster.table.Local()
 	return session, len(local)
+}
+
+// ACLDeniedForTest reads switchboard_node_acl_denied_total for action.
+func (n *Node) ACLDeniedForTest(action string) float64 {
+	var m dto.Metric
+	if err := n.metrics.aclDenied.WithLabelValues(action).Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
 }

@@ -109,6 +109,9 @@ func (h *hook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return
 // session keeps a message for it: it is decided on the identity the session authenticated
 // with, unless those credentials have been revoked since (see sessions.go).
 func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if write && topic == sysRefusedTopic {
+		return false // counted and logged when it was read (inboundPublish)
+	}
 	st := h.n.clients.byClient(cl)
 	if st != nil && st.revoked.Load() {
 		return false // ended here (taken over, access revoked): it gets and sends nothing more

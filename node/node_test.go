@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/switchboard-mqtt/switchboard/coord/coordtest"
 	"github.com/switchboard-mqtt/switchboard/coord/memcoord"
 	"github.com/switchboard-mqtt/switchboard/healthz"
+	"github.com/switchboard-mqtt/switchboard/internal/mqttclient"
 	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 	"github.com/switchboard-mqtt/switchboard/node"
 	"github.com/switchboard-mqtt/switchboard/store"
@@ -408,6 +411,65 @@ func TestSubscriptionLimits(t *testing.T) {
 	want([]string{"inbox/greedy", "t/1"}, 1, 1)                  // the inbox does not count; t/1 is held
 	if session, routed := n.SessionFiltersForTest("greedy"); session != 4 || routed != 3 {
 		t.Fatalf("the session holds %d filters and the node routes %d, want 4 (t/1-3 and the inbox) and 3", session, routed)
+	}
+}
+
+// TestPublishToSysIsRefused: a QoS 1 or 2 publish to $SYS is refused as a denied publish
+// is, so the client is answered: MQTT 5 gets PUBACK (PUBREC) 0x87 and stays connected,
+// MQTT 3.1.1 is disconnected. mochi dropped it without an answer, and the publisher waited
+// for its acknowledgement forever. Nothing reaches a $SYS subscriber.
+func TestPublishToSysIsRefused(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t, "sys-1")
+	file := filepath.Join(t.TempDir(), "acl.json")
+	// Even a rule naming $SYS does not make it writable: mochi never routes such a publish.
+	if err := os.WriteFile(file, []byte(`{"acl": [{"topic": "t/#", "access": "readwrite"}, {"topic": "$SYS/#", "access": "readwrite"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := auth.New(auth.Config{AllowAnonymous: true, File: file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Auth = a
+	n := startNode(t, cfg, testenv.OpenMemCoord(t, memcoord.NewCluster()), testenv.EmbeddedStore(t))
+	addr := n.Member().MQTTAddr
+	watcher := testenv.ConnectMQTT(t, addr, "sys-watcher", testenv.MQTTOptions{CleanStart: true})
+	if err := watcher.Subscribe("$SYS/fake/#", 1); err != nil {
+		t.Fatal(err)
+	}
+	v5 := testenv.ConnectMQTT(t, addr, "sys-v5", testenv.MQTTOptions{CleanStart: true})
+	for _, qos := range []byte{1, 2} {
+		code, err := v5.PublishProps("$SYS/fake/broker/uptime", []byte("forged"), qos, nil, 0)
+		if code != 0x87 {
+			t.Fatalf("MQTT 5 QoS %d publish to $SYS: reason %#x (%v), want 0x87", qos, code, err)
+		}
+	}
+	if code, err := v5.PublishProps("t/ok", []byte("still connected"), 1, nil, 0); err != nil || code != 0 {
+		t.Fatalf("MQTT 5 client after the refusals: %#x %v", code, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	v3, err := mqttclient.Dial(ctx, addr, mqttclient.Options{ID: "sys-v3", Version: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v3.Close()
+	v3.Start()
+	if _, err := v3.Publish(ctx, "$SYS/fake/broker/uptime", []byte("forged"), 1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-v3.Done():
+	case <-ctx.Done():
+		t.Fatal("MQTT 3.1.1 publish to $SYS: still connected, want disconnected")
+	}
+	select {
+	case m := <-watcher.Messages():
+		t.Fatalf("a $SYS subscriber got %q on %s", m.Payload, m.Topic)
+	default:
+	}
+	if v := n.ACLDeniedForTest("publish"); v != 3 {
+		t.Fatalf("publish denials counted %v, want 3", v)
 	}
 }
 
