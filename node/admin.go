@@ -6,9 +6,10 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/pprof"
-	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/switchboard-mqtt/switchboard/internal/bearer"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -71,10 +72,10 @@ func requireBearer(token string, h http.Handler) http.Handler {
 	}
 	want := sha256.Sum256([]byte(token))
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		got, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
+		got, ok := bearer.Token(req.Header.Get("Authorization"))
 		// Comparing fixed-size hashes keeps the comparison's time independent of how much
 		// of the token, and of its length, a caller guessed.
-		sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
+		sum := sha256.Sum256([]byte(got))
 		if !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="switchboard-admin"`)
 			http.Error(w, "missing or wrong admin token (Authorization: Bearer <token>)", http.StatusUnauthorized)

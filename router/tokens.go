@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/switchboard-mqtt/switchboard/internal/bearer"
 )
 
 // Tokens holds the bearer tokens the API accepts, from a file with one token per line, as
@@ -140,11 +142,11 @@ func (t *Tokens) Watch(ctx context.Context, interval time.Duration) {
 
 // Check returns the token presented in an Authorization: Bearer header.
 func (t *Tokens) Check(header string) (Token, bool) {
-	tok, ok := strings.CutPrefix(header, "Bearer ")
-	if !ok || tok == "" {
+	tok, ok := bearer.Token(header)
+	if !ok {
 		return Token{}, false
 	}
-	h := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	h := sha256.Sum256([]byte(tok))
 	set := t.set.Load()
 	// Comparing fixed-size hashes keeps the map lookup from leaking how much of a token
 	// matched; the constant-time compare guards the last step.
