@@ -93,7 +93,7 @@ func startBrowser(t *testing.T) *browser {
 	if err != nil {
 		t.Fatalf("chromium is not installed (bash internal/backends/install.sh installs Debian's chromium): %v", err)
 	}
-	var out lockedLog
+	var out testenv.Buffer
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
 		chromedp.Flag("headless", true),
@@ -184,23 +184,6 @@ func (b *browser) errors() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return append([]string(nil), b.js...)
-}
-
-type lockedLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // TestDashboardInChromium: a 3-node cluster with a router (tokens on) and a monitor, all

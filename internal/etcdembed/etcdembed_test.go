@@ -1,40 +1,21 @@
 package etcdembed_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/internal/etcdembed"
+	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 )
-
-// lockedBuffer is a bytes.Buffer that etcd's goroutines may write to at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // The member's logs reach the logger given to Start: etcd writes why it ends the process
 // (a full disk, a damaged database) only there, and `switchboard up` once exited with
 // status 1 and not a word.
 func TestServerLogsReachTheLogger(t *testing.T) {
-	var out lockedBuffer
+	var out testenv.Buffer
 	log := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

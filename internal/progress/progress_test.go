@@ -4,35 +4,17 @@ import (
 	"bytes"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/internal/progress"
+	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 )
-
-// syncBuffer is a bytes.Buffer safe for the line's goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestLineSetStop: Set draws its text over the line at once, Stop erases it, and nothing is
 // drawn after Stop.
 func TestLineSetStop(t *testing.T) {
-	var out syncBuffer
+	var out testenv.Buffer
 	l := progress.Start(&out, time.Hour, nil)
 	l.Set("starting %s", "node-1")
 	if got := out.String(); !strings.HasPrefix(got, "\r\033[Kstarting node-1 (") || !strings.HasSuffix(got, "s)") {
@@ -52,7 +34,7 @@ func TestLineSetStop(t *testing.T) {
 
 // TestLineTicks: a status function is redrawn every interval.
 func TestLineTicks(t *testing.T) {
-	var out syncBuffer
+	var out testenv.Buffer
 	l := progress.Start(&out, 5*time.Millisecond, func(el time.Duration) string { return "tick" })
 	deadline := time.Now().Add(5 * time.Second)
 	for strings.Count(out.String(), "tick") < 3 {
@@ -67,7 +49,7 @@ func TestLineTicks(t *testing.T) {
 // TestLineInterleave: output written beside the line clears it first and redraws it after,
 // so log lines are never drawn over; after Stop it passes straight through.
 func TestLineInterleave(t *testing.T) {
-	var out syncBuffer
+	var out testenv.Buffer
 	l := progress.Start(&out, time.Hour, func(time.Duration) string { return "working" })
 	log := l.Interleave(&out)
 	l.Set("x")

@@ -20,18 +20,21 @@ type Proc struct {
 	t    testing.TB
 	name string
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *Buffer
 	done chan struct{}
 	err  error
 }
 
-type lockedBuffer struct {
+// Buffer is a bytes.Buffer safe for concurrent writers and readers: a process's output,
+// a server's goroutines logging, a progress line redrawn while the test reads it. The zero
+// value is ready to use.
+type Buffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
-	f   *os.File
+	f   *os.File // a copy of everything written, when set
 }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
+func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.f != nil {
@@ -40,7 +43,8 @@ func (b *lockedBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
-func (b *lockedBuffer) String() string {
+// String returns everything written so far.
+func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
@@ -57,7 +61,7 @@ func StartProc(t testing.TB, name string, args ...string) *Proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proc{t: t, name: name, out: &lockedBuffer{f: f}, done: make(chan struct{})}
+	p := &Proc{t: t, name: name, out: &Buffer{f: f}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out
