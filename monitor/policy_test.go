@@ -1,9 +1,12 @@
 package monitor
 
 import (
+	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -200,6 +203,55 @@ func TestProbeTellsAGoneNodeFromASickOne(t *testing.T) {
 	defer admin.Close()
 	if p := m.probe(ctx, coord.Member{ID: "n1", MQTTAddr: testenv.RefusedAddr(t), AdminAddr: admin.Listener.Addr().String()}, nil); p.Gone || !p.Failed() {
 		t.Fatalf("MQTT refused, admin answering: %+v, want failed and not gone", p)
+	}
+}
+
+// TestSilentMQTTLeavesTheReadinessCheckItsTime: a node whose MQTT port accepts and then
+// says nothing uses up the probe's time; its /healthz, which answers within it, is still
+// asked and recorded as passed. The checks ran one after the other, and the evidence of a
+// quarantine said readiness had failed when it was never asked.
+func TestSilentMQTTLeavesTheReadinessCheckItsTime(t *testing.T) {
+	m := &Monitor{cfg: DefaultConfig(), http: &http.Client{}}
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c) // accepted, never answered
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	// Its /healthz takes 100ms, well within the probe's time: asked after the MQTT probe
+	// ran out, it could not answer in time.
+	admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		time.Sleep(100 * time.Millisecond) // a node answering slowly, not a wait for an event
+		_, _ = w.Write([]byte(`{"ready":true,"node":"n1","state":"registered"}`))
+	}))
+	defer admin.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond) // the round's probe timeout
+	defer cancel()
+	p := m.probe(ctx, coord.Member{ID: "n1", MQTTAddr: silent.Addr().String(), AdminAddr: admin.Listener.Addr().String()}, nil)
+	if p.MQTT.OK {
+		t.Fatalf("a silent MQTT port passed: %+v", p)
+	}
+	if !p.Health.OK {
+		t.Fatalf("readiness %+v after the MQTT probe used up the time, want passed (it answers in 100ms)", p.Health)
 	}
 }
 

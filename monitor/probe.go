@@ -54,9 +54,24 @@ func (p Probe) Failed() bool { return !p.MQTT.OK || !p.E2E.OK || !p.Health.OK }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// probe runs every probe against one node, bounded by ctx.
+// probe runs every probe against one node, bounded by ctx. The MQTT probes and the
+// readiness check run at once, each with all of ctx's time: one after the other, an MQTT
+// probe that used up the timeout left the readiness check none, and its evidence said the
+// node's /healthz had failed when it was never asked.
 func (m *Monitor) probe(ctx context.Context, member coord.Member, prev *Probe) Probe {
 	p := Probe{At: time.Now().UTC(), FailureRatio: -1}
+	type health struct {
+		h      healthz.Report
+		status int
+		err    error
+		took   time.Duration
+	}
+	healthDone := make(chan health, 1)
+	go func() {
+		start := time.Now()
+		h, status, err := fetchHealth(ctx, m.http, member.AdminAddr)
+		healthDone <- health{h, status, err, time.Since(start)}
+	}()
 	id := fmt.Sprintf("sb-probe.%s.%s", m.cfg.ID, member.ID)
 	// Every client may use exactly its own probe topic, whatever its credentials.
 	topic := inbox.ProbeTopicPrefix + id
@@ -73,9 +88,9 @@ func (m *Monitor) probe(ctx context.Context, member coord.Member, prev *Probe) P
 		p.E2E = Check{OK: true, Millis: ms(res.E2E)}
 	}
 
-	start := time.Now()
-	h, status, err := fetchHealth(ctx, m.http, member.AdminAddr)
-	p.Health.Millis = ms(time.Since(start))
+	hr := <-healthDone
+	h, status, err := hr.h, hr.status, hr.err
+	p.Health.Millis = ms(hr.took)
 	if err == nil && h.Node != "" && h.Node != member.ID {
 		// Another node's report (two entries advertising one admin address): neither its
 		// checks nor its counters say anything of this one.
