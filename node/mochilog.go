@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -14,7 +15,9 @@ import (
 // beside the node's own throttled "access denied" line. Here a packet is logged as its
 // type and id only; a refusal the client was answered with (an MQTT reason code) goes to
 // DEBUG, and mochi's start and stop chatter goes to DEBUG too (the node logs its own start
-// with its addresses).
+// with its addresses). So does its warning to each client whose keep-alive is 5 s or less:
+// keep-alive 0 (none) is ordinary MQTT, and a reconnect storm of such clients wrote a WARN
+// line each, unthrottled.
 func mochiLogger(log *slog.Logger) *slog.Logger {
 	return slog.New(mochiHandler{h: log.Handler()})
 }
@@ -45,7 +48,8 @@ func (m mochiHandler) WithGroup(name string) slog.Handler {
 
 func (m mochiHandler) Handle(ctx context.Context, r slog.Record) error {
 	level := r.Level
-	if mochiChatter(r.Message) && level == slog.LevelInfo {
+	switch {
+	case mochiChatter(r.Message) && level == slog.LevelInfo, r.Message == mqtt.ErrMinimumKeepalive.Error():
 		level = slog.LevelDebug
 	}
 	out := slog.NewRecord(r.Time, level, r.Message, r.PC)

@@ -3,10 +3,12 @@ package node
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -75,5 +77,23 @@ func TestMochiLoggerChatter(t *testing.T) {
 	log.Info("attached listener", "id", "mqtt")
 	if !strings.Contains(buf.String(), "level=DEBUG") || !strings.Contains(buf.String(), "attached listener") {
 		t.Fatalf("chatter at debug: %q", buf)
+	}
+}
+
+// TestMochiLoggerKeepaliveWarning: mochi's warning to each client with a short or no
+// keep-alive is DEBUG, so a storm of such clients writes nothing at the default level.
+func TestMochiLoggerKeepaliveWarning(t *testing.T) {
+	t.Parallel()
+	log, buf := mochiLogTo(slog.LevelInfo)
+	for i := range 100 {
+		log.Warn(mqtt.ErrMinimumKeepalive.Error(), "client", fmt.Sprint("dev-", i), "keepalive", 0, "recommended", 5)
+	}
+	if buf.Len() != 0 {
+		t.Fatalf("keep-alive warnings at the default level: %s", buf)
+	}
+	log, buf = mochiLogTo(slog.LevelDebug)
+	log.Warn(mqtt.ErrMinimumKeepalive.Error(), "client", "dev-1", "keepalive", 0)
+	if got := buf.String(); !strings.Contains(got, "level=DEBUG") || !strings.Contains(got, "client=dev-1") {
+		t.Fatalf("at DEBUG: %q", got)
 	}
 }
