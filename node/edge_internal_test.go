@@ -190,6 +190,15 @@ func TestPerIPExemptAddressesHaveNoShare(t *testing.T) {
 	if _, err := held.Write(proxyHeader(t, 2, "203.0.113.7")); err != nil {
 		t.Fatal(err)
 	}
+	// The other address's share is taken before its second connection comes.
+	testenv.Eventually(t, 5*time.Second, 5*time.Millisecond, func() error {
+		tl.pending.mu.Lock()
+		defer tl.pending.mu.Unlock()
+		if tl.pending.byIP["203.0.113.7"] != 1 || len(tl.pending.conns) != 4 {
+			return io.ErrNoProgress
+		}
+		return nil
+	})
 	refused := dialFrom(t, "127.0.0.1", tl.addr)
 	_, _ = refused.Write(proxyHeader(t, 2, "203.0.113.7"))
 	closedWithin(t, refused, 2*time.Second)

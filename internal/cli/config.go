@@ -282,6 +282,22 @@ func loadConfigFile(path string) (*configFile, error) {
 	return f, nil
 }
 
+// firstIndentTab finds the first tab in the leading white space of a line of b: YAML
+// forbids tabs there, and editors insert them.
+func firstIndentTab(b []byte) (line, col int, ok bool) {
+	for i, l := range bytes.Split(b, []byte("\n")) {
+		for j, c := range l {
+			if c == '\t' {
+				return i + 1, j + 1, true
+			}
+			if c != ' ' {
+				break
+			}
+		}
+	}
+	return 0, 0, false
+}
+
 // parseConfigFile reads the YAML: a mapping of sections, each a mapping of keys to
 // scalars or lists of scalars. It knows nothing of which keys exist. It returns an error
 // for YAML it cannot read; shape mistakes it records (see err) and goes on.
@@ -296,6 +312,10 @@ func parseConfigFile(path string, b []byte) (*configFile, error) {
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
 			return f, nil // an empty file sets nothing
+		}
+		if line, col, ok := firstIndentTab(b); ok {
+			// yaml.v3 says only "found character that cannot start any token".
+			return nil, fmt.Errorf("%s:%d:%d: a tab indents this line: YAML indents with spaces only (%w)", path, line, col, err)
 		}
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

@@ -188,7 +188,8 @@ func TestConfigSyntax(t *testing.T) {
 		"- node\n":                        "want a mapping of sections",
 		"node: [a]\n":                     "node: want a mapping of keys to values",
 		"node:\n  id: [a, [b]]\n":         "a list holds plain values only",
-		"node:\n\tid: a\n":                "f.yaml: yaml: line 2",
+		"node:\n\tid: a\n":                "f.yaml:2:1: a tab indents this line: YAML indents with spaces only",
+		"node:\n  id: [a\n":               "f.yaml: yaml: line 1: did not find expected",
 	} {
 		f, err := parseConfigFile("f.yaml", []byte(body))
 		if err == nil {

@@ -1,12 +1,14 @@
 package cli_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/switchboard-mqtt/switchboard/internal/backends"
 	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 )
 
@@ -104,7 +106,13 @@ func TestUpStoreThatCannotOpen(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "store"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	code, _, errOut := run(t, 20*time.Second, "up", "--data-dir", dir, "--api", testenv.RefusedAddr(t))
+	ports, err := backends.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One node on a free port: the default 1883 may be taken on this machine.
+	code, _, errOut := run(t, 20*time.Second, "up", "--data-dir", dir, "--api", testenv.RefusedAddr(t),
+		"--nodes", "1", "--mqtt-port", fmt.Sprint(ports[0]))
 	if code != 1 || !strings.Contains(errOut, "open embedded store in directory") {
 		t.Fatalf("exit %d, want 1 with the store's error:\n%s", code, errOut)
 	}
