@@ -73,28 +73,42 @@ func (n *Node) inboundPublish(cl *mqtt.Client, pk *packets.Packet) {
 
 // voidTopic is where a Will that may no longer be published goes instead: mochi publishes
 // whatever OnWill returns, and a topic under $switchboard that no rule grants reaches
-// nobody.
+// nobody. It also stands in for a Will with a delay, which the node sends itself.
 const voidTopic = "$switchboard/void"
 
+var voidWill = mqtt.Will{TopicName: voidTopic, Qos: 0}
+
 // OnWill checks the Will again as it is sent (the rules may have changed since CONNECT,
-// or the user been removed): a Will the client may not publish now reaches nobody.
+// or the user been removed): a Will the client may not publish now reaches nobody. mochi
+// calls it when the connection ends, also for a Will with a delay, which it would publish
+// after the delay unchecked: the node keeps such a Will and sends it itself, checked once
+// more then (see willdelay.go), and mochi gets the stand-in.
 func (h *hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
-	st := h.n.clients.byClient(cl)
-	will.User = stripReserved(will.User)
-	if st != nil && st.ident != nil && st.ident.Valid() == nil && st.ident.CanPublish(will.TopicName) {
-		return will, nil
+	n := h.n
+	st := n.clients.byClient(cl)
+	if st != nil && st.willDropped.Load() {
+		return voidWill, nil // its credentials were revoked (see authLoop)
 	}
-	h.n.metrics.aclDenied.WithLabelValues("will").Inc()
-	h.n.throttled.log(h.n.log, slog.LevelInfo, "will dropped: the client may no longer publish to its will topic",
-		"client", cl.ID, "topic", will.TopicName)
-	return mqtt.Will{TopicName: voidTopic, Qos: 0}, nil
+	will.User = stripReserved(will.User)
+	if st == nil || st.ident == nil || st.ident.Valid() != nil || !st.ident.CanPublish(will.TopicName) {
+		n.metrics.aclDenied.WithLabelValues("will").Inc()
+		n.throttled.log(n.log, slog.LevelInfo, "will dropped: the client may no longer publish to its will topic",
+			"client", cl.ID, "topic", will.TopicName)
+		return voidWill, nil
+	}
+	if will.WillDelayInterval > 0 {
+		n.holdWill(cl, st, will)
+		return voidWill, nil
+	}
+	return will, nil
 }
 
 // authLoop ends, after every reload of the credentials, the sessions whose credentials no
 // longer admit them (user removed, password changed, client id no longer allowed, token
 // revoked): nothing more is delivered to them, their Will is dropped, and they are
-// disconnected with reason 0x87 (not authorized). It also drops a standing Will whose
-// topic the client may no longer publish to.
+// disconnected with reason 0x87 (not authorized). A Will whose topic the rules no longer
+// allow is left to OnWill, which checks every Will when it is sent: mochi reads the Will
+// on the client's goroutine, so nothing here may change it.
 func (n *Node) authLoop(ctx context.Context) {
 	for {
 		_, changed := n.cfg.Auth.Changed()
@@ -108,16 +122,12 @@ func (n *Node) authLoop(ctx context.Context) {
 			if st.ident == nil {
 				continue
 			}
-			w := &st.cl.Properties.Will
 			if err := st.ident.Valid(); err != nil {
-				atomic.StoreUint32(&w.Flag, 0)
+				// Marked before the disconnect that makes mochi ask OnWill.
+				st.willDropped.Store(true)
 				n.log.Info("credentials revoked: ending the session", "client", st.id, "user", st.ident.Username, "reason", err)
 				n.endSession(st, "credentials revoked", packets.ErrNotAuthorized)
 				ended++
-				continue
-			}
-			if atomic.LoadUint32(&w.Flag) == 1 && !st.ident.CanPublish(w.TopicName) {
-				atomic.StoreUint32(&w.Flag, 0)
 			}
 		}
 		if ended > 0 {

@@ -23,6 +23,8 @@ type clientState struct {
 	epoch     atomic.Int64 // the node epoch its presence is confirmed under; sends need the live one
 	ready     atomic.Bool  // subscribed to its inbox: directed messages may be sent
 	revoked   atomic.Bool  // taken over elsewhere: nothing more is sent to it
+	// willDropped: its credentials were revoked, and its Will goes nowhere (see authLoop).
+	willDropped atomic.Bool
 	// subscribing: mochi is checking a SUBSCRIBE's filters (OnSubscribe to OnSubscribed),
 	// so a read ACL check names a filter being subscribed, not a message to deliver.
 	subscribing atomic.Bool

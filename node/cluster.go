@@ -514,25 +514,25 @@ func (n *Node) sessionOver(cl *mqtt.Client) bool {
 	return !ok || cur == cl
 }
 
-// willSent passes a Will message mochi published here on to the rest of the cluster.
+// willSent passes a Will published here on to the rest of the cluster: one mochi sent
+// (OnWillSent), or a delayed one the node sent itself (sendWill). mochi's own delayed
+// Wills are the stand-ins OnWill gave it, which reach nobody and are not passed on.
 func (c *cluster) willSent(cl *mqtt.Client, pk packets.Packet) {
-	if pk.Connect.WillProperties.WillDelayInterval > 0 && c.reconnectedElsewhere(cl.ID) {
-		// [MQTT-3.1.3-9]: the client connected again before the delay passed, on another
-		// node (mochi only knows of a reconnection to itself); the rest of the cluster does
-		// not get it.
-		c.log.Info("a delayed Will of a client now connected elsewhere is not passed on", "client", cl.ID)
+	if pk.TopicName == voidTopic {
 		return
 	}
-	pk.Properties.MessageExpiryInterval = 0 // pk.Expiry is the Will's delay, not an expiry
+	pk.Properties.MessageExpiryInterval = 0 // a Will carries no expiry through mochi
 	if _, _, err := c.route(cl, &pk, true); err != nil {
 		c.log.Warn("a Will could not be passed on", "client", cl.ID, "topic", pk.TopicName, "error", err)
 	}
 }
 
-// reconnectedElsewhere reports whether the store has client connected to another node.
-func (c *cluster) reconnectedElsewhere(client string) bool {
+// reconnected reports whether the store has client connected again under a session other
+// than session, on any node: [MQTT-3.1.3-9] a delayed Will is then not sent. A store that
+// does not answer says no (the Will is sent).
+func (c *cluster) reconnected(client, session string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), c.n.cfg.StoreTimeout)
 	defer cancel()
 	p, _, err := c.n.store.Lookup(ctx, client)
-	return err == nil && p.Online() && p.Node != c.n.cfg.ID
+	return err == nil && p.Online() && p.Session != session
 }

@@ -181,7 +181,8 @@ func (h *hook) OnRetainMessage(_ *mqtt.Client, pk packets.Packet, _ int64) {
 	h.n.cluster.ret.retained(pk)
 }
 
-// OnWillSent passes a Will mochi published on to the other nodes' subscribers.
+// OnWillSent passes a Will mochi published on to the other nodes' subscribers (not the
+// stand-ins of delayed Wills: see willSent).
 func (h *hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) { h.n.cluster.willSent(cl, pk) }
 
 // OnSelectSubscribers leaves mochi the subscribers the cluster chose for a publish (see
@@ -503,10 +504,15 @@ func (n *Node) otherServer() string {
 	return ""
 }
 
-// OnSessionEstablished runs after CONNACK: it releases the client id's CONNECT lock and
-// makes a resumed session that already holds the inbox subscription ready.
+// OnSessionEstablished runs after CONNACK: it releases the client id's CONNECT lock,
+// cancels a delayed Will of the id that the node still holds [MQTT-3.1.3-9] (as mochi
+// cancels its own here), and makes a resumed session that already holds the inbox
+// subscription ready.
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	h.n.unlockConnect(cl)
+	if h.n.wills.cancel(cl.ID) {
+		h.n.log.Debug("delayed Will cancelled: the client connected again", "client", cl.ID)
+	}
 	if st := h.n.clients.byClient(cl); st != nil {
 		h.n.updateReady(st)
 	}

@@ -62,6 +62,7 @@ type Node struct {
 	metrics  *metrics
 	clients  *clientTable
 	sessions *sessionIdents // who each session authenticated as, online or not
+	wills    *delayedWills  // Wills with a delay, until they are due (see willdelay.go)
 	health   atomic.Pointer[healthz.Report]
 
 	lease       *lease.Holder    // the delivery lease: nothing is sent to clients without it
@@ -137,6 +138,7 @@ func Start(ctx context.Context, cfg Config, deps Deps) (*Node, error) {
 		registry:   prometheus.NewRegistry(),
 		clients:    newClientTable(),
 		sessions:   newSessionIdents(),
+		wills:      newDelayedWills(),
 		remover:    newRemover(),
 		receipter:  newReceipter(st),
 		throttled:  newLogThrottle(10, 50),
@@ -237,10 +239,11 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 	}, n.store, n.applyNotices, n.log); err != nil {
 		return err
 	}
-	n.wg.Add(5)
+	n.wg.Add(6)
 	n.looping = true
 	go func() { defer n.wg.Done(); n.auditLoop(bgctx) }()
 	go func() { defer n.wg.Done(); n.authLoop(bgctx) }()
+	go func() { defer n.wg.Done(); n.willLoop(bgctx) }()
 	go func() { defer n.wg.Done(); n.leaseLoop(bgctx) }()
 	go func() { defer n.wg.Done(); n.receiptLoop(bgctx) }()
 	go func() { defer n.wg.Done(); n.removeLoop(bgctx) }()
