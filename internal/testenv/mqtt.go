@@ -60,6 +60,8 @@ type MQTTOptions struct {
 	// Will, if set, is the client's Will message (with WillUser as its user properties).
 	Will     *paho.WillMessage
 	WillUser map[string]string
+	// WillDelay, if set, is the Will's Will Delay Interval (seconds).
+	WillDelay uint32
 	// MaximumPacketSize, if set, is the largest packet the client says it accepts (its
 	// CONNECT's Maximum Packet Size).
 	MaximumPacketSize uint32
@@ -140,6 +142,9 @@ func DialMQTT(addr, id string, o MQTTOptions) (*MQTTClient, error) {
 		cp.WillProperties = &paho.WillProperties{}
 		for k, v := range o.WillUser {
 			cp.WillProperties.User = append(cp.WillProperties.User, paho.UserProperty{Key: k, Value: v})
+		}
+		if o.WillDelay > 0 {
+			cp.WillProperties.WillDelayInterval = &o.WillDelay
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.ConnectTimeout)

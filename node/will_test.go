@@ -1,0 +1,314 @@
+package node_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/switchboard-mqtt/switchboard/auth"
+	"github.com/switchboard-mqtt/switchboard/internal/testenv"
+	"github.com/switchboard-mqtt/switchboard/node"
+)
+
+// metricValue reads one sample (name and labels, as exposed) from a node's /metrics; 0 if
+// it is not there yet.
+func metricValue(t *testing.T, n *node.Node, sample string) float64 {
+	t.Helper()
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + n.Member().AdminAddr + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, sample+" "); ok {
+			var v float64
+			if _, err := fmt.Sscanf(rest, "%g", &v); err != nil {
+				t.Fatalf("metrics: %q: %v", line, err)
+			}
+			return v
+		}
+	}
+	return 0
+}
+
+const willsDenied = `switchboard_node_acl_denied_total{action="will"}`
+
+// willClient connects id with a QoS 1 Will on topic delayed by delay seconds, for a
+// session of expiry seconds.
+func willClient(t *testing.T, n *node.Node, id, topic string, delay, expiry uint32) *testenv.MQTTClient {
+	t.Helper()
+	return testenv.ConnectMQTT(t, n.Member().MQTTAddr, id, testenv.MQTTOptions{
+		CleanStart: true, SessionExpiry: expiry, WillDelay: delay,
+		Will: &paho.WillMessage{Topic: topic, Payload: []byte(id + " gone"), QoS: 1},
+	})
+}
+
+// awaitConnections waits until n holds k connections: a dropped client's Will has then
+// been handed to OnWill (mochi does that before the connection's OnDisconnect).
+func awaitConnections(t *testing.T, n *node.Node, k int64) {
+	t.Helper()
+	testenv.Eventually(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if c := n.ConnectedForTest(); c != k {
+			return fmt.Errorf("%d connections, want %d", c, k)
+		}
+		return nil
+	})
+}
+
+// TestDelayedWillCheckedWhenSent: a Will with a delay is checked against the client's rules
+// when it is sent, not only when the connection ends. Two clients may publish their Wills
+// when they drop their connections; during the delay the rules are reloaded without one's
+// Will topic. That Will reaches nobody (counted as a refused Will); the other arrives after
+// its delay. A third client, still connected at the reload, with a Will without delay on
+// the topic no longer allowed, drops its connection after it: its Will reaches nobody
+// either (checked as it is sent; the reload must not touch a connected client's Will,
+// which mochi reads on the client's goroutine).
+func TestDelayedWillCheckedWhenSent(t *testing.T) {
+	t.Parallel()
+	const rules = `{"acl": [{"topic": "w/#", "access": "read"}, {"topic": "w/ok/#", "access": "write"}%s]}`
+	file := filepath.Join(t.TempDir(), "acl.json")
+	if err := os.WriteFile(file, fmt.Appendf(nil, rules, `, {"topic": "w/gone/#", "access": "write"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := auth.New(auth.Config{AllowAnonymous: true, File: file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, st := backendsFor(t)
+	cfg := testConfig(t, "will-acl")
+	cfg.Auth = a
+	n := startNode(t, cfg, c, st)
+	watcher := testenv.ConnectMQTT(t, n.Member().MQTTAddr, "watcher", testenv.MQTTOptions{CleanStart: true})
+	if err := watcher.Subscribe("w/#", 1); err != nil {
+		t.Fatal(err)
+	}
+
+	const delay = 3 * time.Second
+	kept := testenv.ConnectMQTT(t, n.Member().MQTTAddr, "dev-kept", testenv.MQTTOptions{
+		CleanStart: true, SessionExpiry: 60, WillDelay: uint32(delay / time.Second),
+		Will: &paho.WillMessage{Topic: "w/ok/dev-kept", Payload: []byte("dev-kept gone"), QoS: 1, Retain: true},
+	})
+	revoked := willClient(t, n, "dev-revoked", "w/gone/dev-revoked", uint32(delay/time.Second), 60)
+	standing := willClient(t, n, "dev-standing", "w/gone/dev-standing", 0, 0)
+	dropped := time.Now()
+	kept.Drop()
+	revoked.Drop()
+	awaitConnections(t, n, 2)
+	before := metricValue(t, n, willsDenied)
+	if err := os.WriteFile(file, fmt.Appendf(nil, rules, ""), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(dropped); d > delay-time.Second {
+		t.Fatalf("the rules were reloaded %v after the connections dropped: too close to the delay (%v) to tell", d, delay)
+	}
+	standing.Drop()
+
+	// Done when the refusal is counted and the allowed Will has arrived; the refused one
+	// would have been published at the same moment as the refusal, before the allowed one.
+	deadline := time.After(delay + 10*time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var keptAt time.Duration
+	for keptAt == 0 || metricValue(t, n, willsDenied) < before+2 {
+		select {
+		case m := <-watcher.Messages():
+			switch m.Topic {
+			case "w/gone/dev-revoked", "w/gone/dev-standing":
+				t.Fatalf("the Will on %s was published %v after the connection dropped, although the rules no longer allowed it", m.Topic, time.Since(dropped))
+			case "w/ok/dev-kept":
+				keptAt = time.Since(dropped)
+			default:
+				t.Fatalf("unexpected message %q on %s", m.Payload, m.Topic)
+			}
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("after %v: allowed Will received after %v (0: not yet), refused Wills counted %v (before: %v)",
+				time.Since(dropped), keptAt, metricValue(t, n, willsDenied), before)
+		}
+	}
+	if keptAt < delay {
+		t.Fatalf("the allowed Will came %v after the connection dropped, before its delay of %v", keptAt, delay)
+	}
+	if m, err := watcher.Next(300 * time.Millisecond); err == nil {
+		t.Fatalf("unexpected message %q on %s", m.Payload, m.Topic)
+	}
+	// The allowed Will asked to be retained: it was.
+	late := testenv.ConnectMQTT(t, n.Member().MQTTAddr, "late", testenv.MQTTOptions{CleanStart: true})
+	if err := late.Subscribe("w/#", 1); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := late.Next(5 * time.Second); err != nil || m.Topic != "w/ok/dev-kept" || !m.Retain {
+		t.Fatalf("a new subscriber got %+v, %v; want the retained Will on w/ok/dev-kept", m, err)
+	}
+	if m, err := late.Next(300 * time.Millisecond); err == nil {
+		t.Fatalf("a new subscriber got %q on %s too", m.Payload, m.Topic)
+	}
+}
+
+// TestDelayedWillOfAnEndingSessionIsSentAtOnce: a Will is sent when its delay has passed or
+// when the session ends, whichever comes first [MQTT-3.1.3-9]. With a delay of a minute, a
+// session of 0 sends it at once; one of 1s after about 1s; one of a minute on a node that
+// caps sessions at 2s after about 2s.
+func TestDelayedWillOfAnEndingSessionIsSentAtOnce(t *testing.T) {
+	t.Parallel()
+	c, st := backendsFor(t)
+	cfg := testConfig(t, "will-expiry")
+	cfg.Auth = openACL(t)
+	cfg.Limits.MaxSessionExpiry = 2
+	n := startNode(t, cfg, c, st)
+	watcher := testenv.ConnectMQTT(t, n.Member().MQTTAddr, "watcher", testenv.MQTTOptions{CleanStart: true})
+	if err := watcher.Subscribe("t/#", 1); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][2]time.Duration{ // the Will's topic: its earliest and latest arrival
+		"t/will/dev-0s":     {0, 5 * time.Second},
+		"t/will/dev-1s":     {time.Second, 6 * time.Second},
+		"t/will/dev-capped": {2 * time.Second, 7 * time.Second},
+	}
+	clients := []*testenv.MQTTClient{
+		willClient(t, n, "dev-0s", "t/will/dev-0s", 60, 0),
+		willClient(t, n, "dev-1s", "t/will/dev-1s", 60, 1),
+		willClient(t, n, "dev-capped", "t/will/dev-capped", 60, 60),
+	}
+	dropped := time.Now()
+	for _, cl := range clients {
+		cl.Drop()
+	}
+	got := map[string]time.Duration{}
+	for len(got) < len(want) {
+		m, err := watcher.Next(10 * time.Second)
+		if err != nil {
+			t.Fatalf("Wills received %v: %v (the delay is 60s, the sessions end after 0s, 1s and 2s)", got, err)
+		}
+		got[m.Topic] = time.Since(dropped)
+	}
+	for topic, w := range want {
+		if d, ok := got[topic]; !ok || d < w[0] || d > w[1] {
+			t.Errorf("the Will on %s came %v after the connection dropped (received: %v), want within [%v, %v]", topic, d, ok, w[0], w[1])
+		}
+	}
+}
+
+// TestDelayedWillCancelledByReconnect: a client that connects again during its Will's
+// delay cancels the Will [MQTT-3.1.3-9], whether it comes back to the same node or to
+// another one. A third client's Will, with the same delay and dropped later, is sent: once
+// it has arrived, the others would have too.
+func TestDelayedWillCancelledByReconnect(t *testing.T) {
+	t.Parallel()
+	ns := twoNodes(t, "will-back")
+	watcher := testenv.ConnectMQTT(t, ns[0].Member().MQTTAddr, "watcher", testenv.MQTTOptions{CleanStart: true})
+	if err := watcher.Subscribe("t/#", 1); err != nil {
+		t.Fatal(err)
+	}
+	const delay = 3
+	here := willClient(t, ns[0], "dev-here", "t/will/dev-here", delay, 60)
+	there := willClient(t, ns[0], "dev-there", "t/will/dev-there", delay, 60)
+	dropped := time.Now()
+	here.Drop()
+	there.Drop()
+	awaitConnections(t, ns[0], 1)
+	for i, id := range []string{"dev-here", "dev-there"} {
+		testenv.ConnectMQTT(t, ns[i].Member().MQTTAddr, id, testenv.MQTTOptions{SessionExpiry: 60})
+	}
+	if d := time.Since(dropped); d > delay*time.Second-time.Second {
+		t.Fatalf("the clients connected again %v after they dropped: too close to the delay (%ds) to tell", d, delay)
+	}
+	control := willClient(t, ns[0], "dev-control", "t/will/dev-control", delay, 60)
+	control.Drop()
+	for {
+		m, err := watcher.Next(delay*time.Second + 10*time.Second)
+		if err != nil {
+			t.Fatalf("the control Will did not come: %v", err)
+		}
+		if m.Topic == "t/will/dev-control" {
+			break
+		}
+		t.Fatalf("got %q on %s %v after the connection dropped: the client had connected again", m.Payload, m.Topic, time.Since(dropped))
+	}
+	if m, err := watcher.Next(300 * time.Millisecond); err == nil {
+		t.Fatalf("got %q on %s after the control Will: the client had connected again", m.Payload, m.Topic)
+	}
+}
+
+// TestRevokedSessionsWillIsDropped: a session ended because the credentials no longer
+// admit it (here: anonymous clients whose ids a user now owns) is disconnected with 0x87
+// and its Will, with a delay or without, reaches nobody. A Will with the same delay of a
+// client dropped after them is sent: once it has arrived, theirs would have too.
+func TestRevokedSessionsWillIsDropped(t *testing.T) {
+	t.Parallel()
+	const acl = `"acl": [{"topic": "t/#", "access": "readwrite"}]`
+	file := filepath.Join(t.TempDir(), "acl.json")
+	if err := os.WriteFile(file, []byte("{"+acl+"}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := auth.New(auth.Config{AllowAnonymous: true, File: file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, st := backendsFor(t)
+	cfg := testConfig(t, "will-revoked")
+	cfg.Auth = a
+	n := startNode(t, cfg, c, st)
+	watcher := testenv.ConnectMQTT(t, n.Member().MQTTAddr, "watcher", testenv.MQTTOptions{CleanStart: true})
+	if err := watcher.Subscribe("t/#", 1); err != nil {
+		t.Fatal(err)
+	}
+	const delay = 1
+	revoked := []*testenv.MQTTClient{
+		willClient(t, n, "dev-rv", "t/will/dev-rv", 0, 0),
+		willClient(t, n, "dev-rv-delayed", "t/will/dev-rv-delayed", delay, 60),
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte("owner-pw"), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := fmt.Sprintf(`"users": {"owner": {"password": %q, "clients": ["dev-rv", "dev-rv-delayed"]}}`, hash)
+	if err := os.WriteFile(file, []byte("{"+acl+", "+users+"}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	for _, cl := range revoked {
+		select {
+		case <-cl.Disconnected():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s got no DISCONNECT within 10s of the reload that revoked its session", cl.ID)
+		}
+		if r := cl.DisconnectReason(); r != 0x87 {
+			t.Fatalf("%s was disconnected with 0x%02x, want 0x87", cl.ID, r)
+		}
+	}
+	awaitConnections(t, n, 1) // their Wills have been handed to OnWill
+	control := willClient(t, n, "dev-control", "t/will/dev-control", delay, 60)
+	control.Drop()
+	for {
+		m, err := watcher.Next(delay*time.Second + 10*time.Second)
+		if err != nil {
+			t.Fatalf("the control Will did not come: %v", err)
+		}
+		if m.Topic == "t/will/dev-control" {
+			break
+		}
+		t.Fatalf("got %q on %s: the session had been revoked", m.Payload, m.Topic)
+	}
+	if m, err := watcher.Next(300 * time.Millisecond); err == nil {
+		t.Fatalf("got %q on %s after the control Will: the session had been revoked", m.Payload, m.Topic)
+	}
+}
