@@ -59,16 +59,31 @@ func (n *Node) checkWill(cl *mqtt.Client, st *clientState) bool {
 // packet id and a slot of its in-flight window held.
 const sysRefusedTopic = "$switchboard/refused/sys"
 
-// inboundPublish refuses a client's QoS 1 or 2 publish to $SYS (see sysRefusedTopic); it
-// changes pk in place. A QoS 0 one is dropped by mochi, as any refused QoS 0 publish is.
-func (n *Node) inboundPublish(cl *mqtt.Client, pk *packets.Packet) {
-	if pk.FixedHeader.Qos == 0 || cl.Net.Inline || len(pk.TopicName) < len(mqtt.SysPrefix) ||
+// inboundPublish answers the client's publishes that mochi v2.7.9 drops without a word:
+// one whose topic name holds a wildcard is a malformed packet [MQTT-3.3.2-2], and the
+// client is disconnected (MQTT 5: DISCONNECT 0x90 topic name invalid) and its Will sent;
+// a QoS 1 or 2 one to $SYS is refused as a denied publish (see sysRefusedTopic). A QoS 0
+// publish to $SYS is dropped by mochi, as any refused QoS 0 publish is. It changes pk in
+// place; an error (packets.ErrRejectPacket) makes mochi end the connection.
+func (n *Node) inboundPublish(cl *mqtt.Client, pk *packets.Packet) error {
+	if strings.ContainsAny(pk.TopicName, "+#") {
+		n.throttled.log(n.log, slog.LevelInfo, "malformed PUBLISH: its topic name holds a wildcard; disconnecting",
+			"client", cl.ID, "topic", pk.TopicName)
+		if cl.Properties.ProtocolVersion == 5 {
+			_ = n.mqtt.DisconnectClient(cl, packets.ErrTopicNameInvalid)
+		} else {
+			cl.Stop(packets.ErrTopicNameInvalid)
+		}
+		return packets.ErrRejectPacket
+	}
+	if pk.FixedHeader.Qos == 0 || len(pk.TopicName) < len(mqtt.SysPrefix) ||
 		!strings.EqualFold(pk.TopicName[:len(mqtt.SysPrefix)], mqtt.SysPrefix) {
-		return
+		return nil
 	}
 	n.metrics.aclDenied.WithLabelValues("publish").Inc()
 	n.throttled.log(n.log, slog.LevelInfo, "access denied: clients may not publish to $SYS", "client", cl.ID, "topic", pk.TopicName)
 	pk.TopicName = sysRefusedTopic
+	return nil
 }
 
 // voidTopic is where a Will that may no longer be published goes instead: mochi publishes

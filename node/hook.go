@@ -48,9 +48,14 @@ func (h *hook) Provides(b byte) bool {
 // makes the runtime copy the stack to a larger one, for each client after each collection.
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	h.n.fp.delay()
-	if pk.FixedHeader.Type == packets.Disconnect {
+	switch pk.FixedHeader.Type {
+	case packets.Disconnect:
 		h.clampDisconnect(&pk)
-	} else {
+	case packets.Publish:
+		if err := h.n.inboundPublish(cl, &pk); err != nil {
+			return pk, err
+		}
+	default:
 		h.n.inbound(cl, &pk)
 	}
 	return pk, nil

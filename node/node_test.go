@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
+
 	"github.com/switchboard-mqtt/switchboard/auth"
 	"github.com/switchboard-mqtt/switchboard/coord"
 	"github.com/switchboard-mqtt/switchboard/coord/coordtest"
@@ -470,6 +472,53 @@ func TestPublishToSysIsRefused(t *testing.T) {
 	}
 	if v := n.ACLDeniedForTest("publish"); v != 3 {
 		t.Fatalf("publish denials counted %v, want 3", v)
+	}
+}
+
+// TestPublishWithAWildcardTopicDisconnects: a PUBLISH whose topic name holds + or # is a
+// malformed packet [MQTT-3.3.2-2]: the client is disconnected (MQTT 5 with DISCONNECT 0x90
+// topic name invalid) and its Will is sent, as mosquitto does. mochi dropped it without an
+// answer: a QoS 1 publisher waited for its PUBACK forever.
+func TestPublishWithAWildcardTopicDisconnects(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t, "wild-1")
+	cfg.Auth = openACL(t)
+	n := startNode(t, cfg, testenv.OpenMemCoord(t, memcoord.NewCluster()), testenv.EmbeddedStore(t))
+	addr := n.Member().MQTTAddr
+	watcher := testenv.ConnectMQTT(t, addr, "wild-watcher", testenv.MQTTOptions{CleanStart: true})
+	if err := watcher.Subscribe("t/will/#", 1); err != nil {
+		t.Fatal(err)
+	}
+	v5 := testenv.ConnectMQTT(t, addr, "wild-v5", testenv.MQTTOptions{CleanStart: true, Will: &paho.WillMessage{Topic: "t/will/v5", Payload: []byte("gone"), QoS: 1}})
+	published := make(chan error, 1)
+	go func() { _, err := v5.PublishProps("t/+/x", []byte("wild"), 1, nil, 0); published <- err }() // answered by the disconnect
+	defer func() { v5.Close(); <-published }()
+	select {
+	case <-v5.Disconnected():
+	case <-time.After(5 * time.Second):
+		t.Fatal("MQTT 5 publish to t/+/x: still connected, want DISCONNECT 0x90")
+	}
+	if r := v5.DisconnectReason(); r != 0x90 {
+		t.Fatalf("MQTT 5 publish to t/+/x: DISCONNECT %#x, want 0x90 topic name invalid", r)
+	}
+	if m, err := watcher.Next(5 * time.Second); err != nil || m.Topic != "t/will/v5" {
+		t.Fatalf("the Will of the disconnected client: %+v %v", m, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	v3, err := mqttclient.Dial(ctx, addr, mqttclient.Options{ID: "wild-v3", Version: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v3.Close()
+	v3.Start()
+	if _, err := v3.Publish(ctx, "t/#", []byte("wild"), 1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-v3.Done():
+	case <-ctx.Done():
+		t.Fatal("MQTT 3.1.1 publish to t/#: still connected, want disconnected")
 	}
 }
 

@@ -119,10 +119,6 @@ func (n *Node) outbound(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 // why not by value).
 func (n *Node) inbound(cl *mqtt.Client, pk *packets.Packet) {
 	typ := pk.FixedHeader.Type
-	if typ == packets.Publish {
-		n.inboundPublish(cl, pk)
-		return
-	}
 	if typ == packets.Subscribe || typ == packets.Unsubscribe {
 		n.inboundSubscribe(cl, pk)
 		return
