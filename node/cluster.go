@@ -68,13 +68,22 @@ type clusterMetrics struct {
 	routes   prometheus.GaugeFunc
 }
 
+// inlineClient is a client of the node's own through which it injects publishes into
+// mochi. It speaks MQTT 5: InjectPacket gives the packet the client's version, and mochi
+// expires only messages of version 5 (see forwarded.packet).
+func inlineClient(m *mqtt.Server, id string) *mqtt.Client {
+	cl := m.NewClient(nil, "local", id, true)
+	cl.Properties.ProtocolVersion = 5
+	return cl
+}
+
 func newCluster(n *Node) *cluster {
 	c := &cluster{
 		n:           n,
 		log:         n.log.With("component", "cluster"),
 		table:       routes.New(n.cfg.ID),
-		fwdClient:   n.mqtt.NewClient(nil, "local", "$sb/forwarded", true),
-		shareClient: n.mqtt.NewClient(nil, "local", "$sb/shared", true),
+		fwdClient:   inlineClient(n.mqtt, "$sb/forwarded"),
+		shareClient: inlineClient(n.mqtt, "$sb/shared"),
 		links:       map[string]*link{},
 		in:          map[string]*receiver{},
 		stop:        make(chan struct{}),

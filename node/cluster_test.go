@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
+
 	"github.com/switchboard-mqtt/switchboard/auth"
 	"github.com/switchboard-mqtt/switchboard/coord/memcoord"
 	"github.com/switchboard-mqtt/switchboard/internal/testenv"
@@ -277,5 +279,56 @@ func TestSilentPeerHoldsOneSubackNotEvery(t *testing.T) {
 	}
 	if d := subscribe("t/again"); d >= syncTimeout/2 {
 		t.Fatalf("a SUBACK after a retained publish's wait ran out came after %v: it waited again for the silent peer", d)
+	}
+}
+
+// TestForwardedMessagesExpire: a message with a message expiry interval published on one
+// node expires on the other too, in an offline session there and as a retained message
+// there. The forwarded copies were MQTT packets of version 0, which mochi never expires: a
+// trial's 2-second messages were still delivered minutes later.
+func TestForwardedMessagesExpire(t *testing.T) {
+	t.Parallel()
+	ns := twoNodes(t, "fx")
+	keeper := testenv.ConnectMQTT(t, ns[0].Member().MQTTAddr, "keeper", testenv.MQTTOptions{SessionExpiry: 600})
+	if err := keeper.Subscribe("t/exp", 1); err != nil {
+		t.Fatal(err)
+	}
+	keeper.Close()
+	testenv.Eventually(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if ns[1].PeerFiltersForTest(ns[0].Member().ID) == 0 {
+			return errors.New("the offline session's filter has not reached the publisher's node")
+		}
+		return nil
+	})
+	pub := testenv.ConnectMQTT(t, ns[1].Member().MQTTAddr, "pub-exp", testenv.MQTTOptions{CleanStart: true})
+	if code, err := pub.PublishProps("t/exp", []byte("short-lived"), 1, nil, 2); err != nil || code != 0 {
+		t.Fatalf("publish: %#x %v", code, err)
+	}
+	if err := pub.PublishRetained("t/exp-kept", []byte("kept"), 1); err != nil {
+		t.Fatal(err)
+	}
+	two := uint32(2)
+	if code, err := pub.PublishPacket(&paho.Publish{Topic: "t/exp-ret", Payload: []byte("short-lived retained"), QoS: 1, Retain: true,
+		Properties: &paho.PublishProperties{MessageExpiry: &two}}); err != nil || code != 0 {
+		t.Fatalf("retained publish: %#x %v", code, err)
+	}
+	testenv.Eventually(t, 2*time.Second, 5*time.Millisecond, func() error {
+		if ns[0].InflightForTest("keeper") != 1 || !ns[0].RetainedForTest("t/exp-ret") {
+			return errors.New("the forwarded messages have not reached the other node")
+		}
+		return nil
+	})
+	// mochi sweeps expired messages once a second, on whole seconds.
+	testenv.Eventually(t, 6*time.Second, 50*time.Millisecond, func() error {
+		if k := ns[0].InflightForTest("keeper"); k != 0 {
+			return fmt.Errorf("the offline session still holds %d forwarded message(s) past their expiry", k)
+		}
+		if ns[0].RetainedForTest("t/exp-ret") {
+			return errors.New("the forwarded retained message is still held past its expiry")
+		}
+		return nil
+	})
+	if !ns[0].RetainedForTest("t/exp-kept") {
+		t.Fatal("a forwarded retained message without an expiry is gone")
 	}
 }

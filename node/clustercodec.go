@@ -124,13 +124,17 @@ func decodeForwarded(b []byte) (forwarded, error) {
 	return f, nil
 }
 
-// packet builds the PUBLISH the receiving node injects for its subscribers.
+// packet builds the PUBLISH the receiving node injects for its subscribers. It is an MQTT 5
+// packet, whatever the publisher spoke: mochi expires a message (kept for an offline
+// session, or retained) only if its packet is of version 5, and a forward's version was 0,
+// so a forwarded message with an expiry never expired here.
 func (f *forwarded) packet() packets.Packet {
 	pk := packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: f.qos, Retain: f.flags&fwdRetain != 0},
-		TopicName:   f.topic,
-		Payload:     f.payload,
-		PacketID:    uint16(f.qos), // mochi checks that a QoS>0 publish has one; it is not used
+		FixedHeader:     packets.FixedHeader{Type: packets.Publish, Qos: f.qos, Retain: f.flags&fwdRetain != 0},
+		TopicName:       f.topic,
+		Payload:         f.payload,
+		PacketID:        uint16(f.qos), // mochi checks that a QoS>0 publish has one; it is not used
+		ProtocolVersion: 5,
 	}
 	p := &pk.Properties
 	if f.flags&fwdExpiry != 0 {

@@ -94,3 +94,18 @@ func (n *Node) ACLDeniedForTest(action string) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// InflightForTest is how many messages mochi holds for client's session (0 without one).
+func (n *Node) InflightForTest(client string) int {
+	cl, ok := n.mqtt.Clients.Get(client)
+	if !ok {
+		return 0
+	}
+	return cl.State.Inflight.Len()
+}
+
+// RetainedForTest reports whether mochi holds a retained message on topic.
+func (n *Node) RetainedForTest(topic string) bool {
+	pk, ok := n.mqtt.Topics.Retained.Get(topic)
+	return ok && len(pk.Payload) > 0
+}

@@ -216,8 +216,7 @@ func (n *Node) sendWill(w *delayedWill) {
 	// without OnPublish's cluster routing (done below, once), to its subscribers here,
 	// retaining it if asked. The client is named after the Will's own, as mochi's Will
 	// packet is, so that a no-local subscription of that client's session skips it.
-	wc := n.mqtt.NewClient(nil, "local", id, true)
-	wc.Properties.ProtocolVersion = 5
+	wc := inlineClient(n.mqtt, id)
 	if err := n.mqtt.InjectPacket(wc, pk); err != nil {
 		n.log.Warn("a delayed Will could not be published", "client", id, "topic", topic, "error", err)
 		return

@@ -228,6 +228,17 @@ func (m *MQTTClient) PublishRetained(topic string, payload []byte, qos byte) err
 	return err
 }
 
+// PublishPacket publishes p as it is and returns the acknowledgement's reason code (QoS 1).
+func (m *MQTTClient) PublishPacket(p *paho.Publish) (byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := m.c.Publish(ctx, p)
+	if r != nil {
+		return r.ReasonCode, err
+	}
+	return 0, err
+}
+
 // PublishWith publishes with user properties; an error includes a refusal in the PUBACK.
 func (m *MQTTClient) PublishWith(topic string, payload []byte, qos byte, user map[string]string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
