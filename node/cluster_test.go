@@ -332,3 +332,40 @@ func TestForwardedMessagesExpire(t *testing.T) {
 		t.Fatal("a forwarded retained message without an expiry is gone")
 	}
 }
+
+// TestTakeoverElsewhereDiscardsTheSession: a client with a persistent session on one node
+// that connects to another is taken over there; the first node discards its session, so
+// it keeps no subscription and queues nothing more, and a later CONNECT there finds no
+// session. It used to keep it: a trial's client came back to find the messages published
+// while it was on the other node, after a Clean Start there.
+func TestTakeoverElsewhereDiscardsTheSession(t *testing.T) {
+	t.Parallel()
+	ns := twoNodes(t, "tk")
+	first := testenv.ConnectMQTT(t, ns[0].Member().MQTTAddr, "mover", testenv.MQTTOptions{SessionExpiry: 600})
+	if err := first.Subscribe("t/mv", 1); err != nil {
+		t.Fatal(err)
+	}
+	if !ns[0].HasSessionForTest("mover") {
+		t.Fatal("no session on the first node")
+	}
+	second := testenv.ConnectMQTT(t, ns[1].Member().MQTTAddr, "mover", testenv.MQTTOptions{CleanStart: true})
+	select {
+	case <-first.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first connection was not taken over")
+	}
+	testenv.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if ns[0].HasSessionForTest("mover") {
+			return errors.New("the first node still holds the taken-over session")
+		}
+		return nil
+	})
+	pub := testenv.ConnectMQTT(t, ns[0].Member().MQTTAddr, "pub-mv", testenv.MQTTOptions{CleanStart: true})
+	if err := pub.Publish("t/mv", []byte("after the takeover"), 1); err != nil {
+		t.Fatal(err)
+	}
+	second.Close()
+	if ns[0].InflightForTest("mover") != 0 || ns[0].HasSessionForTest("mover") {
+		t.Fatal("the first node queued for the discarded session")
+	}
+}

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
@@ -53,7 +54,7 @@ func (h handler) Deliver(_ context.Context, d wire.Deliver, reply func(int, wire
 // Kick disconnects a session taken over on another node (MQTT 5 reason 0x8E). Nothing is
 // written to the session once this returns.
 func (h handler) Kick(_ context.Context, k wire.Kick) wire.Result {
-	if !h.n.revoke(k.Client, k.Session, "kicked") {
+	if !h.n.takenOverElsewhere(k.Client, k.Session, "kicked") {
 		return wire.Result{Status: wire.StatusNotHere}
 	}
 	return wire.Result{Status: wire.StatusDelivered}
@@ -86,6 +87,19 @@ func (n *Node) revoke(client, session, how string) bool {
 	return true
 }
 
+// takenOverElsewhere revokes the client's session, taken over by a CONNECT on another
+// node (a Kick, or a revocation notice: nothing else sends either), and then discards it
+// here: sessions do not migrate, so the client's session is the one over there now.
+func (n *Node) takenOverElsewhere(client, session, how string) bool {
+	st := n.clients.session(client, session)
+	if st == nil {
+		return false
+	}
+	n.revokeState(st, how)
+	n.discardAfter(st)
+	return true
+}
+
 func (n *Node) revokeState(st *clientState, how string) {
 	n.log.Info("session taken over elsewhere; disconnecting it here", "client", st.id, "how", how)
 	n.metrics.takeovers.WithLabelValues(how).Inc()
@@ -109,6 +123,37 @@ func (n *Node) endSession(st *clientState, why string, code packets.Code) {
 	}()
 }
 
+// discardAfter deletes st's mochi session once st's connection has been told to end, as
+// if it had expired: a client taken over by a CONNECT on another node has its session
+// there now (new, or discarded by Clean Start), and the one here must keep no
+// subscriptions and no messages. Kept, it went on queueing for the client, and a later
+// CONNECT here resumed it with session present and everything queued since [MQTT-3.1.2-4].
+// A newer connection of the client here keeps its session: the CONNECT lock orders the
+// two, and only the session st's connection holds is deleted.
+func (n *Node) discardAfter(st *clientState) {
+	n.sendWG.Add(1)
+	go func() {
+		defer n.sendWG.Done()
+		select {
+		case <-st.gone: // mochi is done with the connection (OnDisconnect)
+		case <-time.After(n.cfg.Limits.ConnectTimeout):
+			// Still open: mochi's disconnect did not end it; leave the session to expire.
+			return
+		}
+		unlock := n.connLocks.lock(st.id)
+		defer unlock()
+		if cur, ok := n.mqtt.Clients.Get(st.id); !ok || cur != st.cl {
+			return
+		}
+		n.mqtt.UnsubscribeClient(st.cl)
+		st.cl.ClearInflights()
+		n.sessions.drop(st.cl)
+		n.cluster.sessionEnded(st.id)
+		n.mqtt.Clients.Delete(st.id)
+		n.log.Debug("session taken over elsewhere: discarded here", "client", st.id)
+	}()
+}
+
 // applyNotices acts on the notices the delivery lease brought.
 func (n *Node) applyNotices(ns []store.Notice) {
 	for _, nt := range ns {
@@ -116,7 +161,7 @@ func (n *Node) applyNotices(ns []store.Notice) {
 		case store.NoticeMailbox:
 			n.askMailboxAll(nt.Client)
 		case store.NoticeRevoke:
-			n.revoke(nt.Client, nt.Session, "revoked")
+			n.takenOverElsewhere(nt.Client, nt.Session, "revoked")
 		}
 	}
 }

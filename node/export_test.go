@@ -109,3 +109,9 @@ func (n *Node) RetainedForTest(topic string) bool {
 	pk, ok := n.mqtt.Topics.Retained.Get(topic)
 	return ok && len(pk.Payload) > 0
 }
+
+// HasSessionForTest reports whether mochi holds a session (connected or not) for client.
+func (n *Node) HasSessionForTest(client string) bool {
+	_, ok := n.mqtt.Clients.Get(client)
+	return ok
+}
