@@ -74,12 +74,27 @@ func (h *hook) clampDisconnect(pk *packets.Packet) { *pk = h.n.clampSessionExpir
 // PUBACKs (see fixPuback).
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	switch pk.FixedHeader.Type {
+	case packets.Connack:
+		return h.n.advertiseLimits(pk)
 	case packets.Puback:
 		return fixPuback(pk)
 	case packets.Suback, packets.Unsuback:
 		return h.n.outboundSuback(cl, pk)
 	}
 	return h.n.outbound(cl, pk)
+}
+
+// advertiseLimits adds to an MQTT 5 CONNACK that admits the client the node's Topic Alias
+// Maximum and Maximum Packet Size, which mochi v2.7.9 enforces but does not send. Without
+// them a client must take the alias maximum for 0 [MQTT-3.2.2-17] and never use an alias,
+// and may send a packet larger than the node takes, which is answered by a closed
+// connection.
+func (n *Node) advertiseLimits(pk packets.Packet) packets.Packet {
+	if pk.ProtocolVersion == 5 && pk.ReasonCode < packets.ErrUnspecifiedError.Code {
+		pk.Properties.TopicAliasMaximum = n.cfg.Limits.TopicAliasMax
+		pk.Properties.MaximumPacketSize = n.cfg.Limits.MaxPacketSize
+	}
+	return pk
 }
 
 // fixPuback answers a QoS 1 PUBLISH that mochi accepted with reason code 0x00 (success).

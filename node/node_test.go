@@ -564,3 +564,19 @@ func TestQuarantinedOutOfTheLiveSetMovesClientsAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestConnackAdvertisesTheLimits: an MQTT 5 CONNACK names the node's Topic Alias Maximum and
+// Maximum Packet Size, which it enforces; mochi sent neither, so a client had to take the
+// alias maximum for 0 and could not know the packet limit.
+func TestConnackAdvertisesTheLimits(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t, "connack-1")
+	cfg.Auth = openACL(t)
+	cfg.Limits.TopicAliasMax, cfg.Limits.MaxPacketSize = 12, 300_000
+	n := startNode(t, cfg, testenv.OpenMemCoord(t, memcoord.NewCluster()), testenv.EmbeddedStore(t))
+	c := testenv.ConnectMQTT(t, n.Member().MQTTAddr, "limits-v5", testenv.MQTTOptions{CleanStart: true})
+	p := c.Connack.Properties
+	if p == nil || p.TopicAliasMaximum == nil || *p.TopicAliasMaximum != 12 || p.MaximumPacketSize == nil || *p.MaximumPacketSize != 300_000 {
+		t.Fatalf("CONNACK properties %+v, want topic alias maximum 12 and maximum packet size 300000", p)
+	}
+}
