@@ -301,25 +301,27 @@ func TestForwardedMessagesExpire(t *testing.T) {
 		return nil
 	})
 	pub := testenv.ConnectMQTT(t, ns[1].Member().MQTTAddr, "pub-exp", testenv.MQTTOptions{CleanStart: true})
-	if code, err := pub.PublishProps("t/exp", []byte("short-lived"), 1, nil, 2); err != nil || code != 0 {
+	// 4 seconds: long enough to see both arrive on the other node first, even on a busy
+	// machine under the race detector.
+	if code, err := pub.PublishProps("t/exp", []byte("short-lived"), 1, nil, 4); err != nil || code != 0 {
 		t.Fatalf("publish: %#x %v", code, err)
 	}
 	if err := pub.PublishRetained("t/exp-kept", []byte("kept"), 1); err != nil {
 		t.Fatal(err)
 	}
-	two := uint32(2)
+	four := uint32(4)
 	if code, err := pub.PublishPacket(&paho.Publish{Topic: "t/exp-ret", Payload: []byte("short-lived retained"), QoS: 1, Retain: true,
-		Properties: &paho.PublishProperties{MessageExpiry: &two}}); err != nil || code != 0 {
+		Properties: &paho.PublishProperties{MessageExpiry: &four}}); err != nil || code != 0 {
 		t.Fatalf("retained publish: %#x %v", code, err)
 	}
-	testenv.Eventually(t, 2*time.Second, 5*time.Millisecond, func() error {
+	testenv.Eventually(t, 3*time.Second, 5*time.Millisecond, func() error {
 		if ns[0].InflightForTest("keeper") != 1 || !ns[0].RetainedForTest("t/exp-ret") {
 			return errors.New("the forwarded messages have not reached the other node")
 		}
 		return nil
 	})
 	// mochi sweeps expired messages once a second, on whole seconds.
-	testenv.Eventually(t, 6*time.Second, 50*time.Millisecond, func() error {
+	testenv.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
 		if k := ns[0].InflightForTest("keeper"); k != 0 {
 			return fmt.Errorf("the offline session still holds %d forwarded message(s) past their expiry", k)
 		}
