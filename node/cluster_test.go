@@ -19,15 +19,24 @@ import (
 // openACL is an authenticator admitting anonymous clients to read and write t/#.
 func openACL(t *testing.T) *auth.Authenticator {
 	t.Helper()
+	a, _ := anonymousAuth(t, `{"acl": [{"topic": "t/#", "access": "readwrite"}]}`)
+	return a
+}
+
+// anonymousAuth is an authenticator admitting anonymous clients, with the credentials
+// file body (rules, users) it reads from the returned path; a test rewrites the file to
+// change them.
+func anonymousAuth(t *testing.T, body string) (*auth.Authenticator, string) {
+	t.Helper()
 	file := filepath.Join(t.TempDir(), "acl.json")
-	if err := os.WriteFile(file, []byte(`{"acl": [{"topic": "t/#", "access": "readwrite"}]}`), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	a, err := auth.New(auth.Config{AllowAnonymous: true, File: file})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return a
+	return a, file
 }
 
 // Two nodes in one process (an in-memory coordinator, one embedded store): a publish on

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -423,16 +421,8 @@ func TestSubscriptionLimits(t *testing.T) {
 func TestPublishToSysIsRefused(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig(t, "sys-1")
-	file := filepath.Join(t.TempDir(), "acl.json")
 	// Even a rule naming $SYS does not make it writable: mochi never routes such a publish.
-	if err := os.WriteFile(file, []byte(`{"acl": [{"topic": "t/#", "access": "readwrite"}, {"topic": "$SYS/#", "access": "readwrite"}]}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	a, err := auth.New(auth.Config{AllowAnonymous: true, File: file})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Auth = a
+	cfg.Auth, _ = anonymousAuth(t, `{"acl": [{"topic": "t/#", "access": "readwrite"}, {"topic": "$SYS/#", "access": "readwrite"}]}`)
 	n := startNode(t, cfg, testenv.OpenMemCoord(t, memcoord.NewCluster()), testenv.EmbeddedStore(t))
 	addr := n.Member().MQTTAddr
 	watcher := testenv.ConnectMQTT(t, addr, "sys-watcher", testenv.MQTTOptions{CleanStart: true})

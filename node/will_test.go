@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +12,6 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/switchboard-mqtt/switchboard/auth"
 	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 	"github.com/switchboard-mqtt/switchboard/node"
 )
@@ -79,14 +77,7 @@ func awaitConnections(t *testing.T, n *node.Node, k int64) {
 func TestDelayedWillCheckedWhenSent(t *testing.T) {
 	t.Parallel()
 	const rules = `{"acl": [{"topic": "w/#", "access": "read"}, {"topic": "w/ok/#", "access": "write"}%s]}`
-	file := filepath.Join(t.TempDir(), "acl.json")
-	if err := os.WriteFile(file, fmt.Appendf(nil, rules, `, {"topic": "w/gone/#", "access": "write"}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	a, err := auth.New(auth.Config{AllowAnonymous: true, File: file})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, file := anonymousAuth(t, fmt.Sprintf(rules, `, {"topic": "w/gone/#", "access": "write"}`))
 	c, st := backendsFor(t)
 	cfg := testConfig(t, "will-acl")
 	cfg.Auth = a
@@ -229,20 +220,28 @@ func TestDelayedWillCancelledByReconnect(t *testing.T) {
 	if d := time.Since(dropped); d > delay*time.Second-time.Second {
 		t.Fatalf("the clients connected again %v after they dropped: too close to the delay (%ds) to tell", d, delay)
 	}
-	control := willClient(t, ns[0], "dev-control", "t/will/dev-control", delay, 60)
+	onlyTheControlWill(t, ns[0], watcher, delay, "the client had connected again")
+}
+
+// onlyTheControlWill drops a client with a Will of the same delay on n and waits for that
+// Will: watcher must get nothing before it, nor just after it (the Wills that were due no
+// later than it and must not come, for the reason why).
+func onlyTheControlWill(t *testing.T, n *node.Node, watcher *testenv.MQTTClient, delay uint32, why string) {
+	t.Helper()
+	control := willClient(t, n, "dev-control", "t/will/dev-control", delay, 60)
 	control.Drop()
 	for {
-		m, err := watcher.Next(delay*time.Second + 10*time.Second)
+		m, err := watcher.Next(time.Duration(delay)*time.Second + 10*time.Second)
 		if err != nil {
 			t.Fatalf("the control Will did not come: %v", err)
 		}
 		if m.Topic == "t/will/dev-control" {
 			break
 		}
-		t.Fatalf("got %q on %s %v after the connection dropped: the client had connected again", m.Payload, m.Topic, time.Since(dropped))
+		t.Fatalf("got %q on %s before the control Will: %s", m.Payload, m.Topic, why)
 	}
 	if m, err := watcher.Next(300 * time.Millisecond); err == nil {
-		t.Fatalf("got %q on %s after the control Will: the client had connected again", m.Payload, m.Topic)
+		t.Fatalf("got %q on %s after the control Will: %s", m.Payload, m.Topic, why)
 	}
 }
 
@@ -253,14 +252,7 @@ func TestDelayedWillCancelledByReconnect(t *testing.T) {
 func TestRevokedSessionsWillIsDropped(t *testing.T) {
 	t.Parallel()
 	const acl = `"acl": [{"topic": "t/#", "access": "readwrite"}]`
-	file := filepath.Join(t.TempDir(), "acl.json")
-	if err := os.WriteFile(file, []byte("{"+acl+"}"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	a, err := auth.New(auth.Config{AllowAnonymous: true, File: file})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, file := anonymousAuth(t, "{"+acl+"}")
 	c, st := backendsFor(t)
 	cfg := testConfig(t, "will-revoked")
 	cfg.Auth = a
@@ -296,19 +288,5 @@ func TestRevokedSessionsWillIsDropped(t *testing.T) {
 		}
 	}
 	awaitConnections(t, n, 1) // their Wills have been handed to OnWill
-	control := willClient(t, n, "dev-control", "t/will/dev-control", delay, 60)
-	control.Drop()
-	for {
-		m, err := watcher.Next(delay*time.Second + 10*time.Second)
-		if err != nil {
-			t.Fatalf("the control Will did not come: %v", err)
-		}
-		if m.Topic == "t/will/dev-control" {
-			break
-		}
-		t.Fatalf("got %q on %s: the session had been revoked", m.Payload, m.Topic)
-	}
-	if m, err := watcher.Next(300 * time.Millisecond); err == nil {
-		t.Fatalf("got %q on %s after the control Will: the session had been revoked", m.Payload, m.Topic)
-	}
+	onlyTheControlWill(t, n, watcher, delay, "the session had been revoked")
 }
