@@ -61,7 +61,7 @@ func runStatus(ctx context.Context, e env, args []string) error {
 		return enc.Encode(st)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tMQTT\tINTERNAL\tADMIN\tEPOCH\tVERSION\tUP SINCE")
+	fmt.Fprintln(tw, "NODE\tMQTT\tINTERNAL\tADMIN\tEPOCH\tVERSION\tSTARTED") // the process, not this registration (see EPOCH)
 	for _, m := range st.Nodes {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%#x\t%s\t%s\n", m.ID, m.MQTTAddr, m.InternalAddr, m.AdminAddr, m.Epoch,
 			m.Version, m.StartedAt.Format(time.RFC3339))
