@@ -28,12 +28,17 @@ func waitDrained(ctx context.Context, e env, c coord.Coordinator, id, admin stri
 	clients := -1          // unknown until its /healthz answers
 	for {
 		live, err := inLiveSet(ctx, c, id)
-		if err != nil && ctx.Err() == nil {
+		switch {
+		case err != nil && ctx.Err() == nil:
 			return err
+		case err != nil:
+			// The wait ran out before the live set answered: nothing is known, and an
+			// unknown is not "out of service" (it used to be taken for one).
+			return fmt.Errorf("%s: the live set did not answer within %v (the mark stands): %w", id, d, err)
 		}
 		if n, ok := healthClients(ctx, admin); ok {
 			clients = n
-		} else if !live {
+		} else if !live && ctx.Err() == nil {
 			clients = 0 // gone, or its admin port does not answer from here: nothing to count
 		}
 		switch {
@@ -57,6 +62,9 @@ func waitDrained(ctx context.Context, e env, c coord.Coordinator, id, admin stri
 		case <-ctx.Done():
 			if live {
 				return fmt.Errorf("%s is still in the live set after %v (the mark stands)", id, d)
+			}
+			if clients < 0 {
+				return fmt.Errorf("%s left the live set, but its client count was not read within %v (the mark stands)", id, d)
 			}
 			return fmt.Errorf("%s still has %d clients after %v (the mark stands)", id, clients, d)
 		case <-time.After(drainPoll):
