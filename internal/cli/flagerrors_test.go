@@ -78,11 +78,24 @@ func TestUpAPIOnANodesPort(t *testing.T) {
 			t.Errorf("up %q: exit %d, want 2 with %q:\n%s", tc.args, code, tc.want, errOut)
 		}
 	}
-	// Another address's port 1884 is not the nodes': the check lets it by (the listener
-	// then fails: nothing may listen on 192.0.2.1 here).
-	code, _, errOut := run(t, 10*time.Second, "up", "--data-dir", t.TempDir(), "--api", "192.0.2.1:1884")
-	if code == 0 || strings.Contains(errOut, "node-2's MQTT port") {
-		t.Errorf("up --api 192.0.2.1:1884: exit %d:\n%s", code, errOut)
+	// Off loopback, the API (which takes every request without a token) is refused first.
+	for _, api := range []string{"192.0.2.1:1884", ":18080", "0.0.0.0:18080", "[::]:18080"} {
+		code, _, errOut := run(t, 10*time.Second, "up", "--data-dir", t.TempDir(), "--api", api)
+		if code != 2 || !strings.Contains(errOut, "--api "+api+": up's API takes requests without a token, so it listens on loopback only") {
+			t.Errorf("up --api %s: exit %d, want 2 naming loopback:\n%s", api, code, errOut)
+		}
+	}
+}
+
+// TestNodeDataDirMustExist: a node whose --data-dir is not there is refused at start (and
+// by `config check`): its free space is a readiness check, and such a node was registered
+// and unready for good without a word.
+func TestNodeDataDirMustExist(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "not-made")
+	code, _, errOut := run(t, 10*time.Second, "node", "--id", "n1", "--allow-anonymous", "--data-dir", missing,
+		"--zk", "127.0.0.1:1", "--redis", "127.0.0.1:1")
+	if code != 2 || !strings.Contains(errOut, "--data-dir \""+missing+"\": stat") {
+		t.Fatalf("exit %d, want 2 naming --data-dir:\n%s", code, errOut)
 	}
 }
 

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"os"
 	"time"
 
 	"github.com/switchboard-mqtt/switchboard/store/redisstore"
@@ -170,6 +172,14 @@ func runNode(ctx context.Context, e env, args []string) error {
 	cfg.Auth = authn
 	if err := cfg.Validate(); err != nil {
 		return usageError{nodeFlagError(err)}
+	}
+	if fi, err := os.Stat(cfg.DataDir); err != nil || !fi.IsDir() {
+		// Its free space is a readiness check: a node started on a directory that is not
+		// there was registered and unready for good, and said nothing.
+		if err == nil {
+			err = errors.New("not a directory")
+		}
+		return usagef("--data-dir %q: %v", cfg.DataDir, err)
 	}
 	if err := zo.validate(); err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -77,6 +78,9 @@ func runUp(ctx context.Context, e env, args []string) error {
 	}
 	if o.wsPort < 0 || o.wsPort+o.nodes-1 > 65535 || (o.wsPort > 0 && o.wsPort < o.mqttPort+o.nodes && o.mqttPort < o.wsPort+o.nodes) {
 		return usagef("--ws-port %d: out of range for %d nodes, or overlapping the MQTT ports", o.wsPort, o.nodes)
+	}
+	if err := o.apiOnLoopback(); err != nil {
+		return err
 	}
 	if err := o.apiPortFree(); err != nil {
 		return err
@@ -383,6 +387,24 @@ func lockDataDir(dir string) (unlock func(), err error) {
 		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
 	}, nil
+}
+
+// apiOnLoopback refuses an --api off loopback: up's API and dashboard take every request
+// without a token, and everything else of up listens on 127.0.0.1 only. ":8080" listened
+// on every interface and said nothing.
+func (o *upOptions) apiOnLoopback() error {
+	host, _, err := net.SplitHostPort(o.api)
+	if err != nil {
+		return nil // the listener says what is wrong with it
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() {
+		return nil
+	}
+	return usagef("--api %s: up's API takes requests without a token, so it listens on loopback only "+
+		"(127.0.0.1:PORT); serve other hosts with `switchboard router` and --api-tokens", o.api)
 }
 
 // apiPortFree refuses an --api on one of the nodes' own ports of 127.0.0.1 (up binds the API
