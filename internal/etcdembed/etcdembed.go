@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
@@ -28,6 +29,34 @@ type Server struct {
 	client   *clientv3.Client
 	endpoint string
 	once     sync.Once
+	closing  *atomic.Bool // Close began: see closingHandler
+}
+
+// closingHandler writes the member's records, those of its shutdown at debug: as Close
+// stops it, etcd logs an error for each of its listeners ("setting up serving from embedded
+// etcd failed", "http: Server closed"), four on every stop of `up` and before the real
+// error of a start that failed after etcd was up.
+type closingHandler struct {
+	slog.Handler
+	closing *atomic.Bool
+}
+
+func (h closingHandler) Handle(ctx context.Context, r slog.Record) error {
+	if h.closing.Load() && r.Level > slog.LevelDebug {
+		if !h.Handler.Enabled(ctx, slog.LevelDebug) {
+			return nil
+		}
+		r.Level = slog.LevelDebug
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h closingHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return closingHandler{h.Handler.WithAttrs(as), h.closing}
+}
+
+func (h closingHandler) WithGroup(name string) slog.Handler {
+	return closingHandler{h.Handler.WithGroup(name), h.closing}
 }
 
 // portFile remembers the ports an embedded etcd used, so a restart on the same data
@@ -59,7 +88,9 @@ func Start(ctx context.Context, dir string, log *slog.Logger) (*Server, error) {
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	cfg.EnableGRPCGateway = false
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapslog.New(log.With("source", "etcd-server"), slog.LevelError))
+	closing := new(atomic.Bool)
+	serverLog := slog.New(closingHandler{log.Handler(), closing}).With("source", "etcd-server")
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapslog.New(serverLog, slog.LevelError))
 	e, err := startEtcd(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("embedded etcd in %s: %w", dir, err)
@@ -67,18 +98,21 @@ func Start(ctx context.Context, dir string, log *slog.Logger) (*Server, error) {
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
+		closing.Store(true)
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd in %s: %w", dir, err)
 	case <-ctx.Done():
+		closing.Store(true)
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd in %s: not ready: %w", dir, ctx.Err())
 	}
 	client, err := clientv3.New(clientv3.Config{Endpoints: []string{cu.Host}, Logger: zapslog.New(log.With("source", "etcd-client"), slog.LevelWarn)})
 	if err != nil {
+		closing.Store(true)
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd client: %w", err)
 	}
-	return &Server{etcd: e, client: client, endpoint: cu.Host}, nil
+	return &Server{etcd: e, client: client, endpoint: cu.Host, closing: closing}, nil
 }
 
 // startEtcd is embed.StartEtcd with its panics as errors: etcd panics as it starts on some
@@ -139,6 +173,7 @@ func (e *Server) Endpoint() string { return e.endpoint }
 // Close closes the client and stops the member, flushing its data. Idempotent.
 func (e *Server) Close() error {
 	e.once.Do(func() {
+		e.closing.Store(true)
 		e.client.Close()
 		e.etcd.Close()
 	})
