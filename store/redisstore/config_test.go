@@ -1,12 +1,16 @@
 package redisstore_test
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/switchboard-mqtt/switchboard/internal/backends"
+	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 	"github.com/switchboard-mqtt/switchboard/store/redisstore"
 )
 
@@ -112,4 +116,30 @@ func TestConnectionsCarryTheClientName(t *testing.T) {
 		t.Fatalf("no connection named %s in CLIENT LIST:\n%s", cfg.ClientName, list)
 	}
 	t.Logf("%d connections named %s", named, cfg.ClientName)
+}
+
+// TestLibraryLinesGoToTheLogger: go-redis's own lines (a pool that cannot dial, while
+// Redis is down) reach the store's logger, at debug, instead of stderr past the process's
+// handler and its --log-format.
+func TestLibraryLinesGoToTheLogger(t *testing.T) {
+	ctx, cancel := testContext(t, 30*time.Second)
+	defer cancel()
+	r, err := backends.StartRedis(ctx, backends.RedisConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out testenv.Buffer
+	cfg := testConfig(t, r.Addr)
+	cfg.Logger = slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg.DialTimeout, cfg.ReadTimeout, cfg.WriteTimeout = 500*time.Millisecond, 500*time.Millisecond, 500*time.Millisecond
+	cfg.DurabilityTimeout = 100 * time.Millisecond
+	s := open(t, cfg)
+	r.Close()
+	testenv.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		_, _ = s.Depth(ctx, "lib-log") // fails: each try has the pool dial
+		if !strings.Contains(out.String(), "source=go-redis") {
+			return errors.New("no go-redis line reached the logger")
+		}
+		return nil
+	})
 }

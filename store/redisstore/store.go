@@ -59,6 +59,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	useLibraryLog(cfg.Logger)
 	s := &Store{
 		keys:    keys{prefix: cfg.Prefix},
 		log:     cfg.Logger,
