@@ -186,6 +186,7 @@ func (r *Router) runJobs(ctx context.Context) {
 	f := r.cfg.Fanout
 	tick := time.NewTicker(f.JobPoll)
 	defer tick.Stop()
+	failures := repeating{what: "claim a fan-out job"}
 	for {
 		// Bounded: a router runs at most this many jobs back to back before it looks
 		// at the clock again.
@@ -195,10 +196,11 @@ func (r *Router) runJobs(ctx context.Context) {
 			cancel()
 			if err != nil {
 				if ctx.Err() == nil {
-					r.log.Warn("claim a fan-out job", "error", err)
+					failures.fail(r.log, err)
 				}
 				break
 			}
+			failures.ok(r.log)
 			if !ok {
 				break
 			}

@@ -163,10 +163,14 @@ func clip(s string, n int) string {
 // (and forgets what the retention allows), until ctx ends. Every router runs one: sweeps
 // are safe concurrently.
 func (r *Router) runSweeper(ctx context.Context) {
+	failures := repeating{what: "sweep receipts"}
 	every(ctx, r.cfg.Receipts.SweepEvery, func() {
-		if err := r.sweep(ctx); err != nil && ctx.Err() == nil {
+		switch err := r.sweep(ctx); {
+		case err != nil && ctx.Err() == nil:
 			r.metrics.receiptErrors.WithLabelValues("sweep").Inc()
-			r.log.Warn("sweep receipts", "error", err)
+			failures.fail(r.log, err)
+		case err == nil:
+			failures.ok(r.log)
 		}
 	})
 }

@@ -109,11 +109,15 @@ func (r *Router) startSchedule(ctx context.Context) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
+		failures := repeating{what: "queue scheduled messages that came due"}
 		every(ctx, r.cfg.SchedulePoll, func() {
 			for range 100 { // bounded: a backlog does not keep the loop from ctx
 				n, err := r.queueDue(ctx, sc)
-				if err != nil && ctx.Err() == nil {
-					r.log.Warn("queue scheduled messages that came due; retrying after their lease", "error", err)
+				switch {
+				case err != nil && ctx.Err() == nil:
+					failures.fail(r.log, err)
+				case err == nil:
+					failures.ok(r.log)
 				}
 				if err != nil || n < store.MaxScheduledTake {
 					return
