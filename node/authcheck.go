@@ -59,10 +59,11 @@ func (n *Node) checkWill(cl *mqtt.Client, st *clientState) bool {
 // packet id and a slot of its in-flight window held.
 const sysRefusedTopic = "$switchboard/refused/sys"
 
-// inboundPublish answers the client's publishes that mochi v2.7.9 drops without a word:
-// one whose topic name holds a wildcard is a malformed packet [MQTT-3.3.2-2], and the
-// client is disconnected (MQTT 5: DISCONNECT 0x90 topic name invalid) and its Will sent;
-// a QoS 1 or 2 one to $SYS is refused as a denied publish (see sysRefusedTopic). A QoS 0
+// inboundPublish answers the client's publishes that mochi v2.7.9 answers wrongly: one
+// whose topic name holds a wildcard is a malformed packet [MQTT-3.3.2-2], and the client
+// is disconnected (MQTT 5: DISCONNECT 0x90 topic name invalid; mochi sent 0x82) and its
+// Will sent; a QoS 1 or 2 one to $SYS, which mochi drops without a word, is refused as a
+// denied publish (see sysRefusedTopic). A QoS 0
 // publish to $SYS is dropped by mochi, as any refused QoS 0 publish is. It changes pk in
 // place; an error (packets.ErrRejectPacket) makes mochi end the connection.
 func (n *Node) inboundPublish(cl *mqtt.Client, pk *packets.Packet) error {

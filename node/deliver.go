@@ -140,6 +140,14 @@ func (n *Node) discardAfter(st *clientState) {
 			// Still open: mochi's disconnect did not end it; leave the session to expire.
 			return
 		}
+		// Read after the connection's end (st.gone), when a DISCONNECT can no longer
+		// change them.
+		if p := &st.cl.Properties; p.ProtocolVersion == 5 && p.Props.SessionExpiryInterval == 0 || p.ProtocolVersion < 5 && p.Clean {
+			// mochi deletes this session itself as the connection ends, by client id:
+			// deleting it here first would let a new connection of the id take the entry
+			// that mochi's late delete then removes.
+			return
+		}
 		unlock := n.connLocks.lock(st.id)
 		defer unlock()
 		if cur, ok := n.mqtt.Clients.Get(st.id); !ok || cur != st.cl {

@@ -34,8 +34,21 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished,
 		mqtt.OnDisconnect, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublishDropped,
 		mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublish, mqtt.OnWill, mqtt.OnClientExpired,
-		mqtt.OnSelectSubscribers, mqtt.OnWillSent, mqtt.OnRetainMessage,
+		mqtt.OnSelectSubscribers, mqtt.OnWillSent, mqtt.OnRetainMessage, mqtt.OnQosDropped,
 	}, []byte{b})
+}
+
+// OnQosDropped gives back the send quota of a QoS 1/2 message mochi deleted from a
+// client's in-flight window because it expired. mochi v2.7.9 deletes it even when it was
+// sent and is waiting for its acknowledgement, and never adds the slot back: each expiry
+// cost a connected MQTT 5 client one of its Receive Maximum slots for good, and once they
+// were gone it received no QoS 1/2 message at all until it reconnected. mochi calls this
+// twice per deleted message, once with the message and once with its packet id alone;
+// only the first counts.
+func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	if pk.FixedHeader.Type == packets.Publish {
+		cl.State.Inflight.IncreaseSendQuota()
+	}
 }
 
 // OnPacketRead applies the packet-latency failpoint (a no-op unless a test set it), and

@@ -467,8 +467,8 @@ func TestPublishToSysIsRefused(t *testing.T) {
 
 // TestPublishWithAWildcardTopicDisconnects: a PUBLISH whose topic name holds + or # is a
 // malformed packet [MQTT-3.3.2-2]: the client is disconnected (MQTT 5 with DISCONNECT 0x90
-// topic name invalid) and its Will is sent, as mosquitto does. mochi dropped it without an
-// answer: a QoS 1 publisher waited for its PUBACK forever.
+// topic name invalid, the code MQTT gives for it; mochi sent 0x82 protocol error) and its
+// Will is sent, as mosquitto does.
 func TestPublishWithAWildcardTopicDisconnects(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig(t, "wild-1")
@@ -568,5 +568,43 @@ func TestConnackAdvertisesTheLimits(t *testing.T) {
 	p := c.Connack.Properties
 	if p == nil || p.TopicAliasMaximum == nil || *p.TopicAliasMaximum != 12 || p.MaximumPacketSize == nil || *p.MaximumPacketSize != 300_000 {
 		t.Fatalf("CONNACK properties %+v, want topic alias maximum 12 and maximum packet size 300000", p)
+	}
+}
+
+// TestExpiredInFlightMessagesGiveTheirSlotBack: QoS 1 messages that expire while a
+// connected MQTT 5 client has not acknowledged them free their slots of its Receive
+// Maximum. mochi deleted them without giving the slots back: a client with Receive Maximum
+// 2 whose two unacknowledged messages expired received no QoS 1 message again.
+func TestExpiredInFlightMessagesGiveTheirSlotBack(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t, "quota-1")
+	cfg.Auth = openACL(t)
+	n := startNode(t, cfg, testenv.OpenMemCoord(t, memcoord.NewCluster()), testenv.EmbeddedStore(t))
+	addr := n.Member().MQTTAddr
+	slow := testenv.ConnectMQTT(t, addr, "slow-acker", testenv.MQTTOptions{CleanStart: true, ManualAck: true, ReceiveMaximum: 2})
+	if err := slow.Subscribe("t/q", 1); err != nil {
+		t.Fatal(err)
+	}
+	pub := testenv.ConnectMQTT(t, addr, "pub-q", testenv.MQTTOptions{CleanStart: true})
+	for i := range 2 {
+		if code, err := pub.PublishProps("t/q", []byte(fmt.Sprint("short-", i)), 1, nil, 1); err != nil || code != 0 {
+			t.Fatalf("publish %d: %#x %v", i, code, err)
+		}
+		if _, err := slow.Next(5 * time.Second); err != nil { // received, never acknowledged
+			t.Fatal(err)
+		}
+	}
+	testenv.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if k := n.InflightForTest("slow-acker"); k != 0 {
+			return fmt.Errorf("%d unacknowledged messages not expired yet", k)
+		}
+		return nil
+	})
+	if err := pub.Publish("t/q", []byte("after the expiry"), 1); err != nil {
+		t.Fatal(err)
+	}
+	m, err := slow.Next(5 * time.Second)
+	if err != nil || string(m.Payload) != "after the expiry" {
+		t.Fatalf("after its two in-flight messages expired the client got %q, %v; want the next message", m.Payload, err)
 	}
 }

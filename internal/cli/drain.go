@@ -52,7 +52,7 @@ func waitDrained(ctx context.Context, e env, c coord.Coordinator, id, admin stri
 		if !live && clients > 0 {
 			prog.Set("%s: left the live set after %.1fs; moving its clients off: %d left", id, left.Seconds(), clients)
 		}
-		if !live && clients <= 0 {
+		if !live && clients == 0 {
 			prog.Stop()
 			fmt.Fprintf(e.stdout, "%s is out of service: out of the live set after %.1fs, no clients after %.1fs\n",
 				id, left.Seconds(), time.Since(start).Seconds())

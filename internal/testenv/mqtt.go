@@ -65,6 +65,8 @@ type MQTTOptions struct {
 	// MaximumPacketSize, if set, is the largest packet the client says it accepts (its
 	// CONNECT's Maximum Packet Size).
 	MaximumPacketSize uint32
+	// ReceiveMaximum, if set, is the most unacknowledged QoS 1/2 messages the client takes.
+	ReceiveMaximum uint16
 }
 
 // DialMQTT connects a client; err is the connection or CONNACK failure (the Connack, if
@@ -128,8 +130,11 @@ func DialMQTT(addr, id string, o MQTTOptions) (*MQTTClient, error) {
 	if o.Password != nil {
 		cp.Password, cp.PasswordFlag = o.Password, true
 	}
-	if o.SessionExpiry > 0 || o.MaximumPacketSize > 0 {
+	if o.SessionExpiry > 0 || o.MaximumPacketSize > 0 || o.ReceiveMaximum > 0 {
 		cp.Properties = &paho.ConnectProperties{}
+	}
+	if o.ReceiveMaximum > 0 {
+		cp.Properties.ReceiveMaximum = &o.ReceiveMaximum
 	}
 	if o.SessionExpiry > 0 {
 		cp.Properties.SessionExpiryInterval = &o.SessionExpiry

@@ -52,7 +52,8 @@ type Config struct {
 	// WriteTimeout bounds sending a command. Zero means default.
 	WriteTimeout time.Duration
 	// ClientName names every connection (CLIENT SETNAME), so that CLIENT LIST shows which
-	// process holds each; see ClientName. Empty leaves the connections unnamed.
+	// process holds each; see ClientName. Empty leaves the connections unnamed; a refusal
+	// (an ACL user without the command, a proxy that does not pass it) is ignored.
 	ClientName string
 	// PoolSize is the maximum number of connections; zero means go-redis's default of 10
 	// per CPU.

@@ -85,7 +85,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			DialTimeout:              cfg.DialTimeout,
 			ReadTimeout:              cfg.ReadTimeout,
 			WriteTimeout:             cfg.WriteTimeout,
-			ClientName:               cfg.ClientName,
+			OnConnect:                nameConn(cfg.ClientName),
 			PoolSize:                 cfg.PoolSize,
 			TLSConfig:                cfg.TLS,
 			ContextTimeoutEnabled:    true,
@@ -116,7 +116,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			DialTimeout:   cfg.DialTimeout,
 			ReadTimeout:   cfg.ReadTimeout,
 			WriteTimeout:  cfg.WriteTimeout,
-			ClientName:    cfg.ClientName,
+			OnConnect:     nameConn(cfg.ClientName),
 			PoolSize:      cfg.PoolSize,
 			TLSConfig:     cfg.TLS,
 			// Let the caller's deadline bound each call, as store.Store promises.
@@ -134,7 +134,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			DialTimeout:              cfg.DialTimeout,
 			ReadTimeout:              cfg.ReadTimeout,
 			WriteTimeout:             cfg.WriteTimeout,
-			ClientName:               cfg.ClientName,
+			OnConnect:                nameConn(cfg.ClientName),
 			PoolSize:                 cfg.PoolSize,
 			TLSConfig:                cfg.TLS,
 			ContextTimeoutEnabled:    true,
@@ -229,4 +229,18 @@ func (s *Store) Close() error {
 		s.flushers.Wait() // a batch under way fails fast on the closed client
 	})
 	return s.closeErr
+}
+
+// nameConn names each new connection (CLIENT SETNAME) when name is set, and does not
+// fail the connection when Redis, a proxy in front of it or the ACL user refuses the
+// command: a name is for CLIENT LIST, not worth a store that cannot connect. (go-redis's
+// own ClientName fails the connection instead.)
+func nameConn(name string) func(context.Context, *redis.Conn) error {
+	if name == "" {
+		return nil
+	}
+	return func(ctx context.Context, cn *redis.Conn) error {
+		_ = cn.ClientSetName(ctx, name).Err()
+		return nil
+	}
 }
