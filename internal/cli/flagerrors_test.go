@@ -130,3 +130,18 @@ func TestUpStoreThatCannotOpen(t *testing.T) {
 		t.Fatalf("exit %d, want 1 with the store's error:\n%s", code, errOut)
 	}
 }
+
+// TestHelpIsNotAnError: `zk -h` prints its usage and exits 0, as every other command's -h
+// does (it exited 2), and the help of --redis-tls-ca says what a client's CA does: it
+// verifies the server (it said peers must present a certificate it signed).
+func TestHelpIsNotAnError(t *testing.T) {
+	code, out, errOut := run(t, 10*time.Second, "zk", "-h")
+	if code != 0 || !strings.Contains(out, "usage: switchboard zk status") {
+		t.Fatalf("zk -h: exit %d\nstdout %s\nstderr %s", code, out, errOut)
+	}
+	code, out, errOut = run(t, 10*time.Second, "node", "-h")
+	help := out + errOut
+	if code != 0 || !strings.Contains(help, "CA file that verifies the server's certificate, for connections to Redis") {
+		t.Fatalf("node -h: exit %d, --redis-tls-ca help:\n%s", code, help)
+	}
+}

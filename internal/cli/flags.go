@@ -295,7 +295,7 @@ func (o *redisOptions) register(fs *flag.FlagSet) {
 		"how long a batch of writes waits for its replica (or fsync) before it is refused (503)")
 	o.password.register(fs, "redis-password", "the Redis password")
 	fs.StringVar(&o.prefix, "redis-prefix", "sb", "key prefix")
-	o.tls.register(fs, "redis-tls-", "connections to Redis (the CA verifies the server; a cert/key is sent as a client certificate)")
+	o.tls.registerClient(fs, "redis-tls-", "connections to Redis (a cert/key is sent as a client certificate)")
 }
 
 // given reports whether any flag names a Redis to use.
@@ -350,9 +350,19 @@ type tlsOptions struct {
 }
 
 func (o *tlsOptions) register(fs *flag.FlagSet, prefix, what string) {
+	o.registerAs(fs, prefix, what, "CA file: peers must present a certificate it signed (mutual TLS) for "+what)
+}
+
+// registerClient registers the flags of a connection this process only dials: its CA
+// verifies the server.
+func (o *tlsOptions) registerClient(fs *flag.FlagSet, prefix, what string) {
+	o.registerAs(fs, prefix, what, "CA file that verifies the server's certificate, for "+what)
+}
+
+func (o *tlsOptions) registerAs(fs *flag.FlagSet, prefix, what, caHelp string) {
 	fs.StringVar(&o.cert, prefix+"cert", "", "TLS certificate file for "+what)
 	fs.StringVar(&o.key, prefix+"key", "", "TLS key file for "+what)
-	fs.StringVar(&o.ca, prefix+"ca", "", "CA file: peers must present a certificate it signed (mutual TLS) for "+what)
+	fs.StringVar(&o.ca, prefix+"ca", "", caHelp)
 }
 
 func (o *tlsOptions) set() bool { return o.cert != "" || o.key != "" || o.ca != "" }

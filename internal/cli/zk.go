@@ -12,8 +12,13 @@ import (
 )
 
 func runZK(ctx context.Context, e env, args []string) error {
+	const usage = "usage: switchboard zk status --zk host:port,... [--json]"
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		fmt.Fprintln(e.stdout, usage) // asked for: not an error, as every other command's -h
+		return nil
+	}
 	if len(args) == 0 || args[0] != "status" {
-		return usagef("usage: switchboard zk status --zk host:port,... [--json]")
+		return usagef(usage)
 	}
 	fs := newFlagSet("zk status", e)
 	var (
