@@ -439,22 +439,7 @@ func TestPublishToSysIsRefused(t *testing.T) {
 	if code, err := v5.PublishProps("t/ok", []byte("still connected"), 1, nil, 0); err != nil || code != 0 {
 		t.Fatalf("MQTT 5 client after the refusals: %#x %v", code, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	v3, err := mqttclient.Dial(ctx, addr, mqttclient.Options{ID: "sys-v3", Version: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v3.Close()
-	v3.Start()
-	if _, err := v3.Publish(ctx, "$SYS/fake/broker/uptime", []byte("forged"), 1); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-v3.Done():
-	case <-ctx.Done():
-		t.Fatal("MQTT 3.1.1 publish to $SYS: still connected, want disconnected")
-	}
+	publishDisconnectsV3(t, addr, "sys-v3", "$SYS/fake/broker/uptime")
 	select {
 	case m := <-watcher.Messages():
 		t.Fatalf("a $SYS subscriber got %q on %s", m.Payload, m.Topic)
@@ -494,21 +479,29 @@ func TestPublishWithAWildcardTopicDisconnects(t *testing.T) {
 	if m, err := watcher.Next(5 * time.Second); err != nil || m.Topic != "t/will/v5" {
 		t.Fatalf("the Will of the disconnected client: %+v %v", m, err)
 	}
+	publishDisconnectsV3(t, addr, "wild-v3", "t/#")
+}
+
+// publishDisconnectsV3 connects an MQTT 3.1.1 client as id, publishes to topic at QoS 1
+// and waits for the node to close the connection: 3.1.1 has no way to refuse a publish but
+// that.
+func publishDisconnectsV3(t *testing.T, addr, id, topic string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	v3, err := mqttclient.Dial(ctx, addr, mqttclient.Options{ID: "wild-v3", Version: 4})
+	v3, err := mqttclient.Dial(ctx, addr, mqttclient.Options{ID: id, Version: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer v3.Close()
 	v3.Start()
-	if _, err := v3.Publish(ctx, "t/#", []byte("wild"), 1); err != nil {
+	if _, err := v3.Publish(ctx, topic, []byte("refused"), 1); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case <-v3.Done():
 	case <-ctx.Done():
-		t.Fatal("MQTT 3.1.1 publish to t/#: still connected, want disconnected")
+		t.Fatalf("MQTT 3.1.1 publish to %s: still connected, want disconnected", topic)
 	}
 }
 
