@@ -1,14 +1,13 @@
 // Package coord is the cluster's coordination: who is a live member, who is quarantined, and
-// who leads. It is an interface with one implementation per backend: coord/zkcoord on
-// ZooKeeper, coord/etcdcoord on etcd, coord/memcoord in memory for tests; every one passes the
-// behaviour suite in coord/coordtest. What does not depend on the backend is written here
-// once, and each backend drives it through a few primitives: the registration machine
-// (Entry), the election recipe (Ballot), the liveness rule and its prober.
+// who leads. It is an interface with one implementation per backend (coord/zkcoord on
+// ZooKeeper, coord/etcdcoord on etcd, coord/memcoord in memory for tests), each passing the
+// suite in coord/coordtest. What does not depend on the backend is written here once and
+// driven through a few primitives: the registration machine (Entry), the election recipe
+// (Ballot), the liveness rule and its prober.
 //
-// The semantics follow what both ZooKeeper sessions and etcd leases can give: a member entry
-// is ephemeral (it vanishes when its owner's session or lease ends), carries an epoch that
-// changes every time it is created, and is never re-created while a quarantine mark for the
-// same member stands.
+// A member entry is ephemeral (it vanishes when its owner's session or lease ends), carries
+// an epoch that changes every time it is created, and is never re-created while a quarantine
+// mark for the same member stands: what both ZooKeeper sessions and etcd leases can give.
 package coord
 
 import (
@@ -44,16 +43,14 @@ type Member struct {
 	// Instance is random per process; it tells a process's own stale entry (left by its
 	// expired session) from a different live process using the same id.
 	Instance string `json:"instance"`
-	// LeaseMillis is the member's delivery lease (see package lease): once a notice for it
-	// has been stored, it sends nothing more that the notice forbids after this long. Zero
-	// means the default.
+	// LeaseMillis is the member's delivery lease (see package lease); zero means the default.
 	LeaseMillis int64 `json:"lease_ms,omitempty"`
-	// MQTTProxy says MQTTAddr requires a PROXY protocol header (the node's ProxyProtocol):
-	// a prober that dials it directly sends a LOCAL one, as a load balancer's check does.
+	// MQTTProxy says MQTTAddr requires a PROXY protocol header: a prober that dials it
+	// directly sends a LOCAL one, as a load balancer's check does.
 	MQTTProxy bool `json:"mqtt_proxy,omitempty"`
-	// Epoch is set by the coordinator, not written by the member: the entry's creation
-	// transaction id (ZooKeeper czxid, etcd create revision). It is different for every
-	// registration, so a delivery addressed to an older epoch can be refused.
+	// Epoch is set by the coordinator: the entry's creation transaction id (ZooKeeper czxid,
+	// etcd create revision), new at every registration, so that a delivery addressed to an
+	// older one can be refused.
 	Epoch int64 `json:"epoch"`
 }
 
@@ -66,9 +63,8 @@ type Quarantine struct {
 	Evidence json.RawMessage `json:"evidence,omitempty"`
 }
 
-// ParseQuarantine reads a stored mark. The node is the one the mark is stored under, whatever
-// the data says; damaged data still counts as a mark (with nothing but the node), since a
-// mark's existence is what keeps a member out.
+// ParseQuarantine reads a mark stored under node. Damaged data still counts as a mark (with
+// nothing but the node), since a mark's existence is what keeps a member out.
 func ParseQuarantine(node string, data []byte) Quarantine {
 	var q Quarantine
 	if len(data) > 0 {
@@ -81,9 +77,8 @@ func ParseQuarantine(node string, data []byte) Quarantine {
 // Decoder reads one stored entry, named name and created at epoch: DecodeMember or DecodeMark.
 type Decoder[T any] func(name string, data []byte, epoch int64) T
 
-// DecodeMember reads a stored member entry the way every backend lists one: the id is the one
-// the entry is stored under and the epoch the backend's (see Member.Epoch), whatever the data
-// says; foreign or damaged data still makes a live entry, with nothing but the id.
+// DecodeMember reads a member entry stored under id at epoch (see Member.Epoch), whatever the
+// data says; foreign or damaged data still makes a live entry, with nothing but the id.
 func DecodeMember(id string, data []byte, epoch int64) Member {
 	var m Member
 	if err := json.Unmarshal(data, &m); err != nil || m.ID == "" {
@@ -113,16 +108,14 @@ const (
 	// Registered: the member entry exists and is owned by this registration's session, and
 	// the backend answers.
 	Registered
-	// Suspended: the backend may not be hearing us: the connection is reported lost, or a
-	// request to it has gone unanswered for longer than T/3 (or nothing has been answered
-	// for T/2). The entry may still exist and the member still counts as live (Status.Live);
-	// it becomes Registered again when answers come back, or Fenced at the deadline below.
+	// Suspended: the connection is reported lost, or a request has gone unanswered for
+	// longer than T/3 (or nothing has been answered for T/2). The member still counts as live
+	// (Status.Live) until it is Registered again or Fenced at the deadline below.
 	Suspended
 	// Fenced: the entry may be gone, or will be soon. Entered at H + T×(1−FenceMargin) at
-	// the latest, which is before the backend can have ended the session (see State), and at
-	// once when the backend shows that the session ended or the entry belongs to another
-	// process. The member must act as if it were not in the live set. The entry comes back
-	// under a new epoch, never the fenced one.
+	// the latest, before the backend can have ended the session, and at once when the session
+	// ended or the entry belongs to another process. The member must act as if it were not
+	// in the live set. The entry comes back under a new epoch, never the fenced one.
 	Fenced
 	// Quarantined: a quarantine mark stands and the entry is withdrawn; the registration
 	// re-registers by itself once the mark is released.
@@ -132,10 +125,9 @@ const (
 )
 
 // FenceMargin is the share of the session timeout by which a registration fences itself
-// ahead of the earliest moment the backend can expire it (see State): it absorbs a difference
-// in clock rates between this machine and the servers, the lateness of a timer on a busy
-// machine, and the time the member takes to act on Fenced. Clock rates differ by parts per
-// million; the rest is milliseconds, so a tenth (200ms of a 2s timeout, 1s of 10s) is ample.
+// before the backend can expire it (see State). It absorbs clock-rate differences (parts per
+// million), a late timer on a busy machine and the member's time to act on Fenced
+// (milliseconds): a tenth, 200ms of a 2s timeout, is ample.
 const FenceMargin = 0.1
 
 // FenceAfter is how long after the last answered request a registration fences itself, for
@@ -154,14 +146,13 @@ func (s State) String() string {
 	return fmt.Sprintf("state(%d)", int(s))
 }
 
-// Status is a registration's state, with the epoch of the current entry (zero unless
-// Registered or Suspended) and the member's quarantine mark, if one stands.
+// Status is a registration's state, the epoch of the current entry (zero unless Registered or
+// Suspended), the member's quarantine mark if one stands, and when (this process's clock) the
+// state was entered.
 type Status struct {
 	State State
 	Epoch int64
 	Mark  *Quarantine
-	// Since is when State was entered (this process's clock): how long a member has been
-	// Suspended, for example, or the instant it fenced itself.
 	Since time.Time
 }
 
@@ -175,8 +166,8 @@ type Registration interface {
 	// Status returns the current status and a channel that is closed at the next change.
 	Status() (Status, <-chan struct{})
 	// Withdraw deletes the entry while a quarantine mark stands (the node does this after
-	// its load-balancer grace period). The registration then waits in Quarantined and
-	// registers again by itself once the mark is released. Without a mark it does nothing.
+	// its load-balancer grace period) and waits in Quarantined until the mark is released,
+	// then registers again. Without a mark it does nothing.
 	Withdraw(ctx context.Context) error
 	// Deregister deletes the entry at once and stops re-registering. Idempotent.
 	Deregister(ctx context.Context) error
@@ -185,23 +176,21 @@ type Registration interface {
 // Leadership is held by an elected candidate until Done is closed.
 type Leadership interface {
 	// Done is closed when leadership is lost: the candidate's entry is gone, its session
-	// ended, or the backend has not answered (or the connection has been down) for a third
-	// of the session timeout, well before the backend can have ended the session. Actions
-	// must also be fenced (see Marks.SetQuarantine), since Done can only be observed
-	// after the fact.
+	// ended, or the backend has not answered (or the link has been down) for a third of the
+	// session timeout. Writes must still be fenced (Marks.SetQuarantine), since Done is
+	// observed after the fact.
 	Done() <-chan struct{}
 	// Resign gives leadership up. Idempotent.
 	Resign(ctx context.Context) error
 }
 
 // Coordinator is the cluster coordination backend: every part below, and Close. The roles
-// take only the part they use (a node a Registrar, the watcher a Membership's watch, the
-// monitor Marks and an election), so a unit test can hand them a small fake or memcoord.
-// All methods are safe for concurrent use.
+// take only the part they use, so a unit test can hand them a small fake or memcoord. All
+// methods are safe for concurrent use.
 //
 // Channels returned by Watch methods deliver the full current state first and then after
-// every change; a slow reader skips intermediate states but always gets the latest. They are
-// closed when ctx is done or the coordinator is closed.
+// every change (a slow reader skips to the latest); they close when ctx is done or the
+// coordinator closes.
 type Coordinator interface {
 	Registrar
 	Membership

@@ -13,10 +13,9 @@ import (
 	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
 
-// The registration machine: one member's way through the six States, written once for every
-// backend. A backend gives it an Entry (the member's entry in that backend) and the Sessions
-// the entry is attached to; the machine decides when the member counts as live, when it is
-// fenced, and when it registers again.
+// The registration machine: one member's way through the six States, for every backend. A
+// backend gives it an Entry and the Sessions the entry lives on; the machine decides when the
+// member counts as live, when it is fenced, and when it registers again.
 
 var (
 	// ErrMarked is what Entry.Create returns when a quarantine mark stands.
@@ -38,19 +37,16 @@ type Session interface {
 
 // Standing is a Session's standing at one instant (see State for the rule it follows).
 type Standing struct {
-	// Lost: the backend has shown that the session ended (a new ZooKeeper session, an etcd
-	// lease the server no longer knows).
+	// Lost: the session has ended (a new ZooKeeper session; a lease etcd no longer knows).
 	Lost bool
-	// Suspended: the backend may not be hearing us: a request has gone unanswered too long
-	// (Liveness.Standing).
+	// Suspended: a request has gone unanswered too long (Liveness.Standing).
 	Suspended bool
 	// Down: the link is reported lost. A registration counts as Suspended while it is; a
 	// leadership is given up after a third of the timeout (HoldLeadership).
 	Down bool
 	// Heard is the send time of the latest request the backend answered in the session.
 	Heard time.Time
-	// FenceAt is when the member must count as fenced at the latest: before the backend can
-	// have ended the session.
+	// FenceAt is when the member must count as fenced, before the backend can end the session.
 	FenceAt time.Time
 	// Next is when the standing changes by itself if nothing more is heard.
 	Next time.Time
@@ -58,12 +54,11 @@ type Standing struct {
 	Changed [2]<-chan struct{}
 }
 
-// Created is what a successful Entry.Create (or one that met a mark) found.
+// Created is what a successful Entry.Create (or one that met a mark) found: the entry's epoch
+// (see Member.Epoch) and the member's quarantine mark if one stood and the backend read it.
 type Created struct {
-	// Epoch is the entry's epoch (see Member.Epoch).
 	Epoch int64
-	// Mark is the member's quarantine mark if one stood and the backend read it.
-	Mark *Quarantine
+	Mark  *Quarantine
 }
 
 // Sight is what Entry.Look saw.
@@ -116,10 +111,9 @@ type RegisterOptions struct {
 	Log *slog.Logger
 }
 
-// StartRegistration starts the registration machine for m, on a goroutine of the
-// coordinator's g (it stops when g closes), on the entry that newEntry makes of m's encoded
-// data (without an epoch: the backend sets that); see Coordinator.Register, whose contract
-// it implements.
+// StartRegistration implements Registrar.Register: it runs the machine for m on a goroutine
+// of the coordinator's g (stopped when g closes), on the entry newEntry makes of m's encoded
+// data (without an epoch: the backend sets that).
 func StartRegistration(ctx context.Context, g *Group, m Member, o RegisterOptions, newEntry func(data []byte) Entry) (Registration, error) {
 	if err := ValidateID(m.ID); err != nil {
 		return nil, err
@@ -181,9 +175,8 @@ type registration struct {
 // Status returns the current status and a channel closed at the next change.
 func (r *registration) Status() (Status, <-chan struct{}) { return r.status.Get() }
 
-// setState enters st at epoch, leaving the status (and its waiters) alone when neither
-// changes. Only run's goroutine sets the state, so the status cannot change between the
-// check and the update but for its mark (setMark).
+// setState enters st at epoch, leaving the status alone when neither changes. Only run's
+// goroutine sets the state, so only the mark (setMark) can change between check and update.
 func (r *registration) setState(st State, epoch int64) {
 	if cur := r.status.Load(); cur.State == st && cur.Epoch == epoch {
 		return
@@ -198,7 +191,7 @@ func (r *registration) setState(st State, epoch int64) {
 	})
 }
 
-// setMark sets the mark, leaving the status (and its waiters) alone when it is unchanged.
+// setMark sets the mark, leaving the status alone when it is unchanged.
 func (r *registration) setMark(q *Quarantine) {
 	if !reflect.DeepEqual(r.status.Load().Mark, q) {
 		r.status.Update(func(s Status) Status { s.Mark = q; return s })
@@ -226,8 +219,7 @@ func (r *registration) Withdraw(ctx context.Context) error {
 	}
 }
 
-// Deregister stops the registration and gives the entry up (it leaves the live set at
-// once). Idempotent.
+// Deregister stops the registration and gives the entry up at once. Idempotent.
 func (r *registration) Deregister(ctx context.Context) error {
 	r.stopOnce.Do(func() { close(r.stop) })
 	select {
@@ -242,10 +234,9 @@ func (r *registration) Deregister(ctx context.Context) error {
 	return nil
 }
 
-// abandon stops a registration whose Register failed and gives its entry up (a create may
-// have been carried out though its answer was lost), in the background, so that Register
-// returns with its ctx. After one Timeout the session has ended anyway; once g closes, Close
-// ends it.
+// abandon stops a registration whose Register failed and gives up, in the background so that
+// Register returns with its ctx, the entry a create may have made though its answer was lost.
+// After one Timeout the session has ended anyway; once g closes, Close ends it.
 func (r *registration) abandon() {
 	r.stopOnce.Do(func() { close(r.stop) })
 	<-r.done
@@ -330,9 +321,8 @@ func (r *registration) run(first chan<- error) {
 			settle(nil)
 			r.awaitRelease(ctx)
 		case errors.Is(err, ErrDuplicate):
-			// A different live process holds the id. It may be a crashed predecessor whose
-			// session has not ended yet: wait up to a timeout and a half for its entry to go
-			// before calling it a duplicate.
+			// It may be a crashed predecessor whose session has not ended yet: wait up to a
+			// timeout and a half for its entry to go before calling it a duplicate.
 			if duplicateSince.IsZero() {
 				duplicateSince = time.Now()
 				if !settled {
@@ -361,15 +351,13 @@ func (r *registration) run(first chan<- error) {
 }
 
 // hold keeps watch over a created entry until it is lost, withdrawn or the registration
-// stops. It returns when the loop must register again, true if the entry was fenced. live
-// is called once the entry first counts as live: not before the session's standing says so,
-// since a create answered late may find the session past its fence already.
-//
-// The state follows the session's standing: Suspended while it says so; Registered again
-// when answers come back; Fenced at its FenceAt, before the backend can have ended the
-// session, or at once when it is Lost. The entry is watched on a goroutine of its own (a
-// call to the backend can block while the link is down), so that this loop is always free
-// to keep time, and a Withdraw waits no longer than the next change of standing.
+// stops, and reports whether it was fenced. live is called once the entry first counts as
+// live: not before the standing says so, since a create answered late may find the session
+// past its fence already. The state follows the standing: Suspended while it says so,
+// Registered when answers come back, Fenced at FenceAt or at once when the session is Lost.
+// The entry is watched on a goroutine of its own (a call to the backend can block while the
+// link is down), so that this loop always keeps time and a Withdraw waits at most until the
+// next change of standing.
 func (r *registration) hold(ctx context.Context, s Session, c Created, live func()) (fenced bool) {
 	fctx, cancel := context.WithCancel(ctx)
 	gone := make(chan struct{})
@@ -409,8 +397,7 @@ func (r *registration) hold(ctx context.Context, s Session, c Created, live func
 		if suspended {
 			r.setState(Suspended, c.Epoch)
 		} else {
-			// Answered in time: the entry never left the live set.
-			r.setState(Registered, c.Epoch)
+			r.setState(Registered, c.Epoch) // answered in time: it never left the live set
 		}
 		if live != nil {
 			live()
@@ -452,9 +439,8 @@ func (r *registration) hold(ctx context.Context, s Session, c Created, live func
 }
 
 // awaitRelease waits in Quarantined until the mark is released, answering Withdraw (there is
-// nothing left to withdraw).
+// nothing left to withdraw). The watch ends with ctx, and is always waited for.
 func (r *registration) awaitRelease(ctx context.Context) {
-	// The watch ends with ctx, and is always waited for.
 	released := make(chan bool, 1)
 	go func() {
 		released <- r.watch(ctx, nil, Created{}, func(v Sight) bool {
