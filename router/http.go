@@ -73,6 +73,11 @@ type fieldError struct {
 
 func (e fieldError) Error() string { return e.field + ": " + e.msg }
 
+// mediaTypeError is the fieldError of a body sent as something other than JSON: a 415.
+type mediaTypeError struct{ fieldError }
+
+func (e mediaTypeError) Unwrap() error { return e.fieldError }
+
 // maxIDLen bounds a client-chosen message id.
 const maxIDLen = 64
 
@@ -283,7 +288,7 @@ func (r *Router) apiRoutes() []route {
 // and store what was not sent.
 func decode(w http.ResponseWriter, req *http.Request, limit int64, v any) error {
 	if ct := req.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return fieldError{"body", fmt.Sprintf("content type %q: send application/json", ct)}
+		return mediaTypeError{fieldError{"body", fmt.Sprintf("content type %q: send application/json", ct)}}
 	}
 	if req.ContentLength > limit {
 		// Refused from the header, before any of the body is read.
@@ -744,7 +749,11 @@ func (r *Router) badRequest(w http.ResponseWriter, err error, index *int) {
 	r.metrics.refused.WithLabelValues("bad_request").Inc()
 	var fe fieldError
 	if errors.As(err, &fe) {
-		writeJSON(w, http.StatusBadRequest, ErrorBody{Error: fe.Error(), Field: fe.field, Index: index})
+		code := http.StatusBadRequest
+		if errors.As(err, new(mediaTypeError)) {
+			code = http.StatusUnsupportedMediaType
+		}
+		writeJSON(w, code, ErrorBody{Error: fe.Error(), Field: fe.field, Index: index})
 		return
 	}
 	writeJSON(w, http.StatusBadRequest, ErrorBody{Error: err.Error(), Index: index})

@@ -46,7 +46,7 @@ func commands() []command {
 		{"passwd", "set a user's password in the credentials file: passwd FILE USER (password on stdin)", runPasswd},
 		{"backends", "start a ZooKeeper ensemble and a Redis on this machine for development", runBackends},
 		{"bench", "load generator: bench direct|pubsub|fanout|connect|report", runBench},
-		{"version", "print the version and the commit it was built from (--json)", runVersion},
+		{"version", "print the version and the commit it was built from (--json; also --version)", runVersion},
 	}
 }
 
@@ -75,6 +75,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 		return exitOK
+	}
+	if args[0] == "--version" || args[0] == "-version" {
+		args = append([]string{"version"}, args[1:]...) // as etcd and redis-server take it
 	}
 	for _, c := range commands() {
 		if c.name != args[0] {

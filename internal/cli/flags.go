@@ -73,6 +73,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 	if len(errs) > 0 {
 		return usageError{errors.Join(errs...)}
 	}
+	warnMisspelledEnv(fs)
 	if cf != nil && cf.path != "" {
 		given := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -80,6 +81,57 @@ func parse(fs *flag.FlagSet, args []string) error {
 		return cf.apply(fs, given)
 	}
 	return nil
+}
+
+// notFlagVars are the SWITCHBOARD_* variables that are not a flag's: the scripts' and tests'.
+var notFlagVars = map[string]bool{
+	"SWITCHBOARD_CONFIG": true, "SWITCHBOARD_INSTALL_BENCH": true,
+	"SWITCHBOARD_TEST_RACE": true, "SWITCHBOARD_WRITE_SCREENSHOT": true,
+}
+
+// warnMisspelledEnv warns of every SWITCHBOARD_* variable that is no flag's variable, of this
+// command or of any role, but is at most two letters off one of this command's: a typo
+// (SWITCHBOARD_SESION_TIMEOUT) would otherwise leave the flag at its default without a word.
+// Variables meant for another command are left alone: one environment often serves several.
+func warnMisspelledEnv(fs *flag.FlagSet) {
+	mine := map[string]string{} // variable → flag
+	fs.VisitAll(func(f *flag.Flag) { mine[envName(f.Name)] = f.Name })
+	var anyRole map[string]bool
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "SWITCHBOARD_") || mine[name] != "" || notFlagVars[name] {
+			continue
+		}
+		near, nearD := "", 3
+		for v := range mine {
+			if d := editDistance(name, v); d < nearD || d == nearD && v < near {
+				near, nearD = v, d
+			}
+		}
+		if near == "" {
+			continue
+		}
+		if anyRole == nil {
+			anyRole = roleVariables()
+		}
+		if !anyRole[name] {
+			fmt.Fprintf(fs.Output(), "%s: warning: %s is set but is no flag's variable; did you mean %s (--%s)?\n",
+				fs.Name(), name, near, mine[near])
+		}
+	}
+}
+
+// roleVariables returns the variable of every flag some role defines.
+func roleVariables() map[string]bool {
+	vars := map[string]bool{}
+	for _, role := range roleNames() {
+		fs, err := roleFlags(role)
+		if err != nil {
+			continue // roleFlags fails only on a mistake in this package, which its tests find
+		}
+		fs.VisitAll(func(f *flag.Flag) { vars[envName(f.Name)] = true })
+	}
+	return vars
 }
 
 // explainFlagError rewrites the flag package's "flag needs an argument: -wait" to say what

@@ -27,6 +27,13 @@ func TestVersionCommand(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &got); err != nil || got != info {
 		t.Fatalf("version --json: %q (%v), want %+v", out.String(), err, info)
 	}
+	for _, flag := range []string{"--version", "-version"} {
+		out.Reset()
+		if code := Run(context.Background(), []string{flag}, &out, &errOut); code != exitOK ||
+			!strings.HasPrefix(out.String(), "switchboard "+info.Version+"\n") {
+			t.Fatalf("%s: exit %d, printed %q", flag, code, out.String())
+		}
+	}
 	if code := Run(context.Background(), []string{"version", "extra"}, &out, &errOut); code != exitUsage {
 		t.Fatalf("version extra: exit %d, want %d", code, exitUsage)
 	}
