@@ -72,6 +72,7 @@ func TestUpAPIOnANodesPort(t *testing.T) {
 	}{
 		{[]string{"--api", "127.0.0.1:1884"}, "--api 127.0.0.1:1884: port 1884 is node-2's MQTT port (--mqtt-port 1883 gives the 3 nodes 1883-1885)"},
 		{[]string{"--ws-port", "8080"}, "--api 127.0.0.1:8080: port 8080 is node-1's WebSocket port (--ws-port 8080 gives the 3 nodes 8080-8082)"},
+		{[]string{"--api", "127.0.0.1"}, "--api 127.0.0.1: want HOST:PORT, such as 127.0.0.1:8080"}, // exit 1 before
 	} {
 		code, _, errOut := run(t, 10*time.Second, append([]string{"up", "--data-dir", t.TempDir()}, tc.args...)...)
 		if code != 2 || !strings.Contains(errOut, tc.want) {

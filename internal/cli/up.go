@@ -395,7 +395,7 @@ func lockDataDir(dir string) (unlock func(), err error) {
 func (o *upOptions) apiOnLoopback() error {
 	host, _, err := net.SplitHostPort(o.api)
 	if err != nil {
-		return nil // the listener says what is wrong with it
+		return usagef("--api %s: want HOST:PORT, such as 127.0.0.1:8080 (%v)", o.api, err)
 	}
 	if host == "localhost" {
 		return nil
