@@ -146,3 +146,22 @@ func TestHelpIsNotAnError(t *testing.T) {
 		t.Fatalf("node -h: exit %d, --redis-tls-ca help:\n%s", code, help)
 	}
 }
+
+// TestUpAuthFileReadFirst: up reads --auth-file before it starts anything, so a missing or
+// bad file is its only error (it came after the embedded etcd's start, behind its log).
+func TestUpAuthFileReadFirst(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "acl")
+	if err := os.WriteFile(bad, []byte("topic sideways x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range []string{filepath.Join(t.TempDir(), "missing"), bad} {
+		data := t.TempDir()
+		code, _, errOut := run(t, 10*time.Second, "up", "--data-dir", data, "--auth-file", file)
+		if code != 2 || !strings.Contains(errOut, file) {
+			t.Errorf("up --auth-file %s: exit %d, want 2 naming the file:\n%s", file, code, errOut)
+		}
+		if entries, _ := os.ReadDir(data); len(entries) > 0 {
+			t.Errorf("up --auth-file %s: started something in --data-dir before refusing: %v", file, entries)
+		}
+	}
+}

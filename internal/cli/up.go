@@ -102,6 +102,12 @@ func runUp(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	warnSecrets(fs, log)
+	// Read before anything starts, so that a bad file is the first and only error (and
+	// `config check` finds it). The first-run tour connects mosquitto_sub without credentials.
+	authn, err := auth.New(auth.Config{AllowAnonymous: true, File: o.authFile})
+	if err != nil {
+		return usageError{err}
+	}
 	if err := e.validated(fs); err != nil {
 		return err
 	}
@@ -141,7 +147,7 @@ func runUp(ctx context.Context, e env, args []string) error {
 	if err := u.startBackends(ctx, o); err != nil {
 		return err
 	}
-	if err := u.startRoles(ctx, o, apiL); err != nil {
+	if err := u.startRoles(ctx, o, authn, apiL); err != nil {
 		return err
 	}
 	prog.Stop()
@@ -228,12 +234,7 @@ func (u *upCluster) newCoord(ctx context.Context, o upOptions) (coord.Coordinato
 
 // startRoles runs the nodes, a router and a monitor: the same code as the standalone
 // commands.
-func (u *upCluster) startRoles(ctx context.Context, o upOptions, apiL net.Listener) error {
-	// The first-run tour connects mosquitto_sub without credentials.
-	authn, err := auth.New(auth.Config{AllowAnonymous: true, File: o.authFile})
-	if err != nil {
-		return err
-	}
+func (u *upCluster) startRoles(ctx context.Context, o upOptions, authn *auth.Authenticator, apiL net.Listener) error {
 	for i := range o.nodes {
 		u.prog.Set("starting node-%d of %d", i+1, o.nodes)
 		c, err := u.newCoord(ctx, o)
