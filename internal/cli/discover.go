@@ -22,6 +22,7 @@ import (
 const (
 	defaultUpDir  = ".switchboard" // up's default --data-dir, where the commands look
 	discoveryName = "cluster.json"
+	lockName      = "up.lock" // in the data dir while up runs, and after (flock is the lock)
 )
 
 // discovery is the file's content. It holds no secret: up's development cluster has none,
@@ -104,6 +105,10 @@ func localCluster(e env) (*discovery, error) {
 	path := filepath.Join(defaultUpDir, discoveryName)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(filepath.Join(defaultUpDir, lockName)); err == nil {
+			fmt.Fprintf(e.stderr, "note: ./%s holds the data of a `switchboard up` that is not running: "+
+				"start it again here, or name a cluster\n", defaultUpDir)
+		}
 		return nil, nil
 	}
 	if err != nil {

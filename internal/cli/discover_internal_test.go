@@ -120,6 +120,21 @@ func TestDiscoveryStale(t *testing.T) {
 	if d, err := localCluster(e); d != nil || err != nil || !strings.Contains(stderr.String(), "not a discovery file") {
 		t.Fatalf("garbage: %v %v %q", d, err, stderr.String())
 	}
+	// An up that stopped cleanly removed its file but left its data: the note says that up
+	// is not running here, where the usage error alone read as if it need not be.
+	stderr.Reset()
+	if err := os.Remove(filepath.Join(defaultUpDir, discoveryName)); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := lockDataDir(defaultUpDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	if d, err := localCluster(e); d != nil || err != nil ||
+		!strings.Contains(stderr.String(), "holds the data of a `switchboard up` that is not running") {
+		t.Fatalf("stopped up: %v %v %q", d, err, stderr.String())
+	}
 }
 
 // TestDialable: an address bound on every interface is dialled on loopback.

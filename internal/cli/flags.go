@@ -262,7 +262,7 @@ func (o *coordOptions) validate() error {
 	switch {
 	case o.servers == "" && o.etcd == "":
 		return usagef("--zk (comma-separated host:port of the ZooKeeper ensemble) or --etcd is required " +
-			"(status, quarantine and release need neither in the directory where `switchboard up` runs)")
+			"(status, quarantine and release need neither while `switchboard up` runs in the current directory)")
 	case o.servers != "" && o.etcd != "":
 		return usagef("give --zk or --etcd, not both")
 	case o.etcd != "":

@@ -368,7 +368,7 @@ func lockDataDir(dir string) (unlock func(), err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("--data-dir %s: %w", dir, err)
 	}
-	path := filepath.Join(dir, "up.lock")
+	path := filepath.Join(dir, lockName)
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("--data-dir %s is not writable: %w", dir, err)
