@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -77,9 +78,27 @@ func (s *secretFlag) get() (string, error) {
 	return v, nil
 }
 
-// warnSecrets logs a warning for each secret on fs that was given on the command line.
-// Call it once the command has its logger.
+// secretFiles are the flags that name a file of secrets besides a secretFlag's --NAME-file.
+var secretFiles = []string{"api-tokens", "auth-file", "admin-token-file", "jwt-hs256-secret-file"}
+
+// warnSecrets logs a warning for each secret on fs that was given on the command line, and
+// for each file of secrets that every user of the machine may read. Call it once the command
+// has its logger.
 func warnSecrets(fs *flag.FlagSet, log *slog.Logger) {
+	fs.VisitAll(func(f *flag.Flag) {
+		isFile := slices.Contains(secretFiles, f.Name)
+		if b := fs.Lookup(strings.TrimSuffix(f.Name, "-file")); b != nil {
+			if v, ok := b.Value.(*secretValue); ok && v.fileFlag == f.Name {
+				isFile = true
+			}
+		}
+		if path := f.Value.String(); isFile && path != "" {
+			if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o004 != 0 {
+				log.Warn(fmt.Sprintf("--%s %s is readable by every user of this machine; make it private (chmod o-rwx)",
+					f.Name, path), "flag", "--"+f.Name, "mode", st.Mode().Perm().String())
+			}
+		}
+	})
 	fs.Visit(func(f *flag.Flag) {
 		if u, ok := f.Value.(*urlFlag); ok && u.onCommandLine && hasURLPassword(*u.dst) {
 			log.Warn(fmt.Sprintf("--%s was given on the command line with a password in its URL, where any user of this machine can read it in the process list; use %s instead",

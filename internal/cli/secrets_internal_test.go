@@ -123,3 +123,49 @@ func TestSecretNeverPrinted(t *testing.T) {
 		t.Fatalf("the flag's String() = %q, want nothing", f.Value.String())
 	}
 }
+
+// TestWorldReadableSecretFileWarns: a file of secrets (a --NAME-file, --api-tokens) that
+// every user of the machine may read is named in a warning, with its mode; a private one,
+// or a file flag that holds no secret, is not.
+func TestWorldReadableSecretFileWarns(t *testing.T) {
+	fs, _ := secretFixture(t)
+	fs.String("api-tokens", "", "")
+	fs.String("ca-file", "", "") // not a secret
+	open := func(name string, mode os.FileMode) string {
+		p := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(p, []byte("x\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	token, tokens := open("token", 0o644), open("tokens", 0o604)
+	if err := parse(fs, []string{"--cluster-token-file", token, "--api-tokens", tokens,
+		"--ca-file", open("ca", 0o644)}); err != nil {
+		t.Fatal(err)
+	}
+	var logged bytes.Buffer
+	warnSecrets(fs, slog.New(slog.NewTextHandler(&logged, nil)))
+	out := logged.String()
+	for _, want := range []string{"--cluster-token-file " + token + " is readable by every user", "mode=-rw-r--r--",
+		"--api-tokens " + tokens + " is readable by every user"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Count(out, "level=WARN") != 2 {
+		t.Errorf("want 2 warnings (not the CA file):\n%s", out)
+	}
+	for _, p := range []string{token, tokens} {
+		if err := os.Chmod(p, 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logged.Reset()
+	warnSecrets(fs, slog.New(slog.NewTextHandler(&logged, nil)))
+	if logged.Len() != 0 {
+		t.Errorf("private files warned:\n%s", logged.String())
+	}
+}
