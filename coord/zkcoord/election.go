@@ -16,15 +16,13 @@ import (
 	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
 
-// Campaign runs coord's election recipe (coord.Campaign) on ZooKeeper's: an ephemeral
-// sequential candidate znode per candidate; the lowest sequence leads; each other candidate
-// watches only its predecessor.
+// Campaign runs coord.Campaign on ephemeral sequential candidate znodes: the lowest leads.
 func (c *Coordinator) Campaign(ctx context.Context, election, candidate string) (coord.Leadership, error) {
 	return coord.Campaign(ctx, c.g, c.log, election, candidate, c.stand)
 }
 
-// ballot is a candidate znode, ephemeral in session sess; a leadership is held while it
-// exists (see coord.HoldLeadership for when it is given up), and SetQuarantine checks it.
+// ballot is a candidate znode, ephemeral in session sess: a leadership is held while it
+// exists (coord.HoldLeadership says till when), and SetQuarantine's fence checks it.
 type ballot struct {
 	c         *Coordinator
 	dir, path string
@@ -35,12 +33,11 @@ type ballot struct {
 	watch     string    // the entry the last Line looked at last: the predecessor, or this one
 }
 
-// stand creates a candidate znode in the election's directory, in the current session. A
-// create can be applied though its caller never learns it (ctx ended; the answer lost with
-// the connection), and a candidate nobody waits for would lead for as long as its session
-// lives. So, as ZooKeeper's "protected" recipe does, the znode's name starts with a tag unique
-// to this attempt, and whenever the outcome is not a ballot, the attempt's znodes (found by
-// the tag) are deleted in the background.
+// stand creates a candidate znode in the current session. A create can be applied unbeknown
+// to its caller (ctx ended; the answer lost with the connection), and a candidate nobody waits
+// for would lead as long as its session lives. So, as in ZooKeeper's "protected" recipe, its
+// name starts with a tag unique to the attempt, by which, if no ballot comes of it, the
+// attempt's znodes are deleted in the background.
 func (c *Coordinator) stand(ctx context.Context, election, value string) (*ballot, error) {
 	dir := c.electDir + "/" + election
 	if err := c.ensurePath(ctx, dir); err != nil {
@@ -69,12 +66,11 @@ func (c *Coordinator) stand(ctx context.Context, election, value string) (*ballo
 	if err != nil {
 		return nil, wrap("campaign", err) // also when ctx ended first: coord.Campaign then reports ctx's error
 	}
-	// Made in the old session (gone with it) or the new one: either way not a candidate of
-	// the session this ballot would be judged by.
+	// Made in the old session (gone with it) or the new one: not one of the ballot's session.
 	return nil, fmt.Errorf("campaign: %w: the session changed while the candidate was made", coord.ErrUnavailable)
 }
 
-// Line lists the candidates by sequence; the candidate is lost with its session.
+// Line implements coord.Ballot; the candidate is lost with its session.
 func (b *ballot) Line(ctx context.Context) (int, error) {
 	if b.c.conn.SessionID() != b.sess {
 		return -1, nil
@@ -95,9 +91,9 @@ func (b *ballot) Line(ctx context.Context) (int, error) {
 	return i, nil
 }
 
-// Wait arms the entry's one-shot watch. A session event (a disconnect, a reconnect) ends
-// the wait, even while the call is on its way: the next Line must see whether the session
-// was lost, and a call lost on a silent link is made again.
+// Wait arms a one-shot watch. A session event ends the wait, even while the call is on its
+// way: the next Line must see whether the session was lost, and a call lost on a silent link
+// is made again.
 func (b *ballot) Wait(ctx context.Context) {
 	_, changed := b.c.sess.Get()
 	if b.c.conn.SessionID() != b.sess {
@@ -127,10 +123,8 @@ func (b *ballot) Candidacy() coord.Candidacy {
 	}
 }
 
-// Withdraw deletes the candidate znode, which wakes the next candidate; in a new session the
-// old one expired, and the znode with it. If the delete fails, it goes on in the background
-// while the session lasts (a candidate of a live session that nobody holds would block the
-// election).
+// Withdraw deletes the candidate znode (in a new session it expired with the old one), or on
+// failure keeps at it in the background: a live session's unheld candidate blocks the election.
 func (b *ballot) Withdraw(ctx context.Context) error {
 	if b.c.conn.SessionID() != b.sess {
 		return nil
@@ -142,14 +136,12 @@ func (b *ballot) Withdraw(ctx context.Context) error {
 	return nil
 }
 
-// dropLater deletes the candidate znode in the background (dropCandidate), once.
 func (b *ballot) dropLater() {
 	b.dropOnce.Do(func() { _ = b.c.g.Go(func() { b.c.dropCandidate(b.dir, b.tag) }) })
 }
 
-// dropCandidate deletes one attempt's candidate znodes (deleteTagged; see stand) once the
-// ensemble answers, backing off to a session timeout between failed attempts; it stops when
-// the coordinator closes, which ends the session and its znodes.
+// dropCandidate deletes one attempt's candidate znodes (see stand), backing off up to T
+// between failures, until the coordinator closes (which ends the session and its znodes).
 func (c *Coordinator) dropCandidate(dir, tag string) {
 	ctx, cancel := notify.CancelOn(context.Background(), c.g.Closed(), nil)
 	defer cancel()
@@ -170,8 +162,7 @@ func (c *Coordinator) dropCandidate(dir, tag string) {
 	}
 }
 
-// deleteTagged deletes the znodes in dir whose names start with tag and that this process's
-// current session owns.
+// deleteTagged deletes the znodes in dir named tag... that the current session owns.
 func (c *Coordinator) deleteTagged(ctx context.Context, dir, tag string) error {
 	names, _, err := call2(ctx, c.conn.Children, dir)
 	if err != nil {
@@ -195,7 +186,7 @@ func (c *Coordinator) candidates(ctx context.Context, dir string) ([]string, err
 	return names, err
 }
 
-// Leader returns the candidate that leads the named election.
+// Leader implements coord.Elections.
 func (c *Coordinator) Leader(ctx context.Context, election string) (string, error) {
 	return coord.Leader(ctx, election, func(ctx context.Context, election string) (string, bool, error) {
 		names, err := c.candidates(ctx, c.electDir+"/"+election)

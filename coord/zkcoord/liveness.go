@@ -8,10 +8,9 @@ import (
 	"time"
 )
 
-// timeout is T, the session timeout the coordinator times itself by: the shorter of the one
-// asked for and the one granted. The servers clamp the one asked for to 2-20 ticks and expire
-// the session by the one granted, so the one asked for is shorter only when they raised it,
-// and timing by it then fences earlier than needed, never later.
+// timeout is T, the shorter of the session timeout asked for and the one granted. The servers
+// expire the session by the one granted; the one asked for is shorter only when they raised
+// it (clamping it to 2-20 ticks), and timing by it then fences early, never late.
 func (c *Coordinator) timeout() time.Duration {
 	if n := c.negotiated.Load(); n > 0 && time.Duration(n) < c.cfg.SessionTimeout {
 		return time.Duration(n)
@@ -35,70 +34,59 @@ func (c *Coordinator) LastHeard() time.Time {
 	return l.Heard
 }
 
-// sync is the prober's probe: a Sync (see the package doc for why not a read). On Close the
-// library call is flushed once the prober has returned (Close waits for it before closing
-// the connection).
+// sync is the prober's probe: a Sync (the package doc says why not a read). Close waits for
+// the prober to return before it closes the connection, which flushes the library call.
 //
-// A server that leaves a probe unanswered for leaveAfter(T) is left: the probe's connection
-// is closed, and the library goes on to the next server at once. It would notice by itself
-// only after its receive timeout (2T/3), when the registration has been Suspended (not ready
-// for the load balancer) since OverdueAfter(T), for every node on that server: a frozen
-// server (SIGSTOP, a hung JVM) whose kernel keeps the connection open, or a dead route.
-// With one server listed there is no next one: the library would pause a second before it
-// dialled the same server again, and the session would lose that second.
+// A server that leaves a probe unanswered for T/4 is left: the probe's connection is closed
+// and the library goes on to the next server at once. T/4 comes before coord.OverdueAfter's
+// T/3, so a reconnect to a healthy server and its probe usually come before the registration
+// is Suspended (not ready for the load balancer); the library alone would notice only after
+// its receive timeout (2T/3), for every node on a frozen server (SIGSTOP, a hung JVM; its
+// kernel keeps the connection open) or behind a dead route. With one server listed there is
+// no next one: the library would pause a second before redialling it, losing that second.
 func (c *Coordinator) sync(ctx context.Context) (session int64, counts bool) {
 	sess := c.conn.SessionID()
 	on := c.link.Load()
-	leave := time.AfterFunc(leaveAfter(c.timeout()), func() {
+	leave := time.AfterFunc(c.timeout()/4, func() {
 		if on != nil && len(c.cfg.Servers) > 1 && on.Close() == nil {
 			c.log.Warn("a ZooKeeper server left a probe unanswered; trying the next server",
-				"server", on.RemoteAddr().String(), "after", leaveAfter(c.timeout()))
+				"server", on.RemoteAddr().String(), "after", c.timeout()/4)
 		}
 	})
 	defer leave.Stop()
 	_, err := call(ctx, func() (string, error) { return c.conn.Sync("/") })
-	// A probe counts only if the same session sent and received it: an answer in a new
-	// session says nothing about the old one.
+	// It counts only if sent and answered in one session: a new one's answer says nothing of the old.
 	return sess, err == nil && sess != 0 && c.conn.SessionID() == sess
 }
 
-// leaveAfter is how long a probe may go unanswered before its server is left for the next:
-// T/4, before the registration counts as Suspended (coord.OverdueAfter, T/3), so that a
-// reconnect to a healthy server and its next probe usually come first.
-func leaveAfter(t time.Duration) time.Duration { return t / 4 }
-
-// sniffDial wraps dial so that every connection reports the session timeout the server
-// grants in its connect response, and bounds the wait for that response. go-zookeeper keeps
-// the value to itself; it is the second field of the first frame a server sends (int32
-// length, int32 protocol version, int32 timeout in milliseconds, int64 session id, ...), a
-// layout fixed by the ZooKeeper protocol. The library waits ten receive timeouts (6⅔ session
-// timeouts) for that frame, and a frozen server (SIGSTOP, a hung JVM) still accepts
-// connections in its kernel: a client that reconnects to one would wait a minute, fenced,
-// while two servers serve. So the frame must come within the session timeout over the
-// number of servers listed, ZooKeeper's own client's connect timeout, after which the
-// library tries the next server.
-func (c *Coordinator) sniffDial(dial func(string, string, time.Duration) (net.Conn, error)) func(string, string, time.Duration) (net.Conn, error) {
-	return func(network, addr string, timeout time.Duration) (net.Conn, error) {
-		conn, err := dial(network, addr, timeout)
-		if err != nil {
-			return nil, err
-		}
-		// The session lives by the granted timeout (the one asked for until one is).
-		t := time.Duration(c.negotiated.Load())
-		if t == 0 {
-			t = c.cfg.SessionTimeout
-		}
-		s := &sniffConn{Conn: conn, granted: &c.negotiated, answerBy: time.Now().Add(t / time.Duration(len(c.cfg.Servers)))}
-		_ = conn.SetDeadline(s.answerBy)
-		c.link.Store(s)
-		return s, nil
+// dial opens connections with cfg.Dial, reporting the session timeout each server grants in
+// its connect response and bounding the wait for it. go-zookeeper keeps the value to itself;
+// it is the second field of the first frame a server sends (int32 length, int32 protocol
+// version, int32 timeout in ms, int64 session id, ...), fixed by the ZooKeeper protocol. The
+// library waits ten receive timeouts (6⅔ T) for that frame, and a frozen server (SIGSTOP, a
+// hung JVM) still accepts connections in its kernel: a client reconnecting to one would wait
+// a minute, fenced, while two servers serve. So the frame must come within the session
+// timeout over the number of servers (ZooKeeper's own client's connect timeout), after which
+// the library tries the next server.
+func (c *Coordinator) dial(network, addr string, timeout time.Duration) (net.Conn, error) {
+	conn, err := c.cfg.Dial(network, addr, timeout)
+	if err != nil {
+		return nil, err
 	}
+	// The session lives by the granted timeout (the one asked for until one is).
+	t := time.Duration(c.negotiated.Load())
+	if t == 0 {
+		t = c.cfg.SessionTimeout
+	}
+	s := &sniffConn{Conn: conn, granted: &c.negotiated, answerBy: time.Now().Add(t / time.Duration(len(c.cfg.Servers)))}
+	_ = conn.SetDeadline(s.answerBy)
+	c.link.Store(s)
+	return s, nil
 }
 
-// sniffConn copies the first 12 bytes read from a server and, once it has them, records the
-// granted timeout; until then no deadline is later than answerBy. Reads come from one
-// goroutine at a time (the library's handshake, then its receive loop), so head needs no
-// lock.
+// sniffConn copies the first 12 bytes read from a server and then records the granted
+// timeout; until then no deadline is later than answerBy. Reads come from one goroutine at a
+// time (the library's handshake, then its receive loop), so head needs no lock.
 type sniffConn struct {
 	net.Conn
 	granted  *atomic.Int64 // lowest granted timeout so far, in nanoseconds

@@ -13,12 +13,12 @@ import (
 	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
 
-// Register creates <root>/nodes/<id> and keeps it: see coord.Coordinator. The state machine
-// is coord's; this file is what it needs of ZooKeeper.
+// Register keeps <root>/nodes/<id> with coord's registration machine (coord.StartRegistration).
 func (c *Coordinator) Register(ctx context.Context, m coord.Member) (coord.Registration, error) {
 	o := coord.RegisterOptions{Timeout: c.cfg.SessionTimeout, Log: c.log}
 	return coord.StartRegistration(ctx, c.g, m, o, func(data []byte) coord.Entry {
-		return &entry{c: c, id: m.ID, instance: m.Instance, data: data, path: c.memberPath(m.ID), markPath: c.markPath(m.ID)}
+		return &entry{c: c, id: m.ID, instance: m.Instance, data: data,
+			path: c.nodesDir + "/" + m.ID, markPath: c.markPath(m.ID)}
 	})
 }
 
@@ -29,8 +29,6 @@ type entry struct {
 	data           []byte
 	path, markPath string
 }
-
-var _ coord.Entry = (*entry)(nil)
 
 // regSession is one ZooKeeper session as a registration sees it: the liveness record
 // (liveness.go) for that session, with what this registration learnt itself.
@@ -43,7 +41,7 @@ type regSession struct {
 	downSince time.Time // when the library reported the connection lost; zero while connected
 }
 
-// Session waits for a session; every request Create makes is sent after it returns.
+// Session waits for a session: heard is then earlier than every request Create sends.
 func (e *entry) Session(ctx context.Context) (coord.Session, error) {
 	if _, err := e.c.waitSession(ctx); err != nil {
 		return nil, err
@@ -62,10 +60,9 @@ func (s *regSession) Standing(now time.Time) coord.Standing {
 	}
 	pending := l.Pending
 	if !pending.IsZero() && pending.Before(s.heard) {
-		// Pending since before a request answered in this session: the ensemble answers a
-		// session's requests in order, so it is answered already, or another session's (an
-		// expired one, which says nothing of this one), or was queued after that request.
-		// Unanswered since heard, then, at the most.
+		// Sent before a request answered in this session, it is answered already (the ensemble
+		// answers a session's requests in order), an expired session's, or queued after that
+		// request: unanswered since heard at the most.
 		pending = s.heard
 	}
 	out := coord.Liveness{Heard: s.heard, Pending: pending}.Standing(now, s.c.timeout())
@@ -84,7 +81,6 @@ func (s *regSession) Standing(now time.Time) coord.Standing {
 	return out
 }
 
-// earliest returns the earlier of a and b.
 func earliest(a, b time.Time) time.Time {
 	if b.Before(a) {
 		return b
@@ -123,10 +119,9 @@ func (e *entry) Create(ctx context.Context, s coord.Session) (coord.Created, err
 	return coord.Created{}, err
 }
 
-// adopt looks at the existing entry: ours (this session) gives the epoch; ours from an
-// older session is deleted so the next attempt can create it; anyone else's is a duplicate.
-// It answers a plain error, not coord.ErrAgain, as it always has: the next attempt waits the
-// backoff (50ms at first), where etcdcoord tries again at once.
+// adopt looks at the existing entry: this session's gives the epoch; this process's from an
+// older session is deleted for the next attempt; anyone else's is a duplicate. It answers a
+// plain error, not coord.ErrAgain, so the next attempt waits the backoff (50ms at first).
 func (e *entry) adopt(ctx context.Context, sessID int64) (coord.Created, error) {
 	data, st, err := call2(ctx, e.c.conn.Get, e.path)
 	if errors.Is(err, zk.ErrNoNode) {
@@ -155,16 +150,10 @@ func (e *entry) adopt(ctx context.Context, sessID int64) (coord.Created, error) 
 		other.Instance, st.EphemeralOwner, other.StartedAt.Format(time.RFC3339))
 }
 
-// Look reads the entry and the mark and arms their one-shot watches; changed is closed when
-// either fires or the session changes (events during a disconnection are lost, so a
-// reconnect means looking again). While disconnected it fails, with a changed that the
-// reconnect closes.
-//
-// Each look arms both watches again, so the one that did not fire stays registered in the
-// client beside the new one until its path's next event (or the session's end): a small
-// channel or two per change of the other path or per reconnect. Both are rare (a
-// registration, a mark set or released, a lost link), so this is cheaper than tracking
-// which watch is still armed.
+// Look arms one-shot watches on the entry and the mark; a session change closes changed too,
+// as events during a disconnection are lost. Each look arms both again, leaving the watch
+// that did not fire registered until its path's next event or the session's end: a channel
+// or two per (rare) change of the other path or reconnect, cheaper than tracking them.
 func (e *entry) Look(ctx context.Context, s coord.Session, cr coord.Created) (coord.Sight, <-chan struct{}, error) {
 	ss, sessChanged := e.c.sess.Get()
 	if !ss.connected {
@@ -210,8 +199,8 @@ func (e *entry) Delete(ctx context.Context, _ coord.Session, _ coord.Created) er
 
 func (e *entry) Release(ctx context.Context) error { return e.c.deleteOwned(ctx, e.path) }
 
-// Retire deletes the entry once the ensemble answers, if still in the session that made it:
-// in a new session the old one expired, and the entry with it.
+// Retire deletes the entry once the ensemble answers, unless the session changed: the old one
+// expired, and the entry with it.
 func (e *entry) Retire(ctx context.Context, s coord.Session, _ coord.Created) {
 	sessID := s.(*regSession).id
 	for {
@@ -232,16 +221,9 @@ func (e *entry) Retire(ctx context.Context, s coord.Session, _ coord.Created) {
 func (c *Coordinator) deleteOwned(ctx context.Context, p string) error {
 	sessID := c.conn.SessionID()
 	_, st, err := call2(ctx, c.conn.Get, p)
-	if errors.Is(err, zk.ErrNoNode) {
-		return nil
+	if err == nil && st.EphemeralOwner == sessID {
+		err = c.delete(ctx, p, st.Version)
 	}
-	if err != nil {
-		return wrap("delete "+p, err)
-	}
-	if st.EphemeralOwner != sessID {
-		return nil
-	}
-	err = c.delete(ctx, p, st.Version)
 	if errors.Is(err, zk.ErrNoNode) {
 		return nil
 	}

@@ -9,10 +9,10 @@
 //
 // The library's quirks stay in here: its calls take no context (we wrap them), its watches
 // fire once (we re-arm them and re-list after every reconnect), it re-opens an expired
-// session by itself without re-creating ephemeral znodes (registration does that), it keeps
-// the session timeout the servers granted to itself (we read it off the connect response),
-// it waits a minute for a frozen server's connect response (we bound that wait), and a
-// client cut off from every server cannot learn that its session expired.
+// session without re-creating ephemeral znodes (registration does that), it keeps the granted
+// session timeout to itself (we read it off the connect response), it waits a minute for a
+// frozen server's connect response (we bound that wait), and a client cut off from every
+// server cannot learn that its session expired.
 //
 // Fencing follows coord.State's rule, with T the shorter of the session timeout asked for and
 // the one granted (Coordinator.timeout). go-zookeeper reports a silent link only after its
@@ -20,13 +20,12 @@
 // coord.Prober sends Syncs to keep H (liveness.go), and a server that leaves one unanswered
 // for T/4 is left for the next; the library's disconnects count besides (regSession.Standing).
 //
-// The probe is a Sync rather than a read because a server answers a Sync only after a round
-// trip to the leader, whose session tracker expires sessions: a follower cut off from the
-// leader can go on answering reads for syncLimit ticks while the leader expires the sessions
-// connected to it. A follower passes its clients' activity on to the leader in its answers to
-// the leader's pings (every half tick), so if the follower is cut off from the leader in the
-// instant after answering a Sync, the leader may have heard of this session up to a probe
-// interval and half a tick before H; the margin does not cover that double fault.
+// The probe is a Sync, not a read: a server answers a Sync only after a round trip to the
+// leader, whose session tracker expires sessions, while a follower cut off from the leader
+// can answer reads for syncLimit ticks as the leader expires its clients' sessions. A
+// follower reports its clients' activity in its answers to the leader's pings (every half
+// tick), so if it is cut off just after answering a Sync, the leader may have heard of this
+// session up to a probe interval and half a tick before H: the margin does not cover that.
 package zkcoord
 
 import (
@@ -56,8 +55,7 @@ type Config struct {
 	// znodes this coordinator creates are then writable only with those credentials and
 	// readable by anyone (so `switchboard status` needs none).
 	Auth string
-	// Dial, if set, opens connections to the servers (tests route them through a bridge
-	// to cut them for real). Default net.DialTimeout.
+	// Dial opens connections to the servers (tests cut them for real). Default net.DialTimeout.
 	Dial func(network, address string, timeout time.Duration) (net.Conn, error)
 }
 
@@ -116,6 +114,9 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Dial == nil {
+		cfg.Dial = net.DialTimeout
+	}
 	c := &Coordinator{
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "zk"),
@@ -126,16 +127,12 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		g:        coord.NewGroup(),
 	}
 	c.prober = coord.NewProber(time.Time{}, c.timeout, c.sync)
-	dial := cfg.Dial
-	if dial == nil {
-		dial = net.DialTimeout
-	}
 	conn, _, err := zk.Connect(cfg.Servers, cfg.SessionTimeout,
 		zk.WithEventCallback(c.onEvent),
 		zk.WithLogger(zkLogger{c.log}),
 		zk.WithLogInfo(false),
 		zk.WithMaxBufferSize(4<<20),
-		zk.WithDialer(c.sniffDial(dial)),
+		zk.WithDialer(c.dial),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("zk: connect to %s: %w", strings.Join(cfg.Servers, ","), err)
@@ -191,8 +188,7 @@ func (c *Coordinator) onEvent(ev zk.Event) {
 // SessionID is the current ZooKeeper session id (0 while none).
 func (c *Coordinator) SessionID() int64 { return c.conn.SessionID() }
 
-// SessionTimeout is the session timeout asked for (see NegotiatedSessionTimeout for the
-// one the servers granted).
+// SessionTimeout is the session timeout asked for (NegotiatedSessionTimeout: the one granted).
 func (c *Coordinator) SessionTimeout() time.Duration { return c.cfg.SessionTimeout }
 
 // waitSession blocks until the client has a session, returning its generation.
@@ -227,45 +223,39 @@ func (c *Coordinator) Close() error {
 	return nil
 }
 
-// call runs a context-less library call and returns early when ctx ends. The library call
-// itself finishes in the background: every request is answered or flushed on disconnect.
+// call runs a context-less library call, returning early when ctx ends; the call finishes in
+// the background (every request is answered or flushed on disconnect).
 func call[T any](ctx context.Context, f func() (T, error)) (T, error) {
-	type result struct {
-		v   T
-		err error
-	}
-	ch := make(chan result, 1)
+	ch := make(chan pair[T, error], 1)
 	go func() {
 		v, err := f()
-		ch <- result{v, err}
+		ch <- pair[T, error]{v, err}
 	}()
 	select {
 	case r := <-ch:
-		return r.v, r.err
+		return r.a, r.b
 	case <-ctx.Done():
-		var zero T
-		return zero, ctx.Err()
+		return *new(T), ctx.Err()
 	}
+}
+
+type pair[A, B any] struct {
+	a A
+	b B
 }
 
 // call2 and call3 are call for a library call on path p with two or three results.
 func call2[A, B any](ctx context.Context, f func(p string) (A, B, error), p string) (A, B, error) {
-	type ab struct {
-		a A
-		b B
-	}
-	r, err := call(ctx, func() (ab, error) { a, b, err := f(p); return ab{a, b}, err })
+	r, err := call(ctx, func() (pair[A, B], error) { a, b, err := f(p); return pair[A, B]{a, b}, err })
 	return r.a, r.b, err
 }
 
 func call3[A, B, C any](ctx context.Context, f func(p string) (A, B, C, error), p string) (A, B, C, error) {
-	type abc struct {
-		a A
-		b B
-		c C
-	}
-	r, err := call(ctx, func() (abc, error) { a, b, c, err := f(p); return abc{a, b, c}, err })
-	return r.a, r.b, r.c, err
+	ab, c, err := call2(ctx, func(p string) (pair[A, B], C, error) {
+		a, b, c, err := f(p)
+		return pair[A, B]{a, b}, c, err
+	}, p)
+	return ab.a, ab.b, c, err
 }
 
 // delete is conn.Delete through call.
@@ -308,8 +298,8 @@ func refused(err error) bool {
 		errors.Is(err, zk.ErrBadArguments) || errors.Is(err, zk.ErrInvalidPath)
 }
 
-// wrap turns library errors into coord errors where callers branch on them: ErrUnavailable
-// for those worth retrying once the session settles.
+// wrap turns library errors that callers branch on into coord's (ErrUnavailable: worth
+// retrying once the session settles).
 func wrap(op string, err error) error {
 	switch {
 	case err == nil:
@@ -323,11 +313,10 @@ func wrap(op string, err error) error {
 	return fmt.Errorf("%s: %w", op, err)
 }
 
-func (c *Coordinator) memberPath(id string) string { return c.nodesDir + "/" + id }
-func (c *Coordinator) markPath(id string) string   { return c.quarDir + "/" + id }
+func (c *Coordinator) markPath(id string) string { return c.quarDir + "/" + id }
 
-// zkLogger routes the library's log lines into slog. Connection failures repeat every
-// second while a server is down, so they are logged at debug level.
+// zkLogger logs the library's lines at debug: its connection failures repeat every second
+// while a server is down.
 type zkLogger struct{ log *slog.Logger }
 
 func (l zkLogger) Printf(format string, args ...any) {
