@@ -11,17 +11,17 @@ import (
 	"github.com/switchboard-mqtt/switchboard/coord"
 )
 
-// Members lists the live members, after a sync (listSynced).
+// Members implements coord.Membership, after a sync (listSynced).
 func (c *Coordinator) Members(ctx context.Context) ([]coord.Member, error) {
 	return listSynced(ctx, c, c.nodesDir, "members", coord.DecodeMember)
 }
 
-// WatchMembers delivers the live member set now and after every change.
+// WatchMembers implements coord.Membership.
 func (c *Coordinator) WatchMembers(ctx context.Context) (<-chan []coord.Member, error) {
 	return watchChildren(ctx, c, c.nodesDir, coord.DecodeMember)
 }
 
-// Quarantines lists the standing quarantine marks, after a sync.
+// Quarantines implements coord.Marks, after a sync.
 func (c *Coordinator) Quarantines(ctx context.Context) ([]coord.Quarantine, error) {
 	return listSynced(ctx, c, c.quarDir, "quarantines", coord.DecodeMark)
 }
@@ -35,12 +35,12 @@ func listSynced[T any](ctx context.Context, c *Coordinator, dir, what string, de
 	return set, wrap("list "+what, err)
 }
 
-// WatchQuarantines delivers the standing marks now and after every change.
+// WatchQuarantines implements coord.Marks.
 func (c *Coordinator) WatchQuarantines(ctx context.Context) (<-chan []coord.Quarantine, error) {
 	return watchChildren(ctx, c, c.quarDir, coord.DecodeMark)
 }
 
-// SetQuarantine writes a quarantine mark; with a fence, only while the fence still leads.
+// SetQuarantine implements coord.Marks.
 func (c *Coordinator) SetQuarantine(ctx context.Context, q coord.Quarantine, fence coord.Leadership) error {
 	data, err := coord.EncodeQuarantine(q)
 	if err != nil {
@@ -82,20 +82,18 @@ func (c *Coordinator) SetQuarantine(ctx context.Context, q coord.Quarantine, fen
 	return fmt.Errorf("quarantine %s: concurrent writers; try again", q.Node)
 }
 
-// Release deletes a quarantine mark.
+// Release implements coord.Marks.
 func (c *Coordinator) Release(ctx context.Context, node string) error {
 	if err := coord.ValidateID(node); err != nil {
 		return err
 	}
-	err := c.delete(ctx, c.markPath(node), -1)
-	return wrap("release "+node, err)
+	return wrap("release "+node, c.delete(ctx, c.markPath(node), -1))
 }
 
-// listChildren reads every child of dir and its data. With watch, it also arms a children
-// watch and returns its channel. The set it returns is one the directory held at one
-// moment: when the children changed while their data was read (a child deleted and created
-// again would show an epoch newer than the listing), it reads them again. Callers judge an
-// epoch missing from the set as gone only because the set is such a snapshot.
+// listChildren reads every child of dir and its data, and with watch arms a children watch.
+// It reads again if the children changed meanwhile (a child deleted and created again would
+// show an epoch newer than the listing): callers judge an epoch missing from the set as gone
+// only because the set is one the directory held at one moment.
 func listChildren[T any](ctx context.Context, c *Coordinator, dir string, watch bool,
 	decode coord.Decoder[T]) ([]T, <-chan zk.Event, error) {
 	list := c.conn.ChildrenW
@@ -137,8 +135,7 @@ func listChildren[T any](ctx context.Context, c *Coordinator, dir string, watch 
 }
 
 // watchChildren delivers dir's children now and after every change, re-arming the one-shot
-// watch each time and re-listing after every reconnect (events during a disconnection are
-// lost).
+// watch and re-listing after every reconnect (events during a disconnection are lost).
 func watchChildren[T any](ctx context.Context, c *Coordinator, dir string, decode coord.Decoder[T]) (<-chan []T, error) {
 	return coord.Deliver(ctx, c.g, func(ctx context.Context, send func([]T)) bool {
 		gen, err := c.waitSession(ctx)
