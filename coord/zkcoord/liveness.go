@@ -37,13 +37,11 @@ func (c *Coordinator) LastHeard() time.Time {
 // sync is the prober's probe: a Sync (the package doc says why not a read). Close waits for
 // the prober to return before it closes the connection, which flushes the library call.
 //
-// A server that leaves a probe unanswered for T/4 is left: the probe's connection is closed
-// and the library goes on to the next server at once. T/4 comes before coord.OverdueAfter's
-// T/3, so a reconnect to a healthy server and its probe usually come before the registration
-// is Suspended (not ready for the load balancer); the library alone would notice only after
-// its receive timeout (2T/3), for every node on a frozen server (SIGSTOP, a hung JVM; its
-// kernel keeps the connection open) or behind a dead route. With one server listed there is
-// no next one: the library would pause a second before redialling it, losing that second.
+// A server that leaves a probe unanswered for T/4 is left for the next at once. The library
+// alone would wait its receive timeout (2T/3) on a frozen server (SIGSTOP, a hung JVM) or a
+// dead route, every node on it Suspended (not ready for the load balancer) from T/3
+// (coord.OverdueAfter); at T/4, a reconnect and its probe usually come first. With one server
+// listed there is no next: the library would pause a second before redialling it.
 func (c *Coordinator) sync(ctx context.Context) (session int64, counts bool) {
 	sess := c.conn.SessionID()
 	on := c.link.Load()
@@ -59,15 +57,12 @@ func (c *Coordinator) sync(ctx context.Context) (session int64, counts bool) {
 	return sess, err == nil && sess != 0 && c.conn.SessionID() == sess
 }
 
-// dial opens connections with cfg.Dial, reporting the session timeout each server grants in
-// its connect response and bounding the wait for it. go-zookeeper keeps the value to itself;
-// it is the second field of the first frame a server sends (int32 length, int32 protocol
-// version, int32 timeout in ms, int64 session id, ...), fixed by the ZooKeeper protocol. The
-// library waits ten receive timeouts (6⅔ T) for that frame, and a frozen server (SIGSTOP, a
-// hung JVM) still accepts connections in its kernel: a client reconnecting to one would wait
-// a minute, fenced, while two servers serve. So the frame must come within the session
-// timeout over the number of servers (ZooKeeper's own client's connect timeout), after which
-// the library tries the next server.
+// dial dials with cfg.Dial and wraps the connection to learn the session timeout the server
+// grants (go-zookeeper keeps it to itself) and to bound the wait for the connect response:
+// the library waits ten receive timeouts (6⅔ T), and a frozen server still accepts
+// connections in its kernel, so a client reconnecting to one would wait a minute, fenced,
+// while two servers serve. The response must come within the session timeout over the number
+// of servers (ZooKeeper's own client's connect timeout), after which the library tries the next.
 func (c *Coordinator) dial(network, addr string, timeout time.Duration) (net.Conn, error) {
 	conn, err := c.cfg.Dial(network, addr, timeout)
 	if err != nil {
@@ -84,9 +79,10 @@ func (c *Coordinator) dial(network, addr string, timeout time.Duration) (net.Con
 	return s, nil
 }
 
-// sniffConn copies the first 12 bytes read from a server and then records the granted
-// timeout; until then no deadline is later than answerBy. Reads come from one goroutine at a
-// time (the library's handshake, then its receive loop), so head needs no lock.
+// sniffConn records the granted timeout from the first 12 bytes a server sends (the connect
+// response's int32 length, int32 protocol version, int32 timeout in ms: a layout fixed by the
+// protocol); until then no deadline is later than answerBy. Reads come from one goroutine at
+// a time (the library's handshake, then its receive loop), so head needs no lock.
 type sniffConn struct {
 	net.Conn
 	granted  *atomic.Int64 // lowest granted timeout so far, in nanoseconds

@@ -30,8 +30,7 @@ type entry struct {
 	path, markPath string
 }
 
-// regSession is one ZooKeeper session as a registration sees it: the liveness record
-// (liveness.go) for that session, with what this registration learnt itself.
+// regSession is one ZooKeeper session as a registration sees it, beside the prober's record.
 type regSession struct {
 	c  *Coordinator
 	id int64

@@ -277,13 +277,9 @@ func (c *Coordinator) ensurePath(ctx context.Context, p string) error {
 		// Look first: creating under a parent we may not write fails with NoAuth even when
 		// the child exists.
 		ok, _, err := call2(ctx, c.conn.Exists, cur)
-		if err != nil {
-			return err
+		if err == nil && !ok {
+			_, err = call(ctx, func() (string, error) { return c.conn.Create(cur, nil, 0, c.acl) })
 		}
-		if ok {
-			continue
-		}
-		_, err = call(ctx, func() (string, error) { return c.conn.Create(cur, nil, 0, c.acl) })
 		if err != nil && !errors.Is(err, zk.ErrNodeExists) {
 			return err
 		}
