@@ -91,9 +91,8 @@ func (b *ballot) Line(ctx context.Context) (int, error) {
 	return i, nil
 }
 
-// Wait arms a one-shot watch. A session event ends the wait, even while the call is on its
-// way: the next Line must see whether the session was lost, and a call lost on a silent link
-// is made again.
+// Wait arms a one-shot watch. A session event ends the wait even mid-call: the next Line
+// must see if the session was lost, and a call lost on a silent link is made again.
 func (b *ballot) Wait(ctx context.Context) {
 	_, changed := b.c.sess.Get()
 	if b.c.conn.SessionID() != b.sess {

@@ -53,7 +53,7 @@ func (c *Coordinator) sync(ctx context.Context) (session int64, counts bool) {
 	})
 	defer leave.Stop()
 	_, err := call(ctx, func() (string, error) { return c.conn.Sync("/") })
-	// It counts only if sent and answered in one session: a new one's answer says nothing of the old.
+	// Only if one session sent and got it: a new session's answer says nothing of the old.
 	return sess, err == nil && sess != 0 && c.conn.SessionID() == sess
 }
 
@@ -61,8 +61,8 @@ func (c *Coordinator) sync(ctx context.Context) (session int64, counts bool) {
 // grants (go-zookeeper keeps it to itself) and to bound the wait for the connect response:
 // the library waits ten receive timeouts (6⅔ T), and a frozen server still accepts
 // connections in its kernel, so a client reconnecting to one would wait a minute, fenced,
-// while two servers serve. The response must come within the session timeout over the number
-// of servers (ZooKeeper's own client's connect timeout), after which the library tries the next.
+// while two servers serve. The response must come within the session timeout over the
+// number of servers (ZooKeeper's own client's connect timeout), or the library tries the next.
 func (c *Coordinator) dial(network, addr string, timeout time.Duration) (net.Conn, error) {
 	conn, err := c.cfg.Dial(network, addr, timeout)
 	if err != nil {

@@ -215,8 +215,7 @@ func (e *entry) Retire(ctx context.Context, s coord.Session, _ coord.Created) {
 	}
 }
 
-// deleteOwned deletes ephemeral znode p if this process's current session owns it; one of an
-// earlier session goes with that session.
+// deleteOwned deletes znode p if the current session owns it (an older session's ends with it).
 func (c *Coordinator) deleteOwned(ctx context.Context, p string) error {
 	sessID := c.conn.SessionID()
 	_, st, err := call2(ctx, c.conn.Get, p)

@@ -44,16 +44,14 @@ import (
 	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
 
-// Config configures a Coordinator. Of its Settings, SessionTimeout is the ZooKeeper session
-// timeout (at least 500ms): the servers clamp it to 2-20 ticks, and the coordinator times
-// itself by the shorter of this and the timeout granted.
+// Config configures a Coordinator. Its SessionTimeout (at least 500ms) is asked of the servers,
+// which clamp it to 2-20 ticks; the coordinator times itself by the shorter of it and the grant.
 type Config struct {
 	coord.Settings
 	// Servers are the ensemble's client addresses (host:port). Required.
 	Servers []string
-	// Auth, "user:password", authenticates the session with ZooKeeper's digest scheme; the
-	// znodes this coordinator creates are then writable only with those credentials and
-	// readable by anyone (so `switchboard status` needs none).
+	// Auth, "user:password", authenticates with ZooKeeper's digest scheme: the znodes created
+	// are then writable only with it, and readable by anyone (so `switchboard status` needs none).
 	Auth string
 	// Dial opens connections to the servers (tests cut them for real). Default net.DialTimeout.
 	Dial func(network, address string, timeout time.Duration) (net.Conn, error)
@@ -287,15 +285,13 @@ func (c *Coordinator) ensurePath(ctx context.Context, p string) error {
 	return nil
 }
 
-// refused reports whether err is the servers' answer to a request that asking again will
-// not change (credentials, ACLs, the path).
+// refused reports whether err is an answer that asking again will not change (auth, ACLs, path).
 func refused(err error) bool {
 	return errors.Is(err, zk.ErrNoAuth) || errors.Is(err, zk.ErrAuthFailed) || errors.Is(err, zk.ErrInvalidACL) ||
 		errors.Is(err, zk.ErrBadArguments) || errors.Is(err, zk.ErrInvalidPath)
 }
 
-// wrap turns library errors that callers branch on into coord's (ErrUnavailable: worth
-// retrying once the session settles).
+// wrap maps errors callers branch on to coord's; ErrUnavailable: retry once the session settles.
 func wrap(op string, err error) error {
 	switch {
 	case err == nil:
@@ -311,8 +307,7 @@ func wrap(op string, err error) error {
 
 func (c *Coordinator) markPath(id string) string { return c.quarDir + "/" + id }
 
-// zkLogger logs the library's lines at debug: its connection failures repeat every second
-// while a server is down.
+// zkLogger logs the library at debug, as it repeats a connection failure every second.
 type zkLogger struct{ log *slog.Logger }
 
 func (l zkLogger) Printf(format string, args ...any) {
