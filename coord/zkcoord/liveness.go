@@ -37,11 +37,10 @@ func (c *Coordinator) LastHeard() time.Time {
 // sync is the prober's probe: a Sync (the package doc says why not a read). Close waits for
 // the prober to return before it closes the connection, which flushes the library call.
 //
-// A server that leaves a probe unanswered for T/4 is left for the next at once. The library
-// alone would wait its receive timeout (2T/3) on a frozen server (SIGSTOP, a hung JVM) or a
-// dead route, every node on it Suspended (not ready for the load balancer) from T/3
-// (coord.OverdueAfter); at T/4, a reconnect and its probe usually come first. With one server
-// listed there is no next: the library would pause a second before redialling it.
+// A server that leaves a probe unanswered for T/4 is left for the next at once, so that a
+// reconnect and its probe usually come before OverdueAfter (T/3) suspends every node on a
+// frozen server (SIGSTOP, a hung JVM) or a dead route; the library would wait its receive
+// timeout (2T/3). With one server listed there is no next: the library would pause a second.
 func (c *Coordinator) sync(ctx context.Context) (session int64, counts bool) {
 	sess := c.conn.SessionID()
 	on := c.link.Load()

@@ -29,6 +29,7 @@
 package zkcoord
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -67,10 +68,7 @@ func (c Config) Validate() error {
 	}
 	for _, s := range c.Servers {
 		if _, port, err := net.SplitHostPort(s); err != nil || port == "" {
-			if err == nil {
-				err = errors.New("missing port")
-			}
-			return fmt.Errorf("zk: server %q: %w", s, err)
+			return fmt.Errorf("zk: server %q: %w", s, cmp.Or(err, errors.New("missing port")))
 		}
 	}
 	if c.Auth != "" {
