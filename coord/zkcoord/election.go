@@ -161,7 +161,7 @@ func (c *Coordinator) dropCandidate(dir, tag string) {
 	}
 }
 
-// deleteTagged deletes the znodes in dir named tag... that the current session owns.
+// deleteTagged deletes the current session's znodes in dir whose names start with tag.
 func (c *Coordinator) deleteTagged(ctx context.Context, dir, tag string) error {
 	names, _, err := call2(ctx, c.conn.Children, dir)
 	if err != nil {

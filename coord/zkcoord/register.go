@@ -60,8 +60,8 @@ func (s *regSession) Standing(now time.Time) coord.Standing {
 	pending := l.Pending
 	if !pending.IsZero() && pending.Before(s.heard) {
 		// Sent before a request answered in this session, it is answered already (the ensemble
-		// answers a session's requests in order), an expired session's, or queued after that
-		// request: unanswered since heard at the most.
+		// answers a session's requests in order), an expired session's (which says nothing of
+		// this one), or queued after that request: unanswered since heard at the most.
 		pending = s.heard
 	}
 	out := coord.Liveness{Heard: s.heard, Pending: pending}.Standing(now, s.c.timeout())
