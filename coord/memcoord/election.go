@@ -7,8 +7,7 @@ import (
 	"github.com/switchboard-mqtt/switchboard/coord"
 )
 
-// Campaign runs coord's election recipe (coord.Campaign) on candidates kept in the cluster,
-// in the client's session: the recipe both real backends follow.
+// Campaign runs coord.Campaign, the real backends' recipe, on candidates in the client's session.
 func (c *Coordinator) Campaign(ctx context.Context, election, value string) (coord.Leadership, error) {
 	return coord.Campaign(ctx, c.g, c.log, election, value, c.stand)
 }
@@ -22,12 +21,11 @@ type ballot struct {
 	changed   <-chan struct{} // closed at the first write after the last Line
 }
 
-// stand adds a candidate in the client's session.
 func (c *Coordinator) stand(_ context.Context, election, value string) (*ballot, error) {
 	b := &ballot{c: c, election: election}
 	c.cl.write(func() {
-		// The session read under the lock: if ExpireSession replaces it now, its end of
-		// the old one comes after this and takes the candidate with it.
+		// The session is read under the lock: if ExpireSession replaces it now, it ends the old
+		// one after this, taking the candidate with it.
 		c.cl.rev++
 		b.rev, b.sess = c.cl.rev, c.sess.Load()
 		c.cl.candidates[election] = append(c.cl.candidates[election], candidate{rev: b.rev, sess: b.sess, value: value})
@@ -35,8 +33,7 @@ func (c *Coordinator) stand(_ context.Context, election, value string) (*ballot,
 	return b, nil
 }
 
-// Line finds the candidate among those standing, in campaign order; it is lost when its
-// session ended.
+// Line finds the candidate among those standing, in campaign order.
 func (b *ballot) Line(context.Context) (ahead int, _ error) {
 	b.changed = b.c.cl.read(func() {
 		ahead = slices.IndexFunc(b.c.cl.candidates[b.election], b.is)
@@ -47,7 +44,6 @@ func (b *ballot) Line(context.Context) (ahead int, _ error) {
 // Wait waits for any write: nothing here is slow, so every candidate may look again.
 func (b *ballot) Wait(ctx context.Context) { b.c.wait(ctx, b.changed) }
 
-// Candidacy holds the leadership while the candidate stands.
 func (b *ballot) Candidacy() coord.Candidacy {
 	return coord.Candidacy{
 		Name: b.election, Session: &session{c: b.c, id: b.sess}, Timeout: b.c.timeout,
@@ -55,7 +51,6 @@ func (b *ballot) Candidacy() coord.Candidacy {
 	}
 }
 
-// Withdraw removes the candidate.
 func (b *ballot) Withdraw(context.Context) error {
 	b.c.cl.write(func() {
 		b.c.cl.candidates[b.election] = slices.DeleteFunc(b.c.cl.candidates[b.election], b.is)
@@ -63,7 +58,6 @@ func (b *ballot) Withdraw(context.Context) error {
 	return nil
 }
 
-// is reports whether c is this ballot's candidate.
 func (b *ballot) is(c candidate) bool { return c.rev == b.rev }
 
 // Leader returns the value of the earliest candidate standing.

@@ -1,11 +1,8 @@
-// Package memcoord is a coord.Coordinator in memory, for the unit tests of the roles that use
-// one: a Cluster stands for the backend's servers, and every Coordinator opened on it for one
-// process's client with a session of its own. Registrations run coord's state machine, the
-// same one the real backends drive, and the package passes coord/coordtest like them.
-//
-// Nothing here is ever slow or cut off, so a registration never becomes Suspended by itself;
-// ExpireSession ends a client's session as a backend would after a partition, which fences
-// its registrations and makes them register again under a new epoch.
+// Package memcoord is a coord.Coordinator in memory for unit tests: a Cluster stands for the
+// backend's servers, every Coordinator opened on it for one process's client with a session of
+// its own. Registrations run coord's state machine like the real backends, and the package
+// passes coord/coordtest like them. Nothing here is slow or cut off, so a registration is never
+// Suspended by itself; ExpireSession ends a session as a backend would after a partition.
 package memcoord
 
 import (
@@ -23,11 +20,9 @@ import (
 	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
 
-// Cluster is the shared state every Coordinator opened on it sees: the servers. The zero
-// Cluster is not usable; call NewCluster.
+// Cluster is the state every Coordinator opened on it shares: the servers. Use NewCluster.
 type Cluster struct {
-	// changed is bumped on every write; everyone who waits for a change waits on it and then
-	// looks again (simple, and cheap at test sizes).
+	// changed is bumped on every write; every waiter wakes and looks again (cheap at test sizes).
 	changed  notify.Value[int64]
 	sessions atomic.Int64 // the last session id given out
 
@@ -44,12 +39,10 @@ type member struct {
 }
 
 type candidate struct {
-	rev   int64
-	sess  int64
-	value string
+	rev, sess int64
+	value     string
 }
 
-// NewCluster returns an empty cluster.
 func NewCluster() *Cluster {
 	return &Cluster{
 		members:    map[string]member{},
@@ -75,7 +68,7 @@ func (cl *Cluster) read(f func()) <-chan struct{} {
 	return ch
 }
 
-// endSession deletes everything session sess owns, as a backend does when a session ends.
+// endSession deletes everything session sess owns, as a backend does.
 func (cl *Cluster) endSession(sess int64) {
 	cl.write(func() {
 		maps.DeleteFunc(cl.members, func(_ string, e member) bool { return e.sess == sess })
@@ -87,9 +80,8 @@ func (cl *Cluster) endSession(sess int64) {
 
 // Config configures a Coordinator.
 type Config struct {
-	// SessionTimeout stands for a real backend's session timeout: a registration waits up to
-	// 1.5 times this for another process's entry to go before it fails with
-	// coord.ErrDuplicate. Default 1s.
+	// SessionTimeout stands for a backend's session timeout: a registration waits up to 1.5
+	// times this for another process's entry to go before it fails with ErrDuplicate. Default 1s.
 	SessionTimeout time.Duration
 	// Logger receives the coordinator's logs. Default slog.Default().
 	Logger *slog.Logger
@@ -101,8 +93,7 @@ type Coordinator struct {
 	log     *slog.Logger
 	timeout time.Duration
 	sess    notify.Value[int64] // the current session id
-
-	g *coord.Group // the goroutines owned by the coordinator
+	g       *coord.Group
 }
 
 var _ coord.Coordinator = (*Coordinator)(nil)
@@ -118,16 +109,15 @@ func (cl *Cluster) Open(cfg Config) *Coordinator {
 	return c
 }
 
-// ExpireSession ends the client's session and starts a new one, as a backend does after it
-// stopped hearing from a client: its entries and candidates vanish, its registrations are
-// fenced and register again under new epochs, its leaderships end.
+// ExpireSession ends the client's session and starts a new one, as a backend would: its entries
+// and candidates vanish, its registrations are fenced and come back under new epochs.
 func (c *Coordinator) ExpireSession() {
 	old := c.sess.Load()
 	c.sess.Set(c.cl.sessions.Add(1))
 	c.cl.endSession(old)
 }
 
-// Close ends the session: every entry and candidate of this client vanishes. Idempotent.
+// Close ends the session, with every entry and candidate of this client.
 func (c *Coordinator) Close() error {
 	c.g.Close(func() { c.cl.endSession(c.sess.Load()) })
 	return nil
@@ -139,10 +129,9 @@ func (c *Coordinator) wait(ctx context.Context, ch <-chan struct{}) bool {
 	case <-ch:
 		return true
 	case <-ctx.Done():
-		return false
 	case <-c.g.Closed():
-		return false
 	}
+	return false
 }
 
 // Members lists the live members, in id order.
@@ -160,8 +149,7 @@ func (cl *Cluster) markList() ([]coord.Quarantine, <-chan struct{}) {
 	return byKey(cl, cl.marks, func(q coord.Quarantine) coord.Quarantine { return q })
 }
 
-// byKey reads what f makes of m's values under cl's lock, in key order (member ids, mark
-// nodes).
+// byKey reads what f makes of m's values under cl's lock, in key order.
 func byKey[V, T any](cl *Cluster, m map[string]V, f func(V) T) (out []T, changed <-chan struct{}) {
 	changed = cl.read(func() {
 		out = make([]T, 0, len(m))
@@ -200,11 +188,9 @@ func watch[T any](ctx context.Context, c *Coordinator, list func(*Cluster) ([]T,
 	})
 }
 
-// SetQuarantine writes a mark; with a fence, only while the fence's candidate still stands,
-// in the same step.
+// SetQuarantine writes a mark; with a fence, only while its candidate stands, in the same step.
 func (c *Coordinator) SetQuarantine(_ context.Context, q coord.Quarantine, fence coord.Leadership) error {
-	// Stored as the backends store it, so that a reader gets a copy, never the caller's.
-	data, err := coord.EncodeQuarantine(q)
+	data, err := coord.EncodeQuarantine(q) // stored encoded: a reader gets a copy, never q
 	if err != nil {
 		return err
 	}
@@ -225,11 +211,10 @@ func (c *Coordinator) SetQuarantine(_ context.Context, q coord.Quarantine, fence
 }
 
 // Release deletes a mark; coord.ErrNotFound if there is none.
-func (c *Coordinator) Release(_ context.Context, node string) error {
+func (c *Coordinator) Release(_ context.Context, node string) (err error) {
 	if err := coord.ValidateID(node); err != nil {
 		return err
 	}
-	var err error
 	c.cl.write(func() {
 		if _, found := c.cl.marks[node]; !found {
 			err = fmt.Errorf("release %s: %w", node, coord.ErrNotFound)

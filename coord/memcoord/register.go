@@ -9,8 +9,7 @@ import (
 	"github.com/switchboard-mqtt/switchboard/coord"
 )
 
-// Register creates the member's entry in the client's session and keeps it: see
-// coord.Coordinator.
+// Register keeps the member's entry in the client's session, by coord's registration machine.
 func (c *Coordinator) Register(ctx context.Context, m coord.Member) (coord.Registration, error) {
 	o := coord.RegisterOptions{Timeout: c.timeout, Log: c.log}
 	return coord.StartRegistration(ctx, c.g, m, o, func(data []byte) coord.Entry {
@@ -50,19 +49,13 @@ func (e *entry) Session(context.Context) (coord.Session, error) {
 	return &session{c: e.c, id: e.c.sess.Load()}, nil
 }
 
-var errExpired = errors.New("session expired; retrying")
-
 // Create creates the entry unless a mark stands, all in one step under the cluster's lock.
-func (e *entry) Create(_ context.Context, s coord.Session) (coord.Created, error) {
+func (e *entry) Create(_ context.Context, s coord.Session) (cr coord.Created, err error) {
 	sess, m := s.(*session).id, e.m
-	var (
-		cr  coord.Created
-		err error
-	)
 	e.c.cl.write(func() {
 		cl := e.c.cl
 		if e.c.sess.Load() != sess {
-			err = errExpired
+			err = errors.New("session expired; retrying")
 			return
 		}
 		if mk, ok := cl.marks[m.ID]; ok {
@@ -74,8 +67,7 @@ func (e *entry) Create(_ context.Context, s coord.Session) (coord.Created, error
 			case cur.sess == sess:
 				cr.Epoch = cur.m.Epoch
 			case cur.m.Instance == m.Instance:
-				// Left by an older session of this process: delete it, so that the next
-				// attempt creates it under this one.
+				// Left by an older session of this process: delete it, the next attempt creates it.
 				delete(cl.members, m.ID)
 				err = coord.ErrAgain
 			default:
@@ -120,8 +112,7 @@ func (e *entry) Delete(_ context.Context, _ coord.Session, cr coord.Created) err
 	return nil
 }
 
-// Retire deletes the fenced entry if its session still stands, so that the member comes
-// back under a new epoch; an expired session took its entry with it.
+// Retire deletes the fenced entry if its session still holds it: it comes back under a new epoch.
 func (e *entry) Retire(_ context.Context, s coord.Session, cr coord.Created) {
 	sess := s.(*session).id
 	e.deleteIf(func(m member) bool { return m.sess == sess && m.m.Epoch == cr.Epoch })
