@@ -10,16 +10,13 @@ import (
 	"github.com/switchboard-mqtt/switchboard/coord"
 )
 
-// Campaign runs coord.Campaign with one ballot per candidate: a key under
-// <prefix>/election/<name>/ on a lease of its own, ordered by create revision. The keys are the
-// ones concurrency.Election puts (the lease id in hex), so candidates of either kind share one
-// election.
-//
-// The library's concurrency.Election is not used: the shared recipe needs only a Put, a
-// sorted Get and a Watch here, and the library has three quirks that each took a workaround:
-// its session runs a second keepalive of its own on the lease; an abandoned Campaign resigns
-// with its client's context, which waits for a ready connection; and Campaign returns once
-// every earlier candidate is gone even if its own key went with its lease meanwhile.
+// Campaign runs coord.Campaign with one ballot per candidate: a key under <prefix>/election/<name>/
+// on a lease of its own, keyed as concurrency.Election keys it (the lease id in hex), so that
+// candidates of either kind share one election. concurrency.Election itself is not used: the
+// recipe needs only a Put, a sorted Get and a Watch, and it has three quirks: its session runs
+// a second keepalive on the lease; an abandoned Campaign resigns with its client's context,
+// which waits for a ready connection; and Campaign returns once every earlier candidate is gone
+// even if its own key went with its lease meanwhile.
 func (c *Coordinator) Campaign(ctx context.Context, election, candidate string) (coord.Leadership, error) {
 	return coord.Campaign(ctx, c.g, c.log, election, candidate, c.stand)
 }
@@ -34,7 +31,6 @@ type ballot struct {
 	from     int64  // the revision after the last Line's read: Wait watches from there
 }
 
-// stand grants a lease and puts the candidate key on it.
 func (c *Coordinator) stand(ctx context.Context, election, value string) (*ballot, error) {
 	k, err := c.grant(ctx)
 	if err != nil {
@@ -76,8 +72,7 @@ func (b *ballot) Line(ctx context.Context) (int, error) {
 	return i, nil
 }
 
-// Wait watches the key from the last Line's read until it is deleted, the watch breaks
-// (compaction: Line reads again) or the lease is lost.
+// Wait watches for the key's delete while the lease lasts; a broken watch (compaction) ends it.
 func (b *ballot) Wait(ctx context.Context) {
 	ctx, cancel := b.k.bound(ctx)
 	defer cancel()
@@ -92,8 +87,7 @@ func (b *ballot) Wait(ctx context.Context) {
 func (b *ballot) Candidacy() coord.Candidacy {
 	return coord.Candidacy{
 		Name: b.key, Session: b.k, Timeout: b.k.ttl,
-		// Revoking the lease deletes the candidate key, which wakes the next candidate; after
-		// Close there is nothing left to do, Close revoked it.
+		// Revoking the lease deletes the key, which wakes the next candidate; Close revoked it.
 		Resign: func(ctx context.Context) error {
 			select {
 			case <-b.c.g.Closed():
@@ -102,8 +96,7 @@ func (b *ballot) Candidacy() coord.Candidacy {
 				return wrap("resign", b.k.revoke(ctx))
 			}
 		},
-		// A lost leadership gives its lease up, so that a candidate key that may linger does
-		// not hold up the next leader.
+		// Give the lease up, so that a candidate key that may linger does not hold up the next.
 		Lost: func() { b.c.revokeLater(b.k) },
 	}
 }
@@ -115,7 +108,7 @@ func (b *ballot) Withdraw(context.Context) error {
 	return nil
 }
 
-// Leader returns the value of the candidate that leads the named election.
+// Leader returns the value of the lowest candidate key.
 func (c *Coordinator) Leader(ctx context.Context, election string) (string, error) {
 	return coord.Leader(ctx, election, func(ctx context.Context, election string) (string, bool, error) {
 		resp, err := c.cli.Get(ctx, c.electPfx+election+"/", clientv3.WithFirstCreate()...)

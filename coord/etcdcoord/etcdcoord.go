@@ -1,5 +1,4 @@
-// Package etcdcoord implements coord.Coordinator on an etcd v3 cluster with
-// go.etcd.io/etcd/client/v3.
+// Package etcdcoord implements coord.Coordinator on an etcd v3 cluster.
 //
 // Layout under Root (default /switchboard):
 //
@@ -7,17 +6,12 @@
 //	quarantine/<id>         JSON coord.Quarantine, no lease
 //	election/<name>/<lease> candidates (keyed as concurrency.Election keys them), lowest create revision leads
 //
-// Leases: every registration and every campaign has a lease of its own (SessionTimeout), so losing
-// or replacing one never disturbs another; Close revokes them all, so this process's entries
-// vanish at once, like closing a ZooKeeper session.
-//
-// The registration and election machines are package coord's, with T the lease TTL. A client
-// cut off from the cluster cannot learn that its lease expired, so each lease is kept alive by
-// the coordinator itself, one KeepAliveOnce at a time (keeper, in lease.go, says why not the
-// library's KeepAlive). A fenced registration drops its lease; the entry comes back on a new one.
-//
-// The library's quirks stay in here: every call waits for a ready connection unless its
-// context ends (every call here is bounded).
+// Every registration and campaign has a lease of its own, so losing one never disturbs another;
+// Close revokes them all, so this process's entries vanish at once. The registration and
+// election machines are package coord's, timed by the lease TTL. A client cut off from the
+// cluster cannot learn that its lease expired, so the coordinator keeps each lease alive itself
+// (keeper, in lease.go, says why not with the library's KeepAlive). Every library call waits for
+// a ready connection unless its context ends, so every call here is bounded.
 package etcdcoord
 
 import (
@@ -45,21 +39,18 @@ import (
 	"github.com/switchboard-mqtt/switchboard/internal/zapslog"
 )
 
-// MinSessionTTL is the shortest SessionTimeout accepted. etcd grants leases in whole seconds
-// and raises any TTL below its own minimum (1.5 election timeouts: 2s with etcd's default 1s
-// election timeout) to that minimum; the coordinator always times itself by the TTL the
-// server granted.
+// MinSessionTTL is the shortest SessionTimeout accepted. etcd grants leases in whole seconds and
+// raises a TTL below 1.5 election timeouts (2s by default) to that; the coordinator always
+// times itself by the TTL granted.
 const MinSessionTTL = 2 * time.Second
 
 // Config configures a Coordinator. Of its Settings, SessionTimeout is the lease TTL, rounded up
 // to whole seconds, and at least MinSessionTTL.
 type Config struct {
 	coord.Settings
-	// Endpoints are the cluster's client URLs (host:port or http(s)://host:port). Required
-	// unless Client is set; ignored when it is.
+	// Endpoints are the cluster's client URLs, host:port or http(s)://host:port; unused with Client.
 	Endpoints []string
-	// Client, if set, is used instead of connecting to Endpoints (for example a client of
-	// an embedded server). The Coordinator does not close it.
+	// Client, if set, is used instead (a client of an embedded server, say); Close leaves it open.
 	Client *clientv3.Client
 }
 
@@ -108,8 +99,7 @@ type Coordinator struct {
 
 	nodesPfx, quarPfx, electPfx string
 
-	// linkGen counts the times the connection became ready (watchLink); every change of the
-	// connection's state wakes its waiters.
+	// linkGen counts the times the connection became ready; every change of state wakes it.
 	linkGen notify.Value[uint64]
 	g       *coord.Group // the goroutines owned by the coordinator
 
@@ -119,9 +109,8 @@ type Coordinator struct {
 
 var _ coord.Coordinator = (*Coordinator)(nil)
 
-// New connects to the cluster and returns once it answers a linearizable read, or fails
-// within DialTimeout with an error that names the endpoints tried and wraps
-// coord.ErrUnavailable.
+// New returns once the cluster answers a linearizable read, or fails within DialTimeout with
+// an error that names the endpoints tried and wraps coord.ErrUnavailable.
 func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	cfg.Settings = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -183,8 +172,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 // SessionTTL is the lease TTL asked for (SessionTimeout), rounded up to whole seconds.
 func (c *Coordinator) SessionTTL() time.Duration { return c.ttl }
 
-// Close revokes every lease this coordinator holds (its entries vanish at once), stops its
-// goroutines and closes the client it created. Idempotent.
+// Close revokes every lease (the entries vanish at once) and closes the client New created.
 func (c *Coordinator) Close() error {
 	c.g.Close(func() {
 		c.mu.Lock()
@@ -206,8 +194,7 @@ func (c *Coordinator) Close() error {
 	return nil
 }
 
-// wrap turns library errors into coord errors where callers branch on them: ErrUnavailable
-// for a deadline, or when the cluster could not serve the request now.
+// wrap names op, and adds coord.ErrUnavailable to a deadline or a cluster that cannot serve now.
 func wrap(op string, err error) error {
 	if err == nil {
 		return nil

@@ -14,22 +14,18 @@ import (
 	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
 
-// keeper is one lease kept alive by the coordinator, with the send time of its last
-// confirmation. It is the etcd counterpart of a ZooKeeper session: entries attached to it
-// vanish when it ends.
-//
-// The client library's KeepAlive is not used: it times a lease from the arrival of each
-// answer and does not say which request an answer is for (it sends again every half second
-// while one is overdue), so nothing it reports bounds the server's expiry. The keeper's
-// coord.Prober sends one KeepAliveOnce at a time instead and remembers when it sent it, which
-// is what coord.State's rule needs.
+// keeper is one lease kept alive by the coordinator: the etcd counterpart of a ZooKeeper
+// session. The library's KeepAlive is not used: it times a lease from each answer's arrival
+// and does not say which request an answer is for (it resends every half second while one is
+// overdue), so nothing it reports bounds the server's expiry. The keeper's coord.Prober sends
+// one KeepAliveOnce at a time and remembers its send time, which coord.State's rule needs.
 type keeper struct {
 	c   *Coordinator
 	id  clientv3.LeaseID
 	ttl time.Duration // as granted by the server
 
-	// p sends the keepalives. Its Heard starts at the grant's send time; it is Lost when the
-	// lease expired, was revoked, or went unconfirmed for a TTL.
+	// p sends the keepalives; Heard starts at the grant's send time. Lost: the lease expired,
+	// was revoked, or went unconfirmed for a TTL.
 	p *coord.Prober
 
 	revoking  atomic.Bool   // set by the first revoke
@@ -40,14 +36,11 @@ type keeper struct {
 // hex is the lease id as etcd's tools print it, and as concurrency.Election keys a candidate.
 func (k *keeper) hex() string { return fmt.Sprintf("%x", int64(k.id)) }
 
-// grant creates a lease of SessionTTL and keeps it alive until revoked, lost, or the
-// coordinator closes.
+// grant creates a lease of SessionTTL and keeps it alive until revoked, lost, or Close.
 func (c *Coordinator) grant(ctx context.Context) (*keeper, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
-	// Taken before the request: the server starts the lease later, so a timer from here
-	// never outlives the lease.
-	start := time.Now()
+	start := time.Now() // before the request: the server starts the lease later, never sooner
 	resp, err := c.cli.Grant(ctx, int64(c.ttl/time.Second))
 	if err != nil {
 		return nil, wrap("grant lease", err)
@@ -65,16 +58,14 @@ func (c *Coordinator) grant(ctx context.Context) (*keeper, error) {
 	return k, nil
 }
 
-// bound returns ctx, ended also when the lease is lost or the coordinator closes: a call on
-// the lease need not outlive it.
+// bound returns ctx, ended also when the lease is lost or on Close: no call outlives its lease.
 func (k *keeper) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	return notify.CancelOn(ctx, k.c.g.Closed(), k.p.Lost())
 }
 
-// keepAlive is the prober's probe: one keepalive, which counts if the server answered it.
+// keepAlive is the prober's probe. A slow answer still counts, by its send time, so it is given
+// until the lease may be gone (the library retries within that when the connection fails).
 func (k *keeper) keepAlive(ctx context.Context) (session int64, counts bool) {
-	// A slow answer still counts, by its own send time, so an attempt is given until the
-	// lease may be gone. (The library retries within it when the connection fails.)
 	actx, acancel := context.WithDeadline(ctx, k.p.Load().Heard.Add(k.ttl))
 	_, err := k.c.cli.KeepAliveOnce(actx, k.id)
 	acancel()
@@ -85,19 +76,16 @@ func (k *keeper) keepAlive(ctx context.Context) (session int64, counts bool) {
 		k.c.log.Warn("lease expired", "lease", k.hex())
 		k.p.Lose()
 	case ctx.Err() != nil: // revoked, lost or closing: the prober stops
-	case time.Since(k.p.Load().Heard) >= k.ttl:
-		// Unconfirmed for a whole TTL: the server may have expired it.
+	case time.Since(k.p.Load().Heard) >= k.ttl: // unconfirmed for a TTL: the server may have expired it
 		k.p.Lose()
-	default:
-		// After a failure, the next one not at once. (ctx ends when the coordinator closes.)
+	default: // after a failure, not the next one at once
 		notify.Sleep(ctx, 100*time.Millisecond, nil)
 	}
 	return 0, false
 }
 
-// Standing judges the lease by its keepalives (coord.Liveness.Standing) and the connection
-// (Down). Unlike a ZooKeeper session, the lease is renewed by keepalives only, so the create
-// is no evidence of it.
+// Standing judges the lease by its keepalives and the connection (Down). Unlike a ZooKeeper
+// session, the lease is renewed by keepalives only, so the create is no evidence of it.
 func (k *keeper) Standing(now time.Time) coord.Standing {
 	l, leaseChanged := k.p.Get()
 	_, linkChanged := k.c.linkGen.Get()
@@ -107,10 +95,9 @@ func (k *keeper) Standing(now time.Time) coord.Standing {
 	return out
 }
 
-// revoke stops the keepalive and revokes the lease, deleting every key attached to it.
-// Idempotent; a lease that already expired counts as revoked. A call made while an earlier
-// one is under way (a background revoke on a cut link, say) waits for its outcome only as
-// long as its own ctx lasts.
+// revoke stops the keepalive and revokes the lease with its keys; an expired lease counts as
+// revoked. A call made while an earlier one is under way (a background revoke on a cut link,
+// say) waits for its outcome only as long as its own ctx lasts.
 func (k *keeper) revoke(ctx context.Context) error {
 	if k.revoking.Swap(true) {
 		select {
@@ -139,9 +126,8 @@ func (k *keeper) revokeWithinTTL() error {
 	return k.revoke(ctx)
 }
 
-// revokeLater revokes k in the background (revokeWithinTTL).
+// revokeLater revokes k in the background; once Close began, Go fails and Close revokes it.
 func (c *Coordinator) revokeLater(k *keeper) {
-	// Once the coordinator is closing, Go fails, and Close revokes what is left.
 	_ = c.g.Go(func() {
 		if err := k.revokeWithinTTL(); err != nil {
 			c.log.Debug("revoke lost lease", "lease", k.hex(), "error", err)

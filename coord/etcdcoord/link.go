@@ -9,16 +9,14 @@ import (
 	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
 
-// watchLink follows the gRPC connection's state until the coordinator closes. Every change
-// wakes the link's waiters: a lost connection makes registrations Suspended at once, without
-// waiting for a keepalive to be overdue (they ask linkReady); a regained one bumps the
-// generation, so that watchers re-list.
+// watchLink follows the connection's state until Close, waking linkGen's waiters at every
+// change: a lost link makes registrations Suspended at once, not once a keepalive is overdue
+// (they ask linkReady); a regained one bumps the generation, so that watchers list again.
 func (c *Coordinator) watchLink(conn *grpc.ClientConn) {
 	ctx, cancel := notify.CancelOn(context.Background(), c.g.Closed(), nil)
 	defer cancel()
-	st := conn.GetState()
 	var wasReady bool
-	for {
+	for st := conn.GetState(); ; st = conn.GetState() {
 		ready := st == connectivity.Ready
 		c.linkGen.Update(func(gen uint64) uint64 {
 			if ready && !wasReady {
@@ -30,12 +28,11 @@ func (c *Coordinator) watchLink(conn *grpc.ClientConn) {
 		if !conn.WaitForStateChange(ctx, st) {
 			return
 		}
-		st = conn.GetState()
 	}
 }
 
-// linkReady reports whether the connection is ready now. It asks the connection itself, not
-// the watched state, which can lag a moment behind a call that just succeeded.
+// linkReady reports whether the connection is ready now, asking it, not the watched state,
+// which can lag a moment behind a call that just succeeded.
 func (c *Coordinator) linkReady() bool {
 	conn := c.cli.ActiveConnection()
 	return conn == nil || conn.GetState() == connectivity.Ready

@@ -31,8 +31,7 @@ type entry struct {
 
 var _ coord.Entry = (*entry)(nil)
 
-// Session returns the registration's lease, granting a new one if it has none or its lease
-// was lost.
+// Session returns the registration's lease, granting a new one if it has none or lost it.
 func (e *entry) Session(ctx context.Context) (coord.Session, error) {
 	if e.lease != nil && !e.lease.p.Load().Lost {
 		return e.lease, nil
@@ -46,8 +45,7 @@ func (e *entry) Session(ctx context.Context) (coord.Session, error) {
 	return k, nil
 }
 
-// Create registers the entry on lease s unless a quarantine mark stands, in one transaction
-// that requires both the mark and the entry to be absent.
+// Create puts the entry on lease s in one transaction that requires both it and the mark absent.
 func (e *entry) Create(ctx context.Context, s coord.Session) (coord.Created, error) {
 	k := s.(*keeper)
 	ctx, cancel := context.WithTimeout(ctx, e.c.cfg.DialTimeout)
@@ -71,8 +69,8 @@ func (e *entry) Create(ctx context.Context, s coord.Session) (coord.Created, err
 	}
 	kvs := resp.Responses[1].GetResponseRange().GetKvs()
 	if len(kvs) > 0 && clientv3.LeaseID(kvs[0].Lease) == k.id {
-		// Ours, on this lease: an earlier attempt did create it (its answer was lost), or
-		// the loop is checking the entry again after its watch broke.
+		// Ours on this lease: an earlier attempt's answer was lost, or a broken watch made
+		// the loop check again.
 		return coord.Created{Epoch: kvs[0].CreateRevision, Mark: mark}, nil
 	}
 	if mark != nil {
@@ -85,15 +83,11 @@ func (e *entry) Create(ctx context.Context, s coord.Session) (coord.Created, err
 	var other coord.Member
 	_ = json.Unmarshal(kv.Value, &other)
 	if other.Instance == e.instance {
-		// Left on an older lease of this process (fenced, not yet expired): delete it, only
-		// that version, so the next attempt can create it under the current lease.
+		// Left on an older (fenced, unexpired) lease of this process: delete that version.
 		e.c.log.Info("deleting own stale entry from an older lease", "node", e.id,
 			"lease", fmt.Sprintf("%x", kv.Lease), "current", k.hex())
-		_, err := e.c.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(e.key), "=", kv.ModRevision)).
-			Then(clientv3.OpDelete(e.key)).
-			Commit()
-		if err != nil {
+		same := clientv3.Compare(clientv3.ModRevision(e.key), "=", kv.ModRevision)
+		if _, err := e.c.cli.Txn(ctx).If(same).Then(clientv3.OpDelete(e.key)).Commit(); err != nil {
 			return coord.Created{}, wrap("delete stale entry", err)
 		}
 		return coord.Created{}, coord.ErrAgain
@@ -102,9 +96,8 @@ func (e *entry) Create(ctx context.Context, s coord.Session) (coord.Created, err
 		other.Instance, kv.Lease, other.StartedAt.Format(time.RFC3339))
 }
 
-// Look reads the entry and the mark in one transaction, then watches both from the
-// revision read, so that no change in between is missed. Watches resume by themselves across
-// reconnects; changed is also closed when one breaks (compaction, cancellation).
+// Look watches both keys from the revision it read, so that no change in between is missed.
+// Watches resume across reconnects; one that breaks (compaction) closes changed too.
 func (e *entry) Look(ctx context.Context, s coord.Session, cr coord.Created) (coord.Sight, <-chan struct{}, error) {
 	resp, err := e.c.cli.Txn(ctx).Then(clientv3.OpGet(e.key), clientv3.OpGet(e.markKey)).Commit()
 	if err != nil {
@@ -120,23 +113,19 @@ func (e *entry) Look(ctx context.Context, s coord.Session, cr coord.Created) (co
 		q := coord.ParseQuarantine(e.id, kvs[0].Value)
 		v.Mark = &q
 	}
-	rev := resp.Header.Revision + 1
-	entryW := e.c.cli.Watch(ctx, e.key, clientv3.WithRev(rev))
-	markW := e.c.cli.Watch(ctx, e.markKey, clientv3.WithRev(rev))
-	return v, coord.LookChanged(ctx, entryW, markW, nil), nil
+	rev := clientv3.WithRev(resp.Header.Revision + 1)
+	changed := coord.LookChanged(ctx, e.c.cli.Watch(ctx, e.key, rev), e.c.cli.Watch(ctx, e.markKey, rev), nil)
+	return v, changed, nil
 }
 
 // Delete deletes the entry if it is still the one created at cr.Epoch.
 func (e *entry) Delete(ctx context.Context, _ coord.Session, cr coord.Created) error {
-	_, err := e.c.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(e.key), "=", cr.Epoch)).
-		Then(clientv3.OpDelete(e.key)).
-		Commit()
+	created := clientv3.Compare(clientv3.CreateRevision(e.key), "=", cr.Epoch)
+	_, err := e.c.cli.Txn(ctx).If(created).Then(clientv3.OpDelete(e.key)).Commit()
 	return wrap("withdraw", err)
 }
 
-// Retire gives up the fenced lease: the entry comes back under a new lease and a new epoch,
-// never the one that was fenced.
+// Retire gives up the fenced lease: the entry comes back under a new lease and epoch.
 func (e *entry) Retire(context.Context, coord.Session, coord.Created) { e.drop() }
 
 // drop revokes the registration's lease, if any, in the background.

@@ -33,7 +33,7 @@ func (c *Coordinator) WatchQuarantines(ctx context.Context) (<-chan []coord.Quar
 	return coord.Deliver(ctx, c.g, follow(c, c.quarPfx, coord.DecodeMark))
 }
 
-// list reads every entry under pfx, in key order; op names a failure.
+// list reads every entry under pfx, in key order.
 func list[T any](ctx context.Context, c *Coordinator, op, pfx string, decode coord.Decoder[T]) ([]T, error) {
 	resp, err := c.cli.Get(ctx, pfx, clientv3.WithPrefix())
 	if err != nil {
@@ -42,8 +42,7 @@ func list[T any](ctx context.Context, c *Coordinator, op, pfx string, decode coo
 	return decodeAll(pfx, resp.Kvs, decode), nil
 }
 
-// decodeAll decodes the entries among kvs that lie directly under pfx, in key order; keys
-// deeper under pfx are not ours.
+// decodeAll decodes, in key order, the kvs directly under pfx; keys deeper down are not ours.
 func decodeAll[T any](pfx string, kvs []*mvccpb.KeyValue, decode coord.Decoder[T]) []T {
 	slices.SortFunc(kvs, func(a, b *mvccpb.KeyValue) int { return bytes.Compare(a.Key, b.Key) })
 	out := make([]T, 0, len(kvs))
@@ -55,10 +54,9 @@ func decodeAll[T any](pfx string, kvs []*mvccpb.KeyValue, decode coord.Decoder[T
 	return out
 }
 
-// follow is coord.Deliver's follow for the entries under pfx: it lists pfx, then follows a
-// watch from the listing's revision until the watch breaks (compaction, loss of the leader),
-// the connection comes back after a loss, or ctx ends. It lists again at once after a
-// reconnect, and after a pause when the listing failed or the watch broke.
+// follow is coord.Deliver's follow for the entries under pfx: it lists pfx and follows a watch
+// from there until the watch breaks (compaction, loss of the leader: a pause, then a new list),
+// the connection comes back after a loss (a new list at once), or ctx ends.
 func follow[T any](c *Coordinator, pfx string, decode coord.Decoder[T]) func(context.Context, func([]T)) bool {
 	return func(ctx context.Context, send func([]T)) bool {
 		gen, linkChanged := c.linkGen.Get()
