@@ -24,8 +24,6 @@ type entry struct {
 	m coord.Member // without an epoch: each created entry is a copy with its own
 }
 
-var _ coord.Entry = (*entry)(nil)
-
 // session is one session of the client. The cluster always answers, so it never counts as
 // Suspended and never has to fence by time; it is lost when ExpireSession replaces it.
 type session struct {
