@@ -29,8 +29,6 @@ type entry struct {
 	lease *keeper // owned by the registration's goroutine; read by others only after it ended
 }
 
-var _ coord.Entry = (*entry)(nil)
-
 // Session returns the registration's lease, granting a new one if it has none or lost it.
 func (e *entry) Session(ctx context.Context) (coord.Session, error) {
 	if e.lease != nil && !e.lease.p.Load().Lost {
