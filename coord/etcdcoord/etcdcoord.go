@@ -32,6 +32,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 
 	"github.com/switchboard-mqtt/switchboard/coord"
@@ -167,6 +168,35 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		_ = c.g.Go(func() { c.watchLink(conn) }) // nobody else holds c yet: it cannot be closed
 	}
 	return c, nil
+}
+
+// watchLink follows the connection's state until Close, waking linkGen's waiters at every
+// change: a lost link makes registrations Suspended at once, not once a keepalive is overdue
+// (they ask linkReady); a regained one bumps the generation, so that watchers list again.
+func (c *Coordinator) watchLink(conn *grpc.ClientConn) {
+	ctx, cancel := notify.CancelOn(context.Background(), c.g.Closed(), nil)
+	defer cancel()
+	var wasReady bool
+	for st := conn.GetState(); ; st = conn.GetState() {
+		ready := st == connectivity.Ready
+		c.linkGen.Update(func(gen uint64) uint64 {
+			if ready && !wasReady {
+				gen++
+			}
+			return gen
+		})
+		wasReady = ready
+		if !conn.WaitForStateChange(ctx, st) {
+			return
+		}
+	}
+}
+
+// linkReady reports whether the connection is ready now, asking it, not the watched state,
+// which can lag a moment behind a call that just succeeded.
+func (c *Coordinator) linkReady() bool {
+	conn := c.cli.ActiveConnection()
+	return conn == nil || conn.GetState() == connectivity.Ready
 }
 
 // SessionTTL is the lease TTL asked for (SessionTimeout), rounded up to whole seconds.
