@@ -72,7 +72,8 @@ func (b *ballot) Line(ctx context.Context) (int, error) {
 	return i, nil
 }
 
-// Wait watches for the key's delete while the lease lasts; a broken watch (compaction) ends it.
+// Wait watches for the key's delete while the lease lasts; a watch that breaks (compaction)
+// ends it too, and Line reads again.
 func (b *ballot) Wait(ctx context.Context) {
 	ctx, cancel := b.k.bound(ctx)
 	defer cancel()
@@ -87,7 +88,7 @@ func (b *ballot) Wait(ctx context.Context) {
 func (b *ballot) Candidacy() coord.Candidacy {
 	return coord.Candidacy{
 		Name: b.key, Session: b.k, Timeout: b.k.ttl,
-		// Revoking the lease deletes the key, which wakes the next candidate; Close revoked it.
+		// Revoking the lease deletes the key, waking the next candidate; after Close it is revoked.
 		Resign: func(ctx context.Context) error {
 			select {
 			case <-b.c.g.Closed():
@@ -108,7 +109,7 @@ func (b *ballot) Withdraw(context.Context) error {
 	return nil
 }
 
-// Leader returns the value of the lowest candidate key.
+// Leader returns the value of the candidate key created first.
 func (c *Coordinator) Leader(ctx context.Context, election string) (string, error) {
 	return coord.Leader(ctx, election, func(ctx context.Context, election string) (string, bool, error) {
 		resp, err := c.cli.Get(ctx, c.electPfx+election+"/", clientv3.WithFirstCreate()...)

@@ -40,7 +40,7 @@ func (k *keeper) hex() string { return fmt.Sprintf("%x", int64(k.id)) }
 func (c *Coordinator) grant(ctx context.Context) (*keeper, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
-	start := time.Now() // before the request: the server starts the lease later, never sooner
+	start := time.Now() // before the lease starts: a timer from here never outlives it
 	resp, err := c.cli.Grant(ctx, int64(c.ttl/time.Second))
 	if err != nil {
 		return nil, wrap("grant lease", err)
