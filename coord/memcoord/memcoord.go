@@ -43,6 +43,7 @@ type candidate struct {
 	value     string
 }
 
+// NewCluster returns an empty cluster.
 func NewCluster() *Cluster {
 	return &Cluster{
 		members:    map[string]member{},
