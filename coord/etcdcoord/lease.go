@@ -111,8 +111,7 @@ func (k *keeper) revoke(ctx context.Context) error {
 	k.c.mu.Lock()
 	delete(k.c.leases, k)
 	k.c.mu.Unlock()
-	_, err := k.c.cli.Revoke(ctx, k.id)
-	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+	if _, err := k.c.cli.Revoke(ctx, k.id); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		k.revokeErr = wrap("revoke lease", err)
 	}
 	close(k.revoked)
