@@ -13,7 +13,7 @@ import (
 // Ballot is one candidate's entry in an election, on the session (or lease) it was put on:
 // the primitives of the election recipe as a backend provides them. Line and Wait are
 // called from one goroutine at a time (the campaign's, then, once elected, the one that
-// follows the leader's entry: see follow); each method returns soon after ctx ends.
+// follows the leader's entry: see Held.hold); each method returns soon after ctx ends.
 type Ballot interface {
 	// Line reads the election's candidates in order and returns how many stand before
 	// this one: at 0 it leads. A negative count says it is lost: its entry is gone, or the
@@ -159,25 +159,4 @@ func elect(ctx context.Context, b Ballot, g *Group, log *slog.Logger) (*Held, er
 		}
 		b.Wait(ctx)
 	}
-}
-
-// follow looks at b's entry, and again whenever Wait says it may have gone, until Line
-// finds it lost, and says so; it returns "" once ctx ends (HoldLeadership).
-func follow(ctx context.Context, b Ballot, timeout time.Duration) string {
-	for ctx.Err() == nil {
-		// Bounded, so that a call lost on a silent link is made again.
-		lctx, cancel := context.WithTimeout(ctx, OverdueAfter(timeout))
-		ahead, err := b.Line(lctx)
-		cancel()
-		switch {
-		case ctx.Err() != nil:
-		case err != nil:
-			notify.Sleep(ctx, 100*time.Millisecond, nil)
-		case ahead < 0:
-			return "candidate entry gone"
-		default:
-			b.Wait(ctx)
-		}
-	}
-	return ""
 }

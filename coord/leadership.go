@@ -35,29 +35,24 @@ func (st Standing) answering(now time.Time) bool { return !st.Suspended && now.B
 // Held is a Leadership kept by HoldLeadership; its Ballot keeps what the backend's fenced
 // writes check (the candidate's key and revision).
 type Held struct {
-	b        Ballot
-	c        Candidacy
-	log      *slog.Logger
-	closed   <-chan struct{} // the coordinator's: the leadership then ends
-	done     chan struct{}
-	doneOnce sync.Once
-	resign   chan struct{}
-	rOnce    sync.Once
+	b      Ballot
+	c      Candidacy
+	log    *slog.Logger
+	closed <-chan struct{} // the coordinator's: the leadership then ends
+	done   chan struct{}
+	once   sync.Once // closes done
 }
 
 var _ Leadership = (*Held)(nil)
 
-// HoldLeadership starts the goroutine (on g, which refuses once the coordinator is closed)
-// that watches b's won Candidacy and closes Done when it ends. Leadership is given up when
-// the candidate's entry goes (b's Line finds it lost: it is followed on a goroutine of its
-// own, since a call to the backend can block while the link is down, and the holder must
-// keep time meanwhile), when the session is Lost or Suspended by its answers
-// (Standing.Suspended) or past its FenceAt, or when the link has been Down for a third of
-// the Timeout: Curator gives leadership up on suspension, and CURATOR-460 shows why waiting
-// longer lets two leaders overlap. Writes are fenced regardless (Marks.SetQuarantine). log
-// receives the end of the leadership.
+// HoldLeadership starts on g the goroutine that watches b's won Candidacy and closes Done
+// when it ends: when the candidate's entry goes (b's Line finds it lost), when the session
+// is Lost, Suspended by its answers or past its FenceAt, or when the link has been Down for
+// a third of the Timeout: Curator gives leadership up on suspension, and CURATOR-460 shows
+// why waiting longer lets two leaders overlap. Writes are fenced regardless
+// (Marks.SetQuarantine). log receives the end of the leadership.
 func HoldLeadership(b Ballot, g *Group, log *slog.Logger) (*Held, error) {
-	h := &Held{b: b, c: b.Candidacy(), log: log, closed: g.Closed(), done: make(chan struct{}), resign: make(chan struct{})}
+	h := &Held{b: b, c: b.Candidacy(), log: log, closed: g.Closed(), done: make(chan struct{})}
 	if err := g.Go(h.hold); err != nil {
 		return nil, err
 	}
@@ -73,14 +68,13 @@ func (h *Held) Done() <-chan struct{} { return h.done }
 // Resign ends the leadership and deletes the candidate's entry, which elects the next
 // candidate. Idempotent.
 func (h *Held) Resign(ctx context.Context) error {
-	h.rOnce.Do(func() { close(h.resign) })
-	<-h.done
+	h.end("resigned", false)
 	return h.c.Resign(ctx)
 }
 
 // end closes Done once; taken says that the leadership was taken away, not given up.
 func (h *Held) end(why string, taken bool) {
-	h.doneOnce.Do(func() {
+	h.once.Do(func() {
 		lvl := slog.LevelWarn
 		if !taken {
 			lvl = slog.LevelInfo
@@ -95,12 +89,28 @@ func (h *Held) end(why string, taken bool) {
 	})
 }
 
+// hold ends the leadership when HoldLeadership says. The entry is followed on a goroutine of
+// its own, since a call to the backend can block while the link is down, and hold must keep
+// time meanwhile.
 func (h *Held) hold() {
 	ctx, cancel := notify.CancelOn(context.Background(), h.done, h.closed)
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		if why := follow(ctx, h.b, h.c.Timeout); why != "" {
-			h.end(why, true)
+		for ctx.Err() == nil {
+			// Bounded, so that a call lost on a silent link is made again.
+			lctx, cancelL := context.WithTimeout(ctx, OverdueAfter(h.c.Timeout))
+			ahead, err := h.b.Line(lctx)
+			cancelL()
+			switch {
+			case ctx.Err() != nil:
+			case err != nil:
+				notify.Sleep(ctx, 100*time.Millisecond, nil)
+			case ahead < 0:
+				h.end("candidate entry gone", true)
+				return
+			default:
+				h.b.Wait(ctx)
+			}
 		}
 	})
 	defer func() {
@@ -111,6 +121,12 @@ func (h *Held) hold() {
 	for {
 		now := time.Now()
 		st := h.c.Session.Standing(now)
+		if !st.Down {
+			downSince = time.Time{}
+		} else if downSince.IsZero() {
+			downSince = now
+		}
+		giveUp := downSince.Add(h.c.Timeout / 3) // if Down
 		switch {
 		case st.Lost:
 			h.end("session lost", true)
@@ -118,31 +134,19 @@ func (h *Held) hold() {
 		case !st.answering(now):
 			h.end("the backend is not answering", true)
 			return
+		case st.Down && !now.Before(giveUp):
+			h.end("disconnected", true)
+			return
 		}
 		next := st.Next
-		if !st.Down {
-			downSince = time.Time{}
-		} else {
-			if downSince.IsZero() {
-				downSince = now
-			}
-			giveUp := downSince.Add(h.c.Timeout / 3)
-			if !now.Before(giveUp) {
-				h.end("disconnected", true)
-				return
-			}
-			if giveUp.Before(next) {
-				next = giveUp
-			}
+		if st.Down && giveUp.Before(next) {
+			next = giveUp
 		}
 		select {
 		case <-st.Changed[0]:
 		case <-st.Changed[1]:
 		case <-time.After(time.Until(next)):
-		case <-h.done: // Follow saw the entry go
-			return
-		case <-h.resign:
-			h.end("resigned", false)
+		case <-h.done: // the entry went, or Resign
 			return
 		case <-h.closed:
 			h.end("coordinator closed", false)
