@@ -11,18 +11,16 @@ import (
 )
 
 // Ballot is one candidate's entry in an election, on the session (or lease) it was put on:
-// the primitives of the election recipe as a backend provides them. Line and Wait are
-// called from one goroutine at a time (the campaign's, then, once elected, the one that
-// follows the leader's entry: see Held.hold); each method returns soon after ctx ends.
+// the election recipe's primitives as a backend provides them. Line and Wait are called from
+// one goroutine at a time (the campaign's, then the leader's: see Held.hold); each method
+// returns soon after ctx ends.
 type Ballot interface {
-	// Line reads the election's candidates in order and returns how many stand before
-	// this one: at 0 it leads. A negative count says it is lost: its entry is gone, or the
-	// session it lives on ended. Errors are retried after a pause.
+	// Line returns how many candidates stand before this one: 0 when it leads, a negative
+	// count when it is lost (its entry or its session is gone). Errors are retried after a pause.
 	Line(ctx context.Context) (ahead int, err error)
-	// Wait returns once the entry the last Line looked at last may have gone — the
-	// candidate just before this one, or this one when it leads — or this one's session
-	// may have changed. It watches that one entry only, so a leader's end wakes the next
-	// candidate, not the herd.
+	// Wait returns once the entry the last Line looked at last (the candidate just before
+	// this one, or this one when it leads) may have gone, or this one's session changed. As
+	// it watches that one entry only, a leader's end wakes the next candidate, not the herd.
 	Wait(ctx context.Context)
 	// Candidacy is the election won in the last Line, for HoldLeadership.
 	Candidacy() Candidacy
@@ -32,11 +30,9 @@ type Ballot interface {
 }
 
 // Campaign runs the leader-election recipe (see Elections.Campaign) on the ballots stand
-// puts up, each a new entry on a session it waits for or makes: the lowest entry leads;
-// every other waits only for the one just before it. A candidate lost with its session
-// while waiting stands again on a new one; an abandoned one withdraws its entry. Errors of
-// stand are retried after a pause. The leadership is held on g (HoldLeadership); FenceOf
-// gives its ballot back to the backend's fenced writes.
+// puts up, each a new entry on a session it waits for or makes. A candidate lost with its
+// session stands again on a new one; an abandoned one withdraws its entry; errors of stand
+// are retried after a pause. The leadership is held on g (HoldLeadership).
 func Campaign[B Ballot](ctx context.Context, g *Group, log *slog.Logger, election, value string,
 	stand func(ctx context.Context, election, value string) (B, error)) (Leadership, error) {
 	if err := ValidateID(election); err != nil {
@@ -45,8 +41,7 @@ func Campaign[B Ballot](ctx context.Context, g *Group, log *slog.Logger, electio
 	ctx, cancel := notify.CancelOn(ctx, g.Closed(), nil)
 	defer cancel()
 	log = log.With("election", election, "candidate", value)
-	// Between failed attempts: a fault that lasts (no right to create the election's
-	// entries, say) is retried as a transient one is, but not ten times a second.
+	// A lasting fault (no right to create the entries, say) is retried, but not 10 times a second.
 	const minPause, maxPause = 100 * time.Millisecond, 5 * time.Second
 	pause := minPause
 	for {
@@ -57,7 +52,7 @@ func Campaign[B Ballot](ctx context.Context, g *Group, log *slog.Logger, electio
 			if h, err = elect(ctx, b, g, log); err == nil {
 				return h, nil
 			}
-			// In the background: an abandoned campaign returns with its ctx, not a link's
+			// In the background, so an abandoned campaign returns with its ctx, not a link's
 			// timeout later. (Once g closes, Close ends the session and the entry with it.)
 			_ = g.Go(func() {
 				wctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -100,11 +95,10 @@ func Leader(ctx context.Context, election string, first func(ctx context.Context
 	return v, err
 }
 
-// FenceOf returns the ballot that l, a leadership Campaign returned (a Held), was won with:
-// what a backend's fenced write checks. It fails unless the ballot is a B that mine accepts
-// (one of the writing coordinator's), and with ErrNotLeader once l's Done is closed: the
-// backend's own check may still pass then, as a ZooKeeper candidate outlives a leadership
-// given up on a cut until its delete gets through.
+// FenceOf returns the ballot l (a Held) was won with, for a backend's fenced write: a B that
+// mine accepts (the writing coordinator's), else an error; ErrNotLeader once l's Done is
+// closed, as the backend's own check may still pass then (a ZooKeeper candidate outlives a
+// leadership given up on a cut until its delete gets through).
 func FenceOf[B Ballot](l Leadership, mine func(B) bool) (B, error) {
 	var b B
 	w, won := l.(interface{ Ballot() Ballot })
@@ -135,8 +129,8 @@ func elect(ctx context.Context, b Ballot, g *Group, log *slog.Logger) (*Held, er
 		case ahead < 0:
 			return nil, errLostCandidate
 		case ahead == 0:
-			// Not on a session HoldLeadership would give up at once: the leadership would
-			// end as it began, and its entry with it, electing the next candidate.
+			// Not on a session HoldLeadership would give up at once, ending the leadership as
+			// it began, and its entry with it.
 			now := time.Now()
 			st := b.Candidacy().Session.Standing(now)
 			if st.Lost {

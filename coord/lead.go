@@ -14,19 +14,17 @@ type Campaigner interface {
 	Campaign(ctx context.Context, election, candidate string) (Leadership, error)
 }
 
-// Lead is the loop of every elected role: campaign in the named election; once elected, call
-// lead with the leadership, which must return when the leadership's Done is closed or ctx
-// ends; then resign, so the next candidate need not wait for this one's session to end, and
-// campaign again. A failed campaign is retried after a second. Lead returns when ctx ends.
+// Lead is every elected role's loop until ctx ends: campaign (again a second after a failure);
+// once elected, call lead, which must return when the leadership's Done is closed or ctx ends;
+// resign, so the next candidate need not wait for this one's session to end; and again.
 func Lead(ctx context.Context, c Campaigner, election, candidate string, log *slog.Logger, lead func(ctx context.Context, l Leadership)) {
 	for ctx.Err() == nil {
 		l, err := c.Campaign(ctx, election, candidate)
 		if err != nil {
-			if ctx.Err() != nil {
-				return
+			if ctx.Err() == nil {
+				log.Warn("campaign failed; retrying", "election", election, "error", err)
+				notify.Sleep(ctx, time.Second, nil)
 			}
-			log.Warn("campaign failed; retrying", "election", election, "error", err)
-			notify.Sleep(ctx, time.Second, nil)
 			continue
 		}
 		lead(ctx, l)

@@ -14,22 +14,20 @@ import (
 type Candidacy struct {
 	// Name identifies the candidate's entry in the log (its key or path).
 	Name string
-	// Session is what the candidate's entry lives on, judged as a registration's is but
-	// more strictly (see HoldLeadership). The campaign's goroutine, then the holding one,
-	// call it, one at a time.
+	// Session is what the entry lives on, judged more strictly than a registration's (see
+	// HoldLeadership); the campaign's goroutine, then the holding one, call it in turn.
 	Session Session
 	// Timeout is the session timeout or lease TTL the Session is timed by.
 	Timeout time.Duration
 	// Resign deletes the candidate's entry, after Done is closed (Leadership.Resign).
 	Resign func(ctx context.Context) error
-	// Lost, if not nil, is called once if the leadership is taken away (not resigned, and
-	// not ended by Close), after Done is closed.
+	// Lost, if not nil, is called once, after Done is closed, if the leadership was taken
+	// away (not resigned, nor ended by Close).
 	Lost func()
 }
 
-// answering reports whether a session that is not Lost may hold a leadership at now: not
-// Suspended by its answers and not past its FenceAt (HoldLeadership gives one up otherwise,
-// and a candidate is not elected on such a session).
+// answering reports whether a session that is not Lost may hold a leadership at now (and
+// a candidate be elected on it).
 func (st Standing) answering(now time.Time) bool { return !st.Suspended && now.Before(st.FenceAt) }
 
 // Held is a Leadership kept by HoldLeadership; its Ballot keeps what the backend's fenced
@@ -65,8 +63,7 @@ func (h *Held) Ballot() Ballot { return h.b }
 // Done is closed when the leadership is lost or given up.
 func (h *Held) Done() <-chan struct{} { return h.done }
 
-// Resign ends the leadership and deletes the candidate's entry, which elects the next
-// candidate. Idempotent.
+// Resign ends the leadership and deletes the candidate's entry, electing the next one.
 func (h *Held) Resign(ctx context.Context) error {
 	h.end("resigned", false)
 	return h.c.Resign(ctx)
@@ -90,8 +87,7 @@ func (h *Held) end(why string, taken bool) {
 }
 
 // hold ends the leadership when HoldLeadership says. The entry is followed on a goroutine of
-// its own, since a call to the backend can block while the link is down, and hold must keep
-// time meanwhile.
+// its own: a call to the backend can block while the link is down, and hold must keep time.
 func (h *Held) hold() {
 	ctx, cancel := notify.CancelOn(context.Background(), h.done, h.closed)
 	var wg sync.WaitGroup
