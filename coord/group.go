@@ -20,7 +20,9 @@ type Group struct {
 }
 
 // NewGroup returns a Group that is not closed.
-func NewGroup() *Group { return &Group{closed: make(chan struct{})} }
+func NewGroup() *Group {
+	return &Group{closed: make(chan struct{}), cleanups: map[string]chan struct{}{}}
+}
 
 // Go runs f on a goroutine that Close waits for; it fails with ErrClosed once Close has
 // begun. f must return soon after Closed is closed.
@@ -34,16 +36,19 @@ func (g *Group) Go(f func()) error {
 	return nil
 }
 
-// cleanup runs f on a goroutine of g after the previous cleanup of the same key has ended,
-// and returns at once. pending returns a channel closed once every cleanup of key begun so
-// far has ended (nil if none is under way): a failed registration's background release,
-// which a new registration of the same member waits for, since the release would delete the
-// entry the new one made. If g refuses f (Close began), Close's end of the session does it.
+// cleanup runs f on a goroutine of g once the previous cleanup of key has ended, and returns
+// at once; pending's channel closes once every cleanup of key begun so far has ended (nil if
+// none is under way). So a new registration waits for a failed one's background release,
+// which would delete the new entry. Once Close began, f is dropped: Close ends the session.
 func (g *Group) cleanup(key string, f func()) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.stopping {
+		return
+	}
 	prev, done := g.cleanups[key], make(chan struct{})
-	run := func() {
+	g.cleanups[key] = done
+	g.wg.Go(func() {
 		defer func() {
 			g.mu.Lock()
 			if g.cleanups[key] == done {
@@ -60,15 +65,7 @@ func (g *Group) cleanup(key string, f func()) {
 			}
 		}
 		f()
-	}
-	if g.stopping {
-		return
-	}
-	if g.cleanups == nil {
-		g.cleanups = map[string]chan struct{}{}
-	}
-	g.cleanups[key] = done
-	g.wg.Go(run)
+	})
 }
 
 func (g *Group) pending(key string) <-chan struct{} {
@@ -94,10 +91,9 @@ func (g *Group) Close(after func()) {
 }
 
 // Deliver runs the loop behind a Watch method (see Coordinator) on a goroutine of g: follow
-// sends the full current state and then every change until it must start over, and says
-// whether to start over at once (after a reconnect, say) rather than after a pause that
-// grows from 50ms to a second while it keeps failing. The channel closes when ctx ends or g
-// closes.
+// sends the full current state, then every change, until it must start over, and says
+// whether to do so at once (after a reconnect, say) rather than after a pause that grows
+// from 50ms to a second while it keeps failing.
 func Deliver[T any](ctx context.Context, g *Group, follow func(ctx context.Context, send func(T)) (again bool)) (<-chan T, error) {
 	out := make(chan T, 1)
 	err := g.Go(func() {
