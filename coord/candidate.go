@@ -6,9 +6,8 @@ import (
 )
 
 // Candidate is what an election candidate publishes about itself in the data Campaign
-// stores: its name and, if it serves one, the address of its admin endpoint, so that others
-// can find the leader's (a router's dashboard reads the leading monitor's probe results
-// there).
+// stores: its name and the address of its admin endpoint if any, where others find the
+// leader's (a router's dashboard reads the leading monitor's probe results there).
 type Candidate struct {
 	ID        string `json:"id"`
 	AdminAddr string `json:"admin_addr,omitempty"`
@@ -24,8 +23,7 @@ func (c Candidate) String() string {
 	return string(b)
 }
 
-// ParseCandidate reads what Leader returns: the JSON that Candidate.String writes, or a
-// bare name.
+// ParseCandidate reads what Leader returns: the JSON Candidate.String writes, or a bare name.
 func ParseCandidate(s string) Candidate {
 	if strings.HasPrefix(s, "{") {
 		var c Candidate

@@ -9,13 +9,12 @@ import (
 )
 
 // Liveness is what a backend knows about one session (ZooKeeper) or lease (etcd) from its own
-// requests: the send time of the latest one the backend answered, and of the oldest one still
-// unanswered. By the rule in State's doc, the backend cannot end the session before Heard
-// plus its timeout T.
+// requests. By the rule in State's doc, the backend cannot end the session before Heard plus
+// its timeout T.
 type Liveness struct {
-	Heard   time.Time // send time of the latest answered request; the session lives until Heard + T at least
+	Heard   time.Time // send time of the latest answered request
 	Pending time.Time // send time of the oldest unanswered request; zero if none
-	Session int64     // the session Heard is about, as the Prober's probe said (a ZooKeeper session id)
+	Session int64     // the session Heard is about, as the probe said (a ZooKeeper session id)
 	Lost    bool      // the backend has shown that the session ended (Prober.Lose)
 }
 
@@ -32,11 +31,9 @@ func OverdueAfter(t time.Duration) time.Duration { return t / 3 }
 // overdue request (a prober that cannot get its requests out).
 func StaleAfter(t time.Duration) time.Duration { return t / 2 }
 
-// Standing is what l means at now for a backend timeout t, as a Session reports it: whether
-// the session counts as Suspended (a request unanswered for OverdueAfter(t), or nothing
-// answered for StaleAfter(t)), when its holder must fence itself (Heard + FenceAfter(t)), and
-// when either changes by itself if nothing more is heard. The backend adds what only it
-// knows (Down, Changed, a Lost it sees itself).
+// Standing is what l means at now for a backend timeout t: Suspended once a request went
+// unanswered for OverdueAfter(t) or nothing was answered for StaleAfter(t), fenced at Heard +
+// FenceAfter(t). The backend adds what only it knows (Down, Changed, a Lost it sees itself).
 func (l Liveness) Standing(now time.Time, t time.Duration) Standing {
 	st := Standing{Lost: l.Lost, Heard: l.Heard, FenceAt: l.Heard.Add(FenceAfter(t))}
 	st.Next = st.FenceAt
@@ -57,10 +54,9 @@ func (l Liveness) Standing(now time.Time, t time.Duration) Standing {
 }
 
 // Prober keeps a Liveness fresh: it sends one cheap request at a time, the next one
-// ProbeInterval(T) after the previous one was sent or at once if the answer took longer, and
-// records the send time of the latest one that counted (Heard) and of the oldest one still
-// unanswered (Pending). One at a time, so that Pending says since when the backend has been
-// silent, and an answer is known to be for the request it came back to.
+// ProbeInterval(T) after the previous one was sent or at once if the answer took longer. One
+// at a time, so that Pending says since when the backend has been silent, and an answer is
+// known to be for the request it came back to.
 type Prober struct {
 	probe   func(ctx context.Context) (session int64, counts bool)
 	timeout func() time.Duration
@@ -72,18 +68,16 @@ type Prober struct {
 
 // NewProber returns a Prober whose Heard starts at heard (the send time of the request that
 // began the session, such as an etcd grant; zero if none). timeout returns the backend's T,
-// asked before every wait (a backend may learn of a shorter one). probe, called by Run one
-// call at a time, sends one request and waits for its answer or for ctx to end; it says in
-// which session the request was answered and whether the answer counts: only one that shows
-// the backend heard the session at or after the send does.
+// asked before every wait (a backend may learn of a shorter one). probe sends one request and
+// waits for its answer or ctx's end; it says in which session it was answered and whether the
+// answer counts: only one that shows the backend heard the session at or after the send does.
 func NewProber(heard time.Time, timeout func() time.Duration, probe func(ctx context.Context) (session int64, counts bool)) *Prober {
 	p := &Prober{probe: probe, timeout: timeout, lost: make(chan struct{})}
 	p.rec.Set(Liveness{Heard: heard})
 	return p
 }
 
-// Get returns the record and a channel that is closed at its next change. Any goroutine
-// may call it.
+// Get returns the record and a channel closed at its next change; any goroutine may call it.
 func (p *Prober) Get() (Liveness, <-chan struct{}) { return p.rec.Get() }
 
 // Load returns the record.
@@ -127,8 +121,8 @@ func (p *Prober) Run(ctx context.Context, stop <-chan struct{}, wait time.Durati
 		if ctx.Err() != nil {
 			return
 		}
-		// A probe that did not count stays pending: the next one is sent an interval after
-		// it, or at once if the answer (or failure) took longer than that.
+		// A probe that did not count stays pending; the next is sent an interval after it, or
+		// at once if the answer (or failure) took longer.
 		wait = time.Until(sent.Add(ProbeInterval(p.timeout())))
 	}
 }

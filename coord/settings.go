@@ -8,9 +8,8 @@ import (
 	"time"
 )
 
-// Settings are what every real backend's Config has (zkcoord and etcdcoord embed them): where
-// its entries live, its session timeout, how long New waits for it, and where it logs. A zero
-// setting means its default.
+// Settings are what every real backend's Config has (zkcoord and etcdcoord embed them). A
+// zero setting means its default.
 type Settings struct {
 	// Root is the ZooKeeper znode or etcd key prefix under which everything lives: absolute,
 	// with neither a trailing nor a doubled '/'. Default "/switchboard".
