@@ -9,8 +9,7 @@ import (
 	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
 
-// Candidacy is a won election as its backend keeps it: what HoldLeadership needs to tell
-// when the leadership ends.
+// Candidacy is a won election as its backend keeps it, for HoldLeadership.
 type Candidacy struct {
 	// Name identifies the candidate's entry in the log (its key or path).
 	Name string
@@ -40,8 +39,6 @@ type Held struct {
 	done   chan struct{}
 	once   sync.Once // closes done
 }
-
-var _ Leadership = (*Held)(nil)
 
 // HoldLeadership starts on g the goroutine that watches b's won Candidacy and closes Done
 // when it ends: when the candidate's entry goes (b's Line finds it lost), when the session
