@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -230,6 +231,10 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if cl.Net.Inline {
 		return pk, nil
 	}
+	if p := pk.Properties; cl.Properties.ProtocolVersion == 5 && p.PayloadFormatFlag && p.PayloadFormat == 1 &&
+		!utf8.Valid(pk.Payload) {
+		return pk, h.n.invalidPayload(cl, pk)
+	}
 	st := h.n.clients.byClient(cl)
 	if st != nil && st.ident != nil && st.ident.CanPublish(pk.TopicName) {
 		if len(pk.Properties.User) > 0 {
@@ -247,6 +252,22 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		cl.Stop(packets.ErrNotAuthorized)
 	}
 	return pk, packets.ErrRejectPacket
+}
+
+// invalidPayload refuses an MQTT 5 PUBLISH whose payload format indicator says UTF-8 when
+// the payload is not: subscribers would get a string they cannot decode. As mosquitto, QoS 0
+// is dropped and QoS 1 gets PUBACK 0x99 payload format invalid; QoS 2 ends the connection
+// with DISCONNECT 0x99, since mochi answers a QoS 2 refusal from this hook with a PUBACK.
+func (n *Node) invalidPayload(cl *mqtt.Client, pk packets.Packet) error {
+	n.throttled.log(n.log, slog.LevelInfo, "PUBLISH refused: payload format indicator 1 (UTF-8) on a payload that is not",
+		"client", cl.ID, "topic", pk.TopicName, "qos", pk.FixedHeader.Qos)
+	switch pk.FixedHeader.Qos {
+	case 1:
+		return packets.ErrPayloadFormatInvalid // mochi answers PUBACK 0x99
+	case 2:
+		_ = n.mqtt.DisconnectClient(cl, packets.ErrPayloadFormatInvalid)
+	}
+	return packets.ErrRejectPacket // dropped
 }
 
 // errRefused ends a connection whose CONNACK we already sent.

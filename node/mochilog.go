@@ -13,8 +13,8 @@ import (
 // "error processing packet" at WARN with the whole packet struct (payload, properties,
 // every field), so one client refused by an ACL writes a screenful per packet, unthrottled,
 // beside the node's own throttled "access denied" line. Here a packet is logged as its
-// type and id only; a refusal the client was answered with (an MQTT reason code) goes to
-// DEBUG, and mochi's start and stop chatter goes to DEBUG too (the node logs its own start
+// type and id only; a refusal the client was answered with (an MQTT reason code, also
+// one the node's OnPublish gave, which mochi logs as an ERROR) goes to DEBUG, and mochi's start and stop chatter goes to DEBUG too (the node logs its own start
 // with its addresses). So does its warning to each client whose keep-alive is 5 s or less:
 // keep-alive 0 (none) is ordinary MQTT, and a reconnect storm of such clients wrote a WARN
 // line each, unthrottled.
@@ -61,7 +61,8 @@ func (m mochiHandler) Handle(ctx context.Context, r slog.Record) error {
 			}
 			return true
 		}
-		if err, ok := a.Value.Any().(error); ok && a.Key == "error" && r.Message == "error processing packet" {
+		if err, ok := a.Value.Any().(error); ok && a.Key == "error" &&
+			(r.Message == "error processing packet" || r.Message == "publish packet error") {
 			var code packets.Code
 			if errors.As(err, &code) {
 				out.Level = min(out.Level, slog.LevelDebug)

@@ -41,6 +41,12 @@ func TestMochiLoggerPacketRefusal(t *testing.T) {
 	if strings.Contains(got, "SECRET-PAYLOAD") || strings.Contains(got, "inbox/bob") || strings.Contains(got, "pk=") {
 		t.Errorf("the packet struct is logged: %s", got)
 	}
+	// A refusal the node's OnPublish answered with a reason code: mochi's ERROR is DEBUG too.
+	log, buf = mochiLogTo(slog.LevelInfo)
+	log.Error("publish packet error", "error", packets.ErrPayloadFormatInvalid, "hook", "switchboard", "packet", pk)
+	if buf.Len() != 0 {
+		t.Fatalf("a refusal answered with 0x99 is logged at the default level: %s", buf)
+	}
 }
 
 // TestMochiLoggerOtherErrors: an error that is not a reason code stays a WARN, still

@@ -601,3 +601,59 @@ func TestExpiredInFlightMessagesGiveTheirSlotBack(t *testing.T) {
 		t.Fatalf("after its two in-flight messages expired the client got %q, %v; want the next message", m.Payload, err)
 	}
 }
+
+// TestPublishWithAnInvalidUTF8PayloadIsRefused: an MQTT 5 PUBLISH whose payload format
+// indicator says UTF-8 on a payload that is not reaches no subscriber: QoS 0 is dropped and
+// QoS 1 gets PUBACK 0x99 payload format invalid (the connection stays), as mosquitto does;
+// QoS 2 a DISCONNECT 0x99. A valid one, and invalid bytes without the indicator, pass.
+func TestPublishWithAnInvalidUTF8PayloadIsRefused(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t, "pfi-1")
+	cfg.Auth = openACL(t)
+	n := startNode(t, cfg, testenv.OpenMemCoord(t, memcoord.NewCluster()), testenv.EmbeddedStore(t))
+	addr := n.Member().MQTTAddr
+	watcher := testenv.ConnectMQTT(t, addr, "pfi-watcher", testenv.MQTTOptions{CleanStart: true})
+	if err := watcher.Subscribe("t/pfi/#", 1); err != nil {
+		t.Fatal(err)
+	}
+	utf8 := byte(1)
+	publish := func(c *testenv.MQTTClient, topic string, payload []byte, qos byte, pfi *byte) (byte, error) {
+		return c.PublishPacket(&paho.Publish{Topic: topic, Payload: payload, QoS: qos,
+			Properties: &paho.PublishProperties{PayloadFormat: pfi}})
+	}
+	v5 := testenv.ConnectMQTT(t, addr, "pfi-v5", testenv.MQTTOptions{CleanStart: true})
+	if code, _ := publish(v5, "t/pfi/bad", []byte{0xff, 0xfe}, 1, &utf8); code != 0x99 {
+		t.Fatalf("QoS 1 invalid UTF-8 with PFI 1: reason %#x, want 0x99", code)
+	}
+	if _, err := publish(v5, "t/pfi/bad0", []byte{0xc3, 0x28}, 0, &utf8); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []struct {
+		topic   string
+		payload []byte
+		pfi     *byte
+	}{{"t/pfi/text", []byte("héllo"), &utf8}, {"t/pfi/bytes", []byte{0xff, 0xfe}, nil}} {
+		if code, err := publish(v5, p.topic, p.payload, 1, p.pfi); code != 0 || err != nil {
+			t.Fatalf("%s: reason %#x %v, want accepted", p.topic, code, err)
+		}
+		if m, err := watcher.Next(5 * time.Second); err != nil || m.Topic != p.topic {
+			t.Fatalf("%s: the subscriber got %+v %v", p.topic, m, err)
+		}
+	}
+	published := make(chan error, 1)
+	go func() { _, err := publish(v5, "t/pfi/bad2", []byte{0xc3}, 2, &utf8); published <- err }() // answered by the disconnect
+	defer func() { v5.Close(); <-published }()
+	select {
+	case <-v5.Disconnected():
+	case <-time.After(5 * time.Second):
+		t.Fatal("QoS 2 invalid UTF-8 with PFI 1: still connected, want DISCONNECT 0x99")
+	}
+	if r := v5.DisconnectReason(); r != 0x99 {
+		t.Fatalf("QoS 2 invalid UTF-8 with PFI 1: DISCONNECT %#x, want 0x99", r)
+	}
+	select {
+	case m := <-watcher.Messages():
+		t.Fatalf("a subscriber got the invalid payload on %s", m.Topic)
+	default:
+	}
+}
