@@ -135,7 +135,13 @@ func TestUpOperatorCommandsNeedNoFlags(t *testing.T) {
 		t.Fatalf("after release: nodes %+v, quarantined %+v", st.Nodes, st.Quarantined)
 	}
 
-	// up removes the file on exit; the commands then need to be told.
+	// A mark outlives up: node-1 is left quarantined for the next start.
+	if out, _ := run("quarantine", "node-1", "--reason", "kept across a restart"); !strings.Contains(out, "quarantined node-1") {
+		t.Fatalf("quarantine node-1: %s", out)
+	}
+
+	// up removes the file on exit; the commands then need to be told, and are told that up
+	// is not running here.
 	if code, err := up.Term(30 * time.Second); err != nil || code != 0 {
 		t.Fatalf("up exit %d %v", code, err)
 	}
@@ -143,12 +149,27 @@ func TestUpOperatorCommandsNeedNoFlags(t *testing.T) {
 		t.Fatalf("the discovery file outlived up: %v", err)
 	}
 	code, _, errOut := runIn(t, dir, 30*time.Second, "status")
-	if code != 2 || !strings.Contains(errOut, "--etcd is required") {
+	if code != 2 || !strings.Contains(errOut, "--etcd is required") ||
+		!strings.Contains(errOut, "holds the data of a `switchboard up` that is not running") {
 		t.Fatalf("status after up stopped: exit %d: %s", code, errOut)
 	}
 
+	// The next start marks node-1 in its banner, and its tour connects to node-2, in service.
+	up2, base := startUpIn(t, "up-killed", dir)
+	testenv.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if !strings.Contains(up2.Output(), "Try it:") {
+			return errors.New("no tour yet") // printed just after the discovery file
+		}
+		return nil
+	})
+	banner := up2.Output()
+	for _, want := range []string{"QUARANTINED (kept across a restart): `switchboard release node-1`",
+		fmt.Sprintf("mosquitto_sub -h 127.0.0.1 -p %d ", base+1)} {
+		if !strings.Contains(banner, want) {
+			t.Errorf("the banner after a restart lacks %q:\n%s", want, testenv.LastLines(banner, 30))
+		}
+	}
 	// A killed up leaves its file behind: stale, ignored with a note.
-	up2, _ := startUpIn(t, "up-killed", dir)
 	up2.Kill()
 	code, _, errOut = runIn(t, dir, 30*time.Second, "status")
 	if code != 2 || !strings.Contains(errOut, fmt.Sprintf("(pid %d) is not running", up2.Pid())) {

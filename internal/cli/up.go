@@ -319,6 +319,10 @@ func (u *upCluster) close() {
 func (u *upCluster) printTour(e env, o upOptions) {
 	w := e.stdout
 	fmt.Fprintf(w, "\nSwitchboard is up: %d nodes, a router and a monitor, in this process.\n\n", len(u.nodes))
+	// A mark outlives up in its data dir: a node still quarantined from an earlier run refuses
+	// MQTT clients, so it is marked here and the tour connects to a node in service.
+	tourNode := u.nodes[0]
+	inService := false
 	for _, n := range u.nodes {
 		m := n.Member()
 		ws := ""
@@ -326,11 +330,16 @@ func (u *upCluster) printTour(e env, o upOptions) {
 			ws = "   ws://" + a + "/mqtt"
 		}
 		fmt.Fprintf(w, "  %-8s mqtt://%s%s   admin http://%s/healthz\n", m.ID, m.MQTTAddr, ws, m.AdminAddr)
+		if st, _ := n.Registration().Status(); st.Mark != nil {
+			fmt.Fprintf(w, "           QUARANTINED (%s): `switchboard release %s` brings it back\n", st.Mark.Reason, m.ID)
+		} else if !inService {
+			tourNode, inService = n, true
+		}
 	}
 	fmt.Fprintf(w, "  router   http://%s   (POST /v1/messages)\n", o.api)
 	fmt.Fprintf(w, "  dashboard http://%s/ui\n", o.api)
 	fmt.Fprintf(w, "  coordination: %s\n  store:        %s\n\n", u.coordBy, u.stores)
-	host, port, _ := net.SplitHostPort(u.nodes[0].Member().MQTTAddr)
+	host, port, _ := net.SplitHostPort(tourNode.Member().MQTTAddr)
 	api := "http://" + o.api
 	fmt.Fprintf(w, "Anonymous MQTT clients are admitted and the API needs no token: this is a development cluster.\n\n")
 	fmt.Fprintf(w, "Try it:\n")
