@@ -7,11 +7,6 @@ import (
 	"github.com/switchboard-mqtt/switchboard/coord"
 )
 
-// Campaign runs coord.Campaign, the real backends' recipe, on candidates in the client's session.
-func (c *Coordinator) Campaign(ctx context.Context, election, value string) (coord.Leadership, error) {
-	return coord.Campaign(ctx, c.g, c.log, election, value, c.stand)
-}
-
 // ballot is the candidate of election at rev, in session sess; a leadership is held while
 // it stands (see coord.HoldLeadership), and SetQuarantine checks that it does.
 type ballot struct {
@@ -19,6 +14,11 @@ type ballot struct {
 	election  string
 	rev, sess int64
 	changed   <-chan struct{} // closed at the first write after the last Line
+}
+
+// Campaign runs coord.Campaign, the real backends' recipe, on candidates in the client's session.
+func (c *Coordinator) Campaign(ctx context.Context, election, value string) (coord.Leadership, error) {
+	return coord.Campaign(ctx, c.g, c.log, election, value, c.stand)
 }
 
 func (c *Coordinator) stand(_ context.Context, election, value string) (*ballot, error) {
