@@ -21,9 +21,7 @@ const Late = 250 * time.Millisecond
 func RegisterSeen(ctx context.Context, t *testing.T, node coord.Registrar, watch <-chan []coord.Member, id string) (coord.Registration, coord.Status) {
 	t.Helper()
 	reg, err := node.Register(ctx, NewMember(id))
-	if err != nil {
-		t.Fatal(err)
-	}
+	Must(t, err)
 	st, _ := reg.Status()
 	WaitMembers(t, watch, 5*time.Second, id+" registered", has(id))
 	return reg, st

@@ -52,9 +52,7 @@ func watched(t *testing.T, newClient func() coord.Coordinator) (ctx context.Cont
 	ctx = testenv.Context(t, 30*time.Second)
 	a, b = newClient(), newClient()
 	watch, err := b.WatchMembers(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	Must(t, err)
 	return ctx, a, b, watch
 }
 
@@ -150,17 +148,14 @@ func testRegisterAndWatch(t *testing.T, newClient func() coord.Coordinator) {
 		t.Fatalf("watched member = %+v, want %+v", got, want)
 	}
 	list, err := b.Members(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	Must(t, err)
 	if l, ok := Find(list, "node-1"); !ok || l.Epoch != st.Epoch {
 		t.Fatalf("Members() = %+v, want node-1 with epoch %d", list, st.Epoch)
 	}
 
 	// A second member joins; the watch delivers both.
-	if _, err := a.Register(ctx, NewMember("node-2")); err != nil {
-		t.Fatal(err)
-	}
+	_, err = a.Register(ctx, NewMember("node-2"))
+	Must(t, err)
 	WaitMembers(t, watch, 5*time.Second, "both members", func(ms []coord.Member) bool {
 		return slices.Equal(IDs(ms), []string{"node-1", "node-2"})
 	})
@@ -185,9 +180,7 @@ func testDeregister(t *testing.T, newClient func() coord.Coordinator) {
 func testClose(t *testing.T, newClient func() coord.Coordinator) {
 	ctx, a, _, watch := watched(t, newClient)
 	RegisterSeen(ctx, t, a, watch, "node-c")
-	if err := a.Close(); err != nil {
-		t.Fatal(err)
-	}
+	Must(t, a.Close())
 	WaitMembers(t, watch, 2*time.Second, "node-c leaves when its client closes", hasNot("node-c"))
 	if err := a.Close(); err != nil {
 		t.Fatalf("second close: %v", err)
@@ -197,10 +190,9 @@ func testClose(t *testing.T, newClient func() coord.Coordinator) {
 func testDuplicate(t *testing.T, newClient func() coord.Coordinator) {
 	ctx := testenv.Context(t, 60*time.Second)
 	a, b := newClient(), newClient()
-	if _, err := a.Register(ctx, NewMember("node-x")); err != nil {
-		t.Fatal(err)
-	}
-	_, err := b.Register(ctx, NewMember("node-x"))
+	_, err := a.Register(ctx, NewMember("node-x"))
+	Must(t, err)
+	_, err = b.Register(ctx, NewMember("node-x"))
 	if !errors.Is(err, coord.ErrDuplicate) {
 		t.Fatalf("second live registration of node-x: err = %v, want ErrDuplicate", err)
 	}
@@ -209,9 +201,7 @@ func testDuplicate(t *testing.T, newClient func() coord.Coordinator) {
 func testQuarantine(t *testing.T, newClient func() coord.Coordinator) {
 	ctx, a, b, watch := watched(t, newClient)
 	qwatch, err := b.WatchQuarantines(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	Must(t, err)
 	reg, st0 := RegisterSeen(ctx, t, a, watch, "node-q")
 
 	q := coord.Quarantine{Node: "node-q", Reason: "test", At: time.Now().UTC().Truncate(time.Second), By: "suite",
@@ -253,9 +243,7 @@ func testQuarantine(t *testing.T, newClient func() coord.Coordinator) {
 func testRegisterWhileMarked(t *testing.T, newClient func() coord.Coordinator) {
 	ctx := testenv.Context(t, 30*time.Second)
 	a, b := newClient(), newClient()
-	if err := b.SetQuarantine(ctx, coord.Quarantine{Node: "node-m", Reason: "before start", By: "suite"}, nil); err != nil {
-		t.Fatal(err)
-	}
+	Must(t, b.SetQuarantine(ctx, coord.Quarantine{Node: "node-m", Reason: "before start", By: "suite"}, nil))
 	reg, err := a.Register(ctx, NewMember("node-m"))
 	if err != nil {
 		t.Fatalf("register while marked: %v", err)
@@ -265,15 +253,11 @@ func testRegisterWhileMarked(t *testing.T, newClient func() coord.Coordinator) {
 		t.Fatalf("status = %+v, want quarantined with the mark", st)
 	}
 	ms, err := b.Members(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	Must(t, err)
 	if _, ok := Find(ms, "node-m"); ok {
 		t.Fatalf("quarantined node-m is in the live set %v", IDs(ms))
 	}
-	if err := b.Release(ctx, "node-m"); err != nil {
-		t.Fatal(err)
-	}
+	Must(t, b.Release(ctx, "node-m"))
 	WaitStatus(t, reg, 5*time.Second, "registered after release", func(s coord.Status) bool { return s.State == coord.Registered })
 }
 
@@ -281,9 +265,7 @@ func testElection(t *testing.T, newClient func() coord.Coordinator) {
 	ctx := testenv.Context(t, 30*time.Second)
 	a, b := newClient(), newClient()
 	la, err := a.Campaign(ctx, "monitor", "mon-a")
-	if err != nil {
-		t.Fatal(err)
-	}
+	Must(t, err)
 	if got, err := b.Leader(ctx, "monitor"); err != nil || got != "mon-a" {
 		t.Fatalf("Leader = %q, %v; want mon-a", got, err)
 	}
@@ -294,18 +276,14 @@ func testElection(t *testing.T, newClient func() coord.Coordinator) {
 	case <-time.After(300 * time.Millisecond):
 		// Negative check: nothing announces "not elected"; a short window shows it waits.
 	}
-	if err := la.Resign(ctx); err != nil {
-		t.Fatal(err)
-	}
+	Must(t, la.Resign(ctx))
 	select {
 	case <-la.Done():
 	default:
 		t.Fatal("Done not closed after Resign")
 	}
 	r := <-bch
-	if r.Err != nil {
-		t.Fatal(r.Err)
-	}
+	Must(t, r.Err)
 	if got, err := a.Leader(ctx, "monitor"); err != nil || got != "mon-b" {
 		t.Fatalf("Leader after resign = %q, %v; want mon-b", got, err)
 	}
@@ -317,9 +295,7 @@ func testElection(t *testing.T, newClient func() coord.Coordinator) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("leadership Done not closed when its client closed")
 	}
-	if r := <-cch; r.Err != nil {
-		t.Fatal(r.Err)
-	}
+	Must(t, (<-cch).Err)
 	// Another client's read may come from a server a moment behind the one that took
 	// mon-c's candidacy (ZooKeeper reads are not linearizable across servers): look again
 	// for a bounded while (polling a read that lags: nothing to wait on).
@@ -335,23 +311,17 @@ func testFence(t *testing.T, newClient func() coord.Coordinator) {
 	ctx := testenv.Context(t, 30*time.Second)
 	a := newClient()
 	l, err := a.Campaign(ctx, "monitor", "mon-a")
-	if err != nil {
-		t.Fatal(err)
-	}
+	Must(t, err)
 	if err := a.SetQuarantine(ctx, coord.Quarantine{Node: "n1", Reason: "fenced ok"}, l); err != nil {
 		t.Fatalf("fenced write while leading: %v", err)
 	}
-	if err := l.Resign(ctx); err != nil {
-		t.Fatal(err)
-	}
+	Must(t, l.Resign(ctx))
 	err = a.SetQuarantine(ctx, coord.Quarantine{Node: "n2", Reason: "after resign"}, l)
 	if !errors.Is(err, coord.ErrNotLeader) {
 		t.Fatalf("fenced write after resign: err = %v, want ErrNotLeader", err)
 	}
 	qs, err := a.Quarantines(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	Must(t, err)
 	if len(qs) != 1 || qs[0].Node != "n1" {
 		t.Fatalf("quarantines = %+v, want only n1", qs)
 	}
@@ -364,12 +334,8 @@ func testAbandonedCampaign(t *testing.T, newClient func() coord.Coordinator) {
 	ctx := testenv.Context(t, 60*time.Second)
 	a, b := newClient(), newClient()
 	l, err := a.Campaign(ctx, "monitor", "warm") // the election exists from here
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Resign(ctx); err != nil {
-		t.Fatal(err)
-	}
+	Must(t, err)
+	Must(t, l.Resign(ctx))
 	won := 0
 	for d := 100 * time.Microsecond; d < 5*time.Millisecond; d += 100 * time.Microsecond {
 		cctx, cancel := context.WithTimeout(ctx, d)
@@ -377,9 +343,7 @@ func testAbandonedCampaign(t *testing.T, newClient func() coord.Coordinator) {
 		cancel()
 		if err == nil {
 			won++
-			if err := l.Resign(ctx); err != nil {
-				t.Fatal(err)
-			}
+			Must(t, l.Resign(ctx))
 		}
 	}
 	bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -409,6 +373,14 @@ func containsQuoted(msg, id string) bool {
 		q = q[:20]
 	}
 	return strings.Contains(msg, q) || strings.Contains(msg, "characters long")
+}
+
+// Must fails the test at once if err is not nil.
+func Must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Campaigned is the outcome of a campaign CampaignAsync ran.

@@ -28,12 +28,12 @@ func TestSurvivesLossOfOneServerThenTheLeader(t *testing.T) {
 	node := open(t, e.Addrs(), "/sb", sessionTimeout)
 	watcher := open(t, e.Addrs(), "/sb", sessionTimeout)
 	watch, err := watcher.WatchMembers(ctx)
-	must(t, err)
+	coordtest.Must(t, err)
 	reg, st0 := coordtest.RegisterSeen(ctx, t, node, watch, "node-1")
 
 	// Stop a follower.
 	leader, err := e.Leader(ctx)
-	must(t, err)
+	coordtest.Must(t, err)
 	var follower *backends.ZKServer
 	for _, s := range e.Servers() {
 		if s != leader {
@@ -41,8 +41,8 @@ func TestSurvivesLossOfOneServerThenTheLeader(t *testing.T) {
 			break
 		}
 	}
-	must(t, follower.Stop())
-	must(t, e.WaitQuorum(ctx))
+	coordtest.Must(t, follower.Stop())
+	coordtest.Must(t, e.WaitQuorum(ctx))
 	// The view stays correct: a member joining now is seen.
 	other := open(t, e.Addrs(), "/sb", sessionTimeout)
 	reg2, _ := register(ctx, t, other, "node-2")
@@ -50,16 +50,16 @@ func TestSurvivesLossOfOneServerThenTheLeader(t *testing.T) {
 		func(ms []coord.Member) bool { return len(ms) == 2 })
 
 	// Bring the follower back, then stop the leader: a new leader is elected.
-	must(t, follower.Start())
-	must(t, e.WaitServing(ctx))
-	must(t, leader.Stop())
-	must(t, e.WaitQuorum(ctx))
+	coordtest.Must(t, follower.Start())
+	coordtest.Must(t, e.WaitServing(ctx))
+	coordtest.Must(t, leader.Stop())
+	coordtest.Must(t, e.WaitQuorum(ctx))
 	newLeader, err := e.Leader(ctx)
 	if err != nil || newLeader == leader {
 		t.Fatalf("no new leader after stopping %d: %v", leader.ID, err)
 	}
 	// A member leaving is seen through the new leader.
-	must(t, reg2.Deregister(ctx))
+	coordtest.Must(t, reg2.Deregister(ctx))
 	coordtest.WaitMembers(t, watch, 10*time.Second, "node-2 leaves after the leader stopped",
 		func(ms []coord.Member) bool { return len(ms) == 1 && ms[0].ID == "node-1" })
 	// node-1 stayed registered under its first epoch throughout.
@@ -68,7 +68,7 @@ func TestSurvivesLossOfOneServerThenTheLeader(t *testing.T) {
 		t.Fatalf("node-1 status %+v, want live with epoch %d", st, st0.Epoch)
 	}
 	ms, err := watcher.Members(ctx)
-	must(t, err)
+	coordtest.Must(t, err)
 	if len(ms) != 1 || ms[0].Epoch != st0.Epoch {
 		t.Fatalf("members = %+v, want node-1 epoch %d", ms, st0.Epoch)
 	}
@@ -87,7 +87,7 @@ func TestQuorumLossFencesThenReRegisters(t *testing.T) {
 	// Timed from before the stops: the client loses its server when the first one lands.
 	lost := time.Now()
 	for _, s := range servers[:2] {
-		must(t, s.Stop())
+		coordtest.Must(t, s.Stop())
 	}
 	coordtest.WaitStatus(t, reg, 10*time.Second, "suspended", func(s coord.Status) bool { return s.State != coord.Registered })
 	fenced := coordtest.WaitStatus(t, reg, 10*time.Second, "fenced", func(s coord.Status) bool { return s.State == coord.Fenced })
@@ -103,14 +103,14 @@ func TestQuorumLossFencesThenReRegisters(t *testing.T) {
 	t.Logf("fenced %v after the stops began, %v after the last answered send",
 		fenced.Since.Sub(lost).Round(time.Millisecond), fenced.Since.Sub(heard).Round(time.Millisecond))
 	for _, s := range servers[:2] {
-		must(t, s.Start())
+		coordtest.Must(t, s.Start())
 	}
 	st := coordtest.WaitStatus(t, reg, 30*time.Second, "registered again", func(s coord.Status) bool { return s.State == coord.Registered })
 	if st.Epoch == st0.Epoch {
 		t.Fatalf("re-registered with the fenced epoch %d", st.Epoch)
 	}
 	ms, err := node.Members(ctx)
-	must(t, err)
+	coordtest.Must(t, err)
 	if len(ms) != 1 || ms[0].Epoch != st.Epoch {
 		t.Fatalf("members = %+v, want node-1 at epoch %d", ms, st.Epoch)
 	}
@@ -128,7 +128,7 @@ func TestSessionExpiryReRegisters(t *testing.T) {
 	node := open(t, e.Addrs(), root, sessionTimeout, func(c *zkcoord.Config) { c.Dial = bridge.Dial })
 	watcher := open(t, e.Addrs(), root, sessionTimeout)
 	watch, err := watcher.WatchMembers(ctx)
-	must(t, err)
+	coordtest.Must(t, err)
 	reg, st0 := register(ctx, t, node, "node-1")
 	sess0 := node.SessionID()
 	coordtest.WaitMembers(t, watch, 5*time.Second, "registered", func(ms []coord.Member) bool { return len(ms) == 1 })
@@ -185,10 +185,10 @@ func TestReconnectPastAFrozenServerKeepsTheSession(t *testing.T) {
 	ctx := testenv.Context(t, 30*time.Second)
 	c, err := zkcoord.New(ctx, zkcoord.Config{Servers: e.Addrs(), Dial: dial,
 		Settings: coord.Settings{Root: "/frozen-" + coordtest.Instance(), SessionTimeout: timeout, Logger: testenv.Logger(t)}})
-	must(t, err)
+	coordtest.Must(t, err)
 	defer c.Close()
 	reg, err := c.Register(ctx, coordtest.NewMember("node-1"))
-	must(t, err)
+	coordtest.Must(t, err)
 	st0, changed := reg.Status()
 	sess := c.SessionID()
 

@@ -121,7 +121,7 @@ func TestNegotiatedTimeoutRules(t *testing.T) {
 func observe(t *testing.T, servers []string, path string) *coordtest.Observation {
 	t.Helper()
 	conn, _, err := zk.Connect(servers, 5*time.Second, zk.WithLogger(quiet{}), zk.WithLogInfo(false))
-	must(t, err)
+	coordtest.Must(t, err)
 	t.Cleanup(conn.Close) // after the observation's own cleanup
 	read := func(context.Context) (bool, error) {
 		if _, err := conn.Sync("/"); err != nil {
@@ -172,7 +172,7 @@ func leaderBehindProxy(ctx context.Context, t *testing.T, timeout time.Duration)
 	t.Helper()
 	proxy, a, b := behindProxy(t, "/leader-", timeout)
 	la, err := a.Campaign(ctx, "monitor", "mon-a")
-	must(t, err)
+	coordtest.Must(t, err)
 	return proxy, a, la, b
 }
 
@@ -208,7 +208,7 @@ func TestLeadershipGivenUpOnACutLeavesNoCandidate(t *testing.T) {
 	heardAgainInSession(t, a, sess, cut, timeout)
 	select {
 	case r := <-bch:
-		must(t, r.Err)
+		coordtest.Must(t, r.Err)
 	case <-time.After(3 * timeout):
 		l, _ := b.Leader(ctx, "monitor")
 		t.Fatalf("mon-b not elected %v after the cut, with a's session alive; Leader = %q", time.Since(cut).Round(time.Second), l)
@@ -241,8 +241,8 @@ func TestCandidateMadeWhileItsAnswerWasLost(t *testing.T) {
 	ctx := testenv.Context(t, 90*time.Second)
 	proxy, a, b := behindProxy(t, "/lost-create-", timeout)
 	l, err := b.Campaign(ctx, "monitor", "warm") // the election's directory exists from here
-	must(t, err)
-	must(t, l.Resign(ctx))
+	coordtest.Must(t, err)
+	coordtest.Must(t, l.Resign(ctx))
 	sess := a.SessionID()
 	proxy.MuteRepliesAfter([]byte("_c_")) // the protected prefix of a candidate's name
 	ach := coordtest.CampaignAsync(ctx, a, "monitor", "mon-a")
@@ -259,9 +259,9 @@ func TestCandidateMadeWhileItsAnswerWasLost(t *testing.T) {
 	bch := coordtest.CampaignAsync(ctx, b, "monitor", "mon-b")
 	select {
 	case r := <-ach:
-		must(t, r.Err)
+		coordtest.Must(t, r.Err)
 	case r := <-bch:
-		must(t, r.Err)
+		coordtest.Must(t, r.Err)
 	case <-time.After(3 * timeout):
 		leader, _ := b.Leader(ctx, "monitor")
 		t.Fatalf("nobody elected %v after the link came back; Leader = %q (a candidate nobody holds)", 3*timeout, leader)

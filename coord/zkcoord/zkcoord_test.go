@@ -36,14 +36,6 @@ func open(t *testing.T, servers []string, root string, timeout time.Duration, ed
 	return c
 }
 
-// must fails the test at once on an error.
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // register registers id on c and returns the registration with its first status.
 func register(ctx context.Context, t *testing.T, c coord.Registrar, id string) (coord.Registration, coord.Status) {
 	t.Helper()
