@@ -199,9 +199,6 @@ func (c *Coordinator) linkReady() bool {
 	return conn == nil || conn.GetState() == connectivity.Ready
 }
 
-// SessionTTL is the lease TTL asked for (SessionTimeout), rounded up to whole seconds.
-func (c *Coordinator) SessionTTL() time.Duration { return c.ttl }
-
 // Close revokes every lease (the entries vanish at once) and closes the client New created.
 func (c *Coordinator) Close() error {
 	c.g.Close(func() {

@@ -7,6 +7,9 @@ import (
 	"github.com/switchboard-mqtt/switchboard/coord"
 )
 
+// SessionTTL is the lease TTL asked for (SessionTimeout), rounded up to whole seconds.
+func (c *Coordinator) SessionTTL() time.Duration { return c.ttl }
+
 // StaleFence returns a leadership that still looks held locally but whose fence names a
 // create revision the leader key does not have, so that tests reach the server-side check
 // of a fenced write rather than the local short cut for a leadership already given up.

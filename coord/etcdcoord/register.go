@@ -62,8 +62,7 @@ func (e *entry) Create(ctx context.Context, s coord.Session) (coord.Created, err
 	}
 	var mark *coord.Quarantine
 	if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
-		q := coord.ParseQuarantine(e.id, kvs[0].Value)
-		mark = &q
+		mark = new(coord.ParseQuarantine(e.id, kvs[0].Value))
 	}
 	kvs := resp.Responses[1].GetResponseRange().GetKvs()
 	if len(kvs) > 0 && clientv3.LeaseID(kvs[0].Lease) == k.id {
@@ -108,8 +107,7 @@ func (e *entry) Look(ctx context.Context, s coord.Session, cr coord.Created) (co
 		v.Ours = k != nil && kvs[0].CreateRevision == cr.Epoch && clientv3.LeaseID(kvs[0].Lease) == k.id
 	}
 	if kvs := resp.Responses[1].GetResponseRange().GetKvs(); len(kvs) > 0 {
-		q := coord.ParseQuarantine(e.id, kvs[0].Value)
-		v.Mark = &q
+		v.Mark = new(coord.ParseQuarantine(e.id, kvs[0].Value))
 	}
 	rev := clientv3.WithRev(resp.Header.Revision + 1)
 	changed := coord.LookChanged(ctx, e.c.cli.Watch(ctx, e.key, rev), e.c.cli.Watch(ctx, e.markKey, rev), nil)

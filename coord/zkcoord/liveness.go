@@ -18,22 +18,6 @@ func (c *Coordinator) timeout() time.Duration {
 	return c.cfg.SessionTimeout
 }
 
-// NegotiatedSessionTimeout is the session timeout the servers granted: the shortest one
-// granted on any connection so far, or zero before the first.
-func (c *Coordinator) NegotiatedSessionTimeout() time.Duration {
-	return time.Duration(c.negotiated.Load())
-}
-
-// LastHeard is the send time of the latest request the ensemble answered in the current
-// session (H of coord.State's rule); zero before the first answer.
-func (c *Coordinator) LastHeard() time.Time {
-	l := c.prober.Load()
-	if l.Session == 0 || l.Session != c.conn.SessionID() {
-		return time.Time{}
-	}
-	return l.Heard
-}
-
 // sync is the prober's probe: a Sync (the package doc says why not a read). Close waits for
 // the prober to return before it closes the connection, which flushes the library call.
 //

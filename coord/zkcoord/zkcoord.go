@@ -181,12 +181,6 @@ func (c *Coordinator) onEvent(ev zk.Event) {
 	}
 }
 
-// SessionID is the current ZooKeeper session id (0 while none).
-func (c *Coordinator) SessionID() int64 { return c.conn.SessionID() }
-
-// SessionTimeout is the session timeout asked for (NegotiatedSessionTimeout: the one granted).
-func (c *Coordinator) SessionTimeout() time.Duration { return c.cfg.SessionTimeout }
-
 // waitSession blocks until the client has a session, returning its generation.
 func (c *Coordinator) waitSession(ctx context.Context) (uint64, error) {
 	for {
