@@ -2,8 +2,11 @@ package integration
 
 import (
 	"fmt"
+	"io"
+	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -443,9 +446,12 @@ func forwardsOut(t *testing.T, n *nodeProc) float64 {
 	return total
 }
 
-// A device's Will, published by mochi on the node the device was connected to, reaches a
-// subscriber on another node when the device drops its TCP connection without DISCONNECT.
+// A device's Will, published by the node the device was connected to, reaches a subscriber
+// on another node when the device drops its TCP connection without DISCONNECT: a paho
+// client's, and a mosquitto_pub's killed with SIGKILL, whose Will carries every MQTT 5
+// Will property, each of which the subscriber receives [MQTT-3.1.3-10].
 func TestWillAcrossNodes(t *testing.T) {
+	mpub := testenv.Tool(t, "mosquitto_pub")
 	c := newCluster(t)
 	n1, n2 := c.rulesNode(t, "will-1"), c.rulesNode(t, "will-2")
 	sub := rulesClient(t, n1.member.MQTTAddr, "rules-will-sub", testenv.MQTTOptions{CleanStart: true})
@@ -458,6 +464,43 @@ func TestWillAcrossNodes(t *testing.T) {
 	m := nextOn(t, sub, "will/rules-will-dev", 10*time.Second)
 	if string(m.Payload) != "gone" {
 		t.Fatalf("will payload %q", m.Payload)
+	}
+
+	// mosquitto_pub -l stays connected, publishing each line it reads; the first one shows
+	// that it is connected and that the subscriber is reached from its node.
+	host, port := splitHostPort(t, n2.member.MQTTAddr)
+	cmd := exec.Command(mpub, "-h", host, "-p", port, "-V", "5", "-q", "1", "-i", "rules-will-mosq",
+		"-u", "rules", "-P", rulesPassword, "-t", "will/ready", "-l",
+		"--will-topic", "will/rules-will-mosq", "--will-payload", `{"gone":true}`, "--will-qos", "1",
+		"-D", "will", "payload-format-indicator", "1", "-D", "will", "content-type", "application/json",
+		"-D", "will", "response-topic", "will/reply", "-D", "will", "correlation-data", "corr-1",
+		"-D", "will", "message-expiry-interval", "600",
+		"-D", "will", "user-property", "k", "1", "-D", "will", "user-property", "k", "2")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	if _, err := io.WriteString(stdin, "ready\n"); err != nil {
+		t.Fatal(err)
+	}
+	nextOn(t, sub, "will/ready", 10*time.Second)
+	_ = cmd.Process.Signal(syscall.SIGKILL) // no DISCONNECT: the Will is due
+	_ = cmd.Wait()
+	m = nextOn(t, sub, "will/rules-will-mosq", 10*time.Second)
+	p := m.Props
+	if string(m.Payload) != `{"gone":true}` || p == nil || p.PayloadFormat == nil || *p.PayloadFormat != 1 ||
+		p.ContentType != "application/json" || p.ResponseTopic != "will/reply" || string(p.CorrelationData) != "corr-1" ||
+		p.MessageExpiry == nil || *p.MessageExpiry == 0 || *p.MessageExpiry > 600 || fmt.Sprint(m.UserList) != "[[k 1] [k 2]]" {
+		t.Fatalf("mosquitto_pub's Will arrived as %q with properties %+v, user %v (mosquitto_pub: %s)", m.Payload, p, m.UserList, stderr.String())
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -35,20 +36,36 @@ func stripReserved(props []packets.UserProperty) []packets.UserProperty {
 }
 
 // checkWill applies the client's write rules to its Will at CONNECT: mochi publishes (and
-// retains) a Will without any ACL check. It reports whether the Will may stand.
-func (n *Node) checkWill(cl *mqtt.Client, st *clientState) bool {
+// retains) a Will without any ACL check. It also keeps the Will's MQTT 5 properties that
+// mochi's Will drops (see willPacket), and refuses a payload the payload format indicator
+// says is UTF-8 and is not, as mosquitto does. It returns the CONNACK reason refusing the
+// Will; ok is true when the Will may stand.
+func (n *Node) checkWill(cl *mqtt.Client, st *clientState, wp packets.Properties) (_ packets.Code, ok bool) {
 	w := &cl.Properties.Will
 	if atomic.LoadUint32(&w.Flag) == 0 {
-		return true
+		return packets.CodeSuccess, true
 	}
 	w.User = stripReserved(w.User)
-	if st.ident.CanPublish(w.TopicName) {
-		return true
+	if wp.PayloadFormatFlag && wp.PayloadFormat == 1 && !utf8.Valid(w.Payload) {
+		n.throttled.log(n.log, slog.LevelInfo, "will refused: its payload format indicator says UTF-8, and the payload is not",
+			"client", cl.ID, "topic", w.TopicName)
+		return packets.ErrPayloadFormatInvalid, false
 	}
-	n.metrics.aclDenied.WithLabelValues("will").Inc()
-	n.throttled.log(n.log, slog.LevelInfo, "will refused: the client may not publish to its will topic",
-		"client", cl.ID, "user", st.ident.Username, "topic", w.TopicName)
-	return false
+	if !st.ident.CanPublish(w.TopicName) {
+		n.metrics.aclDenied.WithLabelValues("will").Inc()
+		n.throttled.log(n.log, slog.LevelInfo, "will refused: the client may not publish to its will topic",
+			"client", cl.ID, "user", st.ident.Username, "topic", w.TopicName)
+		if cl.Properties.ProtocolVersion < 5 {
+			return packets.Err3NotAuthorized, false // mochi does not map 0x87 for 3.1.1
+		}
+		return packets.ErrNotAuthorized, false
+	}
+	st.willProps = packets.Properties{
+		PayloadFormat: wp.PayloadFormat, PayloadFormatFlag: wp.PayloadFormatFlag,
+		MessageExpiryInterval: wp.MessageExpiryInterval, ContentType: wp.ContentType,
+		ResponseTopic: wp.ResponseTopic, CorrelationData: wp.CorrelationData,
+	}
+	return packets.CodeSuccess, true
 }
 
 // sysRefusedTopic is what a client's QoS 1 or 2 PUBLISH to a $SYS topic is given instead,
@@ -89,16 +106,18 @@ func (n *Node) inboundPublish(cl *mqtt.Client, pk *packets.Packet) error {
 
 // voidTopic is where a Will that may no longer be published goes instead: mochi publishes
 // whatever OnWill returns, and a topic under $switchboard that no rule grants reaches
-// nobody. It also stands in for a Will with a delay, which the node sends itself.
+// nobody. It also stands in for every Will the node sends itself, which is every other one
+// (see willPacket).
 const voidTopic = "$switchboard/void"
 
 var voidWill = mqtt.Will{TopicName: voidTopic, Qos: 0}
 
 // OnWill checks the Will again as it is sent (the rules may have changed since CONNECT,
 // or the user been removed): a Will the client may not publish now reaches nobody. mochi
-// calls it when the connection ends, also for a Will with a delay, which it would publish
-// after the delay unchecked: the node keeps such a Will and sends it itself, checked once
-// more then (see willdelay.go), and mochi gets the stand-in.
+// calls it when the connection ends. The node publishes the Will itself, with the
+// properties mochi's packet would lack (publishWill), and mochi gets the stand-in. A Will
+// with a delay, which mochi would publish after the delay unchecked, the node keeps and
+// sends when due, checked once more then (see willdelay.go).
 func (h *hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 	n := h.n
 	st := n.clients.byClient(cl)
@@ -114,9 +133,10 @@ func (h *hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 	}
 	if will.WillDelayInterval > 0 {
 		n.holdWill(cl, st, will)
-		return voidWill, nil
+	} else {
+		n.publishWill(cl, will, st.willProps)
 	}
-	return will, nil
+	return voidWill, nil
 }
 
 // authLoop ends, after every reload of the credentials, the sessions whose credentials no

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/switchboard-mqtt/switchboard/auth"
 )
@@ -25,6 +26,8 @@ type clientState struct {
 	revoked   atomic.Bool  // taken over elsewhere: nothing more is sent to it
 	// willDropped: its credentials were revoked, and its Will goes nowhere (see authLoop).
 	willDropped atomic.Bool
+	// willProps are its Will's MQTT 5 properties that mochi's Will lacks (see checkWill).
+	willProps packets.Properties
 	// subscribing: mochi is checking a SUBSCRIBE's filters (OnSubscribe to OnSubscribed),
 	// so a read ACL check names a filter being subscribed, not a message to deliver.
 	subscribing atomic.Bool

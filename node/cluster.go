@@ -321,11 +321,11 @@ func (c *cluster) publish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 	return pk, nil
 }
 
-// route forwards a publish made here (a client's, or a Will mochi sent) to the nodes with
+// route forwards a publish made here (a client's, or a Will) to the nodes with
 // matching subscribers (every node, for a retained one, after the store kept it), and sends
 // each matching shared group's copy to one member: tracked until acknowledged at QoS 1 and 2,
 // and at QoS 0 to a node picked by its members — here returns the groups picked for this
-// node, which mochi serves. A Will has been given to this node's members already (mochi
+// node, which mochi serves. A Will has been given to this node's members already (publishWill
 // publishes it straight to its subscribers), so its groups with members here are left out,
 // and a store failure does not stop it. grouped reports whether any group matched.
 func (c *cluster) route(cl *mqtt.Client, pk *packets.Packet, will bool) (here []string, grouped bool, err error) {
@@ -523,14 +523,8 @@ func (n *Node) sessionOver(cl *mqtt.Client) bool {
 	return !ok || cur == cl
 }
 
-// willSent passes a Will published here on to the rest of the cluster: one mochi sent
-// (OnWillSent), or a delayed one the node sent itself (sendWill). mochi's own delayed
-// Wills are the stand-ins OnWill gave it, which reach nobody and are not passed on.
+// willSent passes a Will published here (publishWill) on to the rest of the cluster.
 func (c *cluster) willSent(cl *mqtt.Client, pk packets.Packet) {
-	if pk.TopicName == voidTopic {
-		return
-	}
-	pk.Properties.MessageExpiryInterval = 0 // a Will carries no expiry through mochi
 	if _, _, err := c.route(cl, &pk, true); err != nil {
 		c.log.Warn("a Will could not be passed on", "client", cl.ID, "topic", pk.TopicName, "error", err)
 	}

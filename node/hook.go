@@ -35,7 +35,7 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished,
 		mqtt.OnDisconnect, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublishDropped,
 		mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublish, mqtt.OnWill, mqtt.OnClientExpired,
-		mqtt.OnSelectSubscribers, mqtt.OnWillSent, mqtt.OnRetainMessage, mqtt.OnQosDropped,
+		mqtt.OnSelectSubscribers, mqtt.OnRetainMessage, mqtt.OnQosDropped,
 	}, []byte{b})
 }
 
@@ -215,10 +215,6 @@ func (h *hook) OnRetainMessage(_ *mqtt.Client, pk packets.Packet, _ int64) {
 	h.n.cluster.ret.retained(pk)
 }
 
-// OnWillSent passes a Will mochi published on to the other nodes' subscribers (not the
-// stand-ins of delayed Wills: see willSent).
-func (h *hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) { h.n.cluster.willSent(cl, pk) }
-
 // OnSelectSubscribers leaves mochi the subscribers the cluster chose for a publish (see
 // cluster.selectSubscribers).
 func (h *hook) OnSelectSubscribers(subs *mqtt.Subscribers, pk packets.Packet) *mqtt.Subscribers {
@@ -314,13 +310,9 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	st := newClientState(cl.ID, cl, randomToken())
 	st.ident = ident
-	if !n.checkWill(cl, st) {
+	if code, ok := n.checkWill(cl, st, pk.Connect.WillProperties); !ok {
 		n.unlockConnect(cl)
 		n.metrics.connections.WithLabelValues("refused_will").Inc()
-		code := packets.ErrNotAuthorized
-		if cl.Properties.ProtocolVersion < 5 {
-			code = packets.Err3NotAuthorized // mochi does not map 0x87 for 3.1.1
-		}
 		_ = n.mqtt.SendConnack(cl, code, false, nil)
 		return errRefused
 	}

@@ -1,8 +1,10 @@
 package node_test
 
 import (
+	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/switchboard-mqtt/switchboard/internal/testenv"
@@ -289,4 +292,115 @@ func TestRevokedSessionsWillIsDropped(t *testing.T) {
 	}
 	awaitConnections(t, n, 1) // their Wills have been handed to OnWill
 	onlyTheControlWill(t, n, watcher, delay, "the session had been revoked")
+}
+
+// TestWillKeepsItsProperties: a Will reaches subscribers with the MQTT 5 properties its
+// CONNECT gave it [MQTT-3.1.3-10] (payload format, content type, response topic,
+// correlation data, message expiry and user properties, in order), without a delay and
+// with one, on the node the client was connected to and on another one. mochi v2.7.9 kept
+// only the user properties. (The Will's CONNECT is written by hand: paho.golang v0.23.0
+// sends only a Will's delay and user properties.)
+func TestWillKeepsItsProperties(t *testing.T) {
+	t.Parallel()
+	ns := twoNodes(t, "will-props")
+	var watchers []*testenv.MQTTClient // a SUBACK waits for the other node to route to it
+	for i, n := range ns {
+		w := testenv.ConnectMQTT(t, n.Member().MQTTAddr, fmt.Sprintf("watcher-%d", i), testenv.MQTTOptions{CleanStart: true})
+		if err := w.Subscribe("t/#", 1); err != nil {
+			t.Fatal(err)
+		}
+		watchers = append(watchers, w)
+	}
+	const expiry = 600
+	for _, delay := range []uint32{0, 1} {
+		id := fmt.Sprintf("dev-delay-%d", delay)
+		conn, code := willConnect(t, ns[0].Member().MQTTAddr, id, []byte(`{"gone":true}`), packets.Properties{
+			WillDelayInterval: delay, PayloadFormat: 1, PayloadFormatFlag: true, MessageExpiryInterval: expiry,
+			ContentType: "application/json", ResponseTopic: "t/reply", CorrelationData: []byte{0, 1, 0xff},
+			User: []packets.UserProperty{{Key: "k", Val: "1"}, {Key: "k", Val: "2"}},
+		})
+		if code != 0 {
+			t.Fatalf("%s: CONNACK 0x%02x", id, code)
+		}
+		conn.Close() // no DISCONNECT: the Will is due
+		for i, w := range watchers {
+			m, err := w.Next(10 * time.Second)
+			if err != nil {
+				t.Fatalf("%s: no Will on node %d: %v", id, i+1, err)
+			}
+			p := m.Props
+			if m.Topic != "t/will/"+id || p == nil {
+				t.Fatalf("%s: node %d delivered %q on %s with properties %+v", id, i+1, m.Payload, m.Topic, p)
+			}
+			if p.PayloadFormat == nil || *p.PayloadFormat != 1 || p.ContentType != "application/json" ||
+				p.ResponseTopic != "t/reply" || string(p.CorrelationData) != "\x00\x01\xff" ||
+				p.MessageExpiry == nil || *p.MessageExpiry == 0 || *p.MessageExpiry > expiry ||
+				fmt.Sprint(m.UserList) != "[[k 1] [k 2]]" {
+				t.Errorf("%s: node %d delivered the Will with format %v, content type %q, response topic %q, correlation %q, expiry %v, user %v",
+					id, i+1, ptr(p.PayloadFormat), p.ContentType, p.ResponseTopic, p.CorrelationData, ptr(p.MessageExpiry), m.UserList)
+			}
+		}
+	}
+}
+
+// TestWillWithAnInvalidUTF8PayloadIsRefused: a Will whose payload format indicator says
+// UTF-8 on a payload that is not is refused at CONNECT with 0x99 (payload format invalid),
+// as mosquitto does, rather than published to subscribers that were promised text; the
+// same Will without the indicator is accepted.
+func TestWillWithAnInvalidUTF8PayloadIsRefused(t *testing.T) {
+	t.Parallel()
+	ns := twoNodes(t, "will-utf8")
+	addr := ns[0].Member().MQTTAddr
+	if _, code := willConnect(t, addr, "dev-bad-will", []byte{0xff, 0xfe}, packets.Properties{PayloadFormat: 1, PayloadFormatFlag: true}); code != 0x99 {
+		t.Fatalf("CONNECT with a Will marked UTF-8 on a payload that is not: CONNACK 0x%02x, want 0x99", code)
+	}
+	if _, code := willConnect(t, addr, "dev-binary-will", []byte{0xff, 0xfe}, packets.Properties{}); code != 0 {
+		t.Fatalf("CONNECT with a binary Will: CONNACK 0x%02x, want 0", code)
+	}
+}
+
+// willConnect connects id (MQTT 5, clean start, a session of 60s) with a QoS 1 Will on
+// t/will/<id> with payload and the Will properties wp, and returns the connection and the
+// CONNACK's reason code. The connection is closed when the test ends.
+func willConnect(t *testing.T, addr, id string, payload []byte, wp packets.Properties) (net.Conn, byte) {
+	t.Helper()
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 5,
+		Mods:       packets.Mods{AllowResponseInfo: true}, // else mochi's encoder leaves out the response topic
+		Properties: packets.Properties{SessionExpiryInterval: 60, SessionExpiryIntervalFlag: true},
+		Connect: packets.ConnectParams{
+			ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 30, ClientIdentifier: id,
+			WillFlag: true, WillQos: 1, WillTopic: "t/will/" + id, WillPayload: payload, WillProperties: wp,
+		},
+	}
+	var b bytes.Buffer
+	if err := pk.ConnectEncode(&b); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write(b.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	hdr := make([]byte, 2)
+	if _, err := io.ReadFull(c, hdr); err != nil {
+		t.Fatalf("%s: no CONNACK: %v", id, err)
+	}
+	body := make([]byte, hdr[1]) // a CONNACK this small has a one-byte length
+	if _, err := io.ReadFull(c, body); err != nil || hdr[0] != 0x20 || len(body) < 2 {
+		t.Fatalf("%s: want CONNACK, got %x %x (%v)", id, hdr, body, err)
+	}
+	_ = c.SetDeadline(time.Time{})
+	return c, body[1]
+}
+
+func ptr[T any](p *T) any {
+	if p == nil {
+		return nil
+	}
+	return *p
 }

@@ -33,6 +33,7 @@ type delayedWill struct {
 	session string         // that connection's presence token
 	ident   *auth.Identity // who the client authenticated as: checked again when it is due
 	will    mqtt.Will
+	props   packets.Properties // the Will's other MQTT 5 properties (clientState.willProps)
 	due     time.Time
 	index   int // in delayedWills.queue
 }
@@ -145,7 +146,7 @@ func (n *Node) holdWill(cl *mqtt.Client, st *clientState, will mqtt.Will) {
 	// a DISCONNECT's (0x04, with the Will), which is the one in force by now.
 	wait := min(will.WillDelayInterval, cl.Properties.Props.SessionExpiryInterval)
 	n.wills.add(&delayedWill{
-		cl: cl, session: st.session, ident: st.ident, will: will,
+		cl: cl, session: st.session, ident: st.ident, will: will, props: st.willProps,
 		due: time.Now().Add(time.Duration(wait) * time.Second),
 	})
 }
@@ -204,24 +205,40 @@ func (n *Node) sendWill(w *delayedWill) {
 		n.log.Info("delayed Will not sent: the client is connected again", "client", id)
 		return
 	}
+	n.publishWill(w.cl, w.will, w.props)
+	n.log.Debug("delayed Will sent", "client", id, "topic", topic)
+}
+
+// willPacket is the PUBLISH of a Will: what mochi keeps of it (topic, payload, QoS, retain
+// flag, user properties) and the MQTT 5 properties it drops, which props keep from the
+// CONNECT [MQTT-3.1.3-10]. Its Message Expiry Interval runs from now.
+func willPacket(id string, will mqtt.Will, props packets.Properties) packets.Packet {
 	pk := packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: w.will.Qos, Retain: w.will.Retain},
-		TopicName:   topic,
-		Payload:     w.will.Payload,
-		Properties:  packets.Properties{User: w.will.User},
-		PacketID:    uint16(w.will.Qos), // mochi checks that a QoS>0 publish has one; it is not used
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: will.Qos, Retain: will.Retain},
+		TopicName:   will.TopicName,
+		Payload:     will.Payload,
+		Properties:  props,
+		PacketID:    uint16(will.Qos), // mochi checks that a QoS>0 publish has one; it is not used
 		Origin:      id,
 		Created:     time.Now().Unix(),
 	}
-	// mochi publishes an inline client's packet without an ACL check (done above) and
-	// without OnPublish's cluster routing (done below, once), to its subscribers here,
-	// retaining it if asked. The client is named after the Will's own, as mochi's Will
-	// packet is, so that a no-local subscription of that client's session skips it.
-	wc := inlineClient(n.mqtt, id)
-	if err := n.mqtt.InjectPacket(wc, pk); err != nil {
-		n.log.Warn("a delayed Will could not be published", "client", id, "topic", topic, "error", err)
+	pk.Properties.User = will.User
+	if e := props.MessageExpiryInterval; e > 0 {
+		pk.Expiry = pk.Created + int64(e)
+	}
+	return pk
+}
+
+// publishWill publishes cl's Will, checked by the caller, here and to the rest of the
+// cluster. mochi publishes an inline client's packet without an ACL check and without
+// OnPublish's cluster routing (willSent does that, once), to its subscribers here,
+// retaining it if asked. The client is named after the Will's own, as mochi's Will packet
+// is, so that a no-local subscription of that client's session skips it.
+func (n *Node) publishWill(cl *mqtt.Client, will mqtt.Will, props packets.Properties) {
+	pk := willPacket(cl.ID, will, props)
+	if err := n.mqtt.InjectPacket(inlineClient(n.mqtt, cl.ID), pk); err != nil {
+		n.log.Warn("a Will could not be published", "client", cl.ID, "topic", will.TopicName, "error", err)
 		return
 	}
-	n.cluster.willSent(w.cl, pk)
-	n.log.Debug("delayed Will sent", "client", id, "topic", topic)
+	n.cluster.willSent(cl, pk)
 }

@@ -26,6 +26,8 @@ type Msg struct {
 	UserList [][2]string
 	// Expiry is the message expiry interval received (seconds), if one came.
 	Expiry *uint32
+	// Props are the PUBLISH's properties as received (nil if it had none).
+	Props *paho.PublishProperties
 	// Ack acknowledges the message, for a client with ManualAck (paho sends acks in the
 	// order messages arrived: an unacknowledged one holds back the acks after it).
 	Ack func() error
@@ -62,6 +64,8 @@ type MQTTOptions struct {
 	WillUser map[string]string
 	// WillDelay, if set, is the Will's Will Delay Interval (seconds).
 	WillDelay uint32
+	// WillProps, if set, are the Will's other properties (WillUser and WillDelay are added).
+	WillProps *paho.WillProperties
 	// MaximumPacketSize, if set, is the largest packet the client says it accepts (its
 	// CONNECT's Maximum Packet Size).
 	MaximumPacketSize uint32
@@ -107,6 +111,7 @@ func DialMQTT(addr, id string, o MQTTOptions) (*MQTTClient, error) {
 					msg.UserList = append(msg.UserList, [2]string{u.Key, u.Value})
 				}
 				msg.Expiry = pr.Packet.Properties.MessageExpiry
+				msg.Props = pr.Packet.Properties
 			}
 			pk := pr.Packet
 			msg.Ack = func() error { return pr.Client.Ack(pk) }
@@ -145,6 +150,10 @@ func DialMQTT(addr, id string, o MQTTOptions) (*MQTTClient, error) {
 	if o.Will != nil {
 		cp.WillMessage = o.Will
 		cp.WillProperties = &paho.WillProperties{}
+		if o.WillProps != nil {
+			wp := *o.WillProps
+			cp.WillProperties = &wp
+		}
 		for k, v := range o.WillUser {
 			cp.WillProperties.User = append(cp.WillProperties.User, paho.UserProperty{Key: k, Value: v})
 		}
