@@ -23,7 +23,9 @@ type clientState struct {
 	connected atomic.Bool  // presence written
 	epoch     atomic.Int64 // the node epoch its presence is confirmed under; sends need the live one
 	ready     atomic.Bool  // subscribed to its inbox: directed messages may be sent
-	revoked   atomic.Bool  // taken over elsewhere: nothing more is sent to it
+	// inboxIDs are the Subscription Identifiers of its inbox subscriptions (nil if none).
+	inboxIDs atomic.Pointer[[]int]
+	revoked  atomic.Bool // taken over elsewhere: nothing more is sent to it
 	// willDropped: its credentials were revoked, and its Will goes nowhere (see authLoop).
 	willDropped atomic.Bool
 	// willProps are its Will's MQTT 5 properties that mochi's Will lacks (see checkWill).

@@ -633,7 +633,22 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 		st.overQuota = nil
 		h.n.updateReady(st)
 	}
+	retainedWithIdentifiers(pk)
 	h.n.cluster.subscribed(cl, pk, codes)
+}
+
+// retainedWithIdentifiers gives the retained messages mochi sends for a new subscription
+// the Subscription Identifier the SUBSCRIBE gave it [MQTT-3.3.4-3]; mochi v2.7.9 sent them
+// without. mochi takes a message's identifiers from Subscription.Identifiers alone, which
+// it fills only for live publishes, and sends the retained messages after this hook from
+// the filters of this packet, whose array pk shares; the subscriptions are stored by then,
+// so the map (one per filter) is never seen by them.
+func retainedWithIdentifiers(pk packets.Packet) {
+	for i := range pk.Filters {
+		if f := &pk.Filters[i]; f.Identifier > 0 && f.Identifiers == nil {
+			f.Identifiers = map[string]int{f.Filter: f.Identifier}
+		}
+	}
 }
 
 // OnUnsubscribed makes the client not ready when it drops its inbox subscription, and
@@ -646,15 +661,26 @@ func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 }
 
 // updateReady recomputes readiness from the client's subscriptions and wakes the sender
-// when the client has just become ready (it reads the mailbox first).
+// when the client has just become ready (it reads the mailbox first). It also keeps the
+// Subscription Identifiers of the subscriptions its directed messages match, which they
+// carry as a publish does [MQTT-3.3.4-3].
 func (n *Node) updateReady(st *clientState) {
 	topic := inbox.Topic(n.cfg.InboxPrefix, st.id)
 	ready := false
-	for filter := range st.cl.State.Subscriptions.GetAll() {
+	var ids []int
+	for filter, sub := range st.cl.State.Subscriptions.GetAll() {
 		if inbox.Matches(filter, topic) {
 			ready = true
-			break
+			if sub.Identifier > 0 {
+				ids = append(ids, sub.Identifier)
+			}
 		}
+	}
+	if ids == nil {
+		st.inboxIDs.Store(nil)
+	} else {
+		slices.Sort(ids)
+		st.inboxIDs.Store(&ids)
 	}
 	if was := st.ready.Swap(ready); ready && !was {
 		n.wake(st)

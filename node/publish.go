@@ -23,6 +23,7 @@ type publishPacket struct {
 	expiry   uint32 // seconds left, sent as the message expiry interval (MQTT 5); 0: none
 	protocol byte   // 3, 4 (3.1.1) or 5
 	maxSize  uint32 // the client's maximum packet size; 0: no limit
+	subIDs   []int  // the Subscription Identifiers of the client's matching subscriptions (MQTT 5)
 }
 
 // appendPublish appends the PUBLISH packet p to dst. Directed messages are encoded here
@@ -32,11 +33,15 @@ func appendPublish(dst []byte, p publishPacket) ([]byte, error) {
 	var propLen int
 	if p.protocol == 5 {
 		// Properties: message expiry interval (0x02, four bytes), user property (0x26,
-		// two strings). They are short; their length is computed, not buffered.
+		// two strings), subscription identifiers (0x0B, a variable byte integer each).
+		// They are short; their length is computed, not buffered.
 		if p.expiry > 0 {
 			propLen += 5
 		}
 		propLen += 1 + 2 + len(MessageIDProperty) + 2 + len(p.id)
+		for _, id := range p.subIDs {
+			propLen += 1 + varintLen(id)
+		}
 	}
 	remaining := 2 + len(p.topic) + len(p.payload)
 	if p.qos > 0 {
@@ -74,6 +79,9 @@ func appendPublish(dst []byte, p publishPacket) ([]byte, error) {
 		dst = append(dst, 0x26)
 		dst = appendString16(dst, MessageIDProperty)
 		dst = appendString16(dst, p.id)
+		for _, id := range p.subIDs {
+			dst = appendVarint(append(dst, 0x0B), id)
+		}
 	}
 	return append(dst, p.payload...), nil
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -46,16 +47,19 @@ func TestAppendPublishDecodesAsMQTT(t *testing.T) {
 		qos      byte
 		payload  []byte
 		expiry   uint32
+		subIDs   []int
 	}{
-		{"3.1.1 qos1", 4, 1, []byte("hello"), 30},
-		{"3.1.1 qos0", 4, 0, big, 0},
-		{"5 qos1 expiry", 5, 1, []byte("hello"), 86400},
-		{"5 qos0 no expiry", 5, 0, nil, 0},
-		{"5 qos1 large", 5, 1, big, 7},
+		{"3.1.1 qos1", 4, 1, []byte("hello"), 30, nil},
+		{"3.1.1 qos0", 4, 0, big, 0, nil},
+		{"5 qos1 expiry", 5, 1, []byte("hello"), 86400, nil},
+		{"5 qos0 no expiry", 5, 0, nil, 0, nil},
+		{"5 qos1 large", 5, 1, big, 7, nil},
+		{"5 qos1 subscription identifiers", 5, 1, []byte("hello"), 30, []int{1, 300, 268_435_455}},
+		{"3.1.1 has no subscription identifiers", 4, 1, []byte("hello"), 30, []int{7}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := publishPacket{topic: "inbox/dev-1", payload: c.payload, qos: c.qos, pid: 4242, id: "0123abcd",
-				expiry: c.expiry, protocol: c.protocol}
+				expiry: c.expiry, protocol: c.protocol, subIDs: c.subIDs}
 			prefix := []byte("before")
 			b, err := appendPublish(prefix, p)
 			if err != nil {
@@ -80,6 +84,9 @@ func TestAppendPublishDecodesAsMQTT(t *testing.T) {
 				}
 				if pk.Properties.MessageExpiryInterval != c.expiry {
 					t.Fatalf("expiry %d, want %d", pk.Properties.MessageExpiryInterval, c.expiry)
+				}
+				if !slices.Equal(pk.Properties.SubscriptionIdentifier, c.subIDs) {
+					t.Fatalf("subscription identifiers %v, want %v", pk.Properties.SubscriptionIdentifier, c.subIDs)
 				}
 			}
 		})

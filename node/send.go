@@ -201,6 +201,10 @@ func (n *Node) writeBatch(st *clientState, batch []*entry, buf []byte) []byte {
 	now := time.Now()
 	var tooLarge []*entry
 	qos0 := false
+	var subIDs []int
+	if ids := st.inboxIDs.Load(); ids != nil {
+		subIDs = *ids
+	}
 	sent := batch[:0] // in place: batch is not used after this
 	for _, e := range batch {
 		left := e.expires.Sub(now)
@@ -210,7 +214,7 @@ func (n *Node) writeBatch(st *clientState, batch []*entry, buf []byte) []byte {
 		}
 		b, err := appendPublish(buf, publishPacket{
 			topic: e.topic, payload: e.payload, qos: e.qos, pid: e.pid, id: e.id, expiry: secs,
-			protocol: cl.Properties.ProtocolVersion, maxSize: cl.Properties.Props.MaximumPacketSize,
+			protocol: cl.Properties.ProtocolVersion, maxSize: cl.Properties.Props.MaximumPacketSize, subIDs: subIDs,
 		})
 		if err != nil {
 			tooLarge = append(tooLarge, e)

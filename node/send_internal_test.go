@@ -2,10 +2,13 @@ package node
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/switchboard-mqtt/switchboard/internal/testenv"
 	"github.com/switchboard-mqtt/switchboard/wire"
@@ -299,5 +302,43 @@ func TestBatchBackWhenNoPacketIDIsFree(t *testing.T) {
 	}
 	if m, err := cl.Next(300 * time.Millisecond); err == nil {
 		t.Fatalf("received %q again", m.ID)
+	}
+}
+
+// TestDirectedMessagesCarryTheSubscriptionIdentifier: a directed message carries the
+// Subscription Identifier of the inbox subscription it matches [MQTT-3.3.4-3], as a publish
+// through mochi does; once the client subscribes again without one, it carries none.
+func TestDirectedMessagesCarryTheSubscriptionIdentifier(t *testing.T) {
+	t.Parallel()
+	env := newFaultEnv(t)
+	n := startFaultNode(t, faultConfig(t, "subid-1"), env.coord(t), env.store(t))
+	const id = "dev-subid"
+	cl := testenv.ConnectMQTT(t, n.Member().MQTTAddr, id, testenv.MQTTOptions{CleanStart: true})
+	var st *clientState
+	for i, want := range []int{42, 0} {
+		if err := cl.SubscribeID(paho.SubscribeOptions{Topic: "inbox/" + id, QoS: 1}, want); err != nil {
+			t.Fatal(err)
+		}
+		faultWaitFor(t, 5*time.Second, "client ready", func() bool {
+			st = n.clients.get(id)
+			return st != nil && st.ready.Load() && n.blocked(st) == ""
+		})
+		mid := fmt.Sprintf("m%d", i)
+		var answers answerLog
+		if !n.accept(st, wire.Deliver{Epoch: n.epoch.Load(), Client: id, Session: st.session, MaxWait: 60_000,
+			Msgs: []wire.Msg{{ID: mid, Topic: "inbox/" + id, Payload: []byte(mid), QoS: 1, TTL: 60_000}}}, answers.reply) {
+			t.Fatal("accept refused")
+		}
+		m, err := cl.Next(5 * time.Second)
+		if err != nil || m.ID != mid {
+			t.Fatalf("received %q, %v; want %s", m.ID, err, mid)
+		}
+		got := 0
+		if m.Props != nil && m.Props.SubscriptionIdentifier != nil {
+			got = *m.Props.SubscriptionIdentifier
+		}
+		if got != want {
+			t.Errorf("directed message %s came with subscription identifier %d, want %d", mid, got, want)
+		}
 	}
 }

@@ -215,10 +215,17 @@ func (m *MQTTClient) SubscribeCodes(filters ...string) ([]byte, error) {
 
 // SubscribeWith subscribes with MQTT 5 subscription options (retain handling, retain as
 // published, no local).
-func (m *MQTTClient) SubscribeWith(o paho.SubscribeOptions) error {
+func (m *MQTTClient) SubscribeWith(o paho.SubscribeOptions) error { return m.SubscribeID(o, 0) }
+
+// SubscribeID is SubscribeWith with a Subscription Identifier (none if id is 0).
+func (m *MQTTClient) SubscribeID(o paho.SubscribeOptions, id int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	sa, err := m.c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{o}})
+	sub := &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{o}}
+	if id > 0 {
+		sub.Properties = &paho.SubscribeProperties{SubscriptionIdentifier: &id}
+	}
+	sa, err := m.c.Subscribe(ctx, sub)
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", o.Topic, err)
 	}
