@@ -37,8 +37,8 @@ func stripReserved(props []packets.UserProperty) []packets.UserProperty {
 
 // checkWill applies the client's write rules to its Will at CONNECT: mochi publishes (and
 // retains) a Will without any ACL check. It also keeps the Will's MQTT 5 properties that
-// mochi's Will drops (see willPacket), and refuses a payload the payload format indicator
-// says is UTF-8 and is not, as mosquitto does. It returns the CONNACK reason refusing the
+// mochi's Will drops (see willPacket), and refuses a Will topic holding a wildcard and a
+// payload the payload format indicator says is UTF-8 and is not, as mosquitto does. It returns the CONNACK reason refusing the
 // Will; ok is true when the Will may stand.
 func (n *Node) checkWill(cl *mqtt.Client, st *clientState, wp packets.Properties) (_ packets.Code, ok bool) {
 	w := &cl.Properties.Will
@@ -46,6 +46,12 @@ func (n *Node) checkWill(cl *mqtt.Client, st *clientState, wp packets.Properties
 		return packets.CodeSuccess, true
 	}
 	w.User = stripReserved(w.User)
+	if strings.ContainsAny(w.TopicName, "+#") {
+		// A topic name, not a filter [MQTT-3.1.3-11]: mochi does not check, and could not
+		// publish it. MQTT 3.1.1 has no code for it; the connection is closed (see OnConnect).
+		n.throttled.log(n.log, slog.LevelInfo, "will refused: its topic holds a wildcard", "client", cl.ID, "topic", w.TopicName)
+		return packets.ErrTopicNameInvalid, false
+	}
 	if wp.PayloadFormatFlag && wp.PayloadFormat == 1 && !utf8.Valid(w.Payload) {
 		n.throttled.log(n.log, slog.LevelInfo, "will refused: its payload format indicator says UTF-8, and the payload is not",
 			"client", cl.ID, "topic", w.TopicName)

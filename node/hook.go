@@ -313,7 +313,9 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if code, ok := n.checkWill(cl, st, pk.Connect.WillProperties); !ok {
 		n.unlockConnect(cl)
 		n.metrics.connections.WithLabelValues("refused_will").Inc()
-		_ = n.mqtt.SendConnack(cl, code, false, nil)
+		if cl.Properties.ProtocolVersion >= 5 || code == packets.Err3NotAuthorized {
+			_ = n.mqtt.SendConnack(cl, code, false, nil)
+		}
 		return errRefused
 	}
 	// In the table before the presence names it: a takeover by another node that follows

@@ -314,7 +314,7 @@ func TestWillKeepsItsProperties(t *testing.T) {
 	const expiry = 600
 	for _, delay := range []uint32{0, 1} {
 		id := fmt.Sprintf("dev-delay-%d", delay)
-		conn, code := willConnect(t, ns[0].Member().MQTTAddr, id, []byte(`{"gone":true}`), packets.Properties{
+		conn, code := willConnect(t, ns[0].Member().MQTTAddr, id, "t/will/"+id, false, []byte(`{"gone":true}`), packets.Properties{
 			WillDelayInterval: delay, PayloadFormat: 1, PayloadFormatFlag: true, MessageExpiryInterval: expiry,
 			ContentType: "application/json", ResponseTopic: "t/reply", CorrelationData: []byte{0, 1, 0xff},
 			User: []packets.UserProperty{{Key: "k", Val: "1"}, {Key: "k", Val: "2"}},
@@ -346,23 +346,69 @@ func TestWillKeepsItsProperties(t *testing.T) {
 // TestWillWithAnInvalidUTF8PayloadIsRefused: a Will whose payload format indicator says
 // UTF-8 on a payload that is not is refused at CONNECT with 0x99 (payload format invalid),
 // as mosquitto does, rather than published to subscribers that were promised text; the
-// same Will without the indicator is accepted.
+// same Will without the indicator is accepted. A Will topic with a wildcard, which cannot
+// be published, is refused with 0x90 (topic name invalid).
 func TestWillWithAnInvalidUTF8PayloadIsRefused(t *testing.T) {
 	t.Parallel()
 	ns := twoNodes(t, "will-utf8")
 	addr := ns[0].Member().MQTTAddr
-	if _, code := willConnect(t, addr, "dev-bad-will", []byte{0xff, 0xfe}, packets.Properties{PayloadFormat: 1, PayloadFormatFlag: true}); code != 0x99 {
-		t.Fatalf("CONNECT with a Will marked UTF-8 on a payload that is not: CONNACK 0x%02x, want 0x99", code)
-	}
-	if _, code := willConnect(t, addr, "dev-binary-will", []byte{0xff, 0xfe}, packets.Properties{}); code != 0 {
-		t.Fatalf("CONNECT with a binary Will: CONNACK 0x%02x, want 0", code)
+	utf8 := packets.Properties{PayloadFormat: 1, PayloadFormatFlag: true}
+	for _, c := range []struct {
+		name, topic string
+		wp          packets.Properties
+		want        byte
+	}{
+		{"a Will marked UTF-8 on a payload that is not", "t/will/a", utf8, 0x99},
+		{"a binary Will", "t/will/b", packets.Properties{}, 0},
+		{"a Will on a topic with a wildcard", "t/will/#", packets.Properties{}, 0x90},
+	} {
+		if _, code := willConnect(t, addr, "dev-will", c.topic, false, []byte{0xff, 0xfe}, c.wp); code != c.want {
+			t.Errorf("CONNECT with %s: CONNACK 0x%02x, want 0x%02x", c.name, code, c.want)
+		}
 	}
 }
 
+// TestRetainedWillExpires: a retained Will with a Message Expiry Interval is retained until
+// it expires, on the node that published it and on the other one, and then on neither.
+func TestRetainedWillExpires(t *testing.T) {
+	t.Parallel()
+	ns := twoNodes(t, "will-expiry")
+	watcher := testenv.ConnectMQTT(t, ns[1].Member().MQTTAddr, "watcher", testenv.MQTTOptions{CleanStart: true})
+	if err := watcher.Subscribe("t/#", 1); err != nil {
+		t.Fatal(err)
+	}
+	const topic = "t/will/dev-retained"
+	conn, code := willConnect(t, ns[0].Member().MQTTAddr, "dev-retained", topic, true, []byte("gone"),
+		packets.Properties{MessageExpiryInterval: 2})
+	if code != 0 {
+		t.Fatalf("CONNACK 0x%02x", code)
+	}
+	conn.Close()
+	if m, err := watcher.Next(10 * time.Second); err != nil || m.Topic != topic {
+		t.Fatalf("the Will did not come: %s %v", m.Topic, err)
+	}
+	published := time.Now()
+	for i, n := range ns {
+		if !n.RetainedForTest(topic) {
+			t.Fatalf("node %d does not hold the retained Will", i+1)
+		}
+	}
+	// Expiry is a matter of time: look until well past it.
+	testenv.Eventually(t, 15*time.Second, 50*time.Millisecond, func() error {
+		for i, n := range ns {
+			if n.RetainedForTest(topic) {
+				return fmt.Errorf("node %d still holds the retained Will %v after it was published with a 2s expiry",
+					i+1, time.Since(published).Round(time.Second))
+			}
+		}
+		return nil
+	})
+}
+
 // willConnect connects id (MQTT 5, clean start, a session of 60s) with a QoS 1 Will on
-// t/will/<id> with payload and the Will properties wp, and returns the connection and the
-// CONNACK's reason code. The connection is closed when the test ends.
-func willConnect(t *testing.T, addr, id string, payload []byte, wp packets.Properties) (net.Conn, byte) {
+// topic with payload and the Will properties wp, retained if asked, and returns the
+// connection and the CONNACK's reason code. The connection is closed when the test ends.
+func willConnect(t *testing.T, addr, id, topic string, retain bool, payload []byte, wp packets.Properties) (net.Conn, byte) {
 	t.Helper()
 	pk := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 5,
@@ -370,7 +416,7 @@ func willConnect(t *testing.T, addr, id string, payload []byte, wp packets.Prope
 		Properties: packets.Properties{SessionExpiryInterval: 60, SessionExpiryIntervalFlag: true},
 		Connect: packets.ConnectParams{
 			ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 30, ClientIdentifier: id,
-			WillFlag: true, WillQos: 1, WillTopic: "t/will/" + id, WillPayload: payload, WillProperties: wp,
+			WillFlag: true, WillQos: 1, WillRetain: retain, WillTopic: topic, WillPayload: payload, WillProperties: wp,
 		},
 	}
 	var b bytes.Buffer

@@ -211,20 +211,24 @@ func (n *Node) sendWill(w *delayedWill) {
 
 // willPacket is the PUBLISH of a Will: what mochi keeps of it (topic, payload, QoS, retain
 // flag, user properties) and the MQTT 5 properties it drops, which props keep from the
-// CONNECT [MQTT-3.1.3-10]. Its Message Expiry Interval runs from now.
-func willPacket(id string, will mqtt.Will, props packets.Properties) packets.Packet {
+// CONNECT [MQTT-3.1.3-10]. Its Message Expiry Interval runs from now, capped at maxExpiry
+// seconds as mochi caps a client's publish. It is a version 5 packet, as the forwarded ones
+// are (see forwarded.packet): mochi expires a retained copy only then.
+func willPacket(id string, will mqtt.Will, props packets.Properties, maxExpiry int64) packets.Packet {
 	pk := packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: will.Qos, Retain: will.Retain},
-		TopicName:   will.TopicName,
-		Payload:     will.Payload,
-		Properties:  props,
-		PacketID:    uint16(will.Qos), // mochi checks that a QoS>0 publish has one; it is not used
-		Origin:      id,
-		Created:     time.Now().Unix(),
+		FixedHeader:     packets.FixedHeader{Type: packets.Publish, Qos: will.Qos, Retain: will.Retain},
+		TopicName:       will.TopicName,
+		Payload:         will.Payload,
+		Properties:      props,
+		PacketID:        uint16(will.Qos), // mochi checks that a QoS>0 publish has one; it is not used
+		ProtocolVersion: 5,
+		Origin:          id,
+		Created:         time.Now().Unix(),
 	}
 	pk.Properties.User = will.User
-	if e := props.MessageExpiryInterval; e > 0 {
-		pk.Expiry = pk.Created + int64(e)
+	if e := min(int64(props.MessageExpiryInterval), maxExpiry); e > 0 {
+		pk.Properties.MessageExpiryInterval = uint32(e)
+		pk.Expiry = pk.Created + e
 	}
 	return pk
 }
@@ -235,7 +239,7 @@ func willPacket(id string, will mqtt.Will, props packets.Properties) packets.Pac
 // retaining it if asked. The client is named after the Will's own, as mochi's Will packet
 // is, so that a no-local subscription of that client's session skips it.
 func (n *Node) publishWill(cl *mqtt.Client, will mqtt.Will, props packets.Properties) {
-	pk := willPacket(cl.ID, will, props)
+	pk := willPacket(cl.ID, will, props, n.mqtt.Options.Capabilities.MaximumMessageExpiryInterval)
 	if err := n.mqtt.InjectPacket(inlineClient(n.mqtt, cl.ID), pk); err != nil {
 		n.log.Warn("a Will could not be published", "client", cl.ID, "topic", will.TopicName, "error", err)
 		return
