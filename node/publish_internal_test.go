@@ -117,7 +117,7 @@ func TestAppendPublishRespectsMaximumPacketSize(t *testing.T) {
 func TestAppendPublishAllocatesOnce(t *testing.T) {
 	p := publishPacket{
 		topic: "inbox/some-client-id", payload: make([]byte, 200), qos: 1, pid: 7,
-		id: "01JD0000000000000000000000", expiry: 60, protocol: 5,
+		id: "01JD0000000000000000000000", expiry: 60, protocol: 5, subIDs: []int{1, 300}, // sized up front too
 	}
 	count := func(buf func() []byte) float64 {
 		return testing.AllocsPerRun(100, func() {
