@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -36,10 +35,10 @@ func stripReserved(props []packets.UserProperty) []packets.UserProperty {
 }
 
 // checkWill applies the client's write rules to its Will at CONNECT: mochi publishes (and
-// retains) a Will without any ACL check. It also keeps the Will's MQTT 5 properties that
-// mochi's Will drops (see willPacket), and refuses a Will topic holding a wildcard and a
-// payload the payload format indicator says is UTF-8 and is not, as mosquitto does. It returns the CONNACK reason refusing the
-// Will; ok is true when the Will may stand.
+// retains) a Will without any ACL check. It also refuses, as mosquitto does, a Will topic
+// holding a wildcard and a payload the payload format indicator says is UTF-8 and is not,
+// and keeps the Will's MQTT 5 properties that mochi's Will drops (see willPacket). It
+// returns the CONNACK reason refusing the Will; ok is true when the Will may stand.
 func (n *Node) checkWill(cl *mqtt.Client, st *clientState, wp packets.Properties) (_ packets.Code, ok bool) {
 	w := &cl.Properties.Will
 	if atomic.LoadUint32(&w.Flag) == 0 {
@@ -52,7 +51,7 @@ func (n *Node) checkWill(cl *mqtt.Client, st *clientState, wp packets.Properties
 		n.throttled.log(n.log, slog.LevelInfo, "will refused: its topic holds a wildcard", "client", cl.ID, "topic", w.TopicName)
 		return packets.ErrTopicNameInvalid, false
 	}
-	if wp.PayloadFormatFlag && wp.PayloadFormat == 1 && !utf8.Valid(w.Payload) {
+	if notUTF8(wp, w.Payload) {
 		n.throttled.log(n.log, slog.LevelInfo, "will refused: its payload format indicator says UTF-8, and the payload is not",
 			"client", cl.ID, "topic", w.TopicName)
 		return packets.ErrPayloadFormatInvalid, false

@@ -227,8 +227,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if cl.Net.Inline {
 		return pk, nil
 	}
-	if p := pk.Properties; cl.Properties.ProtocolVersion == 5 && p.PayloadFormatFlag && p.PayloadFormat == 1 &&
-		!utf8.Valid(pk.Payload) {
+	if cl.Properties.ProtocolVersion == 5 && notUTF8(pk.Properties, pk.Payload) {
 		return pk, h.n.invalidPayload(cl, pk)
 	}
 	st := h.n.clients.byClient(cl)
@@ -264,6 +263,12 @@ func (n *Node) invalidPayload(cl *mqtt.Client, pk packets.Packet) error {
 		_ = n.mqtt.DisconnectClient(cl, packets.ErrPayloadFormatInvalid)
 	}
 	return packets.ErrRejectPacket // dropped
+}
+
+// notUTF8 reports whether props' payload format indicator says the payload is UTF-8 text
+// and it is not: a PUBLISH or a Will that no subscriber may be given.
+func notUTF8(props packets.Properties, payload []byte) bool {
+	return props.PayloadFormatFlag && props.PayloadFormat == 1 && !utf8.Valid(payload)
 }
 
 // errRefused ends a connection whose CONNACK we already sent.
@@ -313,6 +318,8 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if code, ok := n.checkWill(cl, st, pk.Connect.WillProperties); !ok {
 		n.unlockConnect(cl)
 		n.metrics.connections.WithLabelValues("refused_will").Inc()
+		// MQTT 3.1.1 has a CONNACK code for a refused ACL only; for the others the
+		// connection is just closed.
 		if cl.Properties.ProtocolVersion >= 5 || code == packets.Err3NotAuthorized {
 			_ = n.mqtt.SendConnack(cl, code, false, nil)
 		}
