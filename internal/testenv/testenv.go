@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -225,12 +226,58 @@ func WaitingTests(n int) {
 	}
 }
 
-// Logger is a test's logger: the test's output in verbose runs (-v), silent otherwise.
+// Logger is a test's logger: the test's output in verbose runs (-v); otherwise the last
+// logTail lines are kept and printed only if the test fails, so that a failure seen once
+// (in CI, say) comes with what the code said before it.
 func Logger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", t.Name())
 	}
-	return slog.New(slog.DiscardHandler)
+	tl := &tailLog{}
+	if v, loaded := tails.LoadOrStore(t, tl); loaded {
+		tl = v.(*tailLog) // the test's other loggers write to the same tail, in order
+	} else {
+		t.Cleanup(func() {
+			tails.Delete(t)
+			if t.Failed() {
+				t.Logf("the last %d log lines:\n%s", logTail, tl.String())
+			}
+		})
+	}
+	return slog.New(slog.NewTextHandler(tl, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// tails holds each running test's tailLog, by its testing.TB.
+var tails sync.Map
+
+// logTail is how many log lines a failed test prints.
+const logTail = 300
+
+// tailLog keeps the last logTail lines written to it. slog's handlers write one record per
+// Write.
+type tailLog struct {
+	mu    sync.Mutex
+	lines []string
+	next  int // where the next line goes once lines is full
+}
+
+func (l *tailLog) Write(p []byte) (int, error) {
+	line := string(p)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.lines) < logTail {
+		l.lines = append(l.lines, line)
+	} else {
+		l.lines[l.next] = line
+		l.next = (l.next + 1) % logTail
+	}
+	return len(p), nil
+}
+
+func (l *tailLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines[l.next:], "") + strings.Join(l.lines[:l.next], "")
 }
 
 // Context returns a context that ends after d or when the test ends.
