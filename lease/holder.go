@@ -110,6 +110,24 @@ func (h *Holder) Check() (valid bool, renewed <-chan struct{}) {
 	return time.Now().Before(h.validUntil), h.renewed
 }
 
+// Renewals calls fn at once and again after every renewal that makes the lease valid
+// after a lapse, until ctx ends. Work that stopped because Check found the lease lapsed
+// is resumed by a call that begins after the lease is valid again, however the renewals
+// and that Check interleave with this loop's start: each wait is on the channel read
+// before the call it follows, so a renewal before the first wait is not missed.
+func (h *Holder) Renewals(ctx context.Context, fn func()) {
+	_, renewed := h.Check()
+	for {
+		fn()
+		select {
+		case <-renewed:
+		case <-ctx.Done():
+			return
+		}
+		_, renewed = h.Check()
+	}
+}
+
 // ValidUntil is when the lease runs out unless it is renewed (on the monotonic clock); the
 // zero time if it was never held. A write to a client must finish by then.
 func (h *Holder) ValidUntil() time.Time {

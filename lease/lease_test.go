@@ -391,3 +391,46 @@ func TestTellSkipsWhatNeedsNoTelling(t *testing.T) {
 		t.Fatalf("own session: %v, %d notices", err, mb.notifies)
 	}
 }
+
+// TestRenewalsResumeWhatStoppedBeforeTheLoopBegan: work that stopped on a lapsed lease
+// before the first renewal is resumed even when Renewals begins only after that renewal
+// (as a node's sender that a client started in the node's first moments, before the
+// goroutine that wakes senders ran), and again after every later lapse.
+func TestRenewalsResumeWhatStoppedBeforeTheLoopBegan(t *testing.T) {
+	st := newNotices()
+	st.setFailing(true)
+	h, err := lease.Start(lease.Config{Node: "n1", Duration: 300 * time.Millisecond, Interval: 20 * time.Millisecond}, st, func([]store.Notice) {}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if ok, _ := h.Check(); ok {
+		t.Fatal("valid before any round succeeded")
+	}
+	st.setFailing(false)
+	waitFor(t, 2*time.Second, func() bool { ok, _ := h.Check(); return ok }, "lease valid")
+
+	calls := make(chan struct{}, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); h.Renewals(ctx, func() { calls <- struct{}{} }) }()
+	called := func(what string) {
+		t.Helper()
+		select {
+		case <-calls:
+		case <-time.After(2 * time.Second):
+			t.Fatalf("fn not called %s", what)
+		}
+	}
+	called("for the renewal that came before the loop began")
+
+	st.setFailing(true)
+	waitFor(t, 2*time.Second, func() bool { ok, _ := h.Check(); return !ok }, "lease lapsed")
+	for len(calls) > 0 {
+		<-calls // an earlier lapse's, had the machine stalled: this one's is awaited next
+	}
+	st.setFailing(false)
+	called("after the next lapse")
+	cancel()
+	<-done
+}

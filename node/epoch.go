@@ -122,19 +122,14 @@ func (n *Node) tellBudget() time.Duration {
 }
 
 // leaseLoop wakes every client's sender each time the delivery lease comes back after a
-// lapse (senders stop while it is lapsed).
+// lapse (senders stop while it is lapsed), and once when it starts: a sender may have
+// stopped before the first renewal, which can come before this loop runs.
 func (n *Node) leaseLoop(ctx context.Context) {
-	for {
-		_, renewed := n.lease.Check()
-		select {
-		case <-renewed:
-		case <-ctx.Done():
-			return
-		}
+	n.lease.Renewals(ctx, func() {
 		for _, st := range n.clients.all() {
 			n.wake(st)
 		}
-	}
+	})
 }
 
 // mover moves every client off the node at a bounded rate while its context lasts.

@@ -355,8 +355,17 @@ func (n *Node) applyStatus(ctx context.Context, st coord.Status, last int64) int
 	}
 	switch {
 	case st.Live():
+		was := n.epoch.Load()
 		if !n.setLiveEpoch(st.Epoch) {
 			return last // withdrawing: the entry may be gone already
+		}
+		if was == 0 && last != 0 && st.Epoch == last {
+			// Live again under the same epoch (a quarantine released before its entry
+			// went): the senders that stopped while the node was not live start again.
+			// A new epoch's reassertion below wakes them itself.
+			for _, c := range n.clients.all() {
+				n.wake(c)
+			}
 		}
 		if !marked {
 			n.gate.Store(nil)
