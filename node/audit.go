@@ -5,6 +5,8 @@ import (
 	"errors"
 	"time"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
+
 	"github.com/switchboard-mqtt/switchboard/store"
 )
 
@@ -14,7 +16,7 @@ import (
 const auditRate = 2000 // per second
 
 // auditLoop checks, every AuditInterval, that each connected client's presence in the
-// store still names its session. Every path that changes a presence keeps it right on its
+// store still names its session, and then each offline session's (see auditOffline). Every path that changes a presence keeps it right on its
 // own; this loop is what puts it right when one of them was cut short by a fault it could
 // not see (a write whose answers were all lost, a takeover recorded past MaxPending). It
 // acts as Reassert does after a new epoch: a presence that is gone is recorded again and
@@ -54,6 +56,61 @@ func (n *Node) auditPass(ctx context.Context) {
 		k := min(auditLookups, len(clients))
 		n.auditBatch(ctx, clients[:k])
 		clients = clients[k:]
+	}
+	offline := n.offlineSessions()
+	for len(offline) > 0 {
+		select {
+		case <-pace.C:
+		case <-ctx.Done():
+			return
+		}
+		k := min(auditLookups, len(offline))
+		n.auditOffline(ctx, offline[:k])
+		offline = offline[k:]
+	}
+}
+
+// offlineSessions returns the sessions mochi keeps for clients whose connection ended
+// (with a session expiry), which the client table no longer holds.
+func (n *Node) offlineSessions() []*mqtt.Client {
+	var out []*mqtt.Client
+	for _, cl := range n.mqtt.Clients.GetAll() {
+		if cl.Closed() && !cl.Net.Inline && n.clients.byClient(cl) == nil {
+			out = append(out, cl)
+		}
+	}
+	return out
+}
+
+// auditOffline discards each of the offline sessions whose client is connected on another
+// node now. Nothing tells this node of a CONNECT elsewhere when its own connection of the
+// client had ended already (a takeover revokes connected sessions only), so the session
+// went on queueing the messages of its subscriptions until it expired, and a CONNECT back
+// here resumed it, against [MQTT-3.1.2-4] for a Clean Start elsewhere in between. The
+// presence found names a newer session than this one: this one's Connect replaced
+// whatever was recorded before, and its Disconnect cleared only itself.
+func (n *Node) auditOffline(ctx context.Context, batch []*mqtt.Client) {
+	ids := make([]string, len(batch))
+	for i, cl := range batch {
+		ids[i] = cl.ID
+	}
+	sctx, cancel := context.WithTimeout(ctx, n.cfg.StoreTimeout)
+	res := n.store.LookupAll(sctx, ids)
+	cancel()
+	for i, cl := range batch {
+		p, err := res[i].Presence, res[i].Err
+		if err != nil {
+			n.log.Debug("offline session audit: look-up failed", "client", cl.ID, "error", err)
+			continue
+		}
+		if !p.Online() || p.Node == n.cfg.ID {
+			continue // offline still, or connected here again (a newer mochi client)
+		}
+		if !n.discardSession(cl) {
+			continue
+		}
+		n.metrics.auditFixes.WithLabelValues("offline_discarded").Inc()
+		n.log.Info("offline session discarded: the client is connected on another node", "client", cl.ID, "node", p.Node)
 	}
 }
 

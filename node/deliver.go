@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/switchboard-mqtt/switchboard/store"
@@ -148,18 +149,32 @@ func (n *Node) discardAfter(st *clientState) {
 			// that mochi's late delete then removes.
 			return
 		}
-		unlock := n.connLocks.lock(st.id)
-		defer unlock()
-		if cur, ok := n.mqtt.Clients.Get(st.id); !ok || cur != st.cl {
-			return
+		if n.discardSession(st.cl) {
+			n.log.Debug("session taken over elsewhere: discarded here", "client", st.id)
 		}
-		n.mqtt.UnsubscribeClient(st.cl)
-		st.cl.ClearInflights()
-		n.sessions.drop(st.cl)
-		n.cluster.sessionEnded(st.id)
-		n.mqtt.Clients.Delete(st.id)
-		n.log.Debug("session taken over elsewhere: discarded here", "client", st.id)
 	}()
+}
+
+// discardSession deletes cl's mochi session, whose client is connected on another node
+// now, as if it had expired, unless a newer connection of the client here holds the
+// session now (the CONNECT lock orders the two): no subscriptions, no messages kept,
+// nothing routed here for it. A delayed Will it holds is not sent: its client connected
+// again within the delay [MQTT-3.1.3-9]. It reports whether it deleted the session.
+func (n *Node) discardSession(cl *mqtt.Client) bool {
+	unlock := n.connLocks.lock(cl.ID)
+	defer unlock()
+	if cur, ok := n.mqtt.Clients.Get(cl.ID); !ok || cur != cl {
+		return false
+	}
+	if n.wills.cancel(cl.ID) {
+		n.log.Debug("delayed Will cancelled: the client is connected on another node", "client", cl.ID)
+	}
+	n.mqtt.UnsubscribeClient(cl)
+	cl.ClearInflights()
+	n.sessions.drop(cl)
+	n.cluster.sessionEnded(cl.ID)
+	n.mqtt.Clients.Delete(cl.ID)
+	return true
 }
 
 // applyNotices acts on the notices the delivery lease brought.

@@ -90,7 +90,7 @@ func newMetrics(reg *prometheus.Registry, n *Node) *metrics {
 		}),
 		auditFixes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_node_presence_audit_fixes_total",
-			Help: "Presences the periodic audit found wrong, by what it did: recorded_again (the store had lost it), taken_over (another session owned it).",
+			Help: "Presences the periodic audit found wrong, by what it did: recorded_again (the store had lost it), taken_over (another session owned it), offline_discarded (an offline session whose client is connected on another node).",
 		}, []string{"fix"}),
 		removeFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchboard_node_mailbox_remove_failures_total",
@@ -128,7 +128,7 @@ func newMetrics(reg *prometheus.Registry, n *Node) *metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	for _, fix := range []string{"recorded_again", "taken_over"} {
+	for _, fix := range []string{"recorded_again", "taken_over", "offline_discarded"} {
 		m.auditFixes.WithLabelValues(fix) // at zero from the start, so rate() sees the first
 	}
 	registerStateMetrics(reg, n) // readiness, quarantine, lease, certificate expiry (statemetrics.go)
