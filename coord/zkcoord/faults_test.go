@@ -243,21 +243,30 @@ func TestSilentServerIsLeftBeforeTheRegistrationSuspends(t *testing.T) {
 		mu      sync.Mutex
 		current string
 		frozen  time.Time
-		redial  time.Time // the first dial after the freeze
+		leftAt  time.Time // when the connection to the silent server was closed
 	)
 	dial := func(network, address string, d time.Duration) (net.Conn, error) {
 		mu.Lock()
-		if !frozen.IsZero() && redial.IsZero() {
-			redial = time.Now()
-		}
 		current = address
 		mu.Unlock()
-		return net.DialTimeout(network, address, d)
+		conn, err := net.DialTimeout(network, address, d)
+		if err != nil {
+			return nil, err
+		}
+		// Leaving is the close of the connection, which comes before the library sees it
+		// closed and reconnects (while the registration is Suspended, as it may be).
+		return &onClose{Conn: conn, f: func() {
+			mu.Lock()
+			defer mu.Unlock()
+			if !frozen.IsZero() && leftAt.IsZero() && address == current {
+				leftAt = time.Now()
+			}
+		}}, nil
 	}
 	left := func() (time.Duration, bool) {
 		mu.Lock()
 		defer mu.Unlock()
-		return redial.Sub(frozen).Round(time.Millisecond), !redial.IsZero()
+		return leftAt.Sub(frozen).Round(time.Millisecond), !leftAt.IsZero()
 	}
 	ctx := testenv.Context(t, 30*time.Second)
 	c := open(t, servers, "/silent-"+coordtest.Instance(), timeout, func(cfg *zkcoord.Config) { cfg.Dial = dial })
@@ -304,4 +313,16 @@ func TestSilentServerIsLeftBeforeTheRegistrationSuspends(t *testing.T) {
 	}
 	t.Logf("MEASURED: left the silent server %v after it went silent; Suspended %v in all, while reconnecting; same session and epoch",
 		after, suspended.Round(time.Millisecond))
+}
+
+// onClose is a connection that calls f when it is first closed, before it closes.
+type onClose struct {
+	net.Conn
+	once sync.Once
+	f    func()
+}
+
+func (c *onClose) Close() error {
+	c.once.Do(c.f)
+	return c.Conn.Close()
 }
