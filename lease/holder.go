@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/switchboard-mqtt/switchboard/internal/notify"
 	"github.com/switchboard-mqtt/switchboard/store"
 )
 
@@ -111,21 +112,11 @@ func (h *Holder) Check() (valid bool, renewed <-chan struct{}) {
 }
 
 // Renewals calls fn at once and again after every renewal that makes the lease valid
-// after a lapse, until ctx ends. Work that stopped because Check found the lease lapsed
-// is resumed by a call that begins after the lease is valid again, however the renewals
-// and that Check interleave with this loop's start: each wait is on the channel read
-// before the call it follows, so a renewal before the first wait is not missed.
+// after a lapse, until ctx ends (notify.Each). Work that stopped because Check found the
+// lease lapsed is resumed by a call that begins after the lease is valid again, however
+// the renewals and that Check interleave with this loop's start.
 func (h *Holder) Renewals(ctx context.Context, fn func()) {
-	_, renewed := h.Check()
-	for {
-		fn()
-		select {
-		case <-renewed:
-		case <-ctx.Done():
-			return
-		}
-		_, renewed = h.Check()
-	}
+	notify.Each(ctx, func() <-chan struct{} { _, renewed := h.Check(); return renewed }, fn)
 }
 
 // ValidUntil is when the lease runs out unless it is renewed (on the monotonic clock); the

@@ -10,6 +10,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/switchboard-mqtt/switchboard/internal/notify"
 )
 
 // reservedPropertyPrefix: user properties whose key starts with this (any case) are the
@@ -149,15 +151,11 @@ func (h *hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 // revoked): nothing more is delivered to them, their Will is dropped, and they are
 // disconnected with reason 0x87 (not authorized). A Will whose topic the rules no longer
 // allow is left to OnWill, which checks every Will when it is sent: mochi reads the Will
-// on the client's goroutine, so nothing here may change it.
+// on the client's goroutine, so nothing here may change it. A reload during a pass is
+// acted on by another pass (notify.Each); a CONNECT that authenticated before a reload and
+// joined the client table after the pass that followed it checks again itself (OnConnect).
 func (n *Node) authLoop(ctx context.Context) {
-	for {
-		_, changed := n.cfg.Auth.Changed()
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return
-		}
+	notify.Each(ctx, func() <-chan struct{} { _, changed := n.cfg.Auth.Changed(); return changed }, func() {
 		ended := 0
 		for _, st := range n.clients.all() {
 			if st.ident == nil {
@@ -174,7 +172,7 @@ func (n *Node) authLoop(ctx context.Context) {
 		if ended > 0 {
 			n.metrics.authRevoked.Add(float64(ended))
 		}
-	}
+	})
 }
 
 // logThrottle caps how many lines a flood of refusals writes: rate a second with a burst,

@@ -328,6 +328,18 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	// In the table before the presence names it: a takeover by another node that follows
 	// the presence write must find this session to revoke it.
 	old := n.clients.add(st)
+	if err := ident.Valid(); err != nil {
+		// The credentials were reloaded since authenticate read them (the CONNECT lock
+		// can wait seconds behind a takeover), and authLoop's pass for that reload may
+		// have looked at the table before this session was in it. Once it is in, a pass
+		// for a reload not seen here will find it.
+		n.clients.remove(st)
+		if old != nil {
+			n.clients.putBack(old)
+		}
+		n.unlockConnect(cl)
+		return n.refuseAuth(cl, err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.StoreTimeout)
 	defer cancel()
 	p := store.Presence{

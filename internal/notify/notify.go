@@ -57,6 +57,23 @@ func (n *Value[T]) Update(f func(T) T) T {
 	return n.v
 }
 
+// Each calls fn at once and again after every change that watch reports, until ctx ends.
+// watch returns a channel closed at the next change (a Value's Get, say). The channel for
+// each wait is read before the fn call it follows, so a change while fn runs, or before
+// the first call, is not missed: fn runs again after it. A loop that read its channel
+// after fn lost those.
+func Each(ctx context.Context, watch func() <-chan struct{}, fn func()) {
+	for {
+		next := watch()
+		fn()
+		select {
+		case <-next:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
 // SendLatest puts v in a one-slot channel, replacing an unread older value, so that a slow
 // reader skips intermediate values but always gets the latest. Only one goroutine may send on
 // out, so the replacement cannot race with another sender.
