@@ -27,6 +27,9 @@ func (n *Node) reassertAll(ctx context.Context, epoch int64) {
 			if !st.connected.Load() || st.revoked.Load() {
 				continue // its OnConnect is still writing presence and sees the new epoch; or it is ending
 			}
+			if st.epoch.Load() >= epoch {
+				continue // confirmed under it already (by its OnConnect, or a pass cut short)
+			}
 			err := n.reassert(ctx, st, epoch)
 			switch {
 			case errors.Is(err, store.ErrNotOwner):

@@ -361,11 +361,15 @@ func (n *Node) applyStatus(ctx context.Context, st coord.Status, last int64) int
 		}
 		if was == 0 && last != 0 && st.Epoch == last {
 			// Live again under the same epoch (a quarantine released before its entry
-			// went): the senders that stopped while the node was not live start again.
-			// A new epoch's reassertion below wakes them itself.
+			// went): the senders that stopped while the node was not live start again,
+			// the links push what changed meanwhile (a push is skipped while not live),
+			// and a reassertion that the withdrawal cut short confirms the rest.
 			for _, c := range n.clients.all() {
 				n.wake(c)
 			}
+			n.cluster.wake()
+			n.wg.Add(1)
+			go func() { defer n.wg.Done(); n.reassertAll(ctx, st.Epoch) }()
 		}
 		if !marked {
 			n.gate.Store(nil)
