@@ -271,9 +271,9 @@ func (n *Node) start(ctx, bgctx context.Context) error {
 	}
 	n.cluster.start(bgctx)
 	st, _ := n.reg.Status()
-	n.applyStatus(bgctx, st, 0)
+	live := n.applyStatus(bgctx, st, 0)
 	n.wg.Add(1)
-	go func() { defer n.wg.Done(); n.statusLoop(bgctx) }()
+	go func() { defer n.wg.Done(); n.statusLoop(bgctx, live) }()
 	started.Store(true) // the full admin endpoints read everything above
 	n.log.Info("node started", "mqtt", n.member.MQTTAddr, "internal", n.member.InternalAddr,
 		"admin", n.member.AdminAddr, "state", st.State.String(), "epoch", st.Epoch)
@@ -320,9 +320,10 @@ func (n *Node) WebSocketAddrs() map[string]string {
 // Registration is the node's registration in the coordinator.
 func (n *Node) Registration() coord.Registration { return n.reg }
 
-// statusLoop follows the registration: epoch changes, fencing and quarantine marks.
-func (n *Node) statusLoop(ctx context.Context) {
-	var last int64
+// statusLoop follows the registration: epoch changes, fencing and quarantine marks. last
+// is the epoch the node went live under at start (0 if it did not): a new one after it is
+// a re-registration, whose clients must be confirmed under it.
+func (n *Node) statusLoop(ctx context.Context, last int64) {
 	for {
 		st, changed := n.reg.Status()
 		last = n.applyStatus(ctx, st, last)
