@@ -38,6 +38,9 @@ type clientState struct {
 	overQuota []int
 	gone      chan struct{}
 	goneOnce  sync.Once
+	// prevGone is the gone of the connection of the same id here that this one took over
+	// (nil if none): mochi resumes that session (see orderResend).
+	prevGone <-chan struct{}
 
 	ob *outbox // directed messages on their way to this connection
 }

@@ -32,7 +32,7 @@ func (h *hook) ID() string { return "switchboard" }
 
 func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
-		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished,
+		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablish, mqtt.OnSessionEstablished,
 		mqtt.OnDisconnect, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPublishDropped,
 		mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublish, mqtt.OnWill, mqtt.OnClientExpired,
 		mqtt.OnSelectSubscribers, mqtt.OnRetainMessage, mqtt.OnQosDropped,
@@ -375,6 +375,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		// An older connection of this id here: mochi takes it over after this hook, and
 		// nothing more is sent to it from now on.
 		n.revokeState(old, "local")
+		st.prevGone = old.gone
 	}
 	if now := n.epoch.Load(); now != epoch && now != 0 {
 		// Registered again while we wrote: record the new epoch too, or give up (nothing
@@ -570,6 +571,10 @@ func (n *Node) otherServer() string {
 	}
 	return ""
 }
+
+// OnSessionEstablish runs before mochi takes over a session the CONNECT resumes: it puts
+// that session's messages in the order they were queued for their resend (resend.go).
+func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) { h.n.orderResend(cl, pk) }
 
 // OnSessionEstablished runs after CONNACK: it releases the client id's CONNECT lock,
 // cancels a delayed Will of the id that the node still holds [MQTT-3.1.3-9] (as mochi

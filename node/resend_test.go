@@ -1,0 +1,84 @@
+package node_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/switchboard-mqtt/switchboard/coord/memcoord"
+	"github.com/switchboard-mqtt/switchboard/internal/testenv"
+	"github.com/switchboard-mqtt/switchboard/node"
+)
+
+// resendOrderNode is a node with an open ACL and a publisher on it.
+func resendOrderNode(t *testing.T, id string) (*node.Node, *testenv.MQTTClient) {
+	t.Helper()
+	cfg := testConfig(t, id)
+	cfg.Auth = openACL(t)
+	n := startNode(t, cfg, testenv.OpenMemCoord(t, memcoord.NewCluster()), testenv.EmbeddedStore(t))
+	pub := testenv.ConnectMQTT(t, n.Member().MQTTAddr, id+"-pub", testenv.MQTTOptions{CleanStart: true})
+	return n, pub
+}
+
+// receiveInOrder reads count messages m00, m01, ... and fails at the first out of order.
+func receiveInOrder(t *testing.T, c *testenv.MQTTClient, count int, what string) {
+	t.Helper()
+	for i := range count {
+		m, err := c.Next(10 * time.Second)
+		if err != nil {
+			t.Fatalf("%s: message %d of %d: %v", what, i+1, count, err)
+		}
+		if want := fmt.Sprintf("m%02d", i); string(m.Payload) != want {
+			t.Fatalf("%s: message %d is %q, want %q: not in the order published [MQTT-4.6.0-1]", what, i+1, m.Payload, want)
+		}
+	}
+}
+
+// TestOfflineSessionResendsInOrder: messages published in a burst (most in the same
+// second) to a client's offline session reach it in the order they were published when it
+// comes back. mochi resent them sorted by their creation second only, with an unstable sort
+// over a map: the messages of one second came back in any order.
+func TestOfflineSessionResendsInOrder(t *testing.T) {
+	t.Parallel()
+	n, pub := resendOrderNode(t, "ro-1")
+	const count = 40
+	sub := testenv.ConnectMQTT(t, n.Member().MQTTAddr, "ro-sub", testenv.MQTTOptions{SessionExpiry: 600})
+	if err := sub.Subscribe("t/ro", 1); err != nil {
+		t.Fatal(err)
+	}
+	sub.Close()
+	for i := range count {
+		if err := pub.Publish("t/ro", fmt.Appendf(nil, "m%02d", i), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	back := testenv.ConnectMQTT(t, n.Member().MQTTAddr, "ro-sub", testenv.MQTTOptions{SessionExpiry: 600})
+	if !back.Connack.SessionPresent {
+		t.Fatal("the session was not resumed")
+	}
+	receiveInOrder(t, back, count, "resumed after a disconnect")
+}
+
+// TestTakenOverSessionResendsInOrder: a connection that received messages and acknowledged
+// none is taken over by a new connection of its client on the same node (the old one still
+// open, as a half-open socket leaves it): the new one gets them again in their order.
+func TestTakenOverSessionResendsInOrder(t *testing.T) {
+	t.Parallel()
+	n, pub := resendOrderNode(t, "ro-2")
+	const count = 40
+	old := testenv.ConnectMQTT(t, n.Member().MQTTAddr, "ro-sub2", testenv.MQTTOptions{SessionExpiry: 600, ManualAck: true})
+	if err := old.Subscribe("t/ro2", 1); err != nil {
+		t.Fatal(err)
+	}
+	for i := range count {
+		if err := pub.Publish("t/ro2", fmt.Appendf(nil, "m%02d", i), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	receiveInOrder(t, old, count, "first delivery") // and never acknowledged
+	back := testenv.ConnectMQTT(t, n.Member().MQTTAddr, "ro-sub2", testenv.MQTTOptions{SessionExpiry: 600})
+	if !back.Connack.SessionPresent {
+		t.Fatal("the session was not resumed")
+	}
+	receiveInOrder(t, back, count, "resent after the takeover")
+}
