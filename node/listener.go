@@ -202,6 +202,8 @@ func (l *listener) handle(establish listeners.EstablishFn, conn *preauthConn) {
 			l.refused("pending_connects_per_ip")
 		case errors.Is(err, errProxyHeader):
 			l.refused("proxy_header")
+		case errors.Is(err, errConnectProtocol):
+			refuseProtocolError(conn, err)
 		case isTimeout(err):
 			l.refused("connect_timeout")
 		}
@@ -233,8 +235,10 @@ func isTimeout(err error) bool {
 // preauth sets the pre-authentication deadline and, under it, reads the PROXY header (then
 // applies the per-address limits to the client's address), does the TLS handshake (a
 // tls.Conn would otherwise do it lazily inside mochi's first read), the WebSocket upgrade,
-// and reads the CONNECT's fixed header, which conn then replays to mochi. The deadline
-// stays in force until mochi sets its keepalive deadline after OnConnect.
+// and reads the CONNECT (its fixed header first, so that a declared size over the limit is
+// refused before more is read) and checks the properties mochi does not (connectprops.go);
+// conn then replays it to mochi. The deadline stays in force until mochi sets its
+// keepalive deadline after OnConnect.
 func (l *listener) preauth(conn *preauthConn) error {
 	deadline := time.Now().Add(l.connectTimeout)
 	_ = conn.SetDeadline(deadline)
@@ -271,11 +275,14 @@ func (l *listener) preauth(conn *preauthConn) error {
 		conn.Conn = ws
 		_ = conn.SetDeadline(deadline) // the upgrade clears the connection's deadlines
 	}
-	hdr, err := readConnectHeader(conn.Conn, l.maxConnect)
+	pk, err := readConnect(conn.Conn, l.maxConnect)
 	if err != nil {
-		return fmt.Errorf("read CONNECT header: %w", err)
+		if errors.Is(err, errConnectProtocol) {
+			return err
+		}
+		return fmt.Errorf("read CONNECT: %w", err)
 	}
-	conn.prefix = hdr
+	conn.prefix = pk
 	return nil
 }
 

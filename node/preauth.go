@@ -13,8 +13,8 @@ import (
 // Before a client has authenticated it may hold only what the listener grants it. mochi
 // (v2.7.9) starts a goroutine per connection, reads the CONNECT without a deadline and
 // allocates the CONNECT's declared size before any hook runs; so the listener admits a
-// connection against the pending caps, does the TLS handshake and reads the CONNECT's fixed
-// header itself, under one deadline, and hands mochi only a connection whose CONNECT is
+// connection against the pending caps, does the TLS handshake and reads the CONNECT itself
+// (its fixed header first), under one deadline, and hands mochi only a connection whose CONNECT is
 // small enough. mochi replaces the deadline with its keepalive deadline once OnConnect has
 // admitted the client (Client.refreshDeadline, its only call to SetDeadline).
 
@@ -60,7 +60,7 @@ func readConnectHeader(r io.Reader, max uint32) ([]byte, error) {
 	return nil, errMalformedLength
 }
 
-// preauthConn is a connection as mochi sees it: the fixed header the listener already read
+// preauthConn is a connection as mochi sees it: the CONNECT the listener already read
 // is replayed first, and the connection stays in its pendingSet until it is authenticated,
 // answered (mochi's first write is the CONNACK, whatever its code) or closed.
 type preauthConn struct {
