@@ -46,28 +46,25 @@ const auditLookups = 100
 func (n *Node) auditPass(ctx context.Context) {
 	pace := time.NewTicker(time.Second * auditLookups / auditRate)
 	defer pace.Stop()
-	clients := n.clients.all()
-	for len(clients) > 0 {
+	if paced(ctx, pace, n.clients.all(), func(b []*clientState) { n.auditBatch(ctx, b) }) {
+		paced(ctx, pace, n.offlineSessions(), func(b []*mqtt.Client) { n.auditOffline(ctx, b) })
+	}
+}
+
+// paced calls f with items auditLookups at a time, each batch after a tick of pace, and
+// reports whether it got through them before ctx ended.
+func paced[T any](ctx context.Context, pace *time.Ticker, items []T, f func([]T)) bool {
+	for len(items) > 0 {
 		select {
 		case <-pace.C:
 		case <-ctx.Done():
-			return
+			return false
 		}
-		k := min(auditLookups, len(clients))
-		n.auditBatch(ctx, clients[:k])
-		clients = clients[k:]
+		k := min(auditLookups, len(items))
+		f(items[:k])
+		items = items[k:]
 	}
-	offline := n.offlineSessions()
-	for len(offline) > 0 {
-		select {
-		case <-pace.C:
-		case <-ctx.Done():
-			return
-		}
-		k := min(auditLookups, len(offline))
-		n.auditOffline(ctx, offline[:k])
-		offline = offline[k:]
-	}
+	return true
 }
 
 // offlineSessions returns the sessions mochi keeps for clients whose connection ended
