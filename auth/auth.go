@@ -187,7 +187,9 @@ func (a *Authenticator) authenticatePassword(username string, password []byte, c
 // its user is still in the file with the same password hash and may still use this client
 // id, its token has not been revoked or expired, or (anonymous) its client id has not
 // become a user's. A node checks its connected clients after every reload and ends the
-// sessions that are no longer valid (and a token's expiry on a timer of its own).
+// sessions that are no longer valid (and a token's expiry on a timer of its own). The error
+// wraps what Authenticate would return for the same credentials now: ErrBadCredentials or
+// ErrClientIDNotAllowed.
 func (id *Identity) Valid() error {
 	if id == nil || id.a == nil {
 		return errors.New("no identity")
@@ -198,22 +200,22 @@ func (id *Identity) Valid() error {
 		u := rs.users[id.Username]
 		switch {
 		case u == nil:
-			return fmt.Errorf("user %q was removed", id.Username)
+			return fmt.Errorf("%w: user %q was removed", ErrBadCredentials, id.Username)
 		case !bytes.Equal(u.hash, id.hash):
-			return fmt.Errorf("user %q's password was changed", id.Username)
+			return fmt.Errorf("%w: user %q's password was changed", ErrBadCredentials, id.Username)
 		case !u.allowsClient(id.Username, id.ClientID):
-			return fmt.Errorf("user %q may no longer use client id %.64q", id.Username, id.ClientID)
+			return fmt.Errorf("%w: user %q may no longer use client id %.64q", ErrClientIDNotAllowed, id.Username, id.ClientID)
 		}
 	case MethodJWT:
 		if err := rs.checkRevoked(id.jti, id.ClientID); err != nil {
-			return err
+			return fmt.Errorf("%w: %v", ErrBadCredentials, err)
 		}
 		if !id.Expires.IsZero() && !time.Now().Before(id.Expires) {
-			return errors.New("token expired")
+			return fmt.Errorf("%w: token expired", ErrBadCredentials)
 		}
 	case MethodAnonymous:
 		if rs.reserved(id.ClientID) {
-			return fmt.Errorf("client id %.64q now belongs to a user", id.ClientID)
+			return fmt.Errorf("%w: client id %.64q now belongs to a user", ErrClientIDNotAllowed, id.ClientID)
 		}
 	}
 	return nil

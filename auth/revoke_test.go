@@ -59,11 +59,11 @@ func TestRevokedTokens(t *testing.T) {
 	if n1, _ := a.Changed(); n1 != n0+1 {
 		t.Fatalf("loads %d -> %d", n0, n1)
 	}
-	if err := idA.Valid(); err == nil {
-		t.Fatal("a session of a token revoked by jti is still valid")
+	if err := idA.Valid(); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("a session of a token revoked by jti: %v, want ErrBadCredentials", err)
 	}
-	if err := idB.Valid(); err == nil {
-		t.Fatal("a session of a token revoked by sub is still valid")
+	if err := idB.Valid(); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("a session of a token revoked by sub: %v, want ErrBadCredentials", err)
 	}
 	for _, c := range []struct{ sub, jti string }{{"phone-a", "tok-a"}, {"phone-b", "tok-b2"}} {
 		if _, err := a.Authenticate("", withID(c.sub, c.jti), c.sub); !errors.Is(err, ErrBadCredentials) {
@@ -77,7 +77,8 @@ func TestRevokedTokens(t *testing.T) {
 
 // TestIdentityValidAfterReload: a password session stays valid while its user, password
 // hash and client pattern stand, and stops being valid when any of them goes; an
-// anonymous session stops when its id becomes a user's.
+// anonymous session stops when its id becomes a user's. The error says it as
+// Authenticate would for the same credentials now (a node's CONNACK code follows it).
 func TestIdentityValidAfterReload(t *testing.T) {
 	path := writeFile(t, aliceFile(t))
 	a := newAuth(t, Config{File: path, AllowAnonymous: true})
@@ -103,9 +104,12 @@ func TestIdentityValidAfterReload(t *testing.T) {
 	if err := a.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	for _, id := range []*Identity{alice, bob, ops, anon} {
-		if err := id.Valid(); err == nil {
-			t.Fatalf("%s still valid after the reload", id.ClientID)
+	for _, c := range []struct {
+		id   *Identity
+		want error
+	}{{alice, ErrClientIDNotAllowed}, {bob, ErrBadCredentials}, {ops, ErrBadCredentials}, {anon, ErrClientIDNotAllowed}} {
+		if err := c.id.Valid(); !errors.Is(err, c.want) {
+			t.Fatalf("%s after the reload: %v, want %v", c.id.ClientID, err, c.want)
 		}
 	}
 	if err := login(t, a, "alice", "alice-pw", "alice").Valid(); err != nil {

@@ -16,9 +16,10 @@ import (
 // TestConnectAuthenticatedBeforeAReloadIsCheckedAgain: a CONNECT authenticated under the
 // old credentials waits for the CONNECT lock (held here, as a takeover of the same id
 // holds it) while a reload takes its client id away; the pass over the client table that
-// follows the reload cannot see it yet (it ends a control client's session meanwhile). It is refused with 0x87 (not authorized) once it
-// gets the lock, as a CONNECT after the reload would be; before, it was admitted and kept
-// its session until the next reload.
+// follows the reload cannot see it yet (it ends a control client's session meanwhile).
+// Once it gets the lock it is refused with 0x85 (client identifier not valid), as a
+// CONNECT after the reload is; before, it was admitted and kept its session until the
+// next reload.
 func TestConnectAuthenticatedBeforeAReloadIsCheckedAgain(t *testing.T) {
 	t.Parallel()
 	file := filepath.Join(t.TempDir(), "credentials.json")
@@ -78,11 +79,11 @@ func TestConnectAuthenticatedBeforeAReloadIsCheckedAgain(t *testing.T) {
 	if r.err == nil {
 		t.Fatalf("%s was admitted as anonymous after a reload gave its client id to a user", id)
 	}
-	if r.m == nil || r.m.Connack == nil || r.m.Connack.ReasonCode != 0x87 {
+	if r.m == nil || r.m.Connack == nil || r.m.Connack.ReasonCode != 0x85 {
 		var got any = r.err
 		if r.m != nil && r.m.Connack != nil {
 			got = fmt.Sprintf("CONNACK 0x%02x", r.m.Connack.ReasonCode)
 		}
-		t.Fatalf("refused with %v, want CONNACK 0x87 (not authorized)", got)
+		t.Fatalf("refused with %v, want CONNACK 0x85 (client identifier not valid)", got)
 	}
 }
