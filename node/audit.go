@@ -16,8 +16,8 @@ import (
 const auditRate = 2000 // per second
 
 // auditLoop checks, every AuditInterval, that each connected client's presence in the
-// store still names its session, and then each offline session's (see auditOffline). Every path that changes a presence keeps it right on its
-// own; this loop is what puts it right when one of them was cut short by a fault it could
+// store still names its session, and then looks up the client of each offline session
+// (see auditOffline). Every path that changes a presence keeps it right on its own; this loop is what puts it right when one of them was cut short by a fault it could
 // not see (a write whose answers were all lost, a takeover recorded past MaxPending). It
 // acts as Reassert does after a new epoch: a presence that is gone is recorded again and
 // the mailbox read (a message queued meanwhile went in unseen), one that another session
@@ -47,7 +47,9 @@ func (n *Node) auditPass(ctx context.Context) {
 	pace := time.NewTicker(time.Second * auditLookups / auditRate)
 	defer pace.Stop()
 	if paced(ctx, pace, n.clients.all(), func(b []*clientState) { n.auditBatch(ctx, b) }) {
-		paced(ctx, pace, n.offlineSessions(), func(b []*mqtt.Client) { n.auditOffline(ctx, b) })
+		seen := map[*mqtt.Client]elsewhere{}
+		paced(ctx, pace, n.offlineSessions(), func(b []*mqtt.Client) { n.auditOffline(ctx, b, seen) })
+		n.offlineSeen = seen
 	}
 }
 
@@ -67,6 +69,13 @@ func paced[T any](ctx context.Context, pace *time.Ticker, items []T, f func([]T)
 	return true
 }
 
+// elsewhere is a session of a client on another node, as its presence names it.
+type elsewhere struct {
+	node    string
+	epoch   int64
+	session string
+}
+
 // offlineSessions returns the sessions mochi keeps for clients whose connection ended
 // (with a session expiry), which the client table no longer holds.
 func (n *Node) offlineSessions() []*mqtt.Client {
@@ -79,14 +88,18 @@ func (n *Node) offlineSessions() []*mqtt.Client {
 	return out
 }
 
-// auditOffline discards each of the offline sessions whose client is connected on another
-// node now. Nothing tells this node of a CONNECT elsewhere when its own connection of the
-// client had ended already (a takeover revokes connected sessions only), so the session
-// went on queueing the messages of its subscriptions until it expired, and a CONNECT back
-// here resumed it, against [MQTT-3.1.2-4] for a Clean Start elsewhere in between. The
-// presence found names a newer session than this one: this one's Connect replaced
-// whatever was recorded before, and its Disconnect cleared only itself.
-func (n *Node) auditOffline(ctx context.Context, batch []*mqtt.Client) {
+// auditOffline discards each of the offline sessions whose client the last pass and this
+// one found connected in the same session on another node, and records in seen those this
+// pass finds so for the first time. Nothing tells this node of a CONNECT elsewhere when its
+// own connection of the client had ended already (a takeover revokes connected sessions
+// only), so the session went on queueing the messages of its subscriptions until it
+// expired, and a CONNECT back here resumed it, against [MQTT-3.1.2-4] for a Clean Start
+// elsewhere in between. A presence found elsewhere is newer than this session (whose
+// Connect replaced what was recorded before, and whose Disconnect cleared only itself),
+// with one exception that two passes rule out: a node registered again may reassert a
+// session that was taken over while it was cut off, for the moment until it acts on that
+// takeover's revocation (at most two lease durations).
+func (n *Node) auditOffline(ctx context.Context, batch []*mqtt.Client, seen map[*mqtt.Client]elsewhere) {
 	ids := make([]string, len(batch))
 	for i, cl := range batch {
 		ids[i] = cl.ID
@@ -102,6 +115,10 @@ func (n *Node) auditOffline(ctx context.Context, batch []*mqtt.Client) {
 		}
 		if !p.Online() || p.Node == n.cfg.ID {
 			continue // offline still, or connected here again (a newer mochi client)
+		}
+		if at := (elsewhere{p.Node, p.Epoch, p.Session}); n.offlineSeen[cl] != at {
+			seen[cl] = at // the next pass decides
+			continue
 		}
 		if !n.discardSession(cl) {
 			continue

@@ -115,8 +115,8 @@ type Config struct {
 	RouteSyncTimeout time.Duration
 	// AuditInterval is how often the node checks every connected client's presence
 	// against the store (see auditLoop): at most this long can a session the store lost
-	// sight of go without its mailbox, or an offline session be kept here for a client
-	// connected on another node. Zero turns the audit off.
+	// sight of go without its mailbox; an offline session is kept here at most two of it
+	// for a client connected on another node meanwhile. Zero turns the audit off.
 	AuditInterval time.Duration
 }
 

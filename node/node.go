@@ -63,7 +63,10 @@ type Node struct {
 	clients  *clientTable
 	sessions *sessionIdents // who each session authenticated as, online or not
 	wills    *delayedWills  // Wills with a delay, until they are due (see willdelay.go)
-	health   atomic.Pointer[healthz.Report]
+	// offlineSeen are the offline sessions whose client the last audit pass found
+	// connected on another node, with that presence (auditOffline); the audit's only.
+	offlineSeen map[*mqtt.Client]elsewhere
+	health      atomic.Pointer[healthz.Report]
 
 	lease       *lease.Holder    // the delivery lease: nothing is sent to clients without it
 	teller      *lease.Teller    // queues into mailboxes and tells other nodes

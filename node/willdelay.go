@@ -23,9 +23,9 @@ import (
 // It is due after the delay, or when the session ends if that comes first (a session
 // expiry shorter than the delay, or 0) [MQTT-3.1.3-9]. It is not sent if the client
 // connected again meanwhile here (OnSessionEstablished cancels it), or is connected on
-// another node when it is due (the store's presence names a newer session) or at a
-// presence audit before then (which discards the session, see auditOffline); one that
-// came and went in between leaves no trace, and the Will is sent. A node that stops
+// another node when it is due (the store's presence names a newer session) or at two
+// presence audits in a row before then (which discard the session, see auditOffline); one
+// that came and went in between leaves no trace, and the Will is sent. A node that stops
 // sends none of its pending Wills (see willLoop); one that is killed loses them with its
 // memory.
 
