@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -114,5 +115,64 @@ func TestReleasedBeforeLeavingTheLiveSetDeliversAgain(t *testing.T) {
 	m, err := c.Next(10 * time.Second)
 	if err != nil || m.ID != "m1" {
 		t.Fatalf("received %q, %v; want m1 once the mark was released", m.ID, err)
+	}
+}
+
+// TestReleasedBeforeLeavingTheLiveSetPushesItsRoutes: a subscription made on a quarantined
+// node after its grace, while it is not live, reaches the other nodes once the mark is
+// released (its entry still there: the delete failed). The node's links skip their pushes
+// while it is not live, and nothing pushed again after a release under the same epoch
+// until the links' five-minute resync: a publish on another node reached no one there.
+func TestReleasedBeforeLeavingTheLiveSetPushesItsRoutes(t *testing.T) {
+	t.Parallel()
+	cl := memcoord.NewCluster()
+	st := testenv.EmbeddedStore(t)
+	tried := make(chan struct{}, 1)
+	cfg := testConfig(t, "relr-1")
+	cfg.Auth = openACL(t)
+	cfg.Quarantine.Grace = 50 * time.Millisecond
+	a := startNode(t, cfg, stuckWithdraw{testenv.OpenMemCoord(t, cl), tried}, st)
+	cfg = testConfig(t, "relr-2")
+	cfg.Auth = openACL(t)
+	b := startNode(t, cfg, testenv.OpenMemCoord(t, cl), st)
+	sub := testenv.ConnectMQTT(t, a.Member().MQTTAddr, "relr-sub", testenv.MQTTOptions{CleanStart: true})
+	pub := testenv.ConnectMQTT(t, b.Member().MQTTAddr, "relr-pub", testenv.MQTTOptions{CleanStart: true})
+
+	mon := testenv.OpenMemCoord(t, cl)
+	ctx := testenv.Context(t, 30*time.Second)
+	lead, err := mon.Campaign(ctx, "monitor", "mon")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mon.SetQuarantine(ctx, coord.Quarantine{Node: "relr-1", Reason: "test", At: time.Now(), By: "mon"}, lead); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-tried: // past the grace: not live, the entry still there
+	case <-ctx.Done():
+		t.Fatal("the node never tried to withdraw")
+	}
+	if err := sub.Subscribe("t/relr", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := mon.Release(ctx, "relr-1"); err != nil {
+		t.Fatal(err)
+	}
+	// Published until one arrives: those before the other node learns the route reach
+	// no one, as on any broker.
+	got := make(chan error, 1)
+	go func() { _, err := sub.Next(10 * time.Second); got <- err }()
+	for i := 0; ; i++ {
+		if err := pub.Publish("t/relr", []byte(fmt.Sprint(i)), 1); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-got:
+			if err != nil {
+				t.Fatalf("the subscription made while the node was not live never reached the other node: %v", err)
+			}
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
