@@ -17,11 +17,12 @@ const auditRate = 2000 // per second
 
 // auditLoop checks, every AuditInterval, that each connected client's presence in the
 // store still names its session, and then looks up the client of each offline session
-// (see auditOffline). Every path that changes a presence keeps it right on its own; this loop is what puts it right when one of them was cut short by a fault it could
-// not see (a write whose answers were all lost, a takeover recorded past MaxPending). It
-// acts as Reassert does after a new epoch: a presence that is gone is recorded again and
-// the mailbox read (a message queued meanwhile went in unseen), one that another session
-// owns ends this one, and a mailbox that holds messages is read.
+// (see auditOffline). Every path that changes a presence keeps it right on its own; this
+// loop is what puts it right when one of them was cut short by a fault it could not see
+// (a write whose answers were all lost, a takeover recorded past MaxPending). It acts as
+// Reassert does after a new epoch: a presence that is gone is recorded again and the
+// mailbox read (a message queued meanwhile went in unseen), one that another session owns
+// ends this one, and a mailbox that holds messages is read.
 func (n *Node) auditLoop(ctx context.Context) {
 	if n.cfg.AuditInterval <= 0 {
 		return
