@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,16 +43,28 @@ func (r stuckRegistration) Withdraw(context.Context) error {
 	return errors.New("the coordinator does not answer")
 }
 
-// noticesDone is a store that reports each round of notices the node confirmed (after it
-// acted on them).
+// noticesDone is a store that reports when the node has confirmed (after acting on it) a
+// mailbox notice for client.
 type noticesDone struct {
 	store.Store
-	done chan struct{}
+	client string
+	taken  *atomic.Uint64 // the highest seq of such a notice taken
+	done   chan struct{}
+}
+
+func (s noticesDone) TakeNotices(ctx context.Context, node string, limit int) ([]store.Notice, error) {
+	ns, err := s.Store.TakeNotices(ctx, node, limit)
+	for _, nt := range ns {
+		if nt.Kind == store.NoticeMailbox && nt.Client == s.client {
+			s.taken.Store(max(s.taken.Load(), nt.Seq))
+		}
+	}
+	return ns, err
 }
 
 func (s noticesDone) DoneNotices(ctx context.Context, node string, upTo uint64) error {
 	err := s.Store.DoneNotices(ctx, node, upTo)
-	if err == nil {
+	if seq := s.taken.Load(); err == nil && seq > 0 && upTo >= seq {
 		select {
 		case s.done <- struct{}{}:
 		default:
@@ -72,7 +85,7 @@ func TestReleasedBeforeLeavingTheLiveSetDeliversAgain(t *testing.T) {
 	cfg := testConfig(t, "rel-1")
 	cfg.Quarantine.Grace = 50 * time.Millisecond
 	cfg.AuditInterval = 0
-	st := noticesDone{Store: testenv.EmbeddedStore(t), done: make(chan struct{}, 1)}
+	st := noticesDone{Store: testenv.EmbeddedStore(t), client: "rel-c", taken: new(atomic.Uint64), done: make(chan struct{}, 1)}
 	tried := make(chan struct{}, 1)
 	n := startNode(t, cfg, stuckWithdraw{testenv.OpenMemCoord(t, cl), tried}, st)
 	c := testenv.ConnectMQTT(t, n.Member().MQTTAddr, "rel-c", testenv.MQTTOptions{CleanStart: true})
@@ -98,14 +111,11 @@ func TestReleasedBeforeLeavingTheLiveSetDeliversAgain(t *testing.T) {
 	if _, err := st.Append(ctx, 100, []store.Message{{ID: "m1", To: "rel-c", Topic: "inbox/rel-c", Payload: []byte("m1"), QoS: 1, TTL: time.Minute}}); err != nil {
 		t.Fatal(err)
 	}
-	for len(st.done) > 0 {
-		<-st.done
-	}
 	if err := st.Notify(ctx, "rel-1", store.Notice{Kind: store.NoticeMailbox, Client: "rel-c"}); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-st.done: // the notice was acted on while the node was not live
+	case <-st.done: // the mailbox notice was acted on while the node was not live
 	case <-ctx.Done():
 		t.Fatal("the node never took the mailbox notice")
 	}
