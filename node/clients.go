@@ -38,9 +38,12 @@ type clientState struct {
 	overQuota []int
 	gone      chan struct{}
 	goneOnce  sync.Once
-	// prevGone is the gone of the connection of the same id here that this one took over
-	// (nil if none): mochi resumes that session (see orderResend).
-	prevGone <-chan struct{}
+	// keeps: the session outlives this connection, as its CONNECT asked (a session expiry,
+	// or 3.1.1's clean session 0); read on the client's goroutine before any DISCONNECT.
+	keeps bool
+	// prev is the connection of the same id here that this one took over (nil if none),
+	// whose session mochi resumes (see takeResend).
+	prev *clientState
 
 	ob *outbox // directed messages on their way to this connection
 }

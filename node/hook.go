@@ -315,6 +315,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	st := newClientState(cl.ID, cl, randomToken())
 	st.ident = ident
+	st.keeps = resumable(cl)
 	if code, ok := n.checkWill(cl, st, pk.Connect.WillProperties); !ok {
 		n.unlockConnect(cl)
 		n.metrics.connections.WithLabelValues("refused_will").Inc()
@@ -375,7 +376,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		// An older connection of this id here: mochi takes it over after this hook, and
 		// nothing more is sent to it from now on.
 		n.revokeState(old, "local")
-		st.prevGone = old.gone
+		st.prev = old
 	}
 	if now := n.epoch.Load(); now != epoch && now != 0 {
 		// Registered again while we wrote: record the new epoch too, or give up (nothing
@@ -510,6 +511,7 @@ func (n *Node) connectionDone(conn net.Conn) {
 	}
 	n.connMu.Unlock()
 	for _, cl := range cls {
+		n.restoreResend(cl) // a CONNECT that ended before its resend keeps the messages
 		n.unlockConnect(cl)
 	}
 	if st := n.clients.byNetConn(conn); st != nil {
@@ -572,15 +574,18 @@ func (n *Node) otherServer() string {
 	return ""
 }
 
-// OnSessionEstablish runs before mochi takes over a session the CONNECT resumes: it puts
-// that session's messages in the order they were queued for their resend (resend.go).
-func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) { h.n.orderResend(cl, pk) }
+// OnSessionEstablish runs before mochi takes over a session the CONNECT resumes: the node
+// takes that session's messages, to resend them itself in the order they were queued
+// (resend.go).
+func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) { h.n.takeResend(cl, pk) }
 
-// OnSessionEstablished runs after CONNACK: it releases the client id's CONNECT lock,
+// OnSessionEstablished runs after CONNACK: it resends a resumed session's messages in
+// their order (resend.go), releases the client id's CONNECT lock,
 // cancels a delayed Will of the id that the node still holds [MQTT-3.1.3-9] (as mochi
 // cancels its own here), and makes a resumed session that already holds the inbox
 // subscription ready.
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	h.n.resend(cl)
 	h.n.unlockConnect(cl)
 	if h.n.wills.cancel(cl.ID) {
 		h.n.log.Debug("delayed Will cancelled: the client connected again", "client", cl.ID)

@@ -78,8 +78,10 @@ type Node struct {
 	connLocks   keyedMutex // one CONNECT at a time per client id
 	connMu      sync.Mutex
 	connecting  map[*mqtt.Client]func() // CONNECT locks held, by connection
-	moving      mover                   // moves clients off while fenced
-	throttled   *logThrottle            // refusals a flood could repeat endlessly
+	resendMu    sync.Mutex
+	resends     map[*mqtt.Client][]packets.Packet // a resumed session's messages, until resend
+	moving      mover                             // moves clients off while fenced
+	throttled   *logThrottle                      // refusals a flood could repeat endlessly
 	// writeBufs holds the buffers senders encode PUBLISH packets into (*[]byte): a
 	// sender lives for one burst of work, often a single message, and a buffer of its
 	// own would be allocated and grown for each.
@@ -146,6 +148,7 @@ func Start(ctx context.Context, cfg Config, deps Deps) (*Node, error) {
 		receipter:  newReceipter(st),
 		throttled:  newLogThrottle(10, 50),
 		connecting: map[*mqtt.Client]func(){},
+		resends:    map[*mqtt.Client][]packets.Packet{},
 		done:       make(chan struct{}),
 	}
 	if ps, ok := st.(store.Priorities); ok {

@@ -3,6 +3,7 @@ package node
 import (
 	"cmp"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -13,52 +14,93 @@ import (
 // uint16(Created): their creation second truncated to 16 bits, sorted with an unstable
 // sort over a map. So the messages of one second came back in any order, and a session
 // whose messages span a multiple of 65536 seconds in a rotated order, against
-// [MQTT-4.6.0-1]. Before mochi takes the session over, the node ranks them in the order
-// they were queued and moves each Created just far enough forward that the resend's sort
-// keeps that order. Never backward: mochi's cap on how long a message is kept
-// (MaximumMessageExpiryInterval, in ClearExpiredInflights) counts from Created, and a
-// message made to look older would be dropped early.
+// [MQTT-4.6.0-1]. Created cannot simply be restamped: mochi's cap on a kept message's age
+// counts from it, and stamps that are not the real seconds would misorder the next
+// resume. So the node takes the messages out of the session before mochi resumes it
+// (takeResend, in OnSessionEstablish), which leaves mochi nothing to resend, and puts them
+// back and writes them itself, in the order they were queued, once mochi has answered the
+// CONNECT (resend, in OnSessionEstablished). A CONNECT that ends before then gets them
+// back in its session unsent (restoreResend, when the connection is done).
+//
+// The order within one second is the order of mochi's packet ids, which a session hands
+// out in increasing order from where it last stopped. But each connection starts again
+// from the lowest free id, so within the second of a resume, messages queued after it can
+// hold lower ids than ones kept from before it and are resent first.
 
 // resendWait bounds how long a CONNECT waits for the connection it takes over here to end
-// before it orders that session's messages; past it mochi's order stands.
+// before it takes that session's messages; past it mochi's order stands.
 const resendWait = time.Second
 
-// orderResend puts the messages of the session that the CONNECT of cl resumes in the order
-// they were queued. It runs in OnSessionEstablish, before mochi takes the session over, and
-// only once the session's connection has ended: an acknowledgement could otherwise remove a
-// message between the read and the stamp, which would put it back.
-func (n *Node) orderResend(cl *mqtt.Client, pk packets.Packet) {
+// takeResend takes the messages out of the session that the CONNECT of cl resumes, in the
+// order they were queued, and keeps them for resend. Only once the session's connection
+// has ended: an acknowledgement could otherwise settle one that was taken.
+func (n *Node) takeResend(cl *mqtt.Client, pk packets.Packet) {
 	if pk.Connect.Clean {
 		return // nothing is resumed
 	}
-	old, ok := n.mqtt.Clients.Get(cl.ID)
-	if !ok || old == cl || !resumable(old) {
-		return
-	}
-	if st := n.clients.byClient(cl); st != nil && st.prevGone != nil {
+	if st := n.clients.byClient(cl); st != nil && st.prev != nil {
+		if !st.prev.keeps {
+			// Its session ends with its connection: mochi resumes it only if it takes it
+			// over first, so waiting for the connection's end would lose it.
+			return
+		}
 		select {
-		case <-st.prevGone:
+		case <-st.prev.gone:
 		case <-time.After(resendWait):
 			n.log.Debug("resend order left to mochi: the connection taken over has not ended", "client", cl.ID)
 			return
 		}
 	}
-	if !old.Closed() {
+	old, ok := n.mqtt.Clients.Get(cl.ID)
+	// Its properties are read after its connection's end, when a DISCONNECT can no longer
+	// change them.
+	if !ok || old == cl || !old.Closed() || !resumable(old) {
 		return
 	}
-	now, maxAge := time.Now().Unix(), int64(n.cfg.Limits.MaxMessageExpiry/time.Second)
-	msgs, stamps := queuedOrder(old.State.Inflight.GetAll(false), now, maxAge)
-	for i, m := range msgs {
-		// Only if it is still as it was read: mochi's expiry sweep, which takes no lock of
-		// ours, may have removed it (putting it back would resend an expired message and
-		// unbalance mochi's counts), or a publisher updated it.
-		cur, ok := old.State.Inflight.Get(m.PacketID)
-		if !ok || cur.Created != m.Created || cur.Expiry != m.Expiry || cur.FixedHeader.Type != m.FixedHeader.Type {
-			continue
+	var taken []packets.Packet
+	for _, m := range queuedOrder(old.State.Inflight.GetAll(false)) {
+		// Delete reports whether it took it: mochi's expiry sweep, which takes no lock of
+		// ours, may have removed it first.
+		if old.State.Inflight.Delete(m.PacketID) {
+			taken = append(taken, m)
 		}
-		cur.Created = stamps[i]
-		old.State.Inflight.Set(cur)
 	}
+	if len(taken) > 0 {
+		n.resendMu.Lock()
+		n.resends[cl] = taken
+		n.resendMu.Unlock()
+	}
+}
+
+// resend puts the messages takeResend kept for cl back in its session and writes them,
+// in their order, as mochi's own resend does (ResendInflightMessages): DUP set on the
+// PUBLISHes [MQTT-3.3.1-1], and an acknowledgement of the client's QoS 1/2 publish
+// forgotten once written. mochi has sent the CONNACK and resent none of them.
+func (n *Node) resend(cl *mqtt.Client) {
+	for _, m := range n.restoreResend(cl) {
+		if m.FixedHeader.Type == packets.Publish {
+			m.FixedHeader.Dup = true
+		}
+		if err := cl.WritePacket(m); err != nil {
+			return // kept in the session for the next resume
+		}
+		if t := m.FixedHeader.Type; (t == packets.Puback || t == packets.Pubcomp) && cl.State.Inflight.Delete(m.PacketID) {
+			atomic.AddInt64(&n.mqtt.Info.Inflight, -1)
+		}
+	}
+}
+
+// restoreResend puts the messages takeResend kept for cl back in its session and returns
+// them (nil if it kept none).
+func (n *Node) restoreResend(cl *mqtt.Client) []packets.Packet {
+	n.resendMu.Lock()
+	taken := n.resends[cl]
+	delete(n.resends, cl)
+	n.resendMu.Unlock()
+	for _, m := range taken {
+		cl.State.Inflight.Set(m)
+	}
+	return taken
 }
 
 // resumable reports whether cl's session outlives its connection (else mochi deletes it as
@@ -68,21 +110,11 @@ func resumable(cl *mqtt.Client) bool {
 	return !(p.ProtocolVersion == 5 && p.Props.SessionExpiryInterval == 0 || p.ProtocolVersion < 5 && p.Clean)
 }
 
-// queuedOrder returns msgs in the order they were queued, with the Created each must get
-// for mochi's resend to keep that order: increasing, with increasing low 16 bits (what the
-// resend sorts by), each at least the message's own Created and no further from it than
-// that needs. The order is by creation second and, within one second, by packet id from
-// the widest gap in the ids of that second: mochi hands a session's ids out in increasing
-// order from where it last stopped, wrapping after the highest. Messages that expire, or
-// reach mochi's cap of maxAge seconds, by the next second are left out: mochi's sweep may
-// be removing them.
-func queuedOrder(msgs []packets.Packet, now, maxAge int64) ([]packets.Packet, []int64) {
-	msgs = slices.DeleteFunc(msgs, func(m packets.Packet) bool {
-		return m.Expiry > 0 && m.Expiry <= now+1 || maxAge > 0 && now+1-m.Created > maxAge
-	})
-	if len(msgs) == 0 {
-		return nil, nil
-	}
+// queuedOrder sorts msgs in the order they were queued: by creation second and, within
+// one second, by packet id from the widest gap in the ids of that second (mochi hands a
+// session's ids out in increasing order from where it last stopped, wrapping after the
+// highest), and returns them.
+func queuedOrder(msgs []packets.Packet) []packets.Packet {
 	slices.SortFunc(msgs, func(a, b packets.Packet) int {
 		if c := cmp.Compare(a.Created, b.Created); c != 0 {
 			return c
@@ -97,23 +129,7 @@ func queuedOrder(msgs []packets.Packet, now, maxAge int64) ([]packets.Packet, []
 		rotateAfterWidestGap(msgs[i:j])
 		i = j
 	}
-	// The stamps must share their high bits, or the low ones would wrap: start in the
-	// oldest message's 65536-second window and move to the next while one does not fit.
-	stamps := make([]int64, len(msgs))
-	for window := msgs[0].Created >> 16; ; window++ {
-		prev, fits := window<<16-1, true
-		for i, m := range msgs {
-			stamps[i] = max(m.Created, prev+1)
-			if stamps[i]>>16 != window {
-				fits = false
-				break
-			}
-			prev = stamps[i]
-		}
-		if fits {
-			return msgs, stamps
-		}
-	}
+	return msgs
 }
 
 // rotateAfterWidestGap rotates run, sorted by packet id, so that it starts after the
