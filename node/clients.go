@@ -42,7 +42,7 @@ type clientState struct {
 	// or 3.1.1's clean session 0); read on the client's goroutine before any DISCONNECT.
 	keeps bool
 	// prev is the connection of the same id here that this one took over (nil if none),
-	// whose session mochi resumes (see takeResend).
+	// whose session mochi resumes (see orderResend).
 	prev *clientState
 
 	ob *outbox // directed messages on their way to this connection

@@ -511,7 +511,7 @@ func (n *Node) connectionDone(conn net.Conn) {
 	}
 	n.connMu.Unlock()
 	for _, cl := range cls {
-		n.restoreResend(cl) // a CONNECT that ended before its resend keeps the messages
+		n.unstampResend(cl) // a CONNECT that ended before OnSessionEstablished
 		n.unlockConnect(cl)
 	}
 	if st := n.clients.byNetConn(conn); st != nil {
@@ -574,18 +574,19 @@ func (n *Node) otherServer() string {
 	return ""
 }
 
-// OnSessionEstablish runs before mochi takes over a session the CONNECT resumes: the node
-// takes that session's messages, to resend them itself in the order they were queued
+// OnSessionEstablish runs before mochi takes over a session the CONNECT resumes: it
+// stamps that session's messages so that mochi resends them in the order they were queued
 // (resend.go).
-func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) { h.n.takeResend(cl, pk) }
+func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) { h.n.orderResend(cl, pk) }
 
-// OnSessionEstablished runs after CONNACK: it resends a resumed session's messages in
-// their order (resend.go), releases the client id's CONNECT lock,
+// OnSessionEstablished runs after CONNACK and mochi's resend, before the connection reads
+// anything: it gives a resumed session's messages their real creation times back
+// (resend.go), releases the client id's CONNECT lock,
 // cancels a delayed Will of the id that the node still holds [MQTT-3.1.3-9] (as mochi
 // cancels its own here), and makes a resumed session that already holds the inbox
 // subscription ready.
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
-	h.n.resend(cl)
+	h.n.unstampResend(cl)
 	h.n.unlockConnect(cl)
 	if h.n.wills.cancel(cl.ID) {
 		h.n.log.Debug("delayed Will cancelled: the client connected again", "client", cl.ID)

@@ -79,7 +79,7 @@ type Node struct {
 	connMu      sync.Mutex
 	connecting  map[*mqtt.Client]func() // CONNECT locks held, by connection
 	resendMu    sync.Mutex
-	resends     map[*mqtt.Client][]packets.Packet // a resumed session's messages, until resend
+	resends     map[*mqtt.Client]map[uint16]stamp // a resumed session's stamped messages, by packet id (resend.go)
 	moving      mover                             // moves clients off while fenced
 	throttled   *logThrottle                      // refusals a flood could repeat endlessly
 	// writeBufs holds the buffers senders encode PUBLISH packets into (*[]byte): a
@@ -148,7 +148,7 @@ func Start(ctx context.Context, cfg Config, deps Deps) (*Node, error) {
 		receipter:  newReceipter(st),
 		throttled:  newLogThrottle(10, 50),
 		connecting: map[*mqtt.Client]func(){},
-		resends:    map[*mqtt.Client][]packets.Packet{},
+		resends:    map[*mqtt.Client]map[uint16]stamp{},
 		done:       make(chan struct{}),
 	}
 	if ps, ok := st.(store.Priorities); ok {

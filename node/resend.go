@@ -3,7 +3,6 @@ package node
 import (
 	"cmp"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -14,13 +13,14 @@ import (
 // uint16(Created): their creation second truncated to 16 bits, sorted with an unstable
 // sort over a map. So the messages of one second came back in any order, and a session
 // whose messages span a multiple of 65536 seconds in a rotated order, against
-// [MQTT-4.6.0-1]. Created cannot simply be restamped: mochi's cap on a kept message's age
-// counts from it, and stamps that are not the real seconds would misorder the next
-// resume. So the node takes the messages out of the session before mochi resumes it
-// (takeResend, in OnSessionEstablish), which leaves mochi nothing to resend, and puts them
-// back and writes them itself, in the order they were queued, once mochi has answered the
-// CONNECT (resend, in OnSessionEstablished). A CONNECT that ends before then gets them
-// back in its session unsent (restoreResend, when the connection is done).
+// [MQTT-4.6.0-1]. Before mochi takes the session over (orderResend, in
+// OnSessionEstablish), the node ranks the messages in the order they were queued and
+// stamps each with its rank as Created, which is what the resend sorts by; once mochi has
+// resent them, before the connection reads anything (unstampResend, in
+// OnSessionEstablished), it puts their real Created back. The messages never leave the
+// session, so their packet ids stay taken, and Created is off only in between: mochi's
+// cap on a kept message's age counts from it, and the next resume orders by it. The
+// stamps are later than the real times, so the cap cannot drop a message early meanwhile.
 //
 // The order within one second is the order of mochi's packet ids, which a session hands
 // out in increasing order from where it last stopped. But each connection starts again
@@ -28,13 +28,17 @@ import (
 // hold lower ids than ones kept from before it and are resent first.
 
 // resendWait bounds how long a CONNECT waits for the connection it takes over here to end
-// before it takes that session's messages; past it mochi's order stands.
+// before it orders that session's messages; past it mochi's order stands.
 const resendWait = time.Second
 
-// takeResend takes the messages out of the session that the CONNECT of cl resumes, in the
-// order they were queued, and keeps them for resend. Only once the session's connection
-// has ended: an acknowledgement could otherwise settle one that was taken.
-func (n *Node) takeResend(cl *mqtt.Client, pk packets.Packet) {
+// stamp is a kept message's real Created and the rank it was stamped with.
+type stamp struct{ real, rank int64 }
+
+// orderResend stamps the messages of the session that the CONNECT of cl resumes with
+// their ranks, and records the stamps for unstampResend. Only once the session's
+// connection has ended: an acknowledgement could otherwise remove a message between the
+// read and the stamp, which would put it back.
+func (n *Node) orderResend(cl *mqtt.Client, pk packets.Packet) {
 	if pk.Connect.Clean {
 		return // nothing is resumed
 	}
@@ -57,50 +61,61 @@ func (n *Node) takeResend(cl *mqtt.Client, pk packets.Packet) {
 	if !ok || old == cl || !old.Closed() || !resumable(old) {
 		return
 	}
-	var taken []packets.Packet
-	for _, m := range queuedOrder(old.State.Inflight.GetAll(false)) {
-		// Delete reports whether it took it: mochi's expiry sweep, which takes no lock of
-		// ours, may have removed it first.
-		if old.State.Inflight.Delete(m.PacketID) {
-			taken = append(taken, m)
-		}
+	now, maxAge := time.Now().Unix(), int64(n.cfg.Limits.MaxMessageExpiry/time.Second)
+	msgs := queuedOrder(old.State.Inflight.GetAll(false), now, maxAge)
+	if len(msgs) == 0 {
+		return
 	}
-	if len(taken) > 0 {
-		n.resendMu.Lock()
-		n.resends[cl] = taken
-		n.resendMu.Unlock()
+	// Ranks in one 65536-second window (so that their low 16 bits increase), after every
+	// real Created: the window after the latest.
+	var latest int64
+	for _, m := range msgs {
+		latest = max(latest, m.Created)
 	}
-}
-
-// resend puts the messages takeResend kept for cl back in its session and writes them,
-// in their order, as mochi's own resend does (ResendInflightMessages): DUP set on the
-// PUBLISHes [MQTT-3.3.1-1], and an acknowledgement of the client's QoS 1/2 publish
-// forgotten once written. mochi has sent the CONNACK and resent none of them.
-func (n *Node) resend(cl *mqtt.Client) {
-	for _, m := range n.restoreResend(cl) {
-		if m.FixedHeader.Type == packets.Publish {
-			m.FixedHeader.Dup = true
+	base := (latest>>16 + 1) << 16
+	stamps := map[uint16]stamp{}
+	for i, m := range msgs {
+		// Only if it is still as it was read: mochi's expiry sweep, which takes no lock of
+		// ours, may have removed it (putting it back would resend an expired message and
+		// unbalance mochi's counts), or a publisher updated it.
+		cur, ok := old.State.Inflight.Get(m.PacketID)
+		if !ok || cur.Created != m.Created || cur.Expiry != m.Expiry || cur.FixedHeader.Type != m.FixedHeader.Type {
+			continue
 		}
-		if err := cl.WritePacket(m); err != nil {
-			return // kept in the session for the next resume
-		}
-		if t := m.FixedHeader.Type; (t == packets.Puback || t == packets.Pubcomp) && cl.State.Inflight.Delete(m.PacketID) {
-			atomic.AddInt64(&n.mqtt.Info.Inflight, -1)
-		}
+		s := stamp{real: cur.Created, rank: base + int64(i)}
+		cur.Created = s.rank
+		old.State.Inflight.Set(cur)
+		stamps[m.PacketID] = s
 	}
-}
-
-// restoreResend puts the messages takeResend kept for cl back in its session and returns
-// them (nil if it kept none).
-func (n *Node) restoreResend(cl *mqtt.Client) []packets.Packet {
 	n.resendMu.Lock()
-	taken := n.resends[cl]
+	n.resends[cl] = stamps
+	n.resendMu.Unlock()
+}
+
+// unstampResend puts back the real Created of the messages orderResend stamped for cl's
+// CONNECT, wherever they are now: in cl's session once mochi took it over (it copies the
+// messages), else still in the old one. It runs before the connection reads its first
+// packet (or after it ended), so no acknowledgement can remove one meanwhile.
+func (n *Node) unstampResend(cl *mqtt.Client) {
+	n.resendMu.Lock()
+	stamps := n.resends[cl]
 	delete(n.resends, cl)
 	n.resendMu.Unlock()
-	for _, m := range taken {
-		cl.State.Inflight.Set(m)
+	if len(stamps) == 0 {
+		return
 	}
-	return taken
+	holders := []*mqtt.Client{cl}
+	if old, ok := n.mqtt.Clients.Get(cl.ID); ok && old != cl {
+		holders = append(holders, old)
+	}
+	for _, h := range holders {
+		for id, s := range stamps {
+			if cur, ok := h.State.Inflight.Get(id); ok && cur.Created == s.rank {
+				cur.Created = s.real
+				h.State.Inflight.Set(cur)
+			}
+		}
+	}
 }
 
 // resumable reports whether cl's session outlives its connection (else mochi deletes it as
@@ -110,11 +125,15 @@ func resumable(cl *mqtt.Client) bool {
 	return !(p.ProtocolVersion == 5 && p.Props.SessionExpiryInterval == 0 || p.ProtocolVersion < 5 && p.Clean)
 }
 
-// queuedOrder sorts msgs in the order they were queued: by creation second and, within
-// one second, by packet id from the widest gap in the ids of that second (mochi hands a
-// session's ids out in increasing order from where it last stopped, wrapping after the
-// highest), and returns them.
-func queuedOrder(msgs []packets.Packet) []packets.Packet {
+// queuedOrder returns the messages of msgs in the order they were queued: by creation
+// second and, within one second, by packet id from the widest gap in the ids of that
+// second (mochi hands a session's ids out in increasing order from where it last stopped,
+// wrapping after the highest). Messages that expire, or reach mochi's cap of maxAge
+// seconds, by the next second are left out: mochi's sweep may be removing them.
+func queuedOrder(msgs []packets.Packet, now, maxAge int64) []packets.Packet {
+	msgs = slices.DeleteFunc(msgs, func(m packets.Packet) bool {
+		return m.Expiry > 0 && m.Expiry <= now+1 || maxAge > 0 && now+1-m.Created > maxAge
+	})
 	slices.SortFunc(msgs, func(a, b packets.Packet) int {
 		if c := cmp.Compare(a.Created, b.Created); c != 0 {
 			return c

@@ -9,7 +9,8 @@ import (
 
 // TestQueuedOrder: the messages of a session are put in the order they were queued: by
 // creation second, and within one second by packet id from where mochi's ids wrapped
-// (the widest gap in that second's ids).
+// (the widest gap in that second's ids); those about to expire, or to reach mochi's age
+// cap, are left out.
 func TestQueuedOrder(t *testing.T) {
 	msg := func(id uint16, created int64) packets.Packet {
 		return packets.Packet{PacketID: id, Created: created}
@@ -27,8 +28,13 @@ func TestQueuedOrder(t *testing.T) {
 		{"across a multiple of 65536 seconds", []packets.Packet{msg(2, 65537), msg(1, 65535)}, []uint16{1, 2}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			const now, maxAge = 600, 3600
+			in := append(slices.Clone(tc.in),
+				packets.Packet{PacketID: 999, Created: 500, Expiry: now + 1}, // expires by the next second
+				packets.Packet{PacketID: 998, Created: now - maxAge},         // at the cap by the next second
+			)
 			var ids []uint16
-			for _, m := range queuedOrder(slices.Clone(tc.in)) {
+			for _, m := range queuedOrder(in, now, maxAge) {
 				ids = append(ids, m.PacketID)
 			}
 			if !slices.Equal(ids, tc.want) {
