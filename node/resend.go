@@ -108,12 +108,17 @@ func (n *Node) unstampResend(cl *mqtt.Client) {
 	if old, ok := n.mqtt.Clients.Get(cl.ID); ok && old != cl {
 		holders = append(holders, old)
 	}
+	now := time.Now().Unix()
 	for _, h := range holders {
 		for id, s := range stamps {
-			if cur, ok := h.State.Inflight.Get(id); ok && cur.Created == s.rank {
-				cur.Created = s.real
-				h.State.Inflight.Set(cur)
+			cur, ok := h.State.Inflight.Get(id)
+			// One that expires by the next second is left stamped: mochi's sweep may be
+			// removing it (and the stamp only matters to a message kept longer).
+			if !ok || cur.Created != s.rank || cur.Expiry > 0 && cur.Expiry <= now+1 {
+				continue
 			}
+			cur.Created = s.real
+			h.State.Inflight.Set(cur)
 		}
 	}
 }
