@@ -21,13 +21,9 @@ var errConnectProtocol = errors.New("protocol error in CONNECT")
 // readConnect reads the first packet, a CONNECT of at most max bytes after its fixed
 // header (see readConnectHeader), whole, and returns its bytes.
 func readConnect(r io.Reader, max uint32) ([]byte, error) {
-	hdr, err := readConnectHeader(r, max)
+	hdr, n, err := readConnectHeader(r, max)
 	if err != nil {
 		return nil, err
-	}
-	var n uint32
-	for i, b := range hdr[1:] {
-		n |= uint32(b&0x7f) << (7 * i)
 	}
 	pk := make([]byte, len(hdr)+int(n))
 	copy(pk, hdr)

@@ -28,18 +28,18 @@ var (
 )
 
 // readConnectHeader reads the first packet's fixed header from r, and nothing past it, and
-// returns its bytes: a CONNECT (first byte 0x10: type 1, reserved flags 0) whose remaining
+// returns its bytes and the remaining length it declares: a CONNECT (first byte 0x10: type 1, reserved flags 0) whose remaining
 // length is at most max. It decodes the remaining length as mochi does (packets.DecodeLength
 // agrees with it on every encoding of at most 4 bytes, the only ones it lets through), and
 // refuses as soon as the value read so far exceeds max, so a declared size is never waited
 // for, let alone allocated.
-func readConnectHeader(r io.Reader, max uint32) ([]byte, error) {
+func readConnectHeader(r io.Reader, max uint32) ([]byte, uint32, error) {
 	var hdr [5]byte
 	if _, err := io.ReadFull(r, hdr[:1]); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if hdr[0] != 0x10 {
-		return nil, fmt.Errorf("%w: first byte %#02x", errNotConnect, hdr[0])
+		return nil, 0, fmt.Errorf("%w: first byte %#02x", errNotConnect, hdr[0])
 	}
 	var n uint32
 	for i := 1; i < len(hdr); i++ {
@@ -47,17 +47,17 @@ func readConnectHeader(r io.Reader, max uint32) ([]byte, error) {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return nil, err
+			return nil, 0, err
 		}
 		n |= uint32(hdr[i]&0x7f) << (7 * (i - 1))
 		if n > max {
-			return nil, fmt.Errorf("%w: at least %d bytes declared, at most %d allowed", errConnectTooLarge, n, max)
+			return nil, 0, fmt.Errorf("%w: at least %d bytes declared, at most %d allowed", errConnectTooLarge, n, max)
 		}
 		if hdr[i]&0x80 == 0 {
-			return hdr[:i+1], nil
+			return hdr[:i+1], n, nil
 		}
 	}
-	return nil, errMalformedLength
+	return nil, 0, errMalformedLength
 }
 
 // preauthConn is a connection as mochi sees it: the CONNECT the listener already read

@@ -43,7 +43,7 @@ func TestReadConnectHeader(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := bytes.NewReader(tc.in)
-			got, err := readConnectHeader(r, tc.max)
+			got, _, err := readConnectHeader(r, tc.max)
 			if !errors.Is(err, tc.err) || !bytes.Equal(got, tc.want) {
 				t.Fatalf("readConnectHeader(%x) = %x, %v; want %x, %v", tc.in, got, err, tc.want, tc.err)
 			}
