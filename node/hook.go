@@ -485,18 +485,28 @@ func (n *Node) takeOver(st *clientState, res store.ConnectResult) error {
 func (n *Node) lockConnect(cl *mqtt.Client) {
 	unlock := n.connLocks.lock(cl.ID)
 	n.connMu.Lock()
-	n.connecting[cl] = unlock
+	n.connecting[cl] = &connectHold{unlock: unlock}
 	n.connMu.Unlock()
+}
+
+// connectHold is what a CONNECT holds until its session is established or its connection
+// ends: the client id's CONNECT lock and, for a resumed session, the stamps of its messages
+// (resend.go), which are taken back first.
+type connectHold struct {
+	unlock func()
+	stamps map[uint16]stamp
 }
 
 func (n *Node) unlockConnect(cl *mqtt.Client) {
 	n.connMu.Lock()
-	unlock := n.connecting[cl]
+	h := n.connecting[cl]
 	delete(n.connecting, cl)
 	n.connMu.Unlock()
-	if unlock != nil {
-		unlock()
+	if h == nil {
+		return
 	}
+	n.unstamp(cl, h.stamps)
+	h.unlock()
 }
 
 // connectionDone releases what a connection may still hold when mochi is done with it,
@@ -511,7 +521,6 @@ func (n *Node) connectionDone(conn net.Conn) {
 	}
 	n.connMu.Unlock()
 	for _, cl := range cls {
-		n.unstampResend(cl) // a CONNECT that ended before OnSessionEstablished
 		n.unlockConnect(cl)
 	}
 	if st := n.clients.byNetConn(conn); st != nil {
@@ -580,13 +589,12 @@ func (n *Node) otherServer() string {
 func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) { h.n.orderResend(cl, pk) }
 
 // OnSessionEstablished runs after CONNACK and mochi's resend, before the connection reads
-// anything: it gives a resumed session's messages their real creation times back
-// (resend.go), releases the client id's CONNECT lock,
+// anything: it releases what the CONNECT held (the client id's CONNECT lock; a resumed
+// session's messages get their real creation times back first, resend.go),
 // cancels a delayed Will of the id that the node still holds [MQTT-3.1.3-9] (as mochi
 // cancels its own here), and makes a resumed session that already holds the inbox
 // subscription ready.
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
-	h.n.unstampResend(cl)
 	h.n.unlockConnect(cl)
 	if h.n.wills.cancel(cl.ID) {
 		h.n.log.Debug("delayed Will cancelled: the client connected again", "client", cl.ID)

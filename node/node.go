@@ -77,11 +77,9 @@ type Node struct {
 	sendWG      sync.WaitGroup
 	connLocks   keyedMutex // one CONNECT at a time per client id
 	connMu      sync.Mutex
-	connecting  map[*mqtt.Client]func() // CONNECT locks held, by connection
-	resendMu    sync.Mutex
-	resends     map[*mqtt.Client]map[uint16]stamp // a resumed session's stamped messages, by packet id (resend.go)
-	moving      mover                             // moves clients off while fenced
-	throttled   *logThrottle                      // refusals a flood could repeat endlessly
+	connecting  map[*mqtt.Client]*connectHold // what each CONNECT under way holds, by connection
+	moving      mover                         // moves clients off while fenced
+	throttled   *logThrottle                  // refusals a flood could repeat endlessly
 	// writeBufs holds the buffers senders encode PUBLISH packets into (*[]byte): a
 	// sender lives for one burst of work, often a single message, and a buffer of its
 	// own would be allocated and grown for each.
@@ -147,8 +145,7 @@ func Start(ctx context.Context, cfg Config, deps Deps) (*Node, error) {
 		remover:    newRemover(),
 		receipter:  newReceipter(st),
 		throttled:  newLogThrottle(10, 50),
-		connecting: map[*mqtt.Client]func(){},
-		resends:    map[*mqtt.Client]map[uint16]stamp{},
+		connecting: map[*mqtt.Client]*connectHold{},
 		done:       make(chan struct{}),
 	}
 	if ps, ok := st.(store.Priorities); ok {

@@ -43,7 +43,7 @@ func TestPanicInConnectReleasesTheConnectLock(t *testing.T) {
 			n.connMu.Lock()
 			var unlocks []func()
 			for _, u := range n.connecting {
-				unlocks = append(unlocks, u)
+				unlocks = append(unlocks, u.unlock)
 			}
 			n.connMu.Unlock()
 			for _, u := range unlocks {

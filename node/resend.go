@@ -16,11 +16,12 @@ import (
 // [MQTT-4.6.0-1]. Before mochi takes the session over (orderResend, in
 // OnSessionEstablish), the node ranks the messages in the order they were queued and
 // stamps each with its rank as Created, which is what the resend sorts by; once mochi has
-// resent them, before the connection reads anything (unstampResend, in
-// OnSessionEstablished), it puts their real Created back. The messages never leave the
-// session, so their packet ids stay taken, and Created is off only in between: mochi's
-// cap on a kept message's age counts from it, and the next resume orders by it. The
-// stamps are later than the real times, so the cap cannot drop a message early meanwhile.
+// resent them, before the connection reads anything (unstamp, as OnSessionEstablished
+// releases what the CONNECT holds), it puts their real Created back. The messages never
+// leave the session, so their packet ids stay taken, and Created is off only in between:
+// mochi's cap on a kept message's age counts from it, and the next resume orders by it.
+// The stamps are later than the real times, so the cap cannot drop a message early
+// meanwhile.
 //
 // The order within one second is the order of mochi's packet ids, which a session hands
 // out in increasing order from where it last stopped. But each connection starts again
@@ -35,9 +36,9 @@ const resendWait = time.Second
 type stamp struct{ real, rank int64 }
 
 // orderResend stamps the messages of the session that the CONNECT of cl resumes with
-// their ranks, and records the stamps for unstampResend. Only once the session's
-// connection has ended: an acknowledgement could otherwise remove a message between the
-// read and the stamp, which would put it back.
+// their ranks, and records the stamps with what the CONNECT holds (connectHold). Only once
+// the session's connection has ended: an acknowledgement could otherwise remove a message
+// between the read and the stamp, which would put it back.
 func (n *Node) orderResend(cl *mqtt.Client, pk packets.Packet) {
 	if pk.Connect.Clean {
 		return // nothing is resumed
@@ -87,20 +88,18 @@ func (n *Node) orderResend(cl *mqtt.Client, pk packets.Packet) {
 		old.State.Inflight.Set(cur)
 		stamps[m.PacketID] = s
 	}
-	n.resendMu.Lock()
-	n.resends[cl] = stamps
-	n.resendMu.Unlock()
+	n.connMu.Lock()
+	if h := n.connecting[cl]; h != nil { // it is: the CONNECT holds its lock
+		h.stamps = stamps
+	}
+	n.connMu.Unlock()
 }
 
-// unstampResend puts back the real Created of the messages orderResend stamped for cl's
+// unstamp puts back the real Created of the messages orderResend stamped for cl's
 // CONNECT, wherever they are now: in cl's session once mochi took it over (it copies the
-// messages), else still in the old one. It runs before the connection reads its first
-// packet (or after it ended), so no acknowledgement can remove one meanwhile.
-func (n *Node) unstampResend(cl *mqtt.Client) {
-	n.resendMu.Lock()
-	stamps := n.resends[cl]
-	delete(n.resends, cl)
-	n.resendMu.Unlock()
+// messages), else still in the old one. unlockConnect calls it before the connection reads
+// its first packet (or after it ended), so no acknowledgement can remove one meanwhile.
+func (n *Node) unstamp(cl *mqtt.Client, stamps map[uint16]stamp) {
 	if len(stamps) == 0 {
 		return
 	}
