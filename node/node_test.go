@@ -505,6 +505,22 @@ func publishDisconnectsV3(t *testing.T, addr, id, topic string) {
 	}
 }
 
+// quarantine marks node quarantined as the monitor's leader does and returns that
+// monitor's coordinator (to release the mark with) and a context for the test's calls.
+func quarantine(t *testing.T, cl *memcoord.Cluster, node string) (*memcoord.Coordinator, context.Context) {
+	t.Helper()
+	mon := testenv.OpenMemCoord(t, cl)
+	ctx := testenv.Context(t, 30*time.Second)
+	lead, err := mon.Campaign(ctx, "monitor", "mon")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mon.SetQuarantine(ctx, coord.Quarantine{Node: node, Reason: "test", At: time.Now(), By: "mon"}, lead); err != nil {
+		t.Fatal(err)
+	}
+	return mon, ctx
+}
+
 // TestQuarantinedOutOfTheLiveSetMovesClientsAtOnce: a node whose session ended while it was
 // marked (frozen past its session timeout: fenced when it thaws) finds the mark as it
 // registers again, out of the live set and of the load balancer already. It moves its
@@ -522,15 +538,7 @@ func TestQuarantinedOutOfTheLiveSetMovesClientsAtOnce(t *testing.T) {
 	for i := range 20 {
 		clients = append(clients, testenv.ConnectMQTT(t, n.Member().MQTTAddr, fmt.Sprintf("qo-c%d", i), testenv.MQTTOptions{CleanStart: true}))
 	}
-	mon := testenv.OpenMemCoord(t, cl)
-	ctx := testenv.Context(t, 30*time.Second)
-	lead, err := mon.Campaign(ctx, "monitor", "mon")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := mon.SetQuarantine(ctx, coord.Quarantine{Node: "qo-1", Reason: "test", At: time.Now(), By: "mon"}, lead); err != nil {
-		t.Fatal(err)
-	}
+	quarantine(t, cl, "qo-1")
 	testenv.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if _, h, err := getHealth(n.Member().AdminAddr); err != nil || h.Gate != "quarantined" {
 			return fmt.Errorf("gate %q, %v", h.Gate, err)

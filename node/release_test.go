@@ -93,15 +93,7 @@ func TestReleasedBeforeLeavingTheLiveSetDeliversAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	mon := testenv.OpenMemCoord(t, cl)
-	ctx := testenv.Context(t, 30*time.Second)
-	lead, err := mon.Campaign(ctx, "monitor", "mon")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := mon.SetQuarantine(ctx, coord.Quarantine{Node: "rel-1", Reason: "test", At: time.Now(), By: "mon"}, lead); err != nil {
-		t.Fatal(err)
-	}
+	mon, ctx := quarantine(t, cl, "rel-1")
 	select {
 	case <-tried: // past the grace: not live, the entry still there
 	case <-ctx.Done():
@@ -148,15 +140,7 @@ func TestReleasedBeforeLeavingTheLiveSetPushesItsRoutes(t *testing.T) {
 	sub := testenv.ConnectMQTT(t, a.Member().MQTTAddr, "relr-sub", testenv.MQTTOptions{CleanStart: true})
 	pub := testenv.ConnectMQTT(t, b.Member().MQTTAddr, "relr-pub", testenv.MQTTOptions{CleanStart: true})
 
-	mon := testenv.OpenMemCoord(t, cl)
-	ctx := testenv.Context(t, 30*time.Second)
-	lead, err := mon.Campaign(ctx, "monitor", "mon")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := mon.SetQuarantine(ctx, coord.Quarantine{Node: "relr-1", Reason: "test", At: time.Now(), By: "mon"}, lead); err != nil {
-		t.Fatal(err)
-	}
+	mon, ctx := quarantine(t, cl, "relr-1")
 	select {
 	case <-tried: // past the grace: not live, the entry still there
 	case <-ctx.Done():

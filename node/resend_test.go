@@ -20,6 +20,16 @@ func resendOrderNode(t *testing.T, id string) (*node.Node, *testenv.MQTTClient) 
 	return n, pub
 }
 
+// publishNumbered publishes m<from> to m<to-1> (two digits) to topic at QoS 1, in order.
+func publishNumbered(t *testing.T, pub *testenv.MQTTClient, topic string, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		if err := pub.Publish(topic, fmt.Appendf(nil, "m%02d", i), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // receiveInOrder reads count messages m00, m01, ... and fails at the first out of order.
 func receiveInOrder(t *testing.T, c *testenv.MQTTClient, count int, what string) {
 	t.Helper()
@@ -47,11 +57,7 @@ func TestOfflineSessionResendsInOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	sub.Close()
-	for i := range count {
-		if err := pub.Publish("t/ro", fmt.Appendf(nil, "m%02d", i), 1); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishNumbered(t, pub, "t/ro", 0, count)
 	back := testenv.ConnectMQTT(t, n.Member().MQTTAddr, "ro-sub", testenv.MQTTOptions{SessionExpiry: 600})
 	if !back.Connack.SessionPresent {
 		t.Fatal("the session was not resumed")
@@ -70,11 +76,7 @@ func TestTakenOverSessionResendsInOrder(t *testing.T) {
 	if err := old.Subscribe("t/ro2", 1); err != nil {
 		t.Fatal(err)
 	}
-	for i := range count {
-		if err := pub.Publish("t/ro2", fmt.Appendf(nil, "m%02d", i), 1); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishNumbered(t, pub, "t/ro2", 0, count)
 	receiveInOrder(t, old, count, "first delivery") // and never acknowledged
 	back := testenv.ConnectMQTT(t, n.Member().MQTTAddr, "ro-sub2", testenv.MQTTOptions{SessionExpiry: 600})
 	if !back.Connack.SessionPresent {
@@ -97,15 +99,7 @@ func TestResendOrderHoldsAcrossResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	sub.Close()
-	publish := func(from, to int) {
-		t.Helper()
-		for i := from; i < to; i++ {
-			if err := pub.Publish(topic, fmt.Appendf(nil, "m%02d", i), 1); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	publish(0, 20)
+	publishNumbered(t, pub, topic, 0, 20)
 	first := testenv.ConnectMQTT(t, n.Member().MQTTAddr, id, testenv.MQTTOptions{SessionExpiry: 600, ManualAck: true})
 	for i := range 20 {
 		m, err := first.Next(10 * time.Second)
@@ -135,7 +129,7 @@ func TestResendOrderHoldsAcrossResumes(t *testing.T) {
 	for sec := time.Now().Unix(); time.Now().Unix() == sec; {
 		time.Sleep(10 * time.Millisecond)
 	}
-	publish(20, 30)
+	publishNumbered(t, pub, topic, 20, 30)
 	second := testenv.ConnectMQTT(t, n.Member().MQTTAddr, id, testenv.MQTTOptions{SessionExpiry: 600})
 	for i := 5; i < 30; i++ {
 		m, err := second.Next(10 * time.Second)
