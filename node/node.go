@@ -363,27 +363,28 @@ func (n *Node) applyStatus(ctx context.Context, st coord.Status, last int64) int
 		if !n.setLiveEpoch(st.Epoch) {
 			return last // withdrawing: the entry may be gone already
 		}
-		if was == 0 && last != 0 && st.Epoch == last {
-			// Live again under the same epoch (a quarantine released before its entry
-			// went): the senders that stopped while the node was not live start again,
-			// the links push what changed meanwhile (a push is skipped while not live),
-			// and a reassertion that the withdrawal cut short confirms the rest.
-			for _, c := range n.clients.all() {
-				n.wake(c)
-			}
-			n.cluster.wake()
-			n.wg.Add(1)
-			go func() { defer n.wg.Done(); n.reassertAll(ctx, st.Epoch) }()
-		}
 		if !marked {
 			n.gate.Store(nil)
 		}
-		if st.Epoch != last {
-			n.cluster.wake() // the links push our routes under the new epoch
+		if was == 0 && st.Epoch == last {
+			// Live again under the same epoch (a quarantine released before its entry
+			// went): the senders that stopped while the node was not live start again.
+			// (Under a new epoch the reassertion below wakes each once it is confirmed.)
+			for _, c := range n.clients.all() {
+				n.wake(c)
+			}
 		}
-		if last != 0 && st.Epoch != last {
+		if st.Epoch == last && was != 0 {
+			return last // live all along
+		}
+		// The links push our routes under the new epoch, or what changed while the node
+		// was not live (a push is skipped then).
+		n.cluster.wake()
+		if last != 0 {
 			// Registered again under a new epoch: routers dropped the old one, so tell the
-			// store where our clients are now and deliver what queued meanwhile.
+			// store where our clients are now and deliver what queued meanwhile. Or live
+			// again under the same one: a reassertion the withdrawal cut short confirms
+			// the clients it had not reached.
 			n.wg.Add(1)
 			go func() { defer n.wg.Done(); n.reassertAll(ctx, st.Epoch) }()
 		}
