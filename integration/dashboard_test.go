@@ -160,11 +160,22 @@ func (b *browser) do(t *testing.T, what string, actions ...chromedp.Action[chrom
 	}
 }
 
-// waitJS waits until the JavaScript expression is true.
+// waitJS waits until the JavaScript expression is true. A poll that loses its page's
+// JavaScript context (a navigation replaced it as the poll began: Chromium answers "Cannot
+// find context with specified id") is started again in the new one, within the same time.
 func (b *browser) waitJS(t *testing.T, what string, within time.Duration, expr string) {
 	t.Helper()
-	if _, err := chromedp.Run(b.ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(within),
-		chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
+	deadline := time.Now().Add(within)
+	for {
+		_, err := chromedp.Run(b.ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(time.Until(deadline)),
+			chromedp.WithPollingInterval(50*time.Millisecond)))
+		if err == nil {
+			return
+		}
+		if strings.Contains(err.Error(), "Cannot find context with specified id") && time.Until(deadline) > 50*time.Millisecond {
+			time.Sleep(50 * time.Millisecond) // the polling interval: the new context is being set up
+			continue
+		}
 		text, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.body.innerText`))
 		t.Fatalf("%s: not within %v (%v); the page shows:\n%s", what, within, err, text)
 	}
